@@ -1,0 +1,142 @@
+# The capbroker wire protocol.
+#
+# Transport: an AF_UNIX SOCK_SEQPACKET connection. Every datagram holds exactly
+# one Cap'n Proto message in the standard (unpacked) framing, and the file
+# descriptors that belong to it ride in SCM_RIGHTS of the same datagram. The
+# message's `fds` list says how many fds the datagram carries and what each
+# one is, in order; a datagram whose fd count differs from its list is invalid.
+#
+# A client sends `Request`s and receives `Reply`s. The first request on a
+# connection must be `hello`. Every request carries a nonzero id, and the reply
+# to it echoes that id, so a client may keep several requests outstanding; the
+# broker answers the requests of one connection in the order it received them.
+#
+# Compatibility: fields and union members are only ever added, never renumbered
+# or removed. `protocolVersion` changes only for incompatible changes.
+@0x861840f56433057f;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("capbroker::schema");
+
+const protocolVersion :UInt32 = 1;
+
+enum Access {
+  # In a request, `unspecified` asks for the access the grant allows.
+  unspecified @0;
+  read @1;
+  write @2;
+  readWrite @3;
+  append @4;
+}
+
+enum Kind {
+  file @0;       # a regular file
+  directory @1;  # a directory (O_DIRECTORY | O_RDONLY)
+  memory @2;     # a sealed memfd: it cannot grow or shrink
+}
+
+struct FdInfo {
+  # Describes one fd of the datagram that carries the message.
+  name @0 :Text;       # the capability's name in the policy
+  kind @1 :Kind;
+  access @2 :Access;
+  size @3 :UInt64;     # memory: the size of the memfd in bytes
+  path @4 :Text;       # directory open: the path opened beneath it
+}
+
+struct Request {
+  id @0 :UInt64;           # nonzero; echoed by the reply
+  fds @1 :List(FdInfo);    # requests carry no fds today: must be empty
+  union {
+    hello @2 :Hello;
+    acquire @3 :Acquire;
+    openBeneath @4 :OpenBeneath;
+    list @5 :Void;
+    status @6 :Void;
+  }
+}
+
+struct Hello {
+  version @0 :UInt32;      # the protocolVersion the client speaks
+}
+
+struct Acquire {
+  # Asks for the capability `name`, with `access` no wider than the grant.
+  name @0 :Text;
+  access @1 :Access;
+}
+
+struct OpenBeneath {
+  # Asks the broker to open `path` beneath the directory capability
+  # `directory`. The broker resolves it with openat2(RESOLVE_BENEATH |
+  # RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS): no `..` escape, no symlink.
+  directory @0 :Text;
+  path @1 :Text;           # relative, at most 4095 bytes
+  access @2 :Access;       # no wider than the directory grant
+  create @3 :Bool;         # create the file if missing (needs write access)
+  mode @4 :UInt32 = 0600; # permission bits of a created file (& 0777)
+  truncate @5 :Bool;       # truncate an existing file (needs write access)
+}
+
+enum ErrorCode {
+  unknown @0;
+  invalidRequest @1;      # malformed or out-of-protocol request
+  permissionDenied @2;    # the policy does not grant it
+  notFound @3;            # no such capability, or no such file
+  resourceExhausted @4;   # a limit was reached
+  unavailable @5;         # the broker or a resource is not available
+  unsupportedVersion @6;  # the hello named a version the broker lacks
+  failedPrecondition @7;  # the request is valid but cannot be done now
+  internal @8;            # the broker failed
+}
+
+struct Error {
+  code @0 :ErrorCode;
+  message @1 :Text;       # one line: the reason, naming the policy rule
+}
+
+struct HelloReply {
+  version @0 :UInt32;
+  principals @1 :List(Text);  # the policy principals this connection matches
+  uid @2 :UInt32;             # the identity the broker sees
+  gid @3 :UInt32;
+  pid @4 :Int32;
+  exe @5 :Text;
+}
+
+struct CapabilitySummary {
+  name @0 :Text;
+  kind @1 :Kind;
+  access @2 :Access;       # the widest access the caller may ask for
+  path @3 :Text;           # file and directory: the path in the policy
+  size @4 :UInt64;         # memory: the size in bytes
+}
+
+struct ReasonCount {
+  reason @0 :Text;
+  count @1 :UInt64;
+}
+
+struct BrokerStatus {
+  version @0 :UInt32;
+  uptimeSeconds @1 :UInt64;
+  connections @2 :UInt32;
+  grants @3 :UInt64;
+  denials @4 :UInt64;
+  denialsByReason @5 :List(ReasonCount);
+  policyPath @6 :Text;
+  capabilities @7 :UInt32;
+  principals @8 :UInt32;
+}
+
+struct Reply {
+  id @0 :UInt64;           # the request's id
+  fds @1 :List(FdInfo);    # one entry per fd in SCM_RIGHTS, in order
+  union {
+    error @2 :Error;
+    hello @3 :HelloReply;
+    granted @4 :Void;      # the capability is fds[0]
+    list @5 :List(CapabilitySummary);
+    status @6 :BrokerStatus;
+  }
+}

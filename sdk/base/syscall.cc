@@ -1,0 +1,31 @@
+#include "sdk/base/syscall.h"
+
+#include <fcntl.h>
+
+#include <cstring>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+
+namespace capbroker {
+
+absl::Status ErrnoStatus(int errnum, absl::string_view what) {
+  return absl::ErrnoToStatus(errnum, absl::StrCat(what));
+}
+
+absl::StatusOr<UniqueFd> TakeFd(int fd, absl::string_view what) {
+  if (fd < 0) return ErrnoStatus(errno, what);
+  return UniqueFd(fd);
+}
+
+absl::Status SetNonBlocking(int fd, bool on) {
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) return ErrnoStatus(errno, absl::StrCat("fcntl(fd=", fd, ", F_GETFL)"));
+  int wanted = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
+  if (wanted != flags && fcntl(fd, F_SETFL, wanted) < 0) {
+    return ErrnoStatus(errno, absl::StrCat("fcntl(fd=", fd, ", F_SETFL)"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace capbroker

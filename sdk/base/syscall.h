@@ -1,0 +1,42 @@
+// Thin helpers for calling the kernel: EINTR retry and errno-to-status.
+//
+// Every syscall capbroker makes goes through RetryEintr (where EINTR can
+// happen) and reports failure with ErrnoStatus, whose message names the call
+// and its arguments: "recvmsg(fd=7): Connection reset by peer".
+#ifndef CAPBROKER_SDK_BASE_SYSCALL_H_
+#define CAPBROKER_SDK_BASE_SYSCALL_H_
+
+#include <cerrno>
+#include "absl/strings/string_view.h"
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "sdk/base/unique_fd.h"
+
+namespace capbroker {
+
+// Calls `call` until it returns something other than -1 with errno EINTR.
+// errno is left as the last call set it.
+template <typename Call>
+auto RetryEintr(Call call) -> decltype(call()) {
+  decltype(call()) result;
+  do {
+    result = call();
+  } while (result == -1 && errno == EINTR);
+  return result;
+}
+
+// A status for a failed call: the code follows absl::ErrnoToStatus and the
+// message is "<what>: <strerror(errnum)>".
+absl::Status ErrnoStatus(int errnum, absl::string_view what);
+
+// Takes ownership of the fd a call returned: a UniqueFd when `fd` >= 0,
+// else ErrnoStatus(errno, what). Use as TakeFd(open(...), "open(path)").
+absl::StatusOr<UniqueFd> TakeFd(int fd, absl::string_view what);
+
+// Sets or clears O_NONBLOCK on `fd` (borrowed).
+absl::Status SetNonBlocking(int fd, bool on);
+
+}  // namespace capbroker
+
+#endif  // CAPBROKER_SDK_BASE_SYSCALL_H_

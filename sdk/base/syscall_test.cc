@@ -1,0 +1,75 @@
+#include "sdk/base/syscall.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sdk/base/status_matchers.h"
+
+namespace capbroker {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(ErrnoStatusTest, NamesCallAndReason) {
+  absl::Status status = ErrnoStatus(ENOENT, "open(/nope)");
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kNotFound,
+                               HasSubstr("open(/nope)")));
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kNotFound,
+                               HasSubstr("No such file")));
+}
+
+TEST(TakeFdTest, OwnsValidFd) {
+  ASSERT_OK_AND_ASSIGN(UniqueFd fd,
+                       TakeFd(open("/dev/null", O_RDONLY | O_CLOEXEC), "open"));
+  EXPECT_TRUE(fd.valid());
+}
+
+TEST(TakeFdTest, ReportsErrno) {
+  auto fd = TakeFd(open("/nonexistent/x", O_RDONLY | O_CLOEXEC),
+                   "open(/nonexistent/x)");
+  EXPECT_THAT(fd, StatusIs(absl::StatusCode::kNotFound,
+                           HasSubstr("/nonexistent/x")));
+}
+
+TEST(RetryEintrTest, ReturnsFirstNonEintrResult) {
+  int calls = 0;
+  int result = RetryEintr([&] {
+    ++calls;
+    if (calls < 3) {
+      errno = EINTR;
+      return -1;
+    }
+    return 42;
+  });
+  EXPECT_EQ(result, 42);
+  EXPECT_EQ(calls, 3);
+}
+
+TEST(RetryEintrTest, StopsOnOtherErrors) {
+  int calls = 0;
+  int result = RetryEintr([&] {
+    ++calls;
+    errno = EBADF;
+    return -1;
+  });
+  EXPECT_EQ(result, -1);
+  EXPECT_EQ(errno, EBADF);
+  EXPECT_EQ(calls, 1);
+}
+
+TEST(SetNonBlockingTest, TogglesFlag) {
+  int fds[2];
+  ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
+  UniqueFd r(fds[0]), w(fds[1]);
+  ASSERT_OK(SetNonBlocking(r.get(), true));
+  EXPECT_TRUE(fcntl(r.get(), F_GETFL) & O_NONBLOCK);
+  ASSERT_OK(SetNonBlocking(r.get(), false));
+  EXPECT_FALSE(fcntl(r.get(), F_GETFL) & O_NONBLOCK);
+  EXPECT_THAT(SetNonBlocking(-1, true),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("fd=-1")));
+}
+
+}  // namespace
+}  // namespace capbroker

@@ -44,6 +44,12 @@ MATCHER_P2(StatusIs, code, message_matcher,
          ::testing::Matches(message_matcher)(std::string(status.message()));
 }
 
+MATCHER_P(StatusIs, code, "has code " + absl::StatusCodeToString(code)) {
+  const absl::Status& status = testing_internal::GetStatus(arg);
+  *result_listener << "status is " << status;
+  return status.code() == code;
+}
+
 }  // namespace capbroker
 
 #define ASSERT_OK(expr) ASSERT_THAT((expr), ::capbroker::IsOk())

@@ -1,0 +1,36 @@
+#include "sdk/wire/channel.h"
+
+#include "sdk/base/status_macros.h"
+#include "sdk/wire/framing.h"
+
+namespace capbroker::wire {
+
+Channel::Channel(UniqueFd fd)
+    : fd_(std::move(fd)), buffer_(std::make_unique<ReceiveBuffer>()) {}
+
+absl::Status Channel::Send(capnp::MessageBuilder& message,
+                           absl::Span<const int> fds) {
+  CB_ASSIGN_OR_RETURN(OutgoingFrame frame, OutgoingFrame::Of(message));
+  CB_ASSIGN_OR_RETURN(bool sent, SendDatagram(fd_.get(), frame.iov(),
+                                              frame.iov_count(), fds));
+  if (!sent) {
+    return absl::UnavailableError("channel socket is non-blocking and full");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Incoming> Channel::Receive() {
+  CB_ASSIGN_OR_RETURN(std::optional<Datagram> datagram,
+                      ReceiveDatagram(fd_.get(), *buffer_));
+  if (!datagram.has_value()) {
+    return absl::UnavailableError("channel socket is non-blocking and empty");
+  }
+  CB_RETURN_IF_ERROR(ValidateFraming(datagram->words));
+  Incoming incoming;
+  incoming.reader = std::make_unique<capnp::FlatArrayMessageReader>(
+      datagram->words, ReaderLimits());
+  incoming.fds = std::move(datagram->fds);
+  return incoming;
+}
+
+}  // namespace capbroker::wire

@@ -1,0 +1,53 @@
+// Channel: a blocking, message-at-a-time endpoint of a SEQPACKET connection,
+// for clients, services and tests. The broker uses the non-blocking pieces
+// (datagram.h, framing.h) directly.
+//
+// Not thread-safe: one thread uses a channel at a time.
+#ifndef CAPBROKER_SDK_WIRE_CHANNEL_H_
+#define CAPBROKER_SDK_WIRE_CHANNEL_H_
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "capnp/message.h"
+#include "capnp/serialize.h"
+#include "sdk/base/unique_fd.h"
+#include "sdk/wire/datagram.h"
+
+namespace capbroker::wire {
+
+// A received message and the fds of its datagram. The reader borrows the
+// channel's buffer: an Incoming is valid until the channel's next Receive().
+struct Incoming {
+  std::unique_ptr<capnp::FlatArrayMessageReader> reader;
+  std::vector<UniqueFd> fds;
+};
+
+class Channel {
+ public:
+  // Takes ownership of a connected SOCK_SEQPACKET socket.
+  explicit Channel(UniqueFd fd);
+
+  // Sends `message` with `fds` (borrowed) as one datagram.
+  absl::Status Send(capnp::MessageBuilder& message,
+                    absl::Span<const int> fds = {});
+
+  // Receives the next message; its framing has been validated and the reader
+  // carries capbroker's limits. Reading fields can still throw kj exceptions
+  // on a malformed message: read them under CatchKj.
+  absl::StatusOr<Incoming> Receive();
+
+  // The socket, still owned by the channel (for poll()).
+  int fd() const { return fd_.get(); }
+
+ private:
+  UniqueFd fd_;
+  std::unique_ptr<ReceiveBuffer> buffer_;
+};
+
+}  // namespace capbroker::wire
+
+#endif  // CAPBROKER_SDK_WIRE_CHANNEL_H_

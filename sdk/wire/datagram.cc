@@ -1,0 +1,113 @@
+#include "sdk/wire/datagram.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "sdk/base/syscall.h"
+
+namespace capbroker::wire {
+namespace {
+
+constexpr size_t kControlBytes = CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage);
+
+// Takes ownership of every fd in the SCM_RIGHTS messages of `msg`.
+std::vector<UniqueFd> TakeFds(msghdr& msg) {
+  std::vector<UniqueFd> fds;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    const unsigned char* data = CMSG_DATA(c);
+    for (size_t i = 0; i < count; ++i) {
+      int fd;
+      std::memcpy(&fd, data + i * sizeof(int), sizeof(int));
+      fds.emplace_back(fd);
+    }
+  }
+  return fds;
+}
+
+// recvmsg returned 0: an empty datagram, or the peer has hung up.
+bool PeerHungUp(int fd) {
+  pollfd p{fd, POLLIN | POLLRDHUP, 0};
+  if (RetryEintr([&] { return poll(&p, 1, 0); }) < 0) return true;
+  return (p.revents & (POLLHUP | POLLRDHUP)) != 0;
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<Datagram>> ReceiveDatagram(int fd,
+                                                        ReceiveBuffer& buffer) {
+  alignas(cmsghdr) unsigned char control[kControlBytes];
+  iovec iov{buffer.data(), ReceiveBuffer::kWords * sizeof(capnp::word)};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  ssize_t n = RetryEintr([&] { return recvmsg(fd, &msg, MSG_CMSG_CLOEXEC); });
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return std::nullopt;
+    if (errno == ECONNRESET) {
+      return absl::UnavailableError("the peer reset the connection");
+    }
+    return ErrnoStatus(errno, absl::StrCat("recvmsg(fd=", fd, ")"));
+  }
+  Datagram datagram;
+  datagram.fds = TakeFds(msg);
+  if (msg.msg_flags & MSG_CTRUNC) {
+    // The fds that came are closed as `datagram` goes out of scope.
+    return absl::DataLossError(absl::StrCat(
+        "datagram carried more fds than the ", kMaxFdsPerMessage,
+        " allowed, or the kernel dropped some: closing the connection"));
+  }
+  if (msg.msg_flags & MSG_TRUNC) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "datagram larger than the ", kMaxMessageBytes, " bytes allowed"));
+  }
+  if (n == 0 && datagram.fds.empty() && PeerHungUp(fd)) {
+    return absl::UnavailableError("the peer closed the connection");
+  }
+  if (n % sizeof(capnp::word) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "datagram of ", n, " bytes is not a whole number of 8-byte words"));
+  }
+  datagram.words = kj::arrayPtr(buffer.data(), n / sizeof(capnp::word));
+  return std::optional<Datagram>(std::move(datagram));
+}
+
+absl::StatusOr<bool> SendDatagram(int fd, const iovec* iov, size_t iov_count,
+                                  absl::Span<const int> fds) {
+  if (fds.size() > kMaxFdsPerMessage) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot send ", fds.size(), " fds in one datagram; at most ",
+        kMaxFdsPerMessage));
+  }
+  alignas(cmsghdr) unsigned char control[kControlBytes];
+  msghdr msg{};
+  msg.msg_iov = const_cast<iovec*>(iov);
+  msg.msg_iovlen = iov_count;
+  if (!fds.empty()) {
+    msg.msg_control = control;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  }
+  ssize_t n = RetryEintr([&] { return sendmsg(fd, &msg, MSG_NOSIGNAL); });
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+    if (errno == EPIPE || errno == ECONNRESET || errno == ENOTCONN) {
+      return absl::UnavailableError("the peer closed the connection");
+    }
+    return ErrnoStatus(errno, absl::StrCat("sendmsg(fd=", fd, ", fds=",
+                                           fds.size(), ")"));
+  }
+  return true;
+}
+
+}  // namespace capbroker::wire

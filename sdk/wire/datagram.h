@@ -1,0 +1,76 @@
+// One datagram on an AF_UNIX SOCK_SEQPACKET socket: one message and the fds
+// that ride with it in SCM_RIGHTS.
+//
+// Receiving enforces every limit of limits.h before the bytes are parsed:
+// - fds arrive close-on-exec (MSG_CMSG_CLOEXEC), owned by UniqueFds at once;
+// - a datagram larger than kMaxMessageBytes arrives with MSG_TRUNC: its fds
+//   are closed and the call fails with kResourceExhausted; the connection
+//   stays usable, since the kernel discarded the rest of that datagram only;
+// - a datagram whose fds did not all fit arrives with MSG_CTRUNC: the kernel
+//   closed the fds that did not fit, and a security module may have dropped
+//   others without saying which. The message can no longer be matched with
+//   its fds, so the call fails with kDataLoss and the caller must close the
+//   connection (as dbus-broker does).
+#ifndef CAPBROKER_SDK_WIRE_DATAGRAM_H_
+#define CAPBROKER_SDK_WIRE_DATAGRAM_H_
+
+#include <sys/uio.h>
+
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "capnp/common.h"
+#include "kj/array.h"
+#include "sdk/base/unique_fd.h"
+#include "sdk/wire/limits.h"
+
+namespace capbroker::wire {
+
+// Word-aligned storage for one received datagram, with one spare word so that
+// a datagram of exactly kMaxMessageBytes is told apart from a larger one.
+// 64 KiB: allocate one per receiving thread, not one per connection.
+class ReceiveBuffer {
+ public:
+  ReceiveBuffer() : words_(kj::heapArray<capnp::word>(kWords)) {}
+  capnp::word* data() { return words_.begin(); }
+  static constexpr size_t kWords = kMaxMessageBytes / sizeof(capnp::word) + 1;
+
+ private:
+  kj::Array<capnp::word> words_;
+};
+
+// A received datagram. `words` points into the ReceiveBuffer and is valid
+// until the next receive into it.
+struct Datagram {
+  kj::ArrayPtr<const capnp::word> words;
+  std::vector<UniqueFd> fds;
+};
+
+// Receives one datagram from `fd` (borrowed). Blocks if `fd` is blocking.
+// Returns std::nullopt when a non-blocking `fd` has nothing to read.
+// Errors: kUnavailable when the peer has closed the connection (or reset
+// it); kResourceExhausted for MSG_TRUNC; kDataLoss for MSG_CTRUNC (close the
+// connection); kInvalidArgument for a length that is not a whole number of
+// words; otherwise the errno of recvmsg.
+//
+// An empty datagram (SOCK_SEQPACKET allows them) is reported as a Datagram
+// with no words; recvmsg returns 0 for it as for end of stream, and only a
+// hang-up on the socket tells end of stream apart.
+absl::StatusOr<std::optional<Datagram>> ReceiveDatagram(int fd,
+                                                        ReceiveBuffer& buffer);
+
+// Sends `iov` as one datagram with `fds` (borrowed: the kernel installs
+// copies in the receiver) on `fd` (borrowed), with MSG_NOSIGNAL.
+// Returns false, having sent nothing, when a non-blocking `fd` is full.
+// Errors: kInvalidArgument for more than kMaxFdsPerMessage fds; kUnavailable
+// when the peer is gone (EPIPE, ECONNRESET); otherwise sendmsg's errno.
+absl::StatusOr<bool> SendDatagram(int fd, const iovec* iov, size_t iov_count,
+                                  absl::Span<const int> fds);
+
+}  // namespace capbroker::wire
+
+#endif  // CAPBROKER_SDK_WIRE_DATAGRAM_H_

@@ -1,0 +1,166 @@
+#include "sdk/wire/datagram.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sdk/base/status_matchers.h"
+#include "sdk/base/syscall.h"
+#include "sdk/wire/unix_socket.h"
+#include "tests/fixtures/fd_count.h"
+
+namespace capbroker::wire {
+namespace {
+
+using ::capbroker::testing::CountOpenFds;
+using ::capbroker::testing::IsCloseOnExec;
+using ::testing::HasSubstr;
+
+class DatagramTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(auto pair, SeqpacketPair());
+    a_ = std::move(pair.first);
+    b_ = std::move(pair.second);
+  }
+
+  // Sends `bytes` with `fds` from a_ with a raw sendmsg.
+  void RawSend(const std::vector<char>& bytes, const std::vector<int>& fds) {
+    iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
+    std::vector<unsigned char> control(CMSG_SPACE(sizeof(int) * fds.size()));
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (!fds.empty()) {
+      msg.msg_control = control.data();
+      msg.msg_controllen = control.size();
+      cmsghdr* c = CMSG_FIRSTHDR(&msg);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+      std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+    }
+    ASSERT_EQ(sendmsg(a_.get(), &msg, 0), static_cast<ssize_t>(bytes.size()))
+        << std::strerror(errno);
+  }
+
+  UniqueFd a_, b_;
+  ReceiveBuffer buffer_;
+};
+
+TEST_F(DatagramTest, CarriesBytesAndCloexecFds) {
+  uint64_t word = 0x1122334455667788;
+  iovec iov{&word, sizeof(word)};
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);  // deliberately without O_CLOEXEC
+  UniqueFd r(fds[0]), w(fds[1]);
+  ASSERT_OK_AND_ASSIGN(bool sent, SendDatagram(a_.get(), &iov, 1, {r.get(), w.get()}));
+  EXPECT_TRUE(sent);
+  ASSERT_OK_AND_ASSIGN(auto datagram, ReceiveDatagram(b_.get(), buffer_));
+  ASSERT_TRUE(datagram.has_value());
+  ASSERT_EQ(datagram->words.size(), 1u);
+  EXPECT_EQ(std::memcmp(datagram->words.begin(), &word, 8), 0);
+  ASSERT_EQ(datagram->fds.size(), 2u);
+  for (const UniqueFd& fd : datagram->fds) EXPECT_TRUE(IsCloseOnExec(fd.get()));
+  // The received write end reaches our read end.
+  ASSERT_EQ(write(datagram->fds[1].get(), "x", 1), 1);
+  char c;
+  EXPECT_EQ(read(r.get(), &c, 1), 1);
+}
+
+TEST_F(DatagramTest, NonBlockingEmptySocketGivesNothing) {
+  ASSERT_OK(SetNonBlocking(b_.get(), true));
+  ASSERT_OK_AND_ASSIGN(auto datagram, ReceiveDatagram(b_.get(), buffer_));
+  EXPECT_FALSE(datagram.has_value());
+}
+
+TEST_F(DatagramTest, PeerCloseIsUnavailable) {
+  a_.reset();
+  EXPECT_THAT(ReceiveDatagram(b_.get(), buffer_),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("closed")));
+}
+
+TEST_F(DatagramTest, EmptyDatagramIsNotEndOfStream) {
+  RawSend({}, {});
+  ASSERT_OK_AND_ASSIGN(auto datagram, ReceiveDatagram(b_.get(), buffer_));
+  ASSERT_TRUE(datagram.has_value());
+  EXPECT_EQ(datagram->words.size(), 0u);
+}
+
+TEST_F(DatagramTest, OversizedDatagramClosesItsFdsAndKeepsConnection) {
+  int before = CountOpenFds();
+  int fds[2];
+  ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
+  RawSend(std::vector<char>(kMaxMessageBytes + 64, 'x'), {fds[0], fds[1]});
+  close(fds[0]);
+  close(fds[1]);
+  EXPECT_THAT(ReceiveDatagram(b_.get(), buffer_),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("larger than")));
+  EXPECT_EQ(CountOpenFds(), before);
+  // The next datagram arrives intact.
+  RawSend(std::vector<char>(16, 'y'), {});
+  ASSERT_OK_AND_ASSIGN(auto next, ReceiveDatagram(b_.get(), buffer_));
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->words.size(), 2u);
+}
+
+TEST_F(DatagramTest, ExactlyMaxSizeIsAccepted) {
+  RawSend(std::vector<char>(kMaxMessageBytes, 'x'), {});
+  ASSERT_OK_AND_ASSIGN(auto datagram, ReceiveDatagram(b_.get(), buffer_));
+  ASSERT_TRUE(datagram.has_value());
+  EXPECT_EQ(datagram->words.size(), kMaxMessageBytes / 8);
+}
+
+TEST_F(DatagramTest, TooManyFdsIsDataLossAndLeaksNothing) {
+  int before = CountOpenFds();
+  std::vector<int> many;
+  for (int i = 0; i < 200; ++i) many.push_back(a_.get());
+  RawSend(std::vector<char>(8, 'x'), many);
+  EXPECT_THAT(ReceiveDatagram(b_.get(), buffer_),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("closing")));
+  EXPECT_EQ(CountOpenFds(), before);
+}
+
+TEST_F(DatagramTest, PartialWordIsInvalid) {
+  RawSend(std::vector<char>(5, 'x'), {});
+  EXPECT_THAT(ReceiveDatagram(b_.get(), buffer_),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("5 bytes")));
+}
+
+TEST_F(DatagramTest, SendRefusesTooManyFds) {
+  uint64_t word = 0;
+  iovec iov{&word, sizeof(word)};
+  std::vector<int> many(kMaxFdsPerMessage + 1, a_.get());
+  EXPECT_THAT(SendDatagram(a_.get(), &iov, 1, many),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("at most 16")));
+}
+
+TEST_F(DatagramTest, SendToClosedPeerIsUnavailable) {
+  b_.reset();
+  uint64_t word = 0;
+  iovec iov{&word, sizeof(word)};
+  EXPECT_THAT(SendDatagram(a_.get(), &iov, 1, {}),
+              StatusIs(absl::StatusCode::kUnavailable));
+}
+
+TEST_F(DatagramTest, FullNonBlockingSocketReportsNotSent) {
+  ASSERT_OK(SetNonBlocking(a_.get(), true));
+  std::vector<char> bytes(4096, 'x');
+  iovec iov{bytes.data(), bytes.size()};
+  bool sent = true;
+  for (int i = 0; i < 100000 && sent; ++i) {
+    ASSERT_OK_AND_ASSIGN(sent, SendDatagram(a_.get(), &iov, 1, {}));
+  }
+  EXPECT_FALSE(sent);
+}
+
+}  // namespace
+}  // namespace capbroker::wire

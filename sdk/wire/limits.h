@@ -1,0 +1,38 @@
+// Limits of the capbroker wire protocol, shared by clients, services and the
+// broker. Each is checked before anything is allocated for a message.
+#ifndef CAPBROKER_SDK_WIRE_LIMITS_H_
+#define CAPBROKER_SDK_WIRE_LIMITS_H_
+
+#include <cstddef>
+#include <cstdint>
+
+namespace capbroker::wire {
+
+// The largest datagram a peer may send: one Cap'n Proto message, segment
+// table included. A list reply of a large policy fits; requests are far
+// smaller.
+inline constexpr size_t kMaxMessageBytes = 64 * 1024;
+
+// The most fds one datagram may carry. The kernel allows 253 (SCM_MAX_FD);
+// capbroker needs a handful. The receive control buffer is sized for this
+// many, so a datagram with more arrives with MSG_CTRUNC and the kernel closes
+// the excess.
+inline constexpr size_t kMaxFdsPerMessage = 16;
+
+// The most segments a received message may have. Our builders produce one
+// segment for any message under kMaxMessageBytes; a few more are tolerated.
+inline constexpr uint32_t kMaxSegments = 8;
+
+// Cap'n Proto reader limits: a message may be traversed at most this many
+// words in total (a multiple of the largest message, so that reading a field
+// twice is fine but amplification is bounded), and nest at most this deep.
+inline constexpr uint64_t kTraversalLimitWords = 4 * kMaxMessageBytes / 8;
+inline constexpr int kNestingLimit = 16;
+
+// Text fields in requests: capability names and paths beneath a directory.
+inline constexpr size_t kMaxNameBytes = 64;
+inline constexpr size_t kMaxPathBytes = 4095;
+
+}  // namespace capbroker::wire
+
+#endif  // CAPBROKER_SDK_WIRE_LIMITS_H_

@@ -1,0 +1,59 @@
+#include "sdk/wire/unix_socket.h"
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "sdk/base/status_macros.h"
+#include "sdk/base/syscall.h"
+
+namespace capbroker::wire {
+
+absl::StatusOr<UnixAddress> MakeUnixAddress(absl::string_view path) {
+  UnixAddress a{};
+  a.addr.sun_family = AF_UNIX;
+  if (path.empty()) {
+    return absl::InvalidArgumentError("socket path is empty");
+  }
+  if (path.find('\0') != absl::string_view::npos) {
+    return absl::InvalidArgumentError("socket path contains a NUL byte");
+  }
+  if (path.size() >= sizeof(a.addr.sun_path)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "socket path is ", path.size(), " bytes; at most ",
+        sizeof(a.addr.sun_path) - 1, " fit in sun_path: ", path));
+  }
+  std::memcpy(a.addr.sun_path, path.data(), path.size());
+  a.length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) +
+                                    path.size() + 1);
+  return a;
+}
+
+absl::StatusOr<UniqueFd> ConnectSeqpacket(absl::string_view path) {
+  CB_ASSIGN_OR_RETURN(UnixAddress address, MakeUnixAddress(path));
+  CB_ASSIGN_OR_RETURN(
+      UniqueFd fd, TakeFd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0),
+                          "socket(AF_UNIX, SOCK_SEQPACKET)"));
+  int rc = RetryEintr([&] {
+    return connect(fd.get(), reinterpret_cast<const sockaddr*>(&address.addr),
+                   address.length);
+  });
+  if (rc != 0) {
+    int err = errno;
+    if (err == ECONNREFUSED) {
+      return absl::UnavailableError(
+          absl::StrCat("no broker is listening on ", path));
+    }
+    return ErrnoStatus(err, absl::StrCat("connect(", path, ")"));
+  }
+  return fd;
+}
+
+absl::StatusOr<std::pair<UniqueFd, UniqueFd>> SeqpacketPair() {
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) {
+    return ErrnoStatus(errno, "socketpair(AF_UNIX, SOCK_SEQPACKET)");
+  }
+  return std::make_pair(UniqueFd(fds[0]), UniqueFd(fds[1]));
+}
+
+}  // namespace capbroker::wire

@@ -1,0 +1,69 @@
+#include "sdk/wire/unix_socket.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sdk/base/status_matchers.h"
+
+namespace capbroker::wire {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(MakeUnixAddressTest, AcceptsLongestPath) {
+  std::string path(sizeof(sockaddr_un::sun_path) - 1, 'a');
+  ASSERT_OK_AND_ASSIGN(UnixAddress a, MakeUnixAddress(path));
+  EXPECT_EQ(std::string(a.addr.sun_path), path);
+}
+
+TEST(MakeUnixAddressTest, RefusesPathThatDoesNotFit) {
+  std::string path(sizeof(sockaddr_un::sun_path), 'a');
+  EXPECT_THAT(MakeUnixAddress(path),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("at most 107 fit in sun_path")));
+}
+
+TEST(MakeUnixAddressTest, RefusesEmptyAndNul) {
+  EXPECT_THAT(MakeUnixAddress(""),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty")));
+  EXPECT_THAT(MakeUnixAddress(std::string("a\0b", 3)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("NUL")));
+}
+
+TEST(ConnectSeqpacketTest, MissingPathIsNotFound) {
+  EXPECT_THAT(ConnectSeqpacket("/nonexistent-capbroker/broker.sock"),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("/nonexistent-capbroker/broker.sock")));
+}
+
+TEST(ConnectSeqpacketTest, NobodyListeningIsUnavailable) {
+  char dir[] = "/tmp/capbroker-test-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string path = std::string(dir) + "/s";
+  {
+    // Bind without listening: connect() is refused.
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    ASSERT_OK_AND_ASSIGN(UnixAddress a, MakeUnixAddress(path));
+    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a.addr), a.length), 0);
+    close(fd);
+  }
+  EXPECT_THAT(ConnectSeqpacket(path),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("no broker is listening")));
+  unlink(path.c_str());
+  rmdir(dir);
+}
+
+TEST(SeqpacketPairTest, PairIsConnected) {
+  ASSERT_OK_AND_ASSIGN(auto pair, SeqpacketPair());
+  ASSERT_EQ(write(pair.first.get(), "hi", 2), 2);
+  char buf[4];
+  EXPECT_EQ(read(pair.second.get(), buf, sizeof(buf)), 2);
+}
+
+}  // namespace
+}  // namespace capbroker::wire

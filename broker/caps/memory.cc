@@ -1,0 +1,39 @@
+#include "broker/caps/memory.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "sdk/base/status_macros.h"
+#include "sdk/base/syscall.h"
+
+namespace capbroker::caps {
+
+absl::StatusOr<UniqueFd> CreateSealedMemfd(absl::string_view name,
+                                           uint64_t size) {
+  std::string label = absl::StrCat("capbroker:", name);
+  CB_ASSIGN_OR_RETURN(
+      UniqueFd fd,
+      TakeFd(memfd_create(label.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING),
+             absl::StrCat("memfd_create(", label, ")")));
+  if (RetryEintr([&] { return ftruncate(fd.get(), static_cast<off_t>(size)); }) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("ftruncate(memfd, ", size, ")"));
+  }
+  if (fcntl(fd.get(), F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0) {
+    return ErrnoStatus(errno, "fcntl(memfd, F_ADD_SEALS)");
+  }
+  return fd;
+}
+
+absl::StatusOr<UniqueFd> ReopenReadOnly(int fd) {
+  std::string path = absl::StrCat("/proc/self/fd/", fd);
+  return TakeFd(RetryEintr([&] {
+                  return open(path.c_str(), O_RDONLY | O_CLOEXEC);
+                }),
+                absl::StrCat("open(", path, ", O_RDONLY)"));
+}
+
+}  // namespace capbroker::caps

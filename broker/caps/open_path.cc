@@ -1,0 +1,143 @@
+#include "broker/caps/open_path.h"
+
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "sdk/base/status_macros.h"
+#include "sdk/base/syscall.h"
+#include "sdk/wire/limits.h"
+
+namespace capbroker::caps {
+namespace {
+
+// openat2 can fail with EAGAIN when a rename races with RESOLVE_BENEATH or
+// RESOLVE_NO_SYMLINKS resolution; the kernel asks callers to retry.
+constexpr int kOpenat2Attempts = 8;
+
+absl::StatusOr<UniqueFd> Openat2(int dirfd, const std::string& path,
+                                 uint64_t flags, mode_t mode, uint64_t resolve,
+                                 absl::string_view what) {
+  open_how how{};
+  how.flags = flags | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+  how.mode = (flags & O_CREAT) ? mode : 0;
+  how.resolve = resolve;
+  long fd = -1;
+  for (int attempt = 0; attempt < kOpenat2Attempts; ++attempt) {
+    fd = RetryEintr([&] {
+      return syscall(SYS_openat2, dirfd, path.c_str(), &how, sizeof(how));
+    });
+    if (fd >= 0 || errno != EAGAIN) break;
+  }
+  if (fd >= 0) return UniqueFd(static_cast<int>(fd));
+  int err = errno;
+  switch (err) {
+    case ELOOP:
+      return absl::PermissionDeniedError(absl::StrCat(
+          what, " ", path, ": the path contains a symlink, which is refused"));
+    case EXDEV:
+      return absl::PermissionDeniedError(absl::StrCat(
+          what, " ", path, ": the path escapes its directory"));
+    case ENOENT:
+      return absl::NotFoundError(absl::StrCat(what, " ", path,
+                                              ": no such file or directory"));
+    default:
+      return ErrnoStatus(err, absl::StrCat(what, " ", path));
+  }
+}
+
+// Checks the type of an fd opened with O_NONBLOCK and clears the flag.
+absl::Status CheckTypeAndBlock(int fd, bool allow_directory,
+                               absl::string_view path) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return ErrnoStatus(errno, absl::StrCat("fstat ", path));
+  bool ok = S_ISREG(st.st_mode) || (allow_directory && S_ISDIR(st.st_mode));
+  if (!ok) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, " is not a regular file", allow_directory ? " or directory" : ""));
+  }
+  return SetNonBlocking(fd, false);
+}
+
+uint64_t PolicyResolve(bool follow_symlinks) {
+  return follow_symlinks ? 0 : (RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+}
+
+}  // namespace
+
+absl::StatusOr<int> AccessFlags(schema::Access access) {
+  switch (access) {
+    case schema::Access::READ:
+      return O_RDONLY;
+    case schema::Access::WRITE:
+      return O_WRONLY;
+    case schema::Access::READ_WRITE:
+      return O_RDWR;
+    case schema::Access::APPEND:
+      return O_WRONLY | O_APPEND;
+    case schema::Access::UNSPECIFIED:
+      break;
+  }
+  return absl::InvalidArgumentError("no access given");
+}
+
+absl::StatusOr<UniqueFd> OpenFile(absl::string_view path, const FileOpen& how,
+                                  bool follow_symlinks) {
+  CB_ASSIGN_OR_RETURN(int flags, AccessFlags(how.access));
+  if (how.create) flags |= O_CREAT;
+  if (how.truncate) flags |= O_TRUNC;
+  std::string p(path);
+  CB_ASSIGN_OR_RETURN(UniqueFd fd, Openat2(AT_FDCWD, p, flags, how.mode,
+                                           PolicyResolve(follow_symlinks),
+                                           "open"));
+  CB_RETURN_IF_ERROR(CheckTypeAndBlock(fd.get(), false, path));
+  return fd;
+}
+
+absl::StatusOr<UniqueFd> OpenDirectory(absl::string_view path,
+                                       bool follow_symlinks) {
+  std::string p(path);
+  CB_ASSIGN_OR_RETURN(UniqueFd fd,
+                      Openat2(AT_FDCWD, p, O_RDONLY | O_DIRECTORY, 0,
+                              PolicyResolve(follow_symlinks), "open directory"));
+  CB_RETURN_IF_ERROR(SetNonBlocking(fd.get(), false));
+  return fd;
+}
+
+absl::StatusOr<UniqueFd> OpenBeneath(int dirfd, absl::string_view relative,
+                                     const FileOpen& how) {
+  if (relative.empty()) {
+    return absl::InvalidArgumentError("path beneath a directory is empty");
+  }
+  if (relative.size() > wire::kMaxPathBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "path beneath a directory is ", relative.size(), " bytes; at most ",
+        wire::kMaxPathBytes));
+  }
+  if (relative.find('\0') != absl::string_view::npos) {
+    return absl::InvalidArgumentError("path beneath a directory contains NUL");
+  }
+  if (relative.front() == '/') {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "path beneath a directory must be relative: ", relative));
+  }
+  CB_ASSIGN_OR_RETURN(int flags, AccessFlags(how.access));
+  if (how.create) flags |= O_CREAT;
+  if (how.truncate) flags |= O_TRUNC;
+  std::string p(relative);
+  CB_ASSIGN_OR_RETURN(
+      UniqueFd fd,
+      Openat2(dirfd, p, flags, how.mode & 0777,
+              RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+              "open beneath:"));
+  bool may_be_directory = how.access == schema::Access::READ && !how.create;
+  CB_RETURN_IF_ERROR(CheckTypeAndBlock(fd.get(), may_be_directory, relative));
+  return fd;
+}
+
+}  // namespace capbroker::caps

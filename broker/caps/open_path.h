@@ -1,0 +1,55 @@
+// Opening the filesystem objects that capabilities name.
+//
+// Every open goes through openat2(2) so that symlinks are refused where the
+// policy or the protocol says so, for every component of the path and not
+// only the last one (O_NOFOLLOW covers the last one only). Opens use
+// O_NONBLOCK and then check the file type, so that a FIFO or device placed at
+// a policy path cannot block or surprise the broker; the flag is cleared
+// before the fd is handed out.
+#ifndef CAPBROKER_BROKER_CAPS_OPEN_PATH_H_
+#define CAPBROKER_BROKER_CAPS_OPEN_PATH_H_
+
+#include <sys/types.h>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "schemas/broker.capnp.h"
+#include "sdk/base/unique_fd.h"
+
+namespace capbroker::caps {
+
+// How to open a file: the open(2) flags for an access, and what to do when
+// the file is missing or present.
+struct FileOpen {
+  schema::Access access = schema::Access::READ;
+  bool create = false;    // O_CREAT with `mode`
+  bool truncate = false;  // O_TRUNC
+  mode_t mode = 0600;
+};
+
+// The O_ACCMODE and O_APPEND flags for `access`. kInvalidArgument for
+// `unspecified` (resolve it against the grant first).
+absl::StatusOr<int> AccessFlags(schema::Access access);
+
+// Opens the regular file at the absolute `path`. Without `follow_symlinks`,
+// any symlink on the path fails the open (kPermissionDenied, saying so).
+// kFailedPrecondition when `path` is not a regular file.
+absl::StatusOr<UniqueFd> OpenFile(absl::string_view path, const FileOpen& how,
+                                  bool follow_symlinks);
+
+// Opens the directory at the absolute `path` (O_RDONLY | O_DIRECTORY).
+absl::StatusOr<UniqueFd> OpenDirectory(absl::string_view path,
+                                       bool follow_symlinks);
+
+// Opens `relative` beneath the directory `dirfd` (borrowed) with
+// RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS: no absolute
+// path, no `..` above `dirfd`, no symlink anywhere. The result is a regular
+// file, or a directory when `how.access` is read and nothing is created.
+// kPermissionDenied for an escape or a symlink, kNotFound for a missing
+// file, kInvalidArgument for a malformed path.
+absl::StatusOr<UniqueFd> OpenBeneath(int dirfd, absl::string_view relative,
+                                     const FileOpen& how);
+
+}  // namespace capbroker::caps
+
+#endif  // CAPBROKER_BROKER_CAPS_OPEN_PATH_H_

@@ -1,0 +1,159 @@
+#include "broker/caps/open_path.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sdk/base/status_matchers.h"
+#include "tests/fixtures/fd_count.h"
+#include "tests/fixtures/temp_dir.h"
+
+namespace capbroker::caps {
+namespace {
+
+using ::capbroker::testing::IsCloseOnExec;
+using ::capbroker::testing::TempDir;
+using ::testing::HasSubstr;
+
+FileOpen Access(schema::Access access) {
+  FileOpen how;
+  how.access = access;
+  return how;
+}
+
+int AccMode(int fd) { return fcntl(fd, F_GETFL) & (O_ACCMODE | O_APPEND | O_NONBLOCK); }
+
+TEST(OpenFileTest, OpensWithTheRequestedAccess) {
+  TempDir dir;
+  std::string path = dir.WriteFile("f", "hello");
+  ASSERT_OK_AND_ASSIGN(UniqueFd r, OpenFile(path, Access(schema::Access::READ), false));
+  EXPECT_EQ(AccMode(r.get()), O_RDONLY);  // O_NONBLOCK was cleared
+  EXPECT_TRUE(IsCloseOnExec(r.get()));
+  ASSERT_OK_AND_ASSIGN(UniqueFd w, OpenFile(path, Access(schema::Access::WRITE), false));
+  EXPECT_EQ(AccMode(w.get()), O_WRONLY);
+  ASSERT_OK_AND_ASSIGN(UniqueFd rw, OpenFile(path, Access(schema::Access::READ_WRITE), false));
+  EXPECT_EQ(AccMode(rw.get()), O_RDWR);
+  ASSERT_OK_AND_ASSIGN(UniqueFd a, OpenFile(path, Access(schema::Access::APPEND), false));
+  EXPECT_EQ(AccMode(a.get()), O_WRONLY | O_APPEND);
+}
+
+TEST(OpenFileTest, CreatesWithModeAndTruncates) {
+  TempDir dir;
+  FileOpen how = Access(schema::Access::WRITE);
+  how.create = true;
+  how.mode = 0640;
+  std::string path = dir.Join("new");
+  ASSERT_OK_AND_ASSIGN(UniqueFd fd, OpenFile(path, how, false));
+  struct stat st;
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640u & ~umask(022));
+  dir.WriteFile("full", "content");
+  how.create = false;
+  how.truncate = true;
+  ASSERT_OK_AND_ASSIGN(UniqueFd t, OpenFile(dir.Join("full"), how, false));
+  ASSERT_EQ(stat(dir.Join("full").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 0);
+}
+
+TEST(OpenFileTest, RefusesSymlinkAnywhereUnlessFollowing) {
+  TempDir dir;
+  dir.WriteFile("target", "x");
+  ASSERT_EQ(symlink(dir.Join("target").c_str(), dir.Join("link").c_str()), 0);
+  ASSERT_EQ(mkdir(dir.Join("real").c_str(), 0700), 0);
+  dir.WriteFile("real/inner", "y");
+  ASSERT_EQ(symlink(dir.Join("real").c_str(), dir.Join("dirlink").c_str()), 0);
+  EXPECT_THAT(OpenFile(dir.Join("link"), Access(schema::Access::READ), false),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("symlink")));
+  EXPECT_THAT(OpenFile(dir.Join("dirlink/inner"), Access(schema::Access::READ), false),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("symlink")));
+  EXPECT_OK(OpenFile(dir.Join("link"), Access(schema::Access::READ), true));
+}
+
+TEST(OpenFileTest, RefusesFifoWithoutBlockingAndDirectories) {
+  TempDir dir;
+  ASSERT_EQ(mkfifo(dir.Join("fifo").c_str(), 0600), 0);
+  EXPECT_THAT(OpenFile(dir.Join("fifo"), Access(schema::Access::READ), false),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("not a regular file")));
+  EXPECT_THAT(OpenFile(dir.path(), Access(schema::Access::READ), false),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST(OpenFileTest, MissingIsNotFound) {
+  EXPECT_THAT(OpenFile("/nonexistent/capbroker", Access(schema::Access::READ), false),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("/nonexistent/capbroker")));
+}
+
+TEST(AccessFlagsTest, UnspecifiedIsInvalid) {
+  EXPECT_THAT(AccessFlags(schema::Access::UNSPECIFIED),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+class OpenBeneathTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(mkdir(dir_.Join("root").c_str(), 0700), 0);
+    ASSERT_EQ(mkdir(dir_.Join("root/sub").c_str(), 0700), 0);
+    dir_.WriteFile("root/sub/file", "inside");
+    dir_.WriteFile("secret", "outside");
+    ASSERT_EQ(symlink("../secret", dir_.Join("root/up").c_str()), 0);
+    ASSERT_EQ(symlink("sub/file", dir_.Join("root/down").c_str()), 0);
+    ASSERT_OK_AND_ASSIGN(root_, OpenDirectory(dir_.Join("root"), false));
+  }
+  TempDir dir_;
+  UniqueFd root_;
+};
+
+TEST_F(OpenBeneathTest, OpensInside) {
+  ASSERT_OK_AND_ASSIGN(UniqueFd fd, OpenBeneath(root_.get(), "sub/file",
+                                                Access(schema::Access::READ)));
+  char buf[16] = {};
+  EXPECT_EQ(read(fd.get(), buf, sizeof(buf)), 6);
+  EXPECT_STREQ(buf, "inside");
+}
+
+TEST_F(OpenBeneathTest, RefusesEscapes) {
+  EXPECT_THAT(OpenBeneath(root_.get(), "../secret", Access(schema::Access::READ)),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("escapes")));
+  EXPECT_THAT(OpenBeneath(root_.get(), "sub/../../secret", Access(schema::Access::READ)),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("escapes")));
+  EXPECT_THAT(OpenBeneath(root_.get(), dir_.Join("secret"), Access(schema::Access::READ)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("relative")));
+  EXPECT_THAT(OpenBeneath(root_.get(), "up", Access(schema::Access::READ)),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("symlink")));
+  // Even a symlink that stays inside is refused.
+  EXPECT_THAT(OpenBeneath(root_.get(), "down", Access(schema::Access::READ)),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("symlink")));
+  EXPECT_THAT(OpenBeneath(root_.get(), "/proc/self/root/etc/passwd",
+                          Access(schema::Access::READ)),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(OpenBeneathTest, MalformedPaths) {
+  EXPECT_THAT(OpenBeneath(root_.get(), "", Access(schema::Access::READ)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty")));
+  EXPECT_THAT(OpenBeneath(root_.get(), std::string("a\0b", 3), Access(schema::Access::READ)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("NUL")));
+  EXPECT_THAT(OpenBeneath(root_.get(), std::string(5000, 'a'), Access(schema::Access::READ)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at most 4095")));
+}
+
+TEST_F(OpenBeneathTest, CreatesWithMaskedMode) {
+  FileOpen how = Access(schema::Access::WRITE);
+  how.create = true;
+  how.mode = 04777;  // setuid must not survive
+  ASSERT_OK_AND_ASSIGN(UniqueFd fd, OpenBeneath(root_.get(), "sub/new", how));
+  struct stat st;
+  ASSERT_EQ(fstat(fd.get(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07000, 0u);
+}
+
+TEST_F(OpenBeneathTest, DirectoryOnlyForPlainRead) {
+  EXPECT_OK(OpenBeneath(root_.get(), "sub", Access(schema::Access::READ)));
+  EXPECT_FALSE(OpenBeneath(root_.get(), "sub", Access(schema::Access::WRITE)).ok());
+}
+
+}  // namespace
+}  // namespace capbroker::caps

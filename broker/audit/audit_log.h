@@ -1,0 +1,76 @@
+// AuditLog: one JSON line for every grant and every denial.
+//
+// Lines are buffered and written by Flush(), which the broker's event loop
+// calls before it waits for events again, so a burst of requests costs one
+// write(2) and no line waits longer than one loop iteration. A line that
+// cannot be written is counted and reported on stderr, never silently lost;
+// the broker keeps serving (refusing to serve because the log disk is full
+// would turn a full disk into a denial of service for every client).
+//
+// Not thread-safe: the broker's single event-loop thread owns it.
+#ifndef CAPBROKER_BROKER_AUDIT_AUDIT_LOG_H_
+#define CAPBROKER_BROKER_AUDIT_AUDIT_LOG_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "sdk/base/unique_fd.h"
+
+namespace capbroker::audit {
+
+// What one audit line records.
+struct AuditEvent {
+  // The peer as the broker identified it.
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  pid_t pid = 0;
+  absl::string_view exe;
+  // The request: "acquire" or "openBeneath", the capability it named, the
+  // access it asked for and, for openBeneath, the path beneath.
+  absl::string_view request;
+  absl::string_view capability;
+  absl::string_view access;
+  absl::string_view path;
+  // The outcome: granted or not, the principal whose grant allowed it, and
+  // the reason (for a denial, the message sent to the client).
+  bool granted = false;
+  absl::string_view principal;
+  absl::string_view reason;
+};
+
+class AuditLog {
+ public:
+  // Logs to `fd` (borrowed; stderr by default).
+  explicit AuditLog(int fd = 2);
+  // Logs to the file at `path`, opened for append (created 0600).
+  static absl::StatusOr<AuditLog> OpenFile(absl::string_view path);
+
+  AuditLog(AuditLog&&) = default;
+  AuditLog& operator=(AuditLog&&) = default;
+
+  // Adds one line for `event` at time `now`.
+  void Record(const AuditEvent& event, absl::Time now);
+
+  // Writes the buffered lines. Returns how many lines were dropped so far
+  // because writing failed.
+  uint64_t Flush();
+
+  bool has_pending() const { return !buffer_.empty(); }
+
+ private:
+  UniqueFd owned_;
+  int fd_;
+  std::string buffer_;
+  size_t pending_lines_ = 0;
+  uint64_t dropped_lines_ = 0;
+};
+
+}  // namespace capbroker::audit
+
+#endif  // CAPBROKER_BROKER_AUDIT_AUDIT_LOG_H_

@@ -1,0 +1,93 @@
+#include "broker/daemon/daemon.h"
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "broker/audit/audit_log.h"
+#include "broker/policy/policy_file.h"
+#include "broker/server/broker_loop.h"
+#include "broker/server/listener.h"
+#include "broker/server/readiness.h"
+#include "broker/server/request_handler.h"
+#include "sdk/base/status_macros.h"
+#include "sdk/base/syscall.h"
+#include "sdk/wire/socket_path.h"
+
+namespace capbroker::daemon {
+namespace {
+
+// Raises the soft fd limit to the hard one: every connection and every fd
+// in flight in a queued reply counts against it.
+void RaiseFdLimit() {
+  rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+      std::fprintf(stderr, "capbrokerd: cannot raise RLIMIT_NOFILE: %s\n",
+                   std::strerror(errno));
+    }
+  }
+}
+
+// A signalfd for SIGTERM and SIGINT, which are blocked from here on.
+absl::StatusOr<UniqueFd> StopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  if (sigprocmask(SIG_BLOCK, &set, nullptr) != 0) return ErrnoStatus(errno, "sigprocmask");
+  signal(SIGPIPE, SIG_IGN);
+  return TakeFd(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK), "signalfd");
+}
+
+absl::StatusOr<server::Listener> MakeListener(const DaemonFlags& flags) {
+  CB_ASSIGN_OR_RETURN(std::optional<server::Listener> inherited,
+                      server::Listener::FromSystemd());
+  if (inherited.has_value()) return std::move(*inherited);
+  std::string path = flags.socket_path;
+  if (path.empty()) {
+    CB_ASSIGN_OR_RETURN(path, wire::DefaultSocketPath());
+  }
+  return server::Listener::Bind(path, flags.socket_mode);
+}
+
+}  // namespace
+
+absl::Status RunDaemon(const DaemonFlags& flags) {
+  RaiseFdLimit();
+  CB_ASSIGN_OR_RETURN(Policy policy, LoadPolicyFile(flags.policy_path));
+  audit::AuditLog audit;
+  if (!flags.audit_log_path.empty()) {
+    CB_ASSIGN_OR_RETURN(audit, audit::AuditLog::OpenFile(flags.audit_log_path));
+  }
+  CB_ASSIGN_OR_RETURN(UniqueFd stop, StopSignals());
+  server::Stats stats;
+  stats.started = absl::Now();
+  server::RequestHandler handler(policy, audit, stats);
+  CB_RETURN_IF_ERROR(handler.Prepare());
+  CB_ASSIGN_OR_RETURN(server::Listener listener, MakeListener(flags));
+  server::BrokerLoop loop(handler, audit, stats, flags.limits);
+
+  std::fprintf(stderr, "capbrokerd: serving %s with policy %s (%zu capabilities, %zu principals)\n",
+               listener.path().empty() ? "the socket from systemd" : listener.path().c_str(),
+               flags.policy_path.c_str(), policy.capabilities().size(),
+               policy.principals().size());
+  if (flags.ready_fd.has_value()) {
+    CB_RETURN_IF_ERROR(server::NotifyReadyFd(*flags.ready_fd, "READY"));
+  }
+  absl::Status notified = server::NotifySystemd();
+  if (!notified.ok()) {
+    std::fprintf(stderr, "capbrokerd: sd_notify: %s\n", std::string(notified.message()).c_str());
+  }
+  CB_RETURN_IF_ERROR(loop.Serve(listener.fd(), stop.get()));
+  std::fprintf(stderr, "capbrokerd: stopping\n");
+  return absl::OkStatus();
+}
+
+}  // namespace capbroker::daemon

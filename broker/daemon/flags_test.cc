@@ -1,0 +1,56 @@
+#include "broker/daemon/flags.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sdk/base/status_matchers.h"
+
+namespace capbroker::daemon {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(ParseFlagsTest, ParsesEverything) {
+  ASSERT_OK_AND_ASSIGN(
+      DaemonFlags f,
+      ParseFlags({"--policy", "/p", "--socket=/s", "--socket-mode", "0660",
+                  "--audit-log", "/a", "--ready-fd", "5", "--max-connections",
+                  "10", "--max-connections-per-uid=3"}));
+  EXPECT_EQ(f.policy_path, "/p");
+  EXPECT_EQ(f.socket_path, "/s");
+  EXPECT_EQ(*f.socket_mode, 0660u);
+  EXPECT_EQ(f.audit_log_path, "/a");
+  EXPECT_EQ(*f.ready_fd, 5);
+  EXPECT_EQ(f.limits.max_connections, 10u);
+  EXPECT_EQ(f.limits.max_connections_per_uid, 3u);
+}
+
+TEST(ParseFlagsTest, HostileCommandLines) {
+  EXPECT_THAT(ParseFlags({}), StatusIs(absl::StatusCode::kInvalidArgument,
+                                       HasSubstr("--policy FILE is required")));
+  EXPECT_THAT(ParseFlags({"--policy"}), StatusIs(absl::StatusCode::kInvalidArgument,
+                                                 HasSubstr("needs a value")));
+  EXPECT_THAT(ParseFlags({"--policy="}), StatusIs(absl::StatusCode::kInvalidArgument,
+                                                  HasSubstr("needs a value")));
+  EXPECT_THAT(ParseFlags({"--policy", "/p", "--bogus"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'--bogus'")));
+  EXPECT_THAT(ParseFlags({"--policy", "/p", "--socket-mode", "999"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("octal")));
+  EXPECT_THAT(ParseFlags({"--policy", "/p", "--socket-mode", "01777"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("octal")));
+  EXPECT_THAT(ParseFlags({"--policy", "/p", "--ready-fd", "-1"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("fd number")));
+  EXPECT_THAT(ParseFlags({"--policy", "/p", "--max-connections", "0"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("from 1")));
+  EXPECT_THAT(ParseFlags({"--policy", "/p", "--max-connections", "99999999999999999999"}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseFlags({"--policy", "/p", std::string("--socket\0x", 10)}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(ParseFlagsTest, HelpNeedsNoPolicy) {
+  ASSERT_OK_AND_ASSIGN(DaemonFlags f, ParseFlags({"--help"}));
+  EXPECT_TRUE(f.help);
+}
+
+}  // namespace
+}  // namespace capbroker::daemon

@@ -1,0 +1,32 @@
+// Identifying the process at the other end of a connection.
+//
+// SO_PEERCRED gives the uid, gid and pid the peer had at connect(). A pid
+// alone proves nothing: the process can exit and the number be reused. So
+// the broker also takes SO_PEERPIDFD, a pidfd for the very process that
+// connected, reads /proc/PID/exe, and then checks through the pidfd that the
+// process is still alive. A live process keeps its pid, so what was read
+// belongs to it and not to a successor with the same number. If the peer
+// exits first, the exe is left unknown, and policy rules that name an
+// executable do not match (fail closed).
+//
+// Limits of exe matching: it names what the peer was running when the broker
+// accepted it. A process of the same uid that connects and then execs a
+// trusted binary (keeping a forked child with the socket) can borrow that
+// binary's name; exe matching is a boundary only between different uids, or
+// for sandboxed peers that cannot exec. See README "Principals".
+#ifndef CAPBROKER_BROKER_PEER_PEER_IDENTITY_H_
+#define CAPBROKER_BROKER_PEER_PEER_IDENTITY_H_
+
+#include "absl/status/statusor.h"
+#include "broker/policy/identity.h"
+
+namespace capbroker::peer {
+
+// Identifies the peer of the connected AF_UNIX socket `fd` (borrowed).
+// kResourceExhausted when the broker is out of fds (EMFILE/ENFILE) and so
+// cannot verify the peer: refuse the connection rather than trust its pid.
+absl::StatusOr<Identity> IdentifyPeer(int fd);
+
+}  // namespace capbroker::peer
+
+#endif  // CAPBROKER_BROKER_PEER_PEER_IDENTITY_H_

@@ -1,0 +1,317 @@
+#include "broker/server/broker_loop.h"
+
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "broker/peer/peer_identity.h"
+#include "capnp/serialize.h"
+#include "sdk/base/kj_status.h"
+#include "sdk/base/syscall.h"
+#include "sdk/wire/framing.h"
+
+namespace capbroker::server {
+namespace {
+
+constexpr uint64_t kListenerTag = ~uint64_t{0};
+constexpr uint64_t kStopTag = ~uint64_t{0} - 1;
+constexpr int kMaxEvents = 64;
+// Requests served per connection before the loop moves on to the others.
+constexpr int kDatagramsPerWakeup = 16;
+constexpr size_t kScratchWords = 1024;
+
+UniqueFd OpenReserve() { return UniqueFd(open("/dev/null", O_RDONLY | O_CLOEXEC)); }
+
+}  // namespace
+
+BrokerLoop::BrokerLoop(RequestHandler& handler, audit::AuditLog& audit,
+                       Stats& stats, Limits limits)
+    : handler_(handler),
+      audit_(audit),
+      stats_(stats),
+      limits_(limits),
+      scratch_(kj::heapArray<capnp::word>(kScratchWords)) {
+  std::fill(scratch_.begin(), scratch_.end(), capnp::word());
+}
+
+BrokerLoop::~BrokerLoop() = default;
+
+absl::Status BrokerLoop::Serve(int listener, int stop_fd) {
+  epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_) return ErrnoStatus(errno, "epoll_create1");
+  reserve_fd_ = OpenReserve();
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kListenerTag;
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, listener, &ev) != 0) {
+    return ErrnoStatus(errno, "epoll_ctl(ADD listener)");
+  }
+  ev.data.u64 = kStopTag;
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, stop_fd, &ev) != 0) {
+    return ErrnoStatus(errno, "epoll_ctl(ADD stop fd)");
+  }
+  epoll_event events[kMaxEvents];
+  for (;;) {
+    stats_.audit_lines_dropped = audit_.Flush();
+    int n = RetryEintr([&] { return epoll_wait(epoll_.get(), events, kMaxEvents, -1); });
+    if (n < 0) return ErrnoStatus(errno, "epoll_wait");
+    for (int i = 0; i < n; ++i) {
+      uint64_t tag = events[i].data.u64;
+      if (tag == kStopTag) {
+        audit_.Flush();
+        return absl::OkStatus();
+      }
+      if (tag == kListenerTag) {
+        AcceptAll(listener);
+        continue;
+      }
+      int fd = static_cast<int>(tag);
+      if (fd >= static_cast<int>(connections_.size()) || !connections_[fd]) continue;
+      Connection& connection = *connections_[fd];
+      if (events[i].events & EPOLLOUT) {
+        OnWritable(connection);
+        if (!connections_[fd]) continue;
+      }
+      if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) OnReadable(connection);
+    }
+  }
+}
+
+void BrokerLoop::AcceptAll(int listener) {
+  for (;;) {
+    int fd = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd >= 0) {
+      Admit(UniqueFd(fd));
+      continue;
+    }
+    if (errno == EINTR || errno == ECONNABORTED) continue;
+    if (errno == EMFILE || errno == ENFILE) {
+      std::fprintf(stderr, "capbrokerd: out of fds: refusing a connection\n");
+      reserve_fd_.reset();
+      UniqueFd refused(accept4(listener, nullptr, nullptr, SOCK_CLOEXEC));
+      refused.reset();
+      reserve_fd_ = OpenReserve();
+      continue;
+    }
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      std::fprintf(stderr, "capbrokerd: accept4: %s\n", std::strerror(errno));
+    }
+    return;
+  }
+}
+
+void BrokerLoop::Admit(UniqueFd fd) {
+  absl::StatusOr<Identity> identity = peer::IdentifyPeer(fd.get());
+  if (!identity.ok()) {
+    std::fprintf(stderr, "capbrokerd: refusing a connection: %s\n",
+                 std::string(identity.status().message()).c_str());
+    return;
+  }
+  // Over a quota: the client sees its connection closed at once. There is
+  // no reply, since the client has not sent a request to answer yet.
+  if (stats_.connections >= limits_.max_connections) {
+    std::fprintf(stderr, "capbrokerd: refusing uid %u: %zu connections open\n",
+                 identity->uid, limits_.max_connections);
+    return;
+  }
+  size_t& per_uid = connections_per_uid_[identity->uid];
+  if (per_uid >= limits_.max_connections_per_uid) {
+    std::fprintf(stderr, "capbrokerd: refusing uid %u: %zu connections of this uid\n",
+                 identity->uid, per_uid);
+    return;
+  }
+  int raw = fd.get();
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = static_cast<uint64_t>(raw);
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, raw, &ev) != 0) {
+    std::fprintf(stderr, "capbrokerd: epoll_ctl(ADD fd=%d): %s\n", raw,
+                 std::strerror(errno));
+    return;
+  }
+  if (static_cast<size_t>(raw) >= connections_.size()) {
+    connections_.resize(static_cast<size_t>(raw) + 1);
+  }
+  auto connection = std::make_unique<Connection>();
+  connection->fd = std::move(fd);
+  connection->session.identity = std::move(identity).value();
+  connections_[raw] = std::move(connection);
+  ++per_uid;
+  ++stats_.connections;
+  ++stats_.connections_total;
+}
+
+void BrokerLoop::Close(int fd) {
+  std::unique_ptr<Connection> connection = std::move(connections_[fd]);
+  if (!connection) return;
+  uint32_t uid = connection->session.identity.uid;
+  auto it = connections_per_uid_.find(uid);
+  if (it != connections_per_uid_.end() && --it->second == 0) {
+    connections_per_uid_.erase(it);
+  }
+  --stats_.connections;
+  // Closing the socket removes it from the epoll set (we never dup it);
+  // queued replies and their fds are closed with the connection.
+}
+
+void BrokerLoop::OnReadable(Connection& connection) {
+  int fd = connection.fd.get();
+  for (int i = 0; i < kDatagramsPerWakeup; ++i) {
+    if (!connections_[fd] || connection.close_when_flushed) return;
+    if (!OnDatagram(connection)) {
+      Close(fd);
+      return;
+    }
+  }
+}
+
+bool BrokerLoop::OnDatagram(Connection& connection) {
+  absl::StatusOr<std::optional<wire::Datagram>> received =
+      wire::ReceiveDatagram(connection.fd.get(), receive_buffer_);
+  if (!received.ok()) {
+    absl::StatusCode code = received.status().code();
+    if (code == absl::StatusCode::kUnavailable) return false;
+    if (code == absl::StatusCode::kDataLoss) {
+      // Fds may have been dropped: the stream of fds can no longer be
+      // trusted to match the messages. Say why, then hang up.
+      return ReplyError(connection, 0, received.status(), true);
+    }
+    if (code == absl::StatusCode::kResourceExhausted ||
+        code == absl::StatusCode::kInvalidArgument) {
+      return ReplyError(connection, 0, received.status(), false);
+    }
+    std::fprintf(stderr, "capbrokerd: %s\n", std::string(received.status().message()).c_str());
+    return false;
+  }
+  if (!received->has_value()) return true;  // drained: wait for more
+  wire::Datagram& datagram = **received;
+  // Requests carry no fds: close any at once, never keep them.
+  size_t fd_count = datagram.fds.size();
+  datagram.fds.clear();
+
+  absl::Status framing = wire::ValidateFraming(datagram.words);
+  if (!framing.ok()) return ReplyError(connection, 0, framing, false);
+
+  capnp::FlatArrayMessageReader reader(datagram.words, wire::ReaderLimits());
+  capnp::MallocMessageBuilder message(scratch_.asPtr());
+  Outcome outcome;
+  absl::Status handled = CatchKj("malformed request", [&] {
+    auto request = reader.getRoot<schema::Request>();
+    auto reply = message.initRoot<schema::Reply>();
+    if (fd_count != 0) {
+      reply.setId(request.getId());
+      absl::Status status = absl::InvalidArgumentError(absl::StrCat(
+          "requests carry no fds; this one carried ", fd_count, " (closed)"));
+      handler_.CountDenial(status);
+      RequestHandler::SetError(reply, status);
+      return absl::OkStatus();
+    }
+    outcome = handler_.Handle(connection.session, request, reply);
+    return absl::OkStatus();
+  });
+  if (!handled.ok()) {
+    uint64_t id = 0;
+    CatchKj("", [&] {
+      id = reader.getRoot<schema::Request>().getId();
+      return absl::OkStatus();
+    }).IgnoreError();
+    handler_.CountDenial(handled);
+    return ReplyError(connection, id, handled, false);
+  }
+  return Reply(connection, message, std::move(outcome.fds), outcome.close_after_reply);
+}
+
+bool BrokerLoop::ReplyError(Connection& connection, uint64_t id,
+                            const absl::Status& status, bool close_after) {
+  capnp::MallocMessageBuilder message(scratch_.asPtr());
+  auto reply = message.initRoot<schema::Reply>();
+  reply.setId(id);
+  RequestHandler::SetError(reply, status);
+  return Reply(connection, message, {}, close_after);
+}
+
+bool BrokerLoop::Reply(Connection& connection, capnp::MessageBuilder& message,
+                       std::vector<UniqueFd> fds, bool close_after) {
+  std::vector<int> raw;
+  raw.reserve(fds.size());
+  for (const UniqueFd& fd : fds) raw.push_back(fd.get());
+  if (connection.queue.empty()) {
+    absl::StatusOr<wire::OutgoingFrame> frame = wire::OutgoingFrame::Of(message);
+    if (!frame.ok()) {
+      // Only a list of a huge policy can get here; the client learns why.
+      uint64_t id = message.getRoot<schema::Reply>().getId();
+      return ReplyError(connection, id, frame.status(), close_after);
+    }
+    absl::StatusOr<bool> sent =
+        wire::SendDatagram(connection.fd.get(), frame->iov(), frame->iov_count(), raw);
+    if (!sent.ok()) return false;
+    if (*sent) return !close_after;
+  }
+  // The socket is full (or replies are already waiting): keep order, queue.
+  absl::StatusOr<kj::Array<capnp::word>> flat = wire::Flatten(message);
+  if (!flat.ok()) {
+    uint64_t id = message.getRoot<schema::Reply>().getId();
+    return ReplyError(connection, id, flat.status(), close_after);
+  }
+  size_t bytes = flat->size() * sizeof(capnp::word);
+  if (connection.queue.size() >= limits_.max_queued_replies ||
+      connection.queued_bytes + bytes > limits_.max_queued_bytes) {
+    std::fprintf(stderr,
+                 "capbrokerd: disconnecting pid %d (uid %u): it does not read "
+                 "its replies (%zu queued)\n",
+                 connection.session.identity.pid, connection.session.identity.uid,
+                 connection.queue.size());
+    return false;
+  }
+  connection.queue.push_back(QueuedReply{std::move(flat).value(), std::move(fds)});
+  connection.queued_bytes += bytes;
+  connection.close_when_flushed = connection.close_when_flushed || close_after;
+  WatchOutput(connection, true);
+  return true;
+}
+
+void BrokerLoop::OnWritable(Connection& connection) {
+  int fd = connection.fd.get();
+  size_t sent_count = 0;
+  for (QueuedReply& q : connection.queue) {
+    std::vector<int> raw;
+    for (const UniqueFd& f : q.fds) raw.push_back(f.get());
+    iovec iov{q.words.begin(), q.words.size() * sizeof(capnp::word)};
+    absl::StatusOr<bool> sent = wire::SendDatagram(fd, &iov, 1, raw);
+    if (!sent.ok()) {
+      Close(fd);
+      return;
+    }
+    if (!*sent) break;
+    connection.queued_bytes -= iov.iov_len;
+    ++sent_count;
+  }
+  connection.queue.erase(connection.queue.begin(),
+                         connection.queue.begin() + static_cast<long>(sent_count));
+  if (!connection.queue.empty()) return;
+  if (connection.close_when_flushed) {
+    Close(fd);
+    return;
+  }
+  WatchOutput(connection, false);
+  // Requests that arrived while replies waited can be served now.
+  OnReadable(connection);
+}
+
+void BrokerLoop::WatchOutput(Connection& connection, bool on) {
+  if (connection.watching_output == on) return;
+  epoll_event ev{};
+  ev.events = on ? (EPOLLIN | EPOLLOUT) : EPOLLIN;
+  ev.data.u64 = static_cast<uint64_t>(connection.fd.get());
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, connection.fd.get(), &ev) == 0) {
+    connection.watching_output = on;
+  }
+}
+
+}  // namespace capbroker::server

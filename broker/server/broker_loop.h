@@ -1,0 +1,104 @@
+// BrokerLoop: the broker's single-threaded, non-blocking event loop.
+//
+// One epoll set holds the listening socket, the stop fd and every client
+// connection. Each connection is served in turn, at most
+// kDatagramsPerWakeup requests at a time, so a chatty client cannot starve
+// the others. Replies go out at once; when a client's socket is full they
+// wait in a per-connection queue bounded by Limits, and a client that lets
+// the queue overflow (it sends but never reads) is disconnected. Nothing a
+// client sends can stop the loop: every failure ends in an error reply or
+// in closing that one connection.
+//
+// Out of fds (EMFILE/ENFILE): the loop keeps one reserve fd; when accept()
+// fails for lack of fds it frees the reserve, accepts and closes the
+// connection at once (the client sees a hang-up instead of hanging), and
+// takes the reserve back. A level-triggered listener would otherwise spin.
+#ifndef CAPBROKER_BROKER_SERVER_BROKER_LOOP_H_
+#define CAPBROKER_BROKER_SERVER_BROKER_LOOP_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "broker/audit/audit_log.h"
+#include "broker/server/request_handler.h"
+#include "broker/server/stats.h"
+#include "capnp/message.h"
+#include "kj/array.h"
+#include "sdk/base/unique_fd.h"
+#include "sdk/wire/datagram.h"
+
+namespace capbroker::server {
+
+// Quotas, passed in at construction.
+struct Limits {
+  size_t max_connections = 16384;
+  size_t max_connections_per_uid = 4096;
+  size_t max_queued_replies = 32;           // per connection
+  size_t max_queued_bytes = 256 * 1024;     // per connection
+};
+
+class BrokerLoop {
+ public:
+  // Borrows its arguments; they must outlive the loop.
+  BrokerLoop(RequestHandler& handler, audit::AuditLog& audit, Stats& stats,
+             Limits limits);
+  ~BrokerLoop();
+
+  // Serves clients of `listener` (a listening SEQPACKET socket, borrowed)
+  // until `stop_fd` (borrowed) becomes readable. Returns an error only when
+  // the loop itself cannot go on (epoll failing).
+  absl::Status Serve(int listener, int stop_fd);
+
+ private:
+  struct QueuedReply {
+    kj::Array<capnp::word> words;
+    std::vector<UniqueFd> fds;
+  };
+  struct Connection {
+    UniqueFd fd;
+    Session session;
+    std::vector<QueuedReply> queue;
+    size_t queued_bytes = 0;
+    bool close_when_flushed = false;
+    bool watching_output = false;
+  };
+
+  void AcceptAll(int listener);
+  void Admit(UniqueFd fd);
+  void OnReadable(Connection& connection);
+  void OnWritable(Connection& connection);
+  // Handles one received datagram (or receive error). Returns false when
+  // the connection must be closed.
+  bool OnDatagram(Connection& connection);
+  // Sends or queues a reply. Returns false when the connection was closed.
+  bool Reply(Connection& connection, capnp::MessageBuilder& message,
+             std::vector<UniqueFd> fds, bool close_after);
+  // Replies with an error to a datagram whose request id is `id` (0 when
+  // it could not be read).
+  bool ReplyError(Connection& connection, uint64_t id, const absl::Status& status,
+                  bool close_after);
+  void WatchOutput(Connection& connection, bool on);
+  void Close(int fd);
+
+  RequestHandler& handler_;
+  audit::AuditLog& audit_;
+  Stats& stats_;
+  Limits limits_;
+  UniqueFd epoll_;
+  UniqueFd reserve_fd_;
+  // Indexed by fd: fds are small dense integers.
+  std::vector<std::unique_ptr<Connection>> connections_;
+  absl::flat_hash_map<uint32_t, size_t> connections_per_uid_;
+  wire::ReceiveBuffer receive_buffer_;
+  // Zeroed first segment for reply builders (MallocMessageBuilder zeroes
+  // what it used when it is destroyed, so it can be reused).
+  kj::Array<capnp::word> scratch_;
+};
+
+}  // namespace capbroker::server
+
+#endif  // CAPBROKER_BROKER_SERVER_BROKER_LOOP_H_

@@ -1,0 +1,161 @@
+#include "broker/server/listener.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "sdk/base/status_macros.h"
+#include "sdk/base/syscall.h"
+#include "sdk/wire/unix_socket.h"
+
+namespace capbroker::server {
+namespace {
+
+constexpr int kBacklog = 1024;
+constexpr int kSystemdFirstFd = 3;
+
+std::string Dirname(absl::string_view path) {
+  size_t slash = path.rfind('/');
+  if (slash == absl::string_view::npos) return ".";
+  if (slash == 0) return "/";
+  return std::string(path.substr(0, slash));
+}
+
+// Makes sure the socket's directory exists; creates it (not its parents).
+absl::Status EnsureDirectory(const std::string& dir, bool system) {
+  struct stat st;
+  if (stat(dir.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) {
+      return absl::FailedPreconditionError(absl::StrCat(dir, " is not a directory"));
+    }
+    return absl::OkStatus();
+  }
+  if (errno != ENOENT) return ErrnoStatus(errno, absl::StrCat("stat ", dir));
+  mode_t mode = system ? 0755 : 0700;
+  if (mkdir(dir.c_str(), mode) != 0) {
+    if (errno == ENOENT) {
+      return absl::NotFoundError(absl::StrCat(
+          "cannot create ", dir, ": its parent ", Dirname(dir),
+          " does not exist"));
+    }
+    return ErrnoStatus(errno, absl::StrCat("mkdir ", dir));
+  }
+  // mkdir applies the umask; the mode must be exactly what was chosen.
+  if (chmod(dir.c_str(), mode) != 0) return ErrnoStatus(errno, absl::StrCat("chmod ", dir));
+  return absl::OkStatus();
+}
+
+// Removes a socket file left by a broker that is gone; refuses to touch a
+// live broker's socket or anything that is not a socket.
+absl::Status ClearStaleSocket(const std::string& path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return absl::OkStatus();
+    return ErrnoStatus(errno, absl::StrCat("lstat ", path));
+  }
+  if (!S_ISSOCK(st.st_mode)) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        path, " exists and is not a socket; refusing to replace it"));
+  }
+  absl::StatusOr<UniqueFd> probe = wire::ConnectSeqpacket(path);
+  if (probe.ok()) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "another broker is already listening on ", path));
+  }
+  if (probe.status().code() != absl::StatusCode::kUnavailable) {
+    // Connect failing otherwise (a socket of another type answers with
+    // EPROTOTYPE): not ours to remove.
+    return absl::AlreadyExistsError(absl::StrCat(
+        path, " is a socket that is not a stale broker socket (",
+        probe.status().message(), "); refusing to replace it"));
+  }
+  if (unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return ErrnoStatus(errno, absl::StrCat("unlink stale socket ", path));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Listener> Listener::Bind(absl::string_view path,
+                                        std::optional<mode_t> socket_mode) {
+  CB_ASSIGN_OR_RETURN(wire::UnixAddress address, wire::MakeUnixAddress(path));
+  std::string p(path);
+  bool system = geteuid() == 0;
+  CB_RETURN_IF_ERROR(EnsureDirectory(Dirname(p), system));
+  CB_RETURN_IF_ERROR(ClearStaleSocket(p));
+  Listener listener;
+  CB_ASSIGN_OR_RETURN(
+      listener.fd_,
+      TakeFd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0),
+             "socket(AF_UNIX, SOCK_SEQPACKET)"));
+  mode_t old_umask = umask(0177);
+  int rc = bind(listener.fd_.get(), reinterpret_cast<const sockaddr*>(&address.addr),
+                address.length);
+  int bind_errno = errno;
+  umask(old_umask);
+  if (rc != 0) return ErrnoStatus(bind_errno, absl::StrCat("bind ", path));
+  listener.path_ = p;
+  struct stat st;
+  if (lstat(p.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("lstat ", p));
+  listener.dev_ = st.st_dev;
+  listener.ino_ = st.st_ino;
+  mode_t mode = socket_mode.value_or(system ? 0666 : 0600);
+  if (chmod(p.c_str(), mode) != 0) return ErrnoStatus(errno, absl::StrCat("chmod ", p));
+  if (listen(listener.fd_.get(), kBacklog) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("listen ", p));
+  }
+  return listener;
+}
+
+absl::StatusOr<std::optional<Listener>> Listener::FromSystemd() {
+  const char* pid_text = getenv("LISTEN_PID");
+  const char* fds_text = getenv("LISTEN_FDS");
+  std::string pid_value = pid_text ? pid_text : "";
+  std::string fds_value = fds_text ? fds_text : "";
+  unsetenv("LISTEN_PID");
+  unsetenv("LISTEN_FDS");
+  unsetenv("LISTEN_FDNAMES");
+  if (fds_value.empty()) return std::optional<Listener>();
+  int pid = 0, count = 0;
+  if (!absl::SimpleAtoi(pid_value, &pid) || pid != getpid()) {
+    return std::optional<Listener>();  // meant for another process
+  }
+  if (!absl::SimpleAtoi(fds_value, &count) || count != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "LISTEN_FDS=", fds_value, ": capbrokerd takes exactly one socket"));
+  }
+  int fd = kSystemdFirstFd;
+  int type = 0, domain = 0, accepting = 0;
+  socklen_t len = sizeof(int);
+  bool ok = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 &&
+            getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 &&
+            getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) == 0;
+  if (!ok || type != SOCK_SEQPACKET || domain != AF_UNIX || !accepting) {
+    return absl::InvalidArgumentError(
+        "the socket passed by systemd (fd 3) is not a listening AF_UNIX "
+        "SOCK_SEQPACKET socket; use ListenSequentialPacket= in the .socket unit");
+  }
+  if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) return ErrnoStatus(errno, "fcntl(3, FD_CLOEXEC)");
+  CB_RETURN_IF_ERROR(SetNonBlocking(fd, true));
+  Listener listener;
+  listener.fd_.reset(fd);
+  return std::optional<Listener>(std::move(listener));
+}
+
+Listener::~Listener() {
+  if (path_.empty() || !fd_) return;
+  struct stat st;
+  if (lstat(path_.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_) {
+    unlink(path_.c_str());
+  }
+}
+
+}  // namespace capbroker::server

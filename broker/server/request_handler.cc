@@ -1,0 +1,379 @@
+#include "broker/server/request_handler.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "broker/caps/memory.h"
+#include "broker/caps/open_path.h"
+#include "sdk/base/status_macros.h"
+#include "sdk/base/syscall.h"
+#include "sdk/wire/error_code.h"
+#include "sdk/wire/limits.h"
+
+namespace capbroker::server {
+namespace {
+
+schema::Kind WireKind(Kind kind) {
+  switch (kind) {
+    case Kind::kFile: return schema::Kind::FILE;
+    case Kind::kDirectory: return schema::Kind::DIRECTORY;
+    case Kind::kMemory: return schema::Kind::MEMORY;
+  }
+  return schema::Kind::FILE;
+}
+
+bool KnownAccess(schema::Access access) {
+  return static_cast<uint16_t>(access) <= static_cast<uint16_t>(schema::Access::APPEND);
+}
+
+// Checks a name or path field of a request before it is used.
+absl::Status CheckText(absl::string_view what, capnp::Text::Reader text,
+                       size_t max_bytes) {
+  if (text.size() == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " is empty"));
+  }
+  if (text.size() > max_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " is ", text.size(), " bytes; at most ", max_bytes));
+  }
+  return absl::OkStatus();
+}
+
+absl::string_view View(capnp::Text::Reader text) {
+  return absl::string_view(text.cStr(), text.size());
+}
+
+bool IsDirectoryFd(int fd) {
+  struct stat st;
+  return fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+}  // namespace
+
+RequestHandler::RequestHandler(const Policy& policy, audit::AuditLog& audit,
+                               Stats& stats)
+    : policy_(policy), audit_(audit), stats_(stats) {}
+
+absl::Status RequestHandler::Prepare() {
+  for (const CapabilitySpec& spec : policy_.capabilities()) {
+    if (spec.kind != Kind::kMemory || !spec.shared) continue;
+    absl::StatusOr<UniqueFd> fd = caps::CreateSealedMemfd(spec.name, spec.size);
+    if (!fd.ok()) {
+      return absl::Status(fd.status().code(),
+                          absl::StrCat("shared memory capability '", spec.name,
+                                       "': ", fd.status().message()));
+    }
+    shared_memory_[spec.name] = std::move(fd).value();
+  }
+  return absl::OkStatus();
+}
+
+void RequestHandler::SetError(schema::Reply::Builder reply,
+                              const absl::Status& status) {
+  auto error = reply.initError();
+  error.setCode(wire::ToErrorCode(status.code()));
+  error.setMessage(std::string(status.message()));
+}
+
+void RequestHandler::CountDenial(const absl::Status& status) {
+  ++stats_.denials;
+  ++stats_.denials_by_reason[std::string(
+      wire::ErrorCodeName(wire::ToErrorCode(status.code())))];
+}
+
+Outcome RequestHandler::Handle(Session& session, schema::Request::Reader request,
+                               schema::Reply::Builder reply) {
+  reply.setId(request.getId());
+  absl::Status invalid;
+  if (request.getId() == 0) {
+    invalid = absl::InvalidArgumentError("request id 0 is reserved; use a nonzero id");
+  } else if (request.hasFds() && request.getFds().size() != 0) {
+    invalid = absl::InvalidArgumentError("requests carry no fds");
+  }
+  if (!invalid.ok()) {
+    CountDenial(invalid);
+    SetError(reply, invalid);
+    return {};
+  }
+  if (request.isHello()) return Hello(session, request.getHello(), reply);
+  if (!session.hello_done) {
+    absl::Status status = absl::InvalidArgumentError(
+        "the first request on a connection must be hello");
+    CountDenial(status);
+    SetError(reply, status);
+    Outcome outcome;
+    outcome.close_after_reply = true;
+    return outcome;
+  }
+  switch (request.which()) {
+    case schema::Request::ACQUIRE:
+      return Acquire(session, request.getAcquire(), reply);
+    case schema::Request::OPEN_BENEATH:
+      return OpenBeneath(session, request.getOpenBeneath(), reply);
+    case schema::Request::LIST:
+      List(session, reply);
+      return {};
+    case schema::Request::STATUS:
+      Status(reply);
+      return {};
+    default:
+      break;
+  }
+  absl::Status status = absl::InvalidArgumentError(absl::StrCat(
+      "unknown request kind ", static_cast<int>(request.which()),
+      "; this broker speaks protocol version ", schema::PROTOCOL_VERSION));
+  CountDenial(status);
+  SetError(reply, status);
+  return {};
+}
+
+Outcome RequestHandler::Hello(Session& session, schema::Hello::Reader hello,
+                              schema::Reply::Builder reply) {
+  Outcome outcome;
+  absl::Status status;
+  if (session.hello_done) {
+    status = absl::InvalidArgumentError("hello was already done on this connection");
+  } else if (hello.getVersion() != schema::PROTOCOL_VERSION) {
+    status = absl::UnimplementedError(absl::StrCat(
+        "this broker speaks protocol version ", schema::PROTOCOL_VERSION,
+        "; the client asked for version ", hello.getVersion()));
+    outcome.close_after_reply = true;
+  }
+  if (!status.ok()) {
+    CountDenial(status);
+    SetError(reply, status);
+    return outcome;
+  }
+  session.hello_done = true;
+  auto out = reply.initHello();
+  out.setVersion(schema::PROTOCOL_VERSION);
+  const Identity& id = session.identity;
+  out.setUid(id.uid);
+  out.setGid(id.gid);
+  out.setPid(id.pid);
+  out.setExe(id.exe);
+  std::vector<const PrincipalSpec*> matching = policy_.MatchingPrincipals(id);
+  auto names = out.initPrincipals(matching.size());
+  for (size_t i = 0; i < matching.size(); ++i) names.set(i, matching[i]->name);
+  return outcome;
+}
+
+absl::StatusOr<UniqueFd> RequestHandler::Make(const CapabilitySpec& spec,
+                                              schema::Access access) {
+  switch (spec.kind) {
+    case Kind::kFile: {
+      caps::FileOpen how;
+      how.access = access;
+      how.create = spec.create;
+      how.truncate = spec.truncate;
+      how.mode = spec.mode;
+      return caps::OpenFile(spec.path, how, spec.follow_symlinks);
+    }
+    case Kind::kDirectory:
+      return caps::OpenDirectory(spec.path, spec.follow_symlinks);
+    case Kind::kMemory: {
+      if (!spec.shared) {
+        CB_ASSIGN_OR_RETURN(UniqueFd fd, caps::CreateSealedMemfd(spec.name, spec.size));
+        if (access == schema::Access::READ) return caps::ReopenReadOnly(fd.get());
+        return fd;
+      }
+      auto it = shared_memory_.find(spec.name);
+      if (it == shared_memory_.end()) {
+        return absl::InternalError("shared memory was not prepared");
+      }
+      if (access == schema::Access::READ) return caps::ReopenReadOnly(it->second.get());
+      // The broker keeps its own fd; the reply carries a copy.
+      return TakeFd(fcntl(it->second.get(), F_DUPFD_CLOEXEC, 0),
+                    absl::StrCat("dup shared memfd '", spec.name, "'"));
+    }
+  }
+  return absl::InternalError("unknown capability kind");
+}
+
+Outcome RequestHandler::Acquire(const Session& session,
+                                schema::Acquire::Reader acquire,
+                                schema::Reply::Builder reply) {
+  Outcome outcome;
+  absl::string_view name = View(acquire.getName());
+  schema::Access requested = acquire.getAccess();
+  absl::Status status = CheckText("capability name", acquire.getName(),
+                                  wire::kMaxNameBytes);
+  if (status.ok() && !KnownAccess(requested)) {
+    status = absl::InvalidArgumentError(absl::StrCat(
+        "unknown access value ", static_cast<int>(requested)));
+  }
+  if (!status.ok()) {
+    Finish(session, "acquire", name, requested, "", status, "", reply);
+    return outcome;
+  }
+  Decision decision = policy_.Decide(session.identity, name, requested);
+  if (!decision.status.ok()) {
+    Finish(session, "acquire", name, requested, "", decision.status,
+           decision.principal, reply);
+    return outcome;
+  }
+  const CapabilitySpec& spec = *decision.capability;
+  absl::StatusOr<UniqueFd> fd = Make(spec, decision.access);
+  if (!fd.ok()) {
+    status = absl::Status(fd.status().code(),
+                          absl::StrCat("capability '", spec.name, "': ",
+                                       fd.status().message()));
+    Finish(session, "acquire", name, decision.access, "", status,
+           decision.principal, reply);
+    return outcome;
+  }
+  reply.setGranted();
+  auto info = reply.initFds(1)[0];
+  info.setName(spec.name);
+  info.setKind(WireKind(spec.kind));
+  info.setAccess(decision.access);
+  info.setSize(spec.size);
+  outcome.fds.push_back(std::move(fd).value());
+  Finish(session, "acquire", name, decision.access, "", absl::OkStatus(),
+         decision.principal, reply);
+  return outcome;
+}
+
+Outcome RequestHandler::OpenBeneath(const Session& session,
+                                    schema::OpenBeneath::Reader open,
+                                    schema::Reply::Builder reply) {
+  Outcome outcome;
+  absl::string_view name = View(open.getDirectory());
+  absl::string_view path = View(open.getPath());
+  schema::Access requested = open.getAccess();
+  absl::Status status = CheckText("directory name", open.getDirectory(),
+                                  wire::kMaxNameBytes);
+  if (status.ok()) status = CheckText("path", open.getPath(), wire::kMaxPathBytes);
+  if (status.ok() && !KnownAccess(requested)) {
+    status = absl::InvalidArgumentError(absl::StrCat(
+        "unknown access value ", static_cast<int>(requested)));
+  }
+  if (!status.ok()) {
+    Finish(session, "openBeneath", name, requested, path, status, "", reply);
+    return outcome;
+  }
+  Decision decision = policy_.Decide(session.identity, name, requested);
+  if (decision.status.ok() && decision.capability->kind != Kind::kDirectory) {
+    decision.status = absl::InvalidArgumentError(absl::StrCat(
+        "'", name, "' is not a directory capability; open beneath needs one"));
+  }
+  schema::Access access = decision.access;
+  if (decision.status.ok() && (open.getCreate() || open.getTruncate()) &&
+      access == schema::Access::READ) {
+    decision.status = absl::InvalidArgumentError(
+        "create and truncate need write, readWrite or append access");
+  }
+  if (!decision.status.ok()) {
+    Finish(session, "openBeneath", name, requested, path, decision.status,
+           decision.principal, reply);
+    return outcome;
+  }
+  caps::FileOpen how;
+  // A directory grant's readWrite, asked for as-is, opens files read-write.
+  how.access = access;
+  how.create = open.getCreate();
+  how.truncate = open.getTruncate();
+  how.mode = open.getMode() & 0777;
+  absl::StatusOr<UniqueFd> fd =
+      caps::OpenDirectory(decision.capability->path,
+                          decision.capability->follow_symlinks);
+  if (fd.ok()) fd = caps::OpenBeneath(fd->get(), path, how);
+  if (!fd.ok()) {
+    status = absl::Status(fd.status().code(),
+                          absl::StrCat("capability '", name, "': ",
+                                       fd.status().message()));
+    Finish(session, "openBeneath", name, access, path, status,
+           decision.principal, reply);
+    return outcome;
+  }
+  reply.setGranted();
+  auto info = reply.initFds(1)[0];
+  info.setName(decision.capability->name);
+  info.setKind(IsDirectoryFd(fd->get()) ? schema::Kind::DIRECTORY : schema::Kind::FILE);
+  info.setAccess(access);
+  info.setPath(std::string(path));
+  outcome.fds.push_back(std::move(fd).value());
+  Finish(session, "openBeneath", name, access, path, absl::OkStatus(),
+         decision.principal, reply);
+  return outcome;
+}
+
+void RequestHandler::List(const Session& session, schema::Reply::Builder reply) {
+  // The union of the grants of every matching principal, in policy order.
+  std::vector<bool> granted(policy_.capabilities().size(), false);
+  size_t count = 0;
+  for (const PrincipalSpec* p : policy_.MatchingPrincipals(session.identity)) {
+    for (size_t index : p->grants) {
+      if (!granted[index]) ++count;
+      granted[index] = true;
+    }
+  }
+  auto list = reply.initList(count);
+  size_t out = 0;
+  for (size_t i = 0; i < granted.size(); ++i) {
+    if (!granted[i]) continue;
+    const CapabilitySpec& spec = policy_.capabilities()[i];
+    auto item = list[out++];
+    item.setName(spec.name);
+    item.setKind(WireKind(spec.kind));
+    item.setAccess(spec.kind == Kind::kMemory ? schema::Access::READ_WRITE
+                                              : spec.access);
+    item.setPath(spec.path);
+    item.setSize(spec.size);
+  }
+}
+
+void RequestHandler::Status(schema::Reply::Builder reply) {
+  auto status = reply.initStatus();
+  absl::Duration uptime = absl::Now() - stats_.started;
+  status.setVersion(schema::PROTOCOL_VERSION);
+  status.setUptimeSeconds(static_cast<uint64_t>(absl::ToInt64Seconds(uptime)));
+  status.setConnections(stats_.connections);
+  status.setGrants(stats_.grants);
+  status.setDenials(stats_.denials);
+  auto reasons = status.initDenialsByReason(stats_.denials_by_reason.size());
+  size_t i = 0;
+  for (const auto& [reason, count] : stats_.denials_by_reason) {
+    reasons[i].setReason(reason);
+    reasons[i].setCount(count);
+    ++i;
+  }
+  status.setPolicyPath(policy_.source());
+  status.setCapabilities(policy_.capabilities().size());
+  status.setPrincipals(policy_.principals().size());
+}
+
+void RequestHandler::Finish(const Session& session, absl::string_view request_kind,
+                            absl::string_view capability, schema::Access access,
+                            absl::string_view path, const absl::Status& status,
+                            absl::string_view principal,
+                            schema::Reply::Builder reply) {
+  std::string access_name = AccessName(access);
+  std::string reason =
+      status.ok() ? absl::StrCat("principal '", principal, "' grants '", capability, "'")
+                  : std::string(status.message());
+  audit::AuditEvent event;
+  event.uid = session.identity.uid;
+  event.gid = session.identity.gid;
+  event.pid = session.identity.pid;
+  event.exe = session.identity.exe;
+  event.request = request_kind;
+  event.capability = capability;
+  event.access = access_name;
+  event.path = path;
+  event.granted = status.ok();
+  event.principal = principal;
+  event.reason = reason;
+  audit_.Record(event, absl::Now());
+  if (status.ok()) {
+    ++stats_.grants;
+  } else {
+    CountDenial(status);
+    SetError(reply, status);
+  }
+}
+
+}  // namespace capbroker::server

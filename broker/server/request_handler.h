@@ -1,0 +1,95 @@
+// RequestHandler: answers one decoded request of one connection.
+//
+// It is the broker's logic without its I/O loop: check the request, ask the
+// policy, make the capability, record the audit line, and fill in the reply.
+// Every outcome is a reply; a request can never crash the broker. The loop
+// (broker_loop.h) owns sockets, queues and limits on connections.
+//
+// Security rules applied here:
+// - the policy decides on the identity the broker took at accept time, never
+//   on anything the client says about itself;
+// - the broker opens paths itself, with the policy's path, never one the
+//   client sent (open-beneath paths are resolved with RESOLVE_BENEATH);
+// - a client may ask for less access than its grant, never more.
+//
+// Not thread-safe: used by the event-loop thread only.
+#ifndef CAPBROKER_BROKER_SERVER_REQUEST_HANDLER_H_
+#define CAPBROKER_BROKER_SERVER_REQUEST_HANDLER_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "broker/audit/audit_log.h"
+#include "broker/policy/identity.h"
+#include "broker/policy/policy.h"
+#include "broker/server/stats.h"
+#include "schemas/broker.capnp.h"
+#include "sdk/base/unique_fd.h"
+
+namespace capbroker::server {
+
+// Per-connection protocol state the handler reads and updates.
+struct Session {
+  Identity identity;
+  bool hello_done = false;
+};
+
+// What to do after a reply: the fds that go with it and whether the
+// connection ends once the reply is sent.
+struct Outcome {
+  std::vector<UniqueFd> fds;
+  bool close_after_reply = false;
+};
+
+class RequestHandler {
+ public:
+  // Borrows all arguments; they must outlive the handler.
+  RequestHandler(const Policy& policy, audit::AuditLog& audit, Stats& stats);
+
+  // Creates the memfds of shared memory capabilities. Call once before
+  // serving; a failure must stop the broker from starting.
+  absl::Status Prepare();
+
+  // Answers `request` from `session` into `reply` (an initialized root).
+  // Call under CatchKj: reading a malformed request throws.
+  Outcome Handle(Session& session, schema::Request::Reader request,
+                 schema::Reply::Builder reply);
+
+  // Fills `reply` with an error. Used for datagrams that could not be read.
+  static void SetError(schema::Reply::Builder reply, const absl::Status& status);
+
+  // Records a rejected request in the statistics.
+  void CountDenial(const absl::Status& status);
+
+ private:
+  Outcome Hello(Session& session, schema::Hello::Reader hello,
+                schema::Reply::Builder reply);
+  Outcome Acquire(const Session& session, schema::Acquire::Reader acquire,
+                  schema::Reply::Builder reply);
+  Outcome OpenBeneath(const Session& session, schema::OpenBeneath::Reader open,
+                      schema::Reply::Builder reply);
+  void List(const Session& session, schema::Reply::Builder reply);
+  void Status(schema::Reply::Builder reply);
+
+  // Makes the fd for a granted capability.
+  absl::StatusOr<UniqueFd> Make(const CapabilitySpec& spec, schema::Access access);
+
+  // Ends a grant or a denial: audit line, statistics, and an error reply
+  // when `status` is not OK.
+  void Finish(const Session& session, absl::string_view request_kind,
+              absl::string_view capability, schema::Access access,
+              absl::string_view path, const absl::Status& status,
+              absl::string_view principal, schema::Reply::Builder reply);
+
+  const Policy& policy_;
+  audit::AuditLog& audit_;
+  Stats& stats_;
+  absl::flat_hash_map<std::string, UniqueFd> shared_memory_;  // by name
+};
+
+}  // namespace capbroker::server
+
+#endif  // CAPBROKER_BROKER_SERVER_REQUEST_HANDLER_H_

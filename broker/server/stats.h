@@ -1,0 +1,27 @@
+// Counters the broker keeps for `capctl status`.
+#ifndef CAPBROKER_BROKER_SERVER_STATS_H_
+#define CAPBROKER_BROKER_SERVER_STATS_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "absl/time/time.h"
+
+namespace capbroker::server {
+
+struct Stats {
+  absl::Time started;
+  uint32_t connections = 0;       // open now
+  uint64_t connections_total = 0;
+  uint64_t grants = 0;
+  uint64_t denials = 0;
+  // Denials by error code name ("permissionDenied", "notFound", ...):
+  // ordered, so status output is stable.
+  std::map<std::string, uint64_t> denials_by_reason;
+  uint64_t audit_lines_dropped = 0;
+};
+
+}  // namespace capbroker::server
+
+#endif  // CAPBROKER_BROKER_SERVER_STATS_H_

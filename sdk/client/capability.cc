@@ -1,0 +1,25 @@
+#include "sdk/client/capability.h"
+
+namespace capbroker {
+
+const char* KindName(schema::Kind kind) {
+  switch (kind) {
+    case schema::Kind::FILE: return "file";
+    case schema::Kind::DIRECTORY: return "directory";
+    case schema::Kind::MEMORY: return "memory";
+  }
+  return "unknown";
+}
+
+const char* AccessName(schema::Access access) {
+  switch (access) {
+    case schema::Access::READ: return "read";
+    case schema::Access::WRITE: return "write";
+    case schema::Access::READ_WRITE: return "readWrite";
+    case schema::Access::APPEND: return "append";
+    case schema::Access::UNSPECIFIED: return "unspecified";
+  }
+  return "unknown";
+}
+
+}  // namespace capbroker

@@ -1,0 +1,188 @@
+#include "sdk/client/client.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "capnp/message.h"
+#include "sdk/base/kj_status.h"
+#include "sdk/base/status_macros.h"
+#include "sdk/wire/error_code.h"
+#include "sdk/wire/socket_path.h"
+#include "sdk/wire/unix_socket.h"
+
+namespace capbroker {
+namespace {
+
+std::string Str(capnp::Text::Reader text) { return std::string(text.cStr(), text.size()); }
+
+// Takes the one fd of a grant reply, checking that the datagram carried
+// exactly what the message says.
+absl::StatusOr<Capability> TakeGrant(schema::Reply::Reader reply,
+                                     std::vector<UniqueFd>& fds) {
+  if (!reply.isGranted() || reply.getFds().size() != 1 || fds.size() != 1) {
+    return absl::InternalError(absl::StrCat(
+        "broker reply does not carry one capability (", fds.size(), " fds)"));
+  }
+  auto info = reply.getFds()[0];
+  Capability cap;
+  cap.fd = std::move(fds[0]);
+  cap.name = Str(info.getName());
+  cap.kind = info.getKind();
+  cap.access = info.getAccess();
+  cap.size = info.getSize();
+  cap.path = Str(info.getPath());
+  return cap;
+}
+
+}  // namespace
+
+absl::StatusOr<Client> Client::Connect(absl::string_view socket_path) {
+  std::string path(socket_path);
+  if (path.empty()) {
+    CB_ASSIGN_OR_RETURN(path, wire::DefaultSocketPath());
+  }
+  absl::StatusOr<UniqueFd> fd = wire::ConnectSeqpacket(path);
+  if (!fd.ok()) {
+    if (fd.status().code() == absl::StatusCode::kNotFound) {
+      return absl::UnavailableError(absl::StrCat(
+          "no broker socket at ", path, " (is capbrokerd running?)"));
+    }
+    return fd.status();
+  }
+  return FromFd(std::move(fd).value());
+}
+
+absl::StatusOr<Client> Client::FromFd(UniqueFd fd) {
+  Client client(std::move(fd));
+  CB_RETURN_IF_ERROR(client.Hello());
+  return client;
+}
+
+template <typename Fill, typename Read>
+absl::Status Client::Call(Fill fill, Read read) {
+  uint64_t id = next_id_++;
+  capnp::MallocMessageBuilder message;
+  auto request = message.initRoot<schema::Request>();
+  request.setId(id);
+  fill(request);
+  CB_RETURN_IF_ERROR(channel_.Send(message));
+  absl::StatusOr<wire::Incoming> incoming = channel_.Receive();
+  if (!incoming.ok()) {
+    if (incoming.status().code() == absl::StatusCode::kUnavailable) {
+      return absl::UnavailableError(absl::StrCat(
+          "the broker closed the connection: ", incoming.status().message()));
+    }
+    return incoming.status();
+  }
+  absl::Status result;
+  CB_RETURN_IF_ERROR(CatchKj("malformed broker reply", [&]() -> absl::Status {
+    auto reply = incoming->reader->getRoot<schema::Reply>();
+    if (reply.getId() != id) {
+      return absl::InternalError(absl::StrCat(
+          "broker replied to request ", reply.getId(), ", expected ", id));
+    }
+    if (reply.isError()) {
+      auto error = reply.getError();
+      result = absl::Status(wire::FromErrorCode(error.getCode()), Str(error.getMessage()));
+      return absl::OkStatus();
+    }
+    result = read(reply, incoming->fds);
+    return absl::OkStatus();
+  }));
+  return result;
+}
+
+absl::Status Client::Hello() {
+  return Call(
+      [](schema::Request::Builder r) {
+        r.initHello().setVersion(schema::PROTOCOL_VERSION);
+      },
+      [this](schema::Reply::Reader reply, std::vector<UniqueFd>&) -> absl::Status {
+        if (!reply.isHello()) return absl::InternalError("broker did not answer hello");
+        auto hello = reply.getHello();
+        peer_.uid = hello.getUid();
+        peer_.gid = hello.getGid();
+        peer_.pid = hello.getPid();
+        peer_.exe = Str(hello.getExe());
+        for (auto name : hello.getPrincipals()) peer_.principals.push_back(Str(name));
+        return absl::OkStatus();
+      });
+}
+
+absl::StatusOr<Capability> Client::Acquire(absl::string_view name,
+                                           schema::Access access) {
+  absl::StatusOr<Capability> result = absl::InternalError("no reply");
+  CB_RETURN_IF_ERROR(Call(
+      [&](schema::Request::Builder r) {
+        auto acquire = r.initAcquire();
+        acquire.setName(capnp::Text::Reader(name.data(), name.size()));
+        acquire.setAccess(access);
+      },
+      [&](schema::Reply::Reader reply, std::vector<UniqueFd>& fds) {
+        result = TakeGrant(reply, fds);
+        return result.status();
+      }));
+  return result;
+}
+
+absl::StatusOr<Capability> Client::OpenBeneath(absl::string_view directory,
+                                               absl::string_view path,
+                                               const BeneathOptions& options) {
+  absl::StatusOr<Capability> result = absl::InternalError("no reply");
+  CB_RETURN_IF_ERROR(Call(
+      [&](schema::Request::Builder r) {
+        auto open = r.initOpenBeneath();
+        open.setDirectory(capnp::Text::Reader(directory.data(), directory.size()));
+        open.setPath(capnp::Text::Reader(path.data(), path.size()));
+        open.setAccess(options.access);
+        open.setCreate(options.create);
+        open.setTruncate(options.truncate);
+        open.setMode(options.mode);
+      },
+      [&](schema::Reply::Reader reply, std::vector<UniqueFd>& fds) {
+        result = TakeGrant(reply, fds);
+        return result.status();
+      }));
+  return result;
+}
+
+absl::StatusOr<std::vector<CapabilityInfo>> Client::List() {
+  std::vector<CapabilityInfo> list;
+  CB_RETURN_IF_ERROR(Call(
+      [](schema::Request::Builder r) { r.setList(); },
+      [&](schema::Reply::Reader reply, std::vector<UniqueFd>&) -> absl::Status {
+        if (!reply.isList()) return absl::InternalError("broker did not answer list");
+        for (auto item : reply.getList()) {
+          list.push_back(CapabilityInfo{Str(item.getName()), item.getKind(),
+                                        item.getAccess(), Str(item.getPath()),
+                                        item.getSize()});
+        }
+        return absl::OkStatus();
+      }));
+  return list;
+}
+
+absl::StatusOr<BrokerStatus> Client::Status() {
+  BrokerStatus status;
+  CB_RETURN_IF_ERROR(Call(
+      [](schema::Request::Builder r) { r.setStatus(); },
+      [&](schema::Reply::Reader reply, std::vector<UniqueFd>&) -> absl::Status {
+        if (!reply.isStatus()) return absl::InternalError("broker did not answer status");
+        auto s = reply.getStatus();
+        status.version = s.getVersion();
+        status.uptime_seconds = s.getUptimeSeconds();
+        status.connections = s.getConnections();
+        status.grants = s.getGrants();
+        status.denials = s.getDenials();
+        for (auto r : s.getDenialsByReason()) {
+          status.denials_by_reason.emplace_back(Str(r.getReason()), r.getCount());
+        }
+        status.policy_path = Str(s.getPolicyPath());
+        status.capabilities = s.getCapabilities();
+        status.principals = s.getPrincipals();
+        return absl::OkStatus();
+      }));
+  return status;
+}
+
+}  // namespace capbroker

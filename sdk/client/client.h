@@ -1,0 +1,127 @@
+// Client: the C++ API for asking capbrokerd for capabilities.
+//
+//   absl::StatusOr<Client> client = Client::Connect();   // default socket
+//   absl::StatusOr<Capability> motd = client->Acquire("motd");
+//   read(motd->fd.get(), ...);
+//
+// Errors are absl::Status values whose code tells what happened
+// (kPermissionDenied: the policy does not grant it; kNotFound: no such
+// capability or file; kInvalidArgument: a malformed request; kUnavailable:
+// no broker or the connection broke; kResourceExhausted: a limit) and whose
+// message is the broker's reason, naming the policy rule.
+//
+// A Client is one connection. Requests are answered in order; the client
+// checks that every reply echoes its request's id. Not thread-safe: use one
+// Client per thread, or lock around it.
+#ifndef CAPBROKER_SDK_CLIENT_CLIENT_H_
+#define CAPBROKER_SDK_CLIENT_CLIENT_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "schemas/broker.capnp.h"
+#include "sdk/base/unique_fd.h"
+#include "sdk/client/capability.h"
+#include "sdk/wire/channel.h"
+
+namespace capbroker {
+
+// Who the broker says we are, from the hello exchange.
+struct PeerInfo {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  int32_t pid = 0;
+  std::string exe;
+  std::vector<std::string> principals;  // the policy principals we match
+};
+
+// An entry of List(): a capability the caller may request.
+struct CapabilityInfo {
+  std::string name;
+  schema::Kind kind = schema::Kind::FILE;
+  schema::Access access = schema::Access::UNSPECIFIED;  // the widest allowed
+  std::string path;
+  uint64_t size = 0;
+};
+
+struct BrokerStatus {
+  uint32_t version = 0;
+  uint64_t uptime_seconds = 0;
+  uint32_t connections = 0;
+  uint64_t grants = 0;
+  uint64_t denials = 0;
+  std::vector<std::pair<std::string, uint64_t>> denials_by_reason;
+  std::string policy_path;
+  uint32_t capabilities = 0;
+  uint32_t principals = 0;
+};
+
+// Options of OpenBeneath.
+struct BeneathOptions {
+  schema::Access access = schema::Access::READ;
+  bool create = false;
+  bool truncate = false;
+  mode_t mode = 0600;
+};
+
+class Client {
+ public:
+  // Connects to the broker at `socket_path`, or, when empty, at the default
+  // ($CAPBROKER_SOCKET, $XDG_RUNTIME_DIR/capbroker/broker.sock, or, for
+  // root, /run/capbroker/broker.sock), and does the version handshake.
+  static absl::StatusOr<Client> Connect(absl::string_view socket_path = "");
+
+  // Uses an already connected socket (one inherited from a parent, for
+  // example) and does the handshake.
+  static absl::StatusOr<Client> FromFd(UniqueFd fd);
+
+  Client(Client&&) = default;
+  Client& operator=(Client&&) = default;
+
+  // Who the broker sees.
+  const PeerInfo& peer() const { return peer_; }
+
+  // Asks for capability `name` with `access`, or with the access of the
+  // grant when `access` is unspecified. Never wider than the grant.
+  absl::StatusOr<Capability> Acquire(
+      absl::string_view name,
+      schema::Access access = schema::Access::UNSPECIFIED);
+
+  // Asks the broker to open `path` (relative) beneath directory capability
+  // `directory`. No `..` escapes and no symlinks.
+  absl::StatusOr<Capability> OpenBeneath(absl::string_view directory,
+                                         absl::string_view path,
+                                         const BeneathOptions& options = {});
+
+  // The capabilities this client may request.
+  absl::StatusOr<std::vector<CapabilityInfo>> List();
+
+  // The broker's counters.
+  absl::StatusOr<BrokerStatus> Status();
+
+  // The connection's fd, still owned by the client.
+  int fd() const { return channel_.fd(); }
+
+ private:
+  explicit Client(UniqueFd fd) : channel_(std::move(fd)) {}
+
+  // Sends `request` (its id is set here) and receives the matching reply,
+  // which `read` reads under CatchKj. An error reply becomes a status.
+  template <typename Fill, typename Read>
+  absl::Status Call(Fill fill, Read read);
+
+  absl::Status Hello();
+
+  wire::Channel channel_;
+  uint64_t next_id_ = 1;
+  PeerInfo peer_;
+};
+
+}  // namespace capbroker
+
+#endif  // CAPBROKER_SDK_CLIENT_CLIENT_H_

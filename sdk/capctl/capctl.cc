@@ -1,0 +1,447 @@
+#include "sdk/capctl/capctl.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <utility>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "schemas/broker.capnp.h"
+#include "sdk/base/status_macros.h"
+#include "sdk/base/unique_fd.h"
+#include "sdk/capctl/fd_placement.h"
+#include "sdk/capctl/policy_commands.h"
+#include "sdk/client/capability.h"
+#include "sdk/client/client.h"
+
+namespace capbroker {
+namespace {
+
+constexpr char kUsage[] =
+    "usage: capctl [--socket PATH] COMMAND ...\n"
+    "  request NAME [--access read|write|readWrite|append]\n"
+    "  open DIR PATH [--access A] [--create] [--truncate] [--mode OCTAL]\n"
+    "  exec NAME[=FDNAME]... -- CMD [ARGS...]\n"
+    "  list\n"
+    "  status\n"
+    "  policy check FILE\n"
+    "  policy init\n"
+    "  help\n"
+    "--socket defaults to $CAPBROKER_SOCKET, $XDG_RUNTIME_DIR/capbroker/broker.sock\n"
+    "or, for root, /run/capbroker/broker.sock.\n"
+    "exit codes: 0 ok, 1 failure, 2 usage, 3 permission denied, 4 not found,\n"
+    "5 broker unavailable, 127 exec: command not run.\n";
+
+// Largest fd name in LISTEN_FDNAMES, as systemd limits it (FDNAME_MAX).
+constexpr size_t kMaxFdNameBytes = 255;
+
+// A usage error: the message for "capctl: <why>", and the usage text.
+struct UsageError {
+  std::string why;
+};
+
+// What the command line asked for, after the subcommand.
+struct Options {
+  std::vector<std::string> positional;
+  std::optional<schema::Access> access;
+  bool create = false;
+  bool truncate = false;
+  std::optional<mode_t> mode;
+  std::vector<std::string> command;  // exec: after "--"
+  bool saw_separator = false;
+};
+
+std::optional<schema::Access> ParseAccess(absl::string_view name) {
+  if (name == "read") return schema::Access::READ;
+  if (name == "write") return schema::Access::WRITE;
+  if (name == "readWrite") return schema::Access::READ_WRITE;
+  if (name == "append") return schema::Access::APPEND;
+  return std::nullopt;
+}
+
+// Permission bits in octal, as chmod takes them: at most 0777 (the broker
+// keeps only these bits; anything wider is refused rather than masked).
+std::optional<mode_t> ParseMode(absl::string_view text) {
+  if (text.empty() || text.size() > 4) return std::nullopt;
+  mode_t mode = 0;
+  for (char c : text) {
+    if (c < '0' || c > '7') return std::nullopt;
+    mode = mode * 8 + (c - '0');
+  }
+  if (mode > 0777) return std::nullopt;
+  return mode;
+}
+
+// Parses the subcommand's arguments. `allowed` lists the flags it takes;
+// `exec_style` stops at "--" and keeps the rest as the command.
+absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
+                                     size_t begin,
+                                     const std::vector<absl::string_view>& allowed,
+                                     bool exec_style) {
+  Options options;
+  auto takes = [&](absl::string_view flag) {
+    for (absl::string_view a : allowed) {
+      if (a == flag) return true;
+    }
+    return false;
+  };
+  for (size_t i = begin; i < args.size(); ++i) {
+    absl::string_view arg = args[i];
+    if (arg == "--" && exec_style) {
+      options.saw_separator = true;
+      options.command.assign(args.begin() + i + 1, args.end());
+      break;
+    }
+    if (arg.size() < 2 || arg.substr(0, 2) != "--") {
+      options.positional.emplace_back(arg);
+      continue;
+    }
+    std::string flag(arg);
+    std::optional<std::string> value;
+    if (size_t eq = flag.find('='); eq != std::string::npos) {
+      value = flag.substr(eq + 1);
+      flag.resize(eq);
+    }
+    if (!takes(flag)) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown option ", flag));
+    }
+    bool needs_value = flag == "--access" || flag == "--mode";
+    if (needs_value && !value) {
+      if (i + 1 >= args.size()) {
+        return absl::InvalidArgumentError(absl::StrCat(flag, " needs a value"));
+      }
+      value = args[++i];
+    }
+    if (!needs_value && value) {
+      return absl::InvalidArgumentError(absl::StrCat(flag, " takes no value"));
+    }
+    if (flag == "--access") {
+      options.access = ParseAccess(*value);
+      if (!options.access) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "bad access \"", *value, "\" (read, write, readWrite or append)"));
+      }
+    } else if (flag == "--mode") {
+      options.mode = ParseMode(*value);
+      if (!options.mode) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("bad mode \"", *value, "\" (octal, at most 0777)"));
+      }
+    } else if (flag == "--create") {
+      options.create = true;
+    } else if (flag == "--truncate") {
+      options.truncate = true;
+    }
+  }
+  return options;
+}
+
+std::string Describe(const Capability& cap) {
+  std::string line = absl::StrCat(cap.name, ": ", KindName(cap.kind));
+  if (cap.kind == schema::Kind::MEMORY) {
+    absl::StrAppend(&line, ", ", cap.size, " bytes");
+  } else {
+    absl::StrAppend(&line, ", ", AccessName(cap.access), " access");
+  }
+  if (!cap.path.empty()) absl::StrAppend(&line, ", path ", cap.path);
+  absl::StrAppend(&line, ", fd ", cap.fd.get());
+  return line;
+}
+
+// One command's context: the streams and the socket.
+class Capctl {
+ public:
+  Capctl(std::string socket, std::ostream& out, std::ostream& err)
+      : socket_(std::move(socket)), out_(out), err_(err) {}
+
+  int Run(const std::vector<std::string>& args, size_t begin);
+
+ private:
+  int Fail(const absl::Status& status, absl::string_view context) {
+    std::string why(status.message());
+    // A one-line report: multi-line messages keep their first line.
+    if (size_t nl = why.find('\n'); nl != std::string::npos) why.resize(nl);
+    err_ << "capctl: " << context << ": " << why << "\n";
+    return ExitCodeFor(status);
+  }
+  int Usage(absl::string_view why) {
+    err_ << "capctl: " << why << "\n" << kUsage;
+    return kExitUsage;
+  }
+  absl::StatusOr<Client> Connect() { return Client::Connect(socket_); }
+
+  int Request(const Options& o);
+  int Open(const Options& o);
+  int Exec(const Options& o);
+  int List(const Options& o);
+  int Status(const Options& o);
+  int PolicyCheck(const std::string& path);
+
+  std::string socket_;
+  std::ostream& out_;
+  std::ostream& err_;
+};
+
+int Capctl::Request(const Options& o) {
+  if (o.positional.size() != 1) return Usage("request takes one NAME");
+  const std::string& name = o.positional[0];
+  if (name.empty()) return Usage("empty capability name");
+  absl::StatusOr<Client> client = Connect();
+  if (!client.ok()) return Fail(client.status(), "connect");
+  absl::StatusOr<Capability> cap =
+      client->Acquire(name, o.access.value_or(schema::Access::UNSPECIFIED));
+  if (!cap.ok()) return Fail(cap.status(), absl::StrCat("request ", name));
+  out_ << Describe(*cap) << "\n";
+  return kExitOk;
+}
+
+int Capctl::Open(const Options& o) {
+  if (o.positional.size() != 2) return Usage("open takes DIR and PATH");
+  const std::string& dir = o.positional[0];
+  const std::string& path = o.positional[1];
+  if (dir.empty() || path.empty()) return Usage("empty DIR or PATH");
+  BeneathOptions options;
+  options.access = o.access.value_or(schema::Access::READ);
+  options.create = o.create;
+  options.truncate = o.truncate;
+  if (o.mode) options.mode = *o.mode;
+  absl::StatusOr<Client> client = Connect();
+  if (!client.ok()) return Fail(client.status(), "connect");
+  absl::StatusOr<Capability> cap = client->OpenBeneath(dir, path, options);
+  if (!cap.ok()) return Fail(cap.status(), absl::StrCat("open ", dir, " ", path));
+  out_ << Describe(*cap) << "\n";
+  return kExitOk;
+}
+
+int Capctl::Exec(const Options& o) {
+  if (!o.saw_separator) return Usage("exec needs -- before the command");
+  if (o.positional.empty()) return Usage("exec needs at least one NAME");
+  if (o.command.empty() || o.command[0].empty()) return Usage("exec needs a command after --");
+  std::vector<std::pair<std::string, std::string>> wanted;  // name, fd name
+  for (const std::string& spec : o.positional) {
+    std::pair<std::string, std::string> parts =
+        absl::StrSplit(spec, absl::MaxSplits('=', 1));
+    if (spec.find('=') == std::string::npos) parts.second = parts.first;
+    if (parts.first.empty() || parts.second.empty()) {
+      return Usage(absl::StrCat("empty name in \"", spec, "\""));
+    }
+    // LISTEN_FDNAMES is ':'-separated; systemd allows printable ASCII only.
+    for (char c : parts.second) {
+      if (c == ':' || c < 0x21 || c > 0x7e) {
+        return Usage(absl::StrCat("bad fd name \"", parts.second, "\""));
+      }
+    }
+    if (parts.second.size() > kMaxFdNameBytes) {
+      return Usage("fd name longer than 255 bytes");
+    }
+    wanted.push_back(std::move(parts));
+  }
+  std::vector<UniqueFd> fds;
+  std::vector<std::string> fd_names;
+  {
+    absl::StatusOr<Client> client = Connect();
+    if (!client.ok()) return Fail(client.status(), "connect");
+    for (const auto& [name, fd_name] : wanted) {
+      absl::StatusOr<Capability> cap = client->Acquire(name);
+      if (!cap.ok()) return Fail(cap.status(), absl::StrCat("request ", name));
+      fds.push_back(std::move(cap->fd));
+      fd_names.push_back(fd_name);
+    }
+    // The broker connection closes here: the program gets only its fds.
+  }
+  const size_t count = fds.size();
+  if (absl::Status placed = PlaceInheritedFds(std::move(fds)); !placed.ok()) {
+    return Fail(placed, "exec");
+  }
+  setenv("LISTEN_FDS", std::to_string(count).c_str(), 1);
+  setenv("LISTEN_PID", std::to_string(getpid()).c_str(), 1);
+  setenv("LISTEN_FDNAMES", absl::StrJoin(fd_names, ":").c_str(), 1);
+  std::vector<char*> argv;
+  std::vector<std::string> command = o.command;
+  for (std::string& a : command) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  out_.flush();
+  err_.flush();
+  execvp(argv[0], argv.data());
+  int saved = errno;
+  err_ << "capctl: exec " << command[0] << ": " << strerror(saved) << "\n";
+  return kExitCannotExec;
+}
+
+int Capctl::List(const Options& o) {
+  if (!o.positional.empty()) return Usage("list takes no arguments");
+  absl::StatusOr<Client> client = Connect();
+  if (!client.ok()) return Fail(client.status(), "connect");
+  absl::StatusOr<std::vector<CapabilityInfo>> caps = client->List();
+  if (!caps.ok()) return Fail(caps.status(), "list");
+  size_t width = 4;
+  for (const CapabilityInfo& c : *caps) width = std::max(width, c.name.size());
+  auto pad = [](absl::string_view s, size_t w) {
+    std::string p(s);
+    p.resize(std::max(w, s.size()) + 2, ' ');
+    return p;
+  };
+  out_ << pad("NAME", width) << pad("KIND", 9) << pad("ACCESS", 9) << "PATH/SIZE\n";
+  for (const CapabilityInfo& c : *caps) {
+    std::string where = c.kind == schema::Kind::MEMORY
+                            ? absl::StrCat(c.size, " bytes")
+                            : c.path;
+    std::string access =
+        c.kind == schema::Kind::MEMORY ? "-" : AccessName(c.access);
+    out_ << pad(c.name, width) << pad(KindName(c.kind), 9) << pad(access, 9)
+         << where << "\n";
+  }
+  return kExitOk;
+}
+
+int Capctl::Status(const Options& o) {
+  if (!o.positional.empty()) return Usage("status takes no arguments");
+  absl::StatusOr<Client> client = Connect();
+  if (!client.ok()) return Fail(client.status(), "connect");
+  absl::StatusOr<BrokerStatus> s = client->Status();
+  if (!s.ok()) return Fail(s.status(), "status");
+  out_ << "broker:      protocol " << s->version << ", up " << s->uptime_seconds
+       << "s\n"
+       << "policy:      " << s->policy_path << " (" << s->capabilities
+       << " capabilities, " << s->principals << " principals)\n"
+       << "connections: " << s->connections << "\n"
+       << "grants:      " << s->grants << "\n"
+       << "denials:     " << s->denials << "\n";
+  for (const auto& [reason, n] : s->denials_by_reason) {
+    out_ << "  " << reason << ": " << n << "\n";
+  }
+  const PeerInfo& me = client->peer();
+  out_ << "you:         uid " << me.uid << ", gid " << me.gid << ", pid " << me.pid
+       << ", exe " << me.exe << "\n"
+       << "principals:  "
+       << (me.principals.empty() ? "(none)" : absl::StrJoin(me.principals, ", "))
+       << "\n";
+  return kExitOk;
+}
+
+// Uses LoadPolicyFile, so the file is checked as the daemon checks it
+// (owner, mode, symlinks), not only its text. Exit 0 when valid, else 1;
+// the parser's "FILE:LINE:COL: message" lines go to `out`, the one-line
+// verdict to `err`.
+int Capctl::PolicyCheck(const std::string& path) {
+  absl::StatusOr<PolicySummary> policy = CheckPolicyFile(path);
+  if (!policy.ok()) {
+    absl::string_view message = policy.status().message();
+    size_t lines = 0;
+    if (absl::IsInvalidArgument(policy.status())) {
+      for (absl::string_view line : absl::StrSplit(message, '\n', absl::SkipEmpty())) {
+        out_ << line << "\n";
+        ++lines;
+      }
+    }
+    if (lines > 1) {
+      err_ << "capctl: " << path << ": rejected (" << lines << " errors)\n";
+    } else {
+      Fail(policy.status(), path);
+    }
+    return kExitFailure;
+  }
+  out_ << path << ": ok (" << policy->capabilities << " capabilities, "
+       << policy->principals << " principals)\n";
+  return kExitOk;
+}
+
+int Capctl::Run(const std::vector<std::string>& args, size_t begin) {
+  if (begin >= args.size()) return Usage("no command");
+  const std::string& command = args[begin];
+  if (command == "help" || command == "--help" || command == "-h") {
+    out_ << kUsage;
+    return kExitOk;
+  }
+  if (command == "policy") {
+    if (begin + 1 >= args.size()) return Usage("policy needs check or init");
+    const std::string& what = args[begin + 1];
+    if (what == "init") {
+      if (begin + 2 != args.size()) return Usage("policy init takes no arguments");
+      out_ << StarterPolicy();
+      return kExitOk;
+    }
+    if (what == "check") {
+      if (begin + 3 != args.size()) return Usage("policy check takes one FILE");
+      if (args[begin + 2].empty()) return Usage("empty FILE");
+      return PolicyCheck(args[begin + 2]);
+    }
+    return Usage(absl::StrCat("unknown policy command \"", what, "\""));
+  }
+  struct Sub {
+    const char* name;
+    std::vector<absl::string_view> flags;
+    bool exec_style;
+    int (Capctl::*run)(const Options&);
+  };
+  const Sub subs[] = {
+      {"request", {"--access"}, false, &Capctl::Request},
+      {"open", {"--access", "--create", "--truncate", "--mode"}, false, &Capctl::Open},
+      {"exec", {}, true, &Capctl::Exec},
+      {"list", {}, false, &Capctl::List},
+      {"status", {}, false, &Capctl::Status},
+  };
+  for (const Sub& sub : subs) {
+    if (command != sub.name) continue;
+    absl::StatusOr<Options> options =
+        ParseOptions(args, begin + 1, sub.flags, sub.exec_style);
+    if (!options.ok()) {
+      return Usage(absl::StrCat(command, ": ", options.status().message()));
+    }
+    return (this->*sub.run)(*options);
+  }
+  return Usage(absl::StrCat("unknown command \"", command, "\""));
+}
+
+}  // namespace
+
+int ExitCodeFor(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kOk: return kExitOk;
+    case absl::StatusCode::kPermissionDenied: return kExitPermissionDenied;
+    case absl::StatusCode::kNotFound: return kExitNotFound;
+    case absl::StatusCode::kUnavailable: return kExitUnavailable;
+    default: return kExitFailure;
+  }
+}
+
+int RunCapctl(const std::vector<std::string>& args, std::ostream& out,
+              std::ostream& err) {
+  std::string socket;
+  size_t i = 0;
+  // Global options come before the command.
+  while (i < args.size() && absl::string_view(args[i]).substr(0, 2) == "--" &&
+         args[i] != "--help") {
+    absl::string_view arg = args[i];
+    if (arg == "--socket") {
+      if (i + 1 >= args.size()) {
+        err << "capctl: --socket needs a value\n" << kUsage;
+        return kExitUsage;
+      }
+      socket = args[i + 1];
+      i += 2;
+    } else if (absl::StartsWith(arg, "--socket=")) {
+      socket = std::string(arg.substr(9));
+      i += 1;
+    } else {
+      err << "capctl: unknown option " << arg << "\n" << kUsage;
+      return kExitUsage;
+    }
+    if (socket.empty()) {
+      err << "capctl: --socket needs a non-empty PATH\n" << kUsage;
+      return kExitUsage;
+    }
+  }
+  Capctl capctl(std::move(socket), out, err);
+  return capctl.Run(args, i);
+}
+
+}  // namespace capbroker

@@ -1,0 +1,44 @@
+// RunCapctl: the capctl command line, as a library so tests can run it.
+//
+//   capctl [--socket PATH] request NAME [--access A]
+//   capctl [--socket PATH] open DIR PATH [--access A] [--create] [--truncate] [--mode OCTAL]
+//   capctl [--socket PATH] exec NAME[=FDNAME]... -- CMD ARGS...
+//   capctl [--socket PATH] list | status
+//   capctl policy check FILE | policy init
+//
+// Exit codes (kExit*): 0 ok, 2 usage, 3 permission denied, 4 not found,
+// 5 broker unavailable, 1 anything else; `exec` returns 127 when the command
+// cannot be run. Every failure writes exactly one line "capctl: <why>" to
+// `err` (a usage error adds the usage text after it).
+#ifndef CAPBROKER_SDK_CAPCTL_CAPCTL_H_
+#define CAPBROKER_SDK_CAPCTL_CAPCTL_H_
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace capbroker {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitUsage = 2;
+inline constexpr int kExitPermissionDenied = 3;
+inline constexpr int kExitNotFound = 4;
+inline constexpr int kExitUnavailable = 5;
+inline constexpr int kExitCannotExec = 127;
+
+// The exit code for a failed call's status.
+int ExitCodeFor(const absl::Status& status);
+
+// Runs capctl with `args` (without argv[0]) and returns the exit code.
+// `exec` replaces the calling process on success (execvp, in place, so that
+// LISTEN_PID is this process's pid) and so never returns then: tests run it
+// in a forked child. Not thread-safe (exec changes the environment).
+int RunCapctl(const std::vector<std::string>& args, std::ostream& out,
+              std::ostream& err);
+
+}  // namespace capbroker
+
+#endif  // CAPBROKER_SDK_CAPCTL_CAPCTL_H_

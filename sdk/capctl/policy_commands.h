@@ -1,0 +1,35 @@
+// The `capctl policy` commands: check a policy file as the daemon would load
+// it, and print the starter policy.
+//
+// Kept apart from capctl.cc because broker/policy/policy.h and
+// sdk/client/capability.h both declare capbroker::AccessName (returning
+// std::string and const char* respectively), so no translation unit can
+// include both. This header includes neither.
+#ifndef CAPBROKER_SDK_CAPCTL_POLICY_COMMANDS_H_
+#define CAPBROKER_SDK_CAPCTL_POLICY_COMMANDS_H_
+
+#include <cstddef>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace capbroker {
+
+struct PolicySummary {
+  size_t capabilities = 0;
+  size_t principals = 0;
+};
+
+// Loads `path` with LoadPolicyFile, so the file is checked exactly as
+// capbrokerd checks it (owner, mode, no symlink, size), not only its text.
+// Errors are LoadPolicyFile's; kInvalidArgument messages are
+// "FILE:LINE:COL: message" lines.
+absl::StatusOr<PolicySummary> CheckPolicyFile(absl::string_view path);
+
+// The text `capctl policy init` prints.
+absl::string_view StarterPolicy();
+
+}  // namespace capbroker
+
+#endif  // CAPBROKER_SDK_CAPCTL_POLICY_COMMANDS_H_

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# The capbroker demo: starts capbrokerd on a private socket with a small
+# policy and drives it with capctl, printing each command before its output.
+#
+#   tests/demo/demo.sh PATH/TO/capbrokerd PATH/TO/capctl
+#
+# Everything lives in a fresh `mktemp -d` directory, removed on exit along
+# with the broker. No sleeps: the script waits on the broker's ready line.
+set -euo pipefail
+
+if [[ $# -ne 2 ]]; then
+  echo "usage: $0 CAPBROKERD CAPCTL" >&2
+  exit 2
+fi
+capbrokerd=$(readlink -f "$1")
+capctl_bin=$(readlink -f "$2")
+here=$(dirname "$(readlink -f "$0")")
+
+dir=$(mktemp -d "${TMPDIR:-/tmp}/capbroker-demo.XXXXXX")
+broker_pid=""
+cleanup() {
+  if [[ -n "$broker_pid" ]] && kill -0 "$broker_pid" 2>/dev/null; then
+    kill -TERM "$broker_pid" 2>/dev/null || true
+    wait "$broker_pid" 2>/dev/null || true
+  fi
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+socket="$dir/broker.sock"
+audit="$dir/audit.log"
+policy="$dir/policy.capnp"
+
+# Shows a command, as typed, then runs it.
+run() {
+  local shown=() arg
+  for arg in "$@"; do
+    if [[ "$arg" =~ ^[A-Za-z0-9_./=:@%+-]+$ ]]; then shown+=("$arg"); else shown+=("${arg@Q}"); fi
+  done
+  printf '\n$ %s\n' "${shown[*]}"
+  "$@"
+}
+# capctl with the demo's socket; shown as plain `capctl`.
+capctl() { "$capctl_bin" --socket "$socket" "$@"; }
+# A command expected to fail: shows its exit code instead of stopping.
+expect_failure() {
+  local rc=0
+  run "$@" || rc=$?
+  if [[ $rc -eq 0 ]]; then
+    echo "demo: expected '$*' to fail" >&2
+    exit 1
+  fi
+  echo "(exit code $rc)"
+}
+
+echo "Welcome to capbroker." > "$dir/motd"
+echo "top secret" > "$dir/secret"
+mkdir "$dir/spool"
+echo "job 1: print the report" > "$dir/spool/job"
+sed -e "s|@UID@|$(id -u)|g" -e "s|@DIR@|$dir|g" \
+  "$here/demo_policy.capnp.in" > "$policy"
+# The broker refuses a policy others could write.
+chmod 600 "$policy"
+
+echo "== capbroker demo in $dir"
+echo "== policy:"
+grep -v '^#' "$policy"
+
+# The broker writes its ready line to --ready-fd once it listens. A pipe
+# made with process substitution would outlive nothing; a fifo opened
+# read-write on our side never blocks and survives the broker's exit.
+mkfifo "$dir/ready"
+exec {ready_fd}<>"$dir/ready"
+"$capbrokerd" --policy "$policy" --socket "$socket" --audit-log "$audit" \
+  --ready-fd 3 3>"$dir/ready" &
+broker_pid=$!
+if ! read -r -t 10 -u "$ready_fd" ready_line; then
+  echo "demo: capbrokerd did not become ready" >&2
+  exit 1
+fi
+exec {ready_fd}<&-
+echo "== capbrokerd (pid $broker_pid) is ready: $ready_line"
+
+run capctl policy check "$policy"
+run capctl list
+run capctl request motd
+run capctl request spool --access read
+run capctl request scratch
+run capctl exec motd -- /bin/sh -c 'cat <&3; echo "LISTEN_FDS=$LISTEN_FDS LISTEN_FDNAMES=$LISTEN_FDNAMES"'
+run capctl open spool job
+expect_failure capctl open spool ../secret
+expect_failure capctl request secret
+run capctl status
+
+echo
+echo "== audit log ($audit), exe paths elided:"
+sed -E 's/"exe":"[^"]*"/"exe":"..."/g' "$audit" | cut -c1-220
+
+echo
+echo "== stopping capbrokerd with SIGTERM"
+kill -TERM "$broker_pid"
+rc=0
+wait "$broker_pid" || rc=$?
+broker_pid=""
+echo "capbrokerd exited with status $rc"
+if [[ -e "$socket" ]]; then
+  echo "demo: the broker left its socket behind" >&2
+  exit 1
+fi
+echo "its socket $socket is gone"
+[[ $rc -eq 0 ]]

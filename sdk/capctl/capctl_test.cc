@@ -1,0 +1,363 @@
+// capctl against a real capbrokerd: every command, the exit code of each
+// failure class, hostile command lines, and exec's fd hand-over.
+#include "sdk/capctl/capctl.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sdk/base/status_matchers.h"
+#include "sdk/base/unique_fd.h"
+#include "sdk/capctl/fd_placement.h"
+#include "tests/fixtures/broker_process.h"
+
+namespace capbroker {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+using testing::BrokerProcess;
+
+constexpr char kPolicy[] = R"(
+( capabilities = [
+    ( name = "motd",    file = ( path = "$DIR/motd", access = read ) ),
+    ( name = "spool",   directory = ( path = "$DIR/spool", access = readWrite ) ),
+    ( name = "scratch", memory = ( size = 65536 ) ),
+    ( name = "secret",  file = ( path = "$DIR/secret", access = read ) ) ],
+  principals = [
+    ( name = "tester", match = ( uid = $UID ),
+      grants = [ "motd", "spool", "scratch" ] ) ] )
+)";
+
+struct Result {
+  int code;
+  std::string out;
+  std::string err;
+};
+
+// The lines of `text`, without the trailing empty one.
+std::vector<std::string> Lines(const std::string& text) {
+  return absl::StrSplit(text, '\n', absl::SkipEmpty());
+}
+
+class CapctlTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(broker_, BrokerProcess::Start(kPolicy));
+    WriteFile("motd", "hello from the broker\n", 0644);
+    WriteFile("secret", "no\n", 0644);
+    ASSERT_EQ(mkdir(Path("spool").c_str(), 0700), 0);
+    WriteFile("spool/job", "job data", 0644);
+  }
+  std::string Path(const std::string& name) { return broker_->dir() + "/" + name; }
+  void WriteFile(const std::string& name, const std::string& content, mode_t mode) {
+    int fd = open(Path(name).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(write(fd, content.data(), content.size()), (ssize_t)content.size());
+    close(fd);
+  }
+  // Runs capctl with this broker's socket.
+  Result Run(std::vector<std::string> args) {
+    args.insert(args.begin(), {"--socket", broker_->socket_path()});
+    return RunRaw(args);
+  }
+  static Result RunRaw(const std::vector<std::string>& args) {
+    std::ostringstream out, err;
+    int code = RunCapctl(args, out, err);
+    return {code, out.str(), err.str()};
+  }
+  // A failure: `code`, and exactly one stderr line "capctl: ..." (plus the
+  // usage text for usage errors).
+  static void ExpectFailure(const Result& r, int code) {
+    EXPECT_EQ(r.code, code) << r.err;
+    EXPECT_THAT(r.err, StartsWith("capctl: "));
+    if (code != kExitUsage) EXPECT_EQ(Lines(r.err).size(), 1u) << r.err;
+    else EXPECT_THAT(r.err, HasSubstr("\nusage: capctl"));
+  }
+  // Runs `args` in a forked child whose stdout is captured (exec replaces
+  // the process); returns the exit code and the output.
+  Result RunInChild(const std::vector<std::string>& args) {
+    int pipefd[2];
+    EXPECT_EQ(pipe2(pipefd, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+      dup2(pipefd[1], 1);
+      dup2(pipefd[1], 2);
+      Result r = Run(args);
+      std::string all = r.out + r.err;
+      (void)!write(1, all.data(), all.size());
+      _exit(r.code);
+    }
+    close(pipefd[1]);
+    std::string output;
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(pipefd[0], buf, sizeof(buf))) > 0) output.append(buf, n);
+    close(pipefd[0]);
+    int status = 0;
+    EXPECT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status));
+    child_pid_ = pid;
+    return {WEXITSTATUS(status), output, ""};
+  }
+
+  std::unique_ptr<BrokerProcess> broker_;
+  pid_t child_pid_ = -1;
+};
+
+TEST_F(CapctlTest, RequestDescribesTheGrant) {
+  Result r = Run({"request", "motd"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, StartsWith("motd: file, read access, fd "));
+  EXPECT_EQ(r.err, "");
+}
+
+TEST_F(CapctlTest, RequestAttenuates) {
+  Result r = Run({"request", "spool", "--access", "read"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, StartsWith("spool: directory, read access"));
+  r = Run({"request", "spool", "--access=readWrite"});
+  EXPECT_THAT(r.out, StartsWith("spool: directory, readWrite access"));
+}
+
+TEST_F(CapctlTest, RequestMemoryShowsItsSize) {
+  Result r = Run({"request", "scratch"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, StartsWith("scratch: memory, 65536 bytes, fd "));
+}
+
+TEST_F(CapctlTest, DenialExitsThreeWithTheReason) {
+  Result r = Run({"request", "secret"});
+  ExpectFailure(r, kExitPermissionDenied);
+  EXPECT_THAT(r.err, HasSubstr("does not grant 'secret'"));
+}
+
+TEST_F(CapctlTest, WideningIsDenied) {
+  ExpectFailure(Run({"request", "motd", "--access", "write"}), kExitPermissionDenied);
+}
+
+TEST_F(CapctlTest, UnknownCapabilityExitsFour) {
+  ExpectFailure(Run({"request", "nosuch"}), kExitNotFound);
+}
+
+TEST_F(CapctlTest, NoBrokerExitsFive) {
+  Result r = RunRaw({"--socket", broker_->dir() + "/absent.sock", "list"});
+  ExpectFailure(r, kExitUnavailable);
+}
+
+TEST_F(CapctlTest, OpenBeneath) {
+  Result r = Run({"open", "spool", "job"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, StartsWith("spool: file, read access, path job, fd "));
+}
+
+TEST_F(CapctlTest, OpenBeneathCreatesWithMode) {
+  Result r = Run({"open", "spool", "new", "--access", "write", "--create",
+                  "--mode", "0640"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  struct stat st;
+  ASSERT_EQ(stat(Path("spool/new").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640u);
+}
+
+TEST_F(CapctlTest, OpenBeneathRefusesEscapes) {
+  ExpectFailure(Run({"open", "spool", "../secret"}), kExitPermissionDenied);
+  Result absolute = Run({"open", "spool", "/etc/passwd"});
+  EXPECT_NE(absolute.code, kExitOk);
+  EXPECT_EQ(Lines(absolute.err).size(), 1u);
+}
+
+TEST_F(CapctlTest, OpenBeneathMissingFileExitsFour) {
+  ExpectFailure(Run({"open", "spool", "missing"}), kExitNotFound);
+}
+
+TEST_F(CapctlTest, ListShowsGrantedCapabilities) {
+  Result r = Run({"list"});
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  std::vector<std::string> lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 4u) << r.out;
+  EXPECT_THAT(lines[0], StartsWith("NAME"));
+  EXPECT_THAT(r.out, HasSubstr("motd"));
+  EXPECT_THAT(r.out, HasSubstr(Path("spool")));
+  EXPECT_THAT(r.out, HasSubstr("65536 bytes"));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("secret")));
+}
+
+TEST_F(CapctlTest, StatusShowsCountersAndIdentity) {
+  Run({"request", "motd"});
+  Run({"request", "secret"});
+  Result r = Run({"status"});
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("grants:      1\n"));
+  EXPECT_THAT(r.out, HasSubstr("denials:     1\n"));
+  EXPECT_THAT(r.out, HasSubstr(Path("policy.capnp")));
+  EXPECT_THAT(r.out, HasSubstr(absl::StrCat("uid ", getuid())));
+  EXPECT_THAT(r.out, HasSubstr(absl::StrCat("pid ", getpid())));
+  EXPECT_THAT(r.out, HasSubstr("principals:  tester\n"));
+}
+
+TEST_F(CapctlTest, PolicyCheckAcceptsTheBrokersPolicy) {
+  std::string path = Path("policy.capnp");
+  Result r = RunRaw({"policy", "check", path});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(r.out, path + ": ok (4 capabilities, 1 principals)\n");
+}
+
+TEST_F(CapctlTest, PolicyCheckRejectsBadText) {
+  WriteFile("bad.capnp", "( capabilities = [ ( name = \"x\" ) ] )", 0600);
+  Result r = RunRaw({"policy", "check", Path("bad.capnp")});
+  ExpectFailure(r, kExitFailure);
+  EXPECT_THAT(r.out + r.err, HasSubstr(Path("bad.capnp") + ":"));
+}
+
+TEST_F(CapctlTest, PolicyCheckRejectsWritableByOthers) {
+  WriteFile("open.capnp", "()", 0600);
+  ASSERT_EQ(chmod(Path("open.capnp").c_str(), 0666), 0);
+  ExpectFailure(RunRaw({"policy", "check", Path("open.capnp")}), kExitFailure);
+}
+
+TEST_F(CapctlTest, PolicyCheckMissingFile) {
+  ExpectFailure(RunRaw({"policy", "check", Path("none.capnp")}), kExitFailure);
+}
+
+TEST_F(CapctlTest, PolicyInitPrintsAPolicyThatChecks) {
+  Result r = RunRaw({"policy", "init"});
+  ASSERT_EQ(r.code, kExitOk);
+  ASSERT_FALSE(r.out.empty());
+  WriteFile("starter.capnp", r.out, 0600);
+  Result check = RunRaw({"policy", "check", Path("starter.capnp")});
+  EXPECT_EQ(check.code, kExitOk) << check.out << check.err;
+}
+
+TEST_F(CapctlTest, Help) {
+  for (const char* h : {"help", "--help"}) {
+    Result r = RunRaw({h});
+    EXPECT_EQ(r.code, kExitOk);
+    EXPECT_THAT(r.out, StartsWith("usage: capctl"));
+  }
+}
+
+TEST_F(CapctlTest, HostileCommandLines) {
+  const std::vector<std::vector<std::string>> usage_errors = {
+      {},
+      {"frobnicate"},
+      {"--verbose", "list"},
+      {"request"},
+      {"request", "a", "b"},
+      {"request", ""},
+      {"request", "motd", "--access"},
+      {"request", "motd", "--access", "execute"},
+      {"request", "motd", "--access", ""},
+      {"request", "motd", "--create"},
+      {"open", "spool"},
+      {"open", "", "job"},
+      {"open", "spool", "job", "--mode", "99999"},
+      {"open", "spool", "job", "--mode", "0999"},
+      {"open", "spool", "job", "--mode", "-1"},
+      {"open", "spool", "job", "--mode", "01777"},
+      {"open", "spool", "job", "--create=yes"},
+      {"exec", "motd", "/bin/true"},
+      {"exec", "--", "/bin/true"},
+      {"exec", "motd", "--"},
+      {"exec", "=x", "--", "/bin/true"},
+      {"exec", "motd=", "--", "/bin/true"},
+      {"exec", "motd=a:b", "--", "/bin/true"},
+      {"list", "extra"},
+      {"status", "extra"},
+      {"policy"},
+      {"policy", "check"},
+      {"policy", "check", "a", "b"},
+      {"policy", "init", "x"},
+      {"policy", "frob"},
+  };
+  for (const auto& args : usage_errors) {
+    SCOPED_TRACE(absl::StrJoin(args, " "));
+    ExpectFailure(Run(args), kExitUsage);
+  }
+  ExpectFailure(RunRaw({"--socket"}), kExitUsage);
+  ExpectFailure(RunRaw({"--socket", "", "list"}), kExitUsage);
+}
+
+TEST_F(CapctlTest, VeryLongNameFailsCleanly) {
+  Result r = Run({"request", std::string(100000, 'a')});
+  EXPECT_NE(r.code, kExitOk);
+  EXPECT_NE(r.code, kExitUsage);
+  EXPECT_EQ(Lines(r.err).size(), 1u);
+  EXPECT_THAT(r.err, StartsWith("capctl: "));
+  // The broker survives it.
+  EXPECT_EQ(Run({"request", "motd"}).code, kExitOk);
+}
+
+TEST_F(CapctlTest, ExecHandsOverFdsAndListenVariables) {
+  Result r = RunInChild(
+      {"exec", "motd", "spool=jobs", "--", "/bin/sh", "-c",
+       "cat <&3; echo \"$LISTEN_FDS $LISTEN_FDNAMES $LISTEN_PID $$\"; "
+       "test -d /proc/self/fd/4 && echo dir4; ls /proc/$$/fd | tr '\\n' ' '"});
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::vector<std::string> lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 4u) << r.out;
+  EXPECT_EQ(lines[0], "hello from the broker");
+  EXPECT_EQ(lines[1], absl::StrCat("2 motd:jobs ", child_pid_, " ", child_pid_));
+  EXPECT_EQ(lines[2], "dir4");
+  // Only stdio and the two capabilities: the broker connection is closed.
+  EXPECT_EQ(lines[3], "0 1 2 3 4 ") << r.out;
+}
+
+TEST_F(CapctlTest, ExecCommandNotFoundExits127) {
+  Result r = RunInChild({"exec", "motd", "--", "/nonexistent/command"});
+  EXPECT_EQ(r.code, kExitCannotExec);
+  EXPECT_EQ(r.out, "capctl: exec /nonexistent/command: No such file or directory\n");
+}
+
+TEST_F(CapctlTest, ExecDeniedRunsNothing) {
+  Result r = Run({"exec", "motd", "secret", "--", "/bin/echo", "ran"});
+  ExpectFailure(r, kExitPermissionDenied);
+  EXPECT_EQ(r.out, "");
+}
+
+// PlaceInheritedFds with sources inside the target range, swapped: run in a
+// child, since it takes over fds 3 and 4.
+TEST(FdPlacementTest, SwapsFdsInsideTheTargetRange) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    // Opened above the range first, so that setting up 3 and 4 closes
+    // nothing the test still needs.
+    int a = fcntl(open("/", O_RDONLY | O_CLOEXEC | O_DIRECTORY), F_DUPFD_CLOEXEC, 20);
+    int b = fcntl(open("/dev/null", O_RDONLY | O_CLOEXEC), F_DUPFD_CLOEXEC, 30);
+    if (a < 0 || b < 0) _exit(9);
+    // /dev/null at 3 and the directory at 4.
+    if (dup3(b, 3, O_CLOEXEC) < 0 || dup3(a, 4, O_CLOEXEC) < 0) _exit(10);
+    close(a);
+    close(b);
+    std::vector<UniqueFd> fds;
+    fds.emplace_back(3);  // /dev/null, wanted at 3
+    fds.emplace_back(4);  // "/", wanted at 4
+    std::swap(fds[0], fds[1]);  // now "/" first: it must land at 3
+    if (!PlaceInheritedFds(std::move(fds)).ok()) _exit(11);
+    struct stat s3, s4;
+    if (fstat(3, &s3) != 0 || fstat(4, &s4) != 0) _exit(12);
+    if (!S_ISDIR(s3.st_mode) || !S_ISCHR(s4.st_mode)) _exit(13);
+    if ((fcntl(3, F_GETFD) & FD_CLOEXEC) || (fcntl(4, F_GETFD) & FD_CLOEXEC)) _exit(14);
+    // The temporary high copies are gone.
+    if (fcntl(5, F_GETFD) != -1 || fcntl(6, F_GETFD) != -1) _exit(15);
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+}  // namespace
+}  // namespace capbroker

@@ -66,9 +66,10 @@ echo "== capbroker demo in $dir"
 echo "== policy:"
 grep -v '^#' "$policy"
 
-# The broker writes its ready line to --ready-fd once it listens. A pipe
-# made with process substitution would outlive nothing; a fifo opened
-# read-write on our side never blocks and survives the broker's exit.
+# The broker writes its ready line to --ready-fd once it listens. The fifo
+# is opened read-write on our side first, so neither open blocks, and a
+# broker that dies before it is ready makes `read -t` time out instead of
+# hanging the script.
 mkfifo "$dir/ready"
 exec {ready_fd}<>"$dir/ready"
 "$capbrokerd" --policy "$policy" --socket "$socket" --audit-log "$audit" \

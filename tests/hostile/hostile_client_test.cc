@@ -1,0 +1,378 @@
+// Hostile clients against a real capbrokerd: malformed datagrams, forged
+// framing, unexpected fds, protocol violations, slow and vanishing peers.
+// Each test checks the reply or hang-up the bad client gets, that a good
+// client still works, and that the broker's fd count returns to baseline.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "capnp/schema.capnp.h"
+#include "capnp/schema.h"
+#include "capnp/serialize.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sdk/wire/limits.h"
+#include "tests/hostile/hostile_fixture.h"
+
+namespace capbroker::hostile {
+namespace {
+
+using schema::ErrorCode;
+
+std::vector<uint8_t> Words(std::initializer_list<uint32_t> halves) {
+  std::vector<uint8_t> bytes(halves.size() * sizeof(uint32_t));
+  std::memcpy(bytes.data(), halves.begin(), bytes.size());
+  return bytes;
+}
+
+TEST_F(HostileTest, GarbageBytes) {
+  UniqueFd bad = Connect();
+  std::mt19937 rng(1234);
+  std::vector<uint8_t> garbage(64);
+  for (uint8_t& b : garbage) b = static_cast<uint8_t>(rng());
+  // A first word whose count is small would make this a framing test; make
+  // sure the table claims far more segments than allowed.
+  garbage[3] = 0x7f;
+  ASSERT_EQ(Send(bad.get(), garbage), 0);
+  ExpectError(bad.get(), 0, ErrorCode::INVALID_REQUEST, "segments");
+  bad.reset();
+  ExpectGoodClientWorks();
+  ExpectFdsAtBaseline();
+}
+
+TEST_F(HostileTest, EmptyDatagram) {
+  UniqueFd bad = Connect();
+  ASSERT_EQ(Send(bad.get(), {}), 0);
+  ExpectError(bad.get(), 0, ErrorCode::INVALID_REQUEST, "empty message");
+  bad.reset();
+  ExpectGoodClientWorks();
+  ExpectFdsAtBaseline();
+}
+
+TEST_F(HostileTest, OversizedDatagramKeepsConnectionUsable) {
+  UniqueFd bad = Connect();
+  std::vector<uint8_t> big(wire::kMaxMessageBytes + 1024, 0);
+  ASSERT_EQ(Send(bad.get(), big), 0);
+  ExpectError(bad.get(), 0, ErrorCode::RESOURCE_EXHAUSTED, "larger than");
+  ASSERT_EQ(Send(bad.get(), HelloBytes(7, schema::PROTOCOL_VERSION)), 0);
+  RawReply hello = Receive(bad.get());
+  EXPECT_EQ(hello.id, 7u);
+  EXPECT_EQ(hello.which, schema::Reply::HELLO) << hello.message;
+  bad.reset();
+  ExpectGoodClientWorks();
+  ExpectFdsAtBaseline();
+}
+
+// A well-framed message of kMaxMessageBytes + 8 bytes: one word over the
+// limit, the size the receive buffer's spare word holds.
+TEST_F(HostileTest,
+       // BUG: sdk/wire/datagram.cc ReceiveDatagram (the MSG_TRUNC check near
+       // line 66) relies on MSG_TRUNC alone, but ReceiveBuffer::kWords
+       // (datagram.h) is kMaxMessageBytes/8 + 1 words, so a datagram of
+       // exactly kMaxMessageBytes + 8 bytes fits without MSG_TRUNC and is
+       // accepted and parsed; nothing checks n > kMaxMessageBytes. The broker
+       // answers with invalidRequest about the name instead of
+       // resourceExhausted. (kMaxMessageBytes + 1..7 bytes are rejected, but
+       // as "not a whole number of words", invalidRequest.)
+       DISABLED_DatagramOneWordOverTheLimitIsRefused) {
+  UniqueFd bad = ConnectAndHello();
+  std::vector<uint8_t> bytes;
+  for (size_t name = wire::kMaxMessageBytes - 200;
+       name < wire::kMaxMessageBytes; ++name) {
+    capnp::MallocMessageBuilder message(wire::kMaxMessageBytes / 8 + 64);
+    auto request = message.initRoot<schema::Request>();
+    request.setId(2);
+    request.initAcquire().setName(std::string(name, 'a'));
+    bytes = Encode(message);
+    if (bytes.size() == wire::kMaxMessageBytes + 8) break;
+  }
+  ASSERT_EQ(bytes.size(), wire::kMaxMessageBytes + 8);
+  ASSERT_EQ(Send(bad.get(), bytes), 0);
+  ExpectError(bad.get(), 0, ErrorCode::RESOURCE_EXHAUSTED, "larger than");
+  bad.reset();
+  ExpectGoodClientWorks();
+  ExpectFdsAtBaseline();
+}
+
+TEST_F(HostileTest, TruncatedMessages) {
+  UniqueFd bad = ConnectAndHello();
+  std::vector<uint8_t> whole = AcquireBytes(2, "motd");
+  ASSERT_GE(whole.size(), 32u);
+  std::vector<uint8_t> words_cut(whole.begin(), whole.begin() + (whole.size() / 16) * 8);
+  ASSERT_EQ(Send(bad.get(), words_cut), 0);
+  ExpectError(bad.get(), 0, ErrorCode::INVALID_REQUEST, "segment table declares");
+  std::vector<uint8_t> odd_cut(whole.begin(), whole.begin() + whole.size() / 2 + 3);
+  ASSERT_EQ(Send(bad.get(), odd_cut), 0);
+  ExpectError(bad.get(), 0, ErrorCode::INVALID_REQUEST, "whole number of 8-byte words");
+  // Still usable: a whole request works.
+  ASSERT_EQ(Send(bad.get(), whole), 0);
+  RawReply granted = Receive(bad.get());
+  EXPECT_EQ(granted.id, 2u);
+  EXPECT_EQ(granted.which, schema::Reply::GRANTED) << granted.message;
+  EXPECT_EQ(granted.fds, 1u);
+  bad.reset();
+  ExpectGoodClientWorks();
+  ExpectFdsAtBaseline();
+}
+
+// BUG: broker/server/broker_loop.cc, BrokerLoop::OnDatagram: the reply
+// builder `message` (line 202) is built on scratch_ and has already written
+// the Reply root when reading the request throws a kj exception (any bad
+// pointer: an out-of-bounds list, a struct where a list belongs, nesting
+// past the limit). The error path then calls ReplyError (line 225) while
+// `message` is still alive, and ReplyError builds a second
+// MallocMessageBuilder on the same scratch_ (line 232), which is not zeroed:
+// capnp throws "First segment must be zeroed" outside any CatchKj and
+// capbrokerd terminates. One datagram from any local peer, before hello,
+// kills the broker for everyone.
+TEST_F(HostileTest, DISABLED_DeeplyNestedMessage) {
+  UniqueFd bad = ConnectAndHello();
+  capnp::MallocMessageBuilder message;
+  auto type = message.initRoot<capnp::schema::Type>();
+  for (int i = 0; i < 200; ++i) type = type.initList().initElementType();
+  ASSERT_EQ(Send(bad.get(), Encode(message)), 0);
+  RawReply reply = Receive(bad.get());
+  ASSERT_FALSE(reply.timed_out);
+  if (!reply.hung_up) {
+    EXPECT_EQ(reply.which, schema::Reply::ERROR);
+    EXPECT_EQ(reply.code, ErrorCode::INVALID_REQUEST) << reply.message;
+    EXPECT_THAT(reply.message, ::testing::HasSubstr("malformed request"));
+  }
+  bad.reset();
+  ExpectGoodClientWorks();
+  ExpectFdsAtBaseline();
+}
+
+// The smallest request that reaches the bug above: a Request whose `fds`
+// pointer points far outside the message.
+// BUG: see DISABLED_DeeplyNestedMessage (broker_loop.cc lines 202, 225, 232).
+TEST_F(HostileTest, DISABLED_OutOfBoundsPointerIsAnErrorNotACrash) {
+  UniqueFd bad = Connect();
+  const uint32_t kStatus = static_cast<uint32_t>(schema::Request::STATUS);
+  std::vector<uint8_t> bytes = Words({
+      0, 4,                     // one segment of 4 words
+      0, 0x00010002,            // root: struct, 2 data words, 1 pointer
+      7, 0,                     // id 7
+      0, 0,                     // union discriminant (set below)
+      (1000u << 2) | 1, 7,      // fds: a list pointer 1000 words away
+  });
+  uint32_t offset = capnp::Schema::from<schema::Request>()
+                        .getProto().getStruct().getDiscriminantOffset();
+  uint16_t which = static_cast<uint16_t>(kStatus);
+  std::memcpy(bytes.data() + 16 + 2 * offset, &which, sizeof(which));
+  ASSERT_EQ(Send(bad.get(), bytes), 0);
+  ExpectError(bad.get(), 7, ErrorCode::INVALID_REQUEST, "malformed request");
+  bad.reset();
+  ExpectGoodClientWorks();
+  ExpectFdsAtBaseline();
+}
+
+TEST_F(HostileTest, SegmentTableBombs) {
+  UniqueFd bad = ConnectAndHello();
+  // count - 1 = 0xfffffffe and 0xffffffff: billions of segments claimed.
+  ASSERT_EQ(Send(bad.get(), Words({0xfffffffe, 0})), 0);
+  ExpectError(bad.get(), 0, ErrorCode::INVALID_REQUEST, "4294967295 segments");
+  ASSERT_EQ(Send(bad.get(), Words({0xffffffff, 0})), 0);
+  ExpectError(bad.get(), 0, ErrorCode::INVALID_REQUEST, "4294967296 segments");
+  // Eight segments whose sizes add up far beyond the datagram.
+  ASSERT_EQ(Send(bad.get(), Words({7, 1000, 1000, 1000, 1000, 1000, 1000, 1000,
+                                   1000, 0, 0, 0})),
+            0);
+  ExpectError(bad.get(), 0, ErrorCode::INVALID_REQUEST, "segment table declares");
+  // Sizes of 0xffffffff words, which would overflow 32-bit arithmetic.
+  ASSERT_EQ(Send(bad.get(), Words({0, 0xffffffff, 0, 0})), 0);
+  ExpectError(bad.get(), 0, ErrorCode::INVALID_REQUEST, "segment table declares");
+  ASSERT_EQ(Send(bad.get(), Words({1, 0xffffffff, 2, 0, 0, 0})), 0);
+  ExpectError(bad.get(), 0, ErrorCode::INVALID_REQUEST, "segment table declares");
+  // A table that the datagram cuts short.
+  ASSERT_EQ(Send(bad.get(), Words({7, 1})), 0);
+  ExpectError(bad.get(), 0, ErrorCode::INVALID_REQUEST, "inside its segment table");
+  bad.reset();
+  ExpectGoodClientWorks();
+  ExpectFdsAtBaseline();
+}
+
+TEST_F(HostileTest, UnexpectedFdIsClosed) {
+  UniqueFd bad = ConnectAndHello();
+  int pipe_fds[2];
+  ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
+  UniqueFd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
+  int sent[] = {write_end.get()};
+  ASSERT_EQ(Send(bad.get(), StatusBytes(5), sent), 0);
+  write_end.reset();
+  ExpectError(bad.get(), 5, ErrorCode::INVALID_REQUEST, "carried 1 (closed)");
+  // The broker replied after dropping the fd: no write end is left anywhere.
+  pollfd p{read_end.get(), POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 0), 1);
+  EXPECT_TRUE(p.revents & POLLHUP) << "the broker kept the fd it was sent";
+  // The connection stays usable.
+  ASSERT_EQ(Send(bad.get(), StatusBytes(6)), 0);
+  RawReply status = Receive(bad.get());
+  EXPECT_EQ(status.id, 6u);
+  EXPECT_EQ(status.which, schema::Reply::STATUS) << status.message;
+  bad.reset();
+  ExpectGoodClientWorks();
+  ExpectFdsAtBaseline();
+}
+
+TEST_F(HostileTest, HundredsOfFdsDisconnect) {
+  UniqueFd bad = ConnectAndHello();
+  int pipe_fds[2];
+  ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
+  UniqueFd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
+  std::vector<int> sent(200, write_end.get());
+  ASSERT_EQ(Send(bad.get(), StatusBytes(5), sent), 0);
+  write_end.reset();
+  RawReply reply = Receive(bad.get());
+  ASSERT_FALSE(reply.hung_up);
+  EXPECT_EQ(reply.which, schema::Reply::ERROR);
+  EXPECT_EQ(reply.id, 0u);
+  EXPECT_THAT(reply.message, ::testing::HasSubstr("more fds than the 16 allowed"));
+  ExpectHangUp(bad.get());
+  pollfd p{read_end.get(), POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 0), 1);
+  EXPECT_TRUE(p.revents & POLLHUP) << "the broker kept some of the fds";
+  bad.reset();
+  ExpectGoodClientWorks();
+  ExpectFdsAtBaseline();
+}
+
+TEST_F(HostileTest, UnknownRequestKind) {
+  UniqueFd bad = ConnectAndHello();
+  std::vector<uint8_t> bytes = StatusBytes(3);
+  // One segment: the table word, then the root pointer, then the root
+  // struct at the pointer's offset.
+  uint64_t root;
+  std::memcpy(&root, bytes.data() + 8, sizeof(root));
+  ASSERT_EQ(root & 3, 0u) << "root is not a struct pointer";
+  int32_t offset = static_cast<int32_t>(static_cast<uint32_t>(root)) >> 2;
+  size_t data_start = 8 * (2 + offset);
+  uint32_t discriminant_offset = capnp::Schema::from<schema::Request>()
+                                     .getProto()
+                                     .getStruct()
+                                     .getDiscriminantOffset();
+  size_t at = data_start + 2 * discriminant_offset;
+  ASSERT_LT(at + 2, bytes.size());
+  uint16_t which;
+  std::memcpy(&which, bytes.data() + at, sizeof(which));
+  ASSERT_EQ(which, static_cast<uint16_t>(schema::Request::STATUS));
+  which = 99;
+  std::memcpy(bytes.data() + at, &which, sizeof(which));
+  ASSERT_EQ(Send(bad.get(), bytes), 0);
+  ExpectError(bad.get(), 3, ErrorCode::INVALID_REQUEST, "unknown request kind 99");
+  bad.reset();
+  ExpectGoodClientWorks();
+  ExpectFdsAtBaseline();
+}
+
+TEST_F(HostileTest, WrongVersionDisconnects) {
+  UniqueFd bad = Connect();
+  ASSERT_EQ(Send(bad.get(), HelloBytes(1, 999)), 0);
+  ExpectError(bad.get(), 1, ErrorCode::UNSUPPORTED_VERSION, "version 999");
+  ExpectHangUp(bad.get());
+  bad.reset();
+  ExpectGoodClientWorks();
+  ExpectFdsAtBaseline();
+}
+
+TEST_F(HostileTest, RequestBeforeHelloDisconnects) {
+  UniqueFd bad = Connect();
+  ASSERT_EQ(Send(bad.get(), AcquireBytes(4, "motd")), 0);
+  ExpectError(bad.get(), 4, ErrorCode::INVALID_REQUEST, "must be hello");
+  ExpectHangUp(bad.get());
+  bad.reset();
+  ExpectGoodClientWorks();
+  ExpectFdsAtBaseline();
+}
+
+TEST_F(HostileTest, RequestIdZero) {
+  UniqueFd bad = Connect();
+  ASSERT_EQ(Send(bad.get(), HelloBytes(0, schema::PROTOCOL_VERSION)), 0);
+  ExpectError(bad.get(), 0, ErrorCode::INVALID_REQUEST, "id 0 is reserved");
+  bad.reset();
+  ExpectGoodClientWorks();
+  ExpectFdsAtBaseline();
+}
+
+TEST_F(HostileTest, SecondHelloKeepsConnection) {
+  UniqueFd bad = ConnectAndHello();
+  ASSERT_EQ(Send(bad.get(), HelloBytes(2, schema::PROTOCOL_VERSION)), 0);
+  ExpectError(bad.get(), 2, ErrorCode::INVALID_REQUEST, "already done");
+  ASSERT_EQ(Send(bad.get(), StatusBytes(3)), 0);
+  RawReply status = Receive(bad.get());
+  EXPECT_EQ(status.id, 3u);
+  EXPECT_EQ(status.which, schema::Reply::STATUS) << status.message;
+  bad.reset();
+  ExpectGoodClientWorks();
+  ExpectFdsAtBaseline();
+}
+
+TEST_F(HostileTest, ClientThatNeverReadsIsDisconnected) {
+  UniqueFd bad = ConnectAndHello();
+  std::vector<uint8_t> status = StatusBytes(9);
+  int error = 0;
+  // Bounded so that a broker that never gives up fails the test.
+  for (int i = 0; i < 1000000 && error == 0; ++i) {
+    error = Send(bad.get(), status, {}, MSG_DONTWAIT);
+    if (error == EAGAIN || error == EWOULDBLOCK) {
+      // Wait for room, or for the broker to hang up.
+      pollfd p{bad.get(), POLLOUT, 0};
+      ASSERT_EQ(poll(&p, 1, 20000), 1) << "the broker neither read nor hung up";
+      error = 0;
+    }
+  }
+  EXPECT_TRUE(error == EPIPE || error == ECONNRESET) << std::strerror(error);
+  bad.reset();
+  ExpectGoodClientWorks();
+  ExpectFdsAtBaseline();
+}
+
+TEST_F(HostileTest, DisconnectMidRequestLeaksNothing) {
+  for (int i = 0; i < 20; ++i) {
+    UniqueFd bad = ConnectAndHello();
+    ASSERT_EQ(Send(bad.get(), AcquireBytes(2, "motd")), 0);
+    bad.reset();
+  }
+  ExpectGoodClientWorks();
+  ExpectFdsAtBaseline();
+}
+
+TEST_F(HostileTest, PipelinedRequestsAnsweredInOrder) {
+  UniqueFd conn = ConnectAndHello();
+  ASSERT_EQ(Send(conn.get(), StatusBytes(10)), 0);
+  ASSERT_EQ(Send(conn.get(), AcquireBytes(11, "motd")), 0);
+  ASSERT_EQ(Send(conn.get(), AcquireBytes(12, "nope")), 0);
+  RawReply r10 = Receive(conn.get());
+  RawReply r11 = Receive(conn.get());
+  RawReply r12 = Receive(conn.get());
+  EXPECT_EQ(r10.id, 10u);
+  EXPECT_EQ(r10.which, schema::Reply::STATUS);
+  EXPECT_EQ(r11.id, 11u);
+  EXPECT_EQ(r11.which, schema::Reply::GRANTED);
+  EXPECT_EQ(r11.fds, 1u);
+  EXPECT_EQ(r12.id, 12u);
+  EXPECT_EQ(r12.which, schema::Reply::ERROR);
+  conn.reset();
+  ExpectGoodClientWorks();
+  ExpectFdsAtBaseline();
+}
+
+TEST_F(HostileTest, ManyConnectionsOpenedAndClosed) {
+  std::vector<UniqueFd> connections;
+  for (int i = 0; i < 200; ++i) {
+    connections.push_back(i % 2 == 0 ? ConnectAndHello() : Connect());
+  }
+  ExpectGoodClientWorks();
+  EXPECT_GT(broker_->OpenFds(), baseline_fds_);
+  connections.clear();
+  ExpectGoodClientWorks();
+  ExpectFdsAtBaseline();
+}
+
+}  // namespace
+}  // namespace capbroker::hostile

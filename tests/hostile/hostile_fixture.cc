@@ -1,0 +1,197 @@
+#include "tests/hostile/hostile_fixture.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "capnp/serialize.h"
+#include "gmock/gmock.h"
+#include "sdk/base/kj_status.h"
+#include "sdk/base/status_matchers.h"
+#include "sdk/wire/framing.h"
+#include "sdk/wire/unix_socket.h"
+
+namespace capbroker::hostile {
+namespace {
+
+constexpr char kPolicy[] = R"(
+( capabilities = [
+    ( name = "motd", file = ( path = "$DIR/motd", access = read ) ) ],
+  principals = [
+    ( name = "tester", match = ( uid = $UID ), grants = [ "motd" ] ) ] )
+)";
+constexpr char kMotd[] = "hostile clients welcome\n";
+
+// A safety net against a broker that never answers: the test fails instead
+// of hanging. Nothing waits for it to expire when the broker is correct.
+constexpr int kReplyTimeoutMs = 20000;
+// Good-client round trips allowed before the broker must have seen a close.
+constexpr int kMaxRoundTrips = 100;
+
+}  // namespace
+
+std::vector<uint8_t> Encode(capnp::MessageBuilder& message) {
+  kj::Array<capnp::word> flat = capnp::messageToFlatArray(message);
+  auto bytes = flat.asBytes();
+  return std::vector<uint8_t>(bytes.begin(), bytes.end());
+}
+
+std::vector<uint8_t> HelloBytes(uint64_t id, uint32_t version) {
+  capnp::MallocMessageBuilder message;
+  auto request = message.initRoot<schema::Request>();
+  request.setId(id);
+  request.initHello().setVersion(version);
+  return Encode(message);
+}
+
+std::vector<uint8_t> AcquireBytes(uint64_t id, absl::string_view name) {
+  capnp::MallocMessageBuilder message;
+  auto request = message.initRoot<schema::Request>();
+  request.setId(id);
+  request.initAcquire().setName(
+      capnp::Text::Reader(name.data(), name.size()));
+  return Encode(message);
+}
+
+std::vector<uint8_t> StatusBytes(uint64_t id) {
+  capnp::MallocMessageBuilder message;
+  auto request = message.initRoot<schema::Request>();
+  request.setId(id);
+  request.setStatus();
+  return Encode(message);
+}
+
+void HostileTest::SetUp() {
+  ASSERT_OK_AND_ASSIGN(broker_, testing::BrokerProcess::Start(kPolicy));
+  std::string path = broker_->dir() + "/motd";
+  UniqueFd motd(open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  ASSERT_TRUE(motd.valid()) << std::strerror(errno);
+  ASSERT_EQ(write(motd.get(), kMotd, sizeof(kMotd) - 1),
+            static_cast<ssize_t>(sizeof(kMotd) - 1));
+  ASSERT_OK_AND_ASSIGN(client_, Client::Connect(broker_->socket_path()));
+  // The hello round trip is done: the broker holds the good connection.
+  baseline_fds_ = broker_->OpenFds();
+  ASSERT_GT(baseline_fds_, 0);
+}
+
+UniqueFd HostileTest::Connect() {
+  absl::StatusOr<UniqueFd> fd = wire::ConnectSeqpacket(broker_->socket_path());
+  EXPECT_OK(fd.status());
+  return fd.ok() ? std::move(fd).value() : UniqueFd();
+}
+
+int HostileTest::Send(int fd, absl::Span<const uint8_t> bytes,
+                      absl::Span<const int> fds, int flags) {
+  iovec iov{const_cast<uint8_t*>(bytes.data()), bytes.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  std::vector<unsigned char> control;
+  if (!fds.empty()) {
+    control.resize(CMSG_SPACE(sizeof(int) * fds.size()));
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  }
+  ssize_t n;
+  do {
+    n = sendmsg(fd, &msg, MSG_NOSIGNAL | flags);
+  } while (n < 0 && errno == EINTR);
+  return n < 0 ? errno : 0;
+}
+
+RawReply HostileTest::Receive(int fd) {
+  RawReply out;
+  pollfd p{fd, POLLIN, 0};
+  int ready;
+  do {
+    ready = poll(&p, 1, kReplyTimeoutMs);
+  } while (ready < 0 && errno == EINTR);
+  if (ready == 0) {
+    ADD_FAILURE() << "no reply and no hang-up from the broker";
+    out.timed_out = true;
+    return out;
+  }
+  absl::StatusOr<std::optional<wire::Datagram>> datagram =
+      wire::ReceiveDatagram(fd, buffer_);
+  if (!datagram.ok() && datagram.status().code() == absl::StatusCode::kUnavailable) {
+    out.hung_up = true;
+    return out;
+  }
+  if (!datagram.ok() || !datagram->has_value()) {
+    ADD_FAILURE() << "receive: " << datagram.status();
+    out.timed_out = true;
+    return out;
+  }
+  wire::Datagram& d = **datagram;
+  out.fds = d.fds.size();
+  EXPECT_OK(wire::ValidateFraming(d.words));
+  absl::Status read = CatchKj("reply", [&] {
+    capnp::FlatArrayMessageReader reader(d.words, wire::ReaderLimits());
+    auto reply = reader.getRoot<schema::Reply>();
+    out.id = reply.getId();
+    out.which = reply.which();
+    if (reply.isError()) {
+      out.code = reply.getError().getCode();
+      out.message = reply.getError().getMessage();
+    }
+    return absl::OkStatus();
+  });
+  EXPECT_OK(read);
+  return out;
+}
+
+UniqueFd HostileTest::ConnectAndHello() {
+  UniqueFd fd = Connect();
+  EXPECT_EQ(Send(fd.get(), HelloBytes(1, schema::PROTOCOL_VERSION)), 0);
+  RawReply reply = Receive(fd.get());
+  EXPECT_FALSE(reply.hung_up);
+  EXPECT_EQ(reply.id, 1u);
+  EXPECT_EQ(reply.which, schema::Reply::HELLO) << reply.message;
+  return fd;
+}
+
+void HostileTest::ExpectError(int fd, uint64_t id, schema::ErrorCode code,
+                              absl::string_view why) {
+  RawReply reply = Receive(fd);
+  ASSERT_FALSE(reply.hung_up) << "expected an error reply, got a hang-up";
+  ASSERT_FALSE(reply.timed_out);
+  EXPECT_EQ(reply.which, schema::Reply::ERROR);
+  EXPECT_EQ(reply.id, id);
+  EXPECT_EQ(reply.code, code) << reply.message;
+  EXPECT_THAT(reply.message, ::testing::HasSubstr(std::string(why)));
+  EXPECT_EQ(reply.fds, 0u);
+}
+
+void HostileTest::ExpectHangUp(int fd) {
+  RawReply reply = Receive(fd);
+  EXPECT_TRUE(reply.hung_up) << "expected a hang-up, got a reply: "
+                             << reply.message;
+}
+
+void HostileTest::ExpectGoodClientWorks() {
+  absl::StatusOr<Capability> motd = client_->Acquire("motd");
+  ASSERT_OK(motd.status());
+  char buf[64];
+  ssize_t n = pread(motd->fd.get(), buf, sizeof(buf), 0);
+  EXPECT_EQ(std::string(buf, n > 0 ? n : 0), kMotd);
+}
+
+void HostileTest::ExpectFdsAtBaseline() {
+  int fds = broker_->OpenFds();
+  for (int i = 0; i < kMaxRoundTrips && fds != baseline_fds_; ++i) {
+    ASSERT_OK(client_->Status().status());
+    fds = broker_->OpenFds();
+  }
+  EXPECT_EQ(fds, baseline_fds_) << "the broker leaked fds";
+}
+
+}  // namespace capbroker::hostile

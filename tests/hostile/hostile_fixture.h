@@ -1,0 +1,84 @@
+// HostileTest: a real capbrokerd, a well-behaved SDK client, and helpers for
+// a raw connection that sends whatever bytes and fds a test wants.
+//
+// Every hostile test follows one shape: record the broker's fd count with
+// the good client connected, misbehave on a raw connection, check the reply
+// or the hang-up, close the raw connection, then check that the good client
+// still gets a capability and that the broker's fd count is back to the
+// baseline. Waits are on events (replies, readiness), never on time.
+#ifndef CAPBROKER_TESTS_HOSTILE_HOSTILE_FIXTURE_H_
+#define CAPBROKER_TESTS_HOSTILE_HOSTILE_FIXTURE_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/types/span.h"
+#include "capnp/message.h"
+#include "gtest/gtest.h"
+#include "schemas/broker.capnp.h"
+#include "sdk/base/unique_fd.h"
+#include "sdk/client/client.h"
+#include "sdk/wire/datagram.h"
+#include "tests/fixtures/broker_process.h"
+
+namespace capbroker::hostile {
+
+// What came back on a raw connection.
+struct RawReply {
+  bool hung_up = false;     // EOF or ECONNRESET instead of a reply
+  bool timed_out = false;   // nothing within the safety-net timeout
+  uint64_t id = 0;
+  schema::Reply::Which which = schema::Reply::ERROR;
+  schema::ErrorCode code = schema::ErrorCode::UNKNOWN;
+  std::string message;
+  size_t fds = 0;
+};
+
+// The bytes of `message` in the standard framing, without capbroker's size
+// limits (so tests can build oversized messages).
+std::vector<uint8_t> Encode(capnp::MessageBuilder& message);
+
+// A Request with `id` whose union is hello(version).
+std::vector<uint8_t> HelloBytes(uint64_t id, uint32_t version);
+// A Request with `id` asking to acquire `name`.
+std::vector<uint8_t> AcquireBytes(uint64_t id, absl::string_view name);
+// A Request with `id` asking for status.
+std::vector<uint8_t> StatusBytes(uint64_t id);
+
+class HostileTest : public ::testing::Test {
+ protected:
+  void SetUp() override;
+
+  // A new raw (blocking) connection to the broker.
+  UniqueFd Connect();
+  // Sends `bytes` as one datagram with `fds` (borrowed); returns errno or 0.
+  static int Send(int fd, absl::Span<const uint8_t> bytes,
+                  absl::Span<const int> fds = {}, int flags = 0);
+  // Receives one reply; fails the test on a reply that cannot be read.
+  RawReply Receive(int fd);
+  // Connects, says hello and checks the hello reply.
+  UniqueFd ConnectAndHello();
+
+  // Expects an error reply with `id`, `code` and a message holding `why`.
+  void ExpectError(int fd, uint64_t id, schema::ErrorCode code,
+                   absl::string_view why);
+  // Expects that the broker hung up on `fd`.
+  void ExpectHangUp(int fd);
+  // The good client acquires "motd" and reads it.
+  void ExpectGoodClientWorks();
+  // Round trips on the good client until the broker's fd count is back to
+  // the baseline (the broker may see our close after the next request).
+  void ExpectFdsAtBaseline();
+
+  std::unique_ptr<testing::BrokerProcess> broker_;
+  std::optional<Client> client_;
+  int baseline_fds_ = -1;
+  wire::ReceiveBuffer buffer_;
+};
+
+}  // namespace capbroker::hostile
+
+#endif  // CAPBROKER_TESTS_HOSTILE_HOSTILE_FIXTURE_H_

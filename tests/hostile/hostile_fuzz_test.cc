@@ -1,0 +1,107 @@
+// Mutation fuzzing over a real connection: 2,000 pseudo-random mutations
+// (fixed seed) of valid requests. The broker must answer each one or hang
+// up, keep serving a good client, and leak no fds.
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "capnp/message.h"
+#include "gtest/gtest.h"
+#include "tests/hostile/hostile_fixture.h"
+
+namespace capbroker::hostile {
+namespace {
+
+constexpr int kMutations = 2000;
+constexpr uint32_t kSeed = 20220623;
+
+std::vector<std::vector<uint8_t>> Seeds() {
+  std::vector<std::vector<uint8_t>> seeds;
+  seeds.push_back(HelloBytes(21, schema::PROTOCOL_VERSION));
+  seeds.push_back(AcquireBytes(22, "motd"));
+  seeds.push_back(StatusBytes(23));
+  capnp::MallocMessageBuilder open;
+  auto request = open.initRoot<schema::Request>();
+  request.setId(24);
+  auto beneath = request.initOpenBeneath();
+  beneath.setDirectory("motd");
+  beneath.setPath("a/b/c");
+  beneath.setCreate(true);
+  seeds.push_back(Encode(open));
+  capnp::MallocMessageBuilder list;
+  list.initRoot<schema::Request>().setId(25);
+  list.getRoot<schema::Request>().setList();
+  seeds.push_back(Encode(list));
+  return seeds;
+}
+
+std::vector<uint8_t> Mutate(std::vector<uint8_t> bytes, std::mt19937& rng) {
+  switch (rng() % 4) {
+    case 0: {  // bit flips
+      int flips = 1 + rng() % 8;
+      for (int i = 0; i < flips; ++i) {
+        size_t bit = rng() % (bytes.size() * 8);
+        bytes[bit / 8] ^= static_cast<uint8_t>(1u << (bit % 8));
+      }
+      break;
+    }
+    case 1:  // truncation, to any length
+      bytes.resize(rng() % bytes.size());
+      break;
+    case 2: {  // random length, random tail
+      size_t length = rng() % 512;
+      size_t old = bytes.size();
+      bytes.resize(length);
+      for (size_t i = old; i < length; ++i) bytes[i] = static_cast<uint8_t>(rng());
+      break;
+    }
+    default: {  // random words overwritten
+      int words = 1 + rng() % 4;
+      for (int i = 0; i < words; ++i) {
+        size_t at = (rng() % (bytes.size() / 8)) * 8;
+        uint32_t value = rng();
+        std::memcpy(&bytes[at + (rng() % 2) * 4], &value, sizeof(value));
+      }
+      break;
+    }
+  }
+  return bytes;
+}
+
+// BUG: fails within the first mutations that corrupt a pointer: capbrokerd
+// terminates on any request whose reading throws a kj exception; see
+// DISABLED_DeeplyNestedMessage in hostile_client_test.cc
+// (broker/server/broker_loop.cc lines 202, 225, 232: a second builder on
+// the non-zeroed scratch_ segment). Enable once that is fixed.
+TEST_F(HostileTest, DISABLED_MutatedRequestsNeverHurtTheBroker) {
+  std::mt19937 rng(kSeed);
+  std::vector<std::vector<uint8_t>> seeds = Seeds();
+  UniqueFd conn = ConnectAndHello();
+  int replies = 0, hang_ups = 0;
+  for (int i = 0; i < kMutations; ++i) {
+    std::vector<uint8_t> bytes = Mutate(seeds[rng() % seeds.size()], rng);
+    int error = Send(conn.get(), bytes);
+    RawReply reply;
+    if (error == 0) reply = Receive(conn.get());
+    ASSERT_FALSE(reply.timed_out) << "mutation " << i;
+    ASSERT_FALSE(HasFailure()) << "the broker failed at mutation " << i;
+    if (error != 0 || reply.hung_up) {
+      ++hang_ups;
+      conn = ConnectAndHello();
+      ASSERT_FALSE(HasFailure()) << "the broker is gone after mutation " << i;
+      continue;
+    }
+    ++replies;
+    // Now and then, start afresh on a new connection.
+    if (rng() % 8 == 0) conn = ConnectAndHello();
+  }
+  EXPECT_GT(replies, kMutations / 2);
+  conn.reset();
+  ExpectGoodClientWorks();
+  ExpectFdsAtBaseline();
+  RecordProperty("replies", replies);
+  RecordProperty("hang_ups", hang_ups);
+}
+
+}  // namespace
+}  // namespace capbroker::hostile

@@ -1,0 +1,178 @@
+#include "broker/server/listener.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sdk/base/status_matchers.h"
+#include "sdk/wire/unix_socket.h"
+#include "tests/fixtures/fd_count.h"
+#include "tests/fixtures/temp_dir.h"
+
+namespace capbroker::server {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::TempDir;
+
+mode_t ModeOf(const std::string& path) {
+  struct stat st;
+  return lstat(path.c_str(), &st) == 0 ? (st.st_mode & 07777) : 0;
+}
+
+TEST(ListenerTest, BindsWithDeliberateModesAndRemovesItsSocket) {
+  TempDir dir;
+  std::string path = dir.Join("run/broker.sock");
+  {
+    ASSERT_OK_AND_ASSIGN(Listener listener, Listener::Bind(path, std::nullopt));
+    EXPECT_TRUE(testing::IsCloseOnExec(listener.fd()));
+    // Run as root in CI: the system broker's modes.
+    mode_t want_dir = geteuid() == 0 ? 0755 : 0700;
+    mode_t want_sock = geteuid() == 0 ? 0666 : 0600;
+    EXPECT_EQ(ModeOf(dir.Join("run")), want_dir);
+    EXPECT_EQ(ModeOf(path), want_sock);
+    EXPECT_OK(wire::ConnectSeqpacket(path));
+  }
+  EXPECT_NE(access(path.c_str(), F_OK), 0);
+}
+
+TEST(ListenerTest, SocketModeOverrides) {
+  TempDir dir;
+  std::string path = dir.Join("s");
+  ASSERT_OK_AND_ASSIGN(Listener listener, Listener::Bind(path, 0660));
+  EXPECT_EQ(ModeOf(path), 0660u);
+}
+
+TEST(ListenerTest, RefusesToDisplaceALiveBroker) {
+  TempDir dir;
+  std::string path = dir.Join("s");
+  ASSERT_OK_AND_ASSIGN(Listener first, Listener::Bind(path, std::nullopt));
+  EXPECT_THAT(Listener::Bind(path, std::nullopt),
+              StatusIs(absl::StatusCode::kAlreadyExists,
+                       HasSubstr("already listening")));
+  EXPECT_OK(wire::ConnectSeqpacket(path));  // the first one still serves
+}
+
+TEST(ListenerTest, ReplacesAStaleSocket) {
+  TempDir dir;
+  std::string path = dir.Join("s");
+  {
+    // A socket file whose broker is gone: bound, never listening.
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    ASSERT_OK_AND_ASSIGN(wire::UnixAddress a, wire::MakeUnixAddress(path));
+    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a.addr), a.length), 0);
+    close(fd);
+  }
+  ASSERT_OK_AND_ASSIGN(Listener listener, Listener::Bind(path, std::nullopt));
+  EXPECT_OK(wire::ConnectSeqpacket(path));
+}
+
+TEST(ListenerTest, LeavesOtherFilesAlone) {
+  TempDir dir;
+  std::string path = dir.WriteFile("important", "data");
+  EXPECT_THAT(Listener::Bind(path, std::nullopt),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("not a socket")));
+  EXPECT_EQ(access(path.c_str(), F_OK), 0);
+}
+
+TEST(ListenerTest, ClearErrorsForBadPaths) {
+  TempDir dir;
+  EXPECT_THAT(Listener::Bind(dir.Join("missing/parent/s"), std::nullopt),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("does not exist")));
+  EXPECT_THAT(Listener::Bind(dir.Join(std::string(120, 'x')), std::nullopt),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("sun_path")));
+  std::string file = dir.WriteFile("file", "");
+  EXPECT_THAT(Listener::Bind(file + "/s", std::nullopt),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("not a directory")));
+}
+
+TEST(ListenerTest, DoesNotRemoveASocketThatReplacedIt) {
+  TempDir dir;
+  std::string path = dir.Join("s");
+  {
+    ASSERT_OK_AND_ASSIGN(Listener listener, Listener::Bind(path, std::nullopt));
+    // Someone moves ours away and puts another file in its place.
+    ASSERT_EQ(rename(path.c_str(), dir.Join("old").c_str()), 0);
+    dir.WriteFile("s", "not ours");
+  }
+  EXPECT_EQ(access(path.c_str(), F_OK), 0);
+}
+
+class SystemdTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    if (moved_) dup2(saved_, 3);
+  }
+  // Puts `fd` at 3 (and closes `fd`), keeping whatever was at 3.
+  void PlaceAt3(int fd) {
+    // `fd` may itself be 3: move it out of the way first.
+    int high = fcntl(fd, F_DUPFD, 20);
+    ASSERT_GE(high, 0);
+    close(fd);
+    saved_ = fcntl(3, F_DUPFD_CLOEXEC, 10);
+    moved_ = true;
+    ASSERT_EQ(dup2(high, 3), 3);
+    close(high);
+  }
+  int saved_ = -1;
+  bool moved_ = false;
+};
+
+TEST_F(SystemdTest, NotActivatedWithoutVariables) {
+  ASSERT_OK_AND_ASSIGN(std::optional<Listener> l, Listener::FromSystemd());
+  EXPECT_FALSE(l.has_value());
+}
+
+TEST_F(SystemdTest, IgnoresSocketsMeantForAnotherProcess) {
+  setenv("LISTEN_PID", "1", 1);
+  setenv("LISTEN_FDS", "1", 1);
+  ASSERT_OK_AND_ASSIGN(std::optional<Listener> l, Listener::FromSystemd());
+  EXPECT_FALSE(l.has_value());
+  EXPECT_EQ(getenv("LISTEN_FDS"), nullptr);  // cleared for children
+}
+
+TEST_F(SystemdTest, TakesAListeningSeqpacketSocket) {
+  TempDir dir;
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);  // systemd passes no CLOEXEC
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress a, wire::MakeUnixAddress(dir.Join("s")));
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a.addr), a.length), 0);
+  ASSERT_EQ(listen(fd, 8), 0);
+  PlaceAt3(fd);
+  setenv("LISTEN_PID", absl::StrCat(getpid()).c_str(), 1);
+  setenv("LISTEN_FDS", "1", 1);
+  ASSERT_OK_AND_ASSIGN(std::optional<Listener> l, Listener::FromSystemd());
+  ASSERT_TRUE(l.has_value());
+  EXPECT_EQ(l->fd(), 3);
+  EXPECT_TRUE(l->path().empty());
+  EXPECT_TRUE(testing::IsCloseOnExec(3));
+  EXPECT_OK(wire::ConnectSeqpacket(dir.Join("s")));
+}
+
+TEST_F(SystemdTest, RefusesTheWrongKindOfSocket) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  PlaceAt3(fd);
+  setenv("LISTEN_PID", absl::StrCat(getpid()).c_str(), 1);
+  setenv("LISTEN_FDS", "1", 1);
+  EXPECT_THAT(Listener::FromSystemd(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("ListenSequentialPacket")));
+}
+
+TEST_F(SystemdTest, RefusesSeveralSockets) {
+  setenv("LISTEN_PID", absl::StrCat(getpid()).c_str(), 1);
+  setenv("LISTEN_FDS", "2", 1);
+  EXPECT_THAT(Listener::FromSystemd(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("exactly one")));
+}
+
+}  // namespace
+}  // namespace capbroker::server

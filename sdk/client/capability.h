@@ -7,6 +7,7 @@
 
 #include "schemas/broker.capnp.h"
 #include "sdk/base/unique_fd.h"
+#include "sdk/wire/names.h"  // AccessName, KindName: part of this API
 
 namespace capbroker {
 
@@ -19,11 +20,6 @@ struct Capability {
   uint64_t size = 0;     // memory: bytes
   std::string path;      // open beneath: the path opened
 };
-
-// "file", "directory", "memory".
-const char* KindName(schema::Kind kind);
-// "read", "write", "readWrite", "append", "unspecified".
-const char* AccessName(schema::Access access);
 
 }  // namespace capbroker
 

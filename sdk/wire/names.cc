@@ -1,4 +1,4 @@
-#include "sdk/client/capability.h"
+#include "sdk/wire/names.h"
 
 namespace capbroker {
 

@@ -8,8 +8,8 @@
 //        single-threaded epoll server doing the same exchange.
 //   (d)  broker RSS per idle connection, with 10,000 idle connections.
 //
-// (a), (b), (b2) are Google Benchmark benchmarks (real time, median of 3
-// repetitions); (c) and (d) are timed by hand (median of 3 for (c)).
+// (a), (b), (b2) are Google Benchmark benchmarks (real time, median of 5
+// repetitions); (c) and (d) are timed by hand (median of 5 for (c)).
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
@@ -333,7 +333,7 @@ int Main(int argc, char** argv) {
     b->Unit(benchmark::kMicrosecond)
         ->UseRealTime()
         ->MinTime(0.5)
-        ->Repetitions(3)
+        ->Repetitions(5)
         ->ReportAggregatesOnly(true);
   }
   CaptureReporter reporter;
@@ -373,17 +373,22 @@ int Main(int argc, char** argv) {
 
   const int kClients[] = {1, 4, 16, 64};
   const int kTotalPerRun = 40000;
+  const int kReps = 5;
   std::map<int, std::pair<double, double>> rates;  // n -> (broker, raw)
-  printf("\n(c) throughput, %d grants per run, median of 3 runs:\n", kTotalPerRun);
+  printf("\n(c) throughput, %d grants per run, median of %d runs (broker and raw interleaved):\n", kTotalPerRun, kReps);
   for (int n : kClients) {
     std::vector<double> b, r;
-    for (int rep = 0; rep < 3; ++rep) {
+    for (int rep = 0; rep < kReps; ++rep) {
       b.push_back(RunClients(n, kTotalPerRun / n, broker_worker));
       r.push_back(RunClients(n, kTotalPerRun / n, raw_worker));
     }
     rates[n] = {Median(b), Median(r)};
-    printf("  %2d clients: broker %8.0f grants/s   raw %8.0f /s\n", n,
-           rates[n].first, rates[n].second);
+    printf("  %2d clients: broker %8.0f grants/s (runs %.0f..%.0f)   raw %8.0f /s "
+           "(runs %.0f..%.0f)\n",
+           n, rates[n].first, *std::min_element(b.begin(), b.end()),
+           *std::max_element(b.begin(), b.end()), rates[n].second,
+           *std::min_element(r.begin(), r.end()),
+           *std::max_element(r.begin(), r.end()));
     fflush(stdout);
   }
   kill(raw_server, SIGKILL);

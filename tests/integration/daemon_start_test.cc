@@ -1,0 +1,133 @@
+// capbrokerd refuses to start, with one clear line, whenever it cannot
+// serve exactly what it was told to: fail closed.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sdk/base/status_matchers.h"
+#include "tests/fixtures/broker_process.h"
+#include "tests/fixtures/temp_dir.h"
+
+namespace capbroker {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+using testing::TempDir;
+
+struct Result {
+  int exit_code = -1;
+  std::string err;
+};
+
+// Runs capbrokerd with `args` to completion (it must exit by itself) and
+// returns its exit code and stderr.
+Result RunDaemon(std::vector<std::string> args) {
+  args.insert(args.begin(), testing::RunfilePath("broker/capbrokerd"));
+  int err[2];
+  if (pipe2(err, O_CLOEXEC) != 0) return {};
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(err[1], 2);
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  close(err[1]);
+  Result result;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(err[0], buf, sizeof(buf))) > 0) result.err.append(buf, n);
+  close(err[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+constexpr char kGoodPolicy[] =
+    "( capabilities = [ ( name = \"m\", memory = ( size = 16 ) ) ],\n"
+    "  principals = [ ( name = \"p\", match = ( anyUser = true ), grants = [ \"m\" ] ) ] )\n";
+
+TEST(DaemonStartTest, RejectsABadPolicyWithItsLineAndColumn) {
+  TempDir dir;
+  std::string policy = dir.WriteFile(
+      "policy.capnp",
+      "( capabilities = [\n"
+      "    ( name = \"m\", memory = ( sise = 16 ) ) ] )\n",
+      0600);
+  Result r = RunDaemon({"--policy", policy, "--socket", dir.Join("s")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("policy.capnp:2:"));
+  EXPECT_THAT(r.err, HasSubstr("sise"));
+  EXPECT_NE(access(dir.Join("s").c_str(), F_OK), 0) << "must not have listened";
+}
+
+TEST(DaemonStartTest, RejectsAPolicyOthersCanWrite) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0666);
+  Result r = RunDaemon({"--policy", policy, "--socket", dir.Join("s")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("writable"));
+}
+
+TEST(DaemonStartTest, RejectsAMissingPolicy) {
+  TempDir dir;
+  Result r = RunDaemon({"--policy", dir.Join("nope"), "--socket", dir.Join("s")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("nope"));
+}
+
+TEST(DaemonStartTest, RefusesToDisplaceALiveBroker) {
+  ASSERT_OK_AND_ASSIGN(auto broker, testing::BrokerProcess::Start(kGoodPolicy));
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  Result r = RunDaemon({"--policy", policy, "--socket", broker->socket_path()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("already listening"));
+  // The first broker's socket is untouched.
+  EXPECT_EQ(access(broker->socket_path().c_str(), F_OK), 0);
+}
+
+TEST(DaemonStartTest, ClearErrorsForBadSocketPaths) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  Result too_long = RunDaemon({"--policy", policy, "--socket", dir.Join(std::string(120, 'x'))});
+  EXPECT_EQ(too_long.exit_code, 1);
+  EXPECT_THAT(too_long.err, HasSubstr("sun_path"));
+  Result missing = RunDaemon({"--policy", policy, "--socket", dir.Join("a/b/s")});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("does not exist"));
+}
+
+TEST(DaemonStartTest, UsageErrorsExitTwo) {
+  Result r = RunDaemon({"--socket"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("usage:"));
+  Result none = RunDaemon({});
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_THAT(none.err, HasSubstr("--policy FILE is required"));
+}
+
+TEST(DaemonStartTest, RefusesASymlinkedAuditLog) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  dir.WriteFile("elsewhere", "");
+  ASSERT_EQ(symlink(dir.Join("elsewhere").c_str(), dir.Join("audit").c_str()), 0);
+  Result r = RunDaemon({"--policy", policy, "--socket", dir.Join("s"),
+                        "--audit-log", dir.Join("audit")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("symlink"));
+}
+
+}  // namespace
+}  // namespace capbroker

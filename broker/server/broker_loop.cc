@@ -74,6 +74,10 @@ absl::Status BrokerLoop::Serve(int listener, int stop_fd) {
       int fd = static_cast<int>(tag);
       if (fd >= static_cast<int>(connections_.size()) || !connections_[fd]) continue;
       Connection& connection = *connections_[fd];
+      if (connection.close_when_flushed && (events[i].events & (EPOLLHUP | EPOLLERR))) {
+        Close(fd);  // the peer is gone: nothing left to deliver
+        continue;
+      }
       if (events[i].events & EPOLLOUT) {
         OnWritable(connection);
         if (!connections_[fd]) continue;
@@ -141,6 +145,7 @@ void BrokerLoop::Admit(UniqueFd fd) {
   auto connection = std::make_unique<Connection>();
   connection->fd = std::move(fd);
   connection->session.identity = std::move(identity).value();
+  connection->events = EPOLLIN;
   connections_[raw] = std::move(connection);
   ++per_uid;
   ++stats_.connections;
@@ -164,7 +169,18 @@ void BrokerLoop::OnReadable(Connection& connection) {
   int fd = connection.fd.get();
   for (int i = 0; i < kDatagramsPerWakeup; ++i) {
     if (!connections_[fd] || connection.close_when_flushed) return;
-    if (!OnDatagram(connection)) {
+    bool keep = false;
+    // OnDatagram catches what reading a request can throw; this is the last
+    // line of defence: whatever else a client triggers costs it its
+    // connection, never the broker its life.
+    kj::Maybe<kj::Exception> escaped = kj::runCatchingExceptions(
+        [&] { keep = OnDatagram(connection); });
+    KJ_IF_MAYBE(e, escaped) {
+      std::fprintf(stderr, "capbrokerd: closing pid %d after an internal error: %s\n",
+                   connection.session.identity.pid, e->getDescription().cStr());
+      keep = false;
+    }
+    if (!keep) {
       Close(fd);
       return;
     }
@@ -179,8 +195,11 @@ bool BrokerLoop::OnDatagram(Connection& connection) {
     if (code == absl::StatusCode::kUnavailable) return false;
     if (code == absl::StatusCode::kDataLoss) {
       // Fds may have been dropped: the stream of fds can no longer be
-      // trusted to match the messages. Say why, then hang up.
-      return ReplyError(connection, 0, received.status(), true);
+      // trusted to match the messages. Say why (the client sent too many:
+      // an invalid request), then hang up.
+      return ReplyError(connection, 0,
+                        absl::InvalidArgumentError(received.status().message()),
+                        true);
     }
     if (code == absl::StatusCode::kResourceExhausted ||
         code == absl::StatusCode::kInvalidArgument) {
@@ -229,7 +248,10 @@ bool BrokerLoop::OnDatagram(Connection& connection) {
 
 bool BrokerLoop::ReplyError(Connection& connection, uint64_t id,
                             const absl::Status& status, bool close_after) {
-  capnp::MallocMessageBuilder message(scratch_.asPtr());
+  // Its own builder, never scratch_: a reply builder on scratch_ may still be
+  // alive (a request that threw half-way, a reply too large to send), and
+  // two builders on one segment corrupt each other.
+  capnp::MallocMessageBuilder message(kScratchWords);
   auto reply = message.initRoot<schema::Reply>();
   reply.setId(id);
   RequestHandler::SetError(reply, status);
@@ -238,6 +260,9 @@ bool BrokerLoop::ReplyError(Connection& connection, uint64_t id,
 
 bool BrokerLoop::Reply(Connection& connection, capnp::MessageBuilder& message,
                        std::vector<UniqueFd> fds, bool close_after) {
+  // A grant is on record before it is delivered: if the broker died
+  // between the two, the audit log must not be the one that lost it.
+  if (audit_.has_pending()) stats_.audit_lines_dropped = audit_.Flush();
   std::vector<int> raw;
   raw.reserve(fds.size());
   for (const UniqueFd& fd : fds) raw.push_back(fd.get());
@@ -272,7 +297,7 @@ bool BrokerLoop::Reply(Connection& connection, capnp::MessageBuilder& message,
   connection.queue.push_back(QueuedReply{std::move(flat).value(), std::move(fds)});
   connection.queued_bytes += bytes;
   connection.close_when_flushed = connection.close_when_flushed || close_after;
-  WatchOutput(connection, true);
+  UpdateEvents(connection);
   return true;
 }
 
@@ -299,18 +324,23 @@ void BrokerLoop::OnWritable(Connection& connection) {
     Close(fd);
     return;
   }
-  WatchOutput(connection, false);
+  UpdateEvents(connection);
   // Requests that arrived while replies waited can be served now.
   OnReadable(connection);
 }
 
-void BrokerLoop::WatchOutput(Connection& connection, bool on) {
-  if (connection.watching_output == on) return;
+void BrokerLoop::UpdateEvents(Connection& connection) {
+  // Input is watched unless the connection only waits to flush its last
+  // replies and close: epoll is level-triggered, and unread input that
+  // will never be read would wake the loop forever.
+  uint32_t events = connection.close_when_flushed ? 0u : uint32_t{EPOLLIN};
+  if (!connection.queue.empty()) events |= uint32_t{EPOLLOUT};
+  if (events == connection.events) return;
   epoll_event ev{};
-  ev.events = on ? (EPOLLIN | EPOLLOUT) : EPOLLIN;
+  ev.events = events;
   ev.data.u64 = static_cast<uint64_t>(connection.fd.get());
   if (epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, connection.fd.get(), &ev) == 0) {
-    connection.watching_output = on;
+    connection.events = events;
   }
 }
 

@@ -64,7 +64,7 @@ class BrokerLoop {
     std::vector<QueuedReply> queue;
     size_t queued_bytes = 0;
     bool close_when_flushed = false;
-    bool watching_output = false;
+    uint32_t events = 0;  // the epoll events registered for fd
   };
 
   void AcceptAll(int listener);
@@ -81,7 +81,8 @@ class BrokerLoop {
   // it could not be read).
   bool ReplyError(Connection& connection, uint64_t id, const absl::Status& status,
                   bool close_after);
-  void WatchOutput(Connection& connection, bool on);
+  // Registers the epoll events the connection's state calls for.
+  void UpdateEvents(Connection& connection);
   void Close(int fd);
 
   RequestHandler& handler_;

@@ -63,7 +63,9 @@ absl::StatusOr<std::optional<Datagram>> ReceiveDatagram(int fd,
         "datagram carried more fds than the ", kMaxFdsPerMessage,
         " allowed, or the kernel dropped some: closing the connection"));
   }
-  if (msg.msg_flags & MSG_TRUNC) {
+  // The buffer holds one word more than the limit, so that a datagram of one
+  // word over is seen here rather than cut without MSG_TRUNC.
+  if ((msg.msg_flags & MSG_TRUNC) || static_cast<size_t>(n) > kMaxMessageBytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "datagram larger than the ", kMaxMessageBytes, " bytes allowed"));
   }

@@ -437,6 +437,13 @@ int Main(int argc, char** argv) {
   double a = us("a_raw_roundtrip"), bm = us("b_broker_grant_memory"),
          bf = us("b2_broker_grant_file");
   printf("\n================ capbroker benchmark summary ================\n");
+  {
+    // The machine is shared (2 cores): the load tells how noisy this run was.
+    std::ifstream load("/proc/loadavg");
+    std::string line;
+    std::getline(load, line);
+    printf("load average at the end: %s\n", line.c_str());
+  }
   printf("(a) raw SEQPACKET+SCM_RIGHTS round trip: %.2f us\n", a);
   printf("(b) grant round trip (shared memfd): %.2f us vs raw %.2f us: %.2fx "
          "(target <= 1.3x) %s\n",

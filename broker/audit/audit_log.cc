@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "broker/audit/json.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
@@ -48,8 +49,17 @@ absl::StatusOr<AuditLog> AuditLog::OpenFile(absl::string_view path) {
 
 void AuditLog::Record(const AuditEvent& e, absl::Time now) {
   std::string& out = buffer_;
-  out += "{\"time\":";
-  AppendJsonString(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", now, absl::UTCTimeZone()), out);
+  // Formatting a time is costly next to the rest of a line: the date and
+  // time are formatted once per second, the milliseconds every time.
+  int64_t millis = absl::ToUnixMillis(now);
+  int64_t second = millis >= 0 ? millis / 1000 : (millis - 999) / 1000;
+  if (second != cached_second_ || cached_time_.empty()) {
+    cached_second_ = second;
+    cached_time_ = absl::FormatTime("%Y-%m-%dT%H:%M:%S",
+                                    absl::FromUnixSeconds(second), absl::UTCTimeZone());
+  }
+  absl::StrAppendFormat(&out, "{\"time\":\"%s.%03dZ\"", cached_time_,
+                        static_cast<int>(millis - second * 1000));
   out += ",\"event\":";
   AppendJsonString(e.granted ? "grant" : "deny", out);
   absl::StrAppend(&out, ",\"peer\":{\"uid\":", e.uid, ",\"gid\":", e.gid,

@@ -69,6 +69,8 @@ class AuditLog {
   std::string buffer_;
   size_t pending_lines_ = 0;
   uint64_t dropped_lines_ = 0;
+  int64_t cached_second_ = 0;  // the Unix second cached_time_ shows
+  std::string cached_time_;    // "YYYY-MM-DDTHH:MM:SS" of cached_second_
 };
 
 }  // namespace capbroker::audit

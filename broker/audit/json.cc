@@ -27,11 +27,21 @@ size_t Utf8Length(absl::string_view text, size_t i) {
   return n;
 }
 
+bool IsPlain(unsigned char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; }
+
 }  // namespace
 
 void AppendJsonString(absl::string_view text, std::string& out) {
   out.push_back('"');
   for (size_t i = 0; i < text.size();) {
+    // Most text (names, paths, reasons) is plain ASCII: copy runs at once.
+    size_t run = i;
+    while (run < text.size() && IsPlain(static_cast<unsigned char>(text[run]))) ++run;
+    if (run > i) {
+      out.append(text.data() + i, run - i);
+      i = run;
+      continue;
+    }
     unsigned char c = static_cast<unsigned char>(text[i]);
     size_t n = Utf8Length(text, i);
     if (n > 1) {

@@ -57,6 +57,7 @@ class BrokerLoop {
   struct QueuedReply {
     kj::Array<capnp::word> words;
     std::vector<UniqueFd> fds;
+    int borrowed_fd = -1;  // sent after `fds`; owned by the handler
   };
   struct Connection {
     UniqueFd fd;
@@ -64,19 +65,25 @@ class BrokerLoop {
     std::vector<QueuedReply> queue;
     size_t queued_bytes = 0;
     bool close_when_flushed = false;
-    uint32_t events = 0;  // the epoll events registered for fd
+    bool pending_send = false;  // listed in pending_sends_
+    uint32_t events = 0;        // the epoll events registered for fd
   };
 
   void AcceptAll(int listener);
   void Admit(UniqueFd fd);
   void OnReadable(Connection& connection);
-  void OnWritable(Connection& connection);
+  // Writes the batch's audit lines, then sends every queued reply of the
+  // connections that got new ones this turn.
+  void SendPending();
+  // Sends what the connection's queue holds, as far as the socket takes it.
+  void SendQueued(Connection& connection);
   // Handles one received datagram (or receive error). Returns false when
   // the connection must be closed.
   bool OnDatagram(Connection& connection);
-  // Sends or queues a reply. Returns false when the connection was closed.
+  // Queues a reply for SendPending. Returns false when the connection must
+  // be closed (its queue is over the limits).
   bool Reply(Connection& connection, capnp::MessageBuilder& message,
-             std::vector<UniqueFd> fds, bool close_after);
+             Outcome outcome);
   // Replies with an error to a datagram whose request id is `id` (0 when
   // it could not be read).
   bool ReplyError(Connection& connection, uint64_t id, const absl::Status& status,
@@ -94,6 +101,7 @@ class BrokerLoop {
   // Indexed by fd: fds are small dense integers.
   std::vector<std::unique_ptr<Connection>> connections_;
   absl::flat_hash_map<uint32_t, size_t> connections_per_uid_;
+  std::vector<int> pending_sends_;  // fds with replies queued this turn
   wire::ReceiveBuffer receive_buffer_;
   // Zeroed first segment for reply builders (MallocMessageBuilder zeroes
   // what it used when it is destroyed, so it can be reused).

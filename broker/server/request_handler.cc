@@ -184,13 +184,22 @@ absl::StatusOr<UniqueFd> RequestHandler::Make(const CapabilitySpec& spec,
       if (it == shared_memory_.end()) {
         return absl::InternalError("shared memory was not prepared");
       }
-      if (access == schema::Access::READ) return caps::ReopenReadOnly(it->second.get());
-      // The broker keeps its own fd; the reply carries a copy.
-      return TakeFd(fcntl(it->second.get(), F_DUPFD_CLOEXEC, 0),
-                    absl::StrCat("dup shared memfd '", spec.name, "'"));
+      // Read-only: a new open file description. Read-write grants borrow
+      // the broker's own fd (see Acquire).
+      return caps::ReopenReadOnly(it->second.get());
     }
   }
   return absl::InternalError("unknown capability kind");
+}
+
+void RequestHandler::SetGranted(const CapabilitySpec& spec, schema::Access access,
+                                schema::Reply::Builder reply) {
+  reply.setGranted();
+  auto info = reply.initFds(1)[0];
+  info.setName(spec.name);
+  info.setKind(WireKind(spec.kind));
+  info.setAccess(access);
+  info.setSize(spec.size);
 }
 
 Outcome RequestHandler::Acquire(const Session& session,
@@ -216,6 +225,13 @@ Outcome RequestHandler::Acquire(const Session& session,
     return outcome;
   }
   const CapabilitySpec& spec = *decision.capability;
+  if (spec.kind == Kind::kMemory && spec.shared && decision.access != schema::Access::READ) {
+    outcome.borrowed_fd = shared_memory_[spec.name].get();
+    SetGranted(spec, decision.access, reply);
+    Finish(session, "acquire", name, decision.access, "", absl::OkStatus(),
+           decision.principal, reply);
+    return outcome;
+  }
   absl::StatusOr<UniqueFd> fd = Make(spec, decision.access);
   if (!fd.ok()) {
     status = absl::Status(fd.status().code(),
@@ -225,12 +241,7 @@ Outcome RequestHandler::Acquire(const Session& session,
            decision.principal, reply);
     return outcome;
   }
-  reply.setGranted();
-  auto info = reply.initFds(1)[0];
-  info.setName(spec.name);
-  info.setKind(WireKind(spec.kind));
-  info.setAccess(decision.access);
-  info.setSize(spec.size);
+  SetGranted(spec, decision.access, reply);
   outcome.fds.push_back(std::move(fd).value());
   Finish(session, "acquire", name, decision.access, "", absl::OkStatus(),
          decision.principal, reply);

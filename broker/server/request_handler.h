@@ -41,6 +41,10 @@ struct Session {
 // connection ends once the reply is sent.
 struct Outcome {
   std::vector<UniqueFd> fds;
+  // A broker-owned fd sent after `fds` and kept by the broker (a shared
+  // memfd: SCM_RIGHTS gives the client its own copy, so the broker need not
+  // dup it for every grant). -1 for none. Valid while the handler lives.
+  int borrowed_fd = -1;
   bool close_after_reply = false;
 };
 
@@ -73,6 +77,11 @@ class RequestHandler {
                       schema::Reply::Builder reply);
   void List(const Session& session, schema::Reply::Builder reply);
   void Status(schema::Reply::Builder reply);
+
+  // Fills a grant reply for `spec` with `access` (its fd goes in the reply's
+  // datagram).
+  static void SetGranted(const CapabilitySpec& spec, schema::Access access,
+                         schema::Reply::Builder reply);
 
   // Makes the fd for a granted capability.
   absl::StatusOr<UniqueFd> Make(const CapabilitySpec& spec, schema::Access access);

@@ -13,6 +13,10 @@
 namespace capbroker {
 namespace {
 
+// First segment of a request builder: room for a hello, an acquire, or an
+// open beneath with a path of up to ~300 bytes without a second allocation.
+constexpr unsigned kRequestWords = 64;
+
 std::string Str(capnp::Text::Reader text) { return std::string(text.cStr(), text.size()); }
 
 // Takes the one fd of a grant reply, checking that the datagram carried
@@ -61,7 +65,9 @@ absl::StatusOr<Client> Client::FromFd(UniqueFd fd) {
 template <typename Fill, typename Read>
 absl::Status Client::Call(Fill fill, Read read) {
   uint64_t id = next_id_++;
-  capnp::MallocMessageBuilder message;
+  // Requests are a few dozen words; the default first segment (8 KiB,
+  // zeroed on every call) costs more than the rest of a request.
+  capnp::MallocMessageBuilder message(kRequestWords);
   auto request = message.initRoot<schema::Request>();
   request.setId(id);
   fill(request);

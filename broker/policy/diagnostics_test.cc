@@ -1,0 +1,52 @@
+#include "broker/policy/diagnostics.h"
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sdk/base/status_matchers.h"
+
+namespace capbroker {
+namespace {
+
+using ::testing::EndsWith;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr absl::string_view kText = "(a = 1,\n b = (c = 2))";
+
+TEST(DiagnosticsTest, EmptyIsOk) {
+  TextLocator locator = TextLocator::Parse(kText);
+  Diagnostics diagnostics("p.cb", locator);
+  EXPECT_OK(diagnostics.ToStatus());
+  EXPECT_EQ(diagnostics.count(), 0u);
+}
+
+TEST(DiagnosticsTest, FormatsFileLineColumnAndJoinsLines) {
+  TextLocator locator = TextLocator::Parse(kText);
+  Diagnostics diagnostics("p.cb", locator);
+  diagnostics.AddAt(5, "first");
+  diagnostics.AddAtPath("b.c", "second");
+  diagnostics.AddAtPath("b.d", "missing field points at its struct");
+  EXPECT_THAT(diagnostics.ToStatus(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "p.cb:1:6: first\np.cb:2:11: second\n"
+                       "p.cb:2:6: missing field points at its struct"));
+}
+
+TEST(DiagnosticsTest, CapsTheNumberOfLines) {
+  TextLocator locator = TextLocator::Parse(kText);
+  Diagnostics diagnostics("p.cb", locator);
+  for (size_t i = 0; i < kMaxReportedErrors + 5; ++i) {
+    EXPECT_EQ(diagnostics.full(), i >= kMaxReportedErrors);
+    diagnostics.AddAt(0, "error " + std::to_string(i));
+  }
+  absl::Status status = diagnostics.ToStatus();
+  EXPECT_EQ(diagnostics.count(), kMaxReportedErrors + 5);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("error 19"));
+  EXPECT_THAT(std::string(status.message()), Not(HasSubstr("error 20")));
+  EXPECT_THAT(std::string(status.message()), EndsWith("p.cb: 5 more errors not shown"));
+}
+
+}  // namespace
+}  // namespace capbroker

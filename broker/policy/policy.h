@@ -1,0 +1,135 @@
+// Policy: which principal may receive which capability, in memory.
+//
+// A Policy is the validated result of parsing a policy file (see
+// policy_parser.h); it holds plain C++ values so it outlives the Cap'n Proto
+// message it came from. Decide() is the broker's single authority on whether
+// a client gets a capability: deny by default, grant only when a principal
+// that matches the client lists the capability, and never wider than the
+// capability's access. Pure: no I/O, no clock, no global state; a const
+// Policy may be used from several threads at once.
+//
+// Example:
+//   Decision d = policy.Decide(identity, "motd", schema::Access::READ);
+//   if (!d.status.ok()) return d.status;   // one line naming the rule
+//   Open(d.capability->path, d.access);
+#ifndef CAPBROKER_BROKER_POLICY_POLICY_H_
+#define CAPBROKER_BROKER_POLICY_POLICY_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "broker/policy/identity.h"
+#include "schemas/broker.capnp.h"
+
+namespace capbroker {
+
+// What a capability hands out.
+enum class Kind {
+  kFile,       // an fd of one file
+  kDirectory,  // a directory fd, and opens beneath it
+  kMemory,     // a sealed memfd of a fixed size
+};
+
+// One capability of the policy. Fields that do not apply to the kind keep
+// their zero values.
+struct CapabilitySpec {
+  std::string name;
+  Kind kind = Kind::kFile;
+  std::string path;  // file and directory: absolute and normalized
+  // The widest access a client may ask for. Memory is always readWrite: a
+  // sealed memfd cannot grow or shrink, but its contents are writable.
+  schema::Access access = schema::Access::UNSPECIFIED;
+  bool create = false;           // file: create if missing
+  bool truncate = false;         // file: truncate on open
+  bool follow_symlinks = false;  // file and directory
+  uint32_t mode = 0;             // file: permission bits of a created file
+  uint64_t size = 0;             // memory: bytes
+  bool shared = false;           // memory: one memfd for all grantees
+};
+
+// One principal: who it matches and what it grants.
+struct PrincipalSpec {
+  std::string name;
+  // Each criterion that is given must hold; any_user alone matches everyone.
+  std::optional<uint32_t> uid;
+  std::optional<uint32_t> gid;  // compared with the primary gid
+  std::string exe;              // exact string compare; empty: not a criterion
+  bool any_user = false;
+  std::vector<size_t> grants;  // indices into Policy::capabilities()
+};
+
+// The outcome of Policy::Decide.
+struct Decision {
+  // OK: granted. kNotFound: no such capability. kPermissionDenied: the
+  // policy does not grant it, or not with the access asked for. The message
+  // is one line that names the rule.
+  absl::Status status;
+  // The capability asked for, when the policy has it (also on a denial for
+  // access); points into the Policy, which must outlive the Decision.
+  const CapabilitySpec* capability = nullptr;
+  // The access to hand out: the request, or the grant when the request is
+  // unspecified. Meaningful only when status is OK.
+  schema::Access access = schema::Access::UNSPECIFIED;
+  // The principal whose grant allowed it (the first in policy order).
+  std::string principal;
+};
+
+// Whether `granted` covers `requested`. An unspecified request asks for the
+// grant itself. readWrite covers read, write and append; write covers
+// append (an append-only fd is a write fd that cannot seek back); nothing
+// else covers anything but itself. An unspecified grant covers nothing.
+bool AccessAllows(schema::Access granted, schema::Access requested);
+
+// "read", "write", "readWrite", "append", "unspecified" as in the schema;
+// "access#N" for values the schema does not know.
+std::string AccessName(schema::Access access);
+
+class Policy {
+ public:
+  // An empty policy: it grants nothing.
+  Policy() = default;
+
+  // Takes validated specs (ParsePolicy checks them): names unique, grant
+  // indices in range. `source` is the file it came from, for messages and
+  // status reports.
+  Policy(std::string source, std::vector<CapabilitySpec> capabilities,
+         std::vector<PrincipalSpec> principals);
+
+  // Copying is allowed; pointers from FindCapability, MatchingPrincipals
+  // and Decide point into the object they were obtained from.
+  Policy(const Policy&) = default;
+  Policy& operator=(const Policy&) = default;
+  Policy(Policy&&) = default;
+  Policy& operator=(Policy&&) = default;
+
+  const std::string& source() const { return source_; }
+  const std::vector<CapabilitySpec>& capabilities() const { return capabilities_; }
+  const std::vector<PrincipalSpec>& principals() const { return principals_; }
+
+  // The capability named `name`, or nullptr.
+  const CapabilitySpec* FindCapability(absl::string_view name) const;
+
+  // The principals that match `identity`, in policy order.
+  std::vector<const PrincipalSpec*> MatchingPrincipals(const Identity& identity) const;
+
+  // Decides whether `identity` may receive `capability_name` with
+  // `requested` access. Grants of all matching principals count (a union).
+  Decision Decide(const Identity& identity, absl::string_view capability_name,
+                  schema::Access requested) const;
+
+ private:
+  std::string source_;
+  std::vector<CapabilitySpec> capabilities_;
+  std::vector<PrincipalSpec> principals_;
+  absl::flat_hash_map<std::string, size_t> capability_index_;  // name -> index
+};
+
+}  // namespace capbroker
+
+#endif  // CAPBROKER_BROKER_POLICY_POLICY_H_

@@ -1,0 +1,50 @@
+// LoadPolicyFile: reads the policy file from disk, refusing files an
+// unprivileged user could have written, then parses it.
+//
+// The policy decides what every client may open, so a policy anyone but
+// root (or the broker's own user) can change is a privilege escalation. The
+// file is opened with
+//   O_RDONLY | O_CLOEXEC  - nothing leaks into children;
+//   O_NOFOLLOW            - a symlink as the last component is refused, so
+//                           what is checked and read is the file named, not
+//                           whatever a link points to today (give the real
+//                           path: `readlink -f`);
+//   O_NONBLOCK | O_NOCTTY - a FIFO or terminal put in its place cannot hang
+//                           the broker or become its controlling tty;
+// and then checked through the open fd (no check-then-open race): a regular
+// file, owned by root or the broker's euid, not writable by group or others,
+// at most kMaxPolicyBytes.
+//
+// TODO(security): the directories above the file are not checked; a
+// directory writable by others would let them replace the file with their
+// own (which the owner check refuses) or a hard link to another root-owned
+// file (Debian's fs.protected_hardlinks=1 prevents that by default).
+#ifndef CAPBROKER_BROKER_POLICY_POLICY_FILE_H_
+#define CAPBROKER_BROKER_POLICY_POLICY_FILE_H_
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "broker/policy/policy.h"
+
+namespace capbroker {
+
+// Loads and parses the policy at `path`. Errors: kNotFound (no such file),
+// kFailedPrecondition (a symlink, not a regular file, wrong owner, writable
+// by others), kResourceExhausted (too large), kInvalidArgument (the text is
+// wrong, see ParsePolicy), or the errno status of a failed call.
+absl::StatusOr<Policy> LoadPolicyFile(absl::string_view path);
+
+// The checks LoadPolicyFile makes on the open file's fstat result `st`, for
+// a broker running as `euid`: a regular file, owned by root or `euid`, not
+// writable by group or others, at most kMaxPolicyBytes. Exposed so that the
+// rules can be tested for any owner (tests cannot always chown), and so a
+// checker can report the same problems.
+absl::Status CheckPolicyFileStat(absl::string_view path, const struct stat& st, uid_t euid);
+
+}  // namespace capbroker
+
+#endif  // CAPBROKER_BROKER_POLICY_POLICY_FILE_H_

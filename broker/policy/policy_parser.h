@@ -1,0 +1,44 @@
+// ParsePolicy: policy text (Cap'n Proto text format, see
+// schemas/policy.capnp) to a validated Policy.
+//
+// The text is read in four stages, each failing closed; a policy is
+// accepted whole or rejected whole:
+//   1. TextLocator checks the syntax (and refuses what TextCodec would crash
+//      on or misread: deep nesting, integers beyond 64 bits).
+//   2. capnp::TextCodec decodes it into policy::Policy, checking field names
+//      and types against the schema.
+//   3. Fields given twice and union members given together are refused
+//      (TextCodec silently keeps the last one).
+//   4. Semantic validation (policy_validator.h).
+// Errors are "FILE:LINE:COL: message" lines (columns count characters). A
+// syntax or schema error stops at the first; semantic errors are all
+// reported (up to kMaxReportedErrors), one per line.
+//
+// Number literals follow C: `mode = 0600` is octal (384), `0x180` hex, a
+// number without a leading 0 decimal. A decimal mode is refused, because
+// `mode = 600` would mean 01130.
+//
+// Pure: no I/O. Safe to call on untrusted text (it has a fuzz target).
+#ifndef CAPBROKER_BROKER_POLICY_POLICY_PARSER_H_
+#define CAPBROKER_BROKER_POLICY_POLICY_PARSER_H_
+
+#include <cstddef>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "broker/policy/policy.h"
+
+namespace capbroker {
+
+// Largest policy text accepted, checked before any parsing. Real policies
+// are a few KiB; the cap bounds parse time and memory.
+inline constexpr size_t kMaxPolicyBytes = size_t{1} << 20;  // 1 MiB
+
+// Parses and validates `text`. `filename` names the source in messages and
+// becomes Policy::source(). Errors: kInvalidArgument (the text is wrong),
+// kResourceExhausted (larger than kMaxPolicyBytes).
+absl::StatusOr<Policy> ParsePolicy(absl::string_view text, absl::string_view filename);
+
+}  // namespace capbroker
+
+#endif  // CAPBROKER_BROKER_POLICY_POLICY_PARSER_H_

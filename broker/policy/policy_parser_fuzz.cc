@@ -1,0 +1,89 @@
+// libFuzzer entry point for ParsePolicy, the parser of the policy file.
+//
+// By hand, with clang-14 and libFuzzer (see PLATFORM.md):
+//   bazel build //broker/policy:policy_parser //schemas   # for the headers
+//   clang++-14 -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined \
+//     -I. -Ibazel-bin broker/policy/*.cc bazel-bin/schemas/*.capnp.c++ \
+//     sdk/base/kj_status.cc ... -lcapnpc -lcapnp -lkj -labsl_...
+// (leave out the *_test.cc files). In `make test`, policy_parser_fuzz_test
+// runs this function over a fixed corpus.
+//
+// Beyond "does not crash", it checks what callers rely on: every error is
+// about the named file and stays short, and a policy that loads is
+// internally consistent. A broken invariant aborts, which libFuzzer reports.
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "broker/policy/policy.h"
+#include "broker/policy/policy_parser.h"
+
+namespace {
+
+// The longest line an error may have: excerpts are capped, and the longest
+// fixed text (a type hint listing fields) is a few hundred bytes.
+constexpr size_t kMaxErrorLineBytes = 1024;
+constexpr absl::string_view kFilename = "fuzz.cb";
+// kMaxReportedErrors (diagnostics.h, private to the package) plus the line
+// counting the rest.
+constexpr size_t kMaxErrorLines = 21;
+
+void Require(bool condition, const char* what) {
+  if (!condition) {
+    std::fprintf(stderr, "policy_parser_fuzz: invariant broken: %s\n", what);
+    std::abort();
+  }
+}
+
+void CheckError(const absl::Status& status) {
+  Require(status.code() == absl::StatusCode::kInvalidArgument ||
+              status.code() == absl::StatusCode::kResourceExhausted,
+          "error code is kInvalidArgument or kResourceExhausted");
+  std::vector<absl::string_view> lines = absl::StrSplit(status.message(), '\n');
+  Require(lines.size() <= kMaxErrorLines, "at most 20 errors and a count");
+  for (absl::string_view line : lines) {
+    Require(absl::StartsWith(line, absl::StrCat(kFilename, ":")), "line names the file");
+    Require(line.size() <= kMaxErrorLineBytes, "line is short");
+  }
+}
+
+void CheckPolicy(const capbroker::Policy& policy) {
+  const std::vector<capbroker::CapabilitySpec>& capabilities = policy.capabilities();
+  for (const capbroker::CapabilitySpec& capability : capabilities) {
+    Require(policy.FindCapability(capability.name) == &capability, "names are unique");
+    Require(capability.kind == capbroker::Kind::kMemory || capability.path[0] == '/',
+            "paths are absolute");
+  }
+  for (const capbroker::PrincipalSpec& principal : policy.principals()) {
+    for (size_t grant : principal.grants) {
+      Require(grant < capabilities.size(), "grants are in range");
+    }
+    capbroker::Identity identity{principal.uid.value_or(0), principal.gid.value_or(0), 1,
+                                 principal.exe};
+    for (size_t grant : principal.grants) {
+      capbroker::Decision decision = policy.Decide(
+          identity, capabilities[grant].name, capbroker::schema::Access::UNSPECIFIED);
+      Require(decision.status.ok(), "a principal's own grant is granted");
+    }
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  absl::string_view text(reinterpret_cast<const char*>(data), size);
+  absl::StatusOr<capbroker::Policy> policy = capbroker::ParsePolicy(text, kFilename);
+  if (policy.ok()) {
+    CheckPolicy(*policy);
+  } else {
+    CheckError(policy.status());
+  }
+  return 0;
+}

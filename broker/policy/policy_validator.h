@@ -1,0 +1,51 @@
+// Semantic validation of a decoded policy, and its conversion to Policy.
+//
+// TextCodec checks only that the text fits the schema. This layer checks
+// what the schema cannot say: names well-formed and unique, paths absolute
+// and normalized, access fitting the kind, grants naming real capabilities,
+// match criteria that are neither empty nor ambiguous, and the limits below.
+// It fails closed: anything not understood is an error. Every error points
+// at the offending value through the TextLocator, and all of them are
+// collected (Diagnostics caps how many are shown).
+#ifndef CAPBROKER_BROKER_POLICY_POLICY_VALIDATOR_H_
+#define CAPBROKER_BROKER_POLICY_POLICY_VALIDATOR_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+
+#include "absl/strings/string_view.h"
+#include "broker/policy/diagnostics.h"
+#include "broker/policy/policy.h"
+#include "broker/policy/text_locator.h"
+#include "schemas/policy.capnp.h"
+
+namespace capbroker {
+
+// Limits on a policy. They bound the broker's memory and the cost of a
+// decision (linear in principals and grants) against a mistaken or hostile
+// file; real policies are far smaller.
+inline constexpr size_t kMaxCapabilities = 4096;
+inline constexpr size_t kMaxPrincipals = 4096;
+inline constexpr size_t kMaxGrantsPerPrincipal = 1024;
+// Bytes in a capability or principal name.
+inline constexpr size_t kMaxNameLength = 64;
+// Bytes in a path: PATH_MAX (4096) includes the terminating NUL.
+inline constexpr size_t kMaxPathLength = 4095;
+// Largest memory capability: a memfd is charged to the broker's memory.
+inline constexpr uint64_t kMaxMemorySize = uint64_t{1} << 30;  // 1 GiB
+// Permission bits a created file may have; setuid and setgid are refused
+// on top of this.
+inline constexpr uint32_t kModeMask = 07777;
+
+// Validates `policy`, decoded from `locator.text()`, and converts it. On any
+// error, adds it to `diagnostics` and returns nullopt: a policy is accepted
+// whole or not at all. `source` becomes Policy::source().
+std::optional<Policy> ValidatePolicy(policy::Policy::Reader policy,
+                                     const TextLocator& locator,
+                                     absl::string_view source,
+                                     Diagnostics& diagnostics);
+
+}  // namespace capbroker
+
+#endif  // CAPBROKER_BROKER_POLICY_POLICY_VALIDATOR_H_

@@ -1,0 +1,37 @@
+#include "broker/policy/spelling.h"
+
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace capbroker {
+namespace {
+
+const std::vector<std::string> kAccess = {"read", "write", "readWrite", "append"};
+
+TEST(SpellingTest, SuggestsCloseNames) {
+  EXPECT_EQ(ClosestName("reed", kAccess), "read");
+  EXPECT_EQ(ClosestName("readwrite", kAccess), "readWrite");  // case only
+  EXPECT_EQ(ClosestName("apend", kAccess), "append");
+  EXPECT_EQ(ClosestName("motdd", {"motd", "spool"}), "motd");
+  EXPECT_EQ(ClosestName("pth", {"path", "access", "create"}), "path");
+}
+
+TEST(SpellingTest, NoSuggestionForFarOrDegenerateWords) {
+  EXPECT_FALSE(ClosestName("banana", kAccess).has_value());
+  EXPECT_FALSE(ClosestName("", kAccess).has_value());
+  EXPECT_FALSE(ClosestName("x", {"y"}).has_value());  // every letter changed
+  EXPECT_FALSE(ClosestName("read", kAccess).has_value());  // exact: nothing to fix
+  EXPECT_FALSE(ClosestName(std::string(kMaxSpellingLength + 1, 'a'),
+                           {std::string(kMaxSpellingLength, 'a')})
+                   .has_value());
+}
+
+TEST(SpellingTest, DidYouMeanFormatsOrIsEmpty) {
+  EXPECT_EQ(DidYouMean("reed", kAccess), "; did you mean 'read'?");
+  EXPECT_EQ(DidYouMean("banana", kAccess), "");
+}
+
+}  // namespace
+}  // namespace capbroker

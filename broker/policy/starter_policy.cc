@@ -1,0 +1,78 @@
+#include "broker/policy/starter_policy.h"
+
+namespace capbroker {
+namespace {
+
+constexpr char kStarterPolicy[] = R"POLICY(# capbroker policy: which clients may receive which capabilities.
+#
+# Deny by default. A client receives a capability only when a principal that
+# matches the client lists it in `grants`, and never with more access than
+# the capability gives. Check a file with `capctl policy check FILE`.
+#
+# Syntax: Cap'n Proto text format (schemas/policy.capnp). One struct in
+# parentheses; `name = value` fields separated by commas; lists in [ ];
+# strings in double quotes; `#` starts a comment. Numbers are read as in C:
+# 0600 is octal, 0x1f hex, 42 decimal.
+#
+# The file must be owned by root (or the broker's user) and must not be
+# writable by group or others.
+(
+  # Capabilities: what the broker can hand out. Names are unique, 1 to 64 of
+  # A-Z a-z 0-9 _ . - . Each capability has exactly one kind: file,
+  # directory or memory.
+  capabilities = [
+    ( name = "motd",
+      # A file capability hands out an fd of one file.
+      file = (
+        path = "/etc/motd",     # absolute and normalized (no . .. // or trailing /)
+        access = read,          # read, write, readWrite or append
+        create = false,         # create the file if missing (needs write, readWrite or append)
+        mode = 0600,            # permission bits of a created file; octal, no setuid/setgid
+        truncate = false,       # truncate on open (needs write or readWrite)
+        followSymlinks = false  # false: refuse symlinks in `path`
+      ) ),
+
+    ( name = "spool",
+      # A directory capability hands out the directory, and lets clients
+      # open files beneath it (never above it, never through symlinks).
+      directory = (
+        path = "/var/spool/demo",
+        access = readWrite,     # read or readWrite: the widest access for files beneath
+        followSymlinks = false  # false: refuse symlinks in `path` itself
+      ) ),
+
+    ( name = "scratch",
+      # A memory capability hands out a sealed memfd: its size is fixed,
+      # its contents are readable and writable.
+      memory = (
+        size = 65536,           # bytes, 1 to 1073741824 (1 GiB)
+        shared = false          # true: one memfd shared by all; false: one per grant
+      ) )
+  ],
+
+  # Principals: who gets what. A principal matches a client when every
+  # criterion it gives holds; give at least one. The grants of all matching
+  # principals add up.
+  principals = [
+    ( name = "ops",
+      match = (
+        uid = 1000              # the client's uid
+        # gid = 1000,           # the client's primary gid
+        # exe = "/usr/bin/cat", # the client's executable, exact absolute path
+      ),
+      grants = [ "motd", "spool", "scratch" ] ),
+
+    ( name = "everyone",
+      match = ( anyUser = true ),  # every local user; cannot be combined with others
+      grants = [ "motd" ] )
+  ]
+)
+)POLICY";
+
+}  // namespace
+
+absl::string_view StarterPolicyText() {
+  return absl::string_view(kStarterPolicy, sizeof(kStarterPolicy) - 1);
+}
+
+}  // namespace capbroker

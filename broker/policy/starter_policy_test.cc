@@ -1,0 +1,46 @@
+#include "broker/policy/starter_policy.h"
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "broker/policy/policy.h"
+#include "broker/policy/policy_parser.h"
+#include "broker/policy/schema_path.h"
+#include "gtest/gtest.h"
+#include "schemas/policy.capnp.h"
+#include "sdk/base/status_matchers.h"
+
+namespace capbroker {
+namespace {
+
+TEST(StarterPolicyTest, LoadsWithoutError) {
+  ASSERT_OK_AND_ASSIGN(Policy policy, ParsePolicy(StarterPolicyText(), "starter.cb"));
+  EXPECT_EQ(policy.capabilities().size(), 3u);
+  EXPECT_EQ(policy.principals().size(), 2u);
+  Identity ops{1000, 1000, 1, "/usr/bin/cat"};
+  EXPECT_OK(policy.Decide(ops, "spool", schema::Access::READ_WRITE).status);
+  Identity other{1001, 1001, 1, ""};
+  EXPECT_OK(policy.Decide(other, "motd", schema::Access::READ).status);
+  EXPECT_FALSE(policy.Decide(other, "scratch", schema::Access::READ).status.ok());
+}
+
+// Every field an admin can write appears in the starter policy, with an
+// explanation on its line, so the starter doubles as the reference.
+TEST(StarterPolicyTest, MentionsEveryField) {
+  std::string text(StarterPolicyText());
+  for (capnp::StructSchema schema :
+       {capnp::Schema::from<policy::Policy>(), capnp::Schema::from<policy::Capability>(),
+        capnp::Schema::from<policy::FileCapability>(),
+        capnp::Schema::from<policy::DirectoryCapability>(),
+        capnp::Schema::from<policy::MemoryCapability>(),
+        capnp::Schema::from<policy::Principal>(), capnp::Schema::from<policy::Match>()}) {
+    for (const std::string& field : WritableFieldNames(schema)) {
+      EXPECT_NE(text.find(absl::StrCat(field, " =")), std::string::npos)
+          << schema.getShortDisplayName().cStr() << "." << field;
+    }
+  }
+  EXPECT_NE(text.find("# "), std::string::npos);
+}
+
+}  // namespace
+}  // namespace capbroker

@@ -22,7 +22,7 @@ TEST(DiagnosticsTest, EmptyIsOk) {
   EXPECT_EQ(diagnostics.count(), 0u);
 }
 
-TEST(DiagnosticsTest, FormatsFileLineColumnAndJoinsLines) {
+TEST(DiagnosticsTest, FormatsFileLineColumnAndJoinsLinesInTextOrder) {
   TextLocator locator = TextLocator::Parse(kText);
   Diagnostics diagnostics("p.cb", locator);
   diagnostics.AddAt(5, "first");
@@ -30,8 +30,9 @@ TEST(DiagnosticsTest, FormatsFileLineColumnAndJoinsLines) {
   diagnostics.AddAtPath("b.d", "missing field points at its struct");
   EXPECT_THAT(diagnostics.ToStatus(),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       "p.cb:1:6: first\np.cb:2:11: second\n"
-                       "p.cb:2:6: missing field points at its struct"));
+                       "p.cb:1:6: first\n"
+                       "p.cb:2:6: missing field points at its struct\n"
+                       "p.cb:2:11: second"));
 }
 
 TEST(DiagnosticsTest, CapsTheNumberOfLines) {

@@ -67,17 +67,6 @@ bool AccessAllows(Access granted, Access requested) {
   }
 }
 
-std::string AccessName(Access access) {
-  switch (access) {
-    case Access::UNSPECIFIED: return "unspecified";
-    case Access::READ: return "read";
-    case Access::WRITE: return "write";
-    case Access::READ_WRITE: return "readWrite";
-    case Access::APPEND: return "append";
-  }
-  return absl::StrCat("access#", static_cast<int>(access));
-}
-
 Policy::Policy(std::string source, std::vector<CapabilitySpec> capabilities,
                std::vector<PrincipalSpec> principals)
     : source_(std::move(source)),

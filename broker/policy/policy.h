@@ -26,6 +26,7 @@
 #include "absl/strings/string_view.h"
 #include "broker/policy/identity.h"
 #include "schemas/broker.capnp.h"
+#include "sdk/wire/names.h"  // AccessName, KindName: part of this API
 
 namespace capbroker {
 
@@ -85,10 +86,6 @@ struct Decision {
 // append (an append-only fd is a write fd that cannot seek back); nothing
 // else covers anything but itself. An unspecified grant covers nothing.
 bool AccessAllows(schema::Access granted, schema::Access requested);
-
-// "read", "write", "readWrite", "append", "unspecified" as in the schema;
-// "access#N" for values the schema does not know.
-std::string AccessName(schema::Access access);
 
 class Policy {
  public:

@@ -1,12 +1,16 @@
 // libFuzzer entry point for ParsePolicy, the parser of the policy file.
 //
-// By hand, with clang-14 and libFuzzer (see PLATFORM.md):
-//   bazel build //broker/policy:policy_parser //schemas   # for the headers
-//   clang++-14 -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined \
-//     -I. -Ibazel-bin broker/policy/*.cc bazel-bin/schemas/*.capnp.c++ \
-//     sdk/base/kj_status.cc ... -lcapnpc -lcapnp -lkj -labsl_...
-// (leave out the *_test.cc files). In `make test`, policy_parser_fuzz_test
-// runs this function over a fixed corpus.
+// By hand, with clang-14 and libFuzzer, from the workspace root after
+// `bazel build //schemas` (for the generated schema code), as one line:
+//   clang++-14 -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined
+//     -I. -Ibazel-bin broker/policy/{excerpt,text_locator,schema_path,spelling,
+//     diagnostics,codec_error,field_uniqueness,policy_validator,policy,
+//     policy_parser,policy_parser_fuzz}.cc sdk/base/kj_status.cc
+//     bazel-bin/schemas/{broker,policy}.capnp.c++
+//     -lcapnpc -lcapnp -lkj <the -labsl_* list of bazel/system.BUILD>
+//     -o policy_fuzzer
+// then `./policy_fuzzer -max_len=4096 CORPUS_DIR`. In `make test`,
+// policy_parser_fuzz_test runs this function over a fixed corpus.
 //
 // Beyond "does not crash", it checks what callers rely on: every error is
 // about the named file and stays short, and a policy that loads is

@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "broker/policy/excerpt.h"
 #include "broker/policy/spelling.h"
+#include "sdk/wire/names.h"
 
 namespace capbroker {
 namespace {
@@ -131,6 +132,7 @@ class Validator {
     if (list.size() > kMaxCapabilities) {
       Error("capabilities", absl::StrCat("too many capabilities: ", list.size(),
                                          "; the limit is ", kMaxCapabilities));
+      capabilities_unchecked_ = true;
       return specs;
     }
     absl::flat_hash_map<std::string, std::string> seen;
@@ -333,6 +335,8 @@ class Validator {
                                " grants; the limit is ", kMaxGrantsPerPrincipal));
       return;
     }
+    // Without the capabilities, every grant would look unknown: noise.
+    if (capabilities_unchecked_) return;
     absl::flat_hash_map<size_t, size_t> granted;  // capability -> grant index
     for (size_t i = 0; i < grants.size(); ++i) {
       std::string name = ToString(grants[i]);
@@ -360,6 +364,7 @@ class Validator {
   Diagnostics& diagnostics_;
   absl::flat_hash_map<std::string, size_t> capability_names_;
   std::vector<std::string> all_capability_names_;
+  bool capabilities_unchecked_ = false;
 };
 
 }  // namespace

@@ -63,6 +63,12 @@ class TextLocator::Parser {
   explicit Parser(TextLocator& out) : out_(out), text_(out.text_) {}
 
   void Run() {
+    // TextCodec reads a C string: a NUL anywhere (even in a comment) would
+    // hide the rest of the text from it but not from this parser.
+    if (size_t nul = text_.find('\0'); nul != absl::string_view::npos) {
+      Fail(nul, "NUL byte in the text; a policy is plain text");
+      return;
+    }
     Token first = Next();
     if (failed()) return;
     if (first.type == TokenType::kEnd) {
@@ -153,8 +159,6 @@ class TextLocator::Parser {
         } else if (IsOperatorChar(c)) {
           token.type = TokenType::kOperator;
           while (IsOperatorChar(At(pos_))) ++pos_;
-        } else if (c == '\0') {
-          Fail(pos_, "NUL byte in the text; a policy is plain text");
         } else {
           Fail(pos_, absl::StrCat("unexpected character ",
                                   Quoted(text_.substr(pos_, 1))));
@@ -189,10 +193,6 @@ class TextLocator::Parser {
       if (c == '\n') {
         Fail(open, "string is not closed before the end of the line; "
                    "write a newline inside a string as \\n");
-        return;
-      }
-      if (c == '\0') {
-        Fail(pos_, "NUL byte in a string; a policy is plain text");
         return;
       }
       if (c != '\\') {

@@ -185,6 +185,11 @@ TEST(TextLocatorTest, NulByteIsAnError) {
   ASSERT_TRUE(locator.syntax_error().has_value());
   EXPECT_EQ(locator.syntax_error()->offset, 7u);
   EXPECT_THAT(locator.syntax_error()->message, HasSubstr("NUL byte"));
+  std::string in_comment = "(a = 1) # x\n";
+  in_comment[10] = '\0';
+  TextLocator comment = TextLocator::Parse(in_comment);
+  ASSERT_TRUE(comment.syntax_error().has_value());
+  EXPECT_EQ(comment.syntax_error()->offset, 10u);
 }
 
 std::string Nested(int depth) {

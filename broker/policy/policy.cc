@@ -105,15 +105,18 @@ Decision Policy::Decide(const Identity& identity, absl::string_view capability_n
   const CapabilitySpec& capability = *decision.capability;
   size_t index = decision.capability - capabilities_.data();
 
-  std::vector<const PrincipalSpec*> matching = MatchingPrincipals(identity);
+  // The first principal in policy order that matches and grants. The list
+  // of matching principals is built only to explain a denial: a grant is
+  // the common case and must not allocate for it.
   const PrincipalSpec* granting = nullptr;
-  for (const PrincipalSpec* principal : matching) {
-    if (Grants(*principal, index)) {
-      granting = principal;
+  for (const PrincipalSpec& principal : principals_) {
+    if (Matches(principal, identity) && Grants(principal, index)) {
+      granting = &principal;
       break;
     }
   }
   if (granting == nullptr) {
+    std::vector<const PrincipalSpec*> matching = MatchingPrincipals(identity);
     std::string message =
         absl::StrCat("no principal matching ", DescribeIdentity(identity),
                      " grants ", Quoted(capability.name));

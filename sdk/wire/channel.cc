@@ -6,7 +6,9 @@
 namespace capbroker::wire {
 
 Channel::Channel(UniqueFd fd)
-    : fd_(std::move(fd)), buffer_(std::make_unique<ReceiveBuffer>()) {}
+    : fd_(std::move(fd)),
+      buffer_(std::make_unique<ReceiveBuffer>()),
+      slot_(std::make_unique<ReaderSlot>()) {}
 
 absl::Status Channel::Send(capnp::MessageBuilder& message,
                            absl::Span<const int> fds) {
@@ -27,8 +29,8 @@ absl::StatusOr<Incoming> Channel::Receive() {
   }
   CB_RETURN_IF_ERROR(ValidateFraming(datagram->words));
   Incoming incoming;
-  incoming.reader = std::make_unique<capnp::FlatArrayMessageReader>(
-      datagram->words, ReaderLimits());
+  slot_->reader.reset();
+  incoming.reader = &slot_->reader.emplace(datagram->words, ReaderLimits());
   incoming.fds = std::move(datagram->fds);
   return incoming;
 }

@@ -7,6 +7,7 @@
 #define CAPBROKER_SDK_WIRE_CHANNEL_H_
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -19,10 +20,11 @@
 
 namespace capbroker::wire {
 
-// A received message and the fds of its datagram. The reader borrows the
-// channel's buffer: an Incoming is valid until the channel's next Receive().
+// A received message and the fds of its datagram. The reader belongs to the
+// channel and reads its buffer: an Incoming is valid until the channel's
+// next Receive().
 struct Incoming {
-  std::unique_ptr<capnp::FlatArrayMessageReader> reader;
+  capnp::FlatArrayMessageReader* reader = nullptr;
   std::vector<UniqueFd> fds;
 };
 
@@ -44,8 +46,15 @@ class Channel {
   int fd() const { return fd_.get(); }
 
  private:
+  // Received messages are read in place, without an allocation per message;
+  // on the heap, once, because readers cannot move and channels must.
+  struct ReaderSlot {
+    std::optional<capnp::FlatArrayMessageReader> reader;
+  };
+
   UniqueFd fd_;
   std::unique_ptr<ReceiveBuffer> buffer_;
+  std::unique_ptr<ReaderSlot> slot_;
 };
 
 }  // namespace capbroker::wire

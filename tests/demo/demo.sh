@@ -27,6 +27,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Installed copies, so that the executable the broker identifies (and the
+# audit log records) is a short path rather than one in Bazel's cache.
+mkdir -p "$dir/bin"
+cp "$capbrokerd" "$dir/bin/capbrokerd"
+cp "$capctl_bin" "$dir/bin/capctl"
+capbrokerd="$dir/bin/capbrokerd"
+capctl_bin="$dir/bin/capctl"
+
 socket="$dir/broker.sock"
 audit="$dir/audit.log"
 policy="$dir/policy.capnp"
@@ -94,8 +102,8 @@ expect_failure capctl request secret
 run capctl status
 
 echo
-echo "== audit log ($audit), exe paths elided:"
-sed -E 's/"exe":"[^"]*"/"exe":"..."/g' "$audit" | cut -c1-220
+echo "== audit log ($audit):"
+cat "$audit"
 
 echo
 echo "== stopping capbrokerd with SIGTERM"

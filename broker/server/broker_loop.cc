@@ -11,10 +11,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "broker/peer/peer_identity.h"
-#include "capnp/serialize.h"
-#include "sdk/base/kj_status.h"
+#include "broker/server/dispatch.h"
 #include "sdk/base/syscall.h"
-#include "sdk/wire/framing.h"
 
 namespace capbroker::server {
 namespace {
@@ -200,81 +198,31 @@ bool BrokerLoop::OnDatagram(Connection& connection) {
       // Fds may have been dropped: the stream of fds can no longer be
       // trusted to match the messages. Say why (the client sent too many:
       // an invalid request), then hang up.
-      return ReplyError(connection, 0,
-                        absl::InvalidArgumentError(received.status().message()),
-                        true);
+      return Queue(connection,
+                   ErrorAnswer(0, absl::InvalidArgumentError(received.status().message()),
+                               true));
     }
     if (code == absl::StatusCode::kResourceExhausted ||
         code == absl::StatusCode::kInvalidArgument) {
-      return ReplyError(connection, 0, received.status(), false);
+      return Queue(connection, ErrorAnswer(0, received.status(), false));
     }
     std::fprintf(stderr, "capbrokerd: %s\n", std::string(received.status().message()).c_str());
     return false;
   }
-  if (!received->has_value()) return true;  // drained: wait for more
+  if (!received->has_value()) return true;  // nothing to read after all
   wire::Datagram& datagram = **received;
   // Requests carry no fds: close any at once, never keep them.
   size_t fd_count = datagram.fds.size();
   datagram.fds.clear();
-
-  absl::Status framing = wire::ValidateFraming(datagram.words);
-  if (!framing.ok()) return ReplyError(connection, 0, framing, false);
-
-  capnp::FlatArrayMessageReader reader(datagram.words, wire::ReaderLimits());
-  capnp::MallocMessageBuilder message(scratch_.asPtr());
-  Outcome outcome;
-  absl::Status handled = CatchKj("malformed request", [&] {
-    auto request = reader.getRoot<schema::Request>();
-    auto reply = message.initRoot<schema::Reply>();
-    if (fd_count != 0) {
-      reply.setId(request.getId());
-      absl::Status status = absl::InvalidArgumentError(absl::StrCat(
-          "requests carry no fds; this one carried ", fd_count, " (closed)"));
-      handler_.CountDenial(status);
-      RequestHandler::SetError(reply, status);
-      return absl::OkStatus();
-    }
-    outcome = handler_.Handle(connection.session, request, reply);
-    return absl::OkStatus();
-  });
-  if (!handled.ok()) {
-    uint64_t id = 0;
-    CatchKj("", [&] {
-      id = reader.getRoot<schema::Request>().getId();
-      return absl::OkStatus();
-    }).IgnoreError();
-    handler_.CountDenial(handled);
-    return ReplyError(connection, id, handled, false);
-  }
-  return Reply(connection, message, std::move(outcome));
+  return Queue(connection, AnswerRequest(handler_, connection.session, datagram.words,
+                                         fd_count, scratch_.asPtr()));
 }
 
-bool BrokerLoop::ReplyError(Connection& connection, uint64_t id,
-                            const absl::Status& status, bool close_after) {
-  // Its own builder, never scratch_: a reply builder on scratch_ may still be
-  // alive (a request that threw half-way, a reply too large to send), and
-  // two builders on one segment corrupt each other.
-  capnp::MallocMessageBuilder message(kScratchWords);
-  auto reply = message.initRoot<schema::Reply>();
-  reply.setId(id);
-  RequestHandler::SetError(reply, status);
-  Outcome outcome;
-  outcome.close_after_reply = close_after;
-  return Reply(connection, message, std::move(outcome));
-}
-
-bool BrokerLoop::Reply(Connection& connection, capnp::MessageBuilder& message,
-                       Outcome outcome) {
+bool BrokerLoop::Queue(Connection& connection, Answer answer) {
   // Every reply waits in the connection's queue until SendPending(), which
   // first writes the audit lines of the whole batch: a grant is on record
   // before it is delivered, for the price of one write(2) per loop turn.
-  absl::StatusOr<kj::Array<capnp::word>> flat = wire::Flatten(message);
-  if (!flat.ok()) {
-    // Only a list of a huge policy can get here; the client learns why.
-    uint64_t id = message.getRoot<schema::Reply>().getId();
-    return ReplyError(connection, id, flat.status(), outcome.close_after_reply);
-  }
-  size_t bytes = flat->size() * sizeof(capnp::word);
+  size_t bytes = answer.words.size() * sizeof(capnp::word);
   if (connection.queue.size() >= limits_.max_queued_replies ||
       connection.queued_bytes + bytes > limits_.max_queued_bytes) {
     std::fprintf(stderr,
@@ -284,11 +232,11 @@ bool BrokerLoop::Reply(Connection& connection, capnp::MessageBuilder& message,
                  connection.queue.size());
     return false;
   }
-  connection.queue.push_back(QueuedReply{std::move(flat).value(),
-                                         std::move(outcome.fds),
-                                         outcome.borrowed_fd});
+  connection.queue.push_back(QueuedReply{std::move(answer.words),
+                                         std::move(answer.outcome.fds),
+                                         answer.outcome.borrowed_fd});
   connection.queued_bytes += bytes;
-  if (outcome.close_after_reply && !connection.close_when_flushed) {
+  if (answer.outcome.close_after_reply && !connection.close_when_flushed) {
     connection.close_when_flushed = true;
     UpdateEvents(connection);  // read nothing more from it
   }

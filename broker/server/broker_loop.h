@@ -24,6 +24,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "broker/audit/audit_log.h"
+#include "broker/server/dispatch.h"
 #include "broker/server/request_handler.h"
 #include "broker/server/stats.h"
 #include "capnp/message.h"
@@ -82,12 +83,7 @@ class BrokerLoop {
   bool OnDatagram(Connection& connection);
   // Queues a reply for SendPending. Returns false when the connection must
   // be closed (its queue is over the limits).
-  bool Reply(Connection& connection, capnp::MessageBuilder& message,
-             Outcome outcome);
-  // Replies with an error to a datagram whose request id is `id` (0 when
-  // it could not be read).
-  bool ReplyError(Connection& connection, uint64_t id, const absl::Status& status,
-                  bool close_after);
+  bool Queue(Connection& connection, Answer answer);
   // Registers the epoll events the connection's state calls for.
   void UpdateEvents(Connection& connection);
   void Close(int fd);

@@ -1,0 +1,76 @@
+#include "broker/server/dispatch.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "capnp/message.h"
+#include "capnp/serialize.h"
+#include "schemas/broker.capnp.h"
+#include "sdk/base/kj_status.h"
+#include "sdk/wire/framing.h"
+
+namespace capbroker::server {
+namespace {
+
+// First segment of an error reply: an error message fits easily.
+constexpr unsigned kErrorReplyWords = 128;
+
+}  // namespace
+
+Answer ErrorAnswer(uint64_t id, const absl::Status& status, bool close_after) {
+  capnp::MallocMessageBuilder message(kErrorReplyWords);
+  auto reply = message.initRoot<schema::Reply>();
+  reply.setId(id);
+  RequestHandler::SetError(reply, status);
+  Answer answer;
+  // An error reply is a few hundred bytes: far below every limit.
+  answer.words = std::move(wire::Flatten(message)).value();
+  answer.outcome.close_after_reply = close_after;
+  return answer;
+}
+
+Answer AnswerRequest(RequestHandler& handler, Session& session,
+                     kj::ArrayPtr<const capnp::word> words, size_t fd_count,
+                     kj::ArrayPtr<capnp::word> scratch) {
+  absl::Status framing = wire::ValidateFraming(words);
+  if (!framing.ok()) {
+    handler.CountDenial(framing);
+    return ErrorAnswer(0, framing, false);
+  }
+  capnp::FlatArrayMessageReader reader(words, wire::ReaderLimits());
+  uint64_t id = 0;
+  Answer answer;
+  {
+    // The reply is built on `scratch` and flattened before the builder goes;
+    // an error reply never shares `scratch` with a live builder.
+    capnp::MallocMessageBuilder message(scratch);
+    absl::Status handled = CatchKj("malformed request", [&] {
+      auto request = reader.getRoot<schema::Request>();
+      id = request.getId();
+      auto reply = message.initRoot<schema::Reply>();
+      if (fd_count != 0) {
+        reply.setId(id);
+        absl::Status status = absl::InvalidArgumentError(absl::StrCat(
+            "requests carry no fds; this one carried ", fd_count, " (closed)"));
+        handler.CountDenial(status);
+        RequestHandler::SetError(reply, status);
+        return absl::OkStatus();
+      }
+      answer.outcome = handler.Handle(session, request, reply);
+      return absl::OkStatus();
+    });
+    if (!handled.ok()) {
+      handler.CountDenial(handled);
+      return ErrorAnswer(id, handled, false);
+    }
+    absl::StatusOr<kj::Array<capnp::word>> flat = wire::Flatten(message);
+    if (!flat.ok()) {
+      // Only a list of a huge policy can get here; the client learns why.
+      return ErrorAnswer(id, flat.status(), answer.outcome.close_after_reply);
+    }
+    answer.words = std::move(flat).value();
+  }
+  return answer;
+}
+
+}  // namespace capbroker::server

@@ -13,6 +13,7 @@
 #include "sdk/base/syscall.h"
 #include "sdk/wire/unix_socket.h"
 #include "tests/fixtures/fd_count.h"
+#include "tests/fixtures/raw_send.h"
 
 namespace capbroker::wire {
 namespace {
@@ -29,24 +30,13 @@ class DatagramTest : public ::testing::Test {
     b_ = std::move(pair.second);
   }
 
-  // Sends `bytes` with `fds` from a_ with a raw sendmsg.
+  // Sends `bytes` with `fds` from a_, past the SDK's own limits.
   void RawSend(const std::vector<char>& bytes, const std::vector<int>& fds) {
-    iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
-    std::vector<unsigned char> control(CMSG_SPACE(sizeof(int) * fds.size()));
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    if (!fds.empty()) {
-      msg.msg_control = control.data();
-      msg.msg_controllen = control.size();
-      cmsghdr* c = CMSG_FIRSTHDR(&msg);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-      std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-    }
-    ASSERT_EQ(sendmsg(a_.get(), &msg, 0), static_cast<ssize_t>(bytes.size()))
-        << std::strerror(errno);
+    ASSERT_EQ(testing::RawSend(a_.get(),
+                               absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()),
+                                                   bytes.size()),
+                               fds),
+              0);
   }
 
   UniqueFd a_, b_;

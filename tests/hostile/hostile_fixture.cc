@@ -14,6 +14,7 @@
 #include "sdk/base/status_matchers.h"
 #include "sdk/wire/framing.h"
 #include "sdk/wire/unix_socket.h"
+#include "tests/fixtures/raw_send.h"
 
 namespace capbroker::hostile {
 namespace {
@@ -86,26 +87,7 @@ UniqueFd HostileTest::Connect() {
 
 int HostileTest::Send(int fd, absl::Span<const uint8_t> bytes,
                       absl::Span<const int> fds, int flags) {
-  iovec iov{const_cast<uint8_t*>(bytes.data()), bytes.size()};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  std::vector<unsigned char> control;
-  if (!fds.empty()) {
-    control.resize(CMSG_SPACE(sizeof(int) * fds.size()));
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  }
-  ssize_t n;
-  do {
-    n = sendmsg(fd, &msg, MSG_NOSIGNAL | flags);
-  } while (n < 0 && errno == EINTR);
-  return n < 0 ? errno : 0;
+  return testing::RawSend(fd, bytes, fds, flags);
 }
 
 RawReply HostileTest::Receive(int fd) {

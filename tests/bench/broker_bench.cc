@@ -36,6 +36,9 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "benchmark/benchmark.h"
+#include "capnp/message.h"
+#include "capnp/serialize.h"
+#include "schemas/broker.capnp.h"
 #include "sdk/base/unique_fd.h"
 #include "sdk/client/client.h"
 #include "sdk/wire/datagram.h"
@@ -216,6 +219,34 @@ void BM_RawEpollRoundTrip(benchmark::State& state) {
   unlink(path.c_str());
 }
 
+// (b3), a reference: the broker answering a raw client that sends a
+// prebuilt acquire request and checks only that one fd came back, to tell
+// the SDK client's cost apart from the broker's.
+void BM_BrokerGrantRawClient(benchmark::State& state) {
+  absl::StatusOr<Client> client = Client::Connect(g_broker->socket_path());
+  if (!client.ok()) {
+    state.SkipWithError(std::string(client.status().message()).c_str());
+    return;
+  }
+  capnp::MallocMessageBuilder message;
+  auto request = message.initRoot<schema::Request>();
+  request.setId(1000);
+  request.initAcquire().setName("board");
+  kj::Array<capnp::word> flat = capnp::messageToFlatArray(message);
+  iovec iov{flat.begin(), flat.asBytes().size()};
+  wire::ReceiveBuffer buffer;
+  for (auto _ : state) {
+    absl::StatusOr<bool> sent = wire::SendDatagram(client->fd(), &iov, 1, {});
+    absl::StatusOr<std::optional<wire::Datagram>> got =
+        wire::ReceiveDatagram(client->fd(), buffer);
+    if (!sent.ok() || !*sent || !got.ok() || !got->has_value() ||
+        (*got)->fds.size() != 1) {
+      state.SkipWithError("raw grant failed");
+      break;
+    }
+  }
+}
+
 void BM_BrokerGrant(benchmark::State& state, const char* name) {
   absl::StatusOr<Client> client = Client::Connect(g_broker->socket_path());
   if (!client.ok()) {
@@ -376,6 +407,7 @@ int Main(int argc, char** argv) {
            benchmark::RegisterBenchmark("a2_raw_epoll_roundtrip", BM_RawEpollRoundTrip),
            benchmark::RegisterBenchmark("b_broker_grant_memory", BM_BrokerGrant,
                                         "board"),
+           benchmark::RegisterBenchmark("b3_broker_grant_raw_client", BM_BrokerGrantRawClient),
            benchmark::RegisterBenchmark("b2_broker_grant_file", BM_BrokerGrant,
                                         "motd")}) {
     b->Unit(benchmark::kMicrosecond)
@@ -492,7 +524,8 @@ int Main(int argc, char** argv) {
     return it == reporter.medians_us.end() ? -1.0 : it->second;
   };
   double a = us("a_raw_roundtrip"), a2 = us("a2_raw_epoll_roundtrip"),
-         bm = us("b_broker_grant_memory"), bf = us("b2_broker_grant_file");
+         bm = us("b_broker_grant_memory"), bf = us("b2_broker_grant_file"),
+         braw = us("b3_broker_grant_raw_client");
   printf("\n================ capbroker benchmark summary ================\n");
   {
     // The machine is shared (2 cores): the load tells how noisy this run was.
@@ -510,6 +543,9 @@ int Main(int argc, char** argv) {
   printf("(b2) grant round trip (file, opened per grant): %.2f us vs raw %.2f "
          "us: %.2fx (reference)\n",
          bf, a, bf / a);
+  printf("(b3) grant round trip, raw client (no SDK): %.2f us vs raw %.2f us: "
+         "%.2fx (reference)\n",
+         braw, a, braw / a);
   for (int n : kClients) {
     double ratio = rates[n].first / rates[n].second;
     printf("(c) %2d clients: %.1fk grants/s vs raw %.1fk/s: %.2fx (target >= "

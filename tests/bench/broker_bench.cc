@@ -401,31 +401,42 @@ int Main(int argc, char** argv) {
   g_broker = std::move(*broker);
   WriteFile(g_broker->dir() + "/motd", "hello from the broker\n");
 
-  // (a), (b), (b2)
+  // (a), (b) and the references. Most run with both sides on one CPU: they
+  // hand the CPU to each other directly, so the time is the work of one
+  // round trip. Across CPUs, an idle CPU's wake-up latency (tens of us on a
+  // VM) swamps that work; (a) and (b) are also measured that way, as the
+  // latency a client sees on this machine.
+  uint64_t all_cpus = (uint64_t{1} << std::min<long>(64, sysconf(_SC_NPROCESSORS_ONLN))) - 1;
+  auto on = [](uint64_t cpus, auto bm) {
+    return [cpus, bm](benchmark::State& state) {
+      SetAffinity(0, cpus);  // forked servers inherit it
+      SetAffinity(g_broker->pid(), cpus);
+      bm(state);
+    };
+  };
+  auto grant = [](const char* name) {
+    return [name](benchmark::State& state) { BM_BrokerGrant(state, name); };
+  };
   for (benchmark::internal::Benchmark* b : {
-           benchmark::RegisterBenchmark("a_raw_roundtrip", BM_RawRoundTrip),
-           benchmark::RegisterBenchmark("a2_raw_epoll_roundtrip", BM_RawEpollRoundTrip),
-           benchmark::RegisterBenchmark("b_broker_grant_memory", BM_BrokerGrant,
-                                        "board"),
-           benchmark::RegisterBenchmark("b3_broker_grant_raw_client", BM_BrokerGrantRawClient),
-           benchmark::RegisterBenchmark("b2_broker_grant_file", BM_BrokerGrant,
-                                        "motd")}) {
+           benchmark::RegisterBenchmark("a_raw_roundtrip", on(1, BM_RawRoundTrip)),
+           benchmark::RegisterBenchmark("a2_raw_epoll_roundtrip", on(1, BM_RawEpollRoundTrip)),
+           benchmark::RegisterBenchmark("b_broker_grant_memory", on(1, grant("board"))),
+           benchmark::RegisterBenchmark("b3_broker_grant_raw_client",
+                                        on(1, BM_BrokerGrantRawClient)),
+           benchmark::RegisterBenchmark("b2_broker_grant_file", on(1, grant("motd"))),
+           benchmark::RegisterBenchmark("a_raw_roundtrip_2cpu", on(all_cpus, BM_RawRoundTrip)),
+           benchmark::RegisterBenchmark("b_broker_grant_memory_2cpu",
+                                        on(all_cpus, grant("board")))}) {
     b->Unit(benchmark::kMicrosecond)
         ->UseRealTime()
         ->MinTime(0.2)
         ->Repetitions(12)
         ->ReportAggregatesOnly(true);
   }
-  // Round trips on one CPU: the two sides hand the CPU to each other
-  // directly. Across CPUs, an idle CPU's wake-up latency (tens of us on a VM)
-  // swamps the work being compared, and the ratio measures idle states.
-  SetAffinity(0, 1);
-  SetAffinity(g_broker->pid(), 1);
   CaptureReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
   // Throughput uses every CPU, as a real deployment would.
-  uint64_t all_cpus = (uint64_t{1} << std::min<long>(64, sysconf(_SC_NPROCESSORS_ONLN))) - 1;
   SetAffinity(0, all_cpus);
   SetAffinity(g_broker->pid(), all_cpus);
 
@@ -525,7 +536,8 @@ int Main(int argc, char** argv) {
   };
   double a = us("a_raw_roundtrip"), a2 = us("a2_raw_epoll_roundtrip"),
          bm = us("b_broker_grant_memory"), bf = us("b2_broker_grant_file"),
-         braw = us("b3_broker_grant_raw_client");
+         braw = us("b3_broker_grant_raw_client"), a_2cpu = us("a_raw_roundtrip_2cpu"),
+         b_2cpu = us("b_broker_grant_memory_2cpu");
   printf("\n================ capbroker benchmark summary ================\n");
   {
     // The machine is shared (2 cores): the load tells how noisy this run was.
@@ -534,7 +546,7 @@ int Main(int argc, char** argv) {
     std::getline(load, line);
     printf("load average at the end: %s\n", line.c_str());
   }
-  printf("(a) raw SEQPACKET+SCM_RIGHTS round trip (one CPU): %.2f us\n", a);
+  printf("(a) raw SEQPACKET+SCM_RIGHTS round trip, one CPU: %.2f us\n", a);
   printf("(a2) the same served by a raw epoll loop (reference): %.2f us: %.2fx of (a)\n",
          a2, a2 / a);
   printf("(b) grant round trip (shared memfd): %.2f us vs raw %.2f us: %.2fx "
@@ -546,6 +558,8 @@ int Main(int argc, char** argv) {
   printf("(b3) grant round trip, raw client (no SDK): %.2f us vs raw %.2f us: "
          "%.2fx (reference)\n",
          braw, a, braw / a);
+  printf("(b) across CPUs (wake-up latency included): %.2f us vs raw %.2f us: %.2fx\n",
+         b_2cpu, a_2cpu, b_2cpu / a_2cpu);
   for (int n : kClients) {
     double ratio = rates[n].first / rates[n].second;
     printf("(c) %2d clients: %.1fk grants/s vs raw %.1fk/s: %.2fx (target >= "

@@ -29,11 +29,15 @@ constexpr size_t kScratchWords = 1024;
 
 UniqueFd OpenReserve() { return UniqueFd(open("/dev/null", O_RDONLY | O_CLOEXEC)); }
 
+// Lines a client can provoke, per second; the rest are counted.
+constexpr int kPeerLogLinesPerSecond = 20;
+
 }  // namespace
 
 BrokerLoop::BrokerLoop(RequestHandler& handler, audit::AuditLog& audit,
                        Stats& stats, Limits limits)
-    : handler_(handler),
+    : peer_log_(kPeerLogLinesPerSecond),
+      handler_(handler),
       audit_(audit),
       stats_(stats),
       limits_(limits),
@@ -97,7 +101,7 @@ void BrokerLoop::AcceptAll(int listener) {
     }
     if (errno == EINTR || errno == ECONNABORTED) continue;
     if (errno == EMFILE || errno == ENFILE) {
-      std::fprintf(stderr, "capbrokerd: out of fds: refusing a connection\n");
+      PeerLog("out of fds: refusing a connection");
       reserve_fd_.reset();
       UniqueFd refused(accept4(listener, nullptr, nullptr, SOCK_CLOEXEC));
       refused.reset();
@@ -105,7 +109,7 @@ void BrokerLoop::AcceptAll(int listener) {
       continue;
     }
     if (errno != EAGAIN && errno != EWOULDBLOCK) {
-      std::fprintf(stderr, "capbrokerd: accept4: %s\n", std::strerror(errno));
+      PeerLog(absl::StrCat("accept4: ", std::strerror(errno)));
     }
     return;
   }
@@ -114,21 +118,20 @@ void BrokerLoop::AcceptAll(int listener) {
 void BrokerLoop::Admit(UniqueFd fd) {
   absl::StatusOr<Identity> identity = peer::IdentifyPeer(fd.get());
   if (!identity.ok()) {
-    std::fprintf(stderr, "capbrokerd: refusing a connection: %s\n",
-                 std::string(identity.status().message()).c_str());
+    PeerLog(absl::StrCat("refusing a connection: ", identity.status().message()));
     return;
   }
   // Over a quota: the client sees its connection closed at once. There is
   // no reply, since the client has not sent a request to answer yet.
   if (stats_.connections >= limits_.max_connections) {
-    std::fprintf(stderr, "capbrokerd: refusing uid %u: %zu connections open\n",
-                 identity->uid, limits_.max_connections);
+    PeerLog(absl::StrCat("refusing uid ", identity->uid, ": ", limits_.max_connections,
+                         " connections open"));
     return;
   }
   size_t& per_uid = connections_per_uid_[identity->uid];
   if (per_uid >= limits_.max_connections_per_uid) {
-    std::fprintf(stderr, "capbrokerd: refusing uid %u: %zu connections of this uid\n",
-                 identity->uid, per_uid);
+    PeerLog(absl::StrCat("refusing uid ", identity->uid, ": ", per_uid,
+                         " connections of this uid"));
     return;
   }
   int raw = fd.get();
@@ -136,8 +139,7 @@ void BrokerLoop::Admit(UniqueFd fd) {
   ev.events = EPOLLIN;
   ev.data.u64 = static_cast<uint64_t>(raw);
   if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, raw, &ev) != 0) {
-    std::fprintf(stderr, "capbrokerd: epoll_ctl(ADD fd=%d): %s\n", raw,
-                 std::strerror(errno));
+    PeerLog(absl::StrCat("epoll_ctl(ADD fd=", raw, "): ", std::strerror(errno)));
     return;
   }
   if (static_cast<size_t>(raw) >= connections_.size()) {
@@ -151,6 +153,16 @@ void BrokerLoop::Admit(UniqueFd fd) {
   ++per_uid;
   ++stats_.connections;
   ++stats_.connections_total;
+}
+
+void BrokerLoop::PeerLog(absl::string_view line) {
+  uint64_t suppressed = 0;
+  if (!peer_log_.Allow(absl::Now(), suppressed)) return;
+  if (suppressed > 0) {
+    std::fprintf(stderr, "capbrokerd: (%llu similar lines suppressed)\n",
+                 static_cast<unsigned long long>(suppressed));
+  }
+  std::fprintf(stderr, "capbrokerd: %.*s\n", static_cast<int>(line.size()), line.data());
 }
 
 void BrokerLoop::Close(int fd) {
@@ -177,8 +189,8 @@ void BrokerLoop::OnReadable(Connection& connection) {
     kj::Maybe<kj::Exception> escaped = kj::runCatchingExceptions(
         [&] { keep = OnDatagram(connection); });
     KJ_IF_MAYBE(e, escaped) {
-      std::fprintf(stderr, "capbrokerd: closing pid %d after an internal error: %s\n",
-                   connection.session.identity.pid, e->getDescription().cStr());
+      PeerLog(absl::StrCat("closing pid ", connection.session.identity.pid,
+                           " after an internal error: ", e->getDescription().cStr()));
       keep = false;
     }
     if (!keep) {
@@ -206,7 +218,7 @@ bool BrokerLoop::OnDatagram(Connection& connection) {
         code == absl::StatusCode::kInvalidArgument) {
       return Queue(connection, ErrorAnswer(0, received.status(), false));
     }
-    std::fprintf(stderr, "capbrokerd: %s\n", std::string(received.status().message()).c_str());
+    PeerLog(received.status().message());
     return false;
   }
   if (!received->has_value()) return true;  // nothing to read after all
@@ -225,11 +237,9 @@ bool BrokerLoop::Queue(Connection& connection, Answer answer) {
   size_t bytes = answer.words.size() * sizeof(capnp::word);
   if (connection.queue.size() >= limits_.max_queued_replies ||
       connection.queued_bytes + bytes > limits_.max_queued_bytes) {
-    std::fprintf(stderr,
-                 "capbrokerd: disconnecting pid %d (uid %u): it does not read "
-                 "its replies (%zu queued)\n",
-                 connection.session.identity.pid, connection.session.identity.uid,
-                 connection.queue.size());
+    PeerLog(absl::StrCat("disconnecting pid ", connection.session.identity.pid, " (uid ",
+                         connection.session.identity.uid, "): it does not read its replies (",
+                         connection.queue.size(), " queued)"));
     return false;
   }
   connection.queue.push_back(QueuedReply{std::move(answer.words),

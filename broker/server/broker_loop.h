@@ -25,6 +25,7 @@
 #include "absl/status/status.h"
 #include "broker/audit/audit_log.h"
 #include "broker/server/dispatch.h"
+#include "broker/server/log_limiter.h"
 #include "broker/server/request_handler.h"
 #include "broker/server/stats.h"
 #include "capnp/message.h"
@@ -87,7 +88,10 @@ class BrokerLoop {
   // Registers the epoll events the connection's state calls for.
   void UpdateEvents(Connection& connection);
   void Close(int fd);
+  // Logs a line a client could provoke, within kPeerLogLinesPerSecond.
+  void PeerLog(absl::string_view line);
 
+  LogLimiter peer_log_;
   RequestHandler& handler_;
   audit::AuditLog& audit_;
   Stats& stats_;

@@ -1,0 +1,33 @@
+// LogLimiter: a cap on how many lines per second a kind of event may log.
+//
+// Clients can provoke some log lines (a refused connection, a client that
+// does not read). Unlimited, a flood of such events would flood the log and
+// bury what matters; so each kind of line has a budget per second, and the
+// first line allowed after a suppression says how many were dropped.
+#ifndef CAPBROKER_BROKER_SERVER_LOG_LIMITER_H_
+#define CAPBROKER_BROKER_SERVER_LOG_LIMITER_H_
+
+#include <cstdint>
+
+#include "absl/time/time.h"
+
+namespace capbroker::server {
+
+class LogLimiter {
+ public:
+  explicit LogLimiter(int lines_per_second) : budget_(lines_per_second) {}
+
+  // Whether a line may be logged at `now`. When it may, `suppressed` is set
+  // to the number of lines refused since the last one allowed.
+  bool Allow(absl::Time now, uint64_t& suppressed);
+
+ private:
+  int budget_;
+  int64_t second_ = -1;
+  int used_ = 0;
+  uint64_t suppressed_ = 0;
+};
+
+}  // namespace capbroker::server
+
+#endif  // CAPBROKER_BROKER_SERVER_LOG_LIMITER_H_

@@ -1,6 +1,8 @@
 #include "broker/policy/policy_file.h"
 
 #include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -55,7 +57,47 @@ absl::Status CheckPolicyFileStat(absl::string_view path, const struct stat& st, 
   return absl::OkStatus();
 }
 
+absl::Status CheckPolicyDirectoryStat(absl::string_view dir, const struct stat& st,
+                                      uid_t euid) {
+  if (st.st_uid != 0 && st.st_uid != euid) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "directory ", dir, " above the policy is owned by uid ", st.st_uid,
+        ", who could replace the policy; keep it in directories owned by root or the "
+        "broker (uid ", euid, ")"));
+  }
+  // Sticky: others may create entries but not rename or remove ours (/tmp).
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "directory %s above the policy is writable by other users (mode 0%o), who could "
+        "replace the policy; chmod go-w %s",
+        dir, st.st_mode & 07777, dir));
+  }
+  return absl::OkStatus();
+}
+
 namespace {
+
+// Checks every directory from the policy's own up to the root. The parent
+// is resolved with realpath, so symlinked directories are checked where
+// they really are.
+absl::Status CheckPolicyDirectories(const std::string& path) {
+  size_t slash = path.rfind('/');
+  std::string parent = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  char resolved[PATH_MAX];
+  if (realpath(parent.c_str(), resolved) == nullptr) {
+    return ErrnoStatus(errno, absl::StrCat("realpath(", parent, ")"));
+  }
+  std::string dir = resolved;
+  uid_t euid = geteuid();
+  for (;;) {
+    struct stat st;
+    if (stat(dir.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", dir));
+    CB_RETURN_IF_ERROR(CheckPolicyDirectoryStat(dir, st, euid));
+    if (dir == "/") return absl::OkStatus();
+    size_t up = dir.rfind('/');
+    dir = up == 0 ? "/" : dir.substr(0, up);
+  }
+}
 
 // Reads to end of file, but never more than kMaxPolicyBytes: the size from
 // fstat is only a hint (the file may grow, and /proc files report 0).
@@ -87,6 +129,7 @@ absl::StatusOr<Policy> LoadPolicyFile(absl::string_view path_view) {
     return ErrnoStatus(errno, absl::StrCat("fstat(policy ", path, ")"));
   }
   CB_RETURN_IF_ERROR(CheckPolicyFileStat(path, st, geteuid()));
+  CB_RETURN_IF_ERROR(CheckPolicyDirectories(path));
   CB_ASSIGN_OR_RETURN(std::string text, ReadAll(fd.get(), path));
   return ParsePolicy(text, path);
 }

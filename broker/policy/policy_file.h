@@ -15,10 +15,11 @@
 // file, owned by root or the broker's euid, not writable by group or others,
 // at most kMaxPolicyBytes.
 //
-// TODO(security): the directories above the file are not checked; a
-// directory writable by others would let them replace the file with their
-// own (which the owner check refuses) or a hard link to another root-owned
-// file (Debian's fs.protected_hardlinks=1 prevents that by default).
+//
+// Every directory from the file's own up to `/` is checked too: whoever can
+// write one of them can rename another file into the policy's place. Each
+// must be owned by root or the broker's euid, and not writable by group or
+// others unless it is sticky (as /tmp is: others cannot rename our file).
 #ifndef CAPBROKER_BROKER_POLICY_POLICY_FILE_H_
 #define CAPBROKER_BROKER_POLICY_POLICY_FILE_H_
 
@@ -44,6 +45,10 @@ absl::StatusOr<Policy> LoadPolicyFile(absl::string_view path);
 // rules can be tested for any owner (tests cannot always chown), and so a
 // checker can report the same problems.
 absl::Status CheckPolicyFileStat(absl::string_view path, const struct stat& st, uid_t euid);
+
+// The check made on each directory above the policy, given its stat `st`.
+absl::Status CheckPolicyDirectoryStat(absl::string_view dir, const struct stat& st,
+                                      uid_t euid);
 
 }  // namespace capbroker
 

@@ -58,6 +58,38 @@ TEST_F(PolicyFileTest, LoadsAValidFile) {
   EXPECT_OK(LoadPolicyFile(Write("private.cb", kPolicy, 0400)));
 }
 
+TEST_F(PolicyFileTest, RefusesADirectoryOthersCanWrite) {
+  ASSERT_EQ(mkdir((dir_ + "/open").c_str(), 0700), 0);
+  ASSERT_EQ(chmod((dir_ + "/open").c_str(), 0777), 0);  // not sticky
+  std::string path = Write("open/policy.cb", kPolicy, 0644);
+  EXPECT_THAT(LoadPolicyFile(path),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr(absl::StrCat("directory ", dir_, "/open above the policy "
+                                              "is writable by other users (mode 0777)"))));
+  // Sticky, as /tmp is: others cannot rename our file, so it is accepted.
+  ASSERT_EQ(chmod((dir_ + "/open").c_str(), 01777), 0);
+  EXPECT_OK(LoadPolicyFile(path));
+}
+
+TEST(CheckPolicyDirectoryStatTest, OwnerAndMode) {
+  struct stat st {};
+  st.st_mode = S_IFDIR | 0755;
+  st.st_uid = 0;
+  EXPECT_OK(CheckPolicyDirectoryStat("/etc", st, 0));
+  EXPECT_OK(CheckPolicyDirectoryStat("/etc", st, 1500));
+  st.st_uid = 1500;
+  EXPECT_OK(CheckPolicyDirectoryStat("/home/broker", st, 1500));
+  EXPECT_THAT(CheckPolicyDirectoryStat("/home/alice", st, 0),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("/home/alice above the policy is owned by uid 1500")));
+  st.st_uid = 0;
+  st.st_mode = S_IFDIR | 0775;
+  EXPECT_THAT(CheckPolicyDirectoryStat("/srv", st, 0),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("chmod go-w /srv")));
+  st.st_mode = S_IFDIR | 01777;
+  EXPECT_OK(CheckPolicyDirectoryStat("/tmp", st, 0));
+}
+
 TEST_F(PolicyFileTest, ParseErrorsNameThePath) {
   std::string path = Write("broken.cb", "( capabilities = [ ( name = 5 ) ] )");
   EXPECT_THAT(LoadPolicyFile(path),

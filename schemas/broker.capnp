@@ -127,6 +127,9 @@ struct BrokerStatus {
   policyPath @6 :Text;
   capabilities @7 :UInt32;
   principals @8 :UInt32;
+  policyGeneration @9 :UInt64;      # 1 at start; +1 per successful reload
+  policyReloadFailures @10 :UInt64; # reloads refused (the policy stayed)
+  lastReloadError @11 :Text;        # why the last refused reload was refused
 }
 
 struct Reply {

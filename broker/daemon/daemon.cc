@@ -35,15 +35,51 @@ void RaiseFdLimit() {
   }
 }
 
-// A signalfd for SIGTERM and SIGINT, which are blocked from here on.
-absl::StatusOr<UniqueFd> StopSignals() {
+// A signalfd for SIGTERM, SIGINT and SIGHUP, which are blocked from here on.
+absl::StatusOr<UniqueFd> ControlSignals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   if (sigprocmask(SIG_BLOCK, &set, nullptr) != 0) return ErrnoStatus(errno, "sigprocmask");
   signal(SIGPIPE, SIG_IGN);
   return TakeFd(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK), "signalfd");
+}
+
+// SIGHUP: load the policy file again and install it, or keep the current
+// policy whole and say why (fail closed: never half a policy).
+void ReloadPolicy(const std::string& path, server::RequestHandler& handler,
+                  server::Stats& stats) {
+  absl::StatusOr<Policy> policy = LoadPolicyFile(path);
+  absl::Status installed = policy.ok() ? handler.SetPolicy(std::move(policy).value())
+                                       : policy.status();
+  if (!installed.ok()) {
+    ++stats.policy_reload_failures;
+    stats.last_reload_error = std::string(installed.message());
+    std::fprintf(stderr, "capbrokerd: SIGHUP: keeping the current policy: %s\n",
+                 stats.last_reload_error.c_str());
+    return;
+  }
+  std::fprintf(stderr, "capbrokerd: SIGHUP: policy %s reloaded (%zu capabilities, %zu principals)\n",
+               path.c_str(), handler.policy().capabilities().size(),
+               handler.policy().principals().size());
+}
+
+// Reads the pending signals; true when one of them asks to stop.
+bool OnSignals(int signal_fd, const std::string& policy_path,
+               server::RequestHandler& handler, server::Stats& stats) {
+  bool stop = false;
+  signalfd_siginfo info;
+  while (RetryEintr([&] { return read(signal_fd, &info, sizeof(info)); }) ==
+         static_cast<ssize_t>(sizeof(info))) {
+    if (info.ssi_signo == SIGHUP) {
+      ReloadPolicy(policy_path, handler, stats);
+    } else {
+      stop = true;
+    }
+  }
+  return stop;
 }
 
 absl::StatusOr<server::Listener> MakeListener(const DaemonFlags& flags) {
@@ -66,18 +102,18 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   if (!flags.audit_log_path.empty()) {
     CB_ASSIGN_OR_RETURN(audit, audit::AuditLog::OpenFile(flags.audit_log_path));
   }
-  CB_ASSIGN_OR_RETURN(UniqueFd stop, StopSignals());
+  CB_ASSIGN_OR_RETURN(UniqueFd signals, ControlSignals());
   server::Stats stats;
   stats.started = absl::Now();
-  server::RequestHandler handler(policy, audit, stats);
-  CB_RETURN_IF_ERROR(handler.Prepare());
+  server::RequestHandler handler(audit, stats);
+  CB_RETURN_IF_ERROR(handler.SetPolicy(std::move(policy)));
   CB_ASSIGN_OR_RETURN(server::Listener listener, MakeListener(flags));
   server::BrokerLoop loop(handler, audit, stats, flags.limits);
 
   std::fprintf(stderr, "capbrokerd: serving %s with policy %s (%zu capabilities, %zu principals)\n",
                listener.path().empty() ? "the socket from systemd" : listener.path().c_str(),
-               flags.policy_path.c_str(), policy.capabilities().size(),
-               policy.principals().size());
+               flags.policy_path.c_str(), handler.policy().capabilities().size(),
+               handler.policy().principals().size());
   if (flags.ready_fd.has_value()) {
     CB_RETURN_IF_ERROR(server::NotifyReadyFd(*flags.ready_fd, "READY"));
   }
@@ -85,7 +121,9 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   if (!notified.ok()) {
     std::fprintf(stderr, "capbrokerd: sd_notify: %s\n", std::string(notified.message()).c_str());
   }
-  CB_RETURN_IF_ERROR(loop.Serve(listener.fd(), stop.get()));
+  CB_RETURN_IF_ERROR(loop.Serve(listener.fd(), signals.get(), [&] {
+    return OnSignals(signals.get(), flags.policy_path, handler, stats);
+  }));
   std::fprintf(stderr, "capbrokerd: stopping\n");
   return absl::OkStatus();
 }

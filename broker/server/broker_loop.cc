@@ -18,7 +18,7 @@ namespace capbroker::server {
 namespace {
 
 constexpr uint64_t kListenerTag = ~uint64_t{0};
-constexpr uint64_t kStopTag = ~uint64_t{0} - 1;
+constexpr uint64_t kControlTag = ~uint64_t{0} - 1;
 constexpr int kMaxEvents = 64;
 // Requests served per connection per readiness event. One: epoll is
 // level-triggered, so a connection with more waiting is reported again on
@@ -47,7 +47,8 @@ BrokerLoop::BrokerLoop(RequestHandler& handler, audit::AuditLog& audit,
 
 BrokerLoop::~BrokerLoop() = default;
 
-absl::Status BrokerLoop::Serve(int listener, int stop_fd) {
+absl::Status BrokerLoop::Serve(int listener, int control_fd,
+                               const std::function<bool()>& on_control) {
   epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
   if (!epoll_) return ErrnoStatus(errno, "epoll_create1");
   reserve_fd_ = OpenReserve();
@@ -57,9 +58,9 @@ absl::Status BrokerLoop::Serve(int listener, int stop_fd) {
   if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, listener, &ev) != 0) {
     return ErrnoStatus(errno, "epoll_ctl(ADD listener)");
   }
-  ev.data.u64 = kStopTag;
-  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, stop_fd, &ev) != 0) {
-    return ErrnoStatus(errno, "epoll_ctl(ADD stop fd)");
+  ev.data.u64 = kControlTag;
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, control_fd, &ev) != 0) {
+    return ErrnoStatus(errno, "epoll_ctl(ADD control fd)");
   }
   epoll_event events[kMaxEvents];
   for (;;) {
@@ -68,9 +69,12 @@ absl::Status BrokerLoop::Serve(int listener, int stop_fd) {
     if (n < 0) return ErrnoStatus(errno, "epoll_wait");
     for (int i = 0; i < n; ++i) {
       uint64_t tag = events[i].data.u64;
-      if (tag == kStopTag) {
-        audit_.Flush();
-        return absl::OkStatus();
+      if (tag == kControlTag) {
+        if (on_control()) {
+          audit_.Flush();
+          return absl::OkStatus();
+        }
+        continue;
       }
       if (tag == kListenerTag) {
         AcceptAll(listener);

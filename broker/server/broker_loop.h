@@ -1,6 +1,6 @@
 // BrokerLoop: the broker's single-threaded, non-blocking event loop.
 //
-// One epoll set holds the listening socket, the stop fd and every client
+// One epoll set holds the listening socket, the control fd and every client
 // connection. Each connection is served in turn, at most
 // kDatagramsPerWakeup requests at a time, so a chatty client cannot starve
 // the others. Replies go out at once; when a client's socket is full they
@@ -18,6 +18,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -50,10 +51,12 @@ class BrokerLoop {
              Limits limits);
   ~BrokerLoop();
 
-  // Serves clients of `listener` (a listening SEQPACKET socket, borrowed)
-  // until `stop_fd` (borrowed) becomes readable. Returns an error only when
-  // the loop itself cannot go on (epoll failing).
-  absl::Status Serve(int listener, int stop_fd);
+  // Serves clients of `listener` (a listening SEQPACKET socket, borrowed).
+  // When `control_fd` (borrowed; the daemon's signalfd) becomes readable,
+  // calls `on_control`, and stops when it returns true. Returns an error
+  // only when the loop itself cannot go on (epoll failing).
+  absl::Status Serve(int listener, int control_fd,
+                     const std::function<bool()>& on_control);
 
  private:
   struct QueuedReply {

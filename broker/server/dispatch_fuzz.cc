@@ -54,9 +54,9 @@ struct World {
   World()
       : policy(std::move(ParsePolicy(kPolicy, "fuzz.capnp")).value()),
         audit(open("/dev/null", O_WRONLY | O_CLOEXEC)),
-        handler(policy, audit, stats),
+        handler(audit, stats),
         scratch(kj::heapArray<capnp::word>(1024)) {
-    Check(handler.Prepare().ok(), "prepare");
+    Check(handler.SetPolicy(policy).ok(), "set policy");
     std::memset(static_cast<void*>(scratch.begin()), 0, scratch.asBytes().size());
   }
   Policy policy;

@@ -31,8 +31,9 @@ class DispatchTest : public ::testing::Test {
   DispatchTest()
       : policy_(std::move(ParsePolicy(kPolicy, "t.capnp")).value()),
         audit_(devnull_),
-        handler_(policy_, audit_, stats_),
+        handler_(audit_, stats_),
         scratch_(kj::heapArray<capnp::word>(1024)) {
+    EXPECT_OK(handler_.SetPolicy(policy_));
     std::memset(static_cast<void*>(scratch_.begin()), 0, scratch_.asBytes().size());
     session_.identity.uid = 1000;
     session_.hello_done = true;

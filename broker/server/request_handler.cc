@@ -53,21 +53,34 @@ bool IsDirectoryFd(int fd) {
 
 }  // namespace
 
-RequestHandler::RequestHandler(const Policy& policy, audit::AuditLog& audit,
-                               Stats& stats)
-    : policy_(policy), audit_(audit), stats_(stats) {}
+RequestHandler::RequestHandler(audit::AuditLog& audit, Stats& stats)
+    : audit_(audit), stats_(stats) {}
 
-absl::Status RequestHandler::Prepare() {
-  for (const CapabilitySpec& spec : policy_.capabilities()) {
+absl::Status RequestHandler::SetPolicy(Policy policy) {
+  absl::flat_hash_map<std::string, UniqueFd> shared;
+  for (const CapabilitySpec& spec : policy.capabilities()) {
     if (spec.kind != Kind::kMemory || !spec.shared) continue;
+    const CapabilitySpec* current = policy_.FindCapability(spec.name);
+    auto kept = shared_memory_.find(spec.name);
+    if (current != nullptr && current->kind == Kind::kMemory && current->shared &&
+        current->size == spec.size && kept != shared_memory_.end()) {
+      absl::StatusOr<UniqueFd> dup = TakeFd(fcntl(kept->second.get(), F_DUPFD_CLOEXEC, 0),
+                                            absl::StrCat("dup shared memfd '", spec.name, "'"));
+      if (!dup.ok()) return dup.status();
+      shared[spec.name] = std::move(dup).value();
+      continue;
+    }
     absl::StatusOr<UniqueFd> fd = caps::CreateSealedMemfd(spec.name, spec.size);
     if (!fd.ok()) {
       return absl::Status(fd.status().code(),
                           absl::StrCat("shared memory capability '", spec.name,
                                        "': ", fd.status().message()));
     }
-    shared_memory_[spec.name] = std::move(fd).value();
+    shared[spec.name] = std::move(fd).value();
   }
+  policy_ = std::move(policy);
+  shared_memory_ = std::move(shared);
+  ++stats_.policy_generation;
   return absl::OkStatus();
 }
 
@@ -353,6 +366,9 @@ void RequestHandler::Status(schema::Reply::Builder reply) {
     ++i;
   }
   status.setPolicyPath(policy_.source());
+  status.setPolicyGeneration(stats_.policy_generation);
+  status.setPolicyReloadFailures(stats_.policy_reload_failures);
+  status.setLastReloadError(stats_.last_reload_error);
   status.setCapabilities(policy_.capabilities().size());
   status.setPrincipals(policy_.principals().size());
 }

@@ -50,12 +50,18 @@ struct Outcome {
 
 class RequestHandler {
  public:
-  // Borrows all arguments; they must outlive the handler.
-  RequestHandler(const Policy& policy, audit::AuditLog& audit, Stats& stats);
+  // Borrows `audit` and `stats`, which must outlive the handler. It grants
+  // nothing until SetPolicy succeeds.
+  RequestHandler(audit::AuditLog& audit, Stats& stats);
 
-  // Creates the memfds of shared memory capabilities. Call once before
-  // serving; a failure must stop the broker from starting.
-  absl::Status Prepare();
+  // Installs `policy` for every request from now on, on every connection:
+  // creates the memfds of its shared memory capabilities, keeping those of
+  // capabilities whose name and size are unchanged (their holders go on
+  // sharing with new grantees), then replaces the current policy. On error
+  // nothing changes: the current policy stays whole.
+  absl::Status SetPolicy(Policy policy);
+
+  const Policy& policy() const { return policy_; }
 
   // Answers `request` from `session` into `reply` (an initialized root).
   // Call under CatchKj: reading a malformed request throws.
@@ -93,7 +99,7 @@ class RequestHandler {
               absl::string_view path, const absl::Status& status,
               absl::string_view principal, schema::Reply::Builder reply);
 
-  const Policy& policy_;
+  Policy policy_;
   audit::AuditLog& audit_;
   Stats& stats_;
   absl::flat_hash_map<std::string, UniqueFd> shared_memory_;  // by name

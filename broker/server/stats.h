@@ -20,6 +20,11 @@ struct Stats {
   // ordered, so status output is stable.
   std::map<std::string, uint64_t> denials_by_reason;
   uint64_t audit_lines_dropped = 0;
+  // Policies installed (1 after start-up; each successful reload adds one),
+  // reloads refused, and why the last one was.
+  uint64_t policy_generation = 0;
+  uint64_t policy_reload_failures = 0;
+  std::string last_reload_error;
 };
 
 }  // namespace capbroker::server

@@ -311,8 +311,13 @@ int Capctl::Status(const Options& o) {
   out_ << "broker:      protocol " << s->version << ", up " << s->uptime_seconds
        << "s\n"
        << "policy:      " << s->policy_path << " (" << s->capabilities
-       << " capabilities, " << s->principals << " principals)\n"
-       << "connections: " << s->connections << "\n"
+       << " capabilities, " << s->principals << " principals; generation "
+       << s->policy_generation << ")\n";
+  if (s->policy_reload_failures > 0) {
+    out_ << "reloads:     " << s->policy_reload_failures
+         << " refused; last: " << s->last_reload_error << "\n";
+  }
+  out_ << "connections: " << s->connections << "\n"
        << "grants:      " << s->grants << "\n"
        << "denials:     " << s->denials << "\n";
   for (const auto& [reason, n] : s->denials_by_reason) {

@@ -186,6 +186,9 @@ absl::StatusOr<BrokerStatus> Client::Status() {
         status.policy_path = Str(s.getPolicyPath());
         status.capabilities = s.getCapabilities();
         status.principals = s.getPrincipals();
+        status.policy_generation = s.getPolicyGeneration();
+        status.policy_reload_failures = s.getPolicyReloadFailures();
+        status.last_reload_error = Str(s.getLastReloadError());
         return absl::OkStatus();
       }));
   return status;

@@ -59,6 +59,9 @@ struct BrokerStatus {
   std::string policy_path;
   uint32_t capabilities = 0;
   uint32_t principals = 0;
+  uint64_t policy_generation = 0;      // 1 at start, +1 per reload
+  uint64_t policy_reload_failures = 0;
+  std::string last_reload_error;
 };
 
 // Options of OpenBeneath.

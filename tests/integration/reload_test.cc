@@ -1,0 +1,102 @@
+// SIGHUP reloads the policy: established connections are decided by the new
+// policy from then on; a policy with any error is refused whole and the old
+// one stays; shared memory of an unchanged capability stays shared.
+#include <signal.h>
+#include <unistd.h>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sdk/base/status_matchers.h"
+#include "sdk/client/client.h"
+#include "tests/fixtures/broker_process.h"
+
+namespace capbroker {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kBefore[] = R"(
+( capabilities = [
+    ( name = "board", memory = ( size = 4096, shared = true ) ),
+    ( name = "scratch", memory = ( size = 4096 ) ) ],
+  principals = [ ( name = "t", match = ( uid = $UID ), grants = [ "board" ] ) ] )
+)";
+
+constexpr char kAfter[] = R"(
+( capabilities = [
+    ( name = "board", memory = ( size = 4096, shared = true ) ),
+    ( name = "scratch", memory = ( size = 4096 ) ) ],
+  principals = [ ( name = "t", match = ( uid = $UID ), grants = [ "board", "scratch" ] ) ] )
+)";
+
+// Most status round trips to wait for the broker to act on a signal: each
+// is an event (a reply); the signal is normally handled before the first.
+constexpr int kMaxRoundTrips = 10000;
+
+// Sends SIGHUP and waits, through status round trips, until the broker has
+// either installed a new policy or refused one.
+BrokerStatus ReloadAndWait(testing::BrokerProcess& broker, Client& client) {
+  absl::StatusOr<BrokerStatus> before = client.Status();
+  EXPECT_OK(before);
+  EXPECT_EQ(kill(broker.pid(), SIGHUP), 0);
+  for (int i = 0; i < kMaxRoundTrips; ++i) {
+    absl::StatusOr<BrokerStatus> now = client.Status();
+    EXPECT_OK(now);
+    if (!now.ok()) break;
+    if (now->policy_generation != before->policy_generation ||
+        now->policy_reload_failures != before->policy_reload_failures) {
+      return *now;
+    }
+  }
+  ADD_FAILURE() << "the broker did not act on SIGHUP";
+  return *before;
+}
+
+TEST(ReloadTest, NewPolicyAppliesToOpenConnections) {
+  ASSERT_OK_AND_ASSIGN(auto broker, testing::BrokerProcess::Start(kBefore));
+  ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(broker->socket_path()));
+  EXPECT_THAT(client.Acquire("scratch"), StatusIs(absl::StatusCode::kPermissionDenied));
+  ASSERT_OK_AND_ASSIGN(Capability before, client.Acquire("board"));
+  ASSERT_EQ(pwrite(before.fd.get(), "kept", 4, 0), 4);
+
+  ASSERT_OK(broker->RewritePolicy(kAfter));
+  BrokerStatus status = ReloadAndWait(*broker, client);
+  EXPECT_EQ(status.policy_generation, 2u);
+  EXPECT_EQ(status.policy_reload_failures, 0u);
+
+  EXPECT_OK(client.Acquire("scratch"));  // same connection, new policy
+  ASSERT_OK_AND_ASSIGN(Capability after, client.Acquire("board"));
+  char buf[4];
+  ASSERT_EQ(pread(after.fd.get(), buf, 4, 0), 4);
+  EXPECT_EQ(std::string(buf, 4), "kept");  // the same shared memfd
+}
+
+TEST(ReloadTest, BrokenPolicyIsRefusedWholeAndTheOldOneStays) {
+  ASSERT_OK_AND_ASSIGN(auto broker, testing::BrokerProcess::Start(kAfter));
+  ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(broker->socket_path()));
+  // Valid text up to a misspelled field: nothing of it may take effect.
+  ASSERT_OK(broker->RewritePolicy(
+      "( capabilities = [ ( name = \"board\", memory = ( size = 4096 ) ) ],\n"
+      "  principals = [ ( name = \"t\", match = ( uid = $UID ), grantz = [ ] ) ] )\n"));
+  BrokerStatus status = ReloadAndWait(*broker, client);
+  EXPECT_EQ(status.policy_generation, 1u);
+  EXPECT_EQ(status.policy_reload_failures, 1u);
+  EXPECT_THAT(status.last_reload_error, HasSubstr("policy.capnp:2:"));
+  EXPECT_THAT(status.last_reload_error, HasSubstr("grantz"));
+  EXPECT_OK(client.Acquire("scratch"));  // the old policy still decides
+  EXPECT_OK(client.Acquire("board"));
+}
+
+TEST(ReloadTest, PolicyMadeWritableByOthersIsRefused) {
+  ASSERT_OK_AND_ASSIGN(auto broker, testing::BrokerProcess::Start(kBefore));
+  ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(broker->socket_path()));
+  ASSERT_OK(broker->RewritePolicy(kAfter));
+  ASSERT_EQ(chmod((broker->dir() + "/policy.capnp").c_str(), 0666), 0);
+  BrokerStatus status = ReloadAndWait(*broker, client);
+  EXPECT_EQ(status.policy_reload_failures, 1u);
+  EXPECT_THAT(status.last_reload_error, HasSubstr("writable by other users"));
+  EXPECT_THAT(client.Acquire("scratch"), StatusIs(absl::StatusCode::kPermissionDenied));
+}
+
+}  // namespace
+}  // namespace capbroker

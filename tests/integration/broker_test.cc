@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "gmock/gmock.h"
@@ -142,6 +143,12 @@ TEST_F(BrokerTest, ListsAndReportsStatus) {
 
 TEST_F(BrokerTest, StopsOnSigtermAndRemovesItsSocket) {
   ASSERT_OK_AND_ASSIGN(int status, broker_->Stop());
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_NE(access(broker_->socket_path().c_str(), F_OK), 0);
+}
+
+TEST_F(BrokerTest, StopsOnSigintToo) {
+  ASSERT_OK_AND_ASSIGN(int status, broker_->Stop(SIGINT));
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   EXPECT_NE(access(broker_->socket_path().c_str(), F_OK), 0);
 }

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <string>
@@ -19,6 +20,11 @@ absl::StatusOr<UniqueFd> CreateSealedMemfd(absl::string_view name,
       UniqueFd fd,
       TakeFd(memfd_create(label.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING),
              absl::StrCat("memfd_create(", label, ")")));
+  // A memfd's inode is created with mode 0777, and anyone holding an fd to
+  // it can open it again through /proc/self/fd/N with any access the mode
+  // allows: a read-only grant would become read-write. Owner-only, the
+  // reopen is refused to every other uid.
+  if (fchmod(fd.get(), 0600) != 0) return ErrnoStatus(errno, "fchmod(memfd, 0600)");
   if (RetryEintr([&] { return ftruncate(fd.get(), static_cast<off_t>(size)); }) != 0) {
     return ErrnoStatus(errno, absl::StrCat("ftruncate(memfd, ", size, ")"));
   }

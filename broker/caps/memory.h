@@ -23,7 +23,10 @@ absl::StatusOr<UniqueFd> CreateSealedMemfd(absl::string_view name,
 
 // A new read-only open file description of the memfd `fd` (borrowed), made
 // through /proc/self/fd: its holder cannot write it or map it writable,
-// whatever other holders of the memfd may do.
+// whatever other holders of the memfd may do. Memfds are mode 0600, so a
+// holder of another uid cannot reopen it read-write either; a holder of the
+// broker's own uid (or root) can, so read-only memory is a boundary only
+// between uids.
 absl::StatusOr<UniqueFd> ReopenReadOnly(int fd);
 
 }  // namespace capbroker::caps

@@ -2,7 +2,9 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "gmock/gmock.h"
@@ -43,6 +45,30 @@ TEST(ReopenReadOnlyTest, CannotWriteOrMapWritable) {
   char buf[2];
   ASSERT_EQ(pread(ro.get(), buf, 2, 0), 2);
   EXPECT_EQ(buf[0], 'h');
+}
+
+TEST(ReopenReadOnlyTest, AnotherUidCannotReopenItReadWrite) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to switch to another uid";
+  ASSERT_OK_AND_ASSIGN(UniqueFd fd, CreateSealedMemfd("shared", 4096));
+  ASSERT_OK_AND_ASSIGN(UniqueFd ro, ReopenReadOnly(fd.get()));
+  struct stat st;
+  ASSERT_EQ(fstat(fd.get(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // A grantee of another uid, with its /proc entries its own.
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(2);
+    prctl(PR_SET_DUMPABLE, 1);
+    std::string self = "/proc/self/fd/" + std::to_string(ro.get());
+    char byte;
+    if (pread(ro.get(), &byte, 1, 0) != 1) _exit(3);  // the grant itself works
+    _exit(open(self.c_str(), O_RDWR | O_CLOEXEC) < 0 && errno == EACCES ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: reopened read-write; 2/3: test setup";
 }
 
 }  // namespace

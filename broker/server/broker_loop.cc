@@ -205,19 +205,13 @@ void BrokerLoop::OnReadable(Connection& connection) {
 }
 
 bool BrokerLoop::OnDatagram(Connection& connection) {
-  absl::StatusOr<std::optional<wire::Datagram>> received =
-      wire::ReceiveDatagram(connection.fd.get(), receive_buffer_);
+  // Requests carry no fds, and the broker never takes any: the kernel
+  // discards what a client attaches (see wire::FdPolicy::kRefuse).
+  absl::StatusOr<std::optional<wire::Datagram>> received = wire::ReceiveDatagram(
+      connection.fd.get(), receive_buffer_, wire::FdPolicy::kRefuse);
   if (!received.ok()) {
     absl::StatusCode code = received.status().code();
     if (code == absl::StatusCode::kUnavailable) return false;
-    if (code == absl::StatusCode::kDataLoss) {
-      // Fds may have been dropped: the stream of fds can no longer be
-      // trusted to match the messages. Say why (the client sent too many:
-      // an invalid request), then hang up.
-      return Queue(connection,
-                   ErrorAnswer(0, absl::InvalidArgumentError(received.status().message()),
-                               true));
-    }
     if (code == absl::StatusCode::kResourceExhausted ||
         code == absl::StatusCode::kInvalidArgument) {
       return Queue(connection, ErrorAnswer(0, received.status(), false));
@@ -226,12 +220,9 @@ bool BrokerLoop::OnDatagram(Connection& connection) {
     return false;
   }
   if (!received->has_value()) return true;  // nothing to read after all
-  wire::Datagram& datagram = **received;
-  // Requests carry no fds: close any at once, never keep them.
-  size_t fd_count = datagram.fds.size();
-  datagram.fds.clear();
+  const wire::Datagram& datagram = **received;
   return Queue(connection, AnswerRequest(handler_, connection.session, datagram.words,
-                                         fd_count, scratch_.asPtr()));
+                                         datagram.fds_discarded, scratch_.asPtr()));
 }
 
 bool BrokerLoop::Queue(Connection& connection, Answer answer) {

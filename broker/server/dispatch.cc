@@ -30,7 +30,7 @@ Answer ErrorAnswer(uint64_t id, const absl::Status& status, bool close_after) {
 }
 
 Answer AnswerRequest(RequestHandler& handler, Session& session,
-                     kj::ArrayPtr<const capnp::word> words, size_t fd_count,
+                     kj::ArrayPtr<const capnp::word> words, bool carried_fds,
                      kj::ArrayPtr<capnp::word> scratch) {
   absl::Status framing = wire::ValidateFraming(words);
   if (!framing.ok()) {
@@ -48,10 +48,10 @@ Answer AnswerRequest(RequestHandler& handler, Session& session,
       auto request = reader.getRoot<schema::Request>();
       id = request.getId();
       auto reply = message.initRoot<schema::Reply>();
-      if (fd_count != 0) {
+      if (carried_fds) {
         reply.setId(id);
-        absl::Status status = absl::InvalidArgumentError(absl::StrCat(
-            "requests carry no fds; this one carried ", fd_count, " (closed)"));
+        absl::Status status = absl::InvalidArgumentError(
+            "requests carry no fds; this one carried some, which were discarded unopened");
         handler.CountDenial(status);
         RequestHandler::SetError(reply, status);
         return absl::OkStatus();

@@ -28,11 +28,12 @@ struct Answer {
 // An error reply to request `id` (0 when the request could not be read).
 Answer ErrorAnswer(uint64_t id, const absl::Status& status, bool close_after);
 
-// Answers the request in `words`, one datagram that carried `fd_count` fds
-// (already closed: requests carry none). `scratch` is a zeroed first segment
-// for the reply builder, zeroed again when this returns.
+// Answers the request in `words`, one datagram; `carried_fds` says that it
+// carried fds (which the broker never receives: requests carry none).
+// `scratch` is a zeroed first segment for the reply builder, zeroed again
+// when this returns.
 Answer AnswerRequest(RequestHandler& handler, Session& session,
-                     kj::ArrayPtr<const capnp::word> words, size_t fd_count,
+                     kj::ArrayPtr<const capnp::word> words, bool carried_fds,
                      kj::ArrayPtr<capnp::word> scratch);
 
 }  // namespace capbroker::server

@@ -38,15 +38,17 @@ bool PeerHungUp(int fd) {
 
 }  // namespace
 
-absl::StatusOr<std::optional<Datagram>> ReceiveDatagram(int fd,
-                                                        ReceiveBuffer& buffer) {
+absl::StatusOr<std::optional<Datagram>> ReceiveDatagram(int fd, ReceiveBuffer& buffer,
+                                                        FdPolicy fd_policy) {
   alignas(cmsghdr) unsigned char control[kControlBytes];
   iovec iov{buffer.data(), ReceiveBuffer::kWords * sizeof(capnp::word)};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
+  if (fd_policy == FdPolicy::kAccept) {
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+  }
   ssize_t n = RetryEintr([&] { return recvmsg(fd, &msg, MSG_CMSG_CLOEXEC); });
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return std::nullopt;
@@ -57,7 +59,9 @@ absl::StatusOr<std::optional<Datagram>> ReceiveDatagram(int fd,
   }
   Datagram datagram;
   datagram.fds = TakeFds(msg);
-  if (msg.msg_flags & MSG_CTRUNC) {
+  if (fd_policy == FdPolicy::kRefuse) {
+    datagram.fds_discarded = (msg.msg_flags & MSG_CTRUNC) != 0;
+  } else if (msg.msg_flags & MSG_CTRUNC) {
     // The fds that came are closed as `datagram` goes out of scope.
     return absl::DataLossError(absl::StrCat(
         "datagram carried more fds than the ", kMaxFdsPerMessage,
@@ -69,7 +73,7 @@ absl::StatusOr<std::optional<Datagram>> ReceiveDatagram(int fd,
     return absl::ResourceExhaustedError(absl::StrCat(
         "datagram larger than the ", kMaxMessageBytes, " bytes allowed"));
   }
-  if (n == 0 && datagram.fds.empty() && PeerHungUp(fd)) {
+  if (n == 0 && datagram.fds.empty() && !datagram.fds_discarded && PeerHungUp(fd)) {
     return absl::UnavailableError("the peer closed the connection");
   }
   if (n % sizeof(capnp::word) != 0) {

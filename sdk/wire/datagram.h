@@ -48,6 +48,20 @@ class ReceiveBuffer {
 struct Datagram {
   kj::ArrayPtr<const capnp::word> words;
   std::vector<UniqueFd> fds;
+  // Received with FdPolicy::kRefuse, the datagram carried fds, which the
+  // kernel discarded without installing them.
+  bool fds_discarded = false;
+};
+
+// Whether a receiver takes the fds a datagram carries.
+enum class FdPolicy {
+  kAccept,
+  // Receive without a control buffer: the kernel discards any fds and never
+  // installs them in the receiver. A peer that expects none (the broker,
+  // from clients) must not even close them: close() of a FUSE file waits for
+  // the FUSE server to answer a FLUSH, so a hostile client could park the
+  // receiver in an uninterruptible sleep with one fd.
+  kRefuse,
 };
 
 // Receives one datagram from `fd` (borrowed). Blocks if `fd` is blocking.
@@ -60,8 +74,8 @@ struct Datagram {
 // An empty datagram (SOCK_SEQPACKET allows them) is reported as a Datagram
 // with no words; recvmsg returns 0 for it as for end of stream, and only a
 // hang-up on the socket tells end of stream apart.
-absl::StatusOr<std::optional<Datagram>> ReceiveDatagram(int fd,
-                                                        ReceiveBuffer& buffer);
+absl::StatusOr<std::optional<Datagram>> ReceiveDatagram(
+    int fd, ReceiveBuffer& buffer, FdPolicy fd_policy = FdPolicy::kAccept);
 
 // Sends `iov` as one datagram with `fds` (borrowed: the kernel installs
 // copies in the receiver) on `fd` (borrowed), with MSG_NOSIGNAL.

@@ -117,6 +117,30 @@ TEST_F(DatagramTest, TooManyFdsIsDataLossAndLeaksNothing) {
   EXPECT_EQ(CountOpenFds(), before);
 }
 
+TEST_F(DatagramTest, RefusingFdsNeverInstallsThem) {
+  int pipe_fds[2];
+  ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
+  UniqueFd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
+  RawSend(std::vector<char>(8, 'x'), std::vector<int>(100, write_end.get()));
+  write_end.reset();
+  int before = CountOpenFds();
+  ASSERT_OK_AND_ASSIGN(auto datagram,
+                       ReceiveDatagram(b_.get(), buffer_, FdPolicy::kRefuse));
+  ASSERT_TRUE(datagram.has_value());
+  EXPECT_TRUE(datagram->fds_discarded);
+  EXPECT_TRUE(datagram->fds.empty());
+  EXPECT_EQ(datagram->words.size(), 1u);  // the bytes arrive intact
+  EXPECT_EQ(CountOpenFds(), before);
+  // No copy of the write end is left anywhere.
+  char c;
+  EXPECT_EQ(read(read_end.get(), &c, 1), 0);
+  // A datagram without fds is not flagged.
+  RawSend(std::vector<char>(8, 'y'), {});
+  ASSERT_OK_AND_ASSIGN(auto plain, ReceiveDatagram(b_.get(), buffer_, FdPolicy::kRefuse));
+  ASSERT_TRUE(plain.has_value());
+  EXPECT_FALSE(plain->fds_discarded);
+}
+
 TEST_F(DatagramTest, PartialWordIsInvalid) {
   RawSend(std::vector<char>(5, 'x'), {});
   EXPECT_THAT(ReceiveDatagram(b_.get(), buffer_),

@@ -29,6 +29,9 @@ constexpr size_t kScratchWords = 1024;
 
 UniqueFd OpenReserve() { return UniqueFd(open("/dev/null", O_RDONLY | O_CLOEXEC)); }
 
+// Connections accepted per wakeup of the listener.
+constexpr int kAcceptsPerWakeup = 16;
+
 // Lines a client can provoke, per second; the rest are counted.
 constexpr int kPeerLogLinesPerSecond = 20;
 
@@ -77,7 +80,7 @@ absl::Status BrokerLoop::Serve(int listener, int control_fd,
         continue;
       }
       if (tag == kListenerTag) {
-        AcceptAll(listener);
+        Accept(listener);
         continue;
       }
       int fd = static_cast<int>(tag);
@@ -96,8 +99,11 @@ absl::Status BrokerLoop::Serve(int listener, int control_fd,
   }
 }
 
-void BrokerLoop::AcceptAll(int listener) {
-  for (;;) {
+void BrokerLoop::Accept(int listener) {
+  // A bounded number per wakeup: clients that keep connecting must not keep
+  // the loop from serving the connections it has (level-triggered epoll
+  // reports the listener again while connections wait).
+  for (int i = 0; i < kAcceptsPerWakeup; ++i) {
     int fd = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd >= 0) {
       Admit(UniqueFd(fd));
@@ -105,11 +111,14 @@ void BrokerLoop::AcceptAll(int listener) {
     }
     if (errno == EINTR || errno == ECONNABORTED) continue;
     if (errno == EMFILE || errno == ENFILE) {
-      PeerLog("out of fds: refusing a connection");
+      // accept4 fails for lack of an fd before it looks for a connection:
+      // free the reserve to take the waiting one and hang up on it, so the
+      // listener stops being readable. Nothing waiting: nothing to do.
       reserve_fd_.reset();
       UniqueFd refused(accept4(listener, nullptr, nullptr, SOCK_CLOEXEC));
-      refused.reset();
       reserve_fd_ = OpenReserve();
+      if (!refused) return;
+      PeerLog("out of fds: refusing a connection");
       continue;
     }
     if (errno != EAGAIN && errno != EWOULDBLOCK) {
@@ -239,7 +248,7 @@ bool BrokerLoop::Queue(Connection& connection, Answer answer) {
   }
   connection.queue.push_back(QueuedReply{std::move(answer.words),
                                          std::move(answer.outcome.fds),
-                                         answer.outcome.borrowed_fd});
+                                         std::move(answer.outcome.shared_fd)});
   connection.queued_bytes += bytes;
   if (answer.outcome.close_after_reply && !connection.close_when_flushed) {
     connection.close_when_flushed = true;
@@ -273,7 +282,7 @@ void BrokerLoop::SendQueued(Connection& connection) {
   for (QueuedReply& q : connection.queue) {
     size_t n = 0;
     for (const UniqueFd& f : q.fds) raw[n++] = f.get();
-    if (q.borrowed_fd >= 0) raw[n++] = q.borrowed_fd;
+    if (q.shared_fd) raw[n++] = q.shared_fd->get();
     iovec iov{q.words.begin(), q.words.size() * sizeof(capnp::word)};
     absl::StatusOr<bool> sent = wire::SendDatagram(fd, &iov, 1, absl::MakeConstSpan(raw, n));
     if (!sent.ok()) {

@@ -62,7 +62,7 @@ class BrokerLoop {
   struct QueuedReply {
     kj::Array<capnp::word> words;
     std::vector<UniqueFd> fds;
-    int borrowed_fd = -1;  // sent after `fds`; owned by the handler
+    std::shared_ptr<const UniqueFd> shared_fd;  // sent after `fds`; may be null
   };
   struct Connection {
     UniqueFd fd;
@@ -74,7 +74,8 @@ class BrokerLoop {
     uint32_t events = 0;        // the epoll events registered for fd
   };
 
-  void AcceptAll(int listener);
+  // Accepts waiting connections, at most kAcceptsPerWakeup of them.
+  void Accept(int listener);
   void Admit(UniqueFd fd);
   void OnReadable(Connection& connection);
   // Writes the batch's audit lines, then sends every queued reply of the

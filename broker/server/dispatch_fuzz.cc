@@ -89,7 +89,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Check(std::memcmp(&w, "\0\0\0\0\0\0\0\0", 8) == 0, "scratch left dirty");
   }
   Check(wire::ValidateFraming(answer.words).ok(), "answer is not well framed");
-  size_t fds_to_send = answer.outcome.fds.size() + (answer.outcome.borrowed_fd >= 0 ? 1 : 0);
+  size_t fds_to_send = answer.outcome.fds.size() + (answer.outcome.shared_fd ? 1 : 0);
   absl::Status read = CatchKj("reading the answer", [&] {
     capnp::FlatArrayMessageReader reader(answer.words, wire::ReaderLimits());
     auto reply = reader.getRoot<schema::Reply>();

@@ -57,17 +57,14 @@ RequestHandler::RequestHandler(audit::AuditLog& audit, Stats& stats)
     : audit_(audit), stats_(stats) {}
 
 absl::Status RequestHandler::SetPolicy(Policy policy) {
-  absl::flat_hash_map<std::string, UniqueFd> shared;
+  absl::flat_hash_map<std::string, std::shared_ptr<const UniqueFd>> shared;
   for (const CapabilitySpec& spec : policy.capabilities()) {
     if (spec.kind != Kind::kMemory || !spec.shared) continue;
     const CapabilitySpec* current = policy_.FindCapability(spec.name);
     auto kept = shared_memory_.find(spec.name);
     if (current != nullptr && current->kind == Kind::kMemory && current->shared &&
         current->size == spec.size && kept != shared_memory_.end()) {
-      absl::StatusOr<UniqueFd> dup = TakeFd(fcntl(kept->second.get(), F_DUPFD_CLOEXEC, 0),
-                                            absl::StrCat("dup shared memfd '", spec.name, "'"));
-      if (!dup.ok()) return dup.status();
-      shared[spec.name] = std::move(dup).value();
+      shared[spec.name] = kept->second;  // the same memfd: holders keep sharing
       continue;
     }
     absl::StatusOr<UniqueFd> fd = caps::CreateSealedMemfd(spec.name, spec.size);
@@ -76,7 +73,7 @@ absl::Status RequestHandler::SetPolicy(Policy policy) {
                           absl::StrCat("shared memory capability '", spec.name,
                                        "': ", fd.status().message()));
     }
-    shared[spec.name] = std::move(fd).value();
+    shared[spec.name] = std::make_shared<const UniqueFd>(std::move(fd).value());
   }
   policy_ = std::move(policy);
   shared_memory_ = std::move(shared);
@@ -180,8 +177,12 @@ absl::StatusOr<UniqueFd> RequestHandler::Make(const CapabilitySpec& spec,
     case Kind::kFile: {
       caps::FileOpen how;
       how.access = access;
-      how.create = spec.create;
-      how.truncate = spec.truncate;
+      // The policy's create and truncate serve writers: a read grant never
+      // creates or empties the file (O_RDONLY | O_TRUNC does truncate on
+      // Linux), and an append grant never empties it.
+      how.create = spec.create && access != schema::Access::READ;
+      how.truncate = spec.truncate && (access == schema::Access::WRITE ||
+                                       access == schema::Access::READ_WRITE);
       how.mode = spec.mode;
       return caps::OpenFile(spec.path, how, spec.follow_symlinks);
     }
@@ -199,7 +200,7 @@ absl::StatusOr<UniqueFd> RequestHandler::Make(const CapabilitySpec& spec,
       }
       // Read-only: a new open file description. Read-write grants borrow
       // the broker's own fd (see Acquire).
-      return caps::ReopenReadOnly(it->second.get());
+      return caps::ReopenReadOnly(it->second->get());
     }
   }
   return absl::InternalError("unknown capability kind");
@@ -239,7 +240,7 @@ Outcome RequestHandler::Acquire(const Session& session,
   }
   const CapabilitySpec& spec = *decision.capability;
   if (spec.kind == Kind::kMemory && spec.shared && decision.access != schema::Access::READ) {
-    outcome.borrowed_fd = shared_memory_[spec.name].get();
+    outcome.shared_fd = shared_memory_[spec.name];
     SetGranted(spec, decision.access, reply);
     Finish(session, "acquire", name, decision.access, "", absl::OkStatus(),
            decision.principal, reply);

@@ -16,6 +16,7 @@
 #ifndef CAPBROKER_BROKER_SERVER_REQUEST_HANDLER_H_
 #define CAPBROKER_BROKER_SERVER_REQUEST_HANDLER_H_
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -41,10 +42,10 @@ struct Session {
 // connection ends once the reply is sent.
 struct Outcome {
   std::vector<UniqueFd> fds;
-  // A broker-owned fd sent after `fds` and kept by the broker (a shared
-  // memfd: SCM_RIGHTS gives the client its own copy, so the broker need not
-  // dup it for every grant). -1 for none. Valid while the handler lives.
-  int borrowed_fd = -1;
+  // A shared memfd sent after `fds`. SCM_RIGHTS gives the client its own
+  // copy, so the broker does not dup it for every grant; the reference keeps
+  // it open until the reply is sent, even if a policy reload drops it.
+  std::shared_ptr<const UniqueFd> shared_fd;
   bool close_after_reply = false;
 };
 
@@ -102,7 +103,8 @@ class RequestHandler {
   Policy policy_;
   audit::AuditLog& audit_;
   Stats& stats_;
-  absl::flat_hash_map<std::string, UniqueFd> shared_memory_;  // by name
+  // Shared memfds by capability name; queued replies may hold references.
+  absl::flat_hash_map<std::string, std::shared_ptr<const UniqueFd>> shared_memory_;
 };
 
 }  // namespace capbroker::server

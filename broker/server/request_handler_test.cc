@@ -1,0 +1,109 @@
+#include "broker/server/request_handler.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "broker/policy/policy_parser.h"
+#include "capnp/message.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sdk/base/status_matchers.h"
+#include "tests/fixtures/temp_dir.h"
+
+namespace capbroker::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+class RequestHandlerTest : public ::testing::Test {
+ protected:
+  RequestHandlerTest() : audit_(devnull_), handler_(audit_, stats_) {
+    session_.identity.uid = 1000;
+    session_.hello_done = true;
+  }
+  ~RequestHandlerTest() override { close(devnull_); }
+
+  void Install(const std::string& text) {
+    ASSERT_OK_AND_ASSIGN(Policy policy, ParsePolicy(text, "t.capnp"));
+    ASSERT_OK(handler_.SetPolicy(std::move(policy)));
+  }
+
+  // Acquires `name` with `access`; the outcome, and the reply's error text.
+  Outcome Acquire(const std::string& name, schema::Access access, std::string* error) {
+    capnp::MallocMessageBuilder request_message, reply_message;
+    auto request = request_message.initRoot<schema::Request>();
+    request.setId(1);
+    auto acquire = request.initAcquire();
+    acquire.setName(name);
+    acquire.setAccess(access);
+    auto reply = reply_message.initRoot<schema::Reply>();
+    Outcome outcome = handler_.Handle(session_, request.asReader(), reply);
+    *error = reply.isError() ? reply.getError().getMessage().cStr() : "";
+    return outcome;
+  }
+
+  int devnull_ = open("/dev/null", O_WRONLY | O_CLOEXEC);
+  audit::AuditLog audit_;
+  Stats stats_;
+  RequestHandler handler_;
+  Session session_;
+  testing::TempDir dir_;
+};
+
+TEST_F(RequestHandlerTest, QueuedSharedMemfdOutlivesAReloadThatDropsIt) {
+  Install(R"(( capabilities = [ ( name = "board", memory = ( size = 4096, shared = true ) ) ],
+               principals = [ ( name = "p", match = ( uid = 1000 ), grants = [ "board" ] ) ] ))");
+  std::string error;
+  Outcome granted = Acquire("board", schema::Access::READ_WRITE, &error);
+  ASSERT_EQ(error, "");
+  ASSERT_TRUE(granted.shared_fd);
+  // The reply has not been sent yet when the administrator reloads.
+  Install(R"(( capabilities = [ ( name = "other", memory = ( size = 8192, shared = true ) ) ],
+               principals = [ ( name = "p", match = ( uid = 1000 ), grants = [ "other" ] ) ] ))");
+  // The fd the reply will carry is still the board memfd, not a closed or
+  // reused number.
+  struct stat st;
+  ASSERT_EQ(fstat(granted.shared_fd->get(), &st), 0);
+  EXPECT_EQ(st.st_size, 4096);
+  char link[256] = {};
+  std::string self = "/proc/self/fd/" + std::to_string(granted.shared_fd->get());
+  ASSERT_GT(readlink(self.c_str(), link, sizeof(link) - 1), 0);
+  EXPECT_THAT(std::string(link), HasSubstr("capbroker:board"));
+}
+
+TEST_F(RequestHandlerTest, ReloadKeepsUnchangedSharedMemfds) {
+  const std::string text =
+      R"(( capabilities = [ ( name = "board", memory = ( size = 4096, shared = true ) ) ],
+           principals = [ ( name = "p", match = ( uid = 1000 ), grants = [ "board" ] ) ] ))";
+  Install(text);
+  std::string error;
+  Outcome before = Acquire("board", schema::Access::READ_WRITE, &error);
+  Install(text);
+  Outcome after = Acquire("board", schema::Access::READ_WRITE, &error);
+  ASSERT_TRUE(before.shared_fd && after.shared_fd);
+  EXPECT_EQ(before.shared_fd.get(), after.shared_fd.get());
+  EXPECT_EQ(stats_.policy_generation, 2u);
+}
+
+TEST_F(RequestHandlerTest, ReadGrantOfATruncatingFileDoesNotTruncate) {
+  std::string path = dir_.WriteFile("data", "keep me");
+  Install(R"(( capabilities = [ ( name = "data", file = ( path = ")" + path +
+          R"(", access = readWrite, truncate = true, create = true ) ) ],
+               principals = [ ( name = "p", match = ( uid = 1000 ), grants = [ "data" ] ) ] ))");
+  std::string error;
+  Outcome read = Acquire("data", schema::Access::READ, &error);
+  ASSERT_EQ(error, "");
+  struct stat st;
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 7) << "a read grant truncated the file";
+  Outcome write = Acquire("data", schema::Access::WRITE, &error);
+  ASSERT_EQ(error, "");
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 0);  // a write grant does, as the policy says
+}
+
+}  // namespace
+}  // namespace capbroker::server

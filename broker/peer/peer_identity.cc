@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -18,14 +19,22 @@
 namespace capbroker::peer {
 namespace {
 
-// Reads the target of /proc/PID/exe; empty if it cannot be read (the process
-// is a zombie or gone, or a kernel thread).
+// The path of the executable `pid` runs, if that path, looked up in the
+// broker's own mount namespace, names the very file the process runs; else
+// empty. /proc/PID/exe reads as the path in the process's namespace: a
+// process in a namespace of its own can bind-mount any binary over a
+// trusted path and read as that path. Comparing device and inode defeats
+// that, and also refuses deleted or replaced executables.
 std::string ReadExe(pid_t pid) {
   std::string link = absl::StrCat("/proc/", pid, "/exe");
   char target[4096];
   ssize_t n = readlink(link.c_str(), target, sizeof(target));
   if (n <= 0 || static_cast<size_t>(n) >= sizeof(target)) return "";
-  return std::string(target, static_cast<size_t>(n));
+  std::string path(target, static_cast<size_t>(n));
+  struct stat running, named;
+  if (stat(link.c_str(), &running) != 0 || stat(path.c_str(), &named) != 0) return "";
+  if (running.st_dev != named.st_dev || running.st_ino != named.st_ino) return "";
+  return path;
 }
 
 bool PidfdAlive(int pidfd) {

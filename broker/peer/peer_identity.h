@@ -9,11 +9,16 @@
 // exits first, the exe is left unknown, and policy rules that name an
 // executable do not match (fail closed).
 //
-// Limits of exe matching: it names what the peer was running when the broker
-// accepted it. A process of the same uid that connects and then execs a
-// trusted binary (keeping a forked child with the socket) can borrow that
-// binary's name; exe matching is a boundary only between different uids, or
-// for sandboxed peers that cannot exec. See README "Principals".
+// The exe is taken only if its path, in the broker's own mount namespace,
+// names the very file the process runs (device and inode), so a bind mount
+// in a namespace of the client's own cannot lend it a trusted name.
+//
+// Limits of exe matching: it names what the peer was running when the
+// broker accepted it. A process that connects and then execs a trusted
+// binary (keeping a forked child with the socket) borrows that binary's name,
+// and any user who can run the binary can do that. So the policy refuses an
+// exe criterion alone: it must come with uid or gid, and then it only
+// narrows what those users' programs get. See README "Principals".
 #ifndef CAPBROKER_BROKER_PEER_PEER_IDENTITY_H_
 #define CAPBROKER_BROKER_PEER_PEER_IDENTITY_H_
 

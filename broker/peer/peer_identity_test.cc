@@ -1,5 +1,10 @@
 #include "broker/peer/peer_identity.h"
 
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -9,6 +14,7 @@
 #include "sdk/wire/datagram.h"
 #include "sdk/wire/unix_socket.h"
 #include "tests/fixtures/fd_count.h"
+#include "tests/fixtures/temp_dir.h"
 
 namespace capbroker::peer {
 namespace {
@@ -57,6 +63,79 @@ TEST(IdentifyPeerTest, ExitedPeerHasNoExe) {
   ASSERT_OK_AND_ASSIGN(Identity id, IdentifyPeer(datagram->fds[0].get()));
   EXPECT_EQ(id.pid, child);
   EXPECT_EQ(id.exe, "");
+}
+
+// Connects to `listener_path`, optionally moves into a user and mount
+// namespace of its own and bind-mounts /bin/sleep over `trusted`, then execs
+// `trusted`. Never returns.
+[[noreturn]] void ConnectAndExec(const std::string& listener_path, const std::string& trusted,
+                                 bool bind_mount) {
+  auto fd = wire::ConnectSeqpacket(listener_path);
+  if (!fd.ok()) _exit(10);
+  int keep = fd->release();  // stays open across exec
+  (void)keep;
+  if (bind_mount) {
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) _exit(11);
+    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) _exit(12);
+    if (mount("/bin/sleep", trusted.c_str(), nullptr, MS_BIND, nullptr) != 0) _exit(13);
+  }
+  execl(trusted.c_str(), "trusted", "1000", static_cast<char*>(nullptr));
+  _exit(14);
+}
+
+// A client that bind-mounts another binary over a trusted path in a mount
+// namespace of its own reads, through /proc/PID/exe, as that trusted path;
+// the broker must not believe it.
+TEST(IdentifyPeerTest, BindMountedExecutableIsNotBelieved) {
+  testing::TempDir dir;
+  std::string trusted = dir.Join("trusted");
+  // The "trusted" program: a copy of /bin/sleep, so both children run.
+  {
+    int in = open("/bin/sleep", O_RDONLY | O_CLOEXEC);
+    int out = open(trusted.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0755);
+    ASSERT_GE(in, 0);
+    ASSERT_GE(out, 0);
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(in, buf, sizeof(buf))) > 0) ASSERT_EQ(write(out, buf, n), n);
+    close(in);
+    close(out);
+  }
+  std::string listener_path = dir.Join("l");
+  UniqueFd listener(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress a, wire::MakeUnixAddress(listener_path));
+  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&a.addr), a.length), 0);
+  ASSERT_EQ(listen(listener.get(), 4), 0);
+
+  for (bool bind_mount : {false, true}) {
+    SCOPED_TRACE(bind_mount ? "bind-mounted" : "plain");
+    // A close-on-exec pipe tells when the child has exec'd: EOF.
+    int exec_pipe[2];
+    ASSERT_EQ(pipe2(exec_pipe, O_CLOEXEC), 0);
+    pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      close(exec_pipe[0]);
+      ConnectAndExec(listener_path, trusted, bind_mount);
+    }
+    close(exec_pipe[1]);
+    UniqueFd conn(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    ASSERT_TRUE(conn.valid());
+    char c;
+    ASSERT_EQ(read(exec_pipe[0], &c, 1), 0) << "the child did not exec";
+    close(exec_pipe[0]);
+    absl::StatusOr<Identity> id = IdentifyPeer(conn.get());
+    kill(child, SIGKILL);
+    int status;
+    waitpid(child, &status, 0);
+    ASSERT_OK(id);
+    EXPECT_EQ(id->pid, child);
+    if (bind_mount) {
+      EXPECT_EQ(id->exe, "") << "believed a bind mount in the client's own namespace";
+    } else {
+      EXPECT_EQ(id->exe, trusted);
+    }
+  }
 }
 
 TEST(IdentifyPeerTest, BadFdFails) {

@@ -415,13 +415,17 @@ INSTANTIATE_TEST_SUITE_P(
                      "-5",
                      "principal 'x': gid -5 is out of range: 0 to "
                      "4294967294 (or leave it out to match any)"},
-        SemanticCase{"RelativeExe", PRINCIPAL("name = \"x\", match = ( exe = \"cat\" )"),
+        SemanticCase{"ExeAlone", PRINCIPAL("name = \"x\", match = ( exe = \"/usr/bin/cat\" )"),
+                     "\"/usr/bin/cat\"",
+                     "principal 'x': exe alone can be borrowed by any user who can run that "
+                     "program (connect, then exec it); add uid or gid"},
+        SemanticCase{"RelativeExe", PRINCIPAL("name = \"x\", match = ( exe = \"cat\", uid = 1 )"),
                      "\"cat\"",
                      "principal 'x': exe must be absolute (start with '/')"},
-        SemanticCase{"EmptyExe", PRINCIPAL("name = \"x\", match = ( exe = \"\" )"),
+        SemanticCase{"EmptyExe", PRINCIPAL("name = \"x\", match = ( exe = \"\", uid = 1 )"),
                      "\"\"",
                      "principal 'x': exe is empty; give an absolute path"},
-        SemanticCase{"UnnormalizedExe", PRINCIPAL("name = \"x\", match = ( exe = \"/usr/bin/../bin/cat\" )"),
+        SemanticCase{"UnnormalizedExe", PRINCIPAL("name = \"x\", match = ( exe = \"/usr/bin/../bin/cat\", uid = 1 )"),
                      "\"/usr/bin/..",
                      "principal 'x': exe must be normalized: it contains a "
                      "'..' component"}),
@@ -472,7 +476,7 @@ TEST(ParsePolicyErrorTest, NothingIsHalfLoaded) {
   // Valid capabilities, one bad principal at the very end: the whole policy
   // is refused.
   std::string text = std::string(kExample);
-  text.insert(text.rfind(" ] )"), ",\n    ( name = \"bad\", match = ( exe = \"sh\" ) )");
+  text.insert(text.rfind(" ] )"), ",\n    ( name = \"bad\", match = ( exe = \"sh\", uid = 1 ) )");
   absl::StatusOr<Policy> policy = ParsePolicy(text, "policy.cb");
   EXPECT_THAT(policy, StatusIs(absl::StatusCode::kInvalidArgument,
                                "policy.cb:7:37: principal 'bad': exe must be absolute "

@@ -325,6 +325,12 @@ class Validator {
     } else if (!spec.any_user && !ids_given && !exe_given) {
       Error(path, absl::StrCat(label, " matches nobody: give uid, gid, exe, or "
                                       "anyUser = true"));
+    } else if (exe_given && !ids_given) {
+      // Any user who can run the binary can connect and then exec it, and
+      // the broker would see that binary: alone, exe would match everyone.
+      Error(exe_path,
+            absl::StrCat(label, ": exe alone can be borrowed by any user who can run "
+                                "that program (connect, then exec it); add uid or gid"));
     }
   }
 

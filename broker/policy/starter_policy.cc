@@ -58,7 +58,8 @@ constexpr char kStarterPolicy[] = R"POLICY(# capbroker policy: which clients may
       match = (
         uid = 1000              # the client's uid
         # gid = 1000,           # the client's primary gid
-        # exe = "/usr/bin/cat", # the client's executable, exact absolute path
+        # exe = "/usr/bin/cat", # and the client runs this program (only with uid or gid:
+        #                     # alone, any user could borrow it by exec)
       ),
       grants = [ "motd", "spool", "scratch" ] ),
 

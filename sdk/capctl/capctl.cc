@@ -1,5 +1,6 @@
 #include "sdk/capctl/capctl.h"
 
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -12,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/match.h"
+#include "sdk/base/syscall.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "schemas/broker.capnp.h"
@@ -23,6 +25,10 @@
 #include "sdk/client/client.h"
 
 namespace capbroker {
+namespace {
+// CLOSE_RANGE_CLOEXEC (Linux 5.11); Debian 12's headers predate the name.
+constexpr unsigned kCloseRangeCloexec = 1u << 2;
+}  // namespace
 namespace {
 
 constexpr char kUsage[] =
@@ -260,6 +266,12 @@ int Capctl::Exec(const Options& o) {
   const size_t count = fds.size();
   if (absl::Status placed = PlaceInheritedFds(std::move(fds)); !placed.ok()) {
     return Fail(placed, "exec");
+  }
+  // The program gets stdio and its fds, nothing capctl itself inherited:
+  // everything above is marked close-on-exec (not closed, so that capctl
+  // can still report a failed exec).
+  if (syscall(SYS_close_range, 3 + count, ~0U, kCloseRangeCloexec) != 0) {
+    return Fail(ErrnoStatus(errno, "close_range(CLOEXEC)"), "exec");
   }
   setenv("LISTEN_FDS", std::to_string(count).c_str(), 1);
   setenv("LISTEN_PID", std::to_string(getpid()).c_str(), 1);

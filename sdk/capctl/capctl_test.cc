@@ -300,13 +300,18 @@ TEST_F(CapctlTest, VeryLongNameFailsCleanly) {
 }
 
 TEST_F(CapctlTest, ExecHandsOverFdsAndListenVariables) {
+  // An fd capctl inherited without close-on-exec (dup2 clears the flag)
+  // must not reach the program.
+  UniqueFd null(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  ASSERT_EQ(dup2(null.get(), 40), 40);
+  UniqueFd leaky(40);
   Result r = RunInChild(
       {"exec", "motd", "spool=jobs", "--", "/bin/sh", "-c",
        "cat <&3; echo \"$LISTEN_FDS $LISTEN_FDNAMES $LISTEN_PID $$\"; "
        "test -d /proc/self/fd/4 && echo dir4; "
        // Probes each fd without opening anything: a pipeline or a glob would
        // add its own fds to what it lists.
-       "for n in 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do "
+       "for n in 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 40; do "
        "[ -e /proc/$$/fd/$n ] && printf '%s ' $n; done; echo"});
   ASSERT_EQ(r.code, 0) << r.out;
   std::vector<std::string> lines = Lines(r.out);

@@ -262,7 +262,7 @@ bool BrokerLoop::Queue(Connection& connection, Answer answer) {
 }
 
 void BrokerLoop::SendPending() {
-  if (audit_.has_pending()) stats_.audit_lines_dropped = audit_.Flush();
+  // SendQueued writes the turn's audit lines before the first reply goes.
   for (int fd : pending_sends_) {
     // The fd may have been closed, and even reused by a new connection,
     // since it was marked: sending an empty queue is harmless.

@@ -182,38 +182,23 @@ TEST_F(HostileTest, SegmentTableBombs) {
 
 // The broker never installs fds a request carries (closing one can block:
 // a FUSE file's flush); the kernel discards them and the request is refused.
-TEST_F(HostileTest, UnexpectedFdIsNeverOpened) {
-  UniqueFd bad = ConnectAndHello();
-  int pipe_fds[2];
-  ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
-  UniqueFd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
-  int sent[] = {write_end.get()};
-  ASSERT_EQ(Send(bad.get(), StatusBytes(5), sent), 0);
-  write_end.reset();
-  ExpectError(bad.get(), 5, ErrorCode::INVALID_REQUEST, "discarded unopened");
-  // The broker replied after the fd was discarded: no write end is left.
-  pollfd p{read_end.get(), POLLIN, 0};
-  ASSERT_EQ(poll(&p, 1, 0), 1);
-  EXPECT_TRUE(p.revents & POLLHUP) << "the broker kept the fd it was sent";
-  // The connection stays usable.
-  ASSERT_EQ(Send(bad.get(), StatusBytes(6)), 0);
-  RawReply status = Receive(bad.get());
-  EXPECT_EQ(status.id, 6u);
-  EXPECT_EQ(status.which, schema::Reply::STATUS) << status.message;
-  bad.reset();
-  ExpectGoodClientWorks();
-  ExpectFdsAtBaseline();
-}
+class FdDiscardTest : public HostileTest {
+ protected:
+  // Sends a status request carrying `copies` copies of a pipe's write end
+  // and checks all of that.
+  void ExpectFdsDiscarded(size_t copies);
+};
 
-TEST_F(HostileTest, HundredsOfFdsAreDiscarded) {
+void FdDiscardTest::ExpectFdsDiscarded(size_t copies) {
   UniqueFd bad = ConnectAndHello();
   int pipe_fds[2];
   ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
   UniqueFd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
-  std::vector<int> sent(200, write_end.get());
+  std::vector<int> sent(copies, write_end.get());
   ASSERT_EQ(Send(bad.get(), StatusBytes(5), sent), 0);
   write_end.reset();
   ExpectError(bad.get(), 5, ErrorCode::INVALID_REQUEST, "discarded unopened");
+  // The broker replied after the fds were discarded: no write end is left.
   pollfd p{read_end.get(), POLLIN, 0};
   ASSERT_EQ(poll(&p, 1, 0), 1);
   EXPECT_TRUE(p.revents & POLLHUP) << "some of the fds are still open somewhere";
@@ -226,6 +211,10 @@ TEST_F(HostileTest, HundredsOfFdsAreDiscarded) {
   ExpectGoodClientWorks();
   ExpectFdsAtBaseline();
 }
+
+TEST_F(FdDiscardTest, UnexpectedFdIsNeverOpened) { ExpectFdsDiscarded(1); }
+
+TEST_F(FdDiscardTest, HundredsOfFdsAreDiscarded) { ExpectFdsDiscarded(200); }
 
 TEST_F(HostileTest, UnknownRequestKind) {
   UniqueFd bad = ConnectAndHello();

@@ -1,0 +1,108 @@
+// Launches one program confined: the sandbox of a hosted service.
+//
+// Launch() starts `spec.argv` in new user, mount, pid, ipc, uts and network
+// namespaces, on a minimal read-only root, with no privileges, a seccomp
+// filter and Landlock, holding exactly the fds the spec lists (at 3.., with
+// systemd's LISTEN_FDS / LISTEN_PID / LISTEN_FDNAMES) plus its broker
+// connection (CAPBROKER_FD). Every other fd is closed.
+//
+// Each protection is required, best-effort or off. A required protection
+// that cannot be put in place stops the launch, and the status names the
+// protection and the kernel's reason; a best-effort one that cannot is left
+// out and listed in `LaunchedProcess::missing`.
+//
+// The caller must be single-threaded (the broker is): the child runs
+// ordinary code between clone and execve.
+#ifndef CAPBROKER_BROKER_SANDBOX_SANDBOX_H_
+#define CAPBROKER_BROKER_SANDBOX_SANDBOX_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "sdk/base/unique_fd.h"
+
+namespace capbroker::sandbox {
+
+enum class Requirement { kRequired, kBestEffort, kOff };
+
+// Address families a service may create sockets in (socket, socketpair).
+enum class AddressFamily { kUnix, kInet, kInet6, kNetlink };
+
+// The protections, named after systemd's directives where one exists.
+struct Protections {
+  Requirement private_users = Requirement::kRequired;    // user namespace
+  Requirement protect_system = Requirement::kRequired;   // mount namespace, minimal root
+  Requirement private_pids = Requirement::kRequired;     // pid namespace
+  Requirement private_ipc = Requirement::kRequired;      // ipc namespace
+  Requirement protect_hostname = Requirement::kRequired; // uts namespace
+  Requirement private_network = Requirement::kRequired;  // network namespace
+  Requirement no_new_privileges = Requirement::kRequired;
+  Requirement drop_capabilities = Requirement::kRequired;  // bounding set, ambient
+  Requirement system_call_filter = Requirement::kRequired; // seccomp
+  Requirement landlock = Requirement::kRequired;
+  // Enforced by the seccomp filter (socket, socketpair); Landlock (ABI 4+)
+  // also denies TCP bind and connect unless kInet or kInet6 is allowed.
+  std::vector<AddressFamily> restrict_address_families = {AddressFamily::kUnix};
+};
+
+struct ResourceLimits {
+  // 0: leave the limit the broker has.
+  uint64_t open_files = 0;       // RLIMIT_NOFILE
+  uint64_t address_space = 0;    // RLIMIT_AS, bytes
+  uint64_t processes = 0;        // RLIMIT_NPROC
+  uint64_t cpu_seconds = 0;      // RLIMIT_CPU
+  // cgroup v2, applied only when `cgroup_parent` is a delegated cgroup
+  // directory the broker can write; otherwise listed as missing.
+  uint64_t memory_max = 0;       // memory.max, bytes
+  uint64_t pids_max = 0;         // pids.max
+  std::string cgroup_parent;
+};
+
+// An fd the service receives, in order at 3, 4, ...
+struct PassedFd {
+  std::string name;  // for LISTEN_FDNAMES; [A-Za-z0-9_.-]
+  int fd = -1;       // borrowed; the child gets a dup
+  // For a directory fd: what Landlock lets the service do beneath it.
+  bool directory = false;
+  bool writable = false;
+};
+
+struct SandboxSpec {
+  std::string name;                // the service, for messages and the hostname
+  std::vector<std::string> argv;   // argv[0]: the program, an absolute path
+  std::vector<std::string> env;    // "KEY=VALUE", nothing inherited
+  std::vector<PassedFd> fds;       // at 3.. in this order
+  int broker_fd = -1;              // borrowed; placed after `fds`, announced
+                                   // in CAPBROKER_FD; -1 for none
+  // The uid and gid the service runs as, outside its user namespace (the
+  // same numbers inside). A broker that is not root can only use its own.
+  uid_t uid = 0;
+  gid_t gid = 0;
+  Protections protections;
+  ResourceLimits limits;
+};
+
+struct LaunchedProcess {
+  pid_t pid = -1;       // in the broker's pid namespace
+  UniqueFd pidfd;       // CLOEXEC
+  UniqueFd output;      // read end of the service's stdout and stderr; CLOEXEC, non-blocking
+  // What is in force, in this order and spelling:
+  // "userns mountns pidns ipcns utsns netns nnp caps seccomp landlock:N cgroup".
+  std::vector<std::string> in_force;
+  // Best-effort protections that could not be put in place, each with why:
+  // "landlock: not supported by this kernel".
+  std::vector<std::string> missing;
+};
+
+// Starts the program and returns once it has called execve, or with the
+// reason it could not (a required protection, a missing program, ...); a
+// failed launch leaves no process behind.
+absl::StatusOr<LaunchedProcess> Launch(const SandboxSpec& spec);
+
+}  // namespace capbroker::sandbox
+
+#endif  // CAPBROKER_BROKER_SANDBOX_SANDBOX_H_

@@ -9,7 +9,9 @@
 # A client sends `Request`s and receives `Reply`s. The first request on a
 # connection must be `hello`. Every request carries a nonzero id, and the reply
 # to it echoes that id, so a client may keep several requests outstanding; the
-# broker answers the requests of one connection in the order it received them.
+# broker answers the requests of one connection in the order it received them,
+# except that the reply to a `connect` to a service that is still starting
+# comes when the service is ready (other replies may overtake it).
 #
 # Compatibility: fields and union members are only ever added, never renumbered
 # or removed. `protocolVersion` changes only for incompatible changes.
@@ -33,6 +35,7 @@ enum Kind {
   file @0;       # a regular file
   directory @1;  # a directory (O_DIRECTORY | O_RDONLY)
   memory @2;     # a sealed memfd: it cannot grow or shrink
+  connection @3; # a SEQPACKET socket connected to a service
 }
 
 struct FdInfo {
@@ -53,7 +56,19 @@ struct Request {
     openBeneath @4 :OpenBeneath;
     list @5 :Void;
     status @6 :Void;
+    connect @7 :Connect;
+    ready @8 :Void;        # services only: the service is ready to serve
+    services @9 :Void;     # what `capctl services` shows
   }
+}
+
+struct Connect {
+  # Asks for a connection to the hosted service `service`. The reply is a
+  # grant whose fd (kind connection) is one end of a new SEQPACKET
+  # socketpair; the service receives the other end in an `incoming` event.
+  # An on-demand service is started first; the reply comes when it is ready
+  # or with the reason it could not start.
+  service @0 :Text;
 }
 
 struct Hello {
@@ -132,7 +147,39 @@ struct BrokerStatus {
   lastReloadError @11 :Text;        # why the last refused reload was refused
 }
 
+struct PeerInfo {
+  # Who is on the other end of an incoming service connection, as the
+  # broker established it (never what the client said about itself).
+  principal @0 :Text;      # the policy principal (or service) that allowed it
+  uid @1 :UInt32;
+  gid @2 :UInt32;
+  pid @3 :Int32;           # in the broker's pid namespace; 0 for a service
+}
+
+enum ServiceState {
+  stopped @0;    # not running; starts on the first connection (onDemand)
+  starting @1;   # launched, not ready yet
+  running @2;    # ready and serving
+  backoff @3;    # exited; restarts after a delay
+  failed @4;     # gave up: exited more often than its restart limit
+  stopping @5;
+}
+
+struct ServiceInfo {
+  name @0 :Text;
+  state @1 :ServiceState;
+  pid @2 :Int32;              # in the broker's pid namespace; 0 when none
+  restarts @3 :UInt32;        # since the broker started it first
+  uptimeSeconds @4 :UInt64;   # of the current run; 0 when not running
+  protections @5 :Text;       # in force: "userns mountns ... landlock:7"
+  missing @6 :Text;           # best-effort protections not in force, and why
+  lastExit @7 :Text;          # "exit status 1", "killed by SIGSEGV", or empty
+  activation @8 :Text;        # "onDemand" or "atStart"
+}
+
 struct Reply {
+  # A reply answers one request and echoes its id. Id 0 marks an event the
+  # broker sends unasked: today only `incoming`, sent to services.
   id @0 :UInt64;           # the request's id
   fds @1 :List(FdInfo);    # one entry per fd in SCM_RIGHTS, in order
   union {
@@ -141,5 +188,8 @@ struct Reply {
     granted @4 :Void;      # the capability is fds[0]
     list @5 :List(CapabilitySummary);
     status @6 :BrokerStatus;
+    incoming @7 :PeerInfo;   # event: a new connection, fds[0]
+    services @8 :List(ServiceInfo);
+    ready @9 :Void;          # the broker took note of the readiness
   }
 }

@@ -15,6 +15,7 @@ using Broker = import "broker.capnp";
 struct Policy {
   capabilities @0 :List(Capability);
   principals @1 :List(Principal);
+  services @2 :List(Service);
 }
 
 struct Capability {
@@ -59,4 +60,85 @@ struct Match {
   gid @1 :Int64 = -1;       # the peer's primary gid (-1: any)
   exe @2 :Text;             # the peer's executable, an absolute path
   anyUser @3 :Bool;         # match every local user; alone, says so plainly
+}
+
+struct Service {
+  # A program the broker launches confined and supervises. Its principal is
+  # its name: a service is known by the connection the broker made for it,
+  # never by matching uid or exe. Names are unique among principals and
+  # services together.
+  name @0 :Text;
+  command @1 :List(Text);     # argv; command[0] is the program, an absolute path
+  environment @2 :List(Text); # "KEY=VALUE"; nothing is inherited
+  grants @3 :List(Text);      # capabilities delivered at start (fds 3..), and
+                              # which the service may also request
+  connect @4 :List(Text);     # principals and services that may connect to it
+  activation @5 :Activation;
+  restart @6 :Restart;
+  restartLimit @7 :UInt32 = 5;      # restarts in a row before giving up
+  restartDelayMs @8 :UInt32 = 100;  # first delay; doubles each time, to 30 s
+  startTimeoutMs @9 :UInt32 = 10000; # from launch to readiness
+  readiness @10 :Readiness;
+  user @11 :Int64 = -1;       # uid to run as (-1: nobody for a root broker,
+  group @12 :Int64 = -1;      # else the broker's own uid and gid)
+  limits @13 :ResourceLimits;
+  sandbox @14 :Sandbox;
+}
+
+enum Activation {
+  onDemand @0;  # started by the first connection
+  atStart @1;   # started with the broker
+}
+
+enum Restart {
+  onFailure @0; # after a non-zero exit or a signal
+  never @1;
+  always @2;    # after any exit
+}
+
+enum Readiness {
+  notify @0;    # ready when it says so (the SDK's Ready(); a `ready` request)
+  exec @1;      # ready once the program has started
+}
+
+struct ResourceLimits {
+  # 0: not limited beyond the broker's own limits.
+  openFiles @0 :UInt64;       # RLIMIT_NOFILE
+  addressSpace @1 :UInt64;    # RLIMIT_AS, bytes
+  processes @2 :UInt64;       # RLIMIT_NPROC (counted per uid!)
+  cpuSeconds @3 :UInt64;      # RLIMIT_CPU
+  memoryMax @4 :UInt64;       # cgroup memory.max, bytes (needs --cgroup)
+  pidsMax @5 :UInt64;         # cgroup pids.max (needs --cgroup)
+}
+
+enum Protection {
+  required @0;   # the service does not start without it
+  bestEffort @1; # used when the kernel allows it, else logged as missing
+  off @2;
+}
+
+enum AddressFamily {
+  unix @0;
+  inet @1;
+  inet6 @2;
+  netlink @3;
+}
+
+struct Sandbox {
+  # Every protection is required unless turned down here. Names follow
+  # systemd's directives where one exists.
+  privateUsers @0 :Protection;     # a user namespace; no capability outside it
+  protectSystem @1 :Protection;    # a mount namespace with a minimal read-only
+                                   # root: system directories, private /tmp,
+                                   # its own /proc, a minimal /dev
+  privatePids @2 :Protection;      # a pid namespace; the service is its pid 1
+  privateIpc @3 :Protection;       # an ipc namespace
+  protectHostname @4 :Protection;  # a uts namespace
+  privateNetwork @5 :Protection;   # a network namespace with no interfaces
+  noNewPrivileges @6 :Protection;  # no setuid, no file capabilities
+  dropCapabilities @7 :Protection; # empty bounding and ambient sets
+  systemCallFilter @8 :Protection; # seccomp: no ptrace, mount, bpf, ...
+  landlock @9 :Protection;         # no file access beyond the program,
+                                   # system directories and its grants
+  restrictAddressFamilies @10 :List(AddressFamily) = [unix];
 }

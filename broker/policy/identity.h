@@ -18,6 +18,11 @@ struct Identity {
   uint32_t gid = 0;  // the primary gid only; supplementary groups never match
   pid_t pid = 0;     // for messages and logs; never decide on a pid alone
   std::string exe;   // absolute path of the executable; empty if unknown
+  // The hosted service this is, known by construction: the broker made the
+  // connection when it launched the service. Empty for every client that
+  // came through the socket. A service matches no principal's uid/gid/exe
+  // rules: its authority is its own ServiceSpec.
+  std::string service;
 };
 
 }  // namespace capbroker

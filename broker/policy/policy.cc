@@ -13,6 +13,7 @@ namespace {
 using schema::Access;
 
 std::string DescribeIdentity(const Identity& identity) {
+  if (!identity.service.empty()) return absl::StrCat("service ", Quoted(identity.service));
   // Client-influenced text (names, exe paths) goes through Excerpt/Quoted:
   // denials end up in replies and logs and must stay one printable line.
   return absl::StrCat("uid=", identity.uid, " gid=", identity.gid, " exe=",
@@ -20,6 +21,8 @@ std::string DescribeIdentity(const Identity& identity) {
 }
 
 bool Matches(const PrincipalSpec& principal, const Identity& identity) {
+  // A service is its own principal, whatever uid it runs as.
+  if (!identity.service.empty()) return false;
   if (principal.any_user) return true;
   bool any_criterion = false;
   if (principal.uid.has_value()) {
@@ -40,8 +43,8 @@ bool Matches(const PrincipalSpec& principal, const Identity& identity) {
   return any_criterion;
 }
 
-bool Grants(const PrincipalSpec& principal, size_t capability_index) {
-  for (size_t grant : principal.grants) {
+bool Contains(const std::vector<size_t>& grants, size_t capability_index) {
+  for (size_t grant : grants) {
     if (grant == capability_index) return true;
   }
   return false;
@@ -68,15 +71,63 @@ bool AccessAllows(Access granted, Access requested) {
 }
 
 Policy::Policy(std::string source, std::vector<CapabilitySpec> capabilities,
-               std::vector<PrincipalSpec> principals)
+               std::vector<PrincipalSpec> principals, std::vector<ServiceSpec> services)
     : source_(std::move(source)),
       capabilities_(std::move(capabilities)),
-      principals_(std::move(principals)) {
+      principals_(std::move(principals)),
+      services_(std::move(services)) {
+  // emplace keeps the first of duplicate names; the parser forbids them.
   capability_index_.reserve(capabilities_.size());
   for (size_t i = 0; i < capabilities_.size(); ++i) {
-    // emplace keeps the first of duplicate names; the parser forbids them.
     capability_index_.emplace(capabilities_[i].name, i);
   }
+  service_index_.reserve(services_.size());
+  for (size_t i = 0; i < services_.size(); ++i) {
+    service_index_.emplace(services_[i].name, i);
+  }
+}
+
+const ServiceSpec* Policy::FindService(absl::string_view name) const {
+  auto it = service_index_.find(name);
+  return it == service_index_.end() ? nullptr : &services_[it->second];
+}
+
+std::vector<std::string> Policy::PrincipalNames(const Identity& identity) const {
+  if (!identity.service.empty()) return {identity.service};
+  std::vector<std::string> names;
+  for (const PrincipalSpec* principal : MatchingPrincipals(identity)) {
+    names.push_back(principal->name);
+  }
+  return names;
+}
+
+ConnectDecision Policy::DecideConnect(const Identity& identity,
+                                      absl::string_view service_name) const {
+  ConnectDecision decision;
+  decision.service = FindService(service_name);
+  if (decision.service == nullptr) {
+    decision.status = absl::NotFoundError(
+        absl::StrCat("no service named ", Quoted(service_name), " in the policy"));
+    return decision;
+  }
+  std::vector<std::string> names = PrincipalNames(identity);
+  for (const std::string& allowed : decision.service->connect) {
+    for (const std::string& name : names) {
+      if (name == allowed) {
+        decision.principal = name;
+        decision.status = absl::OkStatus();
+        return decision;
+      }
+    }
+  }
+  std::vector<std::string> quoted;
+  for (const std::string& name : names) quoted.push_back(Quoted(name));
+  decision.status = absl::PermissionDeniedError(absl::StrCat(
+      "service ", Quoted(service_name), " does not list ",
+      names.empty() ? "any principal matching " + DescribeIdentity(identity)
+                    : absl::StrJoin(quoted, ", "),
+      " in connect"));
+  return decision;
 }
 
 const CapabilitySpec* Policy::FindCapability(absl::string_view name) const {
@@ -109,8 +160,17 @@ Decision Policy::Decide(const Identity& identity, absl::string_view capability_n
   // of matching principals is built only to explain a denial: a grant is
   // the common case and must not allocate for it.
   const PrincipalSpec* granting = nullptr;
+  if (!identity.service.empty()) {
+    const ServiceSpec* service = FindService(identity.service);
+    if (service == nullptr || !Contains(service->grants, index)) {
+      decision.status = absl::PermissionDeniedError(absl::StrCat(
+          DescribeIdentity(identity), " is not granted ", Quoted(capability.name)));
+      return decision;
+    }
+    return Grant(decision, capability, identity.service, "service", requested);
+  }
   for (const PrincipalSpec& principal : principals_) {
-    if (Matches(principal, identity) && Grants(principal, index)) {
+    if (Matches(principal, identity) && Contains(principal.grants, index)) {
       granting = &principal;
       break;
     }
@@ -137,15 +197,21 @@ Decision Policy::Decide(const Identity& identity, absl::string_view capability_n
     return decision;
   }
 
+  return Grant(decision, capability, granting->name, "principal", requested);
+}
+
+Decision& Policy::Grant(Decision& decision, const CapabilitySpec& capability,
+                        const std::string& principal, absl::string_view role,
+                        Access requested) {
   if (!AccessAllows(capability.access, requested)) {
     decision.status = absl::PermissionDeniedError(absl::StrCat(
         Quoted(capability.name), " is granted ", AccessName(capability.access),
-        " access by principal ", Quoted(granting->name), "; ",
-        AccessName(requested), " was requested"));
+        " access by ", role, " ", Quoted(principal), "; ", AccessName(requested),
+        " was requested"));
     return decision;
   }
   decision.access = requested == Access::UNSPECIFIED ? capability.access : requested;
-  decision.principal = granting->name;
+  decision.principal = principal;
   decision.status = absl::OkStatus();
   return decision;
 }

@@ -25,6 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "broker/policy/identity.h"
+#include "broker/sandbox/sandbox.h"
 #include "schemas/broker.capnp.h"
 #include "sdk/wire/names.h"  // AccessName, KindName: part of this API
 
@@ -65,6 +66,37 @@ struct PrincipalSpec {
   std::vector<size_t> grants;  // indices into Policy::capabilities()
 };
 
+enum class Activation { kOnDemand, kAtStart };
+enum class RestartMode { kOnFailure, kNever, kAlways };
+enum class Readiness { kNotify, kExec };
+
+// One hosted service. Its principal is its name (see Identity::service).
+struct ServiceSpec {
+  std::string name;
+  std::vector<std::string> command;      // command[0]: absolute path
+  std::vector<std::string> environment;  // "KEY=VALUE"
+  std::vector<size_t> grants;            // indices into Policy::capabilities()
+  std::vector<std::string> connect;      // principal and service names
+  Activation activation = Activation::kOnDemand;
+  RestartMode restart = RestartMode::kOnFailure;
+  uint32_t restart_limit = 5;
+  uint32_t restart_delay_ms = 100;
+  uint32_t start_timeout_ms = 10000;
+  Readiness readiness = Readiness::kNotify;
+  std::optional<uint32_t> user;   // unset: the broker's default
+  std::optional<uint32_t> group;
+  sandbox::Protections protections;
+  sandbox::ResourceLimits limits;  // cgroup_parent is the daemon's, not here
+};
+
+// The outcome of Policy::DecideConnect.
+struct ConnectDecision {
+  // OK: allowed. kNotFound: no such service. kPermissionDenied: not listed.
+  absl::Status status;
+  const ServiceSpec* service = nullptr;  // points into the Policy
+  std::string principal;  // the principal (or service) that allowed it
+};
+
 // The outcome of Policy::Decide.
 struct Decision {
   // OK: granted. kNotFound: no such capability. kPermissionDenied: the
@@ -96,7 +128,8 @@ class Policy {
   // indices in range. `source` is the file it came from, for messages and
   // status reports.
   Policy(std::string source, std::vector<CapabilitySpec> capabilities,
-         std::vector<PrincipalSpec> principals);
+         std::vector<PrincipalSpec> principals,
+         std::vector<ServiceSpec> services = {});
 
   // Copying is allowed; pointers from FindCapability, MatchingPrincipals
   // and Decide point into the object they were obtained from.
@@ -108,23 +141,46 @@ class Policy {
   const std::string& source() const { return source_; }
   const std::vector<CapabilitySpec>& capabilities() const { return capabilities_; }
   const std::vector<PrincipalSpec>& principals() const { return principals_; }
+  const std::vector<ServiceSpec>& services() const { return services_; }
 
   // The capability named `name`, or nullptr.
   const CapabilitySpec* FindCapability(absl::string_view name) const;
 
-  // The principals that match `identity`, in policy order.
+  // The service named `name`, or nullptr.
+  const ServiceSpec* FindService(absl::string_view name) const;
+
+  // The principals that match `identity`, in policy order. A service's
+  // identity matches no principal: it is its own principal.
   std::vector<const PrincipalSpec*> MatchingPrincipals(const Identity& identity) const;
 
+  // The names `identity` acts as: its matching principals, or for a
+  // service its own name.
+  std::vector<std::string> PrincipalNames(const Identity& identity) const;
+
   // Decides whether `identity` may receive `capability_name` with
-  // `requested` access. Grants of all matching principals count (a union).
+  // `requested` access. Grants of all matching principals count (a union);
+  // a service has exactly the grants of its ServiceSpec.
   Decision Decide(const Identity& identity, absl::string_view capability_name,
                   schema::Access requested) const;
 
+  // Decides whether `identity` may connect to the service `service_name`:
+  // one of the names it acts as must be in the service's `connect` list.
+  ConnectDecision DecideConnect(const Identity& identity,
+                                absl::string_view service_name) const;
+
  private:
+  // Completes `decision` for a grant by `principal` (a `role`: "principal"
+  // or "service"): checks the access.
+  static Decision& Grant(Decision& decision, const CapabilitySpec& capability,
+                         const std::string& principal, absl::string_view role,
+                         schema::Access requested);
+
   std::string source_;
   std::vector<CapabilitySpec> capabilities_;
   std::vector<PrincipalSpec> principals_;
+  std::vector<ServiceSpec> services_;
   absl::flat_hash_map<std::string, size_t> capability_index_;  // name -> index
+  absl::flat_hash_map<std::string, size_t> service_index_;     // name -> index
 };
 
 }  // namespace capbroker

@@ -160,7 +160,7 @@ TEST(ParsePolicyErrorTest, UnknownFieldNamesTheValidFields) {
             "did you mean 'path'?");
   EXPECT_EQ(ErrorFor("\n\n  ( capabilites = [] )"),
             "policy.cb:3:5: unknown field 'capabilites' in Policy; valid fields: "
-            "capabilities, principals; did you mean 'capabilities'?");
+            "capabilities, principals, services; did you mean 'capabilities'?");
   EXPECT_EQ(ErrorFor("( principals = [ ( name = \"x\", match = ( user = 5 ) ) ] )"),
             "policy.cb:1:42: unknown field 'user' in Match (principals[0].match); "
             "valid fields: uid, gid, exe, anyUser");

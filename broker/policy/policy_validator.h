@@ -15,6 +15,7 @@
 #include <optional>
 
 #include "absl/strings/string_view.h"
+#include "broker/policy/checks.h"  // kMaxNameLength, kMaxPathLength
 #include "broker/policy/diagnostics.h"
 #include "broker/policy/policy.h"
 #include "broker/policy/text_locator.h"
@@ -28,10 +29,6 @@ namespace capbroker {
 inline constexpr size_t kMaxCapabilities = 4096;
 inline constexpr size_t kMaxPrincipals = 4096;
 inline constexpr size_t kMaxGrantsPerPrincipal = 1024;
-// Bytes in a capability or principal name.
-inline constexpr size_t kMaxNameLength = 64;
-// Bytes in a path: PATH_MAX (4096) includes the terminating NUL.
-inline constexpr size_t kMaxPathLength = 4095;
 // Largest memory capability: a memfd is charged to the broker's memory.
 inline constexpr uint64_t kMaxMemorySize = uint64_t{1} << 30;  // 1 GiB
 // Permission bits a created file may have; setuid and setgid are refused

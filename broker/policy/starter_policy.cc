@@ -67,6 +67,53 @@ constexpr char kStarterPolicy[] = R"POLICY(# capbroker policy: which clients may
       match = ( anyUser = true ),  # every local user; cannot be combined with others
       grants = [ "motd" ] )
   ]
+
+  # Services: programs the broker launches confined and supervises. A
+  # service receives exactly its grants (fds 3..) and is reachable only
+  # through connections the broker makes for the principals in `connect`.
+  # Remove the leading "# " of the lines below (and add a comma after the
+  # `principals` list) to host one.
+  #-services
+  # services = [
+  #   ( name = "scanner",
+  #     command = [ "/usr/local/lib/capbroker/scanner" ],  # absolute program path, then arguments
+  #     environment = [ "SCANNER_VERBOSE=1" ],  # NAME=VALUE; nothing else is inherited
+  #     grants = [ "motd" ],           # capabilities it receives at start (fds 3..)
+  #     connect = [ "ops" ],           # principals and services that may connect to it
+  #     activation = onDemand,         # onDemand (first connection) or atStart
+  #     restart = onFailure,           # onFailure, never or always
+  #     restartLimit = 5,              # restarts in a row before it is marked failed
+  #     restartDelayMs = 100,          # first delay before a restart; doubles, to 30 s
+  #     startTimeoutMs = 10000,        # from launch to readiness
+  #     readiness = notify,            # notify (the service says so) or exec (once started)
+  #     user = 65534,                  # uid outside its sandbox (default: nobody for a
+  #     group = 65534,                 # root broker, else the broker's own uid and gid)
+  #     limits = (
+  #       openFiles = 256,             # RLIMIT_NOFILE
+  #       addressSpace = 1073741824,   # RLIMIT_AS, bytes
+  #       processes = 0,               # RLIMIT_NPROC (per uid); 0: no limit
+  #       cpuSeconds = 0,              # RLIMIT_CPU
+  #       memoryMax = 268435456,       # cgroup memory.max (needs capbrokerd --cgroup)
+  #       pidsMax = 64                 # cgroup pids.max (needs capbrokerd --cgroup)
+  #     ),
+  #     # Every protection is `required` unless set to bestEffort (used when
+  #     # the kernel allows it, else logged) or off.
+  #     sandbox = (
+  #       privateUsers = required,     # user namespace
+  #       protectSystem = required,    # minimal read-only root, private /tmp, own /proc
+  #       privatePids = required,      # pid namespace
+  #       privateIpc = required,       # ipc namespace
+  #       protectHostname = required,  # uts namespace
+  #       privateNetwork = required,   # network namespace without interfaces
+  #       noNewPrivileges = required,  # no setuid, no file capabilities
+  #       dropCapabilities = required, # empty bounding and ambient sets
+  #       systemCallFilter = required, # seccomp: no ptrace, mount, bpf, namespaces, ...
+  #       landlock = required,         # no files beyond the program, system dirs, grants
+  #       restrictAddressFamilies = [ unix ]  # socket families it may use: unix, inet,
+  #                                           # inet6, netlink
+  #     ) )
+  # ]
+  #-end
 )
 )POLICY";
 

@@ -1,0 +1,143 @@
+#include "broker/policy/checks.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "broker/policy/excerpt.h"
+#include "broker/policy/spelling.h"
+
+namespace capbroker {
+namespace {
+
+// uid_t and gid_t are 32 bits; (uid_t)-1 means "no change" to chown and is
+// never the id of a process, so the largest usable id is one less.
+constexpr int64_t kMaxId = 0xFFFFFFFELL;
+// The schema's "not given" for uid and gid.
+constexpr int64_t kAnyId = -1;
+
+}  // namespace
+
+std::string ToString(capnp::Text::Reader text) {
+  return std::string(text.cStr(), text.size());
+}
+
+bool IsValidName(absl::string_view name) {
+  if (name.empty() || name.size() > kMaxNameLength) return false;
+  for (char c : name) {
+    if (!(absl::ascii_isalnum(c) || c == '_' || c == '.' || c == '-')) return false;
+  }
+  return true;
+}
+
+std::optional<std::string> PathProblem(absl::string_view value, absl::string_view field) {
+  if (value.empty()) return absl::StrCat(field, " is empty; give an absolute path");
+  if (value.find('\0') != absl::string_view::npos) {
+    return absl::StrCat(field, " contains a NUL byte");
+  }
+  if (value.size() > kMaxPathLength) {
+    return absl::StrCat(field, " is ", value.size(), " bytes long; the limit is ",
+                        kMaxPathLength);
+  }
+  if (value[0] != '/') return absl::StrCat(field, " must be absolute (start with '/')");
+  if (value == "/") return std::nullopt;
+  if (value.back() == '/') return absl::StrCat(field, " must not end with '/'");
+  if (absl::StrContains(value, "//")) {
+    return absl::StrCat(field, " must be normalized: it contains '//'");
+  }
+  for (absl::string_view component : absl::StrSplit(value.substr(1), '/')) {
+    if (component == "." || component == "..") {
+      return absl::StrCat(field, " must be normalized: it contains a '", component,
+                          "' component");
+    }
+  }
+  return std::nullopt;
+}
+
+void Checks::Error(absl::string_view path, absl::string_view message) {
+  diagnostics_.AddAtPath(path, message);
+}
+
+std::string Checks::Label(absl::string_view what, absl::string_view list, size_t index,
+                          absl::string_view name) {
+  if (IsValidName(name)) return absl::StrCat(what, " '", name, "'");
+  return absl::StrCat(list, "[", index, "]");
+}
+
+void Checks::CheckName(absl::string_view what, absl::string_view path,
+                       absl::string_view name,
+                       absl::flat_hash_map<std::string, std::string>& seen) {
+  std::string name_path = absl::StrCat(path, ".name");
+  if (name.empty()) {
+    Error(name_path, absl::StrCat(what, " has no name; give name = \"...\""));
+    return;
+  }
+  if (!IsValidName(name)) {
+    Error(name_path, absl::StrCat(what, " name ", Quoted(name), " is invalid: use 1 to ",
+                                  kMaxNameLength, " of A-Z a-z 0-9 _ . -"));
+    return;
+  }
+  auto [it, inserted] = seen.emplace(std::string(name), name_path);
+  if (!inserted) {
+    LineColumn first = locator_.LineColumnAt(locator_.OffsetOf(it->second));
+    Error(name_path, absl::StrCat(what, " '", name, "' is defined twice (first at line ",
+                                  first.line, ", column ", first.column,
+                                  "); names must be unique"));
+  }
+}
+
+void Checks::CheckPath(absl::string_view label, absl::string_view path,
+                       absl::string_view value, absl::string_view field) {
+  std::optional<std::string> problem = PathProblem(value, field);
+  if (problem.has_value()) Error(path, absl::StrCat(label, ": ", *problem));
+}
+
+std::optional<uint32_t> Checks::Id(int64_t value, absl::string_view field,
+                                   const std::string& path, const std::string& label,
+                                   absl::string_view when_left_out) {
+  if (value == kAnyId) return std::nullopt;
+  if (value < 0 || value > kMaxId) {
+    Error(absl::StrCat(path, ".", field),
+          absl::StrCat(label, ": ", field, " ", value, " is out of range: 0 to ", kMaxId,
+                       " (or leave it out to ", when_left_out, ")"));
+    return std::nullopt;
+  }
+  return static_cast<uint32_t>(value);
+}
+
+std::vector<size_t> Checks::Grants(capnp::List<capnp::Text>::Reader grants,
+                                   const std::string& path, const std::string& label,
+                                   const CapabilityNames& capabilities, size_t limit) {
+  std::vector<size_t> indices;
+  if (grants.size() > limit) {
+    Error(path, absl::StrCat(label, " has ", grants.size(), " grants; the limit is ",
+                             limit));
+    return indices;
+  }
+  // Without the capabilities, every grant would look unknown: noise.
+  if (capabilities.unchecked) return indices;
+  absl::flat_hash_map<size_t, size_t> granted;  // capability -> grant index
+  for (size_t i = 0; i < grants.size(); ++i) {
+    std::string name = ToString(grants[i]);
+    std::string grant_path = absl::StrCat(path, "[", i, "]");
+    auto it = capabilities.index.find(name);
+    if (it == capabilities.index.end()) {
+      // Suggestions cost a scan of all names: skip them once nobody sees them.
+      std::string suggestion =
+          diagnostics_.full() ? "" : DidYouMean(name, capabilities.all);
+      Error(grant_path, absl::StrCat(label, " grants ", Quoted(name),
+                                     ", which is not a capability in this policy",
+                                     suggestion));
+      continue;
+    }
+    if (!granted.emplace(it->second, i).second) {
+      Error(grant_path,
+            absl::StrCat(label, " grants ", Quoted(name), " twice; list it once"));
+      continue;
+    }
+    indices.push_back(it->second);
+  }
+  return indices;
+}
+
+}  // namespace capbroker

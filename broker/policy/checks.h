@@ -1,0 +1,87 @@
+// Checks shared by the parts of policy validation: names, paths, ids and
+// lists of capability names, each error reported at its place in the text.
+#ifndef CAPBROKER_BROKER_POLICY_CHECKS_H_
+#define CAPBROKER_BROKER_POLICY_CHECKS_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
+#include "broker/policy/diagnostics.h"
+#include "broker/policy/text_locator.h"
+#include "capnp/blob.h"
+#include "capnp/list.h"
+
+namespace capbroker {
+
+// Bytes in a capability, principal or service name.
+inline constexpr size_t kMaxNameLength = 64;
+// Bytes in a path: PATH_MAX (4096) includes the terminating NUL.
+inline constexpr size_t kMaxPathLength = 4095;
+
+std::string ToString(capnp::Text::Reader text);
+
+// 1 to kMaxNameLength of [A-Za-z0-9_.-].
+bool IsValidName(absl::string_view name);
+
+// Why `value` (the path in `field`) is not an absolute, normalized path, or
+// nullopt when it is. Normalized means the broker opens exactly the file the
+// policy names: no `.`/`..` for a reviewer to resolve, no `//` or trailing
+// `/` that make two spellings of one path.
+std::optional<std::string> PathProblem(absl::string_view value, absl::string_view field);
+
+// The capabilities of a policy by name, for resolving grant lists.
+struct CapabilityNames {
+  absl::flat_hash_map<std::string, size_t> index;  // name -> first index
+  std::vector<std::string> all;                    // for "did you mean"
+  bool unchecked = false;  // the list was refused whole: skip grant checks
+};
+
+class Checks {
+ public:
+  // Both must outlive this object.
+  Checks(const TextLocator& locator, Diagnostics& diagnostics)
+      : locator_(locator), diagnostics_(diagnostics) {}
+
+  const TextLocator& locator() const { return locator_; }
+  size_t error_count() const { return diagnostics_.count(); }
+
+  // Records `message` at field path `path` (e.g. "principals[2].match").
+  void Error(absl::string_view path, absl::string_view message);
+
+  // "capability 'motd'", or "capabilities[3]" when the name is unusable.
+  static std::string Label(absl::string_view what, absl::string_view list,
+                           size_t index, absl::string_view name);
+
+  // Checks a name's form and its uniqueness within `seen` (name -> path of
+  // its first definition).
+  void CheckName(absl::string_view what, absl::string_view path, absl::string_view name,
+                 absl::flat_hash_map<std::string, std::string>& seen);
+
+  void CheckPath(absl::string_view label, absl::string_view path,
+                 absl::string_view value, absl::string_view field = "path");
+
+  // A uid or gid field: nullopt for -1 ("not given"), an error when out of
+  // range. `when_left_out` says what leaving it out means ("match any").
+  std::optional<uint32_t> Id(int64_t value, absl::string_view field,
+                             const std::string& path, const std::string& label,
+                             absl::string_view when_left_out);
+
+  // Resolves a list of capability names (at `path`, of `label`) to
+  // indices; unknown and repeated names are errors. At most `limit` names.
+  std::vector<size_t> Grants(capnp::List<capnp::Text>::Reader grants,
+                             const std::string& path, const std::string& label,
+                             const CapabilityNames& capabilities, size_t limit);
+
+ private:
+  const TextLocator& locator_;
+  Diagnostics& diagnostics_;
+};
+
+}  // namespace capbroker
+
+#endif  // CAPBROKER_BROKER_POLICY_CHECKS_H_

@@ -1,0 +1,158 @@
+// Services in the policy: parsing, validation errors, and the decisions
+// that involve them (connect, a service acquiring as its own principal).
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "broker/policy/policy.h"
+#include "broker/policy/policy_parser.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sdk/base/status_matchers.h"
+
+namespace capbroker {
+namespace {
+
+using ::testing::HasSubstr;
+using schema::Access;
+
+// A policy with one principal, two capabilities and the services given.
+std::string WithServices(absl::string_view services) {
+  return absl::StrCat(R"(( capabilities = [
+    ( name = "db", file = ( path = "/etc/motd", access = read ) ),
+    ( name = "data", directory = ( path = "/var/lib", access = readWrite ) ) ],
+  principals = [ ( name = "ops", match = ( uid = 1000 ), grants = [ "db" ] ) ],
+  services = [ )",
+                      services, " ] )");
+}
+
+std::string ErrorFor(absl::string_view services) {
+  absl::StatusOr<Policy> policy = ParsePolicy(WithServices(services), "policy.cb");
+  EXPECT_THAT(policy, StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+  return std::string(policy.status().message());
+}
+
+TEST(ServicePolicyTest, DefaultsAreSecureAndOnDemand) {
+  ASSERT_OK_AND_ASSIGN(
+      Policy policy,
+      ParsePolicy(WithServices(R"(( name = "scanner", command = [ "/usr/bin/scan", "-v" ],
+                                    grants = [ "db" ], connect = [ "ops" ] ))"),
+                  "policy.cb"));
+  ASSERT_EQ(policy.services().size(), 1u);
+  const ServiceSpec& s = policy.services()[0];
+  EXPECT_EQ(s.command, (std::vector<std::string>{"/usr/bin/scan", "-v"}));
+  EXPECT_EQ(s.activation, Activation::kOnDemand);
+  EXPECT_EQ(s.restart, RestartMode::kOnFailure);
+  EXPECT_EQ(s.readiness, Readiness::kNotify);
+  EXPECT_EQ(s.restart_limit, 5u);
+  EXPECT_FALSE(s.user.has_value());
+  const sandbox::Protections& p = s.protections;
+  for (sandbox::Requirement r :
+       {p.private_users, p.protect_system, p.private_pids, p.private_ipc,
+        p.protect_hostname, p.private_network, p.no_new_privileges, p.drop_capabilities,
+        p.system_call_filter, p.landlock}) {
+    EXPECT_EQ(r, sandbox::Requirement::kRequired);
+  }
+  ASSERT_EQ(p.restrict_address_families.size(), 1u);
+  EXPECT_EQ(p.restrict_address_families[0], sandbox::AddressFamily::kUnix);
+}
+
+TEST(ServicePolicyTest, SandboxSettingsAreRead) {
+  ASSERT_OK_AND_ASSIGN(
+      Policy policy,
+      ParsePolicy(WithServices(R"(( name = "s", command = [ "/bin/s" ],
+          sandbox = ( landlock = bestEffort, privateNetwork = off,
+                      restrictAddressFamilies = [ unix, inet ] ) ))"),
+                  "policy.cb"));
+  const sandbox::Protections& p = policy.services()[0].protections;
+  EXPECT_EQ(p.landlock, sandbox::Requirement::kBestEffort);
+  EXPECT_EQ(p.private_network, sandbox::Requirement::kOff);
+  EXPECT_EQ(p.restrict_address_families.size(), 2u);
+}
+
+TEST(ServicePolicyTest, ErrorsNameTheirPlace) {
+  EXPECT_THAT(ErrorFor(R"(( name = "s" ))"), HasSubstr("service 's' has no command"));
+  EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "scan" ] ))"),
+              HasSubstr("command[0] (the program) must be absolute"));
+  EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "/bin/s" ], grants = [ "dbb" ] ))"),
+              HasSubstr("grants 'dbb', which is not a capability in this policy; "
+                        "did you mean 'db'?"));
+  EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "/bin/s" ], connect = [ "opz" ] ))"),
+              HasSubstr("not a principal or service in this policy; did you mean 'ops'?"));
+  EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "/bin/s" ],
+                            environment = [ "LISTEN_FDS=3" ] ))"),
+              HasSubstr("LISTEN_FDS is set by the broker"));
+  EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "/bin/s" ], environment = [ "X" ] ))"),
+              HasSubstr("environment entry 'X' is not NAME=VALUE"));
+  EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "/bin/s" ],
+                            environment = [ "A=1", "A=2" ] ))"),
+              HasSubstr("A is set twice"));
+  EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "/bin/s" ], user = 0 ))"),
+              HasSubstr("a service never runs as root"));
+  EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "/bin/s" ], restartDelayMs = 0 ))"),
+              HasSubstr("restartDelayMs 0 is out of range: 1 to"));
+  EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "/bin/s" ],
+                            sandbox = ( restrictAddressFamilies = [ inet, inet ] ) ))"),
+              HasSubstr("an address family is listed twice"));
+  EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "/bin/s" ],
+                            sandbox = ( landlok = off ) ))"),
+              HasSubstr("did you mean 'landlock'?"));
+  EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "/bin/s" ],
+                            sandbox = ( landlock = optional ) ))"),
+              HasSubstr("required, bestEffort, off"));
+}
+
+TEST(ServicePolicyTest, ServicesSharePrincipalNames) {
+  EXPECT_THAT(ErrorFor(R"(( name = "ops", command = [ "/bin/s" ] ))"),
+              HasSubstr("service 'ops' is defined twice (first at line 4"));
+}
+
+TEST(ServicePolicyTest, ConnectMayNameALaterService) {
+  ASSERT_OK_AND_ASSIGN(
+      Policy policy,
+      ParsePolicy(WithServices(R"(( name = "a", command = [ "/bin/a" ], connect = [ "b" ] ),
+                                  ( name = "b", command = [ "/bin/b" ] ))"),
+                  "policy.cb"));
+  Identity b{65534, 65534, 7, "", "b"};
+  EXPECT_OK(policy.DecideConnect(b, "a").status);
+  EXPECT_THAT(policy.DecideConnect(b, "b").status,
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       HasSubstr("service 'b' does not list 'b' in connect")));
+}
+
+TEST(ServicePolicyTest, ConnectDecisions) {
+  ASSERT_OK_AND_ASSIGN(Policy policy, ParsePolicy(WithServices(R"(( name = "scanner",
+      command = [ "/bin/s" ], grants = [ "db", "data" ], connect = [ "ops" ] ))"),
+                                                  "policy.cb"));
+  Identity ops{1000, 1000, 42, "/usr/bin/x"};
+  ConnectDecision ok = policy.DecideConnect(ops, "scanner");
+  ASSERT_OK(ok.status);
+  EXPECT_EQ(ok.principal, "ops");
+  EXPECT_EQ(ok.service, &policy.services()[0]);
+
+  Identity stranger{1001, 1001, 43, "/usr/bin/x"};
+  EXPECT_THAT(policy.DecideConnect(stranger, "scanner").status,
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       HasSubstr("does not list any principal matching uid=1001")));
+  EXPECT_THAT(policy.DecideConnect(ops, "nope").status,
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("no service named 'nope'")));
+}
+
+TEST(ServicePolicyTest, AServiceActsOnlyAsItself) {
+  ASSERT_OK_AND_ASSIGN(Policy policy, ParsePolicy(WithServices(R"(( name = "scanner",
+      command = [ "/bin/s" ], grants = [ "data" ] ))"),
+                                                  "policy.cb"));
+  // Runs as uid 1000, which principal 'ops' matches; that gives it nothing.
+  Identity scanner{1000, 1000, 5, "/bin/s", "scanner"};
+  EXPECT_TRUE(policy.MatchingPrincipals(scanner).empty());
+  EXPECT_THAT(policy.Decide(scanner, "db", Access::READ).status,
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       HasSubstr("service 'scanner' is not granted 'db'")));
+  Decision data = policy.Decide(scanner, "data", Access::UNSPECIFIED);
+  ASSERT_OK(data.status);
+  EXPECT_EQ(data.principal, "scanner");
+  EXPECT_EQ(data.access, Access::READ_WRITE);
+  EXPECT_THAT(policy.PrincipalNames(scanner), ::testing::ElementsAre("scanner"));
+}
+
+}  // namespace
+}  // namespace capbroker

@@ -1,0 +1,284 @@
+#include "broker/policy/service_validator.h"
+
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "broker/policy/excerpt.h"
+#include "broker/policy/spelling.h"
+
+namespace capbroker {
+namespace {
+
+using sandbox::AddressFamily;
+using sandbox::Requirement;
+
+// Set by the broker for every service; a policy may not override them.
+constexpr absl::string_view kReservedVariables[] = {"LISTEN_FDS", "LISTEN_PID",
+                                                    "LISTEN_FDNAMES", "CAPBROKER_FD"};
+
+bool IsVariableName(absl::string_view name) {
+  if (name.empty() || absl::ascii_isdigit(name[0])) return false;
+  for (char c : name) {
+    if (!absl::ascii_isalnum(c) && c != '_') return false;
+  }
+  return true;
+}
+
+class ServiceValidator {
+ public:
+  ServiceValidator(Checks& checks, const CapabilityNames& capabilities,
+                   absl::flat_hash_map<std::string, std::string>& principal_names)
+      : checks_(checks), capabilities_(capabilities), names_(principal_names) {}
+
+  std::vector<ServiceSpec> Run(capnp::List<policy::Service>::Reader list) {
+    std::vector<ServiceSpec> specs;
+    if (list.size() > kMaxServices) {
+      checks_.Error("services", absl::StrCat("too many services: ", list.size(),
+                                             "; the limit is ", kMaxServices));
+      return specs;
+    }
+    specs.reserve(list.size());
+    for (size_t i = 0; i < list.size(); ++i) specs.push_back(Service(list[i], i));
+    // `connect` may name services defined further down: checked last.
+    for (size_t i = 0; i < list.size(); ++i) Connect(list[i].getConnect(), i, specs[i]);
+    return specs;
+  }
+
+ private:
+  std::string Path(size_t index) { return absl::StrCat("services[", index, "]"); }
+
+  ServiceSpec Service(policy::Service::Reader service, size_t index) {
+    ServiceSpec spec;
+    spec.name = ToString(service.getName());
+    std::string path = Path(index);
+    std::string label = Checks::Label("service", "services", index, spec.name);
+    // Principals and services share one name space: a connect list or an
+    // audit line names either without ambiguity.
+    checks_.CheckName("service", path, spec.name, names_);
+    Command(service.getCommand(), path + ".command", label, spec);
+    Environment(service.getEnvironment(), path + ".environment", label, spec);
+    spec.grants = checks_.Grants(service.getGrants(), path + ".grants", label,
+                                 capabilities_, kMaxServiceGrants);
+    Lifecycle(service, path, label, spec);
+    spec.user = checks_.Id(service.getUser(), "user", path, label, "use the default");
+    spec.group = checks_.Id(service.getGroup(), "group", path, label, "use the default");
+    if (spec.user == 0u || spec.group == 0u) {
+      checks_.Error(absl::StrCat(path, spec.user == 0u ? ".user" : ".group"),
+                    absl::StrCat(label, ": a service never runs as root (uid or gid 0)"));
+    }
+    Limits(service.getLimits(), spec);
+    Sandbox(service.getSandbox(), path + ".sandbox", label, spec);
+    return spec;
+  }
+
+  void Command(capnp::List<capnp::Text>::Reader command, const std::string& path,
+               const std::string& label, ServiceSpec& spec) {
+    if (command.size() == 0) {
+      checks_.Error(path, absl::StrCat(label, " has no command; give command = "
+                                              "[\"/path/to/program\", \"arg\", ...]"));
+      return;
+    }
+    if (command.size() > kMaxServiceArguments) {
+      checks_.Error(path, absl::StrCat(label, ": ", command.size(),
+                                       " arguments; the limit is ", kMaxServiceArguments));
+      return;
+    }
+    for (size_t i = 0; i < command.size(); ++i) {
+      std::string arg = ToString(command[i]);
+      std::string arg_path = absl::StrCat(path, "[", i, "]");
+      if (arg.find('\0') != std::string::npos || arg.size() > kMaxArgumentLength) {
+        checks_.Error(arg_path, absl::StrCat(label, ": argument ", i,
+                                             " contains a NUL byte or is longer than ",
+                                             kMaxArgumentLength, " bytes"));
+      }
+      spec.command.push_back(std::move(arg));
+    }
+    checks_.CheckPath(label, path + "[0]", spec.command[0], "command[0] (the program)");
+  }
+
+  void Environment(capnp::List<capnp::Text>::Reader environment, const std::string& path,
+                   const std::string& label, ServiceSpec& spec) {
+    if (environment.size() > kMaxServiceEnvironment) {
+      checks_.Error(path, absl::StrCat(label, ": ", environment.size(),
+                                       " variables; the limit is ", kMaxServiceEnvironment));
+      return;
+    }
+    absl::flat_hash_set<std::string> seen;
+    for (size_t i = 0; i < environment.size(); ++i) {
+      std::string entry = ToString(environment[i]);
+      std::string entry_path = absl::StrCat(path, "[", i, "]");
+      size_t eq = entry.find('=');
+      std::string name = entry.substr(0, eq);
+      if (eq == std::string::npos || !IsVariableName(name) ||
+          entry.find('\0') != std::string::npos || entry.size() > kMaxArgumentLength) {
+        checks_.Error(entry_path, absl::StrCat(label, ": environment entry ",
+                                               Quoted(entry), " is not NAME=VALUE"));
+        continue;
+      }
+      for (absl::string_view reserved : kReservedVariables) {
+        if (name == reserved) {
+          checks_.Error(entry_path, absl::StrCat(label, ": ", name,
+                                                 " is set by the broker; leave it out"));
+        }
+      }
+      if (!seen.insert(name).second) {
+        checks_.Error(entry_path,
+                      absl::StrCat(label, ": ", name, " is set twice; set it once"));
+      }
+      spec.environment.push_back(std::move(entry));
+    }
+  }
+
+  void Lifecycle(policy::Service::Reader service, const std::string& path,
+                 const std::string& label, ServiceSpec& spec) {
+    switch (service.getActivation()) {
+      case policy::Activation::ON_DEMAND: spec.activation = Activation::kOnDemand; break;
+      case policy::Activation::AT_START: spec.activation = Activation::kAtStart; break;
+      default: Unknown(path + ".activation", label, "activation");
+    }
+    switch (service.getRestart()) {
+      case policy::Restart::ON_FAILURE: spec.restart = RestartMode::kOnFailure; break;
+      case policy::Restart::NEVER: spec.restart = RestartMode::kNever; break;
+      case policy::Restart::ALWAYS: spec.restart = RestartMode::kAlways; break;
+      default: Unknown(path + ".restart", label, "restart");
+    }
+    switch (service.getReadiness()) {
+      case policy::Readiness::NOTIFY: spec.readiness = Readiness::kNotify; break;
+      case policy::Readiness::EXEC: spec.readiness = Readiness::kExec; break;
+      default: Unknown(path + ".readiness", label, "readiness");
+    }
+    spec.restart_limit = service.getRestartLimit();
+    spec.restart_delay_ms = service.getRestartDelayMs();
+    spec.start_timeout_ms = service.getStartTimeoutMs();
+    Range(path + ".restartLimit", label, "restartLimit", spec.restart_limit, 0,
+          kMaxRestartLimit);
+    Range(path + ".restartDelayMs", label, "restartDelayMs", spec.restart_delay_ms, 1,
+          kMaxRestartDelayMs);
+    Range(path + ".startTimeoutMs", label, "startTimeoutMs", spec.start_timeout_ms, 1,
+          kMaxStartTimeoutMs);
+  }
+
+  void Range(const std::string& path, const std::string& label, absl::string_view field,
+             uint32_t value, uint32_t low, uint32_t high) {
+    if (value < low || value > high) {
+      checks_.Error(path, absl::StrCat(label, ": ", field, " ", value, " is out of range: ",
+                                       low, " to ", high));
+    }
+  }
+
+  // A value of an enum this broker does not know: a policy written for a
+  // newer broker. Refused, never guessed.
+  void Unknown(const std::string& path, const std::string& label, absl::string_view field) {
+    checks_.Error(path, absl::StrCat(label, ": ", field, " has a value this broker "
+                                            "does not know"));
+  }
+
+  void Limits(policy::ResourceLimits::Reader limits, ServiceSpec& spec) {
+    spec.limits.open_files = limits.getOpenFiles();
+    spec.limits.address_space = limits.getAddressSpace();
+    spec.limits.processes = limits.getProcesses();
+    spec.limits.cpu_seconds = limits.getCpuSeconds();
+    spec.limits.memory_max = limits.getMemoryMax();
+    spec.limits.pids_max = limits.getPidsMax();
+  }
+
+  Requirement Protection(policy::Protection value, const std::string& path,
+                         const std::string& label, absl::string_view field) {
+    switch (value) {
+      case policy::Protection::REQUIRED: return Requirement::kRequired;
+      case policy::Protection::BEST_EFFORT: return Requirement::kBestEffort;
+      case policy::Protection::OFF: return Requirement::kOff;
+    }
+    Unknown(absl::StrCat(path, ".", field), label, field);
+    return Requirement::kRequired;
+  }
+
+  void Sandbox(policy::Sandbox::Reader sandbox, const std::string& path,
+               const std::string& label, ServiceSpec& spec) {
+    sandbox::Protections& p = spec.protections;
+    p.private_users = Protection(sandbox.getPrivateUsers(), path, label, "privateUsers");
+    p.protect_system = Protection(sandbox.getProtectSystem(), path, label, "protectSystem");
+    p.private_pids = Protection(sandbox.getPrivatePids(), path, label, "privatePids");
+    p.private_ipc = Protection(sandbox.getPrivateIpc(), path, label, "privateIpc");
+    p.protect_hostname =
+        Protection(sandbox.getProtectHostname(), path, label, "protectHostname");
+    p.private_network =
+        Protection(sandbox.getPrivateNetwork(), path, label, "privateNetwork");
+    p.no_new_privileges =
+        Protection(sandbox.getNoNewPrivileges(), path, label, "noNewPrivileges");
+    p.drop_capabilities =
+        Protection(sandbox.getDropCapabilities(), path, label, "dropCapabilities");
+    p.system_call_filter =
+        Protection(sandbox.getSystemCallFilter(), path, label, "systemCallFilter");
+    p.landlock = Protection(sandbox.getLandlock(), path, label, "landlock");
+    p.restrict_address_families.clear();
+    auto families = sandbox.getRestrictAddressFamilies();
+    for (size_t i = 0; i < families.size(); ++i) {
+      std::string family_path = absl::StrCat(path, ".restrictAddressFamilies[", i, "]");
+      AddressFamily family;
+      switch (families[i]) {
+        case policy::AddressFamily::UNIX: family = AddressFamily::kUnix; break;
+        case policy::AddressFamily::INET: family = AddressFamily::kInet; break;
+        case policy::AddressFamily::INET6: family = AddressFamily::kInet6; break;
+        case policy::AddressFamily::NETLINK: family = AddressFamily::kNetlink; break;
+        default:
+          Unknown(family_path, label, "restrictAddressFamilies");
+          continue;
+      }
+      for (AddressFamily seen : p.restrict_address_families) {
+        if (seen == family) {
+          checks_.Error(family_path,
+                        absl::StrCat(label, ": an address family is listed twice"));
+        }
+      }
+      p.restrict_address_families.push_back(family);
+    }
+  }
+
+  void Connect(capnp::List<capnp::Text>::Reader connect, size_t index, ServiceSpec& spec) {
+    std::string path = absl::StrCat(Path(index), ".connect");
+    std::string label = Checks::Label("service", "services", index, spec.name);
+    if (connect.size() > kMaxConnectEntries) {
+      checks_.Error(path, absl::StrCat(label, ": connect lists ", connect.size(),
+                                       " names; the limit is ", kMaxConnectEntries));
+      return;
+    }
+    std::vector<std::string> all;
+    for (const auto& [name, where] : names_) all.push_back(name);
+    absl::flat_hash_set<std::string> seen;
+    for (size_t i = 0; i < connect.size(); ++i) {
+      std::string name = ToString(connect[i]);
+      std::string entry_path = absl::StrCat(path, "[", i, "]");
+      if (!names_.contains(name)) {
+        checks_.Error(entry_path,
+                      absl::StrCat(label, ": connect names ", Quoted(name),
+                                   ", which is not a principal or service in this policy",
+                                   DidYouMean(name, all)));
+        continue;
+      }
+      if (!seen.insert(name).second) {
+        checks_.Error(entry_path, absl::StrCat(label, ": connect lists ", Quoted(name),
+                                               " twice; list it once"));
+        continue;
+      }
+      spec.connect.push_back(std::move(name));
+    }
+  }
+
+  Checks& checks_;
+  const CapabilityNames& capabilities_;
+  absl::flat_hash_map<std::string, std::string>& names_;
+};
+
+}  // namespace
+
+std::vector<ServiceSpec> ValidateServices(
+    capnp::List<policy::Service>::Reader list, Checks& checks,
+    const CapabilityNames& capabilities,
+    absl::flat_hash_map<std::string, std::string>& principal_names) {
+  return ServiceValidator(checks, capabilities, principal_names).Run(list);
+}
+
+}  // namespace capbroker

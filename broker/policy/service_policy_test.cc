@@ -123,13 +123,13 @@ TEST(ServicePolicyTest, ConnectDecisions) {
   ASSERT_OK_AND_ASSIGN(Policy policy, ParsePolicy(WithServices(R"(( name = "scanner",
       command = [ "/bin/s" ], grants = [ "db", "data" ], connect = [ "ops" ] ))"),
                                                   "policy.cb"));
-  Identity ops{1000, 1000, 42, "/usr/bin/x"};
+  Identity ops{1000, 1000, 42, "/usr/bin/x", ""};
   ConnectDecision ok = policy.DecideConnect(ops, "scanner");
   ASSERT_OK(ok.status);
   EXPECT_EQ(ok.principal, "ops");
   EXPECT_EQ(ok.service, &policy.services()[0]);
 
-  Identity stranger{1001, 1001, 43, "/usr/bin/x"};
+  Identity stranger{1001, 1001, 43, "/usr/bin/x", ""};
   EXPECT_THAT(policy.DecideConnect(stranger, "scanner").status,
               StatusIs(absl::StatusCode::kPermissionDenied,
                        HasSubstr("does not list any principal matching uid=1001")));

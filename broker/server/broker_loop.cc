@@ -19,6 +19,9 @@ namespace {
 
 constexpr uint64_t kListenerTag = ~uint64_t{0};
 constexpr uint64_t kControlTag = ~uint64_t{0} - 1;
+// Tags of watched fds: the fd with this bit; connections are tagged with
+// their bare fd.
+constexpr uint64_t kWatchBit = uint64_t{1} << 40;
 constexpr int kMaxEvents = 64;
 // Requests served per connection per readiness event. One: epoll is
 // level-triggered, so a connection with more waiting is reported again on
@@ -44,6 +47,7 @@ BrokerLoop::BrokerLoop(RequestHandler& handler, audit::AuditLog& audit,
       audit_(audit),
       stats_(stats),
       limits_(limits),
+      epoll_(epoll_create1(EPOLL_CLOEXEC)),
       scratch_(kj::heapArray<capnp::word>(kScratchWords)) {
   std::fill(scratch_.begin(), scratch_.end(), capnp::word());
 }
@@ -52,8 +56,7 @@ BrokerLoop::~BrokerLoop() = default;
 
 absl::Status BrokerLoop::Serve(int listener, int control_fd,
                                const std::function<bool()>& on_control) {
-  epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
-  if (!epoll_) return ErrnoStatus(errno, "epoll_create1");
+  if (!epoll_) return absl::InternalError("the event loop has no epoll fd");
   reserve_fd_ = OpenReserve();
   epoll_event ev{};
   ev.events = EPOLLIN;
@@ -81,6 +84,13 @@ absl::Status BrokerLoop::Serve(int listener, int control_fd,
       }
       if (tag == kListenerTag) {
         Accept(listener);
+        continue;
+      }
+      if (tag & kWatchBit) {
+        auto watch = watches_.find(static_cast<int>(tag & ~kWatchBit));
+        if (watch == watches_.end()) continue;
+        std::function<void()> callback = watch->second;  // it may unwatch itself
+        callback();
         continue;
       }
       int fd = static_cast<int>(tag);
@@ -147,25 +157,79 @@ void BrokerLoop::Admit(UniqueFd fd) {
                          " connections of this uid"));
     return;
   }
+  absl::StatusOr<uint64_t> id = Register(std::move(fd), std::move(identity).value(), false);
+  if (!id.ok()) {
+    PeerLog(id.status().message());
+    return;
+  }
+  ++per_uid;
+}
+
+absl::StatusOr<uint64_t> BrokerLoop::Register(UniqueFd fd, Identity identity,
+                                              bool service) {
   int raw = fd.get();
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = static_cast<uint64_t>(raw);
   if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, raw, &ev) != 0) {
-    PeerLog(absl::StrCat("epoll_ctl(ADD fd=", raw, "): ", std::strerror(errno)));
-    return;
+    return ErrnoStatus(errno, absl::StrCat("epoll_ctl(ADD fd=", raw, ")"));
   }
   if (static_cast<size_t>(raw) >= connections_.size()) {
     connections_.resize(static_cast<size_t>(raw) + 1);
   }
   auto connection = std::make_unique<Connection>();
   connection->fd = std::move(fd);
-  connection->session.identity = std::move(identity).value();
+  connection->id = next_id_++;
+  connection->service = service;
+  connection->session.identity = std::move(identity);
+  connection->session.connection_id = connection->id;
   connection->events = EPOLLIN;
+  uint64_t id = connection->id;
+  fd_by_id_[id] = raw;
   connections_[raw] = std::move(connection);
-  ++per_uid;
   ++stats_.connections;
   ++stats_.connections_total;
+  return id;
+}
+
+absl::Status BrokerLoop::Watch(int fd, std::function<void()> on_readable) {
+  if (!epoll_) return absl::InternalError("the event loop has no epoll fd");
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kWatchBit | static_cast<uint64_t>(fd);
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("epoll_ctl(ADD fd=", fd, ")"));
+  }
+  watches_[fd] = std::move(on_readable);
+  return absl::OkStatus();
+}
+
+void BrokerLoop::Unwatch(int fd) {
+  if (watches_.erase(fd) == 0) return;
+  // The fd is still open (the caller closes it after this): remove it, or
+  // a dup elsewhere would keep it in the set.
+  epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+}
+
+absl::StatusOr<uint64_t> BrokerLoop::AddServiceConnection(UniqueFd fd, Identity identity) {
+  if (!epoll_) return absl::InternalError("the event loop has no epoll fd");
+  return Register(std::move(fd), std::move(identity), true);
+}
+
+bool BrokerLoop::Send(uint64_t id, Answer answer) {
+  auto it = fd_by_id_.find(id);
+  if (it == fd_by_id_.end()) return false;
+  int fd = it->second;
+  if (!Queue(*connections_[fd], std::move(answer))) {
+    Close(fd);
+    return false;
+  }
+  return true;
+}
+
+void BrokerLoop::CloseConnection(uint64_t id) {
+  auto it = fd_by_id_.find(id);
+  if (it != fd_by_id_.end()) Close(it->second);
 }
 
 void BrokerLoop::PeerLog(absl::string_view line) {
@@ -181,10 +245,13 @@ void BrokerLoop::PeerLog(absl::string_view line) {
 void BrokerLoop::Close(int fd) {
   std::unique_ptr<Connection> connection = std::move(connections_[fd]);
   if (!connection) return;
-  uint32_t uid = connection->session.identity.uid;
-  auto it = connections_per_uid_.find(uid);
-  if (it != connections_per_uid_.end() && --it->second == 0) {
-    connections_per_uid_.erase(it);
+  fd_by_id_.erase(connection->id);
+  if (!connection->service) {
+    uint32_t uid = connection->session.identity.uid;
+    auto it = connections_per_uid_.find(uid);
+    if (it != connections_per_uid_.end() && --it->second == 0) {
+      connections_per_uid_.erase(it);
+    }
   }
   --stats_.connections;
   // Closing the socket removes it from the epoll set (we never dup it);
@@ -230,8 +297,10 @@ bool BrokerLoop::OnDatagram(Connection& connection) {
   }
   if (!received->has_value()) return true;  // nothing to read after all
   const wire::Datagram& datagram = **received;
-  return Queue(connection, AnswerRequest(handler_, connection.session, datagram.words,
-                                         datagram.fds_discarded, scratch_.asPtr()));
+  Answer answer = AnswerRequest(handler_, connection.session, datagram.words,
+                                datagram.fds_discarded, scratch_.asPtr());
+  if (answer.outcome.deferred) return true;  // the service host answers later
+  return Queue(connection, std::move(answer));
 }
 
 bool BrokerLoop::Queue(Connection& connection, Answer answer) {

@@ -27,6 +27,7 @@
 #include "broker/audit/audit_log.h"
 #include "broker/server/dispatch.h"
 #include "broker/server/log_limiter.h"
+#include "broker/server/loop_port.h"
 #include "broker/server/request_handler.h"
 #include "broker/server/stats.h"
 #include "capnp/message.h"
@@ -44,12 +45,20 @@ struct Limits {
   size_t max_queued_bytes = 256 * 1024;     // per connection
 };
 
-class BrokerLoop {
+class BrokerLoop : public LoopPort {
  public:
   // Borrows its arguments; they must outlive the loop.
   BrokerLoop(RequestHandler& handler, audit::AuditLog& audit, Stats& stats,
              Limits limits);
-  ~BrokerLoop();
+  ~BrokerLoop() override;
+
+  // LoopPort, for the service host. Service connections count in the
+  // connection total but not against any uid's quota: the broker made them.
+  absl::Status Watch(int fd, std::function<void()> on_readable) override;
+  void Unwatch(int fd) override;
+  absl::StatusOr<uint64_t> AddServiceConnection(UniqueFd fd, Identity identity) override;
+  bool Send(uint64_t id, Answer answer) override;
+  void CloseConnection(uint64_t id) override;
 
   // Serves clients of `listener` (a listening SEQPACKET socket, borrowed).
   // When `control_fd` (borrowed; the daemon's signalfd) becomes readable,
@@ -66,6 +75,8 @@ class BrokerLoop {
   };
   struct Connection {
     UniqueFd fd;
+    uint64_t id = 0;            // never reused, unlike fd numbers
+    bool service = false;       // made by the broker for a hosted service
     Session session;
     std::vector<QueuedReply> queue;
     size_t queued_bytes = 0;
@@ -77,6 +88,8 @@ class BrokerLoop {
   // Accepts waiting connections, at most kAcceptsPerWakeup of them.
   void Accept(int listener);
   void Admit(UniqueFd fd);
+  // Adds `fd` to the epoll set and the connection table.
+  absl::StatusOr<uint64_t> Register(UniqueFd fd, Identity identity, bool service);
   void OnReadable(Connection& connection);
   // Writes the batch's audit lines, then sends every queued reply of the
   // connections that got new ones this turn.
@@ -104,6 +117,9 @@ class BrokerLoop {
   UniqueFd reserve_fd_;
   // Indexed by fd: fds are small dense integers.
   std::vector<std::unique_ptr<Connection>> connections_;
+  absl::flat_hash_map<uint64_t, int> fd_by_id_;
+  uint64_t next_id_ = 1;
+  absl::flat_hash_map<int, std::function<void()>> watches_;
   absl::flat_hash_map<uint32_t, size_t> connections_per_uid_;
   std::vector<int> pending_sends_;  // fds with replies queued this turn
   wire::ReceiveBuffer receive_buffer_;

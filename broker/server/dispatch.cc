@@ -59,6 +59,7 @@ Answer AnswerRequest(RequestHandler& handler, Session& session,
       answer.outcome = handler.Handle(session, request, reply);
       return absl::OkStatus();
     });
+    if (handled.ok() && answer.outcome.deferred) return answer;  // no reply yet
     if (!handled.ok()) {
       handler.CountDenial(handled);
       return ErrorAnswer(id, handled, false);

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "broker/caps/memory.h"
+#include "capnp/message.h"
 #include "broker/caps/open_path.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
@@ -15,6 +16,9 @@
 
 namespace capbroker::server {
 namespace {
+
+// The audit log's and the error messages' wording when no directory is set.
+constexpr absl::string_view kNoServices = "this broker hosts no services";
 
 schema::Kind WireKind(Kind kind) {
   switch (kind) {
@@ -44,6 +48,19 @@ absl::Status CheckText(absl::string_view what, capnp::Text::Reader text,
 
 absl::string_view View(capnp::Text::Reader text) {
   return absl::string_view(text.cStr(), text.size());
+}
+
+// Why a request was granted, for the audit line.
+std::string GrantReason(const Identity& identity, absl::string_view request_kind,
+                        absl::string_view principal, absl::string_view capability) {
+  absl::string_view role = identity.service.empty() ? "principal" : "service";
+  if (request_kind == "connect") {
+    return absl::StrCat(role, " '", principal, "' may connect to '", capability, "'");
+  }
+  if (identity.service.empty()) {
+    return absl::StrCat("principal '", principal, "' grants '", capability, "'");
+  }
+  return absl::StrCat("service '", principal, "' is granted '", capability, "'");
 }
 
 bool IsDirectoryFd(int fd) {
@@ -129,6 +146,14 @@ Outcome RequestHandler::Handle(Session& session, schema::Request::Reader request
     case schema::Request::STATUS:
       Status(reply);
       return {};
+    case schema::Request::CONNECT:
+      return Connect(session, request.getId(), request.getConnect(), reply);
+    case schema::Request::READY:
+      Ready(session, reply);
+      return {};
+    case schema::Request::SERVICES:
+      Services(reply);
+      return {};
     default:
       break;
   }
@@ -165,9 +190,9 @@ Outcome RequestHandler::Hello(Session& session, schema::Hello::Reader hello,
   out.setGid(id.gid);
   out.setPid(id.pid);
   out.setExe(id.exe);
-  std::vector<const PrincipalSpec*> matching = policy_.MatchingPrincipals(id);
+  std::vector<std::string> matching = policy_.PrincipalNames(id);
   auto names = out.initPrincipals(matching.size());
-  for (size_t i = 0; i < matching.size(); ++i) names.set(i, matching[i]->name);
+  for (size_t i = 0; i < matching.size(); ++i) names.set(i, matching[i]);
   return outcome;
 }
 
@@ -327,14 +352,22 @@ Outcome RequestHandler::OpenBeneath(const Session& session,
 }
 
 void RequestHandler::List(const Session& session, schema::Reply::Builder reply) {
-  // The union of the grants of every matching principal, in policy order.
+  // The union of the grants of every matching principal (or the service's
+  // own grants), in policy order.
   std::vector<bool> granted(policy_.capabilities().size(), false);
   size_t count = 0;
-  for (const PrincipalSpec* p : policy_.MatchingPrincipals(session.identity)) {
-    for (size_t index : p->grants) {
+  auto add = [&](const std::vector<size_t>& grants) {
+    for (size_t index : grants) {
       if (!granted[index]) ++count;
       granted[index] = true;
     }
+  };
+  if (const ServiceSpec* service = policy_.FindService(session.identity.service);
+      !session.identity.service.empty() && service != nullptr) {
+    add(service->grants);
+  }
+  for (const PrincipalSpec* p : policy_.MatchingPrincipals(session.identity)) {
+    add(p->grants);
   }
   auto list = reply.initList(count);
   size_t out = 0;
@@ -349,6 +382,106 @@ void RequestHandler::List(const Session& session, schema::Reply::Builder reply) 
     item.setPath(spec.path);
     item.setSize(spec.size);
   }
+}
+
+Outcome RequestHandler::Connect(const Session& session, uint64_t request_id,
+                                schema::Connect::Reader connect,
+                                schema::Reply::Builder reply) {
+  Outcome outcome;
+  absl::string_view name = View(connect.getService());
+  absl::Status status = CheckText("service name", connect.getService(),
+                                  wire::kMaxNameBytes);
+  ConnectDecision decision;
+  if (status.ok()) {
+    decision = policy_.DecideConnect(session.identity, name);
+    status = decision.status;
+  }
+  if (status.ok() && services_ == nullptr) status = absl::UnavailableError(kNoServices);
+  absl::StatusOr<std::optional<UniqueFd>> end = status;
+  if (status.ok()) {
+    end = services_->Connect(*decision.service,
+                             ConnectRequest{session.connection_id, request_id,
+                                            session.identity, decision.principal});
+    status = end.status();
+  }
+  if (status.ok() && !end->has_value()) {
+    // Granted; the host answers once the service is ready.
+    outcome.deferred = true;
+  } else if (status.ok()) {
+    reply.setGranted();
+    auto info = reply.initFds(1)[0];
+    info.setName(std::string(name));
+    info.setKind(schema::Kind::CONNECTION);
+    info.setAccess(schema::Access::READ_WRITE);
+    outcome.fds.push_back(std::move(**end));
+  }
+  Finish(session, "connect", name, schema::Access::READ_WRITE, "", status,
+         decision.principal, reply);
+  return outcome;
+}
+
+void RequestHandler::Ready(const Session& session, schema::Reply::Builder reply) {
+  absl::Status status;
+  if (session.identity.service.empty()) {
+    status = absl::InvalidArgumentError("only a hosted service can say it is ready");
+  } else if (services_ == nullptr) {
+    status = absl::UnavailableError(kNoServices);
+  } else {
+    status = services_->Ready(session.identity.service);
+  }
+  if (!status.ok()) {
+    CountDenial(status);
+    SetError(reply, status);
+    return;
+  }
+  reply.setReady();
+}
+
+void RequestHandler::Services(schema::Reply::Builder reply) {
+  std::vector<ServiceReport> reports;
+  if (services_ != nullptr) reports = services_->Report();
+  auto list = reply.initServices(reports.size());
+  for (size_t i = 0; i < reports.size(); ++i) {
+    const ServiceReport& r = reports[i];
+    auto item = list[i];
+    item.setName(r.name);
+    item.setState(r.state);
+    item.setPid(r.pid);
+    item.setRestarts(r.restarts);
+    item.setUptimeSeconds(r.uptime_seconds);
+    item.setProtections(r.protections);
+    item.setMissing(r.missing);
+    item.setLastExit(r.last_exit);
+    item.setActivation(r.activation);
+  }
+}
+
+absl::StatusOr<UniqueFd> RequestHandler::GrantAtStart(const ServiceSpec& service,
+                                                      const CapabilitySpec& capability) {
+  Session session;
+  session.identity.service = service.name;
+  session.identity.exe = service.command.empty() ? "" : service.command[0];
+  absl::StatusOr<UniqueFd> fd = absl::InternalError("not made");
+  if (capability.kind == Kind::kMemory && capability.shared) {
+    auto it = shared_memory_.find(capability.name);
+    fd = it == shared_memory_.end()
+             ? absl::InternalError("shared memory was not prepared")
+             : TakeFd(fcntl(it->second->get(), F_DUPFD_CLOEXEC, 0), "fcntl(F_DUPFD_CLOEXEC)");
+  } else {
+    fd = Make(capability, capability.access);
+  }
+  absl::Status status = fd.status();
+  if (!status.ok()) {
+    status = absl::Status(status.code(), absl::StrCat("capability '", capability.name,
+                                                      "': ", status.message()));
+  }
+  // Finish fills an error into a reply nobody reads: the caller gets the
+  // status.
+  capnp::MallocMessageBuilder scratch(64);
+  Finish(session, "start", capability.name, capability.access, "", status, service.name,
+         scratch.initRoot<schema::Reply>());
+  if (!status.ok()) return status;
+  return fd;
 }
 
 void RequestHandler::Status(schema::Reply::Builder reply) {
@@ -381,7 +514,7 @@ void RequestHandler::Finish(const Session& session, absl::string_view request_ki
                             schema::Reply::Builder reply) {
   std::string access_name = AccessName(access);
   std::string reason =
-      status.ok() ? absl::StrCat("principal '", principal, "' grants '", capability, "'")
+      status.ok() ? GrantReason(session.identity, request_kind, principal, capability)
                   : std::string(status.message());
   audit::AuditEvent event;
   event.uid = session.identity.uid;

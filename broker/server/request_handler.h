@@ -26,6 +26,7 @@
 #include "broker/audit/audit_log.h"
 #include "broker/policy/identity.h"
 #include "broker/policy/policy.h"
+#include "broker/server/service_directory.h"
 #include "broker/server/stats.h"
 #include "schemas/broker.capnp.h"
 #include "sdk/base/unique_fd.h"
@@ -36,6 +37,7 @@ namespace capbroker::server {
 struct Session {
   Identity identity;
   bool hello_done = false;
+  uint64_t connection_id = 0;  // the loop's id for the connection
 };
 
 // What to do after a reply: the fds that go with it and whether the
@@ -47,6 +49,9 @@ struct Outcome {
   // it open until the reply is sent, even if a policy reload drops it.
   std::shared_ptr<const UniqueFd> shared_fd;
   bool close_after_reply = false;
+  // No reply now: a connect to a service that is starting, which the
+  // service host answers later through the loop.
+  bool deferred = false;
 };
 
 class RequestHandler {
@@ -63,6 +68,16 @@ class RequestHandler {
   absl::Status SetPolicy(Policy policy);
 
   const Policy& policy() const { return policy_; }
+
+  // Where connect, ready and services requests go; null (the default): the
+  // broker hosts no services and refuses them. Borrowed.
+  void SetServiceDirectory(ServiceDirectory* services) { services_ = services; }
+
+  // Makes the fd of `capability` for the service `service`, which the
+  // policy grants it, for delivery at its start; recorded in the audit log
+  // as request "start".
+  absl::StatusOr<UniqueFd> GrantAtStart(const ServiceSpec& service,
+                                        const CapabilitySpec& capability);
 
   // Answers `request` from `session` into `reply` (an initialized root).
   // Call under CatchKj: reading a malformed request throws.
@@ -82,6 +97,10 @@ class RequestHandler {
                   schema::Reply::Builder reply);
   Outcome OpenBeneath(const Session& session, schema::OpenBeneath::Reader open,
                       schema::Reply::Builder reply);
+  Outcome Connect(const Session& session, uint64_t request_id,
+                  schema::Connect::Reader connect, schema::Reply::Builder reply);
+  void Ready(const Session& session, schema::Reply::Builder reply);
+  void Services(schema::Reply::Builder reply);
   void List(const Session& session, schema::Reply::Builder reply);
   void Status(schema::Reply::Builder reply);
 
@@ -101,6 +120,7 @@ class RequestHandler {
               absl::string_view principal, schema::Reply::Builder reply);
 
   Policy policy_;
+  ServiceDirectory* services_ = nullptr;
   audit::AuditLog& audit_;
   Stats& stats_;
   // Shared memfds by capability name; queued replies may hold references.

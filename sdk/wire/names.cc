@@ -7,6 +7,19 @@ const char* KindName(schema::Kind kind) {
     case schema::Kind::FILE: return "file";
     case schema::Kind::DIRECTORY: return "directory";
     case schema::Kind::MEMORY: return "memory";
+    case schema::Kind::CONNECTION: return "connection";
+  }
+  return "unknown";
+}
+
+const char* ServiceStateName(schema::ServiceState state) {
+  switch (state) {
+    case schema::ServiceState::STOPPED: return "stopped";
+    case schema::ServiceState::STARTING: return "starting";
+    case schema::ServiceState::RUNNING: return "running";
+    case schema::ServiceState::BACKOFF: return "backoff";
+    case schema::ServiceState::FAILED: return "failed";
+    case schema::ServiceState::STOPPING: return "stopping";
   }
   return "unknown";
 }

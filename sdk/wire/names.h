@@ -15,6 +15,9 @@ const char* AccessName(schema::Access access);
 // "file", "directory", "memory"; "unknown" otherwise.
 const char* KindName(schema::Kind kind);
 
+// "stopped", "running", ...: the spelling of the schema's enumerants.
+const char* ServiceStateName(schema::ServiceState state);
+
 }  // namespace capbroker
 
 #endif  // CAPBROKER_SDK_WIRE_NAMES_H_

@@ -1,0 +1,69 @@
+// ServiceDirectory: what the request handler asks of the service host.
+//
+// The handler decides (policy) whether a client may connect to a service;
+// the host, which launches and supervises services, makes the connection.
+// This interface keeps the handler free of processes and sandboxes, and
+// lets the host live in its own package (broker/service).
+#ifndef CAPBROKER_BROKER_SERVER_SERVICE_DIRECTORY_H_
+#define CAPBROKER_BROKER_SERVER_SERVICE_DIRECTORY_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "broker/policy/identity.h"
+#include "broker/policy/policy.h"
+#include "schemas/broker.capnp.h"
+#include "sdk/base/unique_fd.h"
+
+namespace capbroker::server {
+
+// A permitted connection request, as the handler decided it.
+struct ConnectRequest {
+  uint64_t connection_id = 0;  // the client's connection (BrokerLoop ids)
+  uint64_t request_id = 0;     // to answer a deferred request
+  Identity client;
+  std::string principal;       // the principal (or service) that allowed it
+};
+
+// One service as `capctl services` shows it.
+struct ServiceReport {
+  std::string name;
+  schema::ServiceState state = schema::ServiceState::STOPPED;
+  pid_t pid = 0;
+  uint32_t restarts = 0;
+  uint64_t uptime_seconds = 0;
+  std::string protections;  // "userns mountns ... landlock:7"
+  std::string missing;      // best-effort protections not in force, and why
+  std::string last_exit;
+  std::string activation;
+};
+
+class ServiceDirectory {
+ public:
+  virtual ~ServiceDirectory() = default;
+
+  // Connects `request.client` to `service`. Returns the client's end of the
+  // new connection, or nullopt when the service is starting: the host then
+  // answers request `request.request_id` itself (through the loop) once the
+  // service is ready or has failed. An error says why no connection can be
+  // made (kUnavailable: the service failed or cannot start).
+  virtual absl::StatusOr<std::optional<UniqueFd>> Connect(
+      const ServiceSpec& service, const ConnectRequest& request) = 0;
+
+  // The service `name` says it is ready to serve.
+  virtual absl::Status Ready(absl::string_view name) = 0;
+
+  // Every service of the policy, in policy order.
+  virtual std::vector<ServiceReport> Report() const = 0;
+};
+
+}  // namespace capbroker::server
+
+#endif  // CAPBROKER_BROKER_SERVER_SERVICE_DIRECTORY_H_

@@ -38,6 +38,8 @@ constexpr char kUsage[] =
     "  exec NAME[=FDNAME]... -- CMD [ARGS...]\n"
     "  list\n"
     "  status\n"
+    "  services\n"
+    "  connect SERVICE -- CMD [ARGS...]\n"
     "  policy check FILE\n"
     "  policy init\n"
     "  help\n"
@@ -182,13 +184,20 @@ class Capctl {
     err_ << "capctl: " << why << "\n" << kUsage;
     return kExitUsage;
   }
-  absl::StatusOr<Client> Connect() { return Client::Connect(socket_); }
+  absl::StatusOr<Client> ConnectBroker() { return Client::Connect(socket_); }
 
   int Request(const Options& o);
   int Open(const Options& o);
   int Exec(const Options& o);
   int List(const Options& o);
   int Status(const Options& o);
+  int Services(const Options& o);
+  int Connect(const Options& o);
+  // Runs `command` with `fds` at 3.. and LISTEN_FDS, LISTEN_PID and
+  // LISTEN_FDNAMES (`fd_names`) set, as systemd does. Returns only when
+  // the command could not be run.
+  int ExecWith(std::vector<UniqueFd> fds, const std::vector<std::string>& fd_names,
+               std::vector<std::string> command);
   int PolicyCheck(const std::string& path);
 
   std::string socket_;
@@ -200,7 +209,7 @@ int Capctl::Request(const Options& o) {
   if (o.positional.size() != 1) return Usage("request takes one NAME");
   const std::string& name = o.positional[0];
   if (name.empty()) return Usage("empty capability name");
-  absl::StatusOr<Client> client = Connect();
+  absl::StatusOr<Client> client = ConnectBroker();
   if (!client.ok()) return Fail(client.status(), "connect");
   absl::StatusOr<Capability> cap =
       client->Acquire(name, o.access.value_or(schema::Access::UNSPECIFIED));
@@ -219,7 +228,7 @@ int Capctl::Open(const Options& o) {
   options.create = o.create;
   options.truncate = o.truncate;
   if (o.mode) options.mode = *o.mode;
-  absl::StatusOr<Client> client = Connect();
+  absl::StatusOr<Client> client = ConnectBroker();
   if (!client.ok()) return Fail(client.status(), "connect");
   absl::StatusOr<Capability> cap = client->OpenBeneath(dir, path, options);
   if (!cap.ok()) return Fail(cap.status(), absl::StrCat("open ", dir, " ", path));
@@ -253,7 +262,7 @@ int Capctl::Exec(const Options& o) {
   std::vector<UniqueFd> fds;
   std::vector<std::string> fd_names;
   {
-    absl::StatusOr<Client> client = Connect();
+    absl::StatusOr<Client> client = ConnectBroker();
     if (!client.ok()) return Fail(client.status(), "connect");
     for (const auto& [name, fd_name] : wanted) {
       absl::StatusOr<Capability> cap = client->Acquire(name);
@@ -263,6 +272,11 @@ int Capctl::Exec(const Options& o) {
     }
     // The broker connection closes here: the program gets only its fds.
   }
+  return ExecWith(std::move(fds), fd_names, o.command);
+}
+
+int Capctl::ExecWith(std::vector<UniqueFd> fds, const std::vector<std::string>& fd_names,
+                     std::vector<std::string> command) {
   const size_t count = fds.size();
   if (absl::Status placed = PlaceInheritedFds(std::move(fds)); !placed.ok()) {
     return Fail(placed, "exec");
@@ -277,7 +291,6 @@ int Capctl::Exec(const Options& o) {
   setenv("LISTEN_PID", std::to_string(getpid()).c_str(), 1);
   setenv("LISTEN_FDNAMES", absl::StrJoin(fd_names, ":").c_str(), 1);
   std::vector<char*> argv;
-  std::vector<std::string> command = o.command;
   for (std::string& a : command) argv.push_back(a.data());
   argv.push_back(nullptr);
   out_.flush();
@@ -288,9 +301,59 @@ int Capctl::Exec(const Options& o) {
   return kExitCannotExec;
 }
 
+int Capctl::Connect(const Options& o) {
+  if (!o.saw_separator) return Usage("connect needs -- before the command");
+  if (o.positional.size() != 1) return Usage("connect takes one SERVICE");
+  if (o.positional[0].empty()) return Usage("empty service name");
+  if (o.command.empty() || o.command[0].empty()) {
+    return Usage("connect needs a command after --");
+  }
+  const std::string& service = o.positional[0];
+  std::vector<UniqueFd> fds;
+  {
+    absl::StatusOr<Client> client = ConnectBroker();
+    if (!client.ok()) return Fail(client.status(), "connect");
+    absl::StatusOr<Capability> connection = client->ConnectService(service);
+    if (!connection.ok()) return Fail(connection.status(), absl::StrCat("connect ", service));
+    fds.push_back(std::move(connection->fd));
+  }
+  return ExecWith(std::move(fds), {service}, o.command);
+}
+
+int Capctl::Services(const Options& o) {
+  if (!o.positional.empty()) return Usage("services takes no arguments");
+  absl::StatusOr<Client> client = ConnectBroker();
+  if (!client.ok()) return Fail(client.status(), "connect");
+  absl::StatusOr<std::vector<ServiceInfo>> services = client->Services();
+  if (!services.ok()) return Fail(services.status(), "services");
+  if (services->empty()) {
+    out_ << "no services in the policy\n";
+    return kExitOk;
+  }
+  size_t width = 7;
+  for (const ServiceInfo& s : *services) width = std::max(width, s.name.size());
+  auto pad = [](absl::string_view s, size_t w) {
+    std::string p(s);
+    p.resize(std::max(w, s.size()) + 2, ' ');
+    return p;
+  };
+  out_ << pad("SERVICE", width) << pad("STATE", 8) << pad("PID", 7) << pad("RESTARTS", 8)
+       << pad("UPTIME", 7) << "PROTECTIONS\n";
+  for (const ServiceInfo& s : *services) {
+    out_ << pad(s.name, width) << pad(ServiceStateName(s.state), 8)
+         << pad(s.pid == 0 ? "-" : std::to_string(s.pid), 7)
+         << pad(std::to_string(s.restarts), 8)
+         << pad(s.pid == 0 ? "-" : absl::StrCat(s.uptime_seconds, "s"), 7)
+         << (s.protections.empty() ? "-" : s.protections) << "\n";
+    if (!s.missing.empty()) out_ << "  missing: " << s.missing << "\n";
+    if (!s.last_exit.empty()) out_ << "  last exit: " << s.last_exit << "\n";
+  }
+  return kExitOk;
+}
+
 int Capctl::List(const Options& o) {
   if (!o.positional.empty()) return Usage("list takes no arguments");
-  absl::StatusOr<Client> client = Connect();
+  absl::StatusOr<Client> client = ConnectBroker();
   if (!client.ok()) return Fail(client.status(), "connect");
   absl::StatusOr<std::vector<CapabilityInfo>> caps = client->List();
   if (!caps.ok()) return Fail(caps.status(), "list");
@@ -316,7 +379,7 @@ int Capctl::List(const Options& o) {
 
 int Capctl::Status(const Options& o) {
   if (!o.positional.empty()) return Usage("status takes no arguments");
-  absl::StatusOr<Client> client = Connect();
+  absl::StatusOr<Client> client = ConnectBroker();
   if (!client.ok()) return Fail(client.status(), "connect");
   absl::StatusOr<BrokerStatus> s = client->Status();
   if (!s.ok()) return Fail(s.status(), "status");
@@ -405,6 +468,8 @@ int Capctl::Run(const std::vector<std::string>& args, size_t begin) {
       {"exec", {}, true, &Capctl::Exec},
       {"list", {}, false, &Capctl::List},
       {"status", {}, false, &Capctl::Status},
+      {"services", {}, false, &Capctl::Services},
+      {"connect", {}, true, &Capctl::Connect},
   };
   for (const Sub& sub : subs) {
     if (command != sub.name) continue;

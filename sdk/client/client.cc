@@ -17,6 +17,10 @@ namespace {
 // open beneath with a path of up to ~300 bytes without a second allocation.
 constexpr unsigned kRequestWords = 64;
 
+// Events a service may have waiting while it waits for a reply: beyond
+// this, the broker is flooding it and the connection is broken off.
+constexpr size_t kMaxQueuedEvents = 4096;
+
 std::string Str(capnp::Text::Reader text) { return std::string(text.cStr(), text.size()); }
 
 // Takes the one fd of a grant reply, checking that the datagram carried
@@ -72,17 +76,20 @@ absl::Status Client::Call(Fill fill, Read read) {
   request.setId(id);
   fill(request);
   CB_RETURN_IF_ERROR(channel_.Send(message));
-  absl::StatusOr<wire::Incoming> incoming = channel_.Receive();
-  if (!incoming.ok()) {
-    if (incoming.status().code() == absl::StatusCode::kUnavailable) {
-      return absl::UnavailableError(absl::StrCat(
-          "the broker closed the connection: ", incoming.status().message()));
-    }
-    return incoming.status();
-  }
   absl::Status result;
-  CB_RETURN_IF_ERROR(CatchKj("malformed broker reply", [&]() -> absl::Status {
+  for (bool answered = false; !answered;) {
+    absl::StatusOr<wire::Incoming> incoming = channel_.Receive();
+    if (!incoming.ok()) {
+      if (incoming.status().code() == absl::StatusCode::kUnavailable) {
+        return absl::UnavailableError(absl::StrCat(
+            "the broker closed the connection: ", incoming.status().message()));
+      }
+      return incoming.status();
+    }
+    CB_RETURN_IF_ERROR(CatchKj("malformed broker reply", [&]() -> absl::Status {
     auto reply = incoming->reader->getRoot<schema::Reply>();
+    if (reply.getId() == 0) return QueueEvent(reply, incoming->fds);  // not ours
+    answered = true;
     if (reply.getId() != id) {
       return absl::InternalError(absl::StrCat(
           "broker replied to request ", reply.getId(), ", expected ", id));
@@ -94,8 +101,97 @@ absl::Status Client::Call(Fill fill, Read read) {
     }
     result = read(reply, incoming->fds);
     return absl::OkStatus();
-  }));
+    }));
+  }
   return result;
+}
+
+absl::Status Client::QueueEvent(schema::Reply::Reader reply, std::vector<UniqueFd>& fds) {
+  if (!reply.isIncoming() || fds.size() != 1 || reply.getFds().size() != 1) {
+    return absl::InternalError("the broker sent an event this client does not know");
+  }
+  if (events_.size() >= kMaxQueuedEvents) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        kMaxQueuedEvents, " incoming connections are waiting to be accepted"));
+  }
+  auto peer = reply.getIncoming();
+  IncomingConnection event;
+  event.fd = std::move(fds[0]);
+  event.principal = Str(peer.getPrincipal());
+  event.uid = peer.getUid();
+  event.gid = peer.getGid();
+  event.pid = peer.getPid();
+  events_.push_back(std::move(event));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<IncomingConnection> Client::NextIncoming() {
+  while (events_.empty()) {
+    absl::StatusOr<wire::Incoming> incoming = channel_.Receive();
+    if (!incoming.ok()) {
+      if (incoming.status().code() == absl::StatusCode::kUnavailable) {
+        return absl::UnavailableError(absl::StrCat(
+            "the broker closed the connection: ", incoming.status().message()));
+      }
+      return incoming.status();
+    }
+    CB_RETURN_IF_ERROR(CatchKj("malformed broker event", [&]() -> absl::Status {
+      auto reply = incoming->reader->getRoot<schema::Reply>();
+      if (reply.getId() != 0) {
+        return absl::InternalError(absl::StrCat("unexpected reply to request ",
+                                                reply.getId(), " while waiting for a connection"));
+      }
+      return QueueEvent(reply, incoming->fds);
+    }));
+  }
+  IncomingConnection event = std::move(events_.front());
+  events_.pop_front();
+  return event;
+}
+
+absl::StatusOr<Capability> Client::ConnectService(absl::string_view service) {
+  absl::StatusOr<Capability> result = absl::InternalError("no reply");
+  CB_RETURN_IF_ERROR(Call(
+      [&](schema::Request::Builder r) {
+        r.initConnect().setService(capnp::Text::Reader(service.data(), service.size()));
+      },
+      [&](schema::Reply::Reader reply, std::vector<UniqueFd>& fds) {
+        result = TakeGrant(reply, fds);
+        return result.status();
+      }));
+  return result;
+}
+
+absl::Status Client::Ready() {
+  return Call([](schema::Request::Builder r) { r.setReady(); },
+              [](schema::Reply::Reader reply, std::vector<UniqueFd>&) -> absl::Status {
+                if (!reply.isReady()) return absl::InternalError("broker did not answer ready");
+                return absl::OkStatus();
+              });
+}
+
+absl::StatusOr<std::vector<ServiceInfo>> Client::Services() {
+  std::vector<ServiceInfo> services;
+  CB_RETURN_IF_ERROR(Call(
+      [](schema::Request::Builder r) { r.setServices(); },
+      [&](schema::Reply::Reader reply, std::vector<UniqueFd>&) -> absl::Status {
+        if (!reply.isServices()) return absl::InternalError("broker did not answer services");
+        for (auto s : reply.getServices()) {
+          ServiceInfo info;
+          info.name = Str(s.getName());
+          info.state = s.getState();
+          info.pid = s.getPid();
+          info.restarts = s.getRestarts();
+          info.uptime_seconds = s.getUptimeSeconds();
+          info.protections = Str(s.getProtections());
+          info.missing = Str(s.getMissing());
+          info.last_exit = Str(s.getLastExit());
+          info.activation = Str(s.getActivation());
+          services.push_back(std::move(info));
+        }
+        return absl::OkStatus();
+      }));
+  return services;
 }
 
 absl::Status Client::Hello() {

@@ -19,6 +19,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,30 @@ struct BrokerStatus {
   std::string last_reload_error;
 };
 
+// An entry of Services().
+struct ServiceInfo {
+  std::string name;
+  schema::ServiceState state = schema::ServiceState::STOPPED;
+  int32_t pid = 0;
+  uint32_t restarts = 0;
+  uint64_t uptime_seconds = 0;
+  std::string protections;  // in force: "userns mountns ... landlock:7"
+  std::string missing;      // best-effort protections not in force, and why
+  std::string last_exit;
+  std::string activation;   // "onDemand" or "atStart"
+};
+
+// A connection the broker made to this service for a permitted client:
+// what a service receives (Client::NextIncoming), with who is on the other
+// end as the broker established it.
+struct IncomingConnection {
+  UniqueFd fd;            // SEQPACKET, close-on-exec
+  std::string principal;  // the policy principal (or service) that allowed it
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  int32_t pid = 0;        // in the broker's pid namespace; 0 for a service
+};
+
 // Options of OpenBeneath.
 struct BeneathOptions {
   schema::Access access = schema::Access::READ;
@@ -107,6 +132,22 @@ class Client {
   // The broker's counters.
   absl::StatusOr<BrokerStatus> Status();
 
+  // Asks for a connection to the hosted service `service`: the result is
+  // one end of a SEQPACKET connection (kind connection) whose other end the
+  // service received. Waits while an on-demand service starts.
+  absl::StatusOr<Capability> ConnectService(absl::string_view service);
+
+  // The hosted services and their state.
+  absl::StatusOr<std::vector<ServiceInfo>> Services();
+
+  // For a hosted service: tells the broker it is ready to serve.
+  absl::Status Ready();
+
+  // For a hosted service: the next connection the broker made for a
+  // client, waiting for one if none is queued. kUnavailable when the broker
+  // closed the connection (the service should then exit).
+  absl::StatusOr<IncomingConnection> NextIncoming();
+
   // The connection's fd, still owned by the client.
   int fd() const { return channel_.fd(); }
 
@@ -120,7 +161,11 @@ class Client {
 
   absl::Status Hello();
 
+  // Reads an `incoming` event (a reply with id 0) into events_.
+  absl::Status QueueEvent(schema::Reply::Reader reply, std::vector<UniqueFd>& fds);
+
   wire::Channel channel_;
+  std::deque<IncomingConnection> events_;  // at most kMaxQueuedEvents
   uint64_t next_id_ = 1;
   PeerInfo peer_;
 };

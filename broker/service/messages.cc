@@ -1,0 +1,59 @@
+#include "broker/service/messages.h"
+
+#include <string>
+#include <utility>
+
+#include "capnp/message.h"
+#include "schemas/broker.capnp.h"
+#include "sdk/wire/framing.h"
+
+namespace capbroker::service {
+namespace {
+
+// Both messages are a few hundred bytes.
+constexpr unsigned kMessageWords = 128;
+
+void SetConnectionFd(schema::Reply::Builder reply, absl::string_view service) {
+  auto info = reply.initFds(1)[0];
+  info.setName(std::string(service));
+  info.setKind(schema::Kind::CONNECTION);
+  info.setAccess(schema::Access::READ_WRITE);
+}
+
+server::Answer Finish(capnp::MallocMessageBuilder& message, UniqueFd fd) {
+  server::Answer answer;
+  // Far below every limit: names are at most 64 bytes.
+  answer.words = std::move(wire::Flatten(message)).value();
+  answer.outcome.fds.push_back(std::move(fd));
+  return answer;
+}
+
+}  // namespace
+
+server::Answer ConnectedAnswer(uint64_t request_id, absl::string_view service,
+                               UniqueFd client_end) {
+  capnp::MallocMessageBuilder message(kMessageWords);
+  auto reply = message.initRoot<schema::Reply>();
+  reply.setId(request_id);
+  reply.setGranted();
+  SetConnectionFd(reply, service);
+  return Finish(message, std::move(client_end));
+}
+
+server::Answer IncomingAnswer(absl::string_view service,
+                              const server::ConnectRequest& request, UniqueFd service_end) {
+  capnp::MallocMessageBuilder message(kMessageWords);
+  auto reply = message.initRoot<schema::Reply>();
+  reply.setId(0);
+  auto peer = reply.initIncoming();
+  peer.setPrincipal(request.principal);
+  peer.setUid(request.client.uid);
+  peer.setGid(request.client.gid);
+  // A service's pid is in the broker's namespace: meaningless to another
+  // sandboxed service, so it is left out.
+  peer.setPid(request.client.service.empty() ? request.client.pid : 0);
+  SetConnectionFd(reply, service);
+  return Finish(message, std::move(service_end));
+}
+
+}  // namespace capbroker::service

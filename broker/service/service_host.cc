@@ -1,0 +1,575 @@
+#include "broker/service/service_host.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "broker/server/log_limiter.h"
+#include "broker/service/messages.h"
+#include "broker/service/output_lines.h"
+#include "sdk/base/status_macros.h"
+#include "sdk/base/syscall.h"
+#include "sdk/wire/names.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+namespace capbroker::service {
+namespace {
+
+using schema::ServiceState;
+
+// The uid and gid of nobody, which a root broker's services run as unless
+// the policy says otherwise.
+constexpr uint32_t kNobody = 65534;
+// Output read per wakeup of a service's pipe, at most.
+constexpr size_t kOutputChunk = 16 * 1024;
+constexpr int kOutputChunksPerWakeup = 4;
+
+std::string DescribeExit(const siginfo_t& info) {
+  if (info.si_code == CLD_EXITED) return absl::StrCat("exit status ", info.si_status);
+  const char* name = sigabbrev_np(info.si_status);
+  return absl::StrCat(info.si_code == CLD_DUMPED ? "dumped core on SIG" : "killed by SIG",
+                      name != nullptr ? name : std::to_string(info.si_status));
+}
+
+bool Failed(const siginfo_t& info) {
+  return !(info.si_code == CLD_EXITED && info.si_status == 0);
+}
+
+}  // namespace
+
+struct ServiceHost::Service {
+  ServiceSpec spec;
+  ServiceState state = ServiceState::STOPPED;
+  bool removed = false;  // gone from the policy: forgotten once it exits
+  pid_t pid = 0;
+  UniqueFd pidfd;
+  UniqueFd output;
+  UniqueFd timer;
+  uint64_t connection_id = 0;
+  absl::Time started;
+  uint32_t restarts = 0;   // in total
+  uint32_t in_a_row = 0;   // restarts since the last stable run
+  std::string in_force;
+  std::string missing;
+  std::string last_exit;
+  std::vector<server::ConnectRequest> pending;
+  OutputLines lines;
+  server::LogLimiter log_limiter{kServiceLogLinesPerSecond};
+};
+
+ServiceHost::ServiceHost(server::RequestHandler& handler, server::LoopPort& loop,
+                         HostOptions options)
+    : handler_(handler), loop_(loop), options_(std::move(options)) {}
+
+ServiceHost::~ServiceHost() {
+  for (const std::unique_ptr<Service>& service : services_) {
+    if (!service->pidfd) continue;
+    Signal(*service, SIGKILL);
+    siginfo_t info{};
+    RetryEintr([&] { return waitid(static_cast<idtype_t>(P_PIDFD), service->pidfd.get(),
+                                   &info, WEXITED); });
+    ForgetProcess(*service);
+  }
+  for (const std::unique_ptr<Service>& service : services_) {
+    if (service->timer) loop_.Unwatch(service->timer.get());
+  }
+}
+
+void ServiceHost::Log(const Service& service, absl::string_view line) const {
+  std::fprintf(stderr, "capbrokerd: service '%s': %.*s\n", service.spec.name.c_str(),
+               static_cast<int>(line.size()), line.data());
+}
+
+ServiceHost::Service* ServiceHost::Find(absl::string_view name) {
+  for (const std::unique_ptr<Service>& service : services_) {
+    if (service->spec.name == name && !service->removed) return service.get();
+  }
+  return nullptr;
+}
+
+void ServiceHost::PolicyChanged() {
+  const Policy& policy = handler_.policy();
+  for (size_t i = 0; i < services_.size();) {
+    Service& service = *services_[i];
+    const ServiceSpec* spec = policy.FindService(service.spec.name);
+    if (spec != nullptr && !service.removed) {
+      service.spec = *spec;
+      if (service.state == ServiceState::FAILED) {
+        service.state = ServiceState::STOPPED;  // a reload is a fresh chance
+        service.in_a_row = 0;
+      }
+      ++i;
+      continue;
+    }
+    service.removed = true;
+    if (!service.pidfd) {
+      AnswerPending(service, absl::UnavailableError(absl::StrCat(
+                                 "service '", service.spec.name,
+                                 "' was removed from the policy")));
+      if (service.timer) loop_.Unwatch(service.timer.get());
+      services_.erase(services_.begin() + static_cast<long>(i));
+      continue;
+    }
+    if (service.state != ServiceState::STOPPING) {
+      Log(service, "removed from the policy: stopping");
+      service.state = ServiceState::STOPPING;
+      loop_.CloseConnection(service.connection_id);
+      Signal(service, SIGTERM);
+      ArmTimer(service, options_.stop_timeout);
+    }
+    ++i;
+  }
+  for (const ServiceSpec& spec : policy.services()) {
+    if (Find(spec.name) != nullptr) continue;
+    auto service = std::make_unique<Service>();
+    service->spec = spec;
+    absl::StatusOr<UniqueFd> timer = TakeFd(
+        timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK), "timerfd_create");
+    absl::Status watched = timer.status();
+    if (timer.ok()) {
+      Service* raw = service.get();
+      watched = loop_.Watch(timer->get(), [this, raw] { OnTimer(*raw); });
+    }
+    if (!watched.ok()) {
+      // Without a timer there is no backoff and no start timeout: refuse.
+      service->state = ServiceState::FAILED;
+      service->last_exit = absl::StrCat("no timer: ", watched.message());
+      Log(*service, service->last_exit);
+    } else {
+      service->timer = std::move(timer).value();
+    }
+    services_.push_back(std::move(service));
+  }
+  for (const std::unique_ptr<Service>& service : services_) {
+    if (!service->removed && service->spec.activation == Activation::kAtStart &&
+        service->state == ServiceState::STOPPED) {
+      Start(*service).IgnoreError();  // logged; a connect says why too
+    }
+  }
+}
+
+absl::StatusOr<sandbox::LaunchedProcess> ServiceHost::Launch(Service& service,
+                                                             UniqueFd& broker_end) {
+  const ServiceSpec& spec = service.spec;
+  sandbox::SandboxSpec sandbox;
+  sandbox.name = spec.name;
+  sandbox.argv = spec.command;
+  sandbox.env = spec.environment;
+  bool root = geteuid() == 0;
+  sandbox.uid = spec.user.value_or(root ? kNobody : geteuid());
+  sandbox.gid = spec.group.value_or(root ? kNobody : getegid());
+  sandbox.protections = spec.protections;
+  sandbox.limits = spec.limits;
+  sandbox.limits.cgroup_parent = options_.cgroup_parent;
+
+  // The grants are made fresh for every run, as for a client's request.
+  std::vector<UniqueFd> grants;
+  for (size_t index : spec.grants) {
+    const CapabilitySpec& capability = handler_.policy().capabilities()[index];
+    absl::StatusOr<UniqueFd> fd = handler_.GrantAtStart(spec, capability);
+    if (!fd.ok()) return fd.status();
+    sandbox::PassedFd passed;
+    passed.name = capability.name;
+    passed.fd = fd->get();
+    passed.directory = capability.kind == Kind::kDirectory;
+    passed.writable = capability.access != schema::Access::READ;
+    sandbox.fds.push_back(std::move(passed));
+    grants.push_back(std::move(fd).value());
+  }
+  int pair[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
+    return ErrnoStatus(errno, "socketpair(broker connection)");
+  }
+  broker_end.reset(pair[0]);
+  UniqueFd service_end(pair[1]);
+  sandbox.broker_fd = service_end.get();
+  CB_RETURN_IF_ERROR(SetNonBlocking(broker_end.get(), true));
+  return options_.launcher(sandbox);
+}
+
+absl::Status ServiceHost::Start(Service& service) {
+  UniqueFd broker_end;
+  absl::StatusOr<sandbox::LaunchedProcess> launched = Launch(service, broker_end);
+  if (!launched.ok()) {
+    // A missing protection or program does not fix itself: no restarts.
+    service.state = ServiceState::FAILED;
+    service.last_exit = absl::StrCat("could not start: ", launched.status().message());
+    Log(service, service.last_exit);
+    AnswerPending(service, absl::UnavailableError(absl::StrCat(
+                               "service '", service.spec.name, "' ", service.last_exit)));
+    return launched.status();
+  }
+  service.pid = launched->pid;
+  service.pidfd = std::move(launched->pidfd);
+  service.output = std::move(launched->output);
+  service.in_force = absl::StrJoin(launched->in_force, " ");
+  service.missing = absl::StrJoin(launched->missing, "; ");
+  service.started = absl::Now();
+  service.state = ServiceState::STARTING;
+
+  Identity identity;
+  identity.uid = geteuid() == 0 ? service.spec.user.value_or(kNobody) : geteuid();
+  identity.gid = geteuid() == 0 ? service.spec.group.value_or(kNobody) : getegid();
+  identity.pid = service.pid;
+  identity.exe = service.spec.command[0];
+  identity.service = service.spec.name;
+  absl::StatusOr<uint64_t> id = loop_.AddServiceConnection(std::move(broker_end), identity);
+  Service* raw = &service;
+  absl::Status watched = id.status();
+  if (watched.ok()) {
+    service.connection_id = *id;
+    watched = loop_.Watch(service.pidfd.get(), [this, raw] { OnExit(*raw); });
+  }
+  if (watched.ok()) {
+    watched = loop_.Watch(service.output.get(), [this, raw] { OnOutput(*raw); });
+  }
+  if (!watched.ok()) {
+    // It cannot be served or supervised: it must not run.
+    Signal(service, SIGKILL);
+    siginfo_t info{};
+    RetryEintr([&] { return waitid(static_cast<idtype_t>(P_PIDFD), service.pidfd.get(),
+                                   &info, WEXITED); });
+    ForgetProcess(service);
+    service.state = ServiceState::FAILED;
+    service.last_exit = absl::StrCat("could not start: ", watched.message());
+    Log(service, service.last_exit);
+    AnswerPending(service, absl::UnavailableError(service.last_exit));
+    return watched;
+  }
+  Log(service, absl::StrCat("started, pid ", service.pid, "; in force: ", service.in_force,
+                            service.missing.empty() ? "" : "; missing: ", service.missing));
+  if (service.spec.readiness == Readiness::kExec) {
+    BecomeReady(service);
+  } else {
+    ArmTimer(service, absl::Milliseconds(service.spec.start_timeout_ms));
+  }
+  return absl::OkStatus();
+}
+
+void ServiceHost::BecomeReady(Service& service) {
+  service.state = ServiceState::RUNNING;
+  ArmTimer(service, absl::ZeroDuration());
+  Log(service, absl::StrCat("ready after ",
+                            absl::FormatDuration(absl::Now() - service.started)));
+  AnswerPending(service, absl::OkStatus());
+}
+
+void ServiceHost::ForgetProcess(Service& service) {
+  if (service.pidfd) loop_.Unwatch(service.pidfd.get());
+  if (service.output) loop_.Unwatch(service.output.get());
+  if (service.connection_id != 0) loop_.CloseConnection(service.connection_id);
+  service.pidfd.reset();
+  service.output.reset();
+  service.connection_id = 0;
+  service.pid = 0;
+}
+
+void ServiceHost::OnExit(Service& service) {
+  siginfo_t info{};
+  if (RetryEintr([&] {
+        return waitid(static_cast<idtype_t>(P_PIDFD), service.pidfd.get(), &info,
+                      WEXITED | WNOHANG);
+      }) != 0) {
+    Log(service, absl::StrCat("waitid: ", strerror(errno)));
+    return;
+  }
+  if (info.si_pid == 0) return;  // not exited after all
+  if (service.output) OnOutput(service);  // what it wrote last
+  for (const std::string& line : service.lines.Finish()) {
+    std::fprintf(stderr, "capbrokerd: [%s] %s\n", service.spec.name.c_str(), line.c_str());
+  }
+  ForgetProcess(service);
+  service.last_exit = DescribeExit(info);
+  absl::Duration ran = absl::Now() - service.started;
+  Log(service, absl::StrCat("exited (", service.last_exit, ") after ",
+                            absl::FormatDuration(ran)));
+  if (service.state == ServiceState::STARTING) {
+    AnswerPending(service, absl::UnavailableError(absl::StrCat(
+                               "service '", service.spec.name,
+                               "' exited before it was ready (", service.last_exit, ")")));
+  }
+  if (service.removed) {
+    ArmTimer(service, absl::ZeroDuration());
+    loop_.Unwatch(service.timer.get());
+    auto it = std::find_if(services_.begin(), services_.end(),
+                           [&](const auto& s) { return s.get() == &service; });
+    services_.erase(it);  // `service` is gone from here on
+    return;
+  }
+  if (service.state == ServiceState::STOPPING) {
+    service.state = ServiceState::STOPPED;
+    ArmTimer(service, absl::ZeroDuration());
+    return;
+  }
+  if (ran >= kStableRun) service.in_a_row = 0;
+  RestartMode mode = service.spec.restart;
+  bool restart = mode == RestartMode::kAlways ||
+                 (mode == RestartMode::kOnFailure && Failed(info));
+  if (!restart) {
+    service.state = ServiceState::STOPPED;
+    ArmTimer(service, absl::ZeroDuration());
+    return;
+  }
+  if (service.in_a_row >= service.spec.restart_limit) {
+    service.state = ServiceState::FAILED;
+    ArmTimer(service, absl::ZeroDuration());
+    Log(service, absl::StrCat("gave up after ", service.in_a_row,
+                              " restarts in a row; it starts again after a policy reload"));
+    return;
+  }
+  absl::Duration delay = absl::Milliseconds(service.spec.restart_delay_ms);
+  for (uint32_t i = 0; i < service.in_a_row && delay < kMaxRestartDelay; ++i) delay *= 2;
+  delay = std::min(delay, kMaxRestartDelay);
+  ++service.in_a_row;
+  ++service.restarts;
+  service.state = ServiceState::BACKOFF;
+  Log(service, absl::StrCat("restarting in ", absl::FormatDuration(delay), " (restart ",
+                            service.in_a_row, " of at most ", service.spec.restart_limit,
+                            " in a row)"));
+  ArmTimer(service, delay);
+}
+
+void ServiceHost::OnOutput(Service& service) {
+  char buffer[kOutputChunk];
+  for (int i = 0; i < kOutputChunksPerWakeup; ++i) {
+    ssize_t n = RetryEintr([&] { return read(service.output.get(), buffer, sizeof(buffer)); });
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n <= 0) {
+      // End of output (or an error): the process may live on silently.
+      loop_.Unwatch(service.output.get());
+      service.output.reset();
+      return;
+    }
+    for (const std::string& line : service.lines.Add(absl::string_view(buffer, n))) {
+      uint64_t suppressed = 0;
+      if (!service.log_limiter.Allow(absl::Now(), suppressed)) continue;
+      if (suppressed > 0) {
+        Log(service, absl::StrCat("(", suppressed, " lines of output suppressed)"));
+      }
+      std::fprintf(stderr, "capbrokerd: [%s] %s\n", service.spec.name.c_str(), line.c_str());
+    }
+  }
+}
+
+void ServiceHost::OnTimer(Service& service) {
+  uint64_t expirations = 0;
+  if (read(service.timer.get(), &expirations, sizeof(expirations)) !=
+      static_cast<ssize_t>(sizeof(expirations))) {
+    return;  // disarmed since it fired
+  }
+  switch (service.state) {
+    case ServiceState::BACKOFF:
+      Start(service).IgnoreError();  // logged, and pending connects told
+      break;
+    case ServiceState::STARTING: {
+      std::string why = absl::StrCat("did not become ready within ",
+                                     service.spec.start_timeout_ms, " ms");
+      Log(service, absl::StrCat(why, "; killing it"));
+      AnswerPending(service, absl::UnavailableError(absl::StrCat(
+                                 "service '", service.spec.name, "' ", why)));
+      Signal(service, SIGKILL);
+      break;
+    }
+    case ServiceState::STOPPING:
+      Log(service, "still running after SIGTERM; killing it");
+      Signal(service, SIGKILL);
+      break;
+    default:
+      break;
+  }
+}
+
+void ServiceHost::ArmTimer(Service& service, absl::Duration delay) {
+  if (!service.timer) return;
+  itimerspec spec{};
+  if (delay > absl::ZeroDuration()) {
+    spec.it_value = absl::ToTimespec(delay);
+  }
+  // Zero disarms; a failure leaves the timer as it was, which only delays.
+  if (timerfd_settime(service.timer.get(), 0, &spec, nullptr) != 0) {
+    Log(service, absl::StrCat("timerfd_settime: ", strerror(errno)));
+  }
+}
+
+void ServiceHost::Signal(Service& service, int signal) {
+  if (!service.pidfd) return;
+  // Through the pidfd: the signal cannot reach another process that took
+  // the pid after the service exited.
+  if (syscall(SYS_pidfd_send_signal, service.pidfd.get(), signal, nullptr, 0) != 0 &&
+      errno != ESRCH) {
+    Log(service, absl::StrCat("pidfd_send_signal(", sigabbrev_np(signal), "): ",
+                              strerror(errno)));
+  }
+}
+
+absl::StatusOr<UniqueFd> ServiceHost::MakeConnection(Service& service,
+                                                     const server::ConnectRequest& request) {
+  int pair[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
+    return ErrnoStatus(errno, "socketpair(service connection)");
+  }
+  UniqueFd client_end(pair[0]);
+  if (!loop_.Send(service.connection_id,
+                  IncomingAnswer(service.spec.name, request, UniqueFd(pair[1])))) {
+    return absl::UnavailableError(absl::StrCat(
+        "service '", service.spec.name,
+        "' does not take connections: its broker connection is closed or full"));
+  }
+  return client_end;
+}
+
+void ServiceHost::AnswerPending(Service& service, const absl::Status& status) {
+  std::vector<server::ConnectRequest> pending = std::move(service.pending);
+  service.pending.clear();
+  for (const server::ConnectRequest& request : pending) {
+    absl::StatusOr<UniqueFd> end = status;
+    if (status.ok()) end = MakeConnection(service, request);
+    if (end.ok()) {
+      loop_.Send(request.connection_id, ConnectedAnswer(request.request_id,
+                                                        service.spec.name,
+                                                        std::move(end).value()));
+    } else {
+      loop_.Send(request.connection_id,
+                 server::ErrorAnswer(request.request_id, end.status(), false));
+    }
+  }
+}
+
+absl::StatusOr<std::optional<UniqueFd>> ServiceHost::Connect(
+    const ServiceSpec& spec, const server::ConnectRequest& request) {
+  Service* service = Find(spec.name);
+  if (service == nullptr) {
+    return absl::InternalError(absl::StrCat("service '", spec.name, "' is not hosted"));
+  }
+  switch (service->state) {
+    case ServiceState::RUNNING: {
+      CB_ASSIGN_OR_RETURN(UniqueFd end, MakeConnection(*service, request));
+      return std::optional<UniqueFd>(std::move(end));
+    }
+    case ServiceState::FAILED:
+      return absl::UnavailableError(absl::StrCat(
+          "service '", spec.name, "' has failed (", service->last_exit,
+          "); it starts again after a policy reload"));
+    case ServiceState::STOPPING:
+      return absl::UnavailableError(absl::StrCat("service '", spec.name, "' is stopping"));
+    case ServiceState::STOPPED: {
+      absl::Status started = Start(*service);
+      if (!started.ok()) {
+        return absl::UnavailableError(absl::StrCat("service '", spec.name,
+                                                   "' could not start: ", started.message()));
+      }
+      if (service->state == ServiceState::RUNNING) {
+        CB_ASSIGN_OR_RETURN(UniqueFd end, MakeConnection(*service, request));
+        return std::optional<UniqueFd>(std::move(end));
+      }
+      break;
+    }
+    default:
+      break;
+  }
+  if (service->pending.size() >= kMaxPendingConnects) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "service '", spec.name, "' has ", kMaxPendingConnects,
+        " connects waiting for it to start"));
+  }
+  service->pending.push_back(request);
+  return std::optional<UniqueFd>();
+}
+
+absl::Status ServiceHost::Ready(absl::string_view name) {
+  Service* service = Find(name);
+  if (service == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat("service '", name, "' is not hosted"));
+  }
+  if (service->state == ServiceState::STARTING) {
+    BecomeReady(*service);
+  } else if (service->state != ServiceState::RUNNING) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "service '", name, "' is ", ServiceStateName(service->state), ", not starting"));
+  }
+  return absl::OkStatus();
+}
+
+std::vector<server::ServiceReport> ServiceHost::Report() const {
+  std::vector<server::ServiceReport> reports;
+  absl::Time now = absl::Now();
+  for (const std::unique_ptr<Service>& service : services_) {
+    server::ServiceReport r;
+    r.name = service->spec.name;
+    r.state = service->state;
+    r.pid = service->pid;
+    r.restarts = service->restarts;
+    if (service->pid != 0) {
+      r.uptime_seconds = static_cast<uint64_t>(absl::ToInt64Seconds(now - service->started));
+    }
+    r.protections = service->in_force;
+    r.missing = service->missing;
+    r.last_exit = service->last_exit;
+    r.activation =
+        service->spec.activation == Activation::kAtStart ? "atStart" : "onDemand";
+    reports.push_back(std::move(r));
+  }
+  return reports;
+}
+
+void ServiceHost::StopAll() {
+  std::vector<Service*> running;
+  for (const std::unique_ptr<Service>& service : services_) {
+    AnswerPending(*service, absl::UnavailableError("the broker is stopping"));
+    if (!service->pidfd) continue;
+    service->state = ServiceState::STOPPING;
+    loop_.CloseConnection(service->connection_id);
+    service->connection_id = 0;
+    Signal(*service, SIGTERM);
+    running.push_back(service.get());
+  }
+  absl::Time deadline = absl::Now() + options_.stop_timeout;
+  while (!running.empty()) {
+    std::vector<pollfd> fds;
+    for (Service* service : running) fds.push_back({service->pidfd.get(), POLLIN, 0});
+    int timeout_ms =
+        static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - absl::Now())));
+    int ready = RetryEintr([&] { return poll(fds.data(), fds.size(), timeout_ms); });
+    if (ready <= 0) break;  // the deadline passed (or poll failed): kill the rest
+    std::vector<Service*> still;
+    for (size_t i = 0; i < fds.size(); ++i) {
+      if (fds[i].revents == 0) {
+        still.push_back(running[i]);
+        continue;
+      }
+      siginfo_t info{};
+      waitid(static_cast<idtype_t>(P_PIDFD), running[i]->pidfd.get(), &info,
+             WEXITED | WNOHANG);
+      running[i]->last_exit = DescribeExit(info);
+      ForgetProcess(*running[i]);
+      running[i]->state = ServiceState::STOPPED;
+    }
+    running = std::move(still);
+  }
+  for (Service* service : running) {
+    Log(*service, "still running after SIGTERM; killing it");
+    Signal(*service, SIGKILL);
+    siginfo_t info{};
+    RetryEintr([&] { return waitid(static_cast<idtype_t>(P_PIDFD), service->pidfd.get(),
+                                   &info, WEXITED); });
+    service->last_exit = DescribeExit(info);
+    ForgetProcess(*service);
+    service->state = ServiceState::STOPPED;
+  }
+}
+
+}  // namespace capbroker::service

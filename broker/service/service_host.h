@@ -1,0 +1,122 @@
+// ServiceHost: launches, supervises and connects the services of the policy.
+//
+// Each service runs confined (broker/sandbox) with its grants at fds 3..
+// and one connection to the broker (CAPBROKER_FD), on which it speaks the
+// broker protocol as its own principal and receives `incoming` events: the
+// service's ends of the connections the broker makes for permitted clients.
+//
+// Life of a service:
+//   stopped --connect or atStart--> starting --ready--> running
+//   starting/running --exit--> backoff --delay--> starting   (restart policy)
+//                            \--> stopped (no restart) or failed (limit hit)
+// A failed service stays failed until the policy is reloaded. The delay
+// starts at restartDelayMs and doubles per restart in a row, to 30 s; a run
+// that lasted kStableRun resets the count. A start that does not become
+// ready within startTimeoutMs is killed, which counts as a failure.
+//
+// A connect to a service that is not running yet is answered when it is
+// ready, or with the reason it could not start: never left hanging.
+//
+// The host learns of exits through pidfds, reads the services' output, and
+// keeps its timers, all through the loop (LoopPort). Services die with the
+// broker: PDEATHSIG in the sandbox, and StopAll() on a clean stop.
+//
+// Not thread-safe: used by the event-loop thread only.
+#ifndef CAPBROKER_BROKER_SERVICE_SERVICE_HOST_H_
+#define CAPBROKER_BROKER_SERVICE_SERVICE_HOST_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "broker/sandbox/sandbox.h"
+#include "broker/server/loop_port.h"
+#include "broker/server/request_handler.h"
+#include "broker/server/service_directory.h"
+
+namespace capbroker::service {
+
+// Starts one sandboxed process; sandbox::Launch in production.
+using Launcher =
+    std::function<absl::StatusOr<sandbox::LaunchedProcess>(const sandbox::SandboxSpec&)>;
+
+inline constexpr absl::Duration kStableRun = absl::Seconds(10);
+inline constexpr absl::Duration kMaxRestartDelay = absl::Seconds(30);
+// Connects waiting for one service to become ready.
+inline constexpr size_t kMaxPendingConnects = 1024;
+// Output lines a service may log per second; the rest are counted.
+inline constexpr int kServiceLogLinesPerSecond = 100;
+
+struct HostOptions {
+  Launcher launcher;
+  // A delegated cgroup v2 directory for memoryMax and pidsMax; empty: none.
+  std::string cgroup_parent;
+  // How long StopAll waits after SIGTERM before SIGKILL.
+  absl::Duration stop_timeout = absl::Seconds(5);
+};
+
+class ServiceHost : public server::ServiceDirectory {
+ public:
+  // Borrows `handler` (the policy, and the grants made at start) and
+  // `loop`, which must outlive the host.
+  ServiceHost(server::RequestHandler& handler, server::LoopPort& loop, HostOptions options);
+  // Kills (SIGKILL) and reaps whatever still runs.
+  ~ServiceHost() override;
+
+  ServiceHost(const ServiceHost&) = delete;
+  ServiceHost& operator=(const ServiceHost&) = delete;
+
+  // Takes the services of handler.policy(): call once at start and after
+  // every successful reload. New atStart services start; services gone from
+  // the policy are stopped; a failed service gets a fresh start; a changed
+  // service keeps running and takes its new settings at its next start.
+  void PolicyChanged();
+
+  // Stops every service: closes its connection (an SDK service exits on
+  // that), sends SIGTERM, waits up to stop_timeout, then SIGKILL. Blocks.
+  void StopAll();
+
+  // ServiceDirectory.
+  absl::StatusOr<std::optional<UniqueFd>> Connect(
+      const ServiceSpec& service, const server::ConnectRequest& request) override;
+  absl::Status Ready(absl::string_view name) override;
+  std::vector<server::ServiceReport> Report() const override;
+
+ private:
+  struct Service;
+
+  Service* Find(absl::string_view name);
+  absl::Status Start(Service& service);
+  // Grants, broker connection and sandbox settings, then launch.
+  absl::StatusOr<sandbox::LaunchedProcess> Launch(Service& service, UniqueFd& broker_end);
+  void OnExit(Service& service);
+  void OnOutput(Service& service);
+  void OnTimer(Service& service);
+  void BecomeReady(Service& service);
+  // Makes a connection and hands its service end to the service.
+  absl::StatusOr<UniqueFd> MakeConnection(Service& service,
+                                          const server::ConnectRequest& request);
+  // Answers every waiting connect: connected when `status` is OK.
+  void AnswerPending(Service& service, const absl::Status& status);
+  void ArmTimer(Service& service, absl::Duration delay);
+  void Signal(Service& service, int signal);
+  void Log(const Service& service, absl::string_view line) const;
+  // Closes the fds of a run that ended (or never began).
+  void ForgetProcess(Service& service);
+
+  server::RequestHandler& handler_;
+  server::LoopPort& loop_;
+  HostOptions options_;
+  std::vector<std::unique_ptr<Service>> services_;
+};
+
+}  // namespace capbroker::service
+
+#endif  // CAPBROKER_BROKER_SERVICE_SERVICE_HOST_H_

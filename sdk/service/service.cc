@@ -1,0 +1,107 @@
+#include "sdk/service/service.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <climits>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "sdk/base/status_macros.h"
+#include "sdk/base/syscall.h"
+
+namespace capbroker {
+namespace {
+
+// SD_LISTEN_FDS_START.
+constexpr int kFirstFd = 3;
+// More than the broker ever passes (its limit is 128 grants).
+constexpr int kMaxGrants = 1024;
+
+absl::StatusOr<int> ParseNumber(const char* name, const char* value, int low, int high) {
+  int n = 0;
+  if (!absl::SimpleAtoi(value, &n) || n < low || n > high) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, "=\"", value, "\" is not a number from ", low, " to ", high));
+  }
+  return n;
+}
+
+}  // namespace
+
+absl::StatusOr<ServiceLayout> ParseServiceLayout(const char* listen_fds,
+                                                 const char* listen_pid,
+                                                 const char* listen_fdnames,
+                                                 const char* broker_fd, pid_t pid) {
+  ServiceLayout layout;
+  if (broker_fd == nullptr) {
+    return absl::InvalidArgumentError(
+        "CAPBROKER_FD is not set: this program must be started by capbrokerd as a service");
+  }
+  int count = 0;
+  if (listen_fds != nullptr) {
+    CB_ASSIGN_OR_RETURN(count, ParseNumber("LISTEN_FDS", listen_fds, 0, kMaxGrants));
+    if (listen_pid == nullptr) {
+      return absl::InvalidArgumentError("LISTEN_FDS is set but LISTEN_PID is not");
+    }
+    CB_ASSIGN_OR_RETURN(int owner, ParseNumber("LISTEN_PID", listen_pid, 1, INT_MAX));
+    if (owner != pid) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "LISTEN_PID=", owner, " is another process's (this is ", pid,
+          "): the fds were not meant for this program"));
+    }
+  }
+  std::vector<std::string> names;
+  if (count > 0) {
+    names = absl::StrSplit(listen_fdnames == nullptr ? "" : listen_fdnames, ':');
+    if (static_cast<int>(names.size()) != count) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "LISTEN_FDNAMES names ", names.size(), " fds but LISTEN_FDS says ", count));
+    }
+  }
+  CB_ASSIGN_OR_RETURN(layout.broker_fd,
+                      ParseNumber("CAPBROKER_FD", broker_fd, kFirstFd + count, INT_MAX));
+  for (int i = 0; i < count; ++i) layout.grants.emplace_back(names[i], kFirstFd + i);
+  return layout;
+}
+
+absl::StatusOr<Service> Service::FromEnvironment() {
+  CB_ASSIGN_OR_RETURN(
+      ServiceLayout layout,
+      ParseServiceLayout(getenv("LISTEN_FDS"), getenv("LISTEN_PID"),
+                         getenv("LISTEN_FDNAMES"), getenv("CAPBROKER_FD"), getpid()));
+  for (const char* name : {"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "CAPBROKER_FD"}) {
+    unsetenv(name);
+  }
+  // Each fd is checked open and made close-on-exec before it is owned, so
+  // a bad layout never leads to closing an fd this process did not get.
+  std::vector<int> all;
+  for (const auto& [name, fd] : layout.grants) all.push_back(fd);
+  all.push_back(layout.broker_fd);
+  for (int fd : all) {
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+      return ErrnoStatus(errno, absl::StrCat("fcntl(fd=", fd, ", F_SETFD): the broker "
+                                                          "passed fewer fds than announced"));
+    }
+  }
+  std::vector<std::pair<std::string, UniqueFd>> grants;
+  for (const auto& [name, fd] : layout.grants) grants.emplace_back(name, UniqueFd(fd));
+  CB_ASSIGN_OR_RETURN(Client broker, Client::FromFd(UniqueFd(layout.broker_fd)));
+  return Service(std::move(broker), std::move(grants));
+}
+
+absl::StatusOr<UniqueFd> Service::TakeGrant(absl::string_view name) {
+  std::vector<std::string> left;
+  for (auto& [grant_name, fd] : grants_) {
+    if (grant_name == name && fd.valid()) return std::move(fd);
+    if (fd.valid()) left.push_back(grant_name);
+  }
+  return absl::NotFoundError(absl::StrCat(
+      "no grant named '", name, "'; this service holds: ",
+      left.empty() ? "(none)" : absl::StrJoin(left, ", ")));
+}
+
+}  // namespace capbroker

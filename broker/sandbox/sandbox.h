@@ -96,6 +96,10 @@ struct LaunchedProcess {
   // Best-effort protections that could not be put in place, each with why:
   // "landlock: not supported by this kernel".
   std::vector<std::string> missing;
+  // The cgroup directory created for the service ("" when none): the caller
+  // removes it (rmdir) once it has reaped the service; the kernel refuses
+  // while a process is in it.
+  std::string cgroup;
 };
 
 // Starts the program and returns once it has called execve, or with the

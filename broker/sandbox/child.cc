@@ -104,6 +104,7 @@ absl::Status Child::BuildRoot(bool mount_proc) {
     program.reset(fd);
     spec.program_fd = program.get();
   }
+  if (plan_.namespaces & CLONE_NEWUSER) CB_RETURN_IF_ERROR(SwitchFsIds(plan_.uid, plan_.gid));
   CB_RETURN_IF_ERROR(EnterMinimalRoot(spec));
   grant_fds_ = std::move(fds);
   detached_ = std::move(detached);

@@ -4,6 +4,7 @@
 #include <linux/capability.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/fsuid.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -24,6 +25,15 @@ absl::Status DropBoundingSet() {
       return ErrnoStatus(errno, absl::StrCat("prctl(PR_CAPBSET_DROP, ", cap, ")"));
     }
   }
+  return absl::OkStatus();
+}
+
+absl::Status SwitchFsIds(uid_t uid, gid_t gid) {
+  // Neither call reports an error; asking again (-1 changes nothing) does.
+  setfsgid(gid);
+  if (setfsgid(-1) != static_cast<int>(gid)) return absl::PermissionDeniedError(absl::StrCat("setfsgid(", gid, ") failed"));
+  setfsuid(uid);
+  if (setfsuid(-1) != static_cast<int>(uid)) return absl::PermissionDeniedError(absl::StrCat("setfsuid(", uid, ") failed"));
   return absl::OkStatus();
 }
 

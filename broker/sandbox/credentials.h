@@ -14,6 +14,15 @@
 
 namespace capbroker::sandbox {
 
+// setfsuid and setfsgid to `uid` and `gid`, keeping every capability. In a
+// new user namespace that maps only the service's ids, a broker running as
+// root leaves the child with ids the namespace does not map, and the kernel
+// refuses to create files for an unmapped owner (EOVERFLOW), even in a tmpfs
+// of the namespace's own: the minimal root is built with the service's fs
+// ids. Capabilities survive because the child's uid is not 0 of the
+// namespace (the kernel's fsuid fix-up only drops them when fsuid leaves 0).
+absl::Status SwitchFsIds(uid_t uid, gid_t gid);
+
 // PR_CAPBSET_DROP for every capability the running kernel knows (which may be
 // more than this build's headers know). Needs CAP_SETPCAP.
 absl::Status DropBoundingSet();

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
-#include <sys/pidfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -142,7 +141,7 @@ void KillAndReap(const CloneResult& child) {
   if (child.pid <= 0) return;
   if (child.pidfd.valid()) {
     // ESRCH: it has exited already (it reported a failure); reaped below.
-    if (pidfd_send_signal(child.pidfd.get(), SIGKILL, nullptr, 0) != 0 && errno != ESRCH) {
+    if (syscall(SYS_pidfd_send_signal, child.pidfd.get(), SIGKILL, nullptr, 0) != 0 && errno != ESRCH) {
       std::fprintf(stderr, "capbroker: pidfd_send_signal(pid=%d, SIGKILL): %s\n",
                    child.pid, std::strerror(errno));
     }

@@ -55,9 +55,12 @@ constexpr uint64_t kCloneNamespaceFlags[] = {
     CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET,
 };
 
-// personality(2) values that change nothing: the default and the query.
+// The one personality(2) value allowed: PER_LINUX, the default. As in
+// systemd's LockPersonality=, even the query (0xffffffff) is refused:
+// libseccomp 2.5 takes one comparison per argument and rule, so "neither 0
+// nor 0xffffffff" cannot be said in one rule, and a deny list cannot be
+// narrowed by an allow rule.
 constexpr uint64_t kPersonalityDefault = 0;
-constexpr uint64_t kPersonalityQuery = 0xffffffff;
 
 struct ContextDeleter {
   void operator()(void* ctx) const { seccomp_release(ctx); }
@@ -144,9 +147,8 @@ absl::StatusOr<SeccompProgram> BuildSeccompFilter(
 
   CB_ASSIGN_OR_RETURN(int personality_nr, Resolve("personality"));
   CB_RETURN_IF_ERROR(Check(
-      seccomp_rule_add(c, eperm, personality_nr, 2,
-                       SCMP_A0(SCMP_CMP_NE, kPersonalityDefault),
-                       SCMP_A0(SCMP_CMP_NE, kPersonalityQuery)),
+      seccomp_rule_add(c, eperm, personality_nr, 1,
+                       SCMP_A0(SCMP_CMP_NE, kPersonalityDefault)),
       "personality"));
 
   // The request number is an unsigned int to the kernel: compare the low 32

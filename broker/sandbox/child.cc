@@ -62,6 +62,9 @@ class Child {
   ChildReporter reporter_;
   std::vector<int> grant_fds_;  // as the service will get them
   std::vector<UniqueFd> detached_;
+  // The program when it lies outside the system directories (O_PATH): bound
+  // into the minimal root and given its own Landlock rule.
+  UniqueFd program_;
 };
 
 bool Child::Settle(Protection protection, Requirement requirement,
@@ -92,18 +95,8 @@ absl::Status Child::BuildRoot(bool mount_proc) {
   }
   MinimalRootSpec spec;
   spec.program = plan_.argv[0];
+  spec.program_fd = program_.get();
   spec.mount_proc = mount_proc;
-  UniqueFd program;
-  if (!IsInSystemDirectory(spec.program)) {
-    // Opened before anything is mounted over the program's directory.
-    int fd = open(spec.program.c_str(), O_PATH | O_CLOEXEC);
-    if (fd < 0) {
-      // Not the sandbox's fault: reported as the program's own status.
-      reporter_.Fail(ErrnoStatus(errno, absl::StrCat("program ", spec.program)));
-    }
-    program.reset(fd);
-    spec.program_fd = program.get();
-  }
   if (plan_.namespaces & CLONE_NEWUSER) CB_RETURN_IF_ERROR(SwitchFsIds(plan_.uid, plan_.gid));
   CB_RETURN_IF_ERROR(EnterMinimalRoot(spec));
   grant_fds_ = std::move(fds);
@@ -118,7 +111,7 @@ absl::Status Child::ApplyLandlock(bool root_in_force) {
     CB_RETURN_IF_ERROR(ruleset.AllowPath(dir.c_str(), kReadExecute));
   }
   CB_RETURN_IF_ERROR(ruleset.AllowPath("/etc", kRead));
-  CB_RETURN_IF_ERROR(ruleset.AllowPath(plan_.argv[0].c_str(), kReadFile | kExecute));
+  if (program_.valid()) CB_RETURN_IF_ERROR(ruleset.AllowFd(program_.get(), kReadFile | kExecute));
   for (const DeviceRights& device : kDeviceRights) {
     CB_RETURN_IF_ERROR(ruleset.AllowPath(device.path, device.rights));
   }
@@ -148,6 +141,13 @@ void Child::Run() {
   if (RetryEintr([&] { return read(plan_.sync_fd, &go, 1); }) != 1) _exit(kChildFailedExitCode);
   if (setsid() < 0) reporter_.Fail(ErrnoStatus(errno, "setsid()"));
 
+  if (!IsInSystemDirectory(plan_.argv[0])) {
+    // Opened before anything is mounted over the program's directory. A
+    // missing program is reported as such, not as a protection's failure.
+    int fd = open(plan_.argv[0].c_str(), O_PATH | O_CLOEXEC);
+    if (fd < 0) reporter_.Fail(ErrnoStatus(errno, absl::StrCat("program ", plan_.argv[0])));
+    program_.reset(fd);
+  }
   for (const ChildGrant& grant : plan_.grants) grant_fds_.push_back(grant.fd);
   bool root_in_force = false;
   if ((plan_.namespaces & CLONE_NEWNS) && plan_.protect_system != Requirement::kOff) {
@@ -197,6 +197,7 @@ void Child::Run() {
   absl::StatusOr<std::vector<int>> kept = ApplyFdLayout(sources, {reporter_.fd()});
   if (!kept.ok()) reporter_.Fail(kept.status());
   reporter_.set_fd((*kept)[0]);
+  program_.release();  // closed by the layout too
   // The detached grants were closed by the layout; forget them unclosed.
   for (UniqueFd& fd : detached_) fd.release();
 

@@ -137,6 +137,15 @@ absl::Status WriteIdMaps(pid_t pid, uid_t uid, gid_t gid, bool deny_setgroups) {
   return WriteProcFile(pid, "gid_map", absl::StrCat(gid, " ", gid, " 1\n"));
 }
 
+bool SetgroupsAllowed() {
+  int fd = open("/proc/self/setgroups", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return true;  // a kernel without the file predates the rule
+  char text[16] = {};
+  ssize_t n = RetryEintr([&] { return read(fd, text, sizeof text - 1); });
+  close(fd);
+  return n > 0 && std::strncmp(text, "allow", 5) == 0;
+}
+
 void KillAndReap(const CloneResult& child) {
   if (child.pid <= 0) return;
   if (child.pidfd.valid()) {

@@ -50,6 +50,11 @@ absl::Status ProbeNamespace(uint64_t flag, uint64_t with_flags);
 // process may write gid_map.
 absl::Status WriteIdMaps(pid_t pid, uid_t uid, gid_t gid, bool deny_setgroups);
 
+// Whether this process's user namespace lets it call setgroups(2): false
+// when /proc/self/setgroups says "deny" (set by whoever created the
+// namespace; it is inherited by every namespace created below it).
+bool SetgroupsAllowed();
+
 // Kills (SIGKILL through the pidfd) and reaps a child that is still being
 // set up, so that a failed launch leaves neither a process nor a zombie.
 void KillAndReap(const CloneResult& child);

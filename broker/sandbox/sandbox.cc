@@ -326,7 +326,10 @@ absl::StatusOr<LaunchedProcess> Launch(const SandboxSpec& spec) {
   plan.landlock = outcome.requirement(Protection::kLandlock);
   plan.uid = spec.uid;
   plan.gid = spec.gid;
-  plan.clear_groups = geteuid() == 0;
+  // Only root may drop its supplementary groups, and only where its user
+  // namespace allows setgroups; elsewhere the service keeps the broker's
+  // own, which the kernel then forbids it to drop in turn.
+  plan.clear_groups = geteuid() == 0 && SetgroupsAllowed();
   plan.rlimits = {
       {RLIMIT_NOFILE, "RLIMIT_NOFILE", spec.limits.open_files},
       {RLIMIT_AS, "RLIMIT_AS", spec.limits.address_space},
@@ -377,7 +380,8 @@ absl::StatusOr<LaunchedProcess> Launch(const SandboxSpec& spec) {
     return status;
   };
   if (namespaces & CLONE_NEWUSER) {
-    absl::Status maps = WriteIdMaps(child.pid, spec.uid, spec.gid, /*deny_setgroups=*/geteuid() != 0);
+    absl::Status maps =
+        WriteIdMaps(child.pid, spec.uid, spec.gid, /*deny_setgroups=*/!plan.clear_groups);
     if (!maps.ok()) return fail(maps);
   }
   const char go = 1;

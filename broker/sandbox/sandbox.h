@@ -12,7 +12,10 @@
 // out and listed in `LaunchedProcess::missing`.
 //
 // The caller must be single-threaded (the broker is): the child runs
-// ordinary code between clone and execve.
+// ordinary code between clone and execve. A broker that is not root writes
+// its child's /proc/PID/uid_map itself, which the kernel allows only while
+// the broker is dumpable: one that dropped root by itself must set
+// PR_SET_DUMPABLE again.
 #ifndef CAPBROKER_BROKER_SANDBOX_SANDBOX_H_
 #define CAPBROKER_BROKER_SANDBOX_SANDBOX_H_
 

@@ -9,6 +9,10 @@
 namespace capbroker::testing {
 
 ChildResult RunInChild(const std::function<std::string()>& body) {
+  return RunInChildWithFd([&](int*) { return body(); });
+}
+
+ChildResult RunInChildWithFd(const std::function<std::string(int* out_fd)>& body) {
   ChildResult result;
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) abort();
@@ -16,10 +20,11 @@ ChildResult RunInChild(const std::function<std::string()>& body) {
   if (pid < 0) abort();
   if (pid == 0) {
     close(fds[0]);
-    std::string out = body();
+    int out_fd = fds[1];
+    std::string out = body(&out_fd);
     size_t done = 0;
     while (done < out.size()) {
-      ssize_t n = write(fds[1], out.data() + done, out.size() - done);
+      ssize_t n = write(out_fd, out.data() + done, out.size() - done);
       if (n <= 0) _exit(3);
       done += n;
     }

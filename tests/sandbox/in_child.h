@@ -17,6 +17,10 @@ struct ChildResult {
 // pipe, then exits 0. The caller must be single-threaded.
 ChildResult RunInChild(const std::function<std::string()>& body);
 
+// The same for a body that rearranges the fd table: it gets the pipe's
+// write end in `*out_fd`, and leaves there where the pipe ends up.
+ChildResult RunInChildWithFd(const std::function<std::string(int* out_fd)>& body);
+
 }  // namespace capbroker::testing
 
 #endif  // CAPBROKER_TESTS_SANDBOX_IN_CHILD_H_

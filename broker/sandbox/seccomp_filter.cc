@@ -11,9 +11,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
+#include <vector>
 
-#include "absl/algorithm/container.h"
 #include "absl/strings/str_cat.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
@@ -81,20 +82,31 @@ absl::StatusOr<int> Resolve(const char* name) {
   return nr;
 }
 
-absl::Status DenyFamilies(void* ctx, const char* call,
-                          absl::Span<const int> allowed) {
+// Denies `call` for every family not in `allowed`. One comparison a rule
+// (libseccomp 2.5 takes no two on one argument): "below the lowest allowed"
+// and "above the highest" are one rule each, each family in a gap between
+// two allowed ones a rule of its own. A shorter filter is a faster launch:
+// the kernel JIT-compiles it for every service.
+absl::Status DenyFamilies(void* ctx, const char* call, absl::Span<const int> allowed) {
   CB_ASSIGN_OR_RETURN(int nr, Resolve(call));
   const uint32_t action = SCMP_ACT_ERRNO(EAFNOSUPPORT);
-  for (int family = 0; family < AF_MAX; ++family) {
-    if (absl::c_linear_search(allowed, family)) continue;
-    CB_RETURN_IF_ERROR(Check(
-        seccomp_rule_add(ctx, action, nr, 1, SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(family))),
-        absl::StrCat(call, "(family=", family, ")")));
+  std::vector<scmp_datum_t> sorted(allowed.begin(), allowed.end());
+  std::sort(sorted.begin(), sorted.end());
+  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  auto add = [&](scmp_arg_cmp cmp) {
+    return Check(seccomp_rule_add(ctx, action, nr, 1, cmp),
+                 absl::StrCat(call, "(family ", cmp.op, " ", cmp.datum_a, ")"));
+  };
+  if (sorted.empty()) return add(SCMP_A0(SCMP_CMP_GE, 0));
+  // The comparisons are on all 64 bits, while the kernel reads an int: a
+  // value with high bits set is above the highest allowed, and refused.
+  if (sorted.front() > 0) CB_RETURN_IF_ERROR(add(SCMP_A0(SCMP_CMP_LT, sorted.front())));
+  for (size_t i = 0; i + 1 < sorted.size(); ++i) {
+    for (scmp_datum_t family = sorted[i] + 1; family < sorted[i + 1]; ++family) {
+      CB_RETURN_IF_ERROR(add(SCMP_A0(SCMP_CMP_EQ, family)));
+    }
   }
-  // The kernel reads the family as an int: a value with high bits set, or
-  // beyond the families it knows, is refused as well.
-  return Check(seccomp_rule_add(ctx, action, nr, 1, SCMP_A0(SCMP_CMP_GE, AF_MAX)),
-               absl::StrCat(call, "(family>=AF_MAX)"));
+  return add(SCMP_A0(SCMP_CMP_GT, sorted.back()));
 }
 
 absl::StatusOr<std::vector<sock_filter>> Export(void* ctx) {

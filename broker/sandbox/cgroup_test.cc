@@ -5,8 +5,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "absl/strings/match.h"
@@ -16,32 +14,19 @@
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
 #include "tests/fixtures/temp_dir.h"
+#include "tests/sandbox/host_files.h"
 
 namespace capbroker::sandbox {
 namespace {
 
+using ::capbroker::testing::ReadWholeFile;
+using ::capbroker::testing::WritableCgroup2Mount;
 using ::testing::HasSubstr;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-std::string Cgroup2Mount() {
-  std::ifstream mounts("/proc/self/mounts");
-  std::string device, dir, type, rest;
-  while (mounts >> device >> dir >> type && std::getline(mounts, rest)) {
-    if (type == "cgroup2" && access(dir.c_str(), W_OK) == 0) return dir;
-  }
-  return "";
-}
 
 class CgroupTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    hierarchy_ = Cgroup2Mount();
+    hierarchy_ = WritableCgroup2Mount();
     if (hierarchy_.empty()) GTEST_SKIP() << "no writable cgroup v2 hierarchy here";
     parent_ = absl::StrCat(hierarchy_, "/capbroker-cgroup-test-", getpid());
     ASSERT_EQ(mkdir(parent_.c_str(), 0755), 0) << strerror(errno);
@@ -71,7 +56,7 @@ TEST_F(CgroupTest, ChildIsCreatedInsideAndTheCgroupRemovedAfter) {
     pause();
     _exit(0);
   }
-  std::string inside = ReadFile(absl::StrCat("/proc/", child.pid, "/cgroup"));
+  std::string inside = ReadWholeFile(absl::StrCat("/proc/", child.pid, "/cgroup"));
   EXPECT_THAT(inside, HasSubstr(absl::StrCat("0::", cgroup.path().substr(hierarchy_.size()), "\n")));
   // Busy while the child is in it.
   EXPECT_THAT(ServiceCgroup::Create(parent_, "svc", 0, 0),
@@ -82,11 +67,11 @@ TEST_F(CgroupTest, ChildIsCreatedInsideAndTheCgroupRemovedAfter) {
 }
 
 TEST_F(CgroupTest, LimitsNeedTheirControllers) {
-  std::string controllers = ReadFile(parent_ + "/cgroup.controllers");
+  std::string controllers = ReadWholeFile(parent_ + "/cgroup.controllers");
   absl::StatusOr<ServiceCgroup> cgroup = ServiceCgroup::Create(parent_, "limited", 0, 8);
   if (absl::StrContains(controllers, "pids")) {
     ASSERT_OK(cgroup.status());
-    EXPECT_EQ(ReadFile(cgroup->path() + "/pids.max"), "8\n");
+    EXPECT_EQ(ReadWholeFile(cgroup->path() + "/pids.max"), "8\n");
     EXPECT_OK(cgroup->Remove());
   } else {
     EXPECT_THAT(cgroup, StatusIs(absl::StatusCode::kFailedPrecondition,

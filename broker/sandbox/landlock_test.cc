@@ -22,17 +22,14 @@
 namespace capbroker::sandbox::landlock {
 namespace {
 
+using ::capbroker::testing::CallOutcome;
 using ::capbroker::testing::ChildResult;
 using ::capbroker::testing::RunInChild;
 using ::capbroker::testing::TempDir;
 
-std::string Outcome(const char* name, long result) {
-  return absl::StrCat(name, "=", result < 0 ? strerrorname_np(errno) : "ok", ";");
-}
-
 std::string TryOpen(const char* name, const std::string& path, int flags) {
   int fd = open(path.c_str(), flags | O_CLOEXEC, 0644);
-  std::string out = Outcome(name, fd);
+  std::string out = CallOutcome(name, fd);
   if (fd >= 0) close(fd);
   return out;
 }
@@ -79,7 +76,7 @@ TEST(LandlockTest, RulesAllowBeneathTheirPathsOnly) {
     out += TryOpen("read-single", dir.Join("single"), O_RDONLY);
     out += TryOpen("truncate-single", dir.Join("single"), O_WRONLY | O_TRUNC);
     out += TryOpen("escape-dotdot", readable + "/../other/file", O_RDONLY);
-    out += Outcome("exec-other", access((other + "/file").c_str(), X_OK) == 0 ? 0 : -1);
+    out += CallOutcome("exec-other", access((other + "/file").c_str(), X_OK) == 0 ? 0 : -1);
     return out;
   });
   EXPECT_EQ(result.output,
@@ -107,10 +104,10 @@ TEST(LandlockTest, TcpAndScopes) {
     absl::Status restricted = ruleset->RestrictSelf();
     if (!restricted.ok()) return restricted.ToString();
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    std::string out = Outcome("connect", connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr));
+    std::string out = CallOutcome("connect", connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr));
     close(fd);
-    out += Outcome("signal-outside", kill(outside, 0));
-    out += Outcome("signal-self", kill(getpid(), 0));
+    out += CallOutcome("signal-outside", kill(outside, 0));
+    out += CallOutcome("signal-self", kill(getpid(), 0));
     return out;
   });
   close(listener);

@@ -5,25 +5,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
+#include "tests/sandbox/host_files.h"
 
 namespace capbroker::sandbox {
 namespace {
 
+using ::capbroker::testing::ReadWholeFile;
 using ::testing::HasSubstr;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 TEST(NamespacesTest, FlagNames) {
   EXPECT_EQ(CloneFlagNames(CLONE_NEWNET), "CLONE_NEWNET");
@@ -57,9 +50,9 @@ TEST(NamespacesTest, IdMapsMapTheSameNumbers) {
   close(go[0]);
   EXPECT_OK(WriteIdMaps(child.pid, 1234, 5678, /*deny_setgroups=*/true));
   std::string proc = "/proc/" + std::to_string(child.pid);
-  EXPECT_THAT(ReadFile(proc + "/uid_map"), HasSubstr("1234       1234          1"));
-  EXPECT_THAT(ReadFile(proc + "/gid_map"), HasSubstr("5678       5678          1"));
-  EXPECT_EQ(ReadFile(proc + "/setgroups"), "deny\n");
+  EXPECT_THAT(ReadWholeFile(proc + "/uid_map"), HasSubstr("1234       1234          1"));
+  EXPECT_THAT(ReadWholeFile(proc + "/gid_map"), HasSubstr("5678       5678          1"));
+  EXPECT_EQ(ReadWholeFile(proc + "/setgroups"), "deny\n");
   // Written once: a second map is refused, and the error names the file.
   EXPECT_THAT(WriteIdMaps(child.pid, 1, 1, false),
               StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("uid_map")));

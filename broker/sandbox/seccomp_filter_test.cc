@@ -26,13 +26,9 @@
 namespace capbroker::sandbox {
 namespace {
 
+using ::capbroker::testing::CallOutcome;
 using ::capbroker::testing::ChildResult;
 using ::capbroker::testing::RunInChild;
-
-// "name=<errno name or ok>;" for each call, so one string compares all.
-std::string Outcome(const char* name, long result) {
-  return absl::StrCat(name, "=", result < 0 ? strerrorname_np(errno) : "ok", ";");
-}
 
 void CloseIfOpen(long fd) {
   if (fd >= 0) close(static_cast<int>(fd));
@@ -59,14 +55,14 @@ TEST(SeccompFilterTest, DeniedCallsFailWithEperm) {
   EXPECT_EQ(UnderFilter(program,
                         [] {
                           std::string out;
-                          out += Outcome("unshare", unshare(CLONE_NEWUSER));
-                          out += Outcome("mount", mount("none", "/", nullptr, MS_REMOUNT, nullptr));
-                          out += Outcome("ptrace", ptrace(PTRACE_ATTACH, getppid(), nullptr, nullptr));
-                          out += Outcome("bpf", syscall(SYS_bpf, 0, nullptr, 0));
-                          out += Outcome("keyctl", syscall(SYS_keyctl, 0, 0, 0, 0, 0));
-                          out += Outcome("io_uring", syscall(SYS_io_uring_setup, 1, nullptr));
-                          out += Outcome("setns", setns(0, 0));
-                          out += Outcome("chroot", chroot("/"));
+                          out += CallOutcome("unshare", unshare(CLONE_NEWUSER));
+                          out += CallOutcome("mount", mount("none", "/", nullptr, MS_REMOUNT, nullptr));
+                          out += CallOutcome("ptrace", ptrace(PTRACE_ATTACH, getppid(), nullptr, nullptr));
+                          out += CallOutcome("bpf", syscall(SYS_bpf, 0, nullptr, 0));
+                          out += CallOutcome("keyctl", syscall(SYS_keyctl, 0, 0, 0, 0, 0));
+                          out += CallOutcome("io_uring", syscall(SYS_io_uring_setup, 1, nullptr));
+                          out += CallOutcome("setns", setns(0, 0));
+                          out += CallOutcome("chroot", chroot("/"));
                           return out;
                         }),
             "unshare=EPERM;mount=EPERM;ptrace=EPERM;bpf=EPERM;keyctl=EPERM;io_uring=EPERM;"
@@ -83,14 +79,14 @@ TEST(SeccompFilterTest, CloneIsFilteredByFlagsAndClone3IsHidden) {
                                                nullptr, nullptr);
                             if (pid == 0) _exit(0);
                             if (pid > 0) waitpid(pid, nullptr, 0);
-                            out += Outcome("clone-new", pid);
+                            out += CallOutcome("clone-new", pid);
                           }
                           // A plain fork still works: glibc's fork is clone.
                           pid_t pid = fork();
                           if (pid == 0) _exit(0);
                           if (pid > 0) waitpid(pid, nullptr, 0);
-                          out += Outcome("fork", pid);
-                          out += Outcome("clone3", syscall(SYS_clone3, nullptr, 0));
+                          out += CallOutcome("fork", pid);
+                          out += CallOutcome("clone3", syscall(SYS_clone3, nullptr, 0));
                           return out;
                         }),
             "clone-new=EPERM;clone-new=EPERM;clone-new=EPERM;fork=ok;clone3=ENOSYS;");
@@ -101,22 +97,22 @@ TEST(SeccompFilterTest, SocketFamiliesAreRestricted) {
   auto probe = [] {
     std::string out;
     long fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    out += Outcome("unix", fd);
+    out += CallOutcome("unix", fd);
     CloseIfOpen(fd);
     fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    out += Outcome("inet", fd);
+    out += CallOutcome("inet", fd);
     CloseIfOpen(fd);
     fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, 0);
-    out += Outcome("netlink", fd);
+    out += CallOutcome("netlink", fd);
     CloseIfOpen(fd);
     // High bits the kernel ignores must not sneak a family past the filter.
     fd = syscall(SYS_socket, (1L << 32) | AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    out += Outcome("inet-high-bits", fd);
+    out += CallOutcome("inet-high-bits", fd);
     CloseIfOpen(fd);
     int pair[2];
-    out += Outcome("socketpair-inet", socketpair(AF_INET, SOCK_STREAM, 0, pair));
+    out += CallOutcome("socketpair-inet", socketpair(AF_INET, SOCK_STREAM, 0, pair));
     long rc = socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair);
-    out += Outcome("socketpair-unix", rc);
+    out += CallOutcome("socketpair-unix", rc);
     if (rc == 0) {
       close(pair[0]);
       close(pair[1]);
@@ -157,14 +153,14 @@ TEST(SeccompFilterTest, PersonalityAndTerminalInjection) {
   EXPECT_EQ(UnderFilter(program,
                         [] {
                           std::string out;
-                          out += Outcome("personality-default", personality(PER_LINUX));
-                          out += Outcome("personality-aslr", personality(ADDR_NO_RANDOMIZE));
+                          out += CallOutcome("personality-default", personality(PER_LINUX));
+                          out += CallOutcome("personality-aslr", personality(ADDR_NO_RANDOMIZE));
                           char c = 'x';
-                          out += Outcome("tiocsti", ioctl(0, TIOCSTI, &c));
-                          out += Outcome("tiocsti-high-bits",
+                          out += CallOutcome("tiocsti", ioctl(0, TIOCSTI, &c));
+                          out += CallOutcome("tiocsti-high-bits",
                                          syscall(SYS_ioctl, 0, (1L << 32) | TIOCSTI, &c));
                           int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-                          out += Outcome("fionread", ioctl(fd, FIONBIO, &fd));
+                          out += CallOutcome("fionread", ioctl(fd, FIONBIO, &fd));
                           close(fd);
                           return out;
                         }),
@@ -195,7 +191,7 @@ TEST(SeccompFilterTest, X32SystemCallsAreKilled) {
     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     if (!InstallSeccompFilter(program).ok()) return "install failed";
     long rc = syscall(0x40000000L | SYS_unshare, CLONE_NEWUSER);
-    return Outcome("x32-unshare", rc);
+    return CallOutcome("x32-unshare", rc);
   });
   EXPECT_TRUE(WIFSIGNALED(result.wait_status)) << result.output;
   EXPECT_EQ(WTERMSIG(result.wait_status), SIGSYS);

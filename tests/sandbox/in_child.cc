@@ -4,9 +4,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 
 namespace capbroker::testing {
+
+std::string CallOutcome(const char* name, long result) {
+  return std::string(name) + "=" + (result < 0 ? strerrorname_np(errno) : "ok") + ";";
+}
 
 ChildResult RunInChild(const std::function<std::string()>& body) {
   return RunInChildWithFd([&](int*) { return body(); });

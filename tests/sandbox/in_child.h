@@ -21,6 +21,10 @@ ChildResult RunInChild(const std::function<std::string()>& body);
 // write end in `*out_fd`, and leaves there where the pipe ends up.
 ChildResult RunInChildWithFd(const std::function<std::string(int* out_fd)>& body);
 
+// "<name>=<errno name>;" when `result` is negative (errno set), else
+// "<name>=ok;": one string then compares the outcomes of many calls.
+std::string CallOutcome(const char* name, long result);
+
 }  // namespace capbroker::testing
 
 #endif  // CAPBROKER_TESTS_SANDBOX_IN_CHILD_H_

@@ -14,7 +14,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -30,6 +29,7 @@
 #include "sdk/base/status_matchers.h"
 #include "sdk/base/unique_fd.h"
 #include "tests/fixtures/temp_dir.h"
+#include "tests/sandbox/host_files.h"
 #include "tests/sandbox/in_child.h"
 #include "tests/sandbox/launched_run.h"
 
@@ -42,7 +42,9 @@ using ::capbroker::testing::ReadUntil;
 using ::capbroker::testing::RunfileRealPath;
 using ::capbroker::testing::RunInChild;
 using ::capbroker::testing::RunToEnd;
+using ::capbroker::testing::ReadWholeFile;
 using ::capbroker::testing::TempDir;
+using ::capbroker::testing::WritableCgroup2Mount;
 using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -68,24 +70,6 @@ std::vector<std::string> Lines(const std::string& text) {
 
 bool NoChildren() {
   return waitpid(-1, nullptr, WNOHANG) == -1 && errno == ECHILD;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-// The writable cgroup v2 hierarchy, or "".
-std::string Cgroup2Mount() {
-  std::ifstream mounts("/proc/self/mounts");
-  std::string device, dir, type;
-  std::string rest;
-  while (mounts >> device >> dir >> type && std::getline(mounts, rest)) {
-    if (type == "cgroup2" && access(dir.c_str(), W_OK) == 0) return dir;
-  }
-  return "";
 }
 
 // Runs `body` in a child that has become a broker without root: uid and gid
@@ -359,7 +343,7 @@ TEST(LaunchTest, CgroupLimitsWithoutAUsableCgroupAreMissing) {
 }
 
 TEST(LaunchTest, CgroupLimitsApplyWhereTheControllersAre) {
-  std::string hierarchy = Cgroup2Mount();
+  std::string hierarchy = WritableCgroup2Mount();
   if (hierarchy.empty()) GTEST_SKIP() << "no writable cgroup v2 hierarchy";
   std::string parent = absl::StrCat(hierarchy, "/capbroker-launch-test-", getpid());
   ASSERT_EQ(mkdir(parent.c_str(), 0755), 0) << strerror(errno);
@@ -368,11 +352,11 @@ TEST(LaunchTest, CgroupLimitsApplyWhereTheControllersAre) {
   spec.limits.pids_max = 16;
   absl::StatusOr<LaunchedProcess> launched = Launch(spec);
   ASSERT_OK(launched.status());
-  bool has_pids = absl::StrContains(ReadFile(parent + "/cgroup.controllers"), "pids");
+  bool has_pids = absl::StrContains(ReadWholeFile(parent + "/cgroup.controllers"), "pids");
   if (has_pids) {
     EXPECT_THAT(launched->in_force, Contains("cgroup"));
     EXPECT_THAT(launched->missing, IsEmpty());
-    EXPECT_EQ(ReadFile(launched->cgroup + "/pids.max"), "16\n");
+    EXPECT_EQ(ReadWholeFile(launched->cgroup + "/pids.max"), "16\n");
     ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(*launched));
     EXPECT_THAT(finished.output,
                 HasSubstr(absl::StrCat(launched->cgroup.substr(hierarchy.size()), "\n")));

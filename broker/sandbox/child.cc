@@ -15,6 +15,7 @@
 #include "broker/sandbox/minimal_root.h"
 #include "broker/sandbox/protection.h"
 #include "broker/sandbox/report_pipe.h"
+#include "broker/sandbox/signals.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/base/unique_fd.h"
@@ -113,6 +114,8 @@ absl::Status Child::ApplyLandlock(bool root_in_force) {
   CB_RETURN_IF_ERROR(ruleset.AllowPath("/etc", kRead));
   if (program_.valid()) CB_RETURN_IF_ERROR(ruleset.AllowFd(program_.get(), kReadFile | kExecute));
   for (const DeviceRights& device : kDeviceRights) {
+    // The minimal root has only the devices the host has.
+    if (access(device.path, F_OK) != 0) continue;
     CB_RETURN_IF_ERROR(ruleset.AllowPath(device.path, device.rights));
   }
   // The service's own processes only when it has its own /proc; the host's
@@ -140,6 +143,7 @@ void Child::Run() {
   char go;
   if (RetryEintr([&] { return read(plan_.sync_fd, &go, 1); }) != 1) _exit(kChildFailedExitCode);
   if (setsid() < 0) reporter_.Fail(ErrnoStatus(errno, "setsid()"));
+  Must(ResetSignals());
 
   if (!IsInSystemDirectory(plan_.argv[0])) {
     // Opened before anything is mounted over the program's directory. A
@@ -155,6 +159,8 @@ void Child::Run() {
                            BuildRoot((plan_.namespaces & CLONE_NEWPID) != 0),
                            "the minimal root could not be built");
   }
+  // Not left in the broker's working directory (pivot_root did it already).
+  if (!root_in_force && chdir("/") != 0) reporter_.Fail(ErrnoStatus(errno, "chdir(/)"));
   if ((plan_.namespaces & CLONE_NEWUTS) && plan_.protect_hostname != Requirement::kOff) {
     absl::Status status = absl::OkStatus();
     if (sethostname(plan_.hostname.data(), plan_.hostname.size()) != 0) {

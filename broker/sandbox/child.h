@@ -5,7 +5,8 @@
 // seccomp filter) and hands the child a ChildPlan; the child applies it in
 // the one order that works:
 //   1. parent death signal; wait for the parent's "go" (id maps written)
-//   2. new session (no controlling terminal)
+//   2. new session (no controlling terminal), default signal actions, no
+//      signal blocked
 //   3. minimal root and detached directory grants (needs CAP_SYS_ADMIN in the
 //      user namespace), hostname, rlimits
 //   4. bounding set (needs CAP_SETPCAP), then groups, gid, uid

@@ -121,6 +121,8 @@ absl::Status AddDev(const std::string& root) {
                            "mode=0755,size=64k,nr_inodes=64"));
   for (const char* name : kDevices) {
     std::string host = absl::StrCat("/dev/", name);
+    // A container may lack one (/dev/tty); the service then lacks it too.
+    if (access(host.c_str(), F_OK) != 0) continue;
     std::string target = absl::StrCat(dev, "/", name);
     CB_ASSIGN_OR_RETURN(UniqueFd fd, TakeFd(open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666),
                                             absl::StrCat("open(", target, ", O_CREAT)")));

@@ -220,6 +220,25 @@ TEST(LaunchTest, FdsOfTheBrokerDoNotLeak) {
   EXPECT_THAT(Lines(finished.output), ElementsAre("fds: 0 1 2", "done"));
 }
 
+TEST(LaunchTest, SignalStateOfTheBrokerIsNotInherited) {
+  // As the broker has it: SIGTERM blocked (read from a signalfd), SIGPIPE
+  // ignored.
+  sigset_t term, old_mask;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  ASSERT_EQ(sigprocmask(SIG_BLOCK, &term, &old_mask), 0);
+  sighandler_t old_pipe = signal(SIGPIPE, SIG_IGN);
+  SandboxSpec spec = ShellSpec("");
+  spec.argv = {"/bin/grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"};
+  absl::StatusOr<LaunchedProcess> launched = Launch(spec);
+  signal(SIGPIPE, old_pipe);
+  sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+  ASSERT_OK(launched.status());
+  ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(*launched));
+  EXPECT_THAT(Lines(finished.output),
+              ElementsAre("SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000"));
+}
+
 TEST(LaunchTest, StaticProgramOutsideTheSystemDirectoriesRuns) {
   std::string program = RunfileRealPath("tests/sandbox/static_hello");
   ASSERT_FALSE(absl::StartsWith(program, "/usr/")) << program;

@@ -106,13 +106,13 @@ absl::Status Child::BuildRoot(bool mount_proc) {
 }
 
 absl::Status Child::ApplyLandlock(bool root_in_force) {
-  using namespace landlock;  // NOLINT: the rights' names read better bare
-  CB_ASSIGN_OR_RETURN(Ruleset ruleset, Ruleset::Create(plan_.landlock_abi, plan_.landlock_deny_tcp));
+  CB_ASSIGN_OR_RETURN(landlock::Ruleset ruleset,
+                      landlock::Ruleset::Create(plan_.landlock_abi, plan_.landlock_deny_tcp));
   for (const std::string& dir : SystemDirectoriesPresent()) {
-    CB_RETURN_IF_ERROR(ruleset.AllowPath(dir.c_str(), kReadExecute));
+    CB_RETURN_IF_ERROR(ruleset.AllowPath(dir.c_str(), landlock::kReadExecute));
   }
-  CB_RETURN_IF_ERROR(ruleset.AllowPath("/etc", kRead));
-  if (program_.valid()) CB_RETURN_IF_ERROR(ruleset.AllowFd(program_.get(), kReadFile | kExecute));
+  CB_RETURN_IF_ERROR(ruleset.AllowPath("/etc", landlock::kRead));
+  if (program_.valid()) CB_RETURN_IF_ERROR(ruleset.AllowFd(program_.get(), landlock::kReadFile | landlock::kExecute));
   for (const DeviceRights& device : kDeviceRights) {
     // The minimal root has only the devices the host has.
     if (access(device.path, F_OK) != 0) continue;
@@ -121,16 +121,16 @@ absl::Status Child::ApplyLandlock(bool root_in_force) {
   // The service's own processes only when it has its own /proc; the host's
   // otherwise, where the whole host is in view anyway.
   struct stat st;
-  if (stat("/proc/self", &st) == 0) CB_RETURN_IF_ERROR(ruleset.AllowPath("/proc", kRead));
+  if (stat("/proc/self", &st) == 0) CB_RETURN_IF_ERROR(ruleset.AllowPath("/proc", landlock::kRead));
   // Only in the minimal root: elsewhere these would be the host's / and /tmp.
   if (root_in_force) {
-    CB_RETURN_IF_ERROR(ruleset.AllowPath("/", kReadDir));
-    CB_RETURN_IF_ERROR(ruleset.AllowPath("/tmp", kReadWrite));
+    CB_RETURN_IF_ERROR(ruleset.AllowPath("/", landlock::kReadDir));
+    CB_RETURN_IF_ERROR(ruleset.AllowPath("/tmp", landlock::kReadWrite));
   }
   for (size_t i = 0; i < plan_.grants.size(); ++i) {
     if (!plan_.grants[i].directory) continue;
     CB_RETURN_IF_ERROR(
-        ruleset.AllowFd(grant_fds_[i], plan_.grants[i].writable ? kReadWrite : kRead));
+        ruleset.AllowFd(grant_fds_[i], plan_.grants[i].writable ? landlock::kReadWrite : landlock::kRead));
   }
   return ruleset.RestrictSelf();
 }

@@ -127,7 +127,9 @@ absl::Status ProbeNamespace(uint64_t flag, uint64_t with_flags) {
   }
   if (pid == 0) _exit(0);
   close(pidfd);
-  RetryEintr([&] { return waitpid(pid, nullptr, 0); });
+  if (RetryEintr([&] { return waitpid(pid, nullptr, 0); }) != pid) {
+    return ErrnoStatus(errno, absl::StrCat("waitpid(", pid, ")"));
+  }
   return absl::OkStatus();
 }
 

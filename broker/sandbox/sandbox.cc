@@ -218,43 +218,44 @@ std::optional<ServiceCgroup> MakeCgroup(const SandboxSpec& spec, Outcome& outcom
 // Creates the child in the namespaces the spec asks for. When clone3 fails,
 // probes each namespace to name the one that is unavailable, drops it if it
 // is best-effort (or fails the launch if it is required) and tries again;
-// when only the cgroup is at fault, goes on without it.
+// when only the cgroup is at fault, goes on without it. Returns twice, like
+// fork: in the child too (pid 0), which must do nothing here but return.
 absl::StatusOr<CloneResult> CreateChild(Outcome& outcome, std::optional<ServiceCgroup>& cgroup,
                                         uint64_t* namespaces) {
   uint64_t flags = 0;
   for (const NamespaceProtection& ns : kNamespaces) {
     if (outcome.wanted(ns.protection)) flags |= ns.flag;
   }
-  int cgroup_fd = cgroup ? cgroup->fd() : -1;
-  absl::StatusOr<CloneResult> child = CloneProcess(flags, cgroup_fd);
-  if (!child.ok()) {
-    uint64_t with = 0;
-    for (const NamespaceProtection& ns : kNamespaces) {
-      if (!(flags & ns.flag)) continue;
-      absl::Status probe = ProbeNamespace(ns.flag, with);
-      if (probe.ok()) {
-        if (ns.flag == CLONE_NEWUSER) with = CLONE_NEWUSER;
-        continue;
-      }
-      CB_RETURN_IF_ERROR(outcome.Unavailable(
-          ns.protection, absl::StrCat(NamespaceDescription(ns.flag), " could not be created: ",
-                                      probe.message())));
-      flags &= ~ns.flag;
-    }
-    child = CloneProcess(flags, cgroup_fd);
-  }
-  if (!child.ok() && cgroup_fd >= 0) {
-    absl::Status cgroup_error = child.status();
-    child = CloneProcess(flags, -1);
-    if (child.ok()) {
-      outcome.MarkMissing(static_cast<int>(Protection::kCgroup),
-                          MissingEntry(Protection::kCgroup, cgroup_error.message()));
-      cgroup->Remove().IgnoreError();
-      cgroup.reset();
-    }
-  }
-  if (!child.ok()) return child.status();
   *namespaces = flags;
+  const int cgroup_fd = cgroup ? cgroup->fd() : -1;
+  absl::StatusOr<CloneResult> child = CloneProcess(flags, cgroup_fd);
+  if (child.ok()) return child;
+
+  uint64_t with = 0;
+  for (const NamespaceProtection& ns : kNamespaces) {
+    if (!(flags & ns.flag)) continue;
+    absl::Status probe = ProbeNamespace(ns.flag, with);
+    if (probe.ok()) {
+      if (ns.flag == CLONE_NEWUSER) with = CLONE_NEWUSER;
+      continue;
+    }
+    CB_RETURN_IF_ERROR(outcome.Unavailable(
+        ns.protection,
+        absl::StrCat(NamespaceDescription(ns.flag), " could not be created: ", probe.message())));
+    flags &= ~ns.flag;
+  }
+  *namespaces = flags;
+  child = CloneProcess(flags, cgroup_fd);
+  if (child.ok() || cgroup_fd < 0) return child;
+
+  absl::Status cgroup_error = child.status();
+  child = CloneProcess(flags, -1);
+  if (child.ok() && child->pid != 0) {
+    outcome.MarkMissing(static_cast<int>(Protection::kCgroup),
+                        MissingEntry(Protection::kCgroup, cgroup_error.message()));
+    cgroup->Remove().IgnoreError();
+    cgroup.reset();
+  }
   return child;
 }
 

@@ -328,9 +328,17 @@ TEST(LaunchTest, BrokerWithoutRootRunsServicesOnlyAsItself) {
 
 TEST(LaunchTest, BrokerWithoutRootHasEveryProtection) {
   ASSERT_OK_AND_ASSIGN(int abi, landlock::Abi());
-  std::string result = AsNonRootBroker([] {
-    absl::StatusOr<LaunchedProcess> launched =
-        Launch(ShellSpec("id -u; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status"));
+  // A directory grant of the broker's own: usable, and ".." at its top stays
+  // in it, as with a root broker.
+  TempDir dir;
+  ASSERT_EQ(chown(dir.path().c_str(), kNobody, kNobody), 0);
+  std::string result = AsNonRootBroker([&] {
+    UniqueFd granted(open(dir.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    SandboxSpec spec = ShellSpec(
+        "id -u; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; "
+        "cd /proc/self/fd/3 && echo x > made && ls ..");
+    spec.fds = {{"data", granted.get(), true, true}};
+    absl::StatusOr<LaunchedProcess> launched = Launch(spec);
     std::string described = Describe(launched);
     if (!launched.ok()) return described;
     absl::StatusOr<Finished> finished = RunToEnd(*launched);
@@ -339,7 +347,9 @@ TEST(LaunchTest, BrokerWithoutRootHasEveryProtection) {
   });
   EXPECT_EQ(result, absl::StrCat("in force: userns mountns pidns ipcns utsns netns nnp caps "
                                  "seccomp landlock:", abi, "; missing: ; output: 65534\n"
-                                 "CapEff:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\n"));
+                                 "CapEff:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\n"
+                                 "made\n"));
+  EXPECT_EQ(access(dir.Join("made").c_str(), F_OK), 0);
 }
 
 TEST(LaunchTest, CgroupLimitsWithoutAUsableCgroupAreMissing) {

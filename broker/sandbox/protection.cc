@@ -4,6 +4,9 @@
 
 namespace capbroker::sandbox {
 
+static_assert(static_cast<int>(Protection::kRestrictAddressFamilies) + 1 == kProtectionCount,
+              "kProtectionCount counts every Protection");
+
 absl::string_view PolicyName(Protection protection) {
   switch (protection) {
     case Protection::kPrivateUsers: return "privateUsers";

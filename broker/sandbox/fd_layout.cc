@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 
 namespace capbroker::sandbox {
@@ -45,16 +46,14 @@ absl::StatusOr<std::vector<int>> ApplyFdLayout(absl::Span<const int> sources,
   std::vector<int> high_sources;
   high_sources.reserve(sources.size());
   for (int fd : sources) {
-    absl::StatusOr<int> copy = DupAbove(fd, count);
-    if (!copy.ok()) return copy.status();
-    high_sources.push_back(*copy);
+    CB_ASSIGN_OR_RETURN(int copy, DupAbove(fd, count));
+    high_sources.push_back(copy);
   }
   std::vector<int> kept;
   kept.reserve(keep.size());
   for (int fd : keep) {
-    absl::StatusOr<int> copy = DupAbove(fd, count);
-    if (!copy.ok()) return copy.status();
-    kept.push_back(*copy);
+    CB_ASSIGN_OR_RETURN(int copy, DupAbove(fd, count));
+    kept.push_back(copy);
   }
   // 2. Place the targets; dup2 clears close-on-exec on the new fd.
   for (int target = 0; target < count; ++target) {
@@ -67,12 +66,10 @@ absl::StatusOr<std::vector<int>> ApplyFdLayout(absl::Span<const int> sources,
   std::sort(sorted.begin(), sorted.end());
   unsigned first = count;
   for (int fd : sorted) {
-    absl::Status closed = CloseRange(first, static_cast<unsigned>(fd) - 1);
-    if (!closed.ok()) return closed;
+    CB_RETURN_IF_ERROR(CloseRange(first, static_cast<unsigned>(fd) - 1));
     first = fd + 1;
   }
-  absl::Status closed = CloseRange(first, UINT_MAX);
-  if (!closed.ok()) return closed;
+  CB_RETURN_IF_ERROR(CloseRange(first, UINT_MAX));
   return kept;
 }
 

@@ -35,7 +35,9 @@ struct CloneResult {
 // (CLONE_NEW*), and in the cgroup `cgroup_fd` (borrowed, CLONE_INTO_CGROUP)
 // unless it is -1. Returns twice, like fork: pid 0 in the child, which must
 // leave with _exit or execve. The caller must be single-threaded: the child
-// runs ordinary code, and glibc's fork handlers do not run.
+// runs ordinary code, and glibc's fork handlers do not run. glibc still
+// holds the parent's thread id in the child (only its own fork updates it),
+// so the child must not call pthread functions or raise(3).
 absl::StatusOr<CloneResult> CloneProcess(uint64_t namespace_flags, int cgroup_fd);
 
 // Whether a namespace of kind `flag` can be created, together with

@@ -32,7 +32,9 @@ class CgroupTest : public ::testing::Test {
     ASSERT_EQ(mkdir(parent_.c_str(), 0755), 0) << strerror(errno);
   }
   void TearDown() override {
-    if (!parent_.empty()) EXPECT_EQ(rmdir(parent_.c_str()), 0) << strerror(errno);
+    if (!parent_.empty()) {
+      EXPECT_EQ(rmdir(parent_.c_str()), 0) << strerror(errno);
+    }
   }
 
   std::string hierarchy_;

@@ -11,8 +11,15 @@
 // protection and the kernel's reason; a best-effort one that cannot is left
 // out and listed in `LaunchedProcess::missing`.
 //
+// The service is pid 1 of its pid namespace: killing it (through the pidfd)
+// kills everything it started. It gets SIGKILL too when the thread that
+// called Launch exits (PR_SET_PDEATHSIG).
+//
 // The caller must be single-threaded (the broker is): the child runs
-// ordinary code between clone and execve.
+// ordinary code between clone and execve. A broker that is not root writes
+// its child's /proc/PID/uid_map itself, which the kernel allows only while
+// the broker is dumpable: one that dropped root by itself must set
+// PR_SET_DUMPABLE again.
 #ifndef CAPBROKER_BROKER_SANDBOX_SANDBOX_H_
 #define CAPBROKER_BROKER_SANDBOX_SANDBOX_H_
 
@@ -44,8 +51,9 @@ struct Protections {
   Requirement drop_capabilities = Requirement::kRequired;  // bounding set, ambient
   Requirement system_call_filter = Requirement::kRequired; // seccomp
   Requirement landlock = Requirement::kRequired;
-  // Enforced by the seccomp filter (socket, socketpair); Landlock (ABI 4+)
-  // also denies TCP bind and connect unless kInet or kInet6 is allowed.
+  // Enforced by the seccomp filter (socket, socketpair), so not at all when
+  // system_call_filter is off; Landlock (ABI 4+) also denies TCP bind and
+  // connect unless kInet or kInet6 is allowed.
   std::vector<AddressFamily> restrict_address_families = {AddressFamily::kUnix};
 };
 
@@ -56,13 +64,23 @@ struct ResourceLimits {
   uint64_t processes = 0;        // RLIMIT_NPROC
   uint64_t cpu_seconds = 0;      // RLIMIT_CPU
   // cgroup v2, applied only when `cgroup_parent` is a delegated cgroup
-  // directory the broker can write; otherwise listed as missing.
+  // directory the broker can write, whose cgroup.subtree_control enables the
+  // memory and pids controllers; otherwise listed as missing ("cgroup: ..."):
+  // these limits are always best-effort.
   uint64_t memory_max = 0;       // memory.max, bytes
   uint64_t pids_max = 0;         // pids.max
   std::string cgroup_parent;
 };
 
 // An fd the service receives, in order at 3, 4, ...
+//
+// A directory fd (any, whether `directory` says so or not) reaches the
+// service as a new fd on a detached bind mount of that directory alone, so
+// that ".." at its top stays there: through the broker's own fd, "..", stat
+// and connect(2) to pathname sockets would reach the whole host, which
+// Landlock does not stop. The directory must therefore be reachable by its
+// path in the broker's mount namespace (the child finds it again by path
+// and checks it is the same inode); otherwise protectSystem fails.
 struct PassedFd {
   std::string name;  // for LISTEN_FDNAMES; [A-Za-z0-9_.-]
   int fd = -1;       // borrowed; the child gets a dup
@@ -80,6 +98,8 @@ struct SandboxSpec {
                                    // in CAPBROKER_FD; -1 for none
   // The uid and gid the service runs as, outside its user namespace (the
   // same numbers inside). A broker that is not root can only use its own.
+  // uid 0 is the host's root as far as files go (a root-owned 0600 file in
+  // /etc is readable): prefer a uid of the service's own.
   uid_t uid = 0;
   gid_t gid = 0;
   Protections protections;
@@ -96,6 +116,10 @@ struct LaunchedProcess {
   // Best-effort protections that could not be put in place, each with why:
   // "landlock: not supported by this kernel".
   std::vector<std::string> missing;
+  // The cgroup directory created for the service ("" when none): the caller
+  // removes it (rmdir) once it has reaped the service; the kernel refuses
+  // while a process is in it.
+  std::string cgroup;
 };
 
 // Starts the program and returns once it has called execve, or with the

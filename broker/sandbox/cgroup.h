@@ -1,0 +1,52 @@
+// A cgroup v2 of the service's own, for limits setrlimit cannot express.
+//
+// The broker creates `<parent>/capbroker-<name>-<id>` in a delegated cgroup
+// directory it can write, writes memory.max and pids.max, and the service
+// is created in it with clone3(CLONE_INTO_CGROUP), so that it is never
+// outside its limits, not even for an instant. The parent must have the
+// memory and pids controllers in its cgroup.subtree_control.
+#ifndef CAPBROKER_BROKER_SANDBOX_CGROUP_H_
+#define CAPBROKER_BROKER_SANDBOX_CGROUP_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "sdk/base/unique_fd.h"
+
+namespace capbroker::sandbox {
+
+class ServiceCgroup {
+ public:
+  // Creates the cgroup `leaf` in `parent` and writes the limits that are not
+  // 0. On failure nothing is left behind. kFailedPrecondition (with the
+  // reason) when the parent is not a writable cgroup v2 directory or lacks
+  // the controller a limit needs.
+  static absl::StatusOr<ServiceCgroup> Create(absl::string_view parent,
+                                              absl::string_view leaf,
+                                              uint64_t memory_max,
+                                              uint64_t pids_max);
+
+  ServiceCgroup(ServiceCgroup&&) = default;
+  ServiceCgroup& operator=(ServiceCgroup&&) = default;
+
+  const std::string& path() const { return path_; }
+  // The cgroup directory (O_DIRECTORY | O_CLOEXEC), for CLONE_INTO_CGROUP.
+  int fd() const { return fd_.get(); }
+
+  // Removes the directory (rmdir); the kernel refuses while a process is in
+  // it. The object is empty afterwards.
+  absl::Status Remove();
+
+ private:
+  ServiceCgroup(std::string path, UniqueFd fd) : path_(std::move(path)), fd_(std::move(fd)) {}
+
+  std::string path_;
+  UniqueFd fd_;
+};
+
+}  // namespace capbroker::sandbox
+
+#endif  // CAPBROKER_BROKER_SANDBOX_CGROUP_H_

@@ -1,0 +1,87 @@
+#include "broker/sandbox/cgroup.h"
+
+#include <sched.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "broker/sandbox/namespaces.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sdk/base/status_matchers.h"
+#include "tests/fixtures/temp_dir.h"
+#include "tests/sandbox/host_files.h"
+
+namespace capbroker::sandbox {
+namespace {
+
+using ::capbroker::testing::ReadWholeFile;
+using ::capbroker::testing::WritableCgroup2Mount;
+using ::testing::HasSubstr;
+
+class CgroupTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    hierarchy_ = WritableCgroup2Mount();
+    if (hierarchy_.empty()) GTEST_SKIP() << "no writable cgroup v2 hierarchy here";
+    parent_ = absl::StrCat(hierarchy_, "/capbroker-cgroup-test-", getpid());
+    ASSERT_EQ(mkdir(parent_.c_str(), 0755), 0) << strerror(errno);
+  }
+  void TearDown() override {
+    if (!parent_.empty()) {
+      EXPECT_EQ(rmdir(parent_.c_str()), 0) << strerror(errno);
+    }
+  }
+
+  std::string hierarchy_;
+  std::string parent_;
+};
+
+TEST(CgroupParentTest, NotACgroupIsRefused) {
+  capbroker::testing::TempDir dir;
+  EXPECT_THAT(ServiceCgroup::Create(dir.path(), "leaf", 1 << 20, 0),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("is not a cgroup v2 directory")));
+  EXPECT_THAT(ServiceCgroup::Create("/nonexistent", "leaf", 1 << 20, 0),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("statfs(/nonexistent)")));
+}
+
+TEST_F(CgroupTest, ChildIsCreatedInsideAndTheCgroupRemovedAfter) {
+  ASSERT_OK_AND_ASSIGN(ServiceCgroup cgroup, ServiceCgroup::Create(parent_, "svc", 0, 0));
+  EXPECT_EQ(cgroup.path(), parent_ + "/svc");
+  ASSERT_OK_AND_ASSIGN(CloneResult child, CloneProcess(0, cgroup.fd()));
+  if (child.pid == 0) {
+    pause();
+    _exit(0);
+  }
+  std::string inside = ReadWholeFile(absl::StrCat("/proc/", child.pid, "/cgroup"));
+  EXPECT_THAT(inside, HasSubstr(absl::StrCat("0::", cgroup.path().substr(hierarchy_.size()), "\n")));
+  // Busy while the child is in it.
+  EXPECT_THAT(ServiceCgroup::Create(parent_, "svc", 0, 0),
+              StatusIs(absl::StatusCode::kAlreadyExists));
+  KillAndReap(child);
+  EXPECT_OK(cgroup.Remove());
+  EXPECT_NE(access((parent_ + "/svc").c_str(), F_OK), 0);
+}
+
+TEST_F(CgroupTest, LimitsNeedTheirControllers) {
+  std::string controllers = ReadWholeFile(parent_ + "/cgroup.controllers");
+  absl::StatusOr<ServiceCgroup> cgroup = ServiceCgroup::Create(parent_, "limited", 0, 8);
+  if (absl::StrContains(controllers, "pids")) {
+    ASSERT_OK(cgroup.status());
+    EXPECT_EQ(ReadWholeFile(cgroup->path() + "/pids.max"), "8\n");
+    EXPECT_OK(cgroup->Remove());
+  } else {
+    EXPECT_THAT(cgroup, StatusIs(absl::StatusCode::kFailedPrecondition,
+                                 HasSubstr("pids.max does not exist")));
+    // Nothing is left behind.
+    EXPECT_NE(access((parent_ + "/limited").c_str(), F_OK), 0);
+  }
+}
+
+}  // namespace
+}  // namespace capbroker::sandbox

@@ -1,0 +1,240 @@
+#include "broker/sandbox/child.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "absl/strings/str_cat.h"
+#include "broker/sandbox/credentials.h"
+#include "broker/sandbox/detached_dir.h"
+#include "broker/sandbox/fd_layout.h"
+#include "broker/sandbox/landlock.h"
+#include "broker/sandbox/minimal_root.h"
+#include "broker/sandbox/protection.h"
+#include "broker/sandbox/report_pipe.h"
+#include "broker/sandbox/signals.h"
+#include "sdk/base/status_macros.h"
+#include "sdk/base/syscall.h"
+#include "sdk/base/unique_fd.h"
+
+namespace capbroker::sandbox {
+namespace {
+
+// Devices of the minimal /dev and what Landlock lets the service do with
+// them. Opening /dev/null with O_TRUNC (a shell's "> /dev/null") needs the
+// truncate right.
+struct DeviceRights {
+  const char* path;
+  uint64_t rights;
+};
+constexpr DeviceRights kDeviceRights[] = {
+    {"/dev/null", landlock::kReadFile | landlock::kWriteFile | landlock::kTruncate},
+    {"/dev/zero", landlock::kReadFile | landlock::kWriteFile | landlock::kTruncate},
+    {"/dev/full", landlock::kReadFile | landlock::kWriteFile | landlock::kTruncate},
+    {"/dev/random", landlock::kReadFile},
+    {"/dev/urandom", landlock::kReadFile},
+    {"/dev/tty", landlock::kReadFile | landlock::kWriteFile},
+};
+
+class Child {
+ public:
+  explicit Child(const ChildPlan& plan) : plan_(plan), reporter_(plan.report_fd) {}
+
+  [[noreturn]] void Run();
+
+ private:
+  // Settles the outcome of a protection's step: true when in force. A
+  // required protection that failed ends the child here.
+  bool Settle(Protection protection, Requirement requirement,
+              const absl::Status& status, absl::string_view what);
+  // Ends the child with `status` when it is an error (a step that is no
+  // protection of its own: ids, fds, execve).
+  void Must(const absl::Status& status) {
+    if (!status.ok()) reporter_.Fail(status);
+  }
+
+  absl::Status BuildRoot(bool mount_proc);
+  absl::Status ApplyLandlock(bool root_in_force);
+
+  const ChildPlan& plan_;
+  ChildReporter reporter_;
+  std::vector<int> grant_fds_;  // as the service will get them
+  std::vector<UniqueFd> detached_;
+  // The program when it lies outside the system directories (O_PATH): bound
+  // into the minimal root and given its own Landlock rule.
+  UniqueFd program_;
+};
+
+bool Child::Settle(Protection protection, Requirement requirement,
+                   const absl::Status& status, absl::string_view what) {
+  if (status.ok()) return true;
+  std::string reason = absl::StrCat(what, ": ", status.message());
+  if (requirement == Requirement::kRequired) {
+    reporter_.Fail(absl::FailedPreconditionError(RequiredButMessage(protection, reason)));
+  }
+  reporter_.Missing(static_cast<int>(protection), MissingEntry(protection, reason));
+  return false;
+}
+
+absl::Status Child::BuildRoot(bool mount_proc) {
+  // Directory grants first: they are found again by path in the host's tree,
+  // which pivot_root takes away.
+  std::vector<int> fds = grant_fds_;
+  std::vector<UniqueFd> detached;
+  for (size_t i = 0; i < plan_.grants.size(); ++i) {
+    struct stat st;
+    if (fstat(fds[i], &st) != 0) return ErrnoStatus(errno, absl::StrCat("fstat(fd=", fds[i], ")"));
+    // Any directory, even one not announced as such: ".." works on it all
+    // the same.
+    if (!S_ISDIR(st.st_mode)) continue;
+    CB_ASSIGN_OR_RETURN(UniqueFd fd, DetachDirectory(fds[i], plan_.grants[i].writable));
+    fds[i] = fd.get();
+    detached.push_back(std::move(fd));
+  }
+  MinimalRootSpec spec;
+  spec.program = plan_.argv[0];
+  spec.program_fd = program_.get();
+  spec.mount_proc = mount_proc;
+  if (plan_.namespaces & CLONE_NEWUSER) CB_RETURN_IF_ERROR(SwitchFsIds(plan_.uid, plan_.gid));
+  CB_RETURN_IF_ERROR(EnterMinimalRoot(spec));
+  grant_fds_ = std::move(fds);
+  detached_ = std::move(detached);
+  return absl::OkStatus();
+}
+
+absl::Status Child::ApplyLandlock(bool root_in_force) {
+  CB_ASSIGN_OR_RETURN(landlock::Ruleset ruleset,
+                      landlock::Ruleset::Create(plan_.landlock_abi, plan_.landlock_deny_tcp));
+  for (const std::string& dir : SystemDirectoriesPresent()) {
+    CB_RETURN_IF_ERROR(ruleset.AllowPath(dir.c_str(), landlock::kReadExecute));
+  }
+  CB_RETURN_IF_ERROR(ruleset.AllowPath("/etc", landlock::kRead));
+  if (program_.valid()) CB_RETURN_IF_ERROR(ruleset.AllowFd(program_.get(), landlock::kReadFile | landlock::kExecute));
+  for (const DeviceRights& device : kDeviceRights) {
+    // The minimal root has only the devices the host has.
+    if (access(device.path, F_OK) != 0) continue;
+    CB_RETURN_IF_ERROR(ruleset.AllowPath(device.path, device.rights));
+  }
+  // The service's own processes only when it has its own /proc; the host's
+  // otherwise, where the whole host is in view anyway.
+  struct stat st;
+  if (stat("/proc/self", &st) == 0) CB_RETURN_IF_ERROR(ruleset.AllowPath("/proc", landlock::kRead));
+  // Only in the minimal root: elsewhere these would be the host's / and /tmp.
+  if (root_in_force) {
+    CB_RETURN_IF_ERROR(ruleset.AllowPath("/", landlock::kReadDir));
+    CB_RETURN_IF_ERROR(ruleset.AllowPath("/tmp", landlock::kReadWrite));
+  }
+  for (size_t i = 0; i < plan_.grants.size(); ++i) {
+    if (!plan_.grants[i].directory) continue;
+    CB_RETURN_IF_ERROR(
+        ruleset.AllowFd(grant_fds_[i], plan_.grants[i].writable ? landlock::kReadWrite : landlock::kRead));
+  }
+  return ruleset.RestrictSelf();
+}
+
+void Child::Run() {
+  for (int fd : plan_.parent_only_fds) close(fd);
+  Must(SetParentDeathSignal());
+  // The parent writes one byte once the id maps are in place; end of file
+  // means it gave up or died.
+  char go;
+  if (RetryEintr([&] { return read(plan_.sync_fd, &go, 1); }) != 1) _exit(kChildFailedExitCode);
+  if (setsid() < 0) reporter_.Fail(ErrnoStatus(errno, "setsid()"));
+  Must(ResetSignals());
+
+  if (!IsInSystemDirectory(plan_.argv[0])) {
+    // Opened before anything is mounted over the program's directory. A
+    // missing program is reported as such, not as a protection's failure.
+    int fd = open(plan_.argv[0].c_str(), O_PATH | O_CLOEXEC);
+    if (fd < 0) reporter_.Fail(ErrnoStatus(errno, absl::StrCat("program ", plan_.argv[0])));
+    program_.reset(fd);
+  }
+  for (const ChildGrant& grant : plan_.grants) grant_fds_.push_back(grant.fd);
+  bool root_in_force = false;
+  if ((plan_.namespaces & CLONE_NEWNS) && plan_.protect_system != Requirement::kOff) {
+    root_in_force = Settle(Protection::kProtectSystem, plan_.protect_system,
+                           BuildRoot((plan_.namespaces & CLONE_NEWPID) != 0),
+                           "the minimal root could not be built");
+  }
+  // Not left in the broker's working directory (pivot_root did it already).
+  if (!root_in_force && chdir("/") != 0) reporter_.Fail(ErrnoStatus(errno, "chdir(/)"));
+  if ((plan_.namespaces & CLONE_NEWUTS) && plan_.protect_hostname != Requirement::kOff) {
+    absl::Status status = absl::OkStatus();
+    if (sethostname(plan_.hostname.data(), plan_.hostname.size()) != 0) {
+      status = ErrnoStatus(errno, absl::StrCat("sethostname(", plan_.hostname, ")"));
+    }
+    Settle(Protection::kProtectHostname, plan_.protect_hostname, status,
+           "the hostname could not be set");
+  }
+  Must(ApplyRlimits(plan_.rlimits));
+
+  bool drop_caps = plan_.drop_capabilities != Requirement::kOff;
+  if (drop_caps) {
+    drop_caps = Settle(Protection::kDropCapabilities, plan_.drop_capabilities,
+                       DropBoundingSet(), "the capability bounding set could not be dropped");
+  }
+  Must(SwitchIds(plan_.uid, plan_.gid, plan_.clear_groups));
+  if (drop_caps) {
+    Settle(Protection::kDropCapabilities, plan_.drop_capabilities, ClearCapabilities(),
+           "the capabilities could not be cleared");
+  }
+  Must(SetParentDeathSignal());
+  if (!CheckParentAlive(plan_.sync_fd).ok()) _exit(kChildFailedExitCode);
+
+  if (plan_.no_new_privileges != Requirement::kOff) {
+    Settle(Protection::kNoNewPrivileges, plan_.no_new_privileges, SetNoNewPrivileges(),
+           "no_new_privs could not be set");
+  }
+  if (plan_.landlock != Requirement::kOff) {
+    Settle(Protection::kLandlock, plan_.landlock, ApplyLandlock(root_in_force),
+           "the Landlock ruleset could not be applied");
+  }
+
+  std::vector<int> sources = {plan_.stdin_fd, plan_.output_fd, plan_.output_fd};
+  sources.insert(sources.end(), grant_fds_.begin(), grant_fds_.end());
+  int broker_target = -1;
+  if (plan_.broker_fd >= 0) {
+    broker_target = static_cast<int>(sources.size());
+    sources.push_back(plan_.broker_fd);
+  }
+  absl::StatusOr<std::vector<int>> kept = ApplyFdLayout(sources, {reporter_.fd()});
+  if (!kept.ok()) reporter_.Fail(kept.status());
+  reporter_.set_fd((*kept)[0]);
+  program_.release();  // closed by the layout too
+  // The detached grants were closed by the layout; forget them unclosed.
+  for (UniqueFd& fd : detached_) fd.release();
+
+  std::vector<std::string> env =
+      ServiceEnvironment(plan_.env, plan_.grant_names, broker_target, getpid());
+  std::vector<char*> envp;
+  for (std::string& entry : env) envp.push_back(entry.data());
+  envp.push_back(nullptr);
+  std::vector<char*> argv;
+  for (const std::string& arg : plan_.argv) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+
+  if (plan_.seccomp != nullptr) {
+    bool in_force = Settle(Protection::kSystemCallFilter, plan_.system_call_filter,
+                           InstallSeccompFilter(*plan_.seccomp),
+                           "the seccomp filter could not be installed");
+    if (!in_force) {
+      reporter_.Missing(static_cast<int>(Protection::kRestrictAddressFamilies),
+                        MissingEntry(Protection::kRestrictAddressFamilies,
+                                     "enforced by systemCallFilter, which is missing"));
+    }
+  }
+  execve(argv[0], argv.data(), envp.data());
+  reporter_.Fail(ErrnoStatus(errno, absl::StrCat("execve(", plan_.argv[0], ")")));
+}
+
+}  // namespace
+
+void RunChild(const ChildPlan& plan) {
+  Child child(plan);
+  child.Run();
+}
+
+}  // namespace capbroker::sandbox

@@ -1,0 +1,89 @@
+#include "broker/sandbox/credentials.h"
+
+#include <grp.h>
+#include <linux/capability.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/fsuid.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "absl/strings/str_cat.h"
+#include "sdk/base/syscall.h"
+
+namespace capbroker::sandbox {
+
+absl::Status DropBoundingSet() {
+  // The kernel's last capability is in /proc/sys/kernel/cap_last_cap, but
+  // /proc may not be mounted; PR_CAPBSET_DROP says EINVAL past the last one.
+  for (int cap = 0; cap < 64; ++cap) {
+    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
+      if (errno == EINVAL && cap > 0) return absl::OkStatus();
+      return ErrnoStatus(errno, absl::StrCat("prctl(PR_CAPBSET_DROP, ", cap, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SwitchFsIds(uid_t uid, gid_t gid) {
+  // Neither call reports an error; asking again (-1 changes nothing) does.
+  setfsgid(gid);
+  if (setfsgid(-1) != static_cast<int>(gid)) return absl::PermissionDeniedError(absl::StrCat("setfsgid(", gid, ") failed"));
+  setfsuid(uid);
+  if (setfsuid(-1) != static_cast<int>(uid)) return absl::PermissionDeniedError(absl::StrCat("setfsuid(", uid, ") failed"));
+  return absl::OkStatus();
+}
+
+absl::Status SwitchIds(uid_t uid, gid_t gid, bool clear_groups) {
+  if (clear_groups && setgroups(0, nullptr) != 0) {
+    return ErrnoStatus(errno, "setgroups(0)");
+  }
+  if (setresgid(gid, gid, gid) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("setresgid(", gid, ")"));
+  }
+  if (setresuid(uid, uid, uid) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("setresuid(", uid, ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ClearCapabilities() {
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) {
+    return ErrnoStatus(errno, "prctl(PR_CAP_AMBIENT_CLEAR_ALL)");
+  }
+  __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+  if (syscall(SYS_capset, &header, data) != 0) {
+    return ErrnoStatus(errno, "capset(0)");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SetNoNewPrivileges() {
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    return ErrnoStatus(errno, "prctl(PR_SET_NO_NEW_PRIVS)");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SetParentDeathSignal() {
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) {
+    return ErrnoStatus(errno, "prctl(PR_SET_PDEATHSIG, SIGKILL)");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckParentAlive(int sync_fd) {
+  pollfd pfd{sync_fd, POLLIN, 0};
+  int ready = RetryEintr([&] { return poll(&pfd, 1, 0); });
+  if (ready < 0) return ErrnoStatus(errno, "poll(sync pipe)");
+  // The parent writes one byte, which the child has read, and keeps the
+  // write end open until execve: anything readable now is end of file.
+  if (ready > 0) return absl::AbortedError("the broker exited during the launch");
+  return absl::OkStatus();
+}
+
+}  // namespace capbroker::sandbox

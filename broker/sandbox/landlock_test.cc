@@ -1,0 +1,118 @@
+#include "broker/sandbox/landlock.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sdk/base/status_matchers.h"
+#include "tests/fixtures/temp_dir.h"
+#include "tests/sandbox/in_child.h"
+
+namespace capbroker::sandbox::landlock {
+namespace {
+
+using ::capbroker::testing::CallOutcome;
+using ::capbroker::testing::ChildResult;
+using ::capbroker::testing::RunInChild;
+using ::capbroker::testing::TempDir;
+
+std::string TryOpen(const char* name, const std::string& path, int flags) {
+  int fd = open(path.c_str(), flags | O_CLOEXEC, 0644);
+  std::string out = CallOutcome(name, fd);
+  if (fd >= 0) close(fd);
+  return out;
+}
+
+TEST(LandlockTest, AbiAndHandledRights) {
+  ASSERT_OK_AND_ASSIGN(int abi, Abi());
+  EXPECT_GE(abi, 1);
+  EXPECT_EQ(HandledFsRights(1), (1ULL << 13) - 1);
+  EXPECT_EQ(HandledFsRights(2), (1ULL << 14) - 1);
+  EXPECT_EQ(HandledFsRights(3), (1ULL << 15) - 1);
+  EXPECT_EQ(HandledFsRights(4), (1ULL << 15) - 1);
+  EXPECT_EQ(HandledFsRights(5), (1ULL << 16) - 1);
+  EXPECT_EQ(HandledFsRights(7), (1ULL << 16) - 1);
+}
+
+TEST(LandlockTest, RulesAllowBeneathTheirPathsOnly) {
+  ASSERT_OK_AND_ASSIGN(int abi, Abi());
+  TempDir dir;
+  std::string readable = dir.Join("readable");
+  std::string writable = dir.Join("writable");
+  std::string other = dir.Join("other");
+  for (const std::string& d : {readable, writable, other}) ASSERT_EQ(mkdir(d.c_str(), 0755), 0);
+  dir.WriteFile("readable/file", "r");
+  dir.WriteFile("other/file", "o");
+  dir.WriteFile("single", "s");
+  ChildResult result = RunInChild([&]() -> std::string {
+    absl::StatusOr<Ruleset> ruleset = Ruleset::Create(abi, /*deny_tcp=*/false);
+    if (!ruleset.ok()) return ruleset.status().ToString();
+    for (absl::Status s : {ruleset->AllowPath(readable.c_str(), kRead),
+                           ruleset->AllowPath(writable.c_str(), kReadWrite),
+                           // Directory rights on a file are filtered out,
+                           // not refused.
+                           ruleset->AllowPath(dir.Join("single").c_str(), kReadWrite)}) {
+      if (!s.ok()) return s.ToString();
+    }
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    absl::Status restricted = ruleset->RestrictSelf();
+    if (!restricted.ok()) return restricted.ToString();
+    std::string out;
+    out += TryOpen("read-readable", readable + "/file", O_RDONLY);
+    out += TryOpen("write-readable", readable + "/file", O_WRONLY);
+    out += TryOpen("create-writable", writable + "/new", O_WRONLY | O_CREAT);
+    out += TryOpen("read-other", other + "/file", O_RDONLY);
+    out += TryOpen("read-single", dir.Join("single"), O_RDONLY);
+    out += TryOpen("truncate-single", dir.Join("single"), O_WRONLY | O_TRUNC);
+    out += TryOpen("escape-dotdot", readable + "/../other/file", O_RDONLY);
+    out += CallOutcome("exec-other", access((other + "/file").c_str(), X_OK) == 0 ? 0 : -1);
+    return out;
+  });
+  EXPECT_EQ(result.output,
+            "read-readable=ok;write-readable=EACCES;create-writable=ok;read-other=EACCES;"
+            "read-single=ok;truncate-single=ok;escape-dotdot=EACCES;exec-other=EACCES;");
+}
+
+TEST(LandlockTest, TcpAndScopes) {
+  ASSERT_OK_AND_ASSIGN(int abi, Abi());
+  if (abi < 6) GTEST_SKIP() << "needs Landlock ABI 6, the kernel has " << abi;
+  int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(listener, 1), 0);
+  socklen_t len = sizeof addr;
+  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  pid_t outside = getpid();
+  ChildResult result = RunInChild([&]() -> std::string {
+    absl::StatusOr<Ruleset> ruleset = Ruleset::Create(abi, /*deny_tcp=*/true);
+    if (!ruleset.ok()) return ruleset.status().ToString();
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    absl::Status restricted = ruleset->RestrictSelf();
+    if (!restricted.ok()) return restricted.ToString();
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    std::string out = CallOutcome("connect", connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr));
+    close(fd);
+    out += CallOutcome("signal-outside", kill(outside, 0));
+    out += CallOutcome("signal-self", kill(getpid(), 0));
+    return out;
+  });
+  close(listener);
+  EXPECT_EQ(result.output, "connect=EACCES;signal-outside=EPERM;signal-self=ok;");
+}
+
+}  // namespace
+}  // namespace capbroker::sandbox::landlock

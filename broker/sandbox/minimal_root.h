@@ -1,0 +1,66 @@
+// The service's filesystem: a minimal read-only root in its mount namespace.
+//
+// The new root is a small tmpfs holding read-only bind mounts of the system
+// directories (/usr, /bin, /sbin, /lib, /lib32, /lib64, /libx32: those that
+// exist; a host symlink such as Debian 12's /bin -> usr/bin is recreated as
+// a symlink), /etc read-only, the program itself read-only at its own path
+// when it lives elsewhere, a private /tmp, a /proc of the service's own pid
+// namespace and a /dev with null, zero, full, random, urandom and tty bound
+// from the host. Nothing else of the host is visible: no /home, /root, /run,
+// /var, host /tmp, nor the broker's socket.
+//
+// Runs in the child, in a new mount namespace, while it still has
+// CAP_SYS_ADMIN over that namespace (before the ids change).
+#ifndef CAPBROKER_BROKER_SANDBOX_MINIMAL_ROOT_H_
+#define CAPBROKER_BROKER_SANDBOX_MINIMAL_ROOT_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace capbroker::sandbox {
+
+// The system directories, read-only and executable in the new root.
+inline constexpr const char* kSystemDirectories[] = {
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"};
+
+// Devices bound from the host into the new /dev.
+inline constexpr const char* kDevices[] = {"null", "zero", "full",
+                                           "random", "urandom", "tty"};
+
+// Size limit of the private /tmp.
+inline constexpr const char* kTmpSize = "64m";
+
+struct MinimalRootSpec {
+  // The program, an absolute path without "." or ".." components.
+  std::string program;
+  // The program opened (O_PATH) before anything was mounted, to be bound
+  // read-only at `program` (borrowed); -1 when it lies in a system directory
+  // and needs no bind of its own.
+  int program_fd = -1;
+  // Mount a /proc. Only possible in a new pid namespace: mounting proc needs
+  // CAP_SYS_ADMIN over the pid namespace's owner, and the host's /proc would
+  // show the host's processes.
+  bool mount_proc = true;
+};
+
+// Whether `path` (absolute, normalized) lies in one of kSystemDirectories.
+bool IsInSystemDirectory(absl::string_view path);
+
+// Whether `path` is absolute and has no empty, "." or ".." component.
+bool IsNormalAbsolutePath(absl::string_view path);
+
+// Builds the new root and enters it (pivot_root); on return the working
+// directory is the new "/", the old root is detached and the root tmpfs is
+// read-only.
+absl::Status EnterMinimalRoot(const MinimalRootSpec& spec);
+
+// The system directories that are real directories in the current root (as
+// opposed to symlinks to another of them), for Landlock rules.
+std::vector<std::string> SystemDirectoriesPresent();
+
+}  // namespace capbroker::sandbox
+
+#endif  // CAPBROKER_BROKER_SANDBOX_MINIMAL_ROOT_H_

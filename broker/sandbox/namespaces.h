@@ -1,0 +1,66 @@
+// Creating the service's process in new namespaces: clone3, id maps, probes.
+//
+// The process is created with clone3(2) like fork (no new stack, exit signal
+// SIGCHLD) with CLONE_PIDFD, so the broker holds a pidfd from the first
+// instant and never has to trust a pid that might be reused. When clone3
+// fails, the kernel does not say which namespace it refused: ProbeNamespace
+// tries them one at a time so that the error can name it.
+#ifndef CAPBROKER_BROKER_SANDBOX_NAMESPACES_H_
+#define CAPBROKER_BROKER_SANDBOX_NAMESPACES_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "sdk/base/unique_fd.h"
+
+namespace capbroker::sandbox {
+
+// "CLONE_NEWNET"; "CLONE_NEWUSER|CLONE_NEWNS" for several flags.
+std::string CloneFlagNames(uint64_t flags);
+
+// "a network namespace", for messages ("... could not be created").
+absl::string_view NamespaceDescription(uint64_t flag);
+
+struct CloneResult {
+  pid_t pid = -1;  // 0 in the child
+  UniqueFd pidfd;  // the parent's; close-on-exec (the kernel sets it)
+};
+
+// Creates a child process like fork(2), in new namespaces `namespace_flags`
+// (CLONE_NEW*), and in the cgroup `cgroup_fd` (borrowed, CLONE_INTO_CGROUP)
+// unless it is -1. Returns twice, like fork: pid 0 in the child, which must
+// leave with _exit or execve. The caller must be single-threaded: the child
+// runs ordinary code, and glibc's fork handlers do not run. glibc still
+// holds the parent's thread id in the child (only its own fork updates it),
+// so the child must not call pthread functions or raise(3).
+absl::StatusOr<CloneResult> CloneProcess(uint64_t namespace_flags, int cgroup_fd);
+
+// Whether a namespace of kind `flag` can be created, together with
+// `with_flags` (CLONE_NEWUSER, on which the others depend for a broker that
+// is not root): creates a child that exits at once and reaps it. OK, or the
+// clone3 error as "clone3(CLONE_NEWNET): Operation not permitted".
+absl::Status ProbeNamespace(uint64_t flag, uint64_t with_flags);
+
+// Writes the id maps of `pid`'s new user namespace: `uid` and `gid` mapped to
+// the same numbers inside. With `deny_setgroups`, first writes "deny" to
+// /proc/PID/setgroups, which the kernel requires before an unprivileged
+// process may write gid_map.
+absl::Status WriteIdMaps(pid_t pid, uid_t uid, gid_t gid, bool deny_setgroups);
+
+// Whether this process's user namespace lets it call setgroups(2): false
+// when /proc/self/setgroups says "deny" (set by whoever created the
+// namespace; it is inherited by every namespace created below it).
+bool SetgroupsAllowed();
+
+// Kills (SIGKILL through the pidfd) and reaps a child that is still being
+// set up, so that a failed launch leaves neither a process nor a zombie.
+void KillAndReap(const CloneResult& child);
+
+}  // namespace capbroker::sandbox
+
+#endif  // CAPBROKER_BROKER_SANDBOX_NAMESPACES_H_

@@ -1,0 +1,410 @@
+// Launch: the parent's side. See child.h for the child's.
+#include "broker/sandbox/sandbox.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <optional>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "broker/sandbox/cgroup.h"
+#include "broker/sandbox/child.h"
+#include "broker/sandbox/fd_layout.h"
+#include "broker/sandbox/landlock.h"
+#include "broker/sandbox/minimal_root.h"
+#include "broker/sandbox/namespaces.h"
+#include "broker/sandbox/protection.h"
+#include "broker/sandbox/report_pipe.h"
+#include "broker/sandbox/seccomp_filter.h"
+#include "sdk/base/status_macros.h"
+#include "sdk/base/syscall.h"
+
+namespace capbroker::sandbox {
+namespace {
+
+// How long the child may take from clone to execve. It takes about a
+// millisecond; this only bounds a child stuck on a hung filesystem.
+constexpr int kChildSetupTimeoutMs = 10000;
+
+// HOST_NAME_MAX; also keeps cgroup names short.
+constexpr size_t kMaxNameLength = 64;
+
+struct NamespaceProtection {
+  Protection protection;
+  uint64_t flag;
+};
+
+// In the order the probes try them: the user namespace first, since the
+// others depend on it for a broker that is not root.
+constexpr NamespaceProtection kNamespaces[] = {
+    {Protection::kPrivateUsers, CLONE_NEWUSER},
+    {Protection::kProtectSystem, CLONE_NEWNS},
+    {Protection::kPrivatePids, CLONE_NEWPID},
+    {Protection::kPrivateIpc, CLONE_NEWIPC},
+    {Protection::kProtectHostname, CLONE_NEWUTS},
+    {Protection::kPrivateNetwork, CLONE_NEWNET},
+};
+
+Requirement RequirementOf(const Protections& p, Protection protection) {
+  switch (protection) {
+    case Protection::kPrivateUsers: return p.private_users;
+    case Protection::kProtectSystem: return p.protect_system;
+    case Protection::kPrivatePids: return p.private_pids;
+    case Protection::kPrivateIpc: return p.private_ipc;
+    case Protection::kProtectHostname: return p.protect_hostname;
+    case Protection::kPrivateNetwork: return p.private_network;
+    case Protection::kNoNewPrivileges: return p.no_new_privileges;
+    case Protection::kDropCapabilities: return p.drop_capabilities;
+    case Protection::kSystemCallFilter: return p.system_call_filter;
+    case Protection::kLandlock: return p.landlock;
+    case Protection::kCgroup:
+    case Protection::kRestrictAddressFamilies:
+      return Requirement::kBestEffort;
+  }
+  return Requirement::kRequired;
+}
+
+bool IsSafeName(absl::string_view name) {
+  if (name.empty() || name.size() > kMaxNameLength) return false;
+  for (char c : name) {
+    if (!absl::ascii_isalnum(c) && c != '_' && c != '.' && c != '-') return false;
+  }
+  return true;
+}
+
+int SocketFamily(AddressFamily family) {
+  switch (family) {
+    case AddressFamily::kUnix: return AF_UNIX;
+    case AddressFamily::kInet: return AF_INET;
+    case AddressFamily::kInet6: return AF_INET6;
+    case AddressFamily::kNetlink: return AF_NETLINK;
+  }
+  return -1;
+}
+
+absl::Status Validate(const SandboxSpec& spec) {
+  if (!IsSafeName(spec.name)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "service name '", spec.name, "' must be 1 to 64 of [A-Za-z0-9_.-]"));
+  }
+  if (spec.argv.empty() || !IsNormalAbsolutePath(spec.argv[0])) {
+    return absl::InvalidArgumentError(
+        "argv[0] must be the program's absolute path, without '.' or '..'");
+  }
+  for (const std::string& entry : spec.env) {
+    if (entry.find('=') == std::string::npos || entry[0] == '=') {
+      return absl::InvalidArgumentError(absl::StrCat("env entry '", entry, "' is not KEY=VALUE"));
+    }
+  }
+  std::string reserved = ReservedVariableIn(spec.env);
+  if (!reserved.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(reserved, " is set by the sandbox"));
+  }
+  for (const PassedFd& passed : spec.fds) {
+    if (!IsSafeName(passed.name)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("fd name '", passed.name, "' must be 1 to 64 of [A-Za-z0-9_.-]"));
+    }
+    if (passed.fd < 0 || fcntl(passed.fd, F_GETFD) < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("fd '", passed.name, "' (", passed.fd, ") is not open"));
+    }
+  }
+  if (spec.broker_fd != -1 && (spec.broker_fd < 0 || fcntl(spec.broker_fd, F_GETFD) < 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("broker_fd ", spec.broker_fd, " is not open"));
+  }
+  for (AddressFamily family : spec.protections.restrict_address_families) {
+    if (SocketFamily(family) < 0) return absl::InvalidArgumentError("unknown address family");
+  }
+  // Without CAP_SETUID in the initial namespace, the kernel lets a process
+  // map only its own uid and gid into a user namespace.
+  if (geteuid() != 0 && (spec.uid != geteuid() || spec.gid != getegid())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "uid ", spec.uid, " gid ", spec.gid, ": a broker that is not root (uid ", geteuid(),
+        ") can run services only as its own uid and gid"));
+  }
+  const Protections& p = spec.protections;
+  if (p.no_new_privileges == Requirement::kOff &&
+      (p.system_call_filter != Requirement::kOff || p.landlock != Requirement::kOff)) {
+    return absl::InvalidArgumentError(
+        "systemCallFilter and landlock need noNewPrivileges: the kernel lets a process "
+        "without CAP_SYS_ADMIN install them only with no_new_privs set");
+  }
+  return absl::OkStatus();
+}
+
+// What Launch has decided so far, and what it reports at the end.
+class Outcome {
+ public:
+  explicit Outcome(const Protections& protections) : protections_(protections) {}
+
+  Requirement requirement(Protection p) const {
+    return missing_[static_cast<int>(p)] ? Requirement::kOff : RequirementOf(protections_, p);
+  }
+  bool wanted(Protection p) const { return requirement(p) != Requirement::kOff; }
+
+  // A protection found unavailable: the launch's error when it is required,
+  // else recorded as missing.
+  absl::Status Unavailable(Protection p, absl::string_view reason) {
+    if (RequirementOf(protections_, p) == Requirement::kRequired) {
+      return absl::FailedPreconditionError(RequiredButMessage(p, reason));
+    }
+    MarkMissing(static_cast<int>(p), MissingEntry(p, reason));
+    return absl::OkStatus();
+  }
+  void MarkMissing(int tag, std::string entry) {
+    if (tag >= 0 && tag < kProtectionCount) missing_[tag] = true;
+    entries_.push_back(std::move(entry));
+  }
+
+  std::vector<std::string> InForce(uint64_t namespaces, int landlock_abi, bool cgroup) const {
+    std::vector<std::string> tokens;
+    for (const NamespaceProtection& ns : kNamespaces) {
+      if ((namespaces & ns.flag) && wanted(ns.protection)) {
+        tokens.emplace_back(InForceToken(ns.protection));
+      }
+    }
+    for (Protection p : {Protection::kNoNewPrivileges, Protection::kDropCapabilities,
+                         Protection::kSystemCallFilter}) {
+      if (wanted(p)) tokens.emplace_back(InForceToken(p));
+    }
+    if (wanted(Protection::kLandlock)) {
+      tokens.push_back(absl::StrCat(InForceToken(Protection::kLandlock), ":", landlock_abi));
+    }
+    if (cgroup) tokens.emplace_back(InForceToken(Protection::kCgroup));
+    return tokens;
+  }
+  std::vector<std::string> TakeEntries() { return std::move(entries_); }
+
+ private:
+  const Protections& protections_;
+  bool missing_[kProtectionCount] = {};
+  std::vector<std::string> entries_;
+};
+
+int64_t MonotonicNanos() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
+// The cgroup, when limits need one and one can be made; else missing.
+std::optional<ServiceCgroup> MakeCgroup(const SandboxSpec& spec, Outcome& outcome) {
+  const ResourceLimits& limits = spec.limits;
+  if (limits.memory_max == 0 && limits.pids_max == 0) return std::nullopt;
+  if (limits.cgroup_parent.empty()) {
+    outcome.MarkMissing(static_cast<int>(Protection::kCgroup),
+                        MissingEntry(Protection::kCgroup,
+                                     "memory_max and pids_max need a cgroup_parent"));
+    return std::nullopt;
+  }
+  std::string leaf = absl::StrCat("capbroker-", spec.name, "-", getpid(), "-", MonotonicNanos());
+  absl::StatusOr<ServiceCgroup> cgroup = ServiceCgroup::Create(
+      limits.cgroup_parent, leaf, limits.memory_max, limits.pids_max);
+  if (!cgroup.ok()) {
+    outcome.MarkMissing(static_cast<int>(Protection::kCgroup),
+                        MissingEntry(Protection::kCgroup, cgroup.status().message()));
+    return std::nullopt;
+  }
+  return std::move(*cgroup);
+}
+
+// Creates the child in the namespaces the spec asks for. When clone3 fails,
+// probes each namespace to name the one that is unavailable, drops it if it
+// is best-effort (or fails the launch if it is required) and tries again;
+// when only the cgroup is at fault, goes on without it. Returns twice, like
+// fork: in the child too (pid 0), which must do nothing here but return.
+absl::StatusOr<CloneResult> CreateChild(Outcome& outcome, std::optional<ServiceCgroup>& cgroup,
+                                        uint64_t* namespaces) {
+  uint64_t flags = 0;
+  for (const NamespaceProtection& ns : kNamespaces) {
+    if (outcome.wanted(ns.protection)) flags |= ns.flag;
+  }
+  *namespaces = flags;
+  const int cgroup_fd = cgroup ? cgroup->fd() : -1;
+  absl::StatusOr<CloneResult> child = CloneProcess(flags, cgroup_fd);
+  if (child.ok()) return child;
+
+  uint64_t with = 0;
+  for (const NamespaceProtection& ns : kNamespaces) {
+    if (!(flags & ns.flag)) continue;
+    absl::Status probe = ProbeNamespace(ns.flag, with);
+    if (probe.ok()) {
+      if (ns.flag == CLONE_NEWUSER) with = CLONE_NEWUSER;
+      continue;
+    }
+    CB_RETURN_IF_ERROR(outcome.Unavailable(
+        ns.protection,
+        absl::StrCat(NamespaceDescription(ns.flag), " could not be created: ", probe.message())));
+    flags &= ~ns.flag;
+  }
+  *namespaces = flags;
+  child = CloneProcess(flags, cgroup_fd);
+  if (child.ok() || cgroup_fd < 0) return child;
+
+  absl::Status cgroup_error = child.status();
+  child = CloneProcess(flags, -1);
+  if (child.ok() && child->pid != 0) {
+    outcome.MarkMissing(static_cast<int>(Protection::kCgroup),
+                        MissingEntry(Protection::kCgroup, cgroup_error.message()));
+    cgroup->Remove().IgnoreError();
+    cgroup.reset();
+  }
+  return child;
+}
+
+struct Pipe {
+  UniqueFd read;
+  UniqueFd write;
+};
+
+absl::StatusOr<Pipe> MakePipe(const char* what) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return ErrnoStatus(errno, absl::StrCat("pipe2(", what, ")"));
+  return Pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
+}
+
+}  // namespace
+
+absl::StatusOr<LaunchedProcess> Launch(const SandboxSpec& spec) {
+  CB_RETURN_IF_ERROR(Validate(spec));
+  const Protections& protections = spec.protections;
+  Outcome outcome(protections);
+
+  // What can be known before the clone is settled here, where an error is
+  // simple to report and costs no process.
+  int landlock_abi = 0;
+  if (outcome.wanted(Protection::kLandlock)) {
+    absl::StatusOr<int> abi = landlock::Abi();
+    if (abi.ok()) {
+      landlock_abi = *abi;
+    } else {
+      CB_RETURN_IF_ERROR(outcome.Unavailable(Protection::kLandlock, abi.status().message()));
+    }
+  }
+  std::vector<int> families;
+  for (AddressFamily family : protections.restrict_address_families) {
+    families.push_back(SocketFamily(family));
+  }
+  std::optional<SeccompProgram> seccomp;
+  if (outcome.wanted(Protection::kSystemCallFilter)) {
+    absl::StatusOr<SeccompProgram> program = BuildSeccompFilter(families);
+    if (program.ok()) {
+      seccomp = std::move(*program);
+    } else {
+      CB_RETURN_IF_ERROR(outcome.Unavailable(
+          Protection::kSystemCallFilter,
+          absl::StrCat("the filter could not be built: ", program.status().message())));
+      outcome.MarkMissing(static_cast<int>(Protection::kRestrictAddressFamilies),
+                          MissingEntry(Protection::kRestrictAddressFamilies,
+                                       "enforced by systemCallFilter, which is missing"));
+    }
+  }
+  std::optional<ServiceCgroup> cgroup = MakeCgroup(spec, outcome);
+
+  CB_ASSIGN_OR_RETURN(Pipe sync, MakePipe("sync"));
+  CB_ASSIGN_OR_RETURN(Pipe report, MakePipe("report"));
+  CB_ASSIGN_OR_RETURN(Pipe output, MakePipe("output"));
+  CB_RETURN_IF_ERROR(SetNonBlocking(output.read.get(), true));
+  CB_ASSIGN_OR_RETURN(UniqueFd dev_null, TakeFd(open("/dev/null", O_RDONLY | O_CLOEXEC),
+                                                "open(/dev/null)"));
+
+  ChildPlan plan;
+  plan.hostname = spec.name;
+  plan.argv = spec.argv;
+  plan.env = spec.env;
+  plan.protect_system = outcome.requirement(Protection::kProtectSystem);
+  plan.protect_hostname = outcome.requirement(Protection::kProtectHostname);
+  plan.drop_capabilities = outcome.requirement(Protection::kDropCapabilities);
+  plan.no_new_privileges = outcome.requirement(Protection::kNoNewPrivileges);
+  plan.system_call_filter = outcome.requirement(Protection::kSystemCallFilter);
+  plan.landlock = outcome.requirement(Protection::kLandlock);
+  plan.uid = spec.uid;
+  plan.gid = spec.gid;
+  // Only root may drop its supplementary groups, and only where its user
+  // namespace allows setgroups; elsewhere the service keeps the broker's
+  // own, which the kernel then forbids it to drop in turn.
+  plan.clear_groups = geteuid() == 0 && SetgroupsAllowed();
+  plan.rlimits = {
+      {RLIMIT_NOFILE, "RLIMIT_NOFILE", spec.limits.open_files},
+      {RLIMIT_AS, "RLIMIT_AS", spec.limits.address_space},
+      {RLIMIT_NPROC, "RLIMIT_NPROC", spec.limits.processes},
+      {RLIMIT_CPU, "RLIMIT_CPU", spec.limits.cpu_seconds},
+  };
+  plan.seccomp = seccomp ? &*seccomp : nullptr;
+  plan.landlock_abi = landlock_abi;
+  plan.landlock_deny_tcp = true;
+  for (AddressFamily family : protections.restrict_address_families) {
+    if (family == AddressFamily::kInet || family == AddressFamily::kInet6) {
+      plan.landlock_deny_tcp = false;
+    }
+  }
+  for (const PassedFd& passed : spec.fds) {
+    plan.grants.push_back({passed.fd, passed.directory, passed.writable});
+    plan.grant_names.push_back(passed.name);
+  }
+  plan.broker_fd = spec.broker_fd;
+  plan.stdin_fd = dev_null.get();
+  plan.output_fd = output.write.get();
+  plan.sync_fd = sync.read.get();
+  plan.report_fd = report.write.get();
+  plan.parent_only_fds = {sync.write.get(), report.read.get(), output.read.get()};
+  if (cgroup) plan.parent_only_fds.push_back(cgroup->fd());
+
+  uint64_t namespaces = 0;
+  absl::StatusOr<CloneResult> cloned = CreateChild(outcome, cgroup, &namespaces);
+  if (!cloned.ok()) {
+    if (cgroup) cgroup->Remove().IgnoreError();
+    return cloned.status();
+  }
+  if (cloned->pid == 0) {
+    plan.namespaces = namespaces;
+    RunChild(plan);
+  }
+  CloneResult child = std::move(*cloned);
+  // The child's ends: the parent must not hold the report pipe's write end,
+  // or it would never see end of file.
+  sync.read.reset();
+  report.write.reset();
+  output.write.reset();
+  dev_null.reset();
+
+  auto fail = [&](absl::Status status) {
+    KillAndReap(child);
+    if (cgroup) cgroup->Remove().IgnoreError();
+    return status;
+  };
+  if (namespaces & CLONE_NEWUSER) {
+    absl::Status maps =
+        WriteIdMaps(child.pid, spec.uid, spec.gid, /*deny_setgroups=*/!plan.clear_groups);
+    if (!maps.ok()) return fail(maps);
+  }
+  const char go = 1;
+  if (RetryEintr([&] { return write(sync.write.get(), &go, 1); }) != 1) {
+    return fail(ErrnoStatus(errno, "write(sync pipe)"));
+  }
+  absl::StatusOr<ChildReport> report_result =
+      ReadChildReport(report.read.get(), kChildSetupTimeoutMs);
+  if (!report_result.ok()) return fail(report_result.status());
+  if (!report_result->failure.ok()) return fail(report_result->failure);
+  for (MissingReport& missing : report_result->missing) {
+    outcome.MarkMissing(missing.tag, std::move(missing.entry));
+  }
+
+  LaunchedProcess launched;
+  launched.pid = child.pid;
+  launched.pidfd = std::move(child.pidfd);
+  launched.output = std::move(output.read);
+  launched.in_force = outcome.InForce(namespaces, landlock_abi, cgroup.has_value());
+  launched.missing = outcome.TakeEntries();
+  if (cgroup) launched.cgroup = cgroup->path();
+  return launched;
+}
+
+}  // namespace capbroker::sandbox

@@ -1,0 +1,51 @@
+// The service's system call filter (seccomp-bpf, built with libseccomp).
+//
+// Default allow, with a deny list: what a confined service never needs and
+// what would widen its view of the system (mounts, namespaces, ptrace, kernel
+// modules, keyrings, BPF, io_uring, ...). Denied calls fail with EPERM, so
+// that programs probing for features degrade instead of dying; clone3 fails
+// with ENOSYS so that glibc falls back to clone, whose flags the filter can
+// see (clone3 passes them in memory, out of the filter's reach). socket() and
+// socketpair() are allowed only in the permitted address families and fail
+// with EAFNOSUPPORT otherwise. A system call of another architecture (the
+// i386 or x32 entry points on x86_64) kills the process.
+//
+// The filter is built in the broker, where errors are easy to report, and
+// installed in the child with one system call.
+#ifndef CAPBROKER_BROKER_SANDBOX_SECCOMP_FILTER_H_
+#define CAPBROKER_BROKER_SANDBOX_SECCOMP_FILTER_H_
+
+#include <linux/filter.h>
+
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+
+namespace capbroker::sandbox {
+
+// A compiled filter: classic BPF instructions.
+class SeccompProgram {
+ public:
+  explicit SeccompProgram(std::vector<sock_filter> instructions)
+      : instructions_(std::move(instructions)) {}
+
+  const std::vector<sock_filter>& instructions() const { return instructions_; }
+
+ private:
+  std::vector<sock_filter> instructions_;
+};
+
+// Builds the filter. `allowed_socket_families` are AF_* values; every other
+// family is denied for socket() and socketpair().
+absl::StatusOr<SeccompProgram> BuildSeccompFilter(
+    absl::Span<const int> allowed_socket_families);
+
+// Installs `program` on the calling thread. The kernel requires
+// no_new_privs (or CAP_SYS_ADMIN) first. Async-signal-safe: no allocation.
+absl::Status InstallSeccompFilter(const SeccompProgram& program);
+
+}  // namespace capbroker::sandbox
+
+#endif  // CAPBROKER_BROKER_SANDBOX_SECCOMP_FILTER_H_

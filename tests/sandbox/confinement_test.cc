@@ -1,0 +1,247 @@
+// The sandbox from outside: escape_probe runs inside it, tries to get out
+// and uses its grants; every attempt must be blocked and every grant work.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "broker/sandbox/sandbox.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sdk/base/status_matchers.h"
+#include "sdk/base/unique_fd.h"
+#include "tests/fixtures/temp_dir.h"
+#include "tests/sandbox/launched_run.h"
+
+namespace capbroker::sandbox {
+namespace {
+
+using ::capbroker::testing::Finished;
+using ::capbroker::testing::RunfileRealPath;
+using ::capbroker::testing::RunToEnd;
+using ::capbroker::testing::TempDir;
+using ::testing::Contains;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using ::testing::StartsWith;
+
+constexpr uid_t kServiceUid = 65534;  // nobody
+constexpr gid_t kServiceGid = 65534;
+constexpr char kFileContent[] = "readable grant content";
+
+UniqueFd Listen(int family, int type, const sockaddr* addr, socklen_t len) {
+  UniqueFd fd(socket(family, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  EXPECT_TRUE(fd.valid()) << strerror(errno);
+  EXPECT_EQ(bind(fd.get(), addr, len), 0) << strerror(errno);
+  if (type == SOCK_STREAM) {
+    EXPECT_EQ(listen(fd.get(), 4), 0) << strerror(errno);
+  }
+  return fd;
+}
+
+// The probe's line for `attempt` ("<attempt>: ..."), or "<attempt>: not run".
+std::string LineFor(const std::vector<std::string>& lines, const std::string& attempt) {
+  for (const std::string& line : lines) {
+    if (line.rfind(attempt + ": ", 0) == 0) return line;
+  }
+  return attempt + ": not run";
+}
+
+int BoundPort(int fd) {
+  sockaddr_in addr = {};
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  return ntohs(addr.sin_port);
+}
+
+class ConfinementTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(geteuid(), 0u) << "this test runs services as another uid";
+    // Permissive modes: what stops the probe must be the sandbox, not DAC.
+    ASSERT_EQ(chmod(host_.path().c_str(), 0755), 0);
+    secret_ = host_.WriteFile("secret", "host secret", 0666);
+    readable_ = host_.WriteFile("readable", kFileContent, 0666);
+    granted_ = host_.Join("granted");
+    ASSERT_EQ(mkdir(granted_.c_str(), 0777), 0);
+    ASSERT_EQ(chmod(granted_.c_str(), 0777), 0);
+    ASSERT_EQ(symlink("../secret", (granted_ + "/link-relative").c_str()), 0);
+    ASSERT_EQ(symlink(secret_.c_str(), (granted_ + "/link-absolute").c_str()), 0);
+    host_files_.push_back(secret_);
+    // A directory of the test's own in each: the probe's private /tmp must
+    // not be mistaken for the host's.
+    for (const char* parent : {"/home", "/root", "/var", "/run", "/tmp"}) {
+      std::string dir = absl::StrCat(parent, "/capbroker-probe-", getpid());
+      ASSERT_EQ(mkdir(dir.c_str(), 0777), 0) << dir << ": " << strerror(errno);
+      ASSERT_EQ(chmod(dir.c_str(), 0777), 0);
+      created_dirs_.push_back(dir);
+      std::string path = dir + "/secret";
+      int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+      ASSERT_GE(fd, 0) << path << ": " << strerror(errno);
+      fchmod(fd, 0666);
+      close(fd);
+      host_files_.push_back(path);
+    }
+  }
+
+  void TearDown() override {
+    for (const std::string& dir : created_dirs_) {
+      unlink((dir + "/secret").c_str());
+      unlink((dir + "/created-by-probe").c_str());
+      rmdir(dir.c_str());
+    }
+  }
+
+  TempDir host_;
+  std::string secret_;
+  std::string readable_;
+  std::string granted_;
+  std::vector<std::string> host_files_;
+  std::vector<std::string> created_dirs_;
+};
+
+TEST_F(ConfinementTest, EveryEscapeIsBlockedAndEveryGrantWorks) {
+  // Listeners the probe must not reach.
+  sockaddr_un path_addr = {};
+  path_addr.sun_family = AF_UNIX;
+  std::string socket_path = host_.Join("sock");
+  ASSERT_LT(socket_path.size(), sizeof path_addr.sun_path);
+  strcpy(path_addr.sun_path, socket_path.c_str());
+  UniqueFd path_listener = Listen(AF_UNIX, SOCK_STREAM, reinterpret_cast<sockaddr*>(&path_addr),
+                                  sizeof path_addr);
+  ASSERT_EQ(chmod(socket_path.c_str(), 0777), 0);
+  std::string abstract_name = absl::StrCat("capbroker-probe-", getpid());
+  sockaddr_un abstract_addr = {};
+  abstract_addr.sun_family = AF_UNIX;
+  memcpy(abstract_addr.sun_path + 1, abstract_name.data(), abstract_name.size());
+  UniqueFd abstract_listener =
+      Listen(AF_UNIX, SOCK_STREAM, reinterpret_cast<sockaddr*>(&abstract_addr),
+             offsetof(sockaddr_un, sun_path) + 1 + abstract_name.size());
+  sockaddr_in loopback = {};
+  loopback.sin_family = AF_INET;
+  loopback.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  UniqueFd tcp_listener =
+      Listen(AF_INET, SOCK_STREAM, reinterpret_cast<sockaddr*>(&loopback), sizeof loopback);
+  UniqueFd udp_socket =
+      Listen(AF_INET, SOCK_DGRAM, reinterpret_cast<sockaddr*>(&loopback), sizeof loopback);
+
+  // The grants.
+  UniqueFd file(open(readable_.c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(file.valid());
+  UniqueFd dir(open(granted_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(dir.valid());
+  int pair[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair), 0);
+  UniqueFd broker_end(pair[0]);
+  UniqueFd service_end(pair[1]);
+  // Inherited by any child of this process: the sandbox must close it.
+  UniqueFd leaky(open("/dev/null", O_RDONLY));
+  ASSERT_TRUE(leaky.valid());
+
+  SandboxSpec spec;
+  spec.name = "escape-probe";
+  spec.argv = {RunfileRealPath("tests/sandbox/escape_probe"),
+               absl::StrCat("--host-pid=", getpid()),
+               "--secret=secret",
+               absl::StrCat("--unix-socket=", socket_path),
+               "--sibling-socket=sock",
+               absl::StrCat("--abstract-socket=", abstract_name),
+               absl::StrCat("--tcp-port=", BoundPort(tcp_listener.get())),
+               absl::StrCat("--udp-port=", BoundPort(udp_socket.get()))};
+  for (const std::string& path : host_files_) spec.argv.push_back("--host-file=" + path);
+  spec.env = {"PATH=/usr/bin:/bin"};
+  spec.fds = {{"file", file.get(), false, false}, {"dir", dir.get(), true, true}};
+  spec.broker_fd = service_end.get();
+  spec.uid = kServiceUid;
+  spec.gid = kServiceGid;
+
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, Launch(spec));
+  service_end.reset();
+  ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
+  const std::string& out = finished.output;
+  EXPECT_TRUE(WIFEXITED(finished.wait_status) && WEXITSTATUS(finished.wait_status) == 0);
+  std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
+  ASSERT_THAT(lines, Contains("done")) << out;
+  EXPECT_THAT(out, Not(HasSubstr("ESCAPED")));
+  EXPECT_THAT(out, Not(HasSubstr("BROKEN")));
+
+  // The grants, and the environment that announces them.
+  EXPECT_EQ(LineFor(lines, "grant file"),
+            absl::StrCat("grant file: works (read \"", kFileContent, "\")"));
+  EXPECT_EQ(LineFor(lines, "grant dir"), "grant dir: works (created created-by-probe)");
+  EXPECT_EQ(LineFor(lines, "grant broker"), "grant broker: works (sent a datagram)");
+  EXPECT_EQ(LineFor(lines, "env"),
+            "env: LISTEN_FDS=2 LISTEN_PID=1 LISTEN_FDNAMES=file:dir CAPBROKER_FD=5 pid=1");
+  // The fd without close-on-exec this test holds is not among them.
+  EXPECT_EQ(LineFor(lines, "fds"), "fds: 0 1 2 3 4 5");
+  char datagram[64];
+  ssize_t n = recv(broker_end.get(), datagram, sizeof datagram, MSG_DONTWAIT);
+  ASSERT_GT(n, 0) << strerror(errno);
+  EXPECT_EQ(std::string(datagram, n), "hello broker");
+  char written[64] = {};
+  UniqueFd created(open((granted_ + "/created-by-probe").c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(created.valid());
+  ASSERT_GT(read(created.get(), written, sizeof written - 1), 0);
+  EXPECT_STREQ(written, "written in the sandbox");
+
+  // Every attempt ran and was blocked.
+  std::vector<std::string> attempts = {
+      "leaked-fds", "write-usr", "write-etc", "write-root", "reopen-file-grant-for-write",
+      "dotdot-read", "dotdot-create", "dotdot-stat", "proc-fd-dotdot-read",
+      "symlink-relative", "symlink-absolute", "symlink-own", "unix-connect-via-grant",
+      "unix-connect-host-path", "unix-connect-abstract", "tcp-connect", "udp-send",
+      "tcp6-socket", "netlink-socket", "socketpair-inet", "signal-host", "ptrace-host",
+      "kill-all", "mount", "chroot", "unshare-user", "unshare-net", "clone-newuser",
+      "clone3", "setuid-0", "setns", "io-uring", "bpf", "keyctl", "personality",
+      "tiocsti", "privileges", "exec-from-tmp"};
+  for (const std::string& path : host_files_) {
+    std::string dir = path.substr(0, path.rfind('/'));
+    attempts.push_back("read-host " + path);
+    attempts.push_back("write-host " + path);
+    attempts.push_back("create-host " + dir);
+  }
+  for (const std::string& attempt : attempts) {
+    EXPECT_THAT(LineFor(lines, attempt), StartsWith(attempt + ": blocked ("));
+  }
+  // Which layer stopped a few of them: seccomp, the detached directory
+  // grant, Landlock.
+  EXPECT_EQ(LineFor(lines, "tcp-connect"),
+            "tcp-connect: blocked (Address family not supported by protocol)");
+  EXPECT_EQ(LineFor(lines, "ptrace-host"), "ptrace-host: blocked (Operation not permitted)");
+  EXPECT_EQ(LineFor(lines, "clone3"), "clone3: blocked (Function not implemented)");
+  EXPECT_EQ(LineFor(lines, "dotdot-stat"), "dotdot-stat: blocked (No such file or directory)");
+  EXPECT_EQ(LineFor(lines, "unix-connect-via-grant"),
+            "unix-connect-via-grant: blocked (No such file or directory)");
+  EXPECT_EQ(LineFor(lines, "dotdot-create"), "dotdot-create: blocked ('..' stayed in the grant)");
+  EXPECT_EQ(LineFor(lines, "reopen-file-grant-for-write"),
+            "reopen-file-grant-for-write: blocked (Permission denied)");
+
+  // Nothing reached the host.
+  EXPECT_LT(accept(path_listener.get(), nullptr, nullptr), 0);
+  EXPECT_EQ(errno, EAGAIN);
+  EXPECT_LT(accept(abstract_listener.get(), nullptr, nullptr), 0);
+  EXPECT_EQ(errno, EAGAIN);
+  EXPECT_LT(accept(tcp_listener.get(), nullptr, nullptr), 0);
+  EXPECT_EQ(errno, EAGAIN);
+  EXPECT_LT(recv(udp_socket.get(), datagram, sizeof datagram, MSG_DONTWAIT), 0);
+  for (const std::string& path : host_files_) {
+    std::string dir = path.substr(0, path.rfind('/'));
+    EXPECT_NE(access((dir + "/created-by-probe").c_str(), F_OK), 0) << dir;
+    struct stat st;
+    ASSERT_EQ(stat(path.c_str(), &st), 0);
+  }
+  EXPECT_NE(access(host_.Join("outside-grant").c_str(), F_OK), 0);
+}
+
+}  // namespace
+}  // namespace capbroker::sandbox

@@ -1,0 +1,415 @@
+// escape_probe: run INSIDE the sandbox; tries to get out, and uses its grants.
+//
+// Prints one line per attempt, "<attempt>: blocked (<errno text>)" or
+// "<attempt>: ESCAPED (<what worked>)", one line per grant,
+// "grant <name>: works (...)" or "grant <name>: BROKEN (...)", an "env:" line
+// with the socket-activation variables, and "done" at the end.
+// confinement_test.cc reads the lines and asserts on each.
+//
+// Flags (all optional):
+//   --host-pid=N          a process outside the sandbox (signal, ptrace)
+//   --host-file=PATH      a file on the host (read, write, create beside it);
+//                         repeatable
+//   --secret=NAME         a file in the parent directory of the "dir" grant
+//   --unix-socket=PATH    a pathname unix socket listening on the host
+//   --sibling-socket=NAME the same socket's name beside the "dir" grant
+//   --abstract-socket=N   an abstract unix socket listening on the host
+//   --tcp-port=N          a TCP listener on the host's 127.0.0.1
+//   --udp-port=N          a UDP socket on the host's 127.0.0.1
+//   --list-fds            only print the "fds:" line, then "done"
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/personality.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct Flags {
+  pid_t host_pid = 0;
+  std::vector<std::string> host_files;
+  std::string secret;
+  std::string unix_socket;
+  std::string sibling_socket;
+  std::string abstract_socket;
+  int tcp_port = 0;
+  int udp_port = 0;
+  bool list_fds = false;
+};
+
+void Blocked(const std::string& attempt, int err) {
+  printf("%s: blocked (%s)\n", attempt.c_str(), strerror(err));
+}
+
+void Escaped(const std::string& attempt, const std::string& what) {
+  printf("%s: ESCAPED (%s)\n", attempt.c_str(), what.c_str());
+}
+
+// For calls that return -1 and set errno when blocked.
+void Expect(const std::string& attempt, long result, const std::string& what) {
+  if (result < 0) {
+    Blocked(attempt, errno);
+  } else {
+    Escaped(attempt, what);
+  }
+}
+
+void TryOpen(const std::string& attempt, int dirfd, const std::string& path, int flags) {
+  int fd = openat(dirfd, path.c_str(), flags | O_CLOEXEC, 0666);
+  int err = errno;
+  if (fd >= 0) close(fd);
+  errno = err;
+  Expect(attempt, fd, "opened " + path);
+}
+
+// Creating "../outside-grant" from the directory grant. When ".." stays in
+// the grant (at the top of a detached mount it does), the file lands inside
+// the grant, which is allowed: only a file outside it is an escape.
+void TryCreateAbove(int dirfd) {
+  int fd = openat(dirfd, "../outside-grant", O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+  if (fd < 0) {
+    Blocked("dotdot-create", errno);
+    return;
+  }
+  struct stat created, inside;
+  bool stayed = fstat(fd, &created) == 0 && fstatat(dirfd, "outside-grant", &inside, 0) == 0 &&
+                created.st_ino == inside.st_ino && created.st_dev == inside.st_dev;
+  close(fd);
+  if (stayed) {
+    unlinkat(dirfd, "outside-grant", 0);
+    printf("dotdot-create: blocked ('..' stayed in the grant)\n");
+  } else {
+    Escaped("dotdot-create", "created ../outside-grant");
+  }
+}
+
+void TryConnect(const std::string& attempt, const sockaddr* addr, socklen_t len, int family,
+                int type) {
+  int fd = socket(family, type | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    Blocked(attempt, errno);
+    return;
+  }
+  int rc = connect(fd, addr, len);
+  int err = errno;
+  if (rc == 0 && type == SOCK_DGRAM) {
+    // connect() on UDP succeeds without a peer: a datagram tells.
+    rc = static_cast<int>(send(fd, "x", 1, 0));
+    err = errno;
+  }
+  close(fd);
+  errno = err;
+  Expect(attempt, rc, "connected");
+}
+
+void TryUnix(const std::string& attempt, const std::string& path, bool abstract) {
+  sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  size_t offset = abstract ? 1 : 0;
+  if (path.size() + offset >= sizeof addr.sun_path) {
+    Blocked(attempt, ENAMETOOLONG);
+    return;
+  }
+  memcpy(addr.sun_path + offset, path.data(), path.size());
+  socklen_t len = offsetof(sockaddr_un, sun_path) + offset + path.size() + (abstract ? 0 : 1);
+  TryConnect(attempt, reinterpret_cast<sockaddr*>(&addr), len, AF_UNIX, SOCK_STREAM);
+}
+
+void TryInet(const std::string& attempt, int type, int port) {
+  sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  TryConnect(attempt, reinterpret_cast<sockaddr*>(&addr), sizeof addr, AF_INET, type);
+}
+
+std::string Env(const char* name) {
+  const char* value = getenv(name);
+  return value == nullptr ? "<unset>" : value;
+}
+
+// The fds named in LISTEN_FDNAMES, from 3 on.
+std::map<std::string, int> GrantedFds() {
+  std::map<std::string, int> fds;
+  const char* names = getenv("LISTEN_FDNAMES");
+  int fd = 3;
+  std::string rest = names == nullptr ? "" : names;
+  while (!rest.empty()) {
+    size_t colon = rest.find(':');
+    fds[rest.substr(0, colon)] = fd++;
+    rest = colon == std::string::npos ? "" : rest.substr(colon + 1);
+  }
+  return fds;
+}
+
+std::vector<int> OpenFds() {
+  std::vector<int> fds;
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return fds;
+  int own = dirfd(dir);
+  while (dirent* entry = readdir(dir)) {
+    if (entry->d_name[0] == '.') continue;
+    int fd = atoi(entry->d_name);
+    if (fd != own) fds.push_back(fd);
+  }
+  closedir(dir);
+  return fds;
+}
+
+void PrintFds() {
+  printf("fds:");
+  for (int fd : OpenFds()) printf(" %d", fd);
+  printf("\n");
+}
+
+void CheckFdCount() {
+  int expected = 3 + atoi(Env("LISTEN_FDS").c_str());
+  if (getenv("CAPBROKER_FD") != nullptr) ++expected;
+  std::string extra;
+  for (int fd : OpenFds()) {
+    if (fd >= expected) extra += " " + std::to_string(fd);
+  }
+  if (extra.empty()) {
+    printf("leaked-fds: blocked (only 0 to %d open)\n", expected - 1);
+  } else {
+    Escaped("leaked-fds", "also open:" + extra);
+  }
+}
+
+void UseGrants(const std::map<std::string, int>& grants) {
+  auto file = grants.find("file");
+  if (file != grants.end()) {
+    char buffer[256];
+    ssize_t n = pread(file->second, buffer, sizeof buffer - 1, 0);
+    if (n >= 0) {
+      buffer[n] = '\0';
+      printf("grant file: works (read \"%s\")\n", buffer);
+    } else {
+      printf("grant file: BROKEN (%s)\n", strerror(errno));
+    }
+  }
+  auto dir = grants.find("dir");
+  if (dir != grants.end()) {
+    int fd = openat(dir->second, "created-by-probe", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    const char text[] = "written in the sandbox";
+    if (fd >= 0 && write(fd, text, sizeof text - 1) == sizeof text - 1) {
+      printf("grant dir: works (created created-by-probe)\n");
+    } else {
+      printf("grant dir: BROKEN (%s)\n", strerror(errno));
+    }
+    if (fd >= 0) close(fd);
+  }
+  const char* broker = getenv("CAPBROKER_FD");
+  if (broker != nullptr) {
+    const char message[] = "hello broker";
+    if (send(atoi(broker), message, sizeof message - 1, 0) == sizeof message - 1) {
+      printf("grant broker: works (sent a datagram)\n");
+    } else {
+      printf("grant broker: BROKEN (%s)\n", strerror(errno));
+    }
+  }
+}
+
+void CheckPrivileges() {
+  FILE* status = fopen("/proc/self/status", "re");
+  if (status == nullptr) {
+    Escaped("privileges", std::string("cannot read /proc/self/status: ") + strerror(errno));
+    return;
+  }
+  char line[256];
+  std::string bad;
+  while (fgets(line, sizeof line, status) != nullptr) {
+    std::string l(line);
+    if (l.rfind("Cap", 0) == 0 && l.find("0000000000000000") == std::string::npos) bad += l;
+    if (l.rfind("NoNewPrivs:", 0) == 0 && l.find('1') == std::string::npos) bad += l;
+  }
+  fclose(status);
+  if (bad.empty()) {
+    printf("privileges: blocked (no capabilities, no_new_privs set)\n");
+  } else {
+    Escaped("privileges", bad);
+  }
+}
+
+void TryFilesystem(const Flags& flags, const std::map<std::string, int>& grants) {
+  for (const std::string& path : flags.host_files) {
+    TryOpen("read-host " + path, AT_FDCWD, path, O_RDONLY);
+    TryOpen("write-host " + path, AT_FDCWD, path, O_WRONLY);
+    std::string dir = path.substr(0, path.rfind('/'));
+    TryOpen("create-host " + dir, AT_FDCWD, dir + "/created-by-probe", O_WRONLY | O_CREAT);
+  }
+  TryOpen("write-usr", AT_FDCWD, "/usr/probe-was-here", O_WRONLY | O_CREAT);
+  TryOpen("write-etc", AT_FDCWD, "/etc/passwd", O_WRONLY);
+  TryOpen("write-root", AT_FDCWD, "/probe-was-here", O_WRONLY | O_CREAT);
+
+  auto file = grants.find("file");
+  if (file != grants.end()) {
+    TryOpen("reopen-file-grant-for-write", AT_FDCWD,
+            "/proc/self/fd/" + std::to_string(file->second), O_WRONLY);
+  }
+  auto dir = grants.find("dir");
+  if (dir != grants.end() && !flags.secret.empty()) {
+    int d = dir->second;
+    TryOpen("dotdot-read", d, "../" + flags.secret, O_RDONLY);
+    TryCreateAbove(d);
+    struct stat st;
+    Expect("dotdot-stat", fstatat(d, ("../" + flags.secret).c_str(), &st, 0), "stat worked");
+    TryOpen("proc-fd-dotdot-read", AT_FDCWD,
+            "/proc/self/fd/" + std::to_string(d) + "/../" + flags.secret, O_RDONLY);
+    TryOpen("symlink-relative", d, "link-relative", O_RDONLY);
+    TryOpen("symlink-absolute", d, "link-absolute", O_RDONLY);
+    // A symlink the service makes itself, in its own grant.
+    if (symlinkat(("../" + flags.secret).c_str(), d, "probe-link") == 0) {
+      TryOpen("symlink-own", d, "probe-link", O_RDONLY);
+      unlinkat(d, "probe-link", 0);
+    } else {
+      printf("grant dir: BROKEN (symlinkat: %s)\n", strerror(errno));
+    }
+    if (!flags.sibling_socket.empty()) {
+      TryUnix("unix-connect-via-grant",
+              "/proc/self/fd/" + std::to_string(d) + "/../" + flags.sibling_socket, false);
+    }
+  }
+}
+
+void TryNetwork(const Flags& flags) {
+  if (!flags.unix_socket.empty()) TryUnix("unix-connect-host-path", flags.unix_socket, false);
+  if (!flags.abstract_socket.empty()) TryUnix("unix-connect-abstract", flags.abstract_socket, true);
+  if (flags.tcp_port != 0) TryInet("tcp-connect", SOCK_STREAM, flags.tcp_port);
+  if (flags.udp_port != 0) TryInet("udp-send", SOCK_DGRAM, flags.udp_port);
+  int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd >= 0) close(fd);
+  Expect("tcp6-socket", fd, "socket(AF_INET6) created");
+  fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, 0);
+  if (fd >= 0) close(fd);
+  Expect("netlink-socket", fd, "socket(AF_NETLINK) created");
+  int pair[2];
+  long rc = socketpair(AF_INET, SOCK_STREAM, 0, pair);
+  if (rc == 0) {
+    close(pair[0]);
+    close(pair[1]);
+  }
+  Expect("socketpair-inet", rc, "socketpair(AF_INET) created");
+}
+
+void TryProcesses(const Flags& flags) {
+  if (flags.host_pid > 0) {
+    Expect("signal-host", kill(flags.host_pid, 0), "kill(host pid, 0) succeeded");
+    Expect("ptrace-host", ptrace(PTRACE_ATTACH, flags.host_pid, nullptr, nullptr),
+           "PTRACE_ATTACH succeeded");
+  }
+  // Signal 0: if this escaped, a real signal would have reached processes
+  // outside.
+  Expect("kill-all", kill(-1, 0), "kill(-1, 0) reached a process");
+  Expect("mount", mount("tmpfs", "/tmp", "tmpfs", 0, nullptr), "mounted a tmpfs");
+  Expect("chroot", chroot("/tmp"), "chroot succeeded");
+  Expect("unshare-user", unshare(CLONE_NEWUSER), "unshare(CLONE_NEWUSER) succeeded");
+  Expect("unshare-net", unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET) succeeded");
+  long pid = syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
+  if (pid == 0) _exit(0);
+  if (pid > 0) waitpid(pid, nullptr, 0);
+  Expect("clone-newuser", pid, "clone(CLONE_NEWUSER) made a child");
+  Expect("clone3", syscall(SYS_clone3, nullptr, 0), "clone3 was not filtered");
+  Expect("setuid-0", setuid(0), "setuid(0) succeeded");
+  Expect("setns", setns(0, 0), "setns succeeded");
+  Expect("io-uring", syscall(SYS_io_uring_setup, 1, nullptr), "io_uring_setup succeeded");
+  Expect("bpf", syscall(SYS_bpf, 0, nullptr, 0), "bpf succeeded");
+  Expect("keyctl", syscall(SYS_keyctl, 0, 0, 0, 0, 0), "keyctl succeeded");
+  Expect("personality", personality(ADDR_NO_RANDOMIZE), "personality changed");
+  char c = 'x';
+  Expect("tiocsti", ioctl(0, TIOCSTI, &c), "TIOCSTI accepted");
+  CheckPrivileges();
+}
+
+// A script written to the private /tmp must not run (noexec, and Landlock
+// grants no execute there).
+void TryExecFromTmp() {
+  const char script[] = "#!/bin/sh\nexit 0\n";
+  int fd = open("/tmp/probe.sh", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+  if (fd < 0 || write(fd, script, sizeof script - 1) != sizeof script - 1) {
+    printf("tmp: BROKEN (%s)\n", strerror(errno));
+    return;
+  }
+  close(fd);
+  pid_t pid = fork();
+  if (pid == 0) {
+    char* argv[] = {const_cast<char*>("/tmp/probe.sh"), nullptr};
+    execve(argv[0], argv, environ);
+    _exit(errno);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  if (code == 0) {
+    Escaped("exec-from-tmp", "ran /tmp/probe.sh");
+  } else {
+    Blocked("exec-from-tmp", code);
+  }
+}
+
+Flags ParseFlags(int argc, char** argv) {
+  Flags flags;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value = [&](const char* name) -> const char* {
+      size_t n = strlen(name);
+      return arg.compare(0, n, name) == 0 ? argv[i] + n : nullptr;
+    };
+    if (const char* v = value("--host-pid=")) flags.host_pid = atoi(v);
+    else if (const char* v = value("--host-file=")) flags.host_files.push_back(v);
+    else if (const char* v = value("--secret=")) flags.secret = v;
+    else if (const char* v = value("--unix-socket=")) flags.unix_socket = v;
+    else if (const char* v = value("--sibling-socket=")) flags.sibling_socket = v;
+    else if (const char* v = value("--abstract-socket=")) flags.abstract_socket = v;
+    else if (const char* v = value("--tcp-port=")) flags.tcp_port = atoi(v);
+    else if (const char* v = value("--udp-port=")) flags.udp_port = atoi(v);
+    else if (arg == "--list-fds") flags.list_fds = true;
+    else fprintf(stderr, "escape_probe: unknown flag %s\n", argv[i]);
+  }
+  return flags;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  setvbuf(stdout, nullptr, _IOLBF, 0);
+  Flags flags = ParseFlags(argc, argv);
+  if (flags.list_fds) {
+    PrintFds();
+    printf("done\n");
+    return 0;
+  }
+  printf("env: LISTEN_FDS=%s LISTEN_PID=%s LISTEN_FDNAMES=%s CAPBROKER_FD=%s pid=%d\n",
+         Env("LISTEN_FDS").c_str(), Env("LISTEN_PID").c_str(), Env("LISTEN_FDNAMES").c_str(),
+         Env("CAPBROKER_FD").c_str(), getpid());
+  PrintFds();
+  CheckFdCount();
+  std::map<std::string, int> grants = GrantedFds();
+  UseGrants(grants);
+  TryFilesystem(flags, grants);
+  TryNetwork(flags);
+  TryProcesses(flags);
+  TryExecFromTmp();
+  printf("done\n");
+  return 0;
+}

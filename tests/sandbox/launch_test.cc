@@ -1,0 +1,414 @@
+// Launch() as a caller sees it: what is in force, what is missing, errors,
+// fds, environment, limits and the end of a service.
+#include <elf.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "broker/sandbox/landlock.h"
+#include "broker/sandbox/sandbox.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sdk/base/status_matchers.h"
+#include "sdk/base/unique_fd.h"
+#include "tests/fixtures/temp_dir.h"
+#include "tests/sandbox/host_files.h"
+#include "tests/sandbox/in_child.h"
+#include "tests/sandbox/launched_run.h"
+
+namespace capbroker::sandbox {
+namespace {
+
+using ::capbroker::testing::ChildResult;
+using ::capbroker::testing::Finished;
+using ::capbroker::testing::ReadUntil;
+using ::capbroker::testing::RunfileRealPath;
+using ::capbroker::testing::RunInChild;
+using ::capbroker::testing::RunToEnd;
+using ::capbroker::testing::ReadWholeFile;
+using ::capbroker::testing::TempDir;
+using ::capbroker::testing::WritableCgroup2Mount;
+using ::testing::Contains;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+using ::testing::UnorderedElementsAre;
+
+constexpr uid_t kNobody = 65534;
+
+SandboxSpec ShellSpec(const std::string& script) {
+  SandboxSpec spec;
+  spec.name = "launch-test";
+  spec.argv = {"/bin/sh", "-c", script};
+  spec.env = {"PATH=/usr/bin:/bin"};
+  spec.uid = kNobody;
+  spec.gid = kNobody;
+  return spec;
+}
+
+std::vector<std::string> Lines(const std::string& text) {
+  return absl::StrSplit(text, '\n', absl::SkipEmpty());
+}
+
+bool NoChildren() {
+  return waitpid(-1, nullptr, WNOHANG) == -1 && errno == ECHILD;
+}
+
+// Runs `body` in a child that has become a broker without root: uid and gid
+// `kNobody`, dumpable again (so that it may write its children's id maps).
+std::string AsNonRootBroker(const std::function<std::string()>& body) {
+  ChildResult result = RunInChild([&]() -> std::string {
+    if (setresgid(kNobody, kNobody, kNobody) != 0 || setresuid(kNobody, kNobody, kNobody) != 0) {
+      return absl::StrCat("setresuid: ", strerror(errno));
+    }
+    prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+    return body();
+  });
+  return result.output;
+}
+
+std::string Describe(const absl::StatusOr<LaunchedProcess>& launched) {
+  if (!launched.ok()) return launched.status().ToString();
+  return absl::StrCat("in force: ", absl::StrJoin(launched->in_force, " "),
+                      "; missing: ", absl::StrJoin(launched->missing, "; "));
+}
+
+TEST(LaunchTest, EveryProtectionIsInForceByDefault) {
+  ASSERT_OK_AND_ASSIGN(int abi, landlock::Abi());
+  SandboxSpec spec = ShellSpec("hostname; id -u; id -g; ulimit -n; ulimit -p");
+  spec.limits.open_files = 64;
+  spec.limits.processes = 32;
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, Launch(spec));
+  EXPECT_EQ(absl::StrJoin(launched.in_force, " "),
+            absl::StrCat("userns mountns pidns ipcns utsns netns nnp caps seccomp landlock:", abi));
+  EXPECT_THAT(launched.missing, IsEmpty());
+  EXPECT_EQ(launched.cgroup, "");
+  EXPECT_GT(launched.pid, 0);
+  EXPECT_NE(fcntl(launched.pidfd.get(), F_GETFD) & FD_CLOEXEC, 0);
+  EXPECT_NE(fcntl(launched.output.get(), F_GETFD) & FD_CLOEXEC, 0);
+  EXPECT_NE(fcntl(launched.output.get(), F_GETFL) & O_NONBLOCK, 0);
+  ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
+  EXPECT_THAT(Lines(finished.output), ElementsAre("launch-test", "65534", "65534", "64", "32"));
+  EXPECT_TRUE(WIFEXITED(finished.wait_status) && WEXITSTATUS(finished.wait_status) == 0);
+}
+
+TEST(LaunchTest, ProtectionsTurnedOffAreNotApplied) {
+  SandboxSpec spec = ShellSpec("grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; hostname");
+  Protections& p = spec.protections;
+  for (Requirement* r : {&p.private_users, &p.protect_system, &p.private_pids, &p.private_ipc,
+                         &p.protect_hostname, &p.private_network, &p.no_new_privileges,
+                         &p.drop_capabilities, &p.system_call_filter, &p.landlock}) {
+    *r = Requirement::kOff;
+  }
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, Launch(spec));
+  EXPECT_THAT(launched.in_force, IsEmpty());
+  EXPECT_THAT(launched.missing, IsEmpty());
+  ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  EXPECT_THAT(Lines(finished.output), ElementsAre("NoNewPrivs:\t0", "Seccomp:\t0", host));
+}
+
+TEST(LaunchTest, FiltersNeedNoNewPrivileges) {
+  SandboxSpec spec = ShellSpec("true");
+  spec.protections.no_new_privileges = Requirement::kOff;
+  EXPECT_THAT(Launch(spec), StatusIs(absl::StatusCode::kInvalidArgument,
+                                     HasSubstr("need noNewPrivileges")));
+  EXPECT_TRUE(NoChildren());
+}
+
+TEST(LaunchTest, MalformedSpecsAreRefused) {
+  SandboxSpec relative = ShellSpec("true");
+  relative.argv[0] = "bin/sh";
+  EXPECT_THAT(Launch(relative), StatusIs(absl::StatusCode::kInvalidArgument));
+  SandboxSpec dotdot = ShellSpec("true");
+  dotdot.argv[0] = "/usr/../bin/sh";
+  EXPECT_THAT(Launch(dotdot), StatusIs(absl::StatusCode::kInvalidArgument));
+  SandboxSpec reserved = ShellSpec("true");
+  reserved.env.push_back("LISTEN_PID=7");
+  EXPECT_THAT(Launch(reserved), StatusIs(absl::StatusCode::kInvalidArgument,
+                                         HasSubstr("LISTEN_PID is set by the sandbox")));
+  SandboxSpec bad_name = ShellSpec("true");
+  bad_name.fds = {{"a:b", 0, false, false}};
+  EXPECT_THAT(Launch(bad_name), StatusIs(absl::StatusCode::kInvalidArgument));
+  SandboxSpec closed = ShellSpec("true");
+  closed.fds = {{"gone", 1000, false, false}};
+  EXPECT_THAT(Launch(closed), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not open")));
+  SandboxSpec hostname = ShellSpec("true");
+  hostname.name = "a/b";
+  EXPECT_THAT(Launch(hostname), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_TRUE(NoChildren());
+}
+
+TEST(LaunchTest, MissingProgramIsNotFoundAndLeavesNoChild) {
+  // Outside the system directories the child finds out while binding it;
+  // inside, execve does.
+  for (const char* program : {"/nonexistent/capbroker-program", "/usr/bin/capbroker-no-such"}) {
+    SandboxSpec spec = ShellSpec("");
+    spec.argv = {program};
+    EXPECT_THAT(Launch(spec), StatusIs(absl::StatusCode::kNotFound, HasSubstr(program)));
+    EXPECT_TRUE(NoChildren()) << program;
+  }
+}
+
+TEST(LaunchTest, EnvironmentIsTheSpecsPlusSocketActivation) {
+  int a[2], b[2];
+  ASSERT_EQ(pipe2(a, O_CLOEXEC), 0);
+  ASSERT_EQ(pipe2(b, O_CLOEXEC), 0);
+  UniqueFd a0(a[0]), a1(a[1]), b0(b[0]), b1(b[1]);
+  SandboxSpec spec = ShellSpec("");
+  spec.argv = {"/usr/bin/env"};
+  spec.env = {"FOO=bar", "EMPTY="};
+  spec.fds = {{"alpha", a[0], false, false}, {"beta", b[1], false, false}};
+  spec.broker_fd = a[1];
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, Launch(spec));
+  ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
+  EXPECT_THAT(Lines(finished.output),
+              UnorderedElementsAre("FOO=bar", "EMPTY=", "LISTEN_FDS=2", "LISTEN_PID=1",
+                                   "LISTEN_FDNAMES=alpha:beta", "CAPBROKER_FD=5"));
+
+  // No fds, no broker: no variables for them.
+  SandboxSpec bare = spec;
+  bare.fds.clear();
+  bare.broker_fd = -1;
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess bare_launched, Launch(bare));
+  ASSERT_OK_AND_ASSIGN(Finished bare_finished, RunToEnd(bare_launched));
+  EXPECT_THAT(Lines(bare_finished.output), UnorderedElementsAre("FOO=bar", "EMPTY="));
+}
+
+TEST(LaunchTest, PassedFdsArriveInOrderAndWork) {
+  int pipe_fds[2];
+  ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
+  UniqueFd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
+  SandboxSpec spec = ShellSpec("echo through-fd-3 >&3; echo $LISTEN_FDNAMES");
+  spec.fds = {{"pipe", write_end.get(), false, false}};
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, Launch(spec));
+  write_end.reset();
+  ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
+  EXPECT_EQ(finished.output, "pipe\n");
+  char buffer[64] = {};
+  ASSERT_GT(read(read_end.get(), buffer, sizeof buffer - 1), 0);
+  EXPECT_STREQ(buffer, "through-fd-3\n");
+}
+
+TEST(LaunchTest, FdsOfTheBrokerDoNotLeak) {
+  // Without close-on-exec, as a careless library might leave one.
+  UniqueFd leaky(open("/dev/null", O_RDONLY));
+  ASSERT_TRUE(leaky.valid());
+  SandboxSpec spec = ShellSpec("");
+  spec.argv = {RunfileRealPath("tests/sandbox/escape_probe"), "--list-fds"};
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, Launch(spec));
+  ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
+  EXPECT_THAT(Lines(finished.output), ElementsAre("fds: 0 1 2", "done"));
+}
+
+TEST(LaunchTest, SignalStateOfTheBrokerIsNotInherited) {
+  // As the broker has it: SIGTERM blocked (read from a signalfd), SIGPIPE
+  // ignored.
+  sigset_t term, old_mask;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  ASSERT_EQ(sigprocmask(SIG_BLOCK, &term, &old_mask), 0);
+  sighandler_t old_pipe = signal(SIGPIPE, SIG_IGN);
+  SandboxSpec spec = ShellSpec("");
+  spec.argv = {"/bin/grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"};
+  absl::StatusOr<LaunchedProcess> launched = Launch(spec);
+  signal(SIGPIPE, old_pipe);
+  sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+  ASSERT_OK(launched.status());
+  ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(*launched));
+  EXPECT_THAT(Lines(finished.output),
+              ElementsAre("SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000"));
+}
+
+TEST(LaunchTest, StaticProgramOutsideTheSystemDirectoriesRuns) {
+  std::string program = RunfileRealPath("tests/sandbox/static_hello");
+  ASSERT_FALSE(absl::StartsWith(program, "/usr/")) << program;
+  // It is static indeed: no program header asks for a dynamic loader.
+  std::ifstream elf(program, std::ios::binary);
+  Elf64_Ehdr header;
+  ASSERT_TRUE(elf.read(reinterpret_cast<char*>(&header), sizeof header));
+  for (int i = 0; i < header.e_phnum; ++i) {
+    Elf64_Phdr ph;
+    elf.seekg(header.e_phoff + i * header.e_phentsize);
+    ASSERT_TRUE(elf.read(reinterpret_cast<char*>(&ph), sizeof ph));
+    ASSERT_NE(ph.p_type, static_cast<uint32_t>(PT_INTERP)) << program << " is dynamic";
+  }
+  // Where Bazel built it, and a copy in the host's /tmp, over which the
+  // sandbox mounts its own /tmp (noexec): the program is opened first and
+  // bound on its own.
+  TempDir tmp;
+  ASSERT_TRUE(absl::StartsWith(tmp.path(), "/tmp/")) << tmp.path();
+  std::string copy = tmp.WriteFile("hello", ReadWholeFile(program), 0755);
+  for (const std::string& path : {program, copy}) {
+    SandboxSpec spec = ShellSpec("");
+    spec.argv = {path};
+    ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, Launch(spec));
+    ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
+    EXPECT_EQ(finished.output, "static hello\n") << path;
+    EXPECT_TRUE(WIFEXITED(finished.wait_status) && WEXITSTATUS(finished.wait_status) == 0);
+  }
+}
+
+TEST(LaunchTest, KillingTheServiceKillsItsWholeNamespace) {
+  // The background sleep holds the output pipe too: end of file on it means
+  // the sleep is gone as well.
+  SandboxSpec spec = ShellSpec("sleep 1000 & echo started; wait");
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, Launch(spec));
+  ASSERT_OK(ReadUntil(launched.output.get(), "started\n").status());
+  ASSERT_EQ(syscall(SYS_pidfd_send_signal, launched.pidfd.get(), SIGKILL, nullptr, 0), 0);
+  ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
+  EXPECT_TRUE(WIFSIGNALED(finished.wait_status) && WTERMSIG(finished.wait_status) == SIGKILL);
+  EXPECT_TRUE(NoChildren());
+}
+
+// A user namespace of the test's own, in which the kernel refuses network
+// namespaces (user.max_net_namespaces = 0): privateNetwork is unavailable.
+std::string WithoutNetworkNamespaces(Requirement network) {
+  ChildResult result = RunInChild([&]() -> std::string {
+    if (unshare(CLONE_NEWUSER) != 0) return absl::StrCat("unshare: ", strerror(errno));
+    for (auto [file, text] : {std::pair{"setgroups", "deny"}, {"uid_map", "0 0 1"},
+                              {"gid_map", "0 0 1"}}) {
+      std::ofstream out(absl::StrCat("/proc/self/", file));
+      if (!(out << text << std::flush)) return absl::StrCat("writing ", file, " failed");
+    }
+    std::ofstream limit("/proc/sys/user/max_net_namespaces");
+    if (!(limit << "0" << std::flush)) return "writing max_net_namespaces failed";
+    SandboxSpec spec = ShellSpec("id -u");
+    spec.uid = 0;
+    spec.gid = 0;
+    spec.protections.private_network = network;
+    absl::StatusOr<LaunchedProcess> launched = Launch(spec);
+    std::string described = Describe(launched);
+    if (launched.ok()) {
+      absl::StatusOr<Finished> finished = RunToEnd(*launched);
+      absl::StrAppend(&described, "; output: ",
+                      finished.ok() ? finished->output : finished.status().ToString());
+    }
+    return absl::StrCat(described, NoChildren() ? "" : "; a child is left");
+  });
+  return result.output;
+}
+
+TEST(LaunchTest, RequiredProtectionThatIsUnavailableFailsTheLaunchNamingIt) {
+  EXPECT_EQ(WithoutNetworkNamespaces(Requirement::kRequired),
+            "FAILED_PRECONDITION: privateNetwork is required but a network namespace could "
+            "not be created: clone3(CLONE_NEWNET): No space left on device");
+}
+
+TEST(LaunchTest, BestEffortProtectionThatIsUnavailableIsListedAsMissing) {
+  ASSERT_OK_AND_ASSIGN(int abi, landlock::Abi());
+  EXPECT_EQ(WithoutNetworkNamespaces(Requirement::kBestEffort),
+            absl::StrCat("in force: userns mountns pidns ipcns utsns nnp caps seccomp landlock:",
+                         abi,
+                         "; missing: privateNetwork: a network namespace could not be created: "
+                         "clone3(CLONE_NEWNET): No space left on device; output: 0\n"));
+}
+
+TEST(LaunchTest, BrokerWithoutRootRunsServicesOnlyAsItself) {
+  EXPECT_EQ(AsNonRootBroker([] {
+              SandboxSpec spec = ShellSpec("true");
+              spec.uid = 0;
+              spec.gid = 0;
+              return Describe(Launch(spec));
+            }),
+            "INVALID_ARGUMENT: uid 0 gid 0: a broker that is not root (uid 65534) can run "
+            "services only as its own uid and gid");
+}
+
+TEST(LaunchTest, BrokerWithoutRootHasEveryProtection) {
+  ASSERT_OK_AND_ASSIGN(int abi, landlock::Abi());
+  // A directory grant of the broker's own: usable, and ".." at its top stays
+  // in it, as with a root broker.
+  TempDir dir;
+  ASSERT_EQ(chown(dir.path().c_str(), kNobody, kNobody), 0);
+  std::string result = AsNonRootBroker([&] {
+    UniqueFd granted(open(dir.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    SandboxSpec spec = ShellSpec(
+        "id -u; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; "
+        "cd /proc/self/fd/3 && echo x > made && ls ..");
+    spec.fds = {{"data", granted.get(), true, true}};
+    absl::StatusOr<LaunchedProcess> launched = Launch(spec);
+    std::string described = Describe(launched);
+    if (!launched.ok()) return described;
+    absl::StatusOr<Finished> finished = RunToEnd(*launched);
+    return absl::StrCat(described, "; output: ",
+                        finished.ok() ? finished->output : finished.status().ToString());
+  });
+  EXPECT_EQ(result, absl::StrCat("in force: userns mountns pidns ipcns utsns netns nnp caps "
+                                 "seccomp landlock:", abi, "; missing: ; output: 65534\n"
+                                 "CapEff:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\n"
+                                 "made\n"));
+  EXPECT_EQ(access(dir.Join("made").c_str(), F_OK), 0);
+}
+
+TEST(LaunchTest, CgroupLimitsWithoutAUsableCgroupAreMissing) {
+  SandboxSpec spec = ShellSpec("true");
+  spec.limits.memory_max = 64 << 20;
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess no_parent, Launch(spec));
+  EXPECT_THAT(no_parent.missing,
+              ElementsAre("cgroup: memory_max and pids_max need a cgroup_parent"));
+  EXPECT_THAT(no_parent.in_force, Not(Contains("cgroup")));
+  ASSERT_OK(RunToEnd(no_parent).status());
+
+  TempDir not_a_cgroup;
+  spec.limits.cgroup_parent = not_a_cgroup.path();
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess wrong_parent, Launch(spec));
+  EXPECT_THAT(wrong_parent.missing,
+              ElementsAre(absl::StrCat("cgroup: ", not_a_cgroup.path(),
+                                       " is not a cgroup v2 directory")));
+  EXPECT_THAT(wrong_parent.in_force, Not(Contains("cgroup")));
+  ASSERT_OK(RunToEnd(wrong_parent).status());
+}
+
+TEST(LaunchTest, CgroupLimitsApplyWhereTheControllersAre) {
+  std::string hierarchy = WritableCgroup2Mount();
+  if (hierarchy.empty()) GTEST_SKIP() << "no writable cgroup v2 hierarchy";
+  std::string parent = absl::StrCat(hierarchy, "/capbroker-launch-test-", getpid());
+  ASSERT_EQ(mkdir(parent.c_str(), 0755), 0) << strerror(errno);
+  SandboxSpec spec = ShellSpec("cat /proc/self/cgroup");
+  spec.limits.cgroup_parent = parent;
+  spec.limits.pids_max = 16;
+  absl::StatusOr<LaunchedProcess> launched = Launch(spec);
+  ASSERT_OK(launched.status());
+  bool has_pids = absl::StrContains(ReadWholeFile(parent + "/cgroup.controllers"), "pids");
+  if (has_pids) {
+    EXPECT_THAT(launched->in_force, Contains("cgroup"));
+    EXPECT_THAT(launched->missing, IsEmpty());
+    EXPECT_EQ(ReadWholeFile(launched->cgroup + "/pids.max"), "16\n");
+    ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(*launched));
+    EXPECT_THAT(finished.output,
+                HasSubstr(absl::StrCat(launched->cgroup.substr(hierarchy.size()), "\n")));
+    EXPECT_EQ(rmdir(launched->cgroup.c_str()), 0) << strerror(errno);
+  } else {
+    // Here (a hybrid hierarchy whose pids controller is bound to cgroup v1)
+    // the limit cannot be set, and nothing is left behind.
+    EXPECT_THAT(launched->in_force, Not(Contains("cgroup")));
+    ASSERT_EQ(launched->missing.size(), 1u);
+    EXPECT_THAT(launched->missing[0], HasSubstr("pids.max does not exist"));
+    EXPECT_EQ(launched->cgroup, "");
+    ASSERT_OK(RunToEnd(*launched).status());
+  }
+  EXPECT_EQ(rmdir(parent.c_str()), 0) << strerror(errno);
+}
+
+}  // namespace
+}  // namespace capbroker::sandbox

@@ -15,6 +15,8 @@
 #include "broker/server/listener.h"
 #include "broker/server/readiness.h"
 #include "broker/server/request_handler.h"
+#include "broker/sandbox/sandbox.h"
+#include "broker/service/service_host.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/wire/socket_path.h"
@@ -50,7 +52,7 @@ absl::StatusOr<UniqueFd> ControlSignals() {
 // SIGHUP: load the policy file again and install it, or keep the current
 // policy whole and say why (fail closed: never half a policy).
 void ReloadPolicy(const std::string& path, server::RequestHandler& handler,
-                  server::Stats& stats) {
+                  service::ServiceHost& services, server::Stats& stats) {
   absl::StatusOr<Policy> policy = LoadPolicyFile(path);
   absl::Status installed = policy.ok() ? handler.SetPolicy(std::move(policy).value())
                                        : policy.status();
@@ -61,20 +63,24 @@ void ReloadPolicy(const std::string& path, server::RequestHandler& handler,
                  stats.last_reload_error.c_str());
     return;
   }
-  std::fprintf(stderr, "capbrokerd: SIGHUP: policy %s reloaded (%zu capabilities, %zu principals)\n",
+  std::fprintf(stderr,
+               "capbrokerd: SIGHUP: policy %s reloaded (%zu capabilities, %zu principals, "
+               "%zu services)\n",
                path.c_str(), handler.policy().capabilities().size(),
-               handler.policy().principals().size());
+               handler.policy().principals().size(), handler.policy().services().size());
+  services.PolicyChanged();
 }
 
 // Reads the pending signals; true when one of them asks to stop.
 bool OnSignals(int signal_fd, const std::string& policy_path,
-               server::RequestHandler& handler, server::Stats& stats) {
+               server::RequestHandler& handler, service::ServiceHost& services,
+               server::Stats& stats) {
   bool stop = false;
   signalfd_siginfo info;
   while (RetryEintr([&] { return read(signal_fd, &info, sizeof(info)); }) ==
          static_cast<ssize_t>(sizeof(info))) {
     if (info.ssi_signo == SIGHUP) {
-      ReloadPolicy(policy_path, handler, stats);
+      ReloadPolicy(policy_path, handler, services, stats);
     } else {
       stop = true;
     }
@@ -109,11 +115,19 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   CB_RETURN_IF_ERROR(handler.SetPolicy(std::move(policy)));
   CB_ASSIGN_OR_RETURN(server::Listener listener, MakeListener(flags));
   server::BrokerLoop loop(handler, audit, stats, flags.limits);
+  // Declared after the loop, which it uses until its destructor has killed
+  // and reaped any service still running.
+  service::ServiceHost services(handler, loop,
+                                service::HostOptions{sandbox::Launch, flags.cgroup_dir});
+  handler.SetServiceDirectory(&services);
+  services.PolicyChanged();
 
-  std::fprintf(stderr, "capbrokerd: serving %s with policy %s (%zu capabilities, %zu principals)\n",
+  std::fprintf(stderr,
+               "capbrokerd: serving %s with policy %s (%zu capabilities, %zu principals, "
+               "%zu services)\n",
                listener.path().empty() ? "the socket from systemd" : listener.path().c_str(),
                flags.policy_path.c_str(), handler.policy().capabilities().size(),
-               handler.policy().principals().size());
+               handler.policy().principals().size(), handler.policy().services().size());
   if (flags.ready_fd.has_value()) {
     CB_RETURN_IF_ERROR(server::NotifyReadyFd(*flags.ready_fd, "READY"));
   }
@@ -122,9 +136,10 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
     std::fprintf(stderr, "capbrokerd: sd_notify: %s\n", std::string(notified.message()).c_str());
   }
   CB_RETURN_IF_ERROR(loop.Serve(listener.fd(), signals.get(), [&] {
-    return OnSignals(signals.get(), flags.policy_path, handler, stats);
+    return OnSignals(signals.get(), flags.policy_path, handler, services, stats);
   }));
   std::fprintf(stderr, "capbrokerd: stopping\n");
+  services.StopAll();
   return absl::OkStatus();
 }
 

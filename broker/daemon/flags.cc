@@ -24,6 +24,7 @@ const char* Usage() {
   return "usage: capbrokerd --policy FILE [--socket PATH] [--socket-mode MODE]\n"
          "                  [--audit-log FILE] [--ready-fd N]\n"
          "                  [--max-connections N] [--max-connections-per-uid N]\n"
+         "                  [--cgroup DIR]\n"
          "\n"
          "  --policy FILE       the policy to enforce (see `capctl policy init`)\n"
          "  --socket PATH       where to listen; default $CAPBROKER_SOCKET, else\n"
@@ -36,6 +37,8 @@ const char* Usage() {
          "  --ready-fd N        write a line to fd N once serving, then close it\n"
          "  --max-connections N, --max-connections-per-uid N   quotas\n"
          "                      (default 16384 and 4096)\n"
+         "  --cgroup DIR        a delegated cgroup v2 directory: services get a\n"
+         "                      child cgroup there for memoryMax and pidsMax\n"
          "\n"
          "SIGTERM or SIGINT stop it; it removes its socket file on the way out.\n";
 }
@@ -65,7 +68,8 @@ absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args) {
     absl::StatusOr<std::string> v;
     if (name == "--policy" || name == "--socket" || name == "--socket-mode" ||
         name == "--audit-log" || name == "--ready-fd" ||
-        name == "--max-connections" || name == "--max-connections-per-uid") {
+        name == "--max-connections" || name == "--max-connections-per-uid" ||
+        name == "--cgroup") {
       v = take_value();
       if (!v.ok()) return v.status();
       if (v->empty()) return absl::InvalidArgumentError(absl::StrCat(name, " needs a value"));
@@ -78,6 +82,11 @@ absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args) {
       flags.socket_path = *v;
     } else if (name == "--audit-log") {
       flags.audit_log_path = *v;
+    } else if (name == "--cgroup") {
+      if ((*v)[0] != '/') {
+        return absl::InvalidArgumentError(absl::StrCat("--cgroup wants an absolute path, not '", *v, "'"));
+      }
+      flags.cgroup_dir = *v;
     } else if (name == "--socket-mode") {
       char* end = nullptr;
       unsigned long mode = std::strtoul(v->c_str(), &end, 8);

@@ -20,6 +20,7 @@ struct DaemonFlags {
   std::string audit_log_path;              // --audit-log FILE (else stderr)
   std::optional<int> ready_fd;             // --ready-fd N
   server::Limits limits;                   // --max-connections[-per-uid] N
+  std::string cgroup_dir;                  // --cgroup DIR (services' cgroups)
   bool help = false;                       // --help
 };
 

@@ -397,7 +397,7 @@ Outcome RequestHandler::Connect(const Session& session, uint64_t request_id,
     status = decision.status;
   }
   if (status.ok() && services_ == nullptr) status = absl::UnavailableError(kNoServices);
-  absl::StatusOr<std::optional<UniqueFd>> end = status;
+  absl::StatusOr<std::optional<UniqueFd>> end = std::optional<UniqueFd>();
   if (status.ok()) {
     end = services_->Connect(*decision.service,
                              ConnectRequest{session.connection_id, request_id,

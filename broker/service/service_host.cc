@@ -59,6 +59,7 @@ struct ServiceHost::Service {
   UniqueFd pidfd;
   UniqueFd output;
   UniqueFd timer;
+  std::string cgroup;  // made by Launch; removed once the process is reaped
   uint64_t connection_id = 0;
   absl::Time started;
   uint32_t restarts = 0;   // in total
@@ -216,6 +217,7 @@ absl::Status ServiceHost::Start(Service& service) {
   service.pid = launched->pid;
   service.pidfd = std::move(launched->pidfd);
   service.output = std::move(launched->output);
+  service.cgroup = launched->cgroup;
   service.in_force = absl::StrJoin(launched->in_force, " ");
   service.missing = absl::StrJoin(launched->missing, "; ");
   service.started = absl::Now();
@@ -276,6 +278,11 @@ void ServiceHost::ForgetProcess(Service& service) {
   service.output.reset();
   service.connection_id = 0;
   service.pid = 0;
+  // Called once the process is reaped: its cgroup is empty now.
+  if (!service.cgroup.empty() && rmdir(service.cgroup.c_str()) != 0) {
+    Log(service, absl::StrCat("rmdir(", service.cgroup, "): ", strerror(errno)));
+  }
+  service.cgroup.clear();
 }
 
 void ServiceHost::OnExit(Service& service) {
@@ -436,8 +443,8 @@ void ServiceHost::AnswerPending(Service& service, const absl::Status& status) {
   std::vector<server::ConnectRequest> pending = std::move(service.pending);
   service.pending.clear();
   for (const server::ConnectRequest& request : pending) {
-    absl::StatusOr<UniqueFd> end = status;
-    if (status.ok()) end = MakeConnection(service, request);
+    absl::StatusOr<UniqueFd> end =
+        status.ok() ? MakeConnection(service, request) : absl::StatusOr<UniqueFd>(status);
     if (end.ok()) {
       loop_.Send(request.connection_id, ConnectedAnswer(request.request_id,
                                                         service.spec.name,

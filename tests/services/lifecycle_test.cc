@@ -1,0 +1,216 @@
+// Hosted services, end to end: a real capbrokerd launches test_service in
+// its sandbox. Every wait is on an event: a connect answered (the broker
+// answers a connect to a starting service when it is ready or has failed),
+// a datagram, or a pidfd becoming readable when a process exits.
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sdk/base/status_matchers.h"
+#include "sdk/client/client.h"
+#include "tests/fixtures/broker_process.h"
+#include "tests/fixtures/temp_dir.h"
+
+namespace capbroker {
+namespace {
+
+using ::capbroker::testing::BrokerProcess;
+using ::capbroker::testing::RunfilePath;
+using ::testing::HasSubstr;
+
+constexpr char kPolicy[] = R"(( capabilities = [
+    ( name = "motd", file = ( path = "$DIR/motd", access = read ) ) ],
+  principals = [ ( name = "me", match = ( uid = $UID ) ) ],
+  services = [
+    ( name = "echo", command = [ "$SVC", "echo" ], connect = [ "me" ], grants = [ "motd" ] ),
+    ( name = "boot", command = [ "$SVC", "echo" ], connect = [ "me" ],
+      activation = atStart ),
+    ( name = "crashy", command = [ "$SVC", "crash-after", "3" ], connect = [ "me" ],
+      restartDelayMs = 20 ),
+    ( name = "broken", command = [ "$SVC", "fail", "1" ], connect = [ "me" ],
+      restartDelayMs = 10, restartLimit = 2 ),
+    ( name = "slow", command = [ "$SVC", "never-ready" ], connect = [ "me" ],
+      startTimeoutMs = 200, restart = never ),
+    ( name = "closed", command = [ "$SVC", "echo" ] ) ] ))";
+
+// The test service, copied where the services' user (nobody) can run it:
+// Bazel's output tree is under /root, which nobody cannot enter.
+class ServiceBinary {
+ public:
+  ServiceBinary() {
+    chmod(dir_.path().c_str(), 0755);
+    std::ifstream in(RunfilePath("tests/services/test_service"), std::ios::binary);
+    path_ = dir_.Join("test_service");
+    std::ofstream out(path_, std::ios::binary);
+    out << in.rdbuf();
+    out.close();
+    chmod(path_.c_str(), 0755);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  testing::TempDir dir_;
+  std::string path_;
+};
+
+class LifecycleTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(broker_, BrokerProcess::Start(absl::StrReplaceAll(
+                                      kPolicy, {{"$SVC", binary_.path()}})));
+    std::ofstream(broker_->dir() + "/motd") << "hello\n";
+    ASSERT_OK_AND_ASSIGN(client_, Client::Connect(broker_->socket_path()));
+  }
+
+  absl::StatusOr<ServiceInfo> Info(absl::string_view name) {
+    absl::StatusOr<std::vector<ServiceInfo>> services = client_->Services();
+    if (!services.ok()) return services.status();
+    for (ServiceInfo& s : *services) {
+      if (s.name == name) return s;
+    }
+    return absl::NotFoundError(std::string(name));
+  }
+
+  ServiceBinary binary_;
+  std::unique_ptr<BrokerProcess> broker_;
+  std::optional<Client> client_;
+};
+
+// Receives one datagram (waits for it).
+std::string Receive(int fd) {
+  char buffer[4096];
+  ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+  return n > 0 ? std::string(buffer, static_cast<size_t>(n)) : "";
+}
+
+// Waits until the process behind `pidfd` has exited; false after 10 s.
+bool WaitExited(int pidfd) {
+  pollfd p{pidfd, POLLIN, 0};
+  return poll(&p, 1, 10000) == 1;
+}
+
+int PidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
+
+TEST_F(LifecycleTest, OnDemandServiceStartsOnFirstConnect) {
+  ASSERT_OK_AND_ASSIGN(ServiceInfo before, Info("echo"));
+  EXPECT_EQ(before.state, schema::ServiceState::STOPPED);
+  EXPECT_EQ(before.pid, 0);
+
+  ASSERT_OK_AND_ASSIGN(Capability connection, client_->ConnectService("echo"));
+  EXPECT_EQ(connection.kind, schema::Kind::CONNECTION);
+  // The service learns who connected from the broker.
+  EXPECT_EQ(Receive(connection.fd.get()), absl::StrCat("principal=me uid=", getuid()));
+  ASSERT_EQ(send(connection.fd.get(), "ping", 4, 0), 4);
+  EXPECT_EQ(Receive(connection.fd.get()), "ping");
+
+  ASSERT_OK_AND_ASSIGN(ServiceInfo after, Info("echo"));
+  EXPECT_EQ(after.state, schema::ServiceState::RUNNING);
+  EXPECT_GT(after.pid, 0);
+  EXPECT_THAT(after.protections, HasSubstr("userns"));
+  EXPECT_THAT(after.protections, HasSubstr("seccomp"));
+  EXPECT_THAT(broker_->AuditLog(), HasSubstr("\"kind\":\"connect\""));
+}
+
+TEST_F(LifecycleTest, AtStartServiceRunsBeforeAnyConnect) {
+  // The broker was ready before the test connected; the service starts
+  // with it, and a connect (an event) waits for its readiness if needed.
+  ASSERT_OK_AND_ASSIGN(Capability connection, client_->ConnectService("boot"));
+  ASSERT_OK_AND_ASSIGN(ServiceInfo info, Info("boot"));
+  EXPECT_EQ(info.activation, "atStart");
+  EXPECT_EQ(info.state, schema::ServiceState::RUNNING);
+}
+
+TEST_F(LifecycleTest, RefusedConnectSaysWhy) {
+  EXPECT_THAT(client_->ConnectService("closed").status(),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       HasSubstr("service 'closed' does not list 'me' in connect")));
+  EXPECT_THAT(client_->ConnectService("nope").status(),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("no service named 'nope'")));
+}
+
+TEST_F(LifecycleTest, CrashedServiceIsRestarted) {
+  ASSERT_OK_AND_ASSIGN(ServiceInfo first_run, Info("crashy"));
+  {
+    ASSERT_OK_AND_ASSIGN(Capability c, client_->ConnectService("crashy"));
+    EXPECT_THAT(Receive(c.fd.get()), HasSubstr("principal=me"));
+    ASSERT_OK_AND_ASSIGN(ServiceInfo running, Info("crashy"));
+    first_run = running;
+    // Hanging up makes it exit with status 3: a failure.
+  }
+  int pidfd = PidfdOpen(first_run.pid);
+  ASSERT_GE(pidfd, 0);
+  ASSERT_TRUE(WaitExited(pidfd));
+  close(pidfd);
+  // The next connect waits for the restarted service.
+  ASSERT_OK_AND_ASSIGN(Capability again, client_->ConnectService("crashy"));
+  EXPECT_THAT(Receive(again.fd.get()), HasSubstr("principal=me"));
+  ASSERT_OK_AND_ASSIGN(ServiceInfo info, Info("crashy"));
+  EXPECT_EQ(info.restarts, 1u);
+  EXPECT_NE(info.pid, first_run.pid);
+  EXPECT_EQ(info.last_exit, "exit status 3");
+}
+
+TEST_F(LifecycleTest, GivesUpAfterTheRestartLimit) {
+  // Each connect is answered when a start fails (or, once the limit is hit,
+  // says the service failed): the first start, then two restarts.
+  int answered_by_a_failed_start = 0;
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    absl::Status status = client_->ConnectService("broken").status();
+    ASSERT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+    if (absl::StrContains(status.message(), "service 'broken' has failed (exit status 1)")) {
+      break;
+    }
+    EXPECT_THAT(status.message(), HasSubstr("exited before it was ready (exit status 1)"));
+    ++answered_by_a_failed_start;
+  }
+  EXPECT_GE(answered_by_a_failed_start, 1);
+  EXPECT_LE(answered_by_a_failed_start, 3);
+  ASSERT_OK_AND_ASSIGN(ServiceInfo info, Info("broken"));
+  EXPECT_EQ(info.state, schema::ServiceState::FAILED);
+  EXPECT_EQ(info.restarts, 2u);
+}
+
+TEST_F(LifecycleTest, StartTimeoutAnswersTheClient) {
+  EXPECT_THAT(client_->ConnectService("slow").status(),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("did not become ready within 200 ms")));
+}
+
+TEST_F(LifecycleTest, SigtermStopsEveryService) {
+  ASSERT_OK(client_->ConnectService("echo").status());
+  ASSERT_OK_AND_ASSIGN(ServiceInfo info, Info("echo"));
+  int pidfd = PidfdOpen(info.pid);
+  ASSERT_GE(pidfd, 0);
+  ASSERT_OK(broker_->Stop(SIGTERM).status());
+  EXPECT_TRUE(WaitExited(pidfd));
+  close(pidfd);
+}
+
+TEST_F(LifecycleTest, SigkillOfTheBrokerLeavesNoServiceBehind) {
+  ASSERT_OK(client_->ConnectService("echo").status());
+  ASSERT_OK_AND_ASSIGN(ServiceInfo echo, Info("echo"));
+  ASSERT_OK_AND_ASSIGN(ServiceInfo boot, Info("boot"));
+  int echo_fd = PidfdOpen(echo.pid);
+  int boot_fd = PidfdOpen(boot.pid);
+  ASSERT_GE(echo_fd, 0);
+  ASSERT_GE(boot_fd, 0);
+  ASSERT_OK(broker_->Stop(SIGKILL).status());
+  EXPECT_TRUE(WaitExited(echo_fd));
+  EXPECT_TRUE(WaitExited(boot_fd));
+  close(echo_fd);
+  close(boot_fd);
+}
+
+}  // namespace
+}  // namespace capbroker

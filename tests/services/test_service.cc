@@ -1,0 +1,72 @@
+// A service for the lifecycle tests, run by capbrokerd in its sandbox.
+//
+//   test_service echo           ready; echoes each datagram of each connection
+//   test_service crash-after N  ready; serves one connection, then exits N
+//   test_service fail N         exits N at once, never ready
+//   test_service never-ready    waits for the broker to go away, never ready
+//   test_service plain          does not speak the protocol (readiness exec)
+//
+// It talks to the test only through connections the broker made, so every
+// test waits on an event: a connect answered, a datagram, a hang-up.
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "sdk/service/service.h"
+
+namespace capbroker {
+namespace {
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "test_service: %s\n", std::string(status.message()).c_str());
+  return 70;
+}
+
+// Echoes datagrams on `fd` until the peer hangs up.
+void Echo(int fd) {
+  char buffer[65536];
+  for (;;) {
+    ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+    if (n <= 0) return;
+    if (send(fd, buffer, static_cast<size_t>(n), MSG_NOSIGNAL) != n) return;
+  }
+}
+
+int Main(int argc, char** argv) {
+  std::string mode = argc > 1 ? argv[1] : "";
+  int code = argc > 2 ? std::atoi(argv[2]) : 0;
+  if (mode == "fail") return code;
+  if (mode == "plain") {
+    // Whatever the broker passed, held until the broker goes away.
+    pause();
+    return 0;
+  }
+  absl::StatusOr<Service> service = Service::FromEnvironment();
+  if (!service.ok()) return Fail(service.status());
+  std::printf("test_service: %s starting\n", mode.c_str());
+  std::fflush(stdout);
+  if (mode == "never-ready") {
+    absl::StatusOr<IncomingConnection> c = service->Accept();
+    return 0;  // the broker closed our connection
+  }
+  if (absl::Status ready = service->Ready(); !ready.ok()) return Fail(ready);
+  for (;;) {
+    absl::StatusOr<IncomingConnection> c = service->Accept();
+    if (!c.ok()) return 0;  // the broker is gone: exit quietly
+    // First, who the broker says the client is.
+    std::string peer = "principal=" + c->principal + " uid=" + std::to_string(c->uid);
+    if (send(c->fd.get(), peer.data(), peer.size(), MSG_NOSIGNAL) < 0) continue;
+    Echo(c->fd.get());
+    if (mode == "crash-after") return code;
+  }
+}
+
+}  // namespace
+}  // namespace capbroker
+
+int main(int argc, char** argv) { return capbroker::Main(argc, argv); }

@@ -1,6 +1,7 @@
 #include "broker/server/listener.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -11,6 +12,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/wire/unix_socket.h"
@@ -28,14 +30,34 @@ std::string Dirname(absl::string_view path) {
   return std::string(path.substr(0, slash));
 }
 
-// Makes sure the socket's directory exists; creates it (not its parents).
+// Checks every directory above `dir` (resolved with realpath, so symlinked
+// directories are checked where they really are) up to the root.
+absl::Status CheckAncestors(const std::string& dir, uid_t euid) {
+  char resolved[PATH_MAX];
+  if (realpath(dir.c_str(), resolved) == nullptr) {
+    return ErrnoStatus(errno, absl::StrCat("realpath(", dir, ")"));
+  }
+  std::string up = resolved;
+  while (up != "/") {
+    up = Dirname(up);
+    struct stat st;
+    if (stat(up.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", up));
+    CB_RETURN_IF_ERROR(CheckSocketAncestorStat(up, st, euid));
+  }
+  return absl::OkStatus();
+}
+
+// Makes sure the socket's directory exists and that no other user can write
+// to it or replace it (see listener.h); creates it (not its parents).
 absl::Status EnsureDirectory(const std::string& dir, bool system) {
+  uid_t euid = geteuid();
   struct stat st;
   if (stat(dir.c_str(), &st) == 0) {
     if (!S_ISDIR(st.st_mode)) {
       return absl::FailedPreconditionError(absl::StrCat(dir, " is not a directory"));
     }
-    return absl::OkStatus();
+    CB_RETURN_IF_ERROR(CheckSocketDirectoryStat(dir, st, euid));
+    return CheckAncestors(dir, euid);
   }
   if (errno != ENOENT) return ErrnoStatus(errno, absl::StrCat("stat ", dir));
   mode_t mode = system ? 0755 : 0700;
@@ -49,7 +71,7 @@ absl::Status EnsureDirectory(const std::string& dir, bool system) {
   }
   // mkdir applies the umask; the mode must be exactly what was chosen.
   if (chmod(dir.c_str(), mode) != 0) return ErrnoStatus(errno, absl::StrCat("chmod ", dir));
-  return absl::OkStatus();
+  return CheckAncestors(dir, euid);
 }
 
 // Removes a socket file left by a broker that is gone; refuses to touch a
@@ -83,6 +105,43 @@ absl::Status ClearStaleSocket(const std::string& path) {
 }
 
 }  // namespace
+
+absl::Status CheckSocketDirectoryStat(absl::string_view dir, const struct stat& st,
+                                      uid_t euid) {
+  if (st.st_uid != 0 && st.st_uid != euid) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "socket directory %s is owned by uid %d (mode 0%o), not by root or the broker "
+        "(uid %d): its owner could replace the broker's socket with one of their own",
+        dir, st.st_uid, st.st_mode & 07777, euid));
+  }
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "socket directory %s is writable by other users (owner uid %d, mode 0%o): they "
+        "could bind a socket of their own at its name; use a directory only root or "
+        "uid %d can write (chmod go-w %s)",
+        dir, st.st_uid, st.st_mode & 07777, euid, dir));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckSocketAncestorStat(absl::string_view dir, const struct stat& st,
+                                     uid_t euid) {
+  if (st.st_uid != 0 && st.st_uid != euid) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "directory %s above the socket is owned by uid %d (mode 0%o), who could replace "
+        "the socket's directory; keep it in directories owned by root or the broker "
+        "(uid %d)",
+        dir, st.st_uid, st.st_mode & 07777, euid));
+  }
+  // Sticky: others may create entries but not rename or remove ours (/tmp).
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "directory %s above the socket is writable by other users (owner uid %d, mode "
+        "0%o), who could replace the socket's directory; chmod go-w %s",
+        dir, st.st_uid, st.st_mode & 07777, dir));
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<Listener> Listener::Bind(absl::string_view path,
                                         std::optional<mode_t> socket_mode) {

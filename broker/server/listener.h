@@ -9,6 +9,19 @@
 //
 // A socket file left by a broker that died is replaced; a live broker on the
 // same path is never displaced; anything else at the path is left alone.
+//
+// Whoever can write to the socket's directory can unlink or rename the
+// broker's socket and bind one of their own at its name; clients would then
+// hand their requests to an impostor and trust the fds it sends. So an
+// existing directory must be owned by root or the broker's euid and writable
+// by no one else. A sticky bit (as on /tmp) does not make it acceptable: it
+// keeps others from removing the broker's entries, not from taking a name
+// first (binding the socket path, or creating the lock file, before the
+// broker starts). Every directory above it must be owned by root or the
+// broker's euid and not writable by others unless sticky: those can only
+// rename what they hold, and a sticky directory keeps them from renaming ours.
+// (As for the policy file, symlinks on the way are resolved and the real
+// directories checked.)
 #ifndef CAPBROKER_BROKER_SERVER_LISTENER_H_
 #define CAPBROKER_BROKER_SERVER_LISTENER_H_
 
@@ -24,12 +37,26 @@
 
 namespace capbroker::server {
 
+// The check made on the socket's directory, given its stat `st`, for a broker
+// running as `euid`: a directory owned by root or `euid`, writable by neither
+// group nor others (sticky or not). The error names the path, owner and mode.
+// Exposed so that the rule can be tested for any owner (tests cannot always
+// chown).
+absl::Status CheckSocketDirectoryStat(absl::string_view dir, const struct stat& st,
+                                      uid_t euid);
+
+// The check made on each directory above the socket's: owned by root or
+// `euid`, not writable by group or others unless sticky.
+absl::Status CheckSocketAncestorStat(absl::string_view dir, const struct stat& st,
+                                     uid_t euid);
+
 class Listener {
  public:
   // Binds and listens on `path`, creating its directory (one level) if
   // needed. kAlreadyExists when a broker already listens there;
   // kInvalidArgument for a path sun_path cannot hold; kNotFound when the
-  // directory's parent does not exist.
+  // directory's parent does not exist; kFailedPrecondition when the
+  // directory, or one above it, could be written by another user.
   static absl::StatusOr<Listener> Bind(absl::string_view path,
                                        std::optional<mode_t> socket_mode);
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
@@ -90,6 +91,85 @@ TEST(ListenerTest, ClearErrorsForBadPaths) {
   EXPECT_THAT(Listener::Bind(file + "/s", std::nullopt),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("not a directory")));
+}
+
+TEST(ListenerTest, RefusesASocketDirectoryOthersCanWrite) {
+  TempDir dir;
+  std::string run = dir.Join("run");
+  ASSERT_EQ(mkdir(run.c_str(), 0700), 0);
+  // Group-writable, world-writable, and world-writable with the sticky bit
+  // (as /tmp): another user could take the socket's name in each.
+  for (mode_t mode : {0770, 0777, 01777}) {
+    ASSERT_EQ(chmod(run.c_str(), mode), 0);
+    absl::StatusOr<Listener> listener = Listener::Bind(run + "/s", std::nullopt);
+    EXPECT_THAT(listener, StatusIs(absl::StatusCode::kFailedPrecondition,
+                                   HasSubstr("socket directory " + run)));
+    EXPECT_THAT(listener.status().message(),
+                HasSubstr(absl::StrFormat("owner uid %d, mode 0%o", geteuid(), mode)));
+    EXPECT_NE(access((run + "/s").c_str(), F_OK), 0) << "must not have bound";
+  }
+  ASSERT_EQ(chmod(run.c_str(), 0700), 0);
+  EXPECT_OK(Listener::Bind(run + "/s", std::nullopt));
+}
+
+TEST(ListenerTest, RefusesASocketDirectoryOfAnotherUser) {
+  TempDir dir;
+  std::string run = dir.Join("run");
+  ASSERT_EQ(mkdir(run.c_str(), 0755), 0);
+  if (chown(run.c_str(), 65534, 65534) != 0) {
+    // Not root, or in a user namespace (Bazel's sandbox) that maps no other
+    // uid: DirectoryRulesForAnyOwner checks the rule itself.
+    GTEST_SKIP() << "cannot give the directory away here: " << errno;
+  }
+  EXPECT_THAT(Listener::Bind(run + "/s", std::nullopt),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("socket directory " + run +
+                                 " is owned by uid 65534 (mode 0755)")));
+  EXPECT_NE(access((run + "/s").c_str(), F_OK), 0);
+}
+
+TEST(ListenerTest, ChecksTheDirectoriesAboveTheSocket) {
+  TempDir dir;
+  std::string shared = dir.Join("shared");
+  std::string run = shared + "/run";
+  ASSERT_EQ(mkdir(shared.c_str(), 0700), 0);
+  ASSERT_EQ(mkdir(run.c_str(), 0700), 0);
+  // Others could rename `run` away and put their own in its place.
+  ASSERT_EQ(chmod(shared.c_str(), 0777), 0);
+  EXPECT_THAT(Listener::Bind(run + "/s", std::nullopt),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("directory " + shared + " above the socket")));
+  // Nor when the broker would create the directory there.
+  EXPECT_THAT(Listener::Bind(shared + "/new/s", std::nullopt),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("above the socket")));
+  // Sticky, as /tmp: others cannot rename what is ours.
+  ASSERT_EQ(chmod(shared.c_str(), 01777), 0);
+  EXPECT_OK(Listener::Bind(run + "/s", std::nullopt));
+}
+
+TEST(ListenerTest, DirectoryRulesForAnyOwner) {
+  struct stat st {};
+  st.st_mode = S_IFDIR | 0755;
+  st.st_uid = 1000;
+  EXPECT_OK(CheckSocketDirectoryStat("/d", st, 1000));
+  EXPECT_THAT(CheckSocketDirectoryStat("/d", st, 2000),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("/d is owned by uid 1000 (mode 0755)")));
+  st.st_uid = 0;
+  EXPECT_OK(CheckSocketDirectoryStat("/d", st, 2000));  // root's is fine
+  st.st_mode = S_IFDIR | 01777;
+  EXPECT_THAT(CheckSocketDirectoryStat("/d", st, 2000),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("writable by other users (owner uid 0, mode 01777)")));
+  EXPECT_OK(CheckSocketAncestorStat("/d", st, 2000));
+  st.st_mode = S_IFDIR | 0757;
+  EXPECT_THAT(CheckSocketAncestorStat("/d", st, 2000),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("mode 0757")));
+  st.st_mode = S_IFDIR | 0755;
+  st.st_uid = 1000;
+  EXPECT_THAT(CheckSocketAncestorStat("/d", st, 2000),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("uid 1000")));
 }
 
 TEST(ListenerTest, DoesNotRemoveASocketThatReplacedIt) {

@@ -109,6 +109,19 @@ TEST(DaemonStartTest, ClearErrorsForBadSocketPaths) {
   EXPECT_THAT(missing.err, HasSubstr("does not exist"));
 }
 
+TEST(DaemonStartTest, RefusesASocketDirectoryOthersCanWrite) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  std::string run = dir.Join("run");
+  ASSERT_EQ(mkdir(run.c_str(), 0700), 0);
+  ASSERT_EQ(chmod(run.c_str(), 01777), 0);
+  Result r = RunDaemon({"--policy", policy, "--socket", run + "/s"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("socket directory " + run + " is writable by other users"));
+  EXPECT_THAT(r.err, HasSubstr("mode 01777"));
+  EXPECT_NE(access((run + "/s").c_str(), F_OK), 0) << "must not have listened";
+}
+
 TEST(DaemonStartTest, UsageErrorsExitTwo) {
   Result r = RunDaemon({"--socket"});
   EXPECT_EQ(r.exit_code, 2);

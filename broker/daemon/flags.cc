@@ -3,6 +3,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "sdk/wire/limits.h"
 
 namespace capbroker::daemon {
 namespace {
@@ -18,12 +19,28 @@ absl::StatusOr<size_t> ParseCount(const std::string& flag, const std::string& va
   return static_cast<size_t>(n);
 }
 
+// --max-queued-reply-bytes: at least one reply of the largest size, since
+// every reply is queued on its way out (see Limits), and at most 1 TiB.
+constexpr uint64_t kMinQueuedReplyBytes = wire::kMaxMessageBytes;
+constexpr uint64_t kMaxQueuedReplyBytes = uint64_t{1} << 40;
+
+absl::StatusOr<size_t> ParseQueuedBytes(const std::string& flag, const std::string& value) {
+  uint64_t n = 0;
+  if (!absl::SimpleAtoi(value, &n) || n < kMinQueuedReplyBytes || n > kMaxQueuedReplyBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        flag, " wants a number of bytes from ", kMinQueuedReplyBytes, " (the largest reply) to ",
+        kMaxQueuedReplyBytes, ", not '", value, "'"));
+  }
+  return static_cast<size_t>(n);
+}
+
 }  // namespace
 
 const char* Usage() {
   return "usage: capbrokerd --policy FILE [--socket PATH] [--socket-mode MODE]\n"
          "                  [--audit-log FILE] [--ready-fd N]\n"
          "                  [--max-connections N] [--max-connections-per-uid N]\n"
+         "                  [--max-queued-reply-bytes N]\n"
          "\n"
          "  --policy FILE       the policy to enforce (see `capctl policy init`)\n"
          "  --socket PATH       where to listen; default $CAPBROKER_SOCKET, else\n"
@@ -36,6 +53,10 @@ const char* Usage() {
          "  --ready-fd N        write a line to fd N once serving, then close it\n"
          "  --max-connections N, --max-connections-per-uid N   quotas\n"
          "                      (default 16384 and 4096)\n"
+         "  --max-queued-reply-bytes N  replies waiting for clients that do not\n"
+         "                      read them, all connections together (default\n"
+         "                      67108864, 64 MiB); over it, the connection\n"
+         "                      holding the most is disconnected\n"
          "\n"
          "SIGTERM or SIGINT stop it; it removes its socket file on the way out.\n";
 }
@@ -65,7 +86,8 @@ absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args) {
     absl::StatusOr<std::string> v;
     if (name == "--policy" || name == "--socket" || name == "--socket-mode" ||
         name == "--audit-log" || name == "--ready-fd" ||
-        name == "--max-connections" || name == "--max-connections-per-uid") {
+        name == "--max-connections" || name == "--max-connections-per-uid" ||
+        name == "--max-queued-reply-bytes") {
       v = take_value();
       if (!v.ok()) return v.status();
       if (v->empty()) return absl::InvalidArgumentError(absl::StrCat(name, " needs a value"));
@@ -93,6 +115,10 @@ absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args) {
             "--ready-fd wants an fd number, not '", *v, "'"));
       }
       flags.ready_fd = fd;
+    } else if (name == "--max-queued-reply-bytes") {
+      absl::StatusOr<size_t> n = ParseQueuedBytes(name, *v);
+      if (!n.ok()) return n.status();
+      flags.limits.max_queued_bytes_total = *n;
     } else if (name == "--max-connections") {
       absl::StatusOr<size_t> n = ParseCount(name, *v);
       if (!n.ok()) return n.status();

@@ -187,6 +187,7 @@ void BrokerLoop::Close(int fd) {
     connections_per_uid_.erase(it);
   }
   --stats_.connections;
+  queued_bytes_total_ -= connection->queued_bytes;
   // Closing the socket removes it from the epoll set (we never dup it);
   // queued replies and their fds are closed with the connection.
 }
@@ -246,10 +247,15 @@ bool BrokerLoop::Queue(Connection& connection, Answer answer) {
                          connection.queue.size(), " queued)"));
     return false;
   }
+  if (queued_bytes_total_ + bytes > limits_.max_queued_bytes_total &&
+      !MakeRoom(connection, bytes)) {
+    return false;
+  }
   connection.queue.push_back(QueuedReply{std::move(answer.words),
                                          std::move(answer.outcome.fds),
                                          std::move(answer.outcome.shared_fd)});
   connection.queued_bytes += bytes;
+  queued_bytes_total_ += bytes;
   if (answer.outcome.close_after_reply && !connection.close_when_flushed) {
     connection.close_when_flushed = true;
     UpdateEvents(connection);  // read nothing more from it
@@ -291,6 +297,7 @@ void BrokerLoop::SendQueued(Connection& connection) {
     }
     if (!*sent) break;  // the socket is full: EPOLLOUT brings us back
     connection.queued_bytes -= iov.iov_len;
+    queued_bytes_total_ -= iov.iov_len;
     ++sent_count;
   }
   connection.queue.erase(connection.queue.begin(),
@@ -315,6 +322,24 @@ void BrokerLoop::UpdateEvents(Connection& connection) {
   if (epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, connection.fd.get(), &ev) == 0) {
     connection.events = events;
   }
+}
+
+bool BrokerLoop::MakeRoom(Connection& requester, size_t bytes) {
+  while (queued_bytes_total_ + bytes > limits_.max_queued_bytes_total) {
+    // A scan of every connection, but only when the budget is exhausted;
+    // each round frees what the largest holder had queued.
+    Connection* largest = &requester;
+    for (const std::unique_ptr<Connection>& c : connections_) {
+      if (c && c->queued_bytes > largest->queued_bytes) largest = c.get();
+    }
+    PeerLog(absl::StrCat("disconnecting pid ", largest->session.identity.pid, " (uid ",
+                         largest->session.identity.uid, "): it does not read its replies (",
+                         largest->queued_bytes, " bytes queued), and all connections "
+                         "together hold the limit of ", limits_.max_queued_bytes_total));
+    if (largest == &requester) return false;
+    Close(largest->fd.get());
+  }
+  return true;
 }
 
 }  // namespace capbroker::server

@@ -9,6 +9,13 @@
 // client sends can stop the loop: every failure ends in an error reply or
 // in closing that one connection.
 //
+// All connections' queues together are bounded too (Limits::
+// max_queued_bytes_total). When a reply would take them over, the loop
+// disconnects the connection holding the most queued bytes, which is the
+// one asking when it holds the most: a client that reads its replies holds
+// next to nothing, so the ones that go are those that do not read, never a
+// well-behaved client that happens to ask while others fill the budget.
+//
 // Out of fds (EMFILE/ENFILE): the loop keeps one reserve fd; when accept()
 // fails for lack of fds it frees the reserve, accepts and closes the
 // connection at once (the client sees a hang-up instead of hanging), and
@@ -42,6 +49,12 @@ struct Limits {
   size_t max_connections_per_uid = 4096;
   size_t max_queued_replies = 32;           // per connection
   size_t max_queued_bytes = 256 * 1024;     // per connection
+  // Queued reply bytes of all connections together. The per-connection
+  // bounds alone let one uid hold 4096 connections x 256 KiB = 1 GiB of
+  // replies it never reads. Every reply passes through a queue, if only
+  // until the end of its loop turn (at most 64 replies of at most 64 KiB),
+  // so this must stay well above 4 MiB to cost busy clients nothing.
+  size_t max_queued_bytes_total = 64 * 1024 * 1024;
 };
 
 class BrokerLoop {
@@ -91,6 +104,10 @@ class BrokerLoop {
   bool Queue(Connection& connection, Answer answer);
   // Registers the epoll events the connection's state calls for.
   void UpdateEvents(Connection& connection);
+  // Makes room for `bytes` more queued bytes within max_queued_bytes_total
+  // by disconnecting the connections holding the most. Returns false when
+  // `requester` is the one to go (the caller closes it).
+  bool MakeRoom(Connection& requester, size_t bytes);
   void Close(int fd);
   // Logs a line a client could provoke, within kPeerLogLinesPerSecond.
   void PeerLog(absl::string_view line);
@@ -105,6 +122,7 @@ class BrokerLoop {
   // Indexed by fd: fds are small dense integers.
   std::vector<std::unique_ptr<Connection>> connections_;
   absl::flat_hash_map<uint32_t, size_t> connections_per_uid_;
+  size_t queued_bytes_total_ = 0;  // the sum of every connection's queued_bytes
   std::vector<int> pending_sends_;  // fds with replies queued this turn
   wire::ReceiveBuffer receive_buffer_;
   // Zeroed first segment for reply builders (MallocMessageBuilder zeroes

@@ -66,6 +66,14 @@ std::vector<uint8_t> StatusBytes(uint64_t id) {
   return Encode(message);
 }
 
+std::vector<uint8_t> ListBytes(uint64_t id) {
+  capnp::MallocMessageBuilder message;
+  auto request = message.initRoot<schema::Request>();
+  request.setId(id);
+  request.setList();
+  return Encode(message);
+}
+
 void HostileTest::SetUp() {
   ASSERT_OK_AND_ASSIGN(broker_, testing::BrokerProcess::Start(kPolicy));
   std::string path = broker_->dir() + "/motd";

@@ -47,6 +47,8 @@ std::vector<uint8_t> HelloBytes(uint64_t id, uint32_t version);
 std::vector<uint8_t> AcquireBytes(uint64_t id, absl::string_view name);
 // A Request with `id` asking for status.
 std::vector<uint8_t> StatusBytes(uint64_t id);
+// A Request with `id` asking for the list of capabilities.
+std::vector<uint8_t> ListBytes(uint64_t id);
 
 class HostileTest : public ::testing::Test {
  protected:

@@ -53,8 +53,8 @@ bool IsDirectoryFd(int fd) {
 
 }  // namespace
 
-RequestHandler::RequestHandler(audit::AuditLog& audit, Stats& stats)
-    : audit_(audit), stats_(stats) {}
+RequestHandler::RequestHandler(audit::AuditLog& audit, Stats& stats, uid_t broker_uid)
+    : audit_(audit), stats_(stats), broker_uid_(broker_uid) {}
 
 absl::Status RequestHandler::SetPolicy(Policy policy) {
   absl::flat_hash_map<std::string, std::shared_ptr<const UniqueFd>> shared;
@@ -127,7 +127,7 @@ Outcome RequestHandler::Handle(Session& session, schema::Request::Reader request
       List(session, reply);
       return {};
     case schema::Request::STATUS:
-      Status(reply);
+      Status(session, reply);
       return {};
     default:
       break;
@@ -351,7 +351,7 @@ void RequestHandler::List(const Session& session, schema::Reply::Builder reply) 
   }
 }
 
-void RequestHandler::Status(schema::Reply::Builder reply) {
+void RequestHandler::Status(const Session& session, schema::Reply::Builder reply) {
   auto status = reply.initStatus();
   absl::Duration uptime = absl::Now() - stats_.started;
   status.setVersion(schema::PROTOCOL_VERSION);
@@ -366,10 +366,16 @@ void RequestHandler::Status(schema::Reply::Builder reply) {
     reasons[i].setCount(count);
     ++i;
   }
-  status.setPolicyPath(policy_.source());
+  // The policy's path, and a reload error (which quotes the policy's lines
+  // and the paths it checked), tell other users about the administrator's
+  // files: only the administrators see them. The counters stay for all.
+  uint32_t uid = session.identity.uid;
+  if (uid == 0 || uid == broker_uid_) {
+    status.setPolicyPath(policy_.source());
+    status.setLastReloadError(stats_.last_reload_error);
+  }
   status.setPolicyGeneration(stats_.policy_generation);
   status.setPolicyReloadFailures(stats_.policy_reload_failures);
-  status.setLastReloadError(stats_.last_reload_error);
   status.setCapabilities(policy_.capabilities().size());
   status.setPrincipals(policy_.principals().size());
 }

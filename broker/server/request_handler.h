@@ -10,11 +10,17 @@
 //   on anything the client says about itself;
 // - the broker opens paths itself, with the policy's path, never one the
 //   client sent (open-beneath paths are resolved with RESOLVE_BENEATH);
-// - a client may ask for less access than its grant, never more.
+// - a client may ask for less access than its grant, never more;
+// - `status` shows where the policy lives and why the last reload failed
+//   (which quotes the policy's text and paths) only to the broker's own uid
+//   and root; other clients get empty strings there.
 //
 // Not thread-safe: used by the event-loop thread only.
 #ifndef CAPBROKER_BROKER_SERVER_REQUEST_HANDLER_H_
 #define CAPBROKER_BROKER_SERVER_REQUEST_HANDLER_H_
+
+#include <sys/types.h>
+#include <unistd.h>
 
 #include <memory>
 #include <string>
@@ -52,8 +58,9 @@ struct Outcome {
 class RequestHandler {
  public:
   // Borrows `audit` and `stats`, which must outlive the handler. It grants
-  // nothing until SetPolicy succeeds.
-  RequestHandler(audit::AuditLog& audit, Stats& stats);
+  // nothing until SetPolicy succeeds. Peers of uid 0 or `broker_uid` (the
+  // broker's euid by default) are its administrators (see Status).
+  RequestHandler(audit::AuditLog& audit, Stats& stats, uid_t broker_uid = geteuid());
 
   // Installs `policy` for every request from now on, on every connection:
   // creates the memfds of its shared memory capabilities, keeping those of
@@ -83,7 +90,7 @@ class RequestHandler {
   Outcome OpenBeneath(const Session& session, schema::OpenBeneath::Reader open,
                       schema::Reply::Builder reply);
   void List(const Session& session, schema::Reply::Builder reply);
-  void Status(schema::Reply::Builder reply);
+  void Status(const Session& session, schema::Reply::Builder reply);
 
   // Fills a grant reply for `spec` with `access` (its fd goes in the reply's
   // datagram).
@@ -103,6 +110,7 @@ class RequestHandler {
   Policy policy_;
   audit::AuditLog& audit_;
   Stats& stats_;
+  uid_t broker_uid_;
   // Shared memfds by capability name; queued replies may hold references.
   absl::flat_hash_map<std::string, std::shared_ptr<const UniqueFd>> shared_memory_;
 };

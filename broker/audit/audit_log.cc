@@ -1,8 +1,11 @@
 #include "broker/audit/audit_log.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -17,6 +20,30 @@ namespace {
 
 // A buffer this large is written even before the loop goes idle.
 constexpr size_t kFlushThresholdBytes = 64 * 1024;
+
+// write(2) with EINTR retried and EAGAIN waited out (see audit_log.h).
+ssize_t WriteSome(int fd, const char* data, size_t size) {
+  for (;;) {
+    ssize_t n = RetryEintr([&] { return write(fd, data, size); });
+    if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return n;
+    pollfd p{fd, POLLOUT, 0};
+    if (RetryEintr([&] { return poll(&p, 1, -1); }) < 0) return -1;
+  }
+}
+
+// Whether the regular file open at `fd` (write-only) ends within a line. It
+// is read through a read-only open of /proc/self/fd/N: the very same file,
+// whatever has happened to its path since.
+bool EndsMidLine(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) return false;
+  std::string self = absl::StrCat("/proc/self/fd/", fd);
+  UniqueFd reader(RetryEintr([&] { return open(self.c_str(), O_RDONLY | O_CLOEXEC); }));
+  char last = '\n';
+  return reader &&
+         RetryEintr([&] { return pread(reader.get(), &last, 1, st.st_size - 1); }) == 1 &&
+         last != '\n';
+}
 
 void AppendField(absl::string_view key, absl::string_view value, std::string& out) {
   AppendJsonString(key, out);
@@ -43,6 +70,7 @@ absl::StatusOr<AuditLog> AuditLog::OpenFile(absl::string_view path) {
   CB_ASSIGN_OR_RETURN(UniqueFd fd,
                       TakeFd(raw, absl::StrCat("open audit log ", path)));
   AuditLog log(fd.get());
+  log.mid_line_ = EndsMidLine(fd.get());
   log.owned_ = std::move(fd);
   return log;
 }
@@ -87,22 +115,35 @@ void AuditLog::Record(const AuditEvent& e, absl::Time now) {
 }
 
 uint64_t AuditLog::Flush() {
+  if (buffer_.empty()) return dropped_lines_;
+  // A fragment left by a failed write is ended first (see audit_log.h). The
+  // copy costs something only after a failure.
+  size_t start = 0;
+  if (mid_line_) {
+    buffer_.insert(buffer_.begin(), '\n');
+    start = 1;
+  }
   size_t done = 0;
   while (done < buffer_.size()) {
-    ssize_t n = RetryEintr([&] {
-      return write(fd_, buffer_.data() + done, buffer_.size() - done);
-    });
+    ssize_t n = WriteSome(fd_, buffer_.data() + done, buffer_.size() - done);
     if (n <= 0) {
-      dropped_lines_ += pending_lines_;
+      // The lines whose newline did not go out are lost, a fragment of the
+      // first of them included.
+      size_t lost = static_cast<size_t>(
+          std::count(buffer_.begin() + static_cast<long>(std::max(done, start)),
+                     buffer_.end(), '\n'));
+      dropped_lines_ += lost;
+      if (done > 0) mid_line_ = buffer_[done - 1] != '\n';
       std::fprintf(stderr,
                    "capbrokerd: audit log write failed (%s): %zu lines lost, "
                    "%llu in all\n",
-                   n < 0 ? std::strerror(errno) : "no progress", pending_lines_,
+                   n < 0 ? std::strerror(errno) : "no progress", lost,
                    static_cast<unsigned long long>(dropped_lines_));
       break;
     }
     done += static_cast<size_t>(n);
   }
+  if (done == buffer_.size()) mid_line_ = false;
   buffer_.clear();
   pending_lines_ = 0;
   return dropped_lines_;

@@ -7,6 +7,25 @@
 // the broker keeps serving (refusing to serve because the log disk is full
 // would turn a full disk into a denial of service for every client).
 //
+// Whole lines: a short write is continued until everything is written or a
+// write fails. A write can fail after part of a line went out (a full disk
+// takes what fits, then says ENOSPC); the fragment stays in the file, and
+// the next flush first ends it with a newline, so that it cannot run into
+// the next line and corrupt it. A fragment left by a broker that died
+// mid-write is ended the same way when the file is opened. Readers skip a
+// line that is not valid JSON; the lines lost are counted.
+//
+// Writes block. The audit fd is expected to be a regular file (--audit-log)
+// or a pipe or socket to a log collector (stderr under systemd). A slow
+// reader at the other end of a pipe slows the broker down, since the single
+// event loop waits for the line to be taken; a reader that stops reading
+// stops the broker. Decided so: audit lines are never skipped to keep
+// serving, and a grant must be on record before it goes out (see
+// broker_loop.h). If the fd was left non-blocking by whoever started the
+// broker (O_NONBLOCK belongs to the open file description, which the broker
+// shares and must not change), EAGAIN is waited out with poll(2), to the
+// same effect.
+//
 // Not thread-safe: the broker's single event-loop thread owns it.
 #ifndef CAPBROKER_BROKER_AUDIT_AUDIT_LOG_H_
 #define CAPBROKER_BROKER_AUDIT_AUDIT_LOG_H_
@@ -66,6 +85,9 @@ class AuditLog {
  private:
   UniqueFd owned_;
   int fd_;
+  // The log's last byte is not a newline (a failed write cut a line short):
+  // the next flush writes a newline first.
+  bool mid_line_ = false;
   std::string buffer_;
   size_t pending_lines_ = 0;
   uint64_t dropped_lines_ = 0;

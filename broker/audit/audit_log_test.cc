@@ -1,11 +1,21 @@
 #include "broker/audit/audit_log.h"
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sched.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 #include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -75,6 +85,132 @@ TEST(AuditLogTest, CountsDroppedLinesWhenWritingFails) {
   EXPECT_EQ(log.Flush(), 2u);
   EXPECT_FALSE(log.has_pending());
   close(fds[1]);
+}
+
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines;
+  size_t start = 0;
+  for (size_t nl; (nl = text.find('\n', start)) != std::string::npos; start = nl + 1) {
+    lines.push_back(text.substr(start, nl - start));
+  }
+  if (start < text.size()) lines.push_back(text.substr(start) + "<no newline>");
+  return lines;
+}
+
+bool IsWholeLine(const std::string& line) {
+  return absl::StartsWith(line, "{\"time\":") && absl::EndsWith(line, "}");
+}
+
+// A write that fails after part of a line went out (a full disk: a short
+// write, then ENOSPC; here the file size limit: a short write, then EFBIG)
+// leaves a fragment in the file. The next line must not run into it.
+TEST(AuditLogTest, APartlyWrittenLineNeverRunsIntoTheNext) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
+  AuditEvent e;
+  e.request = "acquire";
+  e.capability = "motd";
+  signal(SIGXFSZ, SIG_IGN);
+  rlimit old;
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+  rlimit small = old;
+  small.rlim_cur = 100;  // within the first line
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  log.Record(e, absl::FromUnixSeconds(0));
+  log.Record(e, absl::FromUnixSeconds(0));
+  uint64_t dropped = log.Flush();
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
+  EXPECT_EQ(dropped, 2u);
+  ASSERT_EQ(ReadAll(path).size(), 100u);  // a fragment of the first line
+
+  log.Record(e, absl::FromUnixSeconds(1));
+  EXPECT_EQ(log.Flush(), 2u);
+  std::vector<std::string> lines = Lines(ReadAll(path));
+  ASSERT_EQ(lines.size(), 2u) << ReadAll(path);
+  EXPECT_EQ(lines[0].size(), 100u);  // the fragment, ended
+  EXPECT_TRUE(IsWholeLine(lines[1])) << lines[1];
+}
+
+// The same for a fragment left by an earlier broker that died mid-write.
+TEST(AuditLogTest, EndsAFragmentLeftInTheFile) {
+  testing::TempDir dir;
+  std::string path = dir.WriteFile("audit.log", "{\"time\":\"cut", 0600);
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
+  log.Record(AuditEvent(), absl::FromUnixSeconds(0));
+  log.Flush();
+  std::vector<std::string> lines = Lines(ReadAll(path));
+  ASSERT_EQ(lines.size(), 2u) << ReadAll(path);
+  EXPECT_EQ(lines[0], "{\"time\":\"cut");
+  EXPECT_TRUE(IsWholeLine(lines[1])) << lines[1];
+}
+
+// Lines written before a failure are not counted as lost.
+TEST(AuditLogTest, CountsOnlyTheLinesNotWritten) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
+  log.Record(AuditEvent(), absl::FromUnixSeconds(0));
+  log.Flush();
+  size_t line = ReadAll(path).size();
+  signal(SIGXFSZ, SIG_IGN);
+  rlimit old;
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+  rlimit small = old;
+  small.rlim_cur = 2 * line + 10;  // room for one more line and a bit
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  for (int i = 0; i < 3; ++i) log.Record(AuditEvent(), absl::FromUnixSeconds(0));
+  uint64_t dropped = log.Flush();
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
+  EXPECT_EQ(dropped, 2u);
+}
+
+// The number of the system call thread `tid` of this process is blocked in,
+// or -1 when it is running or gone.
+long BlockedInSyscall(pid_t tid) {
+  std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/syscall");
+  long nr = -1;
+  return (in >> nr) ? nr : -1;
+}
+
+// Whoever started the broker may have left its stderr non-blocking (the
+// flag belongs to the shared open file description). A full pipe then says
+// EAGAIN; the log waits for room instead of losing lines.
+TEST(AuditLogTest, WaitsOutANonBlockingPipe) {
+  int fds[2];
+  ASSERT_EQ(pipe2(fds, O_CLOEXEC | O_NONBLOCK), 0);
+  UniqueFd read_end(fds[0]), write_end(fds[1]);
+  ASSERT_GT(fcntl(write_end.get(), F_SETPIPE_SZ, 4096), 0);
+  std::string junk(4096, 'j');
+  while (write(write_end.get(), junk.data(), junk.size()) > 0) {
+  }
+  ASSERT_EQ(errno, EAGAIN);  // full
+  AuditLog log(write_end.get());
+  log.Record(AuditEvent(), absl::FromUnixSeconds(0));
+  std::atomic<pid_t> tid{0};
+  std::atomic<bool> done{false};
+  uint64_t dropped = 99;
+  std::thread flusher([&] {
+    tid = gettid();
+    dropped = log.Flush();
+    done = true;
+  });
+  // Wait (on the kernel's word, not on time) until the flush is blocked in
+  // poll(2) for room, or is over.
+  while (!done && (tid == 0 || BlockedInSyscall(tid) != SYS_poll)) sched_yield();
+  ASSERT_EQ(fcntl(read_end.get(), F_SETFL, 0), 0);  // blocking reads
+  std::string got;
+  char buf[4096];
+  while (got.size() < junk.size() || got.back() != '\n') {
+    ssize_t n = read(read_end.get(), buf, sizeof(buf));
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+    if (done && got.size() >= junk.size() && dropped != 0) break;
+  }
+  flusher.join();
+  EXPECT_EQ(dropped, 0u) << "a full non-blocking pipe lost the line";
+  EXPECT_TRUE(IsWholeLine(got.substr(junk.size(), got.size() - junk.size() - 1)))
+      << got.substr(junk.size());
 }
 
 }  // namespace

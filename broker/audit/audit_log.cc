@@ -75,7 +75,7 @@ absl::StatusOr<AuditLog> AuditLog::OpenFile(absl::string_view path) {
   return log;
 }
 
-void AuditLog::Record(const AuditEvent& e, absl::Time now) {
+uint64_t AuditLog::Record(const AuditEvent& e, absl::Time now) {
   std::string& out = buffer_;
   // Formatting a time is costly next to the rest of a line: the date and
   // time are formatted once per second, the milliseconds every time.
@@ -111,7 +111,9 @@ void AuditLog::Record(const AuditEvent& e, absl::Time now) {
   AppendField("reason", e.reason, out);
   out += "}\n";
   ++pending_lines_;
+  uint64_t line = next_line_++;
   if (buffer_.size() >= kFlushThresholdBytes) Flush();
+  return line;
 }
 
 uint64_t AuditLog::Flush() {
@@ -128,11 +130,12 @@ uint64_t AuditLog::Flush() {
     ssize_t n = WriteSome(fd_, buffer_.data() + done, buffer_.size() - done);
     if (n <= 0) {
       // The lines whose newline did not go out are lost, a fragment of the
-      // first of them included.
+      // first of them included: always the last lines of the buffer.
       size_t lost = static_cast<size_t>(
           std::count(buffer_.begin() + static_cast<long>(std::max(done, start)),
                      buffer_.end(), '\n'));
       dropped_lines_ += lost;
+      if (lost > 0) lost_lines_.push_back({next_line_ - lost, next_line_ - 1});
       if (done > 0) mid_line_ = buffer_[done - 1] != '\n';
       std::fprintf(stderr,
                    "capbrokerd: audit log write failed (%s): %zu lines lost, "

@@ -1,11 +1,19 @@
 // AuditLog: one JSON line for every grant and every denial.
 //
 // Lines are buffered and written by Flush(), which the broker's event loop
-// calls before it waits for events again, so a burst of requests costs one
-// write(2) and no line waits longer than one loop iteration. A line that
-// cannot be written is counted and reported on stderr, never silently lost;
-// the broker keeps serving (refusing to serve because the log disk is full
-// would turn a full disk into a denial of service for every client).
+// calls before it sends the replies of a loop turn, so a burst of requests
+// costs one write(2) and no line waits longer than one loop iteration. A
+// line that cannot be written is counted and reported on stderr, never
+// silently lost.
+//
+// Fail closed for grants: each line has a sequence number, and the loop
+// learns which lines a failed flush lost (TakeLostLines) before it sends
+// anything; a grant whose line was lost is not delivered but answered with
+// an error (see broker_loop.h). A grant not on record must not exist. Denials
+// go out either way: they hand out nothing. The broker keeps serving
+// everything else, and grants resume as soon as lines can be written again
+// (stopping altogether because the log disk is full would turn a full disk
+// into a denial of service for every client, denials and status included).
 //
 // Whole lines: a short write is continued until everything is written or a
 // write fails. A write can fail after part of a line went out (a full disk
@@ -34,6 +42,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -73,12 +82,22 @@ class AuditLog {
   AuditLog(AuditLog&&) = default;
   AuditLog& operator=(AuditLog&&) = default;
 
-  // Adds one line for `event` at time `now`.
-  void Record(const AuditEvent& event, absl::Time now);
+  // Adds one line for `event` at time `now`. Returns its sequence number
+  // (1 for the log's first line, then counting up).
+  uint64_t Record(const AuditEvent& event, absl::Time now);
 
   // Writes the buffered lines. Returns how many lines were dropped so far
   // because writing failed.
   uint64_t Flush();
+
+  // The sequence numbers of lines that could not be written since the last
+  // call, as ranges of consecutive lines, oldest first; forgets them.
+  struct LineRange {
+    uint64_t first = 0;
+    uint64_t last = 0;
+    bool Contains(uint64_t line) const { return line >= first && line <= last; }
+  };
+  std::vector<LineRange> TakeLostLines() { return std::exchange(lost_lines_, {}); }
 
   bool has_pending() const { return !buffer_.empty(); }
 
@@ -90,6 +109,8 @@ class AuditLog {
   bool mid_line_ = false;
   std::string buffer_;
   size_t pending_lines_ = 0;
+  uint64_t next_line_ = 1;  // the sequence number Record gives next
+  std::vector<LineRange> lost_lines_;
   uint64_t dropped_lines_ = 0;
   int64_t cached_second_ = 0;  // the Unix second cached_time_ shows
   std::string cached_time_;    // "YYYY-MM-DDTHH:MM:SS" of cached_second_

@@ -123,6 +123,11 @@ TEST(AuditLogTest, APartlyWrittenLineNeverRunsIntoTheNext) {
   ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
   EXPECT_EQ(dropped, 2u);
   ASSERT_EQ(ReadAll(path).size(), 100u);  // a fragment of the first line
+  std::vector<AuditLog::LineRange> lost = log.TakeLostLines();
+  ASSERT_EQ(lost.size(), 1u);
+  EXPECT_EQ(lost[0].first, 1u);
+  EXPECT_EQ(lost[0].last, 2u);
+  EXPECT_TRUE(log.TakeLostLines().empty());  // reported once
 
   log.Record(e, absl::FromUnixSeconds(1));
   EXPECT_EQ(log.Flush(), 2u);
@@ -163,6 +168,42 @@ TEST(AuditLogTest, CountsOnlyTheLinesNotWritten) {
   uint64_t dropped = log.Flush();
   ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
   EXPECT_EQ(dropped, 2u);
+  std::vector<AuditLog::LineRange> lost = log.TakeLostLines();
+  ASSERT_EQ(lost.size(), 1u);  // line 2 was written; 3 and 4 were not
+  EXPECT_EQ(lost[0].first, 3u);
+  EXPECT_EQ(lost[0].last, 4u);
+}
+
+// Lines lost by the flush Record makes when its buffer is full are reported
+// too, so that the loop can withhold their grants.
+TEST(AuditLogTest, ReportsLinesLostByAFlushInsideRecord) {
+  int fds[2];
+  ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
+  close(fds[0]);
+  signal(SIGPIPE, SIG_IGN);
+  AuditLog log(fds[1]);
+  AuditEvent e;
+  std::string long_path(4000, 'p');
+  e.path = long_path;
+  uint64_t last = 0;
+  std::vector<AuditLog::LineRange> in_record;
+  while (in_record.empty() && last < 1000) {
+    last = log.Record(e, absl::Now());
+    in_record = log.TakeLostLines();
+  }
+  ASSERT_EQ(in_record.size(), 1u);
+  EXPECT_EQ(in_record[0].first, 1u);
+  EXPECT_EQ(in_record[0].last, last);
+  EXPECT_GT(last, 1u);
+  EXPECT_FALSE(log.has_pending()) << "the full buffer was flushed";
+  uint64_t next = log.Record(e, absl::Now());
+  EXPECT_EQ(next, last + 1);
+  log.Flush();
+  std::vector<AuditLog::LineRange> lost = log.TakeLostLines();
+  ASSERT_EQ(lost.size(), 1u);
+  EXPECT_EQ(lost[0].first, next);
+  EXPECT_EQ(lost[0].last, next);
+  close(fds[1]);
 }
 
 // The number of the system call thread `tid` of this process is blocked in,

@@ -35,7 +35,8 @@ void RaiseFdLimit() {
   }
 }
 
-// A signalfd for SIGTERM, SIGINT and SIGHUP, which are blocked from here on.
+// A signalfd for SIGTERM, SIGINT and SIGHUP, which are blocked from here on;
+// SIGPIPE and SIGXFSZ are ignored.
 absl::StatusOr<UniqueFd> ControlSignals() {
   sigset_t set;
   sigemptyset(&set);
@@ -44,6 +45,9 @@ absl::StatusOr<UniqueFd> ControlSignals() {
   sigaddset(&set, SIGHUP);
   if (sigprocmask(SIG_BLOCK, &set, nullptr) != 0) return ErrnoStatus(errno, "sigprocmask");
   signal(SIGPIPE, SIG_IGN);
+  // An audit log past RLIMIT_FSIZE must fail the write (EFBIG, handled:
+  // grants are withheld until there is room), not kill the broker.
+  signal(SIGXFSZ, SIG_IGN);
   return TakeFd(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK), "signalfd");
 }
 

@@ -10,7 +10,7 @@ namespace capbroker::daemon {
 // Runs the broker with `flags` until SIGTERM or SIGINT. Any error before
 // serving (a bad policy, a socket in use, an unwritable audit log) is
 // returned and the broker never serves: fail closed. Blocks SIGTERM, SIGINT
-// and ignores SIGPIPE for the whole process.
+// and SIGHUP, and ignores SIGPIPE and SIGXFSZ, for the whole process.
 absl::Status RunDaemon(const DaemonFlags& flags);
 
 }  // namespace capbroker::daemon

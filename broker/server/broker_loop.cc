@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <utility>
@@ -253,7 +254,8 @@ bool BrokerLoop::Queue(Connection& connection, Answer answer) {
   }
   connection.queue.push_back(QueuedReply{std::move(answer.words),
                                          std::move(answer.outcome.fds),
-                                         std::move(answer.outcome.shared_fd)});
+                                         std::move(answer.outcome.shared_fd), answer.id,
+                                         answer.outcome.audit_line});
   connection.queued_bytes += bytes;
   queued_bytes_total_ += bytes;
   if (answer.outcome.close_after_reply && !connection.close_when_flushed) {
@@ -281,7 +283,7 @@ void BrokerLoop::SendPending() {
 }
 
 void BrokerLoop::SendQueued(Connection& connection) {
-  if (audit_.has_pending()) stats_.audit_lines_dropped = audit_.Flush();
+  FlushAudit();
   int fd = connection.fd.get();
   size_t sent_count = 0;
   int raw[wire::kMaxFdsPerMessage];
@@ -340,6 +342,47 @@ bool BrokerLoop::MakeRoom(Connection& requester, size_t bytes) {
     Close(largest->fd.get());
   }
   return true;
+}
+
+void BrokerLoop::FlushAudit() {
+  if (audit_.has_pending()) stats_.audit_lines_dropped = audit_.Flush();
+  // Lines can also be lost by a flush inside AuditLog::Record (a full
+  // buffer): ask even when nothing is pending now.
+  std::vector<audit::AuditLog::LineRange> lost = audit_.TakeLostLines();
+  if (lost.empty()) return;
+  // A lost line's reply has not been sent (nothing is sent before this
+  // runs), so it is in some queue. Every queue is searched: this runs only
+  // when the log failed.
+  const absl::Status withheld = absl::UnavailableError(
+      "the broker could not write this grant's audit line, so it withheld the "
+      "grant; nothing was granted");
+  size_t count = 0;
+  for (const std::unique_ptr<Connection>& c : connections_) {
+    if (!c) continue;
+    for (QueuedReply& q : c->queue) {
+      if (q.audit_line == 0 ||
+          std::none_of(lost.begin(), lost.end(), [&](const audit::AuditLog::LineRange& r) {
+            return r.Contains(q.audit_line);
+          })) {
+        continue;
+      }
+      // The error reply is a few hundred bytes: the queue limits are not
+      // checked again for it. Its fds are closed with the old reply.
+      Answer error = ErrorAnswer(q.id, withheld, false);
+      size_t old_bytes = q.words.size() * sizeof(capnp::word);
+      size_t new_bytes = error.words.size() * sizeof(capnp::word);
+      c->queued_bytes = c->queued_bytes - old_bytes + new_bytes;
+      queued_bytes_total_ = queued_bytes_total_ - old_bytes + new_bytes;
+      q = QueuedReply{std::move(error.words), {}, nullptr, q.id, 0};
+      --stats_.grants;
+      handler_.CountDenial(withheld);
+      ++count;
+    }
+  }
+  if (count > 0) {
+    PeerLog(absl::StrCat("withheld ", count,
+                         " grants: their audit lines could not be written"));
+  }
 }
 
 }  // namespace capbroker::server

@@ -9,6 +9,11 @@
 // client sends can stop the loop: every failure ends in an error reply or
 // in closing that one connection.
 //
+// Fail closed on the audit log: every reply waits in a queue until the
+// loop writes the audit lines of its turn, and a grant whose line could not
+// be written is not sent: it is replaced by an `unavailable` error and its
+// fds are closed. A grant goes out only once it is on record.
+//
 // All connections' queues together are bounded too (Limits::
 // max_queued_bytes_total). When a reply would take them over, the loop
 // disconnects the connection holding the most queued bytes, which is the
@@ -76,6 +81,8 @@ class BrokerLoop {
     kj::Array<capnp::word> words;
     std::vector<UniqueFd> fds;
     std::shared_ptr<const UniqueFd> shared_fd;  // sent after `fds`; may be null
+    uint64_t id = 0;          // the request's id
+    uint64_t audit_line = 0;  // a grant's audit line; 0 for other replies
   };
   struct Connection {
     UniqueFd fd;
@@ -94,6 +101,9 @@ class BrokerLoop {
   // Writes the batch's audit lines, then sends every queued reply of the
   // connections that got new ones this turn.
   void SendPending();
+  // Writes the pending audit lines, and withholds every queued grant whose
+  // line could not be written (fail closed). Called before any reply is sent.
+  void FlushAudit();
   // Sends what the connection's queue holds, as far as the socket takes it.
   void SendQueued(Connection& connection);
   // Handles one received datagram (or receive error). Returns false when

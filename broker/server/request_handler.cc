@@ -242,8 +242,8 @@ Outcome RequestHandler::Acquire(const Session& session,
   if (spec.kind == Kind::kMemory && spec.shared && decision.access != schema::Access::READ) {
     outcome.shared_fd = shared_memory_[spec.name];
     SetGranted(spec, decision.access, reply);
-    Finish(session, "acquire", name, decision.access, "", absl::OkStatus(),
-           decision.principal, reply);
+    outcome.audit_line = Finish(session, "acquire", name, decision.access, "",
+                                absl::OkStatus(), decision.principal, reply);
     return outcome;
   }
   absl::StatusOr<UniqueFd> fd = Make(spec, decision.access);
@@ -257,8 +257,8 @@ Outcome RequestHandler::Acquire(const Session& session,
   }
   SetGranted(spec, decision.access, reply);
   outcome.fds.push_back(std::move(fd).value());
-  Finish(session, "acquire", name, decision.access, "", absl::OkStatus(),
-         decision.principal, reply);
+  outcome.audit_line = Finish(session, "acquire", name, decision.access, "",
+                              absl::OkStatus(), decision.principal, reply);
   return outcome;
 }
 
@@ -321,8 +321,8 @@ Outcome RequestHandler::OpenBeneath(const Session& session,
   info.setAccess(access);
   info.setPath(std::string(path));
   outcome.fds.push_back(std::move(fd).value());
-  Finish(session, "openBeneath", name, access, path, absl::OkStatus(),
-         decision.principal, reply);
+  outcome.audit_line = Finish(session, "openBeneath", name, access, path,
+                              absl::OkStatus(), decision.principal, reply);
   return outcome;
 }
 
@@ -380,7 +380,7 @@ void RequestHandler::Status(const Session& session, schema::Reply::Builder reply
   status.setPrincipals(policy_.principals().size());
 }
 
-void RequestHandler::Finish(const Session& session, absl::string_view request_kind,
+uint64_t RequestHandler::Finish(const Session& session, absl::string_view request_kind,
                             absl::string_view capability, schema::Access access,
                             absl::string_view path, const absl::Status& status,
                             absl::string_view principal,
@@ -401,13 +401,14 @@ void RequestHandler::Finish(const Session& session, absl::string_view request_ki
   event.granted = status.ok();
   event.principal = principal;
   event.reason = reason;
-  audit_.Record(event, absl::Now());
+  uint64_t line = audit_.Record(event, absl::Now());
   if (status.ok()) {
     ++stats_.grants;
   } else {
     CountDenial(status);
     SetError(reply, status);
   }
+  return line;
 }
 
 }  // namespace capbroker::server

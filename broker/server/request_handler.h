@@ -53,6 +53,9 @@ struct Outcome {
   // it open until the reply is sent, even if a policy reload drops it.
   std::shared_ptr<const UniqueFd> shared_fd;
   bool close_after_reply = false;
+  // A grant's audit line (AuditLog sequence number), 0 for anything else.
+  // The loop delivers the grant only if that line was written.
+  uint64_t audit_line = 0;
 };
 
 class RequestHandler {
@@ -101,8 +104,8 @@ class RequestHandler {
   absl::StatusOr<UniqueFd> Make(const CapabilitySpec& spec, schema::Access access);
 
   // Ends a grant or a denial: audit line, statistics, and an error reply
-  // when `status` is not OK.
-  void Finish(const Session& session, absl::string_view request_kind,
+  // when `status` is not OK. Returns the audit line's sequence number.
+  uint64_t Finish(const Session& session, absl::string_view request_kind,
               absl::string_view capability, schema::Access access,
               absl::string_view path, const absl::Status& status,
               absl::string_view principal, schema::Reply::Builder reply);

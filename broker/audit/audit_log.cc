@@ -53,9 +53,9 @@ void AppendField(absl::string_view key, absl::string_view value, std::string& ou
 
 }  // namespace
 
-AuditLog::AuditLog(int fd) : fd_(fd) {}
+AuditLog::AuditLog(int fd, DenialBudget budget) : fd_(fd), budget_(budget) {}
 
-absl::StatusOr<AuditLog> AuditLog::OpenFile(absl::string_view path) {
+absl::StatusOr<AuditLog> AuditLog::OpenFile(absl::string_view path, DenialBudget budget) {
   std::string p(path);
   int raw = RetryEintr([&] {
     return open(p.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
@@ -69,14 +69,13 @@ absl::StatusOr<AuditLog> AuditLog::OpenFile(absl::string_view path) {
   }
   CB_ASSIGN_OR_RETURN(UniqueFd fd,
                       TakeFd(raw, absl::StrCat("open audit log ", path)));
-  AuditLog log(fd.get());
+  AuditLog log(fd.get(), budget);
   log.mid_line_ = EndsMidLine(fd.get());
   log.owned_ = std::move(fd);
   return log;
 }
 
-uint64_t AuditLog::Record(const AuditEvent& e, absl::Time now) {
-  std::string& out = buffer_;
+void AuditLog::AppendTime(absl::Time now) {
   // Formatting a time is costly next to the rest of a line: the date and
   // time are formatted once per second, the milliseconds every time.
   int64_t millis = absl::ToUnixMillis(now);
@@ -86,8 +85,74 @@ uint64_t AuditLog::Record(const AuditEvent& e, absl::Time now) {
     cached_time_ = absl::FormatTime("%Y-%m-%dT%H:%M:%S",
                                     absl::FromUnixSeconds(second), absl::UTCTimeZone());
   }
-  absl::StrAppendFormat(&out, "{\"time\":\"%s.%03dZ\"", cached_time_,
+  absl::StrAppendFormat(&buffer_, "{\"time\":\"%s.%03dZ\"", cached_time_,
                         static_cast<int>(millis - second * 1000));
+}
+
+void AuditLog::Refill(Bucket& bucket, absl::Time now) const {
+  if (now > bucket.refilled) {
+    bucket.tokens = std::min<double>(
+        budget_.burst,
+        bucket.tokens + absl::ToDoubleSeconds(now - bucket.refilled) * budget_.per_second);
+    bucket.refilled = now;
+  }
+}
+
+bool AuditLog::AllowDenial(uint32_t uid, absl::Time now) {
+  auto [it, inserted] = buckets_.try_emplace(uid);
+  Bucket& bucket = it->second;
+  if (inserted) {
+    bucket.tokens = budget_.burst;
+    bucket.refilled = now;
+  }
+  Refill(bucket, now);
+  if (bucket.tokens < 1) {
+    if (bucket.suppressed++ == 0) ++uids_suppressed_;
+    ++denials_suppressed_;
+    return false;
+  }
+  bucket.tokens -= 1;
+  // The count costs no token: there is at most one per line allowed.
+  if (bucket.suppressed > 0) AppendSuppressedCount(uid, bucket, now);
+  return true;
+}
+
+void AuditLog::AppendSuppressedCount(uint32_t uid, Bucket& bucket, absl::Time now) {
+  AppendTime(now);
+  absl::StrAppend(&buffer_, ",\"event\":\"denialsSuppressed\",\"peer\":{\"uid\":", uid,
+                  "},\"count\":", bucket.suppressed, ",");
+  AppendField("reason",
+              absl::StrCat("more denials for this uid than the audit log takes (",
+                           budget_.burst, " at once, then ", budget_.per_second,
+                           " a second); these were counted, not written"),
+              buffer_);
+  buffer_ += "}\n";
+  ++pending_lines_;
+  ++next_line_;
+  bucket.suppressed = 0;
+  --uids_suppressed_;
+}
+
+void AuditLog::WriteSuppressedCounts(absl::Time now, bool all) {
+  if (uids_suppressed_ == 0) return;
+  for (auto it = buckets_.begin(); it != buckets_.end();) {
+    Bucket& bucket = it->second;
+    Refill(bucket, now);
+    if (bucket.suppressed > 0 && (all || bucket.tokens >= 1)) {
+      AppendSuppressedCount(it->first, bucket, now);
+    }
+    if (bucket.suppressed == 0 && bucket.tokens >= budget_.burst) {
+      buckets_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+}
+
+uint64_t AuditLog::Record(const AuditEvent& e, absl::Time now) {
+  if (!e.granted && !AllowDenial(e.uid, now)) return 0;
+  std::string& out = buffer_;
+  AppendTime(now);
   out += ",\"event\":";
   AppendJsonString(e.granted ? "grant" : "deny", out);
   absl::StrAppend(&out, ",\"peer\":{\"uid\":", e.uid, ",\"gid\":", e.gid,
@@ -116,7 +181,13 @@ uint64_t AuditLog::Record(const AuditEvent& e, absl::Time now) {
   return line;
 }
 
-uint64_t AuditLog::Flush() {
+uint64_t AuditLog::FlushAll() {
+  WriteSuppressedCounts(absl::Now(), /*all=*/true);
+  return Flush();
+}
+
+uint64_t AuditLog::Flush(absl::Time now) {
+  WriteSuppressedCounts(now, /*all=*/false);
   if (buffer_.empty()) return dropped_lines_;
   // A fragment left by a failed write is ended first (see audit_log.h). The
   // copy costs something only after a failure.

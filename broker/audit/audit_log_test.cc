@@ -183,6 +183,7 @@ TEST(AuditLogTest, ReportsLinesLostByAFlushInsideRecord) {
   signal(SIGPIPE, SIG_IGN);
   AuditLog log(fds[1]);
   AuditEvent e;
+  e.granted = true;  // not throttled
   std::string long_path(4000, 'p');
   e.path = long_path;
   uint64_t last = 0;
@@ -252,6 +253,77 @@ TEST(AuditLogTest, WaitsOutANonBlockingPipe) {
   EXPECT_EQ(dropped, 0u) << "a full non-blocking pipe lost the line";
   EXPECT_TRUE(IsWholeLine(got.substr(junk.size(), got.size() - junk.size() - 1)))
       << got.substr(junk.size());
+}
+
+int Count(const std::string& text, const std::string& what) {
+  int n = 0;
+  for (size_t at = 0; (at = text.find(what, at)) != std::string::npos; at += what.size()) ++n;
+  return n;
+}
+
+AuditEvent Denial(uint32_t uid) {
+  AuditEvent e;
+  e.uid = uid;
+  e.request = "acquire";
+  e.capability = "secret";
+  e.granted = false;
+  e.reason = "no";
+  return e;
+}
+
+// A client cannot fill the disk with denials: each uid has a budget of
+// lines (a burst, then so many a second); past it, denials are counted and
+// one line later says how many were not logged.
+TEST(AuditLogTest, ThrottlesDenialsPerUid) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path, {/*burst=*/3, /*per_second=*/1}));
+  absl::Time t0 = absl::FromUnixSeconds(1000);
+  for (int i = 0; i < 10; ++i) log.Record(Denial(1000), t0);
+  for (int i = 0; i < 2; ++i) log.Record(Denial(2000), t0);  // another uid's own budget
+  AuditEvent grant = Denial(1000);
+  grant.granted = true;
+  EXPECT_GT(log.Record(grant, t0), 0u);  // grants are never throttled
+  log.Flush(t0);
+  std::string text = ReadAll(path);
+  EXPECT_EQ(Count(text, R"("event":"deny","peer":{"uid":1000,)"), 3);
+  EXPECT_EQ(Count(text, R"("event":"deny","peer":{"uid":2000,)"), 2);
+  EXPECT_EQ(Count(text, R"("event":"grant")"), 1);
+  EXPECT_EQ(Count(text, "denialsSuppressed"), 0);  // no room for it yet
+
+  // A second later uid 1000 has room for one line: the count goes first.
+  EXPECT_GT(log.Record(Denial(1000), t0 + absl::Seconds(1)), 0u);
+  log.Flush(t0 + absl::Seconds(1));
+  text = ReadAll(path);
+  std::vector<std::string> lines = Lines(text);
+  ASSERT_GE(lines.size(), 2u);
+  EXPECT_THAT(lines[lines.size() - 2],
+              HasSubstr(R"("event":"denialsSuppressed","peer":{"uid":1000},"count":7)"));
+  EXPECT_TRUE(IsWholeLine(lines[lines.size() - 2]));
+  EXPECT_THAT(lines.back(), HasSubstr(R"("event":"deny","peer":{"uid":1000,)"));
+  EXPECT_EQ(log.denials_suppressed(), 7u);
+}
+
+// The count is not left waiting for the next denial of that uid: a flush
+// writes it once the uid's budget has room again, and the last flush (the
+// broker stopping) writes it whatever the budget.
+TEST(AuditLogTest, WritesTheSuppressedCountLaterWithoutAnotherDenial) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path, {/*burst=*/1, /*per_second=*/1}));
+  absl::Time t0 = absl::FromUnixSeconds(1000);
+  for (int i = 0; i < 4; ++i) log.Record(Denial(7), t0);
+  log.Flush(t0 + absl::Milliseconds(500));
+  EXPECT_EQ(Count(ReadAll(path), "denialsSuppressed"), 0);
+  log.Flush(t0 + absl::Seconds(1));
+  EXPECT_THAT(ReadAll(path), HasSubstr(R"("peer":{"uid":7},"count":3)"));
+
+  // The budget has one line again (the count costs none): one line, four
+  // suppressed.
+  for (int i = 0; i < 5; ++i) log.Record(Denial(7), t0 + absl::Seconds(1));
+  log.FlushAll();
+  EXPECT_THAT(ReadAll(path), HasSubstr(R"("peer":{"uid":7},"count":4)"));
+  EXPECT_EQ(Count(ReadAll(path), "denialsSuppressed"), 2);
 }
 
 }  // namespace

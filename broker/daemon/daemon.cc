@@ -128,6 +128,7 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   CB_RETURN_IF_ERROR(loop.Serve(listener.fd(), signals.get(), [&] {
     return OnSignals(signals.get(), flags.policy_path, handler, stats);
   }));
+  audit.FlushAll();  // the counts of suppressed denials still waiting
   std::fprintf(stderr, "capbrokerd: stopping\n");
   return absl::OkStatus();
 }

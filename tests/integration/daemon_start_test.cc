@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
@@ -206,6 +207,32 @@ TEST(DaemonStartTest, RefusesASocketDirectoryOthersCanWrite) {
   EXPECT_THAT(r.err, HasSubstr("socket directory " + run + " is writable by other users"));
   EXPECT_THAT(r.err, HasSubstr("mode 01777"));
   EXPECT_NE(access((run + "/s").c_str(), F_OK), 0) << "must not have listened";
+}
+
+// Started with standard fds closed, the broker's first fds would take their
+// numbers, and whatever it writes to stdout and stderr (log lines, and
+// audit lines without --audit-log) would go into them: its audit file, its
+// signalfd, a socket. It puts /dev/null there before anything else.
+TEST(DaemonStartTest, StartsWithClosedStandardFdsSafely) {
+  constexpr char kPolicy[] =
+      "( capabilities = [ ( name = \"m\", memory = ( size = 16 ) ) ],\n"
+      "  principals = [ ( name = \"p\", match = ( uid = $UID ), grants = [ \"m\" ] ) ] )\n";
+  for (std::vector<int> closed : {std::vector<int>{1, 2}, std::vector<int>{0, 1, 2}}) {
+    testing::BrokerOptions options;
+    options.closed_stdio = closed;
+    ASSERT_OK_AND_ASSIGN(auto broker, testing::BrokerProcess::StartWith(kPolicy, options));
+    for (int fd : closed) {
+      char target[256] = {};
+      std::string link = absl::StrCat("/proc/", broker->pid(), "/fd/", fd);
+      ASSERT_GT(readlink(link.c_str(), target, sizeof(target) - 1), 0) << link;
+      EXPECT_EQ(std::string(target), "/dev/null") << "fd " << fd;
+    }
+    // It serves, and its audit lines go where they were told to.
+    ASSERT_OK_AND_ASSIGN(UniqueFd raw, wire::ConnectSeqpacket(broker->socket_path()));
+    raw.reset();
+    ASSERT_OK_AND_ASSIGN(int status, broker->Stop());
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  }
 }
 
 TEST(DaemonStartTest, UsageErrorsExitTwo) {

@@ -260,7 +260,7 @@ bool BrokerLoop::Queue(Connection& connection, Answer answer) {
   queued_bytes_total_ += bytes;
   if (answer.outcome.close_after_reply && !connection.close_when_flushed) {
     connection.close_when_flushed = true;
-    UpdateEvents(connection);  // read nothing more from it
+    if (!UpdateEvents(connection)) return false;  // read nothing more from it
   }
   if (!connection.pending_send) {
     connection.pending_send = true;
@@ -308,22 +308,30 @@ void BrokerLoop::SendQueued(Connection& connection) {
     Close(fd);
     return;
   }
-  UpdateEvents(connection);
+  if (!UpdateEvents(connection)) Close(fd);
 }
 
-void BrokerLoop::UpdateEvents(Connection& connection) {
+bool BrokerLoop::UpdateEvents(Connection& connection) {
   // Input is watched unless the connection only waits to flush its last
   // replies and close: epoll is level-triggered, and unread input that
   // will never be read would wake the loop forever.
   uint32_t events = connection.close_when_flushed ? 0u : uint32_t{EPOLLIN};
   if (!connection.queue.empty()) events |= uint32_t{EPOLLOUT};
-  if (events == connection.events) return;
+  if (events == connection.events) return true;
   epoll_event ev{};
   ev.events = events;
   ev.data.u64 = static_cast<uint64_t>(connection.fd.get());
-  if (epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, connection.fd.get(), &ev) == 0) {
-    connection.events = events;
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, connection.fd.get(), &ev) != 0) {
+    // Left as it was, epoll would never report EPOLLOUT for replies waiting
+    // in the queue (they would wait forever), or would go on reporting
+    // input the loop means to ignore (waking it forever).
+    PeerLog(absl::StrCat("epoll_ctl(MOD fd=", connection.fd.get(), "): ",
+                         std::strerror(errno), "; closing the connection of pid ",
+                         connection.session.identity.pid));
+    return false;
   }
+  connection.events = events;
+  return true;
 }
 
 bool BrokerLoop::MakeRoom(Connection& requester, size_t bytes) {

@@ -112,8 +112,10 @@ class BrokerLoop {
   // Queues a reply for SendPending. Returns false when the connection must
   // be closed (its queue is over the limits).
   bool Queue(Connection& connection, Answer answer);
-  // Registers the epoll events the connection's state calls for.
-  void UpdateEvents(Connection& connection);
+  // Registers the epoll events the connection's state calls for. Returns
+  // false, after logging why, when epoll_ctl fails: the caller closes the
+  // connection, since epoll would go on reporting the wrong events for it.
+  bool UpdateEvents(Connection& connection);
   // Makes room for `bytes` more queued bytes within max_queued_bytes_total
   // by disconnecting the connections holding the most. Returns false when
   // `requester` is the one to go (the caller closes it).

@@ -9,9 +9,6 @@
 // answers a connection's requests in order and sends queued replies before
 // it reads again), and SIOCINQ on our end counts the bytes of every reply
 // that reached our socket. The rest waits in the broker's queue.
-#include <linux/sockios.h>
-#include <poll.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -51,19 +48,6 @@ std::string BigListPolicy() {
                       "grants = [ ", grants, " ] ) ] )");
 }
 
-// Bytes waiting in our receive queue: the sum of every datagram
-// (unix_inq_len sums them for SOCK_SEQPACKET).
-size_t Inq(int fd) {
-  int n = 0;
-  EXPECT_EQ(ioctl(fd, SIOCINQ, &n), 0);
-  return static_cast<size_t>(n);
-}
-
-bool HungUp(int fd) {
-  pollfd p{fd, POLLIN, 0};
-  return poll(&p, 1, 0) == 1 && (p.revents & POLLHUP) != 0;
-}
-
 class ReplyBudgetTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -98,18 +82,18 @@ class ReplyBudgetTest : public ::testing::Test {
   // replies wait in the broker for it; returns the size of one reply.
   size_t FillQueue(int fd, size_t queued) {
     SendList(fd);
-    size_t reply_bytes = Inq(fd);  // our socket had room for the first
+    size_t reply_bytes = InQueue(fd);  // our socket had room for the first
     EXPECT_GT(reply_bytes, kBudget / 3);
     EXPECT_LE(2 * reply_bytes + 1024, kBudget);  // room for a status reply too
     size_t sent = 1;
     // Bounded: the broker's socket buffer holds a few hundred KiB.
-    for (int i = 0; i < 200 && sent - Inq(fd) / reply_bytes < queued; ++i) {
+    for (int i = 0; i < 200 && sent - InQueue(fd) / reply_bytes < queued; ++i) {
       SendList(fd);
       ++sent;
-      EXPECT_FALSE(HungUp(fd)) << "disconnected with " << sent - Inq(fd) / reply_bytes
+      EXPECT_FALSE(HungUp(fd)) << "disconnected with " << sent - InQueue(fd) / reply_bytes
                                << " replies queued";
     }
-    EXPECT_EQ(sent - Inq(fd) / reply_bytes, queued);
+    EXPECT_EQ(sent - InQueue(fd) / reply_bytes, queued);
     return reply_bytes;
   }
 
@@ -138,7 +122,7 @@ TEST_F(ReplyBudgetTest, DisconnectsTheConnectionHoldingTheMost) {
   SendList(asker.get());
   EXPECT_TRUE(HungUp(hoarder.get())) << "the budget was not enforced";
   EXPECT_FALSE(HungUp(asker.get()));
-  EXPECT_GT(Inq(asker.get()), 0u) << "the asker got no reply";
+  EXPECT_GT(InQueue(asker.get()), 0u) << "the asker got no reply";
   EXPECT_OK(good_->List());
   hoarder.reset();
   asker.reset();

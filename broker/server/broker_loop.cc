@@ -115,11 +115,16 @@ void BrokerLoop::Accept(int listener) {
       // accept4 fails for lack of an fd before it looks for a connection:
       // free the reserve to take the waiting one and hang up on it, so the
       // listener stops being readable. Nothing waiting: nothing to do.
+      // The refused connection is closed before the reserve is opened
+      // again: it holds the only free number, and with the table full the
+      // reserve would otherwise be lost for good.
       reserve_fd_.reset();
       UniqueFd refused(accept4(listener, nullptr, nullptr, SOCK_CLOEXEC));
+      bool took = refused.valid();
+      if (took) PeerLog("out of fds: refusing a connection");
+      refused.reset();
       reserve_fd_ = OpenReserve();
-      if (!refused) return;
-      PeerLog("out of fds: refusing a connection");
+      if (!took) return;
       continue;
     }
     if (errno != EAGAIN && errno != EWOULDBLOCK) {

@@ -8,6 +8,12 @@
 #include "broker/daemon/flags.h"
 
 int main(int argc, char** argv) {
+  // Before anything else creates an fd (see daemon.h).
+  absl::Status stdio = capbroker::daemon::EnsureStandardFds();
+  if (!stdio.ok()) {
+    std::fprintf(stderr, "capbrokerd: %s\n", std::string(stdio.message()).c_str());
+    return 1;
+  }
   std::vector<std::string> args(argv + 1, argv + argc);
   absl::StatusOr<capbroker::daemon::DaemonFlags> flags =
       capbroker::daemon::ParseFlags(args);

@@ -139,12 +139,13 @@ struct BrokerStatus {
   grants @3 :UInt64;
   denials @4 :UInt64;
   denialsByReason @5 :List(ReasonCount);
-  policyPath @6 :Text;
+  policyPath @6 :Text;              # empty unless the caller is root or the broker's uid
   capabilities @7 :UInt32;
   principals @8 :UInt32;
   policyGeneration @9 :UInt64;      # 1 at start; +1 per successful reload
   policyReloadFailures @10 :UInt64; # reloads refused (the policy stayed)
-  lastReloadError @11 :Text;        # why the last refused reload was refused
+  lastReloadError @11 :Text;        # why the last refused reload was refused; empty
+                                    # unless the caller is root or the broker's uid
 }
 
 struct PeerInfo {

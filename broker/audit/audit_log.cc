@@ -1,8 +1,11 @@
 #include "broker/audit/audit_log.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -18,6 +21,30 @@ namespace {
 // A buffer this large is written even before the loop goes idle.
 constexpr size_t kFlushThresholdBytes = 64 * 1024;
 
+// write(2) with EINTR retried and EAGAIN waited out (see audit_log.h).
+ssize_t WriteSome(int fd, const char* data, size_t size) {
+  for (;;) {
+    ssize_t n = RetryEintr([&] { return write(fd, data, size); });
+    if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return n;
+    pollfd p{fd, POLLOUT, 0};
+    if (RetryEintr([&] { return poll(&p, 1, -1); }) < 0) return -1;
+  }
+}
+
+// Whether the regular file open at `fd` (write-only) ends within a line. It
+// is read through a read-only open of /proc/self/fd/N: the very same file,
+// whatever has happened to its path since.
+bool EndsMidLine(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) return false;
+  std::string self = absl::StrCat("/proc/self/fd/", fd);
+  UniqueFd reader(RetryEintr([&] { return open(self.c_str(), O_RDONLY | O_CLOEXEC); }));
+  char last = '\n';
+  return reader &&
+         RetryEintr([&] { return pread(reader.get(), &last, 1, st.st_size - 1); }) == 1 &&
+         last != '\n';
+}
+
 void AppendField(absl::string_view key, absl::string_view value, std::string& out) {
   AppendJsonString(key, out);
   out.push_back(':');
@@ -26,9 +53,9 @@ void AppendField(absl::string_view key, absl::string_view value, std::string& ou
 
 }  // namespace
 
-AuditLog::AuditLog(int fd) : fd_(fd) {}
+AuditLog::AuditLog(int fd, DenialBudget budget) : fd_(fd), budget_(budget) {}
 
-absl::StatusOr<AuditLog> AuditLog::OpenFile(absl::string_view path) {
+absl::StatusOr<AuditLog> AuditLog::OpenFile(absl::string_view path, DenialBudget budget) {
   std::string p(path);
   int raw = RetryEintr([&] {
     return open(p.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
@@ -42,13 +69,13 @@ absl::StatusOr<AuditLog> AuditLog::OpenFile(absl::string_view path) {
   }
   CB_ASSIGN_OR_RETURN(UniqueFd fd,
                       TakeFd(raw, absl::StrCat("open audit log ", path)));
-  AuditLog log(fd.get());
+  AuditLog log(fd.get(), budget);
+  log.mid_line_ = EndsMidLine(fd.get());
   log.owned_ = std::move(fd);
   return log;
 }
 
-void AuditLog::Record(const AuditEvent& e, absl::Time now) {
-  std::string& out = buffer_;
+void AuditLog::AppendTime(absl::Time now) {
   // Formatting a time is costly next to the rest of a line: the date and
   // time are formatted once per second, the milliseconds every time.
   int64_t millis = absl::ToUnixMillis(now);
@@ -58,8 +85,74 @@ void AuditLog::Record(const AuditEvent& e, absl::Time now) {
     cached_time_ = absl::FormatTime("%Y-%m-%dT%H:%M:%S",
                                     absl::FromUnixSeconds(second), absl::UTCTimeZone());
   }
-  absl::StrAppendFormat(&out, "{\"time\":\"%s.%03dZ\"", cached_time_,
+  absl::StrAppendFormat(&buffer_, "{\"time\":\"%s.%03dZ\"", cached_time_,
                         static_cast<int>(millis - second * 1000));
+}
+
+void AuditLog::Refill(Bucket& bucket, absl::Time now) const {
+  if (now > bucket.refilled) {
+    bucket.tokens = std::min<double>(
+        budget_.burst,
+        bucket.tokens + absl::ToDoubleSeconds(now - bucket.refilled) * budget_.per_second);
+    bucket.refilled = now;
+  }
+}
+
+bool AuditLog::AllowDenial(uint32_t uid, absl::Time now) {
+  auto [it, inserted] = buckets_.try_emplace(uid);
+  Bucket& bucket = it->second;
+  if (inserted) {
+    bucket.tokens = budget_.burst;
+    bucket.refilled = now;
+  }
+  Refill(bucket, now);
+  if (bucket.tokens < 1) {
+    if (bucket.suppressed++ == 0) ++uids_suppressed_;
+    ++denials_suppressed_;
+    return false;
+  }
+  bucket.tokens -= 1;
+  // The count costs no token: there is at most one per line allowed.
+  if (bucket.suppressed > 0) AppendSuppressedCount(uid, bucket, now);
+  return true;
+}
+
+void AuditLog::AppendSuppressedCount(uint32_t uid, Bucket& bucket, absl::Time now) {
+  AppendTime(now);
+  absl::StrAppend(&buffer_, ",\"event\":\"denialsSuppressed\",\"peer\":{\"uid\":", uid,
+                  "},\"count\":", bucket.suppressed, ",");
+  AppendField("reason",
+              absl::StrCat("more denials for this uid than the audit log takes (",
+                           budget_.burst, " at once, then ", budget_.per_second,
+                           " a second); these were counted, not written"),
+              buffer_);
+  buffer_ += "}\n";
+  ++pending_lines_;
+  ++next_line_;
+  bucket.suppressed = 0;
+  --uids_suppressed_;
+}
+
+void AuditLog::WriteSuppressedCounts(absl::Time now, bool all) {
+  if (uids_suppressed_ == 0) return;
+  for (auto it = buckets_.begin(); it != buckets_.end();) {
+    Bucket& bucket = it->second;
+    Refill(bucket, now);
+    if (bucket.suppressed > 0 && (all || bucket.tokens >= 1)) {
+      AppendSuppressedCount(it->first, bucket, now);
+    }
+    if (bucket.suppressed == 0 && bucket.tokens >= budget_.burst) {
+      buckets_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+}
+
+uint64_t AuditLog::Record(const AuditEvent& e, absl::Time now) {
+  if (!e.granted && !AllowDenial(e.uid, now)) return 0;
+  std::string& out = buffer_;
+  AppendTime(now);
   out += ",\"event\":";
   AppendJsonString(e.granted ? "grant" : "deny", out);
   absl::StrAppend(&out, ",\"peer\":{\"uid\":", e.uid, ",\"gid\":", e.gid,
@@ -83,26 +176,48 @@ void AuditLog::Record(const AuditEvent& e, absl::Time now) {
   AppendField("reason", e.reason, out);
   out += "}\n";
   ++pending_lines_;
+  uint64_t line = next_line_++;
   if (buffer_.size() >= kFlushThresholdBytes) Flush();
+  return line;
 }
 
-uint64_t AuditLog::Flush() {
+uint64_t AuditLog::FlushAll() {
+  WriteSuppressedCounts(absl::Now(), /*all=*/true);
+  return Flush();
+}
+
+uint64_t AuditLog::Flush(absl::Time now) {
+  WriteSuppressedCounts(now, /*all=*/false);
+  if (buffer_.empty()) return dropped_lines_;
+  // A fragment left by a failed write is ended first (see audit_log.h). The
+  // copy costs something only after a failure.
+  size_t start = 0;
+  if (mid_line_) {
+    buffer_.insert(buffer_.begin(), '\n');
+    start = 1;
+  }
   size_t done = 0;
   while (done < buffer_.size()) {
-    ssize_t n = RetryEintr([&] {
-      return write(fd_, buffer_.data() + done, buffer_.size() - done);
-    });
+    ssize_t n = WriteSome(fd_, buffer_.data() + done, buffer_.size() - done);
     if (n <= 0) {
-      dropped_lines_ += pending_lines_;
+      // The lines whose newline did not go out are lost, a fragment of the
+      // first of them included: always the last lines of the buffer.
+      size_t lost = static_cast<size_t>(
+          std::count(buffer_.begin() + static_cast<long>(std::max(done, start)),
+                     buffer_.end(), '\n'));
+      dropped_lines_ += lost;
+      if (lost > 0) lost_lines_.push_back({next_line_ - lost, next_line_ - 1});
+      if (done > 0) mid_line_ = buffer_[done - 1] != '\n';
       std::fprintf(stderr,
                    "capbrokerd: audit log write failed (%s): %zu lines lost, "
                    "%llu in all\n",
-                   n < 0 ? std::strerror(errno) : "no progress", pending_lines_,
+                   n < 0 ? std::strerror(errno) : "no progress", lost,
                    static_cast<unsigned long long>(dropped_lines_));
       break;
     }
     done += static_cast<size_t>(n);
   }
+  if (done == buffer_.size()) mid_line_ = false;
   buffer_.clear();
   pending_lines_ = 0;
   return dropped_lines_;

@@ -1,11 +1,52 @@
 // AuditLog: one JSON line for every grant and every denial.
 //
 // Lines are buffered and written by Flush(), which the broker's event loop
-// calls before it waits for events again, so a burst of requests costs one
-// write(2) and no line waits longer than one loop iteration. A line that
-// cannot be written is counted and reported on stderr, never silently lost;
-// the broker keeps serving (refusing to serve because the log disk is full
-// would turn a full disk into a denial of service for every client).
+// calls before it sends the replies of a loop turn, so a burst of requests
+// costs one write(2) and no line waits longer than one loop iteration. A
+// line that cannot be written is counted and reported on stderr, never
+// silently lost.
+//
+// Fail closed for grants: each line has a sequence number, and the loop
+// learns which lines a failed flush lost (TakeLostLines) before it sends
+// anything; a grant whose line was lost is not delivered but answered with
+// an error (see broker_loop.h). A grant not on record must not exist. Denials
+// go out either way: they hand out nothing. The broker keeps serving
+// everything else, and grants resume as soon as lines can be written again
+// (stopping altogether because the log disk is full would turn a full disk
+// into a denial of service for every client, denials and status included).
+//
+// Whole lines: a short write is continued until everything is written or a
+// write fails. A write can fail after part of a line went out (a full disk
+// takes what fits, then says ENOSPC); the fragment stays in the file, and
+// the next flush first ends it with a newline, so that it cannot run into
+// the next line and corrupt it. A fragment left by a broker that died
+// mid-write is ended the same way when the file is opened. Readers skip a
+// line that is not valid JSON; the lines lost are counted.
+//
+// Writes block. The audit fd is expected to be a regular file (--audit-log)
+// or a pipe or socket to a log collector (stderr under systemd). A slow
+// reader at the other end of a pipe slows the broker down, since the single
+// event loop waits for the line to be taken; a reader that stops reading
+// stops the broker. Decided so: audit lines are never skipped to keep
+// serving, and a grant must be on record before it goes out (see
+// broker_loop.h). If the fd was left non-blocking by whoever started the
+// broker (O_NONBLOCK belongs to the open file description, which the broker
+// shares and must not change), EAGAIN is waited out with poll(2), to the
+// same effect.
+//
+// Denials are throttled per uid, so that a client cannot fill the disk by
+// asking for what it may not have (grants are never throttled: each one is
+// authorized, and must be on record). Each uid has a token bucket of
+// DenialBudget::burst lines, refilled at per_second lines a second. A
+// denial without a token is not written but counted, and one line
+//   {"time":...,"event":"denialsSuppressed","peer":{"uid":U},"count":N,...}
+// says how many, as soon as the uid's bucket holds a token again: before
+// that uid's next denial line, or at a Flush, whichever comes first (the
+// loop flushes after every turn with replies, so an idle broker writes it
+// with its next activity); the broker's last flush (FlushAll) writes every
+// count still waiting. Per uid,
+// not per connection: a uid may open thousands of connections. The status
+// counters still count every denial.
 //
 // Not thread-safe: the broker's single event-loop thread owns it.
 #ifndef CAPBROKER_BROKER_AUDIT_AUDIT_LOG_H_
@@ -15,8 +56,10 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -44,33 +87,87 @@ struct AuditEvent {
   absl::string_view reason;
 };
 
+// How many denial lines one uid may cause (see above).
+struct DenialBudget {
+  int burst = 20;          // lines at once
+  double per_second = 1;   // lines a second after that
+};
+
 class AuditLog {
  public:
   // Logs to `fd` (borrowed; stderr by default).
-  explicit AuditLog(int fd = 2);
+  explicit AuditLog(int fd = 2, DenialBudget budget = {});
   // Logs to the file at `path`, opened for append (created 0600).
-  static absl::StatusOr<AuditLog> OpenFile(absl::string_view path);
+  static absl::StatusOr<AuditLog> OpenFile(absl::string_view path,
+                                           DenialBudget budget = {});
 
   AuditLog(AuditLog&&) = default;
   AuditLog& operator=(AuditLog&&) = default;
 
-  // Adds one line for `event` at time `now`.
-  void Record(const AuditEvent& event, absl::Time now);
+  // Adds one line for `event` at time `now`. Returns its sequence number
+  // (1 for the log's first line, then counting up), or 0 for a denial over
+  // its uid's budget, which is only counted.
+  uint64_t Record(const AuditEvent& event, absl::Time now);
 
-  // Writes the buffered lines. Returns how many lines were dropped so far
-  // because writing failed.
-  uint64_t Flush();
+  // Writes the buffered lines, after adding the "denialsSuppressed" lines
+  // due at `now`. Returns how many lines were dropped so far because writing
+  // failed.
+  uint64_t Flush(absl::Time now = absl::Now());
+  // Flush, with every "denialsSuppressed" line still waiting, due or not:
+  // for when the broker stops.
+  uint64_t FlushAll();
 
-  bool has_pending() const { return !buffer_.empty(); }
+  // Denials not written one by one so far.
+  uint64_t denials_suppressed() const { return denials_suppressed_; }
+
+  // The sequence numbers of lines that could not be written since the last
+  // call, as ranges of consecutive lines, oldest first; forgets them.
+  struct LineRange {
+    uint64_t first = 0;
+    uint64_t last = 0;
+    bool Contains(uint64_t line) const { return line >= first && line <= last; }
+  };
+  std::vector<LineRange> TakeLostLines() { return std::exchange(lost_lines_, {}); }
+
+  // Lines to write, or suppressed denials whose count is still to be
+  // written: the loop calls Flush while this holds.
+  bool has_pending() const { return !buffer_.empty() || uids_suppressed_ > 0; }
 
  private:
+  struct Bucket {
+    double tokens = 0;
+    absl::Time refilled;
+    uint64_t suppressed = 0;  // denials since the last line about them
+  };
+  // Whether a denial of `uid` at `now` gets a line; counts it if not, and
+  // writes the count of those before it if so.
+  bool AllowDenial(uint32_t uid, absl::Time now);
+  void Refill(Bucket& bucket, absl::Time now) const;
+  // Writes the "denialsSuppressed" lines due at `now` (all when `all`).
+  void WriteSuppressedCounts(absl::Time now, bool all);
+  void AppendSuppressedCount(uint32_t uid, Bucket& bucket, absl::Time now);
+  // Starts a line: `{"time":"...Z"`.
+  void AppendTime(absl::Time now);
+
   UniqueFd owned_;
   int fd_;
+  // The log's last byte is not a newline (a failed write cut a line short):
+  // the next flush writes a newline first.
+  bool mid_line_ = false;
   std::string buffer_;
   size_t pending_lines_ = 0;
+  uint64_t next_line_ = 1;  // the sequence number Record gives next
+  std::vector<LineRange> lost_lines_;
   uint64_t dropped_lines_ = 0;
   int64_t cached_second_ = 0;  // the Unix second cached_time_ shows
   std::string cached_time_;    // "YYYY-MM-DDTHH:MM:SS" of cached_second_
+  DenialBudget budget_;
+  // Buckets of the uids denied lately. A full bucket with nothing
+  // suppressed is the same as none: such entries are dropped when the
+  // buckets are walked for due counts.
+  absl::flat_hash_map<uint32_t, Bucket> buckets_;
+  size_t uids_suppressed_ = 0;  // buckets with suppressed > 0
+  uint64_t denials_suppressed_ = 0;
 };
 
 }  // namespace capbroker::audit

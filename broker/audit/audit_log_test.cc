@@ -1,11 +1,21 @@
 #include "broker/audit/audit_log.h"
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sched.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 #include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -75,6 +85,245 @@ TEST(AuditLogTest, CountsDroppedLinesWhenWritingFails) {
   EXPECT_EQ(log.Flush(), 2u);
   EXPECT_FALSE(log.has_pending());
   close(fds[1]);
+}
+
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines;
+  size_t start = 0;
+  for (size_t nl; (nl = text.find('\n', start)) != std::string::npos; start = nl + 1) {
+    lines.push_back(text.substr(start, nl - start));
+  }
+  if (start < text.size()) lines.push_back(text.substr(start) + "<no newline>");
+  return lines;
+}
+
+bool IsWholeLine(const std::string& line) {
+  return absl::StartsWith(line, "{\"time\":") && absl::EndsWith(line, "}");
+}
+
+// A write that fails after part of a line went out (a full disk: a short
+// write, then ENOSPC; here the file size limit: a short write, then EFBIG)
+// leaves a fragment in the file. The next line must not run into it.
+TEST(AuditLogTest, APartlyWrittenLineNeverRunsIntoTheNext) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
+  AuditEvent e;
+  e.request = "acquire";
+  e.capability = "motd";
+  signal(SIGXFSZ, SIG_IGN);
+  rlimit old;
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+  rlimit small = old;
+  small.rlim_cur = 100;  // within the first line
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  log.Record(e, absl::FromUnixSeconds(0));
+  log.Record(e, absl::FromUnixSeconds(0));
+  uint64_t dropped = log.Flush();
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
+  EXPECT_EQ(dropped, 2u);
+  ASSERT_EQ(ReadAll(path).size(), 100u);  // a fragment of the first line
+  std::vector<AuditLog::LineRange> lost = log.TakeLostLines();
+  ASSERT_EQ(lost.size(), 1u);
+  EXPECT_EQ(lost[0].first, 1u);
+  EXPECT_EQ(lost[0].last, 2u);
+  EXPECT_TRUE(log.TakeLostLines().empty());  // reported once
+
+  log.Record(e, absl::FromUnixSeconds(1));
+  EXPECT_EQ(log.Flush(), 2u);
+  std::vector<std::string> lines = Lines(ReadAll(path));
+  ASSERT_EQ(lines.size(), 2u) << ReadAll(path);
+  EXPECT_EQ(lines[0].size(), 100u);  // the fragment, ended
+  EXPECT_TRUE(IsWholeLine(lines[1])) << lines[1];
+}
+
+// The same for a fragment left by an earlier broker that died mid-write.
+TEST(AuditLogTest, EndsAFragmentLeftInTheFile) {
+  testing::TempDir dir;
+  std::string path = dir.WriteFile("audit.log", "{\"time\":\"cut", 0600);
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
+  log.Record(AuditEvent(), absl::FromUnixSeconds(0));
+  log.Flush();
+  std::vector<std::string> lines = Lines(ReadAll(path));
+  ASSERT_EQ(lines.size(), 2u) << ReadAll(path);
+  EXPECT_EQ(lines[0], "{\"time\":\"cut");
+  EXPECT_TRUE(IsWholeLine(lines[1])) << lines[1];
+}
+
+// Lines written before a failure are not counted as lost.
+TEST(AuditLogTest, CountsOnlyTheLinesNotWritten) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
+  log.Record(AuditEvent(), absl::FromUnixSeconds(0));
+  log.Flush();
+  size_t line = ReadAll(path).size();
+  signal(SIGXFSZ, SIG_IGN);
+  rlimit old;
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+  rlimit small = old;
+  small.rlim_cur = 2 * line + 10;  // room for one more line and a bit
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  for (int i = 0; i < 3; ++i) log.Record(AuditEvent(), absl::FromUnixSeconds(0));
+  uint64_t dropped = log.Flush();
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
+  EXPECT_EQ(dropped, 2u);
+  std::vector<AuditLog::LineRange> lost = log.TakeLostLines();
+  ASSERT_EQ(lost.size(), 1u);  // line 2 was written; 3 and 4 were not
+  EXPECT_EQ(lost[0].first, 3u);
+  EXPECT_EQ(lost[0].last, 4u);
+}
+
+// Lines lost by the flush Record makes when its buffer is full are reported
+// too, so that the loop can withhold their grants.
+TEST(AuditLogTest, ReportsLinesLostByAFlushInsideRecord) {
+  int fds[2];
+  ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
+  close(fds[0]);
+  signal(SIGPIPE, SIG_IGN);
+  AuditLog log(fds[1]);
+  AuditEvent e;
+  e.granted = true;  // not throttled
+  std::string long_path(4000, 'p');
+  e.path = long_path;
+  uint64_t last = 0;
+  std::vector<AuditLog::LineRange> in_record;
+  while (in_record.empty() && last < 1000) {
+    last = log.Record(e, absl::Now());
+    in_record = log.TakeLostLines();
+  }
+  ASSERT_EQ(in_record.size(), 1u);
+  EXPECT_EQ(in_record[0].first, 1u);
+  EXPECT_EQ(in_record[0].last, last);
+  EXPECT_GT(last, 1u);
+  EXPECT_FALSE(log.has_pending()) << "the full buffer was flushed";
+  uint64_t next = log.Record(e, absl::Now());
+  EXPECT_EQ(next, last + 1);
+  log.Flush();
+  std::vector<AuditLog::LineRange> lost = log.TakeLostLines();
+  ASSERT_EQ(lost.size(), 1u);
+  EXPECT_EQ(lost[0].first, next);
+  EXPECT_EQ(lost[0].last, next);
+  close(fds[1]);
+}
+
+// The number of the system call thread `tid` of this process is blocked in,
+// or -1 when it is running or gone.
+long BlockedInSyscall(pid_t tid) {
+  std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/syscall");
+  long nr = -1;
+  return (in >> nr) ? nr : -1;
+}
+
+// Whoever started the broker may have left its stderr non-blocking (the
+// flag belongs to the shared open file description). A full pipe then says
+// EAGAIN; the log waits for room instead of losing lines.
+TEST(AuditLogTest, WaitsOutANonBlockingPipe) {
+  int fds[2];
+  ASSERT_EQ(pipe2(fds, O_CLOEXEC | O_NONBLOCK), 0);
+  UniqueFd read_end(fds[0]), write_end(fds[1]);
+  ASSERT_GT(fcntl(write_end.get(), F_SETPIPE_SZ, 4096), 0);
+  std::string junk(4096, 'j');
+  while (write(write_end.get(), junk.data(), junk.size()) > 0) {
+  }
+  ASSERT_EQ(errno, EAGAIN);  // full
+  AuditLog log(write_end.get());
+  log.Record(AuditEvent(), absl::FromUnixSeconds(0));
+  std::atomic<pid_t> tid{0};
+  std::atomic<bool> done{false};
+  uint64_t dropped = 99;
+  std::thread flusher([&] {
+    tid = gettid();
+    dropped = log.Flush();
+    done = true;
+  });
+  // Wait (on the kernel's word, not on time) until the flush is blocked in
+  // poll(2) for room, or is over.
+  while (!done && (tid == 0 || BlockedInSyscall(tid) != SYS_poll)) sched_yield();
+  ASSERT_EQ(fcntl(read_end.get(), F_SETFL, 0), 0);  // blocking reads
+  std::string got;
+  char buf[4096];
+  while (got.size() < junk.size() || got.back() != '\n') {
+    ssize_t n = read(read_end.get(), buf, sizeof(buf));
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+    if (done && got.size() >= junk.size() && dropped != 0) break;
+  }
+  flusher.join();
+  EXPECT_EQ(dropped, 0u) << "a full non-blocking pipe lost the line";
+  EXPECT_TRUE(IsWholeLine(got.substr(junk.size(), got.size() - junk.size() - 1)))
+      << got.substr(junk.size());
+}
+
+int Count(const std::string& text, const std::string& what) {
+  int n = 0;
+  for (size_t at = 0; (at = text.find(what, at)) != std::string::npos; at += what.size()) ++n;
+  return n;
+}
+
+AuditEvent Denial(uint32_t uid) {
+  AuditEvent e;
+  e.uid = uid;
+  e.request = "acquire";
+  e.capability = "secret";
+  e.granted = false;
+  e.reason = "no";
+  return e;
+}
+
+// A client cannot fill the disk with denials: each uid has a budget of
+// lines (a burst, then so many a second); past it, denials are counted and
+// one line later says how many were not logged.
+TEST(AuditLogTest, ThrottlesDenialsPerUid) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path, {/*burst=*/3, /*per_second=*/1}));
+  absl::Time t0 = absl::FromUnixSeconds(1000);
+  for (int i = 0; i < 10; ++i) log.Record(Denial(1000), t0);
+  for (int i = 0; i < 2; ++i) log.Record(Denial(2000), t0);  // another uid's own budget
+  AuditEvent grant = Denial(1000);
+  grant.granted = true;
+  EXPECT_GT(log.Record(grant, t0), 0u);  // grants are never throttled
+  log.Flush(t0);
+  std::string text = ReadAll(path);
+  EXPECT_EQ(Count(text, R"("event":"deny","peer":{"uid":1000,)"), 3);
+  EXPECT_EQ(Count(text, R"("event":"deny","peer":{"uid":2000,)"), 2);
+  EXPECT_EQ(Count(text, R"("event":"grant")"), 1);
+  EXPECT_EQ(Count(text, "denialsSuppressed"), 0);  // no room for it yet
+
+  // A second later uid 1000 has room for one line: the count goes first.
+  EXPECT_GT(log.Record(Denial(1000), t0 + absl::Seconds(1)), 0u);
+  log.Flush(t0 + absl::Seconds(1));
+  text = ReadAll(path);
+  std::vector<std::string> lines = Lines(text);
+  ASSERT_GE(lines.size(), 2u);
+  EXPECT_THAT(lines[lines.size() - 2],
+              HasSubstr(R"("event":"denialsSuppressed","peer":{"uid":1000},"count":7)"));
+  EXPECT_TRUE(IsWholeLine(lines[lines.size() - 2]));
+  EXPECT_THAT(lines.back(), HasSubstr(R"("event":"deny","peer":{"uid":1000,)"));
+  EXPECT_EQ(log.denials_suppressed(), 7u);
+}
+
+// The count is not left waiting for the next denial of that uid: a flush
+// writes it once the uid's budget has room again, and the last flush (the
+// broker stopping) writes it whatever the budget.
+TEST(AuditLogTest, WritesTheSuppressedCountLaterWithoutAnotherDenial) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path, {/*burst=*/1, /*per_second=*/1}));
+  absl::Time t0 = absl::FromUnixSeconds(1000);
+  for (int i = 0; i < 4; ++i) log.Record(Denial(7), t0);
+  log.Flush(t0 + absl::Milliseconds(500));
+  EXPECT_EQ(Count(ReadAll(path), "denialsSuppressed"), 0);
+  log.Flush(t0 + absl::Seconds(1));
+  EXPECT_THAT(ReadAll(path), HasSubstr(R"("peer":{"uid":7},"count":3)"));
+
+  // The budget has one line again (the count costs none): one line, four
+  // suppressed.
+  for (int i = 0; i < 5; ++i) log.Record(Denial(7), t0 + absl::Seconds(1));
+  log.FlushAll();
+  EXPECT_THAT(ReadAll(path), HasSubstr(R"("peer":{"uid":7},"count":4)"));
+  EXPECT_EQ(Count(ReadAll(path), "denialsSuppressed"), 2);
 }
 
 }  // namespace

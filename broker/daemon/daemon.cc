@@ -1,5 +1,6 @@
 #include "broker/daemon/daemon.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -37,7 +38,8 @@ void RaiseFdLimit() {
   }
 }
 
-// A signalfd for SIGTERM, SIGINT and SIGHUP, which are blocked from here on.
+// A signalfd for SIGTERM, SIGINT and SIGHUP, which are blocked from here on;
+// SIGPIPE and SIGXFSZ are ignored.
 absl::StatusOr<UniqueFd> ControlSignals() {
   sigset_t set;
   sigemptyset(&set);
@@ -46,6 +48,9 @@ absl::StatusOr<UniqueFd> ControlSignals() {
   sigaddset(&set, SIGHUP);
   if (sigprocmask(SIG_BLOCK, &set, nullptr) != 0) return ErrnoStatus(errno, "sigprocmask");
   signal(SIGPIPE, SIG_IGN);
+  // An audit log past RLIMIT_FSIZE must fail the write (EFBIG, handled:
+  // grants are withheld until there is room), not kill the broker.
+  signal(SIGXFSZ, SIG_IGN);
   return TakeFd(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK), "signalfd");
 }
 
@@ -101,6 +106,24 @@ absl::StatusOr<server::Listener> MakeListener(const DaemonFlags& flags) {
 
 }  // namespace
 
+absl::Status EnsureStandardFds() {
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+    // open() takes the lowest free number: `fd` itself, since those below
+    // are open by now. Not close-on-exec, unlike every other fd of the
+    // broker: these stand in for the standard streams, which a child would
+    // inherit, and must keep its first fds off 0 to 2 the same way.
+    int opened = RetryEintr([] { return open("/dev/null", O_RDWR | O_NOCTTY); });
+    if (opened < 0) return ErrnoStatus(errno, "open /dev/null for a closed standard fd");
+    if (opened != fd) {
+      close(opened);
+      return absl::InternalError(absl::StrCat("open /dev/null gave fd ", opened,
+                                              " for closed standard fd ", fd));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status RunDaemon(const DaemonFlags& flags) {
   RaiseFdLimit();
   CB_ASSIGN_OR_RETURN(Policy policy, LoadPolicyFile(flags.policy_path));
@@ -138,6 +161,7 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   CB_RETURN_IF_ERROR(loop.Serve(listener.fd(), signals.get(), [&] {
     return OnSignals(signals.get(), flags.policy_path, handler, services, stats);
   }));
+  audit.FlushAll();  // the counts of suppressed denials still waiting
   std::fprintf(stderr, "capbrokerd: stopping\n");
   services.StopAll();
   return absl::OkStatus();

@@ -3,6 +3,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "sdk/wire/limits.h"
 
 namespace capbroker::daemon {
 namespace {
@@ -18,6 +19,21 @@ absl::StatusOr<size_t> ParseCount(const std::string& flag, const std::string& va
   return static_cast<size_t>(n);
 }
 
+// --max-queued-reply-bytes: at least one reply of the largest size, since
+// every reply is queued on its way out (see Limits), and at most 1 TiB.
+constexpr uint64_t kMinQueuedReplyBytes = wire::kMaxMessageBytes;
+constexpr uint64_t kMaxQueuedReplyBytes = uint64_t{1} << 40;
+
+absl::StatusOr<size_t> ParseQueuedBytes(const std::string& flag, const std::string& value) {
+  uint64_t n = 0;
+  if (!absl::SimpleAtoi(value, &n) || n < kMinQueuedReplyBytes || n > kMaxQueuedReplyBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        flag, " wants a number of bytes from ", kMinQueuedReplyBytes, " (the largest reply) to ",
+        kMaxQueuedReplyBytes, ", not '", value, "'"));
+  }
+  return static_cast<size_t>(n);
+}
+
 }  // namespace
 
 const char* Usage() {
@@ -25,6 +41,7 @@ const char* Usage() {
          "                  [--audit-log FILE] [--ready-fd N]\n"
          "                  [--max-connections N] [--max-connections-per-uid N]\n"
          "                  [--cgroup DIR]\n"
+         "                  [--max-queued-reply-bytes N]\n"
          "\n"
          "  --policy FILE       the policy to enforce (see `capctl policy init`)\n"
          "  --socket PATH       where to listen; default $CAPBROKER_SOCKET, else\n"
@@ -39,6 +56,10 @@ const char* Usage() {
          "                      (default 16384 and 4096)\n"
          "  --cgroup DIR        a delegated cgroup v2 directory: services get a\n"
          "                      child cgroup there for memoryMax and pidsMax\n"
+         "  --max-queued-reply-bytes N  replies waiting for clients that do not\n"
+         "                      read them, all connections together (default\n"
+         "                      67108864, 64 MiB); over it, the connection\n"
+         "                      holding the most is disconnected\n"
          "\n"
          "SIGTERM or SIGINT stop it; it removes its socket file on the way out.\n";
 }
@@ -69,7 +90,7 @@ absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args) {
     if (name == "--policy" || name == "--socket" || name == "--socket-mode" ||
         name == "--audit-log" || name == "--ready-fd" ||
         name == "--max-connections" || name == "--max-connections-per-uid" ||
-        name == "--cgroup") {
+        name == "--cgroup" || name == "--max-queued-reply-bytes") {
       v = take_value();
       if (!v.ok()) return v.status();
       if (v->empty()) return absl::InvalidArgumentError(absl::StrCat(name, " needs a value"));
@@ -84,7 +105,8 @@ absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args) {
       flags.audit_log_path = *v;
     } else if (name == "--cgroup") {
       if ((*v)[0] != '/') {
-        return absl::InvalidArgumentError(absl::StrCat("--cgroup wants an absolute path, not '", *v, "'"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("--cgroup wants an absolute path, not '", *v, "'"));
       }
       flags.cgroup_dir = *v;
     } else if (name == "--socket-mode") {
@@ -102,6 +124,10 @@ absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args) {
             "--ready-fd wants an fd number, not '", *v, "'"));
       }
       flags.ready_fd = fd;
+    } else if (name == "--max-queued-reply-bytes") {
+      absl::StatusOr<size_t> n = ParseQueuedBytes(name, *v);
+      if (!n.ok()) return n.status();
+      flags.limits.max_queued_bytes_total = *n;
     } else if (name == "--max-connections") {
       absl::StatusOr<size_t> n = ParseCount(name, *v);
       if (!n.ok()) return n.status();

@@ -19,7 +19,8 @@ struct DaemonFlags {
   std::optional<mode_t> socket_mode;       // --socket-mode OCTAL
   std::string audit_log_path;              // --audit-log FILE (else stderr)
   std::optional<int> ready_fd;             // --ready-fd N
-  server::Limits limits;                   // --max-connections[-per-uid] N
+  server::Limits limits;                   // --max-connections[-per-uid] N,
+                                           // --max-queued-reply-bytes N
   std::string cgroup_dir;                  // --cgroup DIR (services' cgroups)
   bool help = false;                       // --help
 };

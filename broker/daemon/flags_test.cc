@@ -14,7 +14,8 @@ TEST(ParseFlagsTest, ParsesEverything) {
       DaemonFlags f,
       ParseFlags({"--policy", "/p", "--socket=/s", "--socket-mode", "0660",
                   "--audit-log", "/a", "--ready-fd", "5", "--max-connections",
-                  "10", "--max-connections-per-uid=3"}));
+                  "10", "--max-connections-per-uid=3", "--max-queued-reply-bytes",
+                  "1048576"}));
   EXPECT_EQ(f.policy_path, "/p");
   EXPECT_EQ(f.socket_path, "/s");
   EXPECT_EQ(*f.socket_mode, 0660u);
@@ -22,6 +23,17 @@ TEST(ParseFlagsTest, ParsesEverything) {
   EXPECT_EQ(*f.ready_fd, 5);
   EXPECT_EQ(f.limits.max_connections, 10u);
   EXPECT_EQ(f.limits.max_connections_per_uid, 3u);
+  EXPECT_EQ(f.limits.max_queued_bytes_total, 1048576u);
+}
+
+TEST(ParseFlagsTest, QueuedReplyBytesHoldAtLeastTheLargestReply) {
+  ASSERT_OK_AND_ASSIGN(DaemonFlags f, ParseFlags({"--policy", "/p"}));
+  EXPECT_EQ(f.limits.max_queued_bytes_total, 64u * 1024 * 1024);
+  EXPECT_THAT(ParseFlags({"--policy", "/p", "--max-queued-reply-bytes", "65535"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("from 65536")));
+  EXPECT_THAT(ParseFlags({"--policy", "/p", "--max-queued-reply-bytes=2000000000000"}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_OK(ParseFlags({"--policy", "/p", "--max-queued-reply-bytes=65536"}));
 }
 
 TEST(ParseFlagsTest, HostileCommandLines) {

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <utility>
@@ -124,11 +125,16 @@ void BrokerLoop::Accept(int listener) {
       // accept4 fails for lack of an fd before it looks for a connection:
       // free the reserve to take the waiting one and hang up on it, so the
       // listener stops being readable. Nothing waiting: nothing to do.
+      // The refused connection is closed before the reserve is opened
+      // again: it holds the only free number, and with the table full the
+      // reserve would otherwise be lost for good.
       reserve_fd_.reset();
       UniqueFd refused(accept4(listener, nullptr, nullptr, SOCK_CLOEXEC));
+      bool took = refused.valid();
+      if (took) PeerLog("out of fds: refusing a connection");
+      refused.reset();
       reserve_fd_ = OpenReserve();
-      if (!refused) return;
-      PeerLog("out of fds: refusing a connection");
+      if (!took) return;
       continue;
     }
     if (errno != EAGAIN && errno != EWOULDBLOCK) {
@@ -254,6 +260,7 @@ void BrokerLoop::Close(int fd) {
     }
   }
   --stats_.connections;
+  queued_bytes_total_ -= connection->queued_bytes;
   // Closing the socket removes it from the epoll set (we never dup it);
   // queued replies and their fds are closed with the connection.
 }
@@ -315,13 +322,19 @@ bool BrokerLoop::Queue(Connection& connection, Answer answer) {
                          connection.queue.size(), " queued)"));
     return false;
   }
+  if (queued_bytes_total_ + bytes > limits_.max_queued_bytes_total &&
+      !MakeRoom(connection, bytes)) {
+    return false;
+  }
   connection.queue.push_back(QueuedReply{std::move(answer.words),
                                          std::move(answer.outcome.fds),
-                                         std::move(answer.outcome.shared_fd)});
+                                         std::move(answer.outcome.shared_fd), answer.id,
+                                         answer.outcome.audit_line});
   connection.queued_bytes += bytes;
+  queued_bytes_total_ += bytes;
   if (answer.outcome.close_after_reply && !connection.close_when_flushed) {
     connection.close_when_flushed = true;
-    UpdateEvents(connection);  // read nothing more from it
+    if (!UpdateEvents(connection)) return false;  // read nothing more from it
   }
   if (!connection.pending_send) {
     connection.pending_send = true;
@@ -344,7 +357,7 @@ void BrokerLoop::SendPending() {
 }
 
 void BrokerLoop::SendQueued(Connection& connection) {
-  if (audit_.has_pending()) stats_.audit_lines_dropped = audit_.Flush();
+  FlushAudit();
   int fd = connection.fd.get();
   size_t sent_count = 0;
   int raw[wire::kMaxFdsPerMessage];
@@ -360,6 +373,7 @@ void BrokerLoop::SendQueued(Connection& connection) {
     }
     if (!*sent) break;  // the socket is full: EPOLLOUT brings us back
     connection.queued_bytes -= iov.iov_len;
+    queued_bytes_total_ -= iov.iov_len;
     ++sent_count;
   }
   connection.queue.erase(connection.queue.begin(),
@@ -368,22 +382,100 @@ void BrokerLoop::SendQueued(Connection& connection) {
     Close(fd);
     return;
   }
-  UpdateEvents(connection);
+  if (!UpdateEvents(connection)) Close(fd);
 }
 
-void BrokerLoop::UpdateEvents(Connection& connection) {
+bool BrokerLoop::UpdateEvents(Connection& connection) {
   // Input is watched unless the connection only waits to flush its last
   // replies and close: epoll is level-triggered, and unread input that
   // will never be read would wake the loop forever.
   uint32_t events = connection.close_when_flushed ? 0u : uint32_t{EPOLLIN};
   if (!connection.queue.empty()) events |= uint32_t{EPOLLOUT};
-  if (events == connection.events) return;
+  if (events == connection.events) return true;
   epoll_event ev{};
   ev.events = events;
   ev.data.u64 = static_cast<uint64_t>(connection.fd.get());
-  if (epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, connection.fd.get(), &ev) == 0) {
-    connection.events = events;
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, connection.fd.get(), &ev) != 0) {
+    // Left as it was, epoll would never report EPOLLOUT for replies waiting
+    // in the queue (they would wait forever), or would go on reporting
+    // input the loop means to ignore (waking it forever).
+    PeerLog(absl::StrCat("epoll_ctl(MOD fd=", connection.fd.get(), "): ",
+                         std::strerror(errno), "; closing the connection of pid ",
+                         connection.session.identity.pid));
+    return false;
   }
+  connection.events = events;
+  return true;
+}
+
+bool BrokerLoop::MakeRoom(Connection& requester, size_t bytes) {
+  while (queued_bytes_total_ + bytes > limits_.max_queued_bytes_total) {
+    // A scan of every connection, but only when the budget is exhausted;
+    // each round frees what the largest holder had queued.
+    Connection* largest = &requester;
+    for (const std::unique_ptr<Connection>& c : connections_) {
+      if (c && c->queued_bytes > largest->queued_bytes) largest = c.get();
+    }
+    PeerLog(absl::StrCat("disconnecting pid ", largest->session.identity.pid, " (uid ",
+                         largest->session.identity.uid, "): it does not read its replies (",
+                         largest->queued_bytes, " bytes queued), and all connections "
+                         "together hold the limit of ", limits_.max_queued_bytes_total));
+    if (largest == &requester) return false;
+    Close(largest->fd.get());
+  }
+  return true;
+}
+
+bool BrokerLoop::AuditWritten(const std::vector<uint64_t>& lines) {
+  std::vector<audit::AuditLog::LineRange> lost = FlushAudit();
+  for (uint64_t line : lines) {
+    for (const audit::AuditLog::LineRange& range : lost) {
+      if (range.Contains(line)) return false;
+    }
+  }
+  return true;
+}
+
+std::vector<audit::AuditLog::LineRange> BrokerLoop::FlushAudit() {
+  if (audit_.has_pending()) stats_.audit_lines_dropped = audit_.Flush();
+  // Lines can also be lost by a flush inside AuditLog::Record (a full
+  // buffer): ask even when nothing is pending now.
+  std::vector<audit::AuditLog::LineRange> lost = audit_.TakeLostLines();
+  if (lost.empty()) return lost;
+  // A lost line's reply has not been sent (nothing is sent before this
+  // runs), so it is in some queue. Every queue is searched: this runs only
+  // when the log failed.
+  const absl::Status withheld = absl::UnavailableError(
+      "the broker could not write this grant's audit line, so it withheld the "
+      "grant; nothing was granted");
+  size_t count = 0;
+  for (const std::unique_ptr<Connection>& c : connections_) {
+    if (!c) continue;
+    for (QueuedReply& q : c->queue) {
+      if (q.audit_line == 0 ||
+          std::none_of(lost.begin(), lost.end(), [&](const audit::AuditLog::LineRange& r) {
+            return r.Contains(q.audit_line);
+          })) {
+        continue;
+      }
+      // The error reply is a few hundred bytes: the queue limits are not
+      // checked again for it. Its fds are closed with the old reply.
+      Answer error = ErrorAnswer(q.id, withheld, false);
+      size_t old_bytes = q.words.size() * sizeof(capnp::word);
+      size_t new_bytes = error.words.size() * sizeof(capnp::word);
+      c->queued_bytes = c->queued_bytes - old_bytes + new_bytes;
+      queued_bytes_total_ = queued_bytes_total_ - old_bytes + new_bytes;
+      q = QueuedReply{std::move(error.words), {}, nullptr, q.id, 0};
+      --stats_.grants;
+      handler_.CountDenial(withheld);
+      ++count;
+    }
+  }
+  if (count > 0) {
+    PeerLog(absl::StrCat("withheld ", count,
+                         " grants: their audit lines could not be written"));
+  }
+  return lost;
 }
 
 }  // namespace capbroker::server

@@ -9,6 +9,18 @@
 // client sends can stop the loop: every failure ends in an error reply or
 // in closing that one connection.
 //
+// Fail closed on the audit log: every reply waits in a queue until the
+// loop writes the audit lines of its turn, and a grant whose line could not
+// be written is not sent: it is replaced by an `unavailable` error and its
+// fds are closed. A grant goes out only once it is on record.
+//
+// All connections' queues together are bounded too (Limits::
+// max_queued_bytes_total). When a reply would take them over, the loop
+// disconnects the connection holding the most queued bytes, which is the
+// one asking when it holds the most: a client that reads its replies holds
+// next to nothing, so the ones that go are those that do not read, never a
+// well-behaved client that happens to ask while others fill the budget.
+//
 // Out of fds (EMFILE/ENFILE): the loop keeps one reserve fd; when accept()
 // fails for lack of fds it frees the reserve, accepts and closes the
 // connection at once (the client sees a hang-up instead of hanging), and
@@ -43,6 +55,12 @@ struct Limits {
   size_t max_connections_per_uid = 4096;
   size_t max_queued_replies = 32;           // per connection
   size_t max_queued_bytes = 256 * 1024;     // per connection
+  // Queued reply bytes of all connections together. The per-connection
+  // bounds alone let one uid hold 4096 connections x 256 KiB = 1 GiB of
+  // replies it never reads. Every reply passes through a queue, if only
+  // until the end of its loop turn (at most 64 replies of at most 64 KiB),
+  // so this must stay well above 4 MiB to cost busy clients nothing.
+  size_t max_queued_bytes_total = 64 * 1024 * 1024;
 };
 
 class BrokerLoop : public LoopPort {
@@ -59,6 +77,7 @@ class BrokerLoop : public LoopPort {
   absl::StatusOr<uint64_t> AddServiceConnection(UniqueFd fd, Identity identity) override;
   bool Send(uint64_t id, Answer answer) override;
   void CloseConnection(uint64_t id) override;
+  bool AuditWritten(const std::vector<uint64_t>& lines) override;
 
   // Serves clients of `listener` (a listening SEQPACKET socket, borrowed).
   // When `control_fd` (borrowed; the daemon's signalfd) becomes readable,
@@ -72,6 +91,8 @@ class BrokerLoop : public LoopPort {
     kj::Array<capnp::word> words;
     std::vector<UniqueFd> fds;
     std::shared_ptr<const UniqueFd> shared_fd;  // sent after `fds`; may be null
+    uint64_t id = 0;          // the request's id
+    uint64_t audit_line = 0;  // a grant's audit line; 0 for other replies
   };
   struct Connection {
     UniqueFd fd;
@@ -94,6 +115,10 @@ class BrokerLoop : public LoopPort {
   // Writes the batch's audit lines, then sends every queued reply of the
   // connections that got new ones this turn.
   void SendPending();
+  // Writes the pending audit lines, and withholds every queued grant whose
+  // line could not be written (fail closed). Called before any reply is sent.
+  // Returns the lines lost.
+  std::vector<audit::AuditLog::LineRange> FlushAudit();
   // Sends what the connection's queue holds, as far as the socket takes it.
   void SendQueued(Connection& connection);
   // Handles one received datagram (or receive error). Returns false when
@@ -102,8 +127,14 @@ class BrokerLoop : public LoopPort {
   // Queues a reply for SendPending. Returns false when the connection must
   // be closed (its queue is over the limits).
   bool Queue(Connection& connection, Answer answer);
-  // Registers the epoll events the connection's state calls for.
-  void UpdateEvents(Connection& connection);
+  // Registers the epoll events the connection's state calls for. Returns
+  // false, after logging why, when epoll_ctl fails: the caller closes the
+  // connection, since epoll would go on reporting the wrong events for it.
+  bool UpdateEvents(Connection& connection);
+  // Makes room for `bytes` more queued bytes within max_queued_bytes_total
+  // by disconnecting the connections holding the most. Returns false when
+  // `requester` is the one to go (the caller closes it).
+  bool MakeRoom(Connection& requester, size_t bytes);
   void Close(int fd);
   // Logs a line a client could provoke, within kPeerLogLinesPerSecond.
   void PeerLog(absl::string_view line);
@@ -121,6 +152,7 @@ class BrokerLoop : public LoopPort {
   uint64_t next_id_ = 1;
   absl::flat_hash_map<int, std::function<void()>> watches_;
   absl::flat_hash_map<uint32_t, size_t> connections_per_uid_;
+  size_t queued_bytes_total_ = 0;  // the sum of every connection's queued_bytes
   std::vector<int> pending_sends_;  // fds with replies queued this turn
   wire::ReceiveBuffer receive_buffer_;
   // Zeroed first segment for reply builders (MallocMessageBuilder zeroes

@@ -26,6 +26,7 @@ Answer ErrorAnswer(uint64_t id, const absl::Status& status, bool close_after) {
   // An error reply is a few hundred bytes: far below every limit.
   answer.words = std::move(wire::Flatten(message)).value();
   answer.outcome.close_after_reply = close_after;
+  answer.id = id;
   return answer;
 }
 
@@ -70,6 +71,7 @@ Answer AnswerRequest(RequestHandler& handler, Session& session,
       return ErrorAnswer(id, flat.status(), answer.outcome.close_after_reply);
     }
     answer.words = std::move(flat).value();
+    answer.id = id;
   }
   return answer;
 }

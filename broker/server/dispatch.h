@@ -23,6 +23,7 @@ namespace capbroker::server {
 struct Answer {
   kj::Array<capnp::word> words;
   Outcome outcome;
+  uint64_t id = 0;  // the request's id, which the reply echoes
 };
 
 // An error reply to request `id` (0 when the request could not be read).

@@ -1,7 +1,9 @@
 #include "broker/server/listener.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -11,6 +13,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/wire/unix_socket.h"
@@ -28,14 +31,34 @@ std::string Dirname(absl::string_view path) {
   return std::string(path.substr(0, slash));
 }
 
-// Makes sure the socket's directory exists; creates it (not its parents).
+// Checks every directory above `dir` (resolved with realpath, so symlinked
+// directories are checked where they really are) up to the root.
+absl::Status CheckAncestors(const std::string& dir, uid_t euid) {
+  char resolved[PATH_MAX];
+  if (realpath(dir.c_str(), resolved) == nullptr) {
+    return ErrnoStatus(errno, absl::StrCat("realpath(", dir, ")"));
+  }
+  std::string up = resolved;
+  while (up != "/") {
+    up = Dirname(up);
+    struct stat st;
+    if (stat(up.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", up));
+    CB_RETURN_IF_ERROR(CheckSocketAncestorStat(up, st, euid));
+  }
+  return absl::OkStatus();
+}
+
+// Makes sure the socket's directory exists and that no other user can write
+// to it or replace it (see listener.h); creates it (not its parents).
 absl::Status EnsureDirectory(const std::string& dir, bool system) {
+  uid_t euid = geteuid();
   struct stat st;
   if (stat(dir.c_str(), &st) == 0) {
     if (!S_ISDIR(st.st_mode)) {
       return absl::FailedPreconditionError(absl::StrCat(dir, " is not a directory"));
     }
-    return absl::OkStatus();
+    CB_RETURN_IF_ERROR(CheckSocketDirectoryStat(dir, st, euid));
+    return CheckAncestors(dir, euid);
   }
   if (errno != ENOENT) return ErrnoStatus(errno, absl::StrCat("stat ", dir));
   mode_t mode = system ? 0755 : 0700;
@@ -49,7 +72,59 @@ absl::Status EnsureDirectory(const std::string& dir, bool system) {
   }
   // mkdir applies the umask; the mode must be exactly what was chosen.
   if (chmod(dir.c_str(), mode) != 0) return ErrnoStatus(errno, absl::StrCat("chmod ", dir));
-  return absl::OkStatus();
+  return CheckAncestors(dir, euid);
+}
+
+// Lock attempts before giving up; more than one is needed only when a
+// broker that is stopping removes the lock file between our open and flock.
+constexpr int kLockAttempts = 8;
+
+std::string LockPath(const std::string& socket_path) { return socket_path + ".lock"; }
+
+// Opens and locks the lock file of `socket_path` (see listener.h).
+absl::StatusOr<UniqueFd> TakeLock(const std::string& socket_path) {
+  std::string lock_path = LockPath(socket_path);
+  for (int attempt = 0; attempt < kLockAttempts; ++attempt) {
+    int raw = RetryEintr([&] {
+      return open(lock_path.c_str(),
+                  O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK, 0600);
+    });
+    if (raw < 0 && errno == ELOOP) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "lock file ", lock_path, " is a symlink; refusing to follow it"));
+    }
+    CB_ASSIGN_OR_RETURN(UniqueFd lock, TakeFd(raw, absl::StrCat("open ", lock_path)));
+    if (RetryEintr([&] { return flock(lock.get(), LOCK_EX | LOCK_NB); }) != 0) {
+      if (errno == EWOULDBLOCK) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "another capbrokerd holds the lock ", lock_path, " and serves ", socket_path,
+            "; stop it first, or give this one another --socket"));
+      }
+      return ErrnoStatus(errno, absl::StrCat("flock(", lock_path, ", LOCK_EX)"));
+    }
+    // A broker that stops removes the lock file while it still holds the
+    // lock. If that happened between our open and our flock, we now hold a
+    // lock on a file nobody else will open, while a third broker could
+    // create and lock a new one: only a lock on the file that is at the path
+    // now counts. Try again with the new file.
+    struct stat held, now;
+    if (fstat(lock.get(), &held) != 0) {
+      return ErrnoStatus(errno, absl::StrCat("fstat ", lock_path));
+    }
+    if (lstat(lock_path.c_str(), &now) != 0) {
+      if (errno == ENOENT) continue;
+      return ErrnoStatus(errno, absl::StrCat("lstat ", lock_path));
+    }
+    if (now.st_dev != held.st_dev || now.st_ino != held.st_ino) continue;
+    if (!S_ISREG(held.st_mode)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "lock file ", lock_path, " is not a regular file"));
+    }
+    return lock;
+  }
+  return absl::UnavailableError(absl::StrCat(
+      "could not lock ", lock_path, ": it was replaced ", kLockAttempts,
+      " times while being locked"));
 }
 
 // Removes a socket file left by a broker that is gone; refuses to touch a
@@ -84,14 +159,55 @@ absl::Status ClearStaleSocket(const std::string& path) {
 
 }  // namespace
 
+absl::Status CheckSocketDirectoryStat(absl::string_view dir, const struct stat& st,
+                                      uid_t euid) {
+  if (st.st_uid != 0 && st.st_uid != euid) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "socket directory %s is owned by uid %d (mode 0%o), not by root or the broker "
+        "(uid %d): its owner could replace the broker's socket with one of their own",
+        dir, st.st_uid, st.st_mode & 07777, euid));
+  }
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "socket directory %s is writable by other users (owner uid %d, mode 0%o): they "
+        "could bind a socket of their own at its name; use a directory only root or "
+        "uid %d can write (chmod go-w %s)",
+        dir, st.st_uid, st.st_mode & 07777, euid, dir));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckSocketAncestorStat(absl::string_view dir, const struct stat& st,
+                                     uid_t euid) {
+  if (st.st_uid != 0 && st.st_uid != euid) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "directory %s above the socket is owned by uid %d (mode 0%o), who could replace "
+        "the socket's directory; keep it in directories owned by root or the broker "
+        "(uid %d)",
+        dir, st.st_uid, st.st_mode & 07777, euid));
+  }
+  // Sticky: others may create entries but not rename or remove ours (/tmp).
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "directory %s above the socket is writable by other users (owner uid %d, mode "
+        "0%o), who could replace the socket's directory; chmod go-w %s",
+        dir, st.st_uid, st.st_mode & 07777, dir));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Listener> Listener::Bind(absl::string_view path,
                                         std::optional<mode_t> socket_mode) {
   CB_ASSIGN_OR_RETURN(wire::UnixAddress address, wire::MakeUnixAddress(path));
   std::string p(path);
   bool system = geteuid() == 0;
   CB_RETURN_IF_ERROR(EnsureDirectory(Dirname(p), system));
-  CB_RETURN_IF_ERROR(ClearStaleSocket(p));
   Listener listener;
+  // Held from before the probe until the listener is gone: no other broker
+  // can find our socket bound but not yet listening and take it for stale.
+  CB_ASSIGN_OR_RETURN(listener.lock_, TakeLock(p));
+  listener.lock_path_ = LockPath(p);
+  CB_RETURN_IF_ERROR(ClearStaleSocket(p));
   CB_ASSIGN_OR_RETURN(
       listener.fd_,
       TakeFd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0),
@@ -151,10 +267,18 @@ absl::StatusOr<std::optional<Listener>> Listener::FromSystemd() {
 }
 
 Listener::~Listener() {
-  if (path_.empty() || !fd_) return;
   struct stat st;
-  if (lstat(path_.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_) {
+  if (!path_.empty() && fd_ && lstat(path_.c_str(), &st) == 0 && st.st_dev == dev_ &&
+      st.st_ino == ino_) {
     unlink(path_.c_str());
+  }
+  // Still locked here (lock_ is closed after this body): a broker that opened
+  // the file meanwhile finds, once it gets the lock, that the file at the
+  // path is gone or another one, and tries again (TakeLock).
+  struct stat held;
+  if (lock_ && fstat(lock_.get(), &held) == 0 && lstat(lock_path_.c_str(), &st) == 0 &&
+      st.st_dev == held.st_dev && st.st_ino == held.st_ino) {
+    unlink(lock_path_.c_str());
   }
 }
 

@@ -9,6 +9,32 @@
 //
 // A socket file left by a broker that died is replaced; a live broker on the
 // same path is never displaced; anything else at the path is left alone.
+//
+// Two brokers started at the same moment on one path must not both believe
+// they serve it: without coordination the second can probe the first's
+// socket after its bind and before its listen (connect fails: it looks
+// stale), unlink it, and bind its own, leaving the first listening on a
+// socket no client can reach. So Bind takes a lock first: the file
+// `<path>.lock` (mode 0600), locked with flock(LOCK_EX | LOCK_NB) and held
+// for the listener's lifetime, across the probe, the unlink of a stale
+// socket, bind and listen. A second broker fails at once with kAlreadyExists
+// ("another capbrokerd holds the lock"). The kernel drops the lock when the
+// broker dies however it dies, so a crash leaves no stale lock, only the
+// file, which the next broker reuses. A socket inherited from systemd needs
+// no lock: systemd owns its path.
+//
+// Whoever can write to the socket's directory can unlink or rename the
+// broker's socket and bind one of their own at its name; clients would then
+// hand their requests to an impostor and trust the fds it sends. So an
+// existing directory must be owned by root or the broker's euid and writable
+// by no one else. A sticky bit (as on /tmp) does not make it acceptable: it
+// keeps others from removing the broker's entries, not from taking a name
+// first (binding the socket path, or creating the lock file, before the
+// broker starts). Every directory above it must be owned by root or the
+// broker's euid and not writable by others unless sticky: those can only
+// rename what they hold, and a sticky directory keeps them from renaming ours.
+// (As for the policy file, symlinks on the way are resolved and the real
+// directories checked.)
 #ifndef CAPBROKER_BROKER_SERVER_LISTENER_H_
 #define CAPBROKER_BROKER_SERVER_LISTENER_H_
 
@@ -24,12 +50,27 @@
 
 namespace capbroker::server {
 
+// The check made on the socket's directory, given its stat `st`, for a broker
+// running as `euid`: a directory owned by root or `euid`, writable by neither
+// group nor others (sticky or not). The error names the path, owner and mode.
+// Exposed so that the rule can be tested for any owner (tests cannot always
+// chown).
+absl::Status CheckSocketDirectoryStat(absl::string_view dir, const struct stat& st,
+                                      uid_t euid);
+
+// The check made on each directory above the socket's: owned by root or
+// `euid`, not writable by group or others unless sticky.
+absl::Status CheckSocketAncestorStat(absl::string_view dir, const struct stat& st,
+                                     uid_t euid);
+
 class Listener {
  public:
   // Binds and listens on `path`, creating its directory (one level) if
   // needed. kAlreadyExists when a broker already listens there;
   // kInvalidArgument for a path sun_path cannot hold; kNotFound when the
-  // directory's parent does not exist.
+  // directory's parent does not exist; kFailedPrecondition when the
+  // directory, or one above it, could be written by another user. Another
+  // broker holding the lock is kAlreadyExists too.
   static absl::StatusOr<Listener> Bind(absl::string_view path,
                                        std::optional<mode_t> socket_mode);
 
@@ -42,7 +83,8 @@ class Listener {
   Listener(Listener&&) = default;
   Listener& operator=(Listener&&) = default;
   // Removes the socket file, if this listener made it and it is still the
-  // same file.
+  // same file, then the lock file (still holding the lock; see Bind's lock
+  // loop for why that is safe), and releases the lock.
   ~Listener();
 
   int fd() const { return fd_.get(); }
@@ -52,6 +94,9 @@ class Listener {
  private:
   Listener() = default;
 
+  // Declared first, so destroyed last: the lock outlives the socket.
+  UniqueFd lock_;  // `<path>.lock`, flock-ed; empty for an inherited socket
+  std::string lock_path_;
   UniqueFd fd_;
   std::string path_;
   dev_t dev_ = 0;

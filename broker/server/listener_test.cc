@@ -1,12 +1,15 @@
 #include "broker/server/listener.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
@@ -54,8 +57,93 @@ TEST(ListenerTest, RefusesToDisplaceALiveBroker) {
   ASSERT_OK_AND_ASSIGN(Listener first, Listener::Bind(path, std::nullopt));
   EXPECT_THAT(Listener::Bind(path, std::nullopt),
               StatusIs(absl::StatusCode::kAlreadyExists,
-                       HasSubstr("already listening")));
+                       HasSubstr("another capbrokerd holds the lock " + path + ".lock")));
   EXPECT_OK(wire::ConnectSeqpacket(path));  // the first one still serves
+}
+
+// A socket that listens without the lock (a broker given the socket by
+// systemd, say) is not displaced either.
+TEST(ListenerTest, RefusesToDisplaceALiveSocketWithoutTheLock) {
+  TempDir dir;
+  std::string path = dir.Join("s");
+  UniqueFd live(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress a, wire::MakeUnixAddress(path));
+  ASSERT_EQ(bind(live.get(), reinterpret_cast<sockaddr*>(&a.addr), a.length), 0);
+  ASSERT_EQ(listen(live.get(), 8), 0);
+  EXPECT_THAT(Listener::Bind(path, std::nullopt),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("already listening")));
+  EXPECT_OK(wire::ConnectSeqpacket(path));
+}
+
+// Another broker between its bind and its listen: its socket refuses
+// connections, so it looks stale. Without the lock it would be unlinked and
+// that broker would listen on a socket no client can reach.
+TEST(ListenerTest, LeavesTheSocketOfABrokerHoldingTheLockAlone) {
+  TempDir dir;
+  std::string path = dir.Join("s");
+  UniqueFd other_lock(open((path + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  ASSERT_TRUE(other_lock.valid());
+  ASSERT_EQ(flock(other_lock.get(), LOCK_EX | LOCK_NB), 0);
+  UniqueFd bound(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress a, wire::MakeUnixAddress(path));
+  ASSERT_EQ(bind(bound.get(), reinterpret_cast<sockaddr*>(&a.addr), a.length), 0);
+  struct stat before;
+  ASSERT_EQ(lstat(path.c_str(), &before), 0);
+
+  EXPECT_THAT(Listener::Bind(path, std::nullopt),
+              StatusIs(absl::StatusCode::kAlreadyExists,
+                       HasSubstr("another capbrokerd holds the lock")));
+  struct stat after;
+  ASSERT_EQ(lstat(path.c_str(), &after), 0) << "the other broker's socket was removed";
+  EXPECT_EQ(after.st_ino, before.st_ino);
+  // That broker goes on to listen, and is reachable.
+  ASSERT_EQ(listen(bound.get(), 8), 0);
+  EXPECT_OK(wire::ConnectSeqpacket(path));
+}
+
+TEST(ListenerTest, HoldsTheLockForItsLifetimeThenRemovesIt) {
+  TempDir dir;
+  std::string path = dir.Join("s");
+  std::string lock_path = path + ".lock";
+  {
+    ASSERT_OK_AND_ASSIGN(Listener listener, Listener::Bind(path, std::nullopt));
+    EXPECT_EQ(ModeOf(lock_path), 0600u);
+    UniqueFd probe(open(lock_path.c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(probe.valid());
+    EXPECT_NE(flock(probe.get(), LOCK_EX | LOCK_NB), 0) << "the lock is not held";
+    EXPECT_EQ(errno, EWOULDBLOCK);
+    // The lock fd stays in the broker, never in what it runs.
+    int lock_fds = 0;
+    for (int fd = 0; fd < 1024; ++fd) {
+      char target[PATH_MAX] = {};
+      std::string link = absl::StrCat("/proc/self/fd/", fd);
+      if (fd == probe.get() || readlink(link.c_str(), target, sizeof(target) - 1) <= 0) {
+        continue;
+      }
+      if (lock_path != target) continue;
+      ++lock_fds;
+      EXPECT_TRUE(testing::IsCloseOnExec(fd));
+    }
+    EXPECT_EQ(lock_fds, 1);
+  }
+  EXPECT_NE(access(lock_path.c_str(), F_OK), 0);
+  EXPECT_OK(Listener::Bind(path, std::nullopt));
+}
+
+TEST(ListenerTest, ReusesTheLockFileOfABrokerThatDied) {
+  TempDir dir;
+  std::string path = dir.Join("s");
+  dir.WriteFile("s.lock", "", 0600);  // left behind; nobody holds a lock on it
+  ASSERT_OK_AND_ASSIGN(Listener listener, Listener::Bind(path, std::nullopt));
+  EXPECT_OK(wire::ConnectSeqpacket(path));
+}
+
+TEST(ListenerTest, RefusesASymlinkedLockFile) {
+  TempDir dir;
+  std::string target = dir.WriteFile("elsewhere", "keep");
+  ASSERT_EQ(symlink(target.c_str(), dir.Join("s.lock").c_str()), 0);
+  EXPECT_THAT(Listener::Bind(dir.Join("s"), std::nullopt),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("symlink")));
 }
 
 TEST(ListenerTest, ReplacesAStaleSocket) {
@@ -90,6 +178,85 @@ TEST(ListenerTest, ClearErrorsForBadPaths) {
   EXPECT_THAT(Listener::Bind(file + "/s", std::nullopt),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("not a directory")));
+}
+
+TEST(ListenerTest, RefusesASocketDirectoryOthersCanWrite) {
+  TempDir dir;
+  std::string run = dir.Join("run");
+  ASSERT_EQ(mkdir(run.c_str(), 0700), 0);
+  // Group-writable, world-writable, and world-writable with the sticky bit
+  // (as /tmp): another user could take the socket's name in each.
+  for (mode_t mode : {0770, 0777, 01777}) {
+    ASSERT_EQ(chmod(run.c_str(), mode), 0);
+    absl::StatusOr<Listener> listener = Listener::Bind(run + "/s", std::nullopt);
+    EXPECT_THAT(listener, StatusIs(absl::StatusCode::kFailedPrecondition,
+                                   HasSubstr("socket directory " + run)));
+    EXPECT_THAT(listener.status().message(),
+                HasSubstr(absl::StrFormat("owner uid %d, mode 0%o", geteuid(), mode)));
+    EXPECT_NE(access((run + "/s").c_str(), F_OK), 0) << "must not have bound";
+  }
+  ASSERT_EQ(chmod(run.c_str(), 0700), 0);
+  EXPECT_OK(Listener::Bind(run + "/s", std::nullopt));
+}
+
+TEST(ListenerTest, RefusesASocketDirectoryOfAnotherUser) {
+  TempDir dir;
+  std::string run = dir.Join("run");
+  ASSERT_EQ(mkdir(run.c_str(), 0755), 0);
+  if (chown(run.c_str(), 65534, 65534) != 0) {
+    // Not root, or in a user namespace (Bazel's sandbox) that maps no other
+    // uid: DirectoryRulesForAnyOwner checks the rule itself.
+    GTEST_SKIP() << "cannot give the directory away here: " << errno;
+  }
+  EXPECT_THAT(Listener::Bind(run + "/s", std::nullopt),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("socket directory " + run +
+                                 " is owned by uid 65534 (mode 0755)")));
+  EXPECT_NE(access((run + "/s").c_str(), F_OK), 0);
+}
+
+TEST(ListenerTest, ChecksTheDirectoriesAboveTheSocket) {
+  TempDir dir;
+  std::string shared = dir.Join("shared");
+  std::string run = shared + "/run";
+  ASSERT_EQ(mkdir(shared.c_str(), 0700), 0);
+  ASSERT_EQ(mkdir(run.c_str(), 0700), 0);
+  // Others could rename `run` away and put their own in its place.
+  ASSERT_EQ(chmod(shared.c_str(), 0777), 0);
+  EXPECT_THAT(Listener::Bind(run + "/s", std::nullopt),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("directory " + shared + " above the socket")));
+  // Nor when the broker would create the directory there.
+  EXPECT_THAT(Listener::Bind(shared + "/new/s", std::nullopt),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("above the socket")));
+  // Sticky, as /tmp: others cannot rename what is ours.
+  ASSERT_EQ(chmod(shared.c_str(), 01777), 0);
+  EXPECT_OK(Listener::Bind(run + "/s", std::nullopt));
+}
+
+TEST(ListenerTest, DirectoryRulesForAnyOwner) {
+  struct stat st {};
+  st.st_mode = S_IFDIR | 0755;
+  st.st_uid = 1000;
+  EXPECT_OK(CheckSocketDirectoryStat("/d", st, 1000));
+  EXPECT_THAT(CheckSocketDirectoryStat("/d", st, 2000),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("/d is owned by uid 1000 (mode 0755)")));
+  st.st_uid = 0;
+  EXPECT_OK(CheckSocketDirectoryStat("/d", st, 2000));  // root's is fine
+  st.st_mode = S_IFDIR | 01777;
+  EXPECT_THAT(CheckSocketDirectoryStat("/d", st, 2000),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("writable by other users (owner uid 0, mode 01777)")));
+  EXPECT_OK(CheckSocketAncestorStat("/d", st, 2000));
+  st.st_mode = S_IFDIR | 0757;
+  EXPECT_THAT(CheckSocketAncestorStat("/d", st, 2000),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("mode 0757")));
+  st.st_mode = S_IFDIR | 0755;
+  st.st_uid = 1000;
+  EXPECT_THAT(CheckSocketAncestorStat("/d", st, 2000),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("uid 1000")));
 }
 
 TEST(ListenerTest, DoesNotRemoveASocketThatReplacedIt) {

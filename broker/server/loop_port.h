@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "broker/policy/identity.h"
@@ -41,6 +42,11 @@ class LoopPort {
 
   // Closes connection `id`, if it is still open.
   virtual void CloseConnection(uint64_t id) = 0;
+
+  // Writes the audit log now. True when every line in `lines` (sequence
+  // numbers from AuditLog::Record) is on record: a grant is delivered only
+  // then.
+  virtual bool AuditWritten(const std::vector<uint64_t>& lines) = 0;
 };
 
 }  // namespace capbroker::server

@@ -70,8 +70,8 @@ bool IsDirectoryFd(int fd) {
 
 }  // namespace
 
-RequestHandler::RequestHandler(audit::AuditLog& audit, Stats& stats)
-    : audit_(audit), stats_(stats) {}
+RequestHandler::RequestHandler(audit::AuditLog& audit, Stats& stats, uid_t broker_uid)
+    : audit_(audit), stats_(stats), broker_uid_(broker_uid) {}
 
 absl::Status RequestHandler::SetPolicy(Policy policy) {
   absl::flat_hash_map<std::string, std::shared_ptr<const UniqueFd>> shared;
@@ -144,7 +144,7 @@ Outcome RequestHandler::Handle(Session& session, schema::Request::Reader request
       List(session, reply);
       return {};
     case schema::Request::STATUS:
-      Status(reply);
+      Status(session, reply);
       return {};
     case schema::Request::CONNECT:
       return Connect(session, request.getId(), request.getConnect(), reply);
@@ -267,8 +267,8 @@ Outcome RequestHandler::Acquire(const Session& session,
   if (spec.kind == Kind::kMemory && spec.shared && decision.access != schema::Access::READ) {
     outcome.shared_fd = shared_memory_[spec.name];
     SetGranted(spec, decision.access, reply);
-    Finish(session, "acquire", name, decision.access, "", absl::OkStatus(),
-           decision.principal, reply);
+    outcome.audit_line = Finish(session, "acquire", name, decision.access, "",
+                                absl::OkStatus(), decision.principal, reply);
     return outcome;
   }
   absl::StatusOr<UniqueFd> fd = Make(spec, decision.access);
@@ -282,8 +282,8 @@ Outcome RequestHandler::Acquire(const Session& session,
   }
   SetGranted(spec, decision.access, reply);
   outcome.fds.push_back(std::move(fd).value());
-  Finish(session, "acquire", name, decision.access, "", absl::OkStatus(),
-         decision.principal, reply);
+  outcome.audit_line = Finish(session, "acquire", name, decision.access, "",
+                              absl::OkStatus(), decision.principal, reply);
   return outcome;
 }
 
@@ -346,8 +346,8 @@ Outcome RequestHandler::OpenBeneath(const Session& session,
   info.setAccess(access);
   info.setPath(std::string(path));
   outcome.fds.push_back(std::move(fd).value());
-  Finish(session, "openBeneath", name, access, path, absl::OkStatus(),
-         decision.principal, reply);
+  outcome.audit_line = Finish(session, "openBeneath", name, access, path,
+                              absl::OkStatus(), decision.principal, reply);
   return outcome;
 }
 
@@ -415,8 +415,10 @@ Outcome RequestHandler::Connect(const Session& session, uint64_t request_id,
     info.setAccess(schema::Access::READ_WRITE);
     outcome.fds.push_back(std::move(**end));
   }
-  Finish(session, "connect", name, schema::Access::READ_WRITE, "", status,
-         decision.principal, reply);
+  uint64_t line = Finish(session, "connect", name, schema::Access::READ_WRITE, "", status,
+                         decision.principal, reply);
+  // A deferred connect's line is long written when its reply goes out.
+  if (!outcome.fds.empty()) outcome.audit_line = line;
   return outcome;
 }
 
@@ -456,8 +458,8 @@ void RequestHandler::Services(schema::Reply::Builder reply) {
   }
 }
 
-absl::StatusOr<UniqueFd> RequestHandler::GrantAtStart(const ServiceSpec& service,
-                                                      const CapabilitySpec& capability) {
+absl::StatusOr<RequestHandler::StartGrant> RequestHandler::GrantAtStart(
+    const ServiceSpec& service, const CapabilitySpec& capability) {
   Session session;
   session.identity.service = service.name;
   session.identity.exe = service.command.empty() ? "" : service.command[0];
@@ -478,13 +480,13 @@ absl::StatusOr<UniqueFd> RequestHandler::GrantAtStart(const ServiceSpec& service
   // Finish fills an error into a reply nobody reads: the caller gets the
   // status.
   capnp::MallocMessageBuilder scratch(64);
-  Finish(session, "start", capability.name, capability.access, "", status, service.name,
-         scratch.initRoot<schema::Reply>());
+  uint64_t line = Finish(session, "start", capability.name, capability.access, "", status,
+                         service.name, scratch.initRoot<schema::Reply>());
   if (!status.ok()) return status;
-  return fd;
+  return StartGrant{std::move(fd).value(), line};
 }
 
-void RequestHandler::Status(schema::Reply::Builder reply) {
+void RequestHandler::Status(const Session& session, schema::Reply::Builder reply) {
   auto status = reply.initStatus();
   absl::Duration uptime = absl::Now() - stats_.started;
   status.setVersion(schema::PROTOCOL_VERSION);
@@ -499,15 +501,21 @@ void RequestHandler::Status(schema::Reply::Builder reply) {
     reasons[i].setCount(count);
     ++i;
   }
-  status.setPolicyPath(policy_.source());
+  // The policy's path, and a reload error (which quotes the policy's lines
+  // and the paths it checked), tell other users about the administrator's
+  // files: only the administrators see them. The counters stay for all.
+  uint32_t uid = session.identity.uid;
+  if (uid == 0 || uid == broker_uid_) {
+    status.setPolicyPath(policy_.source());
+    status.setLastReloadError(stats_.last_reload_error);
+  }
   status.setPolicyGeneration(stats_.policy_generation);
   status.setPolicyReloadFailures(stats_.policy_reload_failures);
-  status.setLastReloadError(stats_.last_reload_error);
   status.setCapabilities(policy_.capabilities().size());
   status.setPrincipals(policy_.principals().size());
 }
 
-void RequestHandler::Finish(const Session& session, absl::string_view request_kind,
+uint64_t RequestHandler::Finish(const Session& session, absl::string_view request_kind,
                             absl::string_view capability, schema::Access access,
                             absl::string_view path, const absl::Status& status,
                             absl::string_view principal,
@@ -528,13 +536,14 @@ void RequestHandler::Finish(const Session& session, absl::string_view request_ki
   event.granted = status.ok();
   event.principal = principal;
   event.reason = reason;
-  audit_.Record(event, absl::Now());
+  uint64_t line = audit_.Record(event, absl::Now());
   if (status.ok()) {
     ++stats_.grants;
   } else {
     CountDenial(status);
     SetError(reply, status);
   }
+  return line;
 }
 
 }  // namespace capbroker::server

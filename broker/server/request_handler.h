@@ -10,11 +10,17 @@
 //   on anything the client says about itself;
 // - the broker opens paths itself, with the policy's path, never one the
 //   client sent (open-beneath paths are resolved with RESOLVE_BENEATH);
-// - a client may ask for less access than its grant, never more.
+// - a client may ask for less access than its grant, never more;
+// - `status` shows where the policy lives and why the last reload failed
+//   (which quotes the policy's text and paths) only to the broker's own uid
+//   and root; other clients get empty strings there.
 //
 // Not thread-safe: used by the event-loop thread only.
 #ifndef CAPBROKER_BROKER_SERVER_REQUEST_HANDLER_H_
 #define CAPBROKER_BROKER_SERVER_REQUEST_HANDLER_H_
+
+#include <sys/types.h>
+#include <unistd.h>
 
 #include <memory>
 #include <string>
@@ -52,13 +58,17 @@ struct Outcome {
   // No reply now: a connect to a service that is starting, which the
   // service host answers later through the loop.
   bool deferred = false;
+  // A grant's audit line (AuditLog sequence number), 0 for anything else.
+  // The loop delivers the grant only if that line was written.
+  uint64_t audit_line = 0;
 };
 
 class RequestHandler {
  public:
   // Borrows `audit` and `stats`, which must outlive the handler. It grants
-  // nothing until SetPolicy succeeds.
-  RequestHandler(audit::AuditLog& audit, Stats& stats);
+  // nothing until SetPolicy succeeds. Peers of uid 0 or `broker_uid` (the
+  // broker's euid by default) are its administrators (see Status).
+  RequestHandler(audit::AuditLog& audit, Stats& stats, uid_t broker_uid = geteuid());
 
   // Installs `policy` for every request from now on, on every connection:
   // creates the memfds of its shared memory capabilities, keeping those of
@@ -75,9 +85,14 @@ class RequestHandler {
 
   // Makes the fd of `capability` for the service `service`, which the
   // policy grants it, for delivery at its start; recorded in the audit log
-  // as request "start".
-  absl::StatusOr<UniqueFd> GrantAtStart(const ServiceSpec& service,
-                                        const CapabilitySpec& capability);
+  // as request "start". The caller must see the line written (LoopPort::
+  // AuditWritten) before the fd reaches the service.
+  struct StartGrant {
+    UniqueFd fd;
+    uint64_t audit_line = 0;
+  };
+  absl::StatusOr<StartGrant> GrantAtStart(const ServiceSpec& service,
+                                          const CapabilitySpec& capability);
 
   // Answers `request` from `session` into `reply` (an initialized root).
   // Call under CatchKj: reading a malformed request throws.
@@ -102,7 +117,7 @@ class RequestHandler {
   void Ready(const Session& session, schema::Reply::Builder reply);
   void Services(schema::Reply::Builder reply);
   void List(const Session& session, schema::Reply::Builder reply);
-  void Status(schema::Reply::Builder reply);
+  void Status(const Session& session, schema::Reply::Builder reply);
 
   // Fills a grant reply for `spec` with `access` (its fd goes in the reply's
   // datagram).
@@ -113,8 +128,8 @@ class RequestHandler {
   absl::StatusOr<UniqueFd> Make(const CapabilitySpec& spec, schema::Access access);
 
   // Ends a grant or a denial: audit line, statistics, and an error reply
-  // when `status` is not OK.
-  void Finish(const Session& session, absl::string_view request_kind,
+  // when `status` is not OK. Returns the audit line's sequence number.
+  uint64_t Finish(const Session& session, absl::string_view request_kind,
               absl::string_view capability, schema::Access access,
               absl::string_view path, const absl::Status& status,
               absl::string_view principal, schema::Reply::Builder reply);
@@ -123,6 +138,7 @@ class RequestHandler {
   ServiceDirectory* services_ = nullptr;
   audit::AuditLog& audit_;
   Stats& stats_;
+  uid_t broker_uid_;
   // Shared memfds by capability name; queued replies may hold references.
   absl::flat_hash_map<std::string, std::shared_ptr<const UniqueFd>> shared_memory_;
 };

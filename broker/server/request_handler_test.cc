@@ -105,5 +105,46 @@ TEST_F(RequestHandlerTest, ReadGrantOfATruncatingFileDoesNotTruncate) {
   EXPECT_EQ(st.st_size, 0);  // a write grant does, as the policy says
 }
 
+// The policy's path and the last reload error name the administrator's
+// files and quote their lines: only root and the broker's uid see them.
+TEST_F(RequestHandlerTest, StatusShowsPolicyDetailsOnlyToAdministrators) {
+  constexpr uid_t kBrokerUid = 4000;
+  RequestHandler handler(audit_, stats_, kBrokerUid);
+  ASSERT_OK_AND_ASSIGN(Policy policy,
+                       ParsePolicy(R"(( capabilities = [ ], principals = [ ] ))",
+                                   "/etc/capbroker/policy.capnp"));
+  ASSERT_OK(handler.SetPolicy(std::move(policy)));
+  stats_.policy_reload_failures = 1;
+  stats_.last_reload_error = "/etc/capbroker/policy.capnp:3:7: secret line";
+  struct Seen {
+    std::string path, error;
+    uint64_t failures;
+  };
+  auto status_for = [&](uid_t uid) {
+    Session session;
+    session.identity.uid = uid;
+    session.hello_done = true;
+    capnp::MallocMessageBuilder request_message, reply_message;
+    auto request = request_message.initRoot<schema::Request>();
+    request.setId(1);
+    request.setStatus();
+    auto reply = reply_message.initRoot<schema::Reply>();
+    handler.Handle(session, request.asReader(), reply);
+    EXPECT_TRUE(reply.isStatus());
+    auto status = reply.getStatus();
+    return Seen{status.getPolicyPath().cStr(), status.getLastReloadError().cStr(),
+                status.getPolicyReloadFailures()};
+  };
+  for (uid_t admin : {kBrokerUid, uid_t{0}}) {
+    Seen seen = status_for(admin);
+    EXPECT_EQ(seen.path, "/etc/capbroker/policy.capnp") << "uid " << admin;
+    EXPECT_EQ(seen.error, stats_.last_reload_error) << "uid " << admin;
+  }
+  Seen other = status_for(1000);
+  EXPECT_EQ(other.path, "");
+  EXPECT_EQ(other.error, "");
+  EXPECT_EQ(other.failures, 1u);  // the counters are for everyone
+}
+
 }  // namespace
 }  // namespace capbroker::server

@@ -179,17 +179,24 @@ absl::StatusOr<sandbox::LaunchedProcess> ServiceHost::Launch(Service& service,
 
   // The grants are made fresh for every run, as for a client's request.
   std::vector<UniqueFd> grants;
+  std::vector<uint64_t> audit_lines;
   for (size_t index : spec.grants) {
     const CapabilitySpec& capability = handler_.policy().capabilities()[index];
-    absl::StatusOr<UniqueFd> fd = handler_.GrantAtStart(spec, capability);
-    if (!fd.ok()) return fd.status();
+    absl::StatusOr<server::RequestHandler::StartGrant> grant =
+        handler_.GrantAtStart(spec, capability);
+    if (!grant.ok()) return grant.status();
     sandbox::PassedFd passed;
     passed.name = capability.name;
-    passed.fd = fd->get();
+    passed.fd = grant->fd.get();
     passed.directory = capability.kind == Kind::kDirectory;
     passed.writable = capability.access != schema::Access::READ;
     sandbox.fds.push_back(std::move(passed));
-    grants.push_back(std::move(fd).value());
+    grants.push_back(std::move(grant->fd));
+    audit_lines.push_back(grant->audit_line);
+  }
+  // As for a client's grant: on record before it is delivered.
+  if (!loop_.AuditWritten(audit_lines)) {
+    return absl::UnavailableError("the audit lines of its grants could not be written");
   }
   int pair[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {

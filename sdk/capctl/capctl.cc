@@ -385,12 +385,18 @@ int Capctl::Status(const Options& o) {
   if (!s.ok()) return Fail(s.status(), "status");
   out_ << "broker:      protocol " << s->version << ", up " << s->uptime_seconds
        << "s\n"
-       << "policy:      " << s->policy_path << " (" << s->capabilities
+       << "policy:      "
+       << (s->policy_path.empty() ? "(path shown to root and the broker's user)"
+                                  : s->policy_path)
+       << " (" << s->capabilities
        << " capabilities, " << s->principals << " principals; generation "
        << s->policy_generation << ")\n";
   if (s->policy_reload_failures > 0) {
     out_ << "reloads:     " << s->policy_reload_failures
-         << " refused; last: " << s->last_reload_error << "\n";
+         << " refused; last: "
+         << (s->last_reload_error.empty() ? "(shown to root and the broker's user)"
+                                          : s->last_reload_error)
+         << "\n";
   }
   out_ << "connections: " << s->connections << "\n"
        << "grants:      " << s->grants << "\n"

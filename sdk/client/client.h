@@ -57,12 +57,12 @@ struct BrokerStatus {
   uint64_t grants = 0;
   uint64_t denials = 0;
   std::vector<std::pair<std::string, uint64_t>> denials_by_reason;
-  std::string policy_path;
+  std::string policy_path;  // empty unless we are root or the broker's uid
   uint32_t capabilities = 0;
   uint32_t principals = 0;
   uint64_t policy_generation = 0;      // 1 at start, +1 per reload
   uint64_t policy_reload_failures = 0;
-  std::string last_reload_error;
+  std::string last_reload_error;  // empty unless we are root or the broker's uid
 };
 
 // An entry of Services().

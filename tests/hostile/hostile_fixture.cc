@@ -1,7 +1,9 @@
 #include "tests/hostile/hostile_fixture.h"
 
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -64,6 +66,25 @@ std::vector<uint8_t> StatusBytes(uint64_t id) {
   request.setId(id);
   request.setStatus();
   return Encode(message);
+}
+
+std::vector<uint8_t> ListBytes(uint64_t id) {
+  capnp::MallocMessageBuilder message;
+  auto request = message.initRoot<schema::Request>();
+  request.setId(id);
+  request.setList();
+  return Encode(message);
+}
+
+size_t InQueue(int fd) {
+  int n = 0;
+  EXPECT_EQ(ioctl(fd, SIOCINQ, &n), 0);
+  return static_cast<size_t>(n);
+}
+
+bool HungUp(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return poll(&p, 1, 0) == 1 && (p.revents & POLLHUP) != 0;
 }
 
 void HostileTest::SetUp() {

@@ -47,6 +47,14 @@ std::vector<uint8_t> HelloBytes(uint64_t id, uint32_t version);
 std::vector<uint8_t> AcquireBytes(uint64_t id, absl::string_view name);
 // A Request with `id` asking for status.
 std::vector<uint8_t> StatusBytes(uint64_t id);
+// A Request with `id` asking for the list of capabilities.
+std::vector<uint8_t> ListBytes(uint64_t id);
+
+// Bytes of all the datagrams waiting in `fd`'s receive queue (unix_inq_len
+// sums them for SOCK_SEQPACKET): how much of what the broker sent arrived.
+size_t InQueue(int fd);
+// Whether the broker has hung up on `fd` (POLLHUP), without reading from it.
+bool HungUp(int fd);
 
 class HostileTest : public ::testing::Test {
  protected:

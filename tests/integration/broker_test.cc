@@ -5,6 +5,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
@@ -158,6 +162,42 @@ TEST_F(BrokerTest, GrantedFdsDoNotStayOpenInTheBroker) {
   for (int i = 0; i < 20; ++i) ASSERT_OK(client_->Acquire("motd"));
   ASSERT_OK(client_->Status());  // a round trip: the grants are finished
   EXPECT_EQ(broker_->OpenFds(), before);
+}
+
+// A client asking again and again for what it may not have cannot fill the
+// disk: its uid gets a budget of denial lines (20 at once, then 1 a second),
+// the rest are counted, and a line says how many. Every denial is still
+// answered and counted in status.
+TEST_F(BrokerTest, DenialLinesAreThrottledPerUid) {
+  constexpr int kDenials = 200;
+  absl::Time start = absl::Now();
+  for (int i = 0; i < kDenials; ++i) {
+    ASSERT_THAT(client_->Acquire("secret"), StatusIs(absl::StatusCode::kPermissionDenied));
+  }
+  ASSERT_OK_AND_ASSIGN(BrokerStatus status, client_->Status());
+  EXPECT_EQ(status.denials, static_cast<uint64_t>(kDenials));
+  int64_t seconds = absl::ToInt64Seconds(absl::Now() - start) + 1;
+  ASSERT_OK_AND_ASSIGN(int exit_status, broker_->Stop());  // writes the last count
+  EXPECT_TRUE(WIFEXITED(exit_status) && WEXITSTATUS(exit_status) == 0);
+
+  int deny_lines = 0;
+  uint64_t suppressed = 0;
+  for (absl::string_view line : absl::StrSplit(broker_->AuditLog(), '\n')) {
+    if (absl::StrContains(line, R"("event":"deny")")) ++deny_lines;
+    size_t at = line.find(R"("event":"denialsSuppressed")");
+    if (at == absl::string_view::npos) continue;
+    size_t count_at = line.find(R"("count":)");
+    ASSERT_NE(count_at, absl::string_view::npos) << line;
+    uint64_t n = 0;
+    absl::string_view digits = line.substr(count_at + 8);
+    digits = digits.substr(0, digits.find(','));
+    ASSERT_TRUE(absl::SimpleAtoi(digits, &n)) << line;
+    suppressed += n;
+  }
+  EXPECT_GE(deny_lines, 20);
+  EXPECT_LE(deny_lines, 20 + seconds) << "denials were not throttled";
+  EXPECT_EQ(deny_lines + suppressed, static_cast<uint64_t>(kDenials))
+      << "every denial is either written or counted";
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 // serve exactly what it was told to: fail closed.
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -9,9 +11,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
+#include "sdk/wire/unix_socket.h"
 #include "tests/fixtures/broker_process.h"
 #include "tests/fixtures/temp_dir.h"
 
@@ -54,6 +58,50 @@ Result RunDaemon(std::vector<std::string> args) {
   return result;
 }
 
+// A capbrokerd started without waiting for it: the read ends of its ready
+// pipe (--ready-fd 3) and of its stderr.
+struct Spawned {
+  pid_t pid = -1;
+  int ready = -1;
+  int err = -1;
+};
+
+Spawned Spawn(std::vector<std::string> args) {
+  args.insert(args.begin(), testing::RunfilePath("broker/capbrokerd"));
+  args.insert(args.end(), {"--ready-fd", "3"});
+  int ready[2], err[2];
+  if (pipe2(ready, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) return {};
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(err[1], 2);
+    dup2(ready[1], 3);
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  close(ready[1]);
+  close(err[1]);
+  return Spawned{pid, ready[0], err[0]};
+}
+
+// Reads `fd` until EOF, then closes it.
+std::string ReadToEnd(int fd) {
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof(buf))) > 0) out.append(buf, n);
+  close(fd);
+  return out;
+}
+
+int WaitExitCode(pid_t pid) {
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 constexpr char kGoodPolicy[] =
     "( capabilities = [ ( name = \"m\", memory = ( size = 16 ) ) ],\n"
     "  principals = [ ( name = \"p\", match = ( anyUser = true ), grants = [ \"m\" ] ) ] )\n";
@@ -93,9 +141,48 @@ TEST(DaemonStartTest, RefusesToDisplaceALiveBroker) {
   std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
   Result r = RunDaemon({"--policy", policy, "--socket", broker->socket_path()});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_THAT(r.err, HasSubstr("already listening"));
+  EXPECT_THAT(r.err, HasSubstr("another capbrokerd holds the lock"));
   // The first broker's socket is untouched.
   EXPECT_EQ(access(broker->socket_path().c_str(), F_OK), 0);
+}
+
+// Two brokers started at once on one path: one serves, the other says that
+// the first holds the lock, and never touches its socket. (Without the lock
+// the second could take the first's socket, bound and not yet listening,
+// for stale and replace it: both would run, one unreachable.)
+TEST(DaemonStartTest, OfTwoBrokersStartedAtOnceExactlyOneServes) {
+  constexpr int kRounds = 5;
+  for (int round = 0; round < kRounds; ++round) {
+    TempDir dir;
+    std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+    std::string socket = dir.Join("s");
+    std::vector<std::string> args = {"--policy", policy, "--socket", socket};
+    Spawned brokers[2] = {Spawn(args), Spawn(args)};
+    ASSERT_GT(brokers[0].pid, 0);
+    ASSERT_GT(brokers[1].pid, 0);
+    // The ready pipe gives READY, or EOF when that broker exits: an event
+    // either way.
+    bool ready[2] = {ReadToEnd(brokers[0].ready) == "READY\n",
+                     ReadToEnd(brokers[1].ready) == "READY\n"};
+    ASSERT_NE(ready[0], ready[1]) << "round " << round << ": "
+                                  << (ready[0] ? "both served" : "neither served");
+    Spawned& winner = ready[0] ? brokers[0] : brokers[1];
+    Spawned& loser = ready[0] ? brokers[1] : brokers[0];
+    EXPECT_EQ(WaitExitCode(loser.pid), 1);
+    EXPECT_THAT(ReadToEnd(loser.err),
+                HasSubstr("another capbrokerd holds the lock " + socket + ".lock"));
+    // The socket at the path is the winner's (its listener's credentials).
+    ASSERT_OK_AND_ASSIGN(UniqueFd client, wire::ConnectSeqpacket(socket));
+    ucred cred{};
+    socklen_t len = sizeof(cred);
+    ASSERT_EQ(getsockopt(client.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len), 0);
+    EXPECT_EQ(cred.pid, winner.pid);
+    kill(winner.pid, SIGTERM);
+    EXPECT_EQ(WaitExitCode(winner.pid), 0);
+    ReadToEnd(winner.err);
+    EXPECT_NE(access(socket.c_str(), F_OK), 0);
+    EXPECT_NE(access((socket + ".lock").c_str(), F_OK), 0);
+  }
 }
 
 TEST(DaemonStartTest, ClearErrorsForBadSocketPaths) {
@@ -107,6 +194,45 @@ TEST(DaemonStartTest, ClearErrorsForBadSocketPaths) {
   Result missing = RunDaemon({"--policy", policy, "--socket", dir.Join("a/b/s")});
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_THAT(missing.err, HasSubstr("does not exist"));
+}
+
+TEST(DaemonStartTest, RefusesASocketDirectoryOthersCanWrite) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  std::string run = dir.Join("run");
+  ASSERT_EQ(mkdir(run.c_str(), 0700), 0);
+  ASSERT_EQ(chmod(run.c_str(), 01777), 0);
+  Result r = RunDaemon({"--policy", policy, "--socket", run + "/s"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("socket directory " + run + " is writable by other users"));
+  EXPECT_THAT(r.err, HasSubstr("mode 01777"));
+  EXPECT_NE(access((run + "/s").c_str(), F_OK), 0) << "must not have listened";
+}
+
+// Started with standard fds closed, the broker's first fds would take their
+// numbers, and whatever it writes to stdout and stderr (log lines, and
+// audit lines without --audit-log) would go into them: its audit file, its
+// signalfd, a socket. It puts /dev/null there before anything else.
+TEST(DaemonStartTest, StartsWithClosedStandardFdsSafely) {
+  constexpr char kPolicy[] =
+      "( capabilities = [ ( name = \"m\", memory = ( size = 16 ) ) ],\n"
+      "  principals = [ ( name = \"p\", match = ( uid = $UID ), grants = [ \"m\" ] ) ] )\n";
+  for (std::vector<int> closed : {std::vector<int>{1, 2}, std::vector<int>{0, 1, 2}}) {
+    testing::BrokerOptions options;
+    options.closed_stdio = closed;
+    ASSERT_OK_AND_ASSIGN(auto broker, testing::BrokerProcess::StartWith(kPolicy, options));
+    for (int fd : closed) {
+      char target[256] = {};
+      std::string link = absl::StrCat("/proc/", broker->pid(), "/fd/", fd);
+      ASSERT_GT(readlink(link.c_str(), target, sizeof(target) - 1), 0) << link;
+      EXPECT_EQ(std::string(target), "/dev/null") << "fd " << fd;
+    }
+    // It serves, and its audit lines go where they were told to.
+    ASSERT_OK_AND_ASSIGN(UniqueFd raw, wire::ConnectSeqpacket(broker->socket_path()));
+    raw.reset();
+    ASSERT_OK_AND_ASSIGN(int status, broker->Stop());
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  }
 }
 
 TEST(DaemonStartTest, UsageErrorsExitTwo) {

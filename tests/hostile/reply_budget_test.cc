@@ -1,0 +1,146 @@
+// The budget for queued reply bytes of all connections together
+// (--max-queued-reply-bytes): clients that do not read their replies cannot
+// make the broker hold more than that, and when a reply would go over it,
+// the connection holding the most goes, not a client that reads.
+//
+// How much the broker holds for a connection is known exactly, without
+// timing: after a request, two status round trips on a good client mean
+// the broker has handled the request and tried to send its reply (it
+// answers a connection's requests in order and sends queued replies before
+// it reads again), and SIOCINQ on our end counts the bytes of every reply
+// that reached our socket. The rest waits in the broker's queue.
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sdk/base/status_matchers.h"
+#include "sdk/client/client.h"
+#include "sdk/wire/limits.h"
+#include "sdk/wire/unix_socket.h"
+#include "tests/fixtures/broker_process.h"
+#include "tests/fixtures/raw_send.h"
+#include "tests/hostile/hostile_fixture.h"
+
+namespace capbroker::hostile {
+namespace {
+
+// The smallest budget the flag takes: one reply of the largest size.
+constexpr size_t kBudget = wire::kMaxMessageBytes;
+
+// Six file capabilities with 4000-byte paths: a list reply of about 24 KiB,
+// so that two of them fit in kBudget and three do not.
+std::string BigListPolicy() {
+  std::string caps;
+  for (int i = 0; i < 6; ++i) {
+    absl::StrAppend(&caps, i ? ", " : "", "( name = \"c", i, "\", file = ( path = \"/",
+                    std::string(3990, 'a' + i), "\", access = read ) )");
+  }
+  std::string grants;
+  for (int i = 0; i < 6; ++i) absl::StrAppend(&grants, i ? ", " : "", "\"c", i, "\"");
+  return absl::StrCat("( capabilities = [ ", caps,
+                      " ], principals = [ ( name = \"t\", match = ( uid = $UID ), "
+                      "grants = [ ", grants, " ] ) ] )");
+}
+
+class ReplyBudgetTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(
+        broker_, testing::BrokerProcess::Start(
+                     BigListPolicy(),
+                     {"--max-queued-reply-bytes", absl::StrCat(kBudget)}));
+    ASSERT_OK_AND_ASSIGN(good_, Client::Connect(broker_->socket_path()));
+    baseline_fds_ = broker_->OpenFds();
+  }
+
+  // A raw connection past hello, its hello reply read.
+  UniqueFd Connect() {
+    absl::StatusOr<UniqueFd> fd = wire::ConnectSeqpacket(broker_->socket_path());
+    EXPECT_OK(fd.status());
+    if (!fd.ok()) return UniqueFd();
+    EXPECT_EQ(testing::RawSend(fd->get(), HelloBytes(1, schema::PROTOCOL_VERSION)), 0);
+    char buf[4096];
+    EXPECT_GT(recv(fd->get(), buf, sizeof(buf), 0), 0);
+    return std::move(fd).value();
+  }
+
+  // Sends a list request on `fd` and waits until the broker has handled it
+  // and tried to send the reply.
+  void SendList(int fd) {
+    ASSERT_EQ(testing::RawSend(fd, ListBytes(++next_id_)), 0);
+    ASSERT_OK(good_->Status().status());
+    ASSERT_OK(good_->Status().status());
+  }
+
+  // Sends list requests on `fd`, which never reads, until exactly `queued`
+  // replies wait in the broker for it; returns the size of one reply.
+  size_t FillQueue(int fd, size_t queued) {
+    SendList(fd);
+    size_t reply_bytes = InQueue(fd);  // our socket had room for the first
+    EXPECT_GT(reply_bytes, kBudget / 3);
+    EXPECT_LE(2 * reply_bytes + 1024, kBudget);  // room for a status reply too
+    size_t sent = 1;
+    // Bounded: the broker's socket buffer holds a few hundred KiB.
+    for (int i = 0; i < 200 && sent - InQueue(fd) / reply_bytes < queued; ++i) {
+      SendList(fd);
+      ++sent;
+      EXPECT_FALSE(HungUp(fd)) << "disconnected with " << sent - InQueue(fd) / reply_bytes
+                               << " replies queued";
+    }
+    EXPECT_EQ(sent - InQueue(fd) / reply_bytes, queued);
+    return reply_bytes;
+  }
+
+  void ExpectFdsAtBaseline() {
+    int fds = broker_->OpenFds();
+    for (int i = 0; i < 100 && fds != baseline_fds_; ++i) {
+      ASSERT_OK(good_->Status().status());
+      fds = broker_->OpenFds();
+    }
+    EXPECT_EQ(fds, baseline_fds_) << "the broker leaked fds";
+  }
+
+  std::unique_ptr<testing::BrokerProcess> broker_;
+  std::optional<Client> good_;
+  int baseline_fds_ = -1;
+  uint64_t next_id_ = 1;
+};
+
+// Two replies of one connection wait in the broker; a reply for another
+// connection would take the total over the budget: the one that does not
+// read goes, and the other gets its reply.
+TEST_F(ReplyBudgetTest, DisconnectsTheConnectionHoldingTheMost) {
+  UniqueFd hoarder = Connect();
+  FillQueue(hoarder.get(), 2);
+  UniqueFd asker = Connect();
+  SendList(asker.get());
+  EXPECT_TRUE(HungUp(hoarder.get())) << "the budget was not enforced";
+  EXPECT_FALSE(HungUp(asker.get()));
+  EXPECT_GT(InQueue(asker.get()), 0u) << "the asker got no reply";
+  EXPECT_OK(good_->List());
+  hoarder.reset();
+  asker.reset();
+  ExpectFdsAtBaseline();
+}
+
+// The connection that holds the most is the one asking: it goes.
+TEST_F(ReplyBudgetTest, DisconnectsTheAskerWhenItHoldsTheMost) {
+  UniqueFd hoarder = Connect();
+  FillQueue(hoarder.get(), 2);
+  // A third queued reply is still far below the per-connection limits (32
+  // replies, 256 KiB), but not within the budget for all connections.
+  SendList(hoarder.get());
+  EXPECT_TRUE(HungUp(hoarder.get())) << "the budget was not enforced";
+  EXPECT_OK(good_->List());
+  hoarder.reset();
+  ExpectFdsAtBaseline();
+}
+
+}  // namespace
+}  // namespace capbroker::hostile

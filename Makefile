@@ -26,6 +26,7 @@ test: deps
 bench: deps
 	@tests/tools/install_packages.sh $(BENCH_PACKAGES)
 	$(BAZEL) run //tests/bench:broker_bench
+	$(BAZEL) run //tests/bench:service_bench
 
 clean:
 	$(BAZEL) clean

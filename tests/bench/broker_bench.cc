@@ -43,12 +43,18 @@
 #include "sdk/client/client.h"
 #include "sdk/wire/datagram.h"
 #include "sdk/wire/unix_socket.h"
+#include "tests/bench/raw_exchange.h"
 #include "tests/fixtures/broker_process.h"
 
 namespace capbroker {
 namespace {
 
 using testing::BrokerProcess;
+using bench::Die;
+using bench::MakeGrantFd;
+using bench::RawExchange;
+using bench::RawReply;
+using bench::ServePair;
 
 constexpr char kPolicy[] = R"(
 ( capabilities = [
@@ -58,56 +64,7 @@ constexpr char kPolicy[] = R"(
     ( name = "bench", match = ( uid = $UID ), grants = [ "board", "motd" ] ) ] )
 )";
 
-constexpr size_t kRequestBytes = 32;
-constexpr size_t kReplyBytes = 64;
-
 std::unique_ptr<BrokerProcess> g_broker;
-
-[[noreturn]] void Die(const std::string& what) {
-  fprintf(stderr, "broker_bench: %s\n", what.c_str());
-  fflush(stderr);
-  _exit(2);
-}
-
-// A 4 KiB memfd: what the raw servers hand out, like the broker's "board".
-int MakeGrantFd() {
-  int fd = memfd_create("board", MFD_CLOEXEC);
-  if (fd < 0 || ftruncate(fd, 4096) != 0) Die("memfd_create failed");
-  return fd;
-}
-
-// The raw client's half of one exchange: send 32 bytes, receive 64 bytes
-// and one fd, close the fd (the UniqueFd in the Datagram does).
-bool RawExchange(int fd, wire::ReceiveBuffer& buffer) {
-  alignas(8) char request[kRequestBytes] = "grant board";
-  iovec iov{request, sizeof(request)};
-  absl::StatusOr<bool> sent = wire::SendDatagram(fd, &iov, 1, {});
-  if (!sent.ok() || !*sent) return false;
-  absl::StatusOr<std::optional<wire::Datagram>> got =
-      wire::ReceiveDatagram(fd, buffer);
-  if (!got.ok() || !got->has_value()) return false;
-  return (*got)->fds.size() == 1 &&
-         (*got)->words.size() * sizeof(capnp::word) == kReplyBytes;
-}
-
-bool RawReply(int fd, int grant_fd) {
-  alignas(8) char reply[kReplyBytes] = "here is board";
-  iovec iov{reply, sizeof(reply)};
-  int fds[1] = {grant_fd};
-  absl::StatusOr<bool> sent = wire::SendDatagram(fd, &iov, 1, fds);
-  return sent.ok() && *sent;
-}
-
-// (a)'s server: blocking, one peer, until the peer hangs up.
-[[noreturn]] void ServePair(int fd, int grant_fd) {
-  wire::ReceiveBuffer buffer;
-  for (;;) {
-    absl::StatusOr<std::optional<wire::Datagram>> got =
-        wire::ReceiveDatagram(fd, buffer);
-    if (!got.ok() || !got->has_value()) _exit(0);
-    if (!RawReply(fd, grant_fd)) _exit(0);
-  }
-}
 
 // (c)'s raw server: single-threaded, level-triggered epoll, non-blocking
 // sockets, one reply with one fd per request. Runs until killed.

@@ -20,13 +20,12 @@
 #include "sdk/base/status_matchers.h"
 #include "sdk/client/client.h"
 #include "tests/fixtures/broker_process.h"
-#include "tests/fixtures/temp_dir.h"
+#include "tests/fixtures/service_binary.h"
 
 namespace capbroker {
 namespace {
 
 using ::capbroker::testing::BrokerProcess;
-using ::capbroker::testing::RunfilePath;
 using ::testing::HasSubstr;
 
 constexpr char kPolicy[] = R"(( capabilities = [
@@ -44,29 +43,10 @@ constexpr char kPolicy[] = R"(( capabilities = [
       startTimeoutMs = 200, restart = never ),
     ( name = "closed", command = [ "$SVC", "echo" ] ) ] ))";
 
-// The test service, copied where the services' user (nobody) can run it:
-// Bazel's output tree is under /root, which nobody cannot enter.
-class ServiceBinary {
- public:
-  ServiceBinary() {
-    chmod(dir_.path().c_str(), 0755);
-    std::ifstream in(RunfilePath("tests/services/test_service"), std::ios::binary);
-    path_ = dir_.Join("test_service");
-    std::ofstream out(path_, std::ios::binary);
-    out << in.rdbuf();
-    out.close();
-    chmod(path_.c_str(), 0755);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  testing::TempDir dir_;
-  std::string path_;
-};
-
 class LifecycleTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    ASSERT_FALSE(binary_.path().empty());
     ASSERT_OK_AND_ASSIGN(broker_, BrokerProcess::Start(absl::StrReplaceAll(
                                       kPolicy, {{"$SVC", binary_.path()}})));
     std::ofstream(broker_->dir() + "/motd") << "hello\n";
@@ -82,7 +62,7 @@ class LifecycleTest : public ::testing::Test {
     return absl::NotFoundError(std::string(name));
   }
 
-  ServiceBinary binary_;
+  testing::ServiceBinary binary_{"tests/services/test_service"};
   std::unique_ptr<BrokerProcess> broker_;
   std::optional<Client> client_;
 };

@@ -1,0 +1,107 @@
+// Confinement of a service hosted by a real capbrokerd, proven from inside:
+// the escape probe runs as a service with a file and a directory grant and
+// tries the broker's own socket, the broker's process, a host file, and
+// everything else tests/sandbox/confinement_test.cc lists. Its report comes
+// back through the broker's log, each line prefixed with the service name.
+#include <poll.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sdk/base/status_matchers.h"
+#include "sdk/client/client.h"
+#include "tests/fixtures/broker_process.h"
+#include "tests/fixtures/service_binary.h"
+
+namespace capbroker {
+namespace {
+
+using ::testing::Contains;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kPolicy[] = R"(( capabilities = [
+    ( name = "file", file = ( path = "$PUB/granted.txt", access = read ) ),
+    ( name = "dir", directory = ( path = "$PUB/data", access = readWrite ) ) ],
+  principals = [ ( name = "me", match = ( uid = $UID ) ) ],
+  services = [
+    ( name = "probe", command = [ "$PROBE", "--host-pid=$BROKER", "--host-file=$DIR/secret",
+                                  "--unix-socket=$SOCK" ],
+      grants = [ "file", "dir" ], readiness = exec, restart = never,
+      activation = atStart ) ] ))";
+
+TEST(ServiceConfinementTest, EveryEscapeFailsEveryGrantWorks) {
+  testing::ServiceBinary probe("tests/sandbox/escape_probe");
+  ASSERT_FALSE(probe.path().empty());
+  std::string pub = probe.dir();
+  std::ofstream(pub + "/granted.txt") << "granted\n";
+  ASSERT_EQ(mkdir((pub + "/data").c_str(), 0700), 0);
+  // The directory grant is writable by the service's user (nobody).
+  ASSERT_EQ(chown((pub + "/data").c_str(), 65534, 65534), 0);
+
+  // The broker's pid is in the policy: start it with a placeholder policy,
+  // then load the real one (SIGHUP) and start the probe by reloading.
+  testing::BrokerOptions options;
+  options.capture_stderr = true;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<testing::BrokerProcess> broker,
+                       testing::BrokerProcess::StartWith("( )", options));
+  std::ofstream(broker->dir() + "/secret") << "secret\n";
+  ASSERT_OK(broker->RewritePolicy(absl::StrReplaceAll(
+      kPolicy, {{"$PUB", pub}, {"$PROBE", probe.path()},
+                {"$BROKER", absl::StrCat(broker->pid())},
+                {"$SOCK", broker->socket_path()}})));
+  ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(broker->socket_path()));
+  ASSERT_EQ(kill(broker->pid(), SIGHUP), 0);
+
+  // Wait for the probe to run and exit: find it (the reload is done once a
+  // later request is answered), then wait on its pidfd.
+  int32_t pid = 0;
+  for (int i = 0; i < 1000 && pid == 0; ++i) {
+    ASSERT_OK_AND_ASSIGN(std::vector<ServiceInfo> services, client.Services());
+    if (services.empty()) continue;  // SIGHUP not handled yet
+    pid = services[0].pid;
+    if (pid == 0 && !services[0].last_exit.empty()) break;  // already done
+  }
+  if (pid != 0) {
+    int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    if (pidfd >= 0) {
+      pollfd p{pidfd, POLLIN, 0};
+      ASSERT_EQ(poll(&p, 1, 10000), 1);
+      close(pidfd);
+    }
+  }
+  // Answered after the broker handled the exit and read the last output.
+  ASSERT_OK_AND_ASSIGN(std::vector<ServiceInfo> services, client.Services());
+  ASSERT_EQ(services.size(), 1u);
+  EXPECT_EQ(services[0].last_exit, "exit status 0");
+
+  std::vector<std::string> report;
+  for (absl::string_view line : absl::StrSplit(broker->Stderr(), '\n')) {
+    if (absl::ConsumePrefix(&line, "capbrokerd: [probe] ")) report.emplace_back(line);
+  }
+  ASSERT_THAT(report, Contains("done")) << broker->Stderr();
+  for (const std::string& line : report) EXPECT_THAT(line, Not(HasSubstr("ESCAPED")));
+  EXPECT_THAT(report, Contains(HasSubstr("grant file: works")));
+  EXPECT_THAT(report, Contains(HasSubstr("grant dir: works")));
+  EXPECT_THAT(report, Contains(HasSubstr("grant broker: works")));
+  // The broker's socket, its process and its files are out of reach (each
+  // attempt was made: its line is there, and no line says ESCAPED).
+  EXPECT_THAT(report, Contains(HasSubstr("unix-connect-host-path: blocked")));
+  EXPECT_THAT(report, Contains(HasSubstr("signal-host: blocked")));
+  EXPECT_THAT(report, Contains(HasSubstr("read-host " + broker->dir() + "/secret: blocked")));
+  struct stat st;
+  EXPECT_EQ(stat((pub + "/data/created-by-probe").c_str(), &st), 0);
+}
+
+}  // namespace
+}  // namespace capbroker

@@ -1,5 +1,6 @@
 #include "sdk/service/loop_harness.h"
 
+#include <cstdio>
 #include <utility>
 
 #include "sdk/base/status_macros.h"
@@ -33,5 +34,26 @@ absl::StatusOr<wire::Incoming> LoopHarness::Call(wire::Channel& client,
 }
 
 absl::Status LoopHarness::TurnNow() { return loop_->Turn(0).status(); }
+
+ServingThread::ServingThread(FakeBroker broker, RequestHandler& handler)
+    : broker_(std::move(broker)), loop_(broker_.client(), handler) {}
+
+absl::StatusOr<std::unique_ptr<ServingThread>> ServingThread::Start(RequestHandler& handler) {
+  CB_ASSIGN_OR_RETURN(FakeBroker broker, FakeBroker::Create());
+  std::unique_ptr<ServingThread> serving(new ServingThread(std::move(broker), handler));
+  ServingThread* s = serving.get();
+  s->thread_ = std::thread([s] {
+    absl::Status status = s->loop_.Run();
+    if (!status.ok()) std::fprintf(stderr, "ServingThread: %s\n", status.ToString().c_str());
+  });
+  return serving;
+}
+
+ServingThread::~ServingThread() {
+  broker_.Close();
+  thread_.join();
+}
+
+absl::StatusOr<UniqueFd> ServingThread::Connect(const Peer& peer) { return broker_.Connect(peer); }
 
 }  // namespace capbroker::testing

@@ -12,6 +12,7 @@
 
 #include <memory>
 #include <optional>
+#include <thread>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -55,6 +56,27 @@ class LoopHarness {
   ConnectionLoop::Options options_;
   std::optional<FakeBroker> broker_;
   std::unique_ptr<ConnectionLoop> loop_;
+};
+
+// A ConnectionLoop running Run() on a thread of its own, for tests of
+// blocking clients. Connect makes connections from the test's thread;
+// destruction closes the fake broker's end, which ends Run, and joins.
+class ServingThread {
+ public:
+  // Borrows `handler`, which must outlive the thread.
+  static absl::StatusOr<std::unique_ptr<ServingThread>> Start(RequestHandler& handler);
+  ~ServingThread();
+
+  // A connection from a client known as `peer`; the loop accepts it on its
+  // thread.
+  absl::StatusOr<UniqueFd> Connect(const Peer& peer = LoopHarness::DefaultPeer());
+
+ private:
+  ServingThread(FakeBroker broker, RequestHandler& handler);
+
+  FakeBroker broker_;
+  ConnectionLoop loop_;
+  std::thread thread_;
 };
 
 }  // namespace capbroker::testing

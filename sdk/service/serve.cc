@@ -1,0 +1,37 @@
+#include "sdk/service/serve.h"
+
+#include <cstdio>
+#include <string>
+#include <utility>
+
+#include "sdk/base/status_macros.h"
+#include "sdk/service/service.h"
+
+namespace capbroker {
+namespace {
+
+absl::Status Serve(
+    absl::string_view grant,
+    absl::FunctionRef<absl::StatusOr<std::unique_ptr<RequestHandler>>(UniqueFd)> make_handler) {
+  CB_ASSIGN_OR_RETURN(Service service, Service::FromEnvironment());
+  CB_ASSIGN_OR_RETURN(UniqueFd fd, service.TakeGrant(grant));
+  CB_ASSIGN_OR_RETURN(std::unique_ptr<RequestHandler> handler, make_handler(std::move(fd)));
+  CB_RETURN_IF_ERROR(service.Ready());
+  ConnectionLoop loop(service.broker(), *handler);
+  return loop.Run();
+}
+
+}  // namespace
+
+int ServeWithGrant(
+    absl::string_view program, absl::string_view grant,
+    absl::FunctionRef<absl::StatusOr<std::unique_ptr<RequestHandler>>(UniqueFd)> make_handler) {
+  absl::Status status = Serve(grant, make_handler);
+  if (!status.ok()) {
+    std::fprintf(stderr, "%s: %s\n", std::string(program).c_str(), status.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace capbroker

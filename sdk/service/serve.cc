@@ -4,6 +4,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/strip.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/service/service.h"
 
@@ -24,8 +25,19 @@ absl::Status Serve(
 }  // namespace
 
 int ServeWithGrant(
-    absl::string_view program, absl::string_view grant,
+    absl::string_view program, absl::string_view default_grant, int argc, char** argv,
     absl::FunctionRef<absl::StatusOr<std::unique_ptr<RequestHandler>>(UniqueFd)> make_handler) {
+  absl::string_view grant = default_grant;
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (!absl::ConsumePrefix(&arg, "--grant=") || arg.empty()) {
+      std::fprintf(stderr, "usage: %s [--grant=NAME]   (NAME: the %s grant; default %s)\n",
+                   std::string(program).c_str(), std::string(default_grant).c_str(),
+                   std::string(default_grant).c_str());
+      return 2;
+    }
+    grant = arg;
+  }
   absl::Status status = Serve(grant, make_handler);
   if (!status.ok()) {
     std::fprintf(stderr, "%s: %s\n", std::string(program).c_str(), status.ToString().c_str());

@@ -10,9 +10,9 @@
 
 namespace journal = capbroker::journal;
 
-int main() {
+int main(int argc, char** argv) {
   return capbroker::ServeWithGrant(
-      "journal", "log",
+      "journal", "log", argc, argv,
       [](capbroker::UniqueFd log) -> absl::StatusOr<std::unique_ptr<capbroker::RequestHandler>> {
         CB_ASSIGN_OR_RETURN(journal::Journal j, journal::Journal::Open(std::move(log)));
         return std::make_unique<journal::JournalHandler>(std::move(j));

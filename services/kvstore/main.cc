@@ -10,9 +10,9 @@
 
 namespace kvstore = capbroker::kvstore;
 
-int main() {
+int main(int argc, char** argv) {
   return capbroker::ServeWithGrant(
-      "kvstore", "data",
+      "kvstore", "data", argc, argv,
       [](capbroker::UniqueFd dir) -> absl::StatusOr<std::unique_ptr<capbroker::RequestHandler>> {
         CB_ASSIGN_OR_RETURN(kvstore::Store store, kvstore::Store::Open(std::move(dir)));
         return std::make_unique<kvstore::KvstoreHandler>(std::move(store));

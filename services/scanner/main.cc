@@ -12,9 +12,9 @@
 
 namespace scanner = capbroker::scanner;
 
-int main() {
+int main(int argc, char** argv) {
   return capbroker::ServeWithGrant(
-      "scanner", "signatures",
+      "scanner", "signatures", argc, argv,
       [](capbroker::UniqueFd db) -> absl::StatusOr<std::unique_ptr<capbroker::RequestHandler>> {
         CB_ASSIGN_OR_RETURN(std::vector<scanner::Signature> signatures,
                             scanner::LoadSignatures(db.get()));

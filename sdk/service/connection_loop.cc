@@ -1,0 +1,253 @@
+#include "sdk/service/connection_loop.h"
+
+#include <sys/epoll.h>
+#include <time.h>
+
+#include <cstdio>
+#include <optional>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "capnp/serialize.h"
+#include "kj/array.h"
+#include "sdk/base/kj_status.h"
+#include "sdk/base/status_macros.h"
+#include "sdk/base/syscall.h"
+#include "sdk/service/try_accept.h"
+#include "sdk/wire/framing.h"
+
+namespace capbroker {
+namespace {
+
+// Events taken per epoll_wait; more simply wait for the next turn.
+constexpr int kEventsPerTurn = 64;
+
+int64_t MonotonicSecond() {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return now.tv_sec;
+}
+
+std::string Describe(const Peer& peer) {
+  return absl::StrCat("principal '", peer.principal, "' (uid ", peer.uid, ", pid ", peer.pid,
+                      ")");
+}
+
+}  // namespace
+
+struct ConnectionLoop::Connection {
+  // A reply the socket had no room for: sent when it becomes writable.
+  struct Pending {
+    kj::Array<capnp::word> words;
+    std::vector<UniqueFd> fds;
+  };
+
+  UniqueFd fd;
+  Peer peer;
+  std::optional<Pending> pending;
+};
+
+ConnectionLoop::ConnectionLoop(Client& broker, RequestHandler& handler, Options options)
+    : broker_(broker),
+      handler_(handler),
+      options_(options),
+      buffer_(std::make_unique<wire::ReceiveBuffer>()) {}
+
+ConnectionLoop::~ConnectionLoop() = default;
+
+absl::Status ConnectionLoop::Init() {
+  CB_ASSIGN_OR_RETURN(epoll_, TakeFd(epoll_create1(EPOLL_CLOEXEC), "epoll_create1"));
+  epoll_event event{};
+  event.events = EPOLLIN;
+  event.data.fd = broker_.fd();
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, broker_.fd(), &event) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("epoll_ctl(ADD, broker fd=", broker_.fd(), ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ConnectionLoop::Run() {
+  for (;;) {
+    CB_ASSIGN_OR_RETURN(bool serving, Turn(-1));
+    if (!serving) return absl::OkStatus();
+  }
+}
+
+absl::StatusOr<bool> ConnectionLoop::Turn(int timeout_ms) {
+  if (!started_) {
+    CB_RETURN_IF_ERROR(Init());
+    started_ = true;
+    // Events the Client queued before the loop ran (during Ready()) show
+    // no readiness on the fd: take them now.
+    const size_t before = connections_.size();
+    CB_ASSIGN_OR_RETURN(bool open, AcceptAll());
+    if (!open) return false;
+    // That was this turn's work, if there was any: do not wait after it.
+    if (connections_.size() != before) timeout_ms = 0;
+  }
+  epoll_event events[kEventsPerTurn];
+  int n = epoll_wait(epoll_.get(), events, kEventsPerTurn, timeout_ms);
+  if (n < 0) {
+    if (errno == EINTR) return true;
+    return ErrnoStatus(errno, "epoll_wait");
+  }
+  bool broker_ready = false;
+  for (int i = 0; i < n; ++i) {
+    const int fd = events[i].data.fd;
+    if (fd == broker_.fd()) {
+      broker_ready = true;
+      continue;
+    }
+    auto it = connections_.find(fd);
+    if (it == connections_.end()) continue;
+    Connection& c = *it->second;
+    // One request per connection per turn: a busy client cannot starve
+    // the others.
+    if (!(c.pending ? Flush(c) : Serve(c))) Close(fd);
+  }
+  // New connections last, so that no fd number closed above is reused
+  // within this batch of events.
+  if (broker_ready) return AcceptAll();
+  return true;
+}
+
+absl::StatusOr<bool> ConnectionLoop::AcceptAll() {
+  for (;;) {
+    absl::StatusOr<std::optional<IncomingConnection>> next = TryAccept(broker_);
+    if (!next.ok()) {
+      if (next.status().code() == absl::StatusCode::kUnavailable) return false;
+      return next.status();
+    }
+    if (!next->has_value()) return true;
+    Add(std::move(**next));
+  }
+}
+
+void ConnectionLoop::Add(IncomingConnection incoming) {
+  if (connections_.size() >= options_.max_connections) {
+    if (!refusing_) {
+      Log(absl::StrCat("at the limit of ", options_.max_connections,
+                       " connections: closing new ones until one ends"));
+      refusing_ = true;
+    }
+    return;  // `incoming.fd` closes here: the client sees end of stream
+  }
+  refusing_ = false;
+  auto c = std::make_unique<Connection>();
+  c->fd = std::move(incoming.fd);
+  c->peer = Peer{std::move(incoming.principal), incoming.uid, incoming.gid, incoming.pid};
+  absl::Status status = SetNonBlocking(c->fd.get(), true);
+  if (status.ok()) status = Watch(*c, true);
+  if (!status.ok()) {
+    Log(absl::StrCat("cannot serve a connection of ", Describe(c->peer), ": ",
+                     status.ToString()));
+    return;
+  }
+  const int fd = c->fd.get();
+  connections_.emplace(fd, std::move(c));
+}
+
+bool ConnectionLoop::Serve(Connection& c) {
+  absl::StatusOr<std::optional<wire::Datagram>> datagram =
+      wire::ReceiveDatagram(c.fd.get(), *buffer_);
+  if (!datagram.ok()) {
+    if (datagram.status().code() != absl::StatusCode::kUnavailable) {
+      Log(absl::StrCat("closed the connection of ", Describe(c.peer), ": ",
+                       datagram.status().ToString()));
+    }
+    return false;
+  }
+  if (!datagram->has_value()) return true;  // woken without a datagram
+  std::vector<UniqueFd> fds = std::move((*datagram)->fds);
+  absl::Status framing = wire::ValidateFraming((*datagram)->words);
+  std::optional<capnp::FlatArrayMessageReader> reader;
+  if (framing.ok()) {
+    framing = CatchKj("request framing", [&] {
+      reader.emplace((*datagram)->words, wire::ReaderLimits());
+      return absl::OkStatus();
+    });
+  }
+  if (!framing.ok()) {
+    Log(absl::StrCat("closed the connection of ", Describe(c.peer),
+                     ": not a message: ", framing.ToString()));
+    return false;
+  }
+  Exchange exchange(c.peer, *reader);
+  exchange.request_fds = std::move(fds);
+  absl::Status handled = CatchKj("request", [&] { return handler_.Handle(exchange); });
+  exchange.request_fds.clear();  // closes what the handler left
+  if (!handled.ok()) {
+    Log(absl::StrCat("closed the connection of ", Describe(c.peer), ": ", handled.ToString()));
+    return false;
+  }
+  return Reply(c, exchange);
+}
+
+bool ConnectionLoop::Reply(Connection& c, Exchange& exchange) {
+  absl::StatusOr<wire::OutgoingFrame> frame = wire::OutgoingFrame::Of(exchange.reply);
+  if (!frame.ok()) {
+    Log(absl::StrCat("cannot answer ", Describe(c.peer), ": ", frame.status().ToString()));
+    return false;
+  }
+  std::vector<int> reply_fds;
+  for (const UniqueFd& fd : exchange.reply_fds) reply_fds.push_back(fd.get());
+  absl::StatusOr<bool> sent =
+      wire::SendDatagram(c.fd.get(), frame->iov(), frame->iov_count(), reply_fds);
+  if (!sent.ok()) return false;  // the client is gone
+  if (*sent) return true;
+  // The client's receive queue is full: keep the reply and stop reading
+  // this connection's requests until it has room.
+  absl::StatusOr<kj::Array<capnp::word>> words = wire::Flatten(exchange.reply);
+  if (!words.ok()) return false;
+  c.pending = Connection::Pending{std::move(words).value(), std::move(exchange.reply_fds)};
+  return Watch(c, false).ok();
+}
+
+bool ConnectionLoop::Flush(Connection& c) {
+  iovec iov{c.pending->words.begin(), c.pending->words.size() * sizeof(capnp::word)};
+  std::vector<int> fds;
+  for (const UniqueFd& fd : c.pending->fds) fds.push_back(fd.get());
+  absl::StatusOr<bool> sent = wire::SendDatagram(c.fd.get(), &iov, 1, fds);
+  if (!sent.ok()) return false;
+  if (!*sent) return true;
+  c.pending.reset();
+  return Watch(c, false).ok();
+}
+
+absl::Status ConnectionLoop::Watch(Connection& c, bool add) {
+  epoll_event event{};
+  // Hang-ups and errors are reported whatever is asked for.
+  event.events = c.pending ? EPOLLOUT : EPOLLIN;
+  event.data.fd = c.fd.get();
+  if (epoll_ctl(epoll_.get(), add ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, c.fd.get(), &event) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("epoll_ctl(fd=", c.fd.get(), ")"));
+  }
+  return absl::OkStatus();
+}
+
+void ConnectionLoop::Close(int fd) {
+  // Explicitly, though close() would do it: the description is ours alone.
+  epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+  connections_.erase(fd);
+}
+
+void ConnectionLoop::Log(const std::string& line) {
+  int64_t second = MonotonicSecond();
+  if (second != log_second_) {
+    if (log_suppressed_ > 0) {
+      std::fprintf(stderr, "%llu log lines suppressed\n",
+                   static_cast<unsigned long long>(log_suppressed_));
+    }
+    log_second_ = second;
+    log_lines_ = 0;
+    log_suppressed_ = 0;
+  }
+  if (log_lines_ >= options_.max_log_lines_per_second) {
+    ++log_suppressed_;
+    return;
+  }
+  ++log_lines_;
+  std::fprintf(stderr, "%s\n", line.c_str());
+}
+
+}  // namespace capbroker

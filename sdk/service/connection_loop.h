@@ -1,0 +1,168 @@
+// ConnectionLoop: the single-threaded event loop of a hosted service.
+//
+//   class Echo : public RequestHandler {
+//     absl::Status Handle(Exchange& x) override {
+//       ... read x.request under CatchKj, fill x.reply ...
+//       return absl::OkStatus();
+//     }
+//   };
+//   Echo echo;
+//   service->Ready();
+//   ConnectionLoop loop(service->broker(), echo);
+//   return loop.Run();   // returns when the broker closes the connection
+//
+// The loop watches the broker connection for the connections the broker
+// makes for clients (TryAccept) and every client connection for requests.
+// The protocol on a client connection is request/reply: one Cap'n Proto
+// message per SEQPACKET datagram, fds in SCM_RIGHTS, every wire limit of
+// sdk/wire/limits.h enforced before the handler sees anything. A
+// connection's requests are answered one at a time, in order: the next one
+// is read only once the reply to the previous one has been sent, so a
+// client that does not read its replies stalls only itself, and the loop
+// holds at most one reply per connection.
+//
+// What a client can cause: a datagram that is not a well-framed message, or
+// that the handler cannot read, closes that client's connection (a
+// malformed datagram leaves nothing to reply to); the loop serves on.
+// Nothing a client sends ends the loop. Limits, all from Options: a new
+// connection beyond max_connections is closed at once.
+//
+// Ownership: the loop owns every client connection and every fd received
+// with a request; whatever the handler leaves in Exchange::request_fds is
+// closed after it returns, and every connection is closed when the loop is
+// destroyed. The broker connection stays the Client's.
+//
+// Not thread-safe. Handlers run on the loop's thread and block it while
+// they run: keep them short or bounded.
+#ifndef CAPBROKER_SDK_SERVICE_CONNECTION_LOOP_H_
+#define CAPBROKER_SDK_SERVICE_CONNECTION_LOOP_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "capnp/message.h"
+#include "sdk/base/unique_fd.h"
+#include "sdk/client/client.h"
+#include "sdk/wire/datagram.h"
+
+namespace capbroker {
+
+// Who is on the other end of a client connection, as the broker
+// established it: never what the client says about itself.
+struct Peer {
+  std::string principal;  // the policy principal (or service) that allowed it
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  int32_t pid = 0;        // in the broker's pid namespace; 0 for a service
+};
+
+// One request and its reply.
+struct Exchange {
+  explicit Exchange(const Peer& p, capnp::MessageReader& r) : peer(p), request(r) {}
+
+  const Peer& peer;
+  // The request, read under CatchKj: reading a field of a malformed
+  // message throws.
+  capnp::MessageReader& request;
+  // The fds that came with the request, close-on-exec. Move out those the
+  // handler keeps; the rest are closed after it returns.
+  std::vector<UniqueFd> request_fds;
+  // The reply the loop sends when the handler returns OK; its root must be
+  // set. Sent with `reply_fds`, which the loop holds until then.
+  capnp::MallocMessageBuilder reply{256};
+  std::vector<UniqueFd> reply_fds;
+};
+
+// What a service does with a request.
+class RequestHandler {
+ public:
+  virtual ~RequestHandler() = default;
+
+  // Fills exchange.reply. A request of the protocol that cannot be granted
+  // (bad arguments, a wrong fd count, a limit) is answered with an error
+  // reply and OK here. Return an error only when there is nothing to answer:
+  // the request is not a message of this protocol (a kj exception while
+  // reading it). The loop then closes the connection, and logs the status.
+  virtual absl::Status Handle(Exchange& exchange) = 0;
+};
+
+class ConnectionLoop {
+ public:
+  struct Options {
+    // Client connections open at once; further ones are closed on arrival.
+    size_t max_connections = 256;
+    // Lines the loop logs to stderr per second (closed connections,
+    // refusals); a client must not be able to flood the service's log.
+    int max_log_lines_per_second = 20;
+  };
+
+  // Borrows `broker` (the service's broker connection, on which Ready()
+  // has been said) and `handler`; both must outlive the loop. Handlers must
+  // not make requests on `broker` while the loop runs: the Client keeps
+  // events that arrive meanwhile in a queue the loop looks at only when the
+  // broker fd is readable.
+  ConnectionLoop(Client& broker, RequestHandler& handler, Options options);
+  ConnectionLoop(Client& broker, RequestHandler& handler)
+      : ConnectionLoop(broker, handler, Options()) {}
+  ~ConnectionLoop();
+
+  ConnectionLoop(const ConnectionLoop&) = delete;
+  ConnectionLoop& operator=(const ConnectionLoop&) = delete;
+
+  // Serves until the broker closes the service's connection: OK then (the
+  // service should exit). An error when the loop itself cannot go on
+  // (epoll fails, the broker sends something that is not an event).
+  absl::Status Run();
+
+  // One turn of Run: waits up to `timeout_ms` (-1: without limit) for
+  // events and handles those that are ready. false once the broker has
+  // closed the connection. For tests, which step the loop between their
+  // own sends and receives.
+  absl::StatusOr<bool> Turn(int timeout_ms = -1);
+
+  // Client connections open now.
+  size_t connection_count() const { return connections_.size(); }
+
+ private:
+  struct Connection;
+
+  absl::Status Init();
+  // Takes every connection waiting on the broker connection; false when the
+  // broker is gone.
+  absl::StatusOr<bool> AcceptAll();
+  void Add(IncomingConnection incoming);
+  // Reads and answers one request; false when the connection must close.
+  bool Serve(Connection& c);
+  // Sends the reply of `exchange`, or keeps it while the socket is full;
+  // false when the connection must close.
+  bool Reply(Connection& c, Exchange& exchange);
+  // Sends the pending reply of `c`; false when the connection must close.
+  bool Flush(Connection& c);
+  // Watches `c` for requests, or, while a reply waits, for room to send it.
+  absl::Status Watch(Connection& c, bool add);
+  void Close(int fd);
+  void Log(const std::string& line);
+
+  Client& broker_;
+  RequestHandler& handler_;
+  const Options options_;
+  UniqueFd epoll_;
+  bool started_ = false;
+  bool refusing_ = false;  // at max_connections, said once per episode
+  std::unordered_map<int, std::unique_ptr<Connection>> connections_;
+  std::unique_ptr<wire::ReceiveBuffer> buffer_;  // one for all connections
+  int64_t log_second_ = 0;
+  int log_lines_ = 0;
+  uint64_t log_suppressed_ = 0;
+};
+
+}  // namespace capbroker
+
+#endif  // CAPBROKER_SDK_SERVICE_CONNECTION_LOOP_H_

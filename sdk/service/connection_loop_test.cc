@@ -1,0 +1,250 @@
+#include "sdk/service/connection_loop.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "schemas/broker.capnp.h"
+#include "sdk/base/kj_status.h"
+#include "sdk/base/status_matchers.h"
+#include "sdk/service/fake_broker.h"
+#include "sdk/service/loop_harness.h"
+#include "sdk/wire/framing.h"
+#include "tests/fixtures/fd_count.h"
+#include "tests/fixtures/raw_send.h"
+
+namespace capbroker {
+namespace {
+
+using ::capbroker::testing::CountOpenFds;
+using ::capbroker::testing::FakeBroker;
+using ::capbroker::testing::LoopHarness;
+
+// Borrows the broker's message types for a toy protocol: a Request's id
+// comes back in a Reply, whose fds list counts the fds the request
+// carried and whose error message names the peer. Id 666 is "a message
+// this handler cannot read"; id 7 asks for a pipe's read end in the reply.
+class EchoHandler : public RequestHandler {
+ public:
+  absl::Status Handle(Exchange& x) override {
+    auto request = x.request.getRoot<schema::Request>();
+    ++handled;
+    if (request.getId() == 666) return absl::InvalidArgumentError("unreadable");
+    auto reply = x.reply.initRoot<schema::Reply>();
+    reply.setId(request.getId());
+    reply.initFds(x.request_fds.size());
+    reply.initError().setMessage(x.peer.principal + ":" + std::to_string(x.peer.uid));
+    if (request.getId() == 7) {
+      int p[2];
+      if (pipe2(p, O_CLOEXEC) != 0) return absl::InternalError("pipe2");
+      x.reply_fds.emplace_back(p[0]);
+      close(p[1]);
+    }
+    return absl::OkStatus();
+  }
+  int handled = 0;
+};
+
+capnp::MallocMessageBuilder& Request(capnp::MallocMessageBuilder& message, uint64_t id) {
+  message.initRoot<schema::Request>().setId(id);
+  return message;
+}
+
+uint64_t ReplyId(wire::Incoming& incoming) {
+  uint64_t id = 0;
+  EXPECT_OK(CatchKj("reply", [&] {
+    id = incoming.reader->getRoot<schema::Reply>().getId();
+    return absl::OkStatus();
+  }));
+  return id;
+}
+
+bool Readable(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+class ConnectionLoopTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    baseline_ = CountOpenFds();
+    ASSERT_OK(harness_.Start());
+  }
+
+  EchoHandler handler_;
+  LoopHarness harness_{handler_};
+  int baseline_ = 0;
+};
+
+TEST_F(ConnectionLoopTest, AnswersWithThePeerTheBrokerNamed) {
+  ASSERT_OK_AND_ASSIGN(wire::Channel client, harness_.Connect(Peer{"alice", 1001, 1001, 9}));
+  capnp::MallocMessageBuilder request;
+  ASSERT_OK_AND_ASSIGN(wire::Incoming reply, harness_.Call(client, Request(request, 42)));
+  EXPECT_EQ(ReplyId(reply), 42u);
+  EXPECT_EQ(std::string(reply.reader->getRoot<schema::Reply>().getError().getMessage()),
+            "alice:1001");
+  EXPECT_EQ(harness_.loop().connection_count(), 1u);
+}
+
+TEST_F(ConnectionLoopTest, ClosesAConnectionTheClientClosed) {
+  {
+    ASSERT_OK_AND_ASSIGN(wire::Channel client, harness_.Connect());
+    EXPECT_EQ(harness_.loop().connection_count(), 1u);
+  }
+  ASSERT_OK_AND_ASSIGN(bool serving, harness_.loop().Turn(-1));
+  EXPECT_TRUE(serving);
+  EXPECT_EQ(harness_.loop().connection_count(), 0u);
+}
+
+TEST(ConnectionLoopReadyTest, TakesConnectionsQueuedWhileSayingReady) {
+  // The broker hands a starting service the connects that waited for it
+  // before it answers `ready`: the Client queues them, the fd shows nothing.
+  EchoHandler handler;
+  ASSERT_OK_AND_ASSIGN(FakeBroker broker, FakeBroker::Create());
+  ASSERT_OK_AND_ASSIGN(UniqueFd end, broker.Connect(LoopHarness::DefaultPeer()));
+  ASSERT_OK(broker.AnswerReady());
+  ASSERT_OK(broker.client().Ready());
+  ConnectionLoop loop(broker.client(), handler);
+  ASSERT_OK_AND_ASSIGN(bool serving, loop.Turn(0));
+  EXPECT_TRUE(serving);
+  EXPECT_EQ(loop.connection_count(), 1u);
+}
+
+TEST_F(ConnectionLoopTest, GarbageClosesThatConnectionOnlyAndLeaksNothing) {
+  ASSERT_OK_AND_ASSIGN(wire::Channel good, harness_.Connect());
+  {
+    ASSERT_OK_AND_ASSIGN(wire::Channel bad, harness_.Connect());
+    int p[2];
+    ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+    UniqueFd r(p[0]), w(p[1]);
+    const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4};
+    ASSERT_EQ(testing::RawSend(bad.fd(), junk, {r.get(), w.get()}), 0);
+    ASSERT_OK(harness_.loop().Turn(-1).status());
+    EXPECT_EQ(harness_.loop().connection_count(), 1u);
+    EXPECT_THAT(bad.Receive(), StatusIs(absl::StatusCode::kUnavailable));
+  }
+  // An empty datagram, and one that is not whole words, end theirs too.
+  for (size_t size : {0, 5}) {
+    ASSERT_OK_AND_ASSIGN(wire::Channel bad, harness_.Connect());
+    const uint8_t bytes[5] = {};
+    ASSERT_EQ(testing::RawSend(bad.fd(), absl::MakeConstSpan(bytes, size)), 0);
+    ASSERT_OK(harness_.loop().Turn(-1).status());
+    EXPECT_THAT(bad.Receive(), StatusIs(absl::StatusCode::kUnavailable));
+  }
+  capnp::MallocMessageBuilder request;
+  ASSERT_OK_AND_ASSIGN(wire::Incoming reply, harness_.Call(good, Request(request, 5)));
+  EXPECT_EQ(ReplyId(reply), 5u);
+  // The service side holds: the epoll fd, the good connection, and the two
+  // ends of the fake broker's socketpair; the test holds the client's end.
+  EXPECT_EQ(CountOpenFds(), baseline_ + 5);
+}
+
+TEST_F(ConnectionLoopTest, AHandlerErrorClosesTheConnection) {
+  ASSERT_OK_AND_ASSIGN(wire::Channel client, harness_.Connect());
+  capnp::MallocMessageBuilder request;
+  EXPECT_THAT(harness_.Call(client, Request(request, 666)),
+              StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(harness_.loop().connection_count(), 0u);
+}
+
+TEST_F(ConnectionLoopTest, ClosesRequestFdsTheHandlerLeftAndSendsReplyFds) {
+  ASSERT_OK_AND_ASSIGN(wire::Channel client, harness_.Connect());
+  const int before = CountOpenFds();
+  {
+    int p[2];
+    ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+    UniqueFd r(p[0]), w(p[1]);
+    capnp::MallocMessageBuilder request;
+    ASSERT_OK_AND_ASSIGN(wire::Incoming reply,
+                         harness_.Call(client, Request(request, 3), {r.get(), w.get(), r.get()}));
+    EXPECT_EQ(reply.reader->getRoot<schema::Reply>().getFds().size(), 3u);
+  }
+  EXPECT_EQ(CountOpenFds(), before);
+  capnp::MallocMessageBuilder request;
+  ASSERT_OK_AND_ASSIGN(wire::Incoming reply, harness_.Call(client, Request(request, 7)));
+  ASSERT_EQ(reply.fds.size(), 1u);
+  char c;
+  EXPECT_EQ(read(reply.fds[0].get(), &c, 1), 0);  // the write end is closed
+}
+
+TEST(ConnectionLoopLimitTest, ClosesConnectionsBeyondTheLimit) {
+  EchoHandler handler;
+  LoopHarness harness(handler, ConnectionLoop::Options{.max_connections = 2});
+  ASSERT_OK(harness.Start());
+  ASSERT_OK_AND_ASSIGN(wire::Channel a, harness.Connect());
+  ASSERT_OK_AND_ASSIGN(wire::Channel b, harness.Connect());
+  ASSERT_OK_AND_ASSIGN(wire::Channel c, harness.Connect());
+  EXPECT_EQ(harness.loop().connection_count(), 2u);
+  EXPECT_THAT(c.Receive(), StatusIs(absl::StatusCode::kUnavailable));
+  capnp::MallocMessageBuilder request;
+  ASSERT_OK_AND_ASSIGN(wire::Incoming reply, harness.Call(b, Request(request, 2)));
+  EXPECT_EQ(ReplyId(reply), 2u);
+}
+
+TEST_F(ConnectionLoopTest, AClientThatDoesNotReadStallsOnlyItself) {
+  ASSERT_OK_AND_ASSIGN(wire::Channel lazy, harness_.Connect());
+  ASSERT_OK_AND_ASSIGN(wire::Channel busy, harness_.Connect());
+  capnp::MallocMessageBuilder message;
+  ASSERT_OK_AND_ASSIGN(kj::Array<capnp::word> words, wire::Flatten(Request(message, 1)));
+  auto bytes = words.asBytes();
+  // Send until neither the service's queue nor the lazy client's takes more.
+  int sent = 0;
+  for (int stuck = 0; stuck < 3 && sent < 100000;) {
+    if (testing::RawSend(lazy.fd(), absl::MakeConstSpan(bytes.begin(), bytes.size()), {},
+                         MSG_DONTWAIT) == 0) {
+      ++sent;
+      stuck = 0;
+      continue;
+    }
+    const int handled = handler_.handled;
+    ASSERT_OK(harness_.TurnNow());
+    if (handler_.handled == handled) ++stuck;
+  }
+  ASSERT_LT(sent, 100000);
+  capnp::MallocMessageBuilder request;
+  ASSERT_OK_AND_ASSIGN(wire::Incoming reply, harness_.Call(busy, Request(request, 9)));
+  EXPECT_EQ(ReplyId(reply), 9u);
+  // Everything the lazy client sent is answered once it reads: the loop
+  // sends the held reply when there is room, then reads the next request.
+  for (int received = 0; received < sent;) {
+    if (!Readable(lazy.fd())) {
+      ASSERT_OK(harness_.loop().Turn(-1).status());
+      continue;
+    }
+    ASSERT_OK_AND_ASSIGN(wire::Incoming incoming, lazy.Receive());
+    ASSERT_EQ(ReplyId(incoming), 1u);
+    ++received;
+  }
+  EXPECT_EQ(handler_.handled, sent + 1);
+}
+
+TEST_F(ConnectionLoopTest, EndsWhenTheBrokerClosesAndClosesEverything) {
+  ASSERT_OK_AND_ASSIGN(wire::Channel client, harness_.Connect());
+  harness_.broker().Close();
+  ASSERT_OK_AND_ASSIGN(bool serving, harness_.loop().Turn(-1));
+  EXPECT_FALSE(serving);
+}
+
+TEST(ConnectionLoopLeakTest, DestroyingTheLoopClosesEveryConnection) {
+  const int baseline = CountOpenFds();
+  {
+    EchoHandler handler;
+    LoopHarness harness(handler);
+    ASSERT_OK(harness.Start());
+    std::vector<wire::Channel> clients;
+    for (int i = 0; i < 10; ++i) {
+      ASSERT_OK_AND_ASSIGN(wire::Channel client, harness.Connect());
+      clients.push_back(std::move(client));
+    }
+    EXPECT_EQ(harness.loop().connection_count(), 10u);
+  }
+  EXPECT_EQ(CountOpenFds(), baseline);
+}
+
+}  // namespace
+}  // namespace capbroker

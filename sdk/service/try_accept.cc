@@ -1,0 +1,34 @@
+#include "sdk/service/try_accept.h"
+
+#include <poll.h>
+
+#include <utility>
+
+#include "sdk/base/status_macros.h"
+#include "sdk/base/syscall.h"
+
+namespace capbroker {
+namespace {
+
+// Whether the peer of socket `fd` (borrowed) has closed or reset it.
+bool HungUp(int fd) {
+  pollfd p{fd, POLLIN | POLLRDHUP, 0};
+  if (RetryEintr([&] { return poll(&p, 1, 0); }) < 0) return true;
+  return (p.revents & (POLLHUP | POLLRDHUP | POLLERR)) != 0;
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<IncomingConnection>> TryAccept(Client& broker) {
+  const int fd = broker.fd();
+  CB_RETURN_IF_ERROR(SetNonBlocking(fd, true));
+  absl::StatusOr<IncomingConnection> next = broker.NextIncoming();
+  CB_RETURN_IF_ERROR(SetNonBlocking(fd, false));
+  if (next.ok()) return std::optional<IncomingConnection>(std::move(next).value());
+  if (next.status().code() != absl::StatusCode::kUnavailable || HungUp(fd)) {
+    return next.status();
+  }
+  return std::optional<IncomingConnection>();
+}
+
+}  // namespace capbroker

@@ -1,0 +1,34 @@
+// TryAccept: Service::Accept without blocking, for event loops.
+//
+// Client::NextIncoming blocks until an `incoming` event arrives, and it
+// keeps events that arrived while it waited for a reply (during Ready(),
+// for one: the broker hands a starting service the connects that waited
+// for it before it answers `ready`) in a queue of its own, which polling
+// the broker fd cannot see. TryAccept takes a queued event if there is
+// one, else reads the socket without waiting.
+#ifndef CAPBROKER_SDK_SERVICE_TRY_ACCEPT_H_
+#define CAPBROKER_SDK_SERVICE_TRY_ACCEPT_H_
+
+#include <optional>
+
+#include "absl/status/statusor.h"
+#include "sdk/client/client.h"
+
+namespace capbroker {
+
+// The next incoming connection on `broker` if one is queued or waiting on
+// the socket; std::nullopt if none is. kUnavailable when the broker has
+// closed the connection (the service should exit); other errors when the
+// broker sent something that is not an event.
+//
+// How: the broker fd is made non-blocking for the one NextIncoming call
+// and blocking again after it, so that the Client's own blocking calls
+// (Acquire, Ready) keep working. A non-blocking Client reports "nothing to
+// read" as kUnavailable, like end of stream; the two are told apart by the
+// socket's hang-up state (POLLHUP/POLLRDHUP), which only a closed peer
+// sets. Not thread-safe, like the Client.
+absl::StatusOr<std::optional<IncomingConnection>> TryAccept(Client& broker);
+
+}  // namespace capbroker
+
+#endif  // CAPBROKER_SDK_SERVICE_TRY_ACCEPT_H_

@@ -1,0 +1,30 @@
+// JournalClient: the client library of the journal service.
+//
+//   JournalClient journal(std::move(connection));   // e.g. from capctl connect
+//   absl::StatusOr<RecordId> id = journal.Append("backup finished");
+#ifndef CAPBROKER_SERVICES_JOURNAL_CLIENT_H_
+#define CAPBROKER_SERVICES_JOURNAL_CLIENT_H_
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "sdk/base/unique_fd.h"
+#include "sdk/wire/channel.h"
+#include "services/journal/record_id.h"
+
+namespace capbroker::journal {
+
+class JournalClient {
+ public:
+  // Takes a connection to the journal service.
+  explicit JournalClient(UniqueFd connection) : channel_(std::move(connection)) {}
+
+  // Appends one record; OK once it is on disk.
+  absl::StatusOr<RecordId> Append(absl::string_view text);
+
+ private:
+  wire::Channel channel_;
+};
+
+}  // namespace capbroker::journal
+
+#endif  // CAPBROKER_SERVICES_JOURNAL_CLIENT_H_

@@ -1,0 +1,55 @@
+#include "services/journal/journal.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "sdk/base/status_macros.h"
+#include "sdk/base/syscall.h"
+#include "sdk/service/read_file.h"
+#include "services/journal/record.h"
+
+namespace capbroker::journal {
+
+absl::StatusOr<Journal> Journal::Open(UniqueFd log, Options options) {
+  struct stat st {};
+  if (fstat(log.get(), &st) != 0) return ErrnoStatus(errno, "fstat(log)");
+  CB_RETURN_IF_ERROR(RequireRegularFile(st, "log"));
+  const int flags = fcntl(log.get(), F_GETFL);
+  if (flags < 0) return ErrnoStatus(errno, "fcntl(log, F_GETFL)");
+  if ((flags & O_ACCMODE) != O_WRONLY || (flags & O_APPEND) == 0) {
+    return absl::FailedPreconditionError(
+        "log: not an append-only fd (write-only with O_APPEND); grant a file capability with "
+        "access = append");
+  }
+  const uint64_t run = static_cast<uint64_t>(absl::ToUnixNanos(options.now()));
+  return Journal(std::move(log), std::move(options), run);
+}
+
+absl::StatusOr<RecordId> Journal::Append(const Peer& peer, absl::string_view text) {
+  CB_RETURN_IF_ERROR(CheckRecordText(text));
+  const RecordId id{run_, seq_ + 1};
+  const std::string line = FormatRecord(id.run, id.seq, options_.now(), peer, text);
+  ssize_t n = RetryEintr([&] { return write(log_.get(), line.data(), line.size()); });
+  if (n < 0) return ErrnoStatus(errno, "write(log)");
+  // The number is spent even if the record failed, so that two lines never
+  // carry the same one.
+  seq_ = id.seq;
+  if (static_cast<size_t>(n) != line.size()) {
+    // The disk filled mid-record: end the partial line, so that the next
+    // record starts on a line of its own (best effort).
+    RetryEintr([&] { return write(log_.get(), "\n", 1); });
+    return absl::ResourceExhaustedError(
+        absl::StrCat("write(log): wrote ", n, " of ", line.size(), " bytes"));
+  }
+  if (options_.sync && RetryEintr([&] { return fdatasync(log_.get()); }) != 0) {
+    return ErrnoStatus(errno, "fdatasync(log)");
+  }
+  return id;
+}
+
+}  // namespace capbroker::journal

@@ -1,0 +1,24 @@
+#include "services/journal/journal_cli.h"
+
+#include "absl/strings/str_join.h"
+
+namespace capbroker::journal {
+
+int RunJournalCli(JournalClient& journal, const std::vector<std::string>& args,
+                  std::ostream& out, std::ostream& err) {
+  if (args.size() < 2 || args[0] != "append") {
+    err << "usage: journal_client append TEXT...\n"
+           "  (run as: capctl connect journal -- journal_client append ...)\n";
+    return kExitError;
+  }
+  const std::string text = absl::StrJoin(args.begin() + 1, args.end(), " ");
+  absl::StatusOr<RecordId> id = journal.Append(text);
+  if (!id.ok()) {
+    err << "journal_client: " << id.status().message() << "\n";
+    return kExitError;
+  }
+  out << "appended record " << id->seq << " (run " << id->run << ")\n";
+  return kExitOk;
+}
+
+}  // namespace capbroker::journal

@@ -1,0 +1,66 @@
+#include "services/kvstore/client.h"
+
+#include "capnp/message.h"
+#include "sdk/service/call_service.h"
+#include "sdk/service/data_view.h"
+#include "services/kvstore/kvstore.capnp.h"
+
+namespace capbroker::kvstore {
+namespace {
+
+absl::Status ExpectDone(schema::Reply::Reader reply) {
+  if (!reply.isDone()) return absl::InternalError("the kvstore did not answer done");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status KvstoreClient::Put(absl::string_view key, absl::string_view value) {
+  capnp::MallocMessageBuilder request;
+  auto put = request.initRoot<schema::Request>().initPut();
+  put.setKey(AsData(key));
+  put.setValue(AsData(value));
+  return CallService<schema::Reply>(channel_, request, {}, ExpectDone);
+}
+
+absl::StatusOr<std::string> KvstoreClient::Get(absl::string_view key) {
+  capnp::MallocMessageBuilder request;
+  request.initRoot<schema::Request>().setGet(AsData(key));
+  std::string value;
+  CB_RETURN_IF_ERROR(CallService<schema::Reply>(
+      channel_, request, {}, [&](schema::Reply::Reader reply) -> absl::Status {
+        if (!reply.isValue()) return absl::InternalError("the kvstore did not answer a value");
+        value = std::string(DataView(reply.getValue()));
+        return absl::OkStatus();
+      }));
+  return value;
+}
+
+absl::Status KvstoreClient::Delete(absl::string_view key) {
+  capnp::MallocMessageBuilder request;
+  request.initRoot<schema::Request>().setDelete(AsData(key));
+  return CallService<schema::Reply>(channel_, request, {}, ExpectDone);
+}
+
+absl::StatusOr<std::vector<std::string>> KvstoreClient::List() {
+  std::vector<std::string> keys;
+  for (bool more = true; more;) {
+    capnp::MallocMessageBuilder request;
+    auto list = request.initRoot<schema::Request>().initList();
+    if (!keys.empty()) list.setStartAfter(AsData(keys.back()));
+    CB_RETURN_IF_ERROR(CallService<schema::Reply>(
+        channel_, request, {}, [&](schema::Reply::Reader reply) -> absl::Status {
+          if (!reply.isKeys()) return absl::InternalError("the kvstore did not answer keys");
+          for (auto key : reply.getKeys().getKeys()) keys.emplace_back(DataView(key));
+          more = reply.getKeys().getMore();
+          // A reply that says "more" must make progress, or this loops.
+          if (more && reply.getKeys().getKeys().size() == 0) {
+            return absl::InternalError("the kvstore answered an empty page with more to come");
+          }
+          return absl::OkStatus();
+        }));
+  }
+  return keys;
+}
+
+}  // namespace capbroker::kvstore

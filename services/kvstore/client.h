@@ -1,0 +1,40 @@
+// KvstoreClient: the client library of the kvstore service.
+//
+//   KvstoreClient kv(std::move(connection));   // e.g. from capctl connect
+//   CB_RETURN_IF_ERROR(kv.Put("greeting", "hello"));
+//   absl::StatusOr<std::string> v = kv.Get("greeting");
+#ifndef CAPBROKER_SERVICES_KVSTORE_CLIENT_H_
+#define CAPBROKER_SERVICES_KVSTORE_CLIENT_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "sdk/base/unique_fd.h"
+#include "sdk/wire/channel.h"
+
+namespace capbroker::kvstore {
+
+class KvstoreClient {
+ public:
+  // Takes a connection to the kvstore service.
+  explicit KvstoreClient(UniqueFd connection) : channel_(std::move(connection)) {}
+
+  // OK once the value is on disk.
+  absl::Status Put(absl::string_view key, absl::string_view value);
+  // kNotFound when the key has no value.
+  absl::StatusOr<std::string> Get(absl::string_view key);
+  // kNotFound when the key has no value.
+  absl::Status Delete(absl::string_view key);
+  // Every key, in bytewise order (as many requests as it takes).
+  absl::StatusOr<std::vector<std::string>> List();
+
+ private:
+  wire::Channel channel_;
+};
+
+}  // namespace capbroker::kvstore
+
+#endif  // CAPBROKER_SERVICES_KVSTORE_CLIENT_H_

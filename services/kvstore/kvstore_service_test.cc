@@ -1,0 +1,137 @@
+// The kvstore's serving code in one process: KvstoreHandler on a
+// ConnectionLoop over socketpairs, driven by hostile datagrams, by the
+// client library and by the CLI.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <sstream>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sdk/base/status_matchers.h"
+#include "sdk/service/data_view.h"
+#include "sdk/service/loop_harness.h"
+#include "services/kvstore/client.h"
+#include "services/kvstore/kvstore.capnp.h"
+#include "services/kvstore/kvstore_cli.h"
+#include "services/kvstore/kvstore_handler.h"
+#include "tests/fixtures/fd_count.h"
+#include "tests/fixtures/raw_send.h"
+#include "tests/fixtures/temp_dir.h"
+
+namespace capbroker::kvstore {
+namespace {
+
+using ::capbroker::testing::CountOpenFds;
+using ::capbroker::testing::LoopHarness;
+using ::capbroker::testing::ServingThread;
+using ::capbroker::testing::TempDir;
+using ::testing::HasSubstr;
+
+Store OpenStore(const TempDir& dir) {
+  absl::StatusOr<Store> store =
+      Store::Open(UniqueFd(open(dir.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)));
+  EXPECT_OK(store.status());
+  return std::move(store).value();
+}
+
+// The error code of a reply, or kOk for any other reply.
+absl::StatusCode ReplyCode(const absl::StatusOr<wire::Incoming>& reply) {
+  if (!reply.ok()) return reply.status().code();
+  auto root = reply->reader->getRoot<schema::Reply>();
+  return root.isError() ? static_cast<absl::StatusCode>(root.getError().getCode())
+                        : absl::StatusCode::kOk;
+}
+
+class KvstoreServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK(harness_.Start());
+    ASSERT_OK_AND_ASSIGN(client_, harness_.Connect());
+    baseline_ = CountOpenFds();
+  }
+
+  absl::StatusOr<wire::Incoming> Put(absl::string_view key, absl::string_view value,
+                                     absl::Span<const int> fds = {}) {
+    capnp::MallocMessageBuilder request;
+    auto put = request.initRoot<schema::Request>().initPut();
+    put.setKey(AsData(key));
+    put.setValue(AsData(value));
+    return harness_.Call(*client_, request, fds);
+  }
+
+  TempDir dir_;
+  KvstoreHandler handler_{OpenStore(dir_)};
+  LoopHarness harness_{handler_};
+  std::optional<wire::Channel> client_;
+  int baseline_ = 0;
+};
+
+TEST_F(KvstoreServiceTest, BadRequestsGetErrorsAndServingGoesOn) {
+  EXPECT_EQ(ReplyCode(Put("k", std::string(40000, 'v'))), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(ReplyCode(Put(std::string(121, 'k'), "v")), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(ReplyCode(Put("", "v")), absl::StatusCode::kInvalidArgument);
+  {
+    int p[2];
+    ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+    UniqueFd r(p[0]), w(p[1]);
+    EXPECT_EQ(ReplyCode(Put("k", "v", {r.get(), w.get()})), absl::StatusCode::kInvalidArgument);
+  }
+  capnp::MallocMessageBuilder get;
+  get.initRoot<schema::Request>().setGet(AsData("missing"));
+  EXPECT_EQ(ReplyCode(harness_.Call(*client_, get)), absl::StatusCode::kNotFound);
+  EXPECT_EQ(ReplyCode(Put("k", "v")), absl::StatusCode::kOk);
+  EXPECT_EQ(CountOpenFds(), baseline_);
+}
+
+TEST_F(KvstoreServiceTest, GarbageAndOversizedDatagramsCloseTheConnection) {
+  const std::vector<uint8_t> too_big(70000, 0);
+  const uint8_t junk[8] = {0, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f};
+  for (absl::Span<const uint8_t> bytes : {absl::MakeConstSpan(too_big), absl::MakeConstSpan(junk)}) {
+    ASSERT_OK_AND_ASSIGN(wire::Channel bad, harness_.Connect());
+    ASSERT_EQ(::capbroker::testing::RawSend(bad.fd(), bytes), 0);
+    ASSERT_OK(harness_.loop().Turn(-1).status());
+    EXPECT_THAT(bad.Receive(), StatusIs(absl::StatusCode::kUnavailable));
+  }
+  EXPECT_EQ(ReplyCode(Put("k", "v")), absl::StatusCode::kOk);
+  EXPECT_EQ(CountOpenFds(), baseline_);
+}
+
+TEST_F(KvstoreServiceTest, TheClientLibraryAndTheCli) {
+  std::unique_ptr<ServingThread> serving;
+  ASSERT_OK_AND_ASSIGN(serving, ServingThread::Start(handler_));
+  ASSERT_OK_AND_ASSIGN(UniqueFd connection, serving->Connect());
+  KvstoreClient kv(std::move(connection));
+  // Enough keys for several list replies.
+  std::vector<std::string> expected;
+  for (int i = 0; i < 1000; ++i) {
+    std::string key = std::string(100, 'k') + std::to_string(1000 + i);
+    ASSERT_OK(kv.Put(key, "v"));
+    expected.push_back(key);
+  }
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> keys, kv.List());
+  EXPECT_EQ(keys, expected);
+  EXPECT_THAT(kv.Delete("nothing"), StatusIs(absl::StatusCode::kNotFound));
+
+  std::ostringstream out, err;
+  auto run = [&](std::vector<std::string> args) {
+    out.str("");
+    err.str("");
+    return RunKvstoreCli(kv, args, out, err);
+  };
+  EXPECT_EQ(run({"put", "greeting", "hello"}), kExitOk);
+  EXPECT_EQ(run({"get", "greeting"}), kExitOk);
+  EXPECT_EQ(out.str(), "hello\n");
+  EXPECT_EQ(run({"delete", "greeting"}), kExitOk);
+  EXPECT_EQ(run({"get", "greeting"}), kExitNotFound);
+  EXPECT_THAT(err.str(), HasSubstr("no such key"));
+  for (const std::string& key : expected) ASSERT_OK(kv.Delete(key));
+  EXPECT_EQ(run({"put", std::string("a\nb", 3), "v"}), kExitOk);
+  EXPECT_EQ(run({"list"}), kExitOk);
+  EXPECT_EQ(out.str(), "a\\x0ab\n");
+  EXPECT_EQ(run({"put", "k"}), kExitError);
+  EXPECT_THAT(err.str(), HasSubstr("usage"));
+}
+
+}  // namespace
+}  // namespace capbroker::kvstore

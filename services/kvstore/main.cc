@@ -1,0 +1,20 @@
+// kvstore: the hosted key-value store. Its one grant, "data", is the
+// directory the store lives in (a directory capability, readWrite).
+#include <memory>
+#include <utility>
+
+#include "sdk/base/status_macros.h"
+#include "sdk/service/serve.h"
+#include "services/kvstore/kvstore_handler.h"
+#include "services/kvstore/store.h"
+
+namespace kvstore = capbroker::kvstore;
+
+int main(int argc, char** argv) {
+  return capbroker::ServeWithGrant(
+      "kvstore", "data", argc, argv,
+      [](capbroker::UniqueFd dir) -> absl::StatusOr<std::unique_ptr<capbroker::RequestHandler>> {
+        CB_ASSIGN_OR_RETURN(kvstore::Store store, kvstore::Store::Open(std::move(dir)));
+        return std::make_unique<kvstore::KvstoreHandler>(std::move(store));
+      });
+}

@@ -1,0 +1,167 @@
+#include "services/kvstore/store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "sdk/base/status_macros.h"
+#include "sdk/base/syscall.h"
+#include "sdk/service/read_file.h"
+
+namespace capbroker::kvstore {
+namespace {
+
+// The names in directory `dir` (borrowed), through a new open of it, so
+// that the directory stream has an offset of its own.
+absl::StatusOr<std::vector<std::string>> ReadNames(int dir) {
+  CB_ASSIGN_OR_RETURN(UniqueFd self,
+                      TakeFd(openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC),
+                             "openat(data directory, \".\")"));
+  DIR* stream = fdopendir(self.get());
+  if (stream == nullptr) return ErrnoStatus(errno, "fdopendir(data directory)");
+  self.release();  // the stream owns it now
+  std::vector<std::string> names;
+  errno = 0;
+  while (dirent* entry = readdir(stream)) names.emplace_back(entry->d_name);
+  const int error = errno;
+  closedir(stream);
+  if (error != 0) return ErrnoStatus(error, "readdir(data directory)");
+  return names;
+}
+
+absl::Status WriteAll(int fd, absl::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = RetryEintr([&] { return write(fd, data.data(), data.size()); });
+    if (n < 0) return ErrnoStatus(errno, "write(temporary file)");
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Store> Store::Open(UniqueFd dir) {
+  struct stat st {};
+  if (fstat(dir.get(), &st) != 0) return ErrnoStatus(errno, "fstat(data directory)");
+  if (!S_ISDIR(st.st_mode)) {
+    return absl::FailedPreconditionError("data: not a directory (grant a directory capability)");
+  }
+  if (RetryEintr([&] { return flock(dir.get(), LOCK_EX | LOCK_NB); }) != 0) {
+    if (errno == EWOULDBLOCK) {
+      return absl::FailedPreconditionError("data: another kvstore holds this directory");
+    }
+    return ErrnoStatus(errno, "flock(data directory)");
+  }
+  CB_ASSIGN_OR_RETURN(std::vector<std::string> names, ReadNames(dir.get()));
+  size_t count = 0;
+  bool removed = false;
+  for (const std::string& name : names) {
+    if (KeyOfFileName(name).has_value()) {
+      ++count;
+    } else if (absl::StartsWith(name, kTempPrefix)) {
+      // A put that had not been acknowledged when the last run ended.
+      if (unlinkat(dir.get(), name.c_str(), 0) != 0 && errno != ENOENT) {
+        return ErrnoStatus(errno, absl::StrCat("unlinkat(data/", name, ")"));
+      }
+      removed = true;
+    }
+  }
+  Store store(std::move(dir), count);
+  if (removed) CB_RETURN_IF_ERROR(store.SyncDirectory());
+  return store;
+}
+
+std::string Store::TempName() {
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME, &now);
+  return absl::StrCat(kTempPrefix, getpid(), ".", now.tv_sec, now.tv_nsec, ".", ++temp_counter_);
+}
+
+absl::Status Store::SyncDirectory() {
+  if (RetryEintr([&] { return fsync(dir_.get()); }) != 0) {
+    return ErrnoStatus(errno, "fsync(data directory)");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Store::Put(absl::string_view key, absl::string_view value) {
+  CB_RETURN_IF_ERROR(CheckKey(key));
+  if (value.size() > kMaxValueBytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("value of ", value.size(), " bytes; at most ", kMaxValueBytes));
+  }
+  const std::string name = KeyFileName(key);
+  struct stat st {};
+  const bool exists = fstatat(dir_.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  if (!exists && count_ >= kMaxKeys) {
+    return absl::ResourceExhaustedError(absl::StrCat("the store holds ", kMaxKeys, " keys"));
+  }
+  const std::string temp = TempName();
+  CB_ASSIGN_OR_RETURN(
+      UniqueFd file,
+      TakeFd(openat(dir_.get(), temp.c_str(),
+                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600),
+             absl::StrCat("openat(data/", temp, ")")));
+  absl::Status status = WriteAll(file.get(), value);
+  if (status.ok() && RetryEintr([&] { return fsync(file.get()); }) != 0) {
+    status = ErrnoStatus(errno, "fsync(temporary file)");
+  }
+  file.reset();
+  if (status.ok() && renameat(dir_.get(), temp.c_str(), dir_.get(), name.c_str()) != 0) {
+    status = ErrnoStatus(errno, absl::StrCat("renameat(data/", temp, ", data/", name, ")"));
+  }
+  if (!status.ok()) {
+    unlinkat(dir_.get(), temp.c_str(), 0);  // best effort; Open removes it otherwise
+    return status;
+  }
+  if (!exists) ++count_;
+  // The new value is in place; until this fsync it might not survive a
+  // power failure, so the put is not acknowledged before it.
+  return SyncDirectory();
+}
+
+absl::StatusOr<std::string> Store::Get(absl::string_view key) {
+  CB_RETURN_IF_ERROR(CheckKey(key));
+  const std::string name = KeyFileName(key);
+  // O_NONBLOCK: whatever sits under a key's name, opening it must not
+  // wait (a FIFO put there by hand); ReadRegularFile refuses it after.
+  int fd = openat(dir_.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT) return absl::NotFoundError("no such key");
+  if (fd < 0 && errno == ELOOP) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("data/", name, ": a symbolic link, which the store never makes"));
+  }
+  CB_ASSIGN_OR_RETURN(UniqueFd file, TakeFd(fd, absl::StrCat("openat(data/", name, ")")));
+  return ReadRegularFile(file.get(), kMaxValueBytes, absl::StrCat("data/", name));
+}
+
+absl::Status Store::Delete(absl::string_view key) {
+  CB_RETURN_IF_ERROR(CheckKey(key));
+  const std::string name = KeyFileName(key);
+  if (unlinkat(dir_.get(), name.c_str(), 0) != 0) {
+    if (errno == ENOENT) return absl::NotFoundError("no such key");
+    return ErrnoStatus(errno, absl::StrCat("unlinkat(data/", name, ")"));
+  }
+  if (count_ > 0) --count_;
+  return SyncDirectory();
+}
+
+absl::StatusOr<std::vector<std::string>> Store::List() {
+  CB_ASSIGN_OR_RETURN(std::vector<std::string> names, ReadNames(dir_.get()));
+  std::vector<std::string> keys;
+  for (const std::string& name : names) {
+    if (std::optional<std::string> key = KeyOfFileName(name)) keys.push_back(std::move(*key));
+  }
+  std::sort(keys.begin(), keys.end());
+  return keys;
+}
+
+}  // namespace capbroker::kvstore

@@ -1,0 +1,78 @@
+// Store: a persistent key-value store in a directory, reached only through
+// the directory's fd (openat, renameat, unlinkat, fsync), as a sandboxed
+// service must.
+//
+// One file per key (key_name.h), holding the value's bytes. Durability:
+// Put writes the value to a new temporary file (O_CREAT | O_EXCL), fsyncs
+// it, renames it onto the key's file (atomic: a reader, or the store after
+// a crash, sees the old value or the new, never a mix), and fsyncs the
+// directory so that the rename itself is on disk; only then does it
+// return OK. Delete unlinks and fsyncs the directory. A crash at any point
+// loses nothing that was acknowledged: it can leave only a temporary file,
+// which Open removes.
+//
+// One Store per directory: Open takes an exclusive flock on the directory
+// fd, and a second Store (another service instance) is refused rather than
+// allowed to race the first. Not thread-safe.
+#ifndef CAPBROKER_SERVICES_KVSTORE_STORE_H_
+#define CAPBROKER_SERVICES_KVSTORE_STORE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "sdk/base/unique_fd.h"
+#include "services/kvstore/key_name.h"
+
+namespace capbroker::kvstore {
+
+// A value fits one request datagram (64 KiB) with room to spare.
+inline constexpr size_t kMaxValueBytes = 32 * 1024;
+inline constexpr size_t kMaxKeys = 100000;
+
+class Store {
+ public:
+  // Takes `dir`, a directory fd with write access beneath it (the "data"
+  // grant), locks it, removes stale temporary files, and counts the keys.
+  // kFailedPrecondition when `dir` is not a directory or another Store
+  // holds it.
+  static absl::StatusOr<Store> Open(UniqueFd dir);
+
+  Store(Store&&) = default;
+  Store& operator=(Store&&) = default;
+
+  // Sets `key` to `value`, durably (see above). kInvalidArgument /
+  // kResourceExhausted for a bad key, a value over kMaxValueBytes, or a new
+  // key beyond kMaxKeys.
+  absl::Status Put(absl::string_view key, absl::string_view value);
+
+  // kNotFound when `key` has no value.
+  absl::StatusOr<std::string> Get(absl::string_view key);
+
+  // kNotFound when `key` has no value.
+  absl::Status Delete(absl::string_view key);
+
+  // Every key, in bytewise order.
+  absl::StatusOr<std::vector<std::string>> List();
+
+  size_t size() const { return count_; }
+
+ private:
+  Store(UniqueFd dir, size_t count) : dir_(std::move(dir)), count_(count) {}
+
+  // A new temporary file's name, unique within this process's life.
+  std::string TempName();
+  absl::Status SyncDirectory();
+
+  UniqueFd dir_;
+  size_t count_ = 0;
+  uint64_t temp_counter_ = 0;
+};
+
+}  // namespace capbroker::kvstore
+
+#endif  // CAPBROKER_SERVICES_KVSTORE_STORE_H_

@@ -1,0 +1,150 @@
+#include "services/kvstore/store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sdk/base/status_matchers.h"
+#include "tests/fixtures/fd_count.h"
+#include "tests/fixtures/temp_dir.h"
+
+namespace capbroker::kvstore {
+namespace {
+
+using ::capbroker::testing::TempDir;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+class StoreTest : public ::testing::Test {
+ protected:
+  absl::StatusOr<Store> OpenStore() {
+    return Store::Open(UniqueFd(open(dir_.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)));
+  }
+  bool Exists(const std::string& name) { return access(dir_.Join(name).c_str(), F_OK) == 0; }
+  std::vector<std::string> Entries() {
+    std::vector<std::string> names;
+    DIR* d = opendir(dir_.path().c_str());
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] != '.') names.emplace_back(e->d_name);
+    }
+    closedir(d);
+    return names;
+  }
+
+  TempDir dir_;
+};
+
+TEST_F(StoreTest, PutGetDeleteList) {
+  ASSERT_OK_AND_ASSIGN(Store store, OpenStore());
+  EXPECT_THAT(store.Get("a"), StatusIs(absl::StatusCode::kNotFound));
+  ASSERT_OK(store.Put("b", "2"));
+  ASSERT_OK(store.Put("a", "1"));
+  ASSERT_OK(store.Put(std::string("\0bin", 4), ""));
+  ASSERT_OK_AND_ASSIGN(std::string a, store.Get("a"));
+  EXPECT_EQ(a, "1");
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> keys, store.List());
+  EXPECT_THAT(keys, ElementsAre(std::string("\0bin", 4), "a", "b"));
+  EXPECT_EQ(store.size(), 3u);
+  ASSERT_OK(store.Delete("a"));
+  EXPECT_THAT(store.Delete("a"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store.Get("a"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(store.size(), 2u);
+}
+
+TEST_F(StoreTest, SurvivesReopening) {
+  {
+    ASSERT_OK_AND_ASSIGN(Store store, OpenStore());
+    ASSERT_OK(store.Put("k", "v1"));
+    ASSERT_OK(store.Put("k", "v2"));
+    ASSERT_OK(store.Put("gone", "x"));
+    ASSERT_OK(store.Delete("gone"));
+  }
+  ASSERT_OK_AND_ASSIGN(Store store, OpenStore());
+  EXPECT_EQ(store.size(), 1u);
+  ASSERT_OK_AND_ASSIGN(std::string v, store.Get("k"));
+  EXPECT_EQ(v, "v2");
+}
+
+TEST_F(StoreTest, ACrashMidPutLeavesTheOldValueAndNoTrace) {
+  {
+    ASSERT_OK_AND_ASSIGN(Store store, OpenStore());
+    ASSERT_OK(store.Put("k", "acknowledged"));
+  }
+  // What a crash can leave: a half-written temporary file, and a complete
+  // one whose rename never happened.
+  dir_.WriteFile("t.123.half", "new val", 0600);
+  dir_.WriteFile("t.456.full", "new value", 0600);
+  ASSERT_OK_AND_ASSIGN(Store store, OpenStore());
+  ASSERT_OK_AND_ASSIGN(std::string v, store.Get("k"));
+  EXPECT_EQ(v, "acknowledged");
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> keys, store.List());
+  EXPECT_THAT(keys, ElementsAre("k"));
+  EXPECT_THAT(Entries(), ElementsAre("k.6b"));
+}
+
+TEST_F(StoreTest, OverwriteReplacesTheFileAtomicallyAndLeavesNoTemporary) {
+  ASSERT_OK_AND_ASSIGN(Store store, OpenStore());
+  ASSERT_OK(store.Put("k", "old"));
+  // A reader holding the old file keeps reading the old value whole: the
+  // new one arrives as a new inode by rename, never by rewriting in place.
+  UniqueFd reader(open(dir_.Join("k.6b").c_str(), O_RDONLY | O_CLOEXEC));
+  struct stat before {};
+  ASSERT_EQ(fstat(reader.get(), &before), 0);
+  ASSERT_OK(store.Put("k", "new and longer"));
+  char buf[16] = {};
+  EXPECT_EQ(pread(reader.get(), buf, sizeof(buf), 0), 3);
+  EXPECT_EQ(std::string(buf, 3), "old");
+  struct stat after {};
+  ASSERT_EQ(stat(dir_.Join("k.6b").c_str(), &after), 0);
+  EXPECT_NE(before.st_ino, after.st_ino);
+  ASSERT_OK_AND_ASSIGN(std::string v, store.Get("k"));
+  EXPECT_EQ(v, "new and longer");
+  EXPECT_THAT(Entries(), ElementsAre("k.6b"));  // no temporary left
+}
+
+TEST_F(StoreTest, KeysCannotEscapeTheDirectory) {
+  ASSERT_OK_AND_ASSIGN(Store store, OpenStore());
+  ASSERT_OK(store.Put("../escape", "x"));
+  ASSERT_OK(store.Put("/etc/passwd", "x"));
+  EXPECT_FALSE(Exists("../escape"));
+  EXPECT_TRUE(Exists("k.2e2e2f657363617065"));
+}
+
+TEST_F(StoreTest, LimitsAndStrangeFilesAreRefused) {
+  ASSERT_OK_AND_ASSIGN(Store store, OpenStore());
+  EXPECT_THAT(store.Put("k", std::string(kMaxValueBytes + 1, 'v')),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("value of 32769 bytes")));
+  EXPECT_OK(store.Put("k", std::string(kMaxValueBytes, 'v')));
+  EXPECT_THAT(store.Put("", "v"), StatusIs(absl::StatusCode::kInvalidArgument));
+  // Whatever someone else put under a key's name is not followed or waited on.
+  ASSERT_EQ(symlink("/etc/passwd", dir_.Join("k.73").c_str()), 0);
+  EXPECT_THAT(store.Get("s"), StatusIs(absl::StatusCode::kFailedPrecondition));
+  ASSERT_EQ(mkfifo(dir_.Join("k.66").c_str(), 0600), 0);
+  EXPECT_THAT(store.Get("f"), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("FIFO")));
+  dir_.WriteFile("k.62", std::string(kMaxValueBytes + 1, 'b'));
+  EXPECT_THAT(store.Get("b"), StatusIs(absl::StatusCode::kResourceExhausted));
+}
+
+TEST_F(StoreTest, OneStorePerDirectory) {
+  ASSERT_OK_AND_ASSIGN(Store store, OpenStore());
+  EXPECT_THAT(OpenStore(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                    HasSubstr("another kvstore holds")));
+}
+
+TEST_F(StoreTest, RefusesAFileForADirectory) {
+  EXPECT_THAT(Store::Open(UniqueFd(open(dir_.WriteFile("f", "").c_str(), O_RDONLY | O_CLOEXEC))),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not a directory")));
+}
+
+TEST_F(StoreTest, EmptyStoreListsNothing) {
+  ASSERT_OK_AND_ASSIGN(Store store, OpenStore());
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> keys, store.List());
+  EXPECT_THAT(keys, IsEmpty());
+}
+
+}  // namespace
+}  // namespace capbroker::kvstore

@@ -1,0 +1,23 @@
+// scanner: the hosted scanner service. Its one grant, "signatures", is the
+// signature database (a file capability, read access); see signatures.txt.
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "sdk/base/status_macros.h"
+#include "sdk/service/serve.h"
+#include "services/scanner/scanner.h"
+#include "services/scanner/scanner_handler.h"
+#include "services/scanner/signature_db.h"
+
+namespace scanner = capbroker::scanner;
+
+int main(int argc, char** argv) {
+  return capbroker::ServeWithGrant(
+      "scanner", "signatures", argc, argv,
+      [](capbroker::UniqueFd db) -> absl::StatusOr<std::unique_ptr<capbroker::RequestHandler>> {
+        CB_ASSIGN_OR_RETURN(std::vector<scanner::Signature> signatures,
+                            scanner::LoadSignatures(db.get()));
+        return std::make_unique<scanner::ScannerHandler>(scanner::Scanner(std::move(signatures)));
+      });
+}

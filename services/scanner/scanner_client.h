@@ -1,0 +1,42 @@
+// ScannerClient: the client library of the scanner service.
+//
+//   ScannerClient scanner(std::move(connection));  // e.g. from capctl connect
+//   absl::StatusOr<Verdict> v = scanner.Scan(file.get());
+//   if (v.ok() && v->signature) ... infected with *v->signature ...
+#ifndef CAPBROKER_SERVICES_SCANNER_SCANNER_CLIENT_H_
+#define CAPBROKER_SERVICES_SCANNER_SCANNER_CLIENT_H_
+
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+#include "sdk/base/unique_fd.h"
+#include "sdk/wire/channel.h"
+#include "services/scanner/verdict.h"
+
+namespace capbroker::scanner {
+
+struct ScannerInfo {
+  uint32_t signatures = 0;
+  uint64_t max_file_bytes = 0;
+};
+
+class ScannerClient {
+ public:
+  // Takes a connection to the scanner service.
+  explicit ScannerClient(UniqueFd connection) : channel_(std::move(connection)) {}
+
+  // Scans the file open at `fd` (borrowed: the service receives a copy).
+  // The service's refusals keep their codes: kFailedPrecondition for an fd
+  // that is not a readable regular file, kResourceExhausted for a file too
+  // large; kUnavailable when the connection is gone.
+  absl::StatusOr<Verdict> Scan(int fd);
+
+  absl::StatusOr<ScannerInfo> Info();
+
+ private:
+  wire::Channel channel_;
+};
+
+}  // namespace capbroker::scanner
+
+#endif  // CAPBROKER_SERVICES_SCANNER_SCANNER_CLIENT_H_

@@ -1,0 +1,27 @@
+// ScannerHandler: the scanner protocol (scanner.capnp) on a ConnectionLoop.
+#ifndef CAPBROKER_SERVICES_SCANNER_SCANNER_HANDLER_H_
+#define CAPBROKER_SERVICES_SCANNER_SCANNER_HANDLER_H_
+
+#include <utility>
+
+#include "sdk/service/connection_loop.h"
+#include "services/scanner/scanner.h"
+
+namespace capbroker::scanner {
+
+class ScannerHandler : public RequestHandler {
+ public:
+  explicit ScannerHandler(Scanner scanner) : scanner_(std::move(scanner)) {}
+
+  // `scan` takes exactly one fd, `info` none; any other count, a file the
+  // scanner refuses, or a request kind this version does not know gets an
+  // error reply.
+  absl::Status Handle(Exchange& exchange) override;
+
+ private:
+  Scanner scanner_;
+};
+
+}  // namespace capbroker::scanner
+
+#endif  // CAPBROKER_SERVICES_SCANNER_SCANNER_HANDLER_H_

@@ -1,0 +1,64 @@
+#include "services/scanner/signature_db.h"
+
+#include <fcntl.h>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sdk/base/status_matchers.h"
+#include "sdk/base/unique_fd.h"
+
+namespace capbroker::scanner {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(SignatureDbTest, LoadsTheShippedDatabase) {
+  UniqueFd fd(open("services/scanner/signatures.txt", O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(fd.valid());
+  ASSERT_OK_AND_ASSIGN(std::vector<Signature> signatures, LoadSignatures(fd.get()));
+  ASSERT_EQ(signatures.size(), 1u);
+  EXPECT_EQ(signatures[0].name, "Eicar-Test-Signature");
+  EXPECT_EQ(signatures[0].bytes.size(), 68u);
+  EXPECT_EQ(signatures[0].bytes.substr(0, 4), "X5O!");
+}
+
+TEST(SignatureDbTest, SkipsCommentsBlanksAndSurroundingSpace) {
+  ASSERT_OK_AND_ASSIGN(std::vector<Signature> signatures,
+                       ParseSignatures("# c\n\n  \t\n  a.b_c-1:DEADbeef  \r\n# x:zz\nb:00000000"));
+  ASSERT_EQ(signatures.size(), 2u);
+  EXPECT_EQ(signatures[0].name, "a.b_c-1");
+  EXPECT_EQ(signatures[0].bytes, std::string("\xde\xad\xbe\xef"));
+  EXPECT_EQ(signatures[1].bytes, std::string(4, '\0'));
+}
+
+TEST(SignatureDbTest, ErrorsNameLineAndColumn) {
+  auto error = [](absl::string_view text) { return ParseSignatures(text).status(); };
+  EXPECT_THAT(error("a:00000000\n  b c:00000000"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("2:4: ' ' is not allowed")));
+  EXPECT_THAT(error("abc"), StatusIs(absl::StatusCode::kInvalidArgument,
+                                     HasSubstr("1:4: expected ':'")));
+  EXPECT_THAT(error(":00000000"), StatusIs(absl::StatusCode::kInvalidArgument,
+                                           HasSubstr("1:1: empty signature name")));
+  EXPECT_THAT(error("a:0000x000"), StatusIs(absl::StatusCode::kInvalidArgument,
+                                            HasSubstr("1:7: 'x' is not a hex digit")));
+  EXPECT_THAT(error("a:000000000"), StatusIs(absl::StatusCode::kInvalidArgument,
+                                             HasSubstr("1:11: odd number")));
+  EXPECT_THAT(error("a:000000"), StatusIs(absl::StatusCode::kInvalidArgument,
+                                          HasSubstr("1:3: a signature has 4 to 1024 bytes")));
+  EXPECT_THAT(error("a:00000000\na:11111111"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("2:1: signature 'a' is "
+                                                                     "defined twice")));
+  EXPECT_THAT(error(std::string(65, 'n') + ":00000000"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("longer than 64")));
+  EXPECT_THAT(error("a:" + std::string(2050, '0')),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("this one has 1025")));
+}
+
+TEST(SignatureDbTest, RefusesANonRegularDatabase) {
+  UniqueFd dir(open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  EXPECT_THAT(LoadSignatures(dir.get()),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("a directory")));
+}
+
+}  // namespace
+}  // namespace capbroker::scanner

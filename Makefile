@@ -17,8 +17,8 @@ build: deps
 	$(BAZEL) build //...
 
 demo: deps
-	$(BAZEL) build //broker:capbrokerd //sdk/capctl:capctl
-	tests/demo/demo.sh bazel-bin/broker/capbrokerd bazel-bin/sdk/capctl/capctl
+	$(BAZEL) build //broker:capbrokerd //sdk/capctl:capctl //services/...
+	tests/demo/demo.sh bazel-bin
 
 test: deps
 	tests/tools/run_tests.sh

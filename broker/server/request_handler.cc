@@ -459,10 +459,9 @@ void RequestHandler::Services(schema::Reply::Builder reply) {
 }
 
 absl::StatusOr<RequestHandler::StartGrant> RequestHandler::GrantAtStart(
-    const ServiceSpec& service, const CapabilitySpec& capability) {
+    const Identity& service, const CapabilitySpec& capability) {
   Session session;
-  session.identity.service = service.name;
-  session.identity.exe = service.command.empty() ? "" : service.command[0];
+  session.identity = service;
   absl::StatusOr<UniqueFd> fd = absl::InternalError("not made");
   if (capability.kind == Kind::kMemory && capability.shared) {
     auto it = shared_memory_.find(capability.name);
@@ -481,7 +480,7 @@ absl::StatusOr<RequestHandler::StartGrant> RequestHandler::GrantAtStart(
   // status.
   capnp::MallocMessageBuilder scratch(64);
   uint64_t line = Finish(session, "start", capability.name, capability.access, "", status,
-                         service.name, scratch.initRoot<schema::Reply>());
+                         service.service, scratch.initRoot<schema::Reply>());
   if (!status.ok()) return status;
   return StartGrant{std::move(fd).value(), line};
 }

@@ -91,7 +91,8 @@ class RequestHandler {
     UniqueFd fd;
     uint64_t audit_line = 0;
   };
-  absl::StatusOr<StartGrant> GrantAtStart(const ServiceSpec& service,
+  // `service` is the service's identity (Identity::service set).
+  absl::StatusOr<StartGrant> GrantAtStart(const Identity& service,
                                           const CapabilitySpec& capability);
 
   // Answers `request` from `session` into `reply` (an initialized root).

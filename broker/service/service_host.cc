@@ -38,6 +38,19 @@ constexpr uint32_t kNobody = 65534;
 constexpr size_t kOutputChunk = 16 * 1024;
 constexpr int kOutputChunksPerWakeup = 4;
 
+// Who the service is, as the broker knows it: by construction. `pid` is 0
+// before it runs.
+Identity ServiceIdentity(const ServiceSpec& spec, pid_t pid) {
+  bool root = geteuid() == 0;
+  Identity identity;
+  identity.uid = spec.user.value_or(root ? kNobody : geteuid());
+  identity.gid = spec.group.value_or(root ? kNobody : getegid());
+  identity.pid = pid;
+  identity.exe = spec.command[0];
+  identity.service = spec.name;
+  return identity;
+}
+
 std::string DescribeExit(const siginfo_t& info) {
   if (info.si_code == CLD_EXITED) return absl::StrCat("exit status ", info.si_status);
   const char* name = sigabbrev_np(info.si_status);
@@ -170,9 +183,9 @@ absl::StatusOr<sandbox::LaunchedProcess> ServiceHost::Launch(Service& service,
   sandbox.name = spec.name;
   sandbox.argv = spec.command;
   sandbox.env = spec.environment;
-  bool root = geteuid() == 0;
-  sandbox.uid = spec.user.value_or(root ? kNobody : geteuid());
-  sandbox.gid = spec.group.value_or(root ? kNobody : getegid());
+  Identity identity = ServiceIdentity(spec, 0);
+  sandbox.uid = identity.uid;
+  sandbox.gid = identity.gid;
   sandbox.protections = spec.protections;
   sandbox.limits = spec.limits;
   sandbox.limits.cgroup_parent = options_.cgroup_parent;
@@ -183,7 +196,7 @@ absl::StatusOr<sandbox::LaunchedProcess> ServiceHost::Launch(Service& service,
   for (size_t index : spec.grants) {
     const CapabilitySpec& capability = handler_.policy().capabilities()[index];
     absl::StatusOr<server::RequestHandler::StartGrant> grant =
-        handler_.GrantAtStart(spec, capability);
+        handler_.GrantAtStart(identity, capability);
     if (!grant.ok()) return grant.status();
     sandbox::PassedFd passed;
     passed.name = capability.name;
@@ -230,13 +243,8 @@ absl::Status ServiceHost::Start(Service& service) {
   service.started = absl::Now();
   service.state = ServiceState::STARTING;
 
-  Identity identity;
-  identity.uid = geteuid() == 0 ? service.spec.user.value_or(kNobody) : geteuid();
-  identity.gid = geteuid() == 0 ? service.spec.group.value_or(kNobody) : getegid();
-  identity.pid = service.pid;
-  identity.exe = service.spec.command[0];
-  identity.service = service.spec.name;
-  absl::StatusOr<uint64_t> id = loop_.AddServiceConnection(std::move(broker_end), identity);
+  absl::StatusOr<uint64_t> id = loop_.AddServiceConnection(
+      std::move(broker_end), ServiceIdentity(service.spec, service.pid));
   Service* raw = &service;
   absl::Status watched = id.status();
   if (watched.ok()) {

@@ -2,19 +2,19 @@
 # The capbroker demo: starts capbrokerd on a private socket with a small
 # policy and drives it with capctl, printing each command before its output.
 #
-#   tests/demo/demo.sh PATH/TO/capbrokerd PATH/TO/capctl
+#   tests/demo/demo.sh BAZEL_BIN    (the bazel-bin directory of a build)
 #
 # Everything lives in a fresh `mktemp -d` directory, removed on exit along
 # with the broker. No sleeps: the script waits on the broker's ready line.
 set -euo pipefail
 
-if [[ $# -ne 2 ]]; then
-  echo "usage: $0 CAPBROKERD CAPCTL" >&2
+if [[ $# -ne 1 ]]; then
+  echo "usage: $0 BAZEL_BIN" >&2
   exit 2
 fi
-capbrokerd=$(readlink -f "$1")
-capctl_bin=$(readlink -f "$2")
+bin=$(readlink -f "$1")
 here=$(dirname "$(readlink -f "$0")")
+sources=$(readlink -f "$here/../..")
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/capbroker-demo.XXXXXX")
 broker_pid=""
@@ -28,12 +28,20 @@ cleanup() {
 trap cleanup EXIT
 
 # Installed copies, so that the executable the broker identifies (and the
-# audit log records) is a short path rather than one in Bazel's cache.
+# audit log records) is a short path rather than one in Bazel's cache, and
+# so that the services' user (nobody) can run them: the directory is 0755,
+# its private files 0600.
+chmod 755 "$dir"
 mkdir -p "$dir/bin"
-cp "$capbrokerd" "$dir/bin/capbrokerd"
-cp "$capctl_bin" "$dir/bin/capctl"
+for program in broker/capbrokerd sdk/capctl/capctl services/scanner/scanner \
+    services/scanner/scanner_client services/kvstore/kvstore \
+    services/kvstore/kvstore_client services/journal/journal \
+    services/journal/journal_client; do
+  install -m 0755 "$bin/$program" "$dir/bin/"
+done
 capbrokerd="$dir/bin/capbrokerd"
 capctl_bin="$dir/bin/capctl"
+PATH="$dir/bin:$PATH"
 
 socket="$dir/broker.sock"
 audit="$dir/audit.log"
@@ -61,8 +69,15 @@ expect_failure() {
   echo "(exit code $rc)"
 }
 
+umask 077
 echo "Welcome to capbroker." > "$dir/motd"
 echo "top secret" > "$dir/secret"
+install -m 0644 "$sources/services/scanner/signatures.txt" "$dir/signatures.txt"
+# The EICAR anti-virus test file, which the scanner must flag.
+printf '%s' 'X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*' > "$dir/eicar.com"
+# The kvstore writes its data as the services' user.
+mkdir "$dir/kv"
+chown 65534:65534 "$dir/kv"
 mkdir "$dir/spool"
 echo "job 1: print the report" > "$dir/spool/job"
 sed -e "s|@UID@|$(id -u)|g" -e "s|@DIR@|$dir|g" \
@@ -100,6 +115,20 @@ run capctl open spool job
 expect_failure capctl open spool ../secret
 expect_failure capctl request secret
 run capctl status
+
+echo
+echo "== hosted services"
+run capctl services
+# scanner_client exits 1 when a file is infected.
+expect_failure capctl connect scanner -- scanner_client "$dir/motd" "$dir/eicar.com"
+run capctl connect kvstore -- kvstore_client put greeting "hello from the demo"
+run capctl connect kvstore -- kvstore_client get greeting
+run capctl connect journal -- journal_client append "the demo ran"
+run cat "$dir/journal.log"
+echo "# the same connect, as another user: the policy does not list 'others'"
+expect_failure setpriv --reuid=65534 --regid=65534 --clear-groups \
+  "$capctl_bin" --socket "$socket" connect journal -- journal_client append "intruder"
+run capctl services
 
 echo
 echo "== audit log ($audit):"

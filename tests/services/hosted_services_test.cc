@@ -1,0 +1,168 @@
+// The three shipped services, hosted by a real capbrokerd in their
+// sandboxes and used through their client libraries: scanner verdicts,
+// kvstore persistence across a crash of the service and a restart of the
+// broker, and a journal that can only append.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sdk/base/status_matchers.h"
+#include "sdk/client/client.h"
+#include "services/journal/client.h"
+#include "services/kvstore/client.h"
+#include "services/scanner/eicar.h"
+#include "services/scanner/scanner_client.h"
+#include "tests/fixtures/broker_process.h"
+#include "tests/fixtures/service_binary.h"
+
+namespace capbroker {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kPolicy[] = R"(( capabilities = [
+    ( name = "signatures", file = ( path = "$PUB/signatures.txt", access = read ) ),
+    ( name = "kv-data", directory = ( path = "$PUB/kv", access = readWrite ) ),
+    ( name = "journal-log", file = ( path = "$PUB/journal.log", access = append,
+                                     create = true ) ) ],
+  principals = [ ( name = "me", match = ( uid = $UID ) ) ],
+  services = [
+    ( name = "scanner", command = [ "$SCANNER" ], grants = [ "signatures" ],
+      connect = [ "me" ] ),
+    ( name = "kvstore", command = [ "$KVSTORE", "--grant=kv-data" ],
+      grants = [ "kv-data" ], connect = [ "me" ], restartDelayMs = 10 ),
+    ( name = "journal", command = [ "$JOURNAL", "--grant=journal-log" ],
+      grants = [ "journal-log" ], connect = [ "me" ] ) ] ))";
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+class HostedServicesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (const testing::ServiceBinary* b : {&scanner_, &kvstore_, &journal_}) {
+      ASSERT_FALSE(b->path().empty());
+    }
+    // The services' files live beside the scanner's copy.
+    pub_ = scanner_.dir();
+    std::ofstream(pub_ + "/signatures.txt") << scanner::testing::EicarSignatureLine() << "\n";
+    ASSERT_EQ(mkdir((pub_ + "/kv").c_str(), 0700), 0);
+    ASSERT_EQ(chown((pub_ + "/kv").c_str(), 65534, 65534), 0);
+    StartBroker();
+  }
+
+  void StartBroker() {
+    client_.reset();
+    broker_.reset();
+    absl::StatusOr<std::unique_ptr<testing::BrokerProcess>> broker =
+        testing::BrokerProcess::Start(absl::StrReplaceAll(
+            kPolicy, {{"$PUB", pub_}, {"$SCANNER", scanner_.path()},
+                      {"$KVSTORE", kvstore_.path()}, {"$JOURNAL", journal_.path()}}));
+    ASSERT_OK(broker.status());
+    broker_ = std::move(*broker);
+    absl::StatusOr<Client> client = Client::Connect(broker_->socket_path());
+    ASSERT_OK(client.status());
+    client_ = std::make_unique<Client>(std::move(*client));
+  }
+
+  // A new connection to `service`.
+  UniqueFd Connect(absl::string_view service) {
+    absl::StatusOr<Capability> connection = client_->ConnectService(service);
+    EXPECT_OK(connection.status());
+    return connection.ok() ? std::move(connection->fd) : UniqueFd();
+  }
+
+  testing::ServiceBinary scanner_{"services/scanner/scanner"};
+  testing::ServiceBinary kvstore_{"services/kvstore/kvstore"};
+  testing::ServiceBinary journal_{"services/journal/journal"};
+  std::string pub_;
+  std::unique_ptr<testing::BrokerProcess> broker_;
+  std::unique_ptr<Client> client_;
+};
+
+TEST_F(HostedServicesTest, ScannerGivesVerdictsOnFilesItIsHanded) {
+  testing::TempDir files;
+  std::ofstream(files.Join("clean.txt")) << "nothing to see here\n";
+  std::ofstream(files.Join("eicar.com")) << "prefix " << scanner::testing::Eicar() << " suffix";
+  scanner::ScannerClient scanner(Connect("scanner"));
+  UniqueFd clean(open(files.Join("clean.txt").c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd infected(open(files.Join("eicar.com").c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_OK_AND_ASSIGN(scanner::Verdict clean_verdict, scanner.Scan(clean.get()));
+  EXPECT_FALSE(clean_verdict.signature.has_value());
+  ASSERT_OK_AND_ASSIGN(scanner::Verdict verdict, scanner.Scan(infected.get()));
+  EXPECT_EQ(verdict.signature, "Eicar-Test-Signature");
+  // A directory is refused with a reason, and the scanner keeps serving.
+  UniqueFd dir(open(files.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  EXPECT_THAT(scanner.Scan(dir.get()).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("regular file")));
+  ASSERT_OK_AND_ASSIGN(scanner::Verdict again, scanner.Scan(infected.get()));
+  EXPECT_TRUE(again.signature.has_value());
+}
+
+TEST_F(HostedServicesTest, KvstoreKeepsWhatItAcknowledgedAcrossCrashAndBrokerRestart) {
+  {
+    kvstore::KvstoreClient kv(Connect("kvstore"));
+    ASSERT_OK(kv.Put("greeting", "hello"));
+    ASSERT_OK(kv.Put("other", "value"));
+    ASSERT_OK(kv.Delete("other"));
+  }
+  // Kill the service: the broker restarts it, and the next connect waits.
+  absl::StatusOr<std::vector<ServiceInfo>> services = client_->Services();
+  ASSERT_OK(services.status());
+  pid_t pid = 0;
+  for (const ServiceInfo& s : *services) {
+    if (s.name == "kvstore") pid = s.pid;
+  }
+  ASSERT_GT(pid, 0);
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  ASSERT_GE(pidfd, 0);
+  ASSERT_EQ(syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0), 0);
+  pollfd p{pidfd, POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 10000), 1);
+  close(pidfd);
+  {
+    kvstore::KvstoreClient kv(Connect("kvstore"));
+    ASSERT_OK_AND_ASSIGN(std::string value, kv.Get("greeting"));
+    EXPECT_EQ(value, "hello");
+    EXPECT_THAT(kv.Get("other").status(), StatusIs(absl::StatusCode::kNotFound));
+  }
+  StartBroker();
+  kvstore::KvstoreClient kv(Connect("kvstore"));
+  ASSERT_OK_AND_ASSIGN(std::string value, kv.Get("greeting"));
+  EXPECT_EQ(value, "hello");
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> keys, kv.List());
+  EXPECT_THAT(keys, ::testing::ElementsAre("greeting"));
+}
+
+TEST_F(HostedServicesTest, JournalAppendsRecordsWithTheBrokersIdentity) {
+  std::ofstream(pub_ + "/journal.log") << "earlier line\n";
+  journal::JournalClient journal(Connect("journal"));
+  ASSERT_OK_AND_ASSIGN(journal::RecordId first, journal.Append("first"));
+  ASSERT_OK_AND_ASSIGN(journal::RecordId second, journal.Append("second"));
+  EXPECT_EQ(second.seq, first.seq + 1);
+  std::string log = ReadFile(pub_ + "/journal.log");
+  // What was there stays; records follow, naming the principal the broker
+  // established.
+  EXPECT_EQ(log.rfind("earlier line\n", 0), 0u) << log;
+  EXPECT_THAT(log, HasSubstr(absl::StrCat("\"principal\":\"me\",\"uid\":", getuid())));
+  EXPECT_LT(log.find("\"text\":\"first\""), log.find("\"text\":\"second\""));
+}
+
+}  // namespace
+}  // namespace capbroker

@@ -78,32 +78,34 @@ absl::Status Client::Call(Fill fill, Read read) {
   CB_RETURN_IF_ERROR(channel_.Send(message));
   absl::Status result;
   for (bool answered = false; !answered;) {
-    absl::StatusOr<wire::Incoming> incoming = channel_.Receive();
-    if (!incoming.ok()) {
-      if (incoming.status().code() == absl::StatusCode::kUnavailable) {
-        return absl::UnavailableError(absl::StrCat(
-            "the broker closed the connection: ", incoming.status().message()));
-      }
-      return incoming.status();
-    }
+    CB_ASSIGN_OR_RETURN(wire::Incoming incoming, Receive());
     CB_RETURN_IF_ERROR(CatchKj("malformed broker reply", [&]() -> absl::Status {
-    auto reply = incoming->reader->getRoot<schema::Reply>();
-    if (reply.getId() == 0) return QueueEvent(reply, incoming->fds);  // not ours
-    answered = true;
-    if (reply.getId() != id) {
-      return absl::InternalError(absl::StrCat(
-          "broker replied to request ", reply.getId(), ", expected ", id));
-    }
-    if (reply.isError()) {
-      auto error = reply.getError();
-      result = absl::Status(wire::FromErrorCode(error.getCode()), Str(error.getMessage()));
+      auto reply = incoming.reader->getRoot<schema::Reply>();
+      if (reply.getId() == 0) return QueueEvent(reply, incoming.fds);  // not ours
+      answered = true;
+      if (reply.getId() != id) {
+        return absl::InternalError(absl::StrCat(
+            "broker replied to request ", reply.getId(), ", expected ", id));
+      }
+      if (reply.isError()) {
+        auto error = reply.getError();
+        result = absl::Status(wire::FromErrorCode(error.getCode()), Str(error.getMessage()));
+        return absl::OkStatus();
+      }
+      result = read(reply, incoming.fds);
       return absl::OkStatus();
-    }
-    result = read(reply, incoming->fds);
-    return absl::OkStatus();
     }));
   }
   return result;
+}
+
+absl::StatusOr<wire::Incoming> Client::Receive() {
+  absl::StatusOr<wire::Incoming> incoming = channel_.Receive();
+  if (!incoming.ok() && incoming.status().code() == absl::StatusCode::kUnavailable) {
+    return absl::UnavailableError(
+        absl::StrCat("the broker closed the connection: ", incoming.status().message()));
+  }
+  return incoming;
 }
 
 absl::Status Client::QueueEvent(schema::Reply::Reader reply, std::vector<UniqueFd>& fds) {
@@ -127,21 +129,14 @@ absl::Status Client::QueueEvent(schema::Reply::Reader reply, std::vector<UniqueF
 
 absl::StatusOr<IncomingConnection> Client::NextIncoming() {
   while (events_.empty()) {
-    absl::StatusOr<wire::Incoming> incoming = channel_.Receive();
-    if (!incoming.ok()) {
-      if (incoming.status().code() == absl::StatusCode::kUnavailable) {
-        return absl::UnavailableError(absl::StrCat(
-            "the broker closed the connection: ", incoming.status().message()));
-      }
-      return incoming.status();
-    }
+    CB_ASSIGN_OR_RETURN(wire::Incoming incoming, Receive());
     CB_RETURN_IF_ERROR(CatchKj("malformed broker event", [&]() -> absl::Status {
-      auto reply = incoming->reader->getRoot<schema::Reply>();
+      auto reply = incoming.reader->getRoot<schema::Reply>();
       if (reply.getId() != 0) {
         return absl::InternalError(absl::StrCat("unexpected reply to request ",
                                                 reply.getId(), " while waiting for a connection"));
       }
-      return QueueEvent(reply, incoming->fds);
+      return QueueEvent(reply, incoming.fds);
     }));
   }
   IncomingConnection event = std::move(events_.front());

@@ -161,6 +161,9 @@ class Client {
 
   absl::Status Hello();
 
+  // The next message from the broker; a hang-up says so.
+  absl::StatusOr<wire::Incoming> Receive();
+
   // Reads an `incoming` event (a reply with id 0) into events_.
   absl::Status QueueEvent(schema::Reply::Reader reply, std::vector<UniqueFd>& fds);
 

@@ -41,7 +41,10 @@ constexpr char kPolicy[] = R"(( capabilities = [
       restartDelayMs = 10, restartLimit = 2 ),
     ( name = "slow", command = [ "$SVC", "never-ready" ], connect = [ "me" ],
       startTimeoutMs = 200, restart = never ),
-    ( name = "closed", command = [ "$SVC", "echo" ] ) ] ))";
+    ( name = "closed", command = [ "$SVC", "echo" ] ),
+    ( name = "asks-motd", command = [ "$SVC", "acquire", "motd" ], connect = [ "me" ],
+      grants = [ "motd" ] ),
+    ( name = "asks-more", command = [ "$SVC", "acquire", "motd" ], connect = [ "me" ] ) ] ))";
 
 class LifecycleTest : public ::testing::Test {
  protected:
@@ -190,6 +193,42 @@ TEST_F(LifecycleTest, SigkillOfTheBrokerLeavesNoServiceBehind) {
   EXPECT_TRUE(WaitExited(boot_fd));
   close(echo_fd);
   close(boot_fd);
+}
+
+TEST_F(LifecycleTest, AServiceAcquiresAsItsOwnPrincipal) {
+  ASSERT_OK_AND_ASSIGN(Capability granted, client_->ConnectService("asks-motd"));
+  EXPECT_EQ(Receive(granted.fd.get()), "acquired motd");
+  // Another service, run by the same binary as the same uid, is not
+  // granted it: the principal is the service, not its uid or exe.
+  ASSERT_OK_AND_ASSIGN(Capability refused, client_->ConnectService("asks-more"));
+  EXPECT_THAT(Receive(refused.fd.get()),
+              HasSubstr("PERMISSION_DENIED: service 'asks-more' is not granted 'motd'"));
+}
+
+TEST_F(LifecycleTest, OnlyAServiceCanSayItIsReady) {
+  EXPECT_THAT(client_->Ready(), StatusIs(absl::StatusCode::kInvalidArgument,
+                                         HasSubstr("only a hosted service")));
+  // The connection still serves.
+  EXPECT_OK(client_->Services().status());
+}
+
+TEST_F(LifecycleTest, AServiceRemovedFromThePolicyIsStopped) {
+  ASSERT_OK(client_->ConnectService("echo").status());
+  ASSERT_OK_AND_ASSIGN(ServiceInfo echo, Info("echo"));
+  int pidfd = PidfdOpen(echo.pid);
+  ASSERT_GE(pidfd, 0);
+  std::string without_echo = absl::StrReplaceAll(
+      kPolicy,
+      {{R"(( name = "echo", command = [ "$SVC", "echo" ], connect = [ "me" ], grants = [ "motd" ] ),)",
+        ""}});
+  ASSERT_EQ(without_echo.find("\"echo\", command"), std::string::npos);
+  without_echo = absl::StrReplaceAll(without_echo, {{"$SVC", binary_.path()}});
+  ASSERT_OK(broker_->RewritePolicy(without_echo));
+  ASSERT_EQ(kill(broker_->pid(), SIGHUP), 0);
+  EXPECT_TRUE(WaitExited(pidfd));  // SDK services exit when their connection closes
+  close(pidfd);
+  EXPECT_THAT(client_->ConnectService("echo").status(),
+              StatusIs(absl::StatusCode::kNotFound));
 }
 
 }  // namespace

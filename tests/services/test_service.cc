@@ -5,6 +5,9 @@
 //   test_service fail N         exits N at once, never ready
 //   test_service never-ready    waits for the broker to go away, never ready
 //   test_service plain          does not speak the protocol (readiness exec)
+//   test_service acquire NAME   ready; on each connection, asks the broker for
+//                               capability NAME as its own principal and
+//                               sends the outcome
 //
 // It talks to the test only through connections the broker made, so every
 // test waits on an event: a connect answered, a datagram, a hang-up.
@@ -39,7 +42,8 @@ void Echo(int fd) {
 
 int Main(int argc, char** argv) {
   std::string mode = argc > 1 ? argv[1] : "";
-  int code = argc > 2 ? std::atoi(argv[2]) : 0;
+  std::string arg = argc > 2 ? argv[2] : "";
+  int code = std::atoi(arg.c_str());
   if (mode == "fail") return code;
   if (mode == "plain") {
     // Whatever the broker passed, held until the broker goes away.
@@ -58,6 +62,12 @@ int Main(int argc, char** argv) {
   for (;;) {
     absl::StatusOr<IncomingConnection> c = service->Accept();
     if (!c.ok()) return 0;  // the broker is gone: exit quietly
+    if (mode == "acquire") {
+      absl::StatusOr<Capability> cap = service->broker().Acquire(arg);
+      std::string outcome = cap.ok() ? "acquired " + cap->name : cap.status().ToString();
+      send(c->fd.get(), outcome.data(), outcome.size(), MSG_NOSIGNAL);
+      continue;
+    }
     // First, who the broker says the client is.
     std::string peer = "principal=" + c->principal + " uid=" + std::to_string(c->uid);
     if (send(c->fd.get(), peer.data(), peer.size(), MSG_NOSIGNAL) < 0) continue;

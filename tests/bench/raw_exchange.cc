@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -47,7 +48,16 @@ bool RawReply(int fd, int grant_fd) {
     absl::StatusOr<std::optional<wire::Datagram>> got =
         wire::ReceiveDatagram(fd, buffer);
     if (!got.ok() || !got->has_value()) _exit(0);
-    if (!RawReply(fd, grant_fd)) _exit(0);
+    if (grant_fd >= 0) {
+      if (!RawReply(fd, grant_fd)) _exit(0);
+      continue;
+    }
+    int ends[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ends) != 0) _exit(0);
+    bool sent = RawReply(fd, ends[0]);
+    close(ends[0]);
+    close(ends[1]);
+    if (!sent) _exit(0);
   }
 }
 

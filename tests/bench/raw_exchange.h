@@ -26,6 +26,8 @@ bool RawExchange(int fd, wire::ReceiveBuffer& buffer);
 bool RawReply(int fd, int grant_fd);
 
 // A blocking server for one peer on `fd`, until the peer hangs up; exits.
+// Each reply carries `grant_fd`, or, when it is -1, one end of a new
+// socketpair (what handing out a connection costs the kernel).
 [[noreturn]] void ServePair(int fd, int grant_fd);
 
 }  // namespace capbroker::bench

@@ -70,7 +70,7 @@ void CheckPolicy(const capbroker::Policy& policy) {
       Require(grant < capabilities.size(), "grants are in range");
     }
     capbroker::Identity identity{principal.uid.value_or(0), principal.gid.value_or(0), 1,
-                                 principal.exe};
+                                 principal.exe, ""};
     for (size_t grant : principal.grants) {
       capbroker::Decision decision = policy.Decide(
           identity, capabilities[grant].name, capbroker::schema::Access::UNSPECIFIED);

@@ -86,7 +86,7 @@ TEST(ParsePolicyTest, LoadsTheExampleExactly) {
   EXPECT_THAT(ops.grants, ElementsAre(0, 1, 2));
 
   EXPECT_EQ(policy.FindCapability("spool"), &policy.capabilities()[1]);
-  Decision decision = policy.Decide(Identity{1000, 1000, 1, "/usr/bin/cat"}, "motd",
+  Decision decision = policy.Decide(Identity{1000, 1000, 1, "/usr/bin/cat", ""}, "motd",
                                     Access::UNSPECIFIED);
   EXPECT_OK(decision.status);
   EXPECT_EQ(decision.access, Access::READ);

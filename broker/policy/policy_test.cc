@@ -61,7 +61,7 @@ PrincipalSpec Principal(std::string name, std::vector<size_t> grants) {
 }
 
 Identity User(uint32_t uid, uint32_t gid = 100, std::string exe = "/usr/bin/cat") {
-  return Identity{uid, gid, 4242, std::move(exe)};
+  return Identity{uid, gid, 4242, std::move(exe), ""};
 }
 
 // motd (read), log (write), data (readWrite); ops (uid 1000) grants motd;

@@ -18,9 +18,9 @@ TEST(StarterPolicyTest, LoadsWithoutError) {
   ASSERT_OK_AND_ASSIGN(Policy policy, ParsePolicy(StarterPolicyText(), "starter.cb"));
   EXPECT_EQ(policy.capabilities().size(), 3u);
   EXPECT_EQ(policy.principals().size(), 2u);
-  Identity ops{1000, 1000, 1, "/usr/bin/cat"};
+  Identity ops{1000, 1000, 1, "/usr/bin/cat", ""};
   EXPECT_OK(policy.Decide(ops, "spool", schema::Access::READ_WRITE).status);
-  Identity other{1001, 1001, 1, ""};
+  Identity other{1001, 1001, 1, "", ""};
   EXPECT_OK(policy.Decide(other, "motd", schema::Access::READ).status);
   EXPECT_FALSE(policy.Decide(other, "scratch", schema::Access::READ).status.ok());
 }

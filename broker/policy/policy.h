@@ -25,7 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "broker/policy/identity.h"
-#include "broker/sandbox/sandbox.h"
+#include "broker/sandbox/settings.h"
 #include "schemas/broker.capnp.h"
 #include "sdk/wire/names.h"  // AccessName, KindName: part of this API
 

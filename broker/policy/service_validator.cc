@@ -7,16 +7,13 @@
 #include "absl/strings/str_cat.h"
 #include "broker/policy/excerpt.h"
 #include "broker/policy/spelling.h"
+#include "broker/sandbox/settings.h"
 
 namespace capbroker {
 namespace {
 
 using sandbox::AddressFamily;
 using sandbox::Requirement;
-
-// Set by the broker for every service; a policy may not override them.
-constexpr absl::string_view kReservedVariables[] = {"LISTEN_FDS", "LISTEN_PID",
-                                                    "LISTEN_FDNAMES", "CAPBROKER_FD"};
 
 bool IsVariableName(absl::string_view name) {
   if (name.empty() || absl::ascii_isdigit(name[0])) return false;
@@ -117,7 +114,7 @@ class ServiceValidator {
                                                Quoted(entry), " is not NAME=VALUE"));
         continue;
       }
-      for (absl::string_view reserved : kReservedVariables) {
+      for (absl::string_view reserved : sandbox::kReservedVariables) {
         if (name == reserved) {
           checks_.Error(entry_path, absl::StrCat(label, ": ", name,
                                                  " is set by the broker; leave it out"));

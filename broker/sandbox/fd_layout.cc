@@ -10,14 +10,12 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "broker/sandbox/settings.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 
 namespace capbroker::sandbox {
 namespace {
-
-constexpr const char* kReservedVariables[] = {"LISTEN_FDS", "LISTEN_PID",
-                                              "LISTEN_FDNAMES", "CAPBROKER_FD"};
 
 // A close-on-exec dup of `fd` at or above `floor`.
 absl::StatusOr<int> DupAbove(int fd, int floor) {
@@ -88,8 +86,8 @@ std::vector<std::string> ServiceEnvironment(const std::vector<std::string>& base
 
 std::string ReservedVariableIn(const std::vector<std::string>& base) {
   for (const std::string& entry : base) {
-    for (const char* name : kReservedVariables) {
-      if (absl::StartsWith(entry, absl::StrCat(name, "="))) return name;
+    for (absl::string_view name : kReservedVariables) {
+      if (absl::StartsWith(entry, absl::StrCat(name, "="))) return std::string(name);
     }
   }
   return "";

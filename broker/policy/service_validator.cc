@@ -39,7 +39,11 @@ class ServiceValidator {
     specs.reserve(list.size());
     for (size_t i = 0; i < list.size(); ++i) specs.push_back(Service(list[i], i));
     // `connect` may name services defined further down: checked last.
-    for (size_t i = 0; i < list.size(); ++i) Connect(list[i].getConnect(), i, specs[i]);
+    std::vector<std::string> all_names;  // for "did you mean"
+    for (const auto& [name, where] : names_) all_names.push_back(name);
+    for (size_t i = 0; i < list.size(); ++i) {
+      Connect(list[i].getConnect(), i, all_names, specs[i]);
+    }
     return specs;
   }
 
@@ -234,7 +238,8 @@ class ServiceValidator {
     }
   }
 
-  void Connect(capnp::List<capnp::Text>::Reader connect, size_t index, ServiceSpec& spec) {
+  void Connect(capnp::List<capnp::Text>::Reader connect, size_t index,
+               const std::vector<std::string>& all_names, ServiceSpec& spec) {
     std::string path = absl::StrCat(Path(index), ".connect");
     std::string label = Checks::Label("service", "services", index, spec.name);
     if (connect.size() > kMaxConnectEntries) {
@@ -242,8 +247,6 @@ class ServiceValidator {
                                        " names; the limit is ", kMaxConnectEntries));
       return;
     }
-    std::vector<std::string> all;
-    for (const auto& [name, where] : names_) all.push_back(name);
     absl::flat_hash_set<std::string> seen;
     for (size_t i = 0; i < connect.size(); ++i) {
       std::string name = ToString(connect[i]);
@@ -252,7 +255,7 @@ class ServiceValidator {
         checks_.Error(entry_path,
                       absl::StrCat(label, ": connect names ", Quoted(name),
                                    ", which is not a principal or service in this policy",
-                                   DidYouMean(name, all)));
+                                   DidYouMean(name, all_names)));
         continue;
       }
       if (!seen.insert(name).second) {

@@ -91,12 +91,7 @@ ServiceHost::ServiceHost(server::RequestHandler& handler, server::LoopPort& loop
 
 ServiceHost::~ServiceHost() {
   for (const std::unique_ptr<Service>& service : services_) {
-    if (!service->pidfd) continue;
-    Signal(*service, SIGKILL);
-    siginfo_t info{};
-    RetryEintr([&] { return waitid(static_cast<idtype_t>(P_PIDFD), service->pidfd.get(),
-                                   &info, WEXITED); });
-    ForgetProcess(*service);
+    if (service->pidfd) KillAndReap(*service);
   }
   for (const std::unique_ptr<Service>& service : services_) {
     if (service->timer) loop_.Unwatch(service->timer.get());
@@ -256,11 +251,7 @@ absl::Status ServiceHost::Start(Service& service) {
   }
   if (!watched.ok()) {
     // It cannot be served or supervised: it must not run.
-    Signal(service, SIGKILL);
-    siginfo_t info{};
-    RetryEintr([&] { return waitid(static_cast<idtype_t>(P_PIDFD), service.pidfd.get(),
-                                   &info, WEXITED); });
-    ForgetProcess(service);
+    KillAndReap(service);
     service.state = ServiceState::FAILED;
     service.last_exit = absl::StrCat("could not start: ", watched.message());
     Log(service, service.last_exit);
@@ -285,6 +276,22 @@ void ServiceHost::BecomeReady(Service& service) {
   AnswerPending(service, absl::OkStatus());
 }
 
+bool ServiceHost::Reap(Service& service, int flags, siginfo_t& info) {
+  info = siginfo_t{};
+  return RetryEintr([&] {
+           return waitid(static_cast<idtype_t>(P_PIDFD), service.pidfd.get(), &info,
+                         WEXITED | flags);
+         }) == 0;
+}
+
+siginfo_t ServiceHost::KillAndReap(Service& service) {
+  Signal(service, SIGKILL);
+  siginfo_t info{};
+  Reap(service, 0, info);
+  ForgetProcess(service);
+  return info;
+}
+
 void ServiceHost::ForgetProcess(Service& service) {
   if (service.pidfd) loop_.Unwatch(service.pidfd.get());
   if (service.output) loop_.Unwatch(service.output.get());
@@ -302,10 +309,7 @@ void ServiceHost::ForgetProcess(Service& service) {
 
 void ServiceHost::OnExit(Service& service) {
   siginfo_t info{};
-  if (RetryEintr([&] {
-        return waitid(static_cast<idtype_t>(P_PIDFD), service.pidfd.get(), &info,
-                      WEXITED | WNOHANG);
-      }) != 0) {
+  if (!Reap(service, WNOHANG, info)) {
     Log(service, absl::StrCat("waitid: ", strerror(errno)));
     return;
   }
@@ -574,8 +578,7 @@ void ServiceHost::StopAll() {
         continue;
       }
       siginfo_t info{};
-      waitid(static_cast<idtype_t>(P_PIDFD), running[i]->pidfd.get(), &info,
-             WEXITED | WNOHANG);
+      Reap(*running[i], WNOHANG, info);
       running[i]->last_exit = DescribeExit(info);
       ForgetProcess(*running[i]);
       running[i]->state = ServiceState::STOPPED;
@@ -584,12 +587,7 @@ void ServiceHost::StopAll() {
   }
   for (Service* service : running) {
     Log(*service, "still running after SIGTERM; killing it");
-    Signal(*service, SIGKILL);
-    siginfo_t info{};
-    RetryEintr([&] { return waitid(static_cast<idtype_t>(P_PIDFD), service->pidfd.get(),
-                                   &info, WEXITED); });
-    service->last_exit = DescribeExit(info);
-    ForgetProcess(*service);
+    service->last_exit = DescribeExit(KillAndReap(*service));
     service->state = ServiceState::STOPPED;
   }
 }

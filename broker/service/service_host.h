@@ -25,6 +25,7 @@
 #ifndef CAPBROKER_BROKER_SERVICE_SERVICE_HOST_H_
 #define CAPBROKER_BROKER_SERVICE_SERVICE_HOST_H_
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -108,6 +109,11 @@ class ServiceHost : public server::ServiceDirectory {
   void ArmTimer(Service& service, absl::Duration delay);
   void Signal(Service& service, int signal);
   void Log(const Service& service, absl::string_view line) const;
+  // waitid on the service's pidfd, WEXITED | `flags`. False when it fails;
+  // with WNOHANG, info.si_pid is 0 while the service runs.
+  bool Reap(Service& service, int flags, siginfo_t& info);
+  // SIGKILL, wait for the exit, ForgetProcess. Returns how it ended.
+  siginfo_t KillAndReap(Service& service);
   // Closes the fds of a run that ended (or never began).
   void ForgetProcess(Service& service);
 

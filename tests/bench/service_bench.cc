@@ -13,10 +13,8 @@
 // time is the work, not a VM's wake-up latency), and the two sides of each
 // comparison alternate, so a drift in the machine's load hits both.
 #include <errno.h>
-#include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,6 +31,7 @@
 #include "sdk/wire/unix_socket.h"
 #include "tests/bench/raw_exchange.h"
 #include "tests/fixtures/broker_process.h"
+#include "tests/fixtures/process_watch.h"
 #include "tests/fixtures/service_binary.h"
 
 namespace capbroker {
@@ -119,11 +118,9 @@ double ColdStart(Client& client) {
   if (!connection.ok()) Die(connection.status().ToString());
   ExpectGreeting(connection->fd.get());
   double us = absl::ToDoubleMicroseconds(absl::Now() - start);
-  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, ServicePid(client, "cold"), 0));
+  testing::ProcessWatch service(ServicePid(client, "cold"));
   connection->fd.reset();  // the service exits when its client hangs up
-  pollfd p{pidfd, POLLIN, 0};
-  if (pidfd < 0 || poll(&p, 1, 10000) != 1) Die("the cold service did not exit");
-  close(pidfd);
+  if (!service.WaitExited()) Die("the cold service did not exit");
   // This reply comes after the broker handled the exit, which was pending
   // when the request arrived: the service is stopped for the next run.
   ServicePid(client, "cold");

@@ -3,9 +3,7 @@
 // tries the broker's own socket, the broker's process, a host file, and
 // everything else tests/sandbox/confinement_test.cc lists. Its report comes
 // back through the broker's log, each line prefixed with the service name.
-#include <poll.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -21,6 +19,7 @@
 #include "sdk/base/status_matchers.h"
 #include "sdk/client/client.h"
 #include "tests/fixtures/broker_process.h"
+#include "tests/fixtures/process_watch.h"
 #include "tests/fixtures/service_binary.h"
 
 namespace capbroker {
@@ -73,12 +72,8 @@ TEST(ServiceConfinementTest, EveryEscapeFailsEveryGrantWorks) {
     if (pid == 0 && !services[0].last_exit.empty()) break;  // already done
   }
   if (pid != 0) {
-    int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-    if (pidfd >= 0) {
-      pollfd p{pidfd, POLLIN, 0};
-      ASSERT_EQ(poll(&p, 1, 10000), 1);
-      close(pidfd);
-    }
+    testing::ProcessWatch probe_process(pid);
+    if (probe_process.valid()) ASSERT_TRUE(probe_process.WaitExited());
   }
   // Answered after the broker handled the exit and read the last output.
   ASSERT_OK_AND_ASSIGN(std::vector<ServiceInfo> services, client.Services());

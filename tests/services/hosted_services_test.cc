@@ -3,10 +3,8 @@
 // kvstore persistence across a crash of the service and a restart of the
 // broker, and a journal that can only append.
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -25,6 +23,7 @@
 #include "services/scanner/eicar.h"
 #include "services/scanner/scanner_client.h"
 #include "tests/fixtures/broker_process.h"
+#include "tests/fixtures/process_watch.h"
 #include "tests/fixtures/service_binary.h"
 
 namespace capbroker {
@@ -130,12 +129,10 @@ TEST_F(HostedServicesTest, KvstoreKeepsWhatItAcknowledgedAcrossCrashAndBrokerRes
     if (s.name == "kvstore") pid = s.pid;
   }
   ASSERT_GT(pid, 0);
-  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-  ASSERT_GE(pidfd, 0);
-  ASSERT_EQ(syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0), 0);
-  pollfd p{pidfd, POLLIN, 0};
-  ASSERT_EQ(poll(&p, 1, 10000), 1);
-  close(pidfd);
+  testing::ProcessWatch kvstore_process(pid);
+  ASSERT_TRUE(kvstore_process.valid());
+  ASSERT_TRUE(kvstore_process.Signal(SIGKILL));
+  ASSERT_TRUE(kvstore_process.WaitExited());
   {
     kvstore::KvstoreClient kv(Connect("kvstore"));
     ASSERT_OK_AND_ASSIGN(std::string value, kv.Get("greeting"));

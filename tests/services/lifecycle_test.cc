@@ -2,11 +2,9 @@
 // its sandbox. Every wait is on an event: a connect answered (the broker
 // answers a connect to a starting service when it is ready or has failed),
 // a datagram, or a pidfd becoming readable when a process exits.
-#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -20,6 +18,7 @@
 #include "sdk/base/status_matchers.h"
 #include "sdk/client/client.h"
 #include "tests/fixtures/broker_process.h"
+#include "tests/fixtures/process_watch.h"
 #include "tests/fixtures/service_binary.h"
 
 namespace capbroker {
@@ -77,13 +76,6 @@ std::string Receive(int fd) {
   return n > 0 ? std::string(buffer, static_cast<size_t>(n)) : "";
 }
 
-// Waits until the process behind `pidfd` has exited; false after 10 s.
-bool WaitExited(int pidfd) {
-  pollfd p{pidfd, POLLIN, 0};
-  return poll(&p, 1, 10000) == 1;
-}
-
-int PidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
 
 TEST_F(LifecycleTest, OnDemandServiceStartsOnFirstConnect) {
   ASSERT_OK_AND_ASSIGN(ServiceInfo before, Info("echo"));
@@ -131,10 +123,9 @@ TEST_F(LifecycleTest, CrashedServiceIsRestarted) {
     first_run = running;
     // Hanging up makes it exit with status 3: a failure.
   }
-  int pidfd = PidfdOpen(first_run.pid);
-  ASSERT_GE(pidfd, 0);
-  ASSERT_TRUE(WaitExited(pidfd));
-  close(pidfd);
+  testing::ProcessWatch first_process(first_run.pid);
+  ASSERT_TRUE(first_process.valid());
+  ASSERT_TRUE(first_process.WaitExited());
   // The next connect waits for the restarted service.
   ASSERT_OK_AND_ASSIGN(Capability again, client_->ConnectService("crashy"));
   EXPECT_THAT(Receive(again.fd.get()), HasSubstr("principal=me"));
@@ -173,26 +164,23 @@ TEST_F(LifecycleTest, StartTimeoutAnswersTheClient) {
 TEST_F(LifecycleTest, SigtermStopsEveryService) {
   ASSERT_OK(client_->ConnectService("echo").status());
   ASSERT_OK_AND_ASSIGN(ServiceInfo info, Info("echo"));
-  int pidfd = PidfdOpen(info.pid);
-  ASSERT_GE(pidfd, 0);
+  testing::ProcessWatch service(info.pid);
+  ASSERT_TRUE(service.valid());
   ASSERT_OK(broker_->Stop(SIGTERM).status());
-  EXPECT_TRUE(WaitExited(pidfd));
-  close(pidfd);
+  EXPECT_TRUE(service.WaitExited());
 }
 
 TEST_F(LifecycleTest, SigkillOfTheBrokerLeavesNoServiceBehind) {
   ASSERT_OK(client_->ConnectService("echo").status());
   ASSERT_OK_AND_ASSIGN(ServiceInfo echo, Info("echo"));
   ASSERT_OK_AND_ASSIGN(ServiceInfo boot, Info("boot"));
-  int echo_fd = PidfdOpen(echo.pid);
-  int boot_fd = PidfdOpen(boot.pid);
-  ASSERT_GE(echo_fd, 0);
-  ASSERT_GE(boot_fd, 0);
+  testing::ProcessWatch echo_process(echo.pid);
+  testing::ProcessWatch boot_process(boot.pid);
+  ASSERT_TRUE(echo_process.valid());
+  ASSERT_TRUE(boot_process.valid());
   ASSERT_OK(broker_->Stop(SIGKILL).status());
-  EXPECT_TRUE(WaitExited(echo_fd));
-  EXPECT_TRUE(WaitExited(boot_fd));
-  close(echo_fd);
-  close(boot_fd);
+  EXPECT_TRUE(echo_process.WaitExited());
+  EXPECT_TRUE(boot_process.WaitExited());
 }
 
 TEST_F(LifecycleTest, AServiceAcquiresAsItsOwnPrincipal) {
@@ -215,8 +203,8 @@ TEST_F(LifecycleTest, OnlyAServiceCanSayItIsReady) {
 TEST_F(LifecycleTest, AServiceRemovedFromThePolicyIsStopped) {
   ASSERT_OK(client_->ConnectService("echo").status());
   ASSERT_OK_AND_ASSIGN(ServiceInfo echo, Info("echo"));
-  int pidfd = PidfdOpen(echo.pid);
-  ASSERT_GE(pidfd, 0);
+  testing::ProcessWatch echo_process(echo.pid);
+  ASSERT_TRUE(echo_process.valid());
   std::string without_echo = absl::StrReplaceAll(
       kPolicy,
       {{R"(( name = "echo", command = [ "$SVC", "echo" ], connect = [ "me" ], grants = [ "motd" ] ),)",
@@ -225,8 +213,8 @@ TEST_F(LifecycleTest, AServiceRemovedFromThePolicyIsStopped) {
   without_echo = absl::StrReplaceAll(without_echo, {{"$SVC", binary_.path()}});
   ASSERT_OK(broker_->RewritePolicy(without_echo));
   ASSERT_EQ(kill(broker_->pid(), SIGHUP), 0);
-  EXPECT_TRUE(WaitExited(pidfd));  // SDK services exit when their connection closes
-  close(pidfd);
+  // SDK services exit when their connection closes.
+  EXPECT_TRUE(echo_process.WaitExited());
   EXPECT_THAT(client_->ConnectService("echo").status(),
               StatusIs(absl::StatusCode::kNotFound));
 }

@@ -409,10 +409,7 @@ Outcome RequestHandler::Connect(const Session& session, uint64_t request_id,
     outcome.deferred = true;
   } else if (status.ok()) {
     reply.setGranted();
-    auto info = reply.initFds(1)[0];
-    info.setName(std::string(name));
-    info.setKind(schema::Kind::CONNECTION);
-    info.setAccess(schema::Access::READ_WRITE);
+    SetConnection(name, reply);
     outcome.fds.push_back(std::move(**end));
   }
   uint64_t line = Finish(session, "connect", name, schema::Access::READ_WRITE, "", status,
@@ -420,6 +417,14 @@ Outcome RequestHandler::Connect(const Session& session, uint64_t request_id,
   // A deferred connect's line is long written when its reply goes out.
   if (!outcome.fds.empty()) outcome.audit_line = line;
   return outcome;
+}
+
+void RequestHandler::SetConnection(absl::string_view service,
+                                   schema::Reply::Builder reply) {
+  auto info = reply.initFds(1)[0];
+  info.setName(std::string(service));
+  info.setKind(schema::Kind::CONNECTION);
+  info.setAccess(schema::Access::READ_WRITE);
 }
 
 void RequestHandler::Ready(const Session& session, schema::Reply::Builder reply) {

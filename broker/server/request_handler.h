@@ -103,6 +103,10 @@ class RequestHandler {
   // Fills `reply` with an error. Used for datagrams that could not be read.
   static void SetError(schema::Reply::Builder reply, const absl::Status& status);
 
+  // Fills a grant of a connection to `service` (its fd goes in the reply's
+  // datagram): the connect reply, and the service's `incoming` event.
+  static void SetConnection(absl::string_view service, schema::Reply::Builder reply);
+
   // Records a rejected request in the statistics.
   void CountDenial(const absl::Status& status);
 

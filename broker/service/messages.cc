@@ -3,6 +3,7 @@
 #include <string>
 #include <utility>
 
+#include "broker/server/request_handler.h"
 #include "capnp/message.h"
 #include "schemas/broker.capnp.h"
 #include "sdk/wire/framing.h"
@@ -12,13 +13,6 @@ namespace {
 
 // Both messages are a few hundred bytes.
 constexpr unsigned kMessageWords = 128;
-
-void SetConnectionFd(schema::Reply::Builder reply, absl::string_view service) {
-  auto info = reply.initFds(1)[0];
-  info.setName(std::string(service));
-  info.setKind(schema::Kind::CONNECTION);
-  info.setAccess(schema::Access::READ_WRITE);
-}
 
 server::Answer Finish(capnp::MallocMessageBuilder& message, UniqueFd fd) {
   server::Answer answer;
@@ -36,7 +30,7 @@ server::Answer ConnectedAnswer(uint64_t request_id, absl::string_view service,
   auto reply = message.initRoot<schema::Reply>();
   reply.setId(request_id);
   reply.setGranted();
-  SetConnectionFd(reply, service);
+  server::RequestHandler::SetConnection(service, reply);
   return Finish(message, std::move(client_end));
 }
 
@@ -52,7 +46,7 @@ server::Answer IncomingAnswer(absl::string_view service,
   // A service's pid is in the broker's namespace: meaningless to another
   // sandboxed service, so it is left out.
   peer.setPid(request.client.service.empty() ? request.client.pid : 0);
-  SetConnectionFd(reply, service);
+  server::RequestHandler::SetConnection(service, reply);
   return Finish(message, std::move(service_end));
 }
 

@@ -144,9 +144,8 @@ double BwrapRun(const std::string& program, const std::string& dir) {
   int status = 0;
   waitpid(pid, &status, 0);
   double us = absl::ToDoubleMicroseconds(absl::Now() - start);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return WIFEXITED(status) && WEXITSTATUS(status) == 127 ? -1 : (Die("bwrap failed"), 0);
-  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 127) return -1;  // not installed
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) Die("bwrap failed");
   return us;
 }
 

@@ -73,7 +73,9 @@ TEST(ServiceConfinementTest, EveryEscapeFailsEveryGrantWorks) {
   }
   if (pid != 0) {
     testing::ProcessWatch probe_process(pid);
-    if (probe_process.valid()) ASSERT_TRUE(probe_process.WaitExited());
+    if (probe_process.valid()) {
+      ASSERT_TRUE(probe_process.WaitExited());
+    }
   }
   // Answered after the broker handled the exit and read the last output.
   ASSERT_OK_AND_ASSIGN(std::vector<ServiceInfo> services, client.Services());

@@ -45,13 +45,21 @@ bool EndsMidLine(int fd) {
          last != '\n';
 }
 
-void AppendField(absl::string_view key, absl::string_view value, std::string& out) {
-  AppendJsonString(key, out);
-  out.push_back(':');
+// Appends `prefix` (the JSON around a field's name, which needs no escaping)
+// and then `value` as a JSON string.
+void AppendField(absl::string_view prefix, absl::string_view value, std::string& out) {
+  out.append(prefix.data(), prefix.size());
   AppendJsonString(value, out);
 }
 
 }  // namespace
+
+std::string RenderPeer(uint32_t uid, uint32_t gid, pid_t pid, absl::string_view exe) {
+  std::string out = absl::StrCat("{\"uid\":", uid, ",\"gid\":", gid, ",\"pid\":", pid);
+  AppendField(",\"exe\":", exe, out);
+  out += "}";
+  return out;
+}
 
 AuditLog::AuditLog(int fd, DenialBudget budget) : fd_(fd), budget_(budget) {}
 
@@ -85,8 +93,12 @@ void AuditLog::AppendTime(absl::Time now) {
     cached_time_ = absl::FormatTime("%Y-%m-%dT%H:%M:%S",
                                     absl::FromUnixSeconds(second), absl::UTCTimeZone());
   }
-  absl::StrAppendFormat(&buffer_, "{\"time\":\"%s.%03dZ\"", cached_time_,
-                        static_cast<int>(millis - second * 1000));
+  int ms = static_cast<int>(millis - second * 1000);
+  const char fraction[] = {'.', static_cast<char>('0' + ms / 100),
+                           static_cast<char>('0' + ms / 10 % 10),
+                           static_cast<char>('0' + ms % 10), 'Z', '"'};
+  absl::StrAppend(&buffer_, "{\"time\":\"", cached_time_,
+                  absl::string_view(fraction, sizeof(fraction)));
 }
 
 void AuditLog::Refill(Bucket& bucket, absl::Time now) const {
@@ -120,8 +132,8 @@ bool AuditLog::AllowDenial(uint32_t uid, absl::Time now) {
 void AuditLog::AppendSuppressedCount(uint32_t uid, Bucket& bucket, absl::Time now) {
   AppendTime(now);
   absl::StrAppend(&buffer_, ",\"event\":\"denialsSuppressed\",\"peer\":{\"uid\":", uid,
-                  "},\"count\":", bucket.suppressed, ",");
-  AppendField("reason",
+                  "},\"count\":", bucket.suppressed);
+  AppendField(",\"reason\":",
               absl::StrCat("more denials for this uid than the audit log takes (",
                            budget_.burst, " at once, then ", budget_.per_second,
                            " a second); these were counted, not written"),
@@ -153,27 +165,15 @@ uint64_t AuditLog::Record(const AuditEvent& e, absl::Time now) {
   if (!e.granted && !AllowDenial(e.uid, now)) return 0;
   std::string& out = buffer_;
   AppendTime(now);
-  out += ",\"event\":";
-  AppendJsonString(e.granted ? "grant" : "deny", out);
-  absl::StrAppend(&out, ",\"peer\":{\"uid\":", e.uid, ",\"gid\":", e.gid,
-                  ",\"pid\":", e.pid, ",");
-  AppendField("exe", e.exe, out);
-  out += "},\"request\":{";
-  AppendField("kind", e.request, out);
-  out += ",";
-  AppendField("capability", e.capability, out);
-  out += ",";
-  AppendField("access", e.access, out);
-  if (!e.path.empty()) {
-    out += ",";
-    AppendField("path", e.path, out);
-  }
-  out += "},";
-  AppendField("decision", e.granted ? "granted" : "denied", out);
-  out += ",";
-  AppendField("principal", e.principal, out);
-  out += ",";
-  AppendField("reason", e.reason, out);
+  absl::StrAppend(&out, e.granted ? ",\"event\":\"grant\"" : ",\"event\":\"deny\"",
+                  ",\"peer\":", e.peer.empty() ? absl::string_view("{}") : e.peer);
+  AppendField(",\"request\":{\"kind\":", e.request, out);
+  AppendField(",\"capability\":", e.capability, out);
+  AppendField(",\"access\":", e.access, out);
+  if (!e.path.empty()) AppendField(",\"path\":", e.path, out);
+  out += e.granted ? "},\"decision\":\"granted\"" : "},\"decision\":\"denied\"";
+  AppendField(",\"principal\":", e.principal, out);
+  AppendField(",\"reason\":", e.reason, out);
   out += "}\n";
   ++pending_lines_;
   uint64_t line = next_line_++;
@@ -186,8 +186,17 @@ uint64_t AuditLog::FlushAll() {
   return Flush();
 }
 
+uint64_t AuditLog::Flush() {
+  if (uids_suppressed_ > 0) WriteSuppressedCounts(absl::Now(), /*all=*/false);
+  return WriteBuffer();
+}
+
 uint64_t AuditLog::Flush(absl::Time now) {
   WriteSuppressedCounts(now, /*all=*/false);
+  return WriteBuffer();
+}
+
+uint64_t AuditLog::WriteBuffer() {
   if (buffer_.empty()) return dropped_lines_;
   // A fragment left by a failed write is ended first (see audit_log.h). The
   // copy costs something only after a failure.

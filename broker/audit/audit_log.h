@@ -68,12 +68,15 @@
 namespace capbroker::audit {
 
 // What one audit line records.
+// The peer's part of an audit line, `{"uid":..,"gid":..,"pid":..,"exe":".."}`,
+// as the broker identified it. A connection's peer does not change, so the
+// broker renders it once per connection rather than once per line.
+std::string RenderPeer(uint32_t uid, uint32_t gid, pid_t pid, absl::string_view exe);
+
 struct AuditEvent {
-  // The peer as the broker identified it.
+  // The peer: its uid (denials are budgeted per uid) and RenderPeer's text.
   uint32_t uid = 0;
-  uint32_t gid = 0;
-  pid_t pid = 0;
-  absl::string_view exe;
+  absl::string_view peer;
   // The request: "acquire" or "openBeneath", the capability it named, the
   // access it asked for and, for openBeneath, the path beneath.
   absl::string_view request;
@@ -112,7 +115,10 @@ class AuditLog {
   // Writes the buffered lines, after adding the "denialsSuppressed" lines
   // due at `now`. Returns how many lines were dropped so far because writing
   // failed.
-  uint64_t Flush(absl::Time now = absl::Now());
+  uint64_t Flush(absl::Time now);
+  // Flush at the current time, read only if a count may be due: the loop
+  // flushes once per turn, and most turns have none.
+  uint64_t Flush();
   // Flush, with every "denialsSuppressed" line still waiting, due or not:
   // for when the broker stops.
   uint64_t FlushAll();
@@ -148,6 +154,8 @@ class AuditLog {
   void AppendSuppressedCount(uint32_t uid, Bucket& bucket, absl::Time now);
   // Starts a line: `{"time":"...Z"`.
   void AppendTime(absl::Time now);
+  // Writes buffer_ out; returns the count of dropped lines so far.
+  uint64_t WriteBuffer();
 
   UniqueFd owned_;
   int fd_;

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -40,9 +41,8 @@ TEST(AuditLogTest, WritesOneJsonLinePerEventOnFlush) {
   ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
   AuditEvent e;
   e.uid = 1000;
-  e.gid = 1000;
-  e.pid = 42;
-  e.exe = "/usr/bin/cat";
+  std::string peer = RenderPeer(1000, 1000, 42, "/usr/bin/cat");
+  e.peer = peer;
   e.request = "acquire";
   e.capability = "motd";
   e.access = "read";
@@ -262,8 +262,13 @@ int Count(const std::string& text, const std::string& what) {
 }
 
 AuditEvent Denial(uint32_t uid) {
+  // An event only refers to its peer's text: one per uid, kept for good.
+  static auto* peers = new std::map<uint32_t, std::string>;
+  std::string& peer = (*peers)[uid];
+  if (peer.empty()) peer = RenderPeer(uid, uid, 1, "/usr/bin/false");
   AuditEvent e;
   e.uid = uid;
+  e.peer = peer;
   e.request = "acquire";
   e.capability = "secret";
   e.granted = false;

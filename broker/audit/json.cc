@@ -27,7 +27,16 @@ size_t Utf8Length(absl::string_view text, size_t i) {
   return n;
 }
 
-bool IsPlain(unsigned char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; }
+// Bytes copied as they are: printable ASCII but the quote and backslash.
+struct PlainTable {
+  bool plain[256] = {};
+  constexpr PlainTable() {
+    for (int c = 0x20; c < 0x7f; ++c) plain[c] = c != '"' && c != '\\';
+  }
+};
+constexpr PlainTable kPlain;
+
+bool IsPlain(unsigned char c) { return kPlain.plain[c]; }
 
 }  // namespace
 

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <utility>
 
@@ -528,11 +529,13 @@ uint64_t RequestHandler::Finish(const Session& session, absl::string_view reques
   std::string reason =
       status.ok() ? GrantReason(session.identity, request_kind, principal, capability)
                   : std::string(status.message());
+  if (session.audit_peer.empty()) {
+    const Identity& peer = session.identity;
+    session.audit_peer = audit::RenderPeer(peer.uid, peer.gid, peer.pid, peer.exe);
+  }
   audit::AuditEvent event;
   event.uid = session.identity.uid;
-  event.gid = session.identity.gid;
-  event.pid = session.identity.pid;
-  event.exe = session.identity.exe;
+  event.peer = session.audit_peer;
   event.request = request_kind;
   event.capability = capability;
   event.access = access_name;
@@ -540,7 +543,12 @@ uint64_t RequestHandler::Finish(const Session& session, absl::string_view reques
   event.granted = status.ok();
   event.principal = principal;
   event.reason = reason;
-  uint64_t line = audit_.Record(event, absl::Now());
+  // The clock is read directly: on a VM absl::Now() mostly takes its slow
+  // path, about 50 ns more per grant (broker/server:dispatch_bench).
+  timespec ts;
+  absl::Time now = clock_gettime(CLOCK_REALTIME, &ts) == 0 ? absl::TimeFromTimespec(ts)
+                                                           : absl::Now();
+  uint64_t line = audit_.Record(event, now);
   if (status.ok()) {
     ++stats_.grants;
   } else {

@@ -44,6 +44,9 @@ struct Session {
   Identity identity;
   bool hello_done = false;
   uint64_t connection_id = 0;  // the loop's id for the connection
+  // `identity` as audit lines give it (audit::RenderPeer): made for the
+  // connection's first line, then reused.
+  mutable std::string audit_peer;
 };
 
 // What to do after a reply: the fds that go with it and whether the

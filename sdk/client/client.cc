@@ -69,9 +69,11 @@ absl::StatusOr<Client> Client::FromFd(UniqueFd fd) {
 template <typename Fill, typename Read>
 absl::Status Client::Call(Fill fill, Read read) {
   uint64_t id = next_id_++;
-  // Requests are a few dozen words; the default first segment (8 KiB,
-  // zeroed on every call) costs more than the rest of a request.
-  capnp::MallocMessageBuilder message(kRequestWords);
+  // Requests are a few dozen words: they are built on the stack (the
+  // builder wants its first segment zeroed). A longer one (a long path)
+  // spills into segments the builder allocates.
+  capnp::word first_segment[kRequestWords] = {};
+  capnp::MallocMessageBuilder message(kj::arrayPtr(first_segment, kRequestWords));
   auto request = message.initRoot<schema::Request>();
   request.setId(id);
   fill(request);

@@ -7,9 +7,13 @@
 //   (c)  grants/s with 1, 4, 16, 64 client processes, against a raw
 //        single-threaded epoll server doing the same exchange.
 //   (d)  broker RSS per idle connection, with 10,000 idle connections.
+// References, to tell the costs apart: (a2) (a) served by an epoll loop;
+// (a3) that loop also appending an audit-sized line to a file before each
+// reply; (b3) (b) from a raw client instead of the SDK.
 //
-// (a), (b), (b2) are Google Benchmark benchmarks (real time, median of 5
-// repetitions); (c) and (d) are timed by hand (median of 5 for (c)).
+// (a), (a2), (a3), (b), (b2), (b3) are Google Benchmark benchmarks (real
+// time, median of 12 repetitions); (c) and (d) are timed by hand (median of
+// 5 for (c)).
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/epoll.h>
@@ -65,10 +69,18 @@ constexpr char kPolicy[] = R"(
 )";
 
 std::unique_ptr<BrokerProcess> g_broker;
+// The length of the broker's audit line for one grant of "board" (measured
+// at start): what (a3)'s server appends per reply.
+size_t g_audit_line_bytes = 0;
 
 // (c)'s raw server: single-threaded, level-triggered epoll, non-blocking
-// sockets, one reply with one fd per request. Runs until killed.
-[[noreturn]] void ServeEpoll(int listener, int grant_fd) {
+// sockets, one reply with one fd per request. With `log_fd` >= 0, it first
+// appends a line as long as the broker's audit line for the same grant, as
+// a server that records each grant before delivering it must. Runs until
+// killed.
+[[noreturn]] void ServeEpoll(int listener, int grant_fd, int log_fd = -1) {
+  std::string line(g_audit_line_bytes > 0 ? g_audit_line_bytes - 1 : 0, 'x');
+  line += '\n';
   int ep = epoll_create1(EPOLL_CLOEXEC);
   epoll_event ev{};
   ev.events = EPOLLIN;
@@ -109,6 +121,10 @@ std::unique_ptr<BrokerProcess> g_broker;
           close(fd);
           break;
         }
+        if (log_fd >= 0 && write(log_fd, line.data(), line.size()) !=
+                               static_cast<ssize_t>(line.size())) {
+          _exit(3);
+        }
         if (!RawReply(fd, grant_fd)) {
           close(fd);
           break;
@@ -148,8 +164,12 @@ void BM_RawRoundTrip(benchmark::State& state) {
 
 // (a2), a reference: the same exchange with a raw single-threaded epoll
 // server, to tell the cost of an event loop apart from the broker's work.
-void BM_RawEpollRoundTrip(benchmark::State& state) {
+// (a3), with `log` set: that server also appends a line to a file before
+// each reply, the floor for a server that records a grant before
+// delivering it.
+void BM_RawEpollRoundTrip(benchmark::State& state, bool log) {
   std::string path = g_broker->dir() + "/raw-a2.sock";
+  std::string log_path = g_broker->dir() + "/raw-a3.log";
   int listener = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   absl::StatusOr<wire::UnixAddress> address = wire::MakeUnixAddress(path);
   if (listener < 0 || !address.ok() ||
@@ -159,10 +179,16 @@ void BM_RawEpollRoundTrip(benchmark::State& state) {
     return;
   }
   int grant_fd = MakeGrantFd();
+  int log_fd = -1;
+  if (log) {
+    log_fd = open(log_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (log_fd < 0) Die("cannot open " + log_path);
+  }
   pid_t pid = fork();
-  if (pid == 0) ServeEpoll(listener, grant_fd);
+  if (pid == 0) ServeEpoll(listener, grant_fd, log_fd);
   close(listener);
   close(grant_fd);
+  if (log_fd >= 0) close(log_fd);
   absl::StatusOr<UniqueFd> fd = wire::ConnectSeqpacket(path);
   wire::ReceiveBuffer buffer;
   for (auto _ : state) {
@@ -174,6 +200,7 @@ void BM_RawEpollRoundTrip(benchmark::State& state) {
   kill(pid, SIGKILL);
   waitpid(pid, nullptr, 0);
   unlink(path.c_str());
+  unlink(log_path.c_str());
 }
 
 // (b3), a reference: the broker answering a raw client that sends a
@@ -344,7 +371,7 @@ int Main(int argc, char** argv) {
   rl.rlim_cur = rl.rlim_max;
   setrlimit(RLIMIT_NOFILE, &rl);
 
-  // Repetitions of (a), (a2), (b) and (b2) interleave at random: run one
+  // Repetitions of (a), (a2), (a3), (b) and (b2) interleave at random: run one
   // after another, a drift in the machine's load would land on one of them.
   std::vector<char*> args(argv, argv + argc);
   static char interleave[] = "--benchmark_enable_random_interleaving=true";
@@ -357,6 +384,13 @@ int Main(int argc, char** argv) {
   if (!broker.ok()) Die(std::string(broker.status().ToString()));
   g_broker = std::move(*broker);
   WriteFile(g_broker->dir() + "/motd", "hello from the broker\n");
+  {
+    absl::StatusOr<Client> client = Client::Connect(g_broker->socket_path());
+    if (!client.ok() || !client->Acquire("board").ok()) Die("cannot acquire board");
+    std::string log = g_broker->AuditLog();
+    size_t start = log.rfind('\n', log.size() >= 2 ? log.size() - 2 : 0);
+    g_audit_line_bytes = log.size() - (start == std::string::npos ? 0 : start + 1);
+  }
 
   // (a), (b) and the references. Most run with both sides on one CPU: they
   // hand the CPU to each other directly, so the time is the work of one
@@ -371,12 +405,16 @@ int Main(int argc, char** argv) {
       bm(state);
     };
   };
+  auto epoll = [](bool log) {
+    return [log](benchmark::State& state) { BM_RawEpollRoundTrip(state, log); };
+  };
   auto grant = [](const char* name) {
     return [name](benchmark::State& state) { BM_BrokerGrant(state, name); };
   };
   for (benchmark::internal::Benchmark* b : {
            benchmark::RegisterBenchmark("a_raw_roundtrip", on(1, BM_RawRoundTrip)),
-           benchmark::RegisterBenchmark("a2_raw_epoll_roundtrip", on(1, BM_RawEpollRoundTrip)),
+           benchmark::RegisterBenchmark("a2_raw_epoll_roundtrip", on(1, epoll(false))),
+           benchmark::RegisterBenchmark("a3_raw_epoll_logged_roundtrip", on(1, epoll(true))),
            benchmark::RegisterBenchmark("b_broker_grant_memory", on(1, grant("board"))),
            benchmark::RegisterBenchmark("b3_broker_grant_raw_client",
                                         on(1, BM_BrokerGrantRawClient)),
@@ -492,6 +530,7 @@ int Main(int argc, char** argv) {
     return it == reporter.medians_us.end() ? -1.0 : it->second;
   };
   double a = us("a_raw_roundtrip"), a2 = us("a2_raw_epoll_roundtrip"),
+         a3 = us("a3_raw_epoll_logged_roundtrip"),
          bm = us("b_broker_grant_memory"), bf = us("b2_broker_grant_file"),
          braw = us("b3_broker_grant_raw_client"), a_2cpu = us("a_raw_roundtrip_2cpu"),
          b_2cpu = us("b_broker_grant_memory_2cpu");
@@ -506,6 +545,9 @@ int Main(int argc, char** argv) {
   printf("(a) raw SEQPACKET+SCM_RIGHTS round trip, one CPU: %.2f us\n", a);
   printf("(a2) the same served by a raw epoll loop (reference): %.2f us: %.2fx of (a)\n",
          a2, a2 / a);
+  printf("(a3) that loop appending a %zu-byte line to a file before each reply, as the\n"
+         "     broker records a grant before delivering it (reference): %.2f us: %.2fx of (a)\n",
+         g_audit_line_bytes, a3, a3 / a);
   printf("(b) grant round trip (shared memfd): %.2f us vs raw %.2f us: %.2fx "
          "(target <= 1.3x) %s\n",
          bm, a, bm / a, (bm < 0 || a < 0) ? "NOT MEASURED" : bm / a <= 1.3 ? "MET" : "MISSED");

@@ -64,6 +64,12 @@ std::string RenderPeer(uint32_t uid, uint32_t gid, pid_t pid, absl::string_view 
 AuditLog::AuditLog(int fd, DenialBudget budget) : fd_(fd), budget_(budget) {}
 
 absl::StatusOr<AuditLog> AuditLog::OpenFile(absl::string_view path, DenialBudget budget) {
+  AuditLog log(-1, budget);
+  CB_RETURN_IF_ERROR(log.Reopen(path));
+  return log;
+}
+
+absl::Status AuditLog::Reopen(absl::string_view path) {
   std::string p(path);
   int raw = RetryEintr([&] {
     return open(p.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
@@ -75,12 +81,12 @@ absl::StatusOr<AuditLog> AuditLog::OpenFile(absl::string_view path, DenialBudget
     return absl::FailedPreconditionError(absl::StrCat(
         "audit log ", path, " is a symlink; give the real path"));
   }
-  CB_ASSIGN_OR_RETURN(UniqueFd fd,
-                      TakeFd(raw, absl::StrCat("open audit log ", path)));
-  AuditLog log(fd.get(), budget);
-  log.mid_line_ = EndsMidLine(fd.get());
-  log.owned_ = std::move(fd);
-  return log;
+  CB_ASSIGN_OR_RETURN(UniqueFd fd, TakeFd(raw, absl::StrCat("open audit log ", path)));
+  if (fd_ >= 0) WriteBuffer();
+  mid_line_ = EndsMidLine(fd.get());
+  fd_ = fd.get();
+  owned_ = std::move(fd);
+  return absl::OkStatus();
 }
 
 void AuditLog::AppendTime(absl::Time now) {

@@ -104,6 +104,12 @@ class AuditLog {
   static absl::StatusOr<AuditLog> OpenFile(absl::string_view path,
                                            DenialBudget budget = {});
 
+  // Goes on in a new file at `path` (as OpenFile opens it), for log
+  // rotation: lines still buffered are written to the old file first (a
+  // line lost there is reported as by Flush), then the old file is closed.
+  // On error the log stays where it was.
+  absl::Status Reopen(absl::string_view path);
+
   AuditLog(AuditLog&&) = default;
   AuditLog& operator=(AuditLog&&) = default;
 

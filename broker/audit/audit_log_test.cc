@@ -137,6 +137,48 @@ TEST(AuditLogTest, APartlyWrittenLineNeverRunsIntoTheNext) {
   EXPECT_TRUE(IsWholeLine(lines[1])) << lines[1];
 }
 
+// Log rotation: the file is renamed away and the broker told to reopen.
+// Buffered lines finish the old file; later ones start the new file.
+TEST(AuditLogTest, ReopenGoesOnInANewFileAtThePath) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
+  AuditEvent e;
+  e.capability = "first";
+  log.Record(e, absl::FromUnixSeconds(0));
+  ASSERT_EQ(rename(path.c_str(), dir.Join("audit.log.1").c_str()), 0);
+  ASSERT_OK(log.Reopen(path));
+  e.capability = "second";
+  log.Record(e, absl::FromUnixSeconds(1));
+  EXPECT_EQ(log.Flush(), 0u);
+  std::vector<std::string> old_lines = Lines(ReadAll(dir.Join("audit.log.1")));
+  std::vector<std::string> new_lines = Lines(ReadAll(path));
+  ASSERT_EQ(old_lines.size(), 1u);
+  EXPECT_THAT(old_lines[0], HasSubstr(R"("capability":"first")"));
+  ASSERT_EQ(new_lines.size(), 1u);
+  EXPECT_THAT(new_lines[0], HasSubstr(R"("capability":"second")"));
+  struct stat st;
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+// A symlink planted at the path while the log was rotated is refused, and
+// the log goes on in the file it had.
+TEST(AuditLogTest, ReopenRefusesASymlinkAndKeepsTheOldFile) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
+  ASSERT_EQ(rename(path.c_str(), dir.Join("audit.log.1").c_str()), 0);
+  dir.WriteFile("elsewhere", "");
+  ASSERT_EQ(symlink(dir.Join("elsewhere").c_str(), path.c_str()), 0);
+  EXPECT_THAT(log.Reopen(path),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("symlink")));
+  log.Record(AuditEvent(), absl::FromUnixSeconds(0));
+  EXPECT_EQ(log.Flush(), 0u);
+  EXPECT_EQ(Lines(ReadAll(dir.Join("audit.log.1"))).size(), 1u);
+  EXPECT_EQ(ReadAll(dir.Join("elsewhere")), "");
+}
+
 // The same for a fragment left by an earlier broker that died mid-write.
 TEST(AuditLogTest, EndsAFragmentLeftInTheFile) {
   testing::TempDir dir;

@@ -76,8 +76,19 @@ void ReloadPolicy(const std::string& path, server::RequestHandler& handler,
   services.PolicyChanged();
 }
 
+// SIGHUP, for log rotation: go on in a new file at the audit log's path,
+// or keep the one open and say why.
+void ReopenAuditLog(const std::string& path, audit::AuditLog& audit) {
+  if (path.empty()) return;  // stderr: nothing to reopen
+  absl::Status reopened = audit.Reopen(path);
+  if (!reopened.ok()) {
+    std::fprintf(stderr, "capbrokerd: SIGHUP: audit log: going on in the file open before: %s\n",
+                 std::string(reopened.message()).c_str());
+  }
+}
+
 // Reads the pending signals; true when one of them asks to stop.
-bool OnSignals(int signal_fd, const std::string& policy_path,
+bool OnSignals(int signal_fd, const DaemonFlags& flags, audit::AuditLog& audit,
                server::RequestHandler& handler, service::ServiceHost& services,
                server::Stats& stats) {
   bool stop = false;
@@ -85,7 +96,8 @@ bool OnSignals(int signal_fd, const std::string& policy_path,
   while (RetryEintr([&] { return read(signal_fd, &info, sizeof(info)); }) ==
          static_cast<ssize_t>(sizeof(info))) {
     if (info.ssi_signo == SIGHUP) {
-      ReloadPolicy(policy_path, handler, services, stats);
+      ReopenAuditLog(flags.audit_log_path, audit);
+      ReloadPolicy(flags.policy_path, handler, services, stats);
     } else {
       stop = true;
     }
@@ -159,7 +171,7 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
     std::fprintf(stderr, "capbrokerd: sd_notify: %s\n", std::string(notified.message()).c_str());
   }
   CB_RETURN_IF_ERROR(loop.Serve(listener.fd(), signals.get(), [&] {
-    return OnSignals(signals.get(), flags.policy_path, handler, services, stats);
+    return OnSignals(signals.get(), flags, audit, handler, services, stats);
   }));
   audit.FlushAll();  // the counts of suppressed denials still waiting
   std::fprintf(stderr, "capbrokerd: stopping\n");

@@ -1,8 +1,14 @@
 // SIGHUP reloads the policy: established connections are decided by the new
 // policy from then on; a policy with any error is refused whole and the old
-// one stays; shared memory of an unchanged capability stays shared.
+// one stays; shared memory of an unchanged capability stays shared. SIGHUP
+// also reopens the audit log, for rotation.
 #include <signal.h>
+#include <stdio.h>
 #include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <string>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -14,6 +20,7 @@ namespace capbroker {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr char kBefore[] = R"(
 ( capabilities = [
@@ -96,6 +103,54 @@ TEST(ReloadTest, PolicyMadeWritableByOthersIsRefused) {
   EXPECT_EQ(status.policy_reload_failures, 1u);
   EXPECT_THAT(status.last_reload_error, HasSubstr("writable by other users"));
   EXPECT_THAT(client.Acquire("scratch"), StatusIs(absl::StatusCode::kPermissionDenied));
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// logrotate's way: rename the log, then SIGHUP. Grants after the signal are
+// recorded in a new file at the path; the renamed file keeps the earlier
+// ones and gets nothing more.
+TEST(ReloadTest, AuditLogIsReopenedForRotation) {
+  ASSERT_OK_AND_ASSIGN(auto broker, testing::BrokerProcess::Start(kAfter));
+  ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(broker->socket_path()));
+  ASSERT_OK(client.Acquire("board"));
+  std::string rotated = broker->dir() + "/audit.log.1";
+  ASSERT_EQ(rename(broker->audit_path().c_str(), rotated.c_str()), 0);
+  ReloadAndWait(*broker, client);
+  ASSERT_OK(client.Acquire("scratch"));
+
+  std::string old_log = ReadFile(rotated);
+  std::string new_log = broker->AuditLog();
+  EXPECT_THAT(old_log, HasSubstr(R"("capability":"board")"));
+  EXPECT_THAT(old_log, Not(HasSubstr(R"("capability":"scratch")")));
+  EXPECT_THAT(new_log, HasSubstr(R"("capability":"scratch")"));
+  EXPECT_THAT(new_log, Not(HasSubstr(R"("capability":"board")")));
+}
+
+// A symlink at the log's path when the broker reopens it is refused (it
+// could point anywhere); the broker says so and keeps recording in the file
+// it had open.
+TEST(ReloadTest, AuditLogReopenRefusesASymlink) {
+  testing::BrokerOptions options;
+  options.capture_stderr = true;
+  ASSERT_OK_AND_ASSIGN(auto broker, testing::BrokerProcess::StartWith(kAfter, options));
+  ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(broker->socket_path()));
+  std::string rotated = broker->dir() + "/audit.log.1";
+  std::string elsewhere = broker->dir() + "/elsewhere";
+  ASSERT_EQ(rename(broker->audit_path().c_str(), rotated.c_str()), 0);
+  ASSERT_EQ(symlink(elsewhere.c_str(), broker->audit_path().c_str()), 0);
+  ReloadAndWait(*broker, client);
+  ASSERT_OK(client.Acquire("scratch"));
+
+  EXPECT_THAT(ReadFile(rotated), HasSubstr(R"("capability":"scratch")"));
+  EXPECT_EQ(access(elsewhere.c_str(), F_OK), -1);  // never created
+  EXPECT_THAT(broker->Stderr(), HasSubstr("going on in the file open before"));
+  EXPECT_THAT(broker->Stderr(), HasSubstr("is a symlink"));
 }
 
 }  // namespace

@@ -172,7 +172,7 @@ uint64_t AuditLog::Record(const AuditEvent& e, absl::Time now) {
   std::string& out = buffer_;
   AppendTime(now);
   absl::StrAppend(&out, e.granted ? ",\"event\":\"grant\"" : ",\"event\":\"deny\"",
-                  ",\"peer\":", e.peer.empty() ? absl::string_view("{}") : e.peer);
+                  ",\"peer\":", e.peer);
   AppendField(",\"request\":{\"kind\":", e.request, out);
   AppendField(",\"capability\":", e.capability, out);
   AppendField(",\"access\":", e.access, out);

@@ -76,7 +76,7 @@ std::string RenderPeer(uint32_t uid, uint32_t gid, pid_t pid, absl::string_view 
 struct AuditEvent {
   // The peer: its uid (denials are budgeted per uid) and RenderPeer's text.
   uint32_t uid = 0;
-  absl::string_view peer;
+  absl::string_view peer = "{}";
   // The request: "acquire" or "openBeneath", the capability it named, the
   // access it asked for and, for openBeneath, the path beneath.
   absl::string_view request;

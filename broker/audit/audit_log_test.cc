@@ -11,7 +11,6 @@
 #include <atomic>
 #include <fstream>
 #include <map>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -28,12 +27,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using ::capbroker::testing::ReadWholeFile;
 
 TEST(AuditLogTest, WritesOneJsonLinePerEventOnFlush) {
   testing::TempDir dir;
@@ -50,12 +44,12 @@ TEST(AuditLogTest, WritesOneJsonLinePerEventOnFlush) {
   e.principal = "ops";
   e.reason = "principal 'ops' grants 'motd'";
   log.Record(e, absl::FromUnixSeconds(0));
-  EXPECT_EQ(ReadAll(path), "");  // buffered until Flush
+  EXPECT_EQ(ReadWholeFile(path), "");  // buffered until Flush
   e.granted = false;
   e.reason = "no principal grants \"x\"";
   log.Record(e, absl::FromUnixMillis(1500));
   EXPECT_EQ(log.Flush(), 0u);
-  EXPECT_EQ(ReadAll(path),
+  EXPECT_EQ(ReadWholeFile(path),
             R"({"time":"1970-01-01T00:00:00.000Z","event":"grant","peer":{"uid":1000,"gid":1000,"pid":42,"exe":"/usr/bin/cat"},"request":{"kind":"acquire","capability":"motd","access":"read"},"decision":"granted","principal":"ops","reason":"principal 'ops' grants 'motd'"})"
             "\n"
             R"({"time":"1970-01-01T00:00:01.500Z","event":"deny","peer":{"uid":1000,"gid":1000,"pid":42,"exe":"/usr/bin/cat"},"request":{"kind":"acquire","capability":"motd","access":"read"},"decision":"denied","principal":"ops","reason":"no principal grants \"x\""})"
@@ -122,7 +116,7 @@ TEST(AuditLogTest, APartlyWrittenLineNeverRunsIntoTheNext) {
   uint64_t dropped = log.Flush();
   ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
   EXPECT_EQ(dropped, 2u);
-  ASSERT_EQ(ReadAll(path).size(), 100u);  // a fragment of the first line
+  ASSERT_EQ(ReadWholeFile(path).size(), 100u);  // a fragment of the first line
   std::vector<AuditLog::LineRange> lost = log.TakeLostLines();
   ASSERT_EQ(lost.size(), 1u);
   EXPECT_EQ(lost[0].first, 1u);
@@ -131,8 +125,8 @@ TEST(AuditLogTest, APartlyWrittenLineNeverRunsIntoTheNext) {
 
   log.Record(e, absl::FromUnixSeconds(1));
   EXPECT_EQ(log.Flush(), 2u);
-  std::vector<std::string> lines = Lines(ReadAll(path));
-  ASSERT_EQ(lines.size(), 2u) << ReadAll(path);
+  std::vector<std::string> lines = Lines(ReadWholeFile(path));
+  ASSERT_EQ(lines.size(), 2u) << ReadWholeFile(path);
   EXPECT_EQ(lines[0].size(), 100u);  // the fragment, ended
   EXPECT_TRUE(IsWholeLine(lines[1])) << lines[1];
 }
@@ -151,8 +145,8 @@ TEST(AuditLogTest, ReopenGoesOnInANewFileAtThePath) {
   e.capability = "second";
   log.Record(e, absl::FromUnixSeconds(1));
   EXPECT_EQ(log.Flush(), 0u);
-  std::vector<std::string> old_lines = Lines(ReadAll(dir.Join("audit.log.1")));
-  std::vector<std::string> new_lines = Lines(ReadAll(path));
+  std::vector<std::string> old_lines = Lines(ReadWholeFile(dir.Join("audit.log.1")));
+  std::vector<std::string> new_lines = Lines(ReadWholeFile(path));
   ASSERT_EQ(old_lines.size(), 1u);
   EXPECT_THAT(old_lines[0], HasSubstr(R"("capability":"first")"));
   ASSERT_EQ(new_lines.size(), 1u);
@@ -175,8 +169,8 @@ TEST(AuditLogTest, ReopenRefusesASymlinkAndKeepsTheOldFile) {
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("symlink")));
   log.Record(AuditEvent(), absl::FromUnixSeconds(0));
   EXPECT_EQ(log.Flush(), 0u);
-  EXPECT_EQ(Lines(ReadAll(dir.Join("audit.log.1"))).size(), 1u);
-  EXPECT_EQ(ReadAll(dir.Join("elsewhere")), "");
+  EXPECT_EQ(Lines(ReadWholeFile(dir.Join("audit.log.1"))).size(), 1u);
+  EXPECT_EQ(ReadWholeFile(dir.Join("elsewhere")), "");
 }
 
 // The same for a fragment left by an earlier broker that died mid-write.
@@ -186,8 +180,8 @@ TEST(AuditLogTest, EndsAFragmentLeftInTheFile) {
   ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
   log.Record(AuditEvent(), absl::FromUnixSeconds(0));
   log.Flush();
-  std::vector<std::string> lines = Lines(ReadAll(path));
-  ASSERT_EQ(lines.size(), 2u) << ReadAll(path);
+  std::vector<std::string> lines = Lines(ReadWholeFile(path));
+  ASSERT_EQ(lines.size(), 2u) << ReadWholeFile(path);
   EXPECT_EQ(lines[0], "{\"time\":\"cut");
   EXPECT_TRUE(IsWholeLine(lines[1])) << lines[1];
 }
@@ -199,7 +193,7 @@ TEST(AuditLogTest, CountsOnlyTheLinesNotWritten) {
   ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
   log.Record(AuditEvent(), absl::FromUnixSeconds(0));
   log.Flush();
-  size_t line = ReadAll(path).size();
+  size_t line = ReadWholeFile(path).size();
   signal(SIGXFSZ, SIG_IGN);
   rlimit old;
   ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
@@ -332,7 +326,7 @@ TEST(AuditLogTest, ThrottlesDenialsPerUid) {
   grant.granted = true;
   EXPECT_GT(log.Record(grant, t0), 0u);  // grants are never throttled
   log.Flush(t0);
-  std::string text = ReadAll(path);
+  std::string text = ReadWholeFile(path);
   EXPECT_EQ(Count(text, R"("event":"deny","peer":{"uid":1000,)"), 3);
   EXPECT_EQ(Count(text, R"("event":"deny","peer":{"uid":2000,)"), 2);
   EXPECT_EQ(Count(text, R"("event":"grant")"), 1);
@@ -341,7 +335,7 @@ TEST(AuditLogTest, ThrottlesDenialsPerUid) {
   // A second later uid 1000 has room for one line: the count goes first.
   EXPECT_GT(log.Record(Denial(1000), t0 + absl::Seconds(1)), 0u);
   log.Flush(t0 + absl::Seconds(1));
-  text = ReadAll(path);
+  text = ReadWholeFile(path);
   std::vector<std::string> lines = Lines(text);
   ASSERT_GE(lines.size(), 2u);
   EXPECT_THAT(lines[lines.size() - 2],
@@ -361,16 +355,16 @@ TEST(AuditLogTest, WritesTheSuppressedCountLaterWithoutAnotherDenial) {
   absl::Time t0 = absl::FromUnixSeconds(1000);
   for (int i = 0; i < 4; ++i) log.Record(Denial(7), t0);
   log.Flush(t0 + absl::Milliseconds(500));
-  EXPECT_EQ(Count(ReadAll(path), "denialsSuppressed"), 0);
+  EXPECT_EQ(Count(ReadWholeFile(path), "denialsSuppressed"), 0);
   log.Flush(t0 + absl::Seconds(1));
-  EXPECT_THAT(ReadAll(path), HasSubstr(R"("peer":{"uid":7},"count":3)"));
+  EXPECT_THAT(ReadWholeFile(path), HasSubstr(R"("peer":{"uid":7},"count":3)"));
 
   // The budget has one line again (the count costs none): one line, four
   // suppressed.
   for (int i = 0; i < 5; ++i) log.Record(Denial(7), t0 + absl::Seconds(1));
   log.FlushAll();
-  EXPECT_THAT(ReadAll(path), HasSubstr(R"("peer":{"uid":7},"count":4)"));
-  EXPECT_EQ(Count(ReadAll(path), "denialsSuppressed"), 2);
+  EXPECT_THAT(ReadWholeFile(path), HasSubstr(R"("peer":{"uid":7},"count":4)"));
+  EXPECT_EQ(Count(ReadWholeFile(path), "denialsSuppressed"), 2);
 }
 
 }  // namespace

@@ -10,7 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
-#include "tests/sandbox/host_files.h"
+#include "tests/fixtures/temp_dir.h"
 
 namespace capbroker::sandbox {
 namespace {

@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <sstream>
 
 #include "gmock/gmock.h"
@@ -24,6 +23,7 @@ namespace {
 
 using ::capbroker::testing::CountOpenFds;
 using ::capbroker::testing::LoopHarness;
+using ::capbroker::testing::ReadWholeFile;
 using ::capbroker::testing::ServingThread;
 using ::capbroker::testing::TempDir;
 using ::testing::HasSubstr;
@@ -49,12 +49,7 @@ class JournalServiceTest : public ::testing::Test {
     return harness_.Call(*client_, request, fds);
   }
 
-  std::string Log() {
-    std::ifstream in(path_);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  }
+  std::string Log() { return ReadWholeFile(path_); }
 
   TempDir dir_;
   std::string path_ = dir_.WriteFile("log", "");

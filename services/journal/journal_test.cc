@@ -3,8 +3,6 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <fstream>
-#include <sstream>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -14,6 +12,7 @@
 namespace capbroker::journal {
 namespace {
 
+using ::capbroker::testing::ReadWholeFile;
 using ::capbroker::testing::TempDir;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
@@ -23,12 +22,7 @@ class JournalTest : public ::testing::Test {
   UniqueFd OpenLog(int flags) {
     return UniqueFd(open(path_.c_str(), flags | O_CLOEXEC | O_CREAT, 0600));
   }
-  std::string Contents() {
-    std::ifstream in(path_);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  }
+  std::string Contents() { return ReadWholeFile(path_); }
 
   TempDir dir_;
   std::string path_ = dir_.WriteFile("log", "earlier line\n");

@@ -6,8 +6,6 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "gmock/gmock.h"
@@ -15,6 +13,7 @@
 #include "sdk/base/status_matchers.h"
 #include "sdk/client/client.h"
 #include "tests/fixtures/broker_process.h"
+#include "tests/fixtures/temp_dir.h"
 
 namespace capbroker {
 namespace {
@@ -105,13 +104,6 @@ TEST(ReloadTest, PolicyMadeWritableByOthersIsRefused) {
   EXPECT_THAT(client.Acquire("scratch"), StatusIs(absl::StatusCode::kPermissionDenied));
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 // logrotate's way: rename the log, then SIGHUP. Grants after the signal are
 // recorded in a new file at the path; the renamed file keeps the earlier
 // ones and gets nothing more.
@@ -124,7 +116,7 @@ TEST(ReloadTest, AuditLogIsReopenedForRotation) {
   ReloadAndWait(*broker, client);
   ASSERT_OK(client.Acquire("scratch"));
 
-  std::string old_log = ReadFile(rotated);
+  std::string old_log = testing::ReadWholeFile(rotated);
   std::string new_log = broker->AuditLog();
   EXPECT_THAT(old_log, HasSubstr(R"("capability":"board")"));
   EXPECT_THAT(old_log, Not(HasSubstr(R"("capability":"scratch")")));
@@ -147,7 +139,7 @@ TEST(ReloadTest, AuditLogReopenRefusesASymlink) {
   ReloadAndWait(*broker, client);
   ASSERT_OK(client.Acquire("scratch"));
 
-  EXPECT_THAT(ReadFile(rotated), HasSubstr(R"("capability":"scratch")"));
+  EXPECT_THAT(testing::ReadWholeFile(rotated), HasSubstr(R"("capability":"scratch")"));
   EXPECT_EQ(access(elsewhere.c_str(), F_OK), -1);  // never created
   EXPECT_THAT(broker->Stderr(), HasSubstr("going on in the file open before"));
   EXPECT_THAT(broker->Stderr(), HasSubstr("is a symlink"));

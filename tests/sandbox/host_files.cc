@@ -3,16 +3,8 @@
 #include <unistd.h>
 
 #include <fstream>
-#include <sstream>
 
 namespace capbroker::testing {
-
-std::string ReadWholeFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 std::string WritableCgroup2Mount() {
   std::ifstream mounts("/proc/self/mounts");

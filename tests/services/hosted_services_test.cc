@@ -9,7 +9,6 @@
 
 #include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -44,13 +43,6 @@ constexpr char kPolicy[] = R"(( capabilities = [
       grants = [ "kv-data" ], connect = [ "me" ], restartDelayMs = 10 ),
     ( name = "journal", command = [ "$JOURNAL", "--grant=journal-log" ],
       grants = [ "journal-log" ], connect = [ "me" ] ) ] ))";
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 class HostedServicesTest : public ::testing::Test {
  protected:
@@ -153,7 +145,7 @@ TEST_F(HostedServicesTest, JournalAppendsRecordsWithTheBrokersIdentity) {
   ASSERT_OK_AND_ASSIGN(journal::RecordId first, journal.Append("first"));
   ASSERT_OK_AND_ASSIGN(journal::RecordId second, journal.Append("second"));
   EXPECT_EQ(second.seq, first.seq + 1);
-  std::string log = ReadFile(pub_ + "/journal.log");
+  std::string log = testing::ReadWholeFile(pub_ + "/journal.log");
   // What was there stays; records follow, naming the principal the broker
   // established.
   EXPECT_EQ(log.rfind("earlier line\n", 0), 0u) << log;

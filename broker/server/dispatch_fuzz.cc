@@ -79,7 +79,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The datagram, word-aligned as the receive buffer is; a partial word is
   // refused before this point, so it is cut here.
   std::vector<capnp::word> words(size / sizeof(capnp::word));
-  std::memcpy(static_cast<void*>(words.data()), data, words.size() * sizeof(capnp::word));
+  if (!words.empty()) {  // memcpy to the null data() of an empty vector is undefined
+    std::memcpy(static_cast<void*>(words.data()), data, words.size() * sizeof(capnp::word));
+  }
 
   server::Answer answer = server::AnswerRequest(
       world->handler, session, kj::arrayPtr(words.data(), words.size()), carried_fds,

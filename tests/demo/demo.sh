@@ -125,7 +125,7 @@ run capctl connect kvstore -- kvstore_client put greeting "hello from the demo"
 run capctl connect kvstore -- kvstore_client get greeting
 run capctl connect journal -- journal_client append "the demo ran"
 run cat "$dir/journal.log"
-echo "# the same connect, as another user: the policy does not list 'others'"
+printf '\n# the same connect, as another user: the policy does not list %s\n' "'others'"
 expect_failure setpriv --reuid=65534 --regid=65534 --clear-groups \
   "$capctl_bin" --socket "$socket" connect journal -- journal_client append "intruder"
 run capctl services

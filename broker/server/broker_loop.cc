@@ -72,6 +72,7 @@ absl::Status BrokerLoop::Serve(int listener, int control_fd,
   epoll_event events[kMaxEvents];
   for (;;) {
     SendPending();
+    Reap();
     int n = RetryEintr([&] { return epoll_wait(epoll_.get(), events, kMaxEvents, -1); });
     if (n < 0) return ErrnoStatus(errno, "epoll_wait");
     for (int i = 0; i < n; ++i) {
@@ -98,12 +99,12 @@ absl::Status BrokerLoop::Serve(int listener, int control_fd,
       if (fd >= static_cast<int>(connections_.size()) || !connections_[fd]) continue;
       Connection& connection = *connections_[fd];
       if (connection.close_when_flushed && (events[i].events & (EPOLLHUP | EPOLLERR))) {
-        Close(fd);  // the peer is gone: nothing left to deliver
+        Close(connection);  // the peer is gone: nothing left to deliver
         continue;
       }
       if (events[i].events & EPOLLOUT) {
         SendQueued(connection);
-        if (!connections_[fd]) continue;
+        if (connection.closed) continue;
       }
       if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) OnReadable(connection);
     }
@@ -225,9 +226,14 @@ absl::StatusOr<uint64_t> BrokerLoop::AddServiceConnection(UniqueFd fd, Identity 
 bool BrokerLoop::Send(uint64_t id, Answer answer) {
   auto it = fd_by_id_.find(id);
   if (it == fd_by_id_.end()) return false;
-  int fd = it->second;
-  if (!Queue(*connections_[fd], std::move(answer))) {
-    Close(fd);
+  Connection& connection = *connections_[it->second];
+  // A service that is behind keeps its connection; the connect that would
+  // have added to its queue is refused instead.
+  if (connection.service && !Fits(connection, answer.words.size() * sizeof(capnp::word))) {
+    return false;
+  }
+  if (!Queue(connection, std::move(answer))) {
+    Close(connection);
     return false;
   }
   return true;
@@ -235,7 +241,7 @@ bool BrokerLoop::Send(uint64_t id, Answer answer) {
 
 void BrokerLoop::CloseConnection(uint64_t id) {
   auto it = fd_by_id_.find(id);
-  if (it != fd_by_id_.end()) Close(it->second);
+  if (it != fd_by_id_.end()) Close(*connections_[it->second]);
 }
 
 void BrokerLoop::PeerLog(absl::string_view line) {
@@ -248,27 +254,34 @@ void BrokerLoop::PeerLog(absl::string_view line) {
   std::fprintf(stderr, "capbrokerd: %.*s\n", static_cast<int>(line.size()), line.data());
 }
 
-void BrokerLoop::Close(int fd) {
-  std::unique_ptr<Connection> connection = std::move(connections_[fd]);
-  if (!connection) return;
-  fd_by_id_.erase(connection->id);
-  if (!connection->service) {
-    uint32_t uid = connection->session.identity.uid;
+void BrokerLoop::Close(Connection& connection) {
+  if (connection.closed) return;
+  connection.closed = true;
+  fd_by_id_.erase(connection.id);
+  if (!connection.service) {
+    uint32_t uid = connection.session.identity.uid;
     auto it = connections_per_uid_.find(uid);
     if (it != connections_per_uid_.end() && --it->second == 0) {
       connections_per_uid_.erase(it);
     }
   }
   --stats_.connections;
-  queued_bytes_total_ -= connection->queued_bytes;
-  // Closing the socket removes it from the epoll set (we never dup it);
-  // queued replies and their fds are closed with the connection.
+  queued_bytes_total_ -= connection.queued_bytes;
+  queued_fds_total_ -= connection.queued_fds;
+  connection.queued_bytes = 0;
+  connection.queued_fds = 0;
+  connection.queue.clear();  // closes the fds of the replies not sent
+  int fd = connection.fd.get();
+  closed_.push_back(std::move(connections_[fd]));
+  // Closing the socket removes it from the epoll set (we never dup it).
+  connection.fd.reset();
 }
 
+void BrokerLoop::Reap() { closed_.clear(); }
+
 void BrokerLoop::OnReadable(Connection& connection) {
-  int fd = connection.fd.get();
   for (int i = 0; i < kDatagramsPerWakeup; ++i) {
-    if (!connections_[fd] || connection.close_when_flushed) return;
+    if (connection.closed || connection.close_when_flushed) return;
     bool keep = false;
     // OnDatagram catches what reading a request can throw; this is the last
     // line of defence: whatever else a client triggers costs it its
@@ -281,7 +294,7 @@ void BrokerLoop::OnReadable(Connection& connection) {
       keep = false;
     }
     if (!keep) {
-      Close(fd);
+      Close(connection);
       return;
     }
   }
@@ -306,32 +319,45 @@ bool BrokerLoop::OnDatagram(Connection& connection) {
   const wire::Datagram& datagram = **received;
   Answer answer = AnswerRequest(handler_, connection.session, datagram.words,
                                 datagram.fds_discarded, scratch_.asPtr());
-  if (answer.outcome.deferred) return true;  // the service host answers later
+  if (answer.outcome.deferred) {
+    // The service host answers in a later turn, once the service is ready,
+    // when this turn's lost lines are long forgotten: the grant's line must
+    // be on record before the request waits there.
+    if (AuditWritten({answer.outcome.audit_line})) return true;
+    handler_.WithdrawConnect(connection.id, answer.id);
+    return Queue(connection, Withheld(answer.id));
+  }
   return Queue(connection, std::move(answer));
+}
+
+bool BrokerLoop::Fits(const Connection& connection, size_t bytes) const {
+  // A service's queue is bounded by bytes only (see the class comment).
+  return connection.queued_bytes + bytes <= limits_.max_queued_bytes &&
+         (connection.service || connection.queue.size() < limits_.max_queued_replies);
 }
 
 bool BrokerLoop::Queue(Connection& connection, Answer answer) {
   // Every reply waits in the connection's queue until SendPending(), which
   // first writes the audit lines of the whole batch: a grant is on record
   // before it is delivered, for the price of one write(2) per loop turn.
+  if (connection.closed) return false;
   size_t bytes = answer.words.size() * sizeof(capnp::word);
-  if (connection.queue.size() >= limits_.max_queued_replies ||
-      connection.queued_bytes + bytes > limits_.max_queued_bytes) {
+  size_t fds = answer.outcome.fds.size();
+  if (!Fits(connection, bytes)) {
     PeerLog(absl::StrCat("disconnecting pid ", connection.session.identity.pid, " (uid ",
                          connection.session.identity.uid, "): it does not read its replies (",
                          connection.queue.size(), " queued)"));
     return false;
   }
-  if (queued_bytes_total_ + bytes > limits_.max_queued_bytes_total &&
-      !MakeRoom(connection, bytes)) {
-    return false;
-  }
+  if (!MakeRoom(connection, bytes, fds)) return false;
   connection.queue.push_back(QueuedReply{std::move(answer.words),
                                          std::move(answer.outcome.fds),
                                          std::move(answer.outcome.shared_fd), answer.id,
                                          answer.outcome.audit_line});
   connection.queued_bytes += bytes;
   queued_bytes_total_ += bytes;
+  connection.queued_fds += fds;
+  queued_fds_total_ += fds;
   if (answer.outcome.close_after_reply && !connection.close_when_flushed) {
     connection.close_when_flushed = true;
     if (!UpdateEvents(connection)) return false;  // read nothing more from it
@@ -368,21 +394,23 @@ void BrokerLoop::SendQueued(Connection& connection) {
     iovec iov{q.words.begin(), q.words.size() * sizeof(capnp::word)};
     absl::StatusOr<bool> sent = wire::SendDatagram(fd, &iov, 1, absl::MakeConstSpan(raw, n));
     if (!sent.ok()) {
-      Close(fd);
+      Close(connection);
       return;
     }
     if (!*sent) break;  // the socket is full: EPOLLOUT brings us back
     connection.queued_bytes -= iov.iov_len;
     queued_bytes_total_ -= iov.iov_len;
+    connection.queued_fds -= q.fds.size();
+    queued_fds_total_ -= q.fds.size();
     ++sent_count;
   }
   connection.queue.erase(connection.queue.begin(),
                          connection.queue.begin() + static_cast<long>(sent_count));
   if (connection.queue.empty() && connection.close_when_flushed) {
-    Close(fd);
+    Close(connection);
     return;
   }
-  if (!UpdateEvents(connection)) Close(fd);
+  if (!UpdateEvents(connection)) Close(connection);
 }
 
 bool BrokerLoop::UpdateEvents(Connection& connection) {
@@ -408,22 +436,27 @@ bool BrokerLoop::UpdateEvents(Connection& connection) {
   return true;
 }
 
-bool BrokerLoop::MakeRoom(Connection& requester, size_t bytes) {
-  while (queued_bytes_total_ + bytes > limits_.max_queued_bytes_total) {
-    // A scan of every connection, but only when the budget is exhausted;
-    // each round frees what the largest holder had queued.
+bool BrokerLoop::MakeRoom(Connection& requester, size_t bytes, size_t fds) {
+  for (;;) {
+    bool bytes_over = queued_bytes_total_ + bytes > limits_.max_queued_bytes_total;
+    bool fds_over = queued_fds_total_ + fds > limits_.max_queued_fds_total;
+    if (!bytes_over && !fds_over) return true;
+    // A scan of every connection, but only when a budget is exhausted;
+    // each round frees what the largest holder of it had queued.
+    auto held = [&](const Connection& c) { return bytes_over ? c.queued_bytes : c.queued_fds; };
     Connection* largest = &requester;
     for (const std::unique_ptr<Connection>& c : connections_) {
-      if (c && c->queued_bytes > largest->queued_bytes) largest = c.get();
+      if (c && held(*c) > held(*largest)) largest = c.get();
     }
     PeerLog(absl::StrCat("disconnecting pid ", largest->session.identity.pid, " (uid ",
                          largest->session.identity.uid, "): it does not read its replies (",
-                         largest->queued_bytes, " bytes queued), and all connections "
-                         "together hold the limit of ", limits_.max_queued_bytes_total));
+                         held(*largest), bytes_over ? " bytes" : " fds",
+                         " queued), and all connections together hold the limit of ",
+                         bytes_over ? limits_.max_queued_bytes_total
+                                    : limits_.max_queued_fds_total));
     if (largest == &requester) return false;
-    Close(largest->fd.get());
+    Close(*largest);
   }
-  return true;
 }
 
 bool BrokerLoop::AuditWritten(const std::vector<uint64_t>& lines) {
@@ -445,9 +478,6 @@ std::vector<audit::AuditLog::LineRange> BrokerLoop::FlushAudit() {
   // A lost line's reply has not been sent (nothing is sent before this
   // runs), so it is in some queue. Every queue is searched: this runs only
   // when the log failed.
-  const absl::Status withheld = absl::UnavailableError(
-      "the broker could not write this grant's audit line, so it withheld the "
-      "grant; nothing was granted");
   size_t count = 0;
   for (const std::unique_ptr<Connection>& c : connections_) {
     if (!c) continue;
@@ -460,14 +490,14 @@ std::vector<audit::AuditLog::LineRange> BrokerLoop::FlushAudit() {
       }
       // The error reply is a few hundred bytes: the queue limits are not
       // checked again for it. Its fds are closed with the old reply.
-      Answer error = ErrorAnswer(q.id, withheld, false);
+      Answer error = Withheld(q.id);
       size_t old_bytes = q.words.size() * sizeof(capnp::word);
       size_t new_bytes = error.words.size() * sizeof(capnp::word);
       c->queued_bytes = c->queued_bytes - old_bytes + new_bytes;
       queued_bytes_total_ = queued_bytes_total_ - old_bytes + new_bytes;
+      c->queued_fds -= q.fds.size();
+      queued_fds_total_ -= q.fds.size();
       q = QueuedReply{std::move(error.words), {}, nullptr, q.id, 0};
-      --stats_.grants;
-      handler_.CountDenial(withheld);
       ++count;
     }
   }
@@ -476,6 +506,15 @@ std::vector<audit::AuditLog::LineRange> BrokerLoop::FlushAudit() {
                          " grants: their audit lines could not be written"));
   }
   return lost;
+}
+
+Answer BrokerLoop::Withheld(uint64_t request_id) {
+  const absl::Status withheld = absl::UnavailableError(
+      "the broker could not write this grant's audit line, so it withheld the "
+      "grant; nothing was granted");
+  --stats_.grants;
+  handler_.CountDenial(withheld);
+  return ErrorAnswer(request_id, withheld, false);
 }
 
 }  // namespace capbroker::server

@@ -14,12 +14,22 @@
 // be written is not sent: it is replaced by an `unavailable` error and its
 // fds are closed. A grant goes out only once it is on record.
 //
-// All connections' queues together are bounded too (Limits::
-// max_queued_bytes_total). When a reply would take them over, the loop
-// disconnects the connection holding the most queued bytes, which is the
+// All connections' queues together are bounded too, in bytes and in the
+// fds their replies hold (Limits::max_queued_bytes_total and
+// max_queued_fds_total). When a reply would take them over, the loop
+// disconnects the connection holding the most of what is over, which is the
 // one asking when it holds the most: a client that reads its replies holds
 // next to nothing, so the ones that go are those that do not read, never a
 // well-behaved client that happens to ask while others fill the budget.
+//
+// A hosted service's connection is different: when its queue is full the
+// connect that would add to it is refused ("busy"), and the service keeps its
+// connection. When a service becomes ready, every connect that waited for it
+// is sent at once, so its queue is bounded by bytes only.
+//
+// A connection is closed at once but freed only between loop turns: the
+// service host can close a connection (through Send) while that very
+// connection's request is being answered, further up the stack.
 //
 // Out of fds (EMFILE/ENFILE): the loop keeps one reserve fd; when accept()
 // fails for lack of fds it frees the reserve, accepts and closes the
@@ -61,6 +71,12 @@ struct Limits {
   // until the end of its loop turn (at most 64 replies of at most 64 KiB),
   // so this must stay well above 4 MiB to cost busy clients nothing.
   size_t max_queued_bytes_total = 64 * 1024 * 1024;
+  // Fds held by queued replies of all connections together: fresh opens and
+  // connection ends (a shared capability's one fd is not counted). Replies
+  // normally leave within their loop turn (at most 64 of them); only clients
+  // that do not read hold more. Without this bound, one uid's connections
+  // could hold 4096 x 32 fds and run the broker out of fds for everyone.
+  size_t max_queued_fds_total = 4096;
 };
 
 class BrokerLoop : public LoopPort {
@@ -101,6 +117,8 @@ class BrokerLoop : public LoopPort {
     Session session;
     std::vector<QueuedReply> queue;
     size_t queued_bytes = 0;
+    size_t queued_fds = 0;      // fds held by `queue` (shared fds not counted)
+    bool closed = false;        // closed; freed by Reap() between turns
     bool close_when_flushed = false;
     bool pending_send = false;  // listed in pending_sends_
     uint32_t events = 0;        // the epoll events registered for fd
@@ -125,17 +143,29 @@ class BrokerLoop : public LoopPort {
   // the connection must be closed.
   bool OnDatagram(Connection& connection);
   // Queues a reply for SendPending. Returns false when the connection must
-  // be closed (its queue is over the limits).
+  // be closed (its queue is over the limits), or is closed already; the
+  // answer and its fds are then dropped.
   bool Queue(Connection& connection, Answer answer);
+  // Whether `bytes` more fit in the connection's own queue.
+  bool Fits(const Connection& connection, size_t bytes) const;
   // Registers the epoll events the connection's state calls for. Returns
   // false, after logging why, when epoll_ctl fails: the caller closes the
   // connection, since epoll would go on reporting the wrong events for it.
   bool UpdateEvents(Connection& connection);
-  // Makes room for `bytes` more queued bytes within max_queued_bytes_total
-  // by disconnecting the connections holding the most. Returns false when
-  // `requester` is the one to go (the caller closes it).
-  bool MakeRoom(Connection& requester, size_t bytes);
-  void Close(int fd);
+  // Makes room for `bytes` more queued bytes and `fds` more queued fds
+  // within the totals by disconnecting the connections holding the most.
+  // Returns false when `requester` is the one to go (the caller closes it).
+  bool MakeRoom(Connection& requester, size_t bytes, size_t fds);
+  // Closes `connection`: its socket, queued replies and their fds go now,
+  // and its fd number is free for a new connection; the Connection itself,
+  // which callers up the stack may still hold, stays until Reap(). Does
+  // nothing to a connection closed already.
+  void Close(Connection& connection);
+  // Frees the connections closed since the last call. Only between turns.
+  void Reap();
+  // The error that replaces a grant whose audit line was lost; counts it
+  // as a denial instead of a grant.
+  Answer Withheld(uint64_t request_id);
   // Logs a line a client could provoke, within kPeerLogLinesPerSecond.
   void PeerLog(absl::string_view line);
 
@@ -153,6 +183,8 @@ class BrokerLoop : public LoopPort {
   absl::flat_hash_map<int, std::function<void()>> watches_;
   absl::flat_hash_map<uint32_t, size_t> connections_per_uid_;
   size_t queued_bytes_total_ = 0;  // the sum of every connection's queued_bytes
+  size_t queued_fds_total_ = 0;    // the sum of every connection's queued_fds
+  std::vector<std::unique_ptr<Connection>> closed_;  // for Reap()
   std::vector<int> pending_sends_;  // fds with replies queued this turn
   wire::ReceiveBuffer receive_buffer_;
   // Zeroed first segment for reply builders (MallocMessageBuilder zeroes

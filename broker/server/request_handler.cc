@@ -415,9 +415,14 @@ Outcome RequestHandler::Connect(const Session& session, uint64_t request_id,
   }
   uint64_t line = Finish(session, "connect", name, schema::Access::READ_WRITE, "", status,
                          decision.principal, reply);
-  // A deferred connect's line is long written when its reply goes out.
-  if (!outcome.fds.empty()) outcome.audit_line = line;
+  // The loop sees a grant's line written before it is delivered, or, for a
+  // deferred connect, before it waits in the service host.
+  if (!outcome.fds.empty() || outcome.deferred) outcome.audit_line = line;
   return outcome;
+}
+
+void RequestHandler::WithdrawConnect(uint64_t connection_id, uint64_t request_id) {
+  if (services_ != nullptr) services_->Withdraw(connection_id, request_id);
 }
 
 void RequestHandler::SetConnection(absl::string_view service,

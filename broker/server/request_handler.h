@@ -113,6 +113,10 @@ class RequestHandler {
   // Records a rejected request in the statistics.
   void CountDenial(const absl::Status& status);
 
+  // Withdraws a deferred connect (Outcome::deferred) whose audit line could
+  // not be written: the service host forgets it.
+  void WithdrawConnect(uint64_t connection_id, uint64_t request_id);
+
  private:
   Outcome Hello(Session& session, schema::Hello::Reader hello,
                 schema::Reply::Builder reply);

@@ -57,6 +57,10 @@ class ServiceDirectory {
   virtual absl::StatusOr<std::optional<UniqueFd>> Connect(
       const ServiceSpec& service, const ConnectRequest& request) = 0;
 
+  // Forgets the waiting connect `request_id` of connection `connection_id`
+  // (nothing is sent for it): the broker could not record its grant.
+  virtual void Withdraw(uint64_t connection_id, uint64_t request_id) = 0;
+
   // The service `name` says it is ready to serve.
   virtual absl::Status Ready(absl::string_view name) = 0;
 

@@ -125,10 +125,12 @@ void ServiceHost::PolicyChanged() {
       continue;
     }
     service.removed = true;
+    // Connects waiting for a starting service are answered now: it will
+    // never become ready.
+    AnswerPending(service, absl::UnavailableError(absl::StrCat(
+                               "service '", service.spec.name,
+                               "' was removed from the policy")));
     if (!service.pidfd) {
-      AnswerPending(service, absl::UnavailableError(absl::StrCat(
-                                 "service '", service.spec.name,
-                                 "' was removed from the policy")));
       if (service.timer) loop_.Unwatch(service.timer.get());
       services_.erase(services_.begin() + static_cast<long>(i));
       continue;
@@ -514,6 +516,18 @@ absl::StatusOr<std::optional<UniqueFd>> ServiceHost::Connect(
   }
   service->pending.push_back(request);
   return std::optional<UniqueFd>();
+}
+
+void ServiceHost::Withdraw(uint64_t connection_id, uint64_t request_id) {
+  for (const std::unique_ptr<Service>& service : services_) {
+    std::vector<server::ConnectRequest>& pending = service->pending;
+    pending.erase(std::remove_if(pending.begin(), pending.end(),
+                                 [&](const server::ConnectRequest& r) {
+                                   return r.connection_id == connection_id &&
+                                          r.request_id == request_id;
+                                 }),
+                  pending.end());
+  }
 }
 
 absl::Status ServiceHost::Ready(absl::string_view name) {

@@ -41,7 +41,7 @@ const char* Usage() {
          "                  [--audit-log FILE] [--ready-fd N]\n"
          "                  [--max-connections N] [--max-connections-per-uid N]\n"
          "                  [--cgroup DIR]\n"
-         "                  [--max-queued-reply-bytes N]\n"
+         "                  [--max-queued-reply-bytes N] [--max-queued-reply-fds N]\n"
          "\n"
          "  --policy FILE       the policy to enforce (see `capctl policy init`)\n"
          "  --socket PATH       where to listen; default $CAPBROKER_SOCKET, else\n"
@@ -60,6 +60,8 @@ const char* Usage() {
          "                      read them, all connections together (default\n"
          "                      67108864, 64 MiB); over it, the connection\n"
          "                      holding the most is disconnected\n"
+         "  --max-queued-reply-fds N  the same for the fds those replies hold\n"
+         "                      (default 4096)\n"
          "\n"
          "SIGTERM or SIGINT stop it; it removes its socket file on the way out.\n";
 }
@@ -90,7 +92,8 @@ absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args) {
     if (name == "--policy" || name == "--socket" || name == "--socket-mode" ||
         name == "--audit-log" || name == "--ready-fd" ||
         name == "--max-connections" || name == "--max-connections-per-uid" ||
-        name == "--cgroup" || name == "--max-queued-reply-bytes") {
+        name == "--cgroup" || name == "--max-queued-reply-bytes" ||
+        name == "--max-queued-reply-fds") {
       v = take_value();
       if (!v.ok()) return v.status();
       if (v->empty()) return absl::InvalidArgumentError(absl::StrCat(name, " needs a value"));
@@ -128,6 +131,10 @@ absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args) {
       absl::StatusOr<size_t> n = ParseQueuedBytes(name, *v);
       if (!n.ok()) return n.status();
       flags.limits.max_queued_bytes_total = *n;
+    } else if (name == "--max-queued-reply-fds") {
+      absl::StatusOr<size_t> n = ParseCount(name, *v);
+      if (!n.ok()) return n.status();
+      flags.limits.max_queued_fds_total = *n;
     } else if (name == "--max-connections") {
       absl::StatusOr<size_t> n = ParseCount(name, *v);
       if (!n.ok()) return n.status();

@@ -15,7 +15,7 @@ TEST(ParseFlagsTest, ParsesEverything) {
       ParseFlags({"--policy", "/p", "--socket=/s", "--socket-mode", "0660",
                   "--audit-log", "/a", "--ready-fd", "5", "--max-connections",
                   "10", "--max-connections-per-uid=3", "--max-queued-reply-bytes",
-                  "1048576"}));
+                  "1048576", "--max-queued-reply-fds", "7"}));
   EXPECT_EQ(f.policy_path, "/p");
   EXPECT_EQ(f.socket_path, "/s");
   EXPECT_EQ(*f.socket_mode, 0660u);
@@ -24,6 +24,16 @@ TEST(ParseFlagsTest, ParsesEverything) {
   EXPECT_EQ(f.limits.max_connections, 10u);
   EXPECT_EQ(f.limits.max_connections_per_uid, 3u);
   EXPECT_EQ(f.limits.max_queued_bytes_total, 1048576u);
+  EXPECT_EQ(f.limits.max_queued_fds_total, 7u);
+}
+
+TEST(ParseFlagsTest, QueuedReplyFdsAreACount) {
+  ASSERT_OK_AND_ASSIGN(DaemonFlags f, ParseFlags({"--policy", "/p"}));
+  EXPECT_EQ(f.limits.max_queued_fds_total, 4096u);
+  EXPECT_THAT(ParseFlags({"--policy", "/p", "--max-queued-reply-fds", "0"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("from 1")));
+  EXPECT_THAT(ParseFlags({"--policy", "/p", "--max-queued-reply-fds=many"}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST(ParseFlagsTest, QueuedReplyBytesHoldAtLeastTheLargestReply) {

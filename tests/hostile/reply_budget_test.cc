@@ -1,5 +1,6 @@
-// The budget for queued reply bytes of all connections together
-// (--max-queued-reply-bytes): clients that do not read their replies cannot
+// The budgets for queued replies of all connections together, in bytes
+// (--max-queued-reply-bytes) and in the fds they hold
+// (--max-queued-reply-fds): clients that do not read their replies cannot
 // make the broker hold more than that, and when a reply would go over it,
 // the connection holding the most goes, not a client that reads.
 //
@@ -12,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -32,17 +34,20 @@ namespace {
 
 // The smallest budget the flag takes: one reply of the largest size.
 constexpr size_t kBudget = wire::kMaxMessageBytes;
+constexpr size_t kFdBudget = 2;
 
 // Six file capabilities with 4000-byte paths: a list reply of about 24 KiB,
-// so that two of them fit in kBudget and three do not.
+// so that two of them fit in kBudget and three do not. And "scratch": each
+// grant of it is a new memfd.
 std::string BigListPolicy() {
   std::string caps;
   for (int i = 0; i < 6; ++i) {
     absl::StrAppend(&caps, i ? ", " : "", "( name = \"c", i, "\", file = ( path = \"/",
                     std::string(3990, 'a' + i), "\", access = read ) )");
   }
-  std::string grants;
-  for (int i = 0; i < 6; ++i) absl::StrAppend(&grants, i ? ", " : "", "\"c", i, "\"");
+  absl::StrAppend(&caps, ", ( name = \"scratch\", memory = ( size = 4096 ) )");
+  std::string grants = "\"scratch\"";
+  for (int i = 0; i < 6; ++i) absl::StrAppend(&grants, ", \"c", i, "\"");
   return absl::StrCat("( capabilities = [ ", caps,
                       " ], principals = [ ( name = \"t\", match = ( uid = $UID ), "
                       "grants = [ ", grants, " ] ) ] )");
@@ -54,7 +59,8 @@ class ReplyBudgetTest : public ::testing::Test {
     ASSERT_OK_AND_ASSIGN(
         broker_, testing::BrokerProcess::Start(
                      BigListPolicy(),
-                     {"--max-queued-reply-bytes", absl::StrCat(kBudget)}));
+                     {"--max-queued-reply-bytes", absl::StrCat(kBudget),
+                      "--max-queued-reply-fds", absl::StrCat(kFdBudget)}));
     ASSERT_OK_AND_ASSIGN(good_, Client::Connect(broker_->socket_path()));
     baseline_fds_ = broker_->OpenFds();
   }
@@ -70,25 +76,37 @@ class ReplyBudgetTest : public ::testing::Test {
     return std::move(fd).value();
   }
 
-  // Sends a list request on `fd` and waits until the broker has handled it
-  // and tried to send the reply.
-  void SendList(int fd) {
-    ASSERT_EQ(testing::RawSend(fd, ListBytes(++next_id_)), 0);
+  // Sends `request` on `fd` and waits until the broker has handled it and
+  // tried to send the reply.
+  void SendRequest(int fd, const std::vector<uint8_t>& request) {
+    ASSERT_EQ(testing::RawSend(fd, request), 0);
     ASSERT_OK(good_->Status().status());
     ASSERT_OK(good_->Status().status());
   }
+  void SendList(int fd) { SendRequest(fd, ListBytes(++next_id_)); }
 
   // Sends list requests on `fd`, which never reads, until exactly `queued`
   // replies wait in the broker for it; returns the size of one reply.
   size_t FillQueue(int fd, size_t queued) {
-    SendList(fd);
-    size_t reply_bytes = InQueue(fd);  // our socket had room for the first
+    size_t reply_bytes = FillQueueWith(fd, queued, [&] { return ListBytes(++next_id_); });
     EXPECT_GT(reply_bytes, kBudget / 3);
     EXPECT_LE(2 * reply_bytes + 1024, kBudget);  // room for a status reply too
+    return reply_bytes;
+  }
+
+  // The same with the requests `request` makes, whose replies are all of
+  // one size.
+  size_t FillQueueWith(int fd, size_t queued,
+                       const std::function<std::vector<uint8_t>()>& request) {
+    SendRequest(fd, request());
+    size_t reply_bytes = InQueue(fd);  // our socket had room for the first
+    EXPECT_GT(reply_bytes, 0u);
+    if (reply_bytes == 0) return 0;
     size_t sent = 1;
-    // Bounded: the broker's socket buffer holds a few hundred KiB.
-    for (int i = 0; i < 200 && sent - InQueue(fd) / reply_bytes < queued; ++i) {
-      SendList(fd);
+    // Bounded: the broker's socket buffer holds a few hundred KiB, and our
+    // socket at most net.unix.max_dgram_qlen (512) datagrams.
+    for (int i = 0; i < 2000 && sent - InQueue(fd) / reply_bytes < queued; ++i) {
+      SendRequest(fd, request());
       ++sent;
       EXPECT_FALSE(HungUp(fd)) << "disconnected with " << sent - InQueue(fd) / reply_bytes
                                << " replies queued";
@@ -139,6 +157,24 @@ TEST_F(ReplyBudgetTest, DisconnectsTheAskerWhenItHoldsTheMost) {
   EXPECT_TRUE(HungUp(hoarder.get())) << "the budget was not enforced";
   EXPECT_OK(good_->List());
   hoarder.reset();
+  ExpectFdsAtBaseline();
+}
+
+// The fds those replies hold are budgeted the same way: two grants of new
+// memfds wait for a connection that does not read; a grant for another
+// connection would take the total over --max-queued-reply-fds, so the one
+// that does not read goes, and the asker gets its fd.
+TEST_F(ReplyBudgetTest, FdsHeldByQueuedRepliesAreBudgetedToo) {
+  UniqueFd hoarder = Connect();
+  FillQueueWith(hoarder.get(), kFdBudget, [&] { return AcquireBytes(++next_id_, "scratch"); });
+  UniqueFd asker = Connect();
+  SendRequest(asker.get(), AcquireBytes(++next_id_, "scratch"));
+  EXPECT_TRUE(HungUp(hoarder.get())) << "the fd budget was not enforced";
+  EXPECT_FALSE(HungUp(asker.get()));
+  EXPECT_GT(InQueue(asker.get()), 0u) << "the asker got no reply";
+  EXPECT_OK(good_->Acquire("scratch").status());
+  hoarder.reset();
+  asker.reset();
   ExpectFdsAtBaseline();
 }
 

@@ -229,7 +229,7 @@ bool BrokerLoop::Send(uint64_t id, Answer answer) {
   Connection& connection = *connections_[it->second];
   // A service that is behind keeps its connection; the connect that would
   // have added to its queue is refused instead.
-  if (connection.service && !Fits(connection, answer.words.size() * sizeof(capnp::word))) {
+  if (connection.service && !MakeFit(connection, answer.words.size() * sizeof(capnp::word))) {
     return false;
   }
   if (!Queue(connection, std::move(answer))) {
@@ -336,6 +336,15 @@ bool BrokerLoop::Fits(const Connection& connection, size_t bytes) const {
          (connection.service || connection.queue.size() < limits_.max_queued_replies);
 }
 
+bool BrokerLoop::MakeFit(Connection& connection, size_t bytes) {
+  if (Fits(connection, bytes)) return true;
+  // Replies for one connection can pile up within a turn (the connects
+  // that waited for a service are all answered when it becomes ready):
+  // what the socket takes now is not "not read".
+  SendQueued(connection);
+  return !connection.closed && Fits(connection, bytes);
+}
+
 bool BrokerLoop::Queue(Connection& connection, Answer answer) {
   // Every reply waits in the connection's queue until SendPending(), which
   // first writes the audit lines of the whole batch: a grant is on record
@@ -343,7 +352,8 @@ bool BrokerLoop::Queue(Connection& connection, Answer answer) {
   if (connection.closed) return false;
   size_t bytes = answer.words.size() * sizeof(capnp::word);
   size_t fds = answer.outcome.fds.size();
-  if (!Fits(connection, bytes)) {
+  if (!MakeFit(connection, bytes)) {
+    if (connection.closed) return false;
     PeerLog(absl::StrCat("disconnecting pid ", connection.session.identity.pid, " (uid ",
                          connection.session.identity.uid, "): it does not read its replies (",
                          connection.queue.size(), " queued)"));

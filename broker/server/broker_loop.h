@@ -148,6 +148,9 @@ class BrokerLoop : public LoopPort {
   bool Queue(Connection& connection, Answer answer);
   // Whether `bytes` more fit in the connection's own queue.
   bool Fits(const Connection& connection, size_t bytes) const;
+  // The same, after sending what the socket takes of the queue when they do
+  // not fit. False also when sending closed the connection.
+  bool MakeFit(Connection& connection, size_t bytes);
   // Registers the epoll events the connection's state calls for. Returns
   // false, after logging why, when epoll_ctl fails: the caller closes the
   // connection, since epoll would go on reporting the wrong events for it.

@@ -60,7 +60,10 @@ Answer AnswerRequest(RequestHandler& handler, Session& session,
       answer.outcome = handler.Handle(session, request, reply);
       return absl::OkStatus();
     });
-    if (handled.ok() && answer.outcome.deferred) return answer;  // no reply yet
+    if (handled.ok() && answer.outcome.deferred) {
+      answer.id = id;  // no reply yet; the id answers it later
+      return answer;
+    }
     if (!handled.ok()) {
       handler.CountDenial(handled);
       return ErrorAnswer(id, handled, false);

@@ -2,21 +2,33 @@
 // its sandbox. Every wait is on an event: a connect answered (the broker
 // answers a connect to a starting service when it is ready or has failed),
 // a datagram, or a pidfd becoming readable when a process exits.
+#include <linux/futex.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <climits>
+#include <cstdint>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "capnp/message.h"
+#include "capnp/serialize.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "schemas/broker.capnp.h"
 #include "sdk/base/status_matchers.h"
 #include "sdk/client/client.h"
+#include "sdk/wire/datagram.h"
 #include "tests/fixtures/broker_process.h"
 #include "tests/fixtures/process_watch.h"
 #include "tests/fixtures/service_binary.h"
@@ -28,8 +40,9 @@ using ::capbroker::testing::BrokerProcess;
 using ::testing::HasSubstr;
 
 constexpr char kPolicy[] = R"(( capabilities = [
-    ( name = "motd", file = ( path = "$DIR/motd", access = read ) ) ],
-  principals = [ ( name = "me", match = ( uid = $UID ) ) ],
+    ( name = "motd", file = ( path = "$DIR/motd", access = read ) ),
+    ( name = "gate", memory = ( size = 4096, shared = true ) ) ],
+  principals = [ ( name = "me", match = ( uid = $UID ), grants = [ "gate" ] ) ],
   services = [
     ( name = "echo", command = [ "$SVC", "echo" ], connect = [ "me" ], grants = [ "motd" ] ),
     ( name = "boot", command = [ "$SVC", "echo" ], connect = [ "me" ],
@@ -43,7 +56,9 @@ constexpr char kPolicy[] = R"(( capabilities = [
     ( name = "closed", command = [ "$SVC", "echo" ] ),
     ( name = "asks-motd", command = [ "$SVC", "acquire", "motd" ], connect = [ "me" ],
       grants = [ "motd" ] ),
-    ( name = "asks-more", command = [ "$SVC", "acquire", "motd" ], connect = [ "me" ] ) ] ))";
+    ( name = "asks-more", command = [ "$SVC", "acquire", "motd" ], connect = [ "me" ] ),
+    ( name = "gated", command = [ "$SVC", "gated", "gate" ], connect = [ "me" ],
+      grants = [ "gate" ] ) ] ))";
 
 class LifecycleTest : public ::testing::Test {
  protected:
@@ -75,6 +90,88 @@ std::string Receive(int fd) {
   ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
   return n > 0 ? std::string(buffer, static_cast<size_t>(n)) : "";
 }
+
+// Requests sent raw on a client's connection, to keep many outstanding at
+// once (the SDK client waits for each reply).
+void SendRaw(int fd, capnp::MessageBuilder& message) {
+  kj::Array<capnp::word> flat = capnp::messageToFlatArray(message);
+  auto bytes = flat.asBytes();
+  ASSERT_EQ(send(fd, bytes.begin(), bytes.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(bytes.size()));
+}
+
+void SendConnect(int fd, uint64_t id, absl::string_view service) {
+  capnp::MallocMessageBuilder message;
+  auto request = message.initRoot<schema::Request>();
+  request.setId(id);
+  request.initConnect().setService(capnp::Text::Reader(service.data(), service.size()));
+  SendRaw(fd, message);
+}
+
+void SendStatus(int fd, uint64_t id) {
+  capnp::MallocMessageBuilder message;
+  auto request = message.initRoot<schema::Request>();
+  request.setId(id);
+  request.setStatus();
+  SendRaw(fd, message);
+}
+
+struct RawReply {
+  uint64_t id = 0;
+  schema::Reply::Which which = schema::Reply::ERROR;
+  std::string error;
+  std::vector<UniqueFd> fds;
+};
+
+// Receives one reply. The timeout is a safety net for a broker that never
+// answers, not a wait for an event.
+RawReply ReceiveRaw(int fd) {
+  RawReply out;
+  pollfd p{fd, POLLIN, 0};
+  if (poll(&p, 1, 30000) != 1) {
+    ADD_FAILURE() << "no reply within 30 s";
+    return out;
+  }
+  wire::ReceiveBuffer buffer;
+  absl::StatusOr<std::optional<wire::Datagram>> datagram = wire::ReceiveDatagram(fd, buffer);
+  if (!datagram.ok() || !datagram->has_value()) {
+    ADD_FAILURE() << "no reply: " << datagram.status();
+    return out;
+  }
+  capnp::FlatArrayMessageReader reader((*datagram)->words);
+  auto reply = reader.getRoot<schema::Reply>();
+  out.id = reply.getId();
+  out.which = reply.which();
+  if (reply.isError()) out.error = reply.getError().getMessage().cStr();
+  out.fds = std::move((*datagram)->fds);
+  return out;
+}
+
+// The shared memory "gate": service "gated" waits, before it says it is
+// ready, until the test opens it.
+class Gate {
+ public:
+  explicit Gate(Client& client) {
+    absl::StatusOr<Capability> gate = client.Acquire("gate");
+    EXPECT_OK(gate.status());
+    if (!gate.ok()) return;
+    void* p = mmap(nullptr, sizeof(uint32_t), PROT_READ | PROT_WRITE, MAP_SHARED,
+                   gate->fd.get(), 0);
+    EXPECT_NE(p, MAP_FAILED);
+    if (p != MAP_FAILED) word_ = static_cast<std::atomic<uint32_t>*>(p);
+  }
+  ~Gate() {
+    if (word_ != nullptr) munmap(word_, sizeof(uint32_t));
+  }
+  bool valid() const { return word_ != nullptr; }
+  void Open() {
+    word_->store(1);
+    syscall(SYS_futex, word_, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+  }
+
+ private:
+  std::atomic<uint32_t>* word_ = nullptr;
+};
 
 
 TEST_F(LifecycleTest, OnDemandServiceStartsOnFirstConnect) {
@@ -217,6 +314,83 @@ TEST_F(LifecycleTest, AServiceRemovedFromThePolicyIsStopped) {
   EXPECT_TRUE(echo_process.WaitExited());
   EXPECT_THAT(client_->ConnectService("echo").status(),
               StatusIs(absl::StatusCode::kNotFound));
+}
+
+// More connects wait for a starting service than a client may have replies
+// queued (32). When it becomes ready, the broker sends it an `incoming`
+// event for each at once, while it is still answering the service's own
+// `ready`: every connect is served, and the service keeps its connection.
+TEST_F(LifecycleTest, EveryConnectThatWaitedIsServedWhenTheServiceIsReady) {
+  Gate gate(*client_);
+  ASSERT_TRUE(gate.valid());
+  ASSERT_OK_AND_ASSIGN(Client waiting, Client::Connect(broker_->socket_path()));
+  constexpr uint64_t kConnects = 40;
+  for (uint64_t i = 1; i <= kConnects; ++i) SendConnect(waiting.fd(), 100 + i, "gated");
+  // The broker answers a connection's requests in order: once this reply
+  // is in, every connect before it waits for the service.
+  SendStatus(waiting.fd(), 1);
+  ASSERT_EQ(ReceiveRaw(waiting.fd()).id, 1u);
+  ASSERT_OK_AND_ASSIGN(ServiceInfo starting, Info("gated"));
+  ASSERT_EQ(starting.state, schema::ServiceState::STARTING);
+
+  gate.Open();
+  for (uint64_t i = 1; i <= kConnects; ++i) {
+    RawReply reply = ReceiveRaw(waiting.fd());
+    EXPECT_EQ(reply.id, 100 + i);
+    ASSERT_EQ(reply.which, schema::Reply::GRANTED) << reply.error;
+    ASSERT_EQ(reply.fds.size(), 1u);
+    // The service serves its connections one after the other.
+    EXPECT_EQ(Receive(reply.fds[0].get()), absl::StrCat("principal=me uid=", getuid()));
+  }
+  ASSERT_OK_AND_ASSIGN(ServiceInfo running, Info("gated"));
+  EXPECT_EQ(running.state, schema::ServiceState::RUNNING);
+  EXPECT_EQ(running.pid, starting.pid);
+  EXPECT_EQ(running.restarts, 0u);
+}
+
+TEST_F(LifecycleTest, ConnectsWaitingForAServiceRemovedFromThePolicyAreAnswered) {
+  Gate gate(*client_);  // never opened: the service stays starting
+  ASSERT_TRUE(gate.valid());
+  ASSERT_OK_AND_ASSIGN(Client waiting, Client::Connect(broker_->socket_path()));
+  SendConnect(waiting.fd(), 7, "gated");
+  SendStatus(waiting.fd(), 8);
+  ASSERT_EQ(ReceiveRaw(waiting.fd()).id, 8u);
+  ASSERT_OK_AND_ASSIGN(ServiceInfo starting, Info("gated"));
+  ASSERT_EQ(starting.state, schema::ServiceState::STARTING);
+
+  std::string without_gated = absl::StrReplaceAll(
+      kPolicy, {{R"(,
+    ( name = "gated", command = [ "$SVC", "gated", "gate" ], connect = [ "me" ],
+      grants = [ "gate" ] ))",
+                 ""}});
+  ASSERT_EQ(without_gated.find("\"gated\""), std::string::npos);
+  ASSERT_OK(broker_->RewritePolicy(absl::StrReplaceAll(without_gated, {{"$SVC", binary_.path()}})));
+  ASSERT_EQ(kill(broker_->pid(), SIGHUP), 0);
+  RawReply reply = ReceiveRaw(waiting.fd());
+  EXPECT_EQ(reply.id, 7u);
+  EXPECT_EQ(reply.which, schema::Reply::ERROR);
+  EXPECT_THAT(reply.error, HasSubstr("service 'gated' was removed from the policy"));
+}
+
+// A connect that waits for a starting service is granted when it is made:
+// its audit line must be written then, or it is withheld at once, not
+// delivered later when the service is ready.
+TEST(LifecycleAuditTest, AWaitingConnectIsWithheldWhenItsLineCannotBeWritten) {
+  testing::ServiceBinary binary("tests/services/test_service");
+  ASSERT_FALSE(binary.path().empty());
+  testing::BrokerOptions options;
+  options.extra_args = {"--audit-log", "/dev/full"};  // every write: ENOSPC
+  ASSERT_OK_AND_ASSIGN(auto broker,
+                       BrokerProcess::StartWith(
+                           absl::StrReplaceAll(kPolicy, {{"$SVC", binary.path()}}), options));
+  ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(broker->socket_path()));
+  // "crashy" is granted nothing, so its start writes no line and succeeds;
+  // the connect waits for it.
+  EXPECT_THAT(client.ConnectService("crashy").status(),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("could not write this grant's audit line")));
+  ASSERT_OK_AND_ASSIGN(BrokerStatus status, client.Status());
+  EXPECT_EQ(status.grants, 0u);
 }
 
 }  // namespace

@@ -8,13 +8,22 @@
 //   test_service acquire NAME   ready; on each connection, asks the broker for
 //                               capability NAME as its own principal and
 //                               sends the outcome
+//   test_service gated NAME     acquires NAME (shared memory) and waits until
+//                               its first word is not 0 (a futex the test
+//                               wakes), then as echo
 //
 // It talks to the test only through connections the broker made, so every
 // test waits on an event: a connect answered, a datagram, a hang-up.
+#include <linux/futex.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -40,6 +49,22 @@ void Echo(int fd) {
   }
 }
 
+// Waits until the first word of the shared memory capability `name` is not
+// 0: the test holds the same memory and opens the gate when it is ready.
+absl::Status WaitForGate(Service& service, const std::string& name) {
+  absl::StatusOr<Capability> gate = service.broker().Acquire(name);
+  if (!gate.ok()) return gate.status();
+  void* p = mmap(nullptr, sizeof(uint32_t), PROT_READ, MAP_SHARED, gate->fd.get(), 0);
+  if (p == MAP_FAILED) return absl::ErrnoToStatus(errno, "mmap(gate)");
+  auto* word = static_cast<std::atomic<uint32_t>*>(p);
+  while (word->load() == 0) {
+    // Returns at once if the word is no longer 0, else when woken.
+    syscall(SYS_futex, p, FUTEX_WAIT, 0, nullptr, nullptr, 0);
+  }
+  munmap(p, sizeof(uint32_t));
+  return absl::OkStatus();
+}
+
 int Main(int argc, char** argv) {
   std::string mode = argc > 1 ? argv[1] : "";
   std::string arg = argc > 2 ? argv[2] : "";
@@ -57,6 +82,9 @@ int Main(int argc, char** argv) {
   if (mode == "never-ready") {
     absl::StatusOr<IncomingConnection> c = service->Accept();
     return 0;  // the broker closed our connection
+  }
+  if (mode == "gated") {
+    if (absl::Status opened = WaitForGate(*service, arg); !opened.ok()) return Fail(opened);
   }
   if (absl::Status ready = service->Ready(); !ready.ok()) return Fail(ready);
   for (;;) {

@@ -1,16 +1,21 @@
 // libFuzzer entry point for ParsePolicy, the parser of the policy file.
 //
-// By hand, with clang-14 and libFuzzer, from the workspace root after
-// `bazel build //schemas` (for the generated schema code), as one line:
+// By hand, with clang-14 and libFuzzer (apt-get install clang-14
+// libclang-rt-14-dev), from the workspace root after `bazel build //schemas`
+// (for the generated schema code), as one line:
 //   clang++-14 -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined
 //     -I. -Ibazel-bin broker/policy/{excerpt,text_locator,schema_path,spelling,
-//     diagnostics,codec_error,field_uniqueness,policy_validator,policy,
-//     policy_parser,policy_parser_fuzz}.cc sdk/base/kj_status.cc
-//     bazel-bin/schemas/{broker,policy}.capnp.c++
-//     -lcapnpc -lcapnp -lkj <the -labsl_* list of bazel/system.BUILD>
-//     -o policy_fuzzer
-// then `./policy_fuzzer -max_len=4096 CORPUS_DIR`. In `make test`,
-// policy_parser_fuzz_test runs this function over a fixed corpus.
+//     diagnostics,codec_error,field_uniqueness,checks,service_validator,
+//     policy_validator,policy,policy_parser,policy_parser_fuzz}.cc
+//     sdk/base/kj_status.cc sdk/wire/names.cc
+//     bazel-bin/schemas/{broker,policy}.capnp.c++ -lcapnpc -lcapnp -lkj
+//     -Wl,--start-group <the -l:libabsl_*.a list of bazel/system.BUILD>
+//     -Wl,--end-group -o /tmp/policy_fuzzer
+// then `ASAN_OPTIONS=malloc_context_size=1 /tmp/policy_fuzzer -max_len=8192
+// CORPUS_DIR`. (Debian's libraries have no frame pointers, so AddressSanitizer
+// records a junk stack for most allocations and grows by gigabytes within
+// minutes unless told to keep one frame.) In `make test`,
+// policy_parser_fuzz_test runs this function over inputs written in it.
 //
 // Beyond "does not crash", it checks what callers rely on: every error is
 // about the named file and stays short, and a policy that loads is

@@ -2,15 +2,23 @@
 // datagram, as any local client can send them.
 //
 // The first input byte chooses the session state (hello done or not) and
-// whether the datagram carried fds; the rest is the datagram. Beyond "does not crash", it checks what the loop relies on: the
-// answer is one well-framed Reply whose fd list matches the fds to send,
+// whether the datagram carried fds; the rest is the datagram. Beyond "does
+// not crash", it checks what the loop relies on: the answer is one
+// well-framed Reply whose fd list matches the fds to send,
 // and the scratch segment is zeroed again (two builders once shared a dirty
 // segment and crashed the broker). A broken invariant aborts.
 //
-// By hand: build with clang-14 -fsanitize=fuzzer,address,undefined as
-// described in broker/policy/policy_parser_fuzz.cc, adding
-// broker/server/{dispatch,request_handler}.cc and their dependencies. In
-// `make test`, dispatch_test runs this function over a corpus.
+// By hand: build as described in broker/policy/policy_parser_fuzz.cc, with
+// these sources instead:
+//     broker/policy/{excerpt,text_locator,schema_path,spelling,diagnostics,
+//     codec_error,field_uniqueness,checks,service_validator,policy_validator,
+//     policy,policy_parser}.cc broker/server/{dispatch,request_handler,
+//     dispatch_fuzz}.cc broker/audit/{audit_log,json}.cc
+//     broker/caps/{memory,open_path}.cc sdk/base/{kj_status,syscall,
+//     unique_fd}.cc sdk/wire/{error_code,framing,names}.cc
+//     bazel-bin/schemas/{broker,policy}.capnp.c++
+// and run it with -max_len=70000. In `make test`, dispatch_test runs this
+// function over requests written in it, each mutated a few hundred times.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -39,7 +47,8 @@ constexpr char kPolicy[] = R"(
     ( name = "root",    directory = ( path = "/", access = read ) ),
     ( name = "null",    file = ( path = "/dev/null", access = read ) ) ],
   principals = [
-    ( name = "all", match = ( anyUser = true ), grants = [ "scratch", "board", "root" ] ) ] )
+    ( name = "all", match = ( anyUser = true ),
+      grants = [ "scratch", "board", "root", "null" ] ) ] )
 )";
 
 void Check(bool ok, const char* what) {

@@ -60,10 +60,8 @@ Answer AnswerRequest(RequestHandler& handler, Session& session,
       answer.outcome = handler.Handle(session, request, reply);
       return absl::OkStatus();
     });
-    if (handled.ok() && answer.outcome.deferred) {
-      answer.id = id;  // no reply yet; the id answers it later
-      return answer;
-    }
+    answer.id = id;
+    if (handled.ok() && answer.outcome.deferred) return answer;  // answered later
     if (!handled.ok()) {
       handler.CountDenial(handled);
       return ErrorAnswer(id, handled, false);
@@ -74,7 +72,6 @@ Answer AnswerRequest(RequestHandler& handler, Session& session,
       return ErrorAnswer(id, flat.status(), answer.outcome.close_after_reply);
     }
     answer.words = std::move(flat).value();
-    answer.id = id;
   }
   return answer;
 }

@@ -37,45 +37,6 @@ constexpr int kMaxRoundTrips = 100;
 
 }  // namespace
 
-std::vector<uint8_t> Encode(capnp::MessageBuilder& message) {
-  kj::Array<capnp::word> flat = capnp::messageToFlatArray(message);
-  auto bytes = flat.asBytes();
-  return std::vector<uint8_t>(bytes.begin(), bytes.end());
-}
-
-std::vector<uint8_t> HelloBytes(uint64_t id, uint32_t version) {
-  capnp::MallocMessageBuilder message;
-  auto request = message.initRoot<schema::Request>();
-  request.setId(id);
-  request.initHello().setVersion(version);
-  return Encode(message);
-}
-
-std::vector<uint8_t> AcquireBytes(uint64_t id, absl::string_view name) {
-  capnp::MallocMessageBuilder message;
-  auto request = message.initRoot<schema::Request>();
-  request.setId(id);
-  request.initAcquire().setName(
-      capnp::Text::Reader(name.data(), name.size()));
-  return Encode(message);
-}
-
-std::vector<uint8_t> StatusBytes(uint64_t id) {
-  capnp::MallocMessageBuilder message;
-  auto request = message.initRoot<schema::Request>();
-  request.setId(id);
-  request.setStatus();
-  return Encode(message);
-}
-
-std::vector<uint8_t> ListBytes(uint64_t id) {
-  capnp::MallocMessageBuilder message;
-  auto request = message.initRoot<schema::Request>();
-  request.setId(id);
-  request.setList();
-  return Encode(message);
-}
-
 size_t InQueue(int fd) {
   int n = 0;
   EXPECT_EQ(ioctl(fd, SIOCINQ, &n), 0);

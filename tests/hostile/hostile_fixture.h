@@ -23,6 +23,7 @@
 #include "sdk/client/client.h"
 #include "sdk/wire/datagram.h"
 #include "tests/fixtures/broker_process.h"
+#include "tests/fixtures/request_bytes.h"
 
 namespace capbroker::hostile {
 
@@ -37,18 +38,11 @@ struct RawReply {
   size_t fds = 0;
 };
 
-// The bytes of `message` in the standard framing, without capbroker's size
-// limits (so tests can build oversized messages).
-std::vector<uint8_t> Encode(capnp::MessageBuilder& message);
-
-// A Request with `id` whose union is hello(version).
-std::vector<uint8_t> HelloBytes(uint64_t id, uint32_t version);
-// A Request with `id` asking to acquire `name`.
-std::vector<uint8_t> AcquireBytes(uint64_t id, absl::string_view name);
-// A Request with `id` asking for status.
-std::vector<uint8_t> StatusBytes(uint64_t id);
-// A Request with `id` asking for the list of capabilities.
-std::vector<uint8_t> ListBytes(uint64_t id);
+using testing::AcquireBytes;
+using testing::Encode;
+using testing::HelloBytes;
+using testing::ListBytes;
+using testing::StatusBytes;
 
 // Bytes of all the datagrams waiting in `fd`'s receive queue (unix_inq_len
 // sums them for SOCK_SEQPACKET): how much of what the broker sent arrived.

@@ -21,7 +21,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
-#include "capnp/message.h"
 #include "capnp/serialize.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -30,6 +29,8 @@
 #include "sdk/client/client.h"
 #include "sdk/wire/datagram.h"
 #include "tests/fixtures/broker_process.h"
+#include "tests/fixtures/raw_send.h"
+#include "tests/fixtures/request_bytes.h"
 #include "tests/fixtures/process_watch.h"
 #include "tests/fixtures/service_binary.h"
 
@@ -91,29 +92,14 @@ std::string Receive(int fd) {
   return n > 0 ? std::string(buffer, static_cast<size_t>(n)) : "";
 }
 
-// Requests sent raw on a client's connection, to keep many outstanding at
-// once (the SDK client waits for each reply).
-void SendRaw(int fd, capnp::MessageBuilder& message) {
-  kj::Array<capnp::word> flat = capnp::messageToFlatArray(message);
-  auto bytes = flat.asBytes();
-  ASSERT_EQ(send(fd, bytes.begin(), bytes.size(), MSG_NOSIGNAL),
-            static_cast<ssize_t>(bytes.size()));
-}
-
+// Requests go raw on a client's connection (testing::RawSend), to keep
+// many outstanding at once: the SDK client waits for each reply.
 void SendConnect(int fd, uint64_t id, absl::string_view service) {
-  capnp::MallocMessageBuilder message;
-  auto request = message.initRoot<schema::Request>();
-  request.setId(id);
-  request.initConnect().setService(capnp::Text::Reader(service.data(), service.size()));
-  SendRaw(fd, message);
+  ASSERT_EQ(testing::RawSend(fd, testing::ConnectBytes(id, service)), 0);
 }
 
 void SendStatus(int fd, uint64_t id) {
-  capnp::MallocMessageBuilder message;
-  auto request = message.initRoot<schema::Request>();
-  request.setId(id);
-  request.setStatus();
-  SendRaw(fd, message);
+  ASSERT_EQ(testing::RawSend(fd, testing::StatusBytes(id)), 0);
 }
 
 struct RawReply {

@@ -309,6 +309,11 @@ void ServiceHost::ForgetProcess(Service& service) {
   service.cgroup.clear();
 }
 
+bool ServiceHost::HasExited(const Service& service) {
+  pollfd p{service.pidfd.get(), POLLIN, 0};
+  return service.pidfd && RetryEintr([&] { return poll(&p, 1, 0); }) == 1;
+}
+
 void ServiceHost::OnExit(Service& service) {
   siginfo_t info{};
   if (!Reap(service, WNOHANG, info)) {
@@ -485,6 +490,13 @@ absl::StatusOr<std::optional<UniqueFd>> ServiceHost::Connect(
   }
   switch (service->state) {
     case ServiceState::RUNNING: {
+      if (HasExited(*service)) {
+        // It died and the loop has not said so yet: take the news now, so
+        // that the connect waits for its restart instead of getting a
+        // connection nobody serves.
+        OnExit(*service);
+        if (service->state != ServiceState::RUNNING) return Connect(spec, request);
+      }
       CB_ASSIGN_OR_RETURN(UniqueFd end, MakeConnection(*service, request));
       return std::optional<UniqueFd>(std::move(end));
     }

@@ -99,6 +99,9 @@ class ServiceHost : public server::ServiceDirectory {
   // Grants, broker connection and sandbox settings, then launch.
   absl::StatusOr<sandbox::LaunchedProcess> Launch(Service& service, UniqueFd& broker_end);
   void OnExit(Service& service);
+  // Whether the service's process has exited (its pidfd is readable), even
+  // if the loop has not reported it yet.
+  static bool HasExited(const Service& service);
   void OnOutput(Service& service);
   void OnTimer(Service& service);
   void BecomeReady(Service& service);

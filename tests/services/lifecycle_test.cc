@@ -379,5 +379,32 @@ TEST(LifecycleAuditTest, AWaitingConnectIsWithheldWhenItsLineCannotBeWritten) {
   EXPECT_EQ(status.grants, 0u);
 }
 
+// The service dies just after a connect reached the broker, and the broker
+// sees the connect first: it waits for the restart instead of handing out a
+// connection nobody serves. The broker is stopped meanwhile, so that both
+// events are waiting when it goes on, the connect first.
+TEST_F(LifecycleTest, AConnectJustAfterTheServiceDiedWaitsForItsRestart) {
+  ASSERT_OK(client_->ConnectService("echo").status());
+  ASSERT_OK_AND_ASSIGN(ServiceInfo first_run, Info("echo"));
+  testing::ProcessWatch first_process(first_run.pid);
+  ASSERT_TRUE(first_process.valid());
+  ASSERT_OK_AND_ASSIGN(Client waiting, Client::Connect(broker_->socket_path()));
+
+  ASSERT_EQ(kill(broker_->pid(), SIGSTOP), 0);
+  SendConnect(waiting.fd(), 5, "echo");
+  ASSERT_EQ(kill(first_run.pid, SIGKILL), 0);
+  ASSERT_TRUE(first_process.WaitExited());
+  ASSERT_EQ(kill(broker_->pid(), SIGCONT), 0);
+
+  RawReply reply = ReceiveRaw(waiting.fd());
+  EXPECT_EQ(reply.id, 5u);
+  ASSERT_EQ(reply.which, schema::Reply::GRANTED) << reply.error;
+  ASSERT_EQ(reply.fds.size(), 1u);
+  EXPECT_EQ(Receive(reply.fds[0].get()), absl::StrCat("principal=me uid=", getuid()));
+  ASSERT_OK_AND_ASSIGN(ServiceInfo second_run, Info("echo"));
+  EXPECT_EQ(second_run.restarts, 1u);
+  EXPECT_NE(second_run.pid, first_run.pid);
+}
+
 }  // namespace
 }  // namespace capbroker

@@ -2,11 +2,16 @@
 
 #include <signal.h>
 #include <sys/socket.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <optional>
 #include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "sdk/base/syscall.h"
@@ -19,21 +24,56 @@
 namespace capbroker::peer {
 namespace {
 
+constexpr int kCachedWalkAttempts = 4;
+
+// Device and inode of the file `fd` (or, with `path`, the file `path`
+// relative to `fd`) refers to, from the inode cache: AT_STATX_DONT_SYNC lets
+// a network or FUSE file system answer without asking its server.
+std::optional<std::pair<dev_t, ino_t>> CachedFileId(int fd, const char* path, int flags) {
+  struct statx st;
+  if (statx(fd, path, flags | AT_STATX_DONT_SYNC, STATX_INO, &st) != 0 ||
+      !(st.stx_mask & STATX_INO)) {
+    return std::nullopt;
+  }
+  return std::make_pair(makedev(st.stx_dev_major, st.stx_dev_minor), st.stx_ino);
+}
+
 // The path of the executable `pid` runs, if that path, looked up in the
 // broker's own mount namespace, names the very file the process runs; else
 // empty. /proc/PID/exe reads as the path in the process's namespace: a
 // process in a namespace of its own can bind-mount any binary over a
 // trusted path and read as that path. Comparing device and inode defeats
 // that, and also refuses deleted or replaced executables.
+//
+// Nothing here waits on a file system: this runs in the broker's only
+// thread, and a client may run its program from a FUSE or network mount
+// whose server stalls. The path is looked up with RESOLVE_CACHED, which
+// fails (EAGAIN) rather than ask a file system to revalidate a component,
+// and both files are identified from the inode cache. Whatever cannot be
+// settled from the caches leaves the exe unknown: exe rules do not match.
 std::string ReadExe(pid_t pid) {
   std::string link = absl::StrCat("/proc/", pid, "/exe");
   char target[4096];
   ssize_t n = readlink(link.c_str(), target, sizeof(target));
   if (n <= 0 || static_cast<size_t>(n) >= sizeof(target)) return "";
   std::string path(target, static_cast<size_t>(n));
-  struct stat running, named;
-  if (stat(link.c_str(), &running) != 0 || stat(path.c_str(), &named) != 0) return "";
-  if (running.st_dev != named.st_dev || running.st_ino != named.st_ino) return "";
+  std::optional<std::pair<dev_t, ino_t>> running = CachedFileId(AT_FDCWD, link.c_str(), 0);
+  if (!running) return "";
+  open_how how{};
+  how.flags = O_PATH | O_CLOEXEC;
+  how.resolve = RESOLVE_CACHED | RESOLVE_NO_MAGICLINKS;
+  // EAGAIN also comes from a rename or mount racing with the walk: a few
+  // more walks settle that, while a component the caches cannot vouch for
+  // fails them all.
+  UniqueFd named;
+  for (int attempt = 0; attempt < kCachedWalkAttempts && !named; ++attempt) {
+    named.reset(static_cast<int>(RetryEintr([&] {
+      return syscall(SYS_openat2, AT_FDCWD, path.c_str(), &how, sizeof(how));
+    })));
+    if (!named && errno != EAGAIN) return "";
+  }
+  if (!named) return "";
+  if (CachedFileId(named.get(), "", AT_EMPTY_PATH) != running) return "";
   return path;
 }
 

@@ -5,8 +5,14 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <utility>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -14,6 +20,7 @@
 #include "sdk/wire/datagram.h"
 #include "sdk/wire/unix_socket.h"
 #include "tests/fixtures/fd_count.h"
+#include "tests/fixtures/fuse_file.h"
 #include "tests/fixtures/temp_dir.h"
 
 namespace capbroker::peer {
@@ -135,6 +142,73 @@ TEST(IdentifyPeerTest, BindMountedExecutableIsNotBelieved) {
     } else {
       EXPECT_EQ(id->exe, trusted);
     }
+  }
+}
+
+// Starts a child that connects to `listener` and execs `program`; returns
+// the broker's end of its connection once the child has exec'd, and the
+// child's pid.
+absl::StatusOr<std::pair<UniqueFd, pid_t>> ConnectedProgram(int listener,
+                                                             const std::string& listener_path,
+                                                             const std::string& program) {
+  // A close-on-exec pipe tells when the child has exec'd: EOF.
+  int exec_pipe[2];
+  if (pipe2(exec_pipe, O_CLOEXEC) != 0) return absl::InternalError("pipe2");
+  pid_t child = fork();
+  if (child < 0) return absl::InternalError("fork");
+  if (child == 0) {
+    close(exec_pipe[0]);
+    ConnectAndExec(listener_path, program, /*bind_mount=*/false);
+  }
+  close(exec_pipe[1]);
+  UniqueFd conn(accept4(listener, nullptr, nullptr, SOCK_CLOEXEC));
+  char c;
+  bool execd = read(exec_pipe[0], &c, 1) == 0;
+  close(exec_pipe[0]);
+  if (!conn || !execd) {
+    kill(child, SIGKILL);
+    waitpid(child, nullptr, 0);
+    return absl::InternalError("the child did not connect and exec");
+  }
+  return std::make_pair(std::move(conn), child);
+}
+
+// The broker identifies peers in its only thread. A client running its
+// program from a FUSE (or network) file system whose server stalls must not
+// stall it: identification asks such a file system nothing. Its server here
+// refuses (and counts) what the identifying thread asks, where a stalled one
+// would never answer. The program is still identified when the kernel's
+// caches vouch for its path, and left unknown (exe rules do not match) when
+// they cannot.
+TEST(IdentifyPeerTest, NeverWaitsOnTheFileSystemOfThePeersProgram) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to mount a FUSE file system";
+  // The mount stays in this test binary's own mount namespace.
+  ASSERT_EQ(unshare(CLONE_NEWNS), 0) << strerror(errno);
+  ASSERT_EQ(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0);
+  testing::TempDir dir;
+  std::string listener_path = dir.Join("l");
+  UniqueFd listener(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress a, wire::MakeUnixAddress(listener_path));
+  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&a.addr), a.length), 0);
+  ASSERT_EQ(listen(listener.get(), 4), 0);
+
+  for (bool cache : {true, false}) {
+    SCOPED_TRACE(cache ? "names and attributes cached" : "nothing cached");
+    std::string mountpoint = dir.Join(cache ? "cached" : "uncached");
+    ASSERT_EQ(mkdir(mountpoint.c_str(), 0755), 0);
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<testing::FuseFile> fuse,
+                         testing::FuseFile::Mount(mountpoint, "program", "/bin/sleep", cache));
+    ASSERT_OK_AND_ASSIGN(auto peer,
+                         ConnectedProgram(listener.get(), listener_path, fuse->path()));
+    fuse->RefuseThread(gettid());
+    absl::StatusOr<Identity> id = IdentifyPeer(peer.first.get());
+    int refused = fuse->refused();
+    kill(peer.second, SIGKILL);
+    waitpid(peer.second, nullptr, 0);
+    EXPECT_EQ(refused, 0) << "identifying the peer asked its program's file system";
+    ASSERT_OK(id);
+    EXPECT_EQ(id->pid, peer.second);
+    EXPECT_EQ(id->exe, cache ? fuse->path() : "");
   }
 }
 

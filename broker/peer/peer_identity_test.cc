@@ -90,87 +90,78 @@ TEST(IdentifyPeerTest, ExitedPeerHasNoExe) {
   _exit(14);
 }
 
+// A child connected to a listener of the test, running a program; killed
+// and reaped when this goes.
+struct ProgramPeer {
+  ProgramPeer() = default;
+  ProgramPeer(ProgramPeer&& other)
+      : connection(std::move(other.connection)), pid(std::exchange(other.pid, -1)) {}
+  ~ProgramPeer() {
+    if (pid > 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+  UniqueFd connection;  // the listener's end
+  pid_t pid = -1;
+};
+
+// Tests of peers that run a chosen program, connected to a listener here.
+class ProgramPeerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    listener_path_ = dir_.Join("l");
+    listener_.reset(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    ASSERT_OK_AND_ASSIGN(wire::UnixAddress a, wire::MakeUnixAddress(listener_path_));
+    ASSERT_EQ(bind(listener_.get(), reinterpret_cast<sockaddr*>(&a.addr), a.length), 0);
+    ASSERT_EQ(listen(listener_.get(), 4), 0);
+  }
+
+  // Starts a child that connects and execs `program` (see ConnectAndExec);
+  // returns once it has exec'd.
+  absl::StatusOr<ProgramPeer> Start(const std::string& program, bool bind_mount) {
+    // A close-on-exec pipe tells when the child has exec'd: EOF.
+    int exec_pipe[2];
+    if (pipe2(exec_pipe, O_CLOEXEC) != 0) return absl::InternalError("pipe2");
+    ProgramPeer peer;
+    peer.pid = fork();
+    if (peer.pid < 0) return absl::InternalError("fork");
+    if (peer.pid == 0) {
+      close(exec_pipe[0]);
+      ConnectAndExec(listener_path_, program, bind_mount);
+    }
+    close(exec_pipe[1]);
+    peer.connection.reset(accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    char c;
+    bool execd = read(exec_pipe[0], &c, 1) == 0;
+    close(exec_pipe[0]);
+    if (!peer.connection || !execd) return absl::InternalError("the child did not exec");
+    return peer;
+  }
+
+  testing::TempDir dir_;
+  std::string listener_path_;
+  UniqueFd listener_;
+};
+
 // A client that bind-mounts another binary over a trusted path in a mount
 // namespace of its own reads, through /proc/PID/exe, as that trusted path;
 // the broker must not believe it.
-TEST(IdentifyPeerTest, BindMountedExecutableIsNotBelieved) {
-  testing::TempDir dir;
-  std::string trusted = dir.Join("trusted");
+TEST_F(ProgramPeerTest, BindMountedExecutableIsNotBelieved) {
   // The "trusted" program: a copy of /bin/sleep, so both children run.
-  {
-    int in = open("/bin/sleep", O_RDONLY | O_CLOEXEC);
-    int out = open(trusted.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0755);
-    ASSERT_GE(in, 0);
-    ASSERT_GE(out, 0);
-    char buf[65536];
-    ssize_t n;
-    while ((n = read(in, buf, sizeof(buf))) > 0) ASSERT_EQ(write(out, buf, n), n);
-    close(in);
-    close(out);
-  }
-  std::string listener_path = dir.Join("l");
-  UniqueFd listener(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-  ASSERT_OK_AND_ASSIGN(wire::UnixAddress a, wire::MakeUnixAddress(listener_path));
-  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&a.addr), a.length), 0);
-  ASSERT_EQ(listen(listener.get(), 4), 0);
-
+  std::string trusted =
+      dir_.WriteFile("trusted", testing::ReadWholeFile("/bin/sleep"), 0755);
   for (bool bind_mount : {false, true}) {
     SCOPED_TRACE(bind_mount ? "bind-mounted" : "plain");
-    // A close-on-exec pipe tells when the child has exec'd: EOF.
-    int exec_pipe[2];
-    ASSERT_EQ(pipe2(exec_pipe, O_CLOEXEC), 0);
-    pid_t child = fork();
-    ASSERT_GE(child, 0);
-    if (child == 0) {
-      close(exec_pipe[0]);
-      ConnectAndExec(listener_path, trusted, bind_mount);
-    }
-    close(exec_pipe[1]);
-    UniqueFd conn(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    ASSERT_TRUE(conn.valid());
-    char c;
-    ASSERT_EQ(read(exec_pipe[0], &c, 1), 0) << "the child did not exec";
-    close(exec_pipe[0]);
-    absl::StatusOr<Identity> id = IdentifyPeer(conn.get());
-    kill(child, SIGKILL);
-    int status;
-    waitpid(child, &status, 0);
-    ASSERT_OK(id);
-    EXPECT_EQ(id->pid, child);
+    ASSERT_OK_AND_ASSIGN(ProgramPeer peer, Start(trusted, bind_mount));
+    ASSERT_OK_AND_ASSIGN(Identity id, IdentifyPeer(peer.connection.get()));
+    EXPECT_EQ(id.pid, peer.pid);
     if (bind_mount) {
-      EXPECT_EQ(id->exe, "") << "believed a bind mount in the client's own namespace";
+      EXPECT_EQ(id.exe, "") << "believed a bind mount in the client's own namespace";
     } else {
-      EXPECT_EQ(id->exe, trusted);
+      EXPECT_EQ(id.exe, trusted);
     }
   }
-}
-
-// Starts a child that connects to `listener` and execs `program`; returns
-// the broker's end of its connection once the child has exec'd, and the
-// child's pid.
-absl::StatusOr<std::pair<UniqueFd, pid_t>> ConnectedProgram(int listener,
-                                                             const std::string& listener_path,
-                                                             const std::string& program) {
-  // A close-on-exec pipe tells when the child has exec'd: EOF.
-  int exec_pipe[2];
-  if (pipe2(exec_pipe, O_CLOEXEC) != 0) return absl::InternalError("pipe2");
-  pid_t child = fork();
-  if (child < 0) return absl::InternalError("fork");
-  if (child == 0) {
-    close(exec_pipe[0]);
-    ConnectAndExec(listener_path, program, /*bind_mount=*/false);
-  }
-  close(exec_pipe[1]);
-  UniqueFd conn(accept4(listener, nullptr, nullptr, SOCK_CLOEXEC));
-  char c;
-  bool execd = read(exec_pipe[0], &c, 1) == 0;
-  close(exec_pipe[0]);
-  if (!conn || !execd) {
-    kill(child, SIGKILL);
-    waitpid(child, nullptr, 0);
-    return absl::InternalError("the child did not connect and exec");
-  }
-  return std::make_pair(std::move(conn), child);
 }
 
 // The broker identifies peers in its only thread. A client running its
@@ -180,34 +171,23 @@ absl::StatusOr<std::pair<UniqueFd, pid_t>> ConnectedProgram(int listener,
 // would never answer. The program is still identified when the kernel's
 // caches vouch for its path, and left unknown (exe rules do not match) when
 // they cannot.
-TEST(IdentifyPeerTest, NeverWaitsOnTheFileSystemOfThePeersProgram) {
+TEST_F(ProgramPeerTest, NeverWaitsOnTheFileSystemOfThePeersProgram) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to mount a FUSE file system";
   // The mount stays in this test binary's own mount namespace.
   ASSERT_EQ(unshare(CLONE_NEWNS), 0) << strerror(errno);
   ASSERT_EQ(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0);
-  testing::TempDir dir;
-  std::string listener_path = dir.Join("l");
-  UniqueFd listener(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-  ASSERT_OK_AND_ASSIGN(wire::UnixAddress a, wire::MakeUnixAddress(listener_path));
-  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&a.addr), a.length), 0);
-  ASSERT_EQ(listen(listener.get(), 4), 0);
-
   for (bool cache : {true, false}) {
     SCOPED_TRACE(cache ? "names and attributes cached" : "nothing cached");
-    std::string mountpoint = dir.Join(cache ? "cached" : "uncached");
+    std::string mountpoint = dir_.Join(cache ? "cached" : "uncached");
     ASSERT_EQ(mkdir(mountpoint.c_str(), 0755), 0);
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<testing::FuseFile> fuse,
                          testing::FuseFile::Mount(mountpoint, "program", "/bin/sleep", cache));
-    ASSERT_OK_AND_ASSIGN(auto peer,
-                         ConnectedProgram(listener.get(), listener_path, fuse->path()));
+    ASSERT_OK_AND_ASSIGN(ProgramPeer peer, Start(fuse->path(), /*bind_mount=*/false));
     fuse->RefuseThread(gettid());
-    absl::StatusOr<Identity> id = IdentifyPeer(peer.first.get());
-    int refused = fuse->refused();
-    kill(peer.second, SIGKILL);
-    waitpid(peer.second, nullptr, 0);
-    EXPECT_EQ(refused, 0) << "identifying the peer asked its program's file system";
+    absl::StatusOr<Identity> id = IdentifyPeer(peer.connection.get());
+    EXPECT_EQ(fuse->refused(), 0) << "identifying the peer asked its program's file system";
     ASSERT_OK(id);
-    EXPECT_EQ(id->pid, peer.second);
+    EXPECT_EQ(id->pid, peer.pid);
     EXPECT_EQ(id->exe, cache ? fuse->path() : "");
   }
 }

@@ -69,6 +69,17 @@ bool IsDirectoryFd(int fd) {
   return fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+// A hosted service gets its directory grants at start, as bind mounts inside
+// its sandbox. A directory fd made here lives in the broker's mount
+// namespace: `..` from it walks the host's tree, where Landlock does not stop
+// connect() to a host socket (and nothing stops anything with Landlock off).
+absl::Status ServiceDirectoryRefusal(absl::string_view capability) {
+  return absl::PermissionDeniedError(absl::StrCat(
+      "a service receives directory '", capability,
+      "' at start, inside its sandbox (LISTEN_FDNAMES); a directory fd from the "
+      "broker would reach outside the sandbox, so none is given at run time"));
+}
+
 }  // namespace
 
 RequestHandler::RequestHandler(audit::AuditLog& audit, Stats& stats, uid_t broker_uid)
@@ -265,6 +276,11 @@ Outcome RequestHandler::Acquire(const Session& session,
     return outcome;
   }
   const CapabilitySpec& spec = *decision.capability;
+  if (spec.kind == Kind::kDirectory && !session.identity.service.empty()) {
+    Finish(session, "acquire", name, decision.access, "", ServiceDirectoryRefusal(spec.name),
+           decision.principal, reply);
+    return outcome;
+  }
   if (spec.kind == Kind::kMemory && spec.shared && decision.access != schema::Access::READ) {
     outcome.shared_fd = shared_memory_[spec.name];
     SetGranted(spec, decision.access, reply);
@@ -332,6 +348,9 @@ Outcome RequestHandler::OpenBeneath(const Session& session,
       caps::OpenDirectory(decision.capability->path,
                           decision.capability->follow_symlinks);
   if (fd.ok()) fd = caps::OpenBeneath(fd->get(), path, how);
+  if (fd.ok() && !session.identity.service.empty() && IsDirectoryFd(fd->get())) {
+    fd = ServiceDirectoryRefusal(name);
+  }
   if (!fd.ok()) {
     status = absl::Status(fd.status().code(),
                           absl::StrCat("capability '", name, "': ",

@@ -45,6 +45,22 @@ class RequestHandlerTest : public ::testing::Test {
     return outcome;
   }
 
+  // Opens `path` beneath directory capability `name` for reading; the
+  // outcome, and the reply's error text.
+  Outcome OpenBeneath(const std::string& name, const std::string& path, std::string* error) {
+    capnp::MallocMessageBuilder request_message, reply_message;
+    auto request = request_message.initRoot<schema::Request>();
+    request.setId(1);
+    auto open = request.initOpenBeneath();
+    open.setDirectory(name);
+    open.setPath(path);
+    open.setAccess(schema::Access::READ);
+    auto reply = reply_message.initRoot<schema::Reply>();
+    Outcome outcome = handler_.Handle(session_, request.asReader(), reply);
+    *error = reply.isError() ? reply.getError().getMessage().cStr() : "";
+    return outcome;
+  }
+
   int devnull_ = open("/dev/null", O_WRONLY | O_CLOEXEC);
   audit::AuditLog audit_;
   Stats stats_;
@@ -103,6 +119,34 @@ TEST_F(RequestHandlerTest, ReadGrantOfATruncatingFileDoesNotTruncate) {
   ASSERT_EQ(error, "");
   ASSERT_EQ(stat(path.c_str(), &st), 0);
   EXPECT_EQ(st.st_size, 0);  // a write grant does, as the policy says
+}
+
+// A hosted service has its directory grants as bind mounts in its sandbox.
+// A directory fd the broker opened, in the host's mount namespace, would let
+// it walk the host's tree with `..`: a service gets none at run time, by
+// acquire or by open beneath, while regular files beneath stay open to it.
+// A client outside any sandbox still gets directory fds.
+TEST_F(RequestHandlerTest, ServicesGetNoDirectoryFdAtRunTime) {
+  ASSERT_EQ(mkdir(dir_.Join("sub").c_str(), 0700), 0);
+  dir_.WriteFile("file", "x");
+  Install(R"(( capabilities = [ ( name = "d", directory = ( path = ")" + dir_.path() +
+          R"(", access = read ) ) ],
+               principals = [ ( name = "p", match = ( uid = 1000 ), grants = [ "d" ] ) ],
+               services = [ ( name = "svc", command = [ "/bin/true" ], grants = [ "d" ] ) ] ))");
+  for (bool service : {false, true}) {
+    SCOPED_TRACE(service ? "service" : "client");
+    session_.identity.service = service ? "svc" : "";
+    std::string error;
+    Outcome whole = Acquire("d", schema::Access::READ, &error);
+    EXPECT_EQ(whole.fds.size(), service ? 0u : 1u);
+    EXPECT_EQ(error.find("inside its sandbox") != std::string::npos, service) << error;
+    Outcome sub = OpenBeneath("d", "sub", &error);
+    EXPECT_EQ(sub.fds.size(), service ? 0u : 1u);
+    EXPECT_EQ(error.find("inside its sandbox") != std::string::npos, service) << error;
+    Outcome file = OpenBeneath("d", "file", &error);
+    EXPECT_EQ(file.fds.size(), 1u);
+    EXPECT_EQ(error, "");
+  }
 }
 
 // The policy's path and the last reload error name the administrator's

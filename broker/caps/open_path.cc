@@ -1,11 +1,14 @@
 #include "broker/caps/open_path.h"
 
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <linux/openat2.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -51,6 +54,55 @@ absl::StatusOr<UniqueFd> Openat2(int dirfd, const std::string& path,
   }
 }
 
+// Openat2, and with `created` set, noting there whether this open created
+// the file: with O_CREAT, it tries O_EXCL first, then opens what exists
+// (again, if it was removed in between). Without `created`, one openat2.
+absl::StatusOr<UniqueFd> OpenNotingCreation(int dirfd, const std::string& path,
+                                            uint64_t flags, mode_t mode, uint64_t resolve,
+                                            absl::string_view what, bool* created) {
+  if (created == nullptr || !(flags & O_CREAT)) {
+    return Openat2(dirfd, path, flags, mode, resolve, what);
+  }
+  absl::Status last;
+  for (int attempt = 0; attempt < kOpenat2Attempts; ++attempt) {
+    absl::StatusOr<UniqueFd> fd = Openat2(dirfd, path, flags | O_EXCL, mode, resolve, what);
+    if (fd.ok()) {
+      *created = true;
+      return fd;
+    }
+    if (fd.status().code() != absl::StatusCode::kAlreadyExists) return fd;
+    fd = Openat2(dirfd, path, flags & ~static_cast<uint64_t>(O_CREAT), mode, resolve, what);
+    if (fd.ok() || fd.status().code() != absl::StatusCode::kNotFound) return fd;
+    last = fd.status();
+  }
+  return last;
+}
+
+// Holds an append-only grant on the regular file `fd` (see FileOpen::
+// append_only): the file must carry FS_APPEND_FL; one that this open
+// `created` gets it.
+absl::Status RequireAppendOnly(int fd, bool created, absl::string_view path) {
+  int attributes = 0;  // FS_IOC_GETFLAGS reads an int, whatever its name says
+  if (ioctl(fd, FS_IOC_GETFLAGS, &attributes) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, ": its file system cannot make files append-only (", std::strerror(errno),
+        "), so an append grant cannot hold; grant write, or keep the file on a file "
+        "system that can (ext4, xfs, btrfs, tmpfs)"));
+  }
+  if (attributes & FS_APPEND_FL) return absl::OkStatus();
+  if (created) {
+    attributes |= FS_APPEND_FL;
+    if (ioctl(fd, FS_IOC_SETFLAGS, &attributes) == 0) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot make the new file ", path, " append-only (", std::strerror(errno),
+        "; that takes CAP_LINUX_IMMUTABLE, which a broker run as root has)"));
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      path, " is not append-only, so an append grant cannot hold: whoever holds an "
+      "O_APPEND fd can turn O_APPEND off or truncate the file. Make it append-only "
+      "(chattr +a ", path, "), or grant write"));
+}
+
 // Checks the type of an fd opened with O_NONBLOCK and clears the flag.
 absl::Status CheckTypeAndBlock(int fd, bool allow_directory,
                                absl::string_view path) {
@@ -92,10 +144,13 @@ absl::StatusOr<UniqueFd> OpenFile(absl::string_view path, const FileOpen& how,
   if (how.create) flags |= O_CREAT;
   if (how.truncate) flags |= O_TRUNC;
   std::string p(path);
-  CB_ASSIGN_OR_RETURN(UniqueFd fd, Openat2(AT_FDCWD, p, flags, how.mode,
-                                           PolicyResolve(follow_symlinks),
-                                           "open"));
+  bool created = false;
+  CB_ASSIGN_OR_RETURN(UniqueFd fd, OpenNotingCreation(AT_FDCWD, p, flags, how.mode,
+                                                      PolicyResolve(follow_symlinks),
+                                                      "open",
+                                                      how.append_only ? &created : nullptr));
   CB_RETURN_IF_ERROR(CheckTypeAndBlock(fd.get(), false, path));
+  if (how.append_only) CB_RETURN_IF_ERROR(RequireAppendOnly(fd.get(), created, path));
   return fd;
 }
 
@@ -130,13 +185,15 @@ absl::StatusOr<UniqueFd> OpenBeneath(int dirfd, absl::string_view relative,
   if (how.create) flags |= O_CREAT;
   if (how.truncate) flags |= O_TRUNC;
   std::string p(relative);
+  bool created = false;
   CB_ASSIGN_OR_RETURN(
       UniqueFd fd,
-      Openat2(dirfd, p, flags, how.mode & 0777,
-              RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
-              "open beneath:"));
+      OpenNotingCreation(dirfd, p, flags, how.mode & 0777,
+                         RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+                         "open beneath:", how.append_only ? &created : nullptr));
   bool may_be_directory = how.access == schema::Access::READ && !how.create;
   CB_RETURN_IF_ERROR(CheckTypeAndBlock(fd.get(), may_be_directory, relative));
+  if (how.append_only) CB_RETURN_IF_ERROR(RequireAppendOnly(fd.get(), created, relative));
   return fd;
 }
 

@@ -25,6 +25,14 @@ struct FileOpen {
   bool create = false;    // O_CREAT with `mode`
   bool truncate = false;  // O_TRUNC
   mode_t mode = 0600;
+  // The grant allows appending and nothing more. O_APPEND alone does not
+  // hold that: the holder of the fd can turn O_APPEND off (fcntl F_SETFL)
+  // or truncate the file (ftruncate). Only the file's append-only attribute
+  // (FS_APPEND_FL, `chattr +a`) holds it, for every fd and every holder. So
+  // a file this open creates is made append-only (which takes
+  // CAP_LINUX_IMMUTABLE: a broker run as root has it), and an existing file
+  // without the attribute is refused (kFailedPrecondition, saying so).
+  bool append_only = false;
 };
 
 // The O_ACCMODE and O_APPEND flags for `access`. kInvalidArgument for

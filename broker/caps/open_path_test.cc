@@ -1,6 +1,9 @@
 #include "broker/caps/open_path.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,6 +17,7 @@ namespace capbroker::caps {
 namespace {
 
 using ::capbroker::testing::IsCloseOnExec;
+using ::capbroker::testing::ReadWholeFile;
 using ::capbroker::testing::TempDir;
 using ::testing::HasSubstr;
 
@@ -55,6 +59,56 @@ TEST(OpenFileTest, CreatesWithModeAndTruncates) {
   ASSERT_OK_AND_ASSIGN(UniqueFd t, OpenFile(dir.Join("full"), how, false));
   ASSERT_EQ(stat(dir.Join("full").c_str(), &st), 0);
   EXPECT_EQ(st.st_size, 0);
+}
+
+int Attributes(const std::string& path) {
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  int attributes = 0;
+  if (!fd || ioctl(fd.get(), FS_IOC_GETFLAGS, &attributes) != 0) return -1;
+  return attributes;
+}
+
+// O_APPEND alone does not bind its holder: it can turn the flag off or
+// truncate the file. An append-only grant holds only for a file the kernel
+// keeps append-only, so a file without the attribute is refused.
+TEST(OpenFileTest, AnAppendOnlyGrantRefusesAFileThatIsNotAppendOnly) {
+  TempDir dir;
+  std::string path = dir.WriteFile("log", "old lines\n");
+  FileOpen how = Access(schema::Access::APPEND);
+  how.append_only = true;
+  how.create = true;  // the file exists: it is not this open's to change
+  EXPECT_THAT(OpenFile(path, how, false),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("chattr +a " + path)));
+  EXPECT_EQ(Attributes(path) & FS_APPEND_FL, 0);
+  EXPECT_EQ(ReadWholeFile(path), "old lines\n");
+  // Asked for append under a wider grant, the fd is O_APPEND, as asked.
+  how.append_only = false;
+  ASSERT_OK_AND_ASSIGN(UniqueFd fd, OpenFile(path, how, false));
+  EXPECT_EQ(AccMode(fd.get()), O_WRONLY | O_APPEND);
+}
+
+// A file an append-only grant creates is made append-only: its holder can
+// neither truncate it nor turn O_APPEND off. Setting the attribute takes
+// CAP_LINUX_IMMUTABLE.
+TEST(OpenFileTest, AnAppendOnlyGrantMakesTheFileItCreatesAppendOnly) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root (CAP_LINUX_IMMUTABLE)";
+  TempDir dir;
+  std::string path = dir.Join("log");
+  FileOpen how = Access(schema::Access::APPEND);
+  how.append_only = true;
+  how.create = true;
+  ASSERT_OK_AND_ASSIGN(UniqueFd fd, OpenFile(path, how, false));
+  EXPECT_NE(Attributes(path) & FS_APPEND_FL, 0);
+  ASSERT_EQ(write(fd.get(), "one\n", 4), 4);
+  EXPECT_EQ(ftruncate(fd.get(), 0), -1);
+  EXPECT_EQ(errno, EPERM);
+  EXPECT_EQ(fcntl(fd.get(), F_SETFL, 0), -1) << "O_APPEND was turned off";
+  EXPECT_EQ(errno, EPERM);
+  // The next grant finds the attribute and opens the file as it is.
+  ASSERT_OK_AND_ASSIGN(UniqueFd again, OpenFile(path, how, false));
+  ASSERT_EQ(write(again.get(), "two\n", 4), 4);
+  EXPECT_EQ(ReadWholeFile(path), "one\ntwo\n");
 }
 
 TEST(OpenFileTest, RefusesSymlinkAnywhereUnlessFollowing) {

@@ -210,6 +210,15 @@ Decision& Policy::Grant(Decision& decision, const CapabilitySpec& capability,
         " was requested"));
     return decision;
   }
+  if (capability.kind == Kind::kMemory && requested != Access::UNSPECIFIED &&
+      requested != Access::READ && requested != Access::READ_WRITE) {
+    // A memfd is mapped, and a shared mapping needs read access: there is
+    // no write-only or append-only memory to hand out.
+    decision.status = absl::InvalidArgumentError(absl::StrCat(
+        Quoted(capability.name), " is memory: ask for read or readWrite, not ",
+        AccessName(requested)));
+    return decision;
+  }
   decision.access = requested == Access::UNSPECIFIED ? capability.access : requested;
   decision.principal = principal;
   decision.status = absl::OkStatus();

@@ -12,6 +12,7 @@ namespace capbroker {
 namespace {
 
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using schema::Access;
 
 constexpr Access kAll[] = {Access::UNSPECIFIED, Access::READ, Access::WRITE,
@@ -165,6 +166,29 @@ TEST(PolicyTest, DecideRefusesWiderThanGranted) {
               StatusIs(absl::StatusCode::kPermissionDenied,
                        "'log' is granted write access by principal 'writers'; "
                        "read was requested"));
+}
+
+// A memfd is mapped, and a shared mapping needs read access: memory is read
+// or readWrite, and a write-only or append request is refused rather than
+// answered with a read-write fd described as something else.
+TEST(PolicyTest, MemoryIsReadOrReadWrite) {
+  CapabilitySpec board;
+  board.name = "board";
+  board.kind = Kind::kMemory;
+  board.size = 4096;
+  board.access = Access::READ_WRITE;
+  PrincipalSpec ops = Principal("ops", {0});
+  ops.uid = 1000;
+  Policy policy("p", {board}, {ops});
+  for (Access ok : {Access::UNSPECIFIED, Access::READ, Access::READ_WRITE}) {
+    EXPECT_OK(policy.Decide(User(1000), "board", ok).status) << AccessName(ok);
+  }
+  for (Access refused : {Access::WRITE, Access::APPEND}) {
+    EXPECT_THAT(policy.Decide(User(1000), "board", refused).status,
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("ask for read or readWrite")))
+        << AccessName(refused);
+  }
 }
 
 TEST(PolicyTest, DecideUnknownCapability) {

@@ -221,6 +221,10 @@ absl::StatusOr<UniqueFd> RequestHandler::Make(const CapabilitySpec& spec,
       how.truncate = spec.truncate && (access == schema::Access::WRITE ||
                                        access == schema::Access::READ_WRITE);
       how.mode = spec.mode;
+      // An append grant must hold against its holder (see FileOpen). A
+      // client that asks for append under a write grant restricts itself:
+      // that fd is O_APPEND only, as it asked.
+      how.append_only = spec.access == schema::Access::APPEND;
       return caps::OpenFile(spec.path, how, spec.follow_symlinks);
     }
     case Kind::kDirectory:

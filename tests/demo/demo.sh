@@ -23,6 +23,9 @@ cleanup() {
     kill -TERM "$broker_pid" 2>/dev/null || true
     wait "$broker_pid" 2>/dev/null || true
   fi
+  # The broker made the journal's log append-only (its grant is append):
+  # not even root removes it before the attribute is cleared.
+  if [[ -e "$dir/journal.log" ]]; then chattr -a "$dir/journal.log" || true; fi
   rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -125,6 +128,8 @@ run capctl connect kvstore -- kvstore_client put greeting "hello from the demo"
 run capctl connect kvstore -- kvstore_client get greeting
 run capctl connect journal -- journal_client append "the demo ran"
 run cat "$dir/journal.log"
+printf '\n# the broker created the log append-only: the journal can add to it, never truncate it\n'
+run lsattr "$dir/journal.log"
 printf '\n# the same connect, as another user: the policy does not list %s\n' "'others'"
 expect_failure setpriv --reuid=65534 --regid=65534 --clear-groups \
   "$capctl_bin" --socket "$socket" connect journal -- journal_client append "intruder"

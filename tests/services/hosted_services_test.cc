@@ -141,6 +141,8 @@ TEST_F(HostedServicesTest, KvstoreKeepsWhatItAcknowledgedAcrossCrashAndBrokerRes
 
 TEST_F(HostedServicesTest, JournalAppendsRecordsWithTheBrokersIdentity) {
   std::ofstream(pub_ + "/journal.log") << "earlier line\n";
+  // An append grant holds only for an append-only file (see the next test).
+  ASSERT_TRUE(testing::SetAppendOnly(pub_ + "/journal.log", true));
   journal::JournalClient journal(Connect("journal"));
   ASSERT_OK_AND_ASSIGN(journal::RecordId first, journal.Append("first"));
   ASSERT_OK_AND_ASSIGN(journal::RecordId second, journal.Append("second"));
@@ -151,6 +153,17 @@ TEST_F(HostedServicesTest, JournalAppendsRecordsWithTheBrokersIdentity) {
   EXPECT_EQ(log.rfind("earlier line\n", 0), 0u) << log;
   EXPECT_THAT(log, HasSubstr(absl::StrCat("\"principal\":\"me\",\"uid\":", getuid())));
   EXPECT_LT(log.find("\"text\":\"first\""), log.find("\"text\":\"second\""));
+}
+
+// The journal's log is an append grant. A log that is not append-only would
+// let a compromised journal truncate it (an O_APPEND fd binds nobody), so
+// the journal does not start, and its clients learn why.
+TEST_F(HostedServicesTest, JournalDoesNotStartOnALogThatIsNotAppendOnly) {
+  std::ofstream(pub_ + "/journal.log") << "earlier line\n";
+  EXPECT_THAT(client_->ConnectService("journal").status(),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("chattr +a " + pub_ + "/journal.log")));
+  EXPECT_EQ(testing::ReadWholeFile(pub_ + "/journal.log"), "earlier line\n");
 }
 
 }  // namespace

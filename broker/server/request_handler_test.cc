@@ -31,34 +31,40 @@ class RequestHandlerTest : public ::testing::Test {
     ASSERT_OK(handler_.SetPolicy(std::move(policy)));
   }
 
-  // Acquires `name` with `access`; the outcome, and the reply's error text.
-  Outcome Acquire(const std::string& name, schema::Access access, std::string* error) {
+  // Sends the request `fill` fills in; the outcome, and the reply's error
+  // text.
+  template <typename Fill>
+  Outcome Handle(Fill fill, std::string* error) {
     capnp::MallocMessageBuilder request_message, reply_message;
     auto request = request_message.initRoot<schema::Request>();
     request.setId(1);
-    auto acquire = request.initAcquire();
-    acquire.setName(name);
-    acquire.setAccess(access);
+    fill(request);
     auto reply = reply_message.initRoot<schema::Reply>();
     Outcome outcome = handler_.Handle(session_, request.asReader(), reply);
     *error = reply.isError() ? reply.getError().getMessage().cStr() : "";
     return outcome;
   }
 
-  // Opens `path` beneath directory capability `name` for reading; the
-  // outcome, and the reply's error text.
+  Outcome Acquire(const std::string& name, schema::Access access, std::string* error) {
+    return Handle(
+        [&](schema::Request::Builder request) {
+          auto acquire = request.initAcquire();
+          acquire.setName(name);
+          acquire.setAccess(access);
+        },
+        error);
+  }
+
+  // Opens `path` beneath directory capability `name` for reading.
   Outcome OpenBeneath(const std::string& name, const std::string& path, std::string* error) {
-    capnp::MallocMessageBuilder request_message, reply_message;
-    auto request = request_message.initRoot<schema::Request>();
-    request.setId(1);
-    auto open = request.initOpenBeneath();
-    open.setDirectory(name);
-    open.setPath(path);
-    open.setAccess(schema::Access::READ);
-    auto reply = reply_message.initRoot<schema::Reply>();
-    Outcome outcome = handler_.Handle(session_, request.asReader(), reply);
-    *error = reply.isError() ? reply.getError().getMessage().cStr() : "";
-    return outcome;
+    return Handle(
+        [&](schema::Request::Builder request) {
+          auto open = request.initOpenBeneath();
+          open.setDirectory(name);
+          open.setPath(path);
+          open.setAccess(schema::Access::READ);
+        },
+        error);
   }
 
   int devnull_ = open("/dev/null", O_WRONLY | O_CLOEXEC);

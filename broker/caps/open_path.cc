@@ -27,7 +27,8 @@ absl::StatusOr<UniqueFd> Openat2(int dirfd, const std::string& path,
                                  uint64_t flags, mode_t mode, uint64_t resolve,
                                  absl::string_view what) {
   open_how how{};
-  how.flags = flags | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+  // openat2 refuses O_PATH with any flag but a few (O_NOCTTY included).
+  how.flags = flags | O_CLOEXEC | ((flags & O_PATH) ? 0 : O_NOCTTY);
   how.mode = (flags & O_CREAT) ? mode : 0;
   how.resolve = resolve;
   long fd = -1;
@@ -45,7 +46,8 @@ absl::StatusOr<UniqueFd> Openat2(int dirfd, const std::string& path,
           what, " ", path, ": the path contains a symlink, which is refused"));
     case EXDEV:
       return absl::PermissionDeniedError(absl::StrCat(
-          what, " ", path, ": the path escapes its directory"));
+          what, " ", path, ": the path leaves its directory (by '..', or into "
+          "another mount)"));
     case ENOENT:
       return absl::NotFoundError(absl::StrCat(what, " ", path,
                                               ": no such file or directory"));
@@ -54,28 +56,62 @@ absl::StatusOr<UniqueFd> Openat2(int dirfd, const std::string& path,
   }
 }
 
-// Openat2, and with `created` set, noting there whether this open created
-// the file: with O_CREAT, it tries O_EXCL first, then opens what exists
-// (again, if it was removed in between). Without `created`, one openat2.
-absl::StatusOr<UniqueFd> OpenNotingCreation(int dirfd, const std::string& path,
-                                            uint64_t flags, mode_t mode, uint64_t resolve,
-                                            absl::string_view what, bool* created) {
-  if (created == nullptr || !(flags & O_CREAT)) {
-    return Openat2(dirfd, path, flags, mode, resolve, what);
+// Checks that the file `fd` (O_PATH is enough) is a regular file, or a
+// directory when `allow_directory`.
+absl::Status CheckType(int fd, bool allow_directory, absl::string_view path) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return ErrnoStatus(errno, absl::StrCat("fstat ", path));
+  bool ok = S_ISREG(st.st_mode) || (allow_directory && S_ISDIR(st.st_mode));
+  if (!ok) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, " is not a regular file", allow_directory ? " or directory" : ""));
   }
-  absl::Status last;
+  return absl::OkStatus();
+}
+
+// Where a capability's file is: `path` resolved from `dirfd` with `resolve`.
+struct Target {
+  int dirfd;
+  std::string path;
+  uint64_t resolve;
+  absl::string_view what;  // for messages: "open", "open beneath:"
+  bool allow_directory;
+};
+
+// Opens `target` with `flags` (an access, O_CREAT, O_TRUNC) and `mode`,
+// never running the open of anything but a regular file (or directory): a
+// FIFO would block, and a device's open acts (a watchdog starts counting).
+// With O_CREAT, O_EXCL first: what that makes is a new regular file, and
+// `created` says so. Otherwise (or when the file exists) an O_PATH open,
+// which opens nothing, then the type check, then the real open through
+// /proc/self/fd/N: the very inode checked, whatever the path names by then.
+absl::StatusOr<UniqueFd> OpenChecked(const Target& target, int flags, mode_t mode,
+                                     bool& created) {
+  created = false;
   for (int attempt = 0; attempt < kOpenat2Attempts; ++attempt) {
-    absl::StatusOr<UniqueFd> fd = Openat2(dirfd, path, flags | O_EXCL, mode, resolve, what);
-    if (fd.ok()) {
-      *created = true;
-      return fd;
+    if (flags & O_CREAT) {
+      absl::StatusOr<UniqueFd> fd =
+          Openat2(target.dirfd, target.path, flags | O_EXCL, mode, target.resolve, target.what);
+      if (fd.ok()) created = true;
+      if (fd.status().code() != absl::StatusCode::kAlreadyExists) return fd;
     }
-    if (fd.status().code() != absl::StatusCode::kAlreadyExists) return fd;
-    fd = Openat2(dirfd, path, flags & ~static_cast<uint64_t>(O_CREAT), mode, resolve, what);
-    if (fd.ok() || fd.status().code() != absl::StatusCode::kNotFound) return fd;
-    last = fd.status();
+    absl::StatusOr<UniqueFd> handle =
+        Openat2(target.dirfd, target.path, O_PATH, 0, target.resolve, target.what);
+    if (!handle.ok()) {
+      // Removed between the two opens: create it after all.
+      if ((flags & O_CREAT) && handle.status().code() == absl::StatusCode::kNotFound) continue;
+      return handle.status();
+    }
+    CB_RETURN_IF_ERROR(CheckType(handle->get(), target.allow_directory, target.path));
+    std::string self = absl::StrCat("/proc/self/fd/", handle->get());
+    int reopen_flags = (flags & ~O_CREAT) | O_CLOEXEC | O_NOCTTY;
+    return TakeFd(RetryEintr([&] { return open(self.c_str(), reopen_flags); }),
+                  absl::StrCat(target.what, " ", target.path));
   }
-  return last;
+  // O_EXCL sees a name, O_PATH finds nothing behind it, every time.
+  return absl::FailedPreconditionError(absl::StrCat(
+      target.what, " ", target.path,
+      ": the name exists but names nothing that can be opened (a dangling symlink?)"));
 }
 
 // Holds an append-only grant on the regular file `fd` (see FileOpen::
@@ -101,19 +137,6 @@ absl::Status RequireAppendOnly(int fd, bool created, absl::string_view path) {
       path, " is not append-only, so an append grant cannot hold: whoever holds an "
       "O_APPEND fd can turn O_APPEND off or truncate the file. Make it append-only "
       "(chattr +a ", path, "), or grant write"));
-}
-
-// Checks the type of an fd opened with O_NONBLOCK and clears the flag.
-absl::Status CheckTypeAndBlock(int fd, bool allow_directory,
-                               absl::string_view path) {
-  struct stat st;
-  if (fstat(fd, &st) != 0) return ErrnoStatus(errno, absl::StrCat("fstat ", path));
-  bool ok = S_ISREG(st.st_mode) || (allow_directory && S_ISDIR(st.st_mode));
-  if (!ok) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        path, " is not a regular file", allow_directory ? " or directory" : ""));
-  }
-  return SetNonBlocking(fd, false);
 }
 
 uint64_t PolicyResolve(bool follow_symlinks) {
@@ -143,13 +166,11 @@ absl::StatusOr<UniqueFd> OpenFile(absl::string_view path, const FileOpen& how,
   CB_ASSIGN_OR_RETURN(int flags, AccessFlags(how.access));
   if (how.create) flags |= O_CREAT;
   if (how.truncate) flags |= O_TRUNC;
-  std::string p(path);
   bool created = false;
-  CB_ASSIGN_OR_RETURN(UniqueFd fd, OpenNotingCreation(AT_FDCWD, p, flags, how.mode,
-                                                      PolicyResolve(follow_symlinks),
-                                                      "open",
-                                                      how.append_only ? &created : nullptr));
-  CB_RETURN_IF_ERROR(CheckTypeAndBlock(fd.get(), false, path));
+  CB_ASSIGN_OR_RETURN(
+      UniqueFd fd,
+      OpenChecked({AT_FDCWD, std::string(path), PolicyResolve(follow_symlinks), "open", false},
+                  flags, how.mode, created));
   if (how.append_only) CB_RETURN_IF_ERROR(RequireAppendOnly(fd.get(), created, path));
   return fd;
 }
@@ -160,7 +181,6 @@ absl::StatusOr<UniqueFd> OpenDirectory(absl::string_view path,
   CB_ASSIGN_OR_RETURN(UniqueFd fd,
                       Openat2(AT_FDCWD, p, O_RDONLY | O_DIRECTORY, 0,
                               PolicyResolve(follow_symlinks), "open directory"));
-  CB_RETURN_IF_ERROR(SetNonBlocking(fd.get(), false));
   return fd;
 }
 
@@ -184,15 +204,14 @@ absl::StatusOr<UniqueFd> OpenBeneath(int dirfd, absl::string_view relative,
   CB_ASSIGN_OR_RETURN(int flags, AccessFlags(how.access));
   if (how.create) flags |= O_CREAT;
   if (how.truncate) flags |= O_TRUNC;
-  std::string p(relative);
+  // RESOLVE_NO_XDEV: beneath the directory the administrator granted, a
+  // mount is someone else's doing (a user's FUSE mount, say, whose server
+  // could stall the broker, or a tree the grant never meant).
+  Target target{dirfd, std::string(relative),
+                RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
+                "open beneath:", how.access == schema::Access::READ && !how.create};
   bool created = false;
-  CB_ASSIGN_OR_RETURN(
-      UniqueFd fd,
-      OpenNotingCreation(dirfd, p, flags, how.mode & 0777,
-                         RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
-                         "open beneath:", how.append_only ? &created : nullptr));
-  bool may_be_directory = how.access == schema::Access::READ && !how.create;
-  CB_RETURN_IF_ERROR(CheckTypeAndBlock(fd.get(), may_be_directory, relative));
+  CB_ASSIGN_OR_RETURN(UniqueFd fd, OpenChecked(target, flags, how.mode & 0777, created));
   if (how.append_only) CB_RETURN_IF_ERROR(RequireAppendOnly(fd.get(), created, relative));
   return fd;
 }

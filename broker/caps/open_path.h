@@ -2,10 +2,10 @@
 //
 // Every open goes through openat2(2) so that symlinks are refused where the
 // policy or the protocol says so, for every component of the path and not
-// only the last one (O_NOFOLLOW covers the last one only). Opens use
-// O_NONBLOCK and then check the file type, so that a FIFO or device placed at
-// a policy path cannot block or surprise the broker; the flag is cleared
-// before the fd is handed out.
+// only the last one (O_NOFOLLOW covers the last one only). A file is first
+// resolved with O_PATH, which opens nothing, its type checked, and only then
+// the very inode opened (through /proc/self/fd): a FIFO placed at a policy
+// path cannot block the broker, nor a device's open act on the device.
 #ifndef CAPBROKER_BROKER_CAPS_OPEN_PATH_H_
 #define CAPBROKER_BROKER_CAPS_OPEN_PATH_H_
 

@@ -3,9 +3,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <sched.h>
+#include <sys/inotify.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -135,6 +143,38 @@ TEST(OpenFileTest, RefusesFifoWithoutBlockingAndDirectories) {
               StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
+// A FIFO would block its opener, and a device's open acts on the device (a
+// watchdog starts counting): what is not a regular file is refused before
+// anything opens it. inotify reports every open, and none comes.
+TEST(OpenFileTest, NeverOpensWhatIsNotARegularFile) {
+  TempDir dir;
+  std::vector<std::string> specials = {dir.Join("fifo")};
+  ASSERT_EQ(mkfifo(specials[0].c_str(), 0600), 0);
+  // A device node too, where this test may make one (root, no user namespace).
+  if (mknod(dir.Join("null").c_str(), S_IFCHR | 0600, makedev(1, 3)) == 0) {
+    specials.push_back(dir.Join("null"));
+  }
+  UniqueFd dirfd(open(dir.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  for (const std::string& path : specials) {
+    SCOPED_TRACE(path);
+    UniqueFd watch(inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+    ASSERT_GE(inotify_add_watch(watch.get(), path.c_str(), IN_OPEN), 0);
+    for (schema::Access access : {schema::Access::READ, schema::Access::WRITE}) {
+      EXPECT_THAT(OpenFile(path, Access(access), false),
+                  StatusIs(absl::StatusCode::kFailedPrecondition,
+                           HasSubstr("not a regular file")));
+      FileOpen create = Access(access);
+      create.create = access != schema::Access::READ;
+      EXPECT_THAT(OpenBeneath(dirfd.get(), path.substr(dir.path().size() + 1), create),
+                  StatusIs(absl::StatusCode::kFailedPrecondition,
+                           HasSubstr("not a regular file")));
+    }
+    char events[256];
+    EXPECT_EQ(read(watch.get(), events, sizeof(events)), -1) << "something opened " << path;
+    EXPECT_EQ(errno, EAGAIN);
+  }
+}
+
 TEST(OpenFileTest, MissingIsNotFound) {
   EXPECT_THAT(OpenFile("/nonexistent/capbroker", Access(schema::Access::READ), false),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("/nonexistent/capbroker")));
@@ -170,9 +210,9 @@ TEST_F(OpenBeneathTest, OpensInside) {
 
 TEST_F(OpenBeneathTest, RefusesEscapes) {
   EXPECT_THAT(OpenBeneath(root_.get(), "../secret", Access(schema::Access::READ)),
-              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("escapes")));
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("leaves its directory")));
   EXPECT_THAT(OpenBeneath(root_.get(), "sub/../../secret", Access(schema::Access::READ)),
-              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("escapes")));
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("leaves its directory")));
   EXPECT_THAT(OpenBeneath(root_.get(), dir_.Join("secret"), Access(schema::Access::READ)),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("relative")));
   EXPECT_THAT(OpenBeneath(root_.get(), "up", Access(schema::Access::READ)),
@@ -202,6 +242,26 @@ TEST_F(OpenBeneathTest, CreatesWithMaskedMode) {
   struct stat st;
   ASSERT_EQ(fstat(fd.get(), &st), 0);
   EXPECT_EQ(st.st_mode & 07000, 0u);
+}
+
+// Beneath a directory grant, a mount is someone else's doing (a user's FUSE
+// mount, whose server could stall the broker): open beneath does not cross
+// into one.
+TEST_F(OpenBeneathTest, DoesNotCrossIntoAnotherMount) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to mount";
+  // The mount stays in this test binary's own mount namespace.
+  ASSERT_EQ(unshare(CLONE_NEWNS), 0) << strerror(errno);
+  ASSERT_EQ(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0);
+  ASSERT_EQ(mount("tmpfs", dir_.Join("root/sub").c_str(), "tmpfs", 0, "size=64k"), 0);
+  dir_.WriteFile("root/sub/mounted", "on the mount");
+  // The directory as this mount namespace sees it (root_ is in the old one).
+  ASSERT_OK_AND_ASSIGN(root_, OpenDirectory(dir_.Join("root"), false));
+  EXPECT_THAT(OpenBeneath(root_.get(), "sub/mounted", Access(schema::Access::READ)),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("another mount")));
+  EXPECT_THAT(OpenBeneath(root_.get(), "sub", Access(schema::Access::READ)),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("another mount")));
+  ASSERT_EQ(umount2(dir_.Join("root/sub").c_str(), MNT_DETACH), 0);
+  EXPECT_OK(OpenBeneath(root_.get(), "sub/file", Access(schema::Access::READ)));
 }
 
 TEST_F(OpenBeneathTest, DirectoryOnlyForPlainRead) {

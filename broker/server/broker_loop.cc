@@ -227,21 +227,16 @@ bool BrokerLoop::Send(uint64_t id, Answer answer) {
   auto it = fd_by_id_.find(id);
   if (it == fd_by_id_.end()) return false;
   Connection& connection = *connections_[it->second];
-  // A service that is behind keeps its connection; the connect that would
-  // have added to its queue is refused instead.
-  if (connection.service && !MakeFit(connection, answer.words.size() * sizeof(capnp::word))) {
-    return false;
-  }
-  if (!Queue(connection, std::move(answer))) {
-    Close(connection);
-    return false;
-  }
-  return true;
+  if (Queue(connection, std::move(answer))) return true;
+  // A service that is behind keeps its connection: the connect that would
+  // have added to its queue is refused instead (see the class comment).
+  if (!connection.service) Close(connection);
+  return false;
 }
 
 void BrokerLoop::CloseConnection(uint64_t id) {
   auto it = fd_by_id_.find(id);
-  if (it != fd_by_id_.end()) Close(*connections_[it->second]);
+  if (it != fd_by_id_.end()) Close(*connections_[it->second], /*tell_host=*/false);
 }
 
 void BrokerLoop::PeerLog(absl::string_view line) {
@@ -254,7 +249,7 @@ void BrokerLoop::PeerLog(absl::string_view line) {
   std::fprintf(stderr, "capbrokerd: %.*s\n", static_cast<int>(line.size()), line.data());
 }
 
-void BrokerLoop::Close(Connection& connection) {
+void BrokerLoop::Close(Connection& connection, bool tell_host) {
   if (connection.closed) return;
   connection.closed = true;
   fd_by_id_.erase(connection.id);
@@ -264,12 +259,12 @@ void BrokerLoop::Close(Connection& connection) {
     if (it != connections_per_uid_.end() && --it->second == 0) {
       connections_per_uid_.erase(it);
     }
+  } else if (tell_host) {
+    handler_.ServiceConnectionLost(connection.id);
   }
   --stats_.connections;
-  queued_bytes_total_ -= connection.queued_bytes;
-  queued_fds_total_ -= connection.queued_fds;
-  connection.queued_bytes = 0;
-  connection.queued_fds = 0;
+  Account(connection, -static_cast<long>(connection.queued_bytes),
+          -static_cast<long>(connection.queued_fds));
   connection.queue.clear();  // closes the fds of the replies not sent
   int fd = connection.fd.get();
   closed_.push_back(std::move(connections_[fd]));
@@ -330,19 +325,31 @@ bool BrokerLoop::OnDatagram(Connection& connection) {
   return Queue(connection, std::move(answer));
 }
 
-bool BrokerLoop::Fits(const Connection& connection, size_t bytes) const {
-  // A service's queue is bounded by bytes only (see the class comment).
-  return connection.queued_bytes + bytes <= limits_.max_queued_bytes &&
-         (connection.service || connection.queue.size() < limits_.max_queued_replies);
+bool BrokerLoop::Fits(const Connection& connection, size_t bytes, size_t fds) const {
+  if (connection.queued_bytes + bytes > limits_.max_queued_bytes) return false;
+  // A service's queue is bounded by bytes and fds, not by a count of
+  // messages (see the class comment).
+  if (connection.service) return connection.queued_fds + fds <= limits_.max_queued_service_fds;
+  return connection.queue.size() < limits_.max_queued_replies;
 }
 
-bool BrokerLoop::MakeFit(Connection& connection, size_t bytes) {
-  if (Fits(connection, bytes)) return true;
+bool BrokerLoop::MakeFit(Connection& connection, size_t bytes, size_t fds) {
+  if (Fits(connection, bytes, fds)) return true;
   // Replies for one connection can pile up within a turn (the connects
   // that waited for a service are all answered when it becomes ready):
   // what the socket takes now is not "not read".
   SendQueued(connection);
-  return !connection.closed && Fits(connection, bytes);
+  return !connection.closed && Fits(connection, bytes, fds);
+}
+
+void BrokerLoop::Account(Connection& connection, long bytes, long fds) {
+  connection.queued_bytes += bytes;
+  connection.queued_fds += fds;
+  // Services are bounded one by one (Fits), and never disconnected to make
+  // room: they stay out of the totals that MakeRoom keeps.
+  if (connection.service) return;
+  queued_bytes_total_ += bytes;
+  queued_fds_total_ += fds;
 }
 
 bool BrokerLoop::Queue(Connection& connection, Answer answer) {
@@ -352,22 +359,19 @@ bool BrokerLoop::Queue(Connection& connection, Answer answer) {
   if (connection.closed) return false;
   size_t bytes = answer.words.size() * sizeof(capnp::word);
   size_t fds = answer.outcome.fds.size();
-  if (!MakeFit(connection, bytes)) {
-    if (connection.closed) return false;
+  if (!MakeFit(connection, bytes, fds)) {
+    if (connection.closed || connection.service) return false;
     PeerLog(absl::StrCat("disconnecting pid ", connection.session.identity.pid, " (uid ",
                          connection.session.identity.uid, "): it does not read its replies (",
                          connection.queue.size(), " queued)"));
     return false;
   }
-  if (!MakeRoom(connection, bytes, fds)) return false;
+  if (!connection.service && !MakeRoom(connection, bytes, fds)) return false;
   connection.queue.push_back(QueuedReply{std::move(answer.words),
                                          std::move(answer.outcome.fds),
                                          std::move(answer.outcome.shared_fd), answer.id,
                                          answer.outcome.audit_line});
-  connection.queued_bytes += bytes;
-  queued_bytes_total_ += bytes;
-  connection.queued_fds += fds;
-  queued_fds_total_ += fds;
+  Account(connection, static_cast<long>(bytes), static_cast<long>(fds));
   if (answer.outcome.close_after_reply && !connection.close_when_flushed) {
     connection.close_when_flushed = true;
     if (!UpdateEvents(connection)) return false;  // read nothing more from it
@@ -408,10 +412,7 @@ void BrokerLoop::SendQueued(Connection& connection) {
       return;
     }
     if (!*sent) break;  // the socket is full: EPOLLOUT brings us back
-    connection.queued_bytes -= iov.iov_len;
-    queued_bytes_total_ -= iov.iov_len;
-    connection.queued_fds -= q.fds.size();
-    queued_fds_total_ -= q.fds.size();
+    Account(connection, -static_cast<long>(iov.iov_len), -static_cast<long>(q.fds.size()));
     ++sent_count;
   }
   connection.queue.erase(connection.queue.begin(),
@@ -454,9 +455,10 @@ bool BrokerLoop::MakeRoom(Connection& requester, size_t bytes, size_t fds) {
     // A scan of every connection, but only when a budget is exhausted;
     // each round frees what the largest holder of it had queued.
     auto held = [&](const Connection& c) { return bytes_over ? c.queued_bytes : c.queued_fds; };
+    // Services hold nothing of the totals (see Account).
     Connection* largest = &requester;
     for (const std::unique_ptr<Connection>& c : connections_) {
-      if (c && held(*c) > held(*largest)) largest = c.get();
+      if (c && !c->service && held(*c) > held(*largest)) largest = c.get();
     }
     PeerLog(absl::StrCat("disconnecting pid ", largest->session.identity.pid, " (uid ",
                          largest->session.identity.uid, "): it does not read its replies (",
@@ -503,10 +505,8 @@ std::vector<audit::AuditLog::LineRange> BrokerLoop::FlushAudit() {
       Answer error = Withheld(q.id);
       size_t old_bytes = q.words.size() * sizeof(capnp::word);
       size_t new_bytes = error.words.size() * sizeof(capnp::word);
-      c->queued_bytes = c->queued_bytes - old_bytes + new_bytes;
-      queued_bytes_total_ = queued_bytes_total_ - old_bytes + new_bytes;
-      c->queued_fds -= q.fds.size();
-      queued_fds_total_ -= q.fds.size();
+      Account(*c, static_cast<long>(new_bytes) - static_cast<long>(old_bytes),
+              -static_cast<long>(q.fds.size()));
       q = QueuedReply{std::move(error.words), {}, nullptr, q.id, 0};
       ++count;
     }

@@ -25,7 +25,13 @@
 // A hosted service's connection is different: when its queue is full the
 // connect that would add to it is refused ("busy"), and the service keeps its
 // connection. When a service becomes ready, every connect that waited for it
-// is sent at once, so its queue is bounded by bytes only.
+// is sent at once, so its queue is bounded by bytes and fds
+// (max_queued_service_fds), not by a count of messages. Service queues stay
+// out of the totals above, and a service is never disconnected to make room
+// for others: the service host, which alone can restart it, would be left
+// with a service nobody can reach. When the loop closes a service's
+// connection on its own (the service hung up, sent what it may not, or its
+// socket failed), it tells the host (RequestHandler::ServiceConnectionLost).
 //
 // A connection is closed at once but freed only between loop turns: the
 // service host can close a connection (through Send) while that very
@@ -77,6 +83,10 @@ struct Limits {
   // that do not read hold more. Without this bound, one uid's connections
   // could hold 4096 x 32 fds and run the broker out of fds for everyone.
   size_t max_queued_fds_total = 4096;
+  // Fds waiting in one service's queue: incoming connections it has not
+  // taken yet. As many as the connects that may wait for a service to start
+  // (service::kMaxPendingConnects), which are all sent once it is ready.
+  size_t max_queued_service_fds = 1024;
 };
 
 class BrokerLoop : public LoopPort {
@@ -146,11 +156,14 @@ class BrokerLoop : public LoopPort {
   // be closed (its queue is over the limits), or is closed already; the
   // answer and its fds are then dropped.
   bool Queue(Connection& connection, Answer answer);
-  // Whether `bytes` more fit in the connection's own queue.
-  bool Fits(const Connection& connection, size_t bytes) const;
+  // Whether `bytes` and `fds` more fit in the connection's own queue.
+  bool Fits(const Connection& connection, size_t bytes, size_t fds) const;
   // The same, after sending what the socket takes of the queue when they do
   // not fit. False also when sending closed the connection.
-  bool MakeFit(Connection& connection, size_t bytes);
+  bool MakeFit(Connection& connection, size_t bytes, size_t fds);
+  // Adds `bytes` and `fds` (negative: removes) to what the connection's
+  // queue holds, and, for a client, to the totals.
+  void Account(Connection& connection, long bytes, long fds);
   // Registers the epoll events the connection's state calls for. Returns
   // false, after logging why, when epoll_ctl fails: the caller closes the
   // connection, since epoll would go on reporting the wrong events for it.
@@ -162,8 +175,10 @@ class BrokerLoop : public LoopPort {
   // Closes `connection`: its socket, queued replies and their fds go now,
   // and its fd number is free for a new connection; the Connection itself,
   // which callers up the stack may still hold, stays until Reap(). Does
-  // nothing to a connection closed already.
-  void Close(Connection& connection);
+  // nothing to a connection closed already. A service's connection closed
+  // by the loop on its own is reported to the host (`tell_host`); not one
+  // the host itself closes.
+  void Close(Connection& connection, bool tell_host = true);
   // Frees the connections closed since the last call. Only between turns.
   void Reap();
   // The error that replaces a grant whose audit line was lost; counts it

@@ -36,8 +36,9 @@ class LoopPort {
                                                         Identity identity) = 0;
 
   // Queues `answer` on connection `id`. False when the connection is gone or
-  // its queue is full (the connection is then closed); the answer and its
-  // fds are dropped.
+  // its queue is full (a client's connection is then closed; a service's
+  // stays open, and the caller refuses whatever needed the message); the
+  // answer and its fds are dropped.
   virtual bool Send(uint64_t id, Answer answer) = 0;
 
   // Closes connection `id`, if it is still open.

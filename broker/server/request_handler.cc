@@ -448,6 +448,10 @@ void RequestHandler::WithdrawConnect(uint64_t connection_id, uint64_t request_id
   if (services_ != nullptr) services_->Withdraw(connection_id, request_id);
 }
 
+void RequestHandler::ServiceConnectionLost(uint64_t connection_id) {
+  if (services_ != nullptr) services_->ConnectionLost(connection_id);
+}
+
 void RequestHandler::SetConnection(absl::string_view service,
                                    schema::Reply::Builder reply) {
   auto info = reply.initFds(1)[0];

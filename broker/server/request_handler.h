@@ -117,6 +117,11 @@ class RequestHandler {
   // not be written: the service host forgets it.
   void WithdrawConnect(uint64_t connection_id, uint64_t request_id);
 
+  // The loop closed connection `connection_id`, a hosted service's, on its
+  // own: the service host stops that service (ServiceDirectory::
+  // ConnectionLost).
+  void ServiceConnectionLost(uint64_t connection_id);
+
  private:
   Outcome Hello(Session& session, schema::Hello::Reader hello,
                 schema::Reply::Builder reply);

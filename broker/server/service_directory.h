@@ -61,6 +61,12 @@ class ServiceDirectory {
   // (nothing is sent for it): the broker could not record its grant.
   virtual void Withdraw(uint64_t connection_id, uint64_t request_id) = 0;
 
+  // The loop closed connection `connection_id` on its own (the peer hung up,
+  // sent what it may not, or the socket failed). If it was a service's
+  // broker connection, the host stops that service: nobody can reach it any
+  // more, and its restart policy brings it back with a new connection.
+  virtual void ConnectionLost(uint64_t connection_id) = 0;
+
   // The service `name` says it is ready to serve.
   virtual absl::Status Ready(absl::string_view name) = 0;
 

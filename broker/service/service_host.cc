@@ -421,6 +421,12 @@ void ServiceHost::OnTimer(Service& service) {
       Log(service, "still running after SIGTERM; killing it");
       Signal(service, SIGKILL);
       break;
+    case ServiceState::RUNNING:
+      if (service.pidfd && service.connection_id == 0) {
+        Log(service, "still running without its broker connection after SIGTERM; killing it");
+        Signal(service, SIGKILL);
+      }
+      break;
     default:
       break;
   }
@@ -497,6 +503,10 @@ absl::StatusOr<std::optional<UniqueFd>> ServiceHost::Connect(
         OnExit(*service);
         if (service->state != ServiceState::RUNNING) return Connect(spec, request);
       }
+      if (service->connection_id == 0) {
+        return absl::UnavailableError(absl::StrCat(
+            "service '", spec.name, "' lost its broker connection and is stopping"));
+      }
       CB_ASSIGN_OR_RETURN(UniqueFd end, MakeConnection(*service, request));
       return std::optional<UniqueFd>(std::move(end));
     }
@@ -539,6 +549,22 @@ void ServiceHost::Withdraw(uint64_t connection_id, uint64_t request_id) {
                                           r.request_id == request_id;
                                  }),
                   pending.end());
+  }
+}
+
+void ServiceHost::ConnectionLost(uint64_t connection_id) {
+  for (const std::unique_ptr<Service>& service : services_) {
+    if (service->connection_id != connection_id || connection_id == 0) continue;
+    service->connection_id = 0;  // the loop has closed it
+    // An exit closes the connection too, a moment before the pidfd says so:
+    // the service may be exiting already. If not, nobody can reach it: it
+    // is asked to stop, and killed if it has not within the stop timeout.
+    // Its exit then goes as any other (the restart policy applies).
+    if (HasExited(*service)) return;
+    Log(*service, "its broker connection closed: stopping it, unless it is exiting already");
+    Signal(*service, SIGTERM);
+    ArmTimer(*service, options_.stop_timeout);
+    return;
   }
 }
 

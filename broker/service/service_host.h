@@ -88,6 +88,7 @@ class ServiceHost : public server::ServiceDirectory {
   absl::StatusOr<std::optional<UniqueFd>> Connect(
       const ServiceSpec& service, const server::ConnectRequest& request) override;
   void Withdraw(uint64_t connection_id, uint64_t request_id) override;
+  void ConnectionLost(uint64_t connection_id) override;
   absl::Status Ready(absl::string_view name) override;
   std::vector<server::ServiceReport> Report() const override;
 

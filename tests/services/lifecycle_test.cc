@@ -59,7 +59,10 @@ constexpr char kPolicy[] = R"(( capabilities = [
       grants = [ "motd" ] ),
     ( name = "asks-more", command = [ "$SVC", "acquire", "motd" ], connect = [ "me" ] ),
     ( name = "gated", command = [ "$SVC", "gated", "gate" ], connect = [ "me" ],
-      grants = [ "gate" ] ) ] ))";
+      grants = [ "gate" ] ),
+    ( name = "deaf", command = [ "$SVC", "deaf" ], connect = [ "me" ] ),
+    ( name = "hangs-up", command = [ "$SVC", "hang-up-after" ], connect = [ "me" ],
+      restartDelayMs = 10 ) ] ))";
 
 class LifecycleTest : public ::testing::Test {
  protected:
@@ -404,6 +407,58 @@ TEST_F(LifecycleTest, AConnectJustAfterTheServiceDiedWaitsForItsRestart) {
   ASSERT_OK_AND_ASSIGN(ServiceInfo second_run, Info("echo"));
   EXPECT_EQ(second_run.restarts, 1u);
   EXPECT_NE(second_run.pid, first_run.pid);
+}
+
+// A service whose broker connection is gone serves nobody: when the loop
+// sees it go (here the service shuts it down and lives on), the host stops
+// the service, and the next connect starts it again.
+TEST_F(LifecycleTest, AServiceThatLostItsBrokerConnectionIsStopped) {
+  ASSERT_OK_AND_ASSIGN(ServiceInfo first_run, Info("hangs-up"));
+  {
+    ASSERT_OK_AND_ASSIGN(Capability c, client_->ConnectService("hangs-up"));
+    EXPECT_THAT(Receive(c.fd.get()), HasSubstr("principal=me"));
+    ASSERT_OK_AND_ASSIGN(ServiceInfo running, Info("hangs-up"));
+    first_run = running;
+    // Hanging up ends the service's one connection: it shuts down its
+    // broker connection then.
+  }
+  testing::ProcessWatch first_process(first_run.pid);
+  ASSERT_TRUE(first_process.valid());
+  ASSERT_TRUE(first_process.WaitExited()) << "the service was left running, unreachable";
+  ASSERT_OK_AND_ASSIGN(Capability again, client_->ConnectService("hangs-up"));
+  EXPECT_THAT(Receive(again.fd.get()), HasSubstr("principal=me"));
+  ASSERT_OK_AND_ASSIGN(ServiceInfo info, Info("hangs-up"));
+  EXPECT_NE(info.pid, first_run.pid);
+  EXPECT_EQ(info.last_exit, "exit status 0");  // it left when told to
+}
+
+// Incoming connections a service has not taken yet wait in its queue, each
+// holding an fd. Clients that do not read are disconnected when all queues
+// together hold too many fds, but a service is not one of them: the host
+// could not reach it again. Its queue is bounded on its own.
+TEST(LifecycleBudgetTest, AServiceBehindIsNotDisconnectedForTheFdBudget) {
+  testing::ServiceBinary binary("tests/services/test_service");
+  ASSERT_FALSE(binary.path().empty());
+  testing::BrokerOptions options;
+  constexpr int kBudget = 8;
+  options.extra_args = {"--max-queued-reply-fds", absl::StrCat(kBudget)};
+  ASSERT_OK_AND_ASSIGN(auto broker,
+                       BrokerProcess::StartWith(
+                           absl::StrReplaceAll(kPolicy, {{"$SVC", binary.path()}}), options));
+  ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(broker->socket_path()));
+  // The service's socket takes what the broker's send buffer holds (about
+  // 170 such messages with the default 208 KiB); the rest wait in the
+  // broker, well over the budget and well under the service's own bound.
+  constexpr int kConnects = 400;
+  static_assert(kConnects < 1024, "the service's own queue bound");
+  std::vector<Capability> connections;
+  for (int i = 0; i < kConnects; ++i) {
+    absl::StatusOr<Capability> c = client.ConnectService("deaf");
+    ASSERT_OK(c.status()) << "connect " << i;
+    connections.push_back(std::move(c).value());
+  }
+  ASSERT_OK_AND_ASSIGN(BrokerStatus status, client.Status());
+  EXPECT_EQ(status.grants, connections.size());
 }
 
 }  // namespace

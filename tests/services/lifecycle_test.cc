@@ -64,6 +64,13 @@ constexpr char kPolicy[] = R"(( capabilities = [
     ( name = "hangs-up", command = [ "$SVC", "hang-up-after" ], connect = [ "me" ],
       restartDelayMs = 10 ) ] ))";
 
+// Receives one datagram (waits for it).
+std::string Receive(int fd) {
+  char buffer[4096];
+  ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+  return n > 0 ? std::string(buffer, static_cast<size_t>(n)) : "";
+}
+
 class LifecycleTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -83,17 +90,22 @@ class LifecycleTest : public ::testing::Test {
     return absl::NotFoundError(std::string(name));
   }
 
+  // Connects to `name`, checks the service greets with the principal, and
+  // hangs up; the service's state while it served.
+  absl::StatusOr<ServiceInfo> ServeOneConnection(absl::string_view name) {
+    absl::StatusOr<Capability> c = client_->ConnectService(name);
+    if (!c.ok()) return c.status();
+    std::string greeting = Receive(c->fd.get());
+    if (!absl::StrContains(greeting, "principal=me")) {
+      return absl::InternalError(absl::StrCat("the service said '", greeting, "'"));
+    }
+    return Info(name);
+  }
+
   testing::ServiceBinary binary_{"tests/services/test_service"};
   std::unique_ptr<BrokerProcess> broker_;
   std::optional<Client> client_;
 };
-
-// Receives one datagram (waits for it).
-std::string Receive(int fd) {
-  char buffer[4096];
-  ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
-  return n > 0 ? std::string(buffer, static_cast<size_t>(n)) : "";
-}
 
 // Requests go raw on a client's connection (testing::RawSend), to keep
 // many outstanding at once: the SDK client waits for each reply.
@@ -201,14 +213,8 @@ TEST_F(LifecycleTest, RefusedConnectSaysWhy) {
 }
 
 TEST_F(LifecycleTest, CrashedServiceIsRestarted) {
-  ASSERT_OK_AND_ASSIGN(ServiceInfo first_run, Info("crashy"));
-  {
-    ASSERT_OK_AND_ASSIGN(Capability c, client_->ConnectService("crashy"));
-    EXPECT_THAT(Receive(c.fd.get()), HasSubstr("principal=me"));
-    ASSERT_OK_AND_ASSIGN(ServiceInfo running, Info("crashy"));
-    first_run = running;
-    // Hanging up makes it exit with status 3: a failure.
-  }
+  // Hanging up makes it exit with status 3: a failure.
+  ASSERT_OK_AND_ASSIGN(ServiceInfo first_run, ServeOneConnection("crashy"));
   testing::ProcessWatch first_process(first_run.pid);
   ASSERT_TRUE(first_process.valid());
   ASSERT_TRUE(first_process.WaitExited());
@@ -413,15 +419,9 @@ TEST_F(LifecycleTest, AConnectJustAfterTheServiceDiedWaitsForItsRestart) {
 // sees it go (here the service shuts it down and lives on), the host stops
 // the service, and the next connect starts it again.
 TEST_F(LifecycleTest, AServiceThatLostItsBrokerConnectionIsStopped) {
-  ASSERT_OK_AND_ASSIGN(ServiceInfo first_run, Info("hangs-up"));
-  {
-    ASSERT_OK_AND_ASSIGN(Capability c, client_->ConnectService("hangs-up"));
-    EXPECT_THAT(Receive(c.fd.get()), HasSubstr("principal=me"));
-    ASSERT_OK_AND_ASSIGN(ServiceInfo running, Info("hangs-up"));
-    first_run = running;
-    // Hanging up ends the service's one connection: it shuts down its
-    // broker connection then.
-  }
+  // Hanging up ends the service's one connection: it shuts down its broker
+  // connection then.
+  ASSERT_OK_AND_ASSIGN(ServiceInfo first_run, ServeOneConnection("hangs-up"));
   testing::ProcessWatch first_process(first_run.pid);
   ASSERT_TRUE(first_process.valid());
   ASSERT_TRUE(first_process.WaitExited()) << "the service was left running, unreachable";

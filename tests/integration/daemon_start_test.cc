@@ -17,6 +17,7 @@
 #include "sdk/base/status_matchers.h"
 #include "sdk/wire/unix_socket.h"
 #include "tests/fixtures/broker_process.h"
+#include "tests/fixtures/foreign_link.h"
 #include "tests/fixtures/temp_dir.h"
 
 namespace capbroker {
@@ -207,6 +208,27 @@ TEST(DaemonStartTest, RefusesASocketDirectoryOthersCanWrite) {
   EXPECT_THAT(r.err, HasSubstr("socket directory " + run + " is writable by other users"));
   EXPECT_THAT(r.err, HasSubstr("mode 01777"));
   EXPECT_NE(access((run + "/s").c_str(), F_OK), 0) << "must not have listened";
+}
+
+// As reported: in a sticky /tmp, another user links a name to a directory
+// root would accept. Were the broker to start there, they could re-point
+// the link at a directory of their own and serve clients an impostor.
+TEST(DaemonStartTest, RefusesASocketPathThroughAnotherUsersSymlink) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  std::optional<testing::ForeignLink> foreign = testing::MakeForeignLink(dir);
+  if (!foreign.has_value()) GTEST_SKIP() << "cannot give a link away here: " << errno;
+  std::string socket = foreign->link + "/broker.sock";
+  Spawned broker = Spawn({"--policy", policy, "--socket", socket});
+  ASSERT_GT(broker.pid, 0);
+  // READY, or end of file when it exits: an event either way.
+  std::string ready = ReadToEnd(broker.ready);
+  if (!ready.empty()) kill(broker.pid, SIGTERM);
+  EXPECT_EQ(ready, "") << "it served through another user's symlink";
+  EXPECT_EQ(WaitExitCode(broker.pid), 1);
+  EXPECT_THAT(ReadToEnd(broker.err),
+              HasSubstr("symlink " + foreign->link + " -> " + foreign->target +
+                        ", on the path to the socket " + socket + ", is owned by uid 65534"));
 }
 
 // Started with standard fds closed, the broker's first fds would take their

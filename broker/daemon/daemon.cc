@@ -137,6 +137,12 @@ absl::Status EnsureStandardFds() {
 }
 
 absl::Status RunDaemon(const DaemonFlags& flags) {
+  // Before the broker opens any fd of its own: only then does an open fd at
+  // that number show that it was inherited (see ReadyFd).
+  std::optional<server::ReadyFd> ready;
+  if (flags.ready_fd.has_value()) {
+    CB_ASSIGN_OR_RETURN(ready, server::ReadyFd::Claim(*flags.ready_fd));
+  }
   RaiseFdLimit();
   CB_ASSIGN_OR_RETURN(Policy policy, LoadPolicyFile(flags.policy_path));
   audit::AuditLog audit;
@@ -163,9 +169,7 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
                listener.path().empty() ? "the socket from systemd" : listener.path().c_str(),
                flags.policy_path.c_str(), handler.policy().capabilities().size(),
                handler.policy().principals().size(), handler.policy().services().size());
-  if (flags.ready_fd.has_value()) {
-    CB_RETURN_IF_ERROR(server::NotifyReadyFd(*flags.ready_fd, "READY"));
-  }
+  if (ready.has_value()) CB_RETURN_IF_ERROR(ready->Notify("READY"));
   absl::Status notified = server::NotifySystemd();
   if (!notified.ok()) {
     std::fprintf(stderr, "capbrokerd: sd_notify: %s\n", std::string(notified.message()).c_str());

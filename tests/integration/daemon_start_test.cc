@@ -5,9 +5,11 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -15,6 +17,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
+#include "sdk/base/syscall.h"
+#include "sdk/base/unique_fd.h"
 #include "sdk/wire/unix_socket.h"
 #include "tests/fixtures/broker_process.h"
 #include "tests/fixtures/foreign_link.h"
@@ -30,29 +34,78 @@ using testing::TempDir;
 struct Result {
   int exit_code = -1;
   std::string err;
+  // It served instead (said READY=1 on $NOTIFY_SOCKET) and was stopped.
+  bool served = false;
 };
 
-// Runs capbrokerd with `args` to completion (it must exit by itself) and
-// returns its exit code and stderr.
+// Pointers to `strings`, null-terminated, for execv.
+std::vector<char*> Pointers(std::vector<std::string>& strings) {
+  std::vector<char*> pointers;
+  for (std::string& s : strings) pointers.push_back(s.data());
+  pointers.push_back(nullptr);
+  return pointers;
+}
+
+// Runs capbrokerd with `args`, with fds 0 to 2 only, until it exits, and
+// returns its exit code and stderr. A broker that serves instead of
+// refusing to start says READY=1 on $NOTIFY_SOCKET, a socket of this
+// test's: it is then stopped with SIGTERM and `served` is set, so that a
+// test of a refusal fails rather than hangs.
 Result RunDaemon(std::vector<std::string> args) {
   args.insert(args.begin(), testing::RunfilePath("broker/capbrokerd"));
+  TempDir dir;
+  std::string notify_path = dir.Join("notify");
+  absl::StatusOr<wire::UnixAddress> address = wire::MakeUnixAddress(notify_path);
+  UniqueFd notify(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   int err[2];
-  if (pipe2(err, O_CLOEXEC) != 0) return {};
+  if (!address.ok() || !notify.valid() ||
+      bind(notify.get(), reinterpret_cast<const sockaddr*>(&address->addr),
+           address->length) != 0 ||
+      pipe2(err, O_CLOEXEC) != 0) {
+    ADD_FAILURE() << "set-up failed: " << std::strerror(errno);
+    return {};
+  }
+  std::vector<std::string> env = {"NOTIFY_SOCKET=" + notify_path};
+  for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+  std::vector<char*> argv = Pointers(args);
+  std::vector<char*> envp = Pointers(env);
   pid_t pid = fork();
   if (pid == 0) {
     dup2(err[1], 2);
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
+    // As a clean supervisor starts it: nothing beyond the standard fds.
+    syscall(SYS_close_range, 3, ~0U, 0);
+    execve(argv[0], argv.data(), envp.data());
     _exit(127);
   }
   close(err[1]);
+  UniqueFd err_read(err[0]);
+  UniqueFd exited(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
   Result result;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(err[0], buf, sizeof(buf))) > 0) result.err.append(buf, n);
-  close(err[0]);
+  // Until it has exited and its stderr is read to the end; poll skips an
+  // fd of -1.
+  while (err_read.valid() || exited.valid()) {
+    pollfd events[3] = {{err_read.get(), POLLIN, 0},
+                        {notify.get(), POLLIN, 0},
+                        {exited.get(), POLLIN, 0}};
+    if (RetryEintr([&] { return poll(events, 3, -1); }) < 0) {
+      ADD_FAILURE() << "poll: " << std::strerror(errno);
+      kill(pid, SIGKILL);
+      break;
+    }
+    if (events[0].revents != 0) {
+      char buf[4096];
+      ssize_t n = RetryEintr([&] { return read(err_read.get(), buf, sizeof(buf)); });
+      if (n > 0) result.err.append(buf, static_cast<size_t>(n));
+      if (n <= 0) err_read.reset();
+    }
+    if (events[1].revents != 0) {
+      char buf[64];
+      recv(notify.get(), buf, sizeof(buf), MSG_DONTWAIT);
+      result.served = true;
+      kill(pid, SIGTERM);
+    }
+    if (events[2].revents != 0) exited.reset();  // a pidfd polls readable at exit
+  }
   int status = 0;
   waitpid(pid, &status, 0);
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -76,9 +129,7 @@ Spawned Spawn(std::vector<std::string> args) {
   if (pid == 0) {
     dup2(err[1], 2);
     dup2(ready[1], 3);
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
+    std::vector<char*> argv = Pointers(args);
     execv(argv[0], argv.data());
     _exit(127);
   }
@@ -264,6 +315,35 @@ TEST(DaemonStartTest, UsageErrorsExitTwo) {
   Result none = RunDaemon({});
   EXPECT_EQ(none.exit_code, 2);
   EXPECT_THAT(none.err, HasSubstr("--policy FILE is required"));
+}
+
+// --ready-fd names a number the broker must write to once and close.
+// - One it was not given is free at start; later one of the broker's own
+//   fds (a socket, its lock file) took it, and the broker wrote READY into
+//   that and closed it.
+// - 0, 1 or 2: with 2, the loop's reserve fd later took the number of the
+//   closed stderr, and every audit line failed, withholding every grant.
+// It refuses to start instead (2: a usage error).
+TEST(DaemonStartTest, RefusesAReadyFdItCannotUse) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  struct Case {
+    const char* fd;
+    int exit_code;
+    std::string err;
+  };
+  const std::string kStandard = "fds 0, 1 and 2 are stdin, stdout and stderr";
+  for (const Case& c : {Case{"3", 1, "--ready-fd 3: fd 3 is not open"},
+                        Case{"5", 1, "--ready-fd 5: fd 5 is not open"},
+                        Case{"9", 1, "--ready-fd 9: fd 9 is not open"},
+                        Case{"0", 2, kStandard}, Case{"1", 2, kStandard},
+                        Case{"2", 2, kStandard}}) {
+    Result r = RunDaemon({"--policy", policy, "--socket", dir.Join("s"), "--ready-fd", c.fd});
+    EXPECT_FALSE(r.served) << c.fd;
+    EXPECT_EQ(r.exit_code, c.exit_code) << c.fd;
+    EXPECT_THAT(r.err, HasSubstr(c.err)) << c.fd;
+    EXPECT_NE(access(dir.Join("s").c_str(), F_OK), 0) << "must not have listened";
+  }
 }
 
 TEST(DaemonStartTest, RefusesASymlinkedAuditLog) {

@@ -21,7 +21,8 @@ absl::Status EnsureStandardFds();
 // serves: fail closed. Call it before the process opens any fd beyond 0 to 2
 // (main does), so that it can tell an inherited --ready-fd from one of its
 // own. Blocks SIGTERM, SIGINT and SIGHUP, and ignores SIGPIPE and SIGXFSZ,
-// for the whole process.
+// for the whole process, before anything else: one of them arriving while
+// the broker starts is handled once it serves, and never kills it.
 absl::Status RunDaemon(const DaemonFlags& flags);
 
 }  // namespace capbroker::daemon

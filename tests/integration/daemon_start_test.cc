@@ -1,6 +1,7 @@
 // capbrokerd refuses to start, with one clear line, whenever it cannot
 // serve exactly what it was told to: fail closed.
 #include <fcntl.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -10,7 +11,9 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -22,6 +25,7 @@
 #include "sdk/wire/unix_socket.h"
 #include "tests/fixtures/broker_process.h"
 #include "tests/fixtures/foreign_link.h"
+#include "tests/fixtures/syscall_filter.h"
 #include "tests/fixtures/temp_dir.h"
 
 namespace capbroker {
@@ -120,16 +124,19 @@ struct Spawned {
   int err = -1;
 };
 
-Spawned Spawn(std::vector<std::string> args) {
+// `in_child` runs in the child just before exec; false makes it exit.
+Spawned Spawn(std::vector<std::string> args,
+              const std::function<bool()>& in_child = nullptr) {
   args.insert(args.begin(), testing::RunfilePath("broker/capbrokerd"));
   args.insert(args.end(), {"--ready-fd", "3"});
   int ready[2], err[2];
   if (pipe2(ready, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) return {};
+  std::vector<char*> argv = Pointers(args);
   pid_t pid = fork();
   if (pid == 0) {
     dup2(err[1], 2);
     dup2(ready[1], 3);
-    std::vector<char*> argv = Pointers(args);
+    if (in_child && !in_child()) _exit(126);
     execv(argv[0], argv.data());
     _exit(127);
   }
@@ -280,6 +287,55 @@ TEST(DaemonStartTest, RefusesASocketPathThroughAnotherUsersSymlink) {
   EXPECT_THAT(ReadToEnd(broker.err),
               HasSubstr("symlink " + foreign->link + " -> " + foreign->target +
                         ", on the path to the socket " + socket + ", is owned by uid 65534"));
+}
+
+// A SIGHUP (a log rotation, a reload), SIGTERM or SIGINT that lands while
+// the broker is still starting must not kill it by its default action. A
+// seccomp trap stops the broker in the open of its policy file; the test
+// sends SIGHUP there, then lets the open go on. The broker serves, and
+// handles the SIGHUP, which waited pending, as a reload once it does.
+TEST(DaemonStartTest, SighupWhileLoadingThePolicyIsHandledOnceServing) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  // LoadPolicyFile opens the policy with exactly these flags, and nothing
+  // else the broker opens before serving uses them.
+  constexpr uint32_t kPolicyOpenFlags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
+  testing::SyscallFilter filter(__NR_openat, 2, kPolicyOpenFlags, SECCOMP_RET_USER_NOTIF);
+  int channel[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, channel), 0);
+  UniqueFd trap_end(channel[0]);
+  Spawned broker = Spawn({"--policy", policy, "--socket", dir.Join("s")}, [&] {
+    int listener = filter.Install(true);
+    return listener >= 0 && testing::SyscallTrap::SendListener(channel[1], listener);
+  });
+  close(channel[1]);
+  ASSERT_GT(broker.pid, 0);
+  ASSERT_OK_AND_ASSIGN(testing::SyscallTrap trap,
+                       testing::SyscallTrap::ReceiveListener(trap_end.get()));
+  // The broker's ready pipe becoming readable first means the trap missed
+  // (the policy's open flags changed): Next fails rather than waits.
+  ASSERT_OK_AND_ASSIGN(uint64_t call, trap.Next(broker.ready));
+  ASSERT_EQ(kill(broker.pid, SIGHUP), 0);
+  // Were SIGHUP not blocked, its default action would have killed the
+  // broker as it was sent (the kernel marks the whole process for exit when
+  // it sends a fatal signal), and it would never serve. Blocked, the signal
+  // waits pending and the call is still there to continue.
+  absl::Status continued = trap.Continue(call);
+  // The reload's open of the policy is trapped too.
+  absl::Status rest = absl::OkStatus();
+  std::thread answer([&] { rest = trap.ContinueAll(); });
+  std::string ready = ReadToEnd(broker.ready);
+  kill(broker.pid, SIGTERM);
+  int status = 0;
+  ASSERT_EQ(waitpid(broker.pid, &status, 0), broker.pid);
+  answer.join();  // ContinueAll ends once the broker is reaped
+  std::string err = ReadToEnd(broker.err);
+  EXPECT_OK(continued);
+  EXPECT_OK(rest);
+  EXPECT_EQ(ready, "READY\n");
+  EXPECT_FALSE(WIFSIGNALED(status)) << "killed by signal " << WTERMSIG(status);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_THAT(err, HasSubstr("capbrokerd: SIGHUP: policy " + policy + " reloaded"));
 }
 
 // Started with standard fds closed, the broker's first fds would take their

@@ -38,19 +38,40 @@ void RaiseFdLimit() {
   }
 }
 
-// A signalfd for SIGTERM, SIGINT and SIGHUP, which are blocked from here on;
-// SIGPIPE and SIGXFSZ are ignored.
-absl::StatusOr<UniqueFd> ControlSignals() {
+// The signals the broker reads from its signalfd: SIGTERM and SIGINT stop
+// it, SIGHUP reloads the policy and reopens the audit log.
+sigset_t ControlSignals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGHUP);
+  return set;
+}
+
+// Blocks the control signals, and ignores SIGPIPE and SIGXFSZ, before
+// start-up does anything that takes time. Until blocked, each of them has
+// its default action, which terminates the process: a log rotation's or a
+// reload's SIGHUP landing while the policy loads or the audit log opens
+// would kill the broker. Blocked, the kernel keeps such a signal pending,
+// and the signalfd made later (SignalFd) reads it like any other, so it is
+// handled, not lost, once the broker serves. The mask is inherited across
+// fork and execve; services start with none blocked and none ignored
+// (sandbox::ResetSignals in the child).
+absl::Status BlockControlSignals() {
+  sigset_t set = ControlSignals();
   if (sigprocmask(SIG_BLOCK, &set, nullptr) != 0) return ErrnoStatus(errno, "sigprocmask");
-  signal(SIGPIPE, SIG_IGN);
+  if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) return ErrnoStatus(errno, "signal(SIGPIPE)");
   // An audit log past RLIMIT_FSIZE must fail the write (EFBIG, handled:
   // grants are withheld until there is room), not kill the broker.
-  signal(SIGXFSZ, SIG_IGN);
+  if (signal(SIGXFSZ, SIG_IGN) == SIG_ERR) return ErrnoStatus(errno, "signal(SIGXFSZ)");
+  return absl::OkStatus();
+}
+
+// A signalfd for the control signals (blocked already), including any that
+// arrived during start-up and wait pending.
+absl::StatusOr<UniqueFd> SignalFd() {
+  sigset_t set = ControlSignals();
   return TakeFd(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK), "signalfd");
 }
 
@@ -137,13 +158,20 @@ absl::Status EnsureStandardFds() {
 }
 
 absl::Status RunDaemon(const DaemonFlags& flags) {
+  CB_RETURN_IF_ERROR(BlockControlSignals());  // first: see there
+  // Before the broker opens any fd of its own: only then does an open fd at
+  // that number show that it was inherited (see ReadyFd).
+  std::optional<server::ReadyFd> ready;
+  if (flags.ready_fd.has_value()) {
+    CB_ASSIGN_OR_RETURN(ready, server::ReadyFd::Claim(*flags.ready_fd));
+  }
   RaiseFdLimit();
   CB_ASSIGN_OR_RETURN(Policy policy, LoadPolicyFile(flags.policy_path));
   audit::AuditLog audit;
   if (!flags.audit_log_path.empty()) {
     CB_ASSIGN_OR_RETURN(audit, audit::AuditLog::OpenFile(flags.audit_log_path));
   }
-  CB_ASSIGN_OR_RETURN(UniqueFd signals, ControlSignals());
+  CB_ASSIGN_OR_RETURN(UniqueFd signals, SignalFd());
   server::Stats stats;
   stats.started = absl::Now();
   server::RequestHandler handler(audit, stats);
@@ -163,9 +191,7 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
                listener.path().empty() ? "the socket from systemd" : listener.path().c_str(),
                flags.policy_path.c_str(), handler.policy().capabilities().size(),
                handler.policy().principals().size(), handler.policy().services().size());
-  if (flags.ready_fd.has_value()) {
-    CB_RETURN_IF_ERROR(server::NotifyReadyFd(*flags.ready_fd, "READY"));
-  }
+  if (ready.has_value()) CB_RETURN_IF_ERROR(ready->Notify("READY"));
   absl::Status notified = server::NotifySystemd();
   if (!notified.ok()) {
     std::fprintf(stderr, "capbrokerd: sd_notify: %s\n", std::string(notified.message()).c_str());

@@ -16,9 +16,13 @@ namespace capbroker::daemon {
 absl::Status EnsureStandardFds();
 
 // Runs the broker with `flags` until SIGTERM or SIGINT. Any error before
-// serving (a bad policy, a socket in use, an unwritable audit log) is
-// returned and the broker never serves: fail closed. Blocks SIGTERM, SIGINT
-// and SIGHUP, and ignores SIGPIPE and SIGXFSZ, for the whole process.
+// serving (a bad policy, a socket in use, an unwritable audit log, a
+// --ready-fd that was not inherited) is returned and the broker never
+// serves: fail closed. Call it before the process opens any fd beyond 0 to 2
+// (main does), so that it can tell an inherited --ready-fd from one of its
+// own. Blocks SIGTERM, SIGINT and SIGHUP, and ignores SIGPIPE and SIGXFSZ,
+// for the whole process, before anything else: one of them arriving while
+// the broker starts is handled once it serves, and never kills it.
 absl::Status RunDaemon(const DaemonFlags& flags);
 
 }  // namespace capbroker::daemon

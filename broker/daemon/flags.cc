@@ -3,6 +3,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "broker/server/readiness.h"
 #include "sdk/wire/limits.h"
 
 namespace capbroker::daemon {
@@ -51,7 +52,8 @@ const char* Usage() {
          "  --socket-mode MODE  octal mode of the socket file (default 0666 for\n"
          "                      root, 0600 otherwise)\n"
          "  --audit-log FILE    append audit lines (JSON) here, not to stderr\n"
-         "  --ready-fd N        write a line to fd N once serving, then close it\n"
+         "  --ready-fd N        write a line to fd N (3 or above, inherited) once\n"
+         "                      serving, then close it\n"
          "  --max-connections N, --max-connections-per-uid N   quotas\n"
          "                      (default 16384 and 4096)\n"
          "  --cgroup DIR        a delegated cgroup v2 directory: services get a\n"
@@ -125,6 +127,12 @@ absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args) {
       if (!absl::SimpleAtoi(*v, &fd) || fd < 0) {
         return absl::InvalidArgumentError(absl::StrCat(
             "--ready-fd wants an fd number, not '", *v, "'"));
+      }
+      if (fd < server::kMinReadyFd) {
+        // See kMinReadyFd: closing one after READY would break the log.
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--ready-fd ", fd, ": fds 0, 1 and 2 are stdin, stdout and stderr, which "
+            "capbrokerd keeps open; pass the pipe as fd ", server::kMinReadyFd, " or above"));
       }
       flags.ready_fd = fd;
     } else if (name == "--max-queued-reply-bytes") {

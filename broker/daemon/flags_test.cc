@@ -1,5 +1,6 @@
 #include "broker/daemon/flags.h"
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
@@ -61,6 +62,16 @@ TEST(ParseFlagsTest, HostileCommandLines) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("octal")));
   EXPECT_THAT(ParseFlags({"--policy", "/p", "--ready-fd", "-1"}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("fd number")));
+  // The standard streams: closing one after READY would hand its number to
+  // the broker's next fd, and the log (and audit lines) would go astray.
+  for (const char* standard : {"0", "1", "2"}) {
+    EXPECT_THAT(ParseFlags({"--policy", "/p", "--ready-fd", standard}),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         absl::StrCat("--ready-fd ", standard, ": fds 0, 1 and 2 are stdin, "
+                                      "stdout and stderr, which capbrokerd keeps open; pass "
+                                      "the pipe as fd 3 or above")));
+  }
+  EXPECT_OK(ParseFlags({"--policy", "/p", "--ready-fd", "3"}));
   EXPECT_THAT(ParseFlags({"--policy", "/p", "--max-connections", "0"}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("from 1")));
   EXPECT_THAT(ParseFlags({"--policy", "/p", "--max-connections", "99999999999999999999"}),

@@ -1,8 +1,6 @@
 #include "broker/policy/policy_file.h"
 
 #include <fcntl.h>
-#include <limits.h>
-#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "broker/policy/policy_parser.h"
+#include "broker/util/trusted_path.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/base/unique_fd.h"
@@ -19,9 +18,18 @@
 namespace capbroker {
 namespace {
 
-absl::StatusOr<UniqueFd> OpenPolicy(const std::string& path) {
+// Opens the policy relative to its directory, reached by a walk that
+// checks every directory and symlink on the way (broker/util/trusted_path.h),
+// so that the file opened is the one in the directory checked.
+absl::StatusOr<UniqueFd> OpenPolicy(const std::string& path, uid_t euid) {
+  util::PathRules rules{euid, absl::StrCat("the policy ", path), std::nullopt};
+  CB_ASSIGN_OR_RETURN(util::ResolvedParent parent, util::OpenParent(path, rules));
+  // The policy's own directory: whoever could write it could rename another
+  // file into the policy's place, as for every directory above it.
+  CB_RETURN_IF_ERROR(util::CheckTraversedDirectoryStat(parent.dir_path, parent.dir_stat, rules));
   int fd = RetryEintr([&]() {
-    return open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+    return openat(parent.dir.get(), parent.name.c_str(),
+                  O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
   });
   if (fd < 0 && errno == ELOOP) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -57,47 +65,7 @@ absl::Status CheckPolicyFileStat(absl::string_view path, const struct stat& st, 
   return absl::OkStatus();
 }
 
-absl::Status CheckPolicyDirectoryStat(absl::string_view dir, const struct stat& st,
-                                      uid_t euid) {
-  if (st.st_uid != 0 && st.st_uid != euid) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "directory ", dir, " above the policy is owned by uid ", st.st_uid,
-        ", who could replace the policy; keep it in directories owned by root or the "
-        "broker (uid ", euid, ")"));
-  }
-  // Sticky: others may create entries but not rename or remove ours (/tmp).
-  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "directory %s above the policy is writable by other users (mode 0%o), who could "
-        "replace the policy; chmod go-w %s",
-        dir, st.st_mode & 07777, dir));
-  }
-  return absl::OkStatus();
-}
-
 namespace {
-
-// Checks every directory from the policy's own up to the root. The parent
-// is resolved with realpath, so symlinked directories are checked where
-// they really are.
-absl::Status CheckPolicyDirectories(const std::string& path) {
-  size_t slash = path.rfind('/');
-  std::string parent = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  char resolved[PATH_MAX];
-  if (realpath(parent.c_str(), resolved) == nullptr) {
-    return ErrnoStatus(errno, absl::StrCat("realpath(", parent, ")"));
-  }
-  std::string dir = resolved;
-  uid_t euid = geteuid();
-  for (;;) {
-    struct stat st;
-    if (stat(dir.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", dir));
-    CB_RETURN_IF_ERROR(CheckPolicyDirectoryStat(dir, st, euid));
-    if (dir == "/") return absl::OkStatus();
-    size_t up = dir.rfind('/');
-    dir = up == 0 ? "/" : dir.substr(0, up);
-  }
-}
 
 // Reads to end of file, but never more than kMaxPolicyBytes: the size from
 // fstat is only a hint (the file may grow, and /proc files report 0).
@@ -123,13 +91,13 @@ absl::StatusOr<std::string> ReadAll(int fd, const std::string& path) {
 
 absl::StatusOr<Policy> LoadPolicyFile(absl::string_view path_view) {
   std::string path(path_view);
-  CB_ASSIGN_OR_RETURN(UniqueFd fd, OpenPolicy(path));
+  uid_t euid = geteuid();
+  CB_ASSIGN_OR_RETURN(UniqueFd fd, OpenPolicy(path, euid));
   struct stat st;
   if (fstat(fd.get(), &st) != 0) {
     return ErrnoStatus(errno, absl::StrCat("fstat(policy ", path, ")"));
   }
-  CB_RETURN_IF_ERROR(CheckPolicyFileStat(path, st, geteuid()));
-  CB_RETURN_IF_ERROR(CheckPolicyDirectories(path));
+  CB_RETURN_IF_ERROR(CheckPolicyFileStat(path, st, euid));
   CB_ASSIGN_OR_RETURN(std::string text, ReadAll(fd.get(), path));
   return ParsePolicy(text, path);
 }

@@ -2,8 +2,17 @@
 // unprivileged user could have written, then parses it.
 //
 // The policy decides what every client may open, so a policy anyone but
-// root (or the broker's own user) can change is a privilege escalation. The
-// file is opened with
+// root (or the broker's own user) can change is a privilege escalation.
+//
+// The path is walked one name at a time from `/` (broker/util/
+// trusted_path.h, the same walk as for the socket's directory): every
+// directory on the way, the policy's own included, must be owned by root or
+// the broker's euid and not writable by group or others unless it is sticky
+// (as /tmp is: others cannot rename our file), since whoever can write one
+// could rename another file into the policy's place; and every symlink on
+// the way must be owned by root or the broker's euid, since its owner could
+// re-point it at a directory of their own. The file is then opened relative
+// to the directory the walk reached, with
 //   O_RDONLY | O_CLOEXEC  - nothing leaks into children;
 //   O_NOFOLLOW            - a symlink as the last component is refused, so
 //                           what is checked and read is the file named, not
@@ -14,12 +23,6 @@
 // and then checked through the open fd (no check-then-open race): a regular
 // file, owned by root or the broker's euid, not writable by group or others,
 // at most kMaxPolicyBytes.
-//
-//
-// Every directory from the file's own up to `/` is checked too: whoever can
-// write one of them can rename another file into the policy's place. Each
-// must be owned by root or the broker's euid, and not writable by group or
-// others unless it is sticky (as /tmp is: others cannot rename our file).
 #ifndef CAPBROKER_BROKER_POLICY_POLICY_FILE_H_
 #define CAPBROKER_BROKER_POLICY_POLICY_FILE_H_
 
@@ -33,9 +36,10 @@
 
 namespace capbroker {
 
-// Loads and parses the policy at `path`. Errors: kNotFound (no such file),
-// kFailedPrecondition (a symlink, not a regular file, wrong owner, writable
-// by others), kResourceExhausted (too large), kInvalidArgument (the text is
+// Loads and parses the policy at `path`. Errors: kNotFound (no such file,
+// or directory on the way), kFailedPrecondition (a symlink, not a regular
+// file, wrong owner, writable by others; or a directory or symlink on the
+// way that another user could change), kResourceExhausted (too large), kInvalidArgument (the text is
 // wrong, see ParsePolicy), or the errno status of a failed call.
 absl::StatusOr<Policy> LoadPolicyFile(absl::string_view path);
 
@@ -45,10 +49,6 @@ absl::StatusOr<Policy> LoadPolicyFile(absl::string_view path);
 // rules can be tested for any owner (tests cannot always chown), and so a
 // checker can report the same problems.
 absl::Status CheckPolicyFileStat(absl::string_view path, const struct stat& st, uid_t euid);
-
-// The check made on each directory above the policy, given its stat `st`.
-absl::Status CheckPolicyDirectoryStat(absl::string_view dir, const struct stat& st,
-                                      uid_t euid);
 
 }  // namespace capbroker
 

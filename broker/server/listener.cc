@@ -1,7 +1,6 @@
 #include "broker/server/listener.h"
 
 #include <fcntl.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <sys/file.h>
 #include <sys/socket.h>
@@ -14,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "broker/util/trusted_path.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/wire/unix_socket.h"
@@ -31,48 +31,19 @@ std::string Dirname(absl::string_view path) {
   return std::string(path.substr(0, slash));
 }
 
-// Checks every directory above `dir` (resolved with realpath, so symlinked
-// directories are checked where they really are) up to the root.
-absl::Status CheckAncestors(const std::string& dir, uid_t euid) {
-  char resolved[PATH_MAX];
-  if (realpath(dir.c_str(), resolved) == nullptr) {
-    return ErrnoStatus(errno, absl::StrCat("realpath(", dir, ")"));
-  }
-  std::string up = resolved;
-  while (up != "/") {
-    up = Dirname(up);
-    struct stat st;
-    if (stat(up.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", up));
-    CB_RETURN_IF_ERROR(CheckSocketAncestorStat(up, st, euid));
-  }
-  return absl::OkStatus();
-}
-
-// Makes sure the socket's directory exists and that no other user can write
-// to it or replace it (see listener.h); creates it (not its parents).
-absl::Status EnsureDirectory(const std::string& dir, bool system) {
+// Walks to the socket's directory with every name on the way checked
+// (broker/util/trusted_path.h), creating the directory itself (one level)
+// if it is missing, then applies the socket directory's own, stricter rule.
+absl::Status CheckSocketDirectory(const std::string& path, bool system) {
   uid_t euid = geteuid();
-  struct stat st;
-  if (stat(dir.c_str(), &st) == 0) {
-    if (!S_ISDIR(st.st_mode)) {
-      return absl::FailedPreconditionError(absl::StrCat(dir, " is not a directory"));
-    }
-    CB_RETURN_IF_ERROR(CheckSocketDirectoryStat(dir, st, euid));
-    return CheckAncestors(dir, euid);
+  util::PathRules rules{euid, absl::StrCat("the socket ", path),
+                        static_cast<mode_t>(system ? 0755 : 0700)};
+  CB_ASSIGN_OR_RETURN(util::ResolvedParent parent, util::OpenParent(path, rules));
+  std::string shown = parent.dir_path;
+  if (std::string configured = Dirname(path); configured != shown) {
+    absl::StrAppend(&shown, " (named ", configured, ")");
   }
-  if (errno != ENOENT) return ErrnoStatus(errno, absl::StrCat("stat ", dir));
-  mode_t mode = system ? 0755 : 0700;
-  if (mkdir(dir.c_str(), mode) != 0) {
-    if (errno == ENOENT) {
-      return absl::NotFoundError(absl::StrCat(
-          "cannot create ", dir, ": its parent ", Dirname(dir),
-          " does not exist"));
-    }
-    return ErrnoStatus(errno, absl::StrCat("mkdir ", dir));
-  }
-  // mkdir applies the umask; the mode must be exactly what was chosen.
-  if (chmod(dir.c_str(), mode) != 0) return ErrnoStatus(errno, absl::StrCat("chmod ", dir));
-  return CheckAncestors(dir, euid);
+  return CheckSocketDirectoryStat(shown, parent.dir_stat, euid);
 }
 
 // Lock attempts before giving up; more than one is needed only when a
@@ -177,31 +148,15 @@ absl::Status CheckSocketDirectoryStat(absl::string_view dir, const struct stat& 
   return absl::OkStatus();
 }
 
-absl::Status CheckSocketAncestorStat(absl::string_view dir, const struct stat& st,
-                                     uid_t euid) {
-  if (st.st_uid != 0 && st.st_uid != euid) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "directory %s above the socket is owned by uid %d (mode 0%o), who could replace "
-        "the socket's directory; keep it in directories owned by root or the broker "
-        "(uid %d)",
-        dir, st.st_uid, st.st_mode & 07777, euid));
-  }
-  // Sticky: others may create entries but not rename or remove ours (/tmp).
-  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "directory %s above the socket is writable by other users (owner uid %d, mode "
-        "0%o), who could replace the socket's directory; chmod go-w %s",
-        dir, st.st_uid, st.st_mode & 07777, dir));
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<Listener> Listener::Bind(absl::string_view path,
                                         std::optional<mode_t> socket_mode) {
   CB_ASSIGN_OR_RETURN(wire::UnixAddress address, wire::MakeUnixAddress(path));
   std::string p(path);
   bool system = geteuid() == 0;
-  CB_RETURN_IF_ERROR(EnsureDirectory(Dirname(p), system));
+  CB_RETURN_IF_ERROR(CheckSocketDirectory(p, system));
+  // From here every name on `p` can be changed by root or the broker alone,
+  // so the lock, probe, bind and unlink below, which name `p` again, reach
+  // the directory just checked.
   Listener listener;
   // Held from before the probe until the listener is gone: no other broker
   // can find our socket bound but not yet listening and take it for stale.

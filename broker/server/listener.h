@@ -30,11 +30,13 @@
 // by no one else. A sticky bit (as on /tmp) does not make it acceptable: it
 // keeps others from removing the broker's entries, not from taking a name
 // first (binding the socket path, or creating the lock file, before the
-// broker starts). Every directory above it must be owned by root or the
-// broker's euid and not writable by others unless sticky: those can only
-// rename what they hold, and a sticky directory keeps them from renaming ours.
-// (As for the policy file, symlinks on the way are resolved and the real
-// directories checked.)
+// broker starts). The path to it is walked one name at a time, as for the
+// policy file (broker/util/trusted_path.h): every directory on the way must
+// be owned by root or the broker's euid and not writable by others unless
+// sticky (those can only rename what they hold, and a sticky directory keeps
+// them from renaming ours), and every symlink on the way must be owned by
+// root or the broker's euid, since its owner could re-point it at a
+// directory of their own after the broker has started.
 #ifndef CAPBROKER_BROKER_SERVER_LISTENER_H_
 #define CAPBROKER_BROKER_SERVER_LISTENER_H_
 
@@ -58,19 +60,15 @@ namespace capbroker::server {
 absl::Status CheckSocketDirectoryStat(absl::string_view dir, const struct stat& st,
                                       uid_t euid);
 
-// The check made on each directory above the socket's: owned by root or
-// `euid`, not writable by group or others unless sticky.
-absl::Status CheckSocketAncestorStat(absl::string_view dir, const struct stat& st,
-                                     uid_t euid);
-
 class Listener {
  public:
   // Binds and listens on `path`, creating its directory (one level) if
   // needed. kAlreadyExists when a broker already listens there;
   // kInvalidArgument for a path sun_path cannot hold; kNotFound when the
   // directory's parent does not exist; kFailedPrecondition when the
-  // directory, or one above it, could be written by another user. Another
-  // broker holding the lock is kAlreadyExists too.
+  // directory, one on the way to it, or a symlink on the way, could be
+  // changed by another user. Another broker holding the lock is
+  // kAlreadyExists too.
   static absl::StatusOr<Listener> Bind(absl::string_view path,
                                        std::optional<mode_t> socket_mode);
 

@@ -1,5 +1,6 @@
 #include "broker/server/readiness.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -7,6 +8,7 @@
 
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "sdk/base/status_macros.h"
@@ -15,12 +17,40 @@
 
 namespace capbroker::server {
 
-absl::Status NotifyReadyFd(int fd, absl::string_view line) {
-  UniqueFd owned(fd);
+absl::StatusOr<ReadyFd> ReadyFd::Claim(int fd) {
+  if (fd < kMinReadyFd) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--ready-fd ", fd, ": fds 0, 1 and 2 are the standard streams; use ", kMinReadyFd,
+        " or above"));
+  }
+  if (fcntl(fd, F_GETFD) < 0) {
+    if (errno == EBADF) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--ready-fd ", fd, ": fd ", fd, " is not open; start capbrokerd with the write "
+          "end of a pipe as fd ", fd, ", or leave --ready-fd out"));
+    }
+    return ErrnoStatus(errno, absl::StrCat("fcntl(ready fd ", fd, ", F_GETFD)"));
+  }
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) return ErrnoStatus(errno, absl::StrCat("fcntl(ready fd ", fd, ", F_GETFL)"));
+  if ((flags & O_ACCMODE) == O_RDONLY) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--ready-fd ", fd, ": fd ", fd, " is open read-only; pass the write end of a pipe"));
+  }
+  // Owned from here, so that an error below still closes it.
+  ReadyFd ready(fd);
+  if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("fcntl(ready fd ", fd, ", FD_CLOEXEC)"));
+  }
+  return ready;
+}
+
+absl::Status ReadyFd::Notify(absl::string_view line) {
+  UniqueFd fd = std::move(fd_);
   std::string text = absl::StrCat(line, "\n");
-  ssize_t n = RetryEintr([&] { return write(owned.get(), text.data(), text.size()); });
+  ssize_t n = RetryEintr([&] { return write(fd.get(), text.data(), text.size()); });
   if (n != static_cast<ssize_t>(text.size())) {
-    return ErrnoStatus(errno, absl::StrCat("write(ready fd ", fd, ")"));
+    return ErrnoStatus(errno, absl::StrCat("write(ready fd ", fd.get(), ")"));
   }
   return absl::OkStatus();
 }

@@ -8,23 +8,73 @@
 
 #include <cstring>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
+#include "sdk/base/unique_fd.h"
+#include "tests/fixtures/fd_count.h"
 #include "tests/fixtures/temp_dir.h"
 
 namespace capbroker::server {
 namespace {
 
-TEST(NotifyReadyFdTest, WritesLineAndCloses) {
+using ::testing::HasSubstr;
+
+TEST(ReadyFdTest, WritesLineAndCloses) {
   int fds[2];
   ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
-  ASSERT_OK(NotifyReadyFd(fds[1], "READY"));
+  UniqueFd reader(fds[0]);
+  ASSERT_OK_AND_ASSIGN(ReadyFd ready, ReadyFd::Claim(fds[1]));
+  ASSERT_OK(ready.Notify("READY"));
   char buf[16] = {};
-  EXPECT_EQ(read(fds[0], buf, sizeof(buf)), 6);
+  EXPECT_EQ(read(reader.get(), buf, sizeof(buf)), 6);
   EXPECT_STREQ(buf, "READY\n");
-  EXPECT_EQ(read(fds[0], buf, sizeof(buf)), 0);  // the write end was closed
+  EXPECT_EQ(read(reader.get(), buf, sizeof(buf)), 0);  // the write end was closed
+}
+
+// A supervisor passes the pipe without close-on-exec (it must survive the
+// exec of capbrokerd); services the broker starts must not inherit it, or
+// the supervisor would not see end of file while they run.
+TEST(ReadyFdTest, ClaimMakesItCloseOnExec) {
+  int fds[2];
+  ASSERT_EQ(pipe2(fds, 0), 0);
+  UniqueFd reader(fds[0]);
+  ASSERT_FALSE(testing::IsCloseOnExec(fds[1]));
+  ASSERT_OK_AND_ASSIGN(ReadyFd ready, ReadyFd::Claim(fds[1]));
+  EXPECT_TRUE(testing::IsCloseOnExec(fds[1]));
+}
+
+// A number the supervisor did not pass is free at start: later it would be
+// one of the broker's own fds, written into and closed.
+TEST(ReadyFdTest, RefusesAnFdThatIsNotOpen) {
+  int fds[2];
+  ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
   close(fds[0]);
+  close(fds[1]);
+  EXPECT_THAT(ReadyFd::Claim(fds[1]),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       absl::StrCat("--ready-fd ", fds[1], ": fd ", fds[1],
+                                    " is not open; start capbrokerd with the write end of a "
+                                    "pipe as fd ", fds[1], ", or leave --ready-fd out")));
+}
+
+TEST(ReadyFdTest, RefusesAReadOnlyFd) {
+  int fds[2];
+  ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
+  UniqueFd writer(fds[1]);
+  UniqueFd reader(fds[0]);
+  EXPECT_THAT(ReadyFd::Claim(fds[0]),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("read-only")));
+  EXPECT_TRUE(testing::IsFdOpen(fds[0])) << "a refused fd is not the broker's to close";
+}
+
+TEST(ReadyFdTest, RefusesTheStandardStreams) {
+  for (int fd : {0, 1, 2}) {
+    EXPECT_THAT(ReadyFd::Claim(fd), StatusIs(absl::StatusCode::kInvalidArgument,
+                                             HasSubstr("standard streams")));
+    EXPECT_TRUE(testing::IsFdOpen(fd));
+  }
 }
 
 TEST(NotifySystemdTest, SendsReadyToNotifySocket) {

@@ -1,22 +1,31 @@
 // capbrokerd refuses to start, with one clear line, whenever it cannot
 // serve exactly what it was told to: fail closed.
 #include <fcntl.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
+#include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
+#include "sdk/base/syscall.h"
+#include "sdk/base/unique_fd.h"
 #include "sdk/wire/unix_socket.h"
 #include "tests/fixtures/broker_process.h"
+#include "tests/fixtures/foreign_link.h"
+#include "tests/fixtures/syscall_filter.h"
 #include "tests/fixtures/temp_dir.h"
 
 namespace capbroker {
@@ -29,29 +38,78 @@ using testing::TempDir;
 struct Result {
   int exit_code = -1;
   std::string err;
+  // It served instead (said READY=1 on $NOTIFY_SOCKET) and was stopped.
+  bool served = false;
 };
 
-// Runs capbrokerd with `args` to completion (it must exit by itself) and
-// returns its exit code and stderr.
+// Pointers to `strings`, null-terminated, for execv.
+std::vector<char*> Pointers(std::vector<std::string>& strings) {
+  std::vector<char*> pointers;
+  for (std::string& s : strings) pointers.push_back(s.data());
+  pointers.push_back(nullptr);
+  return pointers;
+}
+
+// Runs capbrokerd with `args`, with fds 0 to 2 only, until it exits, and
+// returns its exit code and stderr. A broker that serves instead of
+// refusing to start says READY=1 on $NOTIFY_SOCKET, a socket of this
+// test's: it is then stopped with SIGTERM and `served` is set, so that a
+// test of a refusal fails rather than hangs.
 Result RunDaemon(std::vector<std::string> args) {
   args.insert(args.begin(), testing::RunfilePath("broker/capbrokerd"));
+  TempDir dir;
+  std::string notify_path = dir.Join("notify");
+  absl::StatusOr<wire::UnixAddress> address = wire::MakeUnixAddress(notify_path);
+  UniqueFd notify(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   int err[2];
-  if (pipe2(err, O_CLOEXEC) != 0) return {};
+  if (!address.ok() || !notify.valid() ||
+      bind(notify.get(), reinterpret_cast<const sockaddr*>(&address->addr),
+           address->length) != 0 ||
+      pipe2(err, O_CLOEXEC) != 0) {
+    ADD_FAILURE() << "set-up failed: " << std::strerror(errno);
+    return {};
+  }
+  std::vector<std::string> env = {"NOTIFY_SOCKET=" + notify_path};
+  for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+  std::vector<char*> argv = Pointers(args);
+  std::vector<char*> envp = Pointers(env);
   pid_t pid = fork();
   if (pid == 0) {
     dup2(err[1], 2);
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
+    // As a clean supervisor starts it: nothing beyond the standard fds.
+    syscall(SYS_close_range, 3, ~0U, 0);
+    execve(argv[0], argv.data(), envp.data());
     _exit(127);
   }
   close(err[1]);
+  UniqueFd err_read(err[0]);
+  UniqueFd exited(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
   Result result;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(err[0], buf, sizeof(buf))) > 0) result.err.append(buf, n);
-  close(err[0]);
+  // Until it has exited and its stderr is read to the end; poll skips an
+  // fd of -1.
+  while (err_read.valid() || exited.valid()) {
+    pollfd events[3] = {{err_read.get(), POLLIN, 0},
+                        {notify.get(), POLLIN, 0},
+                        {exited.get(), POLLIN, 0}};
+    if (RetryEintr([&] { return poll(events, 3, -1); }) < 0) {
+      ADD_FAILURE() << "poll: " << std::strerror(errno);
+      kill(pid, SIGKILL);
+      break;
+    }
+    if (events[0].revents != 0) {
+      char buf[4096];
+      ssize_t n = RetryEintr([&] { return read(err_read.get(), buf, sizeof(buf)); });
+      if (n > 0) result.err.append(buf, static_cast<size_t>(n));
+      if (n <= 0) err_read.reset();
+    }
+    if (events[1].revents != 0) {
+      char buf[64];
+      recv(notify.get(), buf, sizeof(buf), MSG_DONTWAIT);
+      result.served = true;
+      kill(pid, SIGTERM);
+    }
+    if (events[2].revents != 0) exited.reset();  // a pidfd polls readable at exit
+  }
   int status = 0;
   waitpid(pid, &status, 0);
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -66,18 +124,19 @@ struct Spawned {
   int err = -1;
 };
 
-Spawned Spawn(std::vector<std::string> args) {
+// `in_child` runs in the child just before exec; false makes it exit.
+Spawned Spawn(std::vector<std::string> args,
+              const std::function<bool()>& in_child = nullptr) {
   args.insert(args.begin(), testing::RunfilePath("broker/capbrokerd"));
   args.insert(args.end(), {"--ready-fd", "3"});
   int ready[2], err[2];
   if (pipe2(ready, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) return {};
+  std::vector<char*> argv = Pointers(args);
   pid_t pid = fork();
   if (pid == 0) {
     dup2(err[1], 2);
     dup2(ready[1], 3);
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
+    if (in_child && !in_child()) _exit(126);
     execv(argv[0], argv.data());
     _exit(127);
   }
@@ -209,6 +268,76 @@ TEST(DaemonStartTest, RefusesASocketDirectoryOthersCanWrite) {
   EXPECT_NE(access((run + "/s").c_str(), F_OK), 0) << "must not have listened";
 }
 
+// As reported: in a sticky /tmp, another user links a name to a directory
+// root would accept. Were the broker to start there, they could re-point
+// the link at a directory of their own and serve clients an impostor.
+TEST(DaemonStartTest, RefusesASocketPathThroughAnotherUsersSymlink) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  std::optional<testing::ForeignLink> foreign = testing::MakeForeignLink(dir);
+  if (!foreign.has_value()) GTEST_SKIP() << "cannot give a link away here: " << errno;
+  std::string socket = foreign->link + "/broker.sock";
+  Spawned broker = Spawn({"--policy", policy, "--socket", socket});
+  ASSERT_GT(broker.pid, 0);
+  // READY, or end of file when it exits: an event either way.
+  std::string ready = ReadToEnd(broker.ready);
+  if (!ready.empty()) kill(broker.pid, SIGTERM);
+  EXPECT_EQ(ready, "") << "it served through another user's symlink";
+  EXPECT_EQ(WaitExitCode(broker.pid), 1);
+  EXPECT_THAT(ReadToEnd(broker.err),
+              HasSubstr("symlink " + foreign->link + " -> " + foreign->target +
+                        ", on the path to the socket " + socket + ", is owned by uid 65534"));
+}
+
+// A SIGHUP (a log rotation, a reload), SIGTERM or SIGINT that lands while
+// the broker is still starting must not kill it by its default action. A
+// seccomp trap stops the broker in the open of its policy file; the test
+// sends SIGHUP there, then lets the open go on. The broker serves, and
+// handles the SIGHUP, which waited pending, as a reload once it does.
+TEST(DaemonStartTest, SighupWhileLoadingThePolicyIsHandledOnceServing) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  // LoadPolicyFile opens the policy with exactly these flags, and nothing
+  // else the broker opens before serving uses them.
+  constexpr uint32_t kPolicyOpenFlags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
+  testing::SyscallFilter filter(__NR_openat, 2, kPolicyOpenFlags, SECCOMP_RET_USER_NOTIF);
+  int channel[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, channel), 0);
+  UniqueFd trap_end(channel[0]);
+  Spawned broker = Spawn({"--policy", policy, "--socket", dir.Join("s")}, [&] {
+    int listener = filter.Install(true);
+    return listener >= 0 && testing::SyscallTrap::SendListener(channel[1], listener);
+  });
+  close(channel[1]);
+  ASSERT_GT(broker.pid, 0);
+  ASSERT_OK_AND_ASSIGN(testing::SyscallTrap trap,
+                       testing::SyscallTrap::ReceiveListener(trap_end.get()));
+  // The broker's ready pipe becoming readable first means the trap missed
+  // (the policy's open flags changed): Next fails rather than waits.
+  ASSERT_OK_AND_ASSIGN(uint64_t call, trap.Next(broker.ready));
+  ASSERT_EQ(kill(broker.pid, SIGHUP), 0);
+  // Were SIGHUP not blocked, its default action would have killed the
+  // broker as it was sent (the kernel marks the whole process for exit when
+  // it sends a fatal signal), and it would never serve. Blocked, the signal
+  // waits pending and the call is still there to continue.
+  absl::Status continued = trap.Continue(call);
+  // The reload's open of the policy is trapped too.
+  absl::Status rest = absl::OkStatus();
+  std::thread answer([&] { rest = trap.ContinueAll(); });
+  std::string ready = ReadToEnd(broker.ready);
+  kill(broker.pid, SIGTERM);
+  int status = 0;
+  ASSERT_EQ(waitpid(broker.pid, &status, 0), broker.pid);
+  answer.join();  // ContinueAll ends once the broker is reaped
+  std::string err = ReadToEnd(broker.err);
+  EXPECT_OK(continued);
+  EXPECT_OK(rest);
+  EXPECT_EQ(ready, "READY\n");
+  EXPECT_FALSE(WIFSIGNALED(status)) << "killed by signal " << WTERMSIG(status);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_THAT(err, HasSubstr("capbrokerd: SIGHUP: policy " + policy + " reloaded"));
+}
+
 // Started with standard fds closed, the broker's first fds would take their
 // numbers, and whatever it writes to stdout and stderr (log lines, and
 // audit lines without --audit-log) would go into them: its audit file, its
@@ -242,6 +371,35 @@ TEST(DaemonStartTest, UsageErrorsExitTwo) {
   Result none = RunDaemon({});
   EXPECT_EQ(none.exit_code, 2);
   EXPECT_THAT(none.err, HasSubstr("--policy FILE is required"));
+}
+
+// --ready-fd names a number the broker must write to once and close.
+// - One it was not given is free at start; later one of the broker's own
+//   fds (a socket, its lock file) took it, and the broker wrote READY into
+//   that and closed it.
+// - 0, 1 or 2: with 2, the loop's reserve fd later took the number of the
+//   closed stderr, and every audit line failed, withholding every grant.
+// It refuses to start instead (2: a usage error).
+TEST(DaemonStartTest, RefusesAReadyFdItCannotUse) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  struct Case {
+    const char* fd;
+    int exit_code;
+    std::string err;
+  };
+  const std::string kStandard = "fds 0, 1 and 2 are stdin, stdout and stderr";
+  for (const Case& c : {Case{"3", 1, "--ready-fd 3: fd 3 is not open"},
+                        Case{"5", 1, "--ready-fd 5: fd 5 is not open"},
+                        Case{"9", 1, "--ready-fd 9: fd 9 is not open"},
+                        Case{"0", 2, kStandard}, Case{"1", 2, kStandard},
+                        Case{"2", 2, kStandard}}) {
+    Result r = RunDaemon({"--policy", policy, "--socket", dir.Join("s"), "--ready-fd", c.fd});
+    EXPECT_FALSE(r.served) << c.fd;
+    EXPECT_EQ(r.exit_code, c.exit_code) << c.fd;
+    EXPECT_THAT(r.err, HasSubstr(c.err)) << c.fd;
+    EXPECT_NE(access(dir.Join("s").c_str(), F_OK), 0) << "must not have listened";
+  }
 }
 
 TEST(DaemonStartTest, RefusesASymlinkedAuditLog) {

@@ -1,0 +1,94 @@
+// Resolving a path the broker is configured with (its socket's, its
+// policy's) so that no other user can redirect it, at start or later.
+//
+// Whoever controls a name on the way to a file decides which file the path
+// names: the owner of a directory can rename what it holds, so can anyone
+// who may write to a directory that is not sticky, and the owner of a
+// symlink can point it elsewhere at any time (in a sticky /tmp, by removing
+// their own link and making a new one). Resolving the path first (realpath)
+// and checking the directories it ends in never looks at the symlinks: a
+// link owned by another user passes, and its owner re-points it at a
+// directory of their own once the broker has started.
+//
+// OpenParent walks the path one component at a time from `/`, as the
+// kernel's own lookup does, with openat(O_PATH | O_NOFOLLOW) on the
+// directory reached so far, so that what is checked is what is used:
+//   - every directory it looks a name up in must be owned by root or the
+//     broker's euid, and not writable by group or others unless sticky
+//     (others may then add names, but not rename or remove ours);
+//   - every symlink must be owned by root or the broker's euid; it is then
+//     followed and its target walked the same way, so links inside link
+//     targets are checked too, up to kMaxSymlinks of them.
+// Root's links such as /var/run -> /run pass. A relative path is walked
+// from the working directory's absolute name (getcwd, which has no
+// symlinks), so the directories above the working directory count too.
+//
+// Once the walk has passed, every name on the path can be changed by root
+// or the broker's user alone, so opening or binding the configured path
+// later finds the same file.
+#ifndef CAPBROKER_BROKER_UTIL_TRUSTED_PATH_H_
+#define CAPBROKER_BROKER_UTIL_TRUSTED_PATH_H_
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "sdk/base/unique_fd.h"
+
+namespace capbroker::util {
+
+// The kernel's MAXSYMLINKS: path lookup fails with ELOOP past this many.
+inline constexpr int kMaxSymlinks = 40;
+
+// What a walk trusts and what it protects.
+struct PathRules {
+  // The broker's effective uid: besides root, the one owner trusted.
+  uid_t euid = 0;
+  // What the path leads to, for messages: "the socket /run/x/broker.sock".
+  std::string subject;
+  // When set, a missing last directory of the configured path is created
+  // with exactly this mode (not its parents; never through a symlink).
+  std::optional<mode_t> create_mode;
+};
+
+// The directory holding a path's last component, reached by a checked walk.
+struct ResolvedParent {
+  // The directory: O_PATH (O_RDONLY if the walk created it), close-on-exec.
+  UniqueFd dir;
+  // Its absolute name with every symlink resolved.
+  std::string dir_path;
+  // Its fstat. Not checked by the walk: the caller applies its own rule
+  // (the socket's directory has a stricter one than those above it).
+  struct stat dir_stat = {};
+  // The last component of the path, to open or bind in `dir`.
+  std::string name;
+};
+
+// Walks `path` as described above. Errors: kInvalidArgument when the path
+// ends in "/", "." or ".." (it names no file); kNotFound when a directory on
+// the way does not exist (nor may be created); kFailedPrecondition for a
+// directory or symlink another user could change, something on the way that
+// is not a directory, or more than kMaxSymlinks links; else the errno status
+// of the failed call.
+absl::StatusOr<ResolvedParent> OpenParent(absl::string_view path, const PathRules& rules);
+
+// The rule for each directory the walk looks a name up in, given its stat:
+// owned by root or `rules.euid`, not writable by group or others unless
+// sticky. Exposed so that callers apply it to the last directory too, and
+// so that it can be tested for any owner (tests cannot always chown).
+absl::Status CheckTraversedDirectoryStat(absl::string_view dir, const struct stat& st,
+                                         const PathRules& rules);
+
+// The rule for each symlink on the way, given its lstat: owned by root or
+// `rules.euid`. `target` is what it points to, for the message.
+absl::Status CheckSymlinkStat(absl::string_view link, absl::string_view target,
+                              const struct stat& st, const PathRules& rules);
+
+}  // namespace capbroker::util
+
+#endif  // CAPBROKER_BROKER_UTIL_TRUSTED_PATH_H_

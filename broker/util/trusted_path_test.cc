@@ -1,0 +1,240 @@
+#include "broker/util/trusted_path.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sdk/base/status_matchers.h"
+#include "tests/fixtures/fd_count.h"
+#include "tests/fixtures/foreign_link.h"
+#include "tests/fixtures/temp_dir.h"
+
+namespace capbroker::util {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using testing::TempDir;
+
+PathRules Rules(std::optional<mode_t> create_mode = std::nullopt) {
+  return PathRules{geteuid(), "the thing", create_mode};
+}
+
+// A directory `name` in `dir` with exactly `mode`.
+std::string MakeDir(const TempDir& dir, const std::string& name, mode_t mode = 0755) {
+  std::string path = dir.Join(name);
+  EXPECT_EQ(mkdir(path.c_str(), 0700), 0) << path;
+  EXPECT_EQ(chmod(path.c_str(), mode), 0) << path;
+  return path;
+}
+
+std::string MakeLink(const TempDir& dir, const std::string& name, const std::string& target) {
+  std::string path = dir.Join(name);
+  EXPECT_EQ(symlink(target.c_str(), path.c_str()), 0) << path;
+  return path;
+}
+
+// Gives the symlink `link` to another user; false where no other uid is
+// mapped (Bazel's sandbox) or we are not root.
+bool GiveAway(const std::string& link) {
+  return lchown(link.c_str(), testing::kForeignUid, testing::kForeignUid) == 0;
+}
+
+TEST(OpenParentTest, WalksAPlainPath) {
+  TempDir dir;
+  std::string real = MakeDir(dir, "real");
+  ASSERT_OK_AND_ASSIGN(ResolvedParent parent, OpenParent(real + "/file", Rules()));
+  EXPECT_EQ(parent.dir_path, real);
+  EXPECT_EQ(parent.name, "file");
+  EXPECT_TRUE(S_ISDIR(parent.dir_stat.st_mode));
+  EXPECT_TRUE(testing::IsCloseOnExec(parent.dir.get()));
+  struct stat st;
+  ASSERT_EQ(stat(real.c_str(), &st), 0);
+  EXPECT_EQ(parent.dir_stat.st_ino, st.st_ino);
+}
+
+TEST(OpenParentTest, FollowsLinksOwnedByRootOrTheBroker) {
+  TempDir dir;
+  std::string real = MakeDir(dir, "real");
+  MakeDir(dir, "sub");
+  MakeLink(dir, "absolute", real);
+  MakeLink(dir, "sub/relative", "../real");
+  MakeLink(dir, "chain", "sub/relative");
+  for (const char* via : {"absolute", "sub/relative", "chain", "sub/../chain"}) {
+    ASSERT_OK_AND_ASSIGN(ResolvedParent parent,
+                         OpenParent(absl::StrCat(dir.path(), "/", via, "/f"), Rules()));
+    EXPECT_EQ(parent.dir_path, real) << via;
+  }
+}
+
+// The system's own root-owned links must keep working.
+TEST(OpenParentTest, FollowsTheSystemsVarRunLink) {
+  struct stat st;
+  if (lstat("/var/run", &st) != 0 || !S_ISLNK(st.st_mode)) {
+    GTEST_SKIP() << "/var/run is not a symlink here";
+  }
+  ASSERT_OK_AND_ASSIGN(ResolvedParent parent, OpenParent("/var/run/x.sock", Rules()));
+  EXPECT_EQ(parent.dir_path, "/run");
+}
+
+// The reported attack: in a sticky, world-writable directory (/tmp), a
+// user links a name to a directory the broker accepts, then swaps the link.
+TEST(OpenParentTest, RefusesALinkOwnedByAnotherUser) {
+  TempDir dir;
+  std::optional<testing::ForeignLink> foreign = testing::MakeForeignLink(dir);
+  if (!foreign.has_value()) GTEST_SKIP() << "cannot give a link away here: " << errno;
+  EXPECT_THAT(OpenParent(foreign->link + "/broker.sock", Rules()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr(absl::StrCat("symlink ", foreign->link, " -> ",
+                                                    foreign->target,
+                                                    ", on the path to the thing, is owned "
+                                                    "by uid 65534")),
+                             HasSubstr("could point it at a directory of their own"))));
+}
+
+TEST(OpenParentTest, ChecksLinksInsideLinkTargets) {
+  TempDir dir;
+  std::string real = MakeDir(dir, "real");
+  MakeDir(dir, "d");
+  std::string inner = MakeLink(dir, "d/inner", real);
+  MakeLink(dir, "outer", dir.Join("d/inner"));        // the whole target a link
+  MakeLink(dir, "through", dir.Join("d/inner/..")); // a link in the middle of one
+  if (!GiveAway(inner)) GTEST_SKIP() << "cannot give the link away here: " << errno;
+  for (const char* via : {"outer", "through"}) {
+    EXPECT_THAT(OpenParent(absl::StrCat(dir.path(), "/", via, "/f"), Rules()),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         HasSubstr(absl::StrCat("symlink ", inner, " -> ", real))))
+        << via;
+  }
+}
+
+// A link is as safe as the directory it is in: root's link in a directory
+// others can write (not sticky) can be replaced by them.
+TEST(OpenParentTest, ChecksTheDirectoryHoldingALink) {
+  TempDir dir;
+  std::string real = MakeDir(dir, "real");
+  std::string open = MakeDir(dir, "open", 0777);
+  MakeLink(dir, "open/link", real);
+  EXPECT_THAT(OpenParent(open + "/link/f", Rules()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr(absl::StrCat("directory ", open,
+                                              ", on the path to the thing, is writable by "
+                                              "other users (mode 0777"))));
+}
+
+TEST(OpenParentTest, StopsAfterTheKernelsNumberOfLinks) {
+  TempDir dir;
+  std::string loop = MakeLink(dir, "loop", dir.Join("loop"));
+  EXPECT_THAT(OpenParent(loop + "/f", Rules()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("more than 40 symlinks on the path to the thing")));
+  // A chain of exactly 40 resolves, as it does for the kernel.
+  std::string real = MakeDir(dir, "real");
+  std::string next = real;
+  for (int i = 0; i < kMaxSymlinks; ++i) next = MakeLink(dir, absl::StrCat("l", i), next);
+  ASSERT_OK_AND_ASSIGN(ResolvedParent parent, OpenParent(next + "/f", Rules()));
+  EXPECT_EQ(parent.dir_path, real);
+}
+
+TEST(OpenParentTest, RelativePathsAreWalkedFromTheRoot) {
+  TempDir dir;
+  std::string shared = MakeDir(dir, "shared", 0777);
+  std::string inside = MakeDir(dir, "shared/inside");
+  int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(cwd, 0);
+  ASSERT_EQ(chdir(inside.c_str()), 0);
+  absl::StatusOr<ResolvedParent> parent = OpenParent("f", Rules());
+  ASSERT_EQ(fchdir(cwd), 0);
+  close(cwd);
+  // The working directory's own parent is checked, not just "." itself.
+  EXPECT_THAT(parent, StatusIs(absl::StatusCode::kFailedPrecondition,
+                               HasSubstr("directory " + shared + ", on the path")));
+}
+
+TEST(OpenParentTest, CreatesOnlyTheLastDirectoryWithItsExactMode) {
+  TempDir dir;
+  mode_t old_umask = umask(0077);
+  absl::StatusOr<ResolvedParent> created = OpenParent(dir.Join("new/s"), Rules(0755));
+  umask(old_umask);
+  ASSERT_OK(created.status());
+  EXPECT_EQ(created->dir_path, dir.Join("new"));
+  EXPECT_EQ(created->dir_stat.st_mode & 07777, 0755u);
+  EXPECT_TRUE(testing::IsCloseOnExec(created->dir.get()));
+  EXPECT_THAT(OpenParent(dir.Join("a/b/s"), Rules(0755)),
+              StatusIs(absl::StatusCode::kNotFound,
+                       dir.Join("a") + ", on the path to the thing, does not exist"));
+  // Never through a link that points nowhere (nor does mkdir follow one).
+  std::string dangling = MakeLink(dir, "dangling", dir.Join("nowhere"));
+  EXPECT_THAT(OpenParent(dangling + "/s", Rules(0755)),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr(dir.Join("nowhere"))));
+  EXPECT_NE(access(dir.Join("nowhere").c_str(), F_OK), 0);
+  // Without create_mode, a missing last directory is not found either.
+  EXPECT_THAT(OpenParent(dir.Join("other/s"), Rules()),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST(OpenParentTest, ClearErrorsForPathsThatNameNoFile) {
+  TempDir dir;
+  std::string file = dir.WriteFile("file", "");
+  EXPECT_THAT(OpenParent(file + "/s", Rules()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       file + ", on the path to the thing, is not a directory"));
+  for (const std::string& path : {dir.path() + "/", dir.path() + "/.", dir.path() + "/..",
+                                  std::string()}) {
+    EXPECT_THAT(OpenParent(path, Rules()),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("names a directory, not a file, for the thing")))
+        << path;
+  }
+}
+
+TEST(CheckTraversedDirectoryStatTest, OwnerAndMode) {
+  PathRules broker{1500, "the policy /p", std::nullopt};
+  PathRules root{0, "the policy /p", std::nullopt};
+  struct stat st {};
+  st.st_mode = S_IFDIR | 0755;
+  st.st_uid = 0;
+  EXPECT_OK(CheckTraversedDirectoryStat("/etc", st, root));
+  EXPECT_OK(CheckTraversedDirectoryStat("/etc", st, broker));  // root's is fine
+  st.st_uid = 1500;
+  EXPECT_OK(CheckTraversedDirectoryStat("/home/broker", st, broker));  // the broker's own
+  EXPECT_THAT(CheckTraversedDirectoryStat("/home/alice", st, root),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("directory /home/alice, on the path to the policy /p, is "
+                                 "owned by uid 1500 (mode 0755)")));
+  st.st_uid = 0;
+  st.st_mode = S_IFDIR | 0775;
+  EXPECT_THAT(CheckTraversedDirectoryStat("/srv", st, root),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("writable by other users (mode 0775"),
+                             HasSubstr("chmod go-w /srv"))));
+  st.st_mode = S_IFDIR | 0757;
+  EXPECT_THAT(CheckTraversedDirectoryStat("/srv", st, root),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("mode 0757")));
+  // Sticky, as /tmp: others cannot rename what is ours.
+  st.st_mode = S_IFDIR | 01777;
+  EXPECT_OK(CheckTraversedDirectoryStat("/tmp", st, root));
+}
+
+TEST(CheckSymlinkStatTest, OwnerMustBeRootOrTheBroker) {
+  PathRules broker{1500, "the socket /s/b.sock", std::nullopt};
+  struct stat st {};
+  st.st_mode = S_IFLNK | 0777;  // a link's own mode means nothing on Linux
+  st.st_uid = 0;
+  EXPECT_OK(CheckSymlinkStat("/var/run", "/run", st, broker));
+  st.st_uid = 1500;
+  EXPECT_OK(CheckSymlinkStat("/s", "/srv/b", st, broker));
+  st.st_uid = 1000;
+  EXPECT_THAT(CheckSymlinkStat("/s", "/srv/b", st, broker),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("symlink /s -> /srv/b, on the path to the socket /s/b.sock, "
+                                 "is owned by uid 1000, not by root or the broker (uid 1500)")));
+}
+
+}  // namespace
+}  // namespace capbroker::util

@@ -43,8 +43,8 @@ constexpr char kUsage[] =
     "  policy check FILE\n"
     "  policy init\n"
     "  help\n"
-    "--socket defaults to $CAPBROKER_SOCKET, $XDG_RUNTIME_DIR/capbroker/broker.sock\n"
-    "or, for root, /run/capbroker/broker.sock.\n"
+    "--socket defaults to $CAPBROKER_SOCKET, else $XDG_RUNTIME_DIR/capbroker/broker.sock\n"
+    "and then, if nothing is there, /run/capbroker/broker.sock.\n"
     "exit codes: 0 ok, 1 failure, 2 usage, 3 permission denied, 4 not found,\n"
     "5 broker unavailable, 127 exec: command not run.\n";
 

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "capnp/message.h"
 #include "sdk/base/kj_status.h"
 #include "sdk/base/status_macros.h"
@@ -45,19 +46,22 @@ absl::StatusOr<Capability> TakeGrant(schema::Reply::Reader reply,
 }  // namespace
 
 absl::StatusOr<Client> Client::Connect(absl::string_view socket_path) {
-  std::string path(socket_path);
-  if (path.empty()) {
-    CB_ASSIGN_OR_RETURN(path, wire::DefaultSocketPath());
+  std::vector<std::string> paths;
+  if (socket_path.empty()) {
+    paths = wire::ClientSocketPaths();
+  } else {
+    paths.emplace_back(socket_path);
   }
-  absl::StatusOr<UniqueFd> fd = wire::ConnectSeqpacket(path);
-  if (!fd.ok()) {
-    if (fd.status().code() == absl::StatusCode::kNotFound) {
-      return absl::UnavailableError(absl::StrCat(
-          "no broker socket at ", path, " (is capbrokerd running?)"));
-    }
-    return fd.status();
+  for (const std::string& path : paths) {
+    absl::StatusOr<UniqueFd> fd = wire::ConnectSeqpacket(path);
+    if (fd.ok()) return FromFd(std::move(fd).value());
+    // Only a path where nothing exists sends us on to the next: a socket
+    // that refuses is a broker that is down, and one we may not reach is
+    // not replaced by another broker behind the caller's back.
+    if (fd.status().code() != absl::StatusCode::kNotFound) return fd.status();
   }
-  return FromFd(std::move(fd).value());
+  return absl::UnavailableError(absl::StrCat(
+      "no broker socket at ", absl::StrJoin(paths, " or "), " (is capbrokerd running?)"));
 }
 
 absl::StatusOr<Client> Client::FromFd(UniqueFd fd) {

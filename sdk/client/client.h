@@ -99,9 +99,14 @@ struct BeneathOptions {
 
 class Client {
  public:
-  // Connects to the broker at `socket_path`, or, when empty, at the default
-  // ($CAPBROKER_SOCKET, $XDG_RUNTIME_DIR/capbroker/broker.sock, or, for
-  // root, /run/capbroker/broker.sock), and does the version handshake.
+  // Connects to the broker at `socket_path`, and does the version
+  // handshake. When `socket_path` is empty: at $CAPBROKER_SOCKET if set;
+  // otherwise at $XDG_RUNTIME_DIR/capbroker/broker.sock (the user's own
+  // broker), and, if nothing exists there or XDG_RUNTIME_DIR is not set, at
+  // /run/capbroker/broker.sock (the system broker, which serves every local
+  // user). The order is wire::ClientSocketPaths'. kUnavailable when no
+  // socket exists at any of these (the message names each) or nothing
+  // listens on it.
   static absl::StatusOr<Client> Connect(absl::string_view socket_path = "");
 
   // Uses an already connected socket (one inherited from a parent, for

@@ -1,5 +1,6 @@
 #include "sdk/client/client.h"
 
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -24,11 +25,16 @@ constexpr size_t kMaxQueuedEvents = 4096;
 
 std::string Str(capnp::Text::Reader text) { return std::string(text.cStr(), text.size()); }
 
-// Takes the one fd of a grant reply, checking that the datagram carried
-// exactly what the message says.
+// The status an error reply carries.
+absl::Status ErrorStatus(schema::Error::Reader error) {
+  return absl::Status(wire::FromErrorCode(error.getCode()), Str(error.getMessage()));
+}
+
+// Takes the one fd of a grant reply (Receive checked that the datagram
+// carried the fds the message lists).
 absl::StatusOr<Capability> TakeGrant(schema::Reply::Reader reply,
                                      std::vector<UniqueFd>& fds) {
-  if (!reply.isGranted() || reply.getFds().size() != 1 || fds.size() != 1) {
+  if (!reply.isGranted() || fds.size() != 1) {
     return absl::InternalError(absl::StrCat(
         "broker reply does not carry one capability (", fds.size(), " fds)"));
   }
@@ -72,7 +78,8 @@ absl::StatusOr<Client> Client::FromFd(UniqueFd fd) {
 
 template <typename Fill, typename Read>
 absl::Status Client::Call(Fill fill, Read read) {
-  uint64_t id = next_id_++;
+  CB_RETURN_IF_ERROR(CheckOpen());
+  const uint64_t id = next_id_;
   // Requests are a few dozen words: they are built on the stack (the
   // builder wants its first segment zeroed). A longer one (a long path)
   // spills into segments the builder allocates.
@@ -81,42 +88,86 @@ absl::Status Client::Call(Fill fill, Read read) {
   auto request = message.initRoot<schema::Request>();
   request.setId(id);
   fill(request);
+  // A request refused here (too large, say) never reached the broker: the
+  // connection is still in step, and the id is still unused.
   CB_RETURN_IF_ERROR(channel_.Send(message));
-  absl::Status result;
-  for (bool answered = false; !answered;) {
-    CB_ASSIGN_OR_RETURN(wire::Incoming incoming, Receive());
-    CB_RETURN_IF_ERROR(CatchKj("malformed broker reply", [&]() -> absl::Status {
-      auto reply = incoming.reader->getRoot<schema::Reply>();
-      if (reply.getId() == 0) return QueueEvent(reply, incoming.fds);  // not ours
-      answered = true;
-      if (reply.getId() != id) {
-        return absl::InternalError(absl::StrCat(
-            "broker replied to request ", reply.getId(), ", expected ", id));
-      }
-      if (reply.isError()) {
-        auto error = reply.getError();
-        result = absl::Status(wire::FromErrorCode(error.getCode()), Str(error.getMessage()));
+  ++next_id_;
+  // From here the broker owes this request the next reply. Anything but
+  // that reply (or an event) leaves the two sides out of step, and a reply
+  // read as another request's would hand the caller the wrong answer, or
+  // the wrong fd: the connection is closed instead.
+  for (;;) {
+    absl::StatusOr<wire::Incoming> incoming = Receive();
+    if (!incoming.ok()) return Break(incoming.status());
+    std::optional<absl::Status> answer;
+    absl::Status in_step = CatchKj("malformed broker reply", [&]() -> absl::Status {
+      auto reply = incoming->reader->getRoot<schema::Reply>();
+      const uint64_t reply_id = reply.getId();
+      // The broker answers a request it could not read with id 0, since it
+      // cannot trust the id it would echo. With one request outstanding,
+      // that request is this one.
+      if (reply.isError() && (reply_id == id || reply_id == 0)) {
+        answer = ErrorStatus(reply.getError());
         return absl::OkStatus();
       }
-      result = read(reply, incoming.fds);
-      return absl::OkStatus();
-    }));
+      if (reply_id == 0) return QueueEvent(reply, incoming->fds);  // not ours
+      if (reply_id != id) {
+        return absl::InternalError(absl::StrCat(
+            "broker replied to request ", reply_id, ", expected ", id));
+      }
+      answer = absl::OkStatus();
+      return read(reply, incoming->fds);
+    });
+    if (!in_step.ok()) return Break(std::move(in_step));
+    if (answer.has_value()) return *answer;
   }
-  return result;
+}
+
+absl::Status Client::CheckOpen() const {
+  if (broken_.ok()) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat(
+      "the connection to the broker was closed after an earlier error: ",
+      broken_.ToString()));
+}
+
+absl::Status Client::Break(absl::Status why) {
+  broken_ = why;
+  channel_.Close();
+  // Connections queued for a service go too: their clients see end of
+  // stream rather than wait on a service that can no longer hear the broker.
+  events_.clear();
+  return why;
 }
 
 absl::StatusOr<wire::Incoming> Client::Receive() {
   absl::StatusOr<wire::Incoming> incoming = channel_.Receive();
-  if (!incoming.ok() && incoming.status().code() == absl::StatusCode::kUnavailable) {
+  if (!incoming.ok()) {
+    if (incoming.status().code() != absl::StatusCode::kUnavailable) return incoming;
     return absl::UnavailableError(
         absl::StrCat("the broker closed the connection: ", incoming.status().message()));
+  }
+  // Every message lists the fds its datagram carries: a list that
+  // disagrees means the message and the fds cannot be matched.
+  size_t listed = 0;
+  CB_RETURN_IF_ERROR(CatchKj("malformed broker message", [&] {
+    listed = incoming->reader->getRoot<schema::Reply>().getFds().size();
+    return absl::OkStatus();
+  }));
+  if (listed != incoming->fds.size()) {
+    return absl::InternalError(absl::StrCat("broker message lists ", listed,
+                                            " fds but its datagram carried ",
+                                            incoming->fds.size()));
   }
   return incoming;
 }
 
 absl::Status Client::QueueEvent(schema::Reply::Reader reply, std::vector<UniqueFd>& fds) {
-  if (!reply.isIncoming() || fds.size() != 1 || reply.getFds().size() != 1) {
-    return absl::InternalError("the broker sent an event this client does not know");
+  // Kinds this client does not know (the schema grows) are skipped; their
+  // fds close with `fds`.
+  if (!reply.isIncoming()) return absl::OkStatus();
+  if (fds.size() != 1) {
+    return absl::InternalError(absl::StrCat(
+        "the broker sent an incoming connection with ", fds.size(), " fds, not 1"));
   }
   if (events_.size() >= kMaxQueuedEvents) {
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -134,16 +185,28 @@ absl::Status Client::QueueEvent(schema::Reply::Reader reply, std::vector<UniqueF
 }
 
 absl::StatusOr<IncomingConnection> Client::NextIncoming() {
+  CB_RETURN_IF_ERROR(CheckOpen());
   while (events_.empty()) {
-    CB_ASSIGN_OR_RETURN(wire::Incoming incoming, Receive());
-    CB_RETURN_IF_ERROR(CatchKj("malformed broker event", [&]() -> absl::Status {
-      auto reply = incoming.reader->getRoot<schema::Reply>();
+    absl::StatusOr<wire::Incoming> incoming = Receive();
+    if (!incoming.ok()) {
+      // A hang-up, or, on a socket TryAccept made non-blocking, nothing to
+      // read yet: neither leaves a message half-read.
+      if (incoming.status().code() == absl::StatusCode::kUnavailable) return incoming.status();
+      return Break(incoming.status());
+    }
+    absl::Status in_step = CatchKj("malformed broker event", [&]() -> absl::Status {
+      auto reply = incoming->reader->getRoot<schema::Reply>();
       if (reply.getId() != 0) {
         return absl::InternalError(absl::StrCat("unexpected reply to request ",
                                                 reply.getId(), " while waiting for a connection"));
       }
-      return QueueEvent(reply, incoming.fds);
-    }));
+      if (reply.isError()) {
+        return absl::InternalError(absl::StrCat("the broker sent an error for no request: ",
+                                                ErrorStatus(reply.getError()).ToString()));
+      }
+      return QueueEvent(reply, incoming->fds);
+    });
+    if (!in_step.ok()) return Break(std::move(in_step));
   }
   IncomingConnection event = std::move(events_.front());
   events_.pop_front();

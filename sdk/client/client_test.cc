@@ -1,16 +1,23 @@
-// Client against a fake broker in this process: finding the socket.
+// Client against a fake broker in this process: finding the socket, and
+// what the client does with each kind of broker message, well-formed or not.
 #include "sdk/client/client.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstring>
+#include <functional>
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "capnp/any.h"
 #include "capnp/message.h"
+#include "capnp/schema.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "schemas/broker.capnp.h"
@@ -18,15 +25,21 @@
 #include "sdk/base/syscall.h"
 #include "sdk/base/unique_fd.h"
 #include "sdk/wire/channel.h"
+#include "sdk/wire/framing.h"
+#include "sdk/wire/limits.h"
 #include "sdk/wire/socket_path.h"
 #include "sdk/wire/unix_socket.h"
+#include "tests/fixtures/fd_count.h"
+#include "tests/fixtures/raw_send.h"
 #include "tests/fixtures/temp_dir.h"
 
 namespace capbroker {
 namespace {
 
+using ::capbroker::testing::CountOpenFds;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::testing::Values;
 
 // Answers the hello that opens every connection, as the broker does.
 void AnswerHello(wire::Channel& broker) {
@@ -103,6 +116,289 @@ TEST_F(ClientConnectTest, NoBrokerAnywhereIsUnavailableNamingEachPath) {
   ASSERT_EQ(unsetenv("XDG_RUNTIME_DIR"), 0);
   EXPECT_THAT(Client::Connect(), StatusIs(absl::StatusCode::kUnavailable,
                                           HasSubstr(wire::kSystemSocketPath)));
+}
+
+using Fill = std::function<void(schema::Reply::Builder)>;
+
+UniqueFd DevNull() { return UniqueFd(open("/dev/null", O_RDONLY | O_CLOEXEC)); }
+
+// The broker's end of a Client's connection, played by the test. Replies
+// are written before the client asks, in the order it will ask: one
+// process, no threads, so what the client reads is fixed before it reads.
+class BrokerEnd {
+ public:
+  explicit BrokerEnd(UniqueFd fd) : channel_(std::move(fd)) {}
+
+  // Sends the message `fill` writes, with `fds` (borrowed).
+  void Send(const Fill& fill, const std::vector<int>& fds = {}) {
+    capnp::MallocMessageBuilder message;
+    fill(message.initRoot<schema::Reply>());
+    ASSERT_OK(channel_.Send(message, fds));
+  }
+
+  // Sends `bytes` with `fds` (borrowed) as one datagram, past the limits
+  // Channel keeps.
+  void SendRaw(absl::Span<const uint8_t> bytes, const std::vector<int>& fds = {}) {
+    ASSERT_EQ(testing::RawSend(channel_.fd(), bytes, fds), 0);
+  }
+
+  // The message `fill` writes, sent past the limits Channel keeps.
+  void SendUnchecked(const Fill& fill, const std::vector<int>& fds) {
+    capnp::MallocMessageBuilder message;
+    fill(message.initRoot<schema::Reply>());
+    ASSERT_OK_AND_ASSIGN(kj::Array<capnp::word> words, wire::Flatten(message));
+    kj::ArrayPtr<const kj::byte> bytes = words.asBytes();
+    SendRaw(absl::MakeConstSpan(bytes.begin(), bytes.size()), fds);
+  }
+
+  // The number of requests the client sent until it closed the connection.
+  int RequestsUntilHangUp() {
+    int requests = 0;
+    for (;;) {
+      absl::StatusOr<wire::Incoming> request = channel_.Receive();
+      if (!request.ok()) {
+        EXPECT_THAT(request, StatusIs(absl::StatusCode::kUnavailable));
+        return requests;
+      }
+      ++requests;
+    }
+  }
+
+ private:
+  wire::Channel channel_;
+};
+
+Fill ListReply(uint64_t id) {
+  return [id](schema::Reply::Builder r) {
+    r.setId(id);
+    r.initList(1)[0].setName("motd");
+  };
+}
+
+Fill IncomingEvent(absl::string_view principal) {
+  return [principal](schema::Reply::Builder r) {
+    r.setId(0);
+    auto info = r.initFds(1)[0];
+    info.setName("service");
+    info.setKind(schema::Kind::CONNECTION);
+    info.setAccess(schema::Access::READ_WRITE);
+    r.initIncoming().setPrincipal(std::string(principal));
+  };
+}
+
+// A message of a kind this client does not know, as a later schema could
+// add one: a union discriminant past the last member, with `fds` listed.
+Fill UnknownKind(uint64_t id, unsigned fds) {
+  return [id, fds](schema::Reply::Builder r) {
+    r.setId(id);
+    r.initFds(fds);
+    const uint32_t offset = capnp::Schema::from<schema::Reply>()
+                                .getProto()
+                                .getStruct()
+                                .getDiscriminantOffset();
+    const uint16_t unknown = static_cast<uint16_t>(schema::Reply::READY) + 100;
+    kj::ArrayPtr<kj::byte> data = capnp::AnyStruct::Builder(kj::mv(r)).getDataSection();
+    ASSERT_LE((offset + 1) * sizeof(unknown), data.size());
+    std::memcpy(data.begin() + offset * sizeof(unknown), &unknown, sizeof(unknown));
+  };
+}
+
+// A Client whose hello the test answered, and the broker's end.
+class ClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+    broker_.emplace(std::move(pair.first));
+    broker_->Send([](schema::Reply::Builder r) {
+      r.setId(1);
+      r.initHello().setVersion(schema::PROTOCOL_VERSION);
+    });
+    ASSERT_OK_AND_ASSIGN(Client client, Client::FromFd(std::move(pair.second)));
+    client_.emplace(std::move(client));
+    fds_before_ = CountOpenFds();
+  }
+
+  // After a protocol error named by `why`: the connection is closed with
+  // every fd that came on it, later calls say why without sending
+  // anything, and the broker saw `requests` requests.
+  void ExpectClosedAfter(absl::string_view why, int requests) {
+    // An open connection would have the calls below wait for a reply.
+    ASSERT_EQ(client_->fd(), -1) << "the connection is still open";
+    EXPECT_EQ(CountOpenFds(), fds_before_ - 1);
+    auto closed = StatusIs(absl::StatusCode::kUnavailable,
+                           AllOf(HasSubstr("closed after an earlier error"), HasSubstr(why)));
+    EXPECT_THAT(client_->List(), closed);
+    EXPECT_THAT(client_->NextIncoming(), closed);
+    EXPECT_EQ(broker_->RequestsUntilHangUp(), requests);
+  }
+
+  std::optional<BrokerEnd> broker_;
+  std::optional<Client> client_;
+  int fds_before_ = 0;
+};
+
+// What a broker may send while a List (request 2) waits for its reply, and
+// what the call then says. Each leaves the client unable to tell which
+// reply answers which request: the connection must close.
+struct OutOfStep {
+  const char* name;
+  std::function<void(BrokerEnd&)> send;
+  absl::StatusCode code;
+  const char* why;
+};
+
+void PrintTo(const OutOfStep& c, std::ostream* os) { *os << c.name; }
+
+class ClientOutOfStepTest : public ClientTest,
+                            public ::testing::WithParamInterface<OutOfStep> {};
+
+TEST_P(ClientOutOfStepTest, ClosesTheConnectionAndLaterCallsSayWhy) {
+  GetParam().send(*broker_);
+  EXPECT_THAT(client_->List(), StatusIs(GetParam().code, HasSubstr(GetParam().why)));
+  ExpectClosedAfter(GetParam().why, 2);
+}
+
+std::vector<int> DevNulls(size_t count, const UniqueFd& null) {
+  return std::vector<int>(count, null.get());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Replies, ClientOutOfStepTest,
+    Values(
+        OutOfStep{"ReplyToAnotherRequest", [](BrokerEnd& b) { b.Send(ListReply(7)); },
+                  absl::StatusCode::kInternal, "replied to request 7, expected 2"},
+        OutOfStep{"AnotherKindOfReply",
+                  [](BrokerEnd& b) { b.Send([](schema::Reply::Builder r) {
+                    r.setId(2);
+                    r.setReady();
+                  }); },
+                  absl::StatusCode::kInternal, "did not answer list"},
+        OutOfStep{"FdsThatDidNotAllArrive",
+                  [](BrokerEnd& b) {
+                    UniqueFd null = DevNull();
+                    b.SendUnchecked(ListReply(2), DevNulls(wire::kMaxFdsPerMessage + 1, null));
+                  },
+                  absl::StatusCode::kDataLoss, "did not all arrive"},
+        OutOfStep{"OversizedDatagram",
+                  [](BrokerEnd& b) {
+                    b.SendRaw(std::vector<uint8_t>(wire::kMaxMessageBytes + 8, 0));
+                  },
+                  absl::StatusCode::kResourceExhausted, "larger than"},
+        OutOfStep{"BadFraming",
+                  [](BrokerEnd& b) {
+                    b.SendRaw(std::vector<uint8_t>{99, 0, 0, 0, 1, 0, 0, 0});
+                  },
+                  absl::StatusCode::kInvalidArgument, "segments"},
+        OutOfStep{"MalformedMessage",
+                  [](BrokerEnd& b) {
+                    // One segment of one word: a root pointer far out of it.
+                    std::vector<uint8_t> bytes(16, 0xff);
+                    std::memset(bytes.data(), 0, 8);
+                    bytes[4] = 1;
+                    b.SendRaw(bytes);
+                  },
+                  absl::StatusCode::kInvalidArgument, "malformed broker message"},
+        OutOfStep{"ErrorReplyWithFdsItDoesNotList",
+                  [](BrokerEnd& b) {
+                    UniqueFd null = DevNull();
+                    b.Send([](schema::Reply::Builder r) {
+                      r.setId(2);
+                      r.initError().setCode(schema::ErrorCode::NOT_FOUND);
+                    }, DevNulls(3, null));
+                  },
+                  absl::StatusCode::kInternal, "lists 0 fds but its datagram carried 3"},
+        OutOfStep{"ReplyListingFdsItDoesNotCarry",
+                  [](BrokerEnd& b) {
+                    b.Send([](schema::Reply::Builder r) {
+                      ListReply(2)(r);
+                      r.initFds(1);
+                    });
+                  },
+                  absl::StatusCode::kInternal, "lists 1 fds but its datagram carried 0"},
+        OutOfStep{"UnknownKindWithFdsItDoesNotList",
+                  [](BrokerEnd& b) {
+                    UniqueFd null = DevNull();
+                    b.Send(UnknownKind(0, 0), DevNulls(1, null));
+                  },
+                  absl::StatusCode::kInternal, "lists 0 fds but its datagram carried 1"},
+        OutOfStep{"EventWithTwoFds",
+                  [](BrokerEnd& b) {
+                    UniqueFd null = DevNull();
+                    b.Send([](schema::Reply::Builder r) {
+                      IncomingEvent("alice")(r);
+                      r.initFds(2);
+                    }, DevNulls(2, null));
+                  },
+                  absl::StatusCode::kInternal, "with 2 fds"}),
+    [](const ::testing::TestParamInfo<OutOfStep>& info) { return info.param.name; });
+
+TEST_F(ClientTest, AnErrorWithIdZeroAnswersTheCall) {
+  // The broker's answer to a request it could not read (its id unknown).
+  broker_->Send([](schema::Reply::Builder r) {
+    r.setId(0);
+    auto error = r.initError();
+    error.setCode(schema::ErrorCode::INVALID_REQUEST);
+    error.setMessage("message claims 9 segments; at most 8 are allowed");
+  });
+  EXPECT_THAT(client_->List(), StatusIs(absl::StatusCode::kInvalidArgument,
+                                        "message claims 9 segments; at most 8 are allowed"));
+  // The connection is in step: the next call gets its own answer.
+  broker_->Send(ListReply(3));
+  EXPECT_OK(client_->List());
+}
+
+TEST_F(ClientTest, UnknownKindsAreSkippedWithTheirFdsClosed) {
+  {
+    UniqueFd a = DevNull(), b = DevNull();
+    broker_->Send(UnknownKind(0, 2), {a.get(), b.get()});
+    // A known kind that is no event is skipped the same way.
+    broker_->Send([](schema::Reply::Builder r) {
+      r.setId(0);
+      r.setReady();
+    });
+    broker_->Send(ListReply(2));
+    // While waiting for a connection, too.
+    broker_->Send(UnknownKind(0, 1), {a.get()});
+    broker_->Send(IncomingEvent("alice"), {a.get()});
+  }
+  ASSERT_OK_AND_ASSIGN(std::vector<CapabilityInfo> list, client_->List());
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0].name, "motd");
+  {
+    ASSERT_OK_AND_ASSIGN(IncomingConnection incoming, client_->NextIncoming());
+    EXPECT_EQ(incoming.principal, "alice");
+  }
+  EXPECT_EQ(CountOpenFds(), fds_before_);
+}
+
+TEST_F(ClientTest, AReplyWhileWaitingForAConnectionClosesTheConnection) {
+  broker_->Send(ListReply(5));
+  EXPECT_THAT(client_->NextIncoming(), StatusIs(absl::StatusCode::kInternal,
+                                                HasSubstr("unexpected reply to request 5")));
+  ExpectClosedAfter("unexpected reply to request 5", 1);
+}
+
+// TryAccept reads with the socket non-blocking: nothing to read yet is no
+// protocol error.
+TEST_F(ClientTest, NothingToReadYetLeavesTheConnectionOpen) {
+  ASSERT_OK(SetNonBlocking(client_->fd(), true));
+  EXPECT_THAT(client_->NextIncoming(), StatusIs(absl::StatusCode::kUnavailable));
+  ASSERT_OK(SetNonBlocking(client_->fd(), false));
+  {
+    UniqueFd end = DevNull();
+    broker_->Send(IncomingEvent("alice"), {end.get()});
+  }
+  EXPECT_OK(client_->NextIncoming());
+  EXPECT_EQ(CountOpenFds(), fds_before_);
+}
+
+// A request the client refuses to send leaves no reply owed: the next
+// request is answered as request 2.
+TEST_F(ClientTest, ARequestRefusedBeforeSendingLeavesTheConnectionInStep) {
+  EXPECT_THAT(client_->Acquire(std::string(wire::kMaxMessageBytes, 'a')),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  broker_->Send(ListReply(2));
+  EXPECT_OK(client_->List());
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "sdk/base/kj_status.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/wire/error_code.h"
+#include "sdk/wire/names.h"
 #include "sdk/wire/socket_path.h"
 #include "sdk/wire/unix_socket.h"
 
@@ -30,15 +31,70 @@ absl::Status ErrorStatus(schema::Error::Reader error) {
   return absl::Status(wire::FromErrorCode(error.getCode()), Str(error.getMessage()));
 }
 
-// Takes the one fd of a grant reply (Receive checked that the datagram
-// carried the fds the message lists).
+absl::string_view View(capnp::Text::Reader text) {
+  return absl::string_view(text.cStr(), text.size());
+}
+
+// What a grant must answer: the request as this client sent it.
+struct Asked {
+  absl::string_view name;  // the capability, directory or service
+  absl::string_view path;  // open beneath: the path; empty otherwise
+  schema::Access access;   // unspecified: the grant's access, whatever it is
+  bool connection;         // ConnectService
+};
+
+// An access a grant can have: one the schema knows, and not unspecified.
+bool IsGrantable(schema::Access access) {
+  switch (access) {
+    case schema::Access::READ:
+    case schema::Access::WRITE:
+    case schema::Access::READ_WRITE:
+    case schema::Access::APPEND:
+      return true;
+    case schema::Access::UNSPECIFIED:
+      return false;
+  }
+  return false;
+}
+
+// Whether `info` describes an answer to `asked`, from the message alone
+// (see client.h on why the fd itself is not examined).
+absl::Status CheckGrant(schema::FdInfo::Reader info, const Asked& asked) {
+  const absl::string_view name = View(info.getName());
+  if (name != asked.name) {
+    return absl::InternalError(absl::StrCat("broker granted '", name,
+                                            "' for a request for '", asked.name, "'"));
+  }
+  if ((info.getKind() == schema::Kind::CONNECTION) != asked.connection) {
+    return absl::InternalError(absl::StrCat("broker granted a ", KindName(info.getKind()),
+                                            " for '", asked.name, "'"));
+  }
+  if (View(info.getPath()) != asked.path) {
+    return absl::InternalError(absl::StrCat("broker granted path '", View(info.getPath()),
+                                            "' of '", asked.name, "' for a request for '",
+                                            asked.path, "'"));
+  }
+  const schema::Access access = info.getAccess();
+  if (asked.access == schema::Access::UNSPECIFIED ? !IsGrantable(access)
+                                                  : access != asked.access) {
+    return absl::InternalError(absl::StrCat("broker granted ", AccessName(access),
+                                            " access to '", asked.name, "' for a request for ",
+                                            AccessName(asked.access), " access"));
+  }
+  return absl::OkStatus();
+}
+
+// Takes the one fd of a grant reply that answers `asked` (Receive checked
+// that the datagram carried the fds the message lists). On an error the fd
+// stays in `fds`, to be closed with them.
 absl::StatusOr<Capability> TakeGrant(schema::Reply::Reader reply,
-                                     std::vector<UniqueFd>& fds) {
+                                     std::vector<UniqueFd>& fds, const Asked& asked) {
   if (!reply.isGranted() || fds.size() != 1) {
     return absl::InternalError(absl::StrCat(
         "broker reply does not carry one capability (", fds.size(), " fds)"));
   }
   auto info = reply.getFds()[0];
+  CB_RETURN_IF_ERROR(CheckGrant(info, asked));
   Capability cap;
   cap.fd = std::move(fds[0]);
   cap.name = Str(info.getName());
@@ -220,7 +276,7 @@ absl::StatusOr<Capability> Client::ConnectService(absl::string_view service) {
         r.initConnect().setService(capnp::Text::Reader(service.data(), service.size()));
       },
       [&](schema::Reply::Reader reply, std::vector<UniqueFd>& fds) {
-        result = TakeGrant(reply, fds);
+        result = TakeGrant(reply, fds, Asked{service, "", schema::Access::UNSPECIFIED, true});
         return result.status();
       }));
   return result;
@@ -285,7 +341,7 @@ absl::StatusOr<Capability> Client::Acquire(absl::string_view name,
         acquire.setAccess(access);
       },
       [&](schema::Reply::Reader reply, std::vector<UniqueFd>& fds) {
-        result = TakeGrant(reply, fds);
+        result = TakeGrant(reply, fds, Asked{name, "", access, false});
         return result.status();
       }));
   return result;
@@ -306,7 +362,7 @@ absl::StatusOr<Capability> Client::OpenBeneath(absl::string_view directory,
         open.setMode(options.mode);
       },
       [&](schema::Reply::Reader reply, std::vector<UniqueFd>& fds) {
-        result = TakeGrant(reply, fds);
+        result = TakeGrant(reply, fds, Asked{directory, path, options.access, false});
         return result.status();
       }));
   return result;

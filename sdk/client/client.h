@@ -22,6 +22,19 @@
 // request's answer. A request refused before it is sent (too large, say)
 // leaves the connection as it was. Not thread-safe: use one Client per
 // thread, or lock around it.
+//
+// A grant must answer its request, or it is a protocol error (the fd is
+// closed with the connection): its entry names what was asked for
+// (Acquire: the capability; OpenBeneath: the directory capability, with
+// `path` the path asked for; ConnectService: the service, of kind
+// connection, which no other grant is) and has the access asked for (the
+// broker grants exactly that; for `unspecified`, any access the schema
+// knows but unspecified). These checks read the message only. The SDK does
+// not fstat or fcntl the fd to compare its type or open mode with the
+// entry: that would cost system calls on every grant, and the broker
+// reached at the configured socket is the authority on what it hands out
+// (README: the broker refuses a socket directory others could write, so no
+// one else can bind a socket there).
 #ifndef CAPBROKER_SDK_CLIENT_CLIENT_H_
 #define CAPBROKER_SDK_CLIENT_CLIENT_H_
 

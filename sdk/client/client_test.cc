@@ -332,6 +332,132 @@ INSTANTIATE_TEST_SUITE_P(
                   absl::StatusCode::kInternal, "with 2 fds"}),
     [](const ::testing::TestParamInfo<OutOfStep>& info) { return info.param.name; });
 
+// A grant for request 2 with one fd described as `name`, `kind`, `access`
+// and `path`.
+Fill GrantReply(absl::string_view name, schema::Kind kind, schema::Access access,
+                absl::string_view path = "") {
+  return [=](schema::Reply::Builder r) {
+    r.setId(2);
+    r.setGranted();
+    auto info = r.initFds(1)[0];
+    info.setName(std::string(name));
+    info.setKind(kind);
+    info.setAccess(access);
+    info.setPath(std::string(path));
+  };
+}
+
+using Call = std::function<absl::Status(Client&)>;
+
+Call AcquireMotd(schema::Access access) {
+  return [access](Client& c) { return c.Acquire("motd", access).status(); };
+}
+Call OpenJob(schema::Access access) {
+  return [access](Client& c) {
+    BeneathOptions options;
+    options.access = access;
+    return c.OpenBeneath("spool", "jobs/1", options).status();
+  };
+}
+Call ConnectEcho() {
+  return [](Client& c) { return c.ConnectService("echo").status(); };
+}
+
+// A grant that does not answer its request: the fd might be anything.
+struct WrongGrant {
+  const char* name;
+  Call call;
+  Fill reply;
+  const char* why;
+};
+
+void PrintTo(const WrongGrant& c, std::ostream* os) { *os << c.name; }
+
+class ClientWrongGrantTest : public ClientTest,
+                             public ::testing::WithParamInterface<WrongGrant> {};
+
+TEST_P(ClientWrongGrantTest, ClosesTheConnectionAndTheFd) {
+  {
+    UniqueFd fd = DevNull();
+    broker_->Send(GetParam().reply, {fd.get()});
+  }
+  EXPECT_THAT(GetParam().call(*client_),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr(GetParam().why)));
+  ExpectClosedAfter(GetParam().why, 2);
+}
+
+constexpr schema::Access kUnknownAccess = static_cast<schema::Access>(99);
+
+INSTANTIATE_TEST_SUITE_P(
+    Grants, ClientWrongGrantTest,
+    Values(
+        WrongGrant{"AnotherCapability", AcquireMotd(schema::Access::READ),
+                   GrantReply("secret", schema::Kind::FILE, schema::Access::READ),
+                   "granted 'secret' for a request for 'motd'"},
+        WrongGrant{"WiderAccess", AcquireMotd(schema::Access::READ),
+                   GrantReply("motd", schema::Kind::FILE, schema::Access::READ_WRITE),
+                   "granted readWrite access to 'motd' for a request for read access"},
+        WrongGrant{"NarrowerAccess", AcquireMotd(schema::Access::READ_WRITE),
+                   GrantReply("motd", schema::Kind::FILE, schema::Access::READ),
+                   "granted read access"},
+        WrongGrant{"NoAccess", AcquireMotd(schema::Access::UNSPECIFIED),
+                   GrantReply("motd", schema::Kind::FILE, schema::Access::UNSPECIFIED),
+                   "granted unspecified access"},
+        WrongGrant{"AccessTheSchemaDoesNotKnow", AcquireMotd(schema::Access::UNSPECIFIED),
+                   GrantReply("motd", schema::Kind::FILE, kUnknownAccess),
+                   "granted unknown access"},
+        WrongGrant{"AcquireGrantingAConnection", AcquireMotd(schema::Access::UNSPECIFIED),
+                   GrantReply("motd", schema::Kind::CONNECTION, schema::Access::READ_WRITE),
+                   "granted a connection for 'motd'"},
+        WrongGrant{"AcquireGrantingAPath", AcquireMotd(schema::Access::READ),
+                   GrantReply("motd", schema::Kind::FILE, schema::Access::READ, "x"),
+                   "granted path 'x' of 'motd'"},
+        WrongGrant{"AnotherPath", OpenJob(schema::Access::READ),
+                   GrantReply("spool", schema::Kind::FILE, schema::Access::READ, "jobs/2"),
+                   "granted path 'jobs/2' of 'spool' for a request for 'jobs/1'"},
+        WrongGrant{"AnotherDirectory", OpenJob(schema::Access::READ),
+                   GrantReply("motd", schema::Kind::FILE, schema::Access::READ, "jobs/1"),
+                   "granted 'motd' for a request for 'spool'"},
+        WrongGrant{"OpenBeneathGrantingAConnection", OpenJob(schema::Access::READ),
+                   GrantReply("spool", schema::Kind::CONNECTION, schema::Access::READ, "jobs/1"),
+                   "granted a connection for 'spool'"},
+        WrongGrant{"AnotherService", ConnectEcho(),
+                   GrantReply("kvstore", schema::Kind::CONNECTION, schema::Access::READ_WRITE),
+                   "granted 'kvstore' for a request for 'echo'"},
+        WrongGrant{"ConnectGrantingAFile", ConnectEcho(),
+                   GrantReply("echo", schema::Kind::FILE, schema::Access::READ_WRITE),
+                   "granted a file for 'echo'"}),
+    [](const ::testing::TestParamInfo<WrongGrant>& info) { return info.param.name; });
+
+// What the broker sends for each kind of request is taken as it is.
+TEST_F(ClientTest, GrantsThatAnswerTheirRequestsAreTaken) {
+  const struct {
+    Call call;
+    Fill reply;
+  } grants[] = {
+      {AcquireMotd(schema::Access::UNSPECIFIED),
+       GrantReply("motd", schema::Kind::FILE, schema::Access::APPEND)},
+      {AcquireMotd(schema::Access::READ),
+       GrantReply("motd", schema::Kind::MEMORY, schema::Access::READ)},
+      {OpenJob(schema::Access::WRITE),
+       GrantReply("spool", schema::Kind::FILE, schema::Access::WRITE, "jobs/1")},
+      {ConnectEcho(), GrantReply("echo", schema::Kind::CONNECTION, schema::Access::READ_WRITE)},
+  };
+  uint64_t id = 2;
+  for (const auto& grant : grants) {
+    {
+      UniqueFd fd = DevNull();
+      broker_->Send([&](schema::Reply::Builder r) {
+        grant.reply(r);
+        r.setId(id);
+      }, {fd.get()});
+    }
+    EXPECT_OK(grant.call(*client_));
+    ++id;
+  }
+  EXPECT_EQ(CountOpenFds(), fds_before_);
+}
+
 TEST_F(ClientTest, AnErrorWithIdZeroAnswersTheCall) {
   // The broker's answer to a request it could not read (its id unknown).
   broker_->Send([](schema::Reply::Builder r) {

@@ -1,5 +1,9 @@
 #include "sdk/client/client.h"
 
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <optional>
 #include <utility>
 
@@ -8,6 +12,7 @@
 #include "capnp/message.h"
 #include "sdk/base/kj_status.h"
 #include "sdk/base/status_macros.h"
+#include "sdk/base/syscall.h"
 #include "sdk/wire/error_code.h"
 #include "sdk/wire/names.h"
 #include "sdk/wire/socket_path.h"
@@ -105,6 +110,34 @@ absl::StatusOr<Capability> TakeGrant(schema::Reply::Reader reply,
   return cap;
 }
 
+// Makes `fd` (borrowed), handed to FromFd, fit to be a Client's connection:
+// a SOCK_SEQPACKET socket, since the framing relies on one message per
+// datagram; close-on-exec, so that an inherited, authenticated connection
+// does not leak into a program this process runs later; and blocking, since
+// a call waits for its reply.
+absl::Status AdoptConnection(int fd) {
+  int type = 0;
+  socklen_t length = sizeof(type);
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) != 0) {
+    if (errno == ENOTSOCK) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "fd ", fd, " is not a socket; a broker connection is a SOCK_SEQPACKET socket"));
+    }
+    return ErrnoStatus(errno, absl::StrCat("getsockopt(fd=", fd, ", SO_TYPE)"));
+  }
+  if (type != SOCK_SEQPACKET) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "fd ", fd, " is a socket of type ", type,
+        "; a broker connection is a SOCK_SEQPACKET socket"));
+  }
+  const int flags = fcntl(fd, F_GETFD);
+  if (flags < 0) return ErrnoStatus(errno, absl::StrCat("fcntl(fd=", fd, ", F_GETFD)"));
+  if ((flags & FD_CLOEXEC) == 0 && fcntl(fd, F_SETFD, flags | FD_CLOEXEC) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("fcntl(fd=", fd, ", F_SETFD, FD_CLOEXEC)"));
+  }
+  return SetNonBlocking(fd, false);
+}
+
 }  // namespace
 
 absl::StatusOr<Client> Client::Connect(absl::string_view socket_path) {
@@ -127,6 +160,7 @@ absl::StatusOr<Client> Client::Connect(absl::string_view socket_path) {
 }
 
 absl::StatusOr<Client> Client::FromFd(UniqueFd fd) {
+  CB_RETURN_IF_ERROR(AdoptConnection(fd.get()));
   Client client(std::move(fd));
   CB_RETURN_IF_ERROR(client.Hello());
   return client;

@@ -132,7 +132,11 @@ class Client {
   static absl::StatusOr<Client> Connect(absl::string_view socket_path = "");
 
   // Uses an already connected socket (one inherited from a parent, for
-  // example) and does the handshake.
+  // example) and does the handshake. `fd` must be a SOCK_SEQPACKET socket
+  // (kInvalidArgument otherwise). The client sets FD_CLOEXEC on it, so that
+  // an inherited, authenticated connection does not leak into a program
+  // this process runs later, and clears O_NONBLOCK, since a call waits for
+  // its reply.
   static absl::StatusOr<Client> FromFd(UniqueFd fd);
 
   Client(Client&&) = default;

@@ -41,13 +41,19 @@ using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Values;
 
-// Answers the hello that opens every connection, as the broker does.
+using Fill = std::function<void(schema::Reply::Builder)>;
+
+// The answer to the hello that opens every connection.
+void HelloReply(schema::Reply::Builder reply) {
+  reply.setId(1);
+  reply.initHello().setVersion(schema::PROTOCOL_VERSION);
+}
+
+// Receives the hello on `broker` and answers it, as the broker does.
 void AnswerHello(wire::Channel& broker) {
   ASSERT_OK_AND_ASSIGN(wire::Incoming hello, broker.Receive());
   capnp::MallocMessageBuilder message;
-  auto reply = message.initRoot<schema::Reply>();
-  reply.setId(1);
-  reply.initHello().setVersion(schema::PROTOCOL_VERSION);
+  HelloReply(message.initRoot<schema::Reply>());
   ASSERT_OK(broker.Send(message));
 }
 
@@ -117,8 +123,6 @@ TEST_F(ClientConnectTest, NoBrokerAnywhereIsUnavailableNamingEachPath) {
   EXPECT_THAT(Client::Connect(), StatusIs(absl::StatusCode::kUnavailable,
                                           HasSubstr(wire::kSystemSocketPath)));
 }
-
-using Fill = std::function<void(schema::Reply::Builder)>;
 
 UniqueFd DevNull() { return UniqueFd(open("/dev/null", O_RDONLY | O_CLOEXEC)); }
 
@@ -209,10 +213,7 @@ class ClientTest : public ::testing::Test {
   void SetUp() override {
     ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
     broker_.emplace(std::move(pair.first));
-    broker_->Send([](schema::Reply::Builder r) {
-      r.setId(1);
-      r.initHello().setVersion(schema::PROTOCOL_VERSION);
-    });
+    broker_->Send(HelloReply);
     ASSERT_OK_AND_ASSIGN(Client client, Client::FromFd(std::move(pair.second)));
     client_.emplace(std::move(client));
     fds_before_ = CountOpenFds();
@@ -525,6 +526,37 @@ TEST_F(ClientTest, ARequestRefusedBeforeSendingLeavesTheConnectionInStep) {
               StatusIs(absl::StatusCode::kResourceExhausted));
   broker_->Send(ListReply(2));
   EXPECT_OK(client_->List());
+}
+
+// A connection inherited from elsewhere may be any fd, with any flags.
+TEST(ClientFromFdTest, RefusesAnythingButASeqpacketSocket) {
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+  UniqueFd stream(fds[0]);
+  BrokerEnd other_end{UniqueFd(fds[1])};
+  // On a stream socket, the hello would even be answered.
+  other_end.SendUnchecked(HelloReply, {});
+  EXPECT_THAT(Client::FromFd(std::move(stream)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("SOCK_SEQPACKET")));
+  ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
+  UniqueFd write_end(fds[1]);
+  EXPECT_THAT(Client::FromFd(UniqueFd(fds[0])),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a socket")));
+}
+
+TEST(ClientFromFdTest, MakesTheConnectionCloseOnExecAndBlocking) {
+  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+  BrokerEnd broker(std::move(pair.first));
+  broker.Send(HelloReply);
+  // As a parent may pass it: inheritable (dup2 clears FD_CLOEXEC) and
+  // non-blocking.
+  ASSERT_EQ(fcntl(pair.second.get(), F_SETFD, 0), 0);
+  ASSERT_OK(SetNonBlocking(pair.second.get(), true));
+  ASSERT_OK_AND_ASSIGN(Client client, Client::FromFd(std::move(pair.second)));
+  EXPECT_TRUE(testing::IsCloseOnExec(client.fd()));
+  const int flags = fcntl(client.fd(), F_GETFL);
+  ASSERT_GE(flags, 0);
+  EXPECT_EQ(flags & O_NONBLOCK, 0);
 }
 
 }  // namespace

@@ -17,11 +17,14 @@
 // (a reply to another request, a malformed message, fds that do not match
 // their list or did not all arrive, an event flood) is a protocol error: the
 // call fails with its reason, the client closes the connection, and every
-// later call fails with kUnavailable naming that first error. Replies are
-// never matched by guesswork, so a reply can never be taken for another
-// request's answer. A request refused before it is sent (too large, say)
-// leaves the connection as it was. Not thread-safe: use one Client per
-// thread, or lock around it.
+// later call fails with kUnavailable naming that first error, so that no
+// reply is ever taken for another request's answer. A request refused
+// before it is sent (too large, say) leaves the connection as it was. An
+// error with id 0 is the broker's answer to a request it could not read
+// (it cannot trust that request's id): it answers the call outstanding.
+// Other unasked (id 0) messages of kinds this client does not know are
+// skipped, their fds closed. Not thread-safe: use one Client per thread,
+// or lock around it.
 //
 // A grant must answer its request, or it is a protocol error (the fd is
 // closed with the connection): its entry names what was asked for

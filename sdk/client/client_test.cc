@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <functional>
 #include <optional>
@@ -124,7 +125,12 @@ TEST_F(ClientConnectTest, NoBrokerAnywhereIsUnavailableNamingEachPath) {
                                           HasSubstr(wire::kSystemSocketPath)));
 }
 
-UniqueFd DevNull() { return UniqueFd(open("/dev/null", O_RDONLY | O_CLOEXEC)); }
+// An fd for the broker to send: what it is does not matter to the client.
+UniqueFd DevNull() {
+  UniqueFd fd(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  EXPECT_TRUE(fd.valid()) << "open(/dev/null): " << std::strerror(errno);
+  return fd;
+}
 
 // The broker's end of a Client's connection, played by the test. Replies
 // are written before the client asks, in the order it will ask: one

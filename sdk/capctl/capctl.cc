@@ -43,13 +43,24 @@ constexpr char kUsage[] =
     "  policy check FILE\n"
     "  policy init\n"
     "  help\n"
-    "--socket defaults to $CAPBROKER_SOCKET, $XDG_RUNTIME_DIR/capbroker/broker.sock\n"
-    "or, for root, /run/capbroker/broker.sock.\n"
+    "--socket defaults to $CAPBROKER_SOCKET, else $XDG_RUNTIME_DIR/capbroker/broker.sock\n"
+    "and then, if nothing is there, /run/capbroker/broker.sock.\n"
     "exit codes: 0 ok, 1 failure, 2 usage, 3 permission denied, 4 not found,\n"
     "5 broker unavailable, 127 exec: command not run.\n";
 
 // Largest fd name in LISTEN_FDNAMES, as systemd limits it (FDNAME_MAX).
 constexpr size_t kMaxFdNameBytes = 255;
+
+// What one error line shows of an argument (a name, a path) and of a
+// reason: a 100 KB argument is refused, not echoed to the terminal.
+constexpr size_t kMaxShownArgumentBytes = 256;
+constexpr size_t kMaxShownReasonBytes = 512;
+
+// `text` whole if it has at most `max` bytes, else its start and its length.
+std::string Shown(absl::string_view text, size_t max = kMaxShownArgumentBytes) {
+  if (text.size() <= max) return std::string(text);
+  return absl::StrCat(text.substr(0, max), "... (", text.size(), " bytes)");
+}
 
 // A usage error: the message for "capctl: <why>", and the usage text.
 struct UsageError {
@@ -119,7 +130,7 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
       flag.resize(eq);
     }
     if (!takes(flag)) {
-      return absl::InvalidArgumentError(absl::StrCat("unknown option ", flag));
+      return absl::InvalidArgumentError(absl::StrCat("unknown option ", Shown(flag)));
     }
     bool needs_value = flag == "--access" || flag == "--mode";
     if (needs_value && !value) {
@@ -135,13 +146,13 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
       options.access = ParseAccess(*value);
       if (!options.access) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "bad access \"", *value, "\" (read, write, readWrite or append)"));
+            "bad access \"", Shown(*value), "\" (read, write, readWrite or append)"));
       }
     } else if (flag == "--mode") {
       options.mode = ParseMode(*value);
       if (!options.mode) {
         return absl::InvalidArgumentError(
-            absl::StrCat("bad mode \"", *value, "\" (octal, at most 0777)"));
+            absl::StrCat("bad mode \"", Shown(*value), "\" (octal, at most 0777)"));
       }
     } else if (flag == "--create") {
       options.create = true;
@@ -174,10 +185,10 @@ class Capctl {
 
  private:
   int Fail(const absl::Status& status, absl::string_view context) {
-    std::string why(status.message());
+    absl::string_view why = status.message();
     // A one-line report: multi-line messages keep their first line.
-    if (size_t nl = why.find('\n'); nl != std::string::npos) why.resize(nl);
-    err_ << "capctl: " << context << ": " << why << "\n";
+    why = why.substr(0, why.find('\n'));
+    err_ << "capctl: " << context << ": " << Shown(why, kMaxShownReasonBytes) << "\n";
     return ExitCodeFor(status);
   }
   int Usage(absl::string_view why) {
@@ -213,7 +224,7 @@ int Capctl::Request(const Options& o) {
   if (!client.ok()) return Fail(client.status(), "connect");
   absl::StatusOr<Capability> cap =
       client->Acquire(name, o.access.value_or(schema::Access::UNSPECIFIED));
-  if (!cap.ok()) return Fail(cap.status(), absl::StrCat("request ", name));
+  if (!cap.ok()) return Fail(cap.status(), absl::StrCat("request ", Shown(name)));
   out_ << Describe(*cap) << "\n";
   return kExitOk;
 }
@@ -231,7 +242,7 @@ int Capctl::Open(const Options& o) {
   absl::StatusOr<Client> client = ConnectBroker();
   if (!client.ok()) return Fail(client.status(), "connect");
   absl::StatusOr<Capability> cap = client->OpenBeneath(dir, path, options);
-  if (!cap.ok()) return Fail(cap.status(), absl::StrCat("open ", dir, " ", path));
+  if (!cap.ok()) return Fail(cap.status(), absl::StrCat("open ", Shown(dir), " ", Shown(path)));
   out_ << Describe(*cap) << "\n";
   return kExitOk;
 }
@@ -246,12 +257,12 @@ int Capctl::Exec(const Options& o) {
         absl::StrSplit(spec, absl::MaxSplits('=', 1));
     if (spec.find('=') == std::string::npos) parts.second = parts.first;
     if (parts.first.empty() || parts.second.empty()) {
-      return Usage(absl::StrCat("empty name in \"", spec, "\""));
+      return Usage(absl::StrCat("empty name in \"", Shown(spec), "\""));
     }
     // LISTEN_FDNAMES is ':'-separated; systemd allows printable ASCII only.
     for (char c : parts.second) {
       if (c == ':' || c < 0x21 || c > 0x7e) {
-        return Usage(absl::StrCat("bad fd name \"", parts.second, "\""));
+        return Usage(absl::StrCat("bad fd name \"", Shown(parts.second), "\""));
       }
     }
     if (parts.second.size() > kMaxFdNameBytes) {
@@ -266,7 +277,7 @@ int Capctl::Exec(const Options& o) {
     if (!client.ok()) return Fail(client.status(), "connect");
     for (const auto& [name, fd_name] : wanted) {
       absl::StatusOr<Capability> cap = client->Acquire(name);
-      if (!cap.ok()) return Fail(cap.status(), absl::StrCat("request ", name));
+      if (!cap.ok()) return Fail(cap.status(), absl::StrCat("request ", Shown(name)));
       fds.push_back(std::move(cap->fd));
       fd_names.push_back(fd_name);
     }
@@ -314,7 +325,7 @@ int Capctl::Connect(const Options& o) {
     absl::StatusOr<Client> client = ConnectBroker();
     if (!client.ok()) return Fail(client.status(), "connect");
     absl::StatusOr<Capability> connection = client->ConnectService(service);
-    if (!connection.ok()) return Fail(connection.status(), absl::StrCat("connect ", service));
+    if (!connection.ok()) return Fail(connection.status(), absl::StrCat("connect ", Shown(service)));
     fds.push_back(std::move(connection->fd));
   }
   return ExecWith(std::move(fds), {service}, o.command);
@@ -429,9 +440,9 @@ int Capctl::PolicyCheck(const std::string& path) {
       }
     }
     if (lines > 1) {
-      err_ << "capctl: " << path << ": rejected (" << lines << " errors)\n";
+      err_ << "capctl: " << Shown(path) << ": rejected (" << lines << " errors)\n";
     } else {
-      Fail(policy.status(), path);
+      Fail(policy.status(), Shown(path));
     }
     return kExitFailure;
   }
@@ -460,7 +471,7 @@ int Capctl::Run(const std::vector<std::string>& args, size_t begin) {
       if (args[begin + 2].empty()) return Usage("empty FILE");
       return PolicyCheck(args[begin + 2]);
     }
-    return Usage(absl::StrCat("unknown policy command \"", what, "\""));
+    return Usage(absl::StrCat("unknown policy command \"", Shown(what), "\""));
   }
   struct Sub {
     const char* name;
@@ -486,7 +497,7 @@ int Capctl::Run(const std::vector<std::string>& args, size_t begin) {
     }
     return (this->*sub.run)(*options);
   }
-  return Usage(absl::StrCat("unknown command \"", command, "\""));
+  return Usage(absl::StrCat("unknown command \"", Shown(command), "\""));
 }
 
 }  // namespace
@@ -520,7 +531,7 @@ int RunCapctl(const std::vector<std::string>& args, std::ostream& out,
       socket = std::string(arg.substr(9));
       i += 1;
     } else {
-      err << "capctl: unknown option " << arg << "\n" << kUsage;
+      err << "capctl: unknown option " << Shown(arg) << "\n" << kUsage;
       return kExitUsage;
     }
     if (socket.empty()) {

@@ -1,12 +1,20 @@
 #include "sdk/client/client.h"
 
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "capnp/message.h"
 #include "sdk/base/kj_status.h"
 #include "sdk/base/status_macros.h"
+#include "sdk/base/syscall.h"
 #include "sdk/wire/error_code.h"
+#include "sdk/wire/names.h"
 #include "sdk/wire/socket_path.h"
 #include "sdk/wire/unix_socket.h"
 
@@ -23,15 +31,75 @@ constexpr size_t kMaxQueuedEvents = 4096;
 
 std::string Str(capnp::Text::Reader text) { return std::string(text.cStr(), text.size()); }
 
-// Takes the one fd of a grant reply, checking that the datagram carried
-// exactly what the message says.
+// The status an error reply carries.
+absl::Status ErrorStatus(schema::Error::Reader error) {
+  return absl::Status(wire::FromErrorCode(error.getCode()), Str(error.getMessage()));
+}
+
+absl::string_view View(capnp::Text::Reader text) {
+  return absl::string_view(text.cStr(), text.size());
+}
+
+// What a grant must answer: the request as this client sent it.
+struct Asked {
+  absl::string_view name;  // the capability, directory or service
+  absl::string_view path;  // open beneath: the path; empty otherwise
+  schema::Access access;   // unspecified: the grant's access, whatever it is
+  bool connection;         // ConnectService
+};
+
+// An access a grant can have: one the schema knows, and not unspecified.
+bool IsGrantable(schema::Access access) {
+  switch (access) {
+    case schema::Access::READ:
+    case schema::Access::WRITE:
+    case schema::Access::READ_WRITE:
+    case schema::Access::APPEND:
+      return true;
+    case schema::Access::UNSPECIFIED:
+      return false;
+  }
+  return false;
+}
+
+// Whether `info` describes an answer to `asked`, from the message alone
+// (see client.h on why the fd itself is not examined).
+absl::Status CheckGrant(schema::FdInfo::Reader info, const Asked& asked) {
+  const absl::string_view name = View(info.getName());
+  if (name != asked.name) {
+    return absl::InternalError(absl::StrCat("broker granted '", name,
+                                            "' for a request for '", asked.name, "'"));
+  }
+  if ((info.getKind() == schema::Kind::CONNECTION) != asked.connection) {
+    return absl::InternalError(absl::StrCat("broker granted a ", KindName(info.getKind()),
+                                            " for '", asked.name, "'"));
+  }
+  if (View(info.getPath()) != asked.path) {
+    return absl::InternalError(absl::StrCat("broker granted path '", View(info.getPath()),
+                                            "' of '", asked.name, "' for a request for '",
+                                            asked.path, "'"));
+  }
+  const schema::Access access = info.getAccess();
+  if (asked.access == schema::Access::UNSPECIFIED ? !IsGrantable(access)
+                                                  : access != asked.access) {
+    return absl::InternalError(absl::StrCat("broker granted ", AccessName(access),
+                                            " access to '", asked.name, "' for a request for ",
+                                            AccessName(asked.access), " access"));
+  }
+  return absl::OkStatus();
+}
+
+// Takes the one fd of a grant reply that answers `asked` (Receive checked
+// that the datagram carried the fds the message lists). On an error the fd
+// stays in `fds`, to be closed with them.
 absl::StatusOr<Capability> TakeGrant(schema::Reply::Reader reply,
-                                     std::vector<UniqueFd>& fds) {
-  if (!reply.isGranted() || reply.getFds().size() != 1 || fds.size() != 1) {
+                                     std::vector<UniqueFd>& fds, const Asked& asked) {
+  if (!reply.isGranted() || fds.size() != 1) {
     return absl::InternalError(absl::StrCat(
         "broker reply does not carry one capability (", fds.size(), " fds)"));
   }
   auto info = reply.getFds()[0];
+  CB_RETURN_IF_ERROR(CheckGrant(info, asked));
   Capability cap;
   cap.fd = std::move(fds[0]);
   cap.name = Str(info.getName());
@@ -42,25 +110,57 @@ absl::StatusOr<Capability> TakeGrant(schema::Reply::Reader reply,
   return cap;
 }
 
+// Makes `fd` (borrowed), handed to FromFd, fit to be a Client's connection:
+// a SOCK_SEQPACKET socket, since the framing relies on one message per
+// datagram; close-on-exec, so that an inherited, authenticated connection
+// does not leak into a program this process runs later; and blocking, since
+// a call waits for its reply.
+absl::Status AdoptConnection(int fd) {
+  int type = 0;
+  socklen_t length = sizeof(type);
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) != 0) {
+    if (errno == ENOTSOCK) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "fd ", fd, " is not a socket; a broker connection is a SOCK_SEQPACKET socket"));
+    }
+    return ErrnoStatus(errno, absl::StrCat("getsockopt(fd=", fd, ", SO_TYPE)"));
+  }
+  if (type != SOCK_SEQPACKET) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "fd ", fd, " is a socket of type ", type,
+        "; a broker connection is a SOCK_SEQPACKET socket"));
+  }
+  const int flags = fcntl(fd, F_GETFD);
+  if (flags < 0) return ErrnoStatus(errno, absl::StrCat("fcntl(fd=", fd, ", F_GETFD)"));
+  if ((flags & FD_CLOEXEC) == 0 && fcntl(fd, F_SETFD, flags | FD_CLOEXEC) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("fcntl(fd=", fd, ", F_SETFD, FD_CLOEXEC)"));
+  }
+  return SetNonBlocking(fd, false);
+}
+
 }  // namespace
 
 absl::StatusOr<Client> Client::Connect(absl::string_view socket_path) {
-  std::string path(socket_path);
-  if (path.empty()) {
-    CB_ASSIGN_OR_RETURN(path, wire::DefaultSocketPath());
+  std::vector<std::string> paths;
+  if (socket_path.empty()) {
+    paths = wire::ClientSocketPaths();
+  } else {
+    paths.emplace_back(socket_path);
   }
-  absl::StatusOr<UniqueFd> fd = wire::ConnectSeqpacket(path);
-  if (!fd.ok()) {
-    if (fd.status().code() == absl::StatusCode::kNotFound) {
-      return absl::UnavailableError(absl::StrCat(
-          "no broker socket at ", path, " (is capbrokerd running?)"));
-    }
-    return fd.status();
+  for (const std::string& path : paths) {
+    absl::StatusOr<UniqueFd> fd = wire::ConnectSeqpacket(path);
+    if (fd.ok()) return FromFd(std::move(fd).value());
+    // Only a path where nothing exists sends us on to the next: a socket
+    // that refuses is a broker that is down, and one we may not reach is
+    // not replaced by another broker behind the caller's back.
+    if (fd.status().code() != absl::StatusCode::kNotFound) return fd.status();
   }
-  return FromFd(std::move(fd).value());
+  return absl::UnavailableError(absl::StrCat(
+      "no broker socket at ", absl::StrJoin(paths, " or "), " (is capbrokerd running?)"));
 }
 
 absl::StatusOr<Client> Client::FromFd(UniqueFd fd) {
+  CB_RETURN_IF_ERROR(AdoptConnection(fd.get()));
   Client client(std::move(fd));
   CB_RETURN_IF_ERROR(client.Hello());
   return client;
@@ -68,7 +168,8 @@ absl::StatusOr<Client> Client::FromFd(UniqueFd fd) {
 
 template <typename Fill, typename Read>
 absl::Status Client::Call(Fill fill, Read read) {
-  uint64_t id = next_id_++;
+  CB_RETURN_IF_ERROR(CheckOpen());
+  const uint64_t id = next_id_;
   // Requests are a few dozen words: they are built on the stack (the
   // builder wants its first segment zeroed). A longer one (a long path)
   // spills into segments the builder allocates.
@@ -77,42 +178,86 @@ absl::Status Client::Call(Fill fill, Read read) {
   auto request = message.initRoot<schema::Request>();
   request.setId(id);
   fill(request);
+  // A request refused here (too large, say) never reached the broker: the
+  // connection is still in step, and the id is still unused.
   CB_RETURN_IF_ERROR(channel_.Send(message));
-  absl::Status result;
-  for (bool answered = false; !answered;) {
-    CB_ASSIGN_OR_RETURN(wire::Incoming incoming, Receive());
-    CB_RETURN_IF_ERROR(CatchKj("malformed broker reply", [&]() -> absl::Status {
-      auto reply = incoming.reader->getRoot<schema::Reply>();
-      if (reply.getId() == 0) return QueueEvent(reply, incoming.fds);  // not ours
-      answered = true;
-      if (reply.getId() != id) {
-        return absl::InternalError(absl::StrCat(
-            "broker replied to request ", reply.getId(), ", expected ", id));
-      }
-      if (reply.isError()) {
-        auto error = reply.getError();
-        result = absl::Status(wire::FromErrorCode(error.getCode()), Str(error.getMessage()));
+  ++next_id_;
+  // From here the broker owes this request the next reply. Anything but
+  // that reply (or an event) leaves the two sides out of step, and a reply
+  // read as another request's would hand the caller the wrong answer, or
+  // the wrong fd: the connection is closed instead.
+  for (;;) {
+    absl::StatusOr<wire::Incoming> incoming = Receive();
+    if (!incoming.ok()) return Break(incoming.status());
+    std::optional<absl::Status> answer;
+    absl::Status in_step = CatchKj("malformed broker reply", [&]() -> absl::Status {
+      auto reply = incoming->reader->getRoot<schema::Reply>();
+      const uint64_t reply_id = reply.getId();
+      // The broker answers a request it could not read with id 0, since it
+      // cannot trust the id it would echo. With one request outstanding,
+      // that request is this one.
+      if (reply.isError() && (reply_id == id || reply_id == 0)) {
+        answer = ErrorStatus(reply.getError());
         return absl::OkStatus();
       }
-      result = read(reply, incoming.fds);
-      return absl::OkStatus();
-    }));
+      if (reply_id == 0) return QueueEvent(reply, incoming->fds);  // not ours
+      if (reply_id != id) {
+        return absl::InternalError(absl::StrCat(
+            "broker replied to request ", reply_id, ", expected ", id));
+      }
+      answer = absl::OkStatus();
+      return read(reply, incoming->fds);
+    });
+    if (!in_step.ok()) return Break(std::move(in_step));
+    if (answer.has_value()) return *answer;
   }
-  return result;
+}
+
+absl::Status Client::CheckOpen() const {
+  if (broken_.ok()) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat(
+      "the connection to the broker was closed after an earlier error: ",
+      broken_.ToString()));
+}
+
+absl::Status Client::Break(absl::Status why) {
+  broken_ = why;
+  channel_.Close();
+  // Connections queued for a service go too: their clients see end of
+  // stream rather than wait on a service that can no longer hear the broker.
+  events_.clear();
+  return why;
 }
 
 absl::StatusOr<wire::Incoming> Client::Receive() {
   absl::StatusOr<wire::Incoming> incoming = channel_.Receive();
-  if (!incoming.ok() && incoming.status().code() == absl::StatusCode::kUnavailable) {
+  if (!incoming.ok()) {
+    if (incoming.status().code() != absl::StatusCode::kUnavailable) return incoming;
     return absl::UnavailableError(
         absl::StrCat("the broker closed the connection: ", incoming.status().message()));
+  }
+  // Every message lists the fds its datagram carries: a list that
+  // disagrees means the message and the fds cannot be matched.
+  size_t listed = 0;
+  CB_RETURN_IF_ERROR(CatchKj("malformed broker message", [&] {
+    listed = incoming->reader->getRoot<schema::Reply>().getFds().size();
+    return absl::OkStatus();
+  }));
+  if (listed != incoming->fds.size()) {
+    return absl::InternalError(absl::StrCat("broker message lists ", listed,
+                                            " fds but its datagram carried ",
+                                            incoming->fds.size()));
   }
   return incoming;
 }
 
 absl::Status Client::QueueEvent(schema::Reply::Reader reply, std::vector<UniqueFd>& fds) {
-  if (!reply.isIncoming() || fds.size() != 1 || reply.getFds().size() != 1) {
-    return absl::InternalError("the broker sent an event this client does not know");
+  // Kinds this client does not know (the schema grows) are skipped; their
+  // fds close with `fds`.
+  if (!reply.isIncoming()) return absl::OkStatus();
+  if (fds.size() != 1) {
+    return absl::InternalError(absl::StrCat(
+        "the broker sent an incoming connection with ", fds.size(), " fds, not 1"));
   }
   if (events_.size() >= kMaxQueuedEvents) {
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -130,16 +275,28 @@ absl::Status Client::QueueEvent(schema::Reply::Reader reply, std::vector<UniqueF
 }
 
 absl::StatusOr<IncomingConnection> Client::NextIncoming() {
+  CB_RETURN_IF_ERROR(CheckOpen());
   while (events_.empty()) {
-    CB_ASSIGN_OR_RETURN(wire::Incoming incoming, Receive());
-    CB_RETURN_IF_ERROR(CatchKj("malformed broker event", [&]() -> absl::Status {
-      auto reply = incoming.reader->getRoot<schema::Reply>();
+    absl::StatusOr<wire::Incoming> incoming = Receive();
+    if (!incoming.ok()) {
+      // A hang-up, or, on a socket TryAccept made non-blocking, nothing to
+      // read yet: neither leaves a message half-read.
+      if (incoming.status().code() == absl::StatusCode::kUnavailable) return incoming.status();
+      return Break(incoming.status());
+    }
+    absl::Status in_step = CatchKj("malformed broker event", [&]() -> absl::Status {
+      auto reply = incoming->reader->getRoot<schema::Reply>();
       if (reply.getId() != 0) {
         return absl::InternalError(absl::StrCat("unexpected reply to request ",
                                                 reply.getId(), " while waiting for a connection"));
       }
-      return QueueEvent(reply, incoming.fds);
-    }));
+      if (reply.isError()) {
+        return absl::InternalError(absl::StrCat("the broker sent an error for no request: ",
+                                                ErrorStatus(reply.getError()).ToString()));
+      }
+      return QueueEvent(reply, incoming->fds);
+    });
+    if (!in_step.ok()) return Break(std::move(in_step));
   }
   IncomingConnection event = std::move(events_.front());
   events_.pop_front();
@@ -153,7 +310,7 @@ absl::StatusOr<Capability> Client::ConnectService(absl::string_view service) {
         r.initConnect().setService(capnp::Text::Reader(service.data(), service.size()));
       },
       [&](schema::Reply::Reader reply, std::vector<UniqueFd>& fds) {
-        result = TakeGrant(reply, fds);
+        result = TakeGrant(reply, fds, Asked{service, "", schema::Access::UNSPECIFIED, true});
         return result.status();
       }));
   return result;
@@ -218,7 +375,7 @@ absl::StatusOr<Capability> Client::Acquire(absl::string_view name,
         acquire.setAccess(access);
       },
       [&](schema::Reply::Reader reply, std::vector<UniqueFd>& fds) {
-        result = TakeGrant(reply, fds);
+        result = TakeGrant(reply, fds, Asked{name, "", access, false});
         return result.status();
       }));
   return result;
@@ -239,7 +396,7 @@ absl::StatusOr<Capability> Client::OpenBeneath(absl::string_view directory,
         open.setMode(options.mode);
       },
       [&](schema::Reply::Reader reply, std::vector<UniqueFd>& fds) {
-        result = TakeGrant(reply, fds);
+        result = TakeGrant(reply, fds, Asked{directory, path, options.access, false});
         return result.status();
       }));
   return result;

@@ -10,9 +10,34 @@
 // no broker or the connection broke; kResourceExhausted: a limit) and whose
 // message is the broker's reason, naming the policy rule.
 //
-// A Client is one connection. Requests are answered in order; the client
-// checks that every reply echoes its request's id. Not thread-safe: use one
-// Client per thread, or lock around it.
+// A Client is one connection, with at most one request outstanding.
+// Requests are answered in order; the client checks that every reply echoes
+// its request's id and that every message lists the fds its datagram
+// carried. A broker message that breaks these rules once a request is sent
+// (a reply to another request, a malformed message, fds that do not match
+// their list or did not all arrive, an event flood) is a protocol error: the
+// call fails with its reason, the client closes the connection, and every
+// later call fails with kUnavailable naming that first error, so that no
+// reply is ever taken for another request's answer. A request refused
+// before it is sent (too large, say) leaves the connection as it was. An
+// error with id 0 is the broker's answer to a request it could not read
+// (it cannot trust that request's id): it answers the call outstanding.
+// Other unasked (id 0) messages of kinds this client does not know are
+// skipped, their fds closed. Not thread-safe: use one Client per thread,
+// or lock around it.
+//
+// A grant must answer its request, or it is a protocol error (the fd is
+// closed with the connection): its entry names what was asked for
+// (Acquire: the capability; OpenBeneath: the directory capability, with
+// `path` the path asked for; ConnectService: the service, of kind
+// connection, which no other grant is) and has the access asked for (the
+// broker grants exactly that; for `unspecified`, any access the schema
+// knows but unspecified). These checks read the message only. The SDK does
+// not fstat or fcntl the fd to compare its type or open mode with the
+// entry: that would cost system calls on every grant, and the broker
+// reached at the configured socket is the authority on what it hands out
+// (README: the broker refuses a socket directory others could write, so no
+// one else can bind a socket there).
 #ifndef CAPBROKER_SDK_CLIENT_CLIENT_H_
 #define CAPBROKER_SDK_CLIENT_CLIENT_H_
 
@@ -99,13 +124,22 @@ struct BeneathOptions {
 
 class Client {
  public:
-  // Connects to the broker at `socket_path`, or, when empty, at the default
-  // ($CAPBROKER_SOCKET, $XDG_RUNTIME_DIR/capbroker/broker.sock, or, for
-  // root, /run/capbroker/broker.sock), and does the version handshake.
+  // Connects to the broker at `socket_path`, and does the version
+  // handshake. When `socket_path` is empty: at $CAPBROKER_SOCKET if set;
+  // otherwise at $XDG_RUNTIME_DIR/capbroker/broker.sock (the user's own
+  // broker), and, if nothing exists there or XDG_RUNTIME_DIR is not set, at
+  // /run/capbroker/broker.sock (the system broker, which serves every local
+  // user). The order is wire::ClientSocketPaths'. kUnavailable when no
+  // socket exists at any of these (the message names each) or nothing
+  // listens on it.
   static absl::StatusOr<Client> Connect(absl::string_view socket_path = "");
 
   // Uses an already connected socket (one inherited from a parent, for
-  // example) and does the handshake.
+  // example) and does the handshake. `fd` must be a SOCK_SEQPACKET socket
+  // (kInvalidArgument otherwise). The client sets FD_CLOEXEC on it, so that
+  // an inherited, authenticated connection does not leak into a program
+  // this process runs later, and clears O_NONBLOCK, since a call waits for
+  // its reply.
   static absl::StatusOr<Client> FromFd(UniqueFd fd);
 
   Client(Client&&) = default;
@@ -145,31 +179,46 @@ class Client {
 
   // For a hosted service: the next connection the broker made for a
   // client, waiting for one if none is queued. kUnavailable when the broker
-  // closed the connection (the service should then exit).
+  // closed the connection (the service should then exit). Messages of kinds
+  // this client does not know (the schema grows) are skipped, their fds
+  // closed; anything else that is not an event is a protocol error.
   absl::StatusOr<IncomingConnection> NextIncoming();
 
-  // The connection's fd, still owned by the client.
+  // The connection's fd, still owned by the client; -1 once a protocol
+  // error closed the connection.
   int fd() const { return channel_.fd(); }
 
  private:
   explicit Client(UniqueFd fd) : channel_(std::move(fd)) {}
 
   // Sends `request` (its id is set here) and receives the matching reply,
-  // which `read` reads under CatchKj. An error reply becomes a status.
+  // which `read` reads under CatchKj. An error reply becomes a status; an
+  // error `read` returns, or anything else wrong once the request is sent,
+  // is a protocol error (Break).
   template <typename Fill, typename Read>
   absl::Status Call(Fill fill, Read read);
 
   absl::Status Hello();
 
-  // The next message from the broker; a hang-up says so.
+  // kUnavailable naming broken_ once Break has run; OK before.
+  absl::Status CheckOpen() const;
+
+  // Closes the connection after the protocol error `why`, which every later
+  // call reports; returns `why`.
+  absl::Status Break(absl::Status why);
+
+  // The next message from the broker, with its fd list checked against
+  // the fds its datagram carried; a hang-up says so.
   absl::StatusOr<wire::Incoming> Receive();
 
-  // Reads an `incoming` event (a reply with id 0) into events_.
+  // Reads an `incoming` event (a reply with id 0) into events_, and skips
+  // unknown kinds.
   absl::Status QueueEvent(schema::Reply::Reader reply, std::vector<UniqueFd>& fds);
 
   wire::Channel channel_;
   std::deque<IncomingConnection> events_;  // at most kMaxQueuedEvents
-  uint64_t next_id_ = 1;
+  uint64_t next_id_ = 1;                   // of the next request sent
+  absl::Status broken_;                    // why the connection was closed
   PeerInfo peer_;
 };
 

@@ -21,8 +21,13 @@ bool HungUp(int fd) {
 
 absl::StatusOr<std::optional<IncomingConnection>> TryAccept(Client& broker) {
   const int fd = broker.fd();
-  CB_RETURN_IF_ERROR(SetNonBlocking(fd, true));
+  if (fd >= 0) {
+    CB_RETURN_IF_ERROR(SetNonBlocking(fd, true));
+  }
   absl::StatusOr<IncomingConnection> next = broker.NextIncoming();
+  // A Client closes its fd after a protocol error (this one or an earlier
+  // one, which NextIncoming reported): there is nothing to restore.
+  if (broker.fd() < 0) return next.status();
   CB_RETURN_IF_ERROR(SetNonBlocking(fd, false));
   if (next.ok()) return std::optional<IncomingConnection>(std::move(next).value());
   if (next.status().code() != absl::StatusCode::kUnavailable || HungUp(fd)) {

@@ -42,8 +42,12 @@ class Channel {
   // on a malformed message: read them under CatchKj.
   absl::StatusOr<Incoming> Receive();
 
-  // The socket, still owned by the channel (for poll()).
+  // The socket, still owned by the channel (for poll()); -1 once closed.
   int fd() const { return fd_.get(); }
+
+  // Closes the socket, for a peer that can no longer be trusted to be in
+  // step. Send and Receive fail after it (EBADF).
+  void Close() { fd_.reset(); }
 
  private:
   // Received messages are read in place, without an allocation per message;

@@ -62,10 +62,14 @@ absl::StatusOr<std::optional<Datagram>> ReceiveDatagram(int fd, ReceiveBuffer& b
   if (fd_policy == FdPolicy::kRefuse) {
     datagram.fds_discarded = (msg.msg_flags & MSG_CTRUNC) != 0;
   } else if (msg.msg_flags & MSG_CTRUNC) {
-    // The fds that came are closed as `datagram` goes out of scope.
+    // The fds that came are closed as `datagram` goes out of scope. The
+    // kernel does not say which cause it was: a sender past the limit, or a
+    // receiver at its RLIMIT_NOFILE (the usual cause on a client, since the
+    // broker sends at most a few), or a security module refusing an fd.
     return absl::DataLossError(absl::StrCat(
-        "datagram carried more fds than the ", kMaxFdsPerMessage,
-        " allowed, or the kernel dropped some: closing the connection"));
+        "the fds of a datagram did not all arrive (it carried more than the ",
+        kMaxFdsPerMessage, " allowed, or the receiver reached its open-file limit, "
+        "RLIMIT_NOFILE): closing the connection"));
   }
   // The buffer holds one word more than the limit, so that a datagram of one
   // word over is seen here rather than cut without MSG_TRUNC.

@@ -6,11 +6,12 @@
 // - a datagram larger than kMaxMessageBytes arrives with MSG_TRUNC: its fds
 //   are closed and the call fails with kResourceExhausted; the connection
 //   stays usable, since the kernel discarded the rest of that datagram only;
-// - a datagram whose fds did not all fit arrives with MSG_CTRUNC: the kernel
-//   closed the fds that did not fit, and a security module may have dropped
-//   others without saying which. The message can no longer be matched with
-//   its fds, so the call fails with kDataLoss and the caller must close the
-//   connection (as dbus-broker does).
+// - a datagram whose fds did not all fit arrives with MSG_CTRUNC: more than
+//   kMaxFdsPerMessage were sent, or the receiver reached its RLIMIT_NOFILE
+//   (the kernel installs the fds that fit and closes the rest), or a
+//   security module dropped some without saying which. The message can no
+//   longer be matched with its fds, so the call fails with kDataLoss and the
+//   caller must close the connection (as dbus-broker does).
 #ifndef CAPBROKER_SDK_WIRE_DATAGRAM_H_
 #define CAPBROKER_SDK_WIRE_DATAGRAM_H_
 

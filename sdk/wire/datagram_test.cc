@@ -1,6 +1,7 @@
 #include "sdk/wire/datagram.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -114,6 +115,27 @@ TEST_F(DatagramTest, TooManyFdsIsDataLossAndLeaksNothing) {
   RawSend(std::vector<char>(8, 'x'), many);
   EXPECT_THAT(ReceiveDatagram(b_.get(), buffer_),
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("closing")));
+  EXPECT_EQ(CountOpenFds(), before);
+}
+
+// On a client the usual cause of MSG_CTRUNC is its own open-file limit, not
+// the sender: the message must not blame the sender alone.
+TEST_F(DatagramTest, FdsPastTheReceiversLimitAreDataLossNamingIt) {
+  int before = CountOpenFds();
+  // With the soft limit just above the lowest free fd number, the first fd
+  // of the datagram fits and the next ones do not.
+  ASSERT_OK_AND_ASSIGN(UniqueFd lowest,
+                       TakeFd(fcntl(a_.get(), F_DUPFD_CLOEXEC, 0), "fcntl(F_DUPFD_CLOEXEC)"));
+  rlimit saved;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit low = saved;
+  low.rlim_cur = lowest.get() + 1;
+  lowest.reset();
+  RawSend(std::vector<char>(8, 'x'), {a_.get(), a_.get(), a_.get()});
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  auto received = ReceiveDatagram(b_.get(), buffer_);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  EXPECT_THAT(received, StatusIs(absl::StatusCode::kDataLoss, HasSubstr("RLIMIT_NOFILE")));
   EXPECT_EQ(CountOpenFds(), before);
 }
 

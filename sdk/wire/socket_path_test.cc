@@ -10,6 +10,7 @@
 namespace capbroker::wire {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 std::function<const char*(const char*)> Env(std::map<std::string, std::string> vars) {
@@ -40,6 +41,24 @@ TEST(DefaultSocketPathTest, RootFallsBackToSystemSocket) {
 TEST(DefaultSocketPathTest, UserWithoutAnythingIsNotFound) {
   EXPECT_THAT(DefaultSocketPath(1000, Env({})),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("--socket")));
+}
+
+TEST(ClientSocketPathsTest, ExplicitVariableIsTheOnlyPlace) {
+  EXPECT_THAT(ClientSocketPaths(Env({{"CAPBROKER_SOCKET", "/x/s"},
+                                     {"XDG_RUNTIME_DIR", "/run/user/1000"}})),
+              ElementsAre("/x/s"));
+}
+
+TEST(ClientSocketPathsTest, PerUserSocketThenSystemSocket) {
+  EXPECT_THAT(ClientSocketPaths(Env({{"XDG_RUNTIME_DIR", "/run/user/1000"}})),
+              ElementsAre("/run/user/1000/capbroker/broker.sock", std::string(kSystemSocketPath)));
+}
+
+// A user without a runtime dir still reaches a root broker.
+TEST(ClientSocketPathsTest, WithoutRuntimeDirTheSystemSocket) {
+  EXPECT_THAT(ClientSocketPaths(Env({})), ElementsAre(std::string(kSystemSocketPath)));
+  EXPECT_THAT(ClientSocketPaths(Env({{"CAPBROKER_SOCKET", ""}, {"XDG_RUNTIME_DIR", "rel"}})),
+              ElementsAre(std::string(kSystemSocketPath)));
 }
 
 }  // namespace

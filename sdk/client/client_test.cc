@@ -1,0 +1,569 @@
+// Client against a fake broker in this process: finding the socket, and
+// what the client does with each kind of broker message, well-formed or not.
+#include "sdk/client/client.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <functional>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "capnp/any.h"
+#include "capnp/message.h"
+#include "capnp/schema.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "schemas/broker.capnp.h"
+#include "sdk/base/status_matchers.h"
+#include "sdk/base/syscall.h"
+#include "sdk/base/unique_fd.h"
+#include "sdk/wire/channel.h"
+#include "sdk/wire/framing.h"
+#include "sdk/wire/limits.h"
+#include "sdk/wire/socket_path.h"
+#include "sdk/wire/unix_socket.h"
+#include "tests/fixtures/fd_count.h"
+#include "tests/fixtures/raw_send.h"
+#include "tests/fixtures/temp_dir.h"
+
+namespace capbroker {
+namespace {
+
+using ::capbroker::testing::CountOpenFds;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::Values;
+
+using Fill = std::function<void(schema::Reply::Builder)>;
+
+// The answer to the hello that opens every connection.
+void HelloReply(schema::Reply::Builder reply) {
+  reply.setId(1);
+  reply.initHello().setVersion(schema::PROTOCOL_VERSION);
+}
+
+// Receives the hello on `broker` and answers it, as the broker does.
+void AnswerHello(wire::Channel& broker) {
+  ASSERT_OK_AND_ASSIGN(wire::Incoming hello, broker.Receive());
+  capnp::MallocMessageBuilder message;
+  HelloReply(message.initRoot<schema::Reply>());
+  ASSERT_OK(broker.Send(message));
+}
+
+// Connect() with the environment of a user whose runtime dir is a fresh
+// directory; the variables it reads are restored afterwards.
+class ClientConnectTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (const char* name : kVariables) {
+      const char* value = getenv(name);
+      saved_.emplace_back(name, value == nullptr ? std::nullopt
+                                                 : std::optional<std::string>(value));
+      ASSERT_EQ(unsetenv(name), 0);
+    }
+    ASSERT_EQ(setenv("XDG_RUNTIME_DIR", runtime_.path().c_str(), 1), 0);
+  }
+  void TearDown() override {
+    for (const auto& [name, value] : saved_) {
+      if (value) {
+        EXPECT_EQ(setenv(name, value->c_str(), 1), 0);
+      } else {
+        EXPECT_EQ(unsetenv(name), 0);
+      }
+    }
+  }
+  static constexpr const char* kVariables[] = {"CAPBROKER_SOCKET", "XDG_RUNTIME_DIR"};
+
+  testing::TempDir runtime_;
+  std::vector<std::pair<const char*, std::optional<std::string>>> saved_;
+};
+
+TEST_F(ClientConnectTest, FindsThePerUserBroker) {
+  ASSERT_EQ(mkdir(runtime_.Join("capbroker").c_str(), 0700), 0);
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress address,
+                       wire::MakeUnixAddress(runtime_.Join("capbroker/broker.sock")));
+  ASSERT_OK_AND_ASSIGN(UniqueFd listener,
+                       TakeFd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), "socket"));
+  ASSERT_EQ(bind(listener.get(), reinterpret_cast<const sockaddr*>(&address.addr),
+                 address.length),
+            0);
+  ASSERT_EQ(listen(listener.get(), 1), 0);
+  // The hello is answered once it arrives: Connect blocks until then.
+  std::thread broker([&] {
+    absl::StatusOr<UniqueFd> accepted =
+        TakeFd(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC), "accept4");
+    ASSERT_OK(accepted);
+    wire::Channel channel(std::move(accepted).value());
+    AnswerHello(channel);
+  });
+  EXPECT_OK(Client::Connect());
+  broker.join();
+}
+
+// Without a per-user broker, a client goes on to the system broker's socket,
+// which serves every user; when that is missing too, the error names both.
+TEST_F(ClientConnectTest, NoBrokerAnywhereIsUnavailableNamingEachPath) {
+  if (access(wire::kSystemSocketPath, F_OK) == 0) {
+    GTEST_SKIP() << "a system broker listens at " << wire::kSystemSocketPath;
+  }
+  EXPECT_THAT(Client::Connect(),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       AllOf(HasSubstr(runtime_.Join("capbroker/broker.sock")),
+                             HasSubstr(wire::kSystemSocketPath))));
+  // Nothing configured at all: still the system broker, and kUnavailable
+  // (capctl's "broker unavailable"), not kNotFound ("no such capability").
+  ASSERT_EQ(unsetenv("XDG_RUNTIME_DIR"), 0);
+  EXPECT_THAT(Client::Connect(), StatusIs(absl::StatusCode::kUnavailable,
+                                          HasSubstr(wire::kSystemSocketPath)));
+}
+
+// An fd for the broker to send: what it is does not matter to the client.
+UniqueFd DevNull() {
+  UniqueFd fd(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  EXPECT_TRUE(fd.valid()) << "open(/dev/null): " << std::strerror(errno);
+  return fd;
+}
+
+// The broker's end of a Client's connection, played by the test. Replies
+// are written before the client asks, in the order it will ask: one
+// process, no threads, so what the client reads is fixed before it reads.
+class BrokerEnd {
+ public:
+  explicit BrokerEnd(UniqueFd fd) : channel_(std::move(fd)) {}
+
+  // Sends the message `fill` writes, with `fds` (borrowed).
+  void Send(const Fill& fill, const std::vector<int>& fds = {}) {
+    capnp::MallocMessageBuilder message;
+    fill(message.initRoot<schema::Reply>());
+    ASSERT_OK(channel_.Send(message, fds));
+  }
+
+  // Sends `bytes` with `fds` (borrowed) as one datagram, past the limits
+  // Channel keeps.
+  void SendRaw(absl::Span<const uint8_t> bytes, const std::vector<int>& fds = {}) {
+    ASSERT_EQ(testing::RawSend(channel_.fd(), bytes, fds), 0);
+  }
+
+  // The message `fill` writes, sent past the limits Channel keeps.
+  void SendUnchecked(const Fill& fill, const std::vector<int>& fds) {
+    capnp::MallocMessageBuilder message;
+    fill(message.initRoot<schema::Reply>());
+    ASSERT_OK_AND_ASSIGN(kj::Array<capnp::word> words, wire::Flatten(message));
+    kj::ArrayPtr<const kj::byte> bytes = words.asBytes();
+    SendRaw(absl::MakeConstSpan(bytes.begin(), bytes.size()), fds);
+  }
+
+  // The number of requests the client sent until it closed the connection.
+  int RequestsUntilHangUp() {
+    int requests = 0;
+    for (;;) {
+      absl::StatusOr<wire::Incoming> request = channel_.Receive();
+      if (!request.ok()) {
+        EXPECT_THAT(request, StatusIs(absl::StatusCode::kUnavailable));
+        return requests;
+      }
+      ++requests;
+    }
+  }
+
+ private:
+  wire::Channel channel_;
+};
+
+Fill ListReply(uint64_t id) {
+  return [id](schema::Reply::Builder r) {
+    r.setId(id);
+    r.initList(1)[0].setName("motd");
+  };
+}
+
+Fill IncomingEvent(absl::string_view principal) {
+  return [principal](schema::Reply::Builder r) {
+    r.setId(0);
+    auto info = r.initFds(1)[0];
+    info.setName("service");
+    info.setKind(schema::Kind::CONNECTION);
+    info.setAccess(schema::Access::READ_WRITE);
+    r.initIncoming().setPrincipal(std::string(principal));
+  };
+}
+
+// A message of a kind this client does not know, as a later schema could
+// add one: a union discriminant past the last member, with `fds` listed.
+Fill UnknownKind(uint64_t id, unsigned fds) {
+  return [id, fds](schema::Reply::Builder r) {
+    r.setId(id);
+    r.initFds(fds);
+    const uint32_t offset = capnp::Schema::from<schema::Reply>()
+                                .getProto()
+                                .getStruct()
+                                .getDiscriminantOffset();
+    const uint16_t unknown = static_cast<uint16_t>(schema::Reply::READY) + 100;
+    kj::ArrayPtr<kj::byte> data = capnp::AnyStruct::Builder(kj::mv(r)).getDataSection();
+    ASSERT_LE((offset + 1) * sizeof(unknown), data.size());
+    std::memcpy(data.begin() + offset * sizeof(unknown), &unknown, sizeof(unknown));
+  };
+}
+
+// A Client whose hello the test answered, and the broker's end.
+class ClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+    broker_.emplace(std::move(pair.first));
+    broker_->Send(HelloReply);
+    ASSERT_OK_AND_ASSIGN(Client client, Client::FromFd(std::move(pair.second)));
+    client_.emplace(std::move(client));
+    fds_before_ = CountOpenFds();
+  }
+
+  // After a protocol error named by `why`: the connection is closed with
+  // every fd that came on it, later calls say why without sending
+  // anything, and the broker saw `requests` requests.
+  void ExpectClosedAfter(absl::string_view why, int requests) {
+    // An open connection would have the calls below wait for a reply.
+    ASSERT_EQ(client_->fd(), -1) << "the connection is still open";
+    EXPECT_EQ(CountOpenFds(), fds_before_ - 1);
+    auto closed = StatusIs(absl::StatusCode::kUnavailable,
+                           AllOf(HasSubstr("closed after an earlier error"), HasSubstr(why)));
+    EXPECT_THAT(client_->List(), closed);
+    EXPECT_THAT(client_->NextIncoming(), closed);
+    EXPECT_EQ(broker_->RequestsUntilHangUp(), requests);
+  }
+
+  std::optional<BrokerEnd> broker_;
+  std::optional<Client> client_;
+  int fds_before_ = 0;
+};
+
+// What a broker may send while a List (request 2) waits for its reply, and
+// what the call then says. Each leaves the client unable to tell which
+// reply answers which request: the connection must close.
+struct OutOfStep {
+  const char* name;
+  std::function<void(BrokerEnd&)> send;
+  absl::StatusCode code;
+  const char* why;
+};
+
+void PrintTo(const OutOfStep& c, std::ostream* os) { *os << c.name; }
+
+class ClientOutOfStepTest : public ClientTest,
+                            public ::testing::WithParamInterface<OutOfStep> {};
+
+TEST_P(ClientOutOfStepTest, ClosesTheConnectionAndLaterCallsSayWhy) {
+  GetParam().send(*broker_);
+  EXPECT_THAT(client_->List(), StatusIs(GetParam().code, HasSubstr(GetParam().why)));
+  ExpectClosedAfter(GetParam().why, 2);
+}
+
+std::vector<int> DevNulls(size_t count, const UniqueFd& null) {
+  return std::vector<int>(count, null.get());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Replies, ClientOutOfStepTest,
+    Values(
+        OutOfStep{"ReplyToAnotherRequest", [](BrokerEnd& b) { b.Send(ListReply(7)); },
+                  absl::StatusCode::kInternal, "replied to request 7, expected 2"},
+        OutOfStep{"AnotherKindOfReply",
+                  [](BrokerEnd& b) { b.Send([](schema::Reply::Builder r) {
+                    r.setId(2);
+                    r.setReady();
+                  }); },
+                  absl::StatusCode::kInternal, "did not answer list"},
+        OutOfStep{"FdsThatDidNotAllArrive",
+                  [](BrokerEnd& b) {
+                    UniqueFd null = DevNull();
+                    b.SendUnchecked(ListReply(2), DevNulls(wire::kMaxFdsPerMessage + 1, null));
+                  },
+                  absl::StatusCode::kDataLoss, "did not all arrive"},
+        OutOfStep{"OversizedDatagram",
+                  [](BrokerEnd& b) {
+                    b.SendRaw(std::vector<uint8_t>(wire::kMaxMessageBytes + 8, 0));
+                  },
+                  absl::StatusCode::kResourceExhausted, "larger than"},
+        OutOfStep{"BadFraming",
+                  [](BrokerEnd& b) {
+                    b.SendRaw(std::vector<uint8_t>{99, 0, 0, 0, 1, 0, 0, 0});
+                  },
+                  absl::StatusCode::kInvalidArgument, "segments"},
+        OutOfStep{"MalformedMessage",
+                  [](BrokerEnd& b) {
+                    // One segment of one word: a root pointer far out of it.
+                    std::vector<uint8_t> bytes(16, 0xff);
+                    std::memset(bytes.data(), 0, 8);
+                    bytes[4] = 1;
+                    b.SendRaw(bytes);
+                  },
+                  absl::StatusCode::kInvalidArgument, "malformed broker message"},
+        OutOfStep{"ErrorReplyWithFdsItDoesNotList",
+                  [](BrokerEnd& b) {
+                    UniqueFd null = DevNull();
+                    b.Send([](schema::Reply::Builder r) {
+                      r.setId(2);
+                      r.initError().setCode(schema::ErrorCode::NOT_FOUND);
+                    }, DevNulls(3, null));
+                  },
+                  absl::StatusCode::kInternal, "lists 0 fds but its datagram carried 3"},
+        OutOfStep{"ReplyListingFdsItDoesNotCarry",
+                  [](BrokerEnd& b) {
+                    b.Send([](schema::Reply::Builder r) {
+                      ListReply(2)(r);
+                      r.initFds(1);
+                    });
+                  },
+                  absl::StatusCode::kInternal, "lists 1 fds but its datagram carried 0"},
+        OutOfStep{"UnknownKindWithFdsItDoesNotList",
+                  [](BrokerEnd& b) {
+                    UniqueFd null = DevNull();
+                    b.Send(UnknownKind(0, 0), DevNulls(1, null));
+                  },
+                  absl::StatusCode::kInternal, "lists 0 fds but its datagram carried 1"},
+        OutOfStep{"EventWithTwoFds",
+                  [](BrokerEnd& b) {
+                    UniqueFd null = DevNull();
+                    b.Send([](schema::Reply::Builder r) {
+                      IncomingEvent("alice")(r);
+                      r.initFds(2);
+                    }, DevNulls(2, null));
+                  },
+                  absl::StatusCode::kInternal, "with 2 fds"}),
+    [](const ::testing::TestParamInfo<OutOfStep>& info) { return info.param.name; });
+
+// A grant for request 2 with one fd described as `name`, `kind`, `access`
+// and `path`.
+Fill GrantReply(absl::string_view name, schema::Kind kind, schema::Access access,
+                absl::string_view path = "") {
+  return [=](schema::Reply::Builder r) {
+    r.setId(2);
+    r.setGranted();
+    auto info = r.initFds(1)[0];
+    info.setName(std::string(name));
+    info.setKind(kind);
+    info.setAccess(access);
+    info.setPath(std::string(path));
+  };
+}
+
+using Call = std::function<absl::Status(Client&)>;
+
+Call AcquireMotd(schema::Access access) {
+  return [access](Client& c) { return c.Acquire("motd", access).status(); };
+}
+Call OpenJob(schema::Access access) {
+  return [access](Client& c) {
+    BeneathOptions options;
+    options.access = access;
+    return c.OpenBeneath("spool", "jobs/1", options).status();
+  };
+}
+Call ConnectEcho() {
+  return [](Client& c) { return c.ConnectService("echo").status(); };
+}
+
+// A grant that does not answer its request: the fd might be anything.
+struct WrongGrant {
+  const char* name;
+  Call call;
+  Fill reply;
+  const char* why;
+};
+
+void PrintTo(const WrongGrant& c, std::ostream* os) { *os << c.name; }
+
+class ClientWrongGrantTest : public ClientTest,
+                             public ::testing::WithParamInterface<WrongGrant> {};
+
+TEST_P(ClientWrongGrantTest, ClosesTheConnectionAndTheFd) {
+  {
+    UniqueFd fd = DevNull();
+    broker_->Send(GetParam().reply, {fd.get()});
+  }
+  EXPECT_THAT(GetParam().call(*client_),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr(GetParam().why)));
+  ExpectClosedAfter(GetParam().why, 2);
+}
+
+constexpr schema::Access kUnknownAccess = static_cast<schema::Access>(99);
+
+INSTANTIATE_TEST_SUITE_P(
+    Grants, ClientWrongGrantTest,
+    Values(
+        WrongGrant{"AnotherCapability", AcquireMotd(schema::Access::READ),
+                   GrantReply("secret", schema::Kind::FILE, schema::Access::READ),
+                   "granted 'secret' for a request for 'motd'"},
+        WrongGrant{"WiderAccess", AcquireMotd(schema::Access::READ),
+                   GrantReply("motd", schema::Kind::FILE, schema::Access::READ_WRITE),
+                   "granted readWrite access to 'motd' for a request for read access"},
+        WrongGrant{"NarrowerAccess", AcquireMotd(schema::Access::READ_WRITE),
+                   GrantReply("motd", schema::Kind::FILE, schema::Access::READ),
+                   "granted read access"},
+        WrongGrant{"NoAccess", AcquireMotd(schema::Access::UNSPECIFIED),
+                   GrantReply("motd", schema::Kind::FILE, schema::Access::UNSPECIFIED),
+                   "granted unspecified access"},
+        WrongGrant{"AccessTheSchemaDoesNotKnow", AcquireMotd(schema::Access::UNSPECIFIED),
+                   GrantReply("motd", schema::Kind::FILE, kUnknownAccess),
+                   "granted unknown access"},
+        WrongGrant{"AcquireGrantingAConnection", AcquireMotd(schema::Access::UNSPECIFIED),
+                   GrantReply("motd", schema::Kind::CONNECTION, schema::Access::READ_WRITE),
+                   "granted a connection for 'motd'"},
+        WrongGrant{"AcquireGrantingAPath", AcquireMotd(schema::Access::READ),
+                   GrantReply("motd", schema::Kind::FILE, schema::Access::READ, "x"),
+                   "granted path 'x' of 'motd'"},
+        WrongGrant{"AnotherPath", OpenJob(schema::Access::READ),
+                   GrantReply("spool", schema::Kind::FILE, schema::Access::READ, "jobs/2"),
+                   "granted path 'jobs/2' of 'spool' for a request for 'jobs/1'"},
+        WrongGrant{"AnotherDirectory", OpenJob(schema::Access::READ),
+                   GrantReply("motd", schema::Kind::FILE, schema::Access::READ, "jobs/1"),
+                   "granted 'motd' for a request for 'spool'"},
+        WrongGrant{"OpenBeneathGrantingAConnection", OpenJob(schema::Access::READ),
+                   GrantReply("spool", schema::Kind::CONNECTION, schema::Access::READ, "jobs/1"),
+                   "granted a connection for 'spool'"},
+        WrongGrant{"AnotherService", ConnectEcho(),
+                   GrantReply("kvstore", schema::Kind::CONNECTION, schema::Access::READ_WRITE),
+                   "granted 'kvstore' for a request for 'echo'"},
+        WrongGrant{"ConnectGrantingAFile", ConnectEcho(),
+                   GrantReply("echo", schema::Kind::FILE, schema::Access::READ_WRITE),
+                   "granted a file for 'echo'"}),
+    [](const ::testing::TestParamInfo<WrongGrant>& info) { return info.param.name; });
+
+// What the broker sends for each kind of request is taken as it is.
+TEST_F(ClientTest, GrantsThatAnswerTheirRequestsAreTaken) {
+  const struct {
+    Call call;
+    Fill reply;
+  } grants[] = {
+      {AcquireMotd(schema::Access::UNSPECIFIED),
+       GrantReply("motd", schema::Kind::FILE, schema::Access::APPEND)},
+      {AcquireMotd(schema::Access::READ),
+       GrantReply("motd", schema::Kind::MEMORY, schema::Access::READ)},
+      {OpenJob(schema::Access::WRITE),
+       GrantReply("spool", schema::Kind::FILE, schema::Access::WRITE, "jobs/1")},
+      {ConnectEcho(), GrantReply("echo", schema::Kind::CONNECTION, schema::Access::READ_WRITE)},
+  };
+  uint64_t id = 2;
+  for (const auto& grant : grants) {
+    {
+      UniqueFd fd = DevNull();
+      broker_->Send([&](schema::Reply::Builder r) {
+        grant.reply(r);
+        r.setId(id);
+      }, {fd.get()});
+    }
+    EXPECT_OK(grant.call(*client_));
+    ++id;
+  }
+  EXPECT_EQ(CountOpenFds(), fds_before_);
+}
+
+TEST_F(ClientTest, AnErrorWithIdZeroAnswersTheCall) {
+  // The broker's answer to a request it could not read (its id unknown).
+  broker_->Send([](schema::Reply::Builder r) {
+    r.setId(0);
+    auto error = r.initError();
+    error.setCode(schema::ErrorCode::INVALID_REQUEST);
+    error.setMessage("message claims 9 segments; at most 8 are allowed");
+  });
+  EXPECT_THAT(client_->List(), StatusIs(absl::StatusCode::kInvalidArgument,
+                                        "message claims 9 segments; at most 8 are allowed"));
+  // The connection is in step: the next call gets its own answer.
+  broker_->Send(ListReply(3));
+  EXPECT_OK(client_->List());
+}
+
+TEST_F(ClientTest, UnknownKindsAreSkippedWithTheirFdsClosed) {
+  {
+    UniqueFd a = DevNull(), b = DevNull();
+    broker_->Send(UnknownKind(0, 2), {a.get(), b.get()});
+    // A known kind that is no event is skipped the same way.
+    broker_->Send([](schema::Reply::Builder r) {
+      r.setId(0);
+      r.setReady();
+    });
+    broker_->Send(ListReply(2));
+    // While waiting for a connection, too.
+    broker_->Send(UnknownKind(0, 1), {a.get()});
+    broker_->Send(IncomingEvent("alice"), {a.get()});
+  }
+  ASSERT_OK_AND_ASSIGN(std::vector<CapabilityInfo> list, client_->List());
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0].name, "motd");
+  {
+    ASSERT_OK_AND_ASSIGN(IncomingConnection incoming, client_->NextIncoming());
+    EXPECT_EQ(incoming.principal, "alice");
+  }
+  EXPECT_EQ(CountOpenFds(), fds_before_);
+}
+
+TEST_F(ClientTest, AReplyWhileWaitingForAConnectionClosesTheConnection) {
+  broker_->Send(ListReply(5));
+  EXPECT_THAT(client_->NextIncoming(), StatusIs(absl::StatusCode::kInternal,
+                                                HasSubstr("unexpected reply to request 5")));
+  ExpectClosedAfter("unexpected reply to request 5", 1);
+}
+
+// TryAccept reads with the socket non-blocking: nothing to read yet is no
+// protocol error.
+TEST_F(ClientTest, NothingToReadYetLeavesTheConnectionOpen) {
+  ASSERT_OK(SetNonBlocking(client_->fd(), true));
+  EXPECT_THAT(client_->NextIncoming(), StatusIs(absl::StatusCode::kUnavailable));
+  ASSERT_OK(SetNonBlocking(client_->fd(), false));
+  {
+    UniqueFd end = DevNull();
+    broker_->Send(IncomingEvent("alice"), {end.get()});
+  }
+  EXPECT_OK(client_->NextIncoming());
+  EXPECT_EQ(CountOpenFds(), fds_before_);
+}
+
+// A request the client refuses to send leaves no reply owed: the next
+// request is answered as request 2.
+TEST_F(ClientTest, ARequestRefusedBeforeSendingLeavesTheConnectionInStep) {
+  EXPECT_THAT(client_->Acquire(std::string(wire::kMaxMessageBytes, 'a')),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  broker_->Send(ListReply(2));
+  EXPECT_OK(client_->List());
+}
+
+// A connection inherited from elsewhere may be any fd, with any flags.
+TEST(ClientFromFdTest, RefusesAnythingButASeqpacketSocket) {
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+  UniqueFd stream(fds[0]);
+  BrokerEnd other_end{UniqueFd(fds[1])};
+  // On a stream socket, the hello would even be answered.
+  other_end.SendUnchecked(HelloReply, {});
+  EXPECT_THAT(Client::FromFd(std::move(stream)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("SOCK_SEQPACKET")));
+  ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
+  UniqueFd write_end(fds[1]);
+  EXPECT_THAT(Client::FromFd(UniqueFd(fds[0])),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a socket")));
+}
+
+TEST(ClientFromFdTest, MakesTheConnectionCloseOnExecAndBlocking) {
+  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+  BrokerEnd broker(std::move(pair.first));
+  broker.Send(HelloReply);
+  // As a parent may pass it: inheritable (dup2 clears FD_CLOEXEC) and
+  // non-blocking.
+  ASSERT_EQ(fcntl(pair.second.get(), F_SETFD, 0), 0);
+  ASSERT_OK(SetNonBlocking(pair.second.get(), true));
+  ASSERT_OK_AND_ASSIGN(Client client, Client::FromFd(std::move(pair.second)));
+  EXPECT_TRUE(testing::IsCloseOnExec(client.fd()));
+  const int flags = fcntl(client.fd(), F_GETFL);
+  ASSERT_GE(flags, 0);
+  EXPECT_EQ(flags & O_NONBLOCK, 0);
+}
+
+}  // namespace
+}  // namespace capbroker

@@ -136,7 +136,12 @@ absl::Status Child::ApplyLandlock(bool root_in_force) {
 }
 
 void Child::Run() {
-  for (int fd : plan_.parent_only_fds) close(fd);
+  // 0, 1 and 2 stay: the broker keeps them open (on /dev/null at worst), so
+  // nothing written there by mistake can land in an fd opened below.
+  std::vector<int> named = {plan_.broker_fd, plan_.stdin_fd, plan_.output_fd, plan_.sync_fd,
+                            plan_.report_fd};
+  for (const ChildGrant& grant : plan_.grants) named.push_back(grant.fd);
+  Must(CloseAllExcept(3, std::move(named)));
   Must(SetParentDeathSignal());
   // The parent writes one byte once the id maps are in place; end of file
   // means it gave up or died.
@@ -206,6 +211,7 @@ void Child::Run() {
   program_.release();  // closed by the layout too
   // The detached grants were closed by the layout; forget them unclosed.
   for (UniqueFd& fd : detached_) fd.release();
+  Must(ApplyRlimits({{RLIMIT_NOFILE, "RLIMIT_NOFILE", plan_.open_files}}));
 
   std::vector<std::string> env =
       ServiceEnvironment(plan_.env, plan_.grant_names, broker_target, getpid());

@@ -332,11 +332,11 @@ absl::StatusOr<LaunchedProcess> Launch(const SandboxSpec& spec) {
   // own, which the kernel then forbids it to drop in turn.
   plan.clear_groups = geteuid() == 0 && SetgroupsAllowed();
   plan.rlimits = {
-      {RLIMIT_NOFILE, "RLIMIT_NOFILE", spec.limits.open_files},
       {RLIMIT_AS, "RLIMIT_AS", spec.limits.address_space},
       {RLIMIT_NPROC, "RLIMIT_NPROC", spec.limits.processes},
       {RLIMIT_CPU, "RLIMIT_CPU", spec.limits.cpu_seconds},
   };
+  plan.open_files = spec.limits.open_files;
   plan.seccomp = seccomp ? &*seccomp : nullptr;
   plan.landlock_abi = landlock_abi;
   plan.landlock_deny_tcp = true;
@@ -354,8 +354,6 @@ absl::StatusOr<LaunchedProcess> Launch(const SandboxSpec& spec) {
   plan.output_fd = output.write.get();
   plan.sync_fd = sync.read.get();
   plan.report_fd = report.write.get();
-  plan.parent_only_fds = {sync.write.get(), report.read.get(), output.read.get()};
-  if (cgroup) plan.parent_only_fds.push_back(cgroup->fd());
 
   uint64_t namespaces = 0;
   absl::StatusOr<CloneResult> cloned = CreateChild(outcome, cgroup, &namespaces);

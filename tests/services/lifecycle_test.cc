@@ -59,7 +59,9 @@ constexpr char kPolicy[] = R"(( capabilities = [
       grants = [ "motd" ] ),
     ( name = "asks-more", command = [ "$SVC", "acquire", "motd" ], connect = [ "me" ] ),
     ( name = "gated", command = [ "$SVC", "gated", "gate" ], connect = [ "me" ],
-      grants = [ "gate" ] ) ] ))";
+      grants = [ "gate" ] ),
+    ( name = "few-files", command = [ "$SVC", "echo" ], connect = [ "me" ],
+      limits = ( openFiles = 32 ) ) ] ))";
 
 class LifecycleTest : public ::testing::Test {
  protected:
@@ -195,6 +197,20 @@ TEST_F(LifecycleTest, RefusedConnectSaysWhy) {
                        HasSubstr("service 'closed' does not list 'me' in connect")));
   EXPECT_THAT(client_->ConnectService("nope").status(),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("no service named 'nope'")));
+}
+
+// The broker holds more fds than the service may open: the service's limit
+// must not apply to its launch, which starts with a copy of the broker's fd
+// table (found by review: Landlock failed with EMFILE).
+TEST_F(LifecycleTest, AServiceStartsWhateverTheNumberOfFdsTheBrokerHolds) {
+  std::vector<Client> idle;
+  for (int i = 0; i < 48; ++i) {
+    // Connect returns after the handshake: the broker holds the connection.
+    ASSERT_OK_AND_ASSIGN(Client c, Client::Connect(broker_->socket_path()));
+    idle.push_back(std::move(c));
+  }
+  ASSERT_OK_AND_ASSIGN(Capability connection, client_->ConnectService("few-files"));
+  EXPECT_EQ(Receive(connection.fd.get()), absl::StrCat("principal=me uid=", getuid()));
 }
 
 TEST_F(LifecycleTest, CrashedServiceIsRestarted) {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include "broker/sandbox/fd_layout.h"
 #include "broker/sandbox/landlock.h"
 #include "broker/sandbox/minimal_root.h"
+#include "broker/sandbox/namespaces.h"
 #include "broker/sandbox/protection.h"
 #include "broker/sandbox/report_pipe.h"
 #include "broker/sandbox/signals.h"
@@ -136,6 +138,11 @@ absl::Status Child::ApplyLandlock(bool root_in_force) {
 }
 
 void Child::Run() {
+  // Named first, so that Launch can tell a child that died before execve
+  // from a program that ran and exited (CheckReachedExecve).
+  if (prctl(PR_SET_NAME, kSetupName) != 0) {
+    reporter_.Fail(ErrnoStatus(errno, "prctl(PR_SET_NAME)"));
+  }
   // 0, 1 and 2 stay: the broker keeps them open (on /dev/null at worst), so
   // nothing written there by mistake can land in an fd opened below.
   std::vector<int> named = {plan_.broker_fd, plan_.stdin_fd, plan_.output_fd, plan_.sync_fd,

@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "broker/sandbox/namespaces.h"
 #include "broker/server/log_limiter.h"
 #include "broker/service/messages.h"
 #include "broker/service/output_lines.h"
@@ -29,6 +30,7 @@
 namespace capbroker::service {
 namespace {
 
+using sandbox::DescribeExit;
 using schema::ServiceState;
 
 // The uid and gid of nobody, which a root broker's services run as unless
@@ -49,13 +51,6 @@ Identity ServiceIdentity(const ServiceSpec& spec, pid_t pid) {
   identity.exe = spec.command[0];
   identity.service = spec.name;
   return identity;
-}
-
-std::string DescribeExit(const siginfo_t& info) {
-  if (info.si_code == CLD_EXITED) return absl::StrCat("exit status ", info.si_status);
-  const char* name = sigabbrev_np(info.si_status);
-  return absl::StrCat(info.si_code == CLD_DUMPED ? "dumped core on SIG" : "killed by SIG",
-                      name != nullptr ? name : std::to_string(info.si_status));
 }
 
 bool Failed(const siginfo_t& info) {

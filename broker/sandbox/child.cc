@@ -75,7 +75,15 @@ bool Child::Settle(Protection protection, Requirement requirement,
   if (status.ok()) return true;
   std::string reason = absl::StrCat(what, ": ", status.message());
   if (requirement == Requirement::kRequired) {
-    reporter_.Fail(absl::FailedPreconditionError(RequiredButMessage(protection, reason)));
+    // A shortage (EMFILE, ENFILE, ENOMEM: kResourceExhausted; EAGAIN:
+    // kUnavailable) keeps its code, so that the caller may try again later;
+    // anything else is the kernel refusing the protection. ENOSPC, also
+    // kResourceExhausted, can come here only from a mount table at
+    // fs.mount-max: retried too, within the caller's restart limit.
+    bool shortage = status.code() == absl::StatusCode::kResourceExhausted ||
+                    status.code() == absl::StatusCode::kUnavailable;
+    reporter_.Fail(absl::Status(shortage ? status.code() : absl::StatusCode::kFailedPrecondition,
+                                RequiredButMessage(protection, reason)));
   }
   reporter_.Missing(static_cast<int>(protection), MissingEntry(protection, reason));
   return false;

@@ -57,6 +57,24 @@ bool Failed(const siginfo_t& info) {
   return !(info.si_code == CLD_EXITED && info.si_status == 0);
 }
 
+// Whether a start that failed with `status` may succeed later with nothing
+// changed: a shortage of fds, memory or processes (EMFILE, ENFILE, ENOMEM,
+// EAGAIN), an audit log that cannot be written, a child that timed out or
+// died during its setup. sandbox::Launch reports those with these codes
+// (sandbox.h), as ErrnoStatus does the errnos. Anything else, an invalid
+// spec, a missing program, a required protection the kernel refuses, fails
+// the same way until the policy or the system is changed.
+bool MayPassByItself(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+      return true;
+    default:
+      return false;
+  }
+}
+
 }  // namespace
 
 struct ServiceHost::Service {
@@ -217,15 +235,7 @@ absl::StatusOr<sandbox::LaunchedProcess> ServiceHost::Launch(Service& service,
 absl::Status ServiceHost::Start(Service& service) {
   UniqueFd broker_end;
   absl::StatusOr<sandbox::LaunchedProcess> launched = Launch(service, broker_end);
-  if (!launched.ok()) {
-    // A missing protection or program does not fix itself: no restarts.
-    service.state = ServiceState::FAILED;
-    service.last_exit = absl::StrCat("could not start: ", launched.status().message());
-    Log(service, service.last_exit);
-    AnswerPending(service, absl::UnavailableError(absl::StrCat(
-                               "service '", service.spec.name, "' ", service.last_exit)));
-    return launched.status();
-  }
+  if (!launched.ok()) return StartFailed(service, launched.status());
   service.pid = launched->pid;
   service.pidfd = std::move(launched->pidfd);
   service.output = std::move(launched->output);
@@ -249,11 +259,7 @@ absl::Status ServiceHost::Start(Service& service) {
   if (!watched.ok()) {
     // It cannot be served or supervised: it must not run.
     KillAndReap(service);
-    service.state = ServiceState::FAILED;
-    service.last_exit = absl::StrCat("could not start: ", watched.message());
-    Log(service, service.last_exit);
-    AnswerPending(service, absl::UnavailableError(service.last_exit));
-    return watched;
+    return StartFailed(service, watched);
   }
   Log(service, absl::StrCat("started, pid ", service.pid, "; in force: ", service.in_force,
                             service.missing.empty() ? "" : "; missing: ", service.missing));
@@ -263,6 +269,41 @@ absl::Status ServiceHost::Start(Service& service) {
     ArmTimer(service, absl::Milliseconds(service.spec.start_timeout_ms));
   }
   return absl::OkStatus();
+}
+
+absl::Status ServiceHost::StartFailed(Service& service, const absl::Status& status) {
+  service.last_exit = absl::StrCat("could not start: ", status.message());
+  Log(service, service.last_exit);
+  AnswerPending(service, absl::UnavailableError(absl::StrCat(
+                             "service '", service.spec.name, "' ", service.last_exit)));
+  if (MayPassByItself(status)) {
+    // As a run that failed at once: tried again after the restart delay,
+    // within the restart limit.
+    ScheduleRestart(service);
+  } else {
+    service.state = ServiceState::FAILED;
+  }
+  return status;
+}
+
+void ServiceHost::ScheduleRestart(Service& service) {
+  if (service.in_a_row >= service.spec.restart_limit) {
+    service.state = ServiceState::FAILED;
+    ArmTimer(service, absl::ZeroDuration());
+    Log(service, absl::StrCat("gave up after ", service.in_a_row,
+                              " restarts in a row; it starts again after a policy reload"));
+    return;
+  }
+  absl::Duration delay = absl::Milliseconds(service.spec.restart_delay_ms);
+  for (uint32_t i = 0; i < service.in_a_row && delay < kMaxRestartDelay; ++i) delay *= 2;
+  delay = std::min(delay, kMaxRestartDelay);
+  ++service.in_a_row;
+  ++service.restarts;
+  service.state = ServiceState::BACKOFF;
+  Log(service, absl::StrCat("restarting in ", absl::FormatDuration(delay), " (restart ",
+                            service.in_a_row, " of at most ", service.spec.restart_limit,
+                            " in a row)"));
+  ArmTimer(service, delay);
 }
 
 void ServiceHost::BecomeReady(Service& service) {
@@ -352,23 +393,7 @@ void ServiceHost::OnExit(Service& service) {
     ArmTimer(service, absl::ZeroDuration());
     return;
   }
-  if (service.in_a_row >= service.spec.restart_limit) {
-    service.state = ServiceState::FAILED;
-    ArmTimer(service, absl::ZeroDuration());
-    Log(service, absl::StrCat("gave up after ", service.in_a_row,
-                              " restarts in a row; it starts again after a policy reload"));
-    return;
-  }
-  absl::Duration delay = absl::Milliseconds(service.spec.restart_delay_ms);
-  for (uint32_t i = 0; i < service.in_a_row && delay < kMaxRestartDelay; ++i) delay *= 2;
-  delay = std::min(delay, kMaxRestartDelay);
-  ++service.in_a_row;
-  ++service.restarts;
-  service.state = ServiceState::BACKOFF;
-  Log(service, absl::StrCat("restarting in ", absl::FormatDuration(delay), " (restart ",
-                            service.in_a_row, " of at most ", service.spec.restart_limit,
-                            " in a row)"));
-  ArmTimer(service, delay);
+  ScheduleRestart(service);
 }
 
 void ServiceHost::OnOutput(Service& service) {

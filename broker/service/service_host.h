@@ -12,7 +12,11 @@
 // A failed service stays failed until the policy is reloaded. The delay
 // starts at restartDelayMs and doubles per restart in a row, to 30 s; a run
 // that lasted kStableRun resets the count. A start that does not become
-// ready within startTimeoutMs is killed, which counts as a failure.
+// ready within startTimeoutMs is killed, which counts as a failure. A launch
+// that fails for what may pass by itself (a shortage of fds, memory or
+// processes, an audit log that cannot be written) counts as a failed run;
+// one that will fail again (an invalid spec, a missing program, a required
+// protection the kernel refuses) fails the service at once.
 //
 // A connect to a service that is not running yet is answered when it is
 // ready, or with the reason it could not start: never left hanging.
@@ -96,6 +100,14 @@ class ServiceHost : public server::ServiceDirectory {
 
   Service* Find(absl::string_view name);
   absl::Status Start(Service& service);
+  // A start that failed with `status` (returned): answers the waiting
+  // connects with it, then schedules another try as for a failed run when
+  // the failure may pass by itself, else marks the service failed until a
+  // reload.
+  absl::Status StartFailed(Service& service, const absl::Status& status);
+  // Counts a restart in a row and waits its delay (BACKOFF), or gives up
+  // (FAILED) once restartLimit restarts in a row were made.
+  void ScheduleRestart(Service& service);
   // Grants, broker connection and sandbox settings, then launch.
   absl::StatusOr<sandbox::LaunchedProcess> Launch(Service& service, UniqueFd& broker_end);
   void OnExit(Service& service);

@@ -161,21 +161,6 @@ void ServiceHost::PolicyChanged() {
     if (Find(spec.name) != nullptr) continue;
     auto service = std::make_unique<Service>();
     service->spec = spec;
-    absl::StatusOr<UniqueFd> timer = TakeFd(
-        timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK), "timerfd_create");
-    absl::Status watched = timer.status();
-    if (timer.ok()) {
-      Service* raw = service.get();
-      watched = loop_.Watch(timer->get(), [this, raw] { OnTimer(*raw); });
-    }
-    if (!watched.ok()) {
-      // Without a timer there is no backoff and no start timeout: refuse.
-      service->state = ServiceState::FAILED;
-      service->last_exit = absl::StrCat("no timer: ", watched.message());
-      Log(*service, service->last_exit);
-    } else {
-      service->timer = std::move(timer).value();
-    }
     services_.push_back(std::move(service));
   }
   for (const std::unique_ptr<Service>& service : services_) {
@@ -232,7 +217,29 @@ absl::StatusOr<sandbox::LaunchedProcess> ServiceHost::Launch(Service& service,
   return options_.launcher(sandbox);
 }
 
+absl::Status ServiceHost::EnsureTimer(Service& service) {
+  if (service.timer) return absl::OkStatus();
+  CB_ASSIGN_OR_RETURN(UniqueFd timer,
+                      TakeFd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK),
+                             "timerfd_create"));
+  Service* raw = &service;
+  CB_RETURN_IF_ERROR(loop_.Watch(timer.get(), [this, raw] { OnTimer(*raw); }));
+  service.timer = std::move(timer);
+  return absl::OkStatus();
+}
+
 absl::Status ServiceHost::Start(Service& service) {
+  // Without a timer there would be no start timeout and no restart delay:
+  // no start. Made here, not with the service, so that an fd shortage when
+  // the policy was loaded does not outlast it.
+  if (absl::Status timer = EnsureTimer(service); !timer.ok()) {
+    service.state = ServiceState::STOPPED;
+    service.last_exit = absl::StrCat("could not start: no timer: ", timer.message());
+    Log(service, service.last_exit);
+    AnswerPending(service, absl::UnavailableError(absl::StrCat(
+                               "service '", service.spec.name, "' ", service.last_exit)));
+    return timer;
+  }
   UniqueFd broker_end;
   absl::StatusOr<sandbox::LaunchedProcess> launched = Launch(service, broker_end);
   if (!launched.ok()) return StartFailed(service, launched.status());
@@ -447,6 +454,7 @@ void ServiceHost::OnTimer(Service& service) {
 }
 
 void ServiceHost::ArmTimer(Service& service, absl::Duration delay) {
+  // Only a service never started has none, and nothing to time.
   if (!service.timer) return;
   itimerspec spec{};
   if (delay > absl::ZeroDuration()) {

@@ -99,6 +99,10 @@ class ServiceHost : public server::ServiceDirectory {
   struct Service;
 
   Service* Find(absl::string_view name);
+  // Makes the service's timer (start timeout, restart delay, stop timeout)
+  // unless it has one.
+  absl::Status EnsureTimer(Service& service);
+  // Starts the service; refuses (STOPPED, error) when no timer can be made.
   absl::Status Start(Service& service);
   // A start that failed with `status` (returned): answers the waiting
   // connects with it, then schedules another try as for a failed run when

@@ -44,7 +44,9 @@ constexpr char kPolicy[] = R"(( capabilities = [ ( name = "scratch", memory = ( 
     ( name = "svc", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = exec,
       restartDelayMs = 1, restartLimit = 2 ),
     ( name = "granted", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = exec,
-      restartDelayMs = 1, grants = [ "scratch" ] ) ] ))";
+      restartDelayMs = 1, grants = [ "scratch" ] ),
+    ( name = "notify", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = notify,
+      startTimeoutMs = 20, restart = never ) ] ))";
 
 // An answer the host sent: "" for a grant, else the error's message.
 std::string Decode(const server::Answer& answer) {
@@ -56,8 +58,7 @@ std::string Decode(const server::Answer& answer) {
 class FakeLoop : public server::LoopPort {
  public:
   absl::Status Watch(int fd, std::function<void()> on_readable) override {
-    if (watches_to_refuse > 0) {
-      --watches_to_refuse;
+    if (refuse_watches) {
       return absl::ResourceExhaustedError("epoll_ctl: Cannot allocate memory (refused by the test)");
     }
     watched_[fd] = std::move(on_readable);
@@ -93,7 +94,7 @@ class FakeLoop : public server::LoopPort {
 
   // What each connection was sent, in order.
   std::map<uint64_t, std::vector<std::string>> answers;
-  int watches_to_refuse = 0;
+  bool refuse_watches = false;
   bool audit_written = true;
 
  private:
@@ -128,6 +129,12 @@ class ServiceHostTest : public ::testing::Test {
   void SetUp() override {
     ASSERT_OK_AND_ASSIGN(Policy policy, ParsePolicy(kPolicy, "t.capnp"));
     ASSERT_OK(handler_.SetPolicy(std::move(policy)));
+    MakeHost();
+  }
+
+  // A new host, as at the broker's start, with the policy loaded.
+  void MakeHost() {
+    host_.reset();
     HostOptions options;
     options.launcher = [this](const sandbox::SandboxSpec&) {
       size_t launch = launches_++;
@@ -223,6 +230,21 @@ TEST_F(ServiceHostTest, ShortagesCountAgainstTheRestartLimit) {
   EXPECT_EQ(Report("svc").restarts, 2u);
   EXPECT_THAT(Connect("svc", 2).status(),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("has failed")));
+}
+
+// A timer cannot be made while fds are short. Nor may a service then run
+// without one: a start that never becomes ready would never time out, and
+// its waiting connects would hang.
+TEST_F(ServiceHostTest, AServiceGetsItsTimerWhenItStartsAfterAShortage) {
+  loop_.refuse_watches = true;
+  MakeHost();
+  EXPECT_THAT(Connect("notify", 1).status(), StatusIs(absl::StatusCode::kUnavailable));
+  loop_.refuse_watches = false;
+  host_->PolicyChanged();  // a reload, once fds are back
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("notify", 2));
+  EXPECT_FALSE(waiting.has_value());
+  ASSERT_TRUE(RunUntil([&] { return !ClientAnswers().empty(); }));
+  EXPECT_EQ(ClientAnswers()[0], "service 'notify' did not become ready within 20 ms");
 }
 
 TEST_F(ServiceHostTest, ALaunchThatWillFailAgainFailsTheServiceAtOnce) {

@@ -90,6 +90,10 @@ struct ServiceHost::Service {
   absl::Time started;
   uint32_t restarts = 0;   // in total
   uint32_t in_a_row = 0;   // restarts since the last stable run
+  // The last run was short (< kStableRun) or failed and no restart
+  // followed: the next start, even one a connect asks for, is a restart in
+  // a row.
+  bool restart_due = false;
   std::string in_force;
   std::string missing;
   std::string last_exit;
@@ -133,6 +137,7 @@ void ServiceHost::PolicyChanged() {
       if (service.state == ServiceState::FAILED) {
         service.state = ServiceState::STOPPED;  // a reload is a fresh chance
         service.in_a_row = 0;
+        service.restart_due = false;
       }
       ++i;
       continue;
@@ -240,6 +245,7 @@ absl::Status ServiceHost::Start(Service& service) {
                                "service '", service.spec.name, "' ", service.last_exit)));
     return timer;
   }
+  service.restart_due = false;
   UniqueFd broker_end;
   absl::StatusOr<sandbox::LaunchedProcess> launched = Launch(service, broker_end);
   if (!launched.ok()) return StartFailed(service, launched.status());
@@ -397,6 +403,7 @@ void ServiceHost::OnExit(Service& service) {
                  (mode == RestartMode::kOnFailure && Failed(info));
   if (!restart) {
     service.state = ServiceState::STOPPED;
+    service.restart_due = ran < kStableRun || Failed(info);
     ArmTimer(service, absl::ZeroDuration());
     return;
   }
@@ -535,6 +542,13 @@ absl::StatusOr<std::optional<UniqueFd>> ServiceHost::Connect(
     case ServiceState::STOPPING:
       return absl::UnavailableError(absl::StrCat("service '", spec.name, "' is stopping"));
     case ServiceState::STOPPED: {
+      if (service->restart_due) {
+        // Delayed and counted like an automatic restart: a client that can
+        // make the service exit (a crashing input) must not keep the
+        // broker's only thread launching sandboxes.
+        ScheduleRestart(*service);
+        return Connect(spec, request);  // now waiting (BACKOFF) or failed
+      }
       absl::Status started = Start(*service);
       if (!started.ok()) {
         return absl::UnavailableError(absl::StrCat("service '", spec.name,

@@ -9,6 +9,7 @@
 //   stopped --connect or atStart--> starting --ready--> running
 //   starting/running --exit--> backoff --delay--> starting   (restart policy)
 //                            \--> stopped (no restart) or failed (limit hit)
+//   stopped after a short or failed run --connect--> backoff (a restart)
 // A failed service stays failed until the policy is reloaded. The delay
 // starts at restartDelayMs and doubles per restart in a row, to 30 s; a run
 // that lasted kStableRun resets the count. A start that does not become

@@ -46,7 +46,9 @@ constexpr char kPolicy[] = R"(( capabilities = [ ( name = "scratch", memory = ( 
     ( name = "granted", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = exec,
       restartDelayMs = 1, grants = [ "scratch" ] ),
     ( name = "notify", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = notify,
-      startTimeoutMs = 20, restart = never ) ] ))";
+      startTimeoutMs = 20, restart = never ),
+    ( name = "once", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = exec,
+      restart = never, restartDelayMs = 1, restartLimit = 2 ) ] ))";
 
 // An answer the host sent: "" for a grant, else the error's message.
 std::string Decode(const server::Answer& answer) {
@@ -245,6 +247,30 @@ TEST_F(ServiceHostTest, AServiceGetsItsTimerWhenItStartsAfterAShortage) {
   EXPECT_FALSE(waiting.has_value());
   ASSERT_TRUE(RunUntil([&] { return !ClientAnswers().empty(); }));
   EXPECT_EQ(ClientAnswers()[0], "service 'notify' did not become ready within 20 ms");
+}
+
+// A client that can make a service exit (a crashing input, or a request
+// that ends it) must not keep the broker launching sandboxes: a start that
+// follows a short run is a restart in a row, even when a connect asks for it
+// and the service is not to be restarted.
+TEST_F(ServiceHostTest, AConnectAfterAShortRunIsARestartInARow) {
+  exit_code_ = 0;  // every run ends at once, and successfully
+  ASSERT_OK(Connect("once", 1).status());
+  ASSERT_TRUE(RunUntil([&] { return Report("once").state == ServiceState::STOPPED; }));
+  for (uint64_t restart = 1; restart <= 2; ++restart) {
+    ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("once", 1 + restart));
+    EXPECT_FALSE(waiting.has_value());  // not started at once: after the delay
+    EXPECT_EQ(Report("once").state, ServiceState::BACKOFF);
+    ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == restart; }));
+    EXPECT_EQ(ClientAnswers().back(), "");
+    ASSERT_TRUE(RunUntil([&] { return Report("once").state == ServiceState::STOPPED; }));
+  }
+  EXPECT_THAT(Connect("once", 4).status(),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       "service 'once' has failed (exit status 0); it starts again after a "
+                       "policy reload"));
+  EXPECT_EQ(launches_, 3u);
+  EXPECT_EQ(Report("once").restarts, 2u);
 }
 
 TEST_F(ServiceHostTest, ALaunchThatWillFailAgainFailsTheServiceAtOnce) {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include "broker/sandbox/fd_layout.h"
 #include "broker/sandbox/landlock.h"
 #include "broker/sandbox/minimal_root.h"
+#include "broker/sandbox/namespaces.h"
 #include "broker/sandbox/protection.h"
 #include "broker/sandbox/report_pipe.h"
 #include "broker/sandbox/signals.h"
@@ -73,7 +75,15 @@ bool Child::Settle(Protection protection, Requirement requirement,
   if (status.ok()) return true;
   std::string reason = absl::StrCat(what, ": ", status.message());
   if (requirement == Requirement::kRequired) {
-    reporter_.Fail(absl::FailedPreconditionError(RequiredButMessage(protection, reason)));
+    // A shortage (EMFILE, ENFILE, ENOMEM: kResourceExhausted; EAGAIN:
+    // kUnavailable) keeps its code, so that the caller may try again later;
+    // anything else is the kernel refusing the protection. ENOSPC, also
+    // kResourceExhausted, can come here only from a mount table at
+    // fs.mount-max: retried too, within the caller's restart limit.
+    bool shortage = status.code() == absl::StatusCode::kResourceExhausted ||
+                    status.code() == absl::StatusCode::kUnavailable;
+    reporter_.Fail(absl::Status(shortage ? status.code() : absl::StatusCode::kFailedPrecondition,
+                                RequiredButMessage(protection, reason)));
   }
   reporter_.Missing(static_cast<int>(protection), MissingEntry(protection, reason));
   return false;
@@ -136,7 +146,17 @@ absl::Status Child::ApplyLandlock(bool root_in_force) {
 }
 
 void Child::Run() {
-  for (int fd : plan_.parent_only_fds) close(fd);
+  // Named first, so that Launch can tell a child that died before execve
+  // from a program that ran and exited (CheckReachedExecve).
+  if (prctl(PR_SET_NAME, kSetupName) != 0) {
+    reporter_.Fail(ErrnoStatus(errno, "prctl(PR_SET_NAME)"));
+  }
+  // 0, 1 and 2 stay: the broker keeps them open (on /dev/null at worst), so
+  // nothing written there by mistake can land in an fd opened below.
+  std::vector<int> named = {plan_.broker_fd, plan_.stdin_fd, plan_.output_fd, plan_.sync_fd,
+                            plan_.report_fd};
+  for (const ChildGrant& grant : plan_.grants) named.push_back(grant.fd);
+  Must(CloseAllExcept(3, std::move(named)));
   Must(SetParentDeathSignal());
   // The parent writes one byte once the id maps are in place; end of file
   // means it gave up or died.
@@ -206,6 +226,7 @@ void Child::Run() {
   program_.release();  // closed by the layout too
   // The detached grants were closed by the layout; forget them unclosed.
   for (UniqueFd& fd : detached_) fd.release();
+  Must(ApplyRlimits({{RLIMIT_NOFILE, "RLIMIT_NOFILE", plan_.open_files}}));
 
   std::vector<std::string> env =
       ServiceEnvironment(plan_.env, plan_.grant_names, broker_target, getpid());

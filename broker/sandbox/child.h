@@ -4,18 +4,26 @@
 // before the clone (which namespaces exist, the Landlock ABI, the compiled
 // seccomp filter) and hands the child a ChildPlan; the child applies it in
 // the one order that works:
-//   1. parent death signal; wait for the parent's "go" (id maps written)
+//   1. close every fd the plan does not name: the child starts with a copy
+//      of the broker's whole table (its connections, its listening socket),
+//      and the kernel gives each new fd the lowest free number, so the steps
+//      below must not depend on how many fds the broker happens to hold;
+//      parent death signal; wait for the parent's "go" (id maps written)
 //   2. new session (no controlling terminal), default signal actions, no
 //      signal blocked
 //   3. minimal root and detached directory grants (needs CAP_SYS_ADMIN in the
-//      user namespace), hostname, rlimits
+//      user namespace), hostname, rlimits but RLIMIT_NOFILE
 //   4. bounding set (needs CAP_SETPCAP), then groups, gid, uid
 //   5. ambient and remaining capabilities; parent death signal again (the
 //      id change cleared it) and check the parent is still there
 //   6. no_new_privs, Landlock
 //   7. the fd table, the environment
-//   8. seccomp, last: it denies calls the steps above make
-//   9. execve
+//   8. RLIMIT_NOFILE: Landlock and the fd layout need fds of their own, and
+//      a limit below the numbers they get would fail them (EMFILE); fds
+//      already open above the limit stay usable (setrlimit(2) does not look
+//      at them)
+//   9. seccomp, last: it denies calls the steps above make
+//  10. execve
 // Each protection that fails is settled by its requirement: a required one
 // stops the launch (reported, then _exit), a best-effort one is reported as
 // missing and the launch goes on.
@@ -59,13 +67,15 @@ struct ChildPlan {
   uid_t uid = 0;
   gid_t gid = 0;
   bool clear_groups = false;  // setgroups(0): the broker is root
-  std::vector<Rlimit> rlimits;
+  std::vector<Rlimit> rlimits;  // all but RLIMIT_NOFILE
+  uint64_t open_files = 0;      // RLIMIT_NOFILE; 0 leaves it as it is
 
   const SeccompProgram* seccomp = nullptr;  // when system_call_filter is on
   int landlock_abi = 0;                     // when landlock is on
   bool landlock_deny_tcp = false;
 
-  // fds: all borrowed, at the numbers the parent has them.
+  // fds: all borrowed, at the numbers the parent has them. Every other fd
+  // above 2 is closed at once in the child.
   std::vector<ChildGrant> grants;
   std::vector<std::string> grant_names;
   int broker_fd = -1;
@@ -73,7 +83,6 @@ struct ChildPlan {
   int output_fd = -1;       // the write end of the output pipe
   int sync_fd = -1;         // the read end of the parent's sync pipe
   int report_fd = -1;       // the write end of the report pipe
-  std::vector<int> parent_only_fds;  // closed at once in the child
 };
 
 // Runs the plan in the child returned by CloneProcess; never returns.

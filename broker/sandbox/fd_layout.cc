@@ -60,15 +60,19 @@ absl::StatusOr<std::vector<int>> ApplyFdLayout(absl::Span<const int> sources,
     }
   }
   // 3. Close everything above the targets but the kept fds.
-  std::vector<int> sorted = kept;
-  std::sort(sorted.begin(), sorted.end());
-  unsigned first = count;
-  for (int fd : sorted) {
-    CB_RETURN_IF_ERROR(CloseRange(first, static_cast<unsigned>(fd) - 1));
-    first = fd + 1;
-  }
-  CB_RETURN_IF_ERROR(CloseRange(first, UINT_MAX));
+  CB_RETURN_IF_ERROR(CloseAllExcept(count, kept));
   return kept;
+}
+
+absl::Status CloseAllExcept(int first, std::vector<int> keep) {
+  std::sort(keep.begin(), keep.end());
+  unsigned from = static_cast<unsigned>(first);
+  for (int fd : keep) {
+    if (fd < first || static_cast<unsigned>(fd) < from) continue;  // below, or a duplicate
+    CB_RETURN_IF_ERROR(CloseRange(from, static_cast<unsigned>(fd) - 1));
+    from = static_cast<unsigned>(fd) + 1;
+  }
+  return CloseRange(from, UINT_MAX);
 }
 
 std::vector<std::string> ServiceEnvironment(const std::vector<std::string>& base,

@@ -25,6 +25,10 @@ namespace capbroker::sandbox {
 absl::StatusOr<std::vector<int>> ApplyFdLayout(absl::Span<const int> sources,
                                                absl::Span<const int> keep);
 
+// Closes every fd numbered `first` or more except those in `keep` (any
+// order; entries below `first` or -1 are ignored), with close_range(2).
+absl::Status CloseAllExcept(int first, std::vector<int> keep);
+
 // The service's environment: `base` ("KEY=VALUE", nothing inherited), then
 // LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES when `fd_names` is not empty,
 // then CAPBROKER_FD=<broker_fd> when `broker_fd` >= 0. `listen_pid` is the

@@ -1,6 +1,7 @@
 #include "broker/sandbox/namespaces.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
@@ -10,14 +11,21 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <vector>
 #include <string>
+#include <vector>
 
+#include "absl/strings/cord.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "absl/types/optional.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
 
 namespace capbroker::sandbox {
 namespace {
@@ -58,6 +66,16 @@ constexpr FlagName kFlagNames[] = {
     {kCloneIntoCgroup, "CLONE_INTO_CGROUP", "a process in the cgroup"},
 };
 
+// The payload by which a clone3 failure carries its errno: the status code
+// alone does not tell ENOSPC (a namespace limit) from ENOMEM.
+constexpr absl::string_view kCloneErrno = "capbroker.clone_errno";
+
+absl::Status CloneError(int errnum, uint64_t flags) {
+  absl::Status status = ErrnoStatus(errnum, absl::StrCat("clone3(", CloneFlagNames(flags), ")"));
+  status.SetPayload(kCloneErrno, absl::Cord(absl::StrCat(errnum)));
+  return status;
+}
+
 // Returns the child's pid (0 in the child) or -1 with errno.
 pid_t RawClone3(uint64_t flags, int cgroup_fd, int* pidfd) {
   CloneArgs args = {};
@@ -82,6 +100,18 @@ absl::Status WriteProcFile(pid_t pid, const char* file, absl::string_view text) 
                        absl::StrCat("write(", path, ", \"", absl::StripSuffix(text, "\n"), "\")"));
   }
   return absl::OkStatus();
+}
+
+// /proc/PID/comm without its newline. The file is readable by anyone, in
+// any namespace, for as long as the process is not reaped.
+absl::StatusOr<std::string> ReadComm(pid_t pid) {
+  std::string path = absl::StrCat("/proc/", pid, "/comm");
+  CB_ASSIGN_OR_RETURN(UniqueFd fd, TakeFd(open(path.c_str(), O_RDONLY | O_CLOEXEC),
+                                          absl::StrCat("open(", path, ")")));
+  char text[64];
+  ssize_t n = RetryEintr([&] { return read(fd.get(), text, sizeof text); });
+  if (n < 0) return ErrnoStatus(errno, absl::StrCat("read(", path, ")"));
+  return std::string(absl::StripSuffix(absl::string_view(text, n), "\n"));
 }
 
 }  // namespace
@@ -109,22 +139,24 @@ absl::string_view NamespaceDescription(uint64_t flag) {
 absl::StatusOr<CloneResult> CloneProcess(uint64_t namespace_flags, int cgroup_fd) {
   int pidfd = -1;
   pid_t pid = RawClone3(namespace_flags, cgroup_fd, &pidfd);
-  if (pid < 0) {
-    uint64_t named = namespace_flags | (cgroup_fd >= 0 ? kCloneIntoCgroup : 0);
-    return ErrnoStatus(errno, absl::StrCat("clone3(", CloneFlagNames(named), ")"));
-  }
+  if (pid < 0) return CloneError(errno, namespace_flags | (cgroup_fd >= 0 ? kCloneIntoCgroup : 0));
   CloneResult result;
   result.pid = pid;
   if (pid > 0) result.pidfd.reset(pidfd);
   return result;
 }
 
+bool NamespaceRefused(const absl::Status& clone_error) {
+  absl::optional<absl::Cord> payload = clone_error.GetPayload(kCloneErrno);
+  int errnum = 0;
+  if (!payload || !absl::SimpleAtoi(std::string(*payload), &errnum)) return false;
+  return errnum == EPERM || errnum == ENOSPC || errnum == EUSERS || errnum == EINVAL;
+}
+
 absl::Status ProbeNamespace(uint64_t flag, uint64_t with_flags) {
   int pidfd = -1;
   pid_t pid = RawClone3(flag | with_flags, -1, &pidfd);
-  if (pid < 0) {
-    return ErrnoStatus(errno, absl::StrCat("clone3(", CloneFlagNames(flag), ")"));
-  }
+  if (pid < 0) return CloneError(errno, flag);
   if (pid == 0) _exit(0);
   close(pidfd);
   if (RetryEintr([&] { return waitpid(pid, nullptr, 0); }) != pid) {
@@ -160,6 +192,46 @@ void KillAndReap(const CloneResult& child) {
   if (RetryEintr([&] { return waitpid(child.pid, nullptr, 0); }) < 0) {
     std::fprintf(stderr, "capbroker: waitpid(%d): %s\n", child.pid, std::strerror(errno));
   }
+}
+
+std::string DescribeExit(const siginfo_t& info) {
+  if (info.si_code == CLD_EXITED) return absl::StrCat("exit status ", info.si_status);
+  const char* name = sigabbrev_np(info.si_status);
+  return absl::StrCat(info.si_code == CLD_DUMPED ? "dumped core on SIG" : "killed by SIG",
+                      name != nullptr ? name : std::to_string(info.si_status));
+}
+
+absl::Status CheckReachedExecve(const CloneResult& child, int timeout_ms) {
+  absl::StatusOr<std::string> comm = ReadComm(child.pid);
+  // execve(2) sets the new name after it has closed the close-on-exec fds:
+  // a name other than ours is proof, ours alone is not.
+  if (!comm.ok() || *comm != kSetupName) return absl::OkStatus();
+  // exit(2) releases a process's memory (exit_mm) before its fds
+  // (exit_files), while execve maps the new program before it closes any
+  // fd: with the pipe closed, /proc/PID/exe resolves only after an execve.
+  std::string exe = absl::StrCat("/proc/", child.pid, "/exe");
+  char target[1];
+  if (readlink(exe.c_str(), target, sizeof target) >= 0 || errno != ENOENT) {
+    return absl::OkStatus();
+  }
+  // Dying: its exit is under way, bounded only because closing an fd can
+  // wait on a file system.
+  pollfd p{child.pidfd.get(), POLLIN, 0};
+  int ready = RetryEintr([&] { return poll(&p, 1, timeout_ms); });
+  if (ready < 0) return ErrnoStatus(errno, "poll(pidfd)");
+  if (ready == 0) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "the child died before execve and was still exiting after ", timeout_ms, " ms"));
+  }
+  siginfo_t info{};
+  if (RetryEintr([&] {
+        return waitid(static_cast<idtype_t>(P_PIDFD), child.pidfd.get(), &info,
+                      WEXITED | WNOHANG | WNOWAIT);
+      }) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("waitid(pidfd of ", child.pid, ")"));
+  }
+  return absl::UnavailableError(
+      absl::StrCat("the child died before execve (", DescribeExit(info), ")"));
 }
 
 }  // namespace capbroker::sandbox

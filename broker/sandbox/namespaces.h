@@ -8,6 +8,7 @@
 #ifndef CAPBROKER_BROKER_SANDBOX_NAMESPACES_H_
 #define CAPBROKER_BROKER_SANDBOX_NAMESPACES_H_
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -40,6 +41,13 @@ struct CloneResult {
 // so the child must not call pthread functions or raise(3).
 absl::StatusOr<CloneResult> CloneProcess(uint64_t namespace_flags, int cgroup_fd);
 
+// Whether `clone_error`, a failure of CloneProcess or ProbeNamespace, is
+// the kernel refusing a namespace: EPERM (no privilege, or a sysctl or LSM
+// forbids it), ENOSPC and EUSERS (a namespace count limit,
+// max_*_namespaces), EINVAL (a kind this kernel lacks). Other errnos (EAGAIN
+// at the process or pid limit, ENOMEM) say nothing about namespaces.
+bool NamespaceRefused(const absl::Status& clone_error);
+
 // Whether a namespace of kind `flag` can be created, together with
 // `with_flags` (CLONE_NEWUSER, on which the others depend for a broker that
 // is not root): creates a child that exits at once and reaps it. OK, or the
@@ -60,6 +68,24 @@ bool SetgroupsAllowed();
 // Kills (SIGKILL through the pidfd) and reaps a child that is still being
 // set up, so that a failed launch leaves neither a process nor a zombie.
 void KillAndReap(const CloneResult& child);
+
+// The name (comm) a launched child gives itself first, kept until execve
+// sets the program's base name. A base name never holds a '/', so a process
+// still named this has not run its program.
+inline constexpr char kSetupName[] = "capbroker/setup";
+
+// How a process ended, from waitid(2): "exit status 3", "killed by SIGKILL",
+// "dumped core on SIGSEGV".
+std::string DescribeExit(const siginfo_t& info);
+
+// For a child named kSetupName whose close-on-exec report pipe has reached
+// end of file without a failure: OK when it went through execve, even if the
+// program has exited since; kUnavailable ("died before execve (killed by
+// SIGKILL)") when it died before, which also closes the pipe (the OOM killer,
+// an administrator's kill). When /proc cannot tell, OK: the child's exit is
+// then seen through its pidfd like any exit. kDeadlineExceeded when a dying
+// child is not dead within `timeout_ms`. Never reaps the child.
+absl::Status CheckReachedExecve(const CloneResult& child, int timeout_ms);
 
 }  // namespace capbroker::sandbox
 

@@ -1,7 +1,11 @@
 #include "broker/sandbox/namespaces.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -66,9 +70,68 @@ TEST(NamespacesTest, IdMapsMapTheSameNumbers) {
 TEST(NamespacesTest, ProbeNamesTheNamespace) {
   EXPECT_OK(ProbeNamespace(CLONE_NEWNET, CLONE_NEWUSER));
   // An invalid combination: the message names the flag probed.
-  EXPECT_THAT(ProbeNamespace(CLONE_NEWUSER, CLONE_FS),
+  absl::Status invalid = ProbeNamespace(CLONE_NEWUSER, CLONE_FS);
+  EXPECT_THAT(invalid,
               StatusIs(absl::StatusCode::kInvalidArgument, "clone3(CLONE_NEWUSER): Invalid argument"));
+  // EINVAL is what a kernel without the namespace kind says; an error that
+  // did not come from clone3 says nothing.
+  EXPECT_TRUE(NamespaceRefused(invalid));
+  EXPECT_FALSE(NamespaceRefused(absl::PermissionDeniedError("clone3(CLONE_NEWUSER): made up")));
   EXPECT_TRUE(waitpid(-1, nullptr, WNOHANG) == -1 && errno == ECHILD);
+}
+
+// A child as Launch makes it: named kSetupName, holding the write end of a
+// close-on-exec pipe; it then runs `then`. Returns once the pipe reached end
+// of file (execve or a death closed it), as Launch's report does.
+CloneResult StartAndWaitForEndOfFile(void (*then)()) {
+  int pipe_fds[2];
+  EXPECT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
+  absl::StatusOr<CloneResult> child = CloneProcess(0, -1);
+  EXPECT_OK(child.status());
+  if (!child.ok()) return CloneResult();
+  if (child->pid == 0) {
+    close(pipe_fds[0]);
+    if (prctl(PR_SET_NAME, kSetupName) != 0) _exit(1);
+    then();
+    _exit(1);
+  }
+  close(pipe_fds[1]);
+  char byte;
+  EXPECT_EQ(read(pipe_fds[0], &byte, 1), 0);
+  close(pipe_fds[0]);
+  return std::move(*child);
+}
+
+void WaitExited(const CloneResult& child) {
+  pollfd p{child.pidfd.get(), POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, -1), 1);
+}
+
+TEST(CheckReachedExecveTest, AChildKilledBeforeExecveDiedBeforeIt) {
+  CloneResult child = StartAndWaitForEndOfFile([] { syscall(SYS_kill, getpid(), SIGKILL); });
+  EXPECT_THAT(CheckReachedExecve(child, 10000),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       "the child died before execve (killed by SIGKILL)"));
+  KillAndReap(child);
+}
+
+TEST(CheckReachedExecveTest, AProgramThatExitedAtOnceRan) {
+  CloneResult child = StartAndWaitForEndOfFile([] {
+    char* argv[] = {const_cast<char*>("/bin/false"), nullptr};
+    execve(argv[0], argv, environ);
+  });
+  WaitExited(child);  // dead like the child above, but renamed by execve
+  EXPECT_OK(CheckReachedExecve(child, 10000));
+  KillAndReap(child);
+}
+
+TEST(CheckReachedExecveTest, ARunningProgramRan) {
+  CloneResult child = StartAndWaitForEndOfFile([] {
+    char* argv[] = {const_cast<char*>("/bin/sleep"), const_cast<char*>("60"), nullptr};
+    execve(argv[0], argv, environ);
+  });
+  EXPECT_OK(CheckReachedExecve(child, 10000));
+  KillAndReap(child);
 }
 
 TEST(NamespacesTest, KillAndReapLeavesNoChild) {

@@ -4,8 +4,9 @@
 // a best-effort protection it had to leave out ("missing"), and the failure
 // that stops the launch (a status: code and message). execve closes the
 // pipe (it is close-on-exec), so end of file without a failure means the
-// program is running. Each record is one write(2) of at most PIPE_BUF bytes,
-// so it arrives whole.
+// program is running, unless the child died before execve, which closes it
+// too (Launch tells them apart: CheckReachedExecve). Each record is one
+// write(2) of at most PIPE_BUF bytes, so it arrives whole.
 #ifndef CAPBROKER_BROKER_SANDBOX_REPORT_PIPE_H_
 #define CAPBROKER_BROKER_SANDBOX_REPORT_PIPE_H_
 

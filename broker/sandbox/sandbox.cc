@@ -215,10 +215,11 @@ std::optional<ServiceCgroup> MakeCgroup(const SandboxSpec& spec, Outcome& outcom
   return std::move(*cgroup);
 }
 
-// Creates the child in the namespaces the spec asks for. When clone3 fails,
-// probes each namespace to name the one that is unavailable, drops it if it
-// is best-effort (or fails the launch if it is required) and tries again;
-// when only the cgroup is at fault, goes on without it. Returns twice, like
+// Creates the child in the namespaces the spec asks for. When clone3 fails
+// for a namespace (NamespaceRefused), probes each namespace to name the one
+// that is unavailable, drops it if it is best-effort (or fails the launch if
+// it is required) and tries again; when only the cgroup is at fault, goes on
+// without it. Other failures are returned as they are. Returns twice, like
 // fork: in the child too (pid 0), which must do nothing here but return.
 absl::StatusOr<CloneResult> CreateChild(Outcome& outcome, std::optional<ServiceCgroup>& cgroup,
                                         uint64_t* namespaces) {
@@ -229,23 +230,25 @@ absl::StatusOr<CloneResult> CreateChild(Outcome& outcome, std::optional<ServiceC
   *namespaces = flags;
   const int cgroup_fd = cgroup ? cgroup->fd() : -1;
   absl::StatusOr<CloneResult> child = CloneProcess(flags, cgroup_fd);
-  if (child.ok()) return child;
-
-  uint64_t with = 0;
-  for (const NamespaceProtection& ns : kNamespaces) {
-    if (!(flags & ns.flag)) continue;
-    absl::Status probe = ProbeNamespace(ns.flag, with);
-    if (probe.ok()) {
-      if (ns.flag == CLONE_NEWUSER) with = CLONE_NEWUSER;
-      continue;
+  if (!child.ok() && NamespaceRefused(child.status())) {
+    uint64_t with = 0;
+    for (const NamespaceProtection& ns : kNamespaces) {
+      if (!(flags & ns.flag)) continue;
+      absl::Status probe = ProbeNamespace(ns.flag, with);
+      if (probe.ok()) {
+        if (ns.flag == CLONE_NEWUSER) with = CLONE_NEWUSER;
+        continue;
+      }
+      // A shortage meanwhile is no verdict on the namespace.
+      if (!NamespaceRefused(probe)) return probe;
+      CB_RETURN_IF_ERROR(outcome.Unavailable(
+          ns.protection,
+          absl::StrCat(NamespaceDescription(ns.flag), " could not be created: ", probe.message())));
+      flags &= ~ns.flag;
     }
-    CB_RETURN_IF_ERROR(outcome.Unavailable(
-        ns.protection,
-        absl::StrCat(NamespaceDescription(ns.flag), " could not be created: ", probe.message())));
-    flags &= ~ns.flag;
+    *namespaces = flags;
+    child = CloneProcess(flags, cgroup_fd);
   }
-  *namespaces = flags;
-  child = CloneProcess(flags, cgroup_fd);
   if (child.ok() || cgroup_fd < 0) return child;
 
   absl::Status cgroup_error = child.status();
@@ -332,11 +335,11 @@ absl::StatusOr<LaunchedProcess> Launch(const SandboxSpec& spec) {
   // own, which the kernel then forbids it to drop in turn.
   plan.clear_groups = geteuid() == 0 && SetgroupsAllowed();
   plan.rlimits = {
-      {RLIMIT_NOFILE, "RLIMIT_NOFILE", spec.limits.open_files},
       {RLIMIT_AS, "RLIMIT_AS", spec.limits.address_space},
       {RLIMIT_NPROC, "RLIMIT_NPROC", spec.limits.processes},
       {RLIMIT_CPU, "RLIMIT_CPU", spec.limits.cpu_seconds},
   };
+  plan.open_files = spec.limits.open_files;
   plan.seccomp = seccomp ? &*seccomp : nullptr;
   plan.landlock_abi = landlock_abi;
   plan.landlock_deny_tcp = true;
@@ -354,8 +357,6 @@ absl::StatusOr<LaunchedProcess> Launch(const SandboxSpec& spec) {
   plan.output_fd = output.write.get();
   plan.sync_fd = sync.read.get();
   plan.report_fd = report.write.get();
-  plan.parent_only_fds = {sync.write.get(), report.read.get(), output.read.get()};
-  if (cgroup) plan.parent_only_fds.push_back(cgroup->fd());
 
   uint64_t namespaces = 0;
   absl::StatusOr<CloneResult> cloned = CreateChild(outcome, cgroup, &namespaces);
@@ -393,6 +394,9 @@ absl::StatusOr<LaunchedProcess> Launch(const SandboxSpec& spec) {
       ReadChildReport(report.read.get(), kChildSetupTimeoutMs);
   if (!report_result.ok()) return fail(report_result.status());
   if (!report_result->failure.ok()) return fail(report_result->failure);
+  // End of file comes from execve closing the pipe, or from a death.
+  absl::Status reached = CheckReachedExecve(child, kChildSetupTimeoutMs);
+  if (!reached.ok()) return fail(reached);
   for (MissingReport& missing : report_result->missing) {
     outcome.MarkMissing(missing.tag, std::move(missing.entry));
   }

@@ -86,8 +86,16 @@ struct LaunchedProcess {
 };
 
 // Starts the program and returns once it has called execve, or with the
-// reason it could not (a required protection, a missing program, ...); a
-// failed launch leaves no process behind.
+// reason it could not; a failed launch leaves no process behind. The code
+// says whether trying again may help:
+// - kResourceExhausted, kUnavailable: a shortage that may pass (EMFILE,
+//   ENFILE, ENOMEM, EAGAIN at the process limit), also when it stopped a
+//   required protection; a child that died before execve;
+// - kDeadlineExceeded: the child took longer than 10 s to reach execve;
+// - anything else fails the same way until the spec or the system changes:
+//   kInvalidArgument (the spec), kNotFound or kPermissionDenied (the
+//   program, ids, limits), kFailedPrecondition (a required protection the
+//   kernel refuses: EPERM, EINVAL, ENOSPC at a namespace limit, ...).
 absl::StatusOr<LaunchedProcess> Launch(const SandboxSpec& spec);
 
 }  // namespace capbroker::sandbox

@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "broker/sandbox/namespaces.h"
 #include "broker/server/log_limiter.h"
 #include "broker/service/messages.h"
 #include "broker/service/output_lines.h"
@@ -29,6 +30,7 @@
 namespace capbroker::service {
 namespace {
 
+using sandbox::DescribeExit;
 using schema::ServiceState;
 
 // The uid and gid of nobody, which a root broker's services run as unless
@@ -51,15 +53,26 @@ Identity ServiceIdentity(const ServiceSpec& spec, pid_t pid) {
   return identity;
 }
 
-std::string DescribeExit(const siginfo_t& info) {
-  if (info.si_code == CLD_EXITED) return absl::StrCat("exit status ", info.si_status);
-  const char* name = sigabbrev_np(info.si_status);
-  return absl::StrCat(info.si_code == CLD_DUMPED ? "dumped core on SIG" : "killed by SIG",
-                      name != nullptr ? name : std::to_string(info.si_status));
-}
-
 bool Failed(const siginfo_t& info) {
   return !(info.si_code == CLD_EXITED && info.si_status == 0);
+}
+
+// Whether a start that failed with `status` may succeed later with nothing
+// changed: a shortage of fds, memory or processes (EMFILE, ENFILE, ENOMEM,
+// EAGAIN), an audit log that cannot be written, a child that timed out or
+// died during its setup. sandbox::Launch reports those with these codes
+// (sandbox.h), as ErrnoStatus does the errnos. Anything else, an invalid
+// spec, a missing program, a required protection the kernel refuses, fails
+// the same way until the policy or the system is changed.
+bool MayPassByItself(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+      return true;
+    default:
+      return false;
+  }
 }
 
 }  // namespace
@@ -77,6 +90,10 @@ struct ServiceHost::Service {
   absl::Time started;
   uint32_t restarts = 0;   // in total
   uint32_t in_a_row = 0;   // restarts since the last stable run
+  // The last run was short (< kStableRun) or failed and no restart
+  // followed: the next start, even one a connect asks for, is a restart in
+  // a row.
+  bool restart_due = false;
   std::string in_force;
   std::string missing;
   std::string last_exit;
@@ -120,6 +137,7 @@ void ServiceHost::PolicyChanged() {
       if (service.state == ServiceState::FAILED) {
         service.state = ServiceState::STOPPED;  // a reload is a fresh chance
         service.in_a_row = 0;
+        service.restart_due = false;
       }
       ++i;
       continue;
@@ -148,21 +166,6 @@ void ServiceHost::PolicyChanged() {
     if (Find(spec.name) != nullptr) continue;
     auto service = std::make_unique<Service>();
     service->spec = spec;
-    absl::StatusOr<UniqueFd> timer = TakeFd(
-        timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK), "timerfd_create");
-    absl::Status watched = timer.status();
-    if (timer.ok()) {
-      Service* raw = service.get();
-      watched = loop_.Watch(timer->get(), [this, raw] { OnTimer(*raw); });
-    }
-    if (!watched.ok()) {
-      // Without a timer there is no backoff and no start timeout: refuse.
-      service->state = ServiceState::FAILED;
-      service->last_exit = absl::StrCat("no timer: ", watched.message());
-      Log(*service, service->last_exit);
-    } else {
-      service->timer = std::move(timer).value();
-    }
     services_.push_back(std::move(service));
   }
   for (const std::unique_ptr<Service>& service : services_) {
@@ -219,18 +222,33 @@ absl::StatusOr<sandbox::LaunchedProcess> ServiceHost::Launch(Service& service,
   return options_.launcher(sandbox);
 }
 
+absl::Status ServiceHost::EnsureTimer(Service& service) {
+  if (service.timer) return absl::OkStatus();
+  CB_ASSIGN_OR_RETURN(UniqueFd timer,
+                      TakeFd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK),
+                             "timerfd_create"));
+  Service* raw = &service;
+  CB_RETURN_IF_ERROR(loop_.Watch(timer.get(), [this, raw] { OnTimer(*raw); }));
+  service.timer = std::move(timer);
+  return absl::OkStatus();
+}
+
 absl::Status ServiceHost::Start(Service& service) {
-  UniqueFd broker_end;
-  absl::StatusOr<sandbox::LaunchedProcess> launched = Launch(service, broker_end);
-  if (!launched.ok()) {
-    // A missing protection or program does not fix itself: no restarts.
-    service.state = ServiceState::FAILED;
-    service.last_exit = absl::StrCat("could not start: ", launched.status().message());
+  // Without a timer there would be no start timeout and no restart delay:
+  // no start. Made here, not with the service, so that an fd shortage when
+  // the policy was loaded does not outlast it.
+  if (absl::Status timer = EnsureTimer(service); !timer.ok()) {
+    service.state = ServiceState::STOPPED;
+    service.last_exit = absl::StrCat("could not start: no timer: ", timer.message());
     Log(service, service.last_exit);
     AnswerPending(service, absl::UnavailableError(absl::StrCat(
                                "service '", service.spec.name, "' ", service.last_exit)));
-    return launched.status();
+    return timer;
   }
+  service.restart_due = false;
+  UniqueFd broker_end;
+  absl::StatusOr<sandbox::LaunchedProcess> launched = Launch(service, broker_end);
+  if (!launched.ok()) return StartFailed(service, launched.status());
   service.pid = launched->pid;
   service.pidfd = std::move(launched->pidfd);
   service.output = std::move(launched->output);
@@ -254,11 +272,7 @@ absl::Status ServiceHost::Start(Service& service) {
   if (!watched.ok()) {
     // It cannot be served or supervised: it must not run.
     KillAndReap(service);
-    service.state = ServiceState::FAILED;
-    service.last_exit = absl::StrCat("could not start: ", watched.message());
-    Log(service, service.last_exit);
-    AnswerPending(service, absl::UnavailableError(service.last_exit));
-    return watched;
+    return StartFailed(service, watched);
   }
   Log(service, absl::StrCat("started, pid ", service.pid, "; in force: ", service.in_force,
                             service.missing.empty() ? "" : "; missing: ", service.missing));
@@ -268,6 +282,41 @@ absl::Status ServiceHost::Start(Service& service) {
     ArmTimer(service, absl::Milliseconds(service.spec.start_timeout_ms));
   }
   return absl::OkStatus();
+}
+
+absl::Status ServiceHost::StartFailed(Service& service, const absl::Status& status) {
+  service.last_exit = absl::StrCat("could not start: ", status.message());
+  Log(service, service.last_exit);
+  AnswerPending(service, absl::UnavailableError(absl::StrCat(
+                             "service '", service.spec.name, "' ", service.last_exit)));
+  if (MayPassByItself(status)) {
+    // As a run that failed at once: tried again after the restart delay,
+    // within the restart limit.
+    ScheduleRestart(service);
+  } else {
+    service.state = ServiceState::FAILED;
+  }
+  return status;
+}
+
+void ServiceHost::ScheduleRestart(Service& service) {
+  if (service.in_a_row >= service.spec.restart_limit) {
+    service.state = ServiceState::FAILED;
+    ArmTimer(service, absl::ZeroDuration());
+    Log(service, absl::StrCat("gave up after ", service.in_a_row,
+                              " restarts in a row; it starts again after a policy reload"));
+    return;
+  }
+  absl::Duration delay = absl::Milliseconds(service.spec.restart_delay_ms);
+  for (uint32_t i = 0; i < service.in_a_row && delay < kMaxRestartDelay; ++i) delay *= 2;
+  delay = std::min(delay, kMaxRestartDelay);
+  ++service.in_a_row;
+  ++service.restarts;
+  service.state = ServiceState::BACKOFF;
+  Log(service, absl::StrCat("restarting in ", absl::FormatDuration(delay), " (restart ",
+                            service.in_a_row, " of at most ", service.spec.restart_limit,
+                            " in a row)"));
+  ArmTimer(service, delay);
 }
 
 void ServiceHost::BecomeReady(Service& service) {
@@ -354,26 +403,11 @@ void ServiceHost::OnExit(Service& service) {
                  (mode == RestartMode::kOnFailure && Failed(info));
   if (!restart) {
     service.state = ServiceState::STOPPED;
+    service.restart_due = ran < kStableRun || Failed(info);
     ArmTimer(service, absl::ZeroDuration());
     return;
   }
-  if (service.in_a_row >= service.spec.restart_limit) {
-    service.state = ServiceState::FAILED;
-    ArmTimer(service, absl::ZeroDuration());
-    Log(service, absl::StrCat("gave up after ", service.in_a_row,
-                              " restarts in a row; it starts again after a policy reload"));
-    return;
-  }
-  absl::Duration delay = absl::Milliseconds(service.spec.restart_delay_ms);
-  for (uint32_t i = 0; i < service.in_a_row && delay < kMaxRestartDelay; ++i) delay *= 2;
-  delay = std::min(delay, kMaxRestartDelay);
-  ++service.in_a_row;
-  ++service.restarts;
-  service.state = ServiceState::BACKOFF;
-  Log(service, absl::StrCat("restarting in ", absl::FormatDuration(delay), " (restart ",
-                            service.in_a_row, " of at most ", service.spec.restart_limit,
-                            " in a row)"));
-  ArmTimer(service, delay);
+  ScheduleRestart(service);
 }
 
 void ServiceHost::OnOutput(Service& service) {
@@ -433,6 +467,7 @@ void ServiceHost::OnTimer(Service& service) {
 }
 
 void ServiceHost::ArmTimer(Service& service, absl::Duration delay) {
+  // Only a service never started has none, and nothing to time.
   if (!service.timer) return;
   itimerspec spec{};
   if (delay > absl::ZeroDuration()) {
@@ -517,6 +552,13 @@ absl::StatusOr<std::optional<UniqueFd>> ServiceHost::Connect(
     case ServiceState::STOPPING:
       return absl::UnavailableError(absl::StrCat("service '", spec.name, "' is stopping"));
     case ServiceState::STOPPED: {
+      if (service->restart_due) {
+        // Delayed and counted like an automatic restart: a client that can
+        // make the service exit (a crashing input) must not keep the
+        // broker's only thread launching sandboxes.
+        ScheduleRestart(*service);
+        return Connect(spec, request);  // now waiting (BACKOFF) or failed
+      }
       absl::Status started = Start(*service);
       if (!started.ok()) {
         return absl::UnavailableError(absl::StrCat("service '", spec.name,

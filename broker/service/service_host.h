@@ -9,10 +9,15 @@
 //   stopped --connect or atStart--> starting --ready--> running
 //   starting/running --exit--> backoff --delay--> starting   (restart policy)
 //                            \--> stopped (no restart) or failed (limit hit)
+//   stopped after a short or failed run --connect--> backoff (a restart)
 // A failed service stays failed until the policy is reloaded. The delay
 // starts at restartDelayMs and doubles per restart in a row, to 30 s; a run
 // that lasted kStableRun resets the count. A start that does not become
-// ready within startTimeoutMs is killed, which counts as a failure.
+// ready within startTimeoutMs is killed, which counts as a failure. A launch
+// that fails for what may pass by itself (a shortage of fds, memory or
+// processes, an audit log that cannot be written) counts as a failed run;
+// one that will fail again (an invalid spec, a missing program, a required
+// protection the kernel refuses) fails the service at once.
 //
 // A connect to a service that is not running yet is answered when it is
 // ready, or with the reason it could not start: never left hanging.
@@ -96,7 +101,19 @@ class ServiceHost : public server::ServiceDirectory {
   struct Service;
 
   Service* Find(absl::string_view name);
+  // Makes the service's timer (start timeout, restart delay, stop timeout)
+  // unless it has one.
+  absl::Status EnsureTimer(Service& service);
+  // Starts the service; refuses (STOPPED, error) when no timer can be made.
   absl::Status Start(Service& service);
+  // A start that failed with `status` (returned): answers the waiting
+  // connects with it, then schedules another try as for a failed run when
+  // the failure may pass by itself, else marks the service failed until a
+  // reload.
+  absl::Status StartFailed(Service& service, const absl::Status& status);
+  // Counts a restart in a row and waits its delay (BACKOFF), or gives up
+  // (FAILED) once restartLimit restarts in a row were made.
+  void ScheduleRestart(Service& service);
   // Grants, broker connection and sandbox settings, then launch.
   absl::StatusOr<sandbox::LaunchedProcess> Launch(Service& service, UniqueFd& broker_end);
   void OnExit(Service& service);

@@ -16,6 +16,11 @@
 //   --abstract-socket=N   an abstract unix socket listening on the host
 //   --tcp-port=N          a TCP listener on the host's 127.0.0.1
 //   --udp-port=N          a UDP socket on the host's 127.0.0.1
+//   --broker-directory=NAME  its directory grant NAME, asked for again at run
+//                         time on its broker connection (CAPBROKER_FD), by
+//                         acquire and by an open beneath it of "sub": a
+//                         directory fd from the broker lives in the host's
+//                         mount namespace, where ".." leaves the sandbox
 //   --list-fds            only print the "fds:" line, then "done"
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -43,6 +48,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "sdk/base/unique_fd.h"
+#include "sdk/client/client.h"
+
 namespace {
 
 struct Flags {
@@ -54,12 +63,15 @@ struct Flags {
   std::string abstract_socket;
   int tcp_port = 0;
   int udp_port = 0;
+  std::string broker_directory;
   bool list_fds = false;
 };
 
-void Blocked(const std::string& attempt, int err) {
-  printf("%s: blocked (%s)\n", attempt.c_str(), strerror(err));
+void BlockedBecause(const std::string& attempt, const std::string& why) {
+  printf("%s: blocked (%s)\n", attempt.c_str(), why.c_str());
 }
+
+void Blocked(const std::string& attempt, int err) { BlockedBecause(attempt, strerror(err)); }
 
 void Escaped(const std::string& attempt, const std::string& what) {
   printf("%s: ESCAPED (%s)\n", attempt.c_str(), what.c_str());
@@ -230,6 +242,43 @@ void UseGrants(const std::map<std::string, int>& grants) {
   }
 }
 
+// A capability the broker handed over at run time must not be a directory.
+void ExpectNoDirectory(const std::string& attempt,
+                       const absl::StatusOr<capbroker::Capability>& got) {
+  if (!got.ok()) {
+    BlockedBecause(attempt, std::string(got.status().message()));
+    return;
+  }
+  struct stat st;
+  if (fstat(got->fd.get(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    Escaped(attempt, "got a directory fd from the broker");
+  } else {
+    BlockedBecause(attempt, "not a directory");
+  }
+}
+
+void TryBrokerDirectory(const std::string& name) {
+  const char* broker = getenv("CAPBROKER_FD");
+  if (broker == nullptr) {
+    printf("broker-acquire %s: BROKEN (no CAPBROKER_FD)\n", name.c_str());
+    return;
+  }
+  // A copy: the broker connection at CAPBROKER_FD is still used below.
+  int copy = fcntl(atoi(broker), F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) {
+    printf("broker-acquire %s: BROKEN (dup: %s)\n", name.c_str(), strerror(errno));
+    return;
+  }
+  absl::StatusOr<capbroker::Client> client = capbroker::Client::FromFd(capbroker::UniqueFd(copy));
+  if (!client.ok()) {
+    printf("broker-acquire %s: BROKEN (%s)\n", name.c_str(),
+           std::string(client.status().message()).c_str());
+    return;
+  }
+  ExpectNoDirectory("broker-acquire " + name, client->Acquire(name));
+  ExpectNoDirectory("broker-open-beneath " + name + "/sub", client->OpenBeneath(name, "sub"));
+}
+
 void CheckPrivileges() {
   FILE* status = fopen("/proc/self/status", "re");
   if (status == nullptr) {
@@ -383,6 +432,7 @@ Flags ParseFlags(int argc, char** argv) {
     else if (const char* v = value("--abstract-socket=")) flags.abstract_socket = v;
     else if (const char* v = value("--tcp-port=")) flags.tcp_port = atoi(v);
     else if (const char* v = value("--udp-port=")) flags.udp_port = atoi(v);
+    else if (const char* v = value("--broker-directory=")) flags.broker_directory = v;
     else if (arg == "--list-fds") flags.list_fds = true;
     else fprintf(stderr, "escape_probe: unknown flag %s\n", argv[i]);
   }
@@ -405,6 +455,8 @@ int main(int argc, char** argv) {
   PrintFds();
   CheckFdCount();
   std::map<std::string, int> grants = GrantedFds();
+  // Before UseGrants, whose datagram is no request the broker would answer.
+  if (!flags.broker_directory.empty()) TryBrokerDirectory(flags.broker_directory);
   UseGrants(grants);
   TryFilesystem(flags, grants);
   TryNetwork(flags);

@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -28,6 +30,7 @@
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
 #include "sdk/base/unique_fd.h"
+#include "tests/fixtures/fuse_file.h"
 #include "tests/fixtures/temp_dir.h"
 #include "tests/sandbox/host_files.h"
 #include "tests/sandbox/in_child.h"
@@ -38,6 +41,7 @@ namespace {
 
 using ::capbroker::testing::ChildResult;
 using ::capbroker::testing::Finished;
+using ::capbroker::testing::FuseFile;
 using ::capbroker::testing::ReadUntil;
 using ::capbroker::testing::RunfileRealPath;
 using ::capbroker::testing::RunInChild;
@@ -321,6 +325,49 @@ TEST(LaunchTest, BestEffortProtectionThatIsUnavailableIsListedAsMissing) {
                          abi,
                          "; missing: privateNetwork: a network namespace could not be created: "
                          "clone3(CLONE_NEWNET): No space left on device; output: 0\n"));
+}
+
+// clone3 fails with EAGAIN at the process limit: no namespace is at fault,
+// and none must be reported as missing or refused.
+TEST(LaunchTest, ACloneFailureThatIsNoNamespacesFaultIsReportedAsItIs) {
+  std::string result = AsNonRootBroker([] {
+    // This process is one of nobody's: a limit of 1 refuses any other.
+    rlimit one = {1, 1};
+    if (setrlimit(RLIMIT_NPROC, &one) != 0) return absl::StrCat("setrlimit: ", strerror(errno));
+    return Describe(Launch(ShellSpec("true")));
+  });
+  EXPECT_THAT(result, HasSubstr("UNAVAILABLE: clone3(CLONE_NEWUSER|CLONE_NEWNS|"));
+  EXPECT_THAT(result, HasSubstr("Resource temporarily unavailable"));
+  EXPECT_THAT(result, Not(HasSubstr("could not be created")));
+}
+
+// A child that dies before execve (the OOM killer, an administrator's kill)
+// closes the report pipe as execve would: it is a failed launch, not a
+// service that started. The program lies on a FUSE file system whose server
+// kills whoever looks it up: the child, as it opens the program.
+TEST(LaunchTest, AChildKilledBeforeExecveIsAFailedLaunch) {
+  std::string program = RunfileRealPath("tests/sandbox/static_hello");
+  ChildResult result = RunInChild([&]() -> std::string {
+    if (unshare(CLONE_NEWNS) != 0 ||
+        mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+      return absl::StrCat("private mount namespace: ", strerror(errno));
+    }
+    TempDir dir;
+    absl::StatusOr<std::unique_ptr<FuseFile>> fuse =
+        FuseFile::Mount(dir.path(), "program", program, /*cache=*/false);
+    if (!fuse.ok()) return fuse.status().ToString();
+    (*fuse)->KillRequesters();
+    SandboxSpec spec = ShellSpec("");
+    spec.argv = {(*fuse)->path()};
+    // Launch wants a single-threaded caller because the child runs ordinary
+    // code; the server thread is blocked in poll(2), holding no lock, until
+    // the child, by then a process of its own, makes its request.
+    absl::StatusOr<LaunchedProcess> launched = Launch(spec);
+    return absl::StrCat(Describe(launched), NoChildren() ? "" : "; a child is left");
+  });
+  EXPECT_THAT(result.output,
+              HasSubstr("UNAVAILABLE: the child died before execve (killed by SIGKILL)"));
+  EXPECT_THAT(result.output, Not(HasSubstr("a child is left")));
 }
 
 TEST(LaunchTest, BrokerWithoutRootRunsServicesOnlyAsItself) {

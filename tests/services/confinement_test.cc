@@ -1,8 +1,9 @@
 // Confinement of a service hosted by a real capbrokerd, proven from inside:
 // the escape probe runs as a service with a file and a directory grant and
-// tries the broker's own socket, the broker's process, a host file, and
-// everything else tests/sandbox/confinement_test.cc lists. Its report comes
-// back through the broker's log, each line prefixed with the service name.
+// tries the broker's own socket, the broker's process, a host file, its own
+// directory grant as a broker fd, and everything else
+// tests/sandbox/confinement_test.cc lists. Its report comes back through the
+// broker's log, each line prefixed with the service name.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -37,7 +38,7 @@ constexpr char kPolicy[] = R"(( capabilities = [
   principals = [ ( name = "me", match = ( uid = $UID ) ) ],
   services = [
     ( name = "probe", command = [ "$PROBE", "--host-pid=$BROKER", "--host-file=$DIR/secret",
-                                  "--unix-socket=$SOCK" ],
+                                  "--unix-socket=$SOCK", "--broker-directory=dir" ],
       grants = [ "file", "dir" ], readiness = exec, restart = never,
       activation = atStart ) ] ))";
 
@@ -47,6 +48,7 @@ TEST(ServiceConfinementTest, EveryEscapeFailsEveryGrantWorks) {
   std::string pub = probe.dir();
   std::ofstream(pub + "/granted.txt") << "granted\n";
   ASSERT_EQ(mkdir((pub + "/data").c_str(), 0700), 0);
+  ASSERT_EQ(mkdir((pub + "/data/sub").c_str(), 0700), 0);
   // The directory grant is writable by the service's user (nobody).
   ASSERT_EQ(chown((pub + "/data").c_str(), 65534, 65534), 0);
 
@@ -101,6 +103,10 @@ TEST(ServiceConfinementTest, EveryEscapeFailsEveryGrantWorks) {
   EXPECT_THAT(report, Contains(HasSubstr("unix-connect-host-path: blocked")));
   EXPECT_THAT(report, Contains(HasSubstr("signal-host: blocked")));
   EXPECT_THAT(report, Contains(HasSubstr("read-host " + broker->dir() + "/secret: blocked")));
+  // Its own directory grant, asked for again at run time, is refused: the
+  // broker's fd would be outside the sandbox.
+  EXPECT_THAT(report, Contains(HasSubstr("broker-acquire dir: blocked")));
+  EXPECT_THAT(report, Contains(HasSubstr("broker-open-beneath dir/sub: blocked")));
   struct stat st;
   EXPECT_EQ(stat((pub + "/data/created-by-probe").c_str(), &st), 0);
 }

@@ -62,7 +62,9 @@ constexpr char kPolicy[] = R"(( capabilities = [
       grants = [ "gate" ] ),
     ( name = "deaf", command = [ "$SVC", "deaf" ], connect = [ "me" ] ),
     ( name = "hangs-up", command = [ "$SVC", "hang-up-after" ], connect = [ "me" ],
-      restartDelayMs = 10 ) ] ))";
+      restartDelayMs = 10 ),
+    ( name = "few-files", command = [ "$SVC", "echo" ], connect = [ "me" ],
+      limits = ( openFiles = 32 ) ) ] ))";
 
 // Receives one datagram (waits for it).
 std::string Receive(int fd) {
@@ -210,6 +212,20 @@ TEST_F(LifecycleTest, RefusedConnectSaysWhy) {
                        HasSubstr("service 'closed' does not list 'me' in connect")));
   EXPECT_THAT(client_->ConnectService("nope").status(),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("no service named 'nope'")));
+}
+
+// The broker holds more fds than the service may open: the service's limit
+// must not apply to its launch, which starts with a copy of the broker's fd
+// table (found by review: Landlock failed with EMFILE).
+TEST_F(LifecycleTest, AServiceStartsWhateverTheNumberOfFdsTheBrokerHolds) {
+  std::vector<Client> idle;
+  for (int i = 0; i < 48; ++i) {
+    // Connect returns after the handshake: the broker holds the connection.
+    ASSERT_OK_AND_ASSIGN(Client c, Client::Connect(broker_->socket_path()));
+    idle.push_back(std::move(c));
+  }
+  ASSERT_OK_AND_ASSIGN(Capability connection, client_->ConnectService("few-files"));
+  EXPECT_EQ(Receive(connection.fd.get()), absl::StrCat("principal=me uid=", getuid()));
 }
 
 TEST_F(LifecycleTest, CrashedServiceIsRestarted) {

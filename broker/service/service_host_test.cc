@@ -1,0 +1,288 @@
+// ServiceHost's decisions (states, restarts, answers to waiting connects)
+// against a fake loop and a scripted launcher, without a broker or a
+// sandbox. The fake loop is still an event loop: the host's timers and the
+// launched processes' pidfds are real fds, and a test waits for them, never
+// on a sleep.
+#include "broker/service/service_host.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "broker/audit/audit_log.h"
+#include "broker/policy/policy_parser.h"
+#include "broker/server/request_handler.h"
+#include "broker/server/stats.h"
+#include "capnp/serialize.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "schemas/broker.capnp.h"
+#include "sdk/base/status_matchers.h"
+
+namespace capbroker::service {
+namespace {
+
+using schema::ServiceState;
+using ::testing::HasSubstr;
+
+// The client connection whose connects the tests make.
+constexpr uint64_t kClient = 7;
+
+// A safety net for a host that never wakes up, not a wait for an event.
+constexpr int kTurnTimeoutMs = 10000;
+
+constexpr char kPolicy[] = R"(( capabilities = [ ( name = "scratch", memory = ( size = 4096 ) ) ],
+  principals = [ ( name = "me", match = ( uid = 1000 ) ) ],
+  services = [
+    ( name = "svc", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = exec,
+      restartDelayMs = 1, restartLimit = 2 ),
+    ( name = "granted", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = exec,
+      restartDelayMs = 1, grants = [ "scratch" ] ),
+    ( name = "notify", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = notify,
+      startTimeoutMs = 20, restart = never ),
+    ( name = "once", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = exec,
+      restart = never, restartDelayMs = 1, restartLimit = 2 ) ] ))";
+
+// An answer the host sent: "" for a grant, else the error's message.
+std::string Decode(const server::Answer& answer) {
+  capnp::FlatArrayMessageReader reader(answer.words);
+  auto reply = reader.getRoot<schema::Reply>();
+  return reply.isError() ? reply.getError().getMessage().cStr() : "";
+}
+
+class FakeLoop : public server::LoopPort {
+ public:
+  absl::Status Watch(int fd, std::function<void()> on_readable) override {
+    if (refuse_watches) {
+      return absl::ResourceExhaustedError("epoll_ctl: Cannot allocate memory (refused by the test)");
+    }
+    watched_[fd] = std::move(on_readable);
+    return absl::OkStatus();
+  }
+  void Unwatch(int fd) override { watched_.erase(fd); }
+  absl::StatusOr<uint64_t> AddServiceConnection(UniqueFd fd, Identity identity) override {
+    connections_[++last_id_] = std::move(fd);
+    return last_id_;
+  }
+  bool Send(uint64_t id, server::Answer answer) override {
+    answers[id].push_back(Decode(answer));
+    return true;
+  }
+  void CloseConnection(uint64_t id) override { connections_.erase(id); }
+  bool AuditWritten(const std::vector<uint64_t>& lines) override { return audit_written; }
+
+  // One turn: waits until a watched fd is readable, then runs the
+  // callbacks of those that are. False when none became readable in time.
+  bool Turn() {
+    std::vector<pollfd> fds;
+    for (const auto& [fd, callback] : watched_) fds.push_back({fd, POLLIN, 0});
+    if (poll(fds.data(), fds.size(), kTurnTimeoutMs) <= 0) return false;
+    for (const pollfd& p : fds) {
+      // A callback run before may have unwatched it.
+      auto it = watched_.find(p.fd);
+      if (p.revents == 0 || it == watched_.end()) continue;
+      std::function<void()> callback = it->second;
+      callback();
+    }
+    return true;
+  }
+
+  // What each connection was sent, in order.
+  std::map<uint64_t, std::vector<std::string>> answers;
+  bool refuse_watches = false;
+  bool audit_written = true;
+
+ private:
+  std::map<int, std::function<void()>> watched_;
+  std::map<uint64_t, UniqueFd> connections_;
+  uint64_t last_id_ = 100;
+};
+
+// A process as Launch returns it: a forked child that exits with
+// `exit_code` at once, or, for -1, runs until it is killed.
+absl::StatusOr<sandbox::LaunchedProcess> ForkProcess(int exit_code) {
+  int output[2];
+  if (pipe2(output, O_CLOEXEC | O_NONBLOCK) != 0) return absl::InternalError("pipe2");
+  UniqueFd read_end(output[0]), write_end(output[1]);
+  pid_t pid = fork();
+  if (pid < 0) return absl::InternalError("fork");
+  if (pid == 0) {
+    if (exit_code >= 0) _exit(exit_code);
+    for (;;) pause();
+  }
+  sandbox::LaunchedProcess launched;
+  launched.pid = pid;
+  // A pidfd refers to the child even once it has exited, until it is reaped.
+  launched.pidfd.reset(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  if (!launched.pidfd) return absl::InternalError("pidfd_open");
+  launched.output = std::move(read_end);
+  return launched;
+}
+
+class ServiceHostTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(Policy policy, ParsePolicy(kPolicy, "t.capnp"));
+    ASSERT_OK(handler_.SetPolicy(std::move(policy)));
+    MakeHost();
+  }
+
+  // A new host, as at the broker's start, with the policy loaded.
+  void MakeHost() {
+    host_.reset();
+    HostOptions options;
+    options.launcher = [this](const sandbox::SandboxSpec&) {
+      size_t launch = launches_++;
+      if (launch < failures_.size() && !failures_[launch].ok()) return
+          absl::StatusOr<sandbox::LaunchedProcess>(failures_[launch]);
+      return ForkProcess(exit_code_);
+    };
+    host_ = std::make_unique<ServiceHost>(handler_, loop_, std::move(options));
+    host_->PolicyChanged();
+  }
+
+  absl::StatusOr<std::optional<UniqueFd>> Connect(absl::string_view service,
+                                                  uint64_t request_id) {
+    server::ConnectRequest request;
+    request.connection_id = kClient;
+    request.request_id = request_id;
+    request.client.uid = 1000;
+    request.principal = "me";
+    return host_->Connect(*handler_.policy().FindService(service), request);
+  }
+
+  server::ServiceReport Report(absl::string_view service) const {
+    for (server::ServiceReport& report : host_->Report()) {
+      if (report.name == service) return report;
+    }
+    ADD_FAILURE() << "no service " << service;
+    return {};
+  }
+
+  // Runs the loop until `done`; false (and a test failure) if it stalls.
+  bool RunUntil(const std::function<bool()>& done) {
+    while (!done()) {
+      if (!loop_.Turn()) {
+        ADD_FAILURE() << "nothing happened in " << kTurnTimeoutMs << " ms";
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // The connects answered after they waited.
+  const std::vector<std::string>& ClientAnswers() { return loop_.answers[kClient]; }
+
+  int devnull_ = open("/dev/null", O_WRONLY | O_CLOEXEC);
+  audit::AuditLog audit_{devnull_};
+  server::Stats stats_;
+  server::RequestHandler handler_{audit_, stats_};
+  FakeLoop loop_;
+  // What the launcher returns, launch after launch: a failure, or (OK, or
+  // past the end) a process exiting with exit_code_.
+  std::vector<absl::Status> failures_;
+  int exit_code_ = -1;
+  size_t launches_ = 0;
+  std::unique_ptr<ServiceHost> host_;
+};
+
+TEST_F(ServiceHostTest, ALaunchThatFailedForAShortageIsTriedAgainAfterTheDelay) {
+  failures_ = {absl::ResourceExhaustedError("pipe2(report): Too many open files")};
+  EXPECT_THAT(Connect("svc", 1).status(),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       "service 'svc' could not start: pipe2(report): Too many open files"));
+  EXPECT_EQ(Report("svc").state, ServiceState::BACKOFF);
+  // The next connect waits for the next try, and is served by it.
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("svc", 2));
+  EXPECT_FALSE(waiting.has_value());
+  ASSERT_TRUE(RunUntil([&] { return !ClientAnswers().empty(); }));
+  EXPECT_EQ(ClientAnswers()[0], "");
+  EXPECT_EQ(Report("svc").state, ServiceState::RUNNING);
+  EXPECT_EQ(Report("svc").restarts, 1u);
+  EXPECT_EQ(launches_, 2u);
+}
+
+TEST_F(ServiceHostTest, AStartWaitsForTheAuditLogOfItsGrants) {
+  loop_.audit_written = false;
+  EXPECT_THAT(Connect("granted", 1).status(),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("audit lines")));
+  EXPECT_EQ(Report("granted").state, ServiceState::BACKOFF);
+  ASSERT_OK(Connect("granted", 2).status());
+  // README: grants resume as soon as the log can be written again.
+  loop_.audit_written = true;
+  ASSERT_TRUE(RunUntil([&] { return !ClientAnswers().empty(); }));
+  EXPECT_EQ(ClientAnswers()[0], "");
+  EXPECT_EQ(Report("granted").state, ServiceState::RUNNING);
+}
+
+TEST_F(ServiceHostTest, ShortagesCountAgainstTheRestartLimit) {
+  const absl::Status shortage = absl::UnavailableError("clone3: Resource temporarily unavailable");
+  failures_ = {shortage, shortage, shortage, shortage};
+  EXPECT_THAT(Connect("svc", 1).status(), StatusIs(absl::StatusCode::kUnavailable));
+  // The first launch, then restartLimit (2) tries.
+  ASSERT_TRUE(RunUntil([&] { return Report("svc").state == ServiceState::FAILED; }));
+  EXPECT_EQ(launches_, 3u);
+  EXPECT_EQ(Report("svc").restarts, 2u);
+  EXPECT_THAT(Connect("svc", 2).status(),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("has failed")));
+}
+
+// A timer cannot be made while fds are short. Nor may a service then run
+// without one: a start that never becomes ready would never time out, and
+// its waiting connects would hang.
+TEST_F(ServiceHostTest, AServiceGetsItsTimerWhenItStartsAfterAShortage) {
+  loop_.refuse_watches = true;
+  MakeHost();
+  EXPECT_THAT(Connect("notify", 1).status(), StatusIs(absl::StatusCode::kUnavailable));
+  loop_.refuse_watches = false;
+  host_->PolicyChanged();  // a reload, once fds are back
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("notify", 2));
+  EXPECT_FALSE(waiting.has_value());
+  ASSERT_TRUE(RunUntil([&] { return !ClientAnswers().empty(); }));
+  EXPECT_EQ(ClientAnswers()[0], "service 'notify' did not become ready within 20 ms");
+}
+
+// A client that can make a service exit (a crashing input, or a request
+// that ends it) must not keep the broker launching sandboxes: a start that
+// follows a short run is a restart in a row, even when a connect asks for it
+// and the service is not to be restarted.
+TEST_F(ServiceHostTest, AConnectAfterAShortRunIsARestartInARow) {
+  exit_code_ = 0;  // every run ends at once, and successfully
+  ASSERT_OK(Connect("once", 1).status());
+  ASSERT_TRUE(RunUntil([&] { return Report("once").state == ServiceState::STOPPED; }));
+  for (uint64_t restart = 1; restart <= 2; ++restart) {
+    ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("once", 1 + restart));
+    EXPECT_FALSE(waiting.has_value());  // not started at once: after the delay
+    EXPECT_EQ(Report("once").state, ServiceState::BACKOFF);
+    ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == restart; }));
+    EXPECT_EQ(ClientAnswers().back(), "");
+    ASSERT_TRUE(RunUntil([&] { return Report("once").state == ServiceState::STOPPED; }));
+  }
+  EXPECT_THAT(Connect("once", 4).status(),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       "service 'once' has failed (exit status 0); it starts again after a "
+                       "policy reload"));
+  EXPECT_EQ(launches_, 3u);
+  EXPECT_EQ(Report("once").restarts, 2u);
+}
+
+TEST_F(ServiceHostTest, ALaunchThatWillFailAgainFailsTheServiceAtOnce) {
+  failures_ = {absl::FailedPreconditionError(
+      "landlock is required but Landlock is not supported by this kernel")};
+  EXPECT_THAT(Connect("svc", 1).status(), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(Report("svc").state, ServiceState::FAILED);
+  EXPECT_THAT(Connect("svc", 2).status(),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("it starts again after a policy reload")));
+  EXPECT_EQ(launches_, 1u);
+}
+
+}  // namespace
+}  // namespace capbroker::service

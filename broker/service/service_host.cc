@@ -90,9 +90,8 @@ struct ServiceHost::Service {
   absl::Time started;
   uint32_t restarts = 0;   // in total
   uint32_t in_a_row = 0;   // restarts since the last stable run
-  // The last run was short (< kStableRun) or failed and no restart
-  // followed: the next start, even one a connect asks for, is a restart in
-  // a row.
+  // The last run failed and no restart followed: the next start, even one
+  // a connect asks for, is a restart in a row.
   bool restart_due = false;
   std::string in_force;
   std::string missing;
@@ -403,7 +402,10 @@ void ServiceHost::OnExit(Service& service) {
                  (mode == RestartMode::kOnFailure && Failed(info));
   if (!restart) {
     service.state = ServiceState::STOPPED;
-    service.restart_due = ran < kStableRun || Failed(info);
+    // A clean exit is no failure, however short the run: a service may
+    // serve one connection per process (inetd style) and be started again
+    // by each connect.
+    service.restart_due = Failed(info);
     ArmTimer(service, absl::ZeroDuration());
     return;
   }

@@ -249,12 +249,11 @@ TEST_F(ServiceHostTest, AServiceGetsItsTimerWhenItStartsAfterAShortage) {
   EXPECT_EQ(ClientAnswers()[0], "service 'notify' did not become ready within 20 ms");
 }
 
-// A client that can make a service exit (a crashing input, or a request
-// that ends it) must not keep the broker launching sandboxes: a start that
-// follows a short run is a restart in a row, even when a connect asks for it
-// and the service is not to be restarted.
-TEST_F(ServiceHostTest, AConnectAfterAShortRunIsARestartInARow) {
-  exit_code_ = 0;  // every run ends at once, and successfully
+// A client that can crash a service must not keep the broker launching
+// sandboxes: a start that follows a failed run is a restart in a row, even
+// when a connect asks for it and the service is not to be restarted.
+TEST_F(ServiceHostTest, AConnectAfterAFailedRunIsARestartInARow) {
+  exit_code_ = 1;  // every run fails at once
   ASSERT_OK(Connect("once", 1).status());
   ASSERT_TRUE(RunUntil([&] { return Report("once").state == ServiceState::STOPPED; }));
   for (uint64_t restart = 1; restart <= 2; ++restart) {
@@ -267,10 +266,24 @@ TEST_F(ServiceHostTest, AConnectAfterAShortRunIsARestartInARow) {
   }
   EXPECT_THAT(Connect("once", 4).status(),
               StatusIs(absl::StatusCode::kUnavailable,
-                       "service 'once' has failed (exit status 0); it starts again after a "
+                       "service 'once' has failed (exit status 1); it starts again after a "
                        "policy reload"));
   EXPECT_EQ(launches_, 3u);
   EXPECT_EQ(Report("once").restarts, 2u);
+}
+
+// A clean exit is no failure, however short the run: a service that serves
+// one connection per process starts again, at once, at each connect (more
+// often than its restartLimit).
+TEST_F(ServiceHostTest, ACleanExitIsNoFailureHoweverShortTheRun) {
+  exit_code_ = 0;
+  for (uint64_t i = 1; i <= 4; ++i) {
+    ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> connection, Connect("once", i));
+    EXPECT_TRUE(connection.has_value()) << "connect " << i << " waited";
+    ASSERT_TRUE(RunUntil([&] { return Report("once").state == ServiceState::STOPPED; }));
+  }
+  EXPECT_EQ(launches_, 4u);
+  EXPECT_EQ(Report("once").restarts, 0u);
 }
 
 TEST_F(ServiceHostTest, ALaunchThatWillFailAgainFailsTheServiceAtOnce) {

@@ -37,11 +37,10 @@ ssize_t WriteSome(int fd, const char* data, size_t size) {
 bool EndsMidLine(int fd) {
   struct stat st;
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) return false;
-  std::string self = absl::StrCat("/proc/self/fd/", fd);
-  UniqueFd reader(RetryEintr([&] { return open(self.c_str(), O_RDONLY | O_CLOEXEC); }));
+  absl::StatusOr<UniqueFd> reader = Reopen(fd, O_RDONLY, "reopen the audit log");
   char last = '\n';
-  return reader &&
-         RetryEintr([&] { return pread(reader.get(), &last, 1, st.st_size - 1); }) == 1 &&
+  return reader.ok() &&
+         RetryEintr([&] { return pread(reader->get(), &last, 1, st.st_size - 1); }) == 1 &&
          last != '\n';
 }
 

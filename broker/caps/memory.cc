@@ -35,11 +35,7 @@ absl::StatusOr<UniqueFd> CreateSealedMemfd(absl::string_view name,
 }
 
 absl::StatusOr<UniqueFd> ReopenReadOnly(int fd) {
-  std::string path = absl::StrCat("/proc/self/fd/", fd);
-  return TakeFd(RetryEintr([&] {
-                  return open(path.c_str(), O_RDONLY | O_CLOEXEC);
-                }),
-                absl::StrCat("open(", path, ", O_RDONLY)"));
+  return Reopen(fd, O_RDONLY, absl::StrCat("open(/proc/self/fd/", fd, ", O_RDONLY)"));
 }
 
 }  // namespace capbroker::caps

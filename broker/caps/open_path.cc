@@ -103,9 +103,7 @@ absl::StatusOr<UniqueFd> OpenChecked(const Target& target, int flags, mode_t mod
       return handle.status();
     }
     CB_RETURN_IF_ERROR(CheckType(handle->get(), target.allow_directory, target.path));
-    std::string self = absl::StrCat("/proc/self/fd/", handle->get());
-    int reopen_flags = (flags & ~O_CREAT) | O_CLOEXEC | O_NOCTTY;
-    return TakeFd(RetryEintr([&] { return open(self.c_str(), reopen_flags); }),
+    return Reopen(handle->get(), (flags & ~O_CREAT) | O_NOCTTY,
                   absl::StrCat(target.what, " ", target.path));
   }
   // O_EXCL sees a name, O_PATH finds nothing behind it, every time.

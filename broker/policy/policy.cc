@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "broker/policy/excerpt.h"
+#include "sdk/wire/names.h"
 
 namespace capbroker {
 namespace {
@@ -56,8 +57,7 @@ bool AccessAllows(Access granted, Access requested) {
   if (granted == Access::UNSPECIFIED) return false;
   if (requested == Access::UNSPECIFIED || requested == granted) {
     // A granted value the schema does not know is never handed out.
-    return granted == Access::READ || granted == Access::WRITE ||
-           granted == Access::READ_WRITE || granted == Access::APPEND;
+    return IsConcreteAccess(granted);
   }
   switch (granted) {
     case Access::READ_WRITE:

@@ -23,10 +23,6 @@ using schema::Access;
 // The schema's "criterion not given" for uid and gid.
 constexpr int64_t kAnyId = -1;
 
-bool IsChoosable(Access access) {
-  return access == Access::READ || access == Access::WRITE ||
-         access == Access::READ_WRITE || access == Access::APPEND;
-}
 
 class Validator {
  public:
@@ -107,7 +103,7 @@ class Validator {
     spec.mode = file.getMode();
     checks_.CheckPath(label, absl::StrCat(path, ".path"), spec.path);
     std::string access_path = absl::StrCat(path, ".access");
-    if (!IsChoosable(spec.access)) {
+    if (!IsConcreteAccess(spec.access)) {
       checks_.Error(access_path, absl::StrCat(label, ": access not given; choose read, "
                                              "write, readWrite or append"));
     } else {
@@ -162,7 +158,7 @@ class Validator {
     spec.follow_symlinks = directory.getFollowSymlinks();
     checks_.CheckPath(label, absl::StrCat(path, ".path"), spec.path);
     std::string access_path = absl::StrCat(path, ".access");
-    if (!IsChoosable(spec.access)) {
+    if (!IsConcreteAccess(spec.access)) {
       checks_.Error(access_path, absl::StrCat(label, ": access not given; choose read or "
                                              "readWrite"));
     } else if (spec.access != Access::READ && spec.access != Access::READ_WRITE) {

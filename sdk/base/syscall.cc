@@ -18,6 +18,11 @@ absl::StatusOr<UniqueFd> TakeFd(int fd, absl::string_view what) {
   return UniqueFd(fd);
 }
 
+absl::StatusOr<UniqueFd> Reopen(int fd, int flags, absl::string_view what) {
+  std::string self = absl::StrCat("/proc/self/fd/", fd);
+  return TakeFd(RetryEintr([&] { return open(self.c_str(), flags | O_CLOEXEC); }), what);
+}
+
 absl::Status SetNonBlocking(int fd, bool on) {
   int flags = fcntl(fd, F_GETFL);
   if (flags < 0) return ErrnoStatus(errno, absl::StrCat("fcntl(fd=", fd, ", F_GETFL)"));

@@ -34,6 +34,12 @@ absl::Status ErrnoStatus(int errnum, absl::string_view what);
 // else ErrnoStatus(errno, what). Use as TakeFd(open(...), "open(path)").
 absl::StatusOr<UniqueFd> TakeFd(int fd, absl::string_view what);
 
+// Opens the file `fd` (borrowed) refers to again, with `flags` (O_CLOEXEC
+// added), through /proc/self/fd/N: a new open file description of the very
+// same inode, whatever its path names by now. ErrnoStatus(errno, what) when
+// it cannot.
+absl::StatusOr<UniqueFd> Reopen(int fd, int flags, absl::string_view what);
+
 // Sets or clears O_NONBLOCK on `fd` (borrowed).
 absl::Status SetNonBlocking(int fd, bool on);
 

@@ -48,20 +48,6 @@ struct Asked {
   bool connection;         // ConnectService
 };
 
-// An access a grant can have: one the schema knows, and not unspecified.
-bool IsGrantable(schema::Access access) {
-  switch (access) {
-    case schema::Access::READ:
-    case schema::Access::WRITE:
-    case schema::Access::READ_WRITE:
-    case schema::Access::APPEND:
-      return true;
-    case schema::Access::UNSPECIFIED:
-      return false;
-  }
-  return false;
-}
-
 // Whether `info` describes an answer to `asked`, from the message alone
 // (see client.h on why the fd itself is not examined).
 absl::Status CheckGrant(schema::FdInfo::Reader info, const Asked& asked) {
@@ -80,7 +66,7 @@ absl::Status CheckGrant(schema::FdInfo::Reader info, const Asked& asked) {
                                             asked.path, "'"));
   }
   const schema::Access access = info.getAccess();
-  if (asked.access == schema::Access::UNSPECIFIED ? !IsGrantable(access)
+  if (asked.access == schema::Access::UNSPECIFIED ? !IsConcreteAccess(access)
                                                   : access != asked.access) {
     return absl::InternalError(absl::StrCat("broker granted ", AccessName(access),
                                             " access to '", asked.name, "' for a request for ",

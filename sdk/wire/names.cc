@@ -35,4 +35,17 @@ const char* AccessName(schema::Access access) {
   return "unknown";
 }
 
+bool IsConcreteAccess(schema::Access access) {
+  switch (access) {
+    case schema::Access::READ:
+    case schema::Access::WRITE:
+    case schema::Access::READ_WRITE:
+    case schema::Access::APPEND:
+      return true;
+    case schema::Access::UNSPECIFIED:
+      break;
+  }
+  return false;
+}
+
 }  // namespace capbroker

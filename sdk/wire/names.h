@@ -12,6 +12,10 @@ namespace capbroker {
 // value the schema does not know.
 const char* AccessName(schema::Access access);
 
+// Whether `access` names an access an fd can have: read, write, readWrite
+// or append; not unspecified, nor a value the schema does not know.
+bool IsConcreteAccess(schema::Access access);
+
 // "file", "directory", "memory"; "unknown" otherwise.
 const char* KindName(schema::Kind kind);
 

@@ -125,14 +125,15 @@ class ConnectionLoop {
   ConnectionLoop& operator=(const ConnectionLoop&) = delete;
 
   // Serves until the broker closes the service's connection (or, serving
-  // one connection, until that closes): OK then (the service should exit). An error when the loop itself cannot go on
-  // (epoll fails, the broker sends something that is not an event).
+  // one connection, until that closes): OK then (the service should exit).
+  // An error when the loop itself cannot go on (epoll fails, the broker
+  // sends something that is not an event).
   absl::Status Run();
 
   // One turn of Run: waits up to `timeout_ms` (-1: without limit) for
   // events and handles those that are ready. false once the broker has
-  // closed the connection (serving one connection: once that has closed). For tests, which step the loop between their
-  // own sends and receives.
+  // closed the connection (serving one connection: once that has closed).
+  // For tests, which step the loop between their own sends and receives.
   absl::StatusOr<bool> Turn(int timeout_ms = -1);
 
   // Client connections open now.

@@ -39,8 +39,10 @@ struct ServeOptions {
 };
 
 // Takes the service's environment (Service::FromEnvironment) and its grant
-// named `default_grant` (or NAME, when argv holds `--grant=NAME`), makes the handler from the grant's fd, says Ready, and
-// serves with a ConnectionLoop until the broker closes the connection.
+// named `default_grant` (or NAME, when argv holds `--grant=NAME`), makes
+// the handler from the grant's fd, says Ready, and serves with a
+// ConnectionLoop (a ForkingServer with `options.workers`) until the broker
+// closes the connection.
 // Returns main()'s exit code: 0 when the broker closed the connection, 1
 // when anything failed, which is said on stderr prefixed with `program`;
 // 2 for arguments other than --grant=NAME.

@@ -28,11 +28,16 @@ namespace capbroker {
 // Sends `request` with `fds` (borrowed) on `channel`, receives the reply,
 // and calls `read(typename Reply::Reader)` (returning absl::Status) under
 // CatchKj. kUnavailable when the service closed the connection, which it
-// does to a request it cannot read.
+// does to a request it cannot read. A reply the service sent before it
+// closed the connection is read even when the request could not be sent
+// (a service that refuses a connection says why, then closes it).
 template <typename Reply, typename Read>
 absl::Status CallService(wire::Channel& channel, capnp::MessageBuilder& request,
                          absl::Span<const int> fds, Read&& read) {
-  CB_RETURN_IF_ERROR(channel.Send(request, fds));
+  absl::Status sent = channel.Send(request, fds);
+  // A service that refused the connection (a limit) may have said why
+  // before it closed it: that reply is still there to read.
+  if (!sent.ok() && sent.code() != absl::StatusCode::kUnavailable) return sent;
   absl::StatusOr<wire::Incoming> incoming = channel.Receive();
   if (!incoming.ok()) {
     if (incoming.status().code() == absl::StatusCode::kUnavailable) {

@@ -48,7 +48,15 @@ struct ConnectionLoop::Connection {
 };
 
 ConnectionLoop::ConnectionLoop(Client& broker, RequestHandler& handler, Options options)
-    : broker_(broker),
+    : broker_(&broker),
+      handler_(handler),
+      options_(options),
+      buffer_(std::make_unique<wire::ReceiveBuffer>()) {}
+
+ConnectionLoop::ConnectionLoop(IncomingConnection connection, RequestHandler& handler,
+                               Options options)
+    : broker_(nullptr),
+      single_(std::move(connection)),
       handler_(handler),
       options_(options),
       buffer_(std::make_unique<wire::ReceiveBuffer>()) {}
@@ -57,11 +65,12 @@ ConnectionLoop::~ConnectionLoop() = default;
 
 absl::Status ConnectionLoop::Init() {
   CB_ASSIGN_OR_RETURN(epoll_, TakeFd(epoll_create1(EPOLL_CLOEXEC), "epoll_create1"));
+  if (broker_ == nullptr) return absl::OkStatus();
   epoll_event event{};
   event.events = EPOLLIN;
-  event.data.fd = broker_.fd();
-  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, broker_.fd(), &event) != 0) {
-    return ErrnoStatus(errno, absl::StrCat("epoll_ctl(ADD, broker fd=", broker_.fd(), ")"));
+  event.data.fd = broker_->fd();
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, broker_->fd(), &event) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("epoll_ctl(ADD, broker fd=", broker_->fd(), ")"));
   }
   return absl::OkStatus();
 }
@@ -77,6 +86,11 @@ absl::StatusOr<bool> ConnectionLoop::Turn(int timeout_ms) {
   if (!started_) {
     CB_RETURN_IF_ERROR(Init());
     started_ = true;
+    if (single_.has_value()) {
+      Add(std::move(*single_));
+      single_.reset();
+      return !connections_.empty();
+    }
     // Events the Client queued before the loop ran (during Ready()) show
     // no readiness on the fd: take them now.
     const size_t before = connections_.size();
@@ -94,7 +108,7 @@ absl::StatusOr<bool> ConnectionLoop::Turn(int timeout_ms) {
   bool broker_ready = false;
   for (int i = 0; i < n; ++i) {
     const int fd = events[i].data.fd;
-    if (fd == broker_.fd()) {
+    if (broker_ != nullptr && fd == broker_->fd()) {
       broker_ready = true;
       continue;
     }
@@ -108,12 +122,12 @@ absl::StatusOr<bool> ConnectionLoop::Turn(int timeout_ms) {
   // New connections last, so that no fd number closed above is reused
   // within this batch of events.
   if (broker_ready) return AcceptAll();
-  return true;
+  return broker_ != nullptr || !connections_.empty();
 }
 
 absl::StatusOr<bool> ConnectionLoop::AcceptAll() {
   for (;;) {
-    absl::StatusOr<std::optional<IncomingConnection>> next = TryAccept(broker_);
+    absl::StatusOr<std::optional<IncomingConnection>> next = TryAccept(*broker_);
     if (!next.ok()) {
       if (next.status().code() == absl::StatusCode::kUnavailable) return false;
       return next.status();

@@ -27,6 +27,10 @@
 // Nothing a client sends ends the loop. Limits, all from Options: a new
 // connection beyond max_connections is closed at once.
 //
+// A loop can also serve one connection without a broker (the second
+// constructor): what a worker process of a ForkingServer (forking_server.h)
+// runs for its one client.
+//
 // Ownership: the loop owns every client connection and every fd received
 // with a request; whatever the handler leaves in Exchange::request_fds is
 // closed after it returns, and every connection is closed when the loop is
@@ -40,6 +44,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -111,20 +116,24 @@ class ConnectionLoop {
   ConnectionLoop(Client& broker, RequestHandler& handler, Options options);
   ConnectionLoop(Client& broker, RequestHandler& handler)
       : ConnectionLoop(broker, handler, Options()) {}
+  // Serves `connection` alone, with no broker: Run returns OK once it has
+  // closed (the client hung up, or was closed for what it sent).
+  ConnectionLoop(IncomingConnection connection, RequestHandler& handler, Options options);
   ~ConnectionLoop();
 
   ConnectionLoop(const ConnectionLoop&) = delete;
   ConnectionLoop& operator=(const ConnectionLoop&) = delete;
 
-  // Serves until the broker closes the service's connection: OK then (the
-  // service should exit). An error when the loop itself cannot go on
-  // (epoll fails, the broker sends something that is not an event).
+  // Serves until the broker closes the service's connection (or, serving
+  // one connection, until that closes): OK then (the service should exit).
+  // An error when the loop itself cannot go on (epoll fails, the broker
+  // sends something that is not an event).
   absl::Status Run();
 
   // One turn of Run: waits up to `timeout_ms` (-1: without limit) for
   // events and handles those that are ready. false once the broker has
-  // closed the connection. For tests, which step the loop between their
-  // own sends and receives.
+  // closed the connection (serving one connection: once that has closed).
+  // For tests, which step the loop between their own sends and receives.
   absl::StatusOr<bool> Turn(int timeout_ms = -1);
 
   // Client connections open now.
@@ -150,7 +159,8 @@ class ConnectionLoop {
   void Close(int fd);
   void Log(const std::string& line);
 
-  Client& broker_;
+  Client* broker_;  // null when serving `single_` alone
+  std::optional<IncomingConnection> single_;  // until the first turn adds it
   RequestHandler& handler_;
   const Options options_;
   UniqueFd epoll_;

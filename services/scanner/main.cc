@@ -1,5 +1,9 @@
 // scanner: the hosted scanner service. Its one grant, "signatures", is the
 // signature database (a file capability, read access); see signatures.txt.
+//
+// Each client connection is served by a worker process of its own
+// (ForkingServer): a client whose file stalls the scanner (FUSE) stalls
+// only its own worker.
 #include <memory>
 #include <utility>
 #include <vector>
@@ -13,11 +17,15 @@
 namespace scanner = capbroker::scanner;
 
 int main(int argc, char** argv) {
+  capbroker::ServeOptions options;
+  options.workers.emplace();
+  options.workers->refusal = scanner::SetRefusal;
   return capbroker::ServeWithGrant(
       "scanner", "signatures", argc, argv,
       [](capbroker::UniqueFd db) -> absl::StatusOr<std::unique_ptr<capbroker::RequestHandler>> {
         CB_ASSIGN_OR_RETURN(std::vector<scanner::Signature> signatures,
                             scanner::LoadSignatures(db.get()));
         return std::make_unique<scanner::ScannerHandler>(scanner::Scanner(std::move(signatures)));
-      });
+      },
+      options);
 }

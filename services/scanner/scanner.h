@@ -2,10 +2,19 @@
 //
 // The fd is not trusted to be what a client says: it must be a regular
 // file, open for reading, no larger than max_file_bytes, and not on a FUSE
-// filesystem (whose reads its server could stall forever, and with them the
-// single-threaded service). The file is read with pread from offset 0 in
-// chunks, so the client's file offset neither matters nor moves, and memory
-// stays one chunk whatever the file's size.
+// filesystem. The file is read with pread from offset 0 in chunks, so the
+// client's file offset neither matters nor moves, and memory stays one
+// chunk whatever the file's size.
+//
+// The FUSE check is a courtesy, not protection against stalls: any call on
+// a client's file can wait on a server the client controls. A file of an
+// overlay whose lower layer is FUSE passes the check, and its fstat and
+// pread wait for that server; fstatfs itself asks the server when the
+// caller may use the mount; and close() of any fd on FUSE sends FLUSH and
+// waits, uninterruptibly once the server has read it (SIGKILL does not end
+// that wait). What contains such a stall is the process: the service runs
+// Scan in a worker process per client connection (main.cc, ForkingServer),
+// so a file that stalls stalls only its own client's connection.
 #ifndef CAPBROKER_SERVICES_SCANNER_SCANNER_H_
 #define CAPBROKER_SERVICES_SCANNER_SCANNER_H_
 

@@ -56,4 +56,8 @@ absl::Status ScannerHandler::Handle(Exchange& x) {
   return absl::OkStatus();
 }
 
+void SetRefusal(const absl::Status& reason, capnp::MessageBuilder& reply) {
+  SetError(reply.initRoot<schema::Reply>().initError(), reason);
+}
+
 }  // namespace capbroker::scanner

@@ -1,9 +1,12 @@
-// ScannerHandler: the scanner protocol (scanner.capnp) on a ConnectionLoop.
+// ScannerHandler: the scanner protocol (scanner.capnp) on a ConnectionLoop,
+// one per worker process (ForkingServer).
 #ifndef CAPBROKER_SERVICES_SCANNER_SCANNER_HANDLER_H_
 #define CAPBROKER_SERVICES_SCANNER_SCANNER_HANDLER_H_
 
 #include <utility>
 
+#include "absl/status/status.h"
+#include "capnp/message.h"
 #include "sdk/service/connection_loop.h"
 #include "services/scanner/scanner.h"
 
@@ -21,6 +24,10 @@ class ScannerHandler : public RequestHandler {
  private:
   Scanner scanner_;
 };
+
+// Fills `reply` with the error Reply a connection the scanner refuses (too
+// many at once: ForkingServer::Options::refusal) gets before it is closed.
+void SetRefusal(const absl::Status& reason, capnp::MessageBuilder& reply);
 
 }  // namespace capbroker::scanner
 

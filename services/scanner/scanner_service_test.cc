@@ -2,6 +2,7 @@
 // ConnectionLoop over socketpairs, driven by a client and by hostile
 // datagrams.
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -131,6 +132,26 @@ TEST_F(ScannerServiceTest, TheClientLibraryKeepsTheServiceCodes) {
   EXPECT_THAT(scanner.Scan(dir.get()), StatusIs(absl::StatusCode::kFailedPrecondition));
   ASSERT_OK_AND_ASSIGN(ScannerInfo info, scanner.Info());
   EXPECT_EQ(info.signatures, 1u);
+}
+
+// A connection the scanner refuses (too many of the uid's at once) gets the
+// reason as an error reply and is closed, possibly before the client has
+// sent anything: the client library reads that reply even though its
+// request can no longer be sent.
+TEST(ScannerRefusalTest, TheClientReadsWhyItsConnectionWasRefused) {
+  int ends[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ends), 0);
+  UniqueFd client_end(ends[0]);
+  {
+    wire::Channel service(UniqueFd{ends[1]});
+    capnp::MallocMessageBuilder reply;
+    SetRefusal(absl::ResourceExhaustedError("at most 4 connections of uid 1000 at once"), reply);
+    ASSERT_OK(service.Send(reply));
+  }
+  ScannerClient scanner(std::move(client_end));
+  EXPECT_THAT(scanner.Info().status(),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("at most 4 connections of uid 1000")));
 }
 
 }  // namespace

@@ -1,0 +1,164 @@
+// ForkingServer: serves each client connection in a worker process of its
+// own.
+//
+//   ScannerHandler handler(...);
+//   service->Ready();
+//   ForkingServer server(service->broker(), handler, ForkingServer::Options());
+//   return server.Run();   // returns when the broker closes the connection
+//
+// Why. A ConnectionLoop serves every client on one thread, so a request that
+// blocks blocks them all, and some blocking no handler can avoid: a file a
+// client hands over may lie on a FUSE file system that the client serves
+// itself (it can mount one in a user namespace of its own), directly or as
+// a lower layer of an overlay. Then fstat, fstatfs and pread on it wait for
+// that server, and so does close(), which sends FLUSH; once the server has
+// read the request the wait is uninterruptible: not even SIGKILL ends it.
+// With a worker per connection such a client stalls its own connection, and
+// other clients are served by their own workers.
+//
+// The main process (this object) keeps the broker connection and takes the
+// connections the broker makes for clients (TryAccept). For each it forks a
+// worker, which serves that one connection with a ConnectionLoop of its own
+// and exits when the client hangs up. The main process closes its copy of
+// the connection right after the fork (a connection socket is never on
+// FUSE, so that close cannot block) and never reads from it: it never
+// receives a client's fds. A worker, first thing:
+//  - asks for SIGKILL when the main process dies (PR_SET_PDEATHSIG);
+//  - closes every fd except 0, 1, 2, its connection and Options::worker_fds:
+//    the broker connection, the main process's epoll and pidfds, whatever
+//    else the process held. A worker compromised by what its client sent
+//    holds that client's connection and files only; other clients' files
+//    and requests never were in its memory (the main process never reads
+//    them), though it has a copy of the main process's table of workers
+//    (who else is connected: principal, uid, pid).
+//
+// Workers run the handler as it was at the fork: what a handler changes in
+// one worker no other worker and no later worker sees. Only handlers whose
+// state needs no sharing fit (the scanner: a read-only signature database).
+//
+// Limits, from Options: at most max_workers_per_uid workers for the
+// connections of one client uid (the uid the broker established) and
+// max_workers in all. A connection beyond either, or one for which no worker
+// can be started (fork fails: EAGAIN at RLIMIT_NPROC or the cgroup's
+// pids.max, ENOMEM), is refused: it gets Options::refusal's reply if there
+// is one, is closed, and a line on stderr says why. Serving goes on.
+//
+// Reaping: every worker has a pidfd in the main loop's epoll set, and is
+// reaped (waitid) in the turn its pidfd becomes readable, before that
+// turn's new connections are taken: no zombie outlives a turn, and a
+// connection that comes after a worker's exit finds its slot free. A
+// worker stuck on a FUSE server counts against its uid's cap until that
+// server answers or goes away (its connection is aborted when the server's
+// last /dev/fuse fd closes).
+//
+// Destruction sends SIGKILL to the workers left and reaps those that die
+// within a second; a worker stuck in such an uninterruptible wait cannot be
+// waited for, and is left to the process that reaps orphans.
+//
+// Not thread-safe. The caller must be single-threaded, since workers run
+// ordinary code (malloc, stdio) after fork.
+#ifndef CAPBROKER_SDK_SERVICE_FORKING_SERVER_H_
+#define CAPBROKER_SDK_SERVICE_FORKING_SERVER_H_
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "capnp/message.h"
+#include "sdk/base/unique_fd.h"
+#include "sdk/client/client.h"
+#include "sdk/service/connection_loop.h"
+#include "sdk/service/rate_limited_log.h"
+
+namespace capbroker {
+
+class ForkingServer {
+ public:
+  struct Options {
+    // Workers at once for the connections of one client uid.
+    size_t max_workers_per_uid = 4;
+    // Workers at once in all. Within the service's `limits.processes`
+    // (RLIMIT_NPROC, which counts the main process too) and `pidsMax`, or
+    // forks fail and connections are refused.
+    size_t max_workers = 64;
+    // Fds (borrowed) the handler uses, which workers keep; workers close
+    // every other fd but 0, 1, 2 and their connection.
+    std::vector<int> worker_fds;
+    // The loop each worker runs over its one connection.
+    ConnectionLoop::Options worker_loop;
+    // Fills the reply a refused connection gets before it is closed (the
+    // protocol's error reply, from `reason`), so that the client reads why
+    // as the reply to its first request. Unset: closed without a reply.
+    std::function<void(const absl::Status& reason, capnp::MessageBuilder& reply)> refusal;
+    // Lines the main process logs to stderr per second (refusals, workers
+    // that died of a signal or failed).
+    int max_log_lines_per_second = 20;
+  };
+
+  // Borrows `broker` (the service's broker connection, on which Ready() has
+  // been said) and `handler`; both must outlive the server. The main
+  // process never calls the handler; workers do.
+  ForkingServer(Client& broker, RequestHandler& handler, Options options);
+  ~ForkingServer();
+
+  ForkingServer(const ForkingServer&) = delete;
+  ForkingServer& operator=(const ForkingServer&) = delete;
+
+  // Serves until the broker closes the service's connection: OK then (the
+  // service should exit). An error when the main loop cannot go on (epoll
+  // fails, the broker sends something that is not an event).
+  absl::Status Run();
+
+  // One turn of Run: waits up to `timeout_ms` (-1: without limit) for
+  // events (a connection, a worker's exit) and handles those that are ready.
+  // false once the broker has closed the connection. For tests.
+  absl::StatusOr<bool> Turn(int timeout_ms = -1);
+
+  // Workers running (or exited and not reaped yet), in all and for `uid`.
+  size_t worker_count() const { return workers_.size(); }
+  size_t worker_count(uint32_t uid) const;
+
+ private:
+  struct Worker {
+    UniqueFd pidfd;
+    pid_t pid = 0;
+    Peer peer;
+  };
+
+  absl::Status Init();
+  absl::StatusOr<bool> AcceptAll();
+  // Starts a worker for `incoming`, or refuses it.
+  void Start(IncomingConnection incoming);
+  // Why `peer` may not have another worker now; OK if it may.
+  absl::Status OverLimit(const Peer& peer) const;
+  // The worker's life after fork: serves `incoming`, then exits.
+  [[noreturn]] void ServeInWorker(IncomingConnection incoming, pid_t parent);
+  void Refuse(int connection, const Peer& peer, const absl::Status& reason);
+  // Reaps the worker whose pidfd is `pidfd` if it has exited.
+  void Reap(int pidfd);
+  // Reaps what it can of killed_.
+  void ReapKilled();
+
+  Client& broker_;
+  RequestHandler& handler_;
+  const Options options_;
+  UniqueFd epoll_;
+  bool started_ = false;
+  bool stopping_ = false;  // in the destructor: SIGKILL is ours, not news
+  std::unordered_map<int, Worker> workers_;  // by pidfd
+  std::unordered_map<uint32_t, size_t> per_uid_;
+  // Children killed because no pidfd could be opened on them (see Fork),
+  // not yet reaped: waited for without an event, at every turn.
+  std::vector<pid_t> killed_;
+  RateLimitedLog log_;
+};
+
+}  // namespace capbroker
+
+#endif  // CAPBROKER_SDK_SERVICE_FORKING_SERVER_H_

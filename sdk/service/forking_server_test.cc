@@ -1,0 +1,384 @@
+// ForkingServer in the test's process: the test steps the main loop over a
+// FakeBroker and talks, through their connections, to the workers it forks.
+#include "sdk/service/forking_server.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "schemas/broker.capnp.h"
+#include "sdk/base/kj_status.h"
+#include "sdk/base/status_matchers.h"
+#include "sdk/service/fake_broker.h"
+#include "sdk/wire/channel.h"
+#include "tests/fixtures/fd_count.h"
+
+namespace capbroker {
+namespace {
+
+using ::capbroker::testing::FakeBroker;
+using ::capbroker::testing::OpenFdTargets;
+using ::testing::HasSubstr;
+
+// A toy protocol on the broker's message types: the Reply echoes the
+// Request's id and names the worker that served it in its error message
+// ("pid N"). A request that carries an fd carries a pipe's read end, from
+// which the handler first reads one byte: the client decides when that
+// request ends, as one whose file lies on the client's own FUSE server does.
+class WorkerHandler : public RequestHandler {
+ public:
+  absl::Status Handle(Exchange& x) override {
+    auto request = x.request.getRoot<schema::Request>();
+    std::string read_note;
+    if (!x.request_fds.empty()) {
+      char byte = 0;
+      ssize_t n = read(x.request_fds[0].get(), &byte, 1);
+      read_note = absl::StrCat(" read ", n);
+    }
+    auto reply = x.reply.initRoot<schema::Reply>();
+    reply.setId(request.getId());
+    reply.initError().setMessage(absl::StrCat("pid ", getpid(), read_note));
+    return absl::OkStatus();
+  }
+};
+
+void RefusalReply(const absl::Status& reason, capnp::MessageBuilder& reply) {
+  reply.initRoot<schema::Reply>().initError().setMessage(std::string(reason.message()));
+}
+
+Peer PeerOfUid(uint32_t uid) { return Peer{absl::StrCat("user", uid), uid, uid, 4242}; }
+
+// A connection from `peer`, which one turn of `server` takes.
+absl::StatusOr<wire::Channel> Connect(FakeBroker& broker, ForkingServer& server,
+                                      const Peer& peer) {
+  CB_ASSIGN_OR_RETURN(UniqueFd end, broker.Connect(peer));
+  CB_ASSIGN_OR_RETURN(bool serving, server.Turn(-1));
+  if (!serving) return absl::UnavailableError("the server ended");
+  return wire::Channel(std::move(end));
+}
+
+absl::Status Send(wire::Channel& client, uint64_t id, absl::Span<const int> fds = {}) {
+  capnp::MallocMessageBuilder request;
+  request.initRoot<schema::Request>().setId(id);
+  return client.Send(request, fds);
+}
+
+// The next reply's message.
+absl::StatusOr<std::string> Receive(wire::Channel& client) {
+  CB_ASSIGN_OR_RETURN(wire::Incoming incoming, client.Receive());
+  std::string message;
+  CB_RETURN_IF_ERROR(CatchKj("reply", [&] {
+    message = incoming.reader->getRoot<schema::Reply>().getError().getMessage();
+    return absl::OkStatus();
+  }));
+  return message;
+}
+
+absl::StatusOr<std::string> Call(wire::Channel& client, uint64_t id,
+                                 absl::Span<const int> fds = {}) {
+  CB_RETURN_IF_ERROR(Send(client, id, fds));
+  return Receive(client);
+}
+
+// A reply's message, or the status that stood in its place.
+std::string Text(const absl::StatusOr<std::string>& reply) {
+  return reply.ok() ? *reply : reply.status().ToString();
+}
+
+// The worker named in a reply ("pid N ...").
+pid_t WorkerOf(const std::string& reply) {
+  std::vector<std::string> words = absl::StrSplit(reply, ' ');
+  int pid = 0;
+  if (words.size() < 2 || words[0] != "pid" || !absl::SimpleAtoi(words[1], &pid)) return 0;
+  return pid;
+}
+
+// A pipe whose read end a request carries: its handler waits until the
+// test writes a byte.
+struct Stall {
+  Stall() {
+    int ends[2] = {-1, -1};
+    EXPECT_EQ(pipe2(ends, O_CLOEXEC), 0);
+    read.reset(ends[0]);
+    write.reset(ends[1]);
+  }
+  UniqueFd read;
+  UniqueFd write;
+};
+
+bool Readable(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return poll(&p, 1, 0) == 1;
+}
+
+// Whether `pid` has been reaped: it is no child of this process any more.
+bool Reaped(pid_t pid) {
+  siginfo_t info{};
+  return waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == -1 &&
+         errno == ECHILD;
+}
+
+// The children of this thread, as the kernel lists them (zombies too).
+std::set<pid_t> Children() {
+  std::ifstream file(absl::StrCat("/proc/self/task/", gettid(), "/children"));
+  std::set<pid_t> children;
+  for (pid_t pid; file >> pid;) children.insert(pid);
+  return children;
+}
+
+class ForkingServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(FakeBroker broker, FakeBroker::Create());
+    broker_.emplace(std::move(broker));
+  }
+
+  void Start(ForkingServer::Options options = {}) {
+    server_ = std::make_unique<ForkingServer>(broker_->client(), handler_, std::move(options));
+  }
+
+  absl::StatusOr<wire::Channel> Connect(uint32_t uid) {
+    return capbroker::Connect(*broker_, *server_, PeerOfUid(uid));
+  }
+
+  // Turns the main loop until it has `n` workers; each turn waits for an
+  // event (a worker's exit).
+  absl::Status TurnUntilWorkers(size_t n) {
+    while (server_->worker_count() != n) {
+      CB_ASSIGN_OR_RETURN(bool serving, server_->Turn(-1));
+      if (!serving) return absl::UnavailableError("the server ended");
+    }
+    return absl::OkStatus();
+  }
+
+  WorkerHandler handler_;
+  std::optional<FakeBroker> broker_;
+  std::unique_ptr<ForkingServer> server_;  // destroyed first: kills workers
+};
+
+TEST_F(ForkingServerTest, ServesEachConnectionInAWorkerOfItsOwn) {
+  Start();
+  ASSERT_OK_AND_ASSIGN(wire::Channel a, Connect(1000));
+  ASSERT_OK_AND_ASSIGN(wire::Channel b, Connect(1001));
+  ASSERT_OK_AND_ASSIGN(std::string first, Call(a, 1));
+  ASSERT_OK_AND_ASSIGN(std::string second, Call(b, 2));
+  ASSERT_OK_AND_ASSIGN(std::string again, Call(a, 3));
+  const pid_t worker_a = WorkerOf(first);
+  const pid_t worker_b = WorkerOf(second);
+  EXPECT_GT(worker_a, 0);
+  EXPECT_GT(worker_b, 0);
+  EXPECT_NE(worker_a, getpid());
+  EXPECT_NE(worker_a, worker_b);
+  EXPECT_EQ(WorkerOf(again), worker_a);
+  EXPECT_EQ(server_->worker_count(), 2u);
+  EXPECT_EQ(server_->worker_count(1000), 1u);
+  EXPECT_EQ(Children(), (std::set<pid_t>{worker_a, worker_b}));
+}
+
+TEST_F(ForkingServerTest, AClientThatStallsItsRequestStallsOnlyItsOwnWorker) {
+  Start();
+  Stall stall;
+  ASSERT_OK_AND_ASSIGN(wire::Channel a, Connect(1000));
+  ASSERT_OK(Send(a, 1, {stall.read.get()}));
+  // A's worker now waits on the pipe. B, even of the same uid, is served.
+  ASSERT_OK_AND_ASSIGN(wire::Channel b, Connect(1000));
+  ASSERT_OK_AND_ASSIGN(std::string reply, Call(b, 2));
+  EXPECT_THAT(reply, HasSubstr("pid "));
+  EXPECT_FALSE(Readable(a.fd()));
+  ASSERT_EQ(write(stall.write.get(), "x", 1), 1);
+  ASSERT_OK_AND_ASSIGN(std::string stalled, Receive(a));
+  EXPECT_THAT(stalled, HasSubstr(" read 1"));
+}
+
+TEST_F(ForkingServerTest, TheMainProcessNeverHoldsAClientsConnectionOrFds) {
+  Start();
+  ASSERT_OK_AND_ASSIGN(wire::Channel warm, Connect(999));  // the loop's own fds exist now
+  const std::map<int, std::string> before = OpenFdTargets();
+  ASSERT_OK_AND_ASSIGN(wire::Channel a, Connect(1000));
+  std::map<int, std::string> added;
+  for (const auto& [fd, target] : OpenFdTargets()) {
+    if (before.count(fd) == 0) added[fd] = target;
+  }
+  // The test's end of the connection and the worker's pidfd; not the
+  // service's end, which the main process closed after the fork.
+  ASSERT_EQ(added.size(), 2u);
+  EXPECT_THAT(added[a.fd()], HasSubstr("socket:"));
+  added.erase(a.fd());
+  EXPECT_EQ(added.begin()->second, "anon_inode:[pidfd]");
+
+  Stall stall;
+  const std::string pipe = OpenFdTargets()[stall.read.get()];
+  ASSERT_OK(Send(a, 1, {stall.read.get()}));
+  ASSERT_OK(server_->Turn(0).status());
+  int copies = 0;
+  for (const auto& [fd, target] : OpenFdTargets()) copies += target == pipe ? 1 : 0;
+  EXPECT_EQ(copies, 2);  // the test's own two ends
+  ASSERT_EQ(write(stall.write.get(), "x", 1), 1);
+  ASSERT_OK(Receive(a).status());
+}
+
+TEST_F(ForkingServerTest, AWorkerHoldsItsOwnConnectionAndNothingElse) {
+  Start();
+  ASSERT_OK_AND_ASSIGN(wire::Channel a, Connect(1000));
+  ASSERT_OK_AND_ASSIGN(wire::Channel b, Connect(1001));
+  ASSERT_OK_AND_ASSIGN(std::string reply, Call(b, 1));
+  std::map<int, std::string> held = OpenFdTargets(WorkerOf(reply));
+  held.erase(0);
+  held.erase(1);
+  held.erase(2);
+  // Its connection and its loop's epoll: not the broker connection, not
+  // A's connection, not the main process's pidfds or this test's fds.
+  std::multiset<std::string> kinds;
+  for (const auto& [fd, target] : held) kinds.insert(target.substr(0, target.find('[')));
+  EXPECT_EQ(kinds, (std::multiset<std::string>{"anon_inode:", "socket:"})) << held.size();
+}
+
+TEST_F(ForkingServerTest, CapsWorkersPerUidAndInAll) {
+  ForkingServer::Options options;
+  options.max_workers_per_uid = 2;
+  options.max_workers = 3;
+  options.refusal = RefusalReply;
+  Start(options);
+  std::optional<wire::Channel> first;
+  ASSERT_OK_AND_ASSIGN(first, Connect(1000));
+  ASSERT_OK_AND_ASSIGN(wire::Channel second, Connect(1000));
+  ASSERT_OK_AND_ASSIGN(wire::Channel third, Connect(1000));
+  // Refused with a reply that says why, then closed.
+  EXPECT_THAT(Text(Receive(third)), HasSubstr("at most 2 connections of uid 1000 at once"));
+  EXPECT_THAT(Receive(third).status(), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(server_->worker_count(1000), 2u);
+  ASSERT_OK_AND_ASSIGN(wire::Channel other, Connect(1001));
+  ASSERT_OK(Call(other, 1).status());
+  ASSERT_OK_AND_ASSIGN(wire::Channel over_total, Connect(1002));
+  EXPECT_THAT(Text(Receive(over_total)), HasSubstr("at most 3 connections at once"));
+  EXPECT_EQ(server_->worker_count(), 3u);
+  // A worker that ends frees its slot.
+  first.reset();
+  ASSERT_OK(TurnUntilWorkers(2));
+  ASSERT_OK_AND_ASSIGN(wire::Channel fourth, Connect(1000));
+  ASSERT_OK(Call(fourth, 2).status());
+  ASSERT_OK(Call(second, 3).status());
+}
+
+TEST_F(ForkingServerTest, WithoutARefusalReplyARefusedConnectionIsJustClosed) {
+  ForkingServer::Options options;
+  options.max_workers_per_uid = 1;
+  Start(options);
+  ASSERT_OK_AND_ASSIGN(wire::Channel served, Connect(1000));
+  ASSERT_OK_AND_ASSIGN(wire::Channel refused, Connect(1000));
+  EXPECT_THAT(Receive(refused).status(), StatusIs(absl::StatusCode::kUnavailable));
+  ASSERT_OK(Call(served, 1).status());
+}
+
+TEST_F(ForkingServerTest, WorkersAreReapedOnceTheirClientsHangUp) {
+  Start();
+  std::vector<pid_t> workers;
+  {
+    std::vector<wire::Channel> clients;
+    for (uint32_t uid : {1000, 1000, 1001}) {
+      ASSERT_OK_AND_ASSIGN(wire::Channel c, Connect(uid));
+      ASSERT_OK_AND_ASSIGN(std::string reply, Call(c, 1));
+      workers.push_back(WorkerOf(reply));
+      clients.push_back(std::move(c));
+    }
+    EXPECT_EQ(Children(), std::set<pid_t>(workers.begin(), workers.end()));
+  }
+  ASSERT_OK(TurnUntilWorkers(0));
+  for (pid_t pid : workers) EXPECT_TRUE(Reaped(pid)) << pid;
+  EXPECT_EQ(Children(), std::set<pid_t>());
+}
+
+TEST_F(ForkingServerTest, WhenTheBrokerGoesWorkersAreKilledAndReaped) {
+  Start();
+  Stall stall;
+  ASSERT_OK_AND_ASSIGN(wire::Channel idle, Connect(1000));
+  ASSERT_OK_AND_ASSIGN(std::string reply, Call(idle, 1));
+  ASSERT_OK_AND_ASSIGN(wire::Channel busy, Connect(1001));
+  ASSERT_OK(Send(busy, 2, {stall.read.get()}));
+  broker_->Close();
+  ASSERT_OK_AND_ASSIGN(bool serving, server_->Turn(-1));
+  EXPECT_FALSE(serving);
+  server_.reset();
+  EXPECT_TRUE(Reaped(WorkerOf(reply)));
+  EXPECT_EQ(Children(), std::set<pid_t>());
+  EXPECT_THAT(Receive(busy).status(), StatusIs(absl::StatusCode::kUnavailable));
+}
+
+TEST(ForkingServerReadyTest, TakesConnectionsQueuedWhileSayingReady) {
+  // The broker hands a starting service the connects that waited for it
+  // before it answers `ready`: the Client queues them, the fd shows nothing.
+  WorkerHandler handler;
+  ASSERT_OK_AND_ASSIGN(FakeBroker broker, FakeBroker::Create());
+  ASSERT_OK_AND_ASSIGN(UniqueFd end, broker.Connect(PeerOfUid(1000)));
+  ASSERT_OK(broker.AnswerReady());
+  ASSERT_OK(broker.client().Ready());
+  ForkingServer server(broker.client(), handler, ForkingServer::Options());
+  ASSERT_OK_AND_ASSIGN(bool serving, server.Turn(0));
+  EXPECT_TRUE(serving);
+  EXPECT_EQ(server.worker_count(), 1u);
+  wire::Channel client(std::move(end));
+  EXPECT_THAT(Text(Call(client, 1)), HasSubstr("pid "));
+}
+
+// What the fork-failure test's child does; its exit code says how far it
+// got (0: all as expected).
+int RefuseWhenForkFails() {
+  constexpr uid_t kUid = 54321;  // a uid of this test's own: nobody else's processes count
+  WorkerHandler handler;
+  absl::StatusOr<FakeBroker> broker = FakeBroker::Create();
+  if (!broker.ok()) return 10;
+  // RLIMIT_NPROC counts the processes of the real uid, and root is exempt.
+  rlimit one{1, 2};
+  if (setrlimit(RLIMIT_NPROC, &one) != 0) return 11;
+  if (setgroups(0, nullptr) != 0 || setresgid(kUid, kUid, kUid) != 0 ||
+      setresuid(kUid, kUid, kUid) != 0) {
+    return 77;  // no uid to switch to (a user namespace): skipped
+  }
+  ForkingServer::Options options;
+  options.refusal = RefusalReply;
+  ForkingServer server(broker->client(), handler, options);
+  absl::StatusOr<wire::Channel> refused = Connect(*broker, server, PeerOfUid(1000));
+  if (!refused.ok()) return 12;
+  absl::StatusOr<std::string> why = Receive(*refused);
+  if (!why.ok() || why->find("no worker process could be started for the connection: fork: ") ==
+                       std::string::npos) {
+    return 13;
+  }
+  if (server.worker_count() != 0) return 14;
+  rlimit two{2, 2};
+  if (setrlimit(RLIMIT_NPROC, &two) != 0) return 15;
+  absl::StatusOr<wire::Channel> served = Connect(*broker, server, PeerOfUid(1000));
+  if (!served.ok() || !Call(*served, 1).ok()) return 16;
+  return 0;
+}
+
+TEST(ForkingServerForkTest, AConnectionNoWorkerCanBeStartedForIsRefusedAndServingGoesOn) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run as a uid of its own";
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) _exit(RefuseWhenForkFails());
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 77) GTEST_SKIP() << "cannot switch uid here";
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+}  // namespace
+}  // namespace capbroker

@@ -50,11 +50,16 @@ absl::StatusOr<std::optional<Datagram>> ReceiveDatagram(int fd, ReceiveBuffer& b
     msg.msg_controllen = sizeof(control);
   }
   ssize_t n = RetryEintr([&] { return recvmsg(fd, &msg, MSG_CMSG_CLOEXEC); });
+  if (n < 0 && errno == ECONNRESET) {
+    // A peer that closed with datagrams of ours unread set ECONNRESET on
+    // this socket, and the kernel reports a socket error before the queue
+    // (__skb_try_recv_datagram); the report clears it. What the peer sent
+    // before it closed (a service's reason for refusing) is still queued.
+    n = RetryEintr([&] { return recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT); });
+    if (n < 0) return absl::UnavailableError("the peer reset the connection");
+  }
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return std::nullopt;
-    if (errno == ECONNRESET) {
-      return absl::UnavailableError("the peer reset the connection");
-    }
     return ErrnoStatus(errno, absl::StrCat("recvmsg(fd=", fd, ")"));
   }
   Datagram datagram;

@@ -76,6 +76,31 @@ TEST_F(DatagramTest, PeerCloseIsUnavailable) {
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("closed")));
 }
 
+// A peer that closes with a datagram of ours unread resets the connection
+// (ECONNRESET), and the kernel reports that before the datagrams it sent
+// first: its last words (a service's "refused, because ...") are still read.
+TEST_F(DatagramTest, WhatAPeerSentBeforeResettingIsStillRead) {
+  RawSend(std::vector<char>(8, 'q'), {});  // a_ -> b_, never read
+  uint64_t word = 42;
+  iovec iov{&word, sizeof(word)};
+  ASSERT_OK_AND_ASSIGN(bool sent, SendDatagram(b_.get(), &iov, 1, {}));
+  ASSERT_TRUE(sent);
+  b_.reset();
+  ASSERT_OK_AND_ASSIGN(auto datagram, ReceiveDatagram(a_.get(), buffer_));
+  ASSERT_TRUE(datagram.has_value());
+  ASSERT_EQ(datagram->words.size(), 1u);
+  EXPECT_EQ(std::memcmp(datagram->words.begin(), &word, 8), 0);
+  EXPECT_THAT(ReceiveDatagram(a_.get(), buffer_),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("closed")));
+}
+
+TEST_F(DatagramTest, AResetWithNothingLeftToReadIsUnavailable) {
+  RawSend(std::vector<char>(8, 'q'), {});
+  b_.reset();
+  EXPECT_THAT(ReceiveDatagram(a_.get(), buffer_),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("closed")));
+}
+
 TEST_F(DatagramTest, EmptyDatagramIsNotEndOfStream) {
   RawSend({}, {});
   ASSERT_OK_AND_ASSIGN(auto datagram, ReceiveDatagram(b_.get(), buffer_));

@@ -73,6 +73,9 @@ absl::Status BrokerLoop::Serve(int listener, int control_fd,
   for (;;) {
     SendPending();
     Reap();
+    // Every answer of the turn is queued now: a line lost from here on
+    // belongs to an answer of a later turn.
+    lost_this_turn_.clear();
     int n = RetryEintr([&] { return epoll_wait(epoll_.get(), events, kMaxEvents, -1); });
     if (n < 0) return ErrnoStatus(errno, "epoll_wait");
     for (int i = 0; i < n; ++i) {
@@ -366,6 +369,17 @@ bool BrokerLoop::Queue(Connection& connection, Answer answer) {
                          connection.queue.size(), " queued)"));
     return false;
   }
+  // MakeFit may have sent, and so written the audit log, after this
+  // answer's line was recorded and before it is queued, where FlushAudit
+  // would have found it: a grant whose line went then is withheld here.
+  // The error reply is a few hundred bytes: the limits are not checked
+  // again for it (as in FlushAudit).
+  if (answer.outcome.audit_line != 0 && LostThisTurn(answer.outcome.audit_line)) {
+    PeerLog("withheld 1 grant: its audit line could not be written");
+    answer = Withheld(answer.id);
+    bytes = answer.words.size() * sizeof(capnp::word);
+    fds = 0;
+  }
   if (!connection.service && !MakeRoom(connection, bytes, fds)) return false;
   connection.queue.push_back(QueuedReply{std::move(answer.words),
                                          std::move(answer.outcome.fds),
@@ -487,6 +501,7 @@ std::vector<audit::AuditLog::LineRange> BrokerLoop::FlushAudit() {
   // buffer): ask even when nothing is pending now.
   std::vector<audit::AuditLog::LineRange> lost = audit_.TakeLostLines();
   if (lost.empty()) return lost;
+  lost_this_turn_.insert(lost_this_turn_.end(), lost.begin(), lost.end());
   // A lost line's reply has not been sent (nothing is sent before this
   // runs), so it is in some queue. Every queue is searched: this runs only
   // when the log failed.
@@ -516,6 +531,11 @@ std::vector<audit::AuditLog::LineRange> BrokerLoop::FlushAudit() {
                          " grants: their audit lines could not be written"));
   }
   return lost;
+}
+
+bool BrokerLoop::LostThisTurn(uint64_t line) const {
+  return std::any_of(lost_this_turn_.begin(), lost_this_turn_.end(),
+                     [&](const audit::AuditLog::LineRange& r) { return r.Contains(line); });
 }
 
 Answer BrokerLoop::Withheld(uint64_t request_id) {

@@ -12,7 +12,9 @@
 // Fail closed on the audit log: every reply waits in a queue until the
 // loop writes the audit lines of its turn, and a grant whose line could not
 // be written is not sent: it is replaced by an `unavailable` error and its
-// fds are closed. A grant goes out only once it is on record.
+// fds are closed, whether the line was lost while the grant waited in a
+// queue or before it got there (a flush made while making room for it). A
+// grant goes out only once it is on record.
 //
 // All connections' queues together are bounded too, in bytes and in the
 // fds their replies hold (Limits::max_queued_bytes_total and
@@ -145,8 +147,10 @@ class BrokerLoop : public LoopPort {
   void SendPending();
   // Writes the pending audit lines, and withholds every queued grant whose
   // line could not be written (fail closed). Called before any reply is sent.
-  // Returns the lines lost.
+  // Returns the lines lost, and adds them to lost_this_turn_.
   std::vector<audit::AuditLog::LineRange> FlushAudit();
+  // Whether audit line `line` was lost by a flush of this loop turn.
+  bool LostThisTurn(uint64_t line) const;
   // Sends what the connection's queue holds, as far as the socket takes it.
   void SendQueued(Connection& connection);
   // Handles one received datagram (or receive error). Returns false when
@@ -204,6 +208,14 @@ class BrokerLoop : public LoopPort {
   size_t queued_fds_total_ = 0;    // the sum of every connection's queued_fds
   std::vector<std::unique_ptr<Connection>> closed_;  // for Reap()
   std::vector<int> pending_sends_;  // fds with replies queued this turn
+  // The audit lines FlushAudit lost in this loop turn. A flush can come
+  // between an answer's Record and its Queue (Queue makes room by sending,
+  // and a send flushes first), when the answer is in no queue for FlushAudit
+  // to withhold: Queue checks it against these. Every answer is recorded and
+  // queued within one turn (a deferred connect is checked at once with
+  // AuditWritten), so the list is cleared between turns; it is empty unless
+  // the log failed.
+  std::vector<audit::AuditLog::LineRange> lost_this_turn_;
   wire::ReceiveBuffer receive_buffer_;
   // Zeroed first segment for reply builders (MallocMessageBuilder zeroes
   // what it used when it is destroyed, so it can be reused).

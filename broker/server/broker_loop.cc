@@ -1,7 +1,9 @@
 #include "broker/server/broker_loop.h"
 
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -38,6 +40,24 @@ constexpr int kAcceptsPerWakeup = 16;
 
 // Lines a client can provoke, per second; the rest are counted.
 constexpr int kPeerLogLinesPerSecond = 20;
+
+// The send buffer of a client's connection (SO_SNDBUF as the kernel counts
+// it: setsockopt is given half, which the kernel doubles). Each reply the
+// broker sends is charged to it, at its skb's true size (768 bytes for the
+// smallest reply, 1280 from 193 bytes on; measured on Linux 6.18), until
+// the client reads it; sendmsg says EAGAIN once the charges reach the
+// buffer, and the reply waits in the broker's queue, under its limits. So
+// at most 32 replies, and the fds of at most 32 grants (open files the
+// broker made), are in flight to one connection. The default buffer
+// (net.core.wmem_default, 208 KiB) let 278 sit in a socket that is never
+// read, and they stay with the client after the broker disconnects it: the
+// sender is root, exempt from the kernel's limit on fds in flight. Clients
+// with one request outstanding (and the benchmarks) never come near it.
+constexpr int kClientSendBufferBytes = 24 * 1024;
+
+// What sendmsg(2) on an AF_UNIX datagram socket keeps of the send buffer:
+// a datagram longer than the buffer less this fails with EMSGSIZE.
+constexpr size_t kSendBufferReserve = 32;
 
 }  // namespace
 
@@ -167,7 +187,13 @@ void BrokerLoop::Admit(UniqueFd fd) {
                          " connections of this uid"));
     return;
   }
-  absl::StatusOr<uint64_t> id = Register(std::move(fd), std::move(identity).value(), false);
+  absl::StatusOr<size_t> send_buffer = LimitSendBuffer(fd.get());
+  if (!send_buffer.ok()) {
+    PeerLog(absl::StrCat("refusing uid ", identity->uid, ": ", send_buffer.status().message()));
+    return;
+  }
+  absl::StatusOr<uint64_t> id =
+      Register(std::move(fd), std::move(identity).value(), false, *send_buffer);
   if (!id.ok()) {
     PeerLog(id.status().message());
     return;
@@ -175,8 +201,48 @@ void BrokerLoop::Admit(UniqueFd fd) {
   ++per_uid;
 }
 
+absl::StatusOr<size_t> BrokerLoop::LimitSendBuffer(int fd) {
+  int value = kClientSendBufferBytes / 2;
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &value, sizeof(value)) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("setsockopt(fd=", fd, ", SO_SNDBUF)"));
+  }
+  // What the kernel made of it (net.core.wmem_max caps it): the size that
+  // decides which replies need SendWide.
+  int effective = 0;
+  socklen_t length = sizeof(effective);
+  if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &effective, &length) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("getsockopt(fd=", fd, ", SO_SNDBUF)"));
+  }
+  return static_cast<size_t>(effective);
+}
+
+absl::StatusOr<bool> BrokerLoop::SendWide(Connection& connection, const iovec& iov,
+                                          absl::Span<const int> fds) {
+  // The buffer is widened for this one datagram, and only while less than
+  // the usual buffer is in flight: the socket takes what it would take of
+  // small replies, and no more than one such reply on top. Then narrowed:
+  // nothing more goes until the client has read enough (EPOLLOUT).
+  int fd = connection.fd.get();
+  int in_flight = 0;
+  if (ioctl(fd, SIOCOUTQ, &in_flight) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("ioctl(fd=", fd, ", SIOCOUTQ)"));
+  }
+  if (static_cast<size_t>(in_flight) >= connection.send_buffer) return false;
+  int wide = static_cast<int>(
+      (connection.send_buffer + iov.iov_len + 2 * kSendBufferReserve + 1) / 2);
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &wide, sizeof(wide)) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("setsockopt(fd=", fd, ", SO_SNDBUF, wide)"));
+  }
+  absl::StatusOr<bool> sent = wire::SendDatagram(fd, &iov, 1, fds);
+  int narrow = static_cast<int>(connection.send_buffer / 2);
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &narrow, sizeof(narrow)) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("setsockopt(fd=", fd, ", SO_SNDBUF)"));
+  }
+  return sent;
+}
+
 absl::StatusOr<uint64_t> BrokerLoop::Register(UniqueFd fd, Identity identity,
-                                              bool service) {
+                                              bool service, size_t send_buffer) {
   int raw = fd.get();
   epoll_event ev{};
   ev.events = EPOLLIN;
@@ -191,6 +257,7 @@ absl::StatusOr<uint64_t> BrokerLoop::Register(UniqueFd fd, Identity identity,
   connection->fd = std::move(fd);
   connection->id = next_id_++;
   connection->service = service;
+  connection->send_buffer = send_buffer;
   connection->session.identity = std::move(identity);
   connection->session.connection_id = connection->id;
   connection->events = EPOLLIN;
@@ -420,7 +487,14 @@ void BrokerLoop::SendQueued(Connection& connection) {
     for (const UniqueFd& f : q.fds) raw[n++] = f.get();
     if (q.shared_fd) raw[n++] = q.shared_fd->get();
     iovec iov{q.words.begin(), q.words.size() * sizeof(capnp::word)};
-    absl::StatusOr<bool> sent = wire::SendDatagram(fd, &iov, 1, absl::MakeConstSpan(raw, n));
+    // A reply larger than the connection's send buffer (a list of a large
+    // policy) would fail with EMSGSIZE: it goes through SendWide. Grants
+    // are a few hundred bytes, far below.
+    absl::StatusOr<bool> sent =
+        connection.send_buffer != 0 &&
+                iov.iov_len + kSendBufferReserve > connection.send_buffer
+            ? SendWide(connection, iov, absl::MakeConstSpan(raw, n))
+            : wire::SendDatagram(fd, &iov, 1, absl::MakeConstSpan(raw, n));
     if (!sent.ok()) {
       Close(connection);
       return;

@@ -3,9 +3,11 @@
 // One epoll set holds the listening socket, the control fd and every client
 // connection. Each connection is served in turn, at most
 // kDatagramsPerWakeup requests at a time, so a chatty client cannot starve
-// the others. Replies go out at once; when a client's socket is full they
-// wait in a per-connection queue bounded by Limits, and a client that lets
-// the queue overflow (it sends but never reads) is disconnected. Nothing a
+// the others. Replies go out at once; when a client's socket is full (its
+// send buffer, kept small, holds at most 32 unread replies: see
+// Limits::max_queued_fds_total) they wait in a per-connection queue bounded
+// by Limits, and a client that lets the queue overflow (it sends but never
+// reads) is disconnected. Nothing a
 // client sends can stop the loop: every failure ends in an error reply or
 // in closing that one connection.
 //
@@ -34,6 +36,11 @@
 // with a service nobody can reach. When the loop closes a service's
 // connection on its own (the service hung up, sent what it may not, or its
 // socket failed), it tells the host (RequestHandler::ServiceConnectionLost).
+// A service's connection keeps the kernel's default send buffer, unlike a
+// client's: the broker made it, one per service, and a service that becomes
+// ready takes every connect that waited for it at once (up to
+// max_queued_service_fds); a small buffer would only move those from the
+// service's socket into the broker's queue, a loop turn each.
 //
 // A connection is closed at once but freed only between loop turns: the
 // service host can close a connection (through Send) while that very
@@ -46,6 +53,8 @@
 #ifndef CAPBROKER_BROKER_SERVER_BROKER_LOOP_H_
 #define CAPBROKER_BROKER_SERVER_BROKER_LOOP_H_
 
+#include <sys/uio.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -54,6 +63,8 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "broker/audit/audit_log.h"
 #include "broker/server/dispatch.h"
 #include "broker/server/log_limiter.h"
@@ -80,10 +91,22 @@ struct Limits {
   // so this must stay well above 4 MiB to cost busy clients nothing.
   size_t max_queued_bytes_total = 64 * 1024 * 1024;
   // Fds held by queued replies of all connections together: fresh opens and
-  // connection ends (a shared capability's one fd is not counted). Replies
-  // normally leave within their loop turn (at most 64 of them); only clients
-  // that do not read hold more. Without this bound, one uid's connections
-  // could hold 4096 x 32 fds and run the broker out of fds for everyone.
+  // connection ends (a shared capability's one fd is not counted). Without
+  // this bound, one uid's connections could hold 4096 x 32 fds in the
+  // broker and run it out of fds for everyone.
+  //
+  // It bounds the queues only, not what clients hold. A reply leaves the
+  // queue when the client's socket takes it, normally within its loop turn;
+  // its fds (open files the broker made) are then in flight, held by that
+  // socket until the client reads them, and for as long as the client keeps
+  // the socket, even after the broker has disconnected it. The kernel
+  // counts them against no limit of the client's (the sender is root), so
+  // the broker bounds them itself: a client's connection has a small send
+  // buffer (kClientSendBufferBytes in broker_loop.cc) that takes at most 32
+  // replies the client has not read; the rest queue here, and a connection
+  // with max_queued_replies queued is disconnected. Per uid that is at most
+  // max_connections_per_uid x (32 in flight + max_queued_replies queued)
+  // grants' fds held unread, the queued part also within this total.
   size_t max_queued_fds_total = 4096;
   // Fds waiting in one service's queue: incoming connections it has not
   // taken yet. As many as the connects that may wait for a service to start
@@ -134,13 +157,27 @@ class BrokerLoop : public LoopPort {
     bool close_when_flushed = false;
     bool pending_send = false;  // listed in pending_sends_
     uint32_t events = 0;        // the epoll events registered for fd
+    // The socket's send buffer as LimitSendBuffer set it (a client's); 0
+    // for the kernel's default (a service's).
+    size_t send_buffer = 0;
   };
 
   // Accepts waiting connections, at most kAcceptsPerWakeup of them.
   void Accept(int listener);
   void Admit(UniqueFd fd);
-  // Adds `fd` to the epoll set and the connection table.
-  absl::StatusOr<uint64_t> Register(UniqueFd fd, Identity identity, bool service);
+  // Adds `fd` to the epoll set and the connection table. `send_buffer`:
+  // the socket's SO_SNDBUF if LimitSendBuffer set it, else 0.
+  absl::StatusOr<uint64_t> Register(UniqueFd fd, Identity identity, bool service,
+                                    size_t send_buffer = 0);
+  // Sets the small send buffer of a client's connection `fd` (borrowed;
+  // see kClientSendBufferBytes in broker_loop.cc); returns the size the
+  // kernel gave it.
+  static absl::StatusOr<size_t> LimitSendBuffer(int fd);
+  // Sends one datagram larger than the connection's send buffer, which
+  // sendmsg would refuse (EMSGSIZE): false, sending nothing, while the
+  // usual buffer's worth is in flight already.
+  absl::StatusOr<bool> SendWide(Connection& connection, const iovec& iov,
+                                absl::Span<const int> fds);
   void OnReadable(Connection& connection);
   // Writes the batch's audit lines, then sends every queued reply of the
   // connections that got new ones this turn.

@@ -153,9 +153,13 @@ void BrokerLoop::Accept(int listener) {
       // again: it holds the only free number, and with the table full the
       // reserve would otherwise be lost for good.
       reserve_fd_.reset();
-      UniqueFd refused(accept4(listener, nullptr, nullptr, SOCK_CLOEXEC));
+      UniqueFd refused(accept4(listener, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
       bool took = refused.valid();
-      if (took) PeerLog("out of fds: refusing a connection");
+      if (took) {
+        PeerLog("out of fds: refusing a connection");
+        Refuse(refused.get(), absl::ResourceExhaustedError(
+                                  "the broker refused the connection: it is out of fds"));
+      }
       refused.reset();
       reserve_fd_ = OpenReserve();
       if (!took) return;
@@ -172,19 +176,30 @@ void BrokerLoop::Admit(UniqueFd fd) {
   absl::StatusOr<Identity> identity = peer::IdentifyPeer(fd.get());
   if (!identity.ok()) {
     PeerLog(absl::StrCat("refusing a connection: ", identity.status().message()));
+    // Out of fds: the client is told so; any other failure means the peer
+    // is gone, or the socket is not one to talk to.
+    if (identity.status().code() == absl::StatusCode::kResourceExhausted) {
+      Refuse(fd.get(), identity.status());
+    }
     return;
   }
-  // Over a quota: the client sees its connection closed at once. There is
-  // no reply, since the client has not sent a request to answer yet.
   if (stats_.connections >= limits_.max_connections) {
     PeerLog(absl::StrCat("refusing uid ", identity->uid, ": ", limits_.max_connections,
                          " connections open"));
+    Refuse(fd.get(), absl::ResourceExhaustedError(absl::StrCat(
+                         "the broker refused the connection: it serves at most ",
+                         limits_.max_connections,
+                         " connections at once (--max-connections), and that many are open")));
     return;
   }
   size_t& per_uid = connections_per_uid_[identity->uid];
   if (per_uid >= limits_.max_connections_per_uid) {
     PeerLog(absl::StrCat("refusing uid ", identity->uid, ": ", per_uid,
                          " connections of this uid"));
+    Refuse(fd.get(), absl::ResourceExhaustedError(absl::StrCat(
+                         "the broker refused the connection: uid ", identity->uid, " has ",
+                         per_uid, " connections open, the most one uid may have "
+                         "(--max-connections-per-uid)")));
     return;
   }
   absl::StatusOr<size_t> send_buffer = LimitSendBuffer(fd.get());
@@ -239,6 +254,16 @@ absl::StatusOr<bool> BrokerLoop::SendWide(Connection& connection, const iovec& i
     return ErrnoStatus(errno, absl::StrCat("setsockopt(fd=", fd, ", SO_SNDBUF)"));
   }
   return sent;
+}
+
+void BrokerLoop::Refuse(int fd, const absl::Status& why) {
+  // The client has sent no request yet, maybe not even its hello: the
+  // answer is an id-0 error, which a client takes as the answer to the call
+  // it has outstanding (sdk/client/client.h). The socket is new and empty,
+  // so the send cannot find it full; if it fails, the client is gone.
+  Answer answer = ErrorAnswer(0, why, true);
+  iovec iov{answer.words.begin(), answer.words.size() * sizeof(capnp::word)};
+  (void)wire::SendDatagram(fd, &iov, 1, {});
 }
 
 absl::StatusOr<uint64_t> BrokerLoop::Register(UniqueFd fd, Identity identity,

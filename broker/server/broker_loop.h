@@ -48,8 +48,13 @@
 //
 // Out of fds (EMFILE/ENFILE): the loop keeps one reserve fd; when accept()
 // fails for lack of fds it frees the reserve, accepts and closes the
-// connection at once (the client sees a hang-up instead of hanging), and
+// connection at once (the client is told why instead of hanging), and
 // takes the reserve back. A level-triggered listener would otherwise spin.
+//
+// A connection refused at admission (a quota, or no fd to accept it or to
+// verify its peer) gets one error reply with id 0 saying why (naming the
+// flag that sets the quota), then is closed: clients take it as the answer
+// to their first call.
 #ifndef CAPBROKER_BROKER_SERVER_BROKER_LOOP_H_
 #define CAPBROKER_BROKER_SERVER_BROKER_LOOP_H_
 
@@ -164,7 +169,12 @@ class BrokerLoop : public LoopPort {
 
   // Accepts waiting connections, at most kAcceptsPerWakeup of them.
   void Accept(int listener);
+  // Admits the connection `fd`, or refuses it (see Refuse) when its peer
+  // cannot be identified or a connection quota is reached.
   void Admit(UniqueFd fd);
+  // Tells the peer of `fd` (borrowed), a connection about to be closed
+  // unserved, why: one error reply with id 0.
+  void Refuse(int fd, const absl::Status& why);
   // Adds `fd` to the epoll set and the connection table. `send_buffer`:
   // the socket's SO_SNDBUF if LimitSendBuffer set it, else 0.
   absl::StatusOr<uint64_t> Register(UniqueFd fd, Identity identity, bool service,

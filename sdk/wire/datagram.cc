@@ -50,6 +50,20 @@ absl::StatusOr<std::optional<Datagram>> ReceiveDatagram(int fd, ReceiveBuffer& b
     msg.msg_controllen = sizeof(control);
   }
   ssize_t n = RetryEintr([&] { return recvmsg(fd, &msg, MSG_CMSG_CLOEXEC); });
+  bool reset = n < 0 && errno == ECONNRESET;
+  if (reset) {
+    // A peer that closes with datagrams of ours unread leaves ECONNRESET
+    // on our socket, and the kernel reports it (once) before the datagrams
+    // the peer sent us that still wait, such as its reason for closing (the
+    // broker's refusal of a connection). They are read first: the reset
+    // then reads as end of stream after them.
+    msg.msg_flags = 0;
+    if (fd_policy == FdPolicy::kAccept) msg.msg_controllen = sizeof(control);
+    n = RetryEintr([&] { return recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT); });
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      return absl::UnavailableError("the peer reset the connection");
+    }
+  }
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return std::nullopt;
     if (errno == ECONNRESET) {
@@ -78,7 +92,8 @@ absl::StatusOr<std::optional<Datagram>> ReceiveDatagram(int fd, ReceiveBuffer& b
         "datagram larger than the ", kMaxMessageBytes, " bytes allowed"));
   }
   if (n == 0 && datagram.fds.empty() && !datagram.fds_discarded && PeerHungUp(fd)) {
-    return absl::UnavailableError("the peer closed the connection");
+    return absl::UnavailableError(reset ? "the peer reset the connection"
+                                        : "the peer closed the connection");
   }
   if (n % sizeof(capnp::word) != 0) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -4,13 +4,14 @@
 // and its fd count returns to where it was once the fds are free again.
 //
 // Reaching that path takes care. Connections alone never fill the table:
-// admitting one needs a second fd for a moment (SO_PEERPIDFD), so at one fd
-// below the limit every new connection is accepted and then refused by the
-// admission check (with an error reply saying the broker is out of fds),
-// which frees its fd again. The last fd is taken here by a granted memfd
-// that the broker must hold: the grant's reply waits in the queue of a
-// client whose socket is full. Then accept() finds no fd at all. Every step
-// waits on an event: a reply, a hang-up, a round trip.
+// admitting one needs two more fds for a moment (SO_PEERPIDFD, and the
+// O_PATH open that verifies the peer's executable), so at two fds below the
+// limit every new connection is accepted and then refused by the admission
+// check (with an error reply saying the broker is out of fds), which frees
+// its fd again. The last two fds are taken here by granted memfds that the
+// broker must hold: the grants' replies wait in the queue of a client whose
+// socket is full. Then accept() finds no fd at all. Every step waits on an
+// event: a reply, a hang-up, a round trip.
 #include <poll.h>
 #include <cerrno>
 #include <sys/socket.h>
@@ -118,7 +119,7 @@ TEST(AcceptExhaustionTest, RefusesWhatItCannotAcceptAndRecovers) {
   ASSERT_TRUE(queued) << "the socket never filled up";
 
   // 2. Connections until the broker refuses one, saying why: it is then
-  // one fd below its limit (admission needs one more, for a moment).
+  // two fds below its limit (admission needs two more, for a moment).
   std::vector<UniqueFd> fillers;
   Admission last = Admission::kAdmitted;
   for (int i = 0; i < kBrokerFdLimit; ++i) {
@@ -130,14 +131,16 @@ TEST(AcceptExhaustionTest, RefusesWhatItCannotAcceptAndRecovers) {
   ASSERT_LT(fillers.size(), static_cast<size_t>(kBrokerFdLimit)) << "never refused";
   EXPECT_EQ(last, Admission::kRefused);
   EXPECT_THAT(why, HasSubstr("out of fds"));
-  EXPECT_EQ(broker->OpenFds(), kBrokerFdLimit - 1);
+  EXPECT_EQ(broker->OpenFds(), kBrokerFdLimit - 2);
   EXPECT_THAT(broker->Stderr(), Not(HasSubstr("out of fds: refusing a connection")));
 
-  // 3. A grant for the hoarder takes the last fd and keeps it (its reply
-  // waits in the broker's queue).
-  ASSERT_EQ(testing::RawSend(hoarder.get(), AcquireBytes(++id, "scratch")), 0);
-  round_trip();
-  ASSERT_EQ(broker->OpenFds(), kBrokerFdLimit) << "the grant did not take the last fd";
+  // 3. Grants for the hoarder take the last two fds and keep them (their
+  // replies wait in the broker's queue).
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_EQ(testing::RawSend(hoarder.get(), AcquireBytes(++id, "scratch")), 0);
+    round_trip();
+  }
+  ASSERT_EQ(broker->OpenFds(), kBrokerFdLimit) << "the grants did not take the last fds";
 
   // 4. Now accept() itself fails with EMFILE: the broker takes the
   // connection on its reserve fd, says why it refuses it, and hangs up.

@@ -1,10 +1,17 @@
-// What capctl, and the SDK client under it, say when the broker refuses
-// the connection over a quota: resourceExhausted, naming the flag that sets
-// it (exit 1), rather than a reset connection.
+// What capctl, and the SDK client under it, say when they cannot get in:
+// a broker that refuses the connection over a quota (resourceExhausted,
+// naming the flag that sets it: exit 1), and a socket whose permissions keep
+// the user out (unavailable, saying it is the file system and not the
+// policy: exit 5, where a policy denial is 3).
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
@@ -64,6 +71,43 @@ TEST(CapctlAdmissionTest, AConnectionOverAQuotaIsToldWhichFlagSetsIt) {
     // The connection held is served as before.
     EXPECT_OK(held.Acquire("scratch").status());
   }
+}
+
+// The broker's socket is in a directory only root may enter (the fixture's,
+// mode 0700). Another user's capctl is refused by connect(2) with EACCES:
+// that is the file system, not the policy, and must not read as a denial
+// (exit 3).
+TEST(CapctlAdmissionTest, SocketPermissionsAreNotAPolicyDenial) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run a client as another user";
+  ASSERT_OK_AND_ASSIGN(auto broker, BrokerProcess::Start(kPolicy));
+  int pipefd[2];
+  ASSERT_EQ(pipe2(pipefd, O_CLOEXEC), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    close(pipefd[0]);
+    if (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0) _exit(100);
+    absl::StatusOr<Client> client = Client::Connect(broker->socket_path());
+    Result r = Capctl({"--socket", broker->socket_path(), "list"});
+    std::string report = absl::StrCat(static_cast<int>(client.status().code()), "\n",
+                                      client.status().message(), "\n", r.err);
+    (void)!write(pipefd[1], report.data(), report.size());
+    _exit(r.code);
+  }
+  close(pipefd[1]);
+  std::string report;
+  char buf[4096];
+  for (ssize_t n; (n = read(pipefd[0], buf, sizeof(buf))) > 0;) report.append(buf, n);
+  close(pipefd[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), kExitUnavailable) << report;
+  EXPECT_THAT(report, StartsWith(absl::StrCat(static_cast<int>(absl::StatusCode::kUnavailable),
+                                              "\n")));
+  EXPECT_THAT(report, HasSubstr("Permission denied"));
+  EXPECT_THAT(report, HasSubstr("the socket's permissions or those of a directory"));
+  EXPECT_THAT(report, HasSubstr("not the broker's policy"));
 }
 
 }  // namespace

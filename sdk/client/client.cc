@@ -137,6 +137,16 @@ absl::StatusOr<Client> Client::Connect(absl::string_view socket_path) {
   for (const std::string& path : paths) {
     absl::StatusOr<UniqueFd> fd = wire::ConnectSeqpacket(path);
     if (fd.ok()) return FromFd(std::move(fd).value());
+    if (fd.status().code() == absl::StatusCode::kPermissionDenied) {
+      // connect(2) says EACCES when the socket file is not writable by us
+      // or a directory on its path not searchable: the file system keeps
+      // us from the broker, which has decided nothing. kPermissionDenied
+      // would read as the policy's denial.
+      return absl::UnavailableError(absl::StrCat(
+          "cannot reach the broker at ", path, ": ", fd.status().message(),
+          "; the socket's permissions or those of a directory on its path keep this user "
+          "out (not the broker's policy, which was not asked)"));
+    }
     // Only a path where nothing exists sends us on to the next: a socket
     // that refuses is a broker that is down, and one we may not reach is
     // not replaced by another broker behind the caller's back.

@@ -132,9 +132,11 @@ class Client {
   // broker), and, if nothing exists there or XDG_RUNTIME_DIR is not set, at
   // /run/capbroker/broker.sock (the system broker, which serves every local
   // user). The order is wire::ClientSocketPaths'. kUnavailable when no
-  // socket exists at any of these (the message names each) or nothing
-  // listens on it. kResourceExhausted when the broker refuses the
-  // connection over a quota (its message names the flag).
+  // socket exists at any of these (the message names each), nothing
+  // listens on it, or the file system keeps this user from it (EACCES: the
+  // socket's mode, or a directory on its path; the message says so: it is
+  // no decision of the policy). kResourceExhausted when the broker refuses
+  // the connection over a quota (its message names the flag).
   static absl::StatusOr<Client> Connect(absl::string_view socket_path = "");
 
   // Uses an already connected socket (one inherited from a parent, for

@@ -23,6 +23,7 @@
 #include "sdk/base/status_matchers.h"
 #include "tests/fixtures/fd_count.h"
 #include "tests/fixtures/temp_dir.h"
+#include "tests/sandbox/in_child.h"
 
 namespace capbroker::caps {
 namespace {
@@ -161,29 +162,20 @@ TEST(OpenFileTest, AccessDeniedToTheBrokerIsNoPolicyDenial) {
   TempDir dir;  // 0700, root's
   std::string path = dir.WriteFile("file", "x", 0600);
   ASSERT_EQ(mkdir(dir.Join("sub").c_str(), 0700), 0);
-  int report[2];
-  ASSERT_EQ(pipe2(report, O_CLOEXEC), 0);
-  pid_t child = fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    close(report[0]);
-    if (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0) _exit(2);
+  testing::ChildResult child = testing::RunInChild([&]() -> std::string {
+    if (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0) {
+      return "setresuid failed";
+    }
     std::string out;
     for (const absl::Status& status :
          {OpenFile(path, Access(schema::Access::READ), false).status(),
           OpenDirectory(dir.Join("sub"), false).status()}) {
       absl::StrAppend(&out, static_cast<int>(status.code()), " ", status.message(), "\n");
     }
-    _exit(write(report[1], out.data(), out.size()) == static_cast<ssize_t>(out.size()) ? 0 : 3);
-  }
-  close(report[1]);
-  std::string out;
-  char buf[4096];
-  for (ssize_t n; (n = read(report[0], buf, sizeof(buf))) > 0;) out.append(buf, n);
-  close(report[0]);
-  int status = 0;
-  ASSERT_EQ(waitpid(child, &status, 0), child);
-  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    return out;
+  });
+  ASSERT_TRUE(WIFEXITED(child.wait_status) && WEXITSTATUS(child.wait_status) == 0);
+  const std::string& out = child.output;
   std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
   ASSERT_EQ(lines.size(), 2u) << out;
   for (const std::string& line : lines) {

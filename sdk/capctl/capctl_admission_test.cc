@@ -3,7 +3,6 @@
 // naming the flag that sets it: exit 1), and a socket whose permissions keep
 // the user out (unavailable, saying it is the file system and not the
 // policy: exit 5, where a policy denial is 3).
-#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +17,7 @@
 #include "sdk/capctl/capctl.h"
 #include "sdk/client/client.h"
 #include "tests/fixtures/broker_process.h"
+#include "tests/sandbox/in_child.h"
 
 namespace capbroker {
 namespace {
@@ -80,29 +80,18 @@ TEST(CapctlAdmissionTest, AConnectionOverAQuotaIsToldWhichFlagSetsIt) {
 TEST(CapctlAdmissionTest, SocketPermissionsAreNotAPolicyDenial) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to run a client as another user";
   ASSERT_OK_AND_ASSIGN(auto broker, BrokerProcess::Start(kPolicy));
-  int pipefd[2];
-  ASSERT_EQ(pipe2(pipefd, O_CLOEXEC), 0);
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    close(pipefd[0]);
-    if (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0) _exit(100);
+  testing::ChildResult child = testing::RunInChild([&]() -> std::string {
+    if (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0) {
+      return "setresuid failed";
+    }
     absl::StatusOr<Client> client = Client::Connect(broker->socket_path());
     Result r = Capctl({"--socket", broker->socket_path(), "list"});
-    std::string report = absl::StrCat(static_cast<int>(client.status().code()), "\n",
-                                      client.status().message(), "\n", r.err);
-    (void)!write(pipefd[1], report.data(), report.size());
-    _exit(r.code);
-  }
-  close(pipefd[1]);
-  std::string report;
-  char buf[4096];
-  for (ssize_t n; (n = read(pipefd[0], buf, sizeof(buf))) > 0;) report.append(buf, n);
-  close(pipefd[0]);
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status)) << status;
-  EXPECT_EQ(WEXITSTATUS(status), kExitUnavailable) << report;
+    return absl::StrCat(static_cast<int>(client.status().code()), "\n",
+                        client.status().message(), "\n", r.code, "\n", r.err);
+  });
+  ASSERT_TRUE(WIFEXITED(child.wait_status) && WEXITSTATUS(child.wait_status) == 0);
+  const std::string& report = child.output;
+  EXPECT_THAT(report, HasSubstr(absl::StrCat("\n", kExitUnavailable, "\ncapctl: ")));
   EXPECT_THAT(report, StartsWith(absl::StrCat(static_cast<int>(absl::StatusCode::kUnavailable),
                                               "\n")));
   EXPECT_THAT(report, HasSubstr("Permission denied"));

@@ -65,7 +65,10 @@ void AppendJsonString(absl::string_view text, std::string& out) {
       case '\t': out += "\\t"; break;
       case '\r': out += "\\r"; break;
       default:
-        if (c < 0x20 || c >= 0x7f) {
+        if (c >= 0x80) {
+          // Not part of valid UTF-8: a lone low surrogate (see json.h).
+          absl::StrAppendFormat(&out, "\\udc%02x", c);
+        } else if (c < 0x20 || c == 0x7f) {
           absl::StrAppendFormat(&out, "\\u%04x", c);
         } else {
           out.push_back(static_cast<char>(c));

@@ -8,10 +8,20 @@
 
 namespace capbroker::audit {
 
-// Appends `text` to `out` as a quoted JSON string. Control characters,
-// quotes and backslashes are escaped; bytes that are not valid UTF-8 (a path
-// or an executable name can hold any byte) become \u00XX, so the line stays
-// valid JSON and the byte value stays readable.
+// Appends `text` to `out` as a quoted JSON string. Valid UTF-8 is copied as
+// it is, with control characters (\u00XX, \n, \t, \r), quotes and
+// backslashes escaped.
+//
+// A path or an executable name can hold any byte. Each byte XX (0x80 to
+// 0xff) that is not part of a valid UTF-8 sequence is written \udcXX: the
+// lone low surrogate U+DC00 + XX (U+DC80 to U+DCFF), as Python's
+// "surrogateescape" error handler decodes such bytes (PEP 383). No valid
+// UTF-8 string holds a surrogate, so the encoding is unambiguous: byte 0xe9
+// (\udce9) can never read as a valid "é" (U+00E9), and names, paths and
+// executables cannot pass for one another. The line is still JSON; Python's
+// json.loads(line) and then str.encode("utf-8", "surrogateescape") give the
+// exact bytes back. Decoders that do not keep lone surrogates (jq, Go) turn
+// them into U+FFFD: compare the raw lines there.
 void AppendJsonString(absl::string_view text, std::string& out);
 
 }  // namespace capbroker::audit

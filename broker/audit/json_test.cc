@@ -1,5 +1,8 @@
 #include "broker/audit/json.h"
 
+#include <cstdio>
+#include <string>
+
 #include "gtest/gtest.h"
 
 namespace capbroker::audit {
@@ -21,11 +24,29 @@ TEST(AppendJsonStringTest, KeepsValidUtf8) {
             "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x91\"");
 }
 
-TEST(AppendJsonStringTest, EscapesInvalidUtf8) {
-  EXPECT_EQ(Json("\xff"), R"("\u00ff")");
-  EXPECT_EQ(Json("\xc3"), R"("\u00c3")");              // truncated
-  EXPECT_EQ(Json("\xc0\xaf"), R"("\u00c0\u00af")");    // overlong '/'
-  EXPECT_EQ(Json("\xed\xa0\x80"), R"("\u00ed\u00a0\u0080")");  // surrogate
+TEST(AppendJsonStringTest, EscapesInvalidUtf8AsLoneSurrogates) {
+  EXPECT_EQ(Json("\xff"), R"("\udcff")");
+  EXPECT_EQ(Json("\xc3"), R"("\udcc3")");              // truncated
+  EXPECT_EQ(Json("\xc0\xaf"), R"("\udcc0\udcaf")");    // overlong '/'
+  EXPECT_EQ(Json("\xed\xa0\x80"), R"("\udced\udca0\udc80")");  // surrogate
+  EXPECT_EQ(Json("a\x80" "b"), R"("a\udc80b")");
+}
+
+// A string with an invalid byte never reads as a valid string: byte 0xe9
+// alone is not "é" (U+00E9, which valid UTF-8 spells c3 a9), whichever way
+// that is written.
+TEST(AppendJsonStringTest, InvalidBytesCannotPassForValidText) {
+  EXPECT_EQ(Json("caf\xc3\xa9"), "\"caf\xc3\xa9\"");
+  EXPECT_EQ(Json("caf\xe9"), R"("caf\udce9")");
+  EXPECT_NE(Json("caf\xe9"), R"("caf\u00e9")");
+  // Every byte 0x80-0xff alone gets its own surrogate, outside what any
+  // valid UTF-8 string decodes to (U+D800-U+DFFF).
+  for (int b = 0x80; b <= 0xff; ++b) {
+    std::string one(1, static_cast<char>(b));
+    char expected[16];
+    snprintf(expected, sizeof(expected), "\"\\udc%02x\"", b);
+    EXPECT_EQ(Json(one), expected) << b;
+  }
 }
 
 }  // namespace

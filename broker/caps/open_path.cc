@@ -19,6 +19,19 @@
 namespace capbroker::caps {
 namespace {
 
+// An open by the broker itself that failed (`status`, from the errno).
+// EACCES and EPERM there (kPermissionDenied) are the file system's answer to
+// the broker (file modes with a broker not run as root, root squashed on
+// NFS, an immutable file, a security module), not a policy decision: they
+// become kFailedPrecondition, saying so, since kPermissionDenied tells a
+// client that the policy refused it.
+absl::Status OpenError(absl::Status status) {
+  if (status.code() != absl::StatusCode::kPermissionDenied) return status;
+  return absl::FailedPreconditionError(absl::StrCat(
+      status.message(), ": the broker itself could not open the path (its permissions "
+      "or attributes, or its file system, keep the broker out; the policy grants it)"));
+}
+
 // openat2 can fail with EAGAIN when a rename races with RESOLVE_BENEATH or
 // RESOLVE_NO_SYMLINKS resolution; the kernel asks callers to retry.
 constexpr int kOpenat2Attempts = 8;
@@ -52,7 +65,7 @@ absl::StatusOr<UniqueFd> Openat2(int dirfd, const std::string& path,
       return absl::NotFoundError(absl::StrCat(what, " ", path,
                                               ": no such file or directory"));
     default:
-      return ErrnoStatus(err, absl::StrCat(what, " ", path));
+      return OpenError(ErrnoStatus(err, absl::StrCat(what, " ", path)));
   }
 }
 
@@ -103,8 +116,10 @@ absl::StatusOr<UniqueFd> OpenChecked(const Target& target, int flags, mode_t mod
       return handle.status();
     }
     CB_RETURN_IF_ERROR(CheckType(handle->get(), target.allow_directory, target.path));
-    return Reopen(handle->get(), (flags & ~O_CREAT) | O_NOCTTY,
-                  absl::StrCat(target.what, " ", target.path));
+    absl::StatusOr<UniqueFd> fd = Reopen(handle->get(), (flags & ~O_CREAT) | O_NOCTTY,
+                                         absl::StrCat(target.what, " ", target.path));
+    if (!fd.ok()) return OpenError(fd.status());
+    return fd;
   }
   // O_EXCL sees a name, O_PATH finds nothing behind it, every time.
   return absl::FailedPreconditionError(absl::StrCat(

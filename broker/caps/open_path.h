@@ -6,6 +6,13 @@
 // resolved with O_PATH, which opens nothing, its type checked, and only then
 // the very inode opened (through /proc/self/fd): a FIFO placed at a policy
 // path cannot block the broker, nor a device's open act on the device.
+//
+// Error codes: kPermissionDenied only for what the broker's own rules refuse
+// (a symlink, an escape from a directory), which a client is told as a
+// denial. When the kernel refuses the broker's open itself (EACCES, EPERM:
+// file modes with a broker not run as root, root squashed on NFS, an
+// immutable file), the error is kFailedPrecondition, and its message says
+// that the broker could not open the path, and why.
 #ifndef CAPBROKER_BROKER_CAPS_OPEN_PATH_H_
 #define CAPBROKER_BROKER_CAPS_OPEN_PATH_H_
 

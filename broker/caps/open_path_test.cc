@@ -9,17 +9,21 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
 #include "tests/fixtures/fd_count.h"
 #include "tests/fixtures/temp_dir.h"
+#include "tests/sandbox/in_child.h"
 
 namespace capbroker::caps {
 namespace {
@@ -27,7 +31,9 @@ namespace {
 using ::capbroker::testing::IsCloseOnExec;
 using ::capbroker::testing::ReadWholeFile;
 using ::capbroker::testing::TempDir;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::testing::StartsWith;
 
 FileOpen Access(schema::Access access) {
   FileOpen how;
@@ -117,6 +123,67 @@ TEST(OpenFileTest, AnAppendOnlyGrantMakesTheFileItCreatesAppendOnly) {
   ASSERT_OK_AND_ASSIGN(UniqueFd again, OpenFile(path, how, false));
   ASSERT_EQ(write(again.get(), "two\n", 4), 4);
   EXPECT_EQ(ReadWholeFile(path), "one\ntwo\n");
+}
+
+// Sets or clears the immutable attribute (chattr +i) of `path`; false if it
+// cannot (that takes CAP_LINUX_IMMUTABLE).
+bool SetImmutable(const std::string& path, bool on) {
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  int attributes = 0;
+  if (!fd || ioctl(fd.get(), FS_IOC_GETFLAGS, &attributes) != 0) return false;
+  attributes = on ? (attributes | FS_IMMUTABLE_FL) : (attributes & ~FS_IMMUTABLE_FL);
+  return ioctl(fd.get(), FS_IOC_SETFLAGS, &attributes) == 0;
+}
+
+// When the kernel refuses the broker's own open (EPERM: an immutable file,
+// even to root), the client must not read it as a policy denial
+// (kPermissionDenied): it is kFailedPrecondition, saying the broker could not
+// open the path, and why.
+TEST(OpenFileTest, TheKernelRefusingTheBrokersOpenIsNoPolicyDenial) {
+  TempDir dir;
+  std::string path = dir.WriteFile("fixed", "x", 0644);
+  if (!SetImmutable(path, true)) GTEST_SKIP() << "cannot make a file immutable here";
+  struct Restore {
+    std::string path;
+    ~Restore() { SetImmutable(path, false); }
+  } restore{path};
+  EXPECT_THAT(OpenFile(path, Access(schema::Access::WRITE), false),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("the broker itself could not open the path"),
+                             HasSubstr("Operation not permitted"))));
+  EXPECT_OK(OpenFile(path, Access(schema::Access::READ), false));
+}
+
+// The same for a broker not run as root that may not enter a directory
+// (EACCES): the open beneath a directory, and of the directory itself. Run
+// in a child whose uids are all nobody's.
+TEST(OpenFileTest, AccessDeniedToTheBrokerIsNoPolicyDenial) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to become another user";
+  TempDir dir;  // 0700, root's
+  std::string path = dir.WriteFile("file", "x", 0600);
+  ASSERT_EQ(mkdir(dir.Join("sub").c_str(), 0700), 0);
+  testing::ChildResult child = testing::RunInChild([&]() -> std::string {
+    if (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0) {
+      return "setresuid failed";
+    }
+    std::string out;
+    for (const absl::Status& status :
+         {OpenFile(path, Access(schema::Access::READ), false).status(),
+          OpenDirectory(dir.Join("sub"), false).status()}) {
+      absl::StrAppend(&out, static_cast<int>(status.code()), " ", status.message(), "\n");
+    }
+    return out;
+  });
+  ASSERT_TRUE(WIFEXITED(child.wait_status) && WEXITSTATUS(child.wait_status) == 0);
+  const std::string& out = child.output;
+  std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 2u) << out;
+  for (const std::string& line : lines) {
+    EXPECT_THAT(line, StartsWith(absl::StrCat(
+                          static_cast<int>(absl::StatusCode::kFailedPrecondition), " ")));
+    EXPECT_THAT(line, HasSubstr("Permission denied"));
+    EXPECT_THAT(line, HasSubstr("the broker itself could not open the path"));
+  }
 }
 
 TEST(OpenFileTest, RefusesSymlinkAnywhereUnlessFollowing) {

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -137,6 +138,24 @@ absl::StatusOr<server::Listener> MakeListener(const DaemonFlags& flags) {
   return server::Listener::Bind(path, flags.socket_mode);
 }
 
+// A broker run as root serves every local user, unless told otherwise
+// (--socket-mode without o+w). A socket whose directory, or the socket
+// itself, keeps other users out starts without a word otherwise, and their
+// clients see connect's "Permission denied", which reads like a policy
+// denial: say so at start.
+void WarnIfOthersCannotConnect(const DaemonFlags& flags, const server::Listener& listener) {
+  if (geteuid() != 0 || listener.path().empty()) return;  // systemd owns its socket
+  if (flags.socket_mode.has_value() && (*flags.socket_mode & S_IWOTH) == 0) return;
+  absl::Status reachable = server::CheckReachableByOthers(listener.path());
+  if (reachable.ok()) return;
+  std::fprintf(stderr,
+               "capbrokerd: warning: %s. A broker run as root serves every local user (the "
+               "policy decides who gets what), but other users' clients will fail to connect "
+               "with 'Permission denied'. Open the way (chmod o+x on the directory), or say "
+               "that only some users are meant (--socket-mode without o+w, e.g. 0660)\n",
+               std::string(reachable.message()).c_str());
+}
+
 }  // namespace
 
 absl::Status EnsureStandardFds() {
@@ -177,6 +196,7 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   server::RequestHandler handler(audit, stats);
   CB_RETURN_IF_ERROR(handler.SetPolicy(std::move(policy)));
   CB_ASSIGN_OR_RETURN(server::Listener listener, MakeListener(flags));
+  WarnIfOthersCannotConnect(flags, listener);
   server::BrokerLoop loop(handler, audit, stats, flags.limits);
   // Declared after the loop, which it uses until its destructor has killed
   // and reaped any service still running.

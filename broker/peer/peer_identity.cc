@@ -51,14 +51,19 @@ std::optional<std::pair<dev_t, ino_t>> CachedFileId(int fd, const char* path, in
 // fails (EAGAIN) rather than ask a file system to revalidate a component,
 // and both files are identified from the inode cache. Whatever cannot be
 // settled from the caches leaves the exe unknown: exe rules do not match.
-std::string ReadExe(pid_t pid) {
+// Except a lack of fds (EMFILE, ENFILE) for the walk: that says nothing
+// about the peer, and admitting it with its exe unknown for the life of the
+// connection would silently take exe-based principals from it, so it is
+// kResourceExhausted (the connection is refused, as when SO_PEERPIDFD fails
+// so).
+absl::StatusOr<std::string> ReadExe(pid_t pid) {
   std::string link = absl::StrCat("/proc/", pid, "/exe");
   char target[4096];
   ssize_t n = readlink(link.c_str(), target, sizeof(target));
-  if (n <= 0 || static_cast<size_t>(n) >= sizeof(target)) return "";
+  if (n <= 0 || static_cast<size_t>(n) >= sizeof(target)) return std::string();
   std::string path(target, static_cast<size_t>(n));
   std::optional<std::pair<dev_t, ino_t>> running = CachedFileId(AT_FDCWD, link.c_str(), 0);
-  if (!running) return "";
+  if (!running) return std::string();
   open_how how{};
   how.flags = O_PATH | O_CLOEXEC;
   how.resolve = RESOLVE_CACHED | RESOLVE_NO_MAGICLINKS;
@@ -70,10 +75,14 @@ std::string ReadExe(pid_t pid) {
     named.reset(static_cast<int>(RetryEintr([&] {
       return syscall(SYS_openat2, AT_FDCWD, path.c_str(), &how, sizeof(how));
     })));
-    if (!named && errno != EAGAIN) return "";
+    if (!named && (errno == EMFILE || errno == ENFILE)) {
+      return absl::ResourceExhaustedError(
+          "out of fds: cannot open the peer's executable to verify it");
+    }
+    if (!named && errno != EAGAIN) return std::string();
   }
-  if (!named) return "";
-  if (CachedFileId(named.get(), "", AT_EMPTY_PATH) != running) return "";
+  if (!named) return std::string();
+  if (CachedFileId(named.get(), "", AT_EMPTY_PATH) != running) return std::string();
   return path;
 }
 
@@ -112,8 +121,9 @@ absl::StatusOr<Identity> IdentifyPeer(int fd) {
     }
   }
   UniqueFd owned_pidfd(pidfd);
-  std::string exe = ReadExe(cred.pid);
-  if (!exe.empty() && PidfdAlive(owned_pidfd.get())) identity.exe = std::move(exe);
+  absl::StatusOr<std::string> exe = ReadExe(cred.pid);
+  if (!exe.ok()) return exe.status();
+  if (!exe->empty() && PidfdAlive(owned_pidfd.get())) identity.exe = std::move(exe).value();
   return identity;
 }
 

@@ -29,7 +29,9 @@ namespace capbroker::peer {
 
 // Identifies the peer of the connected AF_UNIX socket `fd` (borrowed).
 // kResourceExhausted when the broker is out of fds (EMFILE/ENFILE) and so
-// cannot verify the peer: refuse the connection rather than trust its pid.
+// cannot verify the peer (the pidfd, or the open of its executable, fails
+// for lack of an fd): refuse the connection rather than trust its pid, or
+// admit it with its exe unknown for good.
 absl::StatusOr<Identity> IdentifyPeer(int fd);
 
 }  // namespace capbroker::peer

@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -13,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -25,6 +27,8 @@
 
 namespace capbroker::peer {
 namespace {
+
+using ::testing::HasSubstr;
 
 std::string SelfExe() {
   char buf[4096];
@@ -190,6 +194,34 @@ TEST_F(ProgramPeerTest, NeverWaitsOnTheFileSystemOfThePeersProgram) {
     EXPECT_EQ(id->pid, peer.pid);
     EXPECT_EQ(id->exe, cache ? fuse->path() : "");
   }
+}
+
+// Out of fds after the pidfd was taken: the executable cannot be opened to
+// verify it. The peer is refused, not admitted with its exe unknown for the
+// life of its connection.
+TEST(IdentifyPeerTest, OutOfFdsForTheExecutableRefusesThePeer) {
+  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+  ASSERT_OK(IdentifyPeer(pair.first.get()).status());
+  rlimit saved;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  // Every number below the limit in use but one: the pidfd takes it.
+  rlimit low = saved;
+  low.rlim_cur = static_cast<rlim_t>(testing::CountOpenFds()) + 64;
+  ASSERT_LE(low.rlim_cur, saved.rlim_max);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<UniqueFd> filler;
+  for (;;) {
+    UniqueFd fd(open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!fd) break;
+    filler.push_back(std::move(fd));
+  }
+  ASSERT_EQ(errno, EMFILE);
+  ASSERT_FALSE(filler.empty());
+  filler.pop_back();
+  absl::StatusOr<Identity> id = IdentifyPeer(pair.first.get());
+  filler.clear();
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  EXPECT_THAT(id, StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("executable")));
 }
 
 TEST(IdentifyPeerTest, BadFdFails) {

@@ -1,7 +1,9 @@
 #include "broker/server/broker_loop.h"
 
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -39,6 +41,24 @@ constexpr int kAcceptsPerWakeup = 16;
 // Lines a client can provoke, per second; the rest are counted.
 constexpr int kPeerLogLinesPerSecond = 20;
 
+// The send buffer of a client's connection (SO_SNDBUF as the kernel counts
+// it: setsockopt is given half, which the kernel doubles). Each reply the
+// broker sends is charged to it, at its skb's true size (768 bytes for the
+// smallest reply, 1280 from 193 bytes on; measured on Linux 6.18), until
+// the client reads it; sendmsg says EAGAIN once the charges reach the
+// buffer, and the reply waits in the broker's queue, under its limits. So
+// at most 32 replies, and the fds of at most 32 grants (open files the
+// broker made), are in flight to one connection. The default buffer
+// (net.core.wmem_default, 208 KiB) let 278 sit in a socket that is never
+// read, and they stay with the client after the broker disconnects it: the
+// sender is root, exempt from the kernel's limit on fds in flight. Clients
+// with one request outstanding (and the benchmarks) never come near it.
+constexpr int kClientSendBufferBytes = 24 * 1024;
+
+// What sendmsg(2) on an AF_UNIX datagram socket keeps of the send buffer:
+// a datagram longer than the buffer less this fails with EMSGSIZE.
+constexpr size_t kSendBufferReserve = 32;
+
 }  // namespace
 
 BrokerLoop::BrokerLoop(RequestHandler& handler, audit::AuditLog& audit,
@@ -73,6 +93,9 @@ absl::Status BrokerLoop::Serve(int listener, int control_fd,
   for (;;) {
     SendPending();
     Reap();
+    // Every answer of the turn is queued now: a line lost from here on
+    // belongs to an answer of a later turn.
+    lost_this_turn_.clear();
     int n = RetryEintr([&] { return epoll_wait(epoll_.get(), events, kMaxEvents, -1); });
     if (n < 0) return ErrnoStatus(errno, "epoll_wait");
     for (int i = 0; i < n; ++i) {
@@ -130,9 +153,13 @@ void BrokerLoop::Accept(int listener) {
       // again: it holds the only free number, and with the table full the
       // reserve would otherwise be lost for good.
       reserve_fd_.reset();
-      UniqueFd refused(accept4(listener, nullptr, nullptr, SOCK_CLOEXEC));
+      UniqueFd refused(accept4(listener, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
       bool took = refused.valid();
-      if (took) PeerLog("out of fds: refusing a connection");
+      if (took) {
+        PeerLog("out of fds: refusing a connection");
+        Refuse(refused.get(), absl::ResourceExhaustedError(
+                                  "the broker refused the connection: it is out of fds"));
+      }
       refused.reset();
       reserve_fd_ = OpenReserve();
       if (!took) return;
@@ -149,22 +176,39 @@ void BrokerLoop::Admit(UniqueFd fd) {
   absl::StatusOr<Identity> identity = peer::IdentifyPeer(fd.get());
   if (!identity.ok()) {
     PeerLog(absl::StrCat("refusing a connection: ", identity.status().message()));
+    // Out of fds: the client is told so; any other failure means the peer
+    // is gone, or the socket is not one to talk to.
+    if (identity.status().code() == absl::StatusCode::kResourceExhausted) {
+      Refuse(fd.get(), identity.status());
+    }
     return;
   }
-  // Over a quota: the client sees its connection closed at once. There is
-  // no reply, since the client has not sent a request to answer yet.
   if (stats_.connections >= limits_.max_connections) {
     PeerLog(absl::StrCat("refusing uid ", identity->uid, ": ", limits_.max_connections,
                          " connections open"));
+    Refuse(fd.get(), absl::ResourceExhaustedError(absl::StrCat(
+                         "the broker refused the connection: it serves at most ",
+                         limits_.max_connections,
+                         " connections at once (--max-connections), and that many are open")));
     return;
   }
   size_t& per_uid = connections_per_uid_[identity->uid];
   if (per_uid >= limits_.max_connections_per_uid) {
     PeerLog(absl::StrCat("refusing uid ", identity->uid, ": ", per_uid,
                          " connections of this uid"));
+    Refuse(fd.get(), absl::ResourceExhaustedError(absl::StrCat(
+                         "the broker refused the connection: uid ", identity->uid, " has ",
+                         per_uid, " connections open, the most one uid may have "
+                         "(--max-connections-per-uid)")));
     return;
   }
-  absl::StatusOr<uint64_t> id = Register(std::move(fd), std::move(identity).value(), false);
+  absl::StatusOr<size_t> send_buffer = LimitSendBuffer(fd.get());
+  if (!send_buffer.ok()) {
+    PeerLog(absl::StrCat("refusing uid ", identity->uid, ": ", send_buffer.status().message()));
+    return;
+  }
+  absl::StatusOr<uint64_t> id =
+      Register(std::move(fd), std::move(identity).value(), false, *send_buffer);
   if (!id.ok()) {
     PeerLog(id.status().message());
     return;
@@ -172,8 +216,58 @@ void BrokerLoop::Admit(UniqueFd fd) {
   ++per_uid;
 }
 
+absl::StatusOr<size_t> BrokerLoop::LimitSendBuffer(int fd) {
+  int value = kClientSendBufferBytes / 2;
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &value, sizeof(value)) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("setsockopt(fd=", fd, ", SO_SNDBUF)"));
+  }
+  // What the kernel made of it (net.core.wmem_max caps it): the size that
+  // decides which replies need SendWide.
+  int effective = 0;
+  socklen_t length = sizeof(effective);
+  if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &effective, &length) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("getsockopt(fd=", fd, ", SO_SNDBUF)"));
+  }
+  return static_cast<size_t>(effective);
+}
+
+absl::StatusOr<bool> BrokerLoop::SendWide(Connection& connection, const iovec& iov,
+                                          absl::Span<const int> fds) {
+  // The buffer is widened for this one datagram, and only while less than
+  // the usual buffer is in flight: the socket takes what it would take of
+  // small replies, and no more than one such reply on top. Then narrowed:
+  // nothing more goes until the client has read enough (EPOLLOUT).
+  int fd = connection.fd.get();
+  int in_flight = 0;
+  if (ioctl(fd, SIOCOUTQ, &in_flight) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("ioctl(fd=", fd, ", SIOCOUTQ)"));
+  }
+  if (static_cast<size_t>(in_flight) >= connection.send_buffer) return false;
+  int wide = static_cast<int>(
+      (connection.send_buffer + iov.iov_len + 2 * kSendBufferReserve + 1) / 2);
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &wide, sizeof(wide)) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("setsockopt(fd=", fd, ", SO_SNDBUF, wide)"));
+  }
+  absl::StatusOr<bool> sent = wire::SendDatagram(fd, &iov, 1, fds);
+  int narrow = static_cast<int>(connection.send_buffer / 2);
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &narrow, sizeof(narrow)) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("setsockopt(fd=", fd, ", SO_SNDBUF)"));
+  }
+  return sent;
+}
+
+void BrokerLoop::Refuse(int fd, const absl::Status& why) {
+  // The client has sent no request yet, maybe not even its hello: the
+  // answer is an id-0 error, which a client takes as the answer to the call
+  // it has outstanding (sdk/client/client.h). The socket is new and empty,
+  // so the send cannot find it full; if it fails, the client is gone.
+  Answer answer = ErrorAnswer(0, why, true);
+  iovec iov{answer.words.begin(), answer.words.size() * sizeof(capnp::word)};
+  (void)wire::SendDatagram(fd, &iov, 1, {});
+}
+
 absl::StatusOr<uint64_t> BrokerLoop::Register(UniqueFd fd, Identity identity,
-                                              bool service) {
+                                              bool service, size_t send_buffer) {
   int raw = fd.get();
   epoll_event ev{};
   ev.events = EPOLLIN;
@@ -188,6 +282,7 @@ absl::StatusOr<uint64_t> BrokerLoop::Register(UniqueFd fd, Identity identity,
   connection->fd = std::move(fd);
   connection->id = next_id_++;
   connection->service = service;
+  connection->send_buffer = send_buffer;
   connection->session.identity = std::move(identity);
   connection->session.connection_id = connection->id;
   connection->events = EPOLLIN;
@@ -366,6 +461,17 @@ bool BrokerLoop::Queue(Connection& connection, Answer answer) {
                          connection.queue.size(), " queued)"));
     return false;
   }
+  // MakeFit may have sent, and so written the audit log, after this
+  // answer's line was recorded and before it is queued, where FlushAudit
+  // would have found it: a grant whose line went then is withheld here.
+  // The error reply is a few hundred bytes: the limits are not checked
+  // again for it (as in FlushAudit).
+  if (answer.outcome.audit_line != 0 && LostThisTurn(answer.outcome.audit_line)) {
+    PeerLog("withheld 1 grant: its audit line could not be written");
+    answer = Withheld(answer.id);
+    bytes = answer.words.size() * sizeof(capnp::word);
+    fds = 0;
+  }
   if (!connection.service && !MakeRoom(connection, bytes, fds)) return false;
   connection.queue.push_back(QueuedReply{std::move(answer.words),
                                          std::move(answer.outcome.fds),
@@ -406,7 +512,14 @@ void BrokerLoop::SendQueued(Connection& connection) {
     for (const UniqueFd& f : q.fds) raw[n++] = f.get();
     if (q.shared_fd) raw[n++] = q.shared_fd->get();
     iovec iov{q.words.begin(), q.words.size() * sizeof(capnp::word)};
-    absl::StatusOr<bool> sent = wire::SendDatagram(fd, &iov, 1, absl::MakeConstSpan(raw, n));
+    // A reply larger than the connection's send buffer (a list of a large
+    // policy) would fail with EMSGSIZE: it goes through SendWide. Grants
+    // are a few hundred bytes, far below.
+    absl::StatusOr<bool> sent =
+        connection.send_buffer != 0 &&
+                iov.iov_len + kSendBufferReserve > connection.send_buffer
+            ? SendWide(connection, iov, absl::MakeConstSpan(raw, n))
+            : wire::SendDatagram(fd, &iov, 1, absl::MakeConstSpan(raw, n));
     if (!sent.ok()) {
       Close(connection);
       return;
@@ -487,6 +600,7 @@ std::vector<audit::AuditLog::LineRange> BrokerLoop::FlushAudit() {
   // buffer): ask even when nothing is pending now.
   std::vector<audit::AuditLog::LineRange> lost = audit_.TakeLostLines();
   if (lost.empty()) return lost;
+  lost_this_turn_.insert(lost_this_turn_.end(), lost.begin(), lost.end());
   // A lost line's reply has not been sent (nothing is sent before this
   // runs), so it is in some queue. Every queue is searched: this runs only
   // when the log failed.
@@ -516,6 +630,11 @@ std::vector<audit::AuditLog::LineRange> BrokerLoop::FlushAudit() {
                          " grants: their audit lines could not be written"));
   }
   return lost;
+}
+
+bool BrokerLoop::LostThisTurn(uint64_t line) const {
+  return std::any_of(lost_this_turn_.begin(), lost_this_turn_.end(),
+                     [&](const audit::AuditLog::LineRange& r) { return r.Contains(line); });
 }
 
 Answer BrokerLoop::Withheld(uint64_t request_id) {

@@ -3,16 +3,20 @@
 // One epoll set holds the listening socket, the control fd and every client
 // connection. Each connection is served in turn, at most
 // kDatagramsPerWakeup requests at a time, so a chatty client cannot starve
-// the others. Replies go out at once; when a client's socket is full they
-// wait in a per-connection queue bounded by Limits, and a client that lets
-// the queue overflow (it sends but never reads) is disconnected. Nothing a
+// the others. Replies go out at once; when a client's socket is full (its
+// send buffer, kept small, holds at most 32 unread replies: see
+// Limits::max_queued_fds_total) they wait in a per-connection queue bounded
+// by Limits, and a client that lets the queue overflow (it sends but never
+// reads) is disconnected. Nothing a
 // client sends can stop the loop: every failure ends in an error reply or
 // in closing that one connection.
 //
 // Fail closed on the audit log: every reply waits in a queue until the
 // loop writes the audit lines of its turn, and a grant whose line could not
 // be written is not sent: it is replaced by an `unavailable` error and its
-// fds are closed. A grant goes out only once it is on record.
+// fds are closed, whether the line was lost while the grant waited in a
+// queue or before it got there (a flush made while making room for it). A
+// grant goes out only once it is on record.
 //
 // All connections' queues together are bounded too, in bytes and in the
 // fds their replies hold (Limits::max_queued_bytes_total and
@@ -32,6 +36,11 @@
 // with a service nobody can reach. When the loop closes a service's
 // connection on its own (the service hung up, sent what it may not, or its
 // socket failed), it tells the host (RequestHandler::ServiceConnectionLost).
+// A service's connection keeps the kernel's default send buffer, unlike a
+// client's: the broker made it, one per service, and a service that becomes
+// ready takes every connect that waited for it at once (up to
+// max_queued_service_fds); a small buffer would only move those from the
+// service's socket into the broker's queue, a loop turn each.
 //
 // A connection is closed at once but freed only between loop turns: the
 // service host can close a connection (through Send) while that very
@@ -39,10 +48,17 @@
 //
 // Out of fds (EMFILE/ENFILE): the loop keeps one reserve fd; when accept()
 // fails for lack of fds it frees the reserve, accepts and closes the
-// connection at once (the client sees a hang-up instead of hanging), and
+// connection at once (the client is told why instead of hanging), and
 // takes the reserve back. A level-triggered listener would otherwise spin.
+//
+// A connection refused at admission (a quota, or no fd to accept it or to
+// verify its peer) gets one error reply with id 0 saying why (naming the
+// flag that sets the quota), then is closed: clients take it as the answer
+// to their first call.
 #ifndef CAPBROKER_BROKER_SERVER_BROKER_LOOP_H_
 #define CAPBROKER_BROKER_SERVER_BROKER_LOOP_H_
+
+#include <sys/uio.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -52,6 +68,8 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "broker/audit/audit_log.h"
 #include "broker/server/dispatch.h"
 #include "broker/server/log_limiter.h"
@@ -78,10 +96,22 @@ struct Limits {
   // so this must stay well above 4 MiB to cost busy clients nothing.
   size_t max_queued_bytes_total = 64 * 1024 * 1024;
   // Fds held by queued replies of all connections together: fresh opens and
-  // connection ends (a shared capability's one fd is not counted). Replies
-  // normally leave within their loop turn (at most 64 of them); only clients
-  // that do not read hold more. Without this bound, one uid's connections
-  // could hold 4096 x 32 fds and run the broker out of fds for everyone.
+  // connection ends (a shared capability's one fd is not counted). Without
+  // this bound, one uid's connections could hold 4096 x 32 fds in the
+  // broker and run it out of fds for everyone.
+  //
+  // It bounds the queues only, not what clients hold. A reply leaves the
+  // queue when the client's socket takes it, normally within its loop turn;
+  // its fds (open files the broker made) are then in flight, held by that
+  // socket until the client reads them, and for as long as the client keeps
+  // the socket, even after the broker has disconnected it. The kernel
+  // counts them against no limit of the client's (the sender is root), so
+  // the broker bounds them itself: a client's connection has a small send
+  // buffer (kClientSendBufferBytes in broker_loop.cc) that takes at most 32
+  // replies the client has not read; the rest queue here, and a connection
+  // with max_queued_replies queued is disconnected. Per uid that is at most
+  // max_connections_per_uid x (32 in flight + max_queued_replies queued)
+  // grants' fds held unread, the queued part also within this total.
   size_t max_queued_fds_total = 4096;
   // Fds waiting in one service's queue: incoming connections it has not
   // taken yet. As many as the connects that may wait for a service to start
@@ -132,21 +162,42 @@ class BrokerLoop : public LoopPort {
     bool close_when_flushed = false;
     bool pending_send = false;  // listed in pending_sends_
     uint32_t events = 0;        // the epoll events registered for fd
+    // The socket's send buffer as LimitSendBuffer set it (a client's); 0
+    // for the kernel's default (a service's).
+    size_t send_buffer = 0;
   };
 
   // Accepts waiting connections, at most kAcceptsPerWakeup of them.
   void Accept(int listener);
+  // Admits the connection `fd`, or refuses it (see Refuse) when its peer
+  // cannot be identified or a connection quota is reached.
   void Admit(UniqueFd fd);
-  // Adds `fd` to the epoll set and the connection table.
-  absl::StatusOr<uint64_t> Register(UniqueFd fd, Identity identity, bool service);
+  // Tells the peer of `fd` (borrowed), a connection about to be closed
+  // unserved, why: one error reply with id 0.
+  void Refuse(int fd, const absl::Status& why);
+  // Adds `fd` to the epoll set and the connection table. `send_buffer`:
+  // the socket's SO_SNDBUF if LimitSendBuffer set it, else 0.
+  absl::StatusOr<uint64_t> Register(UniqueFd fd, Identity identity, bool service,
+                                    size_t send_buffer = 0);
+  // Sets the small send buffer of a client's connection `fd` (borrowed;
+  // see kClientSendBufferBytes in broker_loop.cc); returns the size the
+  // kernel gave it.
+  static absl::StatusOr<size_t> LimitSendBuffer(int fd);
+  // Sends one datagram larger than the connection's send buffer, which
+  // sendmsg would refuse (EMSGSIZE): false, sending nothing, while the
+  // usual buffer's worth is in flight already.
+  absl::StatusOr<bool> SendWide(Connection& connection, const iovec& iov,
+                                absl::Span<const int> fds);
   void OnReadable(Connection& connection);
   // Writes the batch's audit lines, then sends every queued reply of the
   // connections that got new ones this turn.
   void SendPending();
   // Writes the pending audit lines, and withholds every queued grant whose
   // line could not be written (fail closed). Called before any reply is sent.
-  // Returns the lines lost.
+  // Returns the lines lost, and adds them to lost_this_turn_.
   std::vector<audit::AuditLog::LineRange> FlushAudit();
+  // Whether audit line `line` was lost by a flush of this loop turn.
+  bool LostThisTurn(uint64_t line) const;
   // Sends what the connection's queue holds, as far as the socket takes it.
   void SendQueued(Connection& connection);
   // Handles one received datagram (or receive error). Returns false when
@@ -204,6 +255,14 @@ class BrokerLoop : public LoopPort {
   size_t queued_fds_total_ = 0;    // the sum of every connection's queued_fds
   std::vector<std::unique_ptr<Connection>> closed_;  // for Reap()
   std::vector<int> pending_sends_;  // fds with replies queued this turn
+  // The audit lines FlushAudit lost in this loop turn. A flush can come
+  // between an answer's Record and its Queue (Queue makes room by sending,
+  // and a send flushes first), when the answer is in no queue for FlushAudit
+  // to withhold: Queue checks it against these. Every answer is recorded and
+  // queued within one turn (a deferred connect is checked at once with
+  // AuditWritten), so the list is cleared between turns; it is empty unless
+  // the log failed.
+  std::vector<audit::AuditLog::LineRange> lost_this_turn_;
   wire::ReceiveBuffer receive_buffer_;
   // Zeroed first segment for reply builders (MallocMessageBuilder zeroes
   // what it used when it is destroyed, so it can be reused).

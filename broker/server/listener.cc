@@ -9,6 +9,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -144,6 +145,43 @@ absl::Status CheckSocketDirectoryStat(absl::string_view dir, const struct stat& 
         "could bind a socket of their own at its name; use a directory only root or "
         "uid %d can write (chmod go-w %s)",
         dir, st.st_uid, st.st_mode & 07777, euid, dir));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckReachableByOthers(absl::string_view path) {
+  std::string dir = Dirname(path);
+  char* resolved = realpath(dir.c_str(), nullptr);
+  if (resolved == nullptr) return ErrnoStatus(errno, absl::StrCat("realpath ", dir));
+  std::string real(resolved);
+  free(resolved);
+  // "/", then each longer prefix of the resolved directory, itself last.
+  std::vector<std::string> dirs = {"/"};
+  for (size_t slash = real.find('/', 1);; slash = real.find('/', slash + 1)) {
+    if (slash == std::string::npos) {
+      if (real != "/") dirs.push_back(real);
+      break;
+    }
+    dirs.push_back(real.substr(0, slash));
+  }
+  for (const std::string& d : dirs) {
+    struct stat st;
+    if (stat(d.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", d));
+    if ((st.st_mode & S_IXOTH) == 0) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "directory %s (owner uid %d, mode 0%o) keeps other users from the socket %s: "
+          "they may not search it (o+x)",
+          d, st.st_uid, st.st_mode & 07777, path));
+    }
+  }
+  struct stat st;
+  std::string p(path);
+  if (stat(p.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", path));
+  if ((st.st_mode & S_IWOTH) == 0) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "the socket %s (mode 0%o) keeps other users out: connecting takes write "
+        "permission (o+w)",
+        path, st.st_mode & 07777));
   }
   return absl::OkStatus();
 }

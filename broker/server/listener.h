@@ -60,6 +60,17 @@ namespace capbroker::server {
 absl::Status CheckSocketDirectoryStat(absl::string_view dir, const struct stat& st,
                                       uid_t euid);
 
+// Whether users other than the socket's and its directories' owners and
+// groups can connect to the socket at `path`: every directory on the way
+// (symlinks resolved) must let others search it (o+x), and the socket let
+// them write (o+w), which connect(2) needs. kFailedPrecondition naming the
+// first that does not, with its mode. Only the "other" bits are read (ACLs
+// are not), so this is for a warning, not a rule: a root broker meant for
+// every local user (socket mode with o+w, the default) whose clients of
+// other uids would get "Permission denied" from connect, which reads as a
+// policy denial, says so at start (daemon.cc).
+absl::Status CheckReachableByOthers(absl::string_view path);
+
 class Listener {
  public:
   // Binds and listens on `path`, creating its directory (one level) if

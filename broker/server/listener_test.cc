@@ -8,6 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <string>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "gmock/gmock.h"
@@ -291,6 +294,41 @@ TEST(ListenerTest, BindsThroughASymlinkOwnedByRoot) {
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("socket directory " + run + " (named " + link +
                                  ") is writable by other users")));
+}
+
+// Whether other users can reach a socket: every directory on the way
+// searchable by others (symlinks resolved), and the socket writable by them.
+TEST(CheckReachableByOthersTest, NamesWhatKeepsOtherUsersOut) {
+  // Open all the way: a directory of its own in /tmp (1777), mode 0755.
+  std::string open_dir = "/tmp/cb-reach-XXXXXX";
+  ASSERT_NE(mkdtemp(open_dir.data()), nullptr);
+  ASSERT_EQ(chmod(open_dir.c_str(), 0755), 0);
+  std::string inner = open_dir + "/inner";
+  ASSERT_EQ(mkdir(inner.c_str(), 0700), 0);
+  struct Remove {
+    std::vector<std::string> paths;  // deepest first
+    ~Remove() {
+      for (const std::string& p : paths) remove(p.c_str());
+    }
+  } cleanup{{inner + "/s", inner, open_dir + "/s", open_dir + "/link", open_dir}};
+  for (const std::string& dir : {open_dir, inner}) {
+    ASSERT_OK_AND_ASSIGN(Listener listener, Listener::Bind(dir + "/s", 0666));
+    if (dir == open_dir) {
+      EXPECT_OK(CheckReachableByOthers(dir + "/s"));
+      // A symlink on the way is judged by what it leads to.
+      ASSERT_EQ(symlink(inner.c_str(), (open_dir + "/link").c_str()), 0);
+    } else {
+      EXPECT_THAT(CheckReachableByOthers(dir + "/s"),
+                  StatusIs(absl::StatusCode::kFailedPrecondition,
+                           HasSubstr(absl::StrCat("directory ", inner))));
+      EXPECT_THAT(CheckReachableByOthers(open_dir + "/link/s"),
+                  StatusIs(absl::StatusCode::kFailedPrecondition,
+                           HasSubstr(absl::StrCat("directory ", inner))));
+    }
+  }
+  ASSERT_OK_AND_ASSIGN(Listener listener, Listener::Bind(open_dir + "/s", 0660));
+  EXPECT_THAT(CheckReachableByOthers(open_dir + "/s"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("mode 0660")));
 }
 
 TEST(ListenerTest, DoesNotRemoveASocketThatReplacedIt) {

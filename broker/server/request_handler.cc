@@ -51,6 +51,22 @@ absl::string_view View(capnp::Text::Reader text) {
   return absl::string_view(text.cStr(), text.size());
 }
 
+// What an audit line shows of a client's name or path field: the field as
+// sent, or, when it is longer than `max_bytes` (the request is refused for
+// that), its first `max_bytes` bytes, cut at a character boundary, then
+// "... (truncated; N bytes)". A client must not make the broker write a
+// line as long as its request (64 KiB), and since no value over the limit
+// is ever accepted, a shown value over it is always a cut one. `storage`
+// holds the cut text.
+absl::string_view Audited(absl::string_view text, size_t max_bytes, std::string& storage) {
+  if (text.size() <= max_bytes) return text;
+  size_t cut = max_bytes;
+  // Not within a UTF-8 sequence: back to the start of the character.
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xc0) == 0x80) --cut;
+  storage = absl::StrCat(text.substr(0, cut), "... (truncated; ", text.size(), " bytes)");
+  return storage;
+}
+
 // Why a request was granted, for the audit line.
 std::string GrantReason(const Identity& identity, absl::string_view request_kind,
                         absl::string_view principal, absl::string_view capability) {
@@ -270,7 +286,9 @@ Outcome RequestHandler::Acquire(const Session& session,
         "unknown access value ", static_cast<int>(requested)));
   }
   if (!status.ok()) {
-    Finish(session, "acquire", name, requested, "", status, "", reply);
+    std::string cut;
+    Finish(session, "acquire", Audited(name, wire::kMaxNameBytes, cut), requested, "",
+           status, "", reply);
     return outcome;
   }
   Decision decision = policy_.Decide(session.identity, name, requested);
@@ -323,7 +341,9 @@ Outcome RequestHandler::OpenBeneath(const Session& session,
         "unknown access value ", static_cast<int>(requested)));
   }
   if (!status.ok()) {
-    Finish(session, "openBeneath", name, requested, path, status, "", reply);
+    std::string cut_name, cut_path;
+    Finish(session, "openBeneath", Audited(name, wire::kMaxNameBytes, cut_name), requested,
+           Audited(path, wire::kMaxPathBytes, cut_path), status, "", reply);
     return outcome;
   }
   Decision decision = policy_.Decide(session.identity, name, requested);
@@ -436,8 +456,9 @@ Outcome RequestHandler::Connect(const Session& session, uint64_t request_id,
     SetConnection(name, reply);
     outcome.fds.push_back(std::move(**end));
   }
-  uint64_t line = Finish(session, "connect", name, schema::Access::READ_WRITE, "", status,
-                         decision.principal, reply);
+  std::string cut;
+  uint64_t line = Finish(session, "connect", Audited(name, wire::kMaxNameBytes, cut),
+                         schema::Access::READ_WRITE, "", status, decision.principal, reply);
   // The loop sees a grant's line written before it is delivered, or, for a
   // deferred connect, before it waits in the service host.
   if (!outcome.fds.empty() || outcome.deferred) outcome.audit_line = line;

@@ -5,6 +5,9 @@
 #include <unistd.h>
 
 #include <string>
+#include <vector>
+
+#include "absl/strings/str_split.h"
 
 #include "broker/policy/policy_parser.h"
 #include "capnp/message.h"
@@ -194,6 +197,70 @@ TEST_F(RequestHandlerTest, StatusShowsPolicyDetailsOnlyToAdministrators) {
   EXPECT_EQ(other.path, "");
   EXPECT_EQ(other.error, "");
   EXPECT_EQ(other.failures, 1u);  // the counters are for everyone
+}
+
+// A client's name or path that fails its length check is refused, and the
+// audit line shows no more of it than the limit (and how long it was): a
+// request must not make the broker write a line as long as itself.
+TEST_F(RequestHandlerTest, AuditLineShowsNoMoreOfAnOverlongFieldThanTheLimit) {
+  std::string log_path = dir_.Join("audit");
+  int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  ASSERT_GE(log_fd, 0);
+  audit::AuditLog audit(log_fd);
+  RequestHandler handler(audit, stats_);
+  ASSERT_OK_AND_ASSIGN(Policy policy,
+                       ParsePolicy(R"(( capabilities = [ ], principals = [ ] ))", "t.capnp"));
+  ASSERT_OK(handler.SetPolicy(std::move(policy)));
+  // 'é' (two bytes) across the name limit: the cut keeps whole characters.
+  const std::string long_name = std::string(63, 'n') + "\xc3\xa9" + std::string(59935, 'n');
+  const std::string long_path(60000, 'p');
+  ASSERT_EQ(long_name.size(), 60000u);
+  auto handle = [&](auto fill) {
+    capnp::MallocMessageBuilder request_message, reply_message;
+    auto request = request_message.initRoot<schema::Request>();
+    request.setId(1);
+    fill(request);
+    auto reply = reply_message.initRoot<schema::Reply>();
+    handler.Handle(session_, request.asReader(), reply);
+    EXPECT_TRUE(reply.isError());
+    EXPECT_EQ(reply.getError().getCode(), schema::ErrorCode::INVALID_REQUEST);
+  };
+  handle([&](schema::Request::Builder r) {
+    auto acquire = r.initAcquire();
+    acquire.setName(long_name);
+    acquire.setAccess(schema::Access::READ);
+  });
+  handle([&](schema::Request::Builder r) {
+    auto open = r.initOpenBeneath();
+    open.setDirectory("d");
+    open.setPath(long_path);
+    open.setAccess(schema::Access::READ);
+  });
+  handle([&](schema::Request::Builder r) {
+    auto open = r.initOpenBeneath();
+    open.setDirectory(long_name);  // refused for the name: the path is cut too
+    open.setPath(long_path);
+    open.setAccess(schema::Access::READ);
+  });
+  handle([&](schema::Request::Builder r) { r.initConnect().setService(long_name); });
+  audit.Flush();
+  close(log_fd);
+  std::vector<std::string> lines =
+      absl::StrSplit(testing::ReadWholeFile(log_path), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 4u);
+  const std::string cut_name =
+      R"("capability":")" + std::string(63, 'n') + R"x(... (truncated; 60000 bytes)")x";
+  const std::string cut_path =
+      R"("path":")" + std::string(4095, 'p') + R"x(... (truncated; 60000 bytes)")x";
+  for (const std::string& line : lines) {
+    EXPECT_LT(line.size(), 4095u + 1024u) << line.substr(0, 200);
+  }
+  EXPECT_THAT(lines[0], HasSubstr(cut_name));
+  EXPECT_THAT(lines[1], HasSubstr(cut_path));
+  EXPECT_THAT(lines[1], HasSubstr(R"("capability":"d")"));
+  EXPECT_THAT(lines[2], HasSubstr(cut_name));
+  EXPECT_THAT(lines[2], HasSubstr(cut_path));
+  EXPECT_THAT(lines[3], HasSubstr(cut_name));
 }
 
 }  // namespace

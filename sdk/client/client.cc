@@ -1,6 +1,7 @@
 #include "sdk/client/client.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -136,6 +137,16 @@ absl::StatusOr<Client> Client::Connect(absl::string_view socket_path) {
   for (const std::string& path : paths) {
     absl::StatusOr<UniqueFd> fd = wire::ConnectSeqpacket(path);
     if (fd.ok()) return FromFd(std::move(fd).value());
+    if (fd.status().code() == absl::StatusCode::kPermissionDenied) {
+      // connect(2) says EACCES when the socket file is not writable by us
+      // or a directory on its path not searchable: the file system keeps
+      // us from the broker, which has decided nothing. kPermissionDenied
+      // would read as the policy's denial.
+      return absl::UnavailableError(absl::StrCat(
+          "cannot reach the broker at ", path, ": ", fd.status().message(),
+          "; the socket's permissions or those of a directory on its path keep this user "
+          "out (not the broker's policy, which was not asked)"));
+    }
     // Only a path where nothing exists sends us on to the next: a socket
     // that refuses is a broker that is down, and one we may not reach is
     // not replaced by another broker behind the caller's back.
@@ -166,7 +177,9 @@ absl::Status Client::Call(Fill fill, Read read) {
   fill(request);
   // A request refused here (too large, say) never reached the broker: the
   // connection is still in step, and the id is still unused.
-  CB_RETURN_IF_ERROR(channel_.Send(message));
+  absl::Status sent = channel_.Send(message);
+  if (sent.code() == absl::StatusCode::kUnavailable) return Break(WhyHungUp(std::move(sent)));
+  CB_RETURN_IF_ERROR(sent);
   ++next_id_;
   // From here the broker owes this request the next reply. Anything but
   // that reply (or an event) leaves the two sides out of step, and a reply
@@ -235,6 +248,24 @@ absl::StatusOr<wire::Incoming> Client::Receive() {
                                             incoming->fds.size()));
   }
   return incoming;
+}
+
+absl::Status Client::WhyHungUp(absl::Status send_error) {
+  // After a hang-up nothing more can arrive: what waits is all there is,
+  // and a receive does not block.
+  pollfd p{channel_.fd(), POLLIN, 0};
+  if (RetryEintr([&] { return poll(&p, 1, 0); }) <= 0 || !(p.revents & POLLIN)) {
+    return send_error;
+  }
+  absl::StatusOr<wire::Incoming> incoming = Receive();
+  if (!incoming.ok()) return send_error;
+  std::optional<absl::Status> reason;
+  (void)CatchKj("malformed broker message", [&] {
+    auto reply = incoming->reader->getRoot<schema::Reply>();
+    if (reply.isError() && reply.getId() == 0) reason = ErrorStatus(reply.getError());
+    return absl::OkStatus();
+  });
+  return reason.has_value() ? *reason : send_error;
 }
 
 absl::Status Client::QueueEvent(schema::Reply::Reader reply, std::vector<UniqueFd>& fds) {

@@ -21,7 +21,9 @@
 // reply is ever taken for another request's answer. A request refused
 // before it is sent (too large, say) leaves the connection as it was. An
 // error with id 0 is the broker's answer to a request it could not read
-// (it cannot trust that request's id): it answers the call outstanding.
+// (it cannot trust that request's id), or its reason for refusing the
+// connection (a quota, with the flag that sets it): it answers the call
+// outstanding, even when the broker hung up before the request went out.
 // Other unasked (id 0) messages of kinds this client does not know are
 // skipped, their fds closed. Not thread-safe: use one Client per thread,
 // or lock around it.
@@ -130,8 +132,11 @@ class Client {
   // broker), and, if nothing exists there or XDG_RUNTIME_DIR is not set, at
   // /run/capbroker/broker.sock (the system broker, which serves every local
   // user). The order is wire::ClientSocketPaths'. kUnavailable when no
-  // socket exists at any of these (the message names each) or nothing
-  // listens on it.
+  // socket exists at any of these (the message names each), nothing
+  // listens on it, or the file system keeps this user from it (EACCES: the
+  // socket's mode, or a directory on its path; the message says so: it is
+  // no decision of the policy). kResourceExhausted when the broker refuses
+  // the connection over a quota (its message names the flag).
   static absl::StatusOr<Client> Connect(absl::string_view socket_path = "");
 
   // Uses an already connected socket (one inherited from a parent, for
@@ -210,6 +215,12 @@ class Client {
   // The next message from the broker, with its fd list checked against
   // the fds its datagram carried; a hang-up says so.
   absl::StatusOr<wire::Incoming> Receive();
+
+  // Sending a request failed with `send_error` (kUnavailable): the broker
+  // has hung up. The reason it sent before it did (an error with id 0, as
+  // when it refuses a connection over a quota) if one waits, else
+  // `send_error`.
+  absl::Status WhyHungUp(absl::Status send_error);
 
   // Reads an `incoming` event (a reply with id 0) into events_, and skips
   // unknown kinds.

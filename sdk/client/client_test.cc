@@ -534,6 +534,34 @@ TEST_F(ClientTest, ARequestRefusedBeforeSendingLeavesTheConnectionInStep) {
   EXPECT_OK(client_->List());
 }
 
+// The broker refuses a connection at admission (over a quota) with one
+// id-0 error, then closes it: before the client's hello is sent (the send
+// fails: EPIPE), or with the hello arrived and unread (ECONNRESET). Either
+// way the reason answers the hello, not a broken pipe or a reset.
+TEST(ClientFromFdTest, ARefusalAtAdmissionAnswersTheHello) {
+  for (bool hello_arrived : {false, true}) {
+    SCOPED_TRACE(hello_arrived ? "hello arrived first" : "refused before the hello");
+    ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+    if (hello_arrived) {
+      const uint8_t hello[8] = {};
+      ASSERT_EQ(testing::RawSend(pair.first.get(), hello), 0);
+    }
+    {
+      wire::Channel broker(std::move(pair.second));
+      capnp::MallocMessageBuilder message;
+      auto reply = message.initRoot<schema::Reply>();
+      reply.setId(0);
+      auto error = reply.initError();
+      error.setCode(schema::ErrorCode::RESOURCE_EXHAUSTED);
+      error.setMessage("uid 1000 has 1 connections open (--max-connections-per-uid)");
+      ASSERT_OK(broker.Send(message));
+    }
+    EXPECT_THAT(Client::FromFd(std::move(pair.first)),
+                StatusIs(absl::StatusCode::kResourceExhausted,
+                         HasSubstr("(--max-connections-per-uid)")));
+  }
+}
+
 // A connection inherited from elsewhere may be any fd, with any flags.
 TEST(ClientFromFdTest, RefusesAnythingButASeqpacketSocket) {
   int fds[2];

@@ -50,16 +50,25 @@ absl::StatusOr<std::optional<Datagram>> ReceiveDatagram(int fd, ReceiveBuffer& b
     msg.msg_controllen = sizeof(control);
   }
   ssize_t n = RetryEintr([&] { return recvmsg(fd, &msg, MSG_CMSG_CLOEXEC); });
-  if (n < 0 && errno == ECONNRESET) {
-    // A peer that closed with datagrams of ours unread set ECONNRESET on
-    // this socket, and the kernel reports a socket error before the queue
-    // (__skb_try_recv_datagram); the report clears it. What the peer sent
-    // before it closed (a service's reason for refusing) is still queued.
+  bool reset = n < 0 && errno == ECONNRESET;
+  if (reset) {
+    // A peer that closes with datagrams of ours unread leaves ECONNRESET
+    // on our socket, and the kernel reports it (once) before the datagrams
+    // the peer sent us that still wait, such as its reason for closing (the
+    // broker's refusal of a connection). They are read first: the reset
+    // then reads as end of stream after them.
+    msg.msg_flags = 0;
+    if (fd_policy == FdPolicy::kAccept) msg.msg_controllen = sizeof(control);
     n = RetryEintr([&] { return recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT); });
-    if (n < 0) return absl::UnavailableError("the peer reset the connection");
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      return absl::UnavailableError("the peer reset the connection");
+    }
   }
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return std::nullopt;
+    if (errno == ECONNRESET) {
+      return absl::UnavailableError("the peer reset the connection");
+    }
     return ErrnoStatus(errno, absl::StrCat("recvmsg(fd=", fd, ")"));
   }
   Datagram datagram;
@@ -83,7 +92,8 @@ absl::StatusOr<std::optional<Datagram>> ReceiveDatagram(int fd, ReceiveBuffer& b
         "datagram larger than the ", kMaxMessageBytes, " bytes allowed"));
   }
   if (n == 0 && datagram.fds.empty() && !datagram.fds_discarded && PeerHungUp(fd)) {
-    return absl::UnavailableError("the peer closed the connection");
+    return absl::UnavailableError(reset ? "the peer reset the connection"
+                                        : "the peer closed the connection");
   }
   if (n % sizeof(capnp::word) != 0) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -68,7 +68,7 @@ enum class FdPolicy {
 // Receives one datagram from `fd` (borrowed). Blocks if `fd` is blocking.
 // Returns std::nullopt when a non-blocking `fd` has nothing to read.
 // Errors: kUnavailable when the peer has closed the connection (or reset
-// it); kResourceExhausted for MSG_TRUNC; kDataLoss for MSG_CTRUNC (close the
+// it: datagrams it sent before are still received first); kResourceExhausted for MSG_TRUNC; kDataLoss for MSG_CTRUNC (close the
 // connection); kInvalidArgument for a length that is not a whole number of
 // words; otherwise the errno of recvmsg.
 //

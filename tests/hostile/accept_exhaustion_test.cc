@@ -1,15 +1,17 @@
 // The path a broker takes when accept() itself fails for lack of fds
-// (EMFILE): it frees its reserve fd, accepts the waiting connection and
-// hangs up on it, and takes the reserve back; it keeps serving, and its fd
-// count returns to where it was once the fds are free again.
+// (EMFILE): it frees its reserve fd, accepts the waiting connection, tells
+// it why and hangs up on it, and takes the reserve back; it keeps serving,
+// and its fd count returns to where it was once the fds are free again.
 //
 // Reaching that path takes care. Connections alone never fill the table:
-// admitting one needs a second fd for a moment (SO_PEERPIDFD), so at one fd
-// below the limit every new connection is accepted and then refused by the
-// admission check, which frees its fd again. The last fd is taken here by a
-// granted memfd that the broker must hold: the grant's reply waits in the
-// queue of a client whose socket is full. Then accept() finds no fd at all.
-// Every step waits on an event: a reply, a hang-up, a round trip.
+// admitting one needs two more fds for a moment (SO_PEERPIDFD, and the
+// O_PATH open that verifies the peer's executable), so at two fds below the
+// limit every new connection is accepted and then refused by the admission
+// check (with an error reply saying the broker is out of fds), which frees
+// its fd again. The last two fds are taken here by granted memfds that the
+// broker must hold: the grants' replies wait in the queue of a client whose
+// socket is full. Then accept() finds no fd at all. Every step waits on an
+// event: a reply, a hang-up, a round trip.
 #include <poll.h>
 #include <cerrno>
 #include <sys/socket.h>
@@ -18,12 +20,16 @@
 
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
+#include "capnp/serialize.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
 #include "sdk/client/client.h"
+#include "sdk/wire/datagram.h"
+#include "sdk/wire/framing.h"
 #include "sdk/wire/unix_socket.h"
 #include "tests/fixtures/broker_process.h"
 #include "tests/fixtures/raw_send.h"
@@ -46,21 +52,41 @@ constexpr int kBrokerFdLimit = 32;
 // answers nor hangs up. Nothing waits for it when the broker is correct.
 constexpr int kTimeoutMs = 20000;
 
-// Waits for a reply (true) or a hang-up (false) on `fd`.
-bool Answered(int fd) {
+// How the broker took a new connection.
+enum class Admission {
+  kAdmitted,  // it answered the hello
+  kRefused,   // it said why it refused the connection (an id-0 error)
+  kHungUp,    // it hung up without a word
+};
+
+// Waits for the broker's first message on a new connection `fd`, or its
+// hang-up; `why` gets a refusal's reason.
+Admission Answered(int fd, std::string* why) {
   pollfd p{fd, POLLIN, 0};
   EXPECT_EQ(poll(&p, 1, kTimeoutMs), 1) << "no reply and no hang-up";
-  char buf[4096];
-  return recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0;
+  wire::ReceiveBuffer buffer;
+  absl::StatusOr<std::optional<wire::Datagram>> datagram = wire::ReceiveDatagram(fd, buffer);
+  if (!datagram.ok() || !datagram->has_value()) return Admission::kHungUp;
+  capnp::FlatArrayMessageReader reader((*datagram)->words, wire::ReaderLimits());
+  auto reply = reader.getRoot<schema::Reply>();
+  if (reply.isHello()) return Admission::kAdmitted;
+  EXPECT_TRUE(reply.isError());
+  EXPECT_EQ(reply.getId(), 0u);
+  if (reply.isError()) *why = reply.getError().getMessage().cStr();
+  // Then the hang-up, which comes once the broker has closed its end: only
+  // then is its fd count down again.
+  EXPECT_EQ(poll(&p, 1, kTimeoutMs), 1) << "no hang-up after the refusal";
+  EXPECT_THAT(wire::ReceiveDatagram(fd, buffer),
+              StatusIs(absl::StatusCode::kUnavailable));
+  return Admission::kRefused;
 }
 
-// Sends hello on a new connection `fd` and waits for the reply (true) or a
-// hang-up (false). The broker may have hung up before the hello was sent.
-bool Admitted(int fd) {
+// Sends hello on a new connection `fd` and waits for the broker's answer.
+// The broker may have refused it before the hello was sent.
+Admission Admitted(int fd, std::string* why) {
   int error = testing::RawSend(fd, HelloBytes(1, schema::PROTOCOL_VERSION));
-  if (error == EPIPE || error == ECONNRESET) return false;
-  EXPECT_EQ(error, 0);
-  return Answered(fd);
+  if (error != EPIPE && error != ECONNRESET) EXPECT_EQ(error, 0);
+  return Answered(fd, why);
 }
 
 TEST(AcceptExhaustionTest, RefusesWhatItCannotAcceptAndRecovers) {
@@ -77,8 +103,9 @@ TEST(AcceptExhaustionTest, RefusesWhatItCannotAcceptAndRecovers) {
 
   // 1. A client that does not read, with one reply queued in the broker:
   // every later reply to it waits in the broker too.
+  std::string why;
   ASSERT_OK_AND_ASSIGN(UniqueFd hoarder, wire::ConnectSeqpacket(broker->socket_path()));
-  ASSERT_TRUE(Admitted(hoarder.get()));
+  ASSERT_EQ(Admitted(hoarder.get(), &why), Admission::kAdmitted);
   uint64_t id = 1;
   size_t arrived = 0;
   bool queued = false;
@@ -91,28 +118,36 @@ TEST(AcceptExhaustionTest, RefusesWhatItCannotAcceptAndRecovers) {
   }
   ASSERT_TRUE(queued) << "the socket never filled up";
 
-  // 2. Connections until the broker refuses one: it is then one fd below
-  // its limit (admission needs one more, for a moment).
+  // 2. Connections until the broker refuses one, saying why: it is then
+  // two fds below its limit (admission needs two more, for a moment).
   std::vector<UniqueFd> fillers;
+  Admission last = Admission::kAdmitted;
   for (int i = 0; i < kBrokerFdLimit; ++i) {
     ASSERT_OK_AND_ASSIGN(UniqueFd c, wire::ConnectSeqpacket(broker->socket_path()));
-    if (!Admitted(c.get())) break;
+    last = Admitted(c.get(), &why);
+    if (last != Admission::kAdmitted) break;
     fillers.push_back(std::move(c));
   }
   ASSERT_LT(fillers.size(), static_cast<size_t>(kBrokerFdLimit)) << "never refused";
-  EXPECT_EQ(broker->OpenFds(), kBrokerFdLimit - 1);
+  EXPECT_EQ(last, Admission::kRefused);
+  EXPECT_THAT(why, HasSubstr("out of fds"));
+  EXPECT_EQ(broker->OpenFds(), kBrokerFdLimit - 2);
   EXPECT_THAT(broker->Stderr(), Not(HasSubstr("out of fds: refusing a connection")));
 
-  // 3. A grant for the hoarder takes the last fd and keeps it (its reply
-  // waits in the broker's queue).
-  ASSERT_EQ(testing::RawSend(hoarder.get(), AcquireBytes(++id, "scratch")), 0);
-  round_trip();
-  ASSERT_EQ(broker->OpenFds(), kBrokerFdLimit) << "the grant did not take the last fd";
+  // 3. Grants for the hoarder take the last two fds and keep them (their
+  // replies wait in the broker's queue).
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_EQ(testing::RawSend(hoarder.get(), AcquireBytes(++id, "scratch")), 0);
+    round_trip();
+  }
+  ASSERT_EQ(broker->OpenFds(), kBrokerFdLimit) << "the grants did not take the last fds";
 
   // 4. Now accept() itself fails with EMFILE: the broker takes the
-  // connection on its reserve fd and hangs up at once.
+  // connection on its reserve fd, says why it refuses it, and hangs up.
   ASSERT_OK_AND_ASSIGN(UniqueFd refused, wire::ConnectSeqpacket(broker->socket_path()));
-  EXPECT_FALSE(Admitted(refused.get())) << "expected a hang-up";
+  why.clear();
+  EXPECT_EQ(Admitted(refused.get(), &why), Admission::kRefused);
+  EXPECT_THAT(why, HasSubstr("out of fds"));
   EXPECT_THAT(broker->Stderr(), HasSubstr("capbrokerd: out of fds: refusing a connection"));
   round_trip();  // it keeps serving
   EXPECT_EQ(broker->OpenFds(), kBrokerFdLimit) << "the reserve fd was not taken back";

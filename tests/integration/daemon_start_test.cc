@@ -364,6 +364,52 @@ TEST(DaemonStartTest, StartsWithClosedStandardFdsSafely) {
   }
 }
 
+// A broker run as root serves every local user unless told otherwise. One
+// whose socket other users cannot reach (a directory on the way they may
+// not search) says so at start, rather than leave their clients with
+// connect's "Permission denied". Not when the way is open, nor when
+// --socket-mode says that the socket is not for everyone.
+TEST(DaemonStartTest, WarnsWhenOtherUsersCannotReachARootBrokersSocket) {
+  if (geteuid() != 0) GTEST_SKIP() << "the warning is for a broker run as root";
+  constexpr char kPolicy[] =
+      "( capabilities = [ ( name = \"m\", memory = ( size = 16 ) ) ],\n"
+      "  principals = [ ( name = \"p\", match = ( uid = $UID ), grants = [ \"m\" ] ) ] )\n";
+  // Open all the way: a directory of its own in /tmp, mode 0755.
+  std::string open_dir = "/tmp/cb-open-XXXXXX";
+  ASSERT_NE(mkdtemp(open_dir.data()), nullptr);
+  ASSERT_EQ(chmod(open_dir.c_str(), 0755), 0);
+  struct Remove {
+    std::string dir;
+    ~Remove() { rmdir(dir.c_str()); }
+  } remove{open_dir};
+  struct Case {
+    const char* what;
+    std::vector<std::string> args;  // the broker's own directory is 0700
+    bool warns;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"in a 0700 directory", {}, true},
+           {"in a 0700 directory, for its users only", {"--socket-mode", "0600"}, false},
+           {"open all the way", {"--socket", open_dir + "/broker.sock"}, false}}) {
+    SCOPED_TRACE(c.what);
+    testing::BrokerOptions options;
+    options.capture_stderr = true;
+    options.extra_args = c.args;
+    ASSERT_OK_AND_ASSIGN(auto broker, testing::BrokerProcess::StartWith(kPolicy, options));
+    std::string err = broker->Stderr();  // written before it said it was ready
+    if (c.warns) {
+      EXPECT_THAT(err, HasSubstr("capbrokerd: warning: directory "));
+      EXPECT_THAT(err, HasSubstr("mode 0700) keeps other users from the socket " +
+                                 broker->socket_path()));
+      EXPECT_THAT(err, HasSubstr("--socket-mode"));
+    } else {
+      EXPECT_THAT(err, Not(HasSubstr("warning")));
+    }
+    ASSERT_OK_AND_ASSIGN(int status, broker->Stop());
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  }
+}
+
 TEST(DaemonStartTest, UsageErrorsExitTwo) {
   Result r = RunDaemon({"--socket"});
   EXPECT_EQ(r.exit_code, 2);

@@ -1,0 +1,125 @@
+// BrokerLoop in one process: its queues and the audit log, driven through
+// LoopPort (as the service host drives it) and one loop turn at a time.
+#include "broker/server/broker_loop.h"
+
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <string>
+#include <utility>
+
+#include "absl/time/clock.h"
+#include "capnp/message.h"
+#include "capnp/serialize.h"
+#include "gtest/gtest.h"
+#include "schemas/broker.capnp.h"
+#include "sdk/base/status_matchers.h"
+#include "sdk/wire/datagram.h"
+#include "sdk/wire/framing.h"
+#include "sdk/wire/unix_socket.h"
+#include "tests/fixtures/temp_dir.h"
+
+namespace capbroker::server {
+namespace {
+
+class BrokerLoopTest : public ::testing::Test {
+ protected:
+  BrokerLoopTest()
+      : audit_fd_(open(dir_.Join("audit").c_str(),
+                       O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)),
+        audit_(audit_fd_.get()),
+        handler_(audit_, stats_) {}
+
+  // Every write to the audit log fails from now on (ENOSPC): its fd number
+  // now names /dev/full.
+  void BreakAuditLog() {
+    UniqueFd full(open("/dev/full", O_WRONLY | O_CLOEXEC));
+    ASSERT_TRUE(full.valid());
+    ASSERT_EQ(dup3(full.get(), audit_fd_.get(), O_CLOEXEC), audit_fd_.get());
+  }
+
+  // A grant of memory "m" answering request `id`, its line recorded (not
+  // yet written), with one fd.
+  Answer Grant(uint64_t id) {
+    capnp::MallocMessageBuilder message;
+    auto reply = message.initRoot<schema::Reply>();
+    reply.setId(id);
+    reply.setGranted();
+    auto info = reply.initFds(1)[0];
+    info.setName("m");
+    info.setKind(schema::Kind::MEMORY);
+    info.setAccess(schema::Access::READ_WRITE);
+    Answer answer;
+    answer.words = std::move(wire::Flatten(message)).value();
+    answer.id = id;
+    answer.outcome.fds.emplace_back(open("/dev/null", O_RDONLY | O_CLOEXEC));
+    audit::AuditEvent event;
+    event.request = "acquire";
+    event.capability = "m";
+    event.access = "readWrite";
+    event.granted = true;
+    answer.outcome.audit_line = audit_.Record(event, absl::Now());
+    ++stats_.grants;
+    return answer;
+  }
+
+  // Runs the loop for one turn: it sends what its queues hold, then stops.
+  void OneTurn(BrokerLoop& loop) {
+    UniqueFd listener(eventfd(0, EFD_CLOEXEC));  // never readable
+    UniqueFd control(eventfd(1, EFD_CLOEXEC));   // readable at once
+    ASSERT_OK(loop.Serve(listener.get(), control.get(), [] { return true; }));
+  }
+
+  testing::TempDir dir_;
+  UniqueFd audit_fd_;
+  audit::AuditLog audit_;
+  Stats stats_;
+  RequestHandler handler_;
+};
+
+// Queue makes room for an answer by sending what its connection's queue
+// holds, and every send first writes the audit log: the line of the answer
+// being queued, recorded a moment before, is written (and here lost) while
+// the answer is in no queue. It must be withheld all the same.
+TEST_F(BrokerLoopTest, GrantWhoseLineIsLostWhileMakingRoomIsWithheld) {
+  Limits limits;
+  limits.max_queued_service_fds = 1;  // a second grant makes Queue send first
+  BrokerLoop loop(handler_, audit_, stats_, limits);
+  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+  Identity service;
+  service.service = "svc";
+  ASSERT_OK_AND_ASSIGN(uint64_t id, loop.AddServiceConnection(std::move(pair.first), service));
+
+  Answer first = Grant(1);
+  ASSERT_TRUE(loop.AuditWritten({first.outcome.audit_line}));
+  ASSERT_TRUE(loop.Send(id, std::move(first)));  // queued: sent at the turn's end
+  BreakAuditLog();
+  Answer second = Grant(2);
+  loop.Send(id, std::move(second));
+  OneTurn(loop);
+
+  wire::ReceiveBuffer buffer;
+  for (uint64_t expected_id : {1, 2}) {
+    SCOPED_TRACE(expected_id);
+    ASSERT_OK_AND_ASSIGN(std::optional<wire::Datagram> datagram,
+                         wire::ReceiveDatagram(pair.second.get(), buffer));
+    ASSERT_TRUE(datagram.has_value());
+    capnp::FlatArrayMessageReader reader(datagram->words);
+    auto reply = reader.getRoot<schema::Reply>();
+    EXPECT_EQ(reply.getId(), expected_id);
+    if (expected_id == 1) {
+      EXPECT_TRUE(reply.isGranted());
+      EXPECT_EQ(datagram->fds.size(), 1u);
+    } else {
+      EXPECT_EQ(datagram->fds.size(), 0u) << "a grant went out without its audit line";
+      ASSERT_TRUE(reply.isError());
+      EXPECT_EQ(reply.getError().getCode(), schema::ErrorCode::UNAVAILABLE);
+    }
+  }
+  EXPECT_EQ(stats_.grants, 1u);
+}
+
+}  // namespace
+}  // namespace capbroker::server

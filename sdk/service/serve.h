@@ -8,12 +8,24 @@
 // The grant is found by its capability name (LISTEN_FDNAMES). A policy
 // whose capability has another name passes it in the service's command:
 // `command = [ "/usr/local/lib/capbroker/kvstore", "--grant=kv-data" ]`.
+// A service with flags of its own, or a ConnectionLoop configured otherwise
+// than by default, says so in ServeOptions:
+//
+//   uint64_t max_bytes = kDefault;
+//   ServeOptions options;
+//   options.loop.max_request_fds = 0;
+//   options.flags.push_back({"max-bytes", "BYTES", [&](absl::string_view v) {...}});
+//   return ServeWithGrant("journal", "log", argc, argv, make_handler, options);
 #ifndef CAPBROKER_SDK_SERVICE_SERVE_H_
 #define CAPBROKER_SDK_SERVICE_SERVE_H_
 
+#include <functional>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "sdk/base/unique_fd.h"
@@ -21,17 +33,42 @@
 
 namespace capbroker {
 
+// A flag of a service's own, `--NAME=VALUE` in its command.
+struct ServiceFlag {
+  std::string name;   // NAME, without the dashes
+  std::string value;  // what VALUE is, for the usage line: "BYTES"
+  // Takes VALUE; an error, said with the usage line, for one it refuses.
+  std::function<absl::Status(absl::string_view value)> set;
+};
+
+// How ServeWithGrant serves, beyond its grant.
+struct ServeOptions {
+  ConnectionLoop::Options loop;
+  std::vector<ServiceFlag> flags;
+};
+
+// Reads the arguments `args` (without the program name): `--grant=NAME`
+// and the `flags`, each at most once, in any order (their `set` is called
+// for each). The grant's name: NAME, or `default_grant`.
+// kInvalidArgument for any other argument or a value a flag refuses.
+absl::StatusOr<std::string> ParseServeArguments(const std::vector<std::string>& args,
+                                                absl::string_view default_grant,
+                                                const std::vector<ServiceFlag>& flags);
+
 // Takes the service's environment (Service::FromEnvironment) and its grant
-// named `default_grant` (or NAME, when argv holds `--grant=NAME`), makes the handler from the grant's fd, says Ready, and
-// serves with a ConnectionLoop until the broker closes the connection.
+// named `default_grant` (or NAME, when argv holds `--grant=NAME`), makes the
+// handler from the grant's fd, says Ready, and serves with a ConnectionLoop
+// of `options.loop` until the broker closes the connection.
 // Returns main()'s exit code: 0 when the broker closed the connection, 1
 // when anything failed, which is said on stderr prefixed with `program`;
-// 2 for arguments other than --grant=NAME.
+// 2 for arguments ParseServeArguments refuses, said with a usage line.
+// The flags are read before `make_handler` runs, so it may use their values.
 // Readiness comes after `make_handler`: a service whose grant is unusable
 // exits before it is ready, and the broker reports why.
 int ServeWithGrant(
     absl::string_view program, absl::string_view default_grant, int argc, char** argv,
-    absl::FunctionRef<absl::StatusOr<std::unique_ptr<RequestHandler>>(UniqueFd)> make_handler);
+    absl::FunctionRef<absl::StatusOr<std::unique_ptr<RequestHandler>>(UniqueFd)> make_handler,
+    const ServeOptions& options = ServeOptions());
 
 }  // namespace capbroker
 

@@ -33,6 +33,22 @@ std::string Describe(const Peer& peer) {
                       ")");
 }
 
+// OK when `datagram` carries at most `max` fds; otherwise the refusal to
+// answer it with.
+absl::Status CheckFdCount(const wire::Datagram& datagram, size_t max) {
+  if (datagram.fds_discarded) {
+    return absl::InvalidArgumentError(
+        "requests to this service carry no fds; this one carried some, which were discarded "
+        "unopened");
+  }
+  if (datagram.fds.size() > max) {
+    return absl::InvalidArgumentError(absl::StrCat("requests to this service carry at most ", max,
+                                                   " fds; this one came with ",
+                                                   datagram.fds.size()));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 struct ConnectionLoop::Connection {
@@ -148,8 +164,9 @@ void ConnectionLoop::Add(IncomingConnection incoming) {
 }
 
 bool ConnectionLoop::Serve(Connection& c) {
-  absl::StatusOr<std::optional<wire::Datagram>> datagram =
-      wire::ReceiveDatagram(c.fd.get(), *buffer_);
+  absl::StatusOr<std::optional<wire::Datagram>> datagram = wire::ReceiveDatagram(
+      c.fd.get(), *buffer_,
+      options_.max_request_fds == 0 ? wire::FdPolicy::kRefuse : wire::FdPolicy::kAccept);
   if (!datagram.ok()) {
     if (datagram.status().code() != absl::StatusCode::kUnavailable) {
       Log(absl::StrCat("closed the connection of ", Describe(c.peer), ": ",
@@ -158,7 +175,6 @@ bool ConnectionLoop::Serve(Connection& c) {
     return false;
   }
   if (!datagram->has_value()) return true;  // woken without a datagram
-  std::vector<UniqueFd> fds = std::move((*datagram)->fds);
   absl::Status framing = wire::ValidateFraming((*datagram)->words);
   std::optional<capnp::FlatArrayMessageReader> reader;
   if (framing.ok()) {
@@ -173,9 +189,16 @@ bool ConnectionLoop::Serve(Connection& c) {
     return false;
   }
   Exchange exchange(c.peer, *reader);
-  exchange.request_fds = std::move(fds);
-  absl::Status handled = CatchKj("request", [&] { return handler_.Handle(exchange); });
-  exchange.request_fds.clear();  // closes what the handler left
+  absl::Status handled;
+  absl::Status refusal = CheckFdCount(**datagram, options_.max_request_fds);
+  if (!refusal.ok()) {
+    // Any fds that came are closed with the datagram, unseen by the handler.
+    handled = CatchKj("refused request", [&] { return handler_.Refuse(exchange, refusal); });
+  } else {
+    exchange.request_fds = std::move((*datagram)->fds);
+    handled = CatchKj("request", [&] { return handler_.Handle(exchange); });
+    exchange.request_fds.clear();  // closes what the handler left
+  }
   if (!handled.ok()) {
     Log(absl::StrCat("closed the connection of ", Describe(c.peer), ": ", handled.ToString()));
     return false;

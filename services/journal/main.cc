@@ -16,5 +16,6 @@ int main(int argc, char** argv) {
       [](capbroker::UniqueFd log) -> absl::StatusOr<std::unique_ptr<capbroker::RequestHandler>> {
         CB_ASSIGN_OR_RETURN(journal::Journal j, journal::Journal::Open(std::move(log)));
         return std::make_unique<journal::JournalHandler>(std::move(j));
-      });
+      },
+      capbroker::ServeOptions{journal::JournalHandler::LoopOptions(), {}});
 }

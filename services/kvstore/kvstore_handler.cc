@@ -4,7 +4,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "sdk/service/data_view.h"
 #include "sdk/service/error_reply.h"
 #include "services/kvstore/kvstore.capnp.h"
@@ -36,35 +35,35 @@ absl::Status KvstoreHandler::Handle(Exchange& x) {
   auto request = x.request.getRoot<schema::Request>();
   auto reply = x.reply.initRoot<schema::Reply>();
   absl::Status status;
-  if (!x.request_fds.empty()) {
-    status = absl::InvalidArgumentError(absl::StrCat(
-        "kvstore requests carry no fds; this one came with ", x.request_fds.size()));
-  } else {
-    switch (request.which()) {
-      case schema::Request::PUT:
-        status = store_.Put(DataView(request.getPut().getKey()),
-                            DataView(request.getPut().getValue()));
-        if (status.ok()) reply.setDone();
-        break;
-      case schema::Request::GET: {
-        absl::StatusOr<std::string> value = store_.Get(DataView(request.getGet()));
-        status = value.status();
-        if (value.ok()) reply.setValue(AsData(*value));
-        break;
-      }
-      case schema::Request::DELETE:
-        status = store_.Delete(DataView(request.getDelete()));
-        if (status.ok()) reply.setDone();
-        break;
-      case schema::Request::LIST:
-        status = FillList(store_, DataView(request.getList().getStartAfter()), reply.initKeys());
-        break;
-      default:
-        status = absl::InvalidArgumentError("unknown request (a newer protocol than this kvstore)");
-        break;
+  switch (request.which()) {
+    case schema::Request::PUT:
+      status = store_.Put(DataView(request.getPut().getKey()),
+                          DataView(request.getPut().getValue()));
+      if (status.ok()) reply.setDone();
+      break;
+    case schema::Request::GET: {
+      absl::StatusOr<std::string> value = store_.Get(DataView(request.getGet()));
+      status = value.status();
+      if (value.ok()) reply.setValue(AsData(*value));
+      break;
     }
+    case schema::Request::DELETE:
+      status = store_.Delete(DataView(request.getDelete()));
+      if (status.ok()) reply.setDone();
+      break;
+    case schema::Request::LIST:
+      status = FillList(store_, DataView(request.getList().getStartAfter()), reply.initKeys());
+      break;
+    default:
+      status = absl::InvalidArgumentError("unknown request (a newer protocol than this kvstore)");
+      break;
   }
   if (!status.ok()) SetError(reply.initError(), status);
+  return absl::OkStatus();
+}
+
+absl::Status KvstoreHandler::Refuse(Exchange& x, const absl::Status& refusal) {
+  SetErrorReply<schema::Reply>(x.reply, refusal);
   return absl::OkStatus();
 }
 

@@ -22,9 +22,13 @@ class KvstoreHandler : public RequestHandler {
  public:
   explicit KvstoreHandler(Store store) : store_(std::move(store)) {}
 
-  // Requests that carry fds, bad keys, values over the limit, and request
-  // kinds this version does not know get an error reply.
+  // How the kvstore's ConnectionLoop must run: its requests carry no fds.
+  static ConnectionLoop::Options LoopOptions() { return {.max_request_fds = 0}; }
+
+  // Bad keys, values over the limit, and request kinds this version does
+  // not know get an error reply.
   absl::Status Handle(Exchange& exchange) override;
+  absl::Status Refuse(Exchange& exchange, const absl::Status& refusal) override;
 
  private:
   Store store_;

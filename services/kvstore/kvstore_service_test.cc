@@ -62,7 +62,7 @@ class KvstoreServiceTest : public ::testing::Test {
 
   TempDir dir_;
   KvstoreHandler handler_{OpenStore(dir_)};
-  LoopHarness harness_{handler_};
+  LoopHarness harness_{handler_, KvstoreHandler::LoopOptions()};
   std::optional<wire::Channel> client_;
   int baseline_ = 0;
 };
@@ -72,10 +72,15 @@ TEST_F(KvstoreServiceTest, BadRequestsGetErrorsAndServingGoesOn) {
   EXPECT_EQ(ReplyCode(Put(std::string(121, 'k'), "v")), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(ReplyCode(Put("", "v")), absl::StatusCode::kInvalidArgument);
   {
+    // Refused by the loop, which never even installs the fds
+    // (connection_loop_test proves it).
     int p[2];
     ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
     UniqueFd r(p[0]), w(p[1]);
-    EXPECT_EQ(ReplyCode(Put("k", "v", {r.get(), w.get()})), absl::StatusCode::kInvalidArgument);
+    absl::StatusOr<wire::Incoming> reply = Put("k", "v", {r.get(), w.get()});
+    EXPECT_EQ(ReplyCode(reply), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(reply->reader->getRoot<schema::Reply>().getError().getMessage()),
+                HasSubstr("carry no fds"));
   }
   capnp::MallocMessageBuilder get;
   get.initRoot<schema::Request>().setGet(AsData("missing"));
@@ -99,7 +104,7 @@ TEST_F(KvstoreServiceTest, GarbageAndOversizedDatagramsCloseTheConnection) {
 
 TEST_F(KvstoreServiceTest, TheClientLibraryAndTheCli) {
   std::unique_ptr<ServingThread> serving;
-  ASSERT_OK_AND_ASSIGN(serving, ServingThread::Start(handler_));
+  ASSERT_OK_AND_ASSIGN(serving, ServingThread::Start(handler_, KvstoreHandler::LoopOptions()));
   ASSERT_OK_AND_ASSIGN(UniqueFd connection, serving->Connect());
   KvstoreClient kv(std::move(connection));
   // Enough keys for several list replies.

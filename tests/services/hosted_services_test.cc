@@ -17,8 +17,12 @@
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
 #include "sdk/client/client.h"
+#include "sdk/service/call_service.h"
+#include "sdk/wire/channel.h"
 #include "services/journal/client.h"
+#include "services/journal/journal.capnp.h"
 #include "services/kvstore/client.h"
+#include "services/kvstore/kvstore.capnp.h"
 #include "services/scanner/eicar.h"
 #include "services/scanner/scanner_client.h"
 #include "tests/fixtures/broker_process.h"
@@ -164,6 +168,40 @@ TEST_F(HostedServicesTest, JournalDoesNotStartOnALogThatIsNotAppendOnly) {
               StatusIs(absl::StatusCode::kUnavailable,
                        HasSubstr("chattr +a " + pub_ + "/journal.log")));
   EXPECT_EQ(testing::ReadWholeFile(pub_ + "/journal.log"), "earlier line\n");
+}
+
+// The request with the fd attached, as no client library sends it.
+template <typename Reply>
+absl::Status CallWithFd(UniqueFd connection, capnp::MessageBuilder& request, int fd) {
+  wire::Channel channel(std::move(connection));
+  return CallService<Reply>(channel, request, {fd},
+                            [](typename Reply::Reader) { return absl::OkStatus(); });
+}
+
+// The kvstore and the journal take no fds: the kernel discards any a client
+// attaches before the service could close it (close() of a FUSE file would
+// wait for its server; connection_loop_test proves that nothing is
+// installed). The refusal is an error reply, and the service serves on.
+TEST_F(HostedServicesTest, KvstoreAndJournalDiscardFdsUnopened) {
+  std::ofstream(pub_ + "/journal.log") << "";
+  ASSERT_TRUE(testing::SetAppendOnly(pub_ + "/journal.log", true));
+  UniqueFd any(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  {
+    capnp::MallocMessageBuilder request;
+    request.initRoot<kvstore::schema::Request>().setGet(capnp::Data::Reader(
+        reinterpret_cast<const capnp::byte*>("k"), 1));
+    EXPECT_THAT(CallWithFd<kvstore::schema::Reply>(Connect("kvstore"), request, any.get()),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("discarded unopened")));
+  }
+  {
+    capnp::MallocMessageBuilder request;
+    request.initRoot<journal::schema::Request>().setAppend("x");
+    EXPECT_THAT(CallWithFd<journal::schema::Reply>(Connect("journal"), request, any.get()),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("discarded unopened")));
+  }
+  kvstore::KvstoreClient kv(Connect("kvstore"));
+  EXPECT_OK(kv.Put("k", "v"));
+  EXPECT_EQ(testing::ReadWholeFile(pub_ + "/journal.log"), "");
 }
 
 }  // namespace

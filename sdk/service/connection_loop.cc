@@ -149,6 +149,14 @@ void ConnectionLoop::Add(IncomingConnection incoming) {
     return;  // `incoming.fd` closes here: the client sees end of stream
   }
   refusing_ = false;
+  auto held = connections_per_uid_.find(incoming.uid);
+  if (held != connections_per_uid_.end() && held->second >= options_.max_connections_per_uid) {
+    Log(absl::StrCat("uid ", incoming.uid, " holds the limit of ",
+                     options_.max_connections_per_uid,
+                     " connections per uid: closing a new one of principal '",
+                     incoming.principal, "' (pid ", incoming.pid, ")"));
+    return;  // as above
+  }
   auto c = std::make_unique<Connection>();
   c->fd = std::move(incoming.fd);
   c->peer = Peer{std::move(incoming.principal), incoming.uid, incoming.gid, incoming.pid};
@@ -160,6 +168,7 @@ void ConnectionLoop::Add(IncomingConnection incoming) {
     return;
   }
   const int fd = c->fd.get();
+  ++connections_per_uid_[c->peer.uid];
   connections_.emplace(fd, std::move(c));
 }
 
@@ -251,7 +260,11 @@ absl::Status ConnectionLoop::Watch(Connection& c, bool add) {
 void ConnectionLoop::Close(int fd) {
   // Explicitly, though close() would do it: the description is ours alone.
   epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
-  connections_.erase(fd);
+  auto it = connections_.find(fd);
+  if (it == connections_.end()) return;
+  auto held = connections_per_uid_.find(it->second->peer.uid);
+  if (--held->second == 0) connections_per_uid_.erase(held);
+  connections_.erase(it);
 }
 
 void ConnectionLoop::Log(const std::string& line) {

@@ -25,7 +25,8 @@
 // that the handler cannot read, closes that client's connection (a
 // malformed datagram leaves nothing to reply to); the loop serves on.
 // Nothing a client sends ends the loop. Limits, all from Options: a new
-// connection beyond max_connections is closed at once; a request with more fds than max_request_fds
+// connection beyond max_connections, or beyond max_connections_per_uid for
+// its uid, is closed at once; a request with more fds than max_request_fds
 // is answered by the handler's Refuse and never reaches Handle.
 //
 // Ownership: the loop owns every client connection and every fd received
@@ -112,6 +113,11 @@ class ConnectionLoop {
   struct Options {
     // Client connections open at once; further ones are closed on arrival.
     size_t max_connections = 256;
+    // Client connections one uid may hold open at once, so that one client
+    // cannot take all max_connections and lock every other one out;
+    // further ones from that uid are closed on arrival. Every principal of
+    // a uid shares its count.
+    size_t max_connections_per_uid = 16;
     // The fds one request may carry; a request with more is refused
     // (RequestHandler::Refuse). 0, for a protocol whose requests carry
     // none: requests are received without room for fds
@@ -184,6 +190,8 @@ class ConnectionLoop {
   bool started_ = false;
   bool refusing_ = false;  // at max_connections, said once per episode
   std::unordered_map<int, std::unique_ptr<Connection>> connections_;
+  // Open connections by uid; a uid with none has no entry.
+  std::unordered_map<uint32_t, size_t> connections_per_uid_;
   std::unique_ptr<wire::ReceiveBuffer> buffer_;  // one for all connections
   int64_t log_second_ = 0;
   int log_lines_ = 0;

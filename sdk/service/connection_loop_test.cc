@@ -220,6 +220,34 @@ TEST(ConnectionLoopLimitTest, ClosesConnectionsBeyondTheLimit) {
   EXPECT_EQ(ReplyId(reply), 2u);
 }
 
+// One uid cannot hold every connection: beyond its own limit its new
+// connections are closed, while other uids still get theirs.
+TEST(ConnectionLoopLimitTest, ClosesConnectionsBeyondTheLimitOfTheirUid) {
+  EchoHandler handler;
+  LoopHarness harness(handler, ConnectionLoop::Options{.max_connections = 4,
+                                                       .max_connections_per_uid = 2});
+  ASSERT_OK(harness.Start());
+  const Peer mallory{"mallory", 666, 666, 1}, mallory_again{"other", 666, 666, 2};
+  ASSERT_OK_AND_ASSIGN(wire::Channel a, harness.Connect(mallory));
+  ASSERT_OK_AND_ASSIGN(wire::Channel b, harness.Connect(mallory_again));
+  ASSERT_OK_AND_ASSIGN(wire::Channel c, harness.Connect(mallory));  // one too many
+  ASSERT_EQ(harness.loop().connection_count(), 2u);  // before a Receive that would wait
+  EXPECT_THAT(c.Receive(), StatusIs(absl::StatusCode::kUnavailable));
+  ASSERT_OK_AND_ASSIGN(wire::Channel alice, harness.Connect(Peer{"alice", 1001, 1001, 3}));
+  EXPECT_EQ(harness.loop().connection_count(), 3u);
+  capnp::MallocMessageBuilder request;
+  ASSERT_OK_AND_ASSIGN(wire::Incoming reply, harness.Call(alice, Request(request, 1)));
+  EXPECT_EQ(ReplyId(reply), 1u);
+  // A connection of the uid that ends makes room for another.
+  { wire::Channel gone = std::move(a); }
+  ASSERT_OK(harness.loop().Turn(-1).status());
+  ASSERT_EQ(harness.loop().connection_count(), 2u);
+  ASSERT_OK_AND_ASSIGN(wire::Channel d, harness.Connect(mallory));
+  EXPECT_EQ(harness.loop().connection_count(), 3u);
+  ASSERT_OK_AND_ASSIGN(reply, harness.Call(d, Request(request, 2)));
+  EXPECT_EQ(ReplyId(reply), 2u);
+}
+
 TEST(ConnectionLoopFdTest, RequestsWithMoreFdsThanAllowedAreRefused) {
   int p[2];
   ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);

@@ -1,8 +1,7 @@
 #include "services/kvstore/kvstore_handler.h"
 
-#include <algorithm>
+#include <set>
 #include <string>
-#include <vector>
 
 #include "sdk/service/data_view.h"
 #include "sdk/service/error_reply.h"
@@ -12,21 +11,21 @@ namespace capbroker::kvstore {
 namespace {
 
 // Fills `reply` with the keys after `start_after`, as many as fit.
-absl::Status FillList(Store& store, absl::string_view start_after, schema::Keys::Builder reply) {
-  absl::StatusOr<std::vector<std::string>> all = store.List();
-  if (!all.ok()) return all.status();
-  auto first = std::upper_bound(all->begin(), all->end(), start_after,
-                                [](absl::string_view a, const std::string& b) { return a < b; });
+void FillList(const Store& store, absl::string_view start_after, schema::Keys::Builder reply) {
+  const std::set<std::string>& all = store.keys();
+  auto first = all.upper_bound(std::string(start_after));
   auto last = first;
   size_t bytes = 0;
-  while (last != all->end() && bytes + last->size() + 8 <= kMaxListReplyBytes) {
+  unsigned count = 0;
+  while (last != all.end() && bytes + last->size() + 8 <= kMaxListReplyBytes) {
     bytes += last->size() + 8;
     ++last;
+    ++count;
   }
-  auto keys = reply.initKeys(static_cast<unsigned>(last - first));
-  for (unsigned i = 0; first + i != last; ++i) keys.set(i, AsData(first[i]));
-  reply.setMore(last != all->end());
-  return absl::OkStatus();
+  auto keys = reply.initKeys(count);
+  unsigned i = 0;
+  for (auto it = first; it != last; ++it) keys.set(i++, AsData(*it));
+  reply.setMore(last != all.end());
 }
 
 }  // namespace
@@ -52,7 +51,7 @@ absl::Status KvstoreHandler::Handle(Exchange& x) {
       if (status.ok()) reply.setDone();
       break;
     case schema::Request::LIST:
-      status = FillList(store_, DataView(request.getList().getStartAfter()), reply.initKeys());
+      FillList(store_, DataView(request.getList().getStartAfter()), reply.initKeys());
       break;
     default:
       status = absl::InvalidArgumentError("unknown request (a newer protocol than this kvstore)");

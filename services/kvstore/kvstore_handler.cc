@@ -17,8 +17,8 @@ void FillList(const Store& store, absl::string_view start_after, schema::Keys::B
   auto last = first;
   size_t bytes = 0;
   unsigned count = 0;
-  while (last != all.end() && bytes + last->size() + 8 <= kMaxListReplyBytes) {
-    bytes += last->size() + 8;
+  while (last != all.end() && bytes + ListReplyBytes(last->size()) <= kMaxListReplyBytes) {
+    bytes += ListReplyBytes(last->size());
     ++last;
     ++count;
   }

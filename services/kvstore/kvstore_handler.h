@@ -10,13 +10,20 @@
 #include <utility>
 
 #include "sdk/service/connection_loop.h"
+#include "sdk/wire/limits.h"
 #include "services/kvstore/store.h"
 
 namespace capbroker::kvstore {
 
-// The bytes of keys one list reply carries at most (each key counts its
-// length and 8 bytes of list overhead): far below the 64 KiB message limit.
-inline constexpr size_t kMaxListReplyBytes = 48 * 1024;
+// What the keys of one list reply may take of the message, counted as the
+// encoding really costs (ListReplyBytes); the rest of the wire's
+// message limit is left for the segment table and the structs around them.
+inline constexpr size_t kMaxListReplyBytes = wire::kMaxMessageBytes - 2048;
+
+// What a key takes in a list reply: its pointer in the list, a far
+// pointer's landing pad (when the builder put the key in another segment
+// than the list), and its bytes padded to whole words.
+inline constexpr size_t ListReplyBytes(size_t key_bytes) { return 8 + 8 + (key_bytes + 7) / 8 * 8; }
 
 class KvstoreHandler : public RequestHandler {
  public:

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <set>
 #include <sstream>
 #include <string>
@@ -11,6 +12,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "sdk/base/status_macros.h"
 #include "sdk/base/status_matchers.h"
 #include "sdk/service/data_view.h"
 #include "sdk/service/loop_harness.h"
@@ -166,6 +168,56 @@ TEST(KvstoreListTest, EveryPageFitsTheWireWhateverTheKeys) {
   KvstoreClient kv(std::move(connection));
   ASSERT_OK_AND_ASSIGN(std::vector<std::string> keys, kv.List());
   EXPECT_EQ(keys, std::vector<std::string>(expected.begin(), expected.end()));
+}
+
+// A kvstore that answers list requests with `pages`, one after the other,
+// `more` on each but the last: what a compromised service could answer.
+class ScriptedLister : public RequestHandler {
+ public:
+  explicit ScriptedLister(std::vector<std::vector<std::string>> pages)
+      : pages_(std::move(pages)) {}
+
+  absl::Status Handle(Exchange& x) override {
+    auto keys = x.reply.initRoot<schema::Reply>().initKeys();
+    const std::vector<std::string>& page = pages_[std::min(next_, pages_.size() - 1)];
+    auto list = keys.initKeys(static_cast<unsigned>(page.size()));
+    for (size_t i = 0; i < page.size(); ++i) list.set(static_cast<unsigned>(i), AsData(page[i]));
+    keys.setMore(++next_ < pages_.size());
+    return absl::OkStatus();
+  }
+
+ private:
+  std::vector<std::vector<std::string>> pages_;
+  size_t next_ = 0;
+};
+
+absl::StatusOr<std::vector<std::string>> ListFrom(std::vector<std::vector<std::string>> pages) {
+  ScriptedLister lister(std::move(pages));
+  CB_ASSIGN_OR_RETURN(std::unique_ptr<ServingThread> serving, ServingThread::Start(lister));
+  CB_ASSIGN_OR_RETURN(UniqueFd connection, serving->Connect());
+  KvstoreClient kv(std::move(connection));
+  return kv.List();
+}
+
+// A service that repeated a page with `more` set would keep the client
+// asking forever. (Here the script ends after three pages, so that a client
+// that believes it returns the repeated keys instead of hanging.)
+TEST(KvstoreClientTest, RefusesPagesThatDoNotAdvance) {
+  const std::vector<std::vector<std::vector<std::string>>> hostile = {
+      {{"a", "b"}, {"a", "b"}, {"a", "b"}},  // the same page again
+      {{"a", "b"}, {"b", "c"}},              // starts at its startAfter
+      {{"a", "c"}, {"b"}},                   // goes back
+      {{"b", "a"}},                          // out of order within a page
+      {{"a", "a"}},                          // a key twice
+      {{""}},                                // an empty key, before every key
+  };
+  for (const auto& pages : hostile) {
+    EXPECT_THAT(ListFrom(pages),
+                StatusIs(absl::StatusCode::kInternal, HasSubstr("out of order")))
+        << ::testing::PrintToString(pages);
+  }
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> keys, ListFrom({{"a", "b"}, {"c"}}));
+  EXPECT_THAT(keys, ::testing::ElementsAre("a", "b", "c"));
 }
 
 }  // namespace

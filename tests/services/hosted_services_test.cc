@@ -45,8 +45,9 @@ constexpr char kPolicy[] = R"(( capabilities = [
       connect = [ "me" ] ),
     ( name = "kvstore", command = [ "$KVSTORE", "--grant=kv-data" ],
       grants = [ "kv-data" ], connect = [ "me" ], restartDelayMs = 10 ),
-    ( name = "journal", command = [ "$JOURNAL", "--grant=journal-log" ],
-      grants = [ "journal-log" ], connect = [ "me" ] ) ] ))";
+    ( name = "journal", command = [ "$JOURNAL", "--grant=journal-log",
+                                    "--max-log-bytes=$JOURNAL_MAX" ],
+      grants = [ "journal-log" ], connect = [ "me" ]$JOURNAL_SANDBOX ) ] ))";
 
 class HostedServicesTest : public ::testing::Test {
  protected:
@@ -62,13 +63,18 @@ class HostedServicesTest : public ::testing::Test {
     StartBroker();
   }
 
-  void StartBroker() {
+  void StartBroker(testing::BrokerOptions options = {}) {
     client_.reset();
     broker_.reset();
     absl::StatusOr<std::unique_ptr<testing::BrokerProcess>> broker =
-        testing::BrokerProcess::Start(absl::StrReplaceAll(
-            kPolicy, {{"$PUB", pub_}, {"$SCANNER", scanner_.path()},
-                      {"$KVSTORE", kvstore_.path()}, {"$JOURNAL", journal_.path()}}));
+        testing::BrokerProcess::StartWith(
+            absl::StrReplaceAll(kPolicy, {{"$PUB", pub_},
+                                          {"$SCANNER", scanner_.path()},
+                                          {"$KVSTORE", kvstore_.path()},
+                                          {"$JOURNAL", journal_.path()},
+                                          {"$JOURNAL_MAX", journal_max_log_bytes_},
+                                          {"$JOURNAL_SANDBOX", journal_sandbox_}}),
+            std::move(options));
     ASSERT_OK(broker.status());
     broker_ = std::move(*broker);
     absl::StatusOr<Client> client = Client::Connect(broker_->socket_path());
@@ -87,6 +93,8 @@ class HostedServicesTest : public ::testing::Test {
   testing::ServiceBinary kvstore_{"services/kvstore/kvstore"};
   testing::ServiceBinary journal_{"services/journal/journal"};
   std::string pub_;
+  std::string journal_max_log_bytes_ = "1073741824";
+  std::string journal_sandbox_;  // ", sandbox = (...)" for the journal
   std::unique_ptr<testing::BrokerProcess> broker_;
   std::unique_ptr<Client> client_;
 };
@@ -202,6 +210,43 @@ TEST_F(HostedServicesTest, KvstoreAndJournalDiscardFdsUnopened) {
   kvstore::KvstoreClient kv(Connect("kvstore"));
   EXPECT_OK(kv.Put("k", "v"));
   EXPECT_EQ(testing::ReadWholeFile(pub_ + "/journal.log"), "");
+}
+
+// --max-log-bytes in the journal's command bounds its log.
+TEST_F(HostedServicesTest, JournalRefusesRecordsBeyondItsMaxLogBytes) {
+  journal_max_log_bytes_ = "2000";
+  StartBroker();
+  std::ofstream(pub_ + "/journal.log") << "earlier line\n";
+  ASSERT_TRUE(testing::SetAppendOnly(pub_ + "/journal.log", true));
+  journal::JournalClient journal(Connect("journal"));
+  absl::Status refused;
+  for (int i = 0; i < 10 && refused.ok(); ++i) {
+    refused = journal.Append(std::string(300, 'x')).status();
+  }
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kResourceExhausted,
+                                HasSubstr("its limit of 2000 bytes")));
+  EXPECT_LE(testing::ReadWholeFile(pub_ + "/journal.log").size(), 2000u);
+}
+
+// A log at the file size limit (RLIMIT_FSIZE, which the journal inherits
+// from the broker here) fails the journal's writes with EFBIG; with
+// SIGXFSZ at its default, the first such write would kill the journal
+// instead, for every client. (Not as pid 1 of a pid namespace, which
+// signals at their default do not reach: hence privatePids = off.)
+TEST_F(HostedServicesTest, JournalSurvivesTheFileSizeLimit) {
+  constexpr size_t kLimit = 1 << 20;
+  std::ofstream(pub_ + "/journal.log") << std::string(kLimit - 50, '\n');
+  ASSERT_TRUE(testing::SetAppendOnly(pub_ + "/journal.log", true));
+  testing::BrokerOptions options;
+  options.file_size_limit = kLimit;
+  journal_sandbox_ = ", sandbox = ( privatePids = off )";
+  StartBroker(std::move(options));
+  journal::JournalClient journal(Connect("journal"));
+  EXPECT_THAT(journal.Append("cut short").status(),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("wrote 50 of")));
+  EXPECT_THAT(journal.Append("no room").status(),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("RLIMIT_FSIZE")));
+  EXPECT_EQ(testing::ReadWholeFile(pub_ + "/journal.log").size(), kLimit);
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/service/read_file.h"
@@ -62,6 +63,7 @@ absl::StatusOr<Store> Store::Open(UniqueFd dir) {
     return ErrnoStatus(errno, "flock(data directory)");
   }
   Store store(std::move(dir), {});
+  CB_RETURN_IF_ERROR(store.CheckWritable());
   CB_ASSIGN_OR_RETURN(std::vector<std::string> names, ReadNames(store.dir_.get()));
   bool removed = false;
   for (const std::string& name : names) {
@@ -77,6 +79,33 @@ absl::StatusOr<Store> Store::Open(UniqueFd dir) {
   }
   if (removed) CB_RETURN_IF_ERROR(store.SyncDirectory());
   return store;
+}
+
+absl::Status Store::CheckWritable() {
+  // A temporary file's name: should this process die before the unlink,
+  // the next Open removes it.
+  const std::string probe = TempName();
+  absl::StatusOr<UniqueFd> file = TakeFd(
+      openat(dir_.get(), probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600),
+      absl::StrCat("openat(data/", probe, ")"));
+  if (!file.ok()) {
+    // Named by its grant: the service cannot know the directory's path
+    // (/proc shows it as the sandbox sees it, "/"), nor its owner (an
+    // owner outside the service's user namespace shows as the overflow
+    // uid).
+    struct stat st {};
+    fstat(dir_.get(), &st);
+    const unsigned uid = geteuid();
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "data: the granted directory (mode %04o) does not let the kvstore, running as uid %u, "
+        "create files in it (%s); make it writable by uid %u",
+        st.st_mode & 07777, uid, file.status().message(), uid));
+  }
+  file->reset();
+  if (unlinkat(dir_.get(), probe.c_str(), 0) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("unlinkat(data/", probe, ")"));
+  }
+  return absl::OkStatus();
 }
 
 std::string Store::TempName() {

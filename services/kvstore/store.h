@@ -40,9 +40,12 @@ inline constexpr size_t kMaxKeys = 100000;
 class Store {
  public:
   // Takes `dir`, a directory fd with write access beneath it (the "data"
-  // grant), locks it, removes stale temporary files, and reads the keys.
-  // kFailedPrecondition when `dir` is not a directory or another Store
-  // holds it.
+  // grant), locks it, checks that this process can create files in it,
+  // removes stale temporary files, and reads the keys.
+  // kFailedPrecondition when `dir` is not a directory, another Store holds
+  // it, or this process's uid cannot create files in it (said with the
+  // uid, since a service that started would only fail each put with
+  // EACCES).
   static absl::StatusOr<Store> Open(UniqueFd dir);
 
   Store(Store&&) = default;
@@ -70,6 +73,9 @@ class Store {
 
   // A new temporary file's name, unique within this process's life.
   std::string TempName();
+  // Creates a file in the directory and removes it; kFailedPrecondition
+  // describing the directory and this process's uid when it cannot.
+  absl::Status CheckWritable();
   absl::Status SyncDirectory();
 
   UniqueFd dir_;

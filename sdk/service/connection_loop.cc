@@ -33,6 +33,22 @@ std::string Describe(const Peer& peer) {
                       ")");
 }
 
+// OK when `datagram` carries at most `max` fds; otherwise the refusal to
+// answer it with.
+absl::Status CheckFdCount(const wire::Datagram& datagram, size_t max) {
+  if (datagram.fds_discarded) {
+    return absl::InvalidArgumentError(
+        "requests to this service carry no fds; this one carried some, which were discarded "
+        "unopened");
+  }
+  if (datagram.fds.size() > max) {
+    return absl::InvalidArgumentError(absl::StrCat("requests to this service carry at most ", max,
+                                                   " fds; this one came with ",
+                                                   datagram.fds.size()));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 struct ConnectionLoop::Connection {
@@ -147,6 +163,14 @@ void ConnectionLoop::Add(IncomingConnection incoming) {
     return;  // `incoming.fd` closes here: the client sees end of stream
   }
   refusing_ = false;
+  auto held = connections_per_uid_.find(incoming.uid);
+  if (held != connections_per_uid_.end() && held->second >= options_.max_connections_per_uid) {
+    Log(absl::StrCat("uid ", incoming.uid, " holds the limit of ",
+                     options_.max_connections_per_uid,
+                     " connections per uid: closing a new one of principal '",
+                     incoming.principal, "' (pid ", incoming.pid, ")"));
+    return;  // as above
+  }
   auto c = std::make_unique<Connection>();
   c->fd = std::move(incoming.fd);
   c->peer = Peer{std::move(incoming.principal), incoming.uid, incoming.gid, incoming.pid};
@@ -158,12 +182,14 @@ void ConnectionLoop::Add(IncomingConnection incoming) {
     return;
   }
   const int fd = c->fd.get();
+  ++connections_per_uid_[c->peer.uid];
   connections_.emplace(fd, std::move(c));
 }
 
 bool ConnectionLoop::Serve(Connection& c) {
-  absl::StatusOr<std::optional<wire::Datagram>> datagram =
-      wire::ReceiveDatagram(c.fd.get(), *buffer_);
+  absl::StatusOr<std::optional<wire::Datagram>> datagram = wire::ReceiveDatagram(
+      c.fd.get(), *buffer_,
+      options_.max_request_fds == 0 ? wire::FdPolicy::kRefuse : wire::FdPolicy::kAccept);
   if (!datagram.ok()) {
     if (datagram.status().code() != absl::StatusCode::kUnavailable) {
       Log(absl::StrCat("closed the connection of ", Describe(c.peer), ": ",
@@ -172,7 +198,6 @@ bool ConnectionLoop::Serve(Connection& c) {
     return false;
   }
   if (!datagram->has_value()) return true;  // woken without a datagram
-  std::vector<UniqueFd> fds = std::move((*datagram)->fds);
   absl::Status framing = wire::ValidateFraming((*datagram)->words);
   std::optional<capnp::FlatArrayMessageReader> reader;
   if (framing.ok()) {
@@ -187,9 +212,16 @@ bool ConnectionLoop::Serve(Connection& c) {
     return false;
   }
   Exchange exchange(c.peer, *reader);
-  exchange.request_fds = std::move(fds);
-  absl::Status handled = CatchKj("request", [&] { return handler_.Handle(exchange); });
-  exchange.request_fds.clear();  // closes what the handler left
+  absl::Status handled;
+  absl::Status refusal = CheckFdCount(**datagram, options_.max_request_fds);
+  if (!refusal.ok()) {
+    // Any fds that came are closed with the datagram, unseen by the handler.
+    handled = CatchKj("refused request", [&] { return handler_.Refuse(exchange, refusal); });
+  } else {
+    exchange.request_fds = std::move((*datagram)->fds);
+    handled = CatchKj("request", [&] { return handler_.Handle(exchange); });
+    exchange.request_fds.clear();  // closes what the handler left
+  }
   if (!handled.ok()) {
     Log(absl::StrCat("closed the connection of ", Describe(c.peer), ": ", handled.ToString()));
     return false;
@@ -242,7 +274,11 @@ absl::Status ConnectionLoop::Watch(Connection& c, bool add) {
 void ConnectionLoop::Close(int fd) {
   // Explicitly, though close() would do it: the description is ours alone.
   epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
-  connections_.erase(fd);
+  auto it = connections_.find(fd);
+  if (it == connections_.end()) return;
+  auto held = connections_per_uid_.find(it->second->peer.uid);
+  if (--held->second == 0) connections_per_uid_.erase(held);
+  connections_.erase(it);
 }
 
 void ConnectionLoop::Log(const std::string& line) {

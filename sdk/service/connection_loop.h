@@ -25,7 +25,9 @@
 // that the handler cannot read, closes that client's connection (a
 // malformed datagram leaves nothing to reply to); the loop serves on.
 // Nothing a client sends ends the loop. Limits, all from Options: a new
-// connection beyond max_connections is closed at once.
+// connection beyond max_connections, or beyond max_connections_per_uid for
+// its uid, is closed at once; a request with more fds than max_request_fds
+// is answered by the handler's Refuse and never reaches Handle.
 //
 // A loop can also serve one connection without a broker (the second
 // constructor): what a worker process of a ForkingServer (forking_server.h)
@@ -34,7 +36,9 @@
 // Ownership: the loop owns every client connection and every fd received
 // with a request; whatever the handler leaves in Exchange::request_fds is
 // closed after it returns, and every connection is closed when the loop is
-// destroyed. The broker connection stays the Client's.
+// destroyed. The broker connection stays the Client's. With
+// max_request_fds = 0 no fd a client sends is ever installed in the
+// service, so none is ever closed by it either (see Options).
 //
 // Not thread-safe. Handlers run on the loop's thread and block it while
 // they run: keep them short or bounded.
@@ -56,6 +60,7 @@
 #include "sdk/base/unique_fd.h"
 #include "sdk/client/client.h"
 #include "sdk/wire/datagram.h"
+#include "sdk/wire/limits.h"
 
 namespace capbroker {
 
@@ -96,6 +101,16 @@ class RequestHandler {
   // the request is not a message of this protocol (a kj exception while
   // reading it). The loop then closes the connection, and logs the status.
   virtual absl::Status Handle(Exchange& exchange) = 0;
+
+  // Fills exchange.reply with an error reply of this protocol saying
+  // `refusal` (kInvalidArgument), for a request the loop refuses before
+  // Handle would see it: it carried more fds than
+  // ConnectionLoop::Options::max_request_fds. exchange.request_fds is
+  // empty. Returns as Handle does. The default, for a protocol without
+  // error replies, returns `refusal`: the loop closes the connection.
+  virtual absl::Status Refuse(Exchange& exchange, const absl::Status& refusal) {
+    return refusal;
+  }
 };
 
 class ConnectionLoop {
@@ -103,6 +118,24 @@ class ConnectionLoop {
   struct Options {
     // Client connections open at once; further ones are closed on arrival.
     size_t max_connections = 256;
+    // Client connections one uid may hold open at once, so that one client
+    // cannot take all max_connections and lock every other one out;
+    // further ones from that uid are closed on arrival. Every principal of
+    // a uid shares its count.
+    size_t max_connections_per_uid = 16;
+    // The fds one request may carry; a request with more is refused
+    // (RequestHandler::Refuse). 0, for a protocol whose requests carry
+    // none: requests are received without room for fds
+    // (wire::FdPolicy::kRefuse), so the kernel discards any a client
+    // attaches without installing them. The service then never closes a
+    // client's fd: close() of a FUSE file sends FLUSH and waits for the
+    // FUSE server, which a client can run itself (in a user namespace of
+    // its own), so one such fd would stall the loop, and every client,
+    // for as long as that server likes.
+    // The default accepts as many as the wire allows, as the scanner needs.
+    // TODO(security): make 0 the default once every service says what it
+    // takes.
+    size_t max_request_fds = wire::kMaxFdsPerMessage;
     // Lines the loop logs to stderr per second (closed connections,
     // refusals); a client must not be able to flood the service's log.
     int max_log_lines_per_second = 20;
@@ -167,6 +200,8 @@ class ConnectionLoop {
   bool started_ = false;
   bool refusing_ = false;  // at max_connections, said once per episode
   std::unordered_map<int, std::unique_ptr<Connection>> connections_;
+  // Open connections by uid; a uid with none has no entry.
+  std::unordered_map<uint32_t, size_t> connections_per_uid_;
   std::unique_ptr<wire::ReceiveBuffer> buffer_;  // one for all connections
   int64_t log_second_ = 0;
   int log_lines_ = 0;

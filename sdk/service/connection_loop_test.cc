@@ -2,9 +2,15 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstring>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -16,7 +22,9 @@
 #include "sdk/service/loop_harness.h"
 #include "sdk/wire/framing.h"
 #include "tests/fixtures/fd_count.h"
+#include "tests/fixtures/fuse_file.h"
 #include "tests/fixtures/raw_send.h"
+#include "tests/fixtures/temp_dir.h"
 
 namespace capbroker {
 namespace {
@@ -29,8 +37,15 @@ using ::capbroker::testing::LoopHarness;
 // comes back in a Reply, whose fds list counts the fds the request
 // carried and whose error message names the peer. Id 666 is "a message
 // this handler cannot read"; id 7 asks for a pipe's read end in the reply.
+// A refused request gets a Reply whose error says why.
 class EchoHandler : public RequestHandler {
  public:
+  absl::Status Refuse(Exchange& x, const absl::Status& refusal) override {
+    ++refused;
+    x.reply.initRoot<schema::Reply>().initError().setMessage(std::string(refusal.message()));
+    return absl::OkStatus();
+  }
+
   absl::Status Handle(Exchange& x) override {
     auto request = x.request.getRoot<schema::Request>();
     ++handled;
@@ -48,10 +63,29 @@ class EchoHandler : public RequestHandler {
     return absl::OkStatus();
   }
   int handled = 0;
+  int refused = 0;
+};
+
+// A protocol without error replies: a refused request closes the connection.
+class PlainHandler : public RequestHandler {
+ public:
+  absl::Status Handle(Exchange& x) override {
+    x.reply.initRoot<schema::Reply>().setId(x.request.getRoot<schema::Request>().getId());
+    return absl::OkStatus();
+  }
 };
 
 capnp::MallocMessageBuilder& Request(capnp::MallocMessageBuilder& message, uint64_t id) {
   message.initRoot<schema::Request>().setId(id);
+  return message;
+}
+
+std::string ReplyError(wire::Incoming& incoming) {
+  std::string message;
+  EXPECT_OK(CatchKj("reply", [&] {
+    message = incoming.reader->getRoot<schema::Reply>().getError().getMessage();
+    return absl::OkStatus();
+  }));
   return message;
 }
 
@@ -184,6 +218,101 @@ TEST(ConnectionLoopLimitTest, ClosesConnectionsBeyondTheLimit) {
   capnp::MallocMessageBuilder request;
   ASSERT_OK_AND_ASSIGN(wire::Incoming reply, harness.Call(b, Request(request, 2)));
   EXPECT_EQ(ReplyId(reply), 2u);
+}
+
+// One uid cannot hold every connection: beyond its own limit its new
+// connections are closed, while other uids still get theirs.
+TEST(ConnectionLoopLimitTest, ClosesConnectionsBeyondTheLimitOfTheirUid) {
+  EchoHandler handler;
+  LoopHarness harness(handler, ConnectionLoop::Options{.max_connections = 4,
+                                                       .max_connections_per_uid = 2});
+  ASSERT_OK(harness.Start());
+  const Peer mallory{"mallory", 666, 666, 1}, mallory_again{"other", 666, 666, 2};
+  ASSERT_OK_AND_ASSIGN(wire::Channel a, harness.Connect(mallory));
+  ASSERT_OK_AND_ASSIGN(wire::Channel b, harness.Connect(mallory_again));
+  ASSERT_OK_AND_ASSIGN(wire::Channel c, harness.Connect(mallory));  // one too many
+  ASSERT_EQ(harness.loop().connection_count(), 2u);  // before a Receive that would wait
+  EXPECT_THAT(c.Receive(), StatusIs(absl::StatusCode::kUnavailable));
+  ASSERT_OK_AND_ASSIGN(wire::Channel alice, harness.Connect(Peer{"alice", 1001, 1001, 3}));
+  EXPECT_EQ(harness.loop().connection_count(), 3u);
+  capnp::MallocMessageBuilder request;
+  ASSERT_OK_AND_ASSIGN(wire::Incoming reply, harness.Call(alice, Request(request, 1)));
+  EXPECT_EQ(ReplyId(reply), 1u);
+  // A connection of the uid that ends makes room for another.
+  { wire::Channel gone = std::move(a); }
+  ASSERT_OK(harness.loop().Turn(-1).status());
+  ASSERT_EQ(harness.loop().connection_count(), 2u);
+  ASSERT_OK_AND_ASSIGN(wire::Channel d, harness.Connect(mallory));
+  EXPECT_EQ(harness.loop().connection_count(), 3u);
+  ASSERT_OK_AND_ASSIGN(reply, harness.Call(d, Request(request, 2)));
+  EXPECT_EQ(ReplyId(reply), 2u);
+}
+
+TEST(ConnectionLoopFdTest, RequestsWithMoreFdsThanAllowedAreRefused) {
+  int p[2];
+  ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+  UniqueFd r(p[0]), w(p[1]);
+  const int read_end = r.get();
+  for (size_t allowed : {0, 1}) {
+    SCOPED_TRACE(allowed);
+    EchoHandler handler;
+    LoopHarness harness(handler, ConnectionLoop::Options{.max_request_fds = allowed});
+    ASSERT_OK(harness.Start());
+    ASSERT_OK_AND_ASSIGN(wire::Channel client, harness.Connect());
+    capnp::MallocMessageBuilder request;
+    ASSERT_OK_AND_ASSIGN(wire::Incoming reply,
+                         harness.Call(client, Request(request, 1), {r.get(), w.get()}));
+    EXPECT_THAT(ReplyError(reply), ::testing::HasSubstr(
+                                       allowed == 0 ? "requests to this service carry no fds"
+                                                    : "carry at most 1 fds; this one came with 2"));
+    EXPECT_EQ(handler.refused, 1);
+    EXPECT_EQ(handler.handled, 0);
+    // The connection serves on; what is allowed reaches the handler.
+    ASSERT_OK_AND_ASSIGN(reply, harness.Call(client, Request(request, 2),
+                                             absl::MakeConstSpan(&read_end, allowed)));
+    EXPECT_EQ(ReplyId(reply), 2u);
+    EXPECT_EQ(reply.reader->getRoot<schema::Reply>().getFds().size(), allowed);
+  }
+  // A protocol that cannot say it loses the connection instead.
+  PlainHandler plain;
+  LoopHarness harness(plain, ConnectionLoop::Options{.max_request_fds = 0});
+  ASSERT_OK(harness.Start());
+  ASSERT_OK_AND_ASSIGN(wire::Channel client, harness.Connect());
+  capnp::MallocMessageBuilder request;
+  EXPECT_THAT(harness.Call(client, Request(request, 1), {r.get()}),
+              StatusIs(absl::StatusCode::kUnavailable));
+}
+
+// A service that takes no fds must never install one a client sends: it
+// would then close it on its only thread, and close() of a FUSE file sends
+// FLUSH and waits for the FUSE server, which a client can run itself. The
+// FUSE server here refuses, and counts, what the loop's thread (this one)
+// asks of it, where a hostile server would never answer.
+TEST(ConnectionLoopFdTest, FdsToAServiceThatTakesNoneAreNeverInstalled) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to mount a FUSE file system";
+  // The mount stays in this test binary's own mount namespace.
+  ASSERT_EQ(unshare(CLONE_NEWNS), 0) << strerror(errno);
+  ASSERT_EQ(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0);
+  testing::TempDir dir;
+  ASSERT_EQ(mkdir(dir.Join("mnt").c_str(), 0755), 0);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<testing::FuseFile> fuse,
+                       testing::FuseFile::Mount(dir.Join("mnt"), "file",
+                                                dir.WriteFile("source", "contents"), false));
+  UniqueFd file(open(fuse->path().c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(file) << strerror(errno);
+
+  EchoHandler handler;
+  LoopHarness harness(handler, ConnectionLoop::Options{.max_request_fds = 0});
+  ASSERT_OK(harness.Start());
+  ASSERT_OK_AND_ASSIGN(wire::Channel client, harness.Connect());
+  fuse->RefuseThread(gettid());
+  capnp::MallocMessageBuilder request;
+  absl::StatusOr<wire::Incoming> reply = harness.Call(client, Request(request, 1), {file.get()});
+  fuse->RefuseThread(0);
+  EXPECT_EQ(fuse->refused(), 0) << "the loop installed the client's fd and closed it (FLUSH)";
+  ASSERT_OK(reply.status());
+  EXPECT_THAT(ReplyError(*reply), ::testing::HasSubstr("carry no fds"));
+  EXPECT_EQ(handler.handled, 0);
 }
 
 TEST_F(ConnectionLoopTest, AClientThatDoesNotReadStallsOnlyItself) {

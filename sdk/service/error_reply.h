@@ -23,6 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "capnp/blob.h"
+#include "capnp/message.h"
 
 namespace capbroker {
 
@@ -37,6 +38,14 @@ void SetError(ErrorBuilder error, const absl::Status& status) {
   absl::string_view message = status.message();
   message = message.substr(0, std::min(message.size(), kMaxErrorMessageBytes));
   error.setMessage(capnp::Text::Reader(message.data(), message.size()));
+}
+
+// Makes the root of `message` a `Reply` (a service's reply struct, whose
+// union has an `error :Error` member) saying `status`, which must not be
+// OK: what RequestHandler::Refuse answers in such a protocol.
+template <typename Reply>
+void SetErrorReply(capnp::MessageBuilder& message, const absl::Status& status) {
+  SetError(message.initRoot<Reply>().initError(), status);
 }
 
 // The status an Error reader stands for; never OK (an error reply with code

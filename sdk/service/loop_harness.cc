@@ -35,12 +35,14 @@ absl::StatusOr<wire::Incoming> LoopHarness::Call(wire::Channel& client,
 
 absl::Status LoopHarness::TurnNow() { return loop_->Turn(0).status(); }
 
-ServingThread::ServingThread(FakeBroker broker, RequestHandler& handler)
-    : broker_(std::move(broker)), loop_(broker_.client(), handler) {}
+ServingThread::ServingThread(FakeBroker broker, RequestHandler& handler,
+                             ConnectionLoop::Options options)
+    : broker_(std::move(broker)), loop_(broker_.client(), handler, options) {}
 
-absl::StatusOr<std::unique_ptr<ServingThread>> ServingThread::Start(RequestHandler& handler) {
+absl::StatusOr<std::unique_ptr<ServingThread>> ServingThread::Start(
+    RequestHandler& handler, ConnectionLoop::Options options) {
   CB_ASSIGN_OR_RETURN(FakeBroker broker, FakeBroker::Create());
-  std::unique_ptr<ServingThread> serving(new ServingThread(std::move(broker), handler));
+  std::unique_ptr<ServingThread> serving(new ServingThread(std::move(broker), handler, options));
   ServingThread* s = serving.get();
   s->thread_ = std::thread([s] {
     absl::Status status = s->loop_.Run();

@@ -64,7 +64,8 @@ class LoopHarness {
 class ServingThread {
  public:
   // Borrows `handler`, which must outlive the thread.
-  static absl::StatusOr<std::unique_ptr<ServingThread>> Start(RequestHandler& handler);
+  static absl::StatusOr<std::unique_ptr<ServingThread>> Start(
+      RequestHandler& handler, ConnectionLoop::Options options = {});
   ~ServingThread();
 
   // A connection from a client known as `peer`; the loop accepts it on its
@@ -72,7 +73,7 @@ class ServingThread {
   absl::StatusOr<UniqueFd> Connect(const Peer& peer = LoopHarness::DefaultPeer());
 
  private:
-  ServingThread(FakeBroker broker, RequestHandler& handler);
+  ServingThread(FakeBroker broker, RequestHandler& handler, ConnectionLoop::Options options);
 
   FakeBroker broker_;
   ConnectionLoop loop_;

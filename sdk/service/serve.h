@@ -8,21 +8,30 @@
 // The grant is found by its capability name (LISTEN_FDNAMES). A policy
 // whose capability has another name passes it in the service's command:
 // `command = [ "/usr/local/lib/capbroker/kvstore", "--grant=kv-data" ]`.
+// A service with flags of its own, or a ConnectionLoop configured otherwise
+// than by default, says so in ServeOptions:
+//
+//   uint64_t max_bytes = kDefault;
+//   ServeOptions options;
+//   options.loop.max_request_fds = 0;
+//   options.flags.push_back({"max-bytes", "BYTES", [&](absl::string_view v) {...}});
+//   return ServeWithGrant("journal", "log", argc, argv, make_handler, options);
 //
 // A service whose requests can block on what a client controls (a file on
 // the client's own FUSE server) serves each connection in a worker process
-// of its own (forking_server.h):
-//
-//   ServeOptions options;
-//   options.workers = ForkingServer::Options();
-//   return capbroker::ServeWithGrant("scanner", "signatures", argc, argv, make, options);
+// of its own (forking_server.h): `options.workers = ForkingServer::Options();`
+// (each worker's loop then has `options.loop`).
 #ifndef CAPBROKER_SDK_SERVICE_SERVE_H_
 #define CAPBROKER_SDK_SERVICE_SERVE_H_
 
+#include <functional>
 #include <memory>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "sdk/base/unique_fd.h"
@@ -31,21 +40,41 @@
 
 namespace capbroker {
 
-// How ServeWithGrant serves.
+// A flag of a service's own, `--NAME=VALUE` in its command.
+struct ServiceFlag {
+  std::string name;   // NAME, without the dashes
+  std::string value;  // what VALUE is, for the usage line: "BYTES"
+  // Takes VALUE; an error, said with the usage line, for one it refuses.
+  std::function<absl::Status(absl::string_view value)> set;
+};
+
+// How ServeWithGrant serves, beyond its grant.
 struct ServeOptions {
+  ConnectionLoop::Options loop;
+  std::vector<ServiceFlag> flags;
   // Set: every connection in a worker process of its own, with these
-  // options; unset: all connections in this process, one ConnectionLoop.
+  // options (their worker_loop replaced by `loop`); unset: all connections
+  // in this process, one ConnectionLoop.
   std::optional<ForkingServer::Options> workers;
 };
 
+// Reads the arguments `args` (without the program name): `--grant=NAME`
+// and the `flags`, each at most once, in any order (their `set` is called
+// for each). The grant's name: NAME, or `default_grant`.
+// kInvalidArgument for any other argument or a value a flag refuses.
+absl::StatusOr<std::string> ParseServeArguments(const std::vector<std::string>& args,
+                                                absl::string_view default_grant,
+                                                const std::vector<ServiceFlag>& flags);
+
 // Takes the service's environment (Service::FromEnvironment) and its grant
-// named `default_grant` (or NAME, when argv holds `--grant=NAME`), makes
-// the handler from the grant's fd, says Ready, and serves with a
-// ConnectionLoop (a ForkingServer with `options.workers`) until the broker
-// closes the connection.
+// named `default_grant` (or NAME, when argv holds `--grant=NAME`), makes the
+// handler from the grant's fd, says Ready, and serves with a ConnectionLoop
+// of `options.loop` (a ForkingServer with `options.workers`) until the
+// broker closes the connection.
 // Returns main()'s exit code: 0 when the broker closed the connection, 1
 // when anything failed, which is said on stderr prefixed with `program`;
-// 2 for arguments other than --grant=NAME.
+// 2 for arguments ParseServeArguments refuses, said with a usage line.
+// The flags are read before `make_handler` runs, so it may use their values.
 // Readiness comes after `make_handler`: a service whose grant is unusable
 // exits before it is ready, and the broker reports why.
 int ServeWithGrant(

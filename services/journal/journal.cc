@@ -33,19 +33,43 @@ absl::StatusOr<Journal> Journal::Open(UniqueFd log, Options options) {
 absl::StatusOr<RecordId> Journal::Append(const Peer& peer, absl::string_view text) {
   CB_RETURN_IF_ERROR(CheckRecordText(text));
   const RecordId id{run_, seq_ + 1};
-  const std::string line = FormatRecord(id.run, id.seq, options_.now(), peer, text);
+  // One write per record, so that records never interleave: the newline
+  // that ends a fragment left by an earlier write goes with it.
+  const std::string line = absl::StrCat(line_broken_ ? "\n" : "",
+                                        FormatRecord(id.run, id.seq, options_.now(), peer, text));
+  struct stat st {};
+  if (fstat(log_.get(), &st) != 0) return ErrnoStatus(errno, "fstat(log)");
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (size + line.size() > options_.max_log_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the log is full: it holds ", size, " bytes, and this record of ", line.size(),
+        " would pass its limit of ", options_.max_log_bytes, " bytes (--max-log-bytes)"));
+  }
   ssize_t n = RetryEintr([&] { return write(log_.get(), line.data(), line.size()); });
-  if (n < 0) return ErrnoStatus(errno, "write(log)");
+  if (n < 0) {
+    // Past RLIMIT_FSIZE: a quota, as a full disk is (ENOSPC already maps
+    // to kResourceExhausted).
+    if (errno == EFBIG) {
+      return absl::ResourceExhaustedError(
+          "write(log): the log has reached the file size limit (RLIMIT_FSIZE)");
+    }
+    return ErrnoStatus(errno, "write(log)");
+  }
   // The number is spent even if the record failed, so that two lines never
   // carry the same one.
   seq_ = id.seq;
   if (static_cast<size_t>(n) != line.size()) {
-    // The disk filled mid-record: end the partial line, so that the next
-    // record starts on a line of its own (best effort).
-    RetryEintr([&] { return write(log_.get(), "\n", 1); });
+    // The disk filled, or the file size limit came, mid-record. End the
+    // fragment now (best effort: this usually fails for the same reason),
+    // or else with the next record.
+    if (n > 0) line_broken_ = line[n - 1] != '\n';
+    if (line_broken_ && RetryEintr([&] { return write(log_.get(), "\n", 1); }) == 1) {
+      line_broken_ = false;
+    }
     return absl::ResourceExhaustedError(
         absl::StrCat("write(log): wrote ", n, " of ", line.size(), " bytes"));
   }
+  line_broken_ = false;
   if (options_.sync && RetryEintr([&] { return fdatasync(log_.get()); }) != 0) {
     return ErrnoStatus(errno, "fdatasync(log)");
   }

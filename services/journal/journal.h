@@ -7,6 +7,14 @@
 // record is never written over another, even if something moved the
 // offset. Each record is one write() of one line, and (with `sync`)
 // fdatasync'd before Append returns.
+//
+// The log cannot be trimmed (an append grant is an append-only file), so
+// the journal bounds it: a record that would take the file past
+// Options::max_log_bytes is refused, as is one the kernel refuses for the
+// file size limit (RLIMIT_FSIZE: EFBIG; the process must ignore SIGXFSZ,
+// which would otherwise kill it) or a full disk. A write cut short leaves a
+// fragment of a line at the end: the next record then starts with "\n",
+// so that it never runs into the fragment.
 #ifndef CAPBROKER_SERVICES_JOURNAL_JOURNAL_H_
 #define CAPBROKER_SERVICES_JOURNAL_JOURNAL_H_
 
@@ -23,10 +31,16 @@
 
 namespace capbroker::journal {
 
+// The default for Options::max_log_bytes: 1 GiB.
+inline constexpr uint64_t kDefaultMaxLogBytes = uint64_t{1} << 30;
+
 class Journal {
  public:
   struct Options {
     bool sync = true;  // fdatasync each record before acknowledging it
+    // The log file's size limit; appends beyond it are refused
+    // (kResourceExhausted). A log already larger takes no more records.
+    uint64_t max_log_bytes = kDefaultMaxLogBytes;
     std::function<absl::Time()> now = [] { return absl::Now(); };
   };
 
@@ -39,8 +53,11 @@ class Journal {
   Journal& operator=(Journal&&) = default;
 
   // Appends a record of `text` from `peer`. kInvalidArgument /
-  // kResourceExhausted for text that is not UTF-8 or too long (nothing is
-  // written); an error when the write or the sync fails.
+  // kResourceExhausted for text that is not UTF-8 or too long, and
+  // kResourceExhausted for a record the log has no room for (past
+  // max_log_bytes; nothing is written), or that the kernel cut short or
+  // refused (EFBIG, ENOSPC); another error when the write or the sync
+  // fails.
   absl::StatusOr<RecordId> Append(const Peer& peer, absl::string_view text);
 
   uint64_t run() const { return run_; }
@@ -54,6 +71,8 @@ class Journal {
   Options options_;
   uint64_t run_ = 0;
   uint64_t seq_ = 0;
+  // The log ends in a fragment of a record, which a write cut short left.
+  bool line_broken_ = false;
 };
 
 }  // namespace capbroker::journal

@@ -1,6 +1,5 @@
 #include "services/journal/journal_handler.h"
 
-#include "absl/strings/str_cat.h"
 #include "sdk/service/error_reply.h"
 #include "services/journal/journal.capnp.h"
 
@@ -10,35 +9,35 @@ absl::Status JournalHandler::Handle(Exchange& x) {
   auto request = x.request.getRoot<schema::Request>();
   auto reply = x.reply.initRoot<schema::Reply>();
   absl::Status status;
-  if (!x.request_fds.empty()) {
-    status = absl::InvalidArgumentError(absl::StrCat(
-        "journal requests carry no fds; this one came with ", x.request_fds.size()));
-  } else {
-    switch (request.which()) {
-      case schema::Request::APPEND: {
-        auto text = request.getAppend();
-        absl::StatusOr<RecordId> id =
-            journal_.Append(x.peer, absl::string_view(text.cStr(), text.size()));
-        status = id.status();
-        if (id.ok()) {
-          auto appended = reply.initAppended();
-          appended.setSeq(id->seq);
-          appended.setRun(id->run);
-        }
-        break;
+  switch (request.which()) {
+    case schema::Request::APPEND: {
+      auto text = request.getAppend();
+      absl::StatusOr<RecordId> id =
+          journal_.Append(x.peer, absl::string_view(text.cStr(), text.size()));
+      status = id.status();
+      if (id.ok()) {
+        auto appended = reply.initAppended();
+        appended.setSeq(id->seq);
+        appended.setRun(id->run);
       }
-      case schema::Request::INFO: {
-        auto info = reply.initInfo();
-        info.setRun(journal_.run());
-        info.setRecords(journal_.records());
-        break;
-      }
-      default:
-        status = absl::InvalidArgumentError("unknown request (a newer protocol than this journal)");
-        break;
+      break;
     }
+    case schema::Request::INFO: {
+      auto info = reply.initInfo();
+      info.setRun(journal_.run());
+      info.setRecords(journal_.records());
+      break;
+    }
+    default:
+      status = absl::InvalidArgumentError("unknown request (a newer protocol than this journal)");
+      break;
   }
   if (!status.ok()) SetError(reply.initError(), status);
+  return absl::OkStatus();
+}
+
+absl::Status JournalHandler::Refuse(Exchange& x, const absl::Status& refusal) {
+  SetErrorReply<schema::Reply>(x.reply, refusal);
   return absl::OkStatus();
 }
 

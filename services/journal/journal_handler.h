@@ -14,9 +14,13 @@ class JournalHandler : public RequestHandler {
  public:
   explicit JournalHandler(Journal journal) : journal_(std::move(journal)) {}
 
-  // Requests that carry fds, bad records, and request kinds this version
-  // does not know get an error reply.
+  // How the journal's ConnectionLoop must run: its requests carry no fds.
+  static ConnectionLoop::Options LoopOptions() { return {.max_request_fds = 0}; }
+
+  // Bad records, records the log has no room for, and request kinds this
+  // version does not know get an error reply.
   absl::Status Handle(Exchange& exchange) override;
+  absl::Status Refuse(Exchange& exchange, const absl::Status& refusal) override;
 
  private:
   Journal journal_;

@@ -54,7 +54,7 @@ class JournalServiceTest : public ::testing::Test {
   TempDir dir_;
   std::string path_ = dir_.WriteFile("log", "");
   JournalHandler handler_{OpenJournal(path_)};
-  LoopHarness harness_{handler_};
+  LoopHarness harness_{handler_, JournalHandler::LoopOptions()};
   std::optional<wire::Channel> client_;
   int baseline_ = 0;
 };
@@ -73,11 +73,15 @@ TEST_F(JournalServiceTest, BadRequestsGetErrorsWriteNothingAndLeakNothing) {
     return root.isError() ? root.getError().getCode() : 0u;
   };
   {
+    // Refused by the loop, which never even installs the fds
+    // (connection_loop_test proves it).
     int p[2];
     ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
     UniqueFd r(p[0]), w(p[1]);
-    EXPECT_EQ(code(Append("x", {r.get(), w.get()})),
-              static_cast<uint32_t>(absl::StatusCode::kInvalidArgument));
+    absl::StatusOr<wire::Incoming> reply = Append("x", {r.get(), w.get()});
+    EXPECT_EQ(code(reply), static_cast<uint32_t>(absl::StatusCode::kInvalidArgument));
+    EXPECT_THAT(std::string(reply->reader->getRoot<schema::Reply>().getError().getMessage()),
+                HasSubstr("carry no fds"));
   }
   EXPECT_EQ(code(Append("\xc0\xaf")), static_cast<uint32_t>(absl::StatusCode::kInvalidArgument));
   EXPECT_EQ(code(Append(std::string(5000, 'x'))),
@@ -98,7 +102,7 @@ TEST_F(JournalServiceTest, BadRequestsGetErrorsWriteNothingAndLeakNothing) {
 
 TEST_F(JournalServiceTest, TheClientLibraryAndTheCli) {
   std::unique_ptr<ServingThread> serving;
-  ASSERT_OK_AND_ASSIGN(serving, ServingThread::Start(handler_));
+  ASSERT_OK_AND_ASSIGN(serving, ServingThread::Start(handler_, JournalHandler::LoopOptions()));
   ASSERT_OK_AND_ASSIGN(UniqueFd connection, serving->Connect());
   JournalClient journal(std::move(connection));
   ASSERT_OK_AND_ASSIGN(RecordId id, journal.Append("first"));

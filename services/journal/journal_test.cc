@@ -1,8 +1,16 @@
 #include "services/journal/journal.h"
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_split.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -74,6 +82,66 @@ TEST_F(JournalTest, BadRecordsWriteNothing) {
               StatusIs(absl::StatusCode::kResourceExhausted));
   EXPECT_EQ(Contents(), "earlier line\n");
   EXPECT_EQ(journal.records(), 0u);
+}
+
+// The log cannot be trimmed, so a client must not be able to grow it
+// without bound: past max_log_bytes, records are refused and nothing is
+// written.
+TEST_F(JournalTest, RefusesRecordsBeyondTheSizeLimit) {
+  Journal::Options options;
+  options.max_log_bytes = 1000;
+  ASSERT_OK_AND_ASSIGN(Journal journal,
+                       Journal::Open(OpenLog(O_WRONLY | O_APPEND), std::move(options)));
+  absl::Status refused;
+  int appended = 0;
+  for (; appended < 20; ++appended) {
+    refused = journal.Append(peer_, std::string(100, 'x')).status();
+    if (!refused.ok()) break;
+  }
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kResourceExhausted,
+                                HasSubstr("limit of 1000 bytes (--max-log-bytes)")));
+  EXPECT_GT(appended, 0);
+  const std::string full = Contents();
+  EXPECT_LE(full.size(), 1000u);
+  EXPECT_GT(full.size() + 250, 1000u) << "refused while a record had room";
+  EXPECT_EQ(std::count(full.begin(), full.end(), '\n'), 1 + appended);
+  EXPECT_THAT(journal.Append(peer_, "short").status(),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_EQ(Contents(), full);
+  EXPECT_EQ(journal.records(), static_cast<uint64_t>(appended));
+  EXPECT_EQ(Journal::Options().max_log_bytes, uint64_t{1} << 30);
+}
+
+// A write cut short (a full disk; here the file size limit) leaves a
+// fragment of a line, and the newline that would end it usually fails for
+// the same reason. The next record must not run into the fragment. And a
+// write refused for the file size limit (EFBIG, with SIGXFSZ ignored as
+// main() does) is a quota, kResourceExhausted.
+TEST_F(JournalTest, ARecordCutShortNeverRunsIntoTheNext) {
+  ASSERT_OK_AND_ASSIGN(Journal journal, Journal::Open(OpenLog(O_WRONLY | O_APPEND)));
+  ASSERT_NE(signal(SIGXFSZ, SIG_IGN), SIG_ERR);
+  rlimit old;
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+  rlimit small = old;
+  small.rlim_cur = 13 + 50;  // "earlier line\n" and 50 bytes of the first record
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  absl::Status cut = journal.Append(peer_, "one").status();
+  absl::Status full = journal.Append(peer_, "two").status();
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
+  EXPECT_THAT(cut, StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("wrote 50 of")));
+  EXPECT_THAT(full, StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("RLIMIT_FSIZE")));
+  ASSERT_EQ(Contents().size(), 63u);
+
+  ASSERT_OK(journal.Append(peer_, "three").status());
+  ASSERT_OK(journal.Append(peer_, "four").status());
+  std::vector<std::string> lines = absl::StrSplit(Contents(), '\n');
+  ASSERT_EQ(lines.size(), 5u) << Contents();  // the last one empty
+  EXPECT_EQ(lines[0], "earlier line");
+  EXPECT_EQ(lines[1].size(), 50u);  // the fragment, ended
+  EXPECT_THAT(lines[2], StartsWith("{\"run\":"));
+  EXPECT_THAT(lines[2], HasSubstr("\"text\":\"three\"}"));
+  EXPECT_THAT(lines[3], HasSubstr("\"text\":\"four\"}"));
+  EXPECT_EQ(lines[4], "");
 }
 
 }  // namespace

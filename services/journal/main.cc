@@ -1,8 +1,18 @@
 // journal: the hosted append-only journal. Its one grant, "log", is the log
 // file (a file capability with access = append).
+//
+//   journal [--grant=NAME] [--max-log-bytes=BYTES]
+//
+// --max-log-bytes: the log's size limit (default 1 GiB); appends that would
+// pass it are refused (journal.h).
+#include <signal.h>
+
+#include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/service/serve.h"
 #include "services/journal/journal.h"
@@ -11,10 +21,27 @@
 namespace journal = capbroker::journal;
 
 int main(int argc, char** argv) {
+  // Past RLIMIT_FSIZE a write must fail with EFBIG, which Append reports,
+  // rather than kill the journal for every client with SIGXFSZ.
+  if (signal(SIGXFSZ, SIG_IGN) == SIG_ERR) {
+    std::perror("journal: signal(SIGXFSZ)");
+    return 1;
+  }
+  journal::Journal::Options journal_options;
+  capbroker::ServeOptions options;
+  options.loop = journal::JournalHandler::LoopOptions();
+  options.flags.push_back({"max-log-bytes", "BYTES", [&](absl::string_view value) {
+                             if (!absl::SimpleAtoi(value, &journal_options.max_log_bytes)) {
+                               return absl::InvalidArgumentError("not a number of bytes");
+                             }
+                             return absl::OkStatus();
+                           }});
   return capbroker::ServeWithGrant(
       "journal", "log", argc, argv,
-      [](capbroker::UniqueFd log) -> absl::StatusOr<std::unique_ptr<capbroker::RequestHandler>> {
-        CB_ASSIGN_OR_RETURN(journal::Journal j, journal::Journal::Open(std::move(log)));
+      [&](capbroker::UniqueFd log) -> absl::StatusOr<std::unique_ptr<capbroker::RequestHandler>> {
+        CB_ASSIGN_OR_RETURN(journal::Journal j,
+                            journal::Journal::Open(std::move(log), journal_options));
         return std::make_unique<journal::JournalHandler>(std::move(j));
-      });
+      },
+      options);
 }

@@ -51,7 +51,20 @@ absl::StatusOr<std::vector<std::string>> KvstoreClient::List() {
     CB_RETURN_IF_ERROR(CallService<schema::Reply>(
         channel_, request, {}, [&](schema::Reply::Reader reply) -> absl::Status {
           if (!reply.isKeys()) return absl::InternalError("the kvstore did not answer keys");
-          for (auto key : reply.getKeys().getKeys()) keys.emplace_back(DataView(key));
+          // Each key must come strictly after the one before it, and a
+          // page's first after its startAfter (the last key so far; "",
+          // before which no key is, on the first page): a service that
+          // repeated keys could otherwise keep this loop asking forever.
+          for (auto key : reply.getKeys().getKeys()) {
+            const absl::string_view k = DataView(key);
+            const absl::string_view previous =
+                keys.empty() ? absl::string_view() : absl::string_view(keys.back());
+            if (k <= previous) {
+              return absl::InternalError(
+                  "the kvstore answered keys out of order, repeated or empty: not a list");
+            }
+            keys.emplace_back(k);
+          }
           more = reply.getKeys().getMore();
           // A reply that says "more" must make progress, or this loops.
           if (more && reply.getKeys().getKeys().size() == 0) {

@@ -1,10 +1,8 @@
 #include "services/kvstore/kvstore_handler.h"
 
-#include <algorithm>
+#include <set>
 #include <string>
-#include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "sdk/service/data_view.h"
 #include "sdk/service/error_reply.h"
 #include "services/kvstore/kvstore.capnp.h"
@@ -13,21 +11,21 @@ namespace capbroker::kvstore {
 namespace {
 
 // Fills `reply` with the keys after `start_after`, as many as fit.
-absl::Status FillList(Store& store, absl::string_view start_after, schema::Keys::Builder reply) {
-  absl::StatusOr<std::vector<std::string>> all = store.List();
-  if (!all.ok()) return all.status();
-  auto first = std::upper_bound(all->begin(), all->end(), start_after,
-                                [](absl::string_view a, const std::string& b) { return a < b; });
+void FillList(const Store& store, absl::string_view start_after, schema::Keys::Builder reply) {
+  const std::set<std::string>& all = store.keys();
+  auto first = all.upper_bound(std::string(start_after));
   auto last = first;
   size_t bytes = 0;
-  while (last != all->end() && bytes + last->size() + 8 <= kMaxListReplyBytes) {
-    bytes += last->size() + 8;
+  unsigned count = 0;
+  while (last != all.end() && bytes + ListReplyBytes(last->size()) <= kMaxListReplyBytes) {
+    bytes += ListReplyBytes(last->size());
     ++last;
+    ++count;
   }
-  auto keys = reply.initKeys(static_cast<unsigned>(last - first));
-  for (unsigned i = 0; first + i != last; ++i) keys.set(i, AsData(first[i]));
-  reply.setMore(last != all->end());
-  return absl::OkStatus();
+  auto keys = reply.initKeys(count);
+  unsigned i = 0;
+  for (auto it = first; it != last; ++it) keys.set(i++, AsData(*it));
+  reply.setMore(last != all.end());
 }
 
 }  // namespace
@@ -36,35 +34,35 @@ absl::Status KvstoreHandler::Handle(Exchange& x) {
   auto request = x.request.getRoot<schema::Request>();
   auto reply = x.reply.initRoot<schema::Reply>();
   absl::Status status;
-  if (!x.request_fds.empty()) {
-    status = absl::InvalidArgumentError(absl::StrCat(
-        "kvstore requests carry no fds; this one came with ", x.request_fds.size()));
-  } else {
-    switch (request.which()) {
-      case schema::Request::PUT:
-        status = store_.Put(DataView(request.getPut().getKey()),
-                            DataView(request.getPut().getValue()));
-        if (status.ok()) reply.setDone();
-        break;
-      case schema::Request::GET: {
-        absl::StatusOr<std::string> value = store_.Get(DataView(request.getGet()));
-        status = value.status();
-        if (value.ok()) reply.setValue(AsData(*value));
-        break;
-      }
-      case schema::Request::DELETE:
-        status = store_.Delete(DataView(request.getDelete()));
-        if (status.ok()) reply.setDone();
-        break;
-      case schema::Request::LIST:
-        status = FillList(store_, DataView(request.getList().getStartAfter()), reply.initKeys());
-        break;
-      default:
-        status = absl::InvalidArgumentError("unknown request (a newer protocol than this kvstore)");
-        break;
+  switch (request.which()) {
+    case schema::Request::PUT:
+      status = store_.Put(DataView(request.getPut().getKey()),
+                          DataView(request.getPut().getValue()));
+      if (status.ok()) reply.setDone();
+      break;
+    case schema::Request::GET: {
+      absl::StatusOr<std::string> value = store_.Get(DataView(request.getGet()));
+      status = value.status();
+      if (value.ok()) reply.setValue(AsData(*value));
+      break;
     }
+    case schema::Request::DELETE:
+      status = store_.Delete(DataView(request.getDelete()));
+      if (status.ok()) reply.setDone();
+      break;
+    case schema::Request::LIST:
+      FillList(store_, DataView(request.getList().getStartAfter()), reply.initKeys());
+      break;
+    default:
+      status = absl::InvalidArgumentError("unknown request (a newer protocol than this kvstore)");
+      break;
   }
   if (!status.ok()) SetError(reply.initError(), status);
+  return absl::OkStatus();
+}
+
+absl::Status KvstoreHandler::Refuse(Exchange& x, const absl::Status& refusal) {
+  SetErrorReply<schema::Reply>(x.reply, refusal);
   return absl::OkStatus();
 }
 

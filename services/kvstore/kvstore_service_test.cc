@@ -4,14 +4,20 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <set>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "sdk/base/status_macros.h"
 #include "sdk/base/status_matchers.h"
 #include "sdk/service/data_view.h"
 #include "sdk/service/loop_harness.h"
 #include "services/kvstore/client.h"
+#include "services/kvstore/key_name.h"
 #include "services/kvstore/kvstore.capnp.h"
 #include "services/kvstore/kvstore_cli.h"
 #include "services/kvstore/kvstore_handler.h"
@@ -62,7 +68,7 @@ class KvstoreServiceTest : public ::testing::Test {
 
   TempDir dir_;
   KvstoreHandler handler_{OpenStore(dir_)};
-  LoopHarness harness_{handler_};
+  LoopHarness harness_{handler_, KvstoreHandler::LoopOptions()};
   std::optional<wire::Channel> client_;
   int baseline_ = 0;
 };
@@ -72,10 +78,15 @@ TEST_F(KvstoreServiceTest, BadRequestsGetErrorsAndServingGoesOn) {
   EXPECT_EQ(ReplyCode(Put(std::string(121, 'k'), "v")), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(ReplyCode(Put("", "v")), absl::StatusCode::kInvalidArgument);
   {
+    // Refused by the loop, which never even installs the fds
+    // (connection_loop_test proves it).
     int p[2];
     ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
     UniqueFd r(p[0]), w(p[1]);
-    EXPECT_EQ(ReplyCode(Put("k", "v", {r.get(), w.get()})), absl::StatusCode::kInvalidArgument);
+    absl::StatusOr<wire::Incoming> reply = Put("k", "v", {r.get(), w.get()});
+    EXPECT_EQ(ReplyCode(reply), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(reply->reader->getRoot<schema::Reply>().getError().getMessage()),
+                HasSubstr("carry no fds"));
   }
   capnp::MallocMessageBuilder get;
   get.initRoot<schema::Request>().setGet(AsData("missing"));
@@ -99,7 +110,7 @@ TEST_F(KvstoreServiceTest, GarbageAndOversizedDatagramsCloseTheConnection) {
 
 TEST_F(KvstoreServiceTest, TheClientLibraryAndTheCli) {
   std::unique_ptr<ServingThread> serving;
-  ASSERT_OK_AND_ASSIGN(serving, ServingThread::Start(handler_));
+  ASSERT_OK_AND_ASSIGN(serving, ServingThread::Start(handler_, KvstoreHandler::LoopOptions()));
   ASSERT_OK_AND_ASSIGN(UniqueFd connection, serving->Connect());
   KvstoreClient kv(std::move(connection));
   // Enough keys for several list replies.
@@ -131,6 +142,82 @@ TEST_F(KvstoreServiceTest, TheClientLibraryAndTheCli) {
   EXPECT_EQ(out.str(), "a\\x0ab\n");
   EXPECT_EQ(run({"put", "k"}), kExitError);
   EXPECT_THAT(err.str(), HasSubstr("usage"));
+}
+
+// A key costs a list reply far more than its length: a pointer, its bytes
+// padded to whole words, and a far pointer's landing pad wherever it lands
+// in another segment than the list. Counted at length + 8, 5000 two-byte
+// keys made a first page of 118 KB, over the wire's limit: the loop closed
+// the connection, and nobody could list the store.
+TEST(KvstoreListTest, EveryPageFitsTheWireWhateverTheKeys) {
+  TempDir dir;
+  std::set<std::string> expected;
+  for (int i = 0; i < 256; ++i) expected.insert(std::string(1, static_cast<char>(i)));
+  for (int i = 0; i < 5000; ++i) {
+    expected.insert(std::string{static_cast<char>(i >> 8), static_cast<char>(i & 255)});
+  }
+  for (int i = 0; i < 300; ++i) {
+    expected.insert(std::string(kMaxKeyBytes - 3, '\xfe') + std::to_string(100 + i));
+  }
+  // Made as files, as a store left them: 5556 puts would take 11112 fsyncs.
+  for (const std::string& key : expected) dir.WriteFile(KeyFileName(key), "v");
+  KvstoreHandler handler(OpenStore(dir));
+  std::unique_ptr<ServingThread> serving;
+  ASSERT_OK_AND_ASSIGN(serving, ServingThread::Start(handler, KvstoreHandler::LoopOptions()));
+  ASSERT_OK_AND_ASSIGN(UniqueFd connection, serving->Connect());
+  KvstoreClient kv(std::move(connection));
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> keys, kv.List());
+  EXPECT_EQ(keys, std::vector<std::string>(expected.begin(), expected.end()));
+}
+
+// A kvstore that answers list requests with `pages`, one after the other,
+// `more` on each but the last: what a compromised service could answer.
+class ScriptedLister : public RequestHandler {
+ public:
+  explicit ScriptedLister(std::vector<std::vector<std::string>> pages)
+      : pages_(std::move(pages)) {}
+
+  absl::Status Handle(Exchange& x) override {
+    auto keys = x.reply.initRoot<schema::Reply>().initKeys();
+    const std::vector<std::string>& page = pages_[std::min(next_, pages_.size() - 1)];
+    auto list = keys.initKeys(static_cast<unsigned>(page.size()));
+    for (size_t i = 0; i < page.size(); ++i) list.set(static_cast<unsigned>(i), AsData(page[i]));
+    keys.setMore(++next_ < pages_.size());
+    return absl::OkStatus();
+  }
+
+ private:
+  std::vector<std::vector<std::string>> pages_;
+  size_t next_ = 0;
+};
+
+absl::StatusOr<std::vector<std::string>> ListFrom(std::vector<std::vector<std::string>> pages) {
+  ScriptedLister lister(std::move(pages));
+  CB_ASSIGN_OR_RETURN(std::unique_ptr<ServingThread> serving, ServingThread::Start(lister));
+  CB_ASSIGN_OR_RETURN(UniqueFd connection, serving->Connect());
+  KvstoreClient kv(std::move(connection));
+  return kv.List();
+}
+
+// A service that repeated a page with `more` set would keep the client
+// asking forever. (Here the script ends after three pages, so that a client
+// that believes it returns the repeated keys instead of hanging.)
+TEST(KvstoreClientTest, RefusesPagesThatDoNotAdvance) {
+  const std::vector<std::vector<std::vector<std::string>>> hostile = {
+      {{"a", "b"}, {"a", "b"}, {"a", "b"}},  // the same page again
+      {{"a", "b"}, {"b", "c"}},              // starts at its startAfter
+      {{"a", "c"}, {"b"}},                   // goes back
+      {{"b", "a"}},                          // out of order within a page
+      {{"a", "a"}},                          // a key twice
+      {{""}},                                // an empty key, before every key
+  };
+  for (const auto& pages : hostile) {
+    EXPECT_THAT(ListFrom(pages),
+                StatusIs(absl::StatusCode::kInternal, HasSubstr("out of order")))
+        << ::testing::PrintToString(pages);
+  }
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> keys, ListFrom({{"a", "b"}, {"c"}}));
+  EXPECT_THAT(keys, ::testing::ElementsAre("a", "b", "c"));
 }
 
 }  // namespace

@@ -16,5 +16,6 @@ int main(int argc, char** argv) {
       [](capbroker::UniqueFd dir) -> absl::StatusOr<std::unique_ptr<capbroker::RequestHandler>> {
         CB_ASSIGN_OR_RETURN(kvstore::Store store, kvstore::Store::Open(std::move(dir)));
         return std::make_unique<kvstore::KvstoreHandler>(std::move(store));
-      });
+      },
+      capbroker::ServeOptions{kvstore::KvstoreHandler::LoopOptions(), {}});
 }

@@ -7,11 +7,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <algorithm>
+#include <optional>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/service/read_file.h"
@@ -60,23 +62,50 @@ absl::StatusOr<Store> Store::Open(UniqueFd dir) {
     }
     return ErrnoStatus(errno, "flock(data directory)");
   }
-  CB_ASSIGN_OR_RETURN(std::vector<std::string> names, ReadNames(dir.get()));
-  size_t count = 0;
+  Store store(std::move(dir), {});
+  CB_RETURN_IF_ERROR(store.CheckWritable());
+  CB_ASSIGN_OR_RETURN(std::vector<std::string> names, ReadNames(store.dir_.get()));
   bool removed = false;
   for (const std::string& name : names) {
-    if (KeyOfFileName(name).has_value()) {
-      ++count;
+    if (std::optional<std::string> key = KeyOfFileName(name)) {
+      store.keys_.insert(std::move(*key));
     } else if (absl::StartsWith(name, kTempPrefix)) {
       // A put that had not been acknowledged when the last run ended.
-      if (unlinkat(dir.get(), name.c_str(), 0) != 0 && errno != ENOENT) {
+      if (unlinkat(store.dir_.get(), name.c_str(), 0) != 0 && errno != ENOENT) {
         return ErrnoStatus(errno, absl::StrCat("unlinkat(data/", name, ")"));
       }
       removed = true;
     }
   }
-  Store store(std::move(dir), count);
   if (removed) CB_RETURN_IF_ERROR(store.SyncDirectory());
   return store;
+}
+
+absl::Status Store::CheckWritable() {
+  // A temporary file's name: should this process die before the unlink,
+  // the next Open removes it.
+  const std::string probe = TempName();
+  absl::StatusOr<UniqueFd> file = TakeFd(
+      openat(dir_.get(), probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600),
+      absl::StrCat("openat(data/", probe, ")"));
+  if (!file.ok()) {
+    // Named by its grant: the service cannot know the directory's path
+    // (/proc shows it as the sandbox sees it, "/"), nor its owner (an
+    // owner outside the service's user namespace shows as the overflow
+    // uid).
+    struct stat st {};
+    fstat(dir_.get(), &st);
+    const unsigned uid = geteuid();
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "data: the granted directory (mode %04o) does not let the kvstore, running as uid %u, "
+        "create files in it (%s); make it writable by uid %u",
+        st.st_mode & 07777, uid, file.status().message(), uid));
+  }
+  file->reset();
+  if (unlinkat(dir_.get(), probe.c_str(), 0) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("unlinkat(data/", probe, ")"));
+  }
+  return absl::OkStatus();
 }
 
 std::string Store::TempName() {
@@ -99,9 +128,8 @@ absl::Status Store::Put(absl::string_view key, absl::string_view value) {
         absl::StrCat("value of ", value.size(), " bytes; at most ", kMaxValueBytes));
   }
   const std::string name = KeyFileName(key);
-  struct stat st {};
-  const bool exists = fstatat(dir_.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
-  if (!exists && count_ >= kMaxKeys) {
+  const bool exists = keys_.count(std::string(key)) != 0;
+  if (!exists && keys_.size() >= kMaxKeys) {
     return absl::ResourceExhaustedError(absl::StrCat("the store holds ", kMaxKeys, " keys"));
   }
   const std::string temp = TempName();
@@ -122,7 +150,7 @@ absl::Status Store::Put(absl::string_view key, absl::string_view value) {
     unlinkat(dir_.get(), temp.c_str(), 0);  // best effort; Open removes it otherwise
     return status;
   }
-  if (!exists) ++count_;
+  if (!exists) keys_.emplace(key);
   // The new value is in place; until this fsync it might not survive a
   // power failure, so the put is not acknowledged before it.
   return SyncDirectory();
@@ -150,18 +178,8 @@ absl::Status Store::Delete(absl::string_view key) {
     if (errno == ENOENT) return absl::NotFoundError("no such key");
     return ErrnoStatus(errno, absl::StrCat("unlinkat(data/", name, ")"));
   }
-  if (count_ > 0) --count_;
+  keys_.erase(std::string(key));
   return SyncDirectory();
-}
-
-absl::StatusOr<std::vector<std::string>> Store::List() {
-  CB_ASSIGN_OR_RETURN(std::vector<std::string> names, ReadNames(dir_.get()));
-  std::vector<std::string> keys;
-  for (const std::string& name : names) {
-    if (std::optional<std::string> key = KeyOfFileName(name)) keys.push_back(std::move(*key));
-  }
-  std::sort(keys.begin(), keys.end());
-  return keys;
 }
 
 }  // namespace capbroker::kvstore

@@ -13,14 +13,17 @@
 //
 // One Store per directory: Open takes an exclusive flock on the directory
 // fd, and a second Store (another service instance) is refused rather than
-// allowed to race the first. Not thread-safe.
+// allowed to race the first. The store therefore keeps its keys in memory
+// too, sorted, read once by Open and kept current by Put and Delete, so that
+// listing never reads the directory (a list page would otherwise read and
+// sort up to kMaxKeys names). Not thread-safe.
 #ifndef CAPBROKER_SERVICES_KVSTORE_STORE_H_
 #define CAPBROKER_SERVICES_KVSTORE_STORE_H_
 
 #include <cstddef>
 #include <cstdint>
+#include <set>
 #include <string>
-#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -37,9 +40,12 @@ inline constexpr size_t kMaxKeys = 100000;
 class Store {
  public:
   // Takes `dir`, a directory fd with write access beneath it (the "data"
-  // grant), locks it, removes stale temporary files, and counts the keys.
-  // kFailedPrecondition when `dir` is not a directory or another Store
-  // holds it.
+  // grant), locks it, checks that this process can create files in it,
+  // removes stale temporary files, and reads the keys.
+  // kFailedPrecondition when `dir` is not a directory, another Store holds
+  // it, or this process's uid cannot create files in it (said with the
+  // uid, since a service that started would only fail each put with
+  // EACCES).
   static absl::StatusOr<Store> Open(UniqueFd dir);
 
   Store(Store&&) = default;
@@ -56,20 +62,25 @@ class Store {
   // kNotFound when `key` has no value.
   absl::Status Delete(absl::string_view key);
 
-  // Every key, in bytewise order.
-  absl::StatusOr<std::vector<std::string>> List();
+  // Every key, in bytewise order, from memory: valid until the next Put or
+  // Delete.
+  const std::set<std::string>& keys() const { return keys_; }
 
-  size_t size() const { return count_; }
+  size_t size() const { return keys_.size(); }
 
  private:
-  Store(UniqueFd dir, size_t count) : dir_(std::move(dir)), count_(count) {}
+  Store(UniqueFd dir, std::set<std::string> keys) : dir_(std::move(dir)), keys_(std::move(keys)) {}
 
   // A new temporary file's name, unique within this process's life.
   std::string TempName();
+  // Creates a file in the directory and removes it; kFailedPrecondition
+  // describing the directory and this process's uid when it cannot.
+  absl::Status CheckWritable();
   absl::Status SyncDirectory();
 
   UniqueFd dir_;
-  size_t count_ = 0;
+  // std::string orders bytewise (as unsigned char), as the protocol does.
+  std::set<std::string> keys_;
   uint64_t temp_counter_ = 0;
 };
 

@@ -5,6 +5,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <set>
+#include <string>
+
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
@@ -46,8 +50,7 @@ TEST_F(StoreTest, PutGetDeleteList) {
   ASSERT_OK(store.Put(std::string("\0bin", 4), ""));
   ASSERT_OK_AND_ASSIGN(std::string a, store.Get("a"));
   EXPECT_EQ(a, "1");
-  ASSERT_OK_AND_ASSIGN(std::vector<std::string> keys, store.List());
-  EXPECT_THAT(keys, ElementsAre(std::string("\0bin", 4), "a", "b"));
+  EXPECT_THAT(store.keys(), ElementsAre(std::string("\0bin", 4), "a", "b"));
   EXPECT_EQ(store.size(), 3u);
   ASSERT_OK(store.Delete("a"));
   EXPECT_THAT(store.Delete("a"), StatusIs(absl::StatusCode::kNotFound));
@@ -81,8 +84,7 @@ TEST_F(StoreTest, ACrashMidPutLeavesTheOldValueAndNoTrace) {
   ASSERT_OK_AND_ASSIGN(Store store, OpenStore());
   ASSERT_OK_AND_ASSIGN(std::string v, store.Get("k"));
   EXPECT_EQ(v, "acknowledged");
-  ASSERT_OK_AND_ASSIGN(std::vector<std::string> keys, store.List());
-  EXPECT_THAT(keys, ElementsAre("k"));
+  EXPECT_THAT(store.keys(), ElementsAre("k"));
   EXPECT_THAT(Entries(), ElementsAre("k.6b"));
 }
 
@@ -140,10 +142,39 @@ TEST_F(StoreTest, RefusesAFileForADirectory) {
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not a directory")));
 }
 
+// The keys are kept in memory: after any sequence of puts and deletes they
+// are what the directory holds, in order, as a new Store reading the
+// directory finds them.
+TEST_F(StoreTest, TheKeysFollowPutsAndDeletes) {
+  std::set<std::string> expected;
+  {
+    ASSERT_OK_AND_ASSIGN(Store store, OpenStore());
+    uint32_t state = 1;
+    for (int i = 0; i < 300; ++i) {
+      state = state * 1103515245 + 12345;  // a fixed sequence, drawn from 40 keys
+      const std::string key = absl::StrCat("key", (state >> 16) % 40);
+      if ((state >> 8) % 3 == 0) {
+        EXPECT_EQ(store.Delete(key).ok(), expected.erase(key) == 1) << key;
+      } else {
+        ASSERT_OK(store.Put(key, "v"));
+        expected.insert(key);
+      }
+      ASSERT_EQ(store.keys(), expected) << "after step " << i;
+    }
+    ASSERT_OK(store.Put(std::string("\xff", 1), "v"));  // bytewise: after every other
+    ASSERT_OK(store.Put(std::string("\x01", 1), "v"));
+    expected.insert({std::string("\xff", 1), std::string("\x01", 1)});
+    EXPECT_EQ(*store.keys().rbegin(), std::string("\xff", 1));
+    EXPECT_EQ(store.keys(), expected);
+    EXPECT_EQ(store.size(), expected.size());
+  }
+  ASSERT_OK_AND_ASSIGN(Store store, OpenStore());
+  EXPECT_EQ(store.keys(), expected);
+}
+
 TEST_F(StoreTest, EmptyStoreListsNothing) {
   ASSERT_OK_AND_ASSIGN(Store store, OpenStore());
-  ASSERT_OK_AND_ASSIGN(std::vector<std::string> keys, store.List());
-  EXPECT_THAT(keys, IsEmpty());
+  EXPECT_THAT(store.keys(), IsEmpty());
 }
 
 }  // namespace

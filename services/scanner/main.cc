@@ -18,6 +18,7 @@ namespace scanner = capbroker::scanner;
 
 int main(int argc, char** argv) {
   capbroker::ServeOptions options;
+  options.loop.max_request_fds = 1;  // a scan carries its file; nothing else does
   options.workers.emplace();
   options.workers->refusal = scanner::SetRefusal;
   return capbroker::ServeWithGrant(

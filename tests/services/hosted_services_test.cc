@@ -17,8 +17,12 @@
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
 #include "sdk/client/client.h"
+#include "sdk/service/call_service.h"
+#include "sdk/wire/channel.h"
 #include "services/journal/client.h"
+#include "services/journal/journal.capnp.h"
 #include "services/kvstore/client.h"
+#include "services/kvstore/kvstore.capnp.h"
 #include "services/scanner/eicar.h"
 #include "services/scanner/scanner_client.h"
 #include "tests/fixtures/broker_process.h"
@@ -41,8 +45,9 @@ constexpr char kPolicy[] = R"(( capabilities = [
       connect = [ "me" ] ),
     ( name = "kvstore", command = [ "$KVSTORE", "--grant=kv-data" ],
       grants = [ "kv-data" ], connect = [ "me" ], restartDelayMs = 10 ),
-    ( name = "journal", command = [ "$JOURNAL", "--grant=journal-log" ],
-      grants = [ "journal-log" ], connect = [ "me" ] ) ] ))";
+    ( name = "journal", command = [ "$JOURNAL", "--grant=journal-log",
+                                    "--max-log-bytes=$JOURNAL_MAX" ],
+      grants = [ "journal-log" ], connect = [ "me" ]$JOURNAL_SANDBOX ) ] ))";
 
 class HostedServicesTest : public ::testing::Test {
  protected:
@@ -58,13 +63,18 @@ class HostedServicesTest : public ::testing::Test {
     StartBroker();
   }
 
-  void StartBroker() {
+  void StartBroker(testing::BrokerOptions options = {}) {
     client_.reset();
     broker_.reset();
     absl::StatusOr<std::unique_ptr<testing::BrokerProcess>> broker =
-        testing::BrokerProcess::Start(absl::StrReplaceAll(
-            kPolicy, {{"$PUB", pub_}, {"$SCANNER", scanner_.path()},
-                      {"$KVSTORE", kvstore_.path()}, {"$JOURNAL", journal_.path()}}));
+        testing::BrokerProcess::StartWith(
+            absl::StrReplaceAll(kPolicy, {{"$PUB", pub_},
+                                          {"$SCANNER", scanner_.path()},
+                                          {"$KVSTORE", kvstore_.path()},
+                                          {"$JOURNAL", journal_.path()},
+                                          {"$JOURNAL_MAX", journal_max_log_bytes_},
+                                          {"$JOURNAL_SANDBOX", journal_sandbox_}}),
+            std::move(options));
     ASSERT_OK(broker.status());
     broker_ = std::move(*broker);
     absl::StatusOr<Client> client = Client::Connect(broker_->socket_path());
@@ -83,6 +93,8 @@ class HostedServicesTest : public ::testing::Test {
   testing::ServiceBinary kvstore_{"services/kvstore/kvstore"};
   testing::ServiceBinary journal_{"services/journal/journal"};
   std::string pub_;
+  std::string journal_max_log_bytes_ = "1073741824";
+  std::string journal_sandbox_;  // ", sandbox = (...)" for the journal
   std::unique_ptr<testing::BrokerProcess> broker_;
   std::unique_ptr<Client> client_;
 };
@@ -164,6 +176,94 @@ TEST_F(HostedServicesTest, JournalDoesNotStartOnALogThatIsNotAppendOnly) {
               StatusIs(absl::StatusCode::kUnavailable,
                        HasSubstr("chattr +a " + pub_ + "/journal.log")));
   EXPECT_EQ(testing::ReadWholeFile(pub_ + "/journal.log"), "earlier line\n");
+}
+
+// The request with the fd attached, as no client library sends it.
+template <typename Reply>
+absl::Status CallWithFd(UniqueFd connection, capnp::MessageBuilder& request, int fd) {
+  wire::Channel channel(std::move(connection));
+  return CallService<Reply>(channel, request, {fd},
+                            [](typename Reply::Reader) { return absl::OkStatus(); });
+}
+
+// The kvstore and the journal take no fds: the kernel discards any a client
+// attaches before the service could close it (close() of a FUSE file would
+// wait for its server; connection_loop_test proves that nothing is
+// installed). The refusal is an error reply, and the service serves on.
+TEST_F(HostedServicesTest, KvstoreAndJournalDiscardFdsUnopened) {
+  std::ofstream(pub_ + "/journal.log") << "";
+  ASSERT_TRUE(testing::SetAppendOnly(pub_ + "/journal.log", true));
+  UniqueFd any(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  {
+    capnp::MallocMessageBuilder request;
+    request.initRoot<kvstore::schema::Request>().setGet(capnp::Data::Reader(
+        reinterpret_cast<const capnp::byte*>("k"), 1));
+    EXPECT_THAT(CallWithFd<kvstore::schema::Reply>(Connect("kvstore"), request, any.get()),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("discarded unopened")));
+  }
+  {
+    capnp::MallocMessageBuilder request;
+    request.initRoot<journal::schema::Request>().setAppend("x");
+    EXPECT_THAT(CallWithFd<journal::schema::Reply>(Connect("journal"), request, any.get()),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("discarded unopened")));
+  }
+  kvstore::KvstoreClient kv(Connect("kvstore"));
+  EXPECT_OK(kv.Put("k", "v"));
+  EXPECT_EQ(testing::ReadWholeFile(pub_ + "/journal.log"), "");
+}
+
+// --max-log-bytes in the journal's command bounds its log.
+TEST_F(HostedServicesTest, JournalRefusesRecordsBeyondItsMaxLogBytes) {
+  journal_max_log_bytes_ = "2000";
+  StartBroker();
+  std::ofstream(pub_ + "/journal.log") << "earlier line\n";
+  ASSERT_TRUE(testing::SetAppendOnly(pub_ + "/journal.log", true));
+  journal::JournalClient journal(Connect("journal"));
+  absl::Status refused;
+  for (int i = 0; i < 10 && refused.ok(); ++i) {
+    refused = journal.Append(std::string(300, 'x')).status();
+  }
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kResourceExhausted,
+                                HasSubstr("its limit of 2000 bytes")));
+  EXPECT_LE(testing::ReadWholeFile(pub_ + "/journal.log").size(), 2000u);
+}
+
+// A log at the file size limit (RLIMIT_FSIZE, which the journal inherits
+// from the broker here) fails the journal's writes with EFBIG; with
+// SIGXFSZ at its default, the first such write would kill the journal
+// instead, for every client. (Not as pid 1 of a pid namespace, which
+// signals at their default do not reach: hence privatePids = off.)
+TEST_F(HostedServicesTest, JournalSurvivesTheFileSizeLimit) {
+  constexpr size_t kLimit = 1 << 20;
+  std::ofstream(pub_ + "/journal.log") << std::string(kLimit - 50, '\n');
+  ASSERT_TRUE(testing::SetAppendOnly(pub_ + "/journal.log", true));
+  testing::BrokerOptions options;
+  options.file_size_limit = kLimit;
+  journal_sandbox_ = ", sandbox = ( privatePids = off )";
+  StartBroker(std::move(options));
+  journal::JournalClient journal(Connect("journal"));
+  EXPECT_THAT(journal.Append("cut short").status(),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("wrote 50 of")));
+  EXPECT_THAT(journal.Append("no room").status(),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("RLIMIT_FSIZE")));
+  EXPECT_EQ(testing::ReadWholeFile(pub_ + "/journal.log").size(), kLimit);
+}
+
+// A kvstore whose directory its uid cannot write to would start, and then
+// fail every put with EACCES. It does not start, and says why.
+TEST_F(HostedServicesTest, KvstoreDoesNotStartOnADirectoryItCannotWrite) {
+  ASSERT_EQ(chown((pub_ + "/kv").c_str(), 0, 0), 0);
+  ASSERT_EQ(chmod((pub_ + "/kv").c_str(), 0755), 0);
+  testing::BrokerOptions options;
+  options.capture_stderr = true;
+  StartBroker(std::move(options));
+  EXPECT_THAT(client_->ConnectService("kvstore").status(),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("exited before it was ready")));
+  // The broker logs what the service said before it answers the connect.
+  EXPECT_THAT(broker_->Stderr(),
+              HasSubstr("[kvstore] kvstore: FAILED_PRECONDITION: data: the granted directory "
+                        "(mode 0755) does not let the kvstore, running as uid 65534, create files "
+                        "in it"));
 }
 
 }  // namespace

@@ -72,7 +72,7 @@
 #include "absl/types/span.h"
 #include "broker/audit/audit_log.h"
 #include "broker/server/dispatch.h"
-#include "broker/server/log_limiter.h"
+#include "sdk/base/log_limiter.h"
 #include "broker/server/loop_port.h"
 #include "broker/server/request_handler.h"
 #include "broker/server/stats.h"

@@ -16,7 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "broker/sandbox/namespaces.h"
-#include "broker/server/log_limiter.h"
+#include "sdk/base/log_limiter.h"
 #include "broker/service/messages.h"
 #include "broker/service/output_lines.h"
 #include "sdk/base/status_macros.h"
@@ -98,7 +98,7 @@ struct ServiceHost::Service {
   std::string last_exit;
   std::vector<server::ConnectRequest> pending;
   OutputLines lines;
-  server::LogLimiter log_limiter{kServiceLogLinesPerSecond};
+  LogLimiter log_limiter{kServiceLogLinesPerSecond};
 };
 
 ServiceHost::ServiceHost(server::RequestHandler& handler, server::LoopPort& loop,

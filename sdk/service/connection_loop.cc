@@ -22,12 +22,6 @@ namespace {
 // Events taken per epoll_wait; more simply wait for the next turn.
 constexpr int kEventsPerTurn = 64;
 
-int64_t MonotonicSecond() {
-  timespec now{};
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return now.tv_sec;
-}
-
 std::string Describe(const Peer& peer) {
   return absl::StrCat("principal '", peer.principal, "' (uid ", peer.uid, ", pid ", peer.pid,
                       ")");
@@ -67,7 +61,8 @@ ConnectionLoop::ConnectionLoop(Client& broker, RequestHandler& handler, Options 
     : broker_(&broker),
       handler_(handler),
       options_(options),
-      buffer_(std::make_unique<wire::ReceiveBuffer>()) {}
+      buffer_(std::make_unique<wire::ReceiveBuffer>()),
+      log_(options.max_log_lines_per_second) {}
 
 ConnectionLoop::ConnectionLoop(IncomingConnection connection, RequestHandler& handler,
                                Options options)
@@ -75,7 +70,8 @@ ConnectionLoop::ConnectionLoop(IncomingConnection connection, RequestHandler& ha
       single_(std::move(connection)),
       handler_(handler),
       options_(options),
-      buffer_(std::make_unique<wire::ReceiveBuffer>()) {}
+      buffer_(std::make_unique<wire::ReceiveBuffer>()),
+      log_(options.max_log_lines_per_second) {}
 
 ConnectionLoop::~ConnectionLoop() = default;
 
@@ -156,7 +152,7 @@ absl::StatusOr<bool> ConnectionLoop::AcceptAll() {
 void ConnectionLoop::Add(IncomingConnection incoming) {
   if (connections_.size() >= options_.max_connections) {
     if (!refusing_) {
-      Log(absl::StrCat("at the limit of ", options_.max_connections,
+      log_.Line(absl::StrCat("at the limit of ", options_.max_connections,
                        " connections: closing new ones until one ends"));
       refusing_ = true;
     }
@@ -165,7 +161,7 @@ void ConnectionLoop::Add(IncomingConnection incoming) {
   refusing_ = false;
   auto held = connections_per_uid_.find(incoming.uid);
   if (held != connections_per_uid_.end() && held->second >= options_.max_connections_per_uid) {
-    Log(absl::StrCat("uid ", incoming.uid, " holds the limit of ",
+    log_.Line(absl::StrCat("uid ", incoming.uid, " holds the limit of ",
                      options_.max_connections_per_uid,
                      " connections per uid: closing a new one of principal '",
                      incoming.principal, "' (pid ", incoming.pid, ")"));
@@ -177,7 +173,7 @@ void ConnectionLoop::Add(IncomingConnection incoming) {
   absl::Status status = SetNonBlocking(c->fd.get(), true);
   if (status.ok()) status = Watch(*c, true);
   if (!status.ok()) {
-    Log(absl::StrCat("cannot serve a connection of ", Describe(c->peer), ": ",
+    log_.Line(absl::StrCat("cannot serve a connection of ", Describe(c->peer), ": ",
                      status.ToString()));
     return;
   }
@@ -192,7 +188,7 @@ bool ConnectionLoop::Serve(Connection& c) {
       options_.max_request_fds == 0 ? wire::FdPolicy::kRefuse : wire::FdPolicy::kAccept);
   if (!datagram.ok()) {
     if (datagram.status().code() != absl::StatusCode::kUnavailable) {
-      Log(absl::StrCat("closed the connection of ", Describe(c.peer), ": ",
+      log_.Line(absl::StrCat("closed the connection of ", Describe(c.peer), ": ",
                        datagram.status().ToString()));
     }
     return false;
@@ -207,7 +203,7 @@ bool ConnectionLoop::Serve(Connection& c) {
     });
   }
   if (!framing.ok()) {
-    Log(absl::StrCat("closed the connection of ", Describe(c.peer),
+    log_.Line(absl::StrCat("closed the connection of ", Describe(c.peer),
                      ": not a message: ", framing.ToString()));
     return false;
   }
@@ -223,7 +219,7 @@ bool ConnectionLoop::Serve(Connection& c) {
     exchange.request_fds.clear();  // closes what the handler left
   }
   if (!handled.ok()) {
-    Log(absl::StrCat("closed the connection of ", Describe(c.peer), ": ", handled.ToString()));
+    log_.Line(absl::StrCat("closed the connection of ", Describe(c.peer), ": ", handled.ToString()));
     return false;
   }
   return Reply(c, exchange);
@@ -232,7 +228,7 @@ bool ConnectionLoop::Serve(Connection& c) {
 bool ConnectionLoop::Reply(Connection& c, Exchange& exchange) {
   absl::StatusOr<wire::OutgoingFrame> frame = wire::OutgoingFrame::Of(exchange.reply);
   if (!frame.ok()) {
-    Log(absl::StrCat("cannot answer ", Describe(c.peer), ": ", frame.status().ToString()));
+    log_.Line(absl::StrCat("cannot answer ", Describe(c.peer), ": ", frame.status().ToString()));
     return false;
   }
   std::vector<int> reply_fds;
@@ -281,23 +277,5 @@ void ConnectionLoop::Close(int fd) {
   connections_.erase(it);
 }
 
-void ConnectionLoop::Log(const std::string& line) {
-  int64_t second = MonotonicSecond();
-  if (second != log_second_) {
-    if (log_suppressed_ > 0) {
-      std::fprintf(stderr, "%llu log lines suppressed\n",
-                   static_cast<unsigned long long>(log_suppressed_));
-    }
-    log_second_ = second;
-    log_lines_ = 0;
-    log_suppressed_ = 0;
-  }
-  if (log_lines_ >= options_.max_log_lines_per_second) {
-    ++log_suppressed_;
-    return;
-  }
-  ++log_lines_;
-  std::fprintf(stderr, "%s\n", line.c_str());
-}
 
 }  // namespace capbroker

@@ -59,6 +59,7 @@
 #include "capnp/message.h"
 #include "sdk/base/unique_fd.h"
 #include "sdk/client/client.h"
+#include "sdk/service/rate_limited_log.h"
 #include "sdk/wire/datagram.h"
 #include "sdk/wire/limits.h"
 
@@ -190,7 +191,6 @@ class ConnectionLoop {
   // Watches `c` for requests, or, while a reply waits, for room to send it.
   absl::Status Watch(Connection& c, bool add);
   void Close(int fd);
-  void Log(const std::string& line);
 
   Client* broker_;  // null when serving `single_` alone
   std::optional<IncomingConnection> single_;  // until the first turn adds it
@@ -203,9 +203,7 @@ class ConnectionLoop {
   // Open connections by uid; a uid with none has no entry.
   std::unordered_map<uint32_t, size_t> connections_per_uid_;
   std::unique_ptr<wire::ReceiveBuffer> buffer_;  // one for all connections
-  int64_t log_second_ = 0;
-  int log_lines_ = 0;
-  uint64_t log_suppressed_ = 0;
+  RateLimitedLog log_;
 };
 
 }  // namespace capbroker

@@ -10,25 +10,21 @@
 #ifndef CAPBROKER_SDK_SERVICE_RATE_LIMITED_LOG_H_
 #define CAPBROKER_SDK_SERVICE_RATE_LIMITED_LOG_H_
 
-#include <cstdint>
-
 #include "absl/strings/string_view.h"
+#include "sdk/base/log_limiter.h"
 
 namespace capbroker {
 
 class RateLimitedLog {
  public:
-  explicit RateLimitedLog(int lines_per_second) : lines_per_second_(lines_per_second) {}
+  explicit RateLimitedLog(int lines_per_second) : limiter_(lines_per_second) {}
 
   // Writes `line` and a newline to stderr, unless this second's budget is
   // spent.
   void Line(absl::string_view line);
 
  private:
-  const int lines_per_second_;
-  int64_t second_ = -1;  // CLOCK_MONOTONIC
-  int lines_ = 0;
-  uint64_t suppressed_ = 0;
+  LogLimiter limiter_;
 };
 
 }  // namespace capbroker

@@ -1,8 +1,8 @@
-#include "broker/server/log_limiter.h"
+#include "sdk/base/log_limiter.h"
 
 #include "gtest/gtest.h"
 
-namespace capbroker::server {
+namespace capbroker {
 namespace {
 
 TEST(LogLimiterTest, AllowsBudgetPerSecondAndCountsTheRest) {
@@ -22,4 +22,4 @@ TEST(LogLimiterTest, AllowsBudgetPerSecondAndCountsTheRest) {
 }
 
 }  // namespace
-}  // namespace capbroker::server
+}  // namespace capbroker

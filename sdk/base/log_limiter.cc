@@ -1,6 +1,6 @@
-#include "broker/server/log_limiter.h"
+#include "sdk/base/log_limiter.h"
 
-namespace capbroker::server {
+namespace capbroker {
 
 bool LogLimiter::Allow(absl::Time now, uint64_t& suppressed) {
   int64_t second = absl::ToUnixSeconds(now);
@@ -18,4 +18,4 @@ bool LogLimiter::Allow(absl::Time now, uint64_t& suppressed) {
   return true;
 }
 
-}  // namespace capbroker::server
+}  // namespace capbroker

@@ -4,14 +4,14 @@
 // does not read). Unlimited, a flood of such events would flood the log and
 // bury what matters; so each kind of line has a budget per second, and the
 // first line allowed after a suppression says how many were dropped.
-#ifndef CAPBROKER_BROKER_SERVER_LOG_LIMITER_H_
-#define CAPBROKER_BROKER_SERVER_LOG_LIMITER_H_
+#ifndef CAPBROKER_SDK_BASE_LOG_LIMITER_H_
+#define CAPBROKER_SDK_BASE_LOG_LIMITER_H_
 
 #include <cstdint>
 
 #include "absl/time/time.h"
 
-namespace capbroker::server {
+namespace capbroker {
 
 class LogLimiter {
  public:
@@ -28,6 +28,6 @@ class LogLimiter {
   uint64_t suppressed_ = 0;
 };
 
-}  // namespace capbroker::server
+}  // namespace capbroker
 
-#endif  // CAPBROKER_BROKER_SERVER_LOG_LIMITER_H_
+#endif  // CAPBROKER_SDK_BASE_LOG_LIMITER_H_

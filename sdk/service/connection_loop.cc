@@ -1,7 +1,6 @@
 #include "sdk/service/connection_loop.h"
 
 #include <sys/epoll.h>
-#include <time.h>
 
 #include <cstdio>
 #include <optional>

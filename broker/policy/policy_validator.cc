@@ -20,9 +20,6 @@ namespace {
 
 using schema::Access;
 
-// The schema's "criterion not given" for uid and gid.
-constexpr int64_t kAnyId = -1;
-
 
 class Validator {
  public:
@@ -223,7 +220,10 @@ class Validator {
     std::string exe_path = absl::StrCat(path, ".exe");
     bool exe_given = checks_.locator().Find(exe_path) != nullptr || !spec.exe.empty();
     if (exe_given) checks_.CheckPath(label, exe_path, spec.exe, "exe");
-    bool ids_given = match.getUid() != kAnyId || match.getGid() != kAnyId;
+    // Written, even when out of range (Id reports that): a criterion given
+    // wrongly is not a criterion left out.
+    bool ids_given = checks_.Given(absl::StrCat(path, ".uid")) ||
+                     checks_.Given(absl::StrCat(path, ".gid"));
     if (spec.any_user && (ids_given || exe_given)) {
       checks_.Error(absl::StrCat(path, ".anyUser"),
             absl::StrCat(label, ": anyUser = true with uid, gid or exe is ambiguous "

@@ -88,6 +88,14 @@ TEST(ServicePolicyTest, ErrorsNameTheirPlace) {
               HasSubstr("A is set twice"));
   EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "/bin/s" ], user = 0 ))"),
               HasSubstr("a service never runs as root"));
+  // -1 stands for "left out" in the schema; written, it is refused.
+  EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "/bin/s" ], user = -1 ))"),
+              HasSubstr("policy.cb:5:61: service 's': user -1 is out of range: 0 to "
+                        "4294967294 (or leave it out to use the default)"));
+  EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "/bin/s" ], group = -1 ))"),
+              HasSubstr("service 's': group -1 is out of range"));
+  EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "/bin/s" ], user = "65534" ))"),
+              HasSubstr("must be a whole number from 0 to 4294967294 (a uid;"));
   EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "/bin/s" ], restartDelayMs = 0 ))"),
               HasSubstr("restartDelayMs 0 is out of range: 1 to"));
   EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "/bin/s" ],
@@ -102,8 +110,14 @@ TEST(ServicePolicyTest, ErrorsNameTheirPlace) {
 }
 
 TEST(ServicePolicyTest, ServicesSharePrincipalNames) {
-  EXPECT_THAT(ErrorFor(R"(( name = "ops", command = [ "/bin/s" ] ))"),
-              HasSubstr("service 'ops' is defined twice (first at line 4"));
+  // The principal 'ops' is defined at line 4, column 27 (its name).
+  EXPECT_EQ(ErrorFor(R"(( name = "ops", command = [ "/bin/s" ] ))"),
+            "policy.cb:5:25: service 'ops' has the name of principal 'ops' (at line 4, "
+            "column 27); principals and services share one name space: rename one");
+  // Two services of one name are defined twice.
+  EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "/bin/s" ] ),
+                          ( name = "s", command = [ "/bin/s" ] ))"),
+              HasSubstr("service 's' is defined twice (first at line 5, column 25)"));
 }
 
 TEST(ServicePolicyTest, ConnectMayNameALaterService) {

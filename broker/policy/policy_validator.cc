@@ -23,15 +23,16 @@ using schema::Access;
 
 class Validator {
  public:
-  Validator(const TextLocator& locator, Diagnostics& diagnostics)
-      : checks_(locator, diagnostics) {}
+  Validator(const TextLocator& locator, const BrokerContext& broker,
+            Diagnostics& diagnostics)
+      : checks_(locator, diagnostics), broker_(broker) {}
 
   std::optional<Policy> Run(policy::Policy::Reader policy, absl::string_view source) {
     size_t errors_before = checks_.error_count();
     std::vector<CapabilitySpec> capabilities = Capabilities(policy.getCapabilities());
     std::vector<PrincipalSpec> principals = Principals(policy.getPrincipals());
     std::vector<ServiceSpec> services = ValidateServices(
-        policy.getServices(), checks_, capability_names_, principal_names_);
+        policy.getServices(), checks_, capability_names_, principal_names_, broker_);
     if (checks_.error_count() != errors_before) return std::nullopt;
     return Policy(std::string(source), std::move(capabilities), std::move(principals),
                   std::move(services));
@@ -242,6 +243,7 @@ class Validator {
 
 
   Checks checks_;
+  const BrokerContext& broker_;
   CapabilityNames capability_names_;
   // Principal names and where each is defined: services share the space.
   absl::flat_hash_map<std::string, std::string> principal_names_;
@@ -252,8 +254,9 @@ class Validator {
 std::optional<Policy> ValidatePolicy(policy::Policy::Reader policy,
                                      const TextLocator& locator,
                                      absl::string_view source,
+                                     const BrokerContext& broker,
                                      Diagnostics& diagnostics) {
-  return Validator(locator, diagnostics).Run(policy, source);
+  return Validator(locator, broker, diagnostics).Run(policy, source);
 }
 
 }  // namespace capbroker

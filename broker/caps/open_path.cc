@@ -152,6 +152,17 @@ absl::Status RequireAppendOnly(int fd, bool created, absl::string_view path) {
       "(chattr +a ", path, "), or grant write"));
 }
 
+// O_TRUNC empties the file whatever the access mode: with O_RDONLY (Linux
+// does truncate) and with O_APPEND alike. Only write and readWrite may
+// overwrite, so only they may truncate.
+absl::Status CheckTruncate(const FileOpen& how) {
+  if (!how.truncate || how.access == schema::Access::WRITE ||
+      how.access == schema::Access::READ_WRITE) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError("truncate needs write or readWrite access");
+}
+
 uint64_t PolicyResolve(bool follow_symlinks) {
   return follow_symlinks ? 0 : (RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
 }
@@ -176,6 +187,7 @@ absl::StatusOr<int> AccessFlags(schema::Access access) {
 
 absl::StatusOr<UniqueFd> OpenFile(absl::string_view path, const FileOpen& how,
                                   bool follow_symlinks) {
+  CB_RETURN_IF_ERROR(CheckTruncate(how));
   CB_ASSIGN_OR_RETURN(int flags, AccessFlags(how.access));
   if (how.create) flags |= O_CREAT;
   if (how.truncate) flags |= O_TRUNC;
@@ -214,6 +226,7 @@ absl::StatusOr<UniqueFd> OpenBeneath(int dirfd, absl::string_view relative,
     return absl::InvalidArgumentError(absl::StrCat(
         "path beneath a directory must be relative: ", relative));
   }
+  CB_RETURN_IF_ERROR(CheckTruncate(how));
   CB_ASSIGN_OR_RETURN(int flags, AccessFlags(how.access));
   if (how.create) flags |= O_CREAT;
   if (how.truncate) flags |= O_TRUNC;

@@ -30,7 +30,7 @@ namespace capbroker::caps {
 struct FileOpen {
   schema::Access access = schema::Access::READ;
   bool create = false;    // O_CREAT with `mode`
-  bool truncate = false;  // O_TRUNC
+  bool truncate = false;  // O_TRUNC; only with write or readWrite access
   mode_t mode = 0600;
   // The grant allows appending and nothing more. O_APPEND alone does not
   // hold that: the holder of the fd can turn O_APPEND off (fcntl F_SETFL)
@@ -48,7 +48,8 @@ absl::StatusOr<int> AccessFlags(schema::Access access);
 
 // Opens the regular file at the absolute `path`. Without `follow_symlinks`,
 // any symlink on the path fails the open (kPermissionDenied, saying so).
-// kFailedPrecondition when `path` is not a regular file.
+// kFailedPrecondition when `path` is not a regular file; kInvalidArgument
+// for truncate with read or append access.
 absl::StatusOr<UniqueFd> OpenFile(absl::string_view path, const FileOpen& how,
                                   bool follow_symlinks);
 
@@ -61,7 +62,8 @@ absl::StatusOr<UniqueFd> OpenDirectory(absl::string_view path,
 // path, no `..` above `dirfd`, no symlink anywhere. The result is a regular
 // file, or a directory when `how.access` is read and nothing is created.
 // kPermissionDenied for an escape or a symlink, kNotFound for a missing
-// file, kInvalidArgument for a malformed path.
+// file, kInvalidArgument for a malformed path or for truncate with read or
+// append access.
 absl::StatusOr<UniqueFd> OpenBeneath(int dirfd, absl::string_view relative,
                                      const FileOpen& how);
 

@@ -311,6 +311,29 @@ TEST_F(OpenBeneathTest, CreatesWithMaskedMode) {
   EXPECT_EQ(st.st_mode & 07000, 0u);
 }
 
+// O_TRUNC empties a file opened O_APPEND or O_RDONLY as well: only write
+// and readWrite may truncate, here as in the policy's rule for files.
+TEST_F(OpenBeneathTest, TruncateOnlyWithWriteOrReadWrite) {
+  for (schema::Access access : {schema::Access::APPEND, schema::Access::READ}) {
+    FileOpen how = Access(access);
+    how.truncate = true;
+    EXPECT_THAT(OpenBeneath(root_.get(), "sub/file", how),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("truncate needs write or readWrite access")));
+    EXPECT_THAT(OpenFile(dir_.Join("root/sub/file"), how, false),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("truncate needs write or readWrite access")));
+  }
+  struct stat st;
+  ASSERT_EQ(stat(dir_.Join("root/sub/file").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 6) << "the file was emptied";
+  FileOpen how = Access(schema::Access::READ_WRITE);
+  how.truncate = true;
+  ASSERT_OK(OpenBeneath(root_.get(), "sub/file", how).status());
+  ASSERT_EQ(stat(dir_.Join("root/sub/file").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 0);
+}
+
 // Beneath a directory grant, a mount is someone else's doing (a user's FUSE
 // mount, whose server could stall the broker): open beneath does not cross
 // into one.

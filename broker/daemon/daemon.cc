@@ -12,11 +12,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "broker/audit/audit_log.h"
+#include "broker/policy/broker_context.h"
 #include "broker/policy/policy_file.h"
 #include "broker/server/broker_loop.h"
 #include "broker/server/listener.h"
 #include "broker/server/readiness.h"
 #include "broker/server/request_handler.h"
+#include "broker/sandbox/cgroup.h"
 #include "broker/sandbox/sandbox.h"
 #include "broker/service/service_host.h"
 #include "sdk/base/status_macros.h"
@@ -76,11 +78,39 @@ absl::StatusOr<UniqueFd> SignalFd() {
   return TakeFd(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK), "signalfd");
 }
 
+// What this broker offers the policy it loads (see BrokerContext): at start,
+// its --cgroup DIR, checked (an error stops the start); `cgroup` is what
+// that check found.
+BrokerContext ContextFor(const sandbox::CgroupParent& cgroup) {
+  BrokerContext context;
+  context.cgroup = cgroup;
+  return context;
+}
+
+// The same for a reload: the --cgroup directory checked again, since its
+// controllers may have changed. A directory that fails the check now is
+// kept as unusable, so that only a policy that needs it is refused.
+BrokerContext ReloadContext(const DaemonFlags& flags) {
+  sandbox::CgroupParent cgroup;
+  if (!flags.cgroup_dir.empty()) {
+    absl::StatusOr<sandbox::CgroupParent> checked =
+        sandbox::CheckCgroupParent(flags.cgroup_dir);
+    if (checked.ok()) {
+      cgroup = *checked;
+    } else {
+      cgroup.path = flags.cgroup_dir;
+      cgroup.unusable = std::string(checked.status().message());
+    }
+  }
+  return ContextFor(cgroup);
+}
+
 // SIGHUP: load the policy file again and install it, or keep the current
 // policy whole and say why (fail closed: never half a policy).
-void ReloadPolicy(const std::string& path, server::RequestHandler& handler,
+void ReloadPolicy(const DaemonFlags& flags, server::RequestHandler& handler,
                   service::ServiceHost& services, server::Stats& stats) {
-  absl::StatusOr<Policy> policy = LoadPolicyFile(path);
+  const std::string& path = flags.policy_path;
+  absl::StatusOr<Policy> policy = LoadPolicyFile(path, ReloadContext(flags));
   absl::Status installed = policy.ok() ? handler.SetPolicy(std::move(policy).value())
                                        : policy.status();
   if (!installed.ok()) {
@@ -119,7 +149,7 @@ bool OnSignals(int signal_fd, const DaemonFlags& flags, audit::AuditLog& audit,
          static_cast<ssize_t>(sizeof(info))) {
     if (info.ssi_signo == SIGHUP) {
       ReopenAuditLog(flags.audit_log_path, audit);
-      ReloadPolicy(flags.policy_path, handler, services, stats);
+      ReloadPolicy(flags, handler, services, stats);
     } else {
       stop = true;
     }
@@ -185,7 +215,13 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
     CB_ASSIGN_OR_RETURN(ready, server::ReadyFd::Claim(*flags.ready_fd));
   }
   RaiseFdLimit();
-  CB_ASSIGN_OR_RETURN(Policy policy, LoadPolicyFile(flags.policy_path));
+  // Before the policy, which is checked against it: a broker told to put
+  // services' limits in a cgroup directory it cannot use does not start.
+  sandbox::CgroupParent cgroup;
+  if (!flags.cgroup_dir.empty()) {
+    CB_ASSIGN_OR_RETURN(cgroup, sandbox::CheckCgroupParent(flags.cgroup_dir));
+  }
+  CB_ASSIGN_OR_RETURN(Policy policy, LoadPolicyFile(flags.policy_path, ContextFor(cgroup)));
   audit::AuditLog audit;
   if (!flags.audit_log_path.empty()) {
     CB_ASSIGN_OR_RETURN(audit, audit::AuditLog::OpenFile(flags.audit_log_path));

@@ -8,16 +8,6 @@
 #include "broker/policy/spelling.h"
 
 namespace capbroker {
-namespace {
-
-// uid_t and gid_t are 32 bits; (uid_t)-1 means "no change" to chown and is
-// never the id of a process, so the largest usable id is one less.
-constexpr int64_t kMaxId = 0xFFFFFFFELL;
-// The schema's "not given" for uid and gid.
-constexpr int64_t kAnyId = -1;
-
-}  // namespace
-
 std::string ToString(capnp::Text::Reader text) {
   return std::string(text.cStr(), text.size());
 }
@@ -80,6 +70,19 @@ void Checks::CheckName(absl::string_view what, absl::string_view path,
   auto [it, inserted] = seen.emplace(std::string(name), name_path);
   if (!inserted) {
     LineColumn first = locator_.LineColumnAt(locator_.OffsetOf(it->second));
+    // Principals and services share one name space: the first may be the
+    // other kind, and then it is a clash, not a second definition.
+    absl::string_view first_what = absl::StartsWith(it->second, "principals[")  ? "principal"
+                                   : absl::StartsWith(it->second, "services[")   ? "service"
+                                   : absl::StartsWith(it->second, "capabilities[") ? "capability"
+                                                                                  : what;
+    if (first_what != what) {
+      Error(name_path, absl::StrCat(what, " '", name, "' has the name of ", first_what, " '",
+                                    name, "' (at line ", first.line, ", column ", first.column,
+                                    "); principals and services share one name space: "
+                                    "rename one"));
+      return;
+    }
     Error(name_path, absl::StrCat(what, " '", name, "' is defined twice (first at line ",
                                   first.line, ", column ", first.column,
                                   "); names must be unique"));
@@ -95,10 +98,14 @@ void Checks::CheckPath(absl::string_view label, absl::string_view path,
 std::optional<uint32_t> Checks::Id(int64_t value, absl::string_view field,
                                    const std::string& path, const std::string& label,
                                    absl::string_view when_left_out) {
-  if (value == kAnyId) return std::nullopt;
-  if (value < 0 || value > kMaxId) {
-    Error(absl::StrCat(path, ".", field),
-          absl::StrCat(label, ": ", field, " ", value, " is out of range: 0 to ", kMaxId,
+  std::string field_path = absl::StrCat(path, ".", field);
+  // Left out, the field reads as the schema's default (-1). Written, every
+  // value must be an id: `gid = -1` would otherwise silently drop the
+  // criterion and widen the rule to any gid.
+  if (!Given(field_path)) return std::nullopt;
+  if (value < 0 || value > kMaxPolicyId) {
+    Error(field_path,
+          absl::StrCat(label, ": ", field, " ", value, " is out of range: 0 to ", kMaxPolicyId,
                        " (or leave it out to ", when_left_out, ")"));
     return std::nullopt;
   }

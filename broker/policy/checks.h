@@ -22,6 +22,9 @@ namespace capbroker {
 inline constexpr size_t kMaxNameLength = 64;
 // Bytes in a path: PATH_MAX (4096) includes the terminating NUL.
 inline constexpr size_t kMaxPathLength = 4095;
+// The largest uid or gid a policy may name. uid_t and gid_t are 32 bits;
+// (uid_t)-1 means "no change" to chown and is never the id of a process.
+inline constexpr int64_t kMaxPolicyId = 0xFFFFFFFELL;
 
 std::string ToString(capnp::Text::Reader text);
 
@@ -65,8 +68,15 @@ class Checks {
   void CheckPath(absl::string_view label, absl::string_view path,
                  absl::string_view value, absl::string_view field = "path");
 
-  // A uid or gid field: nullopt for -1 ("not given"), an error when out of
-  // range. `when_left_out` says what leaving it out means ("match any").
+  // Whether the field at `path` is written in the text (as opposed to
+  // left out, when the decoded value is the schema's default).
+  bool Given(absl::string_view path) const { return locator_.Find(path) != nullptr; }
+
+  // A uid or gid field (`field` of the struct at `path`): nullopt when it is
+  // left out (the schema's default, -1, stands for that), an error when it
+  // is written with a value outside 0..kMaxPolicyId, -1 included: -1 is no
+  // way to say "any". `when_left_out` says what leaving it out means
+  // ("match any").
   std::optional<uint32_t> Id(int64_t value, absl::string_view field,
                              const std::string& path, const std::string& label,
                              absl::string_view when_left_out);

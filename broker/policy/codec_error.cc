@@ -11,9 +11,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "broker/policy/checks.h"
 #include "broker/policy/excerpt.h"
 #include "broker/policy/schema_path.h"
 #include "broker/policy/spelling.h"
+#include "schemas/policy.capnp.h"
 
 namespace capbroker {
 namespace {
@@ -73,6 +75,33 @@ std::string ExpectedValue(capnp::Type type) {
   }
 }
 
+// Whether `node` is a uid or gid: Match.uid and .gid, Service.user and
+// .group. They are Int64 only so that the schema can say "left out" (-1);
+// the ids they take are 0 to kMaxPolicyId, and that is the range to name.
+bool IsIdField(const TextLocator& locator, capnp::StructSchema root, const TextNode& node) {
+  if (node.parent < 0 || node.field.empty()) return false;
+  std::optional<capnp::Type> parent =
+      TypeAtPath(root, locator.PathOf(locator.nodes()[node.parent]));
+  if (!parent.has_value() || !parent->isStruct()) return false;
+  uint64_t id = parent->asStruct().getProto().getId();
+  if (id == capnp::typeId<policy::Match>()) return node.field == "uid" || node.field == "gid";
+  if (id == capnp::typeId<policy::Service>()) {
+    return node.field == "user" || node.field == "group";
+  }
+  return false;
+}
+
+// What a value of `type` looks like, for the value `node`.
+std::string ExpectedValueAt(const TextLocator& locator, capnp::StructSchema root,
+                            const TextNode& node, capnp::Type type) {
+  if (IsIdField(locator, root, node)) {
+    return absl::StrCat("a whole number from 0 to ", kMaxPolicyId, " (a ",
+                        node.field == "uid" || node.field == "user" ? "uid" : "gid",
+                        "; leave the field out for the default)");
+  }
+  return ExpectedValue(type);
+}
+
 // "field 'access' (capabilities[0].file.access)", or "'grants[1]'" for a list
 // element.
 std::string Subject(const TextLocator& locator, const TextNode& node) {
@@ -121,8 +150,9 @@ std::optional<LocatedMessage> ExplainInvalidIdentifier(const TextLocator& locato
       hint = absl::StrCat(" (a string needs double quotes: \"", Excerpt(name), "\")");
     }
     return LocatedMessage{
-        node.begin, absl::StrCat(Subject(locator, node), " must be ", ExpectedValue(*type),
-                                 "; found ", DescribeValue(locator, node), hint)};
+        node.begin, absl::StrCat(Subject(locator, node), " must be ",
+                                 ExpectedValueAt(locator, root, node, *type), "; found ",
+                                 DescribeValue(locator, node), hint)};
   }
   return std::nullopt;
 }
@@ -181,10 +211,10 @@ LocatedMessage ExplainValueError(const TextLocator& locator, capnp::StructSchema
   if (out_of_range) {
     return {node->begin, absl::StrCat(Subject(locator, *node), " is out of range: ",
                                       Excerpt(locator.SourceOf(*node)), " is not ",
-                                      ExpectedValue(*type))};
+                                      ExpectedValueAt(locator, root, *node, *type))};
   }
   return {node->begin, absl::StrCat(Subject(locator, *node), " must be ",
-                                    ExpectedValue(*type), "; found ",
+                                    ExpectedValueAt(locator, root, *node, *type), "; found ",
                                     DescribeValue(locator, *node))};
 }
 

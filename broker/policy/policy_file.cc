@@ -89,7 +89,8 @@ absl::StatusOr<std::string> ReadAll(int fd, const std::string& path) {
 
 }  // namespace
 
-absl::StatusOr<Policy> LoadPolicyFile(absl::string_view path_view) {
+absl::StatusOr<Policy> LoadPolicyFile(absl::string_view path_view,
+                                      const BrokerContext& broker) {
   std::string path(path_view);
   uid_t euid = geteuid();
   CB_ASSIGN_OR_RETURN(UniqueFd fd, OpenPolicy(path, euid));
@@ -99,7 +100,7 @@ absl::StatusOr<Policy> LoadPolicyFile(absl::string_view path_view) {
   }
   CB_RETURN_IF_ERROR(CheckPolicyFileStat(path, st, euid));
   CB_ASSIGN_OR_RETURN(std::string text, ReadAll(fd.get(), path));
-  return ParsePolicy(text, path);
+  return ParsePolicy(text, path, broker);
 }
 
 }  // namespace capbroker

@@ -32,16 +32,19 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "broker/policy/broker_context.h"
 #include "broker/policy/policy.h"
 
 namespace capbroker {
 
-// Loads and parses the policy at `path`. Errors: kNotFound (no such file,
-// or directory on the way), kFailedPrecondition (a symlink, not a regular
-// file, wrong owner, writable by others; or a directory or symlink on the
-// way that another user could change), kResourceExhausted (too large), kInvalidArgument (the text is
-// wrong, see ParsePolicy), or the errno status of a failed call.
-absl::StatusOr<Policy> LoadPolicyFile(absl::string_view path);
+// Loads and parses the policy at `path`, for a broker that offers `broker`
+// (see BrokerContext: capbrokerd always says what it offers). Errors:
+// kNotFound (no such file, or directory on the way), kFailedPrecondition (a
+// symlink, not a regular file, wrong owner, writable by others; or a
+// directory or symlink on the way that another user could change),
+// kResourceExhausted (too large), kInvalidArgument (the text is wrong, see
+// ParsePolicy), or the errno status of a failed call.
+absl::StatusOr<Policy> LoadPolicyFile(absl::string_view path, const BrokerContext& broker);
 
 // The checks LoadPolicyFile makes on the open file's fstat result `st`, for
 // a broker running as `euid`: a regular file, owned by root or `euid`, not

@@ -53,25 +53,25 @@ class PolicyFileTest : public ::testing::Test {
 
 TEST_F(PolicyFileTest, LoadsAValidFile) {
   std::string path = Write("policy.cb", kPolicy);
-  ASSERT_OK_AND_ASSIGN(Policy policy, LoadPolicyFile(path));
+  ASSERT_OK_AND_ASSIGN(Policy policy, LoadPolicyFile(path, BrokerContext()));
   EXPECT_EQ(policy.source(), path);
   ASSERT_NE(policy.FindCapability("motd"), nullptr);
   // Read-only for everyone but the owner is fine, so is 0600.
-  EXPECT_OK(LoadPolicyFile(Write("private.cb", kPolicy, 0400)));
+  EXPECT_OK(LoadPolicyFile(Write("private.cb", kPolicy, 0400), BrokerContext()));
 }
 
 TEST_F(PolicyFileTest, RefusesADirectoryOthersCanWrite) {
   ASSERT_EQ(mkdir((dir_ + "/open").c_str(), 0700), 0);
   ASSERT_EQ(chmod((dir_ + "/open").c_str(), 0777), 0);  // not sticky
   std::string path = Write("open/policy.cb", kPolicy, 0644);
-  EXPECT_THAT(LoadPolicyFile(path),
+  EXPECT_THAT(LoadPolicyFile(path, BrokerContext()),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr(absl::StrCat("directory ", dir_, "/open, on the path to the "
                                               "policy ", path, ", is writable by other "
                                               "users (mode 0777"))));
   // Sticky, as /tmp is: others cannot rename our file, so it is accepted.
   ASSERT_EQ(chmod((dir_ + "/open").c_str(), 01777), 0);
-  EXPECT_OK(LoadPolicyFile(path));
+  EXPECT_OK(LoadPolicyFile(path, BrokerContext()));
 }
 
 // `capctl policy check` loads the file the same way, so it says the same.
@@ -81,43 +81,43 @@ TEST(PolicyFilePathTest, RefusesAPathThroughAnotherUsersSymlink) {
   if (!foreign.has_value()) GTEST_SKIP() << "cannot give a link away here: " << errno;
   std::string real = dir.WriteFile("run4/policy.cb", kPolicy, 0644);
   std::string path = foreign->link + "/policy.cb";
-  EXPECT_THAT(LoadPolicyFile(path),
+  EXPECT_THAT(LoadPolicyFile(path, BrokerContext()),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr(absl::StrCat("symlink ", foreign->link, " -> ", foreign->target,
                                               ", on the path to the policy ", path,
                                               ", is owned by uid 65534"))));
-  EXPECT_OK(LoadPolicyFile(real));
+  EXPECT_OK(LoadPolicyFile(real, BrokerContext()));
   // Root's own link to the same directory (as /var/run -> /run) is followed.
   std::string root_link = dir.Join("tmp/by-root");
   ASSERT_EQ(symlink(foreign->target.c_str(), root_link.c_str()), 0);
-  EXPECT_OK(LoadPolicyFile(root_link + "/policy.cb"));
+  EXPECT_OK(LoadPolicyFile(root_link + "/policy.cb", BrokerContext()));
 }
 
 TEST_F(PolicyFileTest, ParseErrorsNameThePath) {
   std::string path = Write("broken.cb", "( capabilities = [ ( name = 5 ) ] )");
-  EXPECT_THAT(LoadPolicyFile(path),
+  EXPECT_THAT(LoadPolicyFile(path, BrokerContext()),
               StatusIs(absl::StatusCode::kInvalidArgument, StartsWith(path + ":1:29: ")));
 }
 
 TEST_F(PolicyFileTest, MissingFileIsNotFoundAndNamesThePath) {
   std::string path = dir_ + "/absent.cb";
-  EXPECT_THAT(LoadPolicyFile(path),
+  EXPECT_THAT(LoadPolicyFile(path, BrokerContext()),
               StatusIs(absl::StatusCode::kNotFound,
                        absl::StrCat("open(policy ", path, "): No such file or directory")));
 }
 
 TEST_F(PolicyFileTest, RefusesGroupOrOtherWritable) {
   std::string group = Write("group.cb", kPolicy, 0664);
-  EXPECT_THAT(LoadPolicyFile(group),
+  EXPECT_THAT(LoadPolicyFile(group, BrokerContext()),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        absl::StrCat("policy ", group, " is writable by other users (mode "
                                     "0664); chmod go-w ", group)));
   std::string other = Write("other.cb", kPolicy, 0666);
-  EXPECT_THAT(LoadPolicyFile(other),
+  EXPECT_THAT(LoadPolicyFile(other, BrokerContext()),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        absl::StrCat("policy ", other, " is writable by other users (mode "
                                     "0666); chmod go-w ", other)));
-  EXPECT_THAT(LoadPolicyFile(Write("otheronly.cb", kPolicy, 0602)),
+  EXPECT_THAT(LoadPolicyFile(Write("otheronly.cb", kPolicy, 0602), BrokerContext()),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("(mode 0602)")));
 }
 
@@ -128,7 +128,7 @@ TEST_F(PolicyFileTest, RefusesFilesOwnedByOthers) {
     // unmapped; CheckPolicyFileStatTest covers the rule there.
     GTEST_SKIP() << "cannot give the file away here: " << errno;
   }
-  EXPECT_THAT(LoadPolicyFile(path),
+  EXPECT_THAT(LoadPolicyFile(path, BrokerContext()),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        absl::StrCat("policy ", path, " is owned by uid 4242, not by root or "
                                     "the broker (uid ", geteuid(), "); chown root ", path)));
@@ -174,18 +174,18 @@ TEST_F(PolicyFileTest, RefusesSymlinks) {
   std::string target = Write("real.cb", kPolicy);
   std::string link = dir_ + "/link.cb";
   ASSERT_EQ(symlink(target.c_str(), link.c_str()), 0);
-  EXPECT_THAT(LoadPolicyFile(link),
+  EXPECT_THAT(LoadPolicyFile(link, BrokerContext()),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        absl::StrCat("policy ", link, " is a symbolic link; name the file "
                                     "itself (readlink -f ", link, ")")));
-  EXPECT_OK(LoadPolicyFile(target));
+  EXPECT_OK(LoadPolicyFile(target, BrokerContext()));
 }
 
 TEST_F(PolicyFileTest, RefusesDirectoriesAndSpecialFiles) {
-  EXPECT_THAT(LoadPolicyFile(dir_),
+  EXPECT_THAT(LoadPolicyFile(dir_, BrokerContext()),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        absl::StrCat("policy ", dir_, " is a directory, not a regular file")));
-  EXPECT_THAT(LoadPolicyFile("/dev/null"),
+  EXPECT_THAT(LoadPolicyFile("/dev/null", BrokerContext()),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        "policy /dev/null is special, not a regular file"));
 }
@@ -194,21 +194,21 @@ TEST_F(PolicyFileTest, FifoIsRefusedWithoutBlocking) {
   // Without O_NONBLOCK, open() would wait forever for a writer.
   std::string fifo = dir_ + "/fifo.cb";
   ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
-  EXPECT_THAT(LoadPolicyFile(fifo),
+  EXPECT_THAT(LoadPolicyFile(fifo, BrokerContext()),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not a regular file")));
 }
 
 TEST_F(PolicyFileTest, RefusesFilesOverTheSizeLimitBeforeReading) {
   std::string path = Write("huge.cb", "");
   ASSERT_EQ(truncate(path.c_str(), 10 << 20), 0);  // 10 MiB, sparse
-  EXPECT_THAT(LoadPolicyFile(path),
+  EXPECT_THAT(LoadPolicyFile(path, BrokerContext()),
               StatusIs(absl::StatusCode::kResourceExhausted,
                        absl::StrCat("policy ", path, " is 10485760 bytes; the limit is "
                                     "1048576 bytes (1 MiB)")));
   // Exactly at the limit is read (and parsed: all spaces after a policy).
   std::string at_limit(kPolicy);
   at_limit.resize(kMaxPolicyBytes, ' ');
-  EXPECT_OK(LoadPolicyFile(Write("limit.cb", at_limit)));
+  EXPECT_OK(LoadPolicyFile(Write("limit.cb", at_limit), BrokerContext()));
 }
 
 }  // namespace

@@ -18,7 +18,8 @@
 
 namespace capbroker {
 
-absl::StatusOr<Policy> ParsePolicy(absl::string_view text, absl::string_view filename) {
+absl::StatusOr<Policy> ParsePolicy(absl::string_view text, absl::string_view filename,
+                                   const BrokerContext& broker) {
   if (text.size() > kMaxPolicyBytes) {
     return absl::ResourceExhaustedError(
         absl::StrCat(filename, ": the policy is ", text.size(),
@@ -54,7 +55,7 @@ absl::StatusOr<Policy> ParsePolicy(absl::string_view text, absl::string_view fil
                                 [&]() {
                                   CheckFieldUniqueness(locator, schema, diagnostics);
                                   policy = ValidatePolicy(builder.asReader(), locator,
-                                                          filename, diagnostics);
+                                                          filename, broker, diagnostics);
                                   return absl::OkStatus();
                                 });
   if (!status.ok()) return status;

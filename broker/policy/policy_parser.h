@@ -26,6 +26,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "broker/policy/broker_context.h"
 #include "broker/policy/policy.h"
 
 namespace capbroker {
@@ -35,9 +36,13 @@ namespace capbroker {
 inline constexpr size_t kMaxPolicyBytes = size_t{1} << 20;  // 1 MiB
 
 // Parses and validates `text`. `filename` names the source in messages and
-// becomes Policy::source(). Errors: kInvalidArgument (the text is wrong),
-// kResourceExhausted (larger than kMaxPolicyBytes).
-absl::StatusOr<Policy> ParsePolicy(absl::string_view text, absl::string_view filename);
+// becomes Policy::source(). `broker` is what the broker that will enforce
+// it offers (see BrokerContext); by default not known, and the settings
+// that depend on it are not checked. Errors: kInvalidArgument (the text is
+// wrong, or asks for what `broker` cannot do), kResourceExhausted (larger
+// than kMaxPolicyBytes).
+absl::StatusOr<Policy> ParsePolicy(absl::string_view text, absl::string_view filename,
+                                   const BrokerContext& broker = BrokerContext());
 
 }  // namespace capbroker
 

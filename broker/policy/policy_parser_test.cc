@@ -218,6 +218,21 @@ TEST(ParsePolicyErrorTest, OutOfRange) {
                          "of range"));
 }
 
+// uid and gid are Int64 in the schema only so that -1 can stand for "left
+// out": an error about their type names the range of an id.
+TEST(ParsePolicyErrorTest, IdsNameTheRangeOfAnId) {
+  EXPECT_EQ(ErrorFor("( principals = [ ( name = \"x\", match = ( uid = \"1000\" ) ) ] )"),
+            "policy.cb:1:48: field 'uid' (principals[0].match.uid) must be a whole number "
+            "from 0 to 4294967294 (a uid; leave the field out for the default); found the "
+            "string \"1000\"");
+  EXPECT_EQ(ErrorFor("( principals = [ ( name = \"x\", match = ( gid = 1.5 ) ) ] )"),
+            "policy.cb:1:48: field 'gid' (principals[0].match.gid) must be a whole number "
+            "from 0 to 4294967294 (a gid; leave the field out for the default); found the "
+            "number 1.5");
+  EXPECT_THAT(ErrorFor("( principals = [ ( match = ( uid = -9223372036854775809 ) ) ] )"),
+              HasSubstr("is not a whole number from 0 to 4294967294 (a uid;"));
+}
+
 TEST(ParsePolicyErrorTest, IntegersBeyond64BitsAreNotWrapped) {
   // TextCodec alone would read this as uid 1.
   EXPECT_EQ(ErrorFor("( principals = [ ( name = \"x\", match = ( uid = 18446744073709551617 ) ) ] )"),
@@ -395,10 +410,18 @@ INSTANTIATE_TEST_SUITE_P(
                      "( )",
                      "principal 'x' matches nobody: give uid, gid, exe, or "
                      "anyUser = true"},
-        SemanticCase{"ExplicitAnyIdIsNoCriterion", PRINCIPAL("name = \"x\", match = ( uid = -1 )"),
-                     "( uid = -1",
-                     "principal 'x' matches nobody: give uid, gid, exe, or "
-                     "anyUser = true"},
+        // -1 is the schema's stand-in for "left out"; written, it is no id,
+        // and must not silently drop the criterion (gid = -1 with a uid
+        // would match any gid).
+        SemanticCase{"ExplicitMinusOneUid", PRINCIPAL("name = \"x\", match = ( uid = -1 )"),
+                     "-1",
+                     "principal 'x': uid -1 is out of range: 0 to "
+                     "4294967294 (or leave it out to match any)"},
+        SemanticCase{"ExplicitMinusOneGid",
+                     PRINCIPAL("name = \"x\", match = ( uid = 1000, gid = -1 )"),
+                     "-1",
+                     "principal 'x': gid -1 is out of range: 0 to "
+                     "4294967294 (or leave it out to match any)"},
         SemanticCase{"AnyUserFalseIsNoCriterion", PRINCIPAL("name = \"x\", match = ( anyUser = false )"),
                      "( anyUser",
                      "principal 'x' matches nobody: give uid, gid, exe, or "

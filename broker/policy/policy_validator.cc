@@ -20,21 +20,19 @@ namespace {
 
 using schema::Access;
 
-// The schema's "criterion not given" for uid and gid.
-constexpr int64_t kAnyId = -1;
-
 
 class Validator {
  public:
-  Validator(const TextLocator& locator, Diagnostics& diagnostics)
-      : checks_(locator, diagnostics) {}
+  Validator(const TextLocator& locator, const BrokerContext& broker,
+            Diagnostics& diagnostics)
+      : checks_(locator, diagnostics), broker_(broker) {}
 
   std::optional<Policy> Run(policy::Policy::Reader policy, absl::string_view source) {
     size_t errors_before = checks_.error_count();
     std::vector<CapabilitySpec> capabilities = Capabilities(policy.getCapabilities());
     std::vector<PrincipalSpec> principals = Principals(policy.getPrincipals());
     std::vector<ServiceSpec> services = ValidateServices(
-        policy.getServices(), checks_, capability_names_, principal_names_);
+        policy.getServices(), checks_, capability_names_, principal_names_, broker_);
     if (checks_.error_count() != errors_before) return std::nullopt;
     return Policy(std::string(source), std::move(capabilities), std::move(principals),
                   std::move(services));
@@ -223,7 +221,10 @@ class Validator {
     std::string exe_path = absl::StrCat(path, ".exe");
     bool exe_given = checks_.locator().Find(exe_path) != nullptr || !spec.exe.empty();
     if (exe_given) checks_.CheckPath(label, exe_path, spec.exe, "exe");
-    bool ids_given = match.getUid() != kAnyId || match.getGid() != kAnyId;
+    // Written, even when out of range (Id reports that): a criterion given
+    // wrongly is not a criterion left out.
+    bool ids_given = checks_.Given(absl::StrCat(path, ".uid")) ||
+                     checks_.Given(absl::StrCat(path, ".gid"));
     if (spec.any_user && (ids_given || exe_given)) {
       checks_.Error(absl::StrCat(path, ".anyUser"),
             absl::StrCat(label, ": anyUser = true with uid, gid or exe is ambiguous "
@@ -242,6 +243,7 @@ class Validator {
 
 
   Checks checks_;
+  const BrokerContext& broker_;
   CapabilityNames capability_names_;
   // Principal names and where each is defined: services share the space.
   absl::flat_hash_map<std::string, std::string> principal_names_;
@@ -252,8 +254,9 @@ class Validator {
 std::optional<Policy> ValidatePolicy(policy::Policy::Reader policy,
                                      const TextLocator& locator,
                                      absl::string_view source,
+                                     const BrokerContext& broker,
                                      Diagnostics& diagnostics) {
-  return Validator(locator, diagnostics).Run(policy, source);
+  return Validator(locator, broker, diagnostics).Run(policy, source);
 }
 
 }  // namespace capbroker

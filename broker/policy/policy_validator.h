@@ -15,6 +15,7 @@
 #include <optional>
 
 #include "absl/strings/string_view.h"
+#include "broker/policy/broker_context.h"
 #include "broker/policy/checks.h"  // kMaxNameLength, kMaxPathLength
 #include "broker/policy/diagnostics.h"
 #include "broker/policy/policy.h"
@@ -37,10 +38,12 @@ inline constexpr uint32_t kModeMask = 07777;
 
 // Validates `policy`, decoded from `locator.text()`, and converts it. On any
 // error, adds it to `diagnostics` and returns nullopt: a policy is accepted
-// whole or not at all. `source` becomes Policy::source().
+// whole or not at all. `source` becomes Policy::source(). Settings that
+// `broker` could not honour are errors too (see BrokerContext).
 std::optional<Policy> ValidatePolicy(policy::Policy::Reader policy,
                                      const TextLocator& locator,
                                      absl::string_view source,
+                                     const BrokerContext& broker,
                                      Diagnostics& diagnostics);
 
 }  // namespace capbroker

@@ -88,6 +88,14 @@ TEST(ServicePolicyTest, ErrorsNameTheirPlace) {
               HasSubstr("A is set twice"));
   EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "/bin/s" ], user = 0 ))"),
               HasSubstr("a service never runs as root"));
+  // -1 stands for "left out" in the schema; written, it is refused.
+  EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "/bin/s" ], user = -1 ))"),
+              HasSubstr("policy.cb:5:61: service 's': user -1 is out of range: 0 to "
+                        "4294967294 (or leave it out to use the default)"));
+  EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "/bin/s" ], group = -1 ))"),
+              HasSubstr("service 's': group -1 is out of range"));
+  EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "/bin/s" ], user = "65534" ))"),
+              HasSubstr("must be a whole number from 0 to 4294967294 (a uid;"));
   EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "/bin/s" ], restartDelayMs = 0 ))"),
               HasSubstr("restartDelayMs 0 is out of range: 1 to"));
   EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "/bin/s" ],
@@ -101,9 +109,62 @@ TEST(ServicePolicyTest, ErrorsNameTheirPlace) {
               HasSubstr("required, bestEffort, off"));
 }
 
+// memoryMax and pidsMax are applied in a cgroup the broker makes in its
+// --cgroup DIR. A broker that could not apply them refuses the policy
+// whole, at the limit, naming the service, the field and the fix; never
+// runs the service without the limit.
+TEST(ServicePolicyTest, CgroupLimitsNeedABrokerThatCanApplyThem) {
+  std::string text = WithServices(R"(( name = "s", command = [ "/bin/s" ],
+                                       limits = ( memoryMax = 1048576, pidsMax = 8 ) ))");
+  BrokerContext none;
+  none.cgroup = sandbox::CgroupParent{};
+  absl::StatusOr<Policy> refused = ParsePolicy(text, "policy.cb", none);
+  ASSERT_THAT(refused, StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+  EXPECT_EQ(refused.status().message(),
+            "policy.cb:6:63: service 's': memoryMax needs a cgroup, and this broker has "
+            "none: start capbrokerd with --cgroup DIR, a delegated cgroup v2 directory (or "
+            "leave memoryMax out)\n"
+            "policy.cb:6:82: service 's': pidsMax needs a cgroup, and this broker has none: "
+            "start capbrokerd with --cgroup DIR, a delegated cgroup v2 directory (or leave "
+            "pidsMax out)");
+
+  BrokerContext pids_only;
+  pids_only.cgroup = sandbox::CgroupParent{"/sys/fs/cgroup/cb", false, true, ""};
+  EXPECT_THAT(ParsePolicy(text, "policy.cb", pids_only),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("service 's': memoryMax needs the memory controller, which "
+                                 "the broker's --cgroup /sys/fs/cgroup/cb does not enable for "
+                                 "its children: echo +memory > "
+                                 "/sys/fs/cgroup/cb/cgroup.subtree_control")));
+
+  BrokerContext gone;
+  gone.cgroup = sandbox::CgroupParent{"/sys/fs/cgroup/cb", true, true, "no such directory"};
+  EXPECT_THAT(ParsePolicy(text, "policy.cb", gone),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("pidsMax needs a cgroup, and the broker's --cgroup "
+                                 "/sys/fs/cgroup/cb cannot be used now: no such directory")));
+
+  BrokerContext both;
+  both.cgroup = sandbox::CgroupParent{"/sys/fs/cgroup/cb", true, true, ""};
+  EXPECT_OK(ParsePolicy(text, "policy.cb", both).status());
+  // Not known (capctl policy check): not checked.
+  EXPECT_OK(ParsePolicy(text, "policy.cb").status());
+  // Limits that need no cgroup need no --cgroup.
+  EXPECT_OK(ParsePolicy(WithServices(R"(( name = "s", command = [ "/bin/s" ],
+                                          limits = ( openFiles = 64 ) ))"),
+                        "policy.cb", none)
+                .status());
+}
+
 TEST(ServicePolicyTest, ServicesSharePrincipalNames) {
-  EXPECT_THAT(ErrorFor(R"(( name = "ops", command = [ "/bin/s" ] ))"),
-              HasSubstr("service 'ops' is defined twice (first at line 4"));
+  // The principal 'ops' is defined at line 4, column 27 (its name).
+  EXPECT_EQ(ErrorFor(R"(( name = "ops", command = [ "/bin/s" ] ))"),
+            "policy.cb:5:25: service 'ops' has the name of principal 'ops' (at line 4, "
+            "column 27); principals and services share one name space: rename one");
+  // Two services of one name are defined twice.
+  EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "/bin/s" ] ),
+                          ( name = "s", command = [ "/bin/s" ] ))"),
+              HasSubstr("service 's' is defined twice (first at line 5, column 25)"));
 }
 
 TEST(ServicePolicyTest, ConnectMayNameALaterService) {

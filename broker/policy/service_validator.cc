@@ -26,8 +26,10 @@ bool IsVariableName(absl::string_view name) {
 class ServiceValidator {
  public:
   ServiceValidator(Checks& checks, const CapabilityNames& capabilities,
-                   absl::flat_hash_map<std::string, std::string>& principal_names)
-      : checks_(checks), capabilities_(capabilities), names_(principal_names) {}
+                   absl::flat_hash_map<std::string, std::string>& principal_names,
+                   const BrokerContext& broker)
+      : checks_(checks), capabilities_(capabilities), names_(principal_names),
+        broker_(broker) {}
 
   std::vector<ServiceSpec> Run(capnp::List<policy::Service>::Reader list) {
     std::vector<ServiceSpec> specs;
@@ -69,7 +71,7 @@ class ServiceValidator {
       checks_.Error(absl::StrCat(path, spec.user == 0u ? ".user" : ".group"),
                     absl::StrCat(label, ": a service never runs as root (uid or gid 0)"));
     }
-    Limits(service.getLimits(), spec);
+    Limits(service.getLimits(), path + ".limits", label, spec);
     Sandbox(service.getSandbox(), path + ".sandbox", label, spec);
     return spec;
   }
@@ -176,13 +178,44 @@ class ServiceValidator {
                                             "does not know"));
   }
 
-  void Limits(policy::ResourceLimits::Reader limits, ServiceSpec& spec) {
+  void Limits(policy::ResourceLimits::Reader limits, const std::string& path,
+              const std::string& label, ServiceSpec& spec) {
     spec.limits.open_files = limits.getOpenFiles();
     spec.limits.address_space = limits.getAddressSpace();
     spec.limits.processes = limits.getProcesses();
     spec.limits.cpu_seconds = limits.getCpuSeconds();
     spec.limits.memory_max = limits.getMemoryMax();
     spec.limits.pids_max = limits.getPidsMax();
+    if (spec.limits.memory_max != 0) {
+      CgroupLimit(path + ".memoryMax", label, "memoryMax", "memory");
+    }
+    if (spec.limits.pids_max != 0) CgroupLimit(path + ".pidsMax", label, "pidsMax", "pids");
+  }
+
+  // A limit applied in the service's cgroup (`field`, which needs the cgroup
+  // controller `controller`): an error when the broker could not apply it,
+  // so that no service ever runs without a limit its policy sets.
+  void CgroupLimit(const std::string& path, const std::string& label,
+                   absl::string_view field, absl::string_view controller) {
+    if (!broker_.cgroup.has_value()) return;  // not known: capctl policy check
+    const sandbox::CgroupParent& cgroup = *broker_.cgroup;
+    std::string leave_out = absl::StrCat(" (or leave ", field, " out)");
+    if (cgroup.path.empty()) {
+      checks_.Error(path, absl::StrCat(label, ": ", field, " needs a cgroup, and this "
+                                       "broker has none: start capbrokerd with --cgroup DIR, "
+                                       "a delegated cgroup v2 directory",
+                                       leave_out));
+    } else if (!cgroup.unusable.empty()) {
+      checks_.Error(path, absl::StrCat(label, ": ", field, " needs a cgroup, and the "
+                                       "broker's --cgroup ", cgroup.path,
+                                       " cannot be used now: ", cgroup.unusable, leave_out));
+    } else if (!(controller == "memory" ? cgroup.memory : cgroup.pids)) {
+      checks_.Error(path, absl::StrCat(label, ": ", field, " needs the ", controller,
+                                       " controller, which the broker's --cgroup ",
+                                       cgroup.path, " does not enable for its children: echo "
+                                       "+", controller, " > ", cgroup.path,
+                                       "/cgroup.subtree_control", leave_out));
+    }
   }
 
   Requirement Protection(policy::Protection value, const std::string& path,
@@ -270,6 +303,7 @@ class ServiceValidator {
   Checks& checks_;
   const CapabilityNames& capabilities_;
   absl::flat_hash_map<std::string, std::string>& names_;
+  const BrokerContext& broker_;
 };
 
 }  // namespace
@@ -277,8 +311,9 @@ class ServiceValidator {
 std::vector<ServiceSpec> ValidateServices(
     capnp::List<policy::Service>::Reader list, Checks& checks,
     const CapabilityNames& capabilities,
-    absl::flat_hash_map<std::string, std::string>& principal_names) {
-  return ServiceValidator(checks, capabilities, principal_names).Run(list);
+    absl::flat_hash_map<std::string, std::string>& principal_names,
+    const BrokerContext& broker) {
+  return ServiceValidator(checks, capabilities, principal_names, broker).Run(list);
 }
 
 }  // namespace capbroker

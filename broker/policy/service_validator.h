@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "broker/policy/broker_context.h"
 #include "broker/policy/checks.h"
 #include "broker/policy/policy.h"
 #include "schemas/policy.capnp.h"
@@ -28,11 +29,13 @@ inline constexpr uint32_t kMaxStartTimeoutMs = 600 * 1000;
 
 // Validates `list`. `principal_names` holds the principals' names (and
 // where each is defined); service names are added to it, since principals
-// and services share one name space.
+// and services share one name space. `broker` says what the broker offers
+// (see BrokerContext): memoryMax and pidsMax it could not apply are errors.
 std::vector<ServiceSpec> ValidateServices(
     capnp::List<policy::Service>::Reader list, Checks& checks,
     const CapabilityNames& capabilities,
-    absl::flat_hash_map<std::string, std::string>& principal_names);
+    absl::flat_hash_map<std::string, std::string>& principal_names,
+    const BrokerContext& broker);
 
 }  // namespace capbroker
 

@@ -8,12 +8,22 @@
 
 #include <cerrno>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 
 namespace capbroker::sandbox {
 namespace {
+
+// How to make a directory CheckCgroupParent accepts, for its messages.
+constexpr absl::string_view kCgroupParentHint =
+    "; give --cgroup a cgroup v2 directory the broker may create cgroups in, whose "
+    "cgroup.subtree_control enables memory and pids: as root, mkdir "
+    "/sys/fs/cgroup/capbroker, then echo '+memory +pids' into "
+    "/sys/fs/cgroup/cgroup.subtree_control and /sys/fs/cgroup/capbroker/"
+    "cgroup.subtree_control (or use Delegate=yes in the broker's systemd unit)";
 
 absl::Status WriteLimit(int dirfd, const std::string& dir, const char* file, uint64_t value) {
   std::string path = absl::StrCat(dir, "/", file);
@@ -35,7 +45,82 @@ absl::Status WriteLimit(int dirfd, const std::string& dir, const char* file, uin
   return absl::OkStatus();
 }
 
+// The controllers `dir` enables for its children: its cgroup.subtree_control,
+// e.g. "memory pids\n".
+absl::StatusOr<std::string> ReadSubtreeControl(const std::string& dir) {
+  std::string path = absl::StrCat(dir, "/cgroup.subtree_control");
+  CB_ASSIGN_OR_RETURN(UniqueFd fd, TakeFd(RetryEintr([&] {
+                                            return open(path.c_str(), O_RDONLY | O_CLOEXEC);
+                                          }),
+                                          absl::StrCat("open(", path, ")")));
+  std::string text(4096, '\0');
+  ssize_t n = RetryEintr([&] { return read(fd.get(), text.data(), text.size()); });
+  if (n < 0) return ErrnoStatus(errno, absl::StrCat("read(", path, ")"));
+  text.resize(static_cast<size_t>(n));
+  return text;
+}
+
 }  // namespace
+
+absl::StatusOr<CgroupParent> CheckCgroupParent(absl::string_view dir_view) {
+  std::string dir(dir_view);
+  const absl::string_view fix = kCgroupParentHint;
+  struct stat st;
+  if (stat(dir.c_str(), &st) != 0) {
+    if (errno == ENOENT) {
+      return absl::NotFoundError(absl::StrCat("--cgroup ", dir, ": no such directory", fix));
+    }
+    return ErrnoStatus(errno, absl::StrCat("--cgroup ", dir, ": stat"));
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("--cgroup ", dir, ": not a directory", fix));
+  }
+  struct statfs fs;
+  if (statfs(dir.c_str(), &fs) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("--cgroup ", dir, ": statfs"));
+  }
+  if (fs.f_type != CGROUP2_SUPER_MAGIC) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--cgroup ", dir, ": not a cgroup v2 directory (cgroup2 is mounted where "
+        "`findmnt -t cgroup2` says, often /sys/fs/cgroup)", fix));
+  }
+  CB_ASSIGN_OR_RETURN(std::string controllers, ReadSubtreeControl(dir));
+  CgroupParent parent;
+  parent.path = dir;
+  for (absl::string_view name : absl::StrSplit(controllers, absl::ByAnyChar(" \n"),
+                                               absl::SkipEmpty())) {
+    if (name == "memory") parent.memory = true;
+    if (name == "pids") parent.pids = true;
+  }
+  if (!parent.memory && !parent.pids) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--cgroup ", dir, ": its cgroup.subtree_control enables neither the memory nor "
+        "the pids controller, so no service limit (memoryMax, pidsMax) could be set "
+        "there (it enables: ",
+        controllers.find_first_not_of(" \n") == std::string::npos
+            ? "none"
+            : std::string(absl::StripAsciiWhitespace(controllers)),
+        ")", fix));
+  }
+  // What a launch does first: make a cgroup of the service's own there.
+  std::string probe = absl::StrCat(dir, "/capbroker-probe-", getpid());
+  if (mkdir(probe.c_str(), 0755) != 0) {
+    int saved = errno;
+    absl::Status status = ErrnoStatus(
+        saved, absl::StrCat("--cgroup ", dir, ": cannot create a cgroup there (mkdir ",
+                            probe, ")", saved == EACCES || saved == EPERM || saved == EROFS
+                                            ? absl::StrCat("; delegate the directory to the "
+                                                           "broker's user (chown -R that "
+                                                           "user ", dir, ")")
+                                            : ""));
+    return status;
+  }
+  if (rmdir(probe.c_str()) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("--cgroup ", dir, ": rmdir ", probe));
+  }
+  return parent;
+}
 
 absl::StatusOr<ServiceCgroup> ServiceCgroup::Create(absl::string_view parent,
                                                     absl::string_view leaf,

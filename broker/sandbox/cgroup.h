@@ -14,9 +14,22 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "broker/sandbox/settings.h"
 #include "sdk/base/unique_fd.h"
 
 namespace capbroker::sandbox {
+
+// Checks `dir` as capbrokerd checks its --cgroup DIR at start, before it
+// serves: a directory on a cgroup v2 file system, in which the broker can
+// create a cgroup (a probe child is made and removed again: the directory
+// is delegated to the broker's user, or the broker is root), whose
+// cgroup.subtree_control enables the memory or the pids controller (or
+// both) for the cgroups made in it. Returns what it offers. Errors:
+// kNotFound (no such directory), kFailedPrecondition (not cgroup v2, no
+// controller enabled), kPermissionDenied (cannot create a cgroup there), or
+// the errno status of a failed call; every message names `dir` and says
+// how to fix it.
+absl::StatusOr<CgroupParent> CheckCgroupParent(absl::string_view dir);
 
 class ServiceCgroup {
  public:

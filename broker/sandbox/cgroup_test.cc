@@ -1,5 +1,6 @@
 #include "broker/sandbox/cgroup.h"
 
+#include <fcntl.h>
 #include <sched.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -21,6 +22,7 @@ namespace {
 
 using ::capbroker::testing::ReadWholeFile;
 using ::capbroker::testing::WritableCgroup2Mount;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 class CgroupTest : public ::testing::Test {
@@ -48,6 +50,54 @@ TEST(CgroupParentTest, NotACgroupIsRefused) {
                        HasSubstr("is not a cgroup v2 directory")));
   EXPECT_THAT(ServiceCgroup::Create("/nonexistent", "leaf", 1 << 20, 0),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("statfs(/nonexistent)")));
+}
+
+// capbrokerd --cgroup DIR: checked at start, with the reason and the fix.
+TEST(CheckCgroupParentTest, RefusesWhatIsNotAUsableCgroupDirectory) {
+  EXPECT_THAT(CheckCgroupParent("/nonexistent"),
+              StatusIs(absl::StatusCode::kNotFound,
+                       AllOf(HasSubstr("--cgroup /nonexistent: no such directory"),
+                             HasSubstr("echo '+memory +pids'"))));
+  capbroker::testing::TempDir dir;
+  EXPECT_THAT(CheckCgroupParent(dir.path()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr(absl::StrCat("--cgroup ", dir.path(),
+                                              ": not a cgroup v2 directory"))));
+  std::string file = dir.WriteFile("f", "");
+  EXPECT_THAT(CheckCgroupParent(file), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                                HasSubstr("not a directory")));
+}
+
+// A cgroup v2 directory is accepted when it enables memory or pids for its
+// children, and the result says which.
+TEST_F(CgroupTest, CheckCgroupParentReportsTheControllers) {
+  std::string controllers = ReadWholeFile(parent_ + "/cgroup.controllers");
+  absl::StatusOr<CgroupParent> checked = CheckCgroupParent(parent_);
+  bool memory = absl::StrContains(controllers, "memory");
+  bool pids = absl::StrContains(controllers, "pids");
+  if (!memory && !pids) {
+    // Here (Debian's hybrid layout: memory and pids bound to cgroup v1),
+    // nothing could be limited there.
+    EXPECT_THAT(checked, StatusIs(absl::StatusCode::kFailedPrecondition,
+                                  HasSubstr("enables neither the memory nor the pids "
+                                            "controller")));
+    return;
+  }
+  // Enabled in the parent's subtree_control only once asked for.
+  std::string enable = absl::StrCat(memory ? "+memory " : "", pids ? "+pids" : "");
+  EXPECT_THAT(checked, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("neither")));
+  {
+    int fd = open((parent_ + "/cgroup.subtree_control").c_str(), O_WRONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(write(fd, enable.data(), enable.size()), static_cast<ssize_t>(enable.size()));
+    close(fd);
+  }
+  ASSERT_OK_AND_ASSIGN(CgroupParent parent, CheckCgroupParent(parent_));
+  EXPECT_EQ(parent.path, parent_);
+  EXPECT_EQ(parent.memory, memory);
+  EXPECT_EQ(parent.pids, pids);
+  // The probe cgroup is gone again.
+  EXPECT_NE(access(absl::StrCat(parent_, "/capbroker-probe-", getpid()).c_str(), F_OK), 0);
 }
 
 TEST_F(CgroupTest, ChildIsCreatedInsideAndTheCgroupRemovedAfter) {

@@ -25,7 +25,8 @@ enum class Protection {
   kDropCapabilities,
   kSystemCallFilter,
   kLandlock,
-  // Not a Requirement of its own: always best-effort (see ResourceLimits).
+  // Not a Requirement of its own: required whenever the limits need it
+  // (memoryMax, pidsMax; see ResourceLimits), so never missing.
   kCgroup,
   // Enforced by the seccomp filter; missing when the filter is.
   kRestrictAddressFamilies,

@@ -63,7 +63,9 @@ Requirement RequirementOf(const Protections& p, Protection protection) {
     case Protection::kDropCapabilities: return p.drop_capabilities;
     case Protection::kSystemCallFilter: return p.system_call_filter;
     case Protection::kLandlock: return p.landlock;
-    case Protection::kCgroup:
+    // The limits a policy sets are applied or the service does not start
+    // (MakeCgroup): never listed as missing.
+    case Protection::kCgroup: return Requirement::kRequired;
     case Protection::kRestrictAddressFamilies:
       return Requirement::kBestEffort;
   }
@@ -194,34 +196,40 @@ int64_t MonotonicNanos() {
   return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
 }
 
-// The cgroup, when limits need one and one can be made; else missing.
-std::optional<ServiceCgroup> MakeCgroup(const SandboxSpec& spec, Outcome& outcome) {
+// The service's own cgroup, when its limits need one (nullopt when they do
+// not). A limit the policy asks for is applied or the service does not
+// start: without a cgroup parent, or when the cgroup cannot be made, the
+// launch fails, and the message names the limits as the policy does.
+absl::StatusOr<std::optional<ServiceCgroup>> MakeCgroup(const SandboxSpec& spec) {
   const ResourceLimits& limits = spec.limits;
-  if (limits.memory_max == 0 && limits.pids_max == 0) return std::nullopt;
+  std::string names = CgroupLimitNames(limits);
+  if (names.empty()) return std::nullopt;
   if (limits.cgroup_parent.empty()) {
-    outcome.MarkMissing(static_cast<int>(Protection::kCgroup),
-                        MissingEntry(Protection::kCgroup,
-                                     "memory_max and pids_max need a cgroup_parent"));
-    return std::nullopt;
+    return absl::FailedPreconditionError(absl::StrCat(
+        names, " need", limits.memory_max != 0 && limits.pids_max != 0 ? "" : "s",
+        " a cgroup, and the broker has none: start capbrokerd with --cgroup DIR, a "
+        "delegated cgroup v2 directory"));
   }
   std::string leaf = absl::StrCat("capbroker-", spec.name, "-", getpid(), "-", MonotonicNanos());
   absl::StatusOr<ServiceCgroup> cgroup = ServiceCgroup::Create(
       limits.cgroup_parent, leaf, limits.memory_max, limits.pids_max);
   if (!cgroup.ok()) {
-    outcome.MarkMissing(static_cast<int>(Protection::kCgroup),
-                        MissingEntry(Protection::kCgroup, cgroup.status().message()));
-    return std::nullopt;
+    return absl::Status(cgroup.status().code(),
+                        absl::StrCat(names, ": cannot make the service's cgroup in --cgroup ",
+                                     limits.cgroup_parent, ": ", cgroup.status().message()));
   }
-  return std::move(*cgroup);
+  return std::optional<ServiceCgroup>(std::move(*cgroup));
 }
 
 // Creates the child in the namespaces the spec asks for. When clone3 fails
 // for a namespace (NamespaceRefused), probes each namespace to name the one
 // that is unavailable, drops it if it is best-effort (or fails the launch if
-// it is required) and tries again; when only the cgroup is at fault, goes on
-// without it. Other failures are returned as they are. Returns twice, like
-// fork: in the child too (pid 0), which must do nothing here but return.
-absl::StatusOr<CloneResult> CreateChild(Outcome& outcome, std::optional<ServiceCgroup>& cgroup,
+// it is required) and tries again. Other failures, the cgroup's included
+// (CLONE_INTO_CGROUP refused), are returned as they are: the service never
+// runs outside the cgroup of its limits. Returns twice, like fork: in the
+// child too (pid 0), which must do nothing here but return.
+absl::StatusOr<CloneResult> CreateChild(Outcome& outcome,
+                                        const std::optional<ServiceCgroup>& cgroup,
                                         uint64_t* namespaces) {
   uint64_t flags = 0;
   for (const NamespaceProtection& ns : kNamespaces) {
@@ -248,16 +256,6 @@ absl::StatusOr<CloneResult> CreateChild(Outcome& outcome, std::optional<ServiceC
     }
     *namespaces = flags;
     child = CloneProcess(flags, cgroup_fd);
-  }
-  if (child.ok() || cgroup_fd < 0) return child;
-
-  absl::Status cgroup_error = child.status();
-  child = CloneProcess(flags, -1);
-  if (child.ok() && child->pid != 0) {
-    outcome.MarkMissing(static_cast<int>(Protection::kCgroup),
-                        MissingEntry(Protection::kCgroup, cgroup_error.message()));
-    cgroup->Remove().IgnoreError();
-    cgroup.reset();
   }
   return child;
 }
@@ -309,7 +307,7 @@ absl::StatusOr<LaunchedProcess> Launch(const SandboxSpec& spec) {
                                        "enforced by systemCallFilter, which is missing"));
     }
   }
-  std::optional<ServiceCgroup> cgroup = MakeCgroup(spec, outcome);
+  CB_ASSIGN_OR_RETURN(std::optional<ServiceCgroup> cgroup, MakeCgroup(spec));
 
   CB_ASSIGN_OR_RETURN(Pipe sync, MakePipe("sync"));
   CB_ASSIGN_OR_RETURN(Pipe report, MakePipe("report"));
@@ -361,8 +359,14 @@ absl::StatusOr<LaunchedProcess> Launch(const SandboxSpec& spec) {
   uint64_t namespaces = 0;
   absl::StatusOr<CloneResult> cloned = CreateChild(outcome, cgroup, &namespaces);
   if (!cloned.ok()) {
-    if (cgroup) cgroup->Remove().IgnoreError();
-    return cloned.status();
+    if (!cgroup) return cloned.status();
+    std::string path = cgroup->path();
+    cgroup->Remove().IgnoreError();
+    // Perhaps the cgroup's fault (CLONE_INTO_CGROUP): say so, with the
+    // limits as the policy names them.
+    return absl::Status(cloned.status().code(),
+                        absl::StrCat(cloned.status().message(), " (creating the service in ",
+                                     path, " for ", CgroupLimitNames(spec.limits), ")"));
   }
   if (cloned->pid == 0) {
     plan.namespaces = namespaces;

@@ -44,13 +44,35 @@ struct ResourceLimits {
   uint64_t address_space = 0;    // RLIMIT_AS, bytes
   uint64_t processes = 0;        // RLIMIT_NPROC
   uint64_t cpu_seconds = 0;      // RLIMIT_CPU
-  // cgroup v2, applied only when `cgroup_parent` is a delegated cgroup
-  // directory the broker can write, whose cgroup.subtree_control enables the
-  // memory and pids controllers; otherwise listed as missing ("cgroup: ..."):
-  // these limits are always best-effort.
+  // cgroup v2, in a cgroup of the service's own made in `cgroup_parent`, a
+  // delegated cgroup directory the broker can write, whose
+  // cgroup.subtree_control enables the controller each needs (memory, pids).
+  // Never best-effort: a limit asked for is applied, or the launch fails.
   uint64_t memory_max = 0;       // memory.max, bytes
   uint64_t pids_max = 0;         // pids.max
   std::string cgroup_parent;
+};
+
+// The policy's names of the limits in `limits` that need a cgroup:
+// "memoryMax", "pidsMax", "memoryMax and pidsMax", or "" for none.
+inline std::string CgroupLimitNames(const ResourceLimits& limits) {
+  if (limits.memory_max != 0 && limits.pids_max != 0) return "memoryMax and pidsMax";
+  if (limits.memory_max != 0) return "memoryMax";
+  if (limits.pids_max != 0) return "pidsMax";
+  return "";
+}
+
+// What the broker's cgroup directory (capbrokerd --cgroup DIR) offers its
+// services, as found when it was checked (sandbox::CheckCgroupParent). The
+// policy is validated against it: a service whose limits need a controller
+// the directory does not enable is refused with the policy.
+struct CgroupParent {
+  std::string path;      // the directory; "" when the broker has none
+  bool memory = false;   // its cgroup.subtree_control enables memory (memoryMax)
+  bool pids = false;     // ... and pids (pidsMax)
+  // Why the directory cannot be used now (a reload found it gone); "" when
+  // it can.
+  std::string unusable;
 };
 
 // Set by the sandbox for every service (fd_layout.h); a spec's environment

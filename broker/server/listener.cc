@@ -41,10 +41,10 @@ absl::Status CheckSocketDirectory(const std::string& path, bool system) {
                         static_cast<mode_t>(system ? 0755 : 0700)};
   CB_ASSIGN_OR_RETURN(util::ResolvedParent parent, util::OpenParent(path, rules));
   std::string shown = parent.dir_path;
-  if (std::string configured = Dirname(path); configured != shown) {
-    absl::StrAppend(&shown, " (named ", configured, ")");
-  }
-  return CheckSocketDirectoryStat(shown, parent.dir_stat, euid);
+  std::string configured = Dirname(path);
+  if (configured != shown) absl::StrAppend(&shown, " (named ", configured, ")");
+  // Hints name the directory as configured: that is what the admin types.
+  return CheckSocketDirectoryStat(shown, parent.dir_stat, euid, configured, parent.name);
 }
 
 // Lock attempts before giving up; more than one is needed only when a
@@ -132,7 +132,8 @@ absl::Status ClearStaleSocket(const std::string& path) {
 }  // namespace
 
 absl::Status CheckSocketDirectoryStat(absl::string_view dir, const struct stat& st,
-                                      uid_t euid) {
+                                      uid_t euid, absl::string_view dir_path,
+                                      absl::string_view socket_name) {
   if (st.st_uid != 0 && st.st_uid != euid) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "socket directory %s is owned by uid %d (mode 0%o), not by root or the broker "
@@ -140,11 +141,25 @@ absl::Status CheckSocketDirectoryStat(absl::string_view dir, const struct stat& 
         dir, st.st_uid, st.st_mode & 07777, euid));
   }
   if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    // A sticky directory (/tmp, /var/tmp) is shared by design: the fix is a
+    // directory of the broker's own inside it, never a chmod of it, which
+    // would break every other user of it. The walk accepts a sticky
+    // directory on the way, and the broker creates the last one itself.
+    std::string hint;
+    if ((st.st_mode & S_ISVTX) != 0) {
+      absl::string_view base = dir_path.empty() ? dir : dir_path;
+      std::string own = base == "/" ? "/capbroker" : absl::StrCat(base, "/capbroker");
+      hint = absl::StrCat(
+          "put the socket in a directory of its own there: --socket ", own, "/",
+          socket_name.empty() ? "broker.sock" : socket_name, " (the broker creates ", own,
+          "; or mkdir -m 0755 ", own, " first); never chmod a shared directory such as /tmp");
+    } else {
+      hint = util::NonStickyWritableDirectoryHint(dir_path.empty() ? dir : dir_path, st, euid);
+    }
     return absl::FailedPreconditionError(absl::StrFormat(
         "socket directory %s is writable by other users (owner uid %d, mode 0%o): they "
-        "could bind a socket of their own at its name; use a directory only root or "
-        "uid %d can write (chmod go-w %s)",
-        dir, st.st_uid, st.st_mode & 07777, euid, dir));
+        "could bind a socket of their own at its name; %s",
+        dir, st.st_uid, st.st_mode & 07777, hint));
   }
   return absl::OkStatus();
 }

@@ -54,11 +54,16 @@ namespace capbroker::server {
 
 // The check made on the socket's directory, given its stat `st`, for a broker
 // running as `euid`: a directory owned by root or `euid`, writable by neither
-// group nor others (sticky or not). The error names the path, owner and mode.
+// group nor others (sticky or not). The error names the path (`dir`, as
+// shown), owner and mode, and how to fix it: for a sticky directory such as
+// /tmp, a directory of the broker's own inside it (`dir_path`, the
+// directory's path as configured, and `socket_name`, the socket's own name,
+// make the example; "" when not known), never a chmod of the shared one.
 // Exposed so that the rule can be tested for any owner (tests cannot always
 // chown).
 absl::Status CheckSocketDirectoryStat(absl::string_view dir, const struct stat& st,
-                                      uid_t euid);
+                                      uid_t euid, absl::string_view dir_path = "",
+                                      absl::string_view socket_name = "");
 
 // Whether users other than the socket's and its directories' owners and
 // groups can connect to the socket at `path`: every directory on the way

@@ -24,7 +24,9 @@
 namespace capbroker::server {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using testing::TempDir;
 
 mode_t ModeOf(const std::string& path) {
@@ -257,6 +259,46 @@ TEST(ListenerTest, DirectoryRulesForAnyOwner) {
                        HasSubstr("writable by other users (owner uid 0, mode 01777)")));
   // The rule for the directories on the way is broker/util's
   // (CheckTraversedDirectoryStatTest).
+}
+
+// As reported: `--socket /tmp/b3.sock` was told "use a directory only root
+// can write (chmod go-w /tmp)", which breaks the system. A sticky directory
+// is shared by design: the hint is a directory of the broker's own in it.
+TEST(ListenerTest, AStickySharedDirectoryGetsAPrivateSubdirectoryHint) {
+  struct stat st {};
+  st.st_mode = S_IFDIR | 01777;
+  st.st_uid = 0;
+  absl::Status status = CheckSocketDirectoryStat("/tmp", st, 0, "/tmp", "b3.sock");
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kFailedPrecondition,
+                               AllOf(HasSubstr("--socket /tmp/capbroker/b3.sock"),
+                                     HasSubstr("mkdir -m 0755 /tmp/capbroker"))));
+  EXPECT_THAT(status.message(), Not(HasSubstr("chmod go-w /tmp")));
+  // A group-writable system directory (root's, as /var/mail): use another
+  // one; chmod only if nothing else writes there.
+  st.st_mode = S_IFDIR | 02775;
+  EXPECT_THAT(CheckSocketDirectoryStat("/var/mail", st, 0, "/var/mail", "b.sock"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("use a path whose directories only root or uid 0 can write "
+                                 "(chmod go-w /var/mail only if nothing else needs to write "
+                                 "there)")));
+  // The broker's own directory: chmod it.
+  st.st_uid = 1000;
+  st.st_mode = S_IFDIR | 0775;
+  EXPECT_THAT(CheckSocketDirectoryStat("/home/b/run", st, 1000, "/home/b/run", "b.sock"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("; chmod go-w /home/b/run")));
+}
+
+// The hint works: the subdirectory it names passes, in a sticky directory.
+TEST(ListenerTest, TheSubdirectoryHintIsAccepted) {
+  TempDir dir;
+  std::string shared = dir.Join("tmp");
+  ASSERT_EQ(mkdir(shared.c_str(), 0700), 0);
+  ASSERT_EQ(chmod(shared.c_str(), 01777), 0);
+  absl::StatusOr<Listener> refused = Listener::Bind(shared + "/b3.sock", std::nullopt);
+  ASSERT_THAT(refused, StatusIs(absl::StatusCode::kFailedPrecondition,
+                                HasSubstr("--socket " + shared + "/capbroker/b3.sock")));
+  EXPECT_OK(Listener::Bind(shared + "/capbroker/b3.sock", std::nullopt));
 }
 
 // As reported: in a sticky /tmp, another user links a name to a directory

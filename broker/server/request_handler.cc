@@ -352,10 +352,17 @@ Outcome RequestHandler::OpenBeneath(const Session& session,
         "'", name, "' is not a directory capability; open beneath needs one"));
   }
   schema::Access access = decision.access;
-  if (decision.status.ok() && (open.getCreate() || open.getTruncate()) &&
-      access == schema::Access::READ) {
+  // The rules of a file capability's create and truncate (policy_validator):
+  // a reader creates nothing, and only a writer that may overwrite may
+  // empty a file; an append fd must never destroy what is there.
+  if (decision.status.ok() && open.getCreate() && access == schema::Access::READ) {
     decision.status = absl::InvalidArgumentError(
-        "create and truncate need write, readWrite or append access");
+        "create needs write, readWrite or append access; access is read");
+  } else if (decision.status.ok() && open.getTruncate() &&
+             access != schema::Access::WRITE && access != schema::Access::READ_WRITE) {
+    decision.status = absl::InvalidArgumentError(absl::StrCat(
+        "truncate needs write or readWrite access; access is ", AccessName(access),
+        access == schema::Access::APPEND ? " (an append fd must not destroy contents)" : ""));
   }
   if (!decision.status.ok()) {
     Finish(session, "openBeneath", name, requested, path, decision.status,

@@ -20,6 +20,7 @@ namespace capbroker::server {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class RequestHandlerTest : public ::testing::Test {
  protected:
@@ -128,6 +129,49 @@ TEST_F(RequestHandlerTest, ReadGrantOfATruncatingFileDoesNotTruncate) {
   ASSERT_EQ(error, "");
   ASSERT_EQ(stat(path.c_str(), &st), 0);
   EXPECT_EQ(st.st_size, 0);  // a write grant does, as the policy says
+}
+
+// The policy's rule for files holds beneath a directory too: truncate only
+// with write or readWrite. An append fd that empties the file would let an
+// append-only writer destroy what is there.
+TEST_F(RequestHandlerTest, OpenBeneathTruncatesOnlyForWriters) {
+  std::string path = dir_.WriteFile("log", "records");
+  Install(R"(( capabilities = [ ( name = "d", directory = ( path = ")" + dir_.path() +
+          R"(", access = readWrite ) ) ],
+               principals = [ ( name = "p", match = ( uid = 1000 ), grants = [ "d" ] ) ] ))");
+  auto open_beneath = [&](schema::Access access, bool create, bool truncate,
+                          std::string* error) {
+    return Handle(
+        [&](schema::Request::Builder request) {
+          auto open = request.initOpenBeneath();
+          open.setDirectory("d");
+          open.setPath("log");
+          open.setAccess(access);
+          open.setCreate(create);
+          open.setTruncate(truncate);
+        },
+        error);
+  };
+  std::string error;
+  Outcome append = open_beneath(schema::Access::APPEND, false, true, &error);
+  EXPECT_TRUE(append.fds.empty());
+  EXPECT_EQ(error, "truncate needs write or readWrite access; access is append (an append "
+                   "fd must not destroy contents)");
+  Outcome read = open_beneath(schema::Access::READ, false, true, &error);
+  EXPECT_TRUE(read.fds.empty());
+  EXPECT_EQ(error, "truncate needs write or readWrite access; access is read");
+  open_beneath(schema::Access::READ, true, false, &error);
+  EXPECT_EQ(error, "create needs write, readWrite or append access; access is read");
+  struct stat st;
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 7) << "the file was emptied";
+  // Creating under append is fine; truncating under write is too.
+  open_beneath(schema::Access::APPEND, true, false, &error);
+  EXPECT_THAT(error, Not(HasSubstr("needs")));
+  Outcome write = open_beneath(schema::Access::WRITE, false, true, &error);
+  EXPECT_EQ(error, "");
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 0);
 }
 
 // A hosted service has its directory grants as bind mounts in its sandbox.

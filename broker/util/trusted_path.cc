@@ -216,10 +216,20 @@ absl::Status CheckTraversedDirectoryStat(absl::string_view dir, const struct sta
   if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "directory %s, on the path to %s, is writable by other users (mode 0%o, owner uid "
-        "%d), who could rename what it holds and put their own in its place; chmod go-w %s",
-        dir, rules.subject, st.st_mode & 07777, st.st_uid, dir));
+        "%d), who could rename what it holds and put their own in its place; %s",
+        dir, rules.subject, st.st_mode & 07777, st.st_uid,
+        NonStickyWritableDirectoryHint(dir, st, rules.euid)));
   }
   return absl::OkStatus();
+}
+
+std::string NonStickyWritableDirectoryHint(absl::string_view dir, const struct stat& st,
+                                           uid_t euid) {
+  if (euid != 0 && st.st_uid == euid) return absl::StrCat("chmod go-w ", dir);
+  return absl::StrFormat(
+      "use a path whose directories only root or uid %d can write (chmod go-w %s only if "
+      "nothing else needs to write there)",
+      euid, dir);
 }
 
 absl::Status CheckSymlinkStat(absl::string_view link, absl::string_view target,

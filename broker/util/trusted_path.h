@@ -84,6 +84,15 @@ absl::StatusOr<ResolvedParent> OpenParent(absl::string_view path, const PathRule
 absl::Status CheckTraversedDirectoryStat(absl::string_view dir, const struct stat& st,
                                          const PathRules& rules);
 
+// How to fix `dir` (stat `st`), a directory that is writable by group or
+// others and not sticky, for a broker running as `euid`, for the end of a
+// message. "chmod go-w DIR" outright only for the broker's own directory:
+// anything else (a system directory such as /var/mail, group-writable by
+// design) is likely written by others on purpose, so the hint says to use
+// another directory, and to chmod only if nothing else needs to write there.
+std::string NonStickyWritableDirectoryHint(absl::string_view dir, const struct stat& st,
+                                           uid_t euid);
+
 // The rule for each symlink on the way, given its lstat: owned by root or
 // `rules.euid`. `target` is what it points to, for the message.
 absl::Status CheckSymlinkStat(absl::string_view link, absl::string_view target,

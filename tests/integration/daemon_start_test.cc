@@ -179,6 +179,45 @@ TEST(DaemonStartTest, RejectsABadPolicyWithItsLineAndColumn) {
   EXPECT_NE(access(dir.Join("s").c_str(), F_OK), 0) << "must not have listened";
 }
 
+// As reported: a policy that sets memoryMax or pidsMax passed, and a broker
+// without --cgroup ran the service without the limit. Now such a broker
+// refuses the policy whole, naming the service, the field and the fix.
+TEST(DaemonStartTest, RejectsCgroupLimitsWithoutACgroup) {
+  TempDir dir;
+  std::string policy = dir.WriteFile(
+      "policy.capnp",
+      "( services = [ ( name = \"scanner\", command = [ \"/bin/true\" ],\n"
+      "    limits = ( pidsMax = 64 ) ) ] )\n",
+      0600);
+  Result r = RunDaemon({"--policy", policy, "--socket", dir.Join("s")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_FALSE(r.served);
+  EXPECT_THAT(r.err, HasSubstr("policy.capnp:2:26: service 'scanner': pidsMax needs a "
+                               "cgroup, and this broker has none: start capbrokerd with "
+                               "--cgroup DIR, a delegated cgroup v2 directory"));
+  EXPECT_NE(access(dir.Join("s").c_str(), F_OK), 0) << "must not have listened";
+}
+
+// --cgroup DIR is checked at start: a directory that is missing, or not a
+// cgroup v2 one, stops the broker with the reason and how to fix it.
+TEST(DaemonStartTest, RefusesACgroupDirectoryItCannotUse) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  Result missing = RunDaemon({"--policy", policy, "--socket", dir.Join("s"), "--cgroup",
+                              "/nonexistent"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_FALSE(missing.served);
+  EXPECT_THAT(missing.err, HasSubstr("--cgroup /nonexistent: no such directory; give "
+                                     "--cgroup a cgroup v2 directory"));
+  Result plain = RunDaemon({"--policy", policy, "--socket", dir.Join("s"), "--cgroup",
+                            dir.path()});
+  EXPECT_EQ(plain.exit_code, 1);
+  EXPECT_FALSE(plain.served);
+  EXPECT_THAT(plain.err, HasSubstr(absl::StrCat("--cgroup ", dir.path(),
+                                                ": not a cgroup v2 directory")));
+  EXPECT_NE(access(dir.Join("s").c_str(), F_OK), 0) << "must not have listened";
+}
+
 TEST(DaemonStartTest, RejectsAPolicyOthersCanWrite) {
   TempDir dir;
   std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0666);

@@ -93,6 +93,24 @@ TEST(ReloadTest, BrokenPolicyIsRefusedWholeAndTheOldOneStays) {
   EXPECT_OK(client.Acquire("board"));
 }
 
+// A reload is checked against the broker as it runs: a broker without
+// --cgroup refuses a new policy that sets memoryMax, and keeps the old one.
+TEST(ReloadTest, CgroupLimitsWithoutACgroupAreRefused) {
+  ASSERT_OK_AND_ASSIGN(auto broker, testing::BrokerProcess::Start(kBefore));
+  ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(broker->socket_path()));
+  ASSERT_OK(broker->RewritePolicy(
+      "( capabilities = [ ( name = \"board\", memory = ( size = 4096 ) ) ],\n"
+      "  services = [ ( name = \"svc\", command = [ \"/bin/true\" ],\n"
+      "                 limits = ( memoryMax = 1048576 ) ) ] )\n"));
+  BrokerStatus status = ReloadAndWait(*broker, client);
+  EXPECT_EQ(status.policy_generation, 1u);
+  EXPECT_EQ(status.policy_reload_failures, 1u);
+  EXPECT_THAT(status.last_reload_error,
+              HasSubstr("policy.capnp:3:41: service 'svc': memoryMax needs a cgroup, and "
+                        "this broker has none: start capbrokerd with --cgroup DIR"));
+  EXPECT_OK(client.Acquire("board"));  // the old policy still decides
+}
+
 TEST(ReloadTest, PolicyMadeWritableByOthersIsRefused) {
   ASSERT_OK_AND_ASSIGN(auto broker, testing::BrokerProcess::Start(kBefore));
   ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(broker->socket_path()));

@@ -49,6 +49,7 @@ using ::capbroker::testing::RunToEnd;
 using ::capbroker::testing::ReadWholeFile;
 using ::capbroker::testing::TempDir;
 using ::capbroker::testing::WritableCgroup2Mount;
+using ::testing::AllOf;
 using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -407,23 +408,31 @@ TEST(LaunchTest, BrokerWithoutRootHasEveryProtection) {
   EXPECT_EQ(access(dir.Join("made").c_str(), F_OK), 0);
 }
 
-TEST(LaunchTest, CgroupLimitsWithoutAUsableCgroupAreMissing) {
+// A limit the policy asks for is applied or the service does not start: as
+// reported, a launch without a usable cgroup ran the service without its
+// memoryMax, with only a "missing" line to show for it.
+TEST(LaunchTest, CgroupLimitsWithoutAUsableCgroupFailTheLaunch) {
   SandboxSpec spec = ShellSpec("true");
   spec.limits.memory_max = 64 << 20;
-  ASSERT_OK_AND_ASSIGN(LaunchedProcess no_parent, Launch(spec));
-  EXPECT_THAT(no_parent.missing,
-              ElementsAre("cgroup: memory_max and pids_max need a cgroup_parent"));
-  EXPECT_THAT(no_parent.in_force, Not(Contains("cgroup")));
-  ASSERT_OK(RunToEnd(no_parent).status());
+  EXPECT_THAT(Launch(spec),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("memoryMax needs a cgroup, and the broker has none: start "
+                                 "capbrokerd with --cgroup DIR")));
+  spec.limits.pids_max = 8;
+  EXPECT_THAT(Launch(spec), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                     HasSubstr("memoryMax and pidsMax need a cgroup")));
 
   TempDir not_a_cgroup;
   spec.limits.cgroup_parent = not_a_cgroup.path();
-  ASSERT_OK_AND_ASSIGN(LaunchedProcess wrong_parent, Launch(spec));
-  EXPECT_THAT(wrong_parent.missing,
-              ElementsAre(absl::StrCat("cgroup: ", not_a_cgroup.path(),
-                                       " is not a cgroup v2 directory")));
-  EXPECT_THAT(wrong_parent.in_force, Not(Contains("cgroup")));
-  ASSERT_OK(RunToEnd(wrong_parent).status());
+  EXPECT_THAT(Launch(spec),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr(absl::StrCat("memoryMax and pidsMax: cannot make the "
+                                              "service's cgroup in --cgroup ",
+                                              not_a_cgroup.path(), ": ", not_a_cgroup.path(),
+                                              " is not a cgroup v2 directory"))));
+  spec.limits.cgroup_parent = "/nonexistent";
+  EXPECT_THAT(Launch(spec), StatusIs(absl::StatusCode::kNotFound,
+                                     HasSubstr("cannot make the service's cgroup")));
 }
 
 TEST(LaunchTest, CgroupLimitsApplyWhereTheControllersAre) {
@@ -435,9 +444,9 @@ TEST(LaunchTest, CgroupLimitsApplyWhereTheControllersAre) {
   spec.limits.cgroup_parent = parent;
   spec.limits.pids_max = 16;
   absl::StatusOr<LaunchedProcess> launched = Launch(spec);
-  ASSERT_OK(launched.status());
   bool has_pids = absl::StrContains(ReadWholeFile(parent + "/cgroup.controllers"), "pids");
   if (has_pids) {
+    ASSERT_OK(launched.status());
     EXPECT_THAT(launched->in_force, Contains("cgroup"));
     EXPECT_THAT(launched->missing, IsEmpty());
     EXPECT_EQ(ReadWholeFile(launched->cgroup + "/pids.max"), "16\n");
@@ -447,12 +456,12 @@ TEST(LaunchTest, CgroupLimitsApplyWhereTheControllersAre) {
     EXPECT_EQ(rmdir(launched->cgroup.c_str()), 0) << strerror(errno);
   } else {
     // Here (a hybrid hierarchy whose pids controller is bound to cgroup v1)
-    // the limit cannot be set, and nothing is left behind.
-    EXPECT_THAT(launched->in_force, Not(Contains("cgroup")));
-    ASSERT_EQ(launched->missing.size(), 1u);
-    EXPECT_THAT(launched->missing[0], HasSubstr("pids.max does not exist"));
-    EXPECT_EQ(launched->cgroup, "");
-    ASSERT_OK(RunToEnd(*launched).status());
+    // the limit cannot be set: the launch fails, naming the limit, and
+    // nothing is left behind (the parent's rmdir below succeeds).
+    EXPECT_THAT(launched, StatusIs(absl::StatusCode::kFailedPrecondition,
+                                   AllOf(HasSubstr("pidsMax: cannot make the service's "
+                                                   "cgroup"),
+                                         HasSubstr("pids.max does not exist"))));
   }
   EXPECT_EQ(rmdir(parent.c_str()), 0) << strerror(errno);
 }

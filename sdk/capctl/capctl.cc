@@ -402,9 +402,20 @@ int Capctl::Status(const Options& o) {
        << " (" << s->capabilities
        << " capabilities, " << s->principals << " principals; generation "
        << s->policy_generation << ")\n";
-  if (s->policy_reload_failures > 0) {
-    out_ << "reloads:     " << s->policy_reload_failures
-         << " refused; last: "
+  // The last reload's outcome, not the last refusal's: a refusal that a
+  // later reload made good is only counted.
+  if (s->last_reload_seconds_ago >= 0) {
+    out_ << "reloads:     last " << s->last_reload_seconds_ago << "s ago: ";
+    if (s->last_reload_refused) {
+      out_ << "refused, the policy before stays: "
+           << (s->last_reload_error.empty() ? "(why is shown to root and the broker's user)"
+                                            : s->last_reload_error);
+    } else {
+      out_ << "installed (generation " << s->policy_generation << ")";
+    }
+    out_ << "; " << s->policy_reload_failures << " refused in all\n";
+  } else if (s->policy_reload_failures > 0) {  // a broker that does not say when
+    out_ << "reloads:     " << s->policy_reload_failures << " refused; last refused: "
          << (s->last_reload_error.empty() ? "(shown to root and the broker's user)"
                                           : s->last_reload_error)
          << "\n";

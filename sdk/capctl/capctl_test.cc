@@ -3,6 +3,7 @@
 #include "sdk/capctl/capctl.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -112,6 +113,21 @@ class CapctlTest : public ::testing::Test {
     return {WEXITSTATUS(status), output, ""};
   }
 
+  // Runs `capctl status` until its output contains `text` (each run is a
+  // round trip to the broker, which handles a signal before it answers the
+  // next request: an event, not a sleep); the last output.
+  std::string StatusUntil(const std::string& text) {
+    std::string out;
+    for (int i = 0; i < 10000; ++i) {
+      Result r = Run({"status"});
+      EXPECT_EQ(r.code, kExitOk) << r.err;
+      out = r.out;
+      if (r.code != kExitOk || absl::StrContains(out, text)) return out;
+    }
+    ADD_FAILURE() << "status never said '" << text << "': " << out;
+    return out;
+  }
+
   std::unique_ptr<BrokerProcess> broker_;
   pid_t child_pid_ = -1;
 };
@@ -205,6 +221,27 @@ TEST_F(CapctlTest, StatusShowsCountersAndIdentity) {
   EXPECT_THAT(r.out, HasSubstr(absl::StrCat("uid ", getuid())));
   EXPECT_THAT(r.out, HasSubstr(absl::StrCat("pid ", getpid())));
   EXPECT_THAT(r.out, HasSubstr("principals:  tester\n"));
+}
+
+// As reported: after a refused reload and a successful one, status still
+// showed the refusal ("1 refused; last: ...'reed'..."). It shows the last
+// reload's outcome, and when.
+TEST_F(CapctlTest, StatusShowsTheLastReloadNotAStaleRefusal) {
+  ASSERT_OK(broker_->RewritePolicy(
+      "( capabilities = [ ( name = \"m\", file = ( path = \"/etc/motd\", access = reed ) ) ] )"));
+  ASSERT_EQ(kill(broker_->pid(), SIGHUP), 0);
+  std::string refused = StatusUntil("refused in all");
+  EXPECT_THAT(refused, HasSubstr("refused, the policy before stays: "));
+  EXPECT_THAT(refused, HasSubstr("'reed'"));
+  EXPECT_THAT(refused, HasSubstr("; 1 refused in all\n"));
+
+  ASSERT_OK(broker_->RewritePolicy(kPolicy));
+  ASSERT_EQ(kill(broker_->pid(), SIGHUP), 0);
+  std::string installed = StatusUntil("installed");
+  EXPECT_THAT(installed, ::testing::ContainsRegex(
+                             "reloads:     last [0-9]+s ago: installed \\(generation 2\\); "
+                             "1 refused in all\n"));
+  EXPECT_THAT(installed, ::testing::Not(HasSubstr("reed")));
 }
 
 TEST_F(CapctlTest, PolicyCheckAcceptsTheBrokersPolicy) {

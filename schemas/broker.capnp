@@ -144,8 +144,12 @@ struct BrokerStatus {
   principals @8 :UInt32;
   policyGeneration @9 :UInt64;      # 1 at start; +1 per successful reload
   policyReloadFailures @10 :UInt64; # reloads refused (the policy stayed)
-  lastReloadError @11 :Text;        # why the last refused reload was refused; empty
-                                    # unless the caller is root or the broker's uid
+  lastReloadError @11 :Text;        # why the last reload was refused: empty once a
+                                    # later one was installed, and unless the caller
+                                    # is root or the broker's uid
+  lastReloadSecondsAgo @12 :Int64 = -1; # since the last reload (SIGHUP), installed or
+                                    # refused; -1: none yet
+  lastReloadRefused @13 :Bool;      # whether that last reload was refused
 }
 
 struct PeerInfo {

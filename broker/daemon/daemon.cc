@@ -113,6 +113,8 @@ void ReloadPolicy(const DaemonFlags& flags, server::RequestHandler& handler,
   absl::StatusOr<Policy> policy = LoadPolicyFile(path, ReloadContext(flags));
   absl::Status installed = policy.ok() ? handler.SetPolicy(std::move(policy).value())
                                        : policy.status();
+  stats.last_reload = absl::Now();
+  stats.last_reload_refused = !installed.ok();
   if (!installed.ok()) {
     ++stats.policy_reload_failures;
     stats.last_reload_error = std::string(installed.message());
@@ -120,6 +122,8 @@ void ReloadPolicy(const DaemonFlags& flags, server::RequestHandler& handler,
                  stats.last_reload_error.c_str());
     return;
   }
+  // The refusal before is history now: status reports this reload.
+  stats.last_reload_error.clear();
   std::fprintf(stderr,
                "capbrokerd: SIGHUP: policy %s reloaded (%zu capabilities, %zu principals, "
                "%zu services)\n",

@@ -58,6 +58,8 @@ const char* Usage() {
          "                      (default 16384 and 4096)\n"
          "  --cgroup DIR        a delegated cgroup v2 directory: services get a\n"
          "                      child cgroup there for memoryMax and pidsMax\n"
+         "                      (checked at start; without it, a policy that sets\n"
+         "                      them is refused)\n"
          "  --max-queued-reply-bytes N  replies waiting for clients that do not\n"
          "                      read them, all connections together (default\n"
          "                      67108864, 64 MiB); over it, the connection\n"

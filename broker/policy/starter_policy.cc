@@ -14,6 +14,10 @@ constexpr char kStarterPolicy[] = R"POLICY(# capbroker policy: which clients may
 # strings in double quotes; `#` starts a comment. Numbers are read as in C:
 # 0600 is octal, 0x1f hex, 42 decimal.
 #
+# Lines that start with "# " followed by a field or a list entry are
+# alternatives: remove that "# " to use one; each works on its own and with
+# the others.
+#
 # The file must be owned by root (or the broker's user) and must not be
 # writable by group or others.
 (
@@ -21,6 +25,9 @@ constexpr char kStarterPolicy[] = R"POLICY(# capbroker policy: which clients may
   # A-Z a-z 0-9 _ . - . Each capability has exactly one kind: file,
   # directory or memory.
   capabilities = [
+    # The scanner's signature database, for the service example below:
+    # ( name = "signatures", file = ( path = "/usr/local/share/capbroker/signatures.txt", access = read ) ),
+
     ( name = "motd",
       # A file capability hands out an fd of one file.
       file = (
@@ -50,51 +57,37 @@ constexpr char kStarterPolicy[] = R"POLICY(# capbroker policy: which clients may
       ) )
   ],
 
-  # Principals: who gets what. A principal matches a client when every
-  # criterion it gives holds; give at least one. The grants of all matching
-  # principals add up.
-  principals = [
-    ( name = "ops",
-      match = (
-        uid = 1000              # the client's uid
-        # gid = 1000,           # the client's primary gid
-        # exe = "/usr/bin/cat", # and the client runs this program (only with uid or gid:
-        #                     # alone, any user could borrow it by exec)
-      ),
-      grants = [ "motd", "spool", "scratch" ] ),
-
-    ( name = "everyone",
-      match = ( anyUser = true ),  # every local user; cannot be combined with others
-      grants = [ "motd" ] )
-  ]
-
   # Services: programs the broker launches confined and supervises. A
   # service receives exactly its grants (fds 3..) and is reachable only
   # through connections the broker makes for the principals in `connect`.
-  # Remove the leading "# " of the lines below (and add a comma after the
-  # `principals` list) to host one.
+  # To host the scanner (installed as services/README.md says): remove the
+  # leading "# " of the lines between #-services and #-end, and of the
+  # `signatures` capability above.
   #-services
   # services = [
   #   ( name = "scanner",
   #     command = [ "/usr/local/lib/capbroker/scanner" ],  # absolute program path, then arguments
   #     environment = [ "SCANNER_VERBOSE=1" ],  # NAME=VALUE; nothing else is inherited
-  #     grants = [ "motd" ],           # capabilities it receives at start (fds 3..)
+  #     grants = [ "signatures" ],     # capabilities it receives at start (fds 3..); the
+  #                                    # scanner reads the one named "signatures"
   #     connect = [ "ops" ],           # principals and services that may connect to it
   #     activation = onDemand,         # onDemand (first connection) or atStart
   #     restart = onFailure,           # onFailure, never or always
   #     restartLimit = 5,              # restarts in a row before it is marked failed
   #     restartDelayMs = 100,          # first delay before a restart; doubles, to 30 s
   #     startTimeoutMs = 10000,        # from launch to readiness
+  #     # user = 65534,                # uid outside its sandbox; left out: nobody (65534)
+  #     # group = 65534,               # for a root broker, else the broker's own uid and
+  #                                    # gid (a broker that is not root can use only those)
   #     readiness = notify,            # notify (the service says so) or exec (once started)
-  #     user = 65534,                  # uid outside its sandbox (default: nobody for a
-  #     group = 65534,                 # root broker, else the broker's own uid and gid)
   #     limits = (
+  #       # memoryMax = 268435456,     # cgroup memory.max, bytes; pidsMax: cgroup pids.max.
+  #       # pidsMax = 64,              # Only for a broker run with --cgroup DIR, a delegated
+  #                                    # cgroup v2 directory: any other refuses the policy
   #       openFiles = 256,             # RLIMIT_NOFILE
   #       addressSpace = 1073741824,   # RLIMIT_AS, bytes
   #       processes = 0,               # RLIMIT_NPROC (per uid); 0: no limit
-  #       cpuSeconds = 0,              # RLIMIT_CPU
-  #       memoryMax = 268435456,       # cgroup memory.max (needs capbrokerd --cgroup)
-  #       pidsMax = 64                 # cgroup pids.max (needs capbrokerd --cgroup)
+  #       cpuSeconds = 0               # RLIMIT_CPU
   #     ),
   #     # Every protection is `required` unless set to bestEffort (used when
   #     # the kernel allows it, else logged) or off.
@@ -111,9 +104,26 @@ constexpr char kStarterPolicy[] = R"POLICY(# capbroker policy: which clients may
   #       landlock = required,         # no files beyond the program, system dirs, grants
   #       restrictAddressFamilies = [ unix ]  # socket families it may use: unix, inet,
   #                                           # inet6, netlink
-  #     ) )
-  # ]
+  #     ) ) ],
   #-end
+
+  # Principals: who gets what. A principal matches a client when every
+  # criterion it gives holds; give at least one. The grants of all matching
+  # principals add up.
+  principals = [
+    ( name = "ops",
+      match = (
+        # gid = 1000,           # the client's primary gid (0 to 4294967294)
+        # exe = "/usr/bin/cat", # and the client runs this program (only with uid or gid:
+        #                       # alone, any user could borrow it by exec)
+        uid = 1000              # the client's uid (0 to 4294967294)
+      ),
+      grants = [ "motd", "spool", "scratch" ] ),
+
+    ( name = "everyone",
+      match = ( anyUser = true ),  # every local user; cannot be combined with others
+      grants = [ "motd" ] )
+  ]
 )
 )POLICY";
 

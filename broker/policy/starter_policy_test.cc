@@ -1,18 +1,27 @@
 #include "broker/policy/starter_policy.h"
 
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "broker/policy/policy.h"
 #include "broker/policy/policy_parser.h"
 #include "broker/policy/schema_path.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "schemas/policy.capnp.h"
 #include "sdk/base/status_matchers.h"
 
 namespace capbroker {
 namespace {
+
+using ::testing::HasSubstr;
 
 TEST(StarterPolicyTest, LoadsWithoutError) {
   ASSERT_OK_AND_ASSIGN(Policy policy, ParsePolicy(StarterPolicyText(), "starter.cb"));
@@ -46,29 +55,186 @@ TEST(StarterPolicyTest, MentionsEveryField) {
   EXPECT_NE(text.find("# "), std::string::npos);
 }
 
-// The commented-out service example is valid once uncommented as it says.
+// ---- The commented alternatives, uncommented as the starter says ----
+
+// A broker without --cgroup, and one with a cgroup directory that enables
+// both controllers.
+BrokerContext NoCgroup() {
+  BrokerContext context;
+  context.cgroup = sandbox::CgroupParent{};
+  return context;
+}
+BrokerContext WithCgroup() {
+  BrokerContext context;
+  context.cgroup = sandbox::CgroupParent{"/sys/fs/cgroup/capbroker", true, true, ""};
+  return context;
+}
+
+std::vector<std::string> LinesOf(absl::string_view text) {
+  return absl::StrSplit(text, '\n');
+}
+
+// What the starter calls an alternative: a line whose text, after its
+// indentation, is "# " and then a field ("gid = ") or a list entry
+// ("( name = ").
+bool IsAlternative(absl::string_view line) {
+  absl::string_view rest = absl::StripLeadingAsciiWhitespace(line);
+  if (!absl::ConsumePrefix(&rest, "# ")) return false;
+  if (absl::StartsWith(rest, "( name = ")) return true;
+  size_t i = 0;
+  while (i < rest.size() && absl::ascii_isalpha(rest[i])) ++i;
+  return i > 0 && absl::StartsWith(rest.substr(i), " = ");
+}
+
+// `line` with its first "# " removed, as the starter tells an admin.
+std::string Uncomment(const std::string& line) {
+  size_t at = line.find("# ");
+  return line.substr(0, at) + line.substr(at + 2);
+}
+
+// The indices of the lines of the services example: strictly between the
+// "#-services" and "#-end" lines.
+std::pair<size_t, size_t> ServicesBlock(const std::vector<std::string>& lines) {
+  size_t begin = 0, end = 0;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (absl::StripAsciiWhitespace(lines[i]) == "#-services") begin = i + 1;
+    if (absl::StripAsciiWhitespace(lines[i]) == "#-end") end = i;
+  }
+  EXPECT_LT(begin, end) << "the services example is not marked";
+  return {begin, end};
+}
+
+// The alternatives of `lines`, outside the lines [skip_begin, skip_end).
+std::vector<size_t> Alternatives(const std::vector<std::string>& lines, size_t skip_begin,
+                                 size_t skip_end) {
+  std::vector<size_t> found;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if ((i < skip_begin || i >= skip_end) && IsAlternative(lines[i])) found.push_back(i);
+  }
+  return found;
+}
+
+std::string WithUncommented(std::vector<std::string> lines, const std::vector<size_t>& which) {
+  for (size_t i : which) lines[i] = Uncomment(lines[i]);
+  return absl::StrJoin(lines, "\n");
+}
+
+// The starter with the service example uncommented as its comment says:
+// the "# " of every line between the markers, and the `signatures`
+// capability it names.
+std::vector<std::string> WithServices() {
+  std::vector<std::string> lines = LinesOf(StarterPolicyText());
+  auto [begin, end] = ServicesBlock(lines);
+  for (size_t i = begin; i < end; ++i) {
+    EXPECT_TRUE(absl::StartsWith(lines[i], "  # ")) << lines[i];
+    lines[i] = "  " + lines[i].substr(4);
+  }
+  bool named = false;
+  for (std::string& line : lines) {
+    if (IsAlternative(line) && absl::StrContains(line, "name = \"signatures\"")) {
+      line = Uncomment(line);
+      named = true;
+    }
+  }
+  EXPECT_TRUE(named) << "the signatures capability the comment names is not there";
+  return lines;
+}
+
+// The grant each shipped service reads by default (services/*/main.cc,
+// services/README.md), unless its command says --grant=NAME.
+std::string GrantTheServiceReads(const ServiceSpec& service) {
+  for (const std::string& arg : service.command) {
+    if (absl::StartsWith(arg, "--grant=")) return arg.substr(8);
+  }
+  absl::string_view program = service.command[0];
+  program = program.substr(program.rfind('/') + 1);
+  if (program == "scanner") return "signatures";
+  if (program == "kvstore") return "data";
+  if (program == "journal") return "log";
+  ADD_FAILURE() << "unknown program " << service.command[0];
+  return "";
+}
+
+void ExpectGrantNamesConsistent(const Policy& policy) {
+  for (const ServiceSpec& service : policy.services()) {
+    std::vector<std::string> granted;
+    for (size_t index : service.grants) granted.push_back(policy.capabilities()[index].name);
+    EXPECT_THAT(granted, ::testing::Contains(GrantTheServiceReads(service)))
+        << "service '" << service.name << "' would not find its grant and crash-loop";
+  }
+}
+
+TEST(StarterPolicyTest, EachAlternativeLoadsWhenUncommented) {
+  std::vector<std::string> lines = LinesOf(StarterPolicyText());
+  auto [begin, end] = ServicesBlock(lines);
+  std::vector<size_t> alternatives = Alternatives(lines, begin - 1, end + 1);
+  // gid, exe, and the signatures capability, at least.
+  EXPECT_GE(alternatives.size(), 3u);
+  for (size_t i : alternatives) {
+    std::string text = WithUncommented(lines, {i});
+    EXPECT_OK(ParsePolicy(text, "starter.cb", NoCgroup()).status()) << lines[i];
+  }
+  ASSERT_OK_AND_ASSIGN(Policy all, ParsePolicy(WithUncommented(lines, alternatives),
+                                               "starter.cb", NoCgroup()));
+  const PrincipalSpec& ops = all.principals()[0];
+  EXPECT_EQ(ops.uid, 1000u);
+  EXPECT_EQ(ops.gid, 1000u);
+  EXPECT_EQ(ops.exe, "/usr/bin/cat");
+}
+
+// The service example is valid once uncommented as it says, in a broker
+// without --cgroup too, and the scanner gets the grant it reads.
 TEST(StarterPolicyTest, ServiceExampleLoadsWhenUncommented) {
-  std::string text(StarterPolicyText());
-  size_t begin = text.find("  #-services\n");
-  size_t end = text.find("  #-end\n");
-  ASSERT_NE(begin, std::string::npos);
-  ASSERT_NE(end, std::string::npos);
-  std::string block = text.substr(begin, end - begin);
-  block = absl::StrReplaceAll(block, {{"\n  # ", "\n  "}});
-  std::string principals_end = "grants = [ \"motd\" ] )\n  ]";
-  size_t at = text.find(principals_end);
-  ASSERT_NE(at, std::string::npos);
-  std::string uncommented = text.substr(0, at + principals_end.size()) + "," +
-                            text.substr(at + principals_end.size(), begin - at -
-                                        principals_end.size()) +
-                            block + text.substr(end);
-  ASSERT_OK_AND_ASSIGN(Policy policy, ParsePolicy(uncommented, "starter.cb"));
+  std::vector<std::string> lines = WithServices();
+  ASSERT_OK_AND_ASSIGN(Policy policy,
+                       ParsePolicy(absl::StrJoin(lines, "\n"), "starter.cb", NoCgroup()));
   ASSERT_EQ(policy.services().size(), 1u);
   const ServiceSpec& scanner = policy.services()[0];
   EXPECT_EQ(scanner.command[0], "/usr/local/lib/capbroker/scanner");
-  EXPECT_EQ(scanner.user, 65534u);
-  EXPECT_EQ(scanner.limits.pids_max, 64u);
+  EXPECT_FALSE(scanner.user.has_value());
+  EXPECT_EQ(scanner.limits.memory_max, 0u);
   EXPECT_EQ(scanner.protections.restrict_address_families.size(), 1u);
+  ExpectGrantNamesConsistent(policy);
+}
+
+// The alternatives inside the service example: each loads (memoryMax and
+// pidsMax in a broker with a cgroup directory, as their comment says, and
+// are refused by one without).
+TEST(StarterPolicyTest, ServiceAlternativesLoadWhenUncommented) {
+  std::vector<std::string> lines = WithServices();
+  auto [begin, end] = ServicesBlock(lines);
+  std::vector<size_t> inside;
+  for (size_t i : Alternatives(lines, 0, 0)) {
+    if (i >= begin && i < end) inside.push_back(i);
+  }
+  EXPECT_EQ(inside.size(), 4u);  // user, group, memoryMax, pidsMax
+  for (size_t i : inside) {
+    std::string text = WithUncommented(lines, {i});
+    ASSERT_OK_AND_ASSIGN(Policy policy, ParsePolicy(text, "starter.cb", WithCgroup()));
+    ExpectGrantNamesConsistent(policy);
+    bool cgroup = absl::StrContains(lines[i], "Max =");
+    absl::StatusOr<Policy> plain = ParsePolicy(text, "starter.cb", NoCgroup());
+    if (cgroup) {
+      EXPECT_THAT(plain, StatusIs(absl::StatusCode::kInvalidArgument,
+                                  HasSubstr("needs a cgroup, and this broker has none: start "
+                                            "capbrokerd with --cgroup DIR")))
+          << lines[i];
+    } else {
+      EXPECT_OK(plain.status()) << lines[i];
+    }
+  }
+  ASSERT_OK_AND_ASSIGN(Policy all, ParsePolicy(WithUncommented(lines, inside), "starter.cb",
+                                               WithCgroup()));
+  const ServiceSpec& scanner = all.services()[0];
+  EXPECT_EQ(scanner.user, 65534u);
+  EXPECT_EQ(scanner.group, 65534u);
+  EXPECT_EQ(scanner.limits.memory_max, 268435456u);
+  EXPECT_EQ(scanner.limits.pids_max, 64u);
+}
+
+// As printed, the starter loads in any broker: nothing in it needs --cgroup.
+TEST(StarterPolicyTest, LoadsInABrokerWithoutACgroup) {
+  EXPECT_OK(ParsePolicy(StarterPolicyText(), "starter.cb", NoCgroup()).status());
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -576,6 +577,11 @@ void RequestHandler::Status(const Session& session, schema::Reply::Builder reply
   }
   status.setPolicyGeneration(stats_.policy_generation);
   status.setPolicyReloadFailures(stats_.policy_reload_failures);
+  if (stats_.last_reload != absl::InfinitePast()) {
+    status.setLastReloadSecondsAgo(
+        std::max<int64_t>(0, absl::ToInt64Seconds(absl::Now() - stats_.last_reload)));
+    status.setLastReloadRefused(stats_.last_reload_refused);
+  }
   status.setCapabilities(policy_.capabilities().size());
   status.setPrincipals(policy_.principals().size());
 }

@@ -21,9 +21,12 @@ struct Stats {
   std::map<std::string, uint64_t> denials_by_reason;
   uint64_t audit_lines_dropped = 0;
   // Policies installed (1 after start-up; each successful reload adds one),
-  // reloads refused, and why the last one was.
+  // reloads refused, and the last reload: when (InfinitePast: none yet),
+  // whether it was refused, and why (empty unless it was).
   uint64_t policy_generation = 0;
   uint64_t policy_reload_failures = 0;
+  absl::Time last_reload = absl::InfinitePast();
+  bool last_reload_refused = false;
   std::string last_reload_error;
 };
 

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "sdk/base/syscall.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
@@ -40,8 +41,9 @@ constexpr char kUsage[] =
     "  status\n"
     "  services\n"
     "  connect SERVICE -- CMD [ARGS...]\n"
-    "  policy check FILE\n"
-    "  policy init\n"
+    "  policy check FILE   check FILE as capbrokerd loads it; the file's owner is\n"
+    "                      judged as for a broker running as you (root: root only)\n"
+    "  policy init         print a commented starter policy\n"
     "  help\n"
     "--socket defaults to $CAPBROKER_SOCKET, else $XDG_RUNTIME_DIR/capbroker/broker.sock\n"
     "and then, if nothing is there, /run/capbroker/broker.sock.\n"
@@ -402,9 +404,20 @@ int Capctl::Status(const Options& o) {
        << " (" << s->capabilities
        << " capabilities, " << s->principals << " principals; generation "
        << s->policy_generation << ")\n";
-  if (s->policy_reload_failures > 0) {
-    out_ << "reloads:     " << s->policy_reload_failures
-         << " refused; last: "
+  // The last reload's outcome, not the last refusal's: a refusal that a
+  // later reload made good is only counted.
+  if (s->last_reload_seconds_ago >= 0) {
+    out_ << "reloads:     last " << s->last_reload_seconds_ago << "s ago: ";
+    if (s->last_reload_refused) {
+      out_ << "refused, the policy before stays: "
+           << (s->last_reload_error.empty() ? "(why is shown to root and the broker's user)"
+                                            : s->last_reload_error);
+    } else {
+      out_ << "installed (generation " << s->policy_generation << ")";
+    }
+    out_ << "; " << s->policy_reload_failures << " refused in all\n";
+  } else if (s->policy_reload_failures > 0) {  // a broker that does not say when
+    out_ << "reloads:     " << s->policy_reload_failures << " refused; last refused: "
          << (s->last_reload_error.empty() ? "(shown to root and the broker's user)"
                                           : s->last_reload_error)
          << "\n";
@@ -424,30 +437,57 @@ int Capctl::Status(const Options& o) {
   return kExitOk;
 }
 
+// Whom the file's owner is judged against: capctl checks as a broker
+// running as this process's euid would (root or that uid may own the file),
+// which a broker running as root is not (root only).
+std::string OwnerAssumption() {
+  uid_t euid = geteuid();
+  if (euid == 0) {
+    return "the file's owner was judged as for a broker running as root (root must own it)";
+  }
+  return absl::StrCat("the file's owner was judged as for a broker running as uid ", euid,
+                      ", the invoking user (root or uid ", euid,
+                      " may own it); a broker running as root accepts only a file root owns");
+}
+
 // Uses LoadPolicyFile, so the file is checked as the daemon checks it
-// (owner, mode, symlinks), not only its text. Exit 0 when valid, else 1;
-// the parser's "FILE:LINE:COL: message" lines go to `out`, the one-line
-// verdict to `err`.
+// (owner, mode, symlinks), not only its text. Exit 0 when valid, else 1.
+// A valid file: one line "FILE: ok (...)" on `out`, then notes ("note: ...")
+// on what only the broker can judge. A rejected one: each error once, on
+// `err`: the parser's "FILE:LINE:COL: message" lines as they are (the form
+// editors jump to), then the verdict "capctl: FILE: rejected (N errors)";
+// any other failure (no such file, owner, mode) is one "capctl: ..." line.
 int Capctl::PolicyCheck(const std::string& path) {
   absl::StatusOr<PolicySummary> policy = CheckPolicyFile(path);
   if (!policy.ok()) {
-    absl::string_view message = policy.status().message();
-    size_t lines = 0;
-    if (absl::IsInvalidArgument(policy.status())) {
-      for (absl::string_view line : absl::StrSplit(message, '\n', absl::SkipEmpty())) {
-        out_ << line << "\n";
-        ++lines;
+    if (!absl::IsInvalidArgument(policy.status())) {
+      Fail(policy.status(), Shown(path));
+      return kExitFailure;  // rejected, whatever the reason: not "not found" (4)
+    }
+    size_t errors = 0;
+    for (absl::string_view line :
+         absl::StrSplit(policy.status().message(), '\n', absl::SkipEmpty())) {
+      err_ << line << "\n";
+      // Diagnostics ends with "FILE: N more errors not shown".
+      size_t more = 0;
+      absl::string_view tail = line.substr(line.rfind(": ") == absl::string_view::npos
+                                               ? 0
+                                               : line.rfind(": ") + 2);
+      if (absl::EndsWith(tail, " more errors not shown") &&
+          absl::SimpleAtoi(tail.substr(0, tail.find(' ')), &more)) {
+        errors += more;
+      } else {
+        ++errors;
       }
     }
-    if (lines > 1) {
-      err_ << "capctl: " << Shown(path) << ": rejected (" << lines << " errors)\n";
-    } else {
-      Fail(policy.status(), Shown(path));
-    }
+    err_ << "capctl: " << Shown(path) << ": rejected (" << errors
+         << (errors == 1 ? " error" : " errors") << ")\n";
     return kExitFailure;
   }
   out_ << path << ": ok (" << policy->capabilities << " capabilities, "
-       << policy->principals << " principals)\n";
+       << policy->principals << " principals, " << policy->services << " services)\n";
+  for (const std::string& note : policy->notes) out_ << "note: " << note << "\n";
+  out_ << "note: " << OwnerAssumption() << "\n";
   return kExitOk;
 }
 

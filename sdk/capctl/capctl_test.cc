@@ -3,6 +3,7 @@
 #include "sdk/capctl/capctl.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -112,6 +113,21 @@ class CapctlTest : public ::testing::Test {
     return {WEXITSTATUS(status), output, ""};
   }
 
+  // Runs `capctl status` until its output contains `text` (each run is a
+  // round trip to the broker, which handles a signal before it answers the
+  // next request: an event, not a sleep); the last output.
+  std::string StatusUntil(const std::string& text) {
+    std::string out;
+    for (int i = 0; i < 10000; ++i) {
+      Result r = Run({"status"});
+      EXPECT_EQ(r.code, kExitOk) << r.err;
+      out = r.out;
+      if (r.code != kExitOk || absl::StrContains(out, text)) return out;
+    }
+    ADD_FAILURE() << "status never said '" << text << "': " << out;
+    return out;
+  }
+
   std::unique_ptr<BrokerProcess> broker_;
   pid_t child_pid_ = -1;
 };
@@ -207,18 +223,93 @@ TEST_F(CapctlTest, StatusShowsCountersAndIdentity) {
   EXPECT_THAT(r.out, HasSubstr("principals:  tester\n"));
 }
 
+// As reported: after a refused reload and a successful one, status still
+// showed the refusal ("1 refused; last: ...'reed'..."). It shows the last
+// reload's outcome, and when.
+TEST_F(CapctlTest, StatusShowsTheLastReloadNotAStaleRefusal) {
+  ASSERT_OK(broker_->RewritePolicy(
+      "( capabilities = [ ( name = \"m\", file = ( path = \"/etc/motd\", access = reed ) ) ] )"));
+  ASSERT_EQ(kill(broker_->pid(), SIGHUP), 0);
+  std::string refused = StatusUntil("refused in all");
+  EXPECT_THAT(refused, HasSubstr("refused, the policy before stays: "));
+  EXPECT_THAT(refused, HasSubstr("'reed'"));
+  EXPECT_THAT(refused, HasSubstr("; 1 refused in all\n"));
+
+  ASSERT_OK(broker_->RewritePolicy(kPolicy));
+  ASSERT_EQ(kill(broker_->pid(), SIGHUP), 0);
+  std::string installed = StatusUntil("installed");
+  EXPECT_THAT(installed, ::testing::ContainsRegex(
+                             "reloads:     last [0-9]+s ago: installed \\(generation 2\\); "
+                             "1 refused in all\n"));
+  EXPECT_THAT(installed, ::testing::Not(HasSubstr("reed")));
+}
+
 TEST_F(CapctlTest, PolicyCheckAcceptsTheBrokersPolicy) {
   std::string path = Path("policy.capnp");
   Result r = RunRaw({"policy", "check", path});
   EXPECT_EQ(r.code, kExitOk) << r.err;
-  EXPECT_EQ(r.out, path + ": ok (4 capabilities, 1 principals)\n");
+  EXPECT_EQ(r.err, "");
+  // It says whom it judged the file's owner against: it runs as the
+  // invoking user, not as the broker.
+  EXPECT_EQ(r.out, absl::StrCat(
+                       path, ": ok (4 capabilities, 1 principals, 0 services)\n",
+                       getuid() == 0
+                           ? "note: the file's owner was judged as for a broker running as "
+                             "root (root must own it)\n"
+                           : absl::StrCat("note: the file's owner was judged as for a broker "
+                                          "running as uid ", geteuid(), ", the invoking user "
+                                          "(root or uid ", geteuid(), " may own it); a broker "
+                                          "running as root accepts only a file root owns\n")));
 }
 
-TEST_F(CapctlTest, PolicyCheckRejectsBadText) {
+// Each error is printed once, on stderr (the exit code says rejected), in
+// the FILE:LINE:COL form editors jump to, and a verdict last.
+TEST_F(CapctlTest, PolicyCheckRejectsBadTextPrintingEachErrorOnce) {
+  std::string path = Path("bad.capnp");
   WriteFile("bad.capnp", "( capabilities = [ ( name = \"x\" ) ] )", 0600);
-  Result r = RunRaw({"policy", "check", Path("bad.capnp")});
-  ExpectFailure(r, kExitFailure);
-  EXPECT_THAT(r.out + r.err, HasSubstr(Path("bad.capnp") + ":"));
+  Result r = RunRaw({"policy", "check", path});
+  EXPECT_EQ(r.code, kExitFailure);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, absl::StrCat(path, ":1:20: capability 'x' has no kind: write file = (...), "
+                                "directory = (...) or memory = (...)\n",
+                                "capctl: ", path, ": rejected (1 error)\n"));
+
+  WriteFile("bad2.capnp",
+            "( capabilities = [ ( name = \"x\" ), ( name = \"y\" ) ] )", 0600);
+  r = RunRaw({"policy", "check", Path("bad2.capnp")});
+  EXPECT_EQ(r.code, kExitFailure);
+  EXPECT_EQ(r.out, "");
+  std::vector<std::string> lines = Lines(r.err);
+  ASSERT_EQ(lines.size(), 3u) << r.err;
+  EXPECT_THAT(lines[0], HasSubstr("capability 'x' has no kind"));
+  EXPECT_THAT(lines[1], HasSubstr("capability 'y' has no kind"));
+  EXPECT_EQ(lines[2], absl::StrCat("capctl: ", Path("bad2.capnp"), ": rejected (2 errors)"));
+}
+
+// More errors than are shown: the verdict counts them all.
+TEST_F(CapctlTest, PolicyCheckCountsErrorsNotShown) {
+  std::string text = "( capabilities = [\n";
+  for (int i = 0; i < 25; ++i) absl::StrAppend(&text, "( name = \"c", i, "\" ),\n");
+  text += "] )";
+  WriteFile("many.capnp", text, 0600);
+  Result r = RunRaw({"policy", "check", Path("many.capnp")});
+  EXPECT_EQ(r.code, kExitFailure);
+  EXPECT_THAT(r.err, HasSubstr("5 more errors not shown\n"));
+  EXPECT_THAT(r.err, HasSubstr(": rejected (25 errors)\n"));
+}
+
+// capctl cannot know the broker's --cgroup: a limit that needs one is a
+// note, not an error.
+TEST_F(CapctlTest, PolicyCheckNotesLimitsThatNeedACgroup) {
+  WriteFile("limits.capnp", R"(( services = [ ( name = "s", command = [ "/bin/s" ],
+      limits = ( memoryMax = 1048576, pidsMax = 8 ) ) ] ))", 0600);
+  Result r = RunRaw({"policy", "check", Path("limits.capnp")});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr(": ok (0 capabilities, 0 principals, 1 services)\n"
+                               "note: service 's' sets memoryMax and pidsMax: capbrokerd "
+                               "refuses this policy unless it runs with --cgroup DIR, a "
+                               "delegated cgroup v2 directory whose cgroup.subtree_control "
+                               "enables memory and pids\n"));
 }
 
 TEST_F(CapctlTest, PolicyCheckRejectsWritableByOthers) {

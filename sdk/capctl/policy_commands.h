@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -19,12 +20,19 @@ namespace capbroker {
 struct PolicySummary {
   size_t capabilities = 0;
   size_t principals = 0;
+  size_t services = 0;
+  // What the check could not judge, one line each (no trailing newline):
+  // services whose memoryMax or pidsMax a broker applies only when it runs
+  // with --cgroup DIR, which capctl cannot know.
+  std::vector<std::string> notes;
 };
 
-// Loads `path` with LoadPolicyFile, so the file is checked exactly as
-// capbrokerd checks it (owner, mode, no symlink, size), not only its text.
-// Errors are LoadPolicyFile's; kInvalidArgument messages are
-// "FILE:LINE:COL: message" lines.
+// Loads `path` with LoadPolicyFile, so the file is checked as capbrokerd
+// checks it (owner, mode, no symlink, size), not only its text; the owner
+// as for a broker running as this process's euid. What depends on the
+// broker's flags (--cgroup) is not checked but noted. Errors are
+// LoadPolicyFile's; kInvalidArgument messages are "FILE:LINE:COL: message"
+// lines.
 absl::StatusOr<PolicySummary> CheckPolicyFile(absl::string_view path);
 
 // The text `capctl policy init` prints.

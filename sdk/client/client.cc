@@ -456,6 +456,8 @@ absl::StatusOr<BrokerStatus> Client::Status() {
         status.policy_generation = s.getPolicyGeneration();
         status.policy_reload_failures = s.getPolicyReloadFailures();
         status.last_reload_error = Str(s.getLastReloadError());
+        status.last_reload_seconds_ago = s.getLastReloadSecondsAgo();
+        status.last_reload_refused = s.getLastReloadRefused();
         return absl::OkStatus();
       }));
   return status;

@@ -89,7 +89,12 @@ struct BrokerStatus {
   uint32_t principals = 0;
   uint64_t policy_generation = 0;      // 1 at start, +1 per reload
   uint64_t policy_reload_failures = 0;
-  std::string last_reload_error;  // empty unless we are root or the broker's uid
+  // The last reload (SIGHUP): how long ago (-1: none yet), whether it was
+  // refused, and why (empty when it was installed, and unless we are root
+  // or the broker's uid).
+  int64_t last_reload_seconds_ago = -1;
+  bool last_reload_refused = false;
+  std::string last_reload_error;
 };
 
 // An entry of Services().

@@ -91,6 +91,28 @@ TEST(ReloadTest, BrokenPolicyIsRefusedWholeAndTheOldOneStays) {
   EXPECT_THAT(status.last_reload_error, HasSubstr("grantz"));
   EXPECT_OK(client.Acquire("scratch"));  // the old policy still decides
   EXPECT_OK(client.Acquire("board"));
+  EXPECT_TRUE(status.last_reload_refused);
+  EXPECT_GE(status.last_reload_seconds_ago, 0);
+}
+
+// Status reports the last reload, not the last refusal: a refusal that a
+// later reload made good is only counted.
+TEST(ReloadTest, ASuccessfulReloadClearsTheRefusalBeforeIt) {
+  ASSERT_OK_AND_ASSIGN(auto broker, testing::BrokerProcess::Start(kBefore));
+  ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(broker->socket_path()));
+  ASSERT_OK_AND_ASSIGN(BrokerStatus start, client.Status());
+  EXPECT_EQ(start.last_reload_seconds_ago, -1);  // none yet
+  ASSERT_OK(broker->RewritePolicy("( capabilities = [ ( name = \"board\", reed = 1 ) ] )"));
+  BrokerStatus refused = ReloadAndWait(*broker, client);
+  EXPECT_TRUE(refused.last_reload_refused);
+  EXPECT_THAT(refused.last_reload_error, HasSubstr("reed"));
+  ASSERT_OK(broker->RewritePolicy(kAfter));
+  BrokerStatus installed = ReloadAndWait(*broker, client);
+  EXPECT_EQ(installed.policy_generation, 2u);
+  EXPECT_EQ(installed.policy_reload_failures, 1u);  // still counted
+  EXPECT_FALSE(installed.last_reload_refused);
+  EXPECT_EQ(installed.last_reload_error, "");
+  EXPECT_GE(installed.last_reload_seconds_ago, 0);
 }
 
 // A reload is checked against the broker as it runs: a broker without

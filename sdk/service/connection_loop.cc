@@ -211,7 +211,9 @@ bool ConnectionLoop::Serve(Connection& c) {
   absl::Status refusal = CheckFdCount(**datagram, options_.max_request_fds);
   if (!refusal.ok()) {
     // Any fds that came are closed with the datagram, unseen by the handler.
-    handled = CatchKj("refused request", [&] { return handler_.Refuse(exchange, refusal); });
+    handled = CatchKj("refused request", [&] {
+      return handler_.SetRefusal(refusal, exchange.reply) ? absl::OkStatus() : refusal;
+    });
   } else {
     exchange.request_fds = std::move((*datagram)->fds);
     handled = CatchKj("request", [&] { return handler_.Handle(exchange); });

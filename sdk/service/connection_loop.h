@@ -27,7 +27,7 @@
 // Nothing a client sends ends the loop. Limits, all from Options: a new
 // connection beyond max_connections, or beyond max_connections_per_uid for
 // its uid, is closed at once; a request with more fds than max_request_fds
-// is answered by the handler's Refuse and never reaches Handle.
+// is answered by the handler's SetRefusal and never reaches Handle.
 //
 // A loop can also serve one connection without a broker (the second
 // constructor): what a worker process of a ForkingServer (forking_server.h)
@@ -103,14 +103,14 @@ class RequestHandler {
   // reading it). The loop then closes the connection, and logs the status.
   virtual absl::Status Handle(Exchange& exchange) = 0;
 
-  // Fills exchange.reply with an error reply of this protocol saying
-  // `refusal` (kInvalidArgument), for a request the loop refuses before
-  // Handle would see it: it carried more fds than
-  // ConnectionLoop::Options::max_request_fds. exchange.request_fds is
-  // empty. Returns as Handle does. The default, for a protocol without
-  // error replies, returns `refusal`: the loop closes the connection.
-  virtual absl::Status Refuse(Exchange& exchange, const absl::Status& refusal) {
-    return refusal;
+  // Fills `reply` with this protocol's error reply saying `refusal`, and
+  // returns true; false (the default) for a protocol without error replies.
+  // Used for what is refused before Handle would see it: a request that
+  // carried more fds than ConnectionLoop::Options::max_request_fds
+  // (kInvalidArgument), and a connection a ForkingServer does not serve
+  // (kResourceExhausted). Without such a reply, the connection is closed.
+  virtual bool SetRefusal(const absl::Status& refusal, capnp::MessageBuilder& reply) {
+    return false;
   }
 };
 
@@ -125,7 +125,7 @@ class ConnectionLoop {
     // a uid shares its count.
     size_t max_connections_per_uid = 16;
     // The fds one request may carry; a request with more is refused
-    // (RequestHandler::Refuse). 0, for a protocol whose requests carry
+    // (RequestHandler::SetRefusal). 0, for a protocol whose requests carry
     // none: requests are received without room for fds
     // (wire::FdPolicy::kRefuse), so the kernel discards any a client
     // attaches without installing them. The service then never closes a

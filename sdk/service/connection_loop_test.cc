@@ -40,10 +40,10 @@ using ::capbroker::testing::LoopHarness;
 // A refused request gets a Reply whose error says why.
 class EchoHandler : public RequestHandler {
  public:
-  absl::Status Refuse(Exchange& x, const absl::Status& refusal) override {
+  bool SetRefusal(const absl::Status& refusal, capnp::MessageBuilder& reply) override {
     ++refused;
-    x.reply.initRoot<schema::Reply>().initError().setMessage(std::string(refusal.message()));
-    return absl::OkStatus();
+    reply.initRoot<schema::Reply>().initError().setMessage(std::string(refusal.message()));
+    return true;
   }
 
   absl::Status Handle(Exchange& x) override {

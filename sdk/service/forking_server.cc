@@ -256,10 +256,11 @@ void ForkingServer::ServeInWorker(IncomingConnection incoming, pid_t parent) {
 
 void ForkingServer::Refuse(int connection, const Peer& peer, const absl::Status& reason) {
   log_.Line(absl::StrCat("refused a connection of ", Describe(peer), ": ", reason.message()));
-  if (!options_.refusal) return;  // the connection closes: end of stream
   capnp::MallocMessageBuilder reply(64);
   absl::Status sent = CatchKj("refusal reply", [&]() -> absl::Status {
-    options_.refusal(reason, reply);
+    // Without a reply of its protocol the connection just closes: end of
+    // stream.
+    if (!handler_.SetRefusal(reason, reply)) return absl::OkStatus();
     CB_ASSIGN_OR_RETURN(wire::OutgoingFrame frame, wire::OutgoingFrame::Of(reply));
     // Never blocks: a new connection's queue is empty, and if it were not
     // the reply would be dropped, not waited for.

@@ -40,8 +40,9 @@
 // connections of one client uid (the uid the broker established) and
 // max_workers in all. A connection beyond either, or one for which no worker
 // can be started (fork fails: EAGAIN at RLIMIT_NPROC or the cgroup's
-// pids.max, ENOMEM), is refused: it gets Options::refusal's reply if there
-// is one, is closed, and a line on stderr says why. Serving goes on.
+// pids.max, ENOMEM), is refused: it gets the handler's refusal reply if its
+// protocol has one (RequestHandler::SetRefusal), so that the client reads
+// why as the reply to its first request; is closed, and a line on stderr says why. Serving goes on.
 //
 // Reaping: every worker has a pidfd in the main loop's epoll set, and is
 // reaped (waitid) in the turn its pidfd becomes readable, before that
@@ -64,7 +65,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <unordered_map>
 #include <vector>
 
@@ -92,10 +92,6 @@ class ForkingServer {
     std::vector<int> worker_fds;
     // The loop each worker runs over its one connection.
     ConnectionLoop::Options worker_loop;
-    // Fills the reply a refused connection gets before it is closed (the
-    // protocol's error reply, from `reason`), so that the client reads why
-    // as the reply to its first request. Unset: closed without a reply.
-    std::function<void(const absl::Status& reason, capnp::MessageBuilder& reply)> refusal;
     // Lines the main process logs to stderr per second (refusals, workers
     // that died of a signal or failed).
     int max_log_lines_per_second = 20;

@@ -43,6 +43,15 @@ using ::testing::HasSubstr;
 // request ends, as one whose file lies on the client's own FUSE server does.
 class WorkerHandler : public RequestHandler {
  public:
+  // Whether a refused connection gets a reply saying why.
+  bool replies_to_refusals = false;
+
+  bool SetRefusal(const absl::Status& refusal, capnp::MessageBuilder& reply) override {
+    if (!replies_to_refusals) return false;
+    reply.initRoot<schema::Reply>().initError().setMessage(std::string(refusal.message()));
+    return true;
+  }
+
   absl::Status Handle(Exchange& x) override {
     auto request = x.request.getRoot<schema::Request>();
     std::string read_note;
@@ -57,10 +66,6 @@ class WorkerHandler : public RequestHandler {
     return absl::OkStatus();
   }
 };
-
-void RefusalReply(const absl::Status& reason, capnp::MessageBuilder& reply) {
-  reply.initRoot<schema::Reply>().initError().setMessage(std::string(reason.message()));
-}
 
 Peer PeerOfUid(uint32_t uid) { return Peer{absl::StrCat("user", uid), uid, uid, 4242}; }
 
@@ -253,7 +258,7 @@ TEST_F(ForkingServerTest, CapsWorkersPerUidAndInAll) {
   ForkingServer::Options options;
   options.max_workers_per_uid = 2;
   options.max_workers = 3;
-  options.refusal = RefusalReply;
+  handler_.replies_to_refusals = true;
   Start(options);
   std::optional<wire::Channel> first;
   ASSERT_OK_AND_ASSIGN(first, Connect(1000));
@@ -350,9 +355,8 @@ int RefuseWhenForkFails() {
       setresuid(kUid, kUid, kUid) != 0) {
     return 77;  // no uid to switch to (a user namespace): skipped
   }
-  ForkingServer::Options options;
-  options.refusal = RefusalReply;
-  ForkingServer server(broker->client(), handler, options);
+  handler.replies_to_refusals = true;
+  ForkingServer server(broker->client(), handler, ForkingServer::Options());
   absl::StatusOr<wire::Channel> refused = Connect(*broker, server, PeerOfUid(1000));
   if (!refused.ok()) return 12;
   absl::StatusOr<std::string> why = Receive(*refused);

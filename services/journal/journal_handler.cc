@@ -36,9 +36,9 @@ absl::Status JournalHandler::Handle(Exchange& x) {
   return absl::OkStatus();
 }
 
-absl::Status JournalHandler::Refuse(Exchange& x, const absl::Status& refusal) {
-  SetErrorReply<schema::Reply>(x.reply, refusal);
-  return absl::OkStatus();
+bool JournalHandler::SetRefusal(const absl::Status& refusal, capnp::MessageBuilder& reply) {
+  SetErrorReply<schema::Reply>(reply, refusal);
+  return true;
 }
 
 }  // namespace capbroker::journal

@@ -20,7 +20,7 @@ class JournalHandler : public RequestHandler {
   // Bad records, records the log has no room for, and request kinds this
   // version does not know get an error reply.
   absl::Status Handle(Exchange& exchange) override;
-  absl::Status Refuse(Exchange& exchange, const absl::Status& refusal) override;
+  bool SetRefusal(const absl::Status& refusal, capnp::MessageBuilder& reply) override;
 
  private:
   Journal journal_;

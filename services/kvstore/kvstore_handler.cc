@@ -61,9 +61,9 @@ absl::Status KvstoreHandler::Handle(Exchange& x) {
   return absl::OkStatus();
 }
 
-absl::Status KvstoreHandler::Refuse(Exchange& x, const absl::Status& refusal) {
-  SetErrorReply<schema::Reply>(x.reply, refusal);
-  return absl::OkStatus();
+bool KvstoreHandler::SetRefusal(const absl::Status& refusal, capnp::MessageBuilder& reply) {
+  SetErrorReply<schema::Reply>(reply, refusal);
+  return true;
 }
 
 }  // namespace capbroker::kvstore

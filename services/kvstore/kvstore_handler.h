@@ -35,7 +35,7 @@ class KvstoreHandler : public RequestHandler {
   // Bad keys, values over the limit, and request kinds this version does
   // not know get an error reply.
   absl::Status Handle(Exchange& exchange) override;
-  absl::Status Refuse(Exchange& exchange, const absl::Status& refusal) override;
+  bool SetRefusal(const absl::Status& refusal, capnp::MessageBuilder& reply) override;
 
  private:
   Store store_;

@@ -20,7 +20,6 @@ int main(int argc, char** argv) {
   capbroker::ServeOptions options;
   options.loop.max_request_fds = 1;  // a scan carries its file; nothing else does
   options.workers.emplace();
-  options.workers->refusal = scanner::SetRefusal;
   return capbroker::ServeWithGrant(
       "scanner", "signatures", argc, argv,
       [](capbroker::UniqueFd db) -> absl::StatusOr<std::unique_ptr<capbroker::RequestHandler>> {

@@ -56,8 +56,9 @@ absl::Status ScannerHandler::Handle(Exchange& x) {
   return absl::OkStatus();
 }
 
-void SetRefusal(const absl::Status& reason, capnp::MessageBuilder& reply) {
-  SetError(reply.initRoot<schema::Reply>().initError(), reason);
+bool ScannerHandler::SetRefusal(const absl::Status& refusal, capnp::MessageBuilder& reply) {
+  SetErrorReply<schema::Reply>(reply, refusal);
+  return true;
 }
 
 }  // namespace capbroker::scanner

@@ -20,14 +20,12 @@ class ScannerHandler : public RequestHandler {
   // scanner refuses, or a request kind this version does not know gets an
   // error reply.
   absl::Status Handle(Exchange& exchange) override;
+  // The error Reply a refused request or connection gets.
+  bool SetRefusal(const absl::Status& refusal, capnp::MessageBuilder& reply) override;
 
  private:
   Scanner scanner_;
 };
-
-// Fills `reply` with the error Reply a connection the scanner refuses (too
-// many at once: ForkingServer::Options::refusal) gets before it is closed.
-void SetRefusal(const absl::Status& reason, capnp::MessageBuilder& reply);
 
 }  // namespace capbroker::scanner
 

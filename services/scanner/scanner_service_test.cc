@@ -145,7 +145,8 @@ TEST(ScannerRefusalTest, TheClientReadsWhyItsConnectionWasRefused) {
   {
     wire::Channel service(UniqueFd{ends[1]});
     capnp::MallocMessageBuilder reply;
-    SetRefusal(absl::ResourceExhaustedError("at most 4 connections of uid 1000 at once"), reply);
+    ScannerHandler(Scanner({})).SetRefusal(
+        absl::ResourceExhaustedError("at most 4 connections of uid 1000 at once"), reply);
     ASSERT_OK(service.Send(reply));
   }
   ScannerClient scanner(std::move(client_end));

@@ -17,5 +17,5 @@ int main(int argc, char** argv) {
         CB_ASSIGN_OR_RETURN(kvstore::Store store, kvstore::Store::Open(std::move(dir)));
         return std::make_unique<kvstore::KvstoreHandler>(std::move(store));
       },
-      capbroker::ServeOptions{kvstore::KvstoreHandler::LoopOptions(), {}});
+      capbroker::ServeOptions{.loop = kvstore::KvstoreHandler::LoopOptions()});
 }

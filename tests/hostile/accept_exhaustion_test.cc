@@ -85,7 +85,9 @@ Admission Answered(int fd, std::string* why) {
 // The broker may have refused it before the hello was sent.
 Admission Admitted(int fd, std::string* why) {
   int error = testing::RawSend(fd, HelloBytes(1, schema::PROTOCOL_VERSION));
-  if (error != EPIPE && error != ECONNRESET) EXPECT_EQ(error, 0);
+  if (error != EPIPE && error != ECONNRESET) {
+    EXPECT_EQ(error, 0);
+  }
   return Answered(fd, why);
 }
 

@@ -212,7 +212,9 @@ TEST_F(ScannerWorkersTest, AScanStalledOnTheClientsFuseServerStallsNoOtherClient
     b.reset();
     for (pid_t worker : workers) {
       ProcessWatch watch(worker);
-      if (watch.valid()) EXPECT_TRUE(watch.WaitExited()) << worker;
+      if (watch.valid()) {
+        EXPECT_TRUE(watch.WaitExited()) << worker;
+      }
     }
   }
 }
@@ -260,7 +262,9 @@ TEST_F(ScannerWorkersTest, WorkersOfClientsThatHungUpAreReaped) {
   for (pid_t worker : workers) {
     ProcessWatch watch(worker);
     // Not valid: reaped already.
-    if (watch.valid()) EXPECT_TRUE(watch.WaitExited()) << worker;
+    if (watch.valid()) {
+      EXPECT_TRUE(watch.WaitExited()) << worker;
+    }
   }
   // A connection that comes after those exits is taken after they are
   // reaped (the main process reaps first in a turn): once it is served,

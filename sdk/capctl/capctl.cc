@@ -22,6 +22,7 @@
 #include "sdk/base/unique_fd.h"
 #include "sdk/capctl/fd_placement.h"
 #include "sdk/capctl/policy_commands.h"
+#include "sdk/capctl/usage.h"
 #include "sdk/client/capability.h"
 #include "sdk/client/client.h"
 
@@ -31,24 +32,6 @@ namespace {
 constexpr unsigned kCloseRangeCloexec = 1u << 2;
 }  // namespace
 namespace {
-
-constexpr char kUsage[] =
-    "usage: capctl [--socket PATH] COMMAND ...\n"
-    "  request NAME [--access read|write|readWrite|append]\n"
-    "  open DIR PATH [--access A] [--create] [--truncate] [--mode OCTAL]\n"
-    "  exec NAME[=FDNAME]... -- CMD [ARGS...]\n"
-    "  list\n"
-    "  status\n"
-    "  services\n"
-    "  connect SERVICE -- CMD [ARGS...]\n"
-    "  policy check FILE   check FILE as capbrokerd loads it; the file's owner is\n"
-    "                      judged as for a broker running as you (root: root only)\n"
-    "  policy init         print a commented starter policy\n"
-    "  help\n"
-    "--socket defaults to $CAPBROKER_SOCKET, else $XDG_RUNTIME_DIR/capbroker/broker.sock\n"
-    "and then, if nothing is there, /run/capbroker/broker.sock.\n"
-    "exit codes: 0 ok, 1 failure, 2 usage, 3 permission denied, 4 not found,\n"
-    "5 broker unavailable, 127 exec: command not run.\n";
 
 // Largest fd name in LISTEN_FDNAMES, as systemd limits it (FDNAME_MAX).
 constexpr size_t kMaxFdNameBytes = 255;
@@ -194,8 +177,19 @@ class Capctl {
     return ExitCodeFor(status);
   }
   int Usage(absl::string_view why) {
-    err_ << "capctl: " << why << "\n" << kUsage;
+    err_ << "capctl: " << why << "\n" << FullUsage();
     return kExitUsage;
+  }
+  // `capctl COMMAND --help`: COMMAND's usage, on `out`.
+  int Help(absl::string_view command) {
+    out_ << UsageOf(command);
+    return kExitOk;
+  }
+  // Whether the first argument after a command, at `i`, asks for help. Only
+  // the first: a later one is an option of the command (unknown) or, after
+  // "--", an argument of the program exec or connect runs.
+  static bool AsksForHelp(const std::vector<std::string>& args, size_t i) {
+    return i < args.size() && IsHelpFlag(args[i]);
   }
   absl::StatusOr<Client> ConnectBroker() { return Client::Connect(socket_); }
 
@@ -494,13 +488,17 @@ int Capctl::PolicyCheck(const std::string& path) {
 int Capctl::Run(const std::vector<std::string>& args, size_t begin) {
   if (begin >= args.size()) return Usage("no command");
   const std::string& command = args[begin];
-  if (command == "help" || command == "--help" || command == "-h") {
-    out_ << kUsage;
+  if (command == "help" || IsHelpFlag(command)) {
+    out_ << FullUsage();
     return kExitOk;
   }
   if (command == "policy") {
+    if (AsksForHelp(args, begin + 1)) return Help(command);
     if (begin + 1 >= args.size()) return Usage("policy needs check or init");
     const std::string& what = args[begin + 1];
+    if ((what == "init" || what == "check") && AsksForHelp(args, begin + 2)) {
+      return Help(absl::StrCat(command, " ", what));
+    }
     if (what == "init") {
       if (begin + 2 != args.size()) return Usage("policy init takes no arguments");
       out_ << StarterPolicy();
@@ -530,6 +528,7 @@ int Capctl::Run(const std::vector<std::string>& args, size_t begin) {
   };
   for (const Sub& sub : subs) {
     if (command != sub.name) continue;
+    if (AsksForHelp(args, begin + 1)) return Help(command);
     absl::StatusOr<Options> options =
         ParseOptions(args, begin + 1, sub.flags, sub.exec_style);
     if (!options.ok()) {
@@ -562,7 +561,7 @@ int RunCapctl(const std::vector<std::string>& args, std::ostream& out,
     absl::string_view arg = args[i];
     if (arg == "--socket") {
       if (i + 1 >= args.size()) {
-        err << "capctl: --socket needs a value\n" << kUsage;
+        err << "capctl: --socket needs a value\n" << FullUsage();
         return kExitUsage;
       }
       socket = args[i + 1];
@@ -571,11 +570,11 @@ int RunCapctl(const std::vector<std::string>& args, std::ostream& out,
       socket = std::string(arg.substr(9));
       i += 1;
     } else {
-      err << "capctl: unknown option " << Shown(arg) << "\n" << kUsage;
+      err << "capctl: unknown option " << Shown(arg) << "\n" << FullUsage();
       return kExitUsage;
     }
     if (socket.empty()) {
-      err << "capctl: --socket needs a non-empty PATH\n" << kUsage;
+      err << "capctl: --socket needs a non-empty PATH\n" << FullUsage();
       return kExitUsage;
     }
   }

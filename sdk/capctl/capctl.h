@@ -1,10 +1,12 @@
 // RunCapctl: the capctl command line, as a library so tests can run it.
 //
-//   capctl [--socket PATH] request NAME [--access A]
-//   capctl [--socket PATH] open DIR PATH [--access A] [--create] [--truncate] [--mode OCTAL]
-//   capctl [--socket PATH] exec NAME[=FDNAME]... -- CMD ARGS...
-//   capctl [--socket PATH] list | status
-//   capctl policy check FILE | policy init
+//   capctl [--socket PATH] COMMAND ARGS...
+//
+// The commands and their usage are in usage.cc's table (`capctl help`).
+// `--help` or `-h` as the first argument after a command prints that
+// command's usage on `out` and exits 0. Anywhere else it is read as any
+// other argument: an unknown option, or, after exec's or connect's "--",
+// an argument of the program run.
 //
 // Exit codes (kExit*): 0 ok, 2 usage, 3 permission denied, 4 not found,
 // 5 broker unavailable, 1 anything else; `exec` returns 127 when the command

@@ -423,6 +423,20 @@ TEST_F(CapctlTest, ExecHandsOverFdsAndListenVariables) {
   EXPECT_EQ(lines[3], "0 1 2 3 4 ") << r.out;
 }
 
+// What follows "--" is the program's: a --help there is not capctl's.
+TEST_F(CapctlTest, ExecLeavesTheCommandsHelpAlone) {
+  Result r = RunInChild(
+      {"exec", "motd", "--", "/bin/sh", "-c", "printf '%s\\n' \"$@\"", "sh", "--help", "-h"});
+  EXPECT_EQ(r.code, kExitOk) << r.out;
+  EXPECT_EQ(r.out, "--help\n-h\n");
+  // connect reads its command line alike: it asks the broker for the
+  // service (there is none) instead of printing its usage.
+  Result connect = Run({"connect", "nosuch", "--", "/bin/true", "--help"});
+  EXPECT_NE(connect.code, kExitOk);
+  EXPECT_NE(connect.code, kExitUsage) << connect.err;
+  EXPECT_EQ(connect.out, "");
+}
+
 TEST_F(CapctlTest, ExecCommandNotFoundExits127) {
   Result r = RunInChild({"exec", "motd", "--", "/nonexistent/command"});
   EXPECT_EQ(r.code, kExitCannotExec);

@@ -36,9 +36,10 @@
 // Ownership: the loop owns every client connection and every fd received
 // with a request; whatever the handler leaves in Exchange::request_fds is
 // closed after it returns, and every connection is closed when the loop is
-// destroyed. The broker connection stays the Client's. With
-// max_request_fds = 0 no fd a client sends is ever installed in the
-// service, so none is ever closed by it either (see Options).
+// destroyed. The broker connection stays the Client's. By default
+// (max_request_fds = 0) requests carry no fds: none a client sends is ever
+// installed in the service, so none is ever closed by it either; a
+// protocol that takes fds says how many (see Options).
 //
 // Not thread-safe. Handlers run on the loop's thread and block it while
 // they run: keep them short or bounded.
@@ -61,7 +62,6 @@
 #include "sdk/client/client.h"
 #include "sdk/service/rate_limited_log.h"
 #include "sdk/wire/datagram.h"
-#include "sdk/wire/limits.h"
 
 namespace capbroker {
 
@@ -125,18 +125,19 @@ class ConnectionLoop {
     // a uid shares its count.
     size_t max_connections_per_uid = 16;
     // The fds one request may carry; a request with more is refused
-    // (RequestHandler::SetRefusal). 0, for a protocol whose requests carry
-    // none: requests are received without room for fds
-    // (wire::FdPolicy::kRefuse), so the kernel discards any a client
-    // attaches without installing them. The service then never closes a
+    // (RequestHandler::SetRefusal). 0, the default: requests carry none.
+    // They are received without room for fds (wire::FdPolicy::kRefuse), so
+    // the kernel discards any a client attaches without installing them,
+    // and the request is refused. The service then never closes a
     // client's fd: close() of a FUSE file sends FLUSH and waits for the
     // FUSE server, which a client can run itself (in a user namespace of
     // its own), so one such fd would stall the loop, and every client,
-    // for as long as that server likes.
-    // The default accepts as many as the wire allows, as the scanner needs.
-    // TODO(security): make 0 the default once every service says what it
-    // takes.
-    size_t max_request_fds = wire::kMaxFdsPerMessage;
+    // for as long as that server likes. A protocol whose requests carry
+    // fds raises this to the most one request takes (the scanner: 1), and
+    // then closes what it receives: serve such requests in a worker
+    // process (ForkingServer) when a stalled close must stall only one
+    // client.
+    size_t max_request_fds = 0;
     // Lines the loop logs to stderr per second (closed connections,
     // refusals); a client must not be able to flood the service's log.
     int max_log_lines_per_second = 20;

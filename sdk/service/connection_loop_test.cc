@@ -21,6 +21,7 @@
 #include "sdk/service/fake_broker.h"
 #include "sdk/service/loop_harness.h"
 #include "sdk/wire/framing.h"
+#include "sdk/wire/limits.h"
 #include "tests/fixtures/fd_count.h"
 #include "tests/fixtures/fuse_file.h"
 #include "tests/fixtures/raw_send.h"
@@ -111,7 +112,10 @@ class ConnectionLoopTest : public ::testing::Test {
   }
 
   EchoHandler handler_;
-  LoopHarness harness_{handler_};
+  // The echo protocol takes fds (its reply counts them): as many as the
+  // wire allows.
+  LoopHarness harness_{handler_,
+                       ConnectionLoop::Options{.max_request_fds = wire::kMaxFdsPerMessage}};
   int baseline_ = 0;
 };
 
@@ -246,6 +250,23 @@ TEST(ConnectionLoopLimitTest, ClosesConnectionsBeyondTheLimitOfTheirUid) {
   EXPECT_EQ(harness.loop().connection_count(), 3u);
   ASSERT_OK_AND_ASSIGN(reply, harness.Call(d, Request(request, 2)));
   EXPECT_EQ(ReplyId(reply), 2u);
+}
+
+// Fail-closed: a service that does not say its requests carry fds gets
+// none, and its handler never sees a request that came with one.
+TEST(ConnectionLoopFdTest, ByDefaultRequestsCarryNoFds) {
+  int p[2];
+  ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+  UniqueFd r(p[0]), w(p[1]);
+  EchoHandler handler;
+  LoopHarness harness(handler);
+  ASSERT_OK(harness.Start());
+  ASSERT_OK_AND_ASSIGN(wire::Channel client, harness.Connect());
+  capnp::MallocMessageBuilder request;
+  ASSERT_OK_AND_ASSIGN(wire::Incoming reply, harness.Call(client, Request(request, 1), {r.get()}));
+  EXPECT_THAT(ReplyError(reply), ::testing::HasSubstr("requests to this service carry no fds"));
+  EXPECT_EQ(handler.refused, 1);
+  EXPECT_EQ(handler.handled, 0);
 }
 
 TEST(ConnectionLoopFdTest, RequestsWithMoreFdsThanAllowedAreRefused) {

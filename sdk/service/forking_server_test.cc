@@ -154,7 +154,14 @@ class ForkingServerTest : public ::testing::Test {
     broker_.emplace(std::move(broker));
   }
 
-  void Start(ForkingServer::Options options = {}) {
+  // Options whose workers take the one fd a request may carry (a Stall's).
+  static ForkingServer::Options TakingOneFd() {
+    ForkingServer::Options options;
+    options.worker_loop.max_request_fds = 1;
+    return options;
+  }
+
+  void Start(ForkingServer::Options options = TakingOneFd()) {
     server_ = std::make_unique<ForkingServer>(broker_->client(), handler_, std::move(options));
   }
 

@@ -9,13 +9,15 @@
 // whose capability has another name passes it in the service's command:
 // `command = [ "/usr/local/lib/capbroker/kvstore", "--grant=kv-data" ]`.
 // A service with flags of its own, or a ConnectionLoop configured otherwise
-// than by default, says so in ServeOptions:
+// than by default, says so in ServeOptions. By default requests carry no
+// fds (ConnectionLoop::Options::max_request_fds = 0); a protocol whose
+// requests do raises the limit:
 //
 //   uint64_t max_bytes = kDefault;
 //   ServeOptions options;
-//   options.loop.max_request_fds = 0;
+//   options.loop.max_request_fds = 1;  // a request may carry one file
 //   options.flags.push_back({"max-bytes", "BYTES", [&](absl::string_view v) {...}});
-//   return ServeWithGrant("journal", "log", argc, argv, make_handler, options);
+//   return ServeWithGrant("archive", "store", argc, argv, make_handler, options);
 //
 // A service whose requests can block on what a client controls (a file on
 // the client's own FUSE server) serves each connection in a worker process

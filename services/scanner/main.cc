@@ -18,7 +18,7 @@ namespace scanner = capbroker::scanner;
 
 int main(int argc, char** argv) {
   capbroker::ServeOptions options;
-  options.loop.max_request_fds = 1;  // a scan carries its file; nothing else does
+  options.loop = scanner::ScannerHandler::LoopOptions();
   options.workers.emplace();
   return capbroker::ServeWithGrant(
       "scanner", "signatures", argc, argv,

@@ -20,7 +20,7 @@ using ::testing::HasSubstr;
 class ScannerCliTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_OK_AND_ASSIGN(serving_, ServingThread::Start(handler_));
+    ASSERT_OK_AND_ASSIGN(serving_, ServingThread::Start(handler_, ScannerHandler::LoopOptions()));
     ASSERT_OK_AND_ASSIGN(UniqueFd connection, serving_->Connect());
     client_.emplace(std::move(connection));
   }

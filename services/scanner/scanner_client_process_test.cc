@@ -69,7 +69,7 @@ TEST(ScannerClientProcessTest, ScansThroughTheInheritedConnection) {
   TempDir dir;
   ScannerHandler handler(Scanner({{"Eicar-Test-Signature", testing::Eicar()}}));
   std::unique_ptr<ServingThread> serving;
-  ASSERT_OK_AND_ASSIGN(serving, ServingThread::Start(handler));
+  ASSERT_OK_AND_ASSIGN(serving, ServingThread::Start(handler, ScannerHandler::LoopOptions()));
   std::string clean = dir.WriteFile("clean", "hello");
   std::string bad = dir.WriteFile("bad", testing::Eicar());
   {

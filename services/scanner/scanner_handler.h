@@ -16,6 +16,10 @@ class ScannerHandler : public RequestHandler {
  public:
   explicit ScannerHandler(Scanner scanner) : scanner_(std::move(scanner)) {}
 
+  // How the scanner's ConnectionLoop must run: a scan carries its file,
+  // nothing else carries an fd.
+  static ConnectionLoop::Options LoopOptions() { return {.max_request_fds = 1}; }
+
   // `scan` takes exactly one fd, `info` none; any other count, a file the
   // scanner refuses, or a request kind this version does not know gets an
   // error reply.

@@ -55,7 +55,7 @@ class ScannerServiceTest : public ::testing::Test {
 
   TempDir dir_;
   ScannerHandler handler_{Scanner({{"Eicar-Test-Signature", testing::Eicar()}})};
-  LoopHarness harness_{handler_};
+  LoopHarness harness_{handler_, ScannerHandler::LoopOptions()};
   std::optional<wire::Channel> client_;
   int baseline_ = 0;
 };
@@ -73,8 +73,10 @@ TEST_F(ScannerServiceTest, WrongFdCountsGetAClearError) {
   EXPECT_THAT(Scan({}), StatusIs(absl::StatusCode::kInvalidArgument,
                                  HasSubstr("scan takes 1 fd with the request; it came with 0")));
   UniqueFd a = Open("a");
+  // More than a scan takes is refused by the loop, before the handler.
   EXPECT_THAT(Scan({a.get(), a.get(), a.get()}),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("it came with 3")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("at most 1 fds; this one came with 3")));
   capnp::MallocMessageBuilder request;
   request.initRoot<schema::Request>().setInfo();
   ASSERT_OK_AND_ASSIGN(wire::Incoming reply, harness_.Call(*client_, request, {a.get()}));
@@ -122,7 +124,8 @@ TEST_F(ScannerServiceTest, GarbageClosesTheConnectionOthersAreServed) {
 TEST_F(ScannerServiceTest, TheClientLibraryKeepsTheServiceCodes) {
   // ScannerClient blocks on its reply, so it runs against a loop thread.
   std::unique_ptr<::capbroker::testing::ServingThread> serving;
-  ASSERT_OK_AND_ASSIGN(serving, ::capbroker::testing::ServingThread::Start(handler_));
+  ASSERT_OK_AND_ASSIGN(serving, ::capbroker::testing::ServingThread::Start(
+                                handler_, ScannerHandler::LoopOptions()));
   ASSERT_OK_AND_ASSIGN(UniqueFd connection, serving->Connect());
   ScannerClient scanner(std::move(connection));
   ASSERT_OK_AND_ASSIGN(Verdict v, scanner.Scan(Open(testing::Eicar()).get()));

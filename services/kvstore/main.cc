@@ -11,11 +11,13 @@
 namespace kvstore = capbroker::kvstore;
 
 int main(int argc, char** argv) {
+  capbroker::ServeOptions options;
+  options.loop = kvstore::KvstoreHandler::LoopOptions();
   return capbroker::ServeWithGrant(
       "kvstore", "data", argc, argv,
       [](capbroker::UniqueFd dir) -> absl::StatusOr<std::unique_ptr<capbroker::RequestHandler>> {
         CB_ASSIGN_OR_RETURN(kvstore::Store store, kvstore::Store::Open(std::move(dir)));
         return std::make_unique<kvstore::KvstoreHandler>(std::move(store));
       },
-      capbroker::ServeOptions{.loop = kvstore::KvstoreHandler::LoopOptions()});
+      options);
 }

@@ -320,6 +320,7 @@ absl::StatusOr<LaunchedProcess> Launch(const SandboxSpec& spec) {
   plan.hostname = spec.name;
   plan.argv = spec.argv;
   plan.env = spec.env;
+  plan.hidden_paths = spec.hidden_paths;
   plan.protect_system = outcome.requirement(Protection::kProtectSystem);
   plan.protect_hostname = outcome.requirement(Protection::kProtectHostname);
   plan.drop_capabilities = outcome.requirement(Protection::kDropCapabilities);

@@ -306,6 +306,12 @@ absl::StatusOr<LaunchedProcess> Launch(const SandboxSpec& spec) {
                           MissingEntry(Protection::kRestrictAddressFamilies,
                                        "enforced by systemCallFilter, which is missing"));
     }
+  } else {
+    // Nothing else limits socket() (Landlock's TCP rule aside): said as for
+    // a missing filter, so that turning the filter off is seen to drop it.
+    outcome.MarkMissing(static_cast<int>(Protection::kRestrictAddressFamilies),
+                        MissingEntry(Protection::kRestrictAddressFamilies,
+                                     "enforced by systemCallFilter, which is off"));
   }
   CB_ASSIGN_OR_RETURN(std::optional<ServiceCgroup> cgroup, MakeCgroup(spec));
 

@@ -126,11 +126,34 @@ TEST(LaunchTest, ProtectionsTurnedOffAreNotApplied) {
   }
   ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, Launch(spec));
   EXPECT_THAT(launched.in_force, IsEmpty());
-  EXPECT_THAT(launched.missing, IsEmpty());
+  // The families the spec still lists (unix, by default) went with the
+  // filter.
+  EXPECT_THAT(launched.missing,
+              ElementsAre("restrictAddressFamilies: enforced by systemCallFilter, which is off"));
   ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
   char host[256] = {};
   gethostname(host, sizeof host - 1);
   EXPECT_THAT(Lines(finished.output), ElementsAre("NoNewPrivs:\t0", "Seccomp:\t0", host));
+}
+
+TEST(LaunchTest, AddressFamiliesWithoutTheFilterAreListedAsMissing) {
+  ASSERT_OK_AND_ASSIGN(int abi, landlock::Abi());
+  SandboxSpec spec = ShellSpec("true");
+  spec.protections.system_call_filter = Requirement::kOff;
+  for (std::vector<AddressFamily> families :
+       {std::vector<AddressFamily>{AddressFamily::kUnix},
+        std::vector<AddressFamily>{AddressFamily::kUnix, AddressFamily::kInet}}) {
+    spec.protections.restrict_address_families = families;
+    absl::StatusOr<LaunchedProcess> launched = Launch(spec);
+    EXPECT_EQ(Describe(launched),
+              absl::StrCat("in force: userns mountns pidns ipcns utsns netns nnp caps landlock:",
+                           abi,
+                           "; missing: restrictAddressFamilies: enforced by systemCallFilter, "
+                           "which is off"));
+    if (launched.ok()) {
+      EXPECT_OK(RunToEnd(*launched).status());
+    }
+  }
 }
 
 TEST(LaunchTest, FiltersNeedNoNewPrivileges) {

@@ -9,9 +9,13 @@
 
 #include <cstdio>
 #include <optional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "broker/audit/audit_log.h"
+#include "broker/daemon/hidden_config.h"
 #include "broker/policy/broker_context.h"
 #include "broker/policy/policy_file.h"
 #include "broker/server/broker_loop.h"
@@ -226,6 +230,7 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
     CB_ASSIGN_OR_RETURN(cgroup, sandbox::CheckCgroupParent(flags.cgroup_dir));
   }
   CB_ASSIGN_OR_RETURN(Policy policy, LoadPolicyFile(flags.policy_path, ContextFor(cgroup)));
+  CB_ASSIGN_OR_RETURN(std::vector<std::string> hidden, ConfigPathsToHide(flags.policy_path));
   audit::AuditLog audit;
   if (!flags.audit_log_path.empty()) {
     CB_ASSIGN_OR_RETURN(audit, audit::AuditLog::OpenFile(flags.audit_log_path));
@@ -240,8 +245,9 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   server::BrokerLoop loop(handler, audit, stats, flags.limits);
   // Declared after the loop, which it uses until its destructor has killed
   // and reaped any service still running.
-  service::ServiceHost services(handler, loop,
-                                service::HostOptions{sandbox::Launch, flags.cgroup_dir});
+  service::ServiceHost services(
+      handler, loop,
+      service::HostOptions{LauncherHiding(std::move(hidden), sandbox::Launch), flags.cgroup_dir});
   handler.SetServiceDirectory(&services);
   services.PolicyChanged();
 

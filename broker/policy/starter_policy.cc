@@ -103,7 +103,8 @@ constexpr char kStarterPolicy[] = R"POLICY(# capbroker policy: which clients may
   #       systemCallFilter = required, # seccomp: no ptrace, mount, bpf, namespaces, ...
   #       landlock = required,         # no files beyond the program, system dirs, grants
   #       restrictAddressFamilies = [ unix ]  # socket families it may use: unix, inet,
-  #                                           # inet6, netlink
+  #                                           # inet6, netlink (enforced by
+  #                                           # systemCallFilter: none without it)
   #     ) ) ],
   #-end
 

@@ -108,6 +108,7 @@ absl::Status Child::BuildRoot(bool mount_proc) {
   spec.program = plan_.argv[0];
   spec.program_fd = program_.get();
   spec.mount_proc = mount_proc;
+  spec.hidden_paths = plan_.hidden_paths;
   if (plan_.namespaces & CLONE_NEWUSER) CB_RETURN_IF_ERROR(SwitchFsIds(plan_.uid, plan_.gid));
   CB_RETURN_IF_ERROR(EnterMinimalRoot(spec));
   grant_fds_ = std::move(fds);

@@ -64,6 +64,8 @@ struct ChildPlan {
   Requirement system_call_filter = Requirement::kOff;
   Requirement landlock = Requirement::kOff;
 
+  std::vector<std::string> hidden_paths;  // SandboxSpec::hidden_paths
+
   uid_t uid = 0;
   gid_t gid = 0;
   bool clear_groups = false;  // setgroups(0): the broker is root

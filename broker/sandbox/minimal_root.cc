@@ -14,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "broker/sandbox/hidden_paths.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/base/unique_fd.h"
@@ -194,6 +195,7 @@ absl::Status EnterMinimalRoot(const MinimalRootSpec& spec) {
                              target, nullptr, MS_BIND, nullptr));
     CB_RETURN_IF_ERROR(SetMountAttr(target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV));
   }
+  CB_RETURN_IF_ERROR(HidePaths(root, spec.hidden_paths));
 
   // pivot_root(".", "."): the old root ends up stacked on the new one, and
   // is then detached, without needing a directory to put it in.

@@ -7,7 +7,8 @@
 // when it lives elsewhere, a private /tmp, a /proc of the service's own pid
 // namespace and a /dev with null, zero, full, random, urandom and tty bound
 // from the host. Nothing else of the host is visible: no /home, /root, /run,
-// /var, host /tmp, nor the broker's socket.
+// /var, host /tmp, nor the broker's socket; and paths of /etc the broker
+// keeps to itself (its policy) are hidden (hidden_paths.h).
 //
 // Runs in the child, in a new mount namespace, while it still has
 // CAP_SYS_ADMIN over that namespace (before the ids change).
@@ -44,6 +45,9 @@ struct MinimalRootSpec {
   // CAP_SYS_ADMIN over the pid namespace's owner, and the host's /proc would
   // show the host's processes.
   bool mount_proc = true;
+  // Host paths to hide under an empty read-only file or directory, where
+  // the root holds them (HidePaths).
+  std::vector<std::string> hidden_paths;
 };
 
 // Whether `path` (absolute, normalized) lies in one of kSystemDirectories.

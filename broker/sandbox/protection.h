@@ -28,7 +28,8 @@ enum class Protection {
   // Not a Requirement of its own: required whenever the limits need it
   // (memoryMax, pidsMax; see ResourceLimits), so never missing.
   kCgroup,
-  // Enforced by the seccomp filter; missing when the filter is.
+  // Enforced by the seccomp filter; missing when the filter is missing or
+  // off.
   kRestrictAddressFamilies,
 };
 

@@ -306,6 +306,12 @@ absl::StatusOr<LaunchedProcess> Launch(const SandboxSpec& spec) {
                           MissingEntry(Protection::kRestrictAddressFamilies,
                                        "enforced by systemCallFilter, which is missing"));
     }
+  } else {
+    // Nothing else limits socket() (Landlock's TCP rule aside): said as for
+    // a missing filter, so that turning the filter off is seen to drop it.
+    outcome.MarkMissing(static_cast<int>(Protection::kRestrictAddressFamilies),
+                        MissingEntry(Protection::kRestrictAddressFamilies,
+                                     "enforced by systemCallFilter, which is off"));
   }
   CB_ASSIGN_OR_RETURN(std::optional<ServiceCgroup> cgroup, MakeCgroup(spec));
 
@@ -320,6 +326,7 @@ absl::StatusOr<LaunchedProcess> Launch(const SandboxSpec& spec) {
   plan.hostname = spec.name;
   plan.argv = spec.argv;
   plan.env = spec.env;
+  plan.hidden_paths = spec.hidden_paths;
   plan.protect_system = outcome.requirement(Protection::kProtectSystem);
   plan.protect_hostname = outcome.requirement(Protection::kProtectHostname);
   plan.drop_capabilities = outcome.requirement(Protection::kDropCapabilities);

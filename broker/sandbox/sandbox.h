@@ -65,6 +65,12 @@ struct SandboxSpec {
   // /etc is readable): prefer a uid of the service's own.
   uid_t uid = 0;
   gid_t gid = 0;
+  // Host paths the service must not read (absolute, without "." or ".."):
+  // the broker's own configuration, its policy above all. Where the minimal
+  // root (protectSystem) holds one, in /etc or a system directory, an empty
+  // read-only file or directory is mounted over it; without protectSystem
+  // the whole host is in view and nothing is hidden.
+  std::vector<std::string> hidden_paths;
   Protections protections;
   ResourceLimits limits;
 };

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "broker/sandbox/syscall_ceiling.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/base/unique_fd.h"
@@ -46,6 +47,9 @@ constexpr const char* kDeniedSyscalls[] = {
     "open_by_handle_at", "name_to_handle_at",
     // io_uring performs operations outside this filter's view.
     "io_uring_setup", "io_uring_enter", "io_uring_register",
+    // x86's local descriptor table: 16-bit segments for emulators, a history
+    // of kernel bugs, and nothing a 64-bit service needs.
+    "modify_ldt",
 };
 
 // clone(2) flags that create namespaces. CLONE_NEWTIME is left out: clone
@@ -182,7 +186,15 @@ absl::StatusOr<SeccompProgram> BuildSeccompFilter(
   CB_RETURN_IF_ERROR(DenyFamilies(c, "socket", allowed_socket_families));
   CB_RETURN_IF_ERROR(DenyFamilies(c, "socketpair", allowed_socket_families));
 
-  CB_ASSIGN_OR_RETURN(std::vector<sock_filter> instructions, Export(c));
+  CB_ASSIGN_OR_RETURN(int newest_nr, Resolve(kNewestReviewedSyscall));
+  std::vector<sock_filter> instructions =
+      SyscallCeiling(seccomp_arch_native(), static_cast<uint32_t>(newest_nr));
+  CB_ASSIGN_OR_RETURN(std::vector<sock_filter> rules, Export(c));
+  instructions.insert(instructions.end(), rules.begin(), rules.end());
+  if (instructions.size() > BPF_MAXINSNS) {
+    return absl::InternalError(
+        absl::StrCat("seccomp filter of ", instructions.size(), " instructions"));
+  }
   return SeccompProgram(std::move(instructions));
 }
 

@@ -8,7 +8,9 @@
 // see (clone3 passes them in memory, out of the filter's reach). socket() and
 // socketpair() are allowed only in the permitted address families and fail
 // with EAFNOSUPPORT otherwise. A system call of another architecture (the
-// i386 or x32 entry points on x86_64) kills the process.
+// i386 or x32 entry points on x86_64) kills the process. A system call newer
+// than the deny list (any number above the newest call it was reviewed
+// against) fails with ENOSYS, as on a kernel without it (syscall_ceiling.h).
 //
 // The filter is built in the broker, where errors are easy to report, and
 // installed in the child with one system call.
@@ -24,6 +26,13 @@
 #include "absl/types/span.h"
 
 namespace capbroker::sandbox {
+
+// The newest system call the deny list was reviewed against (futex_requeue,
+// 456, Linux 6.7), which is also the newest libseccomp 2.5.4 knows as Debian
+// 12 ships it: every number above it fails with ENOSYS. Raising it is a
+// review of every call in between, since the list can name only what
+// libseccomp knows.
+inline constexpr const char* kNewestReviewedSyscall = "futex_requeue";
 
 // A compiled filter: classic BPF instructions.
 class SeccompProgram {

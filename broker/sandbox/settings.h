@@ -33,8 +33,9 @@ struct Protections {
   Requirement system_call_filter = Requirement::kRequired; // seccomp
   Requirement landlock = Requirement::kRequired;
   // Enforced by the seccomp filter (socket, socketpair), so not at all when
-  // system_call_filter is off; Landlock (ABI 4+) also denies TCP bind and
-  // connect unless kInet or kInet6 is allowed.
+  // system_call_filter is off or missing, and then listed as missing;
+  // Landlock (ABI 4+) also denies TCP bind and connect unless kInet or
+  // kInet6 is allowed, with or without the filter.
   std::vector<AddressFamily> restrict_address_families = {AddressFamily::kUnix};
 };
 

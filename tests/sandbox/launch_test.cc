@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -125,11 +126,34 @@ TEST(LaunchTest, ProtectionsTurnedOffAreNotApplied) {
   }
   ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, Launch(spec));
   EXPECT_THAT(launched.in_force, IsEmpty());
-  EXPECT_THAT(launched.missing, IsEmpty());
+  // The families the spec still lists (unix, by default) went with the
+  // filter.
+  EXPECT_THAT(launched.missing,
+              ElementsAre("restrictAddressFamilies: enforced by systemCallFilter, which is off"));
   ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
   char host[256] = {};
   gethostname(host, sizeof host - 1);
   EXPECT_THAT(Lines(finished.output), ElementsAre("NoNewPrivs:\t0", "Seccomp:\t0", host));
+}
+
+TEST(LaunchTest, AddressFamiliesWithoutTheFilterAreListedAsMissing) {
+  ASSERT_OK_AND_ASSIGN(int abi, landlock::Abi());
+  SandboxSpec spec = ShellSpec("true");
+  spec.protections.system_call_filter = Requirement::kOff;
+  for (std::vector<AddressFamily> families :
+       {std::vector<AddressFamily>{AddressFamily::kUnix},
+        std::vector<AddressFamily>{AddressFamily::kUnix, AddressFamily::kInet}}) {
+    spec.protections.restrict_address_families = families;
+    absl::StatusOr<LaunchedProcess> launched = Launch(spec);
+    EXPECT_EQ(Describe(launched),
+              absl::StrCat("in force: userns mountns pidns ipcns utsns netns nnp caps landlock:",
+                           abi,
+                           "; missing: restrictAddressFamilies: enforced by systemCallFilter, "
+                           "which is off"));
+    if (launched.ok()) {
+      EXPECT_OK(RunToEnd(*launched).status());
+    }
+  }
 }
 
 TEST(LaunchTest, FiltersNeedNoNewPrivileges) {
@@ -160,6 +184,53 @@ TEST(LaunchTest, MalformedSpecsAreRefused) {
   SandboxSpec hostname = ShellSpec("true");
   hostname.name = "a/b";
   EXPECT_THAT(Launch(hostname), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_TRUE(NoChildren());
+}
+
+// A directory of the test's own in the host's /etc, which the minimal root
+// binds whole; removed with its contents.
+class EtcDir {
+ public:
+  EtcDir() : path_(absl::StrCat("/etc/capbroker-launch-test-", getpid())) {
+    EXPECT_EQ(mkdir(path_.c_str(), 0755), 0) << path_ << ": " << strerror(errno);
+  }
+  ~EtcDir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+  std::string Join(absl::string_view name) const { return absl::StrCat(path_, "/", name); }
+
+ private:
+  std::string path_;
+};
+
+TEST(LaunchTest, HiddenPathsShowNoContent) {
+  ASSERT_EQ(geteuid(), 0u) << "writes in /etc";
+  EtcDir etc;
+  for (const char* dir : {"conf.d", "other.d"}) {
+    ASSERT_EQ(mkdir(etc.Join(dir).c_str(), 0755), 0) << strerror(errno);
+  }
+  for (const char* file : {"policy.capnp", "conf.d/a", "other.d/b", "visible"}) {
+    std::ofstream(etc.Join(file)) << "content of " << file;
+  }
+  // Resolved as in the service's root: the absolute link leads to other.d.
+  ASSERT_EQ(symlink(etc.Join("other.d").c_str(), etc.Join("alias").c_str()), 0);
+  SandboxSpec spec = ShellSpec(absl::StrCat(
+      "cd ", etc.path(), " && for f in policy.capnp visible; do echo \"$f=[$(cat $f)]\"; done; "
+      "for d in conf.d other.d; do echo \"$d=[$(ls -A $d)]\"; done; "
+      "(echo x > policy.capnp) 2>/dev/null && echo written || echo not written"));
+  // Those the root does not hold are left alone.
+  spec.hidden_paths = {etc.Join("policy.capnp"), etc.Join("conf.d"), etc.Join("alias"),
+                       "/var/lib/capbroker-not-in-the-root", etc.Join("missing/x")};
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, Launch(spec));
+  ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
+  EXPECT_THAT(Lines(finished.output),
+              ElementsAre("policy.capnp=[]", "visible=[content of visible]", "conf.d=[]",
+                          "other.d=[]", "not written"));
+  EXPECT_EQ(ReadWholeFile(etc.Join("policy.capnp")), "content of policy.capnp");
+
+  SandboxSpec relative = ShellSpec("true");
+  relative.hidden_paths = {"etc/capbroker"};
+  EXPECT_THAT(Launch(relative), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                         HasSubstr("hidden path 'etc/capbroker' must be absolute")));
   EXPECT_TRUE(NoChildren());
 }
 

@@ -241,7 +241,7 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   // Declared after the loop, which it uses until its destructor has killed
   // and reaped any service still running.
   service::ServiceHost services(handler, loop,
-                                service::HostOptions{sandbox::Launch, flags.cgroup_dir});
+                                service::HostOptions{sandbox::StartLaunch, flags.cgroup_dir});
   handler.SetServiceDirectory(&services);
   services.PolicyChanged();
 

@@ -113,7 +113,8 @@ TEST_F(CgroupTest, ChildIsCreatedInsideAndTheCgroupRemovedAfter) {
   // Busy while the child is in it.
   EXPECT_THAT(ServiceCgroup::Create(parent_, "svc", 0, 0),
               StatusIs(absl::StatusCode::kAlreadyExists));
-  KillAndReap(child);
+  Kill(child);
+  ASSERT_EQ(waitpid(child.pid, nullptr, 0), child.pid);
   EXPECT_OK(cgroup.Remove());
   EXPECT_NE(access((parent_ + "/svc").c_str(), F_OK), 0);
 }

@@ -59,9 +59,10 @@ bool Failed(const siginfo_t& info) {
 
 // Whether a start that failed with `status` may succeed later with nothing
 // changed: a shortage of fds, memory or processes (EMFILE, ENFILE, ENOMEM,
-// EAGAIN), an audit log that cannot be written, a child that timed out or
-// died during its setup. sandbox::Launch reports those with these codes
-// (sandbox.h), as ErrnoStatus does the errnos. Anything else, an invalid
+// EAGAIN), an audit log that cannot be written, a child that died during its
+// setup, a setup that outlasted the start timeout. The sandbox reports those
+// with these codes (sandbox.h), as ErrnoStatus does the errnos, and the host
+// its timeout with kDeadlineExceeded. Anything else, an invalid
 // spec, a missing program, a required protection the kernel refuses, fails
 // the same way until the policy or the system is changed.
 bool MayPassByItself(const absl::Status& status) {
@@ -85,8 +86,12 @@ struct ServiceHost::Service {
   UniqueFd pidfd;
   UniqueFd output;
   UniqueFd timer;
-  std::string cgroup;  // made by Launch; removed once the process is reaped
+  std::string cgroup;  // made by the launch; removed once the process is reaped
   uint64_t connection_id = 0;
+  // While the sandbox is set up (STARTING): the launch, and the broker's end
+  // of the service's connection, served once the program runs.
+  std::unique_ptr<sandbox::PendingLaunch> launch;
+  UniqueFd broker_end;
   absl::Time started;
   uint32_t restarts = 0;   // in total
   uint32_t in_a_row = 0;   // restarts since the last stable run
@@ -103,12 +108,14 @@ struct ServiceHost::Service {
 
 ServiceHost::ServiceHost(server::RequestHandler& handler, server::LoopPort& loop,
                          HostOptions options)
-    : handler_(handler), loop_(loop), options_(std::move(options)) {}
+    : handler_(handler), loop_(loop), options_(std::move(options)), reaper_(loop) {}
 
 ServiceHost::~ServiceHost() {
   for (const std::unique_ptr<Service>& service : services_) {
-    if (service->pidfd) KillAndReap(*service);
+    if (service->launch) AbandonLaunch(*service);
+    if (service->pidfd) GiveUp(*service);
   }
+  reaper_.WaitAll(absl::Now() + kFinalReapWait);
   for (const std::unique_ptr<Service>& service : services_) {
     if (service->timer) loop_.Unwatch(service->timer.get());
   }
@@ -147,6 +154,7 @@ void ServiceHost::PolicyChanged() {
     AnswerPending(service, absl::UnavailableError(absl::StrCat(
                                "service '", service.spec.name,
                                "' was removed from the policy")));
+    if (service.launch) AbandonLaunch(service);
     if (!service.pidfd) {
       if (service.timer) loop_.Unwatch(service.timer.get());
       services_.erase(services_.begin() + static_cast<long>(i));
@@ -175,8 +183,8 @@ void ServiceHost::PolicyChanged() {
   }
 }
 
-absl::StatusOr<sandbox::LaunchedProcess> ServiceHost::Launch(Service& service,
-                                                             UniqueFd& broker_end) {
+absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> ServiceHost::BeginLaunch(
+    Service& service) {
   const ServiceSpec& spec = service.spec;
   sandbox::SandboxSpec sandbox;
   sandbox.name = spec.name;
@@ -214,11 +222,15 @@ absl::StatusOr<sandbox::LaunchedProcess> ServiceHost::Launch(Service& service,
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
     return ErrnoStatus(errno, "socketpair(broker connection)");
   }
-  broker_end.reset(pair[0]);
+  UniqueFd broker_end(pair[0]);
   UniqueFd service_end(pair[1]);
   sandbox.broker_fd = service_end.get();
   CB_RETURN_IF_ERROR(SetNonBlocking(broker_end.get(), true));
-  return options_.launcher(sandbox);
+  // The child has its copies of the grants and the service's end now.
+  CB_ASSIGN_OR_RETURN(std::unique_ptr<sandbox::PendingLaunch> launch,
+                      options_.launcher(sandbox));
+  service.broker_end = std::move(broker_end);
+  return launch;
 }
 
 absl::Status ServiceHost::EnsureTimer(Service& service) {
@@ -245,20 +257,42 @@ absl::Status ServiceHost::Start(Service& service) {
     return timer;
   }
   service.restart_due = false;
-  UniqueFd broker_end;
-  absl::StatusOr<sandbox::LaunchedProcess> launched = Launch(service, broker_end);
-  if (!launched.ok()) return StartFailed(service, launched.status());
-  service.pid = launched->pid;
-  service.pidfd = std::move(launched->pidfd);
-  service.output = std::move(launched->output);
-  service.cgroup = launched->cgroup;
-  service.in_force = absl::StrJoin(launched->in_force, " ");
-  service.missing = absl::StrJoin(launched->missing, "; ");
+  absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> launch = BeginLaunch(service);
+  if (!launch.ok()) return StartFailed(service, launch.status());
+  service.launch = std::move(*launch);
+  service.pid = service.launch->pid();
   service.started = absl::Now();
   service.state = ServiceState::STARTING;
+  // One deadline for the sandbox's setup and the readiness that follows.
+  ArmTimer(service, absl::Milliseconds(service.spec.start_timeout_ms));
+  Service* raw = &service;
+  absl::Status watched = loop_.Watch(service.launch->report_fd(), [this, raw] {
+    OnLaunchReport(*raw).IgnoreError();  // logged, and pending connects told
+  });
+  if (!watched.ok()) return FailLaunch(service, watched);
+  // A failure after the clone is known already.
+  return OnLaunchReport(service);
+}
+
+absl::Status ServiceHost::OnLaunchReport(Service& service) {
+  if (!service.launch) return absl::OkStatus();  // over since the loop saw the fd
+  absl::StatusOr<std::optional<sandbox::LaunchedProcess>> step = service.launch->Continue();
+  if (!step.ok()) return FailLaunch(service, step.status());
+  if (!step->has_value()) return absl::OkStatus();  // still setting itself up
+  loop_.Unwatch(service.launch->report_fd());
+  service.launch.reset();
+  return Launched(service, std::move(**step));
+}
+
+absl::Status ServiceHost::Launched(Service& service, sandbox::LaunchedProcess process) {
+  service.pidfd = std::move(process.pidfd);
+  service.output = std::move(process.output);
+  service.cgroup = std::move(process.cgroup);
+  service.in_force = absl::StrJoin(process.in_force, " ");
+  service.missing = absl::StrJoin(process.missing, "; ");
 
   absl::StatusOr<uint64_t> id = loop_.AddServiceConnection(
-      std::move(broker_end), ServiceIdentity(service.spec, service.pid));
+      std::move(service.broker_end), ServiceIdentity(service.spec, service.pid));
   Service* raw = &service;
   absl::Status watched = id.status();
   if (watched.ok()) {
@@ -270,17 +304,29 @@ absl::Status ServiceHost::Start(Service& service) {
   }
   if (!watched.ok()) {
     // It cannot be served or supervised: it must not run.
-    KillAndReap(service);
+    GiveUp(service);
+    ArmTimer(service, absl::ZeroDuration());
     return StartFailed(service, watched);
   }
   Log(service, absl::StrCat("started, pid ", service.pid, "; in force: ", service.in_force,
                             service.missing.empty() ? "" : "; missing: ", service.missing));
-  if (service.spec.readiness == Readiness::kExec) {
-    BecomeReady(service);
-  } else {
-    ArmTimer(service, absl::Milliseconds(service.spec.start_timeout_ms));
-  }
+  // A notify service has the rest of the start timeout to say it is ready.
+  if (service.spec.readiness == Readiness::kExec) BecomeReady(service);
   return absl::OkStatus();
+}
+
+absl::Status ServiceHost::FailLaunch(Service& service, const absl::Status& status) {
+  AbandonLaunch(service);
+  ArmTimer(service, absl::ZeroDuration());  // the start timeout
+  return StartFailed(service, status);
+}
+
+void ServiceHost::AbandonLaunch(Service& service) {
+  loop_.Unwatch(service.launch->report_fd());
+  reaper_.Add(service.spec.name, service.launch->Abandon());
+  service.launch.reset();
+  service.broker_end.reset();
+  service.pid = 0;
 }
 
 absl::Status ServiceHost::StartFailed(Service& service, const absl::Status& status) {
@@ -334,12 +380,15 @@ bool ServiceHost::Reap(Service& service, int flags, siginfo_t& info) {
          }) == 0;
 }
 
-siginfo_t ServiceHost::KillAndReap(Service& service) {
-  Signal(service, SIGKILL);
-  siginfo_t info{};
-  Reap(service, 0, info);
+void ServiceHost::GiveUp(Service& service) {
+  if (service.pidfd) loop_.Unwatch(service.pidfd.get());  // the reaper watches it now
+  sandbox::AbandonedChild child;
+  child.pid = service.pid;
+  child.pidfd = std::move(service.pidfd);
+  child.cgroup = std::move(service.cgroup);
+  service.cgroup.clear();
   ForgetProcess(service);
-  return info;
+  reaper_.Add(service.spec.name, std::move(child));
 }
 
 void ServiceHost::ForgetProcess(Service& service) {
@@ -445,6 +494,13 @@ void ServiceHost::OnTimer(Service& service) {
       Start(service).IgnoreError();  // logged, and pending connects told
       break;
     case ServiceState::STARTING: {
+      if (service.launch) {
+        std::string why = absl::StrCat("its sandbox was not set up within ",
+                                       service.spec.start_timeout_ms,
+                                       " ms (startTimeoutMs): the launch is given up");
+        FailLaunch(service, absl::DeadlineExceededError(why)).IgnoreError();  // logged, told
+        break;
+      }
       std::string why = absl::StrCat("did not become ready within ",
                                      service.spec.start_timeout_ms, " ms");
       Log(service, absl::StrCat(why, "; killing it"));
@@ -566,6 +622,7 @@ absl::StatusOr<std::optional<UniqueFd>> ServiceHost::Connect(
         return absl::UnavailableError(absl::StrCat("service '", spec.name,
                                                    "' could not start: ", started.message()));
       }
+      // Ready already only if its launch was done at once (a scripted one).
       if (service->state == ServiceState::RUNNING) {
         CB_ASSIGN_OR_RETURN(UniqueFd end, MakeConnection(*service, request));
         return std::optional<UniqueFd>(std::move(end));
@@ -652,6 +709,10 @@ void ServiceHost::StopAll() {
   std::vector<Service*> running;
   for (const std::unique_ptr<Service>& service : services_) {
     AnswerPending(*service, absl::UnavailableError("the broker is stopping"));
+    if (service->launch) {
+      AbandonLaunch(*service);
+      service->state = ServiceState::STOPPED;
+    }
     if (!service->pidfd) continue;
     service->state = ServiceState::STOPPING;
     loop_.CloseConnection(service->connection_id);
@@ -683,9 +744,11 @@ void ServiceHost::StopAll() {
   }
   for (Service* service : running) {
     Log(*service, "still running after SIGTERM; killing it");
-    service->last_exit = DescribeExit(KillAndReap(*service));
+    service->last_exit = "sent SIGKILL when the broker stopped";
+    GiveUp(*service);
     service->state = ServiceState::STOPPED;
   }
+  reaper_.WaitAll(absl::Now() + kFinalReapWait);
 }
 
 }  // namespace capbroker::service

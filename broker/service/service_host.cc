@@ -79,6 +79,8 @@ bool MayPassByItself(const absl::Status& status) {
 }  // namespace
 
 struct ServiceHost::Service {
+  explicit Service(StartLimit limit) : starts(limit) {}
+
   ServiceSpec spec;
   ServiceState state = ServiceState::STOPPED;
   bool removed = false;  // gone from the policy: forgotten once it exits
@@ -104,6 +106,7 @@ struct ServiceHost::Service {
   std::vector<server::ConnectRequest> pending;
   OutputLines lines;
   LogLimiter log_limiter{kServiceLogLinesPerSecond};
+  StartLimiter starts;
 };
 
 ServiceHost::ServiceHost(server::RequestHandler& handler, server::LoopPort& loop,
@@ -171,7 +174,7 @@ void ServiceHost::PolicyChanged() {
   }
   for (const ServiceSpec& spec : policy.services()) {
     if (Find(spec.name) != nullptr) continue;
-    auto service = std::make_unique<Service>();
+    auto service = std::make_unique<Service>(options_.start_limit);
     service->spec = spec;
     services_.push_back(std::move(service));
   }
@@ -255,6 +258,16 @@ absl::Status ServiceHost::Start(Service& service) {
     AnswerPending(service, absl::UnavailableError(absl::StrCat(
                                "service '", service.spec.name, "' ", service.last_exit)));
     return timer;
+  }
+  if (absl::Duration wait = service.starts.TryTake(absl::Now()); wait > absl::ZeroDuration()) {
+    // Not a restart: it is not counted, and its connects wait for its turn.
+    service.state = ServiceState::BACKOFF;
+    Log(service, absl::StrCat("started too often (", options_.start_limit.burst,
+                              " starts at once, then one every ",
+                              absl::FormatDuration(options_.start_limit.interval),
+                              "): starting in ", absl::FormatDuration(wait)));
+    ArmTimer(service, wait);
+    return absl::OkStatus();
   }
   service.restart_due = false;
   absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> launch = BeginLaunch(service);

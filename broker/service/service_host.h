@@ -22,6 +22,15 @@
 // A connect to a service that is not running yet is answered when it is
 // ready, or with the reason it could not start: never left hanging.
 //
+// Starts are rationed per service (StartLimiter, HostOptions::start_limit):
+// 5 at once, then one every 200 ms (5 a second). A service that exits
+// cleanly when its client leaves (inetd style) is started again by the next
+// connect; without the ration one client looping connect and close would
+// keep the broker's only thread launching sandboxes. A start beyond it
+// waits for its turn (BACKOFF, no restart counted), and connects wait with
+// it, to be answered when the service is ready or has failed; the start
+// timeout runs from the launch.
+//
 // Starting begins with the launch of the sandbox (sandbox::StartLaunch),
 // which the host finishes from the loop when the child reports (its report
 // pipe becomes readable): the loop serves everyone else meanwhile, however
@@ -55,6 +64,7 @@
 #include "broker/sandbox/sandbox.h"
 #include "broker/server/loop_port.h"
 #include "broker/service/reaper.h"
+#include "broker/service/start_limiter.h"
 #include "broker/server/request_handler.h"
 #include "broker/server/service_directory.h"
 
@@ -81,6 +91,8 @@ struct HostOptions {
   std::string cgroup_parent;
   // How long StopAll waits after SIGTERM before SIGKILL.
   absl::Duration stop_timeout = absl::Seconds(5);
+  // How often each service may be started (see above).
+  StartLimit start_limit;
 };
 
 class ServiceHost : public server::ServiceDirectory {
@@ -121,8 +133,9 @@ class ServiceHost : public server::ServiceDirectory {
   // Makes the service's timer (start timeout, restart delay, stop timeout)
   // unless it has one.
   absl::Status EnsureTimer(Service& service);
-  // Begins the service's launch (STARTING); refuses (STOPPED, error) when
-  // no timer can be made. An error when the launch failed at once (after
+  // Begins the service's launch (STARTING), or waits for its turn (BACKOFF)
+  // when it was started too often; refuses (STOPPED, error) when no timer
+  // can be made. An error when the launch failed at once (after
   // StartFailed).
   absl::Status Start(Service& service);
   // The launching child reported (or its deadline passed): finishes the

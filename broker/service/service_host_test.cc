@@ -227,6 +227,7 @@ class ServiceHostTest : public ::testing::Test {
       if (started.ok()) pids_.push_back((*started)->pid());
       return started;
     };
+    options.start_limit = start_limit_;
     host_ = std::make_unique<ServiceHost>(handler_, loop_, std::move(options));
     host_->PolicyChanged();
   }
@@ -276,6 +277,7 @@ class ServiceHostTest : public ::testing::Test {
   int exit_code_ = -1;
   size_t launches_ = 0;
   std::vector<pid_t> pids_;  // of the launches' children, in order
+  StartLimit start_limit_;
   std::unique_ptr<ServiceHost> host_;
 };
 
@@ -372,6 +374,30 @@ TEST_F(ServiceHostTest, ACleanExitIsNoFailureHoweverShortTheRun) {
     ASSERT_TRUE(RunUntil([&] { return Report("once").state == ServiceState::STOPPED; }));
   }
   EXPECT_EQ(launches_, 4u);
+  EXPECT_EQ(Report("once").restarts, 0u);
+}
+
+// ... but only so often: a client looping connect and close must not keep
+// the broker launching. Past the burst, a connect waits for the start's
+// turn (no restart counted) and is answered when the service is ready.
+TEST_F(ServiceHostTest, StartsAreRationed) {
+  start_limit_ = {2, absl::Seconds(1)};
+  MakeHost();
+  exit_code_ = 0;
+  for (uint64_t i = 1; i <= 2; ++i) {
+    ASSERT_OK(Connect("once", i).status());
+    ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == i; }));
+    ASSERT_TRUE(RunUntil([&] { return Report("once").state == ServiceState::STOPPED; }));
+  }
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("once", 3));
+  EXPECT_FALSE(waiting.has_value());
+  EXPECT_EQ(Report("once").state, ServiceState::BACKOFF);
+  ASSERT_OK(Connect("once", 4).status());  // waits with it
+  EXPECT_EQ(launches_, 2u);
+  ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 4; }));
+  EXPECT_EQ(ClientAnswers()[2], "");
+  EXPECT_EQ(ClientAnswers()[3], "");
+  EXPECT_EQ(launches_, 3u);
   EXPECT_EQ(Report("once").restarts, 0u);
 }
 

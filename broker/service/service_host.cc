@@ -57,6 +57,13 @@ bool Failed(const siginfo_t& info) {
   return !(info.si_code == CLD_EXITED && info.si_status == 0);
 }
 
+// "exit status 3", "killed by SIGKILL"; or, when waitid failed, that it is
+// not known and why.
+std::string HowItEnded(const absl::StatusOr<siginfo_t>& info) {
+  if (info.ok()) return DescribeExit(*info);
+  return absl::StrCat("not known: ", info.status().message());
+}
+
 // Whether a start that failed with `status` may succeed later with nothing
 // changed: a shortage of fds, memory or processes (EMFILE, ENFILE, ENOMEM,
 // EAGAIN), an audit log that cannot be written, a child that died during its
@@ -385,12 +392,15 @@ void ServiceHost::BecomeReady(Service& service) {
   AnswerPending(service, absl::OkStatus());
 }
 
-bool ServiceHost::Reap(Service& service, int flags, siginfo_t& info) {
-  info = siginfo_t{};
-  return RetryEintr([&] {
-           return waitid(static_cast<idtype_t>(P_PIDFD), service.pidfd.get(), &info,
-                         WEXITED | flags);
-         }) == 0;
+absl::StatusOr<siginfo_t> ServiceHost::Reap(Service& service) {
+  siginfo_t info{};
+  if (RetryEintr([&] {
+        return waitid(static_cast<idtype_t>(P_PIDFD), service.pidfd.get(), &info,
+                      WEXITED | WNOHANG);
+      }) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("waitid(pidfd of pid ", service.pid, ")"));
+  }
+  return info;
 }
 
 void ServiceHost::GiveUp(Service& service) {
@@ -425,18 +435,18 @@ bool ServiceHost::HasExited(const Service& service) {
 }
 
 void ServiceHost::OnExit(Service& service) {
-  siginfo_t info{};
-  if (!Reap(service, WNOHANG, info)) {
-    Log(service, absl::StrCat("waitid: ", strerror(errno)));
-    return;
-  }
-  if (info.si_pid == 0) return;  // not exited after all
+  absl::StatusOr<siginfo_t> info = Reap(service);
+  if (info.ok() && info->si_pid == 0) return;  // not exited after all
+  // A waitid that fails (ECHILD: reaped by someone else) would fail again at
+  // every wakeup of the still readable pidfd: the run is taken as over, how
+  // it ended unknown, which counts as a failure, and the pidfd is closed.
+  const bool failed = !info.ok() || Failed(*info);
   if (service.output) OnOutput(service);  // what it wrote last
   for (const std::string& line : service.lines.Finish()) {
     std::fprintf(stderr, "capbrokerd: [%s] %s\n", service.spec.name.c_str(), line.c_str());
   }
   ForgetProcess(service);
-  service.last_exit = DescribeExit(info);
+  service.last_exit = HowItEnded(info);
   absl::Duration ran = absl::Now() - service.started;
   Log(service, absl::StrCat("exited (", service.last_exit, ") after ",
                             absl::FormatDuration(ran)));
@@ -461,13 +471,13 @@ void ServiceHost::OnExit(Service& service) {
   if (ran >= kStableRun) service.in_a_row = 0;
   RestartMode mode = service.spec.restart;
   bool restart = mode == RestartMode::kAlways ||
-                 (mode == RestartMode::kOnFailure && Failed(info));
+                 (mode == RestartMode::kOnFailure && failed);
   if (!restart) {
     service.state = ServiceState::STOPPED;
     // A clean exit is no failure, however short the run: a service may
     // serve one connection per process (inetd style) and be started again
     // by each connect.
-    service.restart_due = Failed(info);
+    service.restart_due = failed;
     ArmTimer(service, absl::ZeroDuration());
     return;
   }
@@ -747,9 +757,12 @@ void ServiceHost::StopAll() {
         still.push_back(running[i]);
         continue;
       }
-      siginfo_t info{};
-      Reap(*running[i], WNOHANG, info);
-      running[i]->last_exit = DescribeExit(info);
+      absl::StatusOr<siginfo_t> info = Reap(*running[i]);
+      if (info.ok() && info->si_pid == 0) {
+        still.push_back(running[i]);  // not exited after all
+        continue;
+      }
+      running[i]->last_exit = HowItEnded(info);
       ForgetProcess(*running[i]);
       running[i]->state = ServiceState::STOPPED;
     }

@@ -173,9 +173,9 @@ class ServiceHost : public server::ServiceDirectory {
   void ArmTimer(Service& service, absl::Duration delay);
   void Signal(Service& service, int signal);
   void Log(const Service& service, absl::string_view line) const;
-  // waitid on the service's pidfd, WEXITED | `flags`. False when it fails;
-  // with WNOHANG, info.si_pid is 0 while the service runs.
-  bool Reap(Service& service, int flags, siginfo_t& info);
+  // waitid(WEXITED | WNOHANG) on the service's pidfd: si_pid is 0 while the
+  // service runs. The errno status when waitid fails.
+  absl::StatusOr<siginfo_t> Reap(Service& service);
   // Hands the service's process to the reaper (SIGKILL), then
   // ForgetProcess: for a process the host gives up on.
   void GiveUp(Service& service);

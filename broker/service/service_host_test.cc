@@ -34,6 +34,7 @@ namespace capbroker::service {
 namespace {
 
 using schema::ServiceState;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 // The client connection whose connects the tests make.
@@ -41,6 +42,9 @@ constexpr uint64_t kClient = 7;
 
 // A safety net for a host that never wakes up, not a wait for an event.
 constexpr int kTurnTimeoutMs = 10000;
+// A safety net for a host that keeps waking up for nothing: an fd it
+// watches stays readable and it never takes the news.
+constexpr int kMaxTurns = 1000;
 
 constexpr char kPolicy[] = R"(( capabilities = [ ( name = "scratch", memory = ( size = 4096 ) ) ],
   principals = [ ( name = "me", match = ( uid = 1000 ) ) ],
@@ -250,15 +254,31 @@ class ServiceHostTest : public ::testing::Test {
     return {};
   }
 
-  // Runs the loop until `done`; false (and a test failure) if it stalls.
+  // Runs the loop until `done`; false (and a test failure) if it stalls or
+  // spins.
   bool RunUntil(const std::function<bool()>& done) {
-    while (!done()) {
+    for (int turns = 0; !done(); ++turns) {
+      if (turns == kMaxTurns) {
+        ADD_FAILURE() << kMaxTurns << " turns of the loop, and still not done";
+        return false;
+      }
       if (!loop_.Turn()) {
         ADD_FAILURE() << "nothing happened in " << kTurnTimeoutMs << " ms";
         return false;
       }
     }
     return true;
+  }
+
+  // Starts `service`, a process that runs until killed, and makes its exit
+  // impossible for the host to reap: the test kills and reaps it first.
+  pid_t StartThenReapBehindTheHostsBack(absl::string_view service) {
+    EXPECT_OK(Connect(service, 1).status());
+    EXPECT_TRUE(RunUntil([&] { return Report(service).state == ServiceState::RUNNING; }));
+    pid_t pid = Report(service).pid;
+    EXPECT_EQ(kill(pid, SIGKILL), 0);
+    EXPECT_EQ(waitpid(pid, nullptr, 0), pid);
+    return pid;
   }
 
   // The connects answered after they waited.
@@ -399,6 +419,28 @@ TEST_F(ServiceHostTest, StartsAreRationed) {
   EXPECT_EQ(ClientAnswers()[3], "");
   EXPECT_EQ(launches_, 3u);
   EXPECT_EQ(Report("once").restarts, 0u);
+}
+
+// A waitid that fails would fail again at every wakeup of the pidfd, which
+// stays readable: the run is over, how it ended not known (a failure), and
+// the pidfd is no longer watched.
+TEST_F(ServiceHostTest, AnExitThatCannotBeReapedEndsTheRunOnce) {
+  StartThenReapBehindTheHostsBack("once");
+  ASSERT_TRUE(RunUntil([&] { return Report("once").state != ServiceState::RUNNING; }));
+  EXPECT_EQ(Report("once").state, ServiceState::STOPPED);
+  EXPECT_EQ(Report("once").pid, 0);
+  EXPECT_THAT(Report("once").last_exit,
+              AllOf(HasSubstr("not known: waitid(pidfd of pid "), HasSubstr("No child processes")));
+  // A failure: the next start is a restart in a row.
+  ASSERT_OK(Connect("once", 2).status());
+  EXPECT_EQ(Report("once").state, ServiceState::BACKOFF);
+}
+
+TEST_F(ServiceHostTest, StopAllSaysWhenHowAServiceEndedIsNotKnown) {
+  StartThenReapBehindTheHostsBack("once");
+  host_->StopAll();
+  EXPECT_EQ(Report("once").state, ServiceState::STOPPED);
+  EXPECT_THAT(Report("once").last_exit, HasSubstr("No child processes"));
 }
 
 TEST_F(ServiceHostTest, ALaunchThatWillFailAgainFailsTheServiceAtOnce) {

@@ -94,7 +94,8 @@ struct LaunchedProcess {
   std::vector<std::string> missing;
   // The cgroup directory created for the service ("" when none): the caller
   // removes it (rmdir) once it has reaped the service; the kernel refuses
-  // while a process is in it.
+  // while a process is in it. Without a pid namespace, processes the service
+  // started may still be: KillCgroup (cgroup.h) first.
   std::string cgroup;
 };
 

@@ -57,6 +57,19 @@ bool Failed(const siginfo_t& info) {
   return !(info.si_code == CLD_EXITED && info.si_status == 0);
 }
 
+// What `missing` says of a service without a pid namespace, whose
+// descendants, unlike those of pid 1 of one, outlive it.
+std::string UntrackedDescendants(const sandbox::LaunchedProcess& process) {
+  if (std::find(process.in_force.begin(), process.in_force.end(), "pidns") !=
+      process.in_force.end()) {
+    return "";
+  }
+  return process.cgroup.empty()
+             ? "descendants: not tracked without a pid namespace: they may outlive the service"
+             : "descendants: not tracked without a pid namespace: its cgroup is killed when "
+               "it ends";
+}
+
 // "exit status 3", "killed by SIGKILL"; or, when waitid failed, that it is
 // not known and why.
 std::string HowItEnded(const absl::StatusOr<siginfo_t>& info) {
@@ -307,6 +320,9 @@ absl::Status ServiceHost::OnLaunchReport(Service& service) {
 absl::Status ServiceHost::Launched(Service& service, sandbox::LaunchedProcess process) {
   service.pidfd = std::move(process.pidfd);
   service.output = std::move(process.output);
+  if (std::string untracked = UntrackedDescendants(process); !untracked.empty()) {
+    process.missing.push_back(std::move(untracked));
+  }
   service.cgroup = std::move(process.cgroup);
   service.in_force = absl::StrJoin(process.in_force, " ");
   service.missing = absl::StrJoin(process.missing, "; ");
@@ -422,10 +438,9 @@ void ServiceHost::ForgetProcess(Service& service) {
   service.output.reset();
   service.connection_id = 0;
   service.pid = 0;
-  // Called once the process is reaped: its cgroup is empty now.
-  if (!service.cgroup.empty() && rmdir(service.cgroup.c_str()) != 0) {
-    Log(service, absl::StrCat("rmdir(", service.cgroup, "): ", strerror(errno)));
-  }
+  // Called once the process is reaped; without a pid namespace, processes
+  // it started may live on in its cgroup: killed, then the cgroup removed.
+  reaper_.RemoveCgroup(service.spec.name, std::move(service.cgroup));
   service.cgroup.clear();
 }
 

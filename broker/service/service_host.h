@@ -40,6 +40,12 @@
 // connects are told why, and it is killed and reaped through the loop
 // (Reaper) whenever it dies.
 //
+// A service without a pid namespace (privatePids off, or best-effort and
+// missing) is not pid 1 of one, so the processes it starts outlive it: its
+// report's `missing` says they are not tracked. When it has a cgroup, what
+// is left in it is killed once the service is reaped (cgroup.kill), and the
+// cgroup removed once empty (Reaper).
+//
 // The host learns of exits through pidfds, reads the services' output, and
 // keeps its timers, all through the loop (LoopPort); it never waits for a
 // process but in StopAll(). Services die with the broker: PDEATHSIG in the

@@ -8,10 +8,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <functional>
 #include <map>
 #include <memory>
@@ -19,7 +21,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "broker/audit/audit_log.h"
 #include "broker/policy/policy_parser.h"
 #include "broker/server/request_handler.h"
@@ -29,6 +33,9 @@
 #include "gtest/gtest.h"
 #include "schemas/broker.capnp.h"
 #include "sdk/base/status_matchers.h"
+#include "tests/fixtures/process_watch.h"
+#include "tests/fixtures/temp_dir.h"
+#include "tests/sandbox/host_files.h"
 
 namespace capbroker::service {
 namespace {
@@ -122,9 +129,18 @@ class FakeLoop : public server::LoopPort {
   uint64_t last_id_ = 100;
 };
 
+// Moves the calling process into the cgroup `path`, or exits.
+void JoinCgroup(const std::string& path) {
+  int fd = open((path + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0 || write(fd, "0", 1) != 1) _exit(2);
+  close(fd);
+}
+
 // How a scripted launch goes.
 struct Script {
   bool stuck = false;           // the child never finishes its setup
+  std::string cgroup;           // the child joins this cgroup first
+  bool descendant = false;      // and starts a process that runs until killed
   absl::Status report_failure;  // what the child reports, once set up
   int exit_code = -1;           // then exits with it at once; -1: runs until killed
 };
@@ -149,7 +165,14 @@ class FakeLaunch : public sandbox::PendingLaunch {
     if (pid < 0) return absl::InternalError("fork");
     if (pid == 0) {
       char byte;
-      if (!script.stuck && read(go[0], &byte, 1) == 1) close(report[1]);
+      if (!script.stuck && read(go[0], &byte, 1) == 1) {
+        if (!script.cgroup.empty()) JoinCgroup(script.cgroup);
+        if (script.descendant && fork() == 0) {
+          close(report[1]);
+          for (;;) pause();
+        }
+        close(report[1]);
+      }
       if (!script.stuck && script.report_failure.ok() && script.exit_code >= 0) {
         _exit(script.exit_code);
       }
@@ -164,6 +187,7 @@ class FakeLaunch : public sandbox::PendingLaunch {
     launch->go_ = std::move(go_write);
     launch->output_ = std::move(output_read);
     launch->failure_ = script.report_failure;
+    launch->cgroup_ = script.cgroup;
     return std::unique_ptr<sandbox::PendingLaunch>(std::move(launch));
   }
 
@@ -184,6 +208,7 @@ class FakeLaunch : public sandbox::PendingLaunch {
     launched.pid = pid_;
     launched.pidfd = std::move(pidfd_);
     launched.output = std::move(output_);
+    launched.cgroup = cgroup_;
     return std::optional<sandbox::LaunchedProcess>(std::move(launched));
   }
   sandbox::AbandonedChild Abandon() override {
@@ -201,6 +226,7 @@ class FakeLaunch : public sandbox::PendingLaunch {
   UniqueFd go_;
   UniqueFd output_;
   absl::Status failure_;
+  std::string cgroup_;
 };
 
 // Whether `pid` is gone: reaped, not merely dead.
@@ -441,6 +467,44 @@ TEST_F(ServiceHostTest, StopAllSaysWhenHowAServiceEndedIsNotKnown) {
   host_->StopAll();
   EXPECT_EQ(Report("once").state, ServiceState::STOPPED);
   EXPECT_THAT(Report("once").last_exit, HasSubstr("No child processes"));
+}
+
+// Without a pid namespace, processes a service starts are not tracked: they
+// outlive it. When it has a cgroup, whatever is left in it is killed when
+// the service has exited (cgroup.kill), and the cgroup removed once empty;
+// its report says they are not tracked.
+TEST_F(ServiceHostTest, WhatAServiceLeavesInItsCgroupIsKilledWithIt) {
+  const std::string hierarchy = testing::WritableCgroup2Mount();
+  if (hierarchy.empty()) GTEST_SKIP() << "no writable cgroup v2 hierarchy here";
+  const std::string cgroup = absl::StrCat(hierarchy, "/capbroker-host-test-", getpid());
+  ASSERT_EQ(mkdir(cgroup.c_str(), 0755), 0) << strerror(errno);
+  std::unique_ptr<testing::ProcessWatch> descendant;
+  absl::Cleanup remove = [&] {
+    if (access(cgroup.c_str(), F_OK) != 0) return;
+    if (descendant != nullptr && descendant->Signal(SIGKILL)) descendant->WaitExited();
+    EXPECT_EQ(rmdir(cgroup.c_str()), 0) << strerror(errno);
+  };
+  scripts_["once"].cgroup = cgroup;
+  scripts_["once"].descendant = true;
+  exit_code_ = 0;
+  ASSERT_OK(Connect("once", 1).status());
+  ASSERT_TRUE(RunUntil([&] { return !ClientAnswers().empty(); }));
+  EXPECT_EQ(Report("once").missing,
+            "descendants: not tracked without a pid namespace: its cgroup is killed when it ends");
+  ASSERT_EQ(pids_.size(), 1u);
+  for (absl::string_view pid : absl::StrSplit(testing::ReadWholeFile(cgroup + "/cgroup.procs"),
+                                              '\n', absl::SkipEmpty())) {
+    if (pid != absl::StrCat(pids_[0])) {
+      descendant = std::make_unique<testing::ProcessWatch>(std::stoi(std::string(pid)));
+    }
+  }
+  ASSERT_NE(descendant, nullptr) << "the service started no process";
+  ASSERT_TRUE(descendant->valid());
+
+  ASSERT_TRUE(RunUntil([&] { return access(cgroup.c_str(), F_OK) != 0; }))
+      << "the cgroup is still there";
+  EXPECT_EQ(Report("once").state, ServiceState::STOPPED);
+  EXPECT_TRUE(descendant->WaitExited(absl::ZeroDuration()));
 }
 
 TEST_F(ServiceHostTest, ALaunchThatWillFailAgainFailsTheServiceAtOnce) {

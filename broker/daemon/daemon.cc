@@ -243,11 +243,12 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   CB_ASSIGN_OR_RETURN(server::Listener listener, MakeListener(flags));
   WarnIfOthersCannotConnect(flags, listener);
   server::BrokerLoop loop(handler, audit, stats, flags.limits);
+  service::HostOptions host_options;
+  host_options.launcher = LauncherHiding(std::move(hidden), sandbox::StartLaunch);
+  host_options.cgroup_parent = flags.cgroup_dir;
   // Declared after the loop, which it uses until its destructor has killed
   // and reaped any service still running.
-  service::ServiceHost services(
-      handler, loop,
-      service::HostOptions{LauncherHiding(std::move(hidden), sandbox::Launch), flags.cgroup_dir});
+  service::ServiceHost services(handler, loop, std::move(host_options));
   handler.SetServiceDirectory(&services);
   services.PolicyChanged();
 

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -37,7 +38,7 @@ TEST(HiddenConfigTest, EveryLaunchGetsThePathsAdded) {
   std::vector<std::string> seen;
   service::Launcher launch = LauncherHiding(
       {"/etc/capbroker", "/etc/policy"},
-      [&](const sandbox::SandboxSpec& spec) -> absl::StatusOr<sandbox::LaunchedProcess> {
+      [&](const sandbox::SandboxSpec& spec) -> absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> {
         seen = spec.hidden_paths;
         return absl::UnavailableError("not launched");
       });

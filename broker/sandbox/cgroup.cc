@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -120,6 +121,37 @@ absl::StatusOr<CgroupParent> CheckCgroupParent(absl::string_view dir_view) {
     return ErrnoStatus(errno, absl::StrCat("--cgroup ", dir, ": rmdir ", probe));
   }
   return parent;
+}
+
+absl::Status KillCgroup(const std::string& path) {
+  std::string file = absl::StrCat(path, "/cgroup.kill");
+  int fd = RetryEintr([&] { return open(file.c_str(), O_WRONLY | O_CLOEXEC); });
+  if (fd < 0 && errno == ENOENT && access(path.c_str(), F_OK) == 0) {
+    return absl::UnimplementedError(
+        absl::StrCat(file, " does not exist: this kernel (before 5.14) cannot kill a cgroup"));
+  }
+  if (fd < 0) return ErrnoStatus(errno, absl::StrCat("open(", file, ")"));
+  UniqueFd owned(fd);
+  if (RetryEintr([&] { return write(fd, "1", 1); }) != 1) {
+    return ErrnoStatus(errno, absl::StrCat("write(", file, ", 1)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<UniqueFd> WatchCgroupEvents(const std::string& path) {
+  CB_ASSIGN_OR_RETURN(UniqueFd fd, TakeFd(inotify_init1(IN_CLOEXEC | IN_NONBLOCK),
+                                          "inotify_init1"));
+  std::string file = absl::StrCat(path, "/cgroup.events");
+  if (inotify_add_watch(fd.get(), file.c_str(), IN_MODIFY) < 0) {
+    return ErrnoStatus(errno, absl::StrCat("inotify_add_watch(", file, ")"));
+  }
+  return fd;
+}
+
+void DrainEvents(int inotify_fd) {
+  alignas(inotify_event) char buffer[4096];
+  while (RetryEintr([&] { return read(inotify_fd, buffer, sizeof buffer); }) > 0) {
+  }
 }
 
 absl::StatusOr<ServiceCgroup> ServiceCgroup::Create(absl::string_view parent,

@@ -31,6 +31,24 @@ namespace capbroker::sandbox {
 // how to fix it.
 absl::StatusOr<CgroupParent> CheckCgroupParent(absl::string_view dir);
 
+// Kills every process in the cgroup `path` and its descendants: writes "1"
+// to its cgroup.kill (Linux 5.14), which sends SIGKILL to each as one
+// operation that a fork cannot escape. The processes exit afterwards, not
+// yet on return: the cgroup is empty once its cgroup.events says
+// "populated 0". kUnimplemented when the kernel has no cgroup.kill.
+absl::Status KillCgroup(const std::string& path);
+
+// An inotify fd (non-blocking, close-on-exec) that becomes readable when the
+// cgroup.events of the cgroup `path` changes, as it does when the cgroup
+// empties ("populated 0"); for an event loop, which cannot use the file's
+// own poll (always readable, with POLLPRI for a change). Read it to
+// rearm it (DrainEvents).
+absl::StatusOr<UniqueFd> WatchCgroupEvents(const std::string& path);
+
+// Reads what `inotify_fd` (borrowed, non-blocking) holds, so that it is not
+// readable until the next change.
+void DrainEvents(int inotify_fd);
+
 class ServiceCgroup {
  public:
   // Creates the cgroup `leaf` in `parent` and writes the limits that are not

@@ -1,6 +1,7 @@
 #include "broker/sandbox/cgroup.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -113,9 +114,36 @@ TEST_F(CgroupTest, ChildIsCreatedInsideAndTheCgroupRemovedAfter) {
   // Busy while the child is in it.
   EXPECT_THAT(ServiceCgroup::Create(parent_, "svc", 0, 0),
               StatusIs(absl::StatusCode::kAlreadyExists));
-  KillAndReap(child);
+  Kill(child);
+  ASSERT_EQ(waitpid(child.pid, nullptr, 0), child.pid);
   EXPECT_OK(cgroup.Remove());
   EXPECT_NE(access((parent_ + "/svc").c_str(), F_OK), 0);
+}
+
+// cgroup.kill reaches every process in the cgroup, not only the one the
+// broker knows of.
+TEST_F(CgroupTest, KillKillsEveryProcessInTheCgroup) {
+  ASSERT_OK_AND_ASSIGN(ServiceCgroup cgroup, ServiceCgroup::Create(parent_, "killed", 0, 0));
+  ASSERT_OK_AND_ASSIGN(CloneResult child, CloneProcess(0, cgroup.fd()));
+  if (child.pid == 0) {
+    if (fork() < 0) _exit(1);  // both wait to be killed
+    pause();
+    _exit(0);
+  }
+  ASSERT_OK_AND_ASSIGN(UniqueFd events, WatchCgroupEvents(cgroup.path()));
+  ASSERT_OK(KillCgroup(cgroup.path()));
+  siginfo_t info{};
+  ASSERT_EQ(waitid(P_PID, child.pid, &info, WEXITED), 0);
+  EXPECT_EQ(DescribeExit(info), "killed by SIGKILL");
+  // The grandchild, which nobody here waits for, empties it too: its
+  // cgroup.events says so, and the cgroup can go.
+  while (rmdir(cgroup.path().c_str()) != 0) {
+    ASSERT_EQ(errno, EBUSY) << strerror(errno);
+    pollfd changed{events.get(), POLLIN, 0};
+    ASSERT_EQ(poll(&changed, 1, 10000), 1) << "the cgroup never emptied";
+    DrainEvents(events.get());
+  }
+  EXPECT_THAT(KillCgroup(parent_ + "/nonexistent"), StatusIs(absl::StatusCode::kNotFound));
 }
 
 TEST_F(CgroupTest, LimitsNeedTheirControllers) {

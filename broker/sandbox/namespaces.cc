@@ -180,17 +180,13 @@ bool SetgroupsAllowed() {
   return n > 0 && std::strncmp(text, "allow", 5) == 0;
 }
 
-void KillAndReap(const CloneResult& child) {
-  if (child.pid <= 0) return;
-  if (child.pidfd.valid()) {
-    // ESRCH: it has exited already (it reported a failure); reaped below.
-    if (syscall(SYS_pidfd_send_signal, child.pidfd.get(), SIGKILL, nullptr, 0) != 0 && errno != ESRCH) {
-      std::fprintf(stderr, "capbroker: pidfd_send_signal(pid=%d, SIGKILL): %s\n",
-                   child.pid, std::strerror(errno));
-    }
-  }
-  if (RetryEintr([&] { return waitpid(child.pid, nullptr, 0); }) < 0) {
-    std::fprintf(stderr, "capbroker: waitpid(%d): %s\n", child.pid, std::strerror(errno));
+void Kill(const CloneResult& child) {
+  if (!child.pidfd.valid()) return;
+  // ESRCH: it has exited already (it reported a failure).
+  if (syscall(SYS_pidfd_send_signal, child.pidfd.get(), SIGKILL, nullptr, 0) != 0 &&
+      errno != ESRCH) {
+    std::fprintf(stderr, "capbroker: pidfd_send_signal(pid=%d, SIGKILL): %s\n", child.pid,
+                 std::strerror(errno));
   }
 }
 

@@ -65,9 +65,11 @@ absl::Status WriteIdMaps(pid_t pid, uid_t uid, gid_t gid, bool deny_setgroups);
 // namespace; it is inherited by every namespace created below it).
 bool SetgroupsAllowed();
 
-// Kills (SIGKILL through the pidfd) and reaps a child that is still being
-// set up, so that a failed launch leaves neither a process nor a zombie.
-void KillAndReap(const CloneResult& child);
+// Sends SIGKILL to `child` through its pidfd (a child that has exited
+// already is no error). Does not reap it: the caller waits for its pidfd to
+// become readable, from its event loop, since a child stuck in a file system
+// (a hung NFS or FUSE server) may take any time to die.
+void Kill(const CloneResult& child);
 
 // The name (comm) a launched child gives itself first, kept until execve
 // sets the program's base name. A base name never holds a '/', so a process
@@ -84,7 +86,10 @@ std::string DescribeExit(const siginfo_t& info);
 // SIGKILL)") when it died before, which also closes the pipe (the OOM killer,
 // an administrator's kill). When /proc cannot tell, OK: the child's exit is
 // then seen through its pidfd like any exit. kDeadlineExceeded when a dying
-// child is not dead within `timeout_ms`. Never reaps the child.
+// child is not dead within `timeout_ms`: its exit is under way (its memory
+// is gone), so this waits only while it closes its other fds, which takes
+// microseconds unless one is on a hung file system; keep it short. Never
+// reaps the child.
 absl::Status CheckReachedExecve(const CloneResult& child, int timeout_ms);
 
 }  // namespace capbroker::sandbox

@@ -80,9 +80,9 @@ TEST(NamespacesTest, ProbeNamesTheNamespace) {
   EXPECT_TRUE(waitpid(-1, nullptr, WNOHANG) == -1 && errno == ECHILD);
 }
 
-// A child as Launch makes it: named kSetupName, holding the write end of a
+// A child as StartLaunch makes it: named kSetupName, holding the write end of a
 // close-on-exec pipe; it then runs `then`. Returns once the pipe reached end
-// of file (execve or a death closed it), as Launch's report does.
+// of file (execve or a death closed it), as the launch's report does.
 CloneResult StartAndWaitForEndOfFile(void (*then)()) {
   int pipe_fds[2];
   EXPECT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
@@ -102,6 +102,12 @@ CloneResult StartAndWaitForEndOfFile(void (*then)()) {
   return std::move(*child);
 }
 
+// Kill, then the blocking wait a test may make (the broker never does).
+void KillAndWait(const CloneResult& child) {
+  Kill(child);
+  EXPECT_EQ(waitpid(child.pid, nullptr, 0), child.pid);
+}
+
 void WaitExited(const CloneResult& child) {
   pollfd p{child.pidfd.get(), POLLIN, 0};
   ASSERT_EQ(poll(&p, 1, -1), 1);
@@ -112,7 +118,7 @@ TEST(CheckReachedExecveTest, AChildKilledBeforeExecveDiedBeforeIt) {
   EXPECT_THAT(CheckReachedExecve(child, 10000),
               StatusIs(absl::StatusCode::kUnavailable,
                        "the child died before execve (killed by SIGKILL)"));
-  KillAndReap(child);
+  KillAndWait(child);
 }
 
 TEST(CheckReachedExecveTest, AProgramThatExitedAtOnceRan) {
@@ -122,7 +128,7 @@ TEST(CheckReachedExecveTest, AProgramThatExitedAtOnceRan) {
   });
   WaitExited(child);  // dead like the child above, but renamed by execve
   EXPECT_OK(CheckReachedExecve(child, 10000));
-  KillAndReap(child);
+  KillAndWait(child);
 }
 
 TEST(CheckReachedExecveTest, ARunningProgramRan) {
@@ -131,17 +137,21 @@ TEST(CheckReachedExecveTest, ARunningProgramRan) {
     execve(argv[0], argv, environ);
   });
   EXPECT_OK(CheckReachedExecve(child, 10000));
-  KillAndReap(child);
+  KillAndWait(child);
 }
 
-TEST(NamespacesTest, KillAndReapLeavesNoChild) {
+TEST(NamespacesTest, KillKillsWithoutReaping) {
   ASSERT_OK_AND_ASSIGN(CloneResult child, CloneProcess(0, -1));
   if (child.pid == 0) {
     pause();
     _exit(0);
   }
-  KillAndReap(child);
-  EXPECT_TRUE(waitpid(-1, nullptr, WNOHANG) == -1 && errno == ECHILD);
+  Kill(child);
+  WaitExited(child);
+  siginfo_t info{};
+  ASSERT_EQ(waitid(P_PID, child.pid, &info, WEXITED | WNOHANG), 0);
+  EXPECT_EQ(info.si_pid, child.pid);
+  EXPECT_EQ(DescribeExit(info), "killed by SIGKILL");
 }
 
 }  // namespace

@@ -2,7 +2,7 @@
 //
 // Every message about a protection uses the policy-facing name (the one a
 // policy author writes: "privateNetwork"), and LaunchedProcess::in_force uses
-// the short token ("netns"). Both live here so that the parent (Launch) and
+// the short token ("netns"). Both live here so that the parent (the launch) and
 // the child (which reports what it could not do) spell them alike.
 #ifndef CAPBROKER_BROKER_SANDBOX_PROTECTION_H_
 #define CAPBROKER_BROKER_SANDBOX_PROTECTION_H_

@@ -1,15 +1,15 @@
 #include "broker/sandbox/report_pipe.h"
 
 #include <limits.h>
-#include <poll.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 
 namespace capbroker::sandbox {
@@ -23,60 +23,11 @@ constexpr char kFailureKind = 'F';
 static_assert(kHeaderSize + kMaxReportMessage <= PIPE_BUF,
               "a record must be one atomic pipe write");
 
-int64_t NowMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
-}
+// A well-behaved child writes a handful of records.
+constexpr size_t kMaxReportBytes = 64 * PIPE_BUF;
 
-}  // namespace
-
-void ChildReporter::Write(char kind, int code, absl::string_view message) {
-  if (message.size() > kMaxReportMessage) message = message.substr(0, kMaxReportMessage);
-  char record[kHeaderSize + kMaxReportMessage];
-  int32_t code32 = code;
-  uint32_t length = message.size();
-  record[0] = kind;
-  std::memcpy(record + 1, &code32, 4);
-  std::memcpy(record + 5, &length, 4);
-  std::memcpy(record + kHeaderSize, message.data(), message.size());
-  // Nothing to do if this fails: the parent then sees end of file and the
-  // child's exit status.
-  (void)RetryEintr([&] { return write(fd_, record, kHeaderSize + length); });
-}
-
-void ChildReporter::Missing(int tag, absl::string_view entry) {
-  Write(kMissingKind, tag, entry);
-}
-
-void ChildReporter::Fail(const absl::Status& status) {
-  Write(kFailureKind, static_cast<int>(status.code()), status.message());
-  _exit(kChildFailedExitCode);
-}
-
-absl::StatusOr<ChildReport> ReadChildReport(int fd, int timeout_ms) {
-  std::string bytes;
-  const int64_t deadline = NowMs() + timeout_ms;
-  char buffer[PIPE_BUF];
-  while (true) {
-    int64_t left = deadline - NowMs();
-    if (left <= 0) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "the child did not reach execve within ", timeout_ms, " ms"));
-    }
-    pollfd pfd{fd, POLLIN, 0};
-    int ready = RetryEintr([&] { return poll(&pfd, 1, static_cast<int>(left)); });
-    if (ready < 0) return ErrnoStatus(errno, "poll(report pipe)");
-    if (ready == 0) continue;
-    ssize_t n = RetryEintr([&] { return read(fd, buffer, sizeof buffer); });
-    if (n < 0) return ErrnoStatus(errno, "read(report pipe)");
-    if (n == 0) break;
-    bytes.append(buffer, n);
-    // A well-behaved child writes a handful of records.
-    if (bytes.size() > 64 * PIPE_BUF) {
-      return absl::InternalError("the child's report is too long");
-    }
-  }
+// The records of a whole report.
+absl::StatusOr<ChildReport> ParseReport(const std::string& bytes) {
   ChildReport report;
   size_t pos = 0;
   while (pos < bytes.size()) {
@@ -107,6 +58,47 @@ absl::StatusOr<ChildReport> ReadChildReport(int fd, int timeout_ms) {
     }
   }
   return report;
+}
+
+}  // namespace
+
+void ChildReporter::Write(char kind, int code, absl::string_view message) {
+  if (message.size() > kMaxReportMessage) message = message.substr(0, kMaxReportMessage);
+  char record[kHeaderSize + kMaxReportMessage];
+  int32_t code32 = code;
+  uint32_t length = message.size();
+  record[0] = kind;
+  std::memcpy(record + 1, &code32, 4);
+  std::memcpy(record + 5, &length, 4);
+  std::memcpy(record + kHeaderSize, message.data(), message.size());
+  // Nothing to do if this fails: the parent then sees end of file and the
+  // child's exit status.
+  (void)RetryEintr([&] { return write(fd_, record, kHeaderSize + length); });
+}
+
+void ChildReporter::Missing(int tag, absl::string_view entry) {
+  Write(kMissingKind, tag, entry);
+}
+
+void ChildReporter::Fail(const absl::Status& status) {
+  Write(kFailureKind, static_cast<int>(status.code()), status.message());
+  _exit(kChildFailedExitCode);
+}
+
+absl::StatusOr<std::optional<ChildReport>> ChildReportReader::ReadAvailable(int fd) {
+  char buffer[PIPE_BUF];
+  while (true) {
+    ssize_t n = RetryEintr([&] { return read(fd, buffer, sizeof buffer); });
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return std::nullopt;
+    if (n < 0) return ErrnoStatus(errno, "read(report pipe)");
+    if (n == 0) break;
+    bytes_.append(buffer, n);
+    if (bytes_.size() > kMaxReportBytes) {
+      return absl::InternalError("the child's report is too long");
+    }
+  }
+  CB_ASSIGN_OR_RETURN(ChildReport report, ParseReport(bytes_));
+  return std::optional<ChildReport>(std::move(report));
 }
 
 }  // namespace capbroker::sandbox

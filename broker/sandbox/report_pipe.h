@@ -1,15 +1,20 @@
-// The child's reports to Launch, over a close-on-exec pipe.
+// The child's reports to the launch (the parent), over a close-on-exec pipe.
 //
 // Between clone and execve the child tells the parent two kinds of things:
 // a best-effort protection it had to leave out ("missing"), and the failure
 // that stops the launch (a status: code and message). execve closes the
 // pipe (it is close-on-exec), so end of file without a failure means the
 // program is running, unless the child died before execve, which closes it
-// too (Launch tells them apart: CheckReachedExecve). Each record is one
+// too (the launch tells them apart: CheckReachedExecve). Each record is one
 // write(2) of at most PIPE_BUF bytes, so it arrives whole.
+//
+// The parent reads the pipe as it becomes readable, from its event loop
+// (ChildReportReader), never waiting on it: a child stuck in its setup (on a
+// hung file system) must not stall the broker.
 #ifndef CAPBROKER_BROKER_SANDBOX_REPORT_PIPE_H_
 #define CAPBROKER_BROKER_SANDBOX_REPORT_PIPE_H_
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -60,10 +65,18 @@ struct ChildReport {
   absl::Status failure;
 };
 
-// Reads records from `fd` (borrowed, the read end) until end of file, for
-// at most `timeout_ms` in all: kDeadlineExceeded when the child takes longer
-// (the caller kills it). kInternal for a malformed record.
-absl::StatusOr<ChildReport> ReadChildReport(int fd, int timeout_ms);
+// The parent's end: collects the records as they arrive.
+class ChildReportReader {
+ public:
+  // Reads what `fd` (borrowed: the read end, non-blocking) holds now,
+  // without waiting. nullopt until end of file; then the whole report.
+  // kInternal for a malformed record or a report longer than a handful of
+  // records; a failed read(2) as it is.
+  absl::StatusOr<std::optional<ChildReport>> ReadAvailable(int fd);
+
+ private:
+  std::string bytes_;
+};
 
 }  // namespace capbroker::sandbox
 

@@ -1,4 +1,5 @@
-// Launch: the parent's side. See child.h for the child's.
+// StartLaunch: the parent's side up to the child's release. See
+// pending_launch.h for the rest, child.h for the child's side.
 #include "broker/sandbox/sandbox.h"
 
 #include <fcntl.h>
@@ -19,8 +20,9 @@
 #include "broker/sandbox/landlock.h"
 #include "broker/sandbox/minimal_root.h"
 #include "broker/sandbox/namespaces.h"
+#include "broker/sandbox/outcome.h"
+#include "broker/sandbox/pending_launch.h"
 #include "broker/sandbox/protection.h"
-#include "broker/sandbox/report_pipe.h"
 #include "broker/sandbox/seccomp_filter.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
@@ -28,49 +30,8 @@
 namespace capbroker::sandbox {
 namespace {
 
-// How long the child may take from clone to execve. It takes about a
-// millisecond; this only bounds a child stuck on a hung filesystem.
-constexpr int kChildSetupTimeoutMs = 10000;
-
 // HOST_NAME_MAX; also keeps cgroup names short.
 constexpr size_t kMaxNameLength = 64;
-
-struct NamespaceProtection {
-  Protection protection;
-  uint64_t flag;
-};
-
-// In the order the probes try them: the user namespace first, since the
-// others depend on it for a broker that is not root.
-constexpr NamespaceProtection kNamespaces[] = {
-    {Protection::kPrivateUsers, CLONE_NEWUSER},
-    {Protection::kProtectSystem, CLONE_NEWNS},
-    {Protection::kPrivatePids, CLONE_NEWPID},
-    {Protection::kPrivateIpc, CLONE_NEWIPC},
-    {Protection::kProtectHostname, CLONE_NEWUTS},
-    {Protection::kPrivateNetwork, CLONE_NEWNET},
-};
-
-Requirement RequirementOf(const Protections& p, Protection protection) {
-  switch (protection) {
-    case Protection::kPrivateUsers: return p.private_users;
-    case Protection::kProtectSystem: return p.protect_system;
-    case Protection::kPrivatePids: return p.private_pids;
-    case Protection::kPrivateIpc: return p.private_ipc;
-    case Protection::kProtectHostname: return p.protect_hostname;
-    case Protection::kPrivateNetwork: return p.private_network;
-    case Protection::kNoNewPrivileges: return p.no_new_privileges;
-    case Protection::kDropCapabilities: return p.drop_capabilities;
-    case Protection::kSystemCallFilter: return p.system_call_filter;
-    case Protection::kLandlock: return p.landlock;
-    // The limits a policy sets are applied or the service does not start
-    // (MakeCgroup): never listed as missing.
-    case Protection::kCgroup: return Requirement::kRequired;
-    case Protection::kRestrictAddressFamilies:
-      return Requirement::kBestEffort;
-  }
-  return Requirement::kRequired;
-}
 
 bool IsSafeName(absl::string_view name) {
   if (name.empty() || name.size() > kMaxNameLength) return false;
@@ -140,55 +101,6 @@ absl::Status Validate(const SandboxSpec& spec) {
   }
   return absl::OkStatus();
 }
-
-// What Launch has decided so far, and what it reports at the end.
-class Outcome {
- public:
-  explicit Outcome(const Protections& protections) : protections_(protections) {}
-
-  Requirement requirement(Protection p) const {
-    return missing_[static_cast<int>(p)] ? Requirement::kOff : RequirementOf(protections_, p);
-  }
-  bool wanted(Protection p) const { return requirement(p) != Requirement::kOff; }
-
-  // A protection found unavailable: the launch's error when it is required,
-  // else recorded as missing.
-  absl::Status Unavailable(Protection p, absl::string_view reason) {
-    if (RequirementOf(protections_, p) == Requirement::kRequired) {
-      return absl::FailedPreconditionError(RequiredButMessage(p, reason));
-    }
-    MarkMissing(static_cast<int>(p), MissingEntry(p, reason));
-    return absl::OkStatus();
-  }
-  void MarkMissing(int tag, std::string entry) {
-    if (tag >= 0 && tag < kProtectionCount) missing_[tag] = true;
-    entries_.push_back(std::move(entry));
-  }
-
-  std::vector<std::string> InForce(uint64_t namespaces, int landlock_abi, bool cgroup) const {
-    std::vector<std::string> tokens;
-    for (const NamespaceProtection& ns : kNamespaces) {
-      if ((namespaces & ns.flag) && wanted(ns.protection)) {
-        tokens.emplace_back(InForceToken(ns.protection));
-      }
-    }
-    for (Protection p : {Protection::kNoNewPrivileges, Protection::kDropCapabilities,
-                         Protection::kSystemCallFilter}) {
-      if (wanted(p)) tokens.emplace_back(InForceToken(p));
-    }
-    if (wanted(Protection::kLandlock)) {
-      tokens.push_back(absl::StrCat(InForceToken(Protection::kLandlock), ":", landlock_abi));
-    }
-    if (cgroup) tokens.emplace_back(InForceToken(Protection::kCgroup));
-    return tokens;
-  }
-  std::vector<std::string> TakeEntries() { return std::move(entries_); }
-
- private:
-  const Protections& protections_;
-  bool missing_[kProtectionCount] = {};
-  std::vector<std::string> entries_;
-};
 
 int64_t MonotonicNanos() {
   timespec ts;
@@ -271,9 +183,22 @@ absl::StatusOr<Pipe> MakePipe(const char* what) {
   return Pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
 }
 
+// Lets the child go: its id maps, then the byte it waits for on the sync
+// pipe. Neither waits on the child.
+absl::Status Release(const LaunchParts& parts, const SandboxSpec& spec, bool deny_setgroups) {
+  if (parts.namespaces & CLONE_NEWUSER) {
+    CB_RETURN_IF_ERROR(WriteIdMaps(parts.child.pid, spec.uid, spec.gid, deny_setgroups));
+  }
+  const char go = 1;
+  if (RetryEintr([&] { return write(parts.sync.get(), &go, 1); }) != 1) {
+    return ErrnoStatus(errno, "write(sync pipe)");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
-absl::StatusOr<LaunchedProcess> Launch(const SandboxSpec& spec) {
+absl::StatusOr<std::unique_ptr<PendingLaunch>> StartLaunch(const SandboxSpec& spec) {
   CB_RETURN_IF_ERROR(Validate(spec));
   const Protections& protections = spec.protections;
   Outcome outcome(protections);
@@ -318,6 +243,7 @@ absl::StatusOr<LaunchedProcess> Launch(const SandboxSpec& spec) {
   CB_ASSIGN_OR_RETURN(Pipe sync, MakePipe("sync"));
   CB_ASSIGN_OR_RETURN(Pipe report, MakePipe("report"));
   CB_ASSIGN_OR_RETURN(Pipe output, MakePipe("output"));
+  CB_RETURN_IF_ERROR(SetNonBlocking(report.read.get(), true));
   CB_RETURN_IF_ERROR(SetNonBlocking(output.read.get(), true));
   CB_ASSIGN_OR_RETURN(UniqueFd dev_null, TakeFd(open("/dev/null", O_RDONLY | O_CLOEXEC),
                                                 "open(/dev/null)"));
@@ -379,47 +305,23 @@ absl::StatusOr<LaunchedProcess> Launch(const SandboxSpec& spec) {
     plan.namespaces = namespaces;
     RunChild(plan);
   }
-  CloneResult child = std::move(*cloned);
+  LaunchParts parts;
+  parts.child = std::move(*cloned);
+  parts.namespaces = namespaces;
+  parts.landlock_abi = landlock_abi;
+  parts.cgroup = std::move(cgroup);
+  parts.sync = std::move(sync.write);
+  parts.report = std::move(report.read);
+  parts.output = std::move(output.read);
   // The child's ends: the parent must not hold the report pipe's write end,
   // or it would never see end of file.
   sync.read.reset();
   report.write.reset();
   output.write.reset();
   dev_null.reset();
-
-  auto fail = [&](absl::Status status) {
-    KillAndReap(child);
-    if (cgroup) cgroup->Remove().IgnoreError();
-    return status;
-  };
-  if (namespaces & CLONE_NEWUSER) {
-    absl::Status maps =
-        WriteIdMaps(child.pid, spec.uid, spec.gid, /*deny_setgroups=*/!plan.clear_groups);
-    if (!maps.ok()) return fail(maps);
-  }
-  const char go = 1;
-  if (RetryEintr([&] { return write(sync.write.get(), &go, 1); }) != 1) {
-    return fail(ErrnoStatus(errno, "write(sync pipe)"));
-  }
-  absl::StatusOr<ChildReport> report_result =
-      ReadChildReport(report.read.get(), kChildSetupTimeoutMs);
-  if (!report_result.ok()) return fail(report_result.status());
-  if (!report_result->failure.ok()) return fail(report_result->failure);
-  // End of file comes from execve closing the pipe, or from a death.
-  absl::Status reached = CheckReachedExecve(child, kChildSetupTimeoutMs);
-  if (!reached.ok()) return fail(reached);
-  for (MissingReport& missing : report_result->missing) {
-    outcome.MarkMissing(missing.tag, std::move(missing.entry));
-  }
-
-  LaunchedProcess launched;
-  launched.pid = child.pid;
-  launched.pidfd = std::move(child.pidfd);
-  launched.output = std::move(output.read);
-  launched.in_force = outcome.InForce(namespaces, landlock_abi, cgroup.has_value());
-  launched.missing = outcome.TakeEntries();
-  if (cgroup) launched.cgroup = cgroup->path();
-  return launched;
+  parts.failure = Release(parts, spec, /*deny_setgroups=*/!plan.clear_groups);
+  return std::unique_ptr<PendingLaunch>(
+      std::make_unique<ChildLaunch>(std::move(outcome), std::move(parts)));
 }
 
 }  // namespace capbroker::sandbox

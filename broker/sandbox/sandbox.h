@@ -1,6 +1,6 @@
 // Launches one program confined: the sandbox of a hosted service.
 //
-// Launch() starts `spec.argv` in new user, mount, pid, ipc, uts and network
+// StartLaunch() starts `spec.argv` in new user, mount, pid, ipc, uts and network
 // namespaces, on a minimal read-only root, with no privileges, a seccomp
 // filter and Landlock, holding exactly the fds the spec lists (at 3.., with
 // systemd's LISTEN_FDS / LISTEN_PID / LISTEN_FDNAMES) plus its broker
@@ -11,9 +11,20 @@
 // protection and the kernel's reason; a best-effort one that cannot is left
 // out and listed in `LaunchedProcess::missing`.
 //
+// The launch is asynchronous, for a caller with an event loop (the broker):
+// StartLaunch() creates the child and lets it go, and returns a
+// PendingLaunch; the child sets itself up (mounts, pivot_root, ids,
+// filters: about a millisecond) and reports on a pipe until execve. The
+// caller watches that pipe and finishes the launch when it becomes
+// readable. Nothing here waits for the child: a child stuck in its setup
+// (its program or a directory grant on a hung NFS or FUSE mount, where even
+// SIGKILL cannot end a pending request) stalls nobody. The caller's
+// deadline bounds the launch, and a child given up on is reaped by the
+// caller when its pidfd says it has exited.
+//
 // The service is pid 1 of its pid namespace: killing it (through the pidfd)
 // kills everything it started. It gets SIGKILL too when the thread that
-// called Launch exits (PR_SET_PDEATHSIG).
+// called StartLaunch exits (PR_SET_PDEATHSIG).
 //
 // The caller must be single-threaded (the broker is): the child runs
 // ordinary code between clone and execve. A broker that is not root writes
@@ -26,6 +37,8 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -87,22 +100,74 @@ struct LaunchedProcess {
   std::vector<std::string> missing;
   // The cgroup directory created for the service ("" when none): the caller
   // removes it (rmdir) once it has reaped the service; the kernel refuses
-  // while a process is in it.
+  // while a process is in it. Without a pid namespace, processes the service
+  // started may still be: KillCgroup (cgroup.h) first.
   std::string cgroup;
 };
 
-// Starts the program and returns once it has called execve, or with the
-// reason it could not; a failed launch leaves no process behind. The code
-// says whether trying again may help:
-// - kResourceExhausted, kUnavailable: a shortage that may pass (EMFILE,
-//   ENFILE, ENOMEM, EAGAIN at the process limit), also when it stopped a
-//   required protection; a child that died before execve;
-// - kDeadlineExceeded: the child took longer than 10 s to reach execve;
-// - anything else fails the same way until the spec or the system changes:
-//   kInvalidArgument (the spec), kNotFound or kPermissionDenied (the
-//   program, ids, limits), kFailedPrecondition (a required protection the
-//   kernel refuses: EPERM, EINVAL, ENOSPC at a namespace limit, ...).
-absl::StatusOr<LaunchedProcess> Launch(const SandboxSpec& spec);
+// What is left of a launch that failed or was given up on: the child, sent
+// SIGKILL. The owner reaps it once `pidfd` is readable (waitid(P_PIDFD,
+// WNOHANG); never a blocking wait, since a child stuck in a file system may
+// take any time to die), then removes `cgroup` unless it is "".
+struct AbandonedChild {
+  pid_t pid = -1;
+  UniqueFd pidfd;  // CLOEXEC
+  std::string cgroup;
+};
+
+// A launch under way: the child exists and sets itself up. The caller
+// watches report_fd() and calls Continue() each time it is readable, until
+// Continue() returns the process or an error; neither call blocks. After an
+// error, or when the caller's own deadline passes first, it calls Abandon().
+//
+// An interface so that the service host's tests can script launches;
+// StartLaunch() makes the real ones. Destroying a launch that still holds
+// its child (neither handed over nor abandoned) sends SIGKILL and leaves the
+// child unreaped: always hand it over.
+class PendingLaunch {
+ public:
+  virtual ~PendingLaunch() = default;
+
+  // The child, in the caller's pid namespace.
+  virtual pid_t pid() const = 0;
+
+  // Readable (or hung up) when the child has reported more; borrowed,
+  // non-blocking, close-on-exec, open until the launch is over.
+  virtual int report_fd() const = 0;
+
+  // Reads what the child has reported so far. nullopt: it is still setting
+  // itself up. Otherwise the program is running (the process is handed
+  // over, and the launch is over), or the launch failed (the same error
+  // again at every later call; call Abandon()). The code of a failure says
+  // whether trying again may help:
+  // - kResourceExhausted, kUnavailable: a shortage that may pass (EMFILE,
+  //   ENFILE, ENOMEM, EAGAIN at the process limit), also when it stopped a
+  //   required protection; a child that died before execve;
+  // - kDeadlineExceeded: a child that died before execve and was still
+  //   exiting kExitAfterReportMs after it closed its report (see
+  //   CheckReachedExecve);
+  // - anything else fails the same way until the spec or the system
+  //   changes: kInvalidArgument (the spec), kNotFound or kPermissionDenied
+  //   (the program, ids, limits), kFailedPrecondition (a required
+  //   protection the kernel refuses: EPERM, EINVAL, ENOSPC at a namespace
+  //   limit, ...).
+  virtual absl::StatusOr<std::optional<LaunchedProcess>> Continue() = 0;
+
+  // Gives the launch up: SIGKILL to the child, which is handed over to be
+  // reaped. Call once, unless Continue() handed the process over.
+  virtual AbandonedChild Abandon() = 0;
+};
+
+// How long Continue() waits, at most, for a child that died before execve
+// to finish exiting once its report pipe is closed.
+inline constexpr int kExitAfterReportMs = 50;
+
+// Settles what can be known before the clone (the spec, the Landlock ABI,
+// the seccomp filter, the cgroup), creates the child in its namespaces,
+// writes its id maps and lets it go. An error here (the codes of Continue)
+// means no child was created. A failure after the clone (writing the id
+// maps) is returned by the first Continue().
+absl::StatusOr<std::unique_ptr<PendingLaunch>> StartLaunch(const SandboxSpec& spec);
 
 }  // namespace capbroker::sandbox
 

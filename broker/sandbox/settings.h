@@ -2,7 +2,7 @@
 // socket families it may use, its resource limits, and the environment
 // variables the sandbox sets itself.
 //
-// Plain values, apart from Launch (sandbox.h), so that the policy can hold
+// Plain values, apart from the launcher (sandbox.h), so that the policy can hold
 // them without linking the launcher.
 #ifndef CAPBROKER_BROKER_SANDBOX_SETTINGS_H_
 #define CAPBROKER_BROKER_SANDBOX_SETTINGS_H_

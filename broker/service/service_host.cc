@@ -57,11 +57,32 @@ bool Failed(const siginfo_t& info) {
   return !(info.si_code == CLD_EXITED && info.si_status == 0);
 }
 
+// What `missing` says of a service without a pid namespace, whose
+// descendants, unlike those of pid 1 of one, outlive it.
+std::string UntrackedDescendants(const sandbox::LaunchedProcess& process) {
+  if (std::find(process.in_force.begin(), process.in_force.end(), "pidns") !=
+      process.in_force.end()) {
+    return "";
+  }
+  return process.cgroup.empty()
+             ? "descendants: not tracked without a pid namespace: they may outlive the service"
+             : "descendants: not tracked without a pid namespace: its cgroup is killed when "
+               "it ends";
+}
+
+// "exit status 3", "killed by SIGKILL"; or, when waitid failed, that it is
+// not known and why.
+std::string HowItEnded(const absl::StatusOr<siginfo_t>& info) {
+  if (info.ok()) return DescribeExit(*info);
+  return absl::StrCat("not known: ", info.status().message());
+}
+
 // Whether a start that failed with `status` may succeed later with nothing
 // changed: a shortage of fds, memory or processes (EMFILE, ENFILE, ENOMEM,
-// EAGAIN), an audit log that cannot be written, a child that timed out or
-// died during its setup. sandbox::Launch reports those with these codes
-// (sandbox.h), as ErrnoStatus does the errnos. Anything else, an invalid
+// EAGAIN), an audit log that cannot be written, a child that died during its
+// setup, a setup that outlasted the start timeout. The sandbox reports those
+// with these codes (sandbox.h), as ErrnoStatus does the errnos, and the host
+// its timeout with kDeadlineExceeded. Anything else, an invalid
 // spec, a missing program, a required protection the kernel refuses, fails
 // the same way until the policy or the system is changed.
 bool MayPassByItself(const absl::Status& status) {
@@ -78,6 +99,8 @@ bool MayPassByItself(const absl::Status& status) {
 }  // namespace
 
 struct ServiceHost::Service {
+  explicit Service(StartLimit limit) : starts(limit) {}
+
   ServiceSpec spec;
   ServiceState state = ServiceState::STOPPED;
   bool removed = false;  // gone from the policy: forgotten once it exits
@@ -85,8 +108,12 @@ struct ServiceHost::Service {
   UniqueFd pidfd;
   UniqueFd output;
   UniqueFd timer;
-  std::string cgroup;  // made by Launch; removed once the process is reaped
+  std::string cgroup;  // made by the launch; removed once the process is reaped
   uint64_t connection_id = 0;
+  // While the sandbox is set up (STARTING): the launch, and the broker's end
+  // of the service's connection, served once the program runs.
+  std::unique_ptr<sandbox::PendingLaunch> launch;
+  UniqueFd broker_end;
   absl::Time started;
   uint32_t restarts = 0;   // in total
   uint32_t in_a_row = 0;   // restarts since the last stable run
@@ -99,16 +126,19 @@ struct ServiceHost::Service {
   std::vector<server::ConnectRequest> pending;
   OutputLines lines;
   LogLimiter log_limiter{kServiceLogLinesPerSecond};
+  StartLimiter starts;
 };
 
 ServiceHost::ServiceHost(server::RequestHandler& handler, server::LoopPort& loop,
                          HostOptions options)
-    : handler_(handler), loop_(loop), options_(std::move(options)) {}
+    : handler_(handler), loop_(loop), options_(std::move(options)), reaper_(loop) {}
 
 ServiceHost::~ServiceHost() {
   for (const std::unique_ptr<Service>& service : services_) {
-    if (service->pidfd) KillAndReap(*service);
+    if (service->launch) AbandonLaunch(*service);
+    if (service->pidfd) GiveUp(*service);
   }
+  reaper_.WaitAll(absl::Now() + kFinalReapWait);
   for (const std::unique_ptr<Service>& service : services_) {
     if (service->timer) loop_.Unwatch(service->timer.get());
   }
@@ -147,6 +177,7 @@ void ServiceHost::PolicyChanged() {
     AnswerPending(service, absl::UnavailableError(absl::StrCat(
                                "service '", service.spec.name,
                                "' was removed from the policy")));
+    if (service.launch) AbandonLaunch(service);
     if (!service.pidfd) {
       if (service.timer) loop_.Unwatch(service.timer.get());
       services_.erase(services_.begin() + static_cast<long>(i));
@@ -163,7 +194,7 @@ void ServiceHost::PolicyChanged() {
   }
   for (const ServiceSpec& spec : policy.services()) {
     if (Find(spec.name) != nullptr) continue;
-    auto service = std::make_unique<Service>();
+    auto service = std::make_unique<Service>(options_.start_limit);
     service->spec = spec;
     services_.push_back(std::move(service));
   }
@@ -175,8 +206,8 @@ void ServiceHost::PolicyChanged() {
   }
 }
 
-absl::StatusOr<sandbox::LaunchedProcess> ServiceHost::Launch(Service& service,
-                                                             UniqueFd& broker_end) {
+absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> ServiceHost::BeginLaunch(
+    Service& service) {
   const ServiceSpec& spec = service.spec;
   sandbox::SandboxSpec sandbox;
   sandbox.name = spec.name;
@@ -214,11 +245,15 @@ absl::StatusOr<sandbox::LaunchedProcess> ServiceHost::Launch(Service& service,
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
     return ErrnoStatus(errno, "socketpair(broker connection)");
   }
-  broker_end.reset(pair[0]);
+  UniqueFd broker_end(pair[0]);
   UniqueFd service_end(pair[1]);
   sandbox.broker_fd = service_end.get();
   CB_RETURN_IF_ERROR(SetNonBlocking(broker_end.get(), true));
-  return options_.launcher(sandbox);
+  // The child has its copies of the grants and the service's end now.
+  CB_ASSIGN_OR_RETURN(std::unique_ptr<sandbox::PendingLaunch> launch,
+                      options_.launcher(sandbox));
+  service.broker_end = std::move(broker_end);
+  return launch;
 }
 
 absl::Status ServiceHost::EnsureTimer(Service& service) {
@@ -244,21 +279,56 @@ absl::Status ServiceHost::Start(Service& service) {
                                "service '", service.spec.name, "' ", service.last_exit)));
     return timer;
   }
+  if (absl::Duration wait = service.starts.TryTake(absl::Now()); wait > absl::ZeroDuration()) {
+    // Not a restart: it is not counted, and its connects wait for its turn.
+    service.state = ServiceState::BACKOFF;
+    Log(service, absl::StrCat("started too often (", options_.start_limit.burst,
+                              " starts at once, then one every ",
+                              absl::FormatDuration(options_.start_limit.interval),
+                              "): starting in ", absl::FormatDuration(wait)));
+    ArmTimer(service, wait);
+    return absl::OkStatus();
+  }
   service.restart_due = false;
-  UniqueFd broker_end;
-  absl::StatusOr<sandbox::LaunchedProcess> launched = Launch(service, broker_end);
-  if (!launched.ok()) return StartFailed(service, launched.status());
-  service.pid = launched->pid;
-  service.pidfd = std::move(launched->pidfd);
-  service.output = std::move(launched->output);
-  service.cgroup = launched->cgroup;
-  service.in_force = absl::StrJoin(launched->in_force, " ");
-  service.missing = absl::StrJoin(launched->missing, "; ");
+  absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> launch = BeginLaunch(service);
+  if (!launch.ok()) return StartFailed(service, launch.status());
+  service.launch = std::move(*launch);
+  service.pid = service.launch->pid();
   service.started = absl::Now();
   service.state = ServiceState::STARTING;
+  // One deadline for the sandbox's setup and the readiness that follows.
+  ArmTimer(service, absl::Milliseconds(service.spec.start_timeout_ms));
+  Service* raw = &service;
+  absl::Status watched = loop_.Watch(service.launch->report_fd(), [this, raw] {
+    OnLaunchReport(*raw).IgnoreError();  // logged, and pending connects told
+  });
+  if (!watched.ok()) return FailLaunch(service, watched);
+  // A failure after the clone is known already.
+  return OnLaunchReport(service);
+}
+
+absl::Status ServiceHost::OnLaunchReport(Service& service) {
+  if (!service.launch) return absl::OkStatus();  // over since the loop saw the fd
+  absl::StatusOr<std::optional<sandbox::LaunchedProcess>> step = service.launch->Continue();
+  if (!step.ok()) return FailLaunch(service, step.status());
+  if (!step->has_value()) return absl::OkStatus();  // still setting itself up
+  loop_.Unwatch(service.launch->report_fd());
+  service.launch.reset();
+  return Launched(service, std::move(**step));
+}
+
+absl::Status ServiceHost::Launched(Service& service, sandbox::LaunchedProcess process) {
+  service.pidfd = std::move(process.pidfd);
+  service.output = std::move(process.output);
+  if (std::string untracked = UntrackedDescendants(process); !untracked.empty()) {
+    process.missing.push_back(std::move(untracked));
+  }
+  service.cgroup = std::move(process.cgroup);
+  service.in_force = absl::StrJoin(process.in_force, " ");
+  service.missing = absl::StrJoin(process.missing, "; ");
 
   absl::StatusOr<uint64_t> id = loop_.AddServiceConnection(
-      std::move(broker_end), ServiceIdentity(service.spec, service.pid));
+      std::move(service.broker_end), ServiceIdentity(service.spec, service.pid));
   Service* raw = &service;
   absl::Status watched = id.status();
   if (watched.ok()) {
@@ -270,17 +340,29 @@ absl::Status ServiceHost::Start(Service& service) {
   }
   if (!watched.ok()) {
     // It cannot be served or supervised: it must not run.
-    KillAndReap(service);
+    GiveUp(service);
+    ArmTimer(service, absl::ZeroDuration());
     return StartFailed(service, watched);
   }
   Log(service, absl::StrCat("started, pid ", service.pid, "; in force: ", service.in_force,
                             service.missing.empty() ? "" : "; missing: ", service.missing));
-  if (service.spec.readiness == Readiness::kExec) {
-    BecomeReady(service);
-  } else {
-    ArmTimer(service, absl::Milliseconds(service.spec.start_timeout_ms));
-  }
+  // A notify service has the rest of the start timeout to say it is ready.
+  if (service.spec.readiness == Readiness::kExec) BecomeReady(service);
   return absl::OkStatus();
+}
+
+absl::Status ServiceHost::FailLaunch(Service& service, const absl::Status& status) {
+  AbandonLaunch(service);
+  ArmTimer(service, absl::ZeroDuration());  // the start timeout
+  return StartFailed(service, status);
+}
+
+void ServiceHost::AbandonLaunch(Service& service) {
+  loop_.Unwatch(service.launch->report_fd());
+  reaper_.Add(service.spec.name, service.launch->Abandon());
+  service.launch.reset();
+  service.broker_end.reset();
+  service.pid = 0;
 }
 
 absl::Status ServiceHost::StartFailed(Service& service, const absl::Status& status) {
@@ -326,20 +408,26 @@ void ServiceHost::BecomeReady(Service& service) {
   AnswerPending(service, absl::OkStatus());
 }
 
-bool ServiceHost::Reap(Service& service, int flags, siginfo_t& info) {
-  info = siginfo_t{};
-  return RetryEintr([&] {
-           return waitid(static_cast<idtype_t>(P_PIDFD), service.pidfd.get(), &info,
-                         WEXITED | flags);
-         }) == 0;
+absl::StatusOr<siginfo_t> ServiceHost::Reap(Service& service) {
+  siginfo_t info{};
+  if (RetryEintr([&] {
+        return waitid(static_cast<idtype_t>(P_PIDFD), service.pidfd.get(), &info,
+                      WEXITED | WNOHANG);
+      }) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("waitid(pidfd of pid ", service.pid, ")"));
+  }
+  return info;
 }
 
-siginfo_t ServiceHost::KillAndReap(Service& service) {
-  Signal(service, SIGKILL);
-  siginfo_t info{};
-  Reap(service, 0, info);
+void ServiceHost::GiveUp(Service& service) {
+  if (service.pidfd) loop_.Unwatch(service.pidfd.get());  // the reaper watches it now
+  sandbox::AbandonedChild child;
+  child.pid = service.pid;
+  child.pidfd = std::move(service.pidfd);
+  child.cgroup = std::move(service.cgroup);
+  service.cgroup.clear();
   ForgetProcess(service);
-  return info;
+  reaper_.Add(service.spec.name, std::move(child));
 }
 
 void ServiceHost::ForgetProcess(Service& service) {
@@ -350,10 +438,9 @@ void ServiceHost::ForgetProcess(Service& service) {
   service.output.reset();
   service.connection_id = 0;
   service.pid = 0;
-  // Called once the process is reaped: its cgroup is empty now.
-  if (!service.cgroup.empty() && rmdir(service.cgroup.c_str()) != 0) {
-    Log(service, absl::StrCat("rmdir(", service.cgroup, "): ", strerror(errno)));
-  }
+  // Called once the process is reaped; without a pid namespace, processes
+  // it started may live on in its cgroup: killed, then the cgroup removed.
+  reaper_.RemoveCgroup(service.spec.name, std::move(service.cgroup));
   service.cgroup.clear();
 }
 
@@ -363,18 +450,18 @@ bool ServiceHost::HasExited(const Service& service) {
 }
 
 void ServiceHost::OnExit(Service& service) {
-  siginfo_t info{};
-  if (!Reap(service, WNOHANG, info)) {
-    Log(service, absl::StrCat("waitid: ", strerror(errno)));
-    return;
-  }
-  if (info.si_pid == 0) return;  // not exited after all
+  absl::StatusOr<siginfo_t> info = Reap(service);
+  if (info.ok() && info->si_pid == 0) return;  // not exited after all
+  // A waitid that fails (ECHILD: reaped by someone else) would fail again at
+  // every wakeup of the still readable pidfd: the run is taken as over, how
+  // it ended unknown, which counts as a failure, and the pidfd is closed.
+  const bool failed = !info.ok() || Failed(*info);
   if (service.output) OnOutput(service);  // what it wrote last
   for (const std::string& line : service.lines.Finish()) {
     std::fprintf(stderr, "capbrokerd: [%s] %s\n", service.spec.name.c_str(), line.c_str());
   }
   ForgetProcess(service);
-  service.last_exit = DescribeExit(info);
+  service.last_exit = HowItEnded(info);
   absl::Duration ran = absl::Now() - service.started;
   Log(service, absl::StrCat("exited (", service.last_exit, ") after ",
                             absl::FormatDuration(ran)));
@@ -399,13 +486,13 @@ void ServiceHost::OnExit(Service& service) {
   if (ran >= kStableRun) service.in_a_row = 0;
   RestartMode mode = service.spec.restart;
   bool restart = mode == RestartMode::kAlways ||
-                 (mode == RestartMode::kOnFailure && Failed(info));
+                 (mode == RestartMode::kOnFailure && failed);
   if (!restart) {
     service.state = ServiceState::STOPPED;
     // A clean exit is no failure, however short the run: a service may
     // serve one connection per process (inetd style) and be started again
     // by each connect.
-    service.restart_due = Failed(info);
+    service.restart_due = failed;
     ArmTimer(service, absl::ZeroDuration());
     return;
   }
@@ -445,6 +532,13 @@ void ServiceHost::OnTimer(Service& service) {
       Start(service).IgnoreError();  // logged, and pending connects told
       break;
     case ServiceState::STARTING: {
+      if (service.launch) {
+        std::string why = absl::StrCat("its sandbox was not set up within ",
+                                       service.spec.start_timeout_ms,
+                                       " ms (startTimeoutMs): the launch is given up");
+        FailLaunch(service, absl::DeadlineExceededError(why)).IgnoreError();  // logged, told
+        break;
+      }
       std::string why = absl::StrCat("did not become ready within ",
                                      service.spec.start_timeout_ms, " ms");
       Log(service, absl::StrCat(why, "; killing it"));
@@ -566,6 +660,7 @@ absl::StatusOr<std::optional<UniqueFd>> ServiceHost::Connect(
         return absl::UnavailableError(absl::StrCat("service '", spec.name,
                                                    "' could not start: ", started.message()));
       }
+      // Ready already only if its launch was done at once (a scripted one).
       if (service->state == ServiceState::RUNNING) {
         CB_ASSIGN_OR_RETURN(UniqueFd end, MakeConnection(*service, request));
         return std::optional<UniqueFd>(std::move(end));
@@ -652,6 +747,10 @@ void ServiceHost::StopAll() {
   std::vector<Service*> running;
   for (const std::unique_ptr<Service>& service : services_) {
     AnswerPending(*service, absl::UnavailableError("the broker is stopping"));
+    if (service->launch) {
+      AbandonLaunch(*service);
+      service->state = ServiceState::STOPPED;
+    }
     if (!service->pidfd) continue;
     service->state = ServiceState::STOPPING;
     loop_.CloseConnection(service->connection_id);
@@ -673,9 +772,12 @@ void ServiceHost::StopAll() {
         still.push_back(running[i]);
         continue;
       }
-      siginfo_t info{};
-      Reap(*running[i], WNOHANG, info);
-      running[i]->last_exit = DescribeExit(info);
+      absl::StatusOr<siginfo_t> info = Reap(*running[i]);
+      if (info.ok() && info->si_pid == 0) {
+        still.push_back(running[i]);  // not exited after all
+        continue;
+      }
+      running[i]->last_exit = HowItEnded(info);
       ForgetProcess(*running[i]);
       running[i]->state = ServiceState::STOPPED;
     }
@@ -683,9 +785,11 @@ void ServiceHost::StopAll() {
   }
   for (Service* service : running) {
     Log(*service, "still running after SIGTERM; killing it");
-    service->last_exit = DescribeExit(KillAndReap(*service));
+    service->last_exit = "sent SIGKILL when the broker stopped";
+    GiveUp(*service);
     service->state = ServiceState::STOPPED;
   }
+  reaper_.WaitAll(absl::Now() + kFinalReapWait);
 }
 
 }  // namespace capbroker::service

@@ -22,9 +22,34 @@
 // A connect to a service that is not running yet is answered when it is
 // ready, or with the reason it could not start: never left hanging.
 //
+// Starts are rationed per service (StartLimiter, HostOptions::start_limit):
+// 5 at once, then one every 200 ms (5 a second). A service that exits
+// cleanly when its client leaves (inetd style) is started again by the next
+// connect; without the ration one client looping connect and close would
+// keep the broker's only thread launching sandboxes. A start beyond it
+// waits for its turn (BACKOFF, no restart counted), and connects wait with
+// it, to be answered when the service is ready or has failed; the start
+// timeout runs from the launch.
+//
+// Starting begins with the launch of the sandbox (sandbox::StartLaunch),
+// which the host finishes from the loop when the child reports (its report
+// pipe becomes readable): the loop serves everyone else meanwhile, however
+// long the child takes. startTimeoutMs runs from the launch's beginning, so
+// it bounds the sandbox's setup too: a child stuck in it (its program or a
+// directory grant on a hung NFS or FUSE mount) is given up, its waiting
+// connects are told why, and it is killed and reaped through the loop
+// (Reaper) whenever it dies.
+//
+// A service without a pid namespace (privatePids off, or best-effort and
+// missing) is not pid 1 of one, so the processes it starts outlive it: its
+// report's `missing` says they are not tracked. When it has a cgroup, what
+// is left in it is killed once the service is reaped (cgroup.kill), and the
+// cgroup removed once empty (Reaper).
+//
 // The host learns of exits through pidfds, reads the services' output, and
-// keeps its timers, all through the loop (LoopPort). Services die with the
-// broker: PDEATHSIG in the sandbox, and StopAll() on a clean stop.
+// keeps its timers, all through the loop (LoopPort); it never waits for a
+// process but in StopAll(). Services die with the broker: PDEATHSIG in the
+// sandbox, and StopAll() on a clean stop.
 //
 // Not thread-safe: used by the event-loop thread only.
 #ifndef CAPBROKER_BROKER_SERVICE_SERVICE_HOST_H_
@@ -44,14 +69,17 @@
 #include "absl/time/time.h"
 #include "broker/sandbox/sandbox.h"
 #include "broker/server/loop_port.h"
+#include "broker/service/reaper.h"
+#include "broker/service/start_limiter.h"
 #include "broker/server/request_handler.h"
 #include "broker/server/service_directory.h"
 
 namespace capbroker::service {
 
-// Starts one sandboxed process; sandbox::Launch in production.
-using Launcher =
-    std::function<absl::StatusOr<sandbox::LaunchedProcess>(const sandbox::SandboxSpec&)>;
+// Begins the launch of one sandboxed process; sandbox::StartLaunch in
+// production, a scripted launch in tests.
+using Launcher = std::function<absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>>(
+    const sandbox::SandboxSpec&)>;
 
 inline constexpr absl::Duration kStableRun = absl::Seconds(10);
 inline constexpr absl::Duration kMaxRestartDelay = absl::Seconds(30);
@@ -59,6 +87,9 @@ inline constexpr absl::Duration kMaxRestartDelay = absl::Seconds(30);
 inline constexpr size_t kMaxPendingConnects = 1024;
 // Output lines a service may log per second; the rest are counted.
 inline constexpr int kServiceLogLinesPerSecond = 100;
+// How long the host waits, when it is destroyed, for the processes it has
+// killed to die; one stuck in the kernel is left unreaped after that.
+inline constexpr absl::Duration kFinalReapWait = absl::Seconds(1);
 
 struct HostOptions {
   Launcher launcher;
@@ -66,6 +97,8 @@ struct HostOptions {
   std::string cgroup_parent;
   // How long StopAll waits after SIGTERM before SIGKILL.
   absl::Duration stop_timeout = absl::Seconds(5);
+  // How often each service may be started (see above).
+  StartLimit start_limit;
 };
 
 class ServiceHost : public server::ServiceDirectory {
@@ -73,7 +106,8 @@ class ServiceHost : public server::ServiceDirectory {
   // Borrows `handler` (the policy, and the grants made at start) and
   // `loop`, which must outlive the host.
   ServiceHost(server::RequestHandler& handler, server::LoopPort& loop, HostOptions options);
-  // Kills (SIGKILL) and reaps whatever still runs.
+  // Kills (SIGKILL) whatever still runs, and reaps it within
+  // kFinalReapWait.
   ~ServiceHost() override;
 
   ServiceHost(const ServiceHost&) = delete;
@@ -86,7 +120,8 @@ class ServiceHost : public server::ServiceDirectory {
   void PolicyChanged();
 
   // Stops every service: closes its connection (an SDK service exits on
-  // that), sends SIGTERM, waits up to stop_timeout, then SIGKILL. Blocks.
+  // that), sends SIGTERM, waits up to stop_timeout, then SIGKILL and waits
+  // up to kFinalReapWait more. Blocks. A launch under way is given up.
   void StopAll();
 
   // ServiceDirectory.
@@ -104,8 +139,20 @@ class ServiceHost : public server::ServiceDirectory {
   // Makes the service's timer (start timeout, restart delay, stop timeout)
   // unless it has one.
   absl::Status EnsureTimer(Service& service);
-  // Starts the service; refuses (STOPPED, error) when no timer can be made.
+  // Begins the service's launch (STARTING), or waits for its turn (BACKOFF)
+  // when it was started too often; refuses (STOPPED, error) when no timer
+  // can be made. An error when the launch failed at once (after
+  // StartFailed).
   absl::Status Start(Service& service);
+  // The launching child reported (or its deadline passed): finishes the
+  // launch, fails it, or leaves it waiting. The launch's error, if it failed.
+  absl::Status OnLaunchReport(Service& service);
+  // The launch handed the process over: it is served and supervised.
+  absl::Status Launched(Service& service, sandbox::LaunchedProcess process);
+  // Gives the launch up (its child to the reaper), then StartFailed.
+  absl::Status FailLaunch(Service& service, const absl::Status& status);
+  // Gives the launch up: its child goes to the reaper.
+  void AbandonLaunch(Service& service);
   // A start that failed with `status` (returned): answers the waiting
   // connects with it, then schedules another try as for a failed run when
   // the failure may pass by itself, else marks the service failed until a
@@ -114,8 +161,9 @@ class ServiceHost : public server::ServiceDirectory {
   // Counts a restart in a row and waits its delay (BACKOFF), or gives up
   // (FAILED) once restartLimit restarts in a row were made.
   void ScheduleRestart(Service& service);
-  // Grants, broker connection and sandbox settings, then launch.
-  absl::StatusOr<sandbox::LaunchedProcess> Launch(Service& service, UniqueFd& broker_end);
+  // Grants, broker connection (its broker end kept in the service) and
+  // sandbox settings, then the launcher.
+  absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> BeginLaunch(Service& service);
   void OnExit(Service& service);
   // Whether the service's process has exited (its pidfd is readable), even
   // if the loop has not reported it yet.
@@ -131,17 +179,19 @@ class ServiceHost : public server::ServiceDirectory {
   void ArmTimer(Service& service, absl::Duration delay);
   void Signal(Service& service, int signal);
   void Log(const Service& service, absl::string_view line) const;
-  // waitid on the service's pidfd, WEXITED | `flags`. False when it fails;
-  // with WNOHANG, info.si_pid is 0 while the service runs.
-  bool Reap(Service& service, int flags, siginfo_t& info);
-  // SIGKILL, wait for the exit, ForgetProcess. Returns how it ended.
-  siginfo_t KillAndReap(Service& service);
+  // waitid(WEXITED | WNOHANG) on the service's pidfd: si_pid is 0 while the
+  // service runs. The errno status when waitid fails.
+  absl::StatusOr<siginfo_t> Reap(Service& service);
+  // Hands the service's process to the reaper (SIGKILL), then
+  // ForgetProcess: for a process the host gives up on.
+  void GiveUp(Service& service);
   // Closes the fds of a run that ended (or never began).
   void ForgetProcess(Service& service);
 
   server::RequestHandler& handler_;
   server::LoopPort& loop_;
   HostOptions options_;
+  Reaper reaper_;
   std::vector<std::unique_ptr<Service>> services_;
 };
 

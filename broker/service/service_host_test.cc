@@ -7,15 +7,23 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <functional>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "broker/audit/audit_log.h"
 #include "broker/policy/policy_parser.h"
 #include "broker/server/request_handler.h"
@@ -25,11 +33,15 @@
 #include "gtest/gtest.h"
 #include "schemas/broker.capnp.h"
 #include "sdk/base/status_matchers.h"
+#include "tests/fixtures/process_watch.h"
+#include "tests/fixtures/temp_dir.h"
+#include "tests/sandbox/host_files.h"
 
 namespace capbroker::service {
 namespace {
 
 using schema::ServiceState;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 // The client connection whose connects the tests make.
@@ -37,6 +49,9 @@ constexpr uint64_t kClient = 7;
 
 // A safety net for a host that never wakes up, not a wait for an event.
 constexpr int kTurnTimeoutMs = 10000;
+// A safety net for a host that keeps waking up for nothing: an fd it
+// watches stays readable and it never takes the news.
+constexpr int kMaxTurns = 1000;
 
 constexpr char kPolicy[] = R"(( capabilities = [ ( name = "scratch", memory = ( size = 4096 ) ) ],
   principals = [ ( name = "me", match = ( uid = 1000 ) ) ],
@@ -46,7 +61,9 @@ constexpr char kPolicy[] = R"(( capabilities = [ ( name = "scratch", memory = ( 
     ( name = "granted", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = exec,
       restartDelayMs = 1, grants = [ "scratch" ] ),
     ( name = "notify", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = notify,
-      startTimeoutMs = 20, restart = never ),
+      startTimeoutMs = 200, restart = never ),
+    ( name = "slow", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = exec,
+      startTimeoutMs = 200, restartLimit = 0 ),
     ( name = "once", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = exec,
       restart = never, restartDelayMs = 1, restartLimit = 2 ) ] ))";
 
@@ -55,6 +72,11 @@ std::string Decode(const server::Answer& answer) {
   capnp::FlatArrayMessageReader reader(answer.words);
   auto reply = reader.getRoot<schema::Reply>();
   return reply.isError() ? reply.getError().getMessage().cStr() : "";
+}
+
+uint64_t RequestId(const server::Answer& answer) {
+  capnp::FlatArrayMessageReader reader(answer.words);
+  return reader.getRoot<schema::Reply>().getId();
 }
 
 class FakeLoop : public server::LoopPort {
@@ -73,6 +95,7 @@ class FakeLoop : public server::LoopPort {
   }
   bool Send(uint64_t id, server::Answer answer) override {
     answers[id].push_back(Decode(answer));
+    answered[id].push_back(RequestId(answer));
     return true;
   }
   void CloseConnection(uint64_t id) override { connections_.erase(id); }
@@ -94,8 +117,9 @@ class FakeLoop : public server::LoopPort {
     return true;
   }
 
-  // What each connection was sent, in order.
+  // What each connection was sent, in order, and the request each answered.
   std::map<uint64_t, std::vector<std::string>> answers;
+  std::map<uint64_t, std::vector<uint64_t>> answered;
   bool refuse_watches = false;
   bool audit_written = true;
 
@@ -105,25 +129,110 @@ class FakeLoop : public server::LoopPort {
   uint64_t last_id_ = 100;
 };
 
-// A process as Launch returns it: a forked child that exits with
-// `exit_code` at once, or, for -1, runs until it is killed.
-absl::StatusOr<sandbox::LaunchedProcess> ForkProcess(int exit_code) {
-  int output[2];
-  if (pipe2(output, O_CLOEXEC | O_NONBLOCK) != 0) return absl::InternalError("pipe2");
-  UniqueFd read_end(output[0]), write_end(output[1]);
-  pid_t pid = fork();
-  if (pid < 0) return absl::InternalError("fork");
-  if (pid == 0) {
-    if (exit_code >= 0) _exit(exit_code);
-    for (;;) pause();
+// Moves the calling process into the cgroup `path`, or exits.
+void JoinCgroup(const std::string& path) {
+  int fd = open((path + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0 || write(fd, "0", 1) != 1) _exit(2);
+  close(fd);
+}
+
+// How a scripted launch goes.
+struct Script {
+  bool stuck = false;           // the child never finishes its setup
+  std::string cgroup;           // the child joins this cgroup first
+  bool descendant = false;      // and starts a process that runs until killed
+  absl::Status report_failure;  // what the child reports, once set up
+  int exit_code = -1;           // then exits with it at once; -1: runs until killed
+};
+
+// A launch as sandbox::StartLaunch makes it, scripted: a forked child holds
+// the write end of a report pipe and closes it once it is "set up" (as
+// execve would), unless it is stuck; Continue then hands the process over,
+// or fails as scripted. The child sets itself up only once the host has
+// first looked (the first Continue), so that a launch always finishes in a
+// later turn of the loop, as a real one does.
+class FakeLaunch : public sandbox::PendingLaunch {
+ public:
+  static absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> Start(const Script& script) {
+    int report[2], output[2], go[2];
+    if (pipe2(report, O_CLOEXEC | O_NONBLOCK) != 0) return absl::InternalError("pipe2");
+    UniqueFd report_read(report[0]), report_write(report[1]);
+    if (pipe2(go, O_CLOEXEC) != 0) return absl::InternalError("pipe2");
+    UniqueFd go_read(go[0]), go_write(go[1]);
+    if (pipe2(output, O_CLOEXEC | O_NONBLOCK) != 0) return absl::InternalError("pipe2");
+    UniqueFd output_read(output[0]), output_write(output[1]);
+    pid_t pid = fork();
+    if (pid < 0) return absl::InternalError("fork");
+    if (pid == 0) {
+      char byte;
+      if (!script.stuck && read(go[0], &byte, 1) == 1) {
+        if (!script.cgroup.empty()) JoinCgroup(script.cgroup);
+        if (script.descendant && fork() == 0) {
+          close(report[1]);
+          for (;;) pause();
+        }
+        close(report[1]);
+      }
+      if (!script.stuck && script.report_failure.ok() && script.exit_code >= 0) {
+        _exit(script.exit_code);
+      }
+      for (;;) pause();
+    }
+    auto launch = std::make_unique<FakeLaunch>();
+    launch->pid_ = pid;
+    // A pidfd refers to the child even once it has exited, until it is reaped.
+    launch->pidfd_.reset(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+    if (!launch->pidfd_) return absl::InternalError("pidfd_open");
+    launch->report_ = std::move(report_read);
+    launch->go_ = std::move(go_write);
+    launch->output_ = std::move(output_read);
+    launch->failure_ = script.report_failure;
+    launch->cgroup_ = script.cgroup;
+    return std::unique_ptr<sandbox::PendingLaunch>(std::move(launch));
   }
-  sandbox::LaunchedProcess launched;
-  launched.pid = pid;
-  // A pidfd refers to the child even once it has exited, until it is reaped.
-  launched.pidfd.reset(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
-  if (!launched.pidfd) return absl::InternalError("pidfd_open");
-  launched.output = std::move(read_end);
-  return launched;
+
+  pid_t pid() const override { return pid_; }
+  int report_fd() const override { return report_.get(); }
+  absl::StatusOr<std::optional<sandbox::LaunchedProcess>> Continue() override {
+    if (go_) {
+      if (write(go_.get(), "g", 1) != 1) return absl::InternalError("write(go)");
+      go_.reset();
+      return std::nullopt;
+    }
+    char byte;
+    ssize_t n = read(report_.get(), &byte, 1);
+    if (n < 0 && errno == EAGAIN) return std::nullopt;
+    if (n != 0) return absl::InternalError("unexpected report");
+    if (!failure_.ok()) return failure_;
+    sandbox::LaunchedProcess launched;
+    launched.pid = pid_;
+    launched.pidfd = std::move(pidfd_);
+    launched.output = std::move(output_);
+    launched.cgroup = cgroup_;
+    return std::optional<sandbox::LaunchedProcess>(std::move(launched));
+  }
+  sandbox::AbandonedChild Abandon() override {
+    syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
+    sandbox::AbandonedChild child;
+    child.pid = pid_;
+    child.pidfd = std::move(pidfd_);
+    return child;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  UniqueFd pidfd_;
+  UniqueFd report_;
+  UniqueFd go_;
+  UniqueFd output_;
+  absl::Status failure_;
+  std::string cgroup_;
+};
+
+// Whether `pid` is gone: reaped, not merely dead.
+bool Reaped(pid_t pid) {
+  siginfo_t info{};
+  return waitid(P_PID, pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0 && errno == ECHILD;
 }
 
 class ServiceHostTest : public ::testing::Test {
@@ -138,12 +247,17 @@ class ServiceHostTest : public ::testing::Test {
   void MakeHost() {
     host_.reset();
     HostOptions options;
-    options.launcher = [this](const sandbox::SandboxSpec&) {
+    options.launcher = [this](const sandbox::SandboxSpec& spec)
+        -> absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> {
       size_t launch = launches_++;
-      if (launch < failures_.size() && !failures_[launch].ok()) return
-          absl::StatusOr<sandbox::LaunchedProcess>(failures_[launch]);
-      return ForkProcess(exit_code_);
+      if (launch < failures_.size() && !failures_[launch].ok()) return failures_[launch];
+      Script script = scripts_[spec.name];
+      script.exit_code = exit_code_;
+      absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> started = FakeLaunch::Start(script);
+      if (started.ok()) pids_.push_back((*started)->pid());
+      return started;
     };
+    options.start_limit = start_limit_;
     host_ = std::make_unique<ServiceHost>(handler_, loop_, std::move(options));
     host_->PolicyChanged();
   }
@@ -166,15 +280,31 @@ class ServiceHostTest : public ::testing::Test {
     return {};
   }
 
-  // Runs the loop until `done`; false (and a test failure) if it stalls.
+  // Runs the loop until `done`; false (and a test failure) if it stalls or
+  // spins.
   bool RunUntil(const std::function<bool()>& done) {
-    while (!done()) {
+    for (int turns = 0; !done(); ++turns) {
+      if (turns == kMaxTurns) {
+        ADD_FAILURE() << kMaxTurns << " turns of the loop, and still not done";
+        return false;
+      }
       if (!loop_.Turn()) {
         ADD_FAILURE() << "nothing happened in " << kTurnTimeoutMs << " ms";
         return false;
       }
     }
     return true;
+  }
+
+  // Starts `service`, a process that runs until killed, and makes its exit
+  // impossible for the host to reap: the test kills and reaps it first.
+  pid_t StartThenReapBehindTheHostsBack(absl::string_view service) {
+    EXPECT_OK(Connect(service, 1).status());
+    EXPECT_TRUE(RunUntil([&] { return Report(service).state == ServiceState::RUNNING; }));
+    pid_t pid = Report(service).pid;
+    EXPECT_EQ(kill(pid, SIGKILL), 0);
+    EXPECT_EQ(waitpid(pid, nullptr, 0), pid);
+    return pid;
   }
 
   // The connects answered after they waited.
@@ -186,10 +316,14 @@ class ServiceHostTest : public ::testing::Test {
   server::RequestHandler handler_{audit_, stats_};
   FakeLoop loop_;
   // What the launcher returns, launch after launch: a failure, or (OK, or
-  // past the end) a process exiting with exit_code_.
+  // past the end) a launch as scripts_ says for the service, of a process
+  // exiting with exit_code_.
   std::vector<absl::Status> failures_;
+  std::map<std::string, Script> scripts_;
   int exit_code_ = -1;
   size_t launches_ = 0;
+  std::vector<pid_t> pids_;  // of the launches' children, in order
+  StartLimit start_limit_;
   std::unique_ptr<ServiceHost> host_;
 };
 
@@ -246,7 +380,7 @@ TEST_F(ServiceHostTest, AServiceGetsItsTimerWhenItStartsAfterAShortage) {
   ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("notify", 2));
   EXPECT_FALSE(waiting.has_value());
   ASSERT_TRUE(RunUntil([&] { return !ClientAnswers().empty(); }));
-  EXPECT_EQ(ClientAnswers()[0], "service 'notify' did not become ready within 20 ms");
+  EXPECT_EQ(ClientAnswers()[0], "service 'notify' did not become ready within 200 ms");
 }
 
 // A client that can crash a service must not keep the broker launching
@@ -260,7 +394,7 @@ TEST_F(ServiceHostTest, AConnectAfterAFailedRunIsARestartInARow) {
     ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("once", 1 + restart));
     EXPECT_FALSE(waiting.has_value());  // not started at once: after the delay
     EXPECT_EQ(Report("once").state, ServiceState::BACKOFF);
-    ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == restart; }));
+    ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 1 + restart; }));
     EXPECT_EQ(ClientAnswers().back(), "");
     ASSERT_TRUE(RunUntil([&] { return Report("once").state == ServiceState::STOPPED; }));
   }
@@ -273,17 +407,104 @@ TEST_F(ServiceHostTest, AConnectAfterAFailedRunIsARestartInARow) {
 }
 
 // A clean exit is no failure, however short the run: a service that serves
-// one connection per process starts again, at once, at each connect (more
-// often than its restartLimit).
+// one connection per process starts again, with no delay, at each connect
+// (more often than its restartLimit).
 TEST_F(ServiceHostTest, ACleanExitIsNoFailureHoweverShortTheRun) {
   exit_code_ = 0;
   for (uint64_t i = 1; i <= 4; ++i) {
-    ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> connection, Connect("once", i));
-    EXPECT_TRUE(connection.has_value()) << "connect " << i << " waited";
+    ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("once", i));
+    EXPECT_FALSE(waiting.has_value());  // answered once its launch is done
+    EXPECT_EQ(Report("once").state, ServiceState::STARTING) << "connect " << i;
+    ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == i; }));
+    EXPECT_EQ(ClientAnswers().back(), "");
     ASSERT_TRUE(RunUntil([&] { return Report("once").state == ServiceState::STOPPED; }));
   }
   EXPECT_EQ(launches_, 4u);
   EXPECT_EQ(Report("once").restarts, 0u);
+}
+
+// ... but only so often: a client looping connect and close must not keep
+// the broker launching. Past the burst, a connect waits for the start's
+// turn (no restart counted) and is answered when the service is ready.
+TEST_F(ServiceHostTest, StartsAreRationed) {
+  start_limit_ = {2, absl::Seconds(1)};
+  MakeHost();
+  exit_code_ = 0;
+  for (uint64_t i = 1; i <= 2; ++i) {
+    ASSERT_OK(Connect("once", i).status());
+    ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == i; }));
+    ASSERT_TRUE(RunUntil([&] { return Report("once").state == ServiceState::STOPPED; }));
+  }
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("once", 3));
+  EXPECT_FALSE(waiting.has_value());
+  EXPECT_EQ(Report("once").state, ServiceState::BACKOFF);
+  ASSERT_OK(Connect("once", 4).status());  // waits with it
+  EXPECT_EQ(launches_, 2u);
+  ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 4; }));
+  EXPECT_EQ(ClientAnswers()[2], "");
+  EXPECT_EQ(ClientAnswers()[3], "");
+  EXPECT_EQ(launches_, 3u);
+  EXPECT_EQ(Report("once").restarts, 0u);
+}
+
+// A waitid that fails would fail again at every wakeup of the pidfd, which
+// stays readable: the run is over, how it ended not known (a failure), and
+// the pidfd is no longer watched.
+TEST_F(ServiceHostTest, AnExitThatCannotBeReapedEndsTheRunOnce) {
+  StartThenReapBehindTheHostsBack("once");
+  ASSERT_TRUE(RunUntil([&] { return Report("once").state != ServiceState::RUNNING; }));
+  EXPECT_EQ(Report("once").state, ServiceState::STOPPED);
+  EXPECT_EQ(Report("once").pid, 0);
+  EXPECT_THAT(Report("once").last_exit,
+              AllOf(HasSubstr("not known: waitid(pidfd of pid "), HasSubstr("No child processes")));
+  // A failure: the next start is a restart in a row.
+  ASSERT_OK(Connect("once", 2).status());
+  EXPECT_EQ(Report("once").state, ServiceState::BACKOFF);
+}
+
+TEST_F(ServiceHostTest, StopAllSaysWhenHowAServiceEndedIsNotKnown) {
+  StartThenReapBehindTheHostsBack("once");
+  host_->StopAll();
+  EXPECT_EQ(Report("once").state, ServiceState::STOPPED);
+  EXPECT_THAT(Report("once").last_exit, HasSubstr("No child processes"));
+}
+
+// Without a pid namespace, processes a service starts are not tracked: they
+// outlive it. When it has a cgroup, whatever is left in it is killed when
+// the service has exited (cgroup.kill), and the cgroup removed once empty;
+// its report says they are not tracked.
+TEST_F(ServiceHostTest, WhatAServiceLeavesInItsCgroupIsKilledWithIt) {
+  const std::string hierarchy = testing::WritableCgroup2Mount();
+  if (hierarchy.empty()) GTEST_SKIP() << "no writable cgroup v2 hierarchy here";
+  const std::string cgroup = absl::StrCat(hierarchy, "/capbroker-host-test-", getpid());
+  ASSERT_EQ(mkdir(cgroup.c_str(), 0755), 0) << strerror(errno);
+  std::unique_ptr<testing::ProcessWatch> descendant;
+  absl::Cleanup remove = [&] {
+    if (access(cgroup.c_str(), F_OK) != 0) return;
+    if (descendant != nullptr && descendant->Signal(SIGKILL)) descendant->WaitExited();
+    EXPECT_EQ(rmdir(cgroup.c_str()), 0) << strerror(errno);
+  };
+  scripts_["once"].cgroup = cgroup;
+  scripts_["once"].descendant = true;
+  exit_code_ = 0;
+  ASSERT_OK(Connect("once", 1).status());
+  ASSERT_TRUE(RunUntil([&] { return !ClientAnswers().empty(); }));
+  EXPECT_EQ(Report("once").missing,
+            "descendants: not tracked without a pid namespace: its cgroup is killed when it ends");
+  ASSERT_EQ(pids_.size(), 1u);
+  for (absl::string_view pid : absl::StrSplit(testing::ReadWholeFile(cgroup + "/cgroup.procs"),
+                                              '\n', absl::SkipEmpty())) {
+    if (pid != absl::StrCat(pids_[0])) {
+      descendant = std::make_unique<testing::ProcessWatch>(std::stoi(std::string(pid)));
+    }
+  }
+  ASSERT_NE(descendant, nullptr) << "the service started no process";
+  ASSERT_TRUE(descendant->valid());
+
+  ASSERT_TRUE(RunUntil([&] { return access(cgroup.c_str(), F_OK) != 0; }))
+      << "the cgroup is still there";
+  EXPECT_EQ(Report("once").state, ServiceState::STOPPED);
+  EXPECT_TRUE(descendant->WaitExited(absl::ZeroDuration()));
 }
 
 TEST_F(ServiceHostTest, ALaunchThatWillFailAgainFailsTheServiceAtOnce) {
@@ -295,6 +516,51 @@ TEST_F(ServiceHostTest, ALaunchThatWillFailAgainFailsTheServiceAtOnce) {
               StatusIs(absl::StatusCode::kUnavailable,
                        HasSubstr("it starts again after a policy reload")));
   EXPECT_EQ(launches_, 1u);
+}
+
+// The launch is the loop's work only when the child reports: a child stuck
+// in its setup (on a hung file system) keeps nobody else waiting, and the
+// start timeout, which covers the setup, answers its waiting connect with
+// the reason. The child is then killed and reaped through the loop.
+TEST_F(ServiceHostTest, ALaunchStuckInItsSetupStallsNobodyAndTimesOut) {
+  scripts_["slow"].stuck = true;
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> stuck, Connect("slow", 1));
+  EXPECT_FALSE(stuck.has_value());
+  EXPECT_EQ(Report("slow").state, ServiceState::STARTING);
+  ASSERT_EQ(pids_.size(), 1u);
+  EXPECT_EQ(Report("slow").pid, pids_[0]);
+  // Another service starts and serves meanwhile.
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> served, Connect("svc", 2));
+  EXPECT_FALSE(served.has_value());
+  ASSERT_TRUE(RunUntil([&] { return !ClientAnswers().empty(); }));
+  EXPECT_EQ(loop_.answered[kClient][0], 2u);
+  EXPECT_EQ(ClientAnswers()[0], "");
+  EXPECT_EQ(Report("slow").state, ServiceState::STARTING);
+  EXPECT_EQ(Report("svc").state, ServiceState::RUNNING);
+
+  ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 2; }));
+  EXPECT_EQ(loop_.answered[kClient][1], 1u);
+  EXPECT_EQ(ClientAnswers()[1],
+            "service 'slow' could not start: its sandbox was not set up within 200 ms "
+            "(startTimeoutMs): the launch is given up");
+  // restartLimit = 0: no other try.
+  EXPECT_EQ(Report("slow").state, ServiceState::FAILED);
+  EXPECT_EQ(Report("slow").pid, 0);
+  ASSERT_TRUE(RunUntil([&] { return Reaped(pids_[0]); }));
+}
+
+// A failure the child reports is the answer of the connects waiting for it.
+TEST_F(ServiceHostTest, AFailureTheChildReportsAnswersTheWaitingConnects) {
+  scripts_["svc"].report_failure =
+      absl::NotFoundError("program /usr/bin/svc: No such file or directory");
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("svc", 1));
+  EXPECT_FALSE(waiting.has_value());
+  ASSERT_TRUE(RunUntil([&] { return !ClientAnswers().empty(); }));
+  EXPECT_EQ(ClientAnswers()[0],
+            "service 'svc' could not start: program /usr/bin/svc: No such file or directory");
+  EXPECT_EQ(Report("svc").state, ServiceState::FAILED);
+  ASSERT_EQ(pids_.size(), 1u);
+  ASSERT_TRUE(RunUntil([&] { return Reaped(pids_[0]); }));
 }
 
 }  // namespace

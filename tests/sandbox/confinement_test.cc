@@ -27,6 +27,7 @@ namespace capbroker::sandbox {
 namespace {
 
 using ::capbroker::testing::Finished;
+using ::capbroker::testing::LaunchAndWait;
 using ::capbroker::testing::RunfileRealPath;
 using ::capbroker::testing::RunToEnd;
 using ::capbroker::testing::TempDir;
@@ -165,7 +166,7 @@ TEST_F(ConfinementTest, EveryEscapeIsBlockedAndEveryGrantWorks) {
   spec.uid = kServiceUid;
   spec.gid = kServiceGid;
 
-  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, Launch(spec));
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, LaunchAndWait(spec));
   service_end.reset();
   ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
   const std::string& out = finished.output;

@@ -1,7 +1,9 @@
-// Launch() as a caller sees it: what is in force, what is missing, errors,
-// fds, environment, limits and the end of a service.
+// A launch as a caller sees it: what is in force, what is missing, errors,
+// fds, environment, limits and the end of a service; and that a child stuck
+// in its setup stalls nobody.
 #include <elf.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -17,6 +19,9 @@
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +31,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "broker/sandbox/landlock.h"
+#include "broker/sandbox/namespaces.h"
 #include "broker/sandbox/sandbox.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -37,11 +43,16 @@
 #include "tests/sandbox/in_child.h"
 #include "tests/sandbox/launched_run.h"
 
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
 namespace capbroker::sandbox {
 namespace {
 
 using ::capbroker::testing::ChildResult;
 using ::capbroker::testing::Finished;
+using ::capbroker::testing::LaunchAndWait;
 using ::capbroker::testing::FuseFile;
 using ::capbroker::testing::ReadUntil;
 using ::capbroker::testing::RunfileRealPath;
@@ -102,7 +113,7 @@ TEST(LaunchTest, EveryProtectionIsInForceByDefault) {
   SandboxSpec spec = ShellSpec("hostname; id -u; id -g; ulimit -n; ulimit -p");
   spec.limits.open_files = 64;
   spec.limits.processes = 32;
-  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, Launch(spec));
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, LaunchAndWait(spec));
   EXPECT_EQ(absl::StrJoin(launched.in_force, " "),
             absl::StrCat("userns mountns pidns ipcns utsns netns nnp caps seccomp landlock:", abi));
   EXPECT_THAT(launched.missing, IsEmpty());
@@ -124,7 +135,7 @@ TEST(LaunchTest, ProtectionsTurnedOffAreNotApplied) {
                          &p.drop_capabilities, &p.system_call_filter, &p.landlock}) {
     *r = Requirement::kOff;
   }
-  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, Launch(spec));
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, LaunchAndWait(spec));
   EXPECT_THAT(launched.in_force, IsEmpty());
   // The families the spec still lists (unix, by default) went with the
   // filter.
@@ -144,7 +155,7 @@ TEST(LaunchTest, AddressFamiliesWithoutTheFilterAreListedAsMissing) {
        {std::vector<AddressFamily>{AddressFamily::kUnix},
         std::vector<AddressFamily>{AddressFamily::kUnix, AddressFamily::kInet}}) {
     spec.protections.restrict_address_families = families;
-    absl::StatusOr<LaunchedProcess> launched = Launch(spec);
+    absl::StatusOr<LaunchedProcess> launched = LaunchAndWait(spec);
     EXPECT_EQ(Describe(launched),
               absl::StrCat("in force: userns mountns pidns ipcns utsns netns nnp caps landlock:",
                            abi,
@@ -159,7 +170,7 @@ TEST(LaunchTest, AddressFamiliesWithoutTheFilterAreListedAsMissing) {
 TEST(LaunchTest, FiltersNeedNoNewPrivileges) {
   SandboxSpec spec = ShellSpec("true");
   spec.protections.no_new_privileges = Requirement::kOff;
-  EXPECT_THAT(Launch(spec), StatusIs(absl::StatusCode::kInvalidArgument,
+  EXPECT_THAT(LaunchAndWait(spec), StatusIs(absl::StatusCode::kInvalidArgument,
                                      HasSubstr("need noNewPrivileges")));
   EXPECT_TRUE(NoChildren());
 }
@@ -167,23 +178,23 @@ TEST(LaunchTest, FiltersNeedNoNewPrivileges) {
 TEST(LaunchTest, MalformedSpecsAreRefused) {
   SandboxSpec relative = ShellSpec("true");
   relative.argv[0] = "bin/sh";
-  EXPECT_THAT(Launch(relative), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(LaunchAndWait(relative), StatusIs(absl::StatusCode::kInvalidArgument));
   SandboxSpec dotdot = ShellSpec("true");
   dotdot.argv[0] = "/usr/../bin/sh";
-  EXPECT_THAT(Launch(dotdot), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(LaunchAndWait(dotdot), StatusIs(absl::StatusCode::kInvalidArgument));
   SandboxSpec reserved = ShellSpec("true");
   reserved.env.push_back("LISTEN_PID=7");
-  EXPECT_THAT(Launch(reserved), StatusIs(absl::StatusCode::kInvalidArgument,
+  EXPECT_THAT(LaunchAndWait(reserved), StatusIs(absl::StatusCode::kInvalidArgument,
                                          HasSubstr("LISTEN_PID is set by the sandbox")));
   SandboxSpec bad_name = ShellSpec("true");
   bad_name.fds = {{"a:b", 0, false, false}};
-  EXPECT_THAT(Launch(bad_name), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(LaunchAndWait(bad_name), StatusIs(absl::StatusCode::kInvalidArgument));
   SandboxSpec closed = ShellSpec("true");
   closed.fds = {{"gone", 1000, false, false}};
-  EXPECT_THAT(Launch(closed), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not open")));
+  EXPECT_THAT(LaunchAndWait(closed), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not open")));
   SandboxSpec hostname = ShellSpec("true");
   hostname.name = "a/b";
-  EXPECT_THAT(Launch(hostname), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(LaunchAndWait(hostname), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_TRUE(NoChildren());
 }
 
@@ -220,7 +231,7 @@ TEST(LaunchTest, HiddenPathsShowNoContent) {
   // Those the root does not hold are left alone.
   spec.hidden_paths = {etc.Join("policy.capnp"), etc.Join("conf.d"), etc.Join("alias"),
                        "/var/lib/capbroker-not-in-the-root", etc.Join("missing/x")};
-  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, Launch(spec));
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, LaunchAndWait(spec));
   ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
   EXPECT_THAT(Lines(finished.output),
               ElementsAre("policy.capnp=[]", "visible=[content of visible]", "conf.d=[]",
@@ -229,8 +240,9 @@ TEST(LaunchTest, HiddenPathsShowNoContent) {
 
   SandboxSpec relative = ShellSpec("true");
   relative.hidden_paths = {"etc/capbroker"};
-  EXPECT_THAT(Launch(relative), StatusIs(absl::StatusCode::kFailedPrecondition,
-                                         HasSubstr("hidden path 'etc/capbroker' must be absolute")));
+  EXPECT_THAT(LaunchAndWait(relative),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("hidden path 'etc/capbroker' must be absolute")));
   EXPECT_TRUE(NoChildren());
 }
 
@@ -240,7 +252,7 @@ TEST(LaunchTest, MissingProgramIsNotFoundAndLeavesNoChild) {
   for (const char* program : {"/nonexistent/capbroker-program", "/usr/bin/capbroker-no-such"}) {
     SandboxSpec spec = ShellSpec("");
     spec.argv = {program};
-    EXPECT_THAT(Launch(spec), StatusIs(absl::StatusCode::kNotFound, HasSubstr(program)));
+    EXPECT_THAT(LaunchAndWait(spec), StatusIs(absl::StatusCode::kNotFound, HasSubstr(program)));
     EXPECT_TRUE(NoChildren()) << program;
   }
 }
@@ -255,7 +267,7 @@ TEST(LaunchTest, EnvironmentIsTheSpecsPlusSocketActivation) {
   spec.env = {"FOO=bar", "EMPTY="};
   spec.fds = {{"alpha", a[0], false, false}, {"beta", b[1], false, false}};
   spec.broker_fd = a[1];
-  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, Launch(spec));
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, LaunchAndWait(spec));
   ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
   EXPECT_THAT(Lines(finished.output),
               UnorderedElementsAre("FOO=bar", "EMPTY=", "LISTEN_FDS=2", "LISTEN_PID=1",
@@ -265,7 +277,7 @@ TEST(LaunchTest, EnvironmentIsTheSpecsPlusSocketActivation) {
   SandboxSpec bare = spec;
   bare.fds.clear();
   bare.broker_fd = -1;
-  ASSERT_OK_AND_ASSIGN(LaunchedProcess bare_launched, Launch(bare));
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess bare_launched, LaunchAndWait(bare));
   ASSERT_OK_AND_ASSIGN(Finished bare_finished, RunToEnd(bare_launched));
   EXPECT_THAT(Lines(bare_finished.output), UnorderedElementsAre("FOO=bar", "EMPTY="));
 }
@@ -276,7 +288,7 @@ TEST(LaunchTest, PassedFdsArriveInOrderAndWork) {
   UniqueFd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
   SandboxSpec spec = ShellSpec("echo through-fd-3 >&3; echo $LISTEN_FDNAMES");
   spec.fds = {{"pipe", write_end.get(), false, false}};
-  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, Launch(spec));
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, LaunchAndWait(spec));
   write_end.reset();
   ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
   EXPECT_EQ(finished.output, "pipe\n");
@@ -291,7 +303,7 @@ TEST(LaunchTest, FdsOfTheBrokerDoNotLeak) {
   ASSERT_TRUE(leaky.valid());
   SandboxSpec spec = ShellSpec("");
   spec.argv = {RunfileRealPath("tests/sandbox/escape_probe"), "--list-fds"};
-  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, Launch(spec));
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, LaunchAndWait(spec));
   ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
   EXPECT_THAT(Lines(finished.output), ElementsAre("fds: 0 1 2", "done"));
 }
@@ -306,7 +318,7 @@ TEST(LaunchTest, SignalStateOfTheBrokerIsNotInherited) {
   sighandler_t old_pipe = signal(SIGPIPE, SIG_IGN);
   SandboxSpec spec = ShellSpec("");
   spec.argv = {"/bin/grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"};
-  absl::StatusOr<LaunchedProcess> launched = Launch(spec);
+  absl::StatusOr<LaunchedProcess> launched = LaunchAndWait(spec);
   signal(SIGPIPE, old_pipe);
   sigprocmask(SIG_SETMASK, &old_mask, nullptr);
   ASSERT_OK(launched.status());
@@ -337,7 +349,7 @@ TEST(LaunchTest, StaticProgramOutsideTheSystemDirectoriesRuns) {
   for (const std::string& path : {program, copy}) {
     SandboxSpec spec = ShellSpec("");
     spec.argv = {path};
-    ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, Launch(spec));
+    ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, LaunchAndWait(spec));
     ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
     EXPECT_EQ(finished.output, "static hello\n") << path;
     EXPECT_TRUE(WIFEXITED(finished.wait_status) && WEXITSTATUS(finished.wait_status) == 0);
@@ -348,7 +360,7 @@ TEST(LaunchTest, KillingTheServiceKillsItsWholeNamespace) {
   // The background sleep holds the output pipe too: end of file on it means
   // the sleep is gone as well.
   SandboxSpec spec = ShellSpec("sleep 1000 & echo started; wait");
-  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, Launch(spec));
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, LaunchAndWait(spec));
   ASSERT_OK(ReadUntil(launched.output.get(), "started\n").status());
   ASSERT_EQ(syscall(SYS_pidfd_send_signal, launched.pidfd.get(), SIGKILL, nullptr, 0), 0);
   ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
@@ -372,7 +384,7 @@ std::string WithoutNetworkNamespaces(Requirement network) {
     spec.uid = 0;
     spec.gid = 0;
     spec.protections.private_network = network;
-    absl::StatusOr<LaunchedProcess> launched = Launch(spec);
+    absl::StatusOr<LaunchedProcess> launched = LaunchAndWait(spec);
     std::string described = Describe(launched);
     if (launched.ok()) {
       absl::StatusOr<Finished> finished = RunToEnd(*launched);
@@ -406,11 +418,33 @@ TEST(LaunchTest, ACloneFailureThatIsNoNamespacesFaultIsReportedAsItIs) {
     // This process is one of nobody's: a limit of 1 refuses any other.
     rlimit one = {1, 1};
     if (setrlimit(RLIMIT_NPROC, &one) != 0) return absl::StrCat("setrlimit: ", strerror(errno));
-    return Describe(Launch(ShellSpec("true")));
+    return Describe(LaunchAndWait(ShellSpec("true")));
   });
   EXPECT_THAT(result, HasSubstr("UNAVAILABLE: clone3(CLONE_NEWUSER|CLONE_NEWNS|"));
   EXPECT_THAT(result, HasSubstr("Resource temporarily unavailable"));
   EXPECT_THAT(result, Not(HasSubstr("could not be created")));
+}
+
+// Runs `body` in a child (RunInChild), in a mount namespace of its own where
+// static_hello lies on a FUSE file system (FuseFile) mounted for it; what
+// `body` returns. StartLaunch wants a single-threaded caller because the
+// child runs ordinary code; the server thread is blocked in poll(2), holding
+// no lock, until the child, by then a process of its own, makes its request.
+std::string WithProgramOnFuse(
+    const std::function<std::string(std::unique_ptr<FuseFile>& fuse)>& body) {
+  std::string program = RunfileRealPath("tests/sandbox/static_hello");
+  return RunInChild([&]() -> std::string {
+           if (unshare(CLONE_NEWNS) != 0 ||
+               mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+             return absl::StrCat("private mount namespace: ", strerror(errno));
+           }
+           TempDir dir;
+           absl::StatusOr<std::unique_ptr<FuseFile>> fuse =
+               FuseFile::Mount(dir.path(), "program", program, /*cache=*/false);
+           if (!fuse.ok()) return fuse.status().ToString();
+           return body(*fuse);
+         })
+      .output;
 }
 
 // A child that dies before execve (the OOM killer, an administrator's kill)
@@ -418,28 +452,49 @@ TEST(LaunchTest, ACloneFailureThatIsNoNamespacesFaultIsReportedAsItIs) {
 // service that started. The program lies on a FUSE file system whose server
 // kills whoever looks it up: the child, as it opens the program.
 TEST(LaunchTest, AChildKilledBeforeExecveIsAFailedLaunch) {
-  std::string program = RunfileRealPath("tests/sandbox/static_hello");
-  ChildResult result = RunInChild([&]() -> std::string {
-    if (unshare(CLONE_NEWNS) != 0 ||
-        mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
-      return absl::StrCat("private mount namespace: ", strerror(errno));
-    }
-    TempDir dir;
-    absl::StatusOr<std::unique_ptr<FuseFile>> fuse =
-        FuseFile::Mount(dir.path(), "program", program, /*cache=*/false);
-    if (!fuse.ok()) return fuse.status().ToString();
-    (*fuse)->KillRequesters();
+  std::string result = WithProgramOnFuse([](std::unique_ptr<FuseFile>& fuse) {
+    fuse->KillRequesters();
     SandboxSpec spec = ShellSpec("");
-    spec.argv = {(*fuse)->path()};
-    // Launch wants a single-threaded caller because the child runs ordinary
-    // code; the server thread is blocked in poll(2), holding no lock, until
-    // the child, by then a process of its own, makes its request.
-    absl::StatusOr<LaunchedProcess> launched = Launch(spec);
+    spec.argv = {fuse->path()};
+    absl::StatusOr<LaunchedProcess> launched = LaunchAndWait(spec);
     return absl::StrCat(Describe(launched), NoChildren() ? "" : "; a child is left");
   });
-  EXPECT_THAT(result.output,
-              HasSubstr("UNAVAILABLE: the child died before execve (killed by SIGKILL)"));
-  EXPECT_THAT(result.output, Not(HasSubstr("a child is left")));
+  EXPECT_THAT(result, HasSubstr("UNAVAILABLE: the child died before execve (killed by SIGKILL)"));
+  EXPECT_THAT(result, Not(HasSubstr("a child is left")));
+}
+
+// Nothing waits on the child: one stuck in its setup, here on its program,
+// which lies on a FUSE file system whose server holds every request (as a
+// hung NFS or FUSE server would; even SIGKILL cannot end the wait), stalls
+// neither StartLaunch nor Continue. Given up, it is reaped once the server
+// goes and its pidfd says it has died.
+TEST(LaunchTest, AChildStuckInItsSetupStallsNobody) {
+  std::string result = WithProgramOnFuse([](std::unique_ptr<FuseFile>& fuse) -> std::string {
+    fuse->HoldRequests();
+    SandboxSpec spec = ShellSpec("");
+    spec.argv = {fuse->path()};
+    absl::StatusOr<std::unique_ptr<PendingLaunch>> launch = StartLaunch(spec);
+    if (!launch.ok()) return launch.status().ToString();
+    // A safety net, not a wait for time to pass: the child's look-up of its
+    // program reaches the server at once.
+    pollfd held{fuse->held_fd(), POLLIN, 0};
+    if (poll(&held, 1, testing::kServiceTimeoutMs) != 1) return "the child never asked";
+    absl::StatusOr<std::optional<LaunchedProcess>> step = (*launch)->Continue();
+    std::string out = !step.ok()          ? step.status().ToString()
+                      : step->has_value() ? "launched"
+                                          : "still setting up";
+    AbandonedChild child = (*launch)->Abandon();
+    fuse.reset();  // aborts the connection: the request fails, SIGKILL ends the child
+    pollfd exited{child.pidfd.get(), POLLIN, 0};
+    if (poll(&exited, 1, testing::kServiceTimeoutMs) != 1) return out + "; still alive";
+    siginfo_t info{};
+    if (waitid(static_cast<idtype_t>(P_PIDFD), child.pidfd.get(), &info, WEXITED | WNOHANG) !=
+        0) {
+      return absl::StrCat(out, "; waitid: ", strerror(errno));
+    }
+    return absl::StrCat(out, "; ", DescribeExit(info), NoChildren() ? "" : "; a child is left");
+  });
+  EXPECT_EQ(result, "still setting up; killed by SIGKILL");
 }
 
 TEST(LaunchTest, BrokerWithoutRootRunsServicesOnlyAsItself) {
@@ -447,7 +502,7 @@ TEST(LaunchTest, BrokerWithoutRootRunsServicesOnlyAsItself) {
               SandboxSpec spec = ShellSpec("true");
               spec.uid = 0;
               spec.gid = 0;
-              return Describe(Launch(spec));
+              return Describe(LaunchAndWait(spec));
             }),
             "INVALID_ARGUMENT: uid 0 gid 0: a broker that is not root (uid 65534) can run "
             "services only as its own uid and gid");
@@ -465,7 +520,7 @@ TEST(LaunchTest, BrokerWithoutRootHasEveryProtection) {
         "id -u; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; "
         "cd /proc/self/fd/3 && echo x > made && ls ..");
     spec.fds = {{"data", granted.get(), true, true}};
-    absl::StatusOr<LaunchedProcess> launched = Launch(spec);
+    absl::StatusOr<LaunchedProcess> launched = LaunchAndWait(spec);
     std::string described = Describe(launched);
     if (!launched.ok()) return described;
     absl::StatusOr<Finished> finished = RunToEnd(*launched);
@@ -485,24 +540,24 @@ TEST(LaunchTest, BrokerWithoutRootHasEveryProtection) {
 TEST(LaunchTest, CgroupLimitsWithoutAUsableCgroupFailTheLaunch) {
   SandboxSpec spec = ShellSpec("true");
   spec.limits.memory_max = 64 << 20;
-  EXPECT_THAT(Launch(spec),
+  EXPECT_THAT(LaunchAndWait(spec),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("memoryMax needs a cgroup, and the broker has none: start "
                                  "capbrokerd with --cgroup DIR")));
   spec.limits.pids_max = 8;
-  EXPECT_THAT(Launch(spec), StatusIs(absl::StatusCode::kFailedPrecondition,
+  EXPECT_THAT(LaunchAndWait(spec), StatusIs(absl::StatusCode::kFailedPrecondition,
                                      HasSubstr("memoryMax and pidsMax need a cgroup")));
 
   TempDir not_a_cgroup;
   spec.limits.cgroup_parent = not_a_cgroup.path();
-  EXPECT_THAT(Launch(spec),
+  EXPECT_THAT(LaunchAndWait(spec),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr(absl::StrCat("memoryMax and pidsMax: cannot make the "
                                               "service's cgroup in --cgroup ",
                                               not_a_cgroup.path(), ": ", not_a_cgroup.path(),
                                               " is not a cgroup v2 directory"))));
   spec.limits.cgroup_parent = "/nonexistent";
-  EXPECT_THAT(Launch(spec), StatusIs(absl::StatusCode::kNotFound,
+  EXPECT_THAT(LaunchAndWait(spec), StatusIs(absl::StatusCode::kNotFound,
                                      HasSubstr("cannot make the service's cgroup")));
 }
 
@@ -514,7 +569,7 @@ TEST(LaunchTest, CgroupLimitsApplyWhereTheControllersAre) {
   SandboxSpec spec = ShellSpec("cat /proc/self/cgroup");
   spec.limits.cgroup_parent = parent;
   spec.limits.pids_max = 16;
-  absl::StatusOr<LaunchedProcess> launched = Launch(spec);
+  absl::StatusOr<LaunchedProcess> launched = LaunchAndWait(spec);
   bool has_pids = absl::StrContains(ReadWholeFile(parent + "/cgroup.controllers"), "pids");
   if (has_pids) {
     ASSERT_OK(launched.status());

@@ -9,6 +9,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -32,7 +37,39 @@ absl::StatusOr<bool> ReadSome(int fd, std::string* out) {
   return n > 0;
 }
 
+// Reaps an abandoned child (a test may wait) and removes its cgroup.
+void Bury(sandbox::AbandonedChild child) {
+  if (waitpid(child.pid, nullptr, 0) != child.pid) {
+    std::fprintf(stderr, "waitpid(%d): %s\n", child.pid, strerror(errno));
+  }
+  if (!child.cgroup.empty() && rmdir(child.cgroup.c_str()) != 0) {
+    std::fprintf(stderr, "rmdir(%s): %s\n", child.cgroup.c_str(), strerror(errno));
+  }
+}
+
 }  // namespace
+
+absl::StatusOr<sandbox::LaunchedProcess> LaunchAndWait(const sandbox::SandboxSpec& spec) {
+  absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> launch = sandbox::StartLaunch(spec);
+  if (!launch.ok()) return launch.status();
+  sandbox::PendingLaunch& pending = **launch;
+  while (true) {
+    absl::StatusOr<std::optional<sandbox::LaunchedProcess>> step = pending.Continue();
+    if (!step.ok()) {
+      Bury(pending.Abandon());
+      return step.status();
+    }
+    if (step->has_value()) return std::move(**step);
+    pollfd p{pending.report_fd(), POLLIN, 0};
+    int ready = poll(&p, 1, kServiceTimeoutMs);
+    if (ready <= 0) {
+      absl::Status status = ready == 0 ? absl::DeadlineExceededError("the launch did not finish")
+                                       : absl::ErrnoToStatus(errno, "poll(report pipe)");
+      Bury(pending.Abandon());
+      return status;
+    }
+  }
+}
 
 absl::StatusOr<Finished> RunToEnd(sandbox::LaunchedProcess& process) {
   Finished finished;

@@ -1,5 +1,5 @@
-// Waiting for a sandboxed service in tests: its output to end of file, then
-// its exit status.
+// Waiting for a sandboxed service in tests: its launch, its output to end of
+// file, then its exit status.
 #ifndef CAPBROKER_TESTS_SANDBOX_LAUNCHED_RUN_H_
 #define CAPBROKER_TESTS_SANDBOX_LAUNCHED_RUN_H_
 
@@ -13,6 +13,13 @@ namespace capbroker::testing {
 
 // A guard, not a wait: a healthy service ends far sooner.
 inline constexpr int kServiceTimeoutMs = 20000;
+
+// Launches `spec` as the broker does (StartLaunch, then Continue each time
+// the report pipe is readable), but waiting in between, as a test may. A
+// failed launch's child is reaped and its cgroup removed before this
+// returns. kDeadlineExceeded (the child killed and reaped) when the launch
+// takes kServiceTimeoutMs.
+absl::StatusOr<sandbox::LaunchedProcess> LaunchAndWait(const sandbox::SandboxSpec& spec);
 
 struct Finished {
   std::string output;

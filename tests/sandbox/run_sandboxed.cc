@@ -1,4 +1,4 @@
-// run_sandboxed: runs a program through Launch() and copies its output, for
+// run_sandboxed: runs a program through a launch and copies its output, for
 // trying the sandbox by hand and timing it. Test-only.
 //   run_sandboxed [--uid=N] [--gid=N] [--repeat=N] -- /path/to/program args...
 #include <poll.h>
@@ -12,6 +12,7 @@
 #include <string>
 
 #include "broker/sandbox/sandbox.h"
+#include "tests/sandbox/launched_run.h"
 
 namespace {
 
@@ -44,7 +45,7 @@ int main(int argc, char** argv) {
   double launch_total = 0;
   for (int r = 0; r < repeat; ++r) {
     double start = NowMs();
-    auto launched = capbroker::sandbox::Launch(spec);
+    auto launched = capbroker::testing::LaunchAndWait(spec);
     launch_total += NowMs() - start;
     if (!launched.ok()) {
       std::fprintf(stderr, "launch failed: %s\n", launched.status().ToString().c_str());
@@ -71,7 +72,7 @@ int main(int argc, char** argv) {
       last = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     }
   }
-  std::fprintf(stderr, "%.3f ms per Launch(), %.3f ms per launch-and-exit (%d runs)\n",
+  std::fprintf(stderr, "%.3f ms per launch, %.3f ms per launch-and-exit (%d runs)\n",
                launch_total / repeat, total / repeat, repeat);
   return last;
 }

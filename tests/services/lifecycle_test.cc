@@ -5,16 +5,21 @@
 #include <linux/futex.h>
 #include <poll.h>
 #include <signal.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <climits>
 #include <cstdint>
+#include <cstring>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -29,10 +34,12 @@
 #include "sdk/client/client.h"
 #include "sdk/wire/datagram.h"
 #include "tests/fixtures/broker_process.h"
+#include "tests/fixtures/fuse_file.h"
 #include "tests/fixtures/raw_send.h"
 #include "tests/fixtures/request_bytes.h"
 #include "tests/fixtures/process_watch.h"
 #include "tests/fixtures/service_binary.h"
+#include "tests/fixtures/temp_dir.h"
 
 namespace capbroker {
 namespace {
@@ -126,13 +133,18 @@ struct RawReply {
   std::vector<UniqueFd> fds;
 };
 
-// Receives one reply. The timeout is a safety net for a broker that never
-// answers, not a wait for an event.
-RawReply ReceiveRaw(int fd) {
-  RawReply out;
+// Whether `fd` becomes readable within `timeout_ms`: a safety net for a
+// broker that never answers, not a wait for time to pass.
+bool WaitReadable(int fd, int timeout_ms) {
   pollfd p{fd, POLLIN, 0};
-  if (poll(&p, 1, 30000) != 1) {
-    ADD_FAILURE() << "no reply within 30 s";
+  return poll(&p, 1, timeout_ms) == 1;
+}
+
+// Receives one reply, within `timeout_ms` (see WaitReadable).
+RawReply ReceiveRaw(int fd, int timeout_ms = 30000) {
+  RawReply out;
+  if (!WaitReadable(fd, timeout_ms)) {
+    ADD_FAILURE() << "no reply within " << timeout_ms << " ms";
     return out;
   }
   wire::ReceiveBuffer buffer;
@@ -386,6 +398,67 @@ TEST_F(LifecycleTest, ConnectsWaitingForAServiceRemovedFromThePolicyAreAnswered)
 // A connect that waits for a starting service is granted when it is made:
 // its audit line must be written then, or it is withheld at once, not
 // delivered later when the service is ready.
+// A launch stuck in the sandbox's setup, as on a hung NFS or FUSE server:
+// the program of "stalls" lies on a FUSE file system (FuseFile, mounted in
+// this test's own mount namespace, which the broker it starts shares) whose
+// server holds every request, so that the child's look-up of its program
+// never returns, and not even SIGKILL ends it. The broker goes on serving
+// everyone else, launching another service meanwhile, and the start timeout
+// answers the waiting connect with the reason. The child dies once the
+// server goes.
+TEST(LifecycleStallTest, ALaunchStuckOnAHungFileSystemStallsNoOtherClient) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to mount a FUSE file system";
+  // How long a reply that should come at once may take before the test
+  // calls the broker stalled. Generous: a loaded machine must not fail it.
+  constexpr int kReplyDeadlineMs = 5000;
+  testing::ServiceBinary binary("tests/services/test_service");
+  ASSERT_FALSE(binary.path().empty());
+  ASSERT_EQ(unshare(CLONE_NEWNS), 0) << strerror(errno);
+  ASSERT_EQ(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0) << strerror(errno);
+  testing::TempDir dir;
+  ASSERT_EQ(mkdir(dir.Join("fuse").c_str(), 0755), 0) << strerror(errno);
+  // Declared before the broker, so that the broker goes first: a broker
+  // stalled on the child would otherwise keep the server from going.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<testing::FuseFile> fuse,
+                       testing::FuseFile::Mount(dir.Join("fuse"), "test_service",
+                                                binary.path(), /*cache=*/false));
+  constexpr char kStallPolicy[] = R"(( principals = [ ( name = "me", match = ( uid = $UID ) ) ],
+    services = [
+      ( name = "stalls", command = [ "$FUSE", "echo" ], connect = [ "me" ],
+        startTimeoutMs = 500, restartLimit = 0 ),
+      ( name = "echo", command = [ "$SVC", "echo" ], connect = [ "me" ] ) ] ))";
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<BrokerProcess> broker,
+      BrokerProcess::Start(absl::StrReplaceAll(
+          kStallPolicy, {{"$SVC", binary.path()}, {"$FUSE", fuse->path()}})));
+  // Every client connects first: the SDK waits for its hello's reply.
+  ASSERT_OK_AND_ASSIGN(Client stalled, Client::Connect(broker->socket_path()));
+  ASSERT_OK_AND_ASSIGN(Client other, Client::Connect(broker->socket_path()));
+  fuse->HoldRequests();
+
+  SendConnect(stalled.fd(), 101, "stalls");
+  ASSERT_TRUE(WaitReadable(fuse->held_fd(), kReplyDeadlineMs))
+      << "the launch never reached the FUSE server";
+  SendConnect(other.fd(), 102, "echo");
+  RawReply echo = ReceiveRaw(other.fd(), kReplyDeadlineMs);
+  ASSERT_EQ(echo.which, schema::Reply::GRANTED) << "the stuck launch stalled the broker";
+  ASSERT_EQ(echo.fds.size(), 1u);
+  EXPECT_EQ(Receive(echo.fds[0].get()), absl::StrCat("principal=me uid=", getuid()));
+  ASSERT_OK_AND_ASSIGN(std::vector<ServiceInfo> services, other.Services());
+  ASSERT_EQ(services[0].name, "stalls");
+  EXPECT_EQ(services[0].state, schema::ServiceState::STARTING);
+  testing::ProcessWatch child(services[0].pid);
+  ASSERT_TRUE(child.valid());
+
+  RawReply timed_out = ReceiveRaw(stalled.fd(), kReplyDeadlineMs);
+  EXPECT_EQ(timed_out.id, 101u);
+  EXPECT_EQ(timed_out.error,
+            "service 'stalls' could not start: its sandbox was not set up within 500 ms "
+            "(startTimeoutMs): the launch is given up");
+  fuse.reset();  // the held request fails; the SIGKILL the child got ends it
+  EXPECT_TRUE(child.WaitExited());
+}
+
 TEST(LifecycleAuditTest, AWaitingConnectIsWithheldWhenItsLineCannotBeWritten) {
   testing::ServiceBinary binary("tests/services/test_service");
   ASSERT_FALSE(binary.path().empty());

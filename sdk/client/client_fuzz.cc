@@ -28,9 +28,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <cstdint>
 #include <algorithm>
-#include <vector>
+#include <cstdint>
 
 #include "absl/status/statusor.h"
 #include "sdk/client/client.h"

@@ -1,16 +1,18 @@
 // Mutation fuzzing over a real connection: 2,000 pseudo-random mutations
 // (fixed seed) of valid requests. The broker must answer each one or hang
 // up, keep serving a good client, and leak no fds.
-#include <cstring>
 #include <random>
 #include <vector>
 
 #include "capnp/message.h"
 #include "gtest/gtest.h"
+#include "tests/fixtures/mutate.h"
 #include "tests/hostile/hostile_fixture.h"
 
 namespace capbroker::hostile {
 namespace {
+
+using ::capbroker::testing::Mutate;
 
 constexpr int kMutations = 2000;
 constexpr uint32_t kSeed = 20220623;
@@ -33,39 +35,6 @@ std::vector<std::vector<uint8_t>> Seeds() {
   list.getRoot<schema::Request>().setList();
   seeds.push_back(Encode(list));
   return seeds;
-}
-
-std::vector<uint8_t> Mutate(std::vector<uint8_t> bytes, std::mt19937& rng) {
-  switch (rng() % 4) {
-    case 0: {  // bit flips
-      int flips = 1 + rng() % 8;
-      for (int i = 0; i < flips; ++i) {
-        size_t bit = rng() % (bytes.size() * 8);
-        bytes[bit / 8] ^= static_cast<uint8_t>(1u << (bit % 8));
-      }
-      break;
-    }
-    case 1:  // truncation, to any length
-      bytes.resize(rng() % bytes.size());
-      break;
-    case 2: {  // random length, random tail
-      size_t length = rng() % 512;
-      size_t old = bytes.size();
-      bytes.resize(length);
-      for (size_t i = old; i < length; ++i) bytes[i] = static_cast<uint8_t>(rng());
-      break;
-    }
-    default: {  // random words overwritten
-      int words = 1 + rng() % 4;
-      for (int i = 0; i < words; ++i) {
-        size_t at = (rng() % (bytes.size() / 8)) * 8;
-        uint32_t value = rng();
-        std::memcpy(&bytes[at + (rng() % 2) * 4], &value, sizeof(value));
-      }
-      break;
-    }
-  }
-  return bytes;
 }
 
 TEST_F(HostileTest, MutatedRequestsNeverHurtTheBroker) {

@@ -1,8 +1,10 @@
 #include "services/kvstore/client.h"
 
+#include "absl/strings/str_cat.h"
 #include "capnp/message.h"
 #include "sdk/service/call_service.h"
 #include "sdk/service/data_view.h"
+#include "services/kvstore/key_name.h"
 #include "services/kvstore/kvstore.capnp.h"
 
 namespace capbroker::kvstore {
@@ -62,6 +64,12 @@ absl::StatusOr<std::vector<std::string>> KvstoreClient::List() {
             if (k <= previous) {
               return absl::InternalError(
                   "the kvstore answered keys out of order, repeated or empty: not a list");
+            }
+            // Bounds a service that goes on answering ever-greater keys.
+            if (k.size() > kMaxKeyBytes || keys.size() >= kMaxKeys) {
+              return absl::InternalError(absl::StrCat(
+                  "the kvstore answered a key of more than ", kMaxKeyBytes,
+                  " bytes or more than ", kMaxKeys, " keys: not a list"));
             }
             keys.emplace_back(k);
           }

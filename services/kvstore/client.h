@@ -28,7 +28,9 @@ class KvstoreClient {
   absl::StatusOr<std::string> Get(absl::string_view key);
   // kNotFound when the key has no value.
   absl::Status Delete(absl::string_view key);
-  // Every key, in bytewise order (as many requests as it takes).
+  // Every key, in bytewise order (as many requests as it takes). kInternal
+  // when the service answers what no store holds: keys out of order, longer
+  // than kMaxKeyBytes, or more than kMaxKeys of them.
   absl::StatusOr<std::vector<std::string>> List();
 
  private:

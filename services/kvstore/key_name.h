@@ -18,6 +18,8 @@
 namespace capbroker::kvstore {
 
 inline constexpr size_t kMaxKeyBytes = 120;
+// The most keys a store holds (and a client accepts from a list).
+inline constexpr size_t kMaxKeys = 100000;
 inline constexpr char kKeyPrefix[] = "k.";
 inline constexpr char kTempPrefix[] = "t.";
 

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_macros.h"
@@ -218,6 +219,41 @@ TEST(KvstoreClientTest, RefusesPagesThatDoNotAdvance) {
   }
   ASSERT_OK_AND_ASSIGN(std::vector<std::string> keys, ListFrom({{"a", "b"}, {"c"}}));
   EXPECT_THAT(keys, ::testing::ElementsAre("a", "b", "c"));
+}
+
+// A kvstore that answers pages of ever-greater keys, `more` on each, until it
+// has sent `total`: a client that believed all of them would hold whatever
+// a compromised service chose to send.
+class EndlessLister : public RequestHandler {
+ public:
+  explicit EndlessLister(size_t total) : total_(total) {}
+
+  absl::Status Handle(Exchange& x) override {
+    constexpr size_t kPage = 1000;
+    auto keys = x.reply.initRoot<schema::Reply>().initKeys();
+    auto list = keys.initKeys(kPage);
+    for (unsigned i = 0; i < kPage; ++i) list.set(i, AsData(absl::StrFormat("%010d", sent_++)));
+    keys.setMore(sent_ < total_);
+    return absl::OkStatus();
+  }
+
+ private:
+  size_t total_;
+  size_t sent_ = 0;
+};
+
+TEST(KvstoreClientTest, RefusesMoreKeysOrLongerKeysThanAStoreHolds) {
+  EndlessLister lister(2 * kMaxKeys);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<ServingThread> serving, ServingThread::Start(lister));
+  ASSERT_OK_AND_ASSIGN(UniqueFd connection, serving->Connect());
+  KvstoreClient kv(std::move(connection));
+  EXPECT_THAT(kv.List(), StatusIs(absl::StatusCode::kInternal, HasSubstr("100000 keys")));
+
+  EXPECT_THAT(ListFrom({{"a", std::string(kMaxKeyBytes + 1, 'b')}}),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("more than 120 bytes")));
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> keys,
+                       ListFrom({{"a", std::string(kMaxKeyBytes, 'b')}}));
+  EXPECT_EQ(keys.size(), 2u);
 }
 
 }  // namespace

@@ -35,7 +35,6 @@ namespace capbroker::kvstore {
 
 // A value fits one request datagram (64 KiB) with room to spare.
 inline constexpr size_t kMaxValueBytes = 32 * 1024;
-inline constexpr size_t kMaxKeys = 100000;
 
 class Store {
  public:

@@ -155,7 +155,11 @@ bool NamespaceRefused(const absl::Status& clone_error) {
 
 absl::Status ProbeNamespace(uint64_t flag, uint64_t with_flags) {
   int pidfd = -1;
-  pid_t pid = RawClone3(flag | with_flags, -1, &pidfd);
+  // CLONE_FILES: the child shares the broker's fd table instead of copying
+  // it, so its exit closes nothing. A copy's close of a file on a FUSE or
+  // NFS mount waits for the server (FLUSH), and the broker waits for the
+  // child below.
+  pid_t pid = RawClone3(flag | with_flags | CLONE_FILES, -1, &pidfd);
   if (pid < 0) return CloneError(errno, flag);
   if (pid == 0) _exit(0);
   close(pidfd);

@@ -50,7 +50,8 @@ bool NamespaceRefused(const absl::Status& clone_error);
 
 // Whether a namespace of kind `flag` can be created, together with
 // `with_flags` (CLONE_NEWUSER, on which the others depend for a broker that
-// is not root): creates a child that exits at once and reaps it. OK, or the
+// is not root): creates a child that shares the caller's fd table and exits
+// at once, and reaps it; it waits on nothing else. OK, or the
 // clone3 error as "clone3(CLONE_NEWNET): Operation not permitted".
 absl::Status ProbeNamespace(uint64_t flag, uint64_t with_flags);
 

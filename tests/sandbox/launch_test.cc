@@ -17,9 +17,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <memory>
 #include <optional>
 #include <string>
@@ -495,6 +497,34 @@ TEST(LaunchTest, AChildStuckInItsSetupStallsNobody) {
     return absl::StrCat(out, "; ", DescribeExit(info), NoChildren() ? "" : "; a child is left");
   });
   EXPECT_EQ(result, "still setting up; killed by SIGKILL");
+}
+
+// A namespace probe (when clone3 refuses a namespace, the broker names it by
+// creating a child in each) waits for its child's exit on the broker's only
+// thread; that exit closes nothing of the broker's. The broker here holds a
+// file on a FUSE file system whose server then holds every request: a child
+// with a copy of the fd table would wait at its exit for the FLUSH of its
+// copy, and the probe with it.
+TEST(LaunchTest, ANamespaceProbeDoesNotWaitOnTheBrokersFiles) {
+  std::string result = WithProgramOnFuse([](std::unique_ptr<FuseFile>& fuse) -> std::string {
+    // Opened after the mount, so above the fixture's /dev/fuse fd: a copy of
+    // the table closes the device first (not the last one: no abort) and
+    // then waits on this file's FLUSH until fuse.reset() below.
+    UniqueFd file(open(fuse->path().c_str(), O_RDONLY | O_CLOEXEC));
+    if (!file.valid()) return absl::StrCat("open: ", strerror(errno));
+    fuse->HoldRequests();
+    std::future<absl::Status> probe = std::async(std::launch::async, [] {
+      return ProbeNamespace(CLONE_NEWNET, CLONE_NEWUSER);
+    });
+    // A safety net, not a wait for time to pass: the probe's child exits at
+    // once unless it waits on the server.
+    bool done = probe.wait_for(std::chrono::milliseconds(testing::kServiceTimeoutMs)) ==
+                std::future_status::ready;
+    fuse.reset();  // aborts the connection: a held FLUSH fails
+    absl::Status status = probe.get();
+    return absl::StrCat(done ? "returned" : "waited on the server", ": ", status.ToString());
+  });
+  EXPECT_EQ(result, "returned: OK");
 }
 
 TEST(LaunchTest, BrokerWithoutRootRunsServicesOnlyAsItself) {

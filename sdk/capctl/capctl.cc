@@ -285,14 +285,17 @@ int Capctl::Exec(const Options& o) {
 int Capctl::ExecWith(std::vector<UniqueFd> fds, const std::vector<std::string>& fd_names,
                      std::vector<std::string> command) {
   const size_t count = fds.size();
+  // Failures before execvp run no command either: 127, as for execvp's.
   if (absl::Status placed = PlaceInheritedFds(std::move(fds)); !placed.ok()) {
-    return Fail(placed, "exec");
+    Fail(placed, "exec");
+    return kExitCannotExec;
   }
   // The program gets stdio and its fds, nothing capctl itself inherited:
   // everything above is marked close-on-exec (not closed, so that capctl
   // can still report a failed exec).
   if (syscall(SYS_close_range, 3 + count, ~0U, kCloseRangeCloexec) != 0) {
-    return Fail(ErrnoStatus(errno, "close_range(CLOEXEC)"), "exec");
+    Fail(ErrnoStatus(errno, "close_range(CLOEXEC)"), "exec");
+    return kExitCannotExec;
   }
   setenv("LISTEN_FDS", std::to_string(count).c_str(), 1);
   setenv("LISTEN_PID", std::to_string(getpid()).c_str(), 1);

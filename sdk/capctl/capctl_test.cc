@@ -4,10 +4,12 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <functional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -88,13 +90,16 @@ class CapctlTest : public ::testing::Test {
   }
   // Runs `args` in a forked child whose stdout is captured (exec replaces
   // the process); returns the exit code and the output.
-  Result RunInChild(const std::vector<std::string>& args) {
+  // `in_child` runs first in the child.
+  Result RunInChild(const std::vector<std::string>& args,
+                    const std::function<void()>& in_child = [] {}) {
     int pipefd[2];
     EXPECT_EQ(pipe2(pipefd, O_CLOEXEC), 0);
     pid_t pid = fork();
     if (pid == 0) {
       dup2(pipefd[1], 1);
       dup2(pipefd[1], 2);
+      in_child();
       Result r = Run(args);
       std::string all = r.out + r.err;
       (void)!write(1, all.data(), all.size());
@@ -441,6 +446,54 @@ TEST_F(CapctlTest, ExecCommandNotFoundExits127) {
   Result r = RunInChild({"exec", "motd", "--", "/nonexistent/command"});
   EXPECT_EQ(r.code, kExitCannotExec);
   EXPECT_EQ(r.out, "capctl: exec /nonexistent/command: No such file or directory\n");
+}
+
+// Placing the fds needs a free number above the range for each: without,
+// the command is not run, and exec says so with 127 as for a failed execvp.
+TEST_F(CapctlTest, ExecThatCannotPlaceItsFdsExits127) {
+  Result r = RunInChild({"exec", "motd", "spool", "--", "/bin/echo", "ran"}, [] {
+    rlimit limit{64, 64};
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) _exit(90);
+    std::vector<int> filler;
+    for (int fd; (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) filler.push_back(fd);
+    // Three numbers left, for the broker connection and the two
+    // capabilities; closing the connection frees one for placing them.
+    if (filler.size() < 3) _exit(91);
+    for (int i = 0; i < 3; ++i) close(filler[filler.size() - 1 - i]);
+  });
+  EXPECT_EQ(r.code, kExitCannotExec) << r.out;
+  EXPECT_THAT(r.out, StartsWith("capctl: exec: fcntl("));
+  EXPECT_THAT(r.out, HasSubstr("F_DUPFD_CLOEXEC): Too many open files"));
+  EXPECT_EQ(Lines(r.out).size(), 1u) << r.out;
+}
+
+// The capctl program opens /dev/null on stdio fds it was started without,
+// before anything of its own can land there; the program it runs has them.
+TEST_F(CapctlTest, StdioClosedAtStartIsDevNull) {
+  int pipefd[2];
+  ASSERT_EQ(pipe2(pipefd, O_CLOEXEC), 0);
+  UniqueFd read_end(pipefd[0]);
+  UniqueFd write_end(pipefd[1]);
+  std::string capctl = testing::RunfilePath("sdk/capctl/capctl");
+  std::string socket = broker_->socket_path();
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (dup2(write_end.get(), 1) != 1) _exit(90);
+    close(0);
+    close(2);
+    execl(capctl.c_str(), "capctl", "--socket", socket.c_str(), "exec", "motd", "--",
+          "/bin/sh", "-c", "readlink /proc/$$/fd/0 /proc/$$/fd/2; echo $LISTEN_FDS", nullptr);
+    _exit(91);
+  }
+  write_end.reset();
+  std::string output;
+  char buf[4096];
+  for (ssize_t n; (n = read(read_end.get(), buf, sizeof buf)) > 0;) output.append(buf, n);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_EQ(output, "/dev/null\n/dev/null\n1\n");
 }
 
 TEST_F(CapctlTest, ExecDeniedRunsNothing) {

@@ -3,9 +3,15 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "sdk/capctl/capctl.h"
+#include "sdk/capctl/fd_placement.h"
 
 int main(int argc, char** argv) {
+  if (absl::Status stdio = capbroker::OpenMissingStdio(); !stdio.ok()) {
+    std::cerr << "capctl: " << stdio.message() << "\n";
+    return capbroker::kExitFailure;
+  }
   std::vector<std::string> args(argv + 1, argv + argc);
   return capbroker::RunCapctl(args, std::cout, std::cerr);
 }

@@ -6,12 +6,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <optional>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "broker/audit/json.h"
+#include "broker/util/trusted_path.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 
@@ -44,6 +48,56 @@ bool EndsMidLine(int fd) {
          last != '\n';
 }
 
+// Opens the log at `path` for append, creating it (0600) if it is missing:
+// in its directory, reached by a walk that checks every directory and
+// symlink on the way and then the directory itself (broker/util/
+// trusted_path.h), so that no other user can put a file of theirs in its
+// place or rename ours away; then checks the file opened is one only root
+// or the broker can write and replace (util::CheckTrustedFileStat).
+//
+// O_NONBLOCK, cleared once the file is checked: an open for writing of a
+// FIFO waits for a reader, and a FIFO put at the path at log rotation would
+// stop the whole broker in that open. Non-blocking, it fails at once
+// (ENXIO), or opens one someone reads, which the check refuses.
+absl::StatusOr<UniqueFd> OpenLogFile(const std::string& path) {
+  uid_t euid = geteuid();
+  util::PathRules rules{euid, absl::StrCat("the audit log ", path), std::nullopt};
+  CB_ASSIGN_OR_RETURN(util::ResolvedParent parent, util::OpenParent(path, rules));
+  // The log's own directory: whoever could write it could rename the log
+  // away and put theirs in its place, as for every directory above it.
+  CB_RETURN_IF_ERROR(util::CheckTraversedDirectoryStat(parent.dir_path, parent.dir_stat, rules));
+  int raw = RetryEintr([&] {
+    return openat(parent.dir.get(), parent.name.c_str(),
+                  O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY,
+                  0600);
+  });
+  if (raw < 0) {
+    int err = errno;
+    if (err == ELOOP) {
+      // O_NOFOLLOW: a symlink planted at the log path must not redirect the
+      // broker's appends to a file of someone else's choosing.
+      return absl::FailedPreconditionError(absl::StrCat(
+          "audit log ", path, " is a symlink; give the real path"));
+    }
+    // When what is at the path is the reason (a FIFO without a reader says
+    // ENXIO; another user's file in a sticky directory, EACCES under
+    // fs.protected_regular), say what it is rather than the errno.
+    struct stat st;
+    if (fstatat(parent.dir.get(), parent.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      CB_RETURN_IF_ERROR(util::CheckTrustedFileStat("audit log", path, st, euid));
+    }
+    return ErrnoStatus(err, absl::StrCat("open audit log ", path));
+  }
+  UniqueFd fd(raw);
+  struct stat st;
+  if (fstat(fd.get(), &st) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("fstat audit log ", path));
+  }
+  CB_RETURN_IF_ERROR(util::CheckTrustedFileStat("audit log", path, st, euid));
+  CB_RETURN_IF_ERROR(SetNonBlocking(fd.get(), false));
+  return fd;
+}
+
 // Appends `prefix` (the JSON around a field's name, which needs no escaping)
 // and then `value` as a JSON string.
 void AppendField(absl::string_view prefix, absl::string_view value, std::string& out) {
@@ -69,18 +123,7 @@ absl::StatusOr<AuditLog> AuditLog::OpenFile(absl::string_view path, DenialBudget
 }
 
 absl::Status AuditLog::Reopen(absl::string_view path) {
-  std::string p(path);
-  int raw = RetryEintr([&] {
-    return open(p.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
-                0600);
-  });
-  if (raw < 0 && errno == ELOOP) {
-    // O_NOFOLLOW: a symlink planted at the log path must not redirect the
-    // broker's appends to a file of someone else's choosing.
-    return absl::FailedPreconditionError(absl::StrCat(
-        "audit log ", path, " is a symlink; give the real path"));
-  }
-  CB_ASSIGN_OR_RETURN(UniqueFd fd, TakeFd(raw, absl::StrCat("open audit log ", path)));
+  CB_ASSIGN_OR_RETURN(UniqueFd fd, OpenLogFile(std::string(path)));
   if (fd_ >= 0) WriteBuffer();
   mid_line_ = EndsMidLine(fd.get());
   fd_ = fd.get();

@@ -100,14 +100,23 @@ class AuditLog {
  public:
   // Logs to `fd` (borrowed; stderr by default).
   explicit AuditLog(int fd = 2, DenialBudget budget = {});
-  // Logs to the file at `path`, opened for append (created 0600).
+  // Logs to the file at `path`, opened for append (created 0600). No other
+  // user may be able to read, rewrite or replace the record, so the path
+  // is checked as the policy's is (broker/util/trusted_path.h): every
+  // directory on the way, the log's own included, owned by root or the
+  // broker's euid and not writable by group or others unless sticky; every
+  // symlink on the way owned by root or the broker; no symlink at the end.
+  // The file must be a regular file (a FIFO is refused at once, never waited
+  // on), owned by root or the broker, not writable by group or others.
+  // Errors: kFailedPrecondition for any of those, naming what is wrong and
+  // the fix; kNotFound for a missing directory; else the errno status.
   static absl::StatusOr<AuditLog> OpenFile(absl::string_view path,
                                            DenialBudget budget = {});
 
-  // Goes on in a new file at `path` (as OpenFile opens it), for log
-  // rotation: lines still buffered are written to the old file first (a
-  // line lost there is reported as by Flush), then the old file is closed.
-  // On error the log stays where it was.
+  // Goes on in a new file at `path` (opened and checked as by OpenFile),
+  // for log rotation: lines still buffered are written to the old file
+  // first (a line lost there is reported as by Flush), then the old file is
+  // closed. On error the log stays where it was.
   absl::Status Reopen(absl::string_view path);
 
   AuditLog(AuditLog&&) = default;

@@ -9,17 +9,23 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <fstream>
+#include <functional>
+#include <future>
 #include <map>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
+#include "tests/fixtures/foreign_link.h"
 #include "tests/fixtures/temp_dir.h"
 
 namespace capbroker::audit {
@@ -171,6 +177,135 @@ TEST(AuditLogTest, ReopenRefusesASymlinkAndKeepsTheOldFile) {
   EXPECT_EQ(log.Flush(), 0u);
   EXPECT_EQ(Lines(ReadWholeFile(dir.Join("audit.log.1"))).size(), 1u);
   EXPECT_EQ(ReadWholeFile(dir.Join("elsewhere")), "");
+}
+
+// How long an open of the log may take before a test calls it stuck: far
+// more than it ever needs, so that only a blocked open reaches it.
+constexpr auto kOpenDeadline = std::chrono::seconds(10);
+
+struct TimedOpen {
+  absl::Status status;
+  bool in_time = false;  // returned before kOpenDeadline
+};
+
+// Runs `open` (an open of the log at `fifo`) on a thread. An open for
+// writing of a FIFO without a reader waits for one, for ever: past the
+// deadline the test opens `fifo` for reading itself, which lets such an
+// open return, so that the test fails rather than hangs.
+TimedOpen OpenReleasingAFifo(const std::string& fifo, std::function<absl::Status()> open) {
+  std::future<absl::Status> result = std::async(std::launch::async, std::move(open));
+  TimedOpen timed;
+  timed.in_time = result.wait_for(kOpenDeadline) == std::future_status::ready;
+  UniqueFd reader;  // kept until the open has returned
+  if (!timed.in_time) reader.reset(::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  timed.status = result.get();
+  return timed;
+}
+
+// As reported: at log rotation another user puts a FIFO at the log's path.
+// Opening it for writing would wait for a reader, the whole broker with it;
+// it is refused at once.
+TEST(AuditLogTest, RefusesAFifoWithoutWaitingForAReader) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  ASSERT_EQ(mkfifo(path.c_str(), 0600), 0);
+  TimedOpen opened =
+      OpenReleasingAFifo(path, [&] { return AuditLog::OpenFile(path).status(); });
+  EXPECT_TRUE(opened.in_time) << "the open waited for a reader of the FIFO";
+  EXPECT_THAT(opened.status,
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       absl::StrCat("audit log ", path, " is a FIFO, not a regular file")));
+}
+
+// The same FIFO with its owner reading it: the broker would write its audit
+// lines into their pipe, which they can stop reading at any time.
+TEST(AuditLogTest, RefusesAFifoSomeoneReads) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  ASSERT_EQ(mkfifo(path.c_str(), 0600), 0);
+  UniqueFd reader(open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  ASSERT_GE(reader.get(), 0) << errno;
+  EXPECT_THAT(AuditLog::OpenFile(path),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("is a FIFO")));
+}
+
+// As reported: another user creates the log before the broker starts, and
+// would read and truncate every line the broker appends.
+TEST(AuditLogTest, RefusesALogAnotherUserOwns) {
+  testing::TempDir dir;
+  std::string path = dir.WriteFile("audit.log", "", 0600);
+  if (chown(path.c_str(), testing::kForeignUid, testing::kForeignUid) != 0) {
+    GTEST_SKIP() << "cannot give the file away here: " << errno;
+  }
+  EXPECT_THAT(AuditLog::OpenFile(path),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       absl::StrCat("audit log ", path, " is owned by uid 65534, not by root "
+                                    "or the broker (uid ", geteuid(), "); chown root ",
+                                    path)));
+  EXPECT_EQ(ReadWholeFile(path), "");
+}
+
+TEST(AuditLogTest, RefusesALogOthersCanWrite) {
+  testing::TempDir dir;
+  for (mode_t mode : {0666, 0620, 0602}) {
+    std::string path = dir.WriteFile("audit.log", "");
+    ASSERT_EQ(chmod(path.c_str(), mode), 0);  // exact, whatever the umask
+    EXPECT_THAT(AuditLog::OpenFile(path),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         absl::StrFormat("audit log %s is writable by other users (mode "
+                                         "0%o); chmod go-w %s",
+                                         path, mode, path)));
+  }
+}
+
+// A directory on the way that others can write, and is not sticky: they
+// could rename the log away and put their own in its place.
+TEST(AuditLogTest, RefusesADirectoryOthersCanWrite) {
+  testing::TempDir dir;
+  std::string logs = dir.Join("logs");
+  ASSERT_EQ(mkdir(logs.c_str(), 0700), 0);
+  ASSERT_EQ(chmod(logs.c_str(), 0777), 0);
+  std::string path = logs + "/audit.log";
+  EXPECT_THAT(AuditLog::OpenFile(path),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr(absl::StrCat("directory ", logs, ", on the path to the "
+                                              "audit log ", path, ", is writable by other "
+                                              "users (mode 0777"))));
+  EXPECT_NE(access(path.c_str(), F_OK), 0) << "created in a directory it refused";
+  // Sticky, as /tmp is: others cannot rename the broker's file.
+  ASSERT_EQ(chmod(logs.c_str(), 01777), 0);
+  EXPECT_OK(AuditLog::OpenFile(path));
+}
+
+// A log that passes the checks is appended to, whatever it holds.
+TEST(AuditLogTest, AppendsToAnExistingLog) {
+  testing::TempDir dir;
+  std::string path = dir.WriteFile("audit.log", "{\"earlier\":1}\n", 0600);
+  ASSERT_EQ(chmod(path.c_str(), 0640), 0);  // readable by a log group is fine
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
+  log.Record(AuditEvent(), absl::FromUnixSeconds(0));
+  EXPECT_EQ(log.Flush(), 0u);
+  std::vector<std::string> lines = Lines(ReadWholeFile(path));
+  ASSERT_EQ(lines.size(), 2u) << ReadWholeFile(path);
+  EXPECT_EQ(lines[0], "{\"earlier\":1}");
+  EXPECT_TRUE(IsWholeLine(lines[1])) << lines[1];
+}
+
+// As reported: rotation, then a FIFO at the path, then SIGHUP. The reopen
+// is refused at once and the log goes on in the file it had.
+TEST(AuditLogTest, ReopenRefusesAFifoAndKeepsTheOldFile) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
+  ASSERT_EQ(rename(path.c_str(), dir.Join("audit.log.1").c_str()), 0);
+  ASSERT_EQ(mkfifo(path.c_str(), 0600), 0);
+  TimedOpen reopened = OpenReleasingAFifo(path, [&] { return log.Reopen(path); });
+  EXPECT_TRUE(reopened.in_time) << "the reopen waited for a reader of the FIFO";
+  EXPECT_THAT(reopened.status,
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("is a FIFO")));
+  log.Record(AuditEvent(), absl::FromUnixSeconds(0));
+  EXPECT_EQ(log.Flush(), 0u);
+  EXPECT_EQ(Lines(ReadWholeFile(dir.Join("audit.log.1"))).size(), 1u);
 }
 
 // The same for a fragment left by an earlier broker that died mid-write.

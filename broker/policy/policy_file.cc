@@ -8,7 +8,6 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "broker/policy/policy_parser.h"
 #include "broker/util/trusted_path.h"
 #include "sdk/base/status_macros.h"
@@ -42,21 +41,7 @@ absl::StatusOr<UniqueFd> OpenPolicy(const std::string& path, uid_t euid) {
 }  // namespace
 
 absl::Status CheckPolicyFileStat(absl::string_view path, const struct stat& st, uid_t euid) {
-  if (!S_ISREG(st.st_mode)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("policy ", path, " is ", S_ISDIR(st.st_mode) ? "a directory" : "special",
-                     ", not a regular file"));
-  }
-  if (st.st_uid != 0 && st.st_uid != euid) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "policy ", path, " is owned by uid ", st.st_uid, ", not by root or the broker (uid ",
-        euid, "); chown root ", path));
-  }
-  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "policy %s is writable by other users (mode 0%o); chmod go-w %s", path,
-        st.st_mode & 07777, path));
-  }
+  CB_RETURN_IF_ERROR(util::CheckTrustedFileStat("policy", path, st, euid));
   if (static_cast<uint64_t>(st.st_size) > kMaxPolicyBytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "policy ", path, " is ", st.st_size, " bytes; the limit is ", kMaxPolicyBytes,

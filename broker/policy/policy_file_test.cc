@@ -187,7 +187,7 @@ TEST_F(PolicyFileTest, RefusesDirectoriesAndSpecialFiles) {
                        absl::StrCat("policy ", dir_, " is a directory, not a regular file")));
   EXPECT_THAT(LoadPolicyFile("/dev/null", BrokerContext()),
               StatusIs(absl::StatusCode::kFailedPrecondition,
-                       "policy /dev/null is special, not a regular file"));
+                       "policy /dev/null is a character device, not a regular file"));
 }
 
 TEST_F(PolicyFileTest, FifoIsRefusedWithoutBlocking) {

@@ -52,6 +52,17 @@ absl::StatusOr<std::string> Absolute(absl::string_view dir) {
   return Join(cwd, dir);
 }
 
+// What a file that is not a regular one is, for messages.
+absl::string_view FileType(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISLNK(mode)) return "a symlink";
+  return "special";
+}
+
 // One walk of OpenParent: the directory reached so far, and the components
 // still to look up in order (a followed link puts its target's in front).
 class Walk {
@@ -240,6 +251,25 @@ absl::Status CheckSymlinkStat(absl::string_view link, absl::string_view target,
         "broker (uid %d): its owner could point it at a directory of their own at any "
         "time; name the real path instead (readlink -f), or have root own the link",
         link, target, rules.subject, st.st_uid, rules.euid));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckTrustedFileStat(absl::string_view noun, absl::string_view path,
+                                  const struct stat& st, uid_t euid) {
+  if (!S_ISREG(st.st_mode)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(noun, " ", path, " is ", FileType(st.st_mode), ", not a regular file"));
+  }
+  if (!TrustedOwner(st.st_uid, euid)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(noun, " ", path, " is owned by uid ", st.st_uid,
+                     ", not by root or the broker (uid ", euid, "); chown root ", path));
+  }
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("%s %s is writable by other users (mode 0%o); chmod go-w %s", noun,
+                        path, st.st_mode & 07777, path));
   }
   return absl::OkStatus();
 }

@@ -98,6 +98,14 @@ std::string NonStickyWritableDirectoryHint(absl::string_view dir, const struct s
 absl::Status CheckSymlinkStat(absl::string_view link, absl::string_view target,
                               const struct stat& st, const PathRules& rules);
 
+// The rule for a file the broker trusts at a walked path (its policy, its
+// audit log), given the fstat of the file it opened: a regular file, owned
+// by root or `euid`, and not writable by group or others. Messages name it
+// as "<noun> <path>" ("policy /etc/capbroker/policy.capnp") and say the fix
+// ("chown root <path>", "chmod go-w <path>").
+absl::Status CheckTrustedFileStat(absl::string_view noun, absl::string_view path,
+                                  const struct stat& st, uid_t euid);
+
 }  // namespace capbroker::util
 
 #endif  // CAPBROKER_BROKER_UTIL_TRUSTED_PATH_H_

@@ -498,5 +498,28 @@ TEST(DaemonStartTest, RefusesASymlinkedAuditLog) {
   EXPECT_THAT(r.err, HasSubstr("symlink"));
 }
 
+// As reported: another user creates the log, in a directory others can
+// write to, before the broker starts. Were it to append there, the audit
+// trail would be theirs to read and truncate.
+TEST(DaemonStartTest, RefusesAnAuditLogAnotherUserOwns) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  std::string logs = dir.Join("logs");
+  ASSERT_EQ(mkdir(logs.c_str(), 0700), 0);
+  ASSERT_EQ(chmod(logs.c_str(), 01777), 0);  // sticky: the walk lets it pass
+  std::string log = logs + "/audit.log";
+  UniqueFd planted(open(log.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  ASSERT_TRUE(planted.valid()) << std::strerror(errno);
+  if (fchown(planted.get(), testing::kForeignUid, testing::kForeignUid) != 0) {
+    GTEST_SKIP() << "cannot give the file away here: " << errno;
+  }
+  Result r = RunDaemon({"--policy", policy, "--socket", dir.Join("s"), "--audit-log", log});
+  EXPECT_FALSE(r.served);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("audit log " + log + " is owned by uid 65534"));
+  EXPECT_THAT(r.err, HasSubstr("chown root " + log));
+  EXPECT_NE(access(dir.Join("s").c_str(), F_OK), 0) << "must not have listened";
+}
+
 }  // namespace
 }  // namespace capbroker

@@ -2,15 +2,24 @@
 // policy from then on; a policy with any error is refused whole and the old
 // one stays; shared memory of an unchanged capability stays shared. SIGHUP
 // also reopens the audit log, for rotation.
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
+#include <future>
+#include <memory>
+#include <optional>
 #include <string>
 
+#include "absl/strings/string_view.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
+#include "sdk/base/unique_fd.h"
 #include "sdk/client/client.h"
 #include "tests/fixtures/broker_process.h"
 #include "tests/fixtures/temp_dir.h"
@@ -164,25 +173,78 @@ TEST(ReloadTest, AuditLogIsReopenedForRotation) {
   EXPECT_THAT(new_log, Not(HasSubstr(R"("capability":"board")")));
 }
 
+// Log rotation under way: a broker (its stderr kept) whose audit log was
+// just renamed to audit.log.1, as logrotate does before its SIGHUP, and a
+// client of it.
+class AuditRotationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    testing::BrokerOptions options;
+    options.capture_stderr = true;
+    ASSERT_OK_AND_ASSIGN(broker_, testing::BrokerProcess::StartWith(kAfter, options));
+    ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(broker_->socket_path()));
+    client_.emplace(std::move(client));
+    rotated_ = broker_->dir() + "/audit.log.1";
+    ASSERT_EQ(rename(broker_->audit_path().c_str(), rotated_.c_str()), 0);
+  }
+
+  // After a refused reopen: the broker grants, records the grant in the
+  // file it had open, and said why it kept it.
+  void ExpectItWentOnInTheOldFile(absl::string_view why) {
+    ASSERT_OK(client_->Acquire("scratch"));
+    EXPECT_THAT(testing::ReadWholeFile(rotated_), HasSubstr(R"("capability":"scratch")"));
+    EXPECT_THAT(broker_->Stderr(), HasSubstr("going on in the file open before"));
+    EXPECT_THAT(broker_->Stderr(), HasSubstr(std::string(why)));
+  }
+
+  std::unique_ptr<testing::BrokerProcess> broker_;
+  std::optional<Client> client_;
+  std::string rotated_;
+};
+
 // A symlink at the log's path when the broker reopens it is refused (it
 // could point anywhere); the broker says so and keeps recording in the file
 // it had open.
-TEST(ReloadTest, AuditLogReopenRefusesASymlink) {
-  testing::BrokerOptions options;
-  options.capture_stderr = true;
-  ASSERT_OK_AND_ASSIGN(auto broker, testing::BrokerProcess::StartWith(kAfter, options));
-  ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(broker->socket_path()));
-  std::string rotated = broker->dir() + "/audit.log.1";
-  std::string elsewhere = broker->dir() + "/elsewhere";
-  ASSERT_EQ(rename(broker->audit_path().c_str(), rotated.c_str()), 0);
-  ASSERT_EQ(symlink(elsewhere.c_str(), broker->audit_path().c_str()), 0);
-  ReloadAndWait(*broker, client);
-  ASSERT_OK(client.Acquire("scratch"));
-
-  EXPECT_THAT(testing::ReadWholeFile(rotated), HasSubstr(R"("capability":"scratch")"));
+TEST_F(AuditRotationTest, ReopenRefusesASymlink) {
+  std::string elsewhere = broker_->dir() + "/elsewhere";
+  ASSERT_EQ(symlink(elsewhere.c_str(), broker_->audit_path().c_str()), 0);
+  ReloadAndWait(*broker_, *client_);
+  ExpectItWentOnInTheOldFile("is a symlink");
   EXPECT_EQ(access(elsewhere.c_str(), F_OK), -1);  // never created
-  EXPECT_THAT(broker->Stderr(), HasSubstr("going on in the file open before"));
-  EXPECT_THAT(broker->Stderr(), HasSubstr("is a symlink"));
+}
+
+// As reported: at rotation a user puts a FIFO at the log's path before the
+// SIGHUP. An open for writing would wait for a reader, with every client
+// waiting on the broker; it is refused at once, the broker says why and
+// keeps recording in the file it had. Past a safety deadline the test opens
+// the FIFO for reading, which releases a broker blocked in that open, so
+// that the test fails rather than hangs.
+TEST_F(AuditRotationTest, ReopenRefusesAFifoWithoutStalling) {
+  ASSERT_EQ(mkfifo(broker_->audit_path().c_str(), 0600), 0);
+  std::future<BrokerStatus> reloaded =
+      std::async(std::launch::async, [&] { return ReloadAndWait(*broker_, *client_); });
+  bool in_time = reloaded.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  UniqueFd reader;  // kept to the end: a broker that opened the FIFO writes into it
+  if (!in_time) {
+    reader.reset(open(broker_->audit_path().c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  }
+  reloaded.get();
+  EXPECT_TRUE(in_time) << "the broker stalled in the open of the FIFO";
+  ExpectItWentOnInTheOldFile("is a FIFO, not a regular file");
+}
+
+// The same FIFO with its owner reading it: the broker would write the
+// audit trail into their pipe, which they can stop reading at any time.
+TEST_F(AuditRotationTest, ReopenRefusesAFifoSomeoneReads) {
+  ASSERT_EQ(mkfifo(broker_->audit_path().c_str(), 0600), 0);
+  UniqueFd reader(open(broker_->audit_path().c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  ASSERT_TRUE(reader.valid()) << errno;
+  ReloadAndWait(*broker_, *client_);
+  ExpectItWentOnInTheOldFile("is a FIFO, not a regular file");
+  // Nothing to read: EAGAIN, or end of file once the broker's refused open
+  // of the FIFO has been closed.
+  char byte;
+  EXPECT_LE(read(reader.get(), &byte, 1), 0) << "the broker wrote into the FIFO";
 }
 
 }  // namespace

@@ -463,7 +463,7 @@ TEST(LifecycleAuditTest, AWaitingConnectIsWithheldWhenItsLineCannotBeWritten) {
   testing::ServiceBinary binary("tests/services/test_service");
   ASSERT_FALSE(binary.path().empty());
   testing::BrokerOptions options;
-  options.extra_args = {"--audit-log", "/dev/full"};  // every write: ENOSPC
+  options.audit_log_full = true;  // every write fails
   ASSERT_OK_AND_ASSIGN(auto broker,
                        BrokerProcess::StartWith(
                            absl::StrReplaceAll(kPolicy, {{"$SVC", binary.path()}}), options));

@@ -91,13 +91,44 @@ struct Target {
   bool allow_directory;
 };
 
+// Opens the inode `handle` (an O_PATH fd, borrowed) again with `flags`,
+// through /proc/self/fd/N (see OpenChecked). O_NONBLOCK: a file lease
+// (fcntl F_SETLEASE), which any owner of a file may take, makes every
+// other open of the file wait until its holder lets go, up to
+// fs.lease-break-time (45 s by default) if the holder ignores the kernel's
+// SIGIO; the broker's only thread would wait with it, for every client.
+// With O_NONBLOCK the kernel starts the lease break and fails the open with
+// EWOULDBLOCK at once. O_NONBLOCK is then cleared: the fd a client gets has
+// the status flags it asked for.
+absl::StatusOr<UniqueFd> OpenInode(int handle, int flags, const Target& target) {
+  std::string self = absl::StrCat("/proc/self/fd/", handle);
+  int fd = RetryEintr(
+      [&] { return open(self.c_str(), flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC); });
+  if (fd < 0 && errno == EWOULDBLOCK) {
+    return absl::UnavailableError(absl::StrCat(
+        target.what, " ", target.path, ": the file is leased by another process (fcntl "
+        "F_SETLEASE), which the kernel has now asked to let go of it; try again in a moment"));
+  }
+  if (fd < 0) {
+    return OpenError(ErrnoStatus(errno, absl::StrCat(target.what, " ", target.path)));
+  }
+  UniqueFd opened(fd);
+  // F_SETFL sets the status flags (O_APPEND, O_NONBLOCK...) and ignores the
+  // access mode and creation flags among `flags`.
+  if (fcntl(opened.get(), F_SETFL, flags & ~O_NONBLOCK) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("fcntl(", target.path, ", F_SETFL)"));
+  }
+  return opened;
+}
+
 // Opens `target` with `flags` (an access, O_CREAT, O_TRUNC) and `mode`,
 // never running the open of anything but a regular file (or directory): a
 // FIFO would block, and a device's open acts (a watchdog starts counting).
 // With O_CREAT, O_EXCL first: what that makes is a new regular file, and
-// `created` says so. Otherwise (or when the file exists) an O_PATH open,
-// which opens nothing, then the type check, then the real open through
-// /proc/self/fd/N: the very inode checked, whatever the path names by then.
+// `created` says so (nobody else can hold a lease on it yet). Otherwise (or
+// when the file exists) an O_PATH open, which opens nothing and breaks no
+// lease, then the type check, then the real open through /proc/self/fd/N: the
+// very inode checked, whatever the path names by then.
 absl::StatusOr<UniqueFd> OpenChecked(const Target& target, int flags, mode_t mode,
                                      bool& created) {
   created = false;
@@ -116,10 +147,7 @@ absl::StatusOr<UniqueFd> OpenChecked(const Target& target, int flags, mode_t mod
       return handle.status();
     }
     CB_RETURN_IF_ERROR(CheckType(handle->get(), target.allow_directory, target.path));
-    absl::StatusOr<UniqueFd> fd = Reopen(handle->get(), (flags & ~O_CREAT) | O_NOCTTY,
-                                         absl::StrCat(target.what, " ", target.path));
-    if (!fd.ok()) return OpenError(fd.status());
-    return fd;
+    return OpenInode(handle->get(), flags & ~O_CREAT, target);
   }
   // O_EXCL sees a name, O_PATH finds nothing behind it, every time.
   return absl::FailedPreconditionError(absl::StrCat(

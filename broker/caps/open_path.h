@@ -12,7 +12,10 @@
 // denial. When the kernel refuses the broker's open itself (EACCES, EPERM:
 // file modes with a broker not run as root, root squashed on NFS, an
 // immutable file), the error is kFailedPrecondition, and its message says
-// that the broker could not open the path, and why.
+// that the broker could not open the path, and why. A file another process
+// holds a lease on (fcntl F_SETLEASE) is kUnavailable at once, never waited
+// for: the broker's one thread serves every client (open_path.cc,
+// OpenInode).
 #ifndef CAPBROKER_BROKER_CAPS_OPEN_PATH_H_
 #define CAPBROKER_BROKER_CAPS_OPEN_PATH_H_
 

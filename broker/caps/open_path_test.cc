@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -12,7 +13,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
+#include <future>
 #include <string>
 #include <vector>
 
@@ -240,6 +243,96 @@ TEST(OpenFileTest, NeverOpensWhatIsNotARegularFile) {
     EXPECT_EQ(read(watch.get(), events, sizeof(events)), -1) << "something opened " << path;
     EXPECT_EQ(errno, EAGAIN);
   }
+}
+
+// A process that holds a write lease (fcntl F_SETLEASE, F_WRLCK) on a file
+// and ignores the lease break (SIGIO), as any owner of a file may: every
+// open of the file by another process must wait for it, up to
+// fs.lease-break-time (45 s by default), unless it is O_NONBLOCK.
+class LeaseHolder {
+ public:
+  // Forks the holder; leased() says whether it got the lease.
+  explicit LeaseHolder(const std::string& path) {
+    int ready[2], release[2];
+    if (pipe2(ready, O_CLOEXEC) != 0 || pipe2(release, O_CLOEXEC) != 0) return;
+    pid_ = fork();
+    if (pid_ == 0) {
+      // Only async-signal-safe calls here: the test may have threads.
+      close(ready[0]);
+      close(release[1]);
+      signal(SIGIO, SIG_IGN);
+      int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      char got = fd >= 0 && fcntl(fd, F_SETLEASE, F_WRLCK) == 0 ? 'y' : 'n';
+      if (write(ready[1], &got, 1) != 1) _exit(1);
+      char byte;
+      (void)!read(release[0], &byte, 1);  // until Release or our parent's end
+      _exit(0);  // the lease goes with the last fd of its open file
+    }
+    close(ready[1]);
+    release_.reset(release[1]);
+    close(release[0]);
+    char got = 'n';
+    leased_ = pid_ > 0 && read(ready[0], &got, 1) == 1 && got == 'y';
+    close(ready[0]);
+  }
+  ~LeaseHolder() { Release(); }
+
+  bool leased() const { return leased_; }
+
+  // Ends the holder, and with it the lease.
+  void Release() {
+    release_.reset();
+    if (pid_ > 0) waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  UniqueFd release_;
+  bool leased_ = false;
+};
+
+// The broker's only thread must not wait on a lease another user's process
+// holds: the open fails at once (the kernel has asked the holder to let go),
+// kUnavailable, saying to try again, and nothing was truncated. Every open
+// of an existing file the broker makes: a file capability's, with truncate,
+// and open beneath.
+TEST(OpenFileTest, ALeasedFileFailsAtOnceInsteadOfBlocking) {
+  TempDir dir;
+  std::string path = dir.WriteFile("leased", "content", 0600);
+  LeaseHolder holder(path);
+  if (!holder.leased()) GTEST_SKIP() << "cannot take a file lease here (fs.leases-enable?)";
+  UniqueFd dirfd(open(dir.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(dirfd);
+  FileOpen truncate = Access(schema::Access::WRITE);
+  truncate.truncate = true;
+  auto opens = std::async(std::launch::async, [&] {
+    return std::vector<absl::Status>{
+        OpenFile(path, Access(schema::Access::READ), false).status(),
+        OpenFile(path, truncate, false).status(),
+        OpenBeneath(dirfd.get(), "leased", Access(schema::Access::READ_WRITE)).status()};
+  });
+  // A safety deadline, far below the kernel's 45 s and far above a failed open.
+  if (opens.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    holder.Release();  // lets the blocked opens go on, so the test can end
+    opens.wait();
+    FAIL() << "the open waited on the lease holder (for fs.lease-break-time)";
+  }
+  for (const absl::Status& status : opens.get()) {
+    EXPECT_THAT(status, StatusIs(absl::StatusCode::kUnavailable,
+                                 AllOf(HasSubstr(path.substr(dir.path().size() + 1)),
+                                       HasSubstr("leased by another process"),
+                                       HasSubstr("try again"))));
+  }
+  // Once the lease is gone (before: reading the file would wait on it too),
+  // the file is whole, the same opens work, and their fds are not
+  // O_NONBLOCK: a client gets the status flags it asked for.
+  holder.Release();
+  EXPECT_EQ(ReadWholeFile(path), "content") << "the file was truncated";
+  ASSERT_OK_AND_ASSIGN(UniqueFd fd, OpenFile(path, Access(schema::Access::READ), false));
+  EXPECT_EQ(AccMode(fd.get()), O_RDONLY);
+  ASSERT_OK_AND_ASSIGN(fd, OpenBeneath(dirfd.get(), "leased", Access(schema::Access::READ_WRITE)));
+  EXPECT_EQ(AccMode(fd.get()), O_RDWR);
 }
 
 TEST(OpenFileTest, MissingIsNotFound) {

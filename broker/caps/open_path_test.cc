@@ -447,6 +447,57 @@ TEST_F(OpenBeneathTest, DoesNotCrossIntoAnotherMount) {
   EXPECT_OK(OpenBeneath(root_.get(), "sub/file", Access(schema::Access::READ)));
 }
 
+// RESOLVE_BENEATH cannot see a hard link. Where the kernel does not keep
+// users from linking files they could not open (fs.protected_hardlinks=0),
+// a user who can write in a granted directory could link another's file
+// there (`ln /etc/shadow dir/x`): a file with more than one link is refused
+// before anything opens it, truncate included.
+TEST_F(OpenBeneathTest, RefusesAFileWithMoreLinksWhereTheKernelAllowsAnyLink) {
+  ASSERT_EQ(link(dir_.Join("secret").c_str(), dir_.Join("root/linked").c_str()), 0);
+  FileOpen truncate = Access(schema::Access::READ_WRITE);
+  truncate.truncate = true;
+  FileOpen create = Access(schema::Access::WRITE);
+  create.create = true;
+  for (const FileOpen& how : {Access(schema::Access::READ), truncate, create}) {
+    EXPECT_THAT(OpenBeneath(root_.get(), "linked", how, HardLinks::kUnprotected),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         AllOf(HasSubstr("linked: has 2 hard links"),
+                               HasSubstr("fs.protected_hardlinks is 0"),
+                               HasSubstr("set fs.protected_hardlinks=1"))));
+  }
+  EXPECT_EQ(ReadWholeFile(dir_.Join("secret")), "outside") << "the file was truncated";
+  // The default is the careful answer.
+  EXPECT_THAT(OpenBeneath(root_.get(), "linked", Access(schema::Access::READ)),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  // A file of one link opens, and so does one this open creates.
+  EXPECT_OK(OpenBeneath(root_.get(), "sub/file", Access(schema::Access::READ),
+                        HardLinks::kUnprotected));
+  EXPECT_OK(OpenBeneath(root_.get(), "sub/new", create, HardLinks::kUnprotected));
+  // Where the kernel refuses such links, a second link is someone's own
+  // doing with a file they could open anyway.
+  ASSERT_OK_AND_ASSIGN(UniqueFd fd, OpenBeneath(root_.get(), "linked",
+                                                Access(schema::Access::READ),
+                                                HardLinks::kProtected));
+  char buf[16] = {};
+  EXPECT_EQ(read(fd.get(), buf, sizeof(buf)), 7);
+  EXPECT_STREQ(buf, "outside");
+}
+
+TEST(HardLinkProtectionTest, OnlyOneIsProtected) {
+  TempDir dir;
+  EXPECT_EQ(ReadHardLinkProtection(dir.WriteFile("one", "1\n").c_str()), HardLinks::kProtected);
+  EXPECT_EQ(ReadHardLinkProtection(dir.WriteFile("zero", "0\n").c_str()),
+            HardLinks::kUnprotected);
+  EXPECT_EQ(ReadHardLinkProtection(dir.WriteFile("odd", "10\n").c_str()),
+            HardLinks::kUnprotected);
+  EXPECT_EQ(ReadHardLinkProtection(dir.WriteFile("empty", "").c_str()), HardLinks::kUnprotected);
+  // Unreadable: fail closed.
+  EXPECT_EQ(ReadHardLinkProtection(dir.Join("missing").c_str()), HardLinks::kUnprotected);
+  // This host's answer, whatever it is, agrees with the file.
+  std::string host = ReadWholeFile(kProtectedHardlinksPath);
+  EXPECT_EQ(ReadHardLinkProtection() == HardLinks::kProtected, host == "1\n") << host;
+}
+
 TEST_F(OpenBeneathTest, DirectoryOnlyForPlainRead) {
   EXPECT_OK(OpenBeneath(root_.get(), "sub", Access(schema::Access::READ)));
   EXPECT_FALSE(OpenBeneath(root_.get(), "sub", Access(schema::Access::WRITE)).ok());

@@ -99,8 +99,9 @@ absl::Status ServiceDirectoryRefusal(absl::string_view capability) {
 
 }  // namespace
 
-RequestHandler::RequestHandler(audit::AuditLog& audit, Stats& stats, uid_t broker_uid)
-    : audit_(audit), stats_(stats), broker_uid_(broker_uid) {}
+RequestHandler::RequestHandler(audit::AuditLog& audit, Stats& stats, uid_t broker_uid,
+                               caps::HardLinks hard_links)
+    : audit_(audit), stats_(stats), broker_uid_(broker_uid), hard_links_(hard_links) {}
 
 absl::Status RequestHandler::SetPolicy(Policy policy) {
   absl::flat_hash_map<std::string, std::shared_ptr<const UniqueFd>> shared;
@@ -379,7 +380,7 @@ Outcome RequestHandler::OpenBeneath(const Session& session,
   absl::StatusOr<UniqueFd> fd =
       caps::OpenDirectory(decision.capability->path,
                           decision.capability->follow_symlinks);
-  if (fd.ok()) fd = caps::OpenBeneath(fd->get(), path, how);
+  if (fd.ok()) fd = caps::OpenBeneath(fd->get(), path, how, hard_links_);
   if (fd.ok() && !session.identity.service.empty() && IsDirectoryFd(fd->get())) {
     fd = ServiceDirectoryRefusal(name);
   }

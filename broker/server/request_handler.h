@@ -30,6 +30,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "broker/audit/audit_log.h"
+#include "broker/caps/open_path.h"
 #include "broker/policy/identity.h"
 #include "broker/policy/policy.h"
 #include "broker/server/service_directory.h"
@@ -71,7 +72,12 @@ class RequestHandler {
   // Borrows `audit` and `stats`, which must outlive the handler. It grants
   // nothing until SetPolicy succeeds. Peers of uid 0 or `broker_uid` (the
   // broker's euid by default) are its administrators (see Status).
-  RequestHandler(audit::AuditLog& audit, Stats& stats, uid_t broker_uid = geteuid());
+  // `hard_links` says whether the host keeps users from hard-linking others'
+  // files (by default read from fs.protected_hardlinks, once, here); where
+  // it does not, open beneath refuses files with more than one link
+  // (caps::OpenBeneath).
+  RequestHandler(audit::AuditLog& audit, Stats& stats, uid_t broker_uid = geteuid(),
+                 caps::HardLinks hard_links = caps::ReadHardLinkProtection());
 
   // Installs `policy` for every request from now on, on every connection:
   // creates the memfds of its shared memory capabilities, keeping those of
@@ -156,6 +162,7 @@ class RequestHandler {
   audit::AuditLog& audit_;
   Stats& stats_;
   uid_t broker_uid_;
+  caps::HardLinks hard_links_;
   // Shared memfds by capability name; queued replies may hold references.
   absl::flat_hash_map<std::string, std::shared_ptr<const UniqueFd>> shared_memory_;
 };

@@ -306,6 +306,8 @@ Outcome RequestHandler::Acquire(const Session& session,
     return outcome;
   }
   if (spec.kind == Kind::kMemory && spec.shared && decision.access != schema::Access::READ) {
+    // The broker's own open file description, shared by every readWrite
+    // grantee (see Outcome::shared_fd).
     outcome.shared_fd = shared_memory_[spec.name];
     SetGranted(spec, decision.access, reply);
     outcome.audit_line = Finish(session, "acquire", name, decision.access, "",
@@ -532,6 +534,8 @@ absl::StatusOr<RequestHandler::StartGrant> RequestHandler::GrantAtStart(
   session.identity = service;
   absl::StatusOr<UniqueFd> fd = absl::InternalError("not made");
   if (capability.kind == Kind::kMemory && capability.shared) {
+    // A dup: the open file description every readWrite grantee shares (see
+    // Outcome::shared_fd).
     auto it = shared_memory_.find(capability.name);
     fd = it == shared_memory_.end()
              ? absl::InternalError("shared memory was not prepared")

@@ -54,9 +54,19 @@ struct Session {
 // connection ends once the reply is sent.
 struct Outcome {
   std::vector<UniqueFd> fds;
-  // A shared memfd sent after `fds`. SCM_RIGHTS gives the client its own
-  // copy, so the broker does not dup it for every grant; the reference keeps
-  // it open until the reply is sent, even if a policy reload drops it.
+  // A shared memfd sent after `fds`: the broker's own fd of a shared memory
+  // capability, for a readWrite grant. SCM_RIGHTS gives the client a new fd
+  // but not a new open file description: every readWrite grantee (and a
+  // service's start grant, a dup) shares the broker's, so its file offset,
+  // its status flags (any holder may set O_APPEND for all, which makes
+  // write and even pwrite fail against the size seal) and its flock and OFD
+  // locks. That gives no holder more than its grant: each can already write
+  // every byte of the memory, or spoil it, and the seals fix its size; mmap
+  // is untouched by all three. A new open per grant would cost a syscall on
+  // every grant, so the broker sends its own (a read grant does get a new,
+  // read-only open: caps::ReopenReadOnly); the README tells grantees to use
+  // mmap. The reference keeps it open until the reply is sent, even if a
+  // policy reload drops it.
   std::shared_ptr<const UniqueFd> shared_fd;
   bool close_after_reply = false;
   // No reply now: a connect to a service that is starting, which the

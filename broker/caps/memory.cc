@@ -35,6 +35,9 @@ absl::StatusOr<UniqueFd> CreateSealedMemfd(absl::string_view name,
 }
 
 absl::StatusOr<UniqueFd> ReopenReadOnly(int fd) {
+  // A blocking open, unlike open_path's: a file lease that would make it
+  // wait (fcntl F_SETLEASE) takes the file's owner, the broker's own uid,
+  // or CAP_LEASE, and whoever has either can stop the broker anyway.
   return Reopen(fd, O_RDONLY, absl::StrCat("open(/proc/self/fd/", fd, ", O_RDONLY)"));
 }
 

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <string>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
@@ -69,19 +70,6 @@ absl::StatusOr<UniqueFd> Openat2(int dirfd, const std::string& path,
   }
 }
 
-// Checks that the file `fd` (O_PATH is enough) is a regular file, or a
-// directory when `allow_directory`.
-absl::Status CheckType(int fd, bool allow_directory, absl::string_view path) {
-  struct stat st;
-  if (fstat(fd, &st) != 0) return ErrnoStatus(errno, absl::StrCat("fstat ", path));
-  bool ok = S_ISREG(st.st_mode) || (allow_directory && S_ISDIR(st.st_mode));
-  if (!ok) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        path, " is not a regular file", allow_directory ? " or directory" : ""));
-  }
-  return absl::OkStatus();
-}
-
 // Where a capability's file is: `path` resolved from `dirfd` with `resolve`.
 struct Target {
   int dirfd;
@@ -89,14 +77,71 @@ struct Target {
   uint64_t resolve;
   absl::string_view what;  // for messages: "open", "open beneath:"
   bool allow_directory;
+  // Refuse an existing regular file with more than one link (see
+  // OpenBeneath).
+  bool refuse_hard_links = false;
 };
+
+// Checks that the file `fd` (O_PATH is enough) is what `target` may open: a
+// regular file, or a directory when allowed; of one link only when
+// `target.refuse_hard_links`. kFailedPrecondition, not kPermissionDenied,
+// for the links: the policy grants the file, and what fails is the host's
+// setting, which the administrator changes.
+absl::Status CheckFile(int fd, const Target& target) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return ErrnoStatus(errno, absl::StrCat("fstat ", target.path));
+  bool ok = S_ISREG(st.st_mode) || (target.allow_directory && S_ISDIR(st.st_mode));
+  if (!ok) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        target.path, " is not a regular file", target.allow_directory ? " or directory" : ""));
+  }
+  if (target.refuse_hard_links && S_ISREG(st.st_mode) && st.st_nlink > 1) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        target.what, " ", target.path, ": has ", st.st_nlink,
+        " hard links, and fs.protected_hardlinks is 0 on this host (or could not be read), "
+        "so anyone could have linked another's file here; set fs.protected_hardlinks=1 "
+        "(the broker reads it when it starts)"));
+  }
+  return absl::OkStatus();
+}
+
+// Opens the inode `handle` (an O_PATH fd, borrowed) again with `flags`,
+// through /proc/self/fd/N (see OpenChecked). O_NONBLOCK: a file lease
+// (fcntl F_SETLEASE), which any owner of a file may take, makes every
+// other open of the file wait until its holder lets go, up to
+// fs.lease-break-time (45 s by default) if the holder ignores the kernel's
+// SIGIO; the broker's only thread would wait with it, for every client.
+// With O_NONBLOCK the kernel starts the lease break and fails the open with
+// EWOULDBLOCK at once. O_NONBLOCK is then cleared: the fd a client gets has
+// the status flags it asked for.
+absl::StatusOr<UniqueFd> OpenInode(int handle, int flags, const Target& target) {
+  std::string self = absl::StrCat("/proc/self/fd/", handle);
+  int fd = RetryEintr(
+      [&] { return open(self.c_str(), flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC); });
+  if (fd < 0 && errno == EWOULDBLOCK) {
+    return absl::UnavailableError(absl::StrCat(
+        target.what, " ", target.path, ": the file is leased by another process (fcntl "
+        "F_SETLEASE), which the kernel has now asked to let go of it; try again in a moment"));
+  }
+  if (fd < 0) {
+    return OpenError(ErrnoStatus(errno, absl::StrCat(target.what, " ", target.path)));
+  }
+  UniqueFd opened(fd);
+  // F_SETFL sets the status flags (O_APPEND, O_NONBLOCK...) and ignores the
+  // access mode and creation flags among `flags`.
+  if (fcntl(opened.get(), F_SETFL, flags & ~O_NONBLOCK) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("fcntl(", target.path, ", F_SETFL)"));
+  }
+  return opened;
+}
 
 // Opens `target` with `flags` (an access, O_CREAT, O_TRUNC) and `mode`,
 // never running the open of anything but a regular file (or directory): a
 // FIFO would block, and a device's open acts (a watchdog starts counting).
 // With O_CREAT, O_EXCL first: what that makes is a new regular file, and
-// `created` says so. Otherwise (or when the file exists) an O_PATH open,
-// which opens nothing, then the type check, then the real open through
+// `created` says so (nobody else can hold a lease on it yet). Otherwise (or
+// when the file exists) an O_PATH open, which opens nothing and breaks no
+// lease, then the checks (CheckFile), then the real open through
 // /proc/self/fd/N: the very inode checked, whatever the path names by then.
 absl::StatusOr<UniqueFd> OpenChecked(const Target& target, int flags, mode_t mode,
                                      bool& created) {
@@ -115,11 +160,8 @@ absl::StatusOr<UniqueFd> OpenChecked(const Target& target, int flags, mode_t mod
       if ((flags & O_CREAT) && handle.status().code() == absl::StatusCode::kNotFound) continue;
       return handle.status();
     }
-    CB_RETURN_IF_ERROR(CheckType(handle->get(), target.allow_directory, target.path));
-    absl::StatusOr<UniqueFd> fd = Reopen(handle->get(), (flags & ~O_CREAT) | O_NOCTTY,
-                                         absl::StrCat(target.what, " ", target.path));
-    if (!fd.ok()) return OpenError(fd.status());
-    return fd;
+    CB_RETURN_IF_ERROR(CheckFile(handle->get(), target));
+    return OpenInode(handle->get(), flags & ~O_CREAT, target);
   }
   // O_EXCL sees a name, O_PATH finds nothing behind it, every time.
   return absl::FailedPreconditionError(absl::StrCat(
@@ -209,8 +251,19 @@ absl::StatusOr<UniqueFd> OpenDirectory(absl::string_view path,
   return fd;
 }
 
+HardLinks ReadHardLinkProtection(const char* path) {
+  UniqueFd fd(RetryEintr([&] { return open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY); }));
+  if (!fd) return HardLinks::kUnprotected;
+  char text[8];
+  ssize_t n = RetryEintr([&] { return read(fd.get(), text, sizeof(text)); });
+  if (n <= 0) return HardLinks::kUnprotected;
+  return absl::StripTrailingAsciiWhitespace(absl::string_view(text, static_cast<size_t>(n))) == "1"
+             ? HardLinks::kProtected
+             : HardLinks::kUnprotected;
+}
+
 absl::StatusOr<UniqueFd> OpenBeneath(int dirfd, absl::string_view relative,
-                                     const FileOpen& how) {
+                                     const FileOpen& how, HardLinks hard_links) {
   if (relative.empty()) {
     return absl::InvalidArgumentError("path beneath a directory is empty");
   }
@@ -235,7 +288,8 @@ absl::StatusOr<UniqueFd> OpenBeneath(int dirfd, absl::string_view relative,
   // could stall the broker, or a tree the grant never meant).
   Target target{dirfd, std::string(relative),
                 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
-                "open beneath:", how.access == schema::Access::READ && !how.create};
+                "open beneath:", how.access == schema::Access::READ && !how.create,
+                hard_links == HardLinks::kUnprotected};
   bool created = false;
   CB_ASSIGN_OR_RETURN(UniqueFd fd, OpenChecked(target, flags, how.mode & 0777, created));
   if (how.append_only) CB_RETURN_IF_ERROR(RequireAppendOnly(fd.get(), created, relative));

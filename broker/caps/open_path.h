@@ -12,7 +12,10 @@
 // denial. When the kernel refuses the broker's open itself (EACCES, EPERM:
 // file modes with a broker not run as root, root squashed on NFS, an
 // immutable file), the error is kFailedPrecondition, and its message says
-// that the broker could not open the path, and why.
+// that the broker could not open the path, and why. A file another process
+// holds a lease on (fcntl F_SETLEASE) is kUnavailable at once, never waited
+// for: the broker's one thread serves every client (open_path.cc,
+// OpenInode).
 #ifndef CAPBROKER_BROKER_CAPS_OPEN_PATH_H_
 #define CAPBROKER_BROKER_CAPS_OPEN_PATH_H_
 
@@ -57,15 +60,36 @@ absl::StatusOr<UniqueFd> OpenFile(absl::string_view path, const FileOpen& how,
 absl::StatusOr<UniqueFd> OpenDirectory(absl::string_view path,
                                        bool follow_symlinks);
 
+// Whether the kernel keeps users from hard-linking files they could not
+// open themselves (the sysctl fs.protected_hardlinks). RESOLVE_BENEATH
+// cannot see a hard link: without that protection, a user who may write in
+// a granted directory can link any file of the same file system into it
+// (`ln /etc/shadow dir/x`) and have the broker open it.
+enum class HardLinks {
+  kProtected,    // fs.protected_hardlinks = 1 (Debian's and systemd's)
+  kUnprotected,  // 0 (the kernel's own default), or not known
+};
+
+inline constexpr char kProtectedHardlinksPath[] = "/proc/sys/fs/protected_hardlinks";
+
+// Reads the sysctl file `path`: kProtected when it says 1, kUnprotected for
+// anything else, including a file that cannot be read (fail closed). Read it
+// once, when the broker starts: it is not a question for every request.
+HardLinks ReadHardLinkProtection(const char* path = kProtectedHardlinksPath);
+
 // Opens `relative` beneath the directory `dirfd` (borrowed) with
 // RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS: no absolute
 // path, no `..` above `dirfd`, no symlink anywhere. The result is a regular
 // file, or a directory when `how.access` is read and nothing is created.
 // kPermissionDenied for an escape or a symlink, kNotFound for a missing
 // file, kInvalidArgument for a malformed path or for truncate with read or
-// append access.
+// append access. With `hard_links` kUnprotected (the default: fail closed),
+// an existing regular file with more than one link is refused before it is
+// opened (kFailedPrecondition, naming the sysctl): one of its names may be
+// a link someone made to another user's file.
 absl::StatusOr<UniqueFd> OpenBeneath(int dirfd, absl::string_view relative,
-                                     const FileOpen& how);
+                                     const FileOpen& how,
+                                     HardLinks hard_links = HardLinks::kUnprotected);
 
 }  // namespace capbroker::caps
 

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -12,7 +13,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
+#include <future>
 #include <string>
 #include <vector>
 
@@ -242,6 +245,96 @@ TEST(OpenFileTest, NeverOpensWhatIsNotARegularFile) {
   }
 }
 
+// A process that holds a write lease (fcntl F_SETLEASE, F_WRLCK) on a file
+// and ignores the lease break (SIGIO), as any owner of a file may: every
+// open of the file by another process must wait for it, up to
+// fs.lease-break-time (45 s by default), unless it is O_NONBLOCK.
+class LeaseHolder {
+ public:
+  // Forks the holder; leased() says whether it got the lease.
+  explicit LeaseHolder(const std::string& path) {
+    int ready[2], release[2];
+    if (pipe2(ready, O_CLOEXEC) != 0 || pipe2(release, O_CLOEXEC) != 0) return;
+    pid_ = fork();
+    if (pid_ == 0) {
+      // Only async-signal-safe calls here: the test may have threads.
+      close(ready[0]);
+      close(release[1]);
+      signal(SIGIO, SIG_IGN);
+      int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      char got = fd >= 0 && fcntl(fd, F_SETLEASE, F_WRLCK) == 0 ? 'y' : 'n';
+      if (write(ready[1], &got, 1) != 1) _exit(1);
+      char byte;
+      (void)!read(release[0], &byte, 1);  // until Release or our parent's end
+      _exit(0);  // the lease goes with the last fd of its open file
+    }
+    close(ready[1]);
+    release_.reset(release[1]);
+    close(release[0]);
+    char got = 'n';
+    leased_ = pid_ > 0 && read(ready[0], &got, 1) == 1 && got == 'y';
+    close(ready[0]);
+  }
+  ~LeaseHolder() { Release(); }
+
+  bool leased() const { return leased_; }
+
+  // Ends the holder, and with it the lease.
+  void Release() {
+    release_.reset();
+    if (pid_ > 0) waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  UniqueFd release_;
+  bool leased_ = false;
+};
+
+// The broker's only thread must not wait on a lease another user's process
+// holds: the open fails at once (the kernel has asked the holder to let go),
+// kUnavailable, saying to try again, and nothing was truncated. Every open
+// of an existing file the broker makes: a file capability's, with truncate,
+// and open beneath.
+TEST(OpenFileTest, ALeasedFileFailsAtOnceInsteadOfBlocking) {
+  TempDir dir;
+  std::string path = dir.WriteFile("leased", "content", 0600);
+  LeaseHolder holder(path);
+  if (!holder.leased()) GTEST_SKIP() << "cannot take a file lease here (fs.leases-enable?)";
+  UniqueFd dirfd(open(dir.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(dirfd);
+  FileOpen truncate = Access(schema::Access::WRITE);
+  truncate.truncate = true;
+  auto opens = std::async(std::launch::async, [&] {
+    return std::vector<absl::Status>{
+        OpenFile(path, Access(schema::Access::READ), false).status(),
+        OpenFile(path, truncate, false).status(),
+        OpenBeneath(dirfd.get(), "leased", Access(schema::Access::READ_WRITE)).status()};
+  });
+  // A safety deadline, far below the kernel's 45 s and far above a failed open.
+  if (opens.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    holder.Release();  // lets the blocked opens go on, so the test can end
+    opens.wait();
+    FAIL() << "the open waited on the lease holder (for fs.lease-break-time)";
+  }
+  for (const absl::Status& status : opens.get()) {
+    EXPECT_THAT(status, StatusIs(absl::StatusCode::kUnavailable,
+                                 AllOf(HasSubstr(path.substr(dir.path().size() + 1)),
+                                       HasSubstr("leased by another process"),
+                                       HasSubstr("try again"))));
+  }
+  // Once the lease is gone (before: reading the file would wait on it too),
+  // the file is whole, the same opens work, and their fds are not
+  // O_NONBLOCK: a client gets the status flags it asked for.
+  holder.Release();
+  EXPECT_EQ(ReadWholeFile(path), "content") << "the file was truncated";
+  ASSERT_OK_AND_ASSIGN(UniqueFd fd, OpenFile(path, Access(schema::Access::READ), false));
+  EXPECT_EQ(AccMode(fd.get()), O_RDONLY);
+  ASSERT_OK_AND_ASSIGN(fd, OpenBeneath(dirfd.get(), "leased", Access(schema::Access::READ_WRITE)));
+  EXPECT_EQ(AccMode(fd.get()), O_RDWR);
+}
+
 TEST(OpenFileTest, MissingIsNotFound) {
   EXPECT_THAT(OpenFile("/nonexistent/capbroker", Access(schema::Access::READ), false),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("/nonexistent/capbroker")));
@@ -352,6 +445,57 @@ TEST_F(OpenBeneathTest, DoesNotCrossIntoAnotherMount) {
               StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("another mount")));
   ASSERT_EQ(umount2(dir_.Join("root/sub").c_str(), MNT_DETACH), 0);
   EXPECT_OK(OpenBeneath(root_.get(), "sub/file", Access(schema::Access::READ)));
+}
+
+// RESOLVE_BENEATH cannot see a hard link. Where the kernel does not keep
+// users from linking files they could not open (fs.protected_hardlinks=0),
+// a user who can write in a granted directory could link another's file
+// there (`ln /etc/shadow dir/x`): a file with more than one link is refused
+// before anything opens it, truncate included.
+TEST_F(OpenBeneathTest, RefusesAFileWithMoreLinksWhereTheKernelAllowsAnyLink) {
+  ASSERT_EQ(link(dir_.Join("secret").c_str(), dir_.Join("root/linked").c_str()), 0);
+  FileOpen truncate = Access(schema::Access::READ_WRITE);
+  truncate.truncate = true;
+  FileOpen create = Access(schema::Access::WRITE);
+  create.create = true;
+  for (const FileOpen& how : {Access(schema::Access::READ), truncate, create}) {
+    EXPECT_THAT(OpenBeneath(root_.get(), "linked", how, HardLinks::kUnprotected),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         AllOf(HasSubstr("linked: has 2 hard links"),
+                               HasSubstr("fs.protected_hardlinks is 0"),
+                               HasSubstr("set fs.protected_hardlinks=1"))));
+  }
+  EXPECT_EQ(ReadWholeFile(dir_.Join("secret")), "outside") << "the file was truncated";
+  // The default is the careful answer.
+  EXPECT_THAT(OpenBeneath(root_.get(), "linked", Access(schema::Access::READ)),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  // A file of one link opens, and so does one this open creates.
+  EXPECT_OK(OpenBeneath(root_.get(), "sub/file", Access(schema::Access::READ),
+                        HardLinks::kUnprotected));
+  EXPECT_OK(OpenBeneath(root_.get(), "sub/new", create, HardLinks::kUnprotected));
+  // Where the kernel refuses such links, a second link is someone's own
+  // doing with a file they could open anyway.
+  ASSERT_OK_AND_ASSIGN(UniqueFd fd, OpenBeneath(root_.get(), "linked",
+                                                Access(schema::Access::READ),
+                                                HardLinks::kProtected));
+  char buf[16] = {};
+  EXPECT_EQ(read(fd.get(), buf, sizeof(buf)), 7);
+  EXPECT_STREQ(buf, "outside");
+}
+
+TEST(HardLinkProtectionTest, OnlyOneIsProtected) {
+  TempDir dir;
+  EXPECT_EQ(ReadHardLinkProtection(dir.WriteFile("one", "1\n").c_str()), HardLinks::kProtected);
+  EXPECT_EQ(ReadHardLinkProtection(dir.WriteFile("zero", "0\n").c_str()),
+            HardLinks::kUnprotected);
+  EXPECT_EQ(ReadHardLinkProtection(dir.WriteFile("odd", "10\n").c_str()),
+            HardLinks::kUnprotected);
+  EXPECT_EQ(ReadHardLinkProtection(dir.WriteFile("empty", "").c_str()), HardLinks::kUnprotected);
+  // Unreadable: fail closed.
+  EXPECT_EQ(ReadHardLinkProtection(dir.Join("missing").c_str()), HardLinks::kUnprotected);
+  // This host's answer, whatever it is, agrees with the file.
+  std::string host = ReadWholeFile(kProtectedHardlinksPath);
+  EXPECT_EQ(ReadHardLinkProtection() == HardLinks::kProtected, host == "1\n") << host;
 }
 
 TEST_F(OpenBeneathTest, DirectoryOnlyForPlainRead) {

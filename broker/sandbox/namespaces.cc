@@ -103,10 +103,14 @@ absl::Status WriteProcFile(pid_t pid, const char* file, absl::string_view text) 
 }
 
 // /proc/PID/comm without its newline. The file is readable by anyone, in
-// any namespace, for as long as the process is not reaped.
+// any namespace, for as long as the process is not reaped. It belongs to the
+// process's uid, which may take a file lease on it (fcntl F_SETLEASE) and
+// ignore the break: a plain open would then wait up to fs.lease-break-time
+// (45 s), and the broker's loop with it. O_NONBLOCK fails it at once
+// (EWOULDBLOCK) instead.
 absl::StatusOr<std::string> ReadComm(pid_t pid) {
   std::string path = absl::StrCat("/proc/", pid, "/comm");
-  CB_ASSIGN_OR_RETURN(UniqueFd fd, TakeFd(open(path.c_str(), O_RDONLY | O_CLOEXEC),
+  CB_ASSIGN_OR_RETURN(UniqueFd fd, TakeFd(open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC),
                                           absl::StrCat("open(", path, ")")));
   char text[64];
   ssize_t n = RetryEintr([&] { return read(fd.get(), text, sizeof text); });
@@ -204,7 +208,10 @@ std::string DescribeExit(const siginfo_t& info) {
 absl::Status CheckReachedExecve(const CloneResult& child, int timeout_ms) {
   absl::StatusOr<std::string> comm = ReadComm(child.pid);
   // execve(2) sets the new name after it has closed the close-on-exec fds:
-  // a name other than ours is proof, ours alone is not.
+  // a name other than ours is proof, ours alone is not. A name that cannot
+  // be read (a reaped child, or a lease on it, which the child's own setup
+  // never takes) counts as a program that ran, and what it did is told by
+  // its exit.
   if (!comm.ok() || *comm != kSetupName) return absl::OkStatus();
   // exit(2) releases a process's memory (exit_mm) before its fds
   // (exit_files), while execve maps the new program before it closes any

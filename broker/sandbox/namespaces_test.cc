@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <future>
 #include <string>
 
 #include "gmock/gmock.h"
@@ -137,6 +139,43 @@ TEST(CheckReachedExecveTest, ARunningProgramRan) {
     execve(argv[0], argv, environ);
   });
   EXPECT_OK(CheckReachedExecve(child, 10000));
+  KillAndWait(child);
+}
+
+// The launch reads /proc/PID/comm of a child that may be running the
+// service's program, which may take a file lease on it (the file is its
+// own) and ignore the lease break: the broker's only thread must not wait
+// for the kernel to break it (fs.lease-break-time, 45 s by default).
+TEST(CheckReachedExecveTest, ALeaseOnTheChildsNameDoesNotBlock) {
+  CloneResult child = StartAndWaitForEndOfFile([] {
+    signal(SIGIO, SIG_IGN);
+    int fd = open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fcntl(fd, F_SETLEASE, F_WRLCK) != 0) _exit(2);
+    // Keep the leased file (on fd 0) and close the rest: the report pipe
+    // reaches end of file, as at execve.
+    if (dup2(fd, 0) != 0 || syscall(SYS_close_range, 3, ~0U, 0) != 0) _exit(3);
+    pause();
+  });
+  // An open that does not wait shows the lease.
+  std::string comm = "/proc/" + std::to_string(child.pid) + "/comm";
+  int probe = open(comm.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  bool leased = probe < 0 && errno == EWOULDBLOCK;
+  if (probe >= 0) close(probe);
+  if (!leased) {
+    KillAndWait(child);
+    GTEST_SKIP() << "the child could not take a lease on " << comm << " here";
+  }
+  auto checked = std::async(std::launch::async, [&] { return CheckReachedExecve(child, 10000); });
+  // A safety deadline, far below the kernel's 45 s.
+  if (checked.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    KillAndWait(child);  // ends the lease, so the blocked open goes on
+    checked.wait();
+    FAIL() << "reading the child's name waited on its lease";
+  }
+  // The child is alive and holds its pipe no more, and its name cannot be
+  // read: taken as a program that ran (only the program can hold the
+  // lease, unless another process of its uid does).
+  EXPECT_OK(checked.get());
   KillAndWait(child);
 }
 

@@ -99,8 +99,9 @@ absl::Status ServiceDirectoryRefusal(absl::string_view capability) {
 
 }  // namespace
 
-RequestHandler::RequestHandler(audit::AuditLog& audit, Stats& stats, uid_t broker_uid)
-    : audit_(audit), stats_(stats), broker_uid_(broker_uid) {}
+RequestHandler::RequestHandler(audit::AuditLog& audit, Stats& stats, uid_t broker_uid,
+                               caps::HardLinks hard_links)
+    : audit_(audit), stats_(stats), broker_uid_(broker_uid), hard_links_(hard_links) {}
 
 absl::Status RequestHandler::SetPolicy(Policy policy) {
   absl::flat_hash_map<std::string, std::shared_ptr<const UniqueFd>> shared;
@@ -305,6 +306,8 @@ Outcome RequestHandler::Acquire(const Session& session,
     return outcome;
   }
   if (spec.kind == Kind::kMemory && spec.shared && decision.access != schema::Access::READ) {
+    // The broker's own open file description, shared by every readWrite
+    // grantee (see Outcome::shared_fd).
     outcome.shared_fd = shared_memory_[spec.name];
     SetGranted(spec, decision.access, reply);
     outcome.audit_line = Finish(session, "acquire", name, decision.access, "",
@@ -379,7 +382,7 @@ Outcome RequestHandler::OpenBeneath(const Session& session,
   absl::StatusOr<UniqueFd> fd =
       caps::OpenDirectory(decision.capability->path,
                           decision.capability->follow_symlinks);
-  if (fd.ok()) fd = caps::OpenBeneath(fd->get(), path, how);
+  if (fd.ok()) fd = caps::OpenBeneath(fd->get(), path, how, hard_links_);
   if (fd.ok() && !session.identity.service.empty() && IsDirectoryFd(fd->get())) {
     fd = ServiceDirectoryRefusal(name);
   }
@@ -531,6 +534,8 @@ absl::StatusOr<RequestHandler::StartGrant> RequestHandler::GrantAtStart(
   session.identity = service;
   absl::StatusOr<UniqueFd> fd = absl::InternalError("not made");
   if (capability.kind == Kind::kMemory && capability.shared) {
+    // A dup: the open file description every readWrite grantee shares (see
+    // Outcome::shared_fd).
     auto it = shared_memory_.find(capability.name);
     fd = it == shared_memory_.end()
              ? absl::InternalError("shared memory was not prepared")

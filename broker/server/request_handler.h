@@ -30,6 +30,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "broker/audit/audit_log.h"
+#include "broker/caps/open_path.h"
 #include "broker/policy/identity.h"
 #include "broker/policy/policy.h"
 #include "broker/server/service_directory.h"
@@ -53,9 +54,19 @@ struct Session {
 // connection ends once the reply is sent.
 struct Outcome {
   std::vector<UniqueFd> fds;
-  // A shared memfd sent after `fds`. SCM_RIGHTS gives the client its own
-  // copy, so the broker does not dup it for every grant; the reference keeps
-  // it open until the reply is sent, even if a policy reload drops it.
+  // A shared memfd sent after `fds`: the broker's own fd of a shared memory
+  // capability, for a readWrite grant. SCM_RIGHTS gives the client a new fd
+  // but not a new open file description: every readWrite grantee (and a
+  // service's start grant, a dup) shares the broker's, so its file offset,
+  // its status flags (any holder may set O_APPEND for all, which makes
+  // write and even pwrite fail against the size seal) and its flock and OFD
+  // locks. That gives no holder more than its grant: each can already write
+  // every byte of the memory, or spoil it, and the seals fix its size; mmap
+  // is untouched by all three. A new open per grant would cost a syscall on
+  // every grant, so the broker sends its own (a read grant does get a new,
+  // read-only open: caps::ReopenReadOnly); the README tells grantees to use
+  // mmap. The reference keeps it open until the reply is sent, even if a
+  // policy reload drops it.
   std::shared_ptr<const UniqueFd> shared_fd;
   bool close_after_reply = false;
   // No reply now: a connect to a service that is starting, which the
@@ -71,7 +82,12 @@ class RequestHandler {
   // Borrows `audit` and `stats`, which must outlive the handler. It grants
   // nothing until SetPolicy succeeds. Peers of uid 0 or `broker_uid` (the
   // broker's euid by default) are its administrators (see Status).
-  RequestHandler(audit::AuditLog& audit, Stats& stats, uid_t broker_uid = geteuid());
+  // `hard_links` says whether the host keeps users from hard-linking others'
+  // files (by default read from fs.protected_hardlinks, once, here); where
+  // it does not, open beneath refuses files with more than one link
+  // (caps::OpenBeneath).
+  RequestHandler(audit::AuditLog& audit, Stats& stats, uid_t broker_uid = geteuid(),
+                 caps::HardLinks hard_links = caps::ReadHardLinkProtection());
 
   // Installs `policy` for every request from now on, on every connection:
   // creates the memfds of its shared memory capabilities, keeping those of
@@ -156,6 +172,7 @@ class RequestHandler {
   audit::AuditLog& audit_;
   Stats& stats_;
   uid_t broker_uid_;
+  caps::HardLinks hard_links_;
   // Shared memfds by capability name; queued replies may hold references.
   absl::flat_hash_map<std::string, std::shared_ptr<const UniqueFd>> shared_memory_;
 };

@@ -202,6 +202,39 @@ TEST_F(RequestHandlerTest, ServicesGetNoDirectoryFdAtRunTime) {
   }
 }
 
+// The host's hard-link protection, as the handler was given it, decides
+// whether open beneath refuses a file with a second link (caps::OpenBeneath).
+TEST_F(RequestHandlerTest, OpenBeneathRefusesLinkedFilesOnlyOnAnUnprotectedHost) {
+  ASSERT_EQ(mkdir(dir_.Join("d").c_str(), 0700), 0);
+  std::string file = dir_.WriteFile("d/file", "x");
+  ASSERT_EQ(link(file.c_str(), dir_.Join("d/link").c_str()), 0);
+  const std::string policy = R"(( capabilities = [ ( name = "d", directory = ( path = ")" +
+                             dir_.Join("d") + R"(", access = read ) ) ],
+      principals = [ ( name = "p", match = ( uid = 1000 ), grants = [ "d" ] ) ] ))";
+  for (caps::HardLinks hard_links : {caps::HardLinks::kUnprotected, caps::HardLinks::kProtected}) {
+    bool refused = hard_links == caps::HardLinks::kUnprotected;
+    RequestHandler handler(audit_, stats_, geteuid(), hard_links);
+    ASSERT_OK_AND_ASSIGN(Policy parsed, ParsePolicy(policy, "t.capnp"));
+    ASSERT_OK(handler.SetPolicy(std::move(parsed)));
+    capnp::MallocMessageBuilder request_message, reply_message;
+    auto request = request_message.initRoot<schema::Request>();
+    request.setId(1);
+    auto open = request.initOpenBeneath();
+    open.setDirectory("d");
+    open.setPath("link");
+    open.setAccess(schema::Access::READ);
+    auto reply = reply_message.initRoot<schema::Reply>();
+    Outcome outcome = handler.Handle(session_, request.asReader(), reply);
+    EXPECT_EQ(outcome.fds.size(), refused ? 0u : 1u) << "refused: " << refused;
+    ASSERT_EQ(reply.isError(), refused);
+    if (refused) {
+      EXPECT_EQ(reply.getError().getCode(), schema::ErrorCode::FAILED_PRECONDITION);
+      EXPECT_THAT(reply.getError().getMessage().cStr(),
+                  HasSubstr("capability 'd': open beneath: link: has 2 hard links"));
+    }
+  }
+}
+
 // The policy's path and the last reload error name the administrator's
 // files and quote their lines: only root and the broker's uid see them.
 TEST_F(RequestHandlerTest, StatusShowsPolicyDetailsOnlyToAdministrators) {

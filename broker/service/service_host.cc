@@ -613,6 +613,7 @@ void ServiceHost::AnswerPending(Service& service, const absl::Status& status) {
                                                         service.spec.name,
                                                         std::move(end).value()));
     } else {
+      handler_.ConnectNotDelivered(request, service.spec.name, end.status());
       loop_.Send(request.connection_id,
                  server::ErrorAnswer(request.request_id, end.status(), false));
     }

@@ -397,6 +397,15 @@ TEST_F(ServiceHostTest, AServiceGetsItsTimerWhenItStartsAfterAShortage) {
   EXPECT_EQ(ClientAnswers()[0], "service 'notify' did not become ready within 200 ms");
 }
 
+// A service killed for its readiness timeout says so in capctl services,
+// not only "killed by SIGKILL".
+TEST_F(ServiceHostTest, AServiceKilledForItsReadinessTimeoutSaysWhy) {
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("notify", 1));
+  EXPECT_FALSE(waiting.has_value());
+  ASSERT_TRUE(RunUntil([&] { return !Report("notify").last_exit.empty(); }));
+  EXPECT_EQ(Report("notify").last_exit, "did not become ready within 200 ms (killed by SIGKILL)");
+}
+
 // A client that can crash a service must not keep the broker launching
 // sandboxes: a start that follows a failed run is a restart in a row, even
 // when a connect asks for it and the service is not to be restarted.

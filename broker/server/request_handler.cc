@@ -557,6 +557,17 @@ absl::StatusOr<RequestHandler::StartGrant> RequestHandler::GrantAtStart(
   return StartGrant{std::move(fd).value(), line};
 }
 
+void RequestHandler::ConnectNotDelivered(const ConnectRequest& request,
+                                         absl::string_view service, const absl::Status& why) {
+  Session session;
+  session.identity = request.client;
+  // Finish fills the error into a reply nobody reads: the host answers.
+  capnp::MallocMessageBuilder scratch(64);
+  Finish(session, "connect", service, schema::Access::READ_WRITE, "",
+         absl::Status(why.code(), absl::StrCat("not delivered: ", why.message())),
+         request.principal, scratch.initRoot<schema::Reply>());
+}
+
 void RequestHandler::Status(const Session& session, schema::Reply::Builder reply) {
   auto status = reply.initStatus();
   absl::Duration uptime = absl::Now() - stats_.started;

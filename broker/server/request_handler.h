@@ -114,6 +114,13 @@ class RequestHandler {
   absl::StatusOr<StartGrant> GrantAtStart(const Identity& service,
                                           const CapabilitySpec& capability);
 
+  // A connect that waited for its service to start (Outcome::deferred, its
+  // line saying granted: the policy allowed it) and was answered `why`
+  // instead of a connection: a second line, a denial of the same connect,
+  // so that the log shows it was never delivered. Counted as a denial too.
+  void ConnectNotDelivered(const ConnectRequest& request, absl::string_view service,
+                           const absl::Status& why);
+
   // Answers `request` from `session` into `reply` (an initialized root).
   // Call under CatchKj: reading a malformed request throws.
   Outcome Handle(Session& session, schema::Request::Reader request,

@@ -123,6 +123,8 @@ struct ServiceHost::Service {
   std::string in_force;
   std::string missing;
   std::string last_exit;
+  // Why the host killed the running process, for its last_exit.
+  std::string killed_for;
   std::vector<server::ConnectRequest> pending;
   OutputLines lines;
   LogLimiter log_limiter{kServiceLogLinesPerSecond};
@@ -461,7 +463,10 @@ void ServiceHost::OnExit(Service& service) {
     std::fprintf(stderr, "capbrokerd: [%s] %s\n", service.spec.name.c_str(), line.c_str());
   }
   ForgetProcess(service);
-  service.last_exit = HowItEnded(info);
+  service.last_exit = service.killed_for.empty()
+                          ? HowItEnded(info)
+                          : absl::StrCat(service.killed_for, " (", HowItEnded(info), ")");
+  service.killed_for.clear();
   absl::Duration ran = absl::Now() - service.started;
   Log(service, absl::StrCat("exited (", service.last_exit, ") after ",
                             absl::FormatDuration(ran)));
@@ -544,17 +549,17 @@ void ServiceHost::OnTimer(Service& service) {
       Log(service, absl::StrCat(why, "; killing it"));
       AnswerPending(service, absl::UnavailableError(absl::StrCat(
                                  "service '", service.spec.name, "' ", why)));
-      Signal(service, SIGKILL);
+      Kill(service, why);
       break;
     }
     case ServiceState::STOPPING:
       Log(service, "still running after SIGTERM; killing it");
-      Signal(service, SIGKILL);
+      Kill(service, "still running after SIGTERM");
       break;
     case ServiceState::RUNNING:
       if (service.pidfd && service.connection_id == 0) {
         Log(service, "still running without its broker connection after SIGTERM; killing it");
-        Signal(service, SIGKILL);
+        Kill(service, "still running without its broker connection after SIGTERM");
       }
       break;
     default:
@@ -573,6 +578,11 @@ void ServiceHost::ArmTimer(Service& service, absl::Duration delay) {
   if (timerfd_settime(service.timer.get(), 0, &spec, nullptr) != 0) {
     Log(service, absl::StrCat("timerfd_settime: ", strerror(errno)));
   }
+}
+
+void ServiceHost::Kill(Service& service, absl::string_view why) {
+  service.killed_for = std::string(why);
+  Signal(service, SIGKILL);
 }
 
 void ServiceHost::Signal(Service& service, int signal) {
@@ -613,6 +623,7 @@ void ServiceHost::AnswerPending(Service& service, const absl::Status& status) {
                                                         service.spec.name,
                                                         std::move(end).value()));
     } else {
+      handler_.ConnectNotDelivered(request, service.spec.name, end.status());
       loop_.Send(request.connection_id,
                  server::ErrorAnswer(request.request_id, end.status(), false));
     }

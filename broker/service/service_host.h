@@ -178,6 +178,8 @@ class ServiceHost : public server::ServiceDirectory {
   void AnswerPending(Service& service, const absl::Status& status);
   void ArmTimer(Service& service, absl::Duration delay);
   void Signal(Service& service, int signal);
+  // SIGKILL, with `why` kept for the service's last exit (capctl services).
+  void Kill(Service& service, absl::string_view why);
   void Log(const Service& service, absl::string_view line) const;
   // waitid(WEXITED | WNOHANG) on the service's pidfd: si_pid is 0 while the
   // service runs. The errno status when waitid fails.

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -33,6 +34,7 @@
 #include "gtest/gtest.h"
 #include "schemas/broker.capnp.h"
 #include "sdk/base/status_matchers.h"
+#include "sdk/base/unique_fd.h"
 #include "tests/fixtures/process_watch.h"
 #include "tests/fixtures/temp_dir.h"
 #include "tests/sandbox/host_files.h"
@@ -310,8 +312,20 @@ class ServiceHostTest : public ::testing::Test {
   // The connects answered after they waited.
   const std::vector<std::string>& ClientAnswers() { return loop_.answers[kClient]; }
 
-  int devnull_ = open("/dev/null", O_WRONLY | O_CLOEXEC);
-  audit::AuditLog audit_{devnull_};
+  // The audit log's lines so far.
+  std::string AuditText() {
+    audit_.Flush();
+    std::string text;
+    char buffer[4096];
+    ssize_t n;
+    for (off_t at = 0; (n = pread(audit_file_.get(), buffer, sizeof buffer, at)) > 0; at += n) {
+      text.append(buffer, static_cast<size_t>(n));
+    }
+    return text;
+  }
+
+  UniqueFd audit_file_{memfd_create("audit", MFD_CLOEXEC)};
+  audit::AuditLog audit_{audit_file_.get()};
   server::Stats stats_;
   server::RequestHandler handler_{audit_, stats_};
   FakeLoop loop_;
@@ -381,6 +395,15 @@ TEST_F(ServiceHostTest, AServiceGetsItsTimerWhenItStartsAfterAShortage) {
   EXPECT_FALSE(waiting.has_value());
   ASSERT_TRUE(RunUntil([&] { return !ClientAnswers().empty(); }));
   EXPECT_EQ(ClientAnswers()[0], "service 'notify' did not become ready within 200 ms");
+}
+
+// A service killed for its readiness timeout says so in capctl services,
+// not only "killed by SIGKILL".
+TEST_F(ServiceHostTest, AServiceKilledForItsReadinessTimeoutSaysWhy) {
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("notify", 1));
+  EXPECT_FALSE(waiting.has_value());
+  ASSERT_TRUE(RunUntil([&] { return !Report("notify").last_exit.empty(); }));
+  EXPECT_EQ(Report("notify").last_exit, "did not become ready within 200 ms (killed by SIGKILL)");
 }
 
 // A client that can crash a service must not keep the broker launching
@@ -561,6 +584,23 @@ TEST_F(ServiceHostTest, AFailureTheChildReportsAnswersTheWaitingConnects) {
   EXPECT_EQ(Report("svc").state, ServiceState::FAILED);
   ASSERT_EQ(pids_.size(), 1u);
   ASSERT_TRUE(RunUntil([&] { return Reaped(pids_[0]); }));
+}
+
+// A connect that waited is on record as granted (the policy allowed it);
+// when the service then fails to start, a denial of the same connect says
+// that it was never delivered, and why.
+TEST_F(ServiceHostTest, AWaitingConnectThatIsNotDeliveredIsOnRecord) {
+  scripts_["svc"].report_failure =
+      absl::NotFoundError("program /usr/bin/svc: No such file or directory");
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("svc", 1));
+  EXPECT_FALSE(waiting.has_value());
+  ASSERT_TRUE(RunUntil([&] { return !ClientAnswers().empty(); }));
+  std::vector<std::string> lines = absl::StrSplit(AuditText(), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 1u) << AuditText();
+  EXPECT_THAT(lines[0], HasSubstr(R"("request":{"kind":"connect","capability":"svc")"));
+  EXPECT_THAT(lines[0], HasSubstr(R"("decision":"denied","principal":"me")"));
+  EXPECT_THAT(lines[0], HasSubstr(R"("reason":"not delivered: service 'svc' could not start: )"
+                                  R"(program /usr/bin/svc: No such file or directory")"));
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <optional>
 #include <string>
 #include <utility>
@@ -181,9 +182,26 @@ absl::StatusOr<server::Listener> MakeListener(const DaemonFlags& flags) {
 // itself, keeps other users out starts without a word otherwise, and their
 // clients see connect's "Permission denied", which reads like a policy
 // denial: say so at start.
+//
+// Nor does a socket its environment put in root's own runtime directory
+// (XDG_RUNTIME_DIR, set by pam_systemd in a root login session): other
+// users' clients look in their own and then at wire::kSystemSocketPath,
+// never there, so that is said instead of a permission hint.
 void WarnIfOthersCannotConnect(const DaemonFlags& flags, const server::Listener& listener) {
   if (geteuid() != 0 || listener.path().empty()) return;  // systemd owns its socket
   if (flags.socket_mode.has_value() && (*flags.socket_mode & S_IWOTH) == 0) return;
+  const char* named = getenv("CAPBROKER_SOCKET");
+  if (flags.socket_path.empty() && (named == nullptr || named[0] == '\0') &&
+      listener.path() != wire::kSystemSocketPath) {
+    std::fprintf(stderr,
+                 "capbrokerd: warning: the socket %s comes from XDG_RUNTIME_DIR, root's own "
+                 "runtime directory. A broker run as root serves every local user, but other "
+                 "users' clients look in their own runtime directory and then at %s, never "
+                 "here. To serve them, start capbrokerd with --socket %s (or without "
+                 "XDG_RUNTIME_DIR); to serve root alone, pass --socket-mode 0600\n",
+                 listener.path().c_str(), wire::kSystemSocketPath, wire::kSystemSocketPath);
+    return;
+  }
   absl::Status reachable = server::CheckReachableByOthers(listener.path());
   if (reachable.ok()) return;
   std::fprintf(stderr,

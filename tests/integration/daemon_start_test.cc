@@ -449,6 +449,42 @@ TEST(DaemonStartTest, WarnsWhenOtherUsersCannotReachARootBrokersSocket) {
   }
 }
 
+// A root login session (pam_systemd) sets XDG_RUNTIME_DIR=/run/user/0. A
+// root broker started there without --socket listens in root's runtime
+// directory, where no other user's client looks: it says so, and how to
+// serve them, instead of a permission hint that would not help.
+TEST(DaemonStartTest, WarnsWhenARootBrokersSocketIsInRootsRuntimeDirectory) {
+  if (geteuid() != 0) GTEST_SKIP() << "the warning is for a broker run as root";
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  std::string runtime = dir.Join("runtime");
+  ASSERT_EQ(mkdir(runtime.c_str(), 0700), 0);
+  struct Environment {
+    Environment(const std::string& runtime) {
+      for (const char* name : {"XDG_RUNTIME_DIR", "CAPBROKER_SOCKET"}) {
+        if (const char* value = getenv(name)) saved.emplace_back(name, value);
+      }
+      setenv("XDG_RUNTIME_DIR", runtime.c_str(), 1);
+      unsetenv("CAPBROKER_SOCKET");
+    }
+    ~Environment() {
+      unsetenv("XDG_RUNTIME_DIR");
+      for (const auto& [name, value] : saved) setenv(name.c_str(), value.c_str(), 1);
+    }
+    std::vector<std::pair<std::string, std::string>> saved;
+  } environment(runtime);
+  Result r = RunDaemon({"--policy", policy});
+  EXPECT_TRUE(r.served) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("capbrokerd: warning: the socket " + runtime +
+                               "/capbroker/broker.sock comes from XDG_RUNTIME_DIR"));
+  EXPECT_THAT(r.err, HasSubstr("--socket /run/capbroker/broker.sock"));
+  EXPECT_THAT(r.err, Not(HasSubstr("chmod o+x")));
+  // Told that the socket is root's alone, it has nothing to say.
+  Result private_socket = RunDaemon({"--policy", policy, "--socket-mode", "0600"});
+  EXPECT_TRUE(private_socket.served) << private_socket.err;
+  EXPECT_THAT(private_socket.err, Not(HasSubstr("warning")));
+}
+
 TEST(DaemonStartTest, UsageErrorsExitTwo) {
   Result r = RunDaemon({"--socket"});
   EXPECT_EQ(r.exit_code, 2);

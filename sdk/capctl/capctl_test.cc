@@ -5,7 +5,9 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,11 +26,13 @@
 #include "sdk/base/unique_fd.h"
 #include "sdk/capctl/fd_placement.h"
 #include "tests/fixtures/broker_process.h"
+#include "tests/fixtures/temp_dir.h"
 
 namespace capbroker {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 using testing::BrokerProcess;
 
@@ -334,6 +338,29 @@ TEST_F(CapctlTest, PolicyInitPrintsAPolicyThatChecks) {
   WriteFile("starter.capnp", r.out, 0600);
   Result check = RunRaw({"policy", "check", Path("starter.capnp")});
   EXPECT_EQ(check.code, kExitOk) << check.out << check.err;
+}
+
+// A stream socket at --socket (another program's, not a broker's): exit 5,
+// unavailable, in one line that says what is there, not "Protocol wrong
+// type for socket" and exit 1.
+TEST(CapctlSocketTest, AStreamSocketIsUnavailable) {
+  testing::TempDir dir;
+  const std::string path = dir.Join("stream.sock");
+  UniqueFd listener(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(listener.valid());
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  ASSERT_LT(path.size(), sizeof(address.sun_path));
+  path.copy(address.sun_path, path.size());
+  ASSERT_EQ(bind(listener.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)),
+            0);
+  ASSERT_EQ(listen(listener.get(), 1), 0);
+  std::ostringstream out, err;
+  int code = RunCapctl({"--socket", path, "list"}, out, err);
+  EXPECT_EQ(code, kExitUnavailable) << err.str();
+  EXPECT_EQ(Lines(err.str()).size(), 1u) << err.str();
+  EXPECT_THAT(err.str(), HasSubstr(absl::StrCat("the socket at ", path, " is not a broker's")));
+  EXPECT_THAT(err.str(), Not(HasSubstr("Protocol wrong type")));
 }
 
 TEST_F(CapctlTest, Help) {

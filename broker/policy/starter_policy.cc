@@ -60,7 +60,9 @@ constexpr char kStarterPolicy[] = R"POLICY(# capbroker policy: which clients may
   # Services: programs the broker launches confined and supervises. A
   # service receives exactly its grants (fds 3..) and is reachable only
   # through connections the broker makes for the principals in `connect`.
-  # To host the scanner (installed as services/README.md says): remove the
+  # To host the scanner, install it first (services/README.md, section
+  # "Installing": the program at /usr/local/lib/capbroker/scanner, its
+  # database at /usr/local/share/capbroker/signatures.txt); then remove the
   # leading "# " of the lines between #-services and #-end, and of the
   # `signatures` capability above.
   #-services

@@ -1,5 +1,7 @@
 #include "broker/policy/starter_policy.h"
 
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -235,6 +237,70 @@ TEST(StarterPolicyTest, ServiceAlternativesLoadWhenUncommented) {
 // As printed, the starter loads in any broker: nothing in it needs --cgroup.
 TEST(StarterPolicyTest, LoadsInABrokerWithoutACgroup) {
   EXPECT_OK(ParsePolicy(StarterPolicyText(), "starter.cb", NoCgroup()).status());
+}
+
+// The section of `markdown` under the heading `heading` ("## Installing"),
+// up to the next heading of that level; "" when it has none.
+std::string Section(const std::string& markdown, absl::string_view heading) {
+  size_t begin = markdown.find(absl::StrCat("\n", heading, "\n"));
+  if (begin == std::string::npos) return "";
+  size_t end = markdown.find("\n## ", begin + 1);
+  return markdown.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+}
+
+// Every quoted value that follows `field` (`command = [ "`) in `text`.
+std::vector<std::string> QuotedAfter(const std::string& text, const std::string& field) {
+  std::vector<std::string> values;
+  for (size_t at = text.find(field); at != std::string::npos; at = text.find(field, at + 1)) {
+    size_t begin = at + field.size();
+    size_t end = text.find('"', begin);
+    if (end != std::string::npos) values.push_back(text.substr(begin, end - begin));
+  }
+  return values;
+}
+
+std::string DirName(absl::string_view path) {
+  return std::string(path.substr(0, path.rfind('/')));
+}
+
+// The starter sends the admin to services/README.md, section "Installing",
+// to install the scanner: that section must install each shipped program
+// where the starter's example and the README's policy run it (`command`),
+// and make the files and directories their capabilities name.
+TEST(StarterPolicyTest, ServicesReadmeInstallsWhatThePoliciesName) {
+  EXPECT_THAT(std::string(StarterPolicyText()),
+              HasSubstr("services/README.md, section\n  # \"Installing\""));
+  std::ifstream file("services/README.md");
+  ASSERT_TRUE(file.good()) << "services/README.md is not in the test's runfiles";
+  std::stringstream readme;
+  readme << file.rdbuf();
+  const std::string installing = Section(readme.str(), "## Installing");
+  ASSERT_FALSE(installing.empty()) << "services/README.md has no \"## Installing\" section";
+  const std::string starter = absl::StrJoin(WithServices(), "\n");
+  std::vector<std::string> commands = QuotedAfter(readme.str(), "command = [ \"");
+  std::vector<std::string> paths = QuotedAfter(readme.str(), "path = \"");
+  for (const std::string& command : QuotedAfter(starter, "command = [ \"")) {
+    commands.push_back(command);
+  }
+  // Of the starter's capability paths, only the scanner's database is the
+  // services' to install (motd and spool are the admin's own examples).
+  paths.push_back("/usr/local/share/capbroker/signatures.txt");
+  EXPECT_THAT(starter, HasSubstr(absl::StrCat("path = \"", paths.back(), "\"")));
+  EXPECT_GE(commands.size(), 4u);  // the README's three and the starter's scanner
+  for (const std::string& command : commands) {
+    SCOPED_TRACE(command);
+    std::string program = command.substr(command.rfind('/') + 1);
+    EXPECT_THAT(installing,
+                HasSubstr(absl::StrCat("bazel-bin/services/", program, "/", program, " ")));
+    EXPECT_THAT(installing, HasSubstr(absl::StrCat(" ", DirName(command), "/\n")));
+  }
+  EXPECT_GE(paths.size(), 4u);
+  for (const std::string& path : paths) {
+    SCOPED_TRACE(path);
+    EXPECT_THAT(installing, HasSubstr(absl::StrCat(" ", DirName(path))));
+  }
+  EXPECT_THAT(installing, HasSubstr("services/scanner/signatures.txt /usr/local/share/capbroker/\n"));
+  EXPECT_THAT(installing, HasSubstr("-o 65534 -g 65534 /var/lib/capbroker/kvstore\n"));
 }
 
 }  // namespace

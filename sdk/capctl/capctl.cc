@@ -176,8 +176,11 @@ class Capctl {
     err_ << "capctl: " << context << ": " << Shown(why, kMaxShownReasonBytes) << "\n";
     return ExitCodeFor(status);
   }
+  // A usage error: one line "capctl: <why>", then the usage of the command
+  // being run (`command_`), or the whole text when there is none.
   int Usage(absl::string_view why) {
-    err_ << "capctl: " << why << "\n" << FullUsage();
+    std::string usage = command_.empty() ? std::string() : UsageOf(command_);
+    err_ << "capctl: " << why << "\n" << (usage.empty() ? FullUsage() : usage);
     return kExitUsage;
   }
   // `capctl COMMAND --help`: COMMAND's usage, on `out`.
@@ -210,6 +213,9 @@ class Capctl {
   std::string socket_;
   std::ostream& out_;
   std::ostream& err_;
+  // The command whose usage a usage error shows ("request", "policy",
+  // "policy check"); empty until the command is known.
+  std::string command_;
 };
 
 int Capctl::Request(const Options& o) {
@@ -496,11 +502,13 @@ int Capctl::Run(const std::vector<std::string>& args, size_t begin) {
     return kExitOk;
   }
   if (command == "policy") {
+    command_ = command;
     if (AsksForHelp(args, begin + 1)) return Help(command);
     if (begin + 1 >= args.size()) return Usage("policy needs check or init");
     const std::string& what = args[begin + 1];
+    if (what == "init" || what == "check") command_ = absl::StrCat(command, " ", what);
     if ((what == "init" || what == "check") && AsksForHelp(args, begin + 2)) {
-      return Help(absl::StrCat(command, " ", what));
+      return Help(command_);
     }
     if (what == "init") {
       if (begin + 2 != args.size()) return Usage("policy init takes no arguments");
@@ -531,6 +539,7 @@ int Capctl::Run(const std::vector<std::string>& args, size_t begin) {
   };
   for (const Sub& sub : subs) {
     if (command != sub.name) continue;
+    command_ = command;
     if (AsksForHelp(args, begin + 1)) return Help(command);
     absl::StatusOr<Options> options =
         ParseOptions(args, begin + 1, sub.flags, sub.exec_style);

@@ -11,7 +11,8 @@
 // Exit codes (kExit*): 0 ok, 2 usage, 3 permission denied, 4 not found,
 // 5 broker unavailable, 1 anything else; `exec` returns 127 when the command
 // cannot be run. Every failure writes exactly one line "capctl: <why>" to
-// `err` (a usage error adds the usage text after it); `policy check` of a
+// `err` (a usage error adds the command's usage after it, or the whole
+// text when the command is missing or unknown); `policy check` of a
 // file whose text is wrong writes its "FILE:LINE:COL: message" lines to
 // `err` first, each once.
 #ifndef CAPBROKER_SDK_CAPCTL_CAPCTL_H_

@@ -17,6 +17,7 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::IsSupersetOf;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 struct Result {
@@ -109,6 +110,49 @@ TEST(CapctlHelpTest, UnknownOptionsAreStillUsageErrors) {
     EXPECT_EQ(r.out, "");
     EXPECT_THAT(r.err, StartsWith("capctl: "));
   }
+}
+
+// A usage error of a known command: the reason on one line, then that
+// command's usage alone (as `COMMAND --help` prints it), not every
+// command's; the whole text only when the command is missing or unknown.
+TEST(CapctlHelpTest, AUsageErrorShowsTheCommandsUsageAlone) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string usage_of;  // "": the whole text
+  };
+  const std::vector<Case> cases = {
+      {{"request"}, "request"},
+      {{"request", "motd", "--help"}, "request"},
+      {{"request", "motd", "--access", "execute"}, "request"},
+      {{"open", "--frobnicate"}, "open"},
+      {{"exec", "motd", "/bin/true"}, "exec"},
+      {{"list", "extra"}, "list"},
+      {{"status", "extra"}, "status"},
+      {{"services", "extra"}, "services"},
+      {{"connect", "kvstore"}, "connect"},
+      {{"policy"}, "policy"},
+      {{"policy", "frob"}, "policy"},
+      {{"policy", "check"}, "policy check"},
+      {{"policy", "init", "x"}, "policy init"},
+      {{}, ""},
+      {{"frobnicate"}, ""},
+      {{"--verbose", "list"}, ""},
+      {{"--socket"}, ""},
+      {{"--socket", "", "list"}, ""},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(absl::StrJoin(c.args, " "));
+    Result r = Invoke(c.args);
+    EXPECT_EQ(r.code, kExitUsage);
+    EXPECT_EQ(r.out, "");
+    ASSERT_THAT(r.err, StartsWith("capctl: "));
+    size_t first_line = r.err.find('\n');
+    ASSERT_NE(first_line, std::string::npos);
+    EXPECT_EQ(r.err.substr(first_line + 1), c.usage_of.empty() ? FullUsage() : UsageOf(c.usage_of));
+  }
+  Result request = Invoke({"request"});
+  EXPECT_THAT(request.err, HasSubstr("capctl [--socket PATH] request NAME"));
+  EXPECT_THAT(request.err, Not(HasSubstr("exec NAME")));
 }
 
 }  // namespace

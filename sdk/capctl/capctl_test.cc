@@ -5,7 +5,9 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,11 +26,13 @@
 #include "sdk/base/unique_fd.h"
 #include "sdk/capctl/fd_placement.h"
 #include "tests/fixtures/broker_process.h"
+#include "tests/fixtures/temp_dir.h"
 
 namespace capbroker {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 using testing::BrokerProcess;
 
@@ -80,13 +84,17 @@ class CapctlTest : public ::testing::Test {
     int code = RunCapctl(args, out, err);
     return {code, out.str(), err.str()};
   }
-  // A failure: `code`, and exactly one stderr line "capctl: ..." (plus the
-  // usage text for usage errors).
+  // A failure: `code`, and exactly one stderr line "capctl: ..." (then the
+  // usage text, for usage errors).
   static void ExpectFailure(const Result& r, int code) {
     EXPECT_EQ(r.code, code) << r.err;
     EXPECT_THAT(r.err, StartsWith("capctl: "));
-    if (code != kExitUsage) EXPECT_EQ(Lines(r.err).size(), 1u) << r.err;
-    else EXPECT_THAT(r.err, HasSubstr("\nusage: capctl"));
+    if (code != kExitUsage) {
+      EXPECT_EQ(Lines(r.err).size(), 1u) << r.err;
+    } else {
+      // The one line, then the usage (the command's, or all of it).
+      EXPECT_THAT(r.err.substr(r.err.find('\n') + 1), StartsWith("usage: capctl")) << r.err;
+    }
   }
   // Runs `args` in a forked child whose stdout is captured (exec replaces
   // the process); returns the exit code and the output.
@@ -334,6 +342,29 @@ TEST_F(CapctlTest, PolicyInitPrintsAPolicyThatChecks) {
   WriteFile("starter.capnp", r.out, 0600);
   Result check = RunRaw({"policy", "check", Path("starter.capnp")});
   EXPECT_EQ(check.code, kExitOk) << check.out << check.err;
+}
+
+// A stream socket at --socket (another program's, not a broker's): exit 5,
+// unavailable, in one line that says what is there, not "Protocol wrong
+// type for socket" and exit 1.
+TEST(CapctlSocketTest, AStreamSocketIsUnavailable) {
+  testing::TempDir dir;
+  const std::string path = dir.Join("stream.sock");
+  UniqueFd listener(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(listener.valid());
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  ASSERT_LT(path.size(), sizeof(address.sun_path));
+  path.copy(address.sun_path, path.size());
+  ASSERT_EQ(bind(listener.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)),
+            0);
+  ASSERT_EQ(listen(listener.get(), 1), 0);
+  std::ostringstream out, err;
+  int code = RunCapctl({"--socket", path, "list"}, out, err);
+  EXPECT_EQ(code, kExitUnavailable) << err.str();
+  EXPECT_EQ(Lines(err.str()).size(), 1u) << err.str();
+  EXPECT_THAT(err.str(), HasSubstr(absl::StrCat("the socket at ", path, " is not a broker's")));
+  EXPECT_THAT(err.str(), Not(HasSubstr("Protocol wrong type")));
 }
 
 TEST_F(CapctlTest, Help) {

@@ -147,6 +147,14 @@ absl::StatusOr<Client> Client::Connect(absl::string_view socket_path) {
           "; the socket's permissions or those of a directory on its path keep this user "
           "out (not the broker's policy, which was not asked)"));
     }
+    if (wire::IsOtherSocketType(fd.status())) {
+      // Another program's socket (EPROTOTYPE): no broker can be reached
+      // there. kUnavailable, as for any other path without a broker.
+      return absl::UnavailableError(absl::StrCat(
+          "the socket at ", path,
+          " is not a broker's: it is a stream or datagram socket, and a broker's is "
+          "SOCK_SEQPACKET (another program's socket, or the wrong path)"));
+    }
     // Only a path where nothing exists sends us on to the next: a socket
     // that refuses is a broker that is down, and one we may not reach is
     // not replaced by another broker behind the caller's back.

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "capnp/any.h"
 #include "capnp/message.h"
 #include "capnp/schema.h"
@@ -40,6 +41,7 @@ namespace {
 using ::capbroker::testing::CountOpenFds;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::Values;
 
 using Fill = std::function<void(schema::Reply::Builder)>;
@@ -123,6 +125,27 @@ TEST_F(ClientConnectTest, NoBrokerAnywhereIsUnavailableNamingEachPath) {
   ASSERT_EQ(unsetenv("XDG_RUNTIME_DIR"), 0);
   EXPECT_THAT(Client::Connect(), StatusIs(absl::StatusCode::kUnavailable,
                                           HasSubstr(wire::kSystemSocketPath)));
+}
+
+// A stream socket where the broker's should be (another program's) is
+// `unavailable`, saying so, not "Protocol wrong type for socket"; and the
+// client does not go on to the system broker behind the caller's back.
+TEST_F(ClientConnectTest, AStreamSocketAtThePathIsNotABroker) {
+  ASSERT_EQ(mkdir(runtime_.Join("capbroker").c_str(), 0700), 0);
+  const std::string path = runtime_.Join("capbroker/broker.sock");
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(path));
+  ASSERT_OK_AND_ASSIGN(UniqueFd listener,
+                       TakeFd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), "socket"));
+  ASSERT_EQ(bind(listener.get(), reinterpret_cast<const sockaddr*>(&address.addr),
+                 address.length),
+            0);
+  ASSERT_EQ(listen(listener.get(), 1), 0);
+  absl::StatusOr<Client> client = Client::Connect();
+  EXPECT_THAT(client, StatusIs(absl::StatusCode::kUnavailable,
+                               AllOf(HasSubstr(absl::StrCat("the socket at ", path,
+                                                            " is not a broker's")),
+                                     HasSubstr("stream"), HasSubstr("SOCK_SEQPACKET"))));
+  EXPECT_THAT(client.status().message(), Not(HasSubstr(wire::kSystemSocketPath)));
 }
 
 // An fd for the broker to send: what it is does not matter to the client.

@@ -1,12 +1,20 @@
 #include "sdk/wire/unix_socket.h"
 
+#include <cerrno>
 #include <cstring>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 
 namespace capbroker::wire {
+namespace {
+
+// The payload that marks ConnectSeqpacket's EPROTOTYPE status.
+constexpr char kOtherSocketType[] = "capbroker.wire/OtherSocketType";
+
+}  // namespace
 
 absl::StatusOr<UnixAddress> MakeUnixAddress(absl::string_view path) {
   UnixAddress a{};
@@ -43,9 +51,22 @@ absl::StatusOr<UniqueFd> ConnectSeqpacket(absl::string_view path) {
       return absl::UnavailableError(
           absl::StrCat("no broker is listening on ", path));
     }
+    if (err == EPROTOTYPE) {
+      // Not kUnavailable: a broker at start takes that for a stale socket
+      // of its own and removes it, and this one is another program's.
+      absl::Status status = absl::FailedPreconditionError(absl::StrCat(
+          "the socket at ", path, " is a stream or datagram socket, not a SOCK_SEQPACKET one: ",
+          "connect(): ", strerror(err)));
+      status.SetPayload(kOtherSocketType, absl::Cord("EPROTOTYPE"));
+      return status;
+    }
     return ErrnoStatus(err, absl::StrCat("connect(", path, ")"));
   }
   return fd;
+}
+
+bool IsOtherSocketType(const absl::Status& status) {
+  return status.GetPayload(kOtherSocketType).has_value();
 }
 
 absl::StatusOr<std::pair<UniqueFd, UniqueFd>> SeqpacketPair() {

@@ -12,6 +12,7 @@
 namespace capbroker::wire {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 TEST(MakeUnixAddressTest, AcceptsLongestPath) {
@@ -54,6 +55,28 @@ TEST(ConnectSeqpacketTest, NobodyListeningIsUnavailable) {
   EXPECT_THAT(ConnectSeqpacket(path),
               StatusIs(absl::StatusCode::kUnavailable,
                        HasSubstr("no broker is listening")));
+  unlink(path.c_str());
+  rmdir(dir);
+}
+
+// A socket of another type at the path (another program's stream socket)
+// answers connect() with EPROTOTYPE: not a broker's, and not a stale
+// broker socket either (the broker must not remove it).
+TEST(ConnectSeqpacketTest, AStreamSocketIsNotASeqpacketSocket) {
+  char dir[] = "/tmp/capbroker-test-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string path = std::string(dir) + "/s";
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  ASSERT_OK_AND_ASSIGN(UnixAddress a, MakeUnixAddress(path));
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a.addr), a.length), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  absl::StatusOr<UniqueFd> connected = ConnectSeqpacket(path);
+  EXPECT_THAT(connected, StatusIs(absl::StatusCode::kFailedPrecondition,
+                                  AllOf(HasSubstr(path), HasSubstr("SOCK_SEQPACKET"))));
+  EXPECT_TRUE(IsOtherSocketType(connected.status()));
+  EXPECT_FALSE(IsOtherSocketType(ConnectSeqpacket("/nonexistent-capbroker/s").status()));
+  close(fd);
   unlink(path.c_str());
   rmdir(dir);
 }

@@ -83,6 +83,8 @@ struct Service {
   group @12 :Int64 = -1;      # else the broker's own uid and gid)
   limits @13 :ResourceLimits;
   sandbox @14 :Sandbox;
+  acceptsFds @15 :Bool = false;  # clients' requests may carry fds; else the
+                                 # kernel refuses them (sendmsg fails: EPERM)
 }
 
 enum Activation {

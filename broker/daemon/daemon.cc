@@ -212,6 +212,26 @@ void WarnIfOthersCannotConnect(const DaemonFlags& flags, const server::Listener&
                std::string(reachable.message()).c_str());
 }
 
+// The broker's sockets refuse clients' fds (listener.h); say so at start
+// when that falls short.
+void WarnIfClientsCanSendFds(const server::Listener& listener) {
+  if (!listener.fd_refusal().ok()) {
+    std::fprintf(stderr,
+                 "capbrokerd: warning: %s. Fds a client sends are discarded unread, and a "
+                 "client can stall the broker with one: a socket that lingers on close "
+                 "(SO_LINGER) is released in the broker's thread, which waits for it as long "
+                 "as that client likes. Linux 6.16 closes this: the kernel then refuses fds "
+                 "sent to the broker\n",
+                 std::string(listener.fd_refusal().message()).c_str());
+  } else if (listener.took_fds()) {
+    std::fprintf(stderr,
+                 "capbrokerd: warning: the socket from systemd accepted fds until now: "
+                 "connections made before the broker started may hold some, and are set aside "
+                 "unread if they do. Add AcceptFileDescriptors=no to the .socket unit "
+                 "(systemd 258) so that it never accepts any\n");
+  }
+}
+
 }  // namespace
 
 absl::Status EnsureStandardFds() {
@@ -260,6 +280,7 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   CB_RETURN_IF_ERROR(handler.SetPolicy(std::move(policy)));
   CB_ASSIGN_OR_RETURN(server::Listener listener, MakeListener(flags));
   WarnIfOthersCannotConnect(flags, listener);
+  WarnIfClientsCanSendFds(listener);
   server::BrokerLoop loop(handler, audit, stats, flags.limits);
   service::HostOptions host_options;
   host_options.launcher = LauncherHiding(std::move(hidden), sandbox::StartLaunch);

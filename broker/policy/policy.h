@@ -87,6 +87,9 @@ struct ServiceSpec {
   std::optional<uint32_t> group;
   sandbox::Protections protections;
   sandbox::ResourceLimits limits;  // cgroup_parent is the daemon's, not here
+  // Its clients may send it fds. If not, the broker makes the service's end
+  // of every client connection refuse them (wire::RefuseFds).
+  bool accepts_fds = false;
 };
 
 // The outcome of Policy::DecideConnect.

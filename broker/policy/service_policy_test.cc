@@ -45,6 +45,7 @@ TEST(ServicePolicyTest, DefaultsAreSecureAndOnDemand) {
   EXPECT_EQ(s.readiness, Readiness::kNotify);
   EXPECT_EQ(s.restart_limit, 5u);
   EXPECT_FALSE(s.user.has_value());
+  EXPECT_FALSE(s.accepts_fds);  // its clients' fds are refused by the kernel
   const sandbox::Protections& p = s.protections;
   for (sandbox::Requirement r :
        {p.private_users, p.protect_system, p.private_pids, p.private_ipc,
@@ -67,6 +68,16 @@ TEST(ServicePolicyTest, SandboxSettingsAreRead) {
   EXPECT_EQ(p.landlock, sandbox::Requirement::kBestEffort);
   EXPECT_EQ(p.private_network, sandbox::Requirement::kOff);
   EXPECT_EQ(p.restrict_address_families.size(), 2u);
+}
+
+TEST(ServicePolicyTest, AServiceTakesClientsFdsOnlyWhenItSaysSo) {
+  ASSERT_OK_AND_ASSIGN(
+      Policy policy,
+      ParsePolicy(WithServices(R"(( name = "scanner", command = [ "/bin/s" ], acceptsFds = true ),
+                                  ( name = "store", command = [ "/bin/t" ], acceptsFds = false ))"),
+                  "policy.cb"));
+  EXPECT_TRUE(policy.services()[0].accepts_fds);
+  EXPECT_FALSE(policy.services()[1].accepts_fds);
 }
 
 TEST(ServicePolicyTest, ErrorsNameTheirPlace) {

@@ -73,6 +73,7 @@ class ServiceValidator {
     }
     Limits(service.getLimits(), path + ".limits", label, spec);
     Sandbox(service.getSandbox(), path + ".sandbox", label, spec);
+    spec.accepts_fds = service.getAcceptsFds();
     return spec;
   }
 

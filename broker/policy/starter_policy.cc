@@ -73,6 +73,9 @@ constexpr char kStarterPolicy[] = R"POLICY(# capbroker policy: which clients may
   #     grants = [ "signatures" ],     # capabilities it receives at start (fds 3..); the
   #                                    # scanner reads the one named "signatures"
   #     connect = [ "ops" ],           # principals and services that may connect to it
+  #     acceptsFds = true,             # its clients may send it fds (the scanner takes the
+  #                                    # file to scan as one); left out (false), the kernel
+  #                                    # refuses fds sent to it (sendmsg fails: EPERM)
   #     activation = onDemand,         # onDemand (first connection) or atStart
   #     restart = onFailure,           # onFailure, never or always
   #     restartLimit = 5,              # restarts in a row before it is marked failed

@@ -193,6 +193,7 @@ TEST(StarterPolicyTest, ServiceExampleLoadsWhenUncommented) {
   ASSERT_EQ(policy.services().size(), 1u);
   const ServiceSpec& scanner = policy.services()[0];
   EXPECT_EQ(scanner.command[0], "/usr/local/lib/capbroker/scanner");
+  EXPECT_TRUE(scanner.accepts_fds);  // it takes the file to scan as an fd
   EXPECT_FALSE(scanner.user.has_value());
   EXPECT_EQ(scanner.limits.memory_max, 0u);
   EXPECT_EQ(scanner.protections.restrict_address_families.size(), 1u);

@@ -12,10 +12,12 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "broker/peer/peer_identity.h"
 #include "broker/server/dispatch.h"
 #include "sdk/base/syscall.h"
+#include "sdk/wire/unix_socket.h"
 
 namespace capbroker::server {
 namespace {
@@ -73,7 +75,12 @@ BrokerLoop::BrokerLoop(RequestHandler& handler, audit::AuditLog& audit,
   std::fill(scratch_.begin(), scratch_.end(), capnp::word());
 }
 
-BrokerLoop::~BrokerLoop() = default;
+BrokerLoop::~BrokerLoop() {
+  // Left open for the process's exit to close: not closed here, where
+  // dropping what they hold could wait (see Discard). An exiting process
+  // does not linger on close, and releases nothing through close() itself.
+  for (UniqueFd& fd : set_aside_) (void)fd.release();
+}
 
 absl::Status BrokerLoop::Serve(int listener, int control_fd,
                                const std::function<bool()>& on_control) {
@@ -160,7 +167,8 @@ void BrokerLoop::Accept(int listener) {
         Refuse(refused.get(), absl::ResourceExhaustedError(
                                   "the broker refused the connection: it is out of fds"));
       }
-      refused.reset();
+      bool fds_may_wait = FdsMayWait(refused.get());
+      Discard(std::move(refused), fds_may_wait);
       reserve_fd_ = OpenReserve();
       if (!took) return;
       continue;
@@ -172,7 +180,33 @@ void BrokerLoop::Accept(int listener) {
   }
 }
 
+bool BrokerLoop::FdsMayWait(int fd) {
+  if (fd < 0) return false;
+  absl::StatusOr<bool> takes = wire::TakesFds(fd);
+  // Not known (a kernel without SO_PASSRIGHTS), or refused since connect.
+  if (!takes.ok() || !*takes) return false;
+  // Nothing more can come with fds; what came before is dealt with in turn.
+  absl::Status refused = wire::RefuseFds(fd);
+  if (!refused.ok()) PeerLog(refused.message());
+  return true;
+}
+
+void BrokerLoop::Discard(UniqueFd fd, bool fds_may_wait) {
+  if (!fd.valid() || !fds_may_wait) return;  // closes it
+  absl::StatusOr<wire::Waiting> waiting = wire::PeekDatagram(fd.get());
+  if (waiting.ok() && *waiting == wire::Waiting::kNothing) return;  // nothing to drop
+  // Out of the epoll set, if it was in it: it stays open.
+  epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd.get(), nullptr);
+  PeerLog(absl::StrCat("keeping a connection open, unread, for good: it was made before the "
+                       "broker refused fds (", set_aside_.size() + 1,
+                       " so far), and closing it could drop a client's fd here"));
+  set_aside_.push_back(std::move(fd));
+}
+
 void BrokerLoop::Admit(UniqueFd fd) {
+  // Set aside rather than closed if it is not served (see Discard).
+  bool fds_may_wait = FdsMayWait(fd.get());
+  absl::Cleanup unserved = [&] { Discard(std::move(fd), fds_may_wait); };
   absl::StatusOr<Identity> identity = peer::IdentifyPeer(fd.get());
   if (!identity.ok()) {
     PeerLog(absl::StrCat("refusing a connection: ", identity.status().message()));
@@ -207,8 +241,8 @@ void BrokerLoop::Admit(UniqueFd fd) {
     PeerLog(absl::StrCat("refusing uid ", identity->uid, ": ", send_buffer.status().message()));
     return;
   }
-  absl::StatusOr<uint64_t> id =
-      Register(std::move(fd), std::move(identity).value(), false, *send_buffer);
+  absl::StatusOr<uint64_t> id = Register(std::move(fd), std::move(identity).value(), false,
+                                         *send_buffer, fds_may_wait);
   if (!id.ok()) {
     PeerLog(id.status().message());
     return;
@@ -266,8 +300,9 @@ void BrokerLoop::Refuse(int fd, const absl::Status& why) {
   (void)wire::SendDatagram(fd, &iov, 1, {});
 }
 
-absl::StatusOr<uint64_t> BrokerLoop::Register(UniqueFd fd, Identity identity,
-                                              bool service, size_t send_buffer) {
+absl::StatusOr<uint64_t> BrokerLoop::Register(UniqueFd&& fd, Identity identity,
+                                              bool service, size_t send_buffer,
+                                              bool fds_may_wait) {
   int raw = fd.get();
   epoll_event ev{};
   ev.events = EPOLLIN;
@@ -283,6 +318,7 @@ absl::StatusOr<uint64_t> BrokerLoop::Register(UniqueFd fd, Identity identity,
   connection->id = next_id_++;
   connection->service = service;
   connection->send_buffer = send_buffer;
+  connection->fds_may_wait = fds_may_wait;
   connection->session.identity = std::move(identity);
   connection->session.connection_id = connection->id;
   connection->events = EPOLLIN;
@@ -364,7 +400,7 @@ void BrokerLoop::Close(Connection& connection, bool tell_host) {
   int fd = connection.fd.get();
   closed_.push_back(std::move(connections_[fd]));
   // Closing the socket removes it from the epoll set (we never dup it).
-  connection.fd.reset();
+  Discard(std::move(connection.fd), connection.fds_may_wait);
 }
 
 void BrokerLoop::Reap() { closed_.clear(); }
@@ -390,11 +426,36 @@ void BrokerLoop::OnReadable(Connection& connection) {
   }
 }
 
+bool BrokerLoop::MayRead(Connection& connection) {
+  absl::StatusOr<wire::Waiting> waiting = wire::PeekDatagram(connection.fd.get());
+  if (!waiting.ok()) return false;  // gone, or unusable: closed (set aside)
+  if (*waiting == wire::Waiting::kNothing) {
+    // Drained: what comes from now on cannot carry fds.
+    connection.fds_may_wait = false;
+    return true;
+  }
+  if (*waiting == wire::Waiting::kDatagram) return true;
+  PeerLog(absl::StrCat("pid ", connection.session.identity.pid, " (uid ",
+                       connection.session.identity.uid,
+                       ") sent fds before the broker could refuse them: its connection is "
+                       "set aside, never read again"));
+  return false;
+}
+
 bool BrokerLoop::OnDatagram(Connection& connection) {
-  // Requests carry no fds, and the broker never takes any: the kernel
-  // discards what a client attaches (see wire::FdPolicy::kRefuse).
+  // Requests carry no fds, and the broker never takes any: its sockets
+  // refuse them (wire::RefuseFds), so nothing a client attaches is ever
+  // queued. Where the kernel cannot refuse (before Linux 6.16), receiving
+  // without room for fds is what is left (see wire::FdPolicy::kRefuse). A
+  // connection made before its listener refused fds is looked at first.
+  if (connection.fds_may_wait && !MayRead(connection)) return false;
   absl::StatusOr<std::optional<wire::Datagram>> received = wire::ReceiveDatagram(
       connection.fd.get(), receive_buffer_, wire::FdPolicy::kRefuse);
+  // Taken: once nothing waits, the connection is as any other.
+  if (connection.fds_may_wait && received.ok()) {
+    absl::StatusOr<wire::Waiting> next = wire::PeekDatagram(connection.fd.get());
+    if (next.ok() && *next == wire::Waiting::kNothing) connection.fds_may_wait = false;
+  }
   if (!received.ok()) {
     absl::StatusCode code = received.status().code();
     if (code == absl::StatusCode::kUnavailable) return false;

@@ -55,6 +55,23 @@
 // verify its peer) gets one error reply with id 0 saying why (naming the
 // flag that sets the quota), then is closed: clients take it as the answer
 // to their first call.
+//
+// No fds from clients. The broker never takes one, and never holds one
+// either, not even unread in a socket it closes: dropping the last
+// reference to a file runs its release in the dropping thread, and a
+// client can make that take as long as it likes (see wire::FdPolicy). Its
+// sockets refuse fds (wire::RefuseFds: the listener, and every socketpair
+// end it reads), so a client's sendmsg with fds fails. One kind of
+// connection may still hold some: one made, to a socket from systemd
+// whose unit does not say AcceptFileDescriptors=no, before the broker
+// turned fd-passing off on it (while no broker ran: a connection takes
+// the option when it is made). The loop looks at each datagram of such a
+// connection before reading it (wire::PeekDatagram, which drops nothing),
+// and when one carries fds, or when the connection ends with anything
+// unread, it keeps the socket open, unread, out of the epoll set, until
+// the broker exits: closing it would drop what it holds in the loop's
+// thread. Only connections made before the broker started can be kept so:
+// at most the listener's backlog (systemd's Backlog=), once per start.
 #ifndef CAPBROKER_BROKER_SERVER_BROKER_LOOP_H_
 #define CAPBROKER_BROKER_SERVER_BROKER_LOOP_H_
 
@@ -165,6 +182,9 @@ class BrokerLoop : public LoopPort {
     // The socket's send buffer as LimitSendBuffer set it (a client's); 0
     // for the kernel's default (a service's).
     size_t send_buffer = 0;
+    // Made before its listener refused fds, and not yet seen empty: what
+    // waits in it may carry fds (see the class comment).
+    bool fds_may_wait = false;
   };
 
   // Accepts waiting connections, at most kAcceptsPerWakeup of them.
@@ -177,8 +197,20 @@ class BrokerLoop : public LoopPort {
   void Refuse(int fd, const absl::Status& why);
   // Adds `fd` to the epoll set and the connection table. `send_buffer`:
   // the socket's SO_SNDBUF if LimitSendBuffer set it, else 0.
-  absl::StatusOr<uint64_t> Register(UniqueFd fd, Identity identity, bool service,
-                                    size_t send_buffer = 0);
+  // `fds_may_wait`: see Connection. Takes `fd` only when it succeeds.
+  absl::StatusOr<uint64_t> Register(UniqueFd&& fd, Identity identity, bool service,
+                                    size_t send_buffer = 0, bool fds_may_wait = false);
+  // Whether the new connection `fd` (borrowed; -1: none) may hold fds sent
+  // before its listener refused them (see the class comment); if so, it
+  // refuses them from now on.
+  bool FdsMayWait(int fd);
+  // Closes a connection that is not (or no longer) served; one that may
+  // hold fds (`fds_may_wait`) and may have anything unread is kept open,
+  // unread and unwatched, in set_aside_ instead.
+  void Discard(UniqueFd fd, bool fds_may_wait);
+  // For a connection that may hold fds: whether its next datagram carries
+  // none and may be read. Clears fds_may_wait when nothing waits.
+  bool MayRead(Connection& connection);
   // Sets the small send buffer of a client's connection `fd` (borrowed;
   // see kClientSendBufferBytes in broker_loop.cc); returns the size the
   // kernel gave it.
@@ -254,6 +286,9 @@ class BrokerLoop : public LoopPort {
   size_t queued_bytes_total_ = 0;  // the sum of every connection's queued_bytes
   size_t queued_fds_total_ = 0;    // the sum of every connection's queued_fds
   std::vector<std::unique_ptr<Connection>> closed_;  // for Reap()
+  // Connections that may hold clients' fds, kept open and unread until the
+  // broker exits (see Discard).
+  std::vector<UniqueFd> set_aside_;
   std::vector<int> pending_sends_;  // fds with replies queued this turn
   // The audit lines FlushAudit lost in this loop turn. A flush can come
   // between an answer's Record and its Queue (Queue makes room by sending,

@@ -3,6 +3,7 @@
 #include "broker/server/broker_loop.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -19,6 +20,8 @@
 #include "sdk/wire/datagram.h"
 #include "sdk/wire/framing.h"
 #include "sdk/wire/unix_socket.h"
+#include "tests/fixtures/raw_send.h"
+#include "tests/fixtures/request_bytes.h"
 #include "tests/fixtures/temp_dir.h"
 
 namespace capbroker::server {
@@ -119,6 +122,59 @@ TEST_F(BrokerLoopTest, GrantWhoseLineIsLostWhileMakingRoomIsWithheld) {
     }
   }
   EXPECT_EQ(stats_.grants, 1u);
+}
+
+// A socket from systemd may have taken connections, and their datagrams,
+// before the broker turned fd-passing off on it (a connection takes the
+// option when it is made). The loop reads a datagram of such a connection
+// only after a look that drops nothing, and sets aside the connection whose
+// datagram carries fds: it never drops a client's fd (here a pipe's write
+// end; with a socket lingering on close, that would stall the loop).
+// Connections of the same kind without fds are served.
+TEST_F(BrokerLoopTest, FdsSentBeforeTheListenerRefusedThemAreNeverDroppedHere) {
+  UniqueFd listener(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(dir_.Join("s")));
+  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&address.addr), address.length), 0);
+  ASSERT_EQ(listen(listener.get(), 8), 0);
+  ASSERT_OK_AND_ASSIGN(UniqueFd with_fds, wire::ConnectSeqpacket(dir_.Join("s")));
+  ASSERT_OK_AND_ASSIGN(UniqueFd without, wire::ConnectSeqpacket(dir_.Join("s")));
+  int pipe_fds[2];
+  ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
+  UniqueFd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
+  ASSERT_EQ(testing::RawSend(with_fds.get(), testing::HelloBytes(1, schema::PROTOCOL_VERSION),
+                             {write_end.get()}),
+            0);
+  write_end.reset();  // the datagram holds the only reference
+  ASSERT_EQ(testing::RawSend(without.get(), testing::HelloBytes(2, schema::PROTOCOL_VERSION)),
+            0);
+  // As Listener::FromSystemd does when it takes such a socket.
+  absl::Status refused = wire::RefuseFds(listener.get());
+  if (refused.code() == absl::StatusCode::kUnimplemented) GTEST_SKIP() << refused.message();
+  ASSERT_OK(refused);
+
+  BrokerLoop loop(handler_, audit_, stats_, Limits());
+  UniqueFd control(eventfd(1, EFD_CLOEXEC));  // readable every turn
+  int turns = 0;
+  ASSERT_OK(loop.Serve(listener.get(), control.get(), [&] {
+    pollfd answered{without.get(), POLLIN, 0};
+    // Done once `without` is answered and `with_fds` is no longer served;
+    // a safety net of turns, never a wait.
+    return (poll(&answered, 1, 0) == 1 && stats_.connections_total == 2 &&
+            stats_.connections == 1) ||
+           ++turns > 1000;
+  }));
+  ASSERT_LE(turns, 1000) << "the loop did not get there";
+  pollfd p{read_end.get(), POLLIN, 0};
+  EXPECT_EQ(poll(&p, 1, 0), 0) << "the loop dropped the client's fd";
+  wire::ReceiveBuffer buffer;
+  ASSERT_OK_AND_ASSIGN(std::optional<wire::Datagram> reply,
+                       wire::ReceiveDatagram(without.get(), buffer));
+  ASSERT_TRUE(reply.has_value());
+  capnp::FlatArrayMessageReader reader(reply->words);
+  EXPECT_EQ(reader.getRoot<schema::Reply>().getId(), 2u);
+  // Nothing came back on the connection set aside: it is never read again.
+  pollfd q{with_fds.get(), POLLIN, 0};
+  EXPECT_EQ(poll(&q, 1, 0), 0);
 }
 
 }  // namespace

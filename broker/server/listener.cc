@@ -220,6 +220,8 @@ absl::StatusOr<Listener> Listener::Bind(absl::string_view path,
       listener.fd_,
       TakeFd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0),
              "socket(AF_UNIX, SOCK_SEQPACKET)"));
+  // Before listen(): every connection takes it from its first datagram on.
+  CB_RETURN_IF_ERROR(listener.RefuseFds());
   mode_t old_umask = umask(0177);
   int rc = bind(listener.fd_.get(), reinterpret_cast<const sockaddr*>(&address.addr),
                 address.length);
@@ -271,7 +273,18 @@ absl::StatusOr<std::optional<Listener>> Listener::FromSystemd() {
   CB_RETURN_IF_ERROR(SetNonBlocking(fd, true));
   Listener listener;
   listener.fd_.reset(fd);
+  // Refused already when its unit says AcceptFileDescriptors=no.
+  absl::StatusOr<bool> took = wire::TakesFds(fd);
+  listener.took_fds_ = took.ok() && *took;
+  if (!took.ok() || *took) CB_RETURN_IF_ERROR(listener.RefuseFds());
   return std::optional<Listener>(std::move(listener));
+}
+
+absl::Status Listener::RefuseFds() {
+  fd_refusal_ = wire::RefuseFds(fd_.get());
+  // Only a kernel that cannot is tolerated (with a warning at start).
+  if (fd_refusal_.code() == absl::StatusCode::kUnimplemented) return absl::OkStatus();
+  return fd_refusal_;
 }
 
 Listener::~Listener() {

@@ -37,6 +37,16 @@
 // them from renaming ours), and every symlink on the way must be owned by
 // root or the broker's euid, since its owner could re-point it at a
 // directory of their own after the broker has started.
+//
+// The broker takes no fds from clients, and its listening socket refuses
+// them (wire::RefuseFds, Linux 6.16): a connection takes that from its
+// listener when the client connects, so a client's sendmsg with fds fails
+// (EPERM) from its first datagram on, and the broker never drops a client's
+// file (see wire::FdPolicy for why dropping one can stall it). Bind sets it
+// before listen(). A socket from systemd is set when the broker takes it,
+// unless its unit set it already (AcceptFileDescriptors=no, systemd 258):
+// connections made before that, while no broker ran, may hold fds
+// (BrokerLoop::Admit deals with them).
 #ifndef CAPBROKER_BROKER_SERVER_LISTENER_H_
 #define CAPBROKER_BROKER_SERVER_LISTENER_H_
 
@@ -46,6 +56,7 @@
 #include <optional>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "sdk/base/unique_fd.h"
@@ -104,15 +115,27 @@ class Listener {
   int fd() const { return fd_.get(); }
   // The path bound, empty for an inherited socket.
   const std::string& path() const { return path_; }
+  // OK when the socket refuses fds; kUnimplemented, saying why, on a kernel
+  // that cannot (before Linux 6.16): the broker must then discard what
+  // clients send, which a client can make stall it (daemon.cc warns).
+  const absl::Status& fd_refusal() const { return fd_refusal_; }
+  // An inherited socket that took fds until the broker turned that off:
+  // connections made before may hold some.
+  bool took_fds() const { return took_fds_; }
 
  private:
   Listener() = default;
+  // Turns fd-passing off on fd_ and records how that went in fd_refusal_;
+  // an error, other than a kernel that cannot, stops the broker.
+  absl::Status RefuseFds();
 
   // Declared first, so destroyed last: the lock outlives the socket.
   UniqueFd lock_;  // `<path>.lock`, flock-ed; empty for an inherited socket
   std::string lock_path_;
   UniqueFd fd_;
   std::string path_;
+  absl::Status fd_refusal_;
+  bool took_fds_ = false;
   dev_t dev_ = 0;
   ino_t ino_ = 0;
 };

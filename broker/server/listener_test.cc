@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -18,6 +20,7 @@
 #include "sdk/base/status_matchers.h"
 #include "sdk/wire/unix_socket.h"
 #include "tests/fixtures/fd_count.h"
+#include "tests/fixtures/raw_send.h"
 #include "tests/fixtures/foreign_link.h"
 #include "tests/fixtures/temp_dir.h"
 
@@ -48,6 +51,28 @@ TEST(ListenerTest, BindsWithDeliberateModesAndRemovesItsSocket) {
     EXPECT_OK(wire::ConnectSeqpacket(path));
   }
   EXPECT_NE(access(path.c_str(), F_OK), 0);
+}
+
+// Sends one byte with `fd` attached on `sock`; 0 or the errno.
+int SendFd(int sock, int fd) {
+  const uint8_t byte = 0;
+  return capbroker::testing::RawSend(sock, {&byte, 1}, {&fd, 1}, MSG_DONTWAIT);
+}
+
+// The broker takes no fds: a client's sendmsg with fds fails from its first
+// datagram on, before the broker has even accepted the connection.
+TEST(ListenerTest, ItsConnectionsRefuseFdsFromTheStart) {
+  TempDir dir;
+  std::string path = dir.Join("s");
+  ASSERT_OK_AND_ASSIGN(Listener listener, Listener::Bind(path, std::nullopt));
+  if (listener.fd_refusal().code() == absl::StatusCode::kUnimplemented) {
+    GTEST_SKIP() << listener.fd_refusal().message();
+  }
+  ASSERT_OK(listener.fd_refusal());
+  ASSERT_OK_AND_ASSIGN(UniqueFd client, wire::ConnectSeqpacket(path));
+  EXPECT_EQ(SendFd(client.get(), STDIN_FILENO), EPERM);
+  UniqueFd accepted(accept4(listener.fd(), nullptr, nullptr, SOCK_CLOEXEC));
+  EXPECT_FALSE(wire::TakesFds(accepted.get()).value_or(true));
 }
 
 TEST(ListenerTest, SocketModeOverrides) {
@@ -404,6 +429,16 @@ class SystemdTest : public ::testing::Test {
     ASSERT_EQ(dup2(high, 3), 3);
     close(high);
   }
+  // Binds `fd` at `path`, listens, and passes it as systemd does: at 3,
+  // with LISTEN_PID and LISTEN_FDS.
+  void PassListening(int fd, const std::string& path) {
+    ASSERT_OK_AND_ASSIGN(wire::UnixAddress a, wire::MakeUnixAddress(path));
+    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a.addr), a.length), 0);
+    ASSERT_EQ(listen(fd, 8), 0);
+    PlaceAt3(fd);
+    setenv("LISTEN_PID", absl::StrCat(getpid()).c_str(), 1);
+    setenv("LISTEN_FDS", "1", 1);
+  }
   int saved_ = -1;
   bool moved_ = false;
 };
@@ -424,18 +459,49 @@ TEST_F(SystemdTest, IgnoresSocketsMeantForAnotherProcess) {
 TEST_F(SystemdTest, TakesAListeningSeqpacketSocket) {
   TempDir dir;
   int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);  // systemd passes no CLOEXEC
-  ASSERT_OK_AND_ASSIGN(wire::UnixAddress a, wire::MakeUnixAddress(dir.Join("s")));
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a.addr), a.length), 0);
-  ASSERT_EQ(listen(fd, 8), 0);
-  PlaceAt3(fd);
-  setenv("LISTEN_PID", absl::StrCat(getpid()).c_str(), 1);
-  setenv("LISTEN_FDS", "1", 1);
+  PassListening(fd, dir.Join("s"));
   ASSERT_OK_AND_ASSIGN(std::optional<Listener> l, Listener::FromSystemd());
   ASSERT_TRUE(l.has_value());
   EXPECT_EQ(l->fd(), 3);
   EXPECT_TRUE(l->path().empty());
   EXPECT_TRUE(testing::IsCloseOnExec(3));
   EXPECT_OK(wire::ConnectSeqpacket(dir.Join("s")));
+}
+
+// A socket from systemd takes fds unless its unit says
+// AcceptFileDescriptors=no: the broker turns that off when it takes it, and
+// says that connections made before (while no broker ran) may hold fds.
+TEST_F(SystemdTest, ASocketThatTookFdsRefusesThemFromNowOn) {
+  TempDir dir;
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+  if (!wire::TakesFds(fd).ok()) {
+    close(fd);
+    GTEST_SKIP() << "this kernel has no SO_PASSRIGHTS";
+  }
+  PassListening(fd, dir.Join("s"));
+  ASSERT_OK_AND_ASSIGN(UniqueFd early, wire::ConnectSeqpacket(dir.Join("s")));
+  ASSERT_OK_AND_ASSIGN(std::optional<Listener> l, Listener::FromSystemd());
+  ASSERT_TRUE(l.has_value());
+  EXPECT_OK(l->fd_refusal());
+  EXPECT_TRUE(l->took_fds());
+  ASSERT_OK_AND_ASSIGN(UniqueFd late, wire::ConnectSeqpacket(dir.Join("s")));
+  EXPECT_EQ(SendFd(late.get(), STDIN_FILENO), EPERM);
+  EXPECT_EQ(SendFd(early.get(), STDIN_FILENO), 0);  // made before: see BrokerLoop::Admit
+}
+
+TEST_F(SystemdTest, ASocketThatRefusedFdsAlreadyIsNoNews) {
+  TempDir dir;
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+  absl::Status refused = wire::RefuseFds(fd);
+  if (!refused.ok()) {
+    close(fd);
+    GTEST_SKIP() << refused.message();
+  }
+  PassListening(fd, dir.Join("s"));
+  ASSERT_OK_AND_ASSIGN(std::optional<Listener> l, Listener::FromSystemd());
+  ASSERT_TRUE(l.has_value());
+  EXPECT_OK(l->fd_refusal());
+  EXPECT_FALSE(l->took_fds());
 }
 
 TEST_F(SystemdTest, RefusesTheWrongKindOfSocket) {

@@ -22,6 +22,7 @@
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/wire/names.h"
+#include "sdk/wire/unix_socket.h"
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -94,6 +95,15 @@ bool MayPassByItself(const absl::Status& status) {
     default:
       return false;
   }
+}
+
+// Turns fd-passing off on `fd` (wire::RefuseFds). A kernel that cannot
+// (before Linux 6.16) is no error here: the broker warns at start, and what
+// is sent is discarded unread.
+absl::Status RefuseFds(int fd) {
+  absl::Status refused = wire::RefuseFds(fd);
+  if (refused.code() == absl::StatusCode::kUnimplemented) return absl::OkStatus();
+  return refused;
 }
 
 }  // namespace
@@ -251,6 +261,9 @@ absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> ServiceHost::BeginLaunch
   UniqueFd service_end(pair[1]);
   sandbox.broker_fd = service_end.get();
   CB_RETURN_IF_ERROR(SetNonBlocking(broker_end.get(), true));
+  // The broker takes no fds from a service either: a compromised one must
+  // not stall it (see wire::FdPolicy). Before the service has its end.
+  CB_RETURN_IF_ERROR(RefuseFds(broker_end.get()));
   // The child has its copies of the grants and the service's end now.
   CB_ASSIGN_OR_RETURN(std::unique_ptr<sandbox::PendingLaunch> launch,
                       options_.launcher(sandbox));
@@ -603,8 +616,14 @@ absl::StatusOr<UniqueFd> ServiceHost::MakeConnection(Service& service,
     return ErrnoStatus(errno, "socketpair(service connection)");
   }
   UniqueFd client_end(pair[0]);
+  UniqueFd service_end(pair[1]);
+  // A service that takes no fds from its clients gets an end that refuses
+  // them before the client gets its own: the service could not turn that
+  // on in time itself, since the client may send before the service has
+  // taken its end.
+  if (!service.spec.accepts_fds) CB_RETURN_IF_ERROR(RefuseFds(service_end.get()));
   if (!loop_.Send(service.connection_id,
-                  IncomingAnswer(service.spec.name, request, UniqueFd(pair[1])))) {
+                  IncomingAnswer(service.spec.name, request, std::move(service_end)))) {
     return absl::UnavailableError(absl::StrCat(
         "service '", service.spec.name,
         "' does not take connections: its broker connection is closed or full"));

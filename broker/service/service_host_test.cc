@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -35,7 +36,10 @@
 #include "schemas/broker.capnp.h"
 #include "sdk/base/status_matchers.h"
 #include "sdk/base/unique_fd.h"
+#include "sdk/wire/unix_socket.h"
+#include "tests/fixtures/fd_refusal.h"
 #include "tests/fixtures/process_watch.h"
+#include "tests/fixtures/raw_send.h"
 #include "tests/fixtures/temp_dir.h"
 #include "tests/sandbox/host_files.h"
 
@@ -67,7 +71,9 @@ constexpr char kPolicy[] = R"(( capabilities = [ ( name = "scratch", memory = ( 
     ( name = "slow", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = exec,
       startTimeoutMs = 200, restartLimit = 0 ),
     ( name = "once", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = exec,
-      restart = never, restartDelayMs = 1, restartLimit = 2 ) ] ))";
+      restart = never, restartDelayMs = 1, restartLimit = 2 ),
+    ( name = "takes-fds", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = exec,
+      acceptsFds = true ) ] ))";
 
 // An answer the host sent: "" for a grant, else the error's message.
 std::string Decode(const server::Answer& answer) {
@@ -98,6 +104,7 @@ class FakeLoop : public server::LoopPort {
   bool Send(uint64_t id, server::Answer answer) override {
     answers[id].push_back(Decode(answer));
     answered[id].push_back(RequestId(answer));
+    for (UniqueFd& fd : answer.outcome.fds) sent_fds[id].push_back(std::move(fd));
     return true;
   }
   void CloseConnection(uint64_t id) override { connections_.erase(id); }
@@ -119,8 +126,18 @@ class FakeLoop : public server::LoopPort {
     return true;
   }
 
+  // The id of the service connection added last.
+  uint64_t last_connection() const { return last_id_; }
+  // The broker's end of the service connection `id` (-1: none).
+  int ServiceConnection(uint64_t id) const {
+    auto it = connections_.find(id);
+    return it == connections_.end() ? -1 : it->second.get();
+  }
+
   // What each connection was sent, in order, and the request each answered.
   std::map<uint64_t, std::vector<std::string>> answers;
+  // The fds each connection was sent, in order.
+  std::map<uint64_t, std::vector<UniqueFd>> sent_fds;
   std::map<uint64_t, std::vector<uint64_t>> answered;
   bool refuse_watches = false;
   bool audit_written = true;
@@ -340,6 +357,42 @@ class ServiceHostTest : public ::testing::Test {
   StartLimit start_limit_;
   std::unique_ptr<ServiceHost> host_;
 };
+
+// The broker takes no fds on a service's broker connection, and a service
+// that takes none from its clients (acceptsFds unset) gets its end of each
+// client connection refusing them before the client gets its own end: a
+// client's fds are refused by the kernel (EPERM) even before the service
+// has taken its end, and the service can never be the one to drop them.
+TEST_F(ServiceHostTest, SocketsThatTakeNoFdsRefuseThemBeforeAnyoneCanSend) {
+  if (!testing::KernelCanRefuseFds()) GTEST_SKIP() << "this kernel has no SO_PASSRIGHTS";
+  ASSERT_OK(Connect("svc", 1).status());
+  ASSERT_TRUE(RunUntil([&] { return Report("svc").state == ServiceState::RUNNING; }));
+  uint64_t service = loop_.last_connection();
+  EXPECT_FALSE(wire::TakesFds(loop_.ServiceConnection(service)).value_or(true))
+      << "the broker's end of the service's connection takes fds";
+  // The connect that started it was answered, with the service's end sent
+  // first; a connect now is answered at once, likewise.
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> client_end, Connect("svc", 2));
+  ASSERT_TRUE(client_end.has_value());
+  ASSERT_EQ(loop_.sent_fds[service].size(), 2u);
+  EXPECT_FALSE(wire::TakesFds(loop_.sent_fds[service][1].get()).value_or(true))
+      << "the service's end of a client connection takes fds";
+  const uint8_t byte = 0;
+  const int any = devnull_;
+  EXPECT_EQ(testing::RawSend(client_end->get(), {&byte, 1}, {&any, 1}), EPERM);
+}
+
+// A service whose policy says acceptsFds gets ends that take them; the
+// broker's own end of its connection still refuses them.
+TEST_F(ServiceHostTest, AServiceThatAcceptsFdsGetsEndsThatTakeThem) {
+  if (!testing::KernelCanRefuseFds()) GTEST_SKIP() << "this kernel has no SO_PASSRIGHTS";
+  ASSERT_OK(Connect("takes-fds", 1).status());
+  ASSERT_TRUE(RunUntil([&] { return Report("takes-fds").state == ServiceState::RUNNING; }));
+  uint64_t service = loop_.last_connection();
+  EXPECT_FALSE(wire::TakesFds(loop_.ServiceConnection(service)).value_or(true));
+  ASSERT_EQ(loop_.sent_fds[service].size(), 1u);
+  EXPECT_TRUE(wire::TakesFds(loop_.sent_fds[service][0].get()).value_or(false));
+}
 
 TEST_F(ServiceHostTest, ALaunchThatFailedForAShortageIsTriedAgainAfterTheDelay) {
   failures_ = {absl::ResourceExhaustedError("pipe2(report): Too many open files")};

@@ -14,6 +14,7 @@
 #include "sdk/base/syscall.h"
 #include "sdk/service/try_accept.h"
 #include "sdk/wire/framing.h"
+#include "sdk/wire/unix_socket.h"
 
 namespace capbroker {
 namespace {
@@ -170,6 +171,14 @@ void ConnectionLoop::Add(IncomingConnection incoming) {
   c->fd = std::move(incoming.fd);
   c->peer = Peer{std::move(incoming.principal), incoming.uid, incoming.gid, incoming.pid};
   absl::Status status = SetNonBlocking(c->fd.get(), true);
+  if (status.ok() && options_.max_request_fds == 0) {
+    // The broker turned fd-passing off on this end before the client had
+    // its own (unless the service's policy says acceptsFds): this is for
+    // connections made otherwise, from now on. A kernel that cannot
+    // (before Linux 6.16) leaves FdPolicy::kRefuse alone.
+    status = wire::RefuseFds(c->fd.get());
+    if (status.code() == absl::StatusCode::kUnimplemented) status = absl::OkStatus();
+  }
   if (status.ok()) status = Watch(*c, true);
   if (!status.ok()) {
     log_.Line(absl::StrCat("cannot serve a connection of ", Describe(c->peer), ": ",

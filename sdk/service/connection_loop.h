@@ -37,9 +37,8 @@
 // with a request; whatever the handler leaves in Exchange::request_fds is
 // closed after it returns, and every connection is closed when the loop is
 // destroyed. The broker connection stays the Client's. By default
-// (max_request_fds = 0) requests carry no fds: none a client sends is ever
-// installed in the service, so none is ever closed by it either; a
-// protocol that takes fds says how many (see Options).
+// (max_request_fds = 0) requests carry no fds, and the connection refuses
+// them (see Options); a protocol that takes fds says how many.
 //
 // Not thread-safe. Handlers run on the loop's thread and block it while
 // they run: keep them short or bounded.
@@ -125,18 +124,25 @@ class ConnectionLoop {
     // a uid shares its count.
     size_t max_connections_per_uid = 16;
     // The fds one request may carry; a request with more is refused
-    // (RequestHandler::SetRefusal). 0, the default: requests carry none.
-    // They are received without room for fds (wire::FdPolicy::kRefuse), so
-    // the kernel discards any a client attaches without installing them,
-    // and the request is refused. The service then never closes a
-    // client's fd: close() of a FUSE file sends FLUSH and waits for the
-    // FUSE server, which a client can run itself (in a user namespace of
-    // its own), so one such fd would stall the loop, and every client,
-    // for as long as that server likes. A protocol whose requests carry
-    // fds raises this to the most one request takes (the scanner: 1), and
-    // then closes what it receives: serve such requests in a worker
-    // process (ForkingServer) when a stalled close must stall only one
-    // client.
+    // (RequestHandler::SetRefusal). 0, the default: requests carry none,
+    // and the service must never hold a client's fd, not even to drop it:
+    // dropping the last reference to a file runs its release in the
+    // dropping thread, and a client can make that last as long as it likes
+    // (a socket lingering on close, a FUSE file whose server, which a
+    // client can run itself, never answers the FLUSH of close()), stalling
+    // the loop and every client. So the connection refuses fds at the
+    // socket (wire::RefuseFds, Linux 6.16): the client's sendmsg fails
+    // (EPERM) and nothing is queued. The broker does that to the service's
+    // end before the client has its own, unless the service's policy says
+    // acceptsFds; Add does it again for connections made otherwise. Fds
+    // that arrive all the same (a kernel without SO_PASSRIGHTS, or sent
+    // before Add on a connection the broker did not make) are received
+    // without room for them (wire::FdPolicy::kRefuse), never installed, and
+    // the request is refused; their release may then still run here. A
+    // protocol whose requests carry fds raises this to the most one
+    // request takes (the scanner: 1, with acceptsFds in its policy), and
+    // then closes what it receives: serve such requests in a worker process
+    // (ForkingServer) when a stalled close must stall only one client.
     size_t max_request_fds = 0;
     // Lines the loop logs to stderr per second (closed connections,
     // refusals); a client must not be able to flood the service's log.

@@ -23,6 +23,7 @@
 #include "sdk/wire/framing.h"
 #include "sdk/wire/limits.h"
 #include "tests/fixtures/fd_count.h"
+#include "tests/fixtures/fd_refusal.h"
 #include "tests/fixtures/fuse_file.h"
 #include "tests/fixtures/raw_send.h"
 #include "tests/fixtures/temp_dir.h"
@@ -97,6 +98,24 @@ uint64_t ReplyId(wire::Incoming& incoming) {
     return absl::OkStatus();
   }));
   return id;
+}
+
+// Makes a connection and sends `request` with `fds` (borrowed) on it
+// before the loop has taken it, then lets the loop take it and serve the
+// request: fds that reached a service's socket before the loop could make
+// it refuse them (ConnectionLoop::Add), as every fd a client sends does on
+// a kernel that cannot refuse them. The reply waits in the channel.
+absl::StatusOr<wire::Channel> SendBeforeAccept(LoopHarness& harness,
+                                               capnp::MessageBuilder& request,
+                                               absl::Span<const int> fds) {
+  absl::StatusOr<UniqueFd> end = harness.broker().Connect(LoopHarness::DefaultPeer());
+  if (!end.ok()) return end.status();
+  wire::Channel client(std::move(end).value());
+  if (absl::Status sent = client.Send(request, fds); !sent.ok()) return sent;
+  absl::StatusOr<bool> serving = harness.loop().Turn(-1);  // takes the connection
+  if (!serving.ok()) return serving.status();
+  if (absl::Status turned = harness.TurnNow(); !turned.ok()) return turned;  // serves it
+  return client;
 }
 
 bool Readable(int fd) {
@@ -263,10 +282,46 @@ TEST(ConnectionLoopFdTest, ByDefaultRequestsCarryNoFds) {
   ASSERT_OK(harness.Start());
   ASSERT_OK_AND_ASSIGN(wire::Channel client, harness.Connect());
   capnp::MallocMessageBuilder request;
-  ASSERT_OK_AND_ASSIGN(wire::Incoming reply, harness.Call(client, Request(request, 1), {r.get()}));
-  EXPECT_THAT(ReplyError(reply), ::testing::HasSubstr("requests to this service carry no fds"));
-  EXPECT_EQ(handler.refused, 1);
+  absl::StatusOr<wire::Incoming> reply = harness.Call(client, Request(request, 1), {r.get()});
+  if (testing::KernelCanRefuseFds()) {
+    // Refused by the kernel at the client's sendmsg (see below).
+    EXPECT_THAT(reply, StatusIs(absl::StatusCode::kPermissionDenied));
+  } else {
+    // Discarded unread, and the request refused.
+    ASSERT_OK(reply.status());
+    EXPECT_THAT(ReplyError(*reply), ::testing::HasSubstr("requests to this service carry no fds"));
+    EXPECT_EQ(handler.refused, 1);
+  }
   EXPECT_EQ(handler.handled, 0);
+}
+
+// A service whose requests carry no fds refuses them at its socket
+// (wire::RefuseFds): the client's sendmsg fails, and nothing reaches the
+// service, which then never drops a client's file (see wire::FdPolicy).
+// The broker does so before the client gets its end; the loop does it too,
+// for connections made otherwise.
+TEST(ConnectionLoopFdTest, AServiceThatTakesNoFdsRefusesThemAtItsSocket) {
+  if (!testing::KernelCanRefuseFds()) GTEST_SKIP() << "no SO_PASSRIGHTS (Linux 6.16)";
+  for (size_t allowed : {0, 1}) {
+    SCOPED_TRACE(allowed);
+    EchoHandler handler;
+    LoopHarness harness(handler, ConnectionLoop::Options{.max_request_fds = allowed});
+    ASSERT_OK(harness.Start());
+    ASSERT_OK_AND_ASSIGN(wire::Channel client, harness.Connect());
+    capnp::MallocMessageBuilder request;
+    const int any = STDIN_FILENO;
+    absl::StatusOr<wire::Incoming> reply = harness.Call(client, Request(request, 1), {&any, 1});
+    if (allowed == 0) {
+      EXPECT_THAT(reply, StatusIs(absl::StatusCode::kPermissionDenied,
+                                  ::testing::HasSubstr("refuses fds")));
+      EXPECT_EQ(handler.refused, 0);
+      ASSERT_OK_AND_ASSIGN(reply, harness.Call(client, Request(request, 2)));
+      EXPECT_EQ(ReplyId(*reply), 2u);
+    } else {
+      ASSERT_OK(reply.status());
+      EXPECT_EQ(reply->reader->getRoot<schema::Reply>().getFds().size(), 1u);
+    }
+  }
 }
 
 TEST(ConnectionLoopFdTest, RequestsWithMoreFdsThanAllowedAreRefused) {
@@ -279,10 +334,12 @@ TEST(ConnectionLoopFdTest, RequestsWithMoreFdsThanAllowedAreRefused) {
     EchoHandler handler;
     LoopHarness harness(handler, ConnectionLoop::Options{.max_request_fds = allowed});
     ASSERT_OK(harness.Start());
-    ASSERT_OK_AND_ASSIGN(wire::Channel client, harness.Connect());
     capnp::MallocMessageBuilder request;
-    ASSERT_OK_AND_ASSIGN(wire::Incoming reply,
-                         harness.Call(client, Request(request, 1), {r.get(), w.get()}));
+    // Sent before the loop took the connection: a service that takes none
+    // refuses fds at its socket from then on (see above).
+    ASSERT_OK_AND_ASSIGN(wire::Channel client,
+                         SendBeforeAccept(harness, Request(request, 1), {r.get(), w.get()}));
+    ASSERT_OK_AND_ASSIGN(wire::Incoming reply, client.Receive());
     EXPECT_THAT(ReplyError(reply), ::testing::HasSubstr(
                                        allowed == 0 ? "requests to this service carry no fds"
                                                     : "carry at most 1 fds; this one came with 2"));
@@ -298,17 +355,19 @@ TEST(ConnectionLoopFdTest, RequestsWithMoreFdsThanAllowedAreRefused) {
   PlainHandler plain;
   LoopHarness harness(plain, ConnectionLoop::Options{.max_request_fds = 0});
   ASSERT_OK(harness.Start());
-  ASSERT_OK_AND_ASSIGN(wire::Channel client, harness.Connect());
   capnp::MallocMessageBuilder request;
-  EXPECT_THAT(harness.Call(client, Request(request, 1), {r.get()}),
-              StatusIs(absl::StatusCode::kUnavailable));
+  ASSERT_OK_AND_ASSIGN(wire::Channel client,
+                       SendBeforeAccept(harness, Request(request, 1), {r.get()}));
+  EXPECT_THAT(client.Receive(), StatusIs(absl::StatusCode::kUnavailable));
 }
 
 // A service that takes no fds must never install one a client sends: it
 // would then close it on its only thread, and close() of a FUSE file sends
 // FLUSH and waits for the FUSE server, which a client can run itself. The
 // FUSE server here refuses, and counts, what the loop's thread (this one)
-// asks of it, where a hostile server would never answer.
+// asks of it, where a hostile server would never answer. The fd is sent
+// before the loop takes the connection, as on a kernel that cannot refuse
+// it (after, the client's sendmsg fails: see above).
 TEST(ConnectionLoopFdTest, FdsToAServiceThatTakesNoneAreNeverInstalled) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to mount a FUSE file system";
   // The mount stays in this test binary's own mount namespace.
@@ -325,12 +384,14 @@ TEST(ConnectionLoopFdTest, FdsToAServiceThatTakesNoneAreNeverInstalled) {
   EchoHandler handler;
   LoopHarness harness(handler, ConnectionLoop::Options{.max_request_fds = 0});
   ASSERT_OK(harness.Start());
-  ASSERT_OK_AND_ASSIGN(wire::Channel client, harness.Connect());
   fuse->RefuseThread(gettid());
   capnp::MallocMessageBuilder request;
-  absl::StatusOr<wire::Incoming> reply = harness.Call(client, Request(request, 1), {file.get()});
+  absl::StatusOr<wire::Channel> client = SendBeforeAccept(harness, Request(request, 1),
+                                                          {file.get()});
   fuse->RefuseThread(0);
   EXPECT_EQ(fuse->refused(), 0) << "the loop installed the client's fd and closed it (FLUSH)";
+  ASSERT_OK(client.status());
+  absl::StatusOr<wire::Incoming> reply = client->Receive();
   ASSERT_OK(reply.status());
   EXPECT_THAT(ReplyError(*reply), ::testing::HasSubstr("carry no fds"));
   EXPECT_EQ(handler.handled, 0);

@@ -20,9 +20,18 @@
 // connections the broker makes for clients (TryAccept). For each it forks a
 // worker, which serves that one connection with a ConnectionLoop of its own
 // and exits when the client hangs up. The main process closes its copy of
-// the connection right after the fork (a connection socket is never on
-// FUSE, so that close cannot block) and never reads from it: it never
-// receives a client's fds. A worker, first thing:
+// the connection right after the fork and never reads from it: it never
+// receives a client's fds. Closing a connection is not always harmless,
+// though: the last close of a socket drops what waits unread in it, and
+// dropping a client's fd there can run that file's release in the closing
+// thread (a socket lingering on close waits out its linger). After a fork
+// the worker holds the connection, so the main process's close is not the
+// last, unless the worker has already exited; a connection refused
+// (Refuse: over a limit, or no worker) is closed by the main process
+// alone, and a client that queued a lingering socket in it before it was
+// refused stalls the main process for that linger. Such a service takes
+// fds from its clients (its policy says acceptsFds), so the kernel cannot
+// refuse them for it. A worker, first thing:
 //  - asks for SIGKILL when the main process dies (PR_SET_PDEATHSIG);
 //  - closes every fd except 0, 1, 2, its connection and Options::worker_fds:
 //    the broker connection, the main process's epoll and pidfds, whatever

@@ -103,6 +103,25 @@ absl::StatusOr<std::optional<Datagram>> ReceiveDatagram(int fd, ReceiveBuffer& b
   return std::optional<Datagram>(std::move(datagram));
 }
 
+absl::StatusOr<Waiting> PeekDatagram(int fd) {
+  char byte;
+  iovec iov{&byte, 1};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  ssize_t n = RetryEintr([&] { return recvmsg(fd, &msg, MSG_PEEK | MSG_DONTWAIT); });
+  if (n < 0 && errno == ECONNRESET) {
+    // Reported once, before what the peer sent (see ReceiveDatagram).
+    msg.msg_flags = 0;
+    n = RetryEintr([&] { return recvmsg(fd, &msg, MSG_PEEK | MSG_DONTWAIT); });
+  }
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return Waiting::kNothing;
+    return ErrnoStatus(errno, absl::StrCat("recvmsg(fd=", fd, ", MSG_PEEK)"));
+  }
+  return (msg.msg_flags & MSG_CTRUNC) ? Waiting::kDatagramWithFds : Waiting::kDatagram;
+}
+
 absl::StatusOr<bool> SendDatagram(int fd, const iovec* iov, size_t iov_count,
                                   absl::Span<const int> fds) {
   if (fds.size() > kMaxFdsPerMessage) {
@@ -128,6 +147,12 @@ absl::StatusOr<bool> SendDatagram(int fd, const iovec* iov, size_t iov_count,
     if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
     if (errno == EPIPE || errno == ECONNRESET || errno == ENOTCONN) {
       return absl::UnavailableError("the peer closed the connection");
+    }
+    if (errno == EPERM && !fds.empty()) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "sendmsg(fd=", fd, ", fds=", fds.size(),
+          "): the receiving socket refuses fds (SO_PASSRIGHTS off): the broker takes "
+          "none, and a hosted service only if its policy says acceptsFds = true"));
     }
     return ErrnoStatus(errno, absl::StrCat("sendmsg(fd=", fd, ", fds=",
                                            fds.size(), ")"));

@@ -50,18 +50,26 @@ struct Datagram {
   kj::ArrayPtr<const capnp::word> words;
   std::vector<UniqueFd> fds;
   // Received with FdPolicy::kRefuse, the datagram carried fds, which the
-  // kernel discarded without installing them.
+  // kernel discarded without installing them (and released, if it held
+  // their last references: see FdPolicy).
   bool fds_discarded = false;
 };
 
 // Whether a receiver takes the fds a datagram carries.
 enum class FdPolicy {
   kAccept,
-  // Receive without a control buffer: the kernel discards any fds and never
-  // installs them in the receiver. A peer that expects none (the broker,
-  // from clients) must not even close them: close() of a FUSE file waits for
-  // the FUSE server to answer a FLUSH, so a hostile client could park the
-  // receiver in an uninterruptible sleep with one fd.
+  // Receive without a control buffer: the kernel never installs the fds in
+  // the receiver, so it never closes one (close() of a FUSE file waits for
+  // the FUSE server to answer a FLUSH). That is not harmless: the kernel
+  // drops the datagram's references inside this recvmsg, and when one was
+  // the last (the sender closed its copies), the file's release runs right
+  // here, in the receiver's thread, before recvmsg returns. A TCP socket
+  // with SO_LINGER and data its peer never reads waits there for the whole
+  // linger, as long as its sender likes; closing a socket with such
+  // datagrams unread does the same. A receiver that takes no fds must
+  // refuse them at the socket, before they are sent: RefuseFds
+  // (unix_socket.h, Linux 6.16). kRefuse is what is left where the kernel
+  // cannot refuse, and a check that nothing slipped through.
   kRefuse,
 };
 
@@ -78,11 +86,32 @@ enum class FdPolicy {
 absl::StatusOr<std::optional<Datagram>> ReceiveDatagram(
     int fd, ReceiveBuffer& buffer, FdPolicy fd_policy = FdPolicy::kAccept);
 
+// What waits first in a socket's receive queue.
+enum class Waiting {
+  kNothing,          // the queue is empty and the peer still connected
+  kDatagram,         // a datagram without fds, or end of stream
+  kDatagramWithFds,  // a datagram that carries fds
+};
+
+// Looks at the first datagram waiting in `fd` (borrowed) without taking it
+// and without installing its fds: MSG_PEEK | MSG_DONTWAIT with no control
+// buffer, so the kernel says that fds came with MSG_CTRUNC (on a socket
+// without SO_PASSCRED, as the broker's are) and drops only the extra
+// references it took for the peek, never the datagram's own (which only a
+// receive, or closing the socket, drops). Safe on a socket whose peer is
+// hostile, provided nothing else reads it meanwhile. An empty datagram and
+// end of stream both read as kDatagram: recvmsg cannot tell them apart.
+// Errors: recvmsg's errno.
+absl::StatusOr<Waiting> PeekDatagram(int fd);
+
 // Sends `iov` as one datagram with `fds` (borrowed: the kernel installs
 // copies in the receiver) on `fd` (borrowed), with MSG_NOSIGNAL.
 // Returns false, having sent nothing, when a non-blocking `fd` is full.
 // Errors: kInvalidArgument for more than kMaxFdsPerMessage fds; kUnavailable
-// when the peer is gone (EPIPE, ECONNRESET); otherwise sendmsg's errno.
+// when the peer is gone (EPIPE, ECONNRESET); kPermissionDenied, saying so,
+// when the receiving socket refuses fds (EPERM: see RefuseFds; the broker
+// takes none, a hosted service only when its policy says acceptsFds);
+// otherwise sendmsg's errno.
 absl::StatusOr<bool> SendDatagram(int fd, const iovec* iov, size_t iov_count,
                                   absl::Span<const int> fds);
 

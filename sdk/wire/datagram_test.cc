@@ -1,6 +1,7 @@
 #include "sdk/wire/datagram.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -187,6 +188,42 @@ TEST_F(DatagramTest, RefusingFdsNeverInstallsThem) {
   ASSERT_OK_AND_ASSIGN(auto plain, ReceiveDatagram(b_.get(), buffer_, FdPolicy::kRefuse));
   ASSERT_TRUE(plain.has_value());
   EXPECT_FALSE(plain->fds_discarded);
+}
+
+// A peek says whether the next datagram carries fds, and leaves them in it:
+// the peek's own references are dropped, never the datagram's.
+TEST_F(DatagramTest, PeekTellsFdsApartWithoutTakingThem) {
+  ASSERT_OK_AND_ASSIGN(Waiting empty, PeekDatagram(b_.get()));
+  EXPECT_EQ(empty, Waiting::kNothing);
+  int pipe_fds[2];
+  ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
+  UniqueFd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
+  RawSend(std::vector<char>(8, 'x'), {write_end.get()});
+  write_end.reset();  // the datagram holds the only reference
+  int before = CountOpenFds();
+  ASSERT_OK_AND_ASSIGN(Waiting with_fds, PeekDatagram(b_.get()));
+  EXPECT_EQ(with_fds, Waiting::kDatagramWithFds);
+  EXPECT_EQ(CountOpenFds(), before);
+  pollfd p{read_end.get(), POLLIN, 0};
+  EXPECT_EQ(poll(&p, 1, 0), 0) << "the peek dropped the datagram's write end";
+  ASSERT_OK_AND_ASSIGN(auto datagram, ReceiveDatagram(b_.get(), buffer_));
+  ASSERT_TRUE(datagram.has_value());
+  EXPECT_EQ(datagram->fds.size(), 1u);
+  RawSend(std::vector<char>(8, 'y'), {});
+  ASSERT_OK_AND_ASSIGN(Waiting plain, PeekDatagram(b_.get()));
+  EXPECT_EQ(plain, Waiting::kDatagram);
+}
+
+TEST_F(DatagramTest, FdsToASocketThatRefusesThemAreAPermissionErrorSayingSo) {
+  absl::Status refused = RefuseFds(b_.get());
+  if (refused.code() == absl::StatusCode::kUnimplemented) GTEST_SKIP() << refused.message();
+  ASSERT_OK(refused);
+  uint64_t word = 0;
+  iovec iov{&word, sizeof(word)};
+  EXPECT_THAT(SendDatagram(a_.get(), &iov, 1, {STDIN_FILENO}),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       HasSubstr("the receiving socket refuses fds")));
+  EXPECT_THAT(SendDatagram(a_.get(), &iov, 1, {}), IsOk());
 }
 
 TEST_F(DatagramTest, PartialWordIsInvalid) {

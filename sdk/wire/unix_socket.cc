@@ -8,11 +8,25 @@
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 
+// The value in asm-generic, which x86 and arm use; headers older than
+// Linux 6.16 lack it.
+#ifndef SO_PASSRIGHTS
+#define SO_PASSRIGHTS 83
+#endif
+
 namespace capbroker::wire {
 namespace {
 
 // The payload that marks ConnectSeqpacket's EPROTOTYPE status.
 constexpr char kOtherSocketType[] = "capbroker.wire/OtherSocketType";
+
+absl::Status PassRightsError(int err, absl::string_view what, int fd) {
+  if (err == ENOPROTOOPT) {
+    return absl::UnimplementedError(
+        "this kernel cannot refuse fds sent on a socket (SO_PASSRIGHTS came with Linux 6.16)");
+  }
+  return ErrnoStatus(err, absl::StrCat(what, "(fd=", fd, ", SO_PASSRIGHTS)"));
+}
 
 }  // namespace
 
@@ -75,6 +89,23 @@ absl::StatusOr<std::pair<UniqueFd, UniqueFd>> SeqpacketPair() {
     return ErrnoStatus(errno, "socketpair(AF_UNIX, SOCK_SEQPACKET)");
   }
   return std::make_pair(UniqueFd(fds[0]), UniqueFd(fds[1]));
+}
+
+absl::Status RefuseFds(int fd) {
+  int off = 0;
+  if (setsockopt(fd, SOL_SOCKET, SO_PASSRIGHTS, &off, sizeof(off)) != 0) {
+    return PassRightsError(errno, "setsockopt", fd);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> TakesFds(int fd) {
+  int value = 0;
+  socklen_t length = sizeof(value);
+  if (getsockopt(fd, SOL_SOCKET, SO_PASSRIGHTS, &value, &length) != 0) {
+    return PassRightsError(errno, "getsockopt", fd);
+  }
+  return value != 0;
 }
 
 }  // namespace capbroker::wire

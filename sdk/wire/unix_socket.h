@@ -37,6 +37,32 @@ bool IsOtherSocketType(const absl::Status& status);
 // A connected pair of SOCK_SEQPACKET sockets.
 absl::StatusOr<std::pair<UniqueFd, UniqueFd>> SeqpacketPair();
 
+// Refusing fds. A socket with SO_PASSRIGHTS off (Linux 6.16) refuses the fds
+// its peer sends: the peer's sendmsg with SCM_RIGHTS fails with EPERM and
+// nothing is queued, so the receiver never holds a peer's file, not even in
+// flight, and never drops one either. That is the point: dropping the last
+// reference to a file runs its release in the thread that drops it, and
+// some releases take as long as the file's owner likes (a TCP socket with
+// SO_LINGER and data its peer never reads waits out the linger in
+// tcp_close; a FUSE file's flush waits for its server). Receiving without
+// room for fds (FdPolicy::kRefuse in datagram.h) is not enough: the kernel
+// then drops them inside the receiver's recvmsg, and closing a socket drops
+// whatever waits unread in it.
+//
+// The kernel checks the option of the receiving socket when the peer sends.
+// A connection takes its listener's option when the client connects, not
+// when it is accepted: set it on a listening socket before listen(), and on
+// a socketpair end before the other end is handed to anyone.
+
+// Turns fd-passing off on `fd` (borrowed). kUnimplemented when the kernel
+// has no SO_PASSRIGHTS (ENOPROTOOPT: before Linux 6.16); otherwise
+// setsockopt's errno.
+absl::Status RefuseFds(int fd);
+
+// Whether `fd` (borrowed) takes fds from its peer (SO_PASSRIGHTS on, the
+// default). kUnimplemented as for RefuseFds.
+absl::StatusOr<bool> TakesFds(int fd);
+
 }  // namespace capbroker::wire
 
 #endif  // CAPBROKER_SDK_WIRE_UNIX_SOCKET_H_

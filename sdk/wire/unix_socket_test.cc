@@ -1,13 +1,19 @@
 #include "sdk/wire/unix_socket.h"
 
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <string>
 
+#include "absl/status/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
+#include "tests/fixtures/raw_send.h"
 
 namespace capbroker::wire {
 namespace {
@@ -86,6 +92,61 @@ TEST(SeqpacketPairTest, PairIsConnected) {
   ASSERT_EQ(write(pair.first.get(), "hi", 2), 2);
   char buf[4];
   EXPECT_EQ(read(pair.second.get(), buf, sizeof(buf)), 2);
+}
+
+// Sends one byte with `fd` attached on `sock`; 0 or the errno.
+int SendFd(int sock, int fd) {
+  const uint8_t byte = 0;
+  return capbroker::testing::RawSend(sock, {&byte, 1}, {&fd, 1}, MSG_DONTWAIT);
+}
+
+class RefuseFdsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(auto pair, SeqpacketPair());
+    absl::Status refused = RefuseFds(pair.second.get());
+    if (refused.code() == absl::StatusCode::kUnimplemented) {
+      GTEST_SKIP() << refused.message();
+    }
+    ASSERT_OK(refused);
+  }
+};
+
+TEST_F(RefuseFdsTest, ThePeersSendmsgWithFdsFailsAndNothingElseChanges) {
+  ASSERT_OK_AND_ASSIGN(auto pair, SeqpacketPair());
+  EXPECT_TRUE(TakesFds(pair.second.get()).value_or(false));
+  ASSERT_OK(RefuseFds(pair.second.get()));
+  EXPECT_FALSE(TakesFds(pair.second.get()).value_or(true));
+  EXPECT_EQ(SendFd(pair.first.get(), STDIN_FILENO), EPERM);
+  // Datagrams without fds pass, and the refusing end can still send fds.
+  EXPECT_EQ(write(pair.first.get(), "hi", 2), 2);
+  EXPECT_EQ(SendFd(pair.second.get(), STDIN_FILENO), 0);
+}
+
+// A connection takes its listener's option when the client connects, even
+// before it is accepted; one made before the listener refused fds keeps
+// taking them (the broker's case for a socket from systemd, see
+// BrokerLoop::Admit).
+TEST_F(RefuseFdsTest, AConnectionTakesItsListenersOptionWhenItIsMade) {
+  char dir[] = "/tmp/capbroker-test-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string path = std::string(dir) + "/s";
+  UniqueFd listener(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  ASSERT_OK_AND_ASSIGN(UnixAddress a, MakeUnixAddress(path));
+  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&a.addr), a.length), 0);
+  ASSERT_EQ(listen(listener.get(), 4), 0);
+  ASSERT_OK_AND_ASSIGN(UniqueFd early, ConnectSeqpacket(path));
+  ASSERT_OK(RefuseFds(listener.get()));
+  ASSERT_OK_AND_ASSIGN(UniqueFd late, ConnectSeqpacket(path));
+  // Not accepted yet: the kernel refuses for the connection made after.
+  EXPECT_EQ(SendFd(late.get(), STDIN_FILENO), EPERM);
+  EXPECT_EQ(SendFd(early.get(), STDIN_FILENO), 0);
+  UniqueFd first(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  UniqueFd second(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  EXPECT_TRUE(TakesFds(first.get()).value_or(false));
+  EXPECT_FALSE(TakesFds(second.get()).value_or(true));
+  unlink(path.c_str());
+  rmdir(dir);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -16,7 +17,10 @@
 #include "capnp/serialize.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "sdk/base/status_matchers.h"
 #include "sdk/wire/limits.h"
+#include "tests/fixtures/fd_refusal.h"
+#include "tests/fixtures/lingering_socket.h"
 #include "tests/hostile/hostile_fixture.h"
 
 namespace capbroker::hostile {
@@ -180,41 +184,86 @@ TEST_F(HostileTest, SegmentTableBombs) {
   ExpectFdsAtBaseline();
 }
 
-// The broker never installs fds a request carries (closing one can block:
-// a FUSE file's flush); the kernel discards them and the request is refused.
-class FdDiscardTest : public HostileTest {
+// The broker takes no fds from anyone, and its socket tells the kernel so
+// (SO_PASSRIGHTS off, Linux 6.16): a client's sendmsg with fds fails with
+// EPERM and nothing is queued, so the broker never holds a client's file,
+// not even in flight. Discarding them unread, as it did before (and still
+// must on older kernels), drops the in-flight reference inside the broker's
+// recvmsg, and if that was the last one, the file's release runs in the
+// broker's only thread: see ASocketThatLingersOnCloseCannotStallTheBroker.
+class FdRefusalTest : public HostileTest {
  protected:
+  void SetUp() override {
+    if (!testing::KernelCanRefuseFds()) {
+      GTEST_SKIP() << "this kernel has no SO_PASSRIGHTS (Linux 6.16)";
+    }
+    HostileTest::SetUp();
+  }
+
   // Sends a status request carrying `copies` copies of a pipe's write end
   // and checks all of that.
-  void ExpectFdsDiscarded(size_t copies);
+  void ExpectFdsRefused(size_t copies);
 };
 
-void FdDiscardTest::ExpectFdsDiscarded(size_t copies) {
+void FdRefusalTest::ExpectFdsRefused(size_t copies) {
   UniqueFd bad = ConnectAndHello();
   int pipe_fds[2];
   ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
   UniqueFd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
   std::vector<int> sent(copies, write_end.get());
-  ASSERT_EQ(Send(bad.get(), StatusBytes(5), sent), 0);
+  EXPECT_EQ(Send(bad.get(), StatusBytes(5), sent), EPERM);
   write_end.reset();
-  ExpectError(bad.get(), 5, ErrorCode::INVALID_REQUEST, "discarded unopened");
-  // The broker replied after the fds were discarded: no write end is left.
+  // Nothing was queued: no copy of the write end is left anywhere.
   pollfd p{read_end.get(), POLLIN, 0};
   ASSERT_EQ(poll(&p, 1, 0), 1);
   EXPECT_TRUE(p.revents & POLLHUP) << "some of the fds are still open somewhere";
-  // The message itself was intact, so the connection stays usable.
+  // Nothing was sent at all: the connection goes on with the next request.
   ASSERT_EQ(Send(bad.get(), StatusBytes(6)), 0);
   RawReply status = Receive(bad.get());
-  EXPECT_EQ(status.id, 6u);
+  EXPECT_EQ(status.id, 6u) << status.message;
   EXPECT_EQ(status.which, schema::Reply::STATUS) << status.message;
   bad.reset();
   ExpectGoodClientWorks();
   ExpectFdsAtBaseline();
 }
 
-TEST_F(FdDiscardTest, UnexpectedFdIsNeverOpened) { ExpectFdsDiscarded(1); }
+TEST_F(FdRefusalTest, AnFdSentToTheBrokerIsRefusedBySendmsg) { ExpectFdsRefused(1); }
 
-TEST_F(FdDiscardTest, HundredsOfFdsAreDiscarded) { ExpectFdsDiscarded(200); }
+TEST_F(FdRefusalTest, HundredsOfFdsAreRefusedBySendmsg) { ExpectFdsRefused(200); }
+
+// The attack found in review: a TCP socket that lingers on close (SO_LINGER,
+// data its peer never reads), wrapped in a unix socket so that the only
+// reference left is the one in flight. The broker that discarded it ran its
+// release in its only thread and sat in it for the whole linger, serving
+// nobody (forever with a linger of 100000 s; SIGTERM waited too). Refused by
+// the kernel, it never reaches the broker, and other clients are answered.
+TEST_F(FdRefusalTest, ASocketThatLingersOnCloseCannotStallTheBroker) {
+  // Longer than the deadline below, which a stalled broker misses.
+  constexpr int kLingerSeconds = 10;
+  constexpr int kDeadlineMs = 5000;  // a safety net: a correct broker answers at once
+  UniqueFd bad = ConnectAndHello();
+  ASSERT_OK_AND_ASSIGN(testing::LingeringSocket lingering,
+                       testing::LingeringSocket::Make(kLingerSeconds));
+  int sent = Send(bad.get(), StatusBytes(5), {lingering.wrapper()});
+  // Had it gone, the attacker would drop its own copy now: the broker's
+  // would be the last.
+  if (sent == 0) lingering.Release();
+  EXPECT_EQ(sent, EPERM);
+  UniqueFd other = Connect();
+  ASSERT_EQ(Send(other.get(), HelloBytes(1, schema::PROTOCOL_VERSION)), 0);
+  pollfd p{other.get(), POLLIN, 0};
+  int ready;
+  do {
+    ready = poll(&p, 1, kDeadlineMs);
+  } while (ready < 0 && errno == EINTR);
+  ASSERT_EQ(ready, 1) << "no answer within " << kDeadlineMs
+                      << " ms: the broker is stuck closing a client's socket";
+  RawReply hello = Receive(other.get());
+  EXPECT_EQ(hello.which, schema::Reply::HELLO) << hello.message;
+  // The attacker's connection is served as well.
+  ASSERT_EQ(Send(bad.get(), StatusBytes(6)), 0);
+  EXPECT_EQ(Receive(bad.get()).id, 6u);
+}
 
 TEST_F(HostileTest, UnknownRequestKind) {
   UniqueFd bad = ConnectAndHello();

@@ -26,6 +26,7 @@
 #include "services/scanner/eicar.h"
 #include "services/scanner/scanner_client.h"
 #include "tests/fixtures/broker_process.h"
+#include "tests/fixtures/fd_refusal.h"
 #include "tests/fixtures/process_watch.h"
 #include "tests/fixtures/service_binary.h"
 
@@ -42,6 +43,8 @@ constexpr char kPolicy[] = R"(( capabilities = [
   principals = [ ( name = "me", match = ( uid = $UID ) ) ],
   services = [
     ( name = "scanner", command = [ "$SCANNER" ], grants = [ "signatures" ],
+      connect = [ "me" ], acceptsFds = true ),
+    ( name = "scanner-without-fds", command = [ "$SCANNER" ], grants = [ "signatures" ],
       connect = [ "me" ] ),
     ( name = "kvstore", command = [ "$KVSTORE", "--grant=kv-data" ],
       grants = [ "kv-data" ], connect = [ "me" ], restartDelayMs = 10 ),
@@ -118,6 +121,23 @@ TEST_F(HostedServicesTest, ScannerGivesVerdictsOnFilesItIsHanded) {
   EXPECT_TRUE(again.signature.has_value());
 }
 
+// The scanner takes the file to scan as an fd, which its policy must allow
+// (acceptsFds = true, as "scanner" above). Without it, the broker made the
+// service's end of each connection refuse fds: the scan fails at the
+// client's sendmsg, saying why, and the scanner never sees the file.
+TEST_F(HostedServicesTest, AServiceWhosePolicyDoesNotSayAcceptsFdsGetsNone) {
+  if (!testing::KernelCanRefuseFds()) GTEST_SKIP() << "no SO_PASSRIGHTS (Linux 6.16)";
+  testing::TempDir files;
+  std::ofstream(files.Join("clean.txt")) << "nothing to see here\n";
+  UniqueFd clean(open(files.Join("clean.txt").c_str(), O_RDONLY | O_CLOEXEC));
+  scanner::ScannerClient without(Connect("scanner-without-fds"));
+  EXPECT_THAT(without.Scan(clean.get()).status(),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("refuses fds")));
+  EXPECT_OK(without.Info().status());  // requests without fds are served
+  scanner::ScannerClient with(Connect("scanner"));
+  EXPECT_OK(with.Scan(clean.get()).status());
+}
+
 TEST_F(HostedServicesTest, KvstoreKeepsWhatItAcknowledgedAcrossCrashAndBrokerRestart) {
   {
     kvstore::KvstoreClient kv(Connect("kvstore"));
@@ -186,11 +206,13 @@ absl::Status CallWithFd(UniqueFd connection, capnp::MessageBuilder& request, int
                             [](typename Reply::Reader) { return absl::OkStatus(); });
 }
 
-// The kvstore and the journal take no fds: the kernel discards any a client
-// attaches before the service could close it (close() of a FUSE file would
-// wait for its server; connection_loop_test proves that nothing is
-// installed). The refusal is an error reply, and the service serves on.
-TEST_F(HostedServicesTest, KvstoreAndJournalDiscardFdsUnopened) {
+// The kvstore and the journal take no fds (their policies leave acceptsFds
+// unset): the broker made their ends of client connections refuse them, so
+// a client's sendmsg with an fd fails (EPERM) and nothing reaches the
+// service, which never holds a client's file: dropping one can block (a
+// FUSE file's flush, a socket lingering on close). The services serve on.
+TEST_F(HostedServicesTest, KvstoreAndJournalRefuseFds) {
+  if (!testing::KernelCanRefuseFds()) GTEST_SKIP() << "no SO_PASSRIGHTS (Linux 6.16)";
   std::ofstream(pub_ + "/journal.log") << "";
   ASSERT_TRUE(testing::SetAppendOnly(pub_ + "/journal.log", true));
   UniqueFd any(open("/dev/null", O_RDONLY | O_CLOEXEC));
@@ -199,13 +221,13 @@ TEST_F(HostedServicesTest, KvstoreAndJournalDiscardFdsUnopened) {
     request.initRoot<kvstore::schema::Request>().setGet(capnp::Data::Reader(
         reinterpret_cast<const capnp::byte*>("k"), 1));
     EXPECT_THAT(CallWithFd<kvstore::schema::Reply>(Connect("kvstore"), request, any.get()),
-                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("discarded unopened")));
+                StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("refuses fds")));
   }
   {
     capnp::MallocMessageBuilder request;
     request.initRoot<journal::schema::Request>().setAppend("x");
     EXPECT_THAT(CallWithFd<journal::schema::Reply>(Connect("journal"), request, any.get()),
-                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("discarded unopened")));
+                StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("refuses fds")));
   }
   kvstore::KvstoreClient kv(Connect("kvstore"));
   EXPECT_OK(kv.Put("k", "v"));

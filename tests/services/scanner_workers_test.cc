@@ -62,9 +62,9 @@ constexpr char kPolicy[] = R"(( capabilities = [
   principals = [ ( name = "me", match = ( uid = $UID ) ) ],
   services = [
     ( name = "scanner", command = [ "$SCANNER" ], grants = [ "signatures" ],
-      connect = [ "me" ] ),
+      connect = [ "me" ], acceptsFds = true ),
     ( name = "scanner-small", command = [ "$SCANNER" ], grants = [ "signatures" ],
-      connect = [ "me" ], limits = ( processes = 2 ) ) ] ))";
+      connect = [ "me" ], acceptsFds = true, limits = ( processes = 2 ) ) ] ))";
 
 bool WaitReadable(int fd, int timeout_ms = kReplyDeadlineMs) {
   pollfd p{fd, POLLIN, 0};

@@ -94,6 +94,15 @@ absl::StatusOr<UniqueFd> OpenLogFile(const std::string& path) {
     return ErrnoStatus(errno, absl::StrCat("fstat audit log ", path));
   }
   CB_RETURN_IF_ERROR(util::CheckTrustedFileStat("audit log", path, st, euid));
+  // A second name could be a file of root's that someone else linked here
+  // (in a sticky directory, where fs.protected_hardlinks is 0): the broker
+  // would append the audit trail to it, for whoever may read that file.
+  if (st.st_nlink != 1) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "audit log ", path, " has ", st.st_nlink,
+        " hard links: another name may be a file someone else linked here; give the log a "
+        "file of its own (one link)"));
+  }
   CB_RETURN_IF_ERROR(SetNonBlocking(fd.get(), false));
   return fd;
 }

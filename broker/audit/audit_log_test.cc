@@ -258,6 +258,28 @@ TEST(AuditLogTest, RefusesALogOthersCanWrite) {
   }
 }
 
+// In a sticky directory anyone may write to, anyone could link a file of
+// root's at the log's path (where fs.protected_hardlinks is 0): the audit
+// trail would go into that file. A log must have one link.
+TEST(AuditLogTest, RefusesALogWithAnotherName) {
+  testing::TempDir dir;
+  std::string logs = dir.Join("logs");
+  ASSERT_EQ(mkdir(logs.c_str(), 0700), 0);
+  ASSERT_EQ(chmod(logs.c_str(), 01777), 0);
+  std::string victim = dir.WriteFile("victim", "root's own\n");
+  ASSERT_EQ(chmod(victim.c_str(), 0644), 0);
+  std::string path = logs + "/audit.log";
+  ASSERT_EQ(link(victim.c_str(), path.c_str()), 0);
+  EXPECT_THAT(AuditLog::OpenFile(path),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       absl::StrCat("audit log ", path, " has 2 hard links: another name may "
+                                    "be a file someone else linked here; give the log a file "
+                                    "of its own (one link)")));
+  // With the link gone, the path is the log's alone.
+  ASSERT_EQ(unlink(path.c_str()), 0);
+  EXPECT_OK(AuditLog::OpenFile(path));
+}
+
 // A directory on the way that others can write, and is not sticky: they
 // could rename the log away and put their own in its place.
 TEST(AuditLogTest, RefusesADirectoryOthersCanWrite) {

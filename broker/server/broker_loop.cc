@@ -188,6 +188,11 @@ bool BrokerLoop::FdsMayWait(int fd) {
   // Nothing more can come with fds; what came before is dealt with in turn.
   absl::Status refused = wire::RefuseFds(fd);
   if (!refused.ok()) PeerLog(refused.message());
+  // Made before the listener's credential options were turned off too
+  // (Listener::FromSystemd): without this, every datagram would look as if
+  // it carried fds.
+  absl::Status stopped = wire::StopCredentialMessages(fd);
+  if (!stopped.ok()) PeerLog(stopped.message());
   return true;
 }
 

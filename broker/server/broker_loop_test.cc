@@ -130,9 +130,13 @@ TEST_F(BrokerLoopTest, GrantWhoseLineIsLostWhileMakingRoomIsWithheld) {
 // only after a look that drops nothing, and sets aside the connection whose
 // datagram carries fds: it never drops a client's fd (here a pipe's write
 // end; with a socket lingering on close, that would stall the loop).
-// Connections of the same kind without fds are served.
+// Connections of the same kind without fds are served, even when the
+// socket's unit passed credentials (PassCredentials=), which makes every
+// datagram come with a control message until the option is off.
 TEST_F(BrokerLoopTest, FdsSentBeforeTheListenerRefusedThemAreNeverDroppedHere) {
   UniqueFd listener(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  const int on = 1;
+  ASSERT_EQ(setsockopt(listener.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)), 0);
   ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(dir_.Join("s")));
   ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&address.addr), address.length), 0);
   ASSERT_EQ(listen(listener.get(), 8), 0);
@@ -151,6 +155,7 @@ TEST_F(BrokerLoopTest, FdsSentBeforeTheListenerRefusedThemAreNeverDroppedHere) {
   absl::Status refused = wire::RefuseFds(listener.get());
   if (refused.code() == absl::StatusCode::kUnimplemented) GTEST_SKIP() << refused.message();
   ASSERT_OK(refused);
+  ASSERT_OK(wire::StopCredentialMessages(listener.get()));
 
   BrokerLoop loop(handler_, audit_, stats_, Limits());
   UniqueFd control(eventfd(1, EFD_CLOEXEC));  // readable every turn

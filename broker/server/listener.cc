@@ -271,6 +271,9 @@ absl::StatusOr<std::optional<Listener>> Listener::FromSystemd() {
   }
   if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) return ErrnoStatus(errno, "fcntl(3, FD_CLOEXEC)");
   CB_RETURN_IF_ERROR(SetNonBlocking(fd, true));
+  // Requests carry no control messages: with credentials passed (the unit's
+  // PassCredentials=...), every request would read as one carrying fds.
+  CB_RETURN_IF_ERROR(wire::StopCredentialMessages(fd));
   Listener listener;
   listener.fd_.reset(fd);
   // Refused already when its unit says AcceptFileDescriptors=no.

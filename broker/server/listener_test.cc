@@ -489,6 +489,25 @@ TEST_F(SystemdTest, ASocketThatTookFdsRefusesThemFromNowOn) {
   EXPECT_EQ(SendFd(early.get(), STDIN_FILENO), 0);  // made before: see BrokerLoop::Admit
 }
 
+// A unit's PassCredentials= or PassSecurity= would make every request come
+// with a control message, which reads as fds: the broker turns them off.
+TEST_F(SystemdTest, CredentialsPassedByTheUnitAreTurnedOff) {
+  TempDir dir;
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+  const int on = 1;
+  ASSERT_EQ(setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)), 0);
+  ASSERT_EQ(setsockopt(fd, SOL_SOCKET, SO_PASSSEC, &on, sizeof(on)), 0);
+  PassListening(fd, dir.Join("s"));
+  ASSERT_OK_AND_ASSIGN(std::optional<Listener> l, Listener::FromSystemd());
+  ASSERT_TRUE(l.has_value());
+  for (int option : {SO_PASSCRED, SO_PASSSEC}) {
+    int value = -1;
+    socklen_t length = sizeof(value);
+    ASSERT_EQ(getsockopt(3, SOL_SOCKET, option, &value, &length), 0);
+    EXPECT_EQ(value, 0) << "option " << option;
+  }
+}
+
 TEST_F(SystemdTest, ASocketThatRefusedFdsAlreadyIsNoNews) {
   TempDir dir;
   int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);

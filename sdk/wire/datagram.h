@@ -96,7 +96,8 @@ enum class Waiting {
 // Looks at the first datagram waiting in `fd` (borrowed) without taking it
 // and without installing its fds: MSG_PEEK | MSG_DONTWAIT with no control
 // buffer, so the kernel says that fds came with MSG_CTRUNC (on a socket
-// without SO_PASSCRED, as the broker's are) and drops only the extra
+// without credential messages: see StopCredentialMessages in
+// unix_socket.h) and drops only the extra
 // references it took for the peek, never the datagram's own (which only a
 // receive, or closing the socket, drops). Safe on a socket whose peer is
 // hostile, provided nothing else reads it meanwhile. An empty datagram and

@@ -13,6 +13,10 @@
 #ifndef SO_PASSRIGHTS
 #define SO_PASSRIGHTS 83
 #endif
+// Linux 6.5; the same value on x86 and arm.
+#ifndef SO_PASSPIDFD
+#define SO_PASSPIDFD 76
+#endif
 
 namespace capbroker::wire {
 namespace {
@@ -95,6 +99,22 @@ absl::Status RefuseFds(int fd) {
   int off = 0;
   if (setsockopt(fd, SOL_SOCKET, SO_PASSRIGHTS, &off, sizeof(off)) != 0) {
     return PassRightsError(errno, "setsockopt", fd);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StopCredentialMessages(int fd) {
+  struct Option {
+    int name;
+    const char* text;
+  };
+  for (const Option& option : {Option{SO_PASSCRED, "SO_PASSCRED"},
+                               Option{SO_PASSSEC, "SO_PASSSEC"},
+                               Option{SO_PASSPIDFD, "SO_PASSPIDFD"}}) {
+    int off = 0;
+    if (setsockopt(fd, SOL_SOCKET, option.name, &off, sizeof(off)) != 0 && errno != ENOPROTOOPT) {
+      return ErrnoStatus(errno, absl::StrCat("setsockopt(fd=", fd, ", ", option.text, ")"));
+    }
   }
   return absl::OkStatus();
 }

@@ -63,6 +63,15 @@ absl::Status RefuseFds(int fd);
 // default). kUnimplemented as for RefuseFds.
 absl::StatusOr<bool> TakesFds(int fd);
 
+// Turns off SO_PASSCRED, SO_PASSSEC and SO_PASSPIDFD on `fd` (borrowed), as
+// a systemd unit's PassCredentials=, PassSecurity= or PassPIDFD= leaves
+// them on a listening socket and its connections: with any on, every
+// datagram comes with a control message, which a receive or a peek without
+// room for one reports as MSG_CTRUNC, as for fds. The kernel looks at the
+// receiving socket's options when it reads, so datagrams already queued
+// then read clean. An option this kernel lacks (ENOPROTOOPT) is off.
+absl::Status StopCredentialMessages(int fd);
+
 }  // namespace capbroker::wire
 
 #endif  // CAPBROKER_SDK_WIRE_UNIX_SOCKET_H_

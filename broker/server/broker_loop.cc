@@ -98,6 +98,11 @@ absl::Status BrokerLoop::Serve(int listener, int control_fd,
   }
   epoll_event events[kMaxEvents];
   for (;;) {
+    // Missing when a connection refused at EMFILE was set aside (Discard)
+    // and kept the number it freed: taken back as soon as an fd is free, so
+    // that a full table later still refuses with a reason instead of
+    // leaving the listener readable with nothing able to take from it.
+    if (!reserve_fd_.valid()) reserve_fd_ = OpenReserve();
     SendPending();
     Reap();
     // Every answer of the turn is queued now: a line lost from here on

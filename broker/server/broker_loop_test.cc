@@ -5,12 +5,17 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/time/clock.h"
 #include "capnp/message.h"
 #include "capnp/serialize.h"
@@ -180,6 +185,91 @@ TEST_F(BrokerLoopTest, FdsSentBeforeTheListenerRefusedThemAreNeverDroppedHere) {
   // Nothing came back on the connection set aside: it is never read again.
   pollfd q{with_fds.get(), POLLIN, 0};
   EXPECT_EQ(poll(&q, 1, 0), 0);
+}
+
+// The loop keeps a reserve fd, freed to take and refuse a connection when
+// the table is full. A connection made before the listener refused fds and
+// refused at EMFILE is set aside, keeping the number the reserve freed. The
+// reserve is taken back once an fd is free again: a client at a full table
+// later is still told that the broker is out of fds, instead of waiting
+// forever on a listener the loop cannot take from.
+TEST_F(BrokerLoopTest, TheReserveFdComesBackAfterAConnectionIsSetAsideAtEmfile) {
+  UniqueFd listener(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(dir_.Join("s")));
+  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&address.addr), address.length), 0);
+  ASSERT_EQ(listen(listener.get(), 8), 0);
+  ASSERT_OK_AND_ASSIGN(UniqueFd early, wire::ConnectSeqpacket(dir_.Join("s")));
+  ASSERT_EQ(testing::RawSend(early.get(), testing::HelloBytes(1, schema::PROTOCOL_VERSION)), 0);
+  absl::Status refused = wire::RefuseFds(listener.get());
+  if (refused.code() == absl::StatusCode::kUnimplemented) GTEST_SKIP() << refused.message();
+  ASSERT_OK(refused);
+  // In a child: it fills its fd table.
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    BrokerLoop loop(handler_, audit_, stats_, Limits());
+    UniqueFd control(eventfd(1, EFD_CLOEXEC));  // readable every turn
+    UniqueFd late(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    if (!control.valid() || !late.valid()) _exit(10);
+    rlimit limit{128, 128};
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) _exit(11);
+    std::vector<UniqueFd> filler;
+    for (int fd; (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) filler.emplace_back(fd);
+    if (filler.size() < 2) _exit(12);
+    filler.pop_back();  // one free number, for the reserve Serve opens
+    enum { kSettingAside, kFreed, kLateConnected } step = kSettingAside;
+    int turns = 0;
+    int code = 13;  // the late client was never answered
+    absl::Status served = loop.Serve(listener.get(), control.get(), [&] {
+      ++turns;
+      if (step == kSettingAside && turns >= 2) {
+        // `early` was taken with the reserve's number and set aside (it was
+        // not served); the table is full. One number comes free.
+        if (stats_.connections_total != 0) {
+          code = 17;
+          return true;
+        }
+        filler.pop_back();
+        step = kFreed;
+      } else if (step == kFreed) {
+        // A turn later, the number is the reserve's again, if the loop took
+        // it back; if not, this takes it, and the table is full with no
+        // reserve. Then a client comes.
+        int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) filler.emplace_back(fd);
+        if (connect(late.get(), reinterpret_cast<const sockaddr*>(&address.addr),
+                    address.length) != 0) {
+          code = 14;
+          return true;
+        }
+        step = kLateConnected;
+      } else if (step == kLateConnected) {
+        pollfd answered{late.get(), POLLIN, 0};
+        if (poll(&answered, 1, 0) == 1) {
+          wire::ReceiveBuffer buffer;
+          absl::StatusOr<std::optional<wire::Datagram>> reply =
+              wire::ReceiveDatagram(late.get(), buffer);
+          code = 15;  // answered, but not with the refusal
+          if (reply.ok() && reply->has_value()) {
+            capnp::FlatArrayMessageReader reader((*reply)->words);
+            schema::Reply::Reader root = reader.getRoot<schema::Reply>();
+            if (root.isError() &&
+                absl::StrContains(root.getError().getMessage().cStr(), "out of fds")) {
+              code = 0;
+            }
+          }
+          return true;
+        }
+      }
+      return turns > 1000;  // a safety net of turns, never a wait
+    });
+    _exit(served.ok() ? code : 16);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0)
+      << "13: the late client was never answered; 17: `early` was served, not set aside";
 }
 
 }  // namespace

@@ -6,10 +6,14 @@
 
 #include "broker/daemon/daemon.h"
 #include "broker/daemon/flags.h"
+#include "sdk/base/syscall.h"
 
 int main(int argc, char** argv) {
-  // Before anything else creates an fd (see daemon.h).
-  absl::Status stdio = capbroker::daemon::EnsureStandardFds();
+  // Before anything else creates an fd: the audit file, the signalfd, the
+  // lock or a client's socket would otherwise take a closed standard fd's
+  // number, and stderr's lines (audit lines too, without --audit-log) go
+  // into it.
+  absl::Status stdio = capbroker::EnsureStandardFds();
   if (!stdio.ok()) {
     std::fprintf(stderr, "capbrokerd: %s\n", std::string(stdio.message()).c_str());
     return 1;

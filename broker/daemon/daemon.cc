@@ -234,24 +234,6 @@ void WarnIfClientsCanSendFds(const server::Listener& listener) {
 
 }  // namespace
 
-absl::Status EnsureStandardFds() {
-  for (int fd = 0; fd <= 2; ++fd) {
-    if (fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
-    // open() takes the lowest free number: `fd` itself, since those below
-    // are open by now. Not close-on-exec, unlike every other fd of the
-    // broker: these stand in for the standard streams, which a child would
-    // inherit, and must keep its first fds off 0 to 2 the same way.
-    int opened = RetryEintr([] { return open("/dev/null", O_RDWR | O_NOCTTY); });
-    if (opened < 0) return ErrnoStatus(errno, "open /dev/null for a closed standard fd");
-    if (opened != fd) {
-      close(opened);
-      return absl::InternalError(absl::StrCat("open /dev/null gave fd ", opened,
-                                              " for closed standard fd ", fd));
-    }
-  }
-  return absl::OkStatus();
-}
-
 absl::Status RunDaemon(const DaemonFlags& flags) {
   CB_RETURN_IF_ERROR(BlockControlSignals());  // first: see there
   // Before the broker opens any fd of its own: only then does an open fd at

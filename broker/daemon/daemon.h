@@ -7,14 +7,6 @@
 
 namespace capbroker::daemon {
 
-// Opens /dev/null on each of fds 0, 1 and 2 that is closed. Call it first
-// in main(), before anything creates an fd: a broker started with a
-// standard fd closed would otherwise give that number to its first fd (the
-// audit file, the signalfd, the lock, a client's socket), and everything
-// written to stdout or stderr, audit lines included when there is no
-// --audit-log, would go into it. Fails only if /dev/null cannot be opened.
-absl::Status EnsureStandardFds();
-
 // Runs the broker with `flags` until SIGTERM or SIGINT. Any error before
 // serving (a bad policy, a socket in use, an unwritable audit log, a
 // --ready-fd that was not inherited) is returned and the broker never

@@ -1,6 +1,7 @@
 #include "sdk/base/syscall.h"
 
 #include <fcntl.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <string>
@@ -29,6 +30,23 @@ absl::Status SetNonBlocking(int fd, bool on) {
   int wanted = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
   if (wanted != flags && fcntl(fd, F_SETFL, wanted) < 0) {
     return ErrnoStatus(errno, absl::StrCat("fcntl(fd=", fd, ", F_SETFL)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EnsureStandardFds() {
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+    // open() takes the lowest free number: `fd` itself, since those below
+    // are open by now. Not close-on-exec, unlike every other fd: these
+    // stand in for the standard streams, which a child inherits.
+    int opened = RetryEintr([] { return open("/dev/null", O_RDWR | O_NOCTTY); });
+    if (opened < 0) return ErrnoStatus(errno, "open /dev/null for a closed standard fd");
+    if (opened != fd) {
+      close(opened);
+      return absl::InternalError(absl::StrCat("open /dev/null gave fd ", opened,
+                                              " for closed standard fd ", fd));
+    }
   }
   return absl::OkStatus();
 }

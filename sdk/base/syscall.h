@@ -43,6 +43,15 @@ absl::StatusOr<UniqueFd> Reopen(int fd, int flags, absl::string_view what);
 // Sets or clears O_NONBLOCK on `fd` (borrowed).
 absl::Status SetNonBlocking(int fd, bool on);
 
+// Opens /dev/null on each of fds 0, 1 and 2 that is closed, as sudo and
+// systemd do. Call it first in main(), before anything creates an fd: a
+// program started with a standard fd closed would otherwise give that
+// number to its first fd of its own (a socket, a file, a capability), and
+// everything written to stdout or stderr would go into it; a program it
+// runs would find its standard fds missing. Fails only if /dev/null cannot
+// be opened.
+absl::Status EnsureStandardFds();
+
 }  // namespace capbroker
 
 #endif  // CAPBROKER_SDK_BASE_SYSCALL_H_

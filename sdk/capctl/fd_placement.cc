@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -31,22 +30,6 @@ absl::Status PlaceInheritedFds(std::vector<UniqueFd> fds) {
       return ErrnoStatus(errno, absl::StrCat("dup2(", high[i].get(), ", ", target, ")"));
     }
     // dup2 to a new number leaves FD_CLOEXEC clear: `target` is inherited.
-  }
-  return absl::OkStatus();
-}
-
-absl::Status OpenMissingStdio() {
-  for (int fd = 0; fd <= 2; ++fd) {
-    if (fcntl(fd, F_GETFD) >= 0) continue;
-    if (errno != EBADF) return ErrnoStatus(errno, absl::StrCat("fcntl(fd=", fd, ", F_GETFD)"));
-    // The lowest free number: `fd`, since those below it are open. Not
-    // close-on-exec: it is stdio, for the program capctl may run.
-    int opened = open("/dev/null", O_RDWR);
-    if (opened < 0) return ErrnoStatus(errno, "open(/dev/null)");
-    if (opened != fd) {
-      close(opened);
-      return absl::InternalError(absl::StrCat("open(/dev/null) gave fd ", opened, ", not ", fd));
-    }
   }
   return absl::OkStatus();
 }

@@ -1,6 +1,5 @@
-// The fds capctl starts with and hands on: OpenMissingStdio, and
-// PlaceInheritedFds, which arranges fds at 3, 4, ... for a program about to
-// be exec'd, the layout of systemd socket activation (sd_listen_fds(3)).
+// PlaceInheritedFds: arranges fds at 3, 4, ... for a program about to be
+// exec'd, the layout of systemd socket activation (sd_listen_fds(3)).
 #ifndef CAPBROKER_SDK_CAPCTL_FD_PLACEMENT_H_
 #define CAPBROKER_SDK_CAPCTL_FD_PLACEMENT_H_
 
@@ -25,12 +24,6 @@ inline constexpr int kListenFdsStart = 3;
 // range with F_DUPFD_CLOEXEC and only then dup2'd to its place; dup2 onto a
 // different number never carries FD_CLOEXEC over.
 absl::Status PlaceInheritedFds(std::vector<UniqueFd> fds);
-
-// Opens /dev/null on each of fds 0, 1 and 2 that is not open, as sudo and
-// systemd do. Started with one closed, capctl would otherwise get its broker
-// socket or a capability there, and write its error line into it; and a
-// program it runs would find its stdio missing.
-absl::Status OpenMissingStdio();
 
 }  // namespace capbroker
 

@@ -4,11 +4,11 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "sdk/base/syscall.h"
 #include "sdk/capctl/capctl.h"
-#include "sdk/capctl/fd_placement.h"
 
 int main(int argc, char** argv) {
-  if (absl::Status stdio = capbroker::OpenMissingStdio(); !stdio.ok()) {
+  if (absl::Status stdio = capbroker::EnsureStandardFds(); !stdio.ok()) {
     std::cerr << "capctl: " << stdio.message() << "\n";
     return capbroker::kExitFailure;
   }

@@ -97,15 +97,6 @@ bool MayPassByItself(const absl::Status& status) {
   }
 }
 
-// Turns fd-passing off on `fd` (wire::RefuseFds). A kernel that cannot
-// (before Linux 6.16) is no error here: the broker warns at start, and what
-// is sent is discarded unread.
-absl::Status RefuseFds(int fd) {
-  absl::Status refused = wire::RefuseFds(fd);
-  if (refused.code() == absl::StatusCode::kUnimplemented) return absl::OkStatus();
-  return refused;
-}
-
 }  // namespace
 
 struct ServiceHost::Service {
@@ -263,7 +254,7 @@ absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> ServiceHost::BeginLaunch
   CB_RETURN_IF_ERROR(SetNonBlocking(broker_end.get(), true));
   // The broker takes no fds from a service either: a compromised one must
   // not stall it (see wire::FdPolicy). Before the service has its end.
-  CB_RETURN_IF_ERROR(RefuseFds(broker_end.get()));
+  CB_RETURN_IF_ERROR(wire::RefuseFdsWhereSupported(broker_end.get()));
   // The child has its copies of the grants and the service's end now.
   CB_ASSIGN_OR_RETURN(std::unique_ptr<sandbox::PendingLaunch> launch,
                       options_.launcher(sandbox));
@@ -621,7 +612,9 @@ absl::StatusOr<UniqueFd> ServiceHost::MakeConnection(Service& service,
   // them before the client gets its own: the service could not turn that
   // on in time itself, since the client may send before the service has
   // taken its end.
-  if (!service.spec.accepts_fds) CB_RETURN_IF_ERROR(RefuseFds(service_end.get()));
+  if (!service.spec.accepts_fds) {
+    CB_RETURN_IF_ERROR(wire::RefuseFdsWhereSupported(service_end.get()));
+  }
   if (!loop_.Send(service.connection_id,
                   IncomingAnswer(service.spec.name, request, std::move(service_end)))) {
     return absl::UnavailableError(absl::StrCat(

@@ -176,8 +176,7 @@ void ConnectionLoop::Add(IncomingConnection incoming) {
     // its own (unless the service's policy says acceptsFds): this is for
     // connections made otherwise, from now on. A kernel that cannot
     // (before Linux 6.16) leaves FdPolicy::kRefuse alone.
-    status = wire::RefuseFds(c->fd.get());
-    if (status.code() == absl::StatusCode::kUnimplemented) status = absl::OkStatus();
+    status = wire::RefuseFdsWhereSupported(c->fd.get());
   }
   if (status.ok()) status = Watch(*c, true);
   if (!status.ok()) {

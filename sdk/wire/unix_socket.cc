@@ -103,6 +103,12 @@ absl::Status RefuseFds(int fd) {
   return absl::OkStatus();
 }
 
+absl::Status RefuseFdsWhereSupported(int fd) {
+  absl::Status refused = RefuseFds(fd);
+  if (refused.code() == absl::StatusCode::kUnimplemented) return absl::OkStatus();
+  return refused;
+}
+
 absl::Status StopCredentialMessages(int fd) {
   struct Option {
     int name;

@@ -59,6 +59,12 @@ absl::StatusOr<std::pair<UniqueFd, UniqueFd>> SeqpacketPair();
 // setsockopt's errno.
 absl::Status RefuseFds(int fd);
 
+// RefuseFds where the kernel can: OK on a kernel without SO_PASSRIGHTS,
+// where what is sent can only be received without room for fds
+// (FdPolicy::kRefuse). For sockets whose owner warns about old kernels
+// elsewhere (capbrokerd at start) or cannot do better.
+absl::Status RefuseFdsWhereSupported(int fd);
+
 // Whether `fd` (borrowed) takes fds from its peer (SO_PASSRIGHTS on, the
 // default). kUnimplemented as for RefuseFds.
 absl::StatusOr<bool> TakesFds(int fd);

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "broker/peer/peer_identity.h"
 #include "broker/server/dispatch.h"
+#include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/wire/unix_socket.h"
 
@@ -56,6 +57,16 @@ constexpr int kPeerLogLinesPerSecond = 20;
 // sender is root, exempt from the kernel's limit on fds in flight. Clients
 // with one request outstanding (and the benchmarks) never come near it.
 constexpr int kClientSendBufferBytes = 24 * 1024;
+
+// The send buffer of a service's connection. Every connect that waited
+// for a service to start (up to service::kMaxPendingConnects, 1024) is
+// delivered at once when it is ready: a datagram of at most 1 KiB (names
+// are at most 64 bytes) and an fd each, which the kernel charges at its
+// skb's true size. Ends that do not fit are refused ("busy"), never queued
+// in the broker (see the class comment). Only a root broker can set more
+// than net.core.wmem_max (SO_SNDBUFFORCE); a user's broker gets twice that
+// (416 KiB by default), room for a few hundred.
+constexpr int kServiceSendBufferBytes = 4 * 1024 * 1024;
 
 // What sendmsg(2) on an AF_UNIX datagram socket keeps of the send buffer:
 // a datagram longer than the buffer less this fails with EMSGSIZE.
@@ -246,7 +257,7 @@ void BrokerLoop::Admit(UniqueFd fd) {
                          "(--max-connections-per-uid)")));
     return;
   }
-  absl::StatusOr<size_t> send_buffer = LimitSendBuffer(fd.get());
+  absl::StatusOr<size_t> send_buffer = SetSendBuffer(fd.get(), kClientSendBufferBytes);
   if (!send_buffer.ok()) {
     PeerLog(absl::StrCat("refusing uid ", identity->uid, ": ", send_buffer.status().message()));
     return;
@@ -260,13 +271,16 @@ void BrokerLoop::Admit(UniqueFd fd) {
   ++per_uid;
 }
 
-absl::StatusOr<size_t> BrokerLoop::LimitSendBuffer(int fd) {
-  int value = kClientSendBufferBytes / 2;
-  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &value, sizeof(value)) != 0) {
+absl::StatusOr<size_t> BrokerLoop::SetSendBuffer(int fd, int bytes) {
+  int value = bytes / 2;  // the kernel doubles it
+  // SO_SNDBUFFORCE goes beyond net.core.wmem_max, with CAP_NET_ADMIN (a
+  // root broker); SO_SNDBUF does not.
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &value, sizeof(value)) != 0 &&
+      setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &value, sizeof(value)) != 0) {
     return ErrnoStatus(errno, absl::StrCat("setsockopt(fd=", fd, ", SO_SNDBUF)"));
   }
-  // What the kernel made of it (net.core.wmem_max caps it): the size that
-  // decides which replies need SendWide.
+  // What the kernel made of it: the size that decides which replies need
+  // SendWide.
   int effective = 0;
   socklen_t length = sizeof(effective);
   if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &effective, &length) != 0) {
@@ -361,7 +375,8 @@ void BrokerLoop::Unwatch(int fd) {
 
 absl::StatusOr<uint64_t> BrokerLoop::AddServiceConnection(UniqueFd fd, Identity identity) {
   if (!epoll_) return absl::InternalError("the event loop has no epoll fd");
-  return Register(std::move(fd), std::move(identity), true);
+  CB_ASSIGN_OR_RETURN(size_t send_buffer, SetSendBuffer(fd.get(), kServiceSendBufferBytes));
+  return Register(std::move(fd), std::move(identity), true, send_buffer);
 }
 
 bool BrokerLoop::Send(uint64_t id, Answer answer) {
@@ -369,10 +384,26 @@ bool BrokerLoop::Send(uint64_t id, Answer answer) {
   if (it == fd_by_id_.end()) return false;
   Connection& connection = *connections_[it->second];
   if (Queue(connection, std::move(answer))) return true;
-  // A service that is behind keeps its connection: the connect that would
-  // have added to its queue is refused instead (see the class comment).
-  if (!connection.service) Close(connection);
+  Close(connection);
   return false;
+}
+
+bool BrokerLoop::Deliver(uint64_t id, Answer answer) {
+  auto it = fd_by_id_.find(id);
+  if (it == fd_by_id_.end()) return false;
+  Connection& connection = *connections_[it->second];
+  // What waits goes first, and SendQueued writes the audit log before it
+  // sends anything (even with nothing queued).
+  SendQueued(connection);
+  if (connection.closed || !connection.queue.empty()) return false;
+  QueuedReply reply{std::move(answer.words), std::move(answer.outcome.fds),
+                    std::move(answer.outcome.shared_fd), answer.id, answer.outcome.audit_line};
+  absl::StatusOr<bool> sent = Write(connection, reply);
+  if (!sent.ok()) {
+    Close(connection);
+    return false;
+  }
+  return *sent;
 }
 
 void BrokerLoop::CloseConnection(uint64_t id) {
@@ -491,21 +522,18 @@ bool BrokerLoop::OnDatagram(Connection& connection) {
   return Queue(connection, std::move(answer));
 }
 
-bool BrokerLoop::Fits(const Connection& connection, size_t bytes, size_t fds) const {
+bool BrokerLoop::Fits(const Connection& connection, size_t bytes) const {
   if (connection.queued_bytes + bytes > limits_.max_queued_bytes) return false;
-  // A service's queue is bounded by bytes and fds, not by a count of
-  // messages (see the class comment).
-  if (connection.service) return connection.queued_fds + fds <= limits_.max_queued_service_fds;
   return connection.queue.size() < limits_.max_queued_replies;
 }
 
-bool BrokerLoop::MakeFit(Connection& connection, size_t bytes, size_t fds) {
-  if (Fits(connection, bytes, fds)) return true;
+bool BrokerLoop::MakeFit(Connection& connection, size_t bytes) {
+  if (Fits(connection, bytes)) return true;
   // Replies for one connection can pile up within a turn (the connects
   // that waited for a service are all answered when it becomes ready):
   // what the socket takes now is not "not read".
   SendQueued(connection);
-  return !connection.closed && Fits(connection, bytes, fds);
+  return !connection.closed && Fits(connection, bytes);
 }
 
 void BrokerLoop::Account(Connection& connection, long bytes, long fds) {
@@ -525,7 +553,7 @@ bool BrokerLoop::Queue(Connection& connection, Answer answer) {
   if (connection.closed) return false;
   size_t bytes = answer.words.size() * sizeof(capnp::word);
   size_t fds = answer.outcome.fds.size();
-  if (!MakeFit(connection, bytes, fds)) {
+  if (!MakeFit(connection, bytes)) {
     if (connection.closed || connection.service) return false;
     PeerLog(absl::StrCat("disconnecting pid ", connection.session.identity.pid, " (uid ",
                          connection.session.identity.uid, "): it does not read its replies (",
@@ -573,30 +601,33 @@ void BrokerLoop::SendPending() {
   pending_sends_.clear();
 }
 
+absl::StatusOr<bool> BrokerLoop::Write(Connection& connection, QueuedReply& reply) {
+  int raw[wire::kMaxFdsPerMessage];
+  size_t n = 0;
+  for (const UniqueFd& f : reply.fds) raw[n++] = f.get();
+  if (reply.shared_fd) raw[n++] = reply.shared_fd->get();
+  iovec iov{reply.words.begin(), reply.words.size() * sizeof(capnp::word)};
+  // A reply larger than the connection's send buffer (a list of a large
+  // policy) would fail with EMSGSIZE: it goes through SendWide. Grants
+  // are a few hundred bytes, far below.
+  if (connection.send_buffer != 0 && iov.iov_len + kSendBufferReserve > connection.send_buffer) {
+    return SendWide(connection, iov, absl::MakeConstSpan(raw, n));
+  }
+  return wire::SendDatagram(connection.fd.get(), &iov, 1, absl::MakeConstSpan(raw, n));
+}
+
 void BrokerLoop::SendQueued(Connection& connection) {
   FlushAudit();
-  int fd = connection.fd.get();
   size_t sent_count = 0;
-  int raw[wire::kMaxFdsPerMessage];
   for (QueuedReply& q : connection.queue) {
-    size_t n = 0;
-    for (const UniqueFd& f : q.fds) raw[n++] = f.get();
-    if (q.shared_fd) raw[n++] = q.shared_fd->get();
-    iovec iov{q.words.begin(), q.words.size() * sizeof(capnp::word)};
-    // A reply larger than the connection's send buffer (a list of a large
-    // policy) would fail with EMSGSIZE: it goes through SendWide. Grants
-    // are a few hundred bytes, far below.
-    absl::StatusOr<bool> sent =
-        connection.send_buffer != 0 &&
-                iov.iov_len + kSendBufferReserve > connection.send_buffer
-            ? SendWide(connection, iov, absl::MakeConstSpan(raw, n))
-            : wire::SendDatagram(fd, &iov, 1, absl::MakeConstSpan(raw, n));
+    absl::StatusOr<bool> sent = Write(connection, q);
     if (!sent.ok()) {
       Close(connection);
       return;
     }
     if (!*sent) break;  // the socket is full: EPOLLOUT brings us back
-    Account(connection, -static_cast<long>(iov.iov_len), -static_cast<long>(q.fds.size()));
+    Account(connection, -static_cast<long>(q.words.size() * sizeof(capnp::word)),
+            -static_cast<long>(q.fds.size()));
     ++sent_count;
   }
   connection.queue.erase(connection.queue.begin(),

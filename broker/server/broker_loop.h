@@ -26,21 +26,24 @@
 // next to nothing, so the ones that go are those that do not read, never a
 // well-behaved client that happens to ask while others fill the budget.
 //
-// A hosted service's connection is different: when its queue is full the
-// connect that would add to it is refused ("busy"), and the service keeps its
-// connection. When a service becomes ready, every connect that waited for it
-// is sent at once, so its queue is bounded by bytes and fds
-// (max_queued_service_fds), not by a count of messages. Service queues stay
-// out of the totals above, and a service is never disconnected to make room
-// for others: the service host, which alone can restart it, would be left
-// with a service nobody can reach. When the loop closes a service's
-// connection on its own (the service hung up, sent what it may not, or its
-// socket failed), it tells the host (RequestHandler::ServiceConnectionLost).
-// A service's connection keeps the kernel's default send buffer, unlike a
-// client's: the broker made it, one per service, and a service that becomes
-// ready takes every connect that waited for it at once (up to
-// max_queued_service_fds); a small buffer would only move those from the
-// service's socket into the broker's queue, a loop turn each.
+// A hosted service's connection is different. The service's end of each
+// new connection to it never waits in the broker: Deliver writes it to the
+// service's socket at once, or the connect is refused ("busy"), before
+// the client gets its own end. The broker so never holds a service's end
+// while a client can send on the other: a service whose policy says
+// acceptsFds takes fds from its clients, and a queued end closed with its
+// connection (the service exits) would drop them in the loop's thread (see
+// the last paragraph). A service's connection has a send buffer large
+// enough for every connect that may wait for it to start
+// (service::kMaxPendingConnects), which are all delivered at once when it
+// is ready (kServiceSendBufferBytes in broker_loop.cc). Service queues,
+// which hold only replies to the service's own requests, stay out of the
+// totals above, and a service is never disconnected to make room for
+// others: the service host, which alone can restart it, would be left with
+// a service nobody can reach. When the loop closes a service's connection
+// on its own (the service hung up, sent what it may not, did not read its
+// replies, or its socket failed), it tells the host
+// (RequestHandler::ServiceConnectionLost).
 //
 // A connection is closed at once but freed only between loop turns: the
 // service host can close a connection (through Send) while that very
@@ -130,10 +133,6 @@ struct Limits {
   // max_connections_per_uid x (32 in flight + max_queued_replies queued)
   // grants' fds held unread, the queued part also within this total.
   size_t max_queued_fds_total = 4096;
-  // Fds waiting in one service's queue: incoming connections it has not
-  // taken yet. As many as the connects that may wait for a service to start
-  // (service::kMaxPendingConnects), which are all sent once it is ready.
-  size_t max_queued_service_fds = 1024;
 };
 
 class BrokerLoop : public LoopPort {
@@ -149,6 +148,7 @@ class BrokerLoop : public LoopPort {
   void Unwatch(int fd) override;
   absl::StatusOr<uint64_t> AddServiceConnection(UniqueFd fd, Identity identity) override;
   bool Send(uint64_t id, Answer answer) override;
+  bool Deliver(uint64_t id, Answer answer) override;
   void CloseConnection(uint64_t id) override;
   bool AuditWritten(const std::vector<uint64_t>& lines) override;
 
@@ -179,8 +179,7 @@ class BrokerLoop : public LoopPort {
     bool close_when_flushed = false;
     bool pending_send = false;  // listed in pending_sends_
     uint32_t events = 0;        // the epoll events registered for fd
-    // The socket's send buffer as LimitSendBuffer set it (a client's); 0
-    // for the kernel's default (a service's).
+    // The socket's send buffer as the kernel counts it (SO_SNDBUF).
     size_t send_buffer = 0;
     // Made before its listener refused fds, and not yet seen empty: what
     // waits in it may carry fds (see the class comment).
@@ -196,7 +195,7 @@ class BrokerLoop : public LoopPort {
   // unserved, why: one error reply with id 0.
   void Refuse(int fd, const absl::Status& why);
   // Adds `fd` to the epoll set and the connection table. `send_buffer`:
-  // the socket's SO_SNDBUF if LimitSendBuffer set it, else 0.
+  // the socket's SO_SNDBUF as SetSendBuffer set it.
   // `fds_may_wait`: see Connection. Takes `fd` only when it succeeds.
   absl::StatusOr<uint64_t> Register(UniqueFd&& fd, Identity identity, bool service,
                                     size_t send_buffer = 0, bool fds_may_wait = false);
@@ -211,10 +210,11 @@ class BrokerLoop : public LoopPort {
   // For a connection that may hold fds: whether its next datagram carries
   // none and may be read. Clears fds_may_wait when nothing waits.
   bool MayRead(Connection& connection);
-  // Sets the small send buffer of a client's connection `fd` (borrowed;
-  // see kClientSendBufferBytes in broker_loop.cc); returns the size the
-  // kernel gave it.
-  static absl::StatusOr<size_t> LimitSendBuffer(int fd);
+  // Sets the send buffer of connection `fd` (borrowed) to `bytes` as the
+  // kernel counts them (see kClientSendBufferBytes and
+  // kServiceSendBufferBytes in broker_loop.cc); returns the size the kernel
+  // gave it.
+  static absl::StatusOr<size_t> SetSendBuffer(int fd, int bytes);
   // Sends one datagram larger than the connection's send buffer, which
   // sendmsg would refuse (EMSGSIZE): false, sending nothing, while the
   // usual buffer's worth is in flight already.
@@ -232,6 +232,9 @@ class BrokerLoop : public LoopPort {
   bool LostThisTurn(uint64_t line) const;
   // Sends what the connection's queue holds, as far as the socket takes it.
   void SendQueued(Connection& connection);
+  // Sends `reply` on the connection's socket: false when the socket is
+  // full, an error when it failed (the caller closes the connection).
+  absl::StatusOr<bool> Write(Connection& connection, QueuedReply& reply);
   // Handles one received datagram (or receive error). Returns false when
   // the connection must be closed.
   bool OnDatagram(Connection& connection);
@@ -239,11 +242,11 @@ class BrokerLoop : public LoopPort {
   // be closed (its queue is over the limits), or is closed already; the
   // answer and its fds are then dropped.
   bool Queue(Connection& connection, Answer answer);
-  // Whether `bytes` and `fds` more fit in the connection's own queue.
-  bool Fits(const Connection& connection, size_t bytes, size_t fds) const;
-  // The same, after sending what the socket takes of the queue when they do
-  // not fit. False also when sending closed the connection.
-  bool MakeFit(Connection& connection, size_t bytes, size_t fds);
+  // Whether one more reply of `bytes` fits in the connection's own queue.
+  bool Fits(const Connection& connection, size_t bytes) const;
+  // The same, after sending what the socket takes of the queue when it
+  // does not fit. False also when sending closed the connection.
+  bool MakeFit(Connection& connection, size_t bytes);
   // Adds `bytes` and `fds` (negative: removes) to what the connection's
   // queue holds, and, for a client, to the totals.
   void Account(Connection& connection, long bytes, long fds);

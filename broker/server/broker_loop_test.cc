@@ -4,12 +4,15 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <linux/sockios.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <utility>
@@ -93,7 +96,7 @@ class BrokerLoopTest : public ::testing::Test {
 // the answer is in no queue. It must be withheld all the same.
 TEST_F(BrokerLoopTest, GrantWhoseLineIsLostWhileMakingRoomIsWithheld) {
   Limits limits;
-  limits.max_queued_service_fds = 1;  // a second grant makes Queue send first
+  limits.max_queued_replies = 1;  // a second grant makes Queue send first
   BrokerLoop loop(handler_, audit_, stats_, limits);
   ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
   Identity service;
@@ -127,6 +130,61 @@ TEST_F(BrokerLoopTest, GrantWhoseLineIsLostWhileMakingRoomIsWithheld) {
     }
   }
   EXPECT_EQ(stats_.grants, 1u);
+}
+
+// A service's end of a new connection (a datagram of at most 1 KiB with
+// one fd: see kServiceSendBufferBytes) goes into the service's socket at
+// once, never into the broker's queue, or is refused and closed: the
+// broker never holds an end whose other end a client may already send fds
+// into. The socket takes every connect that may wait for a service to
+// start (service::kMaxPendingConnects) at once.
+TEST_F(BrokerLoopTest, AServicesEndOfAConnectionLeavesAtOnceOrNotAtAll) {
+  constexpr size_t kMaxPendingConnects = 1024;
+  BrokerLoop loop(handler_, audit_, stats_, Limits());
+  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+  ASSERT_EQ(fcntl(pair.first.get(), F_SETFL, O_NONBLOCK), 0);  // as the host makes it
+  ASSERT_EQ(fcntl(pair.second.get(), F_SETFL, O_NONBLOCK), 0);  // read below until empty
+  Identity service;
+  service.service = "svc";
+  ASSERT_OK_AND_ASSIGN(uint64_t id, loop.AddServiceConnection(std::move(pair.first), service));
+  auto incoming = [](UniqueFd end) {
+    Answer answer;
+    answer.words = kj::heapArray<capnp::word>(128);
+    std::fill(answer.words.begin(), answer.words.end(), capnp::word());
+    answer.outcome.fds.push_back(std::move(end));
+    return answer;
+  };
+  size_t delivered = 0;
+  int pipe_fds[2];
+  for (;;) {
+    ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
+    UniqueFd read_end(pipe_fds[0]);
+    if (!loop.Deliver(id, incoming(UniqueFd(pipe_fds[1])))) {
+      // Refused: its fd is closed, not kept (the pipe has no writer).
+      pollfd hung_up{read_end.get(), POLLIN, 0};
+      ASSERT_EQ(poll(&hung_up, 1, 0), 1);
+      EXPECT_TRUE(hung_up.revents & POLLHUP);
+      break;
+    }
+    ++delivered;
+    // Delivered: in the service's socket now, without a loop turn.
+    int waiting = 0;
+    ASSERT_EQ(ioctl(pair.second.get(), SIOCINQ, &waiting), 0);
+    ASSERT_GT(waiting, 0) << "delivery " << delivered << " waits in the broker";
+    ASSERT_LT(delivered, 1000000u) << "the service's socket never fills";
+  }
+  if (geteuid() == 0) EXPECT_GE(delivered, kMaxPendingConnects);
+  // Nothing was left to go later.
+  OneTurn(loop);
+  wire::ReceiveBuffer buffer;
+  size_t received = 0;
+  for (;;) {
+    ASSERT_OK_AND_ASSIGN(std::optional<wire::Datagram> datagram,
+                         wire::ReceiveDatagram(pair.second.get(), buffer));
+    if (!datagram.has_value()) break;
+    ++received;
+  }
+  EXPECT_EQ(received, delivered);
 }
 
 // A socket from systemd may have taken connections, and their datagrams,

@@ -36,10 +36,16 @@ class LoopPort {
                                                         Identity identity) = 0;
 
   // Queues `answer` on connection `id`. False when the connection is gone or
-  // its queue is full (a client's connection is then closed; a service's
-  // stays open, and the caller refuses whatever needed the message); the
-  // answer and its fds are dropped.
+  // its queue is full (the connection is then closed); the answer and its
+  // fds are dropped.
   virtual bool Send(uint64_t id, Answer answer) = 0;
+
+  // Writes `answer` to connection `id` now, after the audit log and
+  // whatever its queue holds, or not at all: false, and the answer and its
+  // fds dropped, when the connection is gone or its socket is full (the
+  // connection stays open). For a service's end of a new connection, which
+  // must have left the broker before the client gets the other end.
+  virtual bool Deliver(uint64_t id, Answer answer) = 0;
 
   // Closes connection `id`, if it is still open.
   virtual void CloseConnection(uint64_t id) = 0;

@@ -615,11 +615,17 @@ absl::StatusOr<UniqueFd> ServiceHost::MakeConnection(Service& service,
   if (!service.spec.accepts_fds) {
     CB_RETURN_IF_ERROR(wire::RefuseFdsWhereSupported(service_end.get()));
   }
-  if (!loop_.Send(service.connection_id,
-                  IncomingAnswer(service.spec.name, request, std::move(service_end)))) {
+  // The service's end leaves the broker before the client gets the other:
+  // the broker never holds an end a client can send fds into (see
+  // BrokerLoop). The service may so hear of a connect whose grant the
+  // audit log then fails to record: the client's end is withheld and
+  // closed, and the service sees the connection end at once.
+  if (!loop_.Deliver(service.connection_id,
+                     IncomingAnswer(service.spec.name, request, std::move(service_end)))) {
     return absl::UnavailableError(absl::StrCat(
         "service '", service.spec.name,
-        "' does not take connections: its broker connection is closed or full"));
+        "' is busy: it has not taken the connections it was given, and its socket holds "
+        "no more (or its broker connection has closed); try again"));
   }
   return client_end;
 }

@@ -102,6 +102,16 @@ class FakeLoop : public server::LoopPort {
     return last_id_;
   }
   bool Send(uint64_t id, server::Answer answer) override {
+    // Queued, a service's end would wait in the broker while the client
+    // holds the other (see BrokerLoop): those go through Deliver.
+    EXPECT_EQ(connections_.count(id), 0u) << "queued on service connection " << id;
+    return Record(id, std::move(answer));
+  }
+  bool Deliver(uint64_t id, server::Answer answer) override {
+    if (refuse_delivery) return false;
+    return Record(id, std::move(answer));
+  }
+  bool Record(uint64_t id, server::Answer answer) {
     answers[id].push_back(Decode(answer));
     answered[id].push_back(RequestId(answer));
     for (UniqueFd& fd : answer.outcome.fds) sent_fds[id].push_back(std::move(fd));
@@ -140,6 +150,7 @@ class FakeLoop : public server::LoopPort {
   std::map<uint64_t, std::vector<UniqueFd>> sent_fds;
   std::map<uint64_t, std::vector<uint64_t>> answered;
   bool refuse_watches = false;
+  bool refuse_delivery = false;  // a service's socket is full
   bool audit_written = true;
 
  private:
@@ -654,6 +665,33 @@ TEST_F(ServiceHostTest, AWaitingConnectThatIsNotDeliveredIsOnRecord) {
   EXPECT_THAT(lines[0], HasSubstr(R"("decision":"denied","principal":"me")"));
   EXPECT_THAT(lines[0], HasSubstr(R"("reason":"not delivered: service 'svc' could not start: )"
                                   R"(program /usr/bin/svc: No such file or directory")"));
+}
+
+// A service's end of a connection is delivered at once or not at all;
+// when the service's socket is full, the connect is refused and the client
+// gets no end: no end waits in the broker while a client holds the other.
+TEST_F(ServiceHostTest, AConnectToAServiceWhoseSocketIsFullIsRefused) {
+  ASSERT_OK(Connect("svc", 1).status());
+  ASSERT_TRUE(RunUntil([&] { return !ClientAnswers().empty(); }));
+  EXPECT_EQ(ClientAnswers()[0], "");
+  loop_.refuse_delivery = true;
+  EXPECT_THAT(Connect("svc", 2).status(),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("service 'svc' is busy")));
+  loop_.refuse_delivery = false;
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> end, Connect("svc", 3));
+  EXPECT_TRUE(end.has_value());
+}
+
+// The same for a connect that waited for the service to start: it is
+// answered with the refusal, and on record as not delivered.
+TEST_F(ServiceHostTest, AWaitingConnectToAServiceWhoseSocketIsFullIsRefused) {
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("svc", 1));
+  EXPECT_FALSE(waiting.has_value());
+  loop_.refuse_delivery = true;
+  ASSERT_TRUE(RunUntil([&] { return !ClientAnswers().empty(); }));
+  EXPECT_THAT(ClientAnswers()[0], HasSubstr("service 'svc' is busy"));
+  EXPECT_EQ(Report("svc").state, ServiceState::RUNNING);
+  EXPECT_THAT(AuditText(), HasSubstr(R"("reason":"not delivered: service 'svc' is busy)"));
 }
 
 }  // namespace

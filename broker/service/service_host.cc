@@ -127,6 +127,9 @@ struct ServiceHost::Service {
   // Why the host killed the running process, for its last_exit.
   std::string killed_for;
   std::vector<server::ConnectRequest> pending;
+  // Started while an instance removed from the policy still ran (see
+  // HasPredecessor): it starts once that one has exited.
+  bool after_predecessor = false;
   OutputLines lines;
   LogLimiter log_limiter{kServiceLogLinesPerSecond};
   StartLimiter starts;
@@ -166,6 +169,7 @@ void ServiceHost::PolicyChanged() {
     const ServiceSpec* spec = policy.FindService(service.spec.name);
     if (spec != nullptr && !service.removed) {
       service.spec = *spec;
+      RedecidePending(service);
       if (service.state == ServiceState::FAILED) {
         service.state = ServiceState::STOPPED;  // a reload is a fresh chance
         service.in_a_row = 0;
@@ -273,7 +277,26 @@ absl::Status ServiceHost::EnsureTimer(Service& service) {
   return absl::OkStatus();
 }
 
+bool ServiceHost::HasPredecessor(const Service& service) const {
+  return std::any_of(services_.begin(), services_.end(), [&](const auto& other) {
+    return other.get() != &service && other->removed && other->pidfd &&
+           other->spec.name == service.spec.name;
+  });
+}
+
 absl::Status ServiceHost::Start(Service& service) {
+  if (HasPredecessor(service)) {
+    // Removed from the policy and added back before the old process
+    // exited: two instances would share its grants (its files, its shared
+    // memory). Connects wait (it stays STOPPED); OnExit of the old one
+    // starts it.
+    if (!service.after_predecessor) {
+      Log(service, "starts once its instance removed from the policy has exited");
+    }
+    service.after_predecessor = true;
+    return absl::OkStatus();
+  }
+  service.after_predecessor = false;
   // Without a timer there would be no start timeout and no restart delay:
   // no start. Made here, not with the service, so that an fd shortage when
   // the policy was loaded does not outlast it.
@@ -482,9 +505,13 @@ void ServiceHost::OnExit(Service& service) {
   if (service.removed) {
     ArmTimer(service, absl::ZeroDuration());
     loop_.Unwatch(service.timer.get());
+    Service* next = Find(service.spec.name);
     auto it = std::find_if(services_.begin(), services_.end(),
                            [&](const auto& s) { return s.get() == &service; });
     services_.erase(it);  // `service` is gone from here on
+    if (next != nullptr && next->after_predecessor) {
+      Start(*next).IgnoreError();  // logged, and pending connects told
+    }
     return;
   }
   if (service.state == ServiceState::STOPPING) {
@@ -536,6 +563,15 @@ void ServiceHost::OnTimer(Service& service) {
       static_cast<ssize_t>(sizeof(expirations))) {
     return;  // disarmed since it fired
   }
+  // A process (launched, so served) whose broker connection closed had its
+  // SIGTERM then (ConnectionLost): this is its stop timeout.
+  if ((service.state == ServiceState::RUNNING ||
+       (service.state == ServiceState::STARTING && !service.launch)) &&
+      service.pidfd && service.connection_id == 0) {
+    Log(service, "still running without its broker connection after SIGTERM; killing it");
+    Kill(service, "still running without its broker connection after SIGTERM");
+    return;
+  }
   switch (service.state) {
     case ServiceState::BACKOFF:
       Start(service).IgnoreError();  // logged, and pending connects told
@@ -559,12 +595,6 @@ void ServiceHost::OnTimer(Service& service) {
     case ServiceState::STOPPING:
       Log(service, "still running after SIGTERM; killing it");
       Kill(service, "still running after SIGTERM");
-      break;
-    case ServiceState::RUNNING:
-      if (service.pidfd && service.connection_id == 0) {
-        Log(service, "still running without its broker connection after SIGTERM; killing it");
-        Kill(service, "still running without its broker connection after SIGTERM");
-      }
       break;
     default:
       break;
@@ -641,10 +671,33 @@ void ServiceHost::AnswerPending(Service& service, const absl::Status& status) {
                                                         service.spec.name,
                                                         std::move(end).value()));
     } else {
-      handler_.ConnectNotDelivered(request, service.spec.name, end.status());
-      loop_.Send(request.connection_id,
-                 server::ErrorAnswer(request.request_id, end.status(), false));
+      Refuse(service, request, end.status());
     }
+  }
+}
+
+void ServiceHost::Refuse(Service& service, const server::ConnectRequest& request,
+                         const absl::Status& why) {
+  handler_.ConnectNotDelivered(request, service.spec.name, why);
+  loop_.Send(request.connection_id, server::ErrorAnswer(request.request_id, why, false));
+}
+
+void ServiceHost::RedecidePending(Service& service) {
+  // A connect waits for the service to start (up to its start timeout, and
+  // a restart delay): a principal a reload cuts off must not be connected
+  // by the decision of the old policy. Those still allowed may be so by
+  // another principal now, which the service is told.
+  std::vector<server::ConnectRequest> pending = std::move(service.pending);
+  service.pending.clear();
+  for (server::ConnectRequest& request : pending) {
+    ConnectDecision decision =
+        handler_.policy().DecideConnect(request.client, service.spec.name);
+    if (!decision.status.ok()) {
+      Refuse(service, request, decision.status);
+      continue;
+    }
+    request.principal = std::move(decision.principal);
+    service.pending.push_back(std::move(request));
   }
 }
 
@@ -704,6 +757,14 @@ absl::StatusOr<std::optional<UniqueFd>> ServiceHost::Connect(
         "service '", spec.name, "' has ", kMaxPendingConnects,
         " connects waiting for it to start"));
   }
+  const uint32_t uid = request.client.uid;
+  if (std::count_if(service->pending.begin(), service->pending.end(),
+                    [&](const server::ConnectRequest& r) { return r.client.uid == uid; }) >=
+      static_cast<long>(kMaxPendingConnectsPerUid)) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "uid ", uid, " has ", kMaxPendingConnectsPerUid, " connects waiting for service '",
+        spec.name, "' to start; try again once it has"));
+  }
   service->pending.push_back(request);
   return std::optional<UniqueFd>();
 }
@@ -730,6 +791,13 @@ void ServiceHost::ConnectionLost(uint64_t connection_id) {
     // Its exit then goes as any other (the restart policy applies).
     if (HasExited(*service)) return;
     Log(*service, "its broker connection closed: stopping it, unless it is exiting already");
+    if (service->state == ServiceState::STARTING) {
+      // It can never say it is ready now: its waiting connects are told at
+      // once, not at the stop timeout.
+      AnswerPending(*service, absl::UnavailableError(absl::StrCat(
+                                  "service '", service->spec.name,
+                                  "' closed its broker connection before it was ready")));
+    }
     Signal(*service, SIGTERM);
     ArmTimer(*service, options_.stop_timeout);
     return;

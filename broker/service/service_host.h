@@ -83,8 +83,10 @@ using Launcher = std::function<absl::StatusOr<std::unique_ptr<sandbox::PendingLa
 
 inline constexpr absl::Duration kStableRun = absl::Seconds(10);
 inline constexpr absl::Duration kMaxRestartDelay = absl::Seconds(30);
-// Connects waiting for one service to become ready.
+// Connects waiting for one service to become ready, and of those, the ones
+// one uid may have (so that one client cannot take every place).
 inline constexpr size_t kMaxPendingConnects = 1024;
+inline constexpr size_t kMaxPendingConnectsPerUid = 64;
 // Output lines a service may log per second; the rest are counted.
 inline constexpr int kServiceLogLinesPerSecond = 100;
 // How long the host waits, when it is destroyed, for the processes it has
@@ -176,6 +178,16 @@ class ServiceHost : public server::ServiceDirectory {
                                           const server::ConnectRequest& request);
   // Answers every waiting connect: connected when `status` is OK.
   void AnswerPending(Service& service, const absl::Status& status);
+  // Answers the waiting connect `request` with the error `why`, on record
+  // as not delivered.
+  void Refuse(Service& service, const server::ConnectRequest& request,
+              const absl::Status& why);
+  // Decides every waiting connect again by the policy now in force: those
+  // it no longer allows are refused.
+  void RedecidePending(Service& service);
+  // Whether an instance of the service removed from the policy (with the
+  // same name) still runs: the service then waits for it to exit.
+  bool HasPredecessor(const Service& service) const;
   void ArmTimer(Service& service, absl::Duration delay);
   void Signal(Service& service, int signal);
   // SIGKILL, with `why` kept for the service's last exit (capctl services).

@@ -293,13 +293,20 @@ class ServiceHostTest : public ::testing::Test {
   }
 
   absl::StatusOr<std::optional<UniqueFd>> Connect(absl::string_view service,
-                                                  uint64_t request_id) {
+                                                  uint64_t request_id, uint32_t uid = 1000) {
     server::ConnectRequest request;
     request.connection_id = kClient;
     request.request_id = request_id;
-    request.client.uid = 1000;
+    request.client.uid = uid;
     request.principal = "me";
     return host_->Connect(*handler_.policy().FindService(service), request);
+  }
+
+  // Loads `text` as the new policy, as a reload does.
+  void Reload(absl::string_view text) {
+    ASSERT_OK_AND_ASSIGN(Policy policy, ParsePolicy(text, "t.capnp"));
+    ASSERT_OK(handler_.SetPolicy(std::move(policy)));
+    host_->PolicyChanged();
   }
 
   server::ServiceReport Report(absl::string_view service) const {
@@ -692,6 +699,79 @@ TEST_F(ServiceHostTest, AWaitingConnectToAServiceWhoseSocketIsFullIsRefused) {
   EXPECT_THAT(ClientAnswers()[0], HasSubstr("service 'svc' is busy"));
   EXPECT_EQ(Report("svc").state, ServiceState::RUNNING);
   EXPECT_THAT(AuditText(), HasSubstr(R"("reason":"not delivered: service 'svc' is busy)"));
+}
+
+// A connect waiting for a service to start was allowed by the policy of
+// its time. A reload that takes the right away refuses it at once: a
+// principal cut off by SIGHUP gets no connection that was still waiting.
+TEST_F(ServiceHostTest, AReloadRefusesTheWaitingConnectsItNoLongerAllows) {
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("notify", 1));
+  EXPECT_FALSE(waiting.has_value());
+  std::string policy = kPolicy;
+  const std::string entry = R"(( name = "notify", command = [ "/usr/bin/svc" ], connect = [ "me" ])";
+  size_t at = policy.find(entry);
+  ASSERT_NE(at, std::string::npos);
+  policy.replace(at, entry.size(),
+                 R"(( name = "notify", command = [ "/usr/bin/svc" ], connect = [ "svc" ])");
+  Reload(policy);
+  ASSERT_EQ(ClientAnswers().size(), 1u) << "the waiting connect was not answered";
+  EXPECT_THAT(ClientAnswers()[0], HasSubstr("connect"));
+  EXPECT_THAT(AuditText(), HasSubstr(R"("decision":"denied","principal":"me")"));
+  EXPECT_THAT(AuditText(), HasSubstr(R"("reason":"not delivered: )"));
+}
+
+// A service removed from the policy and added back before its process
+// exited starts only once that process is gone: two instances would share
+// its grants. A connect in between waits for the new one.
+TEST_F(ServiceHostTest, AServiceAddedBackWaitsForItsRemovedInstanceToExit) {
+  ASSERT_OK(Connect("svc", 1).status());
+  ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 1; }));
+  ASSERT_EQ(launches_, 1u);
+  std::string without = kPolicy;
+  const std::string entry = R"(( name = "svc", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = exec,
+      restartDelayMs = 1, restartLimit = 2 ),)";
+  size_t at = without.find(entry);
+  ASSERT_NE(at, std::string::npos);
+  without.erase(at, entry.size());
+  Reload(without);
+  Reload(kPolicy);
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("svc", 2));
+  EXPECT_FALSE(waiting.has_value());
+  EXPECT_EQ(launches_, 1u) << "a second instance started while the removed one ran";
+  ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 2; }));
+  EXPECT_EQ(ClientAnswers()[1], "");
+  EXPECT_TRUE(Reaped(pids_[0]));
+  EXPECT_EQ(launches_, 2u);
+}
+
+// A starting service whose broker connection closes can never become
+// ready: the connects waiting for it are told so at once, not when its
+// stop timeout ends.
+TEST_F(ServiceHostTest, AStartingServiceThatClosesItsConnectionAnswersItsWaitingConnects) {
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("notify", 1));
+  EXPECT_FALSE(waiting.has_value());
+  const uint64_t none = loop_.last_connection();
+  ASSERT_TRUE(RunUntil([&] { return loop_.last_connection() != none; }));
+  ASSERT_EQ(Report("notify").state, ServiceState::STARTING);
+  host_->ConnectionLost(loop_.last_connection());
+  ASSERT_EQ(ClientAnswers().size(), 1u) << "the waiting connect waits on";
+  EXPECT_EQ(ClientAnswers()[0],
+            "service 'notify' closed its broker connection before it was ready");
+  ASSERT_TRUE(RunUntil([&] { return Reaped(pids_[0]); }));
+}
+
+// One uid cannot take every place among the connects that may wait for a
+// service to start.
+TEST_F(ServiceHostTest, OneUidHasAtMostItsShareOfTheWaitingConnects) {
+  for (uint64_t id = 1; id <= kMaxPendingConnectsPerUid; ++id) {
+    ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("notify", id));
+    ASSERT_FALSE(waiting.has_value());
+  }
+  EXPECT_THAT(Connect("notify", 1000).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("uid 1000 has 64 connects waiting for service 'notify'")));
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> other, Connect("notify", 1001, 2000));
+  EXPECT_FALSE(other.has_value());
 }
 
 }  // namespace

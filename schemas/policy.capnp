@@ -76,7 +76,7 @@ struct Service {
   activation @5 :Activation;
   restart @6 :Restart;
   restartLimit @7 :UInt32 = 5;      # restarts in a row before giving up
-  restartDelayMs @8 :UInt32 = 100;  # first delay; doubles each time, to 30 s
+  restartDelayMs @8 :UInt32 = 100;  # first delay, 1 to 30000; doubles each time, to 30 s
   startTimeoutMs @9 :UInt32 = 10000; # from launch to readiness
   readiness @10 :Readiness;
   user @11 :Int64 = -1;       # uid to run as (-1: nobody for a root broker,

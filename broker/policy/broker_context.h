@@ -10,11 +10,21 @@
 //
 // `capctl policy check` does not know the flags of the broker that will
 // load the file: it leaves `cgroup` unset, and says what it did not check.
+//
+// A principal's `exe` is compared with the path the kernel reports for the
+// client's executable, with every symlink resolved: an exe through a symlink
+// (on Debian 12, /bin/foo: /bin is a link to usr/bin) would never match.
+// The policy's text cannot tell; the files of the machine can, through
+// `resolve_program`, which LoadPolicyFile sets (for capbrokerd and `capctl
+// policy check` alike), so that such a policy is refused when it is loaded.
 #ifndef CAPBROKER_BROKER_POLICY_BROKER_CONTEXT_H_
 #define CAPBROKER_BROKER_POLICY_BROKER_CONTEXT_H_
 
+#include <functional>
 #include <optional>
+#include <string>
 
+#include "absl/status/statusor.h"
 #include "broker/sandbox/settings.h"
 
 namespace capbroker {
@@ -24,6 +34,11 @@ struct BrokerContext {
   // services' cgroups (path "" when the broker has none); nullopt when the
   // broker is not known, and then memoryMax and pidsMax are not checked.
   std::optional<sandbox::CgroupParent> cgroup;
+  // The path the kernel would report for the program at `path` (realpath);
+  // kNotFound when there is no such file (yet: a program installed later is
+  // accepted); another error when it cannot be told. Unset: `exe` is not
+  // checked against the files of this machine (ParsePolicy does no I/O).
+  std::function<absl::StatusOr<std::string>(const std::string& path)> resolve_program;
 };
 
 }  // namespace capbroker

@@ -70,6 +70,11 @@ enum class Activation { kOnDemand, kAtStart };
 enum class RestartMode { kOnFailure, kNever, kAlways };
 enum class Readiness { kNotify, kExec };
 
+// The longest wait before a restart, 30 s: the delay starts at a service's
+// restartDelayMs, which may not be longer, and doubles per restart in a row
+// up to this (ServiceHost).
+inline constexpr uint32_t kMaxRestartDelayMs = 30 * 1000;
+
 // One hosted service. Its principal is its name (see Identity::service).
 struct ServiceSpec {
   std::string name;

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
+#include <cstdlib>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -74,6 +76,19 @@ absl::StatusOr<std::string> ReadAll(int fd, const std::string& path) {
 
 }  // namespace
 
+absl::StatusOr<std::string> ResolveProgramPath(const std::string& path) {
+  char resolved[PATH_MAX];
+  if (realpath(path.c_str(), resolved) == nullptr) {
+    int error = errno;
+    std::string what = absl::StrCat("realpath(", path, ")");
+    if (error == ENOENT || error == ENOTDIR) {
+      return absl::NotFoundError(absl::StrCat(what, ": no such file"));
+    }
+    return ErrnoStatus(error, what);
+  }
+  return std::string(resolved);
+}
+
 absl::StatusOr<Policy> LoadPolicyFile(absl::string_view path_view,
                                       const BrokerContext& broker) {
   std::string path(path_view);
@@ -85,7 +100,9 @@ absl::StatusOr<Policy> LoadPolicyFile(absl::string_view path_view,
   }
   CB_RETURN_IF_ERROR(CheckPolicyFileStat(path, st, euid));
   CB_ASSIGN_OR_RETURN(std::string text, ReadAll(fd.get(), path));
-  return ParsePolicy(text, path, broker);
+  BrokerContext context = broker;
+  if (!context.resolve_program) context.resolve_program = ResolveProgramPath;
+  return ParsePolicy(text, path, context);
 }
 
 }  // namespace capbroker

@@ -29,6 +29,8 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <string>
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -44,7 +46,15 @@ namespace capbroker {
 // directory or symlink on the way that another user could change),
 // kResourceExhausted (too large), kInvalidArgument (the text is wrong, see
 // ParsePolicy), or the errno status of a failed call.
+//
+// Unless `broker` sets resolve_program, the policy's `exe` paths are checked
+// with ResolveProgramPath: one through a symlink is refused.
 absl::StatusOr<Policy> LoadPolicyFile(absl::string_view path, const BrokerContext& broker);
+
+// The path the kernel reports as the executable of a process that runs the
+// program at `path`: realpath(3), every symlink resolved. kNotFound when
+// there is no such file (ENOENT, ENOTDIR); else the errno status.
+absl::StatusOr<std::string> ResolveProgramPath(const std::string& path);
 
 // The checks LoadPolicyFile makes on the open file's fstat result `st`, for
 // a broker running as `euid`: a regular file, owned by root or `euid`, not

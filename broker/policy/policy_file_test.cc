@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstdlib>
 #include <string>
 
@@ -196,6 +197,47 @@ TEST_F(PolicyFileTest, FifoIsRefusedWithoutBlocking) {
   ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
   EXPECT_THAT(LoadPolicyFile(fifo, BrokerContext()),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not a regular file")));
+}
+
+// The kernel reports a client's executable by its resolved path (on
+// Debian 12, /bin is a link to usr/bin: a program in /bin/foo runs as
+// /usr/bin/foo), so an exe through a symlink could never match: it is
+// refused at its line and column, with the path to write. One that does not
+// exist yet (a program installed later) is accepted. `capctl policy check`
+// loads the file the same way, so it says the same.
+TEST_F(PolicyFileTest, RefusesAnExeThatNamesItsProgramThroughASymlink) {
+  char resolved[PATH_MAX];
+  ASSERT_NE(realpath(dir_.c_str(), resolved), nullptr) << errno;
+  std::string base = resolved;  // the test directory may itself be under a link
+  ASSERT_EQ(mkdir((base + "/real").c_str(), 0755), 0);
+  Write("real/prog", "#!/bin/sh\n", 0755);
+  ASSERT_EQ(symlink("real", (base + "/bin").c_str()), 0);
+  ASSERT_EQ(symlink("prog", (base + "/real/alias").c_str()), 0);
+  auto policy_with_exe = [&](const std::string& exe) {
+    return absl::StrCat(
+        "( capabilities = [ ( name = \"motd\", file = ( path = \"/etc/motd\", access = read ) ) ],\n"
+        "  principals = [ ( name = \"ops\", grants = [ \"motd\" ],\n"
+        "                   match = ( uid = 1000, exe = \"", exe, "\" ) ) ] )\n");
+  };
+  std::string through_dir = Write("dir.cb", policy_with_exe(base + "/bin/prog"));
+  EXPECT_THAT(LoadPolicyFile(through_dir, BrokerContext()),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       absl::StrCat(through_dir, ":3:48: principal 'ops': exe ", base,
+                                    "/bin/prog goes through a symbolic link, and the kernel "
+                                    "reports the executable as ", base, "/real/prog: write "
+                                    "that")));
+  std::string through_file = Write("file.cb", policy_with_exe(base + "/real/alias"));
+  EXPECT_THAT(LoadPolicyFile(through_file, BrokerContext()),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr(absl::StrCat("the kernel reports the executable as ", base,
+                                              "/real/prog: write that"))));
+  EXPECT_OK(LoadPolicyFile(Write("real.cb", policy_with_exe(base + "/real/prog")),
+                           BrokerContext()));
+  EXPECT_OK(LoadPolicyFile(Write("later.cb", policy_with_exe(base + "/real/not-yet")),
+                           BrokerContext()));
+  // ParsePolicy alone does no I/O (it has a fuzz target): the text is not
+  // checked against this machine's files.
+  EXPECT_OK(ParsePolicy(policy_with_exe(base + "/bin/prog"), "policy.cb"));
 }
 
 TEST_F(PolicyFileTest, RefusesFilesOverTheSizeLimitBeforeReading) {

@@ -18,7 +18,9 @@
 // number without a leading 0 decimal. A decimal mode is refused, because
 // `mode = 600` would mean 01130.
 //
-// Pure: no I/O. Safe to call on untrusted text (it has a fuzz target).
+// Pure: no I/O of its own (only `broker.resolve_program`, when given, is
+// called for each principal's exe). Safe to call on untrusted text (it has
+// a fuzz target).
 #ifndef CAPBROKER_BROKER_POLICY_POLICY_PARSER_H_
 #define CAPBROKER_BROKER_POLICY_POLICY_PARSER_H_
 

@@ -5,6 +5,8 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -220,7 +222,11 @@ class Validator {
     spec.exe = ToString(match.getExe());
     std::string exe_path = absl::StrCat(path, ".exe");
     bool exe_given = checks_.locator().Find(exe_path) != nullptr || !spec.exe.empty();
-    if (exe_given) checks_.CheckPath(label, exe_path, spec.exe, "exe");
+    if (exe_given) {
+      size_t errors_before = checks_.error_count();
+      checks_.CheckPath(label, exe_path, spec.exe, "exe");
+      if (checks_.error_count() == errors_before) ResolvedExe(exe_path, label, spec.exe);
+    }
     // Written, even when out of range (Id reports that): a criterion given
     // wrongly is not a criterion left out.
     bool ids_given = checks_.Given(absl::StrCat(path, ".uid")) ||
@@ -241,6 +247,26 @@ class Validator {
     }
   }
 
+
+  // The kernel reports a client's executable by its resolved path, so an
+  // exe through a symlink can never match: refused, naming the path to
+  // write (see BrokerContext::resolve_program). A program that does not
+  // exist yet is accepted; one whose path cannot be resolved is refused.
+  void ResolvedExe(const std::string& exe_path, const std::string& label,
+                   const std::string& exe) {
+    if (!broker_.resolve_program) return;
+    absl::StatusOr<std::string> resolved = broker_.resolve_program(exe);
+    if (resolved.ok()) {
+      if (*resolved == exe) return;
+      checks_.Error(exe_path, absl::StrCat(label, ": exe ", exe, " goes through a symbolic "
+                                           "link, and the kernel reports the executable as ",
+                                           *resolved, ": write that"));
+    } else if (!absl::IsNotFound(resolved.status())) {
+      checks_.Error(exe_path, absl::StrCat(label, ": exe ", exe, " cannot be checked against "
+                                           "the path the kernel reports (",
+                                           resolved.status().message(), ")"));
+    }
+  }
 
   Checks checks_;
   const BrokerContext& broker_;

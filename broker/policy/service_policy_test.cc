@@ -120,6 +120,20 @@ TEST(ServicePolicyTest, ErrorsNameTheirPlace) {
               HasSubstr("required, bestEffort, off"));
 }
 
+// The host waits at most 30 s before a restart (the delay doubles up to
+// that): a longer restartDelayMs would be cut to 30 s without a word, so it
+// is refused, naming the cap.
+TEST(ServicePolicyTest, RestartDelayIsAtMostTheLongestTheHostWaits) {
+  EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "/bin/s" ], restartDelayMs = 30001 ))"),
+              HasSubstr("service 's': restartDelayMs 30001 is out of range: 1 to 30000 "
+                        "(30 s, the longest the broker waits before a restart"));
+  EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "/bin/s" ], restartDelayMs = 120000 ))"),
+              HasSubstr("restartDelayMs 120000 is out of range: 1 to 30000"));
+  EXPECT_OK(ParsePolicy(
+      WithServices(R"(( name = "s", command = [ "/bin/s" ], restartDelayMs = 30000 ))"),
+      "policy.cb"));
+}
+
 // memoryMax and pidsMax are applied in a cgroup the broker makes in its
 // --cgroup DIR. A broker that could not apply them refuses the policy
 // whole, at the limit, naming the service, the field and the fix; never

@@ -159,16 +159,20 @@ class ServiceValidator {
     Range(path + ".restartLimit", label, "restartLimit", spec.restart_limit, 0,
           kMaxRestartLimit);
     Range(path + ".restartDelayMs", label, "restartDelayMs", spec.restart_delay_ms, 1,
-          kMaxRestartDelayMs);
+          kMaxRestartDelayMs,
+          absl::StrCat(" (", kMaxRestartDelayMs / 1000, " s, the longest the broker waits "
+                       "before a restart: the delay doubles per restart in a row up to "
+                       "that)"));
     Range(path + ".startTimeoutMs", label, "startTimeoutMs", spec.start_timeout_ms, 1,
           kMaxStartTimeoutMs);
   }
 
+  // `why`, if given, follows the range in the message (" (...)").
   void Range(const std::string& path, const std::string& label, absl::string_view field,
-             uint32_t value, uint32_t low, uint32_t high) {
+             uint32_t value, uint32_t low, uint32_t high, absl::string_view why = "") {
     if (value < low || value > high) {
       checks_.Error(path, absl::StrCat(label, ": ", field, " ", value, " is out of range: ",
-                                       low, " to ", high));
+                                       low, " to ", high, why));
     }
   }
 

@@ -24,7 +24,6 @@ inline constexpr size_t kMaxArgumentLength = 4096;
 inline constexpr size_t kMaxServiceGrants = 128;
 inline constexpr size_t kMaxConnectEntries = 1024;
 inline constexpr uint32_t kMaxRestartLimit = 1000;
-inline constexpr uint32_t kMaxRestartDelayMs = 3600 * 1000;
 inline constexpr uint32_t kMaxStartTimeoutMs = 600 * 1000;
 
 // Validates `list`. `principal_names` holds the principals' names (and

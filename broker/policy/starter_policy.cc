@@ -79,7 +79,8 @@ constexpr char kStarterPolicy[] = R"POLICY(# capbroker policy: which clients may
   #     activation = onDemand,         # onDemand (first connection) or atStart
   #     restart = onFailure,           # onFailure, never or always
   #     restartLimit = 5,              # restarts in a row before it is marked failed
-  #     restartDelayMs = 100,          # first delay before a restart; doubles, to 30 s
+  #     restartDelayMs = 100,          # first delay before a restart (at most 30000);
+  #                                    # doubles per restart in a row, to 30 s
   #     startTimeoutMs = 10000,        # from launch to readiness
   #     # user = 65534,                # uid outside its sandbox; left out: nobody (65534)
   #     # group = 65534,               # for a root broker, else the broker's own uid and

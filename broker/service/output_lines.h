@@ -5,29 +5,63 @@
 // line is cut, and the rest follows as further lines), with control
 // characters other than tab shown as '?' so a service cannot forge log
 // lines of its own or of the broker.
+//
+// Lines are rationed (a LogLimiter, through the `allow` callback of Add):
+// a service that floods its output must not keep the broker's only thread
+// busy. A line the budget refuses is never built: once one line of a batch
+// is refused, the rest of the batch are counted (memchr over the bytes), not
+// copied, and their number goes to the next line allowed.
 #ifndef CAPBROKER_BROKER_SERVICE_OUTPUT_LINES_H_
 #define CAPBROKER_BROKER_SERVICE_OUTPUT_LINES_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/strings/string_view.h"
 
 namespace capbroker::service {
 
 inline constexpr size_t kMaxLineBytes = 4096;
 
+// A line to log, and how many lines were suppressed just before it.
+struct OutputLine {
+  std::string text;
+  uint64_t suppressed_before = 0;
+};
+
 class OutputLines {
  public:
-  // Appends `bytes` and returns the lines they complete, without '\n'.
-  std::vector<std::string> Add(absl::string_view bytes);
+  // Whether the next completed line may be logged; when it may, sets its
+  // argument to the number of lines it refused since the last one allowed.
+  // LogLimiter::Allow at one moment, for example.
+  using Allow = absl::FunctionRef<bool(uint64_t& suppressed)>;
 
-  // The unterminated rest, if any (at end of stream).
+  // Appends `bytes` and returns the lines they complete that `allow` lets
+  // through, without '\n'. The batch is taken as written at one moment: once
+  // `allow` refuses a line, it is not asked again for the rest of the batch,
+  // which is suppressed too (so `allow` is called at most once per line, and
+  // once in all when the budget is already spent). A line cut at
+  // kMaxLineBytes counts as a line.
+  std::vector<OutputLine> Add(absl::string_view bytes, Allow allow);
+
+  // The unterminated rest, if any (at end of stream), not rationed.
   std::vector<std::string> Finish();
 
  private:
+  // The current line is complete: logged if allowed.
+  void Complete(Allow allow, bool& refused, std::vector<OutputLine>& lines);
+
+  // Takes in `bytes` once a line of the batch was refused: the lines they
+  // complete are counted into suppressed_, not built.
+  void Suppress(absl::string_view bytes);
+
   std::string partial_;
+  // Lines suppressed without asking `allow` (it counts those it refused),
+  // reported with the next line allowed.
+  uint64_t suppressed_ = 0;
 };
 
 }  // namespace capbroker::service

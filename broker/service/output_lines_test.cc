@@ -1,9 +1,14 @@
 #include "broker/service/output_lines.h"
 
+#include <cstdint>
+#include <random>
 #include <string>
+#include <vector>
 
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "sdk/base/log_limiter.h"
 
 namespace capbroker::service {
 namespace {
@@ -11,30 +16,163 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
+bool AllowAll(uint64_t& suppressed) {
+  suppressed = 0;
+  return true;
+}
+
+std::vector<std::string> Texts(const std::vector<OutputLine>& lines) {
+  std::vector<std::string> texts;
+  for (const OutputLine& line : lines) texts.push_back(line.text);
+  return texts;
+}
+
 TEST(OutputLinesTest, JoinsPiecesIntoLines) {
   OutputLines lines;
-  EXPECT_THAT(lines.Add("hel"), IsEmpty());
-  EXPECT_THAT(lines.Add("lo\nwor"), ElementsAre("hello"));
-  EXPECT_THAT(lines.Add("ld\n\n"), ElementsAre("world", ""));
-  EXPECT_THAT(lines.Add("tail"), IsEmpty());
+  EXPECT_THAT(lines.Add("hel", AllowAll), IsEmpty());
+  EXPECT_THAT(Texts(lines.Add("lo\nwor", AllowAll)), ElementsAre("hello"));
+  EXPECT_THAT(Texts(lines.Add("ld\n\n", AllowAll)), ElementsAre("world", ""));
+  EXPECT_THAT(lines.Add("tail", AllowAll), IsEmpty());
   EXPECT_THAT(lines.Finish(), ElementsAre("tail"));
   EXPECT_THAT(lines.Finish(), IsEmpty());
 }
 
 TEST(OutputLinesTest, ControlCharactersCannotForgeLines) {
   OutputLines lines;
-  EXPECT_THAT(lines.Add("a\rcapbrokerd: fake\x1b[2J\tb\n"),
+  EXPECT_THAT(Texts(lines.Add("a\rcapbrokerd: fake\x1b[2J\tb\n", AllowAll)),
               ElementsAre("a?capbrokerd: fake?[2J\tb"));
 }
 
 TEST(OutputLinesTest, LongLinesAreCut) {
   OutputLines lines;
   std::string big(kMaxLineBytes * 2 + 10, 'x');
-  std::vector<std::string> out = lines.Add(big + "\n");
+  std::vector<OutputLine> out = lines.Add(big + "\n", AllowAll);
   ASSERT_EQ(out.size(), 3u);
-  EXPECT_EQ(out[0].size(), kMaxLineBytes);
-  EXPECT_EQ(out[1].size(), kMaxLineBytes);
-  EXPECT_EQ(out[2].size(), 10u);
+  EXPECT_EQ(out[0].text.size(), kMaxLineBytes);
+  EXPECT_EQ(out[1].text.size(), kMaxLineBytes);
+  EXPECT_EQ(out[2].text.size(), 10u);
+}
+
+// The budget of one second, asked at one moment per batch as the service
+// host does (it reads the clock once per wakeup).
+struct Budget {
+  explicit Budget(int lines_per_second) : limiter(lines_per_second) {}
+
+  std::vector<OutputLine> Add(OutputLines& lines, absl::string_view bytes, absl::Time now) {
+    return lines.Add(bytes, [&](uint64_t& suppressed) {
+      ++asked;
+      return limiter.Allow(now, suppressed);
+    });
+  }
+
+  LogLimiter limiter;
+  int asked = 0;
+};
+
+TEST(OutputLinesTest, AFloodOnceTheBudgetIsSpentIsCountedWithoutAskingPerLine) {
+  const absl::Time t0 = absl::FromUnixSeconds(1000);
+  OutputLines lines;
+  Budget budget(2);
+  EXPECT_THAT(Texts(budget.Add(lines, "a\nb\nc\n", t0)), ElementsAre("a", "b"));
+
+  // What a service writing 64 KiB of newlines in a loop gives one wakeup:
+  // one question to the budget, not 65536 (and no line built).
+  budget.asked = 0;
+  EXPECT_THAT(budget.Add(lines, std::string(64 * 1024, '\n'), t0), IsEmpty());
+  EXPECT_EQ(budget.asked, 1);
+
+  // Exactly counted: "c", then the 65536 empty lines.
+  std::vector<OutputLine> next = budget.Add(lines, "next\n", t0 + absl::Seconds(1));
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].text, "next");
+  EXPECT_EQ(next[0].suppressed_before, 1u + 64 * 1024);
+}
+
+TEST(OutputLinesTest, SuppressedLongLinesAndTailsAreCountedAndKept) {
+  const absl::Time t0 = absl::FromUnixSeconds(1000);
+  OutputLines lines;
+  Budget budget(1);
+  // "a" is logged, "b" refused; then a line of three and a bit pieces, and
+  // an unterminated tail of one piece and "yyy": 1 + 4 + 1 suppressed.
+  std::string batch = "a\nb\n" + std::string(3 * kMaxLineBytes + 5, 'x') + "\n" +
+                      std::string(kMaxLineBytes, 'y') + "yyy";
+  EXPECT_THAT(Texts(budget.Add(lines, batch, t0)), ElementsAre("a"));
+  EXPECT_EQ(budget.asked, 2);
+  // The tail goes on in the next second, and is logged whole.
+  std::vector<OutputLine> next = budget.Add(lines, "z\x01\n", t0 + absl::Seconds(1));
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].text, "yyyz?");
+  EXPECT_EQ(next[0].suppressed_before, 6u);
+}
+
+// The rationed lines are those of the plain rule (a line at each '\n' and
+// at every kMaxLineBytes, each asked of the budget), whatever the input and
+// however it is cut into batches: a comparison over generated input.
+struct Reference {
+  std::vector<OutputLine> Add(absl::string_view bytes, absl::Time now) {
+    std::vector<OutputLine> out;
+    auto complete = [&] {
+      uint64_t suppressed = 0;
+      if (limiter.Allow(now, suppressed)) out.push_back({partial, suppressed});
+      partial.clear();
+    };
+    for (char c : bytes) {
+      if (c == '\n') {
+        complete();
+        continue;
+      }
+      if (partial.size() == kMaxLineBytes) complete();
+      partial.push_back(c == '\x01' ? '?' : c);
+    }
+    return out;
+  }
+
+  LogLimiter limiter{3};
+  std::string partial;
+};
+
+TEST(OutputLinesTest, RationedLinesAreThoseOfThePlainRule) {
+  std::mt19937 random(12345);  // fixed: the same input every run
+  for (int round = 0; round < 50; ++round) {
+    std::string input;
+    while (input.size() < 200 * 1024) {
+      switch (random() % 4) {
+        case 0:
+          input.append(random() % 50, '\n');
+          break;
+        case 1:
+          input.append(random() % (3 * kMaxLineBytes), 'x');
+          break;
+        case 2:
+          input.append(kMaxLineBytes - 1 + random() % 3, 'y');
+          break;
+        default:
+          input.append(1, '\x01');
+          break;
+      }
+    }
+    OutputLines lines;
+    Budget budget(3);
+    Reference reference;
+    size_t at = 0;
+    for (int batch = 0; at < input.size(); ++batch) {
+      size_t size = std::min<size_t>(1 + random() % (20 * 1024), input.size() - at);
+      absl::string_view bytes = absl::string_view(input).substr(at, size);
+      at += size;
+      // Two batches a second, so a spent budget also spans batches.
+      absl::Time now = absl::FromUnixSeconds(batch / 2);
+      std::vector<OutputLine> got = budget.Add(lines, bytes, now);
+      std::vector<OutputLine> want = reference.Add(bytes, now);
+      ASSERT_EQ(got.size(), want.size()) << "round " << round << " batch " << batch;
+      for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_EQ(got[i].text, want[i].text) << "round " << round << " batch " << batch;
+        ASSERT_EQ(got[i].suppressed_before, want[i].suppressed_before)
+            << "round " << round << " batch " << batch << " line " << i;
+      }
+    }
+    std::vector<std::string> tail = lines.Finish();
+    EXPECT_EQ(tail.empty() ? "" : tail[0], reference.partial);
+  }
 }
 
 }  // namespace

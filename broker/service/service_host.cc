@@ -536,6 +536,10 @@ void ServiceHost::OnExit(Service& service) {
 }
 
 void ServiceHost::OnOutput(Service& service) {
+  // One moment for the whole wakeup: the clock is read once, not per line,
+  // and once the budget is spent the rest is counted, not built (OutputLines).
+  const absl::Time now = absl::Now();
+  auto allow = [&](uint64_t& suppressed) { return service.log_limiter.Allow(now, suppressed); };
   char buffer[kOutputChunk];
   for (int i = 0; i < kOutputChunksPerWakeup; ++i) {
     ssize_t n = RetryEintr([&] { return read(service.output.get(), buffer, sizeof(buffer)); });
@@ -546,13 +550,12 @@ void ServiceHost::OnOutput(Service& service) {
       service.output.reset();
       return;
     }
-    for (const std::string& line : service.lines.Add(absl::string_view(buffer, n))) {
-      uint64_t suppressed = 0;
-      if (!service.log_limiter.Allow(absl::Now(), suppressed)) continue;
-      if (suppressed > 0) {
-        Log(service, absl::StrCat("(", suppressed, " lines of output suppressed)"));
+    for (const OutputLine& line : service.lines.Add(absl::string_view(buffer, n), allow)) {
+      if (line.suppressed_before > 0) {
+        Log(service, absl::StrCat("(", line.suppressed_before, " lines of output suppressed)"));
       }
-      std::fprintf(stderr, "capbrokerd: [%s] %s\n", service.spec.name.c_str(), line.c_str());
+      std::fprintf(stderr, "capbrokerd: [%s] %s\n", service.spec.name.c_str(),
+                   line.text.c_str());
     }
   }
 }

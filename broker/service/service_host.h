@@ -82,7 +82,7 @@ using Launcher = std::function<absl::StatusOr<std::unique_ptr<sandbox::PendingLa
     const sandbox::SandboxSpec&)>;
 
 inline constexpr absl::Duration kStableRun = absl::Seconds(10);
-inline constexpr absl::Duration kMaxRestartDelay = absl::Seconds(30);
+inline constexpr absl::Duration kMaxRestartDelay = absl::Milliseconds(kMaxRestartDelayMs);
 // Connects waiting for one service to become ready, and of those, the ones
 // one uid may have (so that one client cannot take every place).
 inline constexpr size_t kMaxPendingConnects = 1024;

@@ -794,13 +794,6 @@ void ServiceHost::ConnectionLost(uint64_t connection_id) {
     // Its exit then goes as any other (the restart policy applies).
     if (HasExited(*service)) return;
     Log(*service, "its broker connection closed: stopping it, unless it is exiting already");
-    if (service->state == ServiceState::STARTING) {
-      // It can never say it is ready now: its waiting connects are told at
-      // once, not at the stop timeout.
-      AnswerPending(*service, absl::UnavailableError(absl::StrCat(
-                                  "service '", service->spec.name,
-                                  "' closed its broker connection before it was ready")));
-    }
     Signal(*service, SIGTERM);
     ArmTimer(*service, options_.stop_timeout);
     return;

@@ -173,6 +173,7 @@ struct Script {
   bool descendant = false;      // and starts a process that runs until killed
   absl::Status report_failure;  // what the child reports, once set up
   int exit_code = -1;           // then exits with it at once; -1: runs until killed
+  bool ignores_sigterm = false;
 };
 
 // A launch as sandbox::StartLaunch makes it, scripted: a forked child holds
@@ -194,6 +195,7 @@ class FakeLaunch : public sandbox::PendingLaunch {
     pid_t pid = fork();
     if (pid < 0) return absl::InternalError("fork");
     if (pid == 0) {
+      if (script.ignores_sigterm) signal(SIGTERM, SIG_IGN);
       char byte;
       if (!script.stuck && read(go[0], &byte, 1) == 1) {
         if (!script.cgroup.empty()) JoinCgroup(script.cgroup);
@@ -288,6 +290,7 @@ class ServiceHostTest : public ::testing::Test {
       return started;
     };
     options.start_limit = start_limit_;
+    if (stop_timeout_.has_value()) options.stop_timeout = *stop_timeout_;
     host_ = std::make_unique<ServiceHost>(handler_, loop_, std::move(options));
     host_->PolicyChanged();
   }
@@ -373,6 +376,7 @@ class ServiceHostTest : public ::testing::Test {
   size_t launches_ = 0;
   std::vector<pid_t> pids_;  // of the launches' children, in order
   StartLimit start_limit_;
+  std::optional<absl::Duration> stop_timeout_;  // unset: HostOptions' own
   std::unique_ptr<ServiceHost> host_;
 };
 
@@ -745,18 +749,23 @@ TEST_F(ServiceHostTest, AServiceAddedBackWaitsForItsRemovedInstanceToExit) {
 }
 
 // A starting service whose broker connection closes can never become
-// ready: the connects waiting for it are told so at once, not when its
-// stop timeout ends.
-TEST_F(ServiceHostTest, AStartingServiceThatClosesItsConnectionAnswersItsWaitingConnects) {
+// ready: like a running one, it is stopped (SIGTERM, then SIGKILL at the
+// stop timeout), and its waiting connects are told why it ended, not that
+// it "did not become ready" within its start timeout.
+TEST_F(ServiceHostTest, AStartingServiceThatClosesItsConnectionIsStoppedForThat) {
+  scripts_["notify"].ignores_sigterm = true;
+  stop_timeout_ = absl::Milliseconds(20);  // less than its startTimeoutMs (200)
+  MakeHost();
   ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("notify", 1));
   EXPECT_FALSE(waiting.has_value());
   const uint64_t none = loop_.last_connection();
   ASSERT_TRUE(RunUntil([&] { return loop_.last_connection() != none; }));
   ASSERT_EQ(Report("notify").state, ServiceState::STARTING);
   host_->ConnectionLost(loop_.last_connection());
-  ASSERT_EQ(ClientAnswers().size(), 1u) << "the waiting connect waits on";
+  ASSERT_TRUE(RunUntil([&] { return !ClientAnswers().empty(); }));
   EXPECT_EQ(ClientAnswers()[0],
-            "service 'notify' closed its broker connection before it was ready");
+            "service 'notify' exited before it was ready (still running without its broker "
+            "connection after SIGTERM (killed by SIGKILL))");
   ASSERT_TRUE(RunUntil([&] { return Reaped(pids_[0]); }));
 }
 

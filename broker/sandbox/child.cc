@@ -109,7 +109,10 @@ absl::Status Child::BuildRoot(bool mount_proc) {
   spec.program_fd = program_.get();
   spec.mount_proc = mount_proc;
   spec.hidden_paths = plan_.hidden_paths;
-  if (plan_.namespaces & CLONE_NEWUSER) CB_RETURN_IF_ERROR(SwitchFsIds(plan_.uid, plan_.gid));
+  if (plan_.namespaces & CLONE_NEWUSER) {
+    CB_RETURN_IF_ERROR(SwitchFsIds(plan_.uid, plan_.gid));
+    spec.service_fs_ids = true;
+  }
   CB_RETURN_IF_ERROR(EnterMinimalRoot(spec));
   grant_fds_ = std::move(fds);
   detached_ = std::move(detached);
@@ -176,9 +179,11 @@ void Child::Run() {
   for (const ChildGrant& grant : plan_.grants) grant_fds_.push_back(grant.fd);
   bool root_in_force = false;
   if ((plan_.namespaces & CLONE_NEWNS) && plan_.protect_system != Requirement::kOff) {
-    root_in_force = Settle(Protection::kProtectSystem, plan_.protect_system,
-                           BuildRoot((plan_.namespaces & CLONE_NEWPID) != 0),
+    absl::Status built = BuildRoot((plan_.namespaces & CLONE_NEWPID) != 0);
+    root_in_force = Settle(Protection::kProtectSystem, plan_.protect_system, built,
                            "the minimal root could not be built");
+    // Best effort goes on in the host's tree, which must then be whole.
+    if (StagingLeftMounted(built)) reporter_.Fail(built);
   }
   // Not left in the broker's working directory (pivot_root did it already).
   if (!root_in_force && chdir("/") != 0) reporter_.Fail(ErrnoStatus(errno, "chdir(/)"));

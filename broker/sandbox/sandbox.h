@@ -81,8 +81,9 @@ struct SandboxSpec {
   // Host paths the service must not read (absolute, without "." or ".."):
   // the broker's own configuration, its policy above all. Where the minimal
   // root (protectSystem) holds one, in /etc or a system directory, an empty
-  // read-only file or directory is mounted over it; without protectSystem
-  // the whole host is in view and nothing is hidden.
+  // read-only file or directory is mounted over it (one the service's ids
+  // cannot reach anyway, with a user namespace, is left alone); without
+  // protectSystem the whole host is in view and nothing is hidden.
   std::vector<std::string> hidden_paths;
   Protections protections;
   ResourceLimits limits;

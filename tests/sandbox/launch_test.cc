@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -246,6 +247,47 @@ TEST(LaunchTest, HiddenPathsShowNoContent) {
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("hidden path 'etc/capbroker' must be absolute")));
   EXPECT_TRUE(NoChildren());
+}
+
+// A policy kept in a directory of /etc only root may search: the child
+// looks for it with the service's ids, is refused as the service would be,
+// and has nothing to hide.
+TEST(LaunchTest, AHiddenPathTheServiceCannotReachIsNoError) {
+  ASSERT_EQ(geteuid(), 0u) << "writes in /etc";
+  EtcDir etc;
+  ASSERT_EQ(mkdir(etc.Join("priv").c_str(), 0700), 0) << strerror(errno);
+  std::ofstream(etc.Join("priv/policy.capnp")) << "the policy";
+  std::ofstream(etc.Join("visible")) << "visible";
+  SandboxSpec spec = ShellSpec(absl::StrCat(
+      "cat ", etc.Join("visible"), "; echo; cat ", etc.Join("priv/policy.capnp"),
+      " 2>/dev/null || echo unreadable"));
+  spec.hidden_paths = {etc.Join("priv/policy.capnp"), etc.Join("visible")};
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, LaunchAndWait(spec));
+  EXPECT_THAT(launched.in_force, Contains("mountns"));
+  ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
+  EXPECT_EQ(finished.output, "\nunreadable\n");
+}
+
+// A best-effort minimal root that cannot be built leaves the host's tree
+// whole: its half-built staging tmpfs, mounted over /tmp, is detached
+// again. A relative hidden path fails the build after everything else is
+// mounted there.
+TEST(LaunchTest, ABestEffortRootThatFailsLeavesTheHostsTmpAlone) {
+  ASSERT_EQ(geteuid(), 0u) << "writes in /tmp";
+  const std::string marker = absl::StrCat("/tmp/capbroker-launch-test-", getpid());
+  std::ofstream(marker) << "host";
+  absl::Cleanup remove_marker = [&] { unlink(marker.c_str()); };
+  SandboxSpec spec = ShellSpec(absl::StrCat(
+      "test -e ", marker, " && echo host /tmp; test -e /tmp/usr && echo staging /tmp; true"));
+  spec.protections.protect_system = Requirement::kBestEffort;
+  spec.hidden_paths = {"etc/relative"};
+  absl::StatusOr<LaunchedProcess> launched = LaunchAndWait(spec);
+  ASSERT_OK(launched.status());
+  EXPECT_THAT(launched->missing,
+              Contains(HasSubstr("protectSystem: the minimal root could not be built: hidden "
+                                 "path 'etc/relative' must be absolute")));
+  ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(*launched));
+  EXPECT_EQ(finished.output, "host /tmp\n");
 }
 
 TEST(LaunchTest, MissingProgramIsNotFoundAndLeavesNoChild) {

@@ -606,6 +606,71 @@ TEST(LaunchTest, BrokerWithoutRootHasEveryProtection) {
   EXPECT_EQ(access(dir.Join("made").c_str(), F_OK), 0);
 }
 
+// A directory grant below a directory that root enters only by
+// CAP_DAC_OVERRIDE (another user's 0700 home, say). The service needs no
+// path to it, only the fd; nor does the sandbox: the grant is detached
+// from the broker's fd without a lookup by path, which the broker's child,
+// in a user namespace without override over unmapped users' files, would
+// be refused. ".." at its top stays in it.
+TEST(LaunchTest, ADirectoryGrantBelowAnotherUsersPrivateDirectoryWorks) {
+  ASSERT_EQ(geteuid(), 0u) << "gives a directory to another uid";
+  TempDir dir;
+  const std::string alice = dir.Join("alice");
+  const std::string data = alice + "/data";
+  ASSERT_EQ(mkdir(alice.c_str(), 0700), 0) << strerror(errno);
+  ASSERT_EQ(mkdir(data.c_str(), 0755), 0) << strerror(errno);
+  std::ofstream(data + "/inside") << "x";
+  ASSERT_EQ(chown(alice.c_str(), 1000, 1000), 0) << strerror(errno);
+  UniqueFd granted(open(data.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(granted.valid()) << strerror(errno);
+  SandboxSpec spec = ShellSpec("cd /proc/self/fd/3 && ls && ls ..");
+  spec.fds = {{"data", granted.get(), true, false}};
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, LaunchAndWait(spec));
+  ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
+  EXPECT_EQ(finished.output, "inside\ninside\n");
+}
+
+// A grant the sandbox cannot open again fails the launch naming the grant,
+// what is wrong and what to do: a directory another user keeps to
+// themselves (for a root broker), or one on a path the broker's user may
+// not search (for a broker that is not root, which finds it by path).
+TEST(LaunchTest, ADirectoryGrantTheSandboxCannotOpenIsNamed) {
+  ASSERT_EQ(geteuid(), 0u) << "gives a directory to another uid";
+  TempDir dir;
+  const std::string data = dir.Join("data");
+  ASSERT_EQ(mkdir(data.c_str(), 0700), 0) << strerror(errno);
+  UniqueFd granted(open(data.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(granted.valid()) << strerror(errno);
+  SandboxSpec spec = ShellSpec("true");
+  spec.fds = {{"data", granted.get(), true, false}};
+
+  ASSERT_EQ(chown(data.c_str(), 1000, 1000), 0) << strerror(errno);
+  EXPECT_THAT(
+      LaunchAndWait(spec),
+      StatusIs(absl::StatusCode::kFailedPrecondition,
+               AllOf(HasSubstr(absl::StrCat(
+                         "protectSystem is required but a directory grant could not be "
+                         "confined to its directory: grant 'data': directory ", data,
+                         " cannot be given to the service: openat(")),
+                     HasSubstr("Permission denied; the sandbox's setup has CAP_DAC_OVERRIDE "
+                               "only over the service's own files: make the directory "
+                               "readable by others (o+rx), or give it to root or to the "
+                               "service's user and group"))));
+
+  // The broker that is not root (nobody) holds the fd, opened by root, of a
+  // directory below root's 0700 one.
+  ASSERT_EQ(chown(data.c_str(), 0, 0), 0) << strerror(errno);
+  ASSERT_EQ(chmod(data.c_str(), 0755), 0) << strerror(errno);
+  std::string result = AsNonRootBroker([&] { return Describe(LaunchAndWait(spec)); });
+  EXPECT_THAT(result, HasSubstr(absl::StrCat(
+                          "grant 'data': directory ", data, " cannot be given to the service: "
+                          "open(", data, ", O_PATH): Permission denied; the sandbox's setup "
+                          "finds it again by its path and has CAP_DAC_OVERRIDE only over the "
+                          "service's own files: make each directory on the path searchable by "
+                          "others (o+x), or run capbrokerd as root, which needs no path")));
+  EXPECT_TRUE(NoChildren());
+}
+
 // A limit the policy asks for is applied or the service does not start: as
 // reported, a launch without a usable cgroup ran the service without its
 // memoryMax, with only a "missing" line to show for it.

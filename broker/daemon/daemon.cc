@@ -66,6 +66,12 @@ sigset_t ControlSignals() {
 // handled, not lost, once the broker serves. The mask is inherited across
 // fork and execve; services start with none blocked and none ignored
 // (sandbox::ResetSignals in the child).
+//
+// SIGCHLD gets its default action back, without SA_NOCLDWAIT: ignored is
+// inherited across execve (from a supervisor or script that set it), and
+// with it the kernel reaps the broker's children as they exit, so that
+// waitid on a service's pidfd fails with ECHILD and every exit, a clean one
+// too, is a failure of unknown cause until the restart limit.
 absl::Status BlockControlSignals() {
   sigset_t set = ControlSignals();
   if (sigprocmask(SIG_BLOCK, &set, nullptr) != 0) return ErrnoStatus(errno, "sigprocmask");
@@ -73,6 +79,13 @@ absl::Status BlockControlSignals() {
   // An audit log past RLIMIT_FSIZE must fail the write (EFBIG, handled:
   // grants are withheld until there is room), not kill the broker.
   if (signal(SIGXFSZ, SIG_IGN) == SIG_ERR) return ErrnoStatus(errno, "signal(SIGXFSZ)");
+  struct sigaction child_action = {};
+  child_action.sa_handler = SIG_DFL;
+  sigemptyset(&child_action.sa_mask);
+  child_action.sa_flags = 0;  // no SA_NOCLDWAIT
+  if (sigaction(SIGCHLD, &child_action, nullptr) != 0) {
+    return ErrnoStatus(errno, "sigaction(SIGCHLD, SIG_DFL)");
+  }
   return absl::OkStatus();
 }
 

@@ -14,7 +14,9 @@ namespace capbroker::daemon {
 // (main does), so that it can tell an inherited --ready-fd from one of its
 // own. Blocks SIGTERM, SIGINT and SIGHUP, and ignores SIGPIPE and SIGXFSZ,
 // for the whole process, before anything else: one of them arriving while
-// the broker starts is handled once it serves, and never kills it.
+// the broker starts is handled once it serves, and never kills it. Sets
+// SIGCHLD to its default action (an inherited SIG_IGN would reap its
+// services before it could learn how they ended).
 absl::Status RunDaemon(const DaemonFlags& flags);
 
 }  // namespace capbroker::daemon

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "broker/sandbox/credentials.h"
@@ -58,6 +60,9 @@ class Child {
     if (!status.ok()) reporter_.Fail(status);
   }
 
+  // Replaces each directory fd of grant_fds_ with one confined to that
+  // directory (detached_dir.h).
+  absl::Status DetachGrants();
   absl::Status BuildRoot(bool mount_proc);
   absl::Status ApplyLandlock(bool root_in_force);
 
@@ -89,31 +94,70 @@ bool Child::Settle(Protection protection, Requirement requirement,
   return false;
 }
 
-absl::Status Child::BuildRoot(bool mount_proc) {
-  // Directory grants first: they are found again by path in the host's tree,
-  // which pivot_root takes away.
+// The path of `fd` (borrowed) as this process sees it, for messages.
+std::string PathOf(int fd) {
+  char path[PATH_MAX];
+  ssize_t n = readlink(absl::StrCat("/proc/self/fd/", fd).c_str(), path, sizeof path - 1);
+  if (n < 0) return absl::StrCat("(fd ", fd, ")");
+  return std::string(path, static_cast<size_t>(n));
+}
+
+absl::Status Child::DetachGrants() {
   std::vector<int> fds = grant_fds_;
   std::vector<UniqueFd> detached;
   for (size_t i = 0; i < plan_.grants.size(); ++i) {
-    struct stat st;
-    if (fstat(fds[i], &st) != 0) return ErrnoStatus(errno, absl::StrCat("fstat(fd=", fds[i], ")"));
-    // Any directory, even one not announced as such: ".." works on it all
-    // the same.
-    if (!S_ISDIR(st.st_mode)) continue;
-    CB_ASSIGN_OR_RETURN(UniqueFd fd, DetachDirectory(fds[i], plan_.grants[i].writable));
-    fds[i] = fd.get();
-    detached.push_back(std::move(fd));
+    const ChildGrant& grant = plan_.grants[i];
+    absl::StatusOr<UniqueFd> fd;
+    if (grant.tree_fd >= 0) {
+      fd = OpenDetachedTree(grant.tree_fd);
+    } else {
+      struct stat st;
+      if (fstat(fds[i], &st) != 0) return ErrnoStatus(errno, absl::StrCat("fstat(fd=", fds[i], ")"));
+      // Any directory, even one not announced as such: ".." works on it
+      // all the same.
+      if (!S_ISDIR(st.st_mode)) continue;
+      fd = DetachDirectory(fds[i], grant.writable);
+    }
+    if (!fd.ok()) {
+      // This process has its capabilities in the service's user namespace,
+      // which maps only the service's ids: CAP_DAC_OVERRIDE there covers
+      // only files of those ids, and the permission bits of every other
+      // file apply to it as to anyone.
+      std::string hint;
+      if (absl::IsPermissionDenied(fd.status())) {
+        hint = grant.tree_fd >= 0
+                   ? "; the sandbox's setup has CAP_DAC_OVERRIDE only over the service's own "
+                     "files: make the directory readable by others (o+rx), or give it to root "
+                     "or to the service's user and group"
+                   : "; the sandbox's setup finds it again by its path and has "
+                     "CAP_DAC_OVERRIDE only over the service's own files: make each directory "
+                     "on the path searchable by others (o+x), or run capbrokerd as root, "
+                     "which needs no path";
+      }
+      return absl::Status(fd.status().code(),
+                          absl::StrCat("grant '", plan_.grant_names[i], "': directory ",
+                                       PathOf(fds[i]), " cannot be given to the service: ",
+                                       fd.status().message(), hint));
+    }
+    fds[i] = fd->get();
+    detached.push_back(*std::move(fd));
   }
+  grant_fds_ = std::move(fds);
+  detached_ = std::move(detached);
+  return absl::OkStatus();
+}
+
+absl::Status Child::BuildRoot(bool mount_proc) {
   MinimalRootSpec spec;
   spec.program = plan_.argv[0];
   spec.program_fd = program_.get();
   spec.mount_proc = mount_proc;
   spec.hidden_paths = plan_.hidden_paths;
-  if (plan_.namespaces & CLONE_NEWUSER) CB_RETURN_IF_ERROR(SwitchFsIds(plan_.uid, plan_.gid));
-  CB_RETURN_IF_ERROR(EnterMinimalRoot(spec));
-  grant_fds_ = std::move(fds);
-  detached_ = std::move(detached);
-  return absl::OkStatus();
+  if (plan_.namespaces & CLONE_NEWUSER) {
+    CB_RETURN_IF_ERROR(SwitchFsIds(plan_.uid, plan_.gid));
+    spec.service_fs_ids = true;
+  }
+  return EnterMinimalRoot(spec);
 }
 
 absl::Status Child::ApplyLandlock(bool root_in_force) {
@@ -156,7 +200,10 @@ void Child::Run() {
   // nothing written there by mistake can land in an fd opened below.
   std::vector<int> named = {plan_.broker_fd, plan_.stdin_fd, plan_.output_fd, plan_.sync_fd,
                             plan_.report_fd};
-  for (const ChildGrant& grant : plan_.grants) named.push_back(grant.fd);
+  for (const ChildGrant& grant : plan_.grants) {
+    named.push_back(grant.fd);
+    if (grant.tree_fd >= 0) named.push_back(grant.tree_fd);
+  }
   Must(CloseAllExcept(3, std::move(named)));
   Must(SetParentDeathSignal());
   // The parent writes one byte once the id maps are in place; end of file
@@ -176,9 +223,17 @@ void Child::Run() {
   for (const ChildGrant& grant : plan_.grants) grant_fds_.push_back(grant.fd);
   bool root_in_force = false;
   if ((plan_.namespaces & CLONE_NEWNS) && plan_.protect_system != Requirement::kOff) {
-    root_in_force = Settle(Protection::kProtectSystem, plan_.protect_system,
-                           BuildRoot((plan_.namespaces & CLONE_NEWPID) != 0),
-                           "the minimal root could not be built");
+    // Directory grants first: DetachDirectory finds a directory again by
+    // path in the host's tree, which pivot_root takes away.
+    root_in_force = Settle(Protection::kProtectSystem, plan_.protect_system, DetachGrants(),
+                           "a directory grant could not be confined to its directory");
+    if (root_in_force) {
+      absl::Status built = BuildRoot((plan_.namespaces & CLONE_NEWPID) != 0);
+      root_in_force = Settle(Protection::kProtectSystem, plan_.protect_system, built,
+                             "the minimal root could not be built");
+      // Best effort goes on in the host's tree, which must then be whole.
+      if (StagingLeftMounted(built)) reporter_.Fail(built);
+    }
   }
   // Not left in the broker's working directory (pivot_root did it already).
   if (!root_in_force && chdir("/") != 0) reporter_.Fail(ErrnoStatus(errno, "chdir(/)"));

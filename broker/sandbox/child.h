@@ -11,8 +11,9 @@
 //      parent death signal; wait for the parent's "go" (id maps written)
 //   2. new session (no controlling terminal), default signal actions, no
 //      signal blocked
-//   3. minimal root and detached directory grants (needs CAP_SYS_ADMIN in the
-//      user namespace), hostname, rlimits but RLIMIT_NOFILE
+//   3. detached directory grants, then the minimal root (both need
+//      CAP_SYS_ADMIN in the user namespace), hostname, rlimits but
+//      RLIMIT_NOFILE
 //   4. bounding set (needs CAP_SETPCAP), then groups, gid, uid
 //   5. ambient and remaining capabilities; parent death signal again (the
 //      id change cleared it) and check the parent is still there
@@ -46,6 +47,10 @@ struct ChildGrant {
   int fd;  // the parent's fd, which the child has at the same number
   bool directory;
   bool writable;
+  // For a directory fd the parent could clone (CloneDirectoryTree), the
+  // clone (O_PATH), at the same number; -1 otherwise, and the child
+  // detaches a directory fd itself (DetachDirectory).
+  int tree_fd = -1;
 };
 
 struct ChildPlan {

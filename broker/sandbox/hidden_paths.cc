@@ -29,8 +29,9 @@ constexpr const char* kSourceOptions = "mode=0755,size=4k,nr_inodes=4";
 constexpr int kOpenAttempts = 8;
 
 // The path `path` names inside `root_fd` (O_PATH), or an invalid fd when
-// nothing is there.
-absl::StatusOr<UniqueFd> ResolveInRoot(int root_fd, const std::string& path) {
+// nothing is there, or, `as_service`, when the caller may not reach it (see
+// HidePaths).
+absl::StatusOr<UniqueFd> ResolveInRoot(int root_fd, const std::string& path, bool as_service) {
   open_how how = {};
   how.flags = O_PATH | O_CLOEXEC;
   how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
@@ -39,6 +40,11 @@ absl::StatusOr<UniqueFd> ResolveInRoot(int root_fd, const std::string& path) {
         [&] { return syscall(SYS_openat2, root_fd, path.c_str() + 1, &how, sizeof how); });
     if (fd >= 0) return UniqueFd(static_cast<int>(fd));
     if (errno == ENOENT || errno == ENOTDIR) return UniqueFd();
+    // An O_PATH open checks only search permission on the directories on
+    // the way. Refused with the service's fs ids and at least its groups,
+    // and with capabilities it will not have, the lookup is refused to the
+    // service too: nothing to hide from it.
+    if (errno == EACCES && as_service) return UniqueFd();
     if (errno != EAGAIN) break;
   }
   return ErrnoStatus(errno, absl::StrCat("openat2(", path, ", RESOLVE_IN_ROOT)"));
@@ -68,12 +74,13 @@ absl::Status MakeSources(const std::string& source) {
   return absl::OkStatus();
 }
 
-absl::Status Hide(int root_fd, const std::string& source, const std::string& path) {
+absl::Status Hide(int root_fd, const std::string& source, const std::string& path,
+                  bool as_service) {
   if (!IsNormalAbsolutePath(path)) {
     return absl::InvalidArgumentError(
         absl::StrCat("hidden path '", path, "' must be absolute, without '.' or '..'"));
   }
-  CB_ASSIGN_OR_RETURN(UniqueFd target, ResolveInRoot(root_fd, path));
+  CB_ASSIGN_OR_RETURN(UniqueFd target, ResolveInRoot(root_fd, path, as_service));
   if (!target.valid()) return absl::OkStatus();
   struct stat st;
   if (fstat(target.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("fstat(", path, ")"));
@@ -88,14 +95,15 @@ absl::Status Hide(int root_fd, const std::string& source, const std::string& pat
 
 }  // namespace
 
-absl::Status HidePaths(const std::string& root, const std::vector<std::string>& paths) {
+absl::Status HidePaths(const std::string& root, const std::vector<std::string>& paths,
+                       bool as_service) {
   if (paths.empty()) return absl::OkStatus();
   CB_ASSIGN_OR_RETURN(UniqueFd root_fd, TakeFd(open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC),
                                                absl::StrCat("open(", root, ", O_PATH)")));
   const std::string source = root + kSourceDir;
   CB_RETURN_IF_ERROR(MakeSources(source));
   for (const std::string& path : paths) {
-    CB_RETURN_IF_ERROR(Hide(root_fd.get(), source, path));
+    CB_RETURN_IF_ERROR(Hide(root_fd.get(), source, path, as_service));
   }
   if (umount2(source.c_str(), MNT_DETACH) != 0) {
     return ErrnoStatus(errno, absl::StrCat("umount2(", source, ", MNT_DETACH)"));

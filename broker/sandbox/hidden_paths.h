@@ -26,7 +26,17 @@ namespace capbroker::sandbox {
 // service; a path the root does not hold (not in /etc or a system
 // directory) is left alone, since the service cannot see it anyway. The
 // empty directory and file are read-only, nosuid, nodev and noexec.
-absl::Status HidePaths(const std::string& root, const std::vector<std::string>& paths);
+//
+// `as_service`: the caller runs with the service's fs ids (SwitchFsIds)
+// and the service's supplementary groups or more. A path these ids cannot
+// reach (EACCES: a directory on the way they may not search, such as a
+// policy in a root-only directory of /etc) is then left alone too: the
+// service, with the same ids, no more groups and no capabilities, cannot
+// reach it either. Otherwise (the broker's root ids) EACCES is an error:
+// root being refused says nothing of what other ids may reach (a
+// root-squashing NFS export).
+absl::Status HidePaths(const std::string& root, const std::vector<std::string>& paths,
+                       bool as_service);
 
 }  // namespace capbroker::sandbox
 

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -160,14 +161,12 @@ bool IsNormalAbsolutePath(absl::string_view path) {
   return true;
 }
 
-absl::Status EnterMinimalRoot(const MinimalRootSpec& spec) {
+namespace {
+
+// Fills the staging tmpfs at `root` and makes it the root (pivot_root):
+// everything between mounting the staging tmpfs and the old root's detach.
+absl::Status PopulateAndPivot(const std::string& root, const MinimalRootSpec& spec) {
   const bool bind_program = spec.program_fd >= 0;
-
-  // Nothing done here may propagate back to the host.
-  CB_RETURN_IF_ERROR(Mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr));
-  const std::string root = kStaging;
-  CB_RETURN_IF_ERROR(Mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, kRootOptions));
-
   for (const char* dir : kSystemDirectories) {
     CB_RETURN_IF_ERROR(AddSystemDirectory(root, dir));
   }
@@ -195,12 +194,42 @@ absl::Status EnterMinimalRoot(const MinimalRootSpec& spec) {
                              target, nullptr, MS_BIND, nullptr));
     CB_RETURN_IF_ERROR(SetMountAttr(target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV));
   }
-  CB_RETURN_IF_ERROR(HidePaths(root, spec.hidden_paths));
+  CB_RETURN_IF_ERROR(HidePaths(root, spec.hidden_paths, spec.service_fs_ids));
 
   // pivot_root(".", "."): the old root ends up stacked on the new one, and
   // is then detached, without needing a directory to put it in.
   if (chdir(root.c_str()) != 0) return ErrnoStatus(errno, absl::StrCat("chdir(", root, ")"));
   if (syscall(SYS_pivot_root, ".", ".") != 0) return ErrnoStatus(errno, "pivot_root(., .)");
+  return absl::OkStatus();
+}
+
+// The payload by which an error of EnterMinimalRoot says that the staging
+// tmpfs is still mounted over /tmp.
+constexpr absl::string_view kStagingLeft = "capbroker.staging_left_mounted";
+
+}  // namespace
+
+bool StagingLeftMounted(const absl::Status& status) {
+  return status.GetPayload(kStagingLeft).has_value();
+}
+
+absl::Status EnterMinimalRoot(const MinimalRootSpec& spec) {
+  // Nothing done here may propagate back to the host.
+  CB_RETURN_IF_ERROR(Mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr));
+  const std::string root = kStaging;
+  CB_RETURN_IF_ERROR(Mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, kRootOptions));
+  absl::Status built = PopulateAndPivot(root, spec);
+  if (!built.ok()) {
+    // With everything mounted beneath it. Until pivot_root has succeeded,
+    // the staging tmpfs is still at /tmp of the host's tree.
+    if (umount2(root.c_str(), MNT_DETACH) == 0) return built;
+    absl::Status detach = ErrnoStatus(errno, absl::StrCat("umount2(", root, ", MNT_DETACH)"));
+    absl::Status left(built.code(),
+                      absl::StrCat(built.message(), "; and the half-built root stays mounted over ",
+                                   root, ": ", detach.message()));
+    left.SetPayload(kStagingLeft, absl::Cord("1"));
+    return left;
+  }
   if (umount2(".", MNT_DETACH) != 0) return ErrnoStatus(errno, "umount2(old root, MNT_DETACH)");
   if (chdir("/") != 0) return ErrnoStatus(errno, "chdir(/)");
   struct mount_attr ma = {};

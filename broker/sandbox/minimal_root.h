@@ -48,6 +48,9 @@ struct MinimalRootSpec {
   // Host paths to hide under an empty read-only file or directory, where
   // the root holds them (HidePaths).
   std::vector<std::string> hidden_paths;
+  // The caller runs with the service's fs ids (SwitchFsIds): HidePaths'
+  // `as_service`.
+  bool service_fs_ids = false;
 };
 
 // Whether `path` (absolute, normalized) lies in one of kSystemDirectories.
@@ -59,7 +62,18 @@ bool IsNormalAbsolutePath(absl::string_view path);
 // Builds the new root and enters it (pivot_root); on return the working
 // directory is the new "/", the old root is detached and the root tmpfs is
 // read-only.
+//
+// The root is assembled on a tmpfs mounted over /tmp. When building it
+// fails, that tmpfs is detached again, so that a caller going on without
+// the minimal root (best effort) has the host's tree as it was, /tmp
+// included, rather than a half-built root over /tmp. Should detaching it
+// fail too, the error says so and StagingLeftMounted() is true of it: the
+// caller must not go on.
 absl::Status EnterMinimalRoot(const MinimalRootSpec& spec);
+
+// Whether `status`, an error of EnterMinimalRoot, left the half-built root
+// mounted over /tmp.
+bool StagingLeftMounted(const absl::Status& status);
 
 // The system directories that are real directories in the current root (as
 // opposed to symlinks to another of them), for Landlock rules.

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "broker/sandbox/cgroup.h"
 #include "broker/sandbox/child.h"
+#include "broker/sandbox/detached_dir.h"
 #include "broker/sandbox/fd_layout.h"
 #include "broker/sandbox/landlock.h"
 #include "broker/sandbox/minimal_root.h"
@@ -279,8 +280,23 @@ absl::StatusOr<std::unique_ptr<PendingLaunch>> StartLaunch(const SandboxSpec& sp
       plan.landlock_deny_tcp = false;
     }
   }
+  // Directory grants are cloned here, where the broker's own fd leads to
+  // them without a lookup by path (detached_dir.h); the clones are held
+  // until the child has its copies. One the broker cannot clone (EPERM: no
+  // CAP_SYS_ADMIN over its mount namespace; or any other error) is left to
+  // the child, which detaches it by path, as it did before.
+  std::vector<UniqueFd> trees;
   for (const PassedFd& passed : spec.fds) {
-    plan.grants.push_back({passed.fd, passed.directory, passed.writable});
+    ChildGrant grant{passed.fd, passed.directory, passed.writable};
+    if (outcome.wanted(Protection::kProtectSystem)) {
+      absl::StatusOr<std::optional<UniqueFd>> tree =
+          CloneDirectoryTree(passed.fd, passed.writable);
+      if (tree.ok() && tree->has_value()) {
+        grant.tree_fd = (*tree)->get();
+        trees.push_back(std::move(**tree));
+      }
+    }
+    plan.grants.push_back(grant);
     plan.grant_names.push_back(passed.name);
   }
   plan.broker_fd = spec.broker_fd;
@@ -319,6 +335,7 @@ absl::StatusOr<std::unique_ptr<PendingLaunch>> StartLaunch(const SandboxSpec& sp
   report.write.reset();
   output.write.reset();
   dev_null.reset();
+  trees.clear();
   parts.failure = Release(parts, spec, /*deny_setgroups=*/!plan.clear_groups);
   return std::unique_ptr<PendingLaunch>(
       std::make_unique<ChildLaunch>(std::move(outcome), std::move(parts)));

@@ -54,9 +54,13 @@ namespace capbroker::sandbox {
 // service as a new fd on a detached bind mount of that directory alone, so
 // that ".." at its top stays there: through the broker's own fd, "..", stat
 // and connect(2) to pathname sockets would reach the whole host, which
-// Landlock does not stop. The directory must therefore be reachable by its
-// path in the broker's mount namespace (the child finds it again by path
-// and checks it is the same inode); otherwise protectSystem fails.
+// Landlock does not stop. A broker with CAP_SYS_ADMIN (root) clones the
+// mount from its fd; one without leaves that to the child, which finds the
+// directory again by its path (and checks it is the same inode), so that
+// the directory must then be reachable by path in the broker's mount
+// namespace. Either way the child opens the directory again without
+// CAP_DAC_OVERRIDE over other users' files (detached_dir.h); when it cannot,
+// protectSystem fails, and the error names the grant.
 struct PassedFd {
   std::string name;  // for LISTEN_FDNAMES; [A-Za-z0-9_.-]
   int fd = -1;       // borrowed; the child gets a dup
@@ -81,8 +85,9 @@ struct SandboxSpec {
   // Host paths the service must not read (absolute, without "." or ".."):
   // the broker's own configuration, its policy above all. Where the minimal
   // root (protectSystem) holds one, in /etc or a system directory, an empty
-  // read-only file or directory is mounted over it; without protectSystem
-  // the whole host is in view and nothing is hidden.
+  // read-only file or directory is mounted over it (one the service's ids
+  // cannot reach anyway, with a user namespace, is left alone); without
+  // protectSystem the whole host is in view and nothing is hidden.
   std::vector<std::string> hidden_paths;
   Protections protections;
   ResourceLimits limits;

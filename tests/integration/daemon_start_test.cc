@@ -10,6 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -375,6 +377,57 @@ TEST(DaemonStartTest, SighupWhileLoadingThePolicyIsHandledOnceServing) {
   EXPECT_FALSE(WIFSIGNALED(status)) << "killed by signal " << WTERMSIG(status);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   EXPECT_THAT(err, HasSubstr("capbrokerd: SIGHUP: policy " + policy + " reloaded"));
+}
+
+// Reads `fd` until a whole line holding `text` has arrived, or end of file,
+// or `seconds` pass (a guard: the line comes far sooner); all read.
+std::string ReadUntilLineWith(int fd, const std::string& text, int seconds) {
+  std::string out;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (true) {
+    size_t at = out.find(text);
+    if (at != std::string::npos && out.find('\n', at) != std::string::npos) return out;
+    int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    deadline - std::chrono::steady_clock::now())
+                                    .count());
+    pollfd event = {fd, POLLIN, 0};
+    if (left <= 0 || RetryEintr([&] { return poll(&event, 1, left); }) <= 0) return out;
+    char buf[4096];
+    ssize_t n = RetryEintr([&] { return read(fd, buf, sizeof(buf)); });
+    if (n <= 0) return out;
+    out.append(buf, static_cast<size_t>(n));
+  }
+}
+
+// SIGCHLD ignored is inherited across execve (a supervisor, a shell script
+// that set it). With it, the kernel reaps the broker's children at once and
+// waitid on a service's pidfd fails with ECHILD: every exit would be "not
+// known", a failure, until the restart limit. The broker sets it back to
+// its default action at start.
+TEST(DaemonStartTest, AServicesExitIsKnownWhenStartedWithSigchldIgnored) {
+  if (geteuid() != 0) GTEST_SKIP() << "runs a service, as nobody";
+  TempDir dir;
+  std::string policy = dir.WriteFile(
+      "policy.capnp",
+      "( services = [ ( name = \"once\", command = [ \"/bin/true\" ],\n"
+      "    activation = atStart, restart = never ) ] )\n",
+      0600);
+  Spawned broker = Spawn({"--policy", policy, "--socket", dir.Join("s")}, [] {
+    return signal(SIGCHLD, SIG_IGN) != SIG_ERR;
+  });
+  ASSERT_GT(broker.pid, 0);
+  std::string err = ReadUntilLineWith(broker.err, "service 'once': exited (", 20);
+  std::string status = testing::ReadWholeFile(absl::StrCat("/proc/", broker.pid, "/status"));
+  kill(broker.pid, SIGTERM);
+  EXPECT_EQ(WaitExitCode(broker.pid), 0);
+  close(broker.ready);
+  close(broker.err);
+  EXPECT_THAT(err, HasSubstr("service 'once': exited (exit status 0)"));
+  // SigIgn: the ignored signals, a hexadecimal mask with bit N-1 for signal N.
+  size_t at = status.find("SigIgn:\t");
+  ASSERT_NE(at, std::string::npos) << status;
+  uint64_t ignored = std::stoull(status.substr(at + 8, 16), nullptr, 16);
+  EXPECT_EQ(ignored & (uint64_t{1} << (SIGCHLD - 1)), 0u) << status.substr(at, 25);
 }
 
 // Started with standard fds closed, the broker's first fds would take their

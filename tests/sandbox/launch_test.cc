@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -246,6 +247,47 @@ TEST(LaunchTest, HiddenPathsShowNoContent) {
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("hidden path 'etc/capbroker' must be absolute")));
   EXPECT_TRUE(NoChildren());
+}
+
+// A policy kept in a directory of /etc only root may search: the child
+// looks for it with the service's ids, is refused as the service would be,
+// and has nothing to hide.
+TEST(LaunchTest, AHiddenPathTheServiceCannotReachIsNoError) {
+  ASSERT_EQ(geteuid(), 0u) << "writes in /etc";
+  EtcDir etc;
+  ASSERT_EQ(mkdir(etc.Join("priv").c_str(), 0700), 0) << strerror(errno);
+  std::ofstream(etc.Join("priv/policy.capnp")) << "the policy";
+  std::ofstream(etc.Join("visible")) << "visible";
+  SandboxSpec spec = ShellSpec(absl::StrCat(
+      "cat ", etc.Join("visible"), "; echo; cat ", etc.Join("priv/policy.capnp"),
+      " 2>/dev/null || echo unreadable"));
+  spec.hidden_paths = {etc.Join("priv/policy.capnp"), etc.Join("visible")};
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, LaunchAndWait(spec));
+  EXPECT_THAT(launched.in_force, Contains("mountns"));
+  ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
+  EXPECT_EQ(finished.output, "\nunreadable\n");
+}
+
+// A best-effort minimal root that cannot be built leaves the host's tree
+// whole: its half-built staging tmpfs, mounted over /tmp, is detached
+// again. A relative hidden path fails the build after everything else is
+// mounted there.
+TEST(LaunchTest, ABestEffortRootThatFailsLeavesTheHostsTmpAlone) {
+  ASSERT_EQ(geteuid(), 0u) << "writes in /tmp";
+  const std::string marker = absl::StrCat("/tmp/capbroker-launch-test-", getpid());
+  std::ofstream(marker) << "host";
+  absl::Cleanup remove_marker = [&] { unlink(marker.c_str()); };
+  SandboxSpec spec = ShellSpec(absl::StrCat(
+      "test -e ", marker, " && echo host /tmp; test -e /tmp/usr && echo staging /tmp; true"));
+  spec.protections.protect_system = Requirement::kBestEffort;
+  spec.hidden_paths = {"etc/relative"};
+  absl::StatusOr<LaunchedProcess> launched = LaunchAndWait(spec);
+  ASSERT_OK(launched.status());
+  EXPECT_THAT(launched->missing,
+              Contains(HasSubstr("protectSystem: the minimal root could not be built: hidden "
+                                 "path 'etc/relative' must be absolute")));
+  ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(*launched));
+  EXPECT_EQ(finished.output, "host /tmp\n");
 }
 
 TEST(LaunchTest, MissingProgramIsNotFoundAndLeavesNoChild) {
@@ -562,6 +604,71 @@ TEST(LaunchTest, BrokerWithoutRootHasEveryProtection) {
                                  "CapEff:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\n"
                                  "made\n"));
   EXPECT_EQ(access(dir.Join("made").c_str(), F_OK), 0);
+}
+
+// A directory grant below a directory that root enters only by
+// CAP_DAC_OVERRIDE (another user's 0700 home, say). The service needs no
+// path to it, only the fd; nor does the sandbox: the grant is detached
+// from the broker's fd without a lookup by path, which the broker's child,
+// in a user namespace without override over unmapped users' files, would
+// be refused. ".." at its top stays in it.
+TEST(LaunchTest, ADirectoryGrantBelowAnotherUsersPrivateDirectoryWorks) {
+  ASSERT_EQ(geteuid(), 0u) << "gives a directory to another uid";
+  TempDir dir;
+  const std::string alice = dir.Join("alice");
+  const std::string data = alice + "/data";
+  ASSERT_EQ(mkdir(alice.c_str(), 0700), 0) << strerror(errno);
+  ASSERT_EQ(mkdir(data.c_str(), 0755), 0) << strerror(errno);
+  std::ofstream(data + "/inside") << "x";
+  ASSERT_EQ(chown(alice.c_str(), 1000, 1000), 0) << strerror(errno);
+  UniqueFd granted(open(data.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(granted.valid()) << strerror(errno);
+  SandboxSpec spec = ShellSpec("cd /proc/self/fd/3 && ls && ls ..");
+  spec.fds = {{"data", granted.get(), true, false}};
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, LaunchAndWait(spec));
+  ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
+  EXPECT_EQ(finished.output, "inside\ninside\n");
+}
+
+// A grant the sandbox cannot open again fails the launch naming the grant,
+// what is wrong and what to do: a directory another user keeps to
+// themselves (for a root broker), or one on a path the broker's user may
+// not search (for a broker that is not root, which finds it by path).
+TEST(LaunchTest, ADirectoryGrantTheSandboxCannotOpenIsNamed) {
+  ASSERT_EQ(geteuid(), 0u) << "gives a directory to another uid";
+  TempDir dir;
+  const std::string data = dir.Join("data");
+  ASSERT_EQ(mkdir(data.c_str(), 0700), 0) << strerror(errno);
+  UniqueFd granted(open(data.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(granted.valid()) << strerror(errno);
+  SandboxSpec spec = ShellSpec("true");
+  spec.fds = {{"data", granted.get(), true, false}};
+
+  ASSERT_EQ(chown(data.c_str(), 1000, 1000), 0) << strerror(errno);
+  EXPECT_THAT(
+      LaunchAndWait(spec),
+      StatusIs(absl::StatusCode::kFailedPrecondition,
+               AllOf(HasSubstr(absl::StrCat(
+                         "protectSystem is required but a directory grant could not be "
+                         "confined to its directory: grant 'data': directory ", data,
+                         " cannot be given to the service: openat(")),
+                     HasSubstr("Permission denied; the sandbox's setup has CAP_DAC_OVERRIDE "
+                               "only over the service's own files: make the directory "
+                               "readable by others (o+rx), or give it to root or to the "
+                               "service's user and group"))));
+
+  // The broker that is not root (nobody) holds the fd, opened by root, of a
+  // directory below root's 0700 one.
+  ASSERT_EQ(chown(data.c_str(), 0, 0), 0) << strerror(errno);
+  ASSERT_EQ(chmod(data.c_str(), 0755), 0) << strerror(errno);
+  std::string result = AsNonRootBroker([&] { return Describe(LaunchAndWait(spec)); });
+  EXPECT_THAT(result, HasSubstr(absl::StrCat(
+                          "grant 'data': directory ", data, " cannot be given to the service: "
+                          "open(", data, ", O_PATH): Permission denied; the sandbox's setup "
+                          "finds it again by its path and has CAP_DAC_OVERRIDE only over the "
+                          "service's own files: make each directory on the path searchable by "
+                          "others (o+x), or run capbrokerd as root, which needs no path")));
+  EXPECT_TRUE(NoChildren());
 }
 
 // A limit the policy asks for is applied or the service does not start: as

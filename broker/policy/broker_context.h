@@ -34,9 +34,10 @@ struct BrokerContext {
   // services' cgroups (path "" when the broker has none); nullopt when the
   // broker is not known, and then memoryMax and pidsMax are not checked.
   std::optional<sandbox::CgroupParent> cgroup;
-  // The path the kernel would report for the program at `path` (realpath);
-  // kNotFound when there is no such file (yet: a program installed later is
-  // accepted); another error when it cannot be told. Unset: `exe` is not
+  // The path the kernel would report for the program at `path` (see
+  // ResolveProgramPath); kFailedPrecondition when `path` is a symlink to
+  // nothing; another error when it cannot be told, and then the exe is
+  // accepted (a rule that never matches denies). Unset: `exe` is not
   // checked against the files of this machine (ParsePolicy does no I/O).
   std::function<absl::StatusOr<std::string>(const std::string& path)> resolve_program;
 };

@@ -1,11 +1,14 @@
 #include "broker/policy/policy_file.h"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <climits>
+#include <cstring>
 #include <cstdlib>
 #include <string>
 
@@ -76,17 +79,55 @@ absl::StatusOr<std::string> ReadAll(int fd, const std::string& path) {
 
 }  // namespace
 
-absl::StatusOr<std::string> ResolveProgramPath(const std::string& path) {
-  char resolved[PATH_MAX];
-  if (realpath(path.c_str(), resolved) == nullptr) {
-    int error = errno;
-    std::string what = absl::StrCat("realpath(", path, ")");
-    if (error == ENOENT || error == ENOTDIR) {
-      return absl::NotFoundError(absl::StrCat(what, ": no such file"));
+absl::StatusOr<std::string> ResolveProgramPath(const std::string& path, bool may_block) {
+  // The longest part of `path` that exists, resolved, and the rest as
+  // written: a program not installed yet, under a directory reached through
+  // a symlink, still resolves elsewhere.
+  std::string prefix = path;
+  std::string rest;
+  for (;;) {
+    open_how how{};
+    how.flags = O_PATH | O_CLOEXEC;
+    how.resolve = may_block ? 0 : RESOLVE_CACHED;
+    UniqueFd fd(static_cast<int>(RetryEintr(
+        [&] { return syscall(SYS_openat2, AT_FDCWD, prefix.c_str(), &how, sizeof(how)); })));
+    if (fd) {
+      char target[PATH_MAX];
+      std::string link = absl::StrCat("/proc/self/fd/", fd.get());
+      ssize_t n = readlink(link.c_str(), target, sizeof(target));
+      if (n <= 0 || static_cast<size_t>(n) >= sizeof(target)) {
+        return absl::UnavailableError(absl::StrCat("readlink(", link, ") for ", prefix,
+                                                   ": ", n < 0 ? strerror(errno) : "too long"));
+      }
+      std::string resolved(target, static_cast<size_t>(n));
+      return resolved == "/" && !rest.empty() ? rest : resolved + rest;
     }
-    return ErrnoStatus(error, what);
+    int error = errno;
+    if (error != ENOENT && error != ENOTDIR) {
+      // EAGAIN: not settled from the caches (RESOLVE_CACHED), which would
+      // mean asking a file system that may not answer.
+      return absl::UnavailableError(
+          absl::StrCat("cannot resolve ", prefix, ": ", strerror(error)));
+    }
+    if (rest.empty()) {
+      // Nothing there when followed: the name itself may be a symlink to
+      // nothing, which the kernel would report by its target.
+      how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+      UniqueFd name(static_cast<int>(RetryEintr(
+          [&] { return syscall(SYS_openat2, AT_FDCWD, prefix.c_str(), &how, sizeof(how)); })));
+      struct stat st;
+      if (name && fstat(name.get(), &st) == 0 && S_ISLNK(st.st_mode)) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(prefix, " is a symbolic link to a file that does not exist"));
+      }
+    }
+    size_t slash = prefix.rfind('/');
+    if (slash == std::string::npos || prefix == "/") {
+      return absl::UnavailableError(absl::StrCat("cannot resolve ", path));
+    }
+    rest = prefix.substr(slash) + rest;
+    prefix = slash == 0 ? "/" : prefix.substr(0, slash);
   }
-  return std::string(resolved);
 }
 
 absl::StatusOr<Policy> LoadPolicyFile(absl::string_view path_view,
@@ -101,7 +142,12 @@ absl::StatusOr<Policy> LoadPolicyFile(absl::string_view path_view,
   CB_RETURN_IF_ERROR(CheckPolicyFileStat(path, st, euid));
   CB_ASSIGN_OR_RETURN(std::string text, ReadAll(fd.get(), path));
   BrokerContext context = broker;
-  if (!context.resolve_program) context.resolve_program = ResolveProgramPath;
+  if (!context.resolve_program) {
+    // The broker's only thread: never waits for a file system.
+    context.resolve_program = [](const std::string& exe) {
+      return ResolveProgramPath(exe, /*may_block=*/false);
+    };
+  }
   return ParsePolicy(text, path, context);
 }
 

@@ -48,13 +48,19 @@ namespace capbroker {
 // ParsePolicy), or the errno status of a failed call.
 //
 // Unless `broker` sets resolve_program, the policy's `exe` paths are checked
-// with ResolveProgramPath: one through a symlink is refused.
+// with ResolveProgramPath, without waiting for a file system
+// (`may_block` false): one through a symlink is refused.
 absl::StatusOr<Policy> LoadPolicyFile(absl::string_view path, const BrokerContext& broker);
 
-// The path the kernel reports as the executable of a process that runs the
-// program at `path`: realpath(3), every symlink resolved. kNotFound when
-// there is no such file (ENOENT, ENOTDIR); else the errno status.
-absl::StatusOr<std::string> ResolveProgramPath(const std::string& path);
+// The path the kernel would report as the executable of a process that runs
+// the program at `path`: every symlink resolved. For a program not there
+// (yet), its longest existing directory resolved, and the rest as written.
+// kFailedPrecondition when `path` is itself a symlink to nothing. Without
+// `may_block`, only what the kernel's caches settle is looked at
+// (RESOLVE_CACHED): a file system that does not answer (FUSE, NFS) cannot
+// hold the caller. kUnavailable when it cannot be told (not cached, not
+// searchable, ...).
+absl::StatusOr<std::string> ResolveProgramPath(const std::string& path, bool may_block);
 
 // The checks LoadPolicyFile makes on the open file's fstat result `st`, for
 // a broker running as `euid`: a regular file, owned by root or `euid`, not

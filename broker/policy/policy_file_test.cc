@@ -213,31 +213,74 @@ TEST_F(PolicyFileTest, RefusesAnExeThatNamesItsProgramThroughASymlink) {
   Write("real/prog", "#!/bin/sh\n", 0755);
   ASSERT_EQ(symlink("real", (base + "/bin").c_str()), 0);
   ASSERT_EQ(symlink("prog", (base + "/real/alias").c_str()), 0);
+  ASSERT_EQ(symlink("gone", (base + "/real/dangling").c_str()), 0);
   auto policy_with_exe = [&](const std::string& exe) {
     return absl::StrCat(
         "( capabilities = [ ( name = \"motd\", file = ( path = \"/etc/motd\", access = read ) ) ],\n"
         "  principals = [ ( name = \"ops\", grants = [ \"motd\" ],\n"
         "                   match = ( uid = 1000, exe = \"", exe, "\" ) ) ] )\n");
   };
+  // As `capctl policy check` resolves (the broker's own resolution looks
+  // only at the kernel's caches, which a fresh test directory is in, but a
+  // lookup of a missing name need not be).
+  BrokerContext context;
+  context.resolve_program = [](const std::string& exe) {
+    return ResolveProgramPath(exe, /*may_block=*/true);
+  };
   std::string through_dir = Write("dir.cb", policy_with_exe(base + "/bin/prog"));
-  EXPECT_THAT(LoadPolicyFile(through_dir, BrokerContext()),
+  EXPECT_THAT(LoadPolicyFile(through_dir, context),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        absl::StrCat(through_dir, ":3:48: principal 'ops': exe ", base,
                                     "/bin/prog goes through a symbolic link, and the kernel "
                                     "reports the executable as ", base, "/real/prog: write "
                                     "that")));
   std::string through_file = Write("file.cb", policy_with_exe(base + "/real/alias"));
-  EXPECT_THAT(LoadPolicyFile(through_file, BrokerContext()),
+  EXPECT_THAT(LoadPolicyFile(through_file, context),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr(absl::StrCat("the kernel reports the executable as ", base,
                                               "/real/prog: write that"))));
-  EXPECT_OK(LoadPolicyFile(Write("real.cb", policy_with_exe(base + "/real/prog")),
+  // A program not installed yet, under a directory reached through a link:
+  // it would run as the link's target.
+  std::string not_yet = Write("not-yet.cb", policy_with_exe(base + "/bin/not-yet"));
+  EXPECT_THAT(LoadPolicyFile(not_yet, context),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr(absl::StrCat("the kernel reports the executable as ", base,
+                                              "/real/not-yet: write that"))));
+  std::string dangling = Write("dangling.cb", policy_with_exe(base + "/real/dangling"));
+  EXPECT_THAT(LoadPolicyFile(dangling, context),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr(absl::StrCat("exe ", base, "/real/dangling is a symbolic link "
+                                              "to a file that does not exist"))));
+  EXPECT_OK(LoadPolicyFile(Write("real.cb", policy_with_exe(base + "/real/prog")), context));
+  EXPECT_OK(LoadPolicyFile(Write("later.cb", policy_with_exe(base + "/real/not-yet")), context));
+  // The broker's own resolution, from the caches.
+  EXPECT_THAT(LoadPolicyFile(through_dir, BrokerContext()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("symbolic link")));
+  EXPECT_OK(LoadPolicyFile(Write("real2.cb", policy_with_exe(base + "/real/prog")),
                            BrokerContext()));
-  EXPECT_OK(LoadPolicyFile(Write("later.cb", policy_with_exe(base + "/real/not-yet")),
-                           BrokerContext()));
+  // An exe that cannot be checked (a file system that would not answer, a
+  // directory the broker may not search) is accepted: a rule that never
+  // matches denies, and whoever controls such a file system must not be
+  // able to make every reload fail.
+  BrokerContext cannot_tell;
+  cannot_tell.resolve_program = [](const std::string& exe) -> absl::StatusOr<std::string> {
+    return absl::UnavailableError("cannot resolve " + exe + ": Resource temporarily unavailable");
+  };
+  EXPECT_OK(LoadPolicyFile(through_dir, cannot_tell));
   // ParsePolicy alone does no I/O (it has a fuzz target): the text is not
   // checked against this machine's files.
   EXPECT_OK(ParsePolicy(policy_with_exe(base + "/bin/prog"), "policy.cb"));
+}
+
+// Resolving the longest existing part: "/" itself, and a path of which
+// nothing below the root exists.
+TEST(ResolveProgramPathTest, ResolvesWhatExistsAndKeepsTheRest) {
+  absl::StatusOr<std::string> missing = ResolveProgramPath("/no-such-dir-here/prog", true);
+  ASSERT_OK(missing.status());
+  EXPECT_EQ(*missing, "/no-such-dir-here/prog");
+  absl::StatusOr<std::string> root = ResolveProgramPath("/", true);
+  ASSERT_OK(root.status());
+  EXPECT_EQ(*root, "/");
 }
 
 TEST_F(PolicyFileTest, RefusesFilesOverTheSizeLimitBeforeReading) {

@@ -250,21 +250,22 @@ class Validator {
 
   // The kernel reports a client's executable by its resolved path, so an
   // exe through a symlink can never match: refused, naming the path to
-  // write (see BrokerContext::resolve_program). A program that does not
-  // exist yet is accepted; one whose path cannot be resolved is refused.
+  // write (see BrokerContext::resolve_program). One that cannot be checked
+  // is accepted: it fails closed anyway (a rule that never matches denies),
+  // and refusing it would let whoever controls a file system on its path
+  // (a user's FUSE mount) make every reload fail.
   void ResolvedExe(const std::string& exe_path, const std::string& label,
                    const std::string& exe) {
     if (!broker_.resolve_program) return;
     absl::StatusOr<std::string> resolved = broker_.resolve_program(exe);
-    if (resolved.ok()) {
-      if (*resolved == exe) return;
+    if (resolved.ok() && *resolved != exe) {
       checks_.Error(exe_path, absl::StrCat(label, ": exe ", exe, " goes through a symbolic "
                                            "link, and the kernel reports the executable as ",
                                            *resolved, ": write that"));
-    } else if (!absl::IsNotFound(resolved.status())) {
-      checks_.Error(exe_path, absl::StrCat(label, ": exe ", exe, " cannot be checked against "
-                                           "the path the kernel reports (",
-                                           resolved.status().message(), ")"));
+    } else if (absl::IsFailedPrecondition(resolved.status())) {
+      checks_.Error(exe_path, absl::StrCat(label, ": exe ", resolved.status().message(),
+                                           ", and the kernel reports an executable by the "
+                                           "path of the file itself: write that"));
     }
   }
 

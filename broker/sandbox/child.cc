@@ -125,14 +125,20 @@ absl::Status Child::DetachGrants() {
       // file apply to it as to anyone.
       std::string hint;
       if (absl::IsPermissionDenied(fd.status())) {
-        hint = grant.tree_fd >= 0
-                   ? "; the sandbox's setup has CAP_DAC_OVERRIDE only over the service's own "
-                     "files: make the directory readable by others (o+rx), or give it to root "
-                     "or to the service's user and group"
-                   : "; the sandbox's setup finds it again by its path and has "
-                     "CAP_DAC_OVERRIDE only over the service's own files: make each directory "
-                     "on the path searchable by others (o+x), or run capbrokerd as root, "
-                     "which needs no path";
+        if (grant.tree_fd >= 0) {
+          hint = "; the sandbox's setup has CAP_DAC_OVERRIDE only over the service's own "
+                 "files: make the directory readable by others (o+rx), or give it to root "
+                 "or to the service's user and group";
+        } else {
+          hint = absl::StrCat(
+              "; the sandbox's setup finds it again by its path and has CAP_DAC_OVERRIDE "
+              "only over the service's own files: make each directory on the path "
+              "searchable by others (o+x)",
+              grant.clone_error.empty()
+                  ? ", or run capbrokerd as root, which needs no path"
+                  : absl::StrCat(" (the broker, as root, could not clone it itself: ",
+                                 grant.clone_error, ")"));
+        }
       }
       return absl::Status(fd.status().code(),
                           absl::StrCat("grant '", plan_.grant_names[i], "': directory ",

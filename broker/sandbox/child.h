@@ -51,6 +51,8 @@ struct ChildGrant {
   // clone (O_PATH), at the same number; -1 otherwise, and the child
   // detaches a directory fd itself (DetachDirectory).
   int tree_fd = -1;
+  // Why the parent could not clone it, when it tried (a root broker).
+  std::string clone_error;
 };
 
 struct ChildPlan {

@@ -294,6 +294,8 @@ absl::StatusOr<std::unique_ptr<PendingLaunch>> StartLaunch(const SandboxSpec& sp
       if (tree.ok() && tree->has_value()) {
         grant.tree_fd = (*tree)->get();
         trees.push_back(std::move(**tree));
+      } else if (!tree.ok() && geteuid() == 0) {
+        grant.clone_error = std::string(tree.status().message());
       }
     }
     plan.grants.push_back(grant);

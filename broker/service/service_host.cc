@@ -170,6 +170,12 @@ void ServiceHost::PolicyChanged() {
     if (spec != nullptr && !service.removed) {
       service.spec = *spec;
       RedecidePending(service);
+      // Waiting for its instance removed from the policy to exit, with
+      // nobody waiting for it any more, and not to start by itself.
+      if (service.after_predecessor && service.pending.empty() &&
+          service.spec.activation != Activation::kAtStart) {
+        service.after_predecessor = false;
+      }
       if (service.state == ServiceState::FAILED) {
         service.state = ServiceState::STOPPED;  // a reload is a fresh chance
         service.in_a_row = 0;
@@ -688,8 +694,7 @@ void ServiceHost::Refuse(Service& service, const server::ConnectRequest& request
 void ServiceHost::RedecidePending(Service& service) {
   // A connect waits for the service to start (up to its start timeout, and
   // a restart delay): a principal a reload cuts off must not be connected
-  // by the decision of the old policy. Those still allowed may be so by
-  // another principal now, which the service is told.
+  // by the decision of the old policy.
   std::vector<server::ConnectRequest> pending = std::move(service.pending);
   service.pending.clear();
   for (server::ConnectRequest& request : pending) {
@@ -699,7 +704,15 @@ void ServiceHost::RedecidePending(Service& service) {
       Refuse(service, request, decision.status);
       continue;
     }
-    request.principal = std::move(decision.principal);
+    if (decision.principal != request.principal) {
+      // Allowed now by another principal than the one on record: the
+      // service would be told a principal the audit log never granted.
+      Refuse(service, request, absl::UnavailableError(absl::StrCat(
+                                   "the policy was reloaded while this connect waited, and "
+                                   "now allows it as principal '", decision.principal,
+                                   "', not '", request.principal, "': ask again")));
+      continue;
+    }
     service.pending.push_back(std::move(request));
   }
 }
@@ -829,6 +842,11 @@ std::vector<server::ServiceReport> ServiceHost::Report() const {
     r.protections = service->in_force;
     r.missing = service->missing;
     r.last_exit = service->last_exit;
+    if (service->after_predecessor) {
+      r.last_exit = absl::StrCat(r.last_exit, r.last_exit.empty() ? "" : "; ",
+                                 "waits for its instance removed from the policy to exit, "
+                                 "then starts");
+    }
     r.activation =
         service->spec.activation == Activation::kAtStart ? "atStart" : "onDemand";
     reports.push_back(std::move(r));

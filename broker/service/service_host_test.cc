@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "broker/audit/audit_log.h"
@@ -742,6 +743,14 @@ TEST_F(ServiceHostTest, AServiceAddedBackWaitsForItsRemovedInstanceToExit) {
   ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("svc", 2));
   EXPECT_FALSE(waiting.has_value());
   EXPECT_EQ(launches_, 1u) << "a second instance started while the removed one ran";
+  size_t waiting_reports = 0;
+  for (const server::ServiceReport& report : host_->Report()) {
+    if (report.name == "svc" && absl::StrContains(report.last_exit, "waits for its instance "
+                                                   "removed from the policy to exit")) {
+      ++waiting_reports;
+    }
+  }
+  EXPECT_EQ(waiting_reports, 1u) << "capctl services would not say why it waits";
   ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 2; }));
   EXPECT_EQ(ClientAnswers()[1], "");
   EXPECT_TRUE(Reaped(pids_[0]));
@@ -781,6 +790,27 @@ TEST_F(ServiceHostTest, OneUidHasAtMostItsShareOfTheWaitingConnects) {
                        HasSubstr("uid 1000 has 64 connects waiting for service 'notify'")));
   ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> other, Connect("notify", 1001, 2000));
   EXPECT_FALSE(other.has_value());
+}
+
+// A waiting connect that the new policy allows only through another
+// principal is refused: the service would be told a principal the audit
+// log never recorded for it. The client asks again.
+TEST_F(ServiceHostTest, AReloadRefusesAWaitingConnectNowAllowedByAnotherPrincipal) {
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("notify", 1));
+  EXPECT_FALSE(waiting.has_value());
+  std::string policy = kPolicy;
+  const std::string me = R"(( name = "me", match = ( uid = 1000 ) ))";
+  size_t at = policy.find(me);
+  ASSERT_NE(at, std::string::npos);
+  policy.replace(at, me.size(), R"(( name = "ops", match = ( uid = 1000 ) ))");
+  for (size_t p; (p = policy.find(R"(connect = [ "me" ])")) != std::string::npos;) {
+    policy.replace(p, 18, R"(connect = [ "ops" ])");
+  }
+  Reload(policy);
+  ASSERT_EQ(ClientAnswers().size(), 1u) << "the waiting connect was not answered";
+  EXPECT_EQ(ClientAnswers()[0],
+            "the policy was reloaded while this connect waited, and now allows it as "
+            "principal 'ops', not 'me': ask again");
 }
 
 }  // namespace

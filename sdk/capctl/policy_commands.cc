@@ -11,7 +11,13 @@ namespace capbroker {
 absl::StatusOr<PolicySummary> CheckPolicyFile(absl::string_view path) {
   // The broker that will load the file is not known here (BrokerContext's
   // cgroup unset): what depends on its flags becomes a note.
-  absl::StatusOr<Policy> policy = LoadPolicyFile(path, BrokerContext());
+  // Here, unlike in the broker, waiting for a slow file system to resolve
+  // an `exe` blocks nobody else.
+  BrokerContext context;
+  context.resolve_program = [](const std::string& exe) {
+    return ResolveProgramPath(exe, /*may_block=*/true);
+  };
+  absl::StatusOr<Policy> policy = LoadPolicyFile(path, context);
   if (!policy.ok()) return policy.status();
   PolicySummary summary;
   summary.capabilities = policy->capabilities().size();

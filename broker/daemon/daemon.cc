@@ -152,12 +152,15 @@ void ReloadPolicy(const DaemonFlags& flags, server::RequestHandler& handler,
 
 // SIGHUP, for log rotation: go on in a new file at the audit log's path,
 // or keep the one open and say why.
-void ReopenAuditLog(const std::string& path, audit::AuditLog& audit) {
+void ReopenAuditLog(const std::string& path, audit::AuditLog& audit, server::Stats& stats) {
   if (path.empty()) return;  // stderr: nothing to reopen
   absl::Status reopened = audit.Reopen(path);
+  // Shown by capctl status too: after a rotation, the file open before is
+  // the rotated one, which the next rotation may compress away.
+  stats.audit_reopen_error = std::string(reopened.message());
   if (!reopened.ok()) {
     std::fprintf(stderr, "capbrokerd: SIGHUP: audit log: going on in the file open before: %s\n",
-                 std::string(reopened.message()).c_str());
+                 stats.audit_reopen_error.c_str());
   }
 }
 
@@ -170,7 +173,7 @@ bool OnSignals(int signal_fd, const DaemonFlags& flags, audit::AuditLog& audit,
   while (RetryEintr([&] { return read(signal_fd, &info, sizeof(info)); }) ==
          static_cast<ssize_t>(sizeof(info))) {
     if (info.ssi_signo == SIGHUP) {
-      ReopenAuditLog(flags.audit_log_path, audit);
+      ReopenAuditLog(flags.audit_log_path, audit, stats);
       ReloadPolicy(flags, handler, services, stats);
     } else {
       stop = true;

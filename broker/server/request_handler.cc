@@ -590,7 +590,9 @@ void RequestHandler::Status(const Session& session, schema::Reply::Builder reply
   if (uid == 0 || uid == broker_uid_) {
     status.setPolicyPath(policy_.source());
     status.setLastReloadError(stats_.last_reload_error);
+    status.setAuditLogError(stats_.audit_reopen_error);
   }
+  status.setAuditLinesLost(stats_.audit_lines_dropped);
   status.setPolicyGeneration(stats_.policy_generation);
   status.setPolicyReloadFailures(stats_.policy_reload_failures);
   if (stats_.last_reload != absl::InfinitePast()) {

@@ -246,9 +246,11 @@ TEST_F(RequestHandlerTest, StatusShowsPolicyDetailsOnlyToAdministrators) {
   ASSERT_OK(handler.SetPolicy(std::move(policy)));
   stats_.policy_reload_failures = 1;
   stats_.last_reload_error = "/etc/capbroker/policy.capnp:3:7: secret line";
+  stats_.audit_reopen_error = "audit log /var/log/capbroker.audit: is a symlink";
+  stats_.audit_lines_dropped = 3;
   struct Seen {
-    std::string path, error;
-    uint64_t failures;
+    std::string path, error, audit_error;
+    uint64_t failures, lines_lost;
   };
   auto status_for = [&](uid_t uid) {
     Session session;
@@ -263,17 +265,21 @@ TEST_F(RequestHandlerTest, StatusShowsPolicyDetailsOnlyToAdministrators) {
     EXPECT_TRUE(reply.isStatus());
     auto status = reply.getStatus();
     return Seen{status.getPolicyPath().cStr(), status.getLastReloadError().cStr(),
-                status.getPolicyReloadFailures()};
+                status.getAuditLogError().cStr(), status.getPolicyReloadFailures(),
+                status.getAuditLinesLost()};
   };
   for (uid_t admin : {kBrokerUid, uid_t{0}}) {
     Seen seen = status_for(admin);
     EXPECT_EQ(seen.path, "/etc/capbroker/policy.capnp") << "uid " << admin;
     EXPECT_EQ(seen.error, stats_.last_reload_error) << "uid " << admin;
+    EXPECT_EQ(seen.audit_error, stats_.audit_reopen_error) << "uid " << admin;
   }
   Seen other = status_for(1000);
   EXPECT_EQ(other.path, "");
   EXPECT_EQ(other.error, "");
+  EXPECT_EQ(other.audit_error, "");
   EXPECT_EQ(other.failures, 1u);  // the counters are for everyone
+  EXPECT_EQ(other.lines_lost, 3u);
 }
 
 // A client's name or path that fails its length check is refused, and the

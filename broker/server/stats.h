@@ -28,6 +28,8 @@ struct Stats {
   absl::Time last_reload = absl::InfinitePast();
   bool last_reload_refused = false;
   std::string last_reload_error;
+  // Why the last SIGHUP could not reopen the audit log; empty once one did.
+  std::string audit_reopen_error;
 };
 
 }  // namespace capbroker::server

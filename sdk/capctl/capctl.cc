@@ -425,6 +425,15 @@ int Capctl::Status(const Options& o) {
                                           : s->last_reload_error)
          << "\n";
   }
+  if (!s->audit_log_error.empty()) {
+    out_ << "audit log:   the last reopen (SIGHUP) was refused; lines go on into the file "
+            "open before: "
+         << s->audit_log_error << "\n";
+  }
+  if (s->audit_lines_lost > 0) {
+    out_ << "audit log:   " << s->audit_lines_lost
+         << " lines could not be written (their grants were withheld)\n";
+  }
   out_ << "connections: " << s->connections << "\n"
        << "grants:      " << s->grants << "\n"
        << "denials:     " << s->denials << "\n";

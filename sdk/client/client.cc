@@ -466,6 +466,8 @@ absl::StatusOr<BrokerStatus> Client::Status() {
         status.last_reload_error = Str(s.getLastReloadError());
         status.last_reload_seconds_ago = s.getLastReloadSecondsAgo();
         status.last_reload_refused = s.getLastReloadRefused();
+        status.audit_lines_lost = s.getAuditLinesLost();
+        status.audit_log_error = Str(s.getAuditLogError());
         return absl::OkStatus();
       }));
   return status;

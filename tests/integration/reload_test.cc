@@ -164,6 +164,8 @@ TEST(ReloadTest, AuditLogIsReopenedForRotation) {
   ASSERT_EQ(rename(broker->audit_path().c_str(), rotated.c_str()), 0);
   ReloadAndWait(*broker, client);
   ASSERT_OK(client.Acquire("scratch"));
+  ASSERT_OK_AND_ASSIGN(BrokerStatus status, client.Status());
+  EXPECT_EQ(status.audit_log_error, "");
 
   std::string old_log = testing::ReadWholeFile(rotated);
   std::string new_log = broker->AuditLog();
@@ -195,6 +197,9 @@ class AuditRotationTest : public ::testing::Test {
     EXPECT_THAT(testing::ReadWholeFile(rotated_), HasSubstr(R"("capability":"scratch")"));
     EXPECT_THAT(broker_->Stderr(), HasSubstr("going on in the file open before"));
     EXPECT_THAT(broker_->Stderr(), HasSubstr(std::string(why)));
+    // capctl status says so too (the test runs as root).
+    ASSERT_OK_AND_ASSIGN(BrokerStatus status, client_->Status());
+    EXPECT_THAT(status.audit_log_error, HasSubstr(std::string(why)));
   }
 
   std::unique_ptr<testing::BrokerProcess> broker_;

@@ -75,6 +75,13 @@
 // the broker exits: closing it would drop what it holds in the loop's
 // thread. Only connections made before the broker started can be kept so:
 // at most the listener's backlog (systemd's Backlog=), once per start.
+// A client's end of a new connection to a service is the one socket a peer
+// of the broker can send fds into while the broker holds it: it waits in
+// the client's queue like any reply, after the service has its end (see
+// Deliver), and is closed with that queue if the client's connection goes
+// first. A service is confined, and handing fds to its clients is what it
+// is for; one that sends a file whose release blocks, to a client that
+// stops reading and hangs up, could stall the loop that way.
 #ifndef CAPBROKER_BROKER_SERVER_BROKER_LOOP_H_
 #define CAPBROKER_BROKER_SERVER_BROKER_LOOP_H_
 

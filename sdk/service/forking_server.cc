@@ -1,9 +1,11 @@
 #include "sdk/service/forking_server.h"
 
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -11,6 +13,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -32,8 +35,16 @@ constexpr int kEventsPerTurn = 64;
 constexpr int kKilledPollMs = 10;
 // How long destruction waits for the workers it killed.
 constexpr int64_t kStopWaitMs = 1000;
-// A worker's exit status when it could not set itself up.
-constexpr int kWorkerSetupFailed = 2;
+// How long the main process waits for a closer it killed to exit. A close
+// that SIGKILL ends (a linger wait) ends at once; one it does not end keeps
+// the closer past this, and it counts against Options::max_closers.
+constexpr int kCloserExitWaitMs = 100;
+// The send buffer of the main process's end of a closer's socket, which
+// the connections waiting in the closer's queue count against (the kernel
+// doubles the value, and a datagram with one fd takes about 768 bytes of
+// it): about 20 wait before the socket is full and the closer deemed stuck.
+// The kernel's default would let some 270 wait.
+constexpr int kCloserSendBufferBytes = 8192;
 
 std::string Describe(const Peer& peer) {
   return absl::StrCat("principal '", peer.principal, "' (uid ", peer.uid, ", pid ", peer.pid,
@@ -69,6 +80,32 @@ absl::Status CloseAllBut(std::vector<int> keep) {
   return absl::OkStatus();
 }
 
+// What a child of the main process does first: asks for SIGKILL when the
+// main process dies, whose death would otherwise leave it running
+// unsupervised (the getppid check covers a main process that died before
+// the prctl), and closes every fd but 0, 1, 2 and `keep`.
+absl::Status SetUpChild(pid_t parent, std::vector<int> keep) {
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
+    return ErrnoStatus(errno, "prctl(PR_SET_PDEATHSIG)");
+  }
+  if (getppid() != parent) return absl::UnavailableError("the main process is gone");
+  keep.insert(keep.end(), {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO});
+  return CloseAllBut(std::move(keep));
+}
+
+// The exit of the child behind `pidfd`, which is reaped; std::nullopt if it
+// has not exited (or waitid was interrupted: the pidfd stays readable). An
+// error if waitid fails (ECHILD: someone else reaped it): gone either way.
+absl::StatusOr<std::optional<siginfo_t>> WaitExit(int pidfd) {
+  siginfo_t info{};
+  if (waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG) != 0) {
+    if (errno == EINTR) return std::nullopt;
+    return ErrnoStatus(errno, "waitid");
+  }
+  if (info.si_pid == 0) return std::nullopt;
+  return info;
+}
+
 }  // namespace
 
 ForkingServer::ForkingServer(Client& broker, RequestHandler& handler, Options options)
@@ -85,8 +122,14 @@ ForkingServer::~ForkingServer() {
   for (const auto& [pidfd, worker] : workers_) {
     syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
   }
+  // The connections waiting in a closer's socket go when it dies, and an
+  // exiting process does not wait out a linger.
+  closer_socket_.reset();
+  for (const auto& [pidfd, closer] : closers_) {
+    syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+  }
   const int64_t deadline = MonotonicMs() + kStopWaitMs;
-  while (!workers_.empty() || !killed_.empty()) {
+  while (!workers_.empty() || !closers_.empty() || !killed_.empty()) {
     int64_t left = deadline - MonotonicMs();
     if (left <= 0) break;
     epoll_event events[kEventsPerTurn];
@@ -184,62 +227,63 @@ absl::Status ForkingServer::OverLimit(const Peer& peer) const {
 void ForkingServer::Start(IncomingConnection incoming) {
   Peer peer{incoming.principal, incoming.uid, incoming.gid, incoming.pid};
   if (absl::Status over = OverLimit(peer); !over.ok()) {
-    Refuse(incoming.fd.get(), peer, over);
+    Refuse(std::move(incoming.fd), peer, over);
     return;
   }
   const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0) {
-    Refuse(incoming.fd.get(), peer,
+    Refuse(std::move(incoming.fd), peer,
            absl::ResourceExhaustedError(absl::StrCat(
                "no worker process could be started for the connection: ",
                ErrnoStatus(errno, "fork").message())));
     return;
   }
   if (pid == 0) ServeInWorker(std::move(incoming), parent);
+  // This process's copy of the connection goes first: the worker holds
+  // another, so this close is not the last (see the header).
+  incoming.fd.reset();
+  absl::StatusOr<UniqueFd> pidfd = Watch(pid);
+  if (!pidfd.ok()) {
+    // It may have begun to serve, so the client gets no refusal, only the
+    // end of the connection.
+    log_.Line(absl::StrCat("killed the worker (pid ", pid, ") of ", Describe(peer),
+                           ": cannot watch it: ", pidfd.status().message()));
+    return;
+  }
+  ++per_uid_[peer.uid];
+  const int key = pidfd->get();
+  workers_.emplace(key, Worker{std::move(*pidfd), pid, std::move(peer)});
+}
+
+absl::StatusOr<UniqueFd> ForkingServer::Watch(pid_t pid) {
   // The child cannot be reaped by anyone else before we wait for it, so
   // `pid` names it until then: pidfd_open names the right process.
-  Worker worker;
-  worker.pid = pid;
-  worker.peer = std::move(peer);
-  worker.pidfd.reset(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
-  absl::Status watched = worker.pidfd.valid()
+  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  absl::Status watched = pidfd.valid()
                              ? absl::OkStatus()
                              : ErrnoStatus(errno, absl::StrCat("pidfd_open(", pid, ")"));
   if (watched.ok()) {
     epoll_event event{};
     event.events = EPOLLIN;
-    event.data.fd = worker.pidfd.get();
-    if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, worker.pidfd.get(), &event) != 0) {
+    event.data.fd = pidfd.get();
+    if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, pidfd.get(), &event) != 0) {
       watched = ErrnoStatus(errno, absl::StrCat("epoll_ctl(ADD, pidfd of ", pid, ")"));
     }
   }
-  if (!watched.ok()) {
-    // A worker nothing would reap or count: it goes (ENOMEM, EMFILE). It
-    // may have begun to serve, so the client gets no refusal, only the
-    // end of the connection.
-    log_.Line(absl::StrCat("killed the worker (pid ", pid, ") of ", Describe(worker.peer),
-                           ": cannot watch it: ", watched.message()));
-    kill(pid, SIGKILL);
-    killed_.push_back(pid);
-    return;
-  }
-  ++per_uid_[worker.peer.uid];
-  const int key = worker.pidfd.get();
-  workers_.emplace(key, std::move(worker));
-  // `incoming.fd`, this process's copy of the connection, closes here.
+  if (watched.ok()) return pidfd;
+  // ENOMEM, EMFILE: a child nothing would reap or count goes.
+  kill(pid, SIGKILL);
+  killed_.push_back(pid);
+  return watched;
 }
 
 void ForkingServer::ServeInWorker(IncomingConnection incoming, pid_t parent) {
-  // Dies with the main process, whose death would otherwise leave it
-  // serving unsupervised; the getppid check covers a main process that
-  // died before the prctl.
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(kWorkerSetupFailed);
   const std::string who =
       Describe(Peer{incoming.principal, incoming.uid, incoming.gid, incoming.pid});
   std::vector<int> keep = options_.worker_fds;
-  keep.insert(keep.end(), {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO, incoming.fd.get()});
-  absl::Status status = CloseAllBut(std::move(keep));
+  keep.push_back(incoming.fd.get());
+  absl::Status status = SetUpChild(parent, std::move(keep));
   if (status.ok()) {
     ConnectionLoop loop(std::move(incoming), handler_, options_.worker_loop);
     status = loop.Run();
@@ -254,7 +298,7 @@ void ForkingServer::ServeInWorker(IncomingConnection incoming, pid_t parent) {
   _exit(status.ok() ? 0 : 1);
 }
 
-void ForkingServer::Refuse(int connection, const Peer& peer, const absl::Status& reason) {
+void ForkingServer::Refuse(UniqueFd connection, const Peer& peer, const absl::Status& reason) {
   log_.Line(absl::StrCat("refused a connection of ", Describe(peer), ": ", reason.message()));
   capnp::MallocMessageBuilder reply(64);
   absl::Status sent = CatchKj("refusal reply", [&]() -> absl::Status {
@@ -264,35 +308,150 @@ void ForkingServer::Refuse(int connection, const Peer& peer, const absl::Status&
     CB_ASSIGN_OR_RETURN(wire::OutgoingFrame frame, wire::OutgoingFrame::Of(reply));
     // Never blocks: a new connection's queue is empty, and if it were not
     // the reply would be dropped, not waited for.
-    CB_RETURN_IF_ERROR(SetNonBlocking(connection, true));
-    return wire::SendDatagram(connection, frame.iov(), frame.iov_count(), {}).status();
+    CB_RETURN_IF_ERROR(SetNonBlocking(connection.get(), true));
+    return wire::SendDatagram(connection.get(), frame.iov(), frame.iov_count(), {}).status();
   });
   // A client gone already is no news; anything else is the service's bug.
   if (!sent.ok() && sent.code() != absl::StatusCode::kUnavailable) {
     log_.Line(absl::StrCat("cannot send the refusal: ", sent.ToString()));
   }
+  HandToCloser(std::move(connection), peer);
+}
+
+void ForkingServer::HandToCloser(UniqueFd connection, const Peer& peer) {
+  absl::Status failed;
+  // A second closer if the first takes no more; not a third: a client whose
+  // connections stall every closer would otherwise have us start closers
+  // without end.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (!closer_socket_.valid()) {
+      failed = StartCloser();
+      if (!failed.ok()) break;
+    }
+    // One word: a datagram as ReceiveDatagram takes it.
+    uint64_t word = 0;
+    iovec iov{&word, sizeof(word)};
+    const int fd = connection.get();
+    absl::StatusOr<bool> sent = wire::SendDatagram(closer_socket_.get(), &iov, 1, {&fd, 1});
+    if (sent.ok() && *sent) {
+      // Ours goes first. Had the closer received and closed its copy
+      // already, this close would be the last: the closer closes what a
+      // datagram carries only when the next one comes, which we send after
+      // this close. Sent now, so that the connection need not wait for the
+      // next refusal; when the socket is full, it waits for the closer's
+      // end (the next hand-off finds the closer stuck).
+      connection.reset();
+      (void)wire::SendDatagram(closer_socket_.get(), &iov, 1, {});
+      return;
+    }
+    failed = sent.ok() ? absl::ResourceExhaustedError(
+                             "its socket is full: it is stuck closing a connection")
+                       : sent.status();
+    KillCloser(failed.message());
+  }
+  log_.Line(absl::StrCat("closing a refused connection of ", Describe(peer),
+                         " in the main process, which may stall it: no closer takes it: ",
+                         failed.message()));
+}
+
+absl::Status ForkingServer::StartCloser() {
+  if (closers_.size() >= options_.max_closers) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        closers_.size(), " closers are alive, of at most ", options_.max_closers,
+        " (a killed one lives on while a close that SIGKILL does not end holds it)"));
+  }
+  int ends[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ends) != 0) {
+    return ErrnoStatus(errno, "socketpair(AF_UNIX, SOCK_SEQPACKET)");
+  }
+  UniqueFd ours(ends[0]);
+  UniqueFd theirs(ends[1]);
+  CB_RETURN_IF_ERROR(SetNonBlocking(ours.get(), true));
+  if (setsockopt(ours.get(), SOL_SOCKET, SO_SNDBUF, &kCloserSendBufferBytes,
+                 sizeof(kCloserSendBufferBytes)) != 0) {
+    return ErrnoStatus(errno, "setsockopt(SO_SNDBUF)");
+  }
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid < 0) return ErrnoStatus(errno, "fork");
+  if (pid == 0) CloseInCloser(theirs.get(), parent);
+  theirs.reset();
+  absl::StatusOr<UniqueFd> pidfd = Watch(pid);
+  if (!pidfd.ok()) return pidfd.status();
+  closer_ = pidfd->get();
+  closers_.emplace(closer_, Closer{std::move(*pidfd), pid});
+  closer_socket_ = std::move(ours);
+  return absl::OkStatus();
+}
+
+void ForkingServer::KillCloser(absl::string_view why) {
+  const int pidfd = closer_;
+  auto it = closers_.find(pidfd);
+  if (it == closers_.end()) return;
+  log_.Line(absl::StrCat("killed the closer of refused connections (pid ", it->second.pid,
+                         "): ", why));
+  syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+  closer_socket_.reset();
+  closer_ = -1;
+  pollfd exited{pidfd, POLLIN, 0};
+  if (RetryEintr([&] { return poll(&exited, 1, kCloserExitWaitMs); }) == 1) Reap(pidfd);
+}
+
+void ForkingServer::CloseInCloser(int socket, pid_t parent) {
+  absl::Status status = SetUpChild(parent, {socket});
+  wire::ReceiveBuffer buffer;
+  // What the last datagram carried. The main process sends a datagram only
+  // after closing its copies of what the earlier ones carried, so the next
+  // datagram says that closing them here is the last close.
+  std::vector<UniqueFd> held;
+  while (status.ok()) {
+    absl::StatusOr<std::optional<wire::Datagram>> datagram =
+        wire::ReceiveDatagram(socket, buffer);
+    if (!datagram.ok()) {
+      status = datagram.status();
+      break;
+    }
+    held.clear();
+    if (datagram->has_value()) held = std::move((*datagram)->fds);
+  }
+  // End of stream: the main process is done with us. What is held closes
+  // as we exit.
+  if (status.code() == absl::StatusCode::kUnavailable) _exit(0);
+  std::fprintf(stderr, "closer of refused connections: %s\n", status.ToString().c_str());
+  _exit(1);
 }
 
 void ForkingServer::Reap(int pidfd) {
-  auto it = workers_.find(pidfd);
-  if (it == workers_.end()) return;
-  Worker& worker = it->second;
-  siginfo_t info{};
-  if (waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG) != 0) {
-    if (errno == EINTR) return;  // still readable: the next turn
-    // ECHILD would mean someone else reaped it: it is gone either way.
-    log_.Line(absl::StrCat("waitid(worker pid ", worker.pid, "): ", strerror(errno)));
-  } else if (info.si_pid == 0) {
-    return;  // not exited after all
-  } else if (!(info.si_code == CLD_EXITED && info.si_status == 0) &&
-             !(stopping_ && info.si_code == CLD_KILLED && info.si_status == SIGKILL)) {
-    log_.Line(absl::StrCat("the worker (pid ", worker.pid, ") of ", Describe(worker.peer), " ",
-                           DescribeExit(info)));
+  auto worker = workers_.find(pidfd);
+  auto closer = closers_.find(pidfd);
+  if (worker == workers_.end() && closer == closers_.end()) return;
+  const bool is_worker = worker != workers_.end();
+  absl::StatusOr<std::optional<siginfo_t>> exit = WaitExit(pidfd);
+  if (exit.ok() && !exit->has_value()) return;  // not exited after all
+  const std::string who =
+      is_worker ? absl::StrCat("the worker (pid ", worker->second.pid, ") of ",
+                               Describe(worker->second.peer))
+                : absl::StrCat("the closer of refused connections (pid ", closer->second.pid, ")");
+  // SIGKILL is ours when stopping, and for a closer (logged when sent).
+  const bool killed_by_us = exit.ok() && (*exit)->si_code == CLD_KILLED &&
+                            (*exit)->si_status == SIGKILL && (stopping_ || !is_worker);
+  if (!exit.ok()) {
+    log_.Line(absl::StrCat(who, ": ", exit.status().message()));
+  } else if (!((*exit)->si_code == CLD_EXITED && (*exit)->si_status == 0) && !killed_by_us) {
+    log_.Line(absl::StrCat(who, " ", DescribeExit(**exit)));
   }
   epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, pidfd, nullptr);
-  auto uid = per_uid_.find(worker.peer.uid);
-  if (uid != per_uid_.end() && --uid->second == 0) per_uid_.erase(uid);
-  workers_.erase(it);  // closes the pidfd
+  if (is_worker) {
+    auto uid = per_uid_.find(worker->second.peer.uid);
+    if (uid != per_uid_.end() && --uid->second == 0) per_uid_.erase(uid);
+    workers_.erase(worker);  // closes the pidfd
+    return;
+  }
+  if (pidfd == closer_) {
+    closer_socket_.reset();
+    closer_ = -1;
+  }
+  closers_.erase(closer);
 }
 
 void ForkingServer::ReapKilled() {

@@ -21,17 +21,7 @@
 // worker, which serves that one connection with a ConnectionLoop of its own
 // and exits when the client hangs up. The main process closes its copy of
 // the connection right after the fork and never reads from it: it never
-// receives a client's fds. Closing a connection is not always harmless,
-// though: the last close of a socket drops what waits unread in it, and
-// dropping a client's fd there can run that file's release in the closing
-// thread (a socket lingering on close waits out its linger). After a fork
-// the worker holds the connection, so the main process's close is not the
-// last, unless the worker has already exited; a connection refused
-// (Refuse: over a limit, or no worker) is closed by the main process
-// alone, and a client that queued a lingering socket in it before it was
-// refused stalls the main process for that linger. Such a service takes
-// fds from its clients (its policy says acceptsFds), so the kernel cannot
-// refuse them for it. A worker, first thing:
+// receives a client's fds. A worker, first thing:
 //  - asks for SIGKILL when the main process dies (PR_SET_PDEATHSIG);
 //  - closes every fd except 0, 1, 2, its connection and Options::worker_fds:
 //    the broker connection, the main process's epoll and pidfds, whatever
@@ -40,6 +30,41 @@
 //    and requests never were in its memory (the main process never reads
 //    them), though it has a copy of the main process's table of workers
 //    (who else is connected: principal, uid, pid).
+//
+// Refused connections go to a closer. Closing a connection is not always
+// harmless: the last close of a socket drops what waits unread in it, and
+// dropping a client's fd there runs that file's release in the closing
+// thread; a TCP socket lingering on close (SO_LINGER, data its peer never
+// reads) waits out its linger there, as long as its sender likes. Such a
+// service takes fds from its clients (its policy says acceptsFds), so a
+// client can queue one into its connection before it is refused (below),
+// and were the main process to close that connection, every client would
+// wait. So after the refusal reply the main process hands the connection
+// to the closer, a child process that receives connections over a
+// SOCK_SEQPACKET socketpair (SCM_RIGHTS, MSG_CMSG_CLOEXEC) and closes them:
+// a stall holds only the closer.
+//  - The closer is started at the first refusal, sets itself up as a worker
+//    does (its end of the socketpair is the one fd it keeps), is watched
+//    and reaped like one, and exits at end of stream.
+//  - The main process's close of its copy must not be the last: the closer
+//    closes what a datagram carried only when the next datagram comes, and
+//    the main process sends one (empty) after its close.
+//  - The main process never waits for it: sends do not block. A closer
+//    whose socket is full (about 20 connections waiting: the main process's
+//    end has a small send buffer) is stuck; the main process kills it
+//    (SIGKILL ends a linger wait, and an exiting process does not linger at
+//    all), waits up to 100 ms for its exit, and hands the connection to a
+//    new closer.
+//  - A close that SIGKILL does not end (a release waiting uninterruptibly
+//    on a file system's server) keeps a killed closer alive, so at most
+//    Options::max_closers are alive at once. Beyond that, or when no closer
+//    can be started (fork fails: a connection refused because no worker
+//    could be forked finds no closer either unless one runs already), or
+//    when a second closer takes it no more than the first, the main
+//    process closes the connection itself and logs that this may stall it.
+// Left: a served connection's close in the main process, its first step
+// after fork returns, would be the last if its worker had already exited
+// (its client sent a bad first request) in that instant.
 //
 // Workers run the handler as it was at the fork: what a handler changes in
 // one worker no other worker and no later worker sees. Only handlers whose
@@ -51,19 +76,20 @@
 // can be started (fork fails: EAGAIN at RLIMIT_NPROC or the cgroup's
 // pids.max, ENOMEM), is refused: it gets the handler's refusal reply if its
 // protocol has one (RequestHandler::SetRefusal), so that the client reads
-// why as the reply to its first request; is closed, and a line on stderr says why. Serving goes on.
+// why as the reply to its first request; goes to the closer, and a line on
+// stderr says why. Serving goes on.
 //
-// Reaping: every worker has a pidfd in the main loop's epoll set, and is
-// reaped (waitid) in the turn its pidfd becomes readable, before that
-// turn's new connections are taken: no zombie outlives a turn, and a
+// Reaping: every worker and closer has a pidfd in the main loop's epoll
+// set, and is reaped (waitid) in the turn its pidfd becomes readable, before
+// that turn's new connections are taken: no zombie outlives a turn, and a
 // connection that comes after a worker's exit finds its slot free. A
 // worker stuck on a FUSE server counts against its uid's cap until that
 // server answers or goes away (its connection is aborted when the server's
 // last /dev/fuse fd closes).
 //
-// Destruction sends SIGKILL to the workers left and reaps those that die
-// within a second; a worker stuck in such an uninterruptible wait cannot be
-// waited for, and is left to the process that reaps orphans.
+// Destruction sends SIGKILL to the workers and closers left and reaps those
+// that die within a second; one stuck in such an uninterruptible wait
+// cannot be waited for, and is left to the process that reaps orphans.
 //
 // Not thread-safe. The caller must be single-threaded, since workers run
 // ordinary code (malloc, stdio) after fork.
@@ -79,6 +105,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "capnp/message.h"
 #include "sdk/base/unique_fd.h"
 #include "sdk/client/client.h"
@@ -93,9 +120,13 @@ class ForkingServer {
     // Workers at once for the connections of one client uid.
     size_t max_workers_per_uid = 4;
     // Workers at once in all. Within the service's `limits.processes`
-    // (RLIMIT_NPROC, which counts the main process too) and `pidsMax`, or
-    // forks fail and connections are refused.
+    // (RLIMIT_NPROC, which counts the main process and the closers too)
+    // and `pidsMax`, or forks fail and connections are refused.
     size_t max_workers = 64;
+    // Closers alive at once: the one that takes refused connections and
+    // those killed (stuck) that have not exited yet. 0: the main process
+    // closes refused connections itself, which may stall it.
+    size_t max_closers = 4;
     // Fds (borrowed) the handler uses, which workers keep; workers close
     // every other fd but 0, 1, 2 and their connection.
     std::vector<int> worker_fds;
@@ -135,6 +166,10 @@ class ForkingServer {
     pid_t pid = 0;
     Peer peer;
   };
+  struct Closer {
+    UniqueFd pidfd;
+    pid_t pid = 0;
+  };
 
   absl::Status Init();
   absl::StatusOr<bool> AcceptAll();
@@ -144,8 +179,21 @@ class ForkingServer {
   absl::Status OverLimit(const Peer& peer) const;
   // The worker's life after fork: serves `incoming`, then exits.
   [[noreturn]] void ServeInWorker(IncomingConnection incoming, pid_t parent);
-  void Refuse(int connection, const Peer& peer, const absl::Status& reason);
-  // Reaps the worker whose pidfd is `pidfd` if it has exited.
+  // Sends the refusal reply on `connection`, then hands it to the closer.
+  void Refuse(UniqueFd connection, const Peer& peer, const absl::Status& reason);
+  // Hands `connection` (refused, of `peer`) to the closer, or closes it
+  // here if no closer takes it.
+  void HandToCloser(UniqueFd connection, const Peer& peer);
+  // Starts a closer, which becomes the current one.
+  absl::Status StartCloser();
+  // Kills the current closer (for `why`) and waits briefly for its exit.
+  void KillCloser(absl::string_view why);
+  // The closer's life after fork: closes what comes on `socket`, then exits.
+  [[noreturn]] static void CloseInCloser(int socket, pid_t parent);
+  // A pidfd on child `pid`, in the epoll set. On failure the child, which
+  // nothing would reap or count, is killed and left to ReapKilled.
+  absl::StatusOr<UniqueFd> Watch(pid_t pid);
+  // Reaps the worker or closer whose pidfd is `pidfd` if it has exited.
   void Reap(int pidfd);
   // Reaps what it can of killed_.
   void ReapKilled();
@@ -158,6 +206,11 @@ class ForkingServer {
   bool stopping_ = false;  // in the destructor: SIGKILL is ours, not news
   std::unordered_map<int, Worker> workers_;  // by pidfd
   std::unordered_map<uint32_t, size_t> per_uid_;
+  std::unordered_map<int, Closer> closers_;  // by pidfd
+  // The current closer: its key in closers_ and the main process's end of
+  // its socket; -1 and invalid when there is none.
+  int closer_ = -1;
+  UniqueFd closer_socket_;
   // Children killed because no pidfd could be opened on them (see Fork),
   // not yet reaped: waited for without an event, at every turn.
   std::vector<pid_t> killed_;

@@ -5,10 +5,12 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -17,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -28,11 +31,13 @@
 #include "sdk/service/fake_broker.h"
 #include "sdk/wire/channel.h"
 #include "tests/fixtures/fd_count.h"
+#include "tests/fixtures/lingering_socket.h"
 
 namespace capbroker {
 namespace {
 
 using ::capbroker::testing::FakeBroker;
+using ::capbroker::testing::LingeringSocket;
 using ::capbroker::testing::OpenFdTargets;
 using ::testing::HasSubstr;
 
@@ -127,9 +132,26 @@ struct Stall {
   UniqueFd write;
 };
 
-bool Readable(int fd) {
+// Whether `fd` becomes readable within `timeout_ms`.
+bool Readable(int fd, int timeout_ms = 0) {
   pollfd p{fd, POLLIN, 0};
-  return poll(&p, 1, 0) == 1;
+  int ready;
+  do {
+    ready = poll(&p, 1, timeout_ms);
+  } while (ready < 0 && errno == EINTR);
+  return ready == 1;
+}
+
+// How long a reply or an end of stream that should come at once may take
+// before a test calls it missing: a safety net for a loaded machine.
+constexpr int kSafetyMs = 10000;
+
+// Waits for `client`'s refusal reply, then for the end of its connection.
+void ExpectRefusedAndClosed(wire::Channel& client) {
+  ASSERT_TRUE(Readable(client.fd(), kSafetyMs)) << "no refusal";
+  EXPECT_THAT(Text(Receive(client)), HasSubstr("at most"));
+  ASSERT_TRUE(Readable(client.fd(), kSafetyMs)) << "the refused connection stays open";
+  EXPECT_THAT(Receive(client).status(), StatusIs(absl::StatusCode::kUnavailable));
 }
 
 // Whether `pid` has been reaped: it is no child of this process any more.
@@ -298,6 +320,94 @@ TEST_F(ForkingServerTest, WithoutARefusalReplyARefusedConnectionIsJustClosed) {
   ASSERT_OK(Call(served, 1).status());
 }
 
+// Options under which every connection is refused.
+ForkingServer::Options RefusingAll() {
+  ForkingServer::Options options;
+  options.max_workers_per_uid = 0;
+  return options;
+}
+
+TEST_F(ForkingServerTest, ARefusedConnectionGoesToACloserThatHoldsNothingElse) {
+  handler_.replies_to_refusals = true;
+  Start(RefusingAll());
+  // The first refusal starts the closer.
+  ASSERT_OK_AND_ASSIGN(wire::Channel first, Connect(1000));
+  ExpectRefusedAndClosed(first);
+  const std::set<pid_t> children = Children();
+  ASSERT_EQ(children.size(), 1u) << "no closer";
+  const pid_t closer = *children.begin();
+  std::map<int, std::string> held = OpenFdTargets(closer);
+  held.erase(0);
+  held.erase(1);
+  held.erase(2);
+  ASSERT_EQ(held.size(), 1u);
+  EXPECT_THAT(held.begin()->second, HasSubstr("socket:"));
+
+  // A second one, whose client queued an fd in it: after the turn that
+  // refuses it, the main process holds neither.
+  const std::map<int, std::string> before = OpenFdTargets();
+  Stall stall;
+  const std::string pipe = OpenFdTargets()[stall.read.get()];
+  ASSERT_OK_AND_ASSIGN(UniqueFd end, broker_->Connect(PeerOfUid(1000)));
+  wire::Channel second(std::move(end));
+  ASSERT_OK(Send(second, 1, {stall.read.get()}));
+  ASSERT_OK_AND_ASSIGN(bool serving, server_->Turn(-1));
+  ASSERT_TRUE(serving);
+  std::map<int, std::string> added;
+  for (const auto& [fd, target] : OpenFdTargets()) {
+    if (before.count(fd) == 0) added[fd] = target;
+  }
+  // The test's end of the connection and its pipe.
+  EXPECT_EQ(added.size(), 3u);
+  added.erase(second.fd());
+  added.erase(stall.read.get());
+  added.erase(stall.write.get());
+  EXPECT_TRUE(added.empty()) << added.begin()->second;
+  ExpectRefusedAndClosed(second);
+  EXPECT_EQ(Children(), children);
+}
+
+TEST_F(ForkingServerTest, AStuckCloserIsKilledReapedAndReplaced) {
+  handler_.replies_to_refusals = true;
+  Start(RefusingAll());
+  ASSERT_OK_AND_ASSIGN(wire::Channel first, Connect(1000));
+  ExpectRefusedAndClosed(first);
+  ASSERT_EQ(Children().size(), 1u) << "no closer";
+  const pid_t stuck = *Children().begin();
+  // A closer that takes nothing more, as one stuck in a close would.
+  ASSERT_EQ(kill(stuck, SIGSTOP), 0);
+  siginfo_t info{};
+  ASSERT_EQ(waitid(P_PID, static_cast<id_t>(stuck), &info, WSTOPPED | WNOWAIT), 0);
+  // Refused connections fill its socket (about 20 wait); the
+  // one that finds it full goes to a new closer.
+  std::vector<wire::Channel> refused;
+  for (int i = 0; i < 100 && Children().count(stuck) != 0; ++i) {
+    ASSERT_OK_AND_ASSIGN(wire::Channel c, Connect(1000));
+    refused.push_back(std::move(c));
+  }
+  EXPECT_TRUE(Reaped(stuck));
+  const std::set<pid_t> children = Children();
+  ASSERT_EQ(children.size(), 1u) << "no new closer, or a zombie";
+  EXPECT_NE(*children.begin(), stuck);
+  EXPECT_GT(refused.size(), 1u);
+  // Each was refused and closed: those that waited in the stuck closer's
+  // socket as it died, the last by the new closer.
+  for (wire::Channel& c : refused) ExpectRefusedAndClosed(c);
+  ASSERT_OK_AND_ASSIGN(wire::Channel after, Connect(1000));
+  ExpectRefusedAndClosed(after);
+  EXPECT_EQ(Children(), children);
+}
+
+TEST_F(ForkingServerTest, WithoutClosersTheMainProcessClosesARefusedConnectionItself) {
+  ForkingServer::Options options = RefusingAll();
+  options.max_closers = 0;
+  handler_.replies_to_refusals = true;
+  Start(options);
+  ASSERT_OK_AND_ASSIGN(wire::Channel refused, Connect(1000));
+  ExpectRefusedAndClosed(refused);
+  EXPECT_EQ(Children(), std::set<pid_t>());
+}
+
 TEST_F(ForkingServerTest, WorkersAreReapedOnceTheirClientsHangUp) {
   Start();
   std::vector<pid_t> workers;
@@ -346,6 +456,54 @@ TEST(ForkingServerReadyTest, TakesConnectionsQueuedWhileSayingReady) {
   EXPECT_EQ(server.worker_count(), 1u);
   wire::Channel client(std::move(end));
   EXPECT_THAT(Text(Call(client, 1)), HasSubstr("pid "));
+}
+
+TEST(ForkingServerRefusalTest, ASocketLingeringInARefusedConnectionStallsNoOtherClient) {
+  // Longer than kSafetyMs, which a stalled main process misses; a correct
+  // one answers at once.
+  constexpr int kLingerSeconds = 60;
+  WorkerHandler handler;
+  handler.replies_to_refusals = true;
+  ASSERT_OK_AND_ASSIGN(FakeBroker broker, FakeBroker::Create());
+  // Everything is queued before the server runs, in the order it takes
+  // it: uid 1000 fills its 4 slots, then a fifth connection of uid 1000,
+  // refused, in which its client queued a socket that lingers on close
+  // (its own copies closed: the connection holds the last reference), then
+  // a connection of uid 1001 with a request.
+  std::vector<UniqueFd> slots;
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_OK_AND_ASSIGN(UniqueFd end, broker.Connect(PeerOfUid(1000)));
+    slots.push_back(std::move(end));
+  }
+  ASSERT_OK_AND_ASSIGN(UniqueFd refused_end, broker.Connect(PeerOfUid(1000)));
+  wire::Channel refused(std::move(refused_end));
+  ASSERT_OK_AND_ASSIGN(LingeringSocket lingering, LingeringSocket::Make(kLingerSeconds));
+  ASSERT_OK(Send(refused, 1, {lingering.wrapper()}));
+  lingering.Release();
+  ASSERT_OK_AND_ASSIGN(UniqueFd other_end, broker.Connect(PeerOfUid(1001)));
+  wire::Channel other(std::move(other_end));
+  ASSERT_OK(Send(other, 2));
+
+  // The server runs in a child, so that this test sees whether it stalls;
+  // its workers and closer die with it.
+  const pid_t server = fork();
+  ASSERT_GE(server, 0);
+  if (server == 0) {
+    ForkingServer forking(broker.client(), handler, ForkingServer::Options());
+    absl::Status ran = forking.Run();
+    if (!ran.ok()) std::fprintf(stderr, "the server ended: %s\n", ran.ToString().c_str());
+    _exit(ran.ok() ? 0 : 1);
+  }
+  absl::Cleanup stop_server = [server] {
+    kill(server, SIGKILL);
+    waitpid(server, nullptr, 0);
+  };
+  ASSERT_TRUE(Readable(other.fd(), kSafetyMs))
+      << "no reply within " << kSafetyMs
+      << " ms: the main process is stuck closing a refused connection";
+  EXPECT_THAT(Text(Receive(other)), HasSubstr("pid "));
+  // The refused client got its reply, and the end of its connection.
+  ExpectRefusedAndClosed(refused);
 }
 
 // What the fork-failure test's child does; its exit code says how far it

@@ -225,6 +225,11 @@ absl::Status ForkingServer::OverLimit(const Peer& peer) const {
 }
 
 void ForkingServer::Start(IncomingConnection incoming) {
+  // A turn may take several connections, and a refusal takes time (it may
+  // start a closer): a worker may have exited since the turn began. Until
+  // it is reaped it holds its slot, and its process counts against
+  // RLIMIT_NPROC and pids.max.
+  ReapExited();
   Peer peer{incoming.principal, incoming.uid, incoming.gid, incoming.pid};
   if (absl::Status over = OverLimit(peer); !over.ok()) {
     Refuse(std::move(incoming.fd), peer, over);
@@ -419,6 +424,14 @@ void ForkingServer::CloseInCloser(int socket, pid_t parent) {
   if (status.code() == absl::StatusCode::kUnavailable) _exit(0);
   std::fprintf(stderr, "closer of refused connections: %s\n", status.ToString().c_str());
   _exit(1);
+}
+
+void ForkingServer::ReapExited() {
+  epoll_event events[kEventsPerTurn];
+  int n = epoll_wait(epoll_.get(), events, kEventsPerTurn, 0);
+  for (int i = 0; i < n; ++i) {
+    if (events[i].data.fd != broker_.fd()) Reap(events[i].data.fd);
+  }
 }
 
 void ForkingServer::Reap(int pidfd) {

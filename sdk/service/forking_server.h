@@ -195,6 +195,10 @@ class ForkingServer {
   absl::StatusOr<UniqueFd> Watch(pid_t pid);
   // Reaps the worker or closer whose pidfd is `pidfd` if it has exited.
   void Reap(int pidfd);
+  // Reaps the children that have exited by now (a zero-timeout look at the
+  // epoll set): a connection taken in the same turn as others, after a
+  // worker exited, finds that worker's process slot free.
+  void ReapExited();
   // Reaps what it can of killed_.
   void ReapKilled();
 

@@ -85,22 +85,21 @@ absl::StatusOr<std::string> ResolveProgramPath(const std::string& path, bool may
   // a symlink, still resolves elsewhere.
   std::string prefix = path;
   std::string rest;
-  for (;;) {
+  auto open_path = [&](int flags) {
     open_how how{};
-    how.flags = O_PATH | O_CLOEXEC;
+    how.flags = static_cast<uint64_t>(flags | O_PATH | O_CLOEXEC);
     how.resolve = may_block ? 0 : RESOLVE_CACHED;
-    UniqueFd fd(static_cast<int>(RetryEintr(
+    return UniqueFd(static_cast<int>(RetryEintr(
         [&] { return syscall(SYS_openat2, AT_FDCWD, prefix.c_str(), &how, sizeof(how)); })));
-    if (fd) {
-      char target[PATH_MAX];
-      std::string link = absl::StrCat("/proc/self/fd/", fd.get());
-      ssize_t n = readlink(link.c_str(), target, sizeof(target));
-      if (n <= 0 || static_cast<size_t>(n) >= sizeof(target)) {
-        return absl::UnavailableError(absl::StrCat("readlink(", link, ") for ", prefix,
-                                                   ": ", n < 0 ? strerror(errno) : "too long"));
+  };
+  for (;;) {
+    if (UniqueFd fd = open_path(0)) {
+      absl::StatusOr<std::string> resolved = FdPath(fd.get());
+      if (!resolved.ok()) {
+        return absl::UnavailableError(
+            absl::StrCat("cannot resolve ", prefix, ": ", resolved.status().message()));
       }
-      std::string resolved(target, static_cast<size_t>(n));
-      return resolved == "/" && !rest.empty() ? rest : resolved + rest;
+      return *resolved == "/" && !rest.empty() ? rest : *resolved + rest;
     }
     int error = errno;
     if (error != ENOENT && error != ENOTDIR) {
@@ -112,9 +111,7 @@ absl::StatusOr<std::string> ResolveProgramPath(const std::string& path, bool may
     if (rest.empty()) {
       // Nothing there when followed: the name itself may be a symlink to
       // nothing, which the kernel would report by its target.
-      how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
-      UniqueFd name(static_cast<int>(RetryEintr(
-          [&] { return syscall(SYS_openat2, AT_FDCWD, prefix.c_str(), &how, sizeof(how)); })));
+      UniqueFd name = open_path(O_NOFOLLOW);
       struct stat st;
       if (name && fstat(name.get(), &st) == 0 && S_ISLNK(st.st_mode)) {
         return absl::FailedPreconditionError(

@@ -96,10 +96,8 @@ bool Child::Settle(Protection protection, Requirement requirement,
 
 // The path of `fd` (borrowed) as this process sees it, for messages.
 std::string PathOf(int fd) {
-  char path[PATH_MAX];
-  ssize_t n = readlink(absl::StrCat("/proc/self/fd/", fd).c_str(), path, sizeof path - 1);
-  if (n < 0) return absl::StrCat("(fd ", fd, ")");
-  return std::string(path, static_cast<size_t>(n));
+  absl::StatusOr<std::string> path = FdPath(fd);
+  return path.ok() ? *path : absl::StrCat("(fd ", fd, ")");
 }
 
 absl::Status Child::DetachGrants() {

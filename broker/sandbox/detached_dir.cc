@@ -55,11 +55,7 @@ absl::StatusOr<UniqueFd> OpenDetachedTree(int tree) {
 }
 
 absl::StatusOr<UniqueFd> DetachDirectory(int dirfd, bool writable) {
-  std::string link = absl::StrCat("/proc/self/fd/", dirfd);
-  char path[PATH_MAX];
-  ssize_t n = readlink(link.c_str(), path, sizeof path - 1);
-  if (n < 0) return ErrnoStatus(errno, absl::StrCat("readlink(", link, ")"));
-  path[n] = '\0';
+  CB_ASSIGN_OR_RETURN(std::string path, FdPath(dirfd));
   if (path[0] != '/' || absl::EndsWith(path, " (deleted)")) {
     return absl::FailedPreconditionError(
         absl::StrCat("directory fd ", dirfd, " has no path (", path, ")"));
@@ -67,7 +63,7 @@ absl::StatusOr<UniqueFd> DetachDirectory(int dirfd, bool writable) {
   struct stat want;
   if (fstat(dirfd, &want) != 0) return ErrnoStatus(errno, absl::StrCat("fstat(fd=", dirfd, ")"));
   CB_ASSIGN_OR_RETURN(UniqueFd again,
-                      TakeFd(open(path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC),
+                      TakeFd(open(path.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC),
                              absl::StrCat("open(", path, ", O_PATH)")));
   struct stat got;
   if (fstat(again.get(), &got) != 0) return ErrnoStatus(errno, absl::StrCat("fstat(", path, ")"));

@@ -287,7 +287,8 @@ absl::StatusOr<std::unique_ptr<PendingLaunch>> StartLaunch(const SandboxSpec& sp
   // the child, which detaches it by path, as it did before.
   std::vector<UniqueFd> trees;
   for (const PassedFd& passed : spec.fds) {
-    ChildGrant grant{passed.fd, passed.directory, passed.writable};
+    ChildGrant grant{passed.fd, passed.directory, passed.writable, /*tree_fd=*/-1,
+                     /*clone_error=*/{}};
     if (outcome.wanted(Protection::kProtectSystem)) {
       absl::StatusOr<std::optional<UniqueFd>> tree =
           CloneDirectoryTree(passed.fd, passed.writable);

@@ -26,6 +26,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "broker/audit/audit_log.h"
 #include "broker/policy/policy_parser.h"
@@ -311,6 +312,13 @@ class ServiceHostTest : public ::testing::Test {
     ASSERT_OK_AND_ASSIGN(Policy policy, ParsePolicy(text, "t.capnp"));
     ASSERT_OK(handler_.SetPolicy(std::move(policy)));
     host_->PolicyChanged();
+  }
+
+  // Reloads kPolicy with every `from` (each must be in it) replaced by `to`.
+  void ReloadEdited(
+      std::initializer_list<std::pair<absl::string_view, absl::string_view>> edits) {
+    for (const auto& [from, to] : edits) ASSERT_TRUE(absl::StrContains(kPolicy, from)) << from;
+    Reload(absl::StrReplaceAll(kPolicy, edits));
   }
 
   server::ServiceReport Report(absl::string_view service) const {
@@ -712,13 +720,8 @@ TEST_F(ServiceHostTest, AWaitingConnectToAServiceWhoseSocketIsFullIsRefused) {
 TEST_F(ServiceHostTest, AReloadRefusesTheWaitingConnectsItNoLongerAllows) {
   ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("notify", 1));
   EXPECT_FALSE(waiting.has_value());
-  std::string policy = kPolicy;
-  const std::string entry = R"(( name = "notify", command = [ "/usr/bin/svc" ], connect = [ "me" ])";
-  size_t at = policy.find(entry);
-  ASSERT_NE(at, std::string::npos);
-  policy.replace(at, entry.size(),
-                 R"(( name = "notify", command = [ "/usr/bin/svc" ], connect = [ "svc" ])");
-  Reload(policy);
+  ReloadEdited({{R"(( name = "notify", command = [ "/usr/bin/svc" ], connect = [ "me" ])",
+                 R"(( name = "notify", command = [ "/usr/bin/svc" ], connect = [ "svc" ])"}});
   ASSERT_EQ(ClientAnswers().size(), 1u) << "the waiting connect was not answered";
   EXPECT_THAT(ClientAnswers()[0], HasSubstr("connect"));
   EXPECT_THAT(AuditText(), HasSubstr(R"("decision":"denied","principal":"me")"));
@@ -732,13 +735,9 @@ TEST_F(ServiceHostTest, AServiceAddedBackWaitsForItsRemovedInstanceToExit) {
   ASSERT_OK(Connect("svc", 1).status());
   ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 1; }));
   ASSERT_EQ(launches_, 1u);
-  std::string without = kPolicy;
-  const std::string entry = R"(( name = "svc", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = exec,
-      restartDelayMs = 1, restartLimit = 2 ),)";
-  size_t at = without.find(entry);
-  ASSERT_NE(at, std::string::npos);
-  without.erase(at, entry.size());
-  Reload(without);
+  ReloadEdited({{R"(( name = "svc", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = exec,
+      restartDelayMs = 1, restartLimit = 2 ),)",
+                 ""}});
   Reload(kPolicy);
   ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("svc", 2));
   EXPECT_FALSE(waiting.has_value());
@@ -798,15 +797,9 @@ TEST_F(ServiceHostTest, OneUidHasAtMostItsShareOfTheWaitingConnects) {
 TEST_F(ServiceHostTest, AReloadRefusesAWaitingConnectNowAllowedByAnotherPrincipal) {
   ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("notify", 1));
   EXPECT_FALSE(waiting.has_value());
-  std::string policy = kPolicy;
-  const std::string me = R"(( name = "me", match = ( uid = 1000 ) ))";
-  size_t at = policy.find(me);
-  ASSERT_NE(at, std::string::npos);
-  policy.replace(at, me.size(), R"(( name = "ops", match = ( uid = 1000 ) ))");
-  for (size_t p; (p = policy.find(R"(connect = [ "me" ])")) != std::string::npos;) {
-    policy.replace(p, 18, R"(connect = [ "ops" ])");
-  }
-  Reload(policy);
+  ReloadEdited({{R"(( name = "me", match = ( uid = 1000 ) ))",
+                 R"(( name = "ops", match = ( uid = 1000 ) ))"},
+                {R"(connect = [ "me" ])", R"(connect = [ "ops" ])"}});
   ASSERT_EQ(ClientAnswers().size(), 1u) << "the waiting connect was not answered";
   EXPECT_EQ(ClientAnswers()[0],
             "the policy was reloaded while this connect waited, and now allows it as "

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstring>
 #include <string>
 
@@ -22,6 +23,17 @@ absl::StatusOr<UniqueFd> TakeFd(int fd, absl::string_view what) {
 absl::StatusOr<UniqueFd> Reopen(int fd, int flags, absl::string_view what) {
   std::string self = absl::StrCat("/proc/self/fd/", fd);
   return TakeFd(RetryEintr([&] { return open(self.c_str(), flags | O_CLOEXEC); }), what);
+}
+
+absl::StatusOr<std::string> FdPath(int fd) {
+  std::string link = absl::StrCat("/proc/self/fd/", fd);
+  char path[PATH_MAX];
+  ssize_t n = readlink(link.c_str(), path, sizeof(path));
+  if (n < 0) return ErrnoStatus(errno, absl::StrCat("readlink(", link, ")"));
+  if (static_cast<size_t>(n) >= sizeof(path)) {
+    return ErrnoStatus(ENAMETOOLONG, absl::StrCat("readlink(", link, ")"));
+  }
+  return std::string(path, static_cast<size_t>(n));
 }
 
 absl::Status SetNonBlocking(int fd, bool on) {

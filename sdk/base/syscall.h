@@ -7,6 +7,7 @@
 #define CAPBROKER_SDK_BASE_SYSCALL_H_
 
 #include <cerrno>
+#include <string>
 #include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
@@ -39,6 +40,11 @@ absl::StatusOr<UniqueFd> TakeFd(int fd, absl::string_view what);
 // same inode, whatever its path names by now. ErrnoStatus(errno, what) when
 // it cannot.
 absl::StatusOr<UniqueFd> Reopen(int fd, int flags, absl::string_view what);
+
+// The path the kernel has for the file `fd` (borrowed) refers to, as
+// readlink of /proc/self/fd/N gives it (" (deleted)" appended for a file
+// unlinked since). ErrnoStatus when it cannot be read.
+absl::StatusOr<std::string> FdPath(int fd);
 
 // Sets or clears O_NONBLOCK on `fd` (borrowed).
 absl::Status SetNonBlocking(int fd, bool on);

@@ -41,6 +41,10 @@ UniqueFd OpenReserve() { return UniqueFd(open("/dev/null", O_RDONLY | O_CLOEXEC)
 // Connections accepted per wakeup of the listener.
 constexpr int kAcceptsPerWakeup = 16;
 
+// How often a listener paused for want of fds (see Accept) tries again when
+// nothing else wakes the loop.
+constexpr int kPausedListenerRetryMs = 100;
+
 // Lines a client can provoke, per second; the rest are counted.
 constexpr int kPeerLogLinesPerSecond = 20;
 
@@ -97,12 +101,9 @@ absl::Status BrokerLoop::Serve(int listener, int control_fd,
                                const std::function<bool()>& on_control) {
   if (!epoll_) return absl::InternalError("the event loop has no epoll fd");
   reserve_fd_ = OpenReserve();
+  CB_RETURN_IF_ERROR(WatchListener(listener, true));
   epoll_event ev{};
   ev.events = EPOLLIN;
-  ev.data.u64 = kListenerTag;
-  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, listener, &ev) != 0) {
-    return ErrnoStatus(errno, "epoll_ctl(ADD listener)");
-  }
   ev.data.u64 = kControlTag;
   if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, control_fd, &ev) != 0) {
     return ErrnoStatus(errno, "epoll_ctl(ADD control fd)");
@@ -114,12 +115,20 @@ absl::Status BrokerLoop::Serve(int listener, int control_fd,
     // that a full table later still refuses with a reason instead of
     // leaving the listener readable with nothing able to take from it.
     if (!reserve_fd_.valid()) reserve_fd_ = OpenReserve();
+    if (listener_paused_ && reserve_fd_.valid()) {
+      absl::Status resumed = WatchListener(listener, true);
+      if (!resumed.ok()) PeerLog(resumed.message());  // tried again next turn
+    }
     SendPending();
     Reap();
     // Every answer of the turn is queued now: a line lost from here on
     // belongs to an answer of a later turn.
     lost_this_turn_.clear();
-    int n = RetryEintr([&] { return epoll_wait(epoll_.get(), events, kMaxEvents, -1); });
+    // While the listener is paused, an fd the system frees (ENFILE) shows
+    // in no event of ours: the reserve is tried again after a while.
+    const int timeout_ms = listener_paused_ ? kPausedListenerRetryMs : -1;
+    int n = RetryEintr(
+        [&] { return epoll_wait(epoll_.get(), events, kMaxEvents, timeout_ms); });
     if (n < 0) return ErrnoStatus(errno, "epoll_wait");
     for (int i = 0; i < n; ++i) {
       uint64_t tag = events[i].data.u64;
@@ -186,6 +195,15 @@ void BrokerLoop::Accept(int listener) {
       bool fds_may_wait = FdsMayWait(refused.get());
       Discard(std::move(refused), fds_may_wait);
       reserve_fd_ = OpenReserve();
+      if (!took && !reserve_fd_.valid()) {
+        // The table is full and nothing is in reserve (a connection set
+        // aside keeps its number): the listener stays readable with nothing
+        // able to take from it, and watched, it would wake every turn. It
+        // is watched again once the reserve is back (Serve).
+        PeerLog("out of fds, none in reserve: not accepting connections until one is free");
+        absl::Status paused = WatchListener(listener, false);
+        if (!paused.ok()) PeerLog(paused.message());
+      }
       if (!took) return;
       continue;
     }
@@ -194,6 +212,17 @@ void BrokerLoop::Accept(int listener) {
     }
     return;
   }
+}
+
+absl::Status BrokerLoop::WatchListener(int listener, bool watch) {
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kListenerTag;
+  if (epoll_ctl(epoll_.get(), watch ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, listener, &ev) != 0) {
+    return ErrnoStatus(errno, watch ? "epoll_ctl(ADD listener)" : "epoll_ctl(DEL listener)");
+  }
+  listener_paused_ = !watch;
+  return absl::OkStatus();
 }
 
 bool BrokerLoop::FdsMayWait(int fd) {

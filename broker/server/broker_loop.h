@@ -195,6 +195,8 @@ class BrokerLoop : public LoopPort {
 
   // Accepts waiting connections, at most kAcceptsPerWakeup of them.
   void Accept(int listener);
+  // Adds the listener to the epoll set, or takes it out (paused).
+  absl::Status WatchListener(int listener, bool watch);
   // Admits the connection `fd`, or refuses it (see Refuse) when its peer
   // cannot be identified or a connection quota is reached.
   void Admit(UniqueFd fd);
@@ -287,6 +289,8 @@ class BrokerLoop : public LoopPort {
   Limits limits_;
   UniqueFd epoll_;
   UniqueFd reserve_fd_;
+  // Out of the epoll set: the table was full with no reserve (see Accept).
+  bool listener_paused_ = false;
   // Indexed by fd: fds are small dense integers.
   std::vector<std::unique_ptr<Connection>> connections_;
   absl::flat_hash_map<uint64_t, int> fd_by_id_;

@@ -19,12 +19,17 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "capnp/message.h"
 #include "capnp/serialize.h"
 #include "gtest/gtest.h"
 #include "schemas/broker.capnp.h"
+#include "sdk/base/status_macros.h"
 #include "sdk/base/status_matchers.h"
+#include "sdk/base/syscall.h"
 #include "sdk/wire/datagram.h"
 #include "sdk/wire/framing.h"
 #include "sdk/wire/unix_socket.h"
@@ -173,7 +178,9 @@ TEST_F(BrokerLoopTest, AServicesEndOfAConnectionLeavesAtOnceOrNotAtAll) {
     ASSERT_GT(waiting, 0) << "delivery " << delivered << " waits in the broker";
     ASSERT_LT(delivered, 1000000u) << "the service's socket never fills";
   }
-  if (geteuid() == 0) EXPECT_GE(delivered, kMaxPendingConnects);
+  if (geteuid() == 0) {
+    EXPECT_GE(delivered, kMaxPendingConnects);
+  }
   // Nothing was left to go later.
   OneTurn(loop);
   wire::ReceiveBuffer buffer;
@@ -245,6 +252,55 @@ TEST_F(BrokerLoopTest, FdsSentBeforeTheListenerRefusedThemAreNeverDroppedHere) {
   EXPECT_EQ(poll(&q, 1, 0), 0);
 }
 
+// At a full fd table (tests below, in a child process that fills its
+// table): a listener at `path` that refuses fds (as Listener::FromSystemd
+// makes it), with `early` connected before it did, a hello sent. The loop
+// sets `early` aside when it takes it: closing it could drop an fd.
+struct ListenerWithEarlyClient {
+  UniqueFd listener;
+  UniqueFd early;
+  wire::UnixAddress address;
+};
+
+absl::StatusOr<ListenerWithEarlyClient> MakeListenerWithEarlyClient(const std::string& path) {
+  ListenerWithEarlyClient made;
+  made.listener.reset(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!made.listener.valid()) return ErrnoStatus(errno, "socket");
+  CB_ASSIGN_OR_RETURN(made.address, wire::MakeUnixAddress(path));
+  if (bind(made.listener.get(), reinterpret_cast<sockaddr*>(&made.address.addr),
+           made.address.length) != 0 ||
+      listen(made.listener.get(), 8) != 0) {
+    return ErrnoStatus(errno, "bind or listen");
+  }
+  CB_ASSIGN_OR_RETURN(made.early, wire::ConnectSeqpacket(path));
+  if (testing::RawSend(made.early.get(), testing::HelloBytes(1, schema::PROTOCOL_VERSION)) != 0) {
+    return absl::InternalError("could not send the early client's hello");
+  }
+  CB_RETURN_IF_ERROR(wire::RefuseFds(made.listener.get()));
+  return made;
+}
+
+// Fills the process's fd table (RLIMIT_NOFILE 128) with /dev/null and frees
+// one number, for the reserve Serve opens. False if it could not.
+bool FillFdTableButOne(std::vector<UniqueFd>& filler) {
+  rlimit limit{128, 128};
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) return false;
+  for (int fd; (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) filler.emplace_back(fd);
+  if (filler.size() < 2) return false;
+  filler.pop_back();
+  return true;
+}
+
+// Whether `fd` was answered with the refusal of a broker out of fds.
+bool RefusedForWantOfFds(int fd) {
+  wire::ReceiveBuffer buffer;
+  absl::StatusOr<std::optional<wire::Datagram>> reply = wire::ReceiveDatagram(fd, buffer);
+  if (!reply.ok() || !reply->has_value()) return false;
+  capnp::FlatArrayMessageReader reader((*reply)->words);
+  schema::Reply::Reader root = reader.getRoot<schema::Reply>();
+  return root.isError() && absl::StrContains(root.getError().getMessage().cStr(), "out of fds");
+}
+
 // The loop keeps a reserve fd, freed to take and refuse a connection when
 // the table is full. A connection made before the listener refused fds and
 // refused at EMFILE is set aside, keeping the number the reserve freed. The
@@ -252,16 +308,13 @@ TEST_F(BrokerLoopTest, FdsSentBeforeTheListenerRefusedThemAreNeverDroppedHere) {
 // later is still told that the broker is out of fds, instead of waiting
 // forever on a listener the loop cannot take from.
 TEST_F(BrokerLoopTest, TheReserveFdComesBackAfterAConnectionIsSetAsideAtEmfile) {
-  UniqueFd listener(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(dir_.Join("s")));
-  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&address.addr), address.length), 0);
-  ASSERT_EQ(listen(listener.get(), 8), 0);
-  ASSERT_OK_AND_ASSIGN(UniqueFd early, wire::ConnectSeqpacket(dir_.Join("s")));
-  ASSERT_EQ(testing::RawSend(early.get(), testing::HelloBytes(1, schema::PROTOCOL_VERSION)), 0);
-  absl::Status refused = wire::RefuseFds(listener.get());
-  if (refused.code() == absl::StatusCode::kUnimplemented) GTEST_SKIP() << refused.message();
-  ASSERT_OK(refused);
-  // In a child: it fills its fd table.
+  absl::StatusOr<ListenerWithEarlyClient> made = MakeListenerWithEarlyClient(dir_.Join("s"));
+  if (made.status().code() == absl::StatusCode::kUnimplemented) {
+    GTEST_SKIP() << made.status().message();
+  }
+  ASSERT_OK(made.status());
+  const int listener = made->listener.get();
+  const wire::UnixAddress address = made->address;
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
@@ -272,16 +325,12 @@ TEST_F(BrokerLoopTest, TheReserveFdComesBackAfterAConnectionIsSetAsideAtEmfile) 
     UniqueFd control(eventfd(1, EFD_CLOEXEC));  // readable every turn
     UniqueFd late(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
     if (!control.valid() || !late.valid()) _exit(10);
-    rlimit limit{128, 128};
-    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) _exit(11);
     std::vector<UniqueFd> filler;
-    for (int fd; (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) filler.emplace_back(fd);
-    if (filler.size() < 2) _exit(12);
-    filler.pop_back();  // one free number, for the reserve Serve opens
+    if (!FillFdTableButOne(filler)) _exit(12);
     enum { kSettingAside, kFreed, kLateConnected } step = kSettingAside;
     int turns = 0;
     int code = 13;  // the late client was never answered
-    absl::Status served = loop.Serve(listener.get(), control.get(), [&] {
+    absl::Status served = loop.Serve(listener, control.get(), [&] {
       ++turns;
       if (step == kSettingAside && turns >= 2) {
         // `early` was taken with the reserve's number and set aside (it was
@@ -307,18 +356,7 @@ TEST_F(BrokerLoopTest, TheReserveFdComesBackAfterAConnectionIsSetAsideAtEmfile) 
       } else if (step == kLateConnected) {
         pollfd answered{late.get(), POLLIN, 0};
         if (poll(&answered, 1, 0) == 1) {
-          wire::ReceiveBuffer buffer;
-          absl::StatusOr<std::optional<wire::Datagram>> reply =
-              wire::ReceiveDatagram(late.get(), buffer);
-          code = 15;  // answered, but not with the refusal
-          if (reply.ok() && reply->has_value()) {
-            capnp::FlatArrayMessageReader reader((*reply)->words);
-            schema::Reply::Reader root = reader.getRoot<schema::Reply>();
-            if (root.isError() &&
-                absl::StrContains(root.getError().getMessage().cStr(), "out of fds")) {
-              code = 0;
-            }
-          }
+          code = RefusedForWantOfFds(late.get()) ? 0 : 15;
           return true;
         }
       }
@@ -330,7 +368,123 @@ TEST_F(BrokerLoopTest, TheReserveFdComesBackAfterAConnectionIsSetAsideAtEmfile) 
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFEXITED(status)) << status;
   EXPECT_EQ(WEXITSTATUS(status), 0)
-      << "13: the late client was never answered; 17: `early` was served, not set aside";
+      << "13: the late client was never answered; 15: not with the refusal; "
+         "17: `early` was served, not set aside";
+}
+
+// The fd the process's only epoll instance has, or -1 (none, or several).
+int OnlyEpollFd() {
+  int found = -1;
+  for (int fd = 0; fd < 1024; ++fd) {
+    char target[64];
+    ssize_t n = readlink(absl::StrCat("/proc/self/fd/", fd).c_str(), target, sizeof(target));
+    if (n <= 0 || absl::string_view(target, n) != "anon_inode:[eventpoll]") continue;
+    if (found >= 0) return -1;
+    found = fd;
+  }
+  return found;
+}
+
+// Whether the epoll instance `epoll_fd` watches `fd`, from its fdinfo
+// ("tfd: N events: ..." per watched fd). Takes one free fd number.
+absl::StatusOr<bool> EpollWatches(int epoll_fd, int fd) {
+  UniqueFd file(open(absl::StrCat("/proc/self/fdinfo/", epoll_fd).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!file.valid()) return ErrnoStatus(errno, "open fdinfo");
+  std::string info;
+  char chunk[4096];
+  for (ssize_t n; (n = read(file.get(), chunk, sizeof(chunk))) != 0;) {
+    if (n < 0) return ErrnoStatus(errno, "read fdinfo");
+    info.append(chunk, n);
+  }
+  for (absl::string_view line : absl::StrSplit(info, '\n')) {
+    std::vector<absl::string_view> words = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    int watched;
+    if (words.size() >= 2 && words[0] == "tfd:" && absl::SimpleAtoi(words[1], &watched) &&
+        watched == fd) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// When the table is full with no reserve (a connection set aside keeps its
+// number), the listener stays readable with nothing able to take from it:
+// watched, it would wake the loop every turn for nothing, at full CPU, until
+// an fd is free. It is taken out of the epoll set, and back in once the
+// reserve is: the waiting client is then refused with the reason.
+TEST_F(BrokerLoopTest, AFullTableWithNoReservePausesTheListenerUntilAnFdIsFree) {
+  absl::StatusOr<ListenerWithEarlyClient> made = MakeListenerWithEarlyClient(dir_.Join("s"));
+  if (made.status().code() == absl::StatusCode::kUnimplemented) {
+    GTEST_SKIP() << made.status().message();
+  }
+  ASSERT_OK(made.status());
+  const int listener = made->listener.get();
+  const wire::UnixAddress address = made->address;
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    BrokerLoop loop(handler_, audit_, stats_, Limits());
+    const Stats& stats = stats_;  // not through `this`: see above
+    UniqueFd control(eventfd(1, EFD_CLOEXEC));  // readable every turn
+    UniqueFd late(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    if (!control.valid() || !late.valid()) _exit(10);
+    const int epoll_fd = OnlyEpollFd();
+    if (epoll_fd < 0) _exit(11);
+    std::vector<UniqueFd> filler;
+    if (!FillFdTableButOne(filler)) _exit(12);
+    enum { kSettingAside, kLateConnected, kFreed } step = kSettingAside;
+    int turns = 0;
+    int connected_at = 0;
+    int code = 13;  // the late client was never answered
+    absl::Status served = loop.Serve(listener, control.get(), [&] {
+      ++turns;
+      if (step == kSettingAside && turns >= 2) {
+        // `early` was taken with the reserve's number and set aside: the
+        // table is full, with no reserve. A client comes.
+        if (stats.connections_total != 0) {
+          code = 17;
+          return true;
+        }
+        if (connect(late.get(), reinterpret_cast<const sockaddr*>(&address.addr),
+                    address.length) != 0) {
+          code = 14;
+          return true;
+        }
+        step = kLateConnected;
+        connected_at = turns;
+      } else if (step == kLateConnected && turns >= connected_at + 2) {
+        // The next turn reported the listener with the control fd, and the
+        // loop found no fd to take the client with.
+        filler.pop_back();  // a number for reading the epoll's fdinfo
+        absl::StatusOr<bool> watched = EpollWatches(epoll_fd, listener);
+        filler.emplace_back(open("/dev/null", O_RDONLY | O_CLOEXEC));
+        if (!watched.ok()) {
+          code = 18;
+          return true;
+        }
+        if (*watched) {
+          code = 19;
+          return true;
+        }
+        filler.pop_back();  // an fd is free: the reserve comes back
+        step = kFreed;
+      } else if (step == kFreed) {
+        pollfd answered{late.get(), POLLIN, 0};
+        if (poll(&answered, 1, 0) == 1) {
+          code = RefusedForWantOfFds(late.get()) ? 0 : 15;
+          return true;
+        }
+      }
+      return turns > 1000;  // a safety net of turns, never a wait
+    });
+    _exit(served.ok() ? code : 16);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0)
+      << "19: the listener was still watched at a full table with no reserve; 13: the late "
+         "client was never answered; 15: not with the refusal; 17: `early` was served";
 }
 
 }  // namespace

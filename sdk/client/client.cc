@@ -164,6 +164,37 @@ absl::StatusOr<Client> Client::Connect(absl::string_view socket_path) {
       "no broker socket at ", absl::StrJoin(paths, " or "), " (is capbrokerd running?)"));
 }
 
+Client::Client(Client&& other) noexcept
+    : channel_(std::move(other.channel_)),
+      events_(std::move(other.events_)),
+      next_id_(other.next_id_),
+      closed_(other.closed_),
+      peer_(std::move(other.peer_)) {
+  other.LeaveMovedFrom();
+}
+
+Client& Client::operator=(Client&& other) noexcept {
+  if (this == &other) return *this;
+  channel_ = std::move(other.channel_);  // closes the connection this held
+  events_ = std::move(other.events_);
+  next_id_ = other.next_id_;
+  closed_ = other.closed_;
+  peer_ = std::move(other.peer_);
+  other.LeaveMovedFrom();
+  return *this;
+}
+
+void Client::LeaveMovedFrom() {
+  // Defaulted moves left an OK status behind (or one absl reports as
+  // "accessed after move"), so that calls went on to a channel without a
+  // socket or a receive buffer: the moved-from object must say what it is.
+  closed_ = absl::UnavailableError("this Client was moved from");
+  channel_.Close();
+  events_.clear();
+  next_id_ = 1;
+  peer_ = PeerInfo();
+}
+
 absl::StatusOr<Client> Client::FromFd(UniqueFd fd) {
   CB_RETURN_IF_ERROR(AdoptConnection(fd.get()));
   Client client(std::move(fd));
@@ -220,15 +251,9 @@ absl::Status Client::Call(Fill fill, Read read) {
   }
 }
 
-absl::Status Client::CheckOpen() const {
-  if (broken_.ok()) return absl::OkStatus();
-  return absl::UnavailableError(absl::StrCat(
-      "the connection to the broker was closed after an earlier error: ",
-      broken_.ToString()));
-}
-
 absl::Status Client::Break(absl::Status why) {
-  broken_ = why;
+  closed_ = absl::UnavailableError(absl::StrCat(
+      "the connection to the broker was closed after an earlier error: ", why.ToString()));
   channel_.Close();
   // Connections queued for a service go too: their clients see end of
   // stream rather than wait on a service that can no longer hear the broker.

@@ -157,8 +157,11 @@ class Client {
   // its reply.
   static absl::StatusOr<Client> FromFd(UniqueFd fd);
 
-  Client(Client&&) = default;
-  Client& operator=(Client&&) = default;
+  // A Client moves with its connection. The one moved from is left closed:
+  // every call on it fails with kUnavailable "this Client was moved from",
+  // and fd() is -1.
+  Client(Client&& other) noexcept;
+  Client& operator=(Client&& other) noexcept;
 
   // Who the broker sees.
   const PeerInfo& peer() const { return peer_; }
@@ -215,12 +218,15 @@ class Client {
 
   absl::Status Hello();
 
-  // kUnavailable naming broken_ once Break has run; OK before.
-  absl::Status CheckOpen() const;
+  // closed_: OK while the connection is open.
+  absl::Status CheckOpen() const { return closed_; }
 
   // Closes the connection after the protocol error `why`, which every later
   // call reports; returns `why`.
   absl::Status Break(absl::Status why);
+
+  // Leaves this Client, just moved from, closed with nothing of its own.
+  void LeaveMovedFrom();
 
   // The next message from the broker, with its fd list checked against
   // the fds its datagram carried; a hang-up says so.
@@ -239,7 +245,9 @@ class Client {
   wire::Channel channel_;
   std::deque<IncomingConnection> events_;  // at most kMaxQueuedEvents
   uint64_t next_id_ = 1;                   // of the next request sent
-  absl::Status broken_;                    // why the connection was closed
+  // What every call returns once the connection is closed (after a
+  // protocol error, or a move); OK while it is open.
+  absl::Status closed_;
   PeerInfo peer_;
 };
 

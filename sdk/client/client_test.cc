@@ -534,6 +534,47 @@ TEST_F(ClientTest, AReplyWhileWaitingForAConnectionClosesTheConnection) {
   ExpectClosedAfter("unexpected reply to request 5", 1);
 }
 
+// Every call on a Client that was moved from (the object is left behind,
+// its connection gone with the move) says so, sends nothing, and touches
+// no fd.
+void ExpectMovedFrom(Client& moved_from) {
+  EXPECT_EQ(moved_from.fd(), -1);
+  const int fds_before = CountOpenFds();
+  auto moved = StatusIs(absl::StatusCode::kUnavailable, std::string("this Client was moved from"));
+  EXPECT_THAT(moved_from.NextIncoming(), moved);
+  EXPECT_THAT(moved_from.Acquire("motd"), moved);
+  EXPECT_THAT(moved_from.OpenBeneath("dir", "file"), moved);
+  EXPECT_THAT(moved_from.List(), moved);
+  EXPECT_THAT(moved_from.Status(), moved);
+  EXPECT_THAT(moved_from.ConnectService("service"), moved);
+  EXPECT_THAT(moved_from.Services(), moved);
+  EXPECT_THAT(moved_from.Ready(), moved);
+  EXPECT_EQ(CountOpenFds(), fds_before);
+}
+
+TEST_F(ClientTest, AClientMovedFromByConstructionSaysSo) {
+  Client moved_to(std::move(*client_));
+  ExpectMovedFrom(*client_);
+  // The connection went along: its requests are answered in step.
+  broker_->Send(ListReply(2));
+  EXPECT_OK(moved_to.List());
+}
+
+TEST_F(ClientTest, AClientMovedFromByAssignmentSaysSo) {
+  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+  BrokerEnd other_broker(std::move(pair.first));
+  other_broker.Send(HelloReply);
+  ASSERT_OK_AND_ASSIGN(Client other, Client::FromFd(std::move(pair.second)));
+  other = std::move(*client_);
+  ExpectMovedFrom(*client_);
+  broker_->Send(ListReply(2));
+  EXPECT_OK(other.List());
+  // The connection `other` held before is closed, not leaked: what is
+  // open beyond the fixture's two fds is other_broker's end.
+  EXPECT_EQ(other_broker.RequestsUntilHangUp(), 1);
+  EXPECT_EQ(CountOpenFds(), fds_before_ + 1);
+}
+
 // TryAccept reads with the socket non-blocking: nothing to read yet is no
 // protocol error.
 TEST_F(ClientTest, NothingToReadYetLeavesTheConnectionOpen) {

@@ -93,7 +93,41 @@ absl::StatusOr<Service> Service::FromEnvironment() {
   return Service(std::move(broker), std::move(grants));
 }
 
+Service::Service(Service&& other) noexcept
+    : broker_(std::move(other.broker_)),
+      grants_(std::move(other.grants_)),
+      moved_from_(other.moved_from_) {
+  other.grants_.clear();
+  other.moved_from_ = true;
+}
+
+Service& Service::operator=(Service&& other) noexcept {
+  if (this == &other) return *this;
+  broker_ = std::move(other.broker_);
+  grants_ = std::move(other.grants_);  // closes the grants this held
+  moved_from_ = other.moved_from_;
+  other.grants_.clear();
+  other.moved_from_ = true;
+  return *this;
+}
+
+absl::Status Service::CheckNotMovedFrom() const {
+  if (!moved_from_) return absl::OkStatus();
+  return absl::UnavailableError("this Service was moved from");
+}
+
+absl::Status Service::Ready() {
+  CB_RETURN_IF_ERROR(CheckNotMovedFrom());
+  return broker_.Ready();
+}
+
+absl::StatusOr<IncomingConnection> Service::Accept() {
+  CB_RETURN_IF_ERROR(CheckNotMovedFrom());
+  return broker_.NextIncoming();
+}
+
 absl::StatusOr<UniqueFd> Service::TakeGrant(absl::string_view name) {
+  CB_RETURN_IF_ERROR(CheckNotMovedFrom());
   std::vector<std::string> left;
   for (auto& [grant_name, fd] : grants_) {
     if (grant_name == name && fd.valid()) return std::move(fd);

@@ -55,8 +55,11 @@ class Service {
   // broker connection.
   static absl::StatusOr<Service> FromEnvironment();
 
-  Service(Service&&) = default;
-  Service& operator=(Service&&) = default;
+  // A Service moves with its connection and grants. The one moved from
+  // holds neither: TakeGrant, Ready and Accept on it fail with
+  // kUnavailable "this Service was moved from".
+  Service(Service&& other) noexcept;
+  Service& operator=(Service&& other) noexcept;
 
   // Takes the grant named `name` (a capability name of the policy).
   // kNotFound, listing the names there are, when there is none (left).
@@ -64,11 +67,11 @@ class Service {
 
   // Tells the broker the service is ready; connects waiting for it are
   // answered from now on.
-  absl::Status Ready() { return broker_.Ready(); }
+  absl::Status Ready();
 
   // The next connection the broker made for a client. kUnavailable when
   // the broker closed this service's connection: time to exit.
-  absl::StatusOr<IncomingConnection> Accept() { return broker_.NextIncoming(); }
+  absl::StatusOr<IncomingConnection> Accept();
 
   // The broker connection, for requests as this service's own principal.
   Client& broker() { return broker_; }
@@ -77,8 +80,12 @@ class Service {
   Service(Client broker, std::vector<std::pair<std::string, UniqueFd>> grants)
       : broker_(std::move(broker)), grants_(std::move(grants)) {}
 
+  // kUnavailable once this Service was moved from; OK before.
+  absl::Status CheckNotMovedFrom() const;
+
   Client broker_;
   std::vector<std::pair<std::string, UniqueFd>> grants_;
+  bool moved_from_ = false;
 };
 
 }  // namespace capbroker

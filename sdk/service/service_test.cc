@@ -1,8 +1,17 @@
 #include "sdk/service/service.h"
 
+#include <stdlib.h>
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "capnp/message.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "schemas/broker.capnp.h"
 #include "sdk/base/status_matchers.h"
+#include "sdk/wire/channel.h"
+#include "sdk/wire/unix_socket.h"
 
 namespace capbroker {
 namespace {
@@ -50,6 +59,55 @@ TEST(ParseServiceLayoutTest, HostileValuesAreRefusedWithTheirName) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("CAPBROKER_FD")));
   EXPECT_THAT(error(nullptr, nullptr, nullptr, "3junk"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("CAPBROKER_FD")));
+}
+
+// Writes the broker's reply `id` of kind `fill` on `broker`.
+template <typename Fill>
+void Reply(wire::Channel& broker, uint64_t id, Fill fill) {
+  capnp::MallocMessageBuilder message;
+  auto reply = message.initRoot<schema::Reply>();
+  reply.setId(id);
+  fill(reply);
+  ASSERT_OK(broker.Send(message));
+}
+
+// A Service with no grants on a connection whose other end is `broker`, as
+// the broker starts one; the hello is answered before it is asked.
+absl::StatusOr<Service> ServiceWithBroker(wire::Channel& broker, UniqueFd end) {
+  Reply(broker, 1, [](schema::Reply::Builder r) {
+    r.initHello().setVersion(schema::PROTOCOL_VERSION);
+  });
+  const std::string fd = absl::StrCat(end.release());
+  if (setenv("CAPBROKER_FD", fd.c_str(), 1) != 0) return absl::InternalError("setenv");
+  return Service::FromEnvironment();
+}
+
+void ExpectMovedFrom(Service& moved_from) {
+  auto moved = StatusIs(absl::StatusCode::kUnavailable, std::string("this Service was moved from"));
+  EXPECT_THAT(moved_from.Accept(), moved);
+  EXPECT_THAT(moved_from.Ready(), moved);
+  EXPECT_THAT(moved_from.TakeGrant("db"), moved);
+  EXPECT_EQ(moved_from.broker().fd(), -1);
+}
+
+// A Service left behind by a move says so on every call; the one moved to
+// has the connection.
+TEST(ServiceTest, AServiceMovedFromSaysSo) {
+  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+  wire::Channel broker(std::move(pair.first));
+  ASSERT_OK_AND_ASSIGN(Service service, ServiceWithBroker(broker, std::move(pair.second)));
+  Service constructed(std::move(service));
+  ExpectMovedFrom(service);
+
+  ASSERT_OK_AND_ASSIGN(auto other_pair, wire::SeqpacketPair());
+  wire::Channel other_broker(std::move(other_pair.first));
+  ASSERT_OK_AND_ASSIGN(Service assigned,
+                       ServiceWithBroker(other_broker, std::move(other_pair.second)));
+  assigned = std::move(constructed);
+  ExpectMovedFrom(constructed);
+
+  Reply(broker, 2, [](schema::Reply::Builder r) { r.setReady(); });
+  EXPECT_OK(assigned.Ready());
 }
 
 }  // namespace

@@ -10,8 +10,14 @@ Channel::Channel(UniqueFd fd)
       buffer_(std::make_unique<ReceiveBuffer>()),
       slot_(std::make_unique<ReaderSlot>()) {}
 
+absl::Status Channel::CheckNotMovedFrom() const {
+  if (buffer_ != nullptr) return absl::OkStatus();
+  return absl::FailedPreconditionError("this Channel was moved from");
+}
+
 absl::Status Channel::Send(capnp::MessageBuilder& message,
                            absl::Span<const int> fds) {
+  CB_RETURN_IF_ERROR(CheckNotMovedFrom());
   CB_ASSIGN_OR_RETURN(OutgoingFrame frame, OutgoingFrame::Of(message));
   CB_ASSIGN_OR_RETURN(bool sent, SendDatagram(fd_.get(), frame.iov(),
                                               frame.iov_count(), fds));
@@ -22,6 +28,7 @@ absl::Status Channel::Send(capnp::MessageBuilder& message,
 }
 
 absl::StatusOr<Incoming> Channel::Receive() {
+  CB_RETURN_IF_ERROR(CheckNotMovedFrom());
   CB_ASSIGN_OR_RETURN(std::optional<Datagram> datagram,
                       ReceiveDatagram(fd_.get(), *buffer_));
   if (!datagram.has_value()) {

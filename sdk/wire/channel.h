@@ -33,6 +33,11 @@ class Channel {
   // Takes ownership of a connected SOCK_SEQPACKET socket.
   explicit Channel(UniqueFd fd);
 
+  // A channel moves with its socket and buffer. Send and Receive on the
+  // one moved from fail with kFailedPrecondition.
+  Channel(Channel&&) = default;
+  Channel& operator=(Channel&&) = default;
+
   // Sends `message` with `fds` (borrowed) as one datagram.
   absl::Status Send(capnp::MessageBuilder& message,
                     absl::Span<const int> fds = {});
@@ -56,8 +61,11 @@ class Channel {
     std::optional<capnp::FlatArrayMessageReader> reader;
   };
 
+  // kFailedPrecondition once this channel was moved from (buffer_ is null).
+  absl::Status CheckNotMovedFrom() const;
+
   UniqueFd fd_;
-  std::unique_ptr<ReceiveBuffer> buffer_;
+  std::unique_ptr<ReceiveBuffer> buffer_;  // null once moved from
   std::unique_ptr<ReaderSlot> slot_;
 };
 

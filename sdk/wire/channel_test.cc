@@ -70,5 +70,30 @@ TEST(ChannelTest, DeepNestingIsCaughtAsKjError) {
                                HasSubstr("nesting")));
 }
 
+// A channel left behind by a move has no socket and no receive buffer:
+// its calls fail, they do not crash.
+TEST(ChannelTest, AMovedFromChannelFailsCleanly) {
+  ASSERT_OK_AND_ASSIGN(auto pair, SeqpacketPair());
+  Channel a(std::move(pair.first)), peer(std::move(pair.second));
+  Channel constructed(std::move(a));
+  ASSERT_OK_AND_ASSIGN(auto other_pair, SeqpacketPair());
+  Channel assigned(std::move(other_pair.first));
+  assigned = std::move(constructed);
+  for (Channel* moved_from : {&a, &constructed}) {
+    EXPECT_EQ(moved_from->fd(), -1);
+    auto moved = StatusIs(absl::StatusCode::kFailedPrecondition,
+                          std::string("this Channel was moved from"));
+    EXPECT_THAT(moved_from->Receive(), moved);
+    capnp::MallocMessageBuilder builder;
+    builder.initRoot<schema::Request>().setId(1);
+    EXPECT_THAT(moved_from->Send(builder), moved);
+  }
+  // The socket went along.
+  capnp::MallocMessageBuilder builder;
+  builder.initRoot<schema::Request>().setId(9);
+  ASSERT_OK(assigned.Send(builder));
+  EXPECT_OK(peer.Receive());
+}
+
 }  // namespace
 }  // namespace capbroker::wire

@@ -572,8 +572,11 @@ int ExitCodeFor(const absl::Status& status) {
   }
 }
 
-int RunCapctl(const std::vector<std::string>& args, std::ostream& out,
-              std::ostream& err) {
+namespace {
+
+// Runs the command `args` asks for; RunCapctl checks its output after.
+int RunCommand(const std::vector<std::string>& args, std::ostream& out,
+               std::ostream& err) {
   std::string socket;
   size_t i = 0;
   // Global options come before the command.
@@ -601,6 +604,35 @@ int RunCapctl(const std::vector<std::string>& args, std::ostream& out,
   }
   Capctl capctl(std::move(socket), out, err);
   return capctl.Run(args, i);
+}
+
+// What a command wrote must have reached `out`'s file: a full disk must not
+// leave `capctl policy init > policy.capnp` a truncated file behind exit 0.
+// Returns `code`, or kExitFailure after one line on `err` when the output
+// failed and the command had succeeded (a command that failed has said why
+// with its own code already).
+int CheckOutput(std::ostream& out, std::ostream& err, int code) {
+  // A write that failed during the command set badbit, and the stream
+  // took nothing after. Cleared, the stream flushes again: capctl's stdout
+  // (FdOutput) keeps what it could not write, so the retry fails the same
+  // way and errno says why.
+  const bool failed_before = out.fail();
+  out.clear();
+  errno = 0;
+  out.flush();
+  if (!failed_before && !out.fail()) return code;
+  const int saved = errno;
+  if (code != kExitOk) return code;
+  err << "capctl: write to stdout: "
+      << (saved != 0 ? strerror(saved) : "the output stream failed; output was lost") << "\n";
+  return kExitFailure;
+}
+
+}  // namespace
+
+int RunCapctl(const std::vector<std::string>& args, std::ostream& out,
+              std::ostream& err) {
+  return CheckOutput(out, err, RunCommand(args, out, err));
 }
 
 }  // namespace capbroker

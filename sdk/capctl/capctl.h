@@ -9,7 +9,7 @@
 // an argument of the program run.
 //
 // Exit codes (kExit*): 0 ok, 2 usage, 3 permission denied, 4 not found,
-// 5 broker unavailable, 1 anything else; `exec` returns 127 when the command
+// 5 broker unavailable, 1 anything else (a failed write to stdout too); `exec` returns 127 when the command
 // cannot be run. Every failure writes exactly one line "capctl: <why>" to
 // `err` (a usage error adds the command's usage after it, or the whole
 // text when the command is missing or unknown); `policy check` of a
@@ -38,6 +38,9 @@ inline constexpr int kExitCannotExec = 127;
 int ExitCodeFor(const absl::Status& status);
 
 // Runs capctl with `args` (without argv[0]) and returns the exit code.
+// `out` is flushed before it returns: when what the command wrote could not
+// be written (a full disk), a command that succeeded fails with exit 1 and
+// "capctl: write to stdout: <why>".
 // `exec` replaces the calling process on success (execvp, in place, so that
 // LISTEN_PID is this process's pid) and so never returns then: tests run it
 // in a forked child. Not thread-safe (exec changes the environment).

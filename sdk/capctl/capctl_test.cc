@@ -24,6 +24,7 @@
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
 #include "sdk/base/unique_fd.h"
+#include "sdk/capctl/fd_output.h"
 #include "sdk/capctl/fd_placement.h"
 #include "tests/fixtures/broker_process.h"
 #include "tests/fixtures/temp_dir.h"
@@ -525,6 +526,111 @@ TEST_F(CapctlTest, StdioClosedAtStartIsDevNull) {
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   EXPECT_EQ(output, "/dev/null\n/dev/null\n1\n");
+}
+
+// Runs the capctl program with `args` and its stdout on `stdout_path`;
+// the exit code and what it wrote to stderr.
+Result RunProgramWithStdout(const std::vector<std::string>& args,
+                            const std::string& stdout_path) {
+  int pipefd[2];
+  EXPECT_EQ(pipe2(pipefd, O_CLOEXEC), 0);
+  UniqueFd read_end(pipefd[0]);
+  UniqueFd write_end(pipefd[1]);
+  std::string capctl = testing::RunfilePath("sdk/capctl/capctl");
+  std::vector<char*> argv{capctl.data()};
+  std::vector<std::string> copies(args);
+  for (std::string& a : copies) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int out = open(stdout_path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (out < 0 || dup2(out, 1) != 1 || dup2(write_end.get(), 2) != 2) _exit(90);
+    execv(capctl.c_str(), argv.data());
+    _exit(91);
+  }
+  EXPECT_GT(pid, 0);
+  write_end.reset();
+  std::string err;
+  char buf[4096];
+  for (ssize_t n; (n = read(read_end.get(), buf, sizeof buf)) > 0;) err.append(buf, n);
+  int status = 0;
+  EXPECT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status)) << status;
+  return {WEXITSTATUS(status), "", err};
+}
+
+// Output that cannot be written (a full disk: /dev/full) is a failure, not
+// a success with a truncated file: one line on stderr, exit 1.
+TEST_F(CapctlTest, AFailedWriteToStdoutFails) {
+  const std::string socket = broker_->socket_path();
+  for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
+           {"policy", "init"}, {"help"}, {"list"}, {"status"}, {"services"},
+           {"request", "motd"}, {"open", "spool", "job"}, {"policy", "check", "POLICY"}}) {
+    for (std::string& a : args) {
+      if (a == "POLICY") a = Path("policy.capnp");
+    }
+    args.insert(args.begin(), {"--socket", socket});
+    SCOPED_TRACE(absl::StrJoin(args, " "));
+    Result r = RunProgramWithStdout(args, "/dev/full");
+    EXPECT_EQ(r.code, kExitFailure);
+    EXPECT_EQ(r.err, "capctl: write to stdout: No space left on device\n");
+  }
+}
+
+// A command that failed on its own keeps its exit code and its one line.
+TEST_F(CapctlTest, AFailedCommandWithUnwritableStdoutKeepsItsOwnError) {
+  Result r = RunProgramWithStdout({"--socket", broker_->socket_path(), "request", "secret"},
+                                  "/dev/full");
+  ExpectFailure(r, kExitPermissionDenied);
+  EXPECT_THAT(r.err, Not(HasSubstr("stdout")));
+}
+
+// RunCapctl checks the stream it was given, whatever it is.
+TEST(CapctlOutputTest, AStreamThatFailedIsReported) {
+  std::ostringstream out, err;
+  out.setstate(std::ios::badbit);
+  EXPECT_EQ(RunCapctl({"policy", "init"}, out, err), kExitFailure);
+  EXPECT_THAT(err.str(), StartsWith("capctl: write to stdout: "));
+  EXPECT_EQ(Lines(err.str()).size(), 1u) << err.str();
+}
+
+// Output larger than FdOutput's buffer arrives whole and in order.
+TEST(FdOutputTest, WritesEverythingInOrder) {
+  int pipefd[2];
+  ASSERT_EQ(pipe2(pipefd, O_CLOEXEC), 0);
+  UniqueFd read_end(pipefd[0]);
+  UniqueFd write_end(pipefd[1]);
+  std::string text;
+  for (int i = 0; i < 3000; ++i) absl::StrAppend(&text, i, "\n");  // ~14 KB
+  ASSERT_LT(text.size(), 65536u);  // fits the pipe: no reader needed
+  {
+    FdOutput buffer(write_end.get());
+    std::ostream out(&buffer);
+    out << text;
+    out.flush();
+    ASSERT_TRUE(out.good());
+  }
+  write_end.reset();
+  std::string read_back;
+  char buf[4096];
+  for (ssize_t n; (n = read(read_end.get(), buf, sizeof buf)) > 0;) read_back.append(buf, n);
+  EXPECT_EQ(read_back, text);
+}
+
+// What could not be written is kept: a retried flush fails again, with
+// errno saying why, however long ago the first failure was.
+TEST(FdOutputTest, AFailedWriteFailsAgainWithErrno) {
+  UniqueFd full(open("/dev/full", O_WRONLY | O_CLOEXEC));
+  ASSERT_TRUE(full.valid());
+  FdOutput buffer(full.get());
+  std::ostream out(&buffer);
+  out << std::string(10000, 'x');  // past the buffer: a write fails here
+  EXPECT_TRUE(out.bad());
+  errno = 0;
+  out.clear();
+  out.flush();
+  EXPECT_TRUE(out.bad());
+  EXPECT_EQ(errno, ENOSPC);
 }
 
 TEST_F(CapctlTest, ExecDeniedRunsNothing) {

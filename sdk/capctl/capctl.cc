@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -41,10 +42,25 @@ constexpr size_t kMaxFdNameBytes = 255;
 constexpr size_t kMaxShownArgumentBytes = 256;
 constexpr size_t kMaxShownReasonBytes = 512;
 
-// `text` whole if it has at most `max` bytes, else its start and its length.
+// `text` as an error line may show it: control bytes (a newline would
+// split the line; an escape sequence would reach the terminal) as \xNN, as
+// the broker shows them, and at most `max` bytes of that, else its start
+// and its length.
 std::string Shown(absl::string_view text, size_t max = kMaxShownArgumentBytes) {
-  if (text.size() <= max) return std::string(text);
-  return absl::StrCat(text.substr(0, max), "... (", text.size(), " bytes)");
+  std::string shown;
+  size_t used = 0;  // bytes of `text` in `shown`
+  for (; used < text.size(); ++used) {
+    const unsigned char c = static_cast<unsigned char>(text[used]);
+    const bool control = c < 0x20 || c == 0x7f;
+    if (shown.size() + (control ? 4 : 1) > max) break;
+    if (control) {
+      absl::StrAppendFormat(&shown, "\\x%02x", c);
+    } else {
+      shown += static_cast<char>(c);
+    }
+  }
+  if (used < text.size()) absl::StrAppend(&shown, "... (", text.size(), " bytes)");
+  return shown;
 }
 
 // A usage error: the message for "capctl: <why>", and the usage text.
@@ -313,7 +329,7 @@ int Capctl::ExecWith(std::vector<UniqueFd> fds, const std::vector<std::string>& 
   err_.flush();
   execvp(argv[0], argv.data());
   int saved = errno;
-  err_ << "capctl: exec " << command[0] << ": " << strerror(saved) << "\n";
+  err_ << "capctl: exec " << Shown(command[0]) << ": " << strerror(saved) << "\n";
   return kExitCannotExec;
 }
 

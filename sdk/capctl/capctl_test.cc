@@ -439,6 +439,43 @@ TEST_F(CapctlTest, NameTooLongToSendIsRefusedByTheClient) {
   EXPECT_LT(r.err.size(), 1000u) << "the name is echoed";
 }
 
+// An argument echoed in an error line is bounded and shows control bytes
+// as \xNN (as the broker does): the error stays one short line. `first`
+// is what the line's start must show.
+void ExpectOneBoundedLine(const std::string& text, absl::string_view shows) {
+  const std::string first = text.substr(0, text.find('\n'));
+  EXPECT_THAT(first, StartsWith("capctl: "));
+  EXPECT_LT(first.size(), 1000u) << "the argument is echoed unbounded";
+  EXPECT_THAT(first, HasSubstr(shows));
+}
+
+TEST_F(CapctlTest, ArgumentsInErrorLinesAreBoundedAndEscaped) {
+  // Not run: exec's failure line names the command.
+  Result exec = RunInChild({"exec", "motd", "--", std::string(100000, 'a')});
+  EXPECT_EQ(exec.code, kExitCannotExec);
+  EXPECT_EQ(Lines(exec.out).size(), 1u) << exec.out.substr(0, 2000);
+  ExpectOneBoundedLine(exec.out, "(100000 bytes): File name too long");
+
+  Result request = Run({"request", "a\nb"});
+  ExpectFailure(request, kExitNotFound);
+  ExpectOneBoundedLine(request.err, "capctl: request a\\x0ab: ");
+
+  // Usage errors: the one line, then the usage.
+  Result command = Run({"foo\nbar"});
+  ExpectFailure(command, kExitUsage);
+  ExpectOneBoundedLine(command.err, "capctl: unknown command \"foo\\x0abar\"");
+
+  Result fd_name = Run({"exec", "motd=x\ny", "--", "/bin/true"});
+  ExpectFailure(fd_name, kExitUsage);
+  ExpectOneBoundedLine(fd_name.err, "bad fd name \"x\\x0ay\"");
+
+  // Escaping does not lift the bound: 100 KB of control bytes.
+  Result controls = Run({std::string(100000, '\x1b')});
+  ExpectFailure(controls, kExitUsage);
+  ExpectOneBoundedLine(controls.err, "\\x1b\\x1b... (100000 bytes)");
+  EXPECT_THAT(controls.err, Not(HasSubstr("\x1b")));
+}
+
 TEST_F(CapctlTest, ExecHandsOverFdsAndListenVariables) {
   // An fd capctl inherited without close-on-exec (dup2 clears the flag)
   // must not reach the program.

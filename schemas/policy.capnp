@@ -19,7 +19,8 @@ struct Policy {
 }
 
 struct Capability {
-  name @0 :Text;            # unique; [A-Za-z0-9_.-], at most 64 bytes
+  name @0 :Text;            # unique; [A-Za-z0-9_.-], at most 64 bytes,
+                            # the first a letter or digit
   union {
     unset @1 :Void;         # no kind given: an error
     file @2 :FileCapability;
@@ -49,7 +50,8 @@ struct MemoryCapability {
 }
 
 struct Principal {
-  name @0 :Text;            # unique; [A-Za-z0-9_.-], at most 64 bytes
+  name @0 :Text;            # unique; [A-Za-z0-9_.-], at most 64 bytes,
+                            # the first a letter or digit
   match @1 :Match;
   grants @2 :List(Text);    # names of capabilities in this policy
 }
@@ -66,7 +68,7 @@ struct Service {
   # A program the broker launches confined and supervises. Its principal is
   # its name: a service is known by the connection the broker made for it,
   # never by matching uid or exe. Names are unique among principals and
-  # services together.
+  # services together, of the same form as a principal's.
   name @0 :Text;
   command @1 :List(Text);     # argv; command[0] is the program, an absolute path
   environment @2 :List(Text); # "KEY=VALUE"; nothing is inherited

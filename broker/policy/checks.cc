@@ -12,12 +12,21 @@ std::string ToString(capnp::Text::Reader text) {
   return std::string(text.cStr(), text.size());
 }
 
-bool IsValidName(absl::string_view name) {
+namespace {
+
+// 1 to kMaxNameLength of [A-Za-z0-9_.-], wherever they are.
+bool HasNameCharacters(absl::string_view name) {
   if (name.empty() || name.size() > kMaxNameLength) return false;
   for (char c : name) {
     if (!(absl::ascii_isalnum(c) || c == '_' || c == '.' || c == '-')) return false;
   }
   return true;
+}
+
+}  // namespace
+
+bool IsValidName(absl::string_view name) {
+  return HasNameCharacters(name) && absl::ascii_isalnum(name[0]);
 }
 
 std::optional<std::string> PathProblem(absl::string_view value, absl::string_view field) {
@@ -62,9 +71,19 @@ void Checks::CheckName(absl::string_view what, absl::string_view path,
     Error(name_path, absl::StrCat(what, " has no name; give name = \"...\""));
     return;
   }
-  if (!IsValidName(name)) {
+  if (!HasNameCharacters(name)) {
     Error(name_path, absl::StrCat(what, " name ", Quoted(name), " is invalid: use 1 to ",
-                                  kMaxNameLength, " of A-Z a-z 0-9 _ . -"));
+                                  kMaxNameLength, " of A-Z a-z 0-9 _ . -, the first a "
+                                  "letter or digit"));
+    return;
+  }
+  if (!IsValidName(name)) {
+    Error(name_path,
+          absl::StrCat(what, " name ", Quoted(name),
+                       " is invalid: a name starts with a letter or digit",
+                       name[0] == '-' ? absl::StrCat(" (capctl would read ", Quoted(name),
+                                                     " as an option)")
+                                      : ""));
     return;
   }
   auto [it, inserted] = seen.emplace(std::string(name), name_path);

@@ -28,7 +28,9 @@ inline constexpr int64_t kMaxPolicyId = 0xFFFFFFFELL;
 
 std::string ToString(capnp::Text::Reader text);
 
-// 1 to kMaxNameLength of [A-Za-z0-9_.-].
+// 1 to kMaxNameLength of [A-Za-z0-9_.-], the first a letter or digit:
+// capctl takes names as arguments, and would read "--motd" or "-h" as an
+// option.
 bool IsValidName(absl::string_view name);
 
 // Why `value` (the path in `field`) is not an absolute, normalized path, or

@@ -292,7 +292,19 @@ INSTANTIATE_TEST_SUITE_P(
         SemanticCase{"BadNameChars", CAP("name = \"a b\\n\", memory = ( size = 1 )"),
                      "\"a b",
                      "capability name 'a b\\x0a' is invalid: use 1 to 64 "
-                     "of A-Z a-z 0-9 _ . -"},
+                     "of A-Z a-z 0-9 _ . -, the first a letter or digit"},
+        SemanticCase{"NameStartingWithDashes", CAP("name = \"--motd\", memory = ( size = 1 )"),
+                     "\"--motd",
+                     "capability name '--motd' is invalid: a name starts with a letter or "
+                     "digit (capctl would read '--motd' as an option)"},
+        SemanticCase{"NameThatIsAnOption",
+                     "( principals = [ ( name = \"-h\", match = ( uid = 1 ) ) ] )",
+                     "\"-h",
+                     "principal name '-h' is invalid: a name starts with a letter or "
+                     "digit (capctl would read '-h' as an option)"},
+        SemanticCase{"NameStartingWithAnUnderscore", CAP("name = \"_m\", memory = ( size = 1 )"),
+                     "\"_m",
+                     "capability name '_m' is invalid: a name starts with a letter or digit"},
         SemanticCase{"NameTooLong",
                      "( principals = [ ( name = "
                      "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\", "
@@ -300,7 +312,7 @@ INSTANTIATE_TEST_SUITE_P(
                      "\"aaaa",
                      "principal name "
                      "'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' is "
-                     "invalid: use 1 to 64 of A-Z a-z 0-9 _ . -"},
+                     "invalid: use 1 to 64 of A-Z a-z 0-9 _ . -, the first a letter or digit"},
         SemanticCase{"DuplicateCapability",
                      "( capabilities = [ ( name = \"m\", memory = ( size = 1 ) ),\n"
                      "                   ( name = \"m\", memory = ( size = 2 ) ) ] )",

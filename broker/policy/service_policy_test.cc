@@ -57,6 +57,21 @@ TEST(ServicePolicyTest, DefaultsAreSecureAndOnDemand) {
   EXPECT_EQ(p.restrict_address_families[0], sandbox::AddressFamily::kUnix);
 }
 
+// `capctl connect -h -- ...` would print connect's help: a service name
+// capctl reads as an option is refused where it is written.
+TEST(ServicePolicyTest, ANameCapctlReadsAsAnOptionIsRefused) {
+  const std::string text =
+      WithServices(R"(( name = "-h", command = [ "/usr/bin/scan" ], connect = [ "ops" ] ))");
+  absl::StatusOr<Policy> policy = ParsePolicy(text, "policy.cb");
+  const size_t at = text.find("\"-h\"");
+  const size_t line_start = text.rfind('\n', at) + 1;
+  EXPECT_THAT(policy, StatusIs(absl::StatusCode::kInvalidArgument,
+                               absl::StrCat("policy.cb:5:", at - line_start + 1,
+                                            ": service name '-h' is invalid: a name starts "
+                                            "with a letter or digit (capctl would read '-h' "
+                                            "as an option)")));
+}
+
 TEST(ServicePolicyTest, SandboxSettingsAreRead) {
   ASSERT_OK_AND_ASSIGN(
       Policy policy,

@@ -22,8 +22,8 @@ constexpr char kStarterPolicy[] = R"POLICY(# capbroker policy: which clients may
 # writable by group or others.
 (
   # Capabilities: what the broker can hand out. Names are unique, 1 to 64 of
-  # A-Z a-z 0-9 _ . - . Each capability has exactly one kind: file,
-  # directory or memory.
+  # A-Z a-z 0-9 _ . -, the first a letter or digit. Each capability has
+  # exactly one kind: file, directory or memory.
   capabilities = [
     # The scanner's signature database, for the service example below:
     # ( name = "signatures", file = ( path = "/usr/local/share/capbroker/signatures.txt", access = read ) ),

@@ -440,8 +440,8 @@ TEST_F(CapctlTest, NameTooLongToSendIsRefusedByTheClient) {
 }
 
 // An argument echoed in an error line is bounded and shows control bytes
-// as \xNN (as the broker does): the error stays one short line. `first`
-// is what the line's start must show.
+// as \xNN (as the broker does): the error's first line is short and
+// contains `shows`.
 void ExpectOneBoundedLine(const std::string& text, absl::string_view shows) {
   const std::string first = text.substr(0, text.find('\n'));
   EXPECT_THAT(first, StartsWith("capctl: "));

@@ -18,6 +18,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
@@ -221,6 +222,31 @@ TEST_F(CapctlTest, ListShowsGrantedCapabilities) {
   EXPECT_THAT(r.out, HasSubstr(Path("spool")));
   EXPECT_THAT(r.out, HasSubstr("65536 bytes"));
   EXPECT_THAT(r.out, ::testing::Not(HasSubstr("secret")));
+}
+
+// The finding's policy: 1000 file capabilities, all granted to everyone,
+// whose list is larger than one datagram ("capctl: list: message is 80080
+// bytes; at most 65536 fit in one datagram").
+TEST(CapctlListTest, ListsAPolicyLargerThanOneReply) {
+  std::string caps, grants;
+  for (int i = 0; i < 1000; ++i) {
+    absl::StrAppend(&caps, i ? ", " : "",
+                    absl::StrFormat("( name = \"cap%04d\", file = ( path = \"/tmp/x/motd.txt\", "
+                                    "access = read ) )", i));
+    absl::StrAppend(&grants, i ? ", " : "", absl::StrFormat("\"cap%04d\"", i));
+  }
+  ASSERT_OK_AND_ASSIGN(
+      auto broker,
+      BrokerProcess::Start(absl::StrCat("( capabilities = [ ", caps,
+                                        " ], principals = [ ( name = \"all\", match = ( "
+                                        "anyUser = true ), grants = [ ", grants, " ] ) ] )")));
+  std::ostringstream out, err;
+  ASSERT_EQ(RunCapctl({"--socket", broker->socket_path(), "list"}, out, err), kExitOk)
+      << err.str();
+  std::vector<std::string> lines = Lines(out.str());
+  ASSERT_EQ(lines.size(), 1001u);
+  EXPECT_THAT(lines[1], StartsWith("cap0000 "));
+  EXPECT_THAT(lines[1000], StartsWith("cap0999 "));
 }
 
 TEST_F(CapctlTest, StatusShowsCountersAndIdentity) {

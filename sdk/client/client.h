@@ -175,7 +175,16 @@ class Client {
                                          absl::string_view path,
                                          const BeneathOptions& options = {});
 
-  // The capabilities this client may request.
+  // The capabilities this client may request, in ascending order of name.
+  // They come in pages, one request each, as many as it takes (each fits
+  // in one datagram); a policy reload between two pages shows in the later
+  // ones. kInternal, closing the connection as for any protocol error,
+  // when the broker answers what no policy holds: a page whose names are
+  // not strictly ascending from the last name before it (a repeated page,
+  // one going back), an empty page with more to come, more than
+  // wire::kMaxListEntries entries, names or paths longer than the wire's
+  // limits. A broker older than pages answers with the whole list in one
+  // reply, in policy order, which is taken as it is.
   absl::StatusOr<std::vector<CapabilityInfo>> List();
 
   // The broker's counters.

@@ -101,8 +101,11 @@ absl::StatusOr<Capability> TakeGrant(schema::Reply::Reader reply,
 // Makes `fd` (borrowed), handed to FromFd, fit to be a Client's connection:
 // a SOCK_SEQPACKET socket, since the framing relies on one message per
 // datagram; close-on-exec, so that an inherited, authenticated connection
-// does not leak into a program this process runs later; and blocking, since
-// a call waits for its reply.
+// does not leak into a program this process runs later; without credential
+// messages, since a socket inherited with SO_PASSPIDFD on (a systemd
+// socket's PassPIDFD=) would bring a pidfd, one more open fd, with every
+// reply (SO_PASSCRED and SO_PASSSEC only a control message); and blocking,
+// since a call waits for its reply.
 absl::Status AdoptConnection(int fd) {
   int type = 0;
   socklen_t length = sizeof(type);
@@ -123,6 +126,7 @@ absl::Status AdoptConnection(int fd) {
   if ((flags & FD_CLOEXEC) == 0 && fcntl(fd, F_SETFD, flags | FD_CLOEXEC) != 0) {
     return ErrnoStatus(errno, absl::StrCat("fcntl(fd=", fd, ", F_SETFD, FD_CLOEXEC)"));
   }
+  CB_RETURN_IF_ERROR(wire::StopCredentialMessages(fd));
   return SetNonBlocking(fd, false);
 }
 

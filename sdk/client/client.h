@@ -153,8 +153,9 @@ class Client {
   // example) and does the handshake. `fd` must be a SOCK_SEQPACKET socket
   // (kInvalidArgument otherwise). The client sets FD_CLOEXEC on it, so that
   // an inherited, authenticated connection does not leak into a program
-  // this process runs later, and clears O_NONBLOCK, since a call waits for
-  // its reply.
+  // this process runs later, turns off SO_PASSCRED, SO_PASSSEC and
+  // SO_PASSPIDFD (with the last, every reply would bring a pidfd, an fd
+  // of its own), and clears O_NONBLOCK, since a call waits for its reply.
   static absl::StatusOr<Client> FromFd(UniqueFd fd);
 
   Client(Client&&) = default;

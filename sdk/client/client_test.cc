@@ -745,6 +745,31 @@ TEST_F(ClientTest, AListReplyFromABrokerWithoutPagesIsTheWholeList) {
   ExpectClosedAfter("not a page", 4);  // the hello and three lists
 }
 
+#ifndef SO_PASSPIDFD
+#define SO_PASSPIDFD 76  // Linux 6.5; Debian 12's headers predate it
+#endif
+
+// An inherited connection may have SO_PASSPIDFD on (a systemd socket's
+// PassPIDFD=): every datagram would then bring a pidfd of the sender.
+TEST(ClientFromFdTest, AConnectionPassingPidfdsLeavesNoFdsBehind) {
+  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+  const int on = 1;
+  if (setsockopt(pair.second.get(), SOL_SOCKET, SO_PASSPIDFD, &on, sizeof(on)) != 0) {
+    ASSERT_EQ(errno, ENOPROTOOPT) << std::strerror(errno);
+    GTEST_SKIP() << "this kernel has no SO_PASSPIDFD (Linux 6.5): no pidfds to leak";
+  }
+  const int before = CountOpenFds();
+  {
+    BrokerEnd broker(std::move(pair.first));
+    broker.Send(HelloReply);
+    for (uint64_t id = 2; id < 12; ++id) broker.Send(ListReply(id));
+    ASSERT_OK_AND_ASSIGN(Client client, Client::FromFd(std::move(pair.second)));
+    for (int i = 0; i < 10; ++i) ASSERT_OK(client.List());
+  }
+  EXPECT_EQ(CountOpenFds(), before - 2) << "fds left: "
+                                        << ::testing::PrintToString(testing::OpenFdTargets());
+}
+
 TEST(ClientFromFdTest, MakesTheConnectionCloseOnExecAndBlocking) {
   ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
   BrokerEnd broker(std::move(pair.first));

@@ -18,7 +18,6 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
@@ -27,6 +26,7 @@
 #include "sdk/base/unique_fd.h"
 #include "sdk/capctl/fd_placement.h"
 #include "tests/fixtures/broker_process.h"
+#include "tests/fixtures/large_policy.h"
 #include "tests/fixtures/temp_dir.h"
 
 namespace capbroker {
@@ -228,18 +228,8 @@ TEST_F(CapctlTest, ListShowsGrantedCapabilities) {
 // whose list is larger than one datagram ("capctl: list: message is 80080
 // bytes; at most 65536 fit in one datagram").
 TEST(CapctlListTest, ListsAPolicyLargerThanOneReply) {
-  std::string caps, grants;
-  for (int i = 0; i < 1000; ++i) {
-    absl::StrAppend(&caps, i ? ", " : "",
-                    absl::StrFormat("( name = \"cap%04d\", file = ( path = \"/tmp/x/motd.txt\", "
-                                    "access = read ) )", i));
-    absl::StrAppend(&grants, i ? ", " : "", absl::StrFormat("\"cap%04d\"", i));
-  }
-  ASSERT_OK_AND_ASSIGN(
-      auto broker,
-      BrokerProcess::Start(absl::StrCat("( capabilities = [ ", caps,
-                                        " ], principals = [ ( name = \"all\", match = ( "
-                                        "anyUser = true ), grants = [ ", grants, " ] ) ] )")));
+  ASSERT_OK_AND_ASSIGN(auto broker,
+                       BrokerProcess::Start(testing::ManyCapabilitiesPolicy(1000)));
   std::ostringstream out, err;
   ASSERT_EQ(RunCapctl({"--socket", broker->socket_path(), "list"}, out, err), kExitOk)
       << err.str();

@@ -7,7 +7,6 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
@@ -17,6 +16,7 @@
 #include "sdk/client/client.h"
 #include "tests/fixtures/broker_process.h"
 #include "tests/fixtures/fd_count.h"
+#include "tests/fixtures/large_policy.h"
 
 namespace capbroker {
 namespace {
@@ -148,22 +148,10 @@ TEST_F(BrokerTest, ListsAndReportsStatus) {
   EXPECT_EQ(status.denials_by_reason[0].first, "permissionDenied");
 }
 
-// The policy of 1000 capabilities, all granted to everyone, whose list
-// took 80 KB, more than a datagram holds: List comes in pages.
-std::string ThousandCapabilities() {
-  std::string caps, grants;
-  for (int i = 0; i < 1000; ++i) {
-    absl::StrAppend(&caps, i ? ", " : "",
-                    absl::StrFormat("( name = \"cap%04d\", file = ( path = \"/tmp/x/motd.txt\", "
-                                    "access = read ) )", i));
-    absl::StrAppend(&grants, i ? ", " : "", absl::StrFormat("\"cap%04d\"", i));
-  }
-  return absl::StrCat("( capabilities = [ ", caps, " ], principals = [ ( name = \"all\", "
-                      "match = ( anyUser = true ), grants = [ ", grants, " ] ) ] )");
-}
-
+// 1000 capabilities, whose list takes 72 KB, more than a datagram holds:
+// List comes in pages.
 TEST(BrokerListTest, ListsEveryCapabilityOfAPolicyLargerThanOneReply) {
-  ASSERT_OK_AND_ASSIGN(auto broker, BrokerProcess::Start(ThousandCapabilities()));
+  ASSERT_OK_AND_ASSIGN(auto broker, BrokerProcess::Start(testing::ManyCapabilitiesPolicy(1000)));
   ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(broker->socket_path()));
   ASSERT_OK_AND_ASSIGN(std::vector<CapabilityInfo> list, client.List());
   ASSERT_EQ(list.size(), 1000u);

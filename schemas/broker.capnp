@@ -54,12 +54,28 @@ struct Request {
     hello @2 :Hello;
     acquire @3 :Acquire;
     openBeneath @4 :OpenBeneath;
-    list @5 :Void;
+    list @5 :Void;         # what this client may ask for (see listPage)
     status @6 :Void;
     connect @7 :Connect;
     ready @8 :Void;        # services only: the service is ready to serve
     services @9 :Void;     # what `capctl services` shows
   }
+  listPage @10 :ListPage;  # with `list`: see ListPage
+}
+
+struct ListPage {
+  # A `list` request that carries this asks for one page of the list: the
+  # capabilities named after `startAfter`, in ascending bytewise order of
+  # name, as many as fit in one datagram (at least one). The reply is
+  # `capabilities`; when its `more` is set, ask again with `startAfter` the
+  # page's last name. Every page follows the policy in force when it is
+  # asked for: a reload (SIGHUP) between two pages shows in the later ones.
+  # A `list` without it (a client older than pages) gets the whole list in
+  # one `list` reply, or resourceExhausted when it needs more than a page.
+  # It sits outside the union so that a broker older than pages, which does
+  # not know it, reads a plain `list` and answers it whole: the reply's
+  # kind tells the client which it got.
+  startAfter @0 :Text;     # empty: from the first
 }
 
 struct Connect {
@@ -197,10 +213,16 @@ struct Reply {
     error @2 :Error;
     hello @3 :HelloReply;
     granted @4 :Void;      # the capability is fds[0]
-    list @5 :List(CapabilitySummary);
+    list @5 :List(CapabilitySummary);  # a `list` without `listPage`: all of it
     status @6 :BrokerStatus;
     incoming @7 :PeerInfo;   # event: a new connection, fds[0]
     services @8 :List(ServiceInfo);
     ready @9 :Void;          # the broker took note of the readiness
+    capabilities @10 :CapabilityPage;  # a `list` with `listPage`: one page
   }
+}
+
+struct CapabilityPage {
+  entries @0 :List(CapabilitySummary);  # ascending bytewise by name
+  more @1 :Bool;           # more follow: ask after the last entry's name
 }

@@ -15,10 +15,18 @@
 #include "broker/policy/checks.h"
 #include "broker/policy/excerpt.h"
 #include "broker/policy/service_validator.h"
+#include "sdk/wire/limits.h"
 #include "sdk/wire/names.h"
 
 namespace capbroker {
 namespace {
+
+// What a policy may hold must fit the wire: a client refuses a list of more
+// entries, or of longer names or paths, as no policy's (Client::List), and
+// the broker's list pages are sized to hold the longest entry.
+static_assert(kMaxCapabilities <= wire::kMaxListEntries, "a list must hold every capability");
+static_assert(kMaxNameLength <= wire::kMaxNameBytes && kMaxPathLength <= wire::kMaxPathBytes,
+              "a list entry must hold every name and path a policy can have");
 
 using schema::Access;
 

@@ -3,9 +3,15 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 
 #include "broker/policy/policy_parser.h"
 #include "capnp/schema.capnp.h"
@@ -14,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
 #include "sdk/wire/framing.h"
+#include "sdk/wire/limits.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 
@@ -135,6 +142,143 @@ TEST_F(DispatchTest, CountsRefusals) {
   EXPECT_EQ(stats_.denials_by_reason["invalidRequest"], 1u);
 }
 
+// A policy of 1000 file capabilities named cap0000 to cap0999, written in
+// descending order (so that name order is not policy order), and 20 of the
+// longest entries a policy can hold: names of 64 bytes and paths of 4095.
+// Two principals match uid 1000 and grant overlapping halves of them.
+std::string LargePolicy() {
+  std::vector<std::string> caps, first, second;
+  for (int i = 999; i >= 0; --i) {
+    std::string name = absl::StrFormat("cap%04d", i);
+    caps.push_back(absl::StrCat("( name = \"", name,
+                                "\", file = ( path = \"/tmp/x/motd.txt\", access = read ) )"));
+    (i < 600 ? first : second).push_back(absl::StrCat("\"", name, "\""));
+    if (i >= 400 && i < 600) second.push_back(absl::StrCat("\"", name, "\""));
+  }
+  for (int i = 0; i < 20; ++i) {
+    std::string name = absl::StrFormat("long%02d", i) + std::string(58, 'n');
+    std::string path = "/" + std::string(4094, static_cast<char>('a' + i));
+    caps.push_back(absl::StrCat("( name = \"", name, "\", file = ( path = \"", path,
+                                "\", access = read ) )"));
+    second.push_back(absl::StrCat("\"", name, "\""));
+  }
+  return absl::StrCat("( capabilities = [ ", absl::StrJoin(caps, ", "),
+                      " ], principals = [ ( name = \"a\", match = ( uid = 1000 ), grants = [ ",
+                      absl::StrJoin(first, ", "),
+                      " ] ), ( name = \"b\", match = ( anyUser = true ), grants = [ ",
+                      absl::StrJoin(second, ", "), " ] ) ] )");
+}
+
+class ListPageTest : public DispatchTest {
+ protected:
+  void Install(const std::string& text) {
+    ASSERT_OK_AND_ASSIGN(Policy policy, ParsePolicy(text, "t.capnp"));
+    ASSERT_OK(handler_.SetPolicy(std::move(policy)));
+  }
+
+  struct Page {
+    std::vector<std::string> names;
+    bool more = false;
+  };
+  // Asks for the page after `start_after` as the broker answers it, with
+  // the reply flattened for the wire, which it must fit.
+  Page PageAfter(const std::string& start_after) {
+    capnp::MallocMessageBuilder message;
+    auto request = message.initRoot<schema::Request>();
+    request.setId(++next_id_);
+    request.setList();
+    request.initListPage().setStartAfter(start_after);
+    Answer answer = AnswerMessage(message);
+    Page page;
+    EXPECT_LE(answer.words.size() * sizeof(capnp::word), wire::kMaxMessageBytes);
+    EXPECT_OK(wire::ValidateFraming(answer.words));
+    capnp::FlatArrayMessageReader reader(answer.words.slice(0, answer.words.size()),
+                                         wire::ReaderLimits());
+    auto reply = reader.getRoot<schema::Reply>();
+    EXPECT_TRUE(reply.isCapabilities())
+        << (reply.isError() ? reply.getError().getMessage().cStr() : "another kind");
+    if (!reply.isCapabilities()) return page;
+    for (auto entry : reply.getCapabilities().getEntries()) {
+      page.names.push_back(entry.getName());
+    }
+    page.more = reply.getCapabilities().getMore();
+    return page;
+  }
+
+  uint64_t next_id_ = 100;
+};
+
+TEST_F(ListPageTest, EveryPageFitsTheWireAndThePagesListEverythingOnceInOrder) {
+  Install(LargePolicy());
+  std::vector<std::string> all;
+  int pages = 0;
+  for (Page page = PageAfter("");; page = PageAfter(all.back())) {
+    ++pages;
+    ASSERT_FALSE(page.names.empty()) << "page " << pages << " is empty";
+    all.insert(all.end(), page.names.begin(), page.names.end());
+    if (!page.more) break;
+    ASSERT_LT(pages, 1100) << "the pages do not end";
+  }
+  std::vector<std::string> expected;
+  for (const CapabilitySpec& spec : handler_.policy().capabilities()) {
+    expected.push_back(spec.name);
+  }
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(all, expected);  // in order, each once
+  // 96 KiB of paths and some 60 KiB of short entries: a few pages, each
+  // well filled.
+  EXPECT_GE(pages, 3);
+  EXPECT_LE(pages, 6);
+}
+
+TEST_F(ListPageTest, APageFollowsThePolicyInForceWhenItIsAskedFor) {
+  Install(LargePolicy());
+  Page first = PageAfter("");
+  ASSERT_TRUE(first.more);
+  // A reload between pages: the next page lists the new policy's
+  // capabilities after the last name seen.
+  Install(R"(( capabilities = [ ( name = "aaa", memory = ( size = 4096 ) ),
+                                ( name = "zzz", memory = ( size = 4096 ) ) ],
+               principals = [ ( name = "p", match = ( uid = 1000 ), grants = [ "aaa", "zzz" ] ) ] ))");
+  Page next = PageAfter(first.names.back());
+  EXPECT_EQ(next.names, std::vector<std::string>{"zzz"});
+  EXPECT_FALSE(next.more);
+}
+
+TEST_F(ListPageTest, AListWithoutPagesIsWholeOrRefused) {
+  capnp::MallocMessageBuilder message;
+  auto request = message.initRoot<schema::Request>();
+  request.setId(3);
+  request.setList();
+  {
+    // The fixture's small policy: one reply, the old `list`.
+    Answer answer = AnswerMessage(message);
+    capnp::FlatArrayMessageReader reader(answer.words.slice(0, answer.words.size()));
+    auto reply = reader.getRoot<schema::Reply>();
+    ASSERT_TRUE(reply.isList());
+    ASSERT_EQ(reply.getList().size(), 1u);
+    EXPECT_EQ(std::string(reply.getList()[0].getName()), "scratch");
+  }
+  Install(LargePolicy());
+  uint64_t id;
+  auto [code, text] = ErrorOf(AnswerMessage(message), &id);
+  EXPECT_EQ(code, schema::ErrorCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(id, 3u);
+  EXPECT_THAT(text, HasSubstr("in pages"));
+}
+
+TEST_F(ListPageTest, AStartAfterLongerThanANameIsRefused) {
+  capnp::MallocMessageBuilder message;
+  auto request = message.initRoot<schema::Request>();
+  request.setId(3);
+  request.setList();
+  request.initListPage().setStartAfter(std::string(wire::kMaxNameBytes + 1, 'a'));
+  uint64_t id;
+  auto [code, text] = ErrorOf(AnswerMessage(message), &id);
+  EXPECT_EQ(code, schema::ErrorCode::INVALID_REQUEST);
+  EXPECT_THAT(text, HasSubstr("startAfter"));
+}
+
 // Runs the fuzz entry point over valid requests of every kind and seeded
 // mutations of them (bit flips, word overwrites, truncations).
 TEST(DispatchFuzzTest, SurvivesMutations) {
@@ -166,6 +310,10 @@ TEST(DispatchFuzzTest, SurvivesMutations) {
     o.setPath("etc/hostname");
   });
   add([](schema::Request::Builder r) { r.setList(); });
+  add([](schema::Request::Builder r) {
+    r.setList();
+    r.initListPage().setStartAfter("board");
+  });
   add([](schema::Request::Builder r) { r.setStatus(); });
   std::mt19937 rng(20261121);
   int runs = 0;

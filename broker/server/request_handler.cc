@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <numeric>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -81,6 +82,43 @@ std::string GrantReason(const Identity& identity, absl::string_view request_kind
   return absl::StrCat("service '", principal, "' is granted '", capability, "'");
 }
 
+// What the entries of one list page may take of its reply, counted as Cap'n
+// Proto lays them out (ListEntryBytes). The rest of the wire's limit is
+// left for what is not an entry: the segment table (at most kMaxSegments
+// sizes), the Reply and CapabilityPage structs, the list's tag word, and
+// landing pads for their far pointers: a few hundred bytes, and 2 KiB
+// are kept for them.
+constexpr size_t kListPageBytes = wire::kMaxMessageBytes - 2048;
+
+// A text field's bytes: its characters and a NUL, in whole words.
+constexpr size_t TextBytes(size_t length) { return (length + 1 + 7) / 8 * 8; }
+
+// What one entry takes of a page: its CapabilitySummary, inline in the
+// list, then its name and its path, each with a far pointer's landing pad
+// (8 bytes) in case the builder put the text in another segment than the
+// list. Exact, but for the landing pads, which are counted whether or not
+// they are needed.
+constexpr size_t ListEntryBytes(size_t name_bytes, size_t path_bytes) {
+  using Summary = schema::CapabilitySummary::_capnpPrivate;
+  return (Summary::dataWordSize + Summary::pointerCount) * sizeof(capnp::word) + 8 +
+         TextBytes(name_bytes) + 8 + TextBytes(path_bytes);
+}
+
+// The policy validator holds names and paths to the wire's limits (a
+// static_assert in policy_validator.cc ties the two), so the longest entry
+// a policy can hold fits in a page: every page has at least one entry.
+static_assert(ListEntryBytes(wire::kMaxNameBytes, wire::kMaxPathBytes) <= kListPageBytes,
+              "a page must hold the longest entry a policy can have");
+
+// Fills a list entry for `spec`.
+void SetSummary(const CapabilitySpec& spec, schema::CapabilitySummary::Builder item) {
+  item.setName(spec.name);
+  item.setKind(WireKind(spec.kind));
+  item.setAccess(spec.kind == Kind::kMemory ? schema::Access::READ_WRITE : spec.access);
+  item.setPath(spec.path);
+  item.setSize(spec.size);
+}
+
 bool IsDirectoryFd(int fd) {
   struct stat st;
   return fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
@@ -124,6 +162,12 @@ absl::Status RequestHandler::SetPolicy(Policy policy) {
   }
   policy_ = std::move(policy);
   shared_memory_ = std::move(shared);
+  const std::vector<CapabilitySpec>& capabilities = policy_.capabilities();
+  by_name_.resize(capabilities.size());
+  std::iota(by_name_.begin(), by_name_.end(), size_t{0});
+  std::sort(by_name_.begin(), by_name_.end(), [&](size_t a, size_t b) {
+    return capabilities[a].name < capabilities[b].name;
+  });
   ++stats_.policy_generation;
   return absl::OkStatus();
 }
@@ -171,7 +215,7 @@ Outcome RequestHandler::Handle(Session& session, schema::Request::Reader request
     case schema::Request::OPEN_BENEATH:
       return OpenBeneath(session, request.getOpenBeneath(), reply);
     case schema::Request::LIST:
-      List(session, reply);
+      List(session, request, reply);
       return {};
     case schema::Request::STATUS:
       Status(session, reply);
@@ -406,36 +450,72 @@ Outcome RequestHandler::OpenBeneath(const Session& session,
   return outcome;
 }
 
-void RequestHandler::List(const Session& session, schema::Reply::Builder reply) {
-  // The union of the grants of every matching principal (or the service's
-  // own grants), in policy order.
-  std::vector<bool> granted(policy_.capabilities().size(), false);
-  size_t count = 0;
-  auto add = [&](const std::vector<size_t>& grants) {
-    for (size_t index : grants) {
-      if (!granted[index]) ++count;
-      granted[index] = true;
+void RequestHandler::List(const Session& session, schema::Request::Reader request,
+                          schema::Reply::Builder reply) {
+  // A client older than pages asks without listPage: its reply is `list`,
+  // whole, or an error when the list takes more than a page.
+  const bool paged = request.hasListPage();
+  absl::string_view start_after;
+  if (paged) {
+    capnp::Text::Reader text = request.getListPage().getStartAfter();
+    if (text.size() > wire::kMaxNameBytes) {
+      absl::Status status = absl::InvalidArgumentError(absl::StrCat(
+          "list startAfter is ", text.size(), " bytes; a capability name has at most ",
+          wire::kMaxNameBytes));
+      CountDenial(status);
+      SetError(reply, status);
+      return;
     }
-  };
+    start_after = View(text);
+  }
+  // The union of the grants of every matching principal (or the service's
+  // own grants).
+  const std::vector<CapabilitySpec>& capabilities = policy_.capabilities();
+  std::vector<bool> granted(capabilities.size(), false);
   if (const ServiceSpec* service = policy_.FindService(session.identity.service);
       !session.identity.service.empty() && service != nullptr) {
-    add(service->grants);
+    for (size_t index : service->grants) granted[index] = true;
   }
   for (const PrincipalSpec* p : policy_.MatchingPrincipals(session.identity)) {
-    add(p->grants);
+    for (size_t index : p->grants) granted[index] = true;
   }
-  auto list = reply.initList(count);
-  size_t out = 0;
-  for (size_t i = 0; i < granted.size(); ++i) {
-    if (!granted[i]) continue;
-    const CapabilitySpec& spec = policy_.capabilities()[i];
-    auto item = list[out++];
-    item.setName(spec.name);
-    item.setKind(WireKind(spec.kind));
-    item.setAccess(spec.kind == Kind::kMemory ? schema::Access::READ_WRITE
-                                              : spec.access);
-    item.setPath(spec.path);
-    item.setSize(spec.size);
+  // The page: the granted capabilities named after start_after, in name
+  // order, as many as fit, and at least one (see kListPageBytes).
+  auto next = std::upper_bound(by_name_.begin(), by_name_.end(), start_after,
+                               [&](absl::string_view after, size_t index) {
+                                 return after < capabilities[index].name;
+                               });
+  std::vector<const CapabilitySpec*> page;
+  size_t bytes = 0;
+  bool more = false;
+  for (; next != by_name_.end(); ++next) {
+    if (!granted[*next]) continue;
+    const CapabilitySpec& spec = capabilities[*next];
+    const size_t entry = ListEntryBytes(spec.name.size(), spec.path.size());
+    if (!page.empty() && bytes + entry > kListPageBytes) {
+      more = true;  // `spec` is granted: the next page has it
+      break;
+    }
+    bytes += entry;
+    page.push_back(&spec);
+  }
+  if (!paged && more) {
+    absl::Status status = absl::ResourceExhaustedError(absl::StrCat(
+        "the capabilities this client may ask for take more than one reply (",
+        wire::kMaxMessageBytes, " bytes); a client of this release asks for them in pages"));
+    CountDenial(status);
+    SetError(reply, status);
+    return;
+  }
+  auto fill = [&](capnp::List<schema::CapabilitySummary>::Builder entries) {
+    for (size_t i = 0; i < page.size(); ++i) SetSummary(*page[i], entries[i]);
+  };
+  if (paged) {
+    auto out = reply.initCapabilities();
+    fill(out.initEntries(page.size()));
+    out.setMore(more);
+  } else {
+    fill(reply.initList(page.size()));
   }
 }
 

@@ -156,7 +156,11 @@ class RequestHandler {
                   schema::Connect::Reader connect, schema::Reply::Builder reply);
   void Ready(const Session& session, schema::Reply::Builder reply);
   void Services(schema::Reply::Builder reply);
-  void List(const Session& session, schema::Reply::Builder reply);
+  // A page of the capabilities `session` may ask for (ListPage in
+  // broker.capnp), or for a request without listPage, all of them in one
+  // `list` reply if they fit in a page. Not audited: it hands out nothing.
+  void List(const Session& session, schema::Request::Reader request,
+            schema::Reply::Builder reply);
   void Status(const Session& session, schema::Reply::Builder reply);
 
   // Fills a grant reply for `spec` with `access` (its fd goes in the reply's
@@ -175,6 +179,9 @@ class RequestHandler {
               absl::string_view principal, schema::Reply::Builder reply);
 
   Policy policy_;
+  // Indices into policy_.capabilities() in ascending order of name, the
+  // order of list pages; made by SetPolicy.
+  std::vector<size_t> by_name_;
   ServiceDirectory* services_ = nullptr;
   audit::AuditLog& audit_;
   Stats& stats_;

@@ -29,6 +29,7 @@
 #include "sdk/capctl/fd_output.h"
 #include "sdk/capctl/fd_placement.h"
 #include "tests/fixtures/broker_process.h"
+#include "tests/fixtures/large_policy.h"
 #include "tests/fixtures/temp_dir.h"
 #include "tests/sandbox/in_child.h"
 
@@ -225,6 +226,21 @@ TEST_F(CapctlTest, ListShowsGrantedCapabilities) {
   EXPECT_THAT(r.out, HasSubstr(Path("spool")));
   EXPECT_THAT(r.out, HasSubstr("65536 bytes"));
   EXPECT_THAT(r.out, ::testing::Not(HasSubstr("secret")));
+}
+
+// The finding's policy: 1000 file capabilities, all granted to everyone,
+// whose list is larger than one datagram ("capctl: list: message is 80080
+// bytes; at most 65536 fit in one datagram").
+TEST(CapctlListTest, ListsAPolicyLargerThanOneReply) {
+  ASSERT_OK_AND_ASSIGN(auto broker,
+                       BrokerProcess::Start(testing::ManyCapabilitiesPolicy(1000)));
+  std::ostringstream out, err;
+  ASSERT_EQ(RunCapctl({"--socket", broker->socket_path(), "list"}, out, err), kExitOk)
+      << err.str();
+  std::vector<std::string> lines = Lines(out.str());
+  ASSERT_EQ(lines.size(), 1001u);
+  EXPECT_THAT(lines[1], StartsWith("cap0000 "));
+  EXPECT_THAT(lines[1000], StartsWith("cap0999 "));
 }
 
 TEST_F(CapctlTest, StatusShowsCountersAndIdentity) {

@@ -15,6 +15,7 @@
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/wire/error_code.h"
+#include "sdk/wire/limits.h"
 #include "sdk/wire/names.h"
 #include "sdk/wire/socket_path.h"
 #include "sdk/wire/unix_socket.h"
@@ -100,8 +101,11 @@ absl::StatusOr<Capability> TakeGrant(schema::Reply::Reader reply,
 // Makes `fd` (borrowed), handed to FromFd, fit to be a Client's connection:
 // a SOCK_SEQPACKET socket, since the framing relies on one message per
 // datagram; close-on-exec, so that an inherited, authenticated connection
-// does not leak into a program this process runs later; and blocking, since
-// a call waits for its reply.
+// does not leak into a program this process runs later; without credential
+// messages, since a socket inherited with SO_PASSPIDFD on (a systemd
+// socket's PassPIDFD=) would bring a pidfd, one more open fd, with every
+// reply (SO_PASSCRED and SO_PASSSEC only a control message); and blocking,
+// since a call waits for its reply.
 absl::Status AdoptConnection(int fd) {
   int type = 0;
   socklen_t length = sizeof(type);
@@ -122,7 +126,38 @@ absl::Status AdoptConnection(int fd) {
   if ((flags & FD_CLOEXEC) == 0 && fcntl(fd, F_SETFD, flags | FD_CLOEXEC) != 0) {
     return ErrnoStatus(errno, absl::StrCat("fcntl(fd=", fd, ", F_SETFD, FD_CLOEXEC)"));
   }
+  CB_RETURN_IF_ERROR(wire::StopCredentialMessages(fd));
   return SetNonBlocking(fd, false);
+}
+
+// Appends the entries of a list reply to `list`, checking that they are
+// what a policy can hold: no more than wire::kMaxListEntries in all, names
+// and paths within the wire's limits, and, for a page (`ascending`), each
+// name strictly after the one before it, the first after the page's
+// startAfter (the last name of `list`; "", before which no name is, on the
+// first page). A broker that repeated or went back could otherwise keep
+// List asking forever, or list a capability twice.
+absl::Status AddListEntries(capnp::List<schema::CapabilitySummary>::Reader entries,
+                            bool ascending, std::vector<CapabilityInfo>& list) {
+  for (auto item : entries) {
+    const absl::string_view name = View(item.getName());
+    const absl::string_view previous =
+        list.empty() ? absl::string_view() : absl::string_view(list.back().name);
+    if (name.empty() || (ascending && name <= previous)) {
+      return absl::InternalError(
+          "the broker answered list entries out of order, repeated or empty: not a list");
+    }
+    if (list.size() >= wire::kMaxListEntries || name.size() > wire::kMaxNameBytes ||
+        item.getPath().size() > wire::kMaxPathBytes) {
+      return absl::InternalError(absl::StrCat(
+          "the broker answered more than ", wire::kMaxListEntries,
+          " entries, or a name or path longer than a policy's (", wire::kMaxNameBytes, " and ",
+          wire::kMaxPathBytes, " bytes): not a list"));
+    }
+    list.push_back(CapabilityInfo{std::string(name), item.getKind(), item.getAccess(),
+                                  Str(item.getPath()), item.getSize()});
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -454,17 +489,38 @@ absl::StatusOr<Capability> Client::OpenBeneath(absl::string_view directory,
 
 absl::StatusOr<std::vector<CapabilityInfo>> Client::List() {
   std::vector<CapabilityInfo> list;
-  CB_RETURN_IF_ERROR(Call(
-      [](schema::Request::Builder r) { r.setList(); },
-      [&](schema::Reply::Reader reply, std::vector<UniqueFd>&) -> absl::Status {
-        if (!reply.isList()) return absl::InternalError("broker did not answer list");
-        for (auto item : reply.getList()) {
-          list.push_back(CapabilityInfo{Str(item.getName()), item.getKind(),
-                                        item.getAccess(), Str(item.getPath()),
-                                        item.getSize()});
-        }
-        return absl::OkStatus();
-      }));
+  bool first = true;
+  for (bool more = true; more; first = false) {
+    // The last name so far; "" (before every name) for the first page.
+    const std::string start_after = list.empty() ? "" : list.back().name;
+    CB_RETURN_IF_ERROR(Call(
+        [&](schema::Request::Builder r) {
+          r.setList();
+          r.initListPage().setStartAfter(
+              capnp::Text::Reader(start_after.data(), start_after.size()));
+        },
+        [&](schema::Reply::Reader reply, std::vector<UniqueFd>&) -> absl::Status {
+          more = false;
+          if (reply.isList()) {
+            // A broker older than pages ignores listPage and answers the
+            // first request with the whole list, in policy order.
+            if (!first) {
+              return absl::InternalError(
+                  "the broker answered a request for a later page with a whole list: not a page");
+            }
+            return AddListEntries(reply.getList(), /*ascending=*/false, list);
+          }
+          if (!reply.isCapabilities()) return absl::InternalError("broker did not answer list");
+          auto page = reply.getCapabilities();
+          CB_RETURN_IF_ERROR(AddListEntries(page.getEntries(), /*ascending=*/true, list));
+          more = page.getMore();
+          // A page that says "more" must make progress, or this loops.
+          if (more && page.getEntries().size() == 0) {
+            return absl::InternalError("the broker answered an empty page with more to come");
+          }
+          return absl::OkStatus();
+        }));
+  }
   return list;
 }
 

@@ -153,8 +153,9 @@ class Client {
   // example) and does the handshake. `fd` must be a SOCK_SEQPACKET socket
   // (kInvalidArgument otherwise). The client sets FD_CLOEXEC on it, so that
   // an inherited, authenticated connection does not leak into a program
-  // this process runs later, and clears O_NONBLOCK, since a call waits for
-  // its reply.
+  // this process runs later, turns off SO_PASSCRED, SO_PASSSEC and
+  // SO_PASSPIDFD (with the last, every reply would bring a pidfd, an fd
+  // of its own), and clears O_NONBLOCK, since a call waits for its reply.
   static absl::StatusOr<Client> FromFd(UniqueFd fd);
 
   // A Client moves with its connection. The one moved from is left closed:
@@ -178,7 +179,16 @@ class Client {
                                          absl::string_view path,
                                          const BeneathOptions& options = {});
 
-  // The capabilities this client may request.
+  // The capabilities this client may request, in ascending order of name.
+  // They come in pages, one request each, as many as it takes (each fits
+  // in one datagram); a policy reload between two pages shows in the later
+  // ones. kInternal, closing the connection as for any protocol error,
+  // when the broker answers what no policy holds: a page whose names are
+  // not strictly ascending from the last name before it (a repeated page,
+  // one going back), an empty page with more to come, more than
+  // wire::kMaxListEntries entries, names or paths longer than the wire's
+  // limits. A broker older than pages answers with the whole list in one
+  // reply, in policy order, which is taken as it is.
   absl::StatusOr<std::vector<CapabilityInfo>> List();
 
   // The broker's counters.

@@ -6,9 +6,10 @@
 // broker left; clear: it only stops writing), one byte of the number of
 // calls after the hello (at most 8), one byte per call choosing it, then
 // the broker's datagrams (tests/fixtures/fuzz_datagrams.h), each carrying
-// as many fds as its record says (ends of one socketpair). All datagrams
-// are queued on the socket before the client connects; the client reads
-// them in order and then end of stream, so a call never blocks.
+// as many fds as its record says (ends of one socketpair), at most
+// kMaxDatagrams of them. All datagrams are queued on the socket before the
+// client connects; the client reads them in order and then end of stream,
+// so a call never blocks.
 //
 // Beyond "does not crash", it checks what callers rely on: a capability
 // answers its call (the name asked for, an open close-on-exec fd, kind
@@ -43,6 +44,14 @@ using namespace capbroker;  // NOLINT: a fuzz target's file-local helpers
 using capbroker::testing::FuzzCheck;
 
 constexpr size_t kMaxCalls = 8;
+
+// The most datagrams queued for the client. The client sends a request for
+// each page of a List it reads, and nobody reads its requests: they must
+// all fit in its socket's send buffer, or a call would block. The default
+// buffer (212992 bytes, as the kernel counts them) holds about 167
+// datagrams of 200 bytes, more than any request takes here: 64 and the
+// calls' own requests take less than half of it.
+constexpr size_t kMaxDatagrams = 64;
 
 // What a client is handed must be its own to close, and must not reach a
 // program it runs.
@@ -112,9 +121,10 @@ void Exchange(const uint8_t* data, size_t size) {
   FuzzCheck(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) == 0, "socketpair");
   UniqueFd client_end(pair[0]);
   UniqueFd broker_end(pair[1]);
+  size_t queued = 0;
   for (const testing::FuzzDatagram& d : testing::SplitDatagrams(rest)) {
     // The socket's buffer full: the client reads what fits.
-    if (testing::SendFuzzDatagram(broker_end.get(), d) != 0) break;
+    if (++queued > kMaxDatagrams || testing::SendFuzzDatagram(broker_end.get(), d) != 0) break;
   }
   if (broker_closes) {
     broker_end.reset();

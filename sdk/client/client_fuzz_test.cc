@@ -97,6 +97,19 @@ Fill Incoming(size_t entries = 1) {
   };
 }
 
+// A page of List with entries named `names`.
+Fill Page(std::vector<const char*> names, bool more) {
+  return [=](schema::Reply::Builder r) {
+    auto page = r.initCapabilities();
+    auto entries = page.initEntries(names.size());
+    for (size_t i = 0; i < names.size(); ++i) {
+      entries[i].setName(names[i]);
+      entries[i].setPath("/etc/motd");
+    }
+    page.setMore(more);
+  };
+}
+
 std::vector<std::vector<uint8_t>> Corpus() {
   using schema::Access;
   using schema::Kind;
@@ -167,6 +180,13 @@ std::vector<std::vector<uint8_t>> Corpus() {
       Input(false, {kList, kStatus, kServices, kReady},
             {{2, status}, {3, list}, {4, ready}, {5, services}}),
       Input(false, {kNextIncoming}, {{7, list}}),
+      // List in pages, and pages that do not advance.
+      Input(false, {kList, kStatus},
+            {{2, Page({"a", "b"}, true)}, {3, Page({"c"}, false)}, {4, status}}),
+      Input(false, {kList}, {{2, Page({"a", "b"}, true)}, {3, Page({"a", "b"}, true)}}),
+      Input(false, {kList}, {{2, Page({"b", "a"}, false)}}),
+      Input(false, {kList}, {{2, Page({}, true)}}),
+      Input(false, {kList}, {{2, Page({"a"}, true)}, {3, list}}),
   };
 }
 

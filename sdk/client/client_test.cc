@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <functional>
@@ -17,12 +18,14 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "capnp/any.h"
 #include "capnp/message.h"
 #include "capnp/schema.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "schemas/broker.capnp.h"
+#include "sdk/base/status_macros.h"
 #include "sdk/base/status_matchers.h"
 #include "sdk/base/syscall.h"
 #include "sdk/base/unique_fd.h"
@@ -640,6 +643,172 @@ TEST(ClientFromFdTest, RefusesAnythingButASeqpacketSocket) {
   UniqueFd write_end(fds[1]);
   EXPECT_THAT(Client::FromFd(UniqueFd(fds[0])),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a socket")));
+}
+
+// A broker, in a thread of its own, that answers the hello and then every
+// list request with the next of `pages` (`more` set on each but the last,
+// the last repeated should the client ask again), as a compromised broker
+// could; it records the startAfter of each list request ("-" when the
+// request asked for no page).
+class ScriptedLister {
+ public:
+  using Page = std::vector<std::string>;
+  explicit ScriptedLister(std::vector<Page> pages) : pages_(std::move(pages)) {}
+
+  // Lists through a Client connected to this broker.
+  absl::StatusOr<std::vector<std::string>> List() {
+    CB_ASSIGN_OR_RETURN(auto pair, wire::SeqpacketPair());
+    std::thread broker([this, end = std::move(pair.first)]() mutable { Serve(std::move(end)); });
+    absl::StatusOr<std::vector<CapabilityInfo>> list;
+    {
+      absl::StatusOr<Client> client = Client::FromFd(std::move(pair.second));
+      list = client.ok() ? client->List() : client.status();
+    }  // the client hangs up: the broker's thread ends
+    broker.join();
+    if (!list.ok()) return list.status();
+    std::vector<std::string> names;
+    for (const CapabilityInfo& c : *list) names.push_back(c.name);
+    return names;
+  }
+
+  const std::vector<std::string>& start_afters() const { return start_afters_; }
+
+ private:
+  void Serve(UniqueFd end) {
+    wire::Channel channel(std::move(end));
+    for (;;) {
+      absl::StatusOr<wire::Incoming> request = channel.Receive();
+      if (!request.ok()) return;  // the client hung up
+      capnp::MallocMessageBuilder message;
+      auto reply = message.initRoot<schema::Reply>();
+      auto asked = request->reader->getRoot<schema::Request>();
+      reply.setId(asked.getId());
+      if (asked.isHello()) {
+        reply.initHello().setVersion(schema::PROTOCOL_VERSION);
+      } else {
+        start_afters_.push_back(asked.hasListPage() ? asked.getListPage().getStartAfter().cStr()
+                                                    : "-");
+        const Page& page = pages_[std::min(next_, pages_.size() - 1)];
+        auto out = reply.initCapabilities();
+        auto entries = out.initEntries(static_cast<unsigned>(page.size()));
+        for (size_t i = 0; i < page.size(); ++i) {
+          entries[i].setName(page[i]);
+          entries[i].setPath("/x");
+        }
+        out.setMore(++next_ < pages_.size());
+      }
+      if (!channel.Send(message).ok()) return;
+    }
+  }
+
+  std::vector<Page> pages_;
+  size_t next_ = 0;
+  std::vector<std::string> start_afters_;
+};
+
+TEST(ClientListTest, TakesEveryPageAskingAfterTheLastName) {
+  ScriptedLister lister({{"a", "b"}, {"c"}, {"d", "e"}});
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> names, lister.List());
+  EXPECT_THAT(names, ::testing::ElementsAre("a", "b", "c", "d", "e"));
+  EXPECT_THAT(lister.start_afters(), ::testing::ElementsAre("", "b", "c"));
+}
+
+// A broker that repeated a page with `more` set would keep the client
+// asking forever, and one that went back would list a capability twice.
+// (The script ends after its pages, so that a client that believed them
+// returns instead of hanging.)
+TEST(ClientListTest, RefusesPagesThatDoNotAdvance) {
+  const std::vector<std::vector<ScriptedLister::Page>> hostile = {
+      {{"a", "b"}, {"a", "b"}, {"a", "b"}},  // the same page again
+      {{"a", "b"}, {"b", "c"}},              // starts at its startAfter
+      {{"a", "c"}, {"b"}},                   // goes back
+      {{"b", "a"}},                          // out of order within a page
+      {{"a", "a"}},                          // a name twice
+      {{""}},                                // an empty name, before every name
+  };
+  for (const auto& pages : hostile) {
+    ScriptedLister lister(pages);
+    EXPECT_THAT(lister.List(), StatusIs(absl::StatusCode::kInternal, HasSubstr("out of order")))
+        << ::testing::PrintToString(pages);
+  }
+}
+
+TEST(ClientListTest, RefusesAnEmptyPageWithMoreToCome) {
+  ScriptedLister lister({{"a"}, {}, {"b"}});
+  EXPECT_THAT(lister.List(), StatusIs(absl::StatusCode::kInternal, HasSubstr("empty page")));
+  EXPECT_EQ(lister.start_afters().size(), 2u);
+}
+
+// Ever-greater names, page after page: a client that believed them would
+// hold whatever a compromised broker chose to send. No policy lists more
+// than wire::kMaxListEntries capabilities, nor longer names or paths than
+// the wire's limits.
+TEST(ClientListTest, RefusesMoreEntriesOrLongerOnesThanAPolicyHolds) {
+  std::vector<ScriptedLister::Page> pages(6);
+  int n = 0;
+  for (auto& page : pages) {
+    for (int i = 0; i < 1000; ++i) page.push_back(absl::StrFormat("e%06d", n++));
+  }
+  ScriptedLister endless(pages);
+  EXPECT_THAT(endless.List(),
+              StatusIs(absl::StatusCode::kInternal,
+                       HasSubstr(absl::StrCat(wire::kMaxListEntries, " entries"))));
+  EXPECT_EQ(endless.start_afters().size(), 5u);
+
+  ScriptedLister long_name({{"a", std::string(wire::kMaxNameBytes + 1, 'b')}});
+  EXPECT_THAT(long_name.List(), StatusIs(absl::StatusCode::kInternal, HasSubstr("bytes")));
+  ScriptedLister longest({{"a", std::string(wire::kMaxNameBytes, 'b')}});
+  EXPECT_OK(longest.List());
+}
+
+// A broker older than pages ignores listPage and answers `list` whole: that
+// answers the first request, and no later one.
+TEST_F(ClientTest, AListReplyFromABrokerWithoutPagesIsTheWholeList) {
+  broker_->Send([](schema::Reply::Builder r) {
+    r.setId(2);
+    auto list = r.initList(2);
+    list[0].setName("motd");  // policy order, not name order
+    list[1].setName("log");
+  });
+  ASSERT_OK_AND_ASSIGN(std::vector<CapabilityInfo> list, client_->List());
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].name, "motd");
+  EXPECT_EQ(list[1].name, "log");
+
+  broker_->Send([](schema::Reply::Builder r) {
+    r.setId(3);
+    auto page = r.initCapabilities();
+    page.initEntries(1)[0].setName("a");
+    page.setMore(true);
+  });
+  broker_->Send(ListReply(4));
+  EXPECT_THAT(client_->List(), StatusIs(absl::StatusCode::kInternal, HasSubstr("not a page")));
+  ExpectClosedAfter("not a page", 4);  // the hello and three lists
+}
+
+#ifndef SO_PASSPIDFD
+#define SO_PASSPIDFD 76  // Linux 6.5; Debian 12's headers predate it
+#endif
+
+// An inherited connection may have SO_PASSPIDFD on (a systemd socket's
+// PassPIDFD=): every datagram would then bring a pidfd of the sender.
+TEST(ClientFromFdTest, AConnectionPassingPidfdsLeavesNoFdsBehind) {
+  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+  const int on = 1;
+  if (setsockopt(pair.second.get(), SOL_SOCKET, SO_PASSPIDFD, &on, sizeof(on)) != 0) {
+    ASSERT_EQ(errno, ENOPROTOOPT) << std::strerror(errno);
+    GTEST_SKIP() << "this kernel has no SO_PASSPIDFD (Linux 6.5): no pidfds to leak";
+  }
+  const int before = CountOpenFds();
+  {
+    BrokerEnd broker(std::move(pair.first));
+    broker.Send(HelloReply);
+    for (uint64_t id = 2; id < 12; ++id) broker.Send(ListReply(id));
+    ASSERT_OK_AND_ASSIGN(Client client, Client::FromFd(std::move(pair.second)));
+    for (int i = 0; i < 10; ++i) ASSERT_OK(client.List());
+  }
+  EXPECT_EQ(CountOpenFds(), before - 2) << "fds left: "
+                                        << ::testing::PrintToString(testing::OpenFdTargets());
 }
 
 TEST(ClientFromFdTest, MakesTheConnectionCloseOnExecAndBlocking) {

@@ -11,19 +11,39 @@
 namespace capbroker::wire {
 namespace {
 
+#ifndef SCM_PIDFD
+#define SCM_PIDFD 0x04  // Linux 6.5 (include/linux/socket.h); Debian 12's headers predate it
+#endif
+
 constexpr size_t kControlBytes = CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage);
 
-// Takes ownership of every fd in the SCM_RIGHTS messages of `msg`.
+// The fds in a control message's data, in order.
+std::vector<UniqueFd> FdsOf(const cmsghdr* c) {
+  std::vector<UniqueFd> fds;
+  const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+  const unsigned char* data = CMSG_DATA(c);
+  for (size_t i = 0; i < count; ++i) {
+    int fd;
+    std::memcpy(&fd, data + i * sizeof(int), sizeof(int));
+    fds.emplace_back(fd);
+  }
+  return fds;
+}
+
+// Takes ownership of every fd in the SCM_RIGHTS messages of `msg`, and
+// closes the pidfd of an SCM_PIDFD message. A socket with SO_PASSPIDFD on
+// gets one with every datagram, installed in this process: it is none of
+// the message's fds, and kept it would leak one fd per datagram. The
+// broker and Client::FromFd turn the option off (StopCredentialMessages);
+// this holds for every receiver, whatever its socket's options.
 std::vector<UniqueFd> TakeFds(msghdr& msg) {
   std::vector<UniqueFd> fds;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    const unsigned char* data = CMSG_DATA(c);
-    for (size_t i = 0; i < count; ++i) {
-      int fd;
-      std::memcpy(&fd, data + i * sizeof(int), sizeof(int));
-      fds.emplace_back(fd);
+    if (c->cmsg_level != SOL_SOCKET) continue;
+    if (c->cmsg_type == SCM_RIGHTS) {
+      for (UniqueFd& fd : FdsOf(c)) fds.push_back(std::move(fd));
+    } else if (c->cmsg_type == SCM_PIDFD) {
+      FdsOf(c).clear();  // closes the pidfd
     }
   }
   return fds;

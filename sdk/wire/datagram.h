@@ -3,6 +3,9 @@
 //
 // Receiving enforces every limit of limits.h before the bytes are parsed:
 // - fds arrive close-on-exec (MSG_CMSG_CLOEXEC), owned by UniqueFds at once;
+// - the pidfd of an SCM_PIDFD message (a socket with SO_PASSPIDFD on gets
+//   one with every datagram: see StopCredentialMessages) is closed at once:
+//   it is none of the datagram's fds;
 // - a datagram larger than kMaxMessageBytes arrives with MSG_TRUNC: its fds
 //   are closed and the call fails with kResourceExhausted; the connection
 //   stays usable, since the kernel discarded the rest of that datagram only;

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <vector>
 
@@ -224,6 +225,35 @@ TEST_F(DatagramTest, FdsToASocketThatRefusesThemAreAPermissionErrorSayingSo) {
               StatusIs(absl::StatusCode::kPermissionDenied,
                        HasSubstr("the receiving socket refuses fds")));
   EXPECT_THAT(SendDatagram(a_.get(), &iov, 1, {}), IsOk());
+}
+
+#ifndef SO_PASSPIDFD
+#define SO_PASSPIDFD 76  // Linux 6.5; Debian 12's headers predate it
+#endif
+
+// With SO_PASSPIDFD on the receiving socket, every datagram brings an
+// SCM_PIDFD control message: a pidfd of the sender, which the kernel
+// installs in the receiver. It is none of the datagram's fds: the receive
+// closes it, with fds in SCM_RIGHTS or without.
+TEST_F(DatagramTest, APidfdControlMessageIsClosedAndNotTakenForAnFd) {
+  const int on = 1;
+  if (setsockopt(b_.get(), SOL_SOCKET, SO_PASSPIDFD, &on, sizeof(on)) != 0) {
+    ASSERT_EQ(errno, ENOPROTOOPT) << std::strerror(errno);
+    GTEST_SKIP() << "this kernel has no SO_PASSPIDFD (Linux 6.5), so no SCM_PIDFD";
+  }
+  const int before = CountOpenFds();
+  for (size_t count : {0, 2}) {
+    SCOPED_TRACE(count);
+    int fds[2];
+    ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
+    UniqueFd r(fds[0]), w(fds[1]);
+    const std::vector<int> sent = count == 0 ? std::vector<int>{} : std::vector<int>{r.get(), w.get()};
+    RawSend(std::vector<char>(8, 'x'), sent);
+    ASSERT_OK_AND_ASSIGN(auto datagram, ReceiveDatagram(b_.get(), buffer_));
+    ASSERT_TRUE(datagram.has_value());
+    EXPECT_EQ(datagram->fds.size(), count);
+  }
+  EXPECT_EQ(CountOpenFds(), before) << ::testing::PrintToString(testing::OpenFdTargets());
 }
 
 TEST_F(DatagramTest, PartialWordIsInvalid) {

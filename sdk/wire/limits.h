@@ -9,8 +9,8 @@
 namespace capbroker::wire {
 
 // The largest datagram a peer may send: one Cap'n Proto message, segment
-// table included. A list reply of a large policy fits; requests are far
-// smaller.
+// table included. Requests are far smaller. The one reply that grows with
+// the policy, a list, comes in pages, each counted to fit.
 inline constexpr size_t kMaxMessageBytes = 64 * 1024;
 
 // The most fds one datagram may carry. The kernel allows 253 (SCM_MAX_FD);
@@ -32,6 +32,11 @@ inline constexpr int kNestingLimit = 16;
 // Text fields in requests: capability names and paths beneath a directory.
 inline constexpr size_t kMaxNameBytes = 64;
 inline constexpr size_t kMaxPathBytes = 4095;
+
+// The most entries a list may have, in all its pages: a policy holds at
+// most this many capabilities (the policy validator's kMaxCapabilities; a
+// static_assert there ties the two). A client refuses a longer list.
+inline constexpr size_t kMaxListEntries = 4096;
 
 }  // namespace capbroker::wire
 

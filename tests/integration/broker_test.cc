@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
@@ -15,6 +16,7 @@
 #include "sdk/client/client.h"
 #include "tests/fixtures/broker_process.h"
 #include "tests/fixtures/fd_count.h"
+#include "tests/fixtures/large_policy.h"
 
 namespace capbroker {
 namespace {
@@ -134,7 +136,8 @@ TEST_F(BrokerTest, ListsAndReportsStatus) {
   ASSERT_OK_AND_ASSIGN(auto list, client_->List());
   std::vector<std::string> names;
   for (const auto& c : list) names.push_back(c.name);
-  EXPECT_THAT(names, ElementsAre("motd", "log", "spool", "scratch", "board"));
+  // In name order, not the policy's.
+  EXPECT_THAT(names, ElementsAre("board", "log", "motd", "scratch", "spool"));
   EXPECT_OK(client_->Acquire("motd"));
   EXPECT_FALSE(client_->Acquire("secret").ok());
   ASSERT_OK_AND_ASSIGN(BrokerStatus status, client_->Status());
@@ -143,6 +146,20 @@ TEST_F(BrokerTest, ListsAndReportsStatus) {
   EXPECT_EQ(status.denials, 1u);
   ASSERT_EQ(status.denials_by_reason.size(), 1u);
   EXPECT_EQ(status.denials_by_reason[0].first, "permissionDenied");
+}
+
+// 1000 capabilities, whose list takes 72 KB, more than a datagram holds:
+// List comes in pages.
+TEST(BrokerListTest, ListsEveryCapabilityOfAPolicyLargerThanOneReply) {
+  ASSERT_OK_AND_ASSIGN(auto broker, BrokerProcess::Start(testing::ManyCapabilitiesPolicy(1000)));
+  ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(broker->socket_path()));
+  ASSERT_OK_AND_ASSIGN(std::vector<CapabilityInfo> list, client.List());
+  ASSERT_EQ(list.size(), 1000u);
+  for (int i = 0; i < 1000; ++i) {
+    EXPECT_EQ(list[i].name, absl::StrFormat("cap%04d", i));
+    EXPECT_EQ(list[i].path, "/tmp/x/motd.txt");
+  }
+  EXPECT_OK(client.Status());  // the connection is still in step
 }
 
 TEST_F(BrokerTest, StopsOnSigtermAndRemovesItsSocket) {

@@ -99,16 +99,30 @@ class LifecycleTest : public ::testing::Test {
     return absl::NotFoundError(std::string(name));
   }
 
+  // A service's state while it served, and a watch on its process.
+  struct Served {
+    ServiceInfo info;
+    testing::ProcessWatch process;
+  };
+
   // Connects to `name`, checks the service greets with the principal, and
-  // hangs up; the service's state while it served.
-  absl::StatusOr<ServiceInfo> ServeOneConnection(absl::string_view name) {
+  // hangs up. The watch is opened while the connection is still held: the
+  // services this serves end on the hang-up, and may be gone (and reaped by
+  // the broker) by the time the caller could open it.
+  absl::StatusOr<Served> ServeOneConnection(absl::string_view name) {
     absl::StatusOr<Capability> c = client_->ConnectService(name);
     if (!c.ok()) return c.status();
     std::string greeting = Receive(c->fd.get());
     if (!absl::StrContains(greeting, "principal=me")) {
       return absl::InternalError(absl::StrCat("the service said '", greeting, "'"));
     }
-    return Info(name);
+    absl::StatusOr<ServiceInfo> info = Info(name);
+    if (!info.ok()) return info.status();
+    testing::ProcessWatch process(info->pid);
+    if (!process.valid()) {
+      return absl::InternalError(absl::StrCat("no process ", info->pid, " while it served"));
+    }
+    return Served{*std::move(info), std::move(process)};
   }
 
   testing::ServiceBinary binary_{"tests/services/test_service"};
@@ -242,16 +256,14 @@ TEST_F(LifecycleTest, AServiceStartsWhateverTheNumberOfFdsTheBrokerHolds) {
 
 TEST_F(LifecycleTest, CrashedServiceIsRestarted) {
   // Hanging up makes it exit with status 3: a failure.
-  ASSERT_OK_AND_ASSIGN(ServiceInfo first_run, ServeOneConnection("crashy"));
-  testing::ProcessWatch first_process(first_run.pid);
-  ASSERT_TRUE(first_process.valid());
-  ASSERT_TRUE(first_process.WaitExited());
+  ASSERT_OK_AND_ASSIGN(Served first_run, ServeOneConnection("crashy"));
+  ASSERT_TRUE(first_run.process.WaitExited());
   // The next connect waits for the restarted service.
   ASSERT_OK_AND_ASSIGN(Capability again, client_->ConnectService("crashy"));
   EXPECT_THAT(Receive(again.fd.get()), HasSubstr("principal=me"));
   ASSERT_OK_AND_ASSIGN(ServiceInfo info, Info("crashy"));
   EXPECT_EQ(info.restarts, 1u);
-  EXPECT_NE(info.pid, first_run.pid);
+  EXPECT_NE(info.pid, first_run.info.pid);
   EXPECT_EQ(info.last_exit, "exit status 3");
 }
 
@@ -510,14 +522,12 @@ TEST_F(LifecycleTest, AConnectJustAfterTheServiceDiedWaitsForItsRestart) {
 TEST_F(LifecycleTest, AServiceThatLostItsBrokerConnectionIsStopped) {
   // Hanging up ends the service's one connection: it shuts down its broker
   // connection then.
-  ASSERT_OK_AND_ASSIGN(ServiceInfo first_run, ServeOneConnection("hangs-up"));
-  testing::ProcessWatch first_process(first_run.pid);
-  ASSERT_TRUE(first_process.valid());
-  ASSERT_TRUE(first_process.WaitExited()) << "the service was left running, unreachable";
+  ASSERT_OK_AND_ASSIGN(Served first_run, ServeOneConnection("hangs-up"));
+  ASSERT_TRUE(first_run.process.WaitExited()) << "the service was left running, unreachable";
   ASSERT_OK_AND_ASSIGN(Capability again, client_->ConnectService("hangs-up"));
   EXPECT_THAT(Receive(again.fd.get()), HasSubstr("principal=me"));
   ASSERT_OK_AND_ASSIGN(ServiceInfo info, Info("hangs-up"));
-  EXPECT_NE(info.pid, first_run.pid);
+  EXPECT_NE(info.pid, first_run.info.pid);
   EXPECT_EQ(info.last_exit, "exit status 0");  // it left when told to
 }
 

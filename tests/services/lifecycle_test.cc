@@ -71,7 +71,10 @@ constexpr char kPolicy[] = R"(( capabilities = [
     ( name = "hangs-up", command = [ "$SVC", "hang-up-after" ], connect = [ "me" ],
       restartDelayMs = 10 ),
     ( name = "few-files", command = [ "$SVC", "echo" ], connect = [ "me" ],
-      limits = ( openFiles = 32 ) ) ] ))";
+      limits = ( openFiles = 32 ) ),
+    ( name = "until-sigterm", command = [ "$SVC", "until-sigterm" ], connect = [ "me" ] ),
+    ( name = "plain", command = [ "$SVC", "plain" ], connect = [ "me" ],
+      readiness = exec ) ] ))";
 
 // Receives one datagram (waits for it).
 std::string Receive(int fd) {
@@ -293,26 +296,55 @@ TEST_F(LifecycleTest, StartTimeoutAnswersTheClient) {
                        HasSubstr("did not become ready within 200 ms")));
 }
 
+// "echo" leaves as soon as its broker connection closes, which the broker
+// does first; "until-sigterm" leaves only on SIGTERM, and says so on its
+// connection: killed after the stop timeout instead, it says nothing.
 TEST_F(LifecycleTest, SigtermStopsEveryService) {
   ASSERT_OK(client_->ConnectService("echo").status());
   ASSERT_OK_AND_ASSIGN(ServiceInfo info, Info("echo"));
   testing::ProcessWatch service(info.pid);
   ASSERT_TRUE(service.valid());
+  ASSERT_OK_AND_ASSIGN(Capability told, client_->ConnectService("until-sigterm"));
+  EXPECT_THAT(Receive(told.fd.get()), HasSubstr("principal=me"));
+  ASSERT_OK_AND_ASSIGN(ServiceInfo until_sigterm, Info("until-sigterm"));
+  testing::ProcessWatch waiting_for_sigterm(until_sigterm.pid);
+  ASSERT_TRUE(waiting_for_sigterm.valid());
+
   ASSERT_OK(broker_->Stop(SIGTERM).status());
   EXPECT_TRUE(service.WaitExited());
+  EXPECT_TRUE(waiting_for_sigterm.WaitExited());
+  // Written before it exited, which the broker waited for before it did.
+  ASSERT_TRUE(WaitReadable(told.fd.get(), 0));
+  EXPECT_EQ(Receive(told.fd.get()), "got SIGTERM") << "the broker never sent it SIGTERM";
 }
 
+// The SDK services ("echo", "boot") leave by themselves when their broker
+// connection closes; "plain" does not speak the protocol and would live on,
+// holding whatever it was granted, but for the parent-death signal the
+// sandbox sets it.
 TEST_F(LifecycleTest, SigkillOfTheBrokerLeavesNoServiceBehind) {
   ASSERT_OK(client_->ConnectService("echo").status());
+  // A connect to a starting service is answered once it is ready, here
+  // once its program runs (readiness exec): until then its setup child
+  // would die with the broker on its own.
+  ASSERT_OK(client_->ConnectService("plain").status());
   ASSERT_OK_AND_ASSIGN(ServiceInfo echo, Info("echo"));
   ASSERT_OK_AND_ASSIGN(ServiceInfo boot, Info("boot"));
+  ASSERT_OK_AND_ASSIGN(ServiceInfo plain, Info("plain"));
+  ASSERT_EQ(plain.state, schema::ServiceState::RUNNING);
   testing::ProcessWatch echo_process(echo.pid);
   testing::ProcessWatch boot_process(boot.pid);
+  testing::ProcessWatch plain_process(plain.pid);
   ASSERT_TRUE(echo_process.valid());
   ASSERT_TRUE(boot_process.valid());
+  ASSERT_TRUE(plain_process.valid());
   ASSERT_OK(broker_->Stop(SIGKILL).status());
   EXPECT_TRUE(echo_process.WaitExited());
   EXPECT_TRUE(boot_process.WaitExited());
+  if (!plain_process.WaitExited()) {
+    ADD_FAILURE() << "the service outlived the broker";
+    plain_process.Signal(SIGKILL);
+  }
 }
 
 TEST_F(LifecycleTest, AServiceAcquiresAsItsOwnPrincipal) {

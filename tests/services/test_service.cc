@@ -11,7 +11,6 @@
 //   test_service gated NAME     acquires NAME (shared memory) and waits until
 //                               its first word is not 0 (a futex the test
 //                               wakes), then as echo
-//   test_service deaf           ready; never takes a connection
 //   test_service hang-up-after  ready; serves one connection, then shuts
 //                               its broker connection down and waits for
 //                               SIGTERM
@@ -22,7 +21,6 @@
 // It talks to the test only through connections the broker made, so every
 // test waits on an event: a connect answered, a datagram, a hang-up.
 #include <linux/futex.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -106,14 +104,6 @@ int Main(int argc, char** argv) {
     if (absl::Status opened = WaitForGate(*service, arg); !opened.ok()) return Fail(opened);
   }
   if (absl::Status ready = service->Ready(); !ready.ok()) return Fail(ready);
-  if (mode == "deaf") {
-    // Reads nothing; leaves when the broker closes the connection (it is
-    // pid 1 of its namespace: SIGTERM, unhandled, would not end it).
-    pollfd hang_up{service->broker().fd(), POLLRDHUP, 0};
-    while (poll(&hang_up, 1, -1) < 0 && errno == EINTR) {
-    }
-    return 0;
-  }
   for (;;) {
     absl::StatusOr<IncomingConnection> c = service->Accept();
     if (!c.ok()) return 0;  // the broker is gone: exit quietly

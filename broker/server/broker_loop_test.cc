@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "broker/policy/policy_parser.h"
 #include "capnp/message.h"
 #include "capnp/serialize.h"
 #include "gtest/gtest.h"
@@ -192,6 +193,90 @@ TEST_F(BrokerLoopTest, AServicesEndOfAConnectionLeavesAtOnceOrNotAtAll) {
     ++received;
   }
   EXPECT_EQ(received, delivered);
+}
+
+// A service's queue holds only replies to its own requests, and stays out
+// of the fds that all clients' queues together may hold
+// (Limits::max_queued_fds_total): a service that does not read must not
+// get a client disconnected as if that client did not read, nor be
+// disconnected itself (the host could not reach it again). Here the
+// service's socket is full and three grants wait in its queue, over the
+// total of 2; a client's grant in the same loop turn is delivered.
+TEST_F(BrokerLoopTest, AServicesQueueTakesNothingFromTheClientsFdTotal) {
+  ASSERT_OK_AND_ASSIGN(
+      Policy policy,
+      ParsePolicy(absl::StrCat(R"(( capabilities = [ ( name = "m", memory = ( size = 4096 ) ) ],
+          principals = [ ( name = "me", match = ( uid = )",
+                               getuid(), R"( ), grants = [ "m" ] ) ] ))"),
+                  "t.capnp"));
+  ASSERT_OK(handler_.SetPolicy(std::move(policy)));
+  Limits limits;
+  limits.max_queued_fds_total = 2;
+  BrokerLoop loop(handler_, audit_, stats_, limits);
+
+  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+  ASSERT_EQ(fcntl(pair.first.get(), F_SETFL, O_NONBLOCK), 0);  // as the host makes it
+  Identity service;
+  service.service = "svc";
+  ASSERT_OK_AND_ASSIGN(uint64_t service_id,
+                       loop.AddServiceConnection(std::move(pair.first), service));
+  // Filled with datagrams without fds until it takes no more, then three
+  // grants, which stay in the broker's queue.
+  size_t filled = 0;
+  for (;;) {
+    Answer filler;
+    filler.words = kj::heapArray<capnp::word>(128);
+    std::fill(filler.words.begin(), filler.words.end(), capnp::word());
+    if (!loop.Deliver(service_id, std::move(filler))) break;
+    ASSERT_LT(++filled, 1000000u) << "the service's socket never fills";
+  }
+  for (uint64_t id = 1; id <= 3; ++id) ASSERT_TRUE(loop.Send(service_id, Grant(id)));
+
+  UniqueFd listener(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  ASSERT_TRUE(listener.valid());
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(dir_.Join("s")));
+  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&address.addr), address.length), 0);
+  ASSERT_EQ(listen(listener.get(), 8), 0);
+  // As Listener makes it: a connection taken from a listener that did not
+  // refuse fds would be kept, unread, rather than closed.
+  absl::Status refused = wire::RefuseFds(listener.get());
+  if (refused.code() == absl::StatusCode::kUnimplemented) GTEST_SKIP() << refused.message();
+  ASSERT_OK(refused);
+  ASSERT_OK_AND_ASSIGN(UniqueFd client, wire::ConnectSeqpacket(dir_.Join("s")));
+  ASSERT_EQ(testing::RawSend(client.get(), testing::HelloBytes(1, schema::PROTOCOL_VERSION)), 0);
+  ASSERT_EQ(testing::RawSend(client.get(), testing::AcquireBytes(2, "m")), 0);
+
+  UniqueFd control(eventfd(1, EFD_CLOEXEC));  // readable every turn
+  wire::ReceiveBuffer buffer;
+  std::optional<wire::Datagram> grant;
+  bool hung_up = false;
+  int turns = 0;
+  ASSERT_OK(loop.Serve(listener.get(), control.get(), [&] {
+    pollfd readable{client.get(), POLLIN, 0};
+    while (!grant && !hung_up && poll(&readable, 1, 0) == 1) {
+      absl::StatusOr<std::optional<wire::Datagram>> datagram =
+          wire::ReceiveDatagram(client.get(), buffer);
+      if (!datagram.ok() || !datagram->has_value()) {
+        hung_up = true;
+        break;
+      }
+      capnp::FlatArrayMessageReader reader((*datagram)->words);
+      if (reader.getRoot<schema::Reply>().getId() == 2) grant = std::move(*datagram);
+    }
+    // Done once the grant is in or the client was hung up on; a safety
+    // net of turns, never a wait.
+    return grant.has_value() || hung_up || ++turns > 1000;
+  }));
+  ASSERT_FALSE(hung_up) << "the client was disconnected for the service's queue";
+  ASSERT_TRUE(grant.has_value()) << "the grant never came";
+  capnp::FlatArrayMessageReader reader(grant->words);
+  auto reply = reader.getRoot<schema::Reply>();
+  ASSERT_TRUE(reply.isGranted()) << (reply.isError() ? reply.getError().getMessage().cStr() : "");
+  EXPECT_EQ(grant->fds.size(), 1u);
+  // The service is still served: what its socket held can be read.
+  int waiting = 0;
+  ASSERT_EQ(ioctl(pair.second.get(), SIOCINQ, &waiting), 0);
+  EXPECT_GT(waiting, 0);
 }
 
 // A socket from systemd may have taken connections, and their datagrams,

@@ -179,7 +179,9 @@ void CheckReply(World& world, capnp::MessageReader& request_message,
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static World* world = new World();
+  // Destroyed at exit, so that its TempDir is removed (under Bazel in /tmp:
+  // see temp_dir.cc).
+  static std::unique_ptr<World> world = std::make_unique<World>();
   world->fuzz->Run(absl::MakeConstSpan(data, size));
   FuzzCheck(world->NewLines().empty(), "nothing but acknowledged records reaches the log");
   FuzzCheck(ftruncate(world->reader.get(), 0) == 0, "the log empties");

@@ -148,10 +148,12 @@ void CheckReply(int& changes, capnp::MessageReader& request_message,
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static World* world = new World();
+  // Destroyed at exit, so that its TempDir is removed (under Bazel in /tmp:
+  // see temp_dir.cc).
+  static std::unique_ptr<World> world = std::make_unique<World>();
   if (world->changes > kRenewAfter) {
-    delete world;
-    world = new World();
+    world.reset();  // the old directory goes before the new one is made
+    world = std::make_unique<World>();
   }
   world->fuzz->Run(absl::MakeConstSpan(data, size));
   return 0;

@@ -10,8 +10,9 @@
 // check (with an error reply saying the broker is out of fds), which frees
 // its fd again. The last two fds are taken here by granted memfds that the
 // broker must hold: the grants' replies wait in the queue of a client whose
-// socket is full. Then accept() finds no fd at all. Every step waits on an
-// event: a reply, a hang-up, a round trip.
+// socket is full. Then a grant finds no fd for its memfd, and accept()
+// none at all. Every step waits on an event: a reply, a hang-up, a round
+// trip.
 #include <poll.h>
 #include <cerrno>
 #include <sys/socket.h>
@@ -143,6 +144,13 @@ TEST(AcceptExhaustionTest, RefusesWhatItCannotAcceptAndRecovers) {
     round_trip();
   }
   ASSERT_EQ(broker->OpenFds(), kBrokerFdLimit) << "the grants did not take the last fds";
+  // A grant needs an fd the broker does not have now: the client is told
+  // so (the call and why it failed), and the broker lives on, its count
+  // unchanged.
+  EXPECT_THAT(good.Acquire("scratch").status(),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("Too many open files")));
+  round_trip();
+  EXPECT_EQ(broker->OpenFds(), kBrokerFdLimit);
 
   // 4. Now accept() itself fails with EMFILE: the broker takes the
   // connection on its reserve fd, says why it refuses it, and hangs up.

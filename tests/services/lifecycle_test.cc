@@ -67,11 +67,13 @@ constexpr char kPolicy[] = R"(( capabilities = [
     ( name = "asks-more", command = [ "$SVC", "acquire", "motd" ], connect = [ "me" ] ),
     ( name = "gated", command = [ "$SVC", "gated", "gate" ], connect = [ "me" ],
       grants = [ "gate" ] ),
-    ( name = "deaf", command = [ "$SVC", "deaf" ], connect = [ "me" ] ),
     ( name = "hangs-up", command = [ "$SVC", "hang-up-after" ], connect = [ "me" ],
       restartDelayMs = 10 ),
     ( name = "few-files", command = [ "$SVC", "echo" ], connect = [ "me" ],
-      limits = ( openFiles = 32 ) ) ] ))";
+      limits = ( openFiles = 32 ) ),
+    ( name = "until-sigterm", command = [ "$SVC", "until-sigterm" ], connect = [ "me" ] ),
+    ( name = "plain", command = [ "$SVC", "plain" ], connect = [ "me" ],
+      readiness = exec ) ] ))";
 
 // Receives one datagram (waits for it).
 std::string Receive(int fd) {
@@ -99,16 +101,30 @@ class LifecycleTest : public ::testing::Test {
     return absl::NotFoundError(std::string(name));
   }
 
+  // A service's state while it served, and a watch on its process.
+  struct Served {
+    ServiceInfo info;
+    testing::ProcessWatch process;
+  };
+
   // Connects to `name`, checks the service greets with the principal, and
-  // hangs up; the service's state while it served.
-  absl::StatusOr<ServiceInfo> ServeOneConnection(absl::string_view name) {
+  // hangs up. The watch is opened while the connection is still held: the
+  // services this serves end on the hang-up, and may be gone (and reaped by
+  // the broker) by the time the caller could open it.
+  absl::StatusOr<Served> ServeOneConnection(absl::string_view name) {
     absl::StatusOr<Capability> c = client_->ConnectService(name);
     if (!c.ok()) return c.status();
     std::string greeting = Receive(c->fd.get());
     if (!absl::StrContains(greeting, "principal=me")) {
       return absl::InternalError(absl::StrCat("the service said '", greeting, "'"));
     }
-    return Info(name);
+    absl::StatusOr<ServiceInfo> info = Info(name);
+    if (!info.ok()) return info.status();
+    testing::ProcessWatch process(info->pid);
+    if (!process.valid()) {
+      return absl::InternalError(absl::StrCat("no process ", info->pid, " while it served"));
+    }
+    return Served{*std::move(info), std::move(process)};
   }
 
   testing::ServiceBinary binary_{"tests/services/test_service"};
@@ -242,16 +258,14 @@ TEST_F(LifecycleTest, AServiceStartsWhateverTheNumberOfFdsTheBrokerHolds) {
 
 TEST_F(LifecycleTest, CrashedServiceIsRestarted) {
   // Hanging up makes it exit with status 3: a failure.
-  ASSERT_OK_AND_ASSIGN(ServiceInfo first_run, ServeOneConnection("crashy"));
-  testing::ProcessWatch first_process(first_run.pid);
-  ASSERT_TRUE(first_process.valid());
-  ASSERT_TRUE(first_process.WaitExited());
+  ASSERT_OK_AND_ASSIGN(Served first_run, ServeOneConnection("crashy"));
+  ASSERT_TRUE(first_run.process.WaitExited());
   // The next connect waits for the restarted service.
   ASSERT_OK_AND_ASSIGN(Capability again, client_->ConnectService("crashy"));
   EXPECT_THAT(Receive(again.fd.get()), HasSubstr("principal=me"));
   ASSERT_OK_AND_ASSIGN(ServiceInfo info, Info("crashy"));
   EXPECT_EQ(info.restarts, 1u);
-  EXPECT_NE(info.pid, first_run.pid);
+  EXPECT_NE(info.pid, first_run.info.pid);
   EXPECT_EQ(info.last_exit, "exit status 3");
 }
 
@@ -281,26 +295,55 @@ TEST_F(LifecycleTest, StartTimeoutAnswersTheClient) {
                        HasSubstr("did not become ready within 200 ms")));
 }
 
+// "echo" leaves as soon as its broker connection closes, which the broker
+// does first; "until-sigterm" leaves only on SIGTERM, and says so on its
+// connection: killed after the stop timeout instead, it says nothing.
 TEST_F(LifecycleTest, SigtermStopsEveryService) {
   ASSERT_OK(client_->ConnectService("echo").status());
   ASSERT_OK_AND_ASSIGN(ServiceInfo info, Info("echo"));
   testing::ProcessWatch service(info.pid);
   ASSERT_TRUE(service.valid());
+  ASSERT_OK_AND_ASSIGN(Capability told, client_->ConnectService("until-sigterm"));
+  EXPECT_THAT(Receive(told.fd.get()), HasSubstr("principal=me"));
+  ASSERT_OK_AND_ASSIGN(ServiceInfo until_sigterm, Info("until-sigterm"));
+  testing::ProcessWatch waiting_for_sigterm(until_sigterm.pid);
+  ASSERT_TRUE(waiting_for_sigterm.valid());
+
   ASSERT_OK(broker_->Stop(SIGTERM).status());
   EXPECT_TRUE(service.WaitExited());
+  EXPECT_TRUE(waiting_for_sigterm.WaitExited());
+  // Written before it exited, which the broker waited for before it did.
+  ASSERT_TRUE(WaitReadable(told.fd.get(), 0));
+  EXPECT_EQ(Receive(told.fd.get()), "got SIGTERM") << "the broker never sent it SIGTERM";
 }
 
+// The SDK services ("echo", "boot") leave by themselves when their broker
+// connection closes; "plain" does not speak the protocol and would live on,
+// holding whatever it was granted, but for the parent-death signal the
+// sandbox sets it.
 TEST_F(LifecycleTest, SigkillOfTheBrokerLeavesNoServiceBehind) {
   ASSERT_OK(client_->ConnectService("echo").status());
+  // A connect to a starting service is answered once it is ready, here
+  // once its program runs (readiness exec): until then its setup child
+  // would die with the broker on its own.
+  ASSERT_OK(client_->ConnectService("plain").status());
   ASSERT_OK_AND_ASSIGN(ServiceInfo echo, Info("echo"));
   ASSERT_OK_AND_ASSIGN(ServiceInfo boot, Info("boot"));
+  ASSERT_OK_AND_ASSIGN(ServiceInfo plain, Info("plain"));
+  ASSERT_EQ(plain.state, schema::ServiceState::RUNNING);
   testing::ProcessWatch echo_process(echo.pid);
   testing::ProcessWatch boot_process(boot.pid);
+  testing::ProcessWatch plain_process(plain.pid);
   ASSERT_TRUE(echo_process.valid());
   ASSERT_TRUE(boot_process.valid());
+  ASSERT_TRUE(plain_process.valid());
   ASSERT_OK(broker_->Stop(SIGKILL).status());
   EXPECT_TRUE(echo_process.WaitExited());
   EXPECT_TRUE(boot_process.WaitExited());
+  if (!plain_process.WaitExited()) {
+    ADD_FAILURE() << "the service outlived the broker";
+    plain_process.Signal(SIGKILL);
+  }
 }
 
 TEST_F(LifecycleTest, AServiceAcquiresAsItsOwnPrincipal) {
@@ -510,44 +553,13 @@ TEST_F(LifecycleTest, AConnectJustAfterTheServiceDiedWaitsForItsRestart) {
 TEST_F(LifecycleTest, AServiceThatLostItsBrokerConnectionIsStopped) {
   // Hanging up ends the service's one connection: it shuts down its broker
   // connection then.
-  ASSERT_OK_AND_ASSIGN(ServiceInfo first_run, ServeOneConnection("hangs-up"));
-  testing::ProcessWatch first_process(first_run.pid);
-  ASSERT_TRUE(first_process.valid());
-  ASSERT_TRUE(first_process.WaitExited()) << "the service was left running, unreachable";
+  ASSERT_OK_AND_ASSIGN(Served first_run, ServeOneConnection("hangs-up"));
+  ASSERT_TRUE(first_run.process.WaitExited()) << "the service was left running, unreachable";
   ASSERT_OK_AND_ASSIGN(Capability again, client_->ConnectService("hangs-up"));
   EXPECT_THAT(Receive(again.fd.get()), HasSubstr("principal=me"));
   ASSERT_OK_AND_ASSIGN(ServiceInfo info, Info("hangs-up"));
-  EXPECT_NE(info.pid, first_run.pid);
+  EXPECT_NE(info.pid, first_run.info.pid);
   EXPECT_EQ(info.last_exit, "exit status 0");  // it left when told to
-}
-
-// Incoming connections a service has not taken yet wait in its queue, each
-// holding an fd. Clients that do not read are disconnected when all queues
-// together hold too many fds, but a service is not one of them: the host
-// could not reach it again. Its queue is bounded on its own.
-TEST(LifecycleBudgetTest, AServiceBehindIsNotDisconnectedForTheFdBudget) {
-  testing::ServiceBinary binary("tests/services/test_service");
-  ASSERT_FALSE(binary.path().empty());
-  testing::BrokerOptions options;
-  constexpr int kBudget = 8;
-  options.extra_args = {"--max-queued-reply-fds", absl::StrCat(kBudget)};
-  ASSERT_OK_AND_ASSIGN(auto broker,
-                       BrokerProcess::StartWith(
-                           absl::StrReplaceAll(kPolicy, {{"$SVC", binary.path()}}), options));
-  ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(broker->socket_path()));
-  // The service's socket takes what the broker's send buffer holds (about
-  // 170 such messages with the default 208 KiB); the rest wait in the
-  // broker, well over the budget and well under the service's own bound.
-  constexpr int kConnects = 400;
-  static_assert(kConnects < 1024, "the service's own queue bound");
-  std::vector<Capability> connections;
-  for (int i = 0; i < kConnects; ++i) {
-    absl::StatusOr<Capability> c = client.ConnectService("deaf");
-    ASSERT_OK(c.status()) << "connect " << i;
-    connections.push_back(std::move(c).value());
-  }
-  ASSERT_OK_AND_ASSIGN(BrokerStatus status, client.Status());
-  EXPECT_EQ(status.grants, connections.size());
 }
 
 }  // namespace

@@ -11,15 +11,16 @@
 //   test_service gated NAME     acquires NAME (shared memory) and waits until
 //                               its first word is not 0 (a futex the test
 //                               wakes), then as echo
-//   test_service deaf           ready; never takes a connection
 //   test_service hang-up-after  ready; serves one connection, then shuts
 //                               its broker connection down and waits for
 //                               SIGTERM
+//   test_service until-sigterm  ready; greets one connection, then waits for
+//                               SIGTERM (not for its broker connection to
+//                               close) and says "got SIGTERM" on it
 //
 // It talks to the test only through connections the broker made, so every
 // test waits on an event: a connect answered, a datagram, a hang-up.
 #include <linux/futex.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -80,12 +81,17 @@ int Main(int argc, char** argv) {
     pause();
     return 0;
   }
-  // hang-up-after waits for SIGTERM with sigwaitinfo. Blocked, it reaches
-  // the service, pid 1 of its namespace, which would otherwise ignore it.
+  // hang-up-after and until-sigterm wait for SIGTERM with sigwaitinfo.
+  // Blocked, it reaches the service, pid 1 of its namespace, which would
+  // otherwise ignore it.
   sigset_t term;
   sigemptyset(&term);
   sigaddset(&term, SIGTERM);
-  if (mode == "hang-up-after") sigprocmask(SIG_BLOCK, &term, nullptr);
+  if (mode == "hang-up-after" || mode == "until-sigterm") {
+    if (sigprocmask(SIG_BLOCK, &term, nullptr) != 0) {
+      return Fail(absl::ErrnoToStatus(errno, "sigprocmask"));
+    }
+  }
   absl::StatusOr<Service> service = Service::FromEnvironment();
   if (!service.ok()) return Fail(service.status());
   std::printf("test_service: %s starting\n", mode.c_str());
@@ -98,14 +104,6 @@ int Main(int argc, char** argv) {
     if (absl::Status opened = WaitForGate(*service, arg); !opened.ok()) return Fail(opened);
   }
   if (absl::Status ready = service->Ready(); !ready.ok()) return Fail(ready);
-  if (mode == "deaf") {
-    // Reads nothing; leaves when the broker closes the connection (it is
-    // pid 1 of its namespace: SIGTERM, unhandled, would not end it).
-    pollfd hang_up{service->broker().fd(), POLLRDHUP, 0};
-    while (poll(&hang_up, 1, -1) < 0 && errno == EINTR) {
-    }
-    return 0;
-  }
   for (;;) {
     absl::StatusOr<IncomingConnection> c = service->Accept();
     if (!c.ok()) return 0;  // the broker is gone: exit quietly
@@ -118,6 +116,15 @@ int Main(int argc, char** argv) {
     // First, who the broker says the client is.
     std::string peer = "principal=" + c->principal + " uid=" + std::to_string(c->uid);
     if (send(c->fd.get(), peer.data(), peer.size(), MSG_NOSIGNAL) < 0) continue;
+    if (mode == "until-sigterm") {
+      // The broker stops its services with SIGTERM, and SIGKILL after a
+      // timeout: the test tells which one ended this by what it reads.
+      while (sigwaitinfo(&term, nullptr) < 0 && errno == EINTR) {
+      }
+      constexpr char kTold[] = "got SIGTERM";
+      send(c->fd.get(), kTold, sizeof(kTold) - 1, MSG_NOSIGNAL);
+      return 0;
+    }
     Echo(c->fd.get());
     if (mode == "crash-after") return code;
     if (mode == "hang-up-after") {

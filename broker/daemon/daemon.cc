@@ -248,6 +248,26 @@ void WarnIfClientsCanSendFds(const server::Listener& listener) {
   }
 }
 
+// Adds the directories that hold the broker's socket to `guarded`: no
+// service may be granted one (hidden_config.h). A socket from systemd is
+// found by the path it is bound to; one that is not named, or whose path
+// this mount namespace does not hold (then no directory grant, opened here,
+// holds it either), adds nothing.
+absl::Status GuardSocketDirectories(const server::Listener& listener,
+                                    std::vector<GuardedDirectory>& guarded) {
+  const bool from_systemd = listener.path().empty();
+  std::string path = from_systemd ? BoundSocketPath(listener.fd()) : listener.path();
+  if (path.empty()) return absl::OkStatus();
+  absl::StatusOr<std::vector<GuardedDirectory>> holding =
+      DirectoriesHolding(path, BrokerFile::kSocket);
+  if (!holding.ok()) {
+    if (from_systemd && absl::IsNotFound(holding.status())) return absl::OkStatus();
+    return holding.status();
+  }
+  guarded.insert(guarded.end(), holding->begin(), holding->end());
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status RunDaemon(const DaemonFlags& flags) {
@@ -267,6 +287,8 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   }
   CB_ASSIGN_OR_RETURN(Policy policy, LoadPolicyFile(flags.policy_path, ContextFor(cgroup)));
   CB_ASSIGN_OR_RETURN(std::vector<std::string> hidden, ConfigPathsToHide(flags.policy_path));
+  CB_ASSIGN_OR_RETURN(std::vector<GuardedDirectory> guarded,
+                      DirectoriesHolding(flags.policy_path, BrokerFile::kPolicy));
   audit::AuditLog audit;
   if (!flags.audit_log_path.empty()) {
     CB_ASSIGN_OR_RETURN(audit, audit::AuditLog::OpenFile(flags.audit_log_path));
@@ -279,9 +301,11 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   CB_ASSIGN_OR_RETURN(server::Listener listener, MakeListener(flags));
   WarnIfOthersCannotConnect(flags, listener);
   WarnIfClientsCanSendFds(listener);
+  CB_RETURN_IF_ERROR(GuardSocketDirectories(listener, guarded));
   server::BrokerLoop loop(handler, audit, stats, flags.limits);
   service::HostOptions host_options;
-  host_options.launcher = LauncherHiding(std::move(hidden), sandbox::StartLaunch);
+  host_options.launcher = LauncherRefusingGuarded(
+      std::move(guarded), LauncherHiding(std::move(hidden), sandbox::StartLaunch));
   host_options.cgroup_parent = flags.cgroup_dir;
   // Declared after the loop, which it uses until its destructor has killed
   // and reaped any service still running.

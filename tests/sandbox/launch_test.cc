@@ -682,8 +682,8 @@ TEST(LaunchTest, ADirectoryGrantTheSandboxCannotOpenIsNamed) {
                          " cannot be given to the service: openat(")),
                      HasSubstr("Permission denied; the sandbox's setup has CAP_DAC_OVERRIDE "
                                "only over the service's own files: make the directory "
-                               "readable by others (o+rx), or give it to root or to the "
-                               "service's user and group"))));
+                               "readable and searchable by the service's uid: o+rx, or "
+                               "owned by its user (u+rx) or its group (g+rx)"))));
 
   // The broker that is not root (nobody) holds the fd, opened by root, of a
   // directory below root's 0700 one.

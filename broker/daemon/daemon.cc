@@ -197,7 +197,10 @@ absl::StatusOr<server::Listener> MakeListener(const DaemonFlags& flags) {
 // (--socket-mode without o+w). A socket whose directory, or the socket
 // itself, keeps other users out starts without a word otherwise, and their
 // clients see connect's "Permission denied", which reads like a policy
-// denial: say so at start.
+// denial: say so at start. The socket's group is the broker's gid, unless
+// its directory is setgid (then the directory's group): that is the one
+// way to let one group's members in, and the warning says so rather than
+// suggest that --socket-mode alone chooses users.
 //
 // Nor does a socket its environment put in root's own runtime directory
 // (XDG_RUNTIME_DIR, set by pam_systemd in a root login session): other
@@ -220,12 +223,19 @@ void WarnIfOthersCannotConnect(const DaemonFlags& flags, const server::Listener&
   }
   absl::Status reachable = server::CheckReachableByOthers(listener.path());
   if (reachable.ok()) return;
+  const std::string& path = listener.path();
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "."
+                          : slash == 0               ? "/"
+                                                     : path.substr(0, slash);
   std::fprintf(stderr,
                "capbrokerd: warning: %s. A broker run as root serves every local user (the "
                "policy decides who gets what), but other users' clients will fail to connect "
-               "with 'Permission denied'. Open the way (chmod o+x on the directory), or say "
-               "that only some users are meant (--socket-mode without o+w, e.g. 0660)\n",
-               std::string(reachable.message()).c_str());
+               "with 'Permission denied'. Open the way (chmod o+x on the directory); or, to "
+               "serve the members of one group alone, give the socket that group: it takes "
+               "the group of a setgid directory (chgrp GROUP %s && chmod 2750 %s, then "
+               "restart the broker with --socket-mode 0660)\n",
+               std::string(reachable.message()).c_str(), dir.c_str(), dir.c_str());
 }
 
 // The broker's sockets refuse clients' fds (listener.h); say so at start

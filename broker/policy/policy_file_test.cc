@@ -294,8 +294,8 @@ TEST_F(PolicyFileTest, RefusesACapabilityPathThroughASymlinkUnlessItFollowsSymli
   context.resolve_program = [](const std::string& path) {
     return ResolveProgramPath(path, /*may_block=*/true);
   };
-  std::string file = Write(
-      "file.cb", policy_with(absl::StrCat("file = ( path = \"", base, "/link/file\", access = read )")));
+  std::string file = Write("file.cb", policy_with(absl::StrCat("file = ( path = \"", base,
+                                                              "/link/file\", access = read )")));
   EXPECT_THAT(LoadPolicyFile(file, context),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        absl::StrCat(file, ":2:35: capability 'c': path ", base,
@@ -303,7 +303,8 @@ TEST_F(PolicyFileTest, RefusesACapabilityPathThroughASymlinkUnlessItFollowsSymli
                                     "refuses at every request (it resolves to ", base,
                                     "/real/file): write that, or set followSymlinks = true")));
   std::string directory = Write(
-      "dir.cb", policy_with(absl::StrCat("directory = ( path = \"", base, "/link\", access = read )")));
+      "dir.cb",
+      policy_with(absl::StrCat("directory = ( path = \"", base, "/link\", access = read )")));
   EXPECT_THAT(LoadPolicyFile(directory, context),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr(absl::StrCat("capability 'c': path ", base, "/link goes through "
@@ -316,8 +317,8 @@ TEST_F(PolicyFileTest, RefusesACapabilityPathThroughASymlinkUnlessItFollowsSymli
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr(absl::StrCat("(it resolves to ", base, "/real/new)"))));
   std::string dangling = Write(
-      "dangling.cb", policy_with(absl::StrCat("file = ( path = \"", base,
-                                              "/real/dangling\", access = write, create = true )")));
+      "dangling.cb", policy_with(absl::StrCat("file = ( path = \"", base, "/real/dangling\", ",
+                                              "access = write, create = true )")));
   EXPECT_THAT(LoadPolicyFile(dangling, context),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr(absl::StrCat("capability 'c': path ", base, "/real/dangling is a "

@@ -142,7 +142,8 @@ std::string OpenFilesOfAServiceWithoutLimits(rlim_t broker_hard) {
     if (broker_hard != 0) limit.rlim_max = broker_hard;
     limit.rlim_cur = limit.rlim_max;  // as capbrokerd does at start
     if (setrlimit(RLIMIT_NOFILE, &limit) != 0) return absl::StrCat("setrlimit: ", strerror(errno));
-    absl::StatusOr<LaunchedProcess> launched = LaunchAndWait(ShellSpec("ulimit -S -n; ulimit -H -n"));
+    absl::StatusOr<LaunchedProcess> launched =
+        LaunchAndWait(ShellSpec("ulimit -S -n; ulimit -H -n"));
     if (!launched.ok()) return launched.status().ToString();
     absl::StatusOr<Finished> finished = RunToEnd(*launched);
     return finished.ok() ? finished->output : finished.status().ToString();

@@ -106,8 +106,9 @@ enum Readiness {
 }
 
 struct ResourceLimits {
-  # 0: not limited beyond the broker's own limits.
-  openFiles @0 :UInt64;       # RLIMIT_NOFILE
+  # 0: not limited beyond the broker's own limits; but openFiles.
+  openFiles @0 :UInt64;       # RLIMIT_NOFILE, soft and hard; 0: 1024 (the broker's
+                              # hard limit if lower), never the broker's own
   addressSpace @1 :UInt64;    # RLIMIT_AS, bytes
   processes @2 :UInt64;       # RLIMIT_NPROC (counted per uid!)
   cpuSeconds @3 :UInt64;      # RLIMIT_CPU

@@ -169,10 +169,49 @@ absl::StatusOr<UniqueFd> OpenChecked(const Target& target, int flags, mode_t mod
       ": the name exists but names nothing that can be opened (a dangling symlink?)"));
 }
 
+// Removes the file `fd` (borrowed) that this open created at `target`,
+// which cannot be handed out. The name is looked up again in the directory
+// the open resolved, opened anew with the same resolve flags, and removed
+// only while it still refers to that very inode: in a directory others may
+// write to, the name may have been replaced meanwhile, and their file is
+// not the broker's to remove.
+absl::Status RemoveCreated(int fd, const Target& target) {
+  const size_t slash = target.path.rfind('/');
+  const std::string parent = slash == std::string::npos ? "."
+                             : slash == 0               ? "/"
+                                                        : target.path.substr(0, slash);
+  const std::string name =
+      slash == std::string::npos ? target.path : target.path.substr(slash + 1);
+  if (name.empty() || name == "." || name == "..") {
+    return absl::InternalError(absl::StrCat("no file name in ", target.path));
+  }
+  CB_ASSIGN_OR_RETURN(UniqueFd dir, Openat2(target.dirfd, parent, O_PATH | O_DIRECTORY, 0,
+                                            target.resolve, target.what));
+  struct stat made;
+  struct stat now;
+  if (fstat(fd, &made) != 0) return ErrnoStatus(errno, absl::StrCat("fstat ", target.path));
+  if (fstatat(dir.get(), name.c_str(), &now, AT_SYMLINK_NOFOLLOW) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("fstatat ", target.path));
+  }
+  if (now.st_dev != made.st_dev || now.st_ino != made.st_ino) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(target.path, " names another file by now"));
+  }
+  if (unlinkat(dir.get(), name.c_str(), 0) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("unlinkat ", target.path));
+  }
+  return absl::OkStatus();
+}
+
 // Holds an append-only grant on the regular file `fd` (see FileOpen::
-// append_only): the file must carry FS_APPEND_FL; one that this open
-// `created` gets it.
-absl::Status RequireAppendOnly(int fd, bool created, absl::string_view path) {
+// append_only), opened at `target`: the file must carry FS_APPEND_FL; one
+// that this open `created` gets it. A new file that cannot get it is
+// removed again (RemoveCreated): left there, empty and not append-only, it
+// would make the next request's error "not append-only ... chattr +a",
+// which a broker without CAP_LINUX_IMMUTABLE cannot mend, instead of this
+// one's.
+absl::Status RequireAppendOnly(int fd, bool created, const Target& target) {
+  const std::string& path = target.path;
   int attributes = 0;  // FS_IOC_GETFLAGS reads an int, whatever its name says
   if (ioctl(fd, FS_IOC_GETFLAGS, &attributes) != 0) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -184,9 +223,14 @@ absl::Status RequireAppendOnly(int fd, bool created, absl::string_view path) {
   if (created) {
     attributes |= FS_APPEND_FL;
     if (ioctl(fd, FS_IOC_SETFLAGS, &attributes) == 0) return absl::OkStatus();
-    return absl::FailedPreconditionError(absl::StrCat(
+    std::string refused = absl::StrCat(
         "cannot make the new file ", path, " append-only (", std::strerror(errno),
-        "; that takes CAP_LINUX_IMMUTABLE, which a broker run as root has)"));
+        "; that takes CAP_LINUX_IMMUTABLE, which a broker run as root has)");
+    if (absl::Status removed = RemoveCreated(fd, target); !removed.ok()) {
+      absl::StrAppend(&refused, "; the empty file it made could not be removed again (",
+                      removed.message(), "): remove it");
+    }
+    return absl::FailedPreconditionError(refused);
   }
   return absl::FailedPreconditionError(absl::StrCat(
       path, " is not append-only, so an append grant cannot hold: whoever holds an "
@@ -234,11 +278,10 @@ absl::StatusOr<UniqueFd> OpenFile(absl::string_view path, const FileOpen& how,
   if (how.create) flags |= O_CREAT;
   if (how.truncate) flags |= O_TRUNC;
   bool created = false;
-  CB_ASSIGN_OR_RETURN(
-      UniqueFd fd,
-      OpenChecked({AT_FDCWD, std::string(path), PolicyResolve(follow_symlinks), "open", false},
-                  flags, how.mode, created));
-  if (how.append_only) CB_RETURN_IF_ERROR(RequireAppendOnly(fd.get(), created, path));
+  const Target target{AT_FDCWD, std::string(path), PolicyResolve(follow_symlinks), "open",
+                      false};
+  CB_ASSIGN_OR_RETURN(UniqueFd fd, OpenChecked(target, flags, how.mode, created));
+  if (how.append_only) CB_RETURN_IF_ERROR(RequireAppendOnly(fd.get(), created, target));
   return fd;
 }
 
@@ -292,7 +335,7 @@ absl::StatusOr<UniqueFd> OpenBeneath(int dirfd, absl::string_view relative,
                 hard_links == HardLinks::kUnprotected};
   bool created = false;
   CB_ASSIGN_OR_RETURN(UniqueFd fd, OpenChecked(target, flags, how.mode & 0777, created));
-  if (how.append_only) CB_RETURN_IF_ERROR(RequireAppendOnly(fd.get(), created, relative));
+  if (how.append_only) CB_RETURN_IF_ERROR(RequireAppendOnly(fd.get(), created, target));
   return fd;
 }
 

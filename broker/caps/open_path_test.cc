@@ -128,6 +128,57 @@ TEST(OpenFileTest, AnAppendOnlyGrantMakesTheFileItCreatesAppendOnly) {
   EXPECT_EQ(ReadWholeFile(path), "one\ntwo\n");
 }
 
+// A broker without CAP_LINUX_IMMUTABLE (not run as root) cannot make the
+// file it creates for an append-only grant append-only. It refuses the
+// grant and removes the file again: left behind, empty and not
+// append-only, it would turn the next request's error into "chattr +a",
+// which that broker's user cannot run. Each attempt says the same. Run in a
+// child whose uids are all nobody's, as such a broker.
+TEST(OpenFileTest, AFileThatCannotBeMadeAppendOnlyIsRemovedAgain) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to become another user";
+  TempDir dir;
+  ASSERT_EQ(chmod(dir.path().c_str(), 0711), 0);
+  ASSERT_EQ(mkdir(dir.Join("logs").c_str(), 0700), 0);
+  ASSERT_EQ(chown(dir.Join("logs").c_str(), 65534, 65534), 0);
+  ASSERT_EQ(mkdir(dir.Join("logs/sub").c_str(), 0700), 0);
+  ASSERT_EQ(chown(dir.Join("logs/sub").c_str(), 65534, 65534), 0);
+  const std::string path = dir.Join("logs/new.log");
+  UniqueFd logs(open(dir.Join("logs").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(logs.valid());
+  testing::ChildResult child = testing::RunInChild([&]() -> std::string {
+    if (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0) {
+      return "setresuid failed";
+    }
+    FileOpen how = Access(schema::Access::APPEND);
+    how.append_only = true;
+    how.create = true;
+    std::string out;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      for (const absl::Status& status :
+           {OpenFile(path, how, false).status(),
+            OpenBeneath(logs.get(), "sub/beneath.log", how).status()}) {
+        absl::StrAppend(&out, static_cast<int>(status.code()), " ", status.message(), "\n");
+      }
+    }
+    struct stat st;
+    for (const std::string& left : {path, dir.Join("logs/sub/beneath.log")}) {
+      if (lstat(left.c_str(), &st) == 0) absl::StrAppend(&out, "left behind: ", left, "\n");
+    }
+    return out;
+  });
+  ASSERT_TRUE(WIFEXITED(child.wait_status) && WEXITSTATUS(child.wait_status) == 0);
+  std::vector<std::string> lines = absl::StrSplit(child.output, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 4u) << child.output;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    EXPECT_THAT(lines[i],
+                StartsWith(absl::StrCat(static_cast<int>(absl::StatusCode::kFailedPrecondition),
+                                        " cannot make the new file ",
+                                        i % 2 == 0 ? path : "sub/beneath.log",
+                                        " append-only (Operation not permitted; that takes "
+                                        "CAP_LINUX_IMMUTABLE")));
+  }
+}
+
 // Sets or clears the immutable attribute (chattr +i) of `path`; false if it
 // cannot (that takes CAP_LINUX_IMMUTABLE).
 bool SetImmutable(const std::string& path, bool on) {

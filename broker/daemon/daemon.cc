@@ -197,7 +197,10 @@ absl::StatusOr<server::Listener> MakeListener(const DaemonFlags& flags) {
 // (--socket-mode without o+w). A socket whose directory, or the socket
 // itself, keeps other users out starts without a word otherwise, and their
 // clients see connect's "Permission denied", which reads like a policy
-// denial: say so at start.
+// denial: say so at start. The socket's group is the broker's gid, unless
+// its directory is setgid (then the directory's group): that is the one
+// way to let one group's members in, and the warning says so rather than
+// suggest that --socket-mode alone chooses users.
 //
 // Nor does a socket its environment put in root's own runtime directory
 // (XDG_RUNTIME_DIR, set by pam_systemd in a root login session): other
@@ -220,12 +223,19 @@ void WarnIfOthersCannotConnect(const DaemonFlags& flags, const server::Listener&
   }
   absl::Status reachable = server::CheckReachableByOthers(listener.path());
   if (reachable.ok()) return;
+  const std::string& path = listener.path();
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "."
+                          : slash == 0               ? "/"
+                                                     : path.substr(0, slash);
   std::fprintf(stderr,
                "capbrokerd: warning: %s. A broker run as root serves every local user (the "
                "policy decides who gets what), but other users' clients will fail to connect "
-               "with 'Permission denied'. Open the way (chmod o+x on the directory), or say "
-               "that only some users are meant (--socket-mode without o+w, e.g. 0660)\n",
-               std::string(reachable.message()).c_str());
+               "with 'Permission denied'. Open the way (chmod o+x on the directory); or, to "
+               "serve the members of one group alone, give the socket that group: it takes "
+               "the group of a setgid directory (chgrp GROUP %s && chmod 2750 %s, then "
+               "restart the broker with --socket-mode 0660)\n",
+               std::string(reachable.message()).c_str(), dir.c_str(), dir.c_str());
 }
 
 // The broker's sockets refuse clients' fds (listener.h); say so at start
@@ -248,6 +258,26 @@ void WarnIfClientsCanSendFds(const server::Listener& listener) {
   }
 }
 
+// Adds the directories that hold the broker's socket to `guarded`: no
+// service may be granted one (hidden_config.h). A socket from systemd is
+// found by the path it is bound to; one that is not named, or whose path
+// this mount namespace does not hold (then no directory grant, opened here,
+// holds it either), adds nothing.
+absl::Status GuardSocketDirectories(const server::Listener& listener,
+                                    std::vector<GuardedDirectory>& guarded) {
+  const bool from_systemd = listener.path().empty();
+  std::string path = from_systemd ? BoundSocketPath(listener.fd()) : listener.path();
+  if (path.empty()) return absl::OkStatus();
+  absl::StatusOr<std::vector<GuardedDirectory>> holding =
+      DirectoriesHolding(path, BrokerFile::kSocket);
+  if (!holding.ok()) {
+    if (from_systemd && absl::IsNotFound(holding.status())) return absl::OkStatus();
+    return holding.status();
+  }
+  guarded.insert(guarded.end(), holding->begin(), holding->end());
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status RunDaemon(const DaemonFlags& flags) {
@@ -267,6 +297,8 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   }
   CB_ASSIGN_OR_RETURN(Policy policy, LoadPolicyFile(flags.policy_path, ContextFor(cgroup)));
   CB_ASSIGN_OR_RETURN(std::vector<std::string> hidden, ConfigPathsToHide(flags.policy_path));
+  CB_ASSIGN_OR_RETURN(std::vector<GuardedDirectory> guarded,
+                      DirectoriesHolding(flags.policy_path, BrokerFile::kPolicy));
   audit::AuditLog audit;
   if (!flags.audit_log_path.empty()) {
     CB_ASSIGN_OR_RETURN(audit, audit::AuditLog::OpenFile(flags.audit_log_path));
@@ -279,9 +311,11 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   CB_ASSIGN_OR_RETURN(server::Listener listener, MakeListener(flags));
   WarnIfOthersCannotConnect(flags, listener);
   WarnIfClientsCanSendFds(listener);
+  CB_RETURN_IF_ERROR(GuardSocketDirectories(listener, guarded));
   server::BrokerLoop loop(handler, audit, stats, flags.limits);
   service::HostOptions host_options;
-  host_options.launcher = LauncherHiding(std::move(hidden), sandbox::StartLaunch);
+  host_options.launcher = LauncherRefusingGuarded(
+      std::move(guarded), LauncherHiding(std::move(hidden), sandbox::StartLaunch));
   host_options.cgroup_parent = flags.cgroup_dir;
   // Declared after the loop, which it uses until its destructor has killed
   // and reaped any service still running.

@@ -1,21 +1,55 @@
 #include "broker/daemon/hidden_config.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
 
 #include <cerrno>
+#include <cstring>
 #include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "sdk/base/syscall.h"
 
 namespace capbroker::daemon {
+namespace {
+
+absl::StatusOr<std::string> CanonicalPath(absl::string_view path) {
+  std::string copy(path);
+  std::unique_ptr<char, decltype(&free)> canonical(realpath(copy.c_str(), nullptr), &free);
+  if (canonical == nullptr) return ErrnoStatus(errno, absl::StrCat("realpath(", copy, ")"));
+  return std::string(canonical.get());
+}
+
+std::string Holds(BrokerFile kind, absl::string_view path) {
+  switch (kind) {
+    case BrokerFile::kPolicy:
+      return absl::StrCat(
+          "the broker's policy file ", path,
+          ": a service given it could read the policy, which names every service, "
+          "capability path and principal's uid; grant a directory beneath it that does not "
+          "hold the policy file, or move the policy file out of it (capbrokerd --policy)");
+    case BrokerFile::kSocket:
+      return absl::StrCat(
+          "the broker's socket ", path,
+          ": a service given it could connect to the broker by that path, known by its uid "
+          "as any local client is, not as the service; grant a directory beneath it that "
+          "does not hold the socket, or move the socket out of it (capbrokerd --socket)");
+  }
+  return "";
+}
+
+}  // namespace
 
 absl::StatusOr<std::vector<std::string>> ConfigPathsToHide(absl::string_view policy_path) {
-  std::string path(policy_path);
-  std::unique_ptr<char, decltype(&free)> canonical(realpath(path.c_str(), nullptr), &free);
-  if (canonical == nullptr) return ErrnoStatus(errno, absl::StrCat("realpath(", path, ")"));
-  return std::vector<std::string>{kConfigDirectory, canonical.get()};
+  absl::StatusOr<std::string> canonical = CanonicalPath(policy_path);
+  if (!canonical.ok()) return canonical.status();
+  return std::vector<std::string>{kConfigDirectory, *canonical};
 }
 
 service::Launcher LauncherHiding(std::vector<std::string> hidden, service::Launcher launch) {
@@ -25,6 +59,67 @@ service::Launcher LauncherHiding(std::vector<std::string> hidden, service::Launc
     with_hidden.hidden_paths.insert(with_hidden.hidden_paths.end(), hidden.begin(),
                                     hidden.end());
     return launch(with_hidden);
+  };
+}
+
+absl::StatusOr<std::vector<GuardedDirectory>> DirectoriesHolding(absl::string_view path,
+                                                                 BrokerFile kind) {
+  absl::StatusOr<std::string> canonical = CanonicalPath(path);
+  if (!canonical.ok()) return canonical.status();
+  std::string holds = Holds(kind, *canonical);
+  std::vector<GuardedDirectory> guarded;
+  std::string dir = *canonical;
+  while (dir != "/") {
+    size_t slash = dir.rfind('/');
+    dir = slash == 0 ? "/" : dir.substr(0, slash);
+    struct stat st;
+    if (stat(dir.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat(", dir, ")"));
+    guarded.push_back(GuardedDirectory{st.st_dev, st.st_ino, dir, holds});
+  }
+  return guarded;
+}
+
+std::string BoundSocketPath(int fd) {
+  sockaddr_un address = {};
+  socklen_t length = sizeof address;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) return "";
+  if (address.sun_family != AF_UNIX || length <= offsetof(sockaddr_un, sun_path) ||
+      address.sun_path[0] != '/') {
+    return "";  // unnamed, abstract, or not a unix socket
+  }
+  size_t size = length - offsetof(sockaddr_un, sun_path);
+  return std::string(address.sun_path, strnlen(address.sun_path, size));
+}
+
+service::Launcher LauncherRefusingGuarded(std::vector<GuardedDirectory> guarded,
+                                          service::Launcher launch) {
+  return [guarded = std::move(guarded), launch = std::move(launch)](
+             const sandbox::SandboxSpec& spec)
+             -> absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> {
+    for (const sandbox::PassedFd& passed : spec.fds) {
+      // The cached inode: its type and ids never change, and asking sends
+      // nothing to a FUSE or NFS server that may not answer.
+      struct statx stx = {};
+      if (statx(passed.fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE | STATX_INO,
+                &stx) != 0) {
+        return ErrnoStatus(errno, absl::StrCat("statx(grant '", passed.name, "')"));
+      }
+      if (!S_ISDIR(stx.stx_mode)) continue;
+      const dev_t dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
+      std::vector<std::string> reasons;
+      std::string path;
+      for (const GuardedDirectory& directory : guarded) {
+        if (directory.dev != dev || directory.ino != stx.stx_ino) continue;
+        path = directory.path;
+        reasons.push_back(directory.holds);
+      }
+      if (!reasons.empty()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("directory grant '", passed.name, "' is ", path, ", which holds ",
+                         absl::StrJoin(reasons, "; it also holds ")));
+      }
+    }
+    return launch(spec);
   };
 }
 

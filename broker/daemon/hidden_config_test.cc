@@ -1,7 +1,13 @@
 #include "broker/daemon/hidden_config.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#include <cstring>
 
 #include <memory>
 #include <string>
@@ -16,8 +22,19 @@ namespace capbroker::daemon {
 namespace {
 
 using ::capbroker::testing::TempDir;
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+std::string RealPath(const std::string& path) {
+  std::unique_ptr<char, decltype(&free)> real(realpath(path.c_str(), nullptr), &free);
+  return real == nullptr ? path : std::string(real.get());
+}
+
+UniqueFd OpenDirectory(const std::string& path) {
+  return UniqueFd(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+}
 
 TEST(HiddenConfigTest, PolicyIsHiddenByItsCanonicalPath) {
   TempDir dir;
@@ -46,6 +63,113 @@ TEST(HiddenConfigTest, EveryLaunchGetsThePathsAdded) {
   spec.hidden_paths = {"/etc/other"};
   EXPECT_THAT(launch(spec), StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_THAT(seen, ElementsAre("/etc/other", "/etc/capbroker", "/etc/policy"));
+}
+
+TEST(HiddenConfigTest, TheDirectoriesHoldingAFileAreEveryOneUpToTheRoot) {
+  TempDir dir;
+  ASSERT_EQ(mkdir(dir.Join("conf").c_str(), 0755), 0);
+  dir.WriteFile("conf/policy.capnp", "()");
+  ASSERT_EQ(symlink(dir.Join("conf").c_str(), dir.Join("link").c_str()), 0);
+  ASSERT_OK_AND_ASSIGN(std::vector<GuardedDirectory> guarded,
+                       DirectoriesHolding(dir.Join("link/policy.capnp"), BrokerFile::kPolicy));
+  // By the canonical path: conf, its parents, and "/" last.
+  std::string conf = RealPath(dir.Join("conf"));
+  ASSERT_GE(guarded.size(), 2u);
+  EXPECT_EQ(guarded[0].path, conf);
+  EXPECT_EQ(guarded[1].path, RealPath(dir.path()));
+  EXPECT_EQ(guarded.back().path, "/");
+  struct stat root;
+  ASSERT_EQ(stat("/", &root), 0);
+  EXPECT_EQ(guarded.back().dev, root.st_dev);
+  EXPECT_EQ(guarded.back().ino, root.st_ino);
+  EXPECT_THAT(guarded[0].holds,
+              StartsWith(absl::StrCat("the broker's policy file ", conf, "/policy.capnp: ")));
+  EXPECT_THAT(DirectoriesHolding(dir.Join("gone.sock"), BrokerFile::kSocket),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("gone.sock")));
+}
+
+// A directory grant that holds the policy file or the socket, by any path
+// to it, fails the launch before it begins; others are launched.
+TEST(HiddenConfigTest, AGrantHoldingAGuardedFileIsRefused) {
+  TempDir dir;
+  ASSERT_EQ(mkdir(dir.Join("conf").c_str(), 0755), 0);
+  ASSERT_EQ(mkdir(dir.Join("run").c_str(), 0755), 0);
+  ASSERT_EQ(mkdir(dir.Join("data").c_str(), 0755), 0);
+  std::string policy = dir.WriteFile("conf/policy.capnp", "()");
+  dir.WriteFile("run/broker.sock", "");  // what is there does not matter
+  ASSERT_EQ(symlink(dir.Join("conf").c_str(), dir.Join("link").c_str()), 0);
+  ASSERT_OK_AND_ASSIGN(std::vector<GuardedDirectory> guarded,
+                       DirectoriesHolding(policy, BrokerFile::kPolicy));
+  ASSERT_OK_AND_ASSIGN(std::vector<GuardedDirectory> socket,
+                       DirectoriesHolding(dir.Join("run/broker.sock"), BrokerFile::kSocket));
+  guarded.insert(guarded.end(), socket.begin(), socket.end());
+  int launches = 0;
+  service::Launcher launch = LauncherRefusingGuarded(
+      guarded,
+      [&](const sandbox::SandboxSpec&) -> absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> {
+        ++launches;
+        return absl::UnavailableError("not launched");
+      });
+  auto launch_with = [&](const std::string& path, bool announced) {
+    UniqueFd fd = path.empty() ? UniqueFd() : OpenDirectory(path);
+    UniqueFd file(open(policy.c_str(), O_RDONLY | O_CLOEXEC));
+    sandbox::SandboxSpec spec;
+    spec.fds.push_back(sandbox::PassedFd{"policy-file", file.get(), false, false});
+    if (fd.valid()) spec.fds.push_back(sandbox::PassedFd{"data", fd.get(), announced, false});
+    return launch(spec).status();
+  };
+
+  std::string conf = RealPath(dir.Join("conf"));
+  std::string top = RealPath(dir.path());
+  EXPECT_THAT(launch_with(dir.Join("link"), true),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       StartsWith(absl::StrCat("directory grant 'data' is ", conf,
+                                               ", which holds the broker's policy file ", conf,
+                                               "/policy.capnp: "))));
+  // Not announced as a directory: it reaches the service as one all the same.
+  EXPECT_THAT(launch_with(dir.Join("link"), false),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("policy file")));
+  EXPECT_THAT(launch_with(dir.Join("run"), true),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr(absl::StrCat("which holds the broker's socket ",
+                                              RealPath(dir.Join("run")), "/broker.sock"))));
+  // Above both: both named.
+  EXPECT_THAT(launch_with(dir.path(), true),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr(absl::StrCat("directory grant 'data' is ", top,
+                                                    ", which holds the broker's policy file")),
+                             HasSubstr("; it also holds the broker's socket"))));
+  EXPECT_THAT(launch_with("/", true), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                               HasSubstr("directory grant 'data' is /,")));
+  EXPECT_EQ(launches, 0);
+  // A directory beside them, and the policy file granted as a file (that is
+  // the policy's choice), are launched.
+  EXPECT_THAT(launch_with(dir.Join("data"), true), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(launch_with("", true), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(launches, 2);
+}
+
+TEST(HiddenConfigTest, ASocketIsFoundByThePathItIsBoundTo) {
+  TempDir dir;
+  UniqueFd named(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  sockaddr_un address = {};
+  address.sun_family = AF_UNIX;
+  std::string path = dir.Join("broker.sock");
+  ASSERT_LT(path.size(), sizeof address.sun_path);
+  std::memcpy(address.sun_path, path.c_str(), path.size());
+  ASSERT_EQ(bind(named.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  EXPECT_EQ(BoundSocketPath(named.get()), path);
+
+  UniqueFd abstract(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  sockaddr_un hidden = {};
+  hidden.sun_family = AF_UNIX;
+  std::memcpy(hidden.sun_path + 1, "capbroker-test", 14);
+  ASSERT_EQ(bind(abstract.get(), reinterpret_cast<sockaddr*>(&hidden),
+                 offsetof(sockaddr_un, sun_path) + 15),
+            0);
+  EXPECT_EQ(BoundSocketPath(abstract.get()), "");
+  UniqueFd unnamed(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  EXPECT_EQ(BoundSocketPath(unnamed.get()), "");
 }
 
 }  // namespace

@@ -17,6 +17,9 @@
 // The policy's text cannot tell; the files of the machine can, through
 // `resolve_program`, which LoadPolicyFile sets (for capbrokerd and `capctl
 // policy check` alike), so that such a policy is refused when it is loaded.
+// The same goes for a file or directory capability's path without
+// followSymlinks = true: the broker opens it refusing every symlink, so one
+// through a symlink would fail every request.
 #ifndef CAPBROKER_BROKER_POLICY_BROKER_CONTEXT_H_
 #define CAPBROKER_BROKER_POLICY_BROKER_CONTEXT_H_
 
@@ -34,11 +37,13 @@ struct BrokerContext {
   // services' cgroups (path "" when the broker has none); nullopt when the
   // broker is not known, and then memoryMax and pidsMax are not checked.
   std::optional<sandbox::CgroupParent> cgroup;
-  // The path the kernel would report for the program at `path` (see
-  // ResolveProgramPath); kFailedPrecondition when `path` is a symlink to
-  // nothing; another error when it cannot be told, and then the exe is
-  // accepted (a rule that never matches denies). Unset: `exe` is not
-  // checked against the files of this machine (ParsePolicy does no I/O).
+  // The path the kernel would report for the program (or file, or
+  // directory) at `path`, every symlink resolved (see ResolveProgramPath);
+  // kFailedPrecondition when `path` is a symlink to nothing; another error
+  // when it cannot be told, and then the exe or capability path is
+  // accepted (a rule that never matches denies; a request says why it
+  // fails). Unset: neither is checked against the files of this machine
+  // (ParsePolicy does no I/O).
   std::function<absl::StatusOr<std::string>(const std::string& path)> resolve_program;
 };
 

@@ -47,9 +47,10 @@ namespace capbroker {
 // kResourceExhausted (too large), kInvalidArgument (the text is wrong, see
 // ParsePolicy), or the errno status of a failed call.
 //
-// Unless `broker` sets resolve_program, the policy's `exe` paths are checked
-// with ResolveProgramPath, without waiting for a file system
-// (`may_block` false): one through a symlink is refused.
+// Unless `broker` sets resolve_program, the policy's `exe` paths, and its
+// capability paths that do not follow symlinks, are checked with
+// ResolveProgramPath, without waiting for a file system (`may_block`
+// false): one through a symlink is refused.
 absl::StatusOr<Policy> LoadPolicyFile(absl::string_view path, const BrokerContext& broker);
 
 // The path the kernel would report as the executable of a process that runs

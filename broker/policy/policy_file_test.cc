@@ -272,6 +272,84 @@ TEST_F(PolicyFileTest, RefusesAnExeThatNamesItsProgramThroughASymlink) {
   EXPECT_OK(ParsePolicy(policy_with_exe(base + "/bin/prog"), "policy.cb"));
 }
 
+// A capability's path through a symlink passed every check, and then every
+// request for it failed with permissionDenied ("the path contains a
+// symlink, which is refused"), a denial the policy never made: the broker
+// opens policy paths with RESOLVE_NO_SYMLINKS unless followSymlinks = true.
+// Such a path is refused when the policy is loaded, with the two ways out.
+TEST_F(PolicyFileTest, RefusesACapabilityPathThroughASymlinkUnlessItFollowsSymlinks) {
+  char resolved[PATH_MAX];
+  ASSERT_NE(realpath(dir_.c_str(), resolved), nullptr) << errno;
+  std::string base = resolved;
+  ASSERT_EQ(mkdir((base + "/real").c_str(), 0755), 0);
+  Write("real/file", "x");
+  ASSERT_EQ(symlink("real", (base + "/link").c_str()), 0);
+  ASSERT_EQ(symlink("gone", (base + "/real/dangling").c_str()), 0);
+  auto policy_with = [&](const std::string& capability) {
+    return absl::StrCat("( capabilities = [\n    ( name = \"c\", ", capability,
+                        " ) ],\n  principals = [ ( name = \"ops\", grants = [ \"c\" ],\n"
+                        "                   match = ( uid = 1000 ) ) ] )\n");
+  };
+  BrokerContext context;  // as `capctl policy check` resolves
+  context.resolve_program = [](const std::string& path) {
+    return ResolveProgramPath(path, /*may_block=*/true);
+  };
+  std::string file = Write("file.cb", policy_with(absl::StrCat("file = ( path = \"", base,
+                                                              "/link/file\", access = read )")));
+  EXPECT_THAT(LoadPolicyFile(file, context),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       absl::StrCat(file, ":2:35: capability 'c': path ", base,
+                                    "/link/file goes through a symbolic link, which the broker "
+                                    "refuses at every request (it resolves to ", base,
+                                    "/real/file): write that, or set followSymlinks = true")));
+  std::string directory = Write(
+      "dir.cb",
+      policy_with(absl::StrCat("directory = ( path = \"", base, "/link\", access = read )")));
+  EXPECT_THAT(LoadPolicyFile(directory, context),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr(absl::StrCat("capability 'c': path ", base, "/link goes through "
+                                              "a symbolic link"))));
+  // A file to be created, under a directory reached through the link.
+  std::string created = Write(
+      "create.cb", policy_with(absl::StrCat("file = ( path = \"", base,
+                                            "/link/new\", access = write, create = true )")));
+  EXPECT_THAT(LoadPolicyFile(created, context),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr(absl::StrCat("(it resolves to ", base, "/real/new)"))));
+  std::string dangling = Write(
+      "dangling.cb", policy_with(absl::StrCat("file = ( path = \"", base, "/real/dangling\", ",
+                                              "access = write, create = true )")));
+  EXPECT_THAT(LoadPolicyFile(dangling, context),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr(absl::StrCat("capability 'c': path ", base, "/real/dangling is a "
+                                              "symbolic link to a file that does not exist, "
+                                              "which the broker refuses"))));
+  // Followed on purpose, or the real path, or not there yet: loaded.
+  EXPECT_OK(LoadPolicyFile(
+      Write("follow.cb", policy_with(absl::StrCat("file = ( path = \"", base,
+                                                  "/link/file\", access = read, "
+                                                  "followSymlinks = true )"))),
+      context));
+  EXPECT_OK(LoadPolicyFile(
+      Write("real.cb", policy_with(absl::StrCat("file = ( path = \"", base,
+                                                "/real/file\", access = read )"))),
+      context));
+  EXPECT_OK(LoadPolicyFile(
+      Write("later.cb", policy_with(absl::StrCat("directory = ( path = \"", base,
+                                                 "/real/later\", access = read )"))),
+      context));
+  // The broker's own resolution, from the caches; and what cannot be told
+  // is accepted, as for an exe.
+  EXPECT_THAT(LoadPolicyFile(file, BrokerContext()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("symbolic link")));
+  BrokerContext cannot_tell;
+  cannot_tell.resolve_program = [](const std::string& path) -> absl::StatusOr<std::string> {
+    return absl::UnavailableError("cannot resolve " + path + ": Resource temporarily unavailable");
+  };
+  EXPECT_OK(LoadPolicyFile(file, cannot_tell));
+  EXPECT_OK(ParsePolicy(testing::ReadWholeFile(file), "policy.cb"));
+}
+
 // Resolving the longest existing part: "/" itself, and a path of which
 // nothing below the root exists.
 TEST(ResolveProgramPathTest, ResolvesWhatExistsAndKeepsTheRest) {

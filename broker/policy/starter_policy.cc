@@ -69,7 +69,7 @@ constexpr char kStarterPolicy[] = R"POLICY(# capbroker policy: which clients may
   # services = [
   #   ( name = "scanner",
   #     command = [ "/usr/local/lib/capbroker/scanner" ],  # absolute program path, then arguments
-  #     environment = [ "SCANNER_VERBOSE=1" ],  # NAME=VALUE; nothing else is inherited
+  #     environment = [ "LANG=C.UTF-8" ],  # NAME=VALUE; nothing else is inherited
   #     grants = [ "signatures" ],     # capabilities it receives at start (fds 3..); the
   #                                    # scanner reads the one named "signatures"
   #     connect = [ "ops" ],           # principals and services that may connect to it
@@ -86,14 +86,15 @@ constexpr char kStarterPolicy[] = R"POLICY(# capbroker policy: which clients may
   #     # group = 65534,               # for a root broker, else the broker's own uid and
   #                                    # gid (a broker that is not root can use only those)
   #     readiness = notify,            # notify (the service says so) or exec (once started)
-  #     limits = (
+  #     limits = (                     # each shown with what 0 (or leaving it out) gives
   #       # memoryMax = 268435456,     # cgroup memory.max, bytes; pidsMax: cgroup pids.max.
   #       # pidsMax = 64,              # Only for a broker run with --cgroup DIR, a delegated
   #                                    # cgroup v2 directory: any other refuses the policy
-  #       openFiles = 256,             # RLIMIT_NOFILE
-  #       addressSpace = 1073741824,   # RLIMIT_AS, bytes
-  #       processes = 0,               # RLIMIT_NPROC (per uid); 0: no limit
-  #       cpuSeconds = 0               # RLIMIT_CPU
+  #       openFiles = 0,               # RLIMIT_NOFILE, soft and hard; 0: 1024 (the broker's
+  #                                    # hard limit if lower), never the broker's own
+  #       # addressSpace = 1073741824, # RLIMIT_AS, bytes; 0: the broker's own
+  #       processes = 0,               # RLIMIT_NPROC (per uid); 0: the broker's own
+  #       cpuSeconds = 0               # RLIMIT_CPU, seconds; 0: the broker's own
   #     ),
   #     # Every protection is `required` unless set to bestEffort (used when
   #     # the kernel allows it, else logged) or off.

@@ -196,6 +196,12 @@ TEST(StarterPolicyTest, ServiceExampleLoadsWhenUncommented) {
   EXPECT_TRUE(scanner.accepts_fds);  // it takes the file to scan as an fd
   EXPECT_FALSE(scanner.user.has_value());
   EXPECT_EQ(scanner.limits.memory_max, 0u);
+  // As shown, every limit is its default: the sandbox's 1024 fds (0 here),
+  // the broker's own for the rest.
+  EXPECT_EQ(scanner.limits.open_files, 0u);
+  EXPECT_EQ(scanner.limits.address_space, 0u);
+  EXPECT_EQ(scanner.limits.processes, 0u);
+  EXPECT_EQ(scanner.limits.cpu_seconds, 0u);
   EXPECT_EQ(scanner.protections.restrict_address_families.size(), 1u);
   ExpectGrantNamesConsistent(policy);
 }
@@ -210,7 +216,7 @@ TEST(StarterPolicyTest, ServiceAlternativesLoadWhenUncommented) {
   for (size_t i : Alternatives(lines, 0, 0)) {
     if (i >= begin && i < end) inside.push_back(i);
   }
-  EXPECT_EQ(inside.size(), 4u);  // user, group, memoryMax, pidsMax
+  EXPECT_EQ(inside.size(), 5u);  // user, group, memoryMax, pidsMax, addressSpace
   for (size_t i : inside) {
     std::string text = WithUncommented(lines, {i});
     ASSERT_OK_AND_ASSIGN(Policy policy, ParsePolicy(text, "starter.cb", WithCgroup()));
@@ -233,6 +239,7 @@ TEST(StarterPolicyTest, ServiceAlternativesLoadWhenUncommented) {
   EXPECT_EQ(scanner.group, 65534u);
   EXPECT_EQ(scanner.limits.memory_max, 268435456u);
   EXPECT_EQ(scanner.limits.pids_max, 64u);
+  EXPECT_EQ(scanner.limits.address_space, 1073741824u);
 }
 
 // As printed, the starter loads in any broker: nothing in it needs --cgroup.

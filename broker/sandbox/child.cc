@@ -124,9 +124,12 @@ absl::Status Child::DetachGrants() {
       std::string hint;
       if (absl::IsPermissionDenied(fd.status())) {
         if (grant.tree_fd >= 0) {
+          // Owned by root is not enough: a root-owned directory the
+          // service's uid cannot read may pass this setup, and the service
+          // is then refused its own grant.
           hint = "; the sandbox's setup has CAP_DAC_OVERRIDE only over the service's own "
-                 "files: make the directory readable by others (o+rx), or give it to root "
-                 "or to the service's user and group";
+                 "files: make the directory readable and searchable by the service's uid: "
+                 "o+rx, or owned by its user (u+rx) or its group (g+rx)";
         } else {
           hint = absl::StrCat(
               "; the sandbox's setup finds it again by its path and has CAP_DAC_OVERRIDE "

@@ -77,7 +77,7 @@ struct ChildPlan {
   gid_t gid = 0;
   bool clear_groups = false;  // setgroups(0): the broker is root
   std::vector<Rlimit> rlimits;  // all but RLIMIT_NOFILE
-  uint64_t open_files = 0;      // RLIMIT_NOFILE; 0 leaves it as it is
+  uint64_t open_files = 0;      // RLIMIT_NOFILE; StartLaunch turns 0 into the default
 
   const SeccompProgram* seccomp = nullptr;  // when system_call_filter is on
   int landlock_abi = 0;                     // when landlock is on

@@ -4,11 +4,13 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <optional>
 
@@ -272,6 +274,17 @@ absl::StatusOr<std::unique_ptr<PendingLaunch>> StartLaunch(const SandboxSpec& sp
       {RLIMIT_CPU, "RLIMIT_CPU", spec.limits.cpu_seconds},
   };
   plan.open_files = spec.limits.open_files;
+  if (plan.open_files == 0) {
+    // The child sets soft and hard alike, and can raise neither above the
+    // broker's hard limit.
+    rlimit broker;
+    if (getrlimit(RLIMIT_NOFILE, &broker) != 0) {
+      return ErrnoStatus(errno, "getrlimit(RLIMIT_NOFILE)");
+    }
+    plan.open_files = broker.rlim_max == RLIM_INFINITY
+                          ? kDefaultOpenFiles
+                          : std::min<uint64_t>(kDefaultOpenFiles, broker.rlim_max);
+  }
   plan.seccomp = seccomp ? &*seccomp : nullptr;
   plan.landlock_abi = landlock_abi;
   plan.landlock_deny_tcp = true;

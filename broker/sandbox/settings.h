@@ -39,9 +39,17 @@ struct Protections {
   std::vector<AddressFamily> restrict_address_families = {AddressFamily::kUnix};
 };
 
+// RLIMIT_NOFILE, soft and hard, of a service whose limits leave it at 0:
+// what systemd gives services (a soft 1024, which select(2) needs), or the
+// broker's own hard limit when that is lower. Never the broker's own
+// table: the broker raises its soft limit to its hard one, tens of
+// thousands of fds or more.
+inline constexpr uint64_t kDefaultOpenFiles = 1024;
+
 struct ResourceLimits {
-  // 0: leave the limit the broker has.
+  // 0: kDefaultOpenFiles (see there).
   uint64_t open_files = 0;       // RLIMIT_NOFILE
+  // 0: leave the limit the broker has.
   uint64_t address_space = 0;    // RLIMIT_AS, bytes
   uint64_t processes = 0;        // RLIMIT_NPROC
   uint64_t cpu_seconds = 0;      // RLIMIT_CPU

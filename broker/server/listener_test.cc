@@ -246,6 +246,26 @@ TEST(ListenerTest, RefusesASocketDirectoryOfAnotherUser) {
   EXPECT_NE(access((run + "/s").c_str(), F_OK), 0);
 }
 
+// The way README gives to serve one group's members alone: the socket
+// takes the group of its setgid directory (not the broker's gid), which the
+// directory's own rule accepts (not writable by the group), and
+// --socket-mode 0660 keeps everyone else out.
+TEST(ListenerTest, ASocketInASetgidDirectoryTakesItsGroup) {
+  TempDir dir;
+  std::string run = dir.Join("run");
+  ASSERT_EQ(mkdir(run.c_str(), 02750), 0);
+  if (chown(run.c_str(), geteuid(), 65534) != 0) {
+    GTEST_SKIP() << "cannot give the directory to another group here: " << errno;
+  }
+  ASSERT_EQ(chmod(run.c_str(), 02750), 0);
+  ASSERT_NE(getegid(), 65534u);
+  ASSERT_OK_AND_ASSIGN(Listener listener, Listener::Bind(run + "/s", 0660));
+  struct stat st;
+  ASSERT_EQ(stat((run + "/s").c_str(), &st), 0);
+  EXPECT_EQ(st.st_gid, 65534u);
+  EXPECT_EQ(st.st_mode & 07777, 0660u);
+}
+
 TEST(ListenerTest, ChecksTheDirectoriesAboveTheSocket) {
   TempDir dir;
   std::string shared = dir.Join("shared");

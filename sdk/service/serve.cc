@@ -16,11 +16,13 @@ namespace {
 
 absl::Status Serve(
     absl::string_view grant,
-    absl::FunctionRef<absl::StatusOr<std::unique_ptr<RequestHandler>>(UniqueFd)> make_handler,
+    absl::FunctionRef<absl::StatusOr<std::unique_ptr<RequestHandler>>(UniqueFd,
+                                                                      absl::string_view)>
+        make_handler,
     const ServeOptions& options) {
   CB_ASSIGN_OR_RETURN(Service service, Service::FromEnvironment());
   CB_ASSIGN_OR_RETURN(UniqueFd fd, service.TakeGrant(grant));
-  CB_ASSIGN_OR_RETURN(std::unique_ptr<RequestHandler> handler, make_handler(std::move(fd)));
+  CB_ASSIGN_OR_RETURN(std::unique_ptr<RequestHandler> handler, make_handler(std::move(fd), grant));
   CB_RETURN_IF_ERROR(service.Ready());
   if (options.workers.has_value()) {
     ForkingServer::Options workers = *options.workers;
@@ -80,7 +82,9 @@ absl::StatusOr<std::string> ParseServeArguments(const std::vector<std::string>& 
 
 int ServeWithGrant(
     absl::string_view program, absl::string_view default_grant, int argc, char** argv,
-    absl::FunctionRef<absl::StatusOr<std::unique_ptr<RequestHandler>>(UniqueFd)> make_handler,
+    absl::FunctionRef<absl::StatusOr<std::unique_ptr<RequestHandler>>(UniqueFd,
+                                                                      absl::string_view)>
+        make_handler,
     const ServeOptions& options) {
   absl::StatusOr<std::string> grant = ParseServeArguments(
       std::vector<std::string>(argv + 1, argv + argc), default_grant, options.flags);

@@ -2,12 +2,14 @@
 //
 //   int main(int argc, char** argv) {
 //     return capbroker::ServeWithGrant("scanner", "signatures", argc, argv,
-//         [](UniqueFd db) -> absl::StatusOr<std::unique_ptr<RequestHandler>> {...});
+//         [](UniqueFd db, absl::string_view grant)
+//             -> absl::StatusOr<std::unique_ptr<RequestHandler>> {...});
 //   }
 //
 // The grant is found by its capability name (LISTEN_FDNAMES). A policy
 // whose capability has another name passes it in the service's command:
 // `command = [ "/usr/local/lib/capbroker/kvstore", "--grant=kv-data" ]`.
+// The handler's maker gets the name in use, to name the grant in messages.
 // A service with flags of its own, or a ConnectionLoop configured otherwise
 // than by default, says so in ServeOptions. By default requests carry no
 // fds (ConnectionLoop::Options::max_request_fds = 0); a protocol whose
@@ -70,7 +72,7 @@ absl::StatusOr<std::string> ParseServeArguments(const std::vector<std::string>& 
 
 // Takes the service's environment (Service::FromEnvironment) and its grant
 // named `default_grant` (or NAME, when argv holds `--grant=NAME`), makes the
-// handler from the grant's fd, says Ready, and serves with a ConnectionLoop
+// handler from the grant's fd and name, says Ready, and serves with a ConnectionLoop
 // of `options.loop` (a ForkingServer with `options.workers`) until the
 // broker closes the connection.
 // Returns main()'s exit code: 0 when the broker closed the connection, 1
@@ -81,7 +83,9 @@ absl::StatusOr<std::string> ParseServeArguments(const std::vector<std::string>& 
 // exits before it is ready, and the broker reports why.
 int ServeWithGrant(
     absl::string_view program, absl::string_view default_grant, int argc, char** argv,
-    absl::FunctionRef<absl::StatusOr<std::unique_ptr<RequestHandler>>(UniqueFd)> make_handler,
+    absl::FunctionRef<absl::StatusOr<std::unique_ptr<RequestHandler>>(
+        UniqueFd grant_fd, absl::string_view grant)>
+        make_handler,
     const ServeOptions& options = ServeOptions());
 
 }  // namespace capbroker

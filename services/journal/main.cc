@@ -38,7 +38,8 @@ int main(int argc, char** argv) {
                            }});
   return capbroker::ServeWithGrant(
       "journal", "log", argc, argv,
-      [&](capbroker::UniqueFd log) -> absl::StatusOr<std::unique_ptr<capbroker::RequestHandler>> {
+      [&](capbroker::UniqueFd log,
+          absl::string_view) -> absl::StatusOr<std::unique_ptr<capbroker::RequestHandler>> {
         CB_ASSIGN_OR_RETURN(journal::Journal j,
                             journal::Journal::Open(std::move(log), journal_options));
         return std::make_unique<journal::JournalHandler>(std::move(j));

@@ -1,5 +1,6 @@
-// kvstore: the hosted key-value store. Its one grant, "data", is the
-// directory the store lives in (a directory capability, readWrite).
+// kvstore: the hosted key-value store. Its one grant, "data" (or the NAME
+// of --grant=NAME), is the directory the store lives in (a directory
+// capability, readWrite); its messages name the directory so.
 #include <memory>
 #include <utility>
 
@@ -14,9 +15,10 @@ int main(int argc, char** argv) {
   capbroker::ServeOptions options;
   options.loop = kvstore::KvstoreHandler::LoopOptions();
   return capbroker::ServeWithGrant(
-      "kvstore", "data", argc, argv,
-      [](capbroker::UniqueFd dir) -> absl::StatusOr<std::unique_ptr<capbroker::RequestHandler>> {
-        CB_ASSIGN_OR_RETURN(kvstore::Store store, kvstore::Store::Open(std::move(dir)));
+      "kvstore", kvstore::kDefaultGrant, argc, argv,
+      [](capbroker::UniqueFd dir,
+         absl::string_view grant) -> absl::StatusOr<std::unique_ptr<capbroker::RequestHandler>> {
+        CB_ASSIGN_OR_RETURN(kvstore::Store store, kvstore::Store::Open(std::move(dir), grant));
         return std::make_unique<kvstore::KvstoreHandler>(std::move(store));
       },
       options);

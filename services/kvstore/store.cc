@@ -21,21 +21,23 @@
 namespace capbroker::kvstore {
 namespace {
 
-// The names in directory `dir` (borrowed), through a new open of it, so
-// that the directory stream has an offset of its own.
-absl::StatusOr<std::vector<std::string>> ReadNames(int dir) {
+// The names in directory `dir` (borrowed; the grant `grant`), through a
+// new open of it, so that the directory stream has an offset of its own.
+absl::StatusOr<std::vector<std::string>> ReadNames(int dir, absl::string_view grant) {
   CB_ASSIGN_OR_RETURN(UniqueFd self,
                       TakeFd(openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC),
-                             "openat(data directory, \".\")"));
+                             absl::StrCat("openat(", grant, " directory, \".\")")));
   DIR* stream = fdopendir(self.get());
-  if (stream == nullptr) return ErrnoStatus(errno, "fdopendir(data directory)");
+  if (stream == nullptr) {
+    return ErrnoStatus(errno, absl::StrCat("fdopendir(", grant, " directory)"));
+  }
   self.release();  // the stream owns it now
   std::vector<std::string> names;
   errno = 0;
   while (dirent* entry = readdir(stream)) names.emplace_back(entry->d_name);
   const int error = errno;
   closedir(stream);
-  if (error != 0) return ErrnoStatus(error, "readdir(data directory)");
+  if (error != 0) return ErrnoStatus(error, absl::StrCat("readdir(", grant, " directory)"));
   return names;
 }
 
@@ -50,21 +52,25 @@ absl::Status WriteAll(int fd, absl::string_view data) {
 
 }  // namespace
 
-absl::StatusOr<Store> Store::Open(UniqueFd dir) {
+absl::StatusOr<Store> Store::Open(UniqueFd dir, absl::string_view grant) {
   struct stat st {};
-  if (fstat(dir.get(), &st) != 0) return ErrnoStatus(errno, "fstat(data directory)");
+  if (fstat(dir.get(), &st) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("fstat(", grant, " directory)"));
+  }
   if (!S_ISDIR(st.st_mode)) {
-    return absl::FailedPreconditionError("data: not a directory (grant a directory capability)");
+    return absl::FailedPreconditionError(
+        absl::StrCat(grant, ": not a directory (grant a directory capability)"));
   }
   if (RetryEintr([&] { return flock(dir.get(), LOCK_EX | LOCK_NB); }) != 0) {
     if (errno == EWOULDBLOCK) {
-      return absl::FailedPreconditionError("data: another kvstore holds this directory");
+      return absl::FailedPreconditionError(
+          absl::StrCat(grant, ": another kvstore holds this directory"));
     }
-    return ErrnoStatus(errno, "flock(data directory)");
+    return ErrnoStatus(errno, absl::StrCat("flock(", grant, " directory)"));
   }
-  Store store(std::move(dir), {});
+  Store store(std::move(dir), std::string(grant));
   CB_RETURN_IF_ERROR(store.CheckWritable());
-  CB_ASSIGN_OR_RETURN(std::vector<std::string> names, ReadNames(store.dir_.get()));
+  CB_ASSIGN_OR_RETURN(std::vector<std::string> names, ReadNames(store.dir_.get(), grant));
   bool removed = false;
   for (const std::string& name : names) {
     if (std::optional<std::string> key = KeyOfFileName(name)) {
@@ -72,7 +78,7 @@ absl::StatusOr<Store> Store::Open(UniqueFd dir) {
     } else if (absl::StartsWith(name, kTempPrefix)) {
       // A put that had not been acknowledged when the last run ended.
       if (unlinkat(store.dir_.get(), name.c_str(), 0) != 0 && errno != ENOENT) {
-        return ErrnoStatus(errno, absl::StrCat("unlinkat(data/", name, ")"));
+        return ErrnoStatus(errno, absl::StrCat("unlinkat(", grant, "/", name, ")"));
       }
       removed = true;
     }
@@ -87,7 +93,7 @@ absl::Status Store::CheckWritable() {
   const std::string probe = TempName();
   absl::StatusOr<UniqueFd> file = TakeFd(
       openat(dir_.get(), probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600),
-      absl::StrCat("openat(data/", probe, ")"));
+      absl::StrCat("openat(", grant_, "/", probe, ")"));
   if (!file.ok()) {
     // Named by its grant: the service cannot know the directory's path
     // (/proc shows it as the sandbox sees it, "/"), nor its owner (an
@@ -97,13 +103,13 @@ absl::Status Store::CheckWritable() {
     fstat(dir_.get(), &st);
     const unsigned uid = geteuid();
     return absl::FailedPreconditionError(absl::StrFormat(
-        "data: the granted directory (mode %04o) does not let the kvstore, running as uid %u, "
+        "%s: the granted directory (mode %04o) does not let the kvstore, running as uid %u, "
         "create files in it (%s); make it writable by uid %u",
-        st.st_mode & 07777, uid, file.status().message(), uid));
+        grant_, st.st_mode & 07777, uid, file.status().message(), uid));
   }
   file->reset();
   if (unlinkat(dir_.get(), probe.c_str(), 0) != 0) {
-    return ErrnoStatus(errno, absl::StrCat("unlinkat(data/", probe, ")"));
+    return ErrnoStatus(errno, absl::StrCat("unlinkat(", grant_, "/", probe, ")"));
   }
   return absl::OkStatus();
 }
@@ -116,7 +122,7 @@ std::string Store::TempName() {
 
 absl::Status Store::SyncDirectory() {
   if (RetryEintr([&] { return fsync(dir_.get()); }) != 0) {
-    return ErrnoStatus(errno, "fsync(data directory)");
+    return ErrnoStatus(errno, absl::StrCat("fsync(", grant_, " directory)"));
   }
   return absl::OkStatus();
 }
@@ -137,14 +143,15 @@ absl::Status Store::Put(absl::string_view key, absl::string_view value) {
       UniqueFd file,
       TakeFd(openat(dir_.get(), temp.c_str(),
                     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600),
-             absl::StrCat("openat(data/", temp, ")")));
+             absl::StrCat("openat(", grant_, "/", temp, ")")));
   absl::Status status = WriteAll(file.get(), value);
   if (status.ok() && RetryEintr([&] { return fsync(file.get()); }) != 0) {
     status = ErrnoStatus(errno, "fsync(temporary file)");
   }
   file.reset();
   if (status.ok() && renameat(dir_.get(), temp.c_str(), dir_.get(), name.c_str()) != 0) {
-    status = ErrnoStatus(errno, absl::StrCat("renameat(data/", temp, ", data/", name, ")"));
+    status = ErrnoStatus(errno, absl::StrCat("renameat(", grant_, "/", temp, ", ", grant_, "/",
+                                             name, ")"));
   }
   if (!status.ok()) {
     unlinkat(dir_.get(), temp.c_str(), 0);  // best effort; Open removes it otherwise
@@ -165,10 +172,11 @@ absl::StatusOr<std::string> Store::Get(absl::string_view key) {
   if (fd < 0 && errno == ENOENT) return absl::NotFoundError("no such key");
   if (fd < 0 && errno == ELOOP) {
     return absl::FailedPreconditionError(
-        absl::StrCat("data/", name, ": a symbolic link, which the store never makes"));
+        absl::StrCat(grant_, "/", name, ": a symbolic link, which the store never makes"));
   }
-  CB_ASSIGN_OR_RETURN(UniqueFd file, TakeFd(fd, absl::StrCat("openat(data/", name, ")")));
-  return ReadRegularFile(file.get(), kMaxValueBytes, absl::StrCat("data/", name));
+  CB_ASSIGN_OR_RETURN(UniqueFd file,
+                      TakeFd(fd, absl::StrCat("openat(", grant_, "/", name, ")")));
+  return ReadRegularFile(file.get(), kMaxValueBytes, absl::StrCat(grant_, "/", name));
 }
 
 absl::Status Store::Delete(absl::string_view key) {
@@ -176,7 +184,7 @@ absl::Status Store::Delete(absl::string_view key) {
   const std::string name = KeyFileName(key);
   if (unlinkat(dir_.get(), name.c_str(), 0) != 0) {
     if (errno == ENOENT) return absl::NotFoundError("no such key");
-    return ErrnoStatus(errno, absl::StrCat("unlinkat(data/", name, ")"));
+    return ErrnoStatus(errno, absl::StrCat("unlinkat(", grant_, "/", name, ")"));
   }
   keys_.erase(std::string(key));
   return SyncDirectory();

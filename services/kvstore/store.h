@@ -33,19 +33,24 @@
 
 namespace capbroker::kvstore {
 
+// The name of the store's grant unless the service's command says
+// --grant=NAME.
+inline constexpr char kDefaultGrant[] = "data";
+
 // A value fits one request datagram (64 KiB) with room to spare.
 inline constexpr size_t kMaxValueBytes = 32 * 1024;
 
 class Store {
  public:
-  // Takes `dir`, a directory fd with write access beneath it (the "data"
-  // grant), locks it, checks that this process can create files in it,
-  // removes stale temporary files, and reads the keys.
+  // Takes `dir`, a directory fd with write access beneath it (the grant
+  // named `grant`, which messages name it by: "kv-data: not a directory",
+  // "kv-data/k.61"), locks it, checks that this process can create files
+  // in it, removes stale temporary files, and reads the keys.
   // kFailedPrecondition when `dir` is not a directory, another Store holds
   // it, or this process's uid cannot create files in it (said with the
   // uid, since a service that started would only fail each put with
   // EACCES).
-  static absl::StatusOr<Store> Open(UniqueFd dir);
+  static absl::StatusOr<Store> Open(UniqueFd dir, absl::string_view grant = kDefaultGrant);
 
   Store(Store&&) = default;
   Store& operator=(Store&&) = default;
@@ -68,7 +73,7 @@ class Store {
   size_t size() const { return keys_.size(); }
 
  private:
-  Store(UniqueFd dir, std::set<std::string> keys) : dir_(std::move(dir)), keys_(std::move(keys)) {}
+  Store(UniqueFd dir, std::string grant) : dir_(std::move(dir)), grant_(std::move(grant)) {}
 
   // A new temporary file's name, unique within this process's life.
   std::string TempName();
@@ -78,6 +83,7 @@ class Store {
   absl::Status SyncDirectory();
 
   UniqueFd dir_;
+  std::string grant_;  // for messages
   // std::string orders bytewise (as unsigned char), as the protocol does.
   std::set<std::string> keys_;
   uint64_t temp_counter_ = 0;

@@ -142,6 +142,28 @@ TEST_F(StoreTest, RefusesAFileForADirectory) {
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not a directory")));
 }
 
+// Messages name the directory by its grant, as the service's command
+// names it (--grant=NAME), not by the default "data".
+TEST_F(StoreTest, MessagesNameTheGrant) {
+  EXPECT_THAT(
+      Store::Open(UniqueFd(open(dir_.WriteFile("f", "").c_str(), O_RDONLY | O_CLOEXEC)),
+                  "kv-data"),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("kv-data: not a directory")));
+  ASSERT_OK_AND_ASSIGN(
+      Store store,
+      Store::Open(UniqueFd(open(dir_.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)),
+                  "kv-data"));
+  EXPECT_THAT(Store::Open(UniqueFd(open(dir_.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)),
+                          "kv-data"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("kv-data: another kvstore holds this directory")));
+  ASSERT_EQ(symlink("elsewhere", dir_.Join(KeyFileName("link")).c_str()), 0);
+  EXPECT_THAT(store.Get("link"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr(absl::StrCat("kv-data/", KeyFileName("link"),
+                                              ": a symbolic link"))));
+}
+
 // The keys are kept in memory: after any sequence of puts and deletes they
 // are what the directory holds, in order, as a new Store reading the
 // directory finds them.

@@ -22,7 +22,8 @@ int main(int argc, char** argv) {
   options.workers.emplace();
   return capbroker::ServeWithGrant(
       "scanner", "signatures", argc, argv,
-      [](capbroker::UniqueFd db) -> absl::StatusOr<std::unique_ptr<capbroker::RequestHandler>> {
+      [](capbroker::UniqueFd db,
+         absl::string_view) -> absl::StatusOr<std::unique_ptr<capbroker::RequestHandler>> {
         CB_ASSIGN_OR_RETURN(std::vector<scanner::Signature> signatures,
                             scanner::LoadSignatures(db.get()));
         return std::make_unique<scanner::ScannerHandler>(scanner::Scanner(std::move(signatures)));

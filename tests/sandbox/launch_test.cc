@@ -130,6 +130,35 @@ TEST(LaunchTest, EveryProtectionIsInForceByDefault) {
   EXPECT_TRUE(WIFEXITED(finished.wait_status) && WEXITSTATUS(finished.wait_status) == 0);
 }
 
+// What a service with no openFiles gets: 1024 fds, soft and hard, as
+// systemd gives services (a soft 1024), never the broker's own limits: the
+// broker raises its soft limit to its hard one (tens of thousands or more),
+// which a service, keeping fd numbers in select(2) sets or simply leaking,
+// must not inherit. A broker whose hard limit is lower gives its own.
+std::string OpenFilesOfAServiceWithoutLimits(rlim_t broker_hard) {
+  ChildResult result = RunInChild([&]() -> std::string {
+    rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return "getrlimit failed";
+    if (broker_hard != 0) limit.rlim_max = broker_hard;
+    limit.rlim_cur = limit.rlim_max;  // as capbrokerd does at start
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) return absl::StrCat("setrlimit: ", strerror(errno));
+    absl::StatusOr<LaunchedProcess> launched =
+        LaunchAndWait(ShellSpec("ulimit -S -n; ulimit -H -n"));
+    if (!launched.ok()) return launched.status().ToString();
+    absl::StatusOr<Finished> finished = RunToEnd(*launched);
+    return finished.ok() ? finished->output : finished.status().ToString();
+  });
+  return result.output;
+}
+
+TEST(LaunchTest, AServiceWithoutOpenFilesHas1024Fds) {
+  rlimit own;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &own), 0);
+  ASSERT_GT(own.rlim_max, 1024u) << "the broker's hard limit must be above the default";
+  EXPECT_EQ(OpenFilesOfAServiceWithoutLimits(0), "1024\n1024\n");
+  EXPECT_EQ(OpenFilesOfAServiceWithoutLimits(512), "512\n512\n");
+}
+
 TEST(LaunchTest, ProtectionsTurnedOffAreNotApplied) {
   SandboxSpec spec = ShellSpec("grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; hostname");
   Protections& p = spec.protections;
@@ -654,8 +683,8 @@ TEST(LaunchTest, ADirectoryGrantTheSandboxCannotOpenIsNamed) {
                          " cannot be given to the service: openat(")),
                      HasSubstr("Permission denied; the sandbox's setup has CAP_DAC_OVERRIDE "
                                "only over the service's own files: make the directory "
-                               "readable by others (o+rx), or give it to root or to the "
-                               "service's user and group"))));
+                               "readable and searchable by the service's uid: o+rx, or "
+                               "owned by its user (u+rx) or its group (g+rx)"))));
 
   // The broker that is not root (nobody) holds the fd, opened by root, of a
   // directory below root's 0700 one.

@@ -4,10 +4,12 @@
 // directory grant as a broker fd, and everything else
 // tests/sandbox/confinement_test.cc lists. Its report comes back through the
 // broker's log, each line prefixed with the service name.
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -24,6 +26,7 @@
 #include "tests/fixtures/broker_process.h"
 #include "tests/fixtures/process_watch.h"
 #include "tests/fixtures/service_binary.h"
+#include "tests/fixtures/temp_dir.h"
 
 namespace capbroker {
 namespace {
@@ -109,6 +112,103 @@ TEST(ServiceConfinementTest, EveryEscapeFailsEveryGrantWorks) {
   EXPECT_THAT(report, Contains(HasSubstr("broker-open-beneath dir/sub: blocked")));
   struct stat st;
   EXPECT_EQ(stat((pub + "/data/created-by-probe").c_str(), &st), 0);
+}
+
+constexpr char kGrantPolicy[] = R"(( capabilities = [
+    ( name = "conf", directory = ( path = "$GRANT", access = read ) ) ],
+  principals = [ ( name = "me", match = ( uid = $UID ) ) ],
+  services = [
+    ( name = "lister", command = [ "$PROBE", "--list-fds" ], grants = [ "conf" ],
+      connect = [ "me" ], readiness = exec, restart = never ) ] ))";
+
+std::string RealPath(const std::string& path) {
+  std::unique_ptr<char, decltype(&free)> real(realpath(path.c_str(), nullptr), &free);
+  return real == nullptr ? path : std::string(real.get());
+}
+
+// A directory grant reaches the service as a clone of the host's directory,
+// where nothing is hidden (the minimal root hides the policy only in its own
+// /etc). Granted the directory of the broker's policy file, a service could
+// read the policy; granted that of its socket, it could connect to the
+// broker by that path, as a client matched by its uid. Such a service does
+// not start, its connects are told why, and it stays failed until a reload.
+class DirectoryGrantTest : public ::testing::Test {
+ protected:
+  // Starts a broker whose socket is in `socket_dir_` and whose service
+  // "lister" is granted `grant`, both readable by nobody (the service's
+  // user), then connects to the service: the status of that connect.
+  absl::Status ConnectGranted(const std::string& grant) {
+    EXPECT_EQ(chmod(socket_dir_.path().c_str(), 0755), 0);
+    testing::BrokerOptions options;
+    options.extra_args = {"--socket", socket_path_};
+    absl::StatusOr<std::unique_ptr<testing::BrokerProcess>> started =
+        testing::BrokerProcess::StartWith(
+            absl::StrReplaceAll(kGrantPolicy, {{"$GRANT", grant}, {"$PROBE", probe_.path()}}),
+            options);
+    if (!started.ok()) return started.status();
+    broker_ = std::move(*started);
+    EXPECT_EQ(chmod(broker_->dir().c_str(), 0755), 0);
+    absl::StatusOr<Client> client = Client::Connect(socket_path_);
+    if (!client.ok()) return client.status();
+    client_ = std::make_unique<Client>(std::move(*client));
+    return client_->ConnectService("lister").status();
+  }
+
+  // The service's one entry in `capctl services`.
+  ServiceInfo Lister() {
+    absl::StatusOr<std::vector<ServiceInfo>> services = client_->Services();
+    EXPECT_OK(services.status());
+    if (!services.ok() || services->size() != 1) return ServiceInfo();
+    return (*services)[0];
+  }
+
+  testing::ServiceBinary probe_{"tests/sandbox/escape_probe"};
+  testing::TempDir socket_dir_;
+  std::string socket_path_ = socket_dir_.Join("broker.sock");
+  std::unique_ptr<testing::BrokerProcess> broker_;
+  std::unique_ptr<Client> client_;
+};
+
+TEST_F(DirectoryGrantTest, AServiceGrantedThePolicysDirectoryDoesNotStart) {
+  ASSERT_FALSE(probe_.path().empty());
+  // $DIR: the broker's own directory, which holds its policy file.
+  absl::Status connected = ConnectGranted("$DIR");
+  ASSERT_NE(broker_, nullptr) << connected;
+  std::string dir = RealPath(broker_->dir());
+  std::string why = absl::StrCat("directory grant 'conf' is ", dir,
+                                 ", which holds the broker's policy file ", dir,
+                                 "/policy.capnp");
+  EXPECT_THAT(connected, StatusIs(absl::StatusCode::kUnavailable, HasSubstr(why)));
+  EXPECT_THAT(connected, StatusIs(absl::StatusCode::kUnavailable,
+                                  HasSubstr("grant a directory beneath it")));
+  ServiceInfo lister = Lister();
+  EXPECT_EQ(lister.state, schema::ServiceState::FAILED);
+  EXPECT_THAT(lister.last_exit, HasSubstr(why));
+  // Failed until a reload: a second connect is refused without a launch.
+  EXPECT_THAT(client_->ConnectService("lister").status(),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr(why)));
+  EXPECT_EQ(Lister().restarts, 0u);
+}
+
+TEST_F(DirectoryGrantTest, AServiceGrantedTheSocketsDirectoryDoesNotStart) {
+  ASSERT_FALSE(probe_.path().empty());
+  std::string dir = RealPath(socket_dir_.path());
+  absl::Status connected = ConnectGranted(dir);
+  ASSERT_NE(broker_, nullptr) << connected;
+  EXPECT_THAT(connected,
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr(absl::StrCat("directory grant 'conf' is ", dir,
+                                              ", which holds the broker's socket ", dir,
+                                              "/broker.sock"))));
+  EXPECT_EQ(Lister().state, schema::ServiceState::FAILED);
+}
+
+// A directory beside them is granted as before.
+TEST_F(DirectoryGrantTest, AServiceGrantedAnotherDirectoryStarts) {
+  ASSERT_FALSE(probe_.path().empty());
+  testing::TempDir other;
+  ASSERT_EQ(chmod(other.path().c_str(), 0755), 0);
+  EXPECT_OK(ConnectGranted(other.path()));
 }
 
 }  // namespace

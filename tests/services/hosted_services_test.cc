@@ -272,7 +272,8 @@ TEST_F(HostedServicesTest, JournalSurvivesTheFileSizeLimit) {
 }
 
 // A kvstore whose directory its uid cannot write to would start, and then
-// fail every put with EACCES. It does not start, and says why.
+// fail every put with EACCES. It does not start, and says why, naming the
+// directory by its grant (--grant=kv-data).
 TEST_F(HostedServicesTest, KvstoreDoesNotStartOnADirectoryItCannotWrite) {
   ASSERT_EQ(chown((pub_ + "/kv").c_str(), 0, 0), 0);
   ASSERT_EQ(chmod((pub_ + "/kv").c_str(), 0755), 0);
@@ -283,7 +284,7 @@ TEST_F(HostedServicesTest, KvstoreDoesNotStartOnADirectoryItCannotWrite) {
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("exited before it was ready")));
   // The broker logs what the service said before it answers the connect.
   EXPECT_THAT(broker_->Stderr(),
-              HasSubstr("[kvstore] kvstore: FAILED_PRECONDITION: data: the granted directory "
+              HasSubstr("[kvstore] kvstore: FAILED_PRECONDITION: kv-data: the granted directory "
                         "(mode 0755) does not let the kvstore, running as uid 65534, create files "
                         "in it"));
 }

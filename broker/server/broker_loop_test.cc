@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
@@ -28,7 +29,6 @@
 #include "capnp/serialize.h"
 #include "gtest/gtest.h"
 #include "schemas/broker.capnp.h"
-#include "sdk/base/status_macros.h"
 #include "sdk/base/status_matchers.h"
 #include "sdk/base/syscall.h"
 #include "sdk/wire/datagram.h"
@@ -337,126 +337,6 @@ TEST_F(BrokerLoopTest, FdsSentBeforeTheListenerRefusedThemAreNeverDroppedHere) {
   EXPECT_EQ(poll(&q, 1, 0), 0);
 }
 
-// At a full fd table (tests below, in a child process that fills its
-// table): a listener at `path` that refuses fds (as Listener::FromSystemd
-// makes it), with `early` connected before it did, a hello sent. The loop
-// sets `early` aside when it takes it: closing it could drop an fd.
-struct ListenerWithEarlyClient {
-  UniqueFd listener;
-  UniqueFd early;
-  wire::UnixAddress address;
-};
-
-absl::StatusOr<ListenerWithEarlyClient> MakeListenerWithEarlyClient(const std::string& path) {
-  ListenerWithEarlyClient made;
-  made.listener.reset(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!made.listener.valid()) return ErrnoStatus(errno, "socket");
-  CB_ASSIGN_OR_RETURN(made.address, wire::MakeUnixAddress(path));
-  if (bind(made.listener.get(), reinterpret_cast<sockaddr*>(&made.address.addr),
-           made.address.length) != 0 ||
-      listen(made.listener.get(), 8) != 0) {
-    return ErrnoStatus(errno, "bind or listen");
-  }
-  CB_ASSIGN_OR_RETURN(made.early, wire::ConnectSeqpacket(path));
-  if (testing::RawSend(made.early.get(), testing::HelloBytes(1, schema::PROTOCOL_VERSION)) != 0) {
-    return absl::InternalError("could not send the early client's hello");
-  }
-  CB_RETURN_IF_ERROR(wire::RefuseFds(made.listener.get()));
-  return made;
-}
-
-// Fills the process's fd table (RLIMIT_NOFILE 128) with /dev/null and frees
-// one number, for the reserve Serve opens. False if it could not.
-bool FillFdTableButOne(std::vector<UniqueFd>& filler) {
-  rlimit limit{128, 128};
-  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) return false;
-  for (int fd; (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) filler.emplace_back(fd);
-  if (filler.size() < 2) return false;
-  filler.pop_back();
-  return true;
-}
-
-// Whether `fd` was answered with the refusal of a broker out of fds.
-bool RefusedForWantOfFds(int fd) {
-  wire::ReceiveBuffer buffer;
-  absl::StatusOr<std::optional<wire::Datagram>> reply = wire::ReceiveDatagram(fd, buffer);
-  if (!reply.ok() || !reply->has_value()) return false;
-  capnp::FlatArrayMessageReader reader((*reply)->words);
-  schema::Reply::Reader root = reader.getRoot<schema::Reply>();
-  return root.isError() && absl::StrContains(root.getError().getMessage().cStr(), "out of fds");
-}
-
-// The loop keeps a reserve fd, freed to take and refuse a connection when
-// the table is full. A connection made before the listener refused fds and
-// refused at EMFILE is set aside, keeping the number the reserve freed. The
-// reserve is taken back once an fd is free again: a client at a full table
-// later is still told that the broker is out of fds, instead of waiting
-// forever on a listener the loop cannot take from.
-TEST_F(BrokerLoopTest, TheReserveFdComesBackAfterAConnectionIsSetAsideAtEmfile) {
-  absl::StatusOr<ListenerWithEarlyClient> made = MakeListenerWithEarlyClient(dir_.Join("s"));
-  if (made.status().code() == absl::StatusCode::kUnimplemented) {
-    GTEST_SKIP() << made.status().message();
-  }
-  ASSERT_OK(made.status());
-  const int listener = made->listener.get();
-  const wire::UnixAddress address = made->address;
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    BrokerLoop loop(handler_, audit_, stats_, Limits());
-    // Not through the fixture in the callback: UBSan's check of a member
-    // access through `this` needs an fd of its own, and the table is full.
-    const Stats& stats = stats_;
-    UniqueFd control(eventfd(1, EFD_CLOEXEC));  // readable every turn
-    UniqueFd late(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-    if (!control.valid() || !late.valid()) _exit(10);
-    std::vector<UniqueFd> filler;
-    if (!FillFdTableButOne(filler)) _exit(12);
-    enum { kSettingAside, kFreed, kLateConnected } step = kSettingAside;
-    int turns = 0;
-    int code = 13;  // the late client was never answered
-    absl::Status served = loop.Serve(listener, control.get(), [&] {
-      ++turns;
-      if (step == kSettingAside && turns >= 2) {
-        // `early` was taken with the reserve's number and set aside (it was
-        // not served); the table is full. One number comes free.
-        if (stats.connections_total != 0) {
-          code = 17;
-          return true;
-        }
-        filler.pop_back();
-        step = kFreed;
-      } else if (step == kFreed) {
-        // A turn later, the number is the reserve's again, if the loop took
-        // it back; if not, this takes it, and the table is full with no
-        // reserve. Then a client comes.
-        int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        if (fd >= 0) filler.emplace_back(fd);
-        if (connect(late.get(), reinterpret_cast<const sockaddr*>(&address.addr),
-                    address.length) != 0) {
-          code = 14;
-          return true;
-        }
-        step = kLateConnected;
-      } else if (step == kLateConnected) {
-        pollfd answered{late.get(), POLLIN, 0};
-        if (poll(&answered, 1, 0) == 1) {
-          code = RefusedForWantOfFds(late.get()) ? 0 : 15;
-          return true;
-        }
-      }
-      return turns > 1000;  // a safety net of turns, never a wait
-    });
-    _exit(served.ok() ? code : 16);
-  }
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status)) << status;
-  EXPECT_EQ(WEXITSTATUS(status), 0)
-      << "13: the late client was never answered; 15: not with the refusal; "
-         "17: `early` was served, not set aside";
-}
-
 // The fd the process's only epoll instance has, or -1 (none, or several).
 int OnlyEpollFd() {
   int found = -1;
@@ -492,84 +372,162 @@ absl::StatusOr<bool> EpollWatches(int epoll_fd, int fd) {
   return false;
 }
 
+// Whether `fd` was answered with the refusal of a broker out of fds.
+bool RefusedForWantOfFds(int fd) {
+  wire::ReceiveBuffer buffer;
+  absl::StatusOr<std::optional<wire::Datagram>> reply = wire::ReceiveDatagram(fd, buffer);
+  if (!reply.ok() || !reply->has_value()) return false;
+  capnp::FlatArrayMessageReader reader((*reply)->words);
+  schema::Reply::Reader root = reader.getRoot<schema::Reply>();
+  return root.isError() && absl::StrContains(root.getError().getMessage().cStr(), "out of fds");
+}
+
+// What a turn of a loop at a full fd table (RunAtFullTable) sees.
+struct FullTable {
+  int listener = -1;
+  wire::UnixAddress address;  // the listener's
+  int late = -1;              // a socket not connected yet: ConnectLate
+  int epoll_fd = -1;          // the loop's
+  const Stats* stats = nullptr;
+  std::vector<UniqueFd> filler;  // /dev/null, filling the table
+
+  bool ConnectLate() const {
+    return connect(late, reinterpret_cast<const sockaddr*>(&address.addr), address.length) == 0;
+  }
+};
+
+class BrokerLoopFullTableTest : public BrokerLoopTest {
+ protected:
+  // Runs a loop in a child process whose table (RLIMIT_NOFILE 128) is full
+  // but for one number, the reserve's, on a listener that refuses fds (as
+  // Listener::FromSystemd makes it) with one client connected before it
+  // did and a hello sent: the loop sets that client aside when it takes it
+  // (closing it could drop an fd), keeping the reserve's number. The
+  // control fd is readable every turn; `on_turn(turn, table)` returns the
+  // child's exit code to stop with, or -1 to go on (13 after 1000 turns, a
+  // safety net of turns, never a wait). Expects 0; `codes` says what the
+  // others mean (10 to 12, 14, 16: the harness or a connect failed).
+  void RunAtFullTable(const std::function<int(int, FullTable&)>& on_turn,
+                      absl::string_view codes) {
+    UniqueFd listener(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(dir_.Join("s")));
+    ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&address.addr), address.length),
+              0);
+    ASSERT_EQ(listen(listener.get(), 8), 0);
+    ASSERT_OK_AND_ASSIGN(UniqueFd early, wire::ConnectSeqpacket(dir_.Join("s")));
+    ASSERT_EQ(testing::RawSend(early.get(), testing::HelloBytes(1, schema::PROTOCOL_VERSION)), 0);
+    absl::Status refused = wire::RefuseFds(listener.get());
+    if (refused.code() == absl::StatusCode::kUnimplemented) GTEST_SKIP() << refused.message();
+    ASSERT_OK(refused);
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      BrokerLoop loop(handler_, audit_, stats_, Limits());
+      UniqueFd control(eventfd(1, EFD_CLOEXEC));
+      UniqueFd late(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+      if (!control.valid() || !late.valid()) _exit(10);
+      // Nothing reached through `this` once the table is full: UBSan's
+      // check of a member access through it needs an fd of its own.
+      FullTable table;
+      table.listener = listener.get();
+      table.address = address;
+      table.late = late.get();
+      table.epoll_fd = OnlyEpollFd();
+      table.stats = &stats_;
+      if (table.epoll_fd < 0) _exit(11);
+      rlimit limit{128, 128};
+      if (setrlimit(RLIMIT_NOFILE, &limit) != 0) _exit(12);
+      for (int fd; (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) {
+        table.filler.emplace_back(fd);
+      }
+      if (table.filler.size() < 2) _exit(12);
+      table.filler.pop_back();  // the reserve's number
+      int turns = 0;
+      int code = 13;
+      absl::Status served = loop.Serve(table.listener, control.get(), [&] {
+        int stop = on_turn(++turns, table);
+        if (stop >= 0) code = stop;
+        return stop >= 0 || turns > 1000;
+      });
+      _exit(served.ok() ? code : 16);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status)) << status;
+    EXPECT_EQ(WEXITSTATUS(status), 0) << codes;
+  }
+};
+
+// The loop keeps a reserve fd, freed to take and refuse a connection when
+// the table is full. A connection made before the listener refused fds and
+// refused at EMFILE is set aside, keeping the number the reserve freed. The
+// reserve is taken back once an fd is free again: a client at a full table
+// later is still told that the broker is out of fds, instead of waiting
+// forever on a listener the loop cannot take from.
+TEST_F(BrokerLoopFullTableTest, TheReserveFdComesBackAfterAConnectionIsSetAsideAtEmfile) {
+  enum { kSettingAside, kFreed, kLateConnected } step = kSettingAside;
+  RunAtFullTable(
+      [&](int turn, FullTable& table) {
+        if (step == kSettingAside && turn >= 2) {
+          // The early client was taken with the reserve's number and set
+          // aside (it was not served); the table is full. One number comes
+          // free.
+          if (table.stats->connections_total != 0) return 17;
+          table.filler.pop_back();
+          step = kFreed;
+        } else if (step == kFreed) {
+          // A turn later, the number is the reserve's again, if the loop
+          // took it back; if not, this takes it, and the table is full with
+          // no reserve. Then a client comes.
+          int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+          if (fd >= 0) table.filler.emplace_back(fd);
+          if (!table.ConnectLate()) return 14;
+          step = kLateConnected;
+        } else if (step == kLateConnected) {
+          pollfd answered{table.late, POLLIN, 0};
+          if (poll(&answered, 1, 0) == 1) return RefusedForWantOfFds(table.late) ? 0 : 15;
+        }
+        return -1;
+      },
+      "13: the late client was never answered; 15: not with the refusal; 17: the early "
+      "client was served, not set aside");
+}
+
 // When the table is full with no reserve (a connection set aside keeps its
 // number), the listener stays readable with nothing able to take from it:
 // watched, it would wake the loop every turn for nothing, at full CPU, until
 // an fd is free. It is taken out of the epoll set, and back in once the
 // reserve is: the waiting client is then refused with the reason.
-TEST_F(BrokerLoopTest, AFullTableWithNoReservePausesTheListenerUntilAnFdIsFree) {
-  absl::StatusOr<ListenerWithEarlyClient> made = MakeListenerWithEarlyClient(dir_.Join("s"));
-  if (made.status().code() == absl::StatusCode::kUnimplemented) {
-    GTEST_SKIP() << made.status().message();
-  }
-  ASSERT_OK(made.status());
-  const int listener = made->listener.get();
-  const wire::UnixAddress address = made->address;
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    BrokerLoop loop(handler_, audit_, stats_, Limits());
-    const Stats& stats = stats_;  // not through `this`: see above
-    UniqueFd control(eventfd(1, EFD_CLOEXEC));  // readable every turn
-    UniqueFd late(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-    if (!control.valid() || !late.valid()) _exit(10);
-    const int epoll_fd = OnlyEpollFd();
-    if (epoll_fd < 0) _exit(11);
-    std::vector<UniqueFd> filler;
-    if (!FillFdTableButOne(filler)) _exit(12);
-    enum { kSettingAside, kLateConnected, kFreed } step = kSettingAside;
-    int turns = 0;
-    int connected_at = 0;
-    int code = 13;  // the late client was never answered
-    absl::Status served = loop.Serve(listener, control.get(), [&] {
-      ++turns;
-      if (step == kSettingAside && turns >= 2) {
-        // `early` was taken with the reserve's number and set aside: the
-        // table is full, with no reserve. A client comes.
-        if (stats.connections_total != 0) {
-          code = 17;
-          return true;
+TEST_F(BrokerLoopFullTableTest, AFullTableWithNoReservePausesTheListenerUntilAnFdIsFree) {
+  enum { kSettingAside, kLateConnected, kFreed } step = kSettingAside;
+  int connected_at = 0;
+  RunAtFullTable(
+      [&](int turn, FullTable& table) {
+        if (step == kSettingAside && turn >= 2) {
+          // The early client was taken with the reserve's number and set
+          // aside: the table is full, with no reserve. A client comes.
+          if (table.stats->connections_total != 0) return 17;
+          if (!table.ConnectLate()) return 14;
+          step = kLateConnected;
+          connected_at = turn;
+        } else if (step == kLateConnected && turn >= connected_at + 2) {
+          // The next turn reported the listener with the control fd, and
+          // the loop found no fd to take the client with.
+          table.filler.pop_back();  // a number for reading the fdinfo
+          absl::StatusOr<bool> watched = EpollWatches(table.epoll_fd, table.listener);
+          table.filler.emplace_back(open("/dev/null", O_RDONLY | O_CLOEXEC));
+          if (!watched.ok()) return 18;
+          if (*watched) return 19;
+          table.filler.pop_back();  // an fd is free: the reserve comes back
+          step = kFreed;
+        } else if (step == kFreed) {
+          pollfd answered{table.late, POLLIN, 0};
+          if (poll(&answered, 1, 0) == 1) return RefusedForWantOfFds(table.late) ? 0 : 15;
         }
-        if (connect(late.get(), reinterpret_cast<const sockaddr*>(&address.addr),
-                    address.length) != 0) {
-          code = 14;
-          return true;
-        }
-        step = kLateConnected;
-        connected_at = turns;
-      } else if (step == kLateConnected && turns >= connected_at + 2) {
-        // The next turn reported the listener with the control fd, and the
-        // loop found no fd to take the client with.
-        filler.pop_back();  // a number for reading the epoll's fdinfo
-        absl::StatusOr<bool> watched = EpollWatches(epoll_fd, listener);
-        filler.emplace_back(open("/dev/null", O_RDONLY | O_CLOEXEC));
-        if (!watched.ok()) {
-          code = 18;
-          return true;
-        }
-        if (*watched) {
-          code = 19;
-          return true;
-        }
-        filler.pop_back();  // an fd is free: the reserve comes back
-        step = kFreed;
-      } else if (step == kFreed) {
-        pollfd answered{late.get(), POLLIN, 0};
-        if (poll(&answered, 1, 0) == 1) {
-          code = RefusedForWantOfFds(late.get()) ? 0 : 15;
-          return true;
-        }
-      }
-      return turns > 1000;  // a safety net of turns, never a wait
-    });
-    _exit(served.ok() ? code : 16);
-  }
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status)) << status;
-  EXPECT_EQ(WEXITSTATUS(status), 0)
-      << "19: the listener was still watched at a full table with no reserve; 13: the late "
-         "client was never answered; 15: not with the refusal; 17: `early` was served";
+        return -1;
+      },
+      "19: the listener was still watched at a full table with no reserve; 13: the late "
+      "client was never answered; 15: not with the refusal; 17: the early client was served");
 }
 
 }  // namespace

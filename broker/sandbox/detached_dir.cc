@@ -55,8 +55,12 @@ absl::StatusOr<UniqueFd> OpenDetachedTree(int tree) {
 }
 
 absl::StatusOr<UniqueFd> DetachDirectory(int dirfd, bool writable) {
-  CB_ASSIGN_OR_RETURN(std::string path, FdPath(dirfd));
-  if (path[0] != '/' || absl::EndsWith(path, " (deleted)")) {
+  // Not moved out of the StatusOr: g++ 12 then warns, wrongly, that the
+  // string may be used uninitialized (-Wmaybe-uninitialized).
+  absl::StatusOr<std::string> fd_path = FdPath(dirfd);
+  if (!fd_path.ok()) return fd_path.status();
+  const std::string& path = *fd_path;
+  if (!absl::StartsWith(path, "/") || absl::EndsWith(path, " (deleted)")) {
     return absl::FailedPreconditionError(
         absl::StrCat("directory fd ", dirfd, " has no path (", path, ")"));
   }

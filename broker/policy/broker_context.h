@@ -19,7 +19,10 @@
 // policy check` alike), so that such a policy is refused when it is loaded.
 // The same goes for a file or directory capability's path without
 // followSymlinks = true: the broker opens it refusing every symlink, so one
-// through a symlink would fail every request.
+// through a symlink would fail every request. Only symlinks that root or
+// the broker's user alone could have put there count: another user's link
+// (in their own directory, say) is theirs to make at any time, and must not
+// let them have the whole policy refused.
 #ifndef CAPBROKER_BROKER_POLICY_BROKER_CONTEXT_H_
 #define CAPBROKER_BROKER_POLICY_BROKER_CONTEXT_H_
 
@@ -40,10 +43,11 @@ struct BrokerContext {
   // The path the kernel would report for the program (or file, or
   // directory) at `path`, every symlink resolved (see ResolveProgramPath);
   // kFailedPrecondition when `path` is a symlink to nothing; another error
-  // when it cannot be told, and then the exe or capability path is
-  // accepted (a rule that never matches denies; a request says why it
-  // fails). Unset: neither is checked against the files of this machine
-  // (ParsePolicy does no I/O).
+  // when it cannot be told, among which a symlink another user could have
+  // put on the path, and then the exe or capability path is accepted (a
+  // rule that never matches denies; a request says why it fails). Unset:
+  // neither is checked against the files of this machine (ParsePolicy does
+  // no I/O).
   std::function<absl::StatusOr<std::string>(const std::string& path)> resolve_program;
 };
 

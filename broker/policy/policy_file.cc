@@ -1,15 +1,10 @@
 #include "broker/policy/policy_file.h"
 
 #include <fcntl.h>
-#include <linux/openat2.h>
-#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <climits>
-#include <cstring>
-#include <cstdlib>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -80,51 +75,7 @@ absl::StatusOr<std::string> ReadAll(int fd, const std::string& path) {
 }  // namespace
 
 absl::StatusOr<std::string> ResolveProgramPath(const std::string& path, bool may_block) {
-  // The longest part of `path` that exists, resolved, and the rest as
-  // written: a program not installed yet, under a directory reached through
-  // a symlink, still resolves elsewhere.
-  std::string prefix = path;
-  std::string rest;
-  auto open_path = [&](int flags) {
-    open_how how{};
-    how.flags = static_cast<uint64_t>(flags | O_PATH | O_CLOEXEC);
-    how.resolve = may_block ? 0 : RESOLVE_CACHED;
-    return UniqueFd(static_cast<int>(RetryEintr(
-        [&] { return syscall(SYS_openat2, AT_FDCWD, prefix.c_str(), &how, sizeof(how)); })));
-  };
-  for (;;) {
-    if (UniqueFd fd = open_path(0)) {
-      absl::StatusOr<std::string> resolved = FdPath(fd.get());
-      if (!resolved.ok()) {
-        return absl::UnavailableError(
-            absl::StrCat("cannot resolve ", prefix, ": ", resolved.status().message()));
-      }
-      return *resolved == "/" && !rest.empty() ? rest : *resolved + rest;
-    }
-    int error = errno;
-    if (error != ENOENT && error != ENOTDIR) {
-      // EAGAIN: not settled from the caches (RESOLVE_CACHED), which would
-      // mean asking a file system that may not answer.
-      return absl::UnavailableError(
-          absl::StrCat("cannot resolve ", prefix, ": ", strerror(error)));
-    }
-    if (rest.empty()) {
-      // Nothing there when followed: the name itself may be a symlink to
-      // nothing, which the kernel would report by its target.
-      UniqueFd name = open_path(O_NOFOLLOW);
-      struct stat st;
-      if (name && fstat(name.get(), &st) == 0 && S_ISLNK(st.st_mode)) {
-        return absl::FailedPreconditionError(
-            absl::StrCat(prefix, " is a symbolic link to a file that does not exist"));
-      }
-    }
-    size_t slash = prefix.rfind('/');
-    if (slash == std::string::npos || prefix == "/") {
-      return absl::UnavailableError(absl::StrCat("cannot resolve ", path));
-    }
-    rest = prefix.substr(slash) + rest;
-    prefix = slash == 0 ? "/" : prefix.substr(0, slash);
-  }
+  return util::ResolveTrustedLinks(path, geteuid(), may_block);
 }
 
 absl::StatusOr<Policy> LoadPolicyFile(absl::string_view path_view,

@@ -50,17 +50,23 @@ namespace capbroker {
 // Unless `broker` sets resolve_program, the policy's `exe` paths, and its
 // capability paths that do not follow symlinks, are checked with
 // ResolveProgramPath, without waiting for a file system (`may_block`
-// false): one through a symlink is refused.
+// false): one through a symlink of root's or the broker's is refused.
 absl::StatusOr<Policy> LoadPolicyFile(absl::string_view path, const BrokerContext& broker);
 
 // The path the kernel would report as the executable of a process that runs
-// the program at `path`: every symlink resolved. For a program not there
-// (yet), its longest existing directory resolved, and the rest as written.
-// kFailedPrecondition when `path` is itself a symlink to nothing. Without
+// the program at `path` (or that the broker's open of a capability's path
+// would reach): every symlink resolved. For a program not there (yet), its
+// longest existing directory resolved, and the rest as written.
+// kFailedPrecondition when `path` is itself a symlink to nothing. Only a
+// symlink that no user but root or this process's euid could have put in
+// place or could re-point counts (util::ResolveTrustedLinks): through any
+// other (another user's link, or one in a directory another user may
+// write), where the path leads tells nothing, and whoever owns it must not
+// be able to have the policy refused; that is kUnavailable, as is what
+// cannot be told otherwise (not cached, not searchable, ...). Without
 // `may_block`, only what the kernel's caches settle is looked at
 // (RESOLVE_CACHED): a file system that does not answer (FUSE, NFS) cannot
-// hold the caller. kUnavailable when it cannot be told (not cached, not
-// searchable, ...).
+// hold the caller.
 absl::StatusOr<std::string> ResolveProgramPath(const std::string& path, bool may_block);
 
 // The checks LoadPolicyFile makes on the open file's fstat result `st`, for

@@ -350,6 +350,93 @@ TEST_F(PolicyFileTest, RefusesACapabilityPathThroughASymlinkUnlessItFollowsSymli
   EXPECT_OK(ParsePolicy(testing::ReadWholeFile(file), "policy.cb"));
 }
 
+// A directory on a capability's or an exe's path that another user owns is
+// theirs to change: they may turn a name in it into a symlink at any time
+// (`mv share real && ln -s real share`), or move a link of root's there.
+// Were such a path refused at load, one user's link would stop every reload
+// and restart of the broker, every capability, principal and service with
+// it; and the advice to write the resolved path would write their target
+// into the policy. So only a symlink nobody but root or the broker could
+// have put in place refuses the policy (root's own /bin and /var/run
+// still do, as in the tests above): what another user could have put there
+// is accepted, by capbrokerd (from the caches) and `capctl policy check`
+// alike. A request through it then fails at run time, saying why; an exe
+// rule through it matches nothing.
+TEST_F(PolicyFileTest, AcceptsASymlinkAnotherUserCouldHavePutOnThePath) {
+  char resolved[PATH_MAX];
+  ASSERT_NE(realpath(dir_.c_str(), resolved), nullptr) << errno;
+  std::string base = resolved;
+  std::string alice = base + "/home/alice";
+  ASSERT_EQ(mkdir((base + "/home").c_str(), 0755), 0);
+  ASSERT_EQ(mkdir(alice.c_str(), 0755), 0);
+  if (chown(alice.c_str(), testing::kForeignUid, testing::kForeignUid) != 0) {
+    GTEST_SKIP() << "cannot give a directory away here: " << errno;
+  }
+  ASSERT_EQ(mkdir((alice + "/share").c_str(), 0755), 0);
+  Write("home/alice/share/data", "x");
+  ASSERT_EQ(mkdir((alice + "/bin").c_str(), 0755), 0);
+  Write("home/alice/bin/tool", "#!/bin/sh\n", 0755);
+  auto policy_with = [&](const std::string& capability, const std::string& exe) {
+    return absl::StrCat("( capabilities = [ ( name = \"c\", ", capability, " ) ],\n",
+                        "  principals = [ ( name = \"ops\", grants = [ \"c\" ],\n",
+                        "                   match = ( uid = 1000, exe = \"", exe, "\" ) ) ] )\n");
+  };
+  auto file = [](const std::string& path) {
+    return absl::StrCat("file = ( path = \"", path, "\", access = read )");
+  };
+  // As alice: both directories become symlinks of hers.
+  for (const char* name : {"share", "bin"}) {
+    std::string link = absl::StrCat(alice, "/", name);
+    std::string real = absl::StrCat(link, ".real");
+    ASSERT_EQ(rename(link.c_str(), real.c_str()), 0) << link;
+    ASSERT_EQ(symlink(absl::StrCat(name, ".real").c_str(), link.c_str()), 0) << link;
+    ASSERT_EQ(lchown(link.c_str(), testing::kForeignUid, testing::kForeignUid), 0) << link;
+  }
+  // Looked up through the links, so that the kernel's caches hold them.
+  ASSERT_EQ(access((alice + "/share/data").c_str(), R_OK), 0);
+  ASSERT_EQ(access((alice + "/bin/tool").c_str(), R_OK), 0);
+  std::string real_exe = alice + "/bin.real/tool";
+  std::string data = Write("data.cb", policy_with(file(alice + "/share/data"), real_exe));
+  std::string share = Write(
+      "share.cb", policy_with(absl::StrCat("directory = ( path = \"", alice + "/share",
+                                          "\", access = read )"),
+                              real_exe));
+  std::string exe = Write("exe.cb", policy_with(file(alice + "/share.real/data"),
+                                                alice + "/bin/tool"));
+  BrokerContext capctl;  // as `capctl policy check` resolves
+  capctl.resolve_program = [](const std::string& path) {
+    return ResolveProgramPath(path, /*may_block=*/true);
+  };
+  BrokerContext broker;  // capbrokerd's own, from the caches
+  for (const BrokerContext* context : {&capctl, &broker}) {
+    EXPECT_OK(LoadPolicyFile(data, *context).status());
+    EXPECT_OK(LoadPolicyFile(share, *context).status());
+    EXPECT_OK(LoadPolicyFile(exe, *context).status());
+  }
+  // A link of root's that alice could have moved into her directory counts
+  // no more than her own.
+  ASSERT_EQ(symlink("share.real", (alice + "/by-root").c_str()), 0);
+  std::string by_root = Write("by-root.cb", policy_with(file(alice + "/by-root/data"), real_exe));
+  EXPECT_OK(LoadPolicyFile(by_root, capctl).status());
+  EXPECT_OK(LoadPolicyFile(by_root, broker).status());
+  // The same link of root's in a directory only root can change refuses
+  // the policy, naming the path to write.
+  ASSERT_EQ(symlink((alice + "/share.real").c_str(), (base + "/by-root").c_str()), 0);
+  std::string trusted = Write("trusted.cb", policy_with(file(base + "/by-root/data"), real_exe));
+  EXPECT_THAT(LoadPolicyFile(trusted, capctl),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr(absl::StrCat("(it resolves to ", alice, "/share.real/data)"))));
+  // And so does a system link such as /bin (on Debian 12, a link of root's
+  // to usr/bin), where there is one.
+  struct stat bin;
+  if (lstat("/bin", &bin) == 0 && S_ISLNK(bin.st_mode) && bin.st_uid == 0) {
+    std::string sh = Write("sh.cb", policy_with(file("/bin/sh"), real_exe));
+    EXPECT_THAT(LoadPolicyFile(sh, capctl),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("path /bin/sh goes through a symbolic link")));
+  }
+}
+
 // Resolving the longest existing part: "/" itself, and a path of which
 // nothing below the root exists.
 TEST(ResolveProgramPathTest, ResolvesWhatExistsAndKeepsTheRest) {

@@ -142,7 +142,10 @@ class Validator {
   // /bin/sh or /var/run) would fail every request with permissionDenied, a
   // denial the policy never made: refused here, with the path it resolves
   // to, as an exe is (ResolvedExe). One that cannot be checked is accepted:
-  // its requests fail with the reason.
+  // its requests fail with the reason. So is one through a symlink that
+  // another user could have put there (resolve_program cannot tell then):
+  // they could otherwise have every reload and restart refused, and the
+  // advice would write their target into the policy.
   void PolicyPath(const std::string& label, const std::string& path, const CapabilitySpec& spec) {
     size_t errors_before = checks_.error_count();
     checks_.CheckPath(label, path, spec.path);
@@ -288,7 +291,8 @@ class Validator {
   // write (see BrokerContext::resolve_program). One that cannot be checked
   // is accepted: it fails closed anyway (a rule that never matches denies),
   // and refusing it would let whoever controls a file system on its path
-  // (a user's FUSE mount) make every reload fail.
+  // (a user's FUSE mount), or a symlink or directory on it, make every
+  // reload fail.
   void ResolvedExe(const std::string& exe_path, const std::string& label,
                    const std::string& exe) {
     if (!broker_.resolve_program) return;

@@ -2,10 +2,13 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <deque>
 #include <utility>
 #include <vector>
@@ -61,6 +64,22 @@ absl::string_view FileType(mode_t mode) {
   if (S_ISBLK(mode)) return "a block device";
   if (S_ISLNK(mode)) return "a symlink";
   return "special";
+}
+
+// The target of the symlink `link` (an O_PATH fd of the link itself) at
+// `path`, on the way to `subject`.
+absl::StatusOr<std::string> ReadLink(int link, const std::string& path,
+                                     absl::string_view subject) {
+  std::string target(PATH_MAX, '\0');
+  // An empty name reads the link the fd refers to (Linux 2.6.39).
+  ssize_t n = readlinkat(link, "", target.data(), target.size());
+  if (n < 0) return ErrnoStatus(errno, absl::StrCat("readlink ", path));
+  if (static_cast<size_t>(n) == target.size()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "symlink ", path, ", on the path to ", subject, ", is longer than PATH_MAX"));
+  }
+  target.resize(static_cast<size_t>(n));
+  return target;
 }
 
 // One walk of OpenParent: the directory reached so far, and the components
@@ -142,15 +161,7 @@ class Walk {
           "more than ", kMaxSymlinks, " symlinks on the path to ", rules_.subject,
           " (a loop?); the last was ", path));
     }
-    std::string target(PATH_MAX, '\0');
-    // An empty name reads the link the fd refers to (Linux 2.6.39).
-    ssize_t n = readlinkat(link, "", target.data(), target.size());
-    if (n < 0) return ErrnoStatus(errno, absl::StrCat("readlink ", path));
-    if (static_cast<size_t>(n) == target.size()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "symlink ", path, ", on the path to ", rules_.subject, ", is longer than PATH_MAX"));
-    }
-    target.resize(static_cast<size_t>(n));
+    CB_ASSIGN_OR_RETURN(std::string target, ReadLink(link, path, rules_.subject));
     CB_RETURN_IF_ERROR(CheckSymlinkStat(path, target, st, rules_));
     if (target.empty()) {  // the kernel's lookup fails with ENOENT too
       return absl::NotFoundError(absl::StrCat("symlink ", path, ", on the path to ",
@@ -196,7 +207,180 @@ class Walk {
   struct stat dir_stat_ = {};
 };
 
+// One walk of ResolveTrustedLinks. It looks names up as Walk does and
+// holds the same rules, but where Walk fails it notes: past a directory
+// another user could change, the walk goes on (the broker will open what
+// lies beyond all the same), but a symlink met there, or one not owned by
+// root or the broker, stops it with kUnavailable. It also goes on past a
+// name that does not exist (the rest as written), and looks at the last
+// name too.
+class Resolution {
+ public:
+  Resolution(std::string path, uid_t euid, bool may_block)
+      : path_(std::move(path)), euid_(euid), may_block_(may_block) {}
+
+  absl::StatusOr<std::string> Run() {
+    for (std::string& c : Components(path_)) pending_.push_back(std::move(c));
+    CB_RETURN_IF_ERROR(EnterRoot());
+    while (!pending_.empty()) {
+      std::string name = std::move(pending_.front());
+      pending_.pop_front();
+      NoteDirectory();
+      CB_ASSIGN_OR_RETURN(std::optional<std::string> end, Step(name));
+      if (end.has_value()) return *std::move(end);
+    }
+    return dir_path_;
+  }
+
+ private:
+  absl::Status EnterRoot() {
+    CB_ASSIGN_OR_RETURN(UniqueFd root,
+                        TakeFd(RetryEintr([] {
+                                 return open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+                               }),
+                               "open(/, O_PATH)"));
+    CB_ASSIGN_OR_RETURN(dir_stat_, Stat(root.get(), "/"));
+    dir_ = std::move(root);
+    dir_path_ = "/";
+    return absl::OkStatus();
+  }
+
+  // Before a name is looked up in the current directory: whoever could
+  // write it could have put anything at that name.
+  void NoteDirectory() {
+    if (!changeable_by_.empty()) return;
+    PathRules rules{euid_, path_, std::nullopt};
+    if (!CheckTraversedDirectoryStat(dir_path_, dir_stat_, rules).ok()) {
+      changeable_by_ = absl::StrFormat("directory %s (owner uid %d, mode 0%o)", dir_path_,
+                                       dir_stat_.st_uid, dir_stat_.st_mode & 07777);
+    }
+  }
+
+  // `name` in the current directory, O_PATH: without may_block_, only if
+  // the kernel's caches settle it (RESOLVE_CACHED; EAGAIN otherwise).
+  UniqueFd Lookup(const std::string& name, int flags) const {
+    open_how how{};
+    how.flags = static_cast<uint64_t>(O_PATH | O_CLOEXEC | flags);
+    how.resolve = may_block_ ? 0 : RESOLVE_CACHED;
+    return UniqueFd(static_cast<int>(RetryEintr(
+        [&] { return syscall(SYS_openat2, dir_.get(), name.c_str(), &how, sizeof how); })));
+  }
+
+  // The type, mode and owner of `fd`; without may_block_, as cached (no
+  // FUSE or NFS server is asked).
+  absl::StatusOr<struct stat> Stat(int fd, const std::string& path) const {
+    struct statx stx = {};
+    const unsigned int wanted = STATX_TYPE | STATX_MODE | STATX_UID;
+    const int sync = may_block_ ? AT_STATX_SYNC_AS_STAT : AT_STATX_DONT_SYNC;
+    if (statx(fd, "", AT_EMPTY_PATH | sync, wanted, &stx) != 0) return CannotTell(path, errno);
+    if ((stx.stx_mask & wanted) != wanted) return CannotTell(path, ENODATA);
+    struct stat st = {};
+    st.st_mode = stx.stx_mode;
+    st.st_uid = stx.stx_uid;
+    return st;
+  }
+
+  static absl::Status CannotTell(const std::string& path, int error) {
+    return absl::UnavailableError(absl::StrCat("cannot resolve ", path, ": ", strerror(error)));
+  }
+
+  // Looks `name` up: the resolved path when the walk ends there (at a
+  // file, or where nothing is), nullopt to go on.
+  absl::StatusOr<std::optional<std::string>> Step(const std::string& name) {
+    // The walk's names have no symlinks, so ".." is the name's parent.
+    std::string path = name == ".." ? ParentOf(dir_path_) : Join(dir_path_, name);
+    UniqueFd fd = Lookup(name, O_NOFOLLOW);
+    if (!fd) {
+      if (errno == ENOENT) return Missing(std::move(path));
+      return CannotTell(path, errno);
+    }
+    CB_ASSIGN_OR_RETURN(struct stat st, Stat(fd.get(), path));
+    if (S_ISLNK(st.st_mode)) return Follow(name, fd.get(), std::move(path), st);
+    if (S_ISDIR(st.st_mode)) {
+      dir_ = std::move(fd);
+      dir_path_ = std::move(path);
+      dir_stat_ = st;
+      return std::nullopt;
+    }
+    if (pending_.empty()) return path;  // a file, at the end
+    return Missing(std::move(path));    // the kernel's lookup fails (ENOTDIR)
+  }
+
+  // Nothing to look the rest up in at `path`: the walk ends there, with the
+  // names still pending as written (a file not created yet), unless the
+  // path's last name was a link, which then leads to nothing.
+  absl::StatusOr<std::optional<std::string>> Missing(std::string path) {
+    if (last_is_link_) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(path_, " is a symbolic link to a file that does not exist"));
+    }
+    for (const std::string& name : pending_) path = Join(path, name);
+    return path;
+  }
+
+  // The symlink `name` at `path` (`link`, an O_PATH fd of the link itself,
+  // stat `st`): checked, then its target queued in front, as Walk::Follow
+  // does.
+  absl::StatusOr<std::optional<std::string>> Follow(const std::string& name, int link,
+                                                    std::string path, const struct stat& st) {
+    if (!changeable_by_.empty()) {
+      return absl::UnavailableError(absl::StrCat(
+          "symlink ", path, " lies beyond ", changeable_by_,
+          ", where another user could have put it: what it names tells nothing"));
+    }
+    if (!TrustedOwner(st.st_uid, euid_)) {
+      return absl::UnavailableError(absl::StrCat(
+          "symlink ", path, " is owned by uid ", st.st_uid,
+          ", who may point it anywhere at any time: what it names tells nothing"));
+    }
+    if (++links_ > kMaxSymlinks) {
+      return absl::UnavailableError(
+          absl::StrCat("more than ", kMaxSymlinks, " symlinks on ", path_, " (a loop?)"));
+    }
+    if (!may_block_) {
+      // readlink asks the file system for a target it has not cached (a
+      // FUSE or NFS server, which may never answer). A lookup through the
+      // link from the caches alone, which reads the target only as the
+      // kernel holds it, tells whether that is so.
+      UniqueFd through = Lookup(name, 0);
+      if (!through && errno == EAGAIN) return CannotTell(path, EAGAIN);
+    }
+    CB_ASSIGN_OR_RETURN(std::string target, ReadLink(link, path, path_));
+    if (target.empty()) {  // the kernel's lookup fails with ENOENT
+      return absl::FailedPreconditionError(
+          absl::StrCat(path_, " goes through the empty symbolic link ", path));
+    }
+    if (pending_.empty()) last_is_link_ = true;
+    std::vector<std::string> components = Components(target);
+    pending_.insert(pending_.begin(), components.begin(), components.end());
+    if (target[0] == '/') CB_RETURN_IF_ERROR(EnterRoot());
+    return std::nullopt;
+  }
+
+  const std::string path_;
+  const uid_t euid_;
+  const bool may_block_;
+  std::deque<std::string> pending_;
+  // Empty until the walk looks a name up in a directory that another user
+  // could change; then that directory, for messages.
+  std::string changeable_by_;
+  // The last name of the path is a symlink (or the last of the target of
+  // one that was): a name missing on the way from there means that the
+  // path leads to nothing.
+  bool last_is_link_ = false;
+  int links_ = 0;
+  UniqueFd dir_;
+  std::string dir_path_;
+  struct stat dir_stat_ = {};
+};
+
 }  // namespace
+
+absl::StatusOr<std::string> ResolveTrustedLinks(absl::string_view path, uid_t euid,
+                                                bool may_block) {
+  CB_ASSIGN_OR_RETURN(std::string absolute, Absolute(path));
+  return Resolution(std::move(absolute), euid, may_block).Run();
+}
 
 absl::StatusOr<ResolvedParent> OpenParent(absl::string_view path, const PathRules& rules) {
   size_t slash = path.rfind('/');

@@ -77,6 +77,31 @@ struct ResolvedParent {
 // of the failed call.
 absl::StatusOr<ResolvedParent> OpenParent(absl::string_view path, const PathRules& rules);
 
+// Where the absolute `path` leads, for the policy's checks of the paths the
+// broker opens or compares later (a capability's path, a principal's exe):
+// every symlink resolved, walked one name at a time from "/" as OpenParent
+// walks, the last name too. A symlink found there settles something only
+// when no user but root or `euid` could have put it in place or could
+// change it: owned by root or `euid` (CheckSymlinkStat), in a directory
+// reached through directories that each pass CheckTraversedDirectoryStat.
+// Anyone else's link, or one of root's in a directory another user may
+// change (they could have moved it there), is theirs to make and re-point
+// whenever they like: what it names now tells nothing, and a refusal
+// because of it would be theirs to cause.
+//
+// Returns the resolved path (`path` itself when no symlink is on it); for
+// a path not there (yet), its longest existing part resolved and the rest
+// as written. kFailedPrecondition when `path` ends in a symlink that
+// settles something and leads to nothing. kUnavailable when it cannot be
+// told: a symlink on the way that settles nothing, a name that cannot be
+// looked up (a directory that may not be searched), more than kMaxSymlinks
+// links; and, without `may_block`, a name, link or inode the kernel's
+// caches do not hold (openat2 RESOLVE_CACHED, statx AT_STATX_DONT_SYNC), so
+// that a file system that does not answer (FUSE, NFS) cannot hold the
+// caller.
+absl::StatusOr<std::string> ResolveTrustedLinks(absl::string_view path, uid_t euid,
+                                                bool may_block);
+
 // The rule for each directory the walk looks a name up in, given its stat:
 // owned by root or `rules.euid`, not writable by group or others unless
 // sticky. Exposed so that callers apply it to the last directory too, and

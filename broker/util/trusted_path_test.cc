@@ -236,5 +236,83 @@ TEST(CheckSymlinkStatTest, OwnerMustBeRootOrTheBroker) {
                                  "is owned by uid 1000, not by root or the broker (uid 1500)")));
 }
 
+// ResolveTrustedLinks's path, or its error as text.
+std::string Resolved(const std::string& path, bool may_block) {
+  absl::StatusOr<std::string> resolved = ResolveTrustedLinks(path, geteuid(), may_block);
+  return resolved.ok() ? *resolved : resolved.status().ToString();
+}
+
+// ResolveTrustedLinks: where a capability's or an exe's path leads, every
+// symlink that root or the broker alone could have put there resolved, with
+// or without blocking (capctl, capbrokerd), a missing rest as written.
+TEST(ResolveTrustedLinksTest, ResolvesTheLinksOfRootOrTheBroker) {
+  TempDir dir;
+  std::string real = MakeDir(dir, "real");
+  dir.WriteFile("real/file", "x");
+  std::string link = MakeLink(dir, "link", "real");
+  for (bool may_block : {true, false}) {
+    SCOPED_TRACE(may_block);
+    EXPECT_EQ(Resolved(link + "/file", may_block), real + "/file");
+    EXPECT_EQ(Resolved(real + "/file", may_block), real + "/file");
+    EXPECT_EQ(Resolved(link, may_block), real);
+  }
+  // Not there (yet): resolved as far as it exists. Past a file, as written.
+  EXPECT_EQ(Resolved(link + "/new/prog", true), real + "/new/prog");
+  EXPECT_EQ(Resolved(link + "/file/x", true), real + "/file/x");
+  EXPECT_EQ(Resolved("/", true), "/");
+  // A link to nothing, at the end; in the middle, the rest as written.
+  std::string dangling = MakeLink(dir, "dangling", "real/gone");
+  EXPECT_THAT(ResolveTrustedLinks(dangling, geteuid(), true),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       dangling + " is a symbolic link to a file that does not exist"));
+  EXPECT_EQ(Resolved(dangling + "/x", true), real + "/gone/x");
+  // A loop.
+  MakeLink(dir, "a", "b");
+  MakeLink(dir, "b", "a");
+  EXPECT_THAT(ResolveTrustedLinks(dir.Join("a/x"), geteuid(), true),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("more than 40 symlinks")));
+}
+
+// A symlink that another user could have put on the path, or could
+// re-point, tells nothing: kUnavailable, never a resolved path.
+TEST(ResolveTrustedLinksTest, CannotTellThroughALinkAnotherUserControls) {
+  TempDir dir;
+  std::string real = MakeDir(dir, "real");
+  dir.WriteFile("real/file", "x");
+  std::string theirs = MakeLink(dir, "theirs", "real");
+  if (!GiveAway(theirs)) GTEST_SKIP() << "cannot give a link away here";
+  for (bool may_block : {true, false}) {
+    EXPECT_THAT(ResolveTrustedLinks(theirs + "/file", geteuid(), may_block),
+                StatusIs(absl::StatusCode::kUnavailable,
+                         HasSubstr(absl::StrCat("symlink ", theirs, " is owned by uid 65534"))));
+  }
+  // Inside the target of a link of root's.
+  std::string ours = MakeLink(dir, "ours", "theirs");
+  EXPECT_THAT(ResolveTrustedLinks(ours + "/file", geteuid(), true),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("is owned by uid 65534")));
+  // Root's link in a directory another user owns, or may write: they could
+  // have moved it there.
+  std::string home = MakeDir(dir, "home");
+  ASSERT_EQ(chown(home.c_str(), testing::kForeignUid, testing::kForeignUid), 0);
+  MakeLink(dir, "home/moved", "../real");
+  EXPECT_THAT(ResolveTrustedLinks(home + "/moved/file", geteuid(), true),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr(absl::StrCat("symlink ", home, "/moved lies beyond directory ",
+                                              home, " (owner uid 65534, mode 0755)"))));
+  std::string open = MakeDir(dir, "open", 0777);
+  MakeLink(dir, "open/l", "../real");
+  EXPECT_THAT(ResolveTrustedLinks(open + "/l/file", geteuid(), true),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("lies beyond directory")));
+  // Sticky, as /tmp: others cannot rename what is root's, so it counts.
+  ASSERT_EQ(chmod(open.c_str(), 01777), 0);
+  EXPECT_EQ(Resolved(open + "/l/file", true), real + "/file");
+  // Past such a directory, a path without links resolves to itself; and
+  // root's link before it still counts.
+  std::string mine = MakeDir(dir, "home/mine");
+  EXPECT_EQ(Resolved(mine, true), mine);
+  std::string to_home = MakeLink(dir, "to-home", "home");
+  EXPECT_EQ(Resolved(to_home + "/mine", true), mine);
+}
+
 }  // namespace
 }  // namespace capbroker::util

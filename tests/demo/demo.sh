@@ -17,6 +17,10 @@ here=$(dirname "$(readlink -f "$0")")
 sources=$(readlink -f "$here/../..")
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/capbroker-demo.XXXXXX")
+# By its real path: the policy below names paths in it, and the broker
+# refuses a capability path through a symlink of root's (a TMPDIR that is
+# one, say) when it loads the policy.
+dir=$(readlink -f "$dir")
 broker_pid=""
 cleanup() {
   if [[ -n "$broker_pid" ]] && kill -0 "$broker_pid" 2>/dev/null; then

@@ -124,13 +124,19 @@ BrokerContext ReloadContext(const DaemonFlags& flags) {
 }
 
 // SIGHUP: load the policy file again and install it, or keep the current
-// policy whole and say why (fail closed: never half a policy).
+// policy whole and say why (fail closed: never half a policy). The file may
+// lie in another directory now (a symlink of root's on its path
+// re-pointed): what services must not reach is found again with it, and a
+// policy whose directories cannot be told is not installed.
 void ReloadPolicy(const DaemonFlags& flags, server::RequestHandler& handler,
-                  service::ServiceHost& services, server::Stats& stats) {
+                  service::ServiceHost& services, ConfigGuard& guard, server::Stats& stats) {
   const std::string& path = flags.policy_path;
   absl::StatusOr<Policy> policy = LoadPolicyFile(path, ReloadContext(flags));
-  absl::Status installed = policy.ok() ? handler.SetPolicy(std::move(policy).value())
-                                       : policy.status();
+  absl::StatusOr<PolicyLocation> location =
+      policy.ok() ? LocatePolicy(path) : absl::StatusOr<PolicyLocation>(policy.status());
+  absl::Status installed = location.ok() ? handler.SetPolicy(std::move(policy).value())
+                                         : location.status();
+  if (installed.ok()) guard.SetPolicy(std::move(location).value());
   stats.last_reload = absl::Now();
   stats.last_reload_refused = !installed.ok();
   if (!installed.ok()) {
@@ -167,14 +173,14 @@ void ReopenAuditLog(const std::string& path, audit::AuditLog& audit, server::Sta
 // Reads the pending signals; true when one of them asks to stop.
 bool OnSignals(int signal_fd, const DaemonFlags& flags, audit::AuditLog& audit,
                server::RequestHandler& handler, service::ServiceHost& services,
-               server::Stats& stats) {
+               ConfigGuard& guard, server::Stats& stats) {
   bool stop = false;
   signalfd_siginfo info;
   while (RetryEintr([&] { return read(signal_fd, &info, sizeof(info)); }) ==
          static_cast<ssize_t>(sizeof(info))) {
     if (info.ssi_signo == SIGHUP) {
       ReopenAuditLog(flags.audit_log_path, audit, stats);
-      ReloadPolicy(flags, handler, services, stats);
+      ReloadPolicy(flags, handler, services, guard, stats);
     } else {
       stop = true;
     }
@@ -258,13 +264,12 @@ void WarnIfClientsCanSendFds(const server::Listener& listener) {
   }
 }
 
-// Adds the directories that hold the broker's socket to `guarded`: no
+// Adds the directories that hold the broker's socket to `guard`: no
 // service may be granted one (hidden_config.h). A socket from systemd is
 // found by the path it is bound to; one that is not named, or whose path
 // this mount namespace does not hold (then no directory grant, opened here,
 // holds it either), adds nothing.
-absl::Status GuardSocketDirectories(const server::Listener& listener,
-                                    std::vector<GuardedDirectory>& guarded) {
+absl::Status GuardSocketDirectories(const server::Listener& listener, ConfigGuard& guard) {
   const bool from_systemd = listener.path().empty();
   std::string path = from_systemd ? BoundSocketPath(listener.fd()) : listener.path();
   if (path.empty()) return absl::OkStatus();
@@ -274,7 +279,7 @@ absl::Status GuardSocketDirectories(const server::Listener& listener,
     if (from_systemd && absl::IsNotFound(holding.status())) return absl::OkStatus();
     return holding.status();
   }
-  guarded.insert(guarded.end(), holding->begin(), holding->end());
+  guard.AddSocketDirectories(std::move(*holding));
   return absl::OkStatus();
 }
 
@@ -296,9 +301,10 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
     CB_ASSIGN_OR_RETURN(cgroup, sandbox::CheckCgroupParent(flags.cgroup_dir));
   }
   CB_ASSIGN_OR_RETURN(Policy policy, LoadPolicyFile(flags.policy_path, ContextFor(cgroup)));
-  CB_ASSIGN_OR_RETURN(std::vector<std::string> hidden, ConfigPathsToHide(flags.policy_path));
-  CB_ASSIGN_OR_RETURN(std::vector<GuardedDirectory> guarded,
-                      DirectoriesHolding(flags.policy_path, BrokerFile::kPolicy));
+  CB_ASSIGN_OR_RETURN(PolicyLocation location, LocatePolicy(flags.policy_path));
+  // Read by every launch, updated by every reload: declared before the
+  // service host, which launches until it is destroyed.
+  ConfigGuard guard(std::move(location));
   audit::AuditLog audit;
   if (!flags.audit_log_path.empty()) {
     CB_ASSIGN_OR_RETURN(audit, audit::AuditLog::OpenFile(flags.audit_log_path));
@@ -311,11 +317,15 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   CB_ASSIGN_OR_RETURN(server::Listener listener, MakeListener(flags));
   WarnIfOthersCannotConnect(flags, listener);
   WarnIfClientsCanSendFds(listener);
-  CB_RETURN_IF_ERROR(GuardSocketDirectories(listener, guarded));
+  CB_RETURN_IF_ERROR(GuardSocketDirectories(listener, guard));
   server::BrokerLoop loop(handler, audit, stats, flags.limits);
   service::HostOptions host_options;
-  host_options.launcher = LauncherRefusingGuarded(
-      std::move(guarded), LauncherHiding(std::move(hidden), sandbox::StartLaunch));
+  // Directory grants are checked before they are made (so that a refused
+  // one is not on record as granted), and the fds again at the launch.
+  host_options.check_directory = [&guard](const sandbox::PassedFd& directory) {
+    return guard.CheckGrant(directory);
+  };
+  host_options.launcher = LauncherGuarding(guard, sandbox::StartLaunch);
   host_options.cgroup_parent = flags.cgroup_dir;
   // Declared after the loop, which it uses until its destructor has killed
   // and reaped any service still running.
@@ -335,7 +345,7 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
     std::fprintf(stderr, "capbrokerd: sd_notify: %s\n", std::string(notified.message()).c_str());
   }
   CB_RETURN_IF_ERROR(loop.Serve(listener.fd(), signals.get(), [&] {
-    return OnSignals(signals.get(), flags, audit, handler, services, stats);
+    return OnSignals(signals.get(), flags, audit, handler, services, guard, stats);
   }));
   audit.FlushAll();  // the counts of suppressed denials still waiting
   std::fprintf(stderr, "capbrokerd: stopping\n");

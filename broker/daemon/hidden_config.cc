@@ -9,11 +9,13 @@
 
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 
 namespace capbroker::daemon {
@@ -52,15 +54,6 @@ absl::StatusOr<std::vector<std::string>> ConfigPathsToHide(absl::string_view pol
   return std::vector<std::string>{kConfigDirectory, *canonical};
 }
 
-service::Launcher LauncherHiding(std::vector<std::string> hidden, service::Launcher launch) {
-  return [hidden = std::move(hidden), launch = std::move(launch)](
-             const sandbox::SandboxSpec& spec) {
-    sandbox::SandboxSpec with_hidden = spec;
-    with_hidden.hidden_paths.insert(with_hidden.hidden_paths.end(), hidden.begin(),
-                                    hidden.end());
-    return launch(with_hidden);
-  };
-}
 
 absl::StatusOr<std::vector<GuardedDirectory>> DirectoriesHolding(absl::string_view path,
                                                                  BrokerFile kind) {
@@ -91,35 +84,54 @@ std::string BoundSocketPath(int fd) {
   return std::string(address.sun_path, strnlen(address.sun_path, size));
 }
 
-service::Launcher LauncherRefusingGuarded(std::vector<GuardedDirectory> guarded,
-                                          service::Launcher launch) {
-  return [guarded = std::move(guarded), launch = std::move(launch)](
-             const sandbox::SandboxSpec& spec)
+absl::StatusOr<PolicyLocation> LocatePolicy(absl::string_view policy_path) {
+  PolicyLocation location;
+  CB_ASSIGN_OR_RETURN(location.hidden, ConfigPathsToHide(policy_path));
+  CB_ASSIGN_OR_RETURN(location.directories,
+                      DirectoriesHolding(policy_path, BrokerFile::kPolicy));
+  return location;
+}
+
+void ConfigGuard::AddSocketDirectories(std::vector<GuardedDirectory> socket) {
+  socket_.insert(socket_.end(), std::make_move_iterator(socket.begin()),
+                 std::make_move_iterator(socket.end()));
+}
+
+absl::Status ConfigGuard::CheckGrant(const sandbox::PassedFd& passed) const {
+  // The cached inode: its type and ids never change, and asking sends
+  // nothing to a FUSE or NFS server that may not answer.
+  struct statx stx = {};
+  if (statx(passed.fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE | STATX_INO, &stx) !=
+      0) {
+    return ErrnoStatus(errno, absl::StrCat("statx(grant '", passed.name, "')"));
+  }
+  if (!S_ISDIR(stx.stx_mode)) return absl::OkStatus();
+  const dev_t dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
+  std::vector<std::string> reasons;
+  std::string path;
+  for (const std::vector<GuardedDirectory>* guarded : {&policy_.directories, &socket_}) {
+    for (const GuardedDirectory& directory : *guarded) {
+      if (directory.dev != dev || directory.ino != stx.stx_ino) continue;
+      path = directory.path;
+      reasons.push_back(directory.holds);
+    }
+  }
+  if (reasons.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat("directory grant '", passed.name, "' is ",
+                                                    path, ", which holds ",
+                                                    absl::StrJoin(reasons, "; it also holds ")));
+}
+
+service::Launcher LauncherGuarding(const ConfigGuard& guard, service::Launcher launch) {
+  return [&guard, launch = std::move(launch)](const sandbox::SandboxSpec& spec)
              -> absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> {
     for (const sandbox::PassedFd& passed : spec.fds) {
-      // The cached inode: its type and ids never change, and asking sends
-      // nothing to a FUSE or NFS server that may not answer.
-      struct statx stx = {};
-      if (statx(passed.fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE | STATX_INO,
-                &stx) != 0) {
-        return ErrnoStatus(errno, absl::StrCat("statx(grant '", passed.name, "')"));
-      }
-      if (!S_ISDIR(stx.stx_mode)) continue;
-      const dev_t dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
-      std::vector<std::string> reasons;
-      std::string path;
-      for (const GuardedDirectory& directory : guarded) {
-        if (directory.dev != dev || directory.ino != stx.stx_ino) continue;
-        path = directory.path;
-        reasons.push_back(directory.holds);
-      }
-      if (!reasons.empty()) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("directory grant '", passed.name, "' is ", path, ", which holds ",
-                         absl::StrJoin(reasons, "; it also holds ")));
-      }
+      CB_RETURN_IF_ERROR(guard.CheckGrant(passed));
     }
-    return launch(spec);
+    sandbox::SandboxSpec with_hidden = spec;
+    with_hidden.hidden_paths.insert(with_hidden.hidden_paths.end(), guard.hidden().begin(),
+                                    guard.hidden().end());
+    return launch(with_hidden);
   };
 }
 

@@ -15,20 +15,25 @@
 // above, it connects to the broker by that path, as a client known by its
 // uid (matching anyUser principals) rather than as the service it is. So a
 // service whose directory grant holds either does not start (fail closed):
-// its launch is refused with kFailedPrecondition, which fails the same way
-// until the policy changes (the service is failed until a reload). The
-// directories are told by device and inode, so that a bind mount of one, or
-// a path to it through a symlink, is caught too.
+// its start is refused with kFailedPrecondition, which fails the same way
+// until the policy changes (the service is failed until a reload), before
+// any of its grants is made (service::HostOptions::check_directory) and
+// again at the launch, on the fds it would get. The directories are told by
+// device and inode, so that a bind mount of one, or a path to it through a
+// symlink, is caught too; the policy's are found again at every reload.
 #ifndef CAPBROKER_BROKER_DAEMON_HIDDEN_CONFIG_H_
 #define CAPBROKER_BROKER_DAEMON_HIDDEN_CONFIG_H_
 
 #include <sys/types.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "broker/sandbox/sandbox.h"
 #include "broker/service/service_host.h"
 
 namespace capbroker::daemon {
@@ -39,14 +44,10 @@ inline constexpr char kConfigDirectory[] = "/etc/capbroker";
 
 // kConfigDirectory and the policy file at `policy_path`, by its canonical
 // path (absolute, every symlink resolved): the path at which a service's
-// root holds it, when it lies in /etc or a system directory. Resolved once,
-// at start: a symlink on the way that root re-points later is not followed
-// again (the file itself may be replaced at will; reloads read the same
-// path).
+// root holds it, when it lies in /etc or a system directory. Resolved when
+// the policy is loaded (LocatePolicy): a symlink of root's on the way (the
+// trusted-path checks allow no other) may be re-pointed between reloads.
 absl::StatusOr<std::vector<std::string>> ConfigPathsToHide(absl::string_view policy_path);
-
-// `launch` with `hidden` added to the hidden_paths of every spec.
-service::Launcher LauncherHiding(std::vector<std::string> hidden, service::Launcher launch);
 
 // A directory no service may be granted, because it holds something of the
 // broker's.
@@ -76,14 +77,50 @@ absl::StatusOr<std::vector<GuardedDirectory>> DirectoriesHolding(absl::string_vi
 // unnamed one, or when it cannot be told.
 std::string BoundSocketPath(int fd);
 
-// `launch` refusing a spec that passes a directory among `guarded` (by
-// device and inode; any directory fd, whether announced as a directory or
-// not, since every one reaches the service as its clone): the launch fails
-// with kFailedPrecondition naming the grant, what it holds and what to do,
-// and `launch` is not called. The type and ids come from the inode the fd
-// holds, as cached (statx AT_STATX_DONT_SYNC): no file system is asked.
-service::Launcher LauncherRefusingGuarded(std::vector<GuardedDirectory> guarded,
-                                          service::Launcher launch);
+// What of the policy file's is guarded, found from its path as it resolves
+// when the policy is loaded: at start, and again at every reload, since
+// root may have re-pointed a symlink on the way (`ln -sfn v2 current`) and
+// the policy then lies in another directory.
+struct PolicyLocation {
+  std::vector<std::string> hidden;             // ConfigPathsToHide
+  std::vector<GuardedDirectory> directories;   // DirectoriesHolding, kPolicy
+};
+absl::StatusOr<PolicyLocation> LocatePolicy(absl::string_view policy_path);
+
+// What of the broker's own no service may reach, as of the policy loaded
+// last: the paths hidden in every service's root, and the directories no
+// service may be granted (the policy's, and the socket's, which stay).
+// Not thread-safe: the broker's event-loop thread owns it.
+class ConfigGuard {
+ public:
+  explicit ConfigGuard(PolicyLocation policy) : policy_(std::move(policy)) {}
+
+  // The directories holding the broker's socket, for as long as it runs.
+  void AddSocketDirectories(std::vector<GuardedDirectory> socket);
+  // A reload installed the policy found at `policy`: launches from now on
+  // hide and guard that, and no longer the directories found before.
+  void SetPolicy(PolicyLocation policy) { policy_ = std::move(policy); }
+
+  const std::vector<std::string>& hidden() const { return policy_.hidden; }
+
+  // kFailedPrecondition, naming the grant, the directory, what it holds and
+  // what to do, when `passed` is a guarded directory (by device and inode;
+  // any directory fd, whether announced as a directory or not, since every
+  // one reaches the service as its clone); else OK. The type and ids come
+  // from the inode the fd holds, as cached (statx AT_STATX_DONT_SYNC): no
+  // file system is asked.
+  absl::Status CheckGrant(const sandbox::PassedFd& passed) const;
+
+ private:
+  PolicyLocation policy_;
+  std::vector<GuardedDirectory> socket_;
+};
+
+// `launch` with guard.hidden() added to the hidden_paths of every spec, and
+// refusing a spec that passes a directory the guard refuses (CheckGrant):
+// that launch fails with its status, and `launch` is not called. Borrows
+// `guard`, which must outlive the launcher; each launch reads it anew.
+service::Launcher LauncherGuarding(const ConfigGuard& guard, service::Launcher launch);
 
 }  // namespace capbroker::daemon
 

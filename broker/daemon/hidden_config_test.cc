@@ -51,10 +51,13 @@ TEST(HiddenConfigTest, PolicyIsHiddenByItsCanonicalPath) {
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("gone.capnp")));
 }
 
+// Each launch reads the guard anew: after a reload found the policy
+// elsewhere, launches hide it there.
 TEST(HiddenConfigTest, EveryLaunchGetsThePathsAdded) {
   std::vector<std::string> seen;
-  service::Launcher launch = LauncherHiding(
-      {"/etc/capbroker", "/etc/policy"},
+  ConfigGuard guard(PolicyLocation{{"/etc/capbroker", "/etc/policy"}, {}});
+  service::Launcher launch = LauncherGuarding(
+      guard,
       [&](const sandbox::SandboxSpec& spec) -> absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> {
         seen = spec.hidden_paths;
         return absl::UnavailableError("not launched");
@@ -63,6 +66,9 @@ TEST(HiddenConfigTest, EveryLaunchGetsThePathsAdded) {
   spec.hidden_paths = {"/etc/other"};
   EXPECT_THAT(launch(spec), StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_THAT(seen, ElementsAre("/etc/other", "/etc/capbroker", "/etc/policy"));
+  guard.SetPolicy(PolicyLocation{{"/etc/capbroker", "/srv/v2/policy"}, {}});
+  EXPECT_THAT(launch(spec), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(seen, ElementsAre("/etc/other", "/etc/capbroker", "/srv/v2/policy"));
 }
 
 TEST(HiddenConfigTest, TheDirectoriesHoldingAFileAreEveryOneUpToTheRoot) {
@@ -98,14 +104,14 @@ TEST(HiddenConfigTest, AGrantHoldingAGuardedFileIsRefused) {
   std::string policy = dir.WriteFile("conf/policy.capnp", "()");
   dir.WriteFile("run/broker.sock", "");  // what is there does not matter
   ASSERT_EQ(symlink(dir.Join("conf").c_str(), dir.Join("link").c_str()), 0);
-  ASSERT_OK_AND_ASSIGN(std::vector<GuardedDirectory> guarded,
-                       DirectoriesHolding(policy, BrokerFile::kPolicy));
+  ASSERT_OK_AND_ASSIGN(PolicyLocation location, LocatePolicy(policy));
+  ConfigGuard guard(std::move(location));
   ASSERT_OK_AND_ASSIGN(std::vector<GuardedDirectory> socket,
                        DirectoriesHolding(dir.Join("run/broker.sock"), BrokerFile::kSocket));
-  guarded.insert(guarded.end(), socket.begin(), socket.end());
+  guard.AddSocketDirectories(std::move(socket));
   int launches = 0;
-  service::Launcher launch = LauncherRefusingGuarded(
-      guarded,
+  service::Launcher launch = LauncherGuarding(
+      guard,
       [&](const sandbox::SandboxSpec&) -> absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> {
         ++launches;
         return absl::UnavailableError("not launched");
@@ -147,6 +153,24 @@ TEST(HiddenConfigTest, AGrantHoldingAGuardedFileIsRefused) {
   EXPECT_THAT(launch_with(dir.Join("data"), true), StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_THAT(launch_with("", true), StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_EQ(launches, 2);
+
+  // A reload found the policy in data/: that is guarded now, and conf no
+  // longer; the socket's directories stay.
+  std::string moved = dir.WriteFile("data/policy.capnp", "()");
+  ASSERT_OK_AND_ASSIGN(PolicyLocation now, LocatePolicy(moved));
+  guard.SetPolicy(std::move(now));
+  EXPECT_THAT(launch_with(dir.Join("data"), true),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr(absl::StrCat("which holds the broker's policy file ",
+                                              RealPath(dir.Join("data")), "/policy.capnp"))));
+  EXPECT_THAT(launch_with(dir.Join("run"), true),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("broker's socket")));
+  EXPECT_THAT(launch_with(dir.Join("conf"), true), StatusIs(absl::StatusCode::kUnavailable));
+  // CheckGrant alone, as the service host asks before a grant is made.
+  UniqueFd data = OpenDirectory(dir.Join("data"));
+  EXPECT_THAT(guard.CheckGrant(sandbox::PassedFd{"data", data.get(), true, false}),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       StartsWith("directory grant 'data' is ")));
 }
 
 TEST(HiddenConfigTest, ASocketIsFoundByThePathItIsBoundTo) {

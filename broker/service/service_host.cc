@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "broker/caps/open_path.h"
 #include "broker/sandbox/namespaces.h"
 #include "sdk/base/log_limiter.h"
 #include "broker/service/messages.h"
@@ -219,6 +220,25 @@ void ServiceHost::PolicyChanged() {
   }
 }
 
+absl::Status ServiceHost::CheckDirectoryGrants(const ServiceSpec& spec) const {
+  if (!options_.check_directory) return absl::OkStatus();
+  for (size_t index : spec.grants) {
+    const CapabilitySpec& capability = handler_.policy().capabilities()[index];
+    if (capability.kind != Kind::kDirectory) continue;
+    // As RequestHandler::Make opens it for the grant. One that does not
+    // open now fails in GrantAtStart, on record as denied, with its reason.
+    absl::StatusOr<UniqueFd> directory =
+        caps::OpenDirectory(capability.path, capability.follow_symlinks);
+    if (!directory.ok()) continue;
+    sandbox::PassedFd passed;
+    passed.name = capability.name;
+    passed.fd = directory->get();
+    passed.directory = true;
+    CB_RETURN_IF_ERROR(options_.check_directory(passed));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> ServiceHost::BeginLaunch(
     Service& service) {
   const ServiceSpec& spec = service.spec;
@@ -233,6 +253,10 @@ absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> ServiceHost::BeginLaunch
   sandbox.limits = spec.limits;
   sandbox.limits.cgroup_parent = options_.cgroup_parent;
 
+  // Before the first grant is made (and recorded as granted). The launcher
+  // checks the fds it is given again: a directory renamed in between is
+  // still refused, if on record.
+  CB_RETURN_IF_ERROR(CheckDirectoryGrants(spec));
   // The grants are made fresh for every run, as for a client's request.
   std::vector<UniqueFd> grants;
   std::vector<uint64_t> audit_lines;

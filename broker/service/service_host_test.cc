@@ -292,6 +292,7 @@ class ServiceHostTest : public ::testing::Test {
       return started;
     };
     options.start_limit = start_limit_;
+    options.check_directory = check_directory_;
     if (stop_timeout_.has_value()) options.stop_timeout = *stop_timeout_;
     host_ = std::make_unique<ServiceHost>(handler_, loop_, std::move(options));
     host_->PolicyChanged();
@@ -386,6 +387,7 @@ class ServiceHostTest : public ::testing::Test {
   std::vector<pid_t> pids_;  // of the launches' children, in order
   StartLimit start_limit_;
   std::optional<absl::Duration> stop_timeout_;  // unset: HostOptions' own
+  DirectoryCheck check_directory_;
   std::unique_ptr<ServiceHost> host_;
 };
 
@@ -668,6 +670,52 @@ TEST_F(ServiceHostTest, AFailureTheChildReportsAnswersTheWaitingConnects) {
   EXPECT_EQ(Report("svc").state, ServiceState::FAILED);
   ASSERT_EQ(pids_.size(), 1u);
   ASSERT_TRUE(RunUntil([&] { return Reaped(pids_[0]); }));
+}
+
+// A directory grant the host's check refuses (capbrokerd: one holding its
+// policy file or socket) fails the start before any grant is made: nothing
+// is launched, and no start grant is on record as granted.
+TEST_F(ServiceHostTest, ADirectoryGrantTheCheckRefusesIsNeitherMadeNorOnRecord) {
+  testing::TempDir dir;
+  struct stat expected;
+  ASSERT_EQ(stat(dir.path().c_str(), &expected), 0);
+  int checks = 0;
+  bool refuse = true;
+  check_directory_ = [&](const sandbox::PassedFd& directory) {
+    ++checks;
+    struct stat st;
+    EXPECT_EQ(fstat(directory.fd, &st), 0);
+    EXPECT_EQ(st.st_ino, expected.st_ino);
+    EXPECT_EQ(directory.name, "conf");
+    return refuse ? absl::FailedPreconditionError("directory grant 'conf' is guarded")
+                  : absl::OkStatus();
+  };
+  MakeHost();
+  Reload(absl::StrCat(
+      R"(( capabilities = [ ( name = "scratch", memory = ( size = 4096 ) ),
+                            ( name = "conf", directory = ( path = ")", dir.path(),
+      R"(", access = read ) ) ],
+  principals = [ ( name = "me", match = ( uid = 1000 ) ) ],
+  services = [ ( name = "lister", command = [ "/usr/bin/svc" ], connect = [ "me" ],
+                 readiness = exec, grants = [ "scratch", "conf" ] ) ] ))"));
+  EXPECT_THAT(Connect("lister", 1).status(),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("could not start: directory grant 'conf' is guarded")));
+  EXPECT_EQ(checks, 1);
+  EXPECT_EQ(launches_, 0u);
+  EXPECT_EQ(Report("lister").state, ServiceState::FAILED);
+  EXPECT_THAT(AuditText(), ::testing::Not(HasSubstr(R"("decision":"granted")")));
+  // Allowed: made, on record, launched.
+  refuse = false;
+  Reload(absl::StrCat(R"(( capabilities = [ ( name = "conf", directory = ( path = ")",
+                      dir.path(), R"(", access = read ) ) ],
+  principals = [ ( name = "me", match = ( uid = 1000 ) ) ],
+  services = [ ( name = "lister", command = [ "/usr/bin/svc" ], connect = [ "me" ],
+                 readiness = exec, grants = [ "conf" ] ) ] ))"));
+  ASSERT_OK(Connect("lister", 2).status());
+  EXPECT_EQ(checks, 2);
+  EXPECT_EQ(launches_, 1u);
+  EXPECT_THAT(AuditText(), HasSubstr(R"("request":{"kind":"start","capability":"conf")"));
 }
 
 // A connect that waited is on record as granted (the policy allowed it);

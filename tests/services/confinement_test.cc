@@ -4,6 +4,7 @@
 // directory grant as a broker fd, and everything else
 // tests/sandbox/confinement_test.cc lists. Its report comes back through the
 // broker's log, each line prefixed with the service name.
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
@@ -32,6 +34,8 @@ namespace capbroker {
 namespace {
 
 using ::testing::Contains;
+using ::testing::Each;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -154,6 +158,17 @@ class DirectoryGrantTest : public ::testing::Test {
     return client_->ConnectService("lister").status();
   }
 
+  // The audit lines of the start grant of capability 'conf'.
+  std::vector<std::string> StartGrantLines() {
+    std::vector<std::string> lines;
+    for (absl::string_view line : absl::StrSplit(broker_->AuditLog(), '\n')) {
+      if (absl::StrContains(line, R"("request":{"kind":"start","capability":"conf")")) {
+        lines.emplace_back(line);
+      }
+    }
+    return lines;
+  }
+
   // The service's one entry in `capctl services`.
   ServiceInfo Lister() {
     absl::StatusOr<std::vector<ServiceInfo>> services = client_->Services();
@@ -188,6 +203,8 @@ TEST_F(DirectoryGrantTest, AServiceGrantedThePolicysDirectoryDoesNotStart) {
   EXPECT_THAT(client_->ConnectService("lister").status(),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr(why)));
   EXPECT_EQ(Lister().restarts, 0u);
+  // Nothing was handed out, and the audit log does not say otherwise.
+  EXPECT_THAT(StartGrantLines(), Each(Not(HasSubstr(R"("decision":"granted")"))));
 }
 
 TEST_F(DirectoryGrantTest, AServiceGrantedTheSocketsDirectoryDoesNotStart) {
@@ -203,12 +220,59 @@ TEST_F(DirectoryGrantTest, AServiceGrantedTheSocketsDirectoryDoesNotStart) {
   EXPECT_EQ(Lister().state, schema::ServiceState::FAILED);
 }
 
-// A directory beside them is granted as before.
+// A directory beside them is granted as before, and on record.
 TEST_F(DirectoryGrantTest, AServiceGrantedAnotherDirectoryStarts) {
   ASSERT_FALSE(probe_.path().empty());
   testing::TempDir other;
   ASSERT_EQ(chmod(other.path().c_str(), 0755), 0);
   EXPECT_OK(ConnectGranted(other.path()));
+  EXPECT_THAT(StartGrantLines(), ElementsAre(HasSubstr(R"("decision":"granted")")));
+}
+
+// The policy's path may lead through a symlink of root's, which root may
+// re-point (`ln -sfn v2 current`, a new version of the configuration):
+// after the reload that reads the policy in its new directory, that
+// directory is the one no service may be granted.
+TEST_F(DirectoryGrantTest, TheDirectoryThePolicyIsReloadedFromIsGuarded) {
+  ASSERT_FALSE(probe_.path().empty());
+  testing::TempDir config;
+  ASSERT_EQ(chmod(config.path().c_str(), 0755), 0);
+  std::string base = RealPath(config.path());
+  for (const char* version : {"v1", "v2"}) {
+    ASSERT_EQ(mkdir(absl::StrCat(base, "/", version).c_str(), 0755), 0);
+  }
+  std::string policy = absl::StrReplaceAll(
+      kGrantPolicy,
+      {{"$GRANT", base + "/v2"}, {"$PROBE", probe_.path()}, {"$UID", absl::StrCat(getuid())}});
+  config.WriteFile("v1/policy.capnp", policy, 0644);
+  ASSERT_EQ(symlink("v1", (base + "/current").c_str()), 0);
+  EXPECT_EQ(chmod(socket_dir_.path().c_str(), 0755), 0);
+  testing::BrokerOptions options;
+  options.extra_args = {"--socket", socket_path_, "--policy", base + "/current/policy.capnp"};
+  ASSERT_OK_AND_ASSIGN(broker_, testing::BrokerProcess::StartWith("( )", options));
+  ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(socket_path_));
+
+  // A new version, in v2, and `current` re-pointed at it (by rename, as
+  // `ln -sfn` does), then reloaded.
+  config.WriteFile("v2/policy.capnp", policy, 0644);
+  ASSERT_EQ(symlink("v2", (base + "/next").c_str()), 0);
+  ASSERT_EQ(rename((base + "/next").c_str(), (base + "/current").c_str()), 0);
+  ASSERT_EQ(kill(broker_->pid(), SIGHUP), 0);
+  // Each look is a round trip; the deadline only stops a broker that never
+  // reloads.
+  uint64_t generation = 0;
+  for (absl::Time deadline = absl::Now() + absl::Seconds(60);
+       generation < 2 && absl::Now() < deadline;) {
+    ASSERT_OK_AND_ASSIGN(BrokerStatus status, client.Status());
+    ASSERT_FALSE(status.last_reload_refused) << status.last_reload_error;
+    generation = status.policy_generation;
+  }
+  ASSERT_EQ(generation, 2u);
+  EXPECT_THAT(client.ConnectService("lister").status(),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr(absl::StrCat("directory grant 'conf' is ", base,
+                                              "/v2, which holds the broker's policy file ",
+                                              base, "/v2/policy.capnp"))));
 }
 
 }  // namespace

@@ -199,14 +199,23 @@ absl::StatusOr<server::Listener> MakeListener(const DaemonFlags& flags) {
   return server::Listener::Bind(path, flags.socket_mode);
 }
 
+// The directory part of the socket path `path`, for messages.
+std::string SocketDirectory(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+}
+
 // A broker run as root serves every local user, unless told otherwise
-// (--socket-mode without o+w). A socket whose directory, or the socket
-// itself, keeps other users out starts without a word otherwise, and their
-// clients see connect's "Permission denied", which reads like a policy
-// denial: say so at start. The socket's group is the broker's gid, unless
-// its directory is setgid (then the directory's group): that is the one
-// way to let one group's members in, and the warning says so rather than
-// suggest that --socket-mode alone chooses users.
+// (--socket-mode without o+w). A socket whose directory, a directory above
+// it, or the socket itself keeps other users out starts without a word
+// otherwise, and their clients see connect's "Permission denied", which
+// reads like a policy denial: say so at start, naming what is in the way.
+// The socket's group is the broker's gid, unless its directory is setgid
+// (then the directory's group): that is the one way to let one group's
+// members in, so the warning says so when the socket's own directory (or
+// the socket) is in the way, rather than suggest that --socket-mode alone
+// chooses users. A directory above it keeps that group out as well: then
+// the warning names that directory only.
 //
 // Nor does a socket its environment put in root's own runtime directory
 // (XDG_RUNTIME_DIR, set by pam_systemd in a root login session): other
@@ -227,21 +236,41 @@ void WarnIfOthersCannotConnect(const DaemonFlags& flags, const server::Listener&
                  listener.path().c_str(), wire::kSystemSocketPath, wire::kSystemSocketPath);
     return;
   }
-  absl::Status reachable = server::CheckReachableByOthers(listener.path());
-  if (reachable.ok()) return;
   const std::string& path = listener.path();
-  const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "."
-                          : slash == 0               ? "/"
-                                                     : path.substr(0, slash);
+  absl::StatusOr<std::optional<server::SocketBlocker>> found = server::FindSocketBlocker(path);
+  if (!found.ok()) {
+    std::fprintf(stderr,
+                 "capbrokerd: warning: cannot tell whether other users can reach the socket "
+                 "%s: %s\n",
+                 path.c_str(), std::string(found.status().message()).c_str());
+    return;
+  }
+  if (!found->has_value()) return;
+  const server::SocketBlocker& blocker = **found;
+  const std::string why(blocker.why.message());
+  constexpr char kWhy[] =
+      "A broker run as root serves every local user (the policy decides who gets what), but "
+      "other users' clients will fail to connect with 'Permission denied'.";
+  if (blocker.where == server::SocketBlocker::Where::kDirectoryAbove) {
+    std::fprintf(stderr,
+                 "capbrokerd: warning: %s. %s Open the way (chmod o+x %s), or move the socket "
+                 "(--socket) to a directory other users can reach. (Giving the socket a group "
+                 "would not help: %s keeps every group but its own out too)\n",
+                 why.c_str(), kWhy, blocker.path.c_str(), blocker.path.c_str());
+    return;
+  }
+  const std::string dir = blocker.where == server::SocketBlocker::Where::kSocketDirectory
+                              ? blocker.path
+                              : SocketDirectory(path);
+  const std::string open = blocker.where == server::SocketBlocker::Where::kSocketDirectory
+                               ? absl::StrCat("chmod o+x ", dir)
+                               : "--socket-mode 0666";
   std::fprintf(stderr,
-               "capbrokerd: warning: %s. A broker run as root serves every local user (the "
-               "policy decides who gets what), but other users' clients will fail to connect "
-               "with 'Permission denied'. Open the way (chmod o+x on the directory); or, to "
-               "serve the members of one group alone, give the socket that group: it takes "
-               "the group of a setgid directory (chgrp GROUP %s && chmod 2750 %s, then "
-               "restart the broker with --socket-mode 0660)\n",
-               std::string(reachable.message()).c_str(), dir.c_str(), dir.c_str());
+               "capbrokerd: warning: %s. %s Open the way (%s); or, to serve the members of one "
+               "group alone, give the socket that group: it takes the group of a setgid "
+               "directory (chgrp GROUP %s && chmod 2750 %s, then restart the broker with "
+               "--socket-mode 0660)\n",
+               why.c_str(), kWhy, open.c_str(), dir.c_str(), dir.c_str());
 }
 
 // The broker's sockets refuse clients' fds (listener.h); say so at start

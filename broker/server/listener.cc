@@ -165,6 +165,11 @@ absl::Status CheckSocketDirectoryStat(absl::string_view dir, const struct stat& 
 }
 
 absl::Status CheckReachableByOthers(absl::string_view path) {
+  CB_ASSIGN_OR_RETURN(std::optional<SocketBlocker> blocker, FindSocketBlocker(path));
+  return blocker.has_value() ? blocker->why : absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<SocketBlocker>> FindSocketBlocker(absl::string_view path) {
   std::string dir = Dirname(path);
   char* resolved = realpath(dir.c_str(), nullptr);
   if (resolved == nullptr) return ErrnoStatus(errno, absl::StrCat("realpath ", dir));
@@ -183,22 +188,26 @@ absl::Status CheckReachableByOthers(absl::string_view path) {
     struct stat st;
     if (stat(d.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", d));
     if ((st.st_mode & S_IXOTH) == 0) {
-      return absl::FailedPreconditionError(absl::StrFormat(
-          "directory %s (owner uid %d, mode 0%o) keeps other users from the socket %s: "
-          "they may not search it (o+x)",
-          d, st.st_uid, st.st_mode & 07777, path));
+      SocketBlocker::Where where = d == real ? SocketBlocker::Where::kSocketDirectory
+                                             : SocketBlocker::Where::kDirectoryAbove;
+      return SocketBlocker{where, d,
+                           absl::FailedPreconditionError(absl::StrFormat(
+                               "directory %s (owner uid %d, mode 0%o) keeps other users from "
+                               "the socket %s: they may not search it (o+x)",
+                               d, st.st_uid, st.st_mode & 07777, path))};
     }
   }
   struct stat st;
   std::string p(path);
   if (stat(p.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", path));
   if ((st.st_mode & S_IWOTH) == 0) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "the socket %s (mode 0%o) keeps other users out: connecting takes write "
-        "permission (o+w)",
-        path, st.st_mode & 07777));
+    return SocketBlocker{SocketBlocker::Where::kSocket, p,
+                         absl::FailedPreconditionError(absl::StrFormat(
+                             "the socket %s (mode 0%o) keeps other users out: connecting takes "
+                             "write permission (o+w)",
+                             path, st.st_mode & 07777))};
   }
-  return absl::OkStatus();
+  return std::nullopt;
 }
 
 absl::StatusOr<Listener> Listener::Bind(absl::string_view path,

@@ -87,6 +87,20 @@ absl::Status CheckSocketDirectoryStat(absl::string_view dir, const struct stat& 
 // policy denial, says so at start (daemon.cc).
 absl::Status CheckReachableByOthers(absl::string_view path);
 
+// What CheckReachableByOthers found in the way, and where: the advice
+// differs. Only the socket's own directory, or the socket, can give one
+// group its way in (a setgid directory gives the socket its group); a
+// directory above it keeps that group out too.
+struct SocketBlocker {
+  enum class Where { kDirectoryAbove, kSocketDirectory, kSocket };
+  Where where = Where::kSocket;
+  std::string path;  // the directory (symlinks resolved), or the socket
+  absl::Status why;  // CheckReachableByOthers's error
+};
+// nullopt when other users can reach the socket at `path`; an error when a
+// directory or the socket cannot be stat'ed.
+absl::StatusOr<std::optional<SocketBlocker>> FindSocketBlocker(absl::string_view path);
+
 class Listener {
  public:
   // Binds and listens on `path`, creating its directory (one level) if

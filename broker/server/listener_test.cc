@@ -418,6 +418,48 @@ TEST(CheckReachableByOthersTest, NamesWhatKeepsOtherUsersOut) {
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("mode 0660")));
 }
 
+// Where the way is shut decides the advice (daemon.cc): a directory above
+// the socket's own keeps every group out, whatever the socket's group.
+TEST(FindSocketBlockerTest, SaysWhereTheWayIsShut) {
+  std::string open_dir = "/tmp/cb-block-XXXXXX";
+  ASSERT_NE(mkdtemp(open_dir.data()), nullptr);
+  ASSERT_EQ(chmod(open_dir.c_str(), 0755), 0);
+  std::string priv = open_dir + "/priv";
+  std::string sock = priv + "/sock";
+  ASSERT_EQ(mkdir(priv.c_str(), 0700), 0);
+  ASSERT_EQ(mkdir(sock.c_str(), 0755), 0);
+  struct Remove {
+    std::vector<std::string> paths;  // deepest first
+    ~Remove() {
+      for (const std::string& p : paths) remove(p.c_str());
+    }
+  } cleanup{{sock + "/s", sock, priv + "/s", priv, open_dir + "/s", open_dir}};
+  {
+    ASSERT_OK_AND_ASSIGN(Listener listener, Listener::Bind(sock + "/s", 0666));
+    ASSERT_OK_AND_ASSIGN(std::optional<SocketBlocker> above, FindSocketBlocker(sock + "/s"));
+    ASSERT_TRUE(above.has_value());
+    EXPECT_EQ(above->where, SocketBlocker::Where::kDirectoryAbove);
+    EXPECT_EQ(above->path, priv);
+    EXPECT_THAT(above->why, StatusIs(absl::StatusCode::kFailedPrecondition,
+                                     HasSubstr(absl::StrCat("directory ", priv, " "))));
+  }
+  {
+    ASSERT_OK_AND_ASSIGN(Listener listener, Listener::Bind(priv + "/s", 0666));
+    ASSERT_OK_AND_ASSIGN(std::optional<SocketBlocker> own, FindSocketBlocker(priv + "/s"));
+    ASSERT_TRUE(own.has_value());
+    EXPECT_EQ(own->where, SocketBlocker::Where::kSocketDirectory);
+    EXPECT_EQ(own->path, priv);
+  }
+  ASSERT_OK_AND_ASSIGN(Listener listener, Listener::Bind(open_dir + "/s", 0660));
+  ASSERT_OK_AND_ASSIGN(std::optional<SocketBlocker> socket, FindSocketBlocker(open_dir + "/s"));
+  ASSERT_TRUE(socket.has_value());
+  EXPECT_EQ(socket->where, SocketBlocker::Where::kSocket);
+  EXPECT_EQ(socket->path, open_dir + "/s");
+  ASSERT_EQ(chmod((open_dir + "/s").c_str(), 0666), 0);
+  ASSERT_OK_AND_ASSIGN(std::optional<SocketBlocker> none, FindSocketBlocker(open_dir + "/s"));
+  EXPECT_FALSE(none.has_value());
+}
+
 TEST(ListenerTest, DoesNotRemoveASocketThatReplacedIt) {
   TempDir dir;
   std::string path = dir.Join("s");

@@ -4,6 +4,7 @@
 #include <linux/seccomp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -14,6 +15,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -500,6 +502,33 @@ TEST(DaemonStartTest, WarnsWhenOtherUsersCannotReachARootBrokersSocket) {
     ASSERT_OK_AND_ASSIGN(int status, broker->Stop());
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   }
+}
+
+// A directory above the socket's own that other users may not search keeps
+// out every group as well: the warning names that directory, and does not
+// suggest a setgid socket directory, which would not let a group in.
+TEST(DaemonStartTest, TheWarningNamesTheDirectoryAboveTheSocketThatBlocks) {
+  if (geteuid() != 0) GTEST_SKIP() << "the warning is for a broker run as root";
+  constexpr char kPolicy[] =
+      "( capabilities = [ ( name = \"m\", memory = ( size = 16 ) ) ],\n"
+      "  principals = [ ( name = \"p\", match = ( uid = $UID ), grants = [ \"m\" ] ) ] )\n";
+  TempDir dir;  // 0700
+  std::unique_ptr<char, decltype(&free)> real(realpath(dir.path().c_str(), nullptr), &free);
+  ASSERT_NE(real, nullptr);
+  std::string priv = real.get();
+  testing::BrokerOptions options;
+  options.capture_stderr = true;
+  options.extra_args = {"--socket", priv + "/sock/b.sock"};
+  ASSERT_OK_AND_ASSIGN(auto broker, testing::BrokerProcess::StartWith(kPolicy, options));
+  std::string err = broker->Stderr();
+  EXPECT_THAT(err, HasSubstr(absl::StrCat("capbrokerd: warning: directory ", priv,
+                                          " (owner uid 0, mode 0700) keeps other users from "
+                                          "the socket ")));
+  EXPECT_THAT(err, HasSubstr("chmod o+x " + priv + ")"));
+  EXPECT_THAT(err, Not(HasSubstr("chgrp")));
+  EXPECT_THAT(err, Not(HasSubstr("chmod 2750")));
+  ASSERT_OK_AND_ASSIGN(int status, broker->Stop());
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
 // A root login session (pam_systemd) sets XDG_RUNTIME_DIR=/run/user/0. A

@@ -273,6 +273,35 @@ void WarnIfOthersCannotConnect(const DaemonFlags& flags, const server::Listener&
                why.c_str(), kWhy, open.c_str(), dir.c_str(), dir.c_str());
 }
 
+// --socket-mode that lets the socket's group connect (g+w: connect takes
+// write permission) and not everyone means one group of users. The socket
+// takes the broker's gid unless its directory is setgid; a root broker's
+// is root's group, which hardly anyone means: say how to choose the group.
+// (A broker run with a gid of its own, as systemd's Group= gives it, serves
+// that group, as it likely should: nothing is said.) The usual way in,
+// `mkdir -m 2750 /run/capbroker`, does not survive a reboot (/run is a
+// tmpfs; the broker then creates the directory 0755 root:root), which is
+// how this happens after it had worked.
+void WarnIfTheSocketsGroupIsRoots(const DaemonFlags& flags, const server::Listener& listener) {
+  if (geteuid() != 0 || getegid() != 0 || listener.path().empty()) return;
+  if (!flags.socket_mode.has_value()) return;
+  const mode_t mode = *flags.socket_mode;
+  if ((mode & S_IWGRP) == 0 || (mode & S_IWOTH) != 0) return;
+  struct stat st;
+  if (stat(listener.path().c_str(), &st) != 0 || st.st_gid != 0) return;
+  const std::string dir = SocketDirectory(listener.path());
+  std::fprintf(stderr,
+               "capbrokerd: warning: --socket-mode 0%o lets the socket's group connect, but the "
+               "socket %s has root's group (gid 0), the broker's own: its directory %s is not "
+               "setgid with the group you mean. To serve the members of one group, give the "
+               "directory that group and the setgid bit (chgrp GROUP %s && chmod 2750 %s) and "
+               "restart the broker; /run is emptied at boot, so have systemd-tmpfiles make it "
+               "(a tmpfiles.d line: d %s 2750 root GROUP -), or under systemd socket activation "
+               "set SocketGroup=GROUP\n",
+               static_cast<unsigned>(mode & 07777), listener.path().c_str(), dir.c_str(),
+               dir.c_str(), dir.c_str(), dir.c_str());
+}
+
 // The broker's sockets refuse clients' fds (listener.h); say so at start
 // when that falls short.
 void WarnIfClientsCanSendFds(const server::Listener& listener) {
@@ -345,6 +374,7 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   CB_RETURN_IF_ERROR(handler.SetPolicy(std::move(policy)));
   CB_ASSIGN_OR_RETURN(server::Listener listener, MakeListener(flags));
   WarnIfOthersCannotConnect(flags, listener);
+  WarnIfTheSocketsGroupIsRoots(flags, listener);
   WarnIfClientsCanSendFds(listener);
   CB_RETURN_IF_ERROR(GuardSocketDirectories(listener, guard));
   server::BrokerLoop loop(handler, audit, stats, flags.limits);

@@ -531,6 +531,44 @@ TEST(DaemonStartTest, TheWarningNamesTheDirectoryAboveTheSocketThatBlocks) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
+// --socket-mode 0660 means one group; a root broker's socket has root's
+// group unless its directory is setgid with another. Said at start, with
+// the ways to choose the group that last (/run is emptied at boot).
+TEST(DaemonStartTest, WarnsWhenASocketForOneGroupHasRootsGroup) {
+  if (geteuid() != 0 || getegid() != 0) GTEST_SKIP() << "the warning is for a root broker";
+  constexpr char kPolicy[] =
+      "( capabilities = [ ( name = \"m\", memory = ( size = 16 ) ) ],\n"
+      "  principals = [ ( name = \"p\", match = ( uid = $UID ), grants = [ \"m\" ] ) ] )\n";
+  TempDir dir;
+  ASSERT_EQ(chmod(dir.path().c_str(), 0755), 0);
+  std::string plain = dir.Join("plain");
+  std::string setgid = dir.Join("setgid");
+  ASSERT_EQ(mkdir(plain.c_str(), 0755), 0);
+  ASSERT_EQ(mkdir(setgid.c_str(), 0700), 0);
+  ASSERT_EQ(chown(setgid.c_str(), 0, 65534), 0);
+  ASSERT_EQ(chmod(setgid.c_str(), 02750), 0);
+  for (const std::string& socket_dir : {plain, setgid}) {
+    SCOPED_TRACE(socket_dir);
+    testing::BrokerOptions options;
+    options.capture_stderr = true;
+    options.extra_args = {"--socket", socket_dir + "/b.sock", "--socket-mode", "0660"};
+    ASSERT_OK_AND_ASSIGN(auto broker, testing::BrokerProcess::StartWith(kPolicy, options));
+    std::string err = broker->Stderr();
+    if (socket_dir == plain) {
+      EXPECT_THAT(err, HasSubstr(absl::StrCat("capbrokerd: warning: --socket-mode 0660 lets the "
+                                              "socket's group connect, but the socket ",
+                                              plain, "/b.sock has root's group (gid 0)")));
+      EXPECT_THAT(err, HasSubstr(absl::StrCat("chgrp GROUP ", plain, " && chmod 2750 ", plain)));
+      EXPECT_THAT(err, HasSubstr(absl::StrCat("d ", plain, " 2750 root GROUP -")));
+      EXPECT_THAT(err, HasSubstr("SocketGroup=GROUP"));
+    } else {
+      EXPECT_THAT(err, Not(HasSubstr("warning")));
+    }
+    ASSERT_OK_AND_ASSIGN(int status, broker->Stop());
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  }
+}
+
 // A root login session (pam_systemd) sets XDG_RUNTIME_DIR=/run/user/0. A
 // root broker started there without --socket listens in root's runtime
 // directory, where no other user's client looks: it says so, and how to

@@ -66,6 +66,12 @@ absl::string_view FileType(mode_t mode) {
   return "special";
 }
 
+// "/", where every walk starts (and restarts, at an absolute link).
+absl::StatusOr<UniqueFd> OpenRoot() {
+  return TakeFd(RetryEintr([] { return open("/", O_PATH | O_DIRECTORY | O_CLOEXEC); }),
+                "open(/, O_PATH)");
+}
+
 // The target of the symlink `link` (an O_PATH fd of the link itself) at
 // `path`, on the way to `subject`.
 absl::StatusOr<std::string> ReadLink(int link, const std::string& path,
@@ -108,11 +114,7 @@ class Walk {
 
  private:
   absl::Status EnterRoot() {
-    CB_ASSIGN_OR_RETURN(UniqueFd root,
-                        TakeFd(RetryEintr([] {
-                                 return open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-                               }),
-                               "open(/, O_PATH)"));
+    CB_ASSIGN_OR_RETURN(UniqueFd root, OpenRoot());
     return Enter(std::move(root), "/");
   }
 
@@ -234,11 +236,7 @@ class Resolution {
 
  private:
   absl::Status EnterRoot() {
-    CB_ASSIGN_OR_RETURN(UniqueFd root,
-                        TakeFd(RetryEintr([] {
-                                 return open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-                               }),
-                               "open(/, O_PATH)"));
+    CB_ASSIGN_OR_RETURN(UniqueFd root, OpenRoot());
     CB_ASSIGN_OR_RETURN(dir_stat_, Stat(root.get(), "/"));
     dir_ = std::move(root);
     dir_path_ = "/";

@@ -254,8 +254,8 @@ void WarnIfOthersCannotConnect(const DaemonFlags& flags, const server::Listener&
   if (blocker.where == server::SocketBlocker::Where::kDirectoryAbove) {
     std::fprintf(stderr,
                  "capbrokerd: warning: %s. %s Open the way (chmod o+x %s), or move the socket "
-                 "(--socket) to a directory other users can reach. (Giving the socket a group "
-                 "would not help: %s keeps every group but its own out too)\n",
+                 "(--socket) to a directory other users can reach (a group for the socket "
+                 "would not let that group past %s either)\n",
                  why.c_str(), kWhy, blocker.path.c_str(), blocker.path.c_str());
     return;
   }

@@ -11,15 +11,15 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
-#include "sdk/base/syscall.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "schemas/broker.capnp.h"
+#include "sdk/base/escape.h"
 #include "sdk/base/status_macros.h"
+#include "sdk/base/syscall.h"
 #include "sdk/base/unique_fd.h"
 #include "sdk/capctl/fd_placement.h"
 #include "sdk/capctl/policy_commands.h"
@@ -42,24 +42,16 @@ constexpr size_t kMaxFdNameBytes = 255;
 constexpr size_t kMaxShownArgumentBytes = 256;
 constexpr size_t kMaxShownReasonBytes = 512;
 
-// `text` as an error line may show it: control bytes (a newline would
-// split the line; an escape sequence would reach the terminal) as \xNN, as
-// the broker shows them, and at most `max` bytes of that, else its start
-// and its length.
+// `text` as an error line may show it: every byte outside printable ASCII
+// (a newline would split the line; an escape sequence, C1 controls such as
+// \xc2\x9b included, would reach the terminal) as \xNN, by the escaper the
+// broker's messages use (sdk/base/escape.h), and at most `max` bytes of
+// that, else its start and its length.
 std::string Shown(absl::string_view text, size_t max = kMaxShownArgumentBytes) {
   std::string shown;
-  size_t used = 0;  // bytes of `text` in `shown`
-  for (; used < text.size(); ++used) {
-    const unsigned char c = static_cast<unsigned char>(text[used]);
-    const bool control = c < 0x20 || c == 0x7f;
-    if (shown.size() + (control ? 4 : 1) > max) break;
-    if (control) {
-      absl::StrAppendFormat(&shown, "\\x%02x", c);
-    } else {
-      shown += static_cast<char>(c);
-    }
+  if (AppendEscaped(text, max, shown) < text.size()) {
+    absl::StrAppend(&shown, "... (", text.size(), " bytes)");
   }
-  if (used < text.size()) absl::StrAppend(&shown, "... (", text.size(), " bytes)");
   return shown;
 }
 

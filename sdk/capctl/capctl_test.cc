@@ -476,6 +476,14 @@ TEST_F(CapctlTest, ArgumentsInErrorLinesAreBoundedAndEscaped) {
   ExpectFailure(request, kExitNotFound);
   ExpectOneBoundedLine(request.err, "capctl: request a\\x0ab: ");
 
+  // Not only ASCII controls: U+009B (CSI) is \xc2\x9b in UTF-8, and xterm
+  // and VTE act on it. Every byte outside printable ASCII is escaped, as
+  // the broker's policy excerpts escape it.
+  Result csi = Run({"request", "a\xc2\x9b" "b"});
+  ExpectFailure(csi, kExitNotFound);
+  ExpectOneBoundedLine(csi.err, "capctl: request a\\xc2\\x9bb: ");
+  EXPECT_THAT(csi.err, Not(HasSubstr("\xc2\x9b")));
+
   // Usage errors: the one line, then the usage.
   Result command = Run({"foo\nbar"});
   ExpectFailure(command, kExitUsage);

@@ -177,11 +177,14 @@ class Capctl {
   int Run(const std::vector<std::string>& args, size_t begin);
 
  private:
+  // One line, "capctl: CONTEXT: REASON": a newline in the reason (a path
+  // someone gave, say) is shown as \x0a, as Shown shows every control
+  // byte, so the line keeps all of it up to its bound. (Statuses of several
+  // lines, policy check's errors, are printed line by line by their
+  // command, not here.)
   int Fail(const absl::Status& status, absl::string_view context) {
-    absl::string_view why = status.message();
-    // A one-line report: multi-line messages keep their first line.
-    why = why.substr(0, why.find('\n'));
-    err_ << "capctl: " << context << ": " << Shown(why, kMaxShownReasonBytes) << "\n";
+    err_ << "capctl: " << context << ": " << Shown(status.message(), kMaxShownReasonBytes)
+         << "\n";
     return ExitCodeFor(status);
   }
   // A usage error: one line "capctl: <why>", then the usage of the command

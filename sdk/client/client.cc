@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "capnp/message.h"
+#include "sdk/base/escape.h"
 #include "sdk/base/kj_status.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
@@ -169,7 +170,12 @@ absl::StatusOr<Client> Client::Connect(absl::string_view socket_path) {
   } else {
     paths.emplace_back(socket_path);
   }
-  for (const std::string& path : paths) {
+  // The paths as messages show them: one line, whatever a path holds (the
+  // caller's, or $CAPBROKER_SOCKET's).
+  std::vector<std::string> shown;
+  for (const std::string& path : paths) shown.push_back(Escaped(path));
+  for (size_t i = 0; i < paths.size(); ++i) {
+    const std::string& path = paths[i];
     absl::StatusOr<UniqueFd> fd = wire::ConnectSeqpacket(path);
     if (fd.ok()) return FromFd(std::move(fd).value());
     if (fd.status().code() == absl::StatusCode::kPermissionDenied) {
@@ -178,7 +184,7 @@ absl::StatusOr<Client> Client::Connect(absl::string_view socket_path) {
       // us from the broker, which has decided nothing. kPermissionDenied
       // would read as the policy's denial.
       return absl::UnavailableError(absl::StrCat(
-          "cannot reach the broker at ", path, ": ", fd.status().message(),
+          "cannot reach the broker at ", shown[i], ": ", fd.status().message(),
           "; the socket's permissions or those of a directory on its path keep this user "
           "out (not the broker's policy, which was not asked)"));
     }
@@ -186,7 +192,7 @@ absl::StatusOr<Client> Client::Connect(absl::string_view socket_path) {
       // Another program's socket (EPROTOTYPE): no broker can be reached
       // there. kUnavailable, as for any other path without a broker.
       return absl::UnavailableError(absl::StrCat(
-          "the socket at ", path,
+          "the socket at ", shown[i],
           " is not a broker's: it is a stream or datagram socket, and a broker's is "
           "SOCK_SEQPACKET (another program's socket, or the wrong path)"));
     }
@@ -196,7 +202,7 @@ absl::StatusOr<Client> Client::Connect(absl::string_view socket_path) {
     if (fd.status().code() != absl::StatusCode::kNotFound) return fd.status();
   }
   return absl::UnavailableError(absl::StrCat(
-      "no broker socket at ", absl::StrJoin(paths, " or "), " (is capbrokerd running?)"));
+      "no broker socket at ", absl::StrJoin(shown, " or "), " (is capbrokerd running?)"));
 }
 
 Client::Client(Client&& other) noexcept

@@ -372,6 +372,7 @@ int Capctl::Services(const Options& o) {
          << pad(std::to_string(s.restarts), 8)
          << pad(s.pid == 0 ? "-" : absl::StrCat(s.uptime_seconds, "s"), 7)
          << (s.protections.empty() ? "-" : s.protections) << "\n";
+    if (s.removed) out_ << "  removed from the policy, not exited yet\n";
     if (!s.missing.empty()) out_ << "  missing: " << s.missing << "\n";
     if (!s.last_exit.empty()) out_ << "  last exit: " << s.last_exit << "\n";
   }

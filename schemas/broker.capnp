@@ -58,9 +58,10 @@ struct Request {
     status @6 :Void;
     connect @7 :Connect;
     ready @8 :Void;        # services only: the service is ready to serve
-    services @9 :Void;     # what `capctl services` shows
+    services @9 :Void;     # what `capctl services` shows (see servicesPage)
   }
   listPage @10 :ListPage;  # with `list`: see ListPage
+  servicesPage @11 :ServicesPage;  # with `services`: see ServicesPage
 }
 
 struct ListPage {
@@ -76,6 +77,21 @@ struct ListPage {
   # not know it, reads a plain `list` and answers it whole: the reply's
   # kind tells the client which it got.
   startAfter @0 :Text;     # empty: from the first
+}
+
+struct ServicesPage {
+  # A `services` request that carries this asks for one page of the
+  # report, as ListPage does for `list`: the services after (`startAfter`,
+  # `startAfterRemoved`), in ascending order of name (bytewise) and, for
+  # one name, the service of the policy before an instance removed from it
+  # that has not exited yet (ServiceInfo.removed), as many as fit in one
+  # datagram (at least one). The reply is `servicePage`; when its `more` is
+  # set, ask again after the page's last entry. A `services` without it (a
+  # client older than pages) gets the whole report in one `services` reply,
+  # or resourceExhausted when it needs more than a page. Outside the union
+  # for the reason ListPage is.
+  startAfter @0 :Text;        # empty: from the first
+  startAfterRemoved @1 :Bool; # the `removed` of the entry named startAfter
 }
 
 struct Connect {
@@ -202,6 +218,12 @@ struct ServiceInfo {
   missing @6 :Text;           # best-effort protections not in force, and why
   lastExit @7 :Text;          # "exit status 1", "killed by SIGSEGV", or empty
   activation @8 :Text;        # "onDemand" or "atStart"
+  removed @9 :Bool;           # an instance removed from the policy, still
+                              # stopping; the policy's own, if it has one of
+                              # this name, is another entry
+  # The texts (protections, missing, lastExit, activation) hold at most
+  # 4096 bytes each (wire::kMaxServiceTextBytes); a longer one is cut and
+  # ends "... (truncated; N bytes)". The broker's log has them whole.
 }
 
 struct Reply {
@@ -216,13 +238,19 @@ struct Reply {
     list @5 :List(CapabilitySummary);  # a `list` without `listPage`: all of it
     status @6 :BrokerStatus;
     incoming @7 :PeerInfo;   # event: a new connection, fds[0]
-    services @8 :List(ServiceInfo);
+    services @8 :List(ServiceInfo);  # a `services` without `servicesPage`: all of it
     ready @9 :Void;          # the broker took note of the readiness
     capabilities @10 :CapabilityPage;  # a `list` with `listPage`: one page
+    servicePage @11 :ServicePage;      # a `services` with `servicesPage`: one page
   }
 }
 
 struct CapabilityPage {
   entries @0 :List(CapabilitySummary);  # ascending bytewise by name
   more @1 :Bool;           # more follow: ask after the last entry's name
+}
+
+struct ServicePage {
+  entries @0 :List(ServiceInfo);  # ascending by name, then removed
+  more @1 :Bool;           # more follow: ask after the last entry
 }

@@ -17,7 +17,8 @@ namespace capbroker {
 inline constexpr size_t kExcerptBytes = 80;
 
 // The first `max_bytes` of `text`, printable ASCII as is, other bytes as
-// \xNN, and "..." when cut.
+// \xNN (sdk/base/escape.h, which capctl's lines use too), and "..." when
+// cut.
 std::string Excerpt(absl::string_view text, size_t max_bytes = kExcerptBytes);
 
 // Excerpt(text) in single quotes: 'motd'.

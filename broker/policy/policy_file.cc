@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "broker/policy/policy_parser.h"
 #include "broker/util/trusted_path.h"
+#include "sdk/base/escape.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/base/unique_fd.h"
@@ -30,12 +31,15 @@ absl::StatusOr<UniqueFd> OpenPolicy(const std::string& path, uid_t euid) {
     return openat(parent.dir.get(), parent.name.c_str(),
                   O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
   });
+  // The path as given (capctl policy check's argument, --policy), shown on
+  // one line whatever it holds.
+  const std::string shown = Escaped(path);
   if (fd < 0 && errno == ELOOP) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "policy ", path, " is a symbolic link; name the file itself "
-        "(readlink -f ", path, ")"));
+        "policy ", shown, " is a symbolic link; name the file itself "
+        "(readlink -f ", shown, ")"));
   }
-  return TakeFd(fd, absl::StrCat("open(policy ", path, ")"));
+  return TakeFd(fd, absl::StrCat("open(policy ", shown, ")"));
 }
 
 }  // namespace

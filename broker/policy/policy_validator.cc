@@ -27,6 +27,8 @@ namespace {
 static_assert(kMaxCapabilities <= wire::kMaxListEntries, "a list must hold every capability");
 static_assert(kMaxNameLength <= wire::kMaxNameBytes && kMaxPathLength <= wire::kMaxPathBytes,
               "a list entry must hold every name and path a policy can have");
+// Likewise a client refuses a services report of more entries.
+static_assert(kMaxServices <= wire::kMaxServiceEntries, "a report must hold every service");
 
 using schema::Access;
 

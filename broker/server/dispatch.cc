@@ -68,9 +68,9 @@ Answer AnswerRequest(RequestHandler& handler, Session& session,
     }
     absl::StatusOr<kj::Array<capnp::word>> flat = wire::Flatten(message);
     if (!flat.ok()) {
-      // Not expected: the one reply that can grow, a list, is cut into
-      // pages counted to fit (RequestHandler::List). Should one not fit,
-      // the client learns why.
+      // Not expected: the replies that can grow, `list` and `services`,
+      // are cut into pages counted to fit (reply_pages.h). Should one not
+      // fit, the client learns why.
       return ErrorAnswer(id, flat.status(), answer.outcome.close_after_reply);
     }
     answer.words = std::move(flat).value();

@@ -62,6 +62,27 @@ class DispatchTest : public ::testing::Test {
     if (!reply.isError()) return {schema::ErrorCode::UNKNOWN, ""};
     return {reply.getError().getCode(), reply.getError().getMessage().cStr()};
   }
+  // Answers `message` and reads the reply as a client would: flattened
+  // within the wire's limit, well framed, read with the wire's limits.
+  template <typename Read>
+  void AnswerOverTheWire(capnp::MallocMessageBuilder& message, Read read) {
+    Answer answer = AnswerMessage(message);
+    EXPECT_LE(answer.words.size() * sizeof(capnp::word), wire::kMaxMessageBytes);
+    EXPECT_OK(wire::ValidateFraming(answer.words));
+    capnp::FlatArrayMessageReader reader(answer.words.slice(0, answer.words.size()),
+                                         wire::ReaderLimits());
+    read(reader.getRoot<schema::Reply>());
+  }
+  // Expects `message`, of id 3, answered with an error of `code` whose
+  // message has `why`.
+  void ExpectError(capnp::MallocMessageBuilder& message, schema::ErrorCode code,
+                   absl::string_view why) {
+    uint64_t id;
+    auto [got, text] = ErrorOf(AnswerMessage(message), &id);
+    EXPECT_EQ(got, code);
+    EXPECT_EQ(id, 3u);
+    EXPECT_THAT(text, HasSubstr(why));
+  }
   bool ScratchIsZero() const {
     for (const capnp::word& w : scratch_) {
       if (std::memcmp(&w, "\0\0\0\0\0\0\0\0", 8) != 0) return false;
@@ -188,20 +209,16 @@ class ListPageTest : public DispatchTest {
     request.setId(++next_id_);
     request.setList();
     request.initListPage().setStartAfter(start_after);
-    Answer answer = AnswerMessage(message);
     Page page;
-    EXPECT_LE(answer.words.size() * sizeof(capnp::word), wire::kMaxMessageBytes);
-    EXPECT_OK(wire::ValidateFraming(answer.words));
-    capnp::FlatArrayMessageReader reader(answer.words.slice(0, answer.words.size()),
-                                         wire::ReaderLimits());
-    auto reply = reader.getRoot<schema::Reply>();
-    EXPECT_TRUE(reply.isCapabilities())
-        << (reply.isError() ? reply.getError().getMessage().cStr() : "another kind");
-    if (!reply.isCapabilities()) return page;
-    for (auto entry : reply.getCapabilities().getEntries()) {
-      page.names.push_back(entry.getName());
-    }
-    page.more = reply.getCapabilities().getMore();
+    AnswerOverTheWire(message, [&](schema::Reply::Reader reply) {
+      EXPECT_TRUE(reply.isCapabilities())
+          << (reply.isError() ? reply.getError().getMessage().cStr() : "another kind");
+      if (!reply.isCapabilities()) return;
+      for (auto entry : reply.getCapabilities().getEntries()) {
+        page.names.push_back(entry.getName());
+      }
+      page.more = reply.getCapabilities().getMore();
+    });
     return page;
   }
 
@@ -250,33 +267,187 @@ TEST_F(ListPageTest, AListWithoutPagesIsWholeOrRefused) {
   auto request = message.initRoot<schema::Request>();
   request.setId(3);
   request.setList();
-  {
-    // The fixture's small policy: one reply, the old `list`.
-    Answer answer = AnswerMessage(message);
-    capnp::FlatArrayMessageReader reader(answer.words.slice(0, answer.words.size()));
-    auto reply = reader.getRoot<schema::Reply>();
+  // The fixture's small policy: one reply, the old `list`.
+  AnswerOverTheWire(message, [](schema::Reply::Reader reply) {
     ASSERT_TRUE(reply.isList());
     ASSERT_EQ(reply.getList().size(), 1u);
     EXPECT_EQ(std::string(reply.getList()[0].getName()), "scratch");
-  }
+  });
   Install(LargePolicy());
-  uint64_t id;
-  auto [code, text] = ErrorOf(AnswerMessage(message), &id);
-  EXPECT_EQ(code, schema::ErrorCode::RESOURCE_EXHAUSTED);
-  EXPECT_EQ(id, 3u);
-  EXPECT_THAT(text, HasSubstr("in pages"));
+  ExpectError(message, schema::ErrorCode::RESOURCE_EXHAUSTED, "in pages");
 }
 
-TEST_F(ListPageTest, AStartAfterLongerThanANameIsRefused) {
+// A page's startAfter is a name: a longer one is refused, for a list page
+// and a services page alike.
+TEST_F(DispatchTest, AStartAfterLongerThanANameIsRefused) {
+  const std::string too_long(wire::kMaxNameBytes + 1, 'a');
+  for (bool services : {false, true}) {
+    capnp::MallocMessageBuilder message;
+    auto request = message.initRoot<schema::Request>();
+    request.setId(3);
+    if (services) {
+      request.setServices();
+      request.initServicesPage().setStartAfter(too_long);
+    } else {
+      request.setList();
+      request.initListPage().setStartAfter(too_long);
+    }
+    ExpectError(message, schema::ErrorCode::INVALID_REQUEST, "startAfter");
+  }
+}
+
+// A service host that reports `reports`, as they are, and does nothing
+// else.
+class ReportingDirectory : public ServiceDirectory {
+ public:
+  absl::StatusOr<std::optional<UniqueFd>> Connect(const ServiceSpec&,
+                                                   const ConnectRequest&) override {
+    return absl::UnavailableError("not hosted");
+  }
+  void Withdraw(uint64_t, uint64_t) override {}
+  void ConnectionLost(uint64_t) override {}
+  absl::Status Ready(absl::string_view) override { return absl::OkStatus(); }
+  std::vector<ServiceReport> Report() const override { return reports; }
+
+  std::vector<ServiceReport> reports;
+};
+
+// 256 services (a policy's most) with names of 64 bytes (a name's most),
+// reported in descending order, each with a `missing` and a `lastExit`
+// longer than a reply should carry (a reason can quote a program's path),
+// and two instances removed from the policy: one of a name the policy
+// still has, one of a name it no longer has.
+std::vector<ServiceReport> LargeReport() {
+  std::vector<ServiceReport> reports;
+  for (int i = 255; i >= 0; --i) {
+    ServiceReport r;
+    r.name = absl::StrFormat("svc%03d", i) + std::string(58, 'n');
+    r.state = schema::ServiceState::FAILED;
+    r.protections = "userns mountns pidns ipcns utsns netns nnp caps seccomp landlock:7";
+    r.missing = "cgroup: " + std::string(5000 + i, 'm');
+    r.last_exit = "could not start: /" + std::string(6000 + i, 'p') + ": No such file";
+    r.activation = "atStart";
+    reports.push_back(std::move(r));
+  }
+  ServiceReport old = reports[100];
+  old.removed = true;
+  old.state = schema::ServiceState::STOPPING;
+  old.pid = 4242;
+  reports.push_back(old);
+  old.name = "gone";
+  reports.insert(reports.begin(), old);
+  return reports;
+}
+
+class ServicePageTest : public DispatchTest {
+ protected:
+  ServicePageTest() { handler_.SetServiceDirectory(&directory_); }
+
+  struct Entry {
+    std::string name;
+    bool removed = false;
+    bool operator==(const Entry& o) const { return name == o.name && removed == o.removed; }
+    bool operator<(const Entry& o) const {
+      return name != o.name ? name < o.name : removed < o.removed;
+    }
+  };
+  struct Page {
+    std::vector<Entry> entries;
+    bool more = false;
+  };
+  // Asks for the page after `start_after` as the broker answers it, with
+  // the reply flattened for the wire, which it must fit; checks each
+  // entry's texts are within the wire's bound.
+  Page PageAfter(const Entry& start_after) {
+    capnp::MallocMessageBuilder message;
+    auto request = message.initRoot<schema::Request>();
+    request.setId(++next_id_);
+    request.setServices();
+    auto asked = request.initServicesPage();
+    asked.setStartAfter(start_after.name);
+    asked.setStartAfterRemoved(start_after.removed);
+    Page page;
+    AnswerOverTheWire(message, [&](schema::Reply::Reader reply) {
+      EXPECT_TRUE(reply.isServicePage())
+          << (reply.isError() ? reply.getError().getMessage().cStr() : "another kind");
+      if (!reply.isServicePage()) return;
+      for (auto entry : reply.getServicePage().getEntries()) {
+        page.entries.push_back(Entry{entry.getName(), entry.getRemoved()});
+        for (capnp::Text::Reader text : {entry.getProtections(), entry.getMissing(),
+                                         entry.getLastExit(), entry.getActivation()}) {
+          EXPECT_LE(text.size(), wire::kMaxServiceTextBytes) << entry.getName().cStr();
+        }
+      }
+      page.more = reply.getServicePage().getMore();
+    });
+    return page;
+  }
+
+  ReportingDirectory directory_;
+  uint64_t next_id_ = 100;
+};
+
+TEST_F(ServicePageTest, EveryPageFitsTheWireAndThePagesListEveryServiceOnceInOrder) {
+  directory_.reports = LargeReport();
+  std::vector<Entry> all;
+  int pages = 0;
+  for (Page page = PageAfter({});; page = PageAfter(all.back())) {
+    ++pages;
+    ASSERT_FALSE(page.entries.empty()) << "page " << pages << " is empty";
+    all.insert(all.end(), page.entries.begin(), page.entries.end());
+    if (!page.more) break;
+    ASSERT_LT(pages, 300) << "the pages do not end";
+  }
+  std::vector<Entry> expected;
+  for (const ServiceReport& r : directory_.reports) expected.push_back({r.name, r.removed});
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(all, expected);  // in order, each once, the removed instance after its namesake
+  // Some 2.9 MB of reasons, cut to 4 KiB each: entries of about 8.3 KB,
+  // 7 to a page of 62 KiB, 37 pages (each well filled).
+  EXPECT_GE(pages, 33);
+  EXPECT_LE(pages, 40);
+}
+
+TEST_F(ServicePageTest, ALongReasonIsCutAndSaysSo) {
+  ServiceReport r;
+  r.name = "svc";
+  r.missing = std::string(wire::kMaxServiceTextBytes, 'm');  // fits as it is
+  r.last_exit = "could not start: " + std::string(10000, 'p');
+  directory_.reports = {r};
   capnp::MallocMessageBuilder message;
   auto request = message.initRoot<schema::Request>();
   request.setId(3);
-  request.setList();
-  request.initListPage().setStartAfter(std::string(wire::kMaxNameBytes + 1, 'a'));
-  uint64_t id;
-  auto [code, text] = ErrorOf(AnswerMessage(message), &id);
-  EXPECT_EQ(code, schema::ErrorCode::INVALID_REQUEST);
-  EXPECT_THAT(text, HasSubstr("startAfter"));
+  request.setServices();
+  request.initServicesPage();
+  AnswerOverTheWire(message, [&](schema::Reply::Reader reply) {
+    ASSERT_TRUE(reply.isServicePage());
+    auto entry = reply.getServicePage().getEntries()[0];
+    EXPECT_EQ(std::string(entry.getMissing()), r.missing);
+    std::string last_exit = entry.getLastExit();
+    EXPECT_LE(last_exit.size(), wire::kMaxServiceTextBytes);
+    EXPECT_THAT(last_exit, ::testing::StartsWith("could not start: ppp"));
+    EXPECT_THAT(last_exit, ::testing::EndsWith("... (truncated; 10017 bytes)"));
+  });
+}
+
+TEST_F(ServicePageTest, AServicesRequestWithoutPagesIsWholeOrRefused) {
+  capnp::MallocMessageBuilder message;
+  auto request = message.initRoot<schema::Request>();
+  request.setId(3);
+  request.setServices();
+  ServiceReport small;
+  small.name = "b";
+  ServiceReport other;
+  other.name = "a";
+  directory_.reports = {small, other};
+  // A small report: one reply, the old `services`, in name order.
+  AnswerOverTheWire(message, [](schema::Reply::Reader reply) {
+    ASSERT_TRUE(reply.isServices());
+    ASSERT_EQ(reply.getServices().size(), 2u);
+    EXPECT_EQ(std::string(reply.getServices()[0].getName()), "a");
+  });
+  directory_.reports = LargeReport();
+  ExpectError(message, schema::ErrorCode::RESOURCE_EXHAUSTED, "in pages");
 }
 
 // Runs the fuzz entry point over valid requests of every kind and seeded
@@ -315,6 +486,12 @@ TEST(DispatchFuzzTest, SurvivesMutations) {
     r.initListPage().setStartAfter("board");
   });
   add([](schema::Request::Builder r) { r.setStatus(); });
+  add([](schema::Request::Builder r) {
+    r.setServices();
+    auto page = r.initServicesPage();
+    page.setStartAfter("kvstore");
+    page.setStartAfterRemoved(true);
+  });
   std::mt19937 rng(20261121);
   int runs = 0;
   for (const auto& seed : seeds) {

@@ -12,6 +12,7 @@
 #include "broker/caps/memory.h"
 #include "capnp/message.h"
 #include "broker/caps/open_path.h"
+#include "broker/server/reply_pages.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/wire/error_code.h"
@@ -53,6 +54,18 @@ absl::string_view View(capnp::Text::Reader text) {
   return absl::string_view(text.cStr(), text.size());
 }
 
+// The first `keep` bytes of `text` (fewer, so as not to end within a UTF-8
+// character), then "... (truncated; N bytes)", N the length of `text`.
+std::string Truncated(absl::string_view text, size_t keep) {
+  size_t cut = std::min(keep, text.size());
+  // Not within a UTF-8 sequence: back to the start of the character.
+  while (cut > 0 && cut < text.size() &&
+         (static_cast<unsigned char>(text[cut]) & 0xc0) == 0x80) {
+    --cut;
+  }
+  return absl::StrCat(text.substr(0, cut), "... (truncated; ", text.size(), " bytes)");
+}
+
 // What an audit line shows of a client's name or path field: the field as
 // sent, or, when it is longer than `max_bytes` (the request is refused for
 // that), its first `max_bytes` bytes, cut at a character boundary, then
@@ -62,11 +75,18 @@ absl::string_view View(capnp::Text::Reader text) {
 // holds the cut text.
 absl::string_view Audited(absl::string_view text, size_t max_bytes, std::string& storage) {
   if (text.size() <= max_bytes) return text;
-  size_t cut = max_bytes;
-  // Not within a UTF-8 sequence: back to the start of the character.
-  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xc0) == 0x80) --cut;
-  storage = absl::StrCat(text.substr(0, cut), "... (truncated; ", text.size(), " bytes)");
+  storage = Truncated(text, max_bytes);
   return storage;
+}
+
+// Holds a text of a services report entry to wire::kMaxServiceTextBytes:
+// a longer one is cut, the "... (truncated; N bytes)" included in the
+// bound.
+void BoundServiceText(std::string& text) {
+  if (text.size() <= wire::kMaxServiceTextBytes) return;
+  // The mark alone (nothing kept) is as long as the mark of the cut text.
+  const size_t mark = Truncated(text, 0).size();
+  text = Truncated(text, wire::kMaxServiceTextBytes - mark);
 }
 
 // Why a request was granted, for the audit line.
@@ -82,33 +102,38 @@ std::string GrantReason(const Identity& identity, absl::string_view request_kind
   return absl::StrCat("service '", principal, "' is granted '", capability, "'");
 }
 
-// What the entries of one list page may take of its reply, counted as Cap'n
-// Proto lays them out (ListEntryBytes). The rest of the wire's limit is
-// left for what is not an entry: the segment table (at most kMaxSegments
-// sizes), the Reply and CapabilityPage structs, the list's tag word, and
-// landing pads for their far pointers: a few hundred bytes, and 2 KiB
-// are kept for them.
-constexpr size_t kListPageBytes = wire::kMaxMessageBytes - 2048;
-
-// A text field's bytes: its characters and a NUL, in whole words.
-constexpr size_t TextBytes(size_t length) { return (length + 1 + 7) / 8 * 8; }
-
-// What one entry takes of a page: its CapabilitySummary, inline in the
-// list, then its name and its path, each with a far pointer's landing pad
-// (8 bytes) in case the builder put the text in another segment than the
-// list. Exact, but for the landing pads, which are counted whether or not
-// they are needed.
+// What one entry of a list page takes (reply_pages.h).
 constexpr size_t ListEntryBytes(size_t name_bytes, size_t path_bytes) {
-  using Summary = schema::CapabilitySummary::_capnpPrivate;
-  return (Summary::dataWordSize + Summary::pointerCount) * sizeof(capnp::word) + 8 +
-         TextBytes(name_bytes) + 8 + TextBytes(path_bytes);
+  return EntryBytes<schema::CapabilitySummary>({name_bytes, path_bytes});
 }
 
 // The policy validator holds names and paths to the wire's limits (a
 // static_assert in policy_validator.cc ties the two), so the longest entry
 // a policy can hold fits in a page: every page has at least one entry.
-static_assert(ListEntryBytes(wire::kMaxNameBytes, wire::kMaxPathBytes) <= kListPageBytes,
+static_assert(ListEntryBytes(wire::kMaxNameBytes, wire::kMaxPathBytes) <= kPageEntryBytes,
               "a page must hold the longest entry a policy can have");
+
+// What one entry of a services page takes: the name, then protections,
+// missing, lastExit and activation.
+size_t ServiceEntryBytes(const ServiceReport& r) {
+  return EntryBytes<schema::ServiceInfo>({r.name.size(), r.protections.size(), r.missing.size(),
+                                          r.last_exit.size(), r.activation.size()});
+}
+
+// A service's name is a policy's (held to the wire's limit, as for a
+// list), and the handler cuts its texts to wire::kMaxServiceTextBytes, so
+// the longest entry fits in a page: every page has at least one.
+static_assert(EntryBytes<schema::ServiceInfo>({wire::kMaxNameBytes, wire::kMaxServiceTextBytes,
+                                               wire::kMaxServiceTextBytes,
+                                               wire::kMaxServiceTextBytes,
+                                               wire::kMaxServiceTextBytes}) <= kPageEntryBytes,
+              "a page must hold the longest services entry");
+
+// The order of a services report: by name, then the policy's instance
+// before one removed from it.
+bool ServiceBefore(absl::string_view name, bool removed, const ServiceReport& r) {
+  return name != r.name ? name < r.name : removed < r.removed;
+}
 
 // Fills a list entry for `spec`.
 void SetSummary(const CapabilitySpec& spec, schema::CapabilitySummary::Builder item) {
@@ -179,6 +204,11 @@ void RequestHandler::SetError(schema::Reply::Builder reply,
   error.setMessage(std::string(status.message()));
 }
 
+void RequestHandler::Refuse(const absl::Status& status, schema::Reply::Builder reply) {
+  CountDenial(status);
+  SetError(reply, status);
+}
+
 void RequestHandler::CountDenial(const absl::Status& status) {
   ++stats_.denials;
   ++stats_.denials_by_reason[std::string(
@@ -226,7 +256,7 @@ Outcome RequestHandler::Handle(Session& session, schema::Request::Reader request
       Ready(session, reply);
       return {};
     case schema::Request::SERVICES:
-      Services(reply);
+      Services(request, reply);
       return {};
     default:
       break;
@@ -457,16 +487,10 @@ void RequestHandler::List(const Session& session, schema::Request::Reader reques
   const bool paged = request.hasListPage();
   absl::string_view start_after;
   if (paged) {
-    capnp::Text::Reader text = request.getListPage().getStartAfter();
-    if (text.size() > wire::kMaxNameBytes) {
-      absl::Status status = absl::InvalidArgumentError(absl::StrCat(
-          "list startAfter is ", text.size(), " bytes; a capability name has at most ",
-          wire::kMaxNameBytes));
-      CountDenial(status);
-      SetError(reply, status);
-      return;
-    }
-    start_after = View(text);
+    absl::StatusOr<absl::string_view> start =
+        PageStart(request.getListPage().getStartAfter(), "list");
+    if (!start.ok()) return Refuse(start.status(), reply);
+    start_after = *start;
   }
   // The union of the grants of every matching principal (or the service's
   // own grants).
@@ -479,44 +503,26 @@ void RequestHandler::List(const Session& session, schema::Request::Reader reques
   for (const PrincipalSpec* p : policy_.MatchingPrincipals(session.identity)) {
     for (size_t index : p->grants) granted[index] = true;
   }
-  // The page: the granted capabilities named after start_after, in name
-  // order, as many as fit, and at least one (see kListPageBytes).
-  auto next = std::upper_bound(by_name_.begin(), by_name_.end(), start_after,
-                               [&](absl::string_view after, size_t index) {
-                                 return after < capabilities[index].name;
-                               });
-  std::vector<const CapabilitySpec*> page;
-  size_t bytes = 0;
-  bool more = false;
-  for (; next != by_name_.end(); ++next) {
-    if (!granted[*next]) continue;
-    const CapabilitySpec& spec = capabilities[*next];
-    const size_t entry = ListEntryBytes(spec.name.size(), spec.path.size());
-    if (!page.empty() && bytes + entry > kListPageBytes) {
-      more = true;  // `spec` is granted: the next page has it
-      break;
-    }
-    bytes += entry;
-    page.push_back(&spec);
+  // The candidates: the granted capabilities named after start_after, in
+  // name order.
+  std::vector<const CapabilitySpec*> after;
+  for (auto next = std::upper_bound(by_name_.begin(), by_name_.end(), start_after,
+                                    [&](absl::string_view start, size_t index) {
+                                      return start < capabilities[index].name;
+                                    });
+       next != by_name_.end(); ++next) {
+    if (granted[*next]) after.push_back(&capabilities[*next]);
   }
-  if (!paged && more) {
-    absl::Status status = absl::ResourceExhaustedError(absl::StrCat(
-        "the capabilities this client may ask for take more than one reply (",
-        wire::kMaxMessageBytes, " bytes); a client of this release asks for them in pages"));
-    CountDenial(status);
-    SetError(reply, status);
-    return;
+  const PageCut cut = CutPage(after.begin(), after.end(), [](const CapabilitySpec* spec) {
+    return ListEntryBytes(spec->name.size(), spec->path.size());
+  });
+  if (!paged && cut.more) {
+    return Refuse(NeedsPages("the capabilities this client may ask for"), reply);
   }
-  auto fill = [&](capnp::List<schema::CapabilitySummary>::Builder entries) {
-    for (size_t i = 0; i < page.size(); ++i) SetSummary(*page[i], entries[i]);
-  };
-  if (paged) {
-    auto out = reply.initCapabilities();
-    fill(out.initEntries(page.size()));
-    out.setMore(more);
-  } else {
-    fill(reply.initList(page.size()));
-  }
+  auto entries = paged ? reply.initCapabilities().initEntries(cut.entries)
+                       : reply.initList(cut.entries);
+  for (size_t i = 0; i < cut.entries; ++i) SetSummary(*after[i], entries[i]);
+  if (paged) reply.getCapabilities().setMore(cut.more);
 }
 
 Outcome RequestHandler::Connect(const Session& session, uint64_t request_id,
@@ -589,13 +595,43 @@ void RequestHandler::Ready(const Session& session, schema::Reply::Builder reply)
   reply.setReady();
 }
 
-void RequestHandler::Services(schema::Reply::Builder reply) {
+void RequestHandler::Services(schema::Request::Reader request, schema::Reply::Builder reply) {
+  // As for List: a client older than pages asks without servicesPage.
+  const bool paged = request.hasServicesPage();
+  absl::string_view start_after;
+  bool start_after_removed = false;
+  if (paged) {
+    absl::StatusOr<absl::string_view> start =
+        PageStart(request.getServicesPage().getStartAfter(), "services");
+    if (!start.ok()) return Refuse(start.status(), reply);
+    start_after = *start;
+    start_after_removed = request.getServicesPage().getStartAfterRemoved();
+  }
   std::vector<ServiceReport> reports;
   if (services_ != nullptr) reports = services_->Report();
-  auto list = reply.initServices(reports.size());
-  for (size_t i = 0; i < reports.size(); ++i) {
-    const ServiceReport& r = reports[i];
-    auto item = list[i];
+  for (ServiceReport& r : reports) {
+    for (std::string* text : {&r.protections, &r.missing, &r.last_exit, &r.activation}) {
+      BoundServiceText(*text);
+    }
+  }
+  std::sort(reports.begin(), reports.end(), [](const ServiceReport& a, const ServiceReport& b) {
+    return ServiceBefore(a.name, a.removed, b);
+  });
+  // The candidates: the entries after the page's startAfter.
+  auto after = std::upper_bound(
+      reports.begin(), reports.end(), start_after,
+      [&](absl::string_view start, const ServiceReport& r) {
+        return ServiceBefore(start, start_after_removed, r);
+      });
+  const PageCut cut = CutPage(after, reports.end(), ServiceEntryBytes);
+  if (!paged && cut.more) {
+    return Refuse(NeedsPages("the services this broker reports"), reply);
+  }
+  auto entries = paged ? reply.initServicePage().initEntries(cut.entries)
+                       : reply.initServices(cut.entries);
+  for (size_t i = 0; i < cut.entries; ++i) {
+    const ServiceReport& r = after[i];
+    auto item = entries[i];
     item.setName(r.name);
     item.setState(r.state);
     item.setPid(r.pid);
@@ -605,7 +641,9 @@ void RequestHandler::Services(schema::Reply::Builder reply) {
     item.setMissing(r.missing);
     item.setLastExit(r.last_exit);
     item.setActivation(r.activation);
+    item.setRemoved(r.removed);
   }
+  if (paged) reply.getServicePage().setMore(cut.more);
 }
 
 absl::StatusOr<RequestHandler::StartGrant> RequestHandler::GrantAtStart(

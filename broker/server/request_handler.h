@@ -155,7 +155,12 @@ class RequestHandler {
   Outcome Connect(const Session& session, uint64_t request_id,
                   schema::Connect::Reader connect, schema::Reply::Builder reply);
   void Ready(const Session& session, schema::Reply::Builder reply);
-  void Services(schema::Reply::Builder reply);
+  // A page of the services report (ServicesPage in broker.capnp): the
+  // hosted services and the instances removed from the policy that have
+  // not exited, in name order, their texts cut to
+  // wire::kMaxServiceTextBytes; for a request without servicesPage, all of
+  // them in one `services` reply if they fit in a page.
+  void Services(schema::Request::Reader request, schema::Reply::Builder reply);
   // A page of the capabilities `session` may ask for (ListPage in
   // broker.capnp), or for a request without listPage, all of them in one
   // `list` reply if they fit in a page. Not audited: it hands out nothing.
@@ -167,6 +172,10 @@ class RequestHandler {
   // datagram).
   static void SetGranted(const CapabilitySpec& spec, schema::Access access,
                          schema::Reply::Builder reply);
+
+  // Refuses a request that hands out nothing (not audited): the error
+  // reply, counted as a denial.
+  void Refuse(const absl::Status& status, schema::Reply::Builder reply);
 
   // Makes the fd for a granted capability.
   absl::StatusOr<UniqueFd> Make(const CapabilitySpec& spec, schema::Access access);

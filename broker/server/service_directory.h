@@ -43,6 +43,9 @@ struct ServiceReport {
   std::string missing;      // best-effort protections not in force, and why
   std::string last_exit;
   std::string activation;
+  // An instance removed from the policy that has not exited yet. The
+  // policy's own instance of the same name, if any, is another report.
+  bool removed = false;
 };
 
 class ServiceDirectory {
@@ -70,7 +73,8 @@ class ServiceDirectory {
   // The service `name` says it is ready to serve.
   virtual absl::Status Ready(absl::string_view name) = 0;
 
-  // Every service of the policy, in policy order.
+  // Every service of the policy, and every instance removed from it that
+  // has not exited yet; in no particular order (the handler sorts them).
   virtual std::vector<ServiceReport> Report() const = 0;
 };
 

@@ -873,6 +873,7 @@ std::vector<server::ServiceReport> ServiceHost::Report() const {
     }
     r.activation =
         service->spec.activation == Activation::kAtStart ? "atStart" : "onDemand";
+    r.removed = service->removed;
     reports.push_back(std::move(r));
   }
   return reports;

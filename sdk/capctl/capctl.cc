@@ -11,15 +11,15 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
-#include "sdk/base/syscall.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "schemas/broker.capnp.h"
+#include "sdk/base/escape.h"
 #include "sdk/base/status_macros.h"
+#include "sdk/base/syscall.h"
 #include "sdk/base/unique_fd.h"
 #include "sdk/capctl/fd_placement.h"
 #include "sdk/capctl/policy_commands.h"
@@ -42,24 +42,16 @@ constexpr size_t kMaxFdNameBytes = 255;
 constexpr size_t kMaxShownArgumentBytes = 256;
 constexpr size_t kMaxShownReasonBytes = 512;
 
-// `text` as an error line may show it: control bytes (a newline would
-// split the line; an escape sequence would reach the terminal) as \xNN, as
-// the broker shows them, and at most `max` bytes of that, else its start
-// and its length.
+// `text` as an error line may show it: every byte outside printable ASCII
+// (a newline would split the line; an escape sequence, C1 controls such as
+// \xc2\x9b included, would reach the terminal) as \xNN, by the escaper the
+// broker's messages use (sdk/base/escape.h), and at most `max` bytes of
+// that, else its start and its length.
 std::string Shown(absl::string_view text, size_t max = kMaxShownArgumentBytes) {
   std::string shown;
-  size_t used = 0;  // bytes of `text` in `shown`
-  for (; used < text.size(); ++used) {
-    const unsigned char c = static_cast<unsigned char>(text[used]);
-    const bool control = c < 0x20 || c == 0x7f;
-    if (shown.size() + (control ? 4 : 1) > max) break;
-    if (control) {
-      absl::StrAppendFormat(&shown, "\\x%02x", c);
-    } else {
-      shown += static_cast<char>(c);
-    }
+  if (AppendEscaped(text, max, shown) < text.size()) {
+    absl::StrAppend(&shown, "... (", text.size(), " bytes)");
   }
-  if (used < text.size()) absl::StrAppend(&shown, "... (", text.size(), " bytes)");
   return shown;
 }
 
@@ -185,11 +177,14 @@ class Capctl {
   int Run(const std::vector<std::string>& args, size_t begin);
 
  private:
+  // One line, "capctl: CONTEXT: REASON": a newline in the reason (a path
+  // someone gave, say) is shown as \x0a, as Shown shows every control
+  // byte, so the line keeps all of it up to its bound. (Statuses of several
+  // lines, policy check's errors, are printed line by line by their
+  // command, not here.)
   int Fail(const absl::Status& status, absl::string_view context) {
-    absl::string_view why = status.message();
-    // A one-line report: multi-line messages keep their first line.
-    why = why.substr(0, why.find('\n'));
-    err_ << "capctl: " << context << ": " << Shown(why, kMaxShownReasonBytes) << "\n";
+    err_ << "capctl: " << context << ": " << Shown(status.message(), kMaxShownReasonBytes)
+         << "\n";
     return ExitCodeFor(status);
   }
   // A usage error: one line "capctl: <why>", then the usage of the command
@@ -377,6 +372,7 @@ int Capctl::Services(const Options& o) {
          << pad(std::to_string(s.restarts), 8)
          << pad(s.pid == 0 ? "-" : absl::StrCat(s.uptime_seconds, "s"), 7)
          << (s.protections.empty() ? "-" : s.protections) << "\n";
+    if (s.removed) out_ << "  removed from the policy, not exited yet\n";
     if (!s.missing.empty()) out_ << "  missing: " << s.missing << "\n";
     if (!s.last_exit.empty()) out_ << "  last exit: " << s.last_exit << "\n";
   }

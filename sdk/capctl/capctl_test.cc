@@ -355,6 +355,20 @@ TEST_F(CapctlTest, PolicyCheckMissingFile) {
   ExpectFailure(RunRaw({"policy", "check", Path("none.capnp")}), kExitFailure);
 }
 
+// A path with a newline in it is shown escaped, in the one line, whole:
+// the line was cut at the newline ("no broker socket at /tmp/x", a path
+// never given, and the hint lost).
+TEST_F(CapctlTest, APathWithANewlineStaysOnOneLineWhole) {
+  Result socket = RunRaw({"--socket", "/tmp/x\ny", "list"});
+  ExpectFailure(socket, kExitUnavailable);
+  EXPECT_THAT(socket.err, HasSubstr("/tmp/x\\x0ay"));
+  EXPECT_THAT(socket.err, HasSubstr("(is capbrokerd running?)"));
+
+  Result policy = RunRaw({"policy", "check", "/tmp/no\nfile"});
+  ExpectFailure(policy, kExitFailure);
+  EXPECT_THAT(policy.err, HasSubstr("open(policy /tmp/no\\x0afile): No such file or directory"));
+}
+
 TEST_F(CapctlTest, PolicyInitPrintsAPolicyThatChecks) {
   Result r = RunRaw({"policy", "init"});
   ASSERT_EQ(r.code, kExitOk);
@@ -475,6 +489,14 @@ TEST_F(CapctlTest, ArgumentsInErrorLinesAreBoundedAndEscaped) {
   Result request = Run({"request", "a\nb"});
   ExpectFailure(request, kExitNotFound);
   ExpectOneBoundedLine(request.err, "capctl: request a\\x0ab: ");
+
+  // Not only ASCII controls: U+009B (CSI) is \xc2\x9b in UTF-8, and xterm
+  // and VTE act on it. Every byte outside printable ASCII is escaped, as
+  // the broker's policy excerpts escape it.
+  Result csi = Run({"request", "a\xc2\x9b" "b"});
+  ExpectFailure(csi, kExitNotFound);
+  ExpectOneBoundedLine(csi.err, "capctl: request a\\xc2\\x9bb: ");
+  EXPECT_THAT(csi.err, Not(HasSubstr("\xc2\x9b")));
 
   // Usage errors: the one line, then the usage.
   Result command = Run({"foo\nbar"});

@@ -4,13 +4,16 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <optional>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "capnp/message.h"
+#include "sdk/base/escape.h"
 #include "sdk/base/kj_status.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
@@ -130,35 +133,134 @@ absl::Status AdoptConnection(int fd) {
   return SetNonBlocking(fd, false);
 }
 
-// Appends the entries of a list reply to `list`, checking that they are
-// what a policy can hold: no more than wire::kMaxListEntries in all, names
-// and paths within the wire's limits, and, for a page (`ascending`), each
-// name strictly after the one before it, the first after the page's
-// startAfter (the last name of `list`; "", before which no name is, on the
-// first page). A broker that repeated or went back could otherwise keep
-// List asking forever, or list a capability twice.
+// The order and the number of the entries of a reply that comes in pages
+// (List, Services), checked page by page. The entries must be strictly
+// ascending by Key, the first after the page's startAfter (the last key so
+// far; Key{}, before every key a broker may send, for the first page): a
+// broker that repeated a page or went back could otherwise keep the client
+// asking forever, or hand it an entry twice. A page with more to come must
+// hold an entry, and there are at most `max_entries` in all. A broker older
+// than pages answers the first request with the whole reply, in its own
+// order: that is taken, as the answer to the first request only.
+template <typename Key>
+class PageChecks {
+ public:
+  // `what` names the reply in errors: "list", "services report".
+  PageChecks(absl::string_view what, size_t max_entries)
+      : what_(what), max_entries_(max_entries) {}
+
+  // Whether another page is to be asked for.
+  bool more() const { return more_; }
+  // The startAfter of the next request.
+  const Key& start_after() const { return last_; }
+
+  // Checks a page: `entries` (a Cap'n Proto list), whose keys `key_of`
+  // gives, and its `more`.
+  template <typename Entries, typename KeyOf>
+  absl::Status Page(Entries entries, bool more, KeyOf key_of) {
+    CB_RETURN_IF_ERROR(Count(entries.size()));
+    for (auto entry : entries) {
+      Key key = key_of(entry);
+      if (!(last_ < key)) {
+        return absl::InternalError(absl::StrCat("the broker answered ", what_,
+                                                " entries out of order, repeated or empty: "
+                                                "not a ", what_));
+      }
+      last_ = std::move(key);
+    }
+    // A page that says "more" must make progress, or this loops.
+    if (more && entries.size() == 0) {
+      return absl::InternalError("the broker answered an empty page with more to come");
+    }
+    more_ = more;
+    return absl::OkStatus();
+  }
+
+  // Checks a whole reply of `entries` entries.
+  absl::Status Whole(size_t entries) {
+    if (!first_) {
+      return absl::InternalError(absl::StrCat(
+          "the broker answered a request for a later page with a whole ", what_,
+          ": not a page"));
+    }
+    more_ = false;
+    return Count(entries);
+  }
+
+ private:
+  absl::Status Count(size_t entries) {
+    first_ = false;
+    seen_ += entries;
+    if (seen_ > max_entries_) {
+      return absl::InternalError(absl::StrCat("the broker answered more than ", max_entries_,
+                                              " entries: not a ", what_));
+    }
+    return absl::OkStatus();
+  }
+
+  const std::string what_;
+  const size_t max_entries_;
+  Key last_{};
+  size_t seen_ = 0;
+  bool first_ = true;
+  bool more_ = true;
+};
+
+// Appends the entries of a list reply to `list`, checking that their names
+// and paths are what a policy can hold: within the wire's limits, names not
+// empty.
 absl::Status AddListEntries(capnp::List<schema::CapabilitySummary>::Reader entries,
-                            bool ascending, std::vector<CapabilityInfo>& list) {
+                            std::vector<CapabilityInfo>& list) {
   for (auto item : entries) {
     const absl::string_view name = View(item.getName());
-    const absl::string_view previous =
-        list.empty() ? absl::string_view() : absl::string_view(list.back().name);
-    if (name.empty() || (ascending && name <= previous)) {
-      return absl::InternalError(
-          "the broker answered list entries out of order, repeated or empty: not a list");
-    }
-    if (list.size() >= wire::kMaxListEntries || name.size() > wire::kMaxNameBytes ||
+    if (name.empty() || name.size() > wire::kMaxNameBytes ||
         item.getPath().size() > wire::kMaxPathBytes) {
       return absl::InternalError(absl::StrCat(
-          "the broker answered more than ", wire::kMaxListEntries,
-          " entries, or a name or path longer than a policy's (", wire::kMaxNameBytes, " and ",
-          wire::kMaxPathBytes, " bytes): not a list"));
+          "the broker answered an empty name, or a name or path longer than a policy's (",
+          wire::kMaxNameBytes, " and ", wire::kMaxPathBytes, " bytes): not a list"));
     }
     list.push_back(CapabilityInfo{std::string(name), item.getKind(), item.getAccess(),
                                   Str(item.getPath()), item.getSize()});
   }
   return absl::OkStatus();
 }
+
+// Appends the entries of a services reply to `services`, checking that
+// each has a policy's name and, on a page (`bounded`), texts no longer than
+// the broker sends (it cuts them at wire::kMaxServiceTextBytes). A whole
+// reply, from a broker older than pages, did not cut them: one datagram
+// bounds it.
+absl::Status AddServiceEntries(capnp::List<schema::ServiceInfo>::Reader entries, bool bounded,
+                               std::vector<ServiceInfo>& services) {
+  for (auto s : entries) {
+    const size_t longest = std::max({s.getProtections().size(), s.getMissing().size(),
+                                     s.getLastExit().size(), s.getActivation().size()});
+    if (s.getName().size() == 0 || s.getName().size() > wire::kMaxNameBytes ||
+        (bounded && longest > wire::kMaxServiceTextBytes)) {
+      return absl::InternalError(absl::StrCat(
+          "the broker answered an empty service name, a name longer than a policy's (",
+          wire::kMaxNameBytes, " bytes) or a text longer than the broker sends (",
+          wire::kMaxServiceTextBytes, " bytes): not a services report"));
+    }
+    ServiceInfo info;
+    info.name = Str(s.getName());
+    info.state = s.getState();
+    info.pid = s.getPid();
+    info.restarts = s.getRestarts();
+    info.uptime_seconds = s.getUptimeSeconds();
+    info.protections = Str(s.getProtections());
+    info.missing = Str(s.getMissing());
+    info.last_exit = Str(s.getLastExit());
+    info.activation = Str(s.getActivation());
+    info.removed = s.getRemoved();
+    services.push_back(std::move(info));
+  }
+  return absl::OkStatus();
+}
+
+// A services report entry's place in the report's order: by name, then
+// the policy's instance before one removed from it.
+using ServiceKey = std::pair<std::string, bool>;
 
 }  // namespace
 
@@ -169,7 +271,12 @@ absl::StatusOr<Client> Client::Connect(absl::string_view socket_path) {
   } else {
     paths.emplace_back(socket_path);
   }
-  for (const std::string& path : paths) {
+  // The paths as messages show them: one line, whatever a path holds (the
+  // caller's, or $CAPBROKER_SOCKET's).
+  std::vector<std::string> shown;
+  for (const std::string& path : paths) shown.push_back(Escaped(path));
+  for (size_t i = 0; i < paths.size(); ++i) {
+    const std::string& path = paths[i];
     absl::StatusOr<UniqueFd> fd = wire::ConnectSeqpacket(path);
     if (fd.ok()) return FromFd(std::move(fd).value());
     if (fd.status().code() == absl::StatusCode::kPermissionDenied) {
@@ -178,7 +285,7 @@ absl::StatusOr<Client> Client::Connect(absl::string_view socket_path) {
       // us from the broker, which has decided nothing. kPermissionDenied
       // would read as the policy's denial.
       return absl::UnavailableError(absl::StrCat(
-          "cannot reach the broker at ", path, ": ", fd.status().message(),
+          "cannot reach the broker at ", shown[i], ": ", fd.status().message(),
           "; the socket's permissions or those of a directory on its path keep this user "
           "out (not the broker's policy, which was not asked)"));
     }
@@ -186,7 +293,7 @@ absl::StatusOr<Client> Client::Connect(absl::string_view socket_path) {
       // Another program's socket (EPROTOTYPE): no broker can be reached
       // there. kUnavailable, as for any other path without a broker.
       return absl::UnavailableError(absl::StrCat(
-          "the socket at ", path,
+          "the socket at ", shown[i],
           " is not a broker's: it is a stream or datagram socket, and a broker's is "
           "SOCK_SEQPACKET (another program's socket, or the wrong path)"));
     }
@@ -196,7 +303,7 @@ absl::StatusOr<Client> Client::Connect(absl::string_view socket_path) {
     if (fd.status().code() != absl::StatusCode::kNotFound) return fd.status();
   }
   return absl::UnavailableError(absl::StrCat(
-      "no broker socket at ", absl::StrJoin(paths, " or "), " (is capbrokerd running?)"));
+      "no broker socket at ", absl::StrJoin(shown, " or "), " (is capbrokerd running?)"));
 }
 
 Client::Client(Client&& other) noexcept
@@ -411,25 +518,29 @@ absl::Status Client::Ready() {
 
 absl::StatusOr<std::vector<ServiceInfo>> Client::Services() {
   std::vector<ServiceInfo> services;
-  CB_RETURN_IF_ERROR(Call(
-      [](schema::Request::Builder r) { r.setServices(); },
-      [&](schema::Reply::Reader reply, std::vector<UniqueFd>&) -> absl::Status {
-        if (!reply.isServices()) return absl::InternalError("broker did not answer services");
-        for (auto s : reply.getServices()) {
-          ServiceInfo info;
-          info.name = Str(s.getName());
-          info.state = s.getState();
-          info.pid = s.getPid();
-          info.restarts = s.getRestarts();
-          info.uptime_seconds = s.getUptimeSeconds();
-          info.protections = Str(s.getProtections());
-          info.missing = Str(s.getMissing());
-          info.last_exit = Str(s.getLastExit());
-          info.activation = Str(s.getActivation());
-          services.push_back(std::move(info));
-        }
-        return absl::OkStatus();
-      }));
+  PageChecks<ServiceKey> pages("services report", wire::kMaxServiceEntries);
+  while (pages.more()) {
+    CB_RETURN_IF_ERROR(Call(
+        [&](schema::Request::Builder r) {
+          r.setServices();
+          auto page = r.initServicesPage();
+          const ServiceKey& after = pages.start_after();
+          page.setStartAfter(capnp::Text::Reader(after.first.data(), after.first.size()));
+          page.setStartAfterRemoved(after.second);
+        },
+        [&](schema::Reply::Reader reply, std::vector<UniqueFd>&) -> absl::Status {
+          if (reply.isServices()) {  // a broker older than pages
+            CB_RETURN_IF_ERROR(pages.Whole(reply.getServices().size()));
+            return AddServiceEntries(reply.getServices(), /*bounded=*/false, services);
+          }
+          if (!reply.isServicePage()) return absl::InternalError("broker did not answer services");
+          auto page = reply.getServicePage();
+          CB_RETURN_IF_ERROR(pages.Page(page.getEntries(), page.getMore(), [](auto s) {
+            return ServiceKey(Str(s.getName()), s.getRemoved());
+          }));
+          return AddServiceEntries(page.getEntries(), /*bounded=*/true, services);
+        }));
+  }
   return services;
 }
 
@@ -489,36 +600,24 @@ absl::StatusOr<Capability> Client::OpenBeneath(absl::string_view directory,
 
 absl::StatusOr<std::vector<CapabilityInfo>> Client::List() {
   std::vector<CapabilityInfo> list;
-  bool first = true;
-  for (bool more = true; more; first = false) {
-    // The last name so far; "" (before every name) for the first page.
-    const std::string start_after = list.empty() ? "" : list.back().name;
+  PageChecks<std::string> pages("list", wire::kMaxListEntries);
+  while (pages.more()) {
     CB_RETURN_IF_ERROR(Call(
         [&](schema::Request::Builder r) {
           r.setList();
-          r.initListPage().setStartAfter(
-              capnp::Text::Reader(start_after.data(), start_after.size()));
+          const std::string& after = pages.start_after();
+          r.initListPage().setStartAfter(capnp::Text::Reader(after.data(), after.size()));
         },
         [&](schema::Reply::Reader reply, std::vector<UniqueFd>&) -> absl::Status {
-          more = false;
-          if (reply.isList()) {
-            // A broker older than pages ignores listPage and answers the
-            // first request with the whole list, in policy order.
-            if (!first) {
-              return absl::InternalError(
-                  "the broker answered a request for a later page with a whole list: not a page");
-            }
-            return AddListEntries(reply.getList(), /*ascending=*/false, list);
+          if (reply.isList()) {  // a broker older than pages
+            CB_RETURN_IF_ERROR(pages.Whole(reply.getList().size()));
+            return AddListEntries(reply.getList(), list);
           }
           if (!reply.isCapabilities()) return absl::InternalError("broker did not answer list");
           auto page = reply.getCapabilities();
-          CB_RETURN_IF_ERROR(AddListEntries(page.getEntries(), /*ascending=*/true, list));
-          more = page.getMore();
-          // A page that says "more" must make progress, or this loops.
-          if (more && page.getEntries().size() == 0) {
-            return absl::InternalError("the broker answered an empty page with more to come");
-          }
-          return absl::OkStatus();
+          CB_RETURN_IF_ERROR(pages.Page(page.getEntries(), page.getMore(),
+                                        [](auto c) { return Str(c.getName()); }));
+          return AddListEntries(page.getEntries(), list);
         }));
   }
   return list;

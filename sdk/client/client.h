@@ -110,9 +110,14 @@ struct ServiceInfo {
   uint32_t restarts = 0;
   uint64_t uptime_seconds = 0;
   std::string protections;  // in force: "userns mountns ... landlock:7"
+  // The texts below hold at most wire::kMaxServiceTextBytes each (a longer
+  // one is cut by the broker, and ends "... (truncated; N bytes)").
   std::string missing;      // best-effort protections not in force, and why
   std::string last_exit;
   std::string activation;   // "onDemand" or "atStart"
+  // An instance removed from the policy that has not exited yet; the
+  // policy's own of the same name, if any, is another entry, before it.
+  bool removed = false;
 };
 
 // A connection the broker made to this service for a permitted client:
@@ -199,7 +204,15 @@ class Client {
   // service received. Waits while an on-demand service starts.
   absl::StatusOr<Capability> ConnectService(absl::string_view service);
 
-  // The hosted services and their state.
+  // The hosted services and their state, in ascending order of name, an
+  // instance removed from the policy that has not exited yet after the
+  // policy's own of that name. They come in pages, as List's do, with the
+  // same checks: kInternal, closing the connection, for a page that does
+  // not advance in that order, an empty page with more to come, more than
+  // wire::kMaxServiceEntries entries, an empty name or one longer than the
+  // wire's limit, or a text longer than wire::kMaxServiceTextBytes (the
+  // broker cuts longer ones). A broker older than pages answers with the
+  // whole report in one reply, which is taken as it is.
   absl::StatusOr<std::vector<ServiceInfo>> Services();
 
   // For a hosted service: tells the broker it is ready to serve.

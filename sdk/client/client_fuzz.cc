@@ -46,9 +46,9 @@ using capbroker::testing::FuzzCheck;
 constexpr size_t kMaxCalls = 8;
 
 // The most datagrams queued for the client. The client sends a request for
-// each page of a List it reads, and nobody reads its requests: they must
-// all fit in its socket's send buffer, or a call would block. The default
-// buffer (212992 bytes, as the kernel counts them) holds about 167
+// each page of a List or Services it reads, and nobody reads its requests:
+// they must all fit in its socket's send buffer, or a call would block. The
+// default buffer (212992 bytes, as the kernel counts them) holds about 167
 // datagrams of 200 bytes, more than any request takes here: 64 and the
 // calls' own requests take less than half of it.
 constexpr size_t kMaxDatagrams = 64;

@@ -4,6 +4,7 @@
 // invariant.
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -110,6 +111,22 @@ Fill Page(std::vector<const char*> names, bool more) {
   };
 }
 
+// A page of Services with entries named `names`; a name ending in '*' is
+// an instance removed from the policy.
+Fill ServicePage(std::vector<std::string> names, bool more) {
+  return [=](schema::Reply::Builder r) {
+    auto page = r.initServicePage();
+    auto entries = page.initEntries(names.size());
+    for (size_t i = 0; i < names.size(); ++i) {
+      const bool removed = !names[i].empty() && names[i].back() == '*';
+      entries[i].setName(removed ? names[i].substr(0, names[i].size() - 1) : names[i]);
+      entries[i].setRemoved(removed);
+      entries[i].setLastExit("exit status 1");
+    }
+    page.setMore(more);
+  };
+}
+
 std::vector<std::vector<uint8_t>> Corpus() {
   using schema::Access;
   using schema::Kind;
@@ -187,6 +204,14 @@ std::vector<std::vector<uint8_t>> Corpus() {
       Input(false, {kList}, {{2, Page({"b", "a"}, false)}}),
       Input(false, {kList}, {{2, Page({}, true)}}),
       Input(false, {kList}, {{2, Page({"a"}, true)}, {3, list}}),
+      // Services in pages, and pages that do not advance.
+      Input(false, {kServices, kStatus},
+            {{2, ServicePage({"a", "a*"}, true)}, {3, ServicePage({"b"}, false)}, {4, status}}),
+      Input(false, {kServices},
+            {{2, ServicePage({"a", "a*"}, true)}, {3, ServicePage({"a*"}, true)}}),
+      Input(false, {kServices}, {{2, ServicePage({"a*", "a"}, false)}}),
+      Input(false, {kServices}, {{2, ServicePage({}, true)}}),
+      Input(false, {kServices}, {{2, ServicePage({"a"}, true)}, {3, services}}),
   };
 }
 

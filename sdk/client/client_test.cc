@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "capnp/any.h"
@@ -646,34 +647,51 @@ TEST(ClientFromFdTest, RefusesAnythingButASeqpacketSocket) {
 }
 
 // A broker, in a thread of its own, that answers the hello and then every
-// list request with the next of `pages` (`more` set on each but the last,
-// the last repeated should the client ask again), as a compromised broker
-// could; it records the startAfter of each list request ("-" when the
-// request asked for no page).
-class ScriptedLister {
+// list or services request with the next of `pages` (`more` set on each
+// but the last, the last repeated should the client ask again), as a
+// compromised broker could; it records the startAfter of each request ("-"
+// when the request asked for no page). A page is the entries' names; to
+// services, a name ending in '*' is an instance removed from the policy
+// (ServiceInfo.removed) of the name before the '*', and the startAfter
+// recorded for a request after one ends in '*' too.
+class ScriptedPager {
  public:
   using Page = std::vector<std::string>;
-  explicit ScriptedLister(std::vector<Page> pages) : pages_(std::move(pages)) {}
+  explicit ScriptedPager(std::vector<Page> pages) : pages_(std::move(pages)) {}
 
   // Lists through a Client connected to this broker.
   absl::StatusOr<std::vector<std::string>> List() {
-    CB_ASSIGN_OR_RETURN(auto pair, wire::SeqpacketPair());
-    std::thread broker([this, end = std::move(pair.first)]() mutable { Serve(std::move(end)); });
-    absl::StatusOr<std::vector<CapabilityInfo>> list;
-    {
-      absl::StatusOr<Client> client = Client::FromFd(std::move(pair.second));
-      list = client.ok() ? client->List() : client.status();
-    }  // the client hangs up: the broker's thread ends
-    broker.join();
-    if (!list.ok()) return list.status();
-    std::vector<std::string> names;
-    for (const CapabilityInfo& c : *list) names.push_back(c.name);
-    return names;
+    return Names<CapabilityInfo>([](Client& c) { return c.List(); });
   }
+  // The same for services, in the '*' notation of the pages.
+  absl::StatusOr<std::vector<std::string>> Services() {
+    return Names<ServiceInfo>([](Client& c) { return c.Services(); });
+  }
+
+  // Every entry of a services page gets this lastExit.
+  void set_last_exit(std::string text) { last_exit_ = std::move(text); }
 
   const std::vector<std::string>& start_afters() const { return start_afters_; }
 
  private:
+  template <typename Info, typename Call>
+  absl::StatusOr<std::vector<std::string>> Names(Call call) {
+    CB_ASSIGN_OR_RETURN(auto pair, wire::SeqpacketPair());
+    std::thread broker([this, end = std::move(pair.first)]() mutable { Serve(std::move(end)); });
+    absl::StatusOr<std::vector<Info>> entries;
+    {
+      absl::StatusOr<Client> client = Client::FromFd(std::move(pair.second));
+      entries = client.ok() ? call(*client) : client.status();
+    }  // the client hangs up: the broker's thread ends
+    broker.join();
+    if (!entries.ok()) return entries.status();
+    std::vector<std::string> names;
+    for (const Info& e : *entries) names.push_back(Notation(e));
+    return names;
+  }
+  static std::string Notation(const CapabilityInfo& c) { return c.name; }
+  static std::string Notation(const ServiceInfo& s) { return s.name + (s.removed ? "*" : ""); }
+
   void Serve(UniqueFd end) {
     wire::Channel channel(std::move(end));
     for (;;) {
@@ -683,19 +701,37 @@ class ScriptedLister {
       auto reply = message.initRoot<schema::Reply>();
       auto asked = request->reader->getRoot<schema::Request>();
       reply.setId(asked.getId());
+      const Page& page = pages_[std::min(next_, pages_.size() - 1)];
+      const bool more = next_ + 1 < pages_.size();
       if (asked.isHello()) {
         reply.initHello().setVersion(schema::PROTOCOL_VERSION);
-      } else {
+      } else if (asked.isList()) {
         start_afters_.push_back(asked.hasListPage() ? asked.getListPage().getStartAfter().cStr()
                                                     : "-");
-        const Page& page = pages_[std::min(next_, pages_.size() - 1)];
         auto out = reply.initCapabilities();
         auto entries = out.initEntries(static_cast<unsigned>(page.size()));
         for (size_t i = 0; i < page.size(); ++i) {
           entries[i].setName(page[i]);
           entries[i].setPath("/x");
         }
-        out.setMore(++next_ < pages_.size());
+        out.setMore(more);
+        ++next_;
+      } else {
+        auto after = asked.getServicesPage();
+        start_afters_.push_back(
+            !asked.hasServicesPage()
+                ? "-"
+                : absl::StrCat(after.getStartAfter().cStr(), after.getStartAfterRemoved() ? "*" : ""));
+        auto out = reply.initServicePage();
+        auto entries = out.initEntries(static_cast<unsigned>(page.size()));
+        for (size_t i = 0; i < page.size(); ++i) {
+          const bool removed = absl::EndsWith(page[i], "*");
+          entries[i].setName(removed ? page[i].substr(0, page[i].size() - 1) : page[i]);
+          entries[i].setRemoved(removed);
+          entries[i].setLastExit(last_exit_);
+        }
+        out.setMore(more);
+        ++next_;
       }
       if (!channel.Send(message).ok()) return;
     }
@@ -703,22 +739,44 @@ class ScriptedLister {
 
   std::vector<Page> pages_;
   size_t next_ = 0;
+  std::string last_exit_;
   std::vector<std::string> start_afters_;
 };
 
-TEST(ClientListTest, TakesEveryPageAskingAfterTheLastName) {
-  ScriptedLister lister({{"a", "b"}, {"c"}, {"d", "e"}});
-  ASSERT_OK_AND_ASSIGN(std::vector<std::string> names, lister.List());
+// Each kind of paged reply, with its limit on entries.
+struct Paged {
+  const char* kind;
+  absl::StatusOr<std::vector<std::string>> (ScriptedPager::*call)();
+  size_t max_entries;
+};
+void PrintTo(const Paged& p, std::ostream* os) { *os << p.kind; }
+
+class ClientPagesTest : public ::testing::TestWithParam<Paged> {
+ protected:
+  absl::StatusOr<std::vector<std::string>> Call(ScriptedPager& pager) {
+    return (pager.*GetParam().call)();
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(
+    ListAndServices, ClientPagesTest,
+    ::testing::Values(Paged{"list", &ScriptedPager::List, wire::kMaxListEntries},
+                      Paged{"services", &ScriptedPager::Services, wire::kMaxServiceEntries}),
+    [](const ::testing::TestParamInfo<Paged>& info) { return std::string(info.param.kind); });
+
+TEST_P(ClientPagesTest, TakesEveryPageAskingAfterTheLastName) {
+  ScriptedPager pager({{"a", "b"}, {"c"}, {"d", "e"}});
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> names, Call(pager));
   EXPECT_THAT(names, ::testing::ElementsAre("a", "b", "c", "d", "e"));
-  EXPECT_THAT(lister.start_afters(), ::testing::ElementsAre("", "b", "c"));
+  EXPECT_THAT(pager.start_afters(), ::testing::ElementsAre("", "b", "c"));
 }
 
 // A broker that repeated a page with `more` set would keep the client
-// asking forever, and one that went back would list a capability twice.
-// (The script ends after its pages, so that a client that believed them
+// asking forever, and one that went back would list an entry twice. (The
+// script ends after its pages, so that a client that believed them
 // returns instead of hanging.)
-TEST(ClientListTest, RefusesPagesThatDoNotAdvance) {
-  const std::vector<std::vector<ScriptedLister::Page>> hostile = {
+TEST_P(ClientPagesTest, RefusesPagesThatDoNotAdvance) {
+  const std::vector<std::vector<ScriptedPager::Page>> hostile = {
       {{"a", "b"}, {"a", "b"}, {"a", "b"}},  // the same page again
       {{"a", "b"}, {"b", "c"}},              // starts at its startAfter
       {{"a", "c"}, {"b"}},                   // goes back
@@ -727,38 +785,73 @@ TEST(ClientListTest, RefusesPagesThatDoNotAdvance) {
       {{""}},                                // an empty name, before every name
   };
   for (const auto& pages : hostile) {
-    ScriptedLister lister(pages);
-    EXPECT_THAT(lister.List(), StatusIs(absl::StatusCode::kInternal, HasSubstr("out of order")))
+    ScriptedPager pager(pages);
+    EXPECT_THAT(Call(pager), StatusIs(absl::StatusCode::kInternal, HasSubstr("out of order")))
         << ::testing::PrintToString(pages);
   }
 }
 
-TEST(ClientListTest, RefusesAnEmptyPageWithMoreToCome) {
-  ScriptedLister lister({{"a"}, {}, {"b"}});
-  EXPECT_THAT(lister.List(), StatusIs(absl::StatusCode::kInternal, HasSubstr("empty page")));
-  EXPECT_EQ(lister.start_afters().size(), 2u);
+TEST_P(ClientPagesTest, RefusesAnEmptyPageWithMoreToCome) {
+  ScriptedPager pager({{"a"}, {}, {"b"}});
+  EXPECT_THAT(Call(pager), StatusIs(absl::StatusCode::kInternal, HasSubstr("empty page")));
+  EXPECT_EQ(pager.start_afters().size(), 2u);
 }
 
 // Ever-greater names, page after page: a client that believed them would
 // hold whatever a compromised broker chose to send. No policy lists more
-// than wire::kMaxListEntries capabilities, nor longer names or paths than
-// the wire's limits.
-TEST(ClientListTest, RefusesMoreEntriesOrLongerOnesThanAPolicyHolds) {
-  std::vector<ScriptedLister::Page> pages(6);
+// entries than the wire's limit for the kind, nor longer names.
+TEST_P(ClientPagesTest, RefusesMoreEntriesOrLongerNamesThanAPolicyHolds) {
+  // Pages of 500, which fit in a datagram of either kind: the ninth goes
+  // past 4096.
+  ASSERT_EQ(GetParam().max_entries, 4096u);
+  std::vector<ScriptedPager::Page> pages(12);
   int n = 0;
   for (auto& page : pages) {
-    for (int i = 0; i < 1000; ++i) page.push_back(absl::StrFormat("e%06d", n++));
+    for (int i = 0; i < 500; ++i) page.push_back(absl::StrFormat("e%06d", n++));
   }
-  ScriptedLister endless(pages);
-  EXPECT_THAT(endless.List(),
+  ScriptedPager endless(pages);
+  EXPECT_THAT(Call(endless),
               StatusIs(absl::StatusCode::kInternal,
-                       HasSubstr(absl::StrCat(wire::kMaxListEntries, " entries"))));
-  EXPECT_EQ(endless.start_afters().size(), 5u);
+                       HasSubstr(absl::StrCat(GetParam().max_entries, " entries"))));
+  EXPECT_EQ(endless.start_afters().size(), 9u);
 
-  ScriptedLister long_name({{"a", std::string(wire::kMaxNameBytes + 1, 'b')}});
-  EXPECT_THAT(long_name.List(), StatusIs(absl::StatusCode::kInternal, HasSubstr("bytes")));
-  ScriptedLister longest({{"a", std::string(wire::kMaxNameBytes, 'b')}});
-  EXPECT_OK(longest.List());
+  ScriptedPager long_name({{"a", std::string(wire::kMaxNameBytes + 1, 'b')}});
+  EXPECT_THAT(Call(long_name), StatusIs(absl::StatusCode::kInternal, HasSubstr("bytes")));
+  ScriptedPager longest({{"a", std::string(wire::kMaxNameBytes, 'b')}});
+  EXPECT_OK(Call(longest));
+}
+
+// An instance removed from the policy comes after the policy's own of the
+// same name, and is the next page's startAfter when it ends one.
+TEST(ClientServicesTest, ARemovedInstanceFollowsItsNamesake) {
+  ScriptedPager pager({{"a", "a*", "b"}, {"c*"}, {"d"}});
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> names, pager.Services());
+  EXPECT_THAT(names, ::testing::ElementsAre("a", "a*", "b", "c*", "d"));
+  EXPECT_THAT(pager.start_afters(), ::testing::ElementsAre("", "b", "c*"));
+
+  for (const std::vector<ScriptedPager::Page>& pages :
+       std::vector<std::vector<ScriptedPager::Page>>{
+           {{"a*", "a"}},        // before its namesake
+           {{"a*", "a*"}},       // twice
+           {{"a", "a*"}, {"a*"}},  // a page starting at its startAfter
+       }) {
+    ScriptedPager hostile(pages);
+    EXPECT_THAT(hostile.Services(),
+                StatusIs(absl::StatusCode::kInternal, HasSubstr("out of order")))
+        << ::testing::PrintToString(pages);
+  }
+}
+
+// A text longer than the broker sends (it cuts them at
+// wire::kMaxServiceTextBytes) is not a report.
+TEST(ClientServicesTest, RefusesALongerTextThanTheBrokerSends) {
+  ScriptedPager longest({{"a"}});
+  longest.set_last_exit(std::string(wire::kMaxServiceTextBytes, 'x'));
+  EXPECT_OK(longest.Services());
+  ScriptedPager longer({{"a"}});
+  longer.set_last_exit(std::string(wire::kMaxServiceTextBytes + 1, 'x'));
+  EXPECT_THAT(longer.Services(), StatusIs(absl::StatusCode::kInternal,
+                                          HasSubstr(absl::StrCat(wire::kMaxServiceTextBytes))));
 }
 
 // A broker older than pages ignores listPage and answers `list` whole: that
@@ -784,6 +877,36 @@ TEST_F(ClientTest, AListReplyFromABrokerWithoutPagesIsTheWholeList) {
   broker_->Send(ListReply(4));
   EXPECT_THAT(client_->List(), StatusIs(absl::StatusCode::kInternal, HasSubstr("not a page")));
   ExpectClosedAfter("not a page", 4);  // the hello and three lists
+}
+
+// The same for `services`: a broker older than pages answers it whole, in
+// its own order, with texts as long as it likes (one datagram bounds them).
+TEST_F(ClientTest, AServicesReplyFromABrokerWithoutPagesIsTheWholeReport) {
+  broker_->Send([](schema::Reply::Builder r) {
+    r.setId(2);
+    auto services = r.initServices(2);
+    services[0].setName("kvstore");
+    services[1].setName("journal");
+    services[1].setLastExit(std::string(wire::kMaxServiceTextBytes + 100, 'x'));
+  });
+  ASSERT_OK_AND_ASSIGN(std::vector<ServiceInfo> services, client_->Services());
+  ASSERT_EQ(services.size(), 2u);
+  EXPECT_EQ(services[0].name, "kvstore");
+  EXPECT_EQ(services[1].name, "journal");
+
+  broker_->Send([](schema::Reply::Builder r) {
+    r.setId(3);
+    auto page = r.initServicePage();
+    page.initEntries(1)[0].setName("a");
+    page.setMore(true);
+  });
+  broker_->Send([](schema::Reply::Builder r) {
+    r.setId(4);
+    r.initServices(1)[0].setName("b");
+  });
+  EXPECT_THAT(client_->Services(),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("not a page")));
+  ExpectClosedAfter("not a page", 4);  // the hello and three services
 }
 
 #ifndef SO_PASSPIDFD

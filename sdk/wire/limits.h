@@ -9,8 +9,9 @@
 namespace capbroker::wire {
 
 // The largest datagram a peer may send: one Cap'n Proto message, segment
-// table included. Requests are far smaller. The one reply that grows with
-// the policy, a list, comes in pages, each counted to fit.
+// table included. Requests are far smaller. The replies that grow with
+// the policy, `list` and `services`, come in pages, each counted to fit
+// (broker/server/reply_pages.h).
 inline constexpr size_t kMaxMessageBytes = 64 * 1024;
 
 // The most fds one datagram may carry. The kernel allows 253 (SCM_MAX_FD);
@@ -37,6 +38,21 @@ inline constexpr size_t kMaxPathBytes = 4095;
 // most this many capabilities (the policy validator's kMaxCapabilities; a
 // static_assert there ties the two). A client refuses a longer list.
 inline constexpr size_t kMaxListEntries = 4096;
+
+// The most entries a services report may have, in all its pages. A policy
+// holds at most 256 services (the service validator's kMaxServices; a
+// static_assert there ties the two), and an instance removed from the
+// policy is reported besides until it has exited (SIGKILL comes 5 s after
+// SIGTERM by default): this leaves room for the services of many reloads
+// in a row. A client refuses a longer report.
+inline constexpr size_t kMaxServiceEntries = 4096;
+
+// The most bytes of each text of a services report entry (protections,
+// missing, lastExit, activation). The broker cuts a longer one, ending it
+// "... (truncated; N bytes)": a reason can quote a program's path (up to
+// 4095 bytes), and a whole report must come in pages of one datagram each,
+// each holding at least one entry. Its log has the reasons whole.
+inline constexpr size_t kMaxServiceTextBytes = 4096;
 
 }  // namespace capbroker::wire
 

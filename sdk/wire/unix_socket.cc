@@ -5,6 +5,7 @@
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
+#include "sdk/base/escape.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 
@@ -46,7 +47,7 @@ absl::StatusOr<UnixAddress> MakeUnixAddress(absl::string_view path) {
   if (path.size() >= sizeof(a.addr.sun_path)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "socket path is ", path.size(), " bytes; at most ",
-        sizeof(a.addr.sun_path) - 1, " fit in sun_path: ", path));
+        sizeof(a.addr.sun_path) - 1, " fit in sun_path: ", Escaped(path)));
   }
   std::memcpy(a.addr.sun_path, path.data(), path.size());
   a.length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) +
@@ -56,6 +57,8 @@ absl::StatusOr<UnixAddress> MakeUnixAddress(absl::string_view path) {
 
 absl::StatusOr<UniqueFd> ConnectSeqpacket(absl::string_view path) {
   CB_ASSIGN_OR_RETURN(UnixAddress address, MakeUnixAddress(path));
+  // Whoever gave the path, its messages show it on one line.
+  const std::string shown = Escaped(path);
   CB_ASSIGN_OR_RETURN(
       UniqueFd fd, TakeFd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0),
                           "socket(AF_UNIX, SOCK_SEQPACKET)"));
@@ -67,18 +70,18 @@ absl::StatusOr<UniqueFd> ConnectSeqpacket(absl::string_view path) {
     int err = errno;
     if (err == ECONNREFUSED) {
       return absl::UnavailableError(
-          absl::StrCat("no broker is listening on ", path));
+          absl::StrCat("no broker is listening on ", shown));
     }
     if (err == EPROTOTYPE) {
       // Not kUnavailable: a broker at start takes that for a stale socket
       // of its own and removes it, and this one is another program's.
       absl::Status status = absl::FailedPreconditionError(absl::StrCat(
-          "the socket at ", path, " is a stream or datagram socket, not a SOCK_SEQPACKET one: ",
+          "the socket at ", shown, " is a stream or datagram socket, not a SOCK_SEQPACKET one: ",
           "connect(): ", strerror(err)));
       status.SetPayload(kOtherSocketType, absl::Cord("EPROTOTYPE"));
       return status;
     }
-    return ErrnoStatus(err, absl::StrCat("connect(", path, ")"));
+    return ErrnoStatus(err, absl::StrCat("connect(", shown, ")"));
   }
   return fd;
 }

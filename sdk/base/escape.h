@@ -1,0 +1,34 @@
+// Escape: untrusted bytes made safe to show in a one-line message.
+//
+// Names, paths and reasons that reach a log line or a terminal may hold
+// anything. A newline would split the line (log injection); an escape
+// sequence would reach the terminal. Not only the ASCII controls: the C1
+// controls U+0080 to U+009F are two bytes in UTF-8 (U+009B, CSI, is
+// \xc2\x9b), and xterm and VTE act on them. So every byte outside printable
+// ASCII (0x20 to 0x7e) is shown as \xNN, and invalid UTF-8 with it. This is
+// the project's one escaper: the broker's policy excerpts
+// (broker/policy/excerpt.h), capctl's error lines and the messages that
+// quote a path someone gave use it.
+#ifndef CAPBROKER_SDK_BASE_ESCAPE_H_
+#define CAPBROKER_SDK_BASE_ESCAPE_H_
+
+#include <cstddef>
+#include <string>
+
+#include "absl/strings/string_view.h"
+
+namespace capbroker {
+
+// Appends `text` to `out`, printable ASCII as is and every other byte as
+// \xNN, as long as that adds at most `max_bytes` to `out`: the first byte
+// whose form does not fit, and all after it, are left out. Returns how many
+// bytes of `text` were appended.
+size_t AppendEscaped(absl::string_view text, size_t max_bytes, std::string& out);
+
+// All of `text`, escaped as AppendEscaped does: for a text whose length is
+// bounded already (a path, at most PATH_MAX).
+std::string Escaped(absl::string_view text);
+
+}  // namespace capbroker
+
+#endif  // CAPBROKER_SDK_BASE_ESCAPE_H_

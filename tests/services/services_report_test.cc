@@ -14,6 +14,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
@@ -105,11 +107,17 @@ TEST(ServicesReportTest, ARemovedInstanceFollowsItsNamesakeMarked) {
   ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(broker->socket_path()));
   ASSERT_OK(client.ConnectService("keeps").status());  // answered once it runs
   ASSERT_OK(broker->RewritePolicy(kWithout));
+  // The removed instance is killed 5 s (the stop timeout) after this
+  // reload sends it SIGTERM: a machine so loaded that the checks below come
+  // later than that cannot show it, and says so rather than fail.
+  const absl::Time removed_at = absl::Now();
+  auto too_late = [&] { return absl::Now() - removed_at >= absl::Seconds(5); };
   ReloadAndWait(*broker, client, 2);
   ASSERT_OK(broker->RewritePolicy(kWith));
   ReloadAndWait(*broker, client, 3);
 
   ASSERT_OK_AND_ASSIGN(std::vector<ServiceInfo> services, client.Services());
+  if (services.size() == 1 && too_late()) GTEST_SKIP() << "the removed instance was killed first";
   ASSERT_EQ(services.size(), 2u);
   EXPECT_EQ(services[0].name, "keeps");
   EXPECT_FALSE(services[0].removed);
@@ -128,6 +136,7 @@ TEST(ServicesReportTest, ARemovedInstanceFollowsItsNamesakeMarked) {
   for (size_t i = 0; i < lines.size(); ++i) {
     if (absl::StartsWith(lines[i], "keeps ")) rows.push_back(i);
   }
+  if (rows.size() == 1 && too_late()) GTEST_SKIP() << "the removed instance was killed first";
   ASSERT_EQ(rows.size(), 2u) << out.str();
   EXPECT_THAT(lines[rows[1]], ::testing::HasSubstr(" stopping "));
   ASSERT_LT(rows[1] + 1, lines.size()) << out.str();

@@ -244,13 +244,21 @@ class Resolution {
   }
 
   // Before a name is looked up in the current directory: whoever could
-  // write it could have put anything at that name.
+  // write it could have put anything at that name, and what lies beyond it.
+  // In a sticky one (/tmp), others cannot rename a name of root's, so a
+  // directory of root's there still counts; but they may add a name, and a
+  // link of root's can be renamed in from a directory they may write (or
+  // hard-linked, fs.protected_hardlinks = 0): a link there tells nothing.
   void NoteDirectory() {
+    add_by_others_.clear();
     if (!changeable_by_.empty()) return;
     PathRules rules{euid_, path_, std::nullopt};
+    std::string where = absl::StrFormat("directory %s (owner uid %d, mode 0%o)", dir_path_,
+                                        dir_stat_.st_uid, dir_stat_.st_mode & 07777);
     if (!CheckTraversedDirectoryStat(dir_path_, dir_stat_, rules).ok()) {
-      changeable_by_ = absl::StrFormat("directory %s (owner uid %d, mode 0%o)", dir_path_,
-                                       dir_stat_.st_uid, dir_stat_.st_mode & 07777);
+      changeable_by_ = std::move(where);
+    } else if ((dir_stat_.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+      add_by_others_ = std::move(where);
     }
   }
 
@@ -321,9 +329,10 @@ class Resolution {
   // does.
   absl::StatusOr<std::optional<std::string>> Follow(const std::string& name, int link,
                                                     std::string path, const struct stat& st) {
-    if (!changeable_by_.empty()) {
+    if (!changeable_by_.empty() || !add_by_others_.empty()) {
       return absl::UnavailableError(absl::StrCat(
-          "symlink ", path, " lies beyond ", changeable_by_,
+          "symlink ", path, " lies ", changeable_by_.empty() ? "in " : "beyond ",
+          changeable_by_.empty() ? add_by_others_ : changeable_by_,
           ", where another user could have put it: what it names tells nothing"));
     }
     if (!TrustedOwner(st.st_uid, euid_)) {
@@ -362,6 +371,9 @@ class Resolution {
   // Empty until the walk looks a name up in a directory that another user
   // could change; then that directory, for messages.
   std::string changeable_by_;
+  // Empty unless the name being looked up is in a sticky directory others
+  // may add names to (see NoteDirectory); then that directory.
+  std::string add_by_others_;
   // The last name of the path is a symlink (or the last of the target of
   // one that was): a name missing on the way from there means that the
   // path leads to nothing.

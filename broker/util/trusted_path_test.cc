@@ -303,9 +303,14 @@ TEST(ResolveTrustedLinksTest, CannotTellThroughALinkAnotherUserControls) {
   MakeLink(dir, "open/l", "../real");
   EXPECT_THAT(ResolveTrustedLinks(open + "/l/file", geteuid(), true),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("lies beyond directory")));
-  // Sticky, as /tmp: others cannot rename what is root's, so it counts.
+  // Sticky, as /tmp, too: others cannot rename what is root's there, but
+  // they may add a name, and a link of root's can be renamed in from a
+  // directory they may write (or hard-linked, fs.protected_hardlinks = 0).
   ASSERT_EQ(chmod(open.c_str(), 01777), 0);
-  EXPECT_EQ(Resolved(open + "/l/file", true), real + "/file");
+  EXPECT_THAT(ResolveTrustedLinks(open + "/l/file", geteuid(), true),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr(absl::StrCat("lies in directory ", open,
+                                              " (owner uid 0, mode 01777)"))));
   // Past such a directory, a path without links resolves to itself; and
   // root's link before it still counts.
   std::string mine = MakeDir(dir, "home/mine");

@@ -379,12 +379,10 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   CB_RETURN_IF_ERROR(GuardSocketDirectories(listener, guard));
   server::BrokerLoop loop(handler, audit, stats, flags.limits);
   service::HostOptions host_options;
-  // Directory grants are checked before they are made (so that a refused
-  // one is not on record as granted), and the fds again at the launch.
-  host_options.check_directory = [&guard](const sandbox::PassedFd& directory) {
-    return guard.CheckGrant(directory);
+  host_options.check_grant = [&guard](absl::string_view name, int fd) {
+    return guard.CheckGrant(name, fd);
   };
-  host_options.launcher = LauncherGuarding(guard, sandbox::StartLaunch);
+  host_options.launcher = LauncherHiding(guard, sandbox::StartLaunch);
   host_options.cgroup_parent = flags.cgroup_dir;
   // Declared after the loop, which it uses until its destructor has killed
   // and reaped any service still running.

@@ -97,13 +97,13 @@ void ConfigGuard::AddSocketDirectories(std::vector<GuardedDirectory> socket) {
                  std::make_move_iterator(socket.end()));
 }
 
-absl::Status ConfigGuard::CheckGrant(const sandbox::PassedFd& passed) const {
+absl::Status ConfigGuard::CheckGrant(absl::string_view name, int fd) const {
   // The cached inode: its type and ids never change, and asking sends
   // nothing to a FUSE or NFS server that may not answer.
   struct statx stx = {};
-  if (statx(passed.fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE | STATX_INO, &stx) !=
+  if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE | STATX_INO, &stx) !=
       0) {
-    return ErrnoStatus(errno, absl::StrCat("statx(grant '", passed.name, "')"));
+    return ErrnoStatus(errno, absl::StrCat("statx(grant '", name, "')"));
   }
   if (!S_ISDIR(stx.stx_mode)) return absl::OkStatus();
   const dev_t dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
@@ -117,17 +117,13 @@ absl::Status ConfigGuard::CheckGrant(const sandbox::PassedFd& passed) const {
     }
   }
   if (reasons.empty()) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat("directory grant '", passed.name, "' is ",
+  return absl::FailedPreconditionError(absl::StrCat("directory grant '", name, "' is ",
                                                     path, ", which holds ",
                                                     absl::StrJoin(reasons, "; it also holds ")));
 }
 
-service::Launcher LauncherGuarding(const ConfigGuard& guard, service::Launcher launch) {
-  return [&guard, launch = std::move(launch)](const sandbox::SandboxSpec& spec)
-             -> absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> {
-    for (const sandbox::PassedFd& passed : spec.fds) {
-      CB_RETURN_IF_ERROR(guard.CheckGrant(passed));
-    }
+service::Launcher LauncherHiding(const ConfigGuard& guard, service::Launcher launch) {
+  return [&guard, launch = std::move(launch)](const sandbox::SandboxSpec& spec) {
     sandbox::SandboxSpec with_hidden = spec;
     with_hidden.hidden_paths.insert(with_hidden.hidden_paths.end(), guard.hidden().begin(),
                                     guard.hidden().end());

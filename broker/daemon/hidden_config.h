@@ -16,11 +16,12 @@
 // uid (matching anyUser principals) rather than as the service it is. So a
 // service whose directory grant holds either does not start (fail closed):
 // its start is refused with kFailedPrecondition, which fails the same way
-// until the policy changes (the service is failed until a reload), before
-// any of its grants is made (service::HostOptions::check_directory) and
-// again at the launch, on the fds it would get. The directories are told by
-// device and inode, so that a bind mount of one, or a path to it through a
-// symlink, is caught too; the policy's are found again at every reload.
+// until the policy changes (the service is failed until a reload). The fds
+// of its start grants are checked once made and before any is on record
+// (service::HostOptions::check_grant; the refusal is on record as a
+// denial). The directories are told by device and inode, so that a bind
+// mount of one, or a path to it through a symlink, is caught too; the
+// policy's are found again at every reload.
 #ifndef CAPBROKER_BROKER_DAEMON_HIDDEN_CONFIG_H_
 #define CAPBROKER_BROKER_DAEMON_HIDDEN_CONFIG_H_
 
@@ -103,24 +104,23 @@ class ConfigGuard {
 
   const std::vector<std::string>& hidden() const { return policy_.hidden; }
 
-  // kFailedPrecondition, naming the grant, the directory, what it holds and
-  // what to do, when `passed` is a guarded directory (by device and inode;
-  // any directory fd, whether announced as a directory or not, since every
-  // one reaches the service as its clone); else OK. The type and ids come
-  // from the inode the fd holds, as cached (statx AT_STATX_DONT_SYNC): no
-  // file system is asked.
-  absl::Status CheckGrant(const sandbox::PassedFd& passed) const;
+  // kFailedPrecondition, naming the grant `name`, the directory, what it
+  // holds and what to do, when `fd` (borrowed) is a guarded directory (by
+  // device and inode; any directory fd, whatever kind of capability made
+  // it, since every one reaches the service as its clone); else OK. The
+  // type and ids come from the inode the fd holds, as cached (statx
+  // AT_STATX_DONT_SYNC): no file system is asked.
+  absl::Status CheckGrant(absl::string_view name, int fd) const;
 
  private:
   PolicyLocation policy_;
   std::vector<GuardedDirectory> socket_;
 };
 
-// `launch` with guard.hidden() added to the hidden_paths of every spec, and
-// refusing a spec that passes a directory the guard refuses (CheckGrant):
-// that launch fails with its status, and `launch` is not called. Borrows
-// `guard`, which must outlive the launcher; each launch reads it anew.
-service::Launcher LauncherGuarding(const ConfigGuard& guard, service::Launcher launch);
+// `launch` with guard.hidden() added to the hidden_paths of every spec.
+// Borrows `guard`, which must outlive the launcher; each launch reads it
+// anew.
+service::Launcher LauncherHiding(const ConfigGuard& guard, service::Launcher launch);
 
 }  // namespace capbroker::daemon
 

@@ -646,10 +646,8 @@ void RequestHandler::Services(schema::Request::Reader request, schema::Reply::Bu
   if (paged) reply.getServicePage().setMore(cut.more);
 }
 
-absl::StatusOr<RequestHandler::StartGrant> RequestHandler::GrantAtStart(
-    const Identity& service, const CapabilitySpec& capability) {
-  Session session;
-  session.identity = service;
+absl::StatusOr<UniqueFd> RequestHandler::MakeForStart(const CapabilitySpec& capability,
+                                                       const StartCheck& check) {
   absl::StatusOr<UniqueFd> fd = absl::InternalError("not made");
   if (capability.kind == Kind::kMemory && capability.shared) {
     // A dup: the open file description every readWrite grantee shares (see
@@ -661,18 +659,40 @@ absl::StatusOr<RequestHandler::StartGrant> RequestHandler::GrantAtStart(
   } else {
     fd = Make(capability, capability.access);
   }
-  absl::Status status = fd.status();
-  if (!status.ok()) {
-    status = absl::Status(status.code(), absl::StrCat("capability '", capability.name,
-                                                      "': ", status.message()));
+  if (!fd.ok()) {
+    return absl::Status(fd.status().code(), absl::StrCat("capability '", capability.name,
+                                                         "': ", fd.status().message()));
   }
+  // The check's status names the grant itself.
+  if (check) CB_RETURN_IF_ERROR(check(capability.name, fd->get()));
+  return fd;
+}
+
+absl::StatusOr<RequestHandler::StartGrants> RequestHandler::GrantAtStart(
+    const Identity& service, const std::vector<size_t>& grants, const StartCheck& check) {
+  Session session;
+  session.identity = service;
   // Finish fills an error into a reply nobody reads: the caller gets the
   // status.
   capnp::MallocMessageBuilder scratch(64);
-  uint64_t line = Finish(session, "start", capability.name, capability.access, "", status,
-                         service.service, scratch.initRoot<schema::Reply>());
-  if (!status.ok()) return status;
-  return StartGrant{std::move(fd).value(), line};
+  auto record = [&](const CapabilitySpec& capability, const absl::Status& status) {
+    return Finish(session, "start", capability.name, capability.access, "", status,
+                  service.service, scratch.initRoot<schema::Reply>());
+  };
+  StartGrants made;
+  for (size_t index : grants) {
+    const CapabilitySpec& capability = policy_.capabilities()[index];
+    absl::StatusOr<UniqueFd> fd = MakeForStart(capability, check);
+    if (!fd.ok()) {
+      record(capability, fd.status());
+      return fd.status();  // the fds made so far close here, never on record
+    }
+    made.fds.push_back(std::move(fd).value());
+  }
+  for (size_t index : grants) {
+    made.audit_lines.push_back(record(policy_.capabilities()[index], absl::OkStatus()));
+  }
+  return made;
 }
 
 void RequestHandler::ConnectNotDelivered(const ConnectRequest& request,

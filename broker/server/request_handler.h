@@ -22,6 +22,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -102,17 +103,27 @@ class RequestHandler {
   // broker hosts no services and refuses them. Borrowed.
   void SetServiceDirectory(ServiceDirectory* services) { services_ = services; }
 
-  // Makes the fd of `capability` for the service `service`, which the
-  // policy grants it, for delivery at its start; recorded in the audit log
-  // as request "start". The caller must see the line written (LoopPort::
-  // AuditWritten) before the fd reaches the service.
-  struct StartGrant {
-    UniqueFd fd;
-    uint64_t audit_line = 0;
+  // Refuses an fd made for a service's start (capbrokerd: a directory that
+  // holds its policy file or socket, daemon/hidden_config.h), given the
+  // capability's name and the fd (borrowed) as the service would get it.
+  using StartCheck = std::function<absl::Status(absl::string_view capability, int fd)>;
+
+  // Makes the fds of the capabilities `grants` (indices into the policy's
+  // capabilities, which the policy grants the service `service`) for
+  // delivery at its start, checks each with `check` (unset: none is
+  // refused), and only then puts them on record, as request "start": every
+  // one as granted, or, when one cannot be made or is refused, that one as
+  // denied with its reason and none as granted (the fds made are closed and
+  // the status returned). The caller must see the lines written (LoopPort::
+  // AuditWritten) before the fds reach the service.
+  struct StartGrants {
+    std::vector<UniqueFd> fds;  // in the order of `grants`
+    std::vector<uint64_t> audit_lines;
   };
   // `service` is the service's identity (Identity::service set).
-  absl::StatusOr<StartGrant> GrantAtStart(const Identity& service,
-                                          const CapabilitySpec& capability);
+  absl::StatusOr<StartGrants> GrantAtStart(const Identity& service,
+                                           const std::vector<size_t>& grants,
+                                           const StartCheck& check);
 
   // A connect that waited for its service to start (Outcome::deferred, its
   // line saying granted: the policy allowed it) and was answered `why`
@@ -179,6 +190,10 @@ class RequestHandler {
 
   // Makes the fd for a granted capability.
   absl::StatusOr<UniqueFd> Make(const CapabilitySpec& spec, schema::Access access);
+  // The fd of `capability` for a service's start, refused by `check` if it
+  // says so; errors name the capability.
+  absl::StatusOr<UniqueFd> MakeForStart(const CapabilitySpec& capability,
+                                        const StartCheck& check);
 
   // Ends a grant or a denial: audit line, statistics, and an error reply
   // when `status` is not OK. Returns the audit line's sequence number.

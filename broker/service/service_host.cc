@@ -220,25 +220,6 @@ void ServiceHost::PolicyChanged() {
   }
 }
 
-absl::Status ServiceHost::CheckDirectoryGrants(const ServiceSpec& spec) const {
-  if (!options_.check_directory) return absl::OkStatus();
-  for (size_t index : spec.grants) {
-    const CapabilitySpec& capability = handler_.policy().capabilities()[index];
-    if (capability.kind != Kind::kDirectory) continue;
-    // As RequestHandler::Make opens it for the grant. One that does not
-    // open now fails in GrantAtStart, on record as denied, with its reason.
-    absl::StatusOr<UniqueFd> directory =
-        caps::OpenDirectory(capability.path, capability.follow_symlinks);
-    if (!directory.ok()) continue;
-    sandbox::PassedFd passed;
-    passed.name = capability.name;
-    passed.fd = directory->get();
-    passed.directory = true;
-    CB_RETURN_IF_ERROR(options_.check_directory(passed));
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> ServiceHost::BeginLaunch(
     Service& service) {
   const ServiceSpec& spec = service.spec;
@@ -253,29 +234,21 @@ absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> ServiceHost::BeginLaunch
   sandbox.limits = spec.limits;
   sandbox.limits.cgroup_parent = options_.cgroup_parent;
 
-  // Before the first grant is made (and recorded as granted). The launcher
-  // checks the fds it is given again: a directory renamed in between is
-  // still refused, if on record.
-  CB_RETURN_IF_ERROR(CheckDirectoryGrants(spec));
-  // The grants are made fresh for every run, as for a client's request.
-  std::vector<UniqueFd> grants;
-  std::vector<uint64_t> audit_lines;
-  for (size_t index : spec.grants) {
-    const CapabilitySpec& capability = handler_.policy().capabilities()[index];
-    absl::StatusOr<server::RequestHandler::StartGrant> grant =
-        handler_.GrantAtStart(identity, capability);
-    if (!grant.ok()) return grant.status();
+  // The grants are made fresh for every run, as for a client's request;
+  // none is on record as granted unless all are made and pass the check.
+  CB_ASSIGN_OR_RETURN(server::RequestHandler::StartGrants grants,
+                      handler_.GrantAtStart(identity, spec.grants, options_.check_grant));
+  for (size_t i = 0; i < spec.grants.size(); ++i) {
+    const CapabilitySpec& capability = handler_.policy().capabilities()[spec.grants[i]];
     sandbox::PassedFd passed;
     passed.name = capability.name;
-    passed.fd = grant->fd.get();
+    passed.fd = grants.fds[i].get();
     passed.directory = capability.kind == Kind::kDirectory;
     passed.writable = capability.access != schema::Access::READ;
     sandbox.fds.push_back(std::move(passed));
-    grants.push_back(std::move(grant->fd));
-    audit_lines.push_back(grant->audit_line);
   }
   // As for a client's grant: on record before it is delivered.
-  if (!loop_.AuditWritten(audit_lines)) {
+  if (!loop_.AuditWritten(grants.audit_lines)) {
     return absl::UnavailableError("the audit lines of its grants could not be written");
   }
   int pair[2];

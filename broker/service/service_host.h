@@ -93,19 +93,14 @@ inline constexpr int kServiceLogLinesPerSecond = 100;
 // killed to die; one stuck in the kernel is left unreaped after that.
 inline constexpr absl::Duration kFinalReapWait = absl::Seconds(1);
 
-// Refuses a directory grant before it is made (see HostOptions): given the
-// directory the capability names, opened as its grant would be.
-using DirectoryCheck = std::function<absl::Status(const sandbox::PassedFd& directory)>;
-
 struct HostOptions {
   Launcher launcher;
-  // Directory grants no service may have (capbrokerd: one that holds its
-  // policy file or socket, daemon/hidden_config.h). Checked before any of
-  // a start's grants is made: an error fails the start with that status,
-  // and nothing is handed out, nor on record in the audit log as granted
-  // (RequestHandler::GrantAtStart records each grant as it makes it).
-  // Unset: none is refused here (the launcher may still refuse a spec).
-  DirectoryCheck check_directory;
+  // Grants no service may have (capbrokerd: a directory that holds its
+  // policy file or socket, daemon/hidden_config.h), checked on each fd of
+  // a start once made and before any is on record (RequestHandler::
+  // GrantAtStart): a refusal fails the start with that status, on record
+  // as a denial, and nothing is handed out. Unset: none is refused.
+  server::RequestHandler::StartCheck check_grant;
   // A delegated cgroup v2 directory for memoryMax and pidsMax; empty: none.
   std::string cgroup_parent;
   // How long StopAll waits after SIGTERM before SIGKILL.
@@ -174,9 +169,6 @@ class ServiceHost : public server::ServiceDirectory {
   // Counts a restart in a row and waits its delay (BACKOFF), or gives up
   // (FAILED) once restartLimit restarts in a row were made.
   void ScheduleRestart(Service& service);
-  // HostOptions::check_directory for each of the service's directory
-  // grants; OK when there is none to make.
-  absl::Status CheckDirectoryGrants(const ServiceSpec& spec) const;
   // Grants, broker connection (its broker end kept in the service) and
   // sandbox settings, then the launcher.
   absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> BeginLaunch(Service& service);

@@ -50,6 +50,7 @@ namespace {
 
 using schema::ServiceState;
 using ::testing::AllOf;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 // The client connection whose connects the tests make.
@@ -292,7 +293,7 @@ class ServiceHostTest : public ::testing::Test {
       return started;
     };
     options.start_limit = start_limit_;
-    options.check_directory = check_directory_;
+    options.check_grant = check_grant_;
     if (stop_timeout_.has_value()) options.stop_timeout = *stop_timeout_;
     host_ = std::make_unique<ServiceHost>(handler_, loop_, std::move(options));
     host_->PolicyChanged();
@@ -387,7 +388,7 @@ class ServiceHostTest : public ::testing::Test {
   std::vector<pid_t> pids_;  // of the launches' children, in order
   StartLimit start_limit_;
   std::optional<absl::Duration> stop_timeout_;  // unset: HostOptions' own
-  DirectoryCheck check_directory_;
+  server::RequestHandler::StartCheck check_grant_;
   std::unique_ptr<ServiceHost> host_;
 };
 
@@ -672,50 +673,94 @@ TEST_F(ServiceHostTest, AFailureTheChildReportsAnswersTheWaitingConnects) {
   ASSERT_TRUE(RunUntil([&] { return Reaped(pids_[0]); }));
 }
 
-// A directory grant the host's check refuses (capbrokerd: one holding its
-// policy file or socket) fails the start before any grant is made: nothing
-// is launched, and no start grant is on record as granted.
-TEST_F(ServiceHostTest, ADirectoryGrantTheCheckRefusesIsNeitherMadeNorOnRecord) {
+// The audit lines of a service's start grants, in order.
+std::vector<std::string> StartLines(const std::string& audit) {
+  std::vector<std::string> lines;
+  for (absl::string_view line : absl::StrSplit(audit, '\n', absl::SkipEmpty())) {
+    if (absl::StrContains(line, R"("kind":"start")")) lines.emplace_back(line);
+  }
+  return lines;
+}
+
+// A grant the host's check refuses (capbrokerd: a directory holding its
+// policy file or socket) fails the start: the check sees each fd as made,
+// nothing is launched, the refusal is on record as a denial with its
+// reason, and no grant of that start is on record as granted, not even one
+// made before the refused one.
+TEST_F(ServiceHostTest, AGrantTheCheckRefusesIsOnRecordAsDeniedAndNoneAsGranted) {
   testing::TempDir dir;
   struct stat expected;
   ASSERT_EQ(stat(dir.path().c_str(), &expected), 0);
-  int checks = 0;
+  std::vector<std::string> checked;
   bool refuse = true;
-  check_directory_ = [&](const sandbox::PassedFd& directory) {
-    ++checks;
+  check_grant_ = [&](absl::string_view name, int fd) {
+    checked.emplace_back(name);
     struct stat st;
-    EXPECT_EQ(fstat(directory.fd, &st), 0);
+    EXPECT_EQ(fstat(fd, &st), 0);
+    if (name != "conf") return absl::OkStatus();
     EXPECT_EQ(st.st_ino, expected.st_ino);
-    EXPECT_EQ(directory.name, "conf");
     return refuse ? absl::FailedPreconditionError("directory grant 'conf' is guarded")
                   : absl::OkStatus();
   };
   MakeHost();
-  Reload(absl::StrCat(
+  const std::string policy = absl::StrCat(
       R"(( capabilities = [ ( name = "scratch", memory = ( size = 4096 ) ),
                             ( name = "conf", directory = ( path = ")", dir.path(),
       R"(", access = read ) ) ],
   principals = [ ( name = "me", match = ( uid = 1000 ) ) ],
   services = [ ( name = "lister", command = [ "/usr/bin/svc" ], connect = [ "me" ],
-                 readiness = exec, grants = [ "scratch", "conf" ] ) ] ))"));
+                 readiness = exec, grants = [ "scratch", "conf" ] ) ] ))");
+  Reload(policy);
   EXPECT_THAT(Connect("lister", 1).status(),
               StatusIs(absl::StatusCode::kUnavailable,
                        HasSubstr("could not start: directory grant 'conf' is guarded")));
-  EXPECT_EQ(checks, 1);
+  EXPECT_THAT(checked, ElementsAre("scratch", "conf"));
   EXPECT_EQ(launches_, 0u);
   EXPECT_EQ(Report("lister").state, ServiceState::FAILED);
-  EXPECT_THAT(AuditText(), ::testing::Not(HasSubstr(R"("decision":"granted")")));
-  // Allowed: made, on record, launched.
+  std::vector<std::string> lines = StartLines(AuditText());
+  ASSERT_EQ(lines.size(), 1u) << AuditText();
+  EXPECT_THAT(lines[0], HasSubstr(R"("kind":"start","capability":"conf")"));
+  EXPECT_THAT(lines[0], HasSubstr(R"("decision":"denied")"));
+  EXPECT_THAT(lines[0], HasSubstr(R"("reason":"directory grant 'conf' is guarded")"));
+  // Allowed: made, every one on record as granted, launched.
   refuse = false;
-  Reload(absl::StrCat(R"(( capabilities = [ ( name = "conf", directory = ( path = ")",
-                      dir.path(), R"(", access = read ) ) ],
+  // A changed service (its grants in another order) is started anew.
+  Reload(absl::StrReplaceAll(policy, {{R"("scratch", "conf")", R"("conf", "scratch")"}}));
+  ASSERT_OK(Connect("lister", 2).status());
+  EXPECT_EQ(launches_, 1u);
+  lines = StartLines(AuditText());
+  ASSERT_EQ(lines.size(), 3u) << AuditText();
+  EXPECT_THAT(lines[1], AllOf(HasSubstr(R"("capability":"conf")"),
+                              HasSubstr(R"("decision":"granted")")));
+  EXPECT_THAT(lines[2], AllOf(HasSubstr(R"("capability":"scratch")"),
+                              HasSubstr(R"("decision":"granted")")));
+}
+
+// A start grant that cannot be made (its directory is gone) fails the
+// start the same way: on record as denied, with the path's error, and the
+// grant made before it is not on record as granted (it was never handed
+// out).
+TEST_F(ServiceHostTest, AStartGrantThatCannotBeMadePutsNoneOnRecordAsGranted) {
+  testing::TempDir dir;
+  const std::string gone = dir.Join("gone");
+  ASSERT_EQ(mkdir(gone.c_str(), 0755), 0);
+  MakeHost();
+  Reload(absl::StrCat(
+      R"(( capabilities = [ ( name = "scratch", memory = ( size = 4096 ) ),
+                            ( name = "data", directory = ( path = ")", gone,
+      R"(", access = read ) ) ],
   principals = [ ( name = "me", match = ( uid = 1000 ) ) ],
   services = [ ( name = "lister", command = [ "/usr/bin/svc" ], connect = [ "me" ],
-                 readiness = exec, grants = [ "conf" ] ) ] ))"));
-  ASSERT_OK(Connect("lister", 2).status());
-  EXPECT_EQ(checks, 2);
-  EXPECT_EQ(launches_, 1u);
-  EXPECT_THAT(AuditText(), HasSubstr(R"("request":{"kind":"start","capability":"conf")"));
+                 readiness = exec, grants = [ "scratch", "data" ] ) ] ))"));
+  ASSERT_EQ(rmdir(gone.c_str()), 0);
+  EXPECT_THAT(Connect("lister", 1).status(),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("capability 'data': ")));
+  EXPECT_EQ(launches_, 0u);
+  std::vector<std::string> lines = StartLines(AuditText());
+  ASSERT_EQ(lines.size(), 1u) << AuditText();
+  EXPECT_THAT(lines[0], HasSubstr(R"("kind":"start","capability":"data")"));
+  EXPECT_THAT(lines[0], HasSubstr(R"("decision":"denied")"));
+  EXPECT_THAT(lines[0], HasSubstr(gone));
 }
 
 // A connect that waited is on record as granted (the policy allowed it);

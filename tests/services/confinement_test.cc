@@ -33,8 +33,8 @@
 namespace capbroker {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::Contains;
-using ::testing::Each;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -203,8 +203,12 @@ TEST_F(DirectoryGrantTest, AServiceGrantedThePolicysDirectoryDoesNotStart) {
   EXPECT_THAT(client_->ConnectService("lister").status(),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr(why)));
   EXPECT_EQ(Lister().restarts, 0u);
-  // Nothing was handed out, and the audit log does not say otherwise.
-  EXPECT_THAT(StartGrantLines(), Each(Not(HasSubstr(R"("decision":"granted")"))));
+  // Nothing was handed out, and the audit log says so: the refusal, once,
+  // as a denied start grant, and nothing granted.
+  EXPECT_THAT(StartGrantLines(),
+              ElementsAre(AllOf(HasSubstr(R"("capability":"conf")"),
+                                HasSubstr(R"("decision":"denied")"),
+                                HasSubstr("directory grant 'conf' is "))));
 }
 
 TEST_F(DirectoryGrantTest, AServiceGrantedTheSocketsDirectoryDoesNotStart) {

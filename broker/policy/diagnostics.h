@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "broker/policy/text_locator.h"
+#include "sdk/base/escape.h"
 
 namespace capbroker {
 
@@ -21,9 +22,11 @@ inline constexpr size_t kMaxReportedErrors = 20;
 
 class Diagnostics {
  public:
-  // `filename` and `locator` must outlive this object.
+  // `locator` must outlive this object. `filename` is shown escaped
+  // (sdk/base/escape.h): a newline or an escape sequence in a file's name
+  // would split an error line or reach the terminal.
   Diagnostics(absl::string_view filename, const TextLocator& locator)
-      : filename_(filename), locator_(locator) {}
+      : filename_(Escaped(filename)), locator_(locator) {}
 
   // Records `message` for the byte at `offset`.
   void AddAt(size_t offset, absl::string_view message);
@@ -47,7 +50,7 @@ class Diagnostics {
   absl::Status ToStatus() const;
 
  private:
-  absl::string_view filename_;
+  std::string filename_;
   const TextLocator& locator_;
   struct Line {
     size_t offset;

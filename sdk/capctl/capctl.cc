@@ -55,6 +55,20 @@ std::string Shown(absl::string_view text, size_t max = kMaxShownArgumentBytes) {
   return shown;
 }
 
+// Every text capctl did not write (from the broker: a name, a path, a
+// service's last exit; from a policy: a note quoting a path) is shown
+// escaped (Escaped, as Shown does), so that neither a hostile broker nor a
+// service whose failure it reports reaches the terminal with an escape
+// sequence, and a newline in a path does not split its line. Not cut: the
+// broker bounds its texts, and the client library checks the reply's size.
+// A text of several lines (a refused reload's errors) is escaped line by
+// line, lines after the first indented by `indent`.
+std::string ShownLines(absl::string_view text, absl::string_view indent = "  ") {
+  std::vector<std::string> lines;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) lines.push_back(Escaped(line));
+  return absl::StrJoin(lines, absl::StrCat("\n", indent));
+}
+
 // A usage error: the message for "capctl: <why>", and the usage text.
 struct UsageError {
   std::string why;
@@ -157,13 +171,13 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
 }
 
 std::string Describe(const Capability& cap) {
-  std::string line = absl::StrCat(cap.name, ": ", KindName(cap.kind));
+  std::string line = absl::StrCat(Escaped(cap.name), ": ", KindName(cap.kind));
   if (cap.kind == schema::Kind::MEMORY) {
     absl::StrAppend(&line, ", ", cap.size, " bytes");
   } else {
     absl::StrAppend(&line, ", ", AccessName(cap.access), " access");
   }
-  if (!cap.path.empty()) absl::StrAppend(&line, ", path ", cap.path);
+  if (!cap.path.empty()) absl::StrAppend(&line, ", path ", Escaped(cap.path));
   absl::StrAppend(&line, ", fd ", cap.fd.get());
   return line;
 }
@@ -358,7 +372,7 @@ int Capctl::Services(const Options& o) {
     return kExitOk;
   }
   size_t width = 7;
-  for (const ServiceInfo& s : *services) width = std::max(width, s.name.size());
+  for (const ServiceInfo& s : *services) width = std::max(width, Escaped(s.name).size());
   auto pad = [](absl::string_view s, size_t w) {
     std::string p(s);
     p.resize(std::max(w, s.size()) + 2, ' ');
@@ -367,14 +381,16 @@ int Capctl::Services(const Options& o) {
   out_ << pad("SERVICE", width) << pad("STATE", 8) << pad("PID", 7) << pad("RESTARTS", 8)
        << pad("UPTIME", 7) << "PROTECTIONS\n";
   for (const ServiceInfo& s : *services) {
-    out_ << pad(s.name, width) << pad(ServiceStateName(s.state), 8)
+    out_ << pad(Escaped(s.name), width) << pad(ServiceStateName(s.state), 8)
          << pad(s.pid == 0 ? "-" : std::to_string(s.pid), 7)
          << pad(std::to_string(s.restarts), 8)
          << pad(s.pid == 0 ? "-" : absl::StrCat(s.uptime_seconds, "s"), 7)
-         << (s.protections.empty() ? "-" : s.protections) << "\n";
+         << (s.protections.empty() ? "-" : Escaped(s.protections)) << "\n";
     if (s.removed) out_ << "  removed from the policy, not exited yet\n";
-    if (!s.missing.empty()) out_ << "  missing: " << s.missing << "\n";
-    if (!s.last_exit.empty()) out_ << "  last exit: " << s.last_exit << "\n";
+    if (!s.missing.empty()) out_ << "  missing: " << Escaped(s.missing) << "\n";
+    if (!s.last_exit.empty()) {
+      out_ << "  last exit: " << Escaped(s.last_exit) << "\n";
+    }
   }
   return kExitOk;
 }
@@ -386,7 +402,7 @@ int Capctl::List(const Options& o) {
   absl::StatusOr<std::vector<CapabilityInfo>> caps = client->List();
   if (!caps.ok()) return Fail(caps.status(), "list");
   size_t width = 4;
-  for (const CapabilityInfo& c : *caps) width = std::max(width, c.name.size());
+  for (const CapabilityInfo& c : *caps) width = std::max(width, Escaped(c.name).size());
   auto pad = [](absl::string_view s, size_t w) {
     std::string p(s);
     p.resize(std::max(w, s.size()) + 2, ' ');
@@ -396,10 +412,10 @@ int Capctl::List(const Options& o) {
   for (const CapabilityInfo& c : *caps) {
     std::string where = c.kind == schema::Kind::MEMORY
                             ? absl::StrCat(c.size, " bytes")
-                            : c.path;
+                            : Escaped(c.path);
     std::string access =
         c.kind == schema::Kind::MEMORY ? "-" : AccessName(c.access);
-    out_ << pad(c.name, width) << pad(KindName(c.kind), 9) << pad(access, 9)
+    out_ << pad(Escaped(c.name), width) << pad(KindName(c.kind), 9) << pad(access, 9)
          << where << "\n";
   }
   return kExitOk;
@@ -415,7 +431,7 @@ int Capctl::Status(const Options& o) {
        << "s\n"
        << "policy:      "
        << (s->policy_path.empty() ? "(path shown to root and the broker's user)"
-                                  : s->policy_path)
+                                  : Escaped(s->policy_path))
        << " (" << s->capabilities
        << " capabilities, " << s->principals << " principals; generation "
        << s->policy_generation << ")\n";
@@ -426,7 +442,7 @@ int Capctl::Status(const Options& o) {
     if (s->last_reload_refused) {
       out_ << "refused, the policy before stays: "
            << (s->last_reload_error.empty() ? "(why is shown to root and the broker's user)"
-                                            : s->last_reload_error);
+                                            : ShownLines(s->last_reload_error));
     } else {
       out_ << "installed (generation " << s->policy_generation << ")";
     }
@@ -434,13 +450,13 @@ int Capctl::Status(const Options& o) {
   } else if (s->policy_reload_failures > 0) {  // a broker that does not say when
     out_ << "reloads:     " << s->policy_reload_failures << " refused; last refused: "
          << (s->last_reload_error.empty() ? "(shown to root and the broker's user)"
-                                          : s->last_reload_error)
+                                          : ShownLines(s->last_reload_error))
          << "\n";
   }
   if (!s->audit_log_error.empty()) {
     out_ << "audit log:   the last reopen (SIGHUP) was refused; lines go on into the file "
             "open before: "
-         << s->audit_log_error << "\n";
+         << Escaped(s->audit_log_error) << "\n";
   }
   if (s->audit_lines_lost > 0) {
     out_ << "audit log:   " << s->audit_lines_lost
@@ -450,13 +466,13 @@ int Capctl::Status(const Options& o) {
        << "grants:      " << s->grants << "\n"
        << "denials:     " << s->denials << "\n";
   for (const auto& [reason, n] : s->denials_by_reason) {
-    out_ << "  " << reason << ": " << n << "\n";
+    out_ << "  " << Escaped(reason) << ": " << n << "\n";
   }
   const PeerInfo& me = client->peer();
   out_ << "you:         uid " << me.uid << ", gid " << me.gid << ", pid " << me.pid
-       << ", exe " << me.exe << "\n"
+       << ", exe " << Escaped(me.exe) << "\n"
        << "principals:  "
-       << (me.principals.empty() ? "(none)" : absl::StrJoin(me.principals, ", "))
+       << (me.principals.empty() ? "(none)" : Escaped(absl::StrJoin(me.principals, ", ")))
        << "\n";
   return kExitOk;
 }
@@ -508,9 +524,9 @@ int Capctl::PolicyCheck(const std::string& path) {
          << (errors == 1 ? " error" : " errors") << ")\n";
     return kExitFailure;
   }
-  out_ << path << ": ok (" << policy->capabilities << " capabilities, "
+  out_ << Escaped(path) << ": ok (" << policy->capabilities << " capabilities, "
        << policy->principals << " principals, " << policy->services << " services)\n";
-  for (const std::string& note : policy->notes) out_ << "note: " << note << "\n";
+  for (const std::string& note : policy->notes) out_ << "note: " << Escaped(note) << "\n";
   out_ << "note: " << OwnerAssumption() << "\n";
   return kExitOk;
 }

@@ -369,6 +369,51 @@ TEST_F(CapctlTest, APathWithANewlineStaysOnOneLineWhole) {
   EXPECT_THAT(policy.err, HasSubstr("open(policy /tmp/no\\x0afile): No such file or directory"));
 }
 
+// Text capctl did not write reaches the terminal escaped, line by line:
+// a capability path with an escape sequence and a newline in it (the
+// policy's to choose), as `list` shows it, and a policy file's
+// name in `policy check`'s lines, the ok line and the FILE:LINE:COL ones.
+// Before, `list` printed the path raw: the ESC byte, and a line cut in two.
+TEST(CapctlEscapeTest, TextFromTheBrokerAndFileNamesAreEscaped) {
+  testing::TempDir dir;
+  const std::string odd = dir.Join("a\x1b[31mb\nc");
+  UniqueFd file(open(odd.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+  ASSERT_TRUE(file.valid());
+  ASSERT_OK_AND_ASSIGN(
+      auto broker,
+      BrokerProcess::Start(absl::StrCat(
+          R"(( capabilities = [ ( name = "odd", file = ( path = ")", dir.Join("a\\x1b[31mb\\nc"),
+          R"(", access = read ) ) ],
+  principals = [ ( name = "tester", match = ( uid = $UID ), grants = [ "odd" ] ) ] ))")));
+  const std::string shown = dir.Join("a\\x1b[31mb\\x0ac");
+  std::ostringstream out, err;
+  ASSERT_EQ(RunCapctl({"--socket", broker->socket_path(), "list"}, out, err), kExitOk)
+      << err.str();
+  EXPECT_THAT(out.str(), HasSubstr(shown));
+  EXPECT_THAT(out.str(), Not(HasSubstr("\x1b")));
+  EXPECT_EQ(Lines(out.str()).size(), 2u) << out.str();
+
+  const std::string good = dir.Join("ok\x1b[2J.capnp");
+  const std::string bad = dir.Join("bad\x1b[2J.capnp");
+  for (const auto& [path, text] : {std::pair{good, "( )"}, std::pair{bad, "( capabilities = 3 )"}}) {
+    UniqueFd policy(open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+    ASSERT_TRUE(policy.valid());
+    ASSERT_EQ(write(policy.get(), text, strlen(text)), static_cast<ssize_t>(strlen(text)));
+  }
+  auto check = [](const std::string& path) {
+    std::ostringstream out, err;
+    int code = RunCapctl({"policy", "check", path}, out, err);
+    return Result{code, out.str(), err.str()};
+  };
+  Result ok = check(good);
+  EXPECT_EQ(ok.code, kExitOk) << ok.err;
+  EXPECT_THAT(ok.out, StartsWith(dir.Join("ok\\x1b[2J.capnp: ok (")));
+  Result rejected = check(bad);
+  EXPECT_EQ(rejected.code, kExitFailure);
+  EXPECT_THAT(rejected.err, StartsWith(dir.Join("bad\\x1b[2J.capnp:1:")));
+  EXPECT_THAT(ok.out + rejected.err, Not(HasSubstr("\x1b")));
+}
+
 TEST_F(CapctlTest, PolicyInitPrintsAPolicyThatChecks) {
   Result r = RunRaw({"policy", "init"});
   ASSERT_EQ(r.code, kExitOk);

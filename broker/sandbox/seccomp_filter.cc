@@ -4,8 +4,10 @@
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <seccomp.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -66,6 +68,13 @@ constexpr uint64_t kCloneNamespaceFlags[] = {
 // nor 0xffffffff" cannot be said in one rule, and a deny list cannot be
 // narrowed by an allow rule.
 constexpr uint64_t kPersonalityDefault = 0;
+
+// The one parent-death signal a service may set: SIGKILL, which the sandbox
+// sets before the filter (credentials.h) and ForkingServer's workers set
+// again. Clearing it, or setting another signal, would let the service
+// outlive its broker: as pid 1 of its pid namespace it ignores every
+// signal left at its default action but SIGKILL.
+constexpr uint64_t kParentDeathSignal = SIGKILL;
 
 struct ContextDeleter {
   void operator()(void* ctx) const { seccomp_release(ctx); }
@@ -172,6 +181,16 @@ absl::StatusOr<SeccompProgram> BuildSeccompFilter(
       seccomp_rule_add(c, eperm, personality_nr, 1,
                        SCMP_A0(SCMP_CMP_NE, kPersonalityDefault)),
       "personality"));
+
+  // The option is an int to the kernel: compare its low 32 bits only. The
+  // signal is an unsigned long, compared whole (the kernel refuses one with
+  // high bits set anyway).
+  CB_ASSIGN_OR_RETURN(int prctl_nr, Resolve("prctl"));
+  CB_RETURN_IF_ERROR(Check(
+      seccomp_rule_add(c, eperm, prctl_nr, 2,
+                       SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffu, PR_SET_PDEATHSIG),
+                       SCMP_A1(SCMP_CMP_NE, kParentDeathSignal)),
+      "prctl(PR_SET_PDEATHSIG)"));
 
   // The request number is an unsigned int to the kernel: compare the low 32
   // bits only, or a caller could set high bits to slip past.

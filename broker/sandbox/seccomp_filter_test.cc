@@ -222,6 +222,34 @@ TEST(SeccompFilterTest, PersonalityAndTerminalInjection) {
             "tiocsti-high-bits=EPERM;fionread=ok;");
 }
 
+// The parent-death signal is what ends a service with its broker: it may be
+// set to SIGKILL (again), never cleared nor changed. As pid 1 of its pid
+// namespace, the service would ignore any other signal left at its default
+// action.
+TEST(SeccompFilterTest, ParentDeathSignalStaysSigkill) {
+  ASSERT_OK_AND_ASSIGN(SeccompProgram program, BuildSeccompFilter({AF_UNIX}));
+  EXPECT_EQ(UnderFilter(program,
+                        [] {
+                          std::string out;
+                          out += CallOutcome("sigkill", prctl(PR_SET_PDEATHSIG, SIGKILL));
+                          out += CallOutcome("clear", prctl(PR_SET_PDEATHSIG, 0));
+                          out += CallOutcome("sigterm", prctl(PR_SET_PDEATHSIG, SIGTERM));
+                          // The kernel reads the option as an int: high bits
+                          // must not slip a PR_SET_PDEATHSIG past the rule.
+                          out += CallOutcome("clear-high-bits",
+                                             syscall(SYS_prctl, (1L << 32) | PR_SET_PDEATHSIG,
+                                                     0L, 0L, 0L, 0L));
+                          int signal = -1;
+                          out += CallOutcome("get", prctl(PR_GET_PDEATHSIG, &signal));
+                          out += absl::StrCat("now=", signal, ";");
+                          // Other prctl options are left alone.
+                          out += CallOutcome("set-name", prctl(PR_SET_NAME, "filtered"));
+                          return out;
+                        }),
+            "sigkill=ok;clear=EPERM;sigterm=EPERM;clear-high-bits=EPERM;get=ok;now=9;"
+            "set-name=ok;");
+}
+
 TEST(SeccompFilterTest, OtherArchitecturesAreKilled) {
   ASSERT_OK_AND_ASSIGN(SeccompProgram program, BuildSeccompFilter({AF_UNIX}));
   ChildResult result = RunInChild([&]() -> std::string {

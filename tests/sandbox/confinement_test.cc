@@ -204,7 +204,7 @@ TEST_F(ConfinementTest, EveryEscapeIsBlockedAndEveryGrantWorks) {
       "tcp6-socket", "netlink-socket", "socketpair-inet", "signal-host", "ptrace-host",
       "kill-all", "mount", "chroot", "unshare-user", "unshare-net", "clone-newuser",
       "clone3", "setuid-0", "setns", "io-uring", "bpf", "keyctl", "personality",
-      "tiocsti", "privileges", "exec-from-tmp"};
+      "tiocsti", "privileges", "exec-from-tmp", "pdeathsig-clear", "pdeathsig-sigterm"};
   for (const std::string& path : host_files_) {
     std::string dir = path.substr(0, path.rfind('/'));
     attempts.push_back("read-host " + path);
@@ -226,6 +226,13 @@ TEST_F(ConfinementTest, EveryEscapeIsBlockedAndEveryGrantWorks) {
   EXPECT_EQ(LineFor(lines, "dotdot-create"), "dotdot-create: blocked ('..' stayed in the grant)");
   EXPECT_EQ(LineFor(lines, "reopen-file-grant-for-write"),
             "reopen-file-grant-for-write: blocked (Permission denied)");
+  // The parent-death signal, which ends the service with the broker, stays
+  // SIGKILL.
+  EXPECT_EQ(LineFor(lines, "pdeathsig-clear"),
+            "pdeathsig-clear: blocked (Operation not permitted)");
+  EXPECT_EQ(LineFor(lines, "pdeathsig-sigterm"),
+            "pdeathsig-sigterm: blocked (Operation not permitted)");
+  EXPECT_EQ(LineFor(lines, "pdeathsig-sigkill"), "pdeathsig-sigkill: works (set and read back)");
 
   // Nothing reached the host.
   EXPECT_LT(accept(path_listener.get(), nullptr, nullptr), 0);

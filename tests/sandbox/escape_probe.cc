@@ -1,8 +1,9 @@
 // escape_probe: run INSIDE the sandbox; tries to get out, and uses its grants.
 //
 // Prints one line per attempt, "<attempt>: blocked (<errno text>)" or
-// "<attempt>: ESCAPED (<what worked>)", one line per grant,
-// "grant <name>: works (...)" or "grant <name>: BROKEN (...)", an "env:" line
+// "<attempt>: ESCAPED (<what worked>)", one line per grant or other use that
+// must keep working, "[grant ]<name>: works (...)" or
+// "[grant ]<name>: BROKEN (...)", an "env:" line
 // with the socket-activation variables, and "done" at the end.
 // confinement_test.cc reads the lines and asserts on each.
 //
@@ -35,6 +36,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/personality.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -390,6 +392,26 @@ void TryProcesses(const Flags& flags) {
   CheckPrivileges();
 }
 
+// The parent-death signal ends the service with the broker: it cannot be
+// cleared, nor changed to a signal that pid 1 of a pid namespace ignores
+// (any other at its default action), and setting SIGKILL again works.
+void TryParentDeathSignal() {
+  Expect("pdeathsig-clear", prctl(PR_SET_PDEATHSIG, 0UL, 0UL, 0UL, 0UL),
+         "prctl(PR_SET_PDEATHSIG, 0) succeeded");
+  Expect("pdeathsig-sigterm", prctl(PR_SET_PDEATHSIG, static_cast<unsigned long>(SIGTERM), 0UL,
+                                    0UL, 0UL),
+         "prctl(PR_SET_PDEATHSIG, SIGTERM) succeeded");
+  int signal = 0;
+  if (prctl(PR_SET_PDEATHSIG, static_cast<unsigned long>(SIGKILL), 0UL, 0UL, 0UL) != 0 ||
+      prctl(PR_GET_PDEATHSIG, &signal, 0UL, 0UL, 0UL) != 0) {
+    printf("pdeathsig-sigkill: BROKEN (%s)\n", strerror(errno));
+  } else if (signal != SIGKILL) {
+    printf("pdeathsig-sigkill: BROKEN (reads back %d)\n", signal);
+  } else {
+    printf("pdeathsig-sigkill: works (set and read back)\n");
+  }
+}
+
 // A script written to the private /tmp must not run (noexec, and Landlock
 // grants no execute there).
 void TryExecFromTmp() {
@@ -461,6 +483,7 @@ int main(int argc, char** argv) {
   TryFilesystem(flags, grants);
   TryNetwork(flags);
   TryProcesses(flags);
+  TryParentDeathSignal();
   TryExecFromTmp();
   printf("done\n");
   return 0;

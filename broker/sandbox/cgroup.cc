@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -186,6 +188,34 @@ absl::StatusOr<ServiceCgroup> ServiceCgroup::Create(absl::string_view parent,
     return status;
   }
   return cgroup;
+}
+
+ServiceCgroup::ServiceCgroup(ServiceCgroup&& other) noexcept
+    : path_(std::exchange(other.path_, std::string())), fd_(std::move(other.fd_)) {}
+
+ServiceCgroup& ServiceCgroup::operator=(ServiceCgroup&& other) noexcept {
+  if (this != &other) {
+    RemoveOrLog();
+    path_ = std::exchange(other.path_, std::string());
+    fd_ = std::move(other.fd_);
+  }
+  return *this;
+}
+
+ServiceCgroup::~ServiceCgroup() { RemoveOrLog(); }
+
+void ServiceCgroup::RemoveOrLog() {
+  if (path_.empty()) return;
+  absl::Status removed = Remove();
+  if (!removed.ok() && !absl::IsNotFound(removed)) {
+    std::fprintf(stderr, "capbroker: a service cgroup was left behind: %s\n",
+                 removed.ToString().c_str());
+  }
+}
+
+std::string ServiceCgroup::Release() {
+  fd_.reset();
+  return std::exchange(path_, std::string());
 }
 
 absl::Status ServiceCgroup::Remove() {

@@ -49,6 +49,9 @@ absl::StatusOr<UniqueFd> WatchCgroupEvents(const std::string& path);
 // readable until the next change.
 void DrainEvents(int inotify_fd);
 
+// The cgroup directory of one service, owned: removed when the object goes,
+// unless it was handed over (Release) first. A launch that fails before its
+// service runs in the cgroup leaves nothing behind, whichever step failed.
 class ServiceCgroup {
  public:
   // Creates the cgroup `leaf` in `parent` and writes the limits that are not
@@ -60,12 +63,22 @@ class ServiceCgroup {
                                               uint64_t memory_max,
                                               uint64_t pids_max);
 
-  ServiceCgroup(ServiceCgroup&&) = default;
-  ServiceCgroup& operator=(ServiceCgroup&&) = default;
+  ServiceCgroup(ServiceCgroup&& other) noexcept;
+  // Removes the directory this object held before (as the destructor).
+  ServiceCgroup& operator=(ServiceCgroup&& other) noexcept;
+  // Removes the directory unless it was handed over or removed already. A
+  // failure (EBUSY: a process is still in it) is logged to stderr; one
+  // already gone is no failure.
+  ~ServiceCgroup();
 
   const std::string& path() const { return path_; }
   // The cgroup directory (O_DIRECTORY | O_CLOEXEC), for CLONE_INTO_CGROUP.
   int fd() const { return fd_.get(); }
+
+  // Hands the directory over: closes the fd and returns the path, which the
+  // caller removes (rmdir) once no process is in it. The object is empty
+  // afterwards.
+  std::string Release();
 
   // Removes the directory (rmdir); the kernel refuses while a process is in
   // it. The object is empty afterwards.
@@ -73,6 +86,9 @@ class ServiceCgroup {
 
  private:
   ServiceCgroup(std::string path, UniqueFd fd) : path_(std::move(path)), fd_(std::move(fd)) {}
+
+  // Remove() for the destructor and assignment: logs instead of returning.
+  void RemoveOrLog();
 
   std::string path_;
   UniqueFd fd_;

@@ -146,6 +146,42 @@ TEST_F(CgroupTest, KillKillsEveryProcessInTheCgroup) {
   EXPECT_THAT(KillCgroup(parent_ + "/nonexistent"), StatusIs(absl::StatusCode::kNotFound));
 }
 
+// A cgroup made for a launch that fails before its service runs there goes
+// with it: every early return of StartLaunch drops it. As reviewed, one
+// made before the launch's pipes stayed when those failed.
+TEST_F(CgroupTest, ADroppedCgroupIsRemoved) {
+  const std::string path = parent_ + "/dropped";
+  {
+    ASSERT_OK_AND_ASSIGN(ServiceCgroup cgroup, ServiceCgroup::Create(parent_, "dropped", 0, 0));
+    EXPECT_EQ(access(path.c_str(), F_OK), 0);
+  }
+  EXPECT_NE(access(path.c_str(), F_OK), 0) << path << " was left behind";
+  rmdir(path.c_str());  // so that TearDown can remove the parent either way
+}
+
+// Assigning over a cgroup drops the one it held.
+TEST_F(CgroupTest, AssigningOverACgroupRemovesIt) {
+  ASSERT_OK_AND_ASSIGN(ServiceCgroup cgroup, ServiceCgroup::Create(parent_, "first", 0, 0));
+  ASSERT_OK_AND_ASSIGN(ServiceCgroup second, ServiceCgroup::Create(parent_, "second", 0, 0));
+  cgroup = std::move(second);
+  EXPECT_EQ(cgroup.path(), parent_ + "/second");
+  EXPECT_NE(access((parent_ + "/first").c_str(), F_OK), 0);
+  rmdir((parent_ + "/first").c_str());
+}
+
+// Handed over, it stays: its owner removes it once the service is reaped.
+TEST_F(CgroupTest, AReleasedCgroupStays) {
+  std::string path;
+  {
+    ASSERT_OK_AND_ASSIGN(ServiceCgroup cgroup, ServiceCgroup::Create(parent_, "kept", 0, 0));
+    path = cgroup.Release();
+    EXPECT_EQ(cgroup.path(), "");
+    EXPECT_EQ(cgroup.fd(), -1);
+  }
+  EXPECT_EQ(path, parent_ + "/kept");
+  EXPECT_EQ(rmdir(path.c_str()), 0) << strerror(errno);
+}
+
 TEST_F(CgroupTest, LimitsNeedTheirControllers) {
   std::string controllers = ReadWholeFile(parent_ + "/cgroup.controllers");
   absl::StatusOr<ServiceCgroup> cgroup = ServiceCgroup::Create(parent_, "limited", 0, 8);

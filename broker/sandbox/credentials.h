@@ -43,7 +43,8 @@ absl::Status ClearCapabilities();
 absl::Status SetNoNewPrivileges();
 
 // PR_SET_PDEATHSIG(SIGKILL): the process is killed when the thread that
-// created it exits.
+// created it exits. The seccomp filter keeps the service from clearing or
+// changing it (seccomp_filter.h).
 absl::Status SetParentDeathSignal();
 
 // Whether the parent still holds its end of the sync pipe (`sync_fd`, the

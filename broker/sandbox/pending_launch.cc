@@ -59,8 +59,8 @@ AbandonedChild ChildLaunch::Abandon() {
 
 std::string ChildLaunch::TakeCgroup() {
   if (!parts_.cgroup.has_value()) return "";
-  std::string path = parts_.cgroup->path();
-  parts_.cgroup.reset();  // closes its fd; the directory stays
+  std::string path = parts_.cgroup->Release();  // closes its fd; the directory stays
+  parts_.cgroup.reset();
   return path;
 }
 

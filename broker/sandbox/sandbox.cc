@@ -241,8 +241,6 @@ absl::StatusOr<std::unique_ptr<PendingLaunch>> StartLaunch(const SandboxSpec& sp
                         MissingEntry(Protection::kRestrictAddressFamilies,
                                      "enforced by systemCallFilter, which is off"));
   }
-  CB_ASSIGN_OR_RETURN(std::optional<ServiceCgroup> cgroup, MakeCgroup(spec));
-
   CB_ASSIGN_OR_RETURN(Pipe sync, MakePipe("sync"));
   CB_ASSIGN_OR_RETURN(Pipe report, MakePipe("report"));
   CB_ASSIGN_OR_RETURN(Pipe output, MakePipe("output"));
@@ -321,6 +319,10 @@ absl::StatusOr<std::unique_ptr<PendingLaunch>> StartLaunch(const SandboxSpec& sp
   plan.sync_fd = sync.read.get();
   plan.report_fd = report.write.get();
 
+  // Made last, when nothing but the clone can fail: a cgroup is a directory
+  // on the host, and a launch that fails leaves none (ServiceCgroup removes
+  // it unless handed over).
+  CB_ASSIGN_OR_RETURN(std::optional<ServiceCgroup> cgroup, MakeCgroup(spec));
   uint64_t namespaces = 0;
   absl::StatusOr<CloneResult> cloned = CreateChild(outcome, cgroup, &namespaces);
   if (!cloned.ok()) {

@@ -24,7 +24,8 @@
 //
 // The service is pid 1 of its pid namespace: killing it (through the pidfd)
 // kills everything it started. It gets SIGKILL too when the thread that
-// called StartLaunch exits (PR_SET_PDEATHSIG).
+// called StartLaunch exits (PR_SET_PDEATHSIG), a signal the seccomp filter
+// lets it neither clear nor change (seccomp_filter.h).
 //
 // The caller must be single-threaded (the broker is): the child runs
 // ordinary code between clone and execve. A broker that is not root writes

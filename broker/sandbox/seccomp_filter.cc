@@ -1,11 +1,14 @@
 #include "broker/sandbox/seccomp_filter.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <seccomp.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -67,6 +70,48 @@ constexpr uint64_t kCloneNamespaceFlags[] = {
 // narrowed by an allow rule.
 constexpr uint64_t kPersonalityDefault = 0;
 
+// The one parent-death signal a service may set: SIGKILL, which the sandbox
+// sets before the filter (credentials.h) and ForkingServer's workers set
+// again. Clearing it, or setting another signal, would let the service
+// outlive its broker: as pid 1 of its pid namespace it ignores every
+// signal left at its default action but SIGKILL.
+constexpr uint64_t kParentDeathSignal = SIGKILL;
+
+// The file mode bits no service may set (systemd's RestrictSUIDSGID=). The
+// detached mount of a directory grant is nosuid only in the sandbox's view:
+// on the host, a setuid program the service left in a writable grant would
+// run as the service's uid (shared by every service of a root broker) for
+// whoever starts it.
+constexpr uint64_t kSetIdBits[] = {S_ISUID, S_ISGID};
+
+// The calls that take a mode, and which argument it is. The kernel reads a
+// umode_t: the rules test the bits themselves, whatever lies above them.
+// mkdir and mkdirat: the kernel drops S_ISGID from their mode (a directory
+// only inherits it), but it is refused there too, as systemd does.
+struct ModeCall {
+  const char* name;
+  unsigned int mode_arg;
+};
+constexpr ModeCall kModeCalls[] = {
+    {"chmod", 1}, {"fchmod", 1}, {"fchmodat", 2}, {"fchmodat2", 2}, {"creat", 1},
+    {"mkdir", 1}, {"mkdirat", 2}, {"mknod", 1}, {"mknodat", 2},
+};
+
+// The calls that take a mode only with a flag that creates a file: O_CREAT,
+// or O_TMPFILE (an unnamed file, which linkat can name afterwards; systemd
+// leaves it out). openat2 takes both in memory, out of the filter's reach:
+// it fails with ENOSYS, as on a kernel before 5.6, so that callers fall
+// back to openat (glibc 2.36 and our services never call it).
+struct FlaggedModeCall {
+  const char* name;
+  unsigned int flags_arg;
+  unsigned int mode_arg;
+};
+constexpr FlaggedModeCall kFlaggedModeCalls[] = {{"open", 1, 2}, {"openat", 2, 3}};
+// glibc's O_TMPFILE includes O_DIRECTORY; the kernel's own bit is the rest,
+// and any flags with it either make an unnamed file or fail with EINVAL.
+constexpr uint64_t kCreatingFlags[] = {O_CREAT, O_TMPFILE & ~O_DIRECTORY};
+
 struct ContextDeleter {
   void operator()(void* ctx) const { seccomp_release(ctx); }
 };
@@ -111,6 +156,35 @@ absl::Status DenyFamilies(void* ctx, const char* call, absl::Span<const int> all
     }
   }
   return add(SCMP_A0(SCMP_CMP_GT, sorted.back()));
+}
+
+// EPERM for every call in kModeCalls and kFlaggedModeCalls whose mode has a
+// bit of kSetIdBits: one rule a bit (libseccomp compares an argument once a
+// rule, so "either bit" is two), and for the flagged calls one a flag too.
+absl::Status DenySetIdModes(void* ctx) {
+  const uint32_t eperm = SCMP_ACT_ERRNO(EPERM);
+  for (const ModeCall& call : kModeCalls) {
+    CB_ASSIGN_OR_RETURN(int nr, Resolve(call.name));
+    for (uint64_t bit : kSetIdBits) {
+      scmp_arg_cmp mode{call.mode_arg, SCMP_CMP_MASKED_EQ, bit, bit};
+      CB_RETURN_IF_ERROR(Check(seccomp_rule_add(ctx, eperm, nr, 1, mode),
+                               absl::StrCat(call.name, "(mode & 0x", absl::Hex(bit), ")")));
+    }
+  }
+  for (const FlaggedModeCall& call : kFlaggedModeCalls) {
+    CB_ASSIGN_OR_RETURN(int nr, Resolve(call.name));
+    for (uint64_t flag : kCreatingFlags) {
+      for (uint64_t bit : kSetIdBits) {
+        scmp_arg_cmp flags{call.flags_arg, SCMP_CMP_MASKED_EQ, flag, flag};
+        scmp_arg_cmp mode{call.mode_arg, SCMP_CMP_MASKED_EQ, bit, bit};
+        CB_RETURN_IF_ERROR(Check(seccomp_rule_add(ctx, eperm, nr, 2, flags, mode),
+                                 absl::StrCat(call.name, "(flags & 0x", absl::Hex(flag),
+                                              ", mode & 0x", absl::Hex(bit), ")")));
+      }
+    }
+  }
+  CB_ASSIGN_OR_RETURN(int openat2_nr, Resolve("openat2"));
+  return Check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), openat2_nr, 0), "openat2");
 }
 
 absl::StatusOr<std::vector<sock_filter>> Export(void* ctx) {
@@ -173,6 +247,16 @@ absl::StatusOr<SeccompProgram> BuildSeccompFilter(
                        SCMP_A0(SCMP_CMP_NE, kPersonalityDefault)),
       "personality"));
 
+  // The option is an int to the kernel: compare its low 32 bits only. The
+  // signal is an unsigned long, compared whole (the kernel refuses one with
+  // high bits set anyway).
+  CB_ASSIGN_OR_RETURN(int prctl_nr, Resolve("prctl"));
+  CB_RETURN_IF_ERROR(Check(
+      seccomp_rule_add(c, eperm, prctl_nr, 2,
+                       SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffu, PR_SET_PDEATHSIG),
+                       SCMP_A1(SCMP_CMP_NE, kParentDeathSignal)),
+      "prctl(PR_SET_PDEATHSIG)"));
+
   // The request number is an unsigned int to the kernel: compare the low 32
   // bits only, or a caller could set high bits to slip past.
   CB_ASSIGN_OR_RETURN(int ioctl_nr, Resolve("ioctl"));
@@ -182,6 +266,8 @@ absl::StatusOr<SeccompProgram> BuildSeccompFilter(
                          SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, request)),
         "ioctl(TIOCSTI/TIOCLINUX)"));
   }
+
+  CB_RETURN_IF_ERROR(DenySetIdModes(c));
 
   CB_RETURN_IF_ERROR(DenyFamilies(c, "socket", allowed_socket_families));
   CB_RETURN_IF_ERROR(DenyFamilies(c, "socketpair", allowed_socket_families));

@@ -2,12 +2,16 @@
 //
 // Default allow, with a deny list: what a confined service never needs and
 // what would widen its view of the system (mounts, namespaces, ptrace, kernel
-// modules, keyrings, BPF, io_uring, ...). Denied calls fail with EPERM, so
-// that programs probing for features degrade instead of dying; clone3 fails
-// with ENOSYS so that glibc falls back to clone, whose flags the filter can
-// see (clone3 passes them in memory, out of the filter's reach). socket() and
-// socketpair() are allowed only in the permitted address families and fail
-// with EAFNOSUPPORT otherwise. A system call of another architecture (the
+// modules, keyrings, BPF, io_uring, ...), clearing or changing the
+// parent-death signal (SIGKILL, which ends the service with its broker),
+// and setuid or setgid mode bits (chmod and the calls that create files,
+// as systemd's RestrictSUIDSGID=). Denied calls fail with EPERM, so that
+// programs probing for features degrade instead of dying; clone3 and
+// openat2 fail with ENOSYS so that glibc falls back to clone and openat,
+// whose flags and mode the filter can see (clone3 and openat2 pass them in
+// memory, out of the filter's reach). socket() and socketpair() are allowed
+// only in the permitted address families and fail with EAFNOSUPPORT
+// otherwise. A system call of another architecture (the
 // i386 or x32 entry points on x86_64) kills the process. A system call newer
 // than the deny list (any number above the newest call it was reviewed
 // against) fails with ENOSYS, as on a kernel without it (syscall_ceiling.h).

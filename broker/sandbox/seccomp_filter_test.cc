@@ -1,7 +1,9 @@
 #include "broker/sandbox/seccomp_filter.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -11,6 +13,7 @@
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,6 +26,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
+#include "tests/fixtures/temp_dir.h"
 #include "tests/sandbox/in_child.h"
 
 namespace capbroker::sandbox {
@@ -31,6 +35,7 @@ namespace {
 using ::capbroker::testing::CallOutcome;
 using ::capbroker::testing::ChildResult;
 using ::capbroker::testing::RunInChild;
+using ::capbroker::testing::TempDir;
 
 void CloseIfOpen(long fd) {
   if (fd >= 0) close(static_cast<int>(fd));
@@ -50,9 +55,11 @@ std::string UnderFilter(const SeccompProgram& program, const std::function<std::
 
 TEST(SeccompFilterTest, DeniedCallsFailWithEperm) {
   ASSERT_OK_AND_ASSIGN(SeccompProgram program, BuildSeccompFilter({AF_UNIX}));
-  // Compiled anew for each launch: it should stay short (124 when written).
+  // Compiled anew for each launch: it should stay short (124 when written;
+  // 220 with the parent-death signal and setuid/setgid rules, 26 of them:
+  // two a call, one per bit, since a rule compares an argument once).
   EXPECT_GT(program.instructions().size(), 10u);
-  EXPECT_LT(program.instructions().size(), 160u);
+  EXPECT_LT(program.instructions().size(), 260u);
   // As root, each of these would otherwise succeed or fail differently.
   EXPECT_EQ(UnderFilter(program,
                         [] {
@@ -220,6 +227,133 @@ TEST(SeccompFilterTest, PersonalityAndTerminalInjection) {
                         }),
             "personality-default=ok;personality-aslr=EPERM;tiocsti=EPERM;"
             "tiocsti-high-bits=EPERM;fionread=ok;");
+}
+
+// The parent-death signal is what ends a service with its broker: it may be
+// set to SIGKILL (again), never cleared nor changed. As pid 1 of its pid
+// namespace, the service would ignore any other signal left at its default
+// action.
+TEST(SeccompFilterTest, ParentDeathSignalStaysSigkill) {
+  ASSERT_OK_AND_ASSIGN(SeccompProgram program, BuildSeccompFilter({AF_UNIX}));
+  EXPECT_EQ(UnderFilter(program,
+                        [] {
+                          std::string out;
+                          out += CallOutcome("sigkill", prctl(PR_SET_PDEATHSIG, SIGKILL));
+                          out += CallOutcome("clear", prctl(PR_SET_PDEATHSIG, 0));
+                          out += CallOutcome("sigterm", prctl(PR_SET_PDEATHSIG, SIGTERM));
+                          // The kernel reads the option as an int: high bits
+                          // must not slip a PR_SET_PDEATHSIG past the rule.
+                          out += CallOutcome("clear-high-bits",
+                                             syscall(SYS_prctl, (1L << 32) | PR_SET_PDEATHSIG,
+                                                     0L, 0L, 0L, 0L));
+                          int signal = -1;
+                          out += CallOutcome("get", prctl(PR_GET_PDEATHSIG, &signal));
+                          out += absl::StrCat("now=", signal, ";");
+                          // Other prctl options are left alone.
+                          out += CallOutcome("set-name", prctl(PR_SET_NAME, "filtered"));
+                          return out;
+                        }),
+            "sigkill=ok;clear=EPERM;sigterm=EPERM;clear-high-bits=EPERM;get=ok;now=9;"
+            "set-name=ok;");
+}
+
+// The entries of `dir` whose mode has S_ISUID or S_ISGID: "" when none.
+std::string SetIdEntries(const std::string& dir) {
+  std::string found;
+  DIR* stream = opendir(dir.c_str());
+  if (stream == nullptr) return absl::StrCat("opendir: ", strerror(errno));
+  while (dirent* entry = readdir(stream)) {
+    struct stat st;
+    if (fstatat(dirfd(stream), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        (st.st_mode & (S_ISUID | S_ISGID)) != 0) {
+      absl::StrAppend(&found, entry->d_name, " ");
+    }
+  }
+  closedir(stream);
+  return found;
+}
+
+// As systemd's RestrictSUIDSGID=: no file or directory gets a setuid or
+// setgid bit, by any of the calls that take a mode. In a writable
+// directory grant, such a program would run as the service's uid for
+// whoever starts it on the host. Run as root, where nothing else stops it.
+TEST(SeccompFilterTest, SetuidAndSetgidBitsCannotBeSet) {
+  ASSERT_OK_AND_ASSIGN(SeccompProgram program, BuildSeccompFilter({AF_UNIX}));
+  TempDir dir;
+  const std::string file = dir.WriteFile("file", "", 0644);
+  EXPECT_EQ(UnderFilter(program,
+                        [&] {
+                          std::string out;
+                          int d = open(dir.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                          int fd = open(file.c_str(), O_RDONLY | O_CLOEXEC);
+                          out += CallOutcome("fchmod-suid", fchmod(fd, 04755));
+                          out += CallOutcome("fchmod-sgid", fchmod(fd, 02755));
+                          // The kernel reads a umode_t: bits above it change
+                          // nothing.
+                          out += CallOutcome("fchmod-suid-high-bits",
+                                             syscall(SYS_fchmod, fd, (1L << 32) | 04755));
+                          out += CallOutcome("chmod-suid",
+                                             syscall(SYS_chmod, file.c_str(), 04755));
+                          out += CallOutcome("fchmodat-sgid", fchmodat(d, "file", 02755, 0));
+                          out += CallOutcome("fchmodat2-suid",
+                                             syscall(452 /* fchmodat2 */, d, "file", 04755, 0));
+                          out += CallOutcome("fchmod-plain", fchmod(fd, 0700));
+                          out += CallOutcome("chmod-plain", chmod(file.c_str(), 0755));
+                          out += CallOutcome("fchmodat-sticky", fchmodat(d, "file", 01644, 0));
+                          CloseIfOpen(fd);
+                          fd = syscall(SYS_open, dir.Join("open").c_str(),
+                                       O_WRONLY | O_CREAT | O_CLOEXEC, 04755);
+                          out += CallOutcome("open-create-suid", fd);
+                          CloseIfOpen(fd);
+                          // Without O_CREAT the mode is ignored.
+                          fd = syscall(SYS_open, file.c_str(), O_RDONLY | O_CLOEXEC, 04755);
+                          out += CallOutcome("open-existing", fd);
+                          CloseIfOpen(fd);
+                          fd = openat(d, "openat", O_WRONLY | O_CREAT | O_CLOEXEC, 02755);
+                          out += CallOutcome("openat-create-sgid", fd);
+                          CloseIfOpen(fd);
+                          // An unnamed file, which linkat can name later.
+                          fd = openat(d, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 04755);
+                          out += CallOutcome("openat-tmpfile-suid", fd);
+                          CloseIfOpen(fd);
+                          fd = syscall(SYS_open, dir.path().c_str(),
+                                       O_TMPFILE | O_WRONLY | O_CLOEXEC, 02755);
+                          out += CallOutcome("open-tmpfile-sgid", fd);
+                          CloseIfOpen(fd);
+                          fd = openat(d, "plain", O_WRONLY | O_CREAT | O_CLOEXEC, 0755);
+                          out += CallOutcome("openat-create-plain", fd);
+                          CloseIfOpen(fd);
+                          fd = syscall(SYS_creat, dir.Join("creat").c_str(), 04755);
+                          out += CallOutcome("creat-suid", fd);
+                          CloseIfOpen(fd);
+                          out += CallOutcome("mkdir-sgid",
+                                             syscall(SYS_mkdir, dir.Join("mkdir").c_str(), 02755));
+                          out += CallOutcome("mkdirat-sgid", mkdirat(d, "mkdirat", 02755));
+                          out += CallOutcome("mkdirat-plain", mkdirat(d, "dir", 0755));
+                          out += CallOutcome("mknod-suid",
+                                             syscall(SYS_mknod, dir.Join("mknod").c_str(),
+                                                     S_IFREG | 04755, 0));
+                          out += CallOutcome("mknodat-sgid",
+                                             mknodat(d, "mknodat", S_IFREG | 02755, 0));
+                          // openat2 keeps its mode in memory the filter
+                          // cannot read: hidden, so that callers fall back
+                          // to openat.
+                          open_how how = {};
+                          how.flags = O_WRONLY | O_CREAT | O_CLOEXEC;
+                          how.mode = 04755;
+                          fd = syscall(SYS_openat2, d, "openat2", &how, sizeof how);
+                          out += CallOutcome("openat2", fd);
+                          CloseIfOpen(fd);
+                          CloseIfOpen(d);
+                          return out;
+                        }),
+            "fchmod-suid=EPERM;fchmod-sgid=EPERM;fchmod-suid-high-bits=EPERM;chmod-suid=EPERM;"
+            "fchmodat-sgid=EPERM;fchmodat2-suid=EPERM;fchmod-plain=ok;chmod-plain=ok;"
+            "fchmodat-sticky=ok;open-create-suid=EPERM;open-existing=ok;"
+            "openat-create-sgid=EPERM;openat-tmpfile-suid=EPERM;open-tmpfile-sgid=EPERM;"
+            "openat-create-plain=ok;creat-suid=EPERM;mkdir-sgid=EPERM;mkdirat-sgid=EPERM;"
+            "mkdirat-plain=ok;mknod-suid=EPERM;mknodat-sgid=EPERM;openat2=ENOSYS;");
+  EXPECT_EQ(SetIdEntries(dir.path()), "");
 }
 
 TEST(SeccompFilterTest, OtherArchitecturesAreKilled) {

@@ -1,8 +1,9 @@
 // escape_probe: run INSIDE the sandbox; tries to get out, and uses its grants.
 //
 // Prints one line per attempt, "<attempt>: blocked (<errno text>)" or
-// "<attempt>: ESCAPED (<what worked>)", one line per grant,
-// "grant <name>: works (...)" or "grant <name>: BROKEN (...)", an "env:" line
+// "<attempt>: ESCAPED (<what worked>)", one line per grant or other use that
+// must keep working, "[grant ]<name>: works (...)" or
+// "[grant ]<name>: BROKEN (...)", an "env:" line
 // with the socket-activation variables, and "done" at the end.
 // confinement_test.cc reads the lines and asserts on each.
 //
@@ -26,6 +27,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
@@ -35,6 +37,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/personality.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -390,6 +393,87 @@ void TryProcesses(const Flags& flags) {
   CheckPrivileges();
 }
 
+// Files in the writable grant that keep a setuid or setgid bit: on the host,
+// whoever runs them would act as the services' uid. Each call that takes a
+// mode is tried; a plain mode must still work.
+void TrySetIdBits(const std::map<std::string, int>& grants) {
+  auto dir = grants.find("dir");
+  if (dir == grants.end()) return;
+  int d = dir->second;
+  // The path calls (chmod, open, creat) reach the grant through its fd.
+  std::string path = "/proc/self/fd/" + std::to_string(d) + "/";
+  int fd = openat(d, "setid-target", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    printf("grant dir-modes: BROKEN (%s)\n", strerror(errno));
+    return;
+  }
+  Expect("setuid-fchmod", fchmod(fd, 04755), "fchmod(04755) succeeded");
+  Expect("setgid-fchmodat", fchmodat(d, "setid-target", 02755, 0), "fchmodat(02755) succeeded");
+  Expect("setuid-fchmodat2", syscall(452 /* fchmodat2 */, d, "setid-target", 04755, 0),
+         "fchmodat2(04755) succeeded");
+  Expect("setuid-chmod", syscall(SYS_chmod, (path + "setid-target").c_str(), 04755),
+         "chmod(04755) succeeded");
+  struct stat st;
+  if (fchmod(fd, 0600) == 0 && fchmodat(d, "setid-target", 0644, 0) == 0 &&
+      fstat(fd, &st) == 0 && (st.st_mode & 07777) == 0644) {
+    printf("grant dir-modes: works (fchmod 0600, fchmodat 0644)\n");
+  } else {
+    printf("grant dir-modes: BROKEN (%s)\n", strerror(errno));
+  }
+  close(fd);
+  auto try_create = [](const std::string& attempt, long fd) {
+    int err = errno;
+    if (fd >= 0) close(static_cast<int>(fd));
+    errno = err;
+    Expect(attempt, fd, "created a file with the bit");
+  };
+  try_create("setuid-openat",
+             openat(d, "setid-openat", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 04755));
+  try_create("setgid-open", syscall(SYS_open, (path + "setid-open").c_str(),
+                                    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 02755));
+  try_create("setuid-creat", syscall(SYS_creat, (path + "setid-creat").c_str(), 04755));
+  Expect("setuid-mknodat", mknodat(d, "setid-mknodat", S_IFREG | 04755, 0),
+         "mknodat(S_IFREG | 04755) succeeded");
+  open_how how = {};
+  how.flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
+  how.mode = 04755;
+  try_create("setuid-openat2", syscall(SYS_openat2, d, "setid-openat2", &how, sizeof how));
+  // An unnamed file, named afterwards through its /proc/self/fd link.
+  fd = openat(d, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 04755);
+  if (fd < 0) {
+    Blocked("setuid-tmpfile", errno);
+    return;
+  }
+  std::string link = "/proc/self/fd/" + std::to_string(fd);
+  if (linkat(AT_FDCWD, link.c_str(), d, "setid-tmpfile", AT_SYMLINK_FOLLOW) == 0) {
+    Escaped("setuid-tmpfile", "linked an O_TMPFILE file made with 04755");
+  } else {
+    Escaped("setuid-tmpfile", std::string("O_TMPFILE with 04755 (linkat: ") + strerror(errno) +
+                                  ")");
+  }
+  close(fd);
+}
+
+// The parent-death signal ends the service with the broker: it cannot be
+// cleared, nor changed to a signal that pid 1 of a pid namespace ignores
+// (any other at its default action), and setting SIGKILL again works.
+void TryParentDeathSignal() {
+  Expect("pdeathsig-clear", prctl(PR_SET_PDEATHSIG, 0UL, 0UL, 0UL, 0UL),
+         "prctl(PR_SET_PDEATHSIG, 0) succeeded");
+  Expect("pdeathsig-sigterm", prctl(PR_SET_PDEATHSIG, static_cast<unsigned long>(SIGTERM), 0UL,
+                                    0UL, 0UL),
+         "prctl(PR_SET_PDEATHSIG, SIGTERM) succeeded");
+  int signal = 0;
+  if (prctl(PR_SET_PDEATHSIG, static_cast<unsigned long>(SIGKILL), 0UL, 0UL, 0UL) != 0 ||
+      prctl(PR_GET_PDEATHSIG, &signal, 0UL, 0UL, 0UL) != 0) {
+    printf("pdeathsig-sigkill: BROKEN (%s)\n", strerror(errno));
+  } else if (signal != SIGKILL) {
+    printf("pdeathsig-sigkill: BROKEN (reads back %d)\n", signal);
+  } else {
+    printf("pdeathsig-sigkill: works (set and read back)\n");
+  }
+}
+
 // A script written to the private /tmp must not run (noexec, and Landlock
 // grants no execute there).
 void TryExecFromTmp() {
@@ -459,8 +543,10 @@ int main(int argc, char** argv) {
   if (!flags.broker_directory.empty()) TryBrokerDirectory(flags.broker_directory);
   UseGrants(grants);
   TryFilesystem(flags, grants);
+  TrySetIdBits(grants);
   TryNetwork(flags);
   TryProcesses(flags);
+  TryParentDeathSignal();
   TryExecFromTmp();
   printf("done\n");
   return 0;

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -756,6 +757,72 @@ TEST(LaunchTest, CgroupLimitsApplyWhereTheControllersAre) {
                                          HasSubstr("pids.max does not exist"))));
   }
   EXPECT_EQ(rmdir(parent.c_str()), 0) << strerror(errno);
+}
+
+// The service's cgroup entries in `parent`: "" when none.
+std::string ServiceCgroupsIn(const std::string& parent) {
+  std::string found;
+  for (const auto& entry : std::filesystem::directory_iterator(parent)) {
+    std::string name = entry.path().filename();
+    if (absl::StartsWith(name, "capbroker-")) absl::StrAppend(&found, name, " ");
+  }
+  return found;
+}
+
+// A launch that fails before its service runs leaves no cgroup behind. As
+// reviewed, StartLaunch made the cgroup before its pipes, and returned
+// without removing it when they failed: here the fds run out, as they may
+// in a broker holding many connections.
+TEST(LaunchTest, AFailedLaunchLeavesNoCgroup) {
+  std::string hierarchy = WritableCgroup2Mount();
+  if (hierarchy.empty()) GTEST_SKIP() << "no writable cgroup v2 hierarchy here";
+  std::string controllers = ReadWholeFile(hierarchy + "/cgroup.subtree_control");
+  bool pids = absl::StrContains(controllers, "pids");
+  bool memory = absl::StrContains(controllers, "memory");
+  if (!pids && !memory) {
+    GTEST_SKIP() << "the cgroup v2 hierarchy at " << hierarchy
+                 << " enables neither pids nor memory (its cgroup.subtree_control: \""
+                 << absl::StripTrailingAsciiWhitespace(controllers)
+                 << "\"; a hybrid layout binds them to cgroup v1), so no service cgroup "
+                    "with a limit can be made here";
+  }
+  std::string parent = absl::StrCat(hierarchy, "/capbroker-launch-test-", getpid());
+  ASSERT_EQ(mkdir(parent.c_str(), 0755), 0) << strerror(errno);
+  absl::Cleanup remove_parent = [&] { EXPECT_EQ(rmdir(parent.c_str()), 0) << strerror(errno); };
+  {
+    std::string enable = pids ? "+pids" : "+memory";
+    UniqueFd control(open((parent + "/cgroup.subtree_control").c_str(), O_WRONLY | O_CLOEXEC));
+    ASSERT_TRUE(control.valid()) << strerror(errno);
+    ASSERT_EQ(write(control.get(), enable.data(), enable.size()),
+              static_cast<ssize_t>(enable.size()))
+        << strerror(errno);
+  }
+  SandboxSpec spec = ShellSpec("true");
+  spec.limits.cgroup_parent = parent;
+  if (pids) {
+    spec.limits.pids_max = 16;
+  } else {
+    spec.limits.memory_max = 64 << 20;
+  }
+  ChildResult result = RunInChild([&]() -> std::string {
+    // Two fds free below the limit: room for the cgroup's directory fd (and
+    // for a moment the file of its limit), not for that and a pipe too.
+    int limit = 0;
+    for (int free = 0; free < 2; ++limit) {
+      if (fcntl(limit, F_GETFD) < 0) ++free;
+    }
+    rlimit fds = {static_cast<rlim_t>(limit), static_cast<rlim_t>(limit)};
+    if (setrlimit(RLIMIT_NOFILE, &fds) != 0) return absl::StrCat("setrlimit: ", strerror(errno));
+    absl::StatusOr<std::unique_ptr<PendingLaunch>> started = StartLaunch(spec);
+    if (started.ok()) return "started";
+    return started.status().ToString();
+  });
+  EXPECT_THAT(result.output, HasSubstr("Too many open files"));
+  std::string left = ServiceCgroupsIn(parent);
+  EXPECT_EQ(left, "");
+  for (absl::string_view name : absl::StrSplit(left, ' ', absl::SkipEmpty())) {
+    rmdir(absl::StrCat(parent, "/", name).c_str());
+  }
 }
 
 }  // namespace

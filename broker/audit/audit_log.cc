@@ -53,7 +53,9 @@ bool EndsMidLine(int fd) {
 // symlink on the way and then the directory itself (broker/util/
 // trusted_path.h), so that no other user can put a file of theirs in its
 // place or rename ours away; then checks the file opened is one only root
-// or the broker can write and replace (util::CheckTrustedFileStat).
+// or the broker can write and replace (util::CheckTrustedFileStat), with
+// one name, and that others cannot read. Created 0600: never readable by
+// others, whatever the umask (which can only take bits away).
 //
 // O_NONBLOCK, cleared once the file is checked: an open for writing of a
 // FIFO waits for a reader, and a FIFO put at the path at log rotation would
@@ -102,6 +104,17 @@ absl::StatusOr<UniqueFd> OpenLogFile(const std::string& path) {
         "audit log ", path, " has ", st.st_nlink,
         " hard links: another name may be a file someone else linked here; give the log a "
         "file of its own (one link)"));
+  }
+  // The log records every user's uid, pid and executable and the names and
+  // paths they asked for: no one but root, the broker and the file's group
+  // (a log group, 0640) may read it back. Checked here rather than in
+  // CheckTrustedFileStat, which the policy file shares: that one may be
+  // world-readable by design.
+  if ((st.st_mode & S_IROTH) != 0) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "audit log %s is readable by other users (mode 0%o), and it records every user's "
+        "requests; chmod o-r %s",
+        path, st.st_mode & 07777, path));
   }
   CB_RETURN_IF_ERROR(SetNonBlocking(fd.get(), false));
   return fd;

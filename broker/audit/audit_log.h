@@ -107,7 +107,9 @@ class AuditLog {
   // broker's euid and not writable by group or others unless sticky; every
   // symlink on the way owned by root or the broker; no symlink at the end.
   // The file must be a regular file (a FIFO is refused at once, never waited
-  // on), owned by root or the broker, not writable by group or others.
+  // on), owned by root or the broker, not writable by group or others, and
+  // not readable by others (it records every user's requests; readable by
+  // its group, for a log group, is fine).
   // Errors: kFailedPrecondition for any of those, naming what is wrong and
   // the fix; kNotFound for a missing directory; else the errno status.
   static absl::StatusOr<AuditLog> OpenFile(absl::string_view path,

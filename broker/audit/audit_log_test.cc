@@ -258,6 +258,57 @@ TEST(AuditLogTest, RefusesALogOthersCanWrite) {
   }
 }
 
+// The log records every user's uid, pid, executable and the names and paths
+// they asked for: only root and the broker may read it back (a log group may
+// too). A file others may read is refused, with the fix.
+TEST(AuditLogTest, RefusesALogOthersCanRead) {
+  testing::TempDir dir;
+  for (mode_t mode : {0644, 0604, 0444}) {
+    std::string path = dir.WriteFile("audit.log", "");
+    ASSERT_EQ(chmod(path.c_str(), mode), 0);  // exact, whatever the umask
+    EXPECT_THAT(AuditLog::OpenFile(path),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         absl::StrFormat("audit log %s is readable by other users (mode 0%o), "
+                                         "and it records every user's requests; chmod o-r %s",
+                                         path, mode, path)));
+  }
+  // Readable by its group (a log group) is fine.
+  std::string path = dir.WriteFile("audit.log", "");
+  ASSERT_EQ(chmod(path.c_str(), 0640), 0);
+  EXPECT_OK(AuditLog::OpenFile(path));
+}
+
+// The same at a reopen (SIGHUP, after rotation): refused, and the log goes
+// on in the file it had.
+TEST(AuditLogTest, ReopenRefusesALogOthersCanReadAndKeepsTheOldFile) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
+  ASSERT_EQ(rename(path.c_str(), dir.Join("audit.log.1").c_str()), 0);
+  dir.WriteFile("audit.log", "");
+  ASSERT_EQ(chmod(path.c_str(), 0644), 0);
+  EXPECT_THAT(log.Reopen(path), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                         HasSubstr("chmod o-r " + path)));
+  log.Record(AuditEvent(), absl::FromUnixSeconds(0));
+  EXPECT_EQ(log.Flush(), 0u);
+  EXPECT_EQ(Lines(ReadWholeFile(dir.Join("audit.log.1"))).size(), 1u);
+  EXPECT_EQ(ReadWholeFile(path), "");
+}
+
+// A log the broker creates is 0600 whatever the umask, so never readable by
+// others.
+TEST(AuditLogTest, CreatesTheLogUnreadableByOthersWhateverTheUmask) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  mode_t old = umask(0);
+  absl::StatusOr<AuditLog> log = AuditLog::OpenFile(path);
+  umask(old);
+  ASSERT_OK(log.status());
+  struct stat st;
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
 // In a sticky directory anyone may write to, anyone could link a file of
 // root's at the log's path (where fs.protected_hardlinks is 0): the audit
 // trail would go into that file. A log must have one link.

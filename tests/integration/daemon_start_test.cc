@@ -677,5 +677,20 @@ TEST(DaemonStartTest, RefusesAnAuditLogAnotherUserOwns) {
   EXPECT_NE(access(dir.Join("s").c_str(), F_OK), 0) << "must not have listened";
 }
 
+// The audit log records every user's uid, pid, executable and requests: a
+// log other users may read is refused at start, with the fix.
+TEST(DaemonStartTest, RefusesAnAuditLogOthersCanRead) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  std::string log = dir.WriteFile("audit.log", "", 0600);
+  ASSERT_EQ(chmod(log.c_str(), 0644), 0);
+  Result r = RunDaemon({"--policy", policy, "--socket", dir.Join("s"), "--audit-log", log});
+  EXPECT_FALSE(r.served);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("audit log " + log + " is readable by other users (mode 0644)"));
+  EXPECT_THAT(r.err, HasSubstr("chmod o-r " + log));
+  EXPECT_NE(access(dir.Join("s").c_str(), F_OK), 0) << "must not have listened";
+}
+
 }  // namespace
 }  // namespace capbroker

@@ -188,6 +188,20 @@ bool OnSignals(int signal_fd, const DaemonFlags& flags, audit::AuditLog& audit,
   return stop;
 }
 
+// Under socket activation fds 3 and up are systemd's sockets, inherited
+// open read-write: Claim would take one for the ready pipe, and the READY
+// write into it and the close after it would wreck the broker's listener.
+absl::Status CheckReadyFdIsNotASystemdSocket(int ready_fd) {
+  const int count = server::SystemdSocketCount();
+  if (ready_fd < server::kSystemdFirstFd ||
+      int64_t{ready_fd} >= int64_t{server::kSystemdFirstFd} + count) {
+    return absl::OkStatus();
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "--ready-fd ", ready_fd, " is ", count == 1 ? "the socket" : "a socket",
+      " from systemd (LISTEN_FDS); use Type=notify, or another fd"));
+}
+
 absl::StatusOr<server::Listener> MakeListener(const DaemonFlags& flags) {
   CB_ASSIGN_OR_RETURN(std::optional<server::Listener> inherited,
                       server::Listener::FromSystemd());
@@ -349,6 +363,7 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   // that number show that it was inherited (see ReadyFd).
   std::optional<server::ReadyFd> ready;
   if (flags.ready_fd.has_value()) {
+    CB_RETURN_IF_ERROR(CheckReadyFdIsNotASystemdSocket(*flags.ready_fd));
     CB_ASSIGN_OR_RETURN(ready, server::ReadyFd::Claim(*flags.ready_fd));
   }
   RaiseFdLimit();

@@ -23,7 +23,6 @@ namespace capbroker::server {
 namespace {
 
 constexpr int kBacklog = 1024;
-constexpr int kSystemdFirstFd = 3;
 
 std::string Dirname(absl::string_view path) {
   size_t slash = path.rfind('/');
@@ -248,6 +247,17 @@ absl::StatusOr<Listener> Listener::Bind(absl::string_view path,
     return ErrnoStatus(errno, absl::StrCat("listen ", p));
   }
   return listener;
+}
+
+int SystemdSocketCount() {
+  const char* pid_text = getenv("LISTEN_PID");
+  const char* fds_text = getenv("LISTEN_FDS");
+  int pid = 0, count = 0;
+  if (pid_text == nullptr || fds_text == nullptr || !absl::SimpleAtoi(pid_text, &pid) ||
+      pid != getpid() || !absl::SimpleAtoi(fds_text, &count) || count < 0) {
+    return 0;
+  }
+  return count;
 }
 
 absl::StatusOr<std::optional<Listener>> Listener::FromSystemd() {

@@ -101,6 +101,17 @@ struct SocketBlocker {
 // directory or the socket cannot be stat'ed.
 absl::StatusOr<std::optional<SocketBlocker>> FindSocketBlocker(absl::string_view path);
 
+// The first fd of the sockets systemd passes (SD_LISTEN_FDS_START).
+inline constexpr int kSystemdFirstFd = 3;
+
+// How many sockets systemd passed this process (from kSystemdFirstFd on):
+// the count in LISTEN_FDS when LISTEN_PID is this process, else 0 (an
+// unreadable count too, which Listener::FromSystemd refuses). Reads the
+// variables and leaves them for FromSystemd. For the checks made before the
+// broker takes its socket: --ready-fd must not name one of these fds
+// (daemon.cc).
+int SystemdSocketCount();
+
 class Listener {
  public:
   // Binds and listens on `path`, creating its directory (one level) if

@@ -595,6 +595,21 @@ TEST_F(SystemdTest, RefusesTheWrongKindOfSocket) {
                        HasSubstr("ListenSequentialPacket")));
 }
 
+// Read before the broker takes its socket (--ready-fd must not be one of
+// these fds), and left for FromSystemd.
+TEST_F(SystemdTest, CountsTheSocketsPassedToThisProcess) {
+  EXPECT_EQ(SystemdSocketCount(), 0);
+  setenv("LISTEN_PID", absl::StrCat(getpid()).c_str(), 1);
+  setenv("LISTEN_FDS", "2", 1);
+  EXPECT_EQ(SystemdSocketCount(), 2);
+  EXPECT_STREQ(getenv("LISTEN_FDS"), "2");  // left in place
+  setenv("LISTEN_FDS", "x", 1);
+  EXPECT_EQ(SystemdSocketCount(), 0);
+  setenv("LISTEN_PID", "1", 1);
+  setenv("LISTEN_FDS", "1", 1);
+  EXPECT_EQ(SystemdSocketCount(), 0);  // meant for another process
+}
+
 TEST_F(SystemdTest, RefusesSeveralSockets) {
   setenv("LISTEN_PID", absl::StrCat(getpid()).c_str(), 1);
   setenv("LISTEN_FDS", "2", 1);

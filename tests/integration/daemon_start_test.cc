@@ -643,6 +643,46 @@ TEST(DaemonStartTest, RefusesAReadyFdItCannotUse) {
   }
 }
 
+// Under systemd socket activation fds 3 and up are the sockets systemd
+// passed (LISTEN_FDS, LISTEN_PID). --ready-fd 3 there named the listening
+// socket: the broker took it for its ready pipe (open read-write), its
+// READY write failed (ENOTCONN), and the close that follows closed the
+// listener, which its owner then closed again. It is refused at start,
+// saying what to use instead.
+TEST(DaemonStartTest, RefusesAReadyFdThatIsTheSocketFromSystemd) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  UniqueFd listening(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(listening.valid()) << std::strerror(errno);
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(dir.Join("s")));
+  ASSERT_EQ(bind(listening.get(), reinterpret_cast<const sockaddr*>(&address.addr),
+                 address.length),
+            0)
+      << std::strerror(errno);
+  ASSERT_EQ(listen(listening.get(), 8), 0) << std::strerror(errno);
+  // Above 3, which Spawn's ready pipe takes in the child first.
+  listening.reset(fcntl(listening.get(), F_DUPFD_CLOEXEC, 10));
+  ASSERT_TRUE(listening.valid()) << std::strerror(errno);
+  // As systemd passes it: at fd 3 (over the ready pipe Spawn put there),
+  // with LISTEN_PID the broker's pid; Spawn adds --ready-fd 3.
+  Spawned broker = Spawn({"--policy", policy}, [&] {
+    return dup2(listening.get(), 3) == 3 &&
+           setenv("LISTEN_PID", std::to_string(getpid()).c_str(), 1) == 0 &&
+           setenv("LISTEN_FDS", "1", 1) == 0;
+  });
+  ASSERT_GT(broker.pid, 0);
+  close(broker.ready);  // its write end was replaced by the socket
+  // The line, or end of file when it exits; a guard, should it serve.
+  std::string err = ReadUntilLineWith(broker.err, "--ready-fd", 30);
+  kill(broker.pid, SIGTERM);  // if it serves after all
+  EXPECT_EQ(WaitExitCode(broker.pid), 1);
+  close(broker.err);
+  EXPECT_THAT(err, HasSubstr("--ready-fd 3 is the socket from systemd (LISTEN_FDS); use "
+                             "Type=notify, or another fd"));
+  EXPECT_THAT(err, Not(HasSubstr("serving")));
+  EXPECT_THAT(err, Not(HasSubstr("Bad file descriptor")));
+}
+
 TEST(DaemonStartTest, RefusesASymlinkedAuditLog) {
   TempDir dir;
   std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);

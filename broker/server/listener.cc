@@ -283,10 +283,17 @@ absl::StatusOr<std::optional<Listener>> Listener::FromSystemd() {
   bool ok = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 &&
             getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 &&
             getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) == 0;
-  if (!ok || type != SOCK_SEQPACKET || domain != AF_UNIX || !accepting) {
+  if (!ok || type != SOCK_SEQPACKET || domain != AF_UNIX) {
     return absl::InvalidArgumentError(
         "the socket passed by systemd (fd 3) is not a listening AF_UNIX "
         "SOCK_SEQPACKET socket; use ListenSequentialPacket= in the .socket unit");
+  }
+  if (!accepting) {
+    // The right kind, connected: systemd accepted a connection and started
+    // an instance for it, which is what Accept=yes does.
+    return absl::InvalidArgumentError(
+        "the socket passed by systemd (fd 3) is a connected socket, not a listening one: "
+        "the .socket unit has Accept=yes; capbrokerd needs Accept=no (the default)");
   }
   if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) return ErrnoStatus(errno, "fcntl(3, FD_CLOEXEC)");
   CB_RETURN_IF_ERROR(SetNonBlocking(fd, true));

@@ -127,7 +127,9 @@ class Listener {
   // The socket systemd passed (LISTEN_PID is us, LISTEN_FDS is 1, fd 3 is a
   // listening AF_UNIX SOCK_SEQPACKET socket), or nullopt when the process was
   // not socket-activated. Clears the LISTEN_* variables either way, so that
-  // children never see them.
+  // children never see them. kInvalidArgument, with the fix in the unit,
+  // for another kind of socket (ListenSequentialPacket=) or a connected one
+  // (Accept=yes: capbrokerd needs Accept=no).
   static absl::StatusOr<std::optional<Listener>> FromSystemd();
 
   Listener(Listener&&) = default;

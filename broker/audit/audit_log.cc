@@ -61,7 +61,8 @@ bool EndsMidLine(int fd) {
 // FIFO waits for a reader, and a FIFO put at the path at log rotation would
 // stop the whole broker in that open. Non-blocking, it fails at once
 // (ENXIO), or opens one someone reads, which the check refuses.
-absl::StatusOr<UniqueFd> OpenLogFile(const std::string& path) {
+absl::StatusOr<UniqueFd> OpenLogFile(const std::string& path,
+                                     const std::vector<ReservedFile>& reserved) {
   uid_t euid = geteuid();
   util::PathRules rules{euid, absl::StrCat("the audit log ", path), std::nullopt};
   CB_ASSIGN_OR_RETURN(util::ResolvedParent parent, util::OpenParent(path, rules));
@@ -94,6 +95,19 @@ absl::StatusOr<UniqueFd> OpenLogFile(const std::string& path) {
   struct stat st;
   if (fstat(fd.get(), &st) != 0) {
     return ErrnoStatus(errno, absl::StrCat("fstat audit log ", path));
+  }
+  // First: what the file is matters more than its mode. A reserved file
+  // that is missing (or cannot be stat'ed) is not the one just opened; one
+  // created by the open above (the lock file, before the broker binds) is
+  // found here all the same.
+  for (const ReservedFile& other : reserved) {
+    struct stat other_st;
+    if (stat(other.path.c_str(), &other_st) == 0 && other_st.st_dev == st.st_dev &&
+        other_st.st_ino == st.st_ino) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "audit log ", path, " is ", other.what, " (", other.path,
+          "): audit lines would be appended to it; give the audit log a file of its own"));
+    }
   }
   CB_RETURN_IF_ERROR(util::CheckTrustedFileStat("audit log", path, st, euid));
   // A second name could be a file of root's that someone else linked here
@@ -138,14 +152,16 @@ std::string RenderPeer(uint32_t uid, uint32_t gid, pid_t pid, absl::string_view 
 
 AuditLog::AuditLog(int fd, DenialBudget budget) : fd_(fd), budget_(budget) {}
 
-absl::StatusOr<AuditLog> AuditLog::OpenFile(absl::string_view path, DenialBudget budget) {
+absl::StatusOr<AuditLog> AuditLog::OpenFile(absl::string_view path, DenialBudget budget,
+                                             std::vector<ReservedFile> reserved) {
   AuditLog log(-1, budget);
+  log.reserved_ = std::move(reserved);
   CB_RETURN_IF_ERROR(log.Reopen(path));
   return log;
 }
 
 absl::Status AuditLog::Reopen(absl::string_view path) {
-  CB_ASSIGN_OR_RETURN(UniqueFd fd, OpenLogFile(std::string(path)));
+  CB_ASSIGN_OR_RETURN(UniqueFd fd, OpenLogFile(std::string(path), reserved_));
   if (fd_ >= 0) WriteBuffer();
   mid_line_ = EndsMidLine(fd.get());
   fd_ = fd.get();

@@ -96,6 +96,14 @@ struct DenialBudget {
   double per_second = 1;   // lines a second after that
 };
 
+// A file the audit log must never be, such as the policy file or the
+// socket's lock file: audit lines appended to it would corrupt it (a policy
+// that no longer parses at the next reload or restart).
+struct ReservedFile {
+  std::string what;  // for the error: "the policy file"
+  std::string path;  // followed if a symlink; need not exist
+};
+
 class AuditLog {
  public:
   // Logs to `fd` (borrowed; stderr by default).
@@ -110,10 +118,13 @@ class AuditLog {
   // on), owned by root or the broker, not writable by group or others, and
   // not readable by others (it records every user's requests; readable by
   // its group, for a log group, is fine).
+  // Nor may it be one of `reserved` (the same device and inode as the file
+  // at its path, if there is one then), here and at every Reopen.
   // Errors: kFailedPrecondition for any of those, naming what is wrong and
   // the fix; kNotFound for a missing directory; else the errno status.
   static absl::StatusOr<AuditLog> OpenFile(absl::string_view path,
-                                           DenialBudget budget = {});
+                                           DenialBudget budget = {},
+                                           std::vector<ReservedFile> reserved = {});
 
   // Goes on in a new file at `path` (opened and checked as by OpenFile),
   // for log rotation: lines still buffered are written to the old file
@@ -176,6 +187,7 @@ class AuditLog {
 
   UniqueFd owned_;
   int fd_;
+  std::vector<ReservedFile> reserved_;  // checked by every open (OpenFile)
   // The log's last byte is not a newline (a failed write cut a line short):
   // the next flush writes a newline first.
   bool mid_line_ = false;

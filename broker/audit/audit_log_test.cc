@@ -309,6 +309,46 @@ TEST(AuditLogTest, CreatesTheLogUnreadableByOthersWhateverTheUmask) {
   EXPECT_EQ(st.st_mode & 0777, 0600u);
 }
 
+// --audit-log naming the policy file (or the socket's lock file): audit
+// lines would be appended to it, and the next reload or restart would fail
+// on a policy that no longer parses. Refused, naming the file.
+TEST(AuditLogTest, RefusesAFileReservedForSomethingElse) {
+  testing::TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", "( )\n", 0600);
+  std::vector<ReservedFile> reserved = {{"the policy file", policy},
+                                        {"the socket's lock file", dir.Join("s.lock")}};
+  EXPECT_THAT(AuditLog::OpenFile(policy, {}, reserved),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       absl::StrCat("audit log ", policy, " is the policy file (", policy,
+                                    "): audit lines would be appended to it; give the audit "
+                                    "log a file of its own")));
+  EXPECT_EQ(ReadWholeFile(policy), "( )\n");
+  // Not there yet: the log would create it, and the broker then lock it.
+  EXPECT_THAT(AuditLog::OpenFile(dir.Join("s.lock"), {}, reserved),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("is the socket's lock file")));
+  // Another file is fine.
+  EXPECT_OK(AuditLog::OpenFile(dir.Join("audit.log"), {}, reserved));
+}
+
+// The same at a reopen: the policy linked at the log's path after rotation
+// is refused, and the log goes on in the file it had.
+TEST(AuditLogTest, ReopenRefusesAReservedFileAndKeepsTheOldFile) {
+  testing::TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", "( )\n", 0600);
+  std::string path = dir.Join("audit.log");
+  ASSERT_OK_AND_ASSIGN(AuditLog log,
+                       AuditLog::OpenFile(path, {}, {{"the policy file", policy}}));
+  ASSERT_EQ(rename(path.c_str(), dir.Join("audit.log.1").c_str()), 0);
+  ASSERT_EQ(link(policy.c_str(), path.c_str()), 0);
+  EXPECT_THAT(log.Reopen(path), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                         HasSubstr("is the policy file (" + policy + ")")));
+  log.Record(AuditEvent(), absl::FromUnixSeconds(0));
+  EXPECT_EQ(log.Flush(), 0u);
+  EXPECT_EQ(Lines(ReadWholeFile(dir.Join("audit.log.1"))).size(), 1u);
+  EXPECT_EQ(ReadWholeFile(policy), "( )\n");
+}
+
 // In a sticky directory anyone may write to, anyone could link a file of
 // root's at the log's path (where fs.protected_hardlinks is 0): the audit
 // trail would go into that file. A log must have one link.

@@ -50,11 +50,9 @@ absl::Status CheckSocketDirectory(const std::string& path, bool system) {
 // broker that is stopping removes the lock file between our open and flock.
 constexpr int kLockAttempts = 8;
 
-std::string LockPath(const std::string& socket_path) { return socket_path + ".lock"; }
-
 // Opens and locks the lock file of `socket_path` (see listener.h).
 absl::StatusOr<UniqueFd> TakeLock(const std::string& socket_path) {
-  std::string lock_path = LockPath(socket_path);
+  std::string lock_path = LockFilePath(socket_path);
   for (int attempt = 0; attempt < kLockAttempts; ++attempt) {
     int raw = RetryEintr([&] {
       return open(lock_path.c_str(),
@@ -222,7 +220,7 @@ absl::StatusOr<Listener> Listener::Bind(absl::string_view path,
   // Held from before the probe until the listener is gone: no other broker
   // can find our socket bound but not yet listening and take it for stale.
   CB_ASSIGN_OR_RETURN(listener.lock_, TakeLock(p));
-  listener.lock_path_ = LockPath(p);
+  listener.lock_path_ = LockFilePath(p);
   CB_RETURN_IF_ERROR(ClearStaleSocket(p));
   CB_ASSIGN_OR_RETURN(
       listener.fd_,
@@ -247,6 +245,10 @@ absl::StatusOr<Listener> Listener::Bind(absl::string_view path,
     return ErrnoStatus(errno, absl::StrCat("listen ", p));
   }
   return listener;
+}
+
+std::string LockFilePath(absl::string_view socket_path) {
+  return absl::StrCat(socket_path, ".lock");
 }
 
 int SystemdSocketCount() {

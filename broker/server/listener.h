@@ -101,6 +101,10 @@ struct SocketBlocker {
 // directory or the socket cannot be stat'ed.
 absl::StatusOr<std::optional<SocketBlocker>> FindSocketBlocker(absl::string_view path);
 
+// The lock file Listener::Bind takes for the socket at `socket_path`:
+// `<socket_path>.lock`.
+std::string LockFilePath(absl::string_view socket_path);
+
 // The first fd of the sockets systemd passes (SD_LISTEN_FDS_START).
 inline constexpr int kSystemdFirstFd = 3;
 

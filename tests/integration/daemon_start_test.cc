@@ -732,5 +732,27 @@ TEST(DaemonStartTest, RefusesAnAuditLogOthersCanRead) {
   EXPECT_NE(access(dir.Join("s").c_str(), F_OK), 0) << "must not have listened";
 }
 
+// As reported: --audit-log naming the policy file started, and appended
+// audit lines to the policy; the next SIGHUP was refused with a syntax
+// error that did not name the cause, the next restart failed. The same for
+// the socket's lock file. Refused at start, naming the file.
+TEST(DaemonStartTest, RefusesAnAuditLogThatIsThePolicyOrTheLockFile) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  Result same = RunDaemon({"--policy", policy, "--socket", dir.Join("s"), "--audit-log", policy});
+  EXPECT_FALSE(same.served);
+  EXPECT_EQ(same.exit_code, 1);
+  EXPECT_THAT(same.err, HasSubstr("audit log " + policy + " is the policy file"));
+  EXPECT_EQ(testing::ReadWholeFile(policy), kGoodPolicy);
+  EXPECT_NE(access(dir.Join("s").c_str(), F_OK), 0) << "must not have listened";
+
+  std::string lock = dir.Join("s.lock");
+  Result locked = RunDaemon({"--policy", policy, "--socket", dir.Join("s"), "--audit-log", lock});
+  EXPECT_FALSE(locked.served);
+  EXPECT_EQ(locked.exit_code, 1);
+  EXPECT_THAT(locked.err, HasSubstr("audit log " + lock + " is the socket's lock file"));
+  EXPECT_NE(access(dir.Join("s").c_str(), F_OK), 0) << "must not have listened";
+}
+
 }  // namespace
 }  // namespace capbroker

@@ -46,7 +46,10 @@
 // with its next activity); the broker's last flush (FlushAll) writes every
 // count still waiting. Per uid,
 // not per connection: a uid may open thousands of connections. The status
-// counters still count every denial.
+// counters still count every denial. The budget runs on the monotonic clock
+// (Instant::steady), lines show the wall clock (Instant::wall): a step of
+// the wall clock (an admin, NTP) neither holds the buckets empty (back by
+// T: no refill for T) nor fills them at once (forward).
 //
 // Not thread-safe: the broker's single event-loop thread owns it.
 #ifndef CAPBROKER_BROKER_AUDIT_AUDIT_LOG_H_
@@ -90,10 +93,27 @@ struct AuditEvent {
   absl::string_view reason;
 };
 
+// When something happens, on the two clocks the log needs (see above).
+struct Instant {
+  absl::Time wall;        // written in the line (CLOCK_REALTIME)
+  absl::Duration steady;  // measures the denial budget (CLOCK_MONOTONIC,
+                          // from an arbitrary start)
+};
+// Now, on both clocks.
+Instant InstantNow();
+
 // How many denial lines one uid may cause (see above).
 struct DenialBudget {
   int burst = 20;          // lines at once
   double per_second = 1;   // lines a second after that
+};
+
+// A file the audit log must never be, such as the policy file or the
+// socket's lock file: audit lines appended to it would corrupt it (a policy
+// that no longer parses at the next reload or restart).
+struct ReservedFile {
+  std::string what;  // for the error: "the policy file"
+  std::string path;  // followed if a symlink; need not exist
 };
 
 class AuditLog {
@@ -107,11 +127,16 @@ class AuditLog {
   // broker's euid and not writable by group or others unless sticky; every
   // symlink on the way owned by root or the broker; no symlink at the end.
   // The file must be a regular file (a FIFO is refused at once, never waited
-  // on), owned by root or the broker, not writable by group or others.
+  // on), owned by root or the broker, not writable by group or others, and
+  // not readable by others (it records every user's requests; readable by
+  // its group, for a log group, is fine).
+  // Nor may it be one of `reserved` (the same device and inode as the file
+  // at its path, if there is one then), here and at every Reopen.
   // Errors: kFailedPrecondition for any of those, naming what is wrong and
   // the fix; kNotFound for a missing directory; else the errno status.
   static absl::StatusOr<AuditLog> OpenFile(absl::string_view path,
-                                           DenialBudget budget = {});
+                                           DenialBudget budget = {},
+                                           std::vector<ReservedFile> reserved = {});
 
   // Goes on in a new file at `path` (opened and checked as by OpenFile),
   // for log rotation: lines still buffered are written to the old file
@@ -122,15 +147,15 @@ class AuditLog {
   AuditLog(AuditLog&&) = default;
   AuditLog& operator=(AuditLog&&) = default;
 
-  // Adds one line for `event` at time `now`. Returns its sequence number
+  // Adds one line for `event` at `now`. Returns its sequence number
   // (1 for the log's first line, then counting up), or 0 for a denial over
   // its uid's budget, which is only counted.
-  uint64_t Record(const AuditEvent& event, absl::Time now);
+  uint64_t Record(const AuditEvent& event, Instant now);
 
   // Writes the buffered lines, after adding the "denialsSuppressed" lines
   // due at `now`. Returns how many lines were dropped so far because writing
   // failed.
-  uint64_t Flush(absl::Time now);
+  uint64_t Flush(Instant now);
   // Flush at the current time, read only if a count may be due: the loop
   // flushes once per turn, and most turns have none.
   uint64_t Flush();
@@ -157,16 +182,16 @@ class AuditLog {
  private:
   struct Bucket {
     double tokens = 0;
-    absl::Time refilled;
+    absl::Duration refilled;  // Instant::steady of the last refill
     uint64_t suppressed = 0;  // denials since the last line about them
   };
   // Whether a denial of `uid` at `now` gets a line; counts it if not, and
   // writes the count of those before it if so.
-  bool AllowDenial(uint32_t uid, absl::Time now);
-  void Refill(Bucket& bucket, absl::Time now) const;
+  bool AllowDenial(uint32_t uid, Instant now);
+  void Refill(Bucket& bucket, absl::Duration steady) const;
   // Writes the "denialsSuppressed" lines due at `now` (all when `all`).
-  void WriteSuppressedCounts(absl::Time now, bool all);
-  void AppendSuppressedCount(uint32_t uid, Bucket& bucket, absl::Time now);
+  void WriteSuppressedCounts(Instant now, bool all);
+  void AppendSuppressedCount(uint32_t uid, Bucket& bucket, absl::Time wall);
   // Starts a line: `{"time":"...Z"`.
   void AppendTime(absl::Time now);
   // Writes buffer_ out; returns the count of dropped lines so far.
@@ -174,6 +199,7 @@ class AuditLog {
 
   UniqueFd owned_;
   int fd_;
+  std::vector<ReservedFile> reserved_;  // checked by every open (OpenFile)
   // The log's last byte is not a newline (a failed write cut a line short):
   // the next flush writes a newline first.
   bool mid_line_ = false;

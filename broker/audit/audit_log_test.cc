@@ -35,6 +35,10 @@ using ::testing::HasSubstr;
 
 using ::capbroker::testing::ReadWholeFile;
 
+// `wall` on both clocks, as when nobody steps the wall clock: the monotonic
+// reading runs with it (from the Unix epoch, as good a start as any).
+Instant At(absl::Time wall) { return {wall, wall - absl::UnixEpoch()}; }
+
 TEST(AuditLogTest, WritesOneJsonLinePerEventOnFlush) {
   testing::TempDir dir;
   std::string path = dir.Join("audit.log");
@@ -49,11 +53,11 @@ TEST(AuditLogTest, WritesOneJsonLinePerEventOnFlush) {
   e.granted = true;
   e.principal = "ops";
   e.reason = "principal 'ops' grants 'motd'";
-  log.Record(e, absl::FromUnixSeconds(0));
+  log.Record(e, At(absl::FromUnixSeconds(0)));
   EXPECT_EQ(ReadWholeFile(path), "");  // buffered until Flush
   e.granted = false;
   e.reason = "no principal grants \"x\"";
-  log.Record(e, absl::FromUnixMillis(1500));
+  log.Record(e, At(absl::FromUnixMillis(1500)));
   EXPECT_EQ(log.Flush(), 0u);
   EXPECT_EQ(ReadWholeFile(path),
             R"({"time":"1970-01-01T00:00:00.000Z","event":"grant","peer":{"uid":1000,"gid":1000,"pid":42,"exe":"/usr/bin/cat"},"request":{"kind":"acquire","capability":"motd","access":"read"},"decision":"granted","principal":"ops","reason":"principal 'ops' grants 'motd'"})"
@@ -80,8 +84,8 @@ TEST(AuditLogTest, CountsDroppedLinesWhenWritingFails) {
   signal(SIGPIPE, SIG_IGN);
   AuditLog log(fds[1]);
   AuditEvent e;
-  log.Record(e, absl::Now());
-  log.Record(e, absl::Now());
+  log.Record(e, InstantNow());
+  log.Record(e, InstantNow());
   EXPECT_EQ(log.Flush(), 2u);
   EXPECT_FALSE(log.has_pending());
   close(fds[1]);
@@ -117,8 +121,8 @@ TEST(AuditLogTest, APartlyWrittenLineNeverRunsIntoTheNext) {
   rlimit small = old;
   small.rlim_cur = 100;  // within the first line
   ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
-  log.Record(e, absl::FromUnixSeconds(0));
-  log.Record(e, absl::FromUnixSeconds(0));
+  log.Record(e, At(absl::FromUnixSeconds(0)));
+  log.Record(e, At(absl::FromUnixSeconds(0)));
   uint64_t dropped = log.Flush();
   ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
   EXPECT_EQ(dropped, 2u);
@@ -129,7 +133,7 @@ TEST(AuditLogTest, APartlyWrittenLineNeverRunsIntoTheNext) {
   EXPECT_EQ(lost[0].last, 2u);
   EXPECT_TRUE(log.TakeLostLines().empty());  // reported once
 
-  log.Record(e, absl::FromUnixSeconds(1));
+  log.Record(e, At(absl::FromUnixSeconds(1)));
   EXPECT_EQ(log.Flush(), 2u);
   std::vector<std::string> lines = Lines(ReadWholeFile(path));
   ASSERT_EQ(lines.size(), 2u) << ReadWholeFile(path);
@@ -145,11 +149,11 @@ TEST(AuditLogTest, ReopenGoesOnInANewFileAtThePath) {
   ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
   AuditEvent e;
   e.capability = "first";
-  log.Record(e, absl::FromUnixSeconds(0));
+  log.Record(e, At(absl::FromUnixSeconds(0)));
   ASSERT_EQ(rename(path.c_str(), dir.Join("audit.log.1").c_str()), 0);
   ASSERT_OK(log.Reopen(path));
   e.capability = "second";
-  log.Record(e, absl::FromUnixSeconds(1));
+  log.Record(e, At(absl::FromUnixSeconds(1)));
   EXPECT_EQ(log.Flush(), 0u);
   std::vector<std::string> old_lines = Lines(ReadWholeFile(dir.Join("audit.log.1")));
   std::vector<std::string> new_lines = Lines(ReadWholeFile(path));
@@ -173,7 +177,7 @@ TEST(AuditLogTest, ReopenRefusesASymlinkAndKeepsTheOldFile) {
   ASSERT_EQ(symlink(dir.Join("elsewhere").c_str(), path.c_str()), 0);
   EXPECT_THAT(log.Reopen(path),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("symlink")));
-  log.Record(AuditEvent(), absl::FromUnixSeconds(0));
+  log.Record(AuditEvent(), At(absl::FromUnixSeconds(0)));
   EXPECT_EQ(log.Flush(), 0u);
   EXPECT_EQ(Lines(ReadWholeFile(dir.Join("audit.log.1"))).size(), 1u);
   EXPECT_EQ(ReadWholeFile(dir.Join("elsewhere")), "");
@@ -258,6 +262,97 @@ TEST(AuditLogTest, RefusesALogOthersCanWrite) {
   }
 }
 
+// The log records every user's uid, pid, executable and the names and paths
+// they asked for: only root and the broker may read it back (a log group may
+// too). A file others may read is refused, with the fix.
+TEST(AuditLogTest, RefusesALogOthersCanRead) {
+  testing::TempDir dir;
+  for (mode_t mode : {0644, 0604, 0444}) {
+    std::string path = dir.WriteFile("audit.log", "");
+    ASSERT_EQ(chmod(path.c_str(), mode), 0);  // exact, whatever the umask
+    EXPECT_THAT(AuditLog::OpenFile(path),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         absl::StrFormat("audit log %s is readable by other users (mode 0%o), "
+                                         "and it records every user's requests; chmod o-r %s",
+                                         path, mode, path)));
+  }
+  // Readable by its group (a log group) is fine.
+  std::string path = dir.WriteFile("audit.log", "");
+  ASSERT_EQ(chmod(path.c_str(), 0640), 0);
+  EXPECT_OK(AuditLog::OpenFile(path));
+}
+
+// The same at a reopen (SIGHUP, after rotation): refused, and the log goes
+// on in the file it had.
+TEST(AuditLogTest, ReopenRefusesALogOthersCanReadAndKeepsTheOldFile) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
+  ASSERT_EQ(rename(path.c_str(), dir.Join("audit.log.1").c_str()), 0);
+  dir.WriteFile("audit.log", "");
+  ASSERT_EQ(chmod(path.c_str(), 0644), 0);
+  EXPECT_THAT(log.Reopen(path), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                         HasSubstr("chmod o-r " + path)));
+  log.Record(AuditEvent(), At(absl::FromUnixSeconds(0)));
+  EXPECT_EQ(log.Flush(), 0u);
+  EXPECT_EQ(Lines(ReadWholeFile(dir.Join("audit.log.1"))).size(), 1u);
+  EXPECT_EQ(ReadWholeFile(path), "");
+}
+
+// A log the broker creates is 0600 whatever the umask, so never readable by
+// others.
+TEST(AuditLogTest, CreatesTheLogUnreadableByOthersWhateverTheUmask) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  mode_t old = umask(0);
+  absl::StatusOr<AuditLog> log = AuditLog::OpenFile(path);
+  umask(old);
+  ASSERT_OK(log.status());
+  struct stat st;
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+// --audit-log naming the policy file (or the socket's lock file): audit
+// lines would be appended to it, and the next reload or restart would fail
+// on a policy that no longer parses. Refused, naming the file.
+TEST(AuditLogTest, RefusesAFileReservedForSomethingElse) {
+  testing::TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", "( )\n", 0600);
+  std::vector<ReservedFile> reserved = {{"the policy file", policy},
+                                        {"the socket's lock file", dir.Join("s.lock")}};
+  EXPECT_THAT(AuditLog::OpenFile(policy, {}, reserved),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       absl::StrCat("audit log ", policy, " is the policy file (", policy,
+                                    "): audit lines would be appended to it; give the audit "
+                                    "log a file of its own")));
+  EXPECT_EQ(ReadWholeFile(policy), "( )\n");
+  // Not there yet: the log would create it, and the broker then lock it.
+  EXPECT_THAT(AuditLog::OpenFile(dir.Join("s.lock"), {}, reserved),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("is the socket's lock file")));
+  // Another file is fine.
+  EXPECT_OK(AuditLog::OpenFile(dir.Join("audit.log"), {}, reserved));
+}
+
+// The same at a reopen: the policy linked at the log's path after rotation
+// is refused, and the log goes on in the file it had.
+TEST(AuditLogTest, ReopenRefusesAReservedFileAndKeepsTheOldFile) {
+  testing::TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", "( )\n", 0600);
+  std::string path = dir.Join("audit.log");
+  ASSERT_OK_AND_ASSIGN(AuditLog log,
+                       AuditLog::OpenFile(path, {}, {{"the policy file", policy}}));
+  ASSERT_EQ(rename(path.c_str(), dir.Join("audit.log.1").c_str()), 0);
+  ASSERT_EQ(link(policy.c_str(), path.c_str()), 0);
+  EXPECT_THAT(log.Reopen(path), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                         HasSubstr("is the policy file (" + policy + ")")));
+  log.Record(AuditEvent(), At(absl::FromUnixSeconds(0)));
+  EXPECT_EQ(log.Flush(), 0u);
+  EXPECT_EQ(Lines(ReadWholeFile(dir.Join("audit.log.1"))).size(), 1u);
+  EXPECT_EQ(ReadWholeFile(policy), "( )\n");
+}
+
 // In a sticky directory anyone may write to, anyone could link a file of
 // root's at the log's path (where fs.protected_hardlinks is 0): the audit
 // trail would go into that file. A log must have one link.
@@ -305,7 +400,7 @@ TEST(AuditLogTest, AppendsToAnExistingLog) {
   std::string path = dir.WriteFile("audit.log", "{\"earlier\":1}\n", 0600);
   ASSERT_EQ(chmod(path.c_str(), 0640), 0);  // readable by a log group is fine
   ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
-  log.Record(AuditEvent(), absl::FromUnixSeconds(0));
+  log.Record(AuditEvent(), At(absl::FromUnixSeconds(0)));
   EXPECT_EQ(log.Flush(), 0u);
   std::vector<std::string> lines = Lines(ReadWholeFile(path));
   ASSERT_EQ(lines.size(), 2u) << ReadWholeFile(path);
@@ -325,7 +420,7 @@ TEST(AuditLogTest, ReopenRefusesAFifoAndKeepsTheOldFile) {
   EXPECT_TRUE(reopened.in_time) << "the reopen waited for a reader of the FIFO";
   EXPECT_THAT(reopened.status,
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("is a FIFO")));
-  log.Record(AuditEvent(), absl::FromUnixSeconds(0));
+  log.Record(AuditEvent(), At(absl::FromUnixSeconds(0)));
   EXPECT_EQ(log.Flush(), 0u);
   EXPECT_EQ(Lines(ReadWholeFile(dir.Join("audit.log.1"))).size(), 1u);
 }
@@ -335,7 +430,7 @@ TEST(AuditLogTest, EndsAFragmentLeftInTheFile) {
   testing::TempDir dir;
   std::string path = dir.WriteFile("audit.log", "{\"time\":\"cut", 0600);
   ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
-  log.Record(AuditEvent(), absl::FromUnixSeconds(0));
+  log.Record(AuditEvent(), At(absl::FromUnixSeconds(0)));
   log.Flush();
   std::vector<std::string> lines = Lines(ReadWholeFile(path));
   ASSERT_EQ(lines.size(), 2u) << ReadWholeFile(path);
@@ -348,7 +443,7 @@ TEST(AuditLogTest, CountsOnlyTheLinesNotWritten) {
   testing::TempDir dir;
   std::string path = dir.Join("audit.log");
   ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
-  log.Record(AuditEvent(), absl::FromUnixSeconds(0));
+  log.Record(AuditEvent(), At(absl::FromUnixSeconds(0)));
   log.Flush();
   size_t line = ReadWholeFile(path).size();
   signal(SIGXFSZ, SIG_IGN);
@@ -357,7 +452,7 @@ TEST(AuditLogTest, CountsOnlyTheLinesNotWritten) {
   rlimit small = old;
   small.rlim_cur = 2 * line + 10;  // room for one more line and a bit
   ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
-  for (int i = 0; i < 3; ++i) log.Record(AuditEvent(), absl::FromUnixSeconds(0));
+  for (int i = 0; i < 3; ++i) log.Record(AuditEvent(), At(absl::FromUnixSeconds(0)));
   uint64_t dropped = log.Flush();
   ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
   EXPECT_EQ(dropped, 2u);
@@ -382,7 +477,7 @@ TEST(AuditLogTest, ReportsLinesLostByAFlushInsideRecord) {
   uint64_t last = 0;
   std::vector<AuditLog::LineRange> in_record;
   while (in_record.empty() && last < 1000) {
-    last = log.Record(e, absl::Now());
+    last = log.Record(e, InstantNow());
     in_record = log.TakeLostLines();
   }
   ASSERT_EQ(in_record.size(), 1u);
@@ -390,7 +485,7 @@ TEST(AuditLogTest, ReportsLinesLostByAFlushInsideRecord) {
   EXPECT_EQ(in_record[0].last, last);
   EXPECT_GT(last, 1u);
   EXPECT_FALSE(log.has_pending()) << "the full buffer was flushed";
-  uint64_t next = log.Record(e, absl::Now());
+  uint64_t next = log.Record(e, InstantNow());
   EXPECT_EQ(next, last + 1);
   log.Flush();
   std::vector<AuditLog::LineRange> lost = log.TakeLostLines();
@@ -421,7 +516,7 @@ TEST(AuditLogTest, WaitsOutANonBlockingPipe) {
   }
   ASSERT_EQ(errno, EAGAIN);  // full
   AuditLog log(write_end.get());
-  log.Record(AuditEvent(), absl::FromUnixSeconds(0));
+  log.Record(AuditEvent(), At(absl::FromUnixSeconds(0)));
   std::atomic<pid_t> tid{0};
   std::atomic<bool> done{false};
   uint64_t dropped = 99;
@@ -477,12 +572,12 @@ TEST(AuditLogTest, ThrottlesDenialsPerUid) {
   std::string path = dir.Join("audit.log");
   ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path, {/*burst=*/3, /*per_second=*/1}));
   absl::Time t0 = absl::FromUnixSeconds(1000);
-  for (int i = 0; i < 10; ++i) log.Record(Denial(1000), t0);
-  for (int i = 0; i < 2; ++i) log.Record(Denial(2000), t0);  // another uid's own budget
+  for (int i = 0; i < 10; ++i) log.Record(Denial(1000), At(t0));
+  for (int i = 0; i < 2; ++i) log.Record(Denial(2000), At(t0));  // another uid's own budget
   AuditEvent grant = Denial(1000);
   grant.granted = true;
-  EXPECT_GT(log.Record(grant, t0), 0u);  // grants are never throttled
-  log.Flush(t0);
+  EXPECT_GT(log.Record(grant, At(t0)), 0u);  // grants are never throttled
+  log.Flush(At(t0));
   std::string text = ReadWholeFile(path);
   EXPECT_EQ(Count(text, R"("event":"deny","peer":{"uid":1000,)"), 3);
   EXPECT_EQ(Count(text, R"("event":"deny","peer":{"uid":2000,)"), 2);
@@ -490,8 +585,8 @@ TEST(AuditLogTest, ThrottlesDenialsPerUid) {
   EXPECT_EQ(Count(text, "denialsSuppressed"), 0);  // no room for it yet
 
   // A second later uid 1000 has room for one line: the count goes first.
-  EXPECT_GT(log.Record(Denial(1000), t0 + absl::Seconds(1)), 0u);
-  log.Flush(t0 + absl::Seconds(1));
+  EXPECT_GT(log.Record(Denial(1000), At(t0 + absl::Seconds(1))), 0u);
+  log.Flush(At(t0 + absl::Seconds(1)));
   text = ReadWholeFile(path);
   std::vector<std::string> lines = Lines(text);
   ASSERT_GE(lines.size(), 2u);
@@ -510,18 +605,56 @@ TEST(AuditLogTest, WritesTheSuppressedCountLaterWithoutAnotherDenial) {
   std::string path = dir.Join("audit.log");
   ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path, {/*burst=*/1, /*per_second=*/1}));
   absl::Time t0 = absl::FromUnixSeconds(1000);
-  for (int i = 0; i < 4; ++i) log.Record(Denial(7), t0);
-  log.Flush(t0 + absl::Milliseconds(500));
+  for (int i = 0; i < 4; ++i) log.Record(Denial(7), At(t0));
+  log.Flush(At(t0 + absl::Milliseconds(500)));
   EXPECT_EQ(Count(ReadWholeFile(path), "denialsSuppressed"), 0);
-  log.Flush(t0 + absl::Seconds(1));
+  log.Flush(At(t0 + absl::Seconds(1)));
   EXPECT_THAT(ReadWholeFile(path), HasSubstr(R"("peer":{"uid":7},"count":3)"));
 
   // The budget has one line again (the count costs none): one line, four
   // suppressed.
-  for (int i = 0; i < 5; ++i) log.Record(Denial(7), t0 + absl::Seconds(1));
+  for (int i = 0; i < 5; ++i) log.Record(Denial(7), At(t0 + absl::Seconds(1)));
   log.FlushAll();
   EXPECT_THAT(ReadWholeFile(path), HasSubstr(R"("peer":{"uid":7},"count":4)"));
   EXPECT_EQ(Count(ReadWholeFile(path), "denialsSuppressed"), 2);
+}
+
+// The budget runs on the monotonic clock, the lines show the wall clock. On
+// the wall clock, a step back of T (an admin, NTP) held every bucket empty
+// for T: denials were counted, not written, and the count waited. A step
+// forward must not fill the buckets at once either.
+TEST(AuditLogTest, TheDenialBudgetIgnoresStepsOfTheWallClock) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path, {/*burst=*/1, /*per_second=*/1}));
+  const absl::Time t0 = absl::FromUnixSeconds(1000000);
+  const absl::Duration s0 = absl::Seconds(50);  // the monotonic clock then
+  EXPECT_GT(log.Record(Denial(7), {t0, s0}), 0u);
+  EXPECT_EQ(log.Record(Denial(7), {t0, s0}), 0u);  // over the budget
+
+  // The wall clock steps back an hour. A second later the bucket has a
+  // token again: the count, then the denial, stamped with the wall clock.
+  const absl::Time back = t0 - absl::Hours(1) + absl::Seconds(1);
+  EXPECT_GT(log.Record(Denial(7), {back, s0 + absl::Seconds(1)}), 0u);
+  log.Flush({back, s0 + absl::Seconds(1)});
+  std::vector<std::string> lines = Lines(ReadWholeFile(path));
+  ASSERT_EQ(lines.size(), 3u) << ReadWholeFile(path);
+  const std::string stamp =
+      absl::StrCat("{\"time\":\"", absl::FormatTime("%Y-%m-%dT%H:%M:%S", back, absl::UTCTimeZone()));
+  EXPECT_THAT(lines[1], HasSubstr(R"("event":"denialsSuppressed","peer":{"uid":7},"count":1)"));
+  EXPECT_TRUE(absl::StartsWith(lines[1], stamp)) << lines[1];
+  EXPECT_TRUE(absl::StartsWith(lines[2], stamp)) << lines[2];
+
+  // It steps forward two hours: no token until a second has passed on the
+  // monotonic clock.
+  const absl::Time ahead = t0 + absl::Hours(1);
+  EXPECT_EQ(log.Record(Denial(7), {ahead, s0 + absl::Milliseconds(1500)}), 0u);
+  log.Flush({ahead, s0 + absl::Milliseconds(1500)});
+  EXPECT_EQ(Lines(ReadWholeFile(path)).size(), 3u);
+  log.Flush({ahead, s0 + absl::Seconds(2)});
+  lines = Lines(ReadWholeFile(path));
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_THAT(lines[3], HasSubstr(R"("event":"denialsSuppressed","peer":{"uid":7},"count":1)"));
 }
 
 }  // namespace

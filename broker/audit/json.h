@@ -10,7 +10,13 @@ namespace capbroker::audit {
 
 // Appends `text` to `out` as a quoted JSON string. Valid UTF-8 is copied as
 // it is, with control characters (\u00XX, \n, \t, \r), quotes and
-// backslashes escaped.
+// backslashes escaped. Control characters include the C1 range U+0080 to
+// U+009F (\u0080 to \u009f), valid UTF-8 that terminals act on (CSI,
+// U+009B, starts an escape sequence in xterm and VTE); the line and
+// paragraph separators U+2028 and U+2029 are escaped too (\u2028, \u2029),
+// since some line readers (Python's str.splitlines) split at them. Names and
+// paths come from clients: an admin's `tail -f` of the log must not act on
+// them. Escaped, they are still exactly what the client sent.
 //
 // A path or an executable name can hold any byte. Each byte XX (0x80 to
 // 0xff) that is not part of a valid UTF-8 sequence is written \udcXX: the

@@ -24,6 +24,21 @@ TEST(AppendJsonStringTest, KeepsValidUtf8) {
             "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x91\"");
 }
 
+// Valid UTF-8 that a terminal or a line reader acts on: the C1 controls
+// (U+0080 to U+009F: CSI U+009B starts an escape sequence in xterm and VTE,
+// NEL U+0085 ends a line) and the Unicode line and paragraph separators
+// (U+2028, U+2029: Python's str.splitlines splits at them). A client names
+// its capability and path, so they must not reach the log raw: escaped,
+// nothing lost.
+TEST(AppendJsonStringTest, EscapesC1ControlsAndUnicodeLineBreaks) {
+  EXPECT_EQ(Json("a\xc2\x9b"), "\"a\\u009b\"");
+  EXPECT_EQ(Json("a\xc2\x9b" "31mX"), R"("a\u009b31mX")");
+  EXPECT_EQ(Json("\xc2\x80\xc2\x85\xc2\x9f"), R"("\u0080\u0085\u009f")");
+  EXPECT_EQ(Json("x\xe2\x80\xa8y\xe2\x80\xa9z"), R"("x\u2028y\u2029z")");
+  // Their neighbours are printable and stay as they are.
+  EXPECT_EQ(Json("\xc2\xa0\xe2\x80\xa7\xe2\x80\xb0"), "\"\xc2\xa0\xe2\x80\xa7\xe2\x80\xb0\"");
+}
+
 TEST(AppendJsonStringTest, EscapesInvalidUtf8AsLoneSurrogates) {
   EXPECT_EQ(Json("\xff"), R"("\udcff")");
   EXPECT_EQ(Json("\xc3"), R"("\udcc3")");              // truncated

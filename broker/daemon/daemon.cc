@@ -188,15 +188,53 @@ bool OnSignals(int signal_fd, const DaemonFlags& flags, audit::AuditLog& audit,
   return stop;
 }
 
-absl::StatusOr<server::Listener> MakeListener(const DaemonFlags& flags) {
-  CB_ASSIGN_OR_RETURN(std::optional<server::Listener> inherited,
-                      server::Listener::FromSystemd());
-  if (inherited.has_value()) return std::move(*inherited);
-  std::string path = flags.socket_path;
-  if (path.empty()) {
-    CB_ASSIGN_OR_RETURN(path, wire::DefaultSocketPath());
+// Under socket activation fds 3 and up are systemd's sockets, inherited
+// open read-write: Claim would take one for the ready pipe, and the READY
+// write into it and the close after it would wreck the broker's listener.
+absl::Status CheckReadyFdIsNotASystemdSocket(int ready_fd) {
+  const int count = server::SystemdSocketCount();
+  if (ready_fd < server::kSystemdFirstFd ||
+      int64_t{ready_fd} >= int64_t{server::kSystemdFirstFd} + count) {
+    return absl::OkStatus();
   }
-  return server::Listener::Bind(path, flags.socket_mode);
+  return absl::FailedPreconditionError(absl::StrCat(
+      "--ready-fd ", ready_fd, " is ", count == 1 ? "the socket" : "a socket",
+      " from systemd (LISTEN_FDS); use Type=notify, or another fd"));
+}
+
+// Where the broker listens: the socket systemd passed, taken already, or
+// the path it will bind (--socket, else the default). Decided before the
+// audit log opens, which must not be that path's lock file.
+struct ListenPlan {
+  std::optional<server::Listener> inherited;
+  std::string socket_path;  // when not inherited
+};
+
+absl::StatusOr<ListenPlan> PlanListener(const DaemonFlags& flags) {
+  ListenPlan plan;
+  CB_ASSIGN_OR_RETURN(plan.inherited, server::Listener::FromSystemd());
+  if (plan.inherited.has_value()) return plan;
+  plan.socket_path = flags.socket_path;
+  if (plan.socket_path.empty()) {
+    CB_ASSIGN_OR_RETURN(plan.socket_path, wire::DefaultSocketPath());
+  }
+  return plan;
+}
+
+absl::StatusOr<server::Listener> MakeListener(ListenPlan plan, const DaemonFlags& flags) {
+  if (plan.inherited.has_value()) return std::move(*plan.inherited);
+  return server::Listener::Bind(plan.socket_path, flags.socket_mode);
+}
+
+// The files the audit log must never be (audit lines appended would corrupt
+// them): the policy, and the lock file of a socket the broker binds.
+std::vector<audit::ReservedFile> FilesNotForTheAuditLog(const DaemonFlags& flags,
+                                                        const ListenPlan& plan) {
+  std::vector<audit::ReservedFile> reserved = {{"the policy file", flags.policy_path}};
+  if (!plan.inherited.has_value()) {
+    reserved.push_back({"the socket's lock file", server::LockFilePath(plan.socket_path)});
+  }
+  return reserved;
 }
 
 // The directory part of the socket path `path`, for messages.
@@ -349,6 +387,7 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   // that number show that it was inherited (see ReadyFd).
   std::optional<server::ReadyFd> ready;
   if (flags.ready_fd.has_value()) {
+    CB_RETURN_IF_ERROR(CheckReadyFdIsNotASystemdSocket(*flags.ready_fd));
     CB_ASSIGN_OR_RETURN(ready, server::ReadyFd::Claim(*flags.ready_fd));
   }
   RaiseFdLimit();
@@ -363,16 +402,19 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   // Read by every launch, updated by every reload: declared before the
   // service host, which launches until it is destroyed.
   ConfigGuard guard(std::move(location));
+  CB_ASSIGN_OR_RETURN(ListenPlan listen_plan, PlanListener(flags));
   audit::AuditLog audit;
   if (!flags.audit_log_path.empty()) {
-    CB_ASSIGN_OR_RETURN(audit, audit::AuditLog::OpenFile(flags.audit_log_path));
+    CB_ASSIGN_OR_RETURN(audit,
+                        audit::AuditLog::OpenFile(flags.audit_log_path, {},
+                                                  FilesNotForTheAuditLog(flags, listen_plan)));
   }
   CB_ASSIGN_OR_RETURN(UniqueFd signals, SignalFd());
   server::Stats stats;
   stats.started = absl::Now();
   server::RequestHandler handler(audit, stats);
   CB_RETURN_IF_ERROR(handler.SetPolicy(std::move(policy)));
-  CB_ASSIGN_OR_RETURN(server::Listener listener, MakeListener(flags));
+  CB_ASSIGN_OR_RETURN(server::Listener listener, MakeListener(std::move(listen_plan), flags));
   WarnIfOthersCannotConnect(flags, listener);
   WarnIfTheSocketsGroupIsRoots(flags, listener);
   WarnIfClientsCanSendFds(listener);

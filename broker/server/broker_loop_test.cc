@@ -77,7 +77,7 @@ class BrokerLoopTest : public ::testing::Test {
     event.capability = "m";
     event.access = "readWrite";
     event.granted = true;
-    answer.outcome.audit_line = audit_.Record(event, absl::Now());
+    answer.outcome.audit_line = audit_.Record(event, audit::InstantNow());
     ++stats_.grants;
     return answer;
   }

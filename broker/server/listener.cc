@@ -23,7 +23,6 @@ namespace capbroker::server {
 namespace {
 
 constexpr int kBacklog = 1024;
-constexpr int kSystemdFirstFd = 3;
 
 std::string Dirname(absl::string_view path) {
   size_t slash = path.rfind('/');
@@ -51,11 +50,9 @@ absl::Status CheckSocketDirectory(const std::string& path, bool system) {
 // broker that is stopping removes the lock file between our open and flock.
 constexpr int kLockAttempts = 8;
 
-std::string LockPath(const std::string& socket_path) { return socket_path + ".lock"; }
-
 // Opens and locks the lock file of `socket_path` (see listener.h).
 absl::StatusOr<UniqueFd> TakeLock(const std::string& socket_path) {
-  std::string lock_path = LockPath(socket_path);
+  std::string lock_path = LockFilePath(socket_path);
   for (int attempt = 0; attempt < kLockAttempts; ++attempt) {
     int raw = RetryEintr([&] {
       return open(lock_path.c_str(),
@@ -223,7 +220,7 @@ absl::StatusOr<Listener> Listener::Bind(absl::string_view path,
   // Held from before the probe until the listener is gone: no other broker
   // can find our socket bound but not yet listening and take it for stale.
   CB_ASSIGN_OR_RETURN(listener.lock_, TakeLock(p));
-  listener.lock_path_ = LockPath(p);
+  listener.lock_path_ = LockFilePath(p);
   CB_RETURN_IF_ERROR(ClearStaleSocket(p));
   CB_ASSIGN_OR_RETURN(
       listener.fd_,
@@ -250,6 +247,21 @@ absl::StatusOr<Listener> Listener::Bind(absl::string_view path,
   return listener;
 }
 
+std::string LockFilePath(absl::string_view socket_path) {
+  return absl::StrCat(socket_path, ".lock");
+}
+
+int SystemdSocketCount() {
+  const char* pid_text = getenv("LISTEN_PID");
+  const char* fds_text = getenv("LISTEN_FDS");
+  int pid = 0, count = 0;
+  if (pid_text == nullptr || fds_text == nullptr || !absl::SimpleAtoi(pid_text, &pid) ||
+      pid != getpid() || !absl::SimpleAtoi(fds_text, &count) || count < 0) {
+    return 0;
+  }
+  return count;
+}
+
 absl::StatusOr<std::optional<Listener>> Listener::FromSystemd() {
   const char* pid_text = getenv("LISTEN_PID");
   const char* fds_text = getenv("LISTEN_FDS");
@@ -273,10 +285,17 @@ absl::StatusOr<std::optional<Listener>> Listener::FromSystemd() {
   bool ok = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 &&
             getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 &&
             getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) == 0;
-  if (!ok || type != SOCK_SEQPACKET || domain != AF_UNIX || !accepting) {
+  if (!ok || type != SOCK_SEQPACKET || domain != AF_UNIX) {
     return absl::InvalidArgumentError(
         "the socket passed by systemd (fd 3) is not a listening AF_UNIX "
         "SOCK_SEQPACKET socket; use ListenSequentialPacket= in the .socket unit");
+  }
+  if (!accepting) {
+    // The right kind, connected: systemd accepted a connection and started
+    // an instance for it, which is what Accept=yes does.
+    return absl::InvalidArgumentError(
+        "the socket passed by systemd (fd 3) is a connected socket, not a listening one: "
+        "the .socket unit has Accept=yes; capbrokerd needs Accept=no (the default)");
   }
   if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) return ErrnoStatus(errno, "fcntl(3, FD_CLOEXEC)");
   CB_RETURN_IF_ERROR(SetNonBlocking(fd, true));

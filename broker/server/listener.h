@@ -101,6 +101,21 @@ struct SocketBlocker {
 // directory or the socket cannot be stat'ed.
 absl::StatusOr<std::optional<SocketBlocker>> FindSocketBlocker(absl::string_view path);
 
+// The lock file Listener::Bind takes for the socket at `socket_path`:
+// `<socket_path>.lock`.
+std::string LockFilePath(absl::string_view socket_path);
+
+// The first fd of the sockets systemd passes (SD_LISTEN_FDS_START).
+inline constexpr int kSystemdFirstFd = 3;
+
+// How many sockets systemd passed this process (from kSystemdFirstFd on):
+// the count in LISTEN_FDS when LISTEN_PID is this process, else 0 (an
+// unreadable count too, which Listener::FromSystemd refuses). Reads the
+// variables and leaves them for FromSystemd. For the checks made before the
+// broker takes its socket: --ready-fd must not name one of these fds
+// (daemon.cc).
+int SystemdSocketCount();
+
 class Listener {
  public:
   // Binds and listens on `path`, creating its directory (one level) if
@@ -116,7 +131,9 @@ class Listener {
   // The socket systemd passed (LISTEN_PID is us, LISTEN_FDS is 1, fd 3 is a
   // listening AF_UNIX SOCK_SEQPACKET socket), or nullopt when the process was
   // not socket-activated. Clears the LISTEN_* variables either way, so that
-  // children never see them.
+  // children never see them. kInvalidArgument, with the fix in the unit,
+  // for another kind of socket (ListenSequentialPacket=) or a connected one
+  // (Accept=yes: capbrokerd needs Accept=no).
   static absl::StatusOr<std::optional<Listener>> FromSystemd();
 
   Listener(Listener&&) = default;

@@ -595,6 +595,37 @@ TEST_F(SystemdTest, RefusesTheWrongKindOfSocket) {
                        HasSubstr("ListenSequentialPacket")));
 }
 
+// Read before the broker takes its socket (--ready-fd must not be one of
+// these fds), and left for FromSystemd.
+TEST_F(SystemdTest, CountsTheSocketsPassedToThisProcess) {
+  EXPECT_EQ(SystemdSocketCount(), 0);
+  setenv("LISTEN_PID", absl::StrCat(getpid()).c_str(), 1);
+  setenv("LISTEN_FDS", "2", 1);
+  EXPECT_EQ(SystemdSocketCount(), 2);
+  EXPECT_STREQ(getenv("LISTEN_FDS"), "2");  // left in place
+  setenv("LISTEN_FDS", "x", 1);
+  EXPECT_EQ(SystemdSocketCount(), 0);
+  setenv("LISTEN_PID", "1", 1);
+  setenv("LISTEN_FDS", "1", 1);
+  EXPECT_EQ(SystemdSocketCount(), 0);  // meant for another process
+}
+
+// A .socket unit with Accept=yes passes each connection, connected, as fd 3:
+// the socket has the right domain and type but does not listen. The hint
+// names Accept= (the unit already has ListenSequentialPacket=).
+TEST_F(SystemdTest, RefusesAConnectedSocketNamingAccept) {
+  int pair[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair), 0);
+  UniqueFd peer(pair[1]);
+  PlaceAt3(pair[0]);
+  setenv("LISTEN_PID", absl::StrCat(getpid()).c_str(), 1);
+  setenv("LISTEN_FDS", "1", 1);
+  EXPECT_THAT(Listener::FromSystemd(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("connected socket"), HasSubstr("Accept=yes"),
+                             HasSubstr("Accept=no"), Not(HasSubstr("ListenSequentialPacket")))));
+}
+
 TEST_F(SystemdTest, RefusesSeveralSockets) {
   setenv("LISTEN_PID", absl::StrCat(getpid()).c_str(), 1);
   setenv("LISTEN_FDS", "2", 1);

@@ -6,8 +6,9 @@
 // sdk/service/handler_fuzz.h, which checks what every service owes its
 // clients). Beyond that, each reply must be one the protocol allows, with
 // sequence numbers that count up by one, and each record acknowledged must
-// be one JSON line in the log, with no control character, whose "text"
-// decodes to exactly the text the client sent. A broken invariant aborts.
+// be one JSON line in the log, with no control character (C0 or C1) and no
+// U+2028 or U+2029 unescaped, whose "text" decodes to exactly the text the
+// client sent. A broken invariant aborts.
 //
 // The log lives in a fresh directory under $TEST_TMPDIR (else /tmp) and is
 // emptied after every input; the journal does not fdatasync (sync = false),
@@ -76,11 +77,21 @@ std::optional<std::pair<std::string, absl::string_view>> DecodeJsonString(
       case 't': out.push_back('\t'); break;
       case 'u': {
         uint32_t code = 0;
-        // Only the escapes of single bytes: the journal escapes nothing else.
-        if (json.size() < 4 || !absl::SimpleHexAtoi(json.substr(0, 4), &code) || code > 0x7f) {
+        if (json.size() < 4 || !absl::SimpleHexAtoi(json.substr(0, 4), &code)) {
           return std::nullopt;
         }
-        out.push_back(static_cast<char>(code));
+        // Only what the journal escapes: single bytes, the C1 controls and
+        // U+2028, U+2029 (record.h), each back to its UTF-8.
+        if (code <= 0x7f) {
+          out.push_back(static_cast<char>(code));
+        } else if (code <= 0x9f) {
+          out.push_back('\xc2');
+          out.push_back(static_cast<char>(code));
+        } else if (code == 0x2028 || code == 0x2029) {
+          out += code == 0x2028 ? "\xe2\x80\xa8" : "\xe2\x80\xa9";
+        } else {
+          return std::nullopt;
+        }
         json.remove_prefix(4);
         break;
       }
@@ -146,6 +157,12 @@ void CheckRecord(World& world, absl::string_view text) {
   const std::string line = world.NewLines();
   FuzzCheck(absl::EndsWith(line, "}\n") && line.find('\n') == line.size() - 1,
             "a record is one line");
+  FuzzCheck(!absl::StrContains(line, "\xe2\x80\xa8") && !absl::StrContains(line, "\xe2\x80\xa9"),
+            "no raw line or paragraph separator (U+2028, U+2029)");
+  for (size_t i = 0; i + 1 < line.size(); ++i) {
+    FuzzCheck(!(line[i] == '\xc2' && static_cast<unsigned char>(line[i + 1]) <= 0x9f),
+              "no raw C1 control (U+0080 to U+009F)");
+  }
   const size_t at = line.find(",\"text\":");
   FuzzCheck(at != std::string::npos, "a record has a text");
   auto decoded = DecodeJsonString(absl::string_view(line).substr(at + 8));

@@ -40,7 +40,9 @@ std::vector<std::vector<uint8_t>> Corpus() {
   return {
       Appends({"hello", "", "two\nlines", "tab\there", controls}),
       Appends({"caf\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xef\xbf\xbf",
-               "\xf4\x8f\xbf\xbf", "\xe2\x80\xa8 \xe2\x80\xa9"}),
+               "\xf4\x8f\xbf\xbf", "\xe2\x80\xa8 \xe2\x80\xa9",
+               // C1 controls (CSI, U+009B, starts a terminal escape) and a neighbour.
+               "a\xc2\x9b" "31mX", "\xc2\x80\xc2\x85\xc2\x9f\xc2\xa0"}),
       // Not UTF-8: overlong forms, surrogates, beyond U+10FFFF, cut short.
       Appends({"\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xf8\x88\x80\x80\x80",
                "\xc3", "\xe2\x82", "\x80", every_byte}),

@@ -32,7 +32,10 @@ absl::Status CheckRecordText(absl::string_view text);
 std::string FormatRecord(uint64_t run, uint64_t seq, absl::Time time, const Peer& peer,
                          absl::string_view text);
 
-// `text` as a JSON string literal, quotes included.
+// `text` as a JSON string literal, quotes included. Escaped: quotes,
+// backslashes, the C0 controls and DEL, the C1 controls (U+0080 to U+009F)
+// and U+2028, U+2029, which terminals or line readers act on; all else is
+// copied as it is.
 std::string JsonString(absl::string_view text);
 
 }  // namespace capbroker::journal

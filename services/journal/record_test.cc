@@ -14,6 +14,18 @@ TEST(RecordTest, OneJsonLineWithTheBrokersPeer) {
             "\\\"team\\\"\",\"uid\":1000,\"gid\":100,\"pid\":42,\"text\":\"a\\nb\\u0001\\\\\"}\n");
 }
 
+// Valid UTF-8 that a terminal or a line reader acts on is escaped: the C1
+// controls (U+0080 to U+009F; CSI U+009B starts an escape sequence in xterm
+// and VTE) and U+2028, U+2029 (Python's str.splitlines splits at them).
+TEST(RecordTest, EscapesC1ControlsAndUnicodeLineBreaks) {
+  EXPECT_EQ(JsonString("a\xc2\x9b"), "\"a\\u009b\"");
+  EXPECT_EQ(JsonString("\xc2\x80\xc2\x85\xc2\x9f"), R"("\u0080\u0085\u009f")");
+  EXPECT_EQ(JsonString("x\xe2\x80\xa8y\xe2\x80\xa9z"), R"("x\u2028y\u2029z")");
+  // Their neighbours stay as they are.
+  EXPECT_EQ(JsonString("\xc2\xa0\xe2\x80\xa7\xe2\x80\xb0 \xc3\xa9"),
+            "\"\xc2\xa0\xe2\x80\xa7\xe2\x80\xb0 \xc3\xa9\"");
+}
+
 TEST(RecordTest, TextMustBeBoundedUtf8) {
   EXPECT_OK(CheckRecordText(""));
   EXPECT_OK(CheckRecordText("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80"));

@@ -643,6 +643,46 @@ TEST(DaemonStartTest, RefusesAReadyFdItCannotUse) {
   }
 }
 
+// Under systemd socket activation fds 3 and up are the sockets systemd
+// passed (LISTEN_FDS, LISTEN_PID). --ready-fd 3 there named the listening
+// socket: the broker took it for its ready pipe (open read-write), its
+// READY write failed (ENOTCONN), and the close that follows closed the
+// listener, which its owner then closed again. It is refused at start,
+// saying what to use instead.
+TEST(DaemonStartTest, RefusesAReadyFdThatIsTheSocketFromSystemd) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  UniqueFd listening(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(listening.valid()) << std::strerror(errno);
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(dir.Join("s")));
+  ASSERT_EQ(bind(listening.get(), reinterpret_cast<const sockaddr*>(&address.addr),
+                 address.length),
+            0)
+      << std::strerror(errno);
+  ASSERT_EQ(listen(listening.get(), 8), 0) << std::strerror(errno);
+  // Above 3, which Spawn's ready pipe takes in the child first.
+  listening.reset(fcntl(listening.get(), F_DUPFD_CLOEXEC, 10));
+  ASSERT_TRUE(listening.valid()) << std::strerror(errno);
+  // As systemd passes it: at fd 3 (over the ready pipe Spawn put there),
+  // with LISTEN_PID the broker's pid; Spawn adds --ready-fd 3.
+  Spawned broker = Spawn({"--policy", policy}, [&] {
+    return dup2(listening.get(), 3) == 3 &&
+           setenv("LISTEN_PID", std::to_string(getpid()).c_str(), 1) == 0 &&
+           setenv("LISTEN_FDS", "1", 1) == 0;
+  });
+  ASSERT_GT(broker.pid, 0);
+  close(broker.ready);  // its write end was replaced by the socket
+  // The line, or end of file when it exits; a guard, should it serve.
+  std::string err = ReadUntilLineWith(broker.err, "--ready-fd", 30);
+  kill(broker.pid, SIGTERM);  // if it serves after all
+  EXPECT_EQ(WaitExitCode(broker.pid), 1);
+  close(broker.err);
+  EXPECT_THAT(err, HasSubstr("--ready-fd 3 is the socket from systemd (LISTEN_FDS); use "
+                             "Type=notify, or another fd"));
+  EXPECT_THAT(err, Not(HasSubstr("serving")));
+  EXPECT_THAT(err, Not(HasSubstr("Bad file descriptor")));
+}
+
 TEST(DaemonStartTest, RefusesASymlinkedAuditLog) {
   TempDir dir;
   std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
@@ -674,6 +714,43 @@ TEST(DaemonStartTest, RefusesAnAuditLogAnotherUserOwns) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("audit log " + log + " is owned by uid 65534"));
   EXPECT_THAT(r.err, HasSubstr("chown root " + log));
+  EXPECT_NE(access(dir.Join("s").c_str(), F_OK), 0) << "must not have listened";
+}
+
+// The audit log records every user's uid, pid, executable and requests: a
+// log other users may read is refused at start, with the fix.
+TEST(DaemonStartTest, RefusesAnAuditLogOthersCanRead) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  std::string log = dir.WriteFile("audit.log", "", 0600);
+  ASSERT_EQ(chmod(log.c_str(), 0644), 0);
+  Result r = RunDaemon({"--policy", policy, "--socket", dir.Join("s"), "--audit-log", log});
+  EXPECT_FALSE(r.served);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("audit log " + log + " is readable by other users (mode 0644)"));
+  EXPECT_THAT(r.err, HasSubstr("chmod o-r " + log));
+  EXPECT_NE(access(dir.Join("s").c_str(), F_OK), 0) << "must not have listened";
+}
+
+// As reported: --audit-log naming the policy file started, and appended
+// audit lines to the policy; the next SIGHUP was refused with a syntax
+// error that did not name the cause, the next restart failed. The same for
+// the socket's lock file. Refused at start, naming the file.
+TEST(DaemonStartTest, RefusesAnAuditLogThatIsThePolicyOrTheLockFile) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  Result same = RunDaemon({"--policy", policy, "--socket", dir.Join("s"), "--audit-log", policy});
+  EXPECT_FALSE(same.served);
+  EXPECT_EQ(same.exit_code, 1);
+  EXPECT_THAT(same.err, HasSubstr("audit log " + policy + " is the policy file"));
+  EXPECT_EQ(testing::ReadWholeFile(policy), kGoodPolicy);
+  EXPECT_NE(access(dir.Join("s").c_str(), F_OK), 0) << "must not have listened";
+
+  std::string lock = dir.Join("s.lock");
+  Result locked = RunDaemon({"--policy", policy, "--socket", dir.Join("s"), "--audit-log", lock});
+  EXPECT_FALSE(locked.served);
+  EXPECT_EQ(locked.exit_code, 1);
+  EXPECT_THAT(locked.err, HasSubstr("audit log " + lock + " is the socket's lock file"));
   EXPECT_NE(access(dir.Join("s").c_str(), F_OK), 0) << "must not have listened";
 }
 

@@ -252,5 +252,19 @@ TEST_F(AuditRotationTest, ReopenRefusesAFifoSomeoneReads) {
   EXPECT_LE(read(reader.get(), &byte, 1), 0) << "the broker wrote into the FIFO";
 }
 
+// A new file at the path that other users may read (the log records every
+// user's requests) is refused: the broker says so, capctl status shows it,
+// and it goes on in the file it had.
+TEST_F(AuditRotationTest, ReopenRefusesAFileOthersCanRead) {
+  std::string path = broker_->audit_path();
+  UniqueFd created(open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  ASSERT_TRUE(created.valid()) << errno;
+  ASSERT_EQ(fchmod(created.get(), 0644), 0);
+  ReloadAndWait(*broker_, *client_);
+  ExpectItWentOnInTheOldFile("is readable by other users (mode 0644)");
+  EXPECT_THAT(broker_->Stderr(), HasSubstr("chmod o-r " + path));
+  EXPECT_EQ(testing::ReadWholeFile(path), "");
+}
+
 }  // namespace
 }  // namespace capbroker

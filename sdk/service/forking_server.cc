@@ -80,11 +80,20 @@ absl::Status CloseAllBut(std::vector<int> keep) {
   return absl::OkStatus();
 }
 
-// What a child of the main process does first: asks for SIGKILL when the
-// main process dies, whose death would otherwise leave it running
-// unsupervised (the getppid check covers a main process that died before
-// the prctl), and closes every fd but 0, 1, 2 and `keep`.
+// What a child of the main process does first: makes itself not dumpable
+// (it inherits that from a main process that set it up with
+// Service::FromEnvironment, but a ForkingServer must not depend on it):
+// every worker runs as the same uid, sees its siblings in /proc, and a
+// compromised one could otherwise open a sibling's /proc/PID/mem, which the
+// kernel then refuses (EACCES) as it refuses ptrace, and read another
+// client's files; asks for SIGKILL when the main process dies, whose death
+// would otherwise leave it running unsupervised (the getppid check covers a
+// main process that died before the prctl); and closes every fd but 0, 1,
+// 2 and `keep`.
 absl::Status SetUpChild(pid_t parent, std::vector<int> keep) {
+  if (prctl(PR_SET_DUMPABLE, 0) != 0) {
+    return ErrnoStatus(errno, "prctl(PR_SET_DUMPABLE, 0)");
+  }
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
     return ErrnoStatus(errno, "prctl(PR_SET_PDEATHSIG)");
   }

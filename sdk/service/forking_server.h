@@ -22,6 +22,11 @@
 // and exits when the client hangs up. The main process closes its copy of
 // the connection right after the fork and never reads from it: it never
 // receives a client's fds. A worker, first thing:
+//  - makes itself not dumpable (PR_SET_DUMPABLE 0): the workers share a
+//    uid and see each other in /proc, and a compromised one could
+//    otherwise open a sibling's /proc/PID/mem (the service's seccomp filter
+//    stops ptrace and process_vm_readv, not open) and read another client's
+//    files. It can still signal (kill) its siblings: they share a uid;
 //  - asks for SIGKILL when the main process dies (PR_SET_PDEATHSIG);
 //  - closes every fd except 0, 1, 2, its connection and Options::worker_fds:
 //    the broker connection, the main process's epoll and pidfds, whatever
@@ -44,7 +49,7 @@
 // SOCK_SEQPACKET socketpair (SCM_RIGHTS, MSG_CMSG_CLOEXEC) and closes them:
 // a stall holds only the closer.
 //  - The closer is started at the first refusal, sets itself up as a worker
-//    does (its end of the socketpair is the one fd it keeps), is watched
+//    does (not dumpable; its end of the socketpair is the one fd it keeps), is watched
 //    and reaped like one, and exits at end of stream.
 //  - The main process's close of its copy must not be the last: the closer
 //    closes what a datagram carried only when the next datagram comes, and

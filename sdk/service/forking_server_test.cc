@@ -6,6 +6,7 @@
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -504,6 +505,94 @@ TEST(ForkingServerRefusalTest, ASocketLingeringInARefusedConnectionStallsNoOther
   EXPECT_THAT(Text(Receive(other)), HasSubstr("pid "));
   // The refused client got its reply, and the end of its connection.
   ExpectRefusedAndClosed(refused);
+}
+
+// Answers each request with whether the worker that serves it is dumpable
+// (prctl(PR_GET_DUMPABLE)): "dumpable N".
+class DumpableHandler : public RequestHandler {
+ public:
+  absl::Status Handle(Exchange& x) override {
+    auto reply = x.reply.initRoot<schema::Reply>();
+    reply.setId(x.request.getRoot<schema::Request>().getId());
+    reply.initError().setMessage(absl::StrCat("dumpable ", prctl(PR_GET_DUMPABLE)));
+    return absl::OkStatus();
+  }
+};
+
+// Every worker is a fork of the same program, under the same uid, and sees
+// the others in its /proc: were it dumpable, a worker compromised by what
+// its client sent could open a sibling's /proc/PID/mem (seccomp stops
+// ptrace and process_vm_readv, not open) and read another client's files.
+TEST(ForkingServerIsolationTest, WorkersAreNotDumpable) {
+  DumpableHandler handler;
+  ASSERT_OK_AND_ASSIGN(FakeBroker broker, FakeBroker::Create());
+  ForkingServer server(broker.client(), handler, ForkingServer::Options());
+  ASSERT_OK_AND_ASSIGN(wire::Channel client, Connect(broker, server, PeerOfUid(1000)));
+  EXPECT_EQ(Text(Call(client, 1)), "dumpable 0");
+}
+
+// What the memory-read test's child does, as a uid of its own without
+// CAP_SYS_PTRACE, as a compromised worker would: opens the /proc/PID/mem
+// of a worker and of the closer. Its exit code says how far it got (0: both
+// refused with EACCES).
+int ReadChildrensMemory() {
+  constexpr uid_t kUid = 54322;
+  WorkerHandler handler;
+  handler.replies_to_refusals = true;
+  absl::StatusOr<FakeBroker> broker = FakeBroker::Create();
+  if (!broker.ok()) return 10;
+  if (setgroups(0, nullptr) != 0 || setresgid(kUid, kUid, kUid) != 0 ||
+      setresuid(kUid, kUid, kUid) != 0) {
+    return 77;  // no uid to switch to (a user namespace): skipped
+  }
+  // The uid change made this process non-dumpable (fs.suid_dumpable), and
+  // its children would inherit that: be what a service's main process is
+  // after execve, dumpable.
+  if (prctl(PR_SET_DUMPABLE, 1) != 0) return 15;
+  ForkingServer::Options options;
+  options.max_workers_per_uid = 1;
+  ForkingServer server(broker->client(), handler, options);
+  absl::StatusOr<wire::Channel> served = Connect(*broker, server, PeerOfUid(1000));
+  if (!served.ok()) return 11;
+  absl::StatusOr<std::string> reply = Call(*served, 1);
+  if (!reply.ok()) return 12;
+  const pid_t worker = WorkerOf(*reply);
+  // Refused: the closer starts, and has set itself up once it has closed
+  // the connection (end of stream after the refusal).
+  absl::StatusOr<wire::Channel> refused = Connect(*broker, server, PeerOfUid(1000));
+  if (!refused.ok() || !Receive(*refused).ok() ||
+      Receive(*refused).status().code() != absl::StatusCode::kUnavailable) {
+    return 13;
+  }
+  std::set<pid_t> children = Children();
+  if (children.size() != 2 || children.count(worker) == 0) return 14;
+  children.erase(worker);
+  const pid_t closer = *children.begin();
+  int code = 20;
+  for (pid_t pid : {worker, closer}) {
+    const std::string mem = absl::StrCat("/proc/", pid, "/mem");
+    UniqueFd fd(open(mem.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd) {
+      std::fprintf(stderr, "opened %s of a %s\n", mem.c_str(), pid == worker ? "worker" : "closer");
+      return code;
+    }
+    if (errno != EACCES) return code + 1;
+    code += 2;
+  }
+  return 0;
+}
+
+TEST(ForkingServerIsolationTest, NoOtherProcessOfTheUidCanReadAWorkersOrTheClosersMemory) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run as a uid of its own";
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) _exit(ReadChildrensMemory());
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 77) GTEST_SKIP() << "cannot switch uid here";
+  // 20: a worker's memory could be read; 22: the closer's.
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 // What the fork-failure test's child does; its exit code says how far it

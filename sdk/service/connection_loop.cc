@@ -12,6 +12,7 @@
 #include "sdk/base/kj_status.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
+#include "sdk/service/fd_room.h"
 #include "sdk/service/try_accept.h"
 #include "sdk/wire/framing.h"
 #include "sdk/wire/unix_socket.h"
@@ -61,6 +62,7 @@ ConnectionLoop::ConnectionLoop(Client& broker, RequestHandler& handler, Options 
     : broker_(&broker),
       handler_(handler),
       options_(options),
+      max_connections_(options.max_connections),
       buffer_(std::make_unique<wire::ReceiveBuffer>()),
       log_(options.max_log_lines_per_second) {}
 
@@ -70,6 +72,7 @@ ConnectionLoop::ConnectionLoop(IncomingConnection connection, RequestHandler& ha
       single_(std::move(connection)),
       handler_(handler),
       options_(options),
+      max_connections_(options.max_connections),
       buffer_(std::make_unique<wire::ReceiveBuffer>()),
       log_(options.max_log_lines_per_second) {}
 
@@ -78,6 +81,16 @@ ConnectionLoop::~ConnectionLoop() = default;
 absl::Status ConnectionLoop::Init() {
   CB_ASSIGN_OR_RETURN(epoll_, TakeFd(epoll_create1(EPOLL_CLOEXEC), "epoll_create1"));
   if (broker_ == nullptr) return absl::OkStatus();
+  // A connection takes one fd (the fds of a request, or of a reply the
+  // handler adds, come and go within a turn: the reserve). Beyond what the
+  // fd table holds, the broker's next `incoming` would arrive without its
+  // fd (see fd_room.h) and end the loop for every client.
+  CB_ASSIGN_OR_RETURN(size_t room,
+                      FdRoomFor(max_connections_, kFdReserve + options_.max_request_fds));
+  if (room < max_connections_) {
+    log_.Line(FdRoomLine(room, max_connections_, "client connections"));
+    max_connections_ = room;
+  }
   epoll_event event{};
   event.events = EPOLLIN;
   event.data.fd = broker_->fd();
@@ -150,9 +163,9 @@ absl::StatusOr<bool> ConnectionLoop::AcceptAll() {
 }
 
 void ConnectionLoop::Add(IncomingConnection incoming) {
-  if (connections_.size() >= options_.max_connections) {
+  if (connections_.size() >= max_connections_) {
     if (!refusing_) {
-      log_.Line(absl::StrCat("at the limit of ", options_.max_connections,
+      log_.Line(absl::StrCat("at the limit of ", max_connections_,
                        " connections: closing new ones until one ends"));
       refusing_ = true;
     }

@@ -117,6 +117,10 @@ class ConnectionLoop {
  public:
   struct Options {
     // Client connections open at once; further ones are closed on arrival.
+    // Lowered when the loop starts to what RLIMIT_NOFILE leaves room for
+    // (the fds open then and a reserve, fd_room.h, taken off), which is
+    // logged: at the limit, the fd of a new connection could not be
+    // received, and the broker connection would break.
     size_t max_connections = 256;
     // Client connections one uid may hold open at once, so that one client
     // cannot take all max_connections and lock every other one out;
@@ -203,6 +207,8 @@ class ConnectionLoop {
   std::optional<IncomingConnection> single_;  // until the first turn adds it
   RequestHandler& handler_;
   const Options options_;
+  // options_.max_connections, or what the fd table has room for.
+  size_t max_connections_;
   UniqueFd epoll_;
   bool started_ = false;
   bool refusing_ = false;  // at max_connections, said once per episode

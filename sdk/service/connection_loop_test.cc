@@ -4,10 +4,12 @@
 #include <poll.h>
 #include <sched.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -22,6 +24,7 @@
 #include "sdk/service/loop_harness.h"
 #include "sdk/wire/framing.h"
 #include "sdk/wire/limits.h"
+#include "tests/fixtures/child_exit.h"
 #include "tests/fixtures/fd_count.h"
 #include "tests/fixtures/fd_refusal.h"
 #include "tests/fixtures/fuse_file.h"
@@ -269,6 +272,57 @@ TEST(ConnectionLoopLimitTest, ClosesConnectionsBeyondTheLimitOfTheirUid) {
   EXPECT_EQ(harness.loop().connection_count(), 3u);
   ASSERT_OK_AND_ASSIGN(reply, harness.Call(d, Request(request, 2)));
   EXPECT_EQ(ReplyId(reply), 2u);
+}
+
+// What the fd-limit test's child does; its exit code says how far it got
+// (0: all as expected).
+int ServeWithAFullFdTable() {
+  // More connections than fit this process's fd table once RLIMIT_NOFILE
+  // is lowered to kRoom above what is open (the loop's epoll, the existing
+  // client's two ends and the fake broker's Connect take some of it), and
+  // no more than a sender without CAP_SYS_RESOURCE may have in flight.
+  constexpr int kRoom = 24;
+  constexpr int kFlood = 30;
+  EchoHandler handler;
+  LoopHarness harness(handler);
+  if (!harness.Start().ok()) return 10;
+  const int open = CountOpenFds();
+  rlimit limit{};
+  if (open < 0 || getrlimit(RLIMIT_NOFILE, &limit) != 0) return 11;
+  limit.rlim_cur = static_cast<rlim_t>(open + kRoom);
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) return 12;
+  // The loop starts (Init) with this connection, under the lowered limit.
+  absl::StatusOr<wire::Channel> existing = harness.Connect();
+  if (!existing.ok()) return 13;
+  capnp::MallocMessageBuilder request;
+  if (!harness.Call(*existing, Request(request, 1)).ok()) return 14;
+  // Each from a uid of its own (the per-uid limit is not what is tested);
+  // the clients' ends are closed at once, so that only the service's ends
+  // take room, all in the one turn that takes them.
+  for (uint32_t i = 0; i < kFlood; ++i) {
+    absl::StatusOr<UniqueFd> end = harness.broker().Connect(Peer{"flood", 2000 + i, 2000, 1});
+    if (!end.ok()) return 15;
+  }
+  absl::StatusOr<bool> serving = harness.loop().Turn(-1);
+  if (!serving.ok()) {
+    std::fprintf(stderr, "the loop ended: %s\n", serving.status().ToString().c_str());
+    return 16;
+  }
+  if (!*serving) return 17;
+  if (harness.loop().connection_count() >= static_cast<size_t>(kRoom)) return 18;
+  absl::StatusOr<wire::Incoming> reply = harness.Call(*existing, Request(request, 2));
+  if (!reply.ok() || ReplyId(*reply) != 2) return 19;
+  return 0;
+}
+
+// A service at its RLIMIT_NOFILE cannot receive the fd of a new connection:
+// the broker's `incoming` event then arrives cut short (MSG_CTRUNC), which
+// the Client takes for a broken broker connection, and the service would
+// end for every client. The loop bounds its connections by the fds it may
+// still open, and closes those beyond.
+TEST(ConnectionLoopLimitTest, KeepsServingWhenMoreConnectionsComeThanItsFdTableHolds) {
+  // 16: the loop ended (DATA_LOSS); 18: it held more connections than fit.
+  EXPECT_EQ(testing::ExitCodeInChild(ServeWithAFullFdTable), 0);
 }
 
 // Fail-closed: a service that does not say its requests carry fds gets

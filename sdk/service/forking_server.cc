@@ -21,6 +21,7 @@
 #include "sdk/base/kj_status.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
+#include "sdk/service/fd_room.h"
 #include "sdk/service/try_accept.h"
 #include "sdk/wire/datagram.h"
 #include "sdk/wire/framing.h"
@@ -121,6 +122,7 @@ ForkingServer::ForkingServer(Client& broker, RequestHandler& handler, Options op
     : broker_(broker),
       handler_(handler),
       options_(std::move(options)),
+      max_workers_(options_.max_workers),
       log_(options_.max_log_lines_per_second) {}
 
 ForkingServer::~ForkingServer() {
@@ -152,6 +154,18 @@ ForkingServer::~ForkingServer() {
 
 absl::Status ForkingServer::Init() {
   CB_ASSIGN_OR_RETURN(epoll_, TakeFd(epoll_create1(EPOLL_CLOEXEC), "epoll_create1"));
+  // A worker takes one fd here (its pidfd); the closers one each and, for
+  // the current one, its socket (and its other end while it starts).
+  // Beyond what the fd table holds, the broker's next `incoming` would
+  // arrive without its fd (see fd_room.h) and end the service.
+  CB_ASSIGN_OR_RETURN(
+      size_t room,
+      FdRoomFor(max_workers_,
+                kFdReserve + (options_.max_closers == 0 ? 0 : options_.max_closers + 2)));
+  if (room < max_workers_) {
+    log_.Line(FdRoomLine(room, max_workers_, "workers (a connection each)"));
+    max_workers_ = room;
+  }
   epoll_event event{};
   event.events = EPOLLIN;
   event.data.fd = broker_.fd();
@@ -221,9 +235,9 @@ size_t ForkingServer::worker_count(uint32_t uid) const {
 
 absl::Status ForkingServer::OverLimit(const Peer& peer) const {
   // Killed children not reaped yet are processes still: they count.
-  if (workers_.size() + killed_.size() >= options_.max_workers) {
+  if (workers_.size() + killed_.size() >= max_workers_) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "the service serves at most ", options_.max_workers, " connections at once"));
+        "the service serves at most ", max_workers_, " connections at once"));
   }
   if (worker_count(peer.uid) >= options_.max_workers_per_uid) {
     return absl::ResourceExhaustedError(

@@ -126,7 +126,10 @@ class ForkingServer {
     size_t max_workers_per_uid = 4;
     // Workers at once in all. Within the service's `limits.processes`
     // (RLIMIT_NPROC, which counts the main process and the closers too)
-    // and `pidsMax`, or forks fail and connections are refused.
+    // and `pidsMax`, or forks fail and connections are refused. Lowered
+    // when the server starts to what RLIMIT_NOFILE leaves room for (a
+    // pidfd each, after the fds open then, the closers' and a reserve:
+    // fd_room.h), which is logged.
     size_t max_workers = 64;
     // Closers alive at once: the one that takes refused connections and
     // those killed (stuck) that have not exited yet. 0: the main process
@@ -210,6 +213,8 @@ class ForkingServer {
   Client& broker_;
   RequestHandler& handler_;
   const Options options_;
+  // options_.max_workers, or what the fd table has room for.
+  size_t max_workers_;
   UniqueFd epoll_;
   bool started_ = false;
   bool stopping_ = false;  // in the destructor: SIGKILL is ours, not news

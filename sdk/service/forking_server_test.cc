@@ -31,12 +31,14 @@
 #include "sdk/base/status_matchers.h"
 #include "sdk/service/fake_broker.h"
 #include "sdk/wire/channel.h"
+#include "tests/fixtures/child_exit.h"
 #include "tests/fixtures/fd_count.h"
 #include "tests/fixtures/lingering_socket.h"
 
 namespace capbroker {
 namespace {
 
+using ::capbroker::testing::ExitCodeInChild;
 using ::capbroker::testing::FakeBroker;
 using ::capbroker::testing::LingeringSocket;
 using ::capbroker::testing::OpenFdTargets;
@@ -584,15 +586,61 @@ int ReadChildrensMemory() {
 
 TEST(ForkingServerIsolationTest, NoOtherProcessOfTheUidCanReadAWorkersOrTheClosersMemory) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to run as a uid of its own";
-  pid_t child = fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) _exit(ReadChildrensMemory());
-  int status = 0;
-  ASSERT_EQ(waitpid(child, &status, 0), child);
-  ASSERT_TRUE(WIFEXITED(status));
-  if (WEXITSTATUS(status) == 77) GTEST_SKIP() << "cannot switch uid here";
+  const int code = ExitCodeInChild(ReadChildrensMemory);
+  if (code == 77) GTEST_SKIP() << "cannot switch uid here";
   // 20: a worker's memory could be read; 22: the closer's.
-  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(code, 0);
+}
+
+// What the fd-limit test's child does; its exit code says how far it got
+// (0: all as expected).
+int ServeWithAFullFdTable() {
+  // More connections than the main process's fd table holds pidfds for
+  // once RLIMIT_NOFILE is lowered to kRoom above what is open.
+  constexpr int kRoom = 24;
+  constexpr int kFlood = 30;
+  WorkerHandler handler;
+  absl::StatusOr<FakeBroker> broker = FakeBroker::Create();
+  if (!broker.ok()) return 10;
+  ForkingServer server(broker->client(), handler, ForkingServer::Options());
+  // All queued before the server starts, the clients' ends held open (a
+  // worker whose client hung up could exit, and be reaped, in the turn).
+  absl::StatusOr<UniqueFd> existing_end = broker->Connect(PeerOfUid(1000));
+  if (!existing_end.ok()) return 11;
+  std::vector<UniqueFd> flood;
+  for (uint32_t i = 0; i < kFlood; ++i) {
+    absl::StatusOr<UniqueFd> end = broker->Connect(PeerOfUid(2000 + i));
+    if (!end.ok()) return 12;
+    flood.push_back(std::move(*end));
+  }
+  const int open = testing::CountOpenFds();
+  rlimit limit{};
+  if (open < 0 || getrlimit(RLIMIT_NOFILE, &limit) != 0) return 13;
+  limit.rlim_cur = static_cast<rlim_t>(open + kRoom);
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) return 14;
+  absl::StatusOr<bool> serving = server.Turn(0);
+  if (!serving.ok()) {
+    std::fprintf(stderr, "the server ended: %s\n", serving.status().ToString().c_str());
+    return 15;
+  }
+  if (!*serving) return 16;
+  if (server.worker_count() == 0 || server.worker_count() >= static_cast<size_t>(kRoom)) {
+    return 17;
+  }
+  wire::Channel existing(std::move(*existing_end));
+  absl::StatusOr<std::string> reply = Call(existing, 1);
+  if (!reply.ok() || WorkerOf(*reply) <= 0) return 18;
+  return 0;
+}
+
+// The main process at its RLIMIT_NOFILE could not receive a new
+// connection's fd: the broker's `incoming` would arrive cut short
+// (MSG_CTRUNC), the Client take it for a broken broker connection, and the
+// service end for every client. The server bounds its workers (a pidfd
+// each) by the fds it may still open, and refuses connections beyond.
+TEST(ForkingServerLimitTest, KeepsServingWhenMoreConnectionsComeThanItsFdTableHolds) {
+  // 15: the server ended (DATA_LOSS); 17: it had no worker, or more than fit.
+  EXPECT_EQ(ExitCodeInChild(ServeWithAFullFdTable), 0);
 }
 
 // What the fork-failure test's child does; its exit code says how far it
@@ -628,14 +676,9 @@ int RefuseWhenForkFails() {
 
 TEST(ForkingServerForkTest, AConnectionNoWorkerCanBeStartedForIsRefusedAndServingGoesOn) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to run as a uid of its own";
-  pid_t child = fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) _exit(RefuseWhenForkFails());
-  int status = 0;
-  ASSERT_EQ(waitpid(child, &status, 0), child);
-  ASSERT_TRUE(WIFEXITED(status));
-  if (WEXITSTATUS(status) == 77) GTEST_SKIP() << "cannot switch uid here";
-  EXPECT_EQ(WEXITSTATUS(status), 0);
+  const int code = ExitCodeInChild(RefuseWhenForkFails);
+  if (code == 77) GTEST_SKIP() << "cannot switch uid here";
+  EXPECT_EQ(code, 0);
 }
 
 }  // namespace

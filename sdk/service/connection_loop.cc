@@ -208,8 +208,7 @@ bool ConnectionLoop::Serve(Connection& c) {
       options_.max_request_fds == 0 ? wire::FdPolicy::kRefuse : wire::FdPolicy::kAccept);
   if (!datagram.ok()) {
     if (datagram.status().code() != absl::StatusCode::kUnavailable) {
-      log_.Line(absl::StrCat("closed the connection of ", Describe(c.peer), ": ",
-                       datagram.status().ToString()));
+      ClosedForTheClient(c, datagram.status());
     }
     return false;
   }
@@ -223,8 +222,8 @@ bool ConnectionLoop::Serve(Connection& c) {
     });
   }
   if (!framing.ok()) {
-    log_.Line(absl::StrCat("closed the connection of ", Describe(c.peer),
-                     ": not a message: ", framing.ToString()));
+    ClosedForTheClient(c, absl::Status(framing.code(),
+                                       absl::StrCat("not a message: ", framing.message())));
     return false;
   }
   Exchange exchange(c.peer, *reader);
@@ -241,10 +240,22 @@ bool ConnectionLoop::Serve(Connection& c) {
     exchange.request_fds.clear();  // closes what the handler left
   }
   if (!handled.ok()) {
-    log_.Line(absl::StrCat("closed the connection of ", Describe(c.peer), ": ", handled.ToString()));
+    ClosedForTheClient(c, handled);
     return false;
   }
   return Reply(c, exchange);
+}
+
+void ConnectionLoop::ClosedForTheClient(const Connection& c, const absl::Status& why) {
+  if (broker_ == nullptr) {
+    // One connection, in a worker: a line per worker would be a line per
+    // connection, which a client can open without end, each worker with a
+    // budget of its own. The worker's exit says it (forking_server.h), and
+    // the main process logs that within its one budget.
+    client_fault_ = why;
+    return;
+  }
+  log_.Line(absl::StrCat("closed the connection of ", Describe(c.peer), ": ", why.ToString()));
 }
 
 bool ConnectionLoop::Reply(Connection& c, Exchange& exchange) {

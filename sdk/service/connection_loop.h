@@ -31,7 +31,8 @@
 //
 // A loop can also serve one connection without a broker (the second
 // constructor): what a worker process of a ForkingServer (forking_server.h)
-// runs for its one client.
+// runs for its one client. Such a loop does not log that it closed the
+// connection for what the client sent (see client_fault()).
 //
 // Ownership: the loop owns every client connection and every fd received
 // with a request; whatever the handler leaves in Exchange::request_fds is
@@ -184,6 +185,13 @@ class ConnectionLoop {
   // Client connections open now.
   size_t connection_count() const { return connections_.size(); }
 
+  // Serving one connection: why the loop closed it for what its client
+  // sent (a datagram that is not a request, or that the handler could not
+  // read); OK if it did not (the client hung up). In that mode the loop
+  // does not log it: its caller says it (a ForkingServer worker, through
+  // its exit code, to the main process, which logs it within its budget).
+  const absl::Status& client_fault() const { return client_fault_; }
+
  private:
   struct Connection;
 
@@ -202,6 +210,9 @@ class ConnectionLoop {
   // Watches `c` for requests, or, while a reply waits, for room to send it.
   absl::Status Watch(Connection& c, bool add);
   void Close(int fd);
+  // Says that `c` is closed for what its client sent, `why`: a log line,
+  // or, serving one connection, client_fault_.
+  void ClosedForTheClient(const Connection& c, const absl::Status& why);
 
   Client* broker_;  // null when serving `single_` alone
   std::optional<IncomingConnection> single_;  // until the first turn adds it
@@ -217,6 +228,7 @@ class ConnectionLoop {
   std::unordered_map<uint32_t, size_t> connections_per_uid_;
   std::unique_ptr<wire::ReceiveBuffer> buffer_;  // one for all connections
   RateLimitedLog log_;
+  absl::Status client_fault_;
 };
 
 }  // namespace capbroker

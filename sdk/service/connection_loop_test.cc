@@ -24,6 +24,7 @@
 #include "sdk/service/loop_harness.h"
 #include "sdk/wire/framing.h"
 #include "sdk/wire/limits.h"
+#include "sdk/wire/unix_socket.h"
 #include "tests/fixtures/child_exit.h"
 #include "tests/fixtures/fd_count.h"
 #include "tests/fixtures/fd_refusal.h"
@@ -202,6 +203,56 @@ TEST_F(ConnectionLoopTest, GarbageClosesThatConnectionOnlyAndLeaksNothing) {
   // The service side holds: the epoll fd, the good connection, and the two
   // ends of the fake broker's socketpair; the test holds the client's end.
   EXPECT_EQ(CountOpenFds(), baseline_ + 5);
+}
+
+// A loop serving one connection, a ForkingServer's worker, logs nothing
+// for what its client sends: each worker would have a log budget of its
+// own, and a client can open connection after connection. It says why in
+// client_fault() instead.
+TEST(ConnectionLoopWorkerTest, ServingOneConnectionItLogsNothingItsClientCauses) {
+  for (bool handler_error : {false, true}) {
+    SCOPED_TRACE(handler_error);
+    EchoHandler handler;
+    ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+    wire::Channel client(std::move(pair.first));
+    ConnectionLoop loop(IncomingConnection{std::move(pair.second), "mallory", 666, 666, 1},
+                        handler, ConnectionLoop::Options());
+    ASSERT_OK_AND_ASSIGN(bool serving, loop.Turn(0));  // takes the connection
+    ASSERT_TRUE(serving);
+    if (handler_error) {
+      capnp::MallocMessageBuilder request;
+      ASSERT_OK(client.Send(Request(request, 666)));
+    } else {
+      const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4};
+      ASSERT_EQ(testing::RawSend(client.fd(), junk), 0);
+    }
+    ::testing::internal::CaptureStderr();
+    absl::StatusOr<bool> turned = loop.Turn(-1);
+    const std::string logged = ::testing::internal::GetCapturedStderr();
+    ASSERT_OK(turned.status());
+    EXPECT_FALSE(*turned);  // its one connection closed
+    EXPECT_EQ(logged, "");
+    EXPECT_THAT(loop.client_fault(),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         ::testing::HasSubstr(handler_error ? "unreadable" : "not a message")));
+    EXPECT_THAT(client.Receive(), StatusIs(absl::StatusCode::kUnavailable));
+  }
+}
+
+// Serving the broker's connections, the loop logs it (rate-limited).
+TEST_F(ConnectionLoopTest, AClosedConnectionIsLoggedWithItsPeer) {
+  ASSERT_OK_AND_ASSIGN(wire::Channel bad, harness_.Connect(Peer{"mallory", 666, 666, 1}));
+  const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4};
+  ASSERT_EQ(testing::RawSend(bad.fd(), junk), 0);
+  ::testing::internal::CaptureStderr();
+  absl::StatusOr<bool> turned = harness_.loop().Turn(-1);
+  const std::string logged = ::testing::internal::GetCapturedStderr();
+  ASSERT_OK(turned.status());
+  EXPECT_THAT(logged, ::testing::AllOf(
+                          ::testing::HasSubstr(
+                              "closed the connection of principal 'mallory' (uid 666, pid 1): "),
+                          ::testing::HasSubstr("not a message")));
+  EXPECT_OK(harness_.loop().client_fault());  // said in the log only
 }
 
 TEST_F(ConnectionLoopTest, AHandlerErrorClosesTheConnection) {

@@ -36,6 +36,10 @@ constexpr int kEventsPerTurn = 64;
 constexpr int kKilledPollMs = 10;
 // How long destruction waits for the workers it killed.
 constexpr int64_t kStopWaitMs = 1000;
+// A worker's exit code when it closed its connection for what its client
+// sent (ConnectionLoop::client_fault): the main process logs that, within
+// its budget, where the worker's own line would have one of its own.
+constexpr int kExitClosedForTheClient = 3;
 // How long the main process waits for a closer it killed to exit. A close
 // that SIGKILL ends (a linger wait) ends at once; one it does not end keeps
 // the closer past this, and it counts against Options::max_closers.
@@ -312,9 +316,11 @@ void ForkingServer::ServeInWorker(IncomingConnection incoming, pid_t parent) {
   std::vector<int> keep = options_.worker_fds;
   keep.push_back(incoming.fd.get());
   absl::Status status = SetUpChild(parent, std::move(keep));
+  bool client_fault = false;
   if (status.ok()) {
     ConnectionLoop loop(std::move(incoming), handler_, options_.worker_loop);
     status = loop.Run();
+    client_fault = !loop.client_fault().ok();
   }
   if (!status.ok()) {
     std::fprintf(stderr, "worker of %s: %s\n", who.c_str(), status.ToString().c_str());
@@ -323,7 +329,8 @@ void ForkingServer::ServeInWorker(IncomingConnection incoming, pid_t parent) {
   // holds must not be destroyed here (their fds are closed, their numbers
   // may have been reused), nor its atexit handlers run or its stdio
   // buffers flushed a second time.
-  _exit(status.ok() ? 0 : 1);
+  if (!status.ok()) _exit(1);
+  _exit(client_fault ? kExitClosedForTheClient : 0);
 }
 
 void ForkingServer::Refuse(UniqueFd connection, const Peer& peer, const absl::Status& reason) {
@@ -471,9 +478,13 @@ void ForkingServer::Reap(int pidfd) {
   // SIGKILL is ours when stopping, and for a closer (logged when sent).
   const bool killed_by_us = exit.ok() && (*exit)->si_code == CLD_KILLED &&
                             (*exit)->si_status == SIGKILL && (stopping_ || !is_worker);
+  const bool exited_with = exit.ok() && (*exit)->si_code == CLD_EXITED;
   if (!exit.ok()) {
     log_.Line(absl::StrCat(who, ": ", exit.status().message()));
-  } else if (!((*exit)->si_code == CLD_EXITED && (*exit)->si_status == 0) && !killed_by_us) {
+  } else if (is_worker && exited_with && (*exit)->si_status == kExitClosedForTheClient) {
+    log_.Line(absl::StrCat(who, " closed the connection for what its client sent: a datagram "
+                                "that is not a request this service can read"));
+  } else if (!(exited_with && (*exit)->si_status == 0) && !killed_by_us) {
     log_.Line(absl::StrCat(who, " ", DescribeExit(**exit)));
   }
   epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, pidfd, nullptr);

@@ -71,6 +71,15 @@
 // after fork returns, would be the last if its worker had already exited
 // (its client sent a bad first request) in that instant.
 //
+// Logging: the main process logs what happens to the service (refusals,
+// workers that died of a signal or failed, closers killed) within one
+// budget (Options::max_log_lines_per_second). A worker logs nothing its
+// client causes: a worker that closed its connection for what the client
+// sent (a datagram that is not a readable request) says so by its exit
+// code, and the main process logs one line for it within that budget, so
+// that a client opening connection after connection, each with one bad
+// datagram, cannot flood the log with a fresh worker's budget each.
+//
 // Workers run the handler as it was at the fork: what a handler changes in
 // one worker no other worker and no later worker sees. Only handlers whose
 // state needs no sharing fit (the scanner: a read-only signature database).

@@ -34,6 +34,7 @@
 #include "tests/fixtures/child_exit.h"
 #include "tests/fixtures/fd_count.h"
 #include "tests/fixtures/lingering_socket.h"
+#include "tests/fixtures/raw_send.h"
 
 namespace capbroker {
 namespace {
@@ -284,6 +285,32 @@ TEST_F(ForkingServerTest, AWorkerHoldsItsOwnConnectionAndNothingElse) {
   std::multiset<std::string> kinds;
   for (const auto& [fd, target] : held) kinds.insert(target.substr(0, target.find('[')));
   EXPECT_EQ(kinds, (std::multiset<std::string>{"anon_inode:", "socket:"})) << held.size();
+}
+
+// A worker logs nothing its client causes: a client could open connection
+// after connection, each worker with a log budget of its own. The main
+// process logs it, within its one budget.
+TEST_F(ForkingServerTest, AWorkerClosedForWhatItsClientSentIsLoggedByTheMainProcess) {
+  Start();
+  ::testing::internal::CaptureStderr();
+  for (uint32_t uid : {1000, 1001, 1002}) {
+    absl::StatusOr<wire::Channel> bad = Connect(uid);
+    ASSERT_OK(bad.status());
+    const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4};
+    ASSERT_EQ(testing::RawSend(bad->fd(), junk), 0);
+    EXPECT_THAT(Receive(*bad).status(), StatusIs(absl::StatusCode::kUnavailable));
+  }
+  absl::Status reaped = TurnUntilWorkers(0);
+  const std::string logged = ::testing::internal::GetCapturedStderr();
+  ASSERT_OK(reaped);
+  EXPECT_THAT(logged, ::testing::Not(HasSubstr("closed the connection of")));
+  std::vector<std::string> lines = absl::StrSplit(logged, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 3u) << logged;
+  for (const std::string& line : lines) {
+    EXPECT_THAT(line, ::testing::MatchesRegex(
+                          "the worker \\(pid [0-9]+\\) of principal 'user100[0-2]' .* closed "
+                          "the connection for what its client sent: .*"));
+  }
 }
 
 TEST_F(ForkingServerTest, CapsWorkersPerUidAndInAll) {

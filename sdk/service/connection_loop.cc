@@ -46,6 +46,20 @@ absl::Status CheckFdCount(const wire::Datagram& datagram, size_t max) {
 
 }  // namespace
 
+absl::Status SendRefusal(int connection, RequestHandler& handler, const absl::Status& reason) {
+  capnp::MallocMessageBuilder reply(64);
+  return CatchKj("refusal reply", [&]() -> absl::Status {
+    // Without a reply of its protocol the connection just closes.
+    if (!handler.SetRefusal(reason, reply)) return absl::OkStatus();
+    CB_ASSIGN_OR_RETURN(wire::OutgoingFrame frame, wire::OutgoingFrame::Of(reply));
+    // Never blocks: a new connection's queue is empty (nothing was sent on
+    // the service's end before), and if it were not, the reply would be
+    // dropped (SendDatagram: false), not waited for.
+    CB_RETURN_IF_ERROR(SetNonBlocking(connection, true));
+    return wire::SendDatagram(connection, frame.iov(), frame.iov_count(), {}).status();
+  });
+}
+
 struct ConnectionLoop::Connection {
   // A reply the socket had no room for: sent when it becomes writable.
   struct Pending {
@@ -163,13 +177,18 @@ absl::StatusOr<bool> ConnectionLoop::AcceptAll() {
 }
 
 void ConnectionLoop::Add(IncomingConnection incoming) {
+  // A connection refused here gets the handler's refusal reply, which its
+  // client reads as the reply to its first request, and is closed when
+  // `incoming.fd` goes: the client then sees end of stream.
   if (connections_.size() >= max_connections_) {
     if (!refusing_) {
       log_.Line(absl::StrCat("at the limit of ", max_connections_,
                        " connections: closing new ones until one ends"));
       refusing_ = true;
     }
-    return;  // `incoming.fd` closes here: the client sees end of stream
+    Refuse(incoming, absl::ResourceExhaustedError(absl::StrCat(
+                         "the service serves at most ", max_connections_, " connections at once")));
+    return;
   }
   refusing_ = false;
   auto held = connections_per_uid_.find(incoming.uid);
@@ -178,7 +197,10 @@ void ConnectionLoop::Add(IncomingConnection incoming) {
                      options_.max_connections_per_uid,
                      " connections per uid: closing a new one of principal '",
                      incoming.principal, "' (pid ", incoming.pid, ")"));
-    return;  // as above
+    Refuse(incoming, absl::ResourceExhaustedError(absl::StrCat(
+                         "the service serves at most ", options_.max_connections_per_uid,
+                         " connections of uid ", incoming.uid, " at once")));
+    return;
   }
   auto c = std::make_unique<Connection>();
   c->fd = std::move(incoming.fd);
@@ -244,6 +266,15 @@ bool ConnectionLoop::Serve(Connection& c) {
     return false;
   }
   return Reply(c, exchange);
+}
+
+void ConnectionLoop::Refuse(const IncomingConnection& incoming, const absl::Status& reason) {
+  absl::Status sent = SendRefusal(incoming.fd.get(), handler_, reason);
+  // A client gone already is no news; anything else is the service's bug.
+  if (!sent.ok() && sent.code() != absl::StatusCode::kUnavailable) {
+    log_.Line(absl::StrCat("cannot send the refusal to principal '", incoming.principal,
+                           "' (pid ", incoming.pid, "): ", sent.ToString()));
+  }
 }
 
 void ConnectionLoop::ClosedForTheClient(const Connection& c, const absl::Status& why) {

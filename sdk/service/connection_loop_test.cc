@@ -48,6 +48,7 @@ class EchoHandler : public RequestHandler {
  public:
   bool SetRefusal(const absl::Status& refusal, capnp::MessageBuilder& reply) override {
     ++refused;
+    last_refusal = refusal.code();
     reply.initRoot<schema::Reply>().initError().setMessage(std::string(refusal.message()));
     return true;
   }
@@ -70,6 +71,7 @@ class EchoHandler : public RequestHandler {
   }
   int handled = 0;
   int refused = 0;
+  absl::StatusCode last_refusal = absl::StatusCode::kOk;
 };
 
 // A protocol without error replies: a refused request closes the connection.
@@ -291,6 +293,10 @@ TEST(ConnectionLoopLimitTest, ClosesConnectionsBeyondTheLimit) {
   ASSERT_OK_AND_ASSIGN(wire::Channel b, harness.Connect());
   ASSERT_OK_AND_ASSIGN(wire::Channel c, harness.Connect());
   EXPECT_EQ(harness.loop().connection_count(), 2u);
+  // Told why (the handler's refusal reply), then closed.
+  ASSERT_OK_AND_ASSIGN(wire::Incoming refusal, c.Receive());
+  EXPECT_EQ(ReplyError(refusal), "the service serves at most 2 connections at once");
+  EXPECT_EQ(handler.last_refusal, absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(c.Receive(), StatusIs(absl::StatusCode::kUnavailable));
   capnp::MallocMessageBuilder request;
   ASSERT_OK_AND_ASSIGN(wire::Incoming reply, harness.Call(b, Request(request, 2)));
@@ -309,6 +315,9 @@ TEST(ConnectionLoopLimitTest, ClosesConnectionsBeyondTheLimitOfTheirUid) {
   ASSERT_OK_AND_ASSIGN(wire::Channel b, harness.Connect(mallory_again));
   ASSERT_OK_AND_ASSIGN(wire::Channel c, harness.Connect(mallory));  // one too many
   ASSERT_EQ(harness.loop().connection_count(), 2u);  // before a Receive that would wait
+  ASSERT_OK_AND_ASSIGN(wire::Incoming refusal, c.Receive());
+  EXPECT_EQ(ReplyError(refusal), "the service serves at most 2 connections of uid 666 at once");
+  EXPECT_EQ(handler.last_refusal, absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(c.Receive(), StatusIs(absl::StatusCode::kUnavailable));
   ASSERT_OK_AND_ASSIGN(wire::Channel alice, harness.Connect(Peer{"alice", 1001, 1001, 3}));
   EXPECT_EQ(harness.loop().connection_count(), 3u);
@@ -374,6 +383,16 @@ int ServeWithAFullFdTable() {
 TEST(ConnectionLoopLimitTest, KeepsServingWhenMoreConnectionsComeThanItsFdTableHolds) {
   // 16: the loop ended (DATA_LOSS); 18: it held more connections than fit.
   EXPECT_EQ(testing::ExitCodeInChild(ServeWithAFullFdTable), 0);
+}
+
+// A protocol without error replies: a refused connection is just closed.
+TEST(ConnectionLoopLimitTest, WithoutARefusalReplyAConnectionBeyondTheLimitIsJustClosed) {
+  PlainHandler handler;
+  LoopHarness harness(handler, ConnectionLoop::Options{.max_connections = 1});
+  ASSERT_OK(harness.Start());
+  ASSERT_OK_AND_ASSIGN(wire::Channel a, harness.Connect());
+  ASSERT_OK_AND_ASSIGN(wire::Channel b, harness.Connect());
+  EXPECT_THAT(b.Receive(), StatusIs(absl::StatusCode::kUnavailable));
 }
 
 // Fail-closed: a service that does not say its requests carry fds gets

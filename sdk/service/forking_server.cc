@@ -18,13 +18,11 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "sdk/base/kj_status.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/service/fd_room.h"
 #include "sdk/service/try_accept.h"
 #include "sdk/wire/datagram.h"
-#include "sdk/wire/framing.h"
 
 namespace capbroker {
 namespace {
@@ -335,17 +333,7 @@ void ForkingServer::ServeInWorker(IncomingConnection incoming, pid_t parent) {
 
 void ForkingServer::Refuse(UniqueFd connection, const Peer& peer, const absl::Status& reason) {
   log_.Line(absl::StrCat("refused a connection of ", Describe(peer), ": ", reason.message()));
-  capnp::MallocMessageBuilder reply(64);
-  absl::Status sent = CatchKj("refusal reply", [&]() -> absl::Status {
-    // Without a reply of its protocol the connection just closes: end of
-    // stream.
-    if (!handler_.SetRefusal(reason, reply)) return absl::OkStatus();
-    CB_ASSIGN_OR_RETURN(wire::OutgoingFrame frame, wire::OutgoingFrame::Of(reply));
-    // Never blocks: a new connection's queue is empty, and if it were not
-    // the reply would be dropped, not waited for.
-    CB_RETURN_IF_ERROR(SetNonBlocking(connection.get(), true));
-    return wire::SendDatagram(connection.get(), frame.iov(), frame.iov_count(), {}).status();
-  });
+  absl::Status sent = SendRefusal(connection.get(), handler_, reason);
   // A client gone already is no news; anything else is the service's bug.
   if (!sent.ok() && sent.code() != absl::StatusCode::kUnavailable) {
     log_.Line(absl::StrCat("cannot send the refusal: ", sent.ToString()));

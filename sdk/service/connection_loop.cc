@@ -12,6 +12,7 @@
 #include "sdk/base/kj_status.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
+#include "sdk/service/fd_room.h"
 #include "sdk/service/try_accept.h"
 #include "sdk/wire/framing.h"
 #include "sdk/wire/unix_socket.h"
@@ -45,6 +46,20 @@ absl::Status CheckFdCount(const wire::Datagram& datagram, size_t max) {
 
 }  // namespace
 
+absl::Status SendRefusal(int connection, RequestHandler& handler, const absl::Status& reason) {
+  capnp::MallocMessageBuilder reply(64);
+  return CatchKj("refusal reply", [&]() -> absl::Status {
+    // Without a reply of its protocol the connection just closes.
+    if (!handler.SetRefusal(reason, reply)) return absl::OkStatus();
+    CB_ASSIGN_OR_RETURN(wire::OutgoingFrame frame, wire::OutgoingFrame::Of(reply));
+    // Never blocks: a new connection's queue is empty (nothing was sent on
+    // the service's end before), and if it were not, the reply would be
+    // dropped (SendDatagram: false), not waited for.
+    CB_RETURN_IF_ERROR(SetNonBlocking(connection, true));
+    return wire::SendDatagram(connection, frame.iov(), frame.iov_count(), {}).status();
+  });
+}
+
 struct ConnectionLoop::Connection {
   // A reply the socket had no room for: sent when it becomes writable.
   struct Pending {
@@ -61,6 +76,7 @@ ConnectionLoop::ConnectionLoop(Client& broker, RequestHandler& handler, Options 
     : broker_(&broker),
       handler_(handler),
       options_(options),
+      max_connections_(options.max_connections),
       buffer_(std::make_unique<wire::ReceiveBuffer>()),
       log_(options.max_log_lines_per_second) {}
 
@@ -70,6 +86,7 @@ ConnectionLoop::ConnectionLoop(IncomingConnection connection, RequestHandler& ha
       single_(std::move(connection)),
       handler_(handler),
       options_(options),
+      max_connections_(options.max_connections),
       buffer_(std::make_unique<wire::ReceiveBuffer>()),
       log_(options.max_log_lines_per_second) {}
 
@@ -78,6 +95,16 @@ ConnectionLoop::~ConnectionLoop() = default;
 absl::Status ConnectionLoop::Init() {
   CB_ASSIGN_OR_RETURN(epoll_, TakeFd(epoll_create1(EPOLL_CLOEXEC), "epoll_create1"));
   if (broker_ == nullptr) return absl::OkStatus();
+  // A connection takes one fd (the fds of a request, or of a reply the
+  // handler adds, come and go within a turn: the reserve). Beyond what the
+  // fd table holds, the broker's next `incoming` would arrive without its
+  // fd (see fd_room.h) and end the loop for every client.
+  CB_ASSIGN_OR_RETURN(size_t room,
+                      FdRoomFor(max_connections_, kFdReserve + options_.max_request_fds));
+  if (room < max_connections_) {
+    log_.Line(FdRoomLine(room, max_connections_, "client connections"));
+    max_connections_ = room;
+  }
   epoll_event event{};
   event.events = EPOLLIN;
   event.data.fd = broker_->fd();
@@ -150,13 +177,18 @@ absl::StatusOr<bool> ConnectionLoop::AcceptAll() {
 }
 
 void ConnectionLoop::Add(IncomingConnection incoming) {
-  if (connections_.size() >= options_.max_connections) {
+  // A connection refused here gets the handler's refusal reply, which its
+  // client reads as the reply to its first request, and is closed when
+  // `incoming.fd` goes: the client then sees end of stream.
+  if (connections_.size() >= max_connections_) {
     if (!refusing_) {
-      log_.Line(absl::StrCat("at the limit of ", options_.max_connections,
+      log_.Line(absl::StrCat("at the limit of ", max_connections_,
                        " connections: closing new ones until one ends"));
       refusing_ = true;
     }
-    return;  // `incoming.fd` closes here: the client sees end of stream
+    Refuse(incoming, absl::ResourceExhaustedError(absl::StrCat(
+                         "the service serves at most ", max_connections_, " connections at once")));
+    return;
   }
   refusing_ = false;
   auto held = connections_per_uid_.find(incoming.uid);
@@ -165,7 +197,10 @@ void ConnectionLoop::Add(IncomingConnection incoming) {
                      options_.max_connections_per_uid,
                      " connections per uid: closing a new one of principal '",
                      incoming.principal, "' (pid ", incoming.pid, ")"));
-    return;  // as above
+    Refuse(incoming, absl::ResourceExhaustedError(absl::StrCat(
+                         "the service serves at most ", options_.max_connections_per_uid,
+                         " connections of uid ", incoming.uid, " at once")));
+    return;
   }
   auto c = std::make_unique<Connection>();
   c->fd = std::move(incoming.fd);
@@ -195,8 +230,7 @@ bool ConnectionLoop::Serve(Connection& c) {
       options_.max_request_fds == 0 ? wire::FdPolicy::kRefuse : wire::FdPolicy::kAccept);
   if (!datagram.ok()) {
     if (datagram.status().code() != absl::StatusCode::kUnavailable) {
-      log_.Line(absl::StrCat("closed the connection of ", Describe(c.peer), ": ",
-                       datagram.status().ToString()));
+      ClosedForTheClient(c, datagram.status());
     }
     return false;
   }
@@ -210,8 +244,8 @@ bool ConnectionLoop::Serve(Connection& c) {
     });
   }
   if (!framing.ok()) {
-    log_.Line(absl::StrCat("closed the connection of ", Describe(c.peer),
-                     ": not a message: ", framing.ToString()));
+    ClosedForTheClient(c, absl::Status(framing.code(),
+                                       absl::StrCat("not a message: ", framing.message())));
     return false;
   }
   Exchange exchange(c.peer, *reader);
@@ -228,10 +262,31 @@ bool ConnectionLoop::Serve(Connection& c) {
     exchange.request_fds.clear();  // closes what the handler left
   }
   if (!handled.ok()) {
-    log_.Line(absl::StrCat("closed the connection of ", Describe(c.peer), ": ", handled.ToString()));
+    ClosedForTheClient(c, handled);
     return false;
   }
   return Reply(c, exchange);
+}
+
+void ConnectionLoop::Refuse(const IncomingConnection& incoming, const absl::Status& reason) {
+  absl::Status sent = SendRefusal(incoming.fd.get(), handler_, reason);
+  // A client gone already is no news; anything else is the service's bug.
+  if (!sent.ok() && sent.code() != absl::StatusCode::kUnavailable) {
+    log_.Line(absl::StrCat("cannot send the refusal to principal '", incoming.principal,
+                           "' (pid ", incoming.pid, "): ", sent.ToString()));
+  }
+}
+
+void ConnectionLoop::ClosedForTheClient(const Connection& c, const absl::Status& why) {
+  if (broker_ == nullptr) {
+    // One connection, in a worker: a line per worker would be a line per
+    // connection, which a client can open without end, each worker with a
+    // budget of its own. The worker's exit says it (forking_server.h), and
+    // the main process logs that within its one budget.
+    client_fault_ = why;
+    return;
+  }
+  log_.Line(absl::StrCat("closed the connection of ", Describe(c.peer), ": ", why.ToString()));
 }
 
 bool ConnectionLoop::Reply(Connection& c, Exchange& exchange) {

@@ -26,12 +26,16 @@
 // malformed datagram leaves nothing to reply to); the loop serves on.
 // Nothing a client sends ends the loop. Limits, all from Options: a new
 // connection beyond max_connections, or beyond max_connections_per_uid for
-// its uid, is closed at once; a request with more fds than max_request_fds
-// is answered by the handler's SetRefusal and never reaches Handle.
+// its uid, gets the handler's refusal reply (SetRefusal, kResourceExhausted:
+// the client reads why as the reply to its first request; sent without
+// blocking) and is closed at once; a request with more fds than
+// max_request_fds is answered by the handler's SetRefusal and never reaches
+// Handle.
 //
 // A loop can also serve one connection without a broker (the second
 // constructor): what a worker process of a ForkingServer (forking_server.h)
-// runs for its one client.
+// runs for its one client. Such a loop does not log that it closed the
+// connection for what the client sent (see client_fault()).
 //
 // Ownership: the loop owns every client connection and every fd received
 // with a request; whatever the handler leaves in Exchange::request_fds is
@@ -106,22 +110,35 @@ class RequestHandler {
   // returns true; false (the default) for a protocol without error replies.
   // Used for what is refused before Handle would see it: a request that
   // carried more fds than ConnectionLoop::Options::max_request_fds
-  // (kInvalidArgument), and a connection a ForkingServer does not serve
-  // (kResourceExhausted). Without such a reply, the connection is closed.
+  // (kInvalidArgument), and a connection a ConnectionLoop or ForkingServer
+  // does not serve, at one of their limits (kResourceExhausted). Without
+  // such a reply, the connection is closed.
   virtual bool SetRefusal(const absl::Status& refusal, capnp::MessageBuilder& reply) {
     return false;
   }
 };
 
+// Sends `handler`'s refusal reply saying `reason` on `connection`
+// (borrowed), a connection refused before it is served, which it makes
+// non-blocking: a reply that finds no room is dropped, never waited for.
+// OK when the protocol has no refusal reply (nothing is sent); kUnavailable
+// when the client is gone.
+absl::Status SendRefusal(int connection, RequestHandler& handler, const absl::Status& reason);
+
 class ConnectionLoop {
  public:
   struct Options {
-    // Client connections open at once; further ones are closed on arrival.
+    // Client connections open at once; further ones are refused (told why,
+    // see SetRefusal) and closed on arrival.
+    // Lowered when the loop starts to what RLIMIT_NOFILE leaves room for
+    // (the fds open then and a reserve, fd_room.h, taken off), which is
+    // logged: at the limit, the fd of a new connection could not be
+    // received, and the broker connection would break.
     size_t max_connections = 256;
     // Client connections one uid may hold open at once, so that one client
     // cannot take all max_connections and lock every other one out;
-    // further ones from that uid are closed on arrival. Every principal of
-    // a uid shares its count.
+    // further ones from that uid are refused (told why) and closed on
+    // arrival. Every principal of a uid shares its count.
     size_t max_connections_per_uid = 16;
     // The fds one request may carry; a request with more is refused
     // (RequestHandler::SetRefusal). 0, the default: requests carry none,
@@ -180,6 +197,13 @@ class ConnectionLoop {
   // Client connections open now.
   size_t connection_count() const { return connections_.size(); }
 
+  // Serving one connection: why the loop closed it for what its client
+  // sent (a datagram that is not a request, or that the handler could not
+  // read); OK if it did not (the client hung up). In that mode the loop
+  // does not log it: its caller says it (a ForkingServer worker, through
+  // its exit code, to the main process, which logs it within its budget).
+  const absl::Status& client_fault() const { return client_fault_; }
+
  private:
   struct Connection;
 
@@ -188,6 +212,9 @@ class ConnectionLoop {
   // broker is gone.
   absl::StatusOr<bool> AcceptAll();
   void Add(IncomingConnection incoming);
+  // Sends the handler's refusal reply saying `reason` to `incoming`, which
+  // the caller then closes.
+  void Refuse(const IncomingConnection& incoming, const absl::Status& reason);
   // Reads and answers one request; false when the connection must close.
   bool Serve(Connection& c);
   // Sends the reply of `exchange`, or keeps it while the socket is full;
@@ -198,11 +225,16 @@ class ConnectionLoop {
   // Watches `c` for requests, or, while a reply waits, for room to send it.
   absl::Status Watch(Connection& c, bool add);
   void Close(int fd);
+  // Says that `c` is closed for what its client sent, `why`: a log line,
+  // or, serving one connection, client_fault_.
+  void ClosedForTheClient(const Connection& c, const absl::Status& why);
 
   Client* broker_;  // null when serving `single_` alone
   std::optional<IncomingConnection> single_;  // until the first turn adds it
   RequestHandler& handler_;
   const Options options_;
+  // options_.max_connections, or what the fd table has room for.
+  size_t max_connections_;
   UniqueFd epoll_;
   bool started_ = false;
   bool refusing_ = false;  // at max_connections, said once per episode
@@ -211,6 +243,7 @@ class ConnectionLoop {
   std::unordered_map<uint32_t, size_t> connections_per_uid_;
   std::unique_ptr<wire::ReceiveBuffer> buffer_;  // one for all connections
   RateLimitedLog log_;
+  absl::Status client_fault_;
 };
 
 }  // namespace capbroker

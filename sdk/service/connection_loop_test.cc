@@ -4,10 +4,12 @@
 #include <poll.h>
 #include <sched.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -22,6 +24,8 @@
 #include "sdk/service/loop_harness.h"
 #include "sdk/wire/framing.h"
 #include "sdk/wire/limits.h"
+#include "sdk/wire/unix_socket.h"
+#include "tests/fixtures/child_exit.h"
 #include "tests/fixtures/fd_count.h"
 #include "tests/fixtures/fd_refusal.h"
 #include "tests/fixtures/fuse_file.h"
@@ -44,6 +48,7 @@ class EchoHandler : public RequestHandler {
  public:
   bool SetRefusal(const absl::Status& refusal, capnp::MessageBuilder& reply) override {
     ++refused;
+    last_refusal = refusal.code();
     reply.initRoot<schema::Reply>().initError().setMessage(std::string(refusal.message()));
     return true;
   }
@@ -66,6 +71,7 @@ class EchoHandler : public RequestHandler {
   }
   int handled = 0;
   int refused = 0;
+  absl::StatusCode last_refusal = absl::StatusCode::kOk;
 };
 
 // A protocol without error replies: a refused request closes the connection.
@@ -201,6 +207,56 @@ TEST_F(ConnectionLoopTest, GarbageClosesThatConnectionOnlyAndLeaksNothing) {
   EXPECT_EQ(CountOpenFds(), baseline_ + 5);
 }
 
+// A loop serving one connection, a ForkingServer's worker, logs nothing
+// for what its client sends: each worker would have a log budget of its
+// own, and a client can open connection after connection. It says why in
+// client_fault() instead.
+TEST(ConnectionLoopWorkerTest, ServingOneConnectionItLogsNothingItsClientCauses) {
+  for (bool handler_error : {false, true}) {
+    SCOPED_TRACE(handler_error);
+    EchoHandler handler;
+    ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+    wire::Channel client(std::move(pair.first));
+    ConnectionLoop loop(IncomingConnection{std::move(pair.second), "mallory", 666, 666, 1},
+                        handler, ConnectionLoop::Options());
+    ASSERT_OK_AND_ASSIGN(bool serving, loop.Turn(0));  // takes the connection
+    ASSERT_TRUE(serving);
+    if (handler_error) {
+      capnp::MallocMessageBuilder request;
+      ASSERT_OK(client.Send(Request(request, 666)));
+    } else {
+      const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4};
+      ASSERT_EQ(testing::RawSend(client.fd(), junk), 0);
+    }
+    ::testing::internal::CaptureStderr();
+    absl::StatusOr<bool> turned = loop.Turn(-1);
+    const std::string logged = ::testing::internal::GetCapturedStderr();
+    ASSERT_OK(turned.status());
+    EXPECT_FALSE(*turned);  // its one connection closed
+    EXPECT_EQ(logged, "");
+    EXPECT_THAT(loop.client_fault(),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         ::testing::HasSubstr(handler_error ? "unreadable" : "not a message")));
+    EXPECT_THAT(client.Receive(), StatusIs(absl::StatusCode::kUnavailable));
+  }
+}
+
+// Serving the broker's connections, the loop logs it (rate-limited).
+TEST_F(ConnectionLoopTest, AClosedConnectionIsLoggedWithItsPeer) {
+  ASSERT_OK_AND_ASSIGN(wire::Channel bad, harness_.Connect(Peer{"mallory", 666, 666, 1}));
+  const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4};
+  ASSERT_EQ(testing::RawSend(bad.fd(), junk), 0);
+  ::testing::internal::CaptureStderr();
+  absl::StatusOr<bool> turned = harness_.loop().Turn(-1);
+  const std::string logged = ::testing::internal::GetCapturedStderr();
+  ASSERT_OK(turned.status());
+  EXPECT_THAT(logged, ::testing::AllOf(
+                          ::testing::HasSubstr(
+                              "closed the connection of principal 'mallory' (uid 666, pid 1): "),
+                          ::testing::HasSubstr("not a message")));
+  EXPECT_OK(harness_.loop().client_fault());  // said in the log only
+}
+
 TEST_F(ConnectionLoopTest, AHandlerErrorClosesTheConnection) {
   ASSERT_OK_AND_ASSIGN(wire::Channel client, harness_.Connect());
   capnp::MallocMessageBuilder request;
@@ -237,6 +293,10 @@ TEST(ConnectionLoopLimitTest, ClosesConnectionsBeyondTheLimit) {
   ASSERT_OK_AND_ASSIGN(wire::Channel b, harness.Connect());
   ASSERT_OK_AND_ASSIGN(wire::Channel c, harness.Connect());
   EXPECT_EQ(harness.loop().connection_count(), 2u);
+  // Told why (the handler's refusal reply), then closed.
+  ASSERT_OK_AND_ASSIGN(wire::Incoming refusal, c.Receive());
+  EXPECT_EQ(ReplyError(refusal), "the service serves at most 2 connections at once");
+  EXPECT_EQ(handler.last_refusal, absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(c.Receive(), StatusIs(absl::StatusCode::kUnavailable));
   capnp::MallocMessageBuilder request;
   ASSERT_OK_AND_ASSIGN(wire::Incoming reply, harness.Call(b, Request(request, 2)));
@@ -255,6 +315,9 @@ TEST(ConnectionLoopLimitTest, ClosesConnectionsBeyondTheLimitOfTheirUid) {
   ASSERT_OK_AND_ASSIGN(wire::Channel b, harness.Connect(mallory_again));
   ASSERT_OK_AND_ASSIGN(wire::Channel c, harness.Connect(mallory));  // one too many
   ASSERT_EQ(harness.loop().connection_count(), 2u);  // before a Receive that would wait
+  ASSERT_OK_AND_ASSIGN(wire::Incoming refusal, c.Receive());
+  EXPECT_EQ(ReplyError(refusal), "the service serves at most 2 connections of uid 666 at once");
+  EXPECT_EQ(handler.last_refusal, absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(c.Receive(), StatusIs(absl::StatusCode::kUnavailable));
   ASSERT_OK_AND_ASSIGN(wire::Channel alice, harness.Connect(Peer{"alice", 1001, 1001, 3}));
   EXPECT_EQ(harness.loop().connection_count(), 3u);
@@ -269,6 +332,67 @@ TEST(ConnectionLoopLimitTest, ClosesConnectionsBeyondTheLimitOfTheirUid) {
   EXPECT_EQ(harness.loop().connection_count(), 3u);
   ASSERT_OK_AND_ASSIGN(reply, harness.Call(d, Request(request, 2)));
   EXPECT_EQ(ReplyId(reply), 2u);
+}
+
+// What the fd-limit test's child does; its exit code says how far it got
+// (0: all as expected).
+int ServeWithAFullFdTable() {
+  // More connections than fit this process's fd table once RLIMIT_NOFILE
+  // is lowered to kRoom above what is open (the loop's epoll, the existing
+  // client's two ends and the fake broker's Connect take some of it), and
+  // no more than a sender without CAP_SYS_RESOURCE may have in flight.
+  constexpr int kRoom = 24;
+  constexpr int kFlood = 30;
+  EchoHandler handler;
+  LoopHarness harness(handler);
+  if (!harness.Start().ok()) return 10;
+  const int open = CountOpenFds();
+  rlimit limit{};
+  if (open < 0 || getrlimit(RLIMIT_NOFILE, &limit) != 0) return 11;
+  limit.rlim_cur = static_cast<rlim_t>(open + kRoom);
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) return 12;
+  // The loop starts (Init) with this connection, under the lowered limit.
+  absl::StatusOr<wire::Channel> existing = harness.Connect();
+  if (!existing.ok()) return 13;
+  capnp::MallocMessageBuilder request;
+  if (!harness.Call(*existing, Request(request, 1)).ok()) return 14;
+  // Each from a uid of its own (the per-uid limit is not what is tested);
+  // the clients' ends are closed at once, so that only the service's ends
+  // take room, all in the one turn that takes them.
+  for (uint32_t i = 0; i < kFlood; ++i) {
+    absl::StatusOr<UniqueFd> end = harness.broker().Connect(Peer{"flood", 2000 + i, 2000, 1});
+    if (!end.ok()) return 15;
+  }
+  absl::StatusOr<bool> serving = harness.loop().Turn(-1);
+  if (!serving.ok()) {
+    std::fprintf(stderr, "the loop ended: %s\n", serving.status().ToString().c_str());
+    return 16;
+  }
+  if (!*serving) return 17;
+  if (harness.loop().connection_count() >= static_cast<size_t>(kRoom)) return 18;
+  absl::StatusOr<wire::Incoming> reply = harness.Call(*existing, Request(request, 2));
+  if (!reply.ok() || ReplyId(*reply) != 2) return 19;
+  return 0;
+}
+
+// A service at its RLIMIT_NOFILE cannot receive the fd of a new connection:
+// the broker's `incoming` event then arrives cut short (MSG_CTRUNC), which
+// the Client takes for a broken broker connection, and the service would
+// end for every client. The loop bounds its connections by the fds it may
+// still open, and closes those beyond.
+TEST(ConnectionLoopLimitTest, KeepsServingWhenMoreConnectionsComeThanItsFdTableHolds) {
+  // 16: the loop ended (DATA_LOSS); 18: it held more connections than fit.
+  EXPECT_EQ(testing::ExitCodeInChild(ServeWithAFullFdTable), 0);
+}
+
+// A protocol without error replies: a refused connection is just closed.
+TEST(ConnectionLoopLimitTest, WithoutARefusalReplyAConnectionBeyondTheLimitIsJustClosed) {
+  PlainHandler handler;
+  LoopHarness harness(handler, ConnectionLoop::Options{.max_connections = 1});
+  ASSERT_OK(harness.Start());
+  ASSERT_OK_AND_ASSIGN(wire::Channel a, harness.Connect());
+  ASSERT_OK_AND_ASSIGN(wire::Channel b, harness.Connect());
+  EXPECT_THAT(b.Receive(), StatusIs(absl::StatusCode::kUnavailable));
 }
 
 // Fail-closed: a service that does not say its requests carry fds gets

@@ -18,12 +18,11 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "sdk/base/kj_status.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
+#include "sdk/service/fd_room.h"
 #include "sdk/service/try_accept.h"
 #include "sdk/wire/datagram.h"
-#include "sdk/wire/framing.h"
 
 namespace capbroker {
 namespace {
@@ -35,6 +34,10 @@ constexpr int kEventsPerTurn = 64;
 constexpr int kKilledPollMs = 10;
 // How long destruction waits for the workers it killed.
 constexpr int64_t kStopWaitMs = 1000;
+// A worker's exit code when it closed its connection for what its client
+// sent (ConnectionLoop::client_fault): the main process logs that, within
+// its budget, where the worker's own line would have one of its own.
+constexpr int kExitClosedForTheClient = 3;
 // How long the main process waits for a closer it killed to exit. A close
 // that SIGKILL ends (a linger wait) ends at once; one it does not end keeps
 // the closer past this, and it counts against Options::max_closers.
@@ -80,11 +83,20 @@ absl::Status CloseAllBut(std::vector<int> keep) {
   return absl::OkStatus();
 }
 
-// What a child of the main process does first: asks for SIGKILL when the
-// main process dies, whose death would otherwise leave it running
-// unsupervised (the getppid check covers a main process that died before
-// the prctl), and closes every fd but 0, 1, 2 and `keep`.
+// What a child of the main process does first: makes itself not dumpable
+// (it inherits that from a main process that set it up with
+// Service::FromEnvironment, but a ForkingServer must not depend on it):
+// every worker runs as the same uid, sees its siblings in /proc, and a
+// compromised one could otherwise open a sibling's /proc/PID/mem, which the
+// kernel then refuses (EACCES) as it refuses ptrace, and read another
+// client's files; asks for SIGKILL when the main process dies, whose death
+// would otherwise leave it running unsupervised (the getppid check covers a
+// main process that died before the prctl); and closes every fd but 0, 1,
+// 2 and `keep`.
 absl::Status SetUpChild(pid_t parent, std::vector<int> keep) {
+  if (prctl(PR_SET_DUMPABLE, 0) != 0) {
+    return ErrnoStatus(errno, "prctl(PR_SET_DUMPABLE, 0)");
+  }
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
     return ErrnoStatus(errno, "prctl(PR_SET_PDEATHSIG)");
   }
@@ -112,6 +124,7 @@ ForkingServer::ForkingServer(Client& broker, RequestHandler& handler, Options op
     : broker_(broker),
       handler_(handler),
       options_(std::move(options)),
+      max_workers_(options_.max_workers),
       log_(options_.max_log_lines_per_second) {}
 
 ForkingServer::~ForkingServer() {
@@ -143,6 +156,18 @@ ForkingServer::~ForkingServer() {
 
 absl::Status ForkingServer::Init() {
   CB_ASSIGN_OR_RETURN(epoll_, TakeFd(epoll_create1(EPOLL_CLOEXEC), "epoll_create1"));
+  // A worker takes one fd here (its pidfd); the closers one each and, for
+  // the current one, its socket (and its other end while it starts).
+  // Beyond what the fd table holds, the broker's next `incoming` would
+  // arrive without its fd (see fd_room.h) and end the service.
+  CB_ASSIGN_OR_RETURN(
+      size_t room,
+      FdRoomFor(max_workers_,
+                kFdReserve + (options_.max_closers == 0 ? 0 : options_.max_closers + 2)));
+  if (room < max_workers_) {
+    log_.Line(FdRoomLine(room, max_workers_, "workers (a connection each)"));
+    max_workers_ = room;
+  }
   epoll_event event{};
   event.events = EPOLLIN;
   event.data.fd = broker_.fd();
@@ -212,9 +237,9 @@ size_t ForkingServer::worker_count(uint32_t uid) const {
 
 absl::Status ForkingServer::OverLimit(const Peer& peer) const {
   // Killed children not reaped yet are processes still: they count.
-  if (workers_.size() + killed_.size() >= options_.max_workers) {
+  if (workers_.size() + killed_.size() >= max_workers_) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "the service serves at most ", options_.max_workers, " connections at once"));
+        "the service serves at most ", max_workers_, " connections at once"));
   }
   if (worker_count(peer.uid) >= options_.max_workers_per_uid) {
     return absl::ResourceExhaustedError(
@@ -289,9 +314,11 @@ void ForkingServer::ServeInWorker(IncomingConnection incoming, pid_t parent) {
   std::vector<int> keep = options_.worker_fds;
   keep.push_back(incoming.fd.get());
   absl::Status status = SetUpChild(parent, std::move(keep));
+  bool client_fault = false;
   if (status.ok()) {
     ConnectionLoop loop(std::move(incoming), handler_, options_.worker_loop);
     status = loop.Run();
+    client_fault = !loop.client_fault().ok();
   }
   if (!status.ok()) {
     std::fprintf(stderr, "worker of %s: %s\n", who.c_str(), status.ToString().c_str());
@@ -300,22 +327,13 @@ void ForkingServer::ServeInWorker(IncomingConnection incoming, pid_t parent) {
   // holds must not be destroyed here (their fds are closed, their numbers
   // may have been reused), nor its atexit handlers run or its stdio
   // buffers flushed a second time.
-  _exit(status.ok() ? 0 : 1);
+  if (!status.ok()) _exit(1);
+  _exit(client_fault ? kExitClosedForTheClient : 0);
 }
 
 void ForkingServer::Refuse(UniqueFd connection, const Peer& peer, const absl::Status& reason) {
   log_.Line(absl::StrCat("refused a connection of ", Describe(peer), ": ", reason.message()));
-  capnp::MallocMessageBuilder reply(64);
-  absl::Status sent = CatchKj("refusal reply", [&]() -> absl::Status {
-    // Without a reply of its protocol the connection just closes: end of
-    // stream.
-    if (!handler_.SetRefusal(reason, reply)) return absl::OkStatus();
-    CB_ASSIGN_OR_RETURN(wire::OutgoingFrame frame, wire::OutgoingFrame::Of(reply));
-    // Never blocks: a new connection's queue is empty, and if it were not
-    // the reply would be dropped, not waited for.
-    CB_RETURN_IF_ERROR(SetNonBlocking(connection.get(), true));
-    return wire::SendDatagram(connection.get(), frame.iov(), frame.iov_count(), {}).status();
-  });
+  absl::Status sent = SendRefusal(connection.get(), handler_, reason);
   // A client gone already is no news; anything else is the service's bug.
   if (!sent.ok() && sent.code() != absl::StatusCode::kUnavailable) {
     log_.Line(absl::StrCat("cannot send the refusal: ", sent.ToString()));
@@ -448,9 +466,13 @@ void ForkingServer::Reap(int pidfd) {
   // SIGKILL is ours when stopping, and for a closer (logged when sent).
   const bool killed_by_us = exit.ok() && (*exit)->si_code == CLD_KILLED &&
                             (*exit)->si_status == SIGKILL && (stopping_ || !is_worker);
+  const bool exited_with = exit.ok() && (*exit)->si_code == CLD_EXITED;
   if (!exit.ok()) {
     log_.Line(absl::StrCat(who, ": ", exit.status().message()));
-  } else if (!((*exit)->si_code == CLD_EXITED && (*exit)->si_status == 0) && !killed_by_us) {
+  } else if (is_worker && exited_with && (*exit)->si_status == kExitClosedForTheClient) {
+    log_.Line(absl::StrCat(who, " closed the connection for what its client sent: a datagram "
+                                "that is not a request this service can read"));
+  } else if (!(exited_with && (*exit)->si_status == 0) && !killed_by_us) {
     log_.Line(absl::StrCat(who, " ", DescribeExit(**exit)));
   }
   epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, pidfd, nullptr);

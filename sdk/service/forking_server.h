@@ -22,6 +22,11 @@
 // and exits when the client hangs up. The main process closes its copy of
 // the connection right after the fork and never reads from it: it never
 // receives a client's fds. A worker, first thing:
+//  - makes itself not dumpable (PR_SET_DUMPABLE 0): the workers share a
+//    uid and see each other in /proc, and a compromised one could
+//    otherwise open a sibling's /proc/PID/mem (the service's seccomp filter
+//    stops ptrace and process_vm_readv, not open) and read another client's
+//    files. It can still signal (kill) its siblings: they share a uid;
 //  - asks for SIGKILL when the main process dies (PR_SET_PDEATHSIG);
 //  - closes every fd except 0, 1, 2, its connection and Options::worker_fds:
 //    the broker connection, the main process's epoll and pidfds, whatever
@@ -44,7 +49,7 @@
 // SOCK_SEQPACKET socketpair (SCM_RIGHTS, MSG_CMSG_CLOEXEC) and closes them:
 // a stall holds only the closer.
 //  - The closer is started at the first refusal, sets itself up as a worker
-//    does (its end of the socketpair is the one fd it keeps), is watched
+//    does (not dumpable; its end of the socketpair is the one fd it keeps), is watched
 //    and reaped like one, and exits at end of stream.
 //  - The main process's close of its copy must not be the last: the closer
 //    closes what a datagram carried only when the next datagram comes, and
@@ -65,6 +70,15 @@
 // Left: a served connection's close in the main process, its first step
 // after fork returns, would be the last if its worker had already exited
 // (its client sent a bad first request) in that instant.
+//
+// Logging: the main process logs what happens to the service (refusals,
+// workers that died of a signal or failed, closers killed) within one
+// budget (Options::max_log_lines_per_second). A worker logs nothing its
+// client causes: a worker that closed its connection for what the client
+// sent (a datagram that is not a readable request) says so by its exit
+// code, and the main process logs one line for it within that budget, so
+// that a client opening connection after connection, each with one bad
+// datagram, cannot flood the log with a fresh worker's budget each.
 //
 // Workers run the handler as it was at the fork: what a handler changes in
 // one worker no other worker and no later worker sees. Only handlers whose
@@ -121,7 +135,10 @@ class ForkingServer {
     size_t max_workers_per_uid = 4;
     // Workers at once in all. Within the service's `limits.processes`
     // (RLIMIT_NPROC, which counts the main process and the closers too)
-    // and `pidsMax`, or forks fail and connections are refused.
+    // and `pidsMax`, or forks fail and connections are refused. Lowered
+    // when the server starts to what RLIMIT_NOFILE leaves room for (a
+    // pidfd each, after the fds open then, the closers' and a reserve:
+    // fd_room.h), which is logged.
     size_t max_workers = 64;
     // Closers alive at once: the one that takes refused connections and
     // those killed (stuck) that have not exited yet. 0: the main process
@@ -205,6 +222,8 @@ class ForkingServer {
   Client& broker_;
   RequestHandler& handler_;
   const Options options_;
+  // options_.max_workers, or what the fd table has room for.
+  size_t max_workers_;
   UniqueFd epoll_;
   bool started_ = false;
   bool stopping_ = false;  // in the destructor: SIGKILL is ours, not news

@@ -6,6 +6,7 @@
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -30,12 +31,15 @@
 #include "sdk/base/status_matchers.h"
 #include "sdk/service/fake_broker.h"
 #include "sdk/wire/channel.h"
+#include "tests/fixtures/child_exit.h"
 #include "tests/fixtures/fd_count.h"
 #include "tests/fixtures/lingering_socket.h"
+#include "tests/fixtures/raw_send.h"
 
 namespace capbroker {
 namespace {
 
+using ::capbroker::testing::ExitCodeInChild;
 using ::capbroker::testing::FakeBroker;
 using ::capbroker::testing::LingeringSocket;
 using ::capbroker::testing::OpenFdTargets;
@@ -283,6 +287,32 @@ TEST_F(ForkingServerTest, AWorkerHoldsItsOwnConnectionAndNothingElse) {
   EXPECT_EQ(kinds, (std::multiset<std::string>{"anon_inode:", "socket:"})) << held.size();
 }
 
+// A worker logs nothing its client causes: a client could open connection
+// after connection, each worker with a log budget of its own. The main
+// process logs it, within its one budget.
+TEST_F(ForkingServerTest, AWorkerClosedForWhatItsClientSentIsLoggedByTheMainProcess) {
+  Start();
+  ::testing::internal::CaptureStderr();
+  for (uint32_t uid : {1000, 1001, 1002}) {
+    absl::StatusOr<wire::Channel> bad = Connect(uid);
+    ASSERT_OK(bad.status());
+    const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4};
+    ASSERT_EQ(testing::RawSend(bad->fd(), junk), 0);
+    EXPECT_THAT(Receive(*bad).status(), StatusIs(absl::StatusCode::kUnavailable));
+  }
+  absl::Status reaped = TurnUntilWorkers(0);
+  const std::string logged = ::testing::internal::GetCapturedStderr();
+  ASSERT_OK(reaped);
+  EXPECT_THAT(logged, ::testing::Not(HasSubstr("closed the connection of")));
+  std::vector<std::string> lines = absl::StrSplit(logged, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 3u) << logged;
+  for (const std::string& line : lines) {
+    EXPECT_THAT(line, ::testing::MatchesRegex(
+                          "the worker \\(pid [0-9]+\\) of principal 'user100[0-2]' .* closed "
+                          "the connection for what its client sent: .*"));
+  }
+}
+
 TEST_F(ForkingServerTest, CapsWorkersPerUidAndInAll) {
   ForkingServer::Options options;
   options.max_workers_per_uid = 2;
@@ -506,6 +536,140 @@ TEST(ForkingServerRefusalTest, ASocketLingeringInARefusedConnectionStallsNoOther
   ExpectRefusedAndClosed(refused);
 }
 
+// Answers each request with whether the worker that serves it is dumpable
+// (prctl(PR_GET_DUMPABLE)): "dumpable N".
+class DumpableHandler : public RequestHandler {
+ public:
+  absl::Status Handle(Exchange& x) override {
+    auto reply = x.reply.initRoot<schema::Reply>();
+    reply.setId(x.request.getRoot<schema::Request>().getId());
+    reply.initError().setMessage(absl::StrCat("dumpable ", prctl(PR_GET_DUMPABLE)));
+    return absl::OkStatus();
+  }
+};
+
+// Every worker is a fork of the same program, under the same uid, and sees
+// the others in its /proc: were it dumpable, a worker compromised by what
+// its client sent could open a sibling's /proc/PID/mem (seccomp stops
+// ptrace and process_vm_readv, not open) and read another client's files.
+TEST(ForkingServerIsolationTest, WorkersAreNotDumpable) {
+  DumpableHandler handler;
+  ASSERT_OK_AND_ASSIGN(FakeBroker broker, FakeBroker::Create());
+  ForkingServer server(broker.client(), handler, ForkingServer::Options());
+  ASSERT_OK_AND_ASSIGN(wire::Channel client, Connect(broker, server, PeerOfUid(1000)));
+  EXPECT_EQ(Text(Call(client, 1)), "dumpable 0");
+}
+
+// What the memory-read test's child does, as a uid of its own without
+// CAP_SYS_PTRACE, as a compromised worker would: opens the /proc/PID/mem
+// of a worker and of the closer. Its exit code says how far it got (0: both
+// refused with EACCES).
+int ReadChildrensMemory() {
+  constexpr uid_t kUid = 54322;
+  WorkerHandler handler;
+  handler.replies_to_refusals = true;
+  absl::StatusOr<FakeBroker> broker = FakeBroker::Create();
+  if (!broker.ok()) return 10;
+  if (setgroups(0, nullptr) != 0 || setresgid(kUid, kUid, kUid) != 0 ||
+      setresuid(kUid, kUid, kUid) != 0) {
+    return 77;  // no uid to switch to (a user namespace): skipped
+  }
+  // The uid change made this process non-dumpable (fs.suid_dumpable), and
+  // its children would inherit that: be what a service's main process is
+  // after execve, dumpable.
+  if (prctl(PR_SET_DUMPABLE, 1) != 0) return 15;
+  ForkingServer::Options options;
+  options.max_workers_per_uid = 1;
+  ForkingServer server(broker->client(), handler, options);
+  absl::StatusOr<wire::Channel> served = Connect(*broker, server, PeerOfUid(1000));
+  if (!served.ok()) return 11;
+  absl::StatusOr<std::string> reply = Call(*served, 1);
+  if (!reply.ok()) return 12;
+  const pid_t worker = WorkerOf(*reply);
+  // Refused: the closer starts, and has set itself up once it has closed
+  // the connection (end of stream after the refusal).
+  absl::StatusOr<wire::Channel> refused = Connect(*broker, server, PeerOfUid(1000));
+  if (!refused.ok() || !Receive(*refused).ok() ||
+      Receive(*refused).status().code() != absl::StatusCode::kUnavailable) {
+    return 13;
+  }
+  std::set<pid_t> children = Children();
+  if (children.size() != 2 || children.count(worker) == 0) return 14;
+  children.erase(worker);
+  const pid_t closer = *children.begin();
+  int code = 20;
+  for (pid_t pid : {worker, closer}) {
+    const std::string mem = absl::StrCat("/proc/", pid, "/mem");
+    UniqueFd fd(open(mem.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd) {
+      std::fprintf(stderr, "opened %s of a %s\n", mem.c_str(), pid == worker ? "worker" : "closer");
+      return code;
+    }
+    if (errno != EACCES) return code + 1;
+    code += 2;
+  }
+  return 0;
+}
+
+TEST(ForkingServerIsolationTest, NoOtherProcessOfTheUidCanReadAWorkersOrTheClosersMemory) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run as a uid of its own";
+  const int code = ExitCodeInChild(ReadChildrensMemory);
+  if (code == 77) GTEST_SKIP() << "cannot switch uid here";
+  // 20: a worker's memory could be read; 22: the closer's.
+  EXPECT_EQ(code, 0);
+}
+
+// What the fd-limit test's child does; its exit code says how far it got
+// (0: all as expected).
+int ServeWithAFullFdTable() {
+  // More connections than the main process's fd table holds pidfds for
+  // once RLIMIT_NOFILE is lowered to kRoom above what is open.
+  constexpr int kRoom = 24;
+  constexpr int kFlood = 30;
+  WorkerHandler handler;
+  absl::StatusOr<FakeBroker> broker = FakeBroker::Create();
+  if (!broker.ok()) return 10;
+  ForkingServer server(broker->client(), handler, ForkingServer::Options());
+  // All queued before the server starts, the clients' ends held open (a
+  // worker whose client hung up could exit, and be reaped, in the turn).
+  absl::StatusOr<UniqueFd> existing_end = broker->Connect(PeerOfUid(1000));
+  if (!existing_end.ok()) return 11;
+  std::vector<UniqueFd> flood;
+  for (uint32_t i = 0; i < kFlood; ++i) {
+    absl::StatusOr<UniqueFd> end = broker->Connect(PeerOfUid(2000 + i));
+    if (!end.ok()) return 12;
+    flood.push_back(std::move(*end));
+  }
+  const int open = testing::CountOpenFds();
+  rlimit limit{};
+  if (open < 0 || getrlimit(RLIMIT_NOFILE, &limit) != 0) return 13;
+  limit.rlim_cur = static_cast<rlim_t>(open + kRoom);
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) return 14;
+  absl::StatusOr<bool> serving = server.Turn(0);
+  if (!serving.ok()) {
+    std::fprintf(stderr, "the server ended: %s\n", serving.status().ToString().c_str());
+    return 15;
+  }
+  if (!*serving) return 16;
+  if (server.worker_count() == 0 || server.worker_count() >= static_cast<size_t>(kRoom)) {
+    return 17;
+  }
+  wire::Channel existing(std::move(*existing_end));
+  absl::StatusOr<std::string> reply = Call(existing, 1);
+  if (!reply.ok() || WorkerOf(*reply) <= 0) return 18;
+  return 0;
+}
+
+// The main process at its RLIMIT_NOFILE could not receive a new
+// connection's fd: the broker's `incoming` would arrive cut short
+// (MSG_CTRUNC), the Client take it for a broken broker connection, and the
+// service end for every client. The server bounds its workers (a pidfd
+// each) by the fds it may still open, and refuses connections beyond.
+TEST(ForkingServerLimitTest, KeepsServingWhenMoreConnectionsComeThanItsFdTableHolds) {
+  // 15: the server ended (DATA_LOSS); 17: it had no worker, or more than fit.
+  EXPECT_EQ(ExitCodeInChild(ServeWithAFullFdTable), 0);
+}
+
 // What the fork-failure test's child does; its exit code says how far it
 // got (0: all as expected).
 int RefuseWhenForkFails() {
@@ -539,14 +703,9 @@ int RefuseWhenForkFails() {
 
 TEST(ForkingServerForkTest, AConnectionNoWorkerCanBeStartedForIsRefusedAndServingGoesOn) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to run as a uid of its own";
-  pid_t child = fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) _exit(RefuseWhenForkFails());
-  int status = 0;
-  ASSERT_EQ(waitpid(child, &status, 0), child);
-  ASSERT_TRUE(WIFEXITED(status));
-  if (WEXITSTATUS(status) == 77) GTEST_SKIP() << "cannot switch uid here";
-  EXPECT_EQ(WEXITSTATUS(status), 0);
+  const int code = ExitCodeInChild(RefuseWhenForkFails);
+  if (code == 77) GTEST_SKIP() << "cannot switch uid here";
+  EXPECT_EQ(code, 0);
 }
 
 }  // namespace

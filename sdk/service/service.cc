@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <climits>
@@ -69,6 +70,14 @@ absl::StatusOr<ServiceLayout> ParseServiceLayout(const char* listen_fds,
 }
 
 absl::StatusOr<Service> Service::FromEnvironment() {
+  // Before anything of a client's can reach this process's memory: the
+  // service's processes (a ForkingServer's workers, another instance) run
+  // as one uid, and a dumpable one's /proc/PID/mem is open to any of them
+  // (no ptrace needed). Not dumpable, it is open to none; this also turns
+  // core dumps off. Fail closed: a service that cannot is not started.
+  if (prctl(PR_SET_DUMPABLE, 0) != 0) {
+    return ErrnoStatus(errno, "prctl(PR_SET_DUMPABLE, 0)");
+  }
   CB_ASSIGN_OR_RETURN(
       ServiceLayout layout,
       ParseServiceLayout(getenv("LISTEN_FDS"), getenv("LISTEN_PID"),

@@ -49,10 +49,11 @@ absl::StatusOr<ServiceLayout> ParseServiceLayout(const char* listen_fds,
 
 class Service {
  public:
-  // Takes the fds the broker passed: each must be open; each becomes
-  // close-on-exec, and the variables are removed from the environment, so
-  // none of it reaches a program this one runs. Then says hello on the
-  // broker connection.
+  // Makes this process not dumpable (PR_SET_DUMPABLE 0: no other process
+  // of its uid can open its /proc/PID/mem; no core dumps). Takes the fds
+  // the broker passed: each must be open; each becomes close-on-exec, and
+  // the variables are removed from the environment, so none of it reaches
+  // a program this one runs. Then says hello on the broker connection.
   static absl::StatusOr<Service> FromEnvironment();
 
   // A Service moves with its connection and grants. The one moved from

@@ -1,6 +1,7 @@
 #include "sdk/service/service.h"
 
 #include <stdlib.h>
+#include <sys/prctl.h>
 
 #include <string>
 
@@ -108,6 +109,17 @@ TEST(ServiceTest, AServiceMovedFromSaysSo) {
 
   Reply(broker, 2, [](schema::Reply::Builder r) { r.setReady(); });
   EXPECT_OK(assigned.Ready());
+}
+
+// A service's processes are all of one uid (a forked worker, another
+// instance): were it dumpable, any of them compromised could open its
+// /proc/PID/mem and read what it holds.
+TEST(ServiceTest, AServiceIsNotDumpable) {
+  ASSERT_EQ(prctl(PR_SET_DUMPABLE, 1), 0);  // as after execve
+  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+  wire::Channel broker(std::move(pair.first));
+  ASSERT_OK_AND_ASSIGN(Service service, ServiceWithBroker(broker, std::move(pair.second)));
+  EXPECT_EQ(prctl(PR_GET_DUMPABLE), 0);
 }
 
 }  // namespace

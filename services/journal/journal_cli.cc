@@ -1,6 +1,7 @@
 #include "services/journal/journal_cli.h"
 
 #include "absl/strings/str_join.h"
+#include "sdk/base/escape.h"
 
 namespace capbroker::journal {
 
@@ -14,7 +15,9 @@ int RunJournalCli(JournalClient& journal, const std::vector<std::string>& args,
   const std::string text = absl::StrJoin(args.begin() + 1, args.end(), " ");
   absl::StatusOr<RecordId> id = journal.Append(text);
   if (!id.ok()) {
-    err << "journal_client: " << id.status().message() << "\n";
+    // The service's text: escaped, as a compromised service may put escape
+    // sequences in it.
+    err << "journal_client: " << Escaped(id.status().message()) << "\n";
     return kExitError;
   }
   out << "appended record " << id->seq << " (run " << id->run << ")\n";

@@ -4,7 +4,8 @@
 //
 // Appends one record, the TEXT words joined by spaces, and prints
 // "appended record SEQ (run RUN)". Exit code 0 on success, 2 otherwise
-// (said on `err`).
+// (said on `err`, the service's text with every byte outside printable
+// ASCII as \xNN: sdk/base/escape.h).
 #ifndef CAPBROKER_SERVICES_JOURNAL_JOURNAL_CLI_H_
 #define CAPBROKER_SERVICES_JOURNAL_JOURNAL_CLI_H_
 

@@ -1,6 +1,7 @@
 #include "services/kvstore/kvstore_cli.h"
 
 #include "absl/strings/escaping.h"
+#include "sdk/base/escape.h"
 
 namespace capbroker::kvstore {
 namespace {
@@ -23,7 +24,9 @@ std::string Printable(const std::string& key) {
 
 int Report(const absl::Status& status, std::ostream& err) {
   if (status.ok()) return kExitOk;
-  err << "kvstore_client: " << status.message() << "\n";
+  // The message is the service's (or quotes it): escaped, as a compromised
+  // service may put escape sequences in it.
+  err << "kvstore_client: " << Escaped(status.message()) << "\n";
   return status.code() == absl::StatusCode::kNotFound ? kExitNotFound : kExitError;
 }
 

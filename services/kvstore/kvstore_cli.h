@@ -2,8 +2,10 @@
 //
 //   capctl connect kvstore -- kvstore_client put KEY VALUE | get KEY | delete KEY | list
 //
-// `get` prints the value and a newline; `list` prints one key a line, with
-// bytes that are not printable ASCII (and '\') as \xHH. Exit code: 0 done,
+// `get` prints the value and a newline (the value's bytes as they are: it
+// is data, for a pipe); `list` prints one key a line, with bytes that are
+// not printable ASCII (and '\') as \xHH; an error message, the service's
+// text, has such bytes as \xHH too (sdk/base/escape.h). Exit code: 0 done,
 // 1 no such key (get, delete), 2 anything else (said on `err`).
 #ifndef CAPBROKER_SERVICES_KVSTORE_KVSTORE_CLI_H_
 #define CAPBROKER_SERVICES_KVSTORE_KVSTORE_CLI_H_

@@ -156,6 +156,25 @@ TEST_F(KvstoreServiceTest, TheClientLibraryAndTheCli) {
 // in another segment than the list. Counted at length + 8, 5000 two-byte
 // keys made a first page of 118 KB, over the wire's limit: the loop closed
 // the connection, and nobody could list the store.
+// A connection refused at a limit is told why, as the reply to its first
+// request, not just closed.
+TEST(KvstoreRefusalTest, AConnectionBeyondTheLimitOfItsUidIsToldWhy) {
+  TempDir dir;
+  KvstoreHandler handler{OpenStore(dir)};
+  ConnectionLoop::Options options = KvstoreHandler::LoopOptions();
+  options.max_connections_per_uid = 1;
+  LoopHarness harness(handler, options);
+  ASSERT_OK(harness.Start());
+  ASSERT_OK_AND_ASSIGN(wire::Channel served, harness.Connect());
+  ASSERT_OK_AND_ASSIGN(UniqueFd refused_end, harness.broker().Connect(LoopHarness::DefaultPeer()));
+  ASSERT_OK_AND_ASSIGN(bool serving, harness.loop().Turn(-1));  // takes and refuses it
+  ASSERT_TRUE(serving);
+  KvstoreClient refused(std::move(refused_end));
+  EXPECT_THAT(refused.Get("k"),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("at most 1 connections of uid 1000 at once")));
+}
+
 TEST(KvstoreListTest, EveryPageFitsTheWireWhateverTheKeys) {
   TempDir dir;
   std::set<std::string> expected;

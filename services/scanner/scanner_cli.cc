@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "sdk/base/escape.h"
 #include "sdk/base/unique_fd.h"
 
 namespace capbroker::scanner {
@@ -28,13 +29,15 @@ int RunScannerCli(ScannerClient& scanner, const std::vector<std::string>& files,
     }
     absl::StatusOr<Verdict> verdict = scanner.Scan(fd.get());
     if (!verdict.ok()) {
-      err << "scanner_client: " << file << ": " << verdict.status().message() << "\n";
+      // The service's text, like the signature's name below: a scanner
+      // compromised by what it scanned may put escape sequences in it.
+      err << "scanner_client: " << file << ": " << Escaped(verdict.status().message()) << "\n";
       failed = true;
       if (verdict.status().code() == absl::StatusCode::kUnavailable) break;
       continue;
     }
     if (verdict->signature.has_value()) {
-      out << file << ": infected (" << *verdict->signature << ")\n";
+      out << file << ": infected (" << Escaped(*verdict->signature) << ")\n";
       infected = true;
     } else {
       out << file << ": clean\n";

@@ -4,7 +4,8 @@
 //
 // Prints "FILE: clean" or "FILE: infected (SIGNATURE)" per file on `out`,
 // and "scanner_client: FILE: REASON" on `err` for a file that could not be
-// scanned. Exit code: 1 if any file is infected, else 2 if any could not be
+// scanned. SIGNATURE and REASON come from the service: every byte outside
+// printable ASCII in them is shown as \xNN (sdk/base/escape.h). Exit code: 1 if any file is infected, else 2 if any could not be
 // scanned (or the usage is wrong), else 0.
 #ifndef CAPBROKER_SERVICES_SCANNER_SCANNER_CLI_H_
 #define CAPBROKER_SERVICES_SCANNER_SCANNER_CLI_H_

@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <numeric>
 #include <utility>
 
@@ -12,7 +13,9 @@
 #include "broker/caps/memory.h"
 #include "capnp/message.h"
 #include "broker/caps/open_path.h"
+#include "broker/policy/remote_paths.h"
 #include "broker/server/reply_pages.h"
+#include "sdk/base/escape.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/wire/error_code.h"
@@ -194,6 +197,11 @@ absl::Status RequestHandler::SetPolicy(Policy policy) {
     return capabilities[a].name < capabilities[b].name;
   });
   ++stats_.policy_generation;
+  // At start and at every reload: the capabilities whose opens could stall
+  // this thread (see remote_paths.h).
+  for (const std::string& note : RemotePathNotes(policy_)) {
+    std::fprintf(stderr, "capbrokerd: note: %s\n", Escaped(note).c_str());
+  }
   return absl::OkStatus();
 }
 

@@ -35,10 +35,14 @@
 // which the host finishes from the loop when the child reports (its report
 // pipe becomes readable): the loop serves everyone else meanwhile, however
 // long the child takes. startTimeoutMs runs from the launch's beginning, so
-// it bounds the sandbox's setup too: a child stuck in it (its program or a
-// directory grant on a hung NFS or FUSE mount) is given up, its waiting
-// connects are told why, and it is killed and reaped through the loop
-// (Reaper) whenever it dies.
+// it bounds the sandbox's setup too: a child stuck in it (its program on a
+// hung NFS or FUSE mount) is given up, its waiting connects are told why,
+// and it is killed and reaped through the loop (Reaper) whenever it dies.
+// The service's grants are not bounded so: the broker opens them itself,
+// in its only thread, before the launch (RequestHandler::GrantAtStart), and
+// one on a file system that does not answer stalls the whole broker until
+// it does, as a client's acquire would; the broker notes such paths when it
+// loads the policy (broker/policy/remote_paths.h).
 //
 // A service without a pid namespace (privatePids off, or best-effort and
 // missing) is not pid 1 of one, so the processes it starts outlive it: its

@@ -448,7 +448,8 @@ TEST_F(LifecycleTest, ConnectsWaitingForAServiceRemovedFromThePolicyAreAnswered)
 // never returns, and not even SIGKILL ends it. The broker goes on serving
 // everyone else, launching another service meanwhile, and the start timeout
 // answers the waiting connect with the reason. The child dies once the
-// server goes.
+// server goes. A capability on that file system, which the broker would
+// open itself, gets a note as the policy loads.
 TEST(LifecycleStallTest, ALaunchStuckOnAHungFileSystemStallsNoOtherClient) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to mount a FUSE file system";
   // How long a reply that should come at once may take before the test
@@ -465,15 +466,26 @@ TEST(LifecycleStallTest, ALaunchStuckOnAHungFileSystemStallsNoOtherClient) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<testing::FuseFile> fuse,
                        testing::FuseFile::Mount(dir.Join("fuse"), "test_service",
                                                 binary.path(), /*cache=*/false));
-  constexpr char kStallPolicy[] = R"(( principals = [ ( name = "me", match = ( uid = $UID ) ) ],
+  constexpr char kStallPolicy[] = R"((
+    capabilities = [ ( name = "on-fuse", file = ( path = "$FUSE", access = read ) ) ],
+    principals = [ ( name = "me", match = ( uid = $UID ) ) ],
     services = [
       ( name = "stalls", command = [ "$FUSE", "echo" ], connect = [ "me" ],
         startTimeoutMs = 500, restartLimit = 0 ),
       ( name = "echo", command = [ "$SVC", "echo" ], connect = [ "me" ] ) ] ))";
+  testing::BrokerOptions options;
+  options.capture_stderr = true;
   ASSERT_OK_AND_ASSIGN(
       std::unique_ptr<BrokerProcess> broker,
-      BrokerProcess::Start(absl::StrReplaceAll(
-          kStallPolicy, {{"$SVC", binary.path()}, {"$FUSE", fuse->path()}})));
+      BrokerProcess::StartWith(absl::StrReplaceAll(kStallPolicy, {{"$SVC", binary.path()},
+                                                                  {"$FUSE", fuse->path()}}),
+                               options));
+  // A capability there would stall the broker when granted: it says so as
+  // it loads the policy (never granted here).
+  EXPECT_THAT(broker->Stderr(),
+              HasSubstr(absl::StrCat("capbrokerd: note: capability 'on-fuse' (", fuse->path(),
+                                     ") lies on FUSE (fuse.capbroker-test on ",
+                                     dir.Join("fuse"), ")")));
   // Every client connects first: the SDK waits for its hello's reply.
   ASSERT_OK_AND_ASSIGN(Client stalled, Client::Connect(broker->socket_path()));
   ASSERT_OK_AND_ASSIGN(Client other, Client::Connect(broker->socket_path()));

@@ -488,10 +488,7 @@ void ServiceHost::OnExit(Service& service) {
   // every wakeup of the still readable pidfd: the run is taken as over, how
   // it ended unknown, which counts as a failure, and the pidfd is closed.
   const bool failed = !info.ok() || Failed(*info);
-  if (service.output) OnOutput(service);  // what it wrote last
-  for (const std::string& line : service.lines.Finish()) {
-    std::fprintf(stderr, "capbrokerd: [%s] %s\n", service.spec.name.c_str(), line.c_str());
-  }
+  LogLastOutput(service);
   ForgetProcess(service);
   service.last_exit = service.killed_for.empty()
                           ? HowItEnded(info)
@@ -557,10 +554,21 @@ void ServiceHost::OnOutput(Service& service) {
       if (line.suppressed_before > 0) {
         Log(service, absl::StrCat("(", line.suppressed_before, " lines of output suppressed)"));
       }
-      std::fprintf(stderr, "capbrokerd: [%s] %s\n", service.spec.name.c_str(),
-                   line.text.c_str());
+      LogOutput(service, line.text);
     }
   }
+}
+
+void ServiceHost::LogOutput(const Service& service, absl::string_view line) const {
+  std::fprintf(stderr, "capbrokerd: [%s] %.*s\n", service.spec.name.c_str(),
+               static_cast<int>(line.size()), line.data());
+}
+
+void ServiceHost::LogLastOutput(Service& service) {
+  // Without waiting (the pipe is non-blocking): what the process wrote
+  // before it ended, as far as one wakeup's ration goes.
+  if (service.output) OnOutput(service);
+  for (const std::string& line : service.lines.Finish()) LogOutput(service, line);
 }
 
 void ServiceHost::OnTimer(Service& service) {
@@ -887,6 +895,7 @@ void ServiceHost::StopAll() {
         continue;
       }
       running[i]->last_exit = HowItEnded(info);
+      LogLastOutput(*running[i]);  // what it said as it stopped
       ForgetProcess(*running[i]);
       running[i]->state = ServiceState::STOPPED;
     }
@@ -895,6 +904,7 @@ void ServiceHost::StopAll() {
   for (Service* service : running) {
     Log(*service, "still running after SIGTERM; killing it");
     service->last_exit = "sent SIGKILL when the broker stopped";
+    LogLastOutput(*service);
     GiveUp(*service);
     service->state = ServiceState::STOPPED;
   }

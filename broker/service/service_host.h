@@ -133,7 +133,8 @@ class ServiceHost : public server::ServiceDirectory {
 
   // Stops every service: closes its connection (an SDK service exits on
   // that), sends SIGTERM, waits up to stop_timeout, then SIGKILL and waits
-  // up to kFinalReapWait more. Blocks. A launch under way is given up.
+  // up to kFinalReapWait more; what each wrote before it ended is logged.
+  // Blocks. A launch under way is given up.
   void StopAll();
 
   // ServiceDirectory.
@@ -181,6 +182,11 @@ class ServiceHost : public server::ServiceDirectory {
   // if the loop has not reported it yet.
   static bool HasExited(const Service& service);
   void OnOutput(Service& service);
+  // Logs one line of the service's output, prefixed with its name.
+  void LogOutput(const Service& service, absl::string_view line) const;
+  // Reads and logs what is left of the output of a process that has ended
+  // or is given up, unterminated rest included, without waiting.
+  void LogLastOutput(Service& service);
   void OnTimer(Service& service);
   void BecomeReady(Service& service);
   // Makes a connection and hands its service end to the service.

@@ -73,7 +73,8 @@ constexpr char kPolicy[] = R"(( capabilities = [
       limits = ( openFiles = 32 ) ),
     ( name = "until-sigterm", command = [ "$SVC", "until-sigterm" ], connect = [ "me" ] ),
     ( name = "plain", command = [ "$SVC", "plain" ], connect = [ "me" ],
-      readiness = exec ) ] ))";
+      readiness = exec ),
+    ( name = "goodbye", command = [ "$SVC", "goodbye" ], connect = [ "me" ] ) ] ))";
 
 // Receives one datagram (waits for it).
 std::string Receive(int fd) {
@@ -573,6 +574,24 @@ TEST_F(LifecycleTest, AServiceThatLostItsBrokerConnectionIsStopped) {
   ASSERT_OK_AND_ASSIGN(ServiceInfo info, Info("hangs-up"));
   EXPECT_NE(info.pid, first_run.info.pid);
   EXPECT_EQ(info.last_exit, "exit status 0");  // it left when told to
+}
+
+// What a service writes as it stops (after the SIGTERM the broker sends
+// it once its loop has stopped) reaches the broker's log.
+TEST(LifecycleStopTest, WhatAServiceSaysAsItStopsIsLogged) {
+  testing::ServiceBinary binary("tests/services/test_service");
+  ASSERT_FALSE(binary.path().empty());
+  testing::BrokerOptions options;
+  options.capture_stderr = true;
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<BrokerProcess> broker,
+      BrokerProcess::StartWith(absl::StrReplaceAll(kPolicy, {{"$SVC", binary.path()}}),
+                               options));
+  ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(broker->socket_path()));
+  ASSERT_OK(client.ConnectService("goodbye").status());  // answered once it is ready
+  ASSERT_OK(broker->Stop(SIGTERM).status());
+  EXPECT_THAT(broker->Stderr(),
+              HasSubstr("capbrokerd: [goodbye] test_service: got SIGTERM, goodbye\n"));
 }
 
 }  // namespace

@@ -161,10 +161,19 @@ class BrokerLoop : public LoopPort {
 
   // Serves clients of `listener` (a listening SEQPACKET socket, borrowed).
   // When `control_fd` (borrowed; the daemon's signalfd) becomes readable,
-  // calls `on_control`, and stops when it returns true. Returns an error
+  // calls `on_control`, and stops when it returns true, after sending the
+  // replies of that turn (their audit lines first). Returns an error
   // only when the loop itself cannot go on (epoll failing).
   absl::Status Serve(int listener, int control_fd,
                      const std::function<bool()>& on_control);
+
+  // For the broker's stop, after Serve has returned and the service host
+  // has answered the connects that waited (ServiceHost::StopAll): writes
+  // the audit log, then sends what every connection's queue holds, as far
+  // as each socket takes it now (a grant whose line was lost is withheld,
+  // as always). Never waits: what a socket does not take is dropped with
+  // the loop.
+  void SendWhatIsQueued();
 
  private:
   struct QueuedReply {

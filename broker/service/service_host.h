@@ -131,10 +131,12 @@ class ServiceHost : public server::ServiceDirectory {
   // service keeps running and takes its new settings at its next start.
   void PolicyChanged();
 
-  // Stops every service: closes its connection (an SDK service exits on
-  // that), sends SIGTERM, waits up to stop_timeout, then SIGKILL and waits
-  // up to kFinalReapWait more; what each wrote before it ended is logged.
-  // Blocks. A launch under way is given up.
+  // Stops every service: answers the connects that wait for one to start
+  // ("the broker is stopping", queued in the loop: BrokerLoop::
+  // SendWhatIsQueued sends them), closes its connection (an SDK service
+  // exits on that), sends SIGTERM, waits up to stop_timeout, then SIGKILL
+  // and waits up to kFinalReapWait more; what each wrote before it ended is
+  // logged. Blocks. A launch under way is given up.
   void StopAll();
 
   // ServiceDirectory.

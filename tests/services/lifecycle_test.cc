@@ -74,6 +74,8 @@ constexpr char kPolicy[] = R"(( capabilities = [
     ( name = "until-sigterm", command = [ "$SVC", "until-sigterm" ], connect = [ "me" ] ),
     ( name = "plain", command = [ "$SVC", "plain" ], connect = [ "me" ],
       readiness = exec ),
+    ( name = "waits", command = [ "$SVC", "never-ready" ], connect = [ "me" ],
+      startTimeoutMs = 60000, restart = never ),
     ( name = "goodbye", command = [ "$SVC", "goodbye" ], connect = [ "me" ] ) ] ))";
 
 // Receives one datagram (waits for it).
@@ -574,6 +576,29 @@ TEST_F(LifecycleTest, AServiceThatLostItsBrokerConnectionIsStopped) {
   ASSERT_OK_AND_ASSIGN(ServiceInfo info, Info("hangs-up"));
   EXPECT_NE(info.pid, first_run.info.pid);
   EXPECT_EQ(info.last_exit, "exit status 0");  // it left when told to
+}
+
+// Connects still waiting for a service when the broker stops are answered
+// with the reason, and on record as not delivered.
+TEST(LifecycleStopTest, AConnectWaitingWhenTheBrokerStopsIsToldWhy) {
+  testing::ServiceBinary binary("tests/services/test_service");
+  ASSERT_FALSE(binary.path().empty());
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<BrokerProcess> broker,
+      BrokerProcess::Start(absl::StrReplaceAll(kPolicy, {{"$SVC", binary.path()}})));
+  ASSERT_OK_AND_ASSIGN(Client waiting, Client::Connect(broker->socket_path()));
+  SendConnect(waiting.fd(), 5, "waits");
+  SendStatus(waiting.fd(), 6);
+  ASSERT_EQ(ReceiveRaw(waiting.fd()).id, 6u);  // the connect waits
+
+  ASSERT_OK(broker->Stop(SIGTERM).status());
+  RawReply reply = ReceiveRaw(waiting.fd(), 0);  // sent before the broker exited
+  EXPECT_EQ(reply.id, 5u);
+  EXPECT_EQ(reply.which, schema::Reply::ERROR);
+  EXPECT_THAT(reply.error, HasSubstr("the broker is stopping"));
+  std::string audit = broker->AuditLog();
+  EXPECT_THAT(audit, HasSubstr(R"("kind":"connect","capability":"waits")"));
+  EXPECT_THAT(audit, HasSubstr(R"("reason":"not delivered: the broker is stopping")"));
 }
 
 // What a service writes as it stops (after the SIGTERM the broker sends

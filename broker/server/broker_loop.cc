@@ -476,6 +476,10 @@ void BrokerLoop::Close(Connection& connection, bool tell_host) {
     if (it != connections_per_uid_.end() && --it->second == 0) {
       connections_per_uid_.erase(it);
     }
+    // Its connects waiting for a service would otherwise hold their places
+    // (its uid's share) until the service is ready, and then hand the
+    // service connections whose client end nobody holds.
+    handler_.ClientConnectionClosed(connection.id);
   } else if (tell_host) {
     handler_.ServiceConnectionLost(connection.id);
   }

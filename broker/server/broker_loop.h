@@ -43,7 +43,10 @@
 // a service nobody can reach. When the loop closes a service's connection
 // on its own (the service hung up, sent what it may not, did not read its
 // replies, or its socket failed), it tells the host
-// (RequestHandler::ServiceConnectionLost).
+// (RequestHandler::ServiceConnectionLost). It tells the host too when a
+// client's connection closes, however it ended, so that the connects it
+// left waiting for a service are withdrawn
+// (RequestHandler::ClientConnectionClosed).
 //
 // A connection is closed at once but freed only between loop turns: the
 // service host can close a connection (through Send) while that very
@@ -281,7 +284,7 @@ class BrokerLoop : public LoopPort {
   // which callers up the stack may still hold, stays until Reap(). Does
   // nothing to a connection closed already. A service's connection closed
   // by the loop on its own is reported to the host (`tell_host`); not one
-  // the host itself closes.
+  // the host itself closes. A client's is always reported.
   void Close(Connection& connection, bool tell_host = true);
   // Frees the connections closed since the last call. Only between turns.
   void Reap();

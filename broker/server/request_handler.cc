@@ -578,6 +578,10 @@ void RequestHandler::ServiceConnectionLost(uint64_t connection_id) {
   if (services_ != nullptr) services_->ConnectionLost(connection_id);
 }
 
+void RequestHandler::ClientConnectionClosed(uint64_t connection_id) {
+  if (services_ != nullptr) services_->ClientGone(connection_id);
+}
+
 void RequestHandler::SetConnection(absl::string_view service,
                                    schema::Reply::Builder reply) {
   auto info = reply.initFds(1)[0];

@@ -160,6 +160,11 @@ class RequestHandler {
   // ConnectionLost).
   void ServiceConnectionLost(uint64_t connection_id);
 
+  // Client connection `connection_id` has closed, however it ended: the
+  // service host withdraws its waiting connects (ServiceDirectory::
+  // ClientGone).
+  void ClientConnectionClosed(uint64_t connection_id);
+
  private:
   Outcome Hello(Session& session, schema::Hello::Reader hello,
                 schema::Reply::Builder reply);

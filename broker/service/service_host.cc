@@ -702,24 +702,30 @@ void ServiceHost::RedecidePending(Service& service) {
   // by the decision of the old policy.
   std::vector<server::ConnectRequest> pending = std::move(service.pending);
   service.pending.clear();
+  std::vector<std::pair<server::ConnectRequest, absl::Status>> refused;
   for (server::ConnectRequest& request : pending) {
     ConnectDecision decision =
         handler_.policy().DecideConnect(request.client, service.spec.name);
     if (!decision.status.ok()) {
-      Refuse(service, request, decision.status);
+      refused.emplace_back(std::move(request), decision.status);
       continue;
     }
     if (decision.principal != request.principal) {
       // Allowed now by another principal than the one on record: the
       // service would be told a principal the audit log never granted.
-      Refuse(service, request, absl::UnavailableError(absl::StrCat(
-                                   "the policy was reloaded while this connect waited, and "
-                                   "now allows it as principal '", decision.principal,
-                                   "', not '", request.principal, "': ask again")));
+      refused.emplace_back(std::move(request),
+                           absl::UnavailableError(absl::StrCat(
+                               "the policy was reloaded while this connect waited, and "
+                               "now allows it as principal '", decision.principal, "', not '",
+                               request.principal, "': ask again")));
       continue;
     }
     service.pending.push_back(std::move(request));
   }
+  // Refused once the connects kept are in place: a refusal that closes its
+  // client's connection (its queue full) withdraws that client's other
+  // connects from there (ClientGone).
+  for (const auto& [request, why] : refused) Refuse(service, request, why);
 }
 
 absl::StatusOr<std::optional<UniqueFd>> ServiceHost::Connect(
@@ -799,6 +805,22 @@ void ServiceHost::Withdraw(uint64_t connection_id, uint64_t request_id) {
                                           r.request_id == request_id;
                                  }),
                   pending.end());
+  }
+}
+
+void ServiceHost::ClientGone(uint64_t connection_id) {
+  const absl::Status why = absl::UnavailableError("the client hung up");
+  for (const std::unique_ptr<Service>& service : services_) {
+    std::vector<server::ConnectRequest>& pending = service->pending;
+    auto gone = std::stable_partition(
+        pending.begin(), pending.end(),
+        [&](const server::ConnectRequest& r) { return r.connection_id != connection_id; });
+    // Granted when it was made: on record now as never delivered. Nothing
+    // is sent: nobody is there to read it.
+    for (auto it = gone; it != pending.end(); ++it) {
+      handler_.ConnectNotDelivered(*it, service->spec.name, why);
+    }
+    pending.erase(gone, pending.end());
   }
 }
 

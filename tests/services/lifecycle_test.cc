@@ -20,6 +20,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -576,6 +577,32 @@ TEST_F(LifecycleTest, AServiceThatLostItsBrokerConnectionIsStopped) {
   ASSERT_OK_AND_ASSIGN(ServiceInfo info, Info("hangs-up"));
   EXPECT_NE(info.pid, first_run.info.pid);
   EXPECT_EQ(info.last_exit, "exit status 0");  // it left when told to
+}
+
+// A client that hangs up leaves no connect waiting: its connects to a
+// starting service are withdrawn, on record as not delivered, and its
+// uid's places (64) are free again for its next connection. The hang-up
+// reaches the broker before the other connection's requests (epoll reports
+// what became ready first, first).
+TEST_F(LifecycleTest, ConnectsLeftWaitingByAClientThatHungUpAreWithdrawn) {
+  Gate gate(*client_);  // never opened: the service stays starting
+  ASSERT_TRUE(gate.valid());
+  std::optional<Client> gone;
+  ASSERT_OK_AND_ASSIGN(gone, Client::Connect(broker_->socket_path()));
+  ASSERT_OK_AND_ASSIGN(Client next, Client::Connect(broker_->socket_path()));
+  constexpr uint64_t kShare = 64;  // service::kMaxPendingConnectsPerUid
+  for (uint64_t i = 1; i <= kShare; ++i) SendConnect(gone->fd(), i, "gated");
+  SendStatus(gone->fd(), 1000);
+  ASSERT_EQ(ReceiveRaw(gone->fd()).id, 1000u);
+  ASSERT_OK_AND_ASSIGN(ServiceInfo starting, Info("gated"));
+  ASSERT_EQ(starting.state, schema::ServiceState::STARTING);
+  gone.reset();
+
+  for (uint64_t i = 1; i <= kShare; ++i) SendConnect(next.fd(), 2000 + i, "gated");
+  SendStatus(next.fd(), 3000);
+  RawReply first = ReceiveRaw(next.fd());
+  EXPECT_EQ(first.id, 3000u) << "a connect was refused: " << first.error;
+  EXPECT_THAT(broker_->AuditLog(), HasSubstr("not delivered: the client hung up"));
 }
 
 // Connects still waiting for a service when the broker stops are answered

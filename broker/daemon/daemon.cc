@@ -446,9 +446,14 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   CB_RETURN_IF_ERROR(loop.Serve(listener.fd(), signals.get(), [&] {
     return OnSignals(signals.get(), flags, audit, handler, services, guard, stats);
   }));
-  audit.FlushAll();  // the counts of suppressed denials still waiting
   std::fprintf(stderr, "capbrokerd: stopping\n");
+  // Answers every connect still waiting for a service ("the broker is
+  // stopping", on record as not delivered), then stops the services.
   services.StopAll();
+  // Those answers, and whatever else is queued, go out now, after their
+  // audit lines; then the log's last lines.
+  loop.SendWhatIsQueued();
+  audit.FlushAll();  // the counts of suppressed denials still waiting
   return absl::OkStatus();
 }
 

@@ -134,7 +134,12 @@ absl::Status BrokerLoop::Serve(int listener, int control_fd,
       uint64_t tag = events[i].data.u64;
       if (tag == kControlTag) {
         if (on_control()) {
-          audit_.Flush();
+          // The answers of this turn are queued, their grants' lines
+          // recorded: they go now (the lines first), or a client whose
+          // request came with the stop would get no reply, and the log
+          // would hold a grant never delivered.
+          SendPending();
+          FlushAudit();
           return absl::OkStatus();
         }
         continue;
@@ -164,6 +169,17 @@ absl::Status BrokerLoop::Serve(int listener, int control_fd,
       if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) OnReadable(connection);
     }
   }
+}
+
+void BrokerLoop::SendWhatIsQueued() {
+  FlushAudit();  // before the first reply goes (SendQueued does it too)
+  for (const std::unique_ptr<Connection>& connection : connections_) {
+    // SendQueued may close it, which moves it out of connections_.
+    if (connection && !connection->closed && !connection->queue.empty()) {
+      SendQueued(*connection);
+    }
+  }
+  pending_sends_.clear();
 }
 
 void BrokerLoop::Accept(int listener) {
@@ -460,6 +476,10 @@ void BrokerLoop::Close(Connection& connection, bool tell_host) {
     if (it != connections_per_uid_.end() && --it->second == 0) {
       connections_per_uid_.erase(it);
     }
+    // Its connects waiting for a service would otherwise hold their places
+    // (its uid's share) until the service is ready, and then hand the
+    // service connections whose client end nobody holds.
+    handler_.ClientConnectionClosed(connection.id);
   } else if (tell_host) {
     handler_.ServiceConnectionLost(connection.id);
   }

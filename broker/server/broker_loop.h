@@ -43,7 +43,10 @@
 // a service nobody can reach. When the loop closes a service's connection
 // on its own (the service hung up, sent what it may not, did not read its
 // replies, or its socket failed), it tells the host
-// (RequestHandler::ServiceConnectionLost).
+// (RequestHandler::ServiceConnectionLost). It tells the host too when a
+// client's connection closes, however it ended, so that the connects it
+// left waiting for a service are withdrawn
+// (RequestHandler::ClientConnectionClosed).
 //
 // A connection is closed at once but freed only between loop turns: the
 // service host can close a connection (through Send) while that very
@@ -161,10 +164,19 @@ class BrokerLoop : public LoopPort {
 
   // Serves clients of `listener` (a listening SEQPACKET socket, borrowed).
   // When `control_fd` (borrowed; the daemon's signalfd) becomes readable,
-  // calls `on_control`, and stops when it returns true. Returns an error
+  // calls `on_control`, and stops when it returns true, after sending the
+  // replies of that turn (their audit lines first). Returns an error
   // only when the loop itself cannot go on (epoll failing).
   absl::Status Serve(int listener, int control_fd,
                      const std::function<bool()>& on_control);
+
+  // For the broker's stop, after Serve has returned and the service host
+  // has answered the connects that waited (ServiceHost::StopAll): writes
+  // the audit log, then sends what every connection's queue holds, as far
+  // as each socket takes it now (a grant whose line was lost is withheld,
+  // as always). Never waits: what a socket does not take is dropped with
+  // the loop.
+  void SendWhatIsQueued();
 
  private:
   struct QueuedReply {
@@ -272,7 +284,7 @@ class BrokerLoop : public LoopPort {
   // which callers up the stack may still hold, stays until Reap(). Does
   // nothing to a connection closed already. A service's connection closed
   // by the loop on its own is reported to the host (`tell_host`); not one
-  // the host itself closes.
+  // the host itself closes. A client's is always reported.
   void Close(Connection& connection, bool tell_host = true);
   // Frees the connections closed since the last call. Only between turns.
   void Reap();

@@ -82,6 +82,18 @@ class BrokerLoopTest : public ::testing::Test {
     return answer;
   }
 
+  // What the audit log's file holds.
+  std::string ReadAudit() {
+    std::string text;
+    UniqueFd fd(open(dir_.Join("audit").c_str(), O_RDONLY | O_CLOEXEC));
+    char buffer[4096];
+    ssize_t n;
+    while (fd.valid() && (n = read(fd.get(), buffer, sizeof(buffer))) > 0) {
+      text.append(buffer, static_cast<size_t>(n));
+    }
+    return text;
+  }
+
   // Runs the loop for one turn: it sends what its queues hold, then stops.
   void OneTurn(BrokerLoop& loop) {
     UniqueFd listener(eventfd(0, EFD_CLOEXEC));  // never readable
@@ -136,6 +148,46 @@ TEST_F(BrokerLoopTest, GrantWhoseLineIsLostWhileMakingRoomIsWithheld) {
     }
   }
   EXPECT_EQ(stats_.grants, 1u);
+}
+
+// The loop stops at the end of the turn that read the stop (the control
+// fd), once it has sent what that turn answered: a request that came in the
+// same batch gets its reply, not a connection closed on it. What is still
+// queued when the broker stops (the host's answers to the connects that
+// waited) goes out with SendWhatIsQueued, after its audit line.
+TEST_F(BrokerLoopTest, WhatIsAnsweredGoesOutWhenTheLoopStops) {
+  BrokerLoop loop(handler_, audit_, stats_, Limits());
+  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+  ASSERT_EQ(fcntl(pair.first.get(), F_SETFL, O_NONBLOCK), 0);  // as the host makes it
+  ASSERT_EQ(fcntl(pair.second.get(), F_SETFL, O_NONBLOCK), 0);
+  Identity service;
+  service.service = "svc";
+  ASSERT_OK(loop.AddServiceConnection(std::move(pair.first), service).status());
+  // Readable before Serve adds the control fd: epoll reports it first, in
+  // the batch that stops the loop. (Answered with an error, as no hello
+  // came first, and then closed: a reply all the same.)
+  ASSERT_EQ(testing::RawSend(pair.second.get(), testing::StatusBytes(1)), 0);
+  OneTurn(loop);
+  wire::ReceiveBuffer buffer;
+  ASSERT_OK_AND_ASSIGN(std::optional<wire::Datagram> reply,
+                       wire::ReceiveDatagram(pair.second.get(), buffer));
+  ASSERT_TRUE(reply.has_value()) << "the request read with the stop got no reply";
+  capnp::FlatArrayMessageReader status(reply->words);
+  EXPECT_EQ(status.getRoot<schema::Reply>().getId(), 1u);
+
+  ASSERT_OK_AND_ASSIGN(auto other, wire::SeqpacketPair());
+  ASSERT_EQ(fcntl(other.first.get(), F_SETFL, O_NONBLOCK), 0);
+  ASSERT_EQ(fcntl(other.second.get(), F_SETFL, O_NONBLOCK), 0);
+  ASSERT_OK_AND_ASSIGN(uint64_t id, loop.AddServiceConnection(std::move(other.first), service));
+  ASSERT_TRUE(loop.Send(id, Grant(2)));  // queued, as the host answers at the stop
+  loop.SendWhatIsQueued();
+  ASSERT_OK_AND_ASSIGN(reply, wire::ReceiveDatagram(other.second.get(), buffer));
+  ASSERT_TRUE(reply.has_value()) << "the queued grant was not sent";
+  capnp::FlatArrayMessageReader grant(reply->words);
+  EXPECT_EQ(grant.getRoot<schema::Reply>().getId(), 2u);
+  EXPECT_TRUE(grant.getRoot<schema::Reply>().isGranted());
+  EXPECT_EQ(reply->fds.size(), 1u);
+  EXPECT_TRUE(absl::StrContains(ReadAudit(), R"("kind":"acquire","capability":"m")"));
 }
 
 // A service's end of a new connection (a datagram of at most 1 KiB with

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <numeric>
 #include <utility>
 
@@ -11,7 +12,9 @@
 #include "broker/caps/memory.h"
 #include "capnp/message.h"
 #include "broker/caps/open_path.h"
+#include "broker/policy/remote_paths.h"
 #include "broker/server/reply_pages.h"
+#include "sdk/base/escape.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/wire/error_code.h"
@@ -193,6 +196,11 @@ absl::Status RequestHandler::SetPolicy(Policy policy) {
     return capabilities[a].name < capabilities[b].name;
   });
   ++stats_.policy_generation;
+  // At start and at every reload: the capabilities whose opens could stall
+  // this thread (see remote_paths.h).
+  for (const std::string& note : RemotePathNotes(policy_)) {
+    std::fprintf(stderr, "capbrokerd: note: %s\n", Escaped(note).c_str());
+  }
   return absl::OkStatus();
 }
 
@@ -567,6 +575,10 @@ void RequestHandler::WithdrawConnect(uint64_t connection_id, uint64_t request_id
 
 void RequestHandler::ServiceConnectionLost(uint64_t connection_id) {
   if (services_ != nullptr) services_->ConnectionLost(connection_id);
+}
+
+void RequestHandler::ClientConnectionClosed(uint64_t connection_id) {
+  if (services_ != nullptr) services_->ClientGone(connection_id);
 }
 
 void RequestHandler::SetConnection(absl::string_view service,

@@ -94,7 +94,11 @@ class RequestHandler {
   // creates the memfds of its shared memory capabilities, keeping those of
   // capabilities whose name and size are unchanged (their holders go on
   // sharing with new grantees), then replaces the current policy. On error
-  // nothing changes: the current policy stays whole.
+  // nothing changes: the current policy stays whole. Once it is in force,
+  // logs on stderr a note for each file or directory capability whose path
+  // lies on a FUSE or network file system (RemotePathNotes): the broker
+  // opens those in its only thread, which waits for as long as that file
+  // system does not answer.
   absl::Status SetPolicy(Policy policy);
 
   const Policy& policy() const { return policy_; }
@@ -155,6 +159,11 @@ class RequestHandler {
   // own: the service host stops that service (ServiceDirectory::
   // ConnectionLost).
   void ServiceConnectionLost(uint64_t connection_id);
+
+  // Client connection `connection_id` has closed, however it ended: the
+  // service host withdraws its waiting connects (ServiceDirectory::
+  // ClientGone).
+  void ClientConnectionClosed(uint64_t connection_id);
 
  private:
   Outcome Hello(Session& session, schema::Hello::Reader hello,

@@ -70,6 +70,12 @@ class ServiceDirectory {
   // more, and its restart policy brings it back with a new connection.
   virtual void ConnectionLost(uint64_t connection_id) = 0;
 
+  // Client connection `connection_id` has closed (the client hung up, or
+  // the loop disconnected it): its connects still waiting for a service to
+  // start are withdrawn, on record as not delivered, and no longer count
+  // against its uid's share of the waiting places.
+  virtual void ClientGone(uint64_t connection_id) = 0;
+
   // The service `name` says it is ready to serve.
   virtual absl::Status Ready(absl::string_view name) = 0;
 

@@ -4,13 +4,10 @@
 
 #include <utility>
 
+#include "sdk/base/escape.h"
+
 namespace capbroker::service {
 namespace {
-
-char Printable(char c) {
-  unsigned char u = static_cast<unsigned char>(c);
-  return (u < 0x20 && c != '\t') || u == 0x7f ? '?' : c;
-}
 
 // How many lines a line of `length` bytes, ended by '\n', makes once cut.
 uint64_t Pieces(size_t length) {
@@ -30,7 +27,7 @@ std::vector<OutputLine> OutputLines::Add(absl::string_view bytes, Allow allow) {
       continue;
     }
     if (partial_.size() == kMaxLineBytes) Complete(allow, refused, lines);
-    partial_.push_back(Printable(c));
+    partial_.push_back(c);
   }
   Suppress(bytes.substr(i));
   return lines;
@@ -39,7 +36,7 @@ std::vector<OutputLine> OutputLines::Add(absl::string_view bytes, Allow allow) {
 void OutputLines::Complete(Allow allow, bool& refused, std::vector<OutputLine>& lines) {
   uint64_t suppressed = 0;
   if (allow(suppressed)) {
-    lines.push_back({std::move(partial_), suppressed + suppressed_});
+    lines.push_back({EscapedKeepingUtf8(partial_), suppressed + suppressed_});
     suppressed_ = 0;
   } else {
     refused = true;  // `allow` counts the lines it refuses
@@ -67,12 +64,12 @@ void OutputLines::Suppress(absl::string_view bytes) {
     bytes.remove_prefix(bytes.size() - (length - filled * kMaxLineBytes));
     partial_.clear();
   }
-  for (char c : bytes) partial_.push_back(Printable(c));
+  partial_.append(bytes.data(), bytes.size());
 }
 
 std::vector<std::string> OutputLines::Finish() {
   std::vector<std::string> lines;
-  if (!partial_.empty()) lines.push_back(std::move(partial_));
+  if (!partial_.empty()) lines.push_back(EscapedKeepingUtf8(partial_));
   partial_.clear();
   return lines;
 }

@@ -1,10 +1,15 @@
 // OutputLines: cuts a service's stdout/stderr byte stream into log lines.
 //
 // A service writes what it likes; the broker's log gets whole lines, each
-// prefixed with the service's name, each at most kMaxLineBytes (a longer
-// line is cut, and the rest follows as further lines), with control
-// characters other than tab shown as '?' so a service cannot forge log
-// lines of its own or of the broker.
+// prefixed with the service's name, each of at most kMaxLineBytes of
+// output (a longer line is cut, and the rest follows as further lines),
+// shown through EscapedKeepingUtf8 (sdk/base/escape.h): text in any
+// language as it is, and every control character, ASCII (newline, escape)
+// or C1 (U+009B, CSI), and every invalid UTF-8 byte as \xNN, so that a
+// service cannot forge log lines of its own or of the broker, nor act on
+// the terminal of whoever reads them. A character cut in two by a long
+// line's cut shows as \xNN on both sides. Once escaped, a line is at most
+// 4 x kMaxLineBytes.
 //
 // Lines are rationed (a LogLimiter, through the `allow` callback of Add):
 // a service that floods its output must not keep the broker's only thread
@@ -40,14 +45,14 @@ class OutputLines {
   using Allow = absl::FunctionRef<bool(uint64_t& suppressed)>;
 
   // Appends `bytes` and returns the lines they complete that `allow` lets
-  // through, without '\n'. The batch is taken as written at one moment: once
+  // through, without '\n', escaped (see above). The batch is taken as written at one moment: once
   // `allow` refuses a line, it is not asked again for the rest of the batch,
   // which is suppressed too (so `allow` is called at most once per line, and
   // once in all when the budget is already spent). A line cut at
   // kMaxLineBytes counts as a line.
   std::vector<OutputLine> Add(absl::string_view bytes, Allow allow);
 
-  // The unterminated rest, if any (at end of stream), not rationed.
+  // The unterminated rest, if any (at end of stream), escaped, not rationed.
   std::vector<std::string> Finish();
 
  private:
@@ -58,7 +63,7 @@ class OutputLines {
   // complete are counted into suppressed_, not built.
   void Suppress(absl::string_view bytes);
 
-  std::string partial_;
+  std::string partial_;  // as the service wrote it; escaped when complete
   // Lines suppressed without asking `allow` (it counts those it refused),
   // reported with the next line allowed.
   uint64_t suppressed_ = 0;

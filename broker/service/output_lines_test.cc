@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_replace.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -40,7 +41,36 @@ TEST(OutputLinesTest, JoinsPiecesIntoLines) {
 TEST(OutputLinesTest, ControlCharactersCannotForgeLines) {
   OutputLines lines;
   EXPECT_THAT(Texts(lines.Add("a\rcapbrokerd: fake\x1b[2J\tb\n", AllowAll)),
-              ElementsAre("a?capbrokerd: fake?[2J\tb"));
+              ElementsAre("a\\x0dcapbrokerd: fake\\x1b[2J\\x09b"));
+}
+
+// C1 controls are two bytes in UTF-8: CSI (U+009B) "1A" moves a terminal's
+// cursor up a line, over the broker's line before, as ESC [ 1A does. They
+// are escaped, as are invalid UTF-8 bytes; text in other languages stays
+// readable. Also in the unterminated rest, and across batches.
+TEST(OutputLinesTest, C1ControlsCannotReachTheTerminal) {
+  OutputLines lines;
+  std::vector<std::string> texts = Texts(lines.Add(
+      "a\xc2\x9b" "1Acapbrokerd: fake \xc3\xa9t\xc3\xa9 \xff\n", AllowAll));
+  ASSERT_EQ(texts.size(), 1u);
+  EXPECT_EQ(texts[0].find('\x9b'), std::string::npos) << texts[0];
+  EXPECT_EQ(texts[0], "a\\xc2\\x9b1Acapbrokerd: fake \xc3\xa9t\xc3\xa9 \\xff");
+  // A character split between two reads is whole again in its line.
+  EXPECT_THAT(lines.Add("\xc3", AllowAll), IsEmpty());
+  EXPECT_THAT(Texts(lines.Add("\xa9\xc2\x85\n", AllowAll)),
+              ElementsAre("\xc3\xa9\\xc2\\x85"));
+  EXPECT_THAT(lines.Add("\xc2\x9b" "2J", AllowAll), IsEmpty());
+  EXPECT_THAT(lines.Finish(), ElementsAre("\\xc2\\x9b2J"));
+}
+
+// The cut is made on what the service wrote, escaping afterwards: a line
+// of 4096 bytes that are all escaped is one line (of 4 x 4096), not four.
+TEST(OutputLinesTest, TheCutCountsTheServicesBytes) {
+  OutputLines lines;
+  std::vector<OutputLine> out =
+      lines.Add(std::string(kMaxLineBytes, '\x1b') + "\n", AllowAll);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].text.size(), 4 * kMaxLineBytes);
 }
 
 TEST(OutputLinesTest, LongLinesAreCut) {
@@ -101,7 +131,7 @@ TEST(OutputLinesTest, SuppressedLongLinesAndTailsAreCountedAndKept) {
   // The tail goes on in the next second, and is logged whole.
   std::vector<OutputLine> next = budget.Add(lines, "z\x01\n", t0 + absl::Seconds(1));
   ASSERT_EQ(next.size(), 1u);
-  EXPECT_EQ(next[0].text, "yyyz?");
+  EXPECT_EQ(next[0].text, "yyyz\\x01");
   EXPECT_EQ(next[0].suppressed_before, 6u);
 }
 
@@ -113,7 +143,9 @@ struct Reference {
     std::vector<OutputLine> out;
     auto complete = [&] {
       uint64_t suppressed = 0;
-      if (limiter.Allow(now, suppressed)) out.push_back({partial, suppressed});
+      if (limiter.Allow(now, suppressed)) {
+        out.push_back({absl::StrReplaceAll(partial, {{"\x01", "\\x01"}}), suppressed});
+      }
       partial.clear();
     };
     for (char c : bytes) {
@@ -122,7 +154,7 @@ struct Reference {
         continue;
       }
       if (partial.size() == kMaxLineBytes) complete();
-      partial.push_back(c == '\x01' ? '?' : c);
+      partial.push_back(c);
     }
     return out;
   }

@@ -488,10 +488,7 @@ void ServiceHost::OnExit(Service& service) {
   // every wakeup of the still readable pidfd: the run is taken as over, how
   // it ended unknown, which counts as a failure, and the pidfd is closed.
   const bool failed = !info.ok() || Failed(*info);
-  if (service.output) OnOutput(service);  // what it wrote last
-  for (const std::string& line : service.lines.Finish()) {
-    std::fprintf(stderr, "capbrokerd: [%s] %s\n", service.spec.name.c_str(), line.c_str());
-  }
+  LogLastOutput(service);
   ForgetProcess(service);
   service.last_exit = service.killed_for.empty()
                           ? HowItEnded(info)
@@ -557,10 +554,21 @@ void ServiceHost::OnOutput(Service& service) {
       if (line.suppressed_before > 0) {
         Log(service, absl::StrCat("(", line.suppressed_before, " lines of output suppressed)"));
       }
-      std::fprintf(stderr, "capbrokerd: [%s] %s\n", service.spec.name.c_str(),
-                   line.text.c_str());
+      LogOutput(service, line.text);
     }
   }
+}
+
+void ServiceHost::LogOutput(const Service& service, absl::string_view line) const {
+  std::fprintf(stderr, "capbrokerd: [%s] %.*s\n", service.spec.name.c_str(),
+               static_cast<int>(line.size()), line.data());
+}
+
+void ServiceHost::LogLastOutput(Service& service) {
+  // Without waiting (the pipe is non-blocking): what the process wrote
+  // before it ended, as far as one wakeup's ration goes.
+  if (service.output) OnOutput(service);
+  for (const std::string& line : service.lines.Finish()) LogOutput(service, line);
 }
 
 void ServiceHost::OnTimer(Service& service) {
@@ -694,24 +702,30 @@ void ServiceHost::RedecidePending(Service& service) {
   // by the decision of the old policy.
   std::vector<server::ConnectRequest> pending = std::move(service.pending);
   service.pending.clear();
+  std::vector<std::pair<server::ConnectRequest, absl::Status>> refused;
   for (server::ConnectRequest& request : pending) {
     ConnectDecision decision =
         handler_.policy().DecideConnect(request.client, service.spec.name);
     if (!decision.status.ok()) {
-      Refuse(service, request, decision.status);
+      refused.emplace_back(std::move(request), decision.status);
       continue;
     }
     if (decision.principal != request.principal) {
       // Allowed now by another principal than the one on record: the
       // service would be told a principal the audit log never granted.
-      Refuse(service, request, absl::UnavailableError(absl::StrCat(
-                                   "the policy was reloaded while this connect waited, and "
-                                   "now allows it as principal '", decision.principal,
-                                   "', not '", request.principal, "': ask again")));
+      refused.emplace_back(std::move(request),
+                           absl::UnavailableError(absl::StrCat(
+                               "the policy was reloaded while this connect waited, and "
+                               "now allows it as principal '", decision.principal, "', not '",
+                               request.principal, "': ask again")));
       continue;
     }
     service.pending.push_back(std::move(request));
   }
+  // Refused once the connects kept are in place: a refusal that closes its
+  // client's connection (its queue full) withdraws that client's other
+  // connects from there (ClientGone).
+  for (const auto& [request, why] : refused) Refuse(service, request, why);
 }
 
 absl::StatusOr<std::optional<UniqueFd>> ServiceHost::Connect(
@@ -791,6 +805,22 @@ void ServiceHost::Withdraw(uint64_t connection_id, uint64_t request_id) {
                                           r.request_id == request_id;
                                  }),
                   pending.end());
+  }
+}
+
+void ServiceHost::ClientGone(uint64_t connection_id) {
+  const absl::Status why = absl::UnavailableError("the client hung up");
+  for (const std::unique_ptr<Service>& service : services_) {
+    std::vector<server::ConnectRequest>& pending = service->pending;
+    auto gone = std::stable_partition(
+        pending.begin(), pending.end(),
+        [&](const server::ConnectRequest& r) { return r.connection_id != connection_id; });
+    // Granted when it was made: on record now as never delivered. Nothing
+    // is sent: nobody is there to read it.
+    for (auto it = gone; it != pending.end(); ++it) {
+      handler_.ConnectNotDelivered(*it, service->spec.name, why);
+    }
+    pending.erase(gone, pending.end());
   }
 }
 
@@ -887,6 +917,7 @@ void ServiceHost::StopAll() {
         continue;
       }
       running[i]->last_exit = HowItEnded(info);
+      LogLastOutput(*running[i]);  // what it said as it stopped
       ForgetProcess(*running[i]);
       running[i]->state = ServiceState::STOPPED;
     }
@@ -895,6 +926,7 @@ void ServiceHost::StopAll() {
   for (Service* service : running) {
     Log(*service, "still running after SIGTERM; killing it");
     service->last_exit = "sent SIGKILL when the broker stopped";
+    LogLastOutput(*service);
     GiveUp(*service);
     service->state = ServiceState::STOPPED;
   }

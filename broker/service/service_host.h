@@ -35,10 +35,17 @@
 // which the host finishes from the loop when the child reports (its report
 // pipe becomes readable): the loop serves everyone else meanwhile, however
 // long the child takes. startTimeoutMs runs from the launch's beginning, so
-// it bounds the sandbox's setup too: a child stuck in it (its program or a
-// directory grant on a hung NFS or FUSE mount) is given up, its waiting
-// connects are told why, and it is killed and reaped through the loop
-// (Reaper) whenever it dies.
+// it bounds the sandbox's setup too: a child stuck in it (its program on a
+// hung NFS or FUSE mount) is given up, its waiting connects are told why,
+// and it is killed and reaped through the loop (Reaper) whenever it dies.
+// The service's grants are not bounded so: the broker opens them itself,
+// in its only thread, before the launch (RequestHandler::GrantAtStart), and
+// one on a file system that does not answer stalls the whole broker until
+// it does, as a client's acquire would; the broker notes such paths when it
+// loads the policy (broker/policy/remote_paths.h).
+//
+// A connect waiting for a service is withdrawn when its client's connection
+// closes (ClientGone): on record as not delivered, its place freed.
 //
 // A service without a pid namespace (privatePids off, or best-effort and
 // missing) is not pid 1 of one, so the processes it starts outlive it: its
@@ -127,9 +134,12 @@ class ServiceHost : public server::ServiceDirectory {
   // service keeps running and takes its new settings at its next start.
   void PolicyChanged();
 
-  // Stops every service: closes its connection (an SDK service exits on
-  // that), sends SIGTERM, waits up to stop_timeout, then SIGKILL and waits
-  // up to kFinalReapWait more. Blocks. A launch under way is given up.
+  // Stops every service: answers the connects that wait for one to start
+  // ("the broker is stopping", queued in the loop: BrokerLoop::
+  // SendWhatIsQueued sends them), closes its connection (an SDK service
+  // exits on that), sends SIGTERM, waits up to stop_timeout, then SIGKILL
+  // and waits up to kFinalReapWait more; what each wrote before it ended is
+  // logged. Blocks. A launch under way is given up.
   void StopAll();
 
   // ServiceDirectory.
@@ -137,6 +147,7 @@ class ServiceHost : public server::ServiceDirectory {
       const ServiceSpec& service, const server::ConnectRequest& request) override;
   void Withdraw(uint64_t connection_id, uint64_t request_id) override;
   void ConnectionLost(uint64_t connection_id) override;
+  void ClientGone(uint64_t connection_id) override;
   absl::Status Ready(absl::string_view name) override;
   std::vector<server::ServiceReport> Report() const override;
 
@@ -177,6 +188,11 @@ class ServiceHost : public server::ServiceDirectory {
   // if the loop has not reported it yet.
   static bool HasExited(const Service& service);
   void OnOutput(Service& service);
+  // Logs one line of the service's output, prefixed with its name.
+  void LogOutput(const Service& service, absl::string_view line) const;
+  // Reads and logs what is left of the output of a process that has ended
+  // or is given up, unterminated rest included, without waiting.
+  void LogLastOutput(Service& service);
   void OnTimer(Service& service);
   void BecomeReady(Service& service);
   // Makes a connection and hands its service end to the service.

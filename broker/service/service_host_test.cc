@@ -300,9 +300,10 @@ class ServiceHostTest : public ::testing::Test {
   }
 
   absl::StatusOr<std::optional<UniqueFd>> Connect(absl::string_view service,
-                                                  uint64_t request_id, uint32_t uid = 1000) {
+                                                  uint64_t request_id, uint32_t uid = 1000,
+                                                  uint64_t connection = kClient) {
     server::ConnectRequest request;
-    request.connection_id = kClient;
+    request.connection_id = connection;
     request.request_id = request_id;
     request.client.uid = uid;
     request.principal = "me";
@@ -889,6 +890,33 @@ TEST_F(ServiceHostTest, OneUidHasAtMostItsShareOfTheWaitingConnects) {
                        HasSubstr("uid 1000 has 64 connects waiting for service 'notify'")));
   ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> other, Connect("notify", 1001, 2000));
   EXPECT_FALSE(other.has_value());
+}
+
+// A client that hangs up takes its waiting connects with it: nothing is
+// sent for them (nobody would read it), each is on record as not
+// delivered, and its uid's places are free for its next connection.
+TEST_F(ServiceHostTest, TheWaitingConnectsOfAClientThatHungUpAreWithdrawn) {
+  constexpr uint64_t kOther = kClient + 1;
+  for (uint64_t id = 1; id <= kMaxPendingConnectsPerUid; ++id) {
+    ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("notify", id));
+    ASSERT_FALSE(waiting.has_value());
+  }
+  ASSERT_OK(Connect("notify", 1, 2000, kOther).status());  // another client's stays
+  const uint64_t denials = stats_.denials;
+  host_->ClientGone(kClient);
+  EXPECT_TRUE(ClientAnswers().empty());
+  EXPECT_EQ(stats_.denials - denials, kMaxPendingConnectsPerUid);
+  EXPECT_THAT(AuditText(), HasSubstr(R"("reason":"not delivered: the client hung up")"));
+  for (uint64_t id = 1; id <= kMaxPendingConnectsPerUid; ++id) {
+    ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting,
+                         Connect("notify", 100 + id, 1000, kOther + 1));
+    ASSERT_FALSE(waiting.has_value());
+  }
+  // Those of the client that left count no more: the new ones alone fill
+  // the share.
+  EXPECT_THAT(Connect("notify", 1000, 1000, kOther + 1).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_TRUE(ClientAnswers().empty());
 }
 
 // A waiting connect that the new policy allows only through another

@@ -3,6 +3,53 @@
 #include "absl/strings/str_format.h"
 
 namespace capbroker {
+namespace {
+
+// The length of the valid UTF-8 character of more than one byte at the
+// start of `text`, and its code point; 0 when there is none (ASCII, or
+// invalid UTF-8). The ranges are those of RFC 3629's table (no overlong
+// forms, no surrogates, nothing beyond U+10FFFF).
+size_t Utf8Character(absl::string_view text, char32_t& code_point) {
+  const auto byte = [&](size_t i) { return static_cast<unsigned char>(text[i]); };
+  const unsigned char lead = byte(0);
+  size_t length = 0;
+  unsigned char second_min = 0x80;
+  unsigned char second_max = 0xbf;
+  if (lead >= 0xc2 && lead <= 0xdf) {
+    length = 2;
+    code_point = lead & 0x1f;
+  } else if (lead >= 0xe0 && lead <= 0xef) {
+    length = 3;
+    code_point = lead & 0x0f;
+    if (lead == 0xe0) second_min = 0xa0;  // overlong below
+    if (lead == 0xed) second_max = 0x9f;  // surrogates above
+  } else if (lead >= 0xf0 && lead <= 0xf4) {
+    length = 4;
+    code_point = lead & 0x07;
+    if (lead == 0xf0) second_min = 0x90;  // overlong below
+    if (lead == 0xf4) second_max = 0x8f;  // beyond U+10FFFF above
+  } else {
+    return 0;
+  }
+  if (text.size() < length) return 0;
+  for (size_t i = 1; i < length; ++i) {
+    const unsigned char c = byte(i);
+    const unsigned char min = i == 1 ? second_min : 0x80;
+    const unsigned char max = i == 1 ? second_max : 0xbf;
+    if (c < min || c > max) return 0;
+    code_point = (code_point << 6) | (c & 0x3f);
+  }
+  return length;
+}
+
+// Characters beyond ASCII that act on a terminal or on how a line is read
+// rather than show as text (see EscapedKeepingUtf8).
+bool Acts(char32_t c) {
+  return (c >= 0x80 && c <= 0x9f) || c == 0x2028 || c == 0x2029 ||
+         (c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069);
+}
+
+}  // namespace
 
 size_t AppendEscaped(absl::string_view text, size_t max_bytes, std::string& out) {
   size_t added = 0;
@@ -25,6 +72,23 @@ size_t AppendEscaped(absl::string_view text, size_t max_bytes, std::string& out)
 std::string Escaped(absl::string_view text) {
   std::string out;
   AppendEscaped(text, text.size() * 4, out);
+  return out;
+}
+
+std::string EscapedKeepingUtf8(absl::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  while (!text.empty()) {
+    char32_t code_point = 0;
+    const size_t length = Utf8Character(text, code_point);
+    const size_t taken = length == 0 ? 1 : length;
+    if (length != 0 && !Acts(code_point)) {
+      out.append(text.data(), length);
+    } else {
+      AppendEscaped(text.substr(0, taken), taken * 4, out);
+    }
+    text.remove_prefix(taken);
+  }
   return out;
 }
 

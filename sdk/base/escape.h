@@ -9,6 +9,10 @@
 // the project's one escaper: the broker's policy excerpts
 // (broker/policy/excerpt.h), capctl's error lines and the messages that
 // quote a path someone gave use it.
+//
+// EscapedKeepingUtf8 is its variant for text that is mostly prose in any
+// language (a hosted service's log lines): valid UTF-8 that shows as text
+// is kept, and the rest is escaped by the same rule.
 #ifndef CAPBROKER_SDK_BASE_ESCAPE_H_
 #define CAPBROKER_SDK_BASE_ESCAPE_H_
 
@@ -28,6 +32,17 @@ size_t AppendEscaped(absl::string_view text, size_t max_bytes, std::string& out)
 // All of `text`, escaped as AppendEscaped does: for a text whose length is
 // bounded already (a path, at most PATH_MAX).
 std::string Escaped(absl::string_view text);
+
+// `text` with every byte escaped as Escaped does, except the bytes of valid
+// UTF-8 characters beyond ASCII that show as text, which are kept as they
+// are ("é", "ж", "中"). Escaped byte by byte, as \xNN: ASCII outside 0x20
+// to 0x7e, invalid UTF-8 (a stray continuation byte, a truncated or overlong
+// sequence, a surrogate, beyond U+10FFFF), the C1 controls U+0080 to U+009F
+// (CSI, U+009B, is \xc2\x9b), the line and paragraph separators U+2028
+// and U+2029, and the bidirectional embeddings, overrides and isolates
+// (U+202A to U+202E, U+2066 to U+2069), which reorder what a terminal shows.
+// At most 4 bytes per byte of `text`.
+std::string EscapedKeepingUtf8(absl::string_view text);
 
 }  // namespace capbroker
 

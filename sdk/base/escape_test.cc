@@ -27,5 +27,34 @@ TEST(EscapeTest, AppendsWhatFitsWhole) {
   EXPECT_EQ(out, "abc");
 }
 
+TEST(EscapeTest, KeepingUtf8KeepsTextInAnyLanguage) {
+  EXPECT_EQ(EscapedKeepingUtf8("caf\xc3\xa9 \xd0\xb6 \xe4\xb8\xad \xf0\x9f\x99\x82 ok"),
+            "caf\xc3\xa9 \xd0\xb6 \xe4\xb8\xad \xf0\x9f\x99\x82 ok");
+  // ASCII as Escaped has it.
+  EXPECT_EQ(EscapedKeepingUtf8(std::string("a\nb\0\t\x1b[2J\x7f", 10)),
+            "a\\x0ab\\x00\\x09\\x1b[2J\\x7f");
+}
+
+TEST(EscapeTest, KeepingUtf8EscapesWhatActsOnATerminal) {
+  // C1 controls: CSI (U+009B) and NEL (U+0085), the first and last of them.
+  EXPECT_EQ(EscapedKeepingUtf8("a\xc2\x9b" "1A\xc2\x85\xc2\x80\xc2\x9f\xc2\xa0"),
+            "a\\xc2\\x9b1A\\xc2\\x85\\xc2\\x80\\xc2\\x9f\xc2\xa0");
+  // Line and paragraph separators, a bidi override and an isolate.
+  EXPECT_EQ(EscapedKeepingUtf8("\xe2\x80\xa8\xe2\x80\xa9\xe2\x80\xae\xe2\x81\xa6"),
+            "\\xe2\\x80\\xa8\\xe2\\x80\\xa9\\xe2\\x80\\xae\\xe2\\x81\\xa6");
+}
+
+TEST(EscapeTest, KeepingUtf8EscapesInvalidUtf8ByteByByte) {
+  // A stray continuation byte, bytes that never start a character, an
+  // overlong '/', a surrogate, beyond U+10FFFF, and a sequence cut short
+  // (at the end, and by an ASCII byte): each invalid byte alone.
+  EXPECT_EQ(EscapedKeepingUtf8("\x80|\xc0\xff|\xc0\xaf|\xed\xa0\x80|\xf4\x90\x80\x80|\xe4\xb8"),
+            "\\x80|\\xc0\\xff|\\xc0\\xaf|\\xed\\xa0\\x80|\\xf4\\x90\\x80\\x80|\\xe4\\xb8");
+  EXPECT_EQ(EscapedKeepingUtf8("\xc3" "a\xc3\xa9"), "\\xc3a\xc3\xa9");
+  // The last character of each length, and the first beyond ASCII.
+  EXPECT_EQ(EscapedKeepingUtf8("\xdf\xbf\xef\xbf\xbf\xf4\x8f\xbf\xbf"),
+            "\xdf\xbf\xef\xbf\xbf\xf4\x8f\xbf\xbf");
+}
+
 }  // namespace
 }  // namespace capbroker

@@ -1,8 +1,11 @@
 #include "sdk/capctl/policy_commands.h"
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "broker/policy/broker_context.h"
 #include "broker/policy/policy_file.h"
+#include "broker/policy/remote_paths.h"
 #include "broker/sandbox/settings.h"
 #include "broker/policy/starter_policy.h"
 
@@ -34,6 +37,7 @@ absl::StatusOr<PolicySummary> CheckPolicyFile(absl::string_view path) {
         : service.limits.memory_max != 0                               ? "memory"
                                                                        : "pids"));
   }
+  for (std::string& note : RemotePathNotes(*policy)) summary.notes.push_back(std::move(note));
   return summary;
 }
 

@@ -23,7 +23,10 @@ struct PolicySummary {
   size_t services = 0;
   // What the check could not judge, one line each (no trailing newline):
   // services whose memoryMax or pidsMax a broker applies only when it runs
-  // with --cgroup DIR, which capctl cannot know.
+  // with --cgroup DIR, which capctl cannot know; then the capabilities
+  // whose paths lie on a FUSE or network file system of this mount
+  // namespace, which stall the broker while it does not answer
+  // (RemotePathNotes).
   std::vector<std::string> notes;
 };
 

@@ -20,6 +20,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -73,7 +74,10 @@ constexpr char kPolicy[] = R"(( capabilities = [
       limits = ( openFiles = 32 ) ),
     ( name = "until-sigterm", command = [ "$SVC", "until-sigterm" ], connect = [ "me" ] ),
     ( name = "plain", command = [ "$SVC", "plain" ], connect = [ "me" ],
-      readiness = exec ) ] ))";
+      readiness = exec ),
+    ( name = "waits", command = [ "$SVC", "never-ready" ], connect = [ "me" ],
+      startTimeoutMs = 60000, restart = never ),
+    ( name = "goodbye", command = [ "$SVC", "goodbye" ], connect = [ "me" ] ) ] ))";
 
 // Receives one datagram (waits for it).
 std::string Receive(int fd) {
@@ -448,7 +452,8 @@ TEST_F(LifecycleTest, ConnectsWaitingForAServiceRemovedFromThePolicyAreAnswered)
 // never returns, and not even SIGKILL ends it. The broker goes on serving
 // everyone else, launching another service meanwhile, and the start timeout
 // answers the waiting connect with the reason. The child dies once the
-// server goes.
+// server goes. A capability on that file system, which the broker would
+// open itself, gets a note as the policy loads.
 TEST(LifecycleStallTest, ALaunchStuckOnAHungFileSystemStallsNoOtherClient) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to mount a FUSE file system";
   // How long a reply that should come at once may take before the test
@@ -465,15 +470,26 @@ TEST(LifecycleStallTest, ALaunchStuckOnAHungFileSystemStallsNoOtherClient) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<testing::FuseFile> fuse,
                        testing::FuseFile::Mount(dir.Join("fuse"), "test_service",
                                                 binary.path(), /*cache=*/false));
-  constexpr char kStallPolicy[] = R"(( principals = [ ( name = "me", match = ( uid = $UID ) ) ],
+  constexpr char kStallPolicy[] = R"((
+    capabilities = [ ( name = "on-fuse", file = ( path = "$FUSE", access = read ) ) ],
+    principals = [ ( name = "me", match = ( uid = $UID ) ) ],
     services = [
       ( name = "stalls", command = [ "$FUSE", "echo" ], connect = [ "me" ],
         startTimeoutMs = 500, restartLimit = 0 ),
       ( name = "echo", command = [ "$SVC", "echo" ], connect = [ "me" ] ) ] ))";
+  testing::BrokerOptions options;
+  options.capture_stderr = true;
   ASSERT_OK_AND_ASSIGN(
       std::unique_ptr<BrokerProcess> broker,
-      BrokerProcess::Start(absl::StrReplaceAll(
-          kStallPolicy, {{"$SVC", binary.path()}, {"$FUSE", fuse->path()}})));
+      BrokerProcess::StartWith(absl::StrReplaceAll(kStallPolicy, {{"$SVC", binary.path()},
+                                                                  {"$FUSE", fuse->path()}}),
+                               options));
+  // A capability there would stall the broker when granted: it says so as
+  // it loads the policy (never granted here).
+  EXPECT_THAT(broker->Stderr(),
+              HasSubstr(absl::StrCat("capbrokerd: note: capability 'on-fuse' (", fuse->path(),
+                                     ") lies on FUSE (fuse.capbroker-test on ",
+                                     dir.Join("fuse"), ")")));
   // Every client connects first: the SDK waits for its hello's reply.
   ASSERT_OK_AND_ASSIGN(Client stalled, Client::Connect(broker->socket_path()));
   ASSERT_OK_AND_ASSIGN(Client other, Client::Connect(broker->socket_path()));
@@ -561,6 +577,73 @@ TEST_F(LifecycleTest, AServiceThatLostItsBrokerConnectionIsStopped) {
   ASSERT_OK_AND_ASSIGN(ServiceInfo info, Info("hangs-up"));
   EXPECT_NE(info.pid, first_run.info.pid);
   EXPECT_EQ(info.last_exit, "exit status 0");  // it left when told to
+}
+
+// A client that hangs up leaves no connect waiting: its connects to a
+// starting service are withdrawn, on record as not delivered, and its
+// uid's places (64) are free again for its next connection. The hang-up
+// reaches the broker before the other connection's requests (epoll reports
+// what became ready first, first).
+TEST_F(LifecycleTest, ConnectsLeftWaitingByAClientThatHungUpAreWithdrawn) {
+  Gate gate(*client_);  // never opened: the service stays starting
+  ASSERT_TRUE(gate.valid());
+  std::optional<Client> gone;
+  ASSERT_OK_AND_ASSIGN(gone, Client::Connect(broker_->socket_path()));
+  ASSERT_OK_AND_ASSIGN(Client next, Client::Connect(broker_->socket_path()));
+  constexpr uint64_t kShare = 64;  // service::kMaxPendingConnectsPerUid
+  for (uint64_t i = 1; i <= kShare; ++i) SendConnect(gone->fd(), i, "gated");
+  SendStatus(gone->fd(), 1000);
+  ASSERT_EQ(ReceiveRaw(gone->fd()).id, 1000u);
+  ASSERT_OK_AND_ASSIGN(ServiceInfo starting, Info("gated"));
+  ASSERT_EQ(starting.state, schema::ServiceState::STARTING);
+  gone.reset();
+
+  for (uint64_t i = 1; i <= kShare; ++i) SendConnect(next.fd(), 2000 + i, "gated");
+  SendStatus(next.fd(), 3000);
+  RawReply first = ReceiveRaw(next.fd());
+  EXPECT_EQ(first.id, 3000u) << "a connect was refused: " << first.error;
+  EXPECT_THAT(broker_->AuditLog(), HasSubstr("not delivered: the client hung up"));
+}
+
+// Connects still waiting for a service when the broker stops are answered
+// with the reason, and on record as not delivered.
+TEST(LifecycleStopTest, AConnectWaitingWhenTheBrokerStopsIsToldWhy) {
+  testing::ServiceBinary binary("tests/services/test_service");
+  ASSERT_FALSE(binary.path().empty());
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<BrokerProcess> broker,
+      BrokerProcess::Start(absl::StrReplaceAll(kPolicy, {{"$SVC", binary.path()}})));
+  ASSERT_OK_AND_ASSIGN(Client waiting, Client::Connect(broker->socket_path()));
+  SendConnect(waiting.fd(), 5, "waits");
+  SendStatus(waiting.fd(), 6);
+  ASSERT_EQ(ReceiveRaw(waiting.fd()).id, 6u);  // the connect waits
+
+  ASSERT_OK(broker->Stop(SIGTERM).status());
+  RawReply reply = ReceiveRaw(waiting.fd(), 0);  // sent before the broker exited
+  EXPECT_EQ(reply.id, 5u);
+  EXPECT_EQ(reply.which, schema::Reply::ERROR);
+  EXPECT_THAT(reply.error, HasSubstr("the broker is stopping"));
+  std::string audit = broker->AuditLog();
+  EXPECT_THAT(audit, HasSubstr(R"("kind":"connect","capability":"waits")"));
+  EXPECT_THAT(audit, HasSubstr(R"("reason":"not delivered: the broker is stopping")"));
+}
+
+// What a service writes as it stops (after the SIGTERM the broker sends
+// it once its loop has stopped) reaches the broker's log.
+TEST(LifecycleStopTest, WhatAServiceSaysAsItStopsIsLogged) {
+  testing::ServiceBinary binary("tests/services/test_service");
+  ASSERT_FALSE(binary.path().empty());
+  testing::BrokerOptions options;
+  options.capture_stderr = true;
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<BrokerProcess> broker,
+      BrokerProcess::StartWith(absl::StrReplaceAll(kPolicy, {{"$SVC", binary.path()}}),
+                               options));
+  ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(broker->socket_path()));
+  ASSERT_OK(client.ConnectService("goodbye").status());  // answered once it is ready
+  ASSERT_OK(broker->Stop(SIGTERM).status());
+  EXPECT_THAT(broker->Stderr(),
+              HasSubstr("capbrokerd: [goodbye] test_service: got SIGTERM, goodbye\n"));
 }
 
 }  // namespace

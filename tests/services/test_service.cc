@@ -17,6 +17,9 @@
 //   test_service until-sigterm  ready; greets one connection, then waits for
 //                               SIGTERM (not for its broker connection to
 //                               close) and says "got SIGTERM" on it
+//   test_service goodbye        ready; waits for SIGTERM, then prints
+//                               "test_service: got SIGTERM, goodbye" on
+//                               stdout and exits 0
 //
 // It talks to the test only through connections the broker made, so every
 // test waits on an event: a connect answered, a datagram, a hang-up.
@@ -87,7 +90,7 @@ int Main(int argc, char** argv) {
   sigset_t term;
   sigemptyset(&term);
   sigaddset(&term, SIGTERM);
-  if (mode == "hang-up-after" || mode == "until-sigterm") {
+  if (mode == "hang-up-after" || mode == "until-sigterm" || mode == "goodbye") {
     if (sigprocmask(SIG_BLOCK, &term, nullptr) != 0) {
       return Fail(absl::ErrnoToStatus(errno, "sigprocmask"));
     }
@@ -104,6 +107,15 @@ int Main(int argc, char** argv) {
     if (absl::Status opened = WaitForGate(*service, arg); !opened.ok()) return Fail(opened);
   }
   if (absl::Status ready = service->Ready(); !ready.ok()) return Fail(ready);
+  if (mode == "goodbye") {
+    // What a service says as it shuts down: the broker has stopped serving
+    // when it reads this.
+    while (sigwaitinfo(&term, nullptr) < 0 && errno == EINTR) {
+    }
+    std::printf("test_service: got SIGTERM, goodbye\n");
+    std::fflush(stdout);
+    return 0;
+  }
   for (;;) {
     absl::StatusOr<IncomingConnection> c = service->Accept();
     if (!c.ok()) return 0;  // the broker is gone: exit quietly

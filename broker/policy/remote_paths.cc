@@ -1,0 +1,42 @@
+#include "broker/policy/remote_paths.h"
+
+#include <algorithm>
+#include <optional>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+
+namespace capbroker {
+
+std::vector<std::string> RemotePathNotes(const Policy& policy, const util::MountTable& mounts) {
+  std::vector<std::string> notes;
+  for (const CapabilitySpec& capability : policy.capabilities()) {
+    if (capability.kind != Kind::kFile && capability.kind != Kind::kDirectory) continue;
+    const util::Mount* mount = mounts.Find(capability.path);
+    if (mount == nullptr) continue;
+    std::optional<std::string> kind = util::RemoteFileSystemKind(mount->type);
+    if (!kind.has_value()) continue;
+    notes.push_back(absl::StrCat(
+        "capability '", capability.name, "' (", capability.path, ") lies on ", *kind, " (",
+        mount->type, " on ", mount->point,
+        "), which may stop answering: the broker opens it itself, in its only thread, and "
+        "while it does not answer, no client is served; keep capability paths on local file "
+        "systems"));
+  }
+  return notes;
+}
+
+std::vector<std::string> RemotePathNotes(const Policy& policy) {
+  const bool has_paths =
+      std::any_of(policy.capabilities().begin(), policy.capabilities().end(),
+                  [](const CapabilitySpec& c) { return c.kind != Kind::kMemory; });
+  if (!has_paths) return {};
+  absl::StatusOr<util::MountTable> mounts = util::MountTable::Read();
+  if (!mounts.ok()) {
+    return {absl::StrCat("cannot tell which capability paths lie on FUSE or network file "
+                         "systems: ", mounts.status().message())};
+  }
+  return RemotePathNotes(policy, *mounts);
+}
+
+}  // namespace capbroker

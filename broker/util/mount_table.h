@@ -1,0 +1,64 @@
+// MountTable: which file system holds a path, as the kernel's mount table
+// says, without asking any file system.
+//
+// statfs(2) tells a file system's type too (f_type: FUSE_SUPER_MAGIC,
+// NFS_SUPER_MAGIC, ...), but it asks the file system itself: FUSE sends its
+// server a STATFS request, NFS and CIFS ask theirs over the network, and
+// the look-up of the path may ask them as well. One that does not answer
+// would hold the caller, the broker's only thread, on the very mounts a
+// caller wants to know about. /proc/self/mountinfo is the kernel's own
+// table: reading it waits for no file system.
+//
+// A path's mount is found by its name as written: the mount whose mount
+// point is the longest leading run of its components (the last one listed
+// among mounts on the same point, which is the one on top). Symlinks on
+// the path are not followed: where one leads to another file system, the
+// mount found is that of the link.
+#ifndef CAPBROKER_BROKER_UTIL_MOUNT_TABLE_H_
+#define CAPBROKER_BROKER_UTIL_MOUNT_TABLE_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace capbroker::util {
+
+// One line of the mount table.
+struct Mount {
+  std::string point;  // absolute, with mountinfo's octal escapes undone
+  std::string type;   // the file system's type: "ext4", "nfs4", "fuse.sshfs"
+};
+
+class MountTable {
+ public:
+  // The mount table of this process's mount namespace
+  // (/proc/self/mountinfo).
+  static absl::StatusOr<MountTable> Read();
+  // The table in `mountinfo`, in the format of /proc/PID/mountinfo (see
+  // proc(5)); lines that do not have its form are skipped.
+  static MountTable Parse(absl::string_view mountinfo);
+
+  // The mount that holds the absolute path `path` (see above); nullptr when
+  // none does (a relative path, or a table without "/").
+  const Mount* Find(absl::string_view path) const;
+
+  const std::vector<Mount>& mounts() const { return mounts_; }
+
+ private:
+  std::vector<Mount> mounts_;
+};
+
+// Whether a file system of type `type` (as the mount table gives it) is
+// served by a process or over the network, so that it may stop answering
+// and hold whoever waits on it: FUSE ("fuse", "fuseblk", "fuse.*", and
+// virtiofs, FUSE to a host's server), NFS, SMB/CIFS, Ceph, 9P, AFS, Coda,
+// and the cluster file systems GFS2, OCFS2 and Lustre. The kind's name
+// ("FUSE", "NFS", ...), or nullopt for any other type.
+std::optional<std::string> RemoteFileSystemKind(absl::string_view type);
+
+}  // namespace capbroker::util
+
+#endif  // CAPBROKER_BROKER_UTIL_MOUNT_TABLE_H_

@@ -1,0 +1,79 @@
+#include "broker/util/mount_table.h"
+
+#include <cstdlib>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sdk/base/status_matchers.h"
+
+namespace capbroker::util {
+namespace {
+
+using ::testing::Optional;
+
+// Lines as the kernel writes them (proc(5)): optional fields before " - ",
+// none, or several; a mount point with an escaped space; two mounts on one
+// point, the second on top; a line cut short, skipped.
+constexpr char kMountInfo[] =
+    "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+    "30 22 0:27 / /proc rw,nosuid - proc proc rw\n"
+    "41 22 0:40 / /mnt/nfs rw,relatime shared:7 master:2 - nfs4 srv:/export rw,vers=4.2\n"
+    "42 22 0:41 / /mnt/my\\040files rw - fuse.sshfs me@host: rw,user_id=0\n"
+    "43 22 0:42 / /srv rw - ext4 /dev/sdb1 rw\n"
+    "44 43 0:43 / /srv rw - cifs //host/share rw\n"
+    "45 22 0:44 / /mnt/nfs/local rw - tmpfs tmpfs rw\n"
+    "46 22 0:45 /\n";
+
+TEST(MountTableTest, FindsTheMountOnTopHoldingAPath) {
+  MountTable table = MountTable::Parse(kMountInfo);
+  ASSERT_EQ(table.mounts().size(), 7u);
+  auto type = [&](const char* path) -> std::string {
+    const Mount* mount = table.Find(path);
+    return mount == nullptr ? "(none)" : mount->type;
+  };
+  EXPECT_EQ(type("/"), "ext4");
+  EXPECT_EQ(type("/etc/motd"), "ext4");
+  EXPECT_EQ(type("/mnt/nfs"), "nfs4");
+  EXPECT_EQ(type("/mnt/nfs/a/b"), "nfs4");
+  EXPECT_EQ(type("/mnt/nfsx/a"), "ext4");  // not beneath /mnt/nfs
+  EXPECT_EQ(type("/mnt/nfs/local/f"), "tmpfs");
+  EXPECT_EQ(type("/mnt/my files/f"), "fuse.sshfs");
+  EXPECT_EQ(type("/srv/share/f"), "cifs");  // the later of the two on /srv
+  EXPECT_EQ(type("relative/path"), "(none)");
+  EXPECT_EQ(table.Find("/mnt/my files")->point, "/mnt/my files");
+}
+
+TEST(MountTableTest, NamesTheFileSystemsThatMayStopAnswering) {
+  for (const char* type : {"fuse", "fuseblk", "fuse.sshfs", "fuse.glusterfs", "virtiofs"}) {
+    EXPECT_THAT(RemoteFileSystemKind(type), Optional(std::string("FUSE"))) << type;
+  }
+  EXPECT_THAT(RemoteFileSystemKind("nfs"), Optional(std::string("NFS")));
+  EXPECT_THAT(RemoteFileSystemKind("nfs4"), Optional(std::string("NFS")));
+  EXPECT_THAT(RemoteFileSystemKind("cifs"), Optional(std::string("SMB")));
+  EXPECT_THAT(RemoteFileSystemKind("smb3"), Optional(std::string("SMB")));
+  EXPECT_THAT(RemoteFileSystemKind("ceph"), Optional(std::string("Ceph")));
+  EXPECT_THAT(RemoteFileSystemKind("9p"), Optional(std::string("9P")));
+  EXPECT_THAT(RemoteFileSystemKind("afs"), Optional(std::string("AFS")));
+  EXPECT_THAT(RemoteFileSystemKind("coda"), Optional(std::string("Coda")));
+  EXPECT_THAT(RemoteFileSystemKind("gfs2"), Optional(std::string("GFS2")));
+  EXPECT_THAT(RemoteFileSystemKind("ocfs2"), Optional(std::string("OCFS2")));
+  for (const char* type : {"ext4", "xfs", "btrfs", "tmpfs", "overlay", "proc", "fusectl",
+                           "nfsd", "squashfs", ""}) {
+    EXPECT_EQ(RemoteFileSystemKind(type), std::nullopt) << type;
+  }
+}
+
+// This process's own table: "/" is in it, and the test's temporary
+// directory (on a local file system here) is on no remote one.
+TEST(MountTableTest, ReadsThisProcesssTable) {
+  ASSERT_OK_AND_ASSIGN(MountTable table, MountTable::Read());
+  ASSERT_NE(table.Find("/"), nullptr);
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const Mount* mount = table.Find(tmp != nullptr ? tmp : "/tmp");
+  ASSERT_NE(mount, nullptr);
+  EXPECT_EQ(RemoteFileSystemKind(mount->type), std::nullopt) << mount->type;
+}
+
+}  // namespace
+}  // namespace capbroker::util

@@ -334,35 +334,58 @@ TEST(ConnectionLoopLimitTest, ClosesConnectionsBeyondTheLimitOfTheirUid) {
   EXPECT_EQ(ReplyId(reply), 2u);
 }
 
+// Sets RLIMIT_NOFILE's soft limit to `soft`; false if it cannot.
+bool SetOpenFileLimit(rlim_t soft) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return false;
+  limit.rlim_cur = soft;
+  return setrlimit(RLIMIT_NOFILE, &limit) == 0;
+}
+
 // What the fd-limit test's child does; its exit code says how far it got
 // (0: all as expected).
+//
+// The lowered limit is in force only where the loop must meet it: at Init,
+// which sizes the loop by it, and in the turn that receives the flood. The
+// fds are sent under the original limit: the kernel refuses a sendmsg with
+// fds (ETOOMANYREFS) when the fds in flight of the sender's USER, every
+// process of its uid (other tests running at the same time), exceed the
+// sender's own RLIMIT_NOFILE, unless it has CAP_SYS_RESOURCE in the initial
+// user namespace, which a test in Bazel's sandbox lacks.
 int ServeWithAFullFdTable() {
   // More connections than fit this process's fd table once RLIMIT_NOFILE
-  // is lowered to kRoom above what is open (the loop's epoll, the existing
-  // client's two ends and the fake broker's Connect take some of it), and
-  // no more than a sender without CAP_SYS_RESOURCE may have in flight.
+  // is lowered to kRoom above what is open (the loop's epoll and the
+  // existing client's end take some of it).
   constexpr int kRoom = 24;
   constexpr int kFlood = 30;
   EchoHandler handler;
   LoopHarness harness(handler);
   if (!harness.Start().ok()) return 10;
   const int open = CountOpenFds();
-  rlimit limit{};
-  if (open < 0 || getrlimit(RLIMIT_NOFILE, &limit) != 0) return 11;
-  limit.rlim_cur = static_cast<rlim_t>(open + kRoom);
-  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) return 12;
+  rlimit original{};
+  if (open < 0 || getrlimit(RLIMIT_NOFILE, &original) != 0) return 11;
+  const rlim_t lowered = static_cast<rlim_t>(open + kRoom);
   // The loop starts (Init) with this connection, under the lowered limit.
-  absl::StatusOr<wire::Channel> existing = harness.Connect();
-  if (!existing.ok()) return 13;
+  absl::StatusOr<UniqueFd> existing_end = harness.broker().Connect(LoopHarness::DefaultPeer());
+  if (!existing_end.ok()) return 13;
+  if (!SetOpenFileLimit(lowered)) return 12;
+  absl::StatusOr<bool> started = harness.loop().Turn(-1);
+  if (!started.ok() || !*started || harness.loop().connection_count() != 1) return 13;
+  wire::Channel existing(std::move(*existing_end));
   capnp::MallocMessageBuilder request;
-  if (!harness.Call(*existing, Request(request, 1)).ok()) return 14;
+  if (!harness.Call(existing, Request(request, 1)).ok()) return 14;
   // Each from a uid of its own (the per-uid limit is not what is tested);
   // the clients' ends are closed at once, so that only the service's ends
   // take room, all in the one turn that takes them.
+  if (!SetOpenFileLimit(original.rlim_cur)) return 12;
   for (uint32_t i = 0; i < kFlood; ++i) {
     absl::StatusOr<UniqueFd> end = harness.broker().Connect(Peer{"flood", 2000 + i, 2000, 1});
-    if (!end.ok()) return 15;
+    if (!end.ok()) {
+      std::fprintf(stderr, "cannot send connection %u: %s\n", i, end.status().ToString().c_str());
+      return 15;
+    }
   }
+  if (!SetOpenFileLimit(lowered)) return 12;
   absl::StatusOr<bool> serving = harness.loop().Turn(-1);
   if (!serving.ok()) {
     std::fprintf(stderr, "the loop ended: %s\n", serving.status().ToString().c_str());
@@ -370,7 +393,7 @@ int ServeWithAFullFdTable() {
   }
   if (!*serving) return 17;
   if (harness.loop().connection_count() >= static_cast<size_t>(kRoom)) return 18;
-  absl::StatusOr<wire::Incoming> reply = harness.Call(*existing, Request(request, 2));
+  absl::StatusOr<wire::Incoming> reply = harness.Call(existing, Request(request, 2));
   if (!reply.ok() || ReplyId(*reply) != 2) return 19;
   return 0;
 }

@@ -632,6 +632,13 @@ int ServeWithAFullFdTable() {
   ForkingServer server(broker->client(), handler, ForkingServer::Options());
   // All queued before the server starts, the clients' ends held open (a
   // worker whose client hung up could exit, and be reaped, in the turn).
+  // Sent before RLIMIT_NOFILE is lowered: the kernel refuses a sendmsg
+  // with fds (ETOOMANYREFS) when the fds in flight of the sender's user,
+  // every process of its uid (other tests running at the same time),
+  // exceed the sender's own RLIMIT_NOFILE, unless it has CAP_SYS_RESOURCE
+  // in the initial user namespace, which a test in Bazel's sandbox lacks.
+  // The lowered limit is in force where the server must meet it: Init and
+  // the turn that receives them.
   absl::StatusOr<UniqueFd> existing_end = broker->Connect(PeerOfUid(1000));
   if (!existing_end.ok()) return 11;
   std::vector<UniqueFd> flood;

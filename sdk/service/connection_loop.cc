@@ -95,10 +95,13 @@ ConnectionLoop::~ConnectionLoop() = default;
 absl::Status ConnectionLoop::Init() {
   CB_ASSIGN_OR_RETURN(epoll_, TakeFd(epoll_create1(EPOLL_CLOEXEC), "epoll_create1"));
   if (broker_ == nullptr) return absl::OkStatus();
-  // A connection takes one fd (the fds of a request, or of a reply the
-  // handler adds, come and go within a turn: the reserve). Beyond what the
-  // fd table holds, the broker's next `incoming` would arrive without its
-  // fd (see fd_room.h) and end the loop for every client.
+  // A connection takes one fd. Beyond what the fd table holds, the
+  // broker's next `incoming` would arrive without its fd (see fd_room.h)
+  // and end the loop for every client. The fds of a request, or of a reply
+  // the handler adds, mostly come and go within a turn (the reserve), but
+  // not all: a handler may keep a request's, and a reply waits, its fds
+  // held, for a client that does not read. So this count is not enough:
+  // Add and Reply also look at the table itself (HasFdRoom).
   CB_ASSIGN_OR_RETURN(size_t room,
                       FdRoomFor(max_connections_, kFdReserve + options_.max_request_fds));
   if (room < max_connections_) {
@@ -188,6 +191,19 @@ void ConnectionLoop::Add(IncomingConnection incoming) {
     }
     Refuse(incoming, absl::ResourceExhaustedError(absl::StrCat(
                          "the service serves at most ", max_connections_, " connections at once")));
+    return;
+  }
+  if (broker_ != nullptr && !HasFdRoom()) {
+    if (!refusing_) {
+      log_.Line("the open-file limit (RLIMIT_NOFILE: the service's limits.openFiles) is "
+                "nearly reached, by fds held beyond one a connection (replies waiting for "
+                "clients that do not read them, fds the handler kept): closing new "
+                "connections until there is room");
+      refusing_ = true;
+    }
+    Refuse(incoming, absl::ResourceExhaustedError(
+                         "the service has no room for another connection now (its open-file "
+                         "limit); try again later"));
     return;
   }
   refusing_ = false;
@@ -302,11 +318,32 @@ bool ConnectionLoop::Reply(Connection& c, Exchange& exchange) {
   if (!sent.ok()) return false;  // the client is gone
   if (*sent) return true;
   // The client's receive queue is full: keep the reply and stop reading
-  // this connection's requests until it has room.
+  // this connection's requests until it has room. Its fds stay in the fd
+  // table meanwhile, for as long as the client likes: not at the cost of
+  // the room the broker's next `incoming` needs.
+  if (broker_ != nullptr && !exchange.reply_fds.empty() && !HasFdRoom()) {
+    log_.Line(absl::StrCat("closed the connection of ", Describe(c.peer),
+                           ": it does not read its replies, and the open-file limit "
+                           "(RLIMIT_NOFILE: the service's limits.openFiles) leaves no room to "
+                           "hold one with ",
+                           exchange.reply_fds.size(), " fds until it does"));
+    return false;
+  }
   absl::StatusOr<kj::Array<capnp::word>> words = wire::Flatten(exchange.reply);
   if (!words.ok()) return false;
   c.pending = Connection::Pending{std::move(words).value(), std::move(exchange.reply_fds)};
   return Watch(c, false).ok();
+}
+
+bool ConnectionLoop::HasFdRoom() {
+  const size_t reserve = kFdReserve + options_.max_request_fds;
+  absl::StatusOr<size_t> free = FreeFdSlots(reserve);
+  if (!free.ok()) {
+    // Cannot happen short of a broken kernel; fail closed.
+    log_.Line(absl::StrCat("cannot count free fds: ", free.status().ToString()));
+    return false;
+  }
+  return *free >= reserve;
 }
 
 bool ConnectionLoop::Flush(Connection& c) {

@@ -30,7 +30,11 @@
 // the client reads why as the reply to its first request; sent without
 // blocking) and is closed at once; a request with more fds than
 // max_request_fds is answered by the handler's SetRefusal and never reaches
-// Handle.
+// Handle. The fd table bounds max_connections (see Options), and fds that
+// stay in it across turns are watched too: while fewer than a reserve
+// (fd_room.h) are free, because the handler kept fds or replies with fds
+// wait for clients that do not read, a new connection is refused likewise,
+// and a reply with fds that would have to wait closes its connection.
 //
 // A loop can also serve one connection without a broker (the second
 // constructor): what a worker process of a ForkingServer (forking_server.h)
@@ -220,6 +224,12 @@ class ConnectionLoop {
   // Sends the reply of `exchange`, or keeps it while the socket is full;
   // false when the connection must close.
   bool Reply(Connection& c, Exchange& exchange);
+  // Whether the fd table has its reserve free (kFdReserve and the fds of
+  // a request, fd_room.h) for the broker's next `incoming`: checked before
+  // a connection is taken, or a reply's fds held, beyond the count Init
+  // made, which fds that stay across turns escape. Scans the table from 0
+  // and stops at the reserve: cheap.
+  bool HasFdRoom();
   // Sends the pending reply of `c`; false when the connection must close.
   bool Flush(Connection& c);
   // Watches `c` for requests, or, while a reply waits, for room to send it.

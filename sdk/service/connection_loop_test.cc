@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
+#include <sys/eventfd.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -406,6 +407,207 @@ int ServeWithAFullFdTable() {
 TEST(ConnectionLoopLimitTest, KeepsServingWhenMoreConnectionsComeThanItsFdTableHolds) {
   // 16: the loop ended (DATA_LOSS); 18: it held more connections than fit.
   EXPECT_EQ(testing::ExitCodeInChild(ServeWithAFullFdTable), 0);
+}
+
+// How fds escape the count a loop makes at Init: a handler that keeps a
+// request's fds, or replies with fds to a client that does not read them,
+// which the loop then holds until it does.
+enum class Escape { kKeptRequestFds, kHeldReplyFds };
+
+class EscapingHandler : public RequestHandler {
+ public:
+  explicit EscapingHandler(Escape escape) : escape_(escape) {}
+
+  bool SetRefusal(const absl::Status& refusal, capnp::MessageBuilder& reply) override {
+    reply.initRoot<schema::Reply>().initError().setMessage(std::string(refusal.message()));
+    return true;
+  }
+
+  absl::Status Handle(Exchange& x) override {
+    ++handled;
+    auto reply = x.reply.initRoot<schema::Reply>();
+    reply.setId(x.request.getRoot<schema::Request>().getId());
+    if (escape_ == Escape::kKeptRequestFds) {
+      for (UniqueFd& fd : x.request_fds) kept_.push_back(std::move(fd));
+      return absl::OkStatus();
+    }
+    // Large, so that a few fill the client's queue; with an fd when one
+    // can be opened.
+    reply.initError().setMessage(std::string(48 * 1024, 'x'));
+    UniqueFd fd(eventfd(0, EFD_CLOEXEC));
+    if (fd) x.reply_fds.push_back(std::move(fd));
+    return absl::OkStatus();
+  }
+
+  int handled = 0;
+
+ private:
+  const Escape escape_;
+  std::vector<UniqueFd> kept_;
+};
+
+// The soft RLIMIT_NOFILE of the cramped fd table below, and the one in
+// force while the test opens fds of its own, which it then parks above
+// kCrampedLimit, out of the loop's way. The table is cramped by filling,
+// not by a low limit: the kernel refuses a sendmsg with fds (ETOOMANYREFS)
+// once the fds in flight of the sender's user (every test of the uid)
+// exceed its limit, and the loop sends fds in its replies.
+constexpr rlim_t kCrampedLimit = 1024;
+constexpr rlim_t kRaisedLimit = kCrampedLimit + 256;
+
+// Fills the free fd numbers below kCrampedLimit, all but `room`, with
+// copies of /dev/null held in `filler`; false if it cannot.
+bool Cramp(int room, std::vector<UniqueFd>& filler) {
+  int free = 0;
+  for (int fd = 0; fd < static_cast<int>(kCrampedLimit); ++fd) {
+    if (fcntl(fd, F_GETFD) < 0) ++free;
+  }
+  UniqueFd null(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!null || null.get() >= static_cast<int>(kCrampedLimit) || free <= room) return false;
+  for (int i = 1; i < free - room; ++i) {
+    UniqueFd copy(fcntl(null.get(), F_DUPFD_CLOEXEC, 0));
+    if (!copy || copy.get() >= static_cast<int>(kCrampedLimit)) return false;
+    filler.push_back(std::move(copy));
+  }
+  filler.push_back(std::move(null));
+  return true;
+}
+
+// `fd` moved to a number at or above kCrampedLimit (the limit must be
+// raised); invalid if it cannot be.
+UniqueFd Park(UniqueFd fd) {
+  return UniqueFd(fcntl(fd.get(), F_DUPFD_CLOEXEC, static_cast<int>(kCrampedLimit)));
+}
+
+// Sends requests on `client` (borrowed), turning the loop between, until
+// the loop reads no more of them (its reply to one waits for the client to
+// read), or has closed the connection.
+absl::Status FillUntilStuck(LoopHarness& harness, EscapingHandler& handler, int client) {
+  capnp::MallocMessageBuilder message;
+  absl::StatusOr<kj::Array<capnp::word>> words = wire::Flatten(Request(message, 1));
+  if (!words.ok()) return words.status();
+  auto bytes = words->asBytes();
+  for (int sent = 0, stuck = 0; stuck < 3;) {
+    if (sent > 1000) return absl::InternalError("the loop reads every request");
+    const int error = testing::RawSend(
+        client, absl::MakeConstSpan(bytes.begin(), bytes.size()), {}, MSG_DONTWAIT);
+    if (error == 0) {
+      ++sent;
+      stuck = 0;
+      continue;
+    }
+    if (error != EAGAIN) return absl::OkStatus();  // the loop closed it
+    const int handled = handler.handled;
+    if (absl::Status turned = harness.TurnNow(); !turned.ok()) return turned;
+    if (handler.handled == handled) ++stuck;
+  }
+  return absl::OkStatus();
+}
+
+// What the fd-escape test's child does; its exit code says how far it got
+// (0: all as expected; 77: no room to raise RLIMIT_NOFILE).
+int ServeWhileFdsEscapeTheCount(Escape escape) {
+  constexpr int kRoom = 24;
+  constexpr int kFlood = 4;
+  rlimit original{};
+  if (getrlimit(RLIMIT_NOFILE, &original) != 0) return 11;
+  if (original.rlim_max < kRaisedLimit) return 77;
+  EscapingHandler handler(escape);
+  LoopHarness harness(handler, ConnectionLoop::Options{
+                                   .max_request_fds = escape == Escape::kKeptRequestFds ? 1u : 0u});
+  if (!harness.Start().ok()) return 10;
+  if (!SetOpenFileLimit(kRaisedLimit)) return 12;
+  // What the clients send with their requests, when they send fds.
+  UniqueFd null = Park(UniqueFd(open("/dev/null", O_RDONLY | O_CLOEXEC)));
+  std::vector<UniqueFd> filler;
+  if (!null || !Cramp(kRoom, filler) || !SetOpenFileLimit(kCrampedLimit)) return 12;
+  // A connection made with the limit raised; the client's end parked.
+  auto connect = [&](const Peer& peer) -> UniqueFd {
+    UniqueFd parked;
+    if (SetOpenFileLimit(kRaisedLimit)) {
+      absl::StatusOr<UniqueFd> end = harness.broker().Connect(peer);
+      if (end.ok()) parked = Park(std::move(*end));
+    }
+    if (!SetOpenFileLimit(kCrampedLimit)) return UniqueFd();
+    return parked;
+  };
+  auto turn = [&]() -> int {
+    absl::StatusOr<bool> serving = harness.loop().Turn(-1);
+    if (!serving.ok()) {
+      std::fprintf(stderr, "the loop ended: %s\n", serving.status().ToString().c_str());
+      return 16;
+    }
+    return *serving ? 0 : 17;
+  };
+  // The loop starts (Init) with this connection, whose client reads.
+  UniqueFd existing_end = connect(LoopHarness::DefaultPeer());
+  if (!existing_end) return 13;
+  if (int code = turn(); code != 0) return code;
+  wire::Channel existing(std::move(existing_end));
+  capnp::MallocMessageBuilder request;
+  absl::StatusOr<kj::Array<capnp::word>> words = wire::Flatten(Request(request, 1));
+  if (!words.ok()) return 10;
+  auto bytes = words->asBytes();
+  // Clients, one uid each, until the loop refuses one. Each sends a
+  // request with an fd, which the handler keeps; or, once all are in,
+  // requests until the loop holds a reply (and its fd) for it.
+  std::vector<UniqueFd> clients;
+  for (uint32_t i = 0; i < 40; ++i) {
+    const size_t before = harness.loop().connection_count();
+    UniqueFd client = connect(Peer{"client", 2000 + i, 2000, 1});
+    if (!client) return 14;
+    if (int code = turn(); code != 0) return code;
+    if (harness.loop().connection_count() == before) break;  // refused: the loop is full
+    if (escape == Escape::kKeptRequestFds) {
+      const int fd = null.get();
+      if (testing::RawSend(client.get(), absl::MakeConstSpan(bytes.begin(), bytes.size()),
+                           {&fd, 1}) != 0) {
+        return 15;
+      }
+      if (int code = turn(); code != 0) return code;
+    }
+    clients.push_back(std::move(client));
+  }
+  if (escape == Escape::kHeldReplyFds) {
+    for (const UniqueFd& client : clients) {
+      absl::Status filled = FillUntilStuck(harness, handler, client.get());
+      if (!filled.ok()) {
+        std::fprintf(stderr, "the loop ended: %s\n", filled.ToString().c_str());
+        return 16;
+      }
+    }
+  }
+  // More connections, taken in one turn with whatever room the loop left.
+  for (uint32_t i = 0; i < kFlood; ++i) {
+    if (!connect(Peer{"flood", 3000 + i, 3000, 1})) return 14;
+  }
+  if (int code = turn(); code != 0) return code;
+  absl::StatusOr<wire::Incoming> reply = harness.Call(existing, Request(request, 2));
+  if (!reply.ok() || ReplyId(*reply) != 2) return 19;
+  return 0;
+}
+
+// The loop's count of connections at Init assumes every other fd comes and
+// goes within a turn. Fds that stay (a handler keeps a request's, the loop
+// holds a reply's for a client that does not read) could take the room the
+// broker's next `incoming` needs, and its fd would be cut off (MSG_CTRUNC):
+// DATA_LOSS, the end of the loop for every client. So a new connection is
+// refused, and a reply with fds that would have to be held closes its
+// connection instead, when the fd table has less than its reserve free.
+TEST(ConnectionLoopLimitTest, KeepsServingWhenFdsAHandlerKeepsFillTheFdTable) {
+  const int code =
+      testing::ExitCodeInChild([] { return ServeWhileFdsEscapeTheCount(Escape::kKeptRequestFds); });
+  if (code == 77) GTEST_SKIP() << "RLIMIT_NOFILE's hard limit is below " << kRaisedLimit;
+  // 16: the loop ended (DATA_LOSS).
+  EXPECT_EQ(code, 0);
+}
+
+TEST(ConnectionLoopLimitTest, KeepsServingWhenRepliesHeldForClientsThatDoNotReadFillTheFdTable) {
+  const int code =
+      testing::ExitCodeInChild([] { return ServeWhileFdsEscapeTheCount(Escape::kHeldReplyFds); });
+  if (code == 77) GTEST_SKIP() << "RLIMIT_NOFILE's hard limit is below " << kRaisedLimit;
+  // 16: the loop ended (DATA_LOSS).
+  EXPECT_EQ(code, 0);
 }
 
 // A protocol without error replies: a refused connection is just closed.

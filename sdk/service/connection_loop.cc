@@ -246,7 +246,12 @@ bool ConnectionLoop::Serve(Connection& c) {
       options_.max_request_fds == 0 ? wire::FdPolicy::kRefuse : wire::FdPolicy::kAccept);
   if (!datagram.ok()) {
     if (datagram.status().code() != absl::StatusCode::kUnavailable) {
-      ClosedForTheClient(c, datagram.status());
+      // kInvalidArgument: not a whole number of words.
+      ClosedForTheClient(c,
+                         datagram.status().code() == absl::StatusCode::kInvalidArgument
+                             ? ClientFault::kNotAMessage
+                             : ClientFault::kReceive,
+                         datagram.status());
     }
     return false;
   }
@@ -260,17 +265,21 @@ bool ConnectionLoop::Serve(Connection& c) {
     });
   }
   if (!framing.ok()) {
-    ClosedForTheClient(c, absl::Status(framing.code(),
-                                       absl::StrCat("not a message: ", framing.message())));
+    ClosedForTheClient(
+        c, ClientFault::kNotAMessage,
+        absl::Status(framing.code(), absl::StrCat("not a message: ", framing.message())));
     return false;
   }
   Exchange exchange(c.peer, *reader);
   absl::Status handled;
+  ClientFault fault = ClientFault::kHandler;
   absl::Status refusal = CheckFdCount(**datagram, options_.max_request_fds);
   if (!refusal.ok()) {
     // Any fds that came are closed with the datagram, unseen by the handler.
     handled = CatchKj("refused request", [&] {
-      return handler_.SetRefusal(refusal, exchange.reply) ? absl::OkStatus() : refusal;
+      if (handler_.SetRefusal(refusal, exchange.reply)) return absl::OkStatus();
+      fault = ClientFault::kFds;  // no refusal reply: the connection closes
+      return refusal;
     });
   } else {
     exchange.request_fds = std::move((*datagram)->fds);
@@ -278,7 +287,7 @@ bool ConnectionLoop::Serve(Connection& c) {
     exchange.request_fds.clear();  // closes what the handler left
   }
   if (!handled.ok()) {
-    ClosedForTheClient(c, handled);
+    ClosedForTheClient(c, fault, handled);
     return false;
   }
   return Reply(c, exchange);
@@ -293,13 +302,15 @@ void ConnectionLoop::Refuse(const IncomingConnection& incoming, const absl::Stat
   }
 }
 
-void ConnectionLoop::ClosedForTheClient(const Connection& c, const absl::Status& why) {
+void ConnectionLoop::ClosedForTheClient(const Connection& c, ClientFault kind,
+                                        const absl::Status& why) {
   if (broker_ == nullptr) {
     // One connection, in a worker: a line per worker would be a line per
     // connection, which a client can open without end, each worker with a
     // budget of its own. The worker's exit says it (forking_server.h), and
     // the main process logs that within its one budget.
     client_fault_ = why;
+    client_fault_kind_ = kind;
     return;
   }
   log_.Line(absl::StrCat("closed the connection of ", Describe(c.peer), ": ", why.ToString()));

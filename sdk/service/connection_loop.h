@@ -107,7 +107,10 @@ class RequestHandler {
   // (bad arguments, a wrong fd count, a limit) is answered with an error
   // reply and OK here. Return an error only when there is nothing to answer:
   // the request is not a message of this protocol (a kj exception while
-  // reading it). The loop then closes the connection, and logs the status.
+  // reading it). The loop then closes the connection, and logs the status;
+  // a loop serving one connection (a ForkingServer worker) logs nothing
+  // and keeps it in client_fault() instead: the worker's exit code tells
+  // the main process the kind (ClientFault), which it logs.
   virtual absl::Status Handle(Exchange& exchange) = 0;
 
   // Fills `reply` with this protocol's error reply saying `refusal`, and
@@ -128,6 +131,21 @@ class RequestHandler {
 // OK when the protocol has no refusal reply (nothing is sent); kUnavailable
 // when the client is gone.
 absl::Status SendRefusal(int connection, RequestHandler& handler, const absl::Status& reason);
+
+// What a client sent that made a loop close its connection.
+enum class ClientFault {
+  kNone,
+  // A datagram that is not a well-framed message (segment table, words).
+  kNotAMessage,
+  // A request with fds the service takes none of, or more than it takes,
+  // refused by a protocol without a refusal reply.
+  kFds,
+  // A datagram that could not be received whole (larger than the wire
+  // allows, its fds cut short), or an error receiving it.
+  kReceive,
+  // A request the handler could not read: it returned an error or threw.
+  kHandler,
+};
 
 class ConnectionLoop {
  public:
@@ -207,6 +225,8 @@ class ConnectionLoop {
   // does not log it: its caller says it (a ForkingServer worker, through
   // its exit code, to the main process, which logs it within its budget).
   const absl::Status& client_fault() const { return client_fault_; }
+  // Its kind; kNone if the loop did not close it for what the client sent.
+  ClientFault client_fault_kind() const { return client_fault_kind_; }
 
  private:
   struct Connection;
@@ -235,9 +255,9 @@ class ConnectionLoop {
   // Watches `c` for requests, or, while a reply waits, for room to send it.
   absl::Status Watch(Connection& c, bool add);
   void Close(int fd);
-  // Says that `c` is closed for what its client sent, `why`: a log line,
-  // or, serving one connection, client_fault_.
-  void ClosedForTheClient(const Connection& c, const absl::Status& why);
+  // Says that `c` is closed for what its client sent, `why`, of `kind`: a
+  // log line, or, serving one connection, client_fault_ and its kind.
+  void ClosedForTheClient(const Connection& c, ClientFault kind, const absl::Status& why);
 
   Client* broker_;  // null when serving `single_` alone
   std::optional<IncomingConnection> single_;  // until the first turn adds it
@@ -254,6 +274,7 @@ class ConnectionLoop {
   std::unique_ptr<wire::ReceiveBuffer> buffer_;  // one for all connections
   RateLimitedLog log_;
   absl::Status client_fault_;
+  ClientFault client_fault_kind_ = ClientFault::kNone;
 };
 
 }  // namespace capbroker

@@ -238,6 +238,8 @@ TEST(ConnectionLoopWorkerTest, ServingOneConnectionItLogsNothingItsClientCauses)
     EXPECT_THAT(loop.client_fault(),
                 StatusIs(absl::StatusCode::kInvalidArgument,
                          ::testing::HasSubstr(handler_error ? "unreadable" : "not a message")));
+    EXPECT_EQ(loop.client_fault_kind(),
+              handler_error ? ClientFault::kHandler : ClientFault::kNotAMessage);
     EXPECT_THAT(client.Receive(), StatusIs(absl::StatusCode::kUnavailable));
   }
 }

@@ -35,9 +35,23 @@ constexpr int kKilledPollMs = 10;
 // How long destruction waits for the workers it killed.
 constexpr int64_t kStopWaitMs = 1000;
 // A worker's exit code when it closed its connection for what its client
-// sent (ConnectionLoop::client_fault): the main process logs that, within
-// its budget, where the worker's own line would have one of its own.
-constexpr int kExitClosedForTheClient = 3;
+// sent (ConnectionLoop::client_fault), one per kind, and what the main
+// process logs for it, within its budget, where the worker's own line would
+// have one of its own. 1 is the worker's own failure.
+struct FaultExit {
+  ClientFault kind;
+  int code;
+  const char* said;
+};
+constexpr FaultExit kFaultExits[] = {
+    {ClientFault::kNotAMessage, 3, "a datagram that is not a well-framed message"},
+    {ClientFault::kFds, 4, "a request with fds this service takes none of, or more than it takes"},
+    {ClientFault::kReceive, 5,
+     "a datagram that could not be received whole (larger than a message may be, or its fds "
+     "cut short: more than a message may carry, or the worker at its open-file limit), or an "
+     "error receiving it"},
+    {ClientFault::kHandler, 6, "a request its handler could not read"},
+};
 // How long the main process waits for a closer it killed to exit. A close
 // that SIGKILL ends (a linger wait) ends at once; one it does not end keeps
 // the closer past this, and it counts against Options::max_closers.
@@ -314,11 +328,11 @@ void ForkingServer::ServeInWorker(IncomingConnection incoming, pid_t parent) {
   std::vector<int> keep = options_.worker_fds;
   keep.push_back(incoming.fd.get());
   absl::Status status = SetUpChild(parent, std::move(keep));
-  bool client_fault = false;
+  ClientFault client_fault = ClientFault::kNone;
   if (status.ok()) {
     ConnectionLoop loop(std::move(incoming), handler_, options_.worker_loop);
     status = loop.Run();
-    client_fault = !loop.client_fault().ok();
+    client_fault = loop.client_fault_kind();
   }
   if (!status.ok()) {
     std::fprintf(stderr, "worker of %s: %s\n", who.c_str(), status.ToString().c_str());
@@ -328,7 +342,10 @@ void ForkingServer::ServeInWorker(IncomingConnection incoming, pid_t parent) {
   // may have been reused), nor its atexit handlers run or its stdio
   // buffers flushed a second time.
   if (!status.ok()) _exit(1);
-  _exit(client_fault ? kExitClosedForTheClient : 0);
+  for (const FaultExit& fault : kFaultExits) {
+    if (fault.kind == client_fault) _exit(fault.code);
+  }
+  _exit(0);
 }
 
 void ForkingServer::Refuse(UniqueFd connection, const Peer& peer, const absl::Status& reason) {
@@ -467,11 +484,14 @@ void ForkingServer::Reap(int pidfd) {
   const bool killed_by_us = exit.ok() && (*exit)->si_code == CLD_KILLED &&
                             (*exit)->si_status == SIGKILL && (stopping_ || !is_worker);
   const bool exited_with = exit.ok() && (*exit)->si_code == CLD_EXITED;
+  const FaultExit* fault = nullptr;
+  for (const FaultExit& f : kFaultExits) {
+    if (is_worker && exited_with && (*exit)->si_status == f.code) fault = &f;
+  }
   if (!exit.ok()) {
     log_.Line(absl::StrCat(who, ": ", exit.status().message()));
-  } else if (is_worker && exited_with && (*exit)->si_status == kExitClosedForTheClient) {
-    log_.Line(absl::StrCat(who, " closed the connection for what its client sent: a datagram "
-                                "that is not a request this service can read"));
+  } else if (fault != nullptr) {
+    log_.Line(absl::StrCat(who, " closed the connection for what its client sent: ", fault->said));
   } else if (!(exited_with && (*exit)->si_status == 0) && !killed_by_us) {
     log_.Line(absl::StrCat(who, " ", DescribeExit(**exit)));
   }

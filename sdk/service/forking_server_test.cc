@@ -31,6 +31,8 @@
 #include "sdk/base/status_matchers.h"
 #include "sdk/service/fake_broker.h"
 #include "sdk/wire/channel.h"
+#include "sdk/wire/framing.h"
+#include "sdk/wire/limits.h"
 #include "tests/fixtures/child_exit.h"
 #include "tests/fixtures/fd_count.h"
 #include "tests/fixtures/lingering_socket.h"
@@ -47,11 +49,14 @@ using ::testing::HasSubstr;
 
 // A toy protocol on the broker's message types: the Reply echoes the
 // Request's id and names the worker that served it in its error message
-// ("pid N"). A request that carries an fd carries a pipe's read end, from
+// ("pid N"); it fails on a request of id kUnreadable. A request that carries an fd carries a pipe's read end, from
 // which the handler first reads one byte: the client decides when that
 // request ends, as one whose file lies on the client's own FUSE server does.
 class WorkerHandler : public RequestHandler {
  public:
+  // A request with this id is one the handler cannot read.
+  static constexpr uint64_t kUnreadable = 666;
+
   // Whether a refused connection gets a reply saying why.
   bool replies_to_refusals = false;
 
@@ -63,6 +68,7 @@ class WorkerHandler : public RequestHandler {
 
   absl::Status Handle(Exchange& x) override {
     auto request = x.request.getRoot<schema::Request>();
+    if (request.getId() == kUnreadable) return absl::InvalidArgumentError("unreadable");
     std::string read_note;
     if (!x.request_fds.empty()) {
       char byte = 0;
@@ -310,6 +316,46 @@ TEST_F(ForkingServerTest, AWorkerClosedForWhatItsClientSentIsLoggedByTheMainProc
     EXPECT_THAT(line, ::testing::MatchesRegex(
                           "the worker \\(pid [0-9]+\\) of principal 'user100[0-2]' .* closed "
                           "the connection for what its client sent: .*"));
+  }
+}
+
+// The main process's line says what the client sent, as the worker's exit
+// code tells it.
+TEST_F(ForkingServerTest, TheMainProcessSaysWhatAWorkersClientSent) {
+  Start();  // requests may carry one fd
+  const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4};  // a bad segment table
+  const std::vector<uint8_t> huge(wire::kMaxMessageBytes + 8);
+  capnp::MallocMessageBuilder message;
+  message.initRoot<schema::Request>().setId(WorkerHandler::kUnreadable);
+  ASSERT_OK_AND_ASSIGN(kj::Array<capnp::word> unreadable, wire::Flatten(message));
+  Stall stall;
+  const int two_fds[] = {stall.read.get(), stall.write.get()};
+  struct Case {
+    absl::Span<const uint8_t> bytes;
+    absl::Span<const int> fds;
+    std::string said;
+  };
+  const Case cases[] = {
+      {junk, {}, "a datagram that is not a well-framed message"},
+      {absl::MakeConstSpan(unreadable.asBytes().begin(), unreadable.asBytes().size()), two_fds,
+       "a request with fds this service takes none of, or more than it takes"},
+      {huge, {}, "a datagram that could not be received whole"},
+      {absl::MakeConstSpan(unreadable.asBytes().begin(), unreadable.asBytes().size()), {},
+       "a request its handler could not read"},
+  };
+  uint32_t uid = 1000;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.said);
+    ::testing::internal::CaptureStderr();
+    absl::StatusOr<wire::Channel> bad = Connect(uid++);
+    ASSERT_OK(bad.status());
+    ASSERT_EQ(testing::RawSend(bad->fd(), c.bytes, c.fds), 0);
+    EXPECT_THAT(Receive(*bad).status(), StatusIs(absl::StatusCode::kUnavailable));
+    absl::Status reaped = TurnUntilWorkers(0);
+    const std::string logged = ::testing::internal::GetCapturedStderr();
+    ASSERT_OK(reaped);
+    EXPECT_THAT(logged, HasSubstr("closed the connection for what its client sent: " + c.said))
+        << logged;
   }
 }
 

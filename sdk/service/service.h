@@ -50,7 +50,9 @@ absl::StatusOr<ServiceLayout> ParseServiceLayout(const char* listen_fds,
 class Service {
  public:
   // Makes this process not dumpable (PR_SET_DUMPABLE 0: no other process
-  // of its uid can open its /proc/PID/mem; no core dumps). Takes the fds
+  // of its uid can open its /proc/PID/mem; no core dumps). Nor can it open
+  // its own /proc/self/environ, auxv or io then (EACCES: use getenv and
+  // getauxval); /proc/self/fd, status, maps and the like work. Takes the fds
   // the broker passed: each must be open; each becomes close-on-exec, and
   // the variables are removed from the environment, so none of it reaches
   // a program this one runs. Then says hello on the broker connection.

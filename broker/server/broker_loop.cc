@@ -476,13 +476,14 @@ void BrokerLoop::Close(Connection& connection, bool tell_host) {
     if (it != connections_per_uid_.end() && --it->second == 0) {
       connections_per_uid_.erase(it);
     }
-    // Its connects waiting for a service would otherwise hold their places
-    // (its uid's share) until the service is ready, and then hand the
-    // service connections whose client end nobody holds.
-    handler_.ClientConnectionClosed(connection.id);
-  } else if (tell_host) {
-    handler_.ServiceConnectionLost(connection.id);
   }
+  // Its connects waiting for a service would otherwise hold their places
+  // (its uid's share) until the service is ready, and then hand the
+  // service connections whose client end nobody holds. A hosted service
+  // connects to others too, under its broker connection's id: told however
+  // that closes, the host's own close (tell_host false) included.
+  handler_.ClientConnectionClosed(connection.id);
+  if (connection.service && tell_host) handler_.ServiceConnectionLost(connection.id);
   --stats_.connections;
   Account(connection, -static_cast<long>(connection.queued_bytes),
           -static_cast<long>(connection.queued_fds));

@@ -43,9 +43,10 @@
 // a service nobody can reach. When the loop closes a service's connection
 // on its own (the service hung up, sent what it may not, did not read its
 // replies, or its socket failed), it tells the host
-// (RequestHandler::ServiceConnectionLost). It tells the host too when a
-// client's connection closes, however it ended, so that the connects it
-// left waiting for a service are withdrawn
+// (RequestHandler::ServiceConnectionLost). It tells the host too when any
+// connection closes, a client's or a service's (a service may connect to
+// another), however it ended and whoever closed it, so that the connects
+// it left waiting for a service are withdrawn
 // (RequestHandler::ClientConnectionClosed).
 //
 // A connection is closed at once but freed only between loop turns: the
@@ -283,8 +284,10 @@ class BrokerLoop : public LoopPort {
   // and its fd number is free for a new connection; the Connection itself,
   // which callers up the stack may still hold, stays until Reap(). Does
   // nothing to a connection closed already. A service's connection closed
-  // by the loop on its own is reported to the host (`tell_host`); not one
-  // the host itself closes. A client's is always reported.
+  // by the loop on its own is reported to the host as lost (`tell_host`);
+  // not one the host itself closes. Every connection that closes, a
+  // client's or a service's (a service connects to others too), is
+  // reported as gone, so that its waiting connects are withdrawn.
   void Close(Connection& connection, bool tell_host = true);
   // Frees the connections closed since the last call. Only between turns.
   void Reap();

@@ -25,6 +25,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "broker/policy/policy_parser.h"
+#include "broker/server/service_directory.h"
 #include "capnp/message.h"
 #include "capnp/serialize.h"
 #include "gtest/gtest.h"
@@ -329,6 +330,55 @@ TEST_F(BrokerLoopTest, AServicesQueueTakesNothingFromTheClientsFdTotal) {
   int waiting = 0;
   ASSERT_EQ(ioctl(pair.second.get(), SIOCINQ, &waiting), 0);
   EXPECT_GT(waiting, 0);
+}
+
+// A service host that records the connections it is told are closed, and
+// does nothing else.
+class ClosedConnections : public ServiceDirectory {
+ public:
+  absl::StatusOr<std::optional<UniqueFd>> Connect(const ServiceSpec&,
+                                                   const ConnectRequest&) override {
+    return absl::UnavailableError("not hosted");
+  }
+  void Withdraw(uint64_t, uint64_t) override {}
+  void ConnectionLost(uint64_t id) override { lost.push_back(id); }
+  void ClientGone(uint64_t id) override { gone.push_back(id); }
+  absl::Status Ready(absl::string_view) override { return absl::OkStatus(); }
+  std::vector<ServiceReport> Report() const override { return {}; }
+
+  std::vector<uint64_t> lost;  // ConnectionLost
+  std::vector<uint64_t> gone;  // ClientGone
+};
+
+// A hosted service may connect to another service, and its connects wait
+// under its broker connection's id as a client's do: however that
+// connection closes (the service hangs up, or the host closes it when the
+// service stops), the host is told, so that they are withdrawn and their
+// places freed. Only a close the loop made on its own is a lost service.
+TEST_F(BrokerLoopTest, AServicesConnectionThatClosesIsReportedAsAClientGone) {
+  ClosedConnections host;
+  handler_.SetServiceDirectory(&host);
+  BrokerLoop loop(handler_, audit_, stats_, Limits());
+  Identity service;
+  service.service = "svc";
+  ASSERT_OK_AND_ASSIGN(auto stopped, wire::SeqpacketPair());
+  ASSERT_EQ(fcntl(stopped.first.get(), F_SETFL, O_NONBLOCK), 0);  // as the host makes it
+  ASSERT_OK_AND_ASSIGN(uint64_t stopped_id,
+                       loop.AddServiceConnection(std::move(stopped.first), service));
+  ASSERT_OK_AND_ASSIGN(auto hung_up, wire::SeqpacketPair());
+  ASSERT_EQ(fcntl(hung_up.first.get(), F_SETFL, O_NONBLOCK), 0);
+  ASSERT_OK_AND_ASSIGN(uint64_t hung_up_id,
+                       loop.AddServiceConnection(std::move(hung_up.first), service));
+
+  loop.CloseConnection(stopped_id);  // as the host does when the service stops
+  EXPECT_EQ(host.gone, std::vector<uint64_t>{stopped_id});
+  EXPECT_TRUE(host.lost.empty()) << "the host's own close came back as a lost service";
+
+  hung_up.second.reset();
+  OneTurn(loop);
+  EXPECT_EQ(host.gone, (std::vector<uint64_t>{stopped_id, hung_up_id}));
+  EXPECT_EQ(host.lost, std::vector<uint64_t>{hung_up_id});
+  handler_.SetServiceDirectory(nullptr);
 }
 
 // A socket from systemd may have taken connections, and their datagrams,

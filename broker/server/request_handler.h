@@ -160,9 +160,9 @@ class RequestHandler {
   // ConnectionLost).
   void ServiceConnectionLost(uint64_t connection_id);
 
-  // Client connection `connection_id` has closed, however it ended: the
-  // service host withdraws its waiting connects (ServiceDirectory::
-  // ClientGone).
+  // Connection `connection_id` has closed, a client's or a hosted
+  // service's, however it ended: the service host withdraws its waiting
+  // connects (ServiceDirectory::ClientGone).
   void ClientConnectionClosed(uint64_t connection_id);
 
  private:

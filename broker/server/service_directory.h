@@ -70,10 +70,13 @@ class ServiceDirectory {
   // more, and its restart policy brings it back with a new connection.
   virtual void ConnectionLost(uint64_t connection_id) = 0;
 
-  // Client connection `connection_id` has closed (the client hung up, or
-  // the loop disconnected it): its connects still waiting for a service to
-  // start are withdrawn, on record as not delivered, and no longer count
-  // against its uid's share of the waiting places.
+  // Connection `connection_id` has closed (the client hung up, the loop
+  // disconnected it, or, for a hosted service's broker connection, which
+  // may connect to other services too, the host closed it): its connects
+  // still waiting for a service to start are withdrawn, on record as not
+  // delivered, and no longer count against its uid's share of the waiting
+  // places. May be called from within the host's own calls to the loop
+  // (LoopPort::CloseConnection, Send).
   virtual void ClientGone(uint64_t connection_id) = 0;
 
   // The service `name` says it is ready to serve.

@@ -100,6 +100,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "broker/audit/audit_log.h"
 #include "broker/server/dispatch.h"
@@ -204,6 +205,10 @@ class BrokerLoop : public LoopPort {
     // Made before its listener refused fds, and not yet seen empty: what
     // waits in it may carry fds (see the class comment).
     bool fds_may_wait = false;
+    // Why the broker is closing it, set where that is decided (a static
+    // phrase, for the not-delivered lines of its waiting connects); empty:
+    // the peer hung up (or its socket failed as it did).
+    absl::string_view closing_for;
   };
 
   // Accepts waiting connections, at most kAcceptsPerWakeup of them.
@@ -287,8 +292,11 @@ class BrokerLoop : public LoopPort {
   // by the loop on its own is reported to the host as lost (`tell_host`);
   // not one the host itself closes. Every connection that closes, a
   // client's or a service's (a service connects to others too), is
-  // reported as gone, so that its waiting connects are withdrawn.
+  // reported as gone, so that its waiting connects are withdrawn, with why
+  // (`closing_for`).
   void Close(Connection& connection, bool tell_host = true);
+  // Closes `connection` after a send to it failed with `failed`.
+  void CloseAfterWrite(Connection& connection, const absl::Status& failed);
   // Frees the connections closed since the last call. Only between turns.
   void Reap();
   // The error that replaces a grant whose audit line was lost; counts it

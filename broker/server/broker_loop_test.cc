@@ -342,12 +342,16 @@ class ClosedConnections : public ServiceDirectory {
   }
   void Withdraw(uint64_t, uint64_t) override {}
   void ConnectionLost(uint64_t id) override { lost.push_back(id); }
-  void ClientGone(uint64_t id) override { gone.push_back(id); }
+  void ClientGone(uint64_t id, absl::string_view why) override {
+    gone.push_back(id);
+    why_gone.emplace_back(why);
+  }
   absl::Status Ready(absl::string_view) override { return absl::OkStatus(); }
   std::vector<ServiceReport> Report() const override { return {}; }
 
   std::vector<uint64_t> lost;  // ConnectionLost
   std::vector<uint64_t> gone;  // ClientGone
+  std::vector<std::string> why_gone;
 };
 
 // A hosted service may connect to another service, and its connects wait
@@ -378,6 +382,40 @@ TEST_F(BrokerLoopTest, AServicesConnectionThatClosesIsReportedAsAClientGone) {
   OneTurn(loop);
   EXPECT_EQ(host.gone, (std::vector<uint64_t>{stopped_id, hung_up_id}));
   EXPECT_EQ(host.lost, std::vector<uint64_t>{hung_up_id});
+  EXPECT_EQ(host.why_gone, (std::vector<std::string>{
+                               "the client, a hosted service, stopped or was stopped",
+                               "the client hung up"}));
+  handler_.SetServiceDirectory(nullptr);
+}
+
+// A connection the broker closes is reported with the reason, for the
+// not-delivered lines of its waiting connects: here a service that does
+// not read, whose queue overflows.
+TEST_F(BrokerLoopTest, AConnectionTheBrokerClosesIsReportedWithWhy) {
+  ClosedConnections host;
+  handler_.SetServiceDirectory(&host);
+  Limits limits;
+  limits.max_queued_replies = 1;
+  BrokerLoop loop(handler_, audit_, stats_, limits);
+  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+  ASSERT_EQ(fcntl(pair.first.get(), F_SETFL, O_NONBLOCK), 0);  // as the host makes it
+  Identity service;
+  service.service = "svc";
+  ASSERT_OK_AND_ASSIGN(uint64_t id, loop.AddServiceConnection(std::move(pair.first), service));
+  size_t filled = 0;
+  for (;;) {
+    Answer filler;
+    filler.words = kj::heapArray<capnp::word>(128);
+    std::fill(filler.words.begin(), filler.words.end(), capnp::word());
+    if (!loop.Deliver(id, std::move(filler))) break;
+    ASSERT_LT(++filled, 1000000u) << "the service's socket never fills";
+  }
+  ASSERT_TRUE(loop.Send(id, Grant(1)));
+  EXPECT_FALSE(loop.Send(id, Grant(2)));
+  EXPECT_EQ(host.gone, std::vector<uint64_t>{id});
+  EXPECT_EQ(host.why_gone, std::vector<std::string>{
+                               "the broker closed the client's connection: it did not read "
+                               "its replies, and its queue was full"});
   handler_.SetServiceDirectory(nullptr);
 }
 

@@ -162,8 +162,8 @@ class RequestHandler {
 
   // Connection `connection_id` has closed, a client's or a hosted
   // service's, however it ended: the service host withdraws its waiting
-  // connects (ServiceDirectory::ClientGone).
-  void ClientConnectionClosed(uint64_t connection_id);
+  // connects (ServiceDirectory::ClientGone), on record with `why`.
+  void ClientConnectionClosed(uint64_t connection_id, absl::string_view why);
 
  private:
   Outcome Hello(Session& session, schema::Hello::Reader hello,

@@ -75,9 +75,10 @@ class ServiceDirectory {
   // may connect to other services too, the host closed it): its connects
   // still waiting for a service to start are withdrawn, on record as not
   // delivered, and no longer count against its uid's share of the waiting
-  // places. May be called from within the host's own calls to the loop
-  // (LoopPort::CloseConnection, Send).
-  virtual void ClientGone(uint64_t connection_id) = 0;
+  // places. `why` says how it ended, for the record: "the client hung up",
+  // or why the broker closed it. May be called from within the host's own
+  // calls to the loop (LoopPort::CloseConnection, Send).
+  virtual void ClientGone(uint64_t connection_id, absl::string_view why) = 0;
 
   // The service `name` says it is ready to serve.
   virtual absl::Status Ready(absl::string_view name) = 0;

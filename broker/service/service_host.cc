@@ -808,8 +808,8 @@ void ServiceHost::Withdraw(uint64_t connection_id, uint64_t request_id) {
   }
 }
 
-void ServiceHost::ClientGone(uint64_t connection_id) {
-  const absl::Status why = absl::UnavailableError("the client hung up");
+void ServiceHost::ClientGone(uint64_t connection_id, absl::string_view how) {
+  const absl::Status why = absl::UnavailableError(how);
   for (const std::unique_ptr<Service>& service : services_) {
     std::vector<server::ConnectRequest>& pending = service->pending;
     auto gone = std::stable_partition(

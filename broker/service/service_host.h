@@ -149,7 +149,7 @@ class ServiceHost : public server::ServiceDirectory {
       const ServiceSpec& service, const server::ConnectRequest& request) override;
   void Withdraw(uint64_t connection_id, uint64_t request_id) override;
   void ConnectionLost(uint64_t connection_id) override;
-  void ClientGone(uint64_t connection_id) override;
+  void ClientGone(uint64_t connection_id, absl::string_view why) override;
   absl::Status Ready(absl::string_view name) override;
   std::vector<server::ServiceReport> Report() const override;
 

@@ -52,6 +52,7 @@ using schema::ServiceState;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // The client connection whose connects the tests make.
 constexpr uint64_t kClient = 7;
@@ -903,7 +904,7 @@ TEST_F(ServiceHostTest, TheWaitingConnectsOfAClientThatHungUpAreWithdrawn) {
   }
   ASSERT_OK(Connect("notify", 1, 2000, kOther).status());  // another client's stays
   const uint64_t denials = stats_.denials;
-  host_->ClientGone(kClient);
+  host_->ClientGone(kClient, "the client hung up");
   EXPECT_TRUE(ClientAnswers().empty());
   EXPECT_EQ(stats_.denials - denials, kMaxPendingConnectsPerUid);
   EXPECT_THAT(AuditText(), HasSubstr(R"("reason":"not delivered: the client hung up")"));
@@ -917,6 +918,19 @@ TEST_F(ServiceHostTest, TheWaitingConnectsOfAClientThatHungUpAreWithdrawn) {
   EXPECT_THAT(Connect("notify", 1000, 1000, kOther + 1).status(),
               StatusIs(absl::StatusCode::kResourceExhausted));
   EXPECT_TRUE(ClientAnswers().empty());
+}
+
+// A client the broker disconnected (it did not read its replies) is on
+// record so, not as one that hung up.
+TEST_F(ServiceHostTest, TheWaitingConnectsOfAClientTheBrokerClosedSayWhy) {
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("notify", 1));
+  ASSERT_FALSE(waiting.has_value());
+  host_->ClientGone(kClient, "the broker closed the client's connection: it did not read "
+                             "its replies, and its queue was full");
+  EXPECT_THAT(AuditText(), HasSubstr(R"("reason":"not delivered: the broker closed the )"
+                                     R"(client's connection: it did not read its replies, )"
+                                     R"(and its queue was full")"));
+  EXPECT_THAT(AuditText(), Not(HasSubstr("hung up")));
 }
 
 // A waiting connect that the new policy allows only through another

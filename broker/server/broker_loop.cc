@@ -480,6 +480,8 @@ void BrokerLoop::CloseConnection(uint64_t id) {
   Close(connection, /*tell_host=*/false);
 }
 
+bool BrokerLoop::IsOpen(uint64_t id) const { return fd_by_id_.contains(id); }
+
 void BrokerLoop::PeerLog(absl::string_view line) {
   uint64_t suppressed = 0;
   if (!peer_log_.Allow(absl::Now(), suppressed)) return;

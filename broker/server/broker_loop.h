@@ -162,6 +162,7 @@ class BrokerLoop : public LoopPort {
   bool Send(uint64_t id, Answer answer) override;
   bool Deliver(uint64_t id, Answer answer) override;
   void CloseConnection(uint64_t id) override;
+  bool IsOpen(uint64_t id) const override;
   bool AuditWritten(const std::vector<uint64_t>& lines) override;
 
   // Serves clients of `listener` (a listening SEQPACKET socket, borrowed).

@@ -507,8 +507,8 @@ std::string OwnerAssumption() {
 // (owner, mode, symlinks), not only its text. Exit 0 when valid, else 1.
 // A valid file: one line "FILE: ok (...)" on `out`, then notes ("note: ...")
 // on what only the broker can judge. A rejected one: each error once, on
-// `err`: the parser's "FILE:LINE:COL: message" lines as they are (the form
-// editors jump to), then the verdict "capctl: FILE: rejected (N errors)";
+// `err`: the parser's "FILE:LINE:COL: message" lines (the form editors jump
+// to), each Displayed, then the verdict "capctl: FILE: rejected (N errors)";
 // any other failure (no such file, owner, mode) is one "capctl: ..." line.
 int Capctl::PolicyCheck(const std::string& path) {
   absl::StatusOr<PolicySummary> policy = CheckPolicyFile(path);
@@ -520,7 +520,11 @@ int Capctl::PolicyCheck(const std::string& path) {
     size_t errors = 0;
     for (absl::string_view line :
          absl::StrSplit(policy.status().message(), '\n', absl::SkipEmpty())) {
-      err_ << line << "\n";
+      // The file name is escaped already (Diagnostics), but a message may
+      // quote what the validator found on disk (where a symlink leads):
+      // escaped again, which leaves the first escaping's text as it is
+      // (a backslash is printable).
+      err_ << Displayed(line) << "\n";
       // Diagnostics ends with "FILE: N more errors not shown".
       size_t more = 0;
       absl::string_view tail = line.substr(line.rfind(": ") == absl::string_view::npos

@@ -443,6 +443,29 @@ TEST(CapctlEscapeTest, Utf8NamesAreShownAsTheyAre) {
   EXPECT_THAT(check_err.str(), StartsWith(bad + ":1:"));
 }
 
+// The validator quotes what it found on disk: here where a symlink on a
+// capability's path leads, a name with an escape sequence in it. Its
+// error line reaches the terminal escaped, as the rest of capctl's output;
+// before, it was printed raw, ESC and all.
+TEST(CapctlEscapeTest, APolicyErrorQuotingWhatIsOnDiskIsEscaped) {
+  testing::TempDir dir;
+  const std::string target = dir.Join("t\x1b[2Jx");
+  ASSERT_EQ(mkdir(target.c_str(), 0755), 0);
+  UniqueFd made(open((target + "/f").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+  ASSERT_TRUE(made.valid());
+  ASSERT_EQ(symlink("t\x1b[2Jx", dir.Join("link").c_str()), 0);
+  const std::string path = dir.Join("p.capnp");
+  UniqueFd policy(open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+  ASSERT_TRUE(policy.valid());
+  const std::string text = absl::StrCat(R"(( capabilities = [ ( name = "f", file = ( path = ")",
+                                        dir.Join("link/f"), R"(", access = read ) ) ] ))");
+  ASSERT_EQ(write(policy.get(), text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  std::ostringstream out, err;
+  EXPECT_EQ(RunCapctl({"policy", "check", path}, out, err), kExitFailure);
+  EXPECT_THAT(err.str(), HasSubstr(absl::StrCat("resolves to ", dir.Join("t\\x1b[2Jx/f"))));
+  EXPECT_THAT(err.str(), Not(HasSubstr("\x1b")));
+}
+
 TEST_F(CapctlTest, PolicyInitPrintsAPolicyThatChecks) {
   Result r = RunRaw({"policy", "init"});
   ASSERT_EQ(r.code, kExitOk);

@@ -24,9 +24,11 @@ class Diagnostics {
  public:
   // `locator` must outlive this object. `filename` is shown escaped
   // (sdk/base/escape.h): a newline or an escape sequence in a file's name
-  // would split an error line or reach the terminal.
+  // would split an error line or reach the terminal. A name in any language
+  // stays as it is (EscapedKeepingUtf8), for the editors that jump to
+  // FILE:LINE:COL.
   Diagnostics(absl::string_view filename, const TextLocator& locator)
-      : filename_(Escaped(filename)), locator_(locator) {}
+      : filename_(EscapedKeepingUtf8(filename)), locator_(locator) {}
 
   // Records `message` for the byte at `offset`.
   void AddAt(size_t offset, absl::string_view message);

@@ -35,6 +35,20 @@ TEST(DiagnosticsTest, FormatsFileLineColumnAndJoinsLinesInTextOrder) {
                        "p.cb:2:11: second"));
 }
 
+// A file's name in another language stays as it is, in the FILE:LINE:COL
+// form editors jump to; a control byte in it is escaped.
+TEST(DiagnosticsTest, AUtf8FileNameIsKeptAndControlBytesEscaped) {
+  TextLocator locator = TextLocator::Parse(kText);
+  Diagnostics spanish("pol\xc3\xadtica.capnp", locator);
+  spanish.AddAt(5, "first");
+  EXPECT_THAT(spanish.ToStatus(), StatusIs(absl::StatusCode::kInvalidArgument,
+                                           "pol\xc3\xadtica.capnp:1:6: first"));
+  Diagnostics odd("a\x1b[2J\xc2\x9b.capnp", locator);
+  odd.AddAt(5, "first");
+  EXPECT_THAT(odd.ToStatus(), StatusIs(absl::StatusCode::kInvalidArgument,
+                                       "a\\x1b[2J\\xc2\\x9b.capnp:1:6: first"));
+}
+
 TEST(DiagnosticsTest, CapsTheNumberOfLines) {
   TextLocator locator = TextLocator::Parse(kText);
   Diagnostics diagnostics("p.cb", locator);

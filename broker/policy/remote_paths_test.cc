@@ -62,6 +62,24 @@ TEST(RemotePathNotesTest, NotesEachFileAndDirectoryOnARemoteFileSystem) {
   EXPECT_THAT(RemotePathNotes(MakePolicy("/etc/motd", "/etc/a", "/etc"), mounts), IsEmpty());
 }
 
+// An NFS share behind autofs (x-systemd.automount, or automount(8)) is
+// listed as autofs until it is first accessed, which the broker's first
+// open does, waiting on the server: noted, saying it is an automount point.
+TEST(RemotePathNotesTest, NotesAPathUnderAnAutomountPoint) {
+  util::MountTable mounts = util::MountTable::Parse(
+      "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+      "50 22 0:50 / /mnt/share rw,relatime shared:30 - autofs systemd-1 "
+      "rw,fd=52,pgrp=1,timeout=0,minproto=5,maxproto=5,direct,pipe_ino=1234\n");
+  Policy policy = MakePolicy("/etc/motd", "/mnt/share/data", "/etc");
+  EXPECT_THAT(RemotePathNotes(policy, mounts),
+              ElementsAre(
+                  "capability 'remote-file' (/mnt/share/data) lies under an automount point "
+                  "(autofs on /mnt/share): what is mounted there when it is first opened may "
+                  "be a FUSE or network file system, which may stop answering: the broker "
+                  "opens it itself, in its only thread, and while it does not answer, no "
+                  "client is served; keep capability paths on local file systems"));
+}
+
 // On this machine, from its own mount table: a FUSE file system whose
 // server answers nothing (FuseFile holding every request) is noted, at
 // once: finding it asks the file system nothing. Local paths are not.

@@ -48,6 +48,26 @@ constexpr int kPausedListenerRetryMs = 100;
 // Lines a client can provoke, per second; the rest are counted.
 constexpr int kPeerLogLinesPerSecond = 20;
 
+// How a connection ended, as the not-delivered lines of its waiting
+// connects say it (Connection::closing_for).
+constexpr absl::string_view kClientHungUp = "the client hung up";
+constexpr absl::string_view kQueueFull =
+    "the broker closed the client's connection: it did not read its replies, and its queue "
+    "was full";
+constexpr absl::string_view kAllQueuesFull =
+    "the broker closed the client's connection: it did not read its replies, and all "
+    "connections' queues together were full";
+constexpr absl::string_view kSentFds =
+    "the broker closed the client's connection: it sent fds";
+constexpr absl::string_view kSocketFailed =
+    "the broker closed the client's connection: its socket failed";
+constexpr absl::string_view kEpollFailed =
+    "the broker closed the client's connection: epoll_ctl failed";
+constexpr absl::string_view kInternalError =
+    "the broker closed the client's connection after an internal error";
+constexpr absl::string_view kServiceStopped =
+    "the client, a hosted service, stopped or was stopped";
+
 // The send buffer of a client's connection (SO_SNDBUF as the kernel counts
 // it: setsockopt is given half, which the kernel doubles). Each reply the
 // broker sends is charged to it, at its skb's true size (768 bytes for the
@@ -445,7 +465,7 @@ bool BrokerLoop::Deliver(uint64_t id, Answer answer) {
                     std::move(answer.outcome.shared_fd), answer.id, answer.outcome.audit_line};
   absl::StatusOr<bool> sent = Write(connection, reply);
   if (!sent.ok()) {
-    Close(connection);
+    CloseAfterWrite(connection, sent.status());
     return false;
   }
   return *sent;
@@ -453,8 +473,14 @@ bool BrokerLoop::Deliver(uint64_t id, Answer answer) {
 
 void BrokerLoop::CloseConnection(uint64_t id) {
   auto it = fd_by_id_.find(id);
-  if (it != fd_by_id_.end()) Close(*connections_[it->second], /*tell_host=*/false);
+  if (it == fd_by_id_.end()) return;
+  Connection& connection = *connections_[it->second];
+  // The host closes only services' connections, when they stop.
+  connection.closing_for = kServiceStopped;
+  Close(connection, /*tell_host=*/false);
 }
+
+bool BrokerLoop::IsOpen(uint64_t id) const { return fd_by_id_.contains(id); }
 
 void BrokerLoop::PeerLog(absl::string_view line) {
   uint64_t suppressed = 0;
@@ -476,13 +502,16 @@ void BrokerLoop::Close(Connection& connection, bool tell_host) {
     if (it != connections_per_uid_.end() && --it->second == 0) {
       connections_per_uid_.erase(it);
     }
-    // Its connects waiting for a service would otherwise hold their places
-    // (its uid's share) until the service is ready, and then hand the
-    // service connections whose client end nobody holds.
-    handler_.ClientConnectionClosed(connection.id);
-  } else if (tell_host) {
-    handler_.ServiceConnectionLost(connection.id);
   }
+  // Its connects waiting for a service would otherwise hold their places
+  // (its uid's share) until the service is ready, and then hand the
+  // service connections whose client end nobody holds. A hosted service
+  // connects to others too, under its broker connection's id: told however
+  // that closes, the host's own close (tell_host false) included.
+  handler_.ClientConnectionClosed(
+      connection.id,
+      connection.closing_for.empty() ? kClientHungUp : connection.closing_for);
+  if (connection.service && tell_host) handler_.ServiceConnectionLost(connection.id);
   --stats_.connections;
   Account(connection, -static_cast<long>(connection.queued_bytes),
           -static_cast<long>(connection.queued_fds));
@@ -491,6 +520,12 @@ void BrokerLoop::Close(Connection& connection, bool tell_host) {
   closed_.push_back(std::move(connections_[fd]));
   // Closing the socket removes it from the epoll set (we never dup it).
   Discard(std::move(connection.fd), connection.fds_may_wait);
+}
+
+void BrokerLoop::CloseAfterWrite(Connection& connection, const absl::Status& failed) {
+  // kUnavailable: the peer closed its end (EPIPE, ECONNRESET).
+  if (failed.code() != absl::StatusCode::kUnavailable) connection.closing_for = kSocketFailed;
+  Close(connection);
 }
 
 void BrokerLoop::Reap() { closed_.clear(); }
@@ -507,6 +542,7 @@ void BrokerLoop::OnReadable(Connection& connection) {
     KJ_IF_MAYBE(e, escaped) {
       PeerLog(absl::StrCat("closing pid ", connection.session.identity.pid,
                            " after an internal error: ", e->getDescription().cStr()));
+      connection.closing_for = kInternalError;
       keep = false;
     }
     if (!keep) {
@@ -529,6 +565,7 @@ bool BrokerLoop::MayRead(Connection& connection) {
                        connection.session.identity.uid,
                        ") sent fds before the broker could refuse them: its connection is "
                        "set aside, never read again"));
+  connection.closing_for = kSentFds;
   return false;
 }
 
@@ -554,6 +591,7 @@ bool BrokerLoop::OnDatagram(Connection& connection) {
       return Queue(connection, ErrorAnswer(0, received.status(), false));
     }
     PeerLog(received.status().message());
+    connection.closing_for = kSocketFailed;
     return false;
   }
   if (!received->has_value()) return true;  // nothing to read after all
@@ -603,7 +641,9 @@ bool BrokerLoop::Queue(Connection& connection, Answer answer) {
   size_t bytes = answer.words.size() * sizeof(capnp::word);
   size_t fds = answer.outcome.fds.size();
   if (!MakeFit(connection, bytes)) {
-    if (connection.closed || connection.service) return false;
+    if (connection.closed) return false;
+    connection.closing_for = kQueueFull;
+    if (connection.service) return false;
     PeerLog(absl::StrCat("disconnecting pid ", connection.session.identity.pid, " (uid ",
                          connection.session.identity.uid, "): it does not read its replies (",
                          connection.queue.size(), " queued)"));
@@ -671,7 +711,7 @@ void BrokerLoop::SendQueued(Connection& connection) {
   for (QueuedReply& q : connection.queue) {
     absl::StatusOr<bool> sent = Write(connection, q);
     if (!sent.ok()) {
-      Close(connection);
+      CloseAfterWrite(connection, sent.status());
       return;
     }
     if (!*sent) break;  // the socket is full: EPOLLOUT brings us back
@@ -705,6 +745,7 @@ bool BrokerLoop::UpdateEvents(Connection& connection) {
     PeerLog(absl::StrCat("epoll_ctl(MOD fd=", connection.fd.get(), "): ",
                          std::strerror(errno), "; closing the connection of pid ",
                          connection.session.identity.pid));
+    connection.closing_for = kEpollFailed;
     return false;
   }
   connection.events = events;
@@ -730,6 +771,7 @@ bool BrokerLoop::MakeRoom(Connection& requester, size_t bytes, size_t fds) {
                          " queued), and all connections together hold the limit of ",
                          bytes_over ? limits_.max_queued_bytes_total
                                     : limits_.max_queued_fds_total));
+    largest->closing_for = kAllQueuesFull;
     if (largest == &requester) return false;
     Close(*largest);
   }

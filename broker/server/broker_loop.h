@@ -43,9 +43,10 @@
 // a service nobody can reach. When the loop closes a service's connection
 // on its own (the service hung up, sent what it may not, did not read its
 // replies, or its socket failed), it tells the host
-// (RequestHandler::ServiceConnectionLost). It tells the host too when a
-// client's connection closes, however it ended, so that the connects it
-// left waiting for a service are withdrawn
+// (RequestHandler::ServiceConnectionLost). It tells the host too when any
+// connection closes, a client's or a service's (a service may connect to
+// another), however it ended and whoever closed it, so that the connects
+// it left waiting for a service are withdrawn
 // (RequestHandler::ClientConnectionClosed).
 //
 // A connection is closed at once but freed only between loop turns: the
@@ -99,6 +100,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "broker/audit/audit_log.h"
 #include "broker/server/dispatch.h"
@@ -160,6 +162,7 @@ class BrokerLoop : public LoopPort {
   bool Send(uint64_t id, Answer answer) override;
   bool Deliver(uint64_t id, Answer answer) override;
   void CloseConnection(uint64_t id) override;
+  bool IsOpen(uint64_t id) const override;
   bool AuditWritten(const std::vector<uint64_t>& lines) override;
 
   // Serves clients of `listener` (a listening SEQPACKET socket, borrowed).
@@ -203,6 +206,10 @@ class BrokerLoop : public LoopPort {
     // Made before its listener refused fds, and not yet seen empty: what
     // waits in it may carry fds (see the class comment).
     bool fds_may_wait = false;
+    // Why the broker is closing it, set where that is decided (a static
+    // phrase, for the not-delivered lines of its waiting connects); empty:
+    // the peer hung up (or its socket failed as it did).
+    absl::string_view closing_for;
   };
 
   // Accepts waiting connections, at most kAcceptsPerWakeup of them.
@@ -283,9 +290,14 @@ class BrokerLoop : public LoopPort {
   // and its fd number is free for a new connection; the Connection itself,
   // which callers up the stack may still hold, stays until Reap(). Does
   // nothing to a connection closed already. A service's connection closed
-  // by the loop on its own is reported to the host (`tell_host`); not one
-  // the host itself closes. A client's is always reported.
+  // by the loop on its own is reported to the host as lost (`tell_host`);
+  // not one the host itself closes. Every connection that closes, a
+  // client's or a service's (a service connects to others too), is
+  // reported as gone, so that its waiting connects are withdrawn, with why
+  // (`closing_for`).
   void Close(Connection& connection, bool tell_host = true);
+  // Closes `connection` after a send to it failed with `failed`.
+  void CloseAfterWrite(Connection& connection, const absl::Status& failed);
   // Frees the connections closed since the last call. Only between turns.
   void Reap();
   // The error that replaces a grant whose audit line was lost; counts it

@@ -25,6 +25,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "broker/policy/policy_parser.h"
+#include "broker/server/service_directory.h"
 #include "capnp/message.h"
 #include "capnp/serialize.h"
 #include "gtest/gtest.h"
@@ -329,6 +330,93 @@ TEST_F(BrokerLoopTest, AServicesQueueTakesNothingFromTheClientsFdTotal) {
   int waiting = 0;
   ASSERT_EQ(ioctl(pair.second.get(), SIOCINQ, &waiting), 0);
   EXPECT_GT(waiting, 0);
+}
+
+// A service host that records the connections it is told are closed, and
+// does nothing else.
+class ClosedConnections : public ServiceDirectory {
+ public:
+  absl::StatusOr<std::optional<UniqueFd>> Connect(const ServiceSpec&,
+                                                   const ConnectRequest&) override {
+    return absl::UnavailableError("not hosted");
+  }
+  void Withdraw(uint64_t, uint64_t) override {}
+  void ConnectionLost(uint64_t id) override { lost.push_back(id); }
+  void ClientGone(uint64_t id, absl::string_view why) override {
+    gone.push_back(id);
+    why_gone.emplace_back(why);
+  }
+  absl::Status Ready(absl::string_view) override { return absl::OkStatus(); }
+  std::vector<ServiceReport> Report() const override { return {}; }
+
+  std::vector<uint64_t> lost;  // ConnectionLost
+  std::vector<uint64_t> gone;  // ClientGone
+  std::vector<std::string> why_gone;
+};
+
+// A hosted service may connect to another service, and its connects wait
+// under its broker connection's id as a client's do: however that
+// connection closes (the service hangs up, or the host closes it when the
+// service stops), the host is told, so that they are withdrawn and their
+// places freed. Only a close the loop made on its own is a lost service.
+TEST_F(BrokerLoopTest, AServicesConnectionThatClosesIsReportedAsAClientGone) {
+  ClosedConnections host;
+  handler_.SetServiceDirectory(&host);
+  BrokerLoop loop(handler_, audit_, stats_, Limits());
+  Identity service;
+  service.service = "svc";
+  ASSERT_OK_AND_ASSIGN(auto stopped, wire::SeqpacketPair());
+  ASSERT_EQ(fcntl(stopped.first.get(), F_SETFL, O_NONBLOCK), 0);  // as the host makes it
+  ASSERT_OK_AND_ASSIGN(uint64_t stopped_id,
+                       loop.AddServiceConnection(std::move(stopped.first), service));
+  ASSERT_OK_AND_ASSIGN(auto hung_up, wire::SeqpacketPair());
+  ASSERT_EQ(fcntl(hung_up.first.get(), F_SETFL, O_NONBLOCK), 0);
+  ASSERT_OK_AND_ASSIGN(uint64_t hung_up_id,
+                       loop.AddServiceConnection(std::move(hung_up.first), service));
+
+  loop.CloseConnection(stopped_id);  // as the host does when the service stops
+  EXPECT_EQ(host.gone, std::vector<uint64_t>{stopped_id});
+  EXPECT_TRUE(host.lost.empty()) << "the host's own close came back as a lost service";
+
+  hung_up.second.reset();
+  OneTurn(loop);
+  EXPECT_EQ(host.gone, (std::vector<uint64_t>{stopped_id, hung_up_id}));
+  EXPECT_EQ(host.lost, std::vector<uint64_t>{hung_up_id});
+  EXPECT_EQ(host.why_gone, (std::vector<std::string>{
+                               "the client, a hosted service, stopped or was stopped",
+                               "the client hung up"}));
+  handler_.SetServiceDirectory(nullptr);
+}
+
+// A connection the broker closes is reported with the reason, for the
+// not-delivered lines of its waiting connects: here a service that does
+// not read, whose queue overflows.
+TEST_F(BrokerLoopTest, AConnectionTheBrokerClosesIsReportedWithWhy) {
+  ClosedConnections host;
+  handler_.SetServiceDirectory(&host);
+  Limits limits;
+  limits.max_queued_replies = 1;
+  BrokerLoop loop(handler_, audit_, stats_, limits);
+  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+  ASSERT_EQ(fcntl(pair.first.get(), F_SETFL, O_NONBLOCK), 0);  // as the host makes it
+  Identity service;
+  service.service = "svc";
+  ASSERT_OK_AND_ASSIGN(uint64_t id, loop.AddServiceConnection(std::move(pair.first), service));
+  size_t filled = 0;
+  for (;;) {
+    Answer filler;
+    filler.words = kj::heapArray<capnp::word>(128);
+    std::fill(filler.words.begin(), filler.words.end(), capnp::word());
+    if (!loop.Deliver(id, std::move(filler))) break;
+    ASSERT_LT(++filled, 1000000u) << "the service's socket never fills";
+  }
+  ASSERT_TRUE(loop.Send(id, Grant(1)));
+  EXPECT_FALSE(loop.Send(id, Grant(2)));
+  EXPECT_EQ(host.gone, std::vector<uint64_t>{id});
+  EXPECT_EQ(host.why_gone, std::vector<std::string>{
+                               "the broker closed the client's connection: it did not read "
+                               "its replies, and its queue was full"});
+  handler_.SetServiceDirectory(nullptr);
 }
 
 // A socket from systemd may have taken connections, and their datagrams,

@@ -306,7 +306,7 @@ class ReportingDirectory : public ServiceDirectory {
   }
   void Withdraw(uint64_t, uint64_t) override {}
   void ConnectionLost(uint64_t) override {}
-  void ClientGone(uint64_t) override {}
+  void ClientGone(uint64_t, absl::string_view) override {}
   absl::Status Ready(absl::string_view) override { return absl::OkStatus(); }
   std::vector<ServiceReport> Report() const override { return reports; }
 

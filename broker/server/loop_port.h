@@ -50,6 +50,10 @@ class LoopPort {
   // Closes connection `id`, if it is still open.
   virtual void CloseConnection(uint64_t id) = 0;
 
+  // Whether connection `id` is still open. A Send can close a connection
+  // (its queue full), and with it one the host is about to answer again.
+  virtual bool IsOpen(uint64_t id) const = 0;
+
   // Writes the audit log now. True when every line in `lines` (sequence
   // numbers from AuditLog::Record) is on record: a grant is delivered only
   // then.

@@ -577,8 +577,8 @@ void RequestHandler::ServiceConnectionLost(uint64_t connection_id) {
   if (services_ != nullptr) services_->ConnectionLost(connection_id);
 }
 
-void RequestHandler::ClientConnectionClosed(uint64_t connection_id) {
-  if (services_ != nullptr) services_->ClientGone(connection_id);
+void RequestHandler::ClientConnectionClosed(uint64_t connection_id, absl::string_view why) {
+  if (services_ != nullptr) services_->ClientGone(connection_id, why);
 }
 
 void RequestHandler::SetConnection(absl::string_view service,

@@ -160,10 +160,10 @@ class RequestHandler {
   // ConnectionLost).
   void ServiceConnectionLost(uint64_t connection_id);
 
-  // Client connection `connection_id` has closed, however it ended: the
-  // service host withdraws its waiting connects (ServiceDirectory::
-  // ClientGone).
-  void ClientConnectionClosed(uint64_t connection_id);
+  // Connection `connection_id` has closed, a client's or a hosted
+  // service's, however it ended: the service host withdraws its waiting
+  // connects (ServiceDirectory::ClientGone), on record with `why`.
+  void ClientConnectionClosed(uint64_t connection_id, absl::string_view why);
 
  private:
   Outcome Hello(Session& session, schema::Hello::Reader hello,

@@ -70,11 +70,15 @@ class ServiceDirectory {
   // more, and its restart policy brings it back with a new connection.
   virtual void ConnectionLost(uint64_t connection_id) = 0;
 
-  // Client connection `connection_id` has closed (the client hung up, or
-  // the loop disconnected it): its connects still waiting for a service to
-  // start are withdrawn, on record as not delivered, and no longer count
-  // against its uid's share of the waiting places.
-  virtual void ClientGone(uint64_t connection_id) = 0;
+  // Connection `connection_id` has closed (the client hung up, the loop
+  // disconnected it, or, for a hosted service's broker connection, which
+  // may connect to other services too, the host closed it): its connects
+  // still waiting for a service to start are withdrawn, on record as not
+  // delivered, and no longer count against its uid's share of the waiting
+  // places. `why` says how it ended, for the record: "the client hung up",
+  // or why the broker closed it. May be called from within the host's own
+  // calls to the loop (LoopPort::CloseConnection, Send).
+  virtual void ClientGone(uint64_t connection_id, absl::string_view why) = 0;
 
   // The service `name` says it is ready to serve.
   virtual absl::Status Ready(absl::string_view name) = 0;

@@ -678,12 +678,27 @@ void ServiceHost::AnswerPending(Service& service, const absl::Status& status) {
   std::vector<server::ConnectRequest> pending = std::move(service.pending);
   service.pending.clear();
   for (const server::ConnectRequest& request : pending) {
+    if (status.ok() && !loop_.IsOpen(request.connection_id)) {
+      // Its client's connection closed as the connects before it were
+      // answered (a reply it had no room for): ClientGone no longer found
+      // it waiting. The service must not get a connection nobody holds.
+      handler_.ConnectNotDelivered(
+          request, service.spec.name,
+          absl::UnavailableError("the client's connection closed while it waited"));
+      continue;
+    }
     absl::StatusOr<UniqueFd> end =
         status.ok() ? MakeConnection(service, request) : absl::StatusOr<UniqueFd>(status);
     if (end.ok()) {
-      loop_.Send(request.connection_id, ConnectedAnswer(request.request_id,
-                                                        service.spec.name,
-                                                        std::move(end).value()));
+      // A failed Send drops the client's end, and closes the connection.
+      if (!loop_.Send(request.connection_id,
+                      ConnectedAnswer(request.request_id, service.spec.name,
+                                      std::move(end).value()))) {
+        handler_.ConnectNotDelivered(
+            request, service.spec.name,
+            absl::UnavailableError(
+                "the broker closed the client's connection: it had no room for the reply"));
+      }
     } else {
       Refuse(service, request, end.status());
     }
@@ -808,8 +823,8 @@ void ServiceHost::Withdraw(uint64_t connection_id, uint64_t request_id) {
   }
 }
 
-void ServiceHost::ClientGone(uint64_t connection_id) {
-  const absl::Status why = absl::UnavailableError("the client hung up");
+void ServiceHost::ClientGone(uint64_t connection_id, absl::string_view how) {
+  const absl::Status why = absl::UnavailableError(how);
   for (const std::unique_ptr<Service>& service : services_) {
     std::vector<server::ConnectRequest>& pending = service->pending;
     auto gone = std::stable_partition(

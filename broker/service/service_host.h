@@ -45,7 +45,9 @@
 // loads the policy (broker/policy/remote_paths.h).
 //
 // A connect waiting for a service is withdrawn when its client's connection
-// closes (ClientGone): on record as not delivered, its place freed.
+// closes (ClientGone), a hosted service's broker connection included (a
+// service may connect to another): on record as not delivered, its place
+// freed.
 //
 // A service without a pid namespace (privatePids off, or best-effort and
 // missing) is not pid 1 of one, so the processes it starts outlive it: its
@@ -147,7 +149,7 @@ class ServiceHost : public server::ServiceDirectory {
       const ServiceSpec& service, const server::ConnectRequest& request) override;
   void Withdraw(uint64_t connection_id, uint64_t request_id) override;
   void ConnectionLost(uint64_t connection_id) override;
-  void ClientGone(uint64_t connection_id) override;
+  void ClientGone(uint64_t connection_id, absl::string_view why) override;
   absl::Status Ready(absl::string_view name) override;
   std::vector<server::ServiceReport> Report() const override;
 

@@ -20,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,7 @@ using schema::ServiceState;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // The client connection whose connects the tests make.
 constexpr uint64_t kClient = 7;
@@ -108,6 +110,10 @@ class FakeLoop : public server::LoopPort {
     // Queued, a service's end would wait in the broker while the client
     // holds the other (see BrokerLoop): those go through Deliver.
     EXPECT_EQ(connections_.count(id), 0u) << "queued on service connection " << id;
+    if (fail_sends_to.count(id) != 0) {
+      closed_clients.insert(id);  // as the loop closes a client it cannot queue for
+      return false;
+    }
     return Record(id, std::move(answer));
   }
   bool Deliver(uint64_t id, server::Answer answer) override {
@@ -121,6 +127,7 @@ class FakeLoop : public server::LoopPort {
     return true;
   }
   void CloseConnection(uint64_t id) override { connections_.erase(id); }
+  bool IsOpen(uint64_t id) const override { return closed_clients.count(id) == 0; }
   bool AuditWritten(const std::vector<uint64_t>& lines) override { return audit_written; }
 
   // One turn: waits until a watched fd is readable, then runs the
@@ -154,6 +161,10 @@ class FakeLoop : public server::LoopPort {
   std::map<uint64_t, std::vector<uint64_t>> answered;
   bool refuse_watches = false;
   bool refuse_delivery = false;  // a service's socket is full
+  // Client connections whose queue is full (a Send closes them), and those
+  // closed.
+  std::set<uint64_t> fail_sends_to;
+  std::set<uint64_t> closed_clients;
   bool audit_written = true;
 
  private:
@@ -903,7 +914,7 @@ TEST_F(ServiceHostTest, TheWaitingConnectsOfAClientThatHungUpAreWithdrawn) {
   }
   ASSERT_OK(Connect("notify", 1, 2000, kOther).status());  // another client's stays
   const uint64_t denials = stats_.denials;
-  host_->ClientGone(kClient);
+  host_->ClientGone(kClient, "the client hung up");
   EXPECT_TRUE(ClientAnswers().empty());
   EXPECT_EQ(stats_.denials - denials, kMaxPendingConnectsPerUid);
   EXPECT_THAT(AuditText(), HasSubstr(R"("reason":"not delivered: the client hung up")"));
@@ -917,6 +928,46 @@ TEST_F(ServiceHostTest, TheWaitingConnectsOfAClientThatHungUpAreWithdrawn) {
   EXPECT_THAT(Connect("notify", 1000, 1000, kOther + 1).status(),
               StatusIs(absl::StatusCode::kResourceExhausted));
   EXPECT_TRUE(ClientAnswers().empty());
+}
+
+// A client the broker disconnected (it did not read its replies) is on
+// record so, not as one that hung up.
+TEST_F(ServiceHostTest, TheWaitingConnectsOfAClientTheBrokerClosedSayWhy) {
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("notify", 1));
+  ASSERT_FALSE(waiting.has_value());
+  host_->ClientGone(kClient, "the broker closed the client's connection: it did not read "
+                             "its replies, and its queue was full");
+  EXPECT_THAT(AuditText(), HasSubstr(R"("reason":"not delivered: the broker closed the )"
+                                     R"(client's connection: it did not read its replies, )"
+                                     R"(and its queue was full")"));
+  EXPECT_THAT(AuditText(), Not(HasSubstr("hung up")));
+}
+
+// The connects that waited are answered in turn once the service is
+// ready; a client whose connection closes on the way (a reply it had no
+// room for) has none of its later connects handed to the service, and
+// each is on record as not delivered, the one whose reply failed too.
+TEST_F(ServiceHostTest, ConnectsOfAClientClosedWhileTheyAreAnsweredAreNotDelivered) {
+  constexpr uint64_t kOther = kClient + 1;
+  for (uint64_t id = 1; id <= 3; ++id) {
+    ASSERT_OK(Connect("notify", id).status());
+    if (id < 3) ASSERT_OK(Connect("notify", 10 + id, 2000, kOther).status());
+  }
+  const uint64_t none = loop_.last_connection();
+  ASSERT_TRUE(RunUntil([&] { return loop_.last_connection() != none; }));
+  const uint64_t service = loop_.last_connection();
+  loop_.fail_sends_to.insert(kClient);
+  const uint64_t denials = stats_.denials;
+  ASSERT_OK(host_->Ready("notify"));
+  // The first connect of kClient reached the service before its reply
+  // failed (the service's end goes first); its other two did not.
+  EXPECT_EQ(loop_.answers[service].size(), 3u) << "connections handed to the service";
+  EXPECT_EQ(loop_.answered[kOther], (std::vector<uint64_t>{11, 12}));
+  EXPECT_EQ(stats_.denials - denials, 3u);
+  std::string audit = AuditText();
+  size_t lines = 0;
+  for (size_t at = 0; (at = audit.find("not delivered", at)) != std::string::npos; ++at) ++lines;
+  EXPECT_EQ(lines, 3u) << audit;
 }
 
 // A waiting connect that the new policy allows only through another

@@ -115,6 +115,9 @@ std::optional<std::string> RemoteFileSystemKind(absl::string_view type) {
   if (type == "gfs2" || type == "gfs2meta") return "GFS2";
   if (type == "ocfs2") return "OCFS2";
   if (type == "lustre") return "Lustre";
+  // Listed as autofs until first accessed; then what it mounts (often an
+  // NFS share) is listed on top, but until then only this says it may be.
+  if (type == "autofs") return std::string(kAutomount);
   return std::nullopt;
 }
 

@@ -55,9 +55,15 @@ class MountTable {
 // served by a process or over the network, so that it may stop answering
 // and hold whoever waits on it: FUSE ("fuse", "fuseblk", "fuse.*", and
 // virtiofs, FUSE to a host's server), NFS, SMB/CIFS, Ceph, 9P, AFS, Coda,
-// and the cluster file systems GFS2, OCFS2 and Lustre. The kind's name
-// ("FUSE", "NFS", ...), or nullopt for any other type.
+// and the cluster file systems GFS2, OCFS2 and Lustre; and autofs
+// (kAutomount), an automount point (automount(8), x-systemd.automount):
+// it shows as autofs until first accessed, when it mounts what may be any
+// of those, and that first access waits for it. The kind's name ("FUSE",
+// "NFS", ..., kAutomount), or nullopt for any other type.
 std::optional<std::string> RemoteFileSystemKind(absl::string_view type);
+
+// RemoteFileSystemKind's name for an automount point.
+inline constexpr absl::string_view kAutomount = "automount";
 
 }  // namespace capbroker::util
 

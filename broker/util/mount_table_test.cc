@@ -58,6 +58,9 @@ TEST(MountTableTest, NamesTheFileSystemsThatMayStopAnswering) {
   EXPECT_THAT(RemoteFileSystemKind("coda"), Optional(std::string("Coda")));
   EXPECT_THAT(RemoteFileSystemKind("gfs2"), Optional(std::string("GFS2")));
   EXPECT_THAT(RemoteFileSystemKind("ocfs2"), Optional(std::string("OCFS2")));
+  // What autofs mounts on first access (an NFS share, often) is not in the
+  // table until then.
+  EXPECT_THAT(RemoteFileSystemKind("autofs"), Optional(std::string("automount")));
   for (const char* type : {"ext4", "xfs", "btrfs", "tmpfs", "overlay", "proc", "fusectl",
                            "nfsd", "squashfs", ""}) {
     EXPECT_EQ(RemoteFileSystemKind(type), std::nullopt) << type;

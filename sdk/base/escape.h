@@ -7,12 +7,15 @@
 // \xc2\x9b), and xterm and VTE act on them. So every byte outside printable
 // ASCII (0x20 to 0x7e) is shown as \xNN, and invalid UTF-8 with it. This is
 // the project's one escaper: the broker's policy excerpts
-// (broker/policy/excerpt.h), capctl's error lines and the messages that
-// quote a path someone gave use it.
+// (broker/policy/excerpt.h), capctl's echo of its arguments (Shown) and
+// the messages that quote a path someone gave use it.
 //
-// EscapedKeepingUtf8 is its variant for text that is mostly prose in any
-// language (a hosted service's log lines): valid UTF-8 that shows as text
-// is kept, and the rest is escaped by the same rule.
+// EscapedKeepingUtf8 is its variant for text that may be in any language:
+// valid UTF-8 that shows as text is kept, and the rest is escaped by the
+// same rule. A hosted service's log lines (broker/service/output_lines.h),
+// what capctl shows of the broker's texts (names, paths, reasons) and of
+// `policy check`'s lines, and the file name in a policy's FILE:LINE:COL
+// errors (broker/policy/diagnostics.h) use it.
 #ifndef CAPBROKER_SDK_BASE_ESCAPE_H_
 #define CAPBROKER_SDK_BASE_ESCAPE_H_
 

@@ -3,6 +3,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -56,16 +57,38 @@ std::string Shown(absl::string_view text, size_t max = kMaxShownArgumentBytes) {
 }
 
 // Every text capctl did not write (from the broker: a name, a path, a
-// service's last exit; from a policy: a note quoting a path) is shown
-// escaped (Escaped, as Shown does), so that neither a hostile broker nor a
-// service whose failure it reports reaches the terminal with an escape
-// sequence, and a newline in a path does not split its line. Not cut: the
+// service's last exit; from a policy: a note quoting a path, an error
+// line) is shown escaped, so that neither a hostile broker nor a service
+// whose failure it reports reaches the terminal with an escape sequence,
+// and a newline in a path does not split its line; but a name in any
+// language is shown as it is (/srv/données, not /srv/donn\xc3\xa9es):
+// EscapedKeepingUtf8, which escapes controls, C1 controls, invalid UTF-8,
+// line separators and bidi controls (sdk/base/escape.h). Not cut: the
 // broker bounds its texts, and the client library checks the reply's size.
-// A text of several lines (a refused reload's errors) is escaped line by
+std::string Displayed(absl::string_view text) { return EscapedKeepingUtf8(text); }
+
+// The columns a Displayed text takes on a terminal, counted as one per
+// character: right for the scripts of most names, one short per wide
+// (East Asian) character.
+size_t Columns(absl::string_view text) {
+  return static_cast<size_t>(std::count_if(text.begin(), text.end(), [](char c) {
+    return (static_cast<unsigned char>(c) & 0xc0) != 0x80;  // not a continuation byte
+  }));
+}
+
+// `text`, Displayed, then spaces up to `width` columns and two more.
+std::string Padded(absl::string_view text, size_t width) {
+  std::string padded = Displayed(text);
+  const size_t columns = Columns(padded);
+  padded.append(std::max(width, columns) + 2 - columns, ' ');
+  return padded;
+}
+
+// A text of several lines (a refused reload's errors), Displayed line by
 // line, lines after the first indented by `indent`.
 std::string ShownLines(absl::string_view text, absl::string_view indent = "  ") {
   std::vector<std::string> lines;
-  for (absl::string_view line : absl::StrSplit(text, '\n')) lines.push_back(Escaped(line));
+  for (absl::string_view line : absl::StrSplit(text, '\n')) lines.push_back(Displayed(line));
   return absl::StrJoin(lines, absl::StrCat("\n", indent));
 }
 
@@ -171,13 +194,13 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
 }
 
 std::string Describe(const Capability& cap) {
-  std::string line = absl::StrCat(Escaped(cap.name), ": ", KindName(cap.kind));
+  std::string line = absl::StrCat(Displayed(cap.name), ": ", KindName(cap.kind));
   if (cap.kind == schema::Kind::MEMORY) {
     absl::StrAppend(&line, ", ", cap.size, " bytes");
   } else {
     absl::StrAppend(&line, ", ", AccessName(cap.access), " access");
   }
-  if (!cap.path.empty()) absl::StrAppend(&line, ", path ", Escaped(cap.path));
+  if (!cap.path.empty()) absl::StrAppend(&line, ", path ", Displayed(cap.path));
   absl::StrAppend(&line, ", fd ", cap.fd.get());
   return line;
 }
@@ -372,24 +395,19 @@ int Capctl::Services(const Options& o) {
     return kExitOk;
   }
   size_t width = 7;
-  for (const ServiceInfo& s : *services) width = std::max(width, Escaped(s.name).size());
-  auto pad = [](absl::string_view s, size_t w) {
-    std::string p(s);
-    p.resize(std::max(w, s.size()) + 2, ' ');
-    return p;
-  };
-  out_ << pad("SERVICE", width) << pad("STATE", 8) << pad("PID", 7) << pad("RESTARTS", 8)
-       << pad("UPTIME", 7) << "PROTECTIONS\n";
+  for (const ServiceInfo& s : *services) width = std::max(width, Columns(Displayed(s.name)));
+  out_ << Padded("SERVICE", width) << Padded("STATE", 8) << Padded("PID", 7)
+       << Padded("RESTARTS", 8) << Padded("UPTIME", 7) << "PROTECTIONS\n";
   for (const ServiceInfo& s : *services) {
-    out_ << pad(Escaped(s.name), width) << pad(ServiceStateName(s.state), 8)
-         << pad(s.pid == 0 ? "-" : std::to_string(s.pid), 7)
-         << pad(std::to_string(s.restarts), 8)
-         << pad(s.pid == 0 ? "-" : absl::StrCat(s.uptime_seconds, "s"), 7)
-         << (s.protections.empty() ? "-" : Escaped(s.protections)) << "\n";
+    out_ << Padded(s.name, width) << Padded(ServiceStateName(s.state), 8)
+         << Padded(s.pid == 0 ? "-" : std::to_string(s.pid), 7)
+         << Padded(std::to_string(s.restarts), 8)
+         << Padded(s.pid == 0 ? "-" : absl::StrCat(s.uptime_seconds, "s"), 7)
+         << (s.protections.empty() ? "-" : Displayed(s.protections)) << "\n";
     if (s.removed) out_ << "  removed from the policy, not exited yet\n";
-    if (!s.missing.empty()) out_ << "  missing: " << Escaped(s.missing) << "\n";
+    if (!s.missing.empty()) out_ << "  missing: " << Displayed(s.missing) << "\n";
     if (!s.last_exit.empty()) {
-      out_ << "  last exit: " << Escaped(s.last_exit) << "\n";
+      out_ << "  last exit: " << Displayed(s.last_exit) << "\n";
     }
   }
   return kExitOk;
@@ -402,20 +420,15 @@ int Capctl::List(const Options& o) {
   absl::StatusOr<std::vector<CapabilityInfo>> caps = client->List();
   if (!caps.ok()) return Fail(caps.status(), "list");
   size_t width = 4;
-  for (const CapabilityInfo& c : *caps) width = std::max(width, Escaped(c.name).size());
-  auto pad = [](absl::string_view s, size_t w) {
-    std::string p(s);
-    p.resize(std::max(w, s.size()) + 2, ' ');
-    return p;
-  };
-  out_ << pad("NAME", width) << pad("KIND", 9) << pad("ACCESS", 9) << "PATH/SIZE\n";
+  for (const CapabilityInfo& c : *caps) width = std::max(width, Columns(Displayed(c.name)));
+  out_ << Padded("NAME", width) << Padded("KIND", 9) << Padded("ACCESS", 9) << "PATH/SIZE\n";
   for (const CapabilityInfo& c : *caps) {
     std::string where = c.kind == schema::Kind::MEMORY
                             ? absl::StrCat(c.size, " bytes")
-                            : Escaped(c.path);
+                            : Displayed(c.path);
     std::string access =
         c.kind == schema::Kind::MEMORY ? "-" : AccessName(c.access);
-    out_ << pad(Escaped(c.name), width) << pad(KindName(c.kind), 9) << pad(access, 9)
+    out_ << Padded(c.name, width) << Padded(KindName(c.kind), 9) << Padded(access, 9)
          << where << "\n";
   }
   return kExitOk;
@@ -431,7 +444,7 @@ int Capctl::Status(const Options& o) {
        << "s\n"
        << "policy:      "
        << (s->policy_path.empty() ? "(path shown to root and the broker's user)"
-                                  : Escaped(s->policy_path))
+                                  : Displayed(s->policy_path))
        << " (" << s->capabilities
        << " capabilities, " << s->principals << " principals; generation "
        << s->policy_generation << ")\n";
@@ -456,7 +469,7 @@ int Capctl::Status(const Options& o) {
   if (!s->audit_log_error.empty()) {
     out_ << "audit log:   the last reopen (SIGHUP) was refused; lines go on into the file "
             "open before: "
-         << Escaped(s->audit_log_error) << "\n";
+         << Displayed(s->audit_log_error) << "\n";
   }
   if (s->audit_lines_lost > 0) {
     out_ << "audit log:   " << s->audit_lines_lost
@@ -466,13 +479,13 @@ int Capctl::Status(const Options& o) {
        << "grants:      " << s->grants << "\n"
        << "denials:     " << s->denials << "\n";
   for (const auto& [reason, n] : s->denials_by_reason) {
-    out_ << "  " << Escaped(reason) << ": " << n << "\n";
+    out_ << "  " << Displayed(reason) << ": " << n << "\n";
   }
   const PeerInfo& me = client->peer();
   out_ << "you:         uid " << me.uid << ", gid " << me.gid << ", pid " << me.pid
-       << ", exe " << Escaped(me.exe) << "\n"
+       << ", exe " << Displayed(me.exe) << "\n"
        << "principals:  "
-       << (me.principals.empty() ? "(none)" : Escaped(absl::StrJoin(me.principals, ", ")))
+       << (me.principals.empty() ? "(none)" : Displayed(absl::StrJoin(me.principals, ", ")))
        << "\n";
   return kExitOk;
 }
@@ -494,8 +507,8 @@ std::string OwnerAssumption() {
 // (owner, mode, symlinks), not only its text. Exit 0 when valid, else 1.
 // A valid file: one line "FILE: ok (...)" on `out`, then notes ("note: ...")
 // on what only the broker can judge. A rejected one: each error once, on
-// `err`: the parser's "FILE:LINE:COL: message" lines as they are (the form
-// editors jump to), then the verdict "capctl: FILE: rejected (N errors)";
+// `err`: the parser's "FILE:LINE:COL: message" lines (the form editors jump
+// to), each Displayed, then the verdict "capctl: FILE: rejected (N errors)";
 // any other failure (no such file, owner, mode) is one "capctl: ..." line.
 int Capctl::PolicyCheck(const std::string& path) {
   absl::StatusOr<PolicySummary> policy = CheckPolicyFile(path);
@@ -507,7 +520,11 @@ int Capctl::PolicyCheck(const std::string& path) {
     size_t errors = 0;
     for (absl::string_view line :
          absl::StrSplit(policy.status().message(), '\n', absl::SkipEmpty())) {
-      err_ << line << "\n";
+      // The file name is escaped already (Diagnostics), but a message may
+      // quote what the validator found on disk (where a symlink leads):
+      // escaped again, which leaves the first escaping's text as it is
+      // (a backslash is printable).
+      err_ << Displayed(line) << "\n";
       // Diagnostics ends with "FILE: N more errors not shown".
       size_t more = 0;
       absl::string_view tail = line.substr(line.rfind(": ") == absl::string_view::npos
@@ -524,9 +541,9 @@ int Capctl::PolicyCheck(const std::string& path) {
          << (errors == 1 ? " error" : " errors") << ")\n";
     return kExitFailure;
   }
-  out_ << Escaped(path) << ": ok (" << policy->capabilities << " capabilities, "
+  out_ << Displayed(path) << ": ok (" << policy->capabilities << " capabilities, "
        << policy->principals << " principals, " << policy->services << " services)\n";
-  for (const std::string& note : policy->notes) out_ << "note: " << Escaped(note) << "\n";
+  for (const std::string& note : policy->notes) out_ << "note: " << Displayed(note) << "\n";
   out_ << "note: " << OwnerAssumption() << "\n";
   return kExitOk;
 }

@@ -414,6 +414,58 @@ TEST(CapctlEscapeTest, TextFromTheBrokerAndFileNamesAreEscaped) {
   EXPECT_THAT(ok.out + rejected.err, Not(HasSubstr("\x1b")));
 }
 
+// Names in any language are shown as they are: a capability path with "é"
+// in `list`, a policy file's name in `policy check`'s lines (the
+// FILE:LINE:COL form editors jump to). Before, both showed \xc3\xa9.
+TEST(CapctlEscapeTest, Utf8NamesAreShownAsTheyAre) {
+  testing::TempDir dir;
+  const std::string file = dir.Join("donn\xc3\xa9" "es");
+  UniqueFd made(open(file.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+  ASSERT_TRUE(made.valid());
+  ASSERT_OK_AND_ASSIGN(
+      auto broker,
+      BrokerProcess::Start(absl::StrCat(
+          R"(( capabilities = [ ( name = "data", file = ( path = ")", file,
+          R"(", access = read ) ) ],
+  principals = [ ( name = "tester", match = ( uid = $UID ), grants = [ "data" ] ) ] ))")));
+  std::ostringstream out, err;
+  ASSERT_EQ(RunCapctl({"--socket", broker->socket_path(), "list"}, out, err), kExitOk)
+      << err.str();
+  EXPECT_THAT(out.str(), HasSubstr(file + "\n"));
+
+  const std::string bad = dir.Join("pol\xc3\xadtica.capnp");
+  UniqueFd policy(open(bad.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+  ASSERT_TRUE(policy.valid());
+  const std::string text = "( capabilities = 3 )";
+  ASSERT_EQ(write(policy.get(), text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  std::ostringstream check_out, check_err;
+  EXPECT_EQ(RunCapctl({"policy", "check", bad}, check_out, check_err), kExitFailure);
+  EXPECT_THAT(check_err.str(), StartsWith(bad + ":1:"));
+}
+
+// The validator quotes what it found on disk: here where a symlink on a
+// capability's path leads, a name with an escape sequence in it. Its
+// error line reaches the terminal escaped, as the rest of capctl's output;
+// before, it was printed raw, ESC and all.
+TEST(CapctlEscapeTest, APolicyErrorQuotingWhatIsOnDiskIsEscaped) {
+  testing::TempDir dir;
+  const std::string target = dir.Join("t\x1b[2Jx");
+  ASSERT_EQ(mkdir(target.c_str(), 0755), 0);
+  UniqueFd made(open((target + "/f").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+  ASSERT_TRUE(made.valid());
+  ASSERT_EQ(symlink("t\x1b[2Jx", dir.Join("link").c_str()), 0);
+  const std::string path = dir.Join("p.capnp");
+  UniqueFd policy(open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+  ASSERT_TRUE(policy.valid());
+  const std::string text = absl::StrCat(R"(( capabilities = [ ( name = "f", file = ( path = ")",
+                                        dir.Join("link/f"), R"(", access = read ) ) ] ))");
+  ASSERT_EQ(write(policy.get(), text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  std::ostringstream out, err;
+  EXPECT_EQ(RunCapctl({"policy", "check", path}, out, err), kExitFailure);
+  EXPECT_THAT(err.str(), HasSubstr(absl::StrCat("resolves to ", dir.Join("t\\x1b[2Jx/f"))));
+  EXPECT_THAT(err.str(), Not(HasSubstr("\x1b")));
+}
+
 TEST_F(CapctlTest, PolicyInitPrintsAPolicyThatChecks) {
   Result r = RunRaw({"policy", "init"});
   ASSERT_EQ(r.code, kExitOk);

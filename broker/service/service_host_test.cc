@@ -951,7 +951,9 @@ TEST_F(ServiceHostTest, ConnectsOfAClientClosedWhileTheyAreAnsweredAreNotDeliver
   constexpr uint64_t kOther = kClient + 1;
   for (uint64_t id = 1; id <= 3; ++id) {
     ASSERT_OK(Connect("notify", id).status());
-    if (id < 3) ASSERT_OK(Connect("notify", 10 + id, 2000, kOther).status());
+    if (id < 3) {
+      ASSERT_OK(Connect("notify", 10 + id, 2000, kOther).status());
+    }
   }
   const uint64_t none = loop_.last_connection();
   ASSERT_TRUE(RunUntil([&] { return loop_.last_connection() != none; }));

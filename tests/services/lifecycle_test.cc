@@ -442,9 +442,6 @@ TEST_F(LifecycleTest, ConnectsWaitingForAServiceRemovedFromThePolicyAreAnswered)
   EXPECT_THAT(reply.error, HasSubstr("service 'gated' was removed from the policy"));
 }
 
-// A connect that waits for a starting service is granted when it is made:
-// its audit line must be written then, or it is withheld at once, not
-// delivered later when the service is ready.
 // A launch stuck in the sandbox's setup, as on a hung NFS or FUSE server:
 // the program of "stalls" lies on a FUSE file system (FuseFile, mounted in
 // this test's own mount namespace, which the broker it starts shares) whose
@@ -519,6 +516,9 @@ TEST(LifecycleStallTest, ALaunchStuckOnAHungFileSystemStallsNoOtherClient) {
   EXPECT_TRUE(child.WaitExited());
 }
 
+// A connect that waits for a starting service is granted when it is made:
+// its audit line must be written then, or it is withheld at once, not
+// delivered later when the service is ready.
 TEST(LifecycleAuditTest, AWaitingConnectIsWithheldWhenItsLineCannotBeWritten) {
   testing::ServiceBinary binary("tests/services/test_service");
   ASSERT_FALSE(binary.path().empty());

@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "absl/strings/str_format.h"
+#include "sdk/base/escape.h"
 
 namespace capbroker::audit {
 namespace {
@@ -40,20 +41,6 @@ constexpr PlainTable kPlain;
 
 bool IsPlain(unsigned char c) { return kPlain.plain[c]; }
 
-// The code point of the valid UTF-8 sequence of `n` bytes at `s`, when it is
-// one that must not reach a log raw although it is valid: a C1 control
-// (U+0080 to U+009F, two bytes c2 80 to c2 9f; CSI U+009B starts an escape
-// sequence in xterm and VTE, NEL U+0085 ends a line) or the line or
-// paragraph separator (U+2028, U+2029: e2 80 a8, e2 80 a9; Python's
-// str.splitlines splits at them). 0 for any other.
-uint32_t EscapedCodePoint(const unsigned char* s, size_t n) {
-  if (n == 2 && s[0] == 0xc2 && s[1] <= 0x9f) return s[1];
-  if (n == 3 && s[0] == 0xe2 && s[1] == 0x80 && (s[2] == 0xa8 || s[2] == 0xa9)) {
-    return 0x2000 | (s[2] - 0x80);
-  }
-  return 0;
-}
-
 }  // namespace
 
 void AppendJsonString(absl::string_view text, std::string& out) {
@@ -70,10 +57,10 @@ void AppendJsonString(absl::string_view text, std::string& out) {
     unsigned char c = static_cast<unsigned char>(text[i]);
     size_t n = Utf8Length(text, i);
     if (n > 1) {
-      uint32_t escaped =
-          EscapedCodePoint(reinterpret_cast<const unsigned char*>(text.data()) + i, n);
-      if (escaped != 0) {
-        absl::StrAppendFormat(&out, "\\u%04x", escaped);
+      // Valid, but a terminal or a line reader acts on it.
+      char32_t escaped = 0;
+      if (LineBreakingCharacter(text.substr(i, n), escaped) != 0) {
+        absl::StrAppendFormat(&out, "\\u%04x", static_cast<uint32_t>(escaped));
       } else {
         out.append(text.data() + i, n);
       }

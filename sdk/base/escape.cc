@@ -42,14 +42,26 @@ size_t Utf8Character(absl::string_view text, char32_t& code_point) {
   return length;
 }
 
-// Characters beyond ASCII that act on a terminal or on how a line is read
-// rather than show as text (see EscapedKeepingUtf8).
-bool Acts(char32_t c) {
-  return (c >= 0x80 && c <= 0x9f) || c == 0x2028 || c == 0x2029 ||
-         (c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069);
-}
+// The bidirectional embeddings, overrides and isolates: they reorder what a
+// terminal shows (see EscapedKeepingUtf8).
+bool Reorders(char32_t c) { return (c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069); }
 
 }  // namespace
+
+size_t LineBreakingCharacter(absl::string_view text, char32_t& code_point) {
+  const auto at = [&](size_t i) {
+    return i < text.size() ? static_cast<unsigned char>(text[i]) : 0;
+  };
+  if (at(0) == 0xc2 && at(1) >= 0x80 && at(1) <= 0x9f) {
+    code_point = at(1);
+    return 2;
+  }
+  if (at(0) == 0xe2 && at(1) == 0x80 && (at(2) == 0xa8 || at(2) == 0xa9)) {
+    code_point = 0x2000 | (at(2) - 0x80);
+    return 3;
+  }
+  return 0;
+}
 
 size_t AppendEscaped(absl::string_view text, size_t max_bytes, std::string& out) {
   size_t added = 0;
@@ -82,7 +94,8 @@ std::string EscapedKeepingUtf8(absl::string_view text) {
     char32_t code_point = 0;
     const size_t length = Utf8Character(text, code_point);
     const size_t taken = length == 0 ? 1 : length;
-    if (length != 0 && !Acts(code_point)) {
+    char32_t breaking = 0;
+    if (length != 0 && LineBreakingCharacter(text, breaking) == 0 && !Reorders(code_point)) {
       out.append(text.data(), length);
     } else {
       AppendEscaped(text.substr(0, taken), taken * 4, out);

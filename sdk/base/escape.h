@@ -47,6 +47,17 @@ std::string Escaped(absl::string_view text);
 // At most 4 bytes per byte of `text`.
 std::string EscapedKeepingUtf8(absl::string_view text);
 
+// The valid UTF-8 characters that every writer of a log line or a terminal
+// line escapes although they are valid: the C1 controls U+0080 to U+009F
+// (c2 80 to c2 9f; CSI, U+009B, starts an escape sequence in xterm and
+// VTE, NEL, U+0085, ends a line) and the line and paragraph separators
+// U+2028 and U+2029 (e2 80 a8, e2 80 a9; Python's str.splitlines splits at
+// them). The length of such a character at the start of `text` (2 or 3),
+// with its code point in `code_point`; 0 when `text` starts with any other.
+// Used by EscapedKeepingUtf8 and by the audit log's and the journal's JSON
+// writers (each with its own form: \xNN, \uNNNN).
+size_t LineBreakingCharacter(absl::string_view text, char32_t& code_point);
+
 }  // namespace capbroker
 
 #endif  // CAPBROKER_SDK_BASE_ESCAPE_H_

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
+#include "sdk/base/escape.h"
 
 namespace capbroker::journal {
 namespace {
@@ -52,24 +53,13 @@ std::string JsonString(absl::string_view text) {
   std::string out = "\"";
   for (size_t i = 0; i < text.size(); ++i) {
     const char c = text[i];
-    // Valid UTF-8 that must not reach the log raw: the C1 controls U+0080 to
-    // U+009F (c2 80 to c2 9f; CSI, U+009B, starts an escape sequence in
-    // xterm and VTE) and U+2028, U+2029 (e2 80 a8, e2 80 a9; Python's
-    // str.splitlines splits at them). c2 and e2 are lead bytes, so the
-    // pattern is the whole character wherever it appears.
-    const auto at = [&](size_t k) {
-      return i + k < text.size() ? static_cast<unsigned char>(text[i + k]) : 0;
-    };
-    if (at(0) == 0xc2 && at(1) >= 0x80 && at(1) <= 0x9f) {
-      char escaped[8];
-      std::snprintf(escaped, sizeof(escaped), "\\u%04x", at(1));
-      out += escaped;
-      i += 1;
-      continue;
-    }
-    if (at(0) == 0xe2 && at(1) == 0x80 && (at(2) == 0xa8 || at(2) == 0xa9)) {
-      out += at(2) == 0xa8 ? "\\u2028" : "\\u2029";
-      i += 2;
+    // Valid UTF-8 that must not reach the log raw (sdk/base/escape.h).
+    char32_t escaped = 0;
+    if (const size_t n = LineBreakingCharacter(text.substr(i), escaped); n != 0) {
+      char form[8];
+      std::snprintf(form, sizeof(form), "\\u%04x", static_cast<unsigned>(escaped));
+      out += form;
+      i += n - 1;
       continue;
     }
     switch (c) {

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "broker/audit/audit_log.h"
 #include "broker/daemon/hidden_config.h"
+#include "broker/daemon/serve.h"
 #include "broker/policy/broker_context.h"
 #include "broker/policy/policy_file.h"
 #include "broker/server/broker_loop.h"
@@ -443,18 +444,10 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   if (!notified.ok()) {
     std::fprintf(stderr, "capbrokerd: sd_notify: %s\n", std::string(notified.message()).c_str());
   }
-  CB_RETURN_IF_ERROR(loop.Serve(listener.fd(), signals.get(), [&] {
-    return OnSignals(signals.get(), flags, audit, handler, services, guard, stats);
-  }));
-  std::fprintf(stderr, "capbrokerd: stopping\n");
-  // Answers every connect still waiting for a service ("the broker is
-  // stopping", on record as not delivered), then stops the services.
-  services.StopAll();
-  // Those answers, and whatever else is queued, go out now, after their
-  // audit lines; then the log's last lines.
-  loop.SendWhatIsQueued();
-  audit.FlushAll();  // the counts of suppressed denials still waiting
-  return absl::OkStatus();
+  return ServeThenStop(
+      loop, listener.fd(), signals.get(),
+      [&] { return OnSignals(signals.get(), flags, audit, handler, services, guard, stats); },
+      services, audit);
 }
 
 }  // namespace capbroker::daemon

@@ -1,0 +1,28 @@
+// ServeThenStop: capbrokerd's serving and its stop, the part of RunDaemon
+// that runs once everything is set up.
+#ifndef CAPBROKER_BROKER_DAEMON_SERVE_H_
+#define CAPBROKER_BROKER_DAEMON_SERVE_H_
+
+#include <functional>
+
+#include "absl/status/status.h"
+#include "broker/audit/audit_log.h"
+#include "broker/server/broker_loop.h"
+#include "broker/service/service_host.h"
+
+namespace capbroker::daemon {
+
+// Serves clients of `listener` with `loop` until `on_control` (called when
+// `control_fd`, the signalfd, is readable) says to stop (BrokerLoop::Serve),
+// then stops the broker: answers the connects still waiting for a service
+// and stops the services (ServiceHost::StopAll), sends what is queued
+// (BrokerLoop::SendWhatIsQueued), and writes the audit log's last lines
+// (AuditLog::FlushAll). Blocks while the services stop. An error of the
+// loop is returned at once. All borrowed.
+absl::Status ServeThenStop(server::BrokerLoop& loop, int listener, int control_fd,
+                           const std::function<bool()>& on_control,
+                           service::ServiceHost& services, audit::AuditLog& audit);
+
+}  // namespace capbroker::daemon
+
+#endif  // CAPBROKER_BROKER_DAEMON_SERVE_H_

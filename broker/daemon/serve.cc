@@ -1,16 +1,24 @@
 #include "broker/daemon/serve.h"
 
 #include <cstdio>
-
-#include "sdk/base/status_macros.h"
+#include <string>
 
 namespace capbroker::daemon {
 
 absl::Status ServeThenStop(server::BrokerLoop& loop, int listener, int control_fd,
                            const std::function<bool()>& on_control,
                            service::ServiceHost& services, audit::AuditLog& audit) {
-  CB_RETURN_IF_ERROR(loop.Serve(listener, control_fd, on_control));
-  std::fprintf(stderr, "capbrokerd: stopping\n");
+  const absl::Status served = loop.Serve(listener, control_fd, on_control);
+  // A loop that fails stops the broker as a signal does: left to the
+  // service host's destructor, the services would get SIGKILL at once and
+  // their last output would go unread, waiting connects would get no
+  // answer, and the counts of suppressed denials would never be written.
+  if (served.ok()) {
+    std::fprintf(stderr, "capbrokerd: stopping\n");
+  } else {
+    std::fprintf(stderr, "capbrokerd: stopping: the event loop failed: %s\n",
+                 std::string(served.message()).c_str());
+  }
   // Answers every connect still waiting for a service ("the broker is
   // stopping", on record as not delivered), then stops the services.
   services.StopAll();
@@ -18,7 +26,7 @@ absl::Status ServeThenStop(server::BrokerLoop& loop, int listener, int control_f
   // audit lines; then the log's last lines.
   loop.SendWhatIsQueued();
   audit.FlushAll();  // the counts of suppressed denials still waiting
-  return absl::OkStatus();
+  return served;
 }
 
 }  // namespace capbroker::daemon

@@ -13,12 +13,14 @@
 namespace capbroker::daemon {
 
 // Serves clients of `listener` with `loop` until `on_control` (called when
-// `control_fd`, the signalfd, is readable) says to stop (BrokerLoop::Serve),
-// then stops the broker: answers the connects still waiting for a service
-// and stops the services (ServiceHost::StopAll), sends what is queued
-// (BrokerLoop::SendWhatIsQueued), and writes the audit log's last lines
-// (AuditLog::FlushAll). Blocks while the services stop. An error of the
-// loop is returned at once. All borrowed.
+// `control_fd`, the signalfd, is readable) says to stop (BrokerLoop::Serve)
+// or until the loop fails (epoll failing, the signalfd unusable), then
+// stops the broker, the same way either way: answers the connects still
+// waiting for a service and stops the services (ServiceHost::StopAll),
+// sends what is queued (BrokerLoop::SendWhatIsQueued), and writes the audit
+// log's last lines (AuditLog::FlushAll). Blocks while the services stop.
+// Returns the loop's error, logged when it happened, once the broker has
+// stopped. All borrowed.
 absl::Status ServeThenStop(server::BrokerLoop& loop, int listener, int control_fd,
                            const std::function<bool()>& on_control,
                            service::ServiceHost& services, audit::AuditLog& audit);

@@ -1,0 +1,181 @@
+// ServeThenStop with a real loop, service host and audit log, and a
+// scripted service: the stop that follows serving.
+#include "broker/daemon/serve.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "broker/policy/policy_parser.h"
+#include "broker/server/request_handler.h"
+#include "broker/server/stats.h"
+#include "capnp/serialize.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "schemas/broker.capnp.h"
+#include "sdk/base/status_matchers.h"
+#include "sdk/base/unique_fd.h"
+
+namespace capbroker::daemon {
+namespace {
+
+using schema::ServiceState;
+using ::testing::HasSubstr;
+
+// A service that waits to be told it is ready (notify), so that a connect
+// to it waits.
+constexpr char kPolicy[] = R"(( principals = [ ( name = "me", match = ( uid = 1000 ) ) ],
+  services = [
+    ( name = "svc", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = notify,
+      startTimeoutMs = 60000, restart = never ) ] ))";
+
+// A launch done at once: a forked child that, on SIGTERM, says so on its
+// output and exits 0; until then it waits.
+class ForkedLaunch : public sandbox::PendingLaunch {
+ public:
+  static absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> Start() {
+    int output[2];
+    if (pipe2(output, O_CLOEXEC | O_NONBLOCK) != 0) return absl::InternalError("pipe2");
+    UniqueFd output_read(output[0]), output_write(output[1]);
+    // Blocked across the fork: a SIGTERM sent before the child has its
+    // handler waits for it.
+    sigset_t term, old;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    if (sigprocmask(SIG_BLOCK, &term, &old) != 0) return absl::InternalError("sigprocmask");
+    pid_t pid = fork();
+    if (pid == 0) {
+      static int out = -1;
+      out = output_write.get();
+      signal(SIGTERM, [](int) {
+        constexpr char kSaid[] = "got SIGTERM\n";
+        (void)!write(out, kSaid, sizeof(kSaid) - 1);
+        _exit(0);
+      });
+      sigprocmask(SIG_UNBLOCK, &term, nullptr);
+      for (;;) pause();
+    }
+    sigprocmask(SIG_SETMASK, &old, nullptr);
+    if (pid < 0) return absl::InternalError("fork");
+    auto launch = std::make_unique<ForkedLaunch>();
+    launch->pid_ = pid;
+    launch->pidfd_.reset(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+    if (!launch->pidfd_) return absl::InternalError("pidfd_open");
+    launch->output_ = std::move(output_read);
+    return std::unique_ptr<sandbox::PendingLaunch>(std::move(launch));
+  }
+
+  pid_t pid() const override { return pid_; }
+  int report_fd() const override { return report_.get(); }
+  absl::StatusOr<std::optional<sandbox::LaunchedProcess>> Continue() override {
+    sandbox::LaunchedProcess launched;
+    launched.pid = pid_;
+    launched.pidfd = std::move(pidfd_);
+    launched.output = std::move(output_);
+    return std::optional<sandbox::LaunchedProcess>(std::move(launched));
+  }
+  sandbox::AbandonedChild Abandon() override {
+    syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
+    sandbox::AbandonedChild child;
+    child.pid = pid_;
+    child.pidfd = std::move(pidfd_);
+    return child;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  UniqueFd pidfd_;
+  UniqueFd output_;
+  UniqueFd report_{eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};  // watched, never read
+};
+
+// What a stop owes: the waiting connect answered and the answer sent, the
+// service stopped with SIGTERM and its last words logged, the count of
+// suppressed denials written. Owed too when the loop fails (here: the
+// signalfd cannot be watched), not only when a signal stops it.
+TEST(ServeThenStopTest, ALoopThatFailsStillStopsTheBroker) {
+  UniqueFd audit_file(memfd_create("audit", MFD_CLOEXEC));
+  ASSERT_TRUE(audit_file.valid());
+  // One denial line per uid, then only counted.
+  audit::AuditLog audit(audit_file.get(), audit::DenialBudget{1, 0.001});
+  server::Stats stats;
+  server::RequestHandler handler(audit, stats);
+  ASSERT_OK_AND_ASSIGN(Policy policy, ParsePolicy(kPolicy, "t.capnp"));
+  ASSERT_OK(handler.SetPolicy(std::move(policy)));
+  server::BrokerLoop loop(handler, audit, stats, server::Limits());
+  service::HostOptions options;
+  options.launcher = [](const sandbox::SandboxSpec&) { return ForkedLaunch::Start(); };
+  service::ServiceHost services(handler, loop, std::move(options));
+  services.PolicyChanged();
+
+  // A client, and its connect waiting for the service to be ready.
+  int pair[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair), 0);
+  UniqueFd client(pair[0]);
+  Identity identity;
+  identity.uid = 1000;
+  ASSERT_OK_AND_ASSIGN(uint64_t connection, loop.AddServiceConnection(UniqueFd(pair[1]), identity));
+  server::ConnectRequest request;
+  request.connection_id = connection;
+  request.request_id = 5;
+  request.client = identity;
+  request.principal = "me";
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> end,
+                       services.Connect(*handler.policy().FindService("svc"), request));
+  ASSERT_FALSE(end.has_value()) << "connected before the service was ready";
+  ASSERT_EQ(services.Report()[0].state, ServiceState::STARTING);
+
+  // A denial of another uid that the budget only counts.
+  audit::AuditEvent denial;
+  denial.uid = 2000;
+  denial.request = "acquire";
+  denial.capability = "x";
+  denial.reason = "no";
+  EXPECT_NE(audit.Record(denial, audit::InstantNow()), 0u);
+  EXPECT_EQ(audit.Record(denial, audit::InstantNow()), 0u);
+
+  UniqueFd listener(eventfd(0, EFD_CLOEXEC));  // never readable
+  ::testing::internal::CaptureStderr();
+  absl::Status served = ServeThenStop(loop, listener.get(), /*control_fd=*/-1,
+                                      [] { return true; }, services, audit);
+  std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(served, StatusIs(absl::StatusCode::kFailedPrecondition,
+                               HasSubstr("epoll_ctl(ADD control fd)")))
+      << served;
+
+  // The service was stopped, not left to the host's destructor's SIGKILL.
+  server::ServiceReport report = services.Report()[0];
+  EXPECT_EQ(report.state, ServiceState::STOPPED);
+  EXPECT_EQ(report.last_exit, "exit status 0");
+  EXPECT_THAT(log, HasSubstr("capbrokerd: [svc] got SIGTERM\n"));
+
+  // The waiting connect was answered, and the answer sent.
+  alignas(capnp::word) char buffer[4096];
+  ssize_t n = recv(client.get(), buffer, sizeof(buffer), MSG_DONTWAIT);
+  ASSERT_GT(n, 0) << "no answer: " << strerror(errno);
+  capnp::FlatArrayMessageReader reader(
+      kj::arrayPtr(reinterpret_cast<const capnp::word*>(buffer), n / sizeof(capnp::word)));
+  auto reply = reader.getRoot<schema::Reply>();
+  EXPECT_EQ(reply.getId(), 5u);
+  ASSERT_TRUE(reply.isError());
+  EXPECT_THAT(reply.getError().getMessage().cStr(), HasSubstr("the broker is stopping"));
+
+  // The audit log's last lines: the count still waiting was written.
+  std::string text(4096, '\0');
+  ssize_t got = pread(audit_file.get(), text.data(), text.size(), 0);
+  ASSERT_GE(got, 0);
+  text.resize(static_cast<size_t>(got));
+  EXPECT_THAT(text, HasSubstr("\"event\":\"denialsSuppressed\""));
+}
+
+}  // namespace
+}  // namespace capbroker::daemon

@@ -67,11 +67,12 @@ void OutputLines::Suppress(absl::string_view bytes) {
   partial_.append(bytes.data(), bytes.size());
 }
 
-std::vector<std::string> OutputLines::Finish() {
-  std::vector<std::string> lines;
-  if (!partial_.empty()) lines.push_back(EscapedKeepingUtf8(partial_));
+OutputEnd OutputLines::Finish(uint64_t refused) {
+  OutputEnd end;
+  end.suppressed = std::exchange(suppressed_, 0) + refused;
+  if (!partial_.empty()) end.rest = EscapedKeepingUtf8(partial_);
   partial_.clear();
-  return lines;
+  return end;
 }
 
 }  // namespace capbroker::service

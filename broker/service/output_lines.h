@@ -15,12 +15,14 @@
 // a service that floods its output must not keep the broker's only thread
 // busy. A line the budget refuses is never built: once one line of a batch
 // is refused, the rest of the batch are counted (memchr over the bytes), not
-// copied, and their number goes to the next line allowed.
+// copied, and their number goes to the next line allowed, or, when the
+// stream ends first, to Finish.
 #ifndef CAPBROKER_BROKER_SERVICE_OUTPUT_LINES_H_
 #define CAPBROKER_BROKER_SERVICE_OUTPUT_LINES_H_
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +37,14 @@ inline constexpr size_t kMaxLineBytes = 4096;
 struct OutputLine {
   std::string text;
   uint64_t suppressed_before = 0;
+};
+
+// What is left when the stream ends.
+struct OutputEnd {
+  // Lines suppressed since the last line logged, that no line will report.
+  uint64_t suppressed = 0;
+  // The unterminated rest, escaped (see above); it came after them.
+  std::optional<std::string> rest;
 };
 
 class OutputLines {
@@ -52,8 +62,11 @@ class OutputLines {
   // kMaxLineBytes counts as a line.
   std::vector<OutputLine> Add(absl::string_view bytes, Allow allow);
 
-  // The unterminated rest, if any (at end of stream), escaped, not rationed.
-  std::vector<std::string> Finish();
+  // At end of stream: the lines suppressed and not yet reported, with
+  // `refused` (those `allow` refused and has not reported: LogLimiter::
+  // TakeSuppressed), and the unterminated rest, if any, not rationed. The
+  // stream starts afresh after it.
+  OutputEnd Finish(uint64_t refused);
 
  private:
   // The current line is complete: logged if allowed.

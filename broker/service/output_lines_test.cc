@@ -34,8 +34,10 @@ TEST(OutputLinesTest, JoinsPiecesIntoLines) {
   EXPECT_THAT(Texts(lines.Add("lo\nwor", AllowAll)), ElementsAre("hello"));
   EXPECT_THAT(Texts(lines.Add("ld\n\n", AllowAll)), ElementsAre("world", ""));
   EXPECT_THAT(lines.Add("tail", AllowAll), IsEmpty());
-  EXPECT_THAT(lines.Finish(), ElementsAre("tail"));
-  EXPECT_THAT(lines.Finish(), IsEmpty());
+  OutputEnd end = lines.Finish(0);
+  EXPECT_EQ(end.rest, "tail");
+  EXPECT_EQ(end.suppressed, 0u);
+  EXPECT_FALSE(lines.Finish(0).rest.has_value());
 }
 
 TEST(OutputLinesTest, ControlCharactersCannotForgeLines) {
@@ -60,7 +62,7 @@ TEST(OutputLinesTest, C1ControlsCannotReachTheTerminal) {
   EXPECT_THAT(Texts(lines.Add("\xa9\xc2\x85\n", AllowAll)),
               ElementsAre("\xc3\xa9\\xc2\\x85"));
   EXPECT_THAT(lines.Add("\xc2\x9b" "2J", AllowAll), IsEmpty());
-  EXPECT_THAT(lines.Finish(), ElementsAre("\\xc2\\x9b2J"));
+  EXPECT_EQ(lines.Finish(0).rest, "\\xc2\\x9b2J");
 }
 
 // The cut is made on what the service wrote, escaping afterwards: a line
@@ -135,6 +137,26 @@ TEST(OutputLinesTest, SuppressedLongLinesAndTailsAreCountedAndKept) {
   EXPECT_EQ(next[0].suppressed_before, 6u);
 }
 
+// A flood that no line follows: its count, refusals of the budget and
+// lines counted without asking it together, comes at the end of the
+// stream, before the unterminated rest; once.
+TEST(OutputLinesTest, TheCountOfAFloodThatEndsTheStreamIsGivenAtTheEnd) {
+  const absl::Time t0 = absl::FromUnixSeconds(1000);
+  OutputLines lines;
+  Budget budget(2);
+  EXPECT_THAT(Texts(budget.Add(lines, "a\nb\nc\nd\ne\ntail", t0)), ElementsAre("a", "b"));
+  OutputEnd end = lines.Finish(budget.limiter.TakeSuppressed());
+  EXPECT_EQ(end.suppressed, 3u);
+  EXPECT_EQ(end.rest, "tail");
+  // The stream starts afresh: nothing is carried over to its next line.
+  end = lines.Finish(budget.limiter.TakeSuppressed());
+  EXPECT_EQ(end.suppressed, 0u);
+  EXPECT_FALSE(end.rest.has_value());
+  std::vector<OutputLine> next = budget.Add(lines, "next\n", t0 + absl::Seconds(1));
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].suppressed_before, 0u);
+}
+
 // The rationed lines are those of the plain rule (a line at each '\n' and
 // at every kMaxLineBytes, each asked of the budget), whatever the input and
 // however it is cut into batches: a comparison over generated input.
@@ -202,8 +224,11 @@ TEST(OutputLinesTest, RationedLinesAreThoseOfThePlainRule) {
             << "round " << round << " batch " << batch << " line " << i;
       }
     }
-    std::vector<std::string> tail = lines.Finish();
-    EXPECT_EQ(tail.empty() ? "" : tail[0], reference.partial);
+    // At the end, the lines suppressed since the last one allowed: the
+    // plain rule's refusals not yet reported.
+    OutputEnd end = lines.Finish(budget.limiter.TakeSuppressed());
+    EXPECT_EQ(end.rest.value_or(""), reference.partial) << "round " << round;
+    EXPECT_EQ(end.suppressed, reference.limiter.TakeSuppressed()) << "round " << round;
   }
 }
 

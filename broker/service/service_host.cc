@@ -548,15 +548,25 @@ void ServiceHost::OnOutput(Service& service) {
       // End of output (or an error): the process may live on silently.
       loop_.Unwatch(service.output.get());
       service.output.reset();
+      EndOfOutput(service);
       return;
     }
     for (const OutputLine& line : service.lines.Add(absl::string_view(buffer, n), allow)) {
-      if (line.suppressed_before > 0) {
-        Log(service, absl::StrCat("(", line.suppressed_before, " lines of output suppressed)"));
-      }
+      LogSuppressed(service, line.suppressed_before);
       LogOutput(service, line.text);
     }
   }
+}
+
+void ServiceHost::LogSuppressed(const Service& service, uint64_t count) const {
+  if (count > 0) Log(service, absl::StrCat("(", count, " lines of output suppressed)"));
+}
+
+void ServiceHost::EndOfOutput(Service& service) {
+  // No line of this output follows to carry the count: it goes alone.
+  OutputEnd end = service.lines.Finish(service.log_limiter.TakeSuppressed());
+  LogSuppressed(service, end.suppressed);
+  if (end.rest.has_value()) LogOutput(service, *end.rest);
 }
 
 void ServiceHost::LogOutput(const Service& service, absl::string_view line) const {
@@ -568,7 +578,7 @@ void ServiceHost::LogLastOutput(Service& service) {
   // Without waiting (the pipe is non-blocking): what the process wrote
   // before it ended, as far as one wakeup's ration goes.
   if (service.output) OnOutput(service);
-  for (const std::string& line : service.lines.Finish()) LogOutput(service, line);
+  EndOfOutput(service);  // done already if OnOutput met the end of the pipe
 }
 
 void ServiceHost::OnTimer(Service& service) {

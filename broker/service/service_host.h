@@ -192,8 +192,14 @@ class ServiceHost : public server::ServiceDirectory {
   void OnOutput(Service& service);
   // Logs one line of the service's output, prefixed with its name.
   void LogOutput(const Service& service, absl::string_view line) const;
+  // Logs "(N lines of output suppressed)" unless `count` is 0.
+  void LogSuppressed(const Service& service, uint64_t count) const;
+  // The service's output has ended (its pipe closed, or the process ended
+  // or is given up): logs the count of lines suppressed that no line
+  // reported, then the unterminated rest.
+  void EndOfOutput(Service& service);
   // Reads and logs what is left of the output of a process that has ended
-  // or is given up, unterminated rest included, without waiting.
+  // or is given up, without waiting, then EndOfOutput.
   void LogLastOutput(Service& service);
   void OnTimer(Service& service);
   void BecomeReady(Service& service);

@@ -54,6 +54,7 @@ using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
+using ::testing::StartsWith;
 
 // The client connection whose connects the tests make.
 constexpr uint64_t kClient = 7;
@@ -188,6 +189,9 @@ struct Script {
   absl::Status report_failure;  // what the child reports, once set up
   int exit_code = -1;           // then exits with it at once; -1: runs until killed
   bool ignores_sigterm = false;
+  // What the child writes on its output (one write), before it reports
+  // itself set up.
+  std::string output;
 };
 
 // A launch as sandbox::StartLaunch makes it, scripted: a forked child holds
@@ -212,6 +216,11 @@ class FakeLaunch : public sandbox::PendingLaunch {
       if (script.ignores_sigterm) signal(SIGTERM, SIG_IGN);
       char byte;
       if (!script.stuck && read(go[0], &byte, 1) == 1) {
+        if (!script.output.empty() &&
+            write(output[1], script.output.data(), script.output.size()) !=
+                static_cast<ssize_t>(script.output.size())) {
+          _exit(3);
+        }
         if (!script.cgroup.empty()) JoinCgroup(script.cgroup);
         if (script.descendant && fork() == 0) {
           close(report[1]);
@@ -582,6 +591,52 @@ TEST_F(ServiceHostTest, AnExitThatCannotBeReapedEndsTheRunOnce) {
   // A failure: the next start is a restart in a row.
   ASSERT_OK(Connect("once", 2).status());
   EXPECT_EQ(Report("once").state, ServiceState::BACKOFF);
+}
+
+// A flood of output: 150 lines in one write, more than a second's budget
+// (100), and an unterminated tail. As the host reads it at one moment, 100
+// lines are logged and 50 suppressed.
+std::string Flood() {
+  std::string flood;
+  for (int i = 0; i < 150; ++i) absl::StrAppend(&flood, "line ", i, "\n");
+  return flood + "tail";
+}
+
+// What `log` holds after the first `line`; "" when it holds no such line.
+std::string After(const std::string& log, const std::string& line) {
+  size_t at = log.find(line);
+  return at == std::string::npos ? "" : log.substr(at + line.size());
+}
+
+// The count of the lines a flood suppressed is logged when the service's
+// output ends with its run, before the unterminated tail, although no line
+// follows it: not carried over to the next run's first line, nor lost.
+TEST_F(ServiceHostTest, TheLinesAFloodSuppressedAreCountedWhenTheRunEnds) {
+  scripts_["once"].output = Flood();
+  exit_code_ = 0;
+  ::testing::internal::CaptureStderr();
+  EXPECT_OK(Connect("once", 1).status());
+  EXPECT_TRUE(RunUntil([&] { return Report("once").state == ServiceState::STOPPED; }));
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(After(log, "capbrokerd: [once] line 99\n"),
+              StartsWith("capbrokerd: service 'once': (50 lines of output suppressed)\n"
+                         "capbrokerd: [once] tail\n"));
+  EXPECT_THAT(log, Not(HasSubstr("line 100")));
+}
+
+// Likewise when the broker stops the service: the count is logged with
+// what it wrote last.
+TEST_F(ServiceHostTest, TheLinesAFloodSuppressedAreCountedWhenTheBrokerStops) {
+  scripts_["svc"].output = Flood();
+  ::testing::internal::CaptureStderr();
+  EXPECT_OK(Connect("svc", 1).status());
+  EXPECT_TRUE(RunUntil([&] { return Report("svc").state == ServiceState::RUNNING; }));
+  host_->StopAll();
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(Report("svc").last_exit, "killed by SIGTERM");
+  EXPECT_THAT(After(log, "capbrokerd: [svc] line 99\n"),
+              StartsWith("capbrokerd: service 'svc': (50 lines of output suppressed)\n"
+                         "capbrokerd: [svc] tail\n"));
 }
 
 TEST_F(ServiceHostTest, StopAllSaysWhenHowAServiceEndedIsNotKnown) {

@@ -8,6 +8,7 @@
 #define CAPBROKER_SDK_BASE_LOG_LIMITER_H_
 
 #include <cstdint>
+#include <utility>
 
 #include "absl/time/time.h"
 
@@ -20,6 +21,11 @@ class LogLimiter {
   // Whether a line may be logged at `now`. When it may, `suppressed` is set
   // to the number of lines refused since the last one allowed.
   bool Allow(absl::Time now, uint64_t& suppressed);
+
+  // The number of lines refused since the last one allowed, which the next
+  // Allow would report; forgets them. For a stream of lines that ends
+  // (a service's output closing): no later line will carry the count.
+  uint64_t TakeSuppressed() { return std::exchange(suppressed_, 0); }
 
  private:
   int budget_;

@@ -21,5 +21,19 @@ TEST(LogLimiterTest, AllowsBudgetPerSecondAndCountsTheRest) {
   EXPECT_EQ(suppressed, 0u);
 }
 
+TEST(LogLimiterTest, TheCountOfLinesRefusedCanBeTakenWhenNoLineFollows) {
+  LogLimiter limiter(1);
+  absl::Time t = absl::FromUnixSeconds(100);
+  uint64_t suppressed = 99;
+  EXPECT_TRUE(limiter.Allow(t, suppressed));
+  EXPECT_FALSE(limiter.Allow(t, suppressed));
+  EXPECT_FALSE(limiter.Allow(t, suppressed));
+  EXPECT_EQ(limiter.TakeSuppressed(), 2u);
+  EXPECT_EQ(limiter.TakeSuppressed(), 0u);
+  // Taken, they are not reported again.
+  EXPECT_TRUE(limiter.Allow(t + absl::Seconds(1), suppressed));
+  EXPECT_EQ(suppressed, 0u);
+}
+
 }  // namespace
 }  // namespace capbroker

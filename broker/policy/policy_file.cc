@@ -32,8 +32,8 @@ absl::StatusOr<UniqueFd> OpenPolicy(const std::string& path, uid_t euid) {
                   O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
   });
   // The path as given (capctl policy check's argument, --policy), shown on
-  // one line whatever it holds.
-  const std::string shown = Escaped(path);
+  // one line whatever it holds, and in its own language.
+  const std::string shown = EscapedKeepingUtf8(path);
   if (fd < 0 && errno == ELOOP) {
     return absl::FailedPreconditionError(absl::StrCat(
         "policy ", shown, " is a symbolic link; name the file itself "

@@ -107,6 +107,24 @@ TEST_F(PolicyFileTest, MissingFileIsNotFoundAndNamesThePath) {
                        absl::StrCat("open(policy ", path, "): No such file or directory")));
 }
 
+// A policy in a directory named in any language: the messages that name
+// its path show it as it is; before, "open(policy .../\xe6\x97\xa5\xe6\x9c
+// \xac/absent.cb)" and the same in the symlink's advice.
+TEST_F(PolicyFileTest, MessagesShowAPathInAnyLanguageAsItIs) {
+  const std::string japanese = dir_ + "/\xe6\x97\xa5\xe6\x9c\xac";
+  ASSERT_EQ(mkdir(japanese.c_str(), 0755), 0);
+  EXPECT_THAT(LoadPolicyFile(japanese + "/absent.cb", BrokerContext()),
+              StatusIs(absl::StatusCode::kNotFound,
+                       absl::StrCat("open(policy ", japanese,
+                                    "/absent.cb): No such file or directory")));
+  Write("\xe6\x97\xa5\xe6\x9c\xac/policy.cb", kPolicy);
+  ASSERT_EQ(symlink("policy.cb", (japanese + "/link.cb").c_str()), 0);
+  EXPECT_THAT(LoadPolicyFile(japanese + "/link.cb", BrokerContext()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       absl::StrCat("policy ", japanese, "/link.cb is a symbolic link; name the "
+                                    "file itself (readlink -f ", japanese, "/link.cb)")));
+}
+
 TEST_F(PolicyFileTest, RefusesGroupOrOtherWritable) {
   std::string group = Write("group.cb", kPolicy, 0664);
   EXPECT_THAT(LoadPolicyFile(group, BrokerContext()),

@@ -14,10 +14,14 @@
 // the rule for text shown to a person: valid UTF-8 that shows as text is
 // kept, and the rest is escaped by the same rule. A hosted service's log
 // lines (broker/service/output_lines.h), the broker's policy excerpts
-// (broker/policy/excerpt.h), the policy loader's messages that name a path
-// (broker/policy/policy_file.h), what capctl shows of the broker's texts
-// (names, paths, reasons) and of `policy check`'s lines, and the file name
-// in a policy's FILE:LINE:COL errors (broker/policy/diagnostics.h) use it.
+// (broker/policy/excerpt.h), the messages of the policy loader and of the
+// trusted path walk that quote a path or a symlink's target (broker/policy/
+// policy_file.h, broker/util/trusted_path.h), what capctl shows of the
+// broker's texts (names, paths, reasons), of `policy check`'s lines and of
+// its own arguments, and the file name in a policy's FILE:LINE:COL errors
+// (broker/policy/diagnostics.h) use it. It leaves its own output as it is
+// (all of it is printable ASCII or text it keeps), so a reader that
+// escapes text already escaped by its writer changes nothing.
 // Machine-read formats (the audit log's and the journal's JSON) escape in
 // their own form, with LineBreakingCharacter below.
 #ifndef CAPBROKER_SDK_BASE_ESCAPE_H_

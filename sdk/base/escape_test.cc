@@ -56,6 +56,17 @@ TEST(EscapeTest, KeepingUtf8EscapesInvalidUtf8ByteByByte) {
             "\xdf\xbf\xef\xbf\xbf\xf4\x8f\xbf\xbf");
 }
 
+// What it writes it keeps: escaping twice (a writer, then a reader that
+// does not trust it) changes nothing; a backslash is never escaped.
+TEST(EscapeTest, KeepingUtf8LeavesItsOwnOutputAsItIs) {
+  for (const std::string& text :
+       {std::string("a\nb\0c", 5), std::string("\\x0a \xc3\xa9 \xc2\x9b \xe2\x80\xae \xff"),
+        std::string("\xe4\xb8\xad\x1b[2J\xed\xa0\x80")}) {
+    const std::string once = EscapedKeepingUtf8(text);
+    EXPECT_EQ(EscapedKeepingUtf8(once), once) << once;
+  }
+}
+
 // The bound counts the bytes appended, and what does not fit whole is left
 // out: a character kept ("\xc3\xa9", 2 bytes), an escaped one (CSI, 8
 // bytes as \xc2\x9b), an invalid byte (4).

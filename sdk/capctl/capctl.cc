@@ -22,6 +22,7 @@
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/base/unique_fd.h"
+#include "sdk/capctl/display_width.h"
 #include "sdk/capctl/fd_placement.h"
 #include "sdk/capctl/policy_commands.h"
 #include "sdk/capctl/usage.h"
@@ -76,19 +77,12 @@ std::string Shown(absl::string_view text, size_t max = kMaxShownArgumentBytes) {
 // bounds its texts, and the client library checks the reply's size.
 std::string Displayed(absl::string_view text) { return EscapedKeepingUtf8(text); }
 
-// The columns a Displayed text takes on a terminal, counted as one per
-// character: right for the scripts of most names, one short per wide
-// (East Asian) character.
-size_t Columns(absl::string_view text) {
-  return static_cast<size_t>(std::count_if(text.begin(), text.end(), [](char c) {
-    return (static_cast<unsigned char>(c) & 0xc0) != 0x80;  // not a continuation byte
-  }));
-}
-
-// `text`, Displayed, then spaces up to `width` columns and two more.
+// `text`, Displayed, then spaces up to `width` terminal columns and two
+// more: counted by DisplayWidth, so that a wide (East Asian) character
+// takes its two columns and a combining mark none.
 std::string Padded(absl::string_view text, size_t width) {
   std::string padded = Displayed(text);
-  const size_t columns = Columns(padded);
+  const size_t columns = DisplayWidth(padded);
   padded.append(std::max(width, columns) + 2 - columns, ' ');
   return padded;
 }
@@ -404,7 +398,7 @@ int Capctl::Services(const Options& o) {
     return kExitOk;
   }
   size_t width = 7;
-  for (const ServiceInfo& s : *services) width = std::max(width, Columns(Displayed(s.name)));
+  for (const ServiceInfo& s : *services) width = std::max(width, DisplayWidth(Displayed(s.name)));
   out_ << Padded("SERVICE", width) << Padded("STATE", 8) << Padded("PID", 7)
        << Padded("RESTARTS", 8) << Padded("UPTIME", 7) << "PROTECTIONS\n";
   for (const ServiceInfo& s : *services) {
@@ -429,7 +423,7 @@ int Capctl::List(const Options& o) {
   absl::StatusOr<std::vector<CapabilityInfo>> caps = client->List();
   if (!caps.ok()) return Fail(caps.status(), "list");
   size_t width = 4;
-  for (const CapabilityInfo& c : *caps) width = std::max(width, Columns(Displayed(c.name)));
+  for (const CapabilityInfo& c : *caps) width = std::max(width, DisplayWidth(Displayed(c.name)));
   out_ << Padded("NAME", width) << Padded("KIND", 9) << Padded("ACCESS", 9) << "PATH/SIZE\n";
   for (const CapabilityInfo& c : *caps) {
     std::string where = c.kind == schema::Kind::MEMORY

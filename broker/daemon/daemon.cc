@@ -27,6 +27,7 @@
 #include "broker/sandbox/cgroup.h"
 #include "broker/sandbox/sandbox.h"
 #include "broker/service/service_host.h"
+#include "sdk/base/escape.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/wire/socket_path.h"
@@ -142,6 +143,9 @@ void ReloadPolicy(const DaemonFlags& flags, server::RequestHandler& handler,
   stats.last_reload_refused = !installed.ok();
   if (!installed.ok()) {
     ++stats.policy_reload_failures;
+    // Escaped where each quoted name entered it (the policy loader,
+    // broker/util/trusted_path): printed as it is here, shown by capctl
+    // status as it is (capctl escapes again, which leaves it unchanged).
     stats.last_reload_error = std::string(installed.message());
     std::fprintf(stderr, "capbrokerd: SIGHUP: keeping the current policy: %s\n",
                  stats.last_reload_error.c_str());
@@ -152,7 +156,7 @@ void ReloadPolicy(const DaemonFlags& flags, server::RequestHandler& handler,
   std::fprintf(stderr,
                "capbrokerd: SIGHUP: policy %s reloaded (%zu capabilities, %zu principals, "
                "%zu services)\n",
-               path.c_str(), handler.policy().capabilities().size(),
+               EscapedKeepingUtf8(path).c_str(), handler.policy().capabilities().size(),
                handler.policy().principals().size(), handler.policy().services().size());
   services.PolicyChanged();
 }
@@ -437,7 +441,8 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
                "capbrokerd: serving %s with policy %s (%zu capabilities, %zu principals, "
                "%zu services)\n",
                listener.path().empty() ? "the socket from systemd" : listener.path().c_str(),
-               flags.policy_path.c_str(), handler.policy().capabilities().size(),
+               EscapedKeepingUtf8(flags.policy_path).c_str(),
+               handler.policy().capabilities().size(),
                handler.policy().principals().size(), handler.policy().services().size());
   if (ready.has_value()) CB_RETURN_IF_ERROR(ready->Notify("READY"));
   absl::Status notified = server::NotifySystemd();

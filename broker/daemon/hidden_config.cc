@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "sdk/base/escape.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 
@@ -24,7 +25,9 @@ namespace {
 absl::StatusOr<std::string> CanonicalPath(absl::string_view path) {
   std::string copy(path);
   std::unique_ptr<char, decltype(&free)> canonical(realpath(copy.c_str(), nullptr), &free);
-  if (canonical == nullptr) return ErrnoStatus(errno, absl::StrCat("realpath(", copy, ")"));
+  if (canonical == nullptr) {
+    return ErrnoStatus(errno, absl::StrCat("realpath(", EscapedKeepingUtf8(copy), ")"));
+  }
   return std::string(canonical.get());
 }
 
@@ -66,7 +69,9 @@ absl::StatusOr<std::vector<GuardedDirectory>> DirectoriesHolding(absl::string_vi
     size_t slash = dir.rfind('/');
     dir = slash == 0 ? "/" : dir.substr(0, slash);
     struct stat st;
-    if (stat(dir.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat(", dir, ")"));
+    if (stat(dir.c_str(), &st) != 0) {
+      return ErrnoStatus(errno, absl::StrCat("stat(", EscapedKeepingUtf8(dir), ")"));
+    }
     guarded.push_back(GuardedDirectory{st.st_dev, st.st_ino, dir, holds});
   }
   return guarded;

@@ -6,8 +6,8 @@
 namespace capbroker {
 
 std::string Excerpt(absl::string_view text, size_t max_bytes) {
-  std::string out = Escaped(text.substr(0, max_bytes));
-  if (text.size() > max_bytes) out += "...";
+  std::string out;
+  if (AppendEscapedKeepingUtf8(text, max_bytes, out) < text.size()) out += "...";
   return out;
 }
 

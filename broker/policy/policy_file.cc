@@ -18,6 +18,13 @@
 namespace capbroker {
 namespace {
 
+// The policy's path as given (capctl policy check's argument, --policy) as
+// a message names it: on one line whatever it holds, in its own language.
+// Escaped here, where it enters the message (as broker/util/trusted_path
+// escapes what it quotes), so that every printer (the broker's stderr,
+// capctl status, capctl policy check) shows it safely.
+std::string Shown(absl::string_view path) { return EscapedKeepingUtf8(path); }
+
 // Opens the policy relative to its directory, reached by a walk that
 // checks every directory and symlink on the way (broker/util/trusted_path.h),
 // so that the file opened is the one in the directory checked.
@@ -31,9 +38,7 @@ absl::StatusOr<UniqueFd> OpenPolicy(const std::string& path, uid_t euid) {
     return openat(parent.dir.get(), parent.name.c_str(),
                   O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
   });
-  // The path as given (capctl policy check's argument, --policy), shown on
-  // one line whatever it holds.
-  const std::string shown = Escaped(path);
+  const std::string shown = Shown(path);
   if (fd < 0 && errno == ELOOP) {
     return absl::FailedPreconditionError(absl::StrCat(
         "policy ", shown, " is a symbolic link; name the file itself "
@@ -48,7 +53,7 @@ absl::Status CheckPolicyFileStat(absl::string_view path, const struct stat& st, 
   CB_RETURN_IF_ERROR(util::CheckTrustedFileStat("policy", path, st, euid));
   if (static_cast<uint64_t>(st.st_size) > kMaxPolicyBytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "policy ", path, " is ", st.st_size, " bytes; the limit is ", kMaxPolicyBytes,
+        "policy ", Shown(path), " is ", st.st_size, " bytes; the limit is ", kMaxPolicyBytes,
         " bytes (1 MiB)"));
   }
   return absl::OkStatus();
@@ -63,13 +68,13 @@ absl::StatusOr<std::string> ReadAll(int fd, const std::string& path) {
   size_t length = 0;
   while (length < text.size()) {
     ssize_t n = RetryEintr([&]() { return read(fd, &text[length], text.size() - length); });
-    if (n < 0) return ErrnoStatus(errno, absl::StrCat("read(policy ", path, ")"));
+    if (n < 0) return ErrnoStatus(errno, absl::StrCat("read(policy ", Shown(path), ")"));
     if (n == 0) break;
     length += static_cast<size_t>(n);
   }
   if (length > kMaxPolicyBytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "policy ", path, " is larger than the limit of ", kMaxPolicyBytes,
+        "policy ", Shown(path), " is larger than the limit of ", kMaxPolicyBytes,
         " bytes (1 MiB)"));
   }
   text.resize(length);
@@ -89,7 +94,7 @@ absl::StatusOr<Policy> LoadPolicyFile(absl::string_view path_view,
   CB_ASSIGN_OR_RETURN(UniqueFd fd, OpenPolicy(path, euid));
   struct stat st;
   if (fstat(fd.get(), &st) != 0) {
-    return ErrnoStatus(errno, absl::StrCat("fstat(policy ", path, ")"));
+    return ErrnoStatus(errno, absl::StrCat("fstat(policy ", Shown(path), ")"));
   }
   CB_RETURN_IF_ERROR(CheckPolicyFileStat(path, st, euid));
   CB_ASSIGN_OR_RETURN(std::string text, ReadAll(fd.get(), path));

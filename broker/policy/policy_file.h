@@ -45,7 +45,9 @@ namespace capbroker {
 // symlink, not a regular file, wrong owner, writable by others; or a
 // directory or symlink on the way that another user could change),
 // kResourceExhausted (too large), kInvalidArgument (the text is wrong, see
-// ParsePolicy), or the errno status of a failed call.
+// ParsePolicy), or the errno status of a failed call. A message quotes the
+// path, and whatever it names from the disk (where a symlink leads),
+// escaped (EscapedKeepingUtf8): it may be printed as it is.
 //
 // Unless `broker` sets resolve_program, the policy's `exe` paths, and its
 // capability paths that do not follow symlinks, are checked with

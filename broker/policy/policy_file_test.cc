@@ -107,6 +107,65 @@ TEST_F(PolicyFileTest, MissingFileIsNotFoundAndNamesThePath) {
                        absl::StrCat("open(policy ", path, "): No such file or directory")));
 }
 
+// A policy in a directory named in any language: the messages that name
+// its path show it as it is; before, "open(policy .../\xe6\x97\xa5\xe6\x9c
+// \xac/absent.cb)" and the same in the symlink's advice.
+TEST_F(PolicyFileTest, MessagesShowAPathInAnyLanguageAsItIs) {
+  const std::string japanese = dir_ + "/\xe6\x97\xa5\xe6\x9c\xac";
+  ASSERT_EQ(mkdir(japanese.c_str(), 0755), 0);
+  EXPECT_THAT(LoadPolicyFile(japanese + "/absent.cb", BrokerContext()),
+              StatusIs(absl::StatusCode::kNotFound,
+                       absl::StrCat("open(policy ", japanese,
+                                    "/absent.cb): No such file or directory")));
+  Write("\xe6\x97\xa5\xe6\x9c\xac/policy.cb", kPolicy);
+  ASSERT_EQ(symlink("policy.cb", (japanese + "/link.cb").c_str()), 0);
+  EXPECT_THAT(LoadPolicyFile(japanese + "/link.cb", BrokerContext()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       absl::StrCat("policy ", japanese, "/link.cb is a symbolic link; name the "
+                                    "file itself (readlink -f ", japanese, "/link.cb)")));
+}
+
+// What a refusal quotes of the file system (where a symlink of root's
+// leads, a name with a newline and an ESC sequence in it) and of the
+// policy's strings (an exe whose string says "\n") is escaped where it
+// enters the message, so that the broker's stderr line for a refused
+// reload, `capctl status` and `capctl policy check` show each error as one
+// line and no escape sequence. Before, both went in raw.
+TEST_F(PolicyFileTest, RefusalsQuoteWhatIsOnDiskEscaped) {
+  char resolved[PATH_MAX];
+  ASSERT_NE(realpath(dir_.c_str(), resolved), nullptr) << errno;
+  std::string base = resolved;
+  ASSERT_EQ(mkdir((base + "/t\x1b[2J\nx").c_str(), 0755), 0);
+  Write("t\x1b[2J\nx/f", "x");
+  ASSERT_EQ(symlink("t\x1b[2J\nx", (base + "/link").c_str()), 0);
+  BrokerContext context;  // as `capctl policy check` resolves
+  context.resolve_program = [](const std::string& path) {
+    return ResolveProgramPath(path, /*may_block=*/true);
+  };
+  std::string policy = Write(
+      "p.cb", absl::StrCat("( capabilities = [ ( name = \"c\", file = ( path = \"", base,
+                           "/link/f\", access = read ) ) ],\n"
+                           "  principals = [ ( name = \"ops\", grants = [ \"c\" ],\n"
+                           "                   match = ( uid = 1000, exe = \"", base,
+                           "/link/f\\n\" ) ) ] )\n"));
+  const std::string shown = base + "/t\\x1b[2J\\x0ax/f";
+  EXPECT_THAT(LoadPolicyFile(policy, context),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       absl::StrCat(policy, ":1:50: capability 'c': path ", base, "/link/f goes "
+                                    "through a symbolic link, which the broker refuses at every "
+                                    "request (it resolves to ", shown, "): write that, or set "
+                                    "followSymlinks = true\n",
+                                    policy, ":3:48: principal 'ops': exe ", base, "/link/f\\x0a "
+                                    "goes through a symbolic link, and the kernel reports the "
+                                    "executable as ", shown, "\\x0a: write that")));
+  // The policy's own path, through a link of root's to nothing.
+  ASSERT_EQ(symlink("gone\n\x1b[2J", (base + "/plink").c_str()), 0);
+  EXPECT_THAT(LoadPolicyFile(base + "/plink/policy.cb", context),
+              StatusIs(absl::StatusCode::kNotFound,
+                       absl::StrCat(base, "/gone\\x0a\\x1b[2J, on the path to the policy ", base,
+                                    "/plink/policy.cb, does not exist")));
+}
+
 TEST_F(PolicyFileTest, RefusesGroupOrOtherWritable) {
   std::string group = Write("group.cb", kPolicy, 0664);
   EXPECT_THAT(LoadPolicyFile(group, BrokerContext()),

@@ -13,6 +13,7 @@
 #include "capnp/serialize-text.h"
 #include "kj/exception.h"
 #include "schemas/policy.capnp.h"
+#include "sdk/base/escape.h"
 #include "sdk/base/kj_status.h"
 #include "sdk/base/status_macros.h"
 
@@ -22,7 +23,7 @@ absl::StatusOr<Policy> ParsePolicy(absl::string_view text, absl::string_view fil
                                    const BrokerContext& broker) {
   if (text.size() > kMaxPolicyBytes) {
     return absl::ResourceExhaustedError(
-        absl::StrCat(filename, ": the policy is ", text.size(),
+        absl::StrCat(EscapedKeepingUtf8(filename), ": the policy is ", text.size(),
                      " bytes; the limit is ", kMaxPolicyBytes, " bytes (1 MiB)"));
   }
   TextLocator locator = TextLocator::Parse(text);
@@ -51,7 +52,8 @@ absl::StatusOr<Policy> ParsePolicy(absl::string_view text, absl::string_view fil
   }
 
   std::optional<Policy> policy;
-  absl::Status status = CatchKj(absl::StrCat(filename, ": reading the decoded policy"),
+  absl::Status status = CatchKj(absl::StrCat(EscapedKeepingUtf8(filename),
+                                             ": reading the decoded policy"),
                                 [&]() {
                                   CheckFieldUniqueness(locator, schema, diagnostics);
                                   policy = ValidatePolicy(builder.asReader(), locator,
@@ -61,7 +63,8 @@ absl::StatusOr<Policy> ParsePolicy(absl::string_view text, absl::string_view fil
   if (!status.ok()) return status;
   if (diagnostics.count() > 0 || !policy.has_value()) {
     CB_RETURN_IF_ERROR(diagnostics.ToStatus());
-    return absl::InternalError(absl::StrCat(filename, ": validation failed without a message"));
+    return absl::InternalError(absl::StrCat(EscapedKeepingUtf8(filename),
+                                            ": validation failed without a message"));
   }
   return std::move(*policy);
 }

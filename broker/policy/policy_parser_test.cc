@@ -166,6 +166,19 @@ TEST(ParsePolicyErrorTest, UnknownFieldNamesTheValidFields) {
             "valid fields: uid, gid, exe, anyUser");
 }
 
+// Text in any language: an error's excerpt quotes it as it is (before,
+// '\xcf\x89\xce\xbc...'), and the column of an error after it on the same
+// line counts characters, as an editor's does, not bytes (75, not 80).
+TEST(ParsePolicyErrorTest, ExcerptsKeepTextInAnyLanguageAndColumnsCountCharacters) {
+  EXPECT_EQ(ErrorFor("( capabilities = [ ( name = \"\xcf\x89\xce\xbc\xce\xad\xce\xb3\xce\xb1\", "
+                     "memory = ( size = 4096 ) ), ( name = \"\xce\xa9\", "
+                     "memory = ( size = 4096 ) ) ] )"),
+            "policy.cb:1:29: capability name '\xcf\x89\xce\xbc\xce\xad\xce\xb3\xce\xb1' is "
+            "invalid: use 1 to 64 of A-Z a-z 0-9 _ . -, the first a letter or digit\n"
+            "policy.cb:1:75: capability name '\xce\xa9' is invalid: use 1 to 64 of A-Z a-z "
+            "0-9 _ . -, the first a letter or digit");
+}
+
 TEST(ParsePolicyErrorTest, UnknownEnumValueListsTheValidValues) {
   EXPECT_EQ(ErrorFor("( capabilities = [\n"
                      "  ( name = \"motd\",\n"

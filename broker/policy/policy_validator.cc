@@ -15,6 +15,7 @@
 #include "broker/policy/checks.h"
 #include "broker/policy/excerpt.h"
 #include "broker/policy/service_validator.h"
+#include "sdk/base/escape.h"
 #include "sdk/wire/limits.h"
 #include "sdk/wire/names.h"
 
@@ -157,10 +158,11 @@ class Validator {
     }
     absl::StatusOr<std::string> resolved = broker_.resolve_program(spec.path);
     if (resolved.ok() && *resolved != spec.path) {
-      checks_.Error(path, absl::StrCat(label, ": path ", spec.path, " goes through a symbolic "
-                                       "link, which the broker refuses at every request (it "
-                                       "resolves to ", *resolved, "): write that, or set "
-                                       "followSymlinks = true"));
+      checks_.Error(path, absl::StrCat(label, ": path ", EscapedKeepingUtf8(spec.path),
+                                       " goes through a symbolic link, which the broker refuses "
+                                       "at every request (it resolves to ",
+                                       EscapedKeepingUtf8(*resolved),
+                                       "): write that, or set followSymlinks = true"));
     } else if (absl::IsFailedPrecondition(resolved.status())) {
       checks_.Error(path, absl::StrCat(label, ": path ", resolved.status().message(),
                                        ", which the broker refuses at every request: name the "
@@ -300,9 +302,10 @@ class Validator {
     if (!broker_.resolve_program) return;
     absl::StatusOr<std::string> resolved = broker_.resolve_program(exe);
     if (resolved.ok() && *resolved != exe) {
-      checks_.Error(exe_path, absl::StrCat(label, ": exe ", exe, " goes through a symbolic "
-                                           "link, and the kernel reports the executable as ",
-                                           *resolved, ": write that"));
+      checks_.Error(exe_path, absl::StrCat(label, ": exe ", EscapedKeepingUtf8(exe),
+                                           " goes through a symbolic link, and the kernel "
+                                           "reports the executable as ",
+                                           EscapedKeepingUtf8(*resolved), ": write that"));
     } else if (absl::IsFailedPrecondition(resolved.status())) {
       checks_.Error(exe_path, absl::StrCat(label, ": exe ", resolved.status().message(),
                                            ", and the kernel reports an executable by the "

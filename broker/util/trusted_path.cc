@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "sdk/base/escape.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 
@@ -23,6 +24,14 @@ namespace capbroker::util {
 namespace {
 
 bool TrustedOwner(uid_t owner, uid_t euid) { return owner == 0 || owner == euid; }
+
+// A path, a symlink's target or a subject as a message quotes it. Each is
+// escaped here, where it enters a message, and nowhere else: the names come
+// from configured paths and from the targets of links root placed, and a
+// newline or an ESC in one would split the broker's stderr line (a refused
+// reload's) or reach the terminal of whoever reads it, there, in capctl
+// status or in capctl policy check. Text in any language stays as it is.
+std::string Shown(absl::string_view text) { return EscapedKeepingUtf8(text); }
 
 std::string Join(absl::string_view dir, absl::string_view name) {
   return dir == "/" ? absl::StrCat("/", name) : absl::StrCat(dir, "/", name);
@@ -79,10 +88,10 @@ absl::StatusOr<std::string> ReadLink(int link, const std::string& path,
   std::string target(PATH_MAX, '\0');
   // An empty name reads the link the fd refers to (Linux 2.6.39).
   ssize_t n = readlinkat(link, "", target.data(), target.size());
-  if (n < 0) return ErrnoStatus(errno, absl::StrCat("readlink ", path));
+  if (n < 0) return ErrnoStatus(errno, absl::StrCat("readlink ", Shown(path)));
   if (static_cast<size_t>(n) == target.size()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "symlink ", path, ", on the path to ", subject, ", is longer than PATH_MAX"));
+    return absl::FailedPreconditionError(absl::StrCat("symlink ", Shown(path), ", on the path to ",
+                                                      Shown(subject), ", is longer than PATH_MAX"));
   }
   target.resize(static_cast<size_t>(n));
   return target;
@@ -119,7 +128,9 @@ class Walk {
   }
 
   absl::Status Enter(UniqueFd dir, std::string path) {
-    if (fstat(dir.get(), &dir_stat_) != 0) return ErrnoStatus(errno, absl::StrCat("fstat ", path));
+    if (fstat(dir.get(), &dir_stat_) != 0) {
+      return ErrnoStatus(errno, absl::StrCat("fstat ", Shown(path)));
+    }
     dir_ = std::move(dir);
     dir_path_ = std::move(path);
     return absl::OkStatus();
@@ -138,18 +149,18 @@ class Walk {
       if (pending_.empty() && last_is_configured_ && rules_.create_mode.has_value()) {
         return Create(name, std::move(path));
       }
-      return absl::NotFoundError(absl::StrCat(path, ", on the path to ", rules_.subject,
-                                              ", does not exist"));
+      return absl::NotFoundError(absl::StrCat(Shown(path), ", on the path to ",
+                                              Shown(rules_.subject), ", does not exist"));
     }
-    CB_ASSIGN_OR_RETURN(UniqueFd fd,
-                        TakeFd(raw, absl::StrCat("openat(", path, ", O_PATH | O_NOFOLLOW)")));
+    CB_ASSIGN_OR_RETURN(UniqueFd fd, TakeFd(raw, absl::StrCat("openat(", Shown(path),
+                                                              ", O_PATH | O_NOFOLLOW)")));
     struct stat st;
     // On an O_PATH | O_NOFOLLOW fd of a symlink, fstat describes the link.
-    if (fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("fstat ", path));
+    if (fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("fstat ", Shown(path)));
     if (S_ISLNK(st.st_mode)) return Follow(fd.get(), path, st);
     if (!S_ISDIR(st.st_mode)) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(path, ", on the path to ", rules_.subject, ", is not a directory"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          Shown(path), ", on the path to ", Shown(rules_.subject), ", is not a directory"));
     }
     return Enter(std::move(fd), std::move(path));
   }
@@ -160,14 +171,14 @@ class Walk {
   absl::Status Follow(int link, const std::string& path, const struct stat& st) {
     if (++links_ > kMaxSymlinks) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "more than ", kMaxSymlinks, " symlinks on the path to ", rules_.subject,
-          " (a loop?); the last was ", path));
+          "more than ", kMaxSymlinks, " symlinks on the path to ", Shown(rules_.subject),
+          " (a loop?); the last was ", Shown(path)));
     }
     CB_ASSIGN_OR_RETURN(std::string target, ReadLink(link, path, rules_.subject));
     CB_RETURN_IF_ERROR(CheckSymlinkStat(path, target, st, rules_));
     if (target.empty()) {  // the kernel's lookup fails with ENOENT too
-      return absl::NotFoundError(absl::StrCat("symlink ", path, ", on the path to ",
-                                              rules_.subject, ", is empty"));
+      return absl::NotFoundError(absl::StrCat("symlink ", Shown(path), ", on the path to ",
+                                              Shown(rules_.subject), ", is empty"));
     }
     // What a link at the end names is not the configured directory: it is
     // never created through the link (mkdir does not follow one either).
@@ -184,7 +195,7 @@ class Walk {
   absl::Status Create(const std::string& name, std::string path) {
     mode_t mode = *rules_.create_mode;
     if (mkdirat(dir_.get(), name.c_str(), mode) != 0) {
-      return ErrnoStatus(errno, absl::StrCat("mkdir ", path));
+      return ErrnoStatus(errno, absl::StrCat("mkdir ", Shown(path)));
     }
     // Not O_PATH: fchmod needs a real open. mkdir applied the umask, and
     // the mode must be exactly the one chosen.
@@ -193,8 +204,10 @@ class Walk {
                                                             O_RDONLY | O_DIRECTORY |
                                                                 O_NOFOLLOW | O_CLOEXEC);
                                             }),
-                                            absl::StrCat("open ", path)));
-    if (fchmod(fd.get(), mode) != 0) return ErrnoStatus(errno, absl::StrCat("chmod ", path));
+                                            absl::StrCat("open ", Shown(path))));
+    if (fchmod(fd.get(), mode) != 0) {
+      return ErrnoStatus(errno, absl::StrCat("chmod ", Shown(path)));
+    }
     return Enter(std::move(fd), std::move(path));
   }
 
@@ -253,7 +266,7 @@ class Resolution {
     add_by_others_.clear();
     if (!changeable_by_.empty()) return;
     PathRules rules{euid_, path_, std::nullopt};
-    std::string where = absl::StrFormat("directory %s (owner uid %d, mode 0%o)", dir_path_,
+    std::string where = absl::StrFormat("directory %s (owner uid %d, mode 0%o)", Shown(dir_path_),
                                         dir_stat_.st_uid, dir_stat_.st_mode & 07777);
     if (!CheckTraversedDirectoryStat(dir_path_, dir_stat_, rules).ok()) {
       changeable_by_ = std::move(where);
@@ -287,7 +300,8 @@ class Resolution {
   }
 
   static absl::Status CannotTell(const std::string& path, int error) {
-    return absl::UnavailableError(absl::StrCat("cannot resolve ", path, ": ", strerror(error)));
+    return absl::UnavailableError(
+        absl::StrCat("cannot resolve ", Shown(path), ": ", strerror(error)));
   }
 
   // Looks `name` up: the resolved path when the walk ends there (at a
@@ -318,7 +332,7 @@ class Resolution {
   absl::StatusOr<std::optional<std::string>> Missing(std::string path) {
     if (last_is_link_) {
       return absl::FailedPreconditionError(
-          absl::StrCat(path_, " is a symbolic link to a file that does not exist"));
+          absl::StrCat(Shown(path_), " is a symbolic link to a file that does not exist"));
     }
     for (const std::string& name : pending_) path = Join(path, name);
     return path;
@@ -331,18 +345,18 @@ class Resolution {
                                                     std::string path, const struct stat& st) {
     if (!changeable_by_.empty() || !add_by_others_.empty()) {
       return absl::UnavailableError(absl::StrCat(
-          "symlink ", path, " lies ", changeable_by_.empty() ? "in " : "beyond ",
+          "symlink ", Shown(path), " lies ", changeable_by_.empty() ? "in " : "beyond ",
           changeable_by_.empty() ? add_by_others_ : changeable_by_,
           ", where another user could have put it: what it names tells nothing"));
     }
     if (!TrustedOwner(st.st_uid, euid_)) {
       return absl::UnavailableError(absl::StrCat(
-          "symlink ", path, " is owned by uid ", st.st_uid,
+          "symlink ", Shown(path), " is owned by uid ", st.st_uid,
           ", who may point it anywhere at any time: what it names tells nothing"));
     }
     if (++links_ > kMaxSymlinks) {
       return absl::UnavailableError(
-          absl::StrCat("more than ", kMaxSymlinks, " symlinks on ", path_, " (a loop?)"));
+          absl::StrCat("more than ", kMaxSymlinks, " symlinks on ", Shown(path_), " (a loop?)"));
     }
     if (!may_block_) {
       // readlink asks the file system for a target it has not cached (a
@@ -355,7 +369,7 @@ class Resolution {
     CB_ASSIGN_OR_RETURN(std::string target, ReadLink(link, path, path_));
     if (target.empty()) {  // the kernel's lookup fails with ENOENT
       return absl::FailedPreconditionError(
-          absl::StrCat(path_, " goes through the empty symbolic link ", path));
+          absl::StrCat(Shown(path_), " goes through the empty symbolic link ", Shown(path)));
     }
     if (pending_.empty()) last_is_link_ = true;
     std::vector<std::string> components = Components(target);
@@ -397,7 +411,8 @@ absl::StatusOr<ResolvedParent> OpenParent(absl::string_view path, const PathRule
   absl::string_view name = slash == absl::string_view::npos ? path : path.substr(slash + 1);
   if (name.empty() || name == "." || name == "..") {
     return absl::InvalidArgumentError(
-        absl::StrCat("'", path, "' names a directory, not a file, for ", rules.subject));
+        absl::StrCat("'", Shown(path), "' names a directory, not a file, for ",
+                     Shown(rules.subject)));
   }
   absl::string_view dir = slash == absl::string_view::npos ? "."
                           : slash == 0                     ? "/"
@@ -415,14 +430,14 @@ absl::Status CheckTraversedDirectoryStat(absl::string_view dir, const struct sta
         "directory %s, on the path to %s, is owned by uid %d (mode 0%o), who could rename "
         "what it holds and put their own in its place; use directories owned by root or "
         "the broker (uid %d)",
-        dir, rules.subject, st.st_uid, st.st_mode & 07777, rules.euid));
+        Shown(dir), Shown(rules.subject), st.st_uid, st.st_mode & 07777, rules.euid));
   }
   // Sticky: others may add names but not rename or remove ours (/tmp).
   if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "directory %s, on the path to %s, is writable by other users (mode 0%o, owner uid "
         "%d), who could rename what it holds and put their own in its place; %s",
-        dir, rules.subject, st.st_mode & 07777, st.st_uid,
+        Shown(dir), Shown(rules.subject), st.st_mode & 07777, st.st_uid,
         NonStickyWritableDirectoryHint(dir, st, rules.euid)));
   }
   return absl::OkStatus();
@@ -430,11 +445,11 @@ absl::Status CheckTraversedDirectoryStat(absl::string_view dir, const struct sta
 
 std::string NonStickyWritableDirectoryHint(absl::string_view dir, const struct stat& st,
                                            uid_t euid) {
-  if (euid != 0 && st.st_uid == euid) return absl::StrCat("chmod go-w ", dir);
+  if (euid != 0 && st.st_uid == euid) return absl::StrCat("chmod go-w ", Shown(dir));
   return absl::StrFormat(
       "use a path whose directories only root or uid %d can write (chmod go-w %s only if "
       "nothing else needs to write there)",
-      euid, dir);
+      euid, Shown(dir));
 }
 
 absl::Status CheckSymlinkStat(absl::string_view link, absl::string_view target,
@@ -444,7 +459,7 @@ absl::Status CheckSymlinkStat(absl::string_view link, absl::string_view target,
         "symlink %s -> %s, on the path to %s, is owned by uid %d, not by root or the "
         "broker (uid %d): its owner could point it at a directory of their own at any "
         "time; name the real path instead (readlink -f), or have root own the link",
-        link, target, rules.subject, st.st_uid, rules.euid));
+        Shown(link), Shown(target), Shown(rules.subject), st.st_uid, rules.euid));
   }
   return absl::OkStatus();
 }
@@ -453,17 +468,17 @@ absl::Status CheckTrustedFileStat(absl::string_view noun, absl::string_view path
                                   const struct stat& st, uid_t euid) {
   if (!S_ISREG(st.st_mode)) {
     return absl::FailedPreconditionError(
-        absl::StrCat(noun, " ", path, " is ", FileType(st.st_mode), ", not a regular file"));
+        absl::StrCat(noun, " ", Shown(path), " is ", FileType(st.st_mode), ", not a regular file"));
   }
   if (!TrustedOwner(st.st_uid, euid)) {
     return absl::FailedPreconditionError(
-        absl::StrCat(noun, " ", path, " is owned by uid ", st.st_uid,
-                     ", not by root or the broker (uid ", euid, "); chown root ", path));
+        absl::StrCat(noun, " ", Shown(path), " is owned by uid ", st.st_uid,
+                     ", not by root or the broker (uid ", euid, "); chown root ", Shown(path)));
   }
   if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
     return absl::FailedPreconditionError(
         absl::StrFormat("%s %s is writable by other users (mode 0%o); chmod go-w %s", noun,
-                        path, st.st_mode & 07777, path));
+                        Shown(path), st.st_mode & 07777, Shown(path)));
   }
   return absl::OkStatus();
 }

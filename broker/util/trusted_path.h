@@ -26,6 +26,13 @@
 // Once the walk has passed, every name on the path can be changed by root
 // or the broker's user alone, so opening or binding the configured path
 // later finds the same file.
+//
+// Messages quote paths, symlink targets and the subject escaped
+// (EscapedKeepingUtf8, sdk/base/escape.h): the names come from configured
+// paths and from the targets of links root placed, which may hold a
+// newline or an ESC. They are escaped here, where they enter a message, so
+// that every printer (the broker's stderr, capctl status, capctl policy
+// check) may print the message as it is.
 #ifndef CAPBROKER_BROKER_UTIL_TRUSTED_PATH_H_
 #define CAPBROKER_BROKER_UTIL_TRUSTED_PATH_H_
 
@@ -49,7 +56,8 @@ inline constexpr int kMaxSymlinks = 40;
 struct PathRules {
   // The broker's effective uid: besides root, the one owner trusted.
   uid_t euid = 0;
-  // What the path leads to, for messages: "the socket /run/x/broker.sock".
+  // What the path leads to, for messages: "the socket /run/x/broker.sock",
+  // as written (escaped where a message quotes it).
   std::string subject;
   // When set, a missing last directory of the configured path is created
   // with exactly this mode (not its parents; never through a symlink).

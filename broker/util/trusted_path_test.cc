@@ -236,6 +236,57 @@ TEST(CheckSymlinkStatTest, OwnerMustBeRootOrTheBroker) {
                                  "is owned by uid 1000, not by root or the broker (uid 1500)")));
 }
 
+// What a message quotes of a path, of a symlink's target or of the subject
+// (a configured path) is escaped where it enters the message: a newline
+// would split the broker's stderr line, an ESC would reach the terminal of
+// whoever reads it (capctl status, capctl policy check). Text in any
+// language stays as it is. Before, all of it went in raw.
+TEST(TrustedPathMessagesTest, QuoteNamesEscaped) {
+  TempDir dir;
+  // A link of root's (it passes) whose target holds a newline and an ESC
+  // sequence and does not exist.
+  MakeLink(dir, "\xe6\x97\xa5", "no\nsuch\x1b[2J");
+  absl::Status missing = OpenParent(dir.Join("\xe6\x97\xa5/file"), Rules()).status();
+  EXPECT_THAT(missing, StatusIs(absl::StatusCode::kNotFound,
+                                absl::StrCat(dir.path(), "/no\\x0asuch\\x1b[2J, on the path to "
+                                             "the thing, does not exist")));
+  // The subject, and a file under a name in the configured path.
+  PathRules rules{geteuid(), "the policy /p\n\x1b[2J\xce\xa9", std::nullopt};
+  std::string file = dir.WriteFile("file", "");
+  EXPECT_THAT(OpenParent(file + "\x1b/s", rules),
+              StatusIs(absl::StatusCode::kNotFound,
+                       absl::StrCat(file, "\\x1b, on the path to the policy "
+                                          "/p\\x0a\\x1b[2J\xce\xa9, does not exist")));
+  // A link another user owns: its target as read.
+  struct stat st {};
+  st.st_mode = S_IFLNK | 0777;
+  st.st_uid = 1000;
+  EXPECT_THAT(CheckSymlinkStat("/s\n", "/srv/\x1b[2Jb", st, rules),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("symlink /s\\x0a -> /srv/\\x1b[2Jb, on the path to the "
+                                 "policy /p\\x0a\\x1b[2J\xce\xa9, is owned by uid 1000")));
+  // The directories and files the rules judge.
+  st.st_mode = S_IFDIR | 0777;
+  st.st_uid = 0;
+  EXPECT_THAT(CheckTraversedDirectoryStat("/srv\n", st, rules),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("directory /srv\\x0a, on the path to the policy "
+                                       "/p\\x0a\\x1b[2J\xce\xa9, is writable"),
+                             HasSubstr("chmod go-w /srv\\x0a"))));
+  st.st_mode = S_IFREG | 0666;
+  EXPECT_THAT(CheckTrustedFileStat("policy", "/p\x1b", st, 0),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       "policy /p\\x1b is writable by other users (mode 0666); chmod go-w "
+                       "/p\\x1b"));
+  // ResolveTrustedLinks: a capability's path from the policy, which holds
+  // what the policy's string escapes said.
+  std::string dangling = MakeLink(dir, "dangling\x1b", "gone");
+  EXPECT_THAT(ResolveTrustedLinks(dangling, geteuid(), true),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       absl::StrCat(dir.path(), "/dangling\\x1b is a symbolic link to a file "
+                                    "that does not exist")));
+}
+
 // ResolveTrustedLinks's path, or its error as text.
 std::string Resolved(const std::string& path, bool may_block) {
   absl::StatusOr<std::string> resolved = ResolveTrustedLinks(path, geteuid(), may_block);

@@ -87,21 +87,39 @@ std::string Escaped(absl::string_view text) {
   return out;
 }
 
+size_t AppendEscapedKeepingUtf8(absl::string_view text, size_t max_bytes, std::string& out) {
+  size_t added = 0;
+  size_t used = 0;
+  while (used < text.size()) {
+    const absl::string_view rest = text.substr(used);
+    char32_t code_point = 0;
+    const size_t length = Utf8Character(rest, code_point);
+    const size_t taken = length == 0 ? 1 : length;
+    char32_t breaking = 0;
+    const unsigned char first = static_cast<unsigned char>(rest[0]);
+    const bool kept =
+        length == 0 ? first >= 0x20 && first < 0x7f
+                    : LineBreakingCharacter(rest, breaking) == 0 && !Reorders(code_point);
+    // A kept character is its own bytes; anything else \xNN a byte. Either
+    // whole or not at all: a cut never splits a character or its escaped
+    // form.
+    const size_t form = kept ? taken : taken * 4;
+    if (added + form > max_bytes) break;
+    if (kept) {
+      out.append(rest.data(), taken);
+    } else {
+      AppendEscaped(rest.substr(0, taken), form, out);
+    }
+    added += form;
+    used += taken;
+  }
+  return used;
+}
+
 std::string EscapedKeepingUtf8(absl::string_view text) {
   std::string out;
   out.reserve(text.size());
-  while (!text.empty()) {
-    char32_t code_point = 0;
-    const size_t length = Utf8Character(text, code_point);
-    const size_t taken = length == 0 ? 1 : length;
-    char32_t breaking = 0;
-    if (length != 0 && LineBreakingCharacter(text, breaking) == 0 && !Reorders(code_point)) {
-      out.append(text.data(), length);
-    } else {
-      AppendEscaped(text.substr(0, taken), taken * 4, out);
-    }
-    text.remove_prefix(taken);
-  }
+  AppendEscapedKeepingUtf8(text, text.size() * 4, out);
   return out;
 }
 

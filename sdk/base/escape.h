@@ -5,17 +5,25 @@
 // sequence would reach the terminal. Not only the ASCII controls: the C1
 // controls U+0080 to U+009F are two bytes in UTF-8 (U+009B, CSI, is
 // \xc2\x9b), and xterm and VTE act on them. So every byte outside printable
-// ASCII (0x20 to 0x7e) is shown as \xNN, and invalid UTF-8 with it. This is
-// the project's one escaper: the broker's policy excerpts
-// (broker/policy/excerpt.h), capctl's echo of its arguments (Shown) and
-// the messages that quote a path someone gave use it.
+// ASCII (0x20 to 0x7e) is shown as \xNN, and invalid UTF-8 with it:
+// Escaped. sdk/wire's and sdk/client's messages about a socket path, the
+// broker's stderr notes on a loaded policy and the example services'
+// clients still use it.
 //
-// EscapedKeepingUtf8 is its variant for text that may be in any language:
-// valid UTF-8 that shows as text is kept, and the rest is escaped by the
-// same rule. A hosted service's log lines (broker/service/output_lines.h),
-// what capctl shows of the broker's texts (names, paths, reasons) and of
-// `policy check`'s lines, and the file name in a policy's FILE:LINE:COL
-// errors (broker/policy/diagnostics.h) use it.
+// EscapedKeepingUtf8 is its variant for text that may be in any language,
+// the rule for text shown to a person: valid UTF-8 that shows as text is
+// kept, and the rest is escaped by the same rule. A hosted service's log
+// lines (broker/service/output_lines.h), the broker's policy excerpts
+// (broker/policy/excerpt.h), the messages of the policy loader and of the
+// trusted path walk that quote a path or a symlink's target (broker/policy/
+// policy_file.h, broker/util/trusted_path.h), what capctl shows of the
+// broker's texts (names, paths, reasons), of `policy check`'s lines and of
+// its own arguments, and the file name in a policy's FILE:LINE:COL errors
+// (broker/policy/diagnostics.h) use it. It leaves its own output as it is
+// (all of it is printable ASCII or text it keeps), so a reader that
+// escapes text already escaped by its writer changes nothing.
+// Machine-read formats (the audit log's and the journal's JSON) escape in
+// their own form, with LineBreakingCharacter below.
 #ifndef CAPBROKER_SDK_BASE_ESCAPE_H_
 #define CAPBROKER_SDK_BASE_ESCAPE_H_
 
@@ -46,6 +54,14 @@ std::string Escaped(absl::string_view text);
 // (U+202A to U+202E, U+2066 to U+2069), which reorder what a terminal shows.
 // At most 4 bytes per byte of `text`.
 std::string EscapedKeepingUtf8(absl::string_view text);
+
+// Appends `text` to `out`, escaped as EscapedKeepingUtf8 does, as long as
+// that adds at most `max_bytes` to `out`, one character at a time: the
+// first character (or invalid byte) whose form does not fit whole, and all
+// after it, are left out, so that a cut never splits a UTF-8 character
+// ("\xc3" of an "\xc3\xa9") nor the escaped form of one. Returns how many
+// bytes of `text` were appended.
+size_t AppendEscapedKeepingUtf8(absl::string_view text, size_t max_bytes, std::string& out);
 
 // The valid UTF-8 characters that every writer of a log line or a terminal
 // line escapes although they are valid: the C1 controls U+0080 to U+009F

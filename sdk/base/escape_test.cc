@@ -56,5 +56,37 @@ TEST(EscapeTest, KeepingUtf8EscapesInvalidUtf8ByteByByte) {
             "\xdf\xbf\xef\xbf\xbf\xf4\x8f\xbf\xbf");
 }
 
+// What it writes it keeps: escaping twice (a writer, then a reader that
+// does not trust it) changes nothing; a backslash is never escaped.
+TEST(EscapeTest, KeepingUtf8LeavesItsOwnOutputAsItIs) {
+  for (const std::string& text :
+       {std::string("a\nb\0c", 5), std::string("\\x0a \xc3\xa9 \xc2\x9b \xe2\x80\xae \xff"),
+        std::string("\xe4\xb8\xad\x1b[2J\xed\xa0\x80")}) {
+    const std::string once = EscapedKeepingUtf8(text);
+    EXPECT_EQ(EscapedKeepingUtf8(once), once) << once;
+  }
+}
+
+// The bound counts the bytes appended, and what does not fit whole is left
+// out: a character kept ("\xc3\xa9", 2 bytes), an escaped one (CSI, 8
+// bytes as \xc2\x9b), an invalid byte (4).
+TEST(EscapeTest, KeepingUtf8AppendsWholeCharactersThatFit) {
+  std::string out = "> ";
+  EXPECT_EQ(AppendEscapedKeepingUtf8("a\xc3\xa9\xc3\xa9", 4, out), 3u);
+  EXPECT_EQ(out, "> a\xc3\xa9");
+  out.clear();
+  EXPECT_EQ(AppendEscapedKeepingUtf8("a\xc2\x9b" "b", 8, out), 1u);
+  EXPECT_EQ(out, "a");
+  out.clear();
+  EXPECT_EQ(AppendEscapedKeepingUtf8("a\xc2\x9b" "b", 10, out), 4u);
+  EXPECT_EQ(out, "a\\xc2\\x9bb");
+  out.clear();
+  EXPECT_EQ(AppendEscapedKeepingUtf8("\xff\xe6\x97\xa5", 6, out), 1u);
+  EXPECT_EQ(out, "\\xff");
+  out.clear();
+  EXPECT_EQ(AppendEscapedKeepingUtf8("\xe6\x97\xa5", 2, out), 0u);
+  EXPECT_EQ(out, "");
+}
+
 }  // namespace
 }  // namespace capbroker

@@ -22,6 +22,7 @@
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/base/unique_fd.h"
+#include "sdk/capctl/display_width.h"
 #include "sdk/capctl/fd_placement.h"
 #include "sdk/capctl/policy_commands.h"
 #include "sdk/capctl/usage.h"
@@ -43,43 +44,45 @@ constexpr size_t kMaxFdNameBytes = 255;
 constexpr size_t kMaxShownArgumentBytes = 256;
 constexpr size_t kMaxShownReasonBytes = 512;
 
-// `text` as an error line may show it: every byte outside printable ASCII
-// (a newline would split the line; an escape sequence, C1 controls such as
-// \xc2\x9b included, would reach the terminal) as \xNN, by the escaper the
-// broker's messages use (sdk/base/escape.h), and at most `max` bytes of
-// that, else its start and its length.
+// Every text capctl did not write (from the broker: a name, a path, a
+// service's last exit, a refusal's reason; from a policy: a note quoting a
+// path, an error line) and every argument it echoes is shown escaped, so
+// that neither a hostile broker nor a service whose failure it reports
+// reaches the terminal with an escape sequence, and a newline in a path
+// does not split its line; but a name in any language is shown as it is
+// (/srv/données, not /srv/donn\xc3\xa9es): EscapedKeepingUtf8, which
+// escapes controls, C1 controls, invalid UTF-8, line separators and bidi
+// controls (sdk/base/escape.h).
+//
+// Who escapes: the broker's and the policy loader's messages come escaped
+// already, each name where it entered the message (broker/util/
+// trusted_path, broker/policy), in this same form. capctl escapes them
+// again all the same, since a broker's reply is not to be trusted (nor an
+// older broker's); that leaves escaped text as it is, since what the
+// escaper writes is printable ASCII or text it keeps (a backslash stays one
+// backslash: \x0a, never \x5cx0a).
+
+// `text` as an error line may show it (an argument, a reason): escaped as
+// above, and at most `max` bytes of that, cut between characters, else its
+// start and its length.
 std::string Shown(absl::string_view text, size_t max = kMaxShownArgumentBytes) {
   std::string shown;
-  if (AppendEscaped(text, max, shown) < text.size()) {
+  if (AppendEscapedKeepingUtf8(text, max, shown) < text.size()) {
     absl::StrAppend(&shown, "... (", text.size(), " bytes)");
   }
   return shown;
 }
 
-// Every text capctl did not write (from the broker: a name, a path, a
-// service's last exit; from a policy: a note quoting a path, an error
-// line) is shown escaped, so that neither a hostile broker nor a service
-// whose failure it reports reaches the terminal with an escape sequence,
-// and a newline in a path does not split its line; but a name in any
-// language is shown as it is (/srv/données, not /srv/donn\xc3\xa9es):
-// EscapedKeepingUtf8, which escapes controls, C1 controls, invalid UTF-8,
-// line separators and bidi controls (sdk/base/escape.h). Not cut: the
-// broker bounds its texts, and the client library checks the reply's size.
+// A text from the broker or a policy, escaped as above. Not cut: the broker
+// bounds its texts, and the client library checks the reply's size.
 std::string Displayed(absl::string_view text) { return EscapedKeepingUtf8(text); }
 
-// The columns a Displayed text takes on a terminal, counted as one per
-// character: right for the scripts of most names, one short per wide
-// (East Asian) character.
-size_t Columns(absl::string_view text) {
-  return static_cast<size_t>(std::count_if(text.begin(), text.end(), [](char c) {
-    return (static_cast<unsigned char>(c) & 0xc0) != 0x80;  // not a continuation byte
-  }));
-}
-
-// `text`, Displayed, then spaces up to `width` columns and two more.
+// `text`, Displayed, then spaces up to `width` terminal columns and two
+// more: counted by DisplayWidth, so that a wide (East Asian) character
+// takes its two columns and a combining mark none.
 std::string Padded(absl::string_view text, size_t width) {
   std::string padded = Displayed(text);
-  const size_t columns = Columns(padded);
+  const size_t columns = DisplayWidth(padded);
   padded.append(std::max(width, columns) + 2 - columns, ' ');
   return padded;
 }
@@ -395,7 +398,7 @@ int Capctl::Services(const Options& o) {
     return kExitOk;
   }
   size_t width = 7;
-  for (const ServiceInfo& s : *services) width = std::max(width, Columns(Displayed(s.name)));
+  for (const ServiceInfo& s : *services) width = std::max(width, DisplayWidth(Displayed(s.name)));
   out_ << Padded("SERVICE", width) << Padded("STATE", 8) << Padded("PID", 7)
        << Padded("RESTARTS", 8) << Padded("UPTIME", 7) << "PROTECTIONS\n";
   for (const ServiceInfo& s : *services) {
@@ -420,7 +423,7 @@ int Capctl::List(const Options& o) {
   absl::StatusOr<std::vector<CapabilityInfo>> caps = client->List();
   if (!caps.ok()) return Fail(caps.status(), "list");
   size_t width = 4;
-  for (const CapabilityInfo& c : *caps) width = std::max(width, Columns(Displayed(c.name)));
+  for (const CapabilityInfo& c : *caps) width = std::max(width, DisplayWidth(Displayed(c.name)));
   out_ << Padded("NAME", width) << Padded("KIND", 9) << Padded("ACCESS", 9) << "PATH/SIZE\n";
   for (const CapabilityInfo& c : *caps) {
     std::string where = c.kind == schema::Kind::MEMORY
@@ -520,10 +523,9 @@ int Capctl::PolicyCheck(const std::string& path) {
     size_t errors = 0;
     for (absl::string_view line :
          absl::StrSplit(policy.status().message(), '\n', absl::SkipEmpty())) {
-      // The file name is escaped already (Diagnostics), but a message may
-      // quote what the validator found on disk (where a symlink leads):
-      // escaped again, which leaves the first escaping's text as it is
-      // (a backslash is printable).
+      // Escaped already where each name entered the line (Diagnostics,
+      // the validator): escaped again all the same (a broker's or a
+      // loader's text is not trusted), which leaves it as it is.
       err_ << Displayed(line) << "\n";
       // Diagnostics ends with "FILE: N more errors not shown".
       size_t more = 0;

@@ -369,6 +369,25 @@ TEST_F(CapctlTest, APathWithANewlineStaysOnOneLineWhole) {
   EXPECT_THAT(policy.err, HasSubstr("open(policy /tmp/no\\x0afile): No such file or directory"));
 }
 
+// Who escapes: the loader, where a name enters a message; capctl shows the
+// message escaped again (it need not trust the text), which leaves it as it
+// is. So `policy check` of a policy under a directory named in Japanese
+// shows the name as it is, and a newline the loader wrote as \x0a stays
+// \x0a, not \x5cx0a. Before, capctl's error line escaped every byte
+// outside ASCII: /tmp/\xe6\x97\xa5\xe6\x9c\xac.
+TEST_F(CapctlTest, ErrorLinesKeepTextInAnyLanguageEscapedOnce) {
+  const std::string dir = "/tmp/no-such-\xe6\x97\xa5\xe6\x9c\xac";
+  Result r = RunRaw({"policy", "check", dir + "/p\n.capnp"});
+  ExpectFailure(r, kExitFailure);
+  EXPECT_EQ(r.err, absl::StrCat("capctl: ", dir, "/p\\x0a.capnp: ", dir, ", on the path to the "
+                                "policy ", dir, "/p\\x0a.capnp, does not exist\n"));
+  // An argument capctl echoes itself.
+  Result request = Run({"request", "\xce\xa9\n"});
+  ExpectFailure(request, kExitNotFound);
+  EXPECT_THAT(request.err, StartsWith("capctl: request \xce\xa9\\x0a: no capability named "
+                                      "'\xce\xa9\\x0a'"));
+}
+
 // Text capctl did not write reaches the terminal escaped, line by line:
 // a capability path with an escape sequence and a newline in it (the
 // policy's to choose), as `list` shows it, and a policy file's
@@ -588,8 +607,8 @@ TEST_F(CapctlTest, ArgumentsInErrorLinesAreBoundedAndEscaped) {
   ExpectOneBoundedLine(request.err, "capctl: request a\\x0ab: ");
 
   // Not only ASCII controls: U+009B (CSI) is \xc2\x9b in UTF-8, and xterm
-  // and VTE act on it. Every byte outside printable ASCII is escaped, as
-  // the broker's policy excerpts escape it.
+  // and VTE act on it. It is escaped although it is valid UTF-8, as the
+  // broker's policy excerpts escape it.
   Result csi = Run({"request", "a\xc2\x9b" "b"});
   ExpectFailure(csi, kExitNotFound);
   ExpectOneBoundedLine(csi.err, "capctl: request a\\xc2\\x9bb: ");

@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -151,6 +152,37 @@ TEST(ReloadTest, PolicyMadeWritableByOthersIsRefused) {
   EXPECT_EQ(status.policy_reload_failures, 1u);
   EXPECT_THAT(status.last_reload_error, HasSubstr("writable by other users"));
   EXPECT_THAT(client.Acquire("scratch"), StatusIs(absl::StatusCode::kPermissionDenied));
+}
+
+// A reload refused over a symlink of root's whose target holds a newline
+// and an ESC sequence (the policy names a path through it): the broker's
+// stderr line and the status capctl shows quote the target escaped, on one
+// line, escaped once (a backslash stays one backslash). Before, the ESC
+// and the newline reached both raw.
+TEST(ReloadTest, ARefusalQuotesWhatIsOnDiskEscaped) {
+  testing::BrokerOptions options;
+  options.capture_stderr = true;
+  ASSERT_OK_AND_ASSIGN(auto broker, testing::BrokerProcess::StartWith(kBefore, options));
+  ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(broker->socket_path()));
+  const std::string target = broker->dir() + "/t\x1b[2J\nx";
+  ASSERT_EQ(mkdir(target.c_str(), 0755), 0);
+  UniqueFd file(open((target + "/f").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+  ASSERT_TRUE(file.valid());
+  ASSERT_EQ(symlink("t\x1b[2J\nx", (broker->dir() + "/link").c_str()), 0);
+  ASSERT_OK(broker->RewritePolicy(absl::StrCat(
+      "( capabilities = [ ( name = \"board\", file = ( path = \"", broker->dir(),
+      "/link/f\", access = read ) ) ] )\n")));
+  BrokerStatus status = ReloadAndWait(*broker, client);
+  EXPECT_EQ(status.policy_reload_failures, 1u);
+  const std::string shown = absl::StrCat("(it resolves to ", broker->dir(), "/t\\x1b[2J\\x0ax/f)");
+  EXPECT_THAT(status.last_reload_error, HasSubstr(shown));
+  EXPECT_THAT(status.last_reload_error, Not(HasSubstr("\x1b")));
+  EXPECT_THAT(status.last_reload_error, Not(HasSubstr("\n")));
+  const std::string err = broker->Stderr();
+  const size_t line = err.find("capbrokerd: SIGHUP: keeping the current policy: ");
+  ASSERT_NE(line, std::string::npos) << err;
+  EXPECT_THAT(err.substr(line, err.find('\n', line) - line), HasSubstr(shown));
+  EXPECT_THAT(err, Not(HasSubstr("\x1b")));
 }
 
 // logrotate's way: rename the log, then SIGHUP. Grants after the signal are

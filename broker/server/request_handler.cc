@@ -324,7 +324,7 @@ absl::StatusOr<UniqueFd> RequestHandler::Make(const CapabilitySpec& spec,
       // client that asks for append under a write grant restricts itself:
       // that fd is O_APPEND only, as it asked.
       how.append_only = spec.access == schema::Access::APPEND;
-      return caps::OpenFile(spec.path, how, spec.follow_symlinks);
+      return caps::OpenFile(spec.path, how, spec.follow_symlinks, hard_links_);
     }
     case Kind::kDirectory:
       return caps::OpenDirectory(spec.path, spec.follow_symlinks);

@@ -85,8 +85,8 @@ class RequestHandler {
   // broker's euid by default) are its administrators (see Status).
   // `hard_links` says whether the host keeps users from hard-linking others'
   // files (by default read from fs.protected_hardlinks, once, here); where
-  // it does not, open beneath refuses files with more than one link
-  // (caps::OpenBeneath).
+  // it does not, file capabilities and open beneath refuse files with more
+  // than one link (caps::OpenFile, caps::OpenBeneath).
   RequestHandler(audit::AuditLog& audit, Stats& stats, uid_t broker_uid = geteuid(),
                  caps::HardLinks hard_links = caps::ReadHardLinkProtection());
 

@@ -235,6 +235,52 @@ TEST_F(RequestHandlerTest, OpenBeneathRefusesLinkedFilesOnlyOnAnUnprotectedHost)
   }
 }
 
+// A file capability is a name as much as a file beneath a directory is:
+// where fs.protected_hardlinks is 0, whoever may write in its directory
+// (alice in her home, anyone in /tmp) can replace it with a link to
+// another's file (`rm inbox; ln /etc/shadow inbox`). The same refusal holds
+// for it, for acquire and for a service's start alike.
+TEST_F(RequestHandlerTest, FileCapabilityRefusesLinkedFilesOnlyOnAnUnprotectedHost) {
+  std::string secret = dir_.WriteFile("secret", "root's");
+  ASSERT_EQ(link(secret.c_str(), dir_.Join("inbox").c_str()), 0);
+  const std::string policy = R"(( capabilities = [ ( name = "inbox", file = ( path = ")" +
+                             dir_.Join("inbox") + R"(", access = readWrite ) ) ],
+      principals = [ ( name = "p", match = ( uid = 1000 ), grants = [ "inbox" ] ) ],
+      services = [ ( name = "svc", command = [ "/bin/true" ], grants = [ "inbox" ] ) ] ))";
+  for (caps::HardLinks hard_links : {caps::HardLinks::kUnprotected, caps::HardLinks::kProtected}) {
+    bool refused = hard_links == caps::HardLinks::kUnprotected;
+    SCOPED_TRACE(refused ? "unprotected" : "protected");
+    RequestHandler handler(audit_, stats_, geteuid(), hard_links);
+    ASSERT_OK_AND_ASSIGN(Policy parsed, ParsePolicy(policy, "t.capnp"));
+    ASSERT_OK(handler.SetPolicy(std::move(parsed)));
+    capnp::MallocMessageBuilder request_message, reply_message;
+    auto request = request_message.initRoot<schema::Request>();
+    request.setId(1);
+    auto acquire = request.initAcquire();
+    acquire.setName("inbox");
+    acquire.setAccess(schema::Access::READ_WRITE);
+    auto reply = reply_message.initRoot<schema::Reply>();
+    Outcome outcome = handler.Handle(session_, request.asReader(), reply);
+    EXPECT_EQ(outcome.fds.size(), refused ? 0u : 1u);
+    ASSERT_EQ(reply.isError(), refused);
+    if (refused) {
+      EXPECT_EQ(reply.getError().getCode(), schema::ErrorCode::FAILED_PRECONDITION);
+      EXPECT_THAT(reply.getError().getMessage().cStr(),
+                  HasSubstr("capability 'inbox': open " + dir_.Join("inbox") +
+                            ": has 2 hard links, and fs.protected_hardlinks is 0"));
+    }
+    Identity service;
+    service.service = "svc";
+    auto started = handler.GrantAtStart(service, {0}, {});
+    if (refused) {
+      EXPECT_THAT(started, StatusIs(absl::StatusCode::kFailedPrecondition,
+                                    HasSubstr("has 2 hard links")));
+    } else {
+      EXPECT_OK(started.status());
+    }
+  }
+}
+
 // The policy's path and the last reload error name the administrator's
 // files and quote their lines: only root and the broker's uid see them.
 TEST_F(RequestHandlerTest, StatusShowsPolicyDetailsOnlyToAdministrators) {

@@ -308,7 +308,8 @@ HardLinks ReadHardLinkProtection(const char* path) {
 }
 
 absl::StatusOr<UniqueFd> OpenBeneath(int dirfd, absl::string_view relative,
-                                     const FileOpen& how, HardLinks hard_links) {
+                                     const FileOpen& how, HardLinks hard_links,
+                                     bool* created) {
   if (relative.empty()) {
     return absl::InvalidArgumentError("path beneath a directory is empty");
   }
@@ -335,9 +336,10 @@ absl::StatusOr<UniqueFd> OpenBeneath(int dirfd, absl::string_view relative,
                 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
                 "open beneath:", how.access == schema::Access::READ && !how.create,
                 hard_links == HardLinks::kUnprotected};
-  bool created = false;
-  CB_ASSIGN_OR_RETURN(UniqueFd fd, OpenChecked(target, flags, how.mode & 0777, created));
-  if (how.append_only) CB_RETURN_IF_ERROR(RequireAppendOnly(fd.get(), created, target));
+  bool made = false;
+  CB_ASSIGN_OR_RETURN(UniqueFd fd, OpenChecked(target, flags, how.mode & 0777, made));
+  if (how.append_only) CB_RETURN_IF_ERROR(RequireAppendOnly(fd.get(), made, target));
+  if (created != nullptr) *created = made;
   return fd;
 }
 

@@ -91,10 +91,13 @@ absl::StatusOr<UniqueFd> OpenDirectory(absl::string_view path,
 // append access. With `hard_links` kUnprotected (the default: fail closed),
 // an existing regular file with more than one link is refused before it is
 // opened (kFailedPrecondition, naming the sysctl): one of its names may be
-// a link someone made to another user's file.
+// a link someone made to another user's file. When `created` is given, a
+// successful open sets it to whether it made the file: with `how.create`,
+// the open tries O_CREAT | O_EXCL first, so the kernel says so, race-free.
 absl::StatusOr<UniqueFd> OpenBeneath(int dirfd, absl::string_view relative,
                                      const FileOpen& how,
-                                     HardLinks hard_links = HardLinks::kUnprotected);
+                                     HardLinks hard_links = HardLinks::kUnprotected,
+                                     bool* created = nullptr);
 
 }  // namespace capbroker::caps
 

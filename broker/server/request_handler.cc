@@ -418,6 +418,11 @@ Outcome RequestHandler::OpenBeneath(const Session& session,
   absl::string_view name = View(open.getDirectory());
   absl::string_view path = View(open.getPath());
   schema::Access requested = open.getAccess();
+  // What the open does besides opening, for its audit line, denied or not.
+  audit::OpenOptions asked;
+  asked.create = open.getCreate();
+  asked.mode = open.getMode() & 0777;
+  asked.truncate = open.getTruncate();
   absl::Status status = CheckText("directory name", open.getDirectory(),
                                   wire::kMaxNameBytes);
   if (status.ok()) status = CheckText("path", open.getPath(), wire::kMaxPathBytes);
@@ -428,7 +433,7 @@ Outcome RequestHandler::OpenBeneath(const Session& session,
   if (!status.ok()) {
     std::string cut_name, cut_path;
     Finish(session, "openBeneath", Audited(name, wire::kMaxNameBytes, cut_name), requested,
-           Audited(path, wire::kMaxPathBytes, cut_path), status, "", reply);
+           Audited(path, wire::kMaxPathBytes, cut_path), status, "", reply, asked);
     return outcome;
   }
   Decision decision = policy_.Decide(session.identity, name, requested);
@@ -440,10 +445,10 @@ Outcome RequestHandler::OpenBeneath(const Session& session,
   // The rules of a file capability's create and truncate (policy_validator):
   // a reader creates nothing, and only a writer that may overwrite may
   // empty a file; an append fd must never destroy what is there.
-  if (decision.status.ok() && open.getCreate() && access == schema::Access::READ) {
+  if (decision.status.ok() && asked.create && access == schema::Access::READ) {
     decision.status = absl::InvalidArgumentError(
         "create needs write, readWrite or append access; access is read");
-  } else if (decision.status.ok() && open.getTruncate() &&
+  } else if (decision.status.ok() && asked.truncate &&
              access != schema::Access::WRITE && access != schema::Access::READ_WRITE) {
     decision.status = absl::InvalidArgumentError(absl::StrCat(
         "truncate needs write or readWrite access; access is ", AccessName(access),
@@ -451,19 +456,19 @@ Outcome RequestHandler::OpenBeneath(const Session& session,
   }
   if (!decision.status.ok()) {
     Finish(session, "openBeneath", name, requested, path, decision.status,
-           decision.principal, reply);
+           decision.principal, reply, asked);
     return outcome;
   }
   caps::FileOpen how;
   // A directory grant's readWrite, asked for as-is, opens files read-write.
   how.access = access;
-  how.create = open.getCreate();
-  how.truncate = open.getTruncate();
-  how.mode = open.getMode() & 0777;
+  how.create = asked.create;
+  how.truncate = asked.truncate;
+  how.mode = asked.mode;
   absl::StatusOr<UniqueFd> fd =
       caps::OpenDirectory(decision.capability->path,
                           decision.capability->follow_symlinks);
-  if (fd.ok()) fd = caps::OpenBeneath(fd->get(), path, how, hard_links_);
+  if (fd.ok()) fd = caps::OpenBeneath(fd->get(), path, how, hard_links_, &asked.created);
   if (fd.ok() && !session.identity.service.empty() && IsDirectoryFd(fd->get())) {
     fd = ServiceDirectoryRefusal(name);
   }
@@ -472,7 +477,7 @@ Outcome RequestHandler::OpenBeneath(const Session& session,
                           absl::StrCat("capability '", name, "': ",
                                        fd.status().message()));
     Finish(session, "openBeneath", name, access, path, status,
-           decision.principal, reply);
+           decision.principal, reply, asked);
     return outcome;
   }
   reply.setGranted();
@@ -483,7 +488,7 @@ Outcome RequestHandler::OpenBeneath(const Session& session,
   info.setPath(std::string(path));
   outcome.fds.push_back(std::move(fd).value());
   outcome.audit_line = Finish(session, "openBeneath", name, access, path,
-                              absl::OkStatus(), decision.principal, reply);
+                              absl::OkStatus(), decision.principal, reply, asked);
   return outcome;
 }
 
@@ -757,7 +762,8 @@ uint64_t RequestHandler::Finish(const Session& session, absl::string_view reques
                             absl::string_view capability, schema::Access access,
                             absl::string_view path, const absl::Status& status,
                             absl::string_view principal,
-                            schema::Reply::Builder reply) {
+                            schema::Reply::Builder reply,
+                            const audit::OpenOptions& open) {
   std::string access_name = AccessName(access);
   std::string reason =
       status.ok() ? GrantReason(session.identity, request_kind, principal, capability)
@@ -773,6 +779,7 @@ uint64_t RequestHandler::Finish(const Session& session, absl::string_view reques
   event.capability = capability;
   event.access = access_name;
   event.path = path;
+  event.open = open;
   event.granted = status.ok();
   event.principal = principal;
   event.reason = reason;

@@ -205,11 +205,13 @@ class RequestHandler {
                                         const StartCheck& check);
 
   // Ends a grant or a denial: audit line, statistics, and an error reply
-  // when `status` is not OK. Returns the audit line's sequence number.
+  // when `status` is not OK. `open`: what an open beneath asked besides
+  // opening, for the line. Returns the audit line's sequence number.
   uint64_t Finish(const Session& session, absl::string_view request_kind,
               absl::string_view capability, schema::Access access,
               absl::string_view path, const absl::Status& status,
-              absl::string_view principal, schema::Reply::Builder reply);
+              absl::string_view principal, schema::Reply::Builder reply,
+              const audit::OpenOptions& open = {});
 
   Policy policy_;
   // Indices into policy_.capabilities() in ascending order of name, the

@@ -328,6 +328,66 @@ TEST_F(RequestHandlerTest, StatusShowsPolicyDetailsOnlyToAdministrators) {
   EXPECT_EQ(other.lines_lost, 3u);
 }
 
+// An open beneath that creates, or empties, a file does more than open it:
+// its audit line says so (create with its mode, truncate), and for a grant
+// that asked to create, whether this very open made the file. A plain open
+// has none of these fields.
+TEST_F(RequestHandlerTest, AuditLineOfAnOpenBeneathRecordsCreateTruncateAndMode) {
+  std::string log_path = dir_.Join("audit");
+  int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  ASSERT_GE(log_fd, 0);
+  audit::AuditLog audit(log_fd);
+  RequestHandler handler(audit, stats_, geteuid(), caps::HardLinks::kProtected);
+  ASSERT_EQ(mkdir(dir_.Join("d").c_str(), 0700), 0);
+  dir_.WriteFile("d/keep", "contents");
+  ASSERT_OK_AND_ASSIGN(
+      Policy policy,
+      ParsePolicy(R"(( capabilities = [ ( name = "d", directory = ( path = ")" + dir_.Join("d") +
+                      R"(", access = readWrite ) ) ],
+                      principals = [ ( name = "p", match = ( uid = 1000 ), grants = [ "d" ] ) ] ))",
+                  "t.capnp"));
+  ASSERT_OK(handler.SetPolicy(std::move(policy)));
+  auto open_beneath = [&](const std::string& path, schema::Access access, bool create,
+                          uint32_t mode, bool truncate) {
+    capnp::MallocMessageBuilder request_message, reply_message;
+    auto request = request_message.initRoot<schema::Request>();
+    request.setId(1);
+    auto open = request.initOpenBeneath();
+    open.setDirectory("d");
+    open.setPath(path);
+    open.setAccess(access);
+    open.setCreate(create);
+    open.setMode(mode);
+    open.setTruncate(truncate);
+    auto reply = reply_message.initRoot<schema::Reply>();
+    handler.Handle(session_, request.asReader(), reply);
+    return reply.isError() ? std::string(reply.getError().getMessage().cStr()) : "";
+  };
+  EXPECT_EQ(open_beneath("keep", schema::Access::READ, false, 0600, false), "");
+  EXPECT_EQ(open_beneath("keep", schema::Access::WRITE, false, 0600, true), "");
+  EXPECT_EQ(open_beneath("new", schema::Access::WRITE, true, 0644, false), "");
+  EXPECT_EQ(open_beneath("new", schema::Access::READ_WRITE, true, 0640, true), "");
+  EXPECT_THAT(open_beneath("keep", schema::Access::APPEND, false, 0600, true),
+              HasSubstr("truncate needs write or readWrite access"));
+  audit.Flush();
+  close(log_fd);
+  std::vector<std::string> lines =
+      absl::StrSplit(testing::ReadWholeFile(log_path), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 5u);
+  for (absl::string_view field : {"\"create\"", "\"mode\"", "\"truncate\"", "\"created\""}) {
+    EXPECT_THAT(lines[0], Not(HasSubstr(field))) << lines[0];
+  }
+  EXPECT_THAT(lines[1], HasSubstr(R"("access":"write","path":"keep","truncate":true},)"
+                                  R"("decision":"granted","principal")"));
+  EXPECT_THAT(lines[1], Not(HasSubstr("create")));
+  EXPECT_THAT(lines[2], HasSubstr(R"("path":"new","create":true,"mode":"0644"},)"
+                                  R"("decision":"granted","created":true,"principal")"));
+  EXPECT_THAT(lines[3], HasSubstr(R"("path":"new","create":true,"mode":"0640","truncate":true},)"
+                                  R"("decision":"granted","created":false,"principal")"));
+  EXPECT_THAT(lines[4], HasSubstr(R"("access":"append","path":"keep","truncate":true},)"
+                                  R"("decision":"denied","principal")"));
+}
+
 // A client's name or path that fails its length check is refused, and the
 // audit line shows no more of it than the limit (and how long it was): a
 // request must not make the broker write a line as long as itself.

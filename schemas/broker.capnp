@@ -224,6 +224,9 @@ struct ServiceInfo {
   # The texts (protections, missing, lastExit, activation) hold at most
   # 4096 bytes each (wire::kMaxServiceTextBytes); a longer one is cut and
   # ends "... (truncated; N bytes)". The broker's log has them whole.
+  # missing and lastExit can quote capability paths and the policy's: unless
+  # the caller is root or the broker's uid, a nonempty one reads
+  # "(shown to root and the broker's user)".
 }
 
 struct Reply {

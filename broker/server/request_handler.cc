@@ -26,6 +26,10 @@ namespace {
 // The audit log's and the error messages' wording when no directory is set.
 constexpr absl::string_view kNoServices = "this broker hosts no services";
 
+// What a services report shows others than administrators in place of a
+// text that may name the administrator's files (RequestHandler::Services).
+constexpr absl::string_view kShownToAdministrators = "(shown to root and the broker's user)";
+
 schema::Kind WireKind(Kind kind) {
   switch (kind) {
     case Kind::kFile: return schema::Kind::FILE;
@@ -263,7 +267,7 @@ Outcome RequestHandler::Handle(Session& session, schema::Request::Reader request
       Ready(session, reply);
       return {};
     case schema::Request::SERVICES:
-      Services(request, reply);
+      Services(session, request, reply);
       return {};
     default:
       break;
@@ -611,7 +615,8 @@ void RequestHandler::Ready(const Session& session, schema::Reply::Builder reply)
   reply.setReady();
 }
 
-void RequestHandler::Services(schema::Request::Reader request, schema::Reply::Builder reply) {
+void RequestHandler::Services(const Session& session, schema::Request::Reader request,
+                              schema::Reply::Builder reply) {
   // As for List: a client older than pages asks without servicesPage.
   const bool paged = request.hasServicesPage();
   absl::string_view start_after;
@@ -625,7 +630,18 @@ void RequestHandler::Services(schema::Request::Reader request, schema::Reply::Bu
   }
   std::vector<ServiceReport> reports;
   if (services_ != nullptr) reports = services_->Report();
+  // Why a service failed, or lacks a protection, can quote capability
+  // paths and the policy's own ("directory grant 'conf' is /x/etc, which
+  // holds the broker's policy file ..."): shown to whom `status` shows the
+  // policy's path. Replaced before the pages are cut, which measure the
+  // texts sent.
+  const bool administrator = IsAdministrator(session);
   for (ServiceReport& r : reports) {
+    if (!administrator) {
+      for (std::string* text : {&r.missing, &r.last_exit}) {
+        if (!text->empty()) *text = std::string(kShownToAdministrators);
+      }
+    }
     for (std::string* text : {&r.protections, &r.missing, &r.last_exit, &r.activation}) {
       BoundServiceText(*text);
     }
@@ -740,8 +756,7 @@ void RequestHandler::Status(const Session& session, schema::Reply::Builder reply
   // The policy's path, and a reload error (which quotes the policy's lines
   // and the paths it checked), tell other users about the administrator's
   // files: only the administrators see them. The counters stay for all.
-  uint32_t uid = session.identity.uid;
-  if (uid == 0 || uid == broker_uid_) {
+  if (IsAdministrator(session)) {
     status.setPolicyPath(policy_.source());
     status.setLastReloadError(stats_.last_reload_error);
     status.setAuditLogError(stats_.audit_reopen_error);
@@ -756,6 +771,11 @@ void RequestHandler::Status(const Session& session, schema::Reply::Builder reply
   }
   status.setCapabilities(policy_.capabilities().size());
   status.setPrincipals(policy_.principals().size());
+}
+
+bool RequestHandler::IsAdministrator(const Session& session) const {
+  const uint32_t uid = session.identity.uid;
+  return uid == 0 || uid == broker_uid_;
 }
 
 uint64_t RequestHandler::Finish(const Session& session, absl::string_view request_kind,

@@ -13,7 +13,10 @@
 // - a client may ask for less access than its grant, never more;
 // - `status` shows where the policy lives and why the last reload failed
 //   (which quotes the policy's text and paths) only to the broker's own uid
-//   and root; other clients get empty strings there.
+//   and root; other clients get empty strings there. `services` shows a
+//   service's last exit and missing protections (which can quote
+//   capability paths and the policy's) to the same, and others a
+//   placeholder.
 //
 // Not thread-safe: used by the event-loop thread only.
 #ifndef CAPBROKER_BROKER_SERVER_REQUEST_HANDLER_H_
@@ -179,14 +182,21 @@ class RequestHandler {
   // hosted services and the instances removed from the policy that have
   // not exited, in name order, their texts cut to
   // wire::kMaxServiceTextBytes; for a request without servicesPage, all of
-  // them in one `services` reply if they fit in a page.
-  void Services(schema::Request::Reader request, schema::Reply::Builder reply);
+  // them in one `services` reply if they fit in a page. Only for
+  // administrators (IsAdministrator) the texts `missing` and `lastExit`;
+  // for others, a placeholder where there is one.
+  void Services(const Session& session, schema::Request::Reader request,
+                schema::Reply::Builder reply);
   // A page of the capabilities `session` may ask for (ListPage in
   // broker.capnp), or for a request without listPage, all of them in one
   // `list` reply if they fit in a page. Not audited: it hands out nothing.
   void List(const Session& session, schema::Request::Reader request,
             schema::Reply::Builder reply);
   void Status(const Session& session, schema::Reply::Builder reply);
+  // Whether `session` may see what tells about the administrator's files
+  // (the policy's path, reload and audit errors, services' exit texts):
+  // root and the broker's uid.
+  bool IsAdministrator(const Session& session) const;
 
   // Fills a grant reply for `spec` with `access` (its fd goes in the reply's
   // datagram).

@@ -388,6 +388,78 @@ TEST_F(RequestHandlerTest, AuditLineOfAnOpenBeneathRecordsCreateTruncateAndMode)
                                   R"("decision":"denied","principal")"));
 }
 
+// A service host that reports `reports` and does nothing else.
+class ReportingDirectory : public ServiceDirectory {
+ public:
+  absl::StatusOr<std::optional<UniqueFd>> Connect(const ServiceSpec&,
+                                                   const ConnectRequest&) override {
+    return absl::UnavailableError("not hosted");
+  }
+  void Withdraw(uint64_t, uint64_t) override {}
+  void ConnectionLost(uint64_t) override {}
+  void ClientGone(uint64_t, absl::string_view) override {}
+  absl::Status Ready(absl::string_view) override { return absl::OkStatus(); }
+  std::vector<ServiceReport> Report() const override { return reports; }
+
+  std::vector<ServiceReport> reports;
+};
+
+// A service's last exit and what it misses can quote capability paths and
+// the policy's own path, which `status` shows only to root and the broker's
+// uid: `services` shows them to the same, and to others a placeholder where
+// there is a text (none where there is none). The rest is for everyone.
+TEST_F(RequestHandlerTest, ServicesShowsExitAndMissingTextsOnlyToAdministrators) {
+  constexpr uid_t kBrokerUid = 4000;
+  RequestHandler handler(audit_, stats_, kBrokerUid);
+  ReportingDirectory directory;
+  handler.SetServiceDirectory(&directory);
+  ServiceReport failed;
+  failed.name = "conf";
+  failed.state = schema::ServiceState::FAILED;
+  failed.protections = "userns mountns";
+  failed.missing = "landlock: /x/etc is not supported";
+  failed.last_exit = "could not start: directory grant 'conf' is /x/etc, which holds the "
+                     "broker's policy file /x/etc/policy.capnp";
+  failed.activation = "atStart";
+  ServiceReport quiet;
+  quiet.name = "quiet";
+  directory.reports = {failed, quiet};
+  struct Seen {
+    std::string missing, last_exit, protections, quiet_missing, quiet_last_exit;
+  };
+  auto services_for = [&](uid_t uid) {
+    Session session;
+    session.identity.uid = uid;
+    session.hello_done = true;
+    capnp::MallocMessageBuilder request_message, reply_message;
+    auto request = request_message.initRoot<schema::Request>();
+    request.setId(1);
+    request.setServices();
+    request.initServicesPage();
+    auto reply = reply_message.initRoot<schema::Reply>();
+    handler.Handle(session, request.asReader(), reply);
+    EXPECT_TRUE(reply.isServicePage());
+    if (!reply.isServicePage()) return Seen{};
+    auto entries = reply.getServicePage().getEntries();
+    EXPECT_EQ(entries.size(), 2u);
+    if (entries.size() != 2) return Seen{};
+    return Seen{entries[0].getMissing().cStr(), entries[0].getLastExit().cStr(),
+                entries[0].getProtections().cStr(), entries[1].getMissing().cStr(),
+                entries[1].getLastExit().cStr()};
+  };
+  for (uid_t admin : {kBrokerUid, uid_t{0}}) {
+    Seen seen = services_for(admin);
+    EXPECT_EQ(seen.missing, failed.missing) << "uid " << admin;
+    EXPECT_EQ(seen.last_exit, failed.last_exit) << "uid " << admin;
+  }
+  Seen other = services_for(1000);
+  EXPECT_EQ(other.last_exit, "(shown to root and the broker's user)");
+  EXPECT_EQ(other.missing, "(shown to root and the broker's user)");
+  EXPECT_EQ(other.protections, "userns mountns");
+  EXPECT_EQ(other.quiet_missing, "");
+  EXPECT_EQ(other.quiet_last_exit, "");
+}
+
 // A client's name or path that fails its length check is refused, and the
 // audit line shows no more of it than the limit (and how long it was): a
 // request must not make the broker write a line as long as itself.

@@ -165,6 +165,10 @@ struct ReasonCount {
 }
 
 struct BrokerStatus {
+  # "root or the broker's uid" below means a client of that uid, never a
+  # hosted service: a per-user broker runs its services as its own uid, and
+  # their sandbox hides the policy from them. The same holds for the texts
+  # of ServiceInfo.
   version @0 :UInt32;
   uptimeSeconds @1 :UInt64;
   connections @2 :UInt32;

@@ -13,8 +13,9 @@
 // - a client may ask for less access than its grant, never more;
 // - `status` shows where the policy lives and why the last reload failed
 //   (which quotes the policy's text and paths) only to the broker's own uid
-//   and root; other clients get empty strings there. `services` shows a
-//   service's last exit and missing protections (which can quote
+//   and root, never to a hosted service (in a per-user broker, services run
+//   as the broker's uid); other clients get empty strings there. `services`
+//   shows a service's last exit and missing protections (which can quote
 //   capability paths and the policy's) to the same, and others a
 //   placeholder.
 //
@@ -85,7 +86,8 @@ class RequestHandler {
  public:
   // Borrows `audit` and `stats`, which must outlive the handler. It grants
   // nothing until SetPolicy succeeds. Peers of uid 0 or `broker_uid` (the
-  // broker's euid by default) are its administrators (see Status).
+  // broker's euid by default) are its administrators (see Status), hosted
+  // services excepted.
   // `hard_links` says whether the host keeps users from hard-linking others'
   // files (by default read from fs.protected_hardlinks, once, here); where
   // it does not, file capabilities and open beneath refuse files with more
@@ -195,7 +197,7 @@ class RequestHandler {
   void Status(const Session& session, schema::Reply::Builder reply);
   // Whether `session` may see what tells about the administrator's files
   // (the policy's path, reload and audit errors, services' exit texts):
-  // root and the broker's uid.
+  // root and the broker's uid, but never a hosted service's session.
   bool IsAdministrator(const Session& session) const;
 
   // Fills a grant reply for `spec` with `access` (its fd goes in the reply's

@@ -460,6 +460,54 @@ TEST_F(RequestHandlerTest, ServicesShowsExitAndMissingTextsOnlyToAdministrators)
   EXPECT_EQ(other.quiet_last_exit, "");
 }
 
+// In a per-user broker, hosted services run as the broker's uid. They are
+// not its administrators: the sandbox hides the policy from them, and
+// status and services must not tell them where it is or what it says.
+TEST_F(RequestHandlerTest, AServiceOfTheBrokersUidIsNoAdministrator) {
+  constexpr uid_t kBrokerUid = 4000;
+  RequestHandler handler(audit_, stats_, kBrokerUid);
+  ASSERT_OK_AND_ASSIGN(Policy policy,
+                       ParsePolicy(R"(( capabilities = [ ], principals = [ ] ))",
+                                   "/home/u/.config/capbroker/policy.capnp"));
+  ASSERT_OK(handler.SetPolicy(std::move(policy)));
+  ReportingDirectory directory;
+  handler.SetServiceDirectory(&directory);
+  ServiceReport failed;
+  failed.name = "conf";
+  failed.last_exit = "could not start: /home/u/.config/capbroker holds the policy";
+  directory.reports = {failed};
+  stats_.last_reload_error = "/home/u/.config/capbroker/policy.capnp:3:7: secret line";
+  stats_.audit_reopen_error = "audit log /home/u/audit: is a symlink";
+  for (const char* service : {"", "svc"}) {
+    SCOPED_TRACE(*service ? "service" : "the broker's user");
+    const bool administrator = *service == '\0';
+    Session session;
+    session.identity.uid = kBrokerUid;
+    session.identity.service = service;
+    session.hello_done = true;
+    capnp::MallocMessageBuilder request_message, reply_message;
+    auto request = request_message.initRoot<schema::Request>();
+    request.setId(1);
+    request.setStatus();
+    auto reply = reply_message.initRoot<schema::Reply>();
+    handler.Handle(session, request.asReader(), reply);
+    ASSERT_TRUE(reply.isStatus());
+    EXPECT_EQ(std::string(reply.getStatus().getPolicyPath().cStr()),
+              administrator ? "/home/u/.config/capbroker/policy.capnp" : "");
+    EXPECT_EQ(std::string(reply.getStatus().getLastReloadError().cStr()),
+              administrator ? stats_.last_reload_error : "");
+    EXPECT_EQ(std::string(reply.getStatus().getAuditLogError().cStr()),
+              administrator ? stats_.audit_reopen_error : "");
+    request.setServices();
+    reply = reply_message.initRoot<schema::Reply>();
+    handler.Handle(session, request.asReader(), reply);
+    ASSERT_TRUE(reply.isServices());
+    ASSERT_EQ(reply.getServices().size(), 1u);
+    EXPECT_EQ(std::string(reply.getServices()[0].getLastExit().cStr()),
+              administrator ? failed.last_exit : "(shown to root and the broker's user)");
+  }
+}
+
 // A client's name or path that fails its length check is refused, and the
 // audit line shows no more of it than the limit (and how long it was): a
 // request must not make the broker write a line as long as itself.

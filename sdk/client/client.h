@@ -77,6 +77,8 @@ struct CapabilityInfo {
   uint64_t size = 0;
 };
 
+// "root or the broker's uid" below: a client of that uid, never a hosted
+// service (a per-user broker runs its services as its own uid).
 struct BrokerStatus {
   uint32_t version = 0;
   uint64_t uptime_seconds = 0;

@@ -103,7 +103,8 @@ class RequestHandler {
   // logs on stderr a note for each file or directory capability whose path
   // lies on a FUSE or network file system (RemotePathNotes): the broker
   // opens those in its only thread, which waits for as long as that file
-  // system does not answer.
+  // system does not answer; and for each principal whose `exe` is a script,
+  // which never matches (ScriptExeNotes).
   absl::Status SetPolicy(Policy policy);
 
   const Policy& policy() const { return policy_; }

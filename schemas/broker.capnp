@@ -165,6 +165,10 @@ struct ReasonCount {
 }
 
 struct BrokerStatus {
+  # "root or the broker's uid" below means a client of that uid, never a
+  # hosted service: a per-user broker runs its services as its own uid, and
+  # their sandbox hides the policy from them. The same holds for the texts
+  # of ServiceInfo.
   version @0 :UInt32;
   uptimeSeconds @1 :UInt64;
   connections @2 :UInt32;
@@ -224,6 +228,9 @@ struct ServiceInfo {
   # The texts (protections, missing, lastExit, activation) hold at most
   # 4096 bytes each (wire::kMaxServiceTextBytes); a longer one is cut and
   # ends "... (truncated; N bytes)". The broker's log has them whole.
+  # missing and lastExit can quote capability paths and the policy's: unless
+  # the caller is root or the broker's uid, a nonempty one reads
+  # "(shown to root and the broker's user)".
 }
 
 struct Reply {

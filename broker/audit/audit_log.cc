@@ -271,7 +271,15 @@ uint64_t AuditLog::Record(const AuditEvent& e, Instant now) {
   AppendField(",\"capability\":", e.capability, out);
   AppendField(",\"access\":", e.access, out);
   if (!e.path.empty()) AppendField(",\"path\":", e.path, out);
+  if (e.open.create) {
+    // Octal, as modes are written (0644), in a string: JSON has no octal.
+    absl::StrAppendFormat(&out, ",\"create\":true,\"mode\":\"%04o\"", e.open.mode & 07777);
+  }
+  if (e.open.truncate) out += ",\"truncate\":true";
   out += e.granted ? "},\"decision\":\"granted\"" : "},\"decision\":\"denied\"";
+  if (e.granted && e.open.create) {
+    out += e.open.created ? ",\"created\":true" : ",\"created\":false";
+  }
   AppendField(",\"principal\":", e.principal, out);
   AppendField(",\"reason\":", e.reason, out);
   out += "}\n";

@@ -76,6 +76,17 @@ namespace capbroker::audit {
 // broker renders it once per connection rather than once per line.
 std::string RenderPeer(uint32_t uid, uint32_t gid, pid_t pid, absl::string_view exe);
 
+// What an open beneath asked for besides opening, and what came of it.
+// Each field goes into the line only when it says something (see Record).
+struct OpenOptions {
+  bool create = false;    // O_CREAT was asked, with `mode`
+  uint32_t mode = 0;      // the permission bits of a created file (at most 0777)
+  bool truncate = false;  // O_TRUNC was asked
+  // For a grant with `create`: this open made the file (the broker tries
+  // O_CREAT | O_EXCL first, so it knows), or found it there.
+  bool created = false;
+};
+
 struct AuditEvent {
   // The peer: its uid (denials are budgeted per uid) and RenderPeer's text.
   uint32_t uid = 0;
@@ -86,6 +97,10 @@ struct AuditEvent {
   absl::string_view capability;
   absl::string_view access;
   absl::string_view path;
+  // For openBeneath: create (with its mode) and truncate, written in the
+  // request when asked; for a grant with create, "created" after the
+  // decision.
+  OpenOptions open;
   // The outcome: granted or not, the principal whose grant allowed it, and
   // the reason (for a denial, the message sent to the client).
   bool granted = false;

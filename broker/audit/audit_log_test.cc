@@ -69,6 +69,51 @@ TEST(AuditLogTest, WritesOneJsonLinePerEventOnFlush) {
   EXPECT_EQ(st.st_mode & 0777, 0600u);
 }
 
+// An open beneath's create (with its mode) and truncate go into the
+// request, and whether a granted create made the file after the decision;
+// each only when asked, so that a plain open's line stays as it was.
+TEST(AuditLogTest, WritesCreateModeTruncateAndCreatedOnlyWhenAsked) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
+  AuditEvent e;
+  e.uid = 1000;
+  e.peer = R"({"uid":1000})";
+  e.request = "openBeneath";
+  e.capability = "spool";
+  e.access = "write";
+  e.path = "job";
+  e.granted = true;
+  e.principal = "ops";
+  e.reason = "r";
+  log.Record(e, At(absl::FromUnixSeconds(0)));
+  e.open.create = true;
+  e.open.mode = 0644;
+  e.open.created = true;
+  log.Record(e, At(absl::FromUnixSeconds(0)));
+  e.open.mode = 0;
+  e.open.truncate = true;
+  e.open.created = false;
+  log.Record(e, At(absl::FromUnixSeconds(0)));
+  e.open.create = false;
+  e.granted = false;
+  log.Record(e, At(absl::FromUnixSeconds(0)));
+  EXPECT_EQ(log.Flush(), 0u);
+  const std::string start =
+      R"({"time":"1970-01-01T00:00:00.000Z","event":"grant","peer":{"uid":1000},)"
+      R"("request":{"kind":"openBeneath","capability":"spool","access":"write","path":"job")";
+  const std::string end = R"("principal":"ops","reason":"r"})" "\n";
+  EXPECT_EQ(ReadWholeFile(path),
+            start + R"(},"decision":"granted",)" + end +
+            start + R"(,"create":true,"mode":"0644"},"decision":"granted","created":true,)" +
+            end +
+            start + R"(,"create":true,"mode":"0000","truncate":true},"decision":"granted",)"
+                    R"("created":false,)" + end +
+            R"({"time":"1970-01-01T00:00:00.000Z","event":"deny","peer":{"uid":1000},)"
+            R"("request":{"kind":"openBeneath","capability":"spool","access":"write",)"
+            R"("path":"job","truncate":true},"decision":"denied",)" + end);
+}
+
 TEST(AuditLogTest, RefusesSymlinkedLogPath) {
   testing::TempDir dir;
   dir.WriteFile("target", "");

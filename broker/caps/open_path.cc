@@ -78,7 +78,7 @@ struct Target {
   absl::string_view what;  // for messages: "open", "open beneath:"
   bool allow_directory;
   // Refuse an existing regular file with more than one link (see
-  // OpenBeneath).
+  // HardLinks).
   bool refuse_hard_links = false;
 };
 
@@ -272,14 +272,16 @@ absl::StatusOr<int> AccessFlags(schema::Access access) {
 }
 
 absl::StatusOr<UniqueFd> OpenFile(absl::string_view path, const FileOpen& how,
-                                  bool follow_symlinks) {
+                                  bool follow_symlinks, HardLinks hard_links) {
   CB_RETURN_IF_ERROR(CheckTruncate(how));
   CB_ASSIGN_OR_RETURN(int flags, AccessFlags(how.access));
   if (how.create) flags |= O_CREAT;
   if (how.truncate) flags |= O_TRUNC;
   bool created = false;
+  // The policy's path is a name in a directory, which others may be able
+  // to write: it may be a link made there to another's file (see HardLinks).
   const Target target{AT_FDCWD, std::string(path), PolicyResolve(follow_symlinks), "open",
-                      false};
+                      false, hard_links == HardLinks::kUnprotected};
   CB_ASSIGN_OR_RETURN(UniqueFd fd, OpenChecked(target, flags, how.mode, created));
   if (how.append_only) CB_RETURN_IF_ERROR(RequireAppendOnly(fd.get(), created, target));
   return fd;
@@ -306,7 +308,8 @@ HardLinks ReadHardLinkProtection(const char* path) {
 }
 
 absl::StatusOr<UniqueFd> OpenBeneath(int dirfd, absl::string_view relative,
-                                     const FileOpen& how, HardLinks hard_links) {
+                                     const FileOpen& how, HardLinks hard_links,
+                                     bool* created) {
   if (relative.empty()) {
     return absl::InvalidArgumentError("path beneath a directory is empty");
   }
@@ -333,9 +336,10 @@ absl::StatusOr<UniqueFd> OpenBeneath(int dirfd, absl::string_view relative,
                 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
                 "open beneath:", how.access == schema::Access::READ && !how.create,
                 hard_links == HardLinks::kUnprotected};
-  bool created = false;
-  CB_ASSIGN_OR_RETURN(UniqueFd fd, OpenChecked(target, flags, how.mode & 0777, created));
-  if (how.append_only) CB_RETURN_IF_ERROR(RequireAppendOnly(fd.get(), created, target));
+  bool made = false;
+  CB_ASSIGN_OR_RETURN(UniqueFd fd, OpenChecked(target, flags, how.mode & 0777, made));
+  if (how.append_only) CB_RETURN_IF_ERROR(RequireAppendOnly(fd.get(), made, target));
+  if (created != nullptr) *created = made;
   return fd;
 }
 

@@ -49,22 +49,13 @@ struct FileOpen {
 // `unspecified` (resolve it against the grant first).
 absl::StatusOr<int> AccessFlags(schema::Access access);
 
-// Opens the regular file at the absolute `path`. Without `follow_symlinks`,
-// any symlink on the path fails the open (kPermissionDenied, saying so).
-// kFailedPrecondition when `path` is not a regular file; kInvalidArgument
-// for truncate with read or append access.
-absl::StatusOr<UniqueFd> OpenFile(absl::string_view path, const FileOpen& how,
-                                  bool follow_symlinks);
-
-// Opens the directory at the absolute `path` (O_RDONLY | O_DIRECTORY).
-absl::StatusOr<UniqueFd> OpenDirectory(absl::string_view path,
-                                       bool follow_symlinks);
-
 // Whether the kernel keeps users from hard-linking files they could not
-// open themselves (the sysctl fs.protected_hardlinks). RESOLVE_BENEATH
-// cannot see a hard link: without that protection, a user who may write in
-// a granted directory can link any file of the same file system into it
-// (`ln /etc/shadow dir/x`) and have the broker open it.
+// open themselves (the sysctl fs.protected_hardlinks). No path resolution
+// can see a hard link: without that protection, a user who may write in a
+// granted directory can link any file of the same file system into it
+// (`ln /etc/shadow dir/x`), and one who may write in the directory of a file
+// capability can replace the file with such a link (`rm inbox; ln
+// /etc/shadow inbox`), and have the broker open it.
 enum class HardLinks {
   kProtected,    // fs.protected_hardlinks = 1 (Debian's and systemd's)
   kUnprotected,  // 0 (the kernel's own default), or not known
@@ -77,6 +68,20 @@ inline constexpr char kProtectedHardlinksPath[] = "/proc/sys/fs/protected_hardli
 // once, when the broker starts: it is not a question for every request.
 HardLinks ReadHardLinkProtection(const char* path = kProtectedHardlinksPath);
 
+// Opens the regular file at the absolute `path`. Without `follow_symlinks`,
+// any symlink on the path fails the open (kPermissionDenied, saying so).
+// kFailedPrecondition when `path` is not a regular file; kInvalidArgument
+// for truncate with read or append access. With `hard_links` kUnprotected
+// (the default: fail closed), an existing file with more than one link is
+// refused before it is opened, as by OpenBeneath.
+absl::StatusOr<UniqueFd> OpenFile(absl::string_view path, const FileOpen& how,
+                                  bool follow_symlinks,
+                                  HardLinks hard_links = HardLinks::kUnprotected);
+
+// Opens the directory at the absolute `path` (O_RDONLY | O_DIRECTORY).
+absl::StatusOr<UniqueFd> OpenDirectory(absl::string_view path,
+                                       bool follow_symlinks);
+
 // Opens `relative` beneath the directory `dirfd` (borrowed) with
 // RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS: no absolute
 // path, no `..` above `dirfd`, no symlink anywhere. The result is a regular
@@ -86,10 +91,13 @@ HardLinks ReadHardLinkProtection(const char* path = kProtectedHardlinksPath);
 // append access. With `hard_links` kUnprotected (the default: fail closed),
 // an existing regular file with more than one link is refused before it is
 // opened (kFailedPrecondition, naming the sysctl): one of its names may be
-// a link someone made to another user's file.
+// a link someone made to another user's file. When `created` is given, a
+// successful open sets it to whether it made the file: with `how.create`,
+// the open tries O_CREAT | O_EXCL first, so the kernel says so, race-free.
 absl::StatusOr<UniqueFd> OpenBeneath(int dirfd, absl::string_view relative,
                                      const FileOpen& how,
-                                     HardLinks hard_links = HardLinks::kUnprotected);
+                                     HardLinks hard_links = HardLinks::kUnprotected,
+                                     bool* created = nullptr);
 
 }  // namespace capbroker::caps
 

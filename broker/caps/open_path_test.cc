@@ -501,8 +501,10 @@ TEST_F(OpenBeneathTest, DoesNotCrossIntoAnotherMount) {
 // RESOLVE_BENEATH cannot see a hard link. Where the kernel does not keep
 // users from linking files they could not open (fs.protected_hardlinks=0),
 // a user who can write in a granted directory could link another's file
-// there (`ln /etc/shadow dir/x`): a file with more than one link is refused
-// before anything opens it, truncate included.
+// there (`ln /etc/shadow dir/x`), or put one in the place of a file
+// capability's file: a file with more than one link is refused before
+// anything opens it, truncate included, beneath a directory and as a file
+// capability alike.
 TEST_F(OpenBeneathTest, RefusesAFileWithMoreLinksWhereTheKernelAllowsAnyLink) {
   ASSERT_EQ(link(dir_.Join("secret").c_str(), dir_.Join("root/linked").c_str()), 0);
   FileOpen truncate = Access(schema::Access::READ_WRITE);
@@ -515,11 +517,18 @@ TEST_F(OpenBeneathTest, RefusesAFileWithMoreLinksWhereTheKernelAllowsAnyLink) {
                          AllOf(HasSubstr("linked: has 2 hard links"),
                                HasSubstr("fs.protected_hardlinks is 0"),
                                HasSubstr("set fs.protected_hardlinks=1"))));
+    EXPECT_THAT(OpenFile(dir_.Join("root/linked"), how, false, HardLinks::kUnprotected),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         HasSubstr("root/linked: has 2 hard links")));
   }
   EXPECT_EQ(ReadWholeFile(dir_.Join("secret")), "outside") << "the file was truncated";
   // The default is the careful answer.
   EXPECT_THAT(OpenBeneath(root_.get(), "linked", Access(schema::Access::READ)),
               StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(OpenFile(dir_.Join("root/linked"), Access(schema::Access::READ), false),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_OK(OpenFile(dir_.Join("root/linked"), Access(schema::Access::READ), false,
+                     HardLinks::kProtected));
   // A file of one link opens, and so does one this open creates.
   EXPECT_OK(OpenBeneath(root_.get(), "sub/file", Access(schema::Access::READ),
                         HardLinks::kUnprotected));

@@ -13,6 +13,7 @@
 #include "capnp/message.h"
 #include "broker/caps/open_path.h"
 #include "broker/policy/remote_paths.h"
+#include "broker/policy/script_exes.h"
 #include "broker/server/reply_pages.h"
 #include "sdk/base/escape.h"
 #include "sdk/base/status_macros.h"
@@ -25,6 +26,10 @@ namespace {
 
 // The audit log's and the error messages' wording when no directory is set.
 constexpr absl::string_view kNoServices = "this broker hosts no services";
+
+// What a services report shows others than administrators in place of a
+// text that may name the administrator's files (RequestHandler::Services).
+constexpr absl::string_view kShownToAdministrators = "(shown to root and the broker's user)";
 
 schema::Kind WireKind(Kind kind) {
   switch (kind) {
@@ -197,8 +202,11 @@ absl::Status RequestHandler::SetPolicy(Policy policy) {
   });
   ++stats_.policy_generation;
   // At start and at every reload: the capabilities whose opens could stall
-  // this thread (see remote_paths.h).
-  for (const std::string& note : RemotePathNotes(policy_)) {
+  // this thread (see remote_paths.h), and the exe rules that can never
+  // match (script_exes.h).
+  std::vector<std::string> notes = RemotePathNotes(policy_);
+  for (std::string& note : ScriptExeNotes(policy_)) notes.push_back(std::move(note));
+  for (const std::string& note : notes) {
     std::fprintf(stderr, "capbrokerd: note: %s\n", Escaped(note).c_str());
   }
   return absl::OkStatus();
@@ -263,7 +271,7 @@ Outcome RequestHandler::Handle(Session& session, schema::Request::Reader request
       Ready(session, reply);
       return {};
     case schema::Request::SERVICES:
-      Services(request, reply);
+      Services(session, request, reply);
       return {};
     default:
       break;
@@ -324,7 +332,7 @@ absl::StatusOr<UniqueFd> RequestHandler::Make(const CapabilitySpec& spec,
       // client that asks for append under a write grant restricts itself:
       // that fd is O_APPEND only, as it asked.
       how.append_only = spec.access == schema::Access::APPEND;
-      return caps::OpenFile(spec.path, how, spec.follow_symlinks);
+      return caps::OpenFile(spec.path, how, spec.follow_symlinks, hard_links_);
     }
     case Kind::kDirectory:
       return caps::OpenDirectory(spec.path, spec.follow_symlinks);
@@ -418,6 +426,11 @@ Outcome RequestHandler::OpenBeneath(const Session& session,
   absl::string_view name = View(open.getDirectory());
   absl::string_view path = View(open.getPath());
   schema::Access requested = open.getAccess();
+  // What the open does besides opening, for its audit line, denied or not.
+  audit::OpenOptions asked;
+  asked.create = open.getCreate();
+  asked.mode = open.getMode() & 0777;
+  asked.truncate = open.getTruncate();
   absl::Status status = CheckText("directory name", open.getDirectory(),
                                   wire::kMaxNameBytes);
   if (status.ok()) status = CheckText("path", open.getPath(), wire::kMaxPathBytes);
@@ -428,7 +441,7 @@ Outcome RequestHandler::OpenBeneath(const Session& session,
   if (!status.ok()) {
     std::string cut_name, cut_path;
     Finish(session, "openBeneath", Audited(name, wire::kMaxNameBytes, cut_name), requested,
-           Audited(path, wire::kMaxPathBytes, cut_path), status, "", reply);
+           Audited(path, wire::kMaxPathBytes, cut_path), status, "", reply, asked);
     return outcome;
   }
   Decision decision = policy_.Decide(session.identity, name, requested);
@@ -440,10 +453,10 @@ Outcome RequestHandler::OpenBeneath(const Session& session,
   // The rules of a file capability's create and truncate (policy_validator):
   // a reader creates nothing, and only a writer that may overwrite may
   // empty a file; an append fd must never destroy what is there.
-  if (decision.status.ok() && open.getCreate() && access == schema::Access::READ) {
+  if (decision.status.ok() && asked.create && access == schema::Access::READ) {
     decision.status = absl::InvalidArgumentError(
         "create needs write, readWrite or append access; access is read");
-  } else if (decision.status.ok() && open.getTruncate() &&
+  } else if (decision.status.ok() && asked.truncate &&
              access != schema::Access::WRITE && access != schema::Access::READ_WRITE) {
     decision.status = absl::InvalidArgumentError(absl::StrCat(
         "truncate needs write or readWrite access; access is ", AccessName(access),
@@ -451,19 +464,19 @@ Outcome RequestHandler::OpenBeneath(const Session& session,
   }
   if (!decision.status.ok()) {
     Finish(session, "openBeneath", name, requested, path, decision.status,
-           decision.principal, reply);
+           decision.principal, reply, asked);
     return outcome;
   }
   caps::FileOpen how;
   // A directory grant's readWrite, asked for as-is, opens files read-write.
   how.access = access;
-  how.create = open.getCreate();
-  how.truncate = open.getTruncate();
-  how.mode = open.getMode() & 0777;
+  how.create = asked.create;
+  how.truncate = asked.truncate;
+  how.mode = asked.mode;
   absl::StatusOr<UniqueFd> fd =
       caps::OpenDirectory(decision.capability->path,
                           decision.capability->follow_symlinks);
-  if (fd.ok()) fd = caps::OpenBeneath(fd->get(), path, how, hard_links_);
+  if (fd.ok()) fd = caps::OpenBeneath(fd->get(), path, how, hard_links_, &asked.created);
   if (fd.ok() && !session.identity.service.empty() && IsDirectoryFd(fd->get())) {
     fd = ServiceDirectoryRefusal(name);
   }
@@ -472,7 +485,7 @@ Outcome RequestHandler::OpenBeneath(const Session& session,
                           absl::StrCat("capability '", name, "': ",
                                        fd.status().message()));
     Finish(session, "openBeneath", name, access, path, status,
-           decision.principal, reply);
+           decision.principal, reply, asked);
     return outcome;
   }
   reply.setGranted();
@@ -483,7 +496,7 @@ Outcome RequestHandler::OpenBeneath(const Session& session,
   info.setPath(std::string(path));
   outcome.fds.push_back(std::move(fd).value());
   outcome.audit_line = Finish(session, "openBeneath", name, access, path,
-                              absl::OkStatus(), decision.principal, reply);
+                              absl::OkStatus(), decision.principal, reply, asked);
   return outcome;
 }
 
@@ -606,7 +619,8 @@ void RequestHandler::Ready(const Session& session, schema::Reply::Builder reply)
   reply.setReady();
 }
 
-void RequestHandler::Services(schema::Request::Reader request, schema::Reply::Builder reply) {
+void RequestHandler::Services(const Session& session, schema::Request::Reader request,
+                              schema::Reply::Builder reply) {
   // As for List: a client older than pages asks without servicesPage.
   const bool paged = request.hasServicesPage();
   absl::string_view start_after;
@@ -620,7 +634,18 @@ void RequestHandler::Services(schema::Request::Reader request, schema::Reply::Bu
   }
   std::vector<ServiceReport> reports;
   if (services_ != nullptr) reports = services_->Report();
+  // Why a service failed, or lacks a protection, can quote capability
+  // paths and the policy's own ("directory grant 'conf' is /x/etc, which
+  // holds the broker's policy file ..."): shown to whom `status` shows the
+  // policy's path. Replaced before the pages are cut, which measure the
+  // texts sent.
+  const bool administrator = IsAdministrator(session);
   for (ServiceReport& r : reports) {
+    if (!administrator) {
+      for (std::string* text : {&r.missing, &r.last_exit}) {
+        if (!text->empty()) *text = std::string(kShownToAdministrators);
+      }
+    }
     for (std::string* text : {&r.protections, &r.missing, &r.last_exit, &r.activation}) {
       BoundServiceText(*text);
     }
@@ -735,8 +760,7 @@ void RequestHandler::Status(const Session& session, schema::Reply::Builder reply
   // The policy's path, and a reload error (which quotes the policy's lines
   // and the paths it checked), tell other users about the administrator's
   // files: only the administrators see them. The counters stay for all.
-  uint32_t uid = session.identity.uid;
-  if (uid == 0 || uid == broker_uid_) {
+  if (IsAdministrator(session)) {
     status.setPolicyPath(policy_.source());
     status.setLastReloadError(stats_.last_reload_error);
     status.setAuditLogError(stats_.audit_reopen_error);
@@ -753,11 +777,20 @@ void RequestHandler::Status(const Session& session, schema::Reply::Builder reply
   status.setPrincipals(policy_.principals().size());
 }
 
+bool RequestHandler::IsAdministrator(const Session& session) const {
+  // A hosted service is none, whatever its uid: a per-user broker runs its
+  // services as its own uid, and their sandbox hides the policy from them.
+  if (!session.identity.service.empty()) return false;
+  const uint32_t uid = session.identity.uid;
+  return uid == 0 || uid == broker_uid_;
+}
+
 uint64_t RequestHandler::Finish(const Session& session, absl::string_view request_kind,
                             absl::string_view capability, schema::Access access,
                             absl::string_view path, const absl::Status& status,
                             absl::string_view principal,
-                            schema::Reply::Builder reply) {
+                            schema::Reply::Builder reply,
+                            const audit::OpenOptions& open) {
   std::string access_name = AccessName(access);
   std::string reason =
       status.ok() ? GrantReason(session.identity, request_kind, principal, capability)
@@ -773,6 +806,7 @@ uint64_t RequestHandler::Finish(const Session& session, absl::string_view reques
   event.capability = capability;
   event.access = access_name;
   event.path = path;
+  event.open = open;
   event.granted = status.ok();
   event.principal = principal;
   event.reason = reason;

@@ -13,7 +13,11 @@
 // - a client may ask for less access than its grant, never more;
 // - `status` shows where the policy lives and why the last reload failed
 //   (which quotes the policy's text and paths) only to the broker's own uid
-//   and root; other clients get empty strings there.
+//   and root, never to a hosted service (in a per-user broker, services run
+//   as the broker's uid); other clients get empty strings there. `services`
+//   shows a service's last exit and missing protections (which can quote
+//   capability paths and the policy's) to the same, and others a
+//   placeholder.
 //
 // Not thread-safe: used by the event-loop thread only.
 #ifndef CAPBROKER_BROKER_SERVER_REQUEST_HANDLER_H_
@@ -82,11 +86,12 @@ class RequestHandler {
  public:
   // Borrows `audit` and `stats`, which must outlive the handler. It grants
   // nothing until SetPolicy succeeds. Peers of uid 0 or `broker_uid` (the
-  // broker's euid by default) are its administrators (see Status).
+  // broker's euid by default) are its administrators (see Status), hosted
+  // services excepted.
   // `hard_links` says whether the host keeps users from hard-linking others'
   // files (by default read from fs.protected_hardlinks, once, here); where
-  // it does not, open beneath refuses files with more than one link
-  // (caps::OpenBeneath).
+  // it does not, file capabilities and open beneath refuse files with more
+  // than one link (caps::OpenFile, caps::OpenBeneath).
   RequestHandler(audit::AuditLog& audit, Stats& stats, uid_t broker_uid = geteuid(),
                  caps::HardLinks hard_links = caps::ReadHardLinkProtection());
 
@@ -98,7 +103,8 @@ class RequestHandler {
   // logs on stderr a note for each file or directory capability whose path
   // lies on a FUSE or network file system (RemotePathNotes): the broker
   // opens those in its only thread, which waits for as long as that file
-  // system does not answer.
+  // system does not answer; and for each principal whose `exe` is a script,
+  // which never matches (ScriptExeNotes).
   absl::Status SetPolicy(Policy policy);
 
   const Policy& policy() const { return policy_; }
@@ -179,14 +185,21 @@ class RequestHandler {
   // hosted services and the instances removed from the policy that have
   // not exited, in name order, their texts cut to
   // wire::kMaxServiceTextBytes; for a request without servicesPage, all of
-  // them in one `services` reply if they fit in a page.
-  void Services(schema::Request::Reader request, schema::Reply::Builder reply);
+  // them in one `services` reply if they fit in a page. Only for
+  // administrators (IsAdministrator) the texts `missing` and `lastExit`;
+  // for others, a placeholder where there is one.
+  void Services(const Session& session, schema::Request::Reader request,
+                schema::Reply::Builder reply);
   // A page of the capabilities `session` may ask for (ListPage in
   // broker.capnp), or for a request without listPage, all of them in one
   // `list` reply if they fit in a page. Not audited: it hands out nothing.
   void List(const Session& session, schema::Request::Reader request,
             schema::Reply::Builder reply);
   void Status(const Session& session, schema::Reply::Builder reply);
+  // Whether `session` may see what tells about the administrator's files
+  // (the policy's path, reload and audit errors, services' exit texts):
+  // root and the broker's uid, but never a hosted service's session.
+  bool IsAdministrator(const Session& session) const;
 
   // Fills a grant reply for `spec` with `access` (its fd goes in the reply's
   // datagram).
@@ -205,11 +218,13 @@ class RequestHandler {
                                         const StartCheck& check);
 
   // Ends a grant or a denial: audit line, statistics, and an error reply
-  // when `status` is not OK. Returns the audit line's sequence number.
+  // when `status` is not OK. `open`: what an open beneath asked besides
+  // opening, for the line. Returns the audit line's sequence number.
   uint64_t Finish(const Session& session, absl::string_view request_kind,
               absl::string_view capability, schema::Access access,
               absl::string_view path, const absl::Status& status,
-              absl::string_view principal, schema::Reply::Builder reply);
+              absl::string_view principal, schema::Reply::Builder reply,
+              const audit::OpenOptions& open = {});
 
   Policy policy_;
   // Indices into policy_.capabilities() in ascending order of name, the

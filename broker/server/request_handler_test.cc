@@ -235,6 +235,52 @@ TEST_F(RequestHandlerTest, OpenBeneathRefusesLinkedFilesOnlyOnAnUnprotectedHost)
   }
 }
 
+// A file capability is a name as much as a file beneath a directory is:
+// where fs.protected_hardlinks is 0, whoever may write in its directory
+// (alice in her home, anyone in /tmp) can replace it with a link to
+// another's file (`rm inbox; ln /etc/shadow inbox`). The same refusal holds
+// for it, for acquire and for a service's start alike.
+TEST_F(RequestHandlerTest, FileCapabilityRefusesLinkedFilesOnlyOnAnUnprotectedHost) {
+  std::string secret = dir_.WriteFile("secret", "root's");
+  ASSERT_EQ(link(secret.c_str(), dir_.Join("inbox").c_str()), 0);
+  const std::string policy = R"(( capabilities = [ ( name = "inbox", file = ( path = ")" +
+                             dir_.Join("inbox") + R"(", access = readWrite ) ) ],
+      principals = [ ( name = "p", match = ( uid = 1000 ), grants = [ "inbox" ] ) ],
+      services = [ ( name = "svc", command = [ "/bin/true" ], grants = [ "inbox" ] ) ] ))";
+  for (caps::HardLinks hard_links : {caps::HardLinks::kUnprotected, caps::HardLinks::kProtected}) {
+    bool refused = hard_links == caps::HardLinks::kUnprotected;
+    SCOPED_TRACE(refused ? "unprotected" : "protected");
+    RequestHandler handler(audit_, stats_, geteuid(), hard_links);
+    ASSERT_OK_AND_ASSIGN(Policy parsed, ParsePolicy(policy, "t.capnp"));
+    ASSERT_OK(handler.SetPolicy(std::move(parsed)));
+    capnp::MallocMessageBuilder request_message, reply_message;
+    auto request = request_message.initRoot<schema::Request>();
+    request.setId(1);
+    auto acquire = request.initAcquire();
+    acquire.setName("inbox");
+    acquire.setAccess(schema::Access::READ_WRITE);
+    auto reply = reply_message.initRoot<schema::Reply>();
+    Outcome outcome = handler.Handle(session_, request.asReader(), reply);
+    EXPECT_EQ(outcome.fds.size(), refused ? 0u : 1u);
+    ASSERT_EQ(reply.isError(), refused);
+    if (refused) {
+      EXPECT_EQ(reply.getError().getCode(), schema::ErrorCode::FAILED_PRECONDITION);
+      EXPECT_THAT(reply.getError().getMessage().cStr(),
+                  HasSubstr("capability 'inbox': open " + dir_.Join("inbox") +
+                            ": has 2 hard links, and fs.protected_hardlinks is 0"));
+    }
+    Identity service;
+    service.service = "svc";
+    auto started = handler.GrantAtStart(service, {0}, {});
+    if (refused) {
+      EXPECT_THAT(started, StatusIs(absl::StatusCode::kFailedPrecondition,
+                                    HasSubstr("has 2 hard links")));
+    } else {
+      EXPECT_OK(started.status());
+    }
+  }
+}
+
 // The policy's path and the last reload error name the administrator's
 // files and quote their lines: only root and the broker's uid see them.
 TEST_F(RequestHandlerTest, StatusShowsPolicyDetailsOnlyToAdministrators) {
@@ -280,6 +326,186 @@ TEST_F(RequestHandlerTest, StatusShowsPolicyDetailsOnlyToAdministrators) {
   EXPECT_EQ(other.audit_error, "");
   EXPECT_EQ(other.failures, 1u);  // the counters are for everyone
   EXPECT_EQ(other.lines_lost, 3u);
+}
+
+// An open beneath that creates, or empties, a file does more than open it:
+// its audit line says so (create with its mode, truncate), and for a grant
+// that asked to create, whether this very open made the file. A plain open
+// has none of these fields.
+TEST_F(RequestHandlerTest, AuditLineOfAnOpenBeneathRecordsCreateTruncateAndMode) {
+  std::string log_path = dir_.Join("audit");
+  int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  ASSERT_GE(log_fd, 0);
+  audit::AuditLog audit(log_fd);
+  RequestHandler handler(audit, stats_, geteuid(), caps::HardLinks::kProtected);
+  ASSERT_EQ(mkdir(dir_.Join("d").c_str(), 0700), 0);
+  dir_.WriteFile("d/keep", "contents");
+  ASSERT_OK_AND_ASSIGN(
+      Policy policy,
+      ParsePolicy(R"(( capabilities = [ ( name = "d", directory = ( path = ")" + dir_.Join("d") +
+                      R"(", access = readWrite ) ) ],
+                      principals = [ ( name = "p", match = ( uid = 1000 ), grants = [ "d" ] ) ] ))",
+                  "t.capnp"));
+  ASSERT_OK(handler.SetPolicy(std::move(policy)));
+  auto open_beneath = [&](const std::string& path, schema::Access access, bool create,
+                          uint32_t mode, bool truncate) {
+    capnp::MallocMessageBuilder request_message, reply_message;
+    auto request = request_message.initRoot<schema::Request>();
+    request.setId(1);
+    auto open = request.initOpenBeneath();
+    open.setDirectory("d");
+    open.setPath(path);
+    open.setAccess(access);
+    open.setCreate(create);
+    open.setMode(mode);
+    open.setTruncate(truncate);
+    auto reply = reply_message.initRoot<schema::Reply>();
+    handler.Handle(session_, request.asReader(), reply);
+    return reply.isError() ? std::string(reply.getError().getMessage().cStr()) : "";
+  };
+  EXPECT_EQ(open_beneath("keep", schema::Access::READ, false, 0600, false), "");
+  EXPECT_EQ(open_beneath("keep", schema::Access::WRITE, false, 0600, true), "");
+  EXPECT_EQ(open_beneath("new", schema::Access::WRITE, true, 0644, false), "");
+  EXPECT_EQ(open_beneath("new", schema::Access::READ_WRITE, true, 0640, true), "");
+  EXPECT_THAT(open_beneath("keep", schema::Access::APPEND, false, 0600, true),
+              HasSubstr("truncate needs write or readWrite access"));
+  audit.Flush();
+  close(log_fd);
+  std::vector<std::string> lines =
+      absl::StrSplit(testing::ReadWholeFile(log_path), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 5u);
+  for (absl::string_view field : {"\"create\"", "\"mode\"", "\"truncate\"", "\"created\""}) {
+    EXPECT_THAT(lines[0], Not(HasSubstr(field))) << lines[0];
+  }
+  EXPECT_THAT(lines[1], HasSubstr(R"("access":"write","path":"keep","truncate":true},)"
+                                  R"("decision":"granted","principal")"));
+  EXPECT_THAT(lines[1], Not(HasSubstr("create")));
+  EXPECT_THAT(lines[2], HasSubstr(R"("path":"new","create":true,"mode":"0644"},)"
+                                  R"("decision":"granted","created":true,"principal")"));
+  EXPECT_THAT(lines[3], HasSubstr(R"("path":"new","create":true,"mode":"0640","truncate":true},)"
+                                  R"("decision":"granted","created":false,"principal")"));
+  EXPECT_THAT(lines[4], HasSubstr(R"("access":"append","path":"keep","truncate":true},)"
+                                  R"("decision":"denied","principal")"));
+}
+
+// A service host that reports `reports` and does nothing else.
+class ReportingDirectory : public ServiceDirectory {
+ public:
+  absl::StatusOr<std::optional<UniqueFd>> Connect(const ServiceSpec&,
+                                                   const ConnectRequest&) override {
+    return absl::UnavailableError("not hosted");
+  }
+  void Withdraw(uint64_t, uint64_t) override {}
+  void ConnectionLost(uint64_t) override {}
+  void ClientGone(uint64_t, absl::string_view) override {}
+  absl::Status Ready(absl::string_view) override { return absl::OkStatus(); }
+  std::vector<ServiceReport> Report() const override { return reports; }
+
+  std::vector<ServiceReport> reports;
+};
+
+// A service's last exit and what it misses can quote capability paths and
+// the policy's own path, which `status` shows only to root and the broker's
+// uid: `services` shows them to the same, and to others a placeholder where
+// there is a text (none where there is none). The rest is for everyone.
+TEST_F(RequestHandlerTest, ServicesShowsExitAndMissingTextsOnlyToAdministrators) {
+  constexpr uid_t kBrokerUid = 4000;
+  RequestHandler handler(audit_, stats_, kBrokerUid);
+  ReportingDirectory directory;
+  handler.SetServiceDirectory(&directory);
+  ServiceReport failed;
+  failed.name = "conf";
+  failed.state = schema::ServiceState::FAILED;
+  failed.protections = "userns mountns";
+  failed.missing = "landlock: /x/etc is not supported";
+  failed.last_exit = "could not start: directory grant 'conf' is /x/etc, which holds the "
+                     "broker's policy file /x/etc/policy.capnp";
+  failed.activation = "atStart";
+  ServiceReport quiet;
+  quiet.name = "quiet";
+  directory.reports = {failed, quiet};
+  struct Seen {
+    std::string missing, last_exit, protections, quiet_missing, quiet_last_exit;
+  };
+  auto services_for = [&](uid_t uid) {
+    Session session;
+    session.identity.uid = uid;
+    session.hello_done = true;
+    capnp::MallocMessageBuilder request_message, reply_message;
+    auto request = request_message.initRoot<schema::Request>();
+    request.setId(1);
+    request.setServices();
+    request.initServicesPage();
+    auto reply = reply_message.initRoot<schema::Reply>();
+    handler.Handle(session, request.asReader(), reply);
+    EXPECT_TRUE(reply.isServicePage());
+    if (!reply.isServicePage()) return Seen{};
+    auto entries = reply.getServicePage().getEntries();
+    EXPECT_EQ(entries.size(), 2u);
+    if (entries.size() != 2) return Seen{};
+    return Seen{entries[0].getMissing().cStr(), entries[0].getLastExit().cStr(),
+                entries[0].getProtections().cStr(), entries[1].getMissing().cStr(),
+                entries[1].getLastExit().cStr()};
+  };
+  for (uid_t admin : {kBrokerUid, uid_t{0}}) {
+    Seen seen = services_for(admin);
+    EXPECT_EQ(seen.missing, failed.missing) << "uid " << admin;
+    EXPECT_EQ(seen.last_exit, failed.last_exit) << "uid " << admin;
+  }
+  Seen other = services_for(1000);
+  EXPECT_EQ(other.last_exit, "(shown to root and the broker's user)");
+  EXPECT_EQ(other.missing, "(shown to root and the broker's user)");
+  EXPECT_EQ(other.protections, "userns mountns");
+  EXPECT_EQ(other.quiet_missing, "");
+  EXPECT_EQ(other.quiet_last_exit, "");
+}
+
+// In a per-user broker, hosted services run as the broker's uid. They are
+// not its administrators: the sandbox hides the policy from them, and
+// status and services must not tell them where it is or what it says.
+TEST_F(RequestHandlerTest, AServiceOfTheBrokersUidIsNoAdministrator) {
+  constexpr uid_t kBrokerUid = 4000;
+  RequestHandler handler(audit_, stats_, kBrokerUid);
+  ASSERT_OK_AND_ASSIGN(Policy policy,
+                       ParsePolicy(R"(( capabilities = [ ], principals = [ ] ))",
+                                   "/home/u/.config/capbroker/policy.capnp"));
+  ASSERT_OK(handler.SetPolicy(std::move(policy)));
+  ReportingDirectory directory;
+  handler.SetServiceDirectory(&directory);
+  ServiceReport failed;
+  failed.name = "conf";
+  failed.last_exit = "could not start: /home/u/.config/capbroker holds the policy";
+  directory.reports = {failed};
+  stats_.last_reload_error = "/home/u/.config/capbroker/policy.capnp:3:7: secret line";
+  stats_.audit_reopen_error = "audit log /home/u/audit: is a symlink";
+  for (const char* service : {"", "svc"}) {
+    SCOPED_TRACE(*service ? "service" : "the broker's user");
+    const bool administrator = *service == '\0';
+    Session session;
+    session.identity.uid = kBrokerUid;
+    session.identity.service = service;
+    session.hello_done = true;
+    capnp::MallocMessageBuilder request_message, reply_message;
+    auto request = request_message.initRoot<schema::Request>();
+    request.setId(1);
+    request.setStatus();
+    auto reply = reply_message.initRoot<schema::Reply>();
+    handler.Handle(session, request.asReader(), reply);
+    ASSERT_TRUE(reply.isStatus());
+    EXPECT_EQ(std::string(reply.getStatus().getPolicyPath().cStr()),
+              administrator ? "/home/u/.config/capbroker/policy.capnp" : "");
+    EXPECT_EQ(std::string(reply.getStatus().getLastReloadError().cStr()),
+              administrator ? stats_.last_reload_error : "");
+    EXPECT_EQ(std::string(reply.getStatus().getAuditLogError().cStr()),
+              administrator ? stats_.audit_reopen_error : "");
+    request.setServices();
+    reply = reply_message.initRoot<schema::Reply>();
+    handler.Handle(session, request.asReader(), reply);
+    ASSERT_TRUE(reply.isServices());
+    ASSERT_EQ(reply.getServices().size(), 1u);
+    EXPECT_EQ(std::string(reply.getServices()[0].getLastExit().cStr()),
+              administrator ? failed.last_exit : "(shown to root and the broker's user)");
+  }
 }
 
 // A client's name or path that fails its length check is refused, and the

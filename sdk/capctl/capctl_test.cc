@@ -345,6 +345,27 @@ TEST_F(CapctlTest, PolicyCheckNotesLimitsThatNeedACgroup) {
                                "enables memory and pids\n"));
 }
 
+// A script is run by its interpreter, and the kernel reports that as the
+// client's executable: an `exe` rule naming a script never matches. Not an
+// error (it fails closed), but a note; a binary gets none.
+TEST_F(CapctlTest, PolicyCheckNotesAnExeThatIsAScript) {
+  WriteFile("backup.sh", "#!/bin/sh\necho backing up\n", 0755);
+  WriteFile("tool", std::string("\x7f" "ELF\x02\x01\x01", 7), 0755);
+  WriteFile("exe.capnp", absl::StrCat(R"(( capabilities = [ ( name = "m", memory = ( size = 4096 ) ) ],
+      principals = [
+        ( name = "backup", match = ( uid = 1000, exe = ")", Path("backup.sh"), R"(" ), grants = [ "m" ] ),
+        ( name = "tool", match = ( uid = 1000, exe = ")", Path("tool"), R"(" ), grants = [ "m" ] ) ] ))"),
+            0600);
+  Result r = RunRaw({"policy", "check", Path("exe.capnp")});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr(absl::StrCat(
+                         "note: principal 'backup': exe ", Path("backup.sh"),
+                         " is a script (its file starts with #!): the kernel runs its "
+                         "interpreter and reports that as the client's executable, never the "
+                         "script, so this rule will never match\n")));
+  EXPECT_THAT(r.out, Not(HasSubstr("principal 'tool'")));
+}
+
 TEST_F(CapctlTest, PolicyCheckRejectsWritableByOthers) {
   WriteFile("open.capnp", "()", 0600);
   ASSERT_EQ(chmod(Path("open.capnp").c_str(), 0666), 0);

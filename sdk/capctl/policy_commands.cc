@@ -6,6 +6,7 @@
 #include "broker/policy/broker_context.h"
 #include "broker/policy/policy_file.h"
 #include "broker/policy/remote_paths.h"
+#include "broker/policy/script_exes.h"
 #include "broker/sandbox/settings.h"
 #include "broker/policy/starter_policy.h"
 
@@ -38,6 +39,7 @@ absl::StatusOr<PolicySummary> CheckPolicyFile(absl::string_view path) {
                                                                        : "pids"));
   }
   for (std::string& note : RemotePathNotes(*policy)) summary.notes.push_back(std::move(note));
+  for (std::string& note : ScriptExeNotes(*policy)) summary.notes.push_back(std::move(note));
   return summary;
 }
 

@@ -26,7 +26,8 @@ struct PolicySummary {
   // with --cgroup DIR, which capctl cannot know; then the capabilities
   // whose paths lie on a FUSE or network file system of this mount
   // namespace, which stall the broker while it does not answer
-  // (RemotePathNotes).
+  // (RemotePathNotes); then the principals whose exe is a script, which
+  // never matches (ScriptExeNotes).
   std::vector<std::string> notes;
 };
 

@@ -77,6 +77,8 @@ struct CapabilityInfo {
   uint64_t size = 0;
 };
 
+// "root or the broker's uid" below: a client of that uid, never a hosted
+// service (a per-user broker runs its services as its own uid).
 struct BrokerStatus {
   uint32_t version = 0;
   uint64_t uptime_seconds = 0;
@@ -112,6 +114,9 @@ struct ServiceInfo {
   std::string protections;  // in force: "userns mountns ... landlock:7"
   // The texts below hold at most wire::kMaxServiceTextBytes each (a longer
   // one is cut by the broker, and ends "... (truncated; N bytes)").
+  // `missing` and `last_exit` can quote the administrator's paths: unless
+  // we are root or the broker's uid, a nonempty one reads "(shown to root
+  // and the broker's user)".
   std::string missing;      // best-effort protections not in force, and why
   std::string last_exit;
   std::string activation;   // "onDemand" or "atStart"

@@ -41,6 +41,16 @@ namespace {
 // Largest fd name in LISTEN_FDNAMES, as systemd limits it (FDNAME_MAX).
 constexpr size_t kMaxFdNameBytes = 255;
 
+// Whether systemd takes `name` in LISTEN_FDNAMES, as its fdname_is_valid
+// does: ASCII from the space to '~' but ':' (the list's separator); no
+// control characters, DEL or bytes above it (UTF-8 included).
+bool IsFdName(absl::string_view name) {
+  for (char c : name) {
+    if (c == ':' || c < 0x20 || c > 0x7e) return false;  // char is signed: >= 0x80 is < 0
+  }
+  return name.size() <= kMaxFdNameBytes;
+}
+
 // --timeout's SECONDS: digits, then '.' and digits if a fraction is wanted
 // (at most 9 each side: nothing to overflow); 0 is no limit. Anything else
 // (a sign, an exponent, "inf") is refused rather than read as something.
@@ -346,14 +356,12 @@ int Capctl::Exec(const Options& o) {
     if (parts.first.empty() || parts.second.empty()) {
       return Usage(absl::StrCat("empty name in \"", Shown(spec), "\""));
     }
-    // LISTEN_FDNAMES is ':'-separated; systemd allows printable ASCII only.
-    for (char c : parts.second) {
-      if (c == ':' || c < 0x21 || c > 0x7e) {
-        return Usage(absl::StrCat("bad fd name \"", Shown(parts.second), "\""));
-      }
-    }
     if (parts.second.size() > kMaxFdNameBytes) {
       return Usage("fd name longer than 255 bytes");
+    }
+    if (!IsFdName(parts.second)) {
+      return Usage(absl::StrCat("bad fd name \"", Shown(parts.second),
+                                "\" (printable ASCII or spaces, not ':', as systemd takes)"));
     }
     wanted.push_back(std::move(parts));
   }

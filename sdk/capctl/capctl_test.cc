@@ -813,6 +813,23 @@ TEST_F(CapctlTest, ExecDeniedRunsNothing) {
   EXPECT_EQ(r.out, "");
 }
 
+// LISTEN_FDNAMES takes what systemd's fdname_is_valid takes: printable
+// ASCII and the space, not ':' (the separator), at most 255 bytes.
+TEST_F(CapctlTest, ExecTakesTheFdNamesSystemdTakes) {
+  Result r = RunInChild({"exec", "motd=a b", "spool=~!#", "--", "/bin/sh", "-c",
+                         "printf '%s\\n' \"$LISTEN_FDNAMES\""});
+  EXPECT_EQ(r.code, kExitOk) << r.out;
+  EXPECT_EQ(r.out, "a b:~!#\n");
+  Result longest = RunInChild({"exec", "motd=" + std::string(255, 'n'), "--", "/bin/true"});
+  EXPECT_EQ(longest.code, kExitOk) << longest.out;
+  for (const std::string& name :
+       {std::string("a:b"), std::string("a\tb"), std::string("a\x7f"), std::string("caf\xc3\xa9"),
+        std::string(256, 'n')}) {
+    SCOPED_TRACE(name);
+    ExpectFailure(Run({"exec", "motd=" + name, "--", "/bin/true"}), kExitUsage);
+  }
+}
+
 // A broker that takes the connection and never answers (one stuck on a
 // hung file system, or another program at the socket's path): --timeout
 // ends the wait, with exit 5 and one line saying so. Run in a child that

@@ -1,10 +1,15 @@
 #include "sdk/base/syscall.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <climits>
+#include <cstdint>
 #include <cstring>
+#include <limits>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -44,6 +49,44 @@ absl::Status SetNonBlocking(int fd, bool on) {
     return ErrnoStatus(errno, absl::StrCat("fcntl(fd=", fd, ", F_SETFL)"));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<bool> IsNonBlocking(int fd) {
+  const int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) return ErrnoStatus(errno, absl::StrCat("fcntl(fd=", fd, ", F_GETFL)"));
+  return (flags & O_NONBLOCK) != 0;
+}
+
+absl::Duration MonotonicNow() {
+  return absl::FromChrono(std::chrono::steady_clock::now().time_since_epoch());
+}
+
+absl::Duration DeadlineAfter(absl::Duration timeout) {
+  if (timeout == absl::InfiniteDuration()) return absl::InfiniteDuration();
+  return MonotonicNow() + timeout;
+}
+
+absl::StatusOr<bool> PollUntil(int fd, short events, absl::Duration deadline) {
+  if (deadline == absl::InfiniteDuration()) return true;
+  if (fd < 0) return ErrnoStatus(EBADF, absl::StrCat("poll(fd=", fd, ")"));
+  for (;;) {
+    const absl::Duration left = deadline - MonotonicNow();
+    if (left <= absl::ZeroDuration()) return false;
+    // Rounded up, so that poll does not return just before the deadline
+    // and this loop spin; a very long wait takes several rounds.
+    const int64_t ms = std::min<int64_t>(
+        absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1))),
+        std::numeric_limits<int>::max());
+    pollfd p{fd, events, 0};
+    const int n = poll(&p, 1, static_cast<int>(ms));
+    if (n > 0) {
+      if (p.revents & POLLNVAL) {
+        return ErrnoStatus(EBADF, absl::StrCat("poll(fd=", fd, ")"));
+      }
+      return true;
+    }
+    if (n < 0 && errno != EINTR) return ErrnoStatus(errno, absl::StrCat("poll(fd=", fd, ")"));
+  }
 }
 
 absl::Status EnsureStandardFds() {

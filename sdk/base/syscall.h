@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "sdk/base/unique_fd.h"
 
 namespace capbroker {
@@ -48,6 +49,25 @@ absl::StatusOr<std::string> FdPath(int fd);
 
 // Sets or clears O_NONBLOCK on `fd` (borrowed).
 absl::Status SetNonBlocking(int fd, bool on);
+
+// Whether O_NONBLOCK is set on `fd` (borrowed).
+absl::StatusOr<bool> IsNonBlocking(int fd);
+
+// The time on CLOCK_MONOTONIC, which no one can step (libstdc++'s
+// steady_clock): deadlines are points on it.
+absl::Duration MonotonicNow();
+
+// The deadline `timeout` from now on MonotonicNow's clock;
+// absl::InfiniteDuration() (none) for an infinite `timeout`.
+absl::Duration DeadlineAfter(absl::Duration timeout);
+
+// Waits until `fd` (borrowed) is ready for `events` (POLLIN, POLLOUT), or
+// hung up or in error (the call that follows says which), or `deadline`
+// (a DeadlineAfter) passes: true when ready, false when the deadline
+// passed. A signal does not renew the wait: poll(2) is called again with
+// the time left. With no deadline, true at once, without a system call
+// (the blocking call that follows waits).
+absl::StatusOr<bool> PollUntil(int fd, short events, absl::Duration deadline);
 
 // Opens /dev/null on each of fds 0, 1 and 2 that is closed, as sudo and
 // systemd do. Call it first in main(), before anything creates an fd: a

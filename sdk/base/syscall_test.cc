@@ -1,8 +1,10 @@
 #include "sdk/base/syscall.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
@@ -69,6 +71,44 @@ TEST(SetNonBlockingTest, TogglesFlag) {
   EXPECT_FALSE(fcntl(r.get(), F_GETFL) & O_NONBLOCK);
   EXPECT_THAT(SetNonBlocking(-1, true),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("fd=-1")));
+}
+
+// PollUntil's answer: 1 ready, 0 the deadline passed, -1 an error.
+int Polled(int fd, short events, absl::Duration deadline) {
+  absl::StatusOr<bool> ready = PollUntil(fd, events, deadline);
+  return ready.ok() ? *ready : -1;
+}
+
+TEST(PollUntilTest, ReadyOrDeadlinePassed) {
+  int fds[2];
+  ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
+  UniqueFd r(fds[0]), w(fds[1]);
+  // Nothing to read: the deadline passes (one already past, and a short one).
+  EXPECT_EQ(Polled(r.get(), POLLIN, MonotonicNow() - absl::Seconds(1)), 0);
+  EXPECT_EQ(Polled(r.get(), POLLIN, DeadlineAfter(absl::Milliseconds(10))), 0);
+  // No deadline: no wait here at all.
+  EXPECT_EQ(Polled(r.get(), POLLIN, DeadlineAfter(absl::InfiniteDuration())), 1);
+  ASSERT_EQ(write(w.get(), "x", 1), 1);
+  EXPECT_EQ(Polled(r.get(), POLLIN, DeadlineAfter(absl::Hours(1))), 1);
+  EXPECT_EQ(Polled(w.get(), POLLOUT, DeadlineAfter(absl::Hours(1))), 1);
+  // Not an fd: an error, not a wait (poll(2) would skip a negative one).
+  const int closed = r.get();
+  r.reset();
+  for (int fd : {closed, -1}) {
+    EXPECT_THAT(PollUntil(fd, POLLIN, DeadlineAfter(absl::Hours(1))),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         HasSubstr(absl::StrCat("poll(fd=", fd, ")"))));
+  }
+}
+
+TEST(IsNonBlockingTest, ReadsTheFlag) {
+  int fds[2];
+  ASSERT_EQ(pipe2(fds, O_CLOEXEC | O_NONBLOCK), 0);
+  UniqueFd r(fds[0]), w(fds[1]);
+  EXPECT_EQ(IsNonBlocking(r.get()).value_or(false), true);
+  ASSERT_OK(SetNonBlocking(r.get(), false));
+  EXPECT_EQ(IsNonBlocking(r.get()).value_or(true), false);
+  EXPECT_THAT(IsNonBlocking(-1), StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
 }  // namespace

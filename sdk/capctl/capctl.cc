@@ -17,6 +17,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "broker/policy/policy.h"
+#include "broker/policy/service_validator.h"
 #include "schemas/broker.capnp.h"
 #include "sdk/base/escape.h"
 #include "sdk/base/status_macros.h"
@@ -38,6 +41,42 @@ namespace {
 
 // Largest fd name in LISTEN_FDNAMES, as systemd limits it (FDNAME_MAX).
 constexpr size_t kMaxFdNameBytes = 255;
+
+// Whether systemd takes `name` in LISTEN_FDNAMES, as its fdname_is_valid
+// does: ASCII from the space to '~' but ':' (the list's separator); no
+// control characters, DEL or bytes above it (UTF-8 included).
+bool IsFdName(absl::string_view name) {
+  for (char c : name) {
+    if (c == ':' || c < 0x20 || c > 0x7e) return false;  // char is signed: >= 0x80 is < 0
+  }
+  return name.size() <= kMaxFdNameBytes;
+}
+
+// --timeout's SECONDS: digits, then '.' and digits if a fraction is wanted
+// (at most 9 each side: nothing to overflow); 0 is no limit. Anything else
+// (a sign, an exponent, "inf") is refused rather than read as something.
+std::optional<absl::Duration> ParseTimeout(absl::string_view text) {
+  const size_t dot = text.find('.');
+  const absl::string_view whole = text.substr(0, dot);
+  const absl::string_view fraction =
+      dot == absl::string_view::npos ? absl::string_view() : text.substr(dot + 1);
+  auto digits = [](absl::string_view part) {
+    return !part.empty() && part.size() <= 9 &&
+           std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  if (!digits(whole) || (dot != absl::string_view::npos && !digits(fraction))) {
+    return std::nullopt;
+  }
+  int64_t seconds = 0;
+  int64_t nanoseconds = 0;
+  std::string nines(fraction);
+  nines.resize(9, '0');
+  if (!absl::SimpleAtoi(whole, &seconds) || !absl::SimpleAtoi(nines, &nanoseconds)) {
+    return std::nullopt;
+  }
+  const absl::Duration timeout = absl::Seconds(seconds) + absl::Nanoseconds(nanoseconds);
+  return timeout == absl::ZeroDuration() ? absl::InfiniteDuration() : timeout;
+}
 
 // What one error line shows of an argument (a name, a path) and of a
 // reason: a 100 KB argument is refused, not echoed to the terminal.
@@ -211,8 +250,8 @@ std::string Describe(const Capability& cap) {
 // One command's context: the streams and the socket.
 class Capctl {
  public:
-  Capctl(std::string socket, std::ostream& out, std::ostream& err)
-      : socket_(std::move(socket)), out_(out), err_(err) {}
+  Capctl(std::string socket, absl::Duration timeout, std::ostream& out, std::ostream& err)
+      : socket_(std::move(socket)), timeout_(timeout), out_(out), err_(err) {}
 
   int Run(const std::vector<std::string>& args, size_t begin);
 
@@ -223,8 +262,13 @@ class Capctl {
   // lines, policy check's errors, are printed line by line by their
   // command, not here.)
   int Fail(const absl::Status& status, absl::string_view context) {
-    err_ << "capctl: " << context << ": " << Shown(status.message(), kMaxShownReasonBytes)
-         << "\n";
+    err_ << "capctl: " << context << ": " << Shown(status.message(), kMaxShownReasonBytes);
+    // Only the client's timeout gives kDeadlineExceeded: no broker reply
+    // carries it.
+    if (absl::IsDeadlineExceeded(status)) {
+      err_ << " (--timeout SECONDS sets how long capctl waits; 0: no limit)";
+    }
+    err_ << "\n";
     return ExitCodeFor(status);
   }
   // A usage error: one line "capctl: <why>", then the usage of the command
@@ -245,7 +289,9 @@ class Capctl {
   static bool AsksForHelp(const std::vector<std::string>& args, size_t i) {
     return i < args.size() && IsHelpFlag(args[i]);
   }
-  absl::StatusOr<Client> ConnectBroker() { return Client::Connect(socket_); }
+  absl::StatusOr<Client> ConnectBroker() {
+    return Client::Connect(socket_, ClientOptions{timeout_});
+  }
 
   int Request(const Options& o);
   int Open(const Options& o);
@@ -262,6 +308,7 @@ class Capctl {
   int PolicyCheck(const std::string& path);
 
   std::string socket_;
+  absl::Duration timeout_;  // of each call; absl::InfiniteDuration(): none
   std::ostream& out_;
   std::ostream& err_;
   // The command whose usage a usage error shows ("request", "policy",
@@ -312,14 +359,12 @@ int Capctl::Exec(const Options& o) {
     if (parts.first.empty() || parts.second.empty()) {
       return Usage(absl::StrCat("empty name in \"", Shown(spec), "\""));
     }
-    // LISTEN_FDNAMES is ':'-separated; systemd allows printable ASCII only.
-    for (char c : parts.second) {
-      if (c == ':' || c < 0x21 || c > 0x7e) {
-        return Usage(absl::StrCat("bad fd name \"", Shown(parts.second), "\""));
-      }
-    }
     if (parts.second.size() > kMaxFdNameBytes) {
       return Usage("fd name longer than 255 bytes");
+    }
+    if (!IsFdName(parts.second)) {
+      return Usage(absl::StrCat("bad fd name \"", Shown(parts.second),
+                                "\" (printable ASCII or spaces, not ':', as systemd takes)"));
     }
     wanted.push_back(std::move(parts));
   }
@@ -609,12 +654,20 @@ int Capctl::Run(const std::vector<std::string>& args, size_t begin) {
 
 }  // namespace
 
+// Longer than the longest the broker itself makes a request wait: a
+// connect waits for its service's start, which may come after a restart
+// delay (at most kMaxRestartDelayMs) and take up to the policy's
+// startTimeoutMs (at most kMaxStartTimeoutMs); a minute more on top.
+const absl::Duration kDefaultTimeout =
+    absl::Milliseconds(int64_t{kMaxRestartDelayMs} + int64_t{kMaxStartTimeoutMs} + 60 * 1000);
+
 int ExitCodeFor(const absl::Status& status) {
   switch (status.code()) {
     case absl::StatusCode::kOk: return kExitOk;
     case absl::StatusCode::kPermissionDenied: return kExitPermissionDenied;
     case absl::StatusCode::kNotFound: return kExitNotFound;
     case absl::StatusCode::kUnavailable: return kExitUnavailable;
+    case absl::StatusCode::kDeadlineExceeded: return kExitUnavailable;  // no answer in time
     default: return kExitFailure;
   }
 }
@@ -625,31 +678,43 @@ namespace {
 int RunCommand(const std::vector<std::string>& args, std::ostream& out,
                std::ostream& err) {
   std::string socket;
+  absl::Duration timeout = kDefaultTimeout;
   size_t i = 0;
+  auto usage = [&](absl::string_view why) {
+    err << "capctl: " << why << "\n" << FullUsage();
+    return kExitUsage;
+  };
   // Global options come before the command.
   while (i < args.size() && absl::string_view(args[i]).substr(0, 2) == "--" &&
          args[i] != "--help") {
-    absl::string_view arg = args[i];
-    if (arg == "--socket") {
-      if (i + 1 >= args.size()) {
-        err << "capctl: --socket needs a value\n" << FullUsage();
-        return kExitUsage;
-      }
-      socket = args[i + 1];
-      i += 2;
-    } else if (absl::StartsWith(arg, "--socket=")) {
-      socket = std::string(arg.substr(9));
-      i += 1;
-    } else {
-      err << "capctl: unknown option " << Shown(arg) << "\n" << FullUsage();
-      return kExitUsage;
+    const absl::string_view arg = args[i];
+    const absl::string_view name = arg.substr(0, arg.find('='));
+    if (name != "--socket" && name != "--timeout") {
+      return usage(absl::StrCat("unknown option ", Shown(arg)));
     }
-    if (socket.empty()) {
-      err << "capctl: --socket needs a non-empty PATH\n" << FullUsage();
-      return kExitUsage;
+    std::string value;
+    if (name.size() < arg.size()) {
+      value = std::string(arg.substr(name.size() + 1));
+      i += 1;
+    } else if (i + 1 < args.size()) {
+      value = args[i + 1];
+      i += 2;
+    } else {
+      return usage(absl::StrCat(name, " needs a value"));
+    }
+    if (name == "--socket") {
+      if (value.empty()) return usage("--socket needs a non-empty PATH");
+      socket = std::move(value);
+    } else {
+      std::optional<absl::Duration> parsed = ParseTimeout(value);
+      if (!parsed) {
+        return usage(absl::StrCat("bad --timeout \"", Shown(value),
+                                  "\": SECONDS, such as 30 or 0.5; 0 for no limit"));
+      }
+      timeout = *parsed;
     }
   }
-  Capctl capctl(std::move(socket), out, err);
+  Capctl capctl(std::move(socket), timeout, out, err);
   return capctl.Run(args, i);
 }
 

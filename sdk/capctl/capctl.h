@@ -1,6 +1,6 @@
 // RunCapctl: the capctl command line, as a library so tests can run it.
 //
-//   capctl [--socket PATH] COMMAND ARGS...
+//   capctl [--socket PATH] [--timeout SECONDS] COMMAND ARGS...
 //
 // The commands and their usage are in usage.cc's table (`capctl help`).
 // `--help` or `-h` as the first argument after a command prints that
@@ -9,7 +9,8 @@
 // an argument of the program run.
 //
 // Exit codes (kExit*): 0 ok, 2 usage, 3 permission denied, 4 not found,
-// 5 broker unavailable, 1 anything else (a failed write to stdout too); `exec` returns 127 when the command
+// 5 broker unavailable (or it did not answer within --timeout), 1 anything
+// else (a failed write to stdout too); `exec` returns 127 when the command
 // cannot be run. Every failure writes exactly one line "capctl: <why>" to
 // `err` (a usage error adds the command's usage after it, or the whole
 // text when the command is missing or unknown); `policy check` of a
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 
 namespace capbroker {
 
@@ -33,6 +35,13 @@ inline constexpr int kExitPermissionDenied = 3;
 inline constexpr int kExitNotFound = 4;
 inline constexpr int kExitUnavailable = 5;
 inline constexpr int kExitCannotExec = 127;
+
+// How long capctl waits for each answer of the broker without --timeout:
+// 690 s, longer than the longest the broker itself makes a request wait
+// (a connect waiting for its service's start: a restart delay of at most
+// 30 s, then the policy's startTimeoutMs, at most 600 s), so that only a
+// broker that does not answer at all runs into it.
+extern const absl::Duration kDefaultTimeout;
 
 // The exit code for a failed call's status.
 int ExitCodeFor(const absl::Status& status);

@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "sdk/capctl/capctl.h"
 #include "sdk/capctl/usage.h"
@@ -151,8 +152,18 @@ TEST(CapctlHelpTest, AUsageErrorShowsTheCommandsUsageAlone) {
     EXPECT_EQ(r.err.substr(first_line + 1), c.usage_of.empty() ? FullUsage() : UsageOf(c.usage_of));
   }
   Result request = Invoke({"request"});
-  EXPECT_THAT(request.err, HasSubstr("capctl [--socket PATH] request NAME"));
+  EXPECT_THAT(request.err, HasSubstr("capctl [--socket PATH] [--timeout SECONDS] request NAME"));
   EXPECT_THAT(request.err, Not(HasSubstr("exec NAME")));
+}
+
+// The default timeout, and the usage text that names it, outlast the
+// longest wait the broker imposes (a restart delay, then a service's
+// start: 30 s and 600 s at most).
+TEST(CapctlHelpTest, TheDefaultTimeoutIsNamedAndOutlastsAServicesStart) {
+  EXPECT_GT(kDefaultTimeout, absl::Seconds(30 + 600));
+  EXPECT_EQ(kDefaultTimeout, absl::Seconds(690));  // as usage.cc and capctl.h say
+  EXPECT_THAT(FullUsage(), HasSubstr("[--timeout SECONDS]"));
+  EXPECT_THAT(FullUsage(), HasSubstr("default 690,"));
 }
 
 }  // namespace

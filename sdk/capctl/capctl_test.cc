@@ -853,6 +853,76 @@ TEST_F(CapctlTest, ExecDeniedRunsNothing) {
   EXPECT_EQ(r.out, "");
 }
 
+// LISTEN_FDNAMES takes what systemd's fdname_is_valid takes: printable
+// ASCII and the space, not ':' (the separator), at most 255 bytes.
+TEST_F(CapctlTest, ExecTakesTheFdNamesSystemdTakes) {
+  Result r = RunInChild({"exec", "motd=a b", "spool=~!#", "--", "/bin/sh", "-c",
+                         "printf '%s\\n' \"$LISTEN_FDNAMES\""});
+  EXPECT_EQ(r.code, kExitOk) << r.out;
+  EXPECT_EQ(r.out, "a b:~!#\n");
+  Result longest = RunInChild({"exec", "motd=" + std::string(255, 'n'), "--", "/bin/true"});
+  EXPECT_EQ(longest.code, kExitOk) << longest.out;
+  for (const std::string& name :
+       {std::string("a:b"), std::string("a\tb"), std::string("a\x7f"), std::string("caf\xc3\xa9"),
+        std::string(256, 'n')}) {
+    SCOPED_TRACE(name);
+    ExpectFailure(Run({"exec", "motd=" + name, "--", "/bin/true"}), kExitUsage);
+  }
+}
+
+// A broker that takes the connection and never answers (one stuck on a
+// hung file system, or another program at the socket's path): --timeout
+// ends the wait, with exit 5 and one line saying so. Run in a child that
+// SIGALRM ends should it hang (a liveness bound, not a measure of speed).
+TEST(CapctlTimeoutTest, ABrokerThatNeverAnswersExitsFive) {
+  testing::TempDir dir;
+  const std::string path = dir.Join("broker.sock");
+  for (const char* timeout : {"--timeout=0.1", "--timeout"}) {
+    SCOPED_TRACE(timeout);
+    testing::ChildResult child = testing::RunInChild([&] {
+      alarm(30);
+      UniqueFd listener(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+      sockaddr_un address{};
+      address.sun_family = AF_UNIX;
+      path.copy(address.sun_path, sizeof(address.sun_path) - 1);
+      if (!listener.valid() ||
+          bind(listener.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) !=
+              0 ||
+          listen(listener.get(), 8) != 0) {
+        return std::string("no listener");
+      }
+      std::vector<std::string> args = {"--socket", path, timeout};
+      if (std::string(timeout) == "--timeout") args.push_back("0.1");
+      args.push_back("list");
+      std::ostringstream out, err;
+      const int code = RunCapctl(args, out, err);
+      unlink(path.c_str());
+      return absl::StrCat(code, " ", out.str(), err.str());
+    });
+    ASSERT_TRUE(WIFEXITED(child.wait_status)) << "hung or crashed: " << child.wait_status;
+    EXPECT_EQ(child.output,
+              absl::StrCat(kExitUnavailable, " capctl: connect: the broker did not answer within "
+                           "100ms (--timeout SECONDS sets how long capctl waits; 0: no limit)\n"));
+  }
+}
+
+TEST_F(CapctlTest, TimeoutOption) {
+  for (const char* timeout : {"0", "1", "2.5", "690"}) {
+    Result r = Run({"--timeout", timeout, "list"});
+    EXPECT_EQ(r.code, kExitOk) << timeout << ": " << r.err;
+  }
+  // Either order of the global options.
+  EXPECT_EQ(RunRaw({"--timeout=5", "--socket", broker_->socket_path(), "list"}).code, kExitOk);
+  for (const char* bad : {"", "-1", "abc", "1e3", "inf", "nan", "0x10", ".5", "1.", "1,5",
+                          " 1", "+1", "1000000000"}) {
+    SCOPED_TRACE(bad);
+    Result r = Run({"--timeout", bad, "list"});
+    ExpectFailure(r, kExitUsage);
+    EXPECT_THAT(r.err, HasSubstr("--timeout"));
+  }
+  ExpectFailure(RunRaw({"--timeout"}), kExitUsage);
+}
+
 // PlaceInheritedFds with sources inside the target range, swapped: run in a
 // child, since it takes over fds 3 and 4.
 TEST(FdPlacementTest, SwapsFdsInsideTheTargetRange) {

@@ -11,7 +11,7 @@ struct Command {
   absl::string_view name;       // as typed: "policy check"
   absl::string_view arguments;  // what follows the name
   absl::string_view summary;    // what it does; '\n' between lines
-  bool takes_socket;            // talks to the broker: --socket applies
+  bool takes_socket;            // talks to the broker: --socket and --timeout apply
 };
 
 constexpr Command kCommands[] = {
@@ -41,8 +41,10 @@ constexpr Command kCommands[] = {
 constexpr char kSocketAndExitCodes[] =
     "--socket defaults to $CAPBROKER_SOCKET, else $XDG_RUNTIME_DIR/capbroker/broker.sock\n"
     "and then, if nothing is there, /run/capbroker/broker.sock.\n"
+    "--timeout: how long to wait for each answer of the broker, in seconds (0.5 too;\n"
+    "0: no limit); default 690, longer than a connect may wait for its service to start.\n"
     "exit codes: 0 ok, 1 failure, 2 usage, 3 permission denied, 4 not found,\n"
-    "5 broker unavailable, 127 exec/connect: command not run.\n";
+    "5 broker unavailable or no answer within --timeout, 127 exec/connect: command not run.\n";
 
 // "NAME ARGUMENTS", without a trailing space when there are none.
 std::string Synopsis(const Command& c) {
@@ -66,7 +68,7 @@ bool Under(const Command& c, absl::string_view command) {
 bool IsHelpFlag(absl::string_view arg) { return arg == "--help" || arg == "-h"; }
 
 std::string FullUsage() {
-  std::string text = "usage: capctl [--socket PATH] COMMAND ...\n";
+  std::string text = "usage: capctl [--socket PATH] [--timeout SECONDS] COMMAND ...\n";
   for (const Command& c : kCommands) {
     absl::StrAppend(&text, "  ", Synopsis(c), "\n", Indented(c.summary, "      "));
   }
@@ -79,7 +81,8 @@ std::string UsageOf(absl::string_view command) {
   for (const Command& c : kCommands) {
     if (!Under(c, command)) continue;
     absl::StrAppend(&text, text.empty() ? "usage: " : "   or: ",
-                    c.takes_socket ? "capctl [--socket PATH] " : "capctl ", Synopsis(c), "\n",
+                    c.takes_socket ? "capctl [--socket PATH] [--timeout SECONDS] " : "capctl ",
+                    Synopsis(c), "\n",
                     Indented(c.summary, "  "));
   }
   return text;

@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/time.h"
 #include "capnp/message.h"
 #include "sdk/base/escape.h"
 #include "sdk/base/kj_status.h"
@@ -131,6 +132,15 @@ absl::Status AdoptConnection(int fd) {
   }
   CB_RETURN_IF_ERROR(wire::StopCredentialMessages(fd));
   return SetNonBlocking(fd, false);
+}
+
+absl::Status CheckOptions(const ClientOptions& options) {
+  if (options.timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ClientOptions::timeout is ", absl::FormatDuration(options.timeout),
+        "; it must be positive, or absl::InfiniteDuration() for no limit"));
+  }
+  return absl::OkStatus();
 }
 
 // The order and the number of the entries of a reply that comes in pages
@@ -264,7 +274,10 @@ using ServiceKey = std::pair<std::string, bool>;
 
 }  // namespace
 
-absl::StatusOr<Client> Client::Connect(absl::string_view socket_path) {
+absl::StatusOr<Client> Client::Connect(absl::string_view socket_path,
+                                       const ClientOptions& options) {
+  CB_RETURN_IF_ERROR(CheckOptions(options));
+  const absl::Duration deadline = DeadlineAfter(options.timeout);
   std::vector<std::string> paths;
   if (socket_path.empty()) {
     paths = wire::ClientSocketPaths();
@@ -277,8 +290,8 @@ absl::StatusOr<Client> Client::Connect(absl::string_view socket_path) {
   for (const std::string& path : paths) shown.push_back(Escaped(path));
   for (size_t i = 0; i < paths.size(); ++i) {
     const std::string& path = paths[i];
-    absl::StatusOr<UniqueFd> fd = wire::ConnectSeqpacket(path);
-    if (fd.ok()) return FromFd(std::move(fd).value());
+    absl::StatusOr<UniqueFd> fd = wire::ConnectSeqpacket(path, options.timeout);
+    if (fd.ok()) return Adopt(std::move(fd).value(), options.timeout, deadline);
     if (fd.status().code() == absl::StatusCode::kPermissionDenied) {
       // connect(2) says EACCES when the socket file is not writable by us
       // or a directory on its path not searchable: the file system keeps
@@ -308,6 +321,7 @@ absl::StatusOr<Client> Client::Connect(absl::string_view socket_path) {
 
 Client::Client(Client&& other) noexcept
     : channel_(std::move(other.channel_)),
+      timeout_(other.timeout_),
       events_(std::move(other.events_)),
       next_id_(other.next_id_),
       closed_(other.closed_),
@@ -318,6 +332,7 @@ Client::Client(Client&& other) noexcept
 Client& Client::operator=(Client&& other) noexcept {
   if (this == &other) return *this;
   channel_ = std::move(other.channel_);  // closes the connection this held
+  timeout_ = other.timeout_;
   events_ = std::move(other.events_);
   next_id_ = other.next_id_;
   closed_ = other.closed_;
@@ -332,20 +347,32 @@ void Client::LeaveMovedFrom() {
   // socket or a receive buffer: the moved-from object must say what it is.
   closed_ = absl::UnavailableError("this Client was moved from");
   channel_.Close();
+  timeout_ = absl::InfiniteDuration();
   events_.clear();
   next_id_ = 1;
   peer_ = PeerInfo();
 }
 
-absl::StatusOr<Client> Client::FromFd(UniqueFd fd) {
+absl::StatusOr<Client> Client::FromFd(UniqueFd fd, const ClientOptions& options) {
+  CB_RETURN_IF_ERROR(CheckOptions(options));
+  return Adopt(std::move(fd), options.timeout, DeadlineAfter(options.timeout));
+}
+
+absl::StatusOr<Client> Client::Adopt(UniqueFd fd, absl::Duration timeout,
+                                     absl::Duration deadline) {
   CB_RETURN_IF_ERROR(AdoptConnection(fd.get()));
-  Client client(std::move(fd));
-  CB_RETURN_IF_ERROR(client.Hello());
+  Client client(std::move(fd), timeout);
+  CB_RETURN_IF_ERROR(client.Hello(deadline));
   return client;
 }
 
 template <typename Fill, typename Read>
 absl::Status Client::Call(Fill fill, Read read) {
+  return CallUntil(DeadlineAfter(timeout_), fill, read);
+}
+
+template <typename Fill, typename Read>
+absl::Status Client::CallUntil(absl::Duration deadline, Fill fill, Read read) {
   CB_RETURN_IF_ERROR(CheckOpen());
   const uint64_t id = next_id_;
   // Requests are a few dozen words: they are built on the stack (the
@@ -356,8 +383,17 @@ absl::Status Client::Call(Fill fill, Read read) {
   auto request = message.initRoot<schema::Request>();
   request.setId(id);
   fill(request);
-  // A request refused here (too large, say) never reached the broker: the
-  // connection is still in step, and the id is still unused.
+  // A request refused here (too large, say, or with no room for it in
+  // time) never reached the broker: the connection is still in step, and
+  // the id is still unused. The socket reports room (POLLOUT) while its
+  // unread datagrams take at most a quarter of its send buffer: a send
+  // then never waits. Only a peer that answers without reading fills it.
+  CB_ASSIGN_OR_RETURN(bool room, PollUntil(channel_.fd(), POLLOUT, deadline));
+  if (!room) {
+    return absl::DeadlineExceededError(absl::StrCat("the broker did not take the request within ",
+                                                    absl::FormatDuration(timeout_),
+                                                    " (it is not reading)"));
+  }
   absl::Status sent = channel_.Send(message);
   if (sent.code() == absl::StatusCode::kUnavailable) return Break(WhyHungUp(std::move(sent)));
   CB_RETURN_IF_ERROR(sent);
@@ -367,8 +403,20 @@ absl::Status Client::Call(Fill fill, Read read) {
   // read as another request's would hand the caller the wrong answer, or
   // the wrong fd: the connection is closed instead.
   for (;;) {
+    absl::StatusOr<bool> ready = PollUntil(channel_.fd(), POLLIN, deadline);
+    if (!ready.ok()) return Break(ready.status());
+    if (!*ready) {
+      return Break(absl::DeadlineExceededError(
+          absl::StrCat("the broker did not answer within ", absl::FormatDuration(timeout_))));
+    }
     absl::StatusOr<wire::Incoming> incoming = Receive();
-    if (!incoming.ok()) return Break(incoming.status());
+    if (!incoming.ok()) {
+      if (absl::IsDeadlineExceeded(incoming.status())) {  // SO_RCVTIMEO
+        return Break(absl::DeadlineExceededError(
+            absl::StrCat("the broker did not answer: ", incoming.status().message())));
+      }
+      return Break(incoming.status());
+    }
     std::optional<absl::Status> answer;
     absl::Status in_step = CatchKj("malformed broker reply", [&]() -> absl::Status {
       auto reply = incoming->reader->getRoot<schema::Reply>();
@@ -472,8 +520,12 @@ absl::StatusOr<IncomingConnection> Client::NextIncoming() {
     absl::StatusOr<wire::Incoming> incoming = Receive();
     if (!incoming.ok()) {
       // A hang-up, or, on a socket TryAccept made non-blocking, nothing to
-      // read yet: neither leaves a message half-read.
-      if (incoming.status().code() == absl::StatusCode::kUnavailable) return incoming.status();
+      // read yet, or a receive timeout (SO_RCVTIMEO) that passed: none
+      // leaves a message half-read.
+      if (absl::IsUnavailable(incoming.status()) ||
+          absl::IsDeadlineExceeded(incoming.status())) {
+        return incoming.status();
+      }
       return Break(incoming.status());
     }
     absl::Status in_step = CatchKj("malformed broker event", [&]() -> absl::Status {
@@ -544,8 +596,9 @@ absl::StatusOr<std::vector<ServiceInfo>> Client::Services() {
   return services;
 }
 
-absl::Status Client::Hello() {
-  return Call(
+absl::Status Client::Hello(absl::Duration deadline) {
+  return CallUntil(
+      deadline,
       [](schema::Request::Builder r) {
         r.initHello().setVersion(schema::PROTOCOL_VERSION);
       },

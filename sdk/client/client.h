@@ -7,8 +7,17 @@
 // Errors are absl::Status values whose code tells what happened
 // (kPermissionDenied: the policy does not grant it; kNotFound: no such
 // capability or file; kInvalidArgument: a malformed request; kUnavailable:
-// no broker or the connection broke; kResourceExhausted: a limit) and whose
+// no broker or the connection broke; kResourceExhausted: a limit;
+// kDeadlineExceeded: no answer within the client's timeout) and whose
 // message is the broker's reason, naming the policy rule.
+//
+// A call waits for its reply as long as it takes, unless the Client has a
+// timeout (ClientOptions): a broker whose only thread is stuck (on a
+// capability on a hung FUSE or NFS mount, say) answers nobody meanwhile,
+// and something else at the socket's path may never answer. No timeout is
+// the default, since some answers take long by design: a ConnectService
+// waits for its service to start (up to its policy's startTimeoutMs,
+// which may be 10 minutes, after a restart delay of up to 30 s).
 //
 // A Client is one connection, with at most one request outstanding.
 // Requests are answered in order; the client checks that every reply echoes
@@ -52,6 +61,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "schemas/broker.capnp.h"
 #include "sdk/base/unique_fd.h"
 #include "sdk/client/capability.h"
@@ -144,6 +154,24 @@ struct BeneathOptions {
   mode_t mode = 0600;
 };
 
+// Options of Connect and FromFd.
+struct ClientOptions {
+  // How long the broker may take to answer: Connect's connection and
+  // handshake together (FromFd's handshake), and then each request, from
+  // when it is sent (each page of List and Services is one). Positive, or
+  // absl::InfiniteDuration(), the default: no limit. A call past it
+  // returns kDeadlineExceeded, "the broker did not answer within 2s", and
+  // closes the connection, since a late answer would be read as the next
+  // request's; later calls fail with kUnavailable naming it. A request
+  // that cannot even be sent in time (a peer that reads nothing) returns
+  // kDeadlineExceeded and leaves the connection as it was. NextIncoming is
+  // not bounded: a service waits for its clients as long as it runs.
+  // Enforced with poll(2) before each send and receive, for the time left
+  // (a signal does not renew it); the connection is this Client's alone,
+  // so that no one else reads what poll found.
+  absl::Duration timeout = absl::InfiniteDuration();
+};
+
 class Client {
  public:
   // Connects to the broker at `socket_path`, and does the version
@@ -157,7 +185,12 @@ class Client {
   // socket's mode, or a directory on its path; the message says so: it is
   // no decision of the policy). kResourceExhausted when the broker refuses
   // the connection over a quota (its message names the flag).
-  static absl::StatusOr<Client> Connect(absl::string_view socket_path = "");
+  // kDeadlineExceeded when `options.timeout` passes first: the broker's
+  // queue of connections it has not accepted yet is full, or it did not
+  // answer the handshake. kInvalidArgument for a timeout that is not
+  // positive.
+  static absl::StatusOr<Client> Connect(absl::string_view socket_path = "",
+                                        const ClientOptions& options = {});
 
   // Uses an already connected socket (one inherited from a parent, for
   // example) and does the handshake. `fd` must be a SOCK_SEQPACKET socket
@@ -166,7 +199,9 @@ class Client {
   // this process runs later, turns off SO_PASSCRED, SO_PASSSEC and
   // SO_PASSPIDFD (with the last, every reply would bring a pidfd, an fd
   // of its own), and clears O_NONBLOCK, since a call waits for its reply.
-  static absl::StatusOr<Client> FromFd(UniqueFd fd);
+  // A receive timeout the socket has (SO_RCVTIMEO) bounds each call too,
+  // as `options.timeout` does: kDeadlineExceeded, the connection closed.
+  static absl::StatusOr<Client> FromFd(UniqueFd fd, const ClientOptions& options = {});
 
   // A Client moves with its connection. The one moved from is left closed:
   // every call on it fails with kUnavailable "this Client was moved from",
@@ -227,7 +262,9 @@ class Client {
   // client, waiting for one if none is queued. kUnavailable when the broker
   // closed the connection (the service should then exit). Messages of kinds
   // this client does not know (the schema grows) are skipped, their fds
-  // closed; anything else that is not an event is a protocol error.
+  // closed; anything else that is not an event is a protocol error. Not
+  // bounded by ClientOptions::timeout; a receive timeout on the socket
+  // (SO_RCVTIMEO) that passes is kDeadlineExceeded, the connection open.
   absl::StatusOr<IncomingConnection> NextIncoming();
 
   // The connection's fd, still owned by the client; -1 once a protocol
@@ -235,16 +272,24 @@ class Client {
   int fd() const { return channel_.fd(); }
 
  private:
-  explicit Client(UniqueFd fd) : channel_(std::move(fd)) {}
+  Client(UniqueFd fd, absl::Duration timeout) : channel_(std::move(fd)), timeout_(timeout) {}
+
+  // FromFd, within `deadline` (on MonotonicNow's clock, sdk/base/syscall.h;
+  // absl::InfiniteDuration(): none), which Connect started.
+  static absl::StatusOr<Client> Adopt(UniqueFd fd, absl::Duration timeout,
+                                      absl::Duration deadline);
 
   // Sends `request` (its id is set here) and receives the matching reply,
-  // which `read` reads under CatchKj. An error reply becomes a status; an
-  // error `read` returns, or anything else wrong once the request is sent,
-  // is a protocol error (Break).
+  // which `read` reads under CatchKj, within timeout_. An error reply
+  // becomes a status; an error `read` returns, or anything else wrong once
+  // the request is sent, the timeout included, is a protocol error (Break).
   template <typename Fill, typename Read>
   absl::Status Call(Fill fill, Read read);
+  // Call, by `deadline` (as for Adopt).
+  template <typename Fill, typename Read>
+  absl::Status CallUntil(absl::Duration deadline, Fill fill, Read read);
 
-  absl::Status Hello();
+  absl::Status Hello(absl::Duration deadline);
 
   // closed_: OK while the connection is open.
   absl::Status CheckOpen() const { return closed_; }
@@ -271,6 +316,7 @@ class Client {
   absl::Status QueueEvent(schema::Reply::Reader reply, std::vector<UniqueFd>& fds);
 
   wire::Channel channel_;
+  absl::Duration timeout_;                 // ClientOptions::timeout
   std::deque<IncomingConnection> events_;  // at most kMaxQueuedEvents
   uint64_t next_id_ = 1;                   // of the next request sent
   // What every call returns once the connection is closed (after a

@@ -3,9 +3,13 @@
 #include "sdk/client/client.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -38,6 +42,7 @@
 #include "tests/fixtures/fd_count.h"
 #include "tests/fixtures/raw_send.h"
 #include "tests/fixtures/temp_dir.h"
+#include "tests/sandbox/in_child.h"
 
 namespace capbroker {
 namespace {
@@ -46,6 +51,7 @@ using ::capbroker::testing::CountOpenFds;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
+using ::testing::StartsWith;
 using ::testing::Values;
 
 using Fill = std::function<void(schema::Reply::Builder)>;
@@ -186,6 +192,15 @@ class BrokerEnd {
     ASSERT_OK_AND_ASSIGN(kj::Array<capnp::word> words, wire::Flatten(message));
     kj::ArrayPtr<const kj::byte> bytes = words.asBytes();
     SendRaw(absl::MakeConstSpan(bytes.begin(), bytes.size()), fds);
+  }
+
+  // The number of requests waiting, read without waiting for more.
+  int RequestsWaiting() {
+    EXPECT_OK(SetNonBlocking(channel_.fd(), true));
+    int requests = 0;
+    while (channel_.Receive().ok()) ++requests;
+    EXPECT_OK(SetNonBlocking(channel_.fd(), false));
+    return requests;
   }
 
   // The number of requests the client sent until it closed the connection.
@@ -932,6 +947,201 @@ TEST(ClientFromFdTest, AConnectionPassingPidfdsLeavesNoFdsBehind) {
   }
   EXPECT_EQ(CountOpenFds(), before - 2) << "fds left: "
                                         << ::testing::PrintToString(testing::OpenFdTargets());
+}
+
+// A Client's deadline. A call that the old code left hanging must not hang
+// the test: those run in a forked child, which SIGALRM's default action
+// ends after kSafetySeconds, a liveness bound that measures no speed.
+constexpr unsigned kSafetySeconds = 30;
+constexpr absl::Duration kTimeout = absl::Milliseconds(100);
+
+// What `body` returned in a child, or how the child ended.
+std::string Bounded(const std::function<std::string()>& body) {
+  testing::ChildResult child = testing::RunInChild([&] {
+    alarm(kSafetySeconds);
+    return body();
+  });
+  if (WIFSIGNALED(child.wait_status)) {
+    const int signal = WTERMSIG(child.wait_status);
+    return absl::StrCat("the child was killed by signal ", signal,
+                        signal == SIGALRM ? ": it hung past the safety deadline" : "");
+  }
+  return child.output;
+}
+
+// `status` on one line, for a child to report: "CODE: message".
+std::string Line(const absl::Status& status) {
+  return absl::StrCat(absl::StatusCodeToString(status.code()), ": ", status.message());
+}
+
+// A listening SOCK_SEQPACKET socket at `path` that never accepts, as a
+// broker whose only thread is stuck (on a hung FUSE or NFS file) leaves
+// its socket: the kernel completes `backlog` connections, then makes
+// connect(2) wait.
+absl::StatusOr<UniqueFd> ListenWithoutAccepting(const std::string& path, int backlog) {
+  CB_ASSIGN_OR_RETURN(wire::UnixAddress address, wire::MakeUnixAddress(path));
+  CB_ASSIGN_OR_RETURN(UniqueFd listener,
+                      TakeFd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), "socket"));
+  if (bind(listener.get(), reinterpret_cast<const sockaddr*>(&address.addr), address.length) !=
+          0 ||
+      listen(listener.get(), backlog) != 0) {
+    return ErrnoStatus(errno, "bind or listen");
+  }
+  return listener;
+}
+
+const char kNoAnswer[] = "DEADLINE_EXCEEDED: the broker did not answer within 100ms";
+
+// Something that takes the hello and never answers (a stalled broker, or
+// another program at the socket's path): the timeout ends the wait.
+TEST(ClientTimeoutTest, FromFdGivesUpOnAHelloNeverAnswered) {
+  EXPECT_EQ(Bounded([] {
+              absl::StatusOr<std::pair<UniqueFd, UniqueFd>> pair = wire::SeqpacketPair();
+              if (!pair.ok()) return Line(pair.status());
+              return Line(Client::FromFd(std::move(pair->second), {.timeout = kTimeout}).status());
+            }),
+            kNoAnswer);
+}
+
+TEST(ClientTimeoutTest, ConnectGivesUpOnABrokerThatNeverAnswers) {
+  testing::TempDir dir;
+  const std::string path = dir.Join("broker.sock");
+  EXPECT_EQ(Bounded([&] {
+              absl::StatusOr<UniqueFd> listener = ListenWithoutAccepting(path, 8);
+              if (!listener.ok()) return Line(listener.status());
+              return Line(Client::Connect(path, {.timeout = kTimeout}).status());
+            }),
+            kNoAnswer);
+}
+
+// A broker stuck for long has a full listen queue: connect(2) itself waits.
+TEST(ClientTimeoutTest, ConnectGivesUpOnAFullListenQueue) {
+  testing::TempDir dir;
+  const std::string path = dir.Join("broker.sock");
+  const std::string outcome = Bounded([&] {
+    // Backlog 0: the first connection fills the queue.
+    absl::StatusOr<UniqueFd> listener = ListenWithoutAccepting(path, 0);
+    if (!listener.ok()) return Line(listener.status());
+    absl::StatusOr<UniqueFd> first = wire::ConnectSeqpacket(path);
+    if (!first.ok()) return Line(first.status());
+    return Line(Client::Connect(path, {.timeout = kTimeout}).status());
+  });
+  EXPECT_THAT(outcome, AllOf(StartsWith("DEADLINE_EXCEEDED: "),
+                             HasSubstr("did not accept the connection within 100ms"),
+                             HasSubstr("listen queue is full")));
+}
+
+// Every call has the whole timeout, from when it is sent. One past it
+// closes the connection: the late reply would be read as the next call's.
+TEST(ClientTimeoutTest, ACallPastItsDeadlineClosesTheConnection) {
+  EXPECT_EQ(Bounded([] {
+              absl::StatusOr<std::pair<UniqueFd, UniqueFd>> pair = wire::SeqpacketPair();
+              if (!pair.ok()) return Line(pair.status());
+              BrokerEnd broker(std::move(pair->first));
+              broker.Send(HelloReply);
+              broker.Send(ListReply(2));
+              absl::StatusOr<Client> client =
+                  Client::FromFd(std::move(pair->second), {.timeout = kTimeout});
+              if (!client.ok()) return Line(client.status());
+              std::string outcome = Line(client->List().status());  // answered
+              absl::StrAppend(&outcome, "\n", Line(client->List().status()));
+              broker.Send(ListReply(3));  // too late
+              absl::StrAppend(&outcome, "\n", Line(client->List().status()), "\nfd ",
+                              client->fd());
+              return outcome;
+            }),
+            absl::StrCat("OK: \n", kNoAnswer,
+                         "\nUNAVAILABLE: the connection to the broker was closed after an "
+                         "earlier error: DEADLINE_EXCEEDED: the broker did not answer within "
+                         "100ms\nfd -1"));
+}
+
+// A signal (a handler without SA_RESTART) interrupts the wait: it goes on
+// for the time left, not for the whole timeout again, which a signal
+// every 5 ms would renew for ever.
+TEST(ClientTimeoutTest, SignalsDoNotRenewTheTimeout) {
+  EXPECT_EQ(Bounded([] {
+              struct sigaction action = {};
+              action.sa_handler = [](int) {};
+              if (sigaction(SIGUSR1, &action, nullptr) != 0) return std::string("sigaction");
+              sigevent event = {};
+              event.sigev_notify = SIGEV_SIGNAL;
+              event.sigev_signo = SIGUSR1;
+              timer_t timer;
+              if (timer_create(CLOCK_MONOTONIC, &event, &timer) != 0) {
+                return std::string("timer_create");
+              }
+              const itimerspec every_5ms = {{0, 5'000'000}, {0, 5'000'000}};
+              if (timer_settime(timer, 0, &every_5ms, nullptr) != 0) {
+                return std::string("timer_settime");
+              }
+              absl::StatusOr<std::pair<UniqueFd, UniqueFd>> pair = wire::SeqpacketPair();
+              if (!pair.ok()) return Line(pair.status());
+              return Line(Client::FromFd(std::move(pair->second), {.timeout = kTimeout}).status());
+            }),
+            kNoAnswer);
+}
+
+// A peer that answers without reading the requests (no broker does) fills
+// the client's send buffer: a request waits for room within the timeout,
+// and one that does not fit is not sent, which leaves the connection in
+// step.
+TEST(ClientTimeoutTest, ARequestThereIsNoRoomForIsNotSent) {
+  const std::string outcome = Bounded([] {
+    absl::StatusOr<std::pair<UniqueFd, UniqueFd>> pair = wire::SeqpacketPair();
+    if (!pair.ok()) return Line(pair.status());
+    BrokerEnd broker(std::move(pair->first));
+    broker.Send(HelloReply);
+    constexpr uint64_t kReplies = 40;
+    for (uint64_t id = 2; id < 2 + kReplies; ++id) broker.Send(ListReply(id));
+    absl::StatusOr<Client> client =
+        Client::FromFd(std::move(pair->second), {.timeout = kTimeout});
+    if (!client.ok()) return Line(client.status());
+    // The smallest send buffer the kernel allows (about 4.5 KiB).
+    const int one = 1;
+    if (setsockopt(client->fd(), SOL_SOCKET, SO_SNDBUF, &one, sizeof(one)) != 0) {
+      return std::string("setsockopt(SO_SNDBUF)");
+    }
+    absl::Status listed;
+    uint64_t answered = 0;
+    while (answered < kReplies && (listed = client->List().status()).ok()) ++answered;
+    std::string result = Line(listed);
+    // The broker reads now: the hello and the requests answered, not the
+    // one there was no room for; the next is answered as the next id.
+    const int sent = broker.RequestsWaiting();
+    if (sent != static_cast<int>(answered) + 1) {
+      absl::StrAppend(&result, "\n", sent, " requests sent, ", answered + 1, " expected");
+    }
+    absl::StrAppend(&result, "\nthen ", Line(client->List().status()));
+    return result;
+  });
+  EXPECT_EQ(outcome,
+            "DEADLINE_EXCEEDED: the broker did not take the request within 100ms (it is not "
+            "reading)\nthen OK: ");
+}
+
+// A bound the caller set on the socket itself (SO_RCVTIMEO) ends the wait
+// alike: kDeadlineExceeded, not a hang-up (the broker closed nothing), and
+// the connection is closed as for the client's own timeout.
+TEST(ClientTimeoutTest, AReceiveTimeoutOnTheSocketIsNoHangUp) {
+  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+  BrokerEnd broker(std::move(pair.first));
+  const timeval ten_ms{0, 10 * 1000};
+  ASSERT_EQ(setsockopt(pair.second.get(), SOL_SOCKET, SO_RCVTIMEO, &ten_ms, sizeof(ten_ms)), 0);
+  EXPECT_THAT(Client::FromFd(std::move(pair.second)),
+              StatusIs(absl::StatusCode::kDeadlineExceeded,
+                       AllOf(HasSubstr("the broker did not answer"), HasSubstr("SO_RCVTIMEO"),
+                             Not(HasSubstr("closed")), Not(HasSubstr("non-blocking")))));
+}
+
+TEST(ClientTimeoutTest, ATimeoutMustBePositive) {
+  for (absl::Duration timeout : {absl::ZeroDuration(), absl::Milliseconds(-1)}) {
+    ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+    EXPECT_THAT(Client::FromFd(std::move(pair.second), {.timeout = timeout}),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("timeout")));
+    EXPECT_THAT(Client::Connect("/nonexistent/broker.sock", {.timeout = timeout}),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("timeout")));
+  }
 }
 
 TEST(ClientFromFdTest, MakesTheConnectionCloseOnExecAndBlocking) {

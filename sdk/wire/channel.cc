@@ -1,6 +1,7 @@
 #include "sdk/wire/channel.h"
 
 #include "sdk/base/status_macros.h"
+#include "sdk/base/syscall.h"
 #include "sdk/wire/framing.h"
 
 namespace capbroker::wire {
@@ -22,7 +23,13 @@ absl::Status Channel::Send(capnp::MessageBuilder& message,
   CB_ASSIGN_OR_RETURN(bool sent, SendDatagram(fd_.get(), frame.iov(),
                                               frame.iov_count(), fds));
   if (!sent) {
-    return absl::UnavailableError("channel socket is non-blocking and full");
+    // EAGAIN: a non-blocking socket, or a blocking one whose send timeout
+    // (SO_SNDTIMEO, set by whoever owns it) passed. Nothing was sent.
+    CB_ASSIGN_OR_RETURN(bool non_blocking, IsNonBlocking(fd_.get()));
+    if (non_blocking) return absl::UnavailableError("channel socket is non-blocking and full");
+    return absl::DeadlineExceededError(
+        "the datagram was not sent: the peer took nothing within the socket's send timeout "
+        "(SO_SNDTIMEO)");
   }
   return absl::OkStatus();
 }
@@ -32,7 +39,12 @@ absl::StatusOr<Incoming> Channel::Receive() {
   CB_ASSIGN_OR_RETURN(std::optional<Datagram> datagram,
                       ReceiveDatagram(fd_.get(), *buffer_));
   if (!datagram.has_value()) {
-    return absl::UnavailableError("channel socket is non-blocking and empty");
+    // EAGAIN: a non-blocking socket, or a blocking one whose receive
+    // timeout (SO_RCVTIMEO) passed; the peer has closed nothing.
+    CB_ASSIGN_OR_RETURN(bool non_blocking, IsNonBlocking(fd_.get()));
+    if (non_blocking) return absl::UnavailableError("channel socket is non-blocking and empty");
+    return absl::DeadlineExceededError(
+        "nothing arrived within the socket's receive timeout (SO_RCVTIMEO)");
   }
   CB_RETURN_IF_ERROR(ValidateFraming(datagram->words));
   Incoming incoming;

@@ -38,13 +38,19 @@ class Channel {
   Channel(Channel&&) = default;
   Channel& operator=(Channel&&) = default;
 
-  // Sends `message` with `fds` (borrowed) as one datagram.
+  // Sends `message` with `fds` (borrowed) as one datagram. kUnavailable
+  // when the peer is gone, or when a non-blocking socket is full;
+  // kDeadlineExceeded, nothing sent, when a blocking socket's send timeout
+  // (SO_SNDTIMEO) passed first.
   absl::Status Send(capnp::MessageBuilder& message,
                     absl::Span<const int> fds = {});
 
   // Receives the next message; its framing has been validated and the reader
   // carries capbroker's limits. Reading fields can still throw kj exceptions
-  // on a malformed message: read them under CatchKj.
+  // on a malformed message: read them under CatchKj. kUnavailable when the
+  // peer closed the connection, or when a non-blocking socket is empty;
+  // kDeadlineExceeded when a blocking socket's receive timeout
+  // (SO_RCVTIMEO) passed with nothing to read.
   absl::StatusOr<Incoming> Receive();
 
   // The socket, still owned by the channel (for poll()); -1 once closed.

@@ -1,6 +1,8 @@
 #include "sdk/wire/channel.h"
 
 #include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "gmock/gmock.h"
@@ -9,12 +11,21 @@
 #include "schemas/broker.capnp.h"
 #include "sdk/base/kj_status.h"
 #include "sdk/base/status_matchers.h"
+#include "sdk/base/syscall.h"
 #include "sdk/wire/unix_socket.h"
 
 namespace capbroker::wire {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::testing::Not;
+
+// Sets `option` (SO_RCVTIMEO, SO_SNDTIMEO) of `fd` to 10 ms.
+void SetTimeout(int fd, int option) {
+  const timeval ten_ms{0, 10 * 1000};
+  ASSERT_EQ(setsockopt(fd, SOL_SOCKET, option, &ten_ms, sizeof(ten_ms)), 0);
+}
 
 TEST(ChannelTest, RequestWithFdRoundTrips) {
   ASSERT_OK_AND_ASSIGN(auto pair, SeqpacketPair());
@@ -93,6 +104,41 @@ TEST(ChannelTest, AMovedFromChannelFailsCleanly) {
   builder.initRoot<schema::Request>().setId(9);
   ASSERT_OK(assigned.Send(builder));
   EXPECT_OK(peer.Receive());
+}
+
+// A blocking socket whose receive timeout (SO_RCVTIMEO) passes: recvmsg
+// says EAGAIN, as on an empty non-blocking socket. Nothing closed the
+// connection and the socket is not non-blocking: the status says what
+// happened, with a code of its own, and the channel still works.
+TEST(ChannelTest, AReceiveTimeoutIsDeadlineExceeded) {
+  ASSERT_OK_AND_ASSIGN(auto pair, SeqpacketPair());
+  Channel a(std::move(pair.first)), b(std::move(pair.second));
+  SetTimeout(b.fd(), SO_RCVTIMEO);
+  EXPECT_THAT(b.Receive(), StatusIs(absl::StatusCode::kDeadlineExceeded,
+                                    AllOf(HasSubstr("SO_RCVTIMEO"), Not(HasSubstr("closed")),
+                                          Not(HasSubstr("non-blocking")))));
+  capnp::MallocMessageBuilder builder;
+  builder.initRoot<schema::Request>().setId(3);
+  ASSERT_OK(a.Send(builder));
+  EXPECT_OK(b.Receive());
+  // A non-blocking socket with nothing to read is still that.
+  ASSERT_OK(SetNonBlocking(b.fd(), true));
+  EXPECT_THAT(b.Receive(), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("non-blocking")));
+}
+
+// The same for a send whose peer reads nothing until the send timeout
+// (SO_SNDTIMEO) passes: the datagram was not sent.
+TEST(ChannelTest, ASendTimeoutIsDeadlineExceeded) {
+  ASSERT_OK_AND_ASSIGN(auto pair, SeqpacketPair());
+  Channel a(std::move(pair.first)), b(std::move(pair.second));
+  SetTimeout(a.fd(), SO_SNDTIMEO);
+  capnp::MallocMessageBuilder builder;
+  builder.initRoot<schema::Request>().initAcquire().setName(std::string(4096, 'a'));
+  absl::Status sent;
+  // The socket's send buffer (about 200 KiB) fills within a few hundred.
+  for (int i = 0; i < 100000 && sent.ok(); ++i) sent = a.Send(builder);
+  EXPECT_THAT(sent, StatusIs(absl::StatusCode::kDeadlineExceeded,
+                             AllOf(HasSubstr("SO_SNDTIMEO"), Not(HasSubstr("non-blocking")))));
 }
 
 }  // namespace

@@ -1,5 +1,9 @@
 #include "sdk/wire/unix_socket.h"
 
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -33,7 +37,17 @@ absl::Status PassRightsError(int err, absl::string_view what, int fd) {
   return ErrnoStatus(err, absl::StrCat(what, "(fd=", fd, ", SO_PASSRIGHTS)"));
 }
 
+// Sets the send timeout (SO_SNDTIMEO) of `fd` (borrowed); zero: none.
+absl::Status SetSendTimeout(int fd, absl::Duration timeout) {
+  const timeval tv = absl::ToTimeval(timeout);
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("setsockopt(fd=", fd, ", SO_SNDTIMEO)"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
 
 absl::StatusOr<UnixAddress> MakeUnixAddress(absl::string_view path) {
   UnixAddress a{};
@@ -55,19 +69,40 @@ absl::StatusOr<UnixAddress> MakeUnixAddress(absl::string_view path) {
   return a;
 }
 
-absl::StatusOr<UniqueFd> ConnectSeqpacket(absl::string_view path) {
+absl::StatusOr<UniqueFd> ConnectSeqpacket(absl::string_view path, absl::Duration timeout) {
   CB_ASSIGN_OR_RETURN(UnixAddress address, MakeUnixAddress(path));
   // Whoever gave the path, its messages show it on one line.
   const std::string shown = Escaped(path);
   CB_ASSIGN_OR_RETURN(
       UniqueFd fd, TakeFd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0),
                           "socket(AF_UNIX, SOCK_SEQPACKET)"));
-  int rc = RetryEintr([&] {
-    return connect(fd.get(), reinterpret_cast<const sockaddr*>(&address.addr),
-                   address.length);
-  });
+  const bool bounded = timeout != absl::InfiniteDuration();
+  const absl::Duration deadline = DeadlineAfter(timeout);
+  int rc;
+  for (;;) {
+    if (bounded) {
+      const absl::Duration left = deadline - MonotonicNow();
+      if (left <= absl::ZeroDuration()) {
+        rc = -1;
+        errno = EAGAIN;
+        break;
+      }
+      // At least 1 us: a zero SO_SNDTIMEO means no timeout at all.
+      CB_RETURN_IF_ERROR(SetSendTimeout(fd.get(), std::max(left, absl::Microseconds(1))));
+    }
+    rc = connect(fd.get(), reinterpret_cast<const sockaddr*>(&address.addr), address.length);
+    // A signal interrupts the wait for room (EINTR) before anything is
+    // queued: the socket is still unconnected, and connecting again is safe.
+    if (rc == 0 || errno != EINTR) break;
+  }
   if (rc != 0) {
     int err = errno;
+    if (err == EAGAIN && bounded) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "the broker at ", shown, " did not accept the connection within ",
+          absl::FormatDuration(timeout),
+          ": its listen queue is full (a broker that has stopped accepting connections)"));
+    }
     if (err == ECONNREFUSED) {
       return absl::UnavailableError(
           absl::StrCat("no broker is listening on ", shown));
@@ -83,6 +118,8 @@ absl::StatusOr<UniqueFd> ConnectSeqpacket(absl::string_view path) {
     }
     return ErrnoStatus(err, absl::StrCat("connect(", shown, ")"));
   }
+  // The connection's sends are bounded, where they are, by their owner.
+  if (bounded) CB_RETURN_IF_ERROR(SetSendTimeout(fd.get(), absl::ZeroDuration()));
   return fd;
 }
 

@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "sdk/base/unique_fd.h"
 
 namespace capbroker::wire {
@@ -28,7 +29,17 @@ absl::StatusOr<UnixAddress> MakeUnixAddress(absl::string_view path);
 // kFailedPrecondition with IsOtherSocketType when the socket there is of
 // another type (EPROTOTYPE: a stream or datagram socket, a live one of
 // another program, so neither a broker's nor a stale broker socket).
-absl::StatusOr<UniqueFd> ConnectSeqpacket(absl::string_view path);
+//
+// connect(2) completes while the listener's queue of connections not yet
+// accepted has room, and waits while it is full (a listener that stopped
+// accepting: a broker whose only thread is stuck). `timeout` bounds that
+// wait (kDeadlineExceeded); absl::InfiniteDuration(), the default, waits
+// as long as it takes. The bound is the socket's send timeout
+// (SO_SNDTIMEO), which the kernel applies to connect(2), set to the time
+// left before each attempt (a signal does not renew it) and cleared once
+// connected.
+absl::StatusOr<UniqueFd> ConnectSeqpacket(absl::string_view path,
+                                          absl::Duration timeout = absl::InfiniteDuration());
 
 // Whether `status`, from ConnectSeqpacket, says the socket at the path is
 // not a SOCK_SEQPACKET socket.

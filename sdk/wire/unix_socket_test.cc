@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -83,6 +84,34 @@ TEST(ConnectSeqpacketTest, AStreamSocketIsNotASeqpacketSocket) {
   EXPECT_TRUE(IsOtherSocketType(connected.status()));
   EXPECT_FALSE(IsOtherSocketType(ConnectSeqpacket("/nonexistent-capbroker/s").status()));
   close(fd);
+  unlink(path.c_str());
+  rmdir(dir);
+}
+
+// A listener that stopped accepting (a broker whose only thread is stuck)
+// has a full queue once `backlog` connections wait: connect(2) then waits
+// for room, as long as the timeout allows. A connection made within it
+// keeps no send timeout.
+TEST(ConnectSeqpacketTest, AFullListenQueueEndsAtTheTimeout) {
+  char dir[] = "/tmp/capbroker-test-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string path = std::string(dir) + "/s";
+  UniqueFd listener(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(listener.valid());
+  ASSERT_OK_AND_ASSIGN(UnixAddress a, MakeUnixAddress(path));
+  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&a.addr), a.length), 0);
+  ASSERT_EQ(listen(listener.get(), 0), 0);  // room for one
+  ASSERT_OK_AND_ASSIGN(UniqueFd first, ConnectSeqpacket(path, absl::Seconds(30)));
+  timeval send_timeout{1, 1};
+  socklen_t length = sizeof(send_timeout);
+  ASSERT_EQ(getsockopt(first.get(), SOL_SOCKET, SO_SNDTIMEO, &send_timeout, &length), 0);
+  EXPECT_EQ(send_timeout.tv_sec, 0);
+  EXPECT_EQ(send_timeout.tv_usec, 0);
+  EXPECT_THAT(ConnectSeqpacket(path, absl::Milliseconds(20)),
+              StatusIs(absl::StatusCode::kDeadlineExceeded,
+                       AllOf(HasSubstr(path), HasSubstr("within 20ms"),
+                             HasSubstr("listen queue is full"))));
+  listener.reset();
   unlink(path.c_str());
   rmdir(dir);
 }

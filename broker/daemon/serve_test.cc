@@ -8,7 +8,6 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -30,6 +29,7 @@
 #include "schemas/broker.capnp.h"
 #include "sdk/base/status_matchers.h"
 #include "sdk/base/unique_fd.h"
+#include "tests/fixtures/forked_launch.h"
 
 namespace capbroker::daemon {
 namespace {
@@ -46,7 +46,7 @@ constexpr char kPolicy[] = R"(( principals = [ ( name = "me", match = ( uid = 10
 
 // A launch done at once: a forked child that, on SIGTERM, says so on its
 // output and exits 0; until then it waits.
-class ForkedLaunch : public sandbox::PendingLaunch {
+class AtOnceLaunch : public testing::ForkedLaunch {
  public:
   static absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> Start() {
     int output[2];
@@ -72,35 +72,18 @@ class ForkedLaunch : public sandbox::PendingLaunch {
     }
     sigprocmask(SIG_SETMASK, &old, nullptr);
     if (pid < 0) return absl::InternalError("fork");
-    auto launch = std::make_unique<ForkedLaunch>();
-    launch->pid_ = pid;
-    launch->pidfd_.reset(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
-    if (!launch->pidfd_) return absl::InternalError("pidfd_open");
-    launch->output_ = std::move(output_read);
+    auto launch = std::make_unique<AtOnceLaunch>();
+    absl::Status adopted = launch->Adopt(pid, std::move(output_read));
+    if (!adopted.ok()) return adopted;
     return std::unique_ptr<sandbox::PendingLaunch>(std::move(launch));
   }
 
-  pid_t pid() const override { return pid_; }
   int report_fd() const override { return report_.get(); }
   absl::StatusOr<std::optional<sandbox::LaunchedProcess>> Continue() override {
-    sandbox::LaunchedProcess launched;
-    launched.pid = pid_;
-    launched.pidfd = std::move(pidfd_);
-    launched.output = std::move(output_);
-    return std::optional<sandbox::LaunchedProcess>(std::move(launched));
-  }
-  sandbox::AbandonedChild Abandon() override {
-    syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
-    sandbox::AbandonedChild child;
-    child.pid = pid_;
-    child.pidfd = std::move(pidfd_);
-    return child;
+    return std::optional<sandbox::LaunchedProcess>(HandOver());
   }
 
  private:
-  pid_t pid_ = -1;
-  UniqueFd pidfd_;
-  UniqueFd output_;
   UniqueFd report_{eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};  // watched, never read
 };
 
@@ -119,7 +102,7 @@ TEST(ServeThenStopTest, ALoopThatFailsStillStopsTheBroker) {
   ASSERT_OK(handler.SetPolicy(std::move(policy)));
   server::BrokerLoop loop(handler, audit, stats, server::Limits());
   service::HostOptions options;
-  options.launcher = [](const sandbox::SandboxSpec&) { return ForkedLaunch::Start(); };
+  options.launcher = [](const sandbox::SandboxSpec&) { return AtOnceLaunch::Start(); };
   service::ServiceHost services(handler, loop, std::move(options));
   services.PolicyChanged();
 

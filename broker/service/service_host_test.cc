@@ -11,7 +11,6 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -41,6 +40,7 @@
 #include "sdk/base/unique_fd.h"
 #include "sdk/wire/unix_socket.h"
 #include "tests/fixtures/fd_refusal.h"
+#include "tests/fixtures/forked_launch.h"
 #include "tests/fixtures/process_watch.h"
 #include "tests/fixtures/raw_send.h"
 #include "tests/fixtures/temp_dir.h"
@@ -200,7 +200,7 @@ struct Script {
 // or fails as scripted. The child sets itself up only once the host has
 // first looked (the first Continue), so that a launch always finishes in a
 // later turn of the loop, as a real one does.
-class FakeLaunch : public sandbox::PendingLaunch {
+class FakeLaunch : public testing::ForkedLaunch {
  public:
   static absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> Start(const Script& script) {
     int report[2], output[2], go[2];
@@ -234,19 +234,14 @@ class FakeLaunch : public sandbox::PendingLaunch {
       for (;;) pause();
     }
     auto launch = std::make_unique<FakeLaunch>();
-    launch->pid_ = pid;
-    // A pidfd refers to the child even once it has exited, until it is reaped.
-    launch->pidfd_.reset(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
-    if (!launch->pidfd_) return absl::InternalError("pidfd_open");
+    absl::Status adopted = launch->Adopt(pid, std::move(output_read), script.cgroup);
+    if (!adopted.ok()) return adopted;
     launch->report_ = std::move(report_read);
     launch->go_ = std::move(go_write);
-    launch->output_ = std::move(output_read);
     launch->failure_ = script.report_failure;
-    launch->cgroup_ = script.cgroup;
     return std::unique_ptr<sandbox::PendingLaunch>(std::move(launch));
   }
 
-  pid_t pid() const override { return pid_; }
   int report_fd() const override { return report_.get(); }
   absl::StatusOr<std::optional<sandbox::LaunchedProcess>> Continue() override {
     if (go_) {
@@ -259,29 +254,13 @@ class FakeLaunch : public sandbox::PendingLaunch {
     if (n < 0 && errno == EAGAIN) return std::nullopt;
     if (n != 0) return absl::InternalError("unexpected report");
     if (!failure_.ok()) return failure_;
-    sandbox::LaunchedProcess launched;
-    launched.pid = pid_;
-    launched.pidfd = std::move(pidfd_);
-    launched.output = std::move(output_);
-    launched.cgroup = cgroup_;
-    return std::optional<sandbox::LaunchedProcess>(std::move(launched));
-  }
-  sandbox::AbandonedChild Abandon() override {
-    syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
-    sandbox::AbandonedChild child;
-    child.pid = pid_;
-    child.pidfd = std::move(pidfd_);
-    return child;
+    return std::optional<sandbox::LaunchedProcess>(HandOver());
   }
 
  private:
-  pid_t pid_ = -1;
-  UniqueFd pidfd_;
   UniqueFd report_;
   UniqueFd go_;
-  UniqueFd output_;
   absl::Status failure_;
-  std::string cgroup_;
 };
 
 // Whether `pid` is gone: reaped, not merely dead.

@@ -25,6 +25,9 @@ absl::Status ServeThenStop(server::BrokerLoop& loop, int listener, int control_f
   // Those answers, and whatever else is queued, go out now, after their
   // audit lines; then the log's last lines.
   loop.SendWhatIsQueued();
+  // The count of lines about clients suppressed since the last one logged
+  // (sending may have added some): no later line will carry it.
+  loop.LogSuppressedPeerLines();
   audit.FlushAll();  // the counts of suppressed denials still waiting
   return served;
 }

@@ -17,8 +17,9 @@ namespace capbroker::daemon {
 // or until the loop fails (epoll failing, the signalfd unusable), then
 // stops the broker, the same way either way: answers the connects still
 // waiting for a service and stops the services (ServiceHost::StopAll),
-// sends what is queued (BrokerLoop::SendWhatIsQueued), and writes the audit
-// log's last lines (AuditLog::FlushAll). Blocks while the services stop.
+// sends what is queued (BrokerLoop::SendWhatIsQueued), logs the count of
+// lines about clients still suppressed (BrokerLoop::LogSuppressedPeerLines),
+// and writes the audit log's last lines (AuditLog::FlushAll). Blocks while the services stop.
 // Returns the loop's error, logged when it happened, once the broker has
 // stopped. All borrowed.
 absl::Status ServeThenStop(server::BrokerLoop& loop, int listener, int control_fd,

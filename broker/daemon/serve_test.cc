@@ -3,18 +3,23 @@
 #include "broker/daemon/serve.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "broker/policy/policy_parser.h"
 #include "broker/server/request_handler.h"
 #include "broker/server/stats.h"
@@ -24,6 +29,7 @@
 #include "schemas/broker.capnp.h"
 #include "sdk/base/status_matchers.h"
 #include "sdk/base/unique_fd.h"
+#include "tests/fixtures/forked_launch.h"
 
 namespace capbroker::daemon {
 namespace {
@@ -40,7 +46,7 @@ constexpr char kPolicy[] = R"(( principals = [ ( name = "me", match = ( uid = 10
 
 // A launch done at once: a forked child that, on SIGTERM, says so on its
 // output and exits 0; until then it waits.
-class ForkedLaunch : public sandbox::PendingLaunch {
+class AtOnceLaunch : public testing::ForkedLaunch {
  public:
   static absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> Start() {
     int output[2];
@@ -66,35 +72,18 @@ class ForkedLaunch : public sandbox::PendingLaunch {
     }
     sigprocmask(SIG_SETMASK, &old, nullptr);
     if (pid < 0) return absl::InternalError("fork");
-    auto launch = std::make_unique<ForkedLaunch>();
-    launch->pid_ = pid;
-    launch->pidfd_.reset(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
-    if (!launch->pidfd_) return absl::InternalError("pidfd_open");
-    launch->output_ = std::move(output_read);
+    auto launch = std::make_unique<AtOnceLaunch>();
+    absl::Status adopted = launch->Adopt(pid, std::move(output_read));
+    if (!adopted.ok()) return adopted;
     return std::unique_ptr<sandbox::PendingLaunch>(std::move(launch));
   }
 
-  pid_t pid() const override { return pid_; }
   int report_fd() const override { return report_.get(); }
   absl::StatusOr<std::optional<sandbox::LaunchedProcess>> Continue() override {
-    sandbox::LaunchedProcess launched;
-    launched.pid = pid_;
-    launched.pidfd = std::move(pidfd_);
-    launched.output = std::move(output_);
-    return std::optional<sandbox::LaunchedProcess>(std::move(launched));
-  }
-  sandbox::AbandonedChild Abandon() override {
-    syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
-    sandbox::AbandonedChild child;
-    child.pid = pid_;
-    child.pidfd = std::move(pidfd_);
-    return child;
+    return std::optional<sandbox::LaunchedProcess>(HandOver());
   }
 
  private:
-  pid_t pid_ = -1;
-  UniqueFd pidfd_;
-  UniqueFd output_;
   UniqueFd report_{eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};  // watched, never read
 };
 
@@ -113,7 +102,7 @@ TEST(ServeThenStopTest, ALoopThatFailsStillStopsTheBroker) {
   ASSERT_OK(handler.SetPolicy(std::move(policy)));
   server::BrokerLoop loop(handler, audit, stats, server::Limits());
   service::HostOptions options;
-  options.launcher = [](const sandbox::SandboxSpec&) { return ForkedLaunch::Start(); };
+  options.launcher = [](const sandbox::SandboxSpec&) { return AtOnceLaunch::Start(); };
   service::ServiceHost services(handler, loop, std::move(options));
   services.PolicyChanged();
 
@@ -175,6 +164,75 @@ TEST(ServeThenStopTest, ALoopThatFailsStillStopsTheBroker) {
   ASSERT_GE(got, 0);
   text.resize(static_cast<size_t>(got));
   EXPECT_THAT(text, HasSubstr("\"event\":\"denialsSuppressed\""));
+}
+
+// The loop logs lines clients can provoke within a budget a second, and the
+// count of those it suppressed goes with the next line it logs. One still
+// pending when the broker stops has no next line: the stop logs it.
+TEST(ServeThenStopTest, TheCountOfSuppressedLinesAboutClientsIsLoggedAtStop) {
+  UniqueFd audit_file(memfd_create("audit", MFD_CLOEXEC));
+  ASSERT_TRUE(audit_file.valid());
+  audit::AuditLog audit(audit_file.get());
+  server::Stats stats;
+  server::RequestHandler handler(audit, stats);
+  ASSERT_OK_AND_ASSIGN(Policy policy, ParsePolicy(kPolicy, "t.capnp"));
+  ASSERT_OK(handler.SetPolicy(std::move(policy)));
+  server::Limits limits;
+  limits.max_connections = 0;  // every connection refused, each with a line
+  server::BrokerLoop loop(handler, audit, stats, limits);
+  service::HostOptions options;
+  options.launcher = [](const sandbox::SandboxSpec&)
+      -> absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> {
+    return absl::InternalError("nothing is launched here");
+  };
+  service::ServiceHost services(handler, loop, std::move(options));
+  services.PolicyChanged();
+
+  // A listener (autobound, abstract) with clients waiting: far more than
+  // the loop logs in a second (20), so some are left suppressed at the end
+  // even if a second begins on the way.
+  constexpr int kClients = 60;
+  UniqueFd listener(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  ASSERT_TRUE(listener.valid());
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof(sa_family_t)), 0);
+  ASSERT_EQ(listen(listener.get(), kClients), 0);
+  socklen_t length = sizeof(address);
+  ASSERT_EQ(getsockname(listener.get(), reinterpret_cast<sockaddr*>(&address), &length), 0);
+  std::vector<UniqueFd> clients;
+  for (int i = 0; i < kClients; ++i) {
+    UniqueFd client(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    ASSERT_EQ(connect(client.get(), reinterpret_cast<sockaddr*>(&address), length), 0)
+        << strerror(errno);
+    clients.push_back(std::move(client));
+  }
+  // Stops once every waiting connection was taken (and refused).
+  UniqueFd control(eventfd(1, EFD_CLOEXEC));  // readable at every turn
+  auto drained = [&] {
+    pollfd p{listener.get(), POLLIN, 0};
+    return poll(&p, 1, 0) == 0;
+  };
+  ::testing::internal::CaptureStderr();
+  absl::Status served =
+      ServeThenStop(loop, listener.get(), control.get(), drained, services, audit);
+  std::string log = ::testing::internal::GetCapturedStderr();
+  ASSERT_OK(served);
+
+  // Every refusal is in the log: as a line, or in a count.
+  int refusals = 0;
+  uint64_t suppressed = 0;
+  for (absl::string_view line : absl::StrSplit(log, '\n', absl::SkipEmpty())) {
+    if (absl::StartsWith(line, "capbrokerd: refusing uid ")) ++refusals;
+    uint64_t count = 0;
+    if (absl::ConsumePrefix(&line, "capbrokerd: (") &&
+        absl::ConsumeSuffix(&line, " similar lines suppressed)") &&
+        absl::SimpleAtoi(line, &count)) {
+      suppressed += count;
+    }
+  }
+  EXPECT_GT(refusals, 0) << log;
+  EXPECT_EQ(refusals + suppressed, static_cast<uint64_t>(kClients)) << log;
 }
 
 }  // namespace

@@ -485,11 +485,16 @@ bool BrokerLoop::IsOpen(uint64_t id) const { return fd_by_id_.contains(id); }
 void BrokerLoop::PeerLog(absl::string_view line) {
   uint64_t suppressed = 0;
   if (!peer_log_.Allow(absl::Now(), suppressed)) return;
-  if (suppressed > 0) {
-    std::fprintf(stderr, "capbrokerd: (%llu similar lines suppressed)\n",
-                 static_cast<unsigned long long>(suppressed));
-  }
+  LogSuppressed(suppressed);
   std::fprintf(stderr, "capbrokerd: %.*s\n", static_cast<int>(line.size()), line.data());
+}
+
+void BrokerLoop::LogSuppressedPeerLines() { LogSuppressed(peer_log_.TakeSuppressed()); }
+
+void BrokerLoop::LogSuppressed(uint64_t count) {
+  if (count == 0) return;
+  std::fprintf(stderr, "capbrokerd: (%llu similar lines suppressed)\n",
+               static_cast<unsigned long long>(count));
 }
 
 void BrokerLoop::Close(Connection& connection, bool tell_host) {

@@ -181,6 +181,11 @@ class BrokerLoop : public LoopPort {
   // the loop.
   void SendWhatIsQueued();
 
+  // For the broker's stop, after SendWhatIsQueued: logs the count of lines
+  // about clients suppressed since the last one logged (see PeerLog),
+  // which no later line will report.
+  void LogSuppressedPeerLines();
+
  private:
   struct QueuedReply {
     kj::Array<capnp::word> words;
@@ -305,6 +310,8 @@ class BrokerLoop : public LoopPort {
   Answer Withheld(uint64_t request_id);
   // Logs a line a client could provoke, within kPeerLogLinesPerSecond.
   void PeerLog(absl::string_view line);
+  // Logs "(N similar lines suppressed)" unless `count` is 0.
+  static void LogSuppressed(uint64_t count);
 
   LogLimiter peer_log_;
   RequestHandler& handler_;

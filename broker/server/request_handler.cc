@@ -562,7 +562,8 @@ Outcome RequestHandler::Connect(const Session& session, uint64_t request_id,
   if (status.ok()) {
     end = services_->Connect(*decision.service,
                              ConnectRequest{session.connection_id, request_id,
-                                            session.identity, decision.principal});
+                                            session.identity, decision.principal,
+                                            IsAdministrator(session)});
     status = end.status();
   }
   if (status.ok() && !end->has_value()) {
@@ -738,7 +739,7 @@ void RequestHandler::ConnectNotDelivered(const ConnectRequest& request,
   // Finish fills the error into a reply nobody reads: the host answers.
   capnp::MallocMessageBuilder scratch(64);
   Finish(session, "connect", service, schema::Access::READ_WRITE, "",
-         absl::Status(why.code(), absl::StrCat("not delivered: ", why.message())),
+         absl::Status(why.code(), absl::StrCat("not delivered: ", AuditReason(why))),
          request.principal, scratch.initRoot<schema::Reply>());
 }
 
@@ -792,9 +793,11 @@ uint64_t RequestHandler::Finish(const Session& session, absl::string_view reques
                             schema::Reply::Builder reply,
                             const audit::OpenOptions& open) {
   std::string access_name = AccessName(access);
+  // A refusal's whole reason, when the client is told less (a connect to
+  // a service that could not start, from one who is no administrator).
   std::string reason =
       status.ok() ? GrantReason(session.identity, request_kind, principal, capability)
-                  : std::string(status.message());
+                  : AuditReason(status);
   if (session.audit_peer.empty()) {
     const Identity& peer = session.identity;
     session.audit_peer = audit::RenderPeer(peer.uid, peer.gid, peer.pid, peer.exe);

@@ -17,7 +17,9 @@
 //   as the broker's uid); other clients get empty strings there. `services`
 //   shows a service's last exit and missing protections (which can quote
 //   capability paths and the policy's) to the same, and others a
-//   placeholder.
+//   placeholder; a connect refused because its service failed or could not
+//   start tells others where to see why, not why (ConnectRequest::
+//   administrator), and its audit line keeps the whole reason.
 //
 // Not thread-safe: used by the event-loop thread only.
 #ifndef CAPBROKER_BROKER_SERVER_REQUEST_HANDLER_H_
@@ -138,7 +140,8 @@ class RequestHandler {
   // A connect that waited for its service to start (Outcome::deferred, its
   // line saying granted: the policy allowed it) and was answered `why`
   // instead of a connection: a second line, a denial of the same connect,
-  // so that the log shows it was never delivered. Counted as a denial too.
+  // so that the log shows it was never delivered, and why (AuditReason).
+  // Counted as a denial too.
   void ConnectNotDelivered(const ConnectRequest& request, absl::string_view service,
                            const absl::Status& why);
 
@@ -218,8 +221,9 @@ class RequestHandler {
                                         const StartCheck& check);
 
   // Ends a grant or a denial: audit line, statistics, and an error reply
-  // when `status` is not OK. `open`: what an open beneath asked besides
-  // opening, for the line. Returns the audit line's sequence number.
+  // when `status` is not OK (its message; the line gives AuditReason).
+  // `open`: what an open beneath asked besides opening, for the line.
+  // Returns the audit line's sequence number.
   uint64_t Finish(const Session& session, absl::string_view request_kind,
               absl::string_view capability, schema::Access access,
               absl::string_view path, const absl::Status& status,

@@ -508,6 +508,65 @@ TEST_F(RequestHandlerTest, AServiceOfTheBrokersUidIsNoAdministrator) {
   }
 }
 
+// The service host learns from the handler's one rule whether a connect's
+// client is an administrator (ConnectRequest::administrator): root and the
+// broker's uid, but no hosted service, whatever its uid. A refusal it makes
+// with WithAuditReason reaches the client as it says, and the audit line
+// with the whole reason.
+TEST_F(RequestHandlerTest, TheServiceHostIsToldWhetherAConnectComesFromAnAdministrator) {
+  constexpr uid_t kBrokerUid = 4000;
+  std::string log_path = dir_.Join("audit");
+  int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  ASSERT_GE(log_fd, 0);
+  audit::AuditLog audit(log_fd);
+  RequestHandler handler(audit, stats_, kBrokerUid);
+  ASSERT_OK_AND_ASSIGN(Policy policy, ParsePolicy(R"((
+      principals = [ ( name = "all", match = ( anyUser = true ) ) ],
+      services = [ ( name = "target", command = [ "/usr/bin/t" ], connect = [ "all", "svc" ] ),
+                   ( name = "svc", command = [ "/usr/bin/s" ] ) ] ))",
+                                                  "t.capnp"));
+  ASSERT_OK(handler.SetPolicy(std::move(policy)));
+  class AskedDirectory : public ReportingDirectory {
+   public:
+    absl::StatusOr<std::optional<UniqueFd>> Connect(const ServiceSpec&,
+                                                     const ConnectRequest& request) override {
+      administrators.push_back(request.administrator);
+      return WithAuditReason(absl::UnavailableError("shown"), "whole: /x/etc/policy.capnp");
+    }
+    std::vector<bool> administrators;
+  } directory;
+  handler.SetServiceDirectory(&directory);
+  struct Asker {
+    uid_t uid;
+    const char* service;
+  };
+  for (Asker asker : {Asker{kBrokerUid, ""}, Asker{0, ""}, Asker{1000, ""},
+                      Asker{kBrokerUid, "svc"}, Asker{0, "svc"}}) {
+    Session session;
+    session.identity.uid = asker.uid;
+    session.identity.service = asker.service;
+    session.hello_done = true;
+    capnp::MallocMessageBuilder request_message, reply_message;
+    auto request = request_message.initRoot<schema::Request>();
+    request.setId(1);
+    request.initConnect().setService("target");
+    auto reply = reply_message.initRoot<schema::Reply>();
+    handler.Handle(session, request.asReader(), reply);
+    ASSERT_TRUE(reply.isError());
+    EXPECT_EQ(reply.getError().getCode(), schema::ErrorCode::UNAVAILABLE);
+    EXPECT_EQ(std::string(reply.getError().getMessage().cStr()), "shown");
+  }
+  EXPECT_EQ(directory.administrators, (std::vector<bool>{true, true, false, false, false}));
+  audit.Flush();
+  close(log_fd);
+  std::vector<std::string> lines =
+      absl::StrSplit(testing::ReadWholeFile(log_path), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 5u);
+  for (const std::string& line : lines) {
+    EXPECT_THAT(line, HasSubstr(R"("reason":"whole: /x/etc/policy.capnp")"));
+  }
+}
+
 // A client's name or path that fails its length check is refused, and the
 // audit line shows no more of it than the limit (and how long it was): a
 // request must not make the broker write a line as long as itself.

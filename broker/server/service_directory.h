@@ -30,7 +30,21 @@ struct ConnectRequest {
   uint64_t request_id = 0;     // to answer a deferred request
   Identity client;
   std::string principal;       // the principal (or service) that allowed it
+  // Whether the client may read why a service failed or could not start,
+  // which can quote capability paths and the policy file's: the handler's
+  // one rule (RequestHandler::IsAdministrator), as for `capctl services`.
+  bool administrator = false;
 };
+
+// A refusal whose message leaves out what only administrators may read
+// (see ConnectRequest::administrator) carries the whole text for the audit
+// line, which the handler writes and only root reads. `shown` is what the
+// client gets (its code is the refusal's); `full`, the reason on record.
+absl::Status WithAuditReason(absl::Status shown, absl::string_view full);
+
+// The reason an audit line gives for `status`: the text WithAuditReason
+// attached, else its message.
+std::string AuditReason(const absl::Status& status);
 
 // One service as `capctl services` shows it.
 struct ServiceReport {
@@ -56,7 +70,9 @@ class ServiceDirectory {
   // new connection, or nullopt when the service is starting: the host then
   // answers request `request.request_id` itself (through the loop) once the
   // service is ready or has failed. An error says why no connection can be
-  // made (kUnavailable: the service failed or cannot start).
+  // made (kUnavailable: the service failed or cannot start); for a client
+  // that is no administrator, without why a start failed (that stays for
+  // the audit line: WithAuditReason).
   virtual absl::StatusOr<std::optional<UniqueFd>> Connect(
       const ServiceSpec& service, const ConnectRequest& request) = 0;
 

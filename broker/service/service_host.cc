@@ -55,6 +55,27 @@ Identity ServiceIdentity(const ServiceSpec& spec, pid_t pid) {
   return identity;
 }
 
+// Where a client that is no administrator is told to look for why a
+// service failed or could not start (see ForClient).
+constexpr absl::string_view kWhyForAdministrators =
+    "root and the broker's user see why in `capctl services`";
+
+// `full`, a connect's refusal that quotes why a start failed, as
+// `request`'s client may read it. That text can quote capability paths
+// and the policy file's ("directory grant 'conf' is /x/etc, which holds the
+// broker's policy file ..."), which `capctl services` shows to
+// administrators only: one is told it whole; others "service 'x' `what`"
+// and where to see why, with the same code, the whole text kept for the
+// audit line (server::WithAuditReason).
+absl::Status ForClient(const server::ConnectRequest& request, const absl::Status& full,
+                       absl::string_view service, absl::string_view what) {
+  if (request.administrator || full.ok()) return full;
+  return server::WithAuditReason(
+      absl::Status(full.code(),
+                   absl::StrCat("service '", service, "' ", what, "; ", kWhyForAdministrators)),
+      full.message());
+}
+
 bool Failed(const siginfo_t& info) {
   return !(info.si_code == CLD_EXITED && info.si_status == 0);
 }
@@ -307,8 +328,10 @@ absl::Status ServiceHost::Start(Service& service) {
     service.state = ServiceState::STOPPED;
     service.last_exit = absl::StrCat("could not start: no timer: ", timer.message());
     Log(service, service.last_exit);
-    AnswerPending(service, absl::UnavailableError(absl::StrCat(
-                               "service '", service.spec.name, "' ", service.last_exit)));
+    AnswerPending(service,
+                  absl::UnavailableError(
+                      absl::StrCat("service '", service.spec.name, "' ", service.last_exit)),
+                  "could not start");
     return timer;
   }
   if (absl::Duration wait = service.starts.TryTake(absl::Now()); wait > absl::ZeroDuration()) {
@@ -400,8 +423,10 @@ void ServiceHost::AbandonLaunch(Service& service) {
 absl::Status ServiceHost::StartFailed(Service& service, const absl::Status& status) {
   service.last_exit = absl::StrCat("could not start: ", status.message());
   Log(service, service.last_exit);
-  AnswerPending(service, absl::UnavailableError(absl::StrCat(
-                             "service '", service.spec.name, "' ", service.last_exit)));
+  AnswerPending(service,
+                absl::UnavailableError(
+                    absl::StrCat("service '", service.spec.name, "' ", service.last_exit)),
+                "could not start");
   if (MayPassByItself(status)) {
     // As a run that failed at once: tried again after the restart delay,
     // within the restart limit.
@@ -684,7 +709,8 @@ absl::StatusOr<UniqueFd> ServiceHost::MakeConnection(Service& service,
   return client_end;
 }
 
-void ServiceHost::AnswerPending(Service& service, const absl::Status& status) {
+void ServiceHost::AnswerPending(Service& service, const absl::Status& status,
+                                absl::string_view start_failed) {
   std::vector<server::ConnectRequest> pending = std::move(service.pending);
   service.pending.clear();
   for (const server::ConnectRequest& request : pending) {
@@ -709,6 +735,8 @@ void ServiceHost::AnswerPending(Service& service, const absl::Status& status) {
             absl::UnavailableError(
                 "the broker closed the client's connection: it had no room for the reply"));
       }
+    } else if (!status.ok() && !start_failed.empty()) {
+      Refuse(service, request, ForClient(request, status, service.spec.name, start_failed));
     } else {
       Refuse(service, request, end.status());
     }
@@ -776,9 +804,11 @@ absl::StatusOr<std::optional<UniqueFd>> ServiceHost::Connect(
       return std::optional<UniqueFd>(std::move(end));
     }
     case ServiceState::FAILED:
-      return absl::UnavailableError(absl::StrCat(
-          "service '", spec.name, "' has failed (", service->last_exit,
-          "); it starts again after a policy reload"));
+      return ForClient(request,
+                       absl::UnavailableError(absl::StrCat(
+                           "service '", spec.name, "' has failed (", service->last_exit,
+                           "); it starts again after a policy reload")),
+                       spec.name, "has failed; it starts again after a policy reload");
     case ServiceState::STOPPING:
       return absl::UnavailableError(absl::StrCat("service '", spec.name, "' is stopping"));
     case ServiceState::STOPPED: {
@@ -791,8 +821,10 @@ absl::StatusOr<std::optional<UniqueFd>> ServiceHost::Connect(
       }
       absl::Status started = Start(*service);
       if (!started.ok()) {
-        return absl::UnavailableError(absl::StrCat("service '", spec.name,
-                                                   "' could not start: ", started.message()));
+        return ForClient(request,
+                         absl::UnavailableError(absl::StrCat(
+                             "service '", spec.name, "' could not start: ", started.message())),
+                         spec.name, "could not start");
       }
       // Ready already only if its launch was done at once (a scripted one).
       if (service->state == ServiceState::RUNNING) {

@@ -20,7 +20,10 @@
 // protection the kernel refuses) fails the service at once.
 //
 // A connect to a service that is not running yet is answered when it is
-// ready, or with the reason it could not start: never left hanging.
+// ready, or with the reason it could not start: never left hanging. The
+// reason a start failed, which can quote capability paths and the policy
+// file's, is told only to administrators (ConnectRequest::administrator),
+// as `capctl services` shows it; others are told where to see it.
 //
 // Starts are rationed per service (StartLimiter, HostOptions::start_limit):
 // 5 at once, then one every 200 ms (5 a second). A service that exits
@@ -206,8 +209,12 @@ class ServiceHost : public server::ServiceDirectory {
   // Makes a connection and hands its service end to the service.
   absl::StatusOr<UniqueFd> MakeConnection(Service& service,
                                           const server::ConnectRequest& request);
-  // Answers every waiting connect: connected when `status` is OK.
-  void AnswerPending(Service& service, const absl::Status& status);
+  // Answers every waiting connect: connected when `status` is OK. A
+  // refusal that says why a start failed names that in `start_failed`
+  // ("could not start"): a client that is no administrator is told that
+  // and where to see why, not why (ForClient in service_host.cc).
+  void AnswerPending(Service& service, const absl::Status& status,
+                     absl::string_view start_failed = "");
   // Answers the waiting connect `request` with the error `why`, on record
   // as not delivered.
   void Refuse(Service& service, const server::ConnectRequest& request,

@@ -11,7 +11,6 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -41,6 +40,7 @@
 #include "sdk/base/unique_fd.h"
 #include "sdk/wire/unix_socket.h"
 #include "tests/fixtures/fd_refusal.h"
+#include "tests/fixtures/forked_launch.h"
 #include "tests/fixtures/process_watch.h"
 #include "tests/fixtures/raw_send.h"
 #include "tests/fixtures/temp_dir.h"
@@ -200,7 +200,7 @@ struct Script {
 // or fails as scripted. The child sets itself up only once the host has
 // first looked (the first Continue), so that a launch always finishes in a
 // later turn of the loop, as a real one does.
-class FakeLaunch : public sandbox::PendingLaunch {
+class FakeLaunch : public testing::ForkedLaunch {
  public:
   static absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> Start(const Script& script) {
     int report[2], output[2], go[2];
@@ -234,19 +234,14 @@ class FakeLaunch : public sandbox::PendingLaunch {
       for (;;) pause();
     }
     auto launch = std::make_unique<FakeLaunch>();
-    launch->pid_ = pid;
-    // A pidfd refers to the child even once it has exited, until it is reaped.
-    launch->pidfd_.reset(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
-    if (!launch->pidfd_) return absl::InternalError("pidfd_open");
+    absl::Status adopted = launch->Adopt(pid, std::move(output_read), script.cgroup);
+    if (!adopted.ok()) return adopted;
     launch->report_ = std::move(report_read);
     launch->go_ = std::move(go_write);
-    launch->output_ = std::move(output_read);
     launch->failure_ = script.report_failure;
-    launch->cgroup_ = script.cgroup;
     return std::unique_ptr<sandbox::PendingLaunch>(std::move(launch));
   }
 
-  pid_t pid() const override { return pid_; }
   int report_fd() const override { return report_.get(); }
   absl::StatusOr<std::optional<sandbox::LaunchedProcess>> Continue() override {
     if (go_) {
@@ -259,29 +254,13 @@ class FakeLaunch : public sandbox::PendingLaunch {
     if (n < 0 && errno == EAGAIN) return std::nullopt;
     if (n != 0) return absl::InternalError("unexpected report");
     if (!failure_.ok()) return failure_;
-    sandbox::LaunchedProcess launched;
-    launched.pid = pid_;
-    launched.pidfd = std::move(pidfd_);
-    launched.output = std::move(output_);
-    launched.cgroup = cgroup_;
-    return std::optional<sandbox::LaunchedProcess>(std::move(launched));
-  }
-  sandbox::AbandonedChild Abandon() override {
-    syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
-    sandbox::AbandonedChild child;
-    child.pid = pid_;
-    child.pidfd = std::move(pidfd_);
-    return child;
+    return std::optional<sandbox::LaunchedProcess>(HandOver());
   }
 
  private:
-  pid_t pid_ = -1;
-  UniqueFd pidfd_;
   UniqueFd report_;
   UniqueFd go_;
-  UniqueFd output_;
   absl::Status failure_;
-  std::string cgroup_;
 };
 
 // Whether `pid` is gone: reaped, not merely dead.
@@ -316,6 +295,7 @@ class ServiceHostTest : public ::testing::Test {
     options.check_grant = check_grant_;
     if (stop_timeout_.has_value()) options.stop_timeout = *stop_timeout_;
     host_ = std::make_unique<ServiceHost>(handler_, loop_, std::move(options));
+    handler_.SetServiceDirectory(host_.get());
     host_->PolicyChanged();
   }
 
@@ -327,7 +307,35 @@ class ServiceHostTest : public ::testing::Test {
     request.request_id = request_id;
     request.client.uid = uid;
     request.principal = "me";
+    // Told why a start failed, as root's own client is: the tests read the
+    // reasons (ConnectAs asks as the handler decides who may).
+    request.administrator = true;
     return host_->Connect(*handler_.policy().FindService(service), request);
+  }
+
+  // A connect as a client of `uid` on connection `connection` sends it,
+  // through the request handler (which decides who is an administrator):
+  // "deferred" (it waits for the service), "granted", or the error's
+  // message.
+  std::string ConnectAs(uint32_t uid, uint64_t connection, absl::string_view service,
+                        uint64_t request_id) {
+    server::Session session;
+    session.identity.uid = uid;
+    session.hello_done = true;
+    session.connection_id = connection;
+    capnp::MallocMessageBuilder request_message, reply_message;
+    auto request = request_message.initRoot<schema::Request>();
+    request.setId(request_id);
+    request.initConnect().setService(std::string(service));
+    auto reply = reply_message.initRoot<schema::Reply>();
+    server::Outcome outcome = handler_.Handle(session, request.asReader(), reply);
+    // Nothing is set in a deferred reply, which reads as an empty error.
+    if (outcome.deferred) return "deferred";
+    if (reply.isError()) {
+      EXPECT_EQ(reply.getError().getCode(), schema::ErrorCode::UNAVAILABLE);
+      return reply.getError().getMessage().cStr();
+    }
+    return "granted";
   }
 
   // Loads `text` as the new policy, as a reload does.
@@ -845,6 +853,78 @@ TEST_F(ServiceHostTest, AWaitingConnectThatIsNotDeliveredIsOnRecord) {
   EXPECT_THAT(lines[0], HasSubstr(R"("decision":"denied","principal":"me")"));
   EXPECT_THAT(lines[0], HasSubstr(R"("reason":"not delivered: service 'svc' could not start: )"
                                   R"(program /usr/bin/svc: No such file or directory")"));
+}
+
+// Why a start failed can quote capability paths and the policy file's
+// ("directory grant 'conf' is /x/etc, which holds the broker's policy file
+// ..."). capctl services shows it to root and the broker's user only; a
+// connect refused for it tells others that it failed and where to see why,
+// with the same code. The audit line (the log is root's) keeps it whole.
+TEST_F(ServiceHostTest, WhyAStartFailedIsToldToAdministratorsOnly) {
+  testing::TempDir dir;
+  const std::string guarded = absl::StrCat("directory grant 'conf' is ", dir.path(),
+                                           ", which holds the broker's policy file ",
+                                           dir.path(), "/policy.capnp");
+  check_grant_ = [&](absl::string_view name, int) {
+    return name == "conf" ? absl::FailedPreconditionError(guarded) : absl::OkStatus();
+  };
+  MakeHost();
+  Reload(absl::StrCat(
+      R"(( capabilities = [ ( name = "conf", directory = ( path = ")", dir.path(),
+      R"(", access = read ) ) ],
+  principals = [ ( name = "me", match = ( uid = 1000 ) ), ( name = "root", match = ( uid = 0 ) ) ],
+  services = [ ( name = "lister", command = [ "/usr/bin/svc" ], connect = [ "me", "root" ],
+                 readiness = exec, grants = [ "conf" ] ) ] ))"));
+  // The start fails at once, for a user's connect.
+  EXPECT_EQ(ConnectAs(1000, kClient, "lister", 1),
+            "service 'lister' could not start; root and the broker's user see why in "
+            "`capctl services`");
+  EXPECT_EQ(Report("lister").state, ServiceState::FAILED);
+  EXPECT_THAT(AuditText(), HasSubstr(absl::StrCat(
+                               R"("decision":"denied","principal":"me","reason":"service )",
+                               R"('lister' could not start: )", guarded)));
+  // Failed since: the user is told so, root why.
+  EXPECT_EQ(ConnectAs(1000, kClient, "lister", 2),
+            "service 'lister' has failed; it starts again after a policy reload; root and "
+            "the broker's user see why in `capctl services`");
+  EXPECT_EQ(ConnectAs(0, kClient, "lister", 3),
+            absl::StrCat("service 'lister' has failed (could not start: ", guarded,
+                         "); it starts again after a policy reload"));
+  EXPECT_EQ(Report("lister").last_exit, absl::StrCat("could not start: ", guarded));
+}
+
+// The same for connects that waited for the start: root's answer says why,
+// a user's where to see it; both are on record with the reason.
+TEST_F(ServiceHostTest, WhyAWaitedForStartFailedIsToldToAdministratorsOnly) {
+  constexpr uint64_t kRoot = kClient + 1;
+  const std::string missing = "program /srv/private/bin/svc: No such file or directory";
+  scripts_["svc"].report_failure = absl::NotFoundError(missing);
+  ReloadEdited({{R"(( name = "me", match = ( uid = 1000 ) ))",
+                 R"(( name = "me", match = ( uid = 1000 ) ), ( name = "root", match = ( uid = 0 ) ))"},
+                {R"(connect = [ "me" ])", R"(connect = [ "me", "root" ])"}});
+  EXPECT_EQ(ConnectAs(1000, kClient, "svc", 1), "deferred");
+  EXPECT_EQ(ConnectAs(0, kRoot, "svc", 2), "deferred");
+  ASSERT_TRUE(RunUntil([&] { return !ClientAnswers().empty() && !loop_.answers[kRoot].empty(); }));
+  EXPECT_EQ(ClientAnswers()[0],
+            "service 'svc' could not start; root and the broker's user see why in "
+            "`capctl services`");
+  EXPECT_EQ(loop_.answers[kRoot][0], absl::StrCat("service 'svc' could not start: ", missing));
+  std::string audit = AuditText();
+  size_t lines = 0;
+  const std::string reason =
+      absl::StrCat(R"("reason":"not delivered: service 'svc' could not start: )", missing);
+  for (size_t at = 0; (at = audit.find(reason, at)) != std::string::npos; ++at) ++lines;
+  EXPECT_EQ(lines, 2u) << audit;
+}
+
+// A start that cannot get its timer (fds short) is refused the same way.
+TEST_F(ServiceHostTest, WhyAServiceHadNoTimerIsToldToAdministratorsOnly) {
+  loop_.refuse_watches = true;
+  MakeHost();
+  EXPECT_EQ(ConnectAs(1000, kClient, "notify", 1),
+            "service 'notify' could not start; root and the broker's user see why in "
+            "`capctl services`");
+  EXPECT_THAT(AuditText(), HasSubstr("could not start: epoll_ctl: Cannot allocate memory"));
 }
 
 // A service's end of a connection is delivered at once or not at all;

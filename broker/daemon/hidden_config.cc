@@ -35,13 +35,13 @@ std::string Holds(BrokerFile kind, absl::string_view path) {
   switch (kind) {
     case BrokerFile::kPolicy:
       return absl::StrCat(
-          "the broker's policy file ", path,
+          "the broker's policy file ", EscapedKeepingUtf8(path),
           ": a service given it could read the policy, which names every service, "
           "capability path and principal's uid; grant a directory beneath it that does not "
           "hold the policy file, or move the policy file out of it (capbrokerd --policy)");
     case BrokerFile::kSocket:
       return absl::StrCat(
-          "the broker's socket ", path,
+          "the broker's socket ", EscapedKeepingUtf8(path),
           ": a service given it could connect to the broker by that path, known by its uid "
           "as any local client is, not as the service; grant a directory beneath it that "
           "does not hold the socket, or move the socket out of it (capbrokerd --socket)");
@@ -123,7 +123,7 @@ absl::Status ConfigGuard::CheckGrant(absl::string_view name, int fd) const {
   }
   if (reasons.empty()) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrCat("directory grant '", name, "' is ",
-                                                    path, ", which holds ",
+                                                    EscapedKeepingUtf8(path), ", which holds ",
                                                     absl::StrJoin(reasons, "; it also holds ")));
 }
 

@@ -25,6 +25,7 @@ using ::capbroker::testing::TempDir;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 std::string RealPath(const std::string& path) {
@@ -151,6 +152,27 @@ TEST(HiddenConfigTest, AGrantHoldingAGuardedFileIsRefused) {
   EXPECT_THAT(check(dir.Join("run")),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("broker's socket")));
   EXPECT_OK(check(dir.Join("conf")));
+}
+
+// The refusal quotes the real path, which root may have given any name:
+// a newline or an escape sequence in it must not reach the broker's log
+// (or a terminal) as it is; text in any language stays.
+TEST(HiddenConfigTest, TheRefusalQuotesItsPathsEscaped) {
+  TempDir dir;
+  const std::string conf = dir.Join("d\nx\x1b[2J\xce\xa9");
+  ASSERT_EQ(mkdir(conf.c_str(), 0755), 0);
+  std::string policy = dir.WriteFile("d\nx\x1b[2J\xce\xa9/policy.capnp", "()");
+  ASSERT_OK_AND_ASSIGN(PolicyLocation location, LocatePolicy(policy));
+  ConfigGuard guard(std::move(location));
+  UniqueFd fd = OpenDirectory(conf);
+  absl::Status refused = guard.CheckGrant("data", fd.get());
+  ASSERT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  const std::string shown = absl::StrCat(RealPath(dir.path()), "/d\\x0ax\\x1b[2J\xce\xa9");
+  EXPECT_THAT(std::string(refused.message()),
+              AllOf(StartsWith(absl::StrCat("directory grant 'data' is ", shown,
+                                            ", which holds the broker's policy file ", shown,
+                                            "/policy.capnp: ")),
+                    Not(HasSubstr("\n")), Not(HasSubstr("\x1b"))));
 }
 
 TEST(HiddenConfigTest, ASocketIsFoundByThePathItIsBoundTo) {

@@ -647,6 +647,10 @@ void RequestHandler::Services(const Session& session, schema::Request::Reader re
         if (!text->empty()) *text = std::string(kShownToAdministrators);
       }
     }
+    if (r.waits_for_removed_instance) {
+      absl::StrAppend(&r.last_exit, r.last_exit.empty() ? "" : "; ",
+                      "waits for its instance removed from the policy to exit, then starts");
+    }
     for (std::string* text : {&r.protections, &r.missing, &r.last_exit, &r.activation}) {
       BoundServiceText(*text);
     }

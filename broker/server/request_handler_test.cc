@@ -423,7 +423,12 @@ TEST_F(RequestHandlerTest, ServicesShowsExitAndMissingTextsOnlyToAdministrators)
   failed.activation = "atStart";
   ServiceReport quiet;
   quiet.name = "quiet";
+  // Added back to the policy while its removed instance still runs: that
+  // it waits says nothing of paths, and is shown to everyone.
+  quiet.waits_for_removed_instance = true;
   directory.reports = {failed, quiet};
+  constexpr absl::string_view kWaits =
+      "waits for its instance removed from the policy to exit, then starts";
   struct Seen {
     std::string missing, last_exit, protections, quiet_missing, quiet_last_exit;
   };
@@ -451,13 +456,14 @@ TEST_F(RequestHandlerTest, ServicesShowsExitAndMissingTextsOnlyToAdministrators)
     Seen seen = services_for(admin);
     EXPECT_EQ(seen.missing, failed.missing) << "uid " << admin;
     EXPECT_EQ(seen.last_exit, failed.last_exit) << "uid " << admin;
+    EXPECT_EQ(seen.quiet_last_exit, kWaits) << "uid " << admin;
   }
   Seen other = services_for(1000);
   EXPECT_EQ(other.last_exit, "(shown to root and the broker's user)");
   EXPECT_EQ(other.missing, "(shown to root and the broker's user)");
   EXPECT_EQ(other.protections, "userns mountns");
   EXPECT_EQ(other.quiet_missing, "");
-  EXPECT_EQ(other.quiet_last_exit, "");
+  EXPECT_EQ(other.quiet_last_exit, kWaits);
 }
 
 // In a per-user broker, hosted services run as the broker's uid. They are

@@ -60,6 +60,9 @@ struct ServiceReport {
   // An instance removed from the policy that has not exited yet. The
   // policy's own instance of the same name, if any, is another report.
   bool removed = false;
+  // The policy's instance, waiting for that removed one to exit before it
+  // starts (said after last_exit, which not everyone may see).
+  bool waits_for_removed_instance = false;
 };
 
 class ServiceDirectory {

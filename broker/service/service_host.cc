@@ -926,11 +926,7 @@ std::vector<server::ServiceReport> ServiceHost::Report() const {
     r.protections = service->in_force;
     r.missing = service->missing;
     r.last_exit = service->last_exit;
-    if (service->after_predecessor) {
-      r.last_exit = absl::StrCat(r.last_exit, r.last_exit.empty() ? "" : "; ",
-                                 "waits for its instance removed from the policy to exit, "
-                                 "then starts");
-    }
+    r.waits_for_removed_instance = service->after_predecessor;
     r.activation =
         service->spec.activation == Activation::kAtStart ? "atStart" : "onDemand";
     r.removed = service->removed;

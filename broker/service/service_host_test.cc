@@ -988,8 +988,7 @@ TEST_F(ServiceHostTest, AServiceAddedBackWaitsForItsRemovedInstanceToExit) {
     if (report.name != "svc") continue;
     if (report.removed) {
       ++removed_reports;
-    } else if (absl::StrContains(report.last_exit,
-                                 "waits for its instance removed from the policy to exit")) {
+    } else if (report.waits_for_removed_instance) {
       ++waiting_reports;
     }
   }

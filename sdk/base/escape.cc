@@ -44,7 +44,10 @@ size_t Utf8Character(absl::string_view text, char32_t& code_point) {
 
 // The bidirectional embeddings, overrides and isolates: they reorder what a
 // terminal shows (see EscapedKeepingUtf8).
-bool Reorders(char32_t c) { return (c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069); }
+bool Reorders(char32_t c) {
+  return (c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069) || c == 0x200e ||
+         c == 0x200f || c == 0x061c;
+}
 
 }  // namespace
 

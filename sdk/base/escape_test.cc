@@ -42,6 +42,10 @@ TEST(EscapeTest, KeepingUtf8EscapesWhatActsOnATerminal) {
   // Line and paragraph separators, a bidi override and an isolate.
   EXPECT_EQ(EscapedKeepingUtf8("\xe2\x80\xa8\xe2\x80\xa9\xe2\x80\xae\xe2\x81\xa6"),
             "\\xe2\\x80\\xa8\\xe2\\x80\\xa9\\xe2\\x80\\xae\\xe2\\x81\\xa6");
+  // The other bidi controls, the marks: left-to-right, right-to-left and
+  // Arabic letter (U+200E, U+200F, U+061C); they too reorder what follows.
+  EXPECT_EQ(EscapedKeepingUtf8("a\xe2\x80\x8e\xe2\x80\x8f\xd8\x9c" "b"),
+            "a\\xe2\\x80\\x8e\\xe2\\x80\\x8f\\xd8\\x9cb");
 }
 
 TEST(EscapeTest, KeepingUtf8EscapesInvalidUtf8ByteByByte) {

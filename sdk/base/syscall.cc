@@ -71,12 +71,15 @@ absl::StatusOr<bool> PollUntil(int fd, short events, absl::Duration deadline) {
   if (fd < 0) return ErrnoStatus(EBADF, absl::StrCat("poll(fd=", fd, ")"));
   for (;;) {
     const absl::Duration left = deadline - MonotonicNow();
-    if (left <= absl::ZeroDuration()) return false;
     // Rounded up, so that poll does not return just before the deadline
-    // and this loop spin; a very long wait takes several rounds.
-    const int64_t ms = std::min<int64_t>(
-        absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1))),
-        std::numeric_limits<int>::max());
+    // and this loop spin; a very long wait takes several rounds. Past the
+    // deadline, one look without waiting: what is there already counts.
+    const bool past = left <= absl::ZeroDuration();
+    const int64_t ms =
+        past ? 0
+             : std::min<int64_t>(
+                   absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1))),
+                   std::numeric_limits<int>::max());
     pollfd p{fd, events, 0};
     const int n = poll(&p, 1, static_cast<int>(ms));
     if (n > 0) {
@@ -85,6 +88,7 @@ absl::StatusOr<bool> PollUntil(int fd, short events, absl::Duration deadline) {
       }
       return true;
     }
+    if (n == 0 && past) return false;
     if (n < 0 && errno != EINTR) return ErrnoStatus(errno, absl::StrCat("poll(fd=", fd, ")"));
   }
 }

@@ -90,6 +90,8 @@ TEST(PollUntilTest, ReadyOrDeadlinePassed) {
   EXPECT_EQ(Polled(r.get(), POLLIN, DeadlineAfter(absl::InfiniteDuration())), 1);
   ASSERT_EQ(write(w.get(), "x", 1), 1);
   EXPECT_EQ(Polled(r.get(), POLLIN, DeadlineAfter(absl::Hours(1))), 1);
+  // Past the deadline, what is there already still counts: one look.
+  EXPECT_EQ(Polled(r.get(), POLLIN, MonotonicNow() - absl::Seconds(1)), 1);
   EXPECT_EQ(Polled(w.get(), POLLOUT, DeadlineAfter(absl::Hours(1))), 1);
   // Not an fd: an error, not a wait (poll(2) would skip a negative one).
   const int closed = r.get();

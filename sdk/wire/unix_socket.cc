@@ -81,13 +81,10 @@ absl::StatusOr<UniqueFd> ConnectSeqpacket(absl::string_view path, absl::Duration
   int rc;
   for (;;) {
     if (bounded) {
+      // At least 1 us: a zero SO_SNDTIMEO means no timeout at all. A
+      // timeout already used up still gets one try, so that the error says
+      // what is wrong (no socket, nobody listening), not "queue full".
       const absl::Duration left = deadline - MonotonicNow();
-      if (left <= absl::ZeroDuration()) {
-        rc = -1;
-        errno = EAGAIN;
-        break;
-      }
-      // At least 1 us: a zero SO_SNDTIMEO means no timeout at all.
       CB_RETURN_IF_ERROR(SetSendTimeout(fd.get(), std::max(left, absl::Microseconds(1))));
     }
     rc = connect(fd.get(), reinterpret_cast<const sockaddr*>(&address.addr), address.length);

@@ -116,6 +116,13 @@ TEST(ConnectSeqpacketTest, AFullListenQueueEndsAtTheTimeout) {
   rmdir(dir);
 }
 
+// A timeout used up before connect(2) is tried still gets one try, so that
+// the error says what is really wrong (here: no socket), not "full queue".
+TEST(ConnectSeqpacketTest, ATimeoutTooShortStillTriesOnce) {
+  EXPECT_THAT(ConnectSeqpacket("/nonexistent/capbroker-test.sock", absl::Nanoseconds(1)),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("/nonexistent/")));
+}
+
 TEST(SeqpacketPairTest, PairIsConnected) {
   ASSERT_OK_AND_ASSIGN(auto pair, SeqpacketPair());
   ASSERT_EQ(write(pair.first.get(), "hi", 2), 2);

@@ -218,6 +218,8 @@ void Child::Run() {
   char go;
   if (RetryEintr([&] { return read(plan_.sync_fd, &go, 1); }) != 1) _exit(kChildFailedExitCode);
   if (setsid() < 0) reporter_.Fail(ErrnoStatus(errno, "setsid()"));
+  // A session keyring of its own too, before the ids change (credentials.h).
+  Must(JoinNewSessionKeyring());
   Must(ResetSignals());
 
   if (!IsInSystemDirectory(plan_.argv[0])) {

@@ -9,8 +9,9 @@
 //      and the kernel gives each new fd the lowest free number, so the steps
 //      below must not depend on how many fds the broker happens to hold;
 //      parent death signal; wait for the parent's "go" (id maps written)
-//   2. new session (no controlling terminal), default signal actions, no
-//      signal blocked
+//   2. new session (no controlling terminal) and a new, empty session
+//      keyring (the broker's keys stay out of reach), default signal
+//      actions, no signal blocked
 //   3. detached directory grants, then the minimal root (both need
 //      CAP_SYS_ADMIN in the user namespace), hostname, rlimits but
 //      RLIMIT_NOFILE

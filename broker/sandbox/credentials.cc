@@ -2,6 +2,7 @@
 
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/keyctl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/fsuid.h>
@@ -24,6 +25,18 @@ absl::Status DropBoundingSet() {
       if (errno == EINVAL && cap > 0) return absl::OkStatus();
       return ErrnoStatus(errno, absl::StrCat("prctl(PR_CAPBSET_DROP, ", cap, ")"));
     }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status JoinNewSessionKeyring() {
+  // Raw syscall: libkeyutils is not a dependency. NULL: a new anonymous
+  // keyring, never one found by name (a named one could be a keyring
+  // another process of the same uid already joined).
+  if (syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, nullptr) < 0) {
+    if (errno == ENOSYS) return absl::OkStatus();
+    return ErrnoStatus(errno, "keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL): the service would "
+                              "share the broker's session keyring");
   }
   return absl::OkStatus();
 }

@@ -14,6 +14,16 @@
 
 namespace capbroker::sandbox {
 
+// Leaves the broker's session keyring for a new, empty, anonymous one
+// (keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL); systemd's KeyringMode=private).
+// A child inherits its parent's session keyring and possesses every key in
+// it: without this a service (with systemCallFilter off, which denies
+// keyctl) could search @s and read the broker's keys. Called before the ids
+// change, so that the keyring is charged to the broker's key quota, not to
+// the service's uid (shared by many services: 65534); the service still
+// possesses it. A kernel without keyrings (ENOSYS) has nothing to leak: ok.
+absl::Status JoinNewSessionKeyring();
+
 // setfsuid and setfsgid to `uid` and `gid`, keeping every capability. In a
 // new user namespace that maps only the service's ids, a broker running as
 // root leaves the child with ids the namespace does not map, and the kernel

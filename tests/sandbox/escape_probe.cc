@@ -23,10 +23,14 @@
 //                         directory fd from the broker lives in the host's
 //                         mount namespace, where ".." leaves the sandbox
 //   --list-fds            only print the "fds:" line, then "done"
+//   --session-key=DESC    only look for the "user" key DESC in the session
+//                         keyring and print "session-key: ..." (needs
+//                         systemCallFilter off)
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/keyctl.h>
 #include <linux/openat2.h>
 #include <netinet/in.h>
 #include <sched.h>
@@ -47,6 +51,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
 #include <string>
 #include <vector>
@@ -68,6 +73,7 @@ struct Flags {
   int udp_port = 0;
   std::string broker_directory;
   bool list_fds = false;
+  std::string session_key;
 };
 
 void BlockedBecause(const std::string& attempt, const std::string& why) {
@@ -500,6 +506,26 @@ void TryExecFromTmp() {
   }
 }
 
+// Looks for a "user" key named `description` in the session keyring (@s)
+// and prints what it holds: the broker's keys must stay out of reach
+// (needs systemCallFilter off: the filter denies keyctl).
+void ReadSessionKey(const std::string& description) {
+  long key = syscall(SYS_keyctl, KEYCTL_SEARCH, KEY_SPEC_SESSION_KEYRING, "user",
+                     description.c_str(), 0);
+  if (key < 0) {
+    printf("session-key: not found (%s)\n", strerror(errno));
+    return;
+  }
+  char payload[256] = {};
+  long n = syscall(SYS_keyctl, KEYCTL_READ, key, payload, sizeof payload - 1);
+  if (n < 0) {
+    printf("session-key: found, unreadable (%s)\n", strerror(errno));
+    return;
+  }
+  printf("session-key: found '%.*s'\n", static_cast<int>(std::min<long>(n, sizeof payload - 1)),
+         payload);
+}
+
 Flags ParseFlags(int argc, char** argv) {
   Flags flags;
   for (int i = 1; i < argc; ++i) {
@@ -517,6 +543,7 @@ Flags ParseFlags(int argc, char** argv) {
     else if (const char* v = value("--tcp-port=")) flags.tcp_port = atoi(v);
     else if (const char* v = value("--udp-port=")) flags.udp_port = atoi(v);
     else if (const char* v = value("--broker-directory=")) flags.broker_directory = v;
+    else if (const char* v = value("--session-key=")) flags.session_key = v;
     else if (arg == "--list-fds") flags.list_fds = true;
     else fprintf(stderr, "escape_probe: unknown flag %s\n", argv[i]);
   }
@@ -528,6 +555,10 @@ Flags ParseFlags(int argc, char** argv) {
 int main(int argc, char** argv) {
   setvbuf(stdout, nullptr, _IOLBF, 0);
   Flags flags = ParseFlags(argc, argv);
+  if (!flags.session_key.empty()) {
+    ReadSessionKey(flags.session_key);
+    return 0;
+  }
   if (flags.list_fds) {
     PrintFds();
     printf("done\n");

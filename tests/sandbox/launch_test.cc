@@ -3,6 +3,7 @@
 // in its setup stalls nobody.
 #include <elf.h>
 #include <fcntl.h>
+#include <linux/keyctl.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -198,6 +199,35 @@ TEST(LaunchTest, AddressFamiliesWithoutTheFilterAreListedAsMissing) {
       EXPECT_OK(RunToEnd(*launched).status());
     }
   }
+}
+
+// The broker's session keyring stays the broker's: with systemCallFilter
+// off (which denies keyctl), a service searching its session keyring (@s)
+// must not find the keys the broker keeps there. The test's child joins a
+// keyring of its own with a key in it, as a broker's session might hold.
+TEST(LaunchTest, AServiceHasASessionKeyringOfItsOwn) {
+  const std::string description = absl::StrCat("capbroker-launch-test-", getpid());
+  ChildResult result = RunInChild([&]() -> std::string {
+    std::string keyring = description + "-keyring";
+    if (syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, keyring.c_str()) < 0) {
+      return absl::StrCat("SKIP: no session keyring here: ", strerror(errno));
+    }
+    static constexpr char kSecret[] = "broker secret";
+    if (syscall(SYS_add_key, "user", description.c_str(), kSecret, sizeof kSecret - 1,
+                KEY_SPEC_SESSION_KEYRING) < 0) {
+      return absl::StrCat("add_key: ", strerror(errno));
+    }
+    SandboxSpec spec = ShellSpec("");
+    spec.argv = {RunfileRealPath("tests/sandbox/escape_probe"),
+                 absl::StrCat("--session-key=", description)};
+    spec.protections.system_call_filter = Requirement::kOff;
+    absl::StatusOr<LaunchedProcess> launched = LaunchAndWait(spec);
+    if (!launched.ok()) return launched.status().ToString();
+    absl::StatusOr<Finished> finished = RunToEnd(*launched);
+    return finished.ok() ? finished->output : finished.status().ToString();
+  });
+  if (absl::StartsWith(result.output, "SKIP: ")) GTEST_SKIP() << result.output;
+  EXPECT_EQ(result.output, "session-key: not found (Required key not available)\n");
 }
 
 TEST(LaunchTest, FiltersNeedNoNewPrivileges) {

@@ -64,7 +64,8 @@ class Child {
   // directory (detached_dir.h).
   absl::Status DetachGrants();
   absl::Status BuildRoot(bool mount_proc);
-  absl::Status ApplyLandlock(bool root_in_force);
+  // `own_proc`: /proc is the service's own (its pid namespace's).
+  absl::Status ApplyLandlock(bool root_in_force, bool own_proc);
 
   const ChildPlan& plan_;
   ChildReporter reporter_;
@@ -167,7 +168,7 @@ absl::Status Child::BuildRoot(bool mount_proc) {
   return EnterMinimalRoot(spec);
 }
 
-absl::Status Child::ApplyLandlock(bool root_in_force) {
+absl::Status Child::ApplyLandlock(bool root_in_force, bool own_proc) {
   CB_ASSIGN_OR_RETURN(landlock::Ruleset ruleset,
                       landlock::Ruleset::Create(plan_.landlock_abi, plan_.landlock_deny_tcp));
   for (const std::string& dir : SystemDirectoriesPresent()) {
@@ -180,10 +181,23 @@ absl::Status Child::ApplyLandlock(bool root_in_force) {
     if (access(device.path, F_OK) != 0) continue;
     CB_RETURN_IF_ERROR(ruleset.AllowPath(device.path, device.rights));
   }
-  // The service's own processes only when it has its own /proc; the host's
-  // otherwise, where the whole host is in view anyway.
+  // /proc whole only when it is the service's own: its pid namespace's
+  // processes. The host's /proc (no mount namespace, or no pid namespace)
+  // would show every host process and its command line, the host's mount
+  // table and unix sockets: there the service gets
+  // its first process's own directory only (/proc/self resolves to it now,
+  // in this very process, which execve keeps), for what glibc and runtimes
+  // read of themselves (status, maps, the fd listing). Chosen over no rule
+  // at all, which would break those reads in single-process services; the
+  // price is that the service's children cannot read their own /proc/self
+  // (another directory). With the minimal root and no pid namespace there
+  // is no /proc at all.
   struct stat st;
-  if (stat("/proc/self", &st) == 0) CB_RETURN_IF_ERROR(ruleset.AllowPath("/proc", landlock::kRead));
+  if (own_proc) {
+    CB_RETURN_IF_ERROR(ruleset.AllowPath("/proc", landlock::kRead));
+  } else if (stat("/proc/self", &st) == 0) {
+    CB_RETURN_IF_ERROR(ruleset.AllowPath("/proc/self", landlock::kRead));
+  }
   // Only in the minimal root: elsewhere these would be the host's / and /tmp.
   if (root_in_force) {
     CB_RETURN_IF_ERROR(ruleset.AllowPath("/", landlock::kReadDir));
@@ -244,6 +258,17 @@ void Child::Run() {
       if (StagingLeftMounted(built)) reporter_.Fail(built);
     }
   }
+  // The service's own /proc: the minimal root has one with a pid namespace
+  // (none without). A service in its own mount and pid namespaces without
+  // the minimal root (best effort, which could not be built) gets one
+  // mounted over the host's; otherwise /proc is the host's.
+  const bool own_pids = (plan_.namespaces & CLONE_NEWPID) != 0;
+  bool own_proc = root_in_force && own_pids;
+  if (!root_in_force && own_pids && (plan_.namespaces & CLONE_NEWNS) &&
+      plan_.protect_system != Requirement::kOff) {
+    own_proc = Settle(Protection::kProtectSystem, plan_.protect_system, MountOwnProcOverHosts(),
+                      "the service's own /proc could not be mounted over the host's");
+  }
   // Not left in the broker's working directory (pivot_root did it already).
   if (!root_in_force && chdir("/") != 0) reporter_.Fail(ErrnoStatus(errno, "chdir(/)"));
   if ((plan_.namespaces & CLONE_NEWUTS) && plan_.protect_hostname != Requirement::kOff) {
@@ -274,7 +299,7 @@ void Child::Run() {
            "no_new_privs could not be set");
   }
   if (plan_.landlock != Requirement::kOff) {
-    Settle(Protection::kLandlock, plan_.landlock, ApplyLandlock(root_in_force),
+    Settle(Protection::kLandlock, plan_.landlock, ApplyLandlock(root_in_force, own_proc),
            "the Landlock ruleset could not be applied");
   }
 

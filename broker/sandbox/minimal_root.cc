@@ -182,8 +182,7 @@ absl::Status PopulateAndPivot(const std::string& root, const MinimalRootSpec& sp
   // until the old root is detached, so /proc comes before pivot_root.
   if (spec.mount_proc) {
     CB_RETURN_IF_ERROR(MakeDir(root + "/proc"));
-    CB_RETURN_IF_ERROR(Mount("proc", root + "/proc", "proc",
-                             MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, nullptr));
+    CB_RETURN_IF_ERROR(MountProc(root + "/proc"));
   }
   CB_RETURN_IF_ERROR(AddDev(root));
 
@@ -202,6 +201,19 @@ absl::Status PopulateAndPivot(const std::string& root, const MinimalRootSpec& sp
   if (syscall(SYS_pivot_root, ".", ".") != 0) return ErrnoStatus(errno, "pivot_root(., .)");
   return absl::OkStatus();
 }
+
+}  // namespace
+
+absl::Status MountProc(const std::string& target) {
+  return Mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, nullptr);
+}
+
+absl::Status MountOwnProcOverHosts() {
+  CB_RETURN_IF_ERROR(Mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr));
+  return MountProc("/proc");
+}
+
+namespace {
 
 // The payload by which an error of EnterMinimalRoot says that the staging
 // tmpfs is still mounted over /tmp.

@@ -71,6 +71,20 @@ bool IsNormalAbsolutePath(absl::string_view path);
 // caller must not go on.
 absl::Status EnterMinimalRoot(const MinimalRootSpec& spec);
 
+// Mounts a proc of the caller's pid namespace at `target`, read-only,
+// nosuid, nodev, noexec: the one way the sandbox mounts proc, in the minimal
+// root and over the host's /proc (MountOwnProcOverHosts). In a user
+// namespace the kernel allows it only while a fully visible proc is in the
+// mount namespace (its mnt_too_revealing check): the host's /proc.
+absl::Status MountProc(const std::string& target);
+
+// For a service with its own mount and pid namespaces but no minimal root
+// (a best-effort root that could not be built): makes every mount private
+// (nothing propagates to the host), then mounts the service's own proc over
+// the host's /proc, which would show every host process, their command
+// lines, the host's mount table and network namespace.
+absl::Status MountOwnProcOverHosts();
+
 // Whether `status`, an error of EnterMinimalRoot, left the half-built root
 // mounted over /tmp.
 bool StagingLeftMounted(const absl::Status& status);

@@ -350,6 +350,50 @@ TEST(LaunchTest, ABestEffortRootThatFailsLeavesTheHostsTmpAlone) {
   EXPECT_EQ(finished.output, "host /tmp\n");
 }
 
+// What a service sees of /proc, by shell builtins only (no process of its
+// own but pid 1's shell): the pids listed there, whether the host's pid 1
+// (or its own, in a pid namespace) shows its command line, and whether its
+// own entries are readable.
+constexpr char kProcView[] =
+    "echo pids: /proc/[0-9]*; "
+    "if read -r line < /proc/1/status; then echo pid 1 readable; else echo pid 1 refused; fi "
+    "2>/dev/null; "
+    "if read -r line < /proc/self/status; then echo self readable; fi";
+
+// A service that has its own mount and pid namespaces but no minimal root
+// (a best-effort root that could not be built: a relative hidden path fails
+// it) gets a /proc of its own pid namespace mounted over the host's: as
+// reported, it saw every host pid and command line, and the host's
+// mountinfo and net/unix, Landlock granting the host's whole /proc.
+TEST(LaunchTest, WithoutTheMinimalRootAPidNamespaceStillHasItsOwnProc) {
+  SandboxSpec spec = ShellSpec(absl::StrCat(kProcView, "; grep -c . /proc/self/mountinfo "
+                                            ">/dev/null && echo child reads its own"));
+  spec.protections.protect_system = Requirement::kBestEffort;
+  spec.hidden_paths = {"etc/relative"};
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, LaunchAndWait(spec));
+  // mountns is not listed: it is protectSystem's, found missing.
+  EXPECT_THAT(launched.in_force, Contains("pidns"));
+  EXPECT_THAT(launched.missing,
+              ElementsAre(HasSubstr("protectSystem: the minimal root could not be built")));
+  ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
+  EXPECT_EQ(finished.output, "pids: /proc/1\npid 1 readable\nself readable\nchild reads its own\n");
+}
+
+// Without a /proc of its own (no mount namespace: protectSystem off), a
+// service sees the host's, of which Landlock grants only the service's own
+// directory (/proc/<pid> of its first process): not the host's pids, nor
+// their command lines, though a pid namespace is in force.
+TEST(LaunchTest, TheHostsProcShowsAServiceOnlyItsOwnEntries) {
+  // The price: a child's own directory is another one.
+  SandboxSpec spec = ShellSpec(absl::StrCat(
+      kProcView, "; grep -c . /proc/self/status >/dev/null 2>&1 || echo child refused"));
+  spec.protections.protect_system = Requirement::kOff;
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, LaunchAndWait(spec));
+  EXPECT_THAT(launched.in_force, AllOf(Not(Contains("mountns")), Contains("pidns")));
+  ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
+  EXPECT_EQ(finished.output, "pids: /proc/[0-9]*\npid 1 refused\nself readable\nchild refused\n");
+}
+
 TEST(LaunchTest, MissingProgramIsNotFoundAndLeavesNoChild) {
   // Outside the system directories the child finds out while binding it;
   // inside, execve does.

@@ -269,6 +269,14 @@ void Child::Run() {
     own_proc = Settle(Protection::kProtectSystem, plan_.protect_system, MountOwnProcOverHosts(),
                       "the service's own /proc could not be mounted over the host's");
   }
+  if (root_in_force && !own_pids) {
+    // An entry only (no protection's tag): the minimal root is in force,
+    // but short of what the README promises of it.
+    reporter_.Missing(-1, MissingEntry(Protection::kProtectSystem,
+                                       "no /proc without privatePids (the host's would show "
+                                       "every host process): /dev/fd, /dev/stdin, /dev/stdout "
+                                       "and /dev/stderr lead nowhere"));
+  }
   // Not left in the broker's working directory (pivot_root did it already).
   if (!root_in_force && chdir("/") != 0) reporter_.Fail(ErrnoStatus(errno, "chdir(/)"));
   if ((plan_.namespaces & CLONE_NEWUTS) && plan_.protect_hostname != Requirement::kOff) {

@@ -394,6 +394,23 @@ TEST(LaunchTest, TheHostsProcShowsAServiceOnlyItsOwnEntries) {
   EXPECT_EQ(finished.output, "pids: /proc/[0-9]*\npid 1 refused\nself readable\nchild refused\n");
 }
 
+// The minimal root without a pid namespace has no /proc at all (the host's
+// would show the host): /dev/fd and /dev/stdin lead nowhere. The README
+// promised "its own /proc"; `missing` says so now, protectSystem staying
+// in force.
+TEST(LaunchTest, TheMinimalRootWithoutAPidNamespaceListsItsMissingProc) {
+  SandboxSpec spec = ShellSpec("test -e /proc/self && echo proc; test -e /dev/stdin && echo stdin; true");
+  spec.protections.private_pids = Requirement::kOff;
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, LaunchAndWait(spec));
+  EXPECT_THAT(launched.in_force, AllOf(Contains("mountns"), Not(Contains("pidns"))));
+  EXPECT_THAT(launched.missing,
+              ElementsAre("protectSystem: no /proc without privatePids (the host's would show "
+                          "every host process): /dev/fd, /dev/stdin, /dev/stdout and "
+                          "/dev/stderr lead nowhere"));
+  ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
+  EXPECT_EQ(finished.output, "");
+}
+
 TEST(LaunchTest, MissingProgramIsNotFoundAndLeavesNoChild) {
   // Outside the system directories the child finds out while binding it;
   // inside, execve does.

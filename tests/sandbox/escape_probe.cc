@@ -23,6 +23,9 @@
 //                         directory fd from the broker lives in the host's
 //                         mount namespace, where ".." leaves the sandbox
 //   --list-fds            only print the "fds:" line, then "done"
+//   --connect-only=PATH   only try to connect (SOCK_STREAM) to the pathname
+//                         unix socket PATH ("unix-connect PATH: ..."), then
+//                         print "done"; repeatable
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -68,6 +71,7 @@ struct Flags {
   int udp_port = 0;
   std::string broker_directory;
   bool list_fds = false;
+  std::vector<std::string> connect_only;
 };
 
 void BlockedBecause(const std::string& attempt, const std::string& why) {
@@ -518,6 +522,7 @@ Flags ParseFlags(int argc, char** argv) {
     else if (const char* v = value("--udp-port=")) flags.udp_port = atoi(v);
     else if (const char* v = value("--broker-directory=")) flags.broker_directory = v;
     else if (arg == "--list-fds") flags.list_fds = true;
+    else if (const char* v = value("--connect-only=")) flags.connect_only.push_back(v);
     else fprintf(stderr, "escape_probe: unknown flag %s\n", argv[i]);
   }
   return flags;
@@ -530,6 +535,11 @@ int main(int argc, char** argv) {
   Flags flags = ParseFlags(argc, argv);
   if (flags.list_fds) {
     PrintFds();
+    printf("done\n");
+    return 0;
+  }
+  if (!flags.connect_only.empty()) {
+    for (const std::string& path : flags.connect_only) TryUnix("unix-connect " + path, path, false);
     printf("done\n");
     return 0;
   }

@@ -98,12 +98,31 @@ absl::StatusOr<UniqueFd> SignalFd() {
   return TakeFd(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK), "signalfd");
 }
 
+// The broker's hard rlimits, which its services' limits may not exceed
+// (BrokerHardLimits). getrlimit fails only for an unknown resource or a bad
+// address, neither of which can happen here; a limit it did not report
+// stays RLIM_INFINITY (not checked: the service's start then fails with
+// EPERM, as it would without the check).
+BrokerHardLimits ReadHardLimits() {
+  BrokerHardLimits hard;
+  for (auto [resource, field] : {std::pair{RLIMIT_NOFILE, &hard.open_files},
+                                 std::pair{RLIMIT_AS, &hard.address_space},
+                                 std::pair{RLIMIT_NPROC, &hard.processes},
+                                 std::pair{RLIMIT_CPU, &hard.cpu_seconds}}) {
+    rlimit limit;
+    if (getrlimit(resource, &limit) == 0) *field = limit.rlim_max;
+  }
+  return hard;
+}
+
 // What this broker offers the policy it loads (see BrokerContext): at start,
 // its --cgroup DIR, checked (an error stops the start); `cgroup` is what
-// that check found.
+// that check found. Its hard rlimits are read anew each time: prlimit may
+// have changed them since.
 BrokerContext ContextFor(const sandbox::CgroupParent& cgroup) {
   BrokerContext context;
   context.cgroup = cgroup;
+  context.hard_limits = ReadHardLimits();
   return context;
 }
 

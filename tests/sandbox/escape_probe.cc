@@ -23,8 +23,8 @@
 //                         directory fd from the broker lives in the host's
 //                         mount namespace, where ".." leaves the sandbox
 //   --list-fds            only print the "fds:" line, then "done"
-//   --connect-only=PATH   only try to connect (SOCK_STREAM) to the pathname
-//                         unix socket PATH ("unix-connect PATH: ..."), then
+//   --connect-only=PATH   only try to connect (SOCK_SEQPACKET, as the
+//                         broker's socket is) to the pathname unix socket PATH ("unix-connect PATH: ..."), then
 //                         print "done"; repeatable
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -141,7 +141,8 @@ void TryConnect(const std::string& attempt, const sockaddr* addr, socklen_t len,
   Expect(attempt, rc, "connected");
 }
 
-void TryUnix(const std::string& attempt, const std::string& path, bool abstract) {
+void TryUnix(const std::string& attempt, const std::string& path, bool abstract,
+             int type = SOCK_STREAM) {
   sockaddr_un addr = {};
   addr.sun_family = AF_UNIX;
   size_t offset = abstract ? 1 : 0;
@@ -151,7 +152,7 @@ void TryUnix(const std::string& attempt, const std::string& path, bool abstract)
   }
   memcpy(addr.sun_path + offset, path.data(), path.size());
   socklen_t len = offsetof(sockaddr_un, sun_path) + offset + path.size() + (abstract ? 0 : 1);
-  TryConnect(attempt, reinterpret_cast<sockaddr*>(&addr), len, AF_UNIX, SOCK_STREAM);
+  TryConnect(attempt, reinterpret_cast<sockaddr*>(&addr), len, AF_UNIX, type);
 }
 
 void TryInet(const std::string& attempt, int type, int port) {
@@ -539,7 +540,9 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (!flags.connect_only.empty()) {
-    for (const std::string& path : flags.connect_only) TryUnix("unix-connect " + path, path, false);
+    for (const std::string& path : flags.connect_only) {
+      TryUnix("unix-connect " + path, path, false, SOCK_SEQPACKET);
+    }
     printf("done\n");
     return 0;
   }

@@ -311,7 +311,7 @@ TEST(LaunchTest, AHiddenSocketCannotBeConnectedTo) {
   ASSERT_EQ(geteuid(), 0u) << "writes in /etc";
   EtcDir etc;
   auto listen_at = [](const std::string& path) {
-    UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    UniqueFd fd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
     sockaddr_un address = {};
     address.sun_family = AF_UNIX;
     EXPECT_LT(path.size(), sizeof address.sun_path);

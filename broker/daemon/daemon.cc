@@ -98,12 +98,31 @@ absl::StatusOr<UniqueFd> SignalFd() {
   return TakeFd(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK), "signalfd");
 }
 
+// The broker's hard rlimits, which its services' limits may not exceed
+// (BrokerHardLimits). getrlimit fails only for an unknown resource or a bad
+// address, neither of which can happen here; a limit it did not report
+// stays RLIM_INFINITY (not checked: the service's start then fails with
+// EPERM, as it would without the check).
+BrokerHardLimits ReadHardLimits() {
+  BrokerHardLimits hard;
+  for (auto [resource, field] : {std::pair{RLIMIT_NOFILE, &hard.open_files},
+                                 std::pair{RLIMIT_AS, &hard.address_space},
+                                 std::pair{RLIMIT_NPROC, &hard.processes},
+                                 std::pair{RLIMIT_CPU, &hard.cpu_seconds}}) {
+    rlimit limit;
+    if (getrlimit(resource, &limit) == 0) *field = limit.rlim_max;
+  }
+  return hard;
+}
+
 // What this broker offers the policy it loads (see BrokerContext): at start,
 // its --cgroup DIR, checked (an error stops the start); `cgroup` is what
-// that check found.
+// that check found. Its hard rlimits are read anew each time: prlimit may
+// have changed them since.
 BrokerContext ContextFor(const sandbox::CgroupParent& cgroup) {
   BrokerContext context;
   context.cgroup = cgroup;
+  context.hard_limits = ReadHardLimits();
   return context;
 }
 
@@ -365,22 +384,23 @@ void WarnIfClientsCanSendFds(const server::Listener& listener) {
   }
 }
 
-// Adds the directories that hold the broker's socket to `guard`: no
-// service may be granted one (hidden_config.h). A socket from systemd is
-// found by the path it is bound to; one that is not named, or whose path
-// this mount namespace does not hold (then no directory grant, opened here,
-// holds it either), adds nothing.
-absl::Status GuardSocketDirectories(const server::Listener& listener, ConfigGuard& guard) {
+// Adds the broker's socket to `guard`: hidden in every service's root, with
+// the lock file of a socket the broker bound, and no directory holding it
+// granted (hidden_config.h). A socket from systemd is found by the path it
+// is bound to; one that is not named, or whose path this mount namespace
+// does not hold (then neither a service's root, built from this namespace,
+// nor a directory grant, opened here, holds it), adds nothing.
+absl::Status GuardSocket(const server::Listener& listener, ConfigGuard& guard) {
   const bool from_systemd = listener.path().empty();
   std::string path = from_systemd ? BoundSocketPath(listener.fd()) : listener.path();
   if (path.empty()) return absl::OkStatus();
-  absl::StatusOr<std::vector<GuardedDirectory>> holding =
-      DirectoriesHolding(path, BrokerFile::kSocket);
-  if (!holding.ok()) {
-    if (from_systemd && absl::IsNotFound(holding.status())) return absl::OkStatus();
-    return holding.status();
+  absl::StatusOr<SocketLocation> socket =
+      LocateSocket(path, from_systemd ? "" : server::LockFilePath(path));
+  if (!socket.ok()) {
+    if (from_systemd && absl::IsNotFound(socket.status())) return absl::OkStatus();
+    return socket.status();
   }
-  guard.AddSocketDirectories(std::move(*holding));
+  guard.AddSocket(std::move(*socket));
   return absl::OkStatus();
 }
 
@@ -423,7 +443,7 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   WarnIfOthersCannotConnect(flags, listener);
   WarnIfTheSocketsGroupIsRoots(flags, listener);
   WarnIfClientsCanSendFds(listener);
-  CB_RETURN_IF_ERROR(GuardSocketDirectories(listener, guard));
+  CB_RETURN_IF_ERROR(GuardSocket(listener, guard));
   server::BrokerLoop loop(handler, audit, stats, flags.limits);
   service::HostOptions host_options;
   host_options.check_grant = [&guard](absl::string_view name, int fd) {

@@ -9,7 +9,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <iterator>
 #include <memory>
 #include <utility>
 
@@ -97,9 +96,31 @@ absl::StatusOr<PolicyLocation> LocatePolicy(absl::string_view policy_path) {
   return location;
 }
 
-void ConfigGuard::AddSocketDirectories(std::vector<GuardedDirectory> socket) {
-  socket_.insert(socket_.end(), std::make_move_iterator(socket.begin()),
-                 std::make_move_iterator(socket.end()));
+absl::StatusOr<SocketLocation> LocateSocket(absl::string_view socket_path,
+                                            absl::string_view lock_path) {
+  SocketLocation location;
+  CB_ASSIGN_OR_RETURN(std::string socket, CanonicalPath(socket_path));
+  location.hidden.push_back(std::move(socket));
+  if (!lock_path.empty()) {
+    CB_ASSIGN_OR_RETURN(std::string lock, CanonicalPath(lock_path));
+    location.hidden.push_back(std::move(lock));
+  }
+  CB_ASSIGN_OR_RETURN(location.directories,
+                      DirectoriesHolding(socket_path, BrokerFile::kSocket));
+  return location;
+}
+
+void ConfigGuard::AddSocket(SocketLocation socket) {
+  for (std::string& path : socket.hidden) socket_.hidden.push_back(std::move(path));
+  for (GuardedDirectory& directory : socket.directories) {
+    socket_.directories.push_back(std::move(directory));
+  }
+}
+
+std::vector<std::string> ConfigGuard::hidden() const {
+  std::vector<std::string> hidden = policy_.hidden;
+  hidden.insert(hidden.end(), socket_.hidden.begin(), socket_.hidden.end());
+  return hidden;
 }
 
 absl::Status ConfigGuard::CheckGrant(absl::string_view name, int fd) const {
@@ -114,7 +135,8 @@ absl::Status ConfigGuard::CheckGrant(absl::string_view name, int fd) const {
   const dev_t dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
   std::vector<std::string> reasons;
   std::string path;
-  for (const std::vector<GuardedDirectory>* guarded : {&policy_.directories, &socket_}) {
+  for (const std::vector<GuardedDirectory>* guarded :
+       {&policy_.directories, &socket_.directories}) {
     for (const GuardedDirectory& directory : *guarded) {
       if (directory.dev != dev || directory.ino != stx.stx_ino) continue;
       path = directory.path;
@@ -130,8 +152,9 @@ absl::Status ConfigGuard::CheckGrant(absl::string_view name, int fd) const {
 service::Launcher LauncherHiding(const ConfigGuard& guard, service::Launcher launch) {
   return [&guard, launch = std::move(launch)](const sandbox::SandboxSpec& spec) {
     sandbox::SandboxSpec with_hidden = spec;
-    with_hidden.hidden_paths.insert(with_hidden.hidden_paths.end(), guard.hidden().begin(),
-                                    guard.hidden().end());
+    const std::vector<std::string> hidden = guard.hidden();
+    with_hidden.hidden_paths.insert(with_hidden.hidden_paths.end(), hidden.begin(),
+                                    hidden.end());
     return launch(with_hidden);
   };
 }

@@ -7,6 +7,9 @@
 // every capability's path and every principal's uid. capbrokerd therefore
 // launches services with these paths hidden (sandbox::SandboxSpec::
 // hidden_paths): an empty read-only file or directory mounted over each.
+// The broker's socket, and its lock file, are hidden likewise: a service
+// whose root holds them could connect to the broker by that path
+// (SocketLocation).
 //
 // A directory grant is another way in: it reaches the service as a clone of
 // the host's directory with everything beneath it, where nothing is hidden.
@@ -88,6 +91,29 @@ struct PolicyLocation {
 };
 absl::StatusOr<PolicyLocation> LocatePolicy(absl::string_view policy_path);
 
+// What of the broker's socket is guarded, for as long as the broker runs.
+// Landlock (before ABI 9) cannot stop a connect() to a pathname socket, and
+// the seccomp filter lets a service create unix sockets: a socket its root
+// holds (one in /etc or a system directory, such as a /usr/local prefix's
+// /usr/local/var/run) would let every service connect to the broker by that
+// path, as a client known by its uid (matching anyUser principals). So the
+// socket is hidden in every service's root under an empty read-only file
+// (connect(2) then fails with EACCES, or for whoever may write the file
+// ECONNREFUSED: it is no socket). So is the lock file beside a socket the
+// broker bound: it is the broker's alone, and a service that could open it
+// (a non-root broker runs services as its own uid, the lock file's owner)
+// could flock it and keep the next broker from starting.
+struct SocketLocation {
+  std::vector<std::string> hidden;            // canonical paths: socket, lock file
+  std::vector<GuardedDirectory> directories;  // DirectoriesHolding, kSocket
+};
+
+// The socket bound at `socket_path` and its lock file at `lock_path` (""
+// for a socket from systemd, which has none), by their canonical paths.
+// An error when either cannot be resolved or a directory stat'ed.
+absl::StatusOr<SocketLocation> LocateSocket(absl::string_view socket_path,
+                                            absl::string_view lock_path);
+
 // What of the broker's own no service may reach, as of the policy loaded
 // last: the paths hidden in every service's root, and the directories no
 // service may be granted (the policy's, and the socket's, which stay).
@@ -96,13 +122,15 @@ class ConfigGuard {
  public:
   explicit ConfigGuard(PolicyLocation policy) : policy_(std::move(policy)) {}
 
-  // The directories holding the broker's socket, for as long as it runs.
-  void AddSocketDirectories(std::vector<GuardedDirectory> socket);
+  // The broker's socket: hidden, and its directories guarded, for as long
+  // as it runs.
+  void AddSocket(SocketLocation socket);
   // A reload installed the policy found at `policy`: launches from now on
   // hide and guard that, and no longer the directories found before.
   void SetPolicy(PolicyLocation policy) { policy_ = std::move(policy); }
 
-  const std::vector<std::string>& hidden() const { return policy_.hidden; }
+  // The policy's hidden paths, then the socket's.
+  std::vector<std::string> hidden() const;
 
   // kFailedPrecondition, naming the grant `name`, the directory, what it
   // holds and what to do, when `fd` (borrowed) is a guarded directory (by
@@ -114,7 +142,7 @@ class ConfigGuard {
 
  private:
   PolicyLocation policy_;
-  std::vector<GuardedDirectory> socket_;
+  SocketLocation socket_;
 };
 
 // `launch` with guard.hidden() added to the hidden_paths of every spec.

@@ -107,9 +107,8 @@ TEST(HiddenConfigTest, AGrantHoldingAGuardedFileIsRefused) {
   ASSERT_EQ(symlink(dir.Join("conf").c_str(), dir.Join("link").c_str()), 0);
   ASSERT_OK_AND_ASSIGN(PolicyLocation location, LocatePolicy(policy));
   ConfigGuard guard(std::move(location));
-  ASSERT_OK_AND_ASSIGN(std::vector<GuardedDirectory> socket,
-                       DirectoriesHolding(dir.Join("run/broker.sock"), BrokerFile::kSocket));
-  guard.AddSocketDirectories(std::move(socket));
+  ASSERT_OK_AND_ASSIGN(SocketLocation socket, LocateSocket(dir.Join("run/broker.sock"), ""));
+  guard.AddSocket(std::move(socket));
   auto check = [&](const std::string& path) {
     UniqueFd fd = OpenDirectory(path);
     return guard.CheckGrant("data", fd.get());
@@ -173,6 +172,49 @@ TEST(HiddenConfigTest, TheRefusalQuotesItsPathsEscaped) {
                                             ", which holds the broker's policy file ", shown,
                                             "/policy.capnp: ")),
                     Not(HasSubstr("\n")), Not(HasSubstr("\x1b"))));
+}
+
+// The broker's socket and its lock file are hidden in every service's root,
+// by their canonical paths: a service whose root holds the socket (one in
+// /etc or /usr) could connect to it, as a client known by its uid. They
+// stay hidden across reloads, as the socket's directories stay guarded.
+TEST(HiddenConfigTest, TheSocketAndItsLockFileAreHiddenByTheirCanonicalPaths) {
+  TempDir dir;
+  ASSERT_EQ(mkdir(dir.Join("run").c_str(), 0755), 0);
+  dir.WriteFile("run/broker.sock", "");  // what is there does not matter
+  dir.WriteFile("run/broker.sock.lock", "");
+  ASSERT_EQ(symlink(dir.Join("run").c_str(), dir.Join("link").c_str()), 0);
+  const std::string run = RealPath(dir.Join("run"));
+  ConfigGuard guard(PolicyLocation{{"/etc/capbroker", "/etc/policy"}, {}});
+  ASSERT_OK_AND_ASSIGN(SocketLocation socket, LocateSocket(dir.Join("link/broker.sock"),
+                                                           dir.Join("link/broker.sock.lock")));
+  guard.AddSocket(std::move(socket));
+  std::vector<std::string> seen;
+  service::Launcher launch = LauncherHiding(
+      guard,
+      [&](const sandbox::SandboxSpec& spec) -> absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> {
+        seen = spec.hidden_paths;
+        return absl::UnavailableError("not launched");
+      });
+  EXPECT_THAT(launch(sandbox::SandboxSpec()), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(seen, ElementsAre("/etc/capbroker", "/etc/policy", run + "/broker.sock",
+                                run + "/broker.sock.lock"));
+  guard.SetPolicy(PolicyLocation{{"/etc/capbroker", "/srv/v2/policy"}, {}});
+  EXPECT_THAT(launch(sandbox::SandboxSpec()), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(seen, ElementsAre("/etc/capbroker", "/srv/v2/policy", run + "/broker.sock",
+                                run + "/broker.sock.lock"));
+  UniqueFd fd = OpenDirectory(dir.Join("run"));
+  EXPECT_THAT(guard.CheckGrant("data", fd.get()),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("broker's socket")));
+
+  // A socket from systemd has no lock file; one that cannot be resolved is
+  // an error naming it.
+  ASSERT_OK_AND_ASSIGN(SocketLocation systemd, LocateSocket(dir.Join("run/broker.sock"), ""));
+  EXPECT_THAT(systemd.hidden, ElementsAre(run + "/broker.sock"));
+  EXPECT_THAT(LocateSocket(dir.Join("run/gone.sock"), ""),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("gone.sock")));
+  EXPECT_THAT(LocateSocket(dir.Join("run/broker.sock"), dir.Join("run/gone.lock")),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("gone.lock")));
 }
 
 TEST(HiddenConfigTest, ASocketIsFoundByThePathItIsBoundTo) {

@@ -8,8 +8,12 @@
 // is loaded, at the limit's line and column, rather than failing each
 // launch later (or, worse, running the service without its limit).
 //
-// `capctl policy check` does not know the flags of the broker that will
-// load the file: it leaves `cgroup` unset, and says what it did not check.
+// The same goes for a service's rlimits above the broker's own hard limits
+// (BrokerHardLimits).
+//
+// `capctl policy check` does not know the flags or the limits of the broker
+// that will load the file: it leaves `cgroup` and `hard_limits` unset, and
+// says what it did not check.
 //
 // A principal's `exe` is compared with the path the kernel reports for the
 // client's executable, with every symlink resolved: an exe through a symlink
@@ -26,6 +30,9 @@
 #ifndef CAPBROKER_BROKER_POLICY_BROKER_CONTEXT_H_
 #define CAPBROKER_BROKER_POLICY_BROKER_CONTEXT_H_
 
+#include <sys/resource.h>
+
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -35,11 +42,32 @@
 
 namespace capbroker {
 
+// The broker's hard resource limits (getrlimit's rlim_max; RLIM_INFINITY:
+// none). A service's openFiles, addressSpace, processes and cpuSeconds are
+// set as its soft and hard limit alike, and a hard limit above the broker's
+// takes CAP_SYS_RESOURCE in the initial user namespace, which the service's
+// child does not have: it is in a user namespace of its own (privateUsers),
+// and sets RLIMIT_NOFILE after dropping its capabilities. Every start of
+// such a service would fail with EPERM, so the policy is refused when it is
+// loaded instead, at the limit. (A root broker whose service runs with
+// privateUsers = off could raise the other three; the rule stays simple,
+// no service limit above the broker's own, which its unit can raise.)
+struct BrokerHardLimits {
+  uint64_t open_files = RLIM_INFINITY;     // RLIMIT_NOFILE
+  uint64_t address_space = RLIM_INFINITY;  // RLIMIT_AS, bytes
+  uint64_t processes = RLIM_INFINITY;      // RLIMIT_NPROC
+  uint64_t cpu_seconds = RLIM_INFINITY;    // RLIMIT_CPU
+};
+
 struct BrokerContext {
   // The broker's cgroup directory and the controllers it enables for the
   // services' cgroups (path "" when the broker has none); nullopt when the
   // broker is not known, and then memoryMax and pidsMax are not checked.
   std::optional<sandbox::CgroupParent> cgroup;
+  // The hard limits of the broker that loads the policy, read at start and
+  // at every reload; nullopt when the broker is not known (capctl policy
+  // check), and then the services' limits are not checked against them.
+  std::optional<BrokerHardLimits> hard_limits;
   // The path the kernel would report for the program (or file, or
   // directory) at `path`, every symlink resolved (see ResolveProgramPath);
   // kFailedPrecondition when `path` is a symlink to nothing; another error

@@ -196,6 +196,58 @@ TEST(ServicePolicyTest, CgroupLimitsNeedABrokerThatCanApplyThem) {
                 .status());
 }
 
+// A service's rlimits are set soft and hard alike by its child, which can
+// never raise a hard limit above the broker's: a limit above the broker's
+// hard limit is refused when the policy is loaded, at the field, naming the
+// broker's limit and what to do; never left to fail every start.
+TEST(ServicePolicyTest, RlimitsAboveTheBrokersHardLimitsAreRefused) {
+  std::string text = WithServices(R"(( name = "s", command = [ "/bin/s" ],
+      limits = ( openFiles = 30000, addressSpace = 8589934592, processes = 100,
+                 cpuSeconds = 60 ) ))");
+  BrokerContext low;
+  low.hard_limits = BrokerHardLimits{20000, 4294967296, 100, 59};
+  absl::StatusOr<Policy> refused = ParsePolicy(text, "policy.cb", low);
+  ASSERT_THAT(refused, StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+  EXPECT_EQ(std::string(refused.status().message()),
+            "policy.cb:6:30: service 's': openFiles 30000 is above the broker's hard "
+            "RLIMIT_NOFILE, 20000, which no service's limit can exceed (its every start "
+            "would fail with EPERM): raise the broker's hard limit (LimitNOFILE= in its "
+            "systemd unit, or prlimit --nofile) and reload, or lower openFiles\n"
+            "policy.cb:6:52: service 's': addressSpace 8589934592 is above the broker's hard "
+            "RLIMIT_AS, 4294967296, which no service's limit can exceed (its every start "
+            "would fail with EPERM): raise the broker's hard limit (LimitAS= in its "
+            "systemd unit, or prlimit --as) and reload, or lower addressSpace\n"
+            "policy.cb:7:31: service 's': cpuSeconds 60 is above the broker's hard "
+            "RLIMIT_CPU, 59, which no service's limit can exceed (its every start would "
+            "fail with EPERM): raise the broker's hard limit (LimitCPU= in its systemd unit, "
+            "or prlimit --cpu) and reload, or lower cpuSeconds");
+
+  // At the broker's limits, or with none (RLIM_INFINITY), it loads.
+  BrokerContext enough;
+  enough.hard_limits = BrokerHardLimits{30000, 8589934592, 100, 60};
+  EXPECT_OK(ParsePolicy(text, "policy.cb", enough).status());
+  BrokerContext unlimited;
+  unlimited.hard_limits = BrokerHardLimits{};
+  EXPECT_OK(ParsePolicy(text, "policy.cb", unlimited).status());
+  // Not known (capctl policy check): not checked.
+  EXPECT_OK(ParsePolicy(text, "policy.cb").status());
+  // 0 (the default) is never above.
+  BrokerContext tiny;
+  tiny.hard_limits = BrokerHardLimits{1, 1, 1, 1};
+  EXPECT_OK(ParsePolicy(WithServices(R"(( name = "s", command = [ "/bin/s" ] ))"),
+                        "policy.cb", tiny)
+                .status());
+  EXPECT_THAT(ParsePolicy(WithServices(R"(( name = "s", command = [ "/bin/s" ],
+                                            limits = ( processes = 2 ) ))"),
+                          "policy.cb", tiny),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("processes 2 is above the broker's hard RLIMIT_NPROC, 1, "
+                                 "which no service's limit can exceed (its every start would "
+                                 "fail with EPERM): raise the broker's hard limit "
+                                 "(LimitNPROC= in its systemd unit, or prlimit --nproc) and "
+                                 "reload, or lower processes")));
+}
+
 TEST(ServicePolicyTest, ServicesSharePrincipalNames) {
   // The principal 'ops' is defined at line 4, column 27 (its name).
   EXPECT_EQ(ErrorFor(R"(( name = "ops", command = [ "/bin/s" ] ))"),

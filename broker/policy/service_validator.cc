@@ -191,10 +191,36 @@ class ServiceValidator {
     spec.limits.cpu_seconds = limits.getCpuSeconds();
     spec.limits.memory_max = limits.getMemoryMax();
     spec.limits.pids_max = limits.getPidsMax();
+    if (broker_.hard_limits.has_value()) {
+      const BrokerHardLimits& hard = *broker_.hard_limits;
+      HardLimit(path + ".openFiles", label, "openFiles", spec.limits.open_files,
+                hard.open_files, "NOFILE", "nofile");
+      HardLimit(path + ".addressSpace", label, "addressSpace", spec.limits.address_space,
+                hard.address_space, "AS", "as");
+      HardLimit(path + ".processes", label, "processes", spec.limits.processes,
+                hard.processes, "NPROC", "nproc");
+      HardLimit(path + ".cpuSeconds", label, "cpuSeconds", spec.limits.cpu_seconds,
+                hard.cpu_seconds, "CPU", "cpu");
+    }
     if (spec.limits.memory_max != 0) {
       CgroupLimit(path + ".memoryMax", label, "memoryMax", "memory");
     }
     if (spec.limits.pids_max != 0) CgroupLimit(path + ".pidsMax", label, "pidsMax", "pids");
+  }
+
+  // An rlimit (`field`, RLIMIT_`resource`, systemd's Limit`resource`=,
+  // prlimit's --`option`) above the broker's hard limit `hard`: every start
+  // would fail (BrokerHardLimits), so the policy is refused now.
+  void HardLimit(const std::string& path, const std::string& label, absl::string_view field,
+                 uint64_t value, uint64_t hard, absl::string_view resource,
+                 absl::string_view option) {
+    if (value == 0 || value <= hard) return;  // 0: the broker's own, or the default
+    checks_.Error(path, absl::StrCat(label, ": ", field, " ", value, " is above the broker's "
+                                     "hard RLIMIT_", resource, ", ", hard, ", which no "
+                                     "service's limit can exceed (its every start would fail "
+                                     "with EPERM): raise the broker's hard limit (Limit",
+                                     resource, "= in its systemd unit, or prlimit --", option,
+                                     ") and reload, or lower ", field));
   }
 
   // A limit applied in the service's cgroup (`field`, which needs the cgroup

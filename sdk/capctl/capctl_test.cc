@@ -345,6 +345,30 @@ TEST_F(CapctlTest, PolicyCheckNotesLimitsThatNeedACgroup) {
                                "enables memory and pids\n"));
 }
 
+// capctl cannot know the hard limits of the broker that will load the
+// file, and its own (a login shell's) are not the broker's (its unit's):
+// a service limit above capctl's own hard limit is a note, not an error,
+// saying what capbrokerd checks. One at the limit gets none.
+TEST_F(CapctlTest, PolicyCheckNotesALimitAboveItsOwnHardLimit) {
+  rlimit own;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &own), 0);
+  ASSERT_NE(own.rlim_max, RLIM_INFINITY);
+  WriteFile("above.capnp", absl::StrCat(R"(( services = [ ( name = "s", command = [ "/bin/s" ],
+      limits = ( openFiles = )", own.rlim_max + 1, R"( ) ) ] ))"), 0600);
+  Result r = RunRaw({"policy", "check", Path("above.capnp")});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr(absl::StrCat(
+                         "note: service 's' sets openFiles ", own.rlim_max + 1,
+                         ", above this capctl's own hard RLIMIT_NOFILE, ", own.rlim_max,
+                         ": capbrokerd refuses this policy if it is above its own hard limit "
+                         "too (LimitNOFILE= in its systemd unit), which capctl cannot know\n")));
+  WriteFile("at.capnp", absl::StrCat(R"(( services = [ ( name = "s", command = [ "/bin/s" ],
+      limits = ( openFiles = )", own.rlim_max, R"( ) ) ] ))"), 0600);
+  r = RunRaw({"policy", "check", Path("at.capnp")});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, Not(HasSubstr("sets openFiles")));
+}
+
 // A script is run by its interpreter, and the kernel reports that as the
 // client's executable: an `exe` rule naming a script never matches. Not an
 // error (it fails closed), but a note; a binary gets none.

@@ -1,5 +1,8 @@
 #include "sdk/capctl/policy_commands.h"
 
+#include <sys/resource.h>
+
+#include <cstdint>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -12,9 +15,49 @@
 
 namespace capbroker {
 
+namespace {
+
+// The limits of `service` above capctl's own hard limits, one note each.
+// The broker that will load the file is not known here, nor its hard limits
+// (BrokerContext::hard_limits unset): those of its systemd unit are not
+// those of the shell capctl runs in, so neither an error nor an all-clear
+// against capctl's own would be true. A limit above capctl's own is worth a
+// look, and is noted; the broker checks against its own when it loads.
+void NoteLimitsAboveOwn(const ServiceSpec& service, std::vector<std::string>& notes) {
+  struct Limit {
+    absl::string_view field;
+    uint64_t value;
+    int resource;
+    absl::string_view name;  // RLIMIT_ and systemd's Limit names
+  };
+  for (const Limit& limit : {Limit{"openFiles", service.limits.open_files, RLIMIT_NOFILE,
+                                   "NOFILE"},
+                             Limit{"addressSpace", service.limits.address_space, RLIMIT_AS,
+                                   "AS"},
+                             Limit{"processes", service.limits.processes, RLIMIT_NPROC,
+                                   "NPROC"},
+                             Limit{"cpuSeconds", service.limits.cpu_seconds, RLIMIT_CPU,
+                                   "CPU"}}) {
+    rlimit own;
+    if (limit.value == 0 ||
+        getrlimit(static_cast<__rlimit_resource>(limit.resource), &own) != 0 ||
+        limit.value <= own.rlim_max) {
+      continue;
+    }
+    notes.push_back(absl::StrCat(
+        "service '", service.name, "' sets ", limit.field, " ", limit.value,
+        ", above this capctl's own hard RLIMIT_", limit.name, ", ", own.rlim_max,
+        ": capbrokerd refuses this policy if it is above its own hard limit too (Limit",
+        limit.name, "= in its systemd unit), which capctl cannot know"));
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<PolicySummary> CheckPolicyFile(absl::string_view path) {
   // The broker that will load the file is not known here (BrokerContext's
-  // cgroup unset): what depends on its flags becomes a note.
+  // cgroup and hard_limits unset): what depends on its flags and its
+  // limits becomes a note.
   // Here, unlike in the broker, waiting for a slow file system to resolve
   // an `exe` blocks nobody else.
   BrokerContext context;
@@ -28,6 +71,7 @@ absl::StatusOr<PolicySummary> CheckPolicyFile(absl::string_view path) {
   summary.principals = policy->principals().size();
   summary.services = policy->services().size();
   for (const ServiceSpec& service : policy->services()) {
+    NoteLimitsAboveOwn(service, summary.notes);
     std::string limits = sandbox::CgroupLimitNames(service.limits);
     if (limits.empty()) continue;
     summary.notes.push_back(absl::StrCat(

@@ -22,7 +22,8 @@ struct PolicySummary {
   size_t principals = 0;
   size_t services = 0;
   // What the check could not judge, one line each (no trailing newline):
-  // services whose memoryMax or pidsMax a broker applies only when it runs
+  // for each service, its limits above capctl's own hard limits (capbrokerd
+  // refuses them if above the broker's own too), then whether its memoryMax or pidsMax a broker applies only when it runs
   // with --cgroup DIR, which capctl cannot know; then the capabilities
   // whose paths lie on a FUSE or network file system of this mount
   // namespace, which stall the broker while it does not answer
@@ -34,7 +35,7 @@ struct PolicySummary {
 // Loads `path` with LoadPolicyFile, so the file is checked as capbrokerd
 // checks it (owner, mode, no symlink, size), not only its text; the owner
 // as for a broker running as this process's euid. What depends on the
-// broker's flags (--cgroup) is not checked but noted. Errors are
+// broker's flags (--cgroup) or its hard limits is not checked but noted. Errors are
 // LoadPolicyFile's; kInvalidArgument messages are "FILE:LINE:COL: message"
 // lines.
 absl::StatusOr<PolicySummary> CheckPolicyFile(absl::string_view path);

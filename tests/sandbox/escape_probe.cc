@@ -26,6 +26,10 @@
 //   --session-key=DESC    only look for the "user" key DESC in the session
 //                         keyring and print "session-key: ..." (needs
 //                         systemCallFilter off)
+//   --connect-only=PATH   only try to connect (SOCK_SEQPACKET, as the
+//                         broker's socket is) to the pathname unix socket
+//                         PATH ("unix-connect PATH: ..."), then print
+//                         "done"; repeatable
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -74,6 +78,7 @@ struct Flags {
   std::string broker_directory;
   bool list_fds = false;
   std::string session_key;
+  std::vector<std::string> connect_only;
 };
 
 void BlockedBecause(const std::string& attempt, const std::string& why) {
@@ -143,7 +148,8 @@ void TryConnect(const std::string& attempt, const sockaddr* addr, socklen_t len,
   Expect(attempt, rc, "connected");
 }
 
-void TryUnix(const std::string& attempt, const std::string& path, bool abstract) {
+void TryUnix(const std::string& attempt, const std::string& path, bool abstract,
+             int type = SOCK_STREAM) {
   sockaddr_un addr = {};
   addr.sun_family = AF_UNIX;
   size_t offset = abstract ? 1 : 0;
@@ -153,7 +159,7 @@ void TryUnix(const std::string& attempt, const std::string& path, bool abstract)
   }
   memcpy(addr.sun_path + offset, path.data(), path.size());
   socklen_t len = offsetof(sockaddr_un, sun_path) + offset + path.size() + (abstract ? 0 : 1);
-  TryConnect(attempt, reinterpret_cast<sockaddr*>(&addr), len, AF_UNIX, SOCK_STREAM);
+  TryConnect(attempt, reinterpret_cast<sockaddr*>(&addr), len, AF_UNIX, type);
 }
 
 void TryInet(const std::string& attempt, int type, int port) {
@@ -545,6 +551,7 @@ Flags ParseFlags(int argc, char** argv) {
     else if (const char* v = value("--broker-directory=")) flags.broker_directory = v;
     else if (const char* v = value("--session-key=")) flags.session_key = v;
     else if (arg == "--list-fds") flags.list_fds = true;
+    else if (const char* v = value("--connect-only=")) flags.connect_only.push_back(v);
     else fprintf(stderr, "escape_probe: unknown flag %s\n", argv[i]);
   }
   return flags;
@@ -561,6 +568,13 @@ int main(int argc, char** argv) {
   }
   if (flags.list_fds) {
     PrintFds();
+    printf("done\n");
+    return 0;
+  }
+  if (!flags.connect_only.empty()) {
+    for (const std::string& path : flags.connect_only) {
+      TryUnix("unix-connect " + path, path, false, SOCK_SEQPACKET);
+    }
     printf("done\n");
     return 0;
   }

@@ -13,12 +13,14 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -326,6 +328,50 @@ TEST(LaunchTest, AHiddenPathTheServiceCannotReachIsNoError) {
   EXPECT_THAT(launched.in_force, Contains("mountns"));
   ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
   EXPECT_EQ(finished.output, "\nunreadable\n");
+}
+
+// A listening pathname socket in a directory the root holds, hidden as the
+// broker hides its own: the service finds an empty read-only file there and
+// cannot connect (EACCES: connect(2) asks for write permission; a caller
+// who had it would get ECONNREFUSED, from a file that is no socket).
+// Landlock cannot stop a connect to a pathname socket, and the seccomp
+// filter allows unix sockets: the mount over it is what refuses. Its twin
+// beside it, not hidden, is reachable, which shows that.
+TEST(LaunchTest, AHiddenSocketCannotBeConnectedTo) {
+  ASSERT_EQ(geteuid(), 0u) << "writes in /etc";
+  EtcDir etc;
+  auto listen_at = [](const std::string& path) {
+    UniqueFd fd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    sockaddr_un address = {};
+    address.sun_family = AF_UNIX;
+    EXPECT_LT(path.size(), sizeof address.sun_path);
+    memcpy(address.sun_path, path.c_str(), path.size());
+    EXPECT_EQ(bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0)
+        << path << ": " << strerror(errno);
+    EXPECT_EQ(chmod(path.c_str(), 0666), 0) << strerror(errno);
+    EXPECT_EQ(listen(fd.get(), 4), 0) << strerror(errno);
+    return fd;
+  };
+  UniqueFd hidden = listen_at(etc.Join("broker.sock"));
+  UniqueFd visible = listen_at(etc.Join("other.sock"));
+  SandboxSpec spec = ShellSpec("");
+  spec.argv = {RunfileRealPath("tests/sandbox/escape_probe"),
+               absl::StrCat("--connect-only=", etc.Join("broker.sock")),
+               absl::StrCat("--connect-only=", etc.Join("other.sock"))};
+  spec.hidden_paths = {etc.Join("broker.sock")};
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, LaunchAndWait(spec));
+  EXPECT_THAT(launched.in_force, Contains("mountns"));
+  ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
+  EXPECT_THAT(Lines(finished.output),
+              ElementsAre(absl::StrCat("unix-connect ", etc.Join("broker.sock"),
+                                       ": blocked (Permission denied)"),
+                          absl::StrCat("unix-connect ", etc.Join("other.sock"),
+                                       ": ESCAPED (connected)"),
+                          "done"));
+  // The host's socket is untouched.
+  struct stat st;
+  ASSERT_EQ(lstat(etc.Join("broker.sock").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
 }
 
 // A best-effort minimal root that cannot be built leaves the host's tree

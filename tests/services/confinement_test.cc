@@ -9,11 +9,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -116,6 +120,51 @@ TEST(ServiceConfinementTest, EveryEscapeFailsEveryGrantWorks) {
   EXPECT_THAT(report, Contains(HasSubstr("broker-open-beneath dir/sub: blocked")));
   struct stat st;
   EXPECT_EQ(stat((pub + "/data/created-by-probe").c_str(), &st), 0);
+}
+
+constexpr char kSocketPolicy[] = R"(( principals = [ ( name = "me", match = ( uid = $UID ) ) ],
+  services = [
+    ( name = "probe", command = [ "$PROBE", "--connect-only=$SOCK" ],
+      readiness = exec, restart = never, activation = atStart ) ] ))";
+
+// A broker socket in a directory every service's root holds (/etc here; a
+// /usr/local prefix's /usr/local/var/run alike) is hidden there: Landlock
+// cannot stop a connect to it, so without the hiding a service would reach
+// the broker as a client known by its uid.
+TEST(ServiceConfinementTest, TheBrokersSocketInEtcIsOutOfReach) {
+  ASSERT_EQ(geteuid(), 0u) << "writes in /etc";
+  testing::ServiceBinary probe("tests/sandbox/escape_probe");
+  ASSERT_FALSE(probe.path().empty());
+  const std::string dir = absl::StrCat("/etc/capbroker-confinement-test-", getpid());
+  ASSERT_EQ(mkdir(dir.c_str(), 0755), 0) << strerror(errno);
+  absl::Cleanup remove_dir = [&] { std::filesystem::remove_all(dir); };
+  const std::string socket = dir + "/broker.sock";
+  testing::BrokerOptions options;
+  options.capture_stderr = true;
+  options.extra_args = {"--socket", socket};
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<testing::BrokerProcess> broker,
+      testing::BrokerProcess::StartWith(
+          absl::StrReplaceAll(kSocketPolicy, {{"$PROBE", probe.path()}, {"$SOCK", socket}}),
+          options));
+  ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(socket));
+  // Until the probe has run and its exit is on record (each look is a
+  // round trip; the deadline only stops a broker that never starts it).
+  std::vector<ServiceInfo> services;
+  for (absl::Time deadline = absl::Now() + absl::Seconds(60); absl::Now() < deadline;) {
+    ASSERT_OK_AND_ASSIGN(services, client.Services());
+    ASSERT_EQ(services.size(), 1u);
+    if (services[0].pid != 0) {
+      testing::ProcessWatch watch(services[0].pid);
+      if (watch.valid()) ASSERT_TRUE(watch.WaitExited());
+    }
+    if (!services[0].last_exit.empty()) break;
+  }
+  ASSERT_OK_AND_ASSIGN(services, client.Services());
+  EXPECT_EQ(services[0].last_exit, "exit status 0") << broker->Stderr();
+  EXPECT_THAT(broker->Stderr(),
+              HasSubstr(absl::StrCat("capbrokerd: [probe] unix-connect ", socket, ": blocked (")));
+  EXPECT_THAT(broker->Stderr(), Not(HasSubstr("ESCAPED")));
 }
 
 constexpr char kGrantPolicy[] = R"(( capabilities = [

@@ -156,7 +156,9 @@ TEST(ServiceConfinementTest, TheBrokersSocketInEtcIsOutOfReach) {
     ASSERT_EQ(services.size(), 1u);
     if (services[0].pid != 0) {
       testing::ProcessWatch watch(services[0].pid);
-      if (watch.valid()) ASSERT_TRUE(watch.WaitExited());
+      if (watch.valid()) {
+        ASSERT_TRUE(watch.WaitExited());
+      }
     }
     if (!services[0].last_exit.empty()) break;
   }

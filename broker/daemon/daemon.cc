@@ -35,18 +35,12 @@
 namespace capbroker::daemon {
 namespace {
 
-// Raises the soft fd limit to the hard one: every connection and every fd
-// in flight in a queued reply counts against it.
-void RaiseFdLimit() {
-  rlimit limit;
-  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
-      std::fprintf(stderr, "capbrokerd: cannot raise RLIMIT_NOFILE: %s\n",
-                   std::strerror(errno));
-    }
-  }
-}
+// The fds the broker needs besides clients' connections and queued replies:
+// its own (stdin, stdout, stderr, epoll, signalfd, listener, reserve, audit
+// log, policy and socket directories, readiness pipe), with room to spare.
+constexpr rlim_t kBrokerOwnFds = 64;
+// Per hosted service: its broker connection, its pidfd and its output pipe.
+constexpr rlim_t kFdsPerService = 3;
 
 // The signals the broker reads from its signalfd: SIGTERM and SIGINT stop
 // it, SIGHUP reloads the policy and reopens the audit log.
@@ -406,6 +400,42 @@ absl::Status GuardSocket(const server::Listener& listener, ConfigGuard& guard) {
 
 }  // namespace
 
+std::string RaiseFdLimit(const server::Limits& limits, size_t services) {
+  rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    return absl::StrCat("cannot read RLIMIT_NOFILE: ", std::strerror(errno));
+  }
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+      limit = raised;
+    } else {
+      std::fprintf(stderr, "capbrokerd: cannot raise RLIMIT_NOFILE: %s\n",
+                   std::strerror(errno));
+    }
+  }
+  // One uid may hold --max-connections-per-uid connections and, with
+  // grants it does not read, --max-queued-reply-fds fds in the broker's
+  // queues: below that (and what the broker needs itself), one uid can run
+  // the broker out of fds, and everyone else is refused ("out of fds").
+  const rlim_t needed = static_cast<rlim_t>(limits.max_connections_per_uid) +
+                        static_cast<rlim_t>(limits.max_queued_fds_total) + kBrokerOwnFds +
+                        kFdsPerService * static_cast<rlim_t>(services);
+  if (limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur >= needed) return "";
+  std::string warning = absl::StrCat(
+      "warning: the broker may have ", limit.rlim_cur,
+      " fds (RLIMIT_NOFILE), fewer than one uid can make it hold: ",
+      limits.max_connections_per_uid, " connections (--max-connections-per-uid) + ",
+      limits.max_queued_fds_total, " fds in queued replies (--max-queued-reply-fds) + ",
+      kBrokerOwnFds + kFdsPerService * static_cast<rlim_t>(services),
+      " for itself and its services = ", needed,
+      ". One uid could then run it out of fds, and others' connections would be refused. "
+      "Raise the limit (LimitNOFILE= in the systemd unit, ulimit -Hn) or lower those flags");
+  std::fprintf(stderr, "capbrokerd: %s\n", warning.c_str());
+  return warning;
+}
+
 absl::Status RunDaemon(const DaemonFlags& flags) {
   CB_RETURN_IF_ERROR(BlockControlSignals());  // first: see there
   // Before the broker opens any fd of its own: only then does an open fd at
@@ -415,7 +445,6 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
     CB_RETURN_IF_ERROR(CheckReadyFdIsNotASystemdSocket(*flags.ready_fd));
     CB_ASSIGN_OR_RETURN(ready, server::ReadyFd::Claim(*flags.ready_fd));
   }
-  RaiseFdLimit();
   // Before the policy, which is checked against it: a broker told to put
   // services' limits in a cgroup directory it cannot use does not start.
   sandbox::CgroupParent cgroup;
@@ -423,6 +452,8 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
     CB_ASSIGN_OR_RETURN(cgroup, sandbox::CheckCgroupParent(flags.cgroup_dir));
   }
   CB_ASSIGN_OR_RETURN(Policy policy, LoadPolicyFile(flags.policy_path, ContextFor(cgroup)));
+  // Before the broker opens its sockets, whose fds count against it.
+  RaiseFdLimit(flags.limits, policy.services().size());
   CB_ASSIGN_OR_RETURN(PolicyLocation location, LocatePolicy(flags.policy_path));
   // Read by every launch, updated by every reload: declared before the
   // service host, which launches until it is destroyed.

@@ -2,8 +2,12 @@
 #ifndef CAPBROKER_BROKER_DAEMON_DAEMON_H_
 #define CAPBROKER_BROKER_DAEMON_DAEMON_H_
 
+#include <cstddef>
+#include <string>
+
 #include "absl/status/status.h"
 #include "broker/daemon/flags.h"
+#include "broker/server/broker_loop.h"
 
 namespace capbroker::daemon {
 
@@ -18,6 +22,17 @@ namespace capbroker::daemon {
 // SIGCHLD to its default action (an inherited SIG_IGN would reap its
 // services before it could learn how they ended).
 absl::Status RunDaemon(const DaemonFlags& flags);
+
+// Raises the soft RLIMIT_NOFILE to the hard limit (RunDaemon does, at
+// start). When the limit is still below what one uid can make the broker
+// hold (`limits`' max_connections_per_uid + max_queued_fds_total, plus the
+// broker's own fds and those of `services` hosted services), warns on
+// stderr, naming the flags and LimitNOFILE=, and returns the warning;
+// otherwise returns "". Only a warning: the flags say what the
+// administrator asked for, and lowering a quota behind their back would
+// make the broker refuse clients for a reason nobody chose; the warning
+// names both fixes.
+std::string RaiseFdLimit(const server::Limits& limits, size_t services);
 
 }  // namespace capbroker::daemon
 

@@ -654,18 +654,43 @@ bool BrokerLoop::Queue(Connection& connection, Answer answer) {
                          connection.queue.size(), " queued)"));
     return false;
   }
-  // MakeFit may have sent, and so written the audit log, after this
-  // answer's line was recorded and before it is queued, where FlushAudit
-  // would have found it: a grant whose line went then is withheld here.
-  // The error reply is a few hundred bytes: the limits are not checked
-  // again for it (as in FlushAudit).
+  if (!connection.service) {
+    Room room = MakeRoom(connection, bytes, fds);
+    if (room == Room::kRequesterGoes) return false;
+    if (room == Room::kNone) {
+      // This reply alone is over a budget, with nothing else queued: it
+      // cannot come from the flags' bounds (a budget holds at least one
+      // reply of the largest size, and at least one fd; a client's reply
+      // holds at most one fd that counts), but fail closed if it does. The
+      // client reads, so it is refused, not disconnected. A grant's line
+      // already says granted; the reply says it was not delivered, and it
+      // is counted as a denial.
+      const absl::Status refused = absl::ResourceExhaustedError(absl::StrCat(
+          "the broker could not queue this reply: alone it is over the budget for the "
+          "replies of all connections (--max-queued-reply-bytes ",
+          limits_.max_queued_bytes_total, ", --max-queued-reply-fds ",
+          limits_.max_queued_fds_total, "); nothing was delivered. Raise the limits"));
+      PeerLog(absl::StrCat("refused a reply of ", bytes, " bytes and ", fds,
+                           " fds to pid ", connection.session.identity.pid,
+                           ": over the budget on its own"));
+      if (answer.outcome.audit_line != 0) --stats_.grants;
+      handler_.CountDenial(refused);
+      answer = ErrorAnswer(answer.id, refused, answer.outcome.close_after_reply);
+      bytes = answer.words.size() * sizeof(capnp::word);
+      fds = 0;
+    }
+  }
+  // MakeFit and MakeRoom may have sent, and so written the audit log,
+  // after this answer's line was recorded and before it is queued, where
+  // FlushAudit would have found it: a grant whose line went then is
+  // withheld here. The error reply is a few hundred bytes: the limits are
+  // not checked again for it (as in FlushAudit).
   if (answer.outcome.audit_line != 0 && LostThisTurn(answer.outcome.audit_line)) {
     PeerLog("withheld 1 grant: its audit line could not be written");
     answer = Withheld(answer.id);
     bytes = answer.words.size() * sizeof(capnp::word);
     fds = 0;
   }
-  if (!connection.service && !MakeRoom(connection, bytes, fds)) return false;
   connection.queue.push_back(QueuedReply{std::move(answer.words),
                                          std::move(answer.outcome.fds),
                                          std::move(answer.outcome.shared_fd), answer.id,
@@ -757,19 +782,34 @@ bool BrokerLoop::UpdateEvents(Connection& connection) {
   return true;
 }
 
-bool BrokerLoop::MakeRoom(Connection& requester, size_t bytes, size_t fds) {
+BrokerLoop::Room BrokerLoop::MakeRoom(Connection& requester, size_t bytes, size_t fds) {
+  bool sent_untried = false;
   for (;;) {
     bool bytes_over = queued_bytes_total_ + bytes > limits_.max_queued_bytes_total;
     bool fds_over = queued_fds_total_ + fds > limits_.max_queued_fds_total;
-    if (!bytes_over && !fds_over) return true;
+    if (!bytes_over && !fds_over) return Room::kMade;
+    if (!sent_untried) {
+      // Every reply waits in its queue until the end of its turn, so a
+      // queue can hold replies no send has tried yet: those of clients
+      // that read everything. They are tried now; what stays queued after
+      // that is what a full socket did not take, held by a client that
+      // does not read.
+      sent_untried = true;
+      SendUntried();
+      if (requester.closed) return Room::kRequesterGoes;
+      continue;
+    }
     // A scan of every connection, but only when a budget is exhausted;
     // each round frees what the largest holder of it had queued.
     auto held = [&](const Connection& c) { return bytes_over ? c.queued_bytes : c.queued_fds; };
     // Services hold nothing of the totals (see Account).
-    Connection* largest = &requester;
+    Connection* largest = nullptr;
     for (const std::unique_ptr<Connection>& c : connections_) {
-      if (c && !c->service && held(*c) > held(*largest)) largest = c.get();
+      if (c && !c->service && held(*c) > 0 && (largest == nullptr || held(*c) > held(*largest))) {
+        largest = c.get();
+      }
     }
+    if (largest == nullptr) return Room::kNone;
     PeerLog(absl::StrCat("disconnecting pid ", largest->session.identity.pid, " (uid ",
                          largest->session.identity.uid, "): it does not read its replies (",
                          held(*largest), bytes_over ? " bytes" : " fds",
@@ -777,8 +817,20 @@ bool BrokerLoop::MakeRoom(Connection& requester, size_t bytes, size_t fds) {
                          bytes_over ? limits_.max_queued_bytes_total
                                     : limits_.max_queued_fds_total));
     largest->closing_for = kAllQueuesFull;
-    if (largest == &requester) return false;
+    if (largest == &requester) return Room::kRequesterGoes;
     Close(*largest);
+  }
+}
+
+void BrokerLoop::SendUntried() {
+  // pending_sends_ lists every client whose queue got replies this turn;
+  // any other queue that holds something was tried and found its socket
+  // full. SendQueued changes no list entry; a connection it closes leaves
+  // its slot empty (or to a new connection, whose queue is empty).
+  for (int fd : pending_sends_) {
+    if (fd >= static_cast<int>(connections_.size()) || !connections_[fd]) continue;
+    Connection& connection = *connections_[fd];
+    if (!connection.service && !connection.queue.empty()) SendQueued(connection);
   }
 }
 

@@ -20,11 +20,17 @@
 //
 // All connections' queues together are bounded too, in bytes and in the
 // fds their replies hold (Limits::max_queued_bytes_total and
-// max_queued_fds_total). When a reply would take them over, the loop
-// disconnects the connection holding the most of what is over, which is the
-// one asking when it holds the most: a client that reads its replies holds
-// next to nothing, so the ones that go are those that do not read, never a
-// well-behaved client that happens to ask while others fill the budget.
+// max_queued_fds_total). When a reply would take them over, the loop first
+// sends the replies queued this turn that no send has tried yet (every
+// reply waits in its queue until the end of its turn, a client that reads
+// everything included), then disconnects the connection holding the most
+// of what is still over, which is the one asking when it holds the most.
+// What is still queued then is what a full socket did not take: a client
+// that reads its replies holds nothing, so the ones that go are those that
+// do not read, never a well-behaved client that happens to ask, or to be
+// answered, in the turn that fills the budget. If nobody holds anything
+// and the reply still does not fit (which the flags' bounds rule out), it
+// is refused with an error, and the connection kept.
 //
 // A hosted service's connection is different. The service's end of each
 // new connection to it never waits in the broker: Deliver writes it to the
@@ -287,10 +293,20 @@ class BrokerLoop : public LoopPort {
   // false, after logging why, when epoll_ctl fails: the caller closes the
   // connection, since epoll would go on reporting the wrong events for it.
   bool UpdateEvents(Connection& connection);
+  // What MakeRoom did.
+  enum class Room {
+    kMade,           // the reply fits in the totals now
+    kRequesterGoes,  // `requester` holds the most, or closed: the caller closes it
+    kNone,           // nobody holds anything, and still the reply does not fit
+  };
   // Makes room for `bytes` more queued bytes and `fds` more queued fds
-  // within the totals by disconnecting the connections holding the most.
-  // Returns false when `requester` is the one to go (the caller closes it).
-  bool MakeRoom(Connection& requester, size_t bytes, size_t fds);
+  // within the totals: first by sending the replies queued this turn that
+  // no send has tried yet (SendUntried), then by disconnecting the
+  // connections holding the most of what a full socket left queued.
+  Room MakeRoom(Connection& requester, size_t bytes, size_t fds);
+  // Sends what the clients' queues that got replies this turn hold, as far
+  // as their sockets take it.
+  void SendUntried();
   // Closes `connection`: its socket, queued replies and their fds go now,
   // and its fd number is free for a new connection; the Connection itself,
   // which callers up the stack may still hold, stays until Reap(). Does

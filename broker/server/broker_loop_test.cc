@@ -102,6 +102,33 @@ class BrokerLoopTest : public ::testing::Test {
     ASSERT_OK(loop.Serve(listener.get(), control.get(), [] { return true; }));
   }
 
+  // Makes `listener`, a listening socket at dir_/s that refuses fds (as
+  // Listener makes it: a connection taken from a listener that did not
+  // refuse fds would be kept, unread, rather than closed). Left invalid
+  // when the kernel cannot refuse fds.
+  void Listen(UniqueFd& listener) {
+    UniqueFd made(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    ASSERT_TRUE(made.valid());
+    ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(dir_.Join("s")));
+    ASSERT_EQ(bind(made.get(), reinterpret_cast<sockaddr*>(&address.addr), address.length), 0);
+    ASSERT_EQ(listen(made.get(), 8), 0);
+    absl::Status refused = wire::RefuseFds(made.get());
+    if (refused.code() == absl::StatusCode::kUnimplemented) return;
+    ASSERT_OK(refused);
+    listener = std::move(made);
+  }
+
+  // Grants memory "m" to our uid.
+  void SetMemoryPolicy() {
+    ASSERT_OK_AND_ASSIGN(
+        Policy policy,
+        ParsePolicy(absl::StrCat(R"(( capabilities = [ ( name = "m", memory = ( size = 4096 ) ) ],
+            principals = [ ( name = "me", match = ( uid = )",
+                                 getuid(), R"( ), grants = [ "m" ] ) ] ))"),
+                    "t.capnp"));
+    ASSERT_OK(handler_.SetPolicy(std::move(policy)));
+  }
+
   testing::TempDir dir_;
   UniqueFd audit_fd_;
   audit::AuditLog audit_;
@@ -256,13 +283,7 @@ TEST_F(BrokerLoopTest, AServicesEndOfAConnectionLeavesAtOnceOrNotAtAll) {
 // service's socket is full and three grants wait in its queue, over the
 // total of 2; a client's grant in the same loop turn is delivered.
 TEST_F(BrokerLoopTest, AServicesQueueTakesNothingFromTheClientsFdTotal) {
-  ASSERT_OK_AND_ASSIGN(
-      Policy policy,
-      ParsePolicy(absl::StrCat(R"(( capabilities = [ ( name = "m", memory = ( size = 4096 ) ) ],
-          principals = [ ( name = "me", match = ( uid = )",
-                               getuid(), R"( ), grants = [ "m" ] ) ] ))"),
-                  "t.capnp"));
-  ASSERT_OK(handler_.SetPolicy(std::move(policy)));
+  ASSERT_NO_FATAL_FAILURE(SetMemoryPolicy());
   Limits limits;
   limits.max_queued_fds_total = 2;
   BrokerLoop loop(handler_, audit_, stats_, limits);
@@ -285,16 +306,9 @@ TEST_F(BrokerLoopTest, AServicesQueueTakesNothingFromTheClientsFdTotal) {
   }
   for (uint64_t id = 1; id <= 3; ++id) ASSERT_TRUE(loop.Send(service_id, Grant(id)));
 
-  UniqueFd listener(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  ASSERT_TRUE(listener.valid());
-  ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(dir_.Join("s")));
-  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&address.addr), address.length), 0);
-  ASSERT_EQ(listen(listener.get(), 8), 0);
-  // As Listener makes it: a connection taken from a listener that did not
-  // refuse fds would be kept, unread, rather than closed.
-  absl::Status refused = wire::RefuseFds(listener.get());
-  if (refused.code() == absl::StatusCode::kUnimplemented) GTEST_SKIP() << refused.message();
-  ASSERT_OK(refused);
+  UniqueFd listener;
+  ASSERT_NO_FATAL_FAILURE(Listen(listener));
+  if (!listener.valid()) GTEST_SKIP() << "this kernel cannot refuse fds on a socket";
   ASSERT_OK_AND_ASSIGN(UniqueFd client, wire::ConnectSeqpacket(dir_.Join("s")));
   ASSERT_EQ(testing::RawSend(client.get(), testing::HelloBytes(1, schema::PROTOCOL_VERSION)), 0);
   ASSERT_EQ(testing::RawSend(client.get(), testing::AcquireBytes(2, "m")), 0);
@@ -330,6 +344,61 @@ TEST_F(BrokerLoopTest, AServicesQueueTakesNothingFromTheClientsFdTotal) {
   int waiting = 0;
   ASSERT_EQ(ioctl(pair.second.get(), SIOCINQ, &waiting), 0);
   EXPECT_GT(waiting, 0);
+}
+
+// Every reply waits in its connection's queue until the end of the loop
+// turn, a reply to a client that reads everything included: that is not
+// holding anything. Two clients that read ask for a grant in one turn,
+// with a budget of one queued fd for all clients: the first grant fills
+// it, and the second would go over. The first can go out at once, which
+// makes room: both get their grants, and nobody is disconnected.
+TEST_F(BrokerLoopTest, AReplyNotYetSentThisTurnDoesNotGetItsClientDisconnected) {
+  ASSERT_NO_FATAL_FAILURE(SetMemoryPolicy());
+  Limits limits;
+  limits.max_queued_fds_total = 1;
+  BrokerLoop loop(handler_, audit_, stats_, limits);
+  UniqueFd listener;
+  ASSERT_NO_FATAL_FAILURE(Listen(listener));
+  if (!listener.valid()) GTEST_SKIP() << "this kernel cannot refuse fds on a socket";
+  // Both requests wait before the loop runs: the loop reads both hellos in
+  // one turn, and both acquires in the next.
+  std::vector<UniqueFd> clients;
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_OK_AND_ASSIGN(UniqueFd client, wire::ConnectSeqpacket(dir_.Join("s")));
+    ASSERT_EQ(testing::RawSend(client.get(), testing::HelloBytes(1, schema::PROTOCOL_VERSION)),
+              0);
+    ASSERT_EQ(testing::RawSend(client.get(), testing::AcquireBytes(2, "m")), 0);
+    clients.push_back(std::move(client));
+  }
+
+  UniqueFd control(eventfd(1, EFD_CLOEXEC));  // readable every turn
+  wire::ReceiveBuffer buffer;
+  std::vector<size_t> granted_fds(clients.size(), 0);
+  std::vector<bool> answered(clients.size(), false);
+  bool hung_up = false;
+  int turns = 0;
+  ASSERT_OK(loop.Serve(listener.get(), control.get(), [&] {
+    for (size_t i = 0; i < clients.size(); ++i) {
+      pollfd readable{clients[i].get(), POLLIN, 0};
+      while (!answered[i] && !hung_up && poll(&readable, 1, 0) == 1) {
+        absl::StatusOr<std::optional<wire::Datagram>> datagram =
+            wire::ReceiveDatagram(clients[i].get(), buffer);
+        if (!datagram.ok() || !datagram->has_value()) {
+          hung_up = true;
+          break;
+        }
+        capnp::FlatArrayMessageReader reader((*datagram)->words);
+        auto reply = reader.getRoot<schema::Reply>();
+        if (reply.getId() != 2) continue;  // the hello's
+        answered[i] = true;
+        if (reply.isGranted()) granted_fds[i] = (*datagram)->fds.size();
+      }
+    }
+    // A safety net of turns, never a wait.
+    return hung_up || (answered[0] && answered[1]) || ++turns > 1000;
+  }));
+  EXPECT_FALSE(hung_up) << "a client that reads was disconnected";
+  EXPECT_EQ(granted_fds, (std::vector<size_t>{1, 1}));
 }
 
 // A service host that records the connections it is told are closed, and

@@ -10,15 +10,20 @@
 // answers a connection's requests in order and sends queued replies before
 // it reads again), and SIOCINQ on our end counts the bytes of every reply
 // that reached our socket. The rest waits in the broker's queue.
+#include <sched.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstring>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
@@ -115,6 +120,50 @@ class ReplyBudgetTest : public ::testing::Test {
     return reply_bytes;
   }
 
+  // Stops the broker (SIGSTOP) and waits until it is stopped, so that what
+  // is sent next is all there when it runs again: one loop turn.
+  void StopBroker() {
+    ASSERT_EQ(kill(broker_->pid(), SIGSTOP), 0);
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);  // safety net
+    for (;;) {
+      std::ifstream stat(absl::StrCat("/proc/", broker_->pid(), "/stat"));
+      std::string line;
+      std::getline(stat, line);
+      size_t paren = line.rfind(')');
+      ASSERT_NE(paren, std::string::npos) << line;
+      if (line.size() > paren + 2 && line[paren + 2] == 'T') return;
+      ASSERT_LT(absl::Now(), deadline) << "the broker did not stop: " << line;
+      sched_yield();
+    }
+  }
+
+  // Reads one reply from `fd`; returns how many fds came with it (closed
+  // here), or -1 when the broker hung up instead.
+  static int ReceiveFds(int fd) {
+    char buf[wire::kMaxMessageBytes];
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * wire::kMaxFdsPerMessage)];
+    iovec iov{buf, sizeof(buf)};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    ssize_t n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+    if (n <= 0) return -1;
+    int count = 0;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      size_t fds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < fds; ++i) {
+        int received;
+        std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+        close(received);
+        ++count;
+      }
+    }
+    return count;
+  }
+
   void ExpectFdsAtBaseline() {
     int fds = broker_->OpenFds();
     for (int i = 0; i < 100 && fds != baseline_fds_; ++i) {
@@ -175,6 +224,36 @@ TEST_F(ReplyBudgetTest, FdsHeldByQueuedRepliesAreBudgetedToo) {
   EXPECT_OK(good_->Acquire("scratch").status());
   hoarder.reset();
   asker.reset();
+  ExpectFdsAtBaseline();
+}
+
+// A client that reads its replies is never the one to go. Its grant waits
+// in its queue until the end of the loop turn, like every reply, but that
+// is not holding anything: here the victim's grant and the trigger's come
+// in one turn (the broker is stopped while both are sent), with a hoarder
+// holding one fd of the budget of two. The grant queued first takes the
+// total to the budget; the other would go over it. Both clients read, and
+// both must get their grants: the first grant can go out at once, which
+// leaves room.
+TEST_F(ReplyBudgetTest, RepliesNotYetSentThisTurnAreNotHeldAgainstAClientThatReads) {
+  // Both before the hoarder, with lower fds in the broker: whichever of
+  // them the loop reads first is the victim.
+  UniqueFd victim = Connect();
+  UniqueFd trigger = Connect();
+  UniqueFd hoarder = Connect();
+  FillQueueWith(hoarder.get(), 1, [&] { return AcquireBytes(++next_id_, "scratch"); });
+  StopBroker();
+  ASSERT_EQ(testing::RawSend(victim.get(), AcquireBytes(++next_id_, "scratch")), 0);
+  ASSERT_EQ(testing::RawSend(trigger.get(), AcquireBytes(++next_id_, "scratch")), 0);
+  ASSERT_EQ(kill(broker_->pid(), SIGCONT), 0);
+  EXPECT_EQ(ReceiveFds(victim.get()), 1) << "the victim, which reads, got no grant";
+  EXPECT_EQ(ReceiveFds(trigger.get()), 1) << "the trigger got no grant";
+  ASSERT_OK(good_->Status().status());
+  EXPECT_FALSE(HungUp(victim.get())) << "the client that reads was disconnected";
+  EXPECT_OK(good_->Acquire("scratch").status());
+  victim.reset();
+  hoarder.reset();
+  trigger.reset();
   ExpectFdsAtBaseline();
 }
 

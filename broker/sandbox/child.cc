@@ -181,23 +181,16 @@ absl::Status Child::ApplyLandlock(bool root_in_force, bool own_proc) {
     if (access(device.path, F_OK) != 0) continue;
     CB_RETURN_IF_ERROR(ruleset.AllowPath(device.path, device.rights));
   }
-  // /proc whole only when it is the service's own: its pid namespace's
+  // /proc only when it is the service's own: its pid namespace's
   // processes. The host's /proc (no mount namespace, or no pid namespace)
   // would show every host process and its command line, the host's mount
-  // table and unix sockets: there the service gets
-  // its first process's own directory only (/proc/self resolves to it now,
-  // in this very process, which execve keeps), for what glibc and runtimes
-  // read of themselves (status, maps, the fd listing). Chosen over no rule
-  // at all, which would break those reads in single-process services; the
-  // price is that the service's children cannot read their own /proc/self
-  // (another directory). With the minimal root and no pid namespace there
-  // is no /proc at all.
-  struct stat st;
-  if (own_proc) {
-    CB_RETURN_IF_ERROR(ruleset.AllowPath("/proc", landlock::kRead));
-  } else if (stat("/proc/self", &st) == 0) {
-    CB_RETURN_IF_ERROR(ruleset.AllowPath("/proc/self", landlock::kRead));
-  }
+  // table and unix sockets: there the service gets no rule, so none of it.
+  // Not even its own /proc/PID: a Landlock rule sits on an inode, and
+  // procfs makes a new inode for /proc/PID whenever the kernel has dropped
+  // the cached one (memory reclaim), so such a rule would stop working at
+  // some moment hours into a run; reads refused from the start are easier
+  // to find. With the minimal root and no pid namespace there is no /proc.
+  if (own_proc) CB_RETURN_IF_ERROR(ruleset.AllowPath("/proc", landlock::kRead));
   // Only in the minimal root: elsewhere these would be the host's / and /tmp.
   if (root_in_force) {
     CB_RETURN_IF_ERROR(ruleset.AllowPath("/", landlock::kReadDir));

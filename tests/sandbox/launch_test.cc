@@ -3,7 +3,9 @@
 // in its setup stalls nobody.
 #include <elf.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <linux/keyctl.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -230,6 +232,30 @@ TEST(LaunchTest, AServiceHasASessionKeyringOfItsOwn) {
   });
   if (absl::StartsWith(result.output, "SKIP: ")) GTEST_SKIP() << result.output;
   EXPECT_EQ(result.output, "session-key: not found (Required key not available)\n");
+}
+
+// Where a filter around the broker refuses keyctl (Docker's default
+// profile does, with EPERM), the service inherits that filter and can reach
+// no keyring either: nothing to leave, and the launch goes on.
+TEST(LaunchTest, AKeyctlRefusedAroundTheBrokerStopsNoLaunch) {
+  ChildResult result = RunInChild([&]() -> std::string {
+    sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_keyctl, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    sock_fprog program{static_cast<unsigned short>(sizeof code / sizeof code[0]), code};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0) {
+      return absl::StrCat("seccomp: ", strerror(errno));
+    }
+    absl::StatusOr<LaunchedProcess> launched = LaunchAndWait(ShellSpec("echo started"));
+    if (!launched.ok()) return launched.status().ToString();
+    absl::StatusOr<Finished> finished = RunToEnd(*launched);
+    return finished.ok() ? finished->output : finished.status().ToString();
+  });
+  EXPECT_EQ(result.output, "started\n");
 }
 
 TEST(LaunchTest, FiltersNeedNoNewPrivileges) {

@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 
 #include "broker/policy/policy_parser.h"
+#include "broker/server/reporting_directory.h"
 #include "capnp/schema.capnp.h"
 #include "capnp/serialize.h"
 #include "gmock/gmock.h"
@@ -295,23 +296,6 @@ TEST_F(DispatchTest, AStartAfterLongerThanANameIsRefused) {
     ExpectError(message, schema::ErrorCode::INVALID_REQUEST, "startAfter");
   }
 }
-
-// A service host that reports `reports`, as they are, and does nothing
-// else.
-class ReportingDirectory : public ServiceDirectory {
- public:
-  absl::StatusOr<std::optional<UniqueFd>> Connect(const ServiceSpec&,
-                                                   const ConnectRequest&) override {
-    return absl::UnavailableError("not hosted");
-  }
-  void Withdraw(uint64_t, uint64_t) override {}
-  void ConnectionLost(uint64_t) override {}
-  void ClientGone(uint64_t, absl::string_view) override {}
-  absl::Status Ready(absl::string_view) override { return absl::OkStatus(); }
-  std::vector<ServiceReport> Report() const override { return reports; }
-
-  std::vector<ServiceReport> reports;
-};
 
 // 256 services (a policy's most) with names of 64 bytes (a name's most),
 // reported in descending order, each with a `missing` and a `lastExit`

@@ -4,12 +4,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_split.h"
 
 #include "broker/policy/policy_parser.h"
+#include "broker/server/reporting_directory.h"
 #include "capnp/message.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -281,6 +283,26 @@ TEST_F(RequestHandlerTest, FileCapabilityRefusesLinkedFilesOnlyOnAnUnprotectedHo
   }
 }
 
+// What `handler` answers a session of `uid` (a hosted service's when
+// `service` is not empty), past the handshake, to the request `ask` fills
+// in (setStatus, ...). The reply is built in `reply_message`.
+schema::Reply::Builder Ask(RequestHandler& handler, uid_t uid,
+                           const std::function<void(schema::Request::Builder)>& ask,
+                           capnp::MallocMessageBuilder& reply_message,
+                           const std::string& service = "") {
+  Session session;
+  session.identity.uid = uid;
+  session.identity.service = service;
+  session.hello_done = true;
+  capnp::MallocMessageBuilder request_message;
+  auto request = request_message.initRoot<schema::Request>();
+  request.setId(1);
+  ask(request);
+  auto reply = reply_message.initRoot<schema::Reply>();
+  handler.Handle(session, request.asReader(), reply);
+  return reply;
+}
+
 // The policy's path and the last reload error name the administrator's
 // files and quote their lines: only root and the broker's uid see them.
 TEST_F(RequestHandlerTest, StatusShowsPolicyDetailsOnlyToAdministrators) {
@@ -299,15 +321,10 @@ TEST_F(RequestHandlerTest, StatusShowsPolicyDetailsOnlyToAdministrators) {
     uint64_t failures, lines_lost;
   };
   auto status_for = [&](uid_t uid) {
-    Session session;
-    session.identity.uid = uid;
-    session.hello_done = true;
-    capnp::MallocMessageBuilder request_message, reply_message;
-    auto request = request_message.initRoot<schema::Request>();
-    request.setId(1);
-    request.setStatus();
-    auto reply = reply_message.initRoot<schema::Reply>();
-    handler.Handle(session, request.asReader(), reply);
+    capnp::MallocMessageBuilder reply_message;
+    auto reply = Ask(
+        handler, uid, [](schema::Request::Builder request) { request.setStatus(); },
+        reply_message);
     EXPECT_TRUE(reply.isStatus());
     auto status = reply.getStatus();
     return Seen{status.getPolicyPath().cStr(), status.getLastReloadError().cStr(),
@@ -388,22 +405,6 @@ TEST_F(RequestHandlerTest, AuditLineOfAnOpenBeneathRecordsCreateTruncateAndMode)
                                   R"("decision":"denied","principal")"));
 }
 
-// A service host that reports `reports` and does nothing else.
-class ReportingDirectory : public ServiceDirectory {
- public:
-  absl::StatusOr<std::optional<UniqueFd>> Connect(const ServiceSpec&,
-                                                   const ConnectRequest&) override {
-    return absl::UnavailableError("not hosted");
-  }
-  void Withdraw(uint64_t, uint64_t) override {}
-  void ConnectionLost(uint64_t) override {}
-  void ClientGone(uint64_t, absl::string_view) override {}
-  absl::Status Ready(absl::string_view) override { return absl::OkStatus(); }
-  std::vector<ServiceReport> Report() const override { return reports; }
-
-  std::vector<ServiceReport> reports;
-};
-
 // A service's last exit and what it misses can quote capability paths and
 // the policy's own path, which `status` shows only to root and the broker's
 // uid: `services` shows them to the same, and to others a placeholder where
@@ -433,16 +434,14 @@ TEST_F(RequestHandlerTest, ServicesShowsExitAndMissingTextsOnlyToAdministrators)
     std::string missing, last_exit, protections, quiet_missing, quiet_last_exit;
   };
   auto services_for = [&](uid_t uid) {
-    Session session;
-    session.identity.uid = uid;
-    session.hello_done = true;
-    capnp::MallocMessageBuilder request_message, reply_message;
-    auto request = request_message.initRoot<schema::Request>();
-    request.setId(1);
-    request.setServices();
-    request.initServicesPage();
-    auto reply = reply_message.initRoot<schema::Reply>();
-    handler.Handle(session, request.asReader(), reply);
+    capnp::MallocMessageBuilder reply_message;
+    auto reply = Ask(
+        handler, uid,
+        [](schema::Request::Builder request) {
+          request.setServices();
+          request.initServicesPage();
+        },
+        reply_message);
     EXPECT_TRUE(reply.isServicePage());
     if (!reply.isServicePage()) return Seen{};
     auto entries = reply.getServicePage().getEntries();
@@ -487,16 +486,10 @@ TEST_F(RequestHandlerTest, AServiceOfTheBrokersUidIsNoAdministrator) {
   for (const char* service : {"", "svc"}) {
     SCOPED_TRACE(*service ? "service" : "the broker's user");
     const bool administrator = *service == '\0';
-    Session session;
-    session.identity.uid = kBrokerUid;
-    session.identity.service = service;
-    session.hello_done = true;
-    capnp::MallocMessageBuilder request_message, reply_message;
-    auto request = request_message.initRoot<schema::Request>();
-    request.setId(1);
-    request.setStatus();
-    auto reply = reply_message.initRoot<schema::Reply>();
-    handler.Handle(session, request.asReader(), reply);
+    capnp::MallocMessageBuilder reply_message;
+    auto reply = Ask(
+        handler, kBrokerUid, [](schema::Request::Builder request) { request.setStatus(); },
+        reply_message, service);
     ASSERT_TRUE(reply.isStatus());
     EXPECT_EQ(std::string(reply.getStatus().getPolicyPath().cStr()),
               administrator ? "/home/u/.config/capbroker/policy.capnp" : "");
@@ -504,9 +497,9 @@ TEST_F(RequestHandlerTest, AServiceOfTheBrokersUidIsNoAdministrator) {
               administrator ? stats_.last_reload_error : "");
     EXPECT_EQ(std::string(reply.getStatus().getAuditLogError().cStr()),
               administrator ? stats_.audit_reopen_error : "");
-    request.setServices();
-    reply = reply_message.initRoot<schema::Reply>();
-    handler.Handle(session, request.asReader(), reply);
+    reply = Ask(
+        handler, kBrokerUid, [](schema::Request::Builder request) { request.setServices(); },
+        reply_message, service);
     ASSERT_TRUE(reply.isServices());
     ASSERT_EQ(reply.getServices().size(), 1u);
     EXPECT_EQ(std::string(reply.getServices()[0].getLastExit().cStr()),

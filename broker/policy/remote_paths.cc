@@ -31,17 +31,4 @@ std::vector<std::string> RemotePathNotes(const Policy& policy, const util::Mount
   return notes;
 }
 
-std::vector<std::string> RemotePathNotes(const Policy& policy) {
-  const bool has_paths =
-      std::any_of(policy.capabilities().begin(), policy.capabilities().end(),
-                  [](const CapabilitySpec& c) { return c.kind != Kind::kMemory; });
-  if (!has_paths) return {};
-  absl::StatusOr<util::MountTable> mounts = util::MountTable::Read();
-  if (!mounts.ok()) {
-    return {absl::StrCat("cannot tell which capability paths lie on FUSE or network file "
-                         "systems: ", mounts.status().message())};
-  }
-  return RemotePathNotes(policy, *mounts);
-}
-
 }  // namespace capbroker

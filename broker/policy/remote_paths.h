@@ -30,10 +30,6 @@ namespace capbroker {
 // FUSE or network file system (util::RemoteFileSystemKind) of `mounts`.
 std::vector<std::string> RemotePathNotes(const Policy& policy, const util::MountTable& mounts);
 
-// The same with this process's mount table; when it cannot be read, one
-// note that says why.
-std::vector<std::string> RemotePathNotes(const Policy& policy);
-
 }  // namespace capbroker
 
 #endif  // CAPBROKER_BROKER_POLICY_REMOTE_PATHS_H_

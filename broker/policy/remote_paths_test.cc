@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/strings/str_replace.h"
+#include "broker/policy/load_notes.h"
 #include "broker/policy/policy_parser.h"
 #include "broker/util/mount_table.h"
 #include "gmock/gmock.h"
@@ -99,7 +100,7 @@ TEST(RemotePathNotesTest, ANoteForAHungFuseMountComesWithoutAskingIt) {
   // A safety net for a check that would wait on the server: the FuseFile's
   // destructor frees the wait, and the test fails instead of hanging.
   std::future<std::vector<std::string>> notes =
-      std::async(std::launch::async, [&] { return RemotePathNotes(policy); });
+      std::async(std::launch::async, [&] { return LoadNotes(policy); });
   if (notes.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
     fuse.reset();  // fails the held request: the check returns
     FAIL() << "the check waited on the FUSE server";

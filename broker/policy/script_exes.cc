@@ -60,17 +60,4 @@ std::vector<std::string> ScriptExeNotes(const Policy& policy, const util::MountT
   return notes;
 }
 
-std::vector<std::string> ScriptExeNotes(const Policy& policy) {
-  const bool has_exe =
-      std::any_of(policy.principals().begin(), policy.principals().end(),
-                  [](const PrincipalSpec& p) { return !p.exe.empty(); });
-  if (!has_exe) return {};
-  absl::StatusOr<util::MountTable> mounts = util::MountTable::Read();
-  if (!mounts.ok()) {
-    return {absl::StrCat("cannot tell whether exe rules name scripts (which never match): ",
-                         mounts.status().message())};
-  }
-  return ScriptExeNotes(policy, *mounts);
-}
-
 }  // namespace capbroker

@@ -33,10 +33,6 @@ namespace capbroker {
 // with "#!", looked at as above with `mounts` for the file systems.
 std::vector<std::string> ScriptExeNotes(const Policy& policy, const util::MountTable& mounts);
 
-// The same with this process's mount table; when it cannot be read, no
-// file is looked at, and one note says why.
-std::vector<std::string> ScriptExeNotes(const Policy& policy);
-
 }  // namespace capbroker
 
 #endif  // CAPBROKER_BROKER_POLICY_SCRIPT_EXES_H_

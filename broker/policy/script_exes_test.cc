@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/strings/str_replace.h"
+#include "broker/policy/load_notes.h"
 #include "broker/policy/policy_parser.h"
 #include "broker/util/mount_table.h"
 #include "gmock/gmock.h"
@@ -45,7 +46,7 @@ TEST_F(ScriptExeNotesTest, NotesAScript) {
                           "interpreter and reports that as the client's executable, never "
                           "the script, so this rule will never match"));
   // The same through the process's own mount table.
-  EXPECT_EQ(ScriptExeNotes(WithExe(script)).size(), 1u);
+  EXPECT_EQ(LoadNotes(WithExe(script)).size(), 1u);
 }
 
 TEST_F(ScriptExeNotesTest, NothingForABinaryOrWhatCannotBeLookedAt) {

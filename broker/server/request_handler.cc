@@ -12,8 +12,7 @@
 #include "broker/caps/memory.h"
 #include "capnp/message.h"
 #include "broker/caps/open_path.h"
-#include "broker/policy/remote_paths.h"
-#include "broker/policy/script_exes.h"
+#include "broker/policy/load_notes.h"
 #include "broker/server/reply_pages.h"
 #include "sdk/base/escape.h"
 #include "sdk/base/status_macros.h"
@@ -201,12 +200,9 @@ absl::Status RequestHandler::SetPolicy(Policy policy) {
     return capabilities[a].name < capabilities[b].name;
   });
   ++stats_.policy_generation;
-  // At start and at every reload: the capabilities whose opens could stall
-  // this thread (see remote_paths.h), and the exe rules that can never
-  // match (script_exes.h).
-  std::vector<std::string> notes = RemotePathNotes(policy_);
-  for (std::string& note : ScriptExeNotes(policy_)) notes.push_back(std::move(note));
-  for (const std::string& note : notes) {
+  // At start and at every reload (load_notes.h): the capabilities whose
+  // opens could stall this thread, and the exe rules that can never match.
+  for (const std::string& note : LoadNotes(policy_)) {
     std::fprintf(stderr, "capbrokerd: note: %s\n", Escaped(note).c_str());
   }
   return absl::OkStatus();

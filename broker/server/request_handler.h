@@ -106,7 +106,7 @@ class RequestHandler {
   // lies on a FUSE or network file system (RemotePathNotes): the broker
   // opens those in its only thread, which waits for as long as that file
   // system does not answer; and for each principal whose `exe` is a script,
-  // which never matches (ScriptExeNotes).
+  // which never matches (ScriptExeNotes); both from LoadNotes.
   absl::Status SetPolicy(Policy policy);
 
   const Policy& policy() const { return policy_; }

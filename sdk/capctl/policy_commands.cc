@@ -8,8 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "broker/policy/broker_context.h"
 #include "broker/policy/policy_file.h"
-#include "broker/policy/remote_paths.h"
-#include "broker/policy/script_exes.h"
+#include "broker/policy/load_notes.h"
 #include "broker/sandbox/settings.h"
 #include "broker/policy/starter_policy.h"
 
@@ -82,8 +81,7 @@ absl::StatusOr<PolicySummary> CheckPolicyFile(absl::string_view path) {
         : service.limits.memory_max != 0                               ? "memory"
                                                                        : "pids"));
   }
-  for (std::string& note : RemotePathNotes(*policy)) summary.notes.push_back(std::move(note));
-  for (std::string& note : ScriptExeNotes(*policy)) summary.notes.push_back(std::move(note));
+  for (std::string& note : LoadNotes(*policy)) summary.notes.push_back(std::move(note));
   return summary;
 }
 

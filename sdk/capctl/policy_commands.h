@@ -28,7 +28,7 @@ struct PolicySummary {
   // whose paths lie on a FUSE or network file system of this mount
   // namespace, which stall the broker while it does not answer
   // (RemotePathNotes); then the principals whose exe is a script, which
-  // never matches (ScriptExeNotes).
+  // never matches (ScriptExeNotes); both from LoadNotes.
   std::vector<std::string> notes;
 };
 

@@ -203,6 +203,7 @@ Decision Policy::Decide(const Identity& identity, absl::string_view capability_n
 Decision& Policy::Grant(Decision& decision, const CapabilitySpec& capability,
                         const std::string& principal, absl::string_view role,
                         Access requested) {
+  decision.principal = principal;
   if (!AccessAllows(capability.access, requested)) {
     decision.status = absl::PermissionDeniedError(absl::StrCat(
         Quoted(capability.name), " is granted ", AccessName(capability.access),
@@ -220,7 +221,6 @@ Decision& Policy::Grant(Decision& decision, const CapabilitySpec& capability,
     return decision;
   }
   decision.access = requested == Access::UNSPECIFIED ? capability.access : requested;
-  decision.principal = principal;
   decision.status = absl::OkStatus();
   return decision;
 }

@@ -117,7 +117,8 @@ struct Decision {
   // The access to hand out: the request, or the grant when the request is
   // unspecified. Meaningful only when status is OK.
   schema::Access access = schema::Access::UNSPECIFIED;
-  // The principal whose grant allowed it (the first in policy order).
+  // The principal whose grant allowed it (the first in policy order), or,
+  // on a denial for access, whose grant does not allow what was asked.
   std::string principal;
 };
 

@@ -162,6 +162,7 @@ TEST(PolicyTest, DecideRefusesWiderThanGranted) {
                        "'motd' is granted read access by principal 'ops'; "
                        "readWrite was requested"));
   EXPECT_NE(decision.capability, nullptr);
+  EXPECT_EQ(decision.principal, "ops") << "the audit line names the grant that was too narrow";
   EXPECT_THAT(policy.Decide(User(5, 50), "log", Access::READ).status,
               StatusIs(absl::StatusCode::kPermissionDenied,
                        "'log' is granted write access by principal 'writers'; "

@@ -67,6 +67,8 @@ constexpr absl::string_view kInternalError =
     "the broker closed the client's connection after an internal error";
 constexpr absl::string_view kServiceStopped =
     "the client, a hosted service, stopped or was stopped";
+constexpr absl::string_view kBrokerStopped =
+    "the broker stopped before the client's socket took the reply";
 
 // The send buffer of a client's connection (SO_SNDBUF as the kernel counts
 // it: setsockopt is given half, which the kernel doubles). Each reply the
@@ -200,6 +202,14 @@ void BrokerLoop::SendWhatIsQueued() {
     }
   }
   pending_sends_.clear();
+  // What a socket did not take now never goes: its grants' lines need the
+  // line that says so, which the broker's last flush writes.
+  for (const std::unique_ptr<Connection>& connection : connections_) {
+    if (!connection || connection->closed) continue;
+    for (const QueuedReply& q : connection->queue) {
+      NotDelivered(*connection, q.words, q.principal, kBrokerStopped);
+    }
+  }
 }
 
 void BrokerLoop::Accept(int listener) {
@@ -462,7 +472,8 @@ bool BrokerLoop::Deliver(uint64_t id, Answer answer) {
   SendQueued(connection);
   if (connection.closed || !connection.queue.empty()) return false;
   QueuedReply reply{std::move(answer.words), std::move(answer.outcome.fds),
-                    std::move(answer.outcome.shared_fd), answer.id, answer.outcome.audit_line};
+                    std::move(answer.outcome.shared_fd), answer.id, answer.outcome.audit_line,
+                    std::move(answer.outcome.principal)};
   absl::StatusOr<bool> sent = Write(connection, reply);
   if (!sent.ok()) {
     CloseAfterWrite(connection, sent.status());
@@ -520,6 +531,7 @@ void BrokerLoop::Close(Connection& connection, bool tell_host) {
   --stats_.connections;
   Account(connection, -static_cast<long>(connection.queued_bytes),
           -static_cast<long>(connection.queued_fds));
+  for (const QueuedReply& q : connection.queue) NotDelivered(connection, q.words, q.principal);
   connection.queue.clear();  // closes the fds of the replies not sent
   int fd = connection.fd.get();
   closed_.push_back(std::move(connections_[fd]));
@@ -534,6 +546,14 @@ void BrokerLoop::CloseAfterWrite(Connection& connection, const absl::Status& fai
 }
 
 void BrokerLoop::Reap() { closed_.clear(); }
+
+void BrokerLoop::NotDelivered(const Connection& connection,
+                              kj::ArrayPtr<const capnp::word> reply,
+                              const std::string& principal, absl::string_view why) {
+  if (principal.empty()) return;
+  if (why.empty()) why = connection.closing_for.empty() ? kClientHungUp : connection.closing_for;
+  handler_.GrantNotDelivered(connection.session, reply, principal, why);
+}
 
 void BrokerLoop::OnReadable(Connection& connection) {
   for (int i = 0; i < kDatagramsPerWakeup; ++i) {
@@ -642,29 +662,34 @@ bool BrokerLoop::Queue(Connection& connection, Answer answer) {
   // Every reply waits in the connection's queue until SendPending(), which
   // first writes the audit lines of the whole batch: a grant is on record
   // before it is delivered, for the price of one write(2) per loop turn.
-  if (connection.closed) return false;
+  // An answer dropped here goes with its connection, which the caller
+  // closes (or which is closed already).
+  auto drop = [&] {
+    NotDelivered(connection, answer.words, answer.outcome.principal);
+    return false;
+  };
+  if (connection.closed) return drop();
   size_t bytes = answer.words.size() * sizeof(capnp::word);
   size_t fds = answer.outcome.fds.size();
   if (!MakeFit(connection, bytes)) {
-    if (connection.closed) return false;
+    if (connection.closed) return drop();
     connection.closing_for = kQueueFull;
-    if (connection.service) return false;
+    if (connection.service) return drop();
     PeerLog(absl::StrCat("disconnecting pid ", connection.session.identity.pid, " (uid ",
                          connection.session.identity.uid, "): it does not read its replies (",
                          connection.queue.size(), " queued)"));
-    return false;
+    return drop();
   }
   if (!connection.service) {
     Room room = MakeRoom(connection, bytes, fds);
-    if (room == Room::kRequesterGoes) return false;
+    if (room == Room::kRequesterGoes) return drop();
     if (room == Room::kNone) {
       // This reply alone is over a budget, with nothing else queued: it
       // cannot come from the flags' bounds (a budget holds at least one
       // reply of the largest size, and at least one fd; a client's reply
       // holds at most one fd that counts), but fail closed if it does. The
       // client reads, so it is refused, not disconnected. A grant's line
-      // already says granted; the reply says it was not delivered, and it
-      // is counted as a denial.
+      // already says granted: a second line says it was not delivered.
       const absl::Status refused = absl::ResourceExhaustedError(absl::StrCat(
           "the broker could not queue this reply: alone it is over the budget for the "
           "replies of all connections (--max-queued-reply-bytes ",
@@ -673,8 +698,12 @@ bool BrokerLoop::Queue(Connection& connection, Answer answer) {
       PeerLog(absl::StrCat("refused a reply of ", bytes, " bytes and ", fds,
                            " fds to pid ", connection.session.identity.pid,
                            ": over the budget on its own"));
-      if (answer.outcome.audit_line != 0) --stats_.grants;
-      handler_.CountDenial(refused);
+      if (answer.outcome.principal.empty()) {
+        handler_.CountDenial(refused);
+      } else {
+        NotDelivered(connection, answer.words, answer.outcome.principal,
+                     "alone it was over the budget for the replies of all connections");
+      }
       answer = ErrorAnswer(answer.id, refused, answer.outcome.close_after_reply);
       bytes = answer.words.size() * sizeof(capnp::word);
       fds = 0;
@@ -691,10 +720,10 @@ bool BrokerLoop::Queue(Connection& connection, Answer answer) {
     bytes = answer.words.size() * sizeof(capnp::word);
     fds = 0;
   }
-  connection.queue.push_back(QueuedReply{std::move(answer.words),
-                                         std::move(answer.outcome.fds),
-                                         std::move(answer.outcome.shared_fd), answer.id,
-                                         answer.outcome.audit_line});
+  connection.queue.push_back(QueuedReply{
+      std::move(answer.words), std::move(answer.outcome.fds),
+      std::move(answer.outcome.shared_fd), answer.id, answer.outcome.audit_line,
+      std::move(answer.outcome.principal)});
   Account(connection, static_cast<long>(bytes), static_cast<long>(fds));
   if (answer.outcome.close_after_reply && !connection.close_when_flushed) {
     connection.close_when_flushed = true;
@@ -871,7 +900,7 @@ std::vector<audit::AuditLog::LineRange> BrokerLoop::FlushAudit() {
       size_t new_bytes = error.words.size() * sizeof(capnp::word);
       Account(*c, static_cast<long>(new_bytes) - static_cast<long>(old_bytes),
               -static_cast<long>(q.fds.size()));
-      q = QueuedReply{std::move(error.words), {}, nullptr, q.id, 0};
+      q = QueuedReply{std::move(error.words), {}, nullptr, q.id, 0, {}};
       ++count;
     }
   }

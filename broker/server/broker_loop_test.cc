@@ -28,6 +28,7 @@
 #include "broker/server/service_directory.h"
 #include "capnp/message.h"
 #include "capnp/serialize.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "schemas/broker.capnp.h"
 #include "sdk/base/status_matchers.h"
@@ -58,8 +59,8 @@ class BrokerLoopTest : public ::testing::Test {
     ASSERT_EQ(dup3(full.get(), audit_fd_.get(), O_CLOEXEC), audit_fd_.get());
   }
 
-  // A grant of memory "m" answering request `id`, its line recorded (not
-  // yet written), with one fd.
+  // A grant of memory "m" answering request `id`, allowed by principal
+  // "me", its line recorded (not yet written), with one fd.
   Answer Grant(uint64_t id) {
     capnp::MallocMessageBuilder message;
     auto reply = message.initRoot<schema::Reply>();
@@ -79,8 +80,44 @@ class BrokerLoopTest : public ::testing::Test {
     event.access = "readWrite";
     event.granted = true;
     answer.outcome.audit_line = audit_.Record(event, audit::InstantNow());
+    answer.outcome.principal = "me";
     ++stats_.grants;
     return answer;
+  }
+
+  // Adds a service's connection (as the host makes it) whose socket is
+  // full: the loop's sends to it wait in its queue. Returns its id.
+  uint64_t AddFullServiceConnection(BrokerLoop& loop, UniqueFd& peer) {
+    absl::StatusOr<std::pair<UniqueFd, UniqueFd>> pair = wire::SeqpacketPair();
+    EXPECT_OK(pair.status());
+    if (!pair.ok()) return 0;
+    EXPECT_EQ(fcntl(pair->first.get(), F_SETFL, O_NONBLOCK), 0);
+    Identity service;
+    service.service = "svc";
+    absl::StatusOr<uint64_t> id = loop.AddServiceConnection(std::move(pair->first), service);
+    EXPECT_OK(id.status());
+    if (!id.ok()) return 0;
+    peer = std::move(pair->second);
+    for (size_t filled = 0;; ++filled) {
+      Answer filler;
+      filler.words = kj::heapArray<capnp::word>(128);
+      std::fill(filler.words.begin(), filler.words.end(), capnp::word());
+      if (!loop.Deliver(*id, std::move(filler))) break;
+      if (filled > 1000000) {
+        ADD_FAILURE() << "the service's socket never fills";
+        break;
+      }
+    }
+    return *id;
+  }
+
+  // The audit lines that say a grant was not delivered.
+  std::vector<std::string> NotDeliveredLines() {
+    std::vector<std::string> lines;
+    for (absl::string_view line : absl::StrSplit(ReadAudit(), '\n', absl::SkipEmpty())) {
+      if (absl::StrContains(line, "not delivered")) lines.emplace_back(line);
+    }
+    return lines;
   }
 
   // What the audit log's file holds.
@@ -486,6 +523,48 @@ TEST_F(BrokerLoopTest, AConnectionTheBrokerClosesIsReportedWithWhy) {
                                "the broker closed the client's connection: it did not read "
                                "its replies, and its queue was full"});
   handler_.SetServiceDirectory(nullptr);
+}
+
+// A grant on record that the loop drops unsent, with its connection, gets
+// a second line saying so and why, with its request and principal: the
+// grant queued on a connection that does not read, and the one whose
+// reply found the queue full.
+TEST_F(BrokerLoopTest, GrantsDroppedWithTheirConnectionAreOnRecordAsNotDelivered) {
+  Limits limits;
+  limits.max_queued_replies = 1;
+  BrokerLoop loop(handler_, audit_, stats_, limits);
+  UniqueFd peer;
+  const uint64_t id = AddFullServiceConnection(loop, peer);
+  ASSERT_NE(id, 0u);
+  ASSERT_TRUE(loop.Send(id, Grant(1)));
+  ASSERT_FALSE(loop.Send(id, Grant(2)));
+  Answer status;  // a reply that hands out nothing: no line when dropped
+  status.words = kj::heapArray<capnp::word>(8);
+  std::fill(status.words.begin(), status.words.end(), capnp::word());
+  ASSERT_FALSE(loop.Send(id, std::move(status)));
+  audit_.FlushAll();
+  const std::vector<std::string> lines = NotDeliveredLines();
+  ASSERT_EQ(lines.size(), 2u) << ReadAudit();
+  for (const std::string& line : lines) {
+    EXPECT_THAT(line, ::testing::HasSubstr(R"("request":{"kind":"acquire","capability":"m","access":"readWrite"},"decision":"denied","principal":"me","reason":"not delivered: the broker closed the client's connection: it did not read its replies, and its queue was full")"));
+  }
+  EXPECT_EQ(stats_.grants, 2u);
+  EXPECT_EQ(stats_.denials, 2u);
+}
+
+// At the stop, what a full socket did not take never goes: its grants get
+// the line that says so, for the broker's last flush.
+TEST_F(BrokerLoopTest, GrantsLeftQueuedAtTheStopAreOnRecordAsNotDelivered) {
+  BrokerLoop loop(handler_, audit_, stats_, Limits());
+  UniqueFd peer;
+  const uint64_t id = AddFullServiceConnection(loop, peer);
+  ASSERT_NE(id, 0u);
+  ASSERT_TRUE(loop.Send(id, Grant(1)));
+  loop.SendWhatIsQueued();
+  audit_.FlushAll();
+  const std::vector<std::string> lines = NotDeliveredLines();
+  ASSERT_EQ(lines.size(), 1u) << ReadAudit();
+  EXPECT_THAT(lines[0], ::testing::HasSubstr(R"("principal":"me","reason":"not delivered: the broker stopped before the client's socket took the reply")"));
 }
 
 // A socket from systemd may have taken connections, and their datagrams,

@@ -37,7 +37,8 @@ class LoopPort {
 
   // Queues `answer` on connection `id`. False when the connection is gone or
   // its queue is full (the connection is then closed); the answer and its
-  // fds are dropped.
+  // fds are dropped. A grant on record (Outcome::principal) dropped unsent,
+  // now or later, is put on record as not delivered, with why.
   virtual bool Send(uint64_t id, Answer answer) = 0;
 
   // Writes `answer` to connection `id` now, after the audit log and

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "broker/caps/memory.h"
 #include "capnp/message.h"
+#include "capnp/serialize.h"
 #include "broker/caps/open_path.h"
 #include "broker/policy/load_notes.h"
 #include "broker/server/reply_pages.h"
@@ -397,6 +398,7 @@ Outcome RequestHandler::Acquire(const Session& session,
     SetGranted(spec, decision.access, reply);
     outcome.audit_line = Finish(session, "acquire", name, decision.access, "",
                                 absl::OkStatus(), decision.principal, reply);
+    outcome.principal = std::move(decision.principal);
     return outcome;
   }
   absl::StatusOr<UniqueFd> fd = Make(spec, decision.access);
@@ -412,6 +414,7 @@ Outcome RequestHandler::Acquire(const Session& session,
   outcome.fds.push_back(std::move(fd).value());
   outcome.audit_line = Finish(session, "acquire", name, decision.access, "",
                               absl::OkStatus(), decision.principal, reply);
+  outcome.principal = std::move(decision.principal);
   return outcome;
 }
 
@@ -493,6 +496,7 @@ Outcome RequestHandler::OpenBeneath(const Session& session,
   outcome.fds.push_back(std::move(fd).value());
   outcome.audit_line = Finish(session, "openBeneath", name, access, path,
                               absl::OkStatus(), decision.principal, reply, asked);
+  outcome.principal = std::move(decision.principal);
   return outcome;
 }
 
@@ -576,6 +580,7 @@ Outcome RequestHandler::Connect(const Session& session, uint64_t request_id,
   // The loop sees a grant's line written before it is delivered, or, for a
   // deferred connect, before it waits in the service host.
   if (!outcome.fds.empty() || outcome.deferred) outcome.audit_line = line;
+  if (!outcome.fds.empty()) outcome.principal = std::move(decision.principal);
   return outcome;
 }
 
@@ -741,6 +746,23 @@ void RequestHandler::ConnectNotDelivered(const ConnectRequest& request,
   Finish(session, "connect", service, schema::Access::READ_WRITE, "",
          absl::Status(why.code(), absl::StrCat("not delivered: ", AuditReason(why))),
          request.principal, scratch.initRoot<schema::Reply>());
+}
+
+void RequestHandler::GrantNotDelivered(const Session& session,
+                                       kj::ArrayPtr<const capnp::word> reply,
+                                       absl::string_view principal, absl::string_view why) {
+  // The broker's own reply, made by Acquire, OpenBeneath or Connect (or
+  // the service host's ConnectedAnswer): one fd entry says what it grants.
+  capnp::FlatArrayMessageReader message(reply);
+  const schema::FdInfo::Reader info = message.getRoot<schema::Reply>().getFds()[0];
+  const bool connection = info.getKind() == schema::Kind::CONNECTION;
+  const absl::string_view path = View(info.getPath());
+  const absl::string_view request_kind =
+      connection ? "connect" : path.empty() ? "acquire" : "openBeneath";
+  capnp::MallocMessageBuilder scratch(64);
+  Finish(session, request_kind, View(info.getName()), info.getAccess(), path,
+         absl::UnavailableError(absl::StrCat("not delivered: ", why)), principal,
+         scratch.initRoot<schema::Reply>());
 }
 
 void RequestHandler::Status(const Session& session, schema::Reply::Builder reply) {

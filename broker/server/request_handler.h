@@ -82,6 +82,11 @@ struct Outcome {
   // A grant's audit line (AuditLog sequence number), 0 for anything else.
   // The loop delivers the grant only if that line was written.
   uint64_t audit_line = 0;
+  // A grant on record (a connect's too, answered later by the service
+  // host): the principal that allowed it, so that a reply the loop drops
+  // unsent (its client disconnected, the broker stopped) gets a line that
+  // says so (GrantNotDelivered). Empty for every other reply.
+  std::string principal;
 };
 
 class RequestHandler {
@@ -144,6 +149,13 @@ class RequestHandler {
   // Counted as a denial too.
   void ConnectNotDelivered(const ConnectRequest& request, absl::string_view service,
                            const absl::Status& why);
+
+  // A grant whose line says granted (Outcome::principal set) and whose
+  // reply `reply` (the broker's own, one fd entry) the loop dropped before
+  // sending it to `session`'s client, for reason `why`: a denial of the
+  // same request, its reason "not delivered: WHY", as for a connect above.
+  void GrantNotDelivered(const Session& session, kj::ArrayPtr<const capnp::word> reply,
+                         absl::string_view principal, absl::string_view why);
 
   // Answers `request` from `session` into `reply` (an initialized root).
   // Call under CatchKj: reading a malformed request throws.

@@ -25,13 +25,15 @@ server::Answer Finish(capnp::MallocMessageBuilder& message, UniqueFd fd) {
 }  // namespace
 
 server::Answer ConnectedAnswer(uint64_t request_id, absl::string_view service,
-                               UniqueFd client_end) {
+                               absl::string_view principal, UniqueFd client_end) {
   capnp::MallocMessageBuilder message(kMessageWords);
   auto reply = message.initRoot<schema::Reply>();
   reply.setId(request_id);
   reply.setGranted();
   server::RequestHandler::SetConnection(service, reply);
-  return Finish(message, std::move(client_end));
+  server::Answer answer = Finish(message, std::move(client_end));
+  answer.outcome.principal = std::string(principal);
+  return answer;
 }
 
 server::Answer IncomingAnswer(absl::string_view service,

@@ -13,9 +13,10 @@
 namespace capbroker::service {
 
 // The grant that answers connect request `request_id`: `client_end` is the
-// client's end of its connection to `service`.
+// client's end of its connection to `service`, allowed by `principal`
+// (Outcome::principal: the loop puts on record a grant it drops unsent).
 server::Answer ConnectedAnswer(uint64_t request_id, absl::string_view service,
-                               UniqueFd client_end);
+                               absl::string_view principal, UniqueFd client_end);
 
 // The event that hands `service_end` to the service, with who is on the
 // other end.

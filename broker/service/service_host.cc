@@ -726,15 +726,11 @@ void ServiceHost::AnswerPending(Service& service, const absl::Status& status,
     absl::StatusOr<UniqueFd> end =
         status.ok() ? MakeConnection(service, request) : absl::StatusOr<UniqueFd>(status);
     if (end.ok()) {
-      // A failed Send drops the client's end, and closes the connection.
-      if (!loop_.Send(request.connection_id,
-                      ConnectedAnswer(request.request_id, service.spec.name,
-                                      std::move(end).value()))) {
-        handler_.ConnectNotDelivered(
-            request, service.spec.name,
-            absl::UnavailableError(
-                "the broker closed the client's connection: it had no room for the reply"));
-      }
+      // A failed Send drops the client's end, closes the connection and
+      // puts on record that the connect was not delivered, and why.
+      loop_.Send(request.connection_id,
+                 ConnectedAnswer(request.request_id, service.spec.name, request.principal,
+                                 std::move(end).value()));
     } else if (!status.ok() && !start_failed.empty()) {
       Refuse(service, request, ForClient(request, status, service.spec.name, start_failed));
     } else {

@@ -74,6 +74,8 @@ constexpr char kPolicy[] = R"(( capabilities = [ ( name = "scratch", memory = ( 
       restartDelayMs = 1, grants = [ "scratch" ] ),
     ( name = "notify", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = notify,
       startTimeoutMs = 200, restart = never ),
+    ( name = "patient", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = notify,
+      startTimeoutMs = 600000, restart = never ),
     ( name = "slow", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = exec,
       startTimeoutMs = 200, restartLimit = 0 ),
     ( name = "once", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = exec,
@@ -1009,20 +1011,22 @@ TEST_F(ServiceHostTest, AServiceAddedBackWaitsForItsRemovedInstanceToExit) {
 // A starting service whose broker connection closes can never become
 // ready: like a running one, it is stopped (SIGTERM, then SIGKILL at the
 // stop timeout), and its waiting connects are told why it ended, not that
-// it "did not become ready" within its start timeout.
+// it "did not become ready" within its start timeout. "patient" waits 600 s
+// to become ready, so that on a loaded machine its start timer cannot fire
+// first however slowly the loop turns.
 TEST_F(ServiceHostTest, AStartingServiceThatClosesItsConnectionIsStoppedForThat) {
-  scripts_["notify"].ignores_sigterm = true;
-  stop_timeout_ = absl::Milliseconds(20);  // less than its startTimeoutMs (200)
+  scripts_["patient"].ignores_sigterm = true;
+  stop_timeout_ = absl::Milliseconds(20);
   MakeHost();
-  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("notify", 1));
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("patient", 1));
   EXPECT_FALSE(waiting.has_value());
   const uint64_t none = loop_.last_connection();
   ASSERT_TRUE(RunUntil([&] { return loop_.last_connection() != none; }));
-  ASSERT_EQ(Report("notify").state, ServiceState::STARTING);
+  ASSERT_EQ(Report("patient").state, ServiceState::STARTING);
   host_->ConnectionLost(loop_.last_connection());
   ASSERT_TRUE(RunUntil([&] { return !ClientAnswers().empty(); }));
   EXPECT_EQ(ClientAnswers()[0],
-            "service 'notify' exited before it was ready (still running without its broker "
+            "service 'patient' exited before it was ready (still running without its broker "
             "connection after SIGTERM (killed by SIGKILL))");
   ASSERT_TRUE(RunUntil([&] { return Reaped(pids_[0]); }));
 }

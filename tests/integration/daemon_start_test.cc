@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -58,8 +59,10 @@ std::vector<char*> Pointers(std::vector<std::string>& strings) {
 // returns its exit code and stderr. A broker that serves instead of
 // refusing to start says READY=1 on $NOTIFY_SOCKET, a socket of this
 // test's: it is then stopped with SIGTERM and `served` is set, so that a
-// test of a refusal fails rather than hangs.
-Result RunDaemon(std::vector<std::string> args) {
+// test of a refusal fails rather than hangs. `in_child`, if given, runs in
+// the child just before exec (async-signal-safe calls only).
+Result RunDaemon(std::vector<std::string> args,
+                 const std::function<void()>& in_child = nullptr) {
   args.insert(args.begin(), testing::RunfilePath("broker/capbrokerd"));
   TempDir dir;
   std::string notify_path = dir.Join("notify");
@@ -82,6 +85,7 @@ Result RunDaemon(std::vector<std::string> args) {
     dup2(err[1], 2);
     // As a clean supervisor starts it: nothing beyond the standard fds.
     syscall(SYS_close_range, 3, ~0U, 0);
+    if (in_child) in_child();
     execve(argv[0], argv.data(), envp.data());
     _exit(127);
   }
@@ -199,6 +203,28 @@ TEST(DaemonStartTest, RejectsCgroupLimitsWithoutACgroup) {
   EXPECT_THAT(r.err, HasSubstr("policy.capnp:2:26: service 'scanner': pidsMax needs a "
                                "cgroup, and this broker has none: start capbrokerd with "
                                "--cgroup DIR, a delegated cgroup v2 directory"));
+  EXPECT_NE(access(dir.Join("s").c_str(), F_OK), 0) << "must not have listened";
+}
+
+// A service's rlimit above the broker's own hard limit could never be set
+// (every start would fail with EPERM): the broker refuses the policy at
+// start, naming the limit it runs with, not any default.
+TEST(DaemonStartTest, RejectsAServiceLimitAboveTheBrokersHardLimit) {
+  TempDir dir;
+  std::string policy = dir.WriteFile(
+      "policy.capnp",
+      "( services = [ ( name = \"scanner\", command = [ \"/bin/true\" ],\n"
+      "    limits = ( openFiles = 600 ) ) ] )\n",
+      0600);
+  Result r = RunDaemon({"--policy", policy, "--socket", dir.Join("s")}, [] {
+    const rlimit lowered{256, 512};
+    if (setrlimit(RLIMIT_NOFILE, &lowered) != 0) _exit(126);
+  });
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_FALSE(r.served);
+  EXPECT_THAT(r.err, HasSubstr("policy.capnp:2:28: service 'scanner': openFiles 600 is above "
+                               "the broker's hard RLIMIT_NOFILE, 512, which no service's "
+                               "limit can exceed"));
   EXPECT_NE(access(dir.Join("s").c_str(), F_OK), 0) << "must not have listened";
 }
 

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -141,6 +142,56 @@ TEST(ReloadTest, CgroupLimitsWithoutACgroupAreRefused) {
               HasSubstr("policy.capnp:3:41: service 'svc': memoryMax needs a cgroup, and "
                         "this broker has none: start capbrokerd with --cgroup DIR"));
   EXPECT_OK(client.Acquire("board"));  // the old policy still decides
+}
+
+// kBefore with a service whose open-file limit is `open_files`; with
+// `scratch` granted too when `grant_scratch`, to tell the policies apart.
+std::string WithServiceOpenFiles(int open_files, bool grant_scratch) {
+  return absl::StrCat(
+      "( capabilities = [\n"
+      "    ( name = \"board\", memory = ( size = 4096, shared = true ) ),\n"
+      "    ( name = \"scratch\", memory = ( size = 4096 ) ) ],\n"
+      "  principals = [ ( name = \"t\", match = ( uid = $UID ), grants = [ \"board\"",
+      grant_scratch ? ", \"scratch\"" : "", " ] ) ],\n"
+      "  services = [ ( name = \"svc\", command = [ \"/bin/true\" ],\n"
+      "                 limits = ( openFiles = ", open_files, " ) ) ] )\n");
+}
+
+// A reload is checked against the broker's hard rlimits as they are when it
+// reloads, read anew (prlimit may have lowered them since the start): a
+// service's limit above them is refused, naming the limit, and the old
+// policy stays.
+TEST(ReloadTest, ServiceLimitsAboveTheBrokersHardLimitAreRefused) {
+  testing::BrokerOptions options;
+  options.fd_limit = 512;
+  ASSERT_OK_AND_ASSIGN(auto broker,
+                       testing::BrokerProcess::StartWith(WithServiceOpenFiles(400, false), options));
+  ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(broker->socket_path()));
+  auto above = [](int value, int hard) {
+    return absl::StrCat("policy.capnp:6:41: service 'svc': openFiles ", value,
+                        " is above the broker's hard RLIMIT_NOFILE, ", hard,
+                        ", which no service's limit can exceed");
+  };
+
+  ASSERT_OK(broker->RewritePolicy(WithServiceOpenFiles(600, true)));
+  BrokerStatus refused = ReloadAndWait(*broker, client);
+  EXPECT_EQ(refused.policy_generation, 1u);
+  EXPECT_EQ(refused.policy_reload_failures, 1u);
+  EXPECT_THAT(refused.last_reload_error, HasSubstr(above(600, 512)));
+  // The old policy still decides.
+  EXPECT_THAT(client.Acquire("scratch"), StatusIs(absl::StatusCode::kPermissionDenied));
+
+  // Lowered under the running broker: 400, which it started with, is now
+  // above it too.
+  const rlimit lowered{256, 384};
+  ASSERT_EQ(prlimit(broker->pid(), RLIMIT_NOFILE, &lowered, nullptr), 0) << errno;
+  ASSERT_OK(broker->RewritePolicy(WithServiceOpenFiles(400, true)));
+  BrokerStatus refused_again = ReloadAndWait(*broker, client);
+  EXPECT_EQ(refused_again.policy_generation, 1u);
+  EXPECT_EQ(refused_again.policy_reload_failures, 2u);
+  EXPECT_THAT(refused_again.last_reload_error, HasSubstr(above(400, 384)));
+  EXPECT_THAT(client.Acquire("scratch"), StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_OK(client.Acquire("board"));
 }
 
 TEST(ReloadTest, PolicyMadeWritableByOthersIsRefused) {

@@ -30,6 +30,11 @@
 //                         broker's socket is) to the pathname unix socket
 //                         PATH ("unix-connect PATH: ..."), then print
 //                         "done"; repeatable
+//   --describe=PATH       with or without --connect-only, only print what the
+//                         service finds at PATH ("describe PATH: regular
+//                         file, mode 0444, 0 bytes, dev:ino 0:52:3,
+//                         read-only mount", or "describe PATH: blocked
+//                         (...)"), then "done"; repeatable
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -49,7 +54,9 @@
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -79,6 +86,7 @@ struct Flags {
   bool list_fds = false;
   std::string session_key;
   std::vector<std::string> connect_only;
+  std::vector<std::string> describe;
 };
 
 void BlockedBecause(const std::string& attempt, const std::string& why) {
@@ -160,6 +168,29 @@ void TryUnix(const std::string& attempt, const std::string& path, bool abstract,
   memcpy(addr.sun_path + offset, path.data(), path.size());
   socklen_t len = offsetof(sockaddr_un, sun_path) + offset + path.size() + (abstract ? 0 : 1);
   TryConnect(attempt, reinterpret_cast<sockaddr*>(&addr), len, AF_UNIX, type);
+}
+
+// What is at `path` as the service sees it (following symlinks): its type,
+// mode, size, device and inode numbers (those of the host's file, if that
+// is what the service reaches) and whether its mount is read-only.
+void DescribePath(const std::string& path) {
+  const std::string attempt = "describe " + path;
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) {
+    Blocked(attempt, errno);
+    return;
+  }
+  struct statvfs fs;
+  const char* mount = statvfs(path.c_str(), &fs) != 0 ? "unknown"
+                      : (fs.f_flag & ST_RDONLY) != 0  ? "read-only"
+                                                      : "writable";
+  const char* type = S_ISREG(st.st_mode)    ? "regular file"
+                     : S_ISDIR(st.st_mode)  ? "directory"
+                     : S_ISSOCK(st.st_mode) ? "socket"
+                                            : "other";
+  printf("%s: %s, mode %04o, %lld bytes, dev:ino %u:%u:%llu, %s mount\n", attempt.c_str(), type,
+         static_cast<unsigned>(st.st_mode & 07777), static_cast<long long>(st.st_size),
+         major(st.st_dev), minor(st.st_dev), static_cast<unsigned long long>(st.st_ino), mount);
 }
 
 void TryInet(const std::string& attempt, int type, int port) {
@@ -552,6 +583,7 @@ Flags ParseFlags(int argc, char** argv) {
     else if (const char* v = value("--session-key=")) flags.session_key = v;
     else if (arg == "--list-fds") flags.list_fds = true;
     else if (const char* v = value("--connect-only=")) flags.connect_only.push_back(v);
+    else if (const char* v = value("--describe=")) flags.describe.push_back(v);
     else fprintf(stderr, "escape_probe: unknown flag %s\n", argv[i]);
   }
   return flags;
@@ -571,10 +603,11 @@ int main(int argc, char** argv) {
     printf("done\n");
     return 0;
   }
-  if (!flags.connect_only.empty()) {
+  if (!flags.connect_only.empty() || !flags.describe.empty()) {
     for (const std::string& path : flags.connect_only) {
       TryUnix("unix-connect " + path, path, false, SOCK_SEQPACKET);
     }
+    for (const std::string& path : flags.describe) DescribePath(path);
     printf("done\n");
     return 0;
   }

@@ -258,6 +258,43 @@ TEST(LaunchTest, AKeyctlRefusedAroundTheBrokerStopsNoLaunch) {
   EXPECT_EQ(result.output, "started\n");
 }
 
+// A filter that refuses only the join leaves the session keyring reachable:
+// the service would inherit it with the broker's keys, so the launch fails,
+// saying why, and leaves no child.
+TEST(LaunchTest, AKeyringJoinRefusedWhileTheKeyringStaysReachableFailsTheLaunch) {
+  ChildResult result = RunInChild([&]() -> std::string {
+    sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_keyctl, 0, 3),
+        // The low 32 bits of the first argument (x86_64 is little-endian).
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args[0])),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, KEYCTL_JOIN_SESSION_KEYRING, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    sock_fprog program{static_cast<unsigned short>(sizeof code / sizeof code[0]), code};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0) {
+      return absl::StrCat("seccomp: ", strerror(errno));
+    }
+    if (syscall(SYS_keyctl, KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0) < 0) {
+      return absl::StrCat("SKIP: no session keyring here: ", strerror(errno));
+    }
+    absl::StatusOr<LaunchedProcess> launched = LaunchAndWait(ShellSpec("echo started"));
+    std::string outcome = launched.status().ToString();
+    if (launched.ok()) {
+      absl::StatusOr<Finished> finished = RunToEnd(*launched);
+      outcome = finished.ok() ? finished->output : finished.status().ToString();
+    }
+    return NoChildren() ? outcome : absl::StrCat(outcome, "; a child is left");
+  });
+  if (absl::StartsWith(result.output, "SKIP: ")) GTEST_SKIP() << result.output;
+  EXPECT_THAT(result.output,
+              AllOf(HasSubstr("PERMISSION_DENIED"), HasSubstr("KEYCTL_JOIN_SESSION_KEYRING"),
+                    HasSubstr("would share the broker's session keyring"),
+                    Not(HasSubstr("a child is left"))));
+}
+
 TEST(LaunchTest, FiltersNeedNoNewPrivileges) {
   SandboxSpec spec = ShellSpec("true");
   spec.protections.no_new_privileges = Requirement::kOff;

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -40,8 +41,10 @@ namespace {
 using ::testing::AllOf;
 using ::testing::Contains;
 using ::testing::ElementsAre;
+using ::testing::EndsWith;
 using ::testing::HasSubstr;
 using ::testing::Not;
+using ::testing::StartsWith;
 
 constexpr char kPolicy[] = R"(( capabilities = [
     ( name = "file", file = ( path = "$PUB/granted.txt", access = read ) ),
@@ -124,14 +127,17 @@ TEST(ServiceConfinementTest, EveryEscapeFailsEveryGrantWorks) {
 
 constexpr char kSocketPolicy[] = R"(( principals = [ ( name = "me", match = ( uid = $UID ) ) ],
   services = [
-    ( name = "probe", command = [ "$PROBE", "--connect-only=$SOCK" ],
+    ( name = "probe", command = [ "$PROBE", "--connect-only=$SOCK", "--describe=$SOCK.lock" ],
       readiness = exec, restart = never, activation = atStart ) ] ))";
 
 // A broker socket in a directory every service's root holds (/etc here; a
 // /usr/local prefix's /usr/local/var/run alike) is hidden there: Landlock
 // cannot stop a connect to it, so without the hiding a service would reach
-// the broker as a client known by its uid.
-TEST(ServiceConfinementTest, TheBrokersSocketInEtcIsOutOfReach) {
+// the broker as a client known by its uid. The socket's lock file beside it
+// (server::LockFilePath) is hidden too: the service finds an empty
+// read-only stand-in where the name is, not the broker's file (which this
+// probe, as nobody, could see but not open: root's, mode 0600).
+TEST(ServiceConfinementTest, TheBrokersSocketAndItsLockFileInEtcAreOutOfReach) {
   ASSERT_EQ(geteuid(), 0u) << "writes in /etc";
   testing::ServiceBinary probe("tests/sandbox/escape_probe");
   ASSERT_FALSE(probe.path().empty());
@@ -167,6 +173,18 @@ TEST(ServiceConfinementTest, TheBrokersSocketInEtcIsOutOfReach) {
   EXPECT_THAT(broker->Stderr(),
               HasSubstr(absl::StrCat("capbrokerd: [probe] unix-connect ", socket, ": blocked (")));
   EXPECT_THAT(broker->Stderr(), Not(HasSubstr("ESCAPED")));
+  // The lock file as the service found it, against the broker's own.
+  const std::string err = broker->Stderr();
+  const std::string prefix = absl::StrCat("capbrokerd: [probe] describe ", socket, ".lock: ");
+  const size_t at = err.find(prefix);
+  ASSERT_NE(at, std::string::npos) << err;
+  const std::string seen = err.substr(at + prefix.size(), err.find('\n', at) - at - prefix.size());
+  struct stat lock;
+  ASSERT_EQ(stat((socket + ".lock").c_str(), &lock), 0) << strerror(errno);
+  EXPECT_THAT(seen, AllOf(StartsWith("regular file, mode 0444, 0 bytes, dev:ino "),
+                          EndsWith(", read-only mount"),
+                          Not(HasSubstr(absl::StrCat(" ", major(lock.st_dev), ":",
+                                                     minor(lock.st_dev), ":", lock.st_ino, ",")))));
 }
 
 constexpr char kGrantPolicy[] = R"(( capabilities = [

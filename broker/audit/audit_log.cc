@@ -176,7 +176,17 @@ absl::StatusOr<AuditLog> AuditLog::OpenFile(absl::string_view path, DenialBudget
 
 absl::Status AuditLog::Reopen(absl::string_view path) {
   CB_ASSIGN_OR_RETURN(UniqueFd fd, OpenLogFile(std::string(path), reserved_));
-  if (fd_ >= 0) WriteBuffer();
+  if (fd_ >= 0) {
+    WriteBuffer();
+    // A line the old file holds whole but for its newline (see WriteBuffer)
+    // gets it there: the new file starts afresh.
+    if (mid_line_ && WriteSome(fd_, "\n", 1) != 1) {
+      std::fprintf(stderr,
+                   "capbrokerd: audit log write failed (%s): the last line of the old log "
+                   "file lacks its newline\n",
+                   std::strerror(errno));
+    }
+  }
   mid_line_ = EndsMidLine(fd.get());
   fd_ = fd.get();
   owned_ = std::move(fd);
@@ -317,11 +327,17 @@ uint64_t AuditLog::WriteBuffer() {
   while (done < buffer_.size()) {
     ssize_t n = WriteSome(fd_, buffer_.data() + done, buffer_.size() - done);
     if (n <= 0) {
-      // The lines whose newline did not go out are lost, a fragment of the
-      // first of them included: always the last lines of the buffer.
+      // The lines not written whole are lost, a fragment of the first of
+      // them included: always the last lines of the buffer. A line whose
+      // every byte but its newline went out is not lost: the file holds it
+      // whole, and its newline comes first in the next flush, in the old
+      // file at a Reopen, or, should the broker die first, at the next open
+      // of the file (EndsMidLine), which makes it a valid line. Counted
+      // lost, its grant would be withheld while the log says granted.
+      size_t from = std::max(done, start);
+      if (done > start && buffer_[done] == '\n') ++from;
       size_t lost = static_cast<size_t>(
-          std::count(buffer_.begin() + static_cast<long>(std::max(done, start)),
-                     buffer_.end(), '\n'));
+          std::count(buffer_.begin() + static_cast<long>(from), buffer_.end(), '\n'));
       dropped_lines_ += lost;
       if (lost > 0) lost_lines_.push_back({next_line_ - lost, next_line_ - 1});
       if (done > 0) mid_line_ = buffer_[done - 1] != '\n';

@@ -20,8 +20,10 @@
 // takes what fits, then says ENOSPC); the fragment stays in the file, and
 // the next flush first ends it with a newline, so that it cannot run into
 // the next line and corrupt it. A fragment left by a broker that died
-// mid-write is ended the same way when the file is opened. Readers skip a
-// line that is not valid JSON; the lines lost are counted.
+// mid-write is ended the same way when the file is opened, and the old
+// file's at a Reopen. Readers skip a line that is not valid JSON; the lines
+// lost are counted. A line cut only of its newline is whole, and ended the
+// same way: it counts as written, its grant delivered.
 //
 // Writes block. The audit fd is expected to be a regular file (--audit-log)
 // or a pipe or socket to a log collector (stderr under systemd). A slow

@@ -186,6 +186,93 @@ TEST(AuditLogTest, APartlyWrittenLineNeverRunsIntoTheNext) {
   EXPECT_TRUE(IsWholeLine(lines[1])) << lines[1];
 }
 
+// As reported: a write that fails after every byte of a grant line but its
+// newline (a full disk at a block boundary; here the file size limit) left
+// the whole line in the file. It was counted lost, so its grant was
+// withheld, and the next flush ended it with a newline: a valid grant line
+// for a grant never delivered. A line whose content went out whole is
+// written: its grant may go, and the newline it lacks comes first in the
+// next flush, at a rotation in the old file, or at the next open of the file
+// (a broker that died meanwhile).
+TEST(AuditLogTest, ALineCutOnlyOfItsNewlineCountsAsWritten) {
+  testing::TempDir dir;
+  AuditEvent e;
+  e.request = "acquire";
+  e.capability = "motd";
+  e.granted = true;
+  const Instant t0 = At(absl::FromUnixSeconds(0));
+  // The first line, measured in a log of its own.
+  std::string line;
+  {
+    ASSERT_OK_AND_ASSIGN(AuditLog measure, AuditLog::OpenFile(dir.Join("measure.log")));
+    measure.Record(e, t0);
+    ASSERT_EQ(measure.Flush(), 0u);
+    line = ReadWholeFile(dir.Join("measure.log"));
+    ASSERT_EQ(Lines(line).size(), 1u);
+  }
+  for (const bool restart : {false, true}) {
+    SCOPED_TRACE(restart ? "the next broker opens the file" : "the same log goes on");
+    std::string path = dir.Join(restart ? "restart.log" : "audit.log");
+    ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
+    signal(SIGXFSZ, SIG_IGN);
+    rlimit old;
+    ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+    rlimit small = old;
+    small.rlim_cur = line.size() - 1;  // all of the first line but its newline
+    ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+    EXPECT_EQ(log.Record(e, t0), 1u);
+    EXPECT_EQ(log.Record(e, t0), 2u);
+    uint64_t dropped = log.Flush();
+    ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
+    EXPECT_EQ(dropped, 1u);
+    std::vector<AuditLog::LineRange> lost = log.TakeLostLines();
+    ASSERT_EQ(lost.size(), 1u);
+    EXPECT_EQ(lost[0].first, 2u) << "the line on record counted lost, its grant withheld";
+    EXPECT_EQ(lost[0].last, 2u);
+    ASSERT_EQ(ReadWholeFile(path), line.substr(0, line.size() - 1));
+
+    if (restart) {
+      ASSERT_OK_AND_ASSIGN(AuditLog next, AuditLog::OpenFile(path));
+      next.Record(e, t0);
+      EXPECT_EQ(next.Flush(), 0u);
+    } else {
+      log.Record(e, t0);
+      EXPECT_EQ(log.Flush(), 1u);
+    }
+    EXPECT_EQ(ReadWholeFile(path), line + line);
+  }
+}
+
+// The same cut, then a rotation before any other line: the old file gets
+// the newline its last line lacks.
+TEST(AuditLogTest, ReopenEndsALineCutOnlyOfItsNewline) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
+  AuditEvent e;
+  e.granted = true;
+  log.Record(e, At(absl::FromUnixSeconds(0)));
+  ASSERT_EQ(log.Flush(), 0u);
+  const std::string line = ReadWholeFile(path);
+  signal(SIGXFSZ, SIG_IGN);
+  rlimit old;
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+  rlimit small = old;
+  small.rlim_cur = 2 * line.size() - 1;
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  log.Record(e, At(absl::FromUnixSeconds(0)));
+  uint64_t dropped = log.Flush();
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
+  EXPECT_EQ(dropped, 0u);
+  EXPECT_TRUE(log.TakeLostLines().empty());
+  ASSERT_EQ(rename(path.c_str(), dir.Join("audit.log.1").c_str()), 0);
+  ASSERT_OK(log.Reopen(path));
+  EXPECT_EQ(ReadWholeFile(dir.Join("audit.log.1")), line + line);
+  log.Record(e, At(absl::FromUnixSeconds(0)));
+  EXPECT_EQ(log.Flush(), 0u);
+  EXPECT_EQ(ReadWholeFile(path), line);
+}
+
 // Log rotation: the file is renamed away and the broker told to reopen.
 // Buffered lines finish the old file; later ones start the new file.
 TEST(AuditLogTest, ReopenGoesOnInANewFileAtThePath) {

@@ -272,7 +272,7 @@ void AuditLog::WriteSuppressedCounts(Instant now, bool all) {
 }
 
 uint64_t AuditLog::Record(const AuditEvent& e, Instant now) {
-  if (!e.granted && !AllowDenial(e.uid, now)) return 0;
+  if (!e.granted && !e.exempt_from_budget && !AllowDenial(e.uid, now)) return 0;
   std::string& out = buffer_;
   AppendTime(now.wall);
   absl::StrAppend(&out, e.granted ? ",\"event\":\"grant\"" : ",\"event\":\"deny\"",

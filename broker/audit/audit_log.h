@@ -38,7 +38,8 @@
 //
 // Denials are throttled per uid, so that a client cannot fill the disk by
 // asking for what it may not have (grants are never throttled: each one is
-// authorized, and must be on record). Each uid has a token bucket of
+// authorized, and must be on record; nor are the denials that complete a
+// line on record, AuditEvent::exempt_from_budget). Each uid has a token bucket of
 // DenialBudget::burst lines, refilled at per_second lines a second. A
 // denial without a token is not written but counted, and one line
 //   {"time":...,"event":"denialsSuppressed","peer":{"uid":U},"count":N,...}
@@ -108,6 +109,15 @@ struct AuditEvent {
   bool granted = false;
   absl::string_view principal;
   absl::string_view reason;
+  // A denial written whatever its uid's budget (see "Denials are throttled"
+  // above): one that corrects or completes a line already on record, such
+  // as a grant not delivered after all, or a refusal the broker made on its
+  // own behalf. Only for denials the number of which something other than
+  // the client's requests bounds (at most one per grant line, grants being
+  // never throttled; or the service host's ration of starts): a client
+  // that spent its budget must not be able to hide them, nor make the log
+  // grow without bound through them.
+  bool exempt_from_budget = false;
 };
 
 // When something happens, on the two clocks the log needs (see above).
@@ -166,7 +176,7 @@ class AuditLog {
 
   // Adds one line for `event` at `now`. Returns its sequence number
   // (1 for the log's first line, then counting up), or 0 for a denial over
-  // its uid's budget, which is only counted.
+  // its uid's budget (unless exempt_from_budget), which is only counted.
   uint64_t Record(const AuditEvent& event, Instant now);
 
   // Writes the buffered lines, after adding the "denialsSuppressed" lines

@@ -729,6 +729,30 @@ TEST(AuditLogTest, ThrottlesDenialsPerUid) {
   EXPECT_EQ(log.denials_suppressed(), 7u);
 }
 
+// A denial that corrects or completes a line on record (a grant not
+// delivered after all) is written whatever its uid's budget, and spends
+// none of it: a client that spent its budget on purpose cannot hide it.
+TEST(AuditLogTest, ADenialExemptFromTheBudgetIsAlwaysWritten) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path, {/*burst=*/1, /*per_second=*/0}));
+  const Instant t0 = At(absl::FromUnixSeconds(1000));
+  EXPECT_EQ(log.Record(Denial(7), t0), 1u);
+  EXPECT_EQ(log.Record(Denial(7), t0), 0u);  // over the budget
+  AuditEvent exempt = Denial(7);
+  exempt.reason = "not delivered: the client hung up";
+  exempt.exempt_from_budget = true;
+  EXPECT_EQ(log.Record(exempt, t0), 2u);
+  EXPECT_EQ(log.Record(exempt, t0), 3u);
+  EXPECT_EQ(log.Record(Denial(7), t0), 0u);
+  EXPECT_EQ(log.denials_suppressed(), 2u);
+  log.FlushAll();
+  std::string text = ReadWholeFile(path);
+  EXPECT_EQ(Count(text, R"("reason":"not delivered: the client hung up")"), 2);
+  EXPECT_EQ(Count(text, R"("event":"deny")"), 3);
+  EXPECT_THAT(text, HasSubstr(R"("event":"denialsSuppressed","peer":{"uid":7},"count":2)"));
+}
+
 // The count is not left waiting for the next denial of that uid: a flush
 // writes it once the uid's budget has room again, and the last flush (the
 // broker stopping) writes it whatever the budget.

@@ -27,6 +27,9 @@ namespace {
 // A buffer this large is written even before the loop goes idle.
 constexpr size_t kFlushThresholdBytes = 64 * 1024;
 
+// Stderr lines about failed writes, at most (see audit_log.h).
+constexpr int kWriteFailureLinesPerSecond = 1;
+
 // write(2) with EINTR retried and EAGAIN waited out (see audit_log.h).
 ssize_t WriteSome(int fd, const char* data, size_t size) {
   for (;;) {
@@ -164,7 +167,8 @@ std::string RenderPeer(uint32_t uid, uint32_t gid, pid_t pid, absl::string_view 
   return out;
 }
 
-AuditLog::AuditLog(int fd, DenialBudget budget) : fd_(fd), budget_(budget) {}
+AuditLog::AuditLog(int fd, DenialBudget budget)
+    : fd_(fd), failure_log_(kWriteFailureLinesPerSecond), budget_(budget) {}
 
 absl::StatusOr<AuditLog> AuditLog::OpenFile(absl::string_view path, DenialBudget budget,
                                              std::vector<ReservedFile> reserved) {
@@ -301,7 +305,16 @@ uint64_t AuditLog::Record(const AuditEvent& e, Instant now) {
 
 uint64_t AuditLog::FlushAll() {
   WriteSuppressedCounts(InstantNow(), /*all=*/true);
-  return Flush();
+  uint64_t dropped = Flush();
+  // No later line will report them.
+  if (uint64_t unreported = failure_log_.TakeSuppressed(); unreported > 0) {
+    std::fprintf(stderr,
+                 "capbrokerd: audit log: %llu more failed writes since the last line about "
+                 "one; %llu lines lost in all\n",
+                 static_cast<unsigned long long>(unreported),
+                 static_cast<unsigned long long>(dropped));
+  }
+  return dropped;
 }
 
 uint64_t AuditLog::Flush() {
@@ -311,10 +324,10 @@ uint64_t AuditLog::Flush() {
 
 uint64_t AuditLog::Flush(Instant now) {
   WriteSuppressedCounts(now, /*all=*/false);
-  return WriteBuffer();
+  return WriteBuffer(now.wall);
 }
 
-uint64_t AuditLog::WriteBuffer() {
+uint64_t AuditLog::WriteBuffer(std::optional<absl::Time> now) {
   if (buffer_.empty()) return dropped_lines_;
   // A fragment left by a failed write is ended first (see audit_log.h). The
   // copy costs something only after a failure.
@@ -341,11 +354,8 @@ uint64_t AuditLog::WriteBuffer() {
       dropped_lines_ += lost;
       if (lost > 0) lost_lines_.push_back({next_line_ - lost, next_line_ - 1});
       if (done > 0) mid_line_ = buffer_[done - 1] != '\n';
-      std::fprintf(stderr,
-                   "capbrokerd: audit log write failed (%s): %zu lines lost, "
-                   "%llu in all\n",
-                   n < 0 ? std::strerror(errno) : "no progress", lost,
-                   static_cast<unsigned long long>(dropped_lines_));
+      ReportFailure(n < 0 ? std::strerror(errno) : "no progress", lost,
+                    now.has_value() ? *now : absl::Now());
       break;
     }
     done += static_cast<size_t>(n);
@@ -354,6 +364,20 @@ uint64_t AuditLog::WriteBuffer() {
   buffer_.clear();
   pending_lines_ = 0;
   return dropped_lines_;
+}
+
+void AuditLog::ReportFailure(const char* why, size_t lost, absl::Time now) {
+  // A client can make a flush fail per request while the disk is full: the
+  // lines are rationed, and the total in each says what the others would.
+  uint64_t unreported = 0;
+  if (!failure_log_.Allow(now, unreported)) return;
+  std::string more;
+  if (unreported > 0) {
+    more = absl::StrCat(" (", unreported, " more failed writes since the last such line)");
+  }
+  std::fprintf(stderr, "capbrokerd: audit log write failed (%s): %zu %s lost, %llu in all%s\n",
+               why, lost, lost == 1 ? "line" : "lines",
+               static_cast<unsigned long long>(dropped_lines_), more.c_str());
 }
 
 }  // namespace capbroker::audit

@@ -4,7 +4,11 @@
 // calls before it sends the replies of a loop turn, so a burst of requests
 // costs one write(2) and no line waits longer than one loop iteration. A
 // line that cannot be written is counted and reported on stderr, never
-// silently lost.
+// silently lost. A client can make a flush fail per request while the disk
+// is full, so the stderr lines about failed writes are rationed (one a
+// second, LogLimiter); each gives the count of lines lost in all, the next
+// one allowed says how many failed writes went unreported, and FlushAll
+// (the broker stopping) says so for any still unreported.
 //
 // Fail closed for grants: each line has a sequence number, and the loop
 // learns which lines a failed flush lost (TakeLostLines) before it sends
@@ -61,6 +65,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -69,6 +74,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "sdk/base/log_limiter.h"
 #include "sdk/base/unique_fd.h"
 
 namespace capbroker::audit {
@@ -221,8 +227,12 @@ class AuditLog {
   void AppendSuppressedCount(uint32_t uid, Bucket& bucket, absl::Time wall);
   // Starts a line: `{"time":"...Z"`.
   void AppendTime(absl::Time now);
-  // Writes buffer_ out; returns the count of dropped lines so far.
-  uint64_t WriteBuffer();
+  // Writes buffer_ out; returns the count of dropped lines so far. `now`
+  // (read when needed if unset) is for ReportFailure's ration.
+  uint64_t WriteBuffer(std::optional<absl::Time> now = std::nullopt);
+  // Says on stderr that a write failed (`why`), losing `lost` lines, within
+  // failure_log_'s ration.
+  void ReportFailure(const char* why, size_t lost, absl::Time now);
 
   UniqueFd owned_;
   int fd_;
@@ -235,6 +245,7 @@ class AuditLog {
   uint64_t next_line_ = 1;  // the sequence number Record gives next
   std::vector<LineRange> lost_lines_;
   uint64_t dropped_lines_ = 0;
+  LogLimiter failure_log_;  // stderr lines about failed writes
   int64_t cached_second_ = 0;  // the Unix second cached_time_ shows
   std::string cached_time_;    // "YYYY-MM-DDTHH:MM:SS" of cached_second_
   DenialBudget budget_;

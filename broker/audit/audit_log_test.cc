@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <chrono>
 #include <fstream>
 #include <functional>
@@ -21,6 +22,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -271,6 +273,76 @@ TEST(AuditLogTest, ReopenEndsALineCutOnlyOfItsNewline) {
   log.Record(e, At(absl::FromUnixSeconds(0)));
   EXPECT_EQ(log.Flush(), 0u);
   EXPECT_EQ(ReadWholeFile(path), line);
+}
+
+// What this process writes to stderr while it lives: fd 2 goes to a file,
+// and back at the end.
+class CapturedStderr {
+ public:
+  explicit CapturedStderr(std::string path) : path_(std::move(path)) {
+    std::fflush(stderr);
+    saved_ = dup(2);
+    int fd = open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    EXPECT_GE(saved_, 0);
+    EXPECT_GE(fd, 0);
+    EXPECT_EQ(dup2(fd, 2), 2);
+    close(fd);
+  }
+  ~CapturedStderr() { Release(); }
+  // Puts stderr back; what was written to it meanwhile.
+  std::string Release() {
+    if (saved_ >= 0) {
+      std::fflush(stderr);
+      dup2(saved_, 2);
+      close(saved_);
+      saved_ = -1;
+    }
+    return ReadWholeFile(path_);
+  }
+
+ private:
+  std::string path_;
+  int saved_ = -1;
+};
+
+// As reported: a failing flush wrote a stderr line each time, and a client
+// can make one flush per request while the disk is full. The lines are
+// rationed as other lines a client can provoke (LogLimiter); the next line
+// allowed says how many failed writes went unreported, and each line (and
+// the last flush, FlushAll) gives the count of lines lost in all.
+TEST(AuditLogTest, FailedWritesAreReportedOnStderrWithinARation) {
+  testing::TempDir dir;
+  int fds[2];
+  ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
+  close(fds[0]);  // writes fail with EPIPE
+  signal(SIGPIPE, SIG_IGN);
+  UniqueFd write_end(fds[1]);
+  AuditLog log(write_end.get());
+  AuditEvent e;
+  e.granted = true;
+  const absl::Time t0 = absl::FromUnixSeconds(1000);
+  CapturedStderr captured(dir.Join("stderr"));
+  for (int i = 0; i < 100; ++i) {
+    log.Record(e, At(t0));
+    log.Flush(At(t0 + absl::Milliseconds(i)));
+  }
+  log.Record(e, At(t0));
+  log.Flush(At(t0 + absl::Seconds(1)));
+  for (int i = 0; i < 10; ++i) {
+    log.Record(e, At(t0));
+    log.Flush(At(t0 + absl::Seconds(1)));
+  }
+  EXPECT_EQ(log.FlushAll(), 111u);
+  std::vector<std::string> lines = Lines(captured.Release());
+  ASSERT_EQ(lines.size(), 3u) << absl::StrJoin(lines, "\n");
+  EXPECT_EQ(lines[0],
+            "capbrokerd: audit log write failed (Broken pipe): 1 line lost, 1 in all");
+  EXPECT_EQ(lines[1],
+            "capbrokerd: audit log write failed (Broken pipe): 1 line lost, 101 in all "
+            "(99 more failed writes since the last such line)");
+  EXPECT_EQ(lines[2],
+            "capbrokerd: audit log: 10 more failed writes since the last line about one; "
+            "111 lines lost in all");
 }
 
 // Log rotation: the file is renamed away and the broker told to reopen.

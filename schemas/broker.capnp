@@ -186,8 +186,8 @@ struct BrokerStatus {
   lastReloadSecondsAgo @12 :Int64 = -1; # since the last reload (SIGHUP), installed or
                                     # refused; -1: none yet
   lastReloadRefused @13 :Bool;      # whether that last reload was refused
-  auditLinesLost @14 :UInt64;       # audit lines that could not be written (their
-                                    # grants were withheld)
+  auditLinesLost @14 :UInt64;       # audit lines that could not be written (of any
+                                    # kind; a grant whose line was lost was withheld)
   auditLogError @15 :Text;          # why the last SIGHUP could not reopen the audit
                                     # log (the broker goes on in the file open
                                     # before): empty once a reopen worked, and unless

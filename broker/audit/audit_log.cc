@@ -27,6 +27,9 @@ namespace {
 // A buffer this large is written even before the loop goes idle.
 constexpr size_t kFlushThresholdBytes = 64 * 1024;
 
+// Stderr lines about failed writes, at most (see audit_log.h).
+constexpr int kWriteFailureLinesPerSecond = 1;
+
 // write(2) with EINTR retried and EAGAIN waited out (see audit_log.h).
 ssize_t WriteSome(int fd, const char* data, size_t size) {
   for (;;) {
@@ -164,7 +167,8 @@ std::string RenderPeer(uint32_t uid, uint32_t gid, pid_t pid, absl::string_view 
   return out;
 }
 
-AuditLog::AuditLog(int fd, DenialBudget budget) : fd_(fd), budget_(budget) {}
+AuditLog::AuditLog(int fd, DenialBudget budget)
+    : fd_(fd), failure_log_(kWriteFailureLinesPerSecond), budget_(budget) {}
 
 absl::StatusOr<AuditLog> AuditLog::OpenFile(absl::string_view path, DenialBudget budget,
                                              std::vector<ReservedFile> reserved) {
@@ -176,7 +180,17 @@ absl::StatusOr<AuditLog> AuditLog::OpenFile(absl::string_view path, DenialBudget
 
 absl::Status AuditLog::Reopen(absl::string_view path) {
   CB_ASSIGN_OR_RETURN(UniqueFd fd, OpenLogFile(std::string(path), reserved_));
-  if (fd_ >= 0) WriteBuffer();
+  if (fd_ >= 0) {
+    WriteBuffer();
+    // A line the old file holds whole but for its newline (see WriteBuffer)
+    // gets it there: the new file starts afresh.
+    if (mid_line_ && WriteSome(fd_, "\n", 1) != 1) {
+      std::fprintf(stderr,
+                   "capbrokerd: audit log write failed (%s): the last line of the old log "
+                   "file lacks its newline\n",
+                   std::strerror(errno));
+    }
+  }
   mid_line_ = EndsMidLine(fd.get());
   fd_ = fd.get();
   owned_ = std::move(fd);
@@ -262,7 +276,7 @@ void AuditLog::WriteSuppressedCounts(Instant now, bool all) {
 }
 
 uint64_t AuditLog::Record(const AuditEvent& e, Instant now) {
-  if (!e.granted && !AllowDenial(e.uid, now)) return 0;
+  if (!e.granted && !e.exempt_from_budget && !AllowDenial(e.uid, now)) return 0;
   std::string& out = buffer_;
   AppendTime(now.wall);
   absl::StrAppend(&out, e.granted ? ",\"event\":\"grant\"" : ",\"event\":\"deny\"",
@@ -291,7 +305,16 @@ uint64_t AuditLog::Record(const AuditEvent& e, Instant now) {
 
 uint64_t AuditLog::FlushAll() {
   WriteSuppressedCounts(InstantNow(), /*all=*/true);
-  return Flush();
+  uint64_t dropped = Flush();
+  // No later line will report them.
+  if (uint64_t unreported = failure_log_.TakeSuppressed(); unreported > 0) {
+    std::fprintf(stderr,
+                 "capbrokerd: audit log: %llu more failed writes since the last line about "
+                 "one; %llu lines lost in all\n",
+                 static_cast<unsigned long long>(unreported),
+                 static_cast<unsigned long long>(dropped));
+  }
+  return dropped;
 }
 
 uint64_t AuditLog::Flush() {
@@ -301,10 +324,10 @@ uint64_t AuditLog::Flush() {
 
 uint64_t AuditLog::Flush(Instant now) {
   WriteSuppressedCounts(now, /*all=*/false);
-  return WriteBuffer();
+  return WriteBuffer(now.wall);
 }
 
-uint64_t AuditLog::WriteBuffer() {
+uint64_t AuditLog::WriteBuffer(std::optional<absl::Time> now) {
   if (buffer_.empty()) return dropped_lines_;
   // A fragment left by a failed write is ended first (see audit_log.h). The
   // copy costs something only after a failure.
@@ -317,19 +340,22 @@ uint64_t AuditLog::WriteBuffer() {
   while (done < buffer_.size()) {
     ssize_t n = WriteSome(fd_, buffer_.data() + done, buffer_.size() - done);
     if (n <= 0) {
-      // The lines whose newline did not go out are lost, a fragment of the
-      // first of them included: always the last lines of the buffer.
+      // The lines not written whole are lost, a fragment of the first of
+      // them included: always the last lines of the buffer. A line whose
+      // every byte but its newline went out is not lost: the file holds it
+      // whole, and its newline comes first in the next flush, in the old
+      // file at a Reopen, or, should the broker die first, at the next open
+      // of the file (EndsMidLine), which makes it a valid line. Counted
+      // lost, its grant would be withheld while the log says granted.
+      size_t from = std::max(done, start);
+      if (done > start && buffer_[done] == '\n') ++from;
       size_t lost = static_cast<size_t>(
-          std::count(buffer_.begin() + static_cast<long>(std::max(done, start)),
-                     buffer_.end(), '\n'));
+          std::count(buffer_.begin() + static_cast<long>(from), buffer_.end(), '\n'));
       dropped_lines_ += lost;
       if (lost > 0) lost_lines_.push_back({next_line_ - lost, next_line_ - 1});
       if (done > 0) mid_line_ = buffer_[done - 1] != '\n';
-      std::fprintf(stderr,
-                   "capbrokerd: audit log write failed (%s): %zu lines lost, "
-                   "%llu in all\n",
-                   n < 0 ? std::strerror(errno) : "no progress", lost,
-                   static_cast<unsigned long long>(dropped_lines_));
+      ReportFailure(n < 0 ? std::strerror(errno) : "no progress", lost,
+                    now.has_value() ? *now : absl::Now());
       break;
     }
     done += static_cast<size_t>(n);
@@ -338,6 +364,20 @@ uint64_t AuditLog::WriteBuffer() {
   buffer_.clear();
   pending_lines_ = 0;
   return dropped_lines_;
+}
+
+void AuditLog::ReportFailure(const char* why, size_t lost, absl::Time now) {
+  // A client can make a flush fail per request while the disk is full: the
+  // lines are rationed, and the total in each says what the others would.
+  uint64_t unreported = 0;
+  if (!failure_log_.Allow(now, unreported)) return;
+  std::string more;
+  if (unreported > 0) {
+    more = absl::StrCat(" (", unreported, " more failed writes since the last such line)");
+  }
+  std::fprintf(stderr, "capbrokerd: audit log write failed (%s): %zu %s lost, %llu in all%s\n",
+               why, lost, lost == 1 ? "line" : "lines",
+               static_cast<unsigned long long>(dropped_lines_), more.c_str());
 }
 
 }  // namespace capbroker::audit

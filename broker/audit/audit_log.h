@@ -4,7 +4,11 @@
 // calls before it sends the replies of a loop turn, so a burst of requests
 // costs one write(2) and no line waits longer than one loop iteration. A
 // line that cannot be written is counted and reported on stderr, never
-// silently lost.
+// silently lost. A client can make a flush fail per request while the disk
+// is full, so the stderr lines about failed writes are rationed (one a
+// second, LogLimiter); each gives the count of lines lost in all, the next
+// one allowed says how many failed writes went unreported, and FlushAll
+// (the broker stopping) says so for any still unreported.
 //
 // Fail closed for grants: each line has a sequence number, and the loop
 // learns which lines a failed flush lost (TakeLostLines) before it sends
@@ -20,8 +24,10 @@
 // takes what fits, then says ENOSPC); the fragment stays in the file, and
 // the next flush first ends it with a newline, so that it cannot run into
 // the next line and corrupt it. A fragment left by a broker that died
-// mid-write is ended the same way when the file is opened. Readers skip a
-// line that is not valid JSON; the lines lost are counted.
+// mid-write is ended the same way when the file is opened, and the old
+// file's at a Reopen. Readers skip a line that is not valid JSON; the lines
+// lost are counted. A line cut only of its newline is whole, and ended the
+// same way: it counts as written, its grant delivered.
 //
 // Writes block. The audit fd is expected to be a regular file (--audit-log)
 // or a pipe or socket to a log collector (stderr under systemd). A slow
@@ -36,7 +42,8 @@
 //
 // Denials are throttled per uid, so that a client cannot fill the disk by
 // asking for what it may not have (grants are never throttled: each one is
-// authorized, and must be on record). Each uid has a token bucket of
+// authorized, and must be on record; nor are the denials that complete a
+// line on record, AuditEvent::exempt_from_budget). Each uid has a token bucket of
 // DenialBudget::burst lines, refilled at per_second lines a second. A
 // denial without a token is not written but counted, and one line
 //   {"time":...,"event":"denialsSuppressed","peer":{"uid":U},"count":N,...}
@@ -58,6 +65,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -66,6 +74,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "sdk/base/log_limiter.h"
 #include "sdk/base/unique_fd.h"
 
 namespace capbroker::audit {
@@ -106,6 +115,15 @@ struct AuditEvent {
   bool granted = false;
   absl::string_view principal;
   absl::string_view reason;
+  // A denial written whatever its uid's budget (see "Denials are throttled"
+  // above): one that corrects or completes a line already on record, such
+  // as a grant not delivered after all, or a refusal the broker made on its
+  // own behalf. Only for denials the number of which something other than
+  // the client's requests bounds (at most one per grant line, grants being
+  // never throttled; or the service host's ration of starts): a client
+  // that spent its budget must not be able to hide them, nor make the log
+  // grow without bound through them.
+  bool exempt_from_budget = false;
 };
 
 // When something happens, on the two clocks the log needs (see above).
@@ -164,7 +182,7 @@ class AuditLog {
 
   // Adds one line for `event` at `now`. Returns its sequence number
   // (1 for the log's first line, then counting up), or 0 for a denial over
-  // its uid's budget, which is only counted.
+  // its uid's budget (unless exempt_from_budget), which is only counted.
   uint64_t Record(const AuditEvent& event, Instant now);
 
   // Writes the buffered lines, after adding the "denialsSuppressed" lines
@@ -209,8 +227,12 @@ class AuditLog {
   void AppendSuppressedCount(uint32_t uid, Bucket& bucket, absl::Time wall);
   // Starts a line: `{"time":"...Z"`.
   void AppendTime(absl::Time now);
-  // Writes buffer_ out; returns the count of dropped lines so far.
-  uint64_t WriteBuffer();
+  // Writes buffer_ out; returns the count of dropped lines so far. `now`
+  // (read when needed if unset) is for ReportFailure's ration.
+  uint64_t WriteBuffer(std::optional<absl::Time> now = std::nullopt);
+  // Says on stderr that a write failed (`why`), losing `lost` lines, within
+  // failure_log_'s ration.
+  void ReportFailure(const char* why, size_t lost, absl::Time now);
 
   UniqueFd owned_;
   int fd_;
@@ -223,6 +245,7 @@ class AuditLog {
   uint64_t next_line_ = 1;  // the sequence number Record gives next
   std::vector<LineRange> lost_lines_;
   uint64_t dropped_lines_ = 0;
+  LogLimiter failure_log_;  // stderr lines about failed writes
   int64_t cached_second_ = 0;  // the Unix second cached_time_ shows
   std::string cached_time_;    // "YYYY-MM-DDTHH:MM:SS" of cached_second_
   DenialBudget budget_;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <chrono>
 #include <fstream>
 #include <functional>
@@ -21,6 +22,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -184,6 +186,163 @@ TEST(AuditLogTest, APartlyWrittenLineNeverRunsIntoTheNext) {
   ASSERT_EQ(lines.size(), 2u) << ReadWholeFile(path);
   EXPECT_EQ(lines[0].size(), 100u);  // the fragment, ended
   EXPECT_TRUE(IsWholeLine(lines[1])) << lines[1];
+}
+
+// As reported: a write that fails after every byte of a grant line but its
+// newline (a full disk at a block boundary; here the file size limit) left
+// the whole line in the file. It was counted lost, so its grant was
+// withheld, and the next flush ended it with a newline: a valid grant line
+// for a grant never delivered. A line whose content went out whole is
+// written: its grant may go, and the newline it lacks comes first in the
+// next flush, at a rotation in the old file, or at the next open of the file
+// (a broker that died meanwhile).
+TEST(AuditLogTest, ALineCutOnlyOfItsNewlineCountsAsWritten) {
+  testing::TempDir dir;
+  AuditEvent e;
+  e.request = "acquire";
+  e.capability = "motd";
+  e.granted = true;
+  const Instant t0 = At(absl::FromUnixSeconds(0));
+  // The first line, measured in a log of its own.
+  std::string line;
+  {
+    ASSERT_OK_AND_ASSIGN(AuditLog measure, AuditLog::OpenFile(dir.Join("measure.log")));
+    measure.Record(e, t0);
+    ASSERT_EQ(measure.Flush(), 0u);
+    line = ReadWholeFile(dir.Join("measure.log"));
+    ASSERT_EQ(Lines(line).size(), 1u);
+  }
+  for (const bool restart : {false, true}) {
+    SCOPED_TRACE(restart ? "the next broker opens the file" : "the same log goes on");
+    std::string path = dir.Join(restart ? "restart.log" : "audit.log");
+    ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
+    signal(SIGXFSZ, SIG_IGN);
+    rlimit old;
+    ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+    rlimit small = old;
+    small.rlim_cur = line.size() - 1;  // all of the first line but its newline
+    ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+    EXPECT_EQ(log.Record(e, t0), 1u);
+    EXPECT_EQ(log.Record(e, t0), 2u);
+    uint64_t dropped = log.Flush();
+    ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
+    EXPECT_EQ(dropped, 1u);
+    std::vector<AuditLog::LineRange> lost = log.TakeLostLines();
+    ASSERT_EQ(lost.size(), 1u);
+    EXPECT_EQ(lost[0].first, 2u) << "the line on record counted lost, its grant withheld";
+    EXPECT_EQ(lost[0].last, 2u);
+    ASSERT_EQ(ReadWholeFile(path), line.substr(0, line.size() - 1));
+
+    if (restart) {
+      ASSERT_OK_AND_ASSIGN(AuditLog next, AuditLog::OpenFile(path));
+      next.Record(e, t0);
+      EXPECT_EQ(next.Flush(), 0u);
+    } else {
+      log.Record(e, t0);
+      EXPECT_EQ(log.Flush(), 1u);
+    }
+    EXPECT_EQ(ReadWholeFile(path), line + line);
+  }
+}
+
+// The same cut, then a rotation before any other line: the old file gets
+// the newline its last line lacks.
+TEST(AuditLogTest, ReopenEndsALineCutOnlyOfItsNewline) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
+  AuditEvent e;
+  e.granted = true;
+  log.Record(e, At(absl::FromUnixSeconds(0)));
+  ASSERT_EQ(log.Flush(), 0u);
+  const std::string line = ReadWholeFile(path);
+  signal(SIGXFSZ, SIG_IGN);
+  rlimit old;
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+  rlimit small = old;
+  small.rlim_cur = 2 * line.size() - 1;
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  log.Record(e, At(absl::FromUnixSeconds(0)));
+  uint64_t dropped = log.Flush();
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
+  EXPECT_EQ(dropped, 0u);
+  EXPECT_TRUE(log.TakeLostLines().empty());
+  ASSERT_EQ(rename(path.c_str(), dir.Join("audit.log.1").c_str()), 0);
+  ASSERT_OK(log.Reopen(path));
+  EXPECT_EQ(ReadWholeFile(dir.Join("audit.log.1")), line + line);
+  log.Record(e, At(absl::FromUnixSeconds(0)));
+  EXPECT_EQ(log.Flush(), 0u);
+  EXPECT_EQ(ReadWholeFile(path), line);
+}
+
+// What this process writes to stderr while it lives: fd 2 goes to a file,
+// and back at the end.
+class CapturedStderr {
+ public:
+  explicit CapturedStderr(std::string path) : path_(std::move(path)) {
+    std::fflush(stderr);
+    saved_ = dup(2);
+    int fd = open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    EXPECT_GE(saved_, 0);
+    EXPECT_GE(fd, 0);
+    EXPECT_EQ(dup2(fd, 2), 2);
+    close(fd);
+  }
+  ~CapturedStderr() { Release(); }
+  // Puts stderr back; what was written to it meanwhile.
+  std::string Release() {
+    if (saved_ >= 0) {
+      std::fflush(stderr);
+      dup2(saved_, 2);
+      close(saved_);
+      saved_ = -1;
+    }
+    return ReadWholeFile(path_);
+  }
+
+ private:
+  std::string path_;
+  int saved_ = -1;
+};
+
+// As reported: a failing flush wrote a stderr line each time, and a client
+// can make one flush per request while the disk is full. The lines are
+// rationed as other lines a client can provoke (LogLimiter); the next line
+// allowed says how many failed writes went unreported, and each line (and
+// the last flush, FlushAll) gives the count of lines lost in all.
+TEST(AuditLogTest, FailedWritesAreReportedOnStderrWithinARation) {
+  testing::TempDir dir;
+  int fds[2];
+  ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
+  close(fds[0]);  // writes fail with EPIPE
+  signal(SIGPIPE, SIG_IGN);
+  UniqueFd write_end(fds[1]);
+  AuditLog log(write_end.get());
+  AuditEvent e;
+  e.granted = true;
+  const absl::Time t0 = absl::FromUnixSeconds(1000);
+  CapturedStderr captured(dir.Join("stderr"));
+  for (int i = 0; i < 100; ++i) {
+    log.Record(e, At(t0));
+    log.Flush(At(t0 + absl::Milliseconds(i)));
+  }
+  log.Record(e, At(t0));
+  log.Flush(At(t0 + absl::Seconds(1)));
+  for (int i = 0; i < 10; ++i) {
+    log.Record(e, At(t0));
+    log.Flush(At(t0 + absl::Seconds(1)));
+  }
+  EXPECT_EQ(log.FlushAll(), 111u);
+  std::vector<std::string> lines = Lines(captured.Release());
+  ASSERT_EQ(lines.size(), 3u) << absl::StrJoin(lines, "\n");
+  EXPECT_EQ(lines[0],
+            "capbrokerd: audit log write failed (Broken pipe): 1 line lost, 1 in all");
+  EXPECT_EQ(lines[1],
+            "capbrokerd: audit log write failed (Broken pipe): 1 line lost, 101 in all "
+            "(99 more failed writes since the last such line)");
+  EXPECT_EQ(lines[2],
+            "capbrokerd: audit log: 10 more failed writes since the last line about one; "
+            "111 lines lost in all");
 }
 
 // Log rotation: the file is renamed away and the broker told to reopen.
@@ -640,6 +799,30 @@ TEST(AuditLogTest, ThrottlesDenialsPerUid) {
   EXPECT_TRUE(IsWholeLine(lines[lines.size() - 2]));
   EXPECT_THAT(lines.back(), HasSubstr(R"("event":"deny","peer":{"uid":1000,)"));
   EXPECT_EQ(log.denials_suppressed(), 7u);
+}
+
+// A denial that corrects or completes a line on record (a grant not
+// delivered after all) is written whatever its uid's budget, and spends
+// none of it: a client that spent its budget on purpose cannot hide it.
+TEST(AuditLogTest, ADenialExemptFromTheBudgetIsAlwaysWritten) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path, {/*burst=*/1, /*per_second=*/0}));
+  const Instant t0 = At(absl::FromUnixSeconds(1000));
+  EXPECT_EQ(log.Record(Denial(7), t0), 1u);
+  EXPECT_EQ(log.Record(Denial(7), t0), 0u);  // over the budget
+  AuditEvent exempt = Denial(7);
+  exempt.reason = "not delivered: the client hung up";
+  exempt.exempt_from_budget = true;
+  EXPECT_EQ(log.Record(exempt, t0), 2u);
+  EXPECT_EQ(log.Record(exempt, t0), 3u);
+  EXPECT_EQ(log.Record(Denial(7), t0), 0u);
+  EXPECT_EQ(log.denials_suppressed(), 2u);
+  log.FlushAll();
+  std::string text = ReadWholeFile(path);
+  EXPECT_EQ(Count(text, R"("reason":"not delivered: the client hung up")"), 2);
+  EXPECT_EQ(Count(text, R"("event":"deny")"), 3);
+  EXPECT_THAT(text, HasSubstr(R"("event":"denialsSuppressed","peer":{"uid":7},"count":2)"));
 }
 
 // The count is not left waiting for the next denial of that uid: a flush

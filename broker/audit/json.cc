@@ -59,7 +59,7 @@ void AppendJsonString(absl::string_view text, std::string& out) {
     if (n > 1) {
       // Valid, but a terminal or a line reader acts on it.
       char32_t escaped = 0;
-      if (LineBreakingCharacter(text.substr(i, n), escaped) != 0) {
+      if (ActingCharacter(text.substr(i, n), escaped) != 0) {
         absl::StrAppendFormat(&out, "\\u%04x", static_cast<uint32_t>(escaped));
       } else {
         out.append(text.data() + i, n);

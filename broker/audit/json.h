@@ -14,9 +14,13 @@ namespace capbroker::audit {
 // U+009F (\u0080 to \u009f), valid UTF-8 that terminals act on (CSI,
 // U+009B, starts an escape sequence in xterm and VTE); the line and
 // paragraph separators U+2028 and U+2029 are escaped too (\u2028, \u2029),
-// since some line readers (Python's str.splitlines) split at them. Names and
-// paths come from clients: an admin's `tail -f` of the log must not act on
-// them. Escaped, they are still exactly what the client sent.
+// since some line readers (Python's str.splitlines) split at them, and so
+// are the bidirectional embeddings, overrides, isolates and marks (U+202A to
+// U+202E, U+2066 to U+2069, U+200E, U+200F, U+061C: \u202e), which reorder
+// what a terminal shows; the list is sdk/base/escape.h's (ActingCharacter),
+// which every writer of text a person reads uses. Names and paths come from
+// clients: an admin's `tail -f` of the log must not act on them. Escaped,
+// they are still exactly what the client sent.
 //
 // A path or an executable name can hold any byte. Each byte XX (0x80 to
 // 0xff) that is not part of a valid UTF-8 sequence is written \udcXX: the

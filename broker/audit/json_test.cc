@@ -39,6 +39,24 @@ TEST(AppendJsonStringTest, EscapesC1ControlsAndUnicodeLineBreaks) {
   EXPECT_EQ(Json("\xc2\xa0\xe2\x80\xa7\xe2\x80\xb0"), "\"\xc2\xa0\xe2\x80\xa7\xe2\x80\xb0\"");
 }
 
+// As reported: the bidirectional controls reorder what a terminal shows, so
+// a client's path "job\u202e" reached an admin's `tail -f` raw and could
+// make the rest of the line read backwards. Every writer escapes them
+// (sdk/base/escape.h, ActingCharacter): the embeddings and overrides
+// U+202A to U+202E, the isolates U+2066 to U+2069, and the marks U+200E,
+// U+200F and U+061C.
+TEST(AppendJsonStringTest, EscapesBidiControls) {
+  EXPECT_EQ(Json("job\xe2\x80\xae"), R"("job\u202e")");
+  EXPECT_EQ(Json("\xe2\x80\xaa\xe2\x80\xab\xe2\x80\xac\xe2\x80\xad\xe2\x80\xae"),
+            R"("\u202a\u202b\u202c\u202d\u202e")");
+  EXPECT_EQ(Json("\xe2\x81\xa6\xe2\x81\xa7\xe2\x81\xa8\xe2\x81\xa9"),
+            R"("\u2066\u2067\u2068\u2069")");
+  EXPECT_EQ(Json("a\xe2\x80\x8e\xe2\x80\x8f\xd8\x9c" "b"), R"("a\u200e\u200f\u061cb")");
+  // Their neighbours are text and stay as they are.
+  EXPECT_EQ(Json("\xe2\x80\xaf\xe2\x81\xa5\xe2\x81\xaa\xe2\x80\x8d\xd8\x9b"),
+            "\"\xe2\x80\xaf\xe2\x81\xa5\xe2\x81\xaa\xe2\x80\x8d\xd8\x9b\"");
+}
+
 TEST(AppendJsonStringTest, EscapesInvalidUtf8AsLoneSurrogates) {
   EXPECT_EQ(Json("\xff"), R"("\udcff")");
   EXPECT_EQ(Json("\xc3"), R"("\udcc3")");              // truncated

@@ -717,9 +717,12 @@ absl::StatusOr<RequestHandler::StartGrants> RequestHandler::GrantAtStart(
   // Finish fills an error into a reply nobody reads: the caller gets the
   // status.
   capnp::MallocMessageBuilder scratch(64);
+  // A refusal is written whatever the budget of the service's uid, which a
+  // client of that uid could spend to hide it: starts are rationed by the
+  // service host (StartLimiter), so these lines are too.
   auto record = [&](const CapabilitySpec& capability, const absl::Status& status) {
     return Finish(session, "start", capability.name, capability.access, "", status,
-                  service.service, scratch.initRoot<schema::Reply>());
+                  service.service, scratch.initRoot<schema::Reply>(), {}, Budget::kExempt);
   };
   StartGrants made;
   for (size_t index : grants) {
@@ -742,10 +745,12 @@ void RequestHandler::ConnectNotDelivered(const ConnectRequest& request,
   Session session;
   session.identity = request.client;
   // Finish fills the error into a reply nobody reads: the host answers.
+  // Never throttled: at most one per connect whose grant is on record, and
+  // grants are never throttled; a spent budget must not hide it.
   capnp::MallocMessageBuilder scratch(64);
   Finish(session, "connect", service, schema::Access::READ_WRITE, "",
          absl::Status(why.code(), absl::StrCat("not delivered: ", AuditReason(why))),
-         request.principal, scratch.initRoot<schema::Reply>());
+         request.principal, scratch.initRoot<schema::Reply>(), {}, Budget::kExempt);
 }
 
 void RequestHandler::GrantNotDelivered(const Session& session,
@@ -759,10 +764,11 @@ void RequestHandler::GrantNotDelivered(const Session& session,
   const absl::string_view path = View(info.getPath());
   const absl::string_view request_kind =
       connection ? "connect" : path.empty() ? "acquire" : "openBeneath";
+  // Never throttled, as for ConnectNotDelivered: at most one per grant line.
   capnp::MallocMessageBuilder scratch(64);
   Finish(session, request_kind, View(info.getName()), info.getAccess(), path,
          absl::UnavailableError(absl::StrCat("not delivered: ", why)), principal,
-         scratch.initRoot<schema::Reply>());
+         scratch.initRoot<schema::Reply>(), {}, Budget::kExempt);
 }
 
 void RequestHandler::Status(const Session& session, schema::Reply::Builder reply) {
@@ -813,7 +819,7 @@ uint64_t RequestHandler::Finish(const Session& session, absl::string_view reques
                             absl::string_view path, const absl::Status& status,
                             absl::string_view principal,
                             schema::Reply::Builder reply,
-                            const audit::OpenOptions& open) {
+                            const audit::OpenOptions& open, Budget budget) {
   std::string access_name = AccessName(access);
   // A refusal's whole reason, when the client is told less (a connect to
   // a service that could not start, from one who is no administrator).
@@ -835,6 +841,7 @@ uint64_t RequestHandler::Finish(const Session& session, absl::string_view reques
   event.granted = status.ok();
   event.principal = principal;
   event.reason = reason;
+  event.exempt_from_budget = budget == Budget::kExempt;
   uint64_t line = audit_.Record(event, audit::InstantNow());
   if (status.ok()) {
     ++stats_.grants;

@@ -235,12 +235,15 @@ class RequestHandler {
   // Ends a grant or a denial: audit line, statistics, and an error reply
   // when `status` is not OK (its message; the line gives AuditReason).
   // `open`: what an open beneath asked besides opening, for the line.
+  // `budget`: kExempt for a denial that corrects or completes a line on
+  // record (audit::AuditEvent::exempt_from_budget).
   // Returns the audit line's sequence number.
+  enum class Budget { kCounted, kExempt };
   uint64_t Finish(const Session& session, absl::string_view request_kind,
               absl::string_view capability, schema::Access access,
               absl::string_view path, const absl::Status& status,
               absl::string_view principal, schema::Reply::Builder reply,
-              const audit::OpenOptions& open = {});
+              const audit::OpenOptions& open = {}, Budget budget = Budget::kCounted);
 
   Policy policy_;
   // Indices into policy_.capabilities() in ascending order of name, the

@@ -13,6 +13,7 @@
 #include "broker/policy/policy_parser.h"
 #include "broker/server/reporting_directory.h"
 #include "capnp/message.h"
+#include "capnp/serialize.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
@@ -628,6 +629,81 @@ TEST_F(RequestHandlerTest, AuditLineShowsNoMoreOfAnOverlongFieldThanTheLimit) {
   EXPECT_THAT(lines[2], HasSubstr(cut_name));
   EXPECT_THAT(lines[2], HasSubstr(cut_path));
   EXPECT_THAT(lines[3], HasSubstr(cut_name));
+}
+
+// As reported: the lines that correct or complete a grant on record went
+// through the denial budget of their uid, which a client spends on purpose
+// with requests for unknown names; they were then only counted. A grant
+// the loop dropped (GrantNotDelivered), a connect that waited and was not
+// delivered (ConnectNotDelivered) and a start refused (GrantAtStart, on the
+// service's uid) are always written.
+TEST_F(RequestHandlerTest, LinesAboutAGrantOnRecordIgnoreTheDenialBudget) {
+  std::string log_path = dir_.Join("audit");
+  int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  ASSERT_GE(log_fd, 0);
+  // Two denial lines, never refilled: spent after two requests.
+  audit::AuditLog audit(log_fd, {/*burst=*/2, /*per_second=*/0});
+  RequestHandler handler(audit, stats_);
+  dir_.WriteFile("motd", "hello");
+  ASSERT_OK_AND_ASSIGN(
+      Policy policy,
+      ParsePolicy(R"(( capabilities = [ ( name = "motd", file = ( path = ")" + dir_.Join("motd") +
+                      R"(", access = read ) ),
+                      ( name = "gone", file = ( path = ")" + dir_.Join("gone") +
+                      R"(", access = read ) ) ],
+                      principals = [ ( name = "p", match = ( uid = 1000 ), grants = [ "motd" ] ) ],
+                      services = [ ( name = "svc", command = [ "/bin/true" ], connect = [ "p" ],
+                                     grants = [ "gone" ] ) ] ))",
+                  "t.capnp"));
+  ASSERT_OK(handler.SetPolicy(std::move(policy)));
+  auto acquire = [&](const std::string& name, capnp::MallocMessageBuilder& reply_message) {
+    capnp::MallocMessageBuilder request_message;
+    auto request = request_message.initRoot<schema::Request>();
+    request.setId(1);
+    auto acquire = request.initAcquire();
+    acquire.setName(name);
+    acquire.setAccess(schema::Access::READ);
+    auto reply = reply_message.initRoot<schema::Reply>();
+    return handler.Handle(session_, request.asReader(), reply);
+  };
+  for (int i = 0; i < 5; ++i) {
+    capnp::MallocMessageBuilder reply_message;
+    acquire("unknown", reply_message);
+  }
+  EXPECT_EQ(audit.denials_suppressed(), 3u);
+
+  capnp::MallocMessageBuilder granted;
+  Outcome outcome = acquire("motd", granted);
+  ASSERT_EQ(outcome.fds.size(), 1u);
+  ASSERT_EQ(outcome.principal, "p");
+  kj::Array<capnp::word> reply = capnp::messageToFlatArray(granted);
+  handler.GrantNotDelivered(session_, reply, outcome.principal, "the client hung up");
+
+  ConnectRequest connect;
+  connect.client = session_.identity;
+  connect.principal = "p";
+  handler.ConnectNotDelivered(connect, "svc", absl::UnavailableError("the broker stops"));
+
+  Identity service;
+  service.uid = 1000;  // the client's uid: its budget is spent too
+  service.service = "svc";
+  EXPECT_THAT(handler.GrantAtStart(service, {1}, {}),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("capability 'gone'")));
+  EXPECT_EQ(audit.denials_suppressed(), 3u);
+
+  audit.FlushAll();
+  close(log_fd);
+  std::vector<std::string> lines =
+      absl::StrSplit(testing::ReadWholeFile(log_path), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 7u) << testing::ReadWholeFile(log_path);
+  EXPECT_THAT(lines[2], HasSubstr(R"("capability":"motd","access":"read"},"decision":"granted")"));
+  EXPECT_THAT(lines[3], HasSubstr(R"("capability":"motd","access":"read"},"decision":"denied",)"
+                                  R"("principal":"p","reason":"not delivered: the client hung up")"));
+  EXPECT_THAT(lines[4], HasSubstr(R"("kind":"connect","capability":"svc")"));
+  EXPECT_THAT(lines[4], HasSubstr(R"("reason":"not delivered: the broker stops")"));
+  EXPECT_THAT(lines[5], HasSubstr(R"("kind":"start","capability":"gone")"));
+  EXPECT_THAT(lines[5], HasSubstr(R"("decision":"denied")"));
+  EXPECT_THAT(lines[6], HasSubstr(R"("event":"denialsSuppressed","peer":{"uid":1000},"count":3)"));
 }
 
 }  // namespace

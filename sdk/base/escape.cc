@@ -42,28 +42,24 @@ size_t Utf8Character(absl::string_view text, char32_t& code_point) {
   return length;
 }
 
-// The bidirectional embeddings, overrides and isolates: they reorder what a
-// terminal shows (see EscapedKeepingUtf8).
-bool Reorders(char32_t c) {
-  return (c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069) || c == 0x200e ||
+// The code points ActingCharacter finds (see escape.h): the C1 controls,
+// the line and paragraph separators, and the bidirectional embeddings,
+// overrides, isolates and marks, which reorder what a terminal shows.
+bool Acts(char32_t c) {
+  return (c >= 0x80 && c <= 0x9f) || c == 0x2028 || c == 0x2029 ||
+         (c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069) || c == 0x200e ||
          c == 0x200f || c == 0x061c;
 }
 
 }  // namespace
 
-size_t LineBreakingCharacter(absl::string_view text, char32_t& code_point) {
-  const auto at = [&](size_t i) {
-    return i < text.size() ? static_cast<unsigned char>(text[i]) : 0;
-  };
-  if (at(0) == 0xc2 && at(1) >= 0x80 && at(1) <= 0x9f) {
-    code_point = at(1);
-    return 2;
-  }
-  if (at(0) == 0xe2 && at(1) == 0x80 && (at(2) == 0xa8 || at(2) == 0xa9)) {
-    code_point = 0x2000 | (at(2) - 0x80);
-    return 3;
-  }
-  return 0;
+size_t ActingCharacter(absl::string_view text, char32_t& code_point) {
+  if (text.empty()) return 0;
+  char32_t c = 0;
+  const size_t length = Utf8Character(text, c);
+  if (length == 0 || !Acts(c)) return 0;
+  code_point = c;
+  return length;
 }
 
 size_t AppendEscaped(absl::string_view text, size_t max_bytes, std::string& out) {
@@ -98,11 +94,8 @@ size_t AppendEscapedKeepingUtf8(absl::string_view text, size_t max_bytes, std::s
     char32_t code_point = 0;
     const size_t length = Utf8Character(rest, code_point);
     const size_t taken = length == 0 ? 1 : length;
-    char32_t breaking = 0;
     const unsigned char first = static_cast<unsigned char>(rest[0]);
-    const bool kept =
-        length == 0 ? first >= 0x20 && first < 0x7f
-                    : LineBreakingCharacter(rest, breaking) == 0 && !Reorders(code_point);
+    const bool kept = length == 0 ? first >= 0x20 && first < 0x7f : !Acts(code_point);
     // A kept character is its own bytes; anything else \xNN a byte. Either
     // whole or not at all: a cut never splits a character or its escaped
     // form.

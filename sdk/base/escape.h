@@ -23,7 +23,7 @@
 // (all of it is printable ASCII or text it keeps), so a reader that
 // escapes text already escaped by its writer changes nothing.
 // Machine-read formats (the audit log's and the journal's JSON) escape in
-// their own form, with LineBreakingCharacter below.
+// their own form, with ActingCharacter below: the same characters.
 #ifndef CAPBROKER_SDK_BASE_ESCAPE_H_
 #define CAPBROKER_SDK_BASE_ESCAPE_H_
 
@@ -64,15 +64,19 @@ std::string EscapedKeepingUtf8(absl::string_view text);
 size_t AppendEscapedKeepingUtf8(absl::string_view text, size_t max_bytes, std::string& out);
 
 // The valid UTF-8 characters that every writer of a log line or a terminal
-// line escapes although they are valid: the C1 controls U+0080 to U+009F
-// (c2 80 to c2 9f; CSI, U+009B, starts an escape sequence in xterm and
-// VTE, NEL, U+0085, ends a line) and the line and paragraph separators
-// U+2028 and U+2029 (e2 80 a8, e2 80 a9; Python's str.splitlines splits at
-// them). The length of such a character at the start of `text` (2 or 3),
-// with its code point in `code_point`; 0 when `text` starts with any other.
-// Used by EscapedKeepingUtf8 and by the audit log's and the journal's JSON
-// writers (each with its own form: \xNN, \uNNNN).
-size_t LineBreakingCharacter(absl::string_view text, char32_t& code_point);
+// line escapes although they are valid, because a terminal or a line
+// reader acts on them: the C1 controls U+0080 to U+009F (c2 80 to c2 9f;
+// CSI, U+009B, starts an escape sequence in xterm and VTE, NEL, U+0085,
+// ends a line), the line and paragraph separators U+2028 and U+2029
+// (Python's str.splitlines splits at them), and the bidirectional
+// embeddings, overrides and isolates (U+202A to U+202E, U+2066 to U+2069)
+// and marks (U+200E, U+200F, U+061C), which reorder what a terminal shows.
+// The length of such a character at the start of `text` (2 or 3), with its
+// code point in `code_point`; 0 when `text` starts with anything else
+// (another character, invalid UTF-8, nothing). The one list: used by
+// EscapedKeepingUtf8 and by the audit log's and the journal's JSON writers
+// (each with its own form: \xNN, \uNNNN).
+size_t ActingCharacter(absl::string_view text, char32_t& code_point);
 
 }  // namespace capbroker
 

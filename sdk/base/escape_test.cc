@@ -48,6 +48,32 @@ TEST(EscapeTest, KeepingUtf8EscapesWhatActsOnATerminal) {
             "a\\xe2\\x80\\x8e\\xe2\\x80\\x8f\\xd8\\x9cb");
 }
 
+// The one list every writer shares (the JSON writers give it their own
+// form): each character with its length and code point; nothing else.
+TEST(EscapeTest, ActingCharacterFindsWhatEveryWriterEscapes) {
+  struct Case {
+    const char* text;
+    size_t length;
+    char32_t code_point;
+  };
+  for (const Case& c : {Case{"\xc2\x80", 2, 0x80}, Case{"\xc2\x9f" "a", 2, 0x9f},
+                        Case{"\xe2\x80\xa8", 3, 0x2028}, Case{"\xe2\x80\xa9", 3, 0x2029},
+                        Case{"\xe2\x80\xaa", 3, 0x202a}, Case{"\xe2\x80\xae", 3, 0x202e},
+                        Case{"\xe2\x81\xa6", 3, 0x2066}, Case{"\xe2\x81\xa9", 3, 0x2069},
+                        Case{"\xe2\x80\x8e", 3, 0x200e}, Case{"\xe2\x80\x8f", 3, 0x200f},
+                        Case{"\xd8\x9c", 2, 0x061c}}) {
+    char32_t code_point = 0;
+    EXPECT_EQ(ActingCharacter(c.text, code_point), c.length) << c.text;
+    EXPECT_EQ(code_point, c.code_point) << c.text;
+  }
+  for (const char* text : {"", "a", "\xc2\xa0", "\xe2\x80\xa7", "\xe2\x80\xaf", "\xe2\x81\xa5",
+                           "\xe2\x81\xaa", "\xe2\x80\x8d", "\xd8\x9b", "\xc2", "\xe2\x80",
+                           "\x9b", "\xc3\xa9"}) {
+    char32_t code_point = 0;
+    EXPECT_EQ(ActingCharacter(text, code_point), 0u) << text;
+  }
+}
+
 TEST(EscapeTest, KeepingUtf8EscapesInvalidUtf8ByteByByte) {
   // A stray continuation byte, bytes that never start a character, an
   // overlong '/', a surrogate, beyond U+10FFFF, and a sequence cut short

@@ -520,8 +520,12 @@ int Capctl::Status(const Options& o) {
          << Displayed(s->audit_log_error) << "\n";
   }
   if (s->audit_lines_lost > 0) {
+    // Lost lines are of grants, denials and counts alike; only a grant
+    // loses anything by it (fail closed), and it is never delivered.
     out_ << "audit log:   " << s->audit_lines_lost
-         << " lines could not be written (their grants were withheld)\n";
+         << (s->audit_lines_lost == 1 ? " line" : " lines")
+         << " could not be written (grants whose line was lost were withheld, never "
+            "delivered)\n";
   }
   out_ << "connections: " << s->connections << "\n"
        << "grants:      " << s->grants << "\n"

@@ -256,6 +256,36 @@ TEST_F(CapctlTest, StatusShowsCountersAndIdentity) {
   EXPECT_THAT(r.out, HasSubstr("principals:  tester\n"));
 }
 
+// As reported: status said "N lines could not be written (their grants
+// were withheld)" for every lost line, but a lost denial's line withholds
+// nothing. It says grants whose line was lost were withheld, without
+// calling every lost line a grant's.
+TEST_F(CapctlTest, StatusSaysWhichLostAuditLinesWithheldAGrant) {
+  testing::BrokerOptions options;
+  options.audit_log_full = true;  // every write fails
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<BrokerProcess> full,
+                       BrokerProcess::StartWith(kPolicy, options));
+  const std::string socket = full->socket_path();
+  {
+    UniqueFd motd(open((full->dir() + "/motd").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+    ASSERT_GE(motd.get(), 0);
+  }
+  Result denied = RunRaw({"--socket", socket, "request", "secret"});
+  EXPECT_NE(denied.code, kExitOk);
+  Result status = RunRaw({"--socket", socket, "status"});
+  ASSERT_EQ(status.code, kExitOk) << status.err;
+  EXPECT_THAT(status.out, HasSubstr("audit log:   1 line could not be written (grants whose "
+                                    "line was lost were withheld, never delivered)\n"));
+  EXPECT_THAT(status.out, HasSubstr("grants:      0\n"));
+  Result withheld = RunRaw({"--socket", socket, "request", "motd"});
+  EXPECT_NE(withheld.code, kExitOk);
+  EXPECT_THAT(withheld.err, HasSubstr("audit line"));
+  status = RunRaw({"--socket", socket, "status"});
+  ASSERT_EQ(status.code, kExitOk) << status.err;
+  EXPECT_THAT(status.out, HasSubstr("audit log:   2 lines could not be written (grants whose "
+                                    "line was lost were withheld, never delivered)\n"));
+}
+
 // As reported: after a refused reload and a successful one, status still
 // showed the refusal ("1 refused; last: ...'reed'..."). It shows the last
 // reload's outcome, and when.

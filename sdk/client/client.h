@@ -107,7 +107,8 @@ struct BrokerStatus {
   int64_t last_reload_seconds_ago = -1;
   bool last_reload_refused = false;
   std::string last_reload_error;
-  // Audit lines that could not be written (their grants were withheld), and
+  // Audit lines that could not be written (a grant's, a denial's or any
+  // other; a grant whose line was lost was withheld), and
   // why the last SIGHUP could not reopen the audit log (empty once one
   // did, and unless we are root or the broker's uid).
   uint64_t audit_lines_lost = 0;

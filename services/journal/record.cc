@@ -55,7 +55,7 @@ std::string JsonString(absl::string_view text) {
     const char c = text[i];
     // Valid UTF-8 that must not reach the log raw (sdk/base/escape.h).
     char32_t escaped = 0;
-    if (const size_t n = LineBreakingCharacter(text.substr(i), escaped); n != 0) {
+    if (const size_t n = ActingCharacter(text.substr(i), escaped); n != 0) {
       char form[8];
       std::snprintf(form, sizeof(form), "\\u%04x", static_cast<unsigned>(escaped));
       out += form;

@@ -33,8 +33,9 @@ std::string FormatRecord(uint64_t run, uint64_t seq, absl::Time time, const Peer
                          absl::string_view text);
 
 // `text` as a JSON string literal, quotes included. Escaped: quotes,
-// backslashes, the C0 controls and DEL, the C1 controls (U+0080 to U+009F)
-// and U+2028, U+2029, which terminals or line readers act on; all else is
+// backslashes, the C0 controls and DEL, and what terminals or line readers
+// act on (sdk/base/escape.h, ActingCharacter: the C1 controls U+0080 to
+// U+009F, U+2028, U+2029 and the bidirectional controls); all else is
 // copied as it is.
 std::string JsonString(absl::string_view text);
 

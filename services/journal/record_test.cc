@@ -26,6 +26,15 @@ TEST(RecordTest, EscapesC1ControlsAndUnicodeLineBreaks) {
             "\"\xc2\xa0\xe2\x80\xa7\xe2\x80\xb0 \xc3\xa9\"");
 }
 
+// The bidirectional controls too (embeddings, overrides, isolates and the
+// marks U+200E, U+200F, U+061C): they reorder what a terminal shows of the
+// line (sdk/base/escape.h, ActingCharacter).
+TEST(RecordTest, EscapesBidiControls) {
+  EXPECT_EQ(JsonString("job\xe2\x80\xae"), R"("job\u202e")");
+  EXPECT_EQ(JsonString("\xe2\x80\xaa\xe2\x81\xa6\xe2\x81\xa9\xe2\x80\x8e\xe2\x80\x8f\xd8\x9c"),
+            R"("\u202a\u2066\u2069\u200e\u200f\u061c")");
+}
+
 TEST(RecordTest, TextMustBeBoundedUtf8) {
   EXPECT_OK(CheckRecordText(""));
   EXPECT_OK(CheckRecordText("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80"));

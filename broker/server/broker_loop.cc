@@ -631,7 +631,18 @@ bool BrokerLoop::OnDatagram(Connection& connection) {
     handler_.WithdrawConnect(connection.id, answer.id);
     return Queue(connection, Withheld(answer.id));
   }
-  return Queue(connection, std::move(answer));
+  const bool answer_waiting = answer.outcome.answer_waiting;
+  const bool queued = Queue(connection, std::move(answer));
+  if (answer_waiting) {
+    // A service's `ready`: its reply is in the queue now, which each
+    // Deliver of the connects that waited sends first (see
+    // ServiceDirectory::Ready). A connection that could not queue it is
+    // closed first: the host then refuses them, and hands nothing to a
+    // service about to lose its connection.
+    if (!queued) Close(connection);
+    handler_.AnswerWaitingConnects(connection.session);
+  }
+  return queued;
 }
 
 bool BrokerLoop::Fits(const Connection& connection, size_t bytes) const {

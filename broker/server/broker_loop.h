@@ -42,7 +42,8 @@
 // the last paragraph). A service's connection has a send buffer large
 // enough for every connect that may wait for it to start
 // (service::kMaxPendingConnects), which are all delivered at once when it
-// is ready (kServiceSendBufferBytes in broker_loop.cc). Service queues,
+// is ready, after the reply to its `ready`, which its queue holds then
+// and Deliver sends first (kServiceSendBufferBytes in broker_loop.cc). Service queues,
 // which hold only replies to the service's own requests, stay out of the
 // totals above, and a service is never disconnected to make room for
 // others: the service host, which alone can restart it, would be left with

@@ -453,6 +453,7 @@ class ClosedConnections : public ServiceDirectory {
     why_gone.emplace_back(why);
   }
   absl::Status Ready(absl::string_view) override { return absl::OkStatus(); }
+  void AnswerWaiting(absl::string_view) override {}
   std::vector<ServiceReport> Report() const override { return {}; }
 
   std::vector<uint64_t> lost;  // ConnectionLost

@@ -21,6 +21,7 @@ class ReportingDirectory : public ServiceDirectory {
   void ConnectionLost(uint64_t) override {}
   void ClientGone(uint64_t, absl::string_view) override {}
   absl::Status Ready(absl::string_view) override { return absl::OkStatus(); }
+  void AnswerWaiting(absl::string_view) override {}
   std::vector<ServiceReport> Report() const override { return reports; }
 
   std::vector<ServiceReport> reports;

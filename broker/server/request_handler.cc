@@ -265,8 +265,7 @@ Outcome RequestHandler::Handle(Session& session, schema::Request::Reader request
     case schema::Request::CONNECT:
       return Connect(session, request.getId(), request.getConnect(), reply);
     case schema::Request::READY:
-      Ready(session, reply);
-      return {};
+      return Ready(session, reply);
     case schema::Request::SERVICES:
       Services(session, request, reply);
       return {};
@@ -596,6 +595,12 @@ void RequestHandler::ClientConnectionClosed(uint64_t connection_id, absl::string
   if (services_ != nullptr) services_->ClientGone(connection_id, why);
 }
 
+void RequestHandler::AnswerWaitingConnects(const Session& session) {
+  if (services_ != nullptr && !session.identity.service.empty()) {
+    services_->AnswerWaiting(session.identity.service);
+  }
+}
+
 void RequestHandler::SetConnection(absl::string_view service,
                                    schema::Reply::Builder reply) {
   auto info = reply.initFds(1)[0];
@@ -604,7 +609,7 @@ void RequestHandler::SetConnection(absl::string_view service,
   info.setAccess(schema::Access::READ_WRITE);
 }
 
-void RequestHandler::Ready(const Session& session, schema::Reply::Builder reply) {
+Outcome RequestHandler::Ready(const Session& session, schema::Reply::Builder reply) {
   absl::Status status;
   if (session.identity.service.empty()) {
     status = absl::InvalidArgumentError("only a hosted service can say it is ready");
@@ -616,9 +621,12 @@ void RequestHandler::Ready(const Session& session, schema::Reply::Builder reply)
   if (!status.ok()) {
     CountDenial(status);
     SetError(reply, status);
-    return;
+    return {};
   }
   reply.setReady();
+  Outcome outcome;
+  outcome.answer_waiting = true;
+  return outcome;
 }
 
 void RequestHandler::Services(const Session& session, schema::Request::Reader request,

@@ -79,6 +79,10 @@ struct Outcome {
   // No reply now: a connect to a service that is starting, which the
   // service host answers later through the loop.
   bool deferred = false;
+  // The reply to a hosted service's `ready`: once it is queued, and only
+  // then, the loop calls AnswerWaitingConnects (ServiceDirectory::Ready
+  // says why), whether or not it could queue it.
+  bool answer_waiting = false;
   // A grant's audit line (AuditLog sequence number), 0 for anything else.
   // The loop delivers the grant only if that line was written.
   uint64_t audit_line = 0;
@@ -186,6 +190,12 @@ class RequestHandler {
   // connects (ServiceDirectory::ClientGone), on record with `why`.
   void ClientConnectionClosed(uint64_t connection_id, absl::string_view why);
 
+  // The reply to `session`'s `ready` (Outcome::answer_waiting) is queued,
+  // or was dropped with its connection: the service host answers the
+  // connects that waited for that service to start
+  // (ServiceDirectory::AnswerWaiting).
+  void AnswerWaitingConnects(const Session& session);
+
  private:
   Outcome Hello(Session& session, schema::Hello::Reader hello,
                 schema::Reply::Builder reply);
@@ -195,7 +205,7 @@ class RequestHandler {
                       schema::Reply::Builder reply);
   Outcome Connect(const Session& session, uint64_t request_id,
                   schema::Connect::Reader connect, schema::Reply::Builder reply);
-  void Ready(const Session& session, schema::Reply::Builder reply);
+  Outcome Ready(const Session& session, schema::Reply::Builder reply);
   // A page of the services report (ServicesPage in broker.capnp): the
   // hosted services and the instances removed from the policy that have
   // not exited, in name order, their texts cut to

@@ -99,8 +99,20 @@ class ServiceDirectory {
   // calls to the loop (LoopPort::CloseConnection, Send).
   virtual void ClientGone(uint64_t connection_id, absl::string_view why) = 0;
 
-  // The service `name` says it is ready to serve.
+  // The service `name` says it is ready to serve: it is running from now
+  // on, and a connect to it is answered at once. The connects that waited
+  // for its start keep waiting until AnswerWaiting, which the loop calls
+  // once this request's reply is queued (Outcome::answer_waiting): each
+  // hands the service an `incoming` event with an fd, sent at once, and
+  // the service must have its reply first. Taken while it waited in
+  // Ready(), their fds would be counted by the service as used for good
+  // (a loop sizes itself by its free fds once ready), or, more than its
+  // fd table holds, make the reply's receive fail (MSG_CTRUNC).
   virtual absl::Status Ready(absl::string_view name) = 0;
+
+  // Answers the connects that waited for service `name` to start, if it
+  // is running: the reply to its `ready` is queued (see Ready).
+  virtual void AnswerWaiting(absl::string_view name) = 0;
 
   // Every service of the policy, and every instance removed from it that
   // has not exited yet; in no particular order (the handler sorts them).

@@ -401,8 +401,13 @@ absl::Status ServiceHost::Launched(Service& service, sandbox::LaunchedProcess pr
   }
   Log(service, absl::StrCat("started, pid ", service.pid, "; in force: ", service.in_force,
                             service.missing.empty() ? "" : "; missing: ", service.missing));
-  // A notify service has the rest of the start timeout to say it is ready.
-  if (service.spec.readiness == Readiness::kExec) BecomeReady(service);
+  // A notify service has the rest of the start timeout to say it is ready
+  // (Ready, then AnswerWaiting once its reply is queued); an exec service
+  // is ready now, and its socket holds nothing of the broker's yet.
+  if (service.spec.readiness == Readiness::kExec) {
+    BecomeReady(service);
+    AnswerPending(service, absl::OkStatus());
+  }
   return absl::OkStatus();
 }
 
@@ -462,7 +467,6 @@ void ServiceHost::BecomeReady(Service& service) {
   ArmTimer(service, absl::ZeroDuration());
   Log(service, absl::StrCat("ready after ",
                             absl::FormatDuration(absl::Now() - service.started)));
-  AnswerPending(service, absl::OkStatus());
 }
 
 absl::StatusOr<siginfo_t> ServiceHost::Reap(Service& service) {
@@ -792,10 +796,7 @@ absl::StatusOr<std::optional<UniqueFd>> ServiceHost::Connect(
         OnExit(*service);
         if (service->state != ServiceState::RUNNING) return Connect(spec, request);
       }
-      if (service->connection_id == 0) {
-        return absl::UnavailableError(absl::StrCat(
-            "service '", spec.name, "' lost its broker connection and is stopping"));
-      }
+      if (service->connection_id == 0) return LostConnection(*service);
       CB_ASSIGN_OR_RETURN(UniqueFd end, MakeConnection(*service, request));
       return std::optional<UniqueFd>(std::move(end));
     }
@@ -899,12 +900,31 @@ absl::Status ServiceHost::Ready(absl::string_view name) {
     return absl::FailedPreconditionError(absl::StrCat("service '", name, "' is not hosted"));
   }
   if (service->state == ServiceState::STARTING) {
-    BecomeReady(*service);
+    BecomeReady(*service);  // its waiting connects wait for AnswerWaiting
   } else if (service->state != ServiceState::RUNNING) {
     return absl::FailedPreconditionError(absl::StrCat(
         "service '", name, "' is ", ServiceStateName(service->state), ", not starting"));
   }
   return absl::OkStatus();
+}
+
+void ServiceHost::AnswerWaiting(absl::string_view name) {
+  Service* service = Find(name);
+  // Anything else that became of it (it exited, it failed) has answered
+  // them already.
+  if (service == nullptr || service->state != ServiceState::RUNNING) return;
+  if (service->connection_id == 0) {
+    // The loop closed its connection (ConnectionLost), its reply to ready
+    // with it: nobody would take their service ends.
+    AnswerPending(*service, LostConnection(*service));
+    return;
+  }
+  AnswerPending(*service, absl::OkStatus());
+}
+
+absl::Status ServiceHost::LostConnection(const Service& service) {
+  return absl::UnavailableError(absl::StrCat(
+      "service '", service.spec.name, "' lost its broker connection and is stopping"));
 }
 
 std::vector<server::ServiceReport> ServiceHost::Report() const {

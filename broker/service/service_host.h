@@ -20,7 +20,10 @@
 // protection the kernel refuses) fails the service at once.
 //
 // A connect to a service that is not running yet is answered when it is
-// ready, or with the reason it could not start: never left hanging. The
+// ready, or with the reason it could not start: never left hanging. A
+// notify service's are answered once its reply to `ready` is queued
+// (AnswerWaiting, which the loop calls), so that the service reads that
+// reply before their `incoming` events (ServiceDirectory::Ready). The
 // reason a start failed, which can quote capability paths and the policy
 // file's, is told only to administrators (ConnectRequest::administrator),
 // as `capctl services` shows it; others are told where to see it.
@@ -154,6 +157,7 @@ class ServiceHost : public server::ServiceDirectory {
   void ConnectionLost(uint64_t connection_id) override;
   void ClientGone(uint64_t connection_id, absl::string_view why) override;
   absl::Status Ready(absl::string_view name) override;
+  void AnswerWaiting(absl::string_view name) override;
   std::vector<server::ServiceReport> Report() const override;
 
  private:
@@ -205,7 +209,13 @@ class ServiceHost : public server::ServiceDirectory {
   // or is given up, without waiting, then EndOfOutput.
   void LogLastOutput(Service& service);
   void OnTimer(Service& service);
+  // RUNNING from now on. Its waiting connects are the caller's to answer
+  // (AnswerPending): at once for an exec service, and for a notify
+  // service once its reply to ready is queued (AnswerWaiting).
   void BecomeReady(Service& service);
+  // Why a connect to the running `service` cannot be made: the loop closed
+  // its broker connection (ConnectionLost).
+  static absl::Status LostConnection(const Service& service);
   // Makes a connection and hands its service end to the service.
   absl::StatusOr<UniqueFd> MakeConnection(Service& service,
                                           const server::ConnectRequest& request);

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -30,6 +31,7 @@
 #include "absl/strings/str_split.h"
 #include "broker/audit/audit_log.h"
 #include "broker/policy/policy_parser.h"
+#include "broker/server/broker_loop.h"
 #include "broker/server/request_handler.h"
 #include "broker/server/stats.h"
 #include "capnp/serialize.h"
@@ -43,6 +45,7 @@
 #include "tests/fixtures/forked_launch.h"
 #include "tests/fixtures/process_watch.h"
 #include "tests/fixtures/raw_send.h"
+#include "tests/fixtures/request_bytes.h"
 #include "tests/fixtures/temp_dir.h"
 #include "tests/sandbox/host_files.h"
 
@@ -1104,6 +1107,8 @@ TEST_F(ServiceHostTest, ConnectsOfAClientClosedWhileTheyAreAnsweredAreNotDeliver
   loop_.fail_sends_to.insert(kClient);
   const uint64_t denials = stats_.denials;
   ASSERT_OK(host_->Ready("notify"));
+  EXPECT_TRUE(loop_.answers[service].empty()) << "handed out before the reply to ready";
+  host_->AnswerWaiting("notify");  // as the loop does once that reply is queued
   // The first connect of kClient reached the service before its reply
   // failed (the service's end goes first); its other two did not.
   EXPECT_EQ(loop_.answers[service].size(), 3u) << "connections handed to the service";
@@ -1129,6 +1134,133 @@ TEST_F(ServiceHostTest, AReloadRefusesAWaitingConnectNowAllowedByAnotherPrincipa
   EXPECT_EQ(ClientAnswers()[0],
             "the policy was reloaded while this connect waited, and now allows it as "
             "principal 'ops', not 'me': ask again");
+}
+
+
+// The host with the broker's real loop, for what depends on the order in
+// which the loop sends: a scripted launch, a client stood in for by a
+// connection the test holds, and the service's end of its broker
+// connection, which the test reads as the service would.
+class ServiceHostWithLoopTest : public ::testing::Test {
+ protected:
+  static constexpr char kNotifyPolicy[] = R"(( principals = [ ( name = "me", match = ( uid = 1000 ) ) ],
+    services = [ ( name = "notify", command = [ "/usr/bin/svc" ], connect = [ "me" ],
+                   readiness = notify, startTimeoutMs = 60000, restart = never ) ] ))";
+
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(Policy policy, ParsePolicy(kNotifyPolicy, "t.capnp"));
+    ASSERT_OK(handler_.SetPolicy(std::move(policy)));
+    HostOptions options;
+    options.launcher = [this](const sandbox::SandboxSpec& spec)
+        -> absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> {
+      // The service's end, which the sandbox would hand the service.
+      service_end_ = UniqueFd(fcntl(spec.broker_fd, F_DUPFD_CLOEXEC, 0));
+      absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> started =
+          FakeLaunch::Start(Script());
+      if (started.ok()) report_ = UniqueFd(fcntl((*started)->report_fd(), F_DUPFD_CLOEXEC, 0));
+      return started;
+    };
+    host_ = std::make_unique<ServiceHost>(handler_, loop_, std::move(options));
+    handler_.SetServiceDirectory(host_.get());
+    host_->PolicyChanged();
+  }
+
+  void TearDown() override {
+    handler_.SetServiceDirectory(nullptr);
+    host_.reset();  // before the loop it borrows
+  }
+
+  // Runs the loop for one turn, after what is readable now.
+  void OneTurn() {
+    UniqueFd listener(eventfd(0, EFD_CLOEXEC));  // never readable
+    UniqueFd control(eventfd(1, EFD_CLOEXEC));   // readable at once
+    ASSERT_OK(loop_.Serve(listener.get(), control.get(), [] { return true; }));
+  }
+
+  UniqueFd audit_file_{memfd_create("audit", MFD_CLOEXEC)};
+  audit::AuditLog audit_{audit_file_.get()};
+  server::Stats stats_;
+  server::RequestHandler handler_{audit_, stats_};
+  server::BrokerLoop loop_{handler_, audit_, stats_, server::Limits()};
+  std::unique_ptr<ServiceHost> host_;
+  UniqueFd service_end_;  // the service's end of its broker connection
+  UniqueFd report_;       // the launch's report pipe, readable once it is done
+};
+
+// A notify service's connects that waited for its start are answered
+// after its `ready` is: the reply to Ready() comes before the first
+// `incoming`, so that the service's Ready() receives no connection, and a
+// loop that measures its fd table after it counts none as used for good.
+TEST_F(ServiceHostWithLoopTest, TheReadyReplyComesBeforeTheConnectsThatWaited) {
+  // A client's connection, as the loop serves it (its replies are queued).
+  ASSERT_OK_AND_ASSIGN(auto client, wire::SeqpacketPair());
+  ASSERT_EQ(fcntl(client.first.get(), F_SETFL, O_NONBLOCK), 0);
+  Identity stand_in;
+  stand_in.service = "client";
+  ASSERT_OK_AND_ASSIGN(uint64_t client_id,
+                       loop_.AddServiceConnection(std::move(client.first), stand_in));
+  constexpr int kWaiting = 3;
+  for (uint64_t id = 1; id <= kWaiting; ++id) {
+    server::ConnectRequest request;
+    request.connection_id = client_id;
+    request.request_id = id;
+    request.client.uid = 1000;
+    request.principal = "me";
+    ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> end,
+                         host_->Connect(*handler_.policy().FindService("notify"), request));
+    ASSERT_FALSE(end.has_value()) << "connect " << id << " did not wait";
+  }
+  ASSERT_TRUE(service_end_.valid() && report_.valid());
+  ASSERT_EQ(fcntl(service_end_.get(), F_SETFL, O_NONBLOCK), 0);  // read below until empty
+  // The child has set itself up: the loop finishes the launch.
+  pollfd launched{report_.get(), POLLIN, 0};
+  ASSERT_EQ(poll(&launched, 1, kTurnTimeoutMs), 1) << "the launch never finished";
+  const uint64_t connections = stats_.connections;
+  OneTurn();
+  ASSERT_EQ(stats_.connections, connections + 1) << "the service's connection is not served";
+
+  // The service says hello, then that it is ready, as Client::Ready does.
+  capnp::MallocMessageBuilder ready_message;
+  auto ready = ready_message.initRoot<schema::Request>();
+  ready.setId(2);
+  ready.setReady();
+  ASSERT_EQ(testing::RawSend(service_end_.get(),
+                             testing::HelloBytes(1, schema::PROTOCOL_VERSION)), 0);
+  OneTurn();  // one request of a connection a turn
+  ASSERT_EQ(testing::RawSend(service_end_.get(), testing::Encode(ready_message)), 0);
+  OneTurn();
+
+  // What the service receives, in order: "hello", "ready", or "incoming".
+  std::vector<std::string> received;
+  wire::ReceiveBuffer buffer;
+  for (;;) {
+    ASSERT_OK_AND_ASSIGN(std::optional<wire::Datagram> datagram,
+                         wire::ReceiveDatagram(service_end_.get(), buffer));
+    if (!datagram.has_value()) break;
+    capnp::FlatArrayMessageReader reader(datagram->words);
+    auto reply = reader.getRoot<schema::Reply>();
+    ASSERT_FALSE(reply.isError()) << reply.getError().getMessage().cStr();
+    received.push_back(reply.isHello() ? "hello"
+                       : reply.isReady() ? "ready"
+                       : reply.isIncoming() ? "incoming"
+                                            : "other");
+  }
+  EXPECT_THAT(received, ElementsAre("hello", "ready", "incoming", "incoming", "incoming"));
+  EXPECT_EQ(host_->Report()[0].state, ServiceState::RUNNING);
+  // And the client has its ends.
+  ASSERT_EQ(fcntl(client.second.get(), F_SETFL, O_NONBLOCK), 0);
+  std::vector<uint64_t> connected;
+  for (;;) {
+    ASSERT_OK_AND_ASSIGN(std::optional<wire::Datagram> datagram,
+                         wire::ReceiveDatagram(client.second.get(), buffer));
+    if (!datagram.has_value()) break;
+    capnp::FlatArrayMessageReader reader(datagram->words);
+    auto reply = reader.getRoot<schema::Reply>();
+    ASSERT_FALSE(reply.isError()) << reply.getError().getMessage().cStr();
+    EXPECT_EQ(datagram->fds.size(), 1u);
+    connected.push_back(reply.getId());
+  }
+  EXPECT_THAT(connected, ElementsAre(1, 2, 3));
 }
 
 }  // namespace

@@ -272,6 +272,12 @@ class Client {
   // error closed the connection.
   int fd() const { return channel_.fd(); }
 
+  // How many `incoming` events wait in this client's own queue (they came
+  // while it waited for a reply), each holding its connection's fd: a
+  // service's loop that sizes itself by its free fds counts those as
+  // connections, not as fds used for good.
+  size_t queued_incoming() const { return events_.size(); }
+
  private:
   Client(UniqueFd fd, absl::Duration timeout) : channel_(std::move(fd)), timeout_(timeout) {}
 

@@ -2,6 +2,7 @@
 
 #include <sys/epoll.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <optional>
 #include <utility>
@@ -101,9 +102,12 @@ absl::Status ConnectionLoop::Init() {
   // the handler adds, mostly come and go within a turn (the reserve), but
   // not all: a handler may keep a request's, and a reply waits, its fds
   // held, for a client that does not read. So this count is not enough:
-  // Add and Reply also look at the table itself (HasFdRoom).
+  // Add and Reply also look at the table itself (HasFdRoom). The
+  // connections the Client queued hold their fds already: they are among
+  // those the loop will hold, not fds used for good.
   CB_ASSIGN_OR_RETURN(size_t room,
                       FdRoomFor(max_connections_, kFdReserve + options_.max_request_fds));
+  room = std::min(max_connections_, room + broker_->queued_incoming());
   if (room < max_connections_) {
     log_.Line(FdRoomLine(room, max_connections_, "client connections"));
     max_connections_ = room;
@@ -133,8 +137,8 @@ absl::StatusOr<bool> ConnectionLoop::Turn(int timeout_ms) {
       single_.reset();
       return !connections_.empty();
     }
-    // Events the Client queued before the loop ran (during Ready()) show
-    // no readiness on the fd: take them now.
+    // Events the Client queued before the loop ran (while it waited for a
+    // reply) show no readiness on the fd: take them now.
     const size_t before = connections_.size();
     CB_ASSIGN_OR_RETURN(bool open, AcceptAll());
     if (!open) return false;

@@ -22,6 +22,7 @@
 #include "sdk/base/kj_status.h"
 #include "sdk/base/status_matchers.h"
 #include "sdk/service/fake_broker.h"
+#include "sdk/service/fd_room.h"
 #include "sdk/service/loop_harness.h"
 #include "sdk/wire/framing.h"
 #include "sdk/wire/limits.h"
@@ -166,8 +167,8 @@ TEST_F(ConnectionLoopTest, ClosesAConnectionTheClientClosed) {
 }
 
 TEST(ConnectionLoopReadyTest, TakesConnectionsQueuedWhileSayingReady) {
-  // The broker hands a starting service the connects that waited for it
-  // before it answers `ready`: the Client queues them, the fd shows nothing.
+  // Events that come while the Client waits for a reply (here its ready's,
+  // as brokers once sent them) are queued there: the fd shows nothing.
   EchoHandler handler;
   ASSERT_OK_AND_ASSIGN(FakeBroker broker, FakeBroker::Create());
   ASSERT_OK_AND_ASSIGN(UniqueFd end, broker.Connect(LoopHarness::DefaultPeer()));
@@ -409,6 +410,50 @@ int ServeWithAFullFdTable() {
 TEST(ConnectionLoopLimitTest, KeepsServingWhenMoreConnectionsComeThanItsFdTableHolds) {
   // 16: the loop ended (DATA_LOSS); 18: it held more connections than fit.
   EXPECT_EQ(testing::ExitCodeInChild(ServeWithAFullFdTable), 0);
+}
+
+// What the queued-connections test's child does (0: all as expected).
+//
+// Connections the Client queued before the loop ran hold their fds
+// already: the loop sizes itself by the free fds, and those are
+// connections it holds, not fds used for good. With room for 2 more fds
+// beyond the reserve and 5 connections queued, it holds all 5.
+int ServeConnectionsQueuedInAFullFdTable() {
+  constexpr size_t kQueued = 5;
+  constexpr int kFreeBeyondReserve = 2;
+  EchoHandler handler;
+  absl::StatusOr<FakeBroker> broker = FakeBroker::Create();
+  if (!broker.ok()) return 10;
+  std::vector<UniqueFd> ends;  // the clients' ends, kept open
+  for (uint32_t i = 0; i < kQueued; ++i) {
+    absl::StatusOr<UniqueFd> end = broker->Connect(Peer{"queued", 2000 + i, 2000, 1});
+    if (!end.ok()) return 11;
+    ends.push_back(std::move(*end));
+  }
+  if (!broker->AnswerReady().ok() || !broker->client().Ready().ok()) return 12;
+  if (broker->client().queued_incoming() != kQueued) return 13;
+  // The loop's epoll fd, made at Init before it counts, takes one more.
+  const int open = CountOpenFds();
+  if (open < 0) return 14;
+  if (!SetOpenFileLimit(static_cast<rlim_t>(open + 1 + static_cast<int>(kFdReserve) +
+                                            kFreeBeyondReserve))) {
+    return 15;
+  }
+  ConnectionLoop loop(broker->client(), handler,
+                      ConnectionLoop::Options{.max_connections = kQueued + kFreeBeyondReserve});
+  absl::StatusOr<bool> serving = loop.Turn(0);
+  if (!serving.ok() || !*serving) return 16;
+  if (loop.connection_count() != kQueued) {
+    std::fprintf(stderr, "holds %zu of the %zu queued connections\n", loop.connection_count(),
+                 kQueued);
+    return 17;
+  }
+  return 0;
+}
+
+TEST(ConnectionLoopLimitTest, ConnectionsQueuedBeforeItRanAreNotFdsUsedForGood) {
+  // 17: it closed some of them, its room lowered by their fds.
+  EXPECT_EQ(testing::ExitCodeInChild(ServeConnectionsQueuedInAFullFdTable), 0);
 }
 
 // How fds escape the count a loop makes at Init: a handler that keeps a

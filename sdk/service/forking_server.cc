@@ -173,11 +173,14 @@ absl::Status ForkingServer::Init() {
   // A worker takes one fd here (its pidfd); the closers one each and, for
   // the current one, its socket (and its other end while it starts).
   // Beyond what the fd table holds, the broker's next `incoming` would
-  // arrive without its fd (see fd_room.h) and end the service.
+  // arrive without its fd (see fd_room.h) and end the service. The
+  // connections the Client queued hold an fd each already, which their
+  // workers' pidfds take over: not fds used for good.
   CB_ASSIGN_OR_RETURN(
       size_t room,
       FdRoomFor(max_workers_,
                 kFdReserve + (options_.max_closers == 0 ? 0 : options_.max_closers + 2)));
+  room = std::min(max_workers_, room + broker_.queued_incoming());
   if (room < max_workers_) {
     log_.Line(FdRoomLine(room, max_workers_, "workers (a connection each)"));
     max_workers_ = room;
@@ -202,8 +205,8 @@ absl::StatusOr<bool> ForkingServer::Turn(int timeout_ms) {
   if (!started_) {
     CB_RETURN_IF_ERROR(Init());
     started_ = true;
-    // Connections the Client queued during Ready() show no readiness on
-    // the fd: take them now, and do not wait after that work.
+    // Connections the Client queued (while it waited for a reply) show no
+    // readiness on the fd: take them now, and do not wait after that work.
     CB_ASSIGN_OR_RETURN(bool open, AcceptAll());
     if (!open) return false;
     timeout_ms = 0;

@@ -30,6 +30,7 @@
 #include "sdk/base/kj_status.h"
 #include "sdk/base/status_matchers.h"
 #include "sdk/service/fake_broker.h"
+#include "sdk/service/fd_room.h"
 #include "sdk/wire/channel.h"
 #include "sdk/wire/framing.h"
 #include "sdk/wire/limits.h"
@@ -519,8 +520,8 @@ TEST_F(ForkingServerTest, WhenTheBrokerGoesWorkersAreKilledAndReaped) {
 }
 
 TEST(ForkingServerReadyTest, TakesConnectionsQueuedWhileSayingReady) {
-  // The broker hands a starting service the connects that waited for it
-  // before it answers `ready`: the Client queues them, the fd shows nothing.
+  // Events that come while the Client waits for a reply (here its ready's,
+  // as brokers once sent them) are queued there: the fd shows nothing.
   WorkerHandler handler;
   ASSERT_OK_AND_ASSIGN(FakeBroker broker, FakeBroker::Create());
   ASSERT_OK_AND_ASSIGN(UniqueFd end, broker.Connect(PeerOfUid(1000)));
@@ -721,6 +722,52 @@ int ServeWithAFullFdTable() {
 TEST(ForkingServerLimitTest, KeepsServingWhenMoreConnectionsComeThanItsFdTableHolds) {
   // 15: the server ended (DATA_LOSS); 17: it had no worker, or more than fit.
   EXPECT_EQ(ExitCodeInChild(ServeWithAFullFdTable), 0);
+}
+
+// What the queued-connections test's child does (0: all as expected).
+//
+// Connections the Client queued before the server ran hold an fd each,
+// which their workers' pidfds take over: not fds used for good. With room
+// for 2 more fds beyond the reserve and 5 connections queued, it serves
+// all 5.
+int ServeConnectionsQueuedInAFullFdTable() {
+  constexpr size_t kQueued = 5;
+  constexpr int kFreeBeyondReserve = 2;
+  WorkerHandler handler;
+  absl::StatusOr<FakeBroker> broker = FakeBroker::Create();
+  if (!broker.ok()) return 10;
+  std::vector<UniqueFd> ends;  // the clients' ends, kept open
+  for (uint32_t i = 0; i < kQueued; ++i) {
+    absl::StatusOr<UniqueFd> end = broker->Connect(PeerOfUid(2000 + i));
+    if (!end.ok()) return 11;
+    ends.push_back(std::move(*end));
+  }
+  if (!broker->AnswerReady().ok() || !broker->client().Ready().ok()) return 12;
+  if (broker->client().queued_incoming() != kQueued) return 13;
+  // The server's epoll fd, made at Init before it counts, takes one more.
+  const int open = testing::CountOpenFds();
+  rlimit limit{};
+  if (open < 0 || getrlimit(RLIMIT_NOFILE, &limit) != 0) return 14;
+  limit.rlim_cur = static_cast<rlim_t>(open + 1 + static_cast<int>(kFdReserve) +
+                                       kFreeBeyondReserve);
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) return 15;
+  ForkingServer::Options options;
+  options.max_workers = kQueued + kFreeBeyondReserve;
+  options.max_closers = 0;  // their fds are not what is tested
+  ForkingServer server(broker->client(), handler, options);
+  absl::StatusOr<bool> serving = server.Turn(0);
+  if (!serving.ok() || !*serving) return 16;
+  if (server.worker_count() != kQueued) {
+    std::fprintf(stderr, "serves %zu of the %zu queued connections\n", server.worker_count(),
+                 kQueued);
+    return 17;
+  }
+  return 0;
+}
+
+TEST(ForkingServerLimitTest, ConnectionsQueuedBeforeItRanAreNotFdsUsedForGood) {
+  // 17: it refused some of them, its room lowered by their fds.
+  EXPECT_EQ(ExitCodeInChild(ServeConnectionsQueuedInAFullFdTable), 0);
 }
 
 // What the fork-failure test's child does; its exit code says how far it

@@ -69,7 +69,8 @@ class Service {
   absl::StatusOr<UniqueFd> TakeGrant(absl::string_view name);
 
   // Tells the broker the service is ready; connects waiting for it are
-  // answered from now on.
+  // answered from now on, once the broker has answered this (their
+  // `incoming` events come after the reply).
   absl::Status Ready();
 
   // The next connection the broker made for a client. kUnavailable when

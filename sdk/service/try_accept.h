@@ -1,11 +1,11 @@
 // TryAccept: Service::Accept without blocking, for event loops.
 //
 // Client::NextIncoming blocks until an `incoming` event arrives, and it
-// keeps events that arrived while it waited for a reply (during Ready(),
-// for one: the broker hands a starting service the connects that waited
-// for it before it answers `ready`) in a queue of its own, which polling
-// the broker fd cannot see. TryAccept takes a queued event if there is
-// one, else reads the socket without waiting.
+// keeps events that arrived while it waited for a reply (to a request the
+// service made once ready; the broker answers `ready` itself before it
+// hands the service the connects that waited for its start) in a queue of
+// its own, which polling the broker fd cannot see. TryAccept takes a
+// queued event if there is one, else reads the socket without waiting.
 #ifndef CAPBROKER_SDK_SERVICE_TRY_ACCEPT_H_
 #define CAPBROKER_SDK_SERVICE_TRY_ACCEPT_H_
 

@@ -27,7 +27,14 @@ absl::StatusOr<Journal> Journal::Open(UniqueFd log, Options options) {
         "access = append");
   }
   const uint64_t run = static_cast<uint64_t>(absl::ToUnixNanos(options.now()));
-  return Journal(std::move(log), std::move(options), run);
+  Journal journal(std::move(log), std::move(options), run);
+  // An earlier run may have left a fragment (a write cut short, its
+  // newline failed too), which only lived in that run's line_broken_. The
+  // fd cannot read the last byte (write-only, and the journal refuses any
+  // other), so a log that holds anything is taken to end mid-line: the
+  // run's first record starts with "\n", an empty line when it did not.
+  journal.line_broken_ = st.st_size > 0;
+  return journal;
 }
 
 absl::StatusOr<RecordId> Journal::Append(const Peer& peer, absl::string_view text) {

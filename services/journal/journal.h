@@ -14,7 +14,10 @@
 // file size limit (RLIMIT_FSIZE: EFBIG; the process must ignore SIGXFSZ,
 // which would otherwise kill it) or a full disk. A write cut short leaves a
 // fragment of a line at the end: the next record then starts with "\n",
-// so that it never runs into the fragment.
+// so that it never runs into the fragment. A fragment an earlier run left
+// cannot be seen (the fd cannot read): the first record of a run on a log
+// that is not empty starts with "\n" too, which leaves an empty line after
+// a whole one (JSON-lines readers skip it).
 #ifndef CAPBROKER_SERVICES_JOURNAL_JOURNAL_H_
 #define CAPBROKER_SERVICES_JOURNAL_JOURNAL_H_
 
@@ -71,7 +74,8 @@ class Journal {
   Options options_;
   uint64_t run_ = 0;
   uint64_t seq_ = 0;
-  // The log ends in a fragment of a record, which a write cut short left.
+  // The log ends in a fragment of a record, which a write cut short left,
+  // or may (a log not empty at Open, whose end cannot be read).
   bool line_broken_ = false;
 };
 

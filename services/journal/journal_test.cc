@@ -45,10 +45,12 @@ TEST_F(JournalTest, AppendsNumberedRecordsAtTheEnd) {
   EXPECT_EQ(second.seq, 2u);
   EXPECT_EQ(first.run, second.run);
   std::string log = Contents();
-  EXPECT_THAT(log, StartsWith("earlier line\n{\"run\":"));
+  // The log held something: the run's first record starts with a newline
+  // (see TheFirstRecordOfARunNeverRunsIntoAFragmentAnEarlierRunLeft).
+  EXPECT_THAT(log, StartsWith("earlier line\n\n{\"run\":"));
   EXPECT_THAT(log, HasSubstr("\"seq\":2,"));
   EXPECT_THAT(log, HasSubstr("\"principal\":\"ops\",\"uid\":1000"));
-  EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 3);
+  EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 4);
 }
 
 TEST_F(JournalTest, WritesLandAtTheEndEvenAfterAnLseek) {
@@ -104,7 +106,7 @@ TEST_F(JournalTest, RefusesRecordsBeyondTheSizeLimit) {
   const std::string full = Contents();
   EXPECT_LE(full.size(), 1000u);
   EXPECT_GT(full.size() + 250, 1000u) << "refused while a record had room";
-  EXPECT_EQ(std::count(full.begin(), full.end(), '\n'), 1 + appended);
+  EXPECT_EQ(std::count(full.begin(), full.end(), '\n'), 2 + appended);  // and the run's first
   EXPECT_THAT(journal.Append(peer_, "short").status(),
               StatusIs(absl::StatusCode::kResourceExhausted));
   EXPECT_EQ(Contents(), full);
@@ -123,25 +125,55 @@ TEST_F(JournalTest, ARecordCutShortNeverRunsIntoTheNext) {
   rlimit old;
   ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
   rlimit small = old;
-  small.rlim_cur = 13 + 50;  // "earlier line\n" and 50 bytes of the first record
+  // "earlier line\n", then the run's first record (its leading newline and
+  // 50 bytes of the record).
+  small.rlim_cur = 13 + 1 + 50;
   ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
   absl::Status cut = journal.Append(peer_, "one").status();
   absl::Status full = journal.Append(peer_, "two").status();
   ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
-  EXPECT_THAT(cut, StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("wrote 50 of")));
+  EXPECT_THAT(cut, StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("wrote 51 of")));
   EXPECT_THAT(full, StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("RLIMIT_FSIZE")));
-  ASSERT_EQ(Contents().size(), 63u);
+  ASSERT_EQ(Contents().size(), 64u);
 
   ASSERT_OK(journal.Append(peer_, "three").status());
   ASSERT_OK(journal.Append(peer_, "four").status());
   std::vector<std::string> lines = absl::StrSplit(Contents(), '\n');
-  ASSERT_EQ(lines.size(), 5u) << Contents();  // the last one empty
+  ASSERT_EQ(lines.size(), 6u) << Contents();  // the last one empty
   EXPECT_EQ(lines[0], "earlier line");
-  EXPECT_EQ(lines[1].size(), 50u);  // the fragment, ended
-  EXPECT_THAT(lines[2], StartsWith("{\"run\":"));
-  EXPECT_THAT(lines[2], HasSubstr("\"text\":\"three\"}"));
-  EXPECT_THAT(lines[3], HasSubstr("\"text\":\"four\"}"));
-  EXPECT_EQ(lines[4], "");
+  EXPECT_EQ(lines[1], "");          // the run's first record began so
+  EXPECT_EQ(lines[2].size(), 50u);  // the fragment, ended
+  EXPECT_THAT(lines[3], StartsWith("{\"run\":"));
+  EXPECT_THAT(lines[3], HasSubstr("\"text\":\"three\"}"));
+  EXPECT_THAT(lines[4], HasSubstr("\"text\":\"four\"}"));
+  EXPECT_EQ(lines[5], "");
+}
+
+// A fragment that an earlier run left (its newline failed too, and the
+// run ended) is not known to this one, which cannot read the log: its
+// first record starts with a newline all the same, so that it never runs
+// into one. JSON-lines readers skip the empty line that leaves after a
+// whole line.
+TEST_F(JournalTest, TheFirstRecordOfARunNeverRunsIntoAFragmentAnEarlierRunLeft) {
+  path_ = dir_.WriteFile("cut", "{\"run\":1");
+  ASSERT_OK_AND_ASSIGN(Journal journal, Journal::Open(OpenLog(O_WRONLY | O_APPEND)));
+  ASSERT_OK(journal.Append(peer_, "after").status());
+  ASSERT_OK(journal.Append(peer_, "and on").status());
+  std::vector<std::string> lines = absl::StrSplit(Contents(), '\n');
+  ASSERT_EQ(lines.size(), 4u) << Contents();  // the last one empty
+  EXPECT_EQ(lines[0], "{\"run\":1");       // the fragment, ended
+  EXPECT_THAT(lines[1], StartsWith("{\"run\":"));
+  EXPECT_THAT(lines[1], HasSubstr("\"text\":\"after\"}"));
+  EXPECT_THAT(lines[2], HasSubstr("\"text\":\"and on\"}"));
+  EXPECT_EQ(lines[3], "");
+}
+
+// An empty log gets no empty line.
+TEST_F(JournalTest, AnEmptyLogStartsWithItsFirstRecord) {
+  path_ = dir_.WriteFile("empty", "");
+  ASSERT_OK_AND_ASSIGN(Journal journal, Journal::Open(OpenLog(O_WRONLY | O_APPEND)));
+  ASSERT_OK(journal.Append(peer_, "first").status());
+  EXPECT_THAT(Contents(), StartsWith("{\"run\":"));
 }
 
 }  // namespace

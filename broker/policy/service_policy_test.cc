@@ -323,6 +323,43 @@ TEST(ServicePolicyTest, TooManyPrincipalsIsOneError) {
                        "policy.cb:1:13: too many principals: 4097; the limit is 4096"));
 }
 
+// Without CAP_SETUID, the kernel lets a broker map only its own uid and gid
+// into a service's user namespace: a broker that is not root refuses a
+// service `user` or `group` other than its own when it loads the policy, at
+// the field, rather than failing every start of the service.
+TEST(ServicePolicyTest, ABrokerThatIsNotRootRunsServicesOnlyAsItself) {
+  BrokerContext user;
+  user.ids = BrokerIds{1000, 1000};
+  const std::string other = WithServices(R"(( name = "s", command = [ "/bin/s" ],
+                                              user = 1001, group = 1002 ))");
+  absl::StatusOr<Policy> refused = ParsePolicy(other, "policy.cb", user);
+  ASSERT_THAT(refused, StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+  EXPECT_EQ(std::string(refused.status().message()),
+            "policy.cb:6:54: service 's': user 1001 is not this broker's uid, 1000, and a "
+            "broker that is not root can run services only as its own uid and gid (every "
+            "start would fail): leave user out (the service then runs as uid 1000), or run "
+            "the broker as root\n"
+            "policy.cb:6:68: service 's': group 1002 is not this broker's gid, 1000, and a "
+            "broker that is not root can run services only as its own uid and gid (every "
+            "start would fail): leave group out (the service then runs as gid 1000), or run "
+            "the broker as root");
+
+  // Its own ids, or none given: loads.
+  EXPECT_OK(ParsePolicy(WithServices(R"(( name = "s", command = [ "/bin/s" ],
+                                          user = 1000, group = 1000 ))"),
+                        "policy.cb", user)
+                .status());
+  EXPECT_OK(ParsePolicy(WithServices(R"(( name = "s", command = [ "/bin/s" ] ))"), "policy.cb",
+                        user)
+                .status());
+  // A root broker runs a service as any uid but 0; not known (capctl
+  // policy check): not checked.
+  BrokerContext root;
+  root.ids = BrokerIds{0, 0};
+  EXPECT_OK(ParsePolicy(other, "policy.cb", root).status());
+  EXPECT_OK(ParsePolicy(other, "policy.cb").status());
+}
+
 TEST(ServicePolicyTest, ServicesSharePrincipalNames) {
   // The principal 'ops' is defined at line 4, column 27 (its name).
   EXPECT_EQ(ErrorFor(R"(( name = "ops", command = [ "/bin/s" ] ))"),

@@ -1,5 +1,6 @@
 #include "broker/policy/service_validator.h"
 
+#include <optional>
 #include <utility>
 
 #include "absl/algorithm/container.h"
@@ -81,10 +82,29 @@ class ServiceValidator {
       checks_.Error(absl::StrCat(path, spec.user == 0u ? ".user" : ".group"),
                     absl::StrCat(label, ": a service never runs as root (uid or gid 0)"));
     }
+    if (broker_.ids.has_value() && broker_.ids->uid != 0) {
+      OwnId(spec.user, broker_.ids->uid, path, label, "user", "uid");
+      OwnId(spec.group, broker_.ids->gid, path, label, "group", "gid");
+    }
     Limits(service.getLimits(), path + ".limits", label, spec);
     Sandbox(service.getSandbox(), path + ".sandbox", label, spec);
     spec.accepts_fds = service.getAcceptsFds();
     return spec;
+  }
+
+  // A service's `field` (user or group, an `id` uid or gid) given as
+  // `value`, for a broker that is not root and whose own is `own`: the
+  // kernel lets it map only its own ids into the service's user namespace
+  // (see BrokerContext::ids), so another is refused now, not at each start.
+  void OwnId(std::optional<uint32_t> value, uint32_t own, const std::string& path,
+             const std::string& label, absl::string_view field, absl::string_view id) {
+    if (!value.has_value() || *value == own || *value == 0) return;  // 0: refused above
+    checks_.Error(absl::StrCat(path, ".", field),
+                  absl::StrCat(label, ": ", field, " ", *value, " is not this broker's ", id,
+                               ", ", own, ", and a broker that is not root can run services "
+                               "only as its own uid and gid (every start would fail): leave ",
+                               field, " out (the service then runs as ", id, " ", own,
+                               "), or run the broker as root"));
   }
 
   void Command(capnp::List<capnp::Text>::Reader command, const std::string& path,

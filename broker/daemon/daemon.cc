@@ -112,11 +112,13 @@ BrokerHardLimits ReadHardLimits() {
 // What this broker offers the policy it loads (see BrokerContext): at start,
 // its --cgroup DIR, checked (an error stops the start); `cgroup` is what
 // that check found. Its hard rlimits are read anew each time: prlimit may
-// have changed them since.
+// have changed them since. Its uid and gid decide which service users it
+// can run (geteuid and getegid cannot fail).
 BrokerContext ContextFor(const sandbox::CgroupParent& cgroup) {
   BrokerContext context;
   context.cgroup = cgroup;
   context.hard_limits = ReadHardLimits();
+  context.ids = BrokerIds{geteuid(), getegid()};
   return context;
 }
 

@@ -59,6 +59,12 @@ struct BrokerHardLimits {
   uint64_t cpu_seconds = RLIM_INFINITY;    // RLIMIT_CPU
 };
 
+// The broker's effective uid and gid.
+struct BrokerIds {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+};
+
 struct BrokerContext {
   // The broker's cgroup directory and the controllers it enables for the
   // services' cgroups (path "" when the broker has none); nullopt when the
@@ -68,6 +74,13 @@ struct BrokerContext {
   // at every reload; nullopt when the broker is not known (capctl policy
   // check), and then the services' limits are not checked against them.
   std::optional<BrokerHardLimits> hard_limits;
+  // Who the broker that loads the policy runs as; nullopt when not known
+  // (capctl policy check), and then services' `user` and `group` are not
+  // checked against it. Without CAP_SETUID (a broker that is not root) the
+  // kernel lets it map only its own uid and gid into a service's user
+  // namespace, so such a broker refuses any other `user` or `group` when it
+  // loads the policy, rather than failing every start of the service.
+  std::optional<BrokerIds> ids;
   // The path the kernel would report for the program (or file, or
   // directory) at `path`, every symlink resolved (see ResolveProgramPath);
   // kFailedPrecondition when `path` is a symlink to nothing; another error

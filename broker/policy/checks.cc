@@ -87,6 +87,12 @@ void Checks::CheckName(absl::string_view what, absl::string_view path,
     return;
   }
   auto [it, inserted] = seen.emplace(std::string(name), name_path);
+  if (!inserted && full()) {
+    // Where the first one is costs a scan of its line: skipped for a
+    // message nobody sees (repeats on one long line were quadratic).
+    Error(name_path, "");
+    return;
+  }
   if (!inserted) {
     LineColumn first = locator_.LineColumnAt(locator_.OffsetOf(it->second));
     // Principals and services share one name space: the first may be the

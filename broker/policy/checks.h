@@ -54,6 +54,9 @@ class Checks {
 
   const TextLocator& locator() const { return locator_; }
   size_t error_count() const { return diagnostics_.count(); }
+  // True once no more errors are shown (Diagnostics::full): costly parts of
+  // a message nobody will see, such as a "did you mean", are skipped.
+  bool full() const { return diagnostics_.full(); }
 
   // Records `message` at field path `path` (e.g. "principals[2].match").
   void Error(absl::string_view path, absl::string_view message);

@@ -233,11 +233,12 @@ class Validator {
     if (list.size() > kMaxPrincipals) {
       checks_.Error("principals", absl::StrCat("too many principals: ", list.size(),
                                        "; the limit is ", kMaxPrincipals));
+      principal_names_.unchecked = true;
       return specs;
     }
     specs.reserve(list.size());
     for (size_t i = 0; i < list.size(); ++i) {
-      specs.push_back(Principal(list[i], i, principal_names_));
+      specs.push_back(Principal(list[i], i, principal_names_.where));
     }
     return specs;
   }
@@ -317,7 +318,7 @@ class Validator {
   const BrokerContext& broker_;
   CapabilityNames capability_names_;
   // Principal names and where each is defined: services share the space.
-  absl::flat_hash_map<std::string, std::string> principal_names_;
+  PrincipalNames principal_names_;
 };
 
 }  // namespace

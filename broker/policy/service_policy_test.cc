@@ -3,6 +3,9 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "broker/policy/policy.h"
 #include "broker/policy/policy_parser.h"
 #include "gmock/gmock.h"
@@ -12,6 +15,7 @@
 namespace capbroker {
 namespace {
 
+using ::testing::EndsWith;
 using ::testing::HasSubstr;
 using schema::Access;
 
@@ -126,7 +130,8 @@ TEST(ServicePolicyTest, ErrorsNameTheirPlace) {
               HasSubstr("restartDelayMs 0 is out of range: 1 to"));
   EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "/bin/s" ],
                             sandbox = ( restrictAddressFamilies = [ inet, inet ] ) ))"),
-              HasSubstr("an address family is listed twice"));
+              HasSubstr("service 's': restrictAddressFamilies lists inet twice; list it "
+                        "once"));
   EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "/bin/s" ],
                             sandbox = ( landlok = off ) ))"),
               HasSubstr("did you mean 'landlock'?"));
@@ -246,6 +251,113 @@ TEST(ServicePolicyTest, RlimitsAboveTheBrokersHardLimitsAreRefused) {
                                  "fail with EPERM): raise the broker's hard limit "
                                  "(LimitNPROC= in its systemd unit, or prlimit --nproc) and "
                                  "reload, or lower processes")));
+}
+
+// Each repeated address family is one error, at the repetition, naming the
+// family: never one per earlier copy (8,000 x unix made 32 million errors,
+// quadratic time on the broker's thread).
+TEST(ServicePolicyTest, ARepeatedAddressFamilyIsOneErrorAtEachRepetition) {
+  const std::string error = ErrorFor(R"(( name = "s", command = [ "/bin/s" ],
+      sandbox = ( restrictAddressFamilies = [ unix, inet, unix, unix ] ) ))");
+  const std::vector<std::string> lines = absl::StrSplit(error, '\n');
+  ASSERT_EQ(lines.size(), 2u) << error;
+  EXPECT_EQ(lines[0], "policy.cb:6:59: service 's': restrictAddressFamilies lists unix "
+                      "twice; list it once");
+  EXPECT_EQ(lines[1], "policy.cb:6:65: service 's': restrictAddressFamilies lists unix "
+                      "twice; list it once");
+
+  std::vector<std::string> families(8000, "unix");
+  const std::string many =
+      ErrorFor(absl::StrCat(R"(( name = "s", command = [ "/bin/s" ],
+      sandbox = ( restrictAddressFamilies = [ )",
+                            absl::StrJoin(families, ", "), " ] ) )"));
+  EXPECT_THAT(many, EndsWith(absl::StrCat("policy.cb: ", 7999 - 20, " more errors not shown")));
+}
+
+// A "did you mean" compares the name with every principal and service name.
+// Computed for every unknown connect name, a generated policy (4,096
+// principals of 64-byte names, 8,192 unknown names of 64 bytes) kept the
+// broker's only thread busy for minutes; only the errors shown get one
+// (this test's size, small, bounds it: the old code outlasts its timeout).
+TEST(ServicePolicyTest, SuggestionsStopOnceNoMoreErrorsAreShown) {
+  std::vector<std::string> principals;
+  for (int i = 0; i < 4096; ++i) {
+    principals.push_back(absl::StrFormat(R"((name="p%063d",match=(uid=1)))", i));
+  }
+  std::vector<std::string> services;
+  for (int s = 0; s < 8; ++s) {
+    std::vector<std::string> unknown;
+    for (int i = 0; i < 1024; ++i) unknown.push_back(absl::StrFormat(R"("q%063d")", s * 1024 + i));
+    services.push_back(absl::StrFormat(R"((name="s%d",command=["/bin/s"],connect=[%s]))", s,
+                                       absl::StrJoin(unknown, ",")));
+  }
+  const std::string text = absl::StrCat("(principals=[", absl::StrJoin(principals, ","),
+                                        "],\nservices=[", absl::StrJoin(services, ","), "])");
+  ASSERT_LE(text.size(), kMaxPolicyBytes);
+  absl::StatusOr<Policy> policy = ParsePolicy(text, "policy.cb");
+  ASSERT_THAT(policy, StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+  const std::string error(policy.status().message());
+  // The errors shown still suggest the name meant.
+  EXPECT_THAT(error, HasSubstr(absl::StrFormat(
+                         "service 's0': connect names 'q%063d', which is not a principal or "
+                         "service in this policy; did you mean 'p%063d'?",
+                         0, 0)));
+  EXPECT_THAT(error, EndsWith(absl::StrCat("policy.cb: ", 8192 - 20, " more errors not shown")));
+}
+
+// Over the limit, the principals are refused whole: one error, not one
+// more for each connect name that names one of them.
+TEST(ServicePolicyTest, TooManyPrincipalsIsOneError) {
+  std::vector<std::string> principals;
+  std::vector<std::string> connect;
+  for (int i = 0; i < 4097; ++i) {
+    principals.push_back(absl::StrFormat(R"((name="p%d",match=(uid=1)))", i));
+    if (i < 10) connect.push_back(absl::StrFormat(R"("p%d")", i));
+  }
+  const std::string text = absl::StrCat(
+      "(principals=[", absl::StrJoin(principals, ","),
+      "],\nservices=[(name=\"s\",command=[\"/bin/s\"],connect=[", absl::StrJoin(connect, ","),
+      "])])");
+  EXPECT_THAT(ParsePolicy(text, "policy.cb"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "policy.cb:1:13: too many principals: 4097; the limit is 4096"));
+}
+
+// Without CAP_SETUID, the kernel lets a broker map only its own uid and gid
+// into a service's user namespace: a broker that is not root refuses a
+// service `user` or `group` other than its own when it loads the policy, at
+// the field, rather than failing every start of the service.
+TEST(ServicePolicyTest, ABrokerThatIsNotRootRunsServicesOnlyAsItself) {
+  BrokerContext user;
+  user.ids = BrokerIds{1000, 1000};
+  const std::string other = WithServices(R"(( name = "s", command = [ "/bin/s" ],
+                                              user = 1001, group = 1002 ))");
+  absl::StatusOr<Policy> refused = ParsePolicy(other, "policy.cb", user);
+  ASSERT_THAT(refused, StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+  EXPECT_EQ(std::string(refused.status().message()),
+            "policy.cb:6:54: service 's': user 1001 is not this broker's uid, 1000, and a "
+            "broker that is not root can run services only as its own uid and gid (every "
+            "start would fail): leave user out (the service then runs as uid 1000), or run "
+            "the broker as root\n"
+            "policy.cb:6:68: service 's': group 1002 is not this broker's gid, 1000, and a "
+            "broker that is not root can run services only as its own uid and gid (every "
+            "start would fail): leave group out (the service then runs as gid 1000), or run "
+            "the broker as root");
+
+  // Its own ids, or none given: loads.
+  EXPECT_OK(ParsePolicy(WithServices(R"(( name = "s", command = [ "/bin/s" ],
+                                          user = 1000, group = 1000 ))"),
+                        "policy.cb", user)
+                .status());
+  EXPECT_OK(ParsePolicy(WithServices(R"(( name = "s", command = [ "/bin/s" ] ))"), "policy.cb",
+                        user)
+                .status());
+  // A root broker runs a service as any uid but 0; not known (capctl
+  // policy check): not checked.
+  BrokerContext root;
+  root.ids = BrokerIds{0, 0};
+  EXPECT_OK(ParsePolicy(other, "policy.cb", root).status());
+  EXPECT_OK(ParsePolicy(other, "policy.cb").status());
 }
 
 TEST(ServicePolicyTest, ServicesSharePrincipalNames) {

@@ -1,7 +1,9 @@
 #include "broker/policy/service_validator.h"
 
+#include <optional>
 #include <utility>
 
+#include "absl/algorithm/container.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -15,6 +17,17 @@ namespace {
 using sandbox::AddressFamily;
 using sandbox::Requirement;
 
+// A family as the policy spells it.
+absl::string_view FamilyName(AddressFamily family) {
+  switch (family) {
+    case AddressFamily::kUnix: return "unix";
+    case AddressFamily::kInet: return "inet";
+    case AddressFamily::kInet6: return "inet6";
+    case AddressFamily::kNetlink: return "netlink";
+  }
+  return "?";
+}
+
 bool IsVariableName(absl::string_view name) {
   if (name.empty() || absl::ascii_isdigit(name[0])) return false;
   for (char c : name) {
@@ -26,10 +39,8 @@ bool IsVariableName(absl::string_view name) {
 class ServiceValidator {
  public:
   ServiceValidator(Checks& checks, const CapabilityNames& capabilities,
-                   absl::flat_hash_map<std::string, std::string>& principal_names,
-                   const BrokerContext& broker)
-      : checks_(checks), capabilities_(capabilities), names_(principal_names),
-        broker_(broker) {}
+                   PrincipalNames& names, const BrokerContext& broker)
+      : checks_(checks), capabilities_(capabilities), names_(names), broker_(broker) {}
 
   std::vector<ServiceSpec> Run(capnp::List<policy::Service>::Reader list) {
     std::vector<ServiceSpec> specs;
@@ -42,7 +53,7 @@ class ServiceValidator {
     for (size_t i = 0; i < list.size(); ++i) specs.push_back(Service(list[i], i));
     // `connect` may name services defined further down: checked last.
     std::vector<std::string> all_names;  // for "did you mean"
-    for (const auto& [name, where] : names_) all_names.push_back(name);
+    for (const auto& [name, where] : names_.where) all_names.push_back(name);
     for (size_t i = 0; i < list.size(); ++i) {
       Connect(list[i].getConnect(), i, all_names, specs[i]);
     }
@@ -59,7 +70,7 @@ class ServiceValidator {
     std::string label = Checks::Label("service", "services", index, spec.name);
     // Principals and services share one name space: a connect list or an
     // audit line names either without ambiguity.
-    checks_.CheckName("service", path, spec.name, names_);
+    checks_.CheckName("service", path, spec.name, names_.where);
     Command(service.getCommand(), path + ".command", label, spec);
     Environment(service.getEnvironment(), path + ".environment", label, spec);
     spec.grants = checks_.Grants(service.getGrants(), path + ".grants", label,
@@ -71,10 +82,29 @@ class ServiceValidator {
       checks_.Error(absl::StrCat(path, spec.user == 0u ? ".user" : ".group"),
                     absl::StrCat(label, ": a service never runs as root (uid or gid 0)"));
     }
+    if (broker_.ids.has_value() && broker_.ids->uid != 0) {
+      OwnId(spec.user, broker_.ids->uid, path, label, "user", "uid");
+      OwnId(spec.group, broker_.ids->gid, path, label, "group", "gid");
+    }
     Limits(service.getLimits(), path + ".limits", label, spec);
     Sandbox(service.getSandbox(), path + ".sandbox", label, spec);
     spec.accepts_fds = service.getAcceptsFds();
     return spec;
+  }
+
+  // A service's `field` (user or group, an `id` uid or gid) given as
+  // `value`, for a broker that is not root and whose own is `own`: the
+  // kernel lets it map only its own ids into the service's user namespace
+  // (see BrokerContext::ids), so another is refused now, not at each start.
+  void OwnId(std::optional<uint32_t> value, uint32_t own, const std::string& path,
+             const std::string& label, absl::string_view field, absl::string_view id) {
+    if (!value.has_value() || *value == own || *value == 0) return;  // 0: refused above
+    checks_.Error(absl::StrCat(path, ".", field),
+                  absl::StrCat(label, ": ", field, " ", *value, " is not this broker's ", id,
+                               ", ", own, ", and a broker that is not root can run services "
+                               "only as its own uid and gid (every start would fail): leave ",
+                               field, " out (the service then runs as ", id, " ", own,
+                               "), or run the broker as root"));
   }
 
   void Command(capnp::List<capnp::Text>::Reader command, const std::string& path,
@@ -292,11 +322,12 @@ class ServiceValidator {
           Unknown(family_path, label, "restrictAddressFamilies");
           continue;
       }
-      for (AddressFamily seen : p.restrict_address_families) {
-        if (seen == family) {
-          checks_.Error(family_path,
-                        absl::StrCat(label, ": an address family is listed twice"));
-        }
+      // Entries kept are distinct (at most one of each family): one error
+      // per repetition, at it, however long the list.
+      if (absl::c_linear_search(p.restrict_address_families, family)) {
+        checks_.Error(family_path, absl::StrCat(label, ": restrictAddressFamilies lists ",
+                                                FamilyName(family), " twice; list it once"));
+        continue;
       }
       p.restrict_address_families.push_back(family);
     }
@@ -311,15 +342,18 @@ class ServiceValidator {
                                        " names; the limit is ", kMaxConnectEntries));
       return;
     }
+    if (names_.unchecked) return;
     absl::flat_hash_set<std::string> seen;
     for (size_t i = 0; i < connect.size(); ++i) {
       std::string name = ToString(connect[i]);
       std::string entry_path = absl::StrCat(path, "[", i, "]");
-      if (!names_.contains(name)) {
+      if (!names_.where.contains(name)) {
+        // A suggestion costs a comparison with every name: none once
+        // nobody sees it (a generated policy took minutes otherwise).
         checks_.Error(entry_path,
                       absl::StrCat(label, ": connect names ", Quoted(name),
                                    ", which is not a principal or service in this policy",
-                                   DidYouMean(name, all_names)));
+                                   checks_.full() ? "" : DidYouMean(name, all_names)));
         continue;
       }
       if (!seen.insert(name).second) {
@@ -333,7 +367,7 @@ class ServiceValidator {
 
   Checks& checks_;
   const CapabilityNames& capabilities_;
-  absl::flat_hash_map<std::string, std::string>& names_;
+  PrincipalNames& names_;
   const BrokerContext& broker_;
 };
 
@@ -341,10 +375,9 @@ class ServiceValidator {
 
 std::vector<ServiceSpec> ValidateServices(
     capnp::List<policy::Service>::Reader list, Checks& checks,
-    const CapabilityNames& capabilities,
-    absl::flat_hash_map<std::string, std::string>& principal_names,
+    const CapabilityNames& capabilities, PrincipalNames& principals,
     const BrokerContext& broker) {
-  return ServiceValidator(checks, capabilities, principal_names, broker).Run(list);
+  return ServiceValidator(checks, capabilities, principals, broker).Run(list);
 }
 
 }  // namespace capbroker

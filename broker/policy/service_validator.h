@@ -26,14 +26,22 @@ inline constexpr size_t kMaxConnectEntries = 1024;
 inline constexpr uint32_t kMaxRestartLimit = 1000;
 inline constexpr uint32_t kMaxStartTimeoutMs = 600 * 1000;
 
-// Validates `list`. `principal_names` holds the principals' names (and
-// where each is defined); service names are added to it, since principals
-// and services share one name space. `broker` says what the broker offers
-// (see BrokerContext): memoryMax and pidsMax it could not apply are errors.
+// The names of a policy's principals, for resolving connect lists.
+struct PrincipalNames {
+  // name -> path of its definition. Principals and services share one name
+  // space: ValidateServices adds the services' names.
+  absl::flat_hash_map<std::string, std::string> where;
+  // The principals were refused whole (too many): every connect name would
+  // look unknown, so connect lists are not resolved (noise otherwise).
+  bool unchecked = false;
+};
+
+// Validates `list`. `principals` holds the principals' names; service names
+// are added to it. `broker` says what the broker offers (see BrokerContext):
+// memoryMax and pidsMax it could not apply are errors.
 std::vector<ServiceSpec> ValidateServices(
     capnp::List<policy::Service>::Reader list, Checks& checks,
-    const CapabilityNames& capabilities,
-    absl::flat_hash_map<std::string, std::string>& principal_names,
+    const CapabilityNames& capabilities, PrincipalNames& principals,
     const BrokerContext& broker);
 
 }  // namespace capbroker

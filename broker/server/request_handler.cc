@@ -62,15 +62,16 @@ absl::string_view View(capnp::Text::Reader text) {
 }
 
 // The first `keep` bytes of `text` (fewer, so as not to end within a UTF-8
-// character), then "... (truncated; N bytes)", N the length of `text`.
-std::string Truncated(absl::string_view text, size_t keep) {
+// character), then "... (truncated; N bytes`more`)", N the length of `text`.
+std::string Truncated(absl::string_view text, size_t keep, absl::string_view more = "") {
   size_t cut = std::min(keep, text.size());
   // Not within a UTF-8 sequence: back to the start of the character.
   while (cut > 0 && cut < text.size() &&
          (static_cast<unsigned char>(text[cut]) & 0xc0) == 0x80) {
     --cut;
   }
-  return absl::StrCat(text.substr(0, cut), "... (truncated; ", text.size(), " bytes)");
+  return absl::StrCat(text.substr(0, cut), "... (truncated; ", text.size(), " bytes", more,
+                      ")");
 }
 
 // What an audit line shows of a client's name or path field: the field as
@@ -86,14 +87,13 @@ absl::string_view Audited(absl::string_view text, size_t max_bytes, std::string&
   return storage;
 }
 
-// Holds a text of a services report entry to wire::kMaxServiceTextBytes:
-// a longer one is cut, the "... (truncated; N bytes)" included in the
-// bound.
-void BoundServiceText(std::string& text) {
-  if (text.size() <= wire::kMaxServiceTextBytes) return;
+// Holds a text of a reply to `max_bytes`: a longer one is cut (Truncated,
+// with `more`), the mark included in the bound.
+void Bound(std::string& text, size_t max_bytes, absl::string_view more = "") {
+  if (text.size() <= max_bytes) return;
   // The mark alone (nothing kept) is as long as the mark of the cut text.
-  const size_t mark = Truncated(text, 0).size();
-  text = Truncated(text, wire::kMaxServiceTextBytes - mark);
+  const size_t mark = Truncated(text, 0, more).size();
+  text = Truncated(text, max_bytes - mark, more);
 }
 
 // Why a request was granted, for the audit line.
@@ -661,7 +661,7 @@ void RequestHandler::Services(const Session& session, schema::Request::Reader re
                       "waits for its instance removed from the policy to exit, then starts");
     }
     for (std::string* text : {&r.protections, &r.missing, &r.last_exit, &r.activation}) {
-      BoundServiceText(*text);
+      Bound(*text, wire::kMaxServiceTextBytes);
     }
   }
   std::sort(reports.begin(), reports.end(), [](const ServiceReport& a, const ServiceReport& b) {
@@ -799,7 +799,12 @@ void RequestHandler::Status(const Session& session, schema::Reply::Builder reply
   // files: only the administrators see them. The counters stay for all.
   if (IsAdministrator(session)) {
     status.setPolicyPath(policy_.source());
-    status.setLastReloadError(stats_.last_reload_error);
+    // It can be far longer than a datagram (up to kMaxReportedErrors lines,
+    // each quoting escaped paths): cut, saying where it is whole.
+    std::string reload_error = stats_.last_reload_error;
+    Bound(reload_error, wire::kMaxStatusTextBytes,
+          "; the broker's standard error has it whole");
+    status.setLastReloadError(reload_error);
     status.setAuditLogError(stats_.audit_reopen_error);
   }
   status.setAuditLinesLost(stats_.audit_lines_dropped);

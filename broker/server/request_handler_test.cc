@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
 #include "broker/policy/policy_parser.h"
@@ -17,6 +19,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
+#include "sdk/wire/limits.h"
 #include "tests/fixtures/temp_dir.h"
 
 namespace capbroker::server {
@@ -464,6 +467,41 @@ TEST_F(RequestHandlerTest, ServicesShowsExitAndMissingTextsOnlyToAdministrators)
   EXPECT_EQ(other.protections, "userns mountns");
   EXPECT_EQ(other.quiet_missing, "");
   EXPECT_EQ(other.quiet_last_exit, kWaits);
+}
+
+// A refused reload's error can be long (21 lines, each quoting paths of
+// 4,095 bytes, escaped): whole, it made the status reply too large for one
+// datagram, and root's `capctl status` failed until a reload succeeded. The
+// reply carries at most wire::kMaxStatusTextBytes of it, cut at a character,
+// saying so and where the whole text is.
+TEST_F(RequestHandlerTest, ALongReloadErrorIsCutToFitTheStatusReply) {
+  RequestHandler handler(audit_, stats_);
+  ASSERT_OK_AND_ASSIGN(Policy policy,
+                       ParsePolicy(R"(( capabilities = [ ], principals = [ ] ))",
+                                   "/etc/capbroker/policy.capnp"));
+  ASSERT_OK(handler.SetPolicy(std::move(policy)));
+  // "é" is two bytes: one cut in three would split one.
+  stats_.last_reload_error = "p";
+  while (stats_.last_reload_error.size() < 100 * 1024) stats_.last_reload_error += "\xc3\xa9x";
+  capnp::MallocMessageBuilder reply_message;
+  auto reply = Ask(
+      handler, 0, [](schema::Request::Builder request) { request.setStatus(); }, reply_message);
+  ASSERT_TRUE(reply.isStatus());
+  EXPECT_LE(capnp::computeSerializedSizeInWords(reply_message) * sizeof(capnp::word),
+            wire::kMaxMessageBytes);
+  const std::string shown = reply.getStatus().getLastReloadError().cStr();
+  EXPECT_LE(shown.size(), wire::kMaxStatusTextBytes);
+  EXPECT_GE(shown.size(), wire::kMaxStatusTextBytes - 200);
+  // Checked without gtest's matchers, which would print 100 KiB on failure.
+  EXPECT_TRUE(absl::StartsWith(shown, "p\xc3\xa9x"));
+  const std::string note = absl::StrCat("... (truncated; ", stats_.last_reload_error.size(),
+                                        " bytes; the broker's standard error has it whole)");
+  EXPECT_TRUE(absl::EndsWith(shown, note))
+      << "ends with: " << shown.substr(shown.size() - std::min<size_t>(shown.size(), 120));
+  // Not cut within a character: what precedes the mark is whole UTF-8.
+  const std::string kept = shown.substr(0, shown.find("... (truncated;"));
+  EXPECT_EQ(stats_.last_reload_error.compare(0, kept.size(), kept), 0);
+  EXPECT_NE(static_cast<unsigned char>(stats_.last_reload_error[kept.size()]) & 0xc0, 0x80);
 }
 
 // In a per-user broker, hosted services run as the broker's uid. They are

@@ -399,6 +399,26 @@ TEST_F(CapctlTest, PolicyCheckNotesALimitAboveItsOwnHardLimit) {
   EXPECT_THAT(r.out, Not(HasSubstr("sets openFiles")));
 }
 
+// capctl cannot know who the broker that will load the file runs as: a
+// service `user` or `group`, which only a root broker (or one of those ids)
+// can use, is a note, not an error.
+TEST_F(CapctlTest, PolicyCheckNotesAServiceUserOnlyARootBrokerCanUse) {
+  WriteFile("user.capnp", R"(( services = [
+      ( name = "s", command = [ "/bin/s" ], user = 1001, group = 1002 ),
+      ( name = "t", command = [ "/bin/t" ], group = 1003 ),
+      ( name = "u", command = [ "/bin/u" ] ) ] ))", 0600);
+  Result r = RunRaw({"policy", "check", Path("user.capnp")});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("note: service 's' sets user 1001 and group 1002: capbrokerd "
+                               "refuses this policy unless it runs as root or as uid 1001 "
+                               "and gid 1002 (a broker that is not root can run services "
+                               "only as itself)\n"));
+  EXPECT_THAT(r.out, HasSubstr("note: service 't' sets group 1003: capbrokerd refuses this "
+                               "policy unless it runs as root or as gid 1003 (a broker that "
+                               "is not root can run services only as itself)\n"));
+  EXPECT_THAT(r.out, Not(HasSubstr("service 'u' sets")));
+}
+
 // A script is run by its interpreter, and the kernel reports that as the
 // client's executable: an `exe` rule naming a script never matches. Not an
 // error (it fails closed), but a note; a binary gets none.

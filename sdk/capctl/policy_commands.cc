@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "broker/policy/broker_context.h"
 #include "broker/policy/policy_file.h"
 #include "broker/policy/load_notes.h"
@@ -51,12 +52,33 @@ void NoteLimitsAboveOwn(const ServiceSpec& service, std::vector<std::string>& no
   }
 }
 
+// A note when `service` sets a user or group: capctl cannot know who the
+// broker that will load the file runs as (BrokerContext::ids unset), and
+// one that is not root can run services only as itself.
+void NoteIdsOnlyARootBrokerCanUse(const ServiceSpec& service, std::vector<std::string>& notes) {
+  if (!service.user.has_value() && !service.group.has_value()) return;
+  std::vector<std::string> fields, ids;
+  if (service.user.has_value()) {
+    fields.push_back(absl::StrCat("user ", *service.user));
+    ids.push_back(absl::StrCat("uid ", *service.user));
+  }
+  if (service.group.has_value()) {
+    fields.push_back(absl::StrCat("group ", *service.group));
+    ids.push_back(absl::StrCat("gid ", *service.group));
+  }
+  notes.push_back(absl::StrCat("service '", service.name, "' sets ",
+                               absl::StrJoin(fields, " and "),
+                               ": capbrokerd refuses this policy unless it runs as root or as ",
+                               absl::StrJoin(ids, " and "),
+                               " (a broker that is not root can run services only as itself)"));
+}
+
 }  // namespace
 
 absl::StatusOr<PolicySummary> CheckPolicyFile(absl::string_view path) {
   // The broker that will load the file is not known here (BrokerContext's
-  // cgroup and hard_limits unset): what depends on its flags and its
-  // limits becomes a note.
+  // cgroup, hard_limits and ids unset): what depends on its flags, its
+  // limits and its user becomes a note.
   // Here, unlike in the broker, waiting for a slow file system to resolve
   // an `exe` blocks nobody else.
   BrokerContext context;
@@ -71,6 +93,7 @@ absl::StatusOr<PolicySummary> CheckPolicyFile(absl::string_view path) {
   summary.services = policy->services().size();
   for (const ServiceSpec& service : policy->services()) {
     NoteLimitsAboveOwn(service, summary.notes);
+    NoteIdsOnlyARootBrokerCanUse(service, summary.notes);
     std::string limits = sandbox::CgroupLimitNames(service.limits);
     if (limits.empty()) continue;
     summary.notes.push_back(absl::StrCat(

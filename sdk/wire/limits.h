@@ -54,6 +54,13 @@ inline constexpr size_t kMaxServiceEntries = 4096;
 // each holding at least one entry. Its log has the reasons whole.
 inline constexpr size_t kMaxServiceTextBytes = 4096;
 
+// The most bytes of the last reload error in a status reply. The broker cuts
+// a longer one, ending it "... (truncated; N bytes; the broker's standard
+// error has it whole)": up to 21 error lines, each quoting a path of up to
+// 4095 bytes (escaped, up to four times that), would not fit in one
+// datagram.
+inline constexpr size_t kMaxStatusTextBytes = 8192;
+
 }  // namespace capbroker::wire
 
 #endif  // CAPBROKER_SDK_WIRE_LIMITS_H_

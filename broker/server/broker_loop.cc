@@ -384,7 +384,15 @@ absl::StatusOr<bool> BrokerLoop::SendWide(Connection& connection, const iovec& i
   absl::StatusOr<bool> sent = wire::SendDatagram(fd, &iov, 1, fds);
   int narrow = static_cast<int>(connection.send_buffer / 2);
   if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &narrow, sizeof(narrow)) != 0) {
-    return ErrnoStatus(errno, absl::StrCat("setsockopt(fd=", fd, ", SO_SNDBUF)"));
+    absl::Status failed =
+        ErrnoStatus(errno, absl::StrCat("setsockopt(fd=", fd, ", SO_SNDBUF)"));
+    // A datagram that went out is delivered all the same; the buffer stays
+    // wider by at most this one reply.
+    if (sent.ok() && *sent) {
+      PeerLog(failed.message());
+      return true;
+    }
+    return failed;
   }
   return sent;
 }
@@ -778,19 +786,26 @@ absl::StatusOr<bool> BrokerLoop::Write(Connection& connection, QueuedReply& repl
 void BrokerLoop::SendQueued(Connection& connection) {
   FlushAudit();
   size_t sent_count = 0;
+  absl::Status failed;
   for (QueuedReply& q : connection.queue) {
     absl::StatusOr<bool> sent = Write(connection, q);
     if (!sent.ok()) {
-      CloseAfterWrite(connection, sent.status());
-      return;
+      failed = sent.status();
+      break;
     }
     if (!*sent) break;  // the socket is full: EPOLLOUT brings us back
     Account(connection, -static_cast<long>(q.words.size() * sizeof(capnp::word)),
             -static_cast<long>(q.fds.size()));
     ++sent_count;
   }
+  // What went out is delivered, even if a later send failed: only what is
+  // left may be put on record as not delivered (Close).
   connection.queue.erase(connection.queue.begin(),
                          connection.queue.begin() + static_cast<long>(sent_count));
+  if (!failed.ok()) {
+    CloseAfterWrite(connection, failed);
+    return;
+  }
   if (connection.queue.empty() && connection.close_when_flushed) {
     Close(connection);
     return;

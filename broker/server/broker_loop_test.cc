@@ -553,6 +553,37 @@ TEST_F(BrokerLoopTest, GrantsDroppedWithTheirConnectionAreOnRecordAsNotDelivered
   EXPECT_EQ(stats_.denials, 2u);
 }
 
+// A reply that went out is delivered even when a later send on the same
+// connection fails and closes it: only the grant that did not go gets the
+// line. Here the peer starts refusing fds after the first reply (which
+// carries none) is queued, so the second one's send fails with EPERM.
+TEST_F(BrokerLoopTest, AGrantSentBeforeALaterSendFailedIsNotCalledUndelivered) {
+  BrokerLoop loop(handler_, audit_, stats_, Limits());
+  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+  ASSERT_EQ(fcntl(pair.first.get(), F_SETFL, O_NONBLOCK), 0);  // as the host makes it
+  Identity service;
+  service.service = "svc";
+  ASSERT_OK_AND_ASSIGN(uint64_t id, loop.AddServiceConnection(std::move(pair.first), service));
+  absl::Status refusing = wire::RefuseFds(pair.second.get());
+  if (refusing.code() == absl::StatusCode::kUnimplemented) {
+    GTEST_SKIP() << "this kernel cannot refuse fds on a socket";
+  }
+  ASSERT_OK(refusing);
+  Answer first = Grant(1);
+  first.outcome.fds.clear();  // as a shared memfd's grant, its fd aside
+  ASSERT_TRUE(loop.Send(id, std::move(first)));
+  ASSERT_TRUE(loop.Send(id, Grant(2)));
+  loop.SendWhatIsQueued();
+  audit_.FlushAll();
+  wire::ReceiveBuffer buffer;
+  ASSERT_OK_AND_ASSIGN(std::optional<wire::Datagram> sent,
+                       wire::ReceiveDatagram(pair.second.get(), buffer));
+  ASSERT_TRUE(sent.has_value()) << "the first grant did not go out";
+  const std::vector<std::string> lines = NotDeliveredLines();
+  ASSERT_EQ(lines.size(), 1u) << ReadAudit();
+  EXPECT_THAT(lines[0], ::testing::HasSubstr("its socket failed"));
+}
+
 // At the stop, what a full socket did not take never goes: its grants get
 // the line that says so, for the broker's last flush.
 TEST_F(BrokerLoopTest, GrantsLeftQueuedAtTheStopAreOnRecordAsNotDelivered) {

@@ -106,8 +106,8 @@ absl::Status ConnectionLoop::Init() {
   // connections the Client queued hold their fds already: they are among
   // those the loop will hold, not fds used for good.
   CB_ASSIGN_OR_RETURN(size_t room,
-                      FdRoomFor(max_connections_, kFdReserve + options_.max_request_fds));
-  room = std::min(max_connections_, room + broker_->queued_incoming());
+                      FdRoomFor(max_connections_, kFdReserve + options_.max_request_fds,
+                                broker_->queued_incoming()));
   if (room < max_connections_) {
     log_.Line(FdRoomLine(room, max_connections_, "client connections"));
     max_connections_ = room;

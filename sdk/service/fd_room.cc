@@ -27,10 +27,11 @@ absl::StatusOr<size_t> FreeFdSlots(size_t enough) {
   return free;
 }
 
-absl::StatusOr<size_t> FdRoomFor(size_t wanted, size_t reserve) {
+absl::StatusOr<size_t> FdRoomFor(size_t wanted, size_t reserve, size_t held) {
   absl::StatusOr<size_t> free = FreeFdSlots(wanted + reserve);
   if (!free.ok()) return free.status();
-  return *free > reserve ? *free - reserve : 0;
+  const size_t usable = *free + held;
+  return usable > reserve ? std::min(wanted, usable - reserve) : 0;
 }
 
 std::string FdRoomLine(size_t room, size_t wanted, absl::string_view things) {

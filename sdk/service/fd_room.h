@@ -35,8 +35,10 @@ inline constexpr size_t kFdReserve = 8;
 absl::StatusOr<size_t> FreeFdSlots(size_t enough);
 
 // `wanted`, or fewer: how many things that hold one fd each fit in the fds
-// this process can still open after `reserve`.
-absl::StatusOr<size_t> FdRoomFor(size_t wanted, size_t reserve);
+// this process can still open, plus the `held` fds it holds already for
+// such things, after `reserve`. The reserve comes out of both: things that
+// hold their fds already do not make up for a reserve the table lacks.
+absl::StatusOr<size_t> FdRoomFor(size_t wanted, size_t reserve, size_t held);
 
 // The line a loop logs when the fd table has room for `room` of the
 // `wanted` `things` ("client connections").

@@ -42,5 +42,34 @@ TEST(FreeFdSlotsTest, CountsWhatRlimitNofileLeaves) {
   EXPECT_EQ(testing::ExitCodeInChild(OpenAsManyAsFree), 0);
 }
 
+// In a child that leaves itself 2 free fds: things that hold their fds
+// already count, but only once the reserve is there.
+int RoomCountsHeldFdsAfterTheReserve() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 10;
+  limit.rlim_cur = 64;
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) return 11;
+  absl::StatusOr<size_t> free = FreeFdSlots(1000);
+  if (!free.ok() || *free < 2) return 12;
+  for (size_t i = 2; i < *free; ++i) {
+    if (open("/dev/null", O_RDONLY | O_CLOEXEC) < 0) return 13;
+  }
+  // 2 free + 5 held: below a reserve of 8, no room at all (5 would leave
+  // the table with 2 fds, under the reserve, for good).
+  absl::StatusOr<size_t> short_of_reserve = FdRoomFor(100, 8, 5);
+  if (!short_of_reserve.ok() || *short_of_reserve != 0) return 14;
+  // 2 free + 10 held, reserve 8: room for 4.
+  absl::StatusOr<size_t> four = FdRoomFor(100, 8, 10);
+  if (!four.ok() || *four != 4) return 15;
+  // Never more than wanted.
+  absl::StatusOr<size_t> capped = FdRoomFor(3, 8, 10);
+  if (!capped.ok() || *capped != 3) return 16;
+  return 0;
+}
+
+TEST(FdRoomForTest, HeldFdsCountOnlyAfterTheReserve) {
+  EXPECT_EQ(testing::ExitCodeInChild(RoomCountsHeldFdsAfterTheReserve), 0);
+}
+
 }  // namespace
 }  // namespace capbroker

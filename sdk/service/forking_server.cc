@@ -179,8 +179,8 @@ absl::Status ForkingServer::Init() {
   CB_ASSIGN_OR_RETURN(
       size_t room,
       FdRoomFor(max_workers_,
-                kFdReserve + (options_.max_closers == 0 ? 0 : options_.max_closers + 2)));
-  room = std::min(max_workers_, room + broker_.queued_incoming());
+                kFdReserve + (options_.max_closers == 0 ? 0 : options_.max_closers + 2),
+                broker_.queued_incoming()));
   if (room < max_workers_) {
     log_.Line(FdRoomLine(room, max_workers_, "workers (a connection each)"));
     max_workers_ = room;

@@ -17,7 +17,7 @@
 // so that it never runs into the fragment. A fragment an earlier run left
 // cannot be seen (the fd cannot read): the first record of a run on a log
 // that is not empty starts with "\n" too, which leaves an empty line after
-// a whole one (JSON-lines readers skip it).
+// a whole one (readers must skip empty lines: services/README.md).
 #ifndef CAPBROKER_SERVICES_JOURNAL_JOURNAL_H_
 #define CAPBROKER_SERVICES_JOURNAL_JOURNAL_H_
 

@@ -234,6 +234,18 @@ TEST(LaunchTest, AServiceHasASessionKeyringOfItsOwn) {
   EXPECT_EQ(result.output, "session-key: not found (Required key not available)\n");
 }
 
+// Installs `code` as this process's seccomp filter, as one around the
+// broker would be (in a child). Returns "" or what failed.
+template <size_t N>
+std::string InstallFilter(sock_filter (&code)[N]) {
+  sock_fprog program{static_cast<unsigned short>(N), code};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+      prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0) {
+    return absl::StrCat("seccomp: ", strerror(errno));
+  }
+  return "";
+}
+
 // Where a filter around the broker refuses keyctl (Docker's default
 // profile does, with EPERM), the service inherits that filter and can reach
 // no keyring either: nothing to leave, and the launch goes on.
@@ -245,11 +257,7 @@ TEST(LaunchTest, AKeyctlRefusedAroundTheBrokerStopsNoLaunch) {
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     };
-    sock_fprog program{static_cast<unsigned short>(sizeof code / sizeof code[0]), code};
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
-        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0) {
-      return absl::StrCat("seccomp: ", strerror(errno));
-    }
+    if (std::string failed = InstallFilter(code); !failed.empty()) return failed;
     absl::StatusOr<LaunchedProcess> launched = LaunchAndWait(ShellSpec("echo started"));
     if (!launched.ok()) return launched.status().ToString();
     absl::StatusOr<Finished> finished = RunToEnd(*launched);
@@ -272,11 +280,7 @@ TEST(LaunchTest, AKeyringJoinRefusedWhileTheKeyringStaysReachableFailsTheLaunch)
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     };
-    sock_fprog program{static_cast<unsigned short>(sizeof code / sizeof code[0]), code};
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
-        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0) {
-      return absl::StrCat("seccomp: ", strerror(errno));
-    }
+    if (std::string failed = InstallFilter(code); !failed.empty()) return failed;
     if (syscall(SYS_keyctl, KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0) < 0) {
       return absl::StrCat("SKIP: no session keyring here: ", strerror(errno));
     }

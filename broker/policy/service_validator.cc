@@ -10,23 +10,13 @@
 #include "broker/policy/excerpt.h"
 #include "broker/policy/spelling.h"
 #include "broker/sandbox/settings.h"
+#include "capnp/schema.h"
 
 namespace capbroker {
 namespace {
 
 using sandbox::AddressFamily;
 using sandbox::Requirement;
-
-// A family as the policy spells it.
-absl::string_view FamilyName(AddressFamily family) {
-  switch (family) {
-    case AddressFamily::kUnix: return "unix";
-    case AddressFamily::kInet: return "inet";
-    case AddressFamily::kInet6: return "inet6";
-    case AddressFamily::kNetlink: return "netlink";
-  }
-  return "?";
-}
 
 bool IsVariableName(absl::string_view name) {
   if (name.empty() || absl::ascii_isdigit(name[0])) return false;
@@ -325,8 +315,14 @@ class ServiceValidator {
       // Entries kept are distinct (at most one of each family): one error
       // per repetition, at it, however long the list.
       if (absl::c_linear_search(p.restrict_address_families, family)) {
+        // Named as the policy spells it (a known value: its enumerant).
+        const capnp::Text::Reader spelled =
+            capnp::Schema::from<policy::AddressFamily>()
+                .getEnumerants()[static_cast<uint16_t>(families[i])]
+                .getProto()
+                .getName();
         checks_.Error(family_path, absl::StrCat(label, ": restrictAddressFamilies lists ",
-                                                FamilyName(family), " twice; list it once"));
+                                                spelled.cStr(), " twice; list it once"));
         continue;
       }
       p.restrict_address_families.push_back(family);

@@ -25,6 +25,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "broker/policy/policy_parser.h"
+#include "broker/server/reporting_directory.h"
 #include "broker/server/service_directory.h"
 #include "capnp/message.h"
 #include "capnp/serialize.h"
@@ -440,21 +441,13 @@ TEST_F(BrokerLoopTest, AReplyNotYetSentThisTurnDoesNotGetItsClientDisconnected) 
 
 // A service host that records the connections it is told are closed, and
 // does nothing else.
-class ClosedConnections : public ServiceDirectory {
+class ClosedConnections : public ReportingDirectory {
  public:
-  absl::StatusOr<std::optional<UniqueFd>> Connect(const ServiceSpec&,
-                                                   const ConnectRequest&) override {
-    return absl::UnavailableError("not hosted");
-  }
-  void Withdraw(uint64_t, uint64_t) override {}
   void ConnectionLost(uint64_t id) override { lost.push_back(id); }
   void ClientGone(uint64_t id, absl::string_view why) override {
     gone.push_back(id);
     why_gone.emplace_back(why);
   }
-  absl::Status Ready(absl::string_view) override { return absl::OkStatus(); }
-  void AnswerWaiting(absl::string_view) override {}
-  std::vector<ServiceReport> Report() const override { return {}; }
 
   std::vector<uint64_t> lost;  // ConnectionLost
   std::vector<uint64_t> gone;  // ClientGone

@@ -1,5 +1,6 @@
-// ReportingDirectory: a ServiceDirectory for tests of the request handler
-// and of dispatch, which reports what it is given and hosts nothing.
+// ReportingDirectory: a ServiceDirectory for tests of the request handler,
+// dispatch and the loop, which reports what it is given and hosts nothing
+// (a test overrides what it wants to see).
 #ifndef CAPBROKER_BROKER_SERVER_REPORTING_DIRECTORY_H_
 #define CAPBROKER_BROKER_SERVER_REPORTING_DIRECTORY_H_
 

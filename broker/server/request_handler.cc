@@ -752,13 +752,8 @@ void RequestHandler::ConnectNotDelivered(const ConnectRequest& request,
                                          absl::string_view service, const absl::Status& why) {
   Session session;
   session.identity = request.client;
-  // Finish fills the error into a reply nobody reads: the host answers.
-  // Never throttled: at most one per connect whose grant is on record, and
-  // grants are never throttled; a spent budget must not hide it.
-  capnp::MallocMessageBuilder scratch(64);
-  Finish(session, "connect", service, schema::Access::READ_WRITE, "",
-         absl::Status(why.code(), absl::StrCat("not delivered: ", AuditReason(why))),
-         request.principal, scratch.initRoot<schema::Reply>(), {}, Budget::kExempt);
+  NotDelivered(session, "connect", service, schema::Access::READ_WRITE, "", why,
+               request.principal);
 }
 
 void RequestHandler::GrantNotDelivered(const Session& session,
@@ -772,10 +767,20 @@ void RequestHandler::GrantNotDelivered(const Session& session,
   const absl::string_view path = View(info.getPath());
   const absl::string_view request_kind =
       connection ? "connect" : path.empty() ? "acquire" : "openBeneath";
-  // Never throttled, as for ConnectNotDelivered: at most one per grant line.
+  NotDelivered(session, request_kind, View(info.getName()), info.getAccess(), path,
+               absl::UnavailableError(why), principal);
+}
+
+void RequestHandler::NotDelivered(const Session& session, absl::string_view request_kind,
+                                  absl::string_view capability, schema::Access access,
+                                  absl::string_view path, const absl::Status& why,
+                                  absl::string_view principal) {
+  // Finish fills the error into a reply nobody reads. Never throttled: at
+  // most one per grant on record, and grants are never throttled; a spent
+  // budget must not hide it.
   capnp::MallocMessageBuilder scratch(64);
-  Finish(session, request_kind, View(info.getName()), info.getAccess(), path,
-         absl::UnavailableError(absl::StrCat("not delivered: ", why)), principal,
+  Finish(session, request_kind, capability, access, path,
+         absl::Status(why.code(), absl::StrCat("not delivered: ", AuditReason(why))), principal,
          scratch.initRoot<schema::Reply>(), {}, Budget::kExempt);
 }
 

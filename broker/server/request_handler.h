@@ -242,6 +242,14 @@ class RequestHandler {
   absl::StatusOr<UniqueFd> MakeForStart(const CapabilitySpec& capability,
                                         const StartCheck& check);
 
+  // The denial of a request whose grant is on record, saying it was not
+  // delivered, and why (its reason "not delivered: " + AuditReason(why)),
+  // with the principal of the grant: for ConnectNotDelivered and
+  // GrantNotDelivered.
+  void NotDelivered(const Session& session, absl::string_view request_kind,
+                    absl::string_view capability, schema::Access access,
+                    absl::string_view path, const absl::Status& why,
+                    absl::string_view principal);
   // Ends a grant or a denial: audit line, statistics, and an error reply
   // when `status` is not OK (its message; the line gives AuditReason).
   // `open`: what an open beneath asked besides opening, for the line.

@@ -152,8 +152,8 @@ TEST_F(JournalTest, ARecordCutShortNeverRunsIntoTheNext) {
 // A fragment that an earlier run left (its newline failed too, and the
 // run ended) is not known to this one, which cannot read the log: its
 // first record starts with a newline all the same, so that it never runs
-// into one. JSON-lines readers skip the empty line that leaves after a
-// whole line.
+// into one. After a whole line that leaves an empty line, which readers
+// must skip (services/README.md).
 TEST_F(JournalTest, TheFirstRecordOfARunNeverRunsIntoAFragmentAnEarlierRunLeft) {
   path_ = dir_.WriteFile("cut", "{\"run\":1");
   ASSERT_OK_AND_ASSIGN(Journal journal, Journal::Open(OpenLog(O_WRONLY | O_APPEND)));

@@ -630,7 +630,7 @@ bool BrokerLoop::OnDatagram(Connection& connection) {
   if (!received->has_value()) return true;  // nothing to read after all
   const wire::Datagram& datagram = **received;
   Answer answer = AnswerRequest(handler_, connection.session, datagram.words,
-                                datagram.fds_discarded, scratch_.asPtr());
+                                datagram.fds_cut, scratch_.asPtr());
   if (answer.outcome.deferred) {
     // The service host answers in a later turn, once the service is ready,
     // when this turn's lost lines are long forgotten: the grant's line must

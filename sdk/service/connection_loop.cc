@@ -32,7 +32,7 @@ std::string Describe(const Peer& peer) {
 // OK when `datagram` carries at most `max` fds; otherwise the refusal to
 // answer it with.
 absl::Status CheckFdCount(const wire::Datagram& datagram, size_t max) {
-  if (datagram.fds_discarded) {
+  if (datagram.fds_cut) {
     return absl::InvalidArgumentError(
         "requests to this service carry no fds; this one carried some, which were discarded "
         "unopened");

@@ -6,8 +6,9 @@
 
 namespace capbroker::wire {
 
-Channel::Channel(UniqueFd fd)
+Channel::Channel(UniqueFd fd, FdPolicy fd_policy)
     : fd_(std::move(fd)),
+      fd_policy_(fd_policy),
       buffer_(std::make_unique<ReceiveBuffer>()),
       slot_(std::make_unique<ReaderSlot>()) {}
 
@@ -37,7 +38,7 @@ absl::Status Channel::Send(capnp::MessageBuilder& message,
 absl::StatusOr<Incoming> Channel::Receive() {
   CB_RETURN_IF_ERROR(CheckNotMovedFrom());
   CB_ASSIGN_OR_RETURN(std::optional<Datagram> datagram,
-                      ReceiveDatagram(fd_.get(), *buffer_));
+                      ReceiveDatagram(fd_.get(), *buffer_, fd_policy_));
   if (!datagram.has_value()) {
     // EAGAIN: a non-blocking socket, or a blocking one whose receive
     // timeout (SO_RCVTIMEO) passed; the peer has closed nothing.
@@ -51,6 +52,7 @@ absl::StatusOr<Incoming> Channel::Receive() {
   slot_->reader.reset();
   incoming.reader = &slot_->reader.emplace(datagram->words, ReaderLimits());
   incoming.fds = std::move(datagram->fds);
+  incoming.fds_cut = datagram->fds_cut;
   return incoming;
 }
 

@@ -26,12 +26,19 @@ namespace capbroker::wire {
 struct Incoming {
   capnp::FlatArrayMessageReader* reader = nullptr;
   std::vector<UniqueFd> fds;
+  // The datagram carried more fds than `fds` holds (Datagram::fds_cut):
+  // only on a channel made with FdPolicy::kAcceptWhatFits (or kRefuse).
+  bool fds_cut = false;
 };
 
 class Channel {
  public:
-  // Takes ownership of a connected SOCK_SEQPACKET socket.
-  explicit Channel(UniqueFd fd);
+  // Takes ownership of a connected SOCK_SEQPACKET socket, whose datagrams
+  // Receive takes with `fd_policy` (datagram.h). The default, kAccept,
+  // fails a datagram whose fds did not all fit with kDataLoss (close the
+  // connection); with kAcceptWhatFits it arrives with Incoming::fds_cut,
+  // and the caller checks the fds against what the message lists.
+  explicit Channel(UniqueFd fd, FdPolicy fd_policy = FdPolicy::kAccept);
 
   // A channel moves with its socket and buffer. Send and Receive on the
   // one moved from fail with kFailedPrecondition.
@@ -50,7 +57,9 @@ class Channel {
   // on a malformed message: read them under CatchKj. kUnavailable when the
   // peer closed the connection, or when a non-blocking socket is empty;
   // kDeadlineExceeded when a blocking socket's receive timeout
-  // (SO_RCVTIMEO) passed with nothing to read.
+  // (SO_RCVTIMEO) passed with nothing to read; kDataLoss when the fds did
+  // not all fit, unless the channel takes what fits (see the constructor);
+  // otherwise ReceiveDatagram's and ValidateFraming's errors.
   absl::StatusOr<Incoming> Receive();
 
   // The socket, still owned by the channel (for poll()); -1 once closed.
@@ -71,6 +80,7 @@ class Channel {
   absl::Status CheckNotMovedFrom() const;
 
   UniqueFd fd_;
+  FdPolicy fd_policy_;
   std::unique_ptr<ReceiveBuffer> buffer_;  // null once moved from
   std::unique_ptr<ReaderSlot> slot_;
 };

@@ -65,7 +65,8 @@ absl::StatusOr<std::optional<Datagram>> ReceiveDatagram(int fd, ReceiveBuffer& b
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  if (fd_policy == FdPolicy::kAccept) {
+  const bool takes_fds = fd_policy != FdPolicy::kRefuse;
+  if (takes_fds) {
     msg.msg_control = control;
     msg.msg_controllen = sizeof(control);
   }
@@ -78,7 +79,7 @@ absl::StatusOr<std::optional<Datagram>> ReceiveDatagram(int fd, ReceiveBuffer& b
     // broker's refusal of a connection). They are read first: the reset
     // then reads as end of stream after them.
     msg.msg_flags = 0;
-    if (fd_policy == FdPolicy::kAccept) msg.msg_controllen = sizeof(control);
+    if (takes_fds) msg.msg_controllen = sizeof(control);
     n = RetryEintr([&] { return recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT); });
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       return absl::UnavailableError("the peer reset the connection");
@@ -93,9 +94,8 @@ absl::StatusOr<std::optional<Datagram>> ReceiveDatagram(int fd, ReceiveBuffer& b
   }
   Datagram datagram;
   datagram.fds = TakeFds(msg);
-  if (fd_policy == FdPolicy::kRefuse) {
-    datagram.fds_discarded = (msg.msg_flags & MSG_CTRUNC) != 0;
-  } else if (msg.msg_flags & MSG_CTRUNC) {
+  datagram.fds_cut = (msg.msg_flags & MSG_CTRUNC) != 0;
+  if (datagram.fds_cut && fd_policy == FdPolicy::kAccept) {
     // The fds that came are closed as `datagram` goes out of scope. The
     // kernel does not say which cause it was: a sender past the limit, or a
     // receiver at its RLIMIT_NOFILE (the usual cause on a client, since the
@@ -111,7 +111,7 @@ absl::StatusOr<std::optional<Datagram>> ReceiveDatagram(int fd, ReceiveBuffer& b
     return absl::ResourceExhaustedError(absl::StrCat(
         "datagram larger than the ", kMaxMessageBytes, " bytes allowed"));
   }
-  if (n == 0 && datagram.fds.empty() && !datagram.fds_discarded && PeerHungUp(fd)) {
+  if (n == 0 && datagram.fds.empty() && !datagram.fds_cut && PeerHungUp(fd)) {
     return absl::UnavailableError(reset ? "the peer reset the connection"
                                         : "the peer closed the connection");
   }

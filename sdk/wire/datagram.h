@@ -10,11 +10,16 @@
 //   are closed and the call fails with kResourceExhausted; the connection
 //   stays usable, since the kernel discarded the rest of that datagram only;
 // - a datagram whose fds did not all fit arrives with MSG_CTRUNC: more than
-//   kMaxFdsPerMessage were sent, or the receiver reached its RLIMIT_NOFILE
-//   (the kernel installs the fds that fit and closes the rest), or a
-//   security module dropped some without saying which. The message can no
-//   longer be matched with its fds, so the call fails with kDataLoss and the
-//   caller must close the connection (as dbus-broker does).
+//   kMaxFdsPerMessage were sent, or the receiver reached its RLIMIT_NOFILE,
+//   or a security module refused one. The kernel installs the fds in the
+//   order they were sent and stops at the first it cannot install (buffer
+//   full, EMFILE, or the module's refusal: net/core/scm.c, scm_detach_fds),
+//   closing the rest, so those that arrive are the first ones sent. By
+//   default (FdPolicy::kAccept) the call fails with kDataLoss and the
+//   caller must close the connection (as dbus-broker does): the broker, and
+//   every receiver that cannot tell a missing fd from a lying peer. A
+//   receiver whose protocol says how many fds each message lists can opt
+//   in to the message with its fds cut (FdPolicy::kAcceptWhatFits).
 #ifndef CAPBROKER_SDK_WIRE_DATAGRAM_H_
 #define CAPBROKER_SDK_WIRE_DATAGRAM_H_
 
@@ -52,15 +57,25 @@ class ReceiveBuffer {
 struct Datagram {
   kj::ArrayPtr<const capnp::word> words;
   std::vector<UniqueFd> fds;
-  // Received with FdPolicy::kRefuse, the datagram carried fds, which the
-  // kernel discarded without installing them (and released, if it held
-  // their last references: see FdPolicy).
-  bool fds_discarded = false;
+  // The datagram carried more fds than `fds` holds; the kernel closed the
+  // rest without saying how many there were. With FdPolicy::kRefuse, all it
+  // carried, discarded without installing them (and released, if it held
+  // their last references: see FdPolicy); with kAcceptWhatFits, those after
+  // the first fds.size(), which are the first ones sent.
+  bool fds_cut = false;
 };
 
 // Whether a receiver takes the fds a datagram carries.
 enum class FdPolicy {
+  // Takes them all: a datagram whose fds did not all fit (MSG_CTRUNC) is
+  // kDataLoss, its fds closed.
   kAccept,
+  // Takes those that fit: a datagram whose fds did not all fit arrives with
+  // fds_cut set and the first ones sent (see the top of this file). For a
+  // receiver that can match the message with what came, since the message
+  // lists its fds (the SDK's Client, which must stay in step with the
+  // broker when its own fd table is full); it must check the count itself.
+  kAcceptWhatFits,
   // Receive without a control buffer: the kernel never installs the fds in
   // the receiver, so it never closes one (close() of a FUSE file waits for
   // the FUSE server to answer a FLUSH). That is not harmless: the kernel
@@ -79,9 +94,10 @@ enum class FdPolicy {
 // Receives one datagram from `fd` (borrowed). Blocks if `fd` is blocking.
 // Returns std::nullopt when a non-blocking `fd` has nothing to read.
 // Errors: kUnavailable when the peer has closed the connection (or reset
-// it: datagrams it sent before are still received first); kResourceExhausted for MSG_TRUNC; kDataLoss for MSG_CTRUNC (close the
-// connection); kInvalidArgument for a length that is not a whole number of
-// words; otherwise the errno of recvmsg.
+// it: datagrams it sent before are still received first);
+// kResourceExhausted for MSG_TRUNC; kDataLoss for MSG_CTRUNC with
+// FdPolicy::kAccept (close the connection); kInvalidArgument for a length
+// that is not a whole number of words; otherwise the errno of recvmsg.
 //
 // An empty datagram (SOCK_SEQPACKET allows them) is reported as a Datagram
 // with no words; recvmsg returns 0 for it as for end of stream, and only a

@@ -2,8 +2,10 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -167,6 +169,74 @@ TEST_F(DatagramTest, FdsPastTheReceiversLimitAreDataLossNamingIt) {
   EXPECT_EQ(CountOpenFds(), before);
 }
 
+// Opted in, a datagram whose fds did not all fit arrives all the same:
+// the kernel installs a datagram's fds in the order they were sent and
+// stops at the first it cannot (net/core/scm.c, scm_detach_fds), so those
+// that came are the first ones sent, and the message says the rest were cut.
+TEST_F(DatagramTest, OptedInFdsPastTheReceiversLimitAreCutAfterThoseThatFit) {
+  int pipe_fds[2];
+  ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
+  UniqueFd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
+  UniqueFd memfd(memfd_create("cut", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  ASSERT_TRUE(memfd.valid()) << std::strerror(errno);
+  UniqueFd null(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(null.valid()) << std::strerror(errno);
+  RawSend(std::vector<char>(8, 'x'), {read_end.get(), memfd.get(), null.get()});
+  const int before = CountOpenFds();
+  // The two lowest free fd numbers, and a soft limit just above the second:
+  // two of the three fds fit.
+  ASSERT_OK_AND_ASSIGN(UniqueFd first,
+                       TakeFd(fcntl(a_.get(), F_DUPFD_CLOEXEC, 0), "fcntl(F_DUPFD_CLOEXEC)"));
+  ASSERT_OK_AND_ASSIGN(UniqueFd second,
+                       TakeFd(fcntl(a_.get(), F_DUPFD_CLOEXEC, 0), "fcntl(F_DUPFD_CLOEXEC)"));
+  rlimit saved;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit low = saved;
+  low.rlim_cur = second.get() + 1;
+  first.reset();
+  second.reset();
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  auto received = ReceiveDatagram(b_.get(), buffer_, FdPolicy::kAcceptWhatFits);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  ASSERT_OK(received.status());
+  ASSERT_TRUE(received->has_value());
+  Datagram& datagram = **received;
+  EXPECT_TRUE(datagram.fds_cut);
+  EXPECT_EQ(datagram.words.size(), 1u);  // the message arrives whole
+  ASSERT_EQ(datagram.fds.size(), 2u);
+  // First the pipe's read end, then the memfd (the only kind with seals).
+  struct stat st;
+  ASSERT_EQ(fstat(datagram.fds[0].get(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+  EXPECT_EQ(fcntl(datagram.fds[0].get(), F_GETFL) & O_ACCMODE, O_RDONLY);
+  EXPECT_GE(fcntl(datagram.fds[1].get(), F_GET_SEALS), 0) << std::strerror(errno);
+  for (const UniqueFd& fd : datagram.fds) EXPECT_TRUE(IsCloseOnExec(fd.get()));
+  EXPECT_EQ(CountOpenFds(), before + 2);
+  datagram.fds.clear();
+  EXPECT_EQ(CountOpenFds(), before);
+  // The connection is in step: the next datagram arrives, not cut.
+  RawSend(std::vector<char>(16, 'y'), {null.get()});
+  ASSERT_OK_AND_ASSIGN(auto next, ReceiveDatagram(b_.get(), buffer_, FdPolicy::kAcceptWhatFits));
+  ASSERT_TRUE(next.has_value());
+  EXPECT_FALSE(next->fds_cut);
+  EXPECT_EQ(next->words.size(), 2u);
+  EXPECT_EQ(next->fds.size(), 1u);
+}
+
+// A sender past kMaxFdsPerMessage overflows the control buffer: the same
+// prefix, cut short where the buffer ends.
+TEST_F(DatagramTest, OptedInFdsPastTheControlBufferAreCutToItsSize) {
+  const int before = CountOpenFds();
+  RawSend(std::vector<char>(8, 'x'), std::vector<int>(kMaxFdsPerMessage + 1, a_.get()));
+  ASSERT_OK_AND_ASSIGN(auto datagram,
+                       ReceiveDatagram(b_.get(), buffer_, FdPolicy::kAcceptWhatFits));
+  ASSERT_TRUE(datagram.has_value());
+  EXPECT_TRUE(datagram->fds_cut);
+  EXPECT_EQ(datagram->fds.size(), kMaxFdsPerMessage);
+  datagram.reset();
+  EXPECT_EQ(CountOpenFds(), before);
+}
+
 TEST_F(DatagramTest, RefusingFdsNeverInstallsThem) {
   int pipe_fds[2];
   ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
@@ -177,7 +247,7 @@ TEST_F(DatagramTest, RefusingFdsNeverInstallsThem) {
   ASSERT_OK_AND_ASSIGN(auto datagram,
                        ReceiveDatagram(b_.get(), buffer_, FdPolicy::kRefuse));
   ASSERT_TRUE(datagram.has_value());
-  EXPECT_TRUE(datagram->fds_discarded);
+  EXPECT_TRUE(datagram->fds_cut);
   EXPECT_TRUE(datagram->fds.empty());
   EXPECT_EQ(datagram->words.size(), 1u);  // the bytes arrive intact
   EXPECT_EQ(CountOpenFds(), before);
@@ -188,7 +258,7 @@ TEST_F(DatagramTest, RefusingFdsNeverInstallsThem) {
   RawSend(std::vector<char>(8, 'y'), {});
   ASSERT_OK_AND_ASSIGN(auto plain, ReceiveDatagram(b_.get(), buffer_, FdPolicy::kRefuse));
   ASSERT_TRUE(plain.has_value());
-  EXPECT_FALSE(plain->fds_discarded);
+  EXPECT_FALSE(plain->fds_cut);
 }
 
 // A peek says whether the next datagram carries fds, and leaves them in it:

@@ -32,7 +32,8 @@ namespace {
 constexpr unsigned kRequestWords = 64;
 
 // Events a service may have waiting while it waits for a reply: beyond
-// this, the broker is flooding it and the connection is broken off.
+// this, more are dropped (their clients see end of stream), as the fd
+// table would drop them.
 constexpr size_t kMaxQueuedEvents = 4096;
 
 std::string Str(capnp::Text::Reader text) { return std::string(text.cStr(), text.size()); }
@@ -323,6 +324,7 @@ Client::Client(Client&& other) noexcept
     : channel_(std::move(other.channel_)),
       timeout_(other.timeout_),
       events_(std::move(other.events_)),
+      dropped_incoming_(other.dropped_incoming_),
       next_id_(other.next_id_),
       closed_(other.closed_),
       peer_(std::move(other.peer_)) {
@@ -334,6 +336,7 @@ Client& Client::operator=(Client&& other) noexcept {
   channel_ = std::move(other.channel_);  // closes the connection this held
   timeout_ = other.timeout_;
   events_ = std::move(other.events_);
+  dropped_incoming_ = other.dropped_incoming_;
   next_id_ = other.next_id_;
   closed_ = other.closed_;
   peer_ = std::move(other.peer_);
@@ -349,6 +352,7 @@ void Client::LeaveMovedFrom() {
   channel_.Close();
   timeout_ = absl::InfiniteDuration();
   events_.clear();
+  dropped_incoming_ = 0;
   next_id_ = 1;
   peer_ = PeerInfo();
 }
@@ -428,10 +432,21 @@ absl::Status Client::CallUntil(absl::Duration deadline, Fill fill, Read read) {
         answer = ErrorStatus(reply.getError());
         return absl::OkStatus();
       }
-      if (reply_id == 0) return QueueEvent(reply, incoming->fds);  // not ours
+      if (reply_id == 0) return QueueEvent(reply, *incoming);  // not ours
       if (reply_id != id) {
         return absl::InternalError(absl::StrCat(
             "broker replied to request ", reply_id, ", expected ", id));
+      }
+      if (incoming->fds_cut) {
+        // The reply was read whole, so the connection is in step; what it
+        // carried is lost (the fds that came close with `incoming`).
+        answer = absl::ResourceExhaustedError(absl::StrCat(
+            "the fds of the broker's reply did not fit (", incoming->fds.size(), " of ",
+            reply.getFds().size(),
+            " arrived, and were closed): this process is at its open-file limit "
+            "(RLIMIT_NOFILE; a hosted service: its policy's limits.openFiles), or a security "
+            "module refused one; close fds or raise the limit, then ask again"));
+        return absl::OkStatus();
       }
       answer = absl::OkStatus();
       return read(reply, incoming->fds);
@@ -459,16 +474,24 @@ absl::StatusOr<wire::Incoming> Client::Receive() {
         absl::StrCat("the broker closed the connection: ", incoming.status().message()));
   }
   // Every message lists the fds its datagram carries: a list that
-  // disagrees means the message and the fds cannot be matched.
+  // disagrees means the message and the fds cannot be matched. When the
+  // fds did not all fit (the channel takes what fits), those that came are
+  // the first ones sent, fewer than listed; the kernel does not say how
+  // many there were, so a list past what one datagram may carry is as
+  // wrong as a list shorter than what came.
   size_t listed = 0;
   CB_RETURN_IF_ERROR(CatchKj("malformed broker message", [&] {
     listed = incoming->reader->getRoot<schema::Reply>().getFds().size();
     return absl::OkStatus();
   }));
-  if (listed != incoming->fds.size()) {
-    return absl::InternalError(absl::StrCat("broker message lists ", listed,
-                                            " fds but its datagram carried ",
-                                            incoming->fds.size()));
+  const size_t carried = incoming->fds.size();
+  if (incoming->fds_cut ? carried >= listed || listed > wire::kMaxFdsPerMessage
+                        : carried != listed) {
+    return absl::InternalError(absl::StrCat(
+        "broker message lists ", listed, " fds but its datagram carried ", carried,
+        incoming->fds_cut ? absl::StrCat(" and more that did not fit (at most ",
+                                         wire::kMaxFdsPerMessage, " may come)")
+                          : ""));
   }
   return incoming;
 }
@@ -491,21 +514,25 @@ absl::Status Client::WhyHungUp(absl::Status send_error) {
   return reason.has_value() ? *reason : send_error;
 }
 
-absl::Status Client::QueueEvent(schema::Reply::Reader reply, std::vector<UniqueFd>& fds) {
+absl::Status Client::QueueEvent(schema::Reply::Reader reply, wire::Incoming& incoming) {
   // Kinds this client does not know (the schema grows) are skipped; their
-  // fds close with `fds`.
+  // fds close with `incoming`.
   if (!reply.isIncoming()) return absl::OkStatus();
-  if (fds.size() != 1) {
-    return absl::InternalError(absl::StrCat(
-        "the broker sent an incoming connection with ", fds.size(), " fds, not 1"));
+  if (reply.getFds().size() != 1) {
+    return absl::InternalError(absl::StrCat("the broker sent an incoming connection with ",
+                                            reply.getFds().size(), " fds, not 1"));
   }
-  if (events_.size() >= kMaxQueuedEvents) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        kMaxQueuedEvents, " incoming connections are waiting to be accepted"));
+  // An event whose fd did not fit lost it: the kernel closed the service's
+  // end, and its client sees end of stream. Past the queue's limit, one is
+  // dropped the same way, its fd closed with `incoming`. Either way the
+  // message was read whole: the connection is in step.
+  if (incoming.fds_cut || events_.size() >= kMaxQueuedEvents) {
+    ++dropped_incoming_;
+    return absl::OkStatus();
   }
   auto peer = reply.getIncoming();
   IncomingConnection event;
-  event.fd = std::move(fds[0]);
+  event.fd = std::move(incoming.fds[0]);
   event.principal = Str(peer.getPrincipal());
   event.uid = peer.getUid();
   event.gid = peer.getGid();
@@ -538,7 +565,7 @@ absl::StatusOr<IncomingConnection> Client::NextIncoming() {
         return absl::InternalError(absl::StrCat("the broker sent an error for no request: ",
                                                 ErrorStatus(reply.getError()).ToString()));
       }
-      return QueueEvent(reply, incoming->fds);
+      return QueueEvent(reply, *incoming);
     });
     if (!in_step.ok()) return Break(std::move(in_step));
   }

@@ -24,18 +24,28 @@
 // its request's id and that every message lists the fds its datagram
 // carried. A broker message that breaks these rules once a request is sent
 // (a reply to another request, a malformed message, fds that do not match
-// their list or did not all arrive, an event flood) is a protocol error: the
-// call fails with its reason, the client closes the connection, and every
-// later call fails with kUnavailable naming that first error, so that no
-// reply is ever taken for another request's answer. A request refused
-// before it is sent (too large, say) leaves the connection as it was. An
-// error with id 0 is the broker's answer to a request it could not read
+// their list) is a protocol error: the call fails with its reason, the
+// client closes the connection, and every later call fails with
+// kUnavailable naming that first error, so that no reply is ever taken for
+// another request's answer. A request refused before it is sent (too
+// large, say) leaves the connection as it was.
+//
+// Fds that did not all fit in this process's fd table (at RLIMIT_NOFILE
+// the kernel closes those it cannot install, the last ones of a message,
+// and says so: wire::FdPolicy::kAcceptWhatFits) are no protocol error: the
+// message itself was read whole. A reply whose fds did not fit fails its
+// call with kResourceExhausted, saying so, the fds that came closed; an
+// `incoming` event whose fd did not fit is dropped and counted
+// (dropped_incoming()): the kernel closed the service's end, so its client
+// sees end of stream. The connection stays in step either way.
+//
+// An error with id 0 is the broker's answer to a request it could not read
 // (it cannot trust that request's id), or its reason for refusing the
 // connection (a quota, with the flag that sets it): it answers the call
 // outstanding, even when the broker hung up before the request went out.
 // Other unasked (id 0) messages of kinds this client does not know are
-// skipped, their fds closed. Not thread-safe: use one Client per thread,
-// or lock around it.
+// skipped, their fds closed. Not thread-safe: use one Client per thread, or
+// lock around it.
 //
 // A grant must answer its request, or it is a protocol error (the fd is
 // closed with the connection): its entry names what was asked for
@@ -278,8 +288,18 @@ class Client {
   // connections, not as fds used for good.
   size_t queued_incoming() const { return events_.size(); }
 
+  // How many `incoming` events this client has dropped since it was made,
+  // their clients seeing end of stream: events whose fd did not fit in the
+  // fd table (RLIMIT_NOFILE) when they arrived, and events beyond the 4096
+  // its queue holds. Both happen while a call waits for its reply behind
+  // events: a service's loop refuses the connections it has no room for,
+  // but only once it takes them. A loop logs the count as it grows.
+  uint64_t dropped_incoming() const { return dropped_incoming_; }
+
  private:
-  Client(UniqueFd fd, absl::Duration timeout) : channel_(std::move(fd)), timeout_(timeout) {}
+  // The channel takes the fds that fit (see the top of this file).
+  Client(UniqueFd fd, absl::Duration timeout)
+      : channel_(std::move(fd), wire::FdPolicy::kAcceptWhatFits), timeout_(timeout) {}
 
   // FromFd, within `deadline` (on MonotonicNow's clock, sdk/base/syscall.h;
   // absl::InfiniteDuration(): none), which Connect started.
@@ -309,7 +329,8 @@ class Client {
   void LeaveMovedFrom();
 
   // The next message from the broker, with its fd list checked against
-  // the fds its datagram carried; a hang-up says so.
+  // the fds its datagram carried (fewer when they were cut, and then at
+  // most wire::kMaxFdsPerMessage listed); a hang-up says so.
   absl::StatusOr<wire::Incoming> Receive();
 
   // Sending a request failed with `send_error` (kUnavailable): the broker
@@ -318,13 +339,14 @@ class Client {
   // `send_error`.
   absl::Status WhyHungUp(absl::Status send_error);
 
-  // Reads an `incoming` event (a reply with id 0) into events_, and skips
-  // unknown kinds.
-  absl::Status QueueEvent(schema::Reply::Reader reply, std::vector<UniqueFd>& fds);
+  // Reads an `incoming` event (a reply with id 0, `incoming`'s root) into
+  // events_, or drops it (dropped_incoming_), and skips unknown kinds.
+  absl::Status QueueEvent(schema::Reply::Reader reply, wire::Incoming& incoming);
 
   wire::Channel channel_;
   absl::Duration timeout_;                 // ClientOptions::timeout
   std::deque<IncomingConnection> events_;  // at most kMaxQueuedEvents
+  uint64_t dropped_incoming_ = 0;
   uint64_t next_id_ = 1;                   // of the next request sent
   // What every call returns once the connection is closed (after a
   // protocol error, or a move); OK while it is open.

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -322,12 +323,29 @@ INSTANTIATE_TEST_SUITE_P(
                     r.setReady();
                   }); },
                   absl::StatusCode::kInternal, "did not answer list"},
-        OutOfStep{"FdsThatDidNotAllArrive",
+        // Fds cut short (the control buffer holds 16) are the first ones
+        // sent: never more than the message lists, and never a list past
+        // what may come, of which the kernel does not say how many were cut.
+        OutOfStep{"FdsBeyondTheListThatDidNotAllArrive",
                   [](BrokerEnd& b) {
                     UniqueFd null = DevNull();
                     b.SendUnchecked(ListReply(2), DevNulls(wire::kMaxFdsPerMessage + 1, null));
                   },
-                  absl::StatusCode::kDataLoss, "did not all arrive"},
+                  absl::StatusCode::kInternal,
+                  "lists 0 fds but its datagram carried 16 and more that did not fit"},
+        OutOfStep{"AListOfMoreFdsThanMayCome",
+                  [](BrokerEnd& b) {
+                    UniqueFd null = DevNull();
+                    b.SendUnchecked(
+                        [](schema::Reply::Builder r) {
+                          ListReply(2)(r);
+                          r.initFds(wire::kMaxFdsPerMessage + 1);
+                        },
+                        DevNulls(wire::kMaxFdsPerMessage + 1, null));
+                  },
+                  absl::StatusCode::kInternal,
+                  "lists 17 fds but its datagram carried 16 and more that did not fit (at most "
+                  "16 may come)"},
         OutOfStep{"OversizedDatagram",
                   [](BrokerEnd& b) {
                     b.SendRaw(std::vector<uint8_t>(wire::kMaxMessageBytes + 8, 0));
@@ -615,6 +633,127 @@ TEST_F(ClientTest, ARequestRefusedBeforeSendingLeavesTheConnectionInStep) {
               StatusIs(absl::StatusCode::kResourceExhausted));
   broker_->Send(ListReply(2));
   EXPECT_OK(client_->List());
+}
+
+// RLIMIT_NOFILE's soft limit set for the object's lifetime, so that a
+// failed assertion does not leave the test process at it.
+class SoftFdLimit {
+ public:
+  explicit SoftFdLimit(rlim_t soft) {
+    EXPECT_EQ(getrlimit(RLIMIT_NOFILE, &saved_), 0) << std::strerror(errno);
+    rlimit limit = saved_;
+    limit.rlim_cur = soft;
+    EXPECT_EQ(setrlimit(RLIMIT_NOFILE, &limit), 0) << std::strerror(errno);
+  }
+  ~SoftFdLimit() { EXPECT_EQ(setrlimit(RLIMIT_NOFILE, &saved_), 0) << std::strerror(errno); }
+
+ private:
+  rlimit saved_{};
+};
+
+// The soft limit at which exactly `room` more fds can be opened: just above
+// the `room` lowest fd numbers free now.
+rlim_t LimitLeavingRoomFor(size_t room) {
+  std::vector<UniqueFd> taken;
+  for (size_t i = 0; i < room; ++i) {
+    taken.emplace_back(fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0));
+    EXPECT_TRUE(taken.back().valid()) << std::strerror(errno);
+  }
+  return taken.back().get() + 1;
+}
+
+// A service's call to the broker reads every event ahead of its reply. When
+// the fd table fills meanwhile (connects wait while the handler works), the
+// kernel cannot install an event's fd, closes it, and says so (MSG_CTRUNC):
+// that event is dropped (its client sees end of stream), not the broker
+// connection, and the call gets its reply.
+TEST_F(ClientTest, EventsPastTheFdTableAreDroppedAndTheCallIsAnswered) {
+  constexpr int kEvents = 10;
+  constexpr size_t kRoom = 3;
+  {
+    UniqueFd end = DevNull();
+    for (int i = 0; i < kEvents; ++i) {
+      broker_->Send(IncomingEvent(absl::StrCat("client", i)), {end.get()});
+    }
+  }
+  broker_->Send(ListReply(2));
+  {
+    SoftFdLimit limit(LimitLeavingRoomFor(kRoom));
+    EXPECT_OK(client_->List());
+  }
+  ASSERT_NE(client_->fd(), -1) << "the connection was closed";
+  EXPECT_EQ(client_->queued_incoming(), kRoom);
+  EXPECT_EQ(client_->dropped_incoming(), kEvents - kRoom);
+  // In step: the next call gets its own reply, and the events that fit
+  // are there, first come first.
+  broker_->Send(ListReply(3));
+  EXPECT_OK(client_->List());
+  for (size_t i = 0; i < kRoom; ++i) {
+    ASSERT_OK_AND_ASSIGN(IncomingConnection incoming, client_->NextIncoming());
+    EXPECT_EQ(incoming.principal, absl::StrCat("client", i));
+  }
+  EXPECT_EQ(client_->queued_incoming(), 0u);
+  EXPECT_EQ(CountOpenFds(), fds_before_);
+}
+
+// When the reply's own fd is what did not fit, the call fails saying why and
+// what to do; the connection stays in step for the next one.
+TEST_F(ClientTest, AGrantWhoseFdDidNotFitFailsTheCallAndNotTheConnection) {
+  constexpr size_t kRoom = 2;
+  {
+    UniqueFd end = DevNull();
+    broker_->Send(IncomingEvent("alice"), {end.get()});
+    broker_->Send(IncomingEvent("bob"), {end.get()});
+    broker_->Send(GrantReply("motd", schema::Kind::FILE, schema::Access::READ), {end.get()});
+  }
+  {
+    SoftFdLimit limit(LimitLeavingRoomFor(kRoom));
+    EXPECT_THAT(client_->Acquire("motd", schema::Access::READ),
+                StatusIs(absl::StatusCode::kResourceExhausted,
+                         AllOf(HasSubstr("did not fit"), HasSubstr("RLIMIT_NOFILE"))));
+  }
+  ASSERT_NE(client_->fd(), -1) << "the connection was closed";
+  EXPECT_EQ(client_->queued_incoming(), kRoom);
+  EXPECT_EQ(client_->dropped_incoming(), 0u);
+  {
+    UniqueFd end = DevNull();
+    broker_->Send(
+        [](schema::Reply::Builder r) {
+          GrantReply("motd", schema::Kind::FILE, schema::Access::READ)(r);
+          r.setId(3);
+        },
+        {end.get()});
+  }
+  ASSERT_OK_AND_ASSIGN(Capability motd, client_->Acquire("motd", schema::Access::READ));
+  EXPECT_TRUE(motd.fd.valid());
+}
+
+// Past kMaxQueuedEvents (4096) waiting events, one more is dropped, its fd
+// closed, rather than the connection broken off.
+TEST_F(ClientTest, AnEventPastTheQueuesLimitIsDropped) {
+  constexpr size_t kMaxQueued = 4096;
+  rlimit limit;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &limit), 0);
+  const rlim_t wanted = 2 * kMaxQueued;
+  if (limit.rlim_max != RLIM_INFINITY && limit.rlim_max < wanted) {
+    GTEST_SKIP() << "RLIMIT_NOFILE's hard limit " << limit.rlim_max << " is below " << wanted;
+  }
+  std::optional<SoftFdLimit> raised;
+  if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < wanted) raised.emplace(wanted);
+  // The broker's side writes from a thread: that many datagrams do not fit
+  // in the socket's buffer at once.
+  std::thread broker([&] {
+    UniqueFd end = DevNull();
+    for (size_t i = 0; i <= kMaxQueued; ++i) broker_->Send(IncomingEvent("alice"), {end.get()});
+    broker_->Send(ListReply(2));
+  });
+  absl::Status listed = client_->List().status();
+  broker.join();
+  EXPECT_OK(listed);
+  ASSERT_NE(client_->fd(), -1) << "the connection was closed";
+  EXPECT_EQ(client_->queued_incoming(), kMaxQueued);
+  EXPECT_EQ(client_->dropped_incoming(), 1u);
+  EXPECT_EQ(CountOpenFds(), fds_before_ + static_cast<int>(kMaxQueued));
 }
 
 // The broker refuses a connection at admission (over a quota) with one

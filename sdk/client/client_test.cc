@@ -651,17 +651,6 @@ class SoftFdLimit {
   rlimit saved_{};
 };
 
-// The soft limit at which exactly `room` more fds can be opened: just above
-// the `room` lowest fd numbers free now.
-rlim_t LimitLeavingRoomFor(size_t room) {
-  std::vector<UniqueFd> taken;
-  for (size_t i = 0; i < room; ++i) {
-    taken.emplace_back(fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0));
-    EXPECT_TRUE(taken.back().valid()) << std::strerror(errno);
-  }
-  return taken.back().get() + 1;
-}
-
 // A service's call to the broker reads every event ahead of its reply. When
 // the fd table fills meanwhile (connects wait while the handler works), the
 // kernel cannot install an event's fd, closes it, and says so (MSG_CTRUNC):
@@ -678,7 +667,7 @@ TEST_F(ClientTest, EventsPastTheFdTableAreDroppedAndTheCallIsAnswered) {
   }
   broker_->Send(ListReply(2));
   {
-    SoftFdLimit limit(LimitLeavingRoomFor(kRoom));
+    SoftFdLimit limit(testing::SoftLimitLeavingRoomFor(kRoom));
     EXPECT_OK(client_->List());
   }
   ASSERT_NE(client_->fd(), -1) << "the connection was closed";
@@ -707,7 +696,7 @@ TEST_F(ClientTest, AGrantWhoseFdDidNotFitFailsTheCallAndNotTheConnection) {
     broker_->Send(GrantReply("motd", schema::Kind::FILE, schema::Access::READ), {end.get()});
   }
   {
-    SoftFdLimit limit(LimitLeavingRoomFor(kRoom));
+    SoftFdLimit limit(testing::SoftLimitLeavingRoomFor(kRoom));
     EXPECT_THAT(client_->Acquire("motd", schema::Access::READ),
                 StatusIs(absl::StatusCode::kResourceExhausted,
                          AllOf(HasSubstr("did not fit"), HasSubstr("RLIMIT_NOFILE"))));

@@ -155,7 +155,7 @@ class ConnectionLoop {
     // Lowered when the loop starts to what RLIMIT_NOFILE leaves room for
     // (the fds open then and a reserve, fd_room.h, taken off), which is
     // logged: at the limit, the fd of a new connection could not be
-    // received, and the broker connection would break.
+    // received, and the Client would drop it, its client told nothing.
     size_t max_connections = 256;
     // Client connections one uid may hold open at once, so that one client
     // cannot take all max_connections and lock every other one out;
@@ -192,7 +192,9 @@ class ConnectionLoop {
   // has been said) and `handler`; both must outlive the loop. Handlers must
   // not make requests on `broker` while the loop runs: the Client keeps
   // events that arrive meanwhile in a queue the loop looks at only when the
-  // broker fd is readable.
+  // broker fd is readable. Connections the Client dropped during a call
+  // (made before the loop ran, say), their fds beyond the fd table, are
+  // logged as the loop takes connections (fd_room.h).
   ConnectionLoop(Client& broker, RequestHandler& handler, Options options);
   ConnectionLoop(Client& broker, RequestHandler& handler)
       : ConnectionLoop(broker, handler, Options()) {}
@@ -272,6 +274,8 @@ class ConnectionLoop {
   // Open connections by uid; a uid with none has no entry.
   std::unordered_map<uint32_t, size_t> connections_per_uid_;
   std::unique_ptr<wire::ReceiveBuffer> buffer_;  // one for all connections
+  // Client::dropped_incoming when last logged (DroppedIncomingLine).
+  uint64_t dropped_seen_ = 0;
   RateLimitedLog log_;
   absl::Status client_fault_;
   ClientFault client_fault_kind_ = ClientFault::kNone;

@@ -403,12 +403,13 @@ int ServeWithAFullFdTable() {
 }
 
 // A service at its RLIMIT_NOFILE cannot receive the fd of a new connection:
-// the broker's `incoming` event then arrives cut short (MSG_CTRUNC), which
-// the Client takes for a broken broker connection, and the service would
-// end for every client. The loop bounds its connections by the fds it may
-// still open, and closes those beyond.
+// the broker's `incoming` event then arrives cut short (MSG_CTRUNC), and the
+// Client drops it, its client told nothing (a Client that broke off the
+// broker connection instead ended the service for every client). The loop
+// bounds its connections by the fds it may still open, and closes those
+// beyond, telling their clients why.
 TEST(ConnectionLoopLimitTest, KeepsServingWhenMoreConnectionsComeThanItsFdTableHolds) {
-  // 16: the loop ended (DATA_LOSS); 18: it held more connections than fit.
+  // 16: the loop ended; 18: it held more connections than fit.
   EXPECT_EQ(testing::ExitCodeInChild(ServeWithAFullFdTable), 0);
 }
 
@@ -454,6 +455,60 @@ int ServeConnectionsQueuedInAFullFdTable() {
 TEST(ConnectionLoopLimitTest, ConnectionsQueuedBeforeItRanAreNotFdsUsedForGood) {
   // 17: it closed some of them, its room lowered by their fds.
   EXPECT_EQ(testing::ExitCodeInChild(ServeConnectionsQueuedInAFullFdTable), 0);
+}
+
+// What the dropped-connections test's child does (0: all as expected).
+//
+// A call the service makes to the broker once ready reads the events ahead
+// of its reply; those whose fd did not fit in the fd table were dropped by
+// the Client, and their clients see end of stream. The loop says so, and
+// serves those that fit.
+int ServeAfterACallDroppedConnections() {
+  constexpr size_t kWaiting = 6;
+  constexpr size_t kRoom = 2;
+  EchoHandler handler;
+  absl::StatusOr<FakeBroker> broker = FakeBroker::Create();
+  if (!broker.ok()) return 10;
+  if (!broker->AnswerReady().ok() || !broker->client().Ready().ok()) return 11;
+  absl::StatusOr<std::vector<UniqueFd>> ends = broker->ConnectDuringACall(kWaiting, kRoom);
+  if (!ends.ok()) {
+    std::fprintf(stderr, "the call failed: %s\n", ends.status().ToString().c_str());
+    return 12;
+  }
+  if (broker->client().queued_incoming() != kRoom) return 13;
+  ConnectionLoop loop(broker->client(), handler);
+  ::testing::internal::CaptureStderr();
+  absl::StatusOr<bool> serving = loop.Turn(0);
+  const std::string logged = ::testing::internal::GetCapturedStderr();
+  if (!serving.ok() || !*serving) return 14;
+  if (loop.connection_count() != kRoom) return 15;
+  if (logged.find("dropped 4 client connections") == std::string::npos ||
+      logged.find("limits.openFiles") == std::string::npos) {
+    std::fprintf(stderr, "logged: %s\n", logged.c_str());
+    return 16;
+  }
+  for (size_t i = kRoom; i < kWaiting; ++i) {
+    char byte;
+    if (recv((*ends)[i].get(), &byte, 1, MSG_DONTWAIT) != 0) return 17;  // end of stream
+  }
+  wire::Channel served(std::move((*ends)[0]));
+  capnp::MallocMessageBuilder request;
+  if (!served.Send(Request(request, 1)).ok()) return 18;
+  serving = loop.Turn(-1);
+  if (!serving.ok() || !*serving) return 18;
+  absl::StatusOr<wire::Incoming> reply = served.Receive();
+  if (!reply.ok() || ReplyId(*reply) != 1) return 19;
+  // Said once: the next turn has nothing new to say.
+  ::testing::internal::CaptureStderr();
+  if (!broker->Connect(LoopHarness::DefaultPeer()).ok() || !loop.Turn(-1).ok()) return 20;
+  if (!::testing::internal::GetCapturedStderr().empty()) return 21;
+  return 0;
+}
+
+TEST(ConnectionLoopLimitTest, SaysThatTheClientDroppedConnectionsDuringACall) {
+  // 12: the call failed (DATA_LOSS: the broker connection was closed); 16:
+  // nothing said.
+  EXPECT_EQ(testing::ExitCodeInChild(ServeAfterACallDroppedConnections), 0);
 }
 
 // How fds escape the count a loop makes at Init: a handler that keeps a
@@ -638,14 +693,14 @@ int ServeWhileFdsEscapeTheCount(Escape escape) {
 // goes within a turn. Fds that stay (a handler keeps a request's, the loop
 // holds a reply's for a client that does not read) could take the room the
 // broker's next `incoming` needs, and its fd would be cut off (MSG_CTRUNC):
-// DATA_LOSS, the end of the loop for every client. So a new connection is
+// the connection dropped, its client told nothing. So a new connection is
 // refused, and a reply with fds that would have to be held closes its
 // connection instead, when the fd table has less than its reserve free.
 TEST(ConnectionLoopLimitTest, KeepsServingWhenFdsAHandlerKeepsFillTheFdTable) {
   const int code =
       testing::ExitCodeInChild([] { return ServeWhileFdsEscapeTheCount(Escape::kKeptRequestFds); });
   if (code == 77) GTEST_SKIP() << "RLIMIT_NOFILE's hard limit is below " << kRaisedLimit;
-  // 16: the loop ended (DATA_LOSS).
+  // 16: the loop ended.
   EXPECT_EQ(code, 0);
 }
 
@@ -653,7 +708,7 @@ TEST(ConnectionLoopLimitTest, KeepsServingWhenRepliesHeldForClientsThatDoNotRead
   const int code =
       testing::ExitCodeInChild([] { return ServeWhileFdsEscapeTheCount(Escape::kHeldReplyFds); });
   if (code == 77) GTEST_SKIP() << "RLIMIT_NOFILE's hard limit is below " << kRaisedLimit;
-  // 16: the loop ended (DATA_LOSS).
+  // 16: the loop ended.
   EXPECT_EQ(code, 0);
 }
 

@@ -1,14 +1,19 @@
 #include "sdk/service/fake_broker.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
+
+#include <cerrno>
 
 #include <utility>
 
 #include "capnp/message.h"
 #include "schemas/broker.capnp.h"
 #include "sdk/base/status_macros.h"
+#include "sdk/base/syscall.h"
 #include "sdk/wire/channel.h"
 #include "sdk/wire/unix_socket.h"
+#include "tests/fixtures/fd_count.h"
 
 namespace capbroker::testing {
 namespace {
@@ -61,6 +66,28 @@ absl::Status FakeBroker::AnswerReady() {
   reply.setId(next_id_++);
   reply.setReady();
   return SendOn(end_.get(), message);
+}
+
+absl::StatusOr<std::vector<UniqueFd>> FakeBroker::ConnectDuringACall(size_t count,
+                                                                      size_t room) {
+  std::vector<UniqueFd> ends;
+  for (size_t i = 0; i < count; ++i) {
+    CB_ASSIGN_OR_RETURN(UniqueFd end,
+                        Connect(Peer{"waiting", static_cast<uint32_t>(2000 + i), 2000, 1}));
+    ends.push_back(std::move(end));
+  }
+  CB_RETURN_IF_ERROR(AnswerReady());
+  rlimit saved{};
+  if (getrlimit(RLIMIT_NOFILE, &saved) != 0) return ErrnoStatus(errno, "getrlimit");
+  rlimit lowered = saved;
+  lowered.rlim_cur = SoftLimitLeavingRoomFor(room);
+  if (lowered.rlim_cur == 0 || setrlimit(RLIMIT_NOFILE, &lowered) != 0) {
+    return ErrnoStatus(errno, "setrlimit(RLIMIT_NOFILE)");
+  }
+  absl::Status called = client_->Ready();
+  if (setrlimit(RLIMIT_NOFILE, &saved) != 0) return ErrnoStatus(errno, "setrlimit(RLIMIT_NOFILE)");
+  CB_RETURN_IF_ERROR(called);
+  return ends;
 }
 
 }  // namespace capbroker::testing

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -42,6 +43,15 @@ class FakeBroker {
 
   // Writes the reply to the Client's next request, a `ready`.
   absl::Status AnswerReady();
+
+  // Makes `count` connections (as Connect, of uids 2000 up; the clients'
+  // ends are returned), then has the Client call the broker (a `ready`,
+  // standing in for any call a service makes once ready) with room in its
+  // fd table for `room` more fds, RLIMIT_NOFILE's soft limit lowered for
+  // the call only: the call reads the events ahead of its reply, and those
+  // whose fd does not fit are dropped (Client::dropped_incoming). An error
+  // when the call failed.
+  absl::StatusOr<std::vector<UniqueFd>> ConnectDuringACall(size_t count, size_t room);
 
   // Closes the broker's end: the service sees end of stream.
   void Close() { end_.reset(); }

@@ -41,4 +41,14 @@ std::string FdRoomLine(size_t room, size_t wanted, absl::string_view things) {
                       "; raise the limit for more");
 }
 
+std::optional<std::string> DroppedIncomingLine(uint64_t dropped, uint64_t* seen) {
+  if (dropped == *seen) return std::nullopt;
+  const uint64_t count = dropped - *seen;
+  *seen = dropped;
+  return absl::StrCat(
+      "dropped ", count, " client connections (their clients see end of stream): they arrived "
+      "during a call to the broker with the fd table full (RLIMIT_NOFILE) or 4096 waiting "
+      "already; raise limits.openFiles, or make fewer calls while connects wait");
+}
+
 }  // namespace capbroker

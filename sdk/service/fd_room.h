@@ -3,15 +3,20 @@
 //
 // Why it matters: a service receives each client connection as an fd in
 // SCM_RIGHTS on its broker connection. At RLIMIT_NOFILE the kernel cannot
-// install it, closes it, and sets MSG_CTRUNC on the datagram, which the
-// Client cannot tell from a broken broker connection: it closes that
-// connection, and the service ends for every client. So a loop takes at
-// most as many connections as its fd table has room for, less a reserve,
-// and closes those beyond it, which it can always receive.
+// install it, closes it, and sets MSG_CTRUNC on the datagram: the Client
+// drops that connection (its client sees end of stream) and counts it
+// (Client::dropped_incoming). So a loop takes at most as many connections
+// as its fd table has room for, less a reserve, and closes those beyond
+// it, which it can always receive, telling their clients why. Only a call
+// the service makes to the broker, which reads every event ahead of its
+// reply while the loop takes none, still fills the table; the loop logs
+// what the Client dropped then (DroppedIncomingLine).
 #ifndef CAPBROKER_SDK_SERVICE_FD_ROOM_H_
 #define CAPBROKER_SDK_SERVICE_FD_ROOM_H_
 
 #include <cstddef>
+#include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -43,6 +48,12 @@ absl::StatusOr<size_t> FdRoomFor(size_t wanted, size_t reserve, size_t held);
 // The line a loop logs when the fd table has room for `room` of the
 // `wanted` `things` ("client connections").
 std::string FdRoomLine(size_t room, size_t wanted, absl::string_view things);
+
+// The line a loop logs when the broker connection's Client has dropped
+// connections (Client::dropped_incoming) since `*seen`, its count when the
+// loop last looked, which this advances to `dropped`; std::nullopt when
+// there are none new.
+std::optional<std::string> DroppedIncomingLine(uint64_t dropped, uint64_t* seen);
 
 }  // namespace capbroker
 

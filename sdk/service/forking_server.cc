@@ -238,6 +238,10 @@ absl::StatusOr<bool> ForkingServer::Turn(int timeout_ms) {
 absl::StatusOr<bool> ForkingServer::AcceptAll() {
   for (;;) {
     absl::StatusOr<std::optional<IncomingConnection>> next = TryAccept(broker_);
+    // What the Client dropped meanwhile (fd_room.h), said once.
+    if (auto dropped = DroppedIncomingLine(broker_.dropped_incoming(), &dropped_seen_)) {
+      log_.Line(*dropped);
+    }
     if (!next.ok()) {
       if (next.status().code() == absl::StatusCode::kUnavailable) return false;
       return next.status();

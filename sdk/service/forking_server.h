@@ -239,6 +239,8 @@ class ForkingServer {
   // Children killed because no pidfd could be opened on them (see Fork),
   // not yet reaped: waited for without an event, at every turn.
   std::vector<pid_t> killed_;
+  // Client::dropped_incoming when last logged (DroppedIncomingLine).
+  uint64_t dropped_seen_ = 0;
   RateLimitedLog log_;
 };
 

@@ -716,11 +716,11 @@ int ServeWithAFullFdTable() {
 
 // The main process at its RLIMIT_NOFILE could not receive a new
 // connection's fd: the broker's `incoming` would arrive cut short
-// (MSG_CTRUNC), the Client take it for a broken broker connection, and the
-// service end for every client. The server bounds its workers (a pidfd
-// each) by the fds it may still open, and refuses connections beyond.
+// (MSG_CTRUNC), and the Client drop it, its client told nothing. The server
+// bounds its workers (a pidfd each) by the fds it may still open, and
+// refuses connections beyond.
 TEST(ForkingServerLimitTest, KeepsServingWhenMoreConnectionsComeThanItsFdTableHolds) {
-  // 15: the server ended (DATA_LOSS); 17: it had no worker, or more than fit.
+  // 15: the server ended; 17: it had no worker, or more than fit.
   EXPECT_EQ(ExitCodeInChild(ServeWithAFullFdTable), 0);
 }
 
@@ -768,6 +768,42 @@ int ServeConnectionsQueuedInAFullFdTable() {
 TEST(ForkingServerLimitTest, ConnectionsQueuedBeforeItRanAreNotFdsUsedForGood) {
   // 17: it refused some of them, its room lowered by their fds.
   EXPECT_EQ(ExitCodeInChild(ServeConnectionsQueuedInAFullFdTable), 0);
+}
+
+// What the dropped-connections test's child does (0: all as expected): as
+// ConnectionLoop's, the server says that the Client dropped connections
+// during a call, and serves those that fit.
+int ServeAfterACallDroppedConnections() {
+  constexpr size_t kWaiting = 5;
+  constexpr size_t kRoom = 2;
+  WorkerHandler handler;
+  absl::StatusOr<FakeBroker> broker = FakeBroker::Create();
+  if (!broker.ok()) return 10;
+  if (!broker->AnswerReady().ok() || !broker->client().Ready().ok()) return 11;
+  absl::StatusOr<std::vector<UniqueFd>> ends = broker->ConnectDuringACall(kWaiting, kRoom);
+  if (!ends.ok()) {
+    std::fprintf(stderr, "the call failed: %s\n", ends.status().ToString().c_str());
+    return 12;
+  }
+  ForkingServer::Options options;
+  options.max_closers = 0;  // not what is tested
+  ForkingServer server(broker->client(), handler, options);
+  ::testing::internal::CaptureStderr();
+  absl::StatusOr<bool> serving = server.Turn(0);
+  const std::string logged = ::testing::internal::GetCapturedStderr();
+  if (!serving.ok() || !*serving) return 13;
+  if (server.worker_count() != kRoom) return 14;
+  if (logged.find("dropped 3 client connections") == std::string::npos) {
+    std::fprintf(stderr, "logged: %s\n", logged.c_str());
+    return 15;
+  }
+  return 0;
+}
+
+TEST(ForkingServerLimitTest, SaysThatTheClientDroppedConnectionsDuringACall) {
+  // 12: the call failed (DATA_LOSS: the broker connection was closed); 15:
+  // nothing said.
+  EXPECT_EQ(ExitCodeInChild(ServeAfterACallDroppedConnections), 0);
 }
 
 // What the fork-failure test's child does; its exit code says how far it

@@ -183,18 +183,12 @@ TEST_F(DatagramTest, OptedInFdsPastTheReceiversLimitAreCutAfterThoseThatFit) {
   ASSERT_TRUE(null.valid()) << std::strerror(errno);
   RawSend(std::vector<char>(8, 'x'), {read_end.get(), memfd.get(), null.get()});
   const int before = CountOpenFds();
-  // The two lowest free fd numbers, and a soft limit just above the second:
-  // two of the three fds fit.
-  ASSERT_OK_AND_ASSIGN(UniqueFd first,
-                       TakeFd(fcntl(a_.get(), F_DUPFD_CLOEXEC, 0), "fcntl(F_DUPFD_CLOEXEC)"));
-  ASSERT_OK_AND_ASSIGN(UniqueFd second,
-                       TakeFd(fcntl(a_.get(), F_DUPFD_CLOEXEC, 0), "fcntl(F_DUPFD_CLOEXEC)"));
+  // Two of the three fds fit.
   rlimit saved;
   ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
   rlimit low = saved;
-  low.rlim_cur = second.get() + 1;
-  first.reset();
-  second.reset();
+  low.rlim_cur = testing::SoftLimitLeavingRoomFor(2);
+  ASSERT_NE(low.rlim_cur, 0u);
   ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
   auto received = ReceiveDatagram(b_.get(), buffer_, FdPolicy::kAcceptWhatFits);
   ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);

@@ -137,6 +137,10 @@ struct ServiceHost::Service {
   // of the service's connection, served once the program runs.
   std::unique_ptr<sandbox::PendingLaunch> launch;
   UniqueFd broker_end;
+  // Who the launch runs as (user, group, program), from the spec it was
+  // begun with: a reload while it is set up replaces `spec`, not the
+  // process. Its pid is set once it runs, for its broker connection.
+  Identity launched_as;
   // The start grants on record as granted and not yet delivered: from when
   // their lines are written until the service's program runs. A start
   // grant is delivered when the launch reaches execve: the child holds the
@@ -258,7 +262,7 @@ absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> ServiceHost::BeginLaunch
   sandbox.name = spec.name;
   sandbox.argv = spec.command;
   sandbox.env = spec.environment;
-  Identity identity = ServiceIdentity(spec, 0);
+  const Identity identity = ServiceIdentity(spec, 0);
   sandbox.uid = identity.uid;
   sandbox.gid = identity.gid;
   sandbox.protections = spec.protections;
@@ -298,6 +302,7 @@ absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> ServiceHost::BeginLaunch
   CB_ASSIGN_OR_RETURN(std::unique_ptr<sandbox::PendingLaunch> launch,
                       options_.launcher(sandbox));
   service.broker_end = std::move(broker_end);
+  service.launched_as = identity;
   return launch;
 }
 
@@ -394,8 +399,10 @@ absl::Status ServiceHost::Launched(Service& service, sandbox::LaunchedProcess pr
   service.in_force = absl::StrJoin(process.in_force, " ");
   service.missing = absl::StrJoin(process.missing, "; ");
 
-  absl::StatusOr<uint64_t> id = loop_.AddServiceConnection(
-      std::move(service.broker_end), ServiceIdentity(service.spec, service.pid));
+  Identity identity = service.launched_as;
+  identity.pid = service.pid;
+  absl::StatusOr<uint64_t> id =
+      loop_.AddServiceConnection(std::move(service.broker_end), std::move(identity));
   Service* raw = &service;
   absl::Status watched = id.status();
   if (watched.ok()) {

@@ -110,6 +110,7 @@ class FakeLoop : public server::LoopPort {
   void Unwatch(int fd) override { watched_.erase(fd); }
   absl::StatusOr<uint64_t> AddServiceConnection(UniqueFd fd, Identity identity) override {
     connections_[++last_id_] = std::move(fd);
+    identities[last_id_] = std::move(identity);
     return last_id_;
   }
   bool Send(uint64_t id, server::Answer answer) override {
@@ -161,6 +162,8 @@ class FakeLoop : public server::LoopPort {
     return it == connections_.end() ? -1 : it->second.get();
   }
 
+  // The identity each service connection was added with.
+  std::map<uint64_t, Identity> identities;
   // What each connection was sent, in order, and the request each answered.
   std::map<uint64_t, std::vector<std::string>> answers;
   // The fds each connection was sent, in order.
@@ -899,6 +902,24 @@ TEST_F(ServiceHostTest, StartGrantsOfALaunchGivenUpAreOnRecordAsNotDelivered) {
   EXPECT_THAT(lines[1], AllOf(HasSubstr(R"("decision":"denied","principal":"granted")"),
                               HasSubstr(R"("reason":"not delivered: service 'granted' was )"
                                         R"(removed from the policy")")));
+}
+
+// A launch that straddles a reload runs as the spec it was launched with:
+// its broker connection gets that spec's identity (user, group, program),
+// not the new one, which the next start takes.
+TEST_F(ServiceHostTest, ALaunchThatStraddlesAReloadKeepsTheIdentityItWasLaunchedWith) {
+  ASSERT_OK(Connect("svc", 1).status());
+  ASSERT_EQ(Report("svc").state, ServiceState::STARTING);
+  ReloadEdited({{R"(( name = "svc", command = [ "/usr/bin/svc" ],)",
+                 R"(( name = "svc", command = [ "/usr/bin/other" ], user = 4242, group = 4343,)"}});
+  ASSERT_TRUE(RunUntil([&] { return Report("svc").state == ServiceState::RUNNING; }));
+  const Identity& identity = loop_.identities[loop_.last_connection()];
+  const uint32_t expected = geteuid() == 0 ? 65534 : geteuid();
+  EXPECT_EQ(identity.uid, expected);
+  EXPECT_EQ(identity.gid, geteuid() == 0 ? 65534 : getegid());
+  EXPECT_EQ(identity.exe, "/usr/bin/svc");
+  EXPECT_EQ(identity.service, "svc");
+  EXPECT_EQ(identity.pid, Report("svc").pid);
 }
 
 // A connect that waited is on record as granted (the policy allowed it);

@@ -466,6 +466,8 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
     CB_ASSIGN_OR_RETURN(audit,
                         audit::AuditLog::OpenFile(flags.audit_log_path, {},
                                                   FilesNotForTheAuditLog(flags, listen_plan)));
+    CB_ASSIGN_OR_RETURN(AuditLogLocation audit_location, LocateAuditLog(flags.audit_log_path));
+    guard.AddAuditLog(std::move(audit_location));
   }
   CB_ASSIGN_OR_RETURN(UniqueFd signals, SignalFd());
   server::Stats stats;

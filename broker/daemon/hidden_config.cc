@@ -44,6 +44,12 @@ std::string Holds(BrokerFile kind, absl::string_view path) {
           ": a service given it could connect to the broker by that path, known by its uid "
           "as any local client is, not as the service; grant a directory beneath it that "
           "does not hold the socket, or move the socket out of it (capbrokerd --socket)");
+    case BrokerFile::kAuditLog:
+      return absl::StrCat(
+          "the broker's audit log ", EscapedKeepingUtf8(path),
+          ": a service given it could erase or forge its lines, or read every peer's uid, "
+          "pid and program; grant a directory beneath it that does not hold the audit log, "
+          "or move the audit log out of it (capbrokerd --audit-log)");
   }
   return "";
 }
@@ -110,6 +116,15 @@ absl::StatusOr<SocketLocation> LocateSocket(absl::string_view socket_path,
   return location;
 }
 
+absl::StatusOr<AuditLogLocation> LocateAuditLog(absl::string_view path) {
+  AuditLogLocation location;
+  CB_ASSIGN_OR_RETURN(location.hidden, CanonicalPath(path));
+  CB_ASSIGN_OR_RETURN(location.directories, DirectoriesHolding(path, BrokerFile::kAuditLog));
+  return location;
+}
+
+void ConfigGuard::AddAuditLog(AuditLogLocation audit_log) { audit_log_ = std::move(audit_log); }
+
 void ConfigGuard::AddSocket(SocketLocation socket) {
   for (std::string& path : socket.hidden) socket_.hidden.push_back(std::move(path));
   for (GuardedDirectory& directory : socket.directories) {
@@ -120,6 +135,7 @@ void ConfigGuard::AddSocket(SocketLocation socket) {
 std::vector<std::string> ConfigGuard::hidden() const {
   std::vector<std::string> hidden = policy_.hidden;
   hidden.insert(hidden.end(), socket_.hidden.begin(), socket_.hidden.end());
+  if (audit_log_) hidden.push_back(audit_log_->hidden);
   return hidden;
 }
 
@@ -135,8 +151,10 @@ absl::Status ConfigGuard::CheckGrant(absl::string_view name, int fd) const {
   const dev_t dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
   std::vector<std::string> reasons;
   std::string path;
+  static const std::vector<GuardedDirectory> kNone;
   for (const std::vector<GuardedDirectory>* guarded :
-       {&policy_.directories, &socket_.directories}) {
+       {&policy_.directories, &socket_.directories,
+        audit_log_ ? &audit_log_->directories : &kNone}) {
     for (const GuardedDirectory& directory : *guarded) {
       if (directory.dev != dev || directory.ino != stx.stx_ino) continue;
       path = directory.path;

@@ -30,6 +30,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -64,9 +65,9 @@ struct GuardedDirectory {
   std::string holds;
 };
 
-// What a directory grant that holds the broker's policy file or socket
-// would expose, and what to do instead.
-enum class BrokerFile { kPolicy, kSocket };
+// What a directory grant that holds the broker's policy file, socket or
+// audit log would expose, and what to do instead.
+enum class BrokerFile { kPolicy, kSocket, kAuditLog };
 
 // Every directory from the one holding the file at `path` up to "/", found
 // by the file's canonical path (realpath) and stat'ed now, each said to
@@ -114,9 +115,28 @@ struct SocketLocation {
 absl::StatusOr<SocketLocation> LocateSocket(absl::string_view socket_path,
                                             absl::string_view lock_path);
 
+// What of the broker's audit log (--audit-log) is guarded, for as long as
+// the broker runs: a service granted a directory that holds it could open it
+// for writing (truncate it, forge lines) or read every peer's uid, pid and
+// program. Its path is fixed: a SIGHUP reopens the log by the same path
+// (after a rotation), in the same directories. The log is hidden in every
+// service's root as well (one in /etc, or a system directory, would be
+// readable there). Without --audit-log the lines go to stderr, which has
+// no path and nothing to guard.
+struct AuditLogLocation {
+  std::string hidden;                         // the log's canonical path
+  std::vector<GuardedDirectory> directories;  // DirectoriesHolding, kAuditLog
+};
+
+// The audit log at `path`, by its canonical path as it resolves now (the
+// broker has opened, so created, it). An error when it cannot be resolved
+// or a directory stat'ed.
+absl::StatusOr<AuditLogLocation> LocateAuditLog(absl::string_view path);
+
 // What of the broker's own no service may reach, as of the policy loaded
 // last: the paths hidden in every service's root, and the directories no
-// service may be granted (the policy's, and the socket's, which stay).
+// service may be granted (the policy's, and the socket's and the audit
+// log's, which stay).
 // Not thread-safe: the broker's event-loop thread owns it.
 class ConfigGuard {
  public:
@@ -125,11 +145,13 @@ class ConfigGuard {
   // The broker's socket: hidden, and its directories guarded, for as long
   // as it runs.
   void AddSocket(SocketLocation socket);
+  // The broker's audit log: likewise, for as long as it runs.
+  void AddAuditLog(AuditLogLocation audit_log);
   // A reload installed the policy found at `policy`: launches from now on
   // hide and guard that, and no longer the directories found before.
   void SetPolicy(PolicyLocation policy) { policy_ = std::move(policy); }
 
-  // The policy's hidden paths, then the socket's.
+  // The policy's hidden paths, then the socket's, then the audit log.
   std::vector<std::string> hidden() const;
 
   // kFailedPrecondition, naming the grant `name`, the directory, what it
@@ -143,6 +165,7 @@ class ConfigGuard {
  private:
   PolicyLocation policy_;
   SocketLocation socket_;
+  std::optional<AuditLogLocation> audit_log_;
 };
 
 // `launch` with guard.hidden() added to the hidden_paths of every spec.

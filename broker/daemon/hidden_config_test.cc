@@ -153,6 +153,43 @@ TEST(HiddenConfigTest, AGrantHoldingAGuardedFileIsRefused) {
   EXPECT_OK(check(dir.Join("conf")));
 }
 
+// A directory grant that holds the broker's audit log (--audit-log), by any
+// path to it, is refused: a service could truncate or forge its lines, or
+// read every peer's uid, pid and program. The log is hidden in every
+// service's root too.
+TEST(HiddenConfigTest, AGrantHoldingTheAuditLogIsRefused) {
+  TempDir dir;
+  ASSERT_EQ(mkdir(dir.Join("state").c_str(), 0755), 0);
+  ASSERT_EQ(mkdir(dir.Join("conf").c_str(), 0755), 0);
+  std::string log = dir.WriteFile("state/audit.log", "");
+  ASSERT_EQ(symlink(dir.Join("state").c_str(), dir.Join("link").c_str()), 0);
+  ASSERT_OK_AND_ASSIGN(PolicyLocation location,
+                       LocatePolicy(dir.WriteFile("conf/policy.capnp", "()")));
+  ConfigGuard guard(std::move(location));
+  ASSERT_OK_AND_ASSIGN(AuditLogLocation audit_log, LocateAuditLog(dir.Join("link/audit.log")));
+  guard.AddAuditLog(std::move(audit_log));
+
+  std::string state = RealPath(dir.Join("state"));
+  UniqueFd granted = OpenDirectory(dir.Join("link"));
+  EXPECT_THAT(guard.CheckGrant("state", granted.get()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       StartsWith(absl::StrCat("directory grant 'state' is ", state,
+                                               ", which holds the broker's audit log ", state,
+                                               "/audit.log: "))));
+  UniqueFd top = OpenDirectory(dir.path());
+  EXPECT_THAT(guard.CheckGrant("top", top.get()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("the broker's policy file"),
+                             HasSubstr("; it also holds the broker's audit log"))));
+  UniqueFd conf = OpenDirectory(dir.Join("conf"));
+  EXPECT_THAT(guard.CheckGrant("conf", conf.get()),
+              StatusIs(absl::StatusCode::kFailedPrecondition, Not(HasSubstr("audit log"))));
+  EXPECT_THAT(guard.hidden(), ElementsAre("/etc/capbroker", RealPath(dir.Join("conf/policy.capnp")),
+                                          state + "/audit.log"));
+  EXPECT_THAT(LocateAuditLog(dir.Join("gone.log")),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("gone.log")));
+}
+
 // The refusal quotes the real path, which root may have given any name:
 // a newline or an escape sequence in it must not reach the broker's log
 // (or a terminal) as it is; text in any language stays.

@@ -17,6 +17,7 @@
 #include "broker/sandbox/landlock.h"
 #include "broker/sandbox/minimal_root.h"
 #include "broker/sandbox/namespaces.h"
+#include "broker/sandbox/process_defaults.h"
 #include "broker/sandbox/protection.h"
 #include "broker/sandbox/report_pipe.h"
 #include "broker/sandbox/signals.h"
@@ -228,6 +229,9 @@ void Child::Run() {
   // A session keyring of its own too, before the ids change (credentials.h).
   Must(JoinNewSessionKeyring());
   Must(ResetSignals());
+  // Its own, not the broker's (process_defaults.h); the parent has reset
+  // the rest. umask(2) cannot fail.
+  umask(kServiceUmask);
 
   if (!IsInSystemDirectory(plan_.argv[0])) {
     // Opened before anything is mounted over the program's directory. A

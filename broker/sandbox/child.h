@@ -11,7 +11,9 @@
 //      parent death signal; wait for the parent's "go" (id maps written)
 //   2. new session (no controlling terminal) and a new, empty session
 //      keyring (the broker's keys stay out of reach), default signal
-//      actions, no signal blocked
+//      actions, no signal blocked, umask 022 (the parent has set
+//      oom_score_adj, nice and I/O priority back to 0 before the "go":
+//      process_defaults.h)
 //   3. detached directory grants, then the minimal root (both need
 //      CAP_SYS_ADMIN in the user namespace), hostname, rlimits but
 //      RLIMIT_NOFILE

@@ -25,6 +25,7 @@
 #include "broker/sandbox/namespaces.h"
 #include "broker/sandbox/outcome.h"
 #include "broker/sandbox/pending_launch.h"
+#include "broker/sandbox/process_defaults.h"
 #include "broker/sandbox/protection.h"
 #include "broker/sandbox/seccomp_filter.h"
 #include "sdk/base/status_macros.h"
@@ -186,12 +187,14 @@ absl::StatusOr<Pipe> MakePipe(const char* what) {
   return Pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
 }
 
-// Lets the child go: its id maps, then the byte it waits for on the sync
+// Lets the child go: its id maps and the scheduling state it must not
+// inherit (process_defaults.h), then the byte it waits for on the sync
 // pipe. Neither waits on the child.
 absl::Status Release(const LaunchParts& parts, const SandboxSpec& spec, bool deny_setgroups) {
   if (parts.namespaces & CLONE_NEWUSER) {
     CB_RETURN_IF_ERROR(WriteIdMaps(parts.child.pid, spec.uid, spec.gid, deny_setgroups));
   }
+  CB_RETURN_IF_ERROR(ResetInheritedScheduling(parts.child.pid));
   const char go = 1;
   if (RetryEintr([&] { return write(parts.sync.get(), &go, 1); }) != 1) {
     return ErrnoStatus(errno, "write(sync pipe)");

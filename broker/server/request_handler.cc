@@ -742,10 +742,21 @@ absl::StatusOr<RequestHandler::StartGrants> RequestHandler::GrantAtStart(
     }
     made.fds.push_back(std::move(fd).value());
   }
+  made.record.service = service;
   for (size_t index : grants) {
-    made.audit_lines.push_back(record(policy_.capabilities()[index], absl::OkStatus()));
+    const CapabilitySpec& capability = policy_.capabilities()[index];
+    made.audit_lines.push_back(record(capability, absl::OkStatus()));
+    made.record.grants.emplace_back(capability.name, capability.access);
   }
   return made;
+}
+
+void RequestHandler::StartNotDelivered(const StartRecord& record, const absl::Status& why) {
+  Session session;
+  session.identity = record.service;
+  for (const auto& [capability, access] : record.grants) {
+    NotDelivered(session, "start", capability, access, "", why, record.service.service);
+  }
 }
 
 void RequestHandler::ConnectNotDelivered(const ConnectRequest& request,

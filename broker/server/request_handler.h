@@ -31,6 +31,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -137,9 +138,17 @@ class RequestHandler {
   // denied with its reason and none as granted (the fds made are closed and
   // the status returned). The caller must see the lines written (LoopPort::
   // AuditWritten) before the fds reach the service.
+  // What of a start is on record as granted, for StartNotDelivered: the
+  // service and each grant's capability and access, copied (a reload may
+  // replace the policy before the start ends).
+  struct StartRecord {
+    Identity service;
+    std::vector<std::pair<std::string, schema::Access>> grants;
+  };
   struct StartGrants {
     std::vector<UniqueFd> fds;  // in the order of `grants`
     std::vector<uint64_t> audit_lines;
+    StartRecord record;
   };
   // `service` is the service's identity (Identity::service set).
   absl::StatusOr<StartGrants> GrantAtStart(const Identity& service,
@@ -153,6 +162,13 @@ class RequestHandler {
   // Counted as a denial too.
   void ConnectNotDelivered(const ConnectRequest& request, absl::string_view service,
                            const absl::Status& why);
+
+  // The start whose grants `record` holds (GrantAtStart, their lines
+  // written) ended before its grants were delivered, for reason `why`: a
+  // denial of each, its reason "not delivered: WHY", as for a connect
+  // above. The service host says when a start grant is delivered
+  // (service_host.cc: once the service's program runs).
+  void StartNotDelivered(const StartRecord& record, const absl::Status& why);
 
   // A grant whose line says granted (Outcome::principal set) and whose
   // reply `reply` (the broker's own, one fd entry) the loop dropped before
@@ -244,8 +260,8 @@ class RequestHandler {
 
   // The denial of a request whose grant is on record, saying it was not
   // delivered, and why (its reason "not delivered: " + AuditReason(why)),
-  // with the principal of the grant: for ConnectNotDelivered and
-  // GrantNotDelivered.
+  // with the principal of the grant: for ConnectNotDelivered,
+  // StartNotDelivered and GrantNotDelivered.
   void NotDelivered(const Session& session, absl::string_view request_kind,
                     absl::string_view capability, schema::Access access,
                     absl::string_view path, const absl::Status& why,

@@ -137,6 +137,20 @@ struct ServiceHost::Service {
   // of the service's connection, served once the program runs.
   std::unique_ptr<sandbox::PendingLaunch> launch;
   UniqueFd broker_end;
+  // Who the launch runs as (user, group, program), from the spec it was
+  // begun with: a reload while it is set up replaces `spec`, not the
+  // process. Its pid is set once it runs, for its broker connection.
+  Identity launched_as;
+  // The start grants on record as granted and not yet delivered: from when
+  // their lines are written until the service's program runs. A start
+  // grant is delivered when the launch reaches execve: the child holds the
+  // fds from its clone on, but only the program that execve runs can use
+  // them; a start that fails before (the launcher's error, the child's
+  // setup or execve failing, a launch given up) delivered nothing, and
+  // each grant gets a "not delivered" denial (GrantsNotDelivered). A
+  // program that ran and then failed (readiness, a broker connection that
+  // could not be served) had them.
+  std::optional<server::RequestHandler::StartRecord> undelivered;
   absl::Time started;
   uint32_t restarts = 0;   // in total
   uint32_t in_a_row = 0;   // restarts since the last stable run
@@ -163,7 +177,7 @@ ServiceHost::ServiceHost(server::RequestHandler& handler, server::LoopPort& loop
 
 ServiceHost::~ServiceHost() {
   for (const std::unique_ptr<Service>& service : services_) {
-    if (service->launch) AbandonLaunch(*service);
+    if (service->launch) AbandonLaunch(*service, absl::UnavailableError("the broker is stopping"));
     if (service->pidfd) GiveUp(*service);
   }
   reaper_.WaitAll(absl::Now() + kFinalReapWait);
@@ -209,10 +223,10 @@ void ServiceHost::PolicyChanged() {
     service.removed = true;
     // Connects waiting for a starting service are answered now: it will
     // never become ready.
-    AnswerPending(service, absl::UnavailableError(absl::StrCat(
-                               "service '", service.spec.name,
-                               "' was removed from the policy")));
-    if (service.launch) AbandonLaunch(service);
+    const absl::Status removed = absl::UnavailableError(
+        absl::StrCat("service '", service.spec.name, "' was removed from the policy"));
+    AnswerPending(service, removed);
+    if (service.launch) AbandonLaunch(service, removed);
     if (!service.pidfd) {
       if (service.timer) loop_.Unwatch(service.timer.get());
       services_.erase(services_.begin() + static_cast<long>(i));
@@ -248,7 +262,7 @@ absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> ServiceHost::BeginLaunch
   sandbox.name = spec.name;
   sandbox.argv = spec.command;
   sandbox.env = spec.environment;
-  Identity identity = ServiceIdentity(spec, 0);
+  const Identity identity = ServiceIdentity(spec, 0);
   sandbox.uid = identity.uid;
   sandbox.gid = identity.gid;
   sandbox.protections = spec.protections;
@@ -272,6 +286,7 @@ absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> ServiceHost::BeginLaunch
   if (!loop_.AuditWritten(grants.audit_lines)) {
     return absl::UnavailableError("the audit lines of its grants could not be written");
   }
+  service.undelivered = std::move(grants.record);
   int pair[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
     return ErrnoStatus(errno, "socketpair(broker connection)");
@@ -287,6 +302,7 @@ absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> ServiceHost::BeginLaunch
   CB_ASSIGN_OR_RETURN(std::unique_ptr<sandbox::PendingLaunch> launch,
                       options_.launcher(sandbox));
   service.broker_end = std::move(broker_end);
+  service.launched_as = identity;
   return launch;
 }
 
@@ -346,7 +362,7 @@ absl::Status ServiceHost::Start(Service& service) {
   }
   service.restart_due = false;
   absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> launch = BeginLaunch(service);
-  if (!launch.ok()) return StartFailed(service, launch.status());
+  if (!launch.ok()) return StartFailed(service, launch.status());  // not delivered, if made
   service.launch = std::move(*launch);
   service.pid = service.launch->pid();
   service.started = absl::Now();
@@ -369,6 +385,7 @@ absl::Status ServiceHost::OnLaunchReport(Service& service) {
   if (!step->has_value()) return absl::OkStatus();  // still setting itself up
   loop_.Unwatch(service.launch->report_fd());
   service.launch.reset();
+  service.undelivered.reset();  // the program runs: delivered
   return Launched(service, std::move(**step));
 }
 
@@ -382,8 +399,10 @@ absl::Status ServiceHost::Launched(Service& service, sandbox::LaunchedProcess pr
   service.in_force = absl::StrJoin(process.in_force, " ");
   service.missing = absl::StrJoin(process.missing, "; ");
 
-  absl::StatusOr<uint64_t> id = loop_.AddServiceConnection(
-      std::move(service.broker_end), ServiceIdentity(service.spec, service.pid));
+  Identity identity = service.launched_as;
+  identity.pid = service.pid;
+  absl::StatusOr<uint64_t> id =
+      loop_.AddServiceConnection(std::move(service.broker_end), std::move(identity));
   Service* raw = &service;
   absl::Status watched = id.status();
   if (watched.ok()) {
@@ -412,12 +431,19 @@ absl::Status ServiceHost::Launched(Service& service, sandbox::LaunchedProcess pr
 }
 
 absl::Status ServiceHost::FailLaunch(Service& service, const absl::Status& status) {
-  AbandonLaunch(service);
+  AbandonLaunch(service, status);
   ArmTimer(service, absl::ZeroDuration());  // the start timeout
   return StartFailed(service, status);
 }
 
-void ServiceHost::AbandonLaunch(Service& service) {
+void ServiceHost::GrantsNotDelivered(Service& service, const absl::Status& why) {
+  if (!service.undelivered) return;
+  handler_.StartNotDelivered(*service.undelivered, why);
+  service.undelivered.reset();
+}
+
+void ServiceHost::AbandonLaunch(Service& service, const absl::Status& why) {
+  GrantsNotDelivered(service, why);
   loop_.Unwatch(service.launch->report_fd());
   reaper_.Add(service.spec.name, service.launch->Abandon());
   service.launch.reset();
@@ -426,6 +452,7 @@ void ServiceHost::AbandonLaunch(Service& service) {
 }
 
 absl::Status ServiceHost::StartFailed(Service& service, const absl::Status& status) {
+  GrantsNotDelivered(service, status);
   service.last_exit = absl::StrCat("could not start: ", status.message());
   Log(service, service.last_exit);
   AnswerPending(service,
@@ -956,7 +983,7 @@ void ServiceHost::StopAll() {
   for (const std::unique_ptr<Service>& service : services_) {
     AnswerPending(*service, absl::UnavailableError("the broker is stopping"));
     if (service->launch) {
-      AbandonLaunch(*service);
+      AbandonLaunch(*service, absl::UnavailableError("the broker is stopping"));
       service->state = ServiceState::STOPPED;
     }
     if (!service->pidfd) continue;

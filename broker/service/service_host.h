@@ -179,10 +179,16 @@ class ServiceHost : public server::ServiceDirectory {
   absl::Status Launched(Service& service, sandbox::LaunchedProcess process);
   // Gives the launch up (its child to the reaper), then StartFailed.
   absl::Status FailLaunch(Service& service, const absl::Status& status);
-  // Gives the launch up: its child goes to the reaper.
-  void AbandonLaunch(Service& service);
-  // A start that failed with `status` (returned): answers the waiting
-  // connects with it, then schedules another try as for a failed run when
+  // Gives the launch up, for reason `why`: its start grants were not
+  // delivered (GrantsNotDelivered), and its child goes to the reaper.
+  void AbandonLaunch(Service& service, const absl::Status& why);
+  // The start grants on record and not yet delivered (Service::undelivered
+  // in service_host.cc says when they are) get their "not delivered"
+  // denials, for reason `why`; none are pending after.
+  void GrantsNotDelivered(Service& service, const absl::Status& why);
+  // A start that failed with `status` (returned): its start grants not yet
+  // delivered are on record as such (GrantsNotDelivered); answers the
+  // waiting connects with it, then schedules another try as for a failed run when
   // the failure may pass by itself, else marks the service failed until a
   // reload.
   absl::Status StartFailed(Service& service, const absl::Status& status);

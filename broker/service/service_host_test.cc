@@ -110,6 +110,7 @@ class FakeLoop : public server::LoopPort {
   void Unwatch(int fd) override { watched_.erase(fd); }
   absl::StatusOr<uint64_t> AddServiceConnection(UniqueFd fd, Identity identity) override {
     connections_[++last_id_] = std::move(fd);
+    identities[last_id_] = std::move(identity);
     return last_id_;
   }
   bool Send(uint64_t id, server::Answer answer) override {
@@ -161,6 +162,8 @@ class FakeLoop : public server::LoopPort {
     return it == connections_.end() ? -1 : it->second.get();
   }
 
+  // The identity each service connection was added with.
+  std::map<uint64_t, Identity> identities;
   // What each connection was sent, in order, and the request each answered.
   std::map<uint64_t, std::vector<std::string>> answers;
   // The fds each connection was sent, in order.
@@ -845,6 +848,78 @@ TEST_F(ServiceHostTest, AStartGrantThatCannotBeMadePutsNoneOnRecordAsGranted) {
   EXPECT_THAT(lines[0], HasSubstr(R"("kind":"start","capability":"data")"));
   EXPECT_THAT(lines[0], HasSubstr(R"("decision":"denied")"));
   EXPECT_THAT(lines[0], HasSubstr(gone));
+}
+
+// A start grant is delivered when the service's program runs (the launch
+// reached execve). A start that fails after its grants' lines were written
+// and before that (the launcher refused, the child failed its setup or its
+// execve) puts a denial of each on record, "not delivered: " and why.
+TEST_F(ServiceHostTest, StartGrantsOfAStartThatFailsBeforeExecveAreOnRecordAsNotDelivered) {
+  failures_ = {absl::FailedPreconditionError("clone3: refused by the test")};
+  EXPECT_THAT(Connect("granted", 1).status(),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("refused by the test")));
+  std::vector<std::string> lines = StartLines(AuditText());
+  ASSERT_EQ(lines.size(), 2u) << AuditText();
+  EXPECT_THAT(lines[0], AllOf(HasSubstr(R"("kind":"start","capability":"scratch")"),
+                              HasSubstr(R"("decision":"granted","principal":"granted")")));
+  EXPECT_THAT(lines[1], AllOf(HasSubstr(R"("kind":"start","capability":"scratch")"),
+                              HasSubstr(R"("decision":"denied","principal":"granted")"),
+                              HasSubstr(R"("reason":"not delivered: clone3: refused by the test")")));
+
+  // The child's execve fails: its copies of the fds never reach a program.
+  Reload(kPolicy);  // a fresh chance
+  scripts_["granted"].report_failure =
+      absl::PermissionDeniedError("execve(/usr/bin/svc): Permission denied");
+  ASSERT_OK(Connect("granted", 2).status());
+  ASSERT_TRUE(RunUntil([&] { return Report("granted").state == ServiceState::FAILED; }));
+  lines = StartLines(AuditText());
+  ASSERT_EQ(lines.size(), 4u) << AuditText();
+  EXPECT_THAT(lines[2], HasSubstr(R"("decision":"granted")"));
+  EXPECT_THAT(lines[3], AllOf(HasSubstr(R"("decision":"denied","principal":"granted")"),
+                              HasSubstr(R"("reason":"not delivered: execve(/usr/bin/svc): )"
+                                        R"(Permission denied")")));
+
+  // Its program ran: delivered, whatever happens to it later.
+  scripts_["granted"].report_failure = absl::OkStatus();
+  Reload(kPolicy);
+  ASSERT_OK(Connect("granted", 3).status());
+  ASSERT_TRUE(RunUntil([&] { return Report("granted").state == ServiceState::RUNNING; }));
+  host_.reset();  // kills it
+  lines = StartLines(AuditText());
+  ASSERT_EQ(lines.size(), 5u) << AuditText();
+  EXPECT_THAT(lines[4], HasSubstr(R"("decision":"granted")"));
+}
+
+// A launch given up before execve (the service was removed from the policy
+// while its sandbox was being set up) delivered nothing either.
+TEST_F(ServiceHostTest, StartGrantsOfALaunchGivenUpAreOnRecordAsNotDelivered) {
+  scripts_["granted"].stuck = true;
+  ASSERT_OK(Connect("granted", 1).status());
+  EXPECT_EQ(Report("granted").state, ServiceState::STARTING);
+  ReloadEdited({{R"(( name = "granted",)", R"(( name = "renamed",)"}});
+  std::vector<std::string> lines = StartLines(AuditText());
+  ASSERT_EQ(lines.size(), 2u) << AuditText();
+  EXPECT_THAT(lines[1], AllOf(HasSubstr(R"("decision":"denied","principal":"granted")"),
+                              HasSubstr(R"("reason":"not delivered: service 'granted' was )"
+                                        R"(removed from the policy")")));
+}
+
+// A launch that straddles a reload runs as the spec it was launched with:
+// its broker connection gets that spec's identity (user, group, program),
+// not the new one, which the next start takes.
+TEST_F(ServiceHostTest, ALaunchThatStraddlesAReloadKeepsTheIdentityItWasLaunchedWith) {
+  ASSERT_OK(Connect("svc", 1).status());
+  ASSERT_EQ(Report("svc").state, ServiceState::STARTING);
+  ReloadEdited({{R"(( name = "svc", command = [ "/usr/bin/svc" ],)",
+                 R"(( name = "svc", command = [ "/usr/bin/other" ], user = 4242, group = 4343,)"}});
+  ASSERT_TRUE(RunUntil([&] { return Report("svc").state == ServiceState::RUNNING; }));
+  const Identity& identity = loop_.identities[loop_.last_connection()];
+  const uint32_t expected = geteuid() == 0 ? 65534 : geteuid();
+  EXPECT_EQ(identity.uid, expected);
+  EXPECT_EQ(identity.gid, geteuid() == 0 ? 65534 : getegid());
+  EXPECT_EQ(identity.exe, "/usr/bin/svc");
+  EXPECT_EQ(identity.service, "svc");
+  EXPECT_EQ(identity.pid, Report("svc").pid);
 }
 
 // A connect that waited is on record as granted (the policy allowed it);

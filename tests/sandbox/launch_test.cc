@@ -605,6 +605,79 @@ TEST(LaunchTest, SignalStateOfTheBrokerIsNotInherited) {
               ElementsAre("SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000"));
 }
 
+// Writes `value` to the calling process's oom_score_adj: "" or why not.
+std::string SetOomScoreAdj(int value) {
+  UniqueFd oom(open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC));
+  std::string text = std::to_string(value);
+  if (!oom.valid() ||
+      write(oom.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+    return absl::StrCat("oom_score_adj ", value, ": ", strerror(errno));
+  }
+  return "";
+}
+
+// Sets the calling process's nice value, I/O priority (the idle class) and
+// umask as a broker's unit may have set them: "" or what failed.
+std::string SetNiceIoClassAndUmask(int nice, mode_t mask) {
+  if (setpriority(PRIO_PROCESS, 0, nice) != 0) return absl::StrCat("setpriority: ", strerror(errno));
+  constexpr int kIoprioWhoProcess = 1;
+  constexpr int kIoprioClassIdle = 3;
+  if (syscall(SYS_ioprio_set, kIoprioWhoProcess, 0, kIoprioClassIdle << 13) != 0) {
+    return absl::StrCat("ioprio_set: ", strerror(errno));
+  }
+  umask(mask);
+  return "";
+}
+
+// What a service reports of the state above, one line each.
+std::string ProcessStateOfAService() {
+  absl::StatusOr<LaunchedProcess> launched = LaunchAndWait(ShellSpec(
+      "grep ^Umask: /proc/self/status; cat /proc/self/oom_score_adj; "
+      "cut -d' ' -f19 /proc/self/stat; ionice"));
+  if (!launched.ok()) return launched.status().ToString();
+  absl::StatusOr<Finished> finished = RunToEnd(*launched);
+  return finished.ok() ? finished->output : finished.status().ToString();
+}
+
+// A broker's unit may set OOMScoreAdjust= (dbus-broker ships -900), Nice=,
+// IOSchedulingClass= and UMask=: none of it reaches a service, which starts
+// with systemd's defaults (umask 022, oom_score_adj 0, nice 0, no I/O class).
+TEST(LaunchTest, TheBrokersOomScoreNiceIoPriorityAndUmaskAreNotInherited) {
+  ChildResult result = RunInChild([] {
+    std::string set = absl::StrCat(SetOomScoreAdj(100), SetNiceIoClassAndUmask(5, 0));
+    return set.empty() ? ProcessStateOfAService() : set;
+  });
+  EXPECT_EQ(result.output, "Umask:\t0022\n0\n0\nnone: prio 0\n");
+}
+
+// A broker without root may raise its service's oom_score_adj and nice
+// value back to 0: only lowering them needs privilege. The values are set
+// as root, as systemd does, before the broker becomes nobody; a negative
+// oom_score_adj needs CAP_SYS_RESOURCE, which some containers' root lacks:
+// there the test covers the nice value alone.
+TEST(LaunchTest, ABrokerWithoutRootResetsANegativeOomScoreAndNice) {
+  ChildResult result = RunInChild([] {
+    SetOomScoreAdj(-900);  // or 0, as above
+    std::string set = SetNiceIoClassAndUmask(-5, 0);
+    return set.empty() ? AsNonRootBroker(ProcessStateOfAService) : set;
+  });
+  EXPECT_EQ(result.output, "Umask:\t0022\n0\n0\nnone: prio 0\n");
+}
+
+// A broker without root started at a positive nice value (set by root)
+// cannot lower its service's: the service keeps the broker's, which makes
+// it only slower, never faster, and starts all the same. (So with a
+// positive oom_score_adj set by a root with CAP_SYS_RESOURCE, which sets the
+// floor there too; a root without it, as in some containers, sets no floor,
+// so that case cannot be made here.)
+TEST(LaunchTest, ABrokerWithoutRootLeavesAPositiveNice) {
+  ChildResult result = RunInChild([] {
+    std::string set = SetNiceIoClassAndUmask(5, 0);
+    return set.empty() ? AsNonRootBroker(ProcessStateOfAService) : set;
+  });
+  EXPECT_EQ(result.output, "Umask:\t0022\n0\n5\nnone: prio 0\n");
+}
+
 TEST(LaunchTest, StaticProgramOutsideTheSystemDirectoriesRuns) {
   std::string program = RunfileRealPath("tests/sandbox/static_hello");
   ASSERT_FALSE(absl::StartsWith(program, "/usr/")) << program;

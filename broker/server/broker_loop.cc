@@ -48,6 +48,10 @@ constexpr int kPausedListenerRetryMs = 100;
 // Lines a client can provoke, per second; the rest are counted.
 constexpr int kPeerLogLinesPerSecond = 20;
 
+// How often a refusal at max_connections may count who holds the most
+// connections (see BrokerLoop::top_holder_).
+constexpr absl::Duration kTopHolderRecountInterval = absl::Seconds(1);
+
 // How a connection ended, as the not-delivered lines of its waiting
 // connects say it (Connection::closing_for).
 constexpr absl::string_view kClientHungUp = "the client hung up";
@@ -107,6 +111,7 @@ BrokerLoop::BrokerLoop(RequestHandler& handler, audit::AuditLog& audit,
       audit_(audit),
       stats_(stats),
       limits_(limits),
+      own_euid_(geteuid()),
       epoll_(epoll_create1(EPOLL_CLOEXEC)),
       scratch_(kj::heapArray<capnp::word>(kScratchWords)) {
   std::fill(scratch_.begin(), scratch_.end(), capnp::word());
@@ -313,13 +318,28 @@ void BrokerLoop::Admit(UniqueFd fd) {
     }
     return;
   }
-  if (stats_.connections >= limits_.max_connections) {
-    PeerLog(absl::StrCat("refusing uid ", identity->uid, ": ", limits_.max_connections,
-                         " connections open"));
+  // The administrator gets in even when other uids hold every connection
+  // (see kAdministratorReserve); within its per-uid quota all the same.
+  const bool administrator = identity->uid == 0 || identity->uid == own_euid_;
+  const size_t reserve = administrator ? kAdministratorReserve : 0;
+  if (stats_.connections >= limits_.max_connections + reserve) {
+    const std::string holders = Holders();
+    PeerLog(absl::StrCat(
+        "refusing uid ", identity->uid, ": ", stats_.connections, " connections open, the most ",
+        administrator ? absl::StrCat("--max-connections (", limits_.max_connections,
+                                     ") and the administrator's reserve (", reserve, ") allow")
+                      : absl::StrCat("--max-connections allows (", limits_.max_connections, ")"),
+        ": ", holders,
+        administrator ? ""
+                      : absl::StrCat("; uid 0 and the broker's uid may open ",
+                                     kAdministratorReserve, " beyond --max-connections")));
     Refuse(fd.get(), absl::ResourceExhaustedError(absl::StrCat(
                          "the broker refused the connection: it serves at most ",
-                         limits_.max_connections,
-                         " connections at once (--max-connections), and that many are open")));
+                         limits_.max_connections, " connections at once (--max-connections)",
+                         administrator ? absl::StrCat(" and ", reserve,
+                                                      " more for the administrator")
+                                       : "",
+                         ", and ", stats_.connections, " are open: ", holders)));
     return;
   }
   size_t& per_uid = connections_per_uid_[identity->uid];
@@ -500,6 +520,28 @@ void BrokerLoop::CloseConnection(uint64_t id) {
 }
 
 bool BrokerLoop::IsOpen(uint64_t id) const { return fd_by_id_.contains(id); }
+
+std::string BrokerLoop::Holders() {
+  const absl::Time now = absl::Now();
+  // A clock set back counts again too, rather than wait for it.
+  if (now < top_holder_.counted || now - top_holder_.counted >= kTopHolderRecountInterval) {
+    top_holder_ = TopHolder{0, 0, now};
+    for (const auto& [uid, count] : connections_per_uid_) {
+      if (count > top_holder_.count || (count == top_holder_.count && uid < top_holder_.uid)) {
+        top_holder_.uid = uid;
+        top_holder_.count = count;
+      }
+    }
+  }
+  std::string holders =
+      absl::StrCat("clients of ", connections_per_uid_.size(), " uids hold them");
+  if (top_holder_.count > 0) {
+    absl::StrAppend(&holders, ", uid ", top_holder_.uid, " the most (", top_holder_.count,
+                    top_holder_.counted == now ? "" : ", as counted within the last second",
+                    ")");
+  }
+  return holders;
+}
 
 void BrokerLoop::PeerLog(absl::string_view line) {
   uint64_t suppressed = 0;

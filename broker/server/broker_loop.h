@@ -68,7 +68,11 @@
 // A connection refused at admission (a quota, or no fd to accept it or to
 // verify its peer) gets one error reply with id 0 saying why (naming the
 // flag that sets the quota), then is closed: clients take it as the answer
-// to their first call.
+// to their first call. Uid 0 and the broker's own uid may go
+// kAdministratorReserve connections beyond max_connections, so that other
+// uids holding them all cannot lock the administrator out; a refusal at
+// max_connections says how many uids hold connections and which holds the
+// most.
 //
 // No fds from clients. The broker never takes one, and never holds one
 // either, not even unread in a socket it closes: dropping the last
@@ -102,12 +106,14 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "broker/audit/audit_log.h"
 #include "broker/server/dispatch.h"
@@ -121,6 +127,20 @@
 #include "sdk/wire/datagram.h"
 
 namespace capbroker::server {
+
+// Connections beyond Limits::max_connections that only uid 0 and the
+// broker's own euid may open, each still within its uid's
+// max_connections_per_uid. The quotas are per kernel uid, and a user with
+// a subordinate uid range (/etc/subuid: 65536 uids each by Debian's
+// defaults, for rootless containers) counts as that many uids: a few of
+// them, or that one user alone, can hold every connection the broker
+// serves. The administrator can then still connect (to run `capctl
+// status`, or a client of its own), and the refusal lines on stderr say
+// which uid holds the most. Small: room for a few `capctl` at once. The
+// daemon's fd sizing (RaiseFdLimit) counts what one uid can make the
+// broker hold, which the reserve does not change: it lets these uids past
+// the total only, never past their own max_connections_per_uid.
+inline constexpr size_t kAdministratorReserve = 16;
 
 // Quotas, passed in at construction.
 struct Limits {
@@ -332,6 +352,9 @@ class BrokerLoop : public LoopPort {
   // The error that replaces a grant whose audit line was lost; counts it
   // as a denial instead of a grant.
   Answer Withheld(uint64_t request_id);
+  // How many uids hold client connections, and which holds the most, for
+  // the refusal at max_connections.
+  std::string Holders();
   // Logs a line a client could provoke, within kPeerLogLinesPerSecond.
   void PeerLog(absl::string_view line);
   // Logs "(N similar lines suppressed)" unless `count` is 0.
@@ -342,6 +365,8 @@ class BrokerLoop : public LoopPort {
   audit::AuditLog& audit_;
   Stats& stats_;
   Limits limits_;
+  // Besides uid 0, the uid that may use kAdministratorReserve: the broker's.
+  uint32_t own_euid_;
   UniqueFd epoll_;
   UniqueFd reserve_fd_;
   // Out of the epoll set: the table was full with no reserve (see Accept).
@@ -352,6 +377,16 @@ class BrokerLoop : public LoopPort {
   uint64_t next_id_ = 1;
   absl::flat_hash_map<int, std::function<void()>> watches_;
   absl::flat_hash_map<uint32_t, size_t> connections_per_uid_;
+  // The uid holding the most client connections, as counted at `counted`.
+  // A refusal at max_connections names it, and such refusals come in
+  // floods: connections_per_uid_ (up to one entry per connection) is
+  // counted again at most once a second (kTopHolderRecountInterval).
+  struct TopHolder {
+    uint32_t uid = 0;
+    size_t count = 0;
+    absl::Time counted = absl::InfinitePast();
+  };
+  TopHolder top_holder_;
   size_t queued_bytes_total_ = 0;  // the sum of every connection's queued_bytes
   size_t queued_fds_total_ = 0;    // the sum of every connection's queued_fds
   std::vector<std::unique_ptr<Connection>> closed_;  // for Reap()

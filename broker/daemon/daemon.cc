@@ -237,6 +237,16 @@ absl::StatusOr<ListenPlan> PlanListener(const DaemonFlags& flags) {
   plan.socket_path = flags.socket_path;
   if (plan.socket_path.empty()) {
     CB_ASSIGN_OR_RETURN(plan.socket_path, wire::DefaultSocketPath());
+    // A root broker started from `su` or `sudo -E` keeps the user's
+    // XDG_RUNTIME_DIR, which the default passed over: say why the socket is
+    // not where that variable points.
+    std::optional<std::string> foreign = wire::ForeignRuntimeDir(geteuid(), ::getenv);
+    if (foreign.has_value() && plan.socket_path == wire::kSystemSocketPath) {
+      std::fprintf(stderr,
+                   "capbrokerd: note: %s (su and sudo -E keep a user's): listening on %s "
+                   "instead; --socket chooses\n",
+                   foreign->c_str(), plan.socket_path.c_str());
+    }
   }
   return plan;
 }

@@ -23,7 +23,8 @@ constexpr Command kCommands[] = {
      true},
     {"exec", "NAME[=FDNAME]... -- CMD [ARGS...]",
      "run CMD with the capabilities at fds 3.. and LISTEN_FDS, LISTEN_PID,\n"
-     "LISTEN_FDNAMES set, as systemd does; what follows -- is CMD's, unread",
+     "LISTEN_FDNAMES, LISTEN_PIDFDID set, as systemd does (an inherited\n"
+     "LISTEN_PIDFDID is replaced); what follows -- is CMD's, unread",
      true},
     {"list", "", "the capabilities you may request", true},
     {"status", "", "the broker's counters, its policy, and who you are to it", true},

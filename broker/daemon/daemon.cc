@@ -341,6 +341,21 @@ void WarnIfOthersCannotConnect(const DaemonFlags& flags, const server::Listener&
                why.c_str(), kWhy, open.c_str(), dir.c_str(), dir.c_str());
 }
 
+// A broker run by a user serves that user alone: Bind makes its socket so
+// (0600 in a 0700 directory). A socket from systemd has the unit's
+// permissions, by default 0666 in a 0755 directory: every local user could
+// connect and get what the policy grants the broker's user. Refused, unless
+// --socket-mode with o+w says every user is meant to connect, as it does
+// for a socket Bind makes.
+absl::Status CheckAUsersSocketFromSystemdIsTheirs(const DaemonFlags& flags,
+                                                 const server::Listener& listener) {
+  if (geteuid() == 0 || !listener.path().empty()) return absl::OkStatus();
+  if (flags.socket_mode.has_value() && (*flags.socket_mode & S_IWOTH) != 0) {
+    return absl::OkStatus();
+  }
+  return server::CheckOthersCannotConnect(listener.fd());
+}
+
 // --socket-mode that lets the socket's group connect (g+w: connect takes
 // write permission) and not everyone means one group of users. The socket
 // takes the broker's gid unless its directory is setgid; a root broker's
@@ -483,6 +498,7 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   server::RequestHandler handler(audit, stats);
   CB_RETURN_IF_ERROR(handler.SetPolicy(std::move(policy)));
   CB_ASSIGN_OR_RETURN(server::Listener listener, MakeListener(std::move(listen_plan), flags));
+  CB_RETURN_IF_ERROR(CheckAUsersSocketFromSystemdIsTheirs(flags, listener));
   WarnIfOthersCannotConnect(flags, listener);
   WarnIfTheSocketsGroupIsRoots(flags, listener);
   WarnIfClientsCanSendFds(listener);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstddef>
 #include <cstring>
 #include <vector>
 
@@ -205,6 +206,43 @@ absl::StatusOr<std::optional<SocketBlocker>> FindSocketBlocker(absl::string_view
                              path, st.st_mode & 07777))};
   }
   return std::nullopt;
+}
+
+absl::Status CheckOthersCannotConnect(int fd) {
+  constexpr char kFix[] =
+      "a broker run by a user serves that user alone: in the .socket unit, set "
+      "SocketMode=0600 (with SocketUser= the broker's user, for a system unit), or put the "
+      "socket in a directory of mode 0700; or, if every local user is meant to connect, "
+      "pass --socket-mode 0666";
+  sockaddr_un address = {};
+  socklen_t length = sizeof address;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot tell whether other users can connect to the socket from systemd: "
+        "getsockname: ", std::strerror(errno), "; ", kFix));
+  }
+  const size_t offset = offsetof(sockaddr_un, sun_path);
+  if (address.sun_family != AF_UNIX || length <= offset || address.sun_path[0] != '/') {
+    // Abstract (a leading NUL; autobound ones too): no file, no permissions.
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the socket from systemd is not bound to a path (an abstract socket, "
+        "ListenSequentialPacket=@NAME): every user in the network namespace can connect to "
+        "it; use a path, and ", kFix));
+  }
+  const std::string path(address.sun_path, strnlen(address.sun_path, length - offset));
+  absl::StatusOr<std::optional<SocketBlocker>> blocker = FindSocketBlocker(path);
+  if (!blocker.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot tell whether other users can connect to the socket from systemd at ", path,
+        ": ", blocker.status().message(), "; ", kFix));
+  }
+  if (blocker->has_value()) return absl::OkStatus();
+  struct stat st;
+  const mode_t mode = stat(path.c_str(), &st) == 0 ? (st.st_mode & 07777) : 0;
+  return absl::FailedPreconditionError(absl::StrFormat(
+      "other users can connect to the socket from systemd at %s (mode 0%o, every directory "
+      "on the way searchable by others); %s",
+      path, mode, kFix));
 }
 
 absl::StatusOr<Listener> Listener::Bind(absl::string_view path,

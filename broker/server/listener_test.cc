@@ -6,9 +6,11 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -458,6 +460,57 @@ TEST(FindSocketBlockerTest, SaysWhereTheWayIsShut) {
   ASSERT_EQ(chmod((open_dir + "/s").c_str(), 0666), 0);
   ASSERT_OK_AND_ASSIGN(std::optional<SocketBlocker> none, FindSocketBlocker(open_dir + "/s"));
   EXPECT_FALSE(none.has_value());
+}
+
+// A broker run by a user checks the socket systemd passed: other users
+// must not be able to connect (daemon.cc refuses to start otherwise).
+TEST(CheckOthersCannotConnectTest, RefusesASocketOpenToOthersOrAbstract) {
+  std::string open_dir = "/tmp/cb-others-XXXXXX";
+  ASSERT_NE(mkdtemp(open_dir.data()), nullptr);
+  ASSERT_EQ(chmod(open_dir.c_str(), 0755), 0);
+  const std::string path = open_dir + "/s";
+  struct Remove {
+    std::vector<std::string> paths;  // deepest first
+    ~Remove() {
+      for (const std::string& p : paths) remove(p.c_str());
+    }
+  } cleanup{{path, open_dir}};
+  UniqueFd fd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(path));
+  ASSERT_EQ(bind(fd.get(), reinterpret_cast<const sockaddr*>(&address.addr), address.length), 0);
+  ASSERT_EQ(listen(fd.get(), 8), 0);
+  // systemd's defaults: SocketMode=0666, DirectoryMode=0755.
+  ASSERT_EQ(chmod(path.c_str(), 0666), 0);
+  EXPECT_THAT(CheckOthersCannotConnect(fd.get()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("other users can connect to the socket from systemd at " +
+                                       path + " (mode 0666"),
+                             HasSubstr("SocketMode=0600"), HasSubstr("0700"))));
+  ASSERT_EQ(chmod(path.c_str(), 0600), 0);
+  EXPECT_OK(CheckOthersCannotConnect(fd.get()));
+  ASSERT_EQ(chmod(path.c_str(), 0666), 0);
+  ASSERT_EQ(chmod(open_dir.c_str(), 0700), 0);
+  EXPECT_OK(CheckOthersCannotConnect(fd.get()));
+  // What cannot be told is refused: fail closed.
+  ASSERT_EQ(chmod(open_dir.c_str(), 0755), 0);
+  ASSERT_EQ(unlink(path.c_str()), 0);
+  EXPECT_THAT(CheckOthersCannotConnect(fd.get()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("cannot tell whether other users can connect")));
+  // An abstract socket has no permissions at all.
+  UniqueFd abstract(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  sockaddr_un named = {};
+  named.sun_family = AF_UNIX;
+  const std::string name = absl::StrCat("capbroker-test-", getpid());  // after a NUL
+  memcpy(named.sun_path + 1, name.data(), name.size());
+  ASSERT_EQ(bind(abstract.get(), reinterpret_cast<const sockaddr*>(&named),
+                 static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size())),
+            0)
+      << std::strerror(errno);
+  ASSERT_EQ(listen(abstract.get(), 8), 0);
+  EXPECT_THAT(CheckOthersCannotConnect(abstract.get()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("every user in the network namespace can connect")));
 }
 
 TEST(ListenerTest, DoesNotRemoveASocketThatReplacedIt) {

@@ -98,7 +98,8 @@ absl::StatusOr<UniqueFd> TakeLock(const std::string& socket_path) {
 }
 
 // Removes a socket file left by a broker that is gone; refuses to touch a
-// live broker's socket or anything that is not a socket.
+// live broker's socket or anything that is not a socket. Called with the
+// lock held: no broker that binds its socket serves this path now.
 absl::Status ClearStaleSocket(const std::string& path) {
   struct stat st;
   if (lstat(path.c_str(), &st) != 0) {
@@ -114,7 +115,13 @@ absl::Status ClearStaleSocket(const std::string& path) {
     return absl::AlreadyExistsError(absl::StrCat(
         "another broker is already listening on ", path));
   }
-  if (probe.status().code() != absl::StatusCode::kUnavailable) {
+  // A socket of the broker's own uid that it may not write to (a mode
+  // without u+w) answers EACCES whether or not anything listens. With the
+  // lock held, nothing of ours serves it: the leftover of a broker of this
+  // user that died. (Root is never refused: it passes permission checks.)
+  const bool own_unwritable =
+      probe.status().code() == absl::StatusCode::kPermissionDenied && st.st_uid == geteuid();
+  if (probe.status().code() != absl::StatusCode::kUnavailable && !own_unwritable) {
     // Connect failing otherwise (a socket of another type answers with
     // EPROTOTYPE): not ours to remove.
     return absl::AlreadyExistsError(absl::StrCat(

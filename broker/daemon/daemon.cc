@@ -190,20 +190,24 @@ void ReopenAuditLog(const std::string& path, audit::AuditLog& audit, server::Sta
   }
 }
 
-// Reads the pending signals; true when one of them asks to stop.
+// Reads all the pending signals, then acts; true when one of them asks to
+// stop. The signalfd yields the lowest-numbered first, SIGHUP (1) before
+// SIGINT (2) and SIGTERM (15): acting as each is read would reload the
+// policy, and maybe start services, on the way out. A stop read with a
+// SIGHUP wins; a SIGHUP alone reloads once, however many were pending.
 bool OnSignals(int signal_fd, const DaemonFlags& flags, audit::AuditLog& audit,
                server::RequestHandler& handler, service::ServiceHost& services,
                ConfigGuard& guard, server::Stats& stats) {
   bool stop = false;
+  bool reload = false;
   signalfd_siginfo info;
   while (RetryEintr([&] { return read(signal_fd, &info, sizeof(info)); }) ==
          static_cast<ssize_t>(sizeof(info))) {
-    if (info.ssi_signo == SIGHUP) {
-      ReopenAuditLog(flags.audit_log_path, audit, stats);
-      ReloadPolicy(flags, handler, services, guard, stats);
-    } else {
-      stop = true;
-    }
+    (info.ssi_signo == SIGHUP ? reload : stop) = true;
+  }
+  if (reload && !stop) {
+    ReopenAuditLog(flags.audit_log_path, audit, stats);
+    ReloadPolicy(flags, handler, services, guard, stats);
   }
   return stop;
 }

@@ -363,6 +363,26 @@ TEST(DaemonStartTest, RefusesASocketPathThroughAnotherUsersSymlink) {
 // seccomp trap stops the broker in the open of its policy file; the test
 // sends SIGHUP there, then lets the open go on. The broker serves, and
 // handles the SIGHUP, which waited pending, as a reload once it does.
+// Reads `fd` until a whole line holding `text` has arrived, or end of file,
+// or `seconds` pass (a guard: the line comes far sooner); all read.
+std::string ReadUntilLineWith(int fd, const std::string& text, int seconds) {
+  std::string out;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (true) {
+    size_t at = out.find(text);
+    if (at != std::string::npos && out.find('\n', at) != std::string::npos) return out;
+    int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    deadline - std::chrono::steady_clock::now())
+                                    .count());
+    pollfd event = {fd, POLLIN, 0};
+    if (left <= 0 || RetryEintr([&] { return poll(&event, 1, left); }) <= 0) return out;
+    char buf[4096];
+    ssize_t n = RetryEintr([&] { return read(fd, buf, sizeof(buf)); });
+    if (n <= 0) return out;
+    out.append(buf, static_cast<size_t>(n));
+  }
+}
+
 TEST(DaemonStartTest, SighupWhileLoadingThePolicyIsHandledOnceServing) {
   TempDir dir;
   std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
@@ -394,11 +414,14 @@ TEST(DaemonStartTest, SighupWhileLoadingThePolicyIsHandledOnceServing) {
   absl::Status rest = absl::OkStatus();
   std::thread answer([&] { rest = trap.ContinueAll(); });
   std::string ready = ReadToEnd(broker.ready);
+  // Not before the reload: a SIGTERM pending with the SIGHUP stops the
+  // broker without one (SighupAndSigtermPendingTogetherStopWithoutAReload).
+  std::string err = ReadUntilLineWith(broker.err, "capbrokerd: SIGHUP: ", 30);
   kill(broker.pid, SIGTERM);
   int status = 0;
   ASSERT_EQ(waitpid(broker.pid, &status, 0), broker.pid);
   answer.join();  // ContinueAll ends once the broker is reaped
-  std::string err = ReadToEnd(broker.err);
+  err += ReadToEnd(broker.err);
   EXPECT_OK(continued);
   EXPECT_OK(rest);
   EXPECT_EQ(ready, "READY\n");
@@ -407,25 +430,47 @@ TEST(DaemonStartTest, SighupWhileLoadingThePolicyIsHandledOnceServing) {
   EXPECT_THAT(err, HasSubstr("capbrokerd: SIGHUP: policy " + policy + " reloaded"));
 }
 
-// Reads `fd` until a whole line holding `text` has arrived, or end of file,
-// or `seconds` pass (a guard: the line comes far sooner); all read.
-std::string ReadUntilLineWith(int fd, const std::string& text, int seconds) {
-  std::string out;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  while (true) {
-    size_t at = out.find(text);
-    if (at != std::string::npos && out.find('\n', at) != std::string::npos) return out;
-    int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                    deadline - std::chrono::steady_clock::now())
-                                    .count());
-    pollfd event = {fd, POLLIN, 0};
-    if (left <= 0 || RetryEintr([&] { return poll(&event, 1, left); }) <= 0) return out;
-    char buf[4096];
-    ssize_t n = RetryEintr([&] { return read(fd, buf, sizeof(buf)); });
-    if (n <= 0) return out;
-    out.append(buf, static_cast<size_t>(n));
-  }
+// SIGHUP and SIGTERM pending together: the signalfd yields the lower
+// number (SIGHUP) first, but a broker told to stop must not reload (and
+// maybe start services) on its way out.
+TEST(DaemonStartTest, SighupAndSigtermPendingTogetherStopWithoutAReload) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  // Held at the policy's open (see SighupWhileLoadingThePolicyIsHandledOnceServing)
+  // while both signals are sent: blocked, they wait pending together.
+  constexpr uint32_t kPolicyOpenFlags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
+  testing::SyscallFilter filter(__NR_openat, 2, kPolicyOpenFlags, SECCOMP_RET_USER_NOTIF);
+  int channel[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, channel), 0);
+  UniqueFd trap_end(channel[0]);
+  Spawned broker = Spawn({"--policy", policy, "--socket", dir.Join("s")}, [&] {
+    int listener = filter.Install(true);
+    return listener >= 0 && testing::SyscallTrap::SendListener(channel[1], listener);
+  });
+  close(channel[1]);
+  ASSERT_GT(broker.pid, 0);
+  ASSERT_OK_AND_ASSIGN(testing::SyscallTrap trap,
+                       testing::SyscallTrap::ReceiveListener(trap_end.get()));
+  ASSERT_OK_AND_ASSIGN(uint64_t call, trap.Next(broker.ready));
+  ASSERT_EQ(kill(broker.pid, SIGTERM), 0);
+  ASSERT_EQ(kill(broker.pid, SIGHUP), 0);
+  absl::Status continued = trap.Continue(call);
+  // A reload would open the policy again: answered, so that it shows.
+  absl::Status rest = absl::OkStatus();
+  std::thread answer([&] { rest = trap.ContinueAll(); });
+  std::string ready = ReadToEnd(broker.ready);
+  int status = 0;
+  ASSERT_EQ(waitpid(broker.pid, &status, 0), broker.pid);
+  answer.join();
+  std::string err = ReadToEnd(broker.err);
+  EXPECT_OK(continued);
+  EXPECT_OK(rest);
+  EXPECT_EQ(ready, "READY\n");
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << err;
+  EXPECT_THAT(err, HasSubstr("capbrokerd: stopping"));
+  EXPECT_THAT(err, Not(HasSubstr("SIGHUP")));
 }
+
 
 // SIGCHLD ignored is inherited across execve (a supervisor, a shell script
 // that set it). With it, the kernel reaps the broker's children at once and

@@ -190,20 +190,24 @@ void ReopenAuditLog(const std::string& path, audit::AuditLog& audit, server::Sta
   }
 }
 
-// Reads the pending signals; true when one of them asks to stop.
+// Reads all the pending signals, then acts; true when one of them asks to
+// stop. The signalfd yields the lowest-numbered first, SIGHUP (1) before
+// SIGINT (2) and SIGTERM (15): acting as each is read would reload the
+// policy, and maybe start services, on the way out. A stop read with a
+// SIGHUP wins; a SIGHUP alone reloads once, however many were pending.
 bool OnSignals(int signal_fd, const DaemonFlags& flags, audit::AuditLog& audit,
                server::RequestHandler& handler, service::ServiceHost& services,
                ConfigGuard& guard, server::Stats& stats) {
   bool stop = false;
+  bool reload = false;
   signalfd_siginfo info;
   while (RetryEintr([&] { return read(signal_fd, &info, sizeof(info)); }) ==
          static_cast<ssize_t>(sizeof(info))) {
-    if (info.ssi_signo == SIGHUP) {
-      ReopenAuditLog(flags.audit_log_path, audit, stats);
-      ReloadPolicy(flags, handler, services, guard, stats);
-    } else {
-      stop = true;
-    }
+    (info.ssi_signo == SIGHUP ? reload : stop) = true;
+  }
+  if (reload && !stop) {
+    ReopenAuditLog(flags.audit_log_path, audit, stats);
+    ReloadPolicy(flags, handler, services, guard, stats);
   }
   return stop;
 }
@@ -237,6 +241,16 @@ absl::StatusOr<ListenPlan> PlanListener(const DaemonFlags& flags) {
   plan.socket_path = flags.socket_path;
   if (plan.socket_path.empty()) {
     CB_ASSIGN_OR_RETURN(plan.socket_path, wire::DefaultSocketPath());
+    // A root broker started from `su` or `sudo -E` keeps the user's
+    // XDG_RUNTIME_DIR, which the default passed over: say why the socket is
+    // not where that variable points.
+    std::optional<std::string> foreign = wire::ForeignRuntimeDir(geteuid(), ::getenv);
+    if (foreign.has_value() && plan.socket_path == wire::kSystemSocketPath) {
+      std::fprintf(stderr,
+                   "capbrokerd: note: %s (su and sudo -E keep a user's): listening on %s "
+                   "instead; --socket chooses\n",
+                   foreign->c_str(), plan.socket_path.c_str());
+    }
   }
   return plan;
 }
@@ -329,6 +343,21 @@ void WarnIfOthersCannotConnect(const DaemonFlags& flags, const server::Listener&
                "directory (chgrp GROUP %s && chmod 2750 %s, then restart the broker with "
                "--socket-mode 0660)\n",
                why.c_str(), kWhy, open.c_str(), dir.c_str(), dir.c_str());
+}
+
+// A broker run by a user serves that user alone: Bind makes its socket so
+// (0600 in a 0700 directory). A socket from systemd has the unit's
+// permissions, by default 0666 in a 0755 directory: every local user could
+// connect and get what the policy grants the broker's user. Refused, unless
+// --socket-mode with o+w says every user is meant to connect, as it does
+// for a socket Bind makes.
+absl::Status CheckAUsersSocketFromSystemdIsTheirs(const DaemonFlags& flags,
+                                                 const server::Listener& listener) {
+  if (geteuid() == 0 || !listener.path().empty()) return absl::OkStatus();
+  if (flags.socket_mode.has_value() && (*flags.socket_mode & S_IWOTH) != 0) {
+    return absl::OkStatus();
+  }
+  return server::CheckOthersCannotConnect(listener.fd());
 }
 
 // --socket-mode that lets the socket's group connect (g+w: connect takes
@@ -475,6 +504,7 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   server::RequestHandler handler(audit, stats);
   CB_RETURN_IF_ERROR(handler.SetPolicy(std::move(policy)));
   CB_ASSIGN_OR_RETURN(server::Listener listener, MakeListener(std::move(listen_plan), flags));
+  CB_RETURN_IF_ERROR(CheckAUsersSocketFromSystemdIsTheirs(flags, listener));
   WarnIfOthersCannotConnect(flags, listener);
   WarnIfTheSocketsGroupIsRoots(flags, listener);
   WarnIfClientsCanSendFds(listener);

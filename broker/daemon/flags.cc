@@ -1,7 +1,11 @@
 #include "broker/daemon/flags.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/match.h"
 #include "broker/server/readiness.h"
 #include "sdk/wire/limits.h"
@@ -46,11 +50,14 @@ const char* Usage() {
          "\n"
          "  --policy FILE       the policy to enforce (see `capctl policy init`)\n"
          "  --socket PATH       where to listen; default $CAPBROKER_SOCKET, else\n"
-         "                      $XDG_RUNTIME_DIR/capbroker/broker.sock, else (root)\n"
+         "                      $XDG_RUNTIME_DIR/capbroker/broker.sock (root: only\n"
+         "                      if root owns that directory), else (root)\n"
          "                      /run/capbroker/broker.sock; ignored when systemd\n"
          "                      passes the socket (LISTEN_FDS)\n"
          "  --socket-mode MODE  octal mode of the socket file (default 0666 for\n"
-         "                      root, 0600 otherwise)\n"
+         "                      root, 0600 otherwise); with o+w, a broker run\n"
+         "                      by a user also takes a socket from systemd that\n"
+         "                      other users can reach\n"
          "  --audit-log FILE    append audit lines (JSON) here, not to stderr\n"
          "  --ready-fd N        write a line to fd N (3 or above, inherited) once\n"
          "                      serving, then close it\n"
@@ -71,6 +78,10 @@ const char* Usage() {
 }
 
 absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args) {
+  return ParseFlags(args, geteuid());
+}
+
+absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args, uid_t euid) {
   DaemonFlags flags;
   for (size_t i = 0; i < args.size(); ++i) {
     std::string name = args[i];
@@ -122,6 +133,12 @@ absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args) {
       if (*end != '\0' || mode > 0777) {
         return absl::InvalidArgumentError(absl::StrCat(
             "--socket-mode wants an octal mode such as 0660, not '", *v, "'"));
+      }
+      if (euid != 0 && (mode & S_IWUSR) == 0) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "--socket-mode %s leaves out the broker's own user (uid %d): connecting takes "
+            "write permission; give the owner u+w (0600 for that user alone)",
+            *v, euid));
       }
       flags.socket_mode = static_cast<mode_t>(mode);
     } else if (name == "--ready-fd") {

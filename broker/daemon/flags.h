@@ -28,8 +28,15 @@ struct DaemonFlags {
 // The usage text printed by --help and after a usage error.
 const char* Usage();
 
-// Parses `args` (without argv[0]). kInvalidArgument with one line naming
-// the bad argument.
+// Parses `args` (without argv[0]) for a broker running as `euid`.
+// kInvalidArgument with one line naming the bad argument; for a broker not
+// run as root, a --socket-mode without u+w too (connect(2) takes write
+// permission: the broker's own user could not connect, and a socket of it
+// left by a crash, which it cannot probe, would be hard to tell from a live
+// one).
+absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args, uid_t euid);
+
+// The same for the process's own euid.
 absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args);
 
 }  // namespace capbroker::daemon

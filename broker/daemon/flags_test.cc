@@ -8,6 +8,7 @@
 namespace capbroker::daemon {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 TEST(ParseFlagsTest, ParsesEverything) {
@@ -45,6 +46,22 @@ TEST(ParseFlagsTest, QueuedReplyBytesHoldAtLeastTheLargestReply) {
   EXPECT_THAT(ParseFlags({"--policy", "/p", "--max-queued-reply-bytes=2000000000000"}),
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_OK(ParseFlags({"--policy", "/p", "--max-queued-reply-bytes=65536"}));
+}
+
+// connect(2) takes write permission on the socket: a broker run by a user
+// with a --socket-mode that leaves out u+w could serve nobody of its own
+// user (root passes permission checks).
+TEST(ParseFlagsTest, AUsersSocketModeMustLetTheUserConnect) {
+  for (const char* mode : {"0400", "0466", "0066"}) {
+    SCOPED_TRACE(mode);
+    EXPECT_THAT(ParseFlags({"--policy", "/p", "--socket-mode", mode}, 65534),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         AllOf(HasSubstr(absl::StrCat("--socket-mode ", mode)),
+                               HasSubstr("uid 65534"), HasSubstr("u+w"))));
+    EXPECT_OK(ParseFlags({"--policy", "/p", "--socket-mode", mode}, 0));
+  }
+  EXPECT_OK(ParseFlags({"--policy", "/p", "--socket-mode", "0600"}, 65534));
+  EXPECT_OK(ParseFlags({"--policy", "/p", "--socket-mode", "0200"}, 65534));
 }
 
 TEST(ParseFlagsTest, HostileCommandLines) {

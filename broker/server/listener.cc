@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstddef>
 #include <cstring>
 #include <vector>
 
@@ -97,7 +98,8 @@ absl::StatusOr<UniqueFd> TakeLock(const std::string& socket_path) {
 }
 
 // Removes a socket file left by a broker that is gone; refuses to touch a
-// live broker's socket or anything that is not a socket.
+// live broker's socket or anything that is not a socket. Called with the
+// lock held: no broker that binds its socket serves this path now.
 absl::Status ClearStaleSocket(const std::string& path) {
   struct stat st;
   if (lstat(path.c_str(), &st) != 0) {
@@ -113,7 +115,13 @@ absl::Status ClearStaleSocket(const std::string& path) {
     return absl::AlreadyExistsError(absl::StrCat(
         "another broker is already listening on ", path));
   }
-  if (probe.status().code() != absl::StatusCode::kUnavailable) {
+  // A socket of the broker's own uid that it may not write to (a mode
+  // without u+w) answers EACCES whether or not anything listens. With the
+  // lock held, nothing of ours serves it: the leftover of a broker of this
+  // user that died. (Root is never refused: it passes permission checks.)
+  const bool own_unwritable =
+      probe.status().code() == absl::StatusCode::kPermissionDenied && st.st_uid == geteuid();
+  if (probe.status().code() != absl::StatusCode::kUnavailable && !own_unwritable) {
     // Connect failing otherwise (a socket of another type answers with
     // EPROTOTYPE): not ours to remove.
     return absl::AlreadyExistsError(absl::StrCat(
@@ -205,6 +213,43 @@ absl::StatusOr<std::optional<SocketBlocker>> FindSocketBlocker(absl::string_view
                              path, st.st_mode & 07777))};
   }
   return std::nullopt;
+}
+
+absl::Status CheckOthersCannotConnect(int fd) {
+  constexpr char kFix[] =
+      "a broker run by a user serves that user alone: in the .socket unit, set "
+      "SocketMode=0600 (with SocketUser= the broker's user, for a system unit), or put the "
+      "socket in a directory of mode 0700; or, if every local user is meant to connect, "
+      "pass --socket-mode 0666";
+  sockaddr_un address = {};
+  socklen_t length = sizeof address;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot tell whether other users can connect to the socket from systemd: "
+        "getsockname: ", std::strerror(errno), "; ", kFix));
+  }
+  const size_t offset = offsetof(sockaddr_un, sun_path);
+  if (address.sun_family != AF_UNIX || length <= offset || address.sun_path[0] != '/') {
+    // Abstract (a leading NUL; autobound ones too): no file, no permissions.
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the socket from systemd is not bound to a path (an abstract socket, "
+        "ListenSequentialPacket=@NAME): every user in the network namespace can connect to "
+        "it; use a path, and ", kFix));
+  }
+  const std::string path(address.sun_path, strnlen(address.sun_path, length - offset));
+  absl::StatusOr<std::optional<SocketBlocker>> blocker = FindSocketBlocker(path);
+  if (!blocker.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot tell whether other users can connect to the socket from systemd at ", path,
+        ": ", blocker.status().message(), "; ", kFix));
+  }
+  if (blocker->has_value()) return absl::OkStatus();
+  struct stat st;
+  const mode_t mode = stat(path.c_str(), &st) == 0 ? (st.st_mode & 07777) : 0;
+  return absl::FailedPreconditionError(absl::StrFormat(
+      "other users can connect to the socket from systemd at %s (mode 0%o, every directory "
+      "on the way searchable by others); %s",
+      path, mode, kFix));
 }
 
 absl::StatusOr<Listener> Listener::Bind(absl::string_view path,

@@ -101,6 +101,18 @@ struct SocketBlocker {
 // directory or the socket cannot be stat'ed.
 absl::StatusOr<std::optional<SocketBlocker>> FindSocketBlocker(absl::string_view path);
 
+// For a broker run by a user (not root), which serves that user alone, as
+// Bind makes its socket (0600 in a 0700 directory): OK when other users
+// cannot connect to the listening socket `fd` (borrowed), one systemd
+// passed, whose permissions are the unit's. kFailedPrecondition, saying how
+// to fix the unit, when they can: an abstract socket (anyone in the network
+// namespace may connect), or a path that FindSocketBlocker finds open to
+// others (every directory o+x, the socket o+w; systemd's defaults are
+// SocketMode=0666 and DirectoryMode=0755). Fail closed: an address or path
+// that cannot be told or stat'ed is kFailedPrecondition too. Only the
+// "other" bits are read: a SocketGroup= lets that group in by choice.
+absl::Status CheckOthersCannotConnect(int fd);
+
 // The lock file Listener::Bind takes for the socket at `socket_path`:
 // `<socket_path>.lock`.
 std::string LockFilePath(absl::string_view socket_path);

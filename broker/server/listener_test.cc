@@ -6,9 +6,11 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -23,6 +25,7 @@
 #include "tests/fixtures/raw_send.h"
 #include "tests/fixtures/foreign_link.h"
 #include "tests/fixtures/temp_dir.h"
+#include "tests/sandbox/in_child.h"
 
 namespace capbroker::server {
 namespace {
@@ -383,6 +386,65 @@ TEST(ListenerTest, BindsThroughASymlinkOwnedByRoot) {
                                  ") is writable by other users")));
 }
 
+// A broker run by a user that dies (kill -9) leaves its socket. One it
+// cannot connect to itself (a mode without u+w, as --socket-mode 0400 made
+// it before ParseFlags refused that) answers EACCES, not ECONNREFUSED: with
+// the lock held, no broker serves it, and a socket of the broker's own uid
+// is stale. Another uid's socket that refuses is still left alone.
+TEST(ListenerTest, ReplacesItsOwnStaleSocketItCannotConnectTo) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run the broker as another user";
+  constexpr uid_t kUser = 65534;
+  std::string top = "/tmp/cb-own-XXXXXX";
+  ASSERT_NE(mkdtemp(top.data()), nullptr);
+  ASSERT_EQ(chmod(top.c_str(), 0755), 0);
+  const std::string run = top + "/run";
+  const std::string path = run + "/s";
+  struct Remove {
+    std::vector<std::string> paths;  // deepest first
+    ~Remove() {
+      for (const std::string& p : paths) remove(p.c_str());
+    }
+  } cleanup{{path, LockFilePath(path), run, top}};
+  ASSERT_EQ(mkdir(run.c_str(), 0700), 0);
+  ASSERT_EQ(chown(run.c_str(), kUser, kUser), 0) << std::strerror(errno);
+  // Binds a socket at `path` with `mode`, as the broker's user or root, and
+  // closes it: what a broker killed with SIGKILL leaves.
+  auto leave_socket = [&](mode_t mode, bool as_root) {
+    capbroker::testing::ChildResult made = capbroker::testing::RunInChild([&]() -> std::string {
+      if (!as_root && (setresgid(kUser, kUser, kUser) != 0 || setresuid(kUser, kUser, kUser) != 0)) {
+        return "setresuid failed";
+      }
+      UniqueFd fd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+      absl::StatusOr<wire::UnixAddress> a = wire::MakeUnixAddress(path);
+      if (!a.ok() || bind(fd.get(), reinterpret_cast<const sockaddr*>(&a->addr), a->length) != 0 ||
+          listen(fd.get(), 8) != 0 || chmod(path.c_str(), mode) != 0) {
+        return absl::StrCat("cannot leave a socket: ", std::strerror(errno));
+      }
+      return "";
+    });
+    return made.output;
+  };
+  // Listener::Bind as the broker's user; its status code and message.
+  auto bind_as_user = [&]() {
+    return capbroker::testing::RunInChild([&]() -> std::string {
+             if (setresgid(kUser, kUser, kUser) != 0 || setresuid(kUser, kUser, kUser) != 0) {
+               return "setresuid failed";
+             }
+             absl::StatusOr<Listener> listener = Listener::Bind(path, std::nullopt);
+             if (!listener.ok()) return std::string(listener.status().ToString());
+             return wire::ConnectSeqpacket(path).ok() ? "serving" : "not reachable";
+           })
+        .output;
+  };
+  ASSERT_EQ(leave_socket(0400, false), "");
+  EXPECT_EQ(bind_as_user(), "serving");
+  // Root's socket, 0600: the user's connect fails with EACCES too, and it
+  // is not the user's to remove.
+  ASSERT_EQ(leave_socket(0600, true), "");
+  EXPECT_THAT(bind_as_user(), HasSubstr("is a socket that is not a stale broker socket"));
+  EXPECT_EQ(access(path.c_str(), F_OK), 0);
+}
+
 // Whether other users can reach a socket: every directory on the way
 // searchable by others (symlinks resolved), and the socket writable by them.
 TEST(CheckReachableByOthersTest, NamesWhatKeepsOtherUsersOut) {
@@ -458,6 +520,57 @@ TEST(FindSocketBlockerTest, SaysWhereTheWayIsShut) {
   ASSERT_EQ(chmod((open_dir + "/s").c_str(), 0666), 0);
   ASSERT_OK_AND_ASSIGN(std::optional<SocketBlocker> none, FindSocketBlocker(open_dir + "/s"));
   EXPECT_FALSE(none.has_value());
+}
+
+// A broker run by a user checks the socket systemd passed: other users
+// must not be able to connect (daemon.cc refuses to start otherwise).
+TEST(CheckOthersCannotConnectTest, RefusesASocketOpenToOthersOrAbstract) {
+  std::string open_dir = "/tmp/cb-others-XXXXXX";
+  ASSERT_NE(mkdtemp(open_dir.data()), nullptr);
+  ASSERT_EQ(chmod(open_dir.c_str(), 0755), 0);
+  const std::string path = open_dir + "/s";
+  struct Remove {
+    std::vector<std::string> paths;  // deepest first
+    ~Remove() {
+      for (const std::string& p : paths) remove(p.c_str());
+    }
+  } cleanup{{path, open_dir}};
+  UniqueFd fd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(path));
+  ASSERT_EQ(bind(fd.get(), reinterpret_cast<const sockaddr*>(&address.addr), address.length), 0);
+  ASSERT_EQ(listen(fd.get(), 8), 0);
+  // systemd's defaults: SocketMode=0666, DirectoryMode=0755.
+  ASSERT_EQ(chmod(path.c_str(), 0666), 0);
+  EXPECT_THAT(CheckOthersCannotConnect(fd.get()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("other users can connect to the socket from systemd at " +
+                                       path + " (mode 0666"),
+                             HasSubstr("SocketMode=0600"), HasSubstr("0700"))));
+  ASSERT_EQ(chmod(path.c_str(), 0600), 0);
+  EXPECT_OK(CheckOthersCannotConnect(fd.get()));
+  ASSERT_EQ(chmod(path.c_str(), 0666), 0);
+  ASSERT_EQ(chmod(open_dir.c_str(), 0700), 0);
+  EXPECT_OK(CheckOthersCannotConnect(fd.get()));
+  // What cannot be told is refused: fail closed.
+  ASSERT_EQ(chmod(open_dir.c_str(), 0755), 0);
+  ASSERT_EQ(unlink(path.c_str()), 0);
+  EXPECT_THAT(CheckOthersCannotConnect(fd.get()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("cannot tell whether other users can connect")));
+  // An abstract socket has no permissions at all.
+  UniqueFd abstract(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  sockaddr_un named = {};
+  named.sun_family = AF_UNIX;
+  const std::string name = absl::StrCat("capbroker-test-", getpid());  // after a NUL
+  memcpy(named.sun_path + 1, name.data(), name.size());
+  ASSERT_EQ(bind(abstract.get(), reinterpret_cast<const sockaddr*>(&named),
+                 static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size())),
+            0)
+      << std::strerror(errno);
+  ASSERT_EQ(listen(abstract.get(), 8), 0);
+  EXPECT_THAT(CheckOthersCannotConnect(abstract.get()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("every user in the network namespace can connect")));
 }
 
 TEST(ListenerTest, DoesNotRemoveASocketThatReplacedIt) {

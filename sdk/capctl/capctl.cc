@@ -1,10 +1,13 @@
 #include "sdk/capctl/capctl.h"
 
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
@@ -50,6 +53,25 @@ bool IsFdName(absl::string_view name) {
     if (c == ':' || c < 0x20 || c > 0x7e) return false;  // char is signed: >= 0x80 is < 0
   }
   return name.size() <= kMaxFdNameBytes;
+}
+
+// The magic of pidfs (PID_FS_MAGIC, Linux 6.9; not in older headers).
+constexpr long kPidfsMagic = 0x50494446;
+
+// This process's pidfd inode id, as systemd's pidfd_get_inode_id reads it
+// (fstat's st_ino of a pidfd on pidfs; 64 bits wide on 64-bit
+// architectures, as systemd's name_to_handle_at route gives it elsewhere);
+// nullopt when the kernel has no pidfs (pidfds are then anonymous inodes,
+// all alike) or a call fails.
+std::optional<uint64_t> OwnPidfdId() {
+  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, getpid(), 0)));  // always CLOEXEC
+  struct statfs fs;
+  struct stat st;
+  if (!pidfd || fstatfs(pidfd.get(), &fs) != 0 || fs.f_type != kPidfsMagic ||
+      fstat(pidfd.get(), &st) != 0) {
+    return std::nullopt;
+  }
+  return static_cast<uint64_t>(st.st_ino);
 }
 
 // --timeout's SECONDS: digits, then '.' and digits if a fraction is wanted
@@ -300,8 +322,9 @@ class Capctl {
   int Status(const Options& o);
   int Services(const Options& o);
   int Connect(const Options& o);
-  // Runs `command` with `fds` at 3.. and LISTEN_FDS, LISTEN_PID and
-  // LISTEN_FDNAMES (`fd_names`) set, as systemd does. Returns only when
+  // Runs `command` with `fds` at 3.. and LISTEN_FDS, LISTEN_PID,
+  // LISTEN_FDNAMES (`fd_names`) and LISTEN_PIDFDID (where the kernel has
+  // pidfs; else cleared) set, as systemd does. Returns only when
   // the command could not be run.
   int ExecWith(std::vector<UniqueFd> fds, const std::vector<std::string>& fd_names,
                std::vector<std::string> command);
@@ -402,6 +425,16 @@ int Capctl::ExecWith(std::vector<UniqueFd> fds, const std::vector<std::string>& 
   setenv("LISTEN_FDS", std::to_string(count).c_str(), 1);
   setenv("LISTEN_PID", std::to_string(getpid()).c_str(), 1);
   setenv("LISTEN_FDNAMES", absl::StrJoin(fd_names, ":").c_str(), 1);
+  // systemd 258's sd_listen_fds() takes the fds only when LISTEN_PIDFDID,
+  // if set, is the caller's own pidfd id: one inherited from a
+  // socket-activated parent would make CMD ignore its fds. execvp keeps the
+  // process, and with it the id; without pidfs the variable goes, and
+  // LISTEN_PID alone decides.
+  if (std::optional<uint64_t> id = OwnPidfdId()) {
+    setenv("LISTEN_PIDFDID", std::to_string(*id).c_str(), 1);
+  } else {
+    unsetenv("LISTEN_PIDFDID");
+  }
   std::vector<char*> argv;
   for (std::string& a : command) argv.push_back(a.data());
   argv.push_back(nullptr);

@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -22,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
@@ -747,6 +749,40 @@ TEST_F(CapctlTest, ExecHandsOverFdsAndListenVariables) {
   EXPECT_EQ(lines[2], "dir4");
   // Only stdio and the two capabilities: the broker connection is closed.
   EXPECT_EQ(lines[3], "0 1 2 3 4 ") << r.out;
+}
+
+// This process's pidfd inode id as systemd reads it (pidfs: fstat's
+// st_ino of a pidfd), "" without pidfs.
+std::string OwnPidfdId() {
+  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, getpid(), 0)));
+  struct statfs fs;
+  struct stat st;
+  constexpr long kPidfsMagic = 0x50494446;  // PID_FS_MAGIC
+  if (!pidfd || fstatfs(pidfd.get(), &fs) != 0 || fs.f_type != kPidfsMagic ||
+      fstat(pidfd.get(), &st) != 0) {
+    return "";
+  }
+  return std::to_string(st.st_ino);
+}
+
+// systemd 258's sd_listen_fds() returns 0 when LISTEN_PIDFDID is set and is
+// not the caller's own pidfd id: one inherited from a socket-activated
+// parent must not reach CMD. The exec is in place, so capctl's own id is
+// CMD's.
+TEST_F(CapctlTest, ExecSetsOrClearsLISTEN_PIDFDID) {
+  Result r = RunInChild({"exec", "motd", "--", "/bin/sh", "-c",
+                         "echo \"${LISTEN_PIDFDID-unset} $WANT\""},
+                        [] {
+                          setenv("LISTEN_PIDFDID", "1", 1);
+                          std::string id = OwnPidfdId();
+                          setenv("WANT", id.empty() ? "unset" : id.c_str(), 1);
+                        });
+  ASSERT_EQ(r.code, kExitOk) << r.out;
+  std::vector<std::string> words =
+      absl::StrSplit(absl::StripTrailingAsciiWhitespace(r.out), ' ');
+  ASSERT_EQ(words.size(), 2u) << r.out;
+  EXPECT_EQ(words[0], words[1]) << r.out;
+  EXPECT_NE(words[0], "1") << r.out;
 }
 
 // What follows "--" is the program's: a --help there is not capctl's.

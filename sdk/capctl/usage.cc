@@ -23,7 +23,8 @@ constexpr Command kCommands[] = {
      true},
     {"exec", "NAME[=FDNAME]... -- CMD [ARGS...]",
      "run CMD with the capabilities at fds 3.. and LISTEN_FDS, LISTEN_PID,\n"
-     "LISTEN_FDNAMES set, as systemd does; what follows -- is CMD's, unread",
+     "LISTEN_FDNAMES, LISTEN_PIDFDID set, as systemd does (an inherited\n"
+     "LISTEN_PIDFDID is replaced); what follows -- is CMD's, unread",
      true},
     {"list", "", "the capabilities you may request", true},
     {"status", "", "the broker's counters, its policy, and who you are to it", true},
@@ -40,7 +41,8 @@ constexpr Command kCommands[] = {
 
 constexpr char kSocketAndExitCodes[] =
     "--socket defaults to $CAPBROKER_SOCKET, else $XDG_RUNTIME_DIR/capbroker/broker.sock\n"
-    "and then, if nothing is there, /run/capbroker/broker.sock.\n"
+    "(root: only if root owns that directory) and then, if nothing is there,\n"
+    "/run/capbroker/broker.sock.\n"
     "--timeout: how long to wait for each answer of the broker, in seconds (0.5 too;\n"
     "0: no limit); default 690, longer than a connect may wait for its service to start.\n"
     "exit codes: 0 ok, 1 failure, 2 usage, 3 permission denied, 4 not found,\n"

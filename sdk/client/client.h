@@ -188,7 +188,8 @@ class Client {
   // Connects to the broker at `socket_path`, and does the version
   // handshake. When `socket_path` is empty: at $CAPBROKER_SOCKET if set;
   // otherwise at $XDG_RUNTIME_DIR/capbroker/broker.sock (the user's own
-  // broker), and, if nothing exists there or XDG_RUNTIME_DIR is not set, at
+  // broker; for root, only in a directory root owns: `su` keeps a user's),
+  // and, if nothing exists there or XDG_RUNTIME_DIR is not set, at
   // /run/capbroker/broker.sock (the system broker, which serves every local
   // user). The order is wire::ClientSocketPaths'. kUnavailable when no
   // socket exists at any of these (the message names each), nothing

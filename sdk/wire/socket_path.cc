@@ -1,8 +1,11 @@
 #include "sdk/wire/socket_path.h"
 
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
@@ -19,11 +22,18 @@ std::optional<std::string> ExplicitSocket(const Getenv& getenv) {
   return std::string(path);
 }
 
-// The per-user socket. A relative XDG_RUNTIME_DIR is ignored: it would
+// $XDG_RUNTIME_DIR when absolute: a relative one is ignored, as it would
 // depend on the cwd.
-std::optional<std::string> UserSocket(const Getenv& getenv) {
+const char* RuntimeDir(const Getenv& getenv) {
   const char* runtime = getenv("XDG_RUNTIME_DIR");
-  if (runtime == nullptr || runtime[0] != '/') return std::nullopt;
+  return runtime == nullptr || runtime[0] != '/' ? nullptr : runtime;
+}
+
+// The per-user socket, in a runtime directory that is the user's own (for
+// root: see ForeignRuntimeDir).
+std::optional<std::string> UserSocket(unsigned euid, const Getenv& getenv) {
+  const char* runtime = RuntimeDir(getenv);
+  if (runtime == nullptr || ForeignRuntimeDir(euid, getenv).has_value()) return std::nullopt;
   return absl::StrCat(runtime, "/capbroker/broker.sock");
 }
 
@@ -31,9 +41,24 @@ const char* ProcessGetenv(const char* name) { return ::getenv(name); }
 
 }  // namespace
 
+std::optional<std::string> ForeignRuntimeDir(unsigned euid, const Getenv& getenv) {
+  const char* runtime = RuntimeDir(getenv);
+  if (euid != 0 || runtime == nullptr) return std::nullopt;
+  struct stat st;
+  if (stat(runtime, &st) != 0) {
+    return absl::StrCat("XDG_RUNTIME_DIR ", runtime, " cannot be used: stat: ",
+                        std::strerror(errno));
+  }
+  if (st.st_uid != 0) {
+    return absl::StrCat("XDG_RUNTIME_DIR ", runtime, " is owned by uid ", st.st_uid,
+                        ", not root");
+  }
+  return std::nullopt;
+}
+
 absl::StatusOr<std::string> DefaultSocketPath(unsigned euid, const Getenv& getenv) {
   if (std::optional<std::string> path = ExplicitSocket(getenv)) return *path;
-  if (std::optional<std::string> path = UserSocket(getenv)) return *path;
+  if (std::optional<std::string> path = UserSocket(euid, getenv)) return *path;
   if (euid == 0) return std::string(kSystemSocketPath);
   return absl::NotFoundError(
       "no broker socket given: pass --socket PATH, or set CAPBROKER_SOCKET or "
@@ -44,14 +69,16 @@ absl::StatusOr<std::string> DefaultSocketPath() {
   return DefaultSocketPath(geteuid(), ProcessGetenv);
 }
 
-std::vector<std::string> ClientSocketPaths(const Getenv& getenv) {
+std::vector<std::string> ClientSocketPaths(unsigned euid, const Getenv& getenv) {
   if (std::optional<std::string> path = ExplicitSocket(getenv)) return {*path};
   std::vector<std::string> paths;
-  if (std::optional<std::string> path = UserSocket(getenv)) paths.push_back(*path);
+  if (std::optional<std::string> path = UserSocket(euid, getenv)) paths.push_back(*path);
   paths.emplace_back(kSystemSocketPath);
   return paths;
 }
 
-std::vector<std::string> ClientSocketPaths() { return ClientSocketPaths(ProcessGetenv); }
+std::vector<std::string> ClientSocketPaths() {
+  return ClientSocketPaths(geteuid(), ProcessGetenv);
+}
 
 }  // namespace capbroker::wire

@@ -4,6 +4,7 @@
 #define CAPBROKER_SDK_WIRE_SOCKET_PATH_H_
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,10 +15,24 @@ namespace capbroker::wire {
 // The system broker's socket (a broker run as root).
 inline constexpr char kSystemSocketPath[] = "/run/capbroker/broker.sock";
 
+// For root (`euid` 0): why $XDG_RUNTIME_DIR, absolute and set, is not
+// root's and so not used ("XDG_RUNTIME_DIR /run/user/1000 is owned by uid
+// 1000, not root"), or nullopt when it is used or not set (and for any
+// other euid). `su` (not `su -`) and `sudo -E` keep the user's
+// XDG_RUNTIME_DIR: a root broker would try to listen in the user's
+// directory (which Listener::Bind refuses, as the user could replace its
+// socket), and root's client would connect to a broker that user runs,
+// which can hand root any fds it likes. A directory that cannot be stat'ed
+// (missing) is not root's either. Only its owner is read: the broker
+// checks the rest of the path when it binds.
+std::optional<std::string> ForeignRuntimeDir(
+    unsigned euid, const std::function<const char*(const char*)>& getenv);
+
 // Where a broker listens: $CAPBROKER_SOCKET if set and non-empty, else
-// $XDG_RUNTIME_DIR/capbroker/broker.sock (when XDG_RUNTIME_DIR is absolute),
-// else, for root (`euid` 0), kSystemSocketPath. kNotFound when none applies.
-// `getenv` is injectable for tests.
+// $XDG_RUNTIME_DIR/capbroker/broker.sock (when XDG_RUNTIME_DIR is absolute
+// and, for root, owned by root: see ForeignRuntimeDir), else, for root
+// (`euid` 0), kSystemSocketPath. kNotFound when none applies. `getenv` is
+// injectable for tests.
 absl::StatusOr<std::string> DefaultSocketPath(
     unsigned euid, const std::function<const char*(const char*)>& getenv);
 
@@ -27,14 +42,15 @@ absl::StatusOr<std::string> DefaultSocketPath();
 // Where a client looks, in order; never empty. $CAPBROKER_SOCKET alone if
 // set and non-empty (a socket named explicitly is never replaced by
 // another). Otherwise the per-user socket
-// $XDG_RUNTIME_DIR/capbroker/broker.sock (when XDG_RUNTIME_DIR is absolute),
-// then kSystemSocketPath for every user, since a root broker serves all
-// local users. A client moves on to the next path only when nothing exists
-// at one: a socket there that refuses is a broker that is down, not absent.
+// $XDG_RUNTIME_DIR/capbroker/broker.sock (when XDG_RUNTIME_DIR is absolute
+// and, for root, owned by root: see ForeignRuntimeDir), then
+// kSystemSocketPath for every user, since a root broker serves all local
+// users. A client moves on to the next path only when nothing exists at
+// one: a socket there that refuses is a broker that is down, not absent.
 std::vector<std::string> ClientSocketPaths(
-    const std::function<const char*(const char*)>& getenv);
+    unsigned euid, const std::function<const char*(const char*)>& getenv);
 
-// The same with the process's own environment.
+// The same with the process's own euid and environment.
 std::vector<std::string> ClientSocketPaths();
 
 }  // namespace capbroker::wire

@@ -1,15 +1,21 @@
 #include "sdk/wire/socket_path.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <map>
 #include <string>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
+#include "tests/fixtures/temp_dir.h"
 
 namespace capbroker::wire {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -43,21 +49,62 @@ TEST(DefaultSocketPathTest, UserWithoutAnythingIsNotFound) {
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("--socket")));
 }
 
+// `su` (not `su -`) and `sudo -E` keep the user's XDG_RUNTIME_DIR: for
+// root, a runtime directory root does not own is someone else's. A root
+// broker must not try to listen there, nor root's client connect to a
+// broker that user runs (it could hand root any fds it likes).
+TEST(DefaultSocketPathTest, RootSkipsARuntimeDirItDoesNotOwn) {
+  capbroker::testing::TempDir dir;
+  const std::string theirs = dir.Join("user");
+  ASSERT_EQ(mkdir(theirs.c_str(), 0700), 0);
+  if (chown(theirs.c_str(), 65534, 65534) != 0) {
+    GTEST_SKIP() << "cannot give the directory away here: " << errno;
+  }
+  auto env = Env({{"XDG_RUNTIME_DIR", theirs}});
+  EXPECT_EQ(*DefaultSocketPath(0, env), kSystemSocketPath);
+  EXPECT_THAT(ClientSocketPaths(0, env), ElementsAre(std::string(kSystemSocketPath)));
+  EXPECT_THAT(ForeignRuntimeDir(0, env),
+              ::testing::Optional(AllOf(HasSubstr(theirs), HasSubstr("uid 65534"))));
+  // Not there at all: not root's either.
+  auto missing = Env({{"XDG_RUNTIME_DIR", dir.Join("none")}});
+  EXPECT_EQ(*DefaultSocketPath(0, missing), kSystemSocketPath);
+  EXPECT_THAT(ClientSocketPaths(0, missing), ElementsAre(std::string(kSystemSocketPath)));
+  // The user it belongs to goes on using it.
+  EXPECT_EQ(*DefaultSocketPath(65534, env), theirs + "/capbroker/broker.sock");
+  EXPECT_EQ(ForeignRuntimeDir(65534, env), std::nullopt);
+  // Named explicitly, a socket is used whatever its directory.
+  EXPECT_EQ(*DefaultSocketPath(0, Env({{"CAPBROKER_SOCKET", theirs + "/s"},
+                                       {"XDG_RUNTIME_DIR", theirs}})),
+            theirs + "/s");
+}
+
+// Root's own runtime directory (a root login session's /run/user/0) stays
+// root's default.
+TEST(DefaultSocketPathTest, RootUsesARuntimeDirItOwns) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs a directory owned by root";
+  capbroker::testing::TempDir dir;
+  auto env = Env({{"XDG_RUNTIME_DIR", dir.path()}});
+  EXPECT_EQ(*DefaultSocketPath(0, env), dir.path() + "/capbroker/broker.sock");
+  EXPECT_THAT(ClientSocketPaths(0, env),
+              ElementsAre(dir.path() + "/capbroker/broker.sock", std::string(kSystemSocketPath)));
+  EXPECT_EQ(ForeignRuntimeDir(0, env), std::nullopt);
+}
+
 TEST(ClientSocketPathsTest, ExplicitVariableIsTheOnlyPlace) {
-  EXPECT_THAT(ClientSocketPaths(Env({{"CAPBROKER_SOCKET", "/x/s"},
+  EXPECT_THAT(ClientSocketPaths(1000, Env({{"CAPBROKER_SOCKET", "/x/s"},
                                      {"XDG_RUNTIME_DIR", "/run/user/1000"}})),
               ElementsAre("/x/s"));
 }
 
 TEST(ClientSocketPathsTest, PerUserSocketThenSystemSocket) {
-  EXPECT_THAT(ClientSocketPaths(Env({{"XDG_RUNTIME_DIR", "/run/user/1000"}})),
+  EXPECT_THAT(ClientSocketPaths(1000, Env({{"XDG_RUNTIME_DIR", "/run/user/1000"}})),
               ElementsAre("/run/user/1000/capbroker/broker.sock", std::string(kSystemSocketPath)));
 }
 
 // A user without a runtime dir still reaches a root broker.
 TEST(ClientSocketPathsTest, WithoutRuntimeDirTheSystemSocket) {
-  EXPECT_THAT(ClientSocketPaths(Env({})), ElementsAre(std::string(kSystemSocketPath)));
-  EXPECT_THAT(ClientSocketPaths(Env({{"CAPBROKER_SOCKET", ""}, {"XDG_RUNTIME_DIR", "rel"}})),
+  EXPECT_THAT(ClientSocketPaths(1000, Env({})), ElementsAre(std::string(kSystemSocketPath)));
+  EXPECT_THAT(ClientSocketPaths(1000, Env({{"CAPBROKER_SOCKET", ""}, {"XDG_RUNTIME_DIR", "rel"}})),
               ElementsAre(std::string(kSystemSocketPath)));
 }
 

@@ -363,6 +363,26 @@ TEST(DaemonStartTest, RefusesASocketPathThroughAnotherUsersSymlink) {
 // seccomp trap stops the broker in the open of its policy file; the test
 // sends SIGHUP there, then lets the open go on. The broker serves, and
 // handles the SIGHUP, which waited pending, as a reload once it does.
+// Reads `fd` until a whole line holding `text` has arrived, or end of file,
+// or `seconds` pass (a guard: the line comes far sooner); all read.
+std::string ReadUntilLineWith(int fd, const std::string& text, int seconds) {
+  std::string out;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (true) {
+    size_t at = out.find(text);
+    if (at != std::string::npos && out.find('\n', at) != std::string::npos) return out;
+    int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    deadline - std::chrono::steady_clock::now())
+                                    .count());
+    pollfd event = {fd, POLLIN, 0};
+    if (left <= 0 || RetryEintr([&] { return poll(&event, 1, left); }) <= 0) return out;
+    char buf[4096];
+    ssize_t n = RetryEintr([&] { return read(fd, buf, sizeof(buf)); });
+    if (n <= 0) return out;
+    out.append(buf, static_cast<size_t>(n));
+  }
+}
+
 TEST(DaemonStartTest, SighupWhileLoadingThePolicyIsHandledOnceServing) {
   TempDir dir;
   std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
@@ -394,11 +414,14 @@ TEST(DaemonStartTest, SighupWhileLoadingThePolicyIsHandledOnceServing) {
   absl::Status rest = absl::OkStatus();
   std::thread answer([&] { rest = trap.ContinueAll(); });
   std::string ready = ReadToEnd(broker.ready);
+  // Not before the reload: a SIGTERM pending with the SIGHUP stops the
+  // broker without one (SighupAndSigtermPendingTogetherStopWithoutAReload).
+  std::string err = ReadUntilLineWith(broker.err, "capbrokerd: SIGHUP: ", 30);
   kill(broker.pid, SIGTERM);
   int status = 0;
   ASSERT_EQ(waitpid(broker.pid, &status, 0), broker.pid);
   answer.join();  // ContinueAll ends once the broker is reaped
-  std::string err = ReadToEnd(broker.err);
+  err += ReadToEnd(broker.err);
   EXPECT_OK(continued);
   EXPECT_OK(rest);
   EXPECT_EQ(ready, "READY\n");
@@ -407,25 +430,47 @@ TEST(DaemonStartTest, SighupWhileLoadingThePolicyIsHandledOnceServing) {
   EXPECT_THAT(err, HasSubstr("capbrokerd: SIGHUP: policy " + policy + " reloaded"));
 }
 
-// Reads `fd` until a whole line holding `text` has arrived, or end of file,
-// or `seconds` pass (a guard: the line comes far sooner); all read.
-std::string ReadUntilLineWith(int fd, const std::string& text, int seconds) {
-  std::string out;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  while (true) {
-    size_t at = out.find(text);
-    if (at != std::string::npos && out.find('\n', at) != std::string::npos) return out;
-    int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                    deadline - std::chrono::steady_clock::now())
-                                    .count());
-    pollfd event = {fd, POLLIN, 0};
-    if (left <= 0 || RetryEintr([&] { return poll(&event, 1, left); }) <= 0) return out;
-    char buf[4096];
-    ssize_t n = RetryEintr([&] { return read(fd, buf, sizeof(buf)); });
-    if (n <= 0) return out;
-    out.append(buf, static_cast<size_t>(n));
-  }
+// SIGHUP and SIGTERM pending together: the signalfd yields the lower
+// number (SIGHUP) first, but a broker told to stop must not reload (and
+// maybe start services) on its way out.
+TEST(DaemonStartTest, SighupAndSigtermPendingTogetherStopWithoutAReload) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  // Held at the policy's open (see SighupWhileLoadingThePolicyIsHandledOnceServing)
+  // while both signals are sent: blocked, they wait pending together.
+  constexpr uint32_t kPolicyOpenFlags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
+  testing::SyscallFilter filter(__NR_openat, 2, kPolicyOpenFlags, SECCOMP_RET_USER_NOTIF);
+  int channel[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, channel), 0);
+  UniqueFd trap_end(channel[0]);
+  Spawned broker = Spawn({"--policy", policy, "--socket", dir.Join("s")}, [&] {
+    int listener = filter.Install(true);
+    return listener >= 0 && testing::SyscallTrap::SendListener(channel[1], listener);
+  });
+  close(channel[1]);
+  ASSERT_GT(broker.pid, 0);
+  ASSERT_OK_AND_ASSIGN(testing::SyscallTrap trap,
+                       testing::SyscallTrap::ReceiveListener(trap_end.get()));
+  ASSERT_OK_AND_ASSIGN(uint64_t call, trap.Next(broker.ready));
+  ASSERT_EQ(kill(broker.pid, SIGTERM), 0);
+  ASSERT_EQ(kill(broker.pid, SIGHUP), 0);
+  absl::Status continued = trap.Continue(call);
+  // A reload would open the policy again: answered, so that it shows.
+  absl::Status rest = absl::OkStatus();
+  std::thread answer([&] { rest = trap.ContinueAll(); });
+  std::string ready = ReadToEnd(broker.ready);
+  int status = 0;
+  ASSERT_EQ(waitpid(broker.pid, &status, 0), broker.pid);
+  answer.join();
+  std::string err = ReadToEnd(broker.err);
+  EXPECT_OK(continued);
+  EXPECT_OK(rest);
+  EXPECT_EQ(ready, "READY\n");
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << err;
+  EXPECT_THAT(err, HasSubstr("capbrokerd: stopping"));
+  EXPECT_THAT(err, Not(HasSubstr("SIGHUP")));
 }
+
 
 // SIGCHLD ignored is inherited across execve (a supervisor, a shell script
 // that set it). With it, the kernel reaps the broker's children at once and
@@ -707,6 +752,101 @@ TEST(DaemonStartTest, RefusesAReadyFdThatIsTheSocketFromSystemd) {
                              "Type=notify, or another fd"));
   EXPECT_THAT(err, Not(HasSubstr("serving")));
   EXPECT_THAT(err, Not(HasSubstr("Bad file descriptor")));
+}
+
+// A broker run by a user serves that user alone (Bind makes its socket 0600
+// in a 0700 directory). A socket from systemd has the unit's permissions,
+// by default 0666 in a 0755 directory: every local user could connect and
+// get what the policy grants the broker's user. Refused at start, saying
+// how to fix the unit, unless --socket-mode with o+w says every user is
+// meant to connect.
+TEST(DaemonStartTest, ABrokerRunByAUserRefusesASocketFromSystemdOthersCanReach) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to start the broker as another user";
+  constexpr uid_t kUser = 65534;
+  // Open all the way: a directory in /tmp (1777), mode 0755, root's, as
+  // systemd's DirectoryMode= makes it; the policy in it readable by the user.
+  std::string open_dir = "/tmp/cb-sd-XXXXXX";
+  ASSERT_NE(mkdtemp(open_dir.data()), nullptr);
+  ASSERT_EQ(chmod(open_dir.c_str(), 0755), 0);
+  const std::string policy = open_dir + "/policy.capnp";
+  const std::string socket_path = open_dir + "/s";
+  struct Remove {
+    std::vector<std::string> paths;  // deepest first
+    ~Remove() {
+      for (const std::string& p : paths) remove(p.c_str());
+    }
+  } cleanup{{socket_path, policy, open_dir}};
+  {
+    UniqueFd file(open(policy.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    ASSERT_TRUE(file.valid()) << std::strerror(errno);
+    ASSERT_EQ(write(file.get(), kGoodPolicy, sizeof(kGoodPolicy) - 1),
+              static_cast<ssize_t>(sizeof(kGoodPolicy) - 1));
+  }
+  // Run by fd: the user may not search the path to the test's runfiles.
+  UniqueFd binary(open(testing::RunfilePath("broker/capbrokerd").c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(binary.valid()) << std::strerror(errno);
+  struct Case {
+    const char* what;
+    mode_t socket_mode;
+    std::vector<std::string> extra_args;
+    bool refused;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"systemd's default SocketMode=0666", 0666, {}, true},
+           {"SocketMode=0600", 0600, {}, false},
+           {"0666, meant for everyone", 0666, {"--socket-mode", "0666"}, false}}) {
+    SCOPED_TRACE(c.what);
+    std::vector<std::string> args = {"capbrokerd", "--policy", policy, "--ready-fd", "4"};
+    args.insert(args.end(), c.extra_args.begin(), c.extra_args.end());
+    std::vector<char*> argv = Pointers(args);
+    ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(socket_path));
+    int ready[2], err[2];
+    ASSERT_EQ(pipe2(ready, O_CLOEXEC), 0);
+    ASSERT_EQ(pipe2(err, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+      // As systemd starts a unit with User=: its socket at fd 3, made and
+      // chmod-ed by root, LISTEN_PID and LISTEN_FDS set; the ready pipe at 4.
+      int sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+      if (sock < 0 ||
+          bind(sock, reinterpret_cast<const sockaddr*>(&address.addr), address.length) != 0 ||
+          listen(sock, 8) != 0 || chmod(socket_path.c_str(), c.socket_mode) != 0) {
+        _exit(125);
+      }
+      // Out of the way of 3 and 4 first, which any of these may hold.
+      int high_sock = fcntl(sock, F_DUPFD_CLOEXEC, 30);
+      int high_ready = fcntl(ready[1], F_DUPFD_CLOEXEC, 30);
+      int high_binary = fcntl(binary.get(), F_DUPFD_CLOEXEC, 30);
+      if (dup2(err[1], 2) != 2 || high_sock < 0 || high_ready < 0 || high_binary < 0 ||
+          dup2(high_sock, 3) != 3 || dup2(high_ready, 4) != 4 ||
+          setenv("LISTEN_PID", std::to_string(getpid()).c_str(), 1) != 0 ||
+          setenv("LISTEN_FDS", "1", 1) != 0 || setresgid(kUser, kUser, kUser) != 0 ||
+          setresuid(kUser, kUser, kUser) != 0) {
+        _exit(126);
+      }
+      syscall(SYS_execveat, high_binary, "", argv.data(), environ, AT_EMPTY_PATH);
+      _exit(127);
+    }
+    ASSERT_GT(pid, 0);
+    close(ready[1]);
+    close(err[1]);
+    // READY when it serves; end of file when it exits first.
+    const bool served = ReadToEnd(ready[0]) == "READY\n";
+    if (served) kill(pid, SIGTERM);
+    const int code = WaitExitCode(pid);
+    const std::string message = ReadToEnd(err[0]);
+    unlink(socket_path.c_str());
+    if (c.refused) {
+      EXPECT_FALSE(served) << message;
+      EXPECT_EQ(code, 1) << message;
+      EXPECT_THAT(message, HasSubstr("other users can connect to the socket from systemd at " +
+                                     socket_path + " (mode 0666"));
+      EXPECT_THAT(message, HasSubstr("SocketMode=0600"));
+    } else {
+      EXPECT_TRUE(served) << message;
+      EXPECT_EQ(code, 0) << message;
+    }
+  }
 }
 
 TEST(DaemonStartTest, RefusesASymlinkedAuditLog) {

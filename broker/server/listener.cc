@@ -315,6 +315,7 @@ absl::StatusOr<std::optional<Listener>> Listener::FromSystemd() {
   unsetenv("LISTEN_PID");
   unsetenv("LISTEN_FDS");
   unsetenv("LISTEN_FDNAMES");
+  unsetenv("LISTEN_PIDFDID");
   if (fds_value.empty()) return std::optional<Listener>();
   int pid = 0, count = 0;
   if (!absl::SimpleAtoi(pid_value, &pid) || pid != getpid()) {

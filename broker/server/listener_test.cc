@@ -591,6 +591,7 @@ class SystemdTest : public ::testing::Test {
     unsetenv("LISTEN_PID");
     unsetenv("LISTEN_FDS");
     unsetenv("LISTEN_FDNAMES");
+    unsetenv("LISTEN_PIDFDID");
     if (moved_) dup2(saved_, 3);
   }
   // Puts `fd` at 3 (and closes `fd`), keeping whatever was at 3.
@@ -626,9 +627,14 @@ TEST_F(SystemdTest, NotActivatedWithoutVariables) {
 TEST_F(SystemdTest, IgnoresSocketsMeantForAnotherProcess) {
   setenv("LISTEN_PID", "1", 1);
   setenv("LISTEN_FDS", "1", 1);
+  setenv("LISTEN_FDNAMES", "broker", 1);
+  setenv("LISTEN_PIDFDID", "1", 1);  // systemd 258 and later
   ASSERT_OK_AND_ASSIGN(std::optional<Listener> l, Listener::FromSystemd());
   EXPECT_FALSE(l.has_value());
-  EXPECT_EQ(getenv("LISTEN_FDS"), nullptr);  // cleared for children
+  // Cleared for children, so that none takes them for its own.
+  for (const char* name : {"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PIDFDID"}) {
+    EXPECT_EQ(getenv(name), nullptr) << name;
+  }
 }
 
 TEST_F(SystemdTest, TakesAListeningSeqpacketSocket) {

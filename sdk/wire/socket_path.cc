@@ -37,7 +37,11 @@ std::optional<std::string> UserSocket(unsigned euid, const Getenv& getenv) {
   return absl::StrCat(runtime, "/capbroker/broker.sock");
 }
 
-const char* ProcessGetenv(const char* name) { return ::getenv(name); }
+// secure_getenv: in a setuid or setgid program (AT_SECURE) the variables
+// come from whoever ran it, who could send its requests to a listener of
+// their own and hand it fds as grants; there they read as unset, and the
+// system socket is used.
+const char* ProcessGetenv(const char* name) { return ::secure_getenv(name); }
 
 }  // namespace
 

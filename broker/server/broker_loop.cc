@@ -342,7 +342,11 @@ void BrokerLoop::Admit(UniqueFd fd) {
                          ", and ", stats_.connections, " are open: ", holders)));
     return;
   }
-  size_t& per_uid = connections_per_uid_[identity->uid];
+  // Counted once admitted: a refused uid leaves no entry behind, which
+  // would count among the uids that hold connections (Holders).
+  const uint32_t uid = identity->uid;
+  auto held = connections_per_uid_.find(uid);
+  const size_t per_uid = held == connections_per_uid_.end() ? 0 : held->second;
   if (per_uid >= limits_.max_connections_per_uid) {
     PeerLog(absl::StrCat("refusing uid ", identity->uid, ": ", per_uid,
                          " connections of this uid"));
@@ -363,7 +367,7 @@ void BrokerLoop::Admit(UniqueFd fd) {
     PeerLog(id.status().message());
     return;
   }
-  ++per_uid;
+  ++connections_per_uid_[uid];
 }
 
 absl::StatusOr<size_t> BrokerLoop::SetSendBuffer(int fd, int bytes) {
@@ -534,7 +538,8 @@ std::string BrokerLoop::Holders() {
     }
   }
   std::string holders =
-      absl::StrCat("clients of ", connections_per_uid_.size(), " uids hold them");
+      absl::StrCat("clients of ", connections_per_uid_.size(),
+                   connections_per_uid_.size() == 1 ? " uid" : " uids", " hold them");
   if (top_holder_.count > 0) {
     absl::StrAppend(&holders, ", uid ", top_holder_.uid, " the most (", top_holder_.count,
                     top_holder_.counted == now ? "" : ", as counted within the last second",

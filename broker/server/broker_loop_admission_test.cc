@@ -184,6 +184,26 @@ TEST_F(BrokerLoopAdmissionTest, RootIsAdmittedWhenOtherUidsHoldEveryConnection) 
   EXPECT_EQ(stats_.connections, 3u);
 }
 
+// A uid refused by its own quota holds no connection, and is not counted
+// among the uids that hold them. Root, past --max-connections (0) within
+// its reserve, is refused by --max-connections-per-uid (0); alice is then
+// refused by --max-connections, told that no uid holds a connection.
+TEST_F(BrokerLoopAdmissionTest, AUidRefusedByItsQuotaIsNotCountedAmongTheHolders) {
+  Limits limits;
+  limits.max_connections = 0;
+  limits.max_connections_per_uid = 0;
+  BrokerLoop loop(handler_, audit_, stats_, limits);
+  UniqueFd root = ConnectAs(0);
+  UniqueFd alice = ConnectAs(kAlice);
+  ASSERT_TRUE(root.valid() && alice.valid());
+  RunUntil(loop, [&] { return Readable(root.get()) && Readable(alice.get()); });
+
+  EXPECT_THAT(ErrorMessage(root.get()), HasSubstr("(--max-connections-per-uid)"));
+  EXPECT_THAT(ErrorMessage(alice.get()),
+              AllOf(HasSubstr("(--max-connections)"), HasSubstr("clients of 0 uids hold them")));
+  EXPECT_EQ(stats_.connections, 0u);
+}
+
 // The reserve is bounded: root, within its own --max-connections-per-uid,
 // gets kAdministratorReserve connections beyond --max-connections, and the
 // next one is refused too.

@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace capbroker::wire {
 namespace {
@@ -56,6 +57,12 @@ std::optional<std::string> ForeignRuntimeDir(unsigned euid, const Getenv& getenv
   if (st.st_uid != 0) {
     return absl::StrCat("XDG_RUNTIME_DIR ", runtime, " is owned by uid ", st.st_uid,
                         ", not root");
+  }
+  // Root's, but open to others (/tmp, which containers set for root): any
+  // user could put a broker of their own at capbroker/broker.sock in it.
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    return absl::StrFormat("XDG_RUNTIME_DIR %s (mode %04o) is writable by others", runtime,
+                           st.st_mode & 07777);
   }
   return std::nullopt;
 }

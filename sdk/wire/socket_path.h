@@ -23,8 +23,10 @@ inline constexpr char kSystemSocketPath[] = "/run/capbroker/broker.sock";
 // directory (which Listener::Bind refuses, as the user could replace its
 // socket), and root's client would connect to a broker that user runs,
 // which can hand root any fds it likes. A directory that cannot be stat'ed
-// (missing) is not root's either. Only its owner is read: the broker
-// checks the rest of the path when it binds.
+// (missing) is not root's either, nor one others may write (/tmp, which
+// containers often set for root), where any user could place a broker.
+// Only the directory itself is read: the broker checks the rest of the
+// path when it binds.
 std::optional<std::string> ForeignRuntimeDir(
     unsigned euid, const std::function<const char*(const char*)>& getenv);
 

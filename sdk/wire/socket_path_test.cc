@@ -78,6 +78,24 @@ TEST(DefaultSocketPathTest, RootSkipsARuntimeDirItDoesNotOwn) {
             theirs + "/s");
 }
 
+// Root's, but writable by others (/tmp, as containers often set it for
+// root): any user could run a broker at capbroker/broker.sock in it.
+TEST(DefaultSocketPathTest, RootSkipsARuntimeDirOthersMayWrite) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs a directory owned by root";
+  capbroker::testing::TempDir dir;
+  const std::string shared = dir.Join("shared");
+  ASSERT_EQ(mkdir(shared.c_str(), 0700), 0);
+  ASSERT_EQ(chmod(shared.c_str(), 01777), 0);
+  auto env = Env({{"XDG_RUNTIME_DIR", shared}});
+  EXPECT_EQ(*DefaultSocketPath(0, env), kSystemSocketPath);
+  EXPECT_THAT(ClientSocketPaths(0, env), ElementsAre(std::string(kSystemSocketPath)));
+  EXPECT_THAT(ForeignRuntimeDir(0, env),
+              ::testing::Optional(AllOf(HasSubstr(shared), HasSubstr("mode 1777"),
+                                        HasSubstr("writable by others"))));
+  ASSERT_EQ(chmod(shared.c_str(), 0720), 0);  // group-writable is no better
+  EXPECT_THAT(ClientSocketPaths(0, env), ElementsAre(std::string(kSystemSocketPath)));
+}
+
 // Root's own runtime directory (a root login session's /run/user/0) stays
 // root's default.
 TEST(DefaultSocketPathTest, RootUsesARuntimeDirItOwns) {

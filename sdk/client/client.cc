@@ -409,10 +409,7 @@ absl::Status Client::CallUntil(absl::Duration deadline, Fill fill, Read read) {
   for (;;) {
     absl::StatusOr<bool> ready = PollUntil(channel_.fd(), POLLIN, deadline);
     if (!ready.ok()) return Break(ready.status());
-    if (!*ready) {
-      return Break(absl::DeadlineExceededError(
-          absl::StrCat("the broker did not answer within ", absl::FormatDuration(timeout_))));
-    }
+    if (!*ready) return Break(NoAnswer());
     absl::StatusOr<wire::Incoming> incoming = Receive();
     if (!incoming.ok()) {
       if (absl::IsDeadlineExceeded(incoming.status())) {  // SO_RCVTIMEO
@@ -453,7 +450,17 @@ absl::Status Client::CallUntil(absl::Duration deadline, Fill fill, Read read) {
     });
     if (!in_step.ok()) return Break(std::move(in_step));
     if (answer.has_value()) return *answer;
+    // Past the deadline PollUntil still looks once, so that a reply
+    // already queued is taken; but a peer that keeps unasked messages
+    // queued would keep it answering "ready" for ever. What did not answer
+    // the call ends it once the deadline has passed.
+    if (MonotonicNow() >= deadline) return Break(NoAnswer());
   }
+}
+
+absl::Status Client::NoAnswer() const {
+  return absl::DeadlineExceededError(
+      absl::StrCat("the broker did not answer within ", absl::FormatDuration(timeout_)));
 }
 
 absl::Status Client::Break(absl::Status why) {

@@ -110,7 +110,8 @@ absl::StatusOr<Capability> TakeGrant(schema::Reply::Reader reply,
 // messages, since a socket inherited with SO_PASSPIDFD on (a systemd
 // socket's PassPIDFD=) would bring a pidfd, one more open fd, with every
 // reply (SO_PASSCRED and SO_PASSSEC only a control message); and blocking,
-// since a call waits for its reply.
+// since a call waits for its reply. A listening or unconnected socket is
+// refused, as a mistake of the caller's, not a broker that hung up.
 absl::Status AdoptConnection(int fd) {
   int type = 0;
   socklen_t length = sizeof(type);
@@ -125,6 +126,26 @@ absl::Status AdoptConnection(int fd) {
     return absl::InvalidArgumentError(absl::StrCat(
         "fd ", fd, " is a socket of type ", type,
         "; a broker connection is a SOCK_SEQPACKET socket"));
+  }
+  // A listening socket, or one never connected, has no peer: the hello
+  // would fail with ENOTCONN, which reads as a broker that hung up.
+  int listening = 0;
+  length = sizeof(listening);
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("getsockopt(fd=", fd, ", SO_ACCEPTCONN)"));
+  }
+  if (listening != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("fd ", fd, " is a listening socket; pass a connected one"));
+  }
+  sockaddr_storage peer;
+  socklen_t peer_length = sizeof(peer);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_length) != 0) {
+    if (errno == ENOTCONN) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("fd ", fd, " is not connected; pass a connected socket"));
+    }
+    return ErrnoStatus(errno, absl::StrCat("getpeername(fd=", fd, ")"));
   }
   const int flags = fcntl(fd, F_GETFD);
   if (flags < 0) return ErrnoStatus(errno, absl::StrCat("fcntl(fd=", fd, ", F_GETFD)"));

@@ -205,8 +205,9 @@ class Client {
                                         const ClientOptions& options = {});
 
   // Uses an already connected socket (one inherited from a parent, for
-  // example) and does the handshake. `fd` must be a SOCK_SEQPACKET socket
-  // (kInvalidArgument otherwise). The client sets FD_CLOEXEC on it, so that
+  // example) and does the handshake. `fd` must be a connected
+  // SOCK_SEQPACKET socket (kInvalidArgument otherwise, a listening socket
+  // included). The client sets FD_CLOEXEC on it, so that
   // an inherited, authenticated connection does not leak into a program
   // this process runs later, turns off SO_PASSCRED, SO_PASSSEC and
   // SO_PASSPIDFD (with the last, every reply would bring a pidfd, an fd

@@ -793,6 +793,31 @@ TEST(ClientFromFdTest, RefusesAnythingButASeqpacketSocket) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a socket")));
 }
 
+// A listening socket, or one never connected, is no connection: the
+// hello could not go out, and "the peer closed the connection" would
+// mislead.
+TEST(ClientFromFdTest, RefusesAListeningOrUnconnectedSocket) {
+  testing::TempDir dir;
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(dir.Join("s.sock")));
+  ASSERT_OK_AND_ASSIGN(UniqueFd listener,
+                       TakeFd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), "socket"));
+  ASSERT_EQ(bind(listener.get(), reinterpret_cast<const sockaddr*>(&address.addr),
+                 address.length),
+            0);
+  ASSERT_EQ(listen(listener.get(), 1), 0);
+  const int listening = listener.get();
+  EXPECT_THAT(Client::FromFd(std::move(listener)),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       absl::StrCat("fd ", listening,
+                                    " is a listening socket; pass a connected one")));
+  ASSERT_OK_AND_ASSIGN(UniqueFd unconnected,
+                       TakeFd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), "socket"));
+  const int fd = unconnected.get();
+  EXPECT_THAT(Client::FromFd(std::move(unconnected)),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       absl::StrCat("fd ", fd, " is not connected; pass a connected socket")));
+}
+
 // A broker, in a thread of its own, that answers the hello and then every
 // list or services request with the next of `pages` (`more` set on each
 // but the last, the last repeated should the client ask again), as a

@@ -110,7 +110,8 @@ absl::StatusOr<Capability> TakeGrant(schema::Reply::Reader reply,
 // messages, since a socket inherited with SO_PASSPIDFD on (a systemd
 // socket's PassPIDFD=) would bring a pidfd, one more open fd, with every
 // reply (SO_PASSCRED and SO_PASSSEC only a control message); and blocking,
-// since a call waits for its reply.
+// since a call waits for its reply. A listening or unconnected socket is
+// refused, as a mistake of the caller's, not a broker that hung up.
 absl::Status AdoptConnection(int fd) {
   int type = 0;
   socklen_t length = sizeof(type);
@@ -125,6 +126,26 @@ absl::Status AdoptConnection(int fd) {
     return absl::InvalidArgumentError(absl::StrCat(
         "fd ", fd, " is a socket of type ", type,
         "; a broker connection is a SOCK_SEQPACKET socket"));
+  }
+  // A listening socket, or one never connected, has no peer: the hello
+  // would fail with ENOTCONN, which reads as a broker that hung up.
+  int listening = 0;
+  length = sizeof(listening);
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("getsockopt(fd=", fd, ", SO_ACCEPTCONN)"));
+  }
+  if (listening != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("fd ", fd, " is a listening socket; pass a connected one"));
+  }
+  sockaddr_storage peer;
+  socklen_t peer_length = sizeof(peer);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_length) != 0) {
+    if (errno == ENOTCONN) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("fd ", fd, " is not connected; pass a connected socket"));
+    }
+    return ErrnoStatus(errno, absl::StrCat("getpeername(fd=", fd, ")"));
   }
   const int flags = fcntl(fd, F_GETFD);
   if (flags < 0) return ErrnoStatus(errno, absl::StrCat("fcntl(fd=", fd, ", F_GETFD)"));
@@ -409,10 +430,7 @@ absl::Status Client::CallUntil(absl::Duration deadline, Fill fill, Read read) {
   for (;;) {
     absl::StatusOr<bool> ready = PollUntil(channel_.fd(), POLLIN, deadline);
     if (!ready.ok()) return Break(ready.status());
-    if (!*ready) {
-      return Break(absl::DeadlineExceededError(
-          absl::StrCat("the broker did not answer within ", absl::FormatDuration(timeout_))));
-    }
+    if (!*ready) return Break(NoAnswer());
     absl::StatusOr<wire::Incoming> incoming = Receive();
     if (!incoming.ok()) {
       if (absl::IsDeadlineExceeded(incoming.status())) {  // SO_RCVTIMEO
@@ -453,7 +471,17 @@ absl::Status Client::CallUntil(absl::Duration deadline, Fill fill, Read read) {
     });
     if (!in_step.ok()) return Break(std::move(in_step));
     if (answer.has_value()) return *answer;
+    // Past the deadline PollUntil still looks once, so that a reply
+    // already queued is taken; but a peer that keeps unasked messages
+    // queued would keep it answering "ready" for ever. What did not answer
+    // the call ends it once the deadline has passed.
+    if (MonotonicNow() >= deadline) return Break(NoAnswer());
   }
+}
+
+absl::Status Client::NoAnswer() const {
+  return absl::DeadlineExceededError(
+      absl::StrCat("the broker did not answer within ", absl::FormatDuration(timeout_)));
 }
 
 absl::Status Client::Break(absl::Status why) {

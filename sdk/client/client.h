@@ -178,8 +178,9 @@ struct ClientOptions {
   // kDeadlineExceeded and leaves the connection as it was. NextIncoming is
   // not bounded: a service waits for its clients as long as it runs.
   // Enforced with poll(2) before each send and receive, for the time left
-  // (a signal does not renew it); the connection is this Client's alone,
-  // so that no one else reads what poll found.
+  // (a signal does not renew it; nor do messages that do not answer the
+  // call, however many a peer sends); the connection is this Client's
+  // alone, so that no one else reads what poll found.
   absl::Duration timeout = absl::InfiniteDuration();
 };
 
@@ -205,8 +206,9 @@ class Client {
                                         const ClientOptions& options = {});
 
   // Uses an already connected socket (one inherited from a parent, for
-  // example) and does the handshake. `fd` must be a SOCK_SEQPACKET socket
-  // (kInvalidArgument otherwise). The client sets FD_CLOEXEC on it, so that
+  // example) and does the handshake. `fd` must be a connected
+  // SOCK_SEQPACKET socket (kInvalidArgument otherwise, a listening socket
+  // included). The client sets FD_CLOEXEC on it, so that
   // an inherited, authenticated connection does not leak into a program
   // this process runs later, turns off SO_PASSCRED, SO_PASSSEC and
   // SO_PASSPIDFD (with the last, every reply would bring a pidfd, an fd
@@ -325,6 +327,9 @@ class Client {
   // Closes the connection after the protocol error `why`, which every later
   // call reports; returns `why`.
   absl::Status Break(absl::Status why);
+
+  // A call's timeout passed without its reply.
+  absl::Status NoAnswer() const;
 
   // Leaves this Client, just moved from, closed with nothing of its own.
   void LeaveMovedFrom();

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <functional>
@@ -194,6 +195,9 @@ class BrokerEnd {
     kj::ArrayPtr<const kj::byte> bytes = words.asBytes();
     SendRaw(absl::MakeConstSpan(bytes.begin(), bytes.size()), fds);
   }
+
+  // The broker's end, still owned here.
+  int fd() const { return channel_.fd(); }
 
   // The number of requests waiting, read without waiting for more.
   int RequestsWaiting() {
@@ -789,6 +793,31 @@ TEST(ClientFromFdTest, RefusesAnythingButASeqpacketSocket) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a socket")));
 }
 
+// A listening socket, or one never connected, is no connection: the
+// hello could not go out, and "the peer closed the connection" would
+// mislead.
+TEST(ClientFromFdTest, RefusesAListeningOrUnconnectedSocket) {
+  testing::TempDir dir;
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(dir.Join("s.sock")));
+  ASSERT_OK_AND_ASSIGN(UniqueFd listener,
+                       TakeFd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), "socket"));
+  ASSERT_EQ(bind(listener.get(), reinterpret_cast<const sockaddr*>(&address.addr),
+                 address.length),
+            0);
+  ASSERT_EQ(listen(listener.get(), 1), 0);
+  const int listening = listener.get();
+  EXPECT_THAT(Client::FromFd(std::move(listener)),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       absl::StrCat("fd ", listening,
+                                    " is a listening socket; pass a connected one")));
+  ASSERT_OK_AND_ASSIGN(UniqueFd unconnected,
+                       TakeFd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), "socket"));
+  const int fd = unconnected.get();
+  EXPECT_THAT(Client::FromFd(std::move(unconnected)),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       absl::StrCat("fd ", fd, " is not connected; pass a connected socket")));
+}
+
 // A broker, in a thread of its own, that answers the hello and then every
 // list or services request with the next of `pages` (`more` set on each
 // but the last, the last repeated should the client ask again), as a
@@ -1208,6 +1237,92 @@ TEST(ClientTimeoutTest, SignalsDoNotRenewTheTimeout) {
               return Line(Client::FromFd(std::move(pair->second), {.timeout = kTimeout}).status());
             }),
             kNoAnswer);
+}
+
+// An unasked message (id 0, a kind that answers nothing), flattened.
+std::vector<uint8_t> UnaskedReady() {
+  capnp::MallocMessageBuilder message;
+  auto ready = message.initRoot<schema::Reply>();
+  ready.setId(0);
+  ready.setReady();
+  absl::StatusOr<kj::Array<capnp::word>> words = wire::Flatten(message);
+  EXPECT_OK(words);
+  if (!words.ok()) return {};
+  const kj::ArrayPtr<const kj::byte> bytes = words->asBytes();
+  return std::vector<uint8_t>(bytes.begin(), bytes.end());
+}
+
+// Sends `datagram` on `fd` without waiting until the socket is full;
+// returns how many went, or -1 when a send failed otherwise.
+int FillSocket(int fd, absl::Span<const uint8_t> datagram) {
+  int sent = 0;
+  int error = 0;
+  while ((error = testing::RawSend(fd, datagram, {}, MSG_DONTWAIT)) == 0) ++sent;
+  return error == EAGAIN ? sent : -1;
+}
+
+// Past the deadline a reply already queued is still taken (PollUntil looks
+// once more), but a message that does not answer the call ends it: else a
+// peer that keeps unasked messages queued holds the call for as long as it
+// sends them. Here the deadline (1 ns) has passed by the first message
+// read: the call reads one of the queued messages, not all of them.
+TEST(ClientTimeoutTest, PastTheDeadlineAnUnaskedMessageEndsTheCall) {
+  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+  BrokerEnd broker(std::move(pair.first));
+  // The test's own hold on the client's socket, to count what is left
+  // unread once the client has closed its fd.
+  ASSERT_OK_AND_ASSIGN(UniqueFd client_end,
+                       TakeFd(fcntl(pair.second.get(), F_DUPFD_CLOEXEC, 0), "dup"));
+  broker.Send(HelloReply);
+  ASSERT_OK_AND_ASSIGN(Client client,
+                       Client::FromFd(std::move(pair.second), {.timeout = absl::Nanoseconds(1)}));
+  const std::vector<uint8_t> unasked = UnaskedReady();
+  const int queued = FillSocket(broker.fd(), unasked);
+  ASSERT_GT(queued, 1);
+  EXPECT_THAT(client.Status(), StatusIs(absl::StatusCode::kDeadlineExceeded,
+                                        "the broker did not answer within 1ns"));
+  EXPECT_EQ(client.fd(), -1);
+  ASSERT_OK(SetNonBlocking(client_end.get(), true));
+  int left = 0;
+  char byte;
+  while (recv(client_end.get(), &byte, 1, MSG_DONTWAIT) >= 0) ++left;
+  EXPECT_EQ(errno, EAGAIN);
+  EXPECT_EQ(left, queued - 1);
+}
+
+// The same with a peer that floods the socket with unasked messages for as
+// long as the call waits: the call still ends with its timeout, while the
+// flood goes on. (Whether the socket ever runs empty meanwhile, which ended
+// the call before, depends on how the two threads are scheduled.)
+TEST(ClientTimeoutTest, AFloodOfUnaskedMessagesDoesNotHoldTheCall) {
+  EXPECT_EQ(Bounded([] {
+              absl::StatusOr<std::pair<UniqueFd, UniqueFd>> pair = wire::SeqpacketPair();
+              if (!pair.ok()) return Line(pair.status());
+              BrokerEnd broker(std::move(pair->first));
+              broker.Send(HelloReply);
+              absl::StatusOr<Client> client = Client::FromFd(
+                  std::move(pair->second), {.timeout = absl::Milliseconds(200)});
+              if (!client.ok()) return Line(client.status());
+              const std::vector<uint8_t> unasked = UnaskedReady();
+              // The socket filled before the request (a few hundred), then
+              // the flood goes on until the client hangs up (EPIPE) or the
+              // test stops it.
+              if (FillSocket(broker.fd(), unasked) < 100) return std::string("filling failed");
+              std::atomic<bool> stop{false};
+              std::atomic<bool> flooding{false};
+              std::thread flood([&] {
+                while (!stop.load() && testing::RawSend(broker.fd(), unasked) == 0) {
+                  flooding.store(true);
+                }
+              });
+              std::string outcome = Line(client->Status().status());
+              const bool flooded = flooding.load();
+              stop.store(true);
+              flood.join();
+              if (!flooded) absl::StrAppend(&outcome, "\nthe flood had not started");
+              return outcome;
+            }),
+            "DEADLINE_EXCEEDED: the broker did not answer within 200ms");
 }
 
 // A peer that answers without reading the requests (no broker does) fills

@@ -129,6 +129,11 @@ absl::Status ConnectionLoop::Run() {
 }
 
 absl::StatusOr<bool> ConnectionLoop::Turn(int timeout_ms) {
+  // Events the Client queued while it waited for a reply (before the loop
+  // ran, or since, during a handler's call to the broker) show no
+  // readiness on the fd, and would wait, unserved, until the broker next
+  // sent something: take them first.
+  bool take_queued = broker_ != nullptr && broker_->queued_incoming() > 0;
   if (!started_) {
     CB_RETURN_IF_ERROR(Init());
     started_ = true;
@@ -137,8 +142,9 @@ absl::StatusOr<bool> ConnectionLoop::Turn(int timeout_ms) {
       single_.reset();
       return !connections_.empty();
     }
-    // Events the Client queued before the loop ran (while it waited for a
-    // reply) show no readiness on the fd: take them now.
+    take_queued = true;  // and say what the Client dropped before
+  }
+  if (take_queued) {
     const size_t before = connections_.size();
     CB_ASSIGN_OR_RETURN(bool open, AcceptAll());
     if (!open) return false;

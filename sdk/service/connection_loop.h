@@ -189,12 +189,15 @@ class ConnectionLoop {
   };
 
   // Borrows `broker` (the service's broker connection, on which Ready()
-  // has been said) and `handler`; both must outlive the loop. Handlers must
-  // not make requests on `broker` while the loop runs: the Client keeps
-  // events that arrive meanwhile in a queue the loop looks at only when the
-  // broker fd is readable. Connections the Client dropped during a call
-  // (made before the loop ran, say), their fds beyond the fd table, are
-  // logged as the loop takes connections (fd_room.h).
+  // has been said) and `handler`; both must outlive the loop. Handlers may
+  // make requests on `broker` (an Acquire or OpenBeneath per request, say):
+  // the events that arrive meanwhile wait in the Client's queue, which the
+  // broker fd no longer shows, and the next turn takes them before it
+  // waits. The loop serves no one while such a call waits for its reply
+  // (bound it with ClientOptions::timeout). Connections the Client dropped
+  // during a call (made before the loop ran, or by a handler), their fds
+  // beyond the fd table, are logged as the loop takes connections
+  // (fd_room.h).
   ConnectionLoop(Client& broker, RequestHandler& handler, Options options);
   ConnectionLoop(Client& broker, RequestHandler& handler)
       : ConnectionLoop(broker, handler, Options()) {}
@@ -212,10 +215,12 @@ class ConnectionLoop {
   // sends something that is not an event).
   absl::Status Run();
 
-  // One turn of Run: waits up to `timeout_ms` (-1: without limit) for
-  // events and handles those that are ready. false once the broker has
-  // closed the connection (serving one connection: once that has closed).
-  // For tests, which step the loop between their own sends and receives.
+  // One turn of Run: takes the connections the Client has queued, then
+  // waits up to `timeout_ms` (-1: without limit; not at all when it took
+  // one) for events and handles those that are ready. false once the
+  // broker has closed the connection (serving one connection: once that
+  // has closed). For tests, which step the loop between their own sends
+  // and receives.
   absl::StatusOr<bool> Turn(int timeout_ms = -1);
 
   // Client connections open now.

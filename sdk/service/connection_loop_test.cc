@@ -180,6 +180,62 @@ TEST(ConnectionLoopReadyTest, TakesConnectionsQueuedWhileSayingReady) {
   EXPECT_EQ(loop.connection_count(), 1u);
 }
 
+// A handler that calls the broker for each request (as one that acquires
+// a capability per request would), while the broker makes a connection for
+// another client: the call reads that event ahead of its reply, into the
+// Client's queue, and the broker fd shows nothing more.
+class BrokerCallingHandler : public RequestHandler {
+ public:
+  explicit BrokerCallingHandler(FakeBroker& broker) : broker_(broker) {}
+
+  absl::Status Handle(Exchange& x) override {
+    absl::StatusOr<std::vector<UniqueFd>> ends = broker_.ConnectDuringACall(1, 64);
+    if (!ends.ok()) return ends.status();
+    for (UniqueFd& end : *ends) made.push_back(std::move(end));
+    x.reply.initRoot<schema::Reply>().setId(x.request.getRoot<schema::Request>().getId());
+    return absl::OkStatus();
+  }
+  std::vector<UniqueFd> made;  // the clients' ends of the connections
+
+ private:
+  FakeBroker& broker_;
+};
+
+TEST(ConnectionLoopBrokerCallTest, ServesConnectionsQueuedDuringAHandlersBrokerCall) {
+  ASSERT_OK_AND_ASSIGN(FakeBroker broker, FakeBroker::Create());
+  ASSERT_OK(broker.AnswerReady());
+  ASSERT_OK(broker.client().Ready());
+  BrokerCallingHandler handler(broker);
+  ConnectionLoop loop(broker.client(), handler);
+  ASSERT_OK_AND_ASSIGN(UniqueFd end, broker.Connect(LoopHarness::DefaultPeer()));
+  ASSERT_OK_AND_ASSIGN(bool serving, loop.Turn(-1));  // takes the connection
+  ASSERT_TRUE(serving);
+  ASSERT_EQ(loop.connection_count(), 1u);
+  wire::Channel first(std::move(end));
+  capnp::MallocMessageBuilder request;
+  ASSERT_OK(first.Send(Request(request, 1)));
+  ASSERT_OK_AND_ASSIGN(serving, loop.Turn(-1));  // serves it: the handler calls
+  ASSERT_TRUE(serving);
+  ASSERT_OK_AND_ASSIGN(wire::Incoming reply, first.Receive());
+  EXPECT_EQ(ReplyId(reply), 1u);
+  ASSERT_EQ(handler.made.size(), 1u);
+  ASSERT_EQ(broker.client().queued_incoming(), 1u);
+  // Nothing more comes from the broker: the next turn takes the queued
+  // connection without waiting for it. The timeout is a liveness bound
+  // (the old loop waited it out, and for ever in Run), not a speed check.
+  ASSERT_OK_AND_ASSIGN(serving, loop.Turn(10'000));
+  ASSERT_TRUE(serving);
+  ASSERT_EQ(loop.connection_count(), 2u);
+  EXPECT_EQ(broker.client().queued_incoming(), 0u);
+  // And it serves it (its handler calls the broker in turn).
+  wire::Channel second(std::move(handler.made[0]));
+  ASSERT_OK(second.Send(Request(request, 2)));
+  ASSERT_OK_AND_ASSIGN(serving, loop.Turn(10'000));
+  ASSERT_TRUE(serving);
+  ASSERT_OK_AND_ASSIGN(reply, second.Receive());
+  EXPECT_EQ(ReplyId(reply), 2u);
+}
+
 TEST_F(ConnectionLoopTest, GarbageClosesThatConnectionOnlyAndLeaksNothing) {
   ASSERT_OK_AND_ASSIGN(wire::Channel good, harness_.Connect());
   {

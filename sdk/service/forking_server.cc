@@ -202,11 +202,18 @@ absl::Status ForkingServer::Run() {
 }
 
 absl::StatusOr<bool> ForkingServer::Turn(int timeout_ms) {
+  // Connections the Client queued while it waited for a reply (before the
+  // server ran, or since, during a call this process made to the broker)
+  // show no readiness on the fd, and would wait until the broker next sent
+  // something: take them now, and do not wait after that work. The first
+  // turn also says what the Client dropped before.
+  bool take_queued = broker_.queued_incoming() > 0;
   if (!started_) {
     CB_RETURN_IF_ERROR(Init());
     started_ = true;
-    // Connections the Client queued (while it waited for a reply) show no
-    // readiness on the fd: take them now, and do not wait after that work.
+    take_queued = true;
+  }
+  if (take_queued) {
     CB_ASSIGN_OR_RETURN(bool open, AcceptAll());
     if (!open) return false;
     timeout_ms = 0;

@@ -158,7 +158,11 @@ class ForkingServer {
 
   // Borrows `broker` (the service's broker connection, on which Ready() has
   // been said) and `handler`; both must outlive the server. The main
-  // process never calls the handler; workers do.
+  // process never calls the handler; workers do, and they hold no broker
+  // connection. The main process may call the broker between turns: the
+  // connections that arrive meanwhile wait in the Client's queue, which the
+  // broker fd no longer shows, and the next turn takes them before it
+  // waits.
   ForkingServer(Client& broker, RequestHandler& handler, Options options);
   ~ForkingServer();
 
@@ -170,8 +174,10 @@ class ForkingServer {
   // fails, the broker sends something that is not an event).
   absl::Status Run();
 
-  // One turn of Run: waits up to `timeout_ms` (-1: without limit) for
-  // events (a connection, a worker's exit) and handles those that are ready.
+  // One turn of Run: takes the connections the Client has queued, then
+  // waits up to `timeout_ms` (-1: without limit; not at all when it took
+  // any) for events (a connection, a worker's exit) and handles those that
+  // are ready.
   // false once the broker has closed the connection. For tests.
   absl::StatusOr<bool> Turn(int timeout_ms = -1);
 

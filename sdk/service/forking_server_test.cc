@@ -535,6 +535,29 @@ TEST(ForkingServerReadyTest, TakesConnectionsQueuedWhileSayingReady) {
   EXPECT_THAT(Text(Call(client, 1)), HasSubstr("pid "));
 }
 
+TEST(ForkingServerReadyTest, TakesConnectionsQueuedDuringACallBetweenTurns) {
+  // The main process calls the broker while the server runs (its workers
+  // cannot: they hold no broker connection); a connection made meanwhile
+  // is read into the Client's queue, and the fd shows nothing more.
+  WorkerHandler handler;
+  ASSERT_OK_AND_ASSIGN(FakeBroker broker, FakeBroker::Create());
+  ASSERT_OK(broker.AnswerReady());
+  ASSERT_OK(broker.client().Ready());
+  ForkingServer server(broker.client(), handler, ForkingServer::Options());
+  ASSERT_OK_AND_ASSIGN(bool serving, server.Turn(0));
+  ASSERT_TRUE(serving);
+  ASSERT_OK_AND_ASSIGN(std::vector<UniqueFd> ends, broker.ConnectDuringACall(1, 64));
+  ASSERT_EQ(broker.client().queued_incoming(), 1u);
+  // Nothing more comes from the broker: the next turn takes it without
+  // waiting. The timeout is a liveness bound (the old turn waited it out,
+  // and Run for ever), not a speed check.
+  ASSERT_OK_AND_ASSIGN(serving, server.Turn(10'000));
+  ASSERT_TRUE(serving);
+  ASSERT_EQ(server.worker_count(), 1u);
+  wire::Channel client(std::move(ends[0]));
+  EXPECT_THAT(Text(Call(client, 1)), HasSubstr("pid "));
+}
+
 TEST(ForkingServerRefusalTest, ASocketLingeringInARefusedConnectionStallsNoOtherClient) {
   // Longer than kSafetyMs, which a stalled main process misses; a correct
   // one answers at once.

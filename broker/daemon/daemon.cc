@@ -244,7 +244,7 @@ absl::StatusOr<ListenPlan> PlanListener(const DaemonFlags& flags) {
     // A root broker started from `su` or `sudo -E` keeps the user's
     // XDG_RUNTIME_DIR, which the default passed over: say why the socket is
     // not where that variable points.
-    std::optional<std::string> foreign = wire::ForeignRuntimeDir(geteuid(), ::getenv);
+    std::optional<std::string> foreign = wire::ForeignRuntimeDir();
     if (foreign.has_value() && plan.socket_path == wire::kSystemSocketPath) {
       std::fprintf(stderr,
                    "capbrokerd: note: %s (su and sudo -E keep a user's): listening on %s "

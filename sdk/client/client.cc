@@ -337,8 +337,18 @@ absl::StatusOr<Client> Client::Connect(absl::string_view socket_path,
     // not replaced by another broker behind the caller's back.
     if (fd.status().code() != absl::StatusCode::kNotFound) return fd.status();
   }
-  return absl::UnavailableError(absl::StrCat(
-      "no broker socket at ", absl::StrJoin(shown, " or "), " (is capbrokerd running?)"));
+  std::string passed_over;
+  if (paths.size() == 1 && paths[0] == wire::kSystemSocketPath) {
+    // Root, after `su` or `sudo -E`, with a user's XDG_RUNTIME_DIR: say
+    // why the broker that may run there was not asked.
+    if (std::optional<std::string> foreign = wire::ForeignRuntimeDir()) {
+      passed_over = absl::StrCat("; ", Escaped(*foreign),
+                                 ", so root does not look there: name a socket in it "
+                                 "(capctl --socket, or CAPBROKER_SOCKET) to trust that broker");
+    }
+  }
+  return absl::UnavailableError(absl::StrCat("no broker socket at ", absl::StrJoin(shown, " or "),
+                                             " (is capbrokerd running?)", passed_over));
 }
 
 Client::Client(Client&& other) noexcept

@@ -138,6 +138,23 @@ TEST_F(ClientConnectTest, NoBrokerAnywhereIsUnavailableNamingEachPath) {
                                           HasSubstr(wire::kSystemSocketPath)));
 }
 
+// Root passes over a runtime directory that is not root's alone (a user's,
+// after `su`; or one others may write): the error says so, and how to use
+// a broker there all the same.
+TEST_F(ClientConnectTest, RootSaysWhyItPassedOverTheRuntimeDir) {
+  if (geteuid() != 0) GTEST_SKIP() << "root's rule";
+  if (access(wire::kSystemSocketPath, F_OK) == 0) {
+    GTEST_SKIP() << "a system broker listens at " << wire::kSystemSocketPath;
+  }
+  ASSERT_EQ(chmod(runtime_.path().c_str(), 01777), 0);
+  EXPECT_THAT(Client::Connect(),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       AllOf(HasSubstr(wire::kSystemSocketPath),
+                             Not(HasSubstr(runtime_.Join("capbroker/broker.sock"))),
+                             HasSubstr("writable by others, so root does not look there"),
+                             HasSubstr("CAPBROKER_SOCKET"))));
+}
+
 // A stream socket where the broker's should be (another program's) is
 // `unavailable`, saying so, not "Protocol wrong type for socket"; and the
 // client does not go on to the system broker behind the caller's back.

@@ -92,4 +92,8 @@ std::vector<std::string> ClientSocketPaths() {
   return ClientSocketPaths(geteuid(), ProcessGetenv);
 }
 
+std::optional<std::string> ForeignRuntimeDir() {
+  return ForeignRuntimeDir(geteuid(), ProcessGetenv);
+}
+
 }  // namespace capbroker::wire

@@ -30,6 +30,9 @@ inline constexpr char kSystemSocketPath[] = "/run/capbroker/broker.sock";
 std::optional<std::string> ForeignRuntimeDir(
     unsigned euid, const std::function<const char*(const char*)>& getenv);
 
+// The same with the process's own euid and environment.
+std::optional<std::string> ForeignRuntimeDir();
+
 // Where a broker listens: $CAPBROKER_SOCKET if set and non-empty, else
 // $XDG_RUNTIME_DIR/capbroker/broker.sock (when XDG_RUNTIME_DIR is absolute
 // and, for root, owned by root: see ForeignRuntimeDir), else, for root

@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -338,7 +340,8 @@ absl::StatusOr<Client> Client::Connect(absl::string_view socket_path,
     if (fd.status().code() != absl::StatusCode::kNotFound) return fd.status();
   }
   std::string passed_over;
-  if (paths.size() == 1 && paths[0] == wire::kSystemSocketPath) {
+  const char* named = secure_getenv("CAPBROKER_SOCKET");
+  if (socket_path.empty() && (named == nullptr || named[0] == '\0')) {
     // Root, after `su` or `sudo -E`, with a user's XDG_RUNTIME_DIR: say
     // why the broker that may run there was not asked.
     if (std::optional<std::string> foreign = wire::ForeignRuntimeDir()) {
@@ -437,6 +440,12 @@ absl::Status Client::CallUntil(absl::Duration deadline, Fill fill, Read read) {
   // that reply (or an event) leaves the two sides out of step, and a reply
   // read as another request's would hand the caller the wrong answer, or
   // the wrong fd: the connection is closed instead.
+  // Past the deadline PollUntil still looks once, so that a reply already
+  // queued is taken; but a peer that keeps unasked messages coming would
+  // keep it answering "ready" for ever. So once a message that does not
+  // answer the call is read past the deadline, the bytes queued behind it
+  // are counted, and the call reads no more than those.
+  std::optional<size_t> queued_at_deadline;
   for (;;) {
     absl::StatusOr<bool> ready = PollUntil(channel_.fd(), POLLIN, deadline);
     if (!ready.ok()) return Break(ready.status());
@@ -481,11 +490,16 @@ absl::Status Client::CallUntil(absl::Duration deadline, Fill fill, Read read) {
     });
     if (!in_step.ok()) return Break(std::move(in_step));
     if (answer.has_value()) return *answer;
-    // Past the deadline PollUntil still looks once, so that a reply
-    // already queued is taken; but a peer that keeps unasked messages
-    // queued would keep it answering "ready" for ever. What did not answer
-    // the call ends it once the deadline has passed.
-    if (MonotonicNow() >= deadline) return Break(NoAnswer());
+    if (queued_at_deadline.has_value()) {
+      *queued_at_deadline -= std::min(*queued_at_deadline, incoming->bytes);
+    } else if (MonotonicNow() >= deadline) {
+      int queued = 0;  // SIOCINQ: every datagram's bytes on a SEQPACKET socket
+      if (ioctl(channel_.fd(), FIONREAD, &queued) != 0) {
+        return Break(ErrnoStatus(errno, "ioctl(FIONREAD) on the broker connection"));
+      }
+      queued_at_deadline = static_cast<size_t>(std::max(queued, 0));
+    }
+    if (queued_at_deadline == size_t{0}) return Break(NoAnswer());
   }
 }
 

@@ -133,7 +133,11 @@ absl::StatusOr<bool> ConnectionLoop::Turn(int timeout_ms) {
   // ran, or since, during a handler's call to the broker) show no
   // readiness on the fd, and would wait, unserved, until the broker next
   // sent something: take them first.
-  bool take_queued = broker_ != nullptr && broker_->queued_incoming() > 0;
+  // A broker connection that such a call closed (Client::Break, after a
+  // timeout or a protocol error) is gone from epoll too: AcceptAll sees it
+  // and ends the loop, which would otherwise wait for connects for ever.
+  bool take_queued =
+      broker_ != nullptr && (broker_->queued_incoming() > 0 || broker_->fd() < 0);
   if (!started_) {
     CB_RETURN_IF_ERROR(Init());
     started_ = true;

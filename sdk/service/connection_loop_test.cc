@@ -201,6 +201,47 @@ class BrokerCallingHandler : public RequestHandler {
   FakeBroker& broker_;
 };
 
+// A handler whose call to the broker finds it gone (the Client closes its
+// end, which takes it out of the loop's epoll set).
+class BrokerLosingHandler : public RequestHandler {
+ public:
+  explicit BrokerLosingHandler(FakeBroker& broker) : broker_(broker) {}
+
+  absl::Status Handle(Exchange& x) override {
+    broker_.Close();
+    call = broker_.client().Ready();
+    x.reply.initRoot<schema::Reply>().setId(x.request.getRoot<schema::Request>().getId());
+    return absl::OkStatus();
+  }
+  absl::Status call;
+
+ private:
+  FakeBroker& broker_;
+};
+
+// The loop ends once a handler's call has closed the broker connection,
+// rather than wait for connects that can no longer come.
+TEST(ConnectionLoopBrokerCallTest, EndsOnceAHandlersCallClosedTheBrokerConnection) {
+  ASSERT_OK_AND_ASSIGN(FakeBroker broker, FakeBroker::Create());
+  ASSERT_OK(broker.AnswerReady());
+  ASSERT_OK(broker.client().Ready());
+  BrokerLosingHandler handler(broker);
+  ConnectionLoop loop(broker.client(), handler);
+  ASSERT_OK_AND_ASSIGN(UniqueFd end, broker.Connect(LoopHarness::DefaultPeer()));
+  ASSERT_OK_AND_ASSIGN(bool serving, loop.Turn(-1));  // takes the connection
+  ASSERT_TRUE(serving);
+  wire::Channel client(std::move(end));
+  capnp::MallocMessageBuilder request;
+  ASSERT_OK(client.Send(Request(request, 1)));
+  ASSERT_OK_AND_ASSIGN(serving, loop.Turn(-1));  // serves it: the call fails
+  ASSERT_TRUE(absl::IsUnavailable(handler.call)) << handler.call;
+  ASSERT_EQ(broker.client().fd(), -1);
+  // The timeout is a liveness bound (the old loop waited it out, and for
+  // ever in Run), not a speed check.
+  ASSERT_OK_AND_ASSIGN(serving, loop.Turn(10'000));
+  EXPECT_FALSE(serving);
+}
+
 TEST(ConnectionLoopBrokerCallTest, ServesConnectionsQueuedDuringAHandlersBrokerCall) {
   ASSERT_OK_AND_ASSIGN(FakeBroker broker, FakeBroker::Create());
   ASSERT_OK(broker.AnswerReady());

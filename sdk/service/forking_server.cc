@@ -207,7 +207,9 @@ absl::StatusOr<bool> ForkingServer::Turn(int timeout_ms) {
   // show no readiness on the fd, and would wait until the broker next sent
   // something: take them now, and do not wait after that work. The first
   // turn also says what the Client dropped before.
-  bool take_queued = broker_.queued_incoming() > 0;
+  // A broker connection such a call closed ends the server (see
+  // ConnectionLoop::Turn).
+  bool take_queued = broker_.queued_incoming() > 0 || broker_.fd() < 0;
   if (!started_) {
     CB_RETURN_IF_ERROR(Init());
     started_ = true;

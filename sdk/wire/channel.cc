@@ -53,6 +53,7 @@ absl::StatusOr<Incoming> Channel::Receive() {
   incoming.reader = &slot_->reader.emplace(datagram->words, ReaderLimits());
   incoming.fds = std::move(datagram->fds);
   incoming.fds_cut = datagram->fds_cut;
+  incoming.bytes = datagram->words.size() * sizeof(capnp::word);
   return incoming;
 }
 

@@ -29,6 +29,8 @@ struct Incoming {
   // The datagram carried more fds than `fds` holds (Datagram::fds_cut):
   // only on a channel made with FdPolicy::kAcceptWhatFits (or kRefuse).
   bool fds_cut = false;
+  // The datagram's length in bytes.
+  size_t bytes = 0;
 };
 
 class Channel {

@@ -135,7 +135,7 @@ void ConfigGuard::AddSocket(SocketLocation socket) {
 std::vector<std::string> ConfigGuard::hidden() const {
   std::vector<std::string> hidden = policy_.hidden;
   hidden.insert(hidden.end(), socket_.hidden.begin(), socket_.hidden.end());
-  if (audit_log_) hidden.push_back(audit_log_->hidden);
+  if (!audit_log_.hidden.empty()) hidden.push_back(audit_log_.hidden);
   return hidden;
 }
 
@@ -151,10 +151,8 @@ absl::Status ConfigGuard::CheckGrant(absl::string_view name, int fd) const {
   const dev_t dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
   std::vector<std::string> reasons;
   std::string path;
-  static const std::vector<GuardedDirectory> kNone;
   for (const std::vector<GuardedDirectory>* guarded :
-       {&policy_.directories, &socket_.directories,
-        audit_log_ ? &audit_log_->directories : &kNone}) {
+       {&policy_.directories, &socket_.directories, &audit_log_.directories}) {
     for (const GuardedDirectory& directory : *guarded) {
       if (directory.dev != dev || directory.ino != stx.stx_ino) continue;
       path = directory.path;

@@ -30,7 +30,6 @@
 
 #include <sys/types.h>
 
-#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -165,7 +164,7 @@ class ConfigGuard {
  private:
   PolicyLocation policy_;
   SocketLocation socket_;
-  std::optional<AuditLogLocation> audit_log_;
+  AuditLogLocation audit_log_;  // empty without --audit-log
 };
 
 // `launch` with guard.hidden() added to the hidden_paths of every spec.

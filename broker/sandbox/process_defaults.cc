@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/base/unique_fd.h"
 
@@ -23,9 +24,8 @@ constexpr int kIoprioClassNone = 0;
 
 absl::Status ResetOomScoreAdj(pid_t pid) {
   std::string path = absl::StrCat("/proc/", pid, "/oom_score_adj");
-  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus(errno, absl::StrCat("open(", path, ")"));
-  UniqueFd owned(fd);
+  CB_ASSIGN_OR_RETURN(UniqueFd owned, TakeFd(open(path.c_str(), O_WRONLY | O_CLOEXEC),
+                                             absl::StrCat("open(", path, ")")));
   ssize_t n = RetryEintr([&] { return write(owned.get(), "0", 1); });
   if (n == 1) return absl::OkStatus();
   // EACCES only for a value below the floor the broker may not cross, so

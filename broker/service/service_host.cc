@@ -980,10 +980,11 @@ std::vector<server::ServiceReport> ServiceHost::Report() const {
 
 void ServiceHost::StopAll() {
   std::vector<Service*> running;
+  const absl::Status stopping = absl::UnavailableError("the broker is stopping");
   for (const std::unique_ptr<Service>& service : services_) {
-    AnswerPending(*service, absl::UnavailableError("the broker is stopping"));
+    AnswerPending(*service, stopping);
     if (service->launch) {
-      AbandonLaunch(*service, absl::UnavailableError("the broker is stopping"));
+      AbandonLaunch(*service, stopping);
       service->state = ServiceState::STOPPED;
     }
     if (!service->pidfd) continue;

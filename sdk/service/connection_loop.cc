@@ -129,15 +129,8 @@ absl::Status ConnectionLoop::Run() {
 }
 
 absl::StatusOr<bool> ConnectionLoop::Turn(int timeout_ms) {
-  // Events the Client queued while it waited for a reply (before the loop
-  // ran, or since, during a handler's call to the broker) show no
-  // readiness on the fd, and would wait, unserved, until the broker next
-  // sent something: take them first.
-  // A broker connection that such a call closed (Client::Break, after a
-  // timeout or a protocol error) is gone from epoll too: AcceptAll sees it
-  // and ends the loop, which would otherwise wait for connects for ever.
-  bool take_queued =
-      broker_ != nullptr && (broker_->queued_incoming() > 0 || broker_->fd() < 0);
+  // What epoll cannot show (see AcceptWithoutReadiness) is taken first.
+  bool take_queued = broker_ != nullptr && AcceptWithoutReadiness(*broker_);
   if (!started_) {
     CB_RETURN_IF_ERROR(Init());
     started_ = true;

@@ -202,14 +202,10 @@ absl::Status ForkingServer::Run() {
 }
 
 absl::StatusOr<bool> ForkingServer::Turn(int timeout_ms) {
-  // Connections the Client queued while it waited for a reply (before the
-  // server ran, or since, during a call this process made to the broker)
-  // show no readiness on the fd, and would wait until the broker next sent
-  // something: take them now, and do not wait after that work. The first
-  // turn also says what the Client dropped before.
-  // A broker connection such a call closed ends the server (see
-  // ConnectionLoop::Turn).
-  bool take_queued = broker_.queued_incoming() > 0 || broker_.fd() < 0;
+  // What epoll cannot show (see AcceptWithoutReadiness) is taken now, and
+  // then no wait after that work. The first turn also says what the Client
+  // dropped before.
+  bool take_queued = AcceptWithoutReadiness(broker_);
   if (!started_) {
     CB_RETURN_IF_ERROR(Init());
     started_ = true;

@@ -19,6 +19,10 @@ bool HungUp(int fd) {
 
 }  // namespace
 
+bool AcceptWithoutReadiness(const Client& broker) {
+  return broker.queued_incoming() > 0 || broker.fd() < 0;
+}
+
 absl::StatusOr<std::optional<IncomingConnection>> TryAccept(Client& broker) {
   const int fd = broker.fd();
   if (fd >= 0) {

@@ -29,6 +29,14 @@ namespace capbroker {
 // sets. Not thread-safe, like the Client.
 absl::StatusOr<std::optional<IncomingConnection>> TryAccept(Client& broker);
 
+// Whether an event loop must call TryAccept although epoll shows nothing on
+// the broker fd: events the Client queued while it waited for a reply
+// (before the loop ran, or since, during a call a handler made) would wait
+// unserved until the broker next sent something; and a broker connection
+// such a call closed (Client::Break, after a timeout or a protocol error)
+// is gone from epoll, so only TryAccept's kUnavailable would end the loop.
+bool AcceptWithoutReadiness(const Client& broker);
+
 }  // namespace capbroker
 
 #endif  // CAPBROKER_SDK_SERVICE_TRY_ACCEPT_H_

@@ -7,8 +7,8 @@
 // \xc2\x9b), and xterm and VTE act on them. So every byte outside printable
 // ASCII (0x20 to 0x7e) is shown as \xNN, and invalid UTF-8 with it:
 // Escaped. sdk/wire's and sdk/client's messages about a socket path, the
-// broker's stderr notes on a loaded policy and the example services'
-// clients still use it.
+// broker's stderr notes on a loaded policy and the kvstore's and the
+// journal's clients still use it.
 //
 // EscapedKeepingUtf8 is its variant for text that may be in any language,
 // the rule for text shown to a person: valid UTF-8 that shows as text is
@@ -18,8 +18,9 @@
 // trusted path walk that quote a path or a symlink's target (broker/policy/
 // policy_file.h, broker/util/trusted_path.h), what capctl shows of the
 // broker's texts (names, paths, reasons), of `policy check`'s lines and of
-// its own arguments, and the file name in a policy's FILE:LINE:COL errors
-// (broker/policy/diagnostics.h) use it. It leaves its own output as it is
+// its own arguments, the file name in a policy's FILE:LINE:COL errors
+// (broker/policy/diagnostics.h), and scanner_client's file names,
+// signature names and reasons (services/scanner/scanner_cli.h) use it. It leaves its own output as it is
 // (all of it is printable ASCII or text it keeps), so a reader that
 // escapes text already escaped by its writer changes nothing.
 // Machine-read formats (the audit log's and the journal's JSON) escape in

@@ -19,29 +19,38 @@ int RunScannerCli(ScannerClient& scanner, const std::vector<std::string>& files,
   bool infected = false;
   bool failed = false;
   for (const std::string& file : files) {
+    // The file name as given may hold anything a file name can (a newline
+    // that would forge a verdict line, an escape sequence); the service's
+    // text too: a scanner compromised by what it scanned may say anything.
+    const std::string name = EscapedKeepingUtf8(file);
     // O_NONBLOCK: opening a FIFO must not wait for a writer; the scanner
     // refuses anything but a regular file anyway.
     UniqueFd fd(open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
     if (!fd) {
-      err << "scanner_client: " << file << ": " << std::strerror(errno) << "\n";
+      err << "scanner_client: " << name << ": " << std::strerror(errno) << "\n";
       failed = true;
       continue;
     }
     absl::StatusOr<Verdict> verdict = scanner.Scan(fd.get());
     if (!verdict.ok()) {
-      // The service's text, like the signature's name below: a scanner
-      // compromised by what it scanned may put escape sequences in it.
-      err << "scanner_client: " << file << ": " << Escaped(verdict.status().message()) << "\n";
+      err << "scanner_client: " << name << ": "
+          << EscapedKeepingUtf8(verdict.status().message()) << "\n";
       failed = true;
       if (verdict.status().code() == absl::StatusCode::kUnavailable) break;
       continue;
     }
     if (verdict->signature.has_value()) {
-      out << file << ": infected (" << Escaped(*verdict->signature) << ")\n";
+      out << name << ": infected (" << EscapedKeepingUtf8(*verdict->signature) << ")\n";
       infected = true;
     } else {
-      out << file << ": clean\n";
+      out << name << ": clean\n";
     }
+  }
+  // Verdicts that never reached stdout (a closed pipe, a full disk) must
+  // not pass for a clean run.
+  if (!out.flush()) {
+    err << "scanner_client: stdout: write failed; verdicts were lost\n";
+    failed = true;
   }
   if (infected) return kExitInfected;
   return failed ? kExitError : kExitClean;

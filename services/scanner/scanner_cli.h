@@ -4,9 +4,13 @@
 //
 // Prints "FILE: clean" or "FILE: infected (SIGNATURE)" per file on `out`,
 // and "scanner_client: FILE: REASON" on `err` for a file that could not be
-// scanned. SIGNATURE and REASON come from the service: every byte outside
-// printable ASCII in them is shown as \xNN (sdk/base/escape.h). Exit code: 1 if any file is infected, else 2 if any could not be
-// scanned (or the usage is wrong), else 0.
+// scanned. FILE is the name as given, SIGNATURE and REASON come from the
+// service: none of them is trusted to be plain text, so each is shown as
+// EscapedKeepingUtf8 (sdk/base/escape.h) shows it: UTF-8 that shows as
+// text is kept, every other byte outside printable ASCII (a newline, ESC)
+// is shown as \xNN. Exit code: 1 if any file is infected, else 2 if any
+// could not be scanned, the usage is wrong, or writing the verdicts to
+// `out` failed ("scanner_client: stdout: write failed" on `err`), else 0.
 #ifndef CAPBROKER_SERVICES_SCANNER_SCANNER_CLI_H_
 #define CAPBROKER_SERVICES_SCANNER_SCANNER_CLI_H_
 

@@ -1,8 +1,10 @@
 #include "services/scanner/scanner_cli.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sstream>
+#include <streambuf>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -55,6 +57,49 @@ TEST_F(ScannerCliTest, PrintsOneLinePerFileAndExitsByTheWorst) {
   EXPECT_THAT(err_.str(), HasSubstr("a directory, not a regular file"));
   EXPECT_EQ(Run({}), kExitError);
   EXPECT_THAT(err_.str(), HasSubstr("usage"));
+}
+
+// A file name may hold any byte but '/' and NUL: one that would clear the
+// screen and forge a verdict line of its own reaches the terminal escaped,
+// wherever the name is shown; a name in UTF-8 stays readable.
+TEST_F(ScannerCliTest, FileNamesReachTheTerminalEscaped) {
+  const std::string hostile = "x\x1b[2J\nmalware.exe: clean\nz";
+  const std::string shown = dir_.path() + "/x\\x1b[2J\\x0amalware.exe: clean\\x0az";
+  const std::string path = dir_.WriteFile(hostile, testing::Eicar());
+  EXPECT_EQ(Run({path}), kExitInfected);
+  EXPECT_EQ(out_.str(), shown + ": infected (Eicar-Test-Signature)\n");
+  ASSERT_EQ(unlink(path.c_str()), 0);
+  EXPECT_EQ(Run({path}), kExitError);
+  EXPECT_EQ(err_.str(), "scanner_client: " + shown + ": No such file or directory\n");
+  ASSERT_EQ(mkdir(path.c_str(), 0700), 0);
+  EXPECT_EQ(Run({path}), kExitError);
+  EXPECT_EQ(err_.str(), "scanner_client: " + shown +
+                            ": file to scan: a directory, not a regular file\n");
+  const std::string readable = dir_.WriteFile("caf\xc3\xa9-\xe4\xb8\xad.txt", "hello");
+  EXPECT_EQ(Run({readable}), kExitClean);
+  EXPECT_EQ(out_.str(), readable + ": clean\n");
+}
+
+// An ostream whose every write fails, as std::cout's does on a full disk
+// or a closed pipe.
+class FailingOutput : public std::streambuf {
+ protected:
+  int_type overflow(int_type) override { return traits_type::eof(); }
+};
+
+TEST_F(ScannerCliTest, AFailedWriteOfTheVerdictsIsAnError) {
+  const std::string clean = dir_.WriteFile("clean", "hello");
+  const std::string bad = dir_.WriteFile("bad", testing::Eicar());
+  FailingOutput failing;
+  std::ostream out(&failing);
+  std::ostringstream err;
+  EXPECT_EQ(RunScannerCli(*client_, {clean}, out, err), kExitError);
+  EXPECT_EQ(err.str(), "scanner_client: stdout: write failed; verdicts were lost\n");
+  // Infected still says so: the scan found it, whatever became of the line.
+  out.clear();
+  err.str("");
+  EXPECT_EQ(RunScannerCli(*client_, {bad}, out, err), kExitInfected);
+  EXPECT_THAT(err.str(), HasSubstr("stdout: write failed"));
 }
 
 // A scanner compromised by the file it scanned answers what it likes: a

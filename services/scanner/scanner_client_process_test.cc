@@ -28,9 +28,12 @@ struct Outcome {
   std::string out;
 };
 
-// Runs scanner_client with `connection` at fd 3. Everything the child does
-// between fork and exec is async-signal-safe: this process has threads.
-Outcome RunClient(int connection, const std::vector<std::string>& files) {
+// Runs scanner_client with `connection` at fd 3, and its stdout a pipe
+// read into Outcome::out, or the file `stdout_path`. Everything the child
+// does between fork and exec is async-signal-safe: this process has
+// threads.
+Outcome RunClient(int connection, const std::vector<std::string>& files,
+                  const char* stdout_path = nullptr) {
   std::vector<std::string> args = {"services/scanner/scanner_client"};
   args.insert(args.end(), files.begin(), files.end());
   std::vector<char*> argv;
@@ -50,7 +53,9 @@ Outcome RunClient(int connection, const std::vector<std::string>& files) {
     char* end = listen_pid + strlen("LISTEN_PID=");
     while (n > 0) *end++ = digits[--n];
     *end = '\0';
-    if (dup2(out[1], 1) != 1 || dup2(connection, 3) != 3) _exit(127);
+    const int stdout_fd =
+        stdout_path == nullptr ? out[1] : open(stdout_path, O_WRONLY | O_CLOEXEC);
+    if (stdout_fd < 0 || dup2(stdout_fd, 1) != 1 || dup2(connection, 3) != 3) _exit(127);
     execve(argv[0], argv.data(), envp);
     _exit(127);
   }
@@ -87,6 +92,13 @@ TEST(ScannerClientProcessTest, ScansThroughTheInheritedConnection) {
   {
     ASSERT_OK_AND_ASSIGN(UniqueFd connection, serving->Connect());
     Outcome o = RunClient(connection.get(), {dir.path()});
+    EXPECT_EQ(o.exit_code, 2);
+  }
+  {
+    // std::cout's writes fail (ENOSPC) only when it is flushed: a clean
+    // verdict that never reached stdout is no clean run.
+    ASSERT_OK_AND_ASSIGN(UniqueFd connection, serving->Connect());
+    Outcome o = RunClient(connection.get(), {clean}, "/dev/full");
     EXPECT_EQ(o.exit_code, 2);
   }
 }

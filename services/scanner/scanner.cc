@@ -70,9 +70,12 @@ absl::StatusOr<Verdict> Scanner::Scan(int fd) {
       return ErrnoStatus(errno, absl::StrCat("pread(file to scan, offset ", offset, ")"));
     }
     if (n == 0) break;
+    // The size checked above is not a bound: the file may grow while it is
+    // read, and a file of /proc or /sys says 0 bytes and holds more.
     if (offset + n > options_.max_file_bytes) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "file to scan: grew past the ", options_.max_file_bytes, " bytes allowed"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("file to scan: more than the ", options_.max_file_bytes,
+                       " bytes allowed (more than its size said when the scan began)"));
     }
     std::optional<size_t> found =
         matcher_.Feed(state, absl::MakeConstSpan(buffer_.get(), static_cast<size_t>(n)));

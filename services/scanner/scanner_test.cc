@@ -79,5 +79,20 @@ TEST_F(ScannerTest, RefusesWhatIsNotAReadableRegularFileOrTooLarge) {
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("a character device")));
 }
 
+// The limit holds for what is read, not only for the size fstat gave: a
+// file of /proc says 0 bytes and holds more (/proc/self/status: over 1000
+// bytes), as does a file that grows while it is scanned.
+TEST_F(ScannerTest, RefusesAFileThatHoldsMoreThanItsSizeSaid) {
+  Scanner scanner(Database(), Scanner::Options{.max_file_bytes = 100, .chunk_bytes = 4096});
+  UniqueFd status(open("/proc/self/status", O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(status.valid());
+  struct stat st {};
+  ASSERT_EQ(fstat(status.get(), &st), 0);
+  ASSERT_EQ(st.st_size, 0);
+  EXPECT_THAT(scanner.Scan(status.get()),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("more than the 100 bytes allowed")));
+}
+
 }  // namespace
 }  // namespace capbroker::scanner

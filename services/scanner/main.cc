@@ -1,5 +1,6 @@
-// scanner: the hosted scanner service. Its one grant, "signatures", is the
-// signature database (a file capability, read access); see signatures.txt.
+// scanner: the hosted scanner service. Its one grant, "signatures" (or the
+// NAME of --grant=NAME), is the signature database (a file capability, read
+// access; see signatures.txt); its messages name the database so.
 //
 // Each client connection is served by a worker process of its own
 // (ForkingServer): a client whose file stalls the scanner (FUSE) stalls
@@ -21,11 +22,11 @@ int main(int argc, char** argv) {
   options.loop = scanner::ScannerHandler::LoopOptions();
   options.workers.emplace();
   return capbroker::ServeWithGrant(
-      "scanner", "signatures", argc, argv,
+      "scanner", scanner::kDefaultGrant, argc, argv,
       [](capbroker::UniqueFd db,
-         absl::string_view) -> absl::StatusOr<std::unique_ptr<capbroker::RequestHandler>> {
+         absl::string_view grant) -> absl::StatusOr<std::unique_ptr<capbroker::RequestHandler>> {
         CB_ASSIGN_OR_RETURN(std::vector<scanner::Signature> signatures,
-                            scanner::LoadSignatures(db.get()));
+                            scanner::LoadSignatures(db.get(), grant));
         return std::make_unique<scanner::ScannerHandler>(scanner::Scanner(std::move(signatures)));
       },
       options);

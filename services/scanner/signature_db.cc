@@ -106,12 +106,12 @@ absl::StatusOr<std::vector<Signature>> ParseSignatures(absl::string_view text) {
   return signatures;
 }
 
-absl::StatusOr<std::vector<Signature>> LoadSignatures(int fd) {
-  CB_ASSIGN_OR_RETURN(std::string text, ReadRegularFile(fd, kMaxDatabaseBytes, "signatures"));
+absl::StatusOr<std::vector<Signature>> LoadSignatures(int fd, absl::string_view grant) {
+  CB_ASSIGN_OR_RETURN(std::string text, ReadRegularFile(fd, kMaxDatabaseBytes, grant));
   absl::StatusOr<std::vector<Signature>> signatures = ParseSignatures(text);
   if (!signatures.ok()) {
     return absl::Status(signatures.status().code(),
-                        absl::StrCat("signatures:", signatures.status().message()));
+                        absl::StrCat(grant, ":", signatures.status().message()));
   }
   return signatures;
 }

@@ -31,9 +31,16 @@ struct Signature {
 // the first error (columns count bytes from 1).
 absl::StatusOr<std::vector<Signature>> ParseSignatures(absl::string_view text);
 
-// Reads and parses the database at `fd` (borrowed: the "signatures" grant),
-// which must be a regular file of at most kMaxDatabaseBytes.
-absl::StatusOr<std::vector<Signature>> LoadSignatures(int fd);
+// The name of the database's grant unless the service's command says
+// --grant=NAME.
+inline constexpr char kDefaultGrant[] = "signatures";
+
+// Reads and parses the database at `fd` (borrowed: the grant named `grant`,
+// which messages name it by: "sigdb: a directory, not a regular file",
+// "sigdb:3:7: 'x' is not a hex digit"), which must be a regular file of at
+// most kMaxDatabaseBytes.
+absl::StatusOr<std::vector<Signature>> LoadSignatures(int fd,
+                                                      absl::string_view grant = kDefaultGrant);
 
 }  // namespace capbroker::scanner
 

@@ -1,6 +1,8 @@
 #include "services/scanner/signature_db.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -58,6 +60,24 @@ TEST(SignatureDbTest, RefusesANonRegularDatabase) {
   UniqueFd dir(open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   EXPECT_THAT(LoadSignatures(dir.get()),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("a directory")));
+}
+
+// The grant's name is the policy's (`--grant=sigdb`): messages use it, so
+// that an administrator finds the capability they are about.
+TEST(SignatureDbTest, MessagesNameTheGrantInUse) {
+  UniqueFd dir(open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  EXPECT_THAT(LoadSignatures(dir.get(), "sigdb"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("sigdb: a directory, not a regular file")));
+  UniqueFd db(memfd_create("db", MFD_CLOEXEC));
+  ASSERT_TRUE(db.valid());
+  const std::string text = "a:0000x000\n";
+  ASSERT_EQ(write(db.get(), text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  EXPECT_THAT(LoadSignatures(db.get(), "sigdb"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("sigdb:1:7: 'x' is not a hex digit")));
+  EXPECT_THAT(LoadSignatures(db.get()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("signatures:1:7:")));
 }
 
 }  // namespace

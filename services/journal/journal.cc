@@ -15,19 +15,20 @@
 
 namespace capbroker::journal {
 
-absl::StatusOr<Journal> Journal::Open(UniqueFd log, Options options) {
+absl::StatusOr<Journal> Journal::Open(UniqueFd log, absl::string_view grant,
+                                      Options options) {
   struct stat st {};
-  if (fstat(log.get(), &st) != 0) return ErrnoStatus(errno, "fstat(log)");
-  CB_RETURN_IF_ERROR(RequireRegularFile(st, "log"));
+  if (fstat(log.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("fstat(", grant, ")"));
+  CB_RETURN_IF_ERROR(RequireRegularFile(st, grant));
   const int flags = fcntl(log.get(), F_GETFL);
-  if (flags < 0) return ErrnoStatus(errno, "fcntl(log, F_GETFL)");
+  if (flags < 0) return ErrnoStatus(errno, absl::StrCat("fcntl(", grant, ", F_GETFL)"));
   if ((flags & O_ACCMODE) != O_WRONLY || (flags & O_APPEND) == 0) {
-    return absl::FailedPreconditionError(
-        "log: not an append-only fd (write-only with O_APPEND); grant a file capability with "
-        "access = append");
+    return absl::FailedPreconditionError(absl::StrCat(
+        grant, ": not an append-only fd (write-only with O_APPEND); grant a file capability "
+        "with access = append"));
   }
   const uint64_t run = static_cast<uint64_t>(absl::ToUnixNanos(options.now()));
-  Journal journal(std::move(log), std::move(options), run);
+  Journal journal(std::move(log), std::string(grant), std::move(options), run);
   // An earlier run may have left a fragment (a write cut short, its
   // newline failed too), which only lived in that run's line_broken_. The
   // fd cannot read the last byte (write-only, and the journal refuses any
@@ -45,7 +46,7 @@ absl::StatusOr<RecordId> Journal::Append(const Peer& peer, absl::string_view tex
   const std::string line = absl::StrCat(line_broken_ ? "\n" : "",
                                         FormatRecord(id.run, id.seq, options_.now(), peer, text));
   struct stat st {};
-  if (fstat(log_.get(), &st) != 0) return ErrnoStatus(errno, "fstat(log)");
+  if (fstat(log_.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("fstat(", grant_, ")"));
   const uint64_t size = static_cast<uint64_t>(st.st_size);
   if (size + line.size() > options_.max_log_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -57,10 +58,10 @@ absl::StatusOr<RecordId> Journal::Append(const Peer& peer, absl::string_view tex
     // Past RLIMIT_FSIZE: a quota, as a full disk is (ENOSPC already maps
     // to kResourceExhausted).
     if (errno == EFBIG) {
-      return absl::ResourceExhaustedError(
-          "write(log): the log has reached the file size limit (RLIMIT_FSIZE)");
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "write(", grant_, "): the log has reached the file size limit (RLIMIT_FSIZE)"));
     }
-    return ErrnoStatus(errno, "write(log)");
+    return ErrnoStatus(errno, absl::StrCat("write(", grant_, ")"));
   }
   // The number is spent even if the record failed, so that two lines never
   // carry the same one.
@@ -74,11 +75,11 @@ absl::StatusOr<RecordId> Journal::Append(const Peer& peer, absl::string_view tex
       line_broken_ = false;
     }
     return absl::ResourceExhaustedError(
-        absl::StrCat("write(log): wrote ", n, " of ", line.size(), " bytes"));
+        absl::StrCat("write(", grant_, "): wrote ", n, " of ", line.size(), " bytes"));
   }
   line_broken_ = false;
   if (options_.sync && RetryEintr([&] { return fdatasync(log_.get()); }) != 0) {
-    return ErrnoStatus(errno, "fdatasync(log)");
+    return ErrnoStatus(errno, absl::StrCat("fdatasync(", grant_, ")"));
   }
   return id;
 }

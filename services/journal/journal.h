@@ -23,6 +23,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -33,6 +35,10 @@
 #include "services/journal/record_id.h"
 
 namespace capbroker::journal {
+
+// The name of the log's grant unless the service's command says
+// --grant=NAME.
+inline constexpr char kDefaultGrant[] = "log";
 
 // The default for Options::max_log_bytes: 1 GiB.
 inline constexpr uint64_t kDefaultMaxLogBytes = uint64_t{1} << 30;
@@ -47,10 +53,14 @@ class Journal {
     std::function<absl::Time()> now = [] { return absl::Now(); };
   };
 
-  // Takes `log` (the "log" grant). kFailedPrecondition, saying how to grant
-  // it, unless it is a regular file open write-only with O_APPEND.
-  static absl::StatusOr<Journal> Open(UniqueFd log, Options options);
-  static absl::StatusOr<Journal> Open(UniqueFd log) { return Open(std::move(log), Options()); }
+  // Takes `log`, the grant named `grant`, which messages name it by
+  // ("journal-log: a FIFO, not a regular file", "write(journal-log)").
+  // kFailedPrecondition, saying how to grant it, unless it is a regular
+  // file open write-only with O_APPEND.
+  static absl::StatusOr<Journal> Open(UniqueFd log, absl::string_view grant, Options options);
+  static absl::StatusOr<Journal> Open(UniqueFd log, absl::string_view grant = kDefaultGrant) {
+    return Open(std::move(log), grant, Options());
+  }
 
   Journal(Journal&&) = default;
   Journal& operator=(Journal&&) = default;
@@ -67,10 +77,11 @@ class Journal {
   uint64_t records() const { return seq_; }
 
  private:
-  Journal(UniqueFd log, Options options, uint64_t run)
-      : log_(std::move(log)), options_(std::move(options)), run_(run) {}
+  Journal(UniqueFd log, std::string grant, Options options, uint64_t run)
+      : log_(std::move(log)), grant_(std::move(grant)), options_(std::move(options)), run_(run) {}
 
   UniqueFd log_;
+  std::string grant_;  // for messages
   Options options_;
   uint64_t run_ = 0;
   uint64_t seq_ = 0;

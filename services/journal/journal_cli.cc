@@ -21,7 +21,12 @@ int RunJournalCli(JournalClient& journal, const std::vector<std::string>& args,
     return kExitError;
   }
   out << "appended record " << id->seq << " (run " << id->run << ")\n";
-  return kExitOk;
+  // The flush is where a buffered stdout (a full disk) shows that the
+  // output was lost; the record is in the log all the same.
+  if (out.flush()) return kExitOk;
+  err << "journal_client: stdout: write failed (record " << id->seq << " of run " << id->run
+      << " was appended)\n";
+  return kExitError;
 }
 
 }  // namespace capbroker::journal

@@ -5,7 +5,9 @@
 // Appends one record, the TEXT words joined by spaces, and prints
 // "appended record SEQ (run RUN)". Exit code 0 on success, 2 otherwise
 // (said on `err`, the service's text with every byte outside printable
-// ASCII as \xNN: sdk/base/escape.h).
+// ASCII as \xNN: sdk/base/escape.h), including when `out` cannot be
+// written (flushed: "stdout: write failed", the record appended all the
+// same).
 #ifndef CAPBROKER_SERVICES_JOURNAL_JOURNAL_CLI_H_
 #define CAPBROKER_SERVICES_JOURNAL_JOURNAL_CLI_H_
 

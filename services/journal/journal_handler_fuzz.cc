@@ -121,7 +121,8 @@ struct World {
     journal::Journal::Options options;
     options.sync = false;
     absl::StatusOr<journal::Journal> opened = journal::Journal::Open(
-        UniqueFd(open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC)), options);
+        UniqueFd(open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC)), journal::kDefaultGrant,
+        options);
     FuzzCheck(reader.valid() && opened.ok(), "the journal opens");
     run = opened->run();
     handler = std::make_unique<journal::JournalHandler>(std::move(opened).value());

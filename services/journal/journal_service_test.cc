@@ -18,6 +18,7 @@
 #include "tests/fixtures/fd_refusal.h"
 #include "tests/fixtures/raw_send.h"
 #include "tests/fixtures/temp_dir.h"
+#include "tests/fixtures/undeliverable_stream.h"
 
 namespace capbroker::journal {
 namespace {
@@ -121,6 +122,22 @@ TEST_F(JournalServiceTest, TheClientLibraryAndTheCli) {
   EXPECT_THAT(err.str(), HasSubstr("usage"));
   EXPECT_EQ(RunJournalCli(journal, {"append", "\xff"}, out, err), kExitError);
   EXPECT_THAT(err.str(), HasSubstr("not valid UTF-8"));
+}
+
+// Output that cannot be written (stdout a full disk) is a failure, not a
+// silent success; the record was appended, and the error says so.
+TEST_F(JournalServiceTest, TheCliFailsWhenItsOutputCannotBeWritten) {
+  std::unique_ptr<ServingThread> serving;
+  ASSERT_OK_AND_ASSIGN(serving, ServingThread::Start(handler_, JournalHandler::LoopOptions()));
+  ASSERT_OK_AND_ASSIGN(UniqueFd connection, serving->Connect());
+  JournalClient journal(std::move(connection));
+  testing::UndeliverableBuffer full;
+  std::ostream out(&full);
+  std::ostringstream err;
+  EXPECT_EQ(RunJournalCli(journal, {"append", "lost", "id"}, out, err), kExitError);
+  EXPECT_THAT(err.str(), HasSubstr("journal_client: stdout: write failed (record 1 of run "));
+  EXPECT_THAT(err.str(), HasSubstr(" was appended)\n"));
+  EXPECT_THAT(Log(), HasSubstr("\"text\":\"lost id\"}\n"));
 }
 
 }  // namespace

@@ -77,6 +77,30 @@ TEST_F(JournalTest, RefusesAnFdItCouldReadOrRewrite) {
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("a FIFO")));
 }
 
+// Messages name the log by its grant, as the service's command names it
+// (--grant=NAME), not by the default "log".
+TEST_F(JournalTest, MessagesNameTheGrant) {
+  int p[2];
+  ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+  UniqueFd r(p[0]);
+  EXPECT_THAT(Journal::Open(UniqueFd(p[1]), "journal-log"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("journal-log: a FIFO")));
+  EXPECT_THAT(Journal::Open(OpenLog(O_WRONLY), "journal-log"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("journal-log: not an append-only fd")));
+  ASSERT_OK_AND_ASSIGN(Journal journal, Journal::Open(OpenLog(O_WRONLY | O_APPEND), "journal-log"));
+  ASSERT_NE(signal(SIGXFSZ, SIG_IGN), SIG_ERR);
+  rlimit old;
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+  rlimit none = old;
+  none.rlim_cur = Contents().size();  // not a byte more
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &none), 0);
+  absl::Status refused = journal.Append(peer_, "one").status();
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
+  EXPECT_THAT(refused,
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("write(journal-log): ")));
+}
+
 TEST_F(JournalTest, BadRecordsWriteNothing) {
   ASSERT_OK_AND_ASSIGN(Journal journal, Journal::Open(OpenLog(O_WRONLY | O_APPEND)));
   EXPECT_THAT(journal.Append(peer_, "\xff"), StatusIs(absl::StatusCode::kInvalidArgument));
@@ -93,7 +117,8 @@ TEST_F(JournalTest, RefusesRecordsBeyondTheSizeLimit) {
   Journal::Options options;
   options.max_log_bytes = 1000;
   ASSERT_OK_AND_ASSIGN(Journal journal,
-                       Journal::Open(OpenLog(O_WRONLY | O_APPEND), std::move(options)));
+                       Journal::Open(OpenLog(O_WRONLY | O_APPEND), kDefaultGrant,
+                                     std::move(options)));
   absl::Status refused;
   int appended = 0;
   for (; appended < 20; ++appended) {

@@ -1,5 +1,6 @@
-// journal: the hosted append-only journal. Its one grant, "log", is the log
-// file (a file capability with access = append).
+// journal: the hosted append-only journal. Its one grant, "log" (or the
+// NAME of --grant=NAME), is the log file (a file capability with access =
+// append); its messages name the log so.
 //
 //   journal [--grant=NAME] [--max-log-bytes=BYTES]
 //
@@ -37,11 +38,11 @@ int main(int argc, char** argv) {
                              return absl::OkStatus();
                            }});
   return capbroker::ServeWithGrant(
-      "journal", "log", argc, argv,
+      "journal", journal::kDefaultGrant, argc, argv,
       [&](capbroker::UniqueFd log,
-          absl::string_view) -> absl::StatusOr<std::unique_ptr<capbroker::RequestHandler>> {
+          absl::string_view grant) -> absl::StatusOr<std::unique_ptr<capbroker::RequestHandler>> {
         CB_ASSIGN_OR_RETURN(journal::Journal j,
-                            journal::Journal::Open(std::move(log), journal_options));
+                            journal::Journal::Open(std::move(log), grant, journal_options));
         return std::make_unique<journal::JournalHandler>(std::move(j));
       },
       options);

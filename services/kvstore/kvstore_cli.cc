@@ -22,7 +22,11 @@ std::string Printable(const std::string& key) {
   return out;
 }
 
-int Report(const absl::Status& status, std::ostream& err) {
+// The exit code for `status`, said on `err` unless OK. A command that
+// succeeded but whose output `out` cannot deliver (stdout a full disk)
+// failed: the flush is where a buffered stdout shows it.
+int Report(absl::Status status, std::ostream& out, std::ostream& err) {
+  if (status.ok() && !out.flush()) status = absl::UnavailableError("stdout: write failed");
   if (status.ok()) return kExitOk;
   // The message is the service's (or quotes it): escaped, as a compromised
   // service may put escape sequences in it.
@@ -36,19 +40,19 @@ int RunKvstoreCli(KvstoreClient& kv, const std::vector<std::string>& args, std::
                   std::ostream& err) {
   const std::string command = args.empty() ? "" : args[0];
   const size_t operands = args.empty() ? 0 : args.size() - 1;
-  if (command == "put" && operands == 2) return Report(kv.Put(args[1], args[2]), err);
-  if (command == "delete" && operands == 1) return Report(kv.Delete(args[1]), err);
+  if (command == "put" && operands == 2) return Report(kv.Put(args[1], args[2]), out, err);
+  if (command == "delete" && operands == 1) return Report(kv.Delete(args[1]), out, err);
   if (command == "get" && operands == 1) {
     absl::StatusOr<std::string> value = kv.Get(args[1]);
     if (value.ok()) out << *value << "\n";
-    return Report(value.status(), err);
+    return Report(value.status(), out, err);
   }
   if (command == "list" && operands == 0) {
     absl::StatusOr<std::vector<std::string>> keys = kv.List();
     if (keys.ok()) {
       for (const std::string& key : *keys) out << Printable(key) << "\n";
     }
-    return Report(keys.status(), err);
+    return Report(keys.status(), out, err);
   }
   err << kUsage;
   return kExitError;

@@ -6,7 +6,9 @@
 // is data, for a pipe); `list` prints one key a line, with bytes that are
 // not printable ASCII (and '\') as \xHH; an error message, the service's
 // text, has such bytes as \xHH too (sdk/base/escape.h). Exit code: 0 done,
-// 1 no such key (get, delete), 2 anything else (said on `err`).
+// 1 no such key (get, delete), 2 anything else (said on `err`), including
+// output that `out` cannot take (flushed before the exit: "stdout: write
+// failed").
 #ifndef CAPBROKER_SERVICES_KVSTORE_KVSTORE_CLI_H_
 #define CAPBROKER_SERVICES_KVSTORE_KVSTORE_CLI_H_
 

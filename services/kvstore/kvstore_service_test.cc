@@ -26,6 +26,7 @@
 #include "tests/fixtures/fd_refusal.h"
 #include "tests/fixtures/raw_send.h"
 #include "tests/fixtures/temp_dir.h"
+#include "tests/fixtures/undeliverable_stream.h"
 
 namespace capbroker::kvstore {
 namespace {
@@ -36,9 +37,10 @@ using ::capbroker::testing::ServingThread;
 using ::capbroker::testing::TempDir;
 using ::testing::HasSubstr;
 
-Store OpenStore(const TempDir& dir) {
-  absl::StatusOr<Store> store =
-      Store::Open(UniqueFd(open(dir.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)));
+Store OpenStore(const TempDir& dir, Store::Options options = Store::Options()) {
+  absl::StatusOr<Store> store = Store::Open(
+      UniqueFd(open(dir.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)), kDefaultGrant,
+      options);
   EXPECT_OK(store.status());
   return std::move(store).value();
 }
@@ -149,6 +151,47 @@ TEST_F(KvstoreServiceTest, TheClientLibraryAndTheCli) {
   EXPECT_EQ(out.str(), "a\\x0ab\n");
   EXPECT_EQ(run({"put", "k"}), kExitError);
   EXPECT_THAT(err.str(), HasSubstr("usage"));
+}
+
+// Output that cannot be written (stdout a full disk) is a failure, not a
+// silent success: `kvstore_client get k > /dev/full` exited 0.
+TEST_F(KvstoreServiceTest, TheCliFailsWhenItsOutputCannotBeWritten) {
+  std::unique_ptr<ServingThread> serving;
+  ASSERT_OK_AND_ASSIGN(serving, ServingThread::Start(handler_, KvstoreHandler::LoopOptions()));
+  ASSERT_OK_AND_ASSIGN(UniqueFd connection, serving->Connect());
+  KvstoreClient kv(std::move(connection));
+  ASSERT_OK(kv.Put("k", "v"));
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"get", "k"}, {"list"}}) {
+    testing::UndeliverableBuffer full;
+    std::ostream out(&full);
+    std::ostringstream err;
+    EXPECT_EQ(RunKvstoreCli(kv, args, out, err), kExitError) << args[0];
+    EXPECT_EQ(err.str(), "kvstore_client: stdout: write failed\n") << args[0];
+  }
+}
+
+// A store at its limit of keys answers a put of a new one
+// resourceExhausted, saying why, and serves on.
+TEST(KvstoreLimitTest, APutBeyondTheLimitOfKeysIsToldWhy) {
+  TempDir dir;
+  Store::Options options;
+  options.max_keys = 1;
+  KvstoreHandler handler{OpenStore(dir, options)};
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<ServingThread> serving,
+                       ServingThread::Start(handler, KvstoreHandler::LoopOptions()));
+  ASSERT_OK_AND_ASSIGN(UniqueFd connection, serving->Connect());
+  KvstoreClient kv(std::move(connection));
+  ASSERT_OK(kv.Put("a", "1"));
+  EXPECT_THAT(kv.Put("b", "2"), StatusIs(absl::StatusCode::kResourceExhausted,
+                                         HasSubstr("the store is full")));
+  ASSERT_OK(kv.Put("a", "changed"));
+  ASSERT_OK_AND_ASSIGN(std::string a, kv.Get("a"));
+  EXPECT_EQ(a, "changed");
+  ASSERT_OK(kv.Delete("a"));
+  ASSERT_OK(kv.Put("b", "2"));
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> keys, kv.List());
+  EXPECT_EQ(keys, std::vector<std::string>{"b"});
 }
 
 // A key costs a list reply far more than its length: a pointer, its bytes

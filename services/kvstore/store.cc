@@ -52,7 +52,11 @@ absl::Status WriteAll(int fd, absl::string_view data) {
 
 }  // namespace
 
-absl::StatusOr<Store> Store::Open(UniqueFd dir, absl::string_view grant) {
+absl::StatusOr<Store> Store::Open(UniqueFd dir, absl::string_view grant, Options options) {
+  if (options.max_keys > kMaxKeys) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a limit of ", options.max_keys, " keys; at most ", kMaxKeys, " (what a client lists)"));
+  }
   struct stat st {};
   if (fstat(dir.get(), &st) != 0) {
     return ErrnoStatus(errno, absl::StrCat("fstat(", grant, " directory)"));
@@ -68,7 +72,7 @@ absl::StatusOr<Store> Store::Open(UniqueFd dir, absl::string_view grant) {
     }
     return ErrnoStatus(errno, absl::StrCat("flock(", grant, " directory)"));
   }
-  Store store(std::move(dir), std::string(grant));
+  Store store(std::move(dir), std::string(grant), options);
   CB_RETURN_IF_ERROR(store.CheckWritable());
   CB_ASSIGN_OR_RETURN(std::vector<std::string> names, ReadNames(store.dir_.get(), grant));
   bool removed = false;
@@ -90,7 +94,7 @@ absl::StatusOr<Store> Store::Open(UniqueFd dir, absl::string_view grant) {
 absl::Status Store::CheckWritable() {
   // A temporary file's name: should this process die before the unlink,
   // the next Open removes it.
-  const std::string probe = TempName();
+  CB_ASSIGN_OR_RETURN(const std::string probe, TempName());
   absl::StatusOr<UniqueFd> file = TakeFd(
       openat(dir_.get(), probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600),
       absl::StrCat("openat(", grant_, "/", probe, ")"));
@@ -99,13 +103,17 @@ absl::Status Store::CheckWritable() {
     // (/proc shows it as the sandbox sees it, "/"), nor its owner (an
     // owner outside the service's user namespace shows as the overflow
     // uid).
+    // The mode, when fstat tells it, shows whether the directory is
+    // writable at all; without it the message still says what to do.
     struct stat st {};
-    fstat(dir_.get(), &st);
+    const std::string mode = fstat(dir_.get(), &st) == 0
+                                 ? absl::StrFormat(" (mode %04o)", st.st_mode & 07777)
+                                 : "";
     const unsigned uid = geteuid();
     return absl::FailedPreconditionError(absl::StrFormat(
-        "%s: the granted directory (mode %04o) does not let the kvstore, running as uid %u, "
+        "%s: the granted directory%s does not let the kvstore, running as uid %u, "
         "create files in it (%s); make it writable by uid %u",
-        grant_, st.st_mode & 07777, uid, file.status().message(), uid));
+        grant_, mode, uid, file.status().message(), uid));
   }
   file->reset();
   if (unlinkat(dir_.get(), probe.c_str(), 0) != 0) {
@@ -114,9 +122,11 @@ absl::Status Store::CheckWritable() {
   return absl::OkStatus();
 }
 
-std::string Store::TempName() {
+absl::StatusOr<std::string> Store::TempName() {
   timespec now{};
-  clock_gettime(CLOCK_REALTIME, &now);
+  if (clock_gettime(CLOCK_REALTIME, &now) != 0) {
+    return ErrnoStatus(errno, "clock_gettime(CLOCK_REALTIME)");
+  }
   return absl::StrCat(kTempPrefix, getpid(), ".", now.tv_sec, now.tv_nsec, ".", ++temp_counter_);
 }
 
@@ -135,10 +145,13 @@ absl::Status Store::Put(absl::string_view key, absl::string_view value) {
   }
   const std::string name = KeyFileName(key);
   const bool exists = keys_.count(std::string(key)) != 0;
-  if (!exists && keys_.size() >= kMaxKeys) {
-    return absl::ResourceExhaustedError(absl::StrCat("the store holds ", kMaxKeys, " keys"));
+  if (!exists && keys_.size() >= options_.max_keys) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the store is full: it holds ", keys_.size(), " keys, its limit is ",
+                     options_.max_keys, "; delete a key to put a new one (the keys it holds "
+                     "can still be changed)"));
   }
-  const std::string temp = TempName();
+  CB_ASSIGN_OR_RETURN(const std::string temp, TempName());
   CB_ASSIGN_OR_RETURN(
       UniqueFd file,
       TakeFd(openat(dir_.get(), temp.c_str(),

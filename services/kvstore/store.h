@@ -16,7 +16,7 @@
 // allowed to race the first. The store therefore keeps its keys in memory
 // too, sorted, read once by Open and kept current by Put and Delete, so that
 // listing never reads the directory (a list page would otherwise read and
-// sort up to kMaxKeys names). Not thread-safe.
+// sort up to Options::max_keys names). Not thread-safe.
 #ifndef CAPBROKER_SERVICES_KVSTORE_STORE_H_
 #define CAPBROKER_SERVICES_KVSTORE_STORE_H_
 
@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <set>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -42,6 +43,12 @@ inline constexpr size_t kMaxValueBytes = 32 * 1024;
 
 class Store {
  public:
+  struct Options {
+    // Puts of new keys beyond this many are refused (kResourceExhausted);
+    // at most kMaxKeys, which is what a client takes in a list.
+    size_t max_keys = kMaxKeys;
+  };
+
   // Takes `dir`, a directory fd with write access beneath it (the grant
   // named `grant`, which messages name it by: "kv-data: not a directory",
   // "kv-data/k.61"), locks it, checks that this process can create files
@@ -49,15 +56,18 @@ class Store {
   // kFailedPrecondition when `dir` is not a directory, another Store holds
   // it, or this process's uid cannot create files in it (said with the
   // uid, since a service that started would only fail each put with
-  // EACCES).
-  static absl::StatusOr<Store> Open(UniqueFd dir, absl::string_view grant = kDefaultGrant);
+  // EACCES); kInvalidArgument when options.max_keys is over kMaxKeys.
+  static absl::StatusOr<Store> Open(UniqueFd dir, absl::string_view grant, Options options);
+  static absl::StatusOr<Store> Open(UniqueFd dir, absl::string_view grant = kDefaultGrant) {
+    return Open(std::move(dir), grant, Options());
+  }
 
   Store(Store&&) = default;
   Store& operator=(Store&&) = default;
 
   // Sets `key` to `value`, durably (see above). kInvalidArgument /
   // kResourceExhausted for a bad key, a value over kMaxValueBytes, or a new
-  // key beyond kMaxKeys.
+  // key beyond Options::max_keys (the store is left as it was).
   absl::Status Put(absl::string_view key, absl::string_view value);
 
   // kNotFound when `key` has no value.
@@ -73,10 +83,13 @@ class Store {
   size_t size() const { return keys_.size(); }
 
  private:
-  Store(UniqueFd dir, std::string grant) : dir_(std::move(dir)), grant_(std::move(grant)) {}
+  Store(UniqueFd dir, std::string grant, Options options)
+      : dir_(std::move(dir)), grant_(std::move(grant)), options_(options) {}
 
-  // A new temporary file's name, unique within this process's life.
-  std::string TempName();
+  // A new temporary file's name: unique within this process's life (its
+  // pid and a counter), and across runs (the time; the pid alone repeats
+  // from run to run in a pid namespace).
+  absl::StatusOr<std::string> TempName();
   // Creates a file in the directory and removes it; kFailedPrecondition
   // describing the directory and this process's uid when it cannot.
   absl::Status CheckWritable();
@@ -84,6 +97,7 @@ class Store {
 
   UniqueFd dir_;
   std::string grant_;  // for messages
+  Options options_;
   // std::string orders bytewise (as unsigned char), as the protocol does.
   std::set<std::string> keys_;
   uint64_t temp_counter_ = 0;

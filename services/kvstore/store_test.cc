@@ -22,11 +22,13 @@ using ::capbroker::testing::TempDir;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::UnorderedElementsAre;
 
 class StoreTest : public ::testing::Test {
  protected:
-  absl::StatusOr<Store> OpenStore() {
-    return Store::Open(UniqueFd(open(dir_.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)));
+  absl::StatusOr<Store> OpenStore(Store::Options options = Store::Options()) {
+    return Store::Open(UniqueFd(open(dir_.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)),
+                       kDefaultGrant, options);
   }
   bool Exists(const std::string& name) { return access(dir_.Join(name).c_str(), F_OK) == 0; }
   std::vector<std::string> Entries() {
@@ -140,6 +142,37 @@ TEST_F(StoreTest, OneStorePerDirectory) {
 TEST_F(StoreTest, RefusesAFileForADirectory) {
   EXPECT_THAT(Store::Open(UniqueFd(open(dir_.WriteFile("f", "").c_str(), O_RDONLY | O_CLOEXEC))),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not a directory")));
+}
+
+// A store at its limit of keys refuses a new one, clearly, and changes
+// nothing: every key it holds can still be read, changed and deleted, and
+// a delete makes room again.
+TEST_F(StoreTest, ANewKeyBeyondTheLimitIsRefusedAndServingGoesOn) {
+  Store::Options options;
+  options.max_keys = 2;
+  ASSERT_OK_AND_ASSIGN(Store store, OpenStore(options));
+  ASSERT_OK(store.Put("a", "1"));
+  ASSERT_OK(store.Put("b", "2"));
+  EXPECT_THAT(store.Put("c", "3"),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("the store is full: it holds 2 keys, its limit is 2; delete a "
+                                 "key to put a new one")));
+  EXPECT_THAT(store.Get("c"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store.keys(), ElementsAre("a", "b"));
+  EXPECT_THAT(Entries(), UnorderedElementsAre("k.61", "k.62"));  // no temporary
+  ASSERT_OK(store.Put("a", "changed"));
+  ASSERT_OK_AND_ASSIGN(std::string a, store.Get("a"));
+  EXPECT_EQ(a, "changed");
+  ASSERT_OK(store.Delete("b"));
+  ASSERT_OK(store.Put("c", "3"));
+  EXPECT_THAT(store.keys(), ElementsAre("a", "c"));
+}
+
+TEST_F(StoreTest, RefusesALimitOfKeysAboveWhatAClientLists) {
+  Store::Options options;
+  options.max_keys = kMaxKeys + 1;
+  EXPECT_THAT(OpenStore(options),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at most 100000")));
 }
 
 // Messages name the directory by its grant, as the service's command

@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <sstream>
-#include <streambuf>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -15,6 +14,7 @@
 #include "services/scanner/scanner.capnp.h"
 #include "services/scanner/scanner_handler.h"
 #include "tests/fixtures/temp_dir.h"
+#include "tests/fixtures/undeliverable_stream.h"
 
 namespace capbroker::scanner {
 namespace {
@@ -80,17 +80,10 @@ TEST_F(ScannerCliTest, FileNamesReachTheTerminalEscaped) {
   EXPECT_EQ(out_.str(), readable + ": clean\n");
 }
 
-// An ostream whose every write fails, as std::cout's does on a full disk
-// or a closed pipe.
-class FailingOutput : public std::streambuf {
- protected:
-  int_type overflow(int_type) override { return traits_type::eof(); }
-};
-
 TEST_F(ScannerCliTest, AFailedWriteOfTheVerdictsIsAnError) {
   const std::string clean = dir_.WriteFile("clean", "hello");
   const std::string bad = dir_.WriteFile("bad", testing::Eicar());
-  FailingOutput failing;
+  capbroker::testing::UndeliverableBuffer failing;
   std::ostream out(&failing);
   std::ostringstream err;
   EXPECT_EQ(RunScannerCli(*client_, {clean}, out, err), kExitError);

@@ -3,10 +3,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <iterator>
+#include <optional>
+
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
 #include "broker/server/readiness.h"
 #include "sdk/wire/limits.h"
 
@@ -37,6 +43,28 @@ absl::StatusOr<size_t> ParseQueuedBytes(const std::string& flag, const std::stri
         kMaxQueuedReplyBytes, ", not '", value, "'"));
   }
   return static_cast<size_t>(n);
+}
+
+// The flags that take a value; --help (-h) is the only one without.
+constexpr absl::string_view kValueFlags[] = {
+    "--policy",    "--socket",          "--socket-mode",
+    "--audit-log", "--ready-fd",        "--max-connections",
+    "--cgroup",    "--max-connections-per-uid",
+    "--max-queued-reply-bytes",         "--max-queued-reply-fds",
+};
+
+// 1 to 4 octal digits and nothing else: strtoul would also take leading
+// blanks and a sign ("-0" is mode 0). At most 0777: no setuid, setgid or
+// sticky bit on a socket.
+std::optional<mode_t> ParseSocketMode(absl::string_view text) {
+  if (text.empty() || text.size() > 4) return std::nullopt;
+  mode_t mode = 0;
+  for (char c : text) {
+    if (c < '0' || c > '7') return std::nullopt;
+    mode = mode * 8 + static_cast<mode_t>(c - '0');
+  }
+  if (mode > 0777) return std::nullopt;
+  return mode;
 }
 
 }  // namespace
@@ -74,7 +102,10 @@ const char* Usage() {
          "  --max-queued-reply-fds N  the same for the fds those replies hold\n"
          "                      (default 4096)\n"
          "\n"
-         "SIGTERM or SIGINT stop it; it removes its socket file on the way out.\n";
+         "Each option may be given once.\n"
+         "SIGTERM or SIGINT stop it; it removes its socket file on the way out.\n"
+         "SIGHUP reloads the policy (one with any error is refused, and the current\n"
+         "policy kept whole) and reopens --audit-log FILE.\n";
 }
 
 absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args) {
@@ -83,6 +114,7 @@ absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args) {
 
 absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args, uid_t euid) {
   DaemonFlags flags;
+  absl::flat_hash_set<std::string> seen;
   for (size_t i = 0; i < args.size(); ++i) {
     std::string name = args[i];
     std::string value;
@@ -92,60 +124,60 @@ absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args, uid
       name = name.substr(0, eq);
       has_inline_value = true;
     }
-    if (name == "--help" || name == "-h") {
+    if (name == "-h") name = "--help";
+    const bool takes_value =
+        std::find(std::begin(kValueFlags), std::end(kValueFlags), name) != std::end(kValueFlags);
+    if (!takes_value && name != "--help") {
+      return absl::InvalidArgumentError(absl::StrCat("unknown argument '", args[i], "'"));
+    }
+    // The last of two would win unseen: a drop-in or wrapper that adds a
+    // --policy or --socket would change what the broker enforces or where
+    // it listens without a word.
+    if (!seen.insert(name).second) {
+      return absl::InvalidArgumentError(absl::StrCat(name, " given twice"));
+    }
+    if (name == "--help") {
       flags.help = true;
       continue;
     }
-    auto take_value = [&]() -> absl::StatusOr<std::string> {
-      if (has_inline_value) return value;
+    if (!has_inline_value) {
       if (i + 1 >= args.size()) {
         return absl::InvalidArgumentError(absl::StrCat(name, " needs a value"));
       }
-      return args[++i];
-    };
-    absl::StatusOr<std::string> v;
-    if (name == "--policy" || name == "--socket" || name == "--socket-mode" ||
-        name == "--audit-log" || name == "--ready-fd" ||
-        name == "--max-connections" || name == "--max-connections-per-uid" ||
-        name == "--cgroup" || name == "--max-queued-reply-bytes" ||
-        name == "--max-queued-reply-fds") {
-      v = take_value();
-      if (!v.ok()) return v.status();
-      if (v->empty()) return absl::InvalidArgumentError(absl::StrCat(name, " needs a value"));
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("unknown argument '", args[i], "'"));
+      value = args[++i];
     }
+    if (value.empty()) return absl::InvalidArgumentError(absl::StrCat(name, " needs a value"));
     if (name == "--policy") {
-      flags.policy_path = *v;
+      flags.policy_path = value;
     } else if (name == "--socket") {
-      flags.socket_path = *v;
+      flags.socket_path = value;
     } else if (name == "--audit-log") {
-      flags.audit_log_path = *v;
+      flags.audit_log_path = value;
     } else if (name == "--cgroup") {
-      if ((*v)[0] != '/') {
+      if (value[0] != '/') {
         return absl::InvalidArgumentError(
-            absl::StrCat("--cgroup wants an absolute path, not '", *v, "'"));
+            absl::StrCat("--cgroup wants an absolute path, not '", value, "'"));
       }
-      flags.cgroup_dir = *v;
+      flags.cgroup_dir = value;
     } else if (name == "--socket-mode") {
-      char* end = nullptr;
-      unsigned long mode = std::strtoul(v->c_str(), &end, 8);
-      if (*end != '\0' || mode > 0777) {
+      std::optional<mode_t> parsed = ParseSocketMode(value);
+      if (!parsed.has_value()) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "--socket-mode wants an octal mode such as 0660, not '", *v, "'"));
+            "--socket-mode wants an octal mode such as 0660, not '", value, "'"));
       }
+      const mode_t mode = *parsed;
       if (euid != 0 && (mode & S_IWUSR) == 0) {
         return absl::InvalidArgumentError(absl::StrFormat(
             "--socket-mode %s leaves out the broker's own user (uid %d): connecting takes "
             "write permission; give the owner u+w (0600 for that user alone)",
-            *v, euid));
+            value, euid));
       }
-      flags.socket_mode = static_cast<mode_t>(mode);
+      flags.socket_mode = mode;
     } else if (name == "--ready-fd") {
       int fd = -1;
-      if (!absl::SimpleAtoi(*v, &fd) || fd < 0) {
+      if (!absl::SimpleAtoi(value, &fd) || fd < 0) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "--ready-fd wants an fd number, not '", *v, "'"));
+            "--ready-fd wants an fd number, not '", value, "'"));
       }
       if (fd < server::kMinReadyFd) {
         // See kMinReadyFd: closing one after READY would break the log.
@@ -155,19 +187,19 @@ absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args, uid
       }
       flags.ready_fd = fd;
     } else if (name == "--max-queued-reply-bytes") {
-      absl::StatusOr<size_t> n = ParseQueuedBytes(name, *v);
+      absl::StatusOr<size_t> n = ParseQueuedBytes(name, value);
       if (!n.ok()) return n.status();
       flags.limits.max_queued_bytes_total = *n;
     } else if (name == "--max-queued-reply-fds") {
-      absl::StatusOr<size_t> n = ParseCount(name, *v);
+      absl::StatusOr<size_t> n = ParseCount(name, value);
       if (!n.ok()) return n.status();
       flags.limits.max_queued_fds_total = *n;
     } else if (name == "--max-connections") {
-      absl::StatusOr<size_t> n = ParseCount(name, *v);
+      absl::StatusOr<size_t> n = ParseCount(name, value);
       if (!n.ok()) return n.status();
       flags.limits.max_connections = *n;
     } else {
-      absl::StatusOr<size_t> n = ParseCount(name, *v);
+      absl::StatusOr<size_t> n = ParseCount(name, value);
       if (!n.ok()) return n.status();
       flags.limits.max_connections_per_uid = *n;
     }

@@ -16,7 +16,7 @@ namespace capbroker::daemon {
 struct DaemonFlags {
   std::string policy_path;                 // --policy FILE (required)
   std::string socket_path;                 // --socket PATH (else default)
-  std::optional<mode_t> socket_mode;       // --socket-mode OCTAL
+  std::optional<mode_t> socket_mode;       // --socket-mode OCTAL (1-4 digits)
   std::string audit_log_path;              // --audit-log FILE (else stderr)
   std::optional<int> ready_fd;             // --ready-fd N
   server::Limits limits;                   // --max-connections[-per-uid] N,
@@ -29,8 +29,9 @@ struct DaemonFlags {
 const char* Usage();
 
 // Parses `args` (without argv[0]) for a broker running as `euid`.
-// kInvalidArgument with one line naming the bad argument; for a broker not
-// run as root, a --socket-mode without u+w too (connect(2) takes write
+// kInvalidArgument with one line naming the bad argument, or a flag given
+// twice (each may be given once: the last must not win unseen); for a
+// broker not run as root, a --socket-mode without u+w too (connect(2) takes write
 // permission: the broker's own user could not connect, and a socket of it
 // left by a crash, which it cannot probe, would be hard to tell from a live
 // one).

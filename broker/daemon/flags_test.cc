@@ -1,5 +1,9 @@
 #include "broker/daemon/flags.h"
 
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -95,6 +99,55 @@ TEST(ParseFlagsTest, HostileCommandLines) {
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(ParseFlags({"--policy", "/p", std::string("--socket\0x", 10)}),
               StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// A drop-in or wrapper that adds a second --policy or --socket must not
+// change what the broker enforces or where it listens without a word.
+TEST(ParseFlagsTest, AFlagGivenTwiceIsRefused) {
+  EXPECT_THAT(ParseFlags({"--policy", "/nonexistent", "--policy", "p.capnp", "--socket", "A",
+                          "--socket", "B"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "--policy given twice"));
+  EXPECT_THAT(ParseFlags({"--policy", "/p", "--socket", "A", "--socket=B"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "--socket given twice"));
+  // Every flag, with a value it would take once.
+  const std::vector<std::vector<std::string>> once = {
+      {"--socket-mode", "0600"}, {"--audit-log", "/a"},
+      {"--ready-fd", "3"},       {"--max-connections", "5"},
+      {"--cgroup", "/c"},        {"--max-connections-per-uid", "5"},
+      {"--max-queued-reply-bytes", "1048576"}, {"--max-queued-reply-fds", "5"}};
+  for (const std::vector<std::string>& flag : once) {
+    SCOPED_TRACE(flag[0]);
+    std::vector<std::string> args = {"--policy", "/p", flag[0], flag[1]};
+    EXPECT_OK(ParseFlags(args, 0));
+    args.push_back(absl::StrCat(flag[0], "=", flag[1]));
+    EXPECT_THAT(ParseFlags(args, 0), StatusIs(absl::StatusCode::kInvalidArgument,
+                                              absl::StrCat(flag[0], " given twice")));
+  }
+  EXPECT_THAT(ParseFlags({"-h", "--help"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "--help given twice"));
+}
+
+// Octal digits alone: strtoul would take blanks and a sign, and "-0" is 0.
+TEST(ParseFlagsTest, SocketModeIsOneToFourOctalDigits) {
+  for (const char* mode : {" 0660", "+0660", "-0", "0660 ", "00660", "0x1b6", "", "8"}) {
+    SCOPED_TRACE(mode);
+    EXPECT_THAT(ParseFlags({"--policy", "/p", absl::StrCat("--socket-mode=", mode)}, 0),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         mode[0] == '\0' ? HasSubstr("needs a value") : HasSubstr("octal")));
+  }
+  for (const auto& [text, mode] : std::vector<std::pair<const char*, mode_t>>{
+           {"0", 0}, {"660", 0660}, {"0777", 0777}, {"0000", 0}}) {
+    SCOPED_TRACE(text);
+    ASSERT_OK_AND_ASSIGN(DaemonFlags f, ParseFlags({"--policy", "/p", "--socket-mode", text}, 0));
+    EXPECT_EQ(*f.socket_mode, mode);
+  }
+}
+
+TEST(UsageTest, NamesTheSignalsAndThatEachOptionIsGivenOnce) {
+  EXPECT_THAT(Usage(), AllOf(HasSubstr("SIGTERM or SIGINT stop it"),
+                             HasSubstr("SIGHUP reloads the policy"),
+                             HasSubstr("reopens --audit-log FILE"),
+                             HasSubstr("Each option may be given once")));
 }
 
 TEST(ParseFlagsTest, HelpNeedsNoPolicy) {

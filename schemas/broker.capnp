@@ -188,8 +188,9 @@ struct BrokerStatus {
   lastReloadRefused @13 :Bool;      # whether that last reload was refused
   auditLinesLost @14 :UInt64;       # audit lines that could not be written (of any
                                     # kind; a grant whose line was lost was withheld)
-  auditLogError @15 :Text;          # why the last SIGHUP could not reopen the audit
-                                    # log (the broker goes on in the file open
+  auditLogError @15 :Text;          # why the last reopen of the audit log (SIGHUP,
+                                    # or after its file was deleted) was refused (the
+                                    # broker goes on in the file open
                                     # before): empty once a reopen worked, and unless
                                     # the caller is root or the broker's uid
 }

@@ -30,6 +30,14 @@ constexpr size_t kFlushThresholdBytes = 64 * 1024;
 // Stderr lines about failed writes, at most (see audit_log.h).
 constexpr int kWriteFailureLinesPerSecond = 1;
 
+// How often a flush checks that the open file still has a name (see "A
+// deleted file" in audit_log.h): an fstat(2) a second.
+constexpr absl::Duration kDeletionCheckInterval = absl::Seconds(1);
+
+// The sweep of full buckets runs at most this often, however fast the
+// budget refills (see audit_log.h).
+constexpr absl::Duration kMinExpiryInterval = absl::Seconds(1);
+
 // write(2) with EINTR retried and EAGAIN waited out (see audit_log.h).
 ssize_t WriteSome(int fd, const char* data, size_t size) {
   for (;;) {
@@ -179,7 +187,8 @@ absl::StatusOr<AuditLog> AuditLog::OpenFile(absl::string_view path, DenialBudget
 }
 
 absl::Status AuditLog::Reopen(absl::string_view path) {
-  CB_ASSIGN_OR_RETURN(UniqueFd fd, OpenLogFile(std::string(path), reserved_));
+  std::string new_path(path);
+  CB_ASSIGN_OR_RETURN(UniqueFd fd, OpenLogFile(new_path, reserved_));
   if (fd_ >= 0) {
     WriteBuffer();
     // A line the old file holds whole but for its newline (see WriteBuffer)
@@ -191,10 +200,50 @@ absl::Status AuditLog::Reopen(absl::string_view path) {
                    std::strerror(errno));
     }
   }
+  path_ = std::move(new_path);
+  Adopt(std::move(fd));
+  return absl::OkStatus();
+}
+
+void AuditLog::Adopt(UniqueFd fd) {
   mid_line_ = EndsMidLine(fd.get());
   fd_ = fd.get();
   owned_ = std::move(fd);
-  return absl::OkStatus();
+  deletion_reported_ = false;
+}
+
+void AuditLog::ReopenIfDeleted(Instant now) {
+  if (path_.empty() || now.steady < next_link_check_) return;
+  next_link_check_ = now.steady + kDeletionCheckInterval;
+  struct stat st;
+  // fstat of an fd the log owns fails only if the kernel is out of memory:
+  // checked again in a second.
+  if (fstat(fd_, &st) != 0 || st.st_nlink != 0) return;
+  absl::StatusOr<UniqueFd> fd = OpenLogFile(path_, reserved_);
+  if (!fd.ok()) {
+    // Kept for capctl status (through the loop), and said once on stderr.
+    reopen_after_deletion_ = absl::Status(
+        fd.status().code(),
+        absl::StrCat("the audit log file was deleted, and its path cannot be opened again: ",
+                     fd.status().message(),
+                     "; until it can (tried each second, and at SIGHUP), lines go on into "
+                     "the deleted file, and are lost when the broker stops"));
+    if (!deletion_reported_) {
+      std::fprintf(stderr, "capbrokerd: %s\n",
+                   std::string(reopen_after_deletion_->message()).c_str());
+      deletion_reported_ = true;
+    }
+    return;
+  }
+  // The lines still buffered go to the new file: the deleted one keeps
+  // nothing. Its fragment of a line, if any, does not matter either.
+  std::fprintf(stderr,
+               "capbrokerd: the audit log file was deleted (not renamed, as for rotation); "
+               "going on in a new file at %s. Lines written to the deleted file in the "
+               "second before are lost\n",
+               path_.c_str());
+  Adopt(*std::move(fd));
+  reopen_after_deletion_ = absl::OkStatus();
 }
 
 void AuditLog::AppendTime(absl::Time now) {
@@ -224,7 +273,29 @@ void AuditLog::Refill(Bucket& bucket, absl::Duration steady) const {
   }
 }
 
+void AuditLog::ExpireFullBuckets(absl::Duration steady) {
+  if (steady < next_expiry_) return;
+  // A bucket emptied just after this sweep is full one refill time later,
+  // and dropped by the next sweep, one refill time on: what is held is the
+  // uids denied in the last two refill times.
+  next_expiry_ = budget_.per_second > 0
+                     ? steady + std::max(absl::Seconds(budget_.burst / budget_.per_second),
+                                         kMinExpiryInterval)
+                     : absl::InfiniteDuration();  // buckets never fill again
+  for (auto it = buckets_.begin(); it != buckets_.end();) {
+    ++buckets_examined_;
+    Bucket& bucket = it->second;
+    Refill(bucket, steady);
+    if (bucket.suppressed == 0 && bucket.tokens >= budget_.burst) {
+      buckets_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+}
+
 bool AuditLog::AllowDenial(uint32_t uid, Instant now) {
+  ExpireFullBuckets(now.steady);
   auto [it, inserted] = buckets_.try_emplace(uid);
   Bucket& bucket = it->second;
   if (inserted) {
@@ -233,7 +304,15 @@ bool AuditLog::AllowDenial(uint32_t uid, Instant now) {
   }
   Refill(bucket, now.steady);
   if (bucket.tokens < 1) {
-    if (bucket.suppressed++ == 0) ++uids_suppressed_;
+    if (bucket.suppressed++ == 0) {
+      // Until its count is written, no token is taken from the bucket:
+      // this is when it holds one again.
+      bucket.count_due =
+          budget_.per_second > 0
+              ? now.steady + absl::Seconds((1 - bucket.tokens) / budget_.per_second)
+              : absl::InfiniteDuration();
+      counts_due_.emplace(bucket.count_due, uid);
+    }
     ++denials_suppressed_;
     return false;
   }
@@ -256,22 +335,16 @@ void AuditLog::AppendSuppressedCount(uint32_t uid, Bucket& bucket, absl::Time wa
   ++pending_lines_;
   ++next_line_;
   bucket.suppressed = 0;
-  --uids_suppressed_;
+  counts_due_.erase({bucket.count_due, uid});
 }
 
 void AuditLog::WriteSuppressedCounts(Instant now, bool all) {
-  if (uids_suppressed_ == 0) return;
-  for (auto it = buckets_.begin(); it != buckets_.end();) {
-    Bucket& bucket = it->second;
-    Refill(bucket, now.steady);
-    if (bucket.suppressed > 0 && (all || bucket.tokens >= 1)) {
-      AppendSuppressedCount(it->first, bucket, now.wall);
-    }
-    if (bucket.suppressed == 0 && bucket.tokens >= budget_.burst) {
-      buckets_.erase(it++);
-    } else {
-      ++it;
-    }
+  while (!counts_due_.empty()) {
+    const auto [due, uid] = *counts_due_.begin();
+    if (!all && due > now.steady) return;
+    ++buckets_examined_;
+    // A bucket with a count waiting is never dropped (ExpireFullBuckets).
+    AppendSuppressedCount(uid, buckets_.find(uid)->second, now.wall);
   }
 }
 
@@ -299,13 +372,14 @@ uint64_t AuditLog::Record(const AuditEvent& e, Instant now) {
   out += "}\n";
   ++pending_lines_;
   uint64_t line = next_line_++;
-  if (buffer_.size() >= kFlushThresholdBytes) Flush();
+  if (buffer_.size() >= kFlushThresholdBytes) Flush(now);
   return line;
 }
 
 uint64_t AuditLog::FlushAll() {
-  WriteSuppressedCounts(InstantNow(), /*all=*/true);
-  uint64_t dropped = Flush();
+  const Instant now = InstantNow();
+  WriteSuppressedCounts(now, /*all=*/true);
+  uint64_t dropped = Flush(now);
   // No later line will report them.
   if (uint64_t unreported = failure_log_.TakeSuppressed(); unreported > 0) {
     std::fprintf(stderr,
@@ -317,13 +391,12 @@ uint64_t AuditLog::FlushAll() {
   return dropped;
 }
 
-uint64_t AuditLog::Flush() {
-  if (uids_suppressed_ > 0) WriteSuppressedCounts(InstantNow(), /*all=*/false);
-  return WriteBuffer();
-}
+uint64_t AuditLog::Flush() { return Flush(InstantNow()); }
 
 uint64_t AuditLog::Flush(Instant now) {
   WriteSuppressedCounts(now, /*all=*/false);
+  ExpireFullBuckets(now.steady);
+  ReopenIfDeleted(now);
   return WriteBuffer(now.wall);
 }
 

@@ -58,6 +58,27 @@
 // the wall clock (an admin, NTP) neither holds the buckets empty (back by
 // T: no refill for T) nor fills them at once (forward).
 //
+// The cost of the budget grows with the uids denied lately, never with all
+// the uids ever denied, and a flush does not visit them: the uids with a
+// count waiting are kept in the order their counts fall due, so a flush
+// looks only at those due (the loop flushes once per connection with
+// replies in a turn, and one uid over budget must not make each of those
+// flushes walk every bucket). A full bucket with nothing suppressed is the
+// same as none, and such buckets are dropped by a sweep at most once per
+// refill time (burst / per_second, 20 s by default; at least a second): at
+// every denial and every flush, the buckets held are those of the uids
+// denied in the last two refill times (40 s), at most. A budget with no
+// refill (per_second 0, for tests) keeps its buckets.
+//
+// A deleted file: a log removed with rm (not renamed, as rotation does)
+// leaves the broker appending to a file with no name, whose lines vanish
+// when it closes. At most once a second, a flush checks that the open file
+// still has a name (st_nlink); if not, it opens the path again, as Reopen
+// does (same checks), writes the lines it holds there, and says so once on
+// stderr. If the path is refused, the log goes on in the deleted file,
+// tries again each second, and TakeReopenAfterDeletion hands the refusal to
+// the loop, which shows it in capctl status as a refused SIGHUP's.
+//
 // Not thread-safe: the broker's single event-loop thread owns it.
 #ifndef CAPBROKER_BROKER_AUDIT_AUDIT_LOG_H_
 #define CAPBROKER_BROKER_AUDIT_AUDIT_LOG_H_
@@ -66,11 +87,13 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -186,11 +209,12 @@ class AuditLog {
   uint64_t Record(const AuditEvent& event, Instant now);
 
   // Writes the buffered lines, after adding the "denialsSuppressed" lines
-  // due at `now`. Returns how many lines were dropped so far because writing
+  // due at `now`; first, if a second has passed since the last check,
+  // reopens the path if the file open was deleted (see "A deleted file"
+  // above). Returns how many lines were dropped so far because writing
   // failed.
   uint64_t Flush(Instant now);
-  // Flush at the current time, read only if a count may be due: the loop
-  // flushes once per turn, and most turns have none.
+  // Flush at the current time (InstantNow).
   uint64_t Flush();
   // Flush, with every "denialsSuppressed" line still waiting, due or not:
   // for when the broker stops.
@@ -209,14 +233,33 @@ class AuditLog {
   std::vector<LineRange> TakeLostLines() { return std::exchange(lost_lines_, {}); }
 
   // Lines to write, or suppressed denials whose count is still to be
-  // written: the loop calls Flush while this holds.
-  bool has_pending() const { return !buffer_.empty() || uids_suppressed_ > 0; }
+  // written: the loop calls Flush while this holds. A flush with no count
+  // due costs a clock read and a look at the earliest count.
+  bool has_pending() const { return !buffer_.empty() || !counts_due_.empty(); }
+
+  // The outcome of the last reopen a flush made because the file had been
+  // deleted, if one was made since the last call; forgets it. An error
+  // says the file was deleted, why the path was refused, and where the
+  // lines go meanwhile.
+  std::optional<absl::Status> TakeReopenAfterDeletion() {
+    return std::exchange(reopen_after_deletion_, std::nullopt);
+  }
+
+  // The uids whose denial budget is held (see above), for tests.
+  size_t uids_budgeted() const { return buckets_.size(); }
+  // The buckets examined so far by flushes looking for due counts and by
+  // the sweeps of full buckets, in all: the work the budget costs, for
+  // tests.
+  uint64_t buckets_examined() const { return buckets_examined_; }
 
  private:
   struct Bucket {
     double tokens = 0;
     absl::Duration refilled;  // Instant::steady of the last refill
     uint64_t suppressed = 0;  // denials since the last line about them
+    // While suppressed > 0: when the bucket holds a token again, and the
+    // count line is due (its key in counts_due_).
+    absl::Duration count_due;
   };
   // Whether a denial of `uid` at `now` gets a line; counts it if not, and
   // writes the count of those before it if so.
@@ -225,6 +268,14 @@ class AuditLog {
   // Writes the "denialsSuppressed" lines due at `now` (all when `all`).
   void WriteSuppressedCounts(Instant now, bool all);
   void AppendSuppressedCount(uint32_t uid, Bucket& bucket, absl::Time wall);
+  // Drops the full buckets with nothing suppressed, if a refill time has
+  // passed since the last sweep.
+  void ExpireFullBuckets(absl::Duration steady);
+  // Reopens path_ if the open file has no name left (see "A deleted file"),
+  // at most once a second.
+  void ReopenIfDeleted(Instant now);
+  // Goes on in `fd`, a file OpenLogFile opened.
+  void Adopt(UniqueFd fd);
   // Starts a line: `{"time":"...Z"`.
   void AppendTime(absl::Time now);
   // Writes buffer_ out; returns the count of dropped lines so far. `now`
@@ -236,7 +287,11 @@ class AuditLog {
 
   UniqueFd owned_;
   int fd_;
+  std::string path_;  // of the file open (OpenFile, Reopen); empty: fd given
   std::vector<ReservedFile> reserved_;  // checked by every open (OpenFile)
+  absl::Duration next_link_check_;  // Instant::steady of ReopenIfDeleted's next check
+  bool deletion_reported_ = false;  // on stderr, for the file open now
+  std::optional<absl::Status> reopen_after_deletion_;
   // The log's last byte is not a newline (a failed write cut a line short):
   // the next flush writes a newline first.
   bool mid_line_ = false;
@@ -249,11 +304,13 @@ class AuditLog {
   int64_t cached_second_ = 0;  // the Unix second cached_time_ shows
   std::string cached_time_;    // "YYYY-MM-DDTHH:MM:SS" of cached_second_
   DenialBudget budget_;
-  // Buckets of the uids denied lately. A full bucket with nothing
-  // suppressed is the same as none: such entries are dropped when the
-  // buckets are walked for due counts.
+  // Buckets of the uids denied lately (see above for what bounds them).
   absl::flat_hash_map<uint32_t, Bucket> buckets_;
-  size_t uids_suppressed_ = 0;  // buckets with suppressed > 0
+  // The uids with suppressed denials, by when their count is due
+  // (Bucket::count_due, then uid): a flush looks at the front only.
+  std::set<std::pair<absl::Duration, uint32_t>> counts_due_;
+  absl::Duration next_expiry_;  // Instant::steady of the next sweep
+  uint64_t buckets_examined_ = 0;
   uint64_t denials_suppressed_ = 0;
 };
 

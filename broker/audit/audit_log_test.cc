@@ -33,6 +33,7 @@
 namespace capbroker::audit {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 using ::capbroker::testing::ReadWholeFile;
@@ -883,6 +884,194 @@ TEST(AuditLogTest, TheDenialBudgetIgnoresStepsOfTheWallClock) {
   lines = Lines(ReadWholeFile(path));
   ASSERT_EQ(lines.size(), 4u);
   EXPECT_THAT(lines[3], HasSubstr(R"("event":"denialsSuppressed","peer":{"uid":7},"count":1)"));
+}
+
+
+// As reported: while one uid had denials suppressed, every flush walked
+// the bucket of every uid denied in the last 20 s (16,384 uids: 395 us a
+// flush, the loop flushing once per connection with replies). A flush
+// looks only at the counts due; each still comes out on time.
+TEST(AuditLogTest, AFlushLooksOnlyAtTheCountsDue) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path, {/*burst=*/20, /*per_second=*/1}));
+  const absl::Time t0 = absl::FromUnixSeconds(1000);
+  constexpr uint32_t kUids = 4096;
+  for (uint32_t uid = 1; uid <= kUids; ++uid) {
+    for (int i = 0; i < 19; ++i) log.Record(Denial(uid), At(t0));
+  }
+  // Uid 1 goes over its budget: two more denials, one counted.
+  log.Record(Denial(1), At(t0));
+  EXPECT_EQ(log.Record(Denial(1), At(t0)), 0u);
+  ASSERT_TRUE(log.has_pending());
+  const uint64_t before = log.buckets_examined();
+  for (int i = 0; i < 1000; ++i) log.Flush(At(t0 + absl::Milliseconds(i)));
+  // Before the fix: kUids buckets a flush, 4 million in all.
+  EXPECT_EQ(log.buckets_examined(), before);
+  EXPECT_EQ(Count(ReadWholeFile(path), "denialsSuppressed"), 0);
+  EXPECT_TRUE(log.has_pending());
+
+  // A second after the bucket emptied it holds a token: the count is due,
+  // and written by the next flush, with that flush's time.
+  log.Flush(At(t0 + absl::Seconds(1)));
+  std::vector<std::string> lines = Lines(ReadWholeFile(path));
+  ASSERT_EQ(lines.size(), kUids * 19 + 2);
+  EXPECT_THAT(lines.back(),
+              HasSubstr(R"("event":"denialsSuppressed","peer":{"uid":1},"count":1)"));
+  EXPECT_TRUE(absl::StartsWith(lines.back(), R"({"time":"1970-01-01T00:16:41.000Z")"))
+      << lines.back();
+  EXPECT_LE(log.buckets_examined(), before + 1);
+  EXPECT_FALSE(log.has_pending());
+}
+
+// Counts fall due in the order of their buckets' refill, not of the
+// denials: each flush writes exactly the counts due by then.
+TEST(AuditLogTest, WritesEachCountWhenItsBucketHoldsATokenAgain) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path, {/*burst=*/2, /*per_second=*/1}));
+  const absl::Time t0 = absl::FromUnixSeconds(1000);
+  // Uid 8 empties its bucket at t0; uid 7 at 0.5 s, and is over budget
+  // then: its count is due at 1.5 s. Uid 8 is over budget at 0.6 s, with
+  // 0.6 tokens: its count is due at 1 s, first.
+  for (int i = 0; i < 2; ++i) log.Record(Denial(8), At(t0));
+  for (int i = 0; i < 3; ++i) log.Record(Denial(7), At(t0 + absl::Milliseconds(500)));
+  for (int i = 0; i < 2; ++i) log.Record(Denial(8), At(t0 + absl::Milliseconds(600)));
+  EXPECT_EQ(log.denials_suppressed(), 3u);
+  auto counts = [&] { return Count(ReadWholeFile(path), "denialsSuppressed"); };
+  log.Flush(At(t0 + absl::Milliseconds(999)));
+  EXPECT_EQ(counts(), 0);
+  log.Flush(At(t0 + absl::Milliseconds(1001)));
+  EXPECT_EQ(counts(), 1);
+  EXPECT_THAT(ReadWholeFile(path), HasSubstr(R"("peer":{"uid":8},"count":2)"));
+  log.Flush(At(t0 + absl::Milliseconds(1499)));
+  EXPECT_EQ(counts(), 1);
+  log.Flush(At(t0 + absl::Milliseconds(1501)));
+  EXPECT_EQ(counts(), 2);
+  EXPECT_THAT(ReadWholeFile(path), HasSubstr(R"("peer":{"uid":7},"count":1)"));
+  EXPECT_FALSE(log.has_pending());
+}
+
+// As reported: a full bucket was dropped only by the walk for due counts,
+// which ran only while some uid was over budget; otherwise the log kept
+// one bucket for every uid ever denied. Now it holds those of the uids
+// denied in the last two refill times (burst / per_second each), at most.
+TEST(AuditLogTest, HoldsTheBudgetsOfRecentlyDeniedUidsOnly) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path, {/*burst=*/20, /*per_second=*/1}));
+  const absl::Time t0 = absl::FromUnixSeconds(1000);
+  const absl::Duration refill = absl::Seconds(20);
+  for (uint32_t uid = 1; uid <= 1000; ++uid) log.Record(Denial(uid), At(t0));
+  EXPECT_EQ(log.uids_budgeted(), 1000u);
+  // Two refill times on, other uids denied: the first thousand are gone.
+  for (uint32_t uid = 1001; uid <= 1010; ++uid) log.Record(Denial(uid), At(t0 + refill));
+  for (uint32_t uid = 1011; uid <= 1020; ++uid) log.Record(Denial(uid), At(t0 + 2 * refill));
+  EXPECT_LE(log.uids_budgeted(), 20u);
+  // A flush sweeps too, with no denial.
+  log.Flush(At(t0 + 4 * refill));
+  EXPECT_EQ(log.uids_budgeted(), 0u);
+
+  // A uid with a count waiting keeps its bucket, however long: the count
+  // comes out all the same.
+  for (int i = 0; i < 22; ++i) log.Record(Denial(5), At(t0 + 5 * refill));
+  for (uint32_t uid = 2000; uid < 2010; ++uid) log.Record(Denial(uid), At(t0 + 9 * refill));
+  log.Flush(At(t0 + 9 * refill));
+  EXPECT_THAT(ReadWholeFile(path), HasSubstr(R"("peer":{"uid":5},"count":2)"));
+}
+
+// As reported: after `rm` of the log (not a rename), the broker appended
+// to a file with no name; its lines, grants delivered, vanished at exit,
+// and nothing said so. At most once a second a flush checks, and goes on
+// in a new file at the path, with what it still held.
+TEST(AuditLogTest, GoesOnInANewFileWhenTheLogIsDeleted) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
+  const absl::Time t0 = absl::FromUnixSeconds(1000);
+  AuditEvent e = Denial(1);
+  e.capability = "before";
+  log.Record(e, At(t0));
+  log.Flush(At(t0));
+  ASSERT_EQ(unlink(path.c_str()), 0);
+  CapturedStderr captured(dir.Join("stderr"));
+  // Within the second: not checked yet.
+  e.capability = "lost";
+  log.Record(e, At(t0 + absl::Milliseconds(999)));
+  log.Flush(At(t0 + absl::Milliseconds(999)));
+  EXPECT_EQ(access(path.c_str(), F_OK), -1);
+  e.capability = "after";
+  log.Record(e, At(t0 + absl::Seconds(1)));
+  EXPECT_EQ(log.Flush(At(t0 + absl::Seconds(1))), 0u);
+  std::vector<std::string> lines = Lines(ReadWholeFile(path));
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_THAT(lines[0], HasSubstr(R"("capability":"after")"));
+  std::optional<absl::Status> reopened = log.TakeReopenAfterDeletion();
+  ASSERT_TRUE(reopened.has_value());
+  EXPECT_OK(*reopened);
+  EXPECT_FALSE(log.TakeReopenAfterDeletion().has_value());  // told once
+  struct stat st;
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  // The new file is linked: later flushes stay in it, and say nothing more.
+  log.Record(e, At(t0 + absl::Seconds(5)));
+  log.Flush(At(t0 + absl::Seconds(5)));
+  EXPECT_EQ(Lines(ReadWholeFile(path)).size(), 2u);
+  EXPECT_FALSE(log.TakeReopenAfterDeletion().has_value());
+  std::vector<std::string> said = Lines(captured.Release());
+  ASSERT_EQ(said.size(), 1u);
+  EXPECT_THAT(said[0], HasSubstr("audit log file was deleted"));
+  EXPECT_THAT(said[0], HasSubstr(path));
+}
+
+// If the path is refused (a symlink put there), the log goes on in the
+// deleted file, says why once on stderr and to the loop (for capctl
+// status), tries again each second, and goes on at the path once it can.
+TEST(AuditLogTest, KeepsTheDeletedFileWhileThePathIsRefused) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
+  const absl::Time t0 = absl::FromUnixSeconds(1000);
+  log.Flush(At(t0));
+  ASSERT_EQ(unlink(path.c_str()), 0);
+  dir.WriteFile("elsewhere", "");
+  ASSERT_EQ(symlink(dir.Join("elsewhere").c_str(), path.c_str()), 0);
+  CapturedStderr captured(dir.Join("stderr"));
+  for (int i = 1; i <= 3; ++i) {
+    log.Record(Denial(1), At(t0 + absl::Seconds(i)));
+    EXPECT_EQ(log.Flush(At(t0 + absl::Seconds(i))), 0u);  // not lost: in the deleted file
+    std::optional<absl::Status> reopened = log.TakeReopenAfterDeletion();
+    ASSERT_TRUE(reopened.has_value());
+    EXPECT_THAT(*reopened, StatusIs(absl::StatusCode::kFailedPrecondition,
+                                    AllOf(HasSubstr("deleted"), HasSubstr("symlink"),
+                                          HasSubstr("lost when the broker stops"))));
+  }
+  EXPECT_EQ(ReadWholeFile(dir.Join("elsewhere")), "");
+  ASSERT_EQ(unlink(path.c_str()), 0);
+  log.Record(Denial(1), At(t0 + absl::Seconds(4)));
+  log.Flush(At(t0 + absl::Seconds(4)));
+  std::optional<absl::Status> reopened = log.TakeReopenAfterDeletion();
+  ASSERT_TRUE(reopened.has_value());
+  EXPECT_OK(*reopened);
+  EXPECT_EQ(Lines(ReadWholeFile(path)).size(), 1u);
+  std::vector<std::string> said = Lines(captured.Release());
+  ASSERT_EQ(said.size(), 2u) << absl::StrJoin(said, "\n");
+  EXPECT_THAT(said[0], HasSubstr("symlink"));
+  EXPECT_THAT(said[1], HasSubstr("going on in a new file"));
+}
+
+// A log given as an fd (stderr) has no path to reopen: never checked.
+TEST(AuditLogTest, ALogOnAnFdIsNotReopened) {
+  testing::TempDir dir;
+  std::string path = dir.WriteFile("given.log", "", 0600);
+  UniqueFd fd(open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC));
+  ASSERT_GE(fd.get(), 0);
+  ASSERT_EQ(unlink(path.c_str()), 0);
+  AuditLog log(fd.get());
+  log.Record(Denial(1), At(absl::FromUnixSeconds(1000)));
+  EXPECT_EQ(log.Flush(At(absl::FromUnixSeconds(1000))), 0u);
+  EXPECT_FALSE(log.TakeReopenAfterDeletion().has_value());
+  EXPECT_EQ(access(path.c_str(), F_OK), -1);
 }
 
 }  // namespace

@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <optional>
+#include <string>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
@@ -948,6 +950,11 @@ bool BrokerLoop::AuditWritten(const std::vector<uint64_t>& lines) {
 
 std::vector<audit::AuditLog::LineRange> BrokerLoop::FlushAudit() {
   if (audit_.has_pending()) stats_.audit_lines_dropped = audit_.Flush();
+  // A flush that found the file deleted and reopened the path (or could
+  // not) says so here; shown in status as a SIGHUP's reopen.
+  if (std::optional<absl::Status> reopened = audit_.TakeReopenAfterDeletion()) {
+    stats_.audit_reopen_error = std::string(reopened->message());
+  }
   // Lines can also be lost by a flush inside AuditLog::Record (a full
   // buffer): ask even when nothing is pending now.
   std::vector<audit::AuditLog::LineRange> lost = audit_.TakeLostLines();

@@ -216,6 +216,22 @@ TEST_F(BrokerLoopTest, GrantWhoseLineIsLostWhileMakingRoomIsWithheld) {
   EXPECT_EQ(stats_.grants, 1u);
 }
 
+// A flush that finds the audit log's file deleted and its path refused (a
+// symlink put there) tells the loop, which shows why in capctl status as
+// a refused SIGHUP's; the line still goes to the deleted file, and counts
+// as written.
+TEST_F(BrokerLoopTest, AReopenRefusedAfterTheLogWasDeletedShowsInStatus) {
+  const std::string path = dir_.Join("file.audit");
+  ASSERT_OK_AND_ASSIGN(audit_, audit::AuditLog::OpenFile(path));
+  BrokerLoop loop(handler_, audit_, stats_, Limits());
+  ASSERT_EQ(unlink(path.c_str()), 0);
+  ASSERT_EQ(symlink(dir_.Join("elsewhere").c_str(), path.c_str()), 0);
+  Answer grant = Grant(1);
+  EXPECT_TRUE(loop.AuditWritten({grant.outcome.audit_line}));
+  EXPECT_THAT(stats_.audit_reopen_error,
+              ::testing::AllOf(::testing::HasSubstr("deleted"), ::testing::HasSubstr("symlink")));
+}
+
 // The loop stops at the end of the turn that read the stop (the control
 // fd), once it has sent what that turn answered: a request that came in the
 // same batch gets its reply, not a connection closed on it. What is still

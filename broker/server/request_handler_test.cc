@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
 #include "sdk/wire/limits.h"
+#include "tests/fixtures/json_object.h"
 #include "tests/fixtures/temp_dir.h"
 
 namespace capbroker::server {
@@ -45,12 +46,24 @@ class RequestHandlerTest : public ::testing::Test {
   // text.
   template <typename Fill>
   Outcome Handle(Fill fill, std::string* error) {
+    return HandleBy(handler_, fill, error);
+  }
+  // A policy that grants uid 1000 directory "d", dir_/d, with `access`.
+  std::string DirectoryPolicy(absl::string_view access) {
+    return absl::StrCat(R"(( capabilities = [ ( name = "d", directory = ( path = ")",
+                        dir_.Join("d"), R"(", access = )", access, R"( ) ) ],
+                        principals = [ ( name = "p", match = ( uid = 1000 ), grants = [ "d" ] ) ] ))");
+  }
+
+  // The same, to `handler`.
+  template <typename Fill>
+  Outcome HandleBy(RequestHandler& handler, Fill fill, std::string* error) {
     capnp::MallocMessageBuilder request_message, reply_message;
     auto request = request_message.initRoot<schema::Request>();
     request.setId(1);
     fill(request);
     auto reply = reply_message.initRoot<schema::Reply>();
-    Outcome outcome = handler_.Handle(session_, request.asReader(), reply);
+    Outcome outcome = handler.Handle(session_, request.asReader(), reply);
     *error = reply.isError() ? reply.getError().getMessage().cStr() : "";
     return outcome;
   }
@@ -361,12 +374,7 @@ TEST_F(RequestHandlerTest, AuditLineOfAnOpenBeneathRecordsCreateTruncateAndMode)
   RequestHandler handler(audit, stats_, geteuid(), caps::HardLinks::kProtected);
   ASSERT_EQ(mkdir(dir_.Join("d").c_str(), 0700), 0);
   dir_.WriteFile("d/keep", "contents");
-  ASSERT_OK_AND_ASSIGN(
-      Policy policy,
-      ParsePolicy(R"(( capabilities = [ ( name = "d", directory = ( path = ")" + dir_.Join("d") +
-                      R"(", access = readWrite ) ) ],
-                      principals = [ ( name = "p", match = ( uid = 1000 ), grants = [ "d" ] ) ] ))",
-                  "t.capnp"));
+  ASSERT_OK_AND_ASSIGN(Policy policy, ParsePolicy(DirectoryPolicy("readWrite"), "t.capnp"));
   ASSERT_OK(handler.SetPolicy(std::move(policy)));
   auto open_beneath = [&](const std::string& path, schema::Access access, bool create,
                           uint32_t mode, bool truncate) {
@@ -667,6 +675,67 @@ TEST_F(RequestHandlerTest, AuditLineShowsNoMoreOfAnOverlongFieldThanTheLimit) {
   EXPECT_THAT(lines[2], HasSubstr(cut_name));
   EXPECT_THAT(lines[2], HasSubstr(cut_path));
   EXPECT_THAT(lines[3], HasSubstr(cut_name));
+}
+
+// Names, paths and executables come from clients, whole audit lines are
+// what readers parse: with a newline, a quote, bytes that are not UTF-8
+// and U+2028 in the capability name, the path and the executable, each
+// line is still exactly one JSON object, and each field decodes to what
+// the client sent (bytes that are not UTF-8 as \udcXX).
+TEST_F(RequestHandlerTest, AuditLinesOfHostileNamesPathsAndExesAreOneJsonObjectEach) {
+  std::string log_path = dir_.Join("audit");
+  int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  ASSERT_GE(log_fd, 0);
+  audit::AuditLog audit(log_fd);
+  RequestHandler handler(audit, stats_);
+  ASSERT_EQ(mkdir(dir_.Join("d").c_str(), 0700), 0);
+  ASSERT_OK_AND_ASSIGN(Policy policy, ParsePolicy(DirectoryPolicy("read"), "t.capnp"));
+  ASSERT_OK(handler.SetPolicy(std::move(policy)));
+  const std::string hostile = "a\n\"}\\{\xe9\xe2\x80\xa8\xc2\x9b[0m\r";
+  session_.identity.exe = "/usr/bin/" + hostile;
+  std::string error;
+  HandleBy(
+      handler,
+      [&](schema::Request::Builder r) {
+        auto acquire = r.initAcquire();
+        acquire.setName(hostile);
+        acquire.setAccess(schema::Access::READ);
+      },
+      &error);
+  HandleBy(
+      handler,
+      [&](schema::Request::Builder r) {
+        auto open = r.initOpenBeneath();
+        open.setDirectory("d");
+        open.setPath(hostile);
+        open.setAccess(schema::Access::READ);
+      },
+      &error);
+  audit.Flush();
+  close(log_fd);
+  const std::string text = testing::ReadWholeFile(log_path);
+  EXPECT_THAT(text, Not(HasSubstr("\xe2\x80\xa8")));
+  EXPECT_THAT(text, Not(HasSubstr("\r")));
+  std::vector<std::string> lines = absl::StrSplit(text, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 2u) << text;
+  // A field's value, decoded, or why it is not a JSON string.
+  auto decoded = [](const std::string& json) {
+    absl::StatusOr<std::string> text = testing::DecodeJsonString(json);
+    return text.ok() ? *text : "not a JSON string: " + text.status().ToString();
+  };
+  for (size_t i = 0; i < lines.size(); ++i) {
+    SCOPED_TRACE(lines[i]);
+    ASSERT_OK_AND_ASSIGN(auto line, testing::ParseJsonObject(lines[i]));
+    ASSERT_OK_AND_ASSIGN(auto peer, testing::ParseJsonObject(line["peer"]));
+    EXPECT_EQ(decoded(peer["exe"]), "/usr/bin/" + hostile);
+    ASSERT_OK_AND_ASSIGN(auto request, testing::ParseJsonObject(line["request"]));
+    if (i == 0) {
+      EXPECT_EQ(decoded(request["capability"]), hostile);
+    } else {
+      EXPECT_EQ(decoded(request["capability"]), "d");
+      EXPECT_EQ(decoded(request["path"]), hostile);
+    }
+  }
 }
 
 // As reported: the lines that correct or complete a grant on record went

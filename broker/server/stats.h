@@ -28,7 +28,8 @@ struct Stats {
   absl::Time last_reload = absl::InfinitePast();
   bool last_reload_refused = false;
   std::string last_reload_error;
-  // Why the last SIGHUP could not reopen the audit log; empty once one did.
+  // Why the last reopen of the audit log (at SIGHUP, or by a flush after
+  // the file was deleted, audit_log.h) was refused; empty once one worked.
   std::string audit_reopen_error;
 };
 

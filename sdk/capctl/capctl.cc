@@ -548,8 +548,8 @@ int Capctl::Status(const Options& o) {
          << "\n";
   }
   if (!s->audit_log_error.empty()) {
-    out_ << "audit log:   the last reopen (SIGHUP) was refused; lines go on into the file "
-            "open before: "
+    out_ << "audit log:   the last reopen (SIGHUP, or after the file was deleted) was refused; "
+            "lines go on into the file open before: "
          << Displayed(s->audit_log_error) << "\n";
   }
   if (s->audit_lines_lost > 0) {

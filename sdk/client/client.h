@@ -119,8 +119,9 @@ struct BrokerStatus {
   std::string last_reload_error;
   // Audit lines that could not be written (a grant's, a denial's or any
   // other; a grant whose line was lost was withheld), and
-  // why the last SIGHUP could not reopen the audit log (empty once one
-  // did, and unless we are root or the broker's uid).
+  // why the last reopen of the audit log (SIGHUP, or after its file was
+  // deleted) was refused (empty once one worked, and unless we are root or
+  // the broker's uid).
   uint64_t audit_lines_lost = 0;
   std::string audit_log_error;
 };

@@ -120,6 +120,12 @@ void Checks::CheckPath(absl::string_view label, absl::string_view path,
   if (problem.has_value()) Error(path, absl::StrCat(label, ": ", *problem));
 }
 
+std::optional<absl::string_view> Checks::IntegerSource(absl::string_view path) const {
+  const TextNode* node = locator_.Find(path);
+  if (node == nullptr || node->kind != TextValueKind::kInteger) return std::nullopt;
+  return locator_.SourceOf(*node);
+}
+
 std::optional<uint32_t> Checks::Id(int64_t value, absl::string_view field,
                                    const std::string& path, const std::string& label,
                                    absl::string_view when_left_out) {
@@ -128,6 +134,20 @@ std::optional<uint32_t> Checks::Id(int64_t value, absl::string_view field,
   // value must be an id: `gid = -1` would otherwise silently drop the
   // criterion and widen the rule to any gid.
   if (!Given(field_path)) return std::nullopt;
+  // Ids are decimal everywhere else (id(1), /etc/passwd): one written with
+  // a leading 0 is almost surely meant in decimal, and read as octal it
+  // names another user. Refused, naming both readings, as a decimal mode
+  // is.
+  std::optional<absl::string_view> source = IntegerSource(field_path);
+  if (source.has_value() && source->size() > 1 && (*source)[0] == '0' &&
+      absl::ascii_isdigit((*source)[1])) {
+    absl::string_view decimal = *source;
+    while (decimal.size() > 1 && decimal[0] == '0') decimal.remove_prefix(1);
+    Error(field_path, absl::StrCat(label, ": ", field, " ", *source, " is octal here (= ",
+                                   value, " decimal); write ids in decimal, without a "
+                                   "leading 0: ", decimal));
+    return std::nullopt;
+  }
   if (value < 0 || value > kMaxPolicyId) {
     Error(field_path,
           absl::StrCat(label, ": ", field, " ", value, " is out of range: 0 to ", kMaxPolicyId,

@@ -77,11 +77,18 @@ class Checks {
   // left out, when the decoded value is the schema's default).
   bool Given(absl::string_view path) const { return locator_.Find(path) != nullptr; }
 
+  // The text of the integer written at `path` as the policy spells it
+  // ("0600", "0x1f", "-1"), or nullopt when the field is left out or is not
+  // an integer. TextCodec reads numbers as C does (a leading 0 is octal):
+  // the spelling tells a value meant in one base from one read in another.
+  std::optional<absl::string_view> IntegerSource(absl::string_view path) const;
+
   // A uid or gid field (`field` of the struct at `path`): nullopt when it is
   // left out (the schema's default, -1, stands for that), an error when it
   // is written with a value outside 0..kMaxPolicyId, -1 included: -1 is no
-  // way to say "any". `when_left_out` says what leaving it out means
-  // ("match any").
+  // way to say "any"; or with a leading 0 (`uid = 01000` is octal, 512, not
+  // the user 1000 it seems to name). `when_left_out` says what leaving it
+  // out means ("match any").
   std::optional<uint32_t> Id(int64_t value, absl::string_view field,
                              const std::string& path, const std::string& label,
                              absl::string_view when_left_out);

@@ -81,6 +81,18 @@ absl::StatusOr<std::string> ReadAll(int fd, const std::string& path) {
   return text;
 }
 
+// The policy's text, from the file checked as LoadPolicyFile says.
+absl::StatusOr<std::string> ReadPolicy(const std::string& path) {
+  uid_t euid = geteuid();
+  CB_ASSIGN_OR_RETURN(UniqueFd fd, OpenPolicy(path, euid));
+  struct stat st;
+  if (fstat(fd.get(), &st) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("fstat(policy ", Shown(path), ")"));
+  }
+  CB_RETURN_IF_ERROR(CheckPolicyFileStat(path, st, euid));
+  return ReadAll(fd.get(), path);
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> ResolveProgramPath(const std::string& path, bool may_block) {
@@ -90,14 +102,16 @@ absl::StatusOr<std::string> ResolveProgramPath(const std::string& path, bool may
 absl::StatusOr<Policy> LoadPolicyFile(absl::string_view path_view,
                                       const BrokerContext& broker) {
   std::string path(path_view);
-  uid_t euid = geteuid();
-  CB_ASSIGN_OR_RETURN(UniqueFd fd, OpenPolicy(path, euid));
-  struct stat st;
-  if (fstat(fd.get(), &st) != 0) {
-    return ErrnoStatus(errno, absl::StrCat("fstat(policy ", Shown(path), ")"));
+  absl::StatusOr<std::string> text = ReadPolicy(path);
+  // kInvalidArgument says the text is wrong (capctl prints its lines as the
+  // parser's, then a count of errors): a file that could not be read never
+  // says so, whatever the code of its reason (a path that names a
+  // directory, "/etc/capbroker/", is kInvalidArgument to OpenParent; so is
+  // a call's EINVAL).
+  if (absl::IsInvalidArgument(text.status())) {
+    return absl::FailedPreconditionError(text.status().message());
   }
-  CB_RETURN_IF_ERROR(CheckPolicyFileStat(path, st, euid));
-  CB_ASSIGN_OR_RETURN(std::string text, ReadAll(fd.get(), path));
+  if (!text.ok()) return text.status();
   BrokerContext context = broker;
   if (!context.resolve_program) {
     // The broker's only thread: never waits for a file system.
@@ -105,7 +119,7 @@ absl::StatusOr<Policy> LoadPolicyFile(absl::string_view path_view,
       return ResolveProgramPath(exe, /*may_block=*/false);
     };
   }
-  return ParsePolicy(text, path, context);
+  return ParsePolicy(*text, path, context);
 }
 
 }  // namespace capbroker

@@ -42,10 +42,12 @@ namespace capbroker {
 // Loads and parses the policy at `path`, for a broker that offers `broker`
 // (see BrokerContext: capbrokerd always says what it offers). Errors:
 // kNotFound (no such file, or directory on the way), kFailedPrecondition (a
-// symlink, not a regular file, wrong owner, writable by others; or a
-// directory or symlink on the way that another user could change),
-// kResourceExhausted (too large), kInvalidArgument (the text is wrong, see
-// ParsePolicy), or the errno status of a failed call. A message quotes the
+// symlink, not a regular file, a path that names a directory ("dir/",
+// "dir/.."), wrong owner, writable by others; or a directory or symlink on
+// the way that another user could change), kResourceExhausted (too large),
+// kInvalidArgument (the text is wrong, see ParsePolicy, and nothing else),
+// or the errno status of a failed call (but never kInvalidArgument: an
+// EINVAL is kFailedPrecondition). A message quotes the
 // path, and whatever it names from the disk (where a symlink leads),
 // escaped (EscapedKeepingUtf8): it may be printed as it is.
 //

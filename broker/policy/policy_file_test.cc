@@ -1,6 +1,7 @@
 #include "broker/policy/policy_file.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -248,6 +249,53 @@ TEST_F(PolicyFileTest, RefusesDirectoriesAndSpecialFiles) {
   EXPECT_THAT(LoadPolicyFile("/dev/null", BrokerContext()),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        "policy /dev/null is a character device, not a regular file"));
+}
+
+// A path that names a directory by its spelling ("dir/", "dir/.") is a file
+// that cannot be opened, as a directory named plainly is: never
+// kInvalidArgument, which says the text is wrong (capctl policy check
+// printed it as a parse error, "rejected (1 error)").
+TEST_F(PolicyFileTest, APathSpelledAsADirectoryIsNoFileNotBadText) {
+  for (const std::string& path : {dir_ + "/", dir_ + "/.", dir_ + "/.."}) {
+    EXPECT_THAT(LoadPolicyFile(path, BrokerContext()),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         absl::StrCat("'", path, "' names a directory, not a file, for the "
+                                      "policy ", path)));
+  }
+}
+
+// fstat's size is only a hint: /proc files say 0 whatever they hold, and a
+// file may grow between fstat and read. The read stops one byte past the
+// limit and refuses the file. /proc/self/maps (a regular file of ours, size
+// 0, one line per mapping) is made longer than the limit, deterministically,
+// by mapping pages of alternating protection.
+TEST_F(PolicyFileTest, RefusesAFileThatReadsLongerThanItsSize) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  constexpr size_t kPages = 40000;  // 20,000 mappings of ~50 bytes each
+  void* region = mmap(nullptr, kPages * page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(region, MAP_FAILED) << errno;
+  for (size_t i = 0; i < kPages; i += 2) {
+    ASSERT_EQ(mprotect(static_cast<char*>(region) + i * page, page, PROT_READ), 0) << errno;
+  }
+  struct stat st;
+  ASSERT_EQ(stat("/proc/self/maps", &st), 0) << errno;
+  ASSERT_EQ(st.st_size, 0);
+  absl::StatusOr<Policy> policy = LoadPolicyFile("/proc/self/maps", BrokerContext());
+  // The test is only worth its name if the file really is that long.
+  size_t length = 0;
+  {
+    absl::StatusOr<UniqueFd> maps = TakeFd(open("/proc/self/maps", O_RDONLY | O_CLOEXEC), "open");
+    ASSERT_OK(maps);
+    char buffer[65536];
+    ssize_t n;
+    while ((n = read(maps->get(), buffer, sizeof buffer)) > 0) length += static_cast<size_t>(n);
+    ASSERT_EQ(n, 0) << errno;
+  }
+  ASSERT_EQ(munmap(region, kPages * page), 0) << errno;
+  ASSERT_GT(length, kMaxPolicyBytes);
+  EXPECT_THAT(policy, StatusIs(absl::StatusCode::kResourceExhausted,
+                               "policy /proc/self/maps is larger than the limit of 1048576 "
+                               "bytes (1 MiB)"));
 }
 
 TEST_F(PolicyFileTest, FifoIsRefusedWithoutBlocking) {

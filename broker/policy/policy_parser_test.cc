@@ -465,6 +465,20 @@ INSTANTIATE_TEST_SUITE_P(
                      "-5",
                      "principal 'x': gid -5 is out of range: 0 to "
                      "4294967294 (or leave it out to match any)"},
+        // A leading 0 is octal (as for mode): `uid = 01000` would name
+        // uid 512, not the user 1000 it seems to; refused, naming both.
+        SemanticCase{"OctalUid", PRINCIPAL("name = \"x\", match = ( uid = 01000 )"),
+                     "01000",
+                     "principal 'x': uid 01000 is octal here (= 512 decimal); write ids "
+                     "in decimal, without a leading 0: 1000"},
+        SemanticCase{"OctalGid", PRINCIPAL("name = \"x\", match = ( uid = 1000, gid = 0100 )"),
+                     "0100",
+                     "principal 'x': gid 0100 is octal here (= 64 decimal); write ids "
+                     "in decimal, without a leading 0: 100"},
+        SemanticCase{"ZeroWrittenTwice", PRINCIPAL("name = \"x\", match = ( gid = 00 )"),
+                     "00",
+                     "principal 'x': gid 00 is octal here (= 0 decimal); write ids "
+                     "in decimal, without a leading 0: 0"},
         SemanticCase{"ExeAlone", PRINCIPAL("name = \"x\", match = ( exe = \"/usr/bin/cat\" )"),
                      "\"/usr/bin/cat\"",
                      "principal 'x': exe alone can be borrowed by any user who can run that "

@@ -174,15 +174,12 @@ class Validator {
     // TextCodec reads numbers as C does: 0600 is octal, 600 decimal. A
     // decimal mode is almost surely a missing 0 (600 would be 01130), so it
     // is refused rather than silently misread.
-    const TextNode* node = checks_.locator().Find(path);
-    if (node != nullptr && node->kind == TextValueKind::kInteger) {
-      absl::string_view source = checks_.locator().SourceOf(*node);
-      if (!source.empty() && source[0] != '0') {
-        checks_.Error(path, absl::StrFormat("%s: mode %s is decimal here (= 0%o octal); "
-                                    "write modes in octal with a leading 0, e.g. 0%s",
-                                    label, source, mode, source));
-        return;
-      }
+    std::optional<absl::string_view> source = checks_.IntegerSource(path);
+    if (source.has_value() && !source->empty() && (*source)[0] != '0') {
+      checks_.Error(path, absl::StrFormat("%s: mode %s is decimal here (= 0%o octal); "
+                                  "write modes in octal with a leading 0, e.g. 0%s",
+                                  label, *source, mode, *source));
+      return;
     }
     if ((mode & ~kModeMask) != 0) {
       checks_.Error(path, absl::StrFormat("%s: mode 0%o has bits beyond 07777", label, mode));

@@ -1,6 +1,8 @@
 // Services in the policy: parsing, validation errors, and the decisions
 // that involve them (connect, a service acquiring as its own principal).
+#include <ostream>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -138,6 +140,126 @@ TEST(ServicePolicyTest, ErrorsNameTheirPlace) {
   EXPECT_THAT(ErrorFor(R"(( name = "s", command = [ "/bin/s" ],
                             sandbox = ( landlock = optional ) ))"),
               HasSubstr("required, bestEffort, off"));
+}
+
+// `n` copies of `item`, comma-separated.
+std::string Repeated(size_t n, absl::string_view item) {
+  return absl::StrJoin(std::vector<absl::string_view>(n, item), ", ");
+}
+
+// One rule broken, one refusal: the error names the field and the bound it
+// passes (or what is wrong with the value). Each text breaks one rule only,
+// so each case fails if that rule's check is removed.
+struct Refusal {
+  std::string name;
+  std::string services;  // the services list, in WithServices' policy
+  std::vector<std::string> says;  // each in the error
+
+  friend void PrintTo(const Refusal& refusal, std::ostream* os) { *os << refusal.name; }
+};
+
+class ServiceRefusalTest : public ::testing::TestWithParam<Refusal> {};
+
+TEST_P(ServiceRefusalTest, NamesTheFieldAndTheLimit) {
+  const std::string error = ErrorFor(GetParam().services);
+  for (const std::string& part : GetParam().says) EXPECT_THAT(error, HasSubstr(part));
+}
+
+std::string Service(absl::string_view fields) {
+  return absl::StrCat(R"(( name = "s", command = [ "/bin/s" ], )", fields, " )");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Limits, ServiceRefusalTest,
+    ::testing::Values(
+        Refusal{"TooManyServices",
+                [] {
+                  std::vector<std::string> services;
+                  for (int i = 0; i < 257; ++i) {
+                    services.push_back(absl::StrFormat(R"((name="s%d",command=["/bin/s"]))", i));
+                  }
+                  return absl::StrJoin(services, ",");
+                }(),
+                {"services", "257", "the limit is 256"}},
+        Refusal{"TooManyArguments",
+                absl::StrCat(R"(( name = "s", command = [ "/bin/s", )", Repeated(256, R"("a")"),
+                             " ] )"),
+                {"service 's'", "257 arguments", "the limit is 256"}},
+        Refusal{"ArgumentWithANul", R"(( name = "s", command = [ "/bin/s", "a\x00b" ] ))",
+                {"service 's': argument 1 contains a NUL byte"}},
+        Refusal{"ArgumentTooLong",
+                absl::StrCat(R"(( name = "s", command = [ "/bin/s", ")", std::string(4097, 'a'),
+                             R"(" ] ))"),
+                {"service 's': argument 1 is 4097 bytes long; the limit is 4096"}},
+        Refusal{"TooManyVariables",
+                Service(absl::StrCat("environment = [ ", Repeated(257, R"("A=1")"), " ]")),
+                {"service 's'", "257 variables", "the limit is 256"}},
+        Refusal{"VariableWithANul", Service(R"(environment = [ "A=1\x00B=2" ])"),
+                {"service 's': environment entry 0 contains a NUL byte"}},
+        Refusal{"VariableTooLong",
+                Service(absl::StrCat(R"(environment = [ "A=)", std::string(4095, 'a'),
+                                     R"(" ])")),
+                {"service 's': environment entry 0 is 4097 bytes long; the limit is 4096"}},
+        Refusal{"TooManyGrants",
+                Service(absl::StrCat("grants = [ ", Repeated(129, R"("db")"), " ]")),
+                {"service 's'", "129 grants", "the limit is 128"}},
+        Refusal{"TooManyConnectNames",
+                Service(absl::StrCat("connect = [ ", Repeated(1025, R"("ops")"), " ]")),
+                {"service 's'", "connect", "1025", "the limit is 1024"}},
+        Refusal{"ConnectNameTwice", Service(R"(connect = [ "ops", "ops" ])"),
+                {"service 's': connect lists 'ops' twice; list it once"}},
+        Refusal{"RestartLimitTooHigh", Service("restartLimit = 1001"),
+                {"service 's': restartLimit 1001 is out of range: 0 to 1000"}},
+        Refusal{"StartTimeoutZero", Service("startTimeoutMs = 0"),
+                {"service 's': startTimeoutMs 0 is out of range: 1 to 600000"}},
+        Refusal{"StartTimeoutTooLong", Service("startTimeoutMs = 600001"),
+                {"service 's': startTimeoutMs 600001 is out of range: 1 to 600000"}},
+        // A leading 0 is octal: `user = 01750` would run the service as
+        // uid 1000, not the 1750 it seems to name.
+        Refusal{"OctalUser", Service("user = 01750"),
+                {"service 's': user 01750 is octal here (= 1000 decimal); write ids in "
+                 "decimal, without a leading 0: 1750"}},
+        Refusal{"OctalGroup", Service("group = 0100"),
+                {"service 's': group 0100 is octal here (= 64 decimal); write ids in "
+                 "decimal, without a leading 0: 100"}}),
+    [](const ::testing::TestParamInfo<Refusal>& info) { return info.param.name; });
+
+// At each limit, the policy loads: the refusals above are of one more.
+TEST(ServicePolicyTest, EachLimitItselfIsAllowed) {
+  std::vector<std::string> capabilities, grants, principals, connect, services;
+  for (int i = 0; i < 128; ++i) {
+    capabilities.push_back(absl::StrFormat(R"((name="c%d",memory=(size=1)))", i));
+    grants.push_back(absl::StrFormat(R"("c%d")", i));
+  }
+  for (int i = 0; i < 1024; ++i) {
+    principals.push_back(absl::StrFormat(R"((name="p%d",match=(uid=%d)))", i, i + 1));
+    connect.push_back(absl::StrFormat(R"("p%d")", i));
+  }
+  std::vector<std::string> environment;
+  for (int i = 0; i < 256; ++i) environment.push_back(absl::StrFormat(R"("V%d=1")", i));
+  services.push_back(absl::StrCat(
+      R"((name="s0",command=["/bin/s",)", Repeated(254, R"("a")"), R"(,")",
+      std::string(4096, 'a'), R"("],environment=[)", absl::StrJoin(environment, ","),
+      R"(],grants=[)", absl::StrJoin(grants, ","), R"(],connect=[)",
+      absl::StrJoin(connect, ","),
+      R"(],restartLimit=1000,startTimeoutMs=600000,user=0x3e8,group=1000))"));
+  services.push_back(R"((name="s1",command=["/bin/s"],restartLimit=0,startTimeoutMs=1))");
+  for (int i = 2; i < 256; ++i) {
+    services.push_back(absl::StrFormat(R"((name="s%d",command=["/bin/s"]))", i));
+  }
+  ASSERT_OK_AND_ASSIGN(
+      Policy policy,
+      ParsePolicy(absl::StrCat("(capabilities=[", absl::StrJoin(capabilities, ","),
+                               "],\nprincipals=[", absl::StrJoin(principals, ","),
+                               "],\nservices=[", absl::StrJoin(services, ","), "])"),
+                  "policy.cb"));
+  ASSERT_EQ(policy.services().size(), 256u);
+  const ServiceSpec& s = policy.services()[0];
+  EXPECT_EQ(s.command.size(), 256u);
+  EXPECT_EQ(s.environment.size(), 256u);
+  EXPECT_EQ(s.grants.size(), 128u);
+  EXPECT_EQ(s.connect.size(), 1024u);
+  EXPECT_EQ(s.user, 1000u);  // hex is never mistaken: 0x is written
 }
 
 // The host waits at most 30 s before a restart (the delay doubles up to

@@ -26,6 +26,17 @@ bool IsVariableName(absl::string_view name) {
   return true;
 }
 
+// Why `value`, an argument or environment entry, cannot be passed to
+// execve (which ends each at its first NUL byte), or is longer than the
+// broker takes; nullopt when it can.
+std::optional<std::string> StringProblem(absl::string_view value) {
+  if (value.find('\0') != absl::string_view::npos) return "contains a NUL byte";
+  if (value.size() > kMaxArgumentLength) {
+    return absl::StrCat("is ", value.size(), " bytes long; the limit is ", kMaxArgumentLength);
+  }
+  return std::nullopt;
+}
+
 class ServiceValidator {
  public:
   ServiceValidator(Checks& checks, const CapabilityNames& capabilities,
@@ -112,10 +123,9 @@ class ServiceValidator {
     for (size_t i = 0; i < command.size(); ++i) {
       std::string arg = ToString(command[i]);
       std::string arg_path = absl::StrCat(path, "[", i, "]");
-      if (arg.find('\0') != std::string::npos || arg.size() > kMaxArgumentLength) {
-        checks_.Error(arg_path, absl::StrCat(label, ": argument ", i,
-                                             " contains a NUL byte or is longer than ",
-                                             kMaxArgumentLength, " bytes"));
+      std::optional<std::string> problem = StringProblem(arg);
+      if (problem.has_value()) {
+        checks_.Error(arg_path, absl::StrCat(label, ": argument ", i, " ", *problem));
       }
       spec.command.push_back(std::move(arg));
     }
@@ -133,10 +143,15 @@ class ServiceValidator {
     for (size_t i = 0; i < environment.size(); ++i) {
       std::string entry = ToString(environment[i]);
       std::string entry_path = absl::StrCat(path, "[", i, "]");
+      std::optional<std::string> problem = StringProblem(entry);
+      if (problem.has_value()) {
+        checks_.Error(entry_path,
+                      absl::StrCat(label, ": environment entry ", i, " ", *problem));
+        continue;
+      }
       size_t eq = entry.find('=');
       std::string name = entry.substr(0, eq);
-      if (eq == std::string::npos || !IsVariableName(name) ||
-          entry.find('\0') != std::string::npos || entry.size() > kMaxArgumentLength) {
+      if (eq == std::string::npos || !IsVariableName(name)) {
         checks_.Error(entry_path, absl::StrCat(label, ": environment entry ",
                                                Quoted(entry), " is not NAME=VALUE"));
         continue;

@@ -452,6 +452,17 @@ TEST_F(CapctlTest, PolicyCheckMissingFile) {
   ExpectFailure(RunRaw({"policy", "check", Path("none.capnp")}), kExitFailure);
 }
 
+// A path that names a directory ("DIR/") is a file that cannot be checked,
+// one "capctl: " line: it was printed as the parser's lines are, then
+// "rejected (1 error)".
+TEST_F(CapctlTest, PolicyCheckOfADirectoryIsNoParseError) {
+  const std::string dir = broker_->dir() + "/";
+  Result r = RunRaw({"policy", "check", dir});
+  ExpectFailure(r, kExitFailure);
+  EXPECT_EQ(r.err, absl::StrCat("capctl: ", dir, ": '", dir, "' names a directory, not a file, "
+                                "for the policy ", dir, "\n"));
+}
+
 // A path with a newline in it is shown escaped, in the one line, whole:
 // the line was cut at the newline ("no broker socket at /tmp/x", a path
 // never given, and the hint lost).

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <optional>
+#include <set>
 #include <utility>
 
 #include "absl/status/statusor.h"
@@ -31,6 +32,7 @@
 #include "sdk/capctl/display_width.h"
 #include "sdk/capctl/fd_placement.h"
 #include "sdk/capctl/policy_commands.h"
+#include "sdk/capctl/shown_text.h"
 #include "sdk/capctl/usage.h"
 #include "sdk/client/capability.h"
 #include "sdk/client/client.h"
@@ -100,11 +102,6 @@ std::optional<absl::Duration> ParseTimeout(absl::string_view text) {
   return timeout == absl::ZeroDuration() ? absl::InfiniteDuration() : timeout;
 }
 
-// What one error line shows of an argument (a name, a path) and of a
-// reason: a 100 KB argument is refused, not echoed to the terminal.
-constexpr size_t kMaxShownArgumentBytes = 256;
-constexpr size_t kMaxShownReasonBytes = 512;
-
 // Every text capctl did not write (from the broker: a name, a path, a
 // service's last exit, a refusal's reason; from a policy: a note quoting a
 // path, an error line) and every argument it echoes is shown escaped, so
@@ -121,18 +118,8 @@ constexpr size_t kMaxShownReasonBytes = 512;
 // again all the same, since a broker's reply is not to be trusted (nor an
 // older broker's); that leaves escaped text as it is, since what the
 // escaper writes is printable ASCII or text it keeps (a backslash stays one
-// backslash: \x0a, never \x5cx0a).
-
-// `text` as an error line may show it (an argument, a reason): escaped as
-// above, and at most `max` bytes of that, cut between characters, else its
-// start and its length.
-std::string Shown(absl::string_view text, size_t max = kMaxShownArgumentBytes) {
-  std::string shown;
-  if (AppendEscapedKeepingUtf8(text, max, shown) < text.size()) {
-    absl::StrAppend(&shown, "... (", text.size(), " bytes)");
-  }
-  return shown;
-}
+// backslash: \x0a, never \x5cx0a). An error line's arguments and reason
+// are Shown (shown_text.h): escaped so, and bounded.
 
 // A text from the broker or a policy, escaped as above. Not cut: the broker
 // bounds its texts, and the client library checks the reply's size.
@@ -193,13 +180,15 @@ std::optional<mode_t> ParseMode(absl::string_view text) {
   return mode;
 }
 
-// Parses the subcommand's arguments. `allowed` lists the flags it takes;
-// `exec_style` stops at "--" and keeps the rest as the command.
+// Parses the subcommand's arguments. `allowed` lists the flags it takes,
+// each at most once; `exec_style` stops at "--" and keeps the rest as the
+// command.
 absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
                                      size_t begin,
                                      const std::vector<absl::string_view>& allowed,
                                      bool exec_style) {
   Options options;
+  std::set<std::string> seen;  // the flags given so far
   auto takes = [&](absl::string_view flag) {
     for (absl::string_view a : allowed) {
       if (a == flag) return true;
@@ -225,6 +214,11 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
     }
     if (!takes(flag)) {
       return absl::InvalidArgumentError(absl::StrCat("unknown option ", Shown(flag)));
+    }
+    // A second one would silently win: a wrapper that adds arguments could
+    // change what is asked for (--access) without a sign.
+    if (!seen.insert(flag).second) {
+      return absl::InvalidArgumentError(absl::StrCat(flag, " given twice"));
     }
     bool needs_value = flag == "--access" || flag == "--mode";
     if (needs_value && !value) {
@@ -280,9 +274,9 @@ class Capctl {
  private:
   // One line, "capctl: CONTEXT: REASON": a newline in the reason (a path
   // someone gave, say) is shown as \x0a, as Shown shows every control
-  // byte, so the line keeps all of it up to its bound. (Statuses of several
-  // lines, policy check's errors, are printed line by line by their
-  // command, not here.)
+  // byte, so the line keeps all of it, or both its ends when it is longer
+  // than its bound. (Statuses of several lines, policy check's errors, are
+  // printed line by line by their command, not here.)
   int Fail(const absl::Status& status, absl::string_view context) {
     err_ << "capctl: " << context << ": " << Shown(status.message(), kMaxShownReasonBytes);
     // Only the client's timeout gives kDeadlineExceeded: no broker reply
@@ -293,6 +287,10 @@ class Capctl {
     err_ << "\n";
     return ExitCodeFor(status);
   }
+  // The same, in the command's name ("capctl: list: REASON"): for what
+  // concerns the command as a whole, such as a broker it cannot reach. Not
+  // "connect: ", which would name another command.
+  int Fail(const absl::Status& status) { return Fail(status, command_); }
   // A usage error: one line "capctl: <why>", then the usage of the command
   // being run (`command_`), or the whole text when there is none.
   int Usage(absl::string_view why) {
@@ -344,7 +342,7 @@ int Capctl::Request(const Options& o) {
   const std::string& name = o.positional[0];
   if (name.empty()) return Usage("empty capability name");
   absl::StatusOr<Client> client = ConnectBroker();
-  if (!client.ok()) return Fail(client.status(), "connect");
+  if (!client.ok()) return Fail(client.status());
   absl::StatusOr<Capability> cap =
       client->Acquire(name, o.access.value_or(schema::Access::UNSPECIFIED));
   if (!cap.ok()) return Fail(cap.status(), absl::StrCat("request ", Shown(name)));
@@ -363,7 +361,7 @@ int Capctl::Open(const Options& o) {
   options.truncate = o.truncate;
   if (o.mode) options.mode = *o.mode;
   absl::StatusOr<Client> client = ConnectBroker();
-  if (!client.ok()) return Fail(client.status(), "connect");
+  if (!client.ok()) return Fail(client.status());
   absl::StatusOr<Capability> cap = client->OpenBeneath(dir, path, options);
   if (!cap.ok()) return Fail(cap.status(), absl::StrCat("open ", Shown(dir), " ", Shown(path)));
   out_ << Describe(*cap) << "\n";
@@ -395,7 +393,7 @@ int Capctl::Exec(const Options& o) {
   std::vector<std::string> fd_names;
   {
     absl::StatusOr<Client> client = ConnectBroker();
-    if (!client.ok()) return Fail(client.status(), "connect");
+    if (!client.ok()) return Fail(client.status());
     for (const auto& [name, fd_name] : wanted) {
       absl::StatusOr<Capability> cap = client->Acquire(name);
       if (!cap.ok()) return Fail(cap.status(), absl::StrCat("request ", Shown(name)));
@@ -457,7 +455,7 @@ int Capctl::Connect(const Options& o) {
   std::vector<UniqueFd> fds;
   {
     absl::StatusOr<Client> client = ConnectBroker();
-    if (!client.ok()) return Fail(client.status(), "connect");
+    if (!client.ok()) return Fail(client.status());
     absl::StatusOr<Capability> connection = client->ConnectService(service);
     if (!connection.ok()) return Fail(connection.status(), absl::StrCat("connect ", Shown(service)));
     fds.push_back(std::move(connection->fd));
@@ -468,9 +466,9 @@ int Capctl::Connect(const Options& o) {
 int Capctl::Services(const Options& o) {
   if (!o.positional.empty()) return Usage("services takes no arguments");
   absl::StatusOr<Client> client = ConnectBroker();
-  if (!client.ok()) return Fail(client.status(), "connect");
+  if (!client.ok()) return Fail(client.status());
   absl::StatusOr<std::vector<ServiceInfo>> services = client->Services();
-  if (!services.ok()) return Fail(services.status(), "services");
+  if (!services.ok()) return Fail(services.status());
   if (services->empty()) {
     out_ << "no services in the policy\n";
     return kExitOk;
@@ -497,9 +495,9 @@ int Capctl::Services(const Options& o) {
 int Capctl::List(const Options& o) {
   if (!o.positional.empty()) return Usage("list takes no arguments");
   absl::StatusOr<Client> client = ConnectBroker();
-  if (!client.ok()) return Fail(client.status(), "connect");
+  if (!client.ok()) return Fail(client.status());
   absl::StatusOr<std::vector<CapabilityInfo>> caps = client->List();
-  if (!caps.ok()) return Fail(caps.status(), "list");
+  if (!caps.ok()) return Fail(caps.status());
   size_t width = 4;
   for (const CapabilityInfo& c : *caps) width = std::max(width, DisplayWidth(Displayed(c.name)));
   out_ << Padded("NAME", width) << Padded("KIND", 9) << Padded("ACCESS", 9) << "PATH/SIZE\n";
@@ -518,9 +516,9 @@ int Capctl::List(const Options& o) {
 int Capctl::Status(const Options& o) {
   if (!o.positional.empty()) return Usage("status takes no arguments");
   absl::StatusOr<Client> client = ConnectBroker();
-  if (!client.ok()) return Fail(client.status(), "connect");
+  if (!client.ok()) return Fail(client.status());
   absl::StatusOr<BrokerStatus> s = client->Status();
-  if (!s.ok()) return Fail(s.status(), "status");
+  if (!s.ok()) return Fail(s.status());
   out_ << "broker:      protocol " << s->version << ", up " << s->uptime_seconds
        << "s\n"
        << "policy:      "
@@ -721,13 +719,18 @@ int RunCommand(const std::vector<std::string>& args, std::ostream& out,
     err << "capctl: " << why << "\n" << FullUsage();
     return kExitUsage;
   };
-  // Global options come before the command.
+  // Global options come before the command, each at most once (as the
+  // command's own: see ParseOptions).
+  std::set<std::string> seen;
   while (i < args.size() && absl::string_view(args[i]).substr(0, 2) == "--" &&
          args[i] != "--help") {
     const absl::string_view arg = args[i];
     const absl::string_view name = arg.substr(0, arg.find('='));
     if (name != "--socket" && name != "--timeout") {
       return usage(absl::StrCat("unknown option ", Shown(arg)));
+    }
+    if (!seen.insert(std::string(name)).second) {
+      return usage(absl::StrCat(name, " given twice"));
     }
     std::string value;
     if (name.size() < arg.size()) {

@@ -8,14 +8,19 @@
 // other argument: an unknown option, or, after exec's or connect's "--",
 // an argument of the program run.
 //
+// Each option may be given once; a second is a usage error naming it
+// ("capctl: request: --access given twice").
+//
 // Exit codes (kExit*): 0 ok, 2 usage, 3 permission denied, 4 not found,
 // 5 broker unavailable (or it did not answer within --timeout), 1 anything
 // else (a failed write to stdout too); `exec` returns 127 when the command
 // cannot be run. Every failure writes exactly one line "capctl: <why>" to
-// `err` (a usage error adds the command's usage after it, or the whole
-// text when the command is missing or unknown); `policy check` of a
-// file whose text is wrong writes its "FILE:LINE:COL: message" lines to
-// `err` first, each once.
+// `err`, <why> starting with the command's name when it concerns the
+// command as a whole ("capctl: list: no broker socket at ..."), what it
+// quotes bounded as shown_text.h says (a usage error adds the command's
+// usage after it, or the whole text when the command is missing or
+// unknown); `policy check` of a file whose text is wrong writes its
+// "FILE:LINE:COL: message" lines to `err` first, each once.
 #ifndef CAPBROKER_SDK_CAPCTL_CAPCTL_H_
 #define CAPBROKER_SDK_CAPCTL_CAPCTL_H_
 

@@ -187,9 +187,57 @@ TEST_F(CapctlTest, UnknownCapabilityExitsFour) {
   ExpectFailure(Run({"request", "nosuch"}), kExitNotFound);
 }
 
+// The line names the command that ran, as every other failure does. Before,
+// it was "capctl: connect: no broker socket at ...", as if the command
+// `connect` had run.
 TEST_F(CapctlTest, NoBrokerExitsFive) {
-  Result r = RunRaw({"--socket", broker_->dir() + "/absent.sock", "list"});
+  const std::string absent = broker_->dir() + "/absent.sock";
+  Result r = RunRaw({"--socket", absent, "list"});
   ExpectFailure(r, kExitUnavailable);
+  EXPECT_THAT(r.err, StartsWith(absl::StrCat("capctl: list: no broker socket at ", absent)));
+  for (const std::vector<std::string>& command :
+       {std::vector<std::string>{"request", "motd"}, {"open", "spool", "job"},
+        {"exec", "motd", "--", "/bin/true"}, {"status"}, {"services"},
+        {"connect", "kvstore", "--", "/bin/true"}}) {
+    std::vector<std::string> args = {"--socket", absent};
+    args.insert(args.end(), command.begin(), command.end());
+    Result other = RunRaw(args);
+    ExpectFailure(other, kExitUnavailable);
+    EXPECT_THAT(other.err, StartsWith(absl::StrCat("capctl: ", command[0], ": no broker socket")));
+  }
+}
+
+// A second occurrence of an option is refused, naming it: the last one
+// won, so a wrapper adding arguments could change the socket, or the
+// access asked for, without a sign.
+TEST_F(CapctlTest, AnOptionGivenTwiceIsRefused) {
+  Result socket = RunRaw({"--socket", "/nonexistent/x", "--socket", broker_->socket_path(),
+                          "list"});
+  ExpectFailure(socket, kExitUsage);
+  EXPECT_THAT(socket.err, StartsWith("capctl: --socket given twice\n"));
+  Result timeout = Run({"--timeout=5", "--timeout", "1", "list"});
+  ExpectFailure(timeout, kExitUsage);
+  EXPECT_THAT(timeout.err, StartsWith("capctl: --timeout given twice\n"));
+
+  Result access = Run({"request", "motd", "--access", "write", "--access", "read"});
+  ExpectFailure(access, kExitUsage);
+  EXPECT_THAT(access.err, StartsWith("capctl: request: --access given twice\n"));
+  const std::pair<std::vector<std::string>, std::string> cases[] = {
+      {{"--access=read", "--access=read"}, "--access"},
+      {{"--create", "--mode", "0600", "--mode=0644"}, "--mode"},
+      {{"--create", "--access", "write", "--create"}, "--create"},
+      {{"--access", "write", "--truncate", "--truncate"}, "--truncate"},
+  };
+  for (const auto& [options, flag] : cases) {
+    std::vector<std::string> args = {"open", "spool", "new"};
+    args.insert(args.end(), options.begin(), options.end());
+    Result r = Run(args);
+    ExpectFailure(r, kExitUsage);
+    EXPECT_THAT(r.err, StartsWith(absl::StrCat("capctl: open: ", flag, " given twice\n")))
+        << absl::StrJoin(args, " ");
+  }
+  struct stat st;
+  EXPECT_NE(stat(Path("spool/new").c_str(), &st), 0) << "a refused command ran";
 }
 
 TEST_F(CapctlTest, OpenBeneath) {
@@ -708,7 +756,10 @@ TEST_F(CapctlTest, ArgumentsInErrorLinesAreBoundedAndEscaped) {
   Result exec = RunInChild({"exec", "motd", "--", std::string(100000, 'a')});
   EXPECT_EQ(exec.code, kExitCannotExec);
   EXPECT_EQ(Lines(exec.out).size(), 1u) << exec.out.substr(0, 2000);
-  ExpectOneBoundedLine(exec.out, "(100000 bytes): File name too long");
+  // 128 bytes of each end: the half of 256.
+  const std::string a_end(128, 'a');
+  ExpectOneBoundedLine(exec.out, absl::StrCat(" ", a_end, "... (99744 bytes left out) ...",
+                                              a_end, ": File name too long"));
 
   Result request = Run({"request", "a\nb"});
   ExpectFailure(request, kExitNotFound);
@@ -734,8 +785,34 @@ TEST_F(CapctlTest, ArgumentsInErrorLinesAreBoundedAndEscaped) {
   // Escaping does not lift the bound: 100 KB of control bytes.
   Result controls = Run({std::string(100000, '\x1b')});
   ExpectFailure(controls, kExitUsage);
-  ExpectOneBoundedLine(controls.err, "\\x1b\\x1b... (100000 bytes)");
+  std::string esc_end;
+  for (int i = 0; i < 32; ++i) esc_end += "\\x1b";  // 128 bytes shown
+  ExpectOneBoundedLine(controls.err, absl::StrCat("\"", esc_end, "... (99936 bytes left out) ...",
+                                                  esc_end, "\""));
   EXPECT_THAT(controls.err, Not(HasSubstr("\x1b")));
+}
+
+// A reason longer than its bound keeps its end, where the cause is: here
+// a directory capability whose path of some 640 bytes is missing. Before,
+// the line was cut at 512 bytes, in the middle of the path ("...ffff...
+// (671 bytes)"), and "no such file or directory" was not shown.
+TEST(CapctlLongReasonTest, ALongReasonKeepsItsEnd) {
+  std::string missing = "$DIR";
+  for (int i = 0; i < 3; ++i) absl::StrAppend(&missing, "/", std::string(200, 'f'));
+  ASSERT_OK_AND_ASSIGN(
+      auto broker,
+      BrokerProcess::Start(absl::StrCat(
+          R"(( capabilities = [ ( name = "long", directory = ( path = ")", missing,
+          R"(", access = read ) ) ],
+  principals = [ ( name = "tester", match = ( uid = $UID ), grants = [ "long" ] ) ] ))")));
+  std::ostringstream out, err;
+  EXPECT_EQ(RunCapctl({"--socket", broker->socket_path(), "request", "long"}, out, err),
+            kExitNotFound);
+  EXPECT_EQ(Lines(err.str()).size(), 1u) << err.str();
+  EXPECT_THAT(err.str(), StartsWith("capctl: request long: "));
+  EXPECT_THAT(err.str(), HasSubstr(" bytes left out) ..."));
+  EXPECT_THAT(err.str(), ::testing::EndsWith("fff: no such file or directory\n"));
+  EXPECT_LT(err.str().size(), 600u) << "the reason is not bounded";
 }
 
 TEST_F(CapctlTest, ExecHandsOverFdsAndListenVariables) {
@@ -1022,7 +1099,7 @@ TEST(CapctlTimeoutTest, ABrokerThatNeverAnswersExitsFive) {
     });
     ASSERT_TRUE(WIFEXITED(child.wait_status)) << "hung or crashed: " << child.wait_status;
     EXPECT_EQ(child.output,
-              absl::StrCat(kExitUnavailable, " capctl: connect: the broker did not answer within "
+              absl::StrCat(kExitUnavailable, " capctl: list: the broker did not answer within "
                            "100ms (--timeout SECONDS sets how long capctl waits; 0: no limit)\n"));
   }
 }

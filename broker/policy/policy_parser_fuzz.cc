@@ -27,6 +27,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/algorithm/container.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -60,6 +62,8 @@ void CheckError(const absl::Status& status) {
   for (absl::string_view line : lines) {
     Require(absl::StartsWith(line, absl::StrCat(kFilename, ":")), "line names the file");
     Require(line.size() <= kMaxErrorLineBytes, "line is short");
+    Require(absl::c_none_of(line, [](char c) { return absl::ascii_iscntrl(c); }),
+            "line has no control character");
   }
 }
 

@@ -662,6 +662,23 @@ TEST(ParsePolicyHostileTest, RepeatsOnALongLineAreNotEachLocated) {
                                     " more errors not shown")));
 }
 
+// A name refused as invalid is no suggestion: printed raw in a "did you
+// mean", a newline split an error in two (capctl counted 5 errors for 4)
+// and an escape sequence reached the terminal.
+TEST(ParsePolicyHostileTest, AnInvalidNameIsNeverSuggested) {
+  const std::string message = ErrorFor(
+      R"(( capabilities = [ ( name = "m\x1b[2Jd", memory = ( size = 1 ) ),)"
+      R"(                   ( name = "a\nb", memory = ( size = 1 ) ) ],)"
+      R"(  principals = [ ( name = "p", match = ( uid = 1 ), grants = [ "mX[2Jd", "ab" ] ) ] ))");
+  std::vector<std::string> lines = absl::StrSplit(message, '\n');
+  EXPECT_THAT(lines, ElementsAre(HasSubstr("capability name 'm\\x1b[2Jd' is invalid"),
+                                 HasSubstr("capability name 'a\\x0ab' is invalid"),
+                                 EndsWith("grants 'mX[2Jd', which is not a capability in "
+                                          "this policy"),
+                                 EndsWith("grants 'ab', which is not a capability in this "
+                                          "policy")));
+}
+
 TEST(ParsePolicyHostileTest, TextOverTheSizeLimit) {
   std::string text = "( capabilities = [] )" + std::string(kMaxPolicyBytes, ' ');
   EXPECT_THAT(ParsePolicy(text, "policy.cb"),

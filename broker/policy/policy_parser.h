@@ -9,10 +9,12 @@
 //      and types against the schema.
 //   3. Fields given twice and union members given together are refused
 //      (TextCodec silently keeps the last one).
-//   4. Semantic validation (policy_validator.h).
+//   4. Semantic validation (policy_validator.h), only when stage 3 found
+//      nothing.
 // Errors are "FILE:LINE:COL: message" lines (columns count characters). A
-// syntax or schema error stops at the first; semantic errors are all
-// reported (up to kMaxReportedErrors), one per line.
+// syntax or schema error stops at the first; the errors of stage 3, or
+// else those of stage 4, are all reported (up to kMaxReportedErrors), one
+// per line.
 //
 // Number literals follow C: `mode = 0600` is octal (384), `0x180` hex, a
 // number without a leading 0 decimal. A decimal mode is refused, because

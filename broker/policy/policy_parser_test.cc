@@ -265,6 +265,26 @@ TEST(ParsePolicyErrorTest, FieldGivenTwiceIsRefused) {
               HasSubstr("policy.cb:1:22: field 'capabilities' is given twice in Policy"));
 }
 
+// Semantic checks wait until no field is given twice: which one counts is
+// the first thing to fix, and each check locating its error would scan
+// every repeat. A root giving `services = []` 50,000 times with 100,000
+// unknown grants took 7 s (a broker's only thread, at each reload).
+TEST(ParsePolicyErrorTest, ARepeatedFieldIsReportedBeforeAnySemanticCheck) {
+  EXPECT_EQ(ErrorFor("( services = [], services = [],\n"
+                     "  principals = [ ( name = \"p\", grants = [ \"x\" ] ) ] )"),
+            "policy.cb:1:18: field 'services' is given twice in Policy (first at line 1, "
+            "column 3); give it once");
+  std::vector<std::string> repeats(2000, "services = []");
+  std::vector<std::string> grants(1000, R"("x")");
+  std::vector<std::string> principals(
+      2, absl::StrCat(R"((name="p",match=(uid=1),grants=[)", absl::StrJoin(grants, ","),
+                      "])"));
+  const std::string text = absl::StrCat("( ", absl::StrJoin(repeats, ","),
+                                        ", principals = [", absl::StrJoin(principals, ","),
+                                        "] )");
+  EXPECT_THAT(ErrorFor(text), EndsWith("policy.cb: 1979 more errors not shown"));
+}
+
 TEST(ParsePolicyErrorTest, TwoKindsInOneCapabilityAreRefused) {
   EXPECT_EQ(ErrorFor("( capabilities = [ ( name = \"x\", file = ( path = \"/a\", access = read ),\n"
                      "                     memory = ( size = 1 ) ) ] )"),
@@ -649,7 +669,8 @@ TEST(ParsePolicyHostileTest, RepeatsOnALongLineAreNotEachLocated) {
                 HasSubstr("field 'uid' is given twice in Match (principals[1].match) (first "
                           "at line 1, column 500064); give it once"));
     EXPECT_THAT(std::string(policy.status().message()),
-                EndsWith(absl::StrCat("policy.cb: ", 80000 - 20, " more errors not shown")));
+                EndsWith(absl::StrCat("policy.cb: ", 80000 - 1 - 20,
+                                      " more errors not shown")));  // the repeats alone
   }
   ASSERT_LE(names.size(), kMaxPolicyBytes);
   absl::StatusOr<Policy> policy = ParsePolicy(names, "policy.cb");

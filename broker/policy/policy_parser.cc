@@ -7,6 +7,7 @@
 #include "broker/policy/codec_error.h"
 #include "broker/policy/diagnostics.h"
 #include "broker/policy/field_uniqueness.h"
+#include "broker/policy/list_sizes.h"
 #include "broker/policy/policy_validator.h"
 #include "broker/policy/text_locator.h"
 #include "capnp/message.h"
@@ -32,6 +33,9 @@ absl::StatusOr<Policy> ParsePolicy(absl::string_view text, absl::string_view fil
     diagnostics.AddAt(error->offset, absl::StrCat("syntax error: ", error->message));
     return diagnostics.ToStatus();
   }
+  // Before TextCodec builds a tree and a message of every entry.
+  CheckListSizes(locator, diagnostics);
+  if (diagnostics.count() > 0) return diagnostics.ToStatus();
 
   // TextCodec wants a NUL-terminated string; TextLocator has refused NULs
   // inside the text, so the copy means the same to both.

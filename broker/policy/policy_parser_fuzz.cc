@@ -6,7 +6,7 @@
 //   clang++-14 -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined
 //     -I. -Ibazel-bin broker/policy/{excerpt,text_locator,schema_path,spelling,
 //     diagnostics,codec_error,field_uniqueness,checks,service_validator,
-//     policy_validator,policy,policy_parser,policy_parser_fuzz}.cc
+//     policy_validator,list_sizes,policy,policy_parser,policy_parser_fuzz}.cc
 //     sdk/base/kj_status.cc sdk/wire/names.cc
 //     bazel-bin/schemas/{broker,policy}.capnp.c++ -lcapnpc -lcapnp -lkj
 //     -Wl,--start-group <the -l:libabsl_*.a list of bazel/system.BUILD>

@@ -586,6 +586,17 @@ TEST(ParsePolicyLimitsTest, TooManyGrants) {
   EXPECT_OK(ParsePolicy(text, "p"));
 }
 
+// A list over its limit is refused on the text, before TextCodec decodes
+// it (and spends memory on every entry): the error in a field further on,
+// which TextCodec would report, is never reached.
+TEST(ParsePolicyLimitsTest, ListsAreCountedBeforeDecoding) {
+  std::vector<std::string> grants(1025, R"("")");
+  std::string text = absl::StrCat("( principals = [ ( name = \"p\", grants = [",
+                                  absl::StrJoin(grants, ","), "] ) ],\n  unknown = 1 )");
+  EXPECT_EQ(ErrorFor(text), absl::StrCat(At(text, "[\"\""),
+                                         ": principal 'p' has 1025 grants; the limit is 1024"));
+}
+
 // ---- Hostile input: a clear error, never a crash ----
 
 TEST(ParsePolicyHostileTest, EmptyAndBlank) {

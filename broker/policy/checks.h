@@ -42,7 +42,7 @@ std::optional<std::string> PathProblem(absl::string_view value, absl::string_vie
 // The capabilities of a policy by name, for resolving grant lists.
 struct CapabilityNames {
   absl::flat_hash_map<std::string, size_t> index;  // name -> first index
-  std::vector<std::string> all;                    // for "did you mean"
+  std::vector<std::string> all;  // the valid ones, for "did you mean"
   bool unchecked = false;  // the list was refused whole: skip grant checks
 };
 

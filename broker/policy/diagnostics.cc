@@ -19,6 +19,10 @@ void Diagnostics::AddAt(size_t offset, absl::string_view message) {
 }
 
 void Diagnostics::AddAtPath(absl::string_view path, absl::string_view message) {
+  if (full()) {
+    ++count_;  // not shown: not worth walking the path
+    return;
+  }
   AddAt(locator_.OffsetOf(path), message);
 }
 

@@ -34,7 +34,8 @@ class Diagnostics {
   void AddAt(size_t offset, absl::string_view message);
 
   // Records `message` for the value at field path `path`, or for its
-  // nearest ancestor in the text when the value was left out.
+  // nearest ancestor in the text when the value was left out. Once full(),
+  // only counts it: the path is not walked for an error nobody sees.
   void AddAtPath(absl::string_view path, absl::string_view message);
 
   // True once kMaxReportedErrors were recorded: callers may skip costly

@@ -63,5 +63,17 @@ TEST(DiagnosticsTest, CapsTheNumberOfLines) {
   EXPECT_THAT(std::string(status.message()), EndsWith("p.cb: 5 more errors not shown"));
 }
 
+// Locating an error walks its path, which costs a scan of each struct on
+// it: done only for the errors shown, however many more there are.
+TEST(DiagnosticsTest, OnlyTheErrorsShownAreLocated) {
+  TextLocator locator = TextLocator::Parse(kText);
+  Diagnostics diagnostics("p.cb", locator);
+  for (size_t i = 0; i < kMaxReportedErrors + 5; ++i) diagnostics.AddAtPath("b.c", "error");
+  EXPECT_EQ(diagnostics.count(), kMaxReportedErrors + 5);
+  EXPECT_EQ(locator.paths_walked(), kMaxReportedErrors);
+  EXPECT_THAT(std::string(diagnostics.ToStatus().message()),
+              EndsWith("p.cb: 5 more errors not shown"));
+}
+
 }  // namespace
 }  // namespace capbroker

@@ -1,18 +1,22 @@
 // ParsePolicy: policy text (Cap'n Proto text format, see
 // schemas/policy.capnp) to a validated Policy.
 //
-// The text is read in four stages, each failing closed; a policy is
+// The text is read in five stages, each failing closed; a policy is
 // accepted whole or rejected whole:
 //   1. TextLocator checks the syntax (and refuses what TextCodec would crash
 //      on or misread: deep nesting, integers beyond 64 bits).
-//   2. capnp::TextCodec decodes it into policy::Policy, checking field names
+//   2. Lists longer than their limits are refused (list_sizes.h), before
+//      TextCodec spends memory on them.
+//   3. capnp::TextCodec decodes it into policy::Policy, checking field names
 //      and types against the schema.
-//   3. Fields given twice and union members given together are refused
+//   4. Fields given twice and union members given together are refused
 //      (TextCodec silently keeps the last one).
-//   4. Semantic validation (policy_validator.h).
+//   5. Semantic validation (policy_validator.h), only when stage 4 found
+//      nothing.
 // Errors are "FILE:LINE:COL: message" lines (columns count characters). A
-// syntax or schema error stops at the first; semantic errors are all
-// reported (up to kMaxReportedErrors), one per line.
+// syntax or schema error stops at the first; the errors of stage 2, 4 or
+// 5, the first stage that finds any, are all reported (up to
+// kMaxReportedErrors), one per line.
 //
 // Number literals follow C: `mode = 0600` is octal (384), `0x180` hex, a
 // number without a leading 0 decimal. A decimal mode is refused, because

@@ -6,7 +6,7 @@
 //   clang++-14 -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined
 //     -I. -Ibazel-bin broker/policy/{excerpt,text_locator,schema_path,spelling,
 //     diagnostics,codec_error,field_uniqueness,checks,service_validator,
-//     policy_validator,policy,policy_parser,policy_parser_fuzz}.cc
+//     policy_validator,list_sizes,policy,policy_parser,policy_parser_fuzz}.cc
 //     sdk/base/kj_status.cc sdk/wire/names.cc
 //     bazel-bin/schemas/{broker,policy}.capnp.c++ -lcapnpc -lcapnp -lkj
 //     -Wl,--start-group <the -l:libabsl_*.a list of bazel/system.BUILD>
@@ -27,6 +27,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/algorithm/container.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -60,6 +62,8 @@ void CheckError(const absl::Status& status) {
   for (absl::string_view line : lines) {
     Require(absl::StartsWith(line, absl::StrCat(kFilename, ":")), "line names the file");
     Require(line.size() <= kMaxErrorLineBytes, "line is short");
+    Require(absl::c_none_of(line, [](char c) { return absl::ascii_iscntrl(c); }),
+            "line has no control character");
   }
 }
 

@@ -57,6 +57,10 @@ TEST(PolicyParserFuzzTest, HostileInputs) {
       "( capabilities = [], capabilities = [], principals = [] )",
       "( capabilities = [ ( unset = void, memory = ( size = 1 ), file = () ) ] )",
       "( a = inf, b = nan, c = void, d = true )",
+      // Invalid names one edit from a grant: never suggested raw.
+      "( capabilities = [ ( name = \"m\\x1b[2Jd\", memory = ( size = 1 ) ),"
+      " ( name = \"a\\nb\", memory = ( size = 1 ) ) ], principals = [ ( name = \"p\","
+      " match = ( uid = 1 ), grants = [ \"mX[2Jd\", \"ab\" ] ) ] )",
       std::string(StarterPolicyText()),
   };
   std::string many = "( capabilities = [";

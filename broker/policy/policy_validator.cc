@@ -68,7 +68,8 @@ class Validator {
     for (size_t i = 0; i < list.size(); ++i) {
       specs.push_back(Capability(list[i], i, seen));
       capability_names_.index.emplace(specs.back().name, i);  // first one wins
-      capability_names_.all.push_back(specs.back().name);
+      // Only a valid name is worth suggesting (and is safe to print).
+      if (IsValidName(specs.back().name)) capability_names_.all.push_back(specs.back().name);
     }
     return specs;
   }

@@ -26,7 +26,8 @@ namespace capbroker {
 
 // Limits on a policy. They bound the broker's memory and the cost of a
 // decision (linear in principals and grants) against a mistaken or hostile
-// file; real policies are far smaller.
+// file; real policies are far smaller. ParsePolicy checks the lengths of
+// lists on the text already, before decoding it (list_sizes.h).
 inline constexpr size_t kMaxCapabilities = 4096;
 inline constexpr size_t kMaxPrincipals = 4096;
 inline constexpr size_t kMaxGrantsPerPrincipal = 1024;

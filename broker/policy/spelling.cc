@@ -4,6 +4,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "broker/policy/excerpt.h"
 
 namespace capbroker {
 namespace {
@@ -47,7 +48,7 @@ std::optional<std::string> ClosestName(absl::string_view word,
 std::string DidYouMean(absl::string_view word,
                        const std::vector<std::string>& candidates) {
   std::optional<std::string> best = ClosestName(word, candidates);
-  return best.has_value() ? absl::StrCat("; did you mean '", *best, "'?") : "";
+  return best.has_value() ? absl::StrCat("; did you mean ", Quoted(*best), "?") : "";
 }
 
 }  // namespace capbroker

@@ -25,7 +25,10 @@ inline constexpr size_t kMaxSpellingLength = 64;
 std::optional<std::string> ClosestName(absl::string_view word,
                                        const std::vector<std::string>& candidates);
 
-// "; did you mean 'x'?" when ClosestName finds x, else "".
+// "; did you mean 'x'?" when ClosestName finds x, else "". x is quoted as
+// Quoted (excerpt.h) does: a candidate is text of the policy, and whatever
+// it holds (a newline, an escape sequence) must not split the error's line
+// or reach a terminal.
 std::string DidYouMean(absl::string_view word,
                        const std::vector<std::string>& candidates);
 

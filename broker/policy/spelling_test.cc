@@ -33,5 +33,12 @@ TEST(SpellingTest, DidYouMeanFormatsOrIsEmpty) {
   EXPECT_EQ(DidYouMean("banana", kAccess), "");
 }
 
+// A candidate is text of the policy: quoted escaped, so that the hint stays
+// on its error's line and no escape sequence reaches a terminal.
+TEST(SpellingTest, DidYouMeanEscapesTheSuggestion) {
+  EXPECT_EQ(DidYouMean("ab", {"a\nb"}), "; did you mean 'a\\x0ab'?");
+  EXPECT_EQ(DidYouMean("mX[2Jd", {"m\x1b[2Jd"}), "; did you mean 'm\\x1b[2Jd'?");
+}
+
 }  // namespace
 }  // namespace capbroker

@@ -124,7 +124,18 @@ class TextLocator {
   // Byte offset of the value at `path`; when the path is not in the text
   // (a field left out), the offset of its deepest ancestor that is, so an
   // error about a missing field points at the struct that lacks it.
+  //
+  // Find and OffsetOf scan every child of each struct on the path (the
+  // last of a repeated field wins): the cost of a step is the number of
+  // fields written in that struct. ParsePolicy bounds it by walking paths
+  // only in a tree without repeated fields, whose every field is one of
+  // the schema's (see policy_parser.h).
   size_t OffsetOf(absl::string_view path) const;
+
+  // How many paths Find and OffsetOf have walked: for tests that check
+  // that a path is walked only where needed. (Counting is why a TextLocator
+  // must not be used by two threads at once; it never is.)
+  size_t paths_walked() const { return paths_walked_; }
 
   // The line and column of byte `offset` (clamped to the text's end).
   LineColumn LineColumnAt(size_t offset) const;
@@ -143,6 +154,7 @@ class TextLocator {
   std::vector<TextNode> nodes_;
   std::vector<size_t> line_starts_;  // byte offset of each line's start
   std::optional<TextSyntaxError> syntax_error_;
+  mutable size_t paths_walked_ = 0;
 };
 
 }  // namespace capbroker

@@ -745,18 +745,36 @@ absl::StatusOr<RequestHandler::StartGrants> RequestHandler::GrantAtStart(
   made.record.service = service;
   for (size_t index : grants) {
     const CapabilitySpec& capability = policy_.capabilities()[index];
-    made.audit_lines.push_back(record(capability, absl::OkStatus()));
-    made.record.grants.emplace_back(capability.name, capability.access);
+    made.record.grants.push_back(
+        {capability.name, capability.access, record(capability, absl::OkStatus())});
   }
   return made;
+}
+
+std::vector<uint64_t> RequestHandler::StartRecord::AuditLines() const {
+  std::vector<uint64_t> lines;
+  for (const Grant& grant : grants) lines.push_back(grant.audit_line);
+  return lines;
 }
 
 void RequestHandler::StartNotDelivered(const StartRecord& record, const absl::Status& why) {
   Session session;
   session.identity = record.service;
-  for (const auto& [capability, access] : record.grants) {
-    NotDelivered(session, "start", capability, access, "", why, record.service.service);
+  for (const StartRecord::Grant& grant : record.grants) {
+    NotDelivered(session, "start", grant.capability, grant.access, "", why,
+                 record.service.service);
   }
+}
+
+void RequestHandler::StartLinesLost(StartRecord& record, const std::vector<uint64_t>& lost) {
+  auto gone = std::remove_if(record.grants.begin(), record.grants.end(),
+                             [&](const StartRecord::Grant& grant) {
+                               return std::find(lost.begin(), lost.end(), grant.audit_line) !=
+                                      lost.end();
+                             });
+  // Counted as grants when their lines were recorded (Finish).
+  stats_.grants -= static_cast<uint64_t>(record.grants.end() - gone);
+  record.grants.erase(gone, record.grants.end());
 }
 
 void RequestHandler::ConnectNotDelivered(const ConnectRequest& request,

@@ -137,17 +137,23 @@ class RequestHandler {
   // one as granted, or, when one cannot be made or is refused, that one as
   // denied with its reason and none as granted (the fds made are closed and
   // the status returned). The caller must see the lines written (LoopPort::
-  // AuditWritten) before the fds reach the service.
+  // AuditLinesLost) before the fds reach the service.
   // What of a start is on record as granted, for StartNotDelivered: the
-  // service and each grant's capability and access, copied (a reload may
-  // replace the policy before the start ends).
+  // service and each grant's capability, access and audit line, copied (a
+  // reload may replace the policy before the start ends).
   struct StartRecord {
+    struct Grant {
+      std::string capability;
+      schema::Access access = schema::Access::UNSPECIFIED;
+      uint64_t audit_line = 0;  // AuditLog sequence number
+    };
     Identity service;
-    std::vector<std::pair<std::string, schema::Access>> grants;
+    std::vector<Grant> grants;
+    // The grants' audit lines, in order.
+    std::vector<uint64_t> AuditLines() const;
   };
   struct StartGrants {
     std::vector<UniqueFd> fds;  // in the order of `grants`
-    std::vector<uint64_t> audit_lines;
     StartRecord record;
   };
   // `service` is the service's identity (Identity::service set).
@@ -169,6 +175,13 @@ class RequestHandler {
   // above. The service host says when a start grant is delivered
   // (service_host.cc: once the service's program runs).
   void StartNotDelivered(const StartRecord& record, const absl::Status& why);
+
+  // Of the start grants in `record`, those whose audit lines are among
+  // `lost` (LoopPort::AuditLinesLost: a flush that wrote part of the lines
+  // and lost the rest) are not on record: they are taken out of `record`,
+  // so that StartNotDelivered follows only the lines the log holds, and
+  // are no longer counted as grants.
+  void StartLinesLost(StartRecord& record, const std::vector<uint64_t>& lost);
 
   // A grant whose line says granted (Outcome::principal set) and whose
   // reply `reply` (the broker's own, one fd entry) the loop dropped before

@@ -668,6 +668,7 @@ bool BrokerLoop::OnDatagram(Connection& connection) {
     if (code == absl::StatusCode::kUnavailable) return false;
     if (code == absl::StatusCode::kResourceExhausted ||
         code == absl::StatusCode::kInvalidArgument) {
+      handler_.DenyRequest(connection.session, "invalid", received.status());
       return Queue(connection, ErrorAnswer(0, received.status(), false));
     }
     PeerLog(received.status().message());

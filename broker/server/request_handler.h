@@ -205,6 +205,16 @@ class RequestHandler {
   // Records a rejected request in the statistics.
   void CountDenial(const absl::Status& status);
 
+  // Refuses a request from `session` that names nothing to grant: one that
+  // could not be read or broke the protocol (`request_kind` "invalid": an
+  // unreadable datagram, request id 0, a request before hello or of an
+  // unknown kind), a hello or a ready refused ("hello", "ready"). Counted
+  // as a denial and put on record as one, capability and access empty,
+  // within the uid's denial budget (audit::DenialBudget), so that a client
+  // cannot flood the log with them. The caller sends the error reply.
+  void DenyRequest(const Session& session, absl::string_view request_kind,
+                   const absl::Status& status);
+
   // Withdraws a deferred connect (Outcome::deferred) whose audit line could
   // not be written: the service host forgets it.
   void WithdrawConnect(uint64_t connection_id, uint64_t request_id);
@@ -263,6 +273,9 @@ class RequestHandler {
   // Refuses a request that hands out nothing (not audited): the error
   // reply, counted as a denial.
   void Refuse(const absl::Status& status, schema::Reply::Builder reply);
+  // DenyRequest, and the error reply.
+  void Deny(const Session& session, absl::string_view request_kind,
+            const absl::Status& status, schema::Reply::Builder reply);
 
   // Makes the fd for a granted capability.
   absl::StatusOr<UniqueFd> Make(const CapabilitySpec& spec, schema::Access access);
@@ -291,6 +304,13 @@ class RequestHandler {
               absl::string_view path, const absl::Status& status,
               absl::string_view principal, schema::Reply::Builder reply,
               const audit::OpenOptions& open = {}, Budget budget = Budget::kCounted);
+  // Finish without the reply: the audit line (`access_name` as written)
+  // and the statistics.
+  uint64_t Record(const Session& session, absl::string_view request_kind,
+                  absl::string_view capability, absl::string_view access_name,
+                  absl::string_view path, const absl::Status& status,
+                  absl::string_view principal, const audit::OpenOptions& open,
+                  Budget budget);
 
   Policy policy_;
   // Indices into policy_.capabilities() in ascending order of name, the

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "broker/audit/audit_log.h"
 #include "broker/daemon/hidden_config.h"
@@ -498,6 +499,20 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
     CB_ASSIGN_OR_RETURN(AuditLogLocation audit_location, LocateAuditLog(flags.audit_log_path));
     guard.AddAuditLog(std::move(audit_location));
   }
+  // Lines are buffered until a flush, and nothing flushes at the log's
+  // destruction: this writes, on every way out of here, whatever was
+  // recorded after the last flush. ServeThenStop writes the stop's lines,
+  // but an early return (a --ready-fd write that fails after the at-start
+  // services were launched, their start grants on record) never gets
+  // there, and ~ServiceHost puts launches it gives up on record as not
+  // delivered. Declared after the log and before the handler, the loop and
+  // the service host, it runs once they are destroyed, whatever they
+  // recorded as they went, and before the log is (locals are destroyed in
+  // reverse order). A stop sequence run from a guard here instead would
+  // have to come after the service host to use it, and so run before its
+  // destructor, missing those lines. After ServeThenStop it finds nothing
+  // left and writes nothing.
+  absl::Cleanup write_last_lines = [&audit] { audit.FlushAll(); };
   CB_ASSIGN_OR_RETURN(UniqueFd signals, SignalFd());
   server::Stats stats;
   stats.started = absl::Now();

@@ -670,6 +670,7 @@ bool BrokerLoop::OnDatagram(Connection& connection) {
     if (code == absl::StatusCode::kUnavailable) return false;
     if (code == absl::StatusCode::kResourceExhausted ||
         code == absl::StatusCode::kInvalidArgument) {
+      handler_.DenyRequest(connection.session, "invalid", received.status());
       return Queue(connection, ErrorAnswer(0, received.status(), false));
     }
     PeerLog(received.status().message());
@@ -684,7 +685,7 @@ bool BrokerLoop::OnDatagram(Connection& connection) {
     // The service host answers in a later turn, once the service is ready,
     // when this turn's lost lines are long forgotten: the grant's line must
     // be on record before the request waits there.
-    if (AuditWritten({answer.outcome.audit_line})) return true;
+    if (AuditLinesLost({answer.outcome.audit_line}).empty()) return true;
     handler_.WithdrawConnect(connection.id, answer.id);
     return Queue(connection, Withheld(answer.id));
   }
@@ -938,14 +939,16 @@ void BrokerLoop::SendUntried() {
   }
 }
 
-bool BrokerLoop::AuditWritten(const std::vector<uint64_t>& lines) {
+std::vector<uint64_t> BrokerLoop::AuditLinesLost(const std::vector<uint64_t>& lines) {
   std::vector<audit::AuditLog::LineRange> lost = FlushAudit();
+  std::vector<uint64_t> not_written;
   for (uint64_t line : lines) {
-    for (const audit::AuditLog::LineRange& range : lost) {
-      if (range.Contains(line)) return false;
+    if (std::any_of(lost.begin(), lost.end(),
+                    [&](const audit::AuditLog::LineRange& r) { return r.Contains(line); })) {
+      not_written.push_back(line);
     }
   }
-  return true;
+  return not_written;
 }
 
 std::vector<audit::AuditLog::LineRange> BrokerLoop::FlushAudit() {

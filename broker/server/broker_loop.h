@@ -190,7 +190,7 @@ class BrokerLoop : public LoopPort {
   bool Deliver(uint64_t id, Answer answer) override;
   void CloseConnection(uint64_t id) override;
   bool IsOpen(uint64_t id) const override;
-  bool AuditWritten(const std::vector<uint64_t>& lines) override;
+  std::vector<uint64_t> AuditLinesLost(const std::vector<uint64_t>& lines) override;
 
   // Serves clients of `listener` (a listening SEQPACKET socket, borrowed).
   // When `control_fd` (borrowed; the daemon's signalfd) becomes readable,
@@ -399,7 +399,7 @@ class BrokerLoop : public LoopPort {
   // and a send flushes first), when the answer is in no queue for FlushAudit
   // to withhold: Queue checks it against these. Every answer is recorded and
   // queued within one turn (a deferred connect is checked at once with
-  // AuditWritten), so the list is cleared between turns; it is empty unless
+  // AuditLinesLost), so the list is cleared between turns; it is empty unless
   // the log failed.
   std::vector<audit::AuditLog::LineRange> lost_this_turn_;
   wire::ReceiveBuffer receive_buffer_;

@@ -39,6 +39,7 @@
 #include "sdk/wire/unix_socket.h"
 #include "tests/fixtures/raw_send.h"
 #include "tests/fixtures/request_bytes.h"
+#include "tests/fixtures/json_object.h"
 #include "tests/fixtures/temp_dir.h"
 
 namespace capbroker::server {
@@ -188,7 +189,7 @@ TEST_F(BrokerLoopTest, GrantWhoseLineIsLostWhileMakingRoomIsWithheld) {
   ASSERT_OK_AND_ASSIGN(uint64_t id, loop.AddServiceConnection(std::move(pair.first), service));
 
   Answer first = Grant(1);
-  ASSERT_TRUE(loop.AuditWritten({first.outcome.audit_line}));
+  ASSERT_THAT(loop.AuditLinesLost({first.outcome.audit_line}), ::testing::IsEmpty());
   ASSERT_TRUE(loop.Send(id, std::move(first)));  // queued: sent at the turn's end
   BreakAuditLog();
   Answer second = Grant(2);
@@ -857,6 +858,35 @@ TEST_F(BrokerLoopFullTableTest, AFullTableWithNoReservePausesTheListenerUntilAnF
       },
       "19: the listener was still watched at a full table with no reserve; 13: the late "
       "client was never answered; 15: not with the refusal; 17: the early client was served");
+}
+
+// As reported: a datagram the broker cannot read (not a whole number of
+// words) or whose framing is wrong was refused and never put on record.
+// Each is now one denial line of kind "invalid", with the reason.
+TEST_F(BrokerLoopTest, UnreadableRequestsAreOnRecordAsInvalid) {
+  BrokerLoop loop(handler_, audit_, stats_, Limits());
+  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+  ASSERT_EQ(fcntl(pair.first.get(), F_SETFL, O_NONBLOCK), 0);
+  Identity client;
+  client.uid = 1000;
+  client.service = "svc";  // a connection the test can add; served as any
+  ASSERT_OK(loop.AddServiceConnection(std::move(pair.first), client).status());
+  const uint8_t odd[5] = {1, 2, 3, 4, 5};
+  ASSERT_EQ(testing::RawSend(pair.second.get(), odd), 0);
+  OneTurn(loop);  // one request of a connection a turn
+  const uint8_t framing[8] = {0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0};  // 2^32 segments
+  ASSERT_EQ(testing::RawSend(pair.second.get(), framing), 0);
+  OneTurn(loop);
+  std::vector<std::string> lines = absl::StrSplit(ReadAudit(), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 2u) << ReadAudit();
+  for (const std::string& text : lines) {
+    ASSERT_OK_AND_ASSIGN(auto line, testing::FlattenJsonObject(text));
+    EXPECT_EQ(line["decision"], "denied") << text;
+    EXPECT_EQ(line["request.kind"], "invalid") << text;
+    EXPECT_EQ(line["peer.uid"], "1000") << text;
+  }
+  EXPECT_THAT(lines[0], ::testing::HasSubstr("8-byte words"));
+  EXPECT_EQ(stats_.denials, 2u);
 }
 
 }  // namespace

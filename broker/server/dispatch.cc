@@ -35,7 +35,7 @@ Answer AnswerRequest(RequestHandler& handler, Session& session,
                      kj::ArrayPtr<capnp::word> scratch) {
   absl::Status framing = wire::ValidateFraming(words);
   if (!framing.ok()) {
-    handler.CountDenial(framing);
+    handler.DenyRequest(session, "invalid", framing);
     return ErrorAnswer(0, framing, false);
   }
   capnp::FlatArrayMessageReader reader(words, wire::ReaderLimits());
@@ -53,7 +53,7 @@ Answer AnswerRequest(RequestHandler& handler, Session& session,
         reply.setId(id);
         absl::Status status = absl::InvalidArgumentError(
             "requests carry no fds; this one carried some, which were discarded unopened");
-        handler.CountDenial(status);
+        handler.DenyRequest(session, "invalid", status);
         RequestHandler::SetError(reply, status);
         return absl::OkStatus();
       }
@@ -63,7 +63,7 @@ Answer AnswerRequest(RequestHandler& handler, Session& session,
     answer.id = id;
     if (handled.ok() && answer.outcome.deferred) return answer;  // answered later
     if (!handled.ok()) {
-      handler.CountDenial(handled);
+      handler.DenyRequest(session, "invalid", handled);
       return ErrorAnswer(id, handled, false);
     }
     absl::StatusOr<kj::Array<capnp::word>> flat = wire::Flatten(message);

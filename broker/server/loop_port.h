@@ -55,10 +55,12 @@ class LoopPort {
   // (its queue full), and with it one the host is about to answer again.
   virtual bool IsOpen(uint64_t id) const = 0;
 
-  // Writes the audit log now. True when every line in `lines` (sequence
-  // numbers from AuditLog::Record) is on record: a grant is delivered only
-  // then.
-  virtual bool AuditWritten(const std::vector<uint64_t>& lines) = 0;
+  // Writes the audit log now. Returns those of `lines` (sequence numbers
+  // from AuditLog::Record) that could not be written, in the order given:
+  // empty when every one is on record, and a grant is delivered only then.
+  // A write can take some of the lines and lose the rest (a full disk
+  // takes what fits): the caller learns which are on record.
+  virtual std::vector<uint64_t> AuditLinesLost(const std::vector<uint64_t>& lines) = 0;
 };
 
 }  // namespace capbroker::server

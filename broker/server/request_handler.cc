@@ -227,6 +227,17 @@ void RequestHandler::CountDenial(const absl::Status& status) {
       wire::ErrorCodeName(wire::ToErrorCode(status.code())))];
 }
 
+void RequestHandler::DenyRequest(const Session& session, absl::string_view request_kind,
+                                 const absl::Status& status) {
+  Record(session, request_kind, "", "", "", status, "", {}, Budget::kCounted);
+}
+
+void RequestHandler::Deny(const Session& session, absl::string_view request_kind,
+                          const absl::Status& status, schema::Reply::Builder reply) {
+  DenyRequest(session, request_kind, status);
+  SetError(reply, status);
+}
+
 Outcome RequestHandler::Handle(Session& session, schema::Request::Reader request,
                                schema::Reply::Builder reply) {
   reply.setId(request.getId());
@@ -237,16 +248,13 @@ Outcome RequestHandler::Handle(Session& session, schema::Request::Reader request
     invalid = absl::InvalidArgumentError("requests carry no fds");
   }
   if (!invalid.ok()) {
-    CountDenial(invalid);
-    SetError(reply, invalid);
+    Deny(session, "invalid", invalid, reply);
     return {};
   }
   if (request.isHello()) return Hello(session, request.getHello(), reply);
   if (!session.hello_done) {
-    absl::Status status = absl::InvalidArgumentError(
-        "the first request on a connection must be hello");
-    CountDenial(status);
-    SetError(reply, status);
+    Deny(session, "invalid",
+         absl::InvalidArgumentError("the first request on a connection must be hello"), reply);
     Outcome outcome;
     outcome.close_after_reply = true;
     return outcome;
@@ -272,11 +280,11 @@ Outcome RequestHandler::Handle(Session& session, schema::Request::Reader request
     default:
       break;
   }
-  absl::Status status = absl::InvalidArgumentError(absl::StrCat(
-      "unknown request kind ", static_cast<int>(request.which()),
-      "; this broker speaks protocol version ", schema::PROTOCOL_VERSION));
-  CountDenial(status);
-  SetError(reply, status);
+  Deny(session, "invalid",
+       absl::InvalidArgumentError(absl::StrCat(
+           "unknown request kind ", static_cast<int>(request.which()),
+           "; this broker speaks protocol version ", schema::PROTOCOL_VERSION)),
+       reply);
   return {};
 }
 
@@ -293,8 +301,7 @@ Outcome RequestHandler::Hello(Session& session, schema::Hello::Reader hello,
     outcome.close_after_reply = true;
   }
   if (!status.ok()) {
-    CountDenial(status);
-    SetError(reply, status);
+    Deny(session, "hello", status, reply);
     return outcome;
   }
   session.hello_done = true;
@@ -619,8 +626,7 @@ Outcome RequestHandler::Ready(const Session& session, schema::Reply::Builder rep
     status = services_->Ready(session.identity.service);
   }
   if (!status.ok()) {
-    CountDenial(status);
-    SetError(reply, status);
+    Deny(session, "ready", status, reply);
     return {};
   }
   reply.setReady();
@@ -745,18 +751,36 @@ absl::StatusOr<RequestHandler::StartGrants> RequestHandler::GrantAtStart(
   made.record.service = service;
   for (size_t index : grants) {
     const CapabilitySpec& capability = policy_.capabilities()[index];
-    made.audit_lines.push_back(record(capability, absl::OkStatus()));
-    made.record.grants.emplace_back(capability.name, capability.access);
+    made.record.grants.push_back(
+        {capability.name, capability.access, record(capability, absl::OkStatus())});
   }
   return made;
+}
+
+std::vector<uint64_t> RequestHandler::StartRecord::AuditLines() const {
+  std::vector<uint64_t> lines;
+  for (const Grant& grant : grants) lines.push_back(grant.audit_line);
+  return lines;
 }
 
 void RequestHandler::StartNotDelivered(const StartRecord& record, const absl::Status& why) {
   Session session;
   session.identity = record.service;
-  for (const auto& [capability, access] : record.grants) {
-    NotDelivered(session, "start", capability, access, "", why, record.service.service);
+  for (const StartRecord::Grant& grant : record.grants) {
+    NotDelivered(session, "start", grant.capability, grant.access, "", why,
+                 record.service.service);
   }
+}
+
+void RequestHandler::StartLinesLost(StartRecord& record, const std::vector<uint64_t>& lost) {
+  auto gone = std::remove_if(record.grants.begin(), record.grants.end(),
+                             [&](const StartRecord::Grant& grant) {
+                               return std::find(lost.begin(), lost.end(), grant.audit_line) !=
+                                      lost.end();
+                             });
+  // Counted as grants when their lines were recorded (Finish).
+  stats_.grants -= static_cast<uint64_t>(record.grants.end() - gone);
+  record.grants.erase(gone, record.grants.end());
 }
 
 void RequestHandler::ConnectNotDelivered(const ConnectRequest& request,
@@ -849,7 +873,17 @@ uint64_t RequestHandler::Finish(const Session& session, absl::string_view reques
                             absl::string_view principal,
                             schema::Reply::Builder reply,
                             const audit::OpenOptions& open, Budget budget) {
-  std::string access_name = AccessName(access);
+  uint64_t line = Record(session, request_kind, capability, AccessName(access), path, status,
+                         principal, open, budget);
+  if (!status.ok()) SetError(reply, status);
+  return line;
+}
+
+uint64_t RequestHandler::Record(const Session& session, absl::string_view request_kind,
+                                absl::string_view capability, absl::string_view access_name,
+                                absl::string_view path, const absl::Status& status,
+                                absl::string_view principal, const audit::OpenOptions& open,
+                                Budget budget) {
   // A refusal's whole reason, when the client is told less (a connect to
   // a service that could not start, from one who is no administrator).
   std::string reason =
@@ -876,7 +910,6 @@ uint64_t RequestHandler::Finish(const Session& session, absl::string_view reques
     ++stats_.grants;
   } else {
     CountDenial(status);
-    SetError(reply, status);
   }
   return line;
 }

@@ -137,17 +137,23 @@ class RequestHandler {
   // one as granted, or, when one cannot be made or is refused, that one as
   // denied with its reason and none as granted (the fds made are closed and
   // the status returned). The caller must see the lines written (LoopPort::
-  // AuditWritten) before the fds reach the service.
+  // AuditLinesLost) before the fds reach the service.
   // What of a start is on record as granted, for StartNotDelivered: the
-  // service and each grant's capability and access, copied (a reload may
-  // replace the policy before the start ends).
+  // service and each grant's capability, access and audit line, copied (a
+  // reload may replace the policy before the start ends).
   struct StartRecord {
+    struct Grant {
+      std::string capability;
+      schema::Access access = schema::Access::UNSPECIFIED;
+      uint64_t audit_line = 0;  // AuditLog sequence number
+    };
     Identity service;
-    std::vector<std::pair<std::string, schema::Access>> grants;
+    std::vector<Grant> grants;
+    // The grants' audit lines, in order.
+    std::vector<uint64_t> AuditLines() const;
   };
   struct StartGrants {
     std::vector<UniqueFd> fds;  // in the order of `grants`
-    std::vector<uint64_t> audit_lines;
     StartRecord record;
   };
   // `service` is the service's identity (Identity::service set).
@@ -170,6 +176,13 @@ class RequestHandler {
   // (service_host.cc: once the service's program runs).
   void StartNotDelivered(const StartRecord& record, const absl::Status& why);
 
+  // Of the start grants in `record`, those whose audit lines are among
+  // `lost` (LoopPort::AuditLinesLost: a flush that wrote part of the lines
+  // and lost the rest) are not on record: they are taken out of `record`,
+  // so that StartNotDelivered follows only the lines the log holds, and
+  // are no longer counted as grants.
+  void StartLinesLost(StartRecord& record, const std::vector<uint64_t>& lost);
+
   // A grant whose line says granted (Outcome::principal set) and whose
   // reply `reply` (the broker's own, one fd entry) the loop dropped before
   // sending it to `session`'s client, for reason `why`: a denial of the
@@ -191,6 +204,16 @@ class RequestHandler {
 
   // Records a rejected request in the statistics.
   void CountDenial(const absl::Status& status);
+
+  // Refuses a request from `session` that names nothing to grant: one that
+  // could not be read or broke the protocol (`request_kind` "invalid": an
+  // unreadable datagram, request id 0, a request before hello or of an
+  // unknown kind), a hello or a ready refused ("hello", "ready"). Counted
+  // as a denial and put on record as one, capability and access empty,
+  // within the uid's denial budget (audit::DenialBudget), so that a client
+  // cannot flood the log with them. The caller sends the error reply.
+  void DenyRequest(const Session& session, absl::string_view request_kind,
+                   const absl::Status& status);
 
   // Withdraws a deferred connect (Outcome::deferred) whose audit line could
   // not be written: the service host forgets it.
@@ -250,6 +273,9 @@ class RequestHandler {
   // Refuses a request that hands out nothing (not audited): the error
   // reply, counted as a denial.
   void Refuse(const absl::Status& status, schema::Reply::Builder reply);
+  // DenyRequest, and the error reply.
+  void Deny(const Session& session, absl::string_view request_kind,
+            const absl::Status& status, schema::Reply::Builder reply);
 
   // Makes the fd for a granted capability.
   absl::StatusOr<UniqueFd> Make(const CapabilitySpec& spec, schema::Access access);
@@ -278,6 +304,13 @@ class RequestHandler {
               absl::string_view path, const absl::Status& status,
               absl::string_view principal, schema::Reply::Builder reply,
               const audit::OpenOptions& open = {}, Budget budget = Budget::kCounted);
+  // Finish without the reply: the audit line (`access_name` as written)
+  // and the statistics.
+  uint64_t Record(const Session& session, absl::string_view request_kind,
+                  absl::string_view capability, absl::string_view access_name,
+                  absl::string_view path, const absl::Status& status,
+                  absl::string_view principal, const audit::OpenOptions& open,
+                  Budget budget);
 
   Policy policy_;
   // Indices into policy_.capabilities() in ascending order of name, the

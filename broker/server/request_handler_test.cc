@@ -813,5 +813,71 @@ TEST_F(RequestHandlerTest, LinesAboutAGrantOnRecordIgnoreTheDenialBudget) {
   EXPECT_THAT(lines[6], HasSubstr(R"("event":"denialsSuppressed","peer":{"uid":1000},"count":3)"));
 }
 
+// As reported: refusals of requests that name nothing to grant (request
+// id 0, a request before hello, another protocol version, hello twice,
+// ready from a client that is no service) were counted as denials and
+// never written. Each is on record as one denial line, a JSON object
+// with its request kind and reason, capability and access empty; and
+// within the uid's denial budget, so a client cannot flood the log.
+TEST_F(RequestHandlerTest, RefusalsThatNameNothingAreOnRecordWithinTheBudget) {
+  std::string log_path = dir_.Join("audit");
+  int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  ASSERT_GE(log_fd, 0);
+  constexpr int kBurst = 5;
+  audit::AuditLog audit(log_fd, {/*burst=*/kBurst, /*per_second=*/0});
+  RequestHandler handler(audit, stats_);
+  ASSERT_OK_AND_ASSIGN(
+      Policy policy,
+      ParsePolicy(R"(( principals = [ ( name = "p", match = ( uid = 1000 ) ) ] ))", "t.capnp"));
+  ASSERT_OK(handler.SetPolicy(std::move(policy)));
+  Session fresh;  // no hello yet
+  fresh.identity.uid = 1000;
+  auto send = [&](Session& session, uint64_t id, auto fill) {
+    capnp::MallocMessageBuilder request_message, reply_message;
+    auto request = request_message.initRoot<schema::Request>();
+    request.setId(id);
+    fill(request);
+    auto reply = reply_message.initRoot<schema::Reply>();
+    handler.Handle(session, request.asReader(), reply);
+    EXPECT_TRUE(reply.isError());
+  };
+  auto hello = [](uint32_t version) {
+    return [version](schema::Request::Builder r) { r.initHello().setVersion(version); };
+  };
+  send(fresh, 0, hello(schema::PROTOCOL_VERSION));
+  send(fresh, 1, [](schema::Request::Builder r) { r.initAcquire().setName("m"); });
+  send(fresh, 2, hello(schema::PROTOCOL_VERSION + 1));
+  send(session_, 3, hello(schema::PROTOCOL_VERSION));  // hello_done already
+  send(session_, 4, [](schema::Request::Builder r) { r.setReady(); });
+  const std::vector<std::pair<std::string, std::string>> expected = {
+      {"invalid", "request id 0 is reserved; use a nonzero id"},
+      {"invalid", "the first request on a connection must be hello"},
+      {"hello", absl::StrCat("this broker speaks protocol version ", schema::PROTOCOL_VERSION,
+                             "; the client asked for version ", schema::PROTOCOL_VERSION + 1)},
+      {"hello", "hello was already done on this connection"},
+      {"ready", "only a hosted service can say it is ready"},
+  };
+  ASSERT_EQ(expected.size(), static_cast<size_t>(kBurst));
+  // Over the budget: counted, not written.
+  send(session_, 5, [](schema::Request::Builder r) { r.setReady(); });
+  audit.Flush();
+  std::vector<std::string> lines =
+      absl::StrSplit(testing::ReadWholeFile(log_path), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), expected.size()) << testing::ReadWholeFile(log_path);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    ASSERT_OK_AND_ASSIGN(auto line, testing::FlattenJsonObject(lines[i]));
+    EXPECT_EQ(line["event"], "deny") << lines[i];
+    EXPECT_EQ(line["decision"], "denied") << lines[i];
+    EXPECT_EQ(line["peer.uid"], "1000") << lines[i];
+    EXPECT_EQ(line["request.kind"], expected[i].first) << lines[i];
+    EXPECT_EQ(line["request.capability"], "") << lines[i];
+    EXPECT_EQ(line["request.access"], "") << lines[i];
+    EXPECT_EQ(line["reason"], expected[i].second) << lines[i];
+  }
+  EXPECT_EQ(stats_.denials, expected.size() + 1);
+  EXPECT_EQ(audit.denials_suppressed(), 1u);
+  close(log_fd);
+}
+
 }  // namespace
 }  // namespace capbroker::server

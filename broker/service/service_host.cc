@@ -142,7 +142,8 @@ struct ServiceHost::Service {
   // process. Its pid is set once it runs, for its broker connection.
   Identity launched_as;
   // The start grants on record as granted and not yet delivered: from when
-  // their lines are written until the service's program runs. A start
+  // their lines are recorded until the service's program runs (those whose
+  // lines could not be written are taken out: StartLinesLost). A start
   // grant is delivered when the launch reaches execve: the child holds the
   // fds from its clone on, but only the program that execve runs can use
   // them; a start that fails before (the launcher's error, the child's
@@ -282,11 +283,16 @@ absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> ServiceHost::BeginLaunch
     passed.writable = capability.access != schema::Access::READ;
     sandbox.fds.push_back(std::move(passed));
   }
-  // As for a client's grant: on record before it is delivered.
-  if (!loop_.AuditWritten(grants.audit_lines)) {
+  // As for a client's grant: on record before it is delivered. A flush can
+  // write some of the lines and lose the rest (a full disk takes what
+  // fits): the start fails, and each grant whose line is on record gets its
+  // "not delivered" denial (StartFailed), those lost none.
+  service.undelivered = std::move(grants.record);
+  if (std::vector<uint64_t> lost = loop_.AuditLinesLost(service.undelivered->AuditLines());
+      !lost.empty()) {
+    handler_.StartLinesLost(*service.undelivered, lost);
     return absl::UnavailableError("the audit lines of its grants could not be written");
   }
-  service.undelivered = std::move(grants.record);
   int pair[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
     return ErrnoStatus(errno, "socketpair(broker connection)");

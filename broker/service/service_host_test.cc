@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
@@ -136,7 +137,11 @@ class FakeLoop : public server::LoopPort {
   }
   void CloseConnection(uint64_t id) override { connections_.erase(id); }
   bool IsOpen(uint64_t id) const override { return closed_clients.count(id) == 0; }
-  bool AuditWritten(const std::vector<uint64_t>& lines) override { return audit_written; }
+  // All written, or (audit_written unset) all lost; ServiceHostWithLoopTest
+  // has the real loop, for a write that takes part of the lines.
+  std::vector<uint64_t> AuditLinesLost(const std::vector<uint64_t>& lines) override {
+    return audit_written ? std::vector<uint64_t>() : lines;
+  }
 
   // One turn: waits until a watched fd is readable, then runs the
   // callbacks of those that are. False when none became readable in time.
@@ -1218,9 +1223,18 @@ TEST_F(ServiceHostTest, AReloadRefusesAWaitingConnectNowAllowedByAnotherPrincipa
 // connection, which the test reads as the service would.
 class ServiceHostWithLoopTest : public ::testing::Test {
  protected:
+  // svc-a and svc-b differ only in their names' last letter: their start
+  // lines are as long as each other. Their grants are shared memory, made
+  // with the policy: a start dups them, and grows no file.
   static constexpr char kNotifyPolicy[] = R"(( principals = [ ( name = "me", match = ( uid = 1000 ) ) ],
+    capabilities = [ ( name = "one", memory = ( size = 4096, shared = true ) ),
+                     ( name = "two", memory = ( size = 4096, shared = true ) ) ],
     services = [ ( name = "notify", command = [ "/usr/bin/svc" ], connect = [ "me" ],
-                   readiness = notify, startTimeoutMs = 60000, restart = never ) ] ))";
+                   readiness = notify, startTimeoutMs = 60000, restart = never ),
+                 ( name = "svc-a", command = [ "/usr/bin/svc" ], connect = [ "me" ],
+                   readiness = exec, grants = [ "one", "two" ] ),
+                 ( name = "svc-b", command = [ "/usr/bin/svc" ], connect = [ "me" ],
+                   readiness = exec, grants = [ "one", "two" ] ) ] ))";
 
   void SetUp() override {
     ASSERT_OK_AND_ASSIGN(Policy policy, ParsePolicy(kNotifyPolicy, "t.capnp"));
@@ -1243,6 +1257,28 @@ class ServiceHostWithLoopTest : public ::testing::Test {
   void TearDown() override {
     handler_.SetServiceDirectory(nullptr);
     host_.reset();  // before the loop it borrows
+  }
+
+  absl::StatusOr<std::optional<UniqueFd>> Connect(absl::string_view service) {
+    server::ConnectRequest request;
+    request.connection_id = kClient;
+    request.request_id = 1;
+    request.client.uid = 1000;
+    request.principal = "me";
+    return host_->Connect(*handler_.policy().FindService(service), request);
+  }
+
+  // The audit log from byte `from` on, after a flush.
+  std::string AuditTextFrom(off_t from) {
+    audit_.Flush();
+    std::string text;
+    char buffer[4096];
+    ssize_t n;
+    for (off_t at = from; (n = pread(audit_file_.get(), buffer, sizeof buffer, at)) > 0;
+         at += n) {
+      text.append(buffer, static_cast<size_t>(n));
+    }
+    return text;
   }
 
   // Runs the loop for one turn, after what is readable now.
@@ -1336,6 +1372,56 @@ TEST_F(ServiceHostWithLoopTest, TheReadyReplyComesBeforeTheConnectsThatWaited) {
     connected.push_back(reply.getId());
   }
   EXPECT_THAT(connected, ElementsAre(1, 2, 3));
+}
+
+// As reported: a flush that wrote the first of a start's grant lines and
+// lost the rest (a full disk takes what fits; here RLIMIT_FSIZE cuts the
+// write short, as for the broker, which ignores SIGXFSZ) left the first on
+// record as granted, with no "not delivered" after it, and counted both as
+// grants. Now the line written is followed by its denial, the line lost
+// gets none, and the counters say what the log does.
+TEST_F(ServiceHostWithLoopTest, AStartWhoseGrantLinesAreWrittenInPartSaysWhichWereNotDelivered) {
+  // svc-a's start writes the lines svc-b's will, each as long.
+  ASSERT_OK(Connect("svc-a").status());
+  std::vector<std::string> lines = absl::StrSplit(AuditTextFrom(0), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 2u);
+  const off_t line_bytes = static_cast<off_t>(lines[0].size() + 1);
+  const uint64_t grants = stats_.grants;
+  ASSERT_EQ(grants, 2u);
+  struct stat st;
+  ASSERT_EQ(fstat(audit_file_.get(), &st), 0);
+  const off_t before = st.st_size;
+
+  // The next write takes svc-b's first line and half of its second.
+  rlimit unlimited;
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &unlimited), 0);
+  struct sigaction ignore = {}, previous = {};
+  ignore.sa_handler = SIG_IGN;
+  ASSERT_EQ(sigaction(SIGXFSZ, &ignore, &previous), 0);
+  rlimit cut = unlimited;
+  cut.rlim_cur = static_cast<rlim_t>(before + line_bytes + line_bytes / 2);
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &cut), 0);
+  absl::StatusOr<std::optional<UniqueFd>> started = Connect("svc-b");
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &unlimited), 0);
+  ASSERT_EQ(sigaction(SIGXFSZ, &previous, nullptr), 0);
+  EXPECT_THAT(started.status(),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("could not start")));
+
+  // svc-b's first line whole, the fragment of its second (ended by the
+  // next flush), then the denial of the first: the second was never on
+  // record.
+  lines = absl::StrSplit(AuditTextFrom(before), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 3u) << AuditTextFrom(before);
+  EXPECT_THAT(lines[0], AllOf(HasSubstr(R"("capability":"one")"),
+                              HasSubstr(R"("decision":"granted","principal":"svc-b")")));
+  EXPECT_EQ(lines[1].size(), static_cast<size_t>(line_bytes / 2));
+  EXPECT_THAT(lines[1], Not(HasSubstr(R"("decision")")));
+  EXPECT_THAT(lines[2], AllOf(HasSubstr(R"("capability":"one")"),
+                              HasSubstr(R"("decision":"denied","principal":"svc-b")"),
+                              HasSubstr(R"("reason":"not delivered: the audit lines of its )"
+                                        R"(grants could not be written")")));
+  EXPECT_EQ(stats_.grants, grants + 1);
+  EXPECT_EQ(stats_.denials, 1u);
 }
 
 }  // namespace

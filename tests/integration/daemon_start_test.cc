@@ -21,7 +21,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
@@ -501,6 +503,46 @@ TEST(DaemonStartTest, AServicesExitIsKnownWhenStartedWithSigchldIgnored) {
   ASSERT_NE(at, std::string::npos) << status;
   uint64_t ignored = std::stoull(status.substr(at + 8, 16), nullptr, 16);
   EXPECT_EQ(ignored & (uint64_t{1} << (SIGCHLD - 1)), 0u) << status.substr(at, 25);
+}
+
+// As reported: lines recorded after the audit log's last flush were lost
+// when the broker returned early. Its at-start service's start grant is on
+// record as granted (written before the launch); then --ready-fd cannot be
+// written (nobody reads it: EPIPE), the broker exits, and the launch it
+// gives up, or that failed already (the program cannot run), is put on
+// record as not delivered: that line used to stay in the buffer.
+TEST(DaemonStartTest, WhatWasRecordedIsWrittenWhenTheReadyFdCannotBe) {
+  if (geteuid() != 0) GTEST_SKIP() << "starts a service, as nobody";
+  TempDir dir;
+  // Not executable: the start can never deliver its grant.
+  std::string program = dir.WriteFile("not-a-program", "", 0644);
+  std::string policy = dir.WriteFile(
+      "policy.capnp",
+      absl::StrCat("( capabilities = [ ( name = \"m\", memory = ( size = 16 ) ) ],\n"
+                   "  services = [ ( name = \"svc\", command = [ \"", program, "\" ],\n"
+                   "    activation = atStart, restart = never, grants = [ \"m\" ] ) ] )\n"),
+      0600);
+  std::string log = dir.Join("audit.log");
+  int unread[2];
+  ASSERT_EQ(pipe2(unread, O_CLOEXEC), 0);
+  close(unread[0]);  // no reader, ever: the broker's write of READY fails
+  Spawned broker =
+      Spawn({"--policy", policy, "--socket", dir.Join("s"), "--audit-log", log}, [&] {
+        return dup2(unread[1], 3) == 3;  // in place of Spawn's ready pipe
+      });
+  close(unread[1]);
+  ASSERT_GT(broker.pid, 0);
+  close(broker.ready);
+  std::string err = ReadToEnd(broker.err);
+  EXPECT_EQ(WaitExitCode(broker.pid), 1) << err;
+  EXPECT_THAT(err, HasSubstr("write(ready fd 3)"));
+  std::vector<std::string> start;
+  for (absl::string_view line : absl::StrSplit(testing::ReadWholeFile(log), '\n')) {
+    if (absl::StrContains(line, R"("kind":"start")")) start.emplace_back(line);
+  }
+  ASSERT_EQ(start.size(), 2u) << testing::ReadWholeFile(log);
+  EXPECT_THAT(start[0], HasSubstr(R"("decision":"granted","principal":"svc")"));
+  EXPECT_THAT(start[1], HasSubstr(R"("decision":"denied","principal":"svc","reason":"not delivered: )"));
 }
 
 // Started with standard fds closed, the broker's first fds would take their

@@ -48,6 +48,15 @@ ssize_t WriteSome(int fd, const char* data, size_t size) {
   }
 }
 
+// Whether the file open at `fd` has no name left: it was deleted (rm), and
+// what is written to it vanishes when it is closed. fstat of an fd the log
+// owns fails only if the kernel is out of memory: taken as named, and
+// checked again at the next check.
+bool Deleted(int fd) {
+  struct stat st;
+  return fstat(fd, &st) == 0 && st.st_nlink == 0;
+}
+
 // Whether the regular file open at `fd` (write-only) ends within a line. It
 // is read through a read-only open of /proc/self/fd/N: the very same file,
 // whatever has happened to its path since.
@@ -189,6 +198,14 @@ absl::StatusOr<AuditLog> AuditLog::OpenFile(absl::string_view path, DenialBudget
 absl::Status AuditLog::Reopen(absl::string_view path) {
   std::string new_path(path);
   CB_ASSIGN_OR_RETURN(UniqueFd fd, OpenLogFile(new_path, reserved_));
+  if (fd_ >= 0 && Deleted(fd_)) {
+    // rm, then SIGHUP: the lines held would vanish with the old file, their
+    // grants delivered and on no record. They go to the new one.
+    path_ = std::move(new_path);
+    AdoptAfterDeletion(std::move(fd), absl::Now());
+    WriteBuffer();
+    return absl::OkStatus();
+  }
   if (fd_ >= 0) {
     WriteBuffer();
     // A line the old file holds whole but for its newline (see WriteBuffer)
@@ -210,15 +227,34 @@ void AuditLog::Adopt(UniqueFd fd) {
   fd_ = fd.get();
   owned_ = std::move(fd);
   deletion_reported_ = false;
+  deletion_seen_.reset();
+  lines_since_deletion_seen_ = 0;
+  // A refusal the loop has not taken yet is out of date: the log is at its
+  // path again (a SIGHUP's Reopen), and status must not say otherwise.
+  reopen_after_deletion_.reset();
+}
+
+void AuditLog::AdoptAfterDeletion(UniqueFd fd, absl::Time now) {
+  // Not copied (see "A deleted file" in audit_log.h): counted and dated.
+  const uint64_t lines = lines_since_deletion_seen_;
+  std::fprintf(stderr,
+               "capbrokerd: the audit log file was deleted (not renamed, as for rotation); "
+               "going on in a new file at %s. %llu %s written since %s, when the deletion "
+               "was seen, went to the deleted file and are lost with it, as are any written "
+               "to it before then (within a second of the deletion)\n",
+               path_.c_str(), static_cast<unsigned long long>(lines),
+               lines == 1 ? "line" : "lines",
+               absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", deletion_seen_.value_or(now),
+                                absl::UTCTimeZone())
+                   .c_str());
+  Adopt(std::move(fd));
 }
 
 void AuditLog::ReopenIfDeleted(Instant now) {
   if (path_.empty() || now.steady < next_link_check_) return;
   next_link_check_ = now.steady + kDeletionCheckInterval;
-  struct stat st;
-  // fstat of an fd the log owns fails only if the kernel is out of memory:
-  // checked again in a second.
-  if (fstat(fd_, &st) != 0 || st.st_nlink != 0) return;
+  if (!Deleted(fd_)) return;
+  if (!deletion_seen_.has_value()) deletion_seen_ = now.wall;
   absl::StatusOr<UniqueFd> fd = OpenLogFile(path_, reserved_);
   if (!fd.ok()) {
     // Kept for capctl status (through the loop), and said once on stderr.
@@ -227,7 +263,8 @@ void AuditLog::ReopenIfDeleted(Instant now) {
         absl::StrCat("the audit log file was deleted, and its path cannot be opened again: ",
                      fd.status().message(),
                      "; until it can (tried each second, and at SIGHUP), lines go on into "
-                     "the deleted file, and are lost when the broker stops"));
+                     "the deleted file, and are lost with it (at the next reopen, or when "
+                     "the broker stops)"));
     if (!deletion_reported_) {
       std::fprintf(stderr, "capbrokerd: %s\n",
                    std::string(reopen_after_deletion_->message()).c_str());
@@ -235,14 +272,10 @@ void AuditLog::ReopenIfDeleted(Instant now) {
     }
     return;
   }
-  // The lines still buffered go to the new file: the deleted one keeps
-  // nothing. Its fragment of a line, if any, does not matter either.
-  std::fprintf(stderr,
-               "capbrokerd: the audit log file was deleted (not renamed, as for rotation); "
-               "going on in a new file at %s. Lines written to the deleted file in the "
-               "second before are lost\n",
-               path_.c_str());
-  Adopt(*std::move(fd));
+  // The lines still buffered go to the new file (Flush writes them next):
+  // the deleted one keeps nothing. Its fragment of a line, if any, does not
+  // matter either.
+  AdoptAfterDeletion(*std::move(fd), now.wall);
   reopen_after_deletion_ = absl::OkStatus();
 }
 
@@ -410,6 +443,7 @@ uint64_t AuditLog::WriteBuffer(std::optional<absl::Time> now) {
     start = 1;
   }
   size_t done = 0;
+  size_t lost = 0;
   while (done < buffer_.size()) {
     ssize_t n = WriteSome(fd_, buffer_.data() + done, buffer_.size() - done);
     if (n <= 0) {
@@ -422,7 +456,7 @@ uint64_t AuditLog::WriteBuffer(std::optional<absl::Time> now) {
       // lost, its grant would be withheld while the log says granted.
       size_t from = std::max(done, start);
       if (done > start && buffer_[done] == '\n') ++from;
-      size_t lost = static_cast<size_t>(
+      lost = static_cast<size_t>(
           std::count(buffer_.begin() + static_cast<long>(from), buffer_.end(), '\n'));
       dropped_lines_ += lost;
       if (lost > 0) lost_lines_.push_back({next_line_ - lost, next_line_ - 1});
@@ -434,6 +468,7 @@ uint64_t AuditLog::WriteBuffer(std::optional<absl::Time> now) {
     done += static_cast<size_t>(n);
   }
   if (done == buffer_.size()) mid_line_ = false;
+  if (deletion_seen_.has_value()) lines_since_deletion_seen_ += pending_lines_ - lost;
   buffer_.clear();
   pending_lines_ = 0;
   return dropped_lines_;

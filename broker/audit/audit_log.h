@@ -77,7 +77,14 @@
 // does (same checks), writes the lines it holds there, and says so once on
 // stderr. If the path is refused, the log goes on in the deleted file,
 // tries again each second, and TakeReopenAfterDeletion hands the refusal to
-// the loop, which shows it in capctl status as a refused SIGHUP's.
+// the loop, which shows it in capctl status as a refused SIGHUP's. Reopen
+// (SIGHUP) checks too, first: the lines it holds go to the new file, never
+// to a deleted one. What the deleted file received is not copied (it may
+// end in a fragment, and copying it would write old lines after newer
+// ones); the stderr line about the new file says how many lines went to it
+// after the deletion was seen, and when that was. Those written before
+// were written within a second of the deletion (the check before found
+// the file named).
 //
 // Not thread-safe: the broker's single event-loop thread owns it.
 #ifndef CAPBROKER_BROKER_AUDIT_AUDIT_LOG_H_
@@ -197,7 +204,9 @@ class AuditLog {
   // Goes on in a new file at `path` (opened and checked as by OpenFile),
   // for log rotation: lines still buffered are written to the old file
   // first (a line lost there is reported as by Flush), then the old file is
-  // closed. On error the log stays where it was.
+  // closed; if the old file was deleted (see "A deleted file" above), they
+  // are written to the new one instead. On error the log stays where it
+  // was.
   absl::Status Reopen(absl::string_view path);
 
   AuditLog(AuditLog&&) = default;
@@ -274,8 +283,13 @@ class AuditLog {
   // Reopens path_ if the open file has no name left (see "A deleted file"),
   // at most once a second.
   void ReopenIfDeleted(Instant now);
-  // Goes on in `fd`, a file OpenLogFile opened.
+  // Goes on in `fd`, a file OpenLogFile opened at path_; forgets all about
+  // the file open before, its deletion and a refused reopen included.
   void Adopt(UniqueFd fd);
+  // Adopt, for when the file open has no name left: says so on stderr,
+  // with what went to the deleted file. The caller writes buffer_ after.
+  // `now`: when the deletion was seen, if not before (Instant::wall).
+  void AdoptAfterDeletion(UniqueFd fd, absl::Time now);
   // Starts a line: `{"time":"...Z"`.
   void AppendTime(absl::Time now);
   // Writes buffer_ out; returns the count of dropped lines so far. `now`
@@ -291,12 +305,16 @@ class AuditLog {
   std::vector<ReservedFile> reserved_;  // checked by every open (OpenFile)
   absl::Duration next_link_check_;  // Instant::steady of ReopenIfDeleted's next check
   bool deletion_reported_ = false;  // on stderr, for the file open now
+  // When the file open now was found deleted (Instant::wall), if it was,
+  // and the lines written to it since (not counting those lost).
+  std::optional<absl::Time> deletion_seen_;
+  uint64_t lines_since_deletion_seen_ = 0;
   std::optional<absl::Status> reopen_after_deletion_;
   // The log's last byte is not a newline (a failed write cut a line short):
   // the next flush writes a newline first.
   bool mid_line_ = false;
   std::string buffer_;
-  size_t pending_lines_ = 0;
+  size_t pending_lines_ = 0;  // in buffer_
   uint64_t next_line_ = 1;  // the sequence number Record gives next
   std::vector<LineRange> lost_lines_;
   uint64_t dropped_lines_ = 0;

@@ -980,6 +980,21 @@ TEST(AuditLogTest, HoldsTheBudgetsOfRecentlyDeniedUidsOnly) {
   EXPECT_THAT(ReadWholeFile(path), HasSubstr(R"("peer":{"uid":5},"count":2)"));
 }
 
+// What the stderr line about a new file after deletion says of the lines
+// that went to the deleted file since `seen`.
+std::string WentToTheDeletedFile(int lines, absl::string_view seen) {
+  return absl::StrCat(lines, lines == 1 ? " line" : " lines", " written since ", seen,
+                      ", when the deletion was seen, went to the deleted file");
+}
+
+// Deletes the log at `path` and puts a symlink in its place (to a file
+// "elsewhere" in `dir`), which an open of the log refuses.
+void DeleteAndPlantASymlink(testing::TempDir& dir, const std::string& path) {
+  ASSERT_EQ(unlink(path.c_str()), 0);
+  dir.WriteFile("elsewhere", "");
+  ASSERT_EQ(symlink(dir.Join("elsewhere").c_str(), path.c_str()), 0);
+}
+
 // As reported: after `rm` of the log (not a rename), the broker appended
 // to a file with no name; its lines, grants delivered, vanished at exit,
 // and nothing said so. At most once a second a flush checks, and goes on
@@ -1022,6 +1037,35 @@ TEST(AuditLogTest, GoesOnInANewFileWhenTheLogIsDeleted) {
   ASSERT_EQ(said.size(), 1u);
   EXPECT_THAT(said[0], HasSubstr("audit log file was deleted"));
   EXPECT_THAT(said[0], HasSubstr(path));
+  // Seen at the check, which reopened at once: the one line lost was
+  // written before then.
+  EXPECT_THAT(said[0], HasSubstr(WentToTheDeletedFile(0, "1970-01-01T00:16:41Z")));
+}
+
+// As reported: rm of the log, then SIGHUP within the second. Reopen wrote
+// the lines it held to the old file, deleted: the grant was delivered with
+// no record, and nothing said it was lost. They go to the new file.
+TEST(AuditLogTest, ReopenAfterTheLogWasDeletedWritesWhatItHoldsToTheNewFile) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
+  AuditEvent e = Denial(1);
+  e.granted = true;
+  e.capability = "held";
+  e.principal = "ops";
+  ASSERT_NE(log.Record(e, At(absl::FromUnixSeconds(1000))), 0u);
+  ASSERT_EQ(unlink(path.c_str()), 0);
+  CapturedStderr captured(dir.Join("stderr"));
+  ASSERT_OK(log.Reopen(path));
+  EXPECT_TRUE(log.TakeLostLines().empty());
+  std::vector<std::string> lines = Lines(ReadWholeFile(path));
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_THAT(lines[0], AllOf(HasSubstr(R"("capability":"held")"),
+                              HasSubstr(R"("decision":"granted")")));
+  std::vector<std::string> said = Lines(captured.Release());
+  ASSERT_EQ(said.size(), 1u);
+  EXPECT_THAT(said[0], AllOf(HasSubstr("audit log file was deleted"),
+                             HasSubstr("0 lines written since")));
 }
 
 // If the path is refused (a symlink put there), the log goes on in the
@@ -1033,9 +1077,7 @@ TEST(AuditLogTest, KeepsTheDeletedFileWhileThePathIsRefused) {
   ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
   const absl::Time t0 = absl::FromUnixSeconds(1000);
   log.Flush(At(t0));
-  ASSERT_EQ(unlink(path.c_str()), 0);
-  dir.WriteFile("elsewhere", "");
-  ASSERT_EQ(symlink(dir.Join("elsewhere").c_str(), path.c_str()), 0);
+  DeleteAndPlantASymlink(dir, path);
   CapturedStderr captured(dir.Join("stderr"));
   for (int i = 1; i <= 3; ++i) {
     log.Record(Denial(1), At(t0 + absl::Seconds(i)));
@@ -1044,7 +1086,7 @@ TEST(AuditLogTest, KeepsTheDeletedFileWhileThePathIsRefused) {
     ASSERT_TRUE(reopened.has_value());
     EXPECT_THAT(*reopened, StatusIs(absl::StatusCode::kFailedPrecondition,
                                     AllOf(HasSubstr("deleted"), HasSubstr("symlink"),
-                                          HasSubstr("lost when the broker stops"))));
+                                          HasSubstr("lost with it"))));
   }
   EXPECT_EQ(ReadWholeFile(dir.Join("elsewhere")), "");
   ASSERT_EQ(unlink(path.c_str()), 0);
@@ -1058,6 +1100,34 @@ TEST(AuditLogTest, KeepsTheDeletedFileWhileThePathIsRefused) {
   ASSERT_EQ(said.size(), 2u) << absl::StrJoin(said, "\n");
   EXPECT_THAT(said[0], HasSubstr("symlink"));
   EXPECT_THAT(said[1], HasSubstr("going on in a new file"));
+  // Not copied: the three lines written while the path was refused are
+  // counted, from when the deletion was seen (the check at t0 + 1 s).
+  EXPECT_THAT(said[1], HasSubstr(WentToTheDeletedFile(3, "1970-01-01T00:16:41Z")));
+}
+
+// As reported: a refusal after deletion not yet taken by the loop came
+// back after a SIGHUP had reopened the log, and status showed it until the
+// next SIGHUP. A successful reopen drops it.
+TEST(AuditLogTest, ASuccessfulReopenDropsARefusalAfterDeletion) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
+  DeleteAndPlantASymlink(dir, path);
+  CapturedStderr captured(dir.Join("stderr"));
+  const absl::Time t0 = absl::FromUnixSeconds(1000);
+  log.Record(Denial(1), At(t0));
+  log.Flush(At(t0));  // the first check: refused, and not taken
+  ASSERT_EQ(unlink(path.c_str()), 0);
+  ASSERT_OK(log.Reopen(path));  // SIGHUP
+  EXPECT_FALSE(log.TakeReopenAfterDeletion().has_value());
+  std::vector<std::string> said = Lines(captured.Release());
+  ASSERT_EQ(said.size(), 2u) << absl::StrJoin(said, "\n");
+  EXPECT_THAT(said[1], HasSubstr(WentToTheDeletedFile(1, "1970-01-01T00:16:40Z")));
+  // The new file is checked from now on, as any.
+  log.Record(Denial(1), At(t0 + absl::Seconds(1)));
+  log.Flush(At(t0 + absl::Seconds(1)));
+  EXPECT_FALSE(log.TakeReopenAfterDeletion().has_value());
+  EXPECT_EQ(Lines(ReadWholeFile(path)).size(), 1u);
 }
 
 // A log given as an fd (stderr) has no path to reopen: never checked.

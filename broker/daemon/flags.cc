@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "broker/server/readiness.h"
+#include "sdk/base/shown_text.h"
 #include "sdk/wire/limits.h"
 
 namespace capbroker::daemon {
@@ -25,7 +26,7 @@ absl::StatusOr<size_t> ParseCount(const std::string& flag, const std::string& va
   uint64_t n = 0;
   if (!absl::SimpleAtoi(value, &n) || n == 0 || n > kMaxConnectionsCap) {
     return absl::InvalidArgumentError(absl::StrCat(
-        flag, " wants a number from 1 to ", kMaxConnectionsCap, ", not '", value, "'"));
+        flag, " wants a number from 1 to ", kMaxConnectionsCap, ", not '", Shown(value), "'"));
   }
   return static_cast<size_t>(n);
 }
@@ -40,7 +41,7 @@ absl::StatusOr<size_t> ParseQueuedBytes(const std::string& flag, const std::stri
   if (!absl::SimpleAtoi(value, &n) || n < kMinQueuedReplyBytes || n > kMaxQueuedReplyBytes) {
     return absl::InvalidArgumentError(absl::StrCat(
         flag, " wants a number of bytes from ", kMinQueuedReplyBytes, " (the largest reply) to ",
-        kMaxQueuedReplyBytes, ", not '", value, "'"));
+        kMaxQueuedReplyBytes, ", not '", Shown(value), "'"));
   }
   return static_cast<size_t>(n);
 }
@@ -128,7 +129,7 @@ absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args, uid
     const bool takes_value =
         std::find(std::begin(kValueFlags), std::end(kValueFlags), name) != std::end(kValueFlags);
     if (!takes_value && name != "--help") {
-      return absl::InvalidArgumentError(absl::StrCat("unknown argument '", args[i], "'"));
+      return absl::InvalidArgumentError(absl::StrCat("unknown argument '", Shown(args[i]), "'"));
     }
     // The last of two would win unseen: a drop-in or wrapper that adds a
     // --policy or --socket would change what the broker enforces or where
@@ -156,14 +157,14 @@ absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args, uid
     } else if (name == "--cgroup") {
       if (value[0] != '/') {
         return absl::InvalidArgumentError(
-            absl::StrCat("--cgroup wants an absolute path, not '", value, "'"));
+            absl::StrCat("--cgroup wants an absolute path, not '", Shown(value), "'"));
       }
       flags.cgroup_dir = value;
     } else if (name == "--socket-mode") {
       std::optional<mode_t> parsed = ParseSocketMode(value);
       if (!parsed.has_value()) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "--socket-mode wants an octal mode such as 0660, not '", value, "'"));
+            "--socket-mode wants an octal mode such as 0660, not '", Shown(value), "'"));
       }
       const mode_t mode = *parsed;
       if (euid != 0 && (mode & S_IWUSR) == 0) {
@@ -177,7 +178,7 @@ absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args, uid
       int fd = -1;
       if (!absl::SimpleAtoi(value, &fd) || fd < 0) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "--ready-fd wants an fd number, not '", value, "'"));
+            "--ready-fd wants an fd number, not '", Shown(value), "'"));
       }
       if (fd < server::kMinReadyFd) {
         // See kMinReadyFd: closing one after READY would break the log.

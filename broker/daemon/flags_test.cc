@@ -14,6 +14,7 @@ namespace {
 
 using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 TEST(ParseFlagsTest, ParsesEverything) {
   ASSERT_OK_AND_ASSIGN(
@@ -99,6 +100,33 @@ TEST(ParseFlagsTest, HostileCommandLines) {
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(ParseFlags({"--policy", "/p", std::string("--socket\0x", 10)}),
               StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// An argument is echoed as capctl echoes one (sdk/base/shown_text.h):
+// escaped, so that an ESC or a newline in it reaches neither the terminal
+// nor the journal as such, and bounded, so that 10 KB of it does not fill
+// either.
+TEST(ParseFlagsTest, AHostileArgumentIsEchoedEscapedAndBounded) {
+  const std::string hostile =
+      absl::StrCat("\x1b]0;owned\a\ncapbrokerd: fake line", std::string(10000, 'A'), "\x1b[2J");
+  const std::vector<std::vector<std::string>> echoes = {
+      {"--policy", "/p", hostile},
+      {"--policy", "/p", "--cgroup", hostile},
+      {"--policy", "/p", "--socket-mode", hostile},
+      {"--policy", "/p", "--ready-fd", hostile},
+      {"--policy", "/p", "--max-connections", hostile},
+      {"--policy", "/p", "--max-queued-reply-bytes", hostile},
+  };
+  for (const std::vector<std::string>& args : echoes) {
+    SCOPED_TRACE(args.size() == 3 ? "unknown argument" : args[2]);
+    const absl::StatusOr<DaemonFlags> flags = ParseFlags(args, 0);
+    ASSERT_THAT(flags, StatusIs(absl::StatusCode::kInvalidArgument));
+    const std::string message(flags.status().message());
+    EXPECT_THAT(message, AllOf(HasSubstr("'\\x1b]0;owned\\x07\\x0acapbrokerd: fake line"),
+                               HasSubstr("bytes left out) ..."), HasSubstr("\\x1b[2J'"),
+                               Not(HasSubstr("\x1b")), Not(HasSubstr("\n"))));
+    EXPECT_LT(message.size(), 400u);
+  }
 }
 
 // A drop-in or wrapper that adds a second --policy or --socket must not

@@ -86,28 +86,33 @@ std::string Escaped(absl::string_view text) {
   return out;
 }
 
+EscapeUnit FirstEscapeUnit(absl::string_view text) {
+  char32_t code_point = 0;
+  const size_t length = Utf8Character(text, code_point);
+  if (length == 0) {
+    const unsigned char c = static_cast<unsigned char>(text[0]);
+    return {1, c >= 0x20 && c < 0x7f ? size_t{1} : size_t{4}};
+  }
+  return {length, Acts(code_point) ? length * 4 : length};
+}
+
 size_t AppendEscapedKeepingUtf8(absl::string_view text, size_t max_bytes, std::string& out) {
   size_t added = 0;
   size_t used = 0;
   while (used < text.size()) {
     const absl::string_view rest = text.substr(used);
-    char32_t code_point = 0;
-    const size_t length = Utf8Character(rest, code_point);
-    const size_t taken = length == 0 ? 1 : length;
-    const unsigned char first = static_cast<unsigned char>(rest[0]);
-    const bool kept = length == 0 ? first >= 0x20 && first < 0x7f : !Acts(code_point);
+    const EscapeUnit unit = FirstEscapeUnit(rest);
     // A kept character is its own bytes; anything else \xNN a byte. Either
     // whole or not at all: a cut never splits a character or its escaped
     // form.
-    const size_t form = kept ? taken : taken * 4;
-    if (added + form > max_bytes) break;
-    if (kept) {
-      out.append(rest.data(), taken);
+    if (added + unit.shown_bytes > max_bytes) break;
+    if (unit.shown_bytes == unit.bytes) {
+      out.append(rest.data(), unit.bytes);
     } else {
-      AppendEscaped(rest.substr(0, taken), form, out);
+      AppendEscaped(rest.substr(0, unit.bytes), unit.shown_bytes, out);
     }
-    added += form;
-    used += taken;
+    added += unit.shown_bytes;
+    used += unit.bytes;
   }
   return used;
 }

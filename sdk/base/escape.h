@@ -18,7 +18,8 @@
 // trusted path walk that quote a path or a symlink's target (broker/policy/
 // policy_file.h, broker/util/trusted_path.h), what capctl shows of the
 // broker's texts (names, paths, reasons), of `policy check`'s lines and of
-// its own arguments, the file name in a policy's FILE:LINE:COL errors
+// its own arguments, what capbrokerd shows of its arguments (both through
+// sdk/base/shown_text.h), the file name in a policy's FILE:LINE:COL errors
 // (broker/policy/diagnostics.h), and scanner_client's file names,
 // signature names and reasons (services/scanner/scanner_cli.h) use it. It leaves its own output as it is
 // (all of it is printable ASCII or text it keeps), so a reader that
@@ -63,6 +64,21 @@ std::string EscapedKeepingUtf8(absl::string_view text);
 // ("\xc3" of an "\xc3\xa9") nor the escaped form of one. Returns how many
 // bytes of `text` were appended.
 size_t AppendEscapedKeepingUtf8(absl::string_view text, size_t max_bytes, std::string& out);
+
+// One unit of EscapedKeepingUtf8: `bytes` bytes of the text (a valid UTF-8
+// character, or one byte of anything else) that are kept or escaped
+// together, and `shown_bytes`, the size of their form (`bytes` when kept,
+// 4 a byte when escaped).
+struct EscapeUnit {
+  size_t bytes = 0;
+  size_t shown_bytes = 0;
+};
+
+// The unit at the start of `text`, which is not empty. The escaper's own
+// reading of UTF-8: code that cuts a text it escapes (sdk/base/
+// shown_text.h) cuts between these units, and escaping the text from any
+// of their starts gives the same units as escaping it whole.
+EscapeUnit FirstEscapeUnit(absl::string_view text);
 
 // The valid UTF-8 characters that every writer of a log line or a terminal
 // line escapes although they are valid, because a terminal or a line

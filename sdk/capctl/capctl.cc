@@ -26,13 +26,13 @@
 #include "broker/policy/service_validator.h"
 #include "schemas/broker.capnp.h"
 #include "sdk/base/escape.h"
+#include "sdk/base/shown_text.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/base/unique_fd.h"
 #include "sdk/capctl/display_width.h"
 #include "sdk/capctl/fd_placement.h"
 #include "sdk/capctl/policy_commands.h"
-#include "sdk/capctl/shown_text.h"
 #include "sdk/capctl/usage.h"
 #include "sdk/client/capability.h"
 #include "sdk/client/client.h"
@@ -119,7 +119,7 @@ std::optional<absl::Duration> ParseTimeout(absl::string_view text) {
 // older broker's); that leaves escaped text as it is, since what the
 // escaper writes is printable ASCII or text it keeps (a backslash stays one
 // backslash: \x0a, never \x5cx0a). An error line's arguments and reason
-// are Shown (shown_text.h): escaped so, and bounded.
+// are Shown (sdk/base/shown_text.h): escaped so, and bounded.
 
 // A text from the broker or a policy, escaped as above. Not cut: the broker
 // bounds its texts, and the client library checks the reply's size.

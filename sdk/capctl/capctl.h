@@ -17,9 +17,9 @@
 // cannot be run. Every failure writes exactly one line "capctl: <why>" to
 // `err`, <why> starting with the command's name when it concerns the
 // command as a whole ("capctl: list: no broker socket at ..."), what it
-// quotes bounded as shown_text.h says (a usage error adds the command's
-// usage after it, or the whole text when the command is missing or
-// unknown); `policy check` of a file whose text is wrong writes its
+// quotes bounded as sdk/base/shown_text.h says (a usage error adds the
+// command's usage after it, or the whole text when the command is missing
+// or unknown); `policy check` of a file whose text is wrong writes its
 // "FILE:LINE:COL: message" lines to `err` first, each once.
 #ifndef CAPBROKER_SDK_CAPCTL_CAPCTL_H_
 #define CAPBROKER_SDK_CAPCTL_CAPCTL_H_

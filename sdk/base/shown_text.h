@@ -1,5 +1,5 @@
-// Shown: how much of a text an error line of capctl shows (an argument it
-// echoes, a reason from the broker), and in what form.
+// Shown: how much of a text an error line shows (an argument capctl or
+// capbrokerd echoes, a reason from the broker), and in what form.
 //
 // A line must stay short whatever it quotes: a 100 KB argument is refused,
 // not echoed, and a reason quoting a path of 4095 bytes does not fill the
@@ -8,8 +8,8 @@
 // directory", "write that, or set followSymlinks = true"), and a path with
 // its file's name. So a text over the bound keeps both ends, its first and
 // its last bytes, and says how many bytes between them were left out.
-#ifndef CAPBROKER_SDK_CAPCTL_SHOWN_TEXT_H_
-#define CAPBROKER_SDK_CAPCTL_SHOWN_TEXT_H_
+#ifndef CAPBROKER_SDK_BASE_SHOWN_TEXT_H_
+#define CAPBROKER_SDK_BASE_SHOWN_TEXT_H_
 
 #include <cstddef>
 #include <string>
@@ -25,7 +25,9 @@ inline constexpr size_t kMaxShownReasonBytes = 512;
 
 // `text` escaped as EscapedKeepingUtf8 does (sdk/base/escape.h): whole when
 // that takes at most `max_bytes`; else its start and its end, each at most
-// half of `max_bytes` as escaped, cut between characters, with
+// half of `max_bytes` as escaped, cut between characters as the escaper
+// reads them (FirstEscapeUnit) and never inside a "\xHH" that `text`
+// holds (a byte its writer escaped already), with
 // "... (N bytes left out) ..." between them, N counting bytes of `text`.
 // For example, a reason of 700 bytes at the bound of 512:
 //   "open /srv/aaa... (188 bytes left out) ...aaa/x: No such file or directory"
@@ -33,4 +35,4 @@ std::string Shown(absl::string_view text, size_t max_bytes = kMaxShownArgumentBy
 
 }  // namespace capbroker
 
-#endif  // CAPBROKER_SDK_CAPCTL_SHOWN_TEXT_H_
+#endif  // CAPBROKER_SDK_BASE_SHOWN_TEXT_H_

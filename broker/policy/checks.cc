@@ -159,15 +159,8 @@ std::optional<uint32_t> Checks::Id(int64_t value, absl::string_view field,
 
 std::vector<size_t> Checks::Grants(capnp::List<capnp::Text>::Reader grants,
                                    const std::string& path, const std::string& label,
-                                   const CapabilityNames& capabilities, size_t limit) {
+                                   const CapabilityNames& capabilities) {
   std::vector<size_t> indices;
-  if (grants.size() > limit) {
-    Error(path, absl::StrCat(label, " has ", grants.size(), " grants; the limit is ",
-                             limit));
-    return indices;
-  }
-  // Without the capabilities, every grant would look unknown: noise.
-  if (capabilities.unchecked) return indices;
   absl::flat_hash_map<size_t, size_t> granted;  // capability -> grant index
   for (size_t i = 0; i < grants.size(); ++i) {
     std::string name = ToString(grants[i]);

@@ -43,7 +43,6 @@ std::optional<std::string> PathProblem(absl::string_view value, absl::string_vie
 struct CapabilityNames {
   absl::flat_hash_map<std::string, size_t> index;  // name -> first index
   std::vector<std::string> all;  // the valid ones, for "did you mean"
-  bool unchecked = false;  // the list was refused whole: skip grant checks
 };
 
 class Checks {
@@ -94,10 +93,11 @@ class Checks {
                              absl::string_view when_left_out);
 
   // Resolves a list of capability names (at `path`, of `label`) to
-  // indices; unknown and repeated names are errors. At most `limit` names.
+  // indices; unknown and repeated names are errors. Its length was
+  // checked before decoding (list_sizes.h).
   std::vector<size_t> Grants(capnp::List<capnp::Text>::Reader grants,
                              const std::string& path, const std::string& label,
-                             const CapabilityNames& capabilities, size_t limit);
+                             const CapabilityNames& capabilities);
 
  private:
   const TextLocator& locator_;

@@ -611,6 +611,21 @@ TEST(ParsePolicyLimitsTest, ListsAreCountedBeforeDecoding) {
                                          ": principal 'p' has 1025 grants; the limit is 1024"));
 }
 
+// Any list is counted before decoding, wherever it is: under a field the
+// schema does not have (TextCodec would build it whole, then refuse the
+// field), or inside a limited list.
+TEST(ParsePolicyLimitsTest, AnyLongListIsRefusedBeforeDecoding) {
+  std::vector<std::string> entries(4097, "1");
+  const std::string list = absl::StrCat("[", absl::StrJoin(entries, ","), "]");
+  for (const std::string& text :
+       {absl::StrCat("( other = ", list, " )"),
+        absl::StrCat("( principals = [ ( name = \"p\", grants = [ ", list, " ] ) ] )")}) {
+    EXPECT_THAT(ErrorFor(text), EndsWith("has 4097 entries; no list in a policy may have more "
+                                         "than 4096"))
+        << text.substr(0, 40);
+  }
+}
+
 // ---- Hostile input: a clear error, never a crash ----
 
 TEST(ParsePolicyHostileTest, EmptyAndBlank) {

@@ -499,6 +499,16 @@ INSTANTIATE_TEST_SUITE_P(
                      "00",
                      "principal 'x': gid 00 is octal here (= 0 decimal); write ids "
                      "in decimal, without a leading 0: 0"},
+        // Read as decimal, 37777777777 is out of range: not suggested.
+        SemanticCase{"OctalOutOfRangeInDecimal",
+                     PRINCIPAL("name = \"x\", match = ( uid = 037777777777 )"), "037777777777",
+                     "principal 'x': uid 037777777777 is octal here (= 4294967295 decimal); "
+                     "write ids in decimal, without a leading 0"},
+        // The sign does not hide the octal reading (nor is -1000 suggested).
+        SemanticCase{"NegativeOctal", PRINCIPAL("name = \"x\", match = ( uid = -01000 )"),
+                     "-01000",
+                     "principal 'x': uid -01000 is octal here (= -512 decimal); write ids "
+                     "in decimal, without a leading 0"},
         SemanticCase{"ExeAlone", PRINCIPAL("name = \"x\", match = ( exe = \"/usr/bin/cat\" )"),
                      "\"/usr/bin/cat\"",
                      "principal 'x': exe alone can be borrowed by any user who can run that "

@@ -243,8 +243,10 @@ class Validator {
 
   void Match(policy::Match::Reader match, const std::string& path,
              const std::string& label, PrincipalSpec& spec) {
-    spec.uid = checks_.Id(match.getUid(), "uid", path, label, "match any");
-    spec.gid = checks_.Id(match.getGid(), "gid", path, label, "match any");
+    spec.uid = checks_.Id(match.getUid(), "uid", path, label, "match any",
+                          /*root_allowed=*/true);
+    spec.gid = checks_.Id(match.getGid(), "gid", path, label, "match any",
+                          /*root_allowed=*/true);
     spec.any_user = match.getAnyUser();
     spec.exe = ToString(match.getExe());
     std::string exe_path = absl::StrCat(path, ".exe");

@@ -230,6 +230,14 @@ INSTANTIATE_TEST_SUITE_P(
                  "decimal, without a leading 0: 100"}}),
     [](const ::testing::TestParamInfo<Refusal>& info) { return info.param.name; });
 
+// An octal id's decimal reading is suggested only when it would be taken:
+// a service never runs as root, so `user = 00` is not told to write 0.
+TEST(ServicePolicyTest, AnOctalIdSuggestsOnlyAnIdTheServiceTakes) {
+  EXPECT_THAT(ErrorFor(Service("user = 00")),
+              EndsWith("service 's': user 00 is octal here (= 0 decimal); write ids in "
+                       "decimal, without a leading 0"));
+}
+
 // At each limit, the policy loads: the refusals above are of one more.
 TEST(ServicePolicyTest, EachLimitItselfIsAllowed) {
   std::vector<std::string> capabilities, grants, principals, connect, services;

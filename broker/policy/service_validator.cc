@@ -72,8 +72,11 @@ class ServiceValidator {
     spec.grants = checks_.Grants(service.getGrants(), path + ".grants", label,
                                  capabilities_);
     Lifecycle(service, path, label, spec);
-    spec.user = checks_.Id(service.getUser(), "user", path, label, "use the default");
-    spec.group = checks_.Id(service.getGroup(), "group", path, label, "use the default");
+    // Never root: refused just below.
+    spec.user = checks_.Id(service.getUser(), "user", path, label, "use the default",
+                           /*root_allowed=*/false);
+    spec.group = checks_.Id(service.getGroup(), "group", path, label, "use the default",
+                            /*root_allowed=*/false);
     if (spec.user == 0u || spec.group == 0u) {
       checks_.Error(absl::StrCat(path, spec.user == 0u ? ".user" : ".group"),
                     absl::StrCat(label, ": a service never runs as root (uid or gid 0)"));

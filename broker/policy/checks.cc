@@ -2,6 +2,8 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "broker/policy/excerpt.h"
@@ -128,7 +130,7 @@ std::optional<absl::string_view> Checks::IntegerSource(absl::string_view path) c
 
 std::optional<uint32_t> Checks::Id(int64_t value, absl::string_view field,
                                    const std::string& path, const std::string& label,
-                                   absl::string_view when_left_out) {
+                                   absl::string_view when_left_out, bool root_allowed) {
   std::string field_path = absl::StrCat(path, ".", field);
   // Left out, the field reads as the schema's default (-1). Written, every
   // value must be an id: `gid = -1` would otherwise silently drop the
@@ -139,13 +141,20 @@ std::optional<uint32_t> Checks::Id(int64_t value, absl::string_view field,
   // names another user. Refused, naming both readings, as a decimal mode
   // is.
   std::optional<absl::string_view> source = IntegerSource(field_path);
-  if (source.has_value() && source->size() > 1 && (*source)[0] == '0' &&
-      absl::ascii_isdigit((*source)[1])) {
-    absl::string_view decimal = *source;
+  absl::string_view digits = source.value_or("");
+  bool negative = absl::ConsumePrefix(&digits, "-");
+  if (digits.size() > 1 && digits[0] == '0' && absl::ascii_isdigit(digits[1])) {
+    // The decimal reading is suggested only when it is an id this field
+    // takes: `user = 00` must not be told to write the root it refuses.
+    absl::string_view decimal = digits;
     while (decimal.size() > 1 && decimal[0] == '0') decimal.remove_prefix(1);
+    int64_t meant = -1;
+    bool valid = !negative && absl::SimpleAtoi(decimal, &meant) && meant <= kMaxPolicyId &&
+                 (meant != 0 || root_allowed);
     Error(field_path, absl::StrCat(label, ": ", field, " ", *source, " is octal here (= ",
                                    value, " decimal); write ids in decimal, without a "
-                                   "leading 0: ", decimal));
+                                   "leading 0",
+                                   valid ? absl::StrCat(": ", decimal) : ""));
     return std::nullopt;
   }
   if (value < 0 || value > kMaxPolicyId) {
@@ -159,15 +168,8 @@ std::optional<uint32_t> Checks::Id(int64_t value, absl::string_view field,
 
 std::vector<size_t> Checks::Grants(capnp::List<capnp::Text>::Reader grants,
                                    const std::string& path, const std::string& label,
-                                   const CapabilityNames& capabilities, size_t limit) {
+                                   const CapabilityNames& capabilities) {
   std::vector<size_t> indices;
-  if (grants.size() > limit) {
-    Error(path, absl::StrCat(label, " has ", grants.size(), " grants; the limit is ",
-                             limit));
-    return indices;
-  }
-  // Without the capabilities, every grant would look unknown: noise.
-  if (capabilities.unchecked) return indices;
   absl::flat_hash_map<size_t, size_t> granted;  // capability -> grant index
   for (size_t i = 0; i < grants.size(); ++i) {
     std::string name = ToString(grants[i]);

@@ -43,7 +43,6 @@ std::optional<std::string> PathProblem(absl::string_view value, absl::string_vie
 struct CapabilityNames {
   absl::flat_hash_map<std::string, size_t> index;  // name -> first index
   std::vector<std::string> all;  // the valid ones, for "did you mean"
-  bool unchecked = false;  // the list was refused whole: skip grant checks
 };
 
 class Checks {
@@ -88,16 +87,18 @@ class Checks {
   // is written with a value outside 0..kMaxPolicyId, -1 included: -1 is no
   // way to say "any"; or with a leading 0 (`uid = 01000` is octal, 512, not
   // the user 1000 it seems to name). `when_left_out` says what leaving it
-  // out means ("match any").
+  // out means ("match any"). `root_allowed` says whether the caller takes
+  // 0 (it refuses 0 itself if not): only an id it takes is ever suggested.
   std::optional<uint32_t> Id(int64_t value, absl::string_view field,
                              const std::string& path, const std::string& label,
-                             absl::string_view when_left_out);
+                             absl::string_view when_left_out, bool root_allowed);
 
   // Resolves a list of capability names (at `path`, of `label`) to
-  // indices; unknown and repeated names are errors. At most `limit` names.
+  // indices; unknown and repeated names are errors. Its length was
+  // checked before decoding (list_sizes.h).
   std::vector<size_t> Grants(capnp::List<capnp::Text>::Reader grants,
                              const std::string& path, const std::string& label,
-                             const CapabilityNames& capabilities, size_t limit);
+                             const CapabilityNames& capabilities);
 
  private:
   const TextLocator& locator_;

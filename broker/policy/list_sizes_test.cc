@@ -7,8 +7,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "broker/policy/diagnostics.h"
-#include "broker/policy/policy_validator.h"
-#include "broker/policy/service_validator.h"
 #include "broker/policy/text_locator.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
@@ -91,16 +89,48 @@ TEST(ListSizesTest, AnEntryWithoutAPlainValidNameIsNamedByItsPlace) {
   }
 }
 
-// Only the lists the validators limit are counted, where they limit them.
-TEST(ListSizesTest, OtherListsAreLeftToTheSchema) {
-  const std::string many = List(kMaxCapabilities + 1);
-  for (const std::string& text :
-       {absl::StrCat("( other = ", many, " )"),
-        absl::StrCat("( principals = [ ( capabilities = ", many, " ) ] )"),
-        absl::StrCat("( capabilities = [ ( grants = ", many, " ) ] )"),
-        absl::StrCat("( a = ( grants = ", many, " ) )"),
-        absl::StrCat("( services = [ [ ( grants = ", many, " ) ] ] )")}) {
-    EXPECT_EQ(ErrorsOf(text), "") << text;
+// A service's restrictAddressFamilies holds at most one of each family.
+TEST(ListSizesTest, AddressFamiliesAreAtMostTheFamiliesThereAre) {
+  auto text_of = [](absl::string_view families) {
+    return absl::StrCat("( services = [ ( name = \"n\", sandbox = ( restrictAddressFamilies = [",
+                        families, "] ) ) ] )");
+  };
+  EXPECT_EQ(ErrorsOf(text_of("unix, inet, inet6, netlink")), "");
+  std::string text = text_of("unix, inet, inet6, netlink, unix");
+  EXPECT_EQ(ErrorsOf(text),
+            absl::StrCat(At(text, "[unix"), ": service 'n' has 5 address families in "
+                                            "restrictAddressFamilies; the limit is 4, the number "
+                                            "of address families there are: list each once"));
+  // Anywhere else, the field is not the schema's: only the general limit.
+  EXPECT_EQ(ErrorsOf("( sandbox = ( restrictAddressFamilies = [1, 2, 3, 4, 5] ) )"), "");
+}
+
+// Any other list (under a field the schema does not have, in a list, or
+// where the schema has no such field) is held to the largest limit of all:
+// TextCodec would build it whole before refusing it.
+TEST(ListSizesTest, AnyOtherListHasTheLargestLimit) {
+  struct Case {
+    absl::string_view text;   // LIST stands for the list
+    absl::string_view named;  // the list, in the message
+  };
+  for (const Case& c : {Case{"( other = LIST )", "'other'"},
+                        Case{"( principals = [ ( capabilities = LIST ) ] )", "'capabilities'"},
+                        Case{"( capabilities = [ ( grants = LIST ) ] )", "'grants'"},
+                        Case{"( a = ( grants = LIST ) )", "'grants'"},
+                        Case{"( services = [ [ ( grants = LIST ) ] ] )", "'grants'"},
+                        Case{"( other = [ ( principals = LIST ) ] )", "'principals'"},
+                        Case{"( principals = [ ( grants = [ LIST ] ) ] )", "a list"}}) {
+    auto text_of = [&](size_t size) {
+      std::string text(c.text);
+      text.replace(text.find("LIST"), 4, List(size));
+      return text;
+    };
+    EXPECT_EQ(ErrorsOf(text_of(kMaxAnyListEntries)), "") << c.text;
+    std::string text = text_of(kMaxAnyListEntries + 1);
+    EXPECT_EQ(ErrorsOf(text), absl::StrCat(At(text, "[\"\""), ": ", c.named,
+                                           " has 4097 entries; no list in a policy may have "
+                                           "more than 4096"))
+        << c.text;
   }
 }
 

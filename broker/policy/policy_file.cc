@@ -105,9 +105,9 @@ absl::StatusOr<Policy> LoadPolicyFile(absl::string_view path_view,
   absl::StatusOr<std::string> text = ReadPolicy(path);
   // kInvalidArgument says the text is wrong (capctl prints its lines as the
   // parser's, then a count of errors): a file that could not be read never
-  // says so, whatever the code of its reason (a path that names a
-  // directory, "/etc/capbroker/", is kInvalidArgument to OpenParent; so is
-  // a call's EINVAL).
+  // says so, whatever the code of its reason (a path ending in '/', '.' or
+  // '..', "/etc/capbroker/", is kInvalidArgument to OpenParent; so is a
+  // call's EINVAL).
   if (absl::IsInvalidArgument(text.status())) {
     return absl::FailedPreconditionError(text.status().message());
   }

@@ -42,7 +42,7 @@ namespace capbroker {
 // Loads and parses the policy at `path`, for a broker that offers `broker`
 // (see BrokerContext: capbrokerd always says what it offers). Errors:
 // kNotFound (no such file, or directory on the way), kFailedPrecondition (a
-// symlink, not a regular file, a path that names a directory ("dir/",
+// symlink, not a regular file, a path ending in '/', '.' or '..' ("dir/",
 // "dir/.."), wrong owner, writable by others; or a directory or symlink on
 // the way that another user could change), kResourceExhausted (too large),
 // kInvalidArgument (the text is wrong, see ParsePolicy, and nothing else),

@@ -251,16 +251,23 @@ TEST_F(PolicyFileTest, RefusesDirectoriesAndSpecialFiles) {
                        "policy /dev/null is a character device, not a regular file"));
 }
 
-// A path that names a directory by its spelling ("dir/", "dir/.") is a file
-// that cannot be opened, as a directory named plainly is: never
-// kInvalidArgument, which says the text is wrong (capctl policy check
-// printed it as a parse error, "rejected (1 error)").
-TEST_F(PolicyFileTest, APathSpelledAsADirectoryIsNoFileNotBadText) {
-  for (const std::string& path : {dir_ + "/", dir_ + "/.", dir_ + "/.."}) {
-    EXPECT_THAT(LoadPolicyFile(path, BrokerContext()),
+// A path ending in "/", "." or ".." names no file: it cannot be opened, as
+// a directory named plainly cannot; never kInvalidArgument, which says the
+// text is wrong (capctl policy check printed it as a parse error,
+// "rejected (1 error)"). The message names the path once and says what is
+// wrong with it, not that it is a directory ("policy.cb/" is a file's).
+TEST_F(PolicyFileTest, APathEndingInSlashOrDotsIsNoFileNotBadText) {
+  const std::string file = Write("policy.cb", kPolicy);
+  struct Case {
+    std::string path;
+    absl::string_view ending;
+  };
+  for (const Case& c : {Case{dir_ + "/", "/"}, Case{dir_ + "/.", "."}, Case{dir_ + "/..", ".."},
+                        Case{file + "/", "/"}}) {
+    EXPECT_THAT(LoadPolicyFile(c.path, BrokerContext()),
                 StatusIs(absl::StatusCode::kFailedPrecondition,
-                         absl::StrCat("'", path, "' names a directory, not a file, for the "
-                                      "policy ", path)));
+                         absl::StrCat("the policy ", c.path, " ends in '", c.ending,
+                                      "', so it names no file: give the path of a file")));
   }
 }
 

@@ -499,6 +499,16 @@ INSTANTIATE_TEST_SUITE_P(
                      "00",
                      "principal 'x': gid 00 is octal here (= 0 decimal); write ids "
                      "in decimal, without a leading 0: 0"},
+        // Read as decimal, 37777777777 is out of range: not suggested.
+        SemanticCase{"OctalOutOfRangeInDecimal",
+                     PRINCIPAL("name = \"x\", match = ( uid = 037777777777 )"), "037777777777",
+                     "principal 'x': uid 037777777777 is octal here (= 4294967295 decimal); "
+                     "write ids in decimal, without a leading 0"},
+        // The sign does not hide the octal reading (nor is -1000 suggested).
+        SemanticCase{"NegativeOctal", PRINCIPAL("name = \"x\", match = ( uid = -01000 )"),
+                     "-01000",
+                     "principal 'x': uid -01000 is octal here (= -512 decimal); write ids "
+                     "in decimal, without a leading 0"},
         SemanticCase{"ExeAlone", PRINCIPAL("name = \"x\", match = ( exe = \"/usr/bin/cat\" )"),
                      "\"/usr/bin/cat\"",
                      "principal 'x': exe alone can be borrowed by any user who can run that "
@@ -609,6 +619,21 @@ TEST(ParsePolicyLimitsTest, ListsAreCountedBeforeDecoding) {
                                   absl::StrJoin(grants, ","), "] ) ],\n  unknown = 1 )");
   EXPECT_EQ(ErrorFor(text), absl::StrCat(At(text, "[\"\""),
                                          ": principal 'p' has 1025 grants; the limit is 1024"));
+}
+
+// Any list is counted before decoding, wherever it is: under a field the
+// schema does not have (TextCodec would build it whole, then refuse the
+// field), or inside a limited list.
+TEST(ParsePolicyLimitsTest, AnyLongListIsRefusedBeforeDecoding) {
+  std::vector<std::string> entries(4097, "1");
+  const std::string list = absl::StrCat("[", absl::StrJoin(entries, ","), "]");
+  for (const std::string& text :
+       {absl::StrCat("( other = ", list, " )"),
+        absl::StrCat("( principals = [ ( name = \"p\", grants = [ ", list, " ] ) ] )")}) {
+    EXPECT_THAT(ErrorFor(text), EndsWith("has 4097 entries; no list in a policy may have more "
+                                         "than 4096"))
+        << text.substr(0, 40);
+  }
 }
 
 // ---- Hostile input: a clear error, never a crash ----

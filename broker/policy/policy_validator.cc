@@ -22,14 +22,12 @@
 namespace capbroker {
 namespace {
 
-// What a policy may hold must fit the wire: a client refuses a list of more
-// entries, or of longer names or paths, as no policy's (Client::List), and
-// the broker's list pages are sized to hold the longest entry.
-static_assert(kMaxCapabilities <= wire::kMaxListEntries, "a list must hold every capability");
+// What a policy may hold must fit the wire: a client refuses a list entry
+// of a longer name or path as no policy's (Client::List), and the broker's
+// list pages are sized to hold the longest entry. (The lengths of lists:
+// list_sizes.cc.)
 static_assert(kMaxNameLength <= wire::kMaxNameBytes && kMaxPathLength <= wire::kMaxPathBytes,
               "a list entry must hold every name and path a policy can have");
-// Likewise a client refuses a services report of more entries.
-static_assert(kMaxServices <= wire::kMaxServiceEntries, "a report must hold every service");
 
 using schema::Access;
 
@@ -57,12 +55,6 @@ class Validator {
   std::vector<CapabilitySpec> Capabilities(
       capnp::List<policy::Capability>::Reader list) {
     std::vector<CapabilitySpec> specs;
-    if (list.size() > kMaxCapabilities) {
-      checks_.Error("capabilities", absl::StrCat("too many capabilities: ", list.size(),
-                                         "; the limit is ", kMaxCapabilities));
-      capability_names_.unchecked = true;
-      return specs;
-    }
     absl::flat_hash_map<std::string, std::string> seen;
     specs.reserve(list.size());
     for (size_t i = 0; i < list.size(); ++i) {
@@ -228,12 +220,6 @@ class Validator {
 
   std::vector<PrincipalSpec> Principals(capnp::List<policy::Principal>::Reader list) {
     std::vector<PrincipalSpec> specs;
-    if (list.size() > kMaxPrincipals) {
-      checks_.Error("principals", absl::StrCat("too many principals: ", list.size(),
-                                       "; the limit is ", kMaxPrincipals));
-      principal_names_.unchecked = true;
-      return specs;
-    }
     specs.reserve(list.size());
     for (size_t i = 0; i < list.size(); ++i) {
       specs.push_back(Principal(list[i], i, principal_names_.where));
@@ -250,15 +236,17 @@ class Validator {
     checks_.CheckName("principal", path, spec.name, seen);
     Match(principal.getMatch(), absl::StrCat(path, ".match"), label, spec);
     spec.grants = checks_.Grants(principal.getGrants(), absl::StrCat(path, ".grants"),
-                                 label, capability_names_, kMaxGrantsPerPrincipal);
+                                 label, capability_names_);
     return spec;
   }
 
 
   void Match(policy::Match::Reader match, const std::string& path,
              const std::string& label, PrincipalSpec& spec) {
-    spec.uid = checks_.Id(match.getUid(), "uid", path, label, "match any");
-    spec.gid = checks_.Id(match.getGid(), "gid", path, label, "match any");
+    spec.uid = checks_.Id(match.getUid(), "uid", path, label, "match any",
+                          /*root_allowed=*/true);
+    spec.gid = checks_.Id(match.getGid(), "gid", path, label, "match any",
+                          /*root_allowed=*/true);
     spec.any_user = match.getAnyUser();
     spec.exe = ToString(match.getExe());
     std::string exe_path = absl::StrCat(path, ".exe");

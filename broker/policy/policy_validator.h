@@ -4,6 +4,8 @@
 // what the schema cannot say: names well-formed and unique, paths absolute
 // and normalized, access fitting the kind, grants naming real capabilities,
 // match criteria that are neither empty nor ambiguous, and the limits below.
+// The lengths of lists it relies on ParsePolicy to have checked, before
+// decoding (list_sizes.h).
 // It fails closed: anything not understood is an error. Every error points
 // at the offending value through the TextLocator, and all of them are
 // collected (Diagnostics caps how many are shown).
@@ -24,13 +26,6 @@
 
 namespace capbroker {
 
-// Limits on a policy. They bound the broker's memory and the cost of a
-// decision (linear in principals and grants) against a mistaken or hostile
-// file; real policies are far smaller. ParsePolicy checks the lengths of
-// lists on the text already, before decoding it (list_sizes.h).
-inline constexpr size_t kMaxCapabilities = 4096;
-inline constexpr size_t kMaxPrincipals = 4096;
-inline constexpr size_t kMaxGrantsPerPrincipal = 1024;
 // Largest memory capability: a memfd is charged to the broker's memory.
 inline constexpr uint64_t kMaxMemorySize = uint64_t{1} << 30;  // 1 GiB
 // Permission bits a created file may have; setuid and setgid are refused
@@ -40,7 +35,8 @@ inline constexpr uint32_t kModeMask = 07777;
 // Validates `policy`, decoded from `locator.text()`, and converts it. On any
 // error, adds it to `diagnostics` and returns nullopt: a policy is accepted
 // whole or not at all. `source` becomes Policy::source(). Settings that
-// `broker` could not honour are errors too (see BrokerContext).
+// `broker` could not honour are errors too (see BrokerContext). No list of
+// `policy` may be longer than CheckListSizes allows.
 std::optional<Policy> ValidatePolicy(policy::Policy::Reader policy,
                                      const TextLocator& locator,
                                      absl::string_view source,

@@ -45,11 +45,6 @@ class ServiceValidator {
 
   std::vector<ServiceSpec> Run(capnp::List<policy::Service>::Reader list) {
     std::vector<ServiceSpec> specs;
-    if (list.size() > kMaxServices) {
-      checks_.Error("services", absl::StrCat("too many services: ", list.size(),
-                                             "; the limit is ", kMaxServices));
-      return specs;
-    }
     specs.reserve(list.size());
     for (size_t i = 0; i < list.size(); ++i) specs.push_back(Service(list[i], i));
     // `connect` may name services defined further down: checked last.
@@ -75,10 +70,13 @@ class ServiceValidator {
     Command(service.getCommand(), path + ".command", label, spec);
     Environment(service.getEnvironment(), path + ".environment", label, spec);
     spec.grants = checks_.Grants(service.getGrants(), path + ".grants", label,
-                                 capabilities_, kMaxServiceGrants);
+                                 capabilities_);
     Lifecycle(service, path, label, spec);
-    spec.user = checks_.Id(service.getUser(), "user", path, label, "use the default");
-    spec.group = checks_.Id(service.getGroup(), "group", path, label, "use the default");
+    // Never root: refused just below.
+    spec.user = checks_.Id(service.getUser(), "user", path, label, "use the default",
+                           /*root_allowed=*/false);
+    spec.group = checks_.Id(service.getGroup(), "group", path, label, "use the default",
+                            /*root_allowed=*/false);
     if (spec.user == 0u || spec.group == 0u) {
       checks_.Error(absl::StrCat(path, spec.user == 0u ? ".user" : ".group"),
                     absl::StrCat(label, ": a service never runs as root (uid or gid 0)"));
@@ -115,11 +113,6 @@ class ServiceValidator {
                                               "[\"/path/to/program\", \"arg\", ...]"));
       return;
     }
-    if (command.size() > kMaxServiceArguments) {
-      checks_.Error(path, absl::StrCat(label, ": ", command.size(),
-                                       " arguments; the limit is ", kMaxServiceArguments));
-      return;
-    }
     for (size_t i = 0; i < command.size(); ++i) {
       std::string arg = ToString(command[i]);
       std::string arg_path = absl::StrCat(path, "[", i, "]");
@@ -134,11 +127,6 @@ class ServiceValidator {
 
   void Environment(capnp::List<capnp::Text>::Reader environment, const std::string& path,
                    const std::string& label, ServiceSpec& spec) {
-    if (environment.size() > kMaxServiceEnvironment) {
-      checks_.Error(path, absl::StrCat(label, ": ", environment.size(),
-                                       " variables; the limit is ", kMaxServiceEnvironment));
-      return;
-    }
     absl::flat_hash_set<std::string> seen;
     for (size_t i = 0; i < environment.size(); ++i) {
       std::string entry = ToString(environment[i]);
@@ -348,12 +336,6 @@ class ServiceValidator {
                const std::vector<std::string>& all_names, ServiceSpec& spec) {
     std::string path = absl::StrCat(Path(index), ".connect");
     std::string label = Checks::Label("service", "services", index, spec.name);
-    if (connect.size() > kMaxConnectEntries) {
-      checks_.Error(path, absl::StrCat(label, ": connect lists ", connect.size(),
-                                       " names; the limit is ", kMaxConnectEntries));
-      return;
-    }
-    if (names_.unchecked) return;
     absl::flat_hash_set<std::string> seen;
     for (size_t i = 0; i < connect.size(); ++i) {
       std::string name = ToString(connect[i]);

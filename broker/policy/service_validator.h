@@ -16,13 +16,9 @@
 
 namespace capbroker {
 
-inline constexpr size_t kMaxServices = 256;
-inline constexpr size_t kMaxServiceArguments = 256;
-inline constexpr size_t kMaxServiceEnvironment = 256;
+// The lengths of its lists are limited in list_sizes.h, and checked there,
+// before the text is decoded.
 inline constexpr size_t kMaxArgumentLength = 4096;
-// Capabilities delivered at start: fds 3.. of the service.
-inline constexpr size_t kMaxServiceGrants = 128;
-inline constexpr size_t kMaxConnectEntries = 1024;
 inline constexpr uint32_t kMaxRestartLimit = 1000;
 inline constexpr uint32_t kMaxStartTimeoutMs = 600 * 1000;
 
@@ -31,9 +27,6 @@ struct PrincipalNames {
   // name -> path of its definition. Principals and services share one name
   // space: ValidateServices adds the services' names.
   absl::flat_hash_map<std::string, std::string> where;
-  // The principals were refused whole (too many): every connect name would
-  // look unknown, so connect lists are not resolved (noise otherwise).
-  bool unchecked = false;
 };
 
 // Validates `list`. `principals` holds the principals' names; service names

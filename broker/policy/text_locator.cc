@@ -595,13 +595,13 @@ PathWalk WalkPath(const std::vector<TextNode>& nodes, absl::string_view path) {
 }  // namespace
 
 const TextNode* TextLocator::Find(absl::string_view path) const {
-  ++paths_walked_;
+  paths_walked_.Add();
   PathWalk walk = WalkPath(nodes_, path);
   return walk.complete ? walk.node : nullptr;
 }
 
 size_t TextLocator::OffsetOf(absl::string_view path) const {
-  ++paths_walked_;
+  paths_walked_.Add();
   PathWalk walk = WalkPath(nodes_, path);
   return walk.node == nullptr ? 0 : walk.node->begin;
 }

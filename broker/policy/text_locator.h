@@ -23,6 +23,7 @@
 #ifndef CAPBROKER_BROKER_POLICY_TEXT_LOCATOR_H_
 #define CAPBROKER_BROKER_POLICY_TEXT_LOCATOR_H_
 
+#include <atomic>
 #include <cstddef>
 #include <optional>
 #include <string>
@@ -133,9 +134,9 @@ class TextLocator {
   size_t OffsetOf(absl::string_view path) const;
 
   // How many paths Find and OffsetOf have walked: for tests that check
-  // that a path is walked only where needed. (Counting is why a TextLocator
-  // must not be used by two threads at once; it never is.)
-  size_t paths_walked() const { return paths_walked_; }
+  // that a path is walked only where needed. Counted atomically, so that
+  // the const lookups stay safe to make from several threads.
+  size_t paths_walked() const { return paths_walked_.Get(); }
 
   // The line and column of byte `offset` (clamped to the text's end).
   LineColumn LineColumnAt(size_t offset) const;
@@ -154,7 +155,24 @@ class TextLocator {
   std::vector<TextNode> nodes_;
   std::vector<size_t> line_starts_;  // byte offset of each line's start
   std::optional<TextSyntaxError> syntax_error_;
-  mutable size_t paths_walked_ = 0;
+
+  // A count that const lookups add to, copied with the locator (std::atomic
+  // alone is neither copyable nor movable). Relaxed: it orders nothing.
+  class WalkCount {
+   public:
+    WalkCount() = default;
+    WalkCount(const WalkCount& other) : count_(other.Get()) {}
+    WalkCount& operator=(const WalkCount& other) {
+      count_.store(other.Get(), std::memory_order_relaxed);
+      return *this;
+    }
+    void Add() { count_.fetch_add(1, std::memory_order_relaxed); }
+    size_t Get() const { return count_.load(std::memory_order_relaxed); }
+
+   private:
+    std::atomic<size_t> count_{0};
+  };
+  mutable WalkCount paths_walked_;
 };
 
 }  // namespace capbroker

@@ -409,10 +409,16 @@ absl::StatusOr<std::string> ResolveTrustedLinks(absl::string_view path, uid_t eu
 absl::StatusOr<ResolvedParent> OpenParent(absl::string_view path, const PathRules& rules) {
   size_t slash = path.rfind('/');
   absl::string_view name = slash == absl::string_view::npos ? path : path.substr(slash + 1);
+  // The subject names the path already: it is not repeated. Nor is it
+  // said to be a directory: "grants.cb/" may name a regular file.
+  if (path.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Shown(rules.subject), ": the path is empty; give the path of a file"));
+  }
   if (name.empty() || name == "." || name == "..") {
     return absl::InvalidArgumentError(
-        absl::StrCat("'", Shown(path), "' names a directory, not a file, for ",
-                     Shown(rules.subject)));
+        absl::StrCat(Shown(rules.subject), " ends in '", name.empty() ? "/" : name,
+                     "', so it names no file: give the path of a file"));
   }
   absl::string_view dir = slash == absl::string_view::npos ? "."
                           : slash == 0                     ? "/"

@@ -184,13 +184,23 @@ TEST(OpenParentTest, ClearErrorsForPathsThatNameNoFile) {
   EXPECT_THAT(OpenParent(file + "/s", Rules()),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        file + ", on the path to the thing, is not a directory"));
-  for (const std::string& path : {dir.path() + "/", dir.path() + "/.", dir.path() + "/..",
-                                  std::string()}) {
-    EXPECT_THAT(OpenParent(path, Rules()),
+  // What is wrong is said once, about the subject (which names the path),
+  // whatever the path names: "file/" too.
+  struct Case {
+    std::string path;
+    std::string ending;
+  };
+  for (const Case& c : {Case{dir.path() + "/", "/"}, Case{dir.path() + "/.", "."},
+                        Case{dir.path() + "/..", ".."}, Case{file + "/", "/"}}) {
+    EXPECT_THAT(OpenParent(c.path, Rules()),
                 StatusIs(absl::StatusCode::kInvalidArgument,
-                         HasSubstr("names a directory, not a file, for the thing")))
-        << path;
+                         absl::StrCat("the thing ends in '", c.ending,
+                                      "', so it names no file: give the path of a file")))
+        << c.path;
   }
+  EXPECT_THAT(OpenParent("", Rules()),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "the thing: the path is empty; give the path of a file"));
 }
 
 TEST(CheckTraversedDirectoryStatTest, OwnerAndMode) {

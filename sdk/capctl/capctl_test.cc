@@ -500,15 +500,15 @@ TEST_F(CapctlTest, PolicyCheckMissingFile) {
   ExpectFailure(RunRaw({"policy", "check", Path("none.capnp")}), kExitFailure);
 }
 
-// A path that names a directory ("DIR/") is a file that cannot be checked,
-// one "capctl: " line: it was printed as the parser's lines are, then
+// A path ending in '/' ("DIR/") is a file that cannot be checked, one
+// "capctl: " line: it was printed as the parser's lines are, then
 // "rejected (1 error)".
 TEST_F(CapctlTest, PolicyCheckOfADirectoryIsNoParseError) {
   const std::string dir = broker_->dir() + "/";
   Result r = RunRaw({"policy", "check", dir});
   ExpectFailure(r, kExitFailure);
-  EXPECT_EQ(r.err, absl::StrCat("capctl: ", dir, ": '", dir, "' names a directory, not a file, "
-                                "for the policy ", dir, "\n"));
+  EXPECT_EQ(r.err, absl::StrCat("capctl: ", dir, ": the policy ", dir,
+                                " ends in '/', so it names no file: give the path of a file\n"));
 }
 
 // A path with a newline in it is shown escaped, in the one line, whole:

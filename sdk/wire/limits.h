@@ -35,12 +35,12 @@ inline constexpr size_t kMaxNameBytes = 64;
 inline constexpr size_t kMaxPathBytes = 4095;
 
 // The most entries a list may have, in all its pages: a policy holds at
-// most this many capabilities (the policy validator's kMaxCapabilities; a
+// most this many capabilities (kMaxCapabilities, broker/policy/list_sizes.h; a
 // static_assert there ties the two). A client refuses a longer list.
 inline constexpr size_t kMaxListEntries = 4096;
 
 // The most entries a services report may have, in all its pages. A policy
-// holds at most 256 services (the service validator's kMaxServices; a
+// holds at most 256 services (kMaxServices, broker/policy/list_sizes.h; a
 // static_assert there ties the two), and an instance removed from the
 // policy is reported besides until it has exited (SIGKILL comes 5 s after
 // SIGTERM by default): this leaves room for the services of many reloads

@@ -409,15 +409,16 @@ int Capctl::ExecWith(std::vector<UniqueFd> fds, const std::vector<std::string>& 
                      std::vector<std::string> command) {
   const size_t count = fds.size();
   // Failures before execvp run no command either: 127, as for execvp's.
+  // They are in the name of the command running (exec or connect).
   if (absl::Status placed = PlaceInheritedFds(std::move(fds)); !placed.ok()) {
-    Fail(placed, "exec");
+    Fail(placed);
     return kExitCannotExec;
   }
   // The program gets stdio and its fds, nothing capctl itself inherited:
   // everything above is marked close-on-exec (not closed, so that capctl
   // can still report a failed exec).
   if (syscall(SYS_close_range, 3 + count, ~0U, kCloseRangeCloexec) != 0) {
-    Fail(ErrnoStatus(errno, "close_range(CLOEXEC)"), "exec");
+    Fail(ErrnoStatus(errno, "close_range(CLOEXEC)"));
     return kExitCannotExec;
   }
   setenv("LISTEN_FDS", std::to_string(count).c_str(), 1);

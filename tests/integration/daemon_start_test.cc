@@ -591,17 +591,19 @@ TEST(DaemonStartTest, WarnsWhenOtherUsersCannotReachARootBrokersSocket) {
   } remove{open_dir};
   struct Case {
     const char* what;
-    std::vector<std::string> args;  // the broker's own directory is 0700
+    std::vector<std::string> args;
+    std::string socket;  // empty: in the broker's own directory, 0700
     bool warns;
   };
   for (const Case& c : std::vector<Case>{
-           {"in a 0700 directory", {}, true},
-           {"in a 0700 directory, for its users only", {"--socket-mode", "0600"}, false},
-           {"open all the way", {"--socket", open_dir + "/broker.sock"}, false}}) {
+           {"in a 0700 directory", {}, "", true},
+           {"in a 0700 directory, for its users only", {"--socket-mode", "0600"}, "", false},
+           {"open all the way", {}, open_dir + "/broker.sock", false}}) {
     SCOPED_TRACE(c.what);
     testing::BrokerOptions options;
     options.capture_stderr = true;
     options.extra_args = c.args;
+    options.socket_path = c.socket;
     ASSERT_OK_AND_ASSIGN(auto broker, testing::BrokerProcess::StartWith(kPolicy, options));
     std::string err = broker->Stderr();  // written before it said it was ready
     if (c.warns) {
@@ -631,7 +633,7 @@ TEST(DaemonStartTest, TheWarningNamesTheDirectoryAboveTheSocketThatBlocks) {
   std::string priv = real.get();
   testing::BrokerOptions options;
   options.capture_stderr = true;
-  options.extra_args = {"--socket", priv + "/sock/b.sock"};
+  options.socket_path = priv + "/sock/b.sock";
   ASSERT_OK_AND_ASSIGN(auto broker, testing::BrokerProcess::StartWith(kPolicy, options));
   std::string err = broker->Stderr();
   EXPECT_THAT(err, HasSubstr(absl::StrCat("capbrokerd: warning: directory ", priv,
@@ -664,7 +666,8 @@ TEST(DaemonStartTest, WarnsWhenASocketForOneGroupHasRootsGroup) {
     SCOPED_TRACE(socket_dir);
     testing::BrokerOptions options;
     options.capture_stderr = true;
-    options.extra_args = {"--socket", socket_dir + "/b.sock", "--socket-mode", "0660"};
+    options.socket_path = socket_dir + "/b.sock";
+    options.extra_args = {"--socket-mode", "0660"};
     ASSERT_OK_AND_ASSIGN(auto broker, testing::BrokerProcess::StartWith(kPolicy, options));
     std::string err = broker->Stderr();
     if (socket_dir == plain) {

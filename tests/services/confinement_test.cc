@@ -147,7 +147,7 @@ TEST(ServiceConfinementTest, TheBrokersSocketAndItsLockFileInEtcAreOutOfReach) {
   const std::string socket = dir + "/broker.sock";
   testing::BrokerOptions options;
   options.capture_stderr = true;
-  options.extra_args = {"--socket", socket};
+  options.socket_path = socket;
   ASSERT_OK_AND_ASSIGN(
       std::unique_ptr<testing::BrokerProcess> broker,
       testing::BrokerProcess::StartWith(
@@ -213,7 +213,7 @@ class DirectoryGrantTest : public ::testing::Test {
   absl::Status ConnectGranted(const std::string& grant) {
     EXPECT_EQ(chmod(socket_dir_.path().c_str(), 0755), 0);
     testing::BrokerOptions options;
-    options.extra_args = {"--socket", socket_path_};
+    options.socket_path = socket_path_;
     absl::StatusOr<std::unique_ptr<testing::BrokerProcess>> started =
         testing::BrokerProcess::StartWith(
             absl::StrReplaceAll(kGrantPolicy, {{"$GRANT", grant}, {"$PROBE", probe_.path()}}),
@@ -321,8 +321,9 @@ TEST_F(DirectoryGrantTest, TheDirectoryThePolicyIsReloadedFromIsGuarded) {
   ASSERT_EQ(symlink("v1", (base + "/current").c_str()), 0);
   EXPECT_EQ(chmod(socket_dir_.path().c_str(), 0755), 0);
   testing::BrokerOptions options;
-  options.extra_args = {"--socket", socket_path_, "--policy", base + "/current/policy.capnp"};
-  ASSERT_OK_AND_ASSIGN(broker_, testing::BrokerProcess::StartWith("( )", options));
+  options.socket_path = socket_path_;
+  options.policy_path = base + "/current/policy.capnp";
+  ASSERT_OK_AND_ASSIGN(broker_, testing::BrokerProcess::StartWith("", options));
   ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(socket_path_));
 
   // A new version, in v2, and `current` re-pointed at it (by rename, as

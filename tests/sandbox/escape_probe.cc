@@ -23,6 +23,9 @@
 //                         directory fd from the broker lives in the host's
 //                         mount namespace, where ".." leaves the sandbox
 //   --list-fds            only print the "fds:" line, then "done"
+//   --stay                with --list-fds, then read its broker connection
+//                         (CAPBROKER_FD) until the broker closes it, so that
+//                         connections handed to it find it running
 //   --session-key=DESC    only look for the "user" key DESC in the session
 //                         keyring and print "session-key: ..." (needs
 //                         systemCallFilter off)
@@ -84,6 +87,7 @@ struct Flags {
   int udp_port = 0;
   std::string broker_directory;
   bool list_fds = false;
+  bool stay = false;
   std::string session_key;
   std::vector<std::string> connect_only;
   std::vector<std::string> describe;
@@ -582,6 +586,7 @@ Flags ParseFlags(int argc, char** argv) {
     else if (const char* v = value("--broker-directory=")) flags.broker_directory = v;
     else if (const char* v = value("--session-key=")) flags.session_key = v;
     else if (arg == "--list-fds") flags.list_fds = true;
+    else if (arg == "--stay") flags.stay = true;
     else if (const char* v = value("--connect-only=")) flags.connect_only.push_back(v);
     else if (const char* v = value("--describe=")) flags.describe.push_back(v);
     else fprintf(stderr, "escape_probe: unknown flag %s\n", argv[i]);
@@ -601,6 +606,12 @@ int main(int argc, char** argv) {
   if (flags.list_fds) {
     PrintFds();
     printf("done\n");
+    const char* broker = getenv("CAPBROKER_FD");
+    if (flags.stay && broker != nullptr) {
+      char buf[4096];
+      while (read(atoi(broker), buf, sizeof buf) > 0) {
+      }
+    }
     return 0;
   }
   if (!flags.connect_only.empty() || !flags.describe.empty()) {

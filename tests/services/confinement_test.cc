@@ -191,7 +191,7 @@ constexpr char kGrantPolicy[] = R"(( capabilities = [
     ( name = "conf", directory = ( path = "$GRANT", access = read ) ) ],
   principals = [ ( name = "me", match = ( uid = $UID ) ) ],
   services = [
-    ( name = "lister", command = [ "$PROBE", "--list-fds" ], grants = [ "conf" ],
+    ( name = "lister", command = [ "$PROBE", "--list-fds", "--stay" ], grants = [ "conf" ],
       connect = [ "me" ], readiness = exec, restart = never ) ] ))";
 
 std::string RealPath(const std::string& path) {

@@ -22,7 +22,7 @@
 //     sdk/client/client.cc sdk/base/{kj_status,log_limiter,syscall,
 //     unique_fd}.cc sdk/wire/{channel,datagram,error_code,framing,names,
 //     socket_path,unix_socket}.cc tests/fixtures/{fd_count,fuzz_datagrams,
-//     raw_send,temp_dir}.cc bazel-bin/schemas/broker.capnp.c++
+//     json_object,raw_send,temp_dir}.cc bazel-bin/schemas/broker.capnp.c++
 //     bazel-bin/services/journal/journal.capnp.c++
 // and run it with -max_len=70000. In `make test`, journal_handler_fuzz_test
 // runs this function over requests written in it and mutations of them.
@@ -30,77 +30,25 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
-#include <optional>
 #include <string>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/string_view.h"
 #include "sdk/service/handler_fuzz.h"
 #include "services/journal/journal.capnp.h"
 #include "services/journal/journal.h"
 #include "services/journal/journal_handler.h"
 #include "tests/fixtures/fuzz_check.h"
+#include "tests/fixtures/json_object.h"
 #include "tests/fixtures/temp_dir.h"
 
 namespace {
 
 using namespace capbroker;  // NOLINT: a fuzz target's file-local helpers
 using capbroker::testing::FuzzCheck;
-
-// The JSON string literal that starts `json` (at its opening quote),
-// decoded, and what follows it; nullopt if it is not a valid one.
-std::optional<std::pair<std::string, absl::string_view>> DecodeJsonString(
-    absl::string_view json) {
-  if (!absl::ConsumePrefix(&json, "\"")) return std::nullopt;
-  std::string out;
-  while (!json.empty()) {
-    const char c = json[0];
-    json.remove_prefix(1);
-    if (c == '"') return std::make_pair(out, json);
-    if (static_cast<unsigned char>(c) < 0x20) return std::nullopt;  // JSON forbids them raw
-    if (c != '\\') {
-      out.push_back(c);
-      continue;
-    }
-    if (json.empty()) return std::nullopt;
-    const char e = json[0];
-    json.remove_prefix(1);
-    switch (e) {
-      case '"': case '\\': case '/': out.push_back(e); break;
-      case 'b': out.push_back('\b'); break;
-      case 'f': out.push_back('\f'); break;
-      case 'n': out.push_back('\n'); break;
-      case 'r': out.push_back('\r'); break;
-      case 't': out.push_back('\t'); break;
-      case 'u': {
-        uint32_t code = 0;
-        if (json.size() < 4 || !absl::SimpleHexAtoi(json.substr(0, 4), &code)) {
-          return std::nullopt;
-        }
-        // Only what the journal escapes: single bytes, the C1 controls and
-        // U+2028, U+2029 (record.h), each back to its UTF-8.
-        if (code <= 0x7f) {
-          out.push_back(static_cast<char>(code));
-        } else if (code <= 0x9f) {
-          out.push_back('\xc2');
-          out.push_back(static_cast<char>(code));
-        } else if (code == 0x2028 || code == 0x2029) {
-          out += code == 0x2028 ? "\xe2\x80\xa8" : "\xe2\x80\xa9";
-        } else {
-          return std::nullopt;
-        }
-        json.remove_prefix(4);
-        break;
-      }
-      default:
-        return std::nullopt;
-    }
-  }
-  return std::nullopt;
-}
 
 // What the handler reads of a request.
 void ReadRequest(capnp::MessageReader& message) {
@@ -164,12 +112,15 @@ void CheckRecord(World& world, absl::string_view text) {
     FuzzCheck(!(line[i] == '\xc2' && static_cast<unsigned char>(line[i + 1]) <= 0x9f),
               "no raw C1 control (U+0080 to U+009F)");
   }
-  const size_t at = line.find(",\"text\":");
-  FuzzCheck(at != std::string::npos, "a record has a text");
-  auto decoded = DecodeJsonString(absl::string_view(line).substr(at + 8));
-  FuzzCheck(decoded.has_value(), "the text is a JSON string");
-  FuzzCheck(decoded->first == text, "the text decodes to what was sent");
-  FuzzCheck(decoded->second == "}\n", "the text ends the record");
+  absl::StatusOr<std::map<std::string, std::string>> record = testing::ParseJsonObject(line);
+  FuzzCheck(record.ok(), "a record is one JSON object");
+  auto member = record->find("text");
+  FuzzCheck(member != record->end(), "a record has a text");
+  absl::StatusOr<std::string> decoded = testing::DecodeJsonString(member->second);
+  FuzzCheck(decoded.ok(), "the text is a JSON string");
+  FuzzCheck(*decoded == text, "the text decodes to what was sent");
+  FuzzCheck(absl::EndsWith(line, ",\"text\":" + member->second + "}\n"),
+            "the text ends the record");
 }
 
 void CheckReply(World& world, capnp::MessageReader& request_message,

@@ -17,8 +17,10 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -385,27 +387,44 @@ std::string ReadUntilLineWith(int fd, const std::string& text, int seconds) {
   }
 }
 
-TEST(DaemonStartTest, SighupWhileLoadingThePolicyIsHandledOnceServing) {
-  TempDir dir;
-  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
-  // LoadPolicyFile opens the policy with exactly these flags, and nothing
-  // else the broker opens before serving uses them.
+// A broker spawned with the open of its policy held by a seccomp trap:
+// LoadPolicyFile opens the policy with exactly these flags, and nothing else
+// the broker opens before serving uses them. `call` is that open.
+struct HeldBroker {
+  Spawned broker;
+  std::optional<testing::SyscallTrap> trap;
+  uint64_t call = 0;
+};
+
+void SpawnHeldAtPolicyOpen(const std::string& policy, const std::string& socket,
+                           HeldBroker& held) {
   constexpr uint32_t kPolicyOpenFlags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
   testing::SyscallFilter filter(__NR_openat, 2, kPolicyOpenFlags, SECCOMP_RET_USER_NOTIF);
   int channel[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, channel), 0);
   UniqueFd trap_end(channel[0]);
-  Spawned broker = Spawn({"--policy", policy, "--socket", dir.Join("s")}, [&] {
+  held.broker = Spawn({"--policy", policy, "--socket", socket}, [&] {
     int listener = filter.Install(true);
     return listener >= 0 && testing::SyscallTrap::SendListener(channel[1], listener);
   });
   close(channel[1]);
-  ASSERT_GT(broker.pid, 0);
+  ASSERT_GT(held.broker.pid, 0);
   ASSERT_OK_AND_ASSIGN(testing::SyscallTrap trap,
                        testing::SyscallTrap::ReceiveListener(trap_end.get()));
+  held.trap.emplace(std::move(trap));
   // The broker's ready pipe becoming readable first means the trap missed
   // (the policy's open flags changed): Next fails rather than waits.
-  ASSERT_OK_AND_ASSIGN(uint64_t call, trap.Next(broker.ready));
+  ASSERT_OK_AND_ASSIGN(held.call, held.trap->Next(held.broker.ready));
+}
+
+TEST(DaemonStartTest, SighupWhileLoadingThePolicyIsHandledOnceServing) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  HeldBroker held;
+  ASSERT_NO_FATAL_FAILURE(SpawnHeldAtPolicyOpen(policy, dir.Join("s"), held));
+  Spawned& broker = held.broker;
+  testing::SyscallTrap& trap = *held.trap;
+  const uint64_t call = held.call;
   ASSERT_EQ(kill(broker.pid, SIGHUP), 0);
   // Were SIGHUP not blocked, its default action would have killed the
   // broker as it was sent (the kernel marks the whole process for exit when
@@ -438,22 +457,13 @@ TEST(DaemonStartTest, SighupWhileLoadingThePolicyIsHandledOnceServing) {
 TEST(DaemonStartTest, SighupAndSigtermPendingTogetherStopWithoutAReload) {
   TempDir dir;
   std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
-  // Held at the policy's open (see SighupWhileLoadingThePolicyIsHandledOnceServing)
-  // while both signals are sent: blocked, they wait pending together.
-  constexpr uint32_t kPolicyOpenFlags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
-  testing::SyscallFilter filter(__NR_openat, 2, kPolicyOpenFlags, SECCOMP_RET_USER_NOTIF);
-  int channel[2];
-  ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, channel), 0);
-  UniqueFd trap_end(channel[0]);
-  Spawned broker = Spawn({"--policy", policy, "--socket", dir.Join("s")}, [&] {
-    int listener = filter.Install(true);
-    return listener >= 0 && testing::SyscallTrap::SendListener(channel[1], listener);
-  });
-  close(channel[1]);
-  ASSERT_GT(broker.pid, 0);
-  ASSERT_OK_AND_ASSIGN(testing::SyscallTrap trap,
-                       testing::SyscallTrap::ReceiveListener(trap_end.get()));
-  ASSERT_OK_AND_ASSIGN(uint64_t call, trap.Next(broker.ready));
+  // Held at the policy's open while both signals are sent: blocked, they
+  // wait pending together.
+  HeldBroker held;
+  ASSERT_NO_FATAL_FAILURE(SpawnHeldAtPolicyOpen(policy, dir.Join("s"), held));
+  Spawned& broker = held.broker;
+  testing::SyscallTrap& trap = *held.trap;
+  const uint64_t call = held.call;
   ASSERT_EQ(kill(broker.pid, SIGTERM), 0);
   ASSERT_EQ(kill(broker.pid, SIGHUP), 0);
   absl::Status continued = trap.Continue(call);

@@ -4,16 +4,17 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <iterator>
 #include <optional>
 
 #include "absl/container/flat_hash_set.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "broker/server/readiness.h"
+#include "sdk/base/decimal.h"
 #include "sdk/base/shown_text.h"
 #include "sdk/wire/limits.h"
 
@@ -23,12 +24,7 @@ namespace {
 constexpr size_t kMaxConnectionsCap = 1 << 20;
 
 absl::StatusOr<size_t> ParseCount(const std::string& flag, const std::string& value) {
-  uint64_t n = 0;
-  if (!absl::SimpleAtoi(value, &n) || n == 0 || n > kMaxConnectionsCap) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        flag, " wants a number from 1 to ", kMaxConnectionsCap, ", not '", Shown(value), "'"));
-  }
-  return static_cast<size_t>(n);
+  return ParseDecimal(flag, value, 1, kMaxConnectionsCap);
 }
 
 // --max-queued-reply-bytes: at least one reply of the largest size, since
@@ -37,13 +33,7 @@ constexpr uint64_t kMinQueuedReplyBytes = wire::kMaxMessageBytes;
 constexpr uint64_t kMaxQueuedReplyBytes = uint64_t{1} << 40;
 
 absl::StatusOr<size_t> ParseQueuedBytes(const std::string& flag, const std::string& value) {
-  uint64_t n = 0;
-  if (!absl::SimpleAtoi(value, &n) || n < kMinQueuedReplyBytes || n > kMaxQueuedReplyBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        flag, " wants a number of bytes from ", kMinQueuedReplyBytes, " (the largest reply) to ",
-        kMaxQueuedReplyBytes, ", not '", Shown(value), "'"));
-  }
-  return static_cast<size_t>(n);
+  return ParseDecimal(flag, value, kMinQueuedReplyBytes, kMaxQueuedReplyBytes);
 }
 
 // The flags that take a value; --help (-h) is the only one without.
@@ -175,11 +165,9 @@ absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args, uid
       }
       flags.socket_mode = mode;
     } else if (name == "--ready-fd") {
-      int fd = -1;
-      if (!absl::SimpleAtoi(value, &fd) || fd < 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "--ready-fd wants an fd number, not '", Shown(value), "'"));
-      }
+      absl::StatusOr<uint64_t> parsed = ParseDecimal(name, value, 0, INT_MAX);
+      if (!parsed.ok()) return parsed.status();
+      const int fd = static_cast<int>(*parsed);
       if (fd < server::kMinReadyFd) {
         // See kMinReadyFd: closing one after READY would break the log.
         return absl::InvalidArgumentError(absl::StrCat(

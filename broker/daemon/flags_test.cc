@@ -83,7 +83,9 @@ TEST(ParseFlagsTest, HostileCommandLines) {
   EXPECT_THAT(ParseFlags({"--policy", "/p", "--socket-mode", "01777"}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("octal")));
   EXPECT_THAT(ParseFlags({"--policy", "/p", "--ready-fd", "-1"}),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("fd number")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "--ready-fd wants a decimal number from 0 to 2147483647 (digits only, "
+                       "no leading 0), not '-1'"));
   // The standard streams: closing one after READY would hand its number to
   // the broker's next fd, and the log (and audit lines) would go astray.
   for (const char* standard : {"0", "1", "2"}) {
@@ -100,6 +102,32 @@ TEST(ParseFlagsTest, HostileCommandLines) {
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(ParseFlags({"--policy", "/p", std::string("--socket\0x", 10)}),
               StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// Each number flag reads digits alone (sdk/base/decimal.h): what
+// SimpleAtoi also took, blanks, a sign or a leading 0 around a number in
+// range, is refused, naming the flag and showing the value.
+TEST(ParseFlagsTest, ANumberIsDigitsAlone) {
+  struct Case {
+    const char* flag;
+    const char* number;  // in range
+  };
+  for (const Case& c : {Case{"--ready-fd", "3"}, Case{"--max-connections", "5"},
+                        Case{"--max-connections-per-uid", "5"},
+                        Case{"--max-queued-reply-bytes", "65536"},
+                        Case{"--max-queued-reply-fds", "5"}}) {
+    EXPECT_OK(ParseFlags({"--policy", "/p", c.flag, c.number})) << c.flag;
+    for (const std::string& form :
+         {absl::StrCat(" ", c.number), absl::StrCat(c.number, " "), absl::StrCat("+", c.number),
+          absl::StrCat("0", c.number), absl::StrCat("-", c.number)}) {
+      SCOPED_TRACE(absl::StrCat(c.flag, " '", form, "'"));
+      EXPECT_THAT(ParseFlags({"--policy", "/p", c.flag, form}),
+                  StatusIs(absl::StatusCode::kInvalidArgument,
+                           AllOf(HasSubstr(absl::StrCat(c.flag, " wants ")),
+                                 HasSubstr("(digits only, no leading 0)"),
+                                 HasSubstr(absl::StrCat(", not '", form, "'")))));
+    }
+  }
 }
 
 // An argument is echoed as capctl echoes one (sdk/base/shown_text.h):

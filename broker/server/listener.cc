@@ -7,15 +7,18 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstdio>
 #include <cstddef>
 #include <cstring>
+#include <optional>
+#include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "broker/util/trusted_path.h"
+#include "sdk/base/decimal.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/wire/unix_socket.h"
@@ -296,34 +299,49 @@ std::string LockFilePath(absl::string_view socket_path) {
   return absl::StrCat(socket_path, ".lock");
 }
 
+namespace {
+
+// The count in LISTEN_FDS when LISTEN_PID is this process (sd_listen_fds(3));
+// nullopt when either is unset or empty, or LISTEN_PID is another
+// process's. systemd writes both in decimal: anything else is refused,
+// naming the variable, rather than read as a number.
+absl::StatusOr<std::optional<int>> PassedSockets(absl::string_view pid_text,
+                                                  absl::string_view fds_text) {
+  if (pid_text.empty() || fds_text.empty()) return std::optional<int>();
+  absl::StatusOr<uint64_t> pid = ParseDecimal("LISTEN_PID", pid_text, 1, INT_MAX);
+  if (!pid.ok()) return pid.status();
+  if (*pid != static_cast<uint64_t>(getpid())) return std::optional<int>();
+  absl::StatusOr<uint64_t> count = ParseDecimal("LISTEN_FDS", fds_text, 0, INT_MAX);
+  if (!count.ok()) return count.status();
+  return std::optional<int>(static_cast<int>(*count));
+}
+
+const char* EnvironmentOrEmpty(const char* name) {
+  const char* value = getenv(name);
+  return value == nullptr ? "" : value;
+}
+
+}  // namespace
+
 int SystemdSocketCount() {
-  const char* pid_text = getenv("LISTEN_PID");
-  const char* fds_text = getenv("LISTEN_FDS");
-  int pid = 0, count = 0;
-  if (pid_text == nullptr || fds_text == nullptr || !absl::SimpleAtoi(pid_text, &pid) ||
-      pid != getpid() || !absl::SimpleAtoi(fds_text, &count) || count < 0) {
-    return 0;
-  }
-  return count;
+  absl::StatusOr<std::optional<int>> count =
+      PassedSockets(EnvironmentOrEmpty("LISTEN_PID"), EnvironmentOrEmpty("LISTEN_FDS"));
+  return count.ok() ? count->value_or(0) : 0;
 }
 
 absl::StatusOr<std::optional<Listener>> Listener::FromSystemd() {
-  const char* pid_text = getenv("LISTEN_PID");
-  const char* fds_text = getenv("LISTEN_FDS");
-  std::string pid_value = pid_text ? pid_text : "";
-  std::string fds_value = fds_text ? fds_text : "";
+  const std::string pid_value = EnvironmentOrEmpty("LISTEN_PID");
+  const std::string fds_value = EnvironmentOrEmpty("LISTEN_FDS");
   unsetenv("LISTEN_PID");
   unsetenv("LISTEN_FDS");
   unsetenv("LISTEN_FDNAMES");
   unsetenv("LISTEN_PIDFDID");
-  if (fds_value.empty()) return std::optional<Listener>();
-  int pid = 0, count = 0;
-  if (!absl::SimpleAtoi(pid_value, &pid) || pid != getpid()) {
-    return std::optional<Listener>();  // meant for another process
-  }
-  if (!absl::SimpleAtoi(fds_value, &count) || count != 1) {
+  absl::StatusOr<std::optional<int>> count = PassedSockets(pid_value, fds_value);
+  if (!count.ok()) return count.status();
+  if (!count->has_value()) return std::optional<Listener>();  // none, or another process's
+  if (**count != 1) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "LISTEN_FDS=", fds_value, ": capbrokerd takes exactly one socket"));
+        "LISTEN_FDS=", **count, ": capbrokerd takes exactly one socket"));
   }
   int fd = kSystemdFirstFd;
   int type = 0, domain = 0, accepting = 0;

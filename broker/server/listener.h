@@ -122,7 +122,7 @@ inline constexpr int kSystemdFirstFd = 3;
 
 // How many sockets systemd passed this process (from kSystemdFirstFd on):
 // the count in LISTEN_FDS when LISTEN_PID is this process, else 0 (an
-// unreadable count too, which Listener::FromSystemd refuses). Reads the
+// unreadable number too, which Listener::FromSystemd refuses). Reads the
 // variables and leaves them for FromSystemd. For the checks made before the
 // broker takes its socket: --ready-fd must not name one of these fds
 // (daemon.cc).
@@ -143,9 +143,11 @@ class Listener {
   // The socket systemd passed (LISTEN_PID is us, LISTEN_FDS is 1, fd 3 is a
   // listening AF_UNIX SOCK_SEQPACKET socket), or nullopt when the process was
   // not socket-activated. Clears the LISTEN_* variables either way, so that
-  // children never see them. kInvalidArgument, with the fix in the unit,
-  // for another kind of socket (ListenSequentialPacket=) or a connected one
-  // (Accept=yes: capbrokerd needs Accept=no).
+  // children never see them. kInvalidArgument for a LISTEN_PID or
+  // LISTEN_FDS that is not a decimal number (sdk/base/decimal.h: systemd
+  // writes nothing else), for a count other than 1 and, with the fix in
+  // the unit, for another kind of socket (ListenSequentialPacket=) or a
+  // connected one (Accept=yes: capbrokerd needs Accept=no).
   static absl::StatusOr<std::optional<Listener>> FromSystemd();
 
   Listener(Listener&&) = default;

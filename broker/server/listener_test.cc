@@ -637,6 +637,34 @@ TEST_F(SystemdTest, IgnoresSocketsMeantForAnotherProcess) {
   }
 }
 
+// systemd writes both numbers in decimal digits: anything else (which
+// SimpleAtoi took) is refused, naming the variable, before fd 3 is looked
+// at, and not read as the number it resembles.
+TEST_F(SystemdTest, RefusesANumberThatIsNotDigitsAlone) {
+  const std::string pid = absl::StrCat(getpid());
+  struct Case {
+    std::string pid;
+    std::string fds;
+    std::string refused;  // the variable and its value, as shown
+  };
+  for (const Case& c : {Case{pid, " 1", "LISTEN_FDS wants"},
+                        Case{pid, "+1", "LISTEN_FDS wants"},
+                        Case{pid, "01", "LISTEN_FDS wants"},
+                        Case{pid, "1\n", "LISTEN_FDS wants"},
+                        Case{absl::StrCat(" ", pid), "1", "LISTEN_PID wants"},
+                        Case{absl::StrCat("+", pid), "1", "LISTEN_PID wants"},
+                        Case{absl::StrCat(pid, " "), "1", "LISTEN_PID wants"}}) {
+    SCOPED_TRACE(absl::StrCat("LISTEN_PID='", c.pid, "' LISTEN_FDS='", c.fds, "'"));
+    setenv("LISTEN_PID", c.pid.c_str(), 1);
+    setenv("LISTEN_FDS", c.fds.c_str(), 1);
+    EXPECT_EQ(SystemdSocketCount(), 0);
+    EXPECT_THAT(Listener::FromSystemd(),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         AllOf(HasSubstr(c.refused), HasSubstr("digits only"),
+                               Not(HasSubstr("\n")))));
+  }
+}
+
 TEST_F(SystemdTest, TakesAListeningSeqpacketSocket) {
   TempDir dir;
   int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);  // systemd passes no CLOEXEC

@@ -5,12 +5,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstdio>
 #include <string>
 #include <utility>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "sdk/base/decimal.h"
 #include "sdk/base/syscall.h"
 
 namespace capbroker {
@@ -26,16 +27,21 @@ absl::StatusOr<int> ParseInheritedConnection(const char* listen_fds, const char*
   if (listen_fds == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("LISTEN_FDS is not set", kHowToRun));
   }
-  int count = 0;
-  if (!absl::SimpleAtoi(listen_fds, &count) || count != 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("LISTEN_FDS=\"", listen_fds, "\": expected exactly 1 fd", kHowToRun));
+  if (absl::StatusOr<uint64_t> count = ParseDecimal("LISTEN_FDS", listen_fds, 1, 1);
+      !count.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(count.status().message(), kHowToRun));
   }
-  int owner = 0;
-  if (listen_pid == nullptr || !absl::SimpleAtoi(listen_pid, &owner) || owner != pid) {
+  if (listen_pid == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("LISTEN_PID is not set", kHowToRun));
+  }
+  absl::StatusOr<uint64_t> owner = ParseDecimal("LISTEN_PID", listen_pid, 1, INT_MAX);
+  if (!owner.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(owner.status().message(), kHowToRun));
+  }
+  if (*owner != static_cast<uint64_t>(pid)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "LISTEN_PID=\"", listen_pid == nullptr ? "" : listen_pid, "\" is not this process (",
-        pid, "): the fd was not meant for this program", kHowToRun));
+        "LISTEN_PID=", *owner, " is not this process (", pid,
+        "): the fd was not meant for this program", kHowToRun));
   }
   return kConnectionFd;
 }

@@ -11,7 +11,9 @@
 namespace capbroker {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 TEST(ParseInheritedConnectionTest, OneFdForThisProcessIsFdThree) {
   ASSERT_OK_AND_ASSIGN(int fd, ParseInheritedConnection("1", "77", 77));
@@ -22,13 +24,30 @@ TEST(ParseInheritedConnectionTest, RefusesWhatCapctlConnectDoesNotSet) {
   EXPECT_THAT(ParseInheritedConnection(nullptr, "77", 77),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("capctl connect")));
   EXPECT_THAT(ParseInheritedConnection("2", "77", 77),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("LISTEN_FDS=\"2\"")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("LISTEN_FDS wants 1, not '2'")));
   EXPECT_THAT(ParseInheritedConnection("1x", "77", 77),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("LISTEN_FDS")));
   EXPECT_THAT(ParseInheritedConnection("1", "78", 77),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not this process")));
   EXPECT_THAT(ParseInheritedConnection("1", nullptr, 77),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("LISTEN_PID")));
+}
+
+// capctl connect writes both numbers in digits alone: nothing else is read
+// as the number it resembles.
+TEST(ParseInheritedConnectionTest, ANumberIsDigitsAlone) {
+  for (const char* form : {" 1", "1 ", "+1", "01", "1\n"}) {
+    SCOPED_TRACE(form);
+    EXPECT_THAT(ParseInheritedConnection(form, "1", 1),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         AllOf(HasSubstr("LISTEN_FDS wants 1 (digits only"),
+                               Not(HasSubstr("\n")), HasSubstr("capctl connect"))));
+    EXPECT_THAT(ParseInheritedConnection("1", form, 1),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         AllOf(HasSubstr("LISTEN_PID wants a decimal number"),
+                               Not(HasSubstr("\n")), HasSubstr("capctl connect"))));
+  }
 }
 
 TEST(TakeInheritedConnectionTest, RefusesAnFdThatIsNotASeqpacketSocket) {

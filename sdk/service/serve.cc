@@ -73,9 +73,7 @@ absl::StatusOr<std::string> ParseServeArguments(const std::vector<std::string>& 
       return absl::InvalidArgumentError(absl::StrCat("unknown argument '", arg, "'"));
     }
     absl::Status set = flag->set(value);
-    if (!set.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("--", name, ": ", set.message()));
-    }
+    if (!set.ok()) return absl::InvalidArgumentError(set.message());
   }
   return grant;
 }

@@ -18,7 +18,10 @@
 //   uint64_t max_bytes = kDefault;
 //   ServeOptions options;
 //   options.loop.max_request_fds = 1;  // a request may carry one file
-//   options.flags.push_back({"max-bytes", "BYTES", [&](absl::string_view v) {...}});
+//   options.flags.push_back({"max-bytes", "BYTES", [&](absl::string_view v) {
+//     CB_ASSIGN_OR_RETURN(max_bytes, ParseDecimal("--max-bytes", v, 1, kMax));
+//     return absl::OkStatus();
+//   }});
 //   return ServeWithGrant("archive", "store", argc, argv, make_handler, options);
 //
 // A service whose requests can block on what a client controls (a file on
@@ -48,7 +51,9 @@ namespace capbroker {
 struct ServiceFlag {
   std::string name;   // NAME, without the dashes
   std::string value;  // what VALUE is, for the usage line: "BYTES"
-  // Takes VALUE; an error, said with the usage line, for one it refuses.
+  // Takes VALUE; for one it refuses, an error naming the flag and showing
+  // VALUE escaped, said with the usage line. A number is read with
+  // ParseDecimal (sdk/base/decimal.h), which words it so.
   std::function<absl::Status(absl::string_view value)> set;
 };
 

@@ -4,9 +4,10 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "sdk/base/decimal.h"
+#include "sdk/base/status_macros.h"
 #include "sdk/base/status_matchers.h"
 
 namespace capbroker {
@@ -21,11 +22,11 @@ class ServeArgumentsTest : public ::testing::Test {
   }
 
   uint64_t bytes_ = 7;
-  std::vector<ServiceFlag> flags_ = {{"max-bytes", "BYTES", [this](absl::string_view value) {
-                                        return absl::SimpleAtoi(value, &bytes_)
-                                                   ? absl::OkStatus()
-                                                   : absl::InvalidArgumentError("not a number");
-                                      }}};
+  std::vector<ServiceFlag> flags_ = {
+      {"max-bytes", "BYTES", [this](absl::string_view value) -> absl::Status {
+         CB_ASSIGN_OR_RETURN(bytes_, ParseDecimal("--max-bytes", value, 1, 1 << 20));
+         return absl::OkStatus();
+       }}};
 };
 
 TEST_F(ServeArgumentsTest, TheGrantAndTheServicesFlags) {
@@ -47,8 +48,16 @@ TEST_F(ServeArgumentsTest, AnythingElseIsAUsageError) {
                                              {"--max-bytes=1", "--max-bytes=2"}}) {
     EXPECT_THAT(Parse(args), StatusIs(absl::StatusCode::kInvalidArgument)) << args[0];
   }
+  // The flag's own refusal, as it says it: naming the flag; the value is
+  // left as it was.
+  bytes_ = 7;
   EXPECT_THAT(Parse({"--max-bytes=lots"}),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--max-bytes: not a number")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "--max-bytes wants a decimal number from 1 to 1048576 (digits only, no "
+                       "leading 0), not 'lots'"));
+  EXPECT_THAT(Parse({"--max-bytes=+5"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not '+5'")));
+  EXPECT_EQ(bytes_, 7u);
 }
 
 }  // namespace

@@ -7,10 +7,10 @@
 
 #include <climits>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "sdk/base/decimal.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 
@@ -22,13 +22,10 @@ constexpr int kFirstFd = 3;
 // More than the broker ever passes (its limit is 128 grants).
 constexpr int kMaxGrants = 1024;
 
+// An environment variable's number, from `low` to `high` (int: fds, pids).
 absl::StatusOr<int> ParseNumber(const char* name, const char* value, int low, int high) {
-  int n = 0;
-  if (!absl::SimpleAtoi(value, &n) || n < low || n > high) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, "=\"", value, "\" is not a number from ", low, " to ", high));
-  }
-  return n;
+  CB_ASSIGN_OR_RETURN(uint64_t n, ParseDecimal(name, value, low, high));
+  return static_cast<int>(n);
 }
 
 }  // namespace

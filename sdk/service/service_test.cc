@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "capnp/message.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -17,7 +18,9 @@
 namespace capbroker {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::Pair;
 using ::testing::ElementsAre;
 
@@ -41,10 +44,12 @@ TEST(ParseServiceLayoutTest, HostileValuesAreRefusedWithTheirName) {
   };
   EXPECT_THAT(error(nullptr, nullptr, nullptr, nullptr),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("CAPBROKER_FD is not set")));
-  EXPECT_THAT(error("x", "1", "a", "4"), StatusIs(absl::StatusCode::kInvalidArgument,
-                                                  HasSubstr("LISTEN_FDS=\"x\"")));
+  EXPECT_THAT(error("x", "1", "a", "4"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "LISTEN_FDS wants a decimal number from 0 to 1024 (digits only, no "
+                       "leading 0), not 'x'"));
   EXPECT_THAT(error("-1", "1", "a", "4"), StatusIs(absl::StatusCode::kInvalidArgument,
-                                                   HasSubstr("LISTEN_FDS=\"-1\"")));
+                                                   HasSubstr("LISTEN_FDS wants")));
   EXPECT_THAT(error("99999", "1", "a", "4"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("LISTEN_FDS")));
   EXPECT_THAT(error("1", nullptr, "a", "4"),
@@ -55,11 +60,31 @@ TEST(ParseServiceLayoutTest, HostileValuesAreRefusedWithTheirName) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("names 1 fds")));
   // The broker fd cannot sit on a grant, nor on stdio.
   EXPECT_THAT(error("1", "1", "a", "3"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("CAPBROKER_FD=\"3\"")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "CAPBROKER_FD wants a decimal number from 4 to 2147483647, not '3'"));
   EXPECT_THAT(error(nullptr, nullptr, nullptr, "1"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("CAPBROKER_FD")));
   EXPECT_THAT(error(nullptr, nullptr, nullptr, "3junk"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("CAPBROKER_FD")));
+}
+
+// The broker writes each number in digits alone: what SimpleAtoi also took
+// around a number in range (blanks, a sign, a leading 0) is refused, naming
+// the variable and showing the value escaped.
+TEST(ParseServiceLayoutTest, ANumberIsDigitsAlone) {
+  for (const char* form : {" 1", "1 ", "+1", "01", "1\n"}) {
+    SCOPED_TRACE(form);
+    auto refused = [&](absl::string_view name) {
+      return StatusIs(absl::StatusCode::kInvalidArgument,
+                      AllOf(HasSubstr(absl::StrCat(name, " wants a decimal number")),
+                            HasSubstr("digits only"), Not(HasSubstr("\n"))));
+    };
+    EXPECT_THAT(ParseServiceLayout(form, "1", "a", "4", 1), refused("LISTEN_FDS"));
+    EXPECT_THAT(ParseServiceLayout("1", form, "a", "4", 1), refused("LISTEN_PID"));
+    const std::string broker_fd = absl::StrReplaceAll(form, {{"1", "4"}});
+    EXPECT_THAT(ParseServiceLayout("1", "1", "a", broker_fd.c_str(), 1),
+                refused("CAPBROKER_FD"));
+  }
 }
 
 // Writes the broker's reply `id` of kind `fill` on `broker`.

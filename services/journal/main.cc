@@ -13,7 +13,7 @@
 #include <memory>
 #include <utility>
 
-#include "absl/strings/numbers.h"
+#include "sdk/base/decimal.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/service/serve.h"
 #include "services/journal/journal.h"
@@ -31,12 +31,12 @@ int main(int argc, char** argv) {
   journal::Journal::Options journal_options;
   capbroker::ServeOptions options;
   options.loop = journal::JournalHandler::LoopOptions();
-  options.flags.push_back({"max-log-bytes", "BYTES", [&](absl::string_view value) {
-                             if (!absl::SimpleAtoi(value, &journal_options.max_log_bytes)) {
-                               return absl::InvalidArgumentError("not a number of bytes");
-                             }
-                             return absl::OkStatus();
-                           }});
+  options.flags.push_back(
+      {"max-log-bytes", "BYTES", [&](absl::string_view value) -> absl::Status {
+         CB_ASSIGN_OR_RETURN(journal_options.max_log_bytes,
+                             capbroker::ParseDecimal("--max-log-bytes", value, 0, UINT64_MAX));
+         return absl::OkStatus();
+       }});
   return capbroker::ServeWithGrant(
       "journal", journal::kDefaultGrant, argc, argv,
       [&](capbroker::UniqueFd log,

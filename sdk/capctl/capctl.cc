@@ -25,6 +25,7 @@
 #include "broker/policy/policy.h"
 #include "broker/policy/service_validator.h"
 #include "schemas/broker.capnp.h"
+#include "sdk/base/decimal.h"
 #include "sdk/base/escape.h"
 #include "sdk/base/shown_text.h"
 #include "sdk/base/status_macros.h"
@@ -76,29 +77,26 @@ std::optional<uint64_t> OwnPidfdId() {
   return static_cast<uint64_t>(st.st_ino);
 }
 
-// --timeout's SECONDS: digits, then '.' and digits if a fraction is wanted
-// (at most 9 each side: nothing to overflow); 0 is no limit. Anything else
-// (a sign, an exponent, "inf") is refused rather than read as something.
+// --timeout's SECONDS: a decimal number (sdk/base/decimal.h: digits alone,
+// no leading 0), then '.' and digits if a fraction is wanted (at most 9
+// each side: nothing to overflow); 0 is no limit. Anything else (a sign, an
+// exponent, "inf") is refused rather than read as something.
 std::optional<absl::Duration> ParseTimeout(absl::string_view text) {
   const size_t dot = text.find('.');
-  const absl::string_view whole = text.substr(0, dot);
-  const absl::string_view fraction =
-      dot == absl::string_view::npos ? absl::string_view() : text.substr(dot + 1);
-  auto digits = [](absl::string_view part) {
-    return !part.empty() && part.size() <= 9 &&
-           std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; });
-  };
-  if (!digits(whole) || (dot != absl::string_view::npos && !digits(fraction))) {
-    return std::nullopt;
-  }
-  int64_t seconds = 0;
+  const std::optional<uint64_t> seconds = ParseDecimal(text.substr(0, dot));
+  if (!seconds.has_value() || *seconds > 999999999) return std::nullopt;
   int64_t nanoseconds = 0;
-  std::string nines(fraction);
-  nines.resize(9, '0');
-  if (!absl::SimpleAtoi(whole, &seconds) || !absl::SimpleAtoi(nines, &nanoseconds)) {
-    return std::nullopt;
+  if (dot != absl::string_view::npos) {
+    const absl::string_view fraction = text.substr(dot + 1);
+    if (fraction.empty() || fraction.size() > 9) return std::nullopt;
+    for (size_t i = 0; i < 9; ++i) {
+      const char c = i < fraction.size() ? fraction[i] : '0';
+      if (c < '0' || c > '9') return std::nullopt;
+      nanoseconds = nanoseconds * 10 + (c - '0');
+    }
   }
-  const absl::Duration timeout = absl::Seconds(seconds) + absl::Nanoseconds(nanoseconds);
+  const absl::Duration timeout =
+      absl::Seconds(static_cast<int64_t>(*seconds)) + absl::Nanoseconds(nanoseconds);
   return timeout == absl::ZeroDuration() ? absl::InfiniteDuration() : timeout;
 }
 
@@ -593,12 +591,14 @@ std::string OwnerAssumption() {
 // on what only the broker can judge. A rejected one: each error once, on
 // `err`: the parser's "FILE:LINE:COL: message" lines (the form editors jump
 // to), each Displayed, then the verdict "capctl: FILE: rejected (N errors)";
-// any other failure (no such file, owner, mode) is one "capctl: ..." line.
+// any other failure (no such file, owner, mode) is one line "capctl: policy
+// check: REASON", in the command's name: the loader's REASON names the file
+// already (LoadPolicyFile), and "capctl: FILE: " before it showed it twice.
 int Capctl::PolicyCheck(const std::string& path) {
   absl::StatusOr<PolicySummary> policy = CheckPolicyFile(path);
   if (!policy.ok()) {
     if (!absl::IsInvalidArgument(policy.status())) {
-      Fail(policy.status(), Shown(path));
+      Fail(policy.status());
       return kExitFailure;  // rejected, whatever the reason: not "not found" (4)
     }
     size_t errors = 0;

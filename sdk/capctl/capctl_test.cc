@@ -502,13 +502,28 @@ TEST_F(CapctlTest, PolicyCheckMissingFile) {
 
 // A path ending in '/' ("DIR/") is a file that cannot be checked, one
 // "capctl: " line: it was printed as the parser's lines are, then
-// "rejected (1 error)".
+// "rejected (1 error)". The path is shown once, by the loader's reason:
+// "capctl: DIR/: the policy DIR/ ends in '/'" showed it twice.
 TEST_F(CapctlTest, PolicyCheckOfADirectoryIsNoParseError) {
   const std::string dir = broker_->dir() + "/";
   Result r = RunRaw({"policy", "check", dir});
   ExpectFailure(r, kExitFailure);
-  EXPECT_EQ(r.err, absl::StrCat("capctl: ", dir, ": the policy ", dir,
+  EXPECT_EQ(r.err, absl::StrCat("capctl: policy check: the policy ", dir,
                                 " ends in '/', so it names no file: give the path of a file\n"));
+}
+
+// So is every file that cannot be read: the loader's reason names it.
+TEST_F(CapctlTest, PolicyCheckNamesAFileItCannotReadOnce) {
+  for (const std::string& path :
+       {Path("none.capnp"), broker_->dir() + "/.", broker_->dir() + "/no-dir/p.capnp"}) {
+    SCOPED_TRACE(path);
+    Result r = RunRaw({"policy", "check", path});
+    ExpectFailure(r, kExitFailure);
+    EXPECT_THAT(r.err, StartsWith("capctl: policy check: "));
+    const size_t first = r.err.find(path);
+    ASSERT_NE(first, std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find(path, first + 1), std::string::npos) << r.err;
+  }
 }
 
 // A path with a newline in it is shown escaped, in the one line, whole:
@@ -535,8 +550,8 @@ TEST_F(CapctlTest, ErrorLinesKeepTextInAnyLanguageEscapedOnce) {
   const std::string dir = "/tmp/no-such-\xe6\x97\xa5\xe6\x9c\xac";
   Result r = RunRaw({"policy", "check", dir + "/p\n.capnp"});
   ExpectFailure(r, kExitFailure);
-  EXPECT_EQ(r.err, absl::StrCat("capctl: ", dir, "/p\\x0a.capnp: ", dir, ", on the path to the "
-                                "policy ", dir, "/p\\x0a.capnp, does not exist\n"));
+  EXPECT_EQ(r.err, absl::StrCat("capctl: policy check: ", dir, ", on the path to the policy ",
+                                dir, "/p\\x0a.capnp, does not exist\n"));
   // An argument capctl echoes itself.
   Result request = Run({"request", "\xce\xa9\n"});
   ExpectFailure(request, kExitNotFound);
@@ -1112,7 +1127,7 @@ TEST_F(CapctlTest, TimeoutOption) {
   // Either order of the global options.
   EXPECT_EQ(RunRaw({"--timeout=5", "--socket", broker_->socket_path(), "list"}).code, kExitOk);
   for (const char* bad : {"", "-1", "abc", "1e3", "inf", "nan", "0x10", ".5", "1.", "1,5",
-                          " 1", "+1", "1000000000"}) {
+                          " 1", "1 ", "+1", "01", "00.5", "1000000000"}) {
     SCOPED_TRACE(bad);
     Result r = Run({"--timeout", bad, "list"});
     ExpectFailure(r, kExitUsage);

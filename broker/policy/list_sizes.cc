@@ -113,7 +113,15 @@ Limited LimitOf(const TextLocator& locator, const TextNode& list) {
 }  // namespace
 
 void CheckListSizes(const TextLocator& locator, Diagnostics& diagnostics) {
+  size_t entries = 0;  // of every list, in the text's order (nodes() is)
   for (const TextNode& node : locator.nodes()) {
+    if (node.parent >= 0 && locator.nodes()[node.parent].kind == TextValueKind::kList &&
+        ++entries == kMaxPolicyListEntries + 1) {
+      diagnostics.AddAt(node.begin,
+                        absl::StrCat("too many list entries: this one is past the ",
+                                     kMaxPolicyListEntries,
+                                     " that all the lists of a policy may hold together"));
+    }
     if (node.kind != TextValueKind::kList) continue;
     size_t size = node.children.size();
     auto [limit, entry] = LimitOf(locator, node);

@@ -37,10 +37,23 @@ inline constexpr size_t kMaxConnectEntries = 1024;
 // Any other list, wherever it is, holds at most the most any limited list
 // may hold.
 inline constexpr size_t kMaxAnyListEntries = 4096;
+//
+// And all the lists together hold at most this many entries, counted in
+// the text's order: the limits above are each one list's, and within them
+// a 1 MiB file of 127 lists of 4096 numbers under a field the schema does
+// not have (520,000 entries) took capctl to a peak of 138 MB, of 255
+// principals of 1024 grants 81 MB, in the broker too at each reload. At
+// this limit, decoding any accepted file peaks at about 25 MB (capctl's
+// maximum RSS, /usr/bin/time -v; 6 MB for a small policy). What is
+// refused still costs TextLocator's tree of the text: up to about 55 MB
+// for a 1 MiB file of one-byte entries. 16 times the longest list: far
+// above any real policy.
+inline constexpr size_t kMaxPolicyListEntries = 65536;
 
 // Adds an error to `diagnostics` for each list in `locator`'s tree (a
 // policy's text, without syntax errors) that has more entries than its
-// limit. Cost: linear in the tree.
+// limit, and one at the entry, in the text's order, past
+// kMaxPolicyListEntries. Cost: linear in the tree.
 void CheckListSizes(const TextLocator& locator, Diagnostics& diagnostics);
 
 }  // namespace capbroker

@@ -134,6 +134,74 @@ TEST(ListSizesTest, AnyOtherListHasTheLargestLimit) {
   }
 }
 
+// A text written piece by piece that counts the entries of its lists
+// and keeps the offset of the one past `total`.
+class CountedText {
+ public:
+  explicit CountedText(size_t total) : total_(total) {}
+  void Append(absl::string_view text) { absl::StrAppend(&text_, text); }
+  void Entry(absl::string_view text) {
+    if (++entries_ == total_ + 1) past_ = text_.size();
+    absl::StrAppend(&text_, text);
+  }
+  bool past() const { return entries_ > total_; }
+  // "p.cb:1:COL" of the entry past `total`.
+  std::string At() const { return absl::StrCat("p.cb:1:", past_ + 1); }
+  const std::string& text() const { return text_; }
+
+ private:
+  size_t total_;
+  size_t entries_ = 0;
+  size_t past_ = 0;
+  std::string text_;
+};
+
+std::string PastTheTotal() {
+  return absl::StrCat(": too many list entries: this one is past the ", kMaxPolicyListEntries,
+                      " that all the lists of a policy may hold together");
+}
+
+// Each list within its limit, all of them together past
+// kMaxPolicyListEntries: refused once, at the entry, in the text's order,
+// that passes it (here inside a principal's grants, after all the entries
+// of the principals before it, each principal one of them).
+TEST(ListSizesTest, AllTheListsTogetherHaveALimit) {
+  CountedText text(kMaxPolicyListEntries);
+  std::string within;  // the same text without its last principal
+  text.Append("( principals = [ ");
+  for (size_t p = 0; !text.past(); ++p) {
+    within = absl::StrCat(text.text(), " ] )");
+    if (p > 0) text.Append(", ");
+    text.Entry("( grants = [ ");
+    for (size_t g = 0; g < kMaxGrantsPerPrincipal; ++g) {
+      if (g > 0) text.Append(", ");
+      text.Entry("\"\"");
+    }
+    text.Append(" ] )");
+  }
+  text.Append(" ] )");
+  EXPECT_EQ(ErrorsOf(text.text()), text.At() + PastTheTotal());
+  EXPECT_EQ(ErrorsOf(within), "");
+}
+
+// Wherever the lists are: under fields the schema does not have, inside a
+// list.
+TEST(ListSizesTest, EveryListCountsTowardsTheTotal) {
+  CountedText text(kMaxPolicyListEntries);
+  text.Append("( ");
+  for (size_t f = 0; !text.past(); ++f) {
+    text.Append(absl::StrCat("f", f, " = [ "));
+    text.Entry("[ ");
+    for (size_t e = 0; e < kMaxAnyListEntries; ++e) {
+      if (e > 0) text.Append(", ");
+      text.Entry("1");
+    }
+    text.Append(" ] ], ");
+  }
+  text.Append("last = 1 )");
+  EXPECT_EQ(ErrorsOf(text.text()), text.At() + PastTheTotal());
+}
+
 TEST(ListSizesTest, EveryListOverItsLimitIsAnError) {
   const std::string grants = List(kMaxGrantsPerPrincipal + 1);
   std::string text = absl::StrCat("( principals = [ ( name = \"a\", grants = ", grants,

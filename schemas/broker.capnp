@@ -193,6 +193,9 @@ struct BrokerStatus {
                                     # broker goes on in the file open
                                     # before): empty once a reopen worked, and unless
                                     # the caller is root or the broker's uid
+  auditLinesToDeletedFiles @16 :UInt64; # audit lines written to the log's file
+                                    # after it was last seen with its name, when it
+                                    # was then found deleted (rm): lost with it
 }
 
 struct PeerInfo {

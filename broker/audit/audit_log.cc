@@ -218,17 +218,18 @@ absl::Status AuditLog::Reopen(absl::string_view path) {
     }
   }
   path_ = std::move(new_path);
-  Adopt(std::move(fd));
+  Adopt(std::move(fd), absl::Now());
   return absl::OkStatus();
 }
 
-void AuditLog::Adopt(UniqueFd fd) {
+void AuditLog::Adopt(UniqueFd fd, absl::Time now) {
   mid_line_ = EndsMidLine(fd.get());
   fd_ = fd.get();
   owned_ = std::move(fd);
   deletion_reported_ = false;
-  deletion_seen_.reset();
-  lines_since_deletion_seen_ = 0;
+  named_seen_ = now;
+  lines_since_named_ = 0;
+  deletion_seen_ = false;
   // A refusal the loop has not taken yet is out of date: the log is at its
   // path again (a SIGHUP's Reopen), and status must not say otherwise.
   reopen_after_deletion_.reset();
@@ -236,25 +237,29 @@ void AuditLog::Adopt(UniqueFd fd) {
 
 void AuditLog::AdoptAfterDeletion(UniqueFd fd, absl::Time now) {
   // Not copied (see "A deleted file" in audit_log.h): counted and dated.
-  const uint64_t lines = lines_since_deletion_seen_;
+  const uint64_t lines = lines_since_named_;
+  lines_to_deleted_files_ += lines;
   std::fprintf(stderr,
                "capbrokerd: the audit log file was deleted (not renamed, as for rotation); "
-               "going on in a new file at %s. %llu %s written since %s, when the deletion "
-               "was seen, went to the deleted file and are lost with it, as are any written "
-               "to it before then (within a second of the deletion)\n",
+               "going on in a new file at %s. %llu %s written since %s, when the file was "
+               "last seen with its name, went to the deleted file and are lost with it (the "
+               "broker cannot tell which of them came before the deletion); capctl status "
+               "counts them\n",
                path_.c_str(), static_cast<unsigned long long>(lines),
                lines == 1 ? "line" : "lines",
-               absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", deletion_seen_.value_or(now),
-                                absl::UTCTimeZone())
-                   .c_str());
-  Adopt(std::move(fd));
+               absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", named_seen_, absl::UTCTimeZone()).c_str());
+  Adopt(std::move(fd), now);
 }
 
 void AuditLog::ReopenIfDeleted(Instant now) {
   if (path_.empty() || now.steady < next_link_check_) return;
   next_link_check_ = now.steady + kDeletionCheckInterval;
-  if (!Deleted(fd_)) return;
-  if (!deletion_seen_.has_value()) deletion_seen_ = now.wall;
+  if (!Deleted(fd_)) {
+    named_seen_ = now.wall;
+    lines_since_named_ = 0;
+    return;
+  }
+  deletion_seen_ = true;
   absl::StatusOr<UniqueFd> fd = OpenLogFile(path_, reserved_);
   if (!fd.ok()) {
     // Kept for capctl status (through the loop), and said once on stderr.
@@ -468,7 +473,7 @@ uint64_t AuditLog::WriteBuffer(std::optional<absl::Time> now) {
     done += static_cast<size_t>(n);
   }
   if (done == buffer_.size()) mid_line_ = false;
-  if (deletion_seen_.has_value()) lines_since_deletion_seen_ += pending_lines_ - lost;
+  lines_since_named_ += pending_lines_ - lost;
   buffer_.clear();
   pending_lines_ = 0;
   return dropped_lines_;

@@ -82,9 +82,12 @@
 // to a deleted one. What the deleted file received is not copied (it may
 // end in a fragment, and copying it would write old lines after newer
 // ones); the stderr line about the new file says how many lines went to it
-// after the deletion was seen, and when that was. Those written before
-// were written within a second of the deletion (the check before found
-// the file named).
+// since it was last seen with its name (at the check before, or when it was
+// opened), and when that was: those lines are lost with it (some may have
+// been written before the rm; the broker cannot tell them apart, and
+// everything before them was deleted with the file, by whoever deleted
+// it). lines_to_deleted_files() keeps the count, summed over deletions,
+// for capctl status.
 //
 // Not thread-safe: the broker's single event-loop thread owns it.
 #ifndef CAPBROKER_BROKER_AUDIT_AUDIT_LOG_H_
@@ -254,6 +257,14 @@ class AuditLog {
     return std::exchange(reopen_after_deletion_, std::nullopt);
   }
 
+  // Lines written to a file of this log after it was last seen with its
+  // name, when a later check found it deleted (see "A deleted file"
+  // above): lost with it. Summed over every deletion since the log was
+  // opened, the file open now included while its path is refused.
+  uint64_t lines_to_deleted_files() const {
+    return lines_to_deleted_files_ + (deletion_seen_ ? lines_since_named_ : 0);
+  }
+
   // The uids whose denial budget is held (see above), for tests.
   size_t uids_budgeted() const { return buckets_.size(); }
   // The buckets examined so far by flushes looking for due counts and by
@@ -283,12 +294,13 @@ class AuditLog {
   // Reopens path_ if the open file has no name left (see "A deleted file"),
   // at most once a second.
   void ReopenIfDeleted(Instant now);
-  // Goes on in `fd`, a file OpenLogFile opened at path_; forgets all about
-  // the file open before, its deletion and a refused reopen included.
-  void Adopt(UniqueFd fd);
+  // Goes on in `fd`, a file OpenLogFile opened at path_ at `now`
+  // (Instant::wall); forgets all about the file open before, its deletion
+  // and a refused reopen included.
+  void Adopt(UniqueFd fd, absl::Time now);
   // Adopt, for when the file open has no name left: says so on stderr,
-  // with what went to the deleted file. The caller writes buffer_ after.
-  // `now`: when the deletion was seen, if not before (Instant::wall).
+  // with what went to the deleted file, and counts it. The caller writes
+  // buffer_ after.
   void AdoptAfterDeletion(UniqueFd fd, absl::Time now);
   // Starts a line: `{"time":"...Z"`.
   void AppendTime(absl::Time now);
@@ -305,10 +317,14 @@ class AuditLog {
   std::vector<ReservedFile> reserved_;  // checked by every open (OpenFile)
   absl::Duration next_link_check_;  // Instant::steady of ReopenIfDeleted's next check
   bool deletion_reported_ = false;  // on stderr, for the file open now
-  // When the file open now was found deleted (Instant::wall), if it was,
-  // and the lines written to it since (not counting those lost).
-  std::optional<absl::Time> deletion_seen_;
-  uint64_t lines_since_deletion_seen_ = 0;
+  // When the file open now was last seen with its name (Instant::wall: a
+  // check found it named, or it was opened), the lines written to it since
+  // (not counting those lost), and whether a check found it deleted.
+  absl::Time named_seen_;
+  uint64_t lines_since_named_ = 0;
+  bool deletion_seen_ = false;
+  // lines_since_named_ of the files found deleted and left behind.
+  uint64_t lines_to_deleted_files_ = 0;
   std::optional<absl::Status> reopen_after_deletion_;
   // The log's last byte is not a newline (a failed write cut a line short):
   // the next flush writes a newline first.

@@ -981,10 +981,11 @@ TEST(AuditLogTest, HoldsTheBudgetsOfRecentlyDeniedUidsOnly) {
 }
 
 // What the stderr line about a new file after deletion says of the lines
-// that went to the deleted file since `seen`.
-std::string WentToTheDeletedFile(int lines, absl::string_view seen) {
-  return absl::StrCat(lines, lines == 1 ? " line" : " lines", " written since ", seen,
-                      ", when the deletion was seen, went to the deleted file");
+// that went to the deleted file since `named`, when it was last seen with
+// its name.
+std::string WentToTheDeletedFile(int lines, absl::string_view named) {
+  return absl::StrCat(lines, lines == 1 ? " line" : " lines", " written since ", named,
+                      ", when the file was last seen with its name, went to the deleted file");
 }
 
 // Deletes the log at `path` and puts a symlink in its place (to a file
@@ -1021,6 +1022,10 @@ TEST(AuditLogTest, GoesOnInANewFileWhenTheLogIsDeleted) {
   std::vector<std::string> lines = Lines(ReadWholeFile(path));
   ASSERT_EQ(lines.size(), 1u);
   EXPECT_THAT(lines[0], HasSubstr(R"("capability":"after")"));
+  // The lines written since the check that found the file named (at t0,
+  // before that flush wrote "before") are counted for status: "lost", and
+  // "before", which the broker cannot tell was written before the rm.
+  EXPECT_EQ(log.lines_to_deleted_files(), 2u);
   std::optional<absl::Status> reopened = log.TakeReopenAfterDeletion();
   ASSERT_TRUE(reopened.has_value());
   EXPECT_OK(*reopened);
@@ -1037,9 +1042,9 @@ TEST(AuditLogTest, GoesOnInANewFileWhenTheLogIsDeleted) {
   ASSERT_EQ(said.size(), 1u);
   EXPECT_THAT(said[0], HasSubstr("audit log file was deleted"));
   EXPECT_THAT(said[0], HasSubstr(path));
-  // Seen at the check, which reopened at once: the one line lost was
-  // written before then.
-  EXPECT_THAT(said[0], HasSubstr(WentToTheDeletedFile(0, "1970-01-01T00:16:41Z")));
+  // Found deleted at the check at t0 + 1 s, which reopened at once.
+  EXPECT_THAT(said[0], HasSubstr(WentToTheDeletedFile(2, "1970-01-01T00:16:40Z")));
+  EXPECT_EQ(log.lines_to_deleted_files(), 2u);  // the new file's lines are not
 }
 
 // As reported: rm of the log, then SIGHUP within the second. Reopen wrote
@@ -1082,6 +1087,7 @@ TEST(AuditLogTest, KeepsTheDeletedFileWhileThePathIsRefused) {
   for (int i = 1; i <= 3; ++i) {
     log.Record(Denial(1), At(t0 + absl::Seconds(i)));
     EXPECT_EQ(log.Flush(At(t0 + absl::Seconds(i))), 0u);  // not lost: in the deleted file
+    EXPECT_EQ(log.lines_to_deleted_files(), static_cast<uint64_t>(i));  // ... lost with it
     std::optional<absl::Status> reopened = log.TakeReopenAfterDeletion();
     ASSERT_TRUE(reopened.has_value());
     EXPECT_THAT(*reopened, StatusIs(absl::StatusCode::kFailedPrecondition,
@@ -1101,8 +1107,17 @@ TEST(AuditLogTest, KeepsTheDeletedFileWhileThePathIsRefused) {
   EXPECT_THAT(said[0], HasSubstr("symlink"));
   EXPECT_THAT(said[1], HasSubstr("going on in a new file"));
   // Not copied: the three lines written while the path was refused are
-  // counted, from when the deletion was seen (the check at t0 + 1 s).
-  EXPECT_THAT(said[1], HasSubstr(WentToTheDeletedFile(3, "1970-01-01T00:16:41Z")));
+  // counted, from when the file was last seen named (the check at t0).
+  EXPECT_THAT(said[1], HasSubstr(WentToTheDeletedFile(3, "1970-01-01T00:16:40Z")));
+  EXPECT_EQ(log.lines_to_deleted_files(), 3u);
+  // A second deletion adds to the count.
+  log.Flush(At(t0 + absl::Seconds(5)));  // the new file, named
+  log.Record(Denial(1), At(t0 + absl::Seconds(5)));
+  log.Flush(At(t0 + absl::Seconds(5)));
+  ASSERT_EQ(unlink(path.c_str()), 0);
+  log.Record(Denial(1), At(t0 + absl::Seconds(6)));
+  log.Flush(At(t0 + absl::Seconds(6)));
+  EXPECT_EQ(log.lines_to_deleted_files(), 4u);
 }
 
 // As reported: a refusal after deletion not yet taken by the loop came
@@ -1122,7 +1137,11 @@ TEST(AuditLogTest, ASuccessfulReopenDropsARefusalAfterDeletion) {
   EXPECT_FALSE(log.TakeReopenAfterDeletion().has_value());
   std::vector<std::string> said = Lines(captured.Release());
   ASSERT_EQ(said.size(), 2u) << absl::StrJoin(said, "\n");
-  EXPECT_THAT(said[1], HasSubstr(WentToTheDeletedFile(1, "1970-01-01T00:16:40Z")));
+  // Last seen named when it was opened (now, on the real clock).
+  EXPECT_THAT(said[1], AllOf(HasSubstr("1 line written since "),
+                             HasSubstr(", when the file was last seen with its name, went to "
+                                       "the deleted file")));
+  EXPECT_EQ(log.lines_to_deleted_files(), 1u);
   // The new file is checked from now on, as any.
   log.Record(Denial(1), At(t0 + absl::Seconds(1)));
   log.Flush(At(t0 + absl::Seconds(1)));

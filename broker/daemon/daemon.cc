@@ -182,6 +182,7 @@ void ReloadPolicy(const DaemonFlags& flags, server::RequestHandler& handler,
 void ReopenAuditLog(const std::string& path, audit::AuditLog& audit, server::Stats& stats) {
   if (path.empty()) return;  // stderr: nothing to reopen
   absl::Status reopened = audit.Reopen(path);
+  stats.audit_lines_to_deleted_files = audit.lines_to_deleted_files();
   // Shown by capctl status too: after a rotation, the file open before is
   // the rotated one, which the next rotation may compress away.
   stats.audit_reopen_error = std::string(reopened.message());

@@ -953,6 +953,7 @@ std::vector<uint64_t> BrokerLoop::AuditLinesLost(const std::vector<uint64_t>& li
 
 std::vector<audit::AuditLog::LineRange> BrokerLoop::FlushAudit() {
   if (audit_.has_pending()) stats_.audit_lines_dropped = audit_.Flush();
+  stats_.audit_lines_to_deleted_files = audit_.lines_to_deleted_files();
   // A flush that found the file deleted and reopened the path (or could
   // not) says so here; shown in status as a SIGHUP's reopen.
   if (std::optional<absl::Status> reopened = audit_.TakeReopenAfterDeletion()) {

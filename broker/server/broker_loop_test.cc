@@ -220,7 +220,7 @@ TEST_F(BrokerLoopTest, GrantWhoseLineIsLostWhileMakingRoomIsWithheld) {
 // A flush that finds the audit log's file deleted and its path refused (a
 // symlink put there) tells the loop, which shows why in capctl status as
 // a refused SIGHUP's; the line still goes to the deleted file, and counts
-// as written.
+// as written, and as one lost with the deleted file.
 TEST_F(BrokerLoopTest, AReopenRefusedAfterTheLogWasDeletedShowsInStatus) {
   const std::string path = dir_.Join("file.audit");
   ASSERT_OK_AND_ASSIGN(audit_, audit::AuditLog::OpenFile(path));
@@ -231,6 +231,7 @@ TEST_F(BrokerLoopTest, AReopenRefusedAfterTheLogWasDeletedShowsInStatus) {
   EXPECT_THAT(loop.AuditLinesLost({grant.outcome.audit_line}), ::testing::IsEmpty());
   EXPECT_THAT(stats_.audit_reopen_error,
               ::testing::AllOf(::testing::HasSubstr("deleted"), ::testing::HasSubstr("symlink")));
+  EXPECT_EQ(stats_.audit_lines_to_deleted_files, 1u);
 }
 
 // The loop stops at the end of the turn that read the stop (the control

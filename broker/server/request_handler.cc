@@ -848,6 +848,7 @@ void RequestHandler::Status(const Session& session, schema::Reply::Builder reply
     status.setAuditLogError(stats_.audit_reopen_error);
   }
   status.setAuditLinesLost(stats_.audit_lines_dropped);
+  status.setAuditLinesToDeletedFiles(stats_.audit_lines_to_deleted_files);
   status.setPolicyGeneration(stats_.policy_generation);
   status.setPolicyReloadFailures(stats_.policy_reload_failures);
   if (stats_.last_reload != absl::InfinitePast()) {

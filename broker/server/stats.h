@@ -20,6 +20,9 @@ struct Stats {
   // ordered, so status output is stable.
   std::map<std::string, uint64_t> denials_by_reason;
   uint64_t audit_lines_dropped = 0;
+  // Audit lines that went to the log's file after it was deleted (rm), as
+  // far as the log can tell (AuditLog::lines_to_deleted_files).
+  uint64_t audit_lines_to_deleted_files = 0;
   // Policies installed (1 after start-up; each successful reload adds one),
   // reloads refused, and the last reload: when (InfinitePast: none yet),
   // whether it was refused, and why (empty unless it was).

@@ -557,6 +557,14 @@ int Capctl::Status(const Options& o) {
          << " could not be written (grants whose line was lost were withheld, never "
             "delivered)\n";
   }
+  if (s->audit_lines_to_deleted_files > 0) {
+    // Written, grants delivered, but to a file someone deleted (rm, not a
+    // rotation's rename): gone with it. The broker's stderr says when.
+    out_ << "audit log:   " << s->audit_lines_to_deleted_files
+         << (s->audit_lines_to_deleted_files == 1 ? " line" : " lines")
+         << " written to the log's file after it was deleted (rm), lost with it (the "
+            "broker's standard error says when)\n";
+  }
   out_ << "connections: " << s->connections << "\n"
        << "grants:      " << s->grants << "\n"
        << "denials:     " << s->denials << "\n";

@@ -304,6 +304,25 @@ TEST_F(CapctlTest, StatusShowsCountersAndIdentity) {
   EXPECT_THAT(r.out, HasSubstr(absl::StrCat("uid ", getuid())));
   EXPECT_THAT(r.out, HasSubstr(absl::StrCat("pid ", getpid())));
   EXPECT_THAT(r.out, HasSubstr("principals:  tester\n"));
+  EXPECT_THAT(r.out, Not(HasSubstr("deleted (rm)")));  // only when some were
+}
+
+// As reported: after `rm` of the audit log, the broker said on stderr how
+// many lines went to the deleted file, and status said nothing of them.
+// Here the path cannot be opened again (a symlink put there), so the
+// grant's line, written at the first check, goes to the deleted file.
+TEST_F(CapctlTest, StatusCountsAuditLinesLostWithADeletedLogFile) {
+  const std::string& path = broker_->audit_path();
+  ASSERT_EQ(unlink(path.c_str()), 0);
+  ASSERT_EQ(symlink((broker_->dir() + "/elsewhere").c_str(), path.c_str()), 0);
+  Result granted = Run({"request", "motd"});
+  ASSERT_EQ(granted.code, kExitOk) << granted.err;
+  Result r = Run({"status"});
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("audit log:   1 line written to the log's file after it was "
+                               "deleted (rm), lost with it (the broker's standard error says "
+                               "when)\n"));
+  EXPECT_THAT(r.out, HasSubstr("symlink"));  // why the path was not opened again
 }
 
 // As reported: status said "N lines could not be written (their grants

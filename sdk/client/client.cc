@@ -780,6 +780,7 @@ absl::StatusOr<BrokerStatus> Client::Status() {
         status.last_reload_refused = s.getLastReloadRefused();
         status.audit_lines_lost = s.getAuditLinesLost();
         status.audit_log_error = Str(s.getAuditLogError());
+        status.audit_lines_to_deleted_files = s.getAuditLinesToDeletedFiles();
         return absl::OkStatus();
       }));
   return status;

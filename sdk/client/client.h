@@ -124,6 +124,9 @@ struct BrokerStatus {
   // the broker's uid).
   uint64_t audit_lines_lost = 0;
   std::string audit_log_error;
+  // Audit lines written to the log's file after it was last seen with its
+  // name, when it was then found deleted (rm): lost with it.
+  uint64_t audit_lines_to_deleted_files = 0;
 };
 
 // An entry of Services().

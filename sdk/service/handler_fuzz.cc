@@ -15,6 +15,7 @@
 #include "sdk/wire/limits.h"
 #include "tests/fixtures/fd_count.h"
 #include "tests/fixtures/fuzz_datagrams.h"
+#include "tests/fixtures/fuzz_file.h"
 
 namespace capbroker::testing {
 namespace {
@@ -65,13 +66,18 @@ void HandlerFuzz::Run(absl::Span<const uint8_t> input) {
   AttachedFds();  // opened once, before counting
   const int before = CountOpenFds();
   {
+    // Made after the count, and closed before the next: the service must
+    // close its copies all the same.
+    const FuzzFileInput file =
+        checks_.takes_file ? SplitFile(input) : FuzzFileInput{.records = input};
+    const FuzzFile attached(file);
     absl::StatusOr<wire::Channel> client = harness_.Connect();
     FuzzCheck(client.ok(), "the loop takes a connection");
     // Answered() must not wait: the loop has answered by then, or never will.
     FuzzCheck(SetNonBlocking(client->fd(), true).ok(), "O_NONBLOCK");
-    for (const FuzzDatagram& request : SplitDatagrams(input)) {
+    for (const FuzzDatagram& request : SplitDatagrams(file.records)) {
       // Not sent (too large for the socket): nothing to answer.
-      if (SendFuzzDatagram(client->fd(), request) != 0) continue;
+      if (SendFuzzDatagram(client->fd(), request, attached.fds()) != 0) continue;
       TurnUntilReadable(client->fd());
       if (!Answered(client->fd(), request.bytes, request.fds)) break;
     }
@@ -96,6 +102,7 @@ void HandlerFuzz::TurnUntilReadable(int client) {
 
 bool HandlerFuzz::Answered(int client, absl::Span<const uint8_t> bytes, size_t fds) {
   const Request request(bytes);
+  request_fds_ = fds;
   absl::StatusOr<std::optional<wire::Datagram>> reply =
       wire::ReceiveDatagram(client, buffer_, wire::FdPolicy::kAccept);
   if (!reply.ok() && reply.status().code() == absl::StatusCode::kUnavailable) {

@@ -47,6 +47,10 @@ struct ProtocolChecks {
   // answer a request nobody read (a refusal for its fds): read the request
   // only for replies that the handler gives.
   std::function<void(capnp::MessageReader& request, capnp::MessageReader& reply)> check_reply;
+  // Whether the protocol's requests take a file: the input begins with one
+  // (tests/fixtures/fuzz_file.h), and it is the first fd of every record;
+  // the other fds are socket ends, as for a protocol that takes none.
+  bool takes_file = false;
 };
 
 // Checks an error reply of a service protocol (error_reply.h): a status
@@ -67,9 +71,15 @@ class HandlerFuzz {
   HandlerFuzz(RequestHandler& handler, ConnectionLoop::Options options, ProtocolChecks checks);
 
   // One fuzz input: a new connection sends the input's datagrams
-  // (tests/fixtures/fuzz_datagrams.h) one at a time, each answered before
-  // the next, until the service closes it; then the client hangs up.
+  // (tests/fixtures/fuzz_datagrams.h; after a file, fuzz_file.h, if the
+  // protocol takes one) one at a time, each answered before the next,
+  // until the service closes it; then the client hangs up.
   void Run(absl::Span<const uint8_t> input);
+
+  // The count of fds the request being answered came with, for
+  // check_reply, which knows the input's records but not which one is
+  // answered (a record the socket refuses is skipped).
+  size_t request_fds() const { return request_fds_; }
 
  private:
   // Turns the loop until `client` (borrowed) has something to read: a
@@ -83,6 +93,7 @@ class HandlerFuzz {
   const ProtocolChecks checks_;
   LoopHarness harness_;
   wire::ReceiveBuffer buffer_;
+  size_t request_fds_ = 0;
 };
 
 }  // namespace capbroker::testing

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "broker/sandbox/cgroup.h"
 #include "broker/sandbox/child.h"
+#include "broker/sandbox/credentials.h"
 #include "broker/sandbox/detached_dir.h"
 #include "broker/sandbox/fd_layout.h"
 #include "broker/sandbox/landlock.h"
@@ -269,6 +270,11 @@ absl::StatusOr<std::unique_ptr<PendingLaunch>> StartLaunch(const SandboxSpec& sp
   // namespace allows setgroups; elsewhere the service keeps the broker's
   // own, which the kernel then forbids it to drop in turn.
   plan.clear_groups = geteuid() == 0 && SetgroupsAllowed();
+  if (!plan.clear_groups) {
+    CB_ASSIGN_OR_RETURN(std::vector<gid_t> groups, SupplementaryGroups());
+    std::string kept = KeptGroupsEntry(groups, spec.gid);
+    if (!kept.empty()) outcome.MarkMissing(-1, std::move(kept));
+  }
   plan.rlimits = {
       {RLIMIT_AS, "RLIMIT_AS", spec.limits.address_space},
       {RLIMIT_NPROC, "RLIMIT_NPROC", spec.limits.processes},
@@ -346,6 +352,7 @@ absl::StatusOr<std::unique_ptr<PendingLaunch>> StartLaunch(const SandboxSpec& sp
   parts.child = std::move(*cloned);
   parts.namespaces = namespaces;
   parts.landlock_abi = landlock_abi;
+  parts.landlock_deny_tcp = plan.landlock_deny_tcp;
   parts.cgroup = std::move(cgroup);
   parts.sync = std::move(sync.write);
   parts.report = std::move(report.read);

@@ -3,6 +3,7 @@
 // in its setup stalls nobody.
 #include <elf.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/filter.h>
 #include <linux/keyctl.h>
 #include <linux/seccomp.h>
@@ -99,9 +100,14 @@ bool NoChildren() {
 }
 
 // Runs `body` in a child that has become a broker without root: uid and gid
-// `kNobody`, dumpable again (so that it may write its children's id maps).
-std::string AsNonRootBroker(const std::function<std::string()>& body) {
+// `kNobody`, supplementary groups `groups` (none by default, as the README
+// advises), dumpable again (so that it may write its children's id maps).
+std::string AsNonRootBroker(const std::function<std::string()>& body,
+                            const std::vector<gid_t>& groups = {}) {
   ChildResult result = RunInChild([&]() -> std::string {
+    if (setgroups(groups.size(), groups.data()) != 0) {
+      return absl::StrCat("setgroups: ", strerror(errno));
+    }
     if (setresgid(kNobody, kNobody, kNobody) != 0 || setresuid(kNobody, kNobody, kNobody) != 0) {
       return absl::StrCat("setresuid: ", strerror(errno));
     }
@@ -461,6 +467,39 @@ TEST(LaunchTest, ABestEffortRootThatFailsLeavesTheHostsTmpAlone) {
                                  "path 'etc/relative' must be absolute")));
   ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(*launched));
   EXPECT_EQ(finished.output, "host /tmp\n");
+}
+
+// Once pivot_root has made the minimal root the child's, there is no host
+// tree left to go on in: a step that fails after it (here the old root's
+// detach, refused by a filter around the broker) fails the launch even for
+// a best-effort protectSystem, naming the step, and leaves no child.
+TEST(LaunchTest, ARootThatFailsAfterPivotRootFailsTheLaunchWhateverTheRequirement) {
+  for (Requirement requirement : {Requirement::kBestEffort, Requirement::kRequired}) {
+    ChildResult result = RunInChild([&]() -> std::string {
+      sock_filter code[] = {
+          BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+          BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_umount2, 0, 1),
+          BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+          BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      };
+      if (std::string failed = InstallFilter(code); !failed.empty()) return failed;
+      SandboxSpec spec = ShellSpec("echo started");
+      spec.protections.protect_system = requirement;
+      absl::StatusOr<LaunchedProcess> launched = LaunchAndWait(spec);
+      std::string outcome = Describe(launched);
+      if (launched.ok()) {
+        absl::StatusOr<Finished> finished = RunToEnd(*launched);
+        absl::StrAppend(&outcome, "; output: ",
+                        finished.ok() ? finished->output : finished.status().ToString());
+      }
+      return NoChildren() ? outcome : absl::StrCat(outcome, "; a child is left");
+    });
+    EXPECT_EQ(result.output,
+              "FAILED_PRECONDITION: protectSystem: the minimal root could not be built, and "
+              "without it the service has no root to run in: after pivot_root into the minimal "
+              "root: umount2(old root, MNT_DETACH): Operation not permitted")
+        << (requirement == Requirement::kRequired ? "required" : "best effort");
+  }
 }
 
 // What a service sees of /proc, by shell builtins only (no process of its
@@ -911,6 +950,27 @@ TEST(LaunchTest, BrokerWithoutRootHasEveryProtection) {
                                  "CapEff:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\n"
                                  "made\n"));
   EXPECT_EQ(access(dir.Join("made").c_str(), F_OK), 0);
+}
+
+// A broker that is not root cannot drop its supplementary groups, so its
+// services keep them (in their user namespace they show as the overflow
+// group, yet give access all the same): said under missing.
+TEST(LaunchTest, ABrokerWithoutRootListsTheGroupsItsServicesKeep) {
+  std::string result = AsNonRootBroker(
+      [] {
+        absl::StatusOr<LaunchedProcess> launched =
+            LaunchAndWait(ShellSpec("grep '^Groups:' /proc/self/status"));
+        std::string described = Describe(launched);
+        if (!launched.ok()) return described;
+        absl::StatusOr<Finished> finished = RunToEnd(*launched);
+        return absl::StrCat(described, "; output: ",
+                            finished.ok() ? finished->output : finished.status().ToString());
+      },
+      {4242, kNobody, 4243});
+  EXPECT_THAT(result, HasSubstr("; missing: supplementary groups: the service keeps the broker's "
+                                "groups 4242 4243, and every file they may read or write"));
+  EXPECT_THAT(result, HasSubstr("run the broker as a user without supplementary groups"));
+  EXPECT_THAT(result, HasSubstr("output: Groups:\t65534 65534 65534"));
 }
 
 // A directory grant below a directory that root enters only by

@@ -56,6 +56,16 @@ int SocketFamily(AddressFamily family) {
   return -1;
 }
 
+// `value`, or the broker's hard limit of `resource` when that is lower: the
+// child sets soft and hard alike, and can raise neither above it.
+absl::StatusOr<uint64_t> WithinBrokersHardLimit(int resource, const char* name, uint64_t value) {
+  rlimit broker;
+  if (getrlimit(static_cast<__rlimit_resource>(resource), &broker) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("getrlimit(", name, ")"));
+  }
+  return broker.rlim_max == RLIM_INFINITY ? value : std::min<uint64_t>(value, broker.rlim_max);
+}
+
 absl::Status Validate(const SandboxSpec& spec) {
   if (!IsSafeName(spec.name)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -282,15 +292,13 @@ absl::StatusOr<std::unique_ptr<PendingLaunch>> StartLaunch(const SandboxSpec& sp
   };
   plan.open_files = spec.limits.open_files;
   if (plan.open_files == 0) {
-    // The child sets soft and hard alike, and can raise neither above the
-    // broker's hard limit.
-    rlimit broker;
-    if (getrlimit(RLIMIT_NOFILE, &broker) != 0) {
-      return ErrnoStatus(errno, "getrlimit(RLIMIT_NOFILE)");
-    }
-    plan.open_files = broker.rlim_max == RLIM_INFINITY
-                          ? kDefaultOpenFiles
-                          : std::min<uint64_t>(kDefaultOpenFiles, broker.rlim_max);
+    CB_ASSIGN_OR_RETURN(plan.open_files,
+                        WithinBrokersHardLimit(RLIMIT_NOFILE, "RLIMIT_NOFILE", kDefaultOpenFiles));
+  }
+  uint64_t default_processes = 0;
+  if (spec.limits.processes == 0) {
+    CB_ASSIGN_OR_RETURN(default_processes,
+                        WithinBrokersHardLimit(RLIMIT_NPROC, "RLIMIT_NPROC", kDefaultProcesses));
   }
   plan.seccomp = seccomp ? &*seccomp : nullptr;
   plan.landlock_abi = landlock_abi;
@@ -343,6 +351,18 @@ absl::StatusOr<std::unique_ptr<PendingLaunch>> StartLaunch(const SandboxSpec& sp
     return absl::Status(cloned.status().code(),
                         absl::StrCat(cloned.status().message(), " (creating the service in ",
                                      path, " for ", CgroupLimitNames(spec.limits), ")"));
+  }
+  // The default process limit only where the kernel counts the service's
+  // processes alone: in a user namespace of its own (kDefaultProcesses).
+  // Settled in both processes: the child applies it, the parent says when
+  // it does not.
+  if (default_processes != 0 && (namespaces & CLONE_NEWUSER)) {
+    plan.rlimits.push_back({RLIMIT_NPROC, "RLIMIT_NPROC", default_processes});
+  } else if (default_processes != 0) {
+    outcome.MarkMissing(-1, absl::StrCat("processes: no default limit (", kDefaultProcesses,
+                                         ") without privateUsers: RLIMIT_NPROC would count every "
+                                         "process of uid ", spec.uid,
+                                         " on the host; set limits.processes or pidsMax"));
   }
   if (cloned->pid == 0) {
     plan.namespaces = namespaces;

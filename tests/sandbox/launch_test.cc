@@ -77,6 +77,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
+using ::testing::StartsWith;
 using ::testing::UnorderedElementsAre;
 
 constexpr uid_t kNobody = 65534;
@@ -171,6 +172,41 @@ TEST(LaunchTest, AServiceWithoutOpenFilesHas1024Fds) {
   EXPECT_EQ(OpenFilesOfAServiceWithoutLimits(512), "512\n512\n");
 }
 
+// A service that sets no process limit still has one: RLIMIT_NPROC
+// kDefaultProcesses, counted in its own user namespace, so that it cannot
+// fork until the host runs out of pids. The count takes in the probe
+// itself: it forks one fewer, then fork fails.
+TEST(LaunchTest, AServiceWithoutProcessesCannotForkPastTheDefault) {
+  ASSERT_EQ(kDefaultProcesses, 512u);
+  SandboxSpec spec = ShellSpec("ulimit -S -p; ulimit -H -p");
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, LaunchAndWait(spec));
+  EXPECT_THAT(launched.missing, IsEmpty());
+  ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
+  EXPECT_EQ(finished.output, "512\n512\n");
+
+  spec.argv = {RunfileRealPath("tests/sandbox/escape_probe"), "--count-forks"};
+  ASSERT_OK_AND_ASSIGN(launched, LaunchAndWait(spec));
+  ASSERT_OK_AND_ASSIGN(finished, RunToEnd(launched));
+  EXPECT_EQ(finished.output, "forks: 511, then Resource temporarily unavailable\ndone\n");
+}
+
+// Without a user namespace RLIMIT_NPROC would count every process of the
+// service's uid on the host: no default, said under missing.
+TEST(LaunchTest, WithoutAUserNamespaceTheDefaultProcessLimitIsListedAsMissing) {
+  SandboxSpec spec = ShellSpec("true");
+  spec.protections.private_users = Requirement::kOff;
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, LaunchAndWait(spec));
+  EXPECT_THAT(launched.missing,
+              ElementsAre("processes: no default limit (512) without privateUsers: RLIMIT_NPROC "
+                          "would count every process of uid 65534 on the host; set "
+                          "limits.processes or pidsMax"));
+  EXPECT_OK(RunToEnd(launched).status());
+  spec.limits.processes = 64;
+  ASSERT_OK_AND_ASSIGN(launched, LaunchAndWait(spec));
+  EXPECT_THAT(launched.missing, IsEmpty());
+  EXPECT_OK(RunToEnd(launched).status());
+}
+
 TEST(LaunchTest, ProtectionsTurnedOffAreNotApplied) {
   SandboxSpec spec = ShellSpec("grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; hostname");
   Protections& p = spec.protections;
@@ -182,9 +218,10 @@ TEST(LaunchTest, ProtectionsTurnedOffAreNotApplied) {
   ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, LaunchAndWait(spec));
   EXPECT_THAT(launched.in_force, IsEmpty());
   // The families the spec still lists (unix, by default) went with the
-  // filter.
+  // filter, and the default process limit with the user namespace.
   EXPECT_THAT(launched.missing,
-              ElementsAre("restrictAddressFamilies: enforced by systemCallFilter, which is off"));
+              ElementsAre("restrictAddressFamilies: enforced by systemCallFilter, which is off",
+                          StartsWith("processes: no default limit (512) without privateUsers")));
   ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
   char host[256] = {};
   gethostname(host, sizeof host - 1);

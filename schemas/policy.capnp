@@ -106,11 +106,18 @@ enum Readiness {
 }
 
 struct ResourceLimits {
-  # 0: not limited beyond the broker's own limits; but openFiles.
+  # 0: not limited beyond the broker's own limits; but openFiles and
+  # processes. Memory is bounded only by addressSpace and memoryMax: by
+  # default a service may take all the broker's.
   openFiles @0 :UInt64;       # RLIMIT_NOFILE, soft and hard; 0: 1024 (the broker's
                               # hard limit if lower), never the broker's own
   addressSpace @1 :UInt64;    # RLIMIT_AS, bytes
-  processes @2 :UInt64;       # RLIMIT_NPROC (counted per uid!)
+  processes @2 :UInt64;       # RLIMIT_NPROC, soft and hard, threads included, counted
+                              # per uid and user namespace: with privateUsers the
+                              # service's processes alone. 0: 512 (the broker's hard
+                              # limit if lower) with privateUsers; without, the
+                              # broker's own (the count would take in every process
+                              # of the uid on the host; listed as missing)
   cpuSeconds @3 :UInt64;      # RLIMIT_CPU
   memoryMax @4 :UInt64;       # cgroup memory.max, bytes (needs --cgroup)
   pidsMax @5 :UInt64;         # cgroup pids.max (needs --cgroup)

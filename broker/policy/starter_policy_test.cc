@@ -196,8 +196,8 @@ TEST(StarterPolicyTest, ServiceExampleLoadsWhenUncommented) {
   EXPECT_TRUE(scanner.accepts_fds);  // it takes the file to scan as an fd
   EXPECT_FALSE(scanner.user.has_value());
   EXPECT_EQ(scanner.limits.memory_max, 0u);
-  // As shown, every limit is its default: the sandbox's 1024 fds (0 here),
-  // the broker's own for the rest.
+  // As shown, every limit is its default: the sandbox's 1024 fds and 512
+  // processes (0 here), the broker's own for the rest.
   EXPECT_EQ(scanner.limits.open_files, 0u);
   EXPECT_EQ(scanner.limits.address_space, 0u);
   EXPECT_EQ(scanner.limits.processes, 0u);

@@ -55,6 +55,10 @@ class Child {
   // required protection that failed ends the child here.
   bool Settle(Protection protection, Requirement requirement,
               const absl::Status& status, absl::string_view what);
+  // Ends the child with `message` for a protection's failed step,
+  // `status`: a shortage keeps its code, so that the caller may try again
+  // later; anything else is kFailedPrecondition, the kernel refusing.
+  [[noreturn]] void FailProtection(const absl::Status& status, std::string message);
   // Ends the child with `status` when it is an error (a step that is no
   // protection of its own: ids, fds, execve).
   void Must(const absl::Status& status) {
@@ -82,18 +86,22 @@ bool Child::Settle(Protection protection, Requirement requirement,
   if (status.ok()) return true;
   std::string reason = absl::StrCat(what, ": ", status.message());
   if (requirement == Requirement::kRequired) {
-    // A shortage (EMFILE, ENFILE, ENOMEM: kResourceExhausted; EAGAIN:
-    // kUnavailable) keeps its code, so that the caller may try again later;
-    // anything else is the kernel refusing the protection. ENOSPC, also
-    // kResourceExhausted, can come here only from a mount table at
-    // fs.mount-max: retried too, within the caller's restart limit.
-    bool shortage = status.code() == absl::StatusCode::kResourceExhausted ||
-                    status.code() == absl::StatusCode::kUnavailable;
-    reporter_.Fail(absl::Status(shortage ? status.code() : absl::StatusCode::kFailedPrecondition,
-                                RequiredButMessage(protection, reason)));
+    FailProtection(status, RequiredButMessage(protection, reason));
   }
   reporter_.Missing(static_cast<int>(protection), MissingEntry(protection, reason));
   return false;
+}
+
+void Child::FailProtection(const absl::Status& status, std::string message) {
+  // A shortage (EMFILE, ENFILE, ENOMEM: kResourceExhausted; EAGAIN:
+  // kUnavailable) keeps its code, so that the caller may try again later;
+  // anything else is the kernel refusing the protection. ENOSPC, also
+  // kResourceExhausted, can come here only from a mount table at
+  // fs.mount-max: retried too, within the caller's restart limit.
+  bool shortage = status.code() == absl::StatusCode::kResourceExhausted ||
+                  status.code() == absl::StatusCode::kUnavailable;
+  reporter_.Fail(absl::Status(shortage ? status.code() : absl::StatusCode::kFailedPrecondition,
+                              std::move(message)));
 }
 
 // The path of `fd` (borrowed) as this process sees it, for messages.
@@ -249,10 +257,18 @@ void Child::Run() {
                            "a directory grant could not be confined to its directory");
     if (root_in_force) {
       absl::Status built = BuildRoot((plan_.namespaces & CLONE_NEWPID) != 0);
+      // Best effort goes on in the host's tree, which must then be whole:
+      // a root that failed half-way (the half-built one left over /tmp, or
+      // a step after pivot_root) leaves no tree to go on in.
+      if (LeftWithoutUsableRoot(built)) {
+        FailProtection(built, MissingEntry(Protection::kProtectSystem,
+                                           absl::StrCat("the minimal root could not be built, "
+                                                        "and without it the service has no "
+                                                        "root to run in: ",
+                                                        built.message())));
+      }
       root_in_force = Settle(Protection::kProtectSystem, plan_.protect_system, built,
                              "the minimal root could not be built");
-      // Best effort goes on in the host's tree, which must then be whole.
-      if (StagingLeftMounted(built)) reporter_.Fail(built);
     }
   }
   // The service's own /proc: the minimal root has one with a pid namespace

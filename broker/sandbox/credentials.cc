@@ -10,9 +10,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "sdk/base/syscall.h"
 
 namespace capbroker::sandbox {
@@ -48,6 +50,34 @@ absl::Status JoinNewSessionKeyring() {
   }
   return ErrnoStatus(join_error, "keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL): the service would "
                                  "share the broker's session keyring");
+}
+
+absl::StatusOr<std::vector<gid_t>> SupplementaryGroups() {
+  // The count may change between the calls only if another thread changes
+  // the groups: the broker does not.
+  int count = getgroups(0, nullptr);
+  if (count < 0) return ErrnoStatus(errno, "getgroups(0)");
+  std::vector<gid_t> groups(static_cast<size_t>(count));
+  count = getgroups(count, groups.data());
+  if (count < 0) return ErrnoStatus(errno, "getgroups");
+  groups.resize(static_cast<size_t>(count));
+  return groups;
+}
+
+std::string KeptGroupsEntry(absl::Span<const gid_t> groups, gid_t gid) {
+  std::vector<gid_t> kept;
+  for (gid_t group : groups) {
+    if (group != gid && std::find(kept.begin(), kept.end(), group) == kept.end()) {
+      kept.push_back(group);
+    }
+  }
+  if (kept.empty()) return "";
+  return absl::StrCat(
+      "supplementary groups: the service keeps the broker's group", kept.size() > 1 ? "s " : " ",
+      absl::StrJoin(kept, " "),
+      ", and every file they may read or write (a broker that is not root cannot drop them; in "
+      "a user namespace they show as the overflow group): run the broker as a user without "
+      "supplementary groups");
 }
 
 absl::Status SwitchFsIds(uid_t uid, gid_t gid) {

@@ -10,7 +10,12 @@
 
 #include <sys/types.h>
 
+#include <string>
+#include <vector>
+
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
 
 namespace capbroker::sandbox {
 
@@ -41,6 +46,16 @@ absl::Status DropBoundingSet();
 // whose setgroups file says "deny"), then setresgid and setresuid to `gid`
 // and `uid`. A change to a non-zero uid clears every capability.
 absl::Status SwitchIds(uid_t uid, gid_t gid, bool clear_groups);
+
+// The caller's supplementary groups (getgroups(2)).
+absl::StatusOr<std::vector<gid_t>> SupplementaryGroups();
+
+// For a service that keeps the broker's supplementary groups (SwitchIds
+// without `clear_groups`): an entry of LaunchedProcess::missing naming
+// `groups` but `gid` (the service's own), which still open to the service
+// every file those groups may read or write, although `id` in the service
+// shows them as the overflow group; "" when no other group is kept.
+std::string KeptGroupsEntry(absl::Span<const gid_t> groups, gid_t gid);
 
 // Clears the ambient set, then the effective, permitted and inheritable sets
 // with capset(2): needed when the service runs as uid 0 of its namespace,

@@ -53,6 +53,22 @@ uint64_t HandledFsRights(int abi) {
   return rights;
 }
 
+std::vector<std::string> UncoveredAt(int abi, bool tcp_wanted) {
+  std::vector<std::string> gaps;
+  if (abi < 4 && tcp_wanted) {
+    gaps.push_back(absl::StrCat("ABI ", abi,
+                                " has no TCP rules (ABI 4): the service may bind and connect "
+                                "TCP sockets in its network namespace"));
+  }
+  if (abi < 6) {
+    gaps.push_back(absl::StrCat("ABI ", abi,
+                                " does not scope abstract unix sockets and signals (ABI 6): only "
+                                "the network namespace keeps the sockets in, and the pid "
+                                "namespace the signals"));
+  }
+  return gaps;
+}
+
 absl::StatusOr<Ruleset> Ruleset::Create(int abi, bool deny_tcp) {
   RulesetAttr attr = {};
   attr.handled_access_fs = HandledFsRights(abi);

@@ -14,6 +14,8 @@
 #define CAPBROKER_BROKER_SANDBOX_LANDLOCK_H_
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -58,6 +60,15 @@ absl::StatusOr<int> Abi();
 
 // Every filesystem right `abi` knows.
 uint64_t HandledFsRights(int abi);
+
+// What the sandbox's ruleset leaves uncovered at `abi` that a newer ABI
+// covers, one reason a gap (for LaunchedProcess::missing): no scoping of
+// abstract unix sockets and signals below ABI 6; no TCP bind and connect
+// rules below ABI 4, when `tcp_wanted` (the ruleset is the only layer to
+// deny TCP: the service's address families have neither inet nor inet6,
+// and the seccomp filter, which would refuse the sockets, is off or
+// missing). Empty at ABI 6 and above.
+std::vector<std::string> UncoveredAt(int abi, bool tcp_wanted);
 
 class Ruleset {
  public:

@@ -26,6 +26,7 @@ using ::capbroker::testing::CallOutcome;
 using ::capbroker::testing::ChildResult;
 using ::capbroker::testing::RunInChild;
 using ::capbroker::testing::TempDir;
+using ::testing::AllOf;
 
 std::string TryOpen(const char* name, const std::string& path, int flags) {
   int fd = open(path.c_str(), flags | O_CLOEXEC, 0644);
@@ -43,6 +44,23 @@ TEST(LandlockTest, AbiAndHandledRights) {
   EXPECT_EQ(HandledFsRights(4), (1ULL << 15) - 1);
   EXPECT_EQ(HandledFsRights(5), (1ULL << 16) - 1);
   EXPECT_EQ(HandledFsRights(7), (1ULL << 16) - 1);
+}
+
+// What an older kernel's Landlock leaves uncovered is said, not dropped:
+// scoping below ABI 6, TCP rules below ABI 4 where nothing else denies TCP.
+TEST(LandlockTest, WhatAnAbiLeavesUncovered) {
+  using ::testing::ElementsAre;
+  using ::testing::HasSubstr;
+  using ::testing::IsEmpty;
+  EXPECT_THAT(UncoveredAt(7, true), IsEmpty());
+  EXPECT_THAT(UncoveredAt(6, true), IsEmpty());
+  const auto scoping = HasSubstr("does not scope abstract unix sockets and signals (ABI 6)");
+  const auto tcp = HasSubstr("has no TCP rules (ABI 4)");
+  EXPECT_THAT(UncoveredAt(5, true), ElementsAre(AllOf(HasSubstr("ABI 5 "), scoping)));
+  EXPECT_THAT(UncoveredAt(4, true), ElementsAre(scoping));
+  EXPECT_THAT(UncoveredAt(3, true), ElementsAre(AllOf(HasSubstr("ABI 3 "), tcp), scoping));
+  EXPECT_THAT(UncoveredAt(1, true), ElementsAre(tcp, scoping));
+  EXPECT_THAT(UncoveredAt(3, false), ElementsAre(scoping));
 }
 
 TEST(LandlockTest, RulesAllowBeneathTheirPathsOnly) {

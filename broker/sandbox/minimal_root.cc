@@ -215,14 +215,35 @@ absl::Status MountOwnProcOverHosts() {
 
 namespace {
 
-// The payload by which an error of EnterMinimalRoot says that the staging
-// tmpfs is still mounted over /tmp.
-constexpr absl::string_view kStagingLeft = "capbroker.staging_left_mounted";
+// The payload by which an error of EnterMinimalRoot says that the caller
+// has no usable root left.
+constexpr absl::string_view kNoUsableRoot = "capbroker.no_usable_root";
+
+// `status` with `before` and `after` its message, and the payload.
+absl::Status WithoutUsableRoot(const absl::Status& status, absl::string_view before,
+                               absl::string_view after) {
+  absl::Status left(status.code(), absl::StrCat(before, status.message(), after));
+  left.SetPayload(kNoUsableRoot, absl::Cord("1"));
+  return left;
+}
+
+// The steps after pivot_root: the new root is the caller's from then on,
+// whatever fails.
+absl::Status FinishRoot() {
+  if (umount2(".", MNT_DETACH) != 0) return ErrnoStatus(errno, "umount2(old root, MNT_DETACH)");
+  if (chdir("/") != 0) return ErrnoStatus(errno, "chdir(/)");
+  struct mount_attr ma = {};
+  ma.attr_set = MOUNT_ATTR_RDONLY;
+  if (mount_setattr(AT_FDCWD, "/", 0, &ma, sizeof ma) != 0) {
+    return ErrnoStatus(errno, "mount_setattr(/, MOUNT_ATTR_RDONLY)");
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace
 
-bool StagingLeftMounted(const absl::Status& status) {
-  return status.GetPayload(kStagingLeft).has_value();
+bool LeftWithoutUsableRoot(const absl::Status& status) {
+  return status.GetPayload(kNoUsableRoot).has_value();
 }
 
 absl::Status EnterMinimalRoot(const MinimalRootSpec& spec) {
@@ -236,18 +257,15 @@ absl::Status EnterMinimalRoot(const MinimalRootSpec& spec) {
     // the staging tmpfs is still at /tmp of the host's tree.
     if (umount2(root.c_str(), MNT_DETACH) == 0) return built;
     absl::Status detach = ErrnoStatus(errno, absl::StrCat("umount2(", root, ", MNT_DETACH)"));
-    absl::Status left(built.code(),
-                      absl::StrCat(built.message(), "; and the half-built root stays mounted over ",
-                                   root, ": ", detach.message()));
-    left.SetPayload(kStagingLeft, absl::Cord("1"));
-    return left;
+    return WithoutUsableRoot(built, "", absl::StrCat("; and the half-built root stays mounted over ",
+                                                     root, ": ", detach.message()));
   }
-  if (umount2(".", MNT_DETACH) != 0) return ErrnoStatus(errno, "umount2(old root, MNT_DETACH)");
-  if (chdir("/") != 0) return ErrnoStatus(errno, "chdir(/)");
-  struct mount_attr ma = {};
-  ma.attr_set = MOUNT_ATTR_RDONLY;
-  if (mount_setattr(AT_FDCWD, "/", 0, &ma, sizeof ma) != 0) {
-    return ErrnoStatus(errno, "mount_setattr(/, MOUNT_ATTR_RDONLY)");
+  absl::Status finished = FinishRoot();
+  if (!finished.ok()) {
+    // pivot_root has made the new root the caller's: there is no going
+    // back to the host's tree as it was, and the new root is not what it
+    // should be (the old root still stacked on it, or writable).
+    return WithoutUsableRoot(finished, "after pivot_root into the minimal root: ", "");
   }
   return absl::OkStatus();
 }

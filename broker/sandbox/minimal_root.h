@@ -67,8 +67,11 @@ bool IsNormalAbsolutePath(absl::string_view path);
 // fails, that tmpfs is detached again, so that a caller going on without
 // the minimal root (best effort) has the host's tree as it was, /tmp
 // included, rather than a half-built root over /tmp. Should detaching it
-// fail too, the error says so and StagingLeftMounted() is true of it: the
-// caller must not go on.
+// fail too, or anything fail once pivot_root has made the new root the
+// caller's (the old root's detach, the root's read-only remount), there is
+// no tree left to go on in: the error names the step and
+// LeftWithoutUsableRoot() is true of it, and the caller must fail whatever
+// the requirement.
 absl::Status EnterMinimalRoot(const MinimalRootSpec& spec);
 
 // Mounts a proc of the caller's pid namespace at `target`, read-only,
@@ -85,9 +88,10 @@ absl::Status MountProc(const std::string& target);
 // lines, the host's mount table and network namespace.
 absl::Status MountOwnProcOverHosts();
 
-// Whether `status`, an error of EnterMinimalRoot, left the half-built root
-// mounted over /tmp.
-bool StagingLeftMounted(const absl::Status& status);
+// Whether `status`, an error of EnterMinimalRoot, left the caller with no
+// usable root: the half-built one still mounted over /tmp, or a failure
+// after pivot_root.
+bool LeftWithoutUsableRoot(const absl::Status& status);
 
 // The system directories that are real directories in the current root (as
 // opposed to symlinks to another of them), for Landlock rules.

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "broker/sandbox/landlock.h"
 
 namespace capbroker::sandbox {
 
@@ -53,6 +54,14 @@ absl::Status Outcome::Unavailable(Protection p, absl::string_view reason) {
 void Outcome::MarkMissing(int tag, std::string entry) {
   if (tag >= 0 && tag < kProtectionCount) missing_[tag] = true;
   entries_.push_back(std::move(entry));
+}
+
+void Outcome::MarkLandlockGaps(int abi, bool deny_tcp) {
+  if (!wanted(Protection::kLandlock)) return;
+  const bool tcp_wanted = deny_tcp && !wanted(Protection::kSystemCallFilter);
+  for (const std::string& gap : landlock::UncoveredAt(abi, tcp_wanted)) {
+    entries_.push_back(MissingEntry(Protection::kLandlock, gap));
+  }
 }
 
 std::vector<std::string> Outcome::InForce(uint64_t namespaces, int landlock_abi,

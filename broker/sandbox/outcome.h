@@ -42,6 +42,14 @@ class Outcome {
   // it is out of range.
   void MarkMissing(int tag, std::string entry);
 
+  // Entries for what Landlock, when in force at `abi`, leaves uncovered that
+  // a newer ABI covers (landlock::UncoveredAt): the entry only, Landlock
+  // stays in force. `deny_tcp`: the ruleset is to deny TCP (the service's
+  // families have neither inet nor inet6); a gap there counts only while the
+  // seccomp filter, which then refuses the sockets, is not in force. Called
+  // once the child's report is in, when the filter's fate is known.
+  void MarkLandlockGaps(int abi, bool deny_tcp);
+
   // The `in_force` tokens, for the namespaces the child was created in.
   std::vector<std::string> InForce(uint64_t namespaces, int landlock_abi, bool cgroup) const;
   std::vector<std::string> TakeEntries() { return std::move(entries_); }

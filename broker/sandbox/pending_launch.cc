@@ -36,6 +36,7 @@ absl::StatusOr<std::optional<LaunchedProcess>> ChildLaunch::ReadReport() {
   for (MissingReport& missing : report->missing) {
     outcome_.MarkMissing(missing.tag, std::move(missing.entry));
   }
+  outcome_.MarkLandlockGaps(parts_.landlock_abi, parts_.landlock_deny_tcp);
   LaunchedProcess launched;
   launched.in_force =
       outcome_.InForce(parts_.namespaces, parts_.landlock_abi, parts_.cgroup.has_value());

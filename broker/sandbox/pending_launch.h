@@ -26,6 +26,7 @@ struct LaunchParts {
   CloneResult child;
   uint64_t namespaces = 0;  // CLONE_NEW* the child was created in
   int landlock_abi = 0;
+  bool landlock_deny_tcp = false;  // ChildPlan::landlock_deny_tcp
   std::optional<ServiceCgroup> cgroup;
   // The write end of the sync pipe, held until the launch is over: the child
   // takes end of file on it for the broker's death (CheckParentAlive).

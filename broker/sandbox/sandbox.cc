@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "broker/sandbox/cgroup.h"
 #include "broker/sandbox/child.h"
+#include "broker/sandbox/credentials.h"
 #include "broker/sandbox/detached_dir.h"
 #include "broker/sandbox/fd_layout.h"
 #include "broker/sandbox/landlock.h"
@@ -53,6 +54,16 @@ int SocketFamily(AddressFamily family) {
     case AddressFamily::kNetlink: return AF_NETLINK;
   }
   return -1;
+}
+
+// `value`, or the broker's hard limit of `resource` when that is lower: the
+// child sets soft and hard alike, and can raise neither above it.
+absl::StatusOr<uint64_t> WithinBrokersHardLimit(int resource, const char* name, uint64_t value) {
+  rlimit broker;
+  if (getrlimit(static_cast<__rlimit_resource>(resource), &broker) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("getrlimit(", name, ")"));
+  }
+  return broker.rlim_max == RLIM_INFINITY ? value : std::min<uint64_t>(value, broker.rlim_max);
 }
 
 absl::Status Validate(const SandboxSpec& spec) {
@@ -269,6 +280,11 @@ absl::StatusOr<std::unique_ptr<PendingLaunch>> StartLaunch(const SandboxSpec& sp
   // namespace allows setgroups; elsewhere the service keeps the broker's
   // own, which the kernel then forbids it to drop in turn.
   plan.clear_groups = geteuid() == 0 && SetgroupsAllowed();
+  if (!plan.clear_groups) {
+    CB_ASSIGN_OR_RETURN(std::vector<gid_t> groups, SupplementaryGroups());
+    std::string kept = KeptGroupsEntry(groups, spec.gid);
+    if (!kept.empty()) outcome.MarkMissing(-1, std::move(kept));
+  }
   plan.rlimits = {
       {RLIMIT_AS, "RLIMIT_AS", spec.limits.address_space},
       {RLIMIT_NPROC, "RLIMIT_NPROC", spec.limits.processes},
@@ -276,15 +292,13 @@ absl::StatusOr<std::unique_ptr<PendingLaunch>> StartLaunch(const SandboxSpec& sp
   };
   plan.open_files = spec.limits.open_files;
   if (plan.open_files == 0) {
-    // The child sets soft and hard alike, and can raise neither above the
-    // broker's hard limit.
-    rlimit broker;
-    if (getrlimit(RLIMIT_NOFILE, &broker) != 0) {
-      return ErrnoStatus(errno, "getrlimit(RLIMIT_NOFILE)");
-    }
-    plan.open_files = broker.rlim_max == RLIM_INFINITY
-                          ? kDefaultOpenFiles
-                          : std::min<uint64_t>(kDefaultOpenFiles, broker.rlim_max);
+    CB_ASSIGN_OR_RETURN(plan.open_files,
+                        WithinBrokersHardLimit(RLIMIT_NOFILE, "RLIMIT_NOFILE", kDefaultOpenFiles));
+  }
+  uint64_t default_processes = 0;
+  if (spec.limits.processes == 0) {
+    CB_ASSIGN_OR_RETURN(default_processes,
+                        WithinBrokersHardLimit(RLIMIT_NPROC, "RLIMIT_NPROC", kDefaultProcesses));
   }
   plan.seccomp = seccomp ? &*seccomp : nullptr;
   plan.landlock_abi = landlock_abi;
@@ -338,6 +352,18 @@ absl::StatusOr<std::unique_ptr<PendingLaunch>> StartLaunch(const SandboxSpec& sp
                         absl::StrCat(cloned.status().message(), " (creating the service in ",
                                      path, " for ", CgroupLimitNames(spec.limits), ")"));
   }
+  // The default process limit only where the kernel counts the service's
+  // processes alone: in a user namespace of its own (kDefaultProcesses).
+  // Settled in both processes: the child applies it, the parent says when
+  // it does not.
+  if (default_processes != 0 && (namespaces & CLONE_NEWUSER)) {
+    plan.rlimits.push_back({RLIMIT_NPROC, "RLIMIT_NPROC", default_processes});
+  } else if (default_processes != 0) {
+    outcome.MarkMissing(-1, absl::StrCat("processes: no default limit (", kDefaultProcesses,
+                                         ") without privateUsers: RLIMIT_NPROC would count every "
+                                         "process of uid ", spec.uid,
+                                         " on the host; set limits.processes or pidsMax"));
+  }
   if (cloned->pid == 0) {
     plan.namespaces = namespaces;
     RunChild(plan);
@@ -346,6 +372,7 @@ absl::StatusOr<std::unique_ptr<PendingLaunch>> StartLaunch(const SandboxSpec& sp
   parts.child = std::move(*cloned);
   parts.namespaces = namespaces;
   parts.landlock_abi = landlock_abi;
+  parts.landlock_deny_tcp = plan.landlock_deny_tcp;
   parts.cgroup = std::move(cgroup);
   parts.sync = std::move(sync.write);
   parts.report = std::move(report.read);

@@ -46,10 +46,23 @@ struct Protections {
 // thousands of fds or more.
 inline constexpr uint64_t kDefaultOpenFiles = 1024;
 
+// RLIMIT_NPROC, soft and hard, of a service in a user namespace of its own
+// (privateUsers) whose limits leave `processes` at 0, or the broker's own
+// hard limit when that is lower: so that no service can fork until the
+// host, and the broker, run out of pids. The kernel counts it per uid and
+// user namespace, threads included: in the service's own namespace, the
+// service's processes alone, however many services share its uid. Well
+// above what the shipped services need (the scanner: 1 + 64 workers + 4
+// closers). Without a user namespace the count would take in every process
+// of the uid on the host (the broker's own user's, for a broker that is not
+// root): no default there, and the launch says so under missing.
+inline constexpr uint64_t kDefaultProcesses = 512;
+
 struct ResourceLimits {
   // 0: kDefaultOpenFiles (see there).
   uint64_t open_files = 0;       // RLIMIT_NOFILE
-  // 0: leave the limit the broker has.
+  // 0: leave the limit the broker has (but processes, see
+  // kDefaultProcesses).
   uint64_t address_space = 0;    // RLIMIT_AS, bytes
   uint64_t processes = 0;        // RLIMIT_NPROC
   uint64_t cpu_seconds = 0;      // RLIMIT_CPU

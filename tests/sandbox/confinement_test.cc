@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/shm.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -112,6 +113,30 @@ class ConfinementTest : public ::testing::Test {
   std::vector<std::string> created_dirs_;
 };
 
+// A SysV shared memory segment of the test's ipc namespace, open to every
+// uid (0666): only the service's own ipc namespace keeps it out of reach
+// (the seccomp filter allows shmat, and Landlock does not cover SysV IPC).
+class HostShmSegment {
+ public:
+  HostShmSegment() : id_(shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0666)) {
+    EXPECT_GE(id_, 0) << strerror(errno);
+  }
+  ~HostShmSegment() {
+    if (id_ >= 0) shmctl(id_, IPC_RMID, nullptr);
+  }
+  int id() const { return id_; }
+
+ private:
+  int id_;
+};
+
+// The inode of the test's own /proc/self/ns/NAME.
+uint64_t OwnNamespace(const std::string& name) {
+  struct stat st;
+  EXPECT_EQ(stat(("/proc/self/ns/" + name).c_str(), &st), 0) << name << ": " << strerror(errno);
+  return st.st_ino;
+}
+
 TEST_F(ConfinementTest, EveryEscapeIsBlockedAndEveryGrantWorks) {
   // Listeners the probe must not reach.
   sockaddr_un path_addr = {};
@@ -149,6 +174,8 @@ TEST_F(ConfinementTest, EveryEscapeIsBlockedAndEveryGrantWorks) {
   // Inherited by any child of this process: the sandbox must close it.
   UniqueFd leaky(open("/dev/null", O_RDONLY));
   ASSERT_TRUE(leaky.valid());
+  HostShmSegment shm;
+  ASSERT_GE(shm.id(), 0);
 
   SandboxSpec spec;
   spec.name = "escape-probe";
@@ -159,7 +186,8 @@ TEST_F(ConfinementTest, EveryEscapeIsBlockedAndEveryGrantWorks) {
                "--sibling-socket=sock",
                absl::StrCat("--abstract-socket=", abstract_name),
                absl::StrCat("--tcp-port=", BoundPort(tcp_listener.get())),
-               absl::StrCat("--udp-port=", BoundPort(udp_socket.get()))};
+               absl::StrCat("--udp-port=", BoundPort(udp_socket.get())),
+               absl::StrCat("--shm-id=", shm.id())};
   for (const std::string& path : host_files_) spec.argv.push_back("--host-file=" + path);
   spec.env = {"PATH=/usr/bin:/bin"};
   spec.fds = {{"file", file.get(), false, false}, {"dir", dir.get(), true, true}};
@@ -207,7 +235,8 @@ TEST_F(ConfinementTest, EveryEscapeIsBlockedAndEveryGrantWorks) {
       "clone3", "setuid-0", "setns", "io-uring", "bpf", "keyctl", "personality",
       "tiocsti", "privileges", "exec-from-tmp", "pdeathsig-clear", "pdeathsig-sigterm",
       "setuid-fchmod", "setgid-fchmodat", "setuid-fchmodat2", "setuid-chmod", "setuid-openat",
-      "setgid-open", "setuid-creat", "setuid-mknodat", "setuid-openat2", "setuid-tmpfile"};
+      "setgid-open", "setuid-creat", "setuid-mknodat", "setuid-openat2", "setuid-tmpfile",
+      "sysv-shm-attach"};
   for (const std::string& path : host_files_) {
     std::string dir = path.substr(0, path.rfind('/'));
     attempts.push_back("read-host " + path);
@@ -217,8 +246,16 @@ TEST_F(ConfinementTest, EveryEscapeIsBlockedAndEveryGrantWorks) {
   for (const std::string& attempt : attempts) {
     EXPECT_THAT(LineFor(lines, attempt), StartsWith(attempt + ": blocked ("));
   }
-  // Which layer stopped a few of them: seccomp, the detached directory
-  // grant, Landlock.
+  // Every namespace is the service's own, each checked inside it.
+  for (const std::string& ns : {"ipc", "net", "uts", "mnt", "pid", "user"}) {
+    std::string line = LineFor(lines, "ns " + ns);
+    ASSERT_THAT(line, StartsWith("ns " + ns + ": ")) << out;
+    EXPECT_NE(line, absl::StrCat("ns ", ns, ": ", OwnNamespace(ns))) << "same " << ns << " namespace";
+  }
+  // Which layer stopped a few of them: the ipc namespace (the host's
+  // segment id names nothing there), seccomp, the detached directory grant,
+  // Landlock.
+  EXPECT_EQ(LineFor(lines, "sysv-shm-attach"), "sysv-shm-attach: blocked (Invalid argument)");
   EXPECT_EQ(LineFor(lines, "tcp-connect"),
             "tcp-connect: blocked (Address family not supported by protocol)");
   EXPECT_EQ(LineFor(lines, "ptrace-host"), "ptrace-host: blocked (Operation not permitted)");
@@ -272,6 +309,40 @@ TEST_F(ConfinementTest, EveryEscapeIsBlockedAndEveryGrantWorks) {
     ASSERT_EQ(stat(path.c_str(), &st), 0);
   }
   EXPECT_NE(access(host_.Join("outside-grant").c_str(), F_OK), 0);
+}
+
+// A service allowed inet sockets still reaches nothing of the host's
+// network: the seccomp filter lets it create them, Landlock lets it bind
+// and connect TCP; only its network namespace, with "lo" down and no other
+// interface, keeps it from the host's listeners.
+TEST_F(ConfinementTest, AServiceAllowedInetReachesNoHostListener) {
+  sockaddr_in loopback = {};
+  loopback.sin_family = AF_INET;
+  loopback.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  UniqueFd tcp_listener =
+      Listen(AF_INET, SOCK_STREAM, reinterpret_cast<sockaddr*>(&loopback), sizeof loopback);
+  UniqueFd udp_socket =
+      Listen(AF_INET, SOCK_DGRAM, reinterpret_cast<sockaddr*>(&loopback), sizeof loopback);
+  SandboxSpec spec;
+  spec.name = "escape-probe";
+  spec.argv = {RunfileRealPath("tests/sandbox/escape_probe"), "--net-only",
+               absl::StrCat("--tcp-port=", BoundPort(tcp_listener.get())),
+               absl::StrCat("--udp-port=", BoundPort(udp_socket.get()))};
+  spec.uid = kServiceUid;
+  spec.gid = kServiceGid;
+  spec.protections.restrict_address_families = {AddressFamily::kUnix, AddressFamily::kInet};
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, LaunchAndWait(spec));
+  EXPECT_THAT(launched.in_force, Contains("netns"));
+  ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
+  EXPECT_EQ(finished.output,
+            "interfaces: blocked (lo down, none with an address)\n"
+            "tcp-connect: blocked (Network is unreachable)\n"
+            "udp-send: blocked (Network is unreachable)\n"
+            "done\n");
+  EXPECT_LT(accept(tcp_listener.get(), nullptr, nullptr), 0);
+  EXPECT_EQ(errno, EAGAIN);
+  char datagram[16];
+  EXPECT_LT(recv(udp_socket.get(), datagram, sizeof datagram, MSG_DONTWAIT), 0);
 }
 
 }  // namespace

@@ -17,6 +17,12 @@
 //   --abstract-socket=N   an abstract unix socket listening on the host
 //   --tcp-port=N          a TCP listener on the host's 127.0.0.1
 //   --udp-port=N          a UDP socket on the host's 127.0.0.1
+//   --shm-id=N            a SysV shared memory segment of the host's ipc
+//                         namespace, mode 0666 (shmat)
+//   --net-only            only look for a usable interface ("interfaces:
+//                         ...") and try --tcp-port and --udp-port, then
+//                         print "done": for a service allowed inet, which
+//                         only its network namespace keeps from the host
 //   --broker-directory=NAME  its directory grant NAME, asked for again at run
 //                         time on its broker connection (CAPBROKER_FD), by
 //                         acquire and by an open beneath it of "sub": a
@@ -33,6 +39,9 @@
 //                         broker's socket is) to the pathname unix socket
 //                         PATH ("unix-connect PATH: ..."), then print
 //                         "done"; repeatable
+//   --count-forks         only fork children that wait for it, until fork
+//                         fails (at most 4096), and print "forks: N, then
+//                         <errno text>", then "done"
 //   --describe=PATH       with or without --connect-only, only print what the
 //                         service finds at PATH ("describe PATH: regular
 //                         file, mode 0444, 0 bytes, dev:ino 0:52:3,
@@ -51,10 +60,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <net/if.h>
 #include <sys/mount.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/shm.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -85,9 +96,12 @@ struct Flags {
   std::string abstract_socket;
   int tcp_port = 0;
   int udp_port = 0;
+  int shm_id = -1;
+  bool net_only = false;
   std::string broker_directory;
   bool list_fds = false;
   bool stay = false;
+  bool count_forks = false;
   std::string session_key;
   std::vector<std::string> connect_only;
   std::vector<std::string> describe;
@@ -391,6 +405,64 @@ void TryFilesystem(const Flags& flags, const std::map<std::string, int>& grants)
   }
 }
 
+// The interfaces an inet socket finds: those with an IPv4 address
+// (SIOCGIFCONF), and whether "lo" is up. In a network namespace of its own
+// the service has only "lo", down and without an address.
+void FindInterfaces() {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    Blocked("interfaces", errno);
+    return;
+  }
+  ifreq requests[32] = {};
+  ifconf conf = {};
+  conf.ifc_len = sizeof requests;
+  conf.ifc_req = requests;
+  std::string usable;
+  if (ioctl(fd, SIOCGIFCONF, &conf) != 0) {
+    printf("interfaces: BROKEN (SIOCGIFCONF: %s)\n", strerror(errno));
+    close(fd);
+    return;
+  }
+  for (size_t i = 0; i < conf.ifc_len / sizeof(ifreq); ++i) {
+    usable += std::string(" ") + requests[i].ifr_name + " (has an address)";
+  }
+  ifreq lo = {};
+  strcpy(lo.ifr_name, "lo");
+  if (ioctl(fd, SIOCGIFFLAGS, &lo) == 0 && (lo.ifr_flags & IFF_UP) != 0) usable += " lo (up)";
+  close(fd);
+  if (usable.empty()) {
+    BlockedBecause("interfaces", "lo down, none with an address");
+  } else {
+    Escaped("interfaces", "usable:" + usable);
+  }
+}
+
+// The ipc namespace's: a SysV segment of the host's, open to every uid.
+void TrySysvShm(int id) {
+  void* at = shmat(id, nullptr, SHM_RDONLY);
+  if (at == reinterpret_cast<void*>(-1)) {
+    Blocked("sysv-shm-attach", errno);
+    return;
+  }
+  shmdt(at);
+  Escaped("sysv-shm-attach", "attached the host's segment");
+}
+
+// The namespaces it is in, by the inode numbers of /proc/self/ns/*, one
+// "ns NAME: INODE" line each, for the test to compare with its own.
+void PrintNamespaces() {
+  for (const char* name : {"ipc", "net", "uts", "mnt", "pid", "user"}) {
+    struct stat st;
+    std::string path = std::string("/proc/self/ns/") + name;
+    if (stat(path.c_str(), &st) != 0) {
+      printf("ns %s: BROKEN (%s)\n", name, strerror(errno));
+    } else {
+      printf("ns %s: %llu\n", name, static_cast<unsigned long long>(st.st_ino));
+    }
+  }
+}
+
 void TryNetwork(const Flags& flags) {
   if (!flags.unix_socket.empty()) TryUnix("unix-connect-host-path", flags.unix_socket, false);
   if (!flags.abstract_socket.empty()) TryUnix("unix-connect-abstract", flags.abstract_socket, true);
@@ -567,6 +639,39 @@ void ReadSessionKey(const std::string& description) {
          payload);
 }
 
+// Forks children that wait (on a pipe) until it is done counting, until
+// fork fails, and reaps them: how many processes its limit lets it have.
+// Bounded, so that a missing limit ends the count and not the host.
+void CountForks() {
+  constexpr int kMaxForks = 4096;
+  int hold[2];
+  if (pipe2(hold, O_CLOEXEC) != 0) {
+    printf("forks: BROKEN (pipe2: %s)\n", strerror(errno));
+    return;
+  }
+  int forks = 0;
+  int err = 0;
+  for (; forks < kMaxForks; ++forks) {
+    pid_t pid = fork();
+    if (pid < 0) {
+      err = errno;
+      break;
+    }
+    if (pid == 0) {
+      close(hold[1]);
+      char c;
+      while (read(hold[0], &c, 1) < 0 && errno == EINTR) {
+      }
+      _exit(0);
+    }
+  }
+  close(hold[1]);
+  while (wait(nullptr) > 0) {
+  }
+  close(hold[0]);
+  printf("forks: %d, then %s\n", forks, err != 0 ? strerror(err) : "stopped at the bound");
+}
+
 Flags ParseFlags(int argc, char** argv) {
   Flags flags;
   for (int i = 1; i < argc; ++i) {
@@ -583,10 +688,13 @@ Flags ParseFlags(int argc, char** argv) {
     else if (const char* v = value("--abstract-socket=")) flags.abstract_socket = v;
     else if (const char* v = value("--tcp-port=")) flags.tcp_port = atoi(v);
     else if (const char* v = value("--udp-port=")) flags.udp_port = atoi(v);
+    else if (const char* v = value("--shm-id=")) flags.shm_id = atoi(v);
+    else if (arg == "--net-only") flags.net_only = true;
     else if (const char* v = value("--broker-directory=")) flags.broker_directory = v;
     else if (const char* v = value("--session-key=")) flags.session_key = v;
     else if (arg == "--list-fds") flags.list_fds = true;
     else if (arg == "--stay") flags.stay = true;
+    else if (arg == "--count-forks") flags.count_forks = true;
     else if (const char* v = value("--connect-only=")) flags.connect_only.push_back(v);
     else if (const char* v = value("--describe=")) flags.describe.push_back(v);
     else fprintf(stderr, "escape_probe: unknown flag %s\n", argv[i]);
@@ -601,6 +709,18 @@ int main(int argc, char** argv) {
   Flags flags = ParseFlags(argc, argv);
   if (!flags.session_key.empty()) {
     ReadSessionKey(flags.session_key);
+    return 0;
+  }
+  if (flags.net_only) {
+    FindInterfaces();
+    if (flags.tcp_port != 0) TryInet("tcp-connect", SOCK_STREAM, flags.tcp_port);
+    if (flags.udp_port != 0) TryInet("udp-send", SOCK_DGRAM, flags.udp_port);
+    printf("done\n");
+    return 0;
+  }
+  if (flags.count_forks) {
+    CountForks();
+    printf("done\n");
     return 0;
   }
   if (flags.list_fds) {
@@ -626,6 +746,7 @@ int main(int argc, char** argv) {
          Env("LISTEN_FDS").c_str(), Env("LISTEN_PID").c_str(), Env("LISTEN_FDNAMES").c_str(),
          Env("CAPBROKER_FD").c_str(), getpid());
   PrintFds();
+  PrintNamespaces();
   CheckFdCount();
   std::map<std::string, int> grants = GrantedFds();
   // Before UseGrants, whose datagram is no request the broker would answer.
@@ -634,6 +755,7 @@ int main(int argc, char** argv) {
   TryFilesystem(flags, grants);
   TrySetIdBits(grants);
   TryNetwork(flags);
+  if (flags.shm_id >= 0) TrySysvShm(flags.shm_id);
   TryProcesses(flags);
   TryParentDeathSignal();
   TryExecFromTmp();

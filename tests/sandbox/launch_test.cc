@@ -3,6 +3,7 @@
 // in its setup stalls nobody.
 #include <elf.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/filter.h>
 #include <linux/keyctl.h>
 #include <linux/seccomp.h>
@@ -76,6 +77,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
+using ::testing::StartsWith;
 using ::testing::UnorderedElementsAre;
 
 constexpr uid_t kNobody = 65534;
@@ -99,9 +101,14 @@ bool NoChildren() {
 }
 
 // Runs `body` in a child that has become a broker without root: uid and gid
-// `kNobody`, dumpable again (so that it may write its children's id maps).
-std::string AsNonRootBroker(const std::function<std::string()>& body) {
+// `kNobody`, supplementary groups `groups` (none by default, as the README
+// advises), dumpable again (so that it may write its children's id maps).
+std::string AsNonRootBroker(const std::function<std::string()>& body,
+                            const std::vector<gid_t>& groups = {}) {
   ChildResult result = RunInChild([&]() -> std::string {
+    if (setgroups(groups.size(), groups.data()) != 0) {
+      return absl::StrCat("setgroups: ", strerror(errno));
+    }
     if (setresgid(kNobody, kNobody, kNobody) != 0 || setresuid(kNobody, kNobody, kNobody) != 0) {
       return absl::StrCat("setresuid: ", strerror(errno));
     }
@@ -165,6 +172,41 @@ TEST(LaunchTest, AServiceWithoutOpenFilesHas1024Fds) {
   EXPECT_EQ(OpenFilesOfAServiceWithoutLimits(512), "512\n512\n");
 }
 
+// A service that sets no process limit still has one: RLIMIT_NPROC
+// kDefaultProcesses, counted in its own user namespace, so that it cannot
+// fork until the host runs out of pids. The count takes in the probe
+// itself: it forks one fewer, then fork fails.
+TEST(LaunchTest, AServiceWithoutProcessesCannotForkPastTheDefault) {
+  ASSERT_EQ(kDefaultProcesses, 512u);
+  SandboxSpec spec = ShellSpec("ulimit -S -p; ulimit -H -p");
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, LaunchAndWait(spec));
+  EXPECT_THAT(launched.missing, IsEmpty());
+  ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
+  EXPECT_EQ(finished.output, "512\n512\n");
+
+  spec.argv = {RunfileRealPath("tests/sandbox/escape_probe"), "--count-forks"};
+  ASSERT_OK_AND_ASSIGN(launched, LaunchAndWait(spec));
+  ASSERT_OK_AND_ASSIGN(finished, RunToEnd(launched));
+  EXPECT_EQ(finished.output, "forks: 511, then Resource temporarily unavailable\ndone\n");
+}
+
+// Without a user namespace RLIMIT_NPROC would count every process of the
+// service's uid on the host: no default, said under missing.
+TEST(LaunchTest, WithoutAUserNamespaceTheDefaultProcessLimitIsListedAsMissing) {
+  SandboxSpec spec = ShellSpec("true");
+  spec.protections.private_users = Requirement::kOff;
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, LaunchAndWait(spec));
+  EXPECT_THAT(launched.missing,
+              ElementsAre("processes: no default limit (512) without privateUsers: RLIMIT_NPROC "
+                          "would count every process of uid 65534 on the host; set "
+                          "limits.processes or pidsMax"));
+  EXPECT_OK(RunToEnd(launched).status());
+  spec.limits.processes = 64;
+  ASSERT_OK_AND_ASSIGN(launched, LaunchAndWait(spec));
+  EXPECT_THAT(launched.missing, IsEmpty());
+  EXPECT_OK(RunToEnd(launched).status());
+}
+
 TEST(LaunchTest, ProtectionsTurnedOffAreNotApplied) {
   SandboxSpec spec = ShellSpec("grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; hostname");
   Protections& p = spec.protections;
@@ -176,9 +218,10 @@ TEST(LaunchTest, ProtectionsTurnedOffAreNotApplied) {
   ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, LaunchAndWait(spec));
   EXPECT_THAT(launched.in_force, IsEmpty());
   // The families the spec still lists (unix, by default) went with the
-  // filter.
+  // filter, and the default process limit with the user namespace.
   EXPECT_THAT(launched.missing,
-              ElementsAre("restrictAddressFamilies: enforced by systemCallFilter, which is off"));
+              ElementsAre("restrictAddressFamilies: enforced by systemCallFilter, which is off",
+                          StartsWith("processes: no default limit (512) without privateUsers")));
   ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
   char host[256] = {};
   gethostname(host, sizeof host - 1);
@@ -461,6 +504,39 @@ TEST(LaunchTest, ABestEffortRootThatFailsLeavesTheHostsTmpAlone) {
                                  "path 'etc/relative' must be absolute")));
   ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(*launched));
   EXPECT_EQ(finished.output, "host /tmp\n");
+}
+
+// Once pivot_root has made the minimal root the child's, there is no host
+// tree left to go on in: a step that fails after it (here the old root's
+// detach, refused by a filter around the broker) fails the launch even for
+// a best-effort protectSystem, naming the step, and leaves no child.
+TEST(LaunchTest, ARootThatFailsAfterPivotRootFailsTheLaunchWhateverTheRequirement) {
+  for (Requirement requirement : {Requirement::kBestEffort, Requirement::kRequired}) {
+    ChildResult result = RunInChild([&]() -> std::string {
+      sock_filter code[] = {
+          BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+          BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_umount2, 0, 1),
+          BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+          BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      };
+      if (std::string failed = InstallFilter(code); !failed.empty()) return failed;
+      SandboxSpec spec = ShellSpec("echo started");
+      spec.protections.protect_system = requirement;
+      absl::StatusOr<LaunchedProcess> launched = LaunchAndWait(spec);
+      std::string outcome = Describe(launched);
+      if (launched.ok()) {
+        absl::StatusOr<Finished> finished = RunToEnd(*launched);
+        absl::StrAppend(&outcome, "; output: ",
+                        finished.ok() ? finished->output : finished.status().ToString());
+      }
+      return NoChildren() ? outcome : absl::StrCat(outcome, "; a child is left");
+    });
+    EXPECT_EQ(result.output,
+              "FAILED_PRECONDITION: protectSystem: the minimal root could not be built, and "
+              "without it the service has no root to run in: after pivot_root into the minimal "
+              "root: umount2(old root, MNT_DETACH): Operation not permitted")
+        << (requirement == Requirement::kRequired ? "required" : "best effort");
+  }
 }
 
 // What a service sees of /proc, by shell builtins only (no process of its
@@ -911,6 +987,27 @@ TEST(LaunchTest, BrokerWithoutRootHasEveryProtection) {
                                  "CapEff:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\n"
                                  "made\n"));
   EXPECT_EQ(access(dir.Join("made").c_str(), F_OK), 0);
+}
+
+// A broker that is not root cannot drop its supplementary groups, so its
+// services keep them (in their user namespace they show as the overflow
+// group, yet give access all the same): said under missing.
+TEST(LaunchTest, ABrokerWithoutRootListsTheGroupsItsServicesKeep) {
+  std::string result = AsNonRootBroker(
+      [] {
+        absl::StatusOr<LaunchedProcess> launched =
+            LaunchAndWait(ShellSpec("grep '^Groups:' /proc/self/status"));
+        std::string described = Describe(launched);
+        if (!launched.ok()) return described;
+        absl::StatusOr<Finished> finished = RunToEnd(*launched);
+        return absl::StrCat(described, "; output: ",
+                            finished.ok() ? finished->output : finished.status().ToString());
+      },
+      {4242, kNobody, 4243});
+  EXPECT_THAT(result, HasSubstr("; missing: supplementary groups: the service keeps the broker's "
+                                "groups 4242 4243, and every file they may read or write"));
+  EXPECT_THAT(result, HasSubstr("run the broker as a user without supplementary groups"));
+  EXPECT_THAT(result, HasSubstr("output: Groups:\t65534 65534 65534"));
 }
 
 // A directory grant below a directory that root enters only by

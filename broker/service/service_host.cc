@@ -483,9 +483,8 @@ void ServiceHost::ScheduleRestart(Service& service) {
                               " restarts in a row; it starts again after a policy reload"));
     return;
   }
-  absl::Duration delay = absl::Milliseconds(service.spec.restart_delay_ms);
-  for (uint32_t i = 0; i < service.in_a_row && delay < kMaxRestartDelay; ++i) delay *= 2;
-  delay = std::min(delay, kMaxRestartDelay);
+  const absl::Duration delay =
+      RestartDelay(absl::Milliseconds(service.spec.restart_delay_ms), service.in_a_row);
   ++service.in_a_row;
   ++service.restarts;
   service.state = ServiceState::BACKOFF;
@@ -581,7 +580,7 @@ void ServiceHost::OnExit(Service& service) {
     ArmTimer(service, absl::ZeroDuration());
     return;
   }
-  if (ran >= kStableRun) service.in_a_row = 0;
+  if (ran >= options_.stable_run) service.in_a_row = 0;
   RestartMode mode = service.spec.restart;
   bool restart = mode == RestartMode::kAlways ||
                  (mode == RestartMode::kOnFailure && failed);
@@ -1000,31 +999,49 @@ void ServiceHost::StopAll() {
     Signal(*service, SIGTERM);
     running.push_back(service.get());
   }
-  absl::Time deadline = absl::Now() + options_.stop_timeout;
+  // Each service's output is read as its exit is awaited, as the loop does:
+  // one that writes more than its pipe holds (64 KiB) as it stops would
+  // block in write() until the SIGKILL at the deadline, the rest of what it
+  // said lost. Lines are rationed as ever (OnOutput).
+  struct Awaited {
+    Service* service;
+    bool output;  // its output, else its pidfd
+  };
+  const absl::Time deadline = absl::Now() + options_.stop_timeout;
   while (!running.empty()) {
     std::vector<pollfd> fds;
-    for (Service* service : running) fds.push_back({service->pidfd.get(), POLLIN, 0});
+    std::vector<Awaited> awaited;
+    for (Service* service : running) {
+      // The output before the pidfd: what it wrote before it exited is read
+      // before its exit is taken (LogLastOutput reads the rest).
+      if (service->output) {
+        fds.push_back({service->output.get(), POLLIN, 0});
+        awaited.push_back({service, true});
+      }
+      fds.push_back({service->pidfd.get(), POLLIN, 0});
+      awaited.push_back({service, false});
+    }
     int timeout_ms =
         static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - absl::Now())));
     int ready = RetryEintr([&] { return poll(fds.data(), fds.size(), timeout_ms); });
     if (ready <= 0) break;  // the deadline passed (or poll failed): kill the rest
-    std::vector<Service*> still;
     for (size_t i = 0; i < fds.size(); ++i) {
-      if (fds[i].revents == 0) {
-        still.push_back(running[i]);
+      if (fds[i].revents == 0) continue;
+      Service& service = *awaited[i].service;
+      if (awaited[i].output) {
+        OnOutput(service);  // closes it at its end
         continue;
       }
-      absl::StatusOr<siginfo_t> info = Reap(*running[i]);
-      if (info.ok() && info->si_pid == 0) {
-        still.push_back(running[i]);  // not exited after all
-        continue;
-      }
-      running[i]->last_exit = HowItEnded(info);
-      LogLastOutput(*running[i]);  // what it said as it stopped
-      ForgetProcess(*running[i]);
-      running[i]->state = ServiceState::STOPPED;
+      absl::StatusOr<siginfo_t> info = Reap(service);
+      if (info.ok() && info->si_pid == 0) continue;  // not exited after all
+      service.last_exit = HowItEnded(info);
+      LogLastOutput(service);  // what it said as it stopped
+      ForgetProcess(service);
+      service.state = ServiceState::STOPPED;
     }
-    running = std::move(still);
+    running.erase(std::remove_if(running.begin(), running.end(),
+                                 [](const Service* service) { return !service->pidfd; }),
+                  running.end());
   }
   for (Service* service : running) {
     Log(*service, "still running after SIGTERM; killing it");

@@ -11,8 +11,8 @@
 //                            \--> stopped (no restart) or failed (limit hit)
 //   stopped after a short or failed run --connect--> backoff (a restart)
 // A failed service stays failed until the policy is reloaded. The delay
-// starts at restartDelayMs and doubles per restart in a row, to 30 s; a run
-// that lasted kStableRun resets the count. A start that does not become
+// starts at restartDelayMs and doubles per restart in a row, to 30 s
+// (RestartDelay); a run that lasted HostOptions::stable_run resets the count. A start that does not become
 // ready within startTimeoutMs is killed, which counts as a failure. A launch
 // that fails for what may pass by itself (a shortage of fds, memory or
 // processes, an audit log that cannot be written) counts as a failed run;
@@ -85,6 +85,7 @@
 #include "broker/sandbox/sandbox.h"
 #include "broker/server/loop_port.h"
 #include "broker/service/reaper.h"
+#include "broker/service/restart_delay.h"
 #include "broker/service/start_limiter.h"
 #include "broker/server/request_handler.h"
 #include "broker/server/service_directory.h"
@@ -97,7 +98,6 @@ using Launcher = std::function<absl::StatusOr<std::unique_ptr<sandbox::PendingLa
     const sandbox::SandboxSpec&)>;
 
 inline constexpr absl::Duration kStableRun = absl::Seconds(10);
-inline constexpr absl::Duration kMaxRestartDelay = absl::Milliseconds(kMaxRestartDelayMs);
 // Connects waiting for one service to become ready, and of those, the ones
 // one uid may have (so that one client cannot take every place).
 inline constexpr size_t kMaxPendingConnects = 1024;
@@ -118,8 +118,11 @@ struct HostOptions {
   server::RequestHandler::StartCheck check_grant;
   // A delegated cgroup v2 directory for memoryMax and pidsMax; empty: none.
   std::string cgroup_parent;
-  // How long StopAll waits after SIGTERM before SIGKILL.
+  // How long a service is given after SIGTERM before SIGKILL (StopAll, a
+  // service removed from the policy, one that lost its broker connection).
   absl::Duration stop_timeout = absl::Seconds(5);
+  // A run that lasts this long resets the count of restarts in a row.
+  absl::Duration stable_run = kStableRun;
   // How often each service may be started (see above).
   StartLimit start_limit;
 };
@@ -146,8 +149,10 @@ class ServiceHost : public server::ServiceDirectory {
   // ("the broker is stopping", queued in the loop: BrokerLoop::
   // SendWhatIsQueued sends them), closes its connection (an SDK service
   // exits on that), sends SIGTERM, waits up to stop_timeout, then SIGKILL
-  // and waits up to kFinalReapWait more; what each wrote before it ended is
-  // logged. Blocks. A launch under way is given up.
+  // and waits up to kFinalReapWait more. What each writes as it stops is
+  // read meanwhile and logged (rationed as ever), so that one that writes
+  // more than its pipe holds is not stuck in write() until it is killed.
+  // Blocks. A launch under way is given up.
   void StopAll();
 
   // ServiceDirectory.

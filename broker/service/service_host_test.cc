@@ -16,8 +16,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <optional>
@@ -30,6 +33,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "broker/audit/audit_log.h"
 #include "broker/policy/policy_parser.h"
 #include "broker/server/broker_loop.h"
@@ -55,6 +59,7 @@ namespace {
 
 using schema::ServiceState;
 using ::testing::AllOf;
+using ::testing::Each;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -84,6 +89,8 @@ constexpr char kPolicy[] = R"(( capabilities = [ ( name = "scratch", memory = ( 
       startTimeoutMs = 200, restartLimit = 0 ),
     ( name = "once", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = exec,
       restart = never, restartDelayMs = 1, restartLimit = 2 ),
+    ( name = "flaky", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = exec,
+      restartDelayMs = 1, restartLimit = 4 ),
     ( name = "takes-fds", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = exec,
       acceptsFds = true ) ] ))";
 
@@ -209,7 +216,21 @@ struct Script {
   // What the child writes on its output (one write), before it reports
   // itself set up.
   std::string output;
+  // Unless empty, what the child writes on its output when it gets SIGTERM,
+  // as a real service does, through a blocking write end (more than the
+  // pipe holds waits for the host to read); then it exits with status 0.
+  std::string output_at_sigterm;
 };
+
+// Writes all of `bytes` to `fd`, or exits: for a forked child.
+void WriteAllOrExit(int fd, absl::string_view bytes) {
+  while (!bytes.empty()) {
+    ssize_t n = write(fd, bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) _exit(3);
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+}
 
 // A launch as sandbox::StartLaunch makes it, scripted: a forked child holds
 // the write end of a report pipe and closes it once it is "set up" (as
@@ -231,6 +252,13 @@ class FakeLaunch : public testing::ForkedLaunch {
     if (pid < 0) return absl::InternalError("fork");
     if (pid == 0) {
       if (script.ignores_sigterm) signal(SIGTERM, SIG_IGN);
+      sigset_t term;
+      sigemptyset(&term);
+      sigaddset(&term, SIGTERM);
+      // Blocked from the start, so that sigwait takes a SIGTERM sent at any time.
+      if (!script.output_at_sigterm.empty() && sigprocmask(SIG_BLOCK, &term, nullptr) != 0) {
+        _exit(4);
+      }
       char byte;
       if (!script.stuck && read(go[0], &byte, 1) == 1) {
         if (!script.output.empty() &&
@@ -247,6 +275,12 @@ class FakeLaunch : public testing::ForkedLaunch {
       }
       if (!script.stuck && script.report_failure.ok() && script.exit_code >= 0) {
         _exit(script.exit_code);
+      }
+      if (!script.output_at_sigterm.empty()) {
+        int signal_number = 0;
+        if (sigwait(&term, &signal_number) != 0 || fcntl(output[1], F_SETFL, 0) != 0) _exit(4);
+        WriteAllOrExit(output[1], script.output_at_sigterm);
+        _exit(0);
       }
       for (;;) pause();
     }
@@ -311,6 +345,7 @@ class ServiceHostTest : public ::testing::Test {
     options.start_limit = start_limit_;
     options.check_grant = check_grant_;
     if (stop_timeout_.has_value()) options.stop_timeout = *stop_timeout_;
+    if (stable_run_.has_value()) options.stable_run = *stable_run_;
     host_ = std::make_unique<ServiceHost>(handler_, loop_, std::move(options));
     handler_.SetServiceDirectory(host_.get());
     host_->PolicyChanged();
@@ -367,6 +402,43 @@ class ServiceHostTest : public ::testing::Test {
       std::initializer_list<std::pair<absl::string_view, absl::string_view>> edits) {
     for (const auto& [from, to] : edits) ASSERT_TRUE(absl::StrContains(kPolicy, from)) << from;
     Reload(absl::StrReplaceAll(kPolicy, edits));
+  }
+
+  // Reloads kPolicy without "svc".
+  void ReloadWithoutSvc() {
+    ReloadEdited({{R"(( name = "svc", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = exec,
+      restartDelayMs = 1, restartLimit = 2 ),)",
+                   ""}});
+  }
+
+  // Whether the host still has an instance of `service` (one removed from
+  // the policy included).
+  bool Hosts(absl::string_view service) const {
+    for (const server::ServiceReport& report : host_->Report()) {
+      if (report.name == service) return true;
+    }
+    return false;
+  }
+
+  // host_->StopAll(), on another thread, so that a StopAll that does not
+  // return fails the test instead of hanging it: after kTurnTimeoutMs (a
+  // safety net, not a wait for an event) the processes of the services
+  // then running are killed, which lets it return.
+  void StopAll() {
+    std::vector<std::unique_ptr<testing::ProcessWatch>> running;
+    for (const server::ServiceReport& report : host_->Report()) {
+      if (report.pid != 0) running.push_back(std::make_unique<testing::ProcessWatch>(report.pid));
+    }
+    std::future<void> stopped = std::async(std::launch::async, [&] { host_->StopAll(); });
+    if (stopped.wait_for(std::chrono::milliseconds(kTurnTimeoutMs)) ==
+        std::future_status::ready) {
+      return;
+    }
+    ADD_FAILURE() << "StopAll did not return within " << kTurnTimeoutMs << " ms";
+    for (const std::unique_ptr<testing::ProcessWatch>& process : running) {
+      process->Signal(SIGKILL);
+    }
+    stopped.wait();
   }
 
   server::ServiceReport Report(absl::string_view service) const {
@@ -434,6 +506,7 @@ class ServiceHostTest : public ::testing::Test {
   std::vector<pid_t> pids_;  // of the launches' children, in order
   StartLimit start_limit_;
   std::optional<absl::Duration> stop_timeout_;  // unset: HostOptions' own
+  std::optional<absl::Duration> stable_run_;    // likewise
   server::RequestHandler::StartCheck check_grant_;
   std::unique_ptr<ServiceHost> host_;
 };
@@ -669,6 +742,132 @@ TEST_F(ServiceHostTest, StopAllSaysWhenHowAServiceEndedIsNotKnown) {
   host_->StopAll();
   EXPECT_EQ(Report("once").state, ServiceState::STOPPED);
   EXPECT_THAT(Report("once").last_exit, HasSubstr("No child processes"));
+}
+
+// What a service says as it stops: more than its output pipe holds (64
+// KiB), in lines of at most kMaxLineBytes (49 of them, within the ration of
+// 100 a second), then a last line.
+std::string ALongGoodbye() { return std::string(200000, 'x') + "\nbye\n"; }
+
+// How many bytes of ALongGoodbye `log` shows as `service`'s output, and
+// whether its last line is there.
+size_t GoodbyeBytesLogged(const std::string& log, absl::string_view service) {
+  const std::string prefix = absl::StrCat("capbrokerd: [", service, "] ");
+  size_t bytes = 0;
+  for (absl::string_view line : absl::StrSplit(log, '\n')) {
+    if (absl::ConsumePrefix(&line, prefix)) bytes += std::count(line.begin(), line.end(), 'x');
+  }
+  return bytes;
+}
+
+// A service that writes more than its pipe holds as the broker stops it is
+// read meanwhile: it finishes, exits by itself, and all it said is logged.
+// Unread, it would block in write() until the SIGKILL at the stop timeout.
+TEST_F(ServiceHostTest, WhatAServiceWritesAsTheBrokerStopsItIsReadSoItCanFinish) {
+  scripts_["svc"].output_at_sigterm = ALongGoodbye();
+  ::testing::internal::CaptureStderr();
+  EXPECT_OK(Connect("svc", 1).status());
+  EXPECT_TRUE(RunUntil([&] { return Report("svc").state == ServiceState::RUNNING; }));
+  StopAll();
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(Report("svc").last_exit, "exit status 0");
+  EXPECT_EQ(GoodbyeBytesLogged(log, "svc"), 200000u);
+  EXPECT_THAT(log, HasSubstr("capbrokerd: [svc] bye\n"));
+  EXPECT_THAT(log, Not(HasSubstr("killing it")));
+}
+
+// Likewise for a service removed from the policy, which the loop stops.
+TEST_F(ServiceHostTest, WhatAServiceRemovedFromThePolicyWritesAsItStopsIsRead) {
+  scripts_["svc"].output_at_sigterm = ALongGoodbye();
+  ::testing::internal::CaptureStderr();
+  EXPECT_OK(Connect("svc", 1).status());
+  EXPECT_TRUE(RunUntil([&] { return Report("svc").state == ServiceState::RUNNING; }));
+  ReloadWithoutSvc();
+  EXPECT_TRUE(RunUntil([&] { return !Hosts("svc"); }));
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(log, HasSubstr("capbrokerd: service 'svc': exited (exit status 0)"));
+  EXPECT_EQ(GoodbyeBytesLogged(log, "svc"), 200000u);
+  EXPECT_THAT(log, HasSubstr("capbrokerd: [svc] bye\n"));
+}
+
+// A service that ignores SIGTERM is killed at the stop timeout when the
+// broker stops, and reaped before StopAll returns.
+TEST_F(ServiceHostTest, StopAllKillsAServiceThatIgnoresSigtermAtTheStopTimeout) {
+  scripts_["svc"].ignores_sigterm = true;
+  stop_timeout_ = absl::Milliseconds(20);
+  MakeHost();
+  ASSERT_OK(Connect("svc", 1).status());
+  ASSERT_TRUE(RunUntil([&] { return Report("svc").state == ServiceState::RUNNING; }));
+  StopAll();
+  EXPECT_EQ(Report("svc").state, ServiceState::STOPPED);
+  EXPECT_EQ(Report("svc").pid, 0);
+  EXPECT_EQ(Report("svc").last_exit, "sent SIGKILL when the broker stopped");
+  ASSERT_EQ(pids_.size(), 1u);
+  EXPECT_TRUE(Reaped(pids_[0]));
+}
+
+// Likewise a service removed from the policy that ignores SIGTERM: killed
+// at the stop timeout, reaped, and forgotten.
+TEST_F(ServiceHostTest, AServiceRemovedFromThePolicyThatIgnoresSigtermIsKilledAtTheStopTimeout) {
+  scripts_["svc"].ignores_sigterm = true;
+  stop_timeout_ = absl::Milliseconds(20);
+  MakeHost();
+  ::testing::internal::CaptureStderr();
+  EXPECT_OK(Connect("svc", 1).status());
+  EXPECT_TRUE(RunUntil([&] { return Report("svc").state == ServiceState::RUNNING; }));
+  ReloadWithoutSvc();
+  EXPECT_EQ(Report("svc").state, ServiceState::STOPPING);
+  EXPECT_TRUE(RunUntil([&] { return !Hosts("svc"); }));
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(log, HasSubstr("capbrokerd: service 'svc': exited (still running after SIGTERM "
+                             "(killed by SIGKILL))"));
+  ASSERT_EQ(pids_.size(), 1u);
+  EXPECT_TRUE(Reaped(pids_[0]));
+}
+
+// The delays `log` shows before `service`'s restarts, in order: "1ms".
+std::vector<std::string> RestartDelays(const std::string& log, absl::string_view service) {
+  const std::string prefix = absl::StrCat("capbrokerd: service '", service, "': restarting in ");
+  std::vector<std::string> delays;
+  for (absl::string_view line : absl::StrSplit(log, '\n')) {
+    if (absl::ConsumePrefix(&line, prefix)) {
+      delays.emplace_back(line.substr(0, line.find(' ')));
+    }
+  }
+  return delays;
+}
+
+// README: the restart delay is restartDelayMs (1 for "flaky"), doubling per
+// restart in a row, until restartLimit (4) restarts in a row were made.
+// (The cap at 30 s: restart_delay_test.)
+TEST_F(ServiceHostTest, TheRestartDelayDoublesPerRestartInARow) {
+  exit_code_ = 1;  // every run fails at once
+  ::testing::internal::CaptureStderr();
+  EXPECT_OK(Connect("flaky", 1).status());
+  EXPECT_TRUE(RunUntil([&] { return Report("flaky").state == ServiceState::FAILED; }));
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(RestartDelays(log, "flaky"), ElementsAre("1ms", "2ms", "4ms", "8ms"));
+  EXPECT_EQ(launches_, 5u);
+}
+
+// A run that lasted stable_run resets the count of restarts in a row: with
+// every run that long, each restart is the first in a row, after the first
+// delay, and the service is never given up on.
+TEST_F(ServiceHostTest, AStableRunResetsTheRestartsInARow) {
+  stable_run_ = absl::ZeroDuration();  // every run lasts that long
+  MakeHost();
+  exit_code_ = 1;
+  ::testing::internal::CaptureStderr();
+  EXPECT_OK(Connect("flaky", 1).status());
+  // One restart more than restartLimit (4) in a row would allow.
+  EXPECT_TRUE(RunUntil([&] {
+    return Report("flaky").restarts == 5 || Report("flaky").state == ServiceState::FAILED;
+  }));
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(Report("flaky").state, ServiceState::FAILED);
+  EXPECT_EQ(Report("flaky").restarts, 5u);
+  EXPECT_THAT(RestartDelays(log, "flaky"), AllOf(::testing::SizeIs(5), Each("1ms")));
+  EXPECT_THAT(log, Not(HasSubstr("(restart 2 of")));
 }
 
 // Without a pid namespace, processes a service starts are not tracked: they
@@ -1064,9 +1263,7 @@ TEST_F(ServiceHostTest, AServiceAddedBackWaitsForItsRemovedInstanceToExit) {
   ASSERT_OK(Connect("svc", 1).status());
   ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 1; }));
   ASSERT_EQ(launches_, 1u);
-  ReloadEdited({{R"(( name = "svc", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = exec,
-      restartDelayMs = 1, restartLimit = 2 ),)",
-                 ""}});
+  ReloadWithoutSvc();
   Reload(kPolicy);
   ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("svc", 2));
   EXPECT_FALSE(waiting.has_value());

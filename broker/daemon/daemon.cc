@@ -16,6 +16,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "broker/audit/audit_log.h"
 #include "broker/daemon/hidden_config.h"
 #include "broker/daemon/serve.h"
@@ -279,11 +280,13 @@ std::string SocketDirectory(const std::string& path) {
   return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
 }
 
-// A broker run as root serves every local user, unless told otherwise
-// (--socket-mode without o+w). A socket whose directory, a directory above
-// it, or the socket itself keeps other users out starts without a word
-// otherwise, and their clients see connect's "Permission denied", which
-// reads like a policy denial: say so at start, naming what is in the way.
+// A broker whose socket's mode lets others connect (o+w: a root broker's
+// default, or --socket-mode 0666 for a user's) is meant for every local
+// user. A socket whose directory, a directory above it, or the socket
+// itself keeps other users out starts without a word otherwise, and their
+// clients see connect's "Permission denied", which reads like a policy
+// denial: say so at start, naming what is in the way. (A socket meant for
+// one group is not checked: only the "other" bits are read.)
 // The socket's group is the broker's gid, unless its directory is setgid
 // (then the directory's group): that is the one way to let one group's
 // members in, so the warning says so when the socket's own directory (or
@@ -291,23 +294,36 @@ std::string SocketDirectory(const std::string& path) {
 // chooses users. A directory above it keeps that group out as well: then
 // the warning names that directory only.
 //
-// Nor does a socket its environment put in root's own runtime directory
-// (XDG_RUNTIME_DIR, set by pam_systemd in a root login session): other
-// users' clients look in their own and then at wire::kSystemSocketPath,
-// never there, so that is said instead of a permission hint.
+// Nor does a socket its environment put in the broker's user's own runtime
+// directory (XDG_RUNTIME_DIR: pam_systemd sets it in a login session):
+// other users' clients look in their own and then at
+// wire::kSystemSocketPath, never there, so that is said instead of a
+// permission hint.
 void WarnIfOthersCannotConnect(const DaemonFlags& flags, const server::Listener& listener) {
-  if (geteuid() != 0 || listener.path().empty()) return;  // systemd owns its socket
-  if (flags.socket_mode.has_value() && (*flags.socket_mode & S_IWOTH) == 0) return;
+  if (listener.path().empty()) return;  // systemd owns its socket
+  const mode_t mode = server::SocketModeFor(flags.socket_mode);
+  if ((mode & S_IWOTH) == 0) return;
+  const bool root = geteuid() == 0;
+  // Why other users are meant to connect.
+  const std::string meant =
+      root ? "A broker run as root serves every local user (the policy decides who gets what)"
+           : absl::StrFormat("--socket-mode 0%o lets every local user connect",
+                             static_cast<unsigned>(mode & 07777));
   const char* named = getenv("CAPBROKER_SOCKET");
   if (flags.socket_path.empty() && (named == nullptr || named[0] == '\0') &&
       listener.path() != wire::kSystemSocketPath) {
+    const std::string fix =
+        root ? absl::StrCat("start capbrokerd with --socket ", wire::kSystemSocketPath,
+                            " (or without XDG_RUNTIME_DIR); to serve root alone")
+             : "start capbrokerd with --socket in a directory other users can reach, and give "
+               "their clients that path (CAPBROKER_SOCKET); to serve this user alone";
     std::fprintf(stderr,
-                 "capbrokerd: warning: the socket %s comes from XDG_RUNTIME_DIR, root's own "
-                 "runtime directory. A broker run as root serves every local user, but other "
-                 "users' clients look in their own runtime directory and then at %s, never "
-                 "here. To serve them, start capbrokerd with --socket %s (or without "
-                 "XDG_RUNTIME_DIR); to serve root alone, pass --socket-mode 0600\n",
-                 listener.path().c_str(), wire::kSystemSocketPath, wire::kSystemSocketPath);
+                 "capbrokerd: warning: the socket %s comes from XDG_RUNTIME_DIR, %s own "
+                 "runtime directory. %s, but other users' clients look in their own runtime "
+                 "directory and then at %s, never here. To serve them, %s, pass "
+                 "--socket-mode 0600\n",
+                 listener.path().c_str(), root ? "root's" : "the broker's user's",
+                 meant.c_str(), wire::kSystemSocketPath, fix.c_str());
     return;
   }
   const std::string& path = listener.path();
@@ -322,15 +338,14 @@ void WarnIfOthersCannotConnect(const DaemonFlags& flags, const server::Listener&
   if (!found->has_value()) return;
   const server::SocketBlocker& blocker = **found;
   const std::string why(blocker.why.message());
-  constexpr char kWhy[] =
-      "A broker run as root serves every local user (the policy decides who gets what), but "
-      "other users' clients will fail to connect with 'Permission denied'.";
+  const std::string consequence = absl::StrCat(
+      meant, ", but other users' clients will fail to connect with 'Permission denied'.");
   if (blocker.where == server::SocketBlocker::Where::kDirectoryAbove) {
     std::fprintf(stderr,
                  "capbrokerd: warning: %s. %s Open the way (chmod o+x %s), or move the socket "
                  "(--socket) to a directory other users can reach (a group for the socket "
                  "would not let that group past %s either)\n",
-                 why.c_str(), kWhy, blocker.path.c_str(), blocker.path.c_str());
+                 why.c_str(), consequence.c_str(), blocker.path.c_str(), blocker.path.c_str());
     return;
   }
   const std::string dir = blocker.where == server::SocketBlocker::Where::kSocketDirectory
@@ -344,7 +359,7 @@ void WarnIfOthersCannotConnect(const DaemonFlags& flags, const server::Listener&
                "group alone, give the socket that group: it takes the group of a setgid "
                "directory (chgrp GROUP %s && chmod 2750 %s, then restart the broker with "
                "--socket-mode 0660)\n",
-               why.c_str(), kWhy, open.c_str(), dir.c_str(), dir.c_str());
+               why.c_str(), consequence.c_str(), open.c_str(), dir.c_str(), dir.c_str());
 }
 
 // A broker run by a user serves that user alone: Bind makes its socket so
@@ -369,7 +384,7 @@ absl::Status CheckAUsersSocketFromSystemdIsTheirs(const DaemonFlags& flags,
 // (A broker run with a gid of its own, as systemd's Group= gives it, serves
 // that group, as it likely should: nothing is said.) The usual way in,
 // `mkdir -m 2750 /run/capbroker`, does not survive a reboot (/run is a
-// tmpfs; the broker then creates the directory 0755 root:root), which is
+// tmpfs; the broker then creates the directory 0711 root:root), which is
 // how this happens after it had worked.
 void WarnIfTheSocketsGroupIsRoots(const DaemonFlags& flags, const server::Listener& listener) {
   if (geteuid() != 0 || getegid() != 0 || listener.path().empty()) return;
@@ -551,7 +566,7 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
     std::fprintf(stderr, "capbrokerd: sd_notify: %s\n", std::string(notified.message()).c_str());
   }
   return ServeThenStop(
-      loop, listener.fd(), signals.get(),
+      loop, listener.fd(), [&listener] { listener.StopListening(); }, signals.get(),
       [&] { return OnSignals(signals.get(), flags, audit, handler, services, guard, stats); },
       services, audit);
 }

@@ -5,10 +5,15 @@
 
 namespace capbroker::daemon {
 
-absl::Status ServeThenStop(server::BrokerLoop& loop, int listener, int control_fd,
+absl::Status ServeThenStop(server::BrokerLoop& loop, int listener,
+                           const std::function<void()>& stop_listening, int control_fd,
                            const std::function<bool()>& on_control,
                            service::ServiceHost& services, audit::AuditLog& audit) {
   const absl::Status served = loop.Serve(listener, control_fd, on_control);
+  // Before anything that can take a while (StopAll waits up to the stop
+  // timeout for each service): nobody new connects to a broker that will
+  // not serve them.
+  stop_listening();
   // A loop that fails stops the broker as a signal does: left to the
   // service host's destructor, the services would get SIGKILL at once and
   // their last output would go unread, waiting connects would get no

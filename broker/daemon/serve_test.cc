@@ -134,8 +134,9 @@ TEST(ServeThenStopTest, ALoopThatFailsStillStopsTheBroker) {
 
   UniqueFd listener(eventfd(0, EFD_CLOEXEC));  // never readable
   ::testing::internal::CaptureStderr();
-  absl::Status served = ServeThenStop(loop, listener.get(), /*control_fd=*/-1,
-                                      [] { return true; }, services, audit);
+  absl::Status served =
+      ServeThenStop(loop, listener.get(), [&] { listener.reset(); }, /*control_fd=*/-1,
+                    [] { return true; }, services, audit);
   std::string log = ::testing::internal::GetCapturedStderr();
   EXPECT_THAT(served, StatusIs(absl::StatusCode::kFailedPrecondition,
                                HasSubstr("epoll_ctl(ADD control fd)")))
@@ -218,7 +219,8 @@ TEST(ServeThenStopTest, TheCountOfSuppressedLinesAboutClientsIsLoggedAtStop) {
   };
   ::testing::internal::CaptureStderr();
   absl::Status served =
-      ServeThenStop(loop, listener.get(), control.get(), drained, services, audit);
+      ServeThenStop(loop, listener.get(), [&] { listener.reset(); }, control.get(), drained,
+                    services, audit);
   std::string log = ::testing::internal::GetCapturedStderr();
   ASSERT_OK(served);
 

@@ -92,7 +92,7 @@ bool PidfdAlive(int pidfd) {
 
 }  // namespace
 
-absl::StatusOr<Identity> IdentifyPeer(int fd) {
+absl::StatusOr<Identity> PeerCredentials(int fd) {
   ucred cred{};
   socklen_t len = sizeof(cred);
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
@@ -102,9 +102,12 @@ absl::StatusOr<Identity> IdentifyPeer(int fd) {
   identity.uid = cred.uid;
   identity.gid = cred.gid;
   identity.pid = cred.pid;
+  return identity;
+}
 
+absl::StatusOr<Identity> IdentifyPeer(int fd, Identity identity) {
   int pidfd = -1;
-  len = sizeof(pidfd);
+  socklen_t len = sizeof(pidfd);
   if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) != 0) {
     switch (errno) {
       case EMFILE:
@@ -121,7 +124,7 @@ absl::StatusOr<Identity> IdentifyPeer(int fd) {
     }
   }
   UniqueFd owned_pidfd(pidfd);
-  absl::StatusOr<std::string> exe = ReadExe(cred.pid);
+  absl::StatusOr<std::string> exe = ReadExe(identity.pid);
   if (!exe.ok()) return exe.status();
   if (!exe->empty() && PidfdAlive(owned_pidfd.get())) identity.exe = std::move(exe).value();
   return identity;

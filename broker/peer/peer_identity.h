@@ -27,12 +27,19 @@
 
 namespace capbroker::peer {
 
-// Identifies the peer of the connected AF_UNIX socket `fd` (borrowed).
-// kResourceExhausted when the broker is out of fds (EMFILE/ENFILE) and so
-// cannot verify the peer (the pidfd, or the open of its executable, fails
-// for lack of an fd): refuse the connection rather than trust its pid, or
-// admit it with its exe unknown for good.
-absl::StatusOr<Identity> IdentifyPeer(int fd);
+// The credentials the peer of the connected AF_UNIX socket `fd` (borrowed)
+// had at connect() (SO_PEERCRED): uid, gid and pid, the exe left unknown.
+// Takes no fd and reads no file: the connection quotas, which go by uid,
+// are checked on these before IdentifyPeer spends fds on the peer.
+absl::StatusOr<Identity> PeerCredentials(int fd);
+
+// `credentials` (PeerCredentials of `fd`) with the exe the peer runs, when
+// it can be verified (see above; else left unknown). kResourceExhausted
+// when the broker is out of fds (EMFILE/ENFILE) and so cannot verify the
+// peer (the pidfd, or the open of its executable, fails for lack of an
+// fd): refuse the connection rather than trust its pid, or admit it with
+// its exe unknown for good.
+absl::StatusOr<Identity> IdentifyPeer(int fd, Identity credentials);
 
 }  // namespace capbroker::peer
 

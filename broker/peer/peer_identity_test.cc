@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
@@ -30,6 +32,14 @@ namespace {
 
 using ::testing::HasSubstr;
 
+// What the broker learns of the peer of `fd`: its credentials, then its
+// verified exe.
+absl::StatusOr<Identity> Identify(int fd) {
+  absl::StatusOr<Identity> credentials = PeerCredentials(fd);
+  if (!credentials.ok()) return credentials.status();
+  return IdentifyPeer(fd, *std::move(credentials));
+}
+
 std::string SelfExe() {
   char buf[4096];
   ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf));
@@ -39,7 +49,7 @@ std::string SelfExe() {
 TEST(IdentifyPeerTest, IdentifiesALiveProcessWithoutLeakingThePidfd) {
   ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
   int before = testing::CountOpenFds();
-  ASSERT_OK_AND_ASSIGN(Identity id, IdentifyPeer(pair.first.get()));
+  ASSERT_OK_AND_ASSIGN(Identity id, Identify(pair.first.get()));
   EXPECT_EQ(testing::CountOpenFds(), before);
   EXPECT_EQ(id.uid, getuid());
   EXPECT_EQ(id.gid, getgid());
@@ -47,10 +57,14 @@ TEST(IdentifyPeerTest, IdentifiesALiveProcessWithoutLeakingThePidfd) {
   EXPECT_EQ(id.exe, SelfExe());
 }
 
-TEST(IdentifyPeerTest, ExitedPeerHasNoExe) {
-  // A child makes a socketpair (so its pid is the pair's credentials), sends
-  // one end to us and exits: its pid is on the socket but can no longer be
-  // verified, and may even have been reused.
+// A socket whose peer has exited and been reaped: a child made a socketpair
+// (so its pid is the pair's credentials), sent one end here and exited.
+struct ReapedPeer {
+  UniqueFd socket;
+  pid_t pid = -1;
+};
+
+void MakeReapedPeer(ReapedPeer& peer) {
   ASSERT_OK_AND_ASSIGN(auto carrier, wire::SeqpacketPair());
   pid_t child = fork();
   ASSERT_GE(child, 0);
@@ -71,9 +85,106 @@ TEST(IdentifyPeerTest, ExitedPeerHasNoExe) {
                        wire::ReceiveDatagram(carrier.first.get(), buffer));
   ASSERT_TRUE(datagram.has_value());
   ASSERT_EQ(datagram->fds.size(), 1u);
-  ASSERT_OK_AND_ASSIGN(Identity id, IdentifyPeer(datagram->fds[0].get()));
-  EXPECT_EQ(id.pid, child);
+  peer.socket = std::move(datagram->fds[0]);
+  peer.pid = child;
+}
+
+TEST(IdentifyPeerTest, ExitedPeerHasNoExe) {
+  // Its pid is on the socket but can no longer be verified.
+  ReapedPeer peer;
+  ASSERT_NO_FATAL_FAILURE(MakeReapedPeer(peer));
+  ASSERT_OK_AND_ASSIGN(Identity id, Identify(peer.socket.get()));
+  EXPECT_EQ(id.pid, peer.pid);
   EXPECT_EQ(id.exe, "");
+}
+
+// struct clone_args of <linux/sched.h> up to set_tid_size (CLONE_ARGS_SIZE_VER1),
+// declared here because that header clashes with glibc's <sched.h>.
+struct CloneArgs {
+  uint64_t flags;
+  uint64_t pidfd;
+  uint64_t child_tid;
+  uint64_t parent_tid;
+  uint64_t exit_signal;
+  uint64_t stack;
+  uint64_t stack_size;
+  uint64_t tls;
+  uint64_t set_tid;
+  uint64_t set_tid_size;
+};
+
+// A process at pid `pid`, running /bin/sleep; killed and reaped when this
+// goes. Started by Successor.
+struct Successor {
+  Successor() = default;
+  Successor(const Successor&) = delete;
+  Successor& operator=(const Successor&) = delete;
+  ~Successor() {
+    if (pid > 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+  pid_t pid = -1;
+};
+
+// Starts `successor` at pid `pid` (clone3 with set_tid, which takes
+// CAP_SYS_ADMIN in the pid namespace's user namespace) and returns once it
+// has exec'd /bin/sleep. `*taken` (and no failure) when another process has
+// that pid already.
+void StartSuccessor(pid_t pid, Successor& successor, bool* taken) {
+  *taken = false;
+  int exec_pipe[2];
+  ASSERT_EQ(pipe2(exec_pipe, O_CLOEXEC), 0);
+  UniqueFd exec_read(exec_pipe[0]), exec_write(exec_pipe[1]);
+  uint64_t wanted = static_cast<uint64_t>(pid);
+  CloneArgs args = {};
+  args.exit_signal = SIGCHLD;
+  args.set_tid = reinterpret_cast<uintptr_t>(&wanted);
+  args.set_tid_size = 1;
+  const pid_t made = static_cast<pid_t>(syscall(SYS_clone3, &args, sizeof args));
+  if (made == 0) {
+    execl("/bin/sleep", "sleep", "1000", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  if (made < 0 && errno == EEXIST) {
+    *taken = true;
+    return;
+  }
+  ASSERT_EQ(made, pid) << "clone3(set_tid=" << pid << "): " << strerror(errno);
+  successor.pid = made;
+  exec_write.reset();
+  char c;
+  ASSERT_EQ(read(exec_read.get(), &c, 1), 0) << "the successor did not exec";
+}
+
+// The pid of a peer that exited is taken by a new process running another
+// program (the kernel hands out a freed pid again; here it is asked to).
+// SO_PEERPIDFD still answers for the reaped peer, and /proc/PID/exe names
+// the successor's program: only the pidfd, which says the peer is dead,
+// keeps that program's name from the peer.
+TEST(IdentifyPeerTest, APidReusedByAnotherProgramLendsItNothing) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to choose a pid (clone3 set_tid)";
+  // Another process could take the freed pid first: a few peers then.
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    ReapedPeer peer;
+    ASSERT_NO_FATAL_FAILURE(MakeReapedPeer(peer));
+    Successor successor;
+    bool taken = false;
+    ASSERT_NO_FATAL_FAILURE(StartSuccessor(peer.pid, successor, &taken));
+    if (taken) continue;
+    // The pid now names a live process running another program.
+    char target[4096];
+    ssize_t n = readlink(absl::StrCat("/proc/", peer.pid, "/exe").c_str(), target,
+                         sizeof(target));
+    ASSERT_GT(n, 0) << strerror(errno);
+    ASSERT_THAT(std::string(target, n), HasSubstr("sleep"));
+    ASSERT_OK_AND_ASSIGN(Identity id, Identify(peer.socket.get()));
+    EXPECT_EQ(id.pid, peer.pid);
+    EXPECT_EQ(id.exe, "") << "the peer was given its successor's program";
+    return;
+  }
+  FAIL() << "every freed pid was taken by another process first";
 }
 
 // Connects to `listener_path`, optionally moves into a user and mount
@@ -158,7 +269,7 @@ TEST_F(ProgramPeerTest, BindMountedExecutableIsNotBelieved) {
   for (bool bind_mount : {false, true}) {
     SCOPED_TRACE(bind_mount ? "bind-mounted" : "plain");
     ASSERT_OK_AND_ASSIGN(ProgramPeer peer, Start(trusted, bind_mount));
-    ASSERT_OK_AND_ASSIGN(Identity id, IdentifyPeer(peer.connection.get()));
+    ASSERT_OK_AND_ASSIGN(Identity id, Identify(peer.connection.get()));
     EXPECT_EQ(id.pid, peer.pid);
     if (bind_mount) {
       EXPECT_EQ(id.exe, "") << "believed a bind mount in the client's own namespace";
@@ -188,7 +299,7 @@ TEST_F(ProgramPeerTest, NeverWaitsOnTheFileSystemOfThePeersProgram) {
                          testing::FuseFile::Mount(mountpoint, "program", "/bin/sleep", cache));
     ASSERT_OK_AND_ASSIGN(ProgramPeer peer, Start(fuse->path(), /*bind_mount=*/false));
     fuse->RefuseThread(gettid());
-    absl::StatusOr<Identity> id = IdentifyPeer(peer.connection.get());
+    absl::StatusOr<Identity> id = Identify(peer.connection.get());
     EXPECT_EQ(fuse->refused(), 0) << "identifying the peer asked its program's file system";
     ASSERT_OK(id);
     EXPECT_EQ(id->pid, peer.pid);
@@ -201,7 +312,7 @@ TEST_F(ProgramPeerTest, NeverWaitsOnTheFileSystemOfThePeersProgram) {
 // life of its connection.
 TEST(IdentifyPeerTest, OutOfFdsForTheExecutableRefusesThePeer) {
   ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
-  ASSERT_OK(IdentifyPeer(pair.first.get()).status());
+  ASSERT_OK(Identify(pair.first.get()).status());
   rlimit saved;
   ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
   // Every number below the limit in use but one: the pidfd takes it.
@@ -218,14 +329,14 @@ TEST(IdentifyPeerTest, OutOfFdsForTheExecutableRefusesThePeer) {
   ASSERT_EQ(errno, EMFILE);
   ASSERT_FALSE(filler.empty());
   filler.pop_back();
-  absl::StatusOr<Identity> id = IdentifyPeer(pair.first.get());
+  absl::StatusOr<Identity> id = Identify(pair.first.get());
   filler.clear();
   ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
   EXPECT_THAT(id, StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("executable")));
 }
 
 TEST(IdentifyPeerTest, BadFdFails) {
-  EXPECT_THAT(IdentifyPeer(-1), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(Identify(-1), StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
 }  // namespace

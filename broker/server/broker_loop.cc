@@ -280,17 +280,22 @@ absl::Status BrokerLoop::WatchListener(int listener, bool watch) {
 
 bool BrokerLoop::FdsMayWait(int fd) {
   if (fd < 0) return false;
+  // A connection takes its listener's credential options (SO_PASSCRED,
+  // SO_PASSSEC, SO_PASSPIDFD) when the client connects, so one made to a
+  // socket from systemd before the broker turned them off
+  // (Listener::FromSystemd; the unit's PassCredentials=) still has them,
+  // whether or not it takes fds (AcceptFileDescriptors=no), and every
+  // datagram would come with a control message and read as one carrying
+  // fds. Turned off on every connection: three setsockopts, nothing
+  // allocated, and the loop need not know where its listener came from.
+  absl::Status stopped = wire::StopCredentialMessages(fd);
+  if (!stopped.ok()) PeerLog(stopped.message());
   absl::StatusOr<bool> takes = wire::TakesFds(fd);
   // Not known (a kernel without SO_PASSRIGHTS), or refused since connect.
   if (!takes.ok() || !*takes) return false;
   // Nothing more can come with fds; what came before is dealt with in turn.
   absl::Status refused = wire::RefuseFds(fd);
   if (!refused.ok()) PeerLog(refused.message());
-  // Made before the listener's credential options were turned off too
-  // (Listener::FromSystemd): without this, every datagram would look as if
-  // it carried fds.
-  absl::Status stopped = wire::StopCredentialMessages(fd);
-  if (!stopped.ok()) PeerLog(stopped.message());
   return true;
 }
 
@@ -310,14 +315,14 @@ void BrokerLoop::Admit(UniqueFd fd) {
   // Set aside rather than closed if it is not served (see Discard).
   bool fds_may_wait = FdsMayWait(fd.get());
   absl::Cleanup unserved = [&] { Discard(std::move(fd), fds_may_wait); };
-  absl::StatusOr<Identity> identity = peer::IdentifyPeer(fd.get());
+  // The quotas go by uid, which SO_PEERCRED tells without an fd: they are
+  // checked before the peer is verified (a pidfd, the open of its
+  // executable), so that a refused connection costs nothing more, and one
+  // over its quota near the fd limit is told the quota.
+  absl::StatusOr<Identity> identity = peer::PeerCredentials(fd.get());
   if (!identity.ok()) {
+    // The socket is not one to talk to.
     PeerLog(absl::StrCat("refusing a connection: ", identity.status().message()));
-    // Out of fds: the client is told so; any other failure means the peer
-    // is gone, or the socket is not one to talk to.
-    if (identity.status().code() == absl::StatusCode::kResourceExhausted) {
-      Refuse(fd.get(), identity.status());
-    }
     return;
   }
   // The administrator gets in even when other uids hold every connection
@@ -358,12 +363,22 @@ void BrokerLoop::Admit(UniqueFd fd) {
                          "(--max-connections-per-uid)")));
     return;
   }
-  absl::StatusOr<size_t> send_buffer = SetSendBuffer(fd.get(), kClientSendBufferBytes);
-  if (!send_buffer.ok()) {
-    PeerLog(absl::StrCat("refusing uid ", identity->uid, ": ", send_buffer.status().message()));
+  absl::StatusOr<Identity> verified = peer::IdentifyPeer(fd.get(), *std::move(identity));
+  if (!verified.ok()) {
+    PeerLog(absl::StrCat("refusing uid ", uid, ": ", verified.status().message()));
+    // Out of fds: the client is told so; any other failure means the peer
+    // is gone, or the socket is not one to talk to.
+    if (verified.status().code() == absl::StatusCode::kResourceExhausted) {
+      Refuse(fd.get(), verified.status());
+    }
     return;
   }
-  absl::StatusOr<uint64_t> id = Register(std::move(fd), std::move(identity).value(), false,
+  absl::StatusOr<size_t> send_buffer = SetSendBuffer(fd.get(), kClientSendBufferBytes);
+  if (!send_buffer.ok()) {
+    PeerLog(absl::StrCat("refusing uid ", uid, ": ", send_buffer.status().message()));
+    return;
+  }
+  absl::StatusOr<uint64_t> id = Register(std::move(fd), *std::move(verified), false,
                                          *send_buffer, fds_may_wait);
   if (!id.ok()) {
     PeerLog(id.status().message());

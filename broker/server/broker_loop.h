@@ -262,7 +262,7 @@ class BrokerLoop : public LoopPort {
                                     size_t send_buffer = 0, bool fds_may_wait = false);
   // Whether the new connection `fd` (borrowed; -1: none) may hold fds sent
   // before its listener refused them (see the class comment); if so, it
-  // refuses them from now on.
+  // refuses them from now on. Turns its credential messages off either way.
   bool FdsMayWait(int fd);
   // Closes a connection that is not (or no longer) served; one that may
   // hold fds (`fds_may_wait`) and may have anything unread is kept open,

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <functional>
 #include <optional>
 #include <string>
@@ -145,9 +146,15 @@ class BrokerLoopTest : public ::testing::Test {
   // Listener makes it: a connection taken from a listener that did not
   // refuse fds would be kept, unread, rather than closed). Left invalid
   // when the kernel cannot refuse fds.
-  void Listen(UniqueFd& listener) {
+  // With `pass_credentials`, SO_PASSCRED is on, as a unit's PassCredentials=
+  // sets it.
+  void Listen(UniqueFd& listener, bool pass_credentials = false) {
     UniqueFd made(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     ASSERT_TRUE(made.valid());
+    const int on = 1;
+    if (pass_credentials) {
+      ASSERT_EQ(setsockopt(made.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)), 0);
+    }
     ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(dir_.Join("s")));
     ASSERT_EQ(bind(made.get(), reinterpret_cast<sockaddr*>(&address.addr), address.length), 0);
     ASSERT_EQ(listen(made.get(), 8), 0);
@@ -668,6 +675,39 @@ TEST_F(BrokerLoopTest, FdsSentBeforeTheListenerRefusedThemAreNeverDroppedHere) {
   EXPECT_EQ(poll(&q, 1, 0), 0);
 }
 
+// A socket from systemd whose unit says AcceptFileDescriptors=no and
+// PassCredentials=yes: a connection made before the broker turned the
+// credentials off (the one whose connect started the broker) refuses fds
+// but still has SO_PASSCRED, which it took from its listener. Its requests
+// are served all the same: no control message makes them read as carrying
+// fds.
+TEST_F(BrokerLoopTest, AConnectionMadeBeforeCredentialsWereTurnedOffIsServed) {
+  UniqueFd listener;
+  ASSERT_NO_FATAL_FAILURE(Listen(listener, /*pass_credentials=*/true));
+  if (!listener.valid()) GTEST_SKIP() << "this kernel cannot refuse fds on a socket";
+  ASSERT_OK_AND_ASSIGN(UniqueFd early, wire::ConnectSeqpacket(dir_.Join("s")));
+  ASSERT_EQ(testing::RawSend(early.get(), testing::HelloBytes(1, schema::PROTOCOL_VERSION)), 0);
+  // As Listener::FromSystemd does when it takes the socket.
+  ASSERT_OK(wire::StopCredentialMessages(listener.get()));
+
+  BrokerLoop loop(handler_, audit_, stats_, Limits());
+  UniqueFd control(eventfd(1, EFD_CLOEXEC));  // readable every turn
+  int turns = 0;
+  ASSERT_OK(loop.Serve(listener.get(), control.get(), [&] {
+    pollfd answered{early.get(), POLLIN, 0};
+    return poll(&answered, 1, 0) == 1 || ++turns > 1000;  // a safety net, never a wait
+  }));
+  ASSERT_LE(turns, 1000) << "the loop did not answer";
+  wire::ReceiveBuffer buffer;
+  ASSERT_OK_AND_ASSIGN(std::optional<wire::Datagram> reply,
+                       wire::ReceiveDatagram(early.get(), buffer));
+  ASSERT_TRUE(reply.has_value());
+  capnp::FlatArrayMessageReader reader(reply->words);
+  schema::Reply::Reader root = reader.getRoot<schema::Reply>();
+  EXPECT_EQ(root.getId(), 1u);
+  EXPECT_TRUE(root.isHello()) << (root.isError() ? root.getError().getMessage().cStr() : "");
+}
+
 // The fd the process's only epoll instance has, or -1 (none, or several).
 int OnlyEpollFd() {
   int found = -1;
@@ -859,6 +899,85 @@ TEST_F(BrokerLoopFullTableTest, AFullTableWithNoReservePausesTheListenerUntilAnF
       },
       "19: the listener was still watched at a full table with no reserve; 13: the late "
       "client was never answered; 15: not with the refusal; 17: the early client was served");
+}
+
+// The connection quotas go by uid, which SO_PEERCRED tells without an fd: a
+// connection over its uid's quota is refused before the broker spends fds
+// verifying its peer (a pidfd, the open of its executable). With no fd to
+// spare but the one the connection itself takes, the client is told its
+// quota, not that the broker is out of fds.
+TEST_F(BrokerLoopTest, AConnectionOverItsUidsQuotaIsRefusedBeforeItsPeerIsVerified) {
+  UniqueFd listener;
+  ASSERT_NO_FATAL_FAILURE(Listen(listener));
+  if (!listener.valid()) GTEST_SKIP() << "this kernel cannot refuse fds on a socket";
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(dir_.Join("s")));
+  ASSERT_OK_AND_ASSIGN(UniqueFd first, wire::ConnectSeqpacket(dir_.Join("s")));
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    // No gtest here: exit codes say what went wrong.
+    Limits limits;
+    limits.max_connections_per_uid = 1;
+    BrokerLoop loop(handler_, audit_, stats_, limits);
+    UniqueFd control(eventfd(1, EFD_CLOEXEC));  // readable every turn
+    UniqueFd second(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    if (!control.valid() || !second.valid()) _exit(10);
+    // Nothing reached through `this` once the table is full (UBSan's check
+    // of such a member access needs an fd of its own).
+    const Stats* stats = &stats_;
+    wire::ReceiveBuffer buffer;
+    std::vector<UniqueFd> filler;
+    filler.reserve(256);
+    bool full = false;
+    int turns = 0;
+    int code = 13;
+    absl::Status served = loop.Serve(listener.get(), control.get(), [&] {
+      if (++turns > 1000) return true;  // a safety net of turns, never a wait
+      if (!full) {
+        if (stats->connections != 1) return false;  // `first` is not admitted yet
+        // Every number but one in use (the loop's reserve fd included): the
+        // second connection takes it.
+        rlimit limit{128, 128};
+        if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+          code = 12;
+          return true;
+        }
+        for (int fd; (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) filler.emplace_back(fd);
+        if (filler.empty()) {
+          code = 12;
+          return true;
+        }
+        filler.pop_back();
+        if (connect(second.get(), reinterpret_cast<const sockaddr*>(&address.addr),
+                    address.length) != 0) {
+          code = 14;
+          return true;
+        }
+        full = true;
+        return false;
+      }
+      pollfd answered{second.get(), POLLIN, 0};
+      if (poll(&answered, 1, 0) != 1) return false;
+      absl::StatusOr<std::optional<wire::Datagram>> reply =
+          wire::ReceiveDatagram(second.get(), buffer);
+      code = 15;
+      if (reply.ok() && reply->has_value()) {
+        capnp::FlatArrayMessageReader reader((*reply)->words);
+        schema::Reply::Reader root = reader.getRoot<schema::Reply>();
+        const char* message = root.isError() ? root.getError().getMessage().cStr() : "";
+        code = absl::StrContains(message, "(--max-connections-per-uid)") ? 0 : 15;
+        if (code != 0) std::fprintf(stderr, "the second client was told: %s\n", message);
+      }
+      return true;
+    });
+    _exit(served.ok() ? code : 16);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0)
+      << "10, 12, 16: the harness; 13: the second client was never answered; 14: it could "
+         "not connect; 15: not with the refusal of its quota (see the line above)";
 }
 
 // As reported: a datagram the broker cannot read (not a whole number of

@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/time.h"
 #include "broker/util/trusted_path.h"
 #include "sdk/base/decimal.h"
 #include "sdk/base/status_macros.h"
@@ -38,10 +39,10 @@ std::string Dirname(absl::string_view path) {
 // Walks to the socket's directory with every name on the way checked
 // (broker/util/trusted_path.h), creating the directory itself (one level)
 // if it is missing, then applies the socket directory's own, stricter rule.
-absl::Status CheckSocketDirectory(const std::string& path, bool system) {
+absl::Status CheckSocketDirectory(const std::string& path, mode_t socket_mode) {
   uid_t euid = geteuid();
   util::PathRules rules{euid, absl::StrCat("the socket ", path),
-                        static_cast<mode_t>(system ? 0755 : 0700)};
+                        SocketDirectoryModeFor(socket_mode)};
   CB_ASSIGN_OR_RETURN(util::ResolvedParent parent, util::OpenParent(path, rules));
   std::string shown = parent.dir_path;
   std::string configured = Dirname(path);
@@ -113,10 +114,20 @@ absl::Status ClearStaleSocket(const std::string& path) {
     return absl::AlreadyExistsError(absl::StrCat(
         path, " exists and is not a socket; refusing to replace it"));
   }
-  absl::StatusOr<UniqueFd> probe = wire::ConnectSeqpacket(path);
+  // Waits a clock tick at most (the least timeout ConnectSeqpacket takes):
+  // connect(2) waits while the listener's queue of connections not yet accepted is
+  // full, which anyone who may connect can make it, for as long as the
+  // listener does not accept, and the broker's start would wait with it.
+  // A full queue (kDeadlineExceeded) is a live listener all the same.
+  absl::StatusOr<UniqueFd> probe = wire::ConnectSeqpacket(path, absl::ZeroDuration());
   if (probe.ok()) {
     return absl::AlreadyExistsError(absl::StrCat(
         "another broker is already listening on ", path));
+  }
+  if (probe.status().code() == absl::StatusCode::kDeadlineExceeded) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "another program is listening on ", path,
+        " (its queue of connections waiting to be accepted is full); refusing to replace it"));
   }
   // A socket of the broker's own uid that it may not write to (a mode
   // without u+w) answers EACCES whether or not anything listens. With the
@@ -259,8 +270,8 @@ absl::StatusOr<Listener> Listener::Bind(absl::string_view path,
                                         std::optional<mode_t> socket_mode) {
   CB_ASSIGN_OR_RETURN(wire::UnixAddress address, wire::MakeUnixAddress(path));
   std::string p(path);
-  bool system = geteuid() == 0;
-  CB_RETURN_IF_ERROR(CheckSocketDirectory(p, system));
+  const mode_t mode = SocketModeFor(socket_mode);
+  CB_RETURN_IF_ERROR(CheckSocketDirectory(p, mode));
   // From here every name on `p` can be changed by root or the broker alone,
   // so the lock, probe, bind and unlink below, which name `p` again, reach
   // the directory just checked.
@@ -287,12 +298,20 @@ absl::StatusOr<Listener> Listener::Bind(absl::string_view path,
   if (lstat(p.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("lstat ", p));
   listener.dev_ = st.st_dev;
   listener.ino_ = st.st_ino;
-  mode_t mode = socket_mode.value_or(system ? 0666 : 0600);
   if (chmod(p.c_str(), mode) != 0) return ErrnoStatus(errno, absl::StrCat("chmod ", p));
   if (listen(listener.fd_.get(), kBacklog) != 0) {
     return ErrnoStatus(errno, absl::StrCat("listen ", p));
   }
   return listener;
+}
+
+mode_t SocketModeFor(std::optional<mode_t> socket_mode) {
+  return socket_mode.value_or(geteuid() == 0 ? 0666 : 0600);
+}
+
+mode_t SocketDirectoryModeFor(mode_t socket_mode) {
+  return 0700 | ((socket_mode & S_IWGRP) != 0 ? S_IXGRP : 0) |
+         ((socket_mode & S_IWOTH) != 0 ? S_IXOTH : 0);
 }
 
 std::string LockFilePath(absl::string_view socket_path) {
@@ -355,11 +374,24 @@ absl::StatusOr<std::optional<Listener>> Listener::FromSystemd() {
         "SOCK_SEQPACKET socket; use ListenSequentialPacket= in the .socket unit");
   }
   if (!accepting) {
-    // The right kind, connected: systemd accepted a connection and started
-    // an instance for it, which is what Accept=yes does.
-    return absl::InvalidArgumentError(
-        "the socket passed by systemd (fd 3) is a connected socket, not a listening one: "
-        "the .socket unit has Accept=yes; capbrokerd needs Accept=no (the default)");
+    sockaddr_un peer = {};
+    socklen_t peer_length = sizeof peer;
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_length) == 0) {
+      // The right kind, connected: systemd accepted a connection and
+      // started an instance for it, which is what Accept=yes does.
+      return absl::InvalidArgumentError(
+          "the socket passed by systemd (fd 3) is a connected socket, not a listening one: "
+          "the .socket unit has Accept=yes; capbrokerd needs Accept=no (the default)");
+    }
+    if (errno == ENOTCONN) {
+      // Not from a .socket unit, which listens on what it binds: whatever
+      // set LISTEN_FDS passed a socket it never called listen(2) on.
+      return absl::InvalidArgumentError(
+          "the socket passed as fd 3 (LISTEN_FDS) is neither listening nor connected: "
+          "capbrokerd needs a listening socket (ListenSequentialPacket= in a .socket unit, "
+          "with Accept=no), or start it without LISTEN_FDS and LISTEN_PID to bind its own");
+    }
+    return ErrnoStatus(errno, "getpeername(3), of the socket passed by systemd");
   }
   if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) return ErrnoStatus(errno, "fcntl(3, FD_CLOEXEC)");
   CB_RETURN_IF_ERROR(SetNonBlocking(fd, true));
@@ -382,12 +414,26 @@ absl::Status Listener::RefuseFds() {
   return fd_refusal_;
 }
 
-Listener::~Listener() {
+void Listener::RemoveSocketFile() {
   struct stat st;
-  if (!path_.empty() && fd_ && lstat(path_.c_str(), &st) == 0 && st.st_dev == dev_ &&
+  if (!path_.empty() && lstat(path_.c_str(), &st) == 0 && st.st_dev == dev_ &&
       st.st_ino == ino_) {
     unlink(path_.c_str());
   }
+}
+
+void Listener::StopListening() {
+  if (!fd_) return;
+  // The file first: a client finds no socket (ENOENT) rather than one
+  // nobody listens on, and no other broker can bind the path meanwhile:
+  // the lock is still held.
+  RemoveSocketFile();
+  fd_.reset();
+}
+
+Listener::~Listener() {
+  if (fd_) RemoveSocketFile();
+  struct stat st;
   // Still locked here (lock_ is closed after this body): a broker that opened
   // the file meanwhile finds, once it gets the lock, that the file at the
   // path is gone or another one, and tries again (TakeLock).

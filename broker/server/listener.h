@@ -2,13 +2,18 @@
 //
 // Permissions are deliberate. A broker run as root serves every local user
 // (the policy decides who gets what, as for the D-Bus system bus): its
-// directory is 0755 and its socket 0666. A broker run by a user serves only
-// that user: directory 0700, socket 0600. `socket_mode` overrides the
-// socket's mode. The socket file is bound under umask 0177 and then
-// chmod-ed, so it is never reachable more widely than intended.
+// socket is 0666. A broker run by a user serves only that user: socket
+// 0600. `socket_mode` overrides the socket's mode. A directory the broker
+// creates lets in whom the socket does: 0700, and search permission (x,
+// never r or w) for group and others where the socket's mode lets them
+// connect (w): 0711 for a root broker's default, 0700 for a user's. The
+// socket file is bound under umask 0177 and then chmod-ed, so it is never
+// reachable more widely than intended.
 //
 // A socket file left by a broker that died is replaced; a live broker on the
-// same path is never displaced; anything else at the path is left alone.
+// same path is never displaced; anything else at the path is left alone. The
+// probe that tells them apart never waits on a listener whose queue of
+// connections not yet accepted is full: that one is live.
 //
 // Two brokers started at the same moment on one path must not both believe
 // they serve it: without coordination the second can probe the first's
@@ -113,6 +118,15 @@ absl::StatusOr<std::optional<SocketBlocker>> FindSocketBlocker(absl::string_view
 // "other" bits are read: a SocketGroup= lets that group in by choice.
 absl::Status CheckOthersCannotConnect(int fd);
 
+// The mode Listener::Bind gives its socket: `socket_mode`, or by default
+// 0666 for a broker run as root and 0600 for one run by a user.
+mode_t SocketModeFor(std::optional<mode_t> socket_mode);
+
+// The mode of a socket directory Listener::Bind creates for a socket of
+// mode `socket_mode`: 0700, with group and others' search permission (x)
+// where the socket's mode gives them write (w), which connect(2) needs.
+mode_t SocketDirectoryModeFor(mode_t socket_mode);
+
 // The lock file Listener::Bind takes for the socket at `socket_path`:
 // `<socket_path>.lock`.
 std::string LockFilePath(absl::string_view socket_path);
@@ -146,8 +160,9 @@ class Listener {
   // children never see them. kInvalidArgument for a LISTEN_PID or
   // LISTEN_FDS that is not a decimal number (sdk/base/decimal.h: systemd
   // writes nothing else), for a count other than 1 and, with the fix in
-  // the unit, for another kind of socket (ListenSequentialPacket=) or a
-  // connected one (Accept=yes: capbrokerd needs Accept=no).
+  // the unit, for another kind of socket (ListenSequentialPacket=), a
+  // connected one (Accept=yes: capbrokerd needs Accept=no), or one neither
+  // listening nor connected (passed by something other than a .socket unit).
   static absl::StatusOr<std::optional<Listener>> FromSystemd();
 
   Listener(Listener&&) = default;
@@ -156,6 +171,15 @@ class Listener {
   // same file, then the lock file (still holding the lock; see Bind's lock
   // loop for why that is safe), and releases the lock.
   ~Listener();
+
+  // For the broker's stop, once it serves no more: closes the listening
+  // socket and removes its file (as the destructor does), keeping the lock
+  // until the listener is destroyed. A client that connects from then on
+  // is refused at once (ECONNREFUSED, or ENOENT once the file is gone)
+  // rather than queued, unanswered, while the services stop. A socket from
+  // systemd stays open in systemd, which queues such clients for the next
+  // start. fd() is -1 afterwards.
+  void StopListening();
 
   int fd() const { return fd_.get(); }
   // The path bound, empty for an inherited socket.
@@ -170,6 +194,9 @@ class Listener {
 
  private:
   Listener() = default;
+  // Removes the socket file, if this listener made it and it is still the
+  // same file.
+  void RemoveSocketFile();
   // Turns fd-passing off on fd_ and records how that went in fd_refusal_;
   // an error, other than a kernel that cannot, stops the broker.
   absl::Status RefuseFds();

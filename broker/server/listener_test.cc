@@ -47,7 +47,7 @@ TEST(ListenerTest, BindsWithDeliberateModesAndRemovesItsSocket) {
     ASSERT_OK_AND_ASSIGN(Listener listener, Listener::Bind(path, std::nullopt));
     EXPECT_TRUE(testing::IsCloseOnExec(listener.fd()));
     // Run as root in CI: the system broker's modes.
-    mode_t want_dir = geteuid() == 0 ? 0755 : 0700;
+    mode_t want_dir = geteuid() == 0 ? 0711 : 0700;
     mode_t want_sock = geteuid() == 0 ? 0666 : 0600;
     EXPECT_EQ(ModeOf(dir.Join("run")), want_dir);
     EXPECT_EQ(ModeOf(path), want_sock);
@@ -85,6 +85,27 @@ TEST(ListenerTest, SocketModeOverrides) {
   EXPECT_EQ(ModeOf(path), 0660u);
 }
 
+// A directory the broker creates lets in whom the socket's mode lets
+// connect, by root's broker or a user's alike: search permission (x) for
+// group and others where the socket gives them write (w), and never read
+// or write. A user's broker with --socket-mode 0666 is meant for every
+// local user: a 0700 directory would keep them all out.
+TEST(ListenerTest, ACreatedDirectoryLetsInWhomTheSocketDoes) {
+  TempDir dir;
+  struct Case {
+    mode_t socket;
+    mode_t directory;
+  };
+  for (const Case& c : {Case{0666, 0711}, Case{0660, 0710}, Case{0606, 0701},
+                        Case{0600, 0700}, Case{0644, 0700}}) {
+    SCOPED_TRACE(absl::StrFormat("socket mode 0%o", c.socket));
+    std::string sub = dir.Join(absl::StrFormat("d%o", c.socket));
+    ASSERT_OK_AND_ASSIGN(Listener listener, Listener::Bind(sub + "/s", c.socket));
+    EXPECT_EQ(ModeOf(sub), c.directory);
+    EXPECT_EQ(ModeOf(sub + "/s"), c.socket);
+  }
+}
+
 TEST(ListenerTest, RefusesToDisplaceALiveBroker) {
   TempDir dir;
   std::string path = dir.Join("s");
@@ -107,6 +128,29 @@ TEST(ListenerTest, RefusesToDisplaceALiveSocketWithoutTheLock) {
   EXPECT_THAT(Listener::Bind(path, std::nullopt),
               StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("already listening")));
   EXPECT_OK(wire::ConnectSeqpacket(path));
+}
+
+// A live socket whose queue of connections not yet accepted is full (anyone
+// who may connect can fill it) is live too. The start refuses at once: a
+// probe that waited for room in the queue would wait for as long as nothing
+// accepts, and the broker would never start, nor say why.
+TEST(ListenerTest, RefusesALiveSocketWhoseQueueIsFullWithoutWaiting) {
+  TempDir dir;
+  std::string path = dir.Join("s");
+  UniqueFd live(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress a, wire::MakeUnixAddress(path));
+  ASSERT_EQ(bind(live.get(), reinterpret_cast<sockaddr*>(&a.addr), a.length), 0);
+  ASSERT_EQ(listen(live.get(), 0), 0);
+  ASSERT_OK_AND_ASSIGN(UniqueFd queued, wire::ConnectSeqpacket(path));
+  // Full: a blocking connect would wait now.
+  UniqueFd next(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  ASSERT_NE(connect(next.get(), reinterpret_cast<sockaddr*>(&a.addr), a.length), 0);
+  ASSERT_EQ(errno, EAGAIN) << std::strerror(errno);
+  EXPECT_THAT(Listener::Bind(path, std::nullopt),
+              StatusIs(absl::StatusCode::kAlreadyExists,
+                       AllOf(HasSubstr("another program is listening on " + path),
+                             HasSubstr("queue"))));
+  EXPECT_EQ(access(path.c_str(), F_OK), 0) << "the live socket was removed";
 }
 
 // Another broker between its bind and its listen: its socket refuses
@@ -771,6 +815,24 @@ TEST_F(SystemdTest, RefusesAConnectedSocketNamingAccept) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        AllOf(HasSubstr("connected socket"), HasSubstr("Accept=yes"),
                              HasSubstr("Accept=no"), Not(HasSubstr("ListenSequentialPacket")))));
+}
+
+// A socket bound but neither listening nor connected is not a unit's
+// Accept=yes connection: no .socket unit passes one. The error says what it
+// is, not that the unit has Accept=yes.
+TEST_F(SystemdTest, RefusesASocketNeitherListeningNorConnected) {
+  TempDir dir;
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress a, wire::MakeUnixAddress(dir.Join("s")));
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a.addr), a.length), 0);
+  PlaceAt3(fd);
+  setenv("LISTEN_PID", absl::StrCat(getpid()).c_str(), 1);
+  setenv("LISTEN_FDS", "1", 1);
+  EXPECT_THAT(Listener::FromSystemd(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("neither listening nor connected"),
+                             HasSubstr("ListenSequentialPacket="), Not(HasSubstr("Accept=yes")),
+                             Not(HasSubstr("connected socket")))));
 }
 
 TEST_F(SystemdTest, RefusesSeveralSockets) {

@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -34,6 +35,7 @@
 #include "sdk/base/status_matchers.h"
 #include "sdk/client/client.h"
 #include "sdk/wire/datagram.h"
+#include "sdk/wire/unix_socket.h"
 #include "tests/fixtures/broker_process.h"
 #include "tests/fixtures/fuse_file.h"
 #include "tests/fixtures/raw_send.h"
@@ -644,6 +646,56 @@ TEST(LifecycleStopTest, WhatAServiceSaysAsItStopsIsLogged) {
   ASSERT_OK(broker->Stop(SIGTERM).status());
   EXPECT_THAT(broker->Stderr(),
               HasSubstr("capbrokerd: [goodbye] test_service: got SIGTERM, goodbye\n"));
+}
+
+// Waits, on inotify (never a sleep), until the stderr `broker` captured
+// holds `text`; false after 30 s without a write, a safety net.
+bool AwaitStderr(const BrokerProcess& broker, absl::string_view text) {
+  UniqueFd watch(inotify_init1(IN_CLOEXEC));
+  if (!watch.valid() ||
+      inotify_add_watch(watch.get(), (broker.dir() + "/broker.stderr").c_str(), IN_MODIFY) < 0) {
+    return false;
+  }
+  for (;;) {
+    if (absl::StrContains(broker.Stderr(), text)) return true;
+    pollfd written{watch.get(), POLLIN, 0};
+    if (poll(&written, 1, 30000) != 1) return false;
+    char events[4096];
+    if (read(watch.get(), events, sizeof events) <= 0) return false;
+  }
+}
+
+// From the start of its stop, the broker accepts no one. While a service
+// that ignores SIGTERM ("plain", pid 1 of its namespace, without a
+// handler) keeps it stopping, up to the stop timeout, a client that
+// connects is refused at once (its socket is gone), rather than queued and
+// later cut off without a word.
+TEST(LifecycleStopTest, NoConnectionIsAcceptedWhileTheBrokerStops) {
+  testing::ServiceBinary binary("tests/services/test_service");
+  ASSERT_FALSE(binary.path().empty());
+  testing::BrokerOptions options;
+  options.capture_stderr = true;
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<BrokerProcess> broker,
+      BrokerProcess::StartWith(absl::StrReplaceAll(kPolicy, {{"$SVC", binary.path()}}),
+                               options));
+  ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(broker->socket_path()));
+  ASSERT_OK(client.ConnectService("plain").status());  // answered once it runs
+  ASSERT_EQ(kill(broker->pid(), SIGTERM), 0);
+  ASSERT_TRUE(AwaitStderr(*broker, "capbrokerd: stopping\n")) << broker->Stderr();
+
+  UniqueFd late(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(late.valid());
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(broker->socket_path()));
+  const int connected =
+      connect(late.get(), reinterpret_cast<const sockaddr*>(&address.addr), address.length);
+  const int connect_errno = errno;
+  // Still stopping: "plain" holds it until the stop timeout's SIGKILL.
+  EXPECT_EQ(kill(broker->pid(), 0), 0);
+  EXPECT_NE(connected, 0) << "the broker's socket took a connection while it stopped";
+  EXPECT_THAT(connect_errno, ::testing::AnyOf(ENOENT, ECONNREFUSED)) << strerror(connect_errno);
+  ASSERT_OK_AND_ASSIGN(int status, broker->Stop(SIGTERM));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -302,20 +303,26 @@ absl::StatusOr<Client> Client::Connect(absl::string_view socket_path,
                                        const ClientOptions& options) {
   CB_RETURN_IF_ERROR(CheckOptions(options));
   const absl::Duration deadline = DeadlineAfter(options.timeout);
-  std::vector<std::string> paths;
+  std::vector<wire::ClientSocket> paths;
   if (socket_path.empty()) {
     paths = wire::ClientSocketPaths();
   } else {
-    paths.emplace_back(socket_path);
+    paths.push_back(wire::ClientSocket{std::string(socket_path), false});
   }
   // The paths as messages show them: one line, whatever a path holds (the
   // caller's, or $CAPBROKER_SOCKET's).
   std::vector<std::string> shown;
-  for (const std::string& path : paths) shown.push_back(Escaped(path));
+  for (const wire::ClientSocket& path : paths) shown.push_back(Escaped(path.path));
   for (size_t i = 0; i < paths.size(); ++i) {
-    const std::string& path = paths[i];
-    absl::StatusOr<UniqueFd> fd = wire::ConnectSeqpacket(path, options.timeout);
-    if (fd.ok()) return Adopt(std::move(fd).value(), options.timeout, deadline);
+    absl::StatusOr<UniqueFd> fd = wire::ConnectSeqpacket(paths[i].path, options.timeout);
+    if (fd.ok()) {
+      // Checked on the connection itself, which no later rename or
+      // symlink can redirect: see wire::ClientSocket.
+      if (paths[i].from_runtime_dir) {
+        CB_RETURN_IF_ERROR(wire::CheckRuntimeDirBroker(fd->get(), geteuid(), paths[i].path));
+      }
+      return Adopt(std::move(fd).value(), options.timeout, deadline);
+    }
     if (fd.status().code() == absl::StatusCode::kPermissionDenied) {
       // connect(2) says EACCES when the socket file is not writable by us
       // or a directory on its path not searchable: the file system keeps

@@ -197,7 +197,12 @@ class Client {
   // socket exists at any of these (the message names each), nothing
   // listens on it, or the file system keeps this user from it (EACCES: the
   // socket's mode, or a directory on its path; the message says so: it is
-  // no decision of the policy). kResourceExhausted when the broker refuses
+  // no decision of the policy). kFailedPrecondition when the socket found
+  // through $XDG_RUNTIME_DIR is held by a process of another user than this
+  // one and root (for root: by anyone but root), naming its uid: someone
+  // may have re-pointed XDG_RUNTIME_DIR to a listener of their own, and no
+  // other path is tried (wire::CheckRuntimeDirBroker; a socket the caller
+  // names is not checked). kResourceExhausted when the broker refuses
   // the connection over a quota (its message names the flag).
   // kDeadlineExceeded when `options.timeout` passes first: the broker's
   // queue of connections it has not accepted yet is full, or it did not

@@ -182,6 +182,88 @@ TEST_F(ClientConnectTest, AStreamSocketAtThePathIsNotABroker) {
   EXPECT_THAT(client.status().message(), Not(HasSubstr(wire::kSystemSocketPath)));
 }
 
+// A SOCK_SEQPACKET socket bound at `path` whose listen(2) a child ran as
+// `uid`: SO_PEERCRED gives a connecting client the credentials of whoever
+// called listen(2), so this is a listener of that user's, though this
+// process holds it. Connections wait in its queue unanswered.
+absl::StatusOr<UniqueFd> ListenAs(const std::string& path, uid_t uid) {
+  CB_ASSIGN_OR_RETURN(wire::UnixAddress address, wire::MakeUnixAddress(path));
+  CB_ASSIGN_OR_RETURN(UniqueFd listener,
+                      TakeFd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), "socket"));
+  if (bind(listener.get(), reinterpret_cast<const sockaddr*>(&address.addr), address.length) !=
+          0 ||
+      chmod(path.c_str(), 0666) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("bind or chmod ", path));
+  }
+  testing::ChildResult child = testing::RunInChild([&]() -> std::string {
+    if (setresgid(uid, uid, uid) != 0 || setresuid(uid, uid, uid) != 0) {
+      return absl::StrCat("setresuid(", uid, "): ", strerror(errno));
+    }
+    return listen(listener.get(), 8) == 0 ? "" : absl::StrCat("listen: ", strerror(errno));
+  });
+  if (!WIFEXITED(child.wait_status) || WEXITSTATUS(child.wait_status) != 0 ||
+      !child.output.empty()) {
+    return absl::InternalError(absl::StrCat("listening as uid ", uid, ": ", child.output));
+  }
+  return listener;
+}
+
+// Root's runtime directory passed ForeignRuntimeDir's look, but what
+// connect(2) reached is another user's listener: a symlink on the way
+// swapped after the look, say. Root refuses it, naming who listens, and
+// does not go on to the system socket; the connection closes.
+TEST_F(ClientConnectTest, RootRefusesAnotherUsersListenerInItsRuntimeDir) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to listen as another user";
+  ASSERT_EQ(mkdir(runtime_.Join("capbroker").c_str(), 0755), 0);
+  const std::string path = runtime_.Join("capbroker/broker.sock");
+  ASSERT_OK_AND_ASSIGN(UniqueFd impostor, ListenAs(path, 65534));
+  const int fds_before = testing::CountOpenFds();
+  // The old client connected and waited for a hello it never got.
+  EXPECT_THAT(Client::Connect("", ClientOptions{absl::Seconds(5)}),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr(absl::StrCat("refusing the broker at ", path,
+                                                    ": it is run by uid 65534")),
+                             HasSubstr("through XDG_RUNTIME_DIR must run as root"),
+                             HasSubstr("--socket"), Not(HasSubstr(wire::kSystemSocketPath)))));
+  EXPECT_EQ(testing::CountOpenFds(), fds_before);
+  // Named by the caller, the same socket is the caller's choice: no check,
+  // and the hello goes unanswered.
+  EXPECT_THAT(Client::Connect(path, ClientOptions{absl::Milliseconds(50)}),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
+  ASSERT_EQ(setenv("CAPBROKER_SOCKET", path.c_str(), 1), 0);
+  EXPECT_THAT(Client::Connect("", ClientOptions{absl::Milliseconds(50)}),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
+}
+
+// A user takes a broker in its runtime directory that runs as itself or as
+// root, and refuses one of a third user's.
+TEST_F(ClientConnectTest, AUserTakesItsOwnOrRootsListenerAndNoOneElses) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run as other users";
+  constexpr uid_t kUser = 65534;
+  ASSERT_EQ(chmod(runtime_.path().c_str(), 0755), 0);
+  ASSERT_EQ(mkdir(runtime_.Join("capbroker").c_str(), 0755), 0);
+  const std::string path = runtime_.Join("capbroker/broker.sock");
+  // What Connect says to kUser, with a listener at `path` run as `uid`.
+  auto connect_as_user = [&](uid_t uid) -> std::string {
+    unlink(path.c_str());
+    absl::StatusOr<UniqueFd> listener = ListenAs(path, uid);
+    if (!listener.ok()) return listener.status().ToString();
+    testing::ChildResult child = testing::RunInChild([&]() -> std::string {
+      if (setresgid(kUser, kUser, kUser) != 0 || setresuid(kUser, kUser, kUser) != 0) {
+        return "setresuid failed";
+      }
+      return Client::Connect("", ClientOptions{absl::Milliseconds(50)}).status().ToString();
+    });
+    return child.output;
+  };
+  // Taken: the check passed, and the hello goes unanswered.
+  EXPECT_THAT(connect_as_user(kUser), StartsWith("DEADLINE_EXCEEDED"));
+  EXPECT_THAT(connect_as_user(0), StartsWith("DEADLINE_EXCEEDED"));
+  EXPECT_THAT(connect_as_user(65533),
+              AllOf(StartsWith("FAILED_PRECONDITION"), HasSubstr("it is run by uid 65533"),
+                    HasSubstr("must run as uid 65534 (this user) or root")));
+}
+
 // An fd for the broker to send: what it is does not matter to the client.
 UniqueFd DevNull() {
   UniqueFd fd(open("/dev/null", O_RDONLY | O_CLOEXEC));

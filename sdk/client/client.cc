@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -302,20 +303,26 @@ absl::StatusOr<Client> Client::Connect(absl::string_view socket_path,
                                        const ClientOptions& options) {
   CB_RETURN_IF_ERROR(CheckOptions(options));
   const absl::Duration deadline = DeadlineAfter(options.timeout);
-  std::vector<std::string> paths;
+  std::vector<wire::ClientSocket> paths;
   if (socket_path.empty()) {
     paths = wire::ClientSocketPaths();
   } else {
-    paths.emplace_back(socket_path);
+    paths.push_back(wire::ClientSocket{std::string(socket_path), false});
   }
   // The paths as messages show them: one line, whatever a path holds (the
   // caller's, or $CAPBROKER_SOCKET's).
   std::vector<std::string> shown;
-  for (const std::string& path : paths) shown.push_back(Escaped(path));
+  for (const wire::ClientSocket& path : paths) shown.push_back(Escaped(path.path));
   for (size_t i = 0; i < paths.size(); ++i) {
-    const std::string& path = paths[i];
-    absl::StatusOr<UniqueFd> fd = wire::ConnectSeqpacket(path, options.timeout);
-    if (fd.ok()) return Adopt(std::move(fd).value(), options.timeout, deadline);
+    absl::StatusOr<UniqueFd> fd = wire::ConnectSeqpacket(paths[i].path, options.timeout);
+    if (fd.ok()) {
+      // Checked on the connection itself, which no later rename or
+      // symlink can redirect: see wire::ClientSocket.
+      if (paths[i].from_runtime_dir) {
+        CB_RETURN_IF_ERROR(wire::CheckRuntimeDirBroker(fd->get(), geteuid(), paths[i].path));
+      }
+      return Adopt(std::move(fd).value(), options.timeout, deadline);
+    }
     if (fd.status().code() == absl::StatusCode::kPermissionDenied) {
       // connect(2) says EACCES when the socket file is not writable by us
       // or a directory on its path not searchable: the file system keeps
@@ -360,6 +367,7 @@ Client::Client(Client&& other) noexcept
       events_(std::move(other.events_)),
       dropped_incoming_(other.dropped_incoming_),
       next_id_(other.next_id_),
+      said_ready_(other.said_ready_),
       closed_(other.closed_),
       peer_(std::move(other.peer_)) {
   other.LeaveMovedFrom();
@@ -372,6 +380,7 @@ Client& Client::operator=(Client&& other) noexcept {
   events_ = std::move(other.events_);
   dropped_incoming_ = other.dropped_incoming_;
   next_id_ = other.next_id_;
+  said_ready_ = other.said_ready_;
   closed_ = other.closed_;
   peer_ = std::move(other.peer_);
   other.LeaveMovedFrom();
@@ -388,6 +397,7 @@ void Client::LeaveMovedFrom() {
   events_.clear();
   dropped_incoming_ = 0;
   next_id_ = 1;
+  said_ready_ = false;
   peer_ = PeerInfo();
 }
 
@@ -405,12 +415,13 @@ absl::StatusOr<Client> Client::Adopt(UniqueFd fd, absl::Duration timeout,
 }
 
 template <typename Fill, typename Read>
-absl::Status Client::Call(Fill fill, Read read) {
-  return CallUntil(DeadlineAfter(timeout_), fill, read);
+absl::Status Client::Call(ReplyFds fds, Fill fill, Read read) {
+  return CallUntil(DeadlineAfter(timeout_), fds, fill, read);
 }
 
 template <typename Fill, typename Read>
-absl::Status Client::CallUntil(absl::Duration deadline, Fill fill, Read read) {
+absl::Status Client::CallUntil(absl::Duration deadline, ReplyFds fds, Fill fill,
+                                Read read) {
   CB_RETURN_IF_ERROR(CheckOpen());
   const uint64_t id = next_id_;
   // Requests are a few dozen words: they are built on the stack (the
@@ -462,10 +473,17 @@ absl::Status Client::CallUntil(absl::Duration deadline, Fill fill, Read read) {
     absl::Status in_step = CatchKj("malformed broker reply", [&]() -> absl::Status {
       auto reply = incoming->reader->getRoot<schema::Reply>();
       const uint64_t reply_id = reply.getId();
+      const size_t listed = reply.getFds().size();
       // The broker answers a request it could not read with id 0, since it
       // cannot trust the id it would echo. With one request outstanding,
       // that request is this one.
       if (reply.isError() && (reply_id == id || reply_id == 0)) {
+        // The broker never sends fds with an error: fds there would be
+        // installed here for nothing.
+        if (listed != 0) {
+          return absl::InternalError(absl::StrCat("the broker sent an error with ", listed,
+                                                  " fds; an error carries none"));
+        }
         answer = ErrorStatus(reply.getError());
         return absl::OkStatus();
       }
@@ -473,6 +491,10 @@ absl::Status Client::CallUntil(absl::Duration deadline, Fill fill, Read read) {
       if (reply_id != id) {
         return absl::InternalError(absl::StrCat(
             "broker replied to request ", reply_id, ", expected ", id));
+      }
+      if (fds == ReplyFds::kNone && listed != 0) {
+        return absl::InternalError(absl::StrCat("the broker's reply to request ", id, " lists ",
+                                                listed, " fds; its answer carries none"));
       }
       if (incoming->fds_cut) {
         // The reply was read whole, so the connection is in step; what it
@@ -570,9 +592,26 @@ absl::Status Client::QueueEvent(schema::Reply::Reader reply, wire::Incoming& inc
   // Kinds this client does not know (the schema grows) are skipped; their
   // fds close with `incoming`.
   if (!reply.isIncoming()) return absl::OkStatus();
+  // The broker makes connections for a hosted service only, once it has
+  // said Ready(): any other client (capctl, say) never takes them, and
+  // would hold their fds until it closes.
+  if (!said_ready_) {
+    return absl::InternalError(
+        "the broker sent an incoming connection to a client that is no service (it has not "
+        "said ready)");
+  }
   if (reply.getFds().size() != 1) {
     return absl::InternalError(absl::StrCat("the broker sent an incoming connection with ",
                                             reply.getFds().size(), " fds, not 1"));
+  }
+  auto peer = reply.getIncoming();
+  // A principal is a policy's name: anything longer was no policy's, and
+  // would be copied into the queue as it is.
+  if (peer.getPrincipal().size() > wire::kMaxNameBytes) {
+    return absl::InternalError(absl::StrCat(
+        "the broker sent an incoming connection whose principal is ",
+        peer.getPrincipal().size(), " bytes; a policy's names have at most ",
+        wire::kMaxNameBytes));
   }
   // An event whose fd did not fit lost it: the kernel closed the service's
   // end, and its client sees end of stream. Past the queue's limit, one is
@@ -582,7 +621,6 @@ absl::Status Client::QueueEvent(schema::Reply::Reader reply, wire::Incoming& inc
     ++dropped_incoming_;
     return absl::OkStatus();
   }
-  auto peer = reply.getIncoming();
   IncomingConnection event;
   event.fd = std::move(incoming.fds[0]);
   event.principal = Str(peer.getPrincipal());
@@ -629,6 +667,7 @@ absl::StatusOr<IncomingConnection> Client::NextIncoming() {
 absl::StatusOr<Capability> Client::ConnectService(absl::string_view service) {
   absl::StatusOr<Capability> result = absl::InternalError("no reply");
   CB_RETURN_IF_ERROR(Call(
+      ReplyFds::kGrant,
       [&](schema::Request::Builder r) {
         r.initConnect().setService(capnp::Text::Reader(service.data(), service.size()));
       },
@@ -640,7 +679,10 @@ absl::StatusOr<Capability> Client::ConnectService(absl::string_view service) {
 }
 
 absl::Status Client::Ready() {
-  return Call([](schema::Request::Builder r) { r.setReady(); },
+  // From here `incoming` events are this client's to queue: the broker
+  // sends them once it has this, and may before its reply arrives.
+  said_ready_ = true;
+  return Call(ReplyFds::kNone, [](schema::Request::Builder r) { r.setReady(); },
               [](schema::Reply::Reader reply, std::vector<UniqueFd>&) -> absl::Status {
                 if (!reply.isReady()) return absl::InternalError("broker did not answer ready");
                 return absl::OkStatus();
@@ -652,6 +694,7 @@ absl::StatusOr<std::vector<ServiceInfo>> Client::Services() {
   PageChecks<ServiceKey> pages("services report", wire::kMaxServiceEntries);
   while (pages.more()) {
     CB_RETURN_IF_ERROR(Call(
+        ReplyFds::kNone,
         [&](schema::Request::Builder r) {
           r.setServices();
           auto page = r.initServicesPage();
@@ -677,7 +720,7 @@ absl::StatusOr<std::vector<ServiceInfo>> Client::Services() {
 
 absl::Status Client::Hello(absl::Duration deadline) {
   return CallUntil(
-      deadline,
+      deadline, ReplyFds::kNone,
       [](schema::Request::Builder r) {
         r.initHello().setVersion(schema::PROTOCOL_VERSION);
       },
@@ -697,6 +740,7 @@ absl::StatusOr<Capability> Client::Acquire(absl::string_view name,
                                            schema::Access access) {
   absl::StatusOr<Capability> result = absl::InternalError("no reply");
   CB_RETURN_IF_ERROR(Call(
+      ReplyFds::kGrant,
       [&](schema::Request::Builder r) {
         auto acquire = r.initAcquire();
         acquire.setName(capnp::Text::Reader(name.data(), name.size()));
@@ -714,6 +758,7 @@ absl::StatusOr<Capability> Client::OpenBeneath(absl::string_view directory,
                                                const BeneathOptions& options) {
   absl::StatusOr<Capability> result = absl::InternalError("no reply");
   CB_RETURN_IF_ERROR(Call(
+      ReplyFds::kGrant,
       [&](schema::Request::Builder r) {
         auto open = r.initOpenBeneath();
         open.setDirectory(capnp::Text::Reader(directory.data(), directory.size()));
@@ -735,6 +780,7 @@ absl::StatusOr<std::vector<CapabilityInfo>> Client::List() {
   PageChecks<std::string> pages("list", wire::kMaxListEntries);
   while (pages.more()) {
     CB_RETURN_IF_ERROR(Call(
+        ReplyFds::kNone,
         [&](schema::Request::Builder r) {
           r.setList();
           const std::string& after = pages.start_after();
@@ -758,7 +804,7 @@ absl::StatusOr<std::vector<CapabilityInfo>> Client::List() {
 absl::StatusOr<BrokerStatus> Client::Status() {
   BrokerStatus status;
   CB_RETURN_IF_ERROR(Call(
-      [](schema::Request::Builder r) { r.setStatus(); },
+      ReplyFds::kNone, [](schema::Request::Builder r) { r.setStatus(); },
       [&](schema::Reply::Reader reply, std::vector<UniqueFd>&) -> absl::Status {
         if (!reply.isStatus()) return absl::InternalError("broker did not answer status");
         auto s = reply.getStatus();

@@ -24,8 +24,11 @@
 // its request's id and that every message lists the fds its datagram
 // carried. A broker message that breaks these rules once a request is sent
 // (a reply to another request, a malformed message, fds that do not match
-// their list) is a protocol error: the call fails with its reason, the
-// client closes the connection, and every later call fails with
+// their list, fds on an error or on a reply that carries none: only a
+// grant does; an `incoming` event to a client that has not said Ready(),
+// or one whose principal is longer than a policy's names) is a protocol
+// error: the call fails with its reason, the client closes the connection
+// (and every fd that came on it), and every later call fails with
 // kUnavailable naming that first error, so that no reply is ever taken for
 // another request's answer. A request refused before it is sent (too
 // large, say) leaves the connection as it was.
@@ -200,7 +203,12 @@ class Client {
   // socket exists at any of these (the message names each), nothing
   // listens on it, or the file system keeps this user from it (EACCES: the
   // socket's mode, or a directory on its path; the message says so: it is
-  // no decision of the policy). kResourceExhausted when the broker refuses
+  // no decision of the policy). kFailedPrecondition when the socket found
+  // through $XDG_RUNTIME_DIR is held by a process of another user than this
+  // one and root (for root: by anyone but root), naming its uid: someone
+  // may have re-pointed XDG_RUNTIME_DIR to a listener of their own, and no
+  // other path is tried (wire::CheckRuntimeDirBroker; a socket the caller
+  // names is not checked). kResourceExhausted when the broker refuses
   // the connection over a quota (its message names the flag).
   // kDeadlineExceeded when `options.timeout` passes first: the broker's
   // queue of connections it has not accepted yet is full, or it did not
@@ -273,11 +281,13 @@ class Client {
   // whole report in one reply, which is taken as it is.
   absl::StatusOr<std::vector<ServiceInfo>> Services();
 
-  // For a hosted service: tells the broker it is ready to serve.
+  // For a hosted service: tells the broker it is ready to serve. From the
+  // call on, this client queues the `incoming` events the broker sends (a
+  // client that has not called it takes one as a protocol error).
   absl::Status Ready();
 
-  // For a hosted service: the next connection the broker made for a
-  // client, waiting for one if none is queued. kUnavailable when the broker
+  // For a hosted service, once it has called Ready(): the next connection
+  // the broker made for a client, waiting for one if none is queued. kUnavailable when the broker
   // closed the connection (the service should then exit). Messages of kinds
   // this client does not know (the schema grows) are skipped, their fds
   // closed; anything else that is not an event is a protocol error. Not
@@ -313,15 +323,20 @@ class Client {
   static absl::StatusOr<Client> Adopt(UniqueFd fd, absl::Duration timeout,
                                       absl::Duration deadline);
 
+  // Whether a call's reply may carry fds: a grant's does (TakeGrant checks
+  // it carries one), no other's.
+  enum class ReplyFds { kNone, kGrant };
+
   // Sends `request` (its id is set here) and receives the matching reply,
   // which `read` reads under CatchKj, within timeout_. An error reply
   // becomes a status; an error `read` returns, or anything else wrong once
-  // the request is sent, the timeout included, is a protocol error (Break).
+  // the request is sent, the timeout included, is a protocol error (Break):
+  // an error reply that lists fds, and, for `fds` kNone, a reply that does.
   template <typename Fill, typename Read>
-  absl::Status Call(Fill fill, Read read);
+  absl::Status Call(ReplyFds fds, Fill fill, Read read);
   // Call, by `deadline` (as for Adopt).
   template <typename Fill, typename Read>
-  absl::Status CallUntil(absl::Duration deadline, Fill fill, Read read);
+  absl::Status CallUntil(absl::Duration deadline, ReplyFds fds, Fill fill, Read read);
 
   absl::Status Hello(absl::Duration deadline);
 
@@ -350,7 +365,9 @@ class Client {
   absl::Status WhyHungUp(absl::Status send_error);
 
   // Reads an `incoming` event (a reply with id 0, `incoming`'s root) into
-  // events_, or drops it (dropped_incoming_), and skips unknown kinds.
+  // events_, or drops it (dropped_incoming_), and skips unknown kinds. An
+  // event before Ready(), without exactly one fd, or with a principal
+  // longer than wire::kMaxNameBytes is a protocol error.
   absl::Status QueueEvent(schema::Reply::Reader reply, wire::Incoming& incoming);
 
   wire::Channel channel_;
@@ -358,6 +375,7 @@ class Client {
   std::deque<IncomingConnection> events_;  // at most kMaxQueuedEvents
   uint64_t dropped_incoming_ = 0;
   uint64_t next_id_ = 1;                   // of the next request sent
+  bool said_ready_ = false;                // Ready() was called: a service
   // What every call returns once the connection is closed (after a
   // protocol error, or a move); OK while it is open.
   absl::Status closed_;

@@ -88,6 +88,14 @@ Fill Error(schema::ErrorCode code, const char* message) {
   };
 }
 
+// `fill`, listing `entries` fds.
+Fill WithFds(Fill fill, size_t entries) {
+  return [=](schema::Reply::Builder r) {
+    fill(r);
+    r.initFds(entries);
+  };
+}
+
 Fill Incoming(size_t entries = 1) {
   return [=](schema::Reply::Builder r) {
     r.initFds(entries);
@@ -166,9 +174,15 @@ std::vector<std::vector<uint8_t>> Corpus() {
              {7, Grant("svc", Kind::CONNECTION, Access::READ_WRITE), 1},
              {8, services},
              {9, ready}}),
-      // Events before and between replies, then taken.
-      Input(false, {kAcquire, kNextIncoming, kNextIncoming, kNextIncoming},
-            {{0, Incoming(), 1}, {2, grant_motd, 1}, {0, Incoming(), 1}}),
+      // Events before and between replies, then taken, by a service (one
+      // that said ready); and sent to a client that is none.
+      Input(false, {kReady, kAcquire, kNextIncoming, kNextIncoming, kNextIncoming},
+            {{0, Incoming(), 1}, {2, ready}, {3, grant_motd, 1}, {0, Incoming(), 1}}),
+      Input(false, {kAcquire, kNextIncoming}, {{0, Incoming(), 1}, {2, grant_motd, 1}}),
+      // Fds on replies that carry none, and on errors.
+      Input(false, {kList, kStatus}, {{2, WithFds(list, 1), 1}}),
+      Input(false, {kAcquire, kList},
+            {{2, WithFds(Error(schema::ErrorCode::PERMISSION_DENIED, "no rule"), 2), 2}}),
       // Errors: for the call, with id 0, and for no call.
       Input(false, {kAcquire, kList, kNextIncoming},
             {{2, Error(schema::ErrorCode::PERMISSION_DENIED, "no rule")},
@@ -191,7 +205,8 @@ std::vector<std::vector<uint8_t>> Corpus() {
       Input(false, {kAcquire, kList}, {{2, grant_motd, 2}}),
       Input(false, {kAcquire, kList}, {{2, Grant("motd", Kind::FILE, Access::READ, "", 2), 2}}),
       Input(false, {kAcquire, kList}, {{2, grant_motd, testing::kMaxFdsPerRecord}}),
-      Input(false, {kNextIncoming, kNextIncoming}, {{0, Incoming(2), 2}, {0, Incoming(0), 0}}),
+      Input(false, {kReady, kNextIncoming, kNextIncoming},
+            {{2, ready}, {0, Incoming(2), 2}, {0, Incoming(0), 0}}),
       // Replies to other requests, and kinds other than asked.
       Input(false, {kAcquire, kList}, {{3, grant_motd, 1}}),
       Input(false, {kList, kStatus, kServices, kReady},

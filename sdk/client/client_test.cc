@@ -182,6 +182,88 @@ TEST_F(ClientConnectTest, AStreamSocketAtThePathIsNotABroker) {
   EXPECT_THAT(client.status().message(), Not(HasSubstr(wire::kSystemSocketPath)));
 }
 
+// A SOCK_SEQPACKET socket bound at `path` whose listen(2) a child ran as
+// `uid`: SO_PEERCRED gives a connecting client the credentials of whoever
+// called listen(2), so this is a listener of that user's, though this
+// process holds it. Connections wait in its queue unanswered.
+absl::StatusOr<UniqueFd> ListenAs(const std::string& path, uid_t uid) {
+  CB_ASSIGN_OR_RETURN(wire::UnixAddress address, wire::MakeUnixAddress(path));
+  CB_ASSIGN_OR_RETURN(UniqueFd listener,
+                      TakeFd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), "socket"));
+  if (bind(listener.get(), reinterpret_cast<const sockaddr*>(&address.addr), address.length) !=
+          0 ||
+      chmod(path.c_str(), 0666) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("bind or chmod ", path));
+  }
+  testing::ChildResult child = testing::RunInChild([&]() -> std::string {
+    if (setresgid(uid, uid, uid) != 0 || setresuid(uid, uid, uid) != 0) {
+      return absl::StrCat("setresuid(", uid, "): ", strerror(errno));
+    }
+    return listen(listener.get(), 8) == 0 ? "" : absl::StrCat("listen: ", strerror(errno));
+  });
+  if (!WIFEXITED(child.wait_status) || WEXITSTATUS(child.wait_status) != 0 ||
+      !child.output.empty()) {
+    return absl::InternalError(absl::StrCat("listening as uid ", uid, ": ", child.output));
+  }
+  return listener;
+}
+
+// Root's runtime directory passed ForeignRuntimeDir's look, but what
+// connect(2) reached is another user's listener: a symlink on the way
+// swapped after the look, say. Root refuses it, naming who listens, and
+// does not go on to the system socket; the connection closes.
+TEST_F(ClientConnectTest, RootRefusesAnotherUsersListenerInItsRuntimeDir) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to listen as another user";
+  ASSERT_EQ(mkdir(runtime_.Join("capbroker").c_str(), 0755), 0);
+  const std::string path = runtime_.Join("capbroker/broker.sock");
+  ASSERT_OK_AND_ASSIGN(UniqueFd impostor, ListenAs(path, 65534));
+  const int fds_before = testing::CountOpenFds();
+  // The old client connected and waited for a hello it never got.
+  EXPECT_THAT(Client::Connect("", ClientOptions{absl::Seconds(5)}),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr(absl::StrCat("refusing the broker at ", path,
+                                                    ": it is run by uid 65534")),
+                             HasSubstr("through XDG_RUNTIME_DIR must run as root"),
+                             HasSubstr("--socket"), Not(HasSubstr(wire::kSystemSocketPath)))));
+  EXPECT_EQ(testing::CountOpenFds(), fds_before);
+  // Named by the caller, the same socket is the caller's choice: no check,
+  // and the hello goes unanswered.
+  EXPECT_THAT(Client::Connect(path, ClientOptions{absl::Milliseconds(50)}),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
+  ASSERT_EQ(setenv("CAPBROKER_SOCKET", path.c_str(), 1), 0);
+  EXPECT_THAT(Client::Connect("", ClientOptions{absl::Milliseconds(50)}),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
+}
+
+// A user takes a broker in its runtime directory that runs as itself or as
+// root, and refuses one of a third user's.
+TEST_F(ClientConnectTest, AUserTakesItsOwnOrRootsListenerAndNoOneElses) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run as other users";
+  constexpr uid_t kUser = 65534;
+  ASSERT_EQ(chmod(runtime_.path().c_str(), 0755), 0);
+  ASSERT_EQ(mkdir(runtime_.Join("capbroker").c_str(), 0755), 0);
+  const std::string path = runtime_.Join("capbroker/broker.sock");
+  // What Connect says to kUser, with a listener at `path` run as `uid`.
+  auto connect_as_user = [&](uid_t uid) -> std::string {
+    unlink(path.c_str());
+    absl::StatusOr<UniqueFd> listener = ListenAs(path, uid);
+    if (!listener.ok()) return listener.status().ToString();
+    testing::ChildResult child = testing::RunInChild([&]() -> std::string {
+      if (setresgid(kUser, kUser, kUser) != 0 || setresuid(kUser, kUser, kUser) != 0) {
+        return "setresuid failed";
+      }
+      return Client::Connect("", ClientOptions{absl::Milliseconds(50)}).status().ToString();
+    });
+    return child.output;
+  };
+  // Taken: the check passed, and the hello goes unanswered.
+  EXPECT_THAT(connect_as_user(kUser), StartsWith("DEADLINE_EXCEEDED"));
+  EXPECT_THAT(connect_as_user(0), StartsWith("DEADLINE_EXCEEDED"));
+  EXPECT_THAT(connect_as_user(65533),
+              AllOf(StartsWith("FAILED_PRECONDITION"), HasSubstr("it is run by uid 65533"),
+                    HasSubstr("must run as uid 65534 (this user) or root")));
+}
+
 // An fd for the broker to send: what it is does not matter to the client.
 UniqueFd DevNull() {
   UniqueFd fd(open("/dev/null", O_RDONLY | O_CLOEXEC));
@@ -313,6 +395,25 @@ class ClientTest : public ::testing::Test {
   int fds_before_ = 0;
 };
 
+// Sends the answer to Ready (request `id`) on `broker`, and has `client`
+// say it is ready: from then on it is a service, which takes events.
+void SayReady(BrokerEnd& broker, Client& client, uint64_t id) {
+  broker.Send([id](schema::Reply::Builder r) {
+    r.setId(id);
+    r.setReady();
+  });
+  ASSERT_OK(client.Ready());
+}
+
+// A ClientTest whose client said it is ready (request 2): a service's.
+class ServiceTest : public ClientTest {
+ protected:
+  void SetUp() override {
+    ClientTest::SetUp();
+    SayReady(*broker_, *client_, 2);
+  }
+};
+
 // What a broker may send while a List (request 2) waits for its reply, and
 // what the call then says. Each leaves the client unable to tell which
 // reply answers which request: the connection must close.
@@ -414,6 +515,62 @@ INSTANTIATE_TEST_SUITE_P(
                     b.Send(UnknownKind(0, 0), DevNulls(1, null));
                   },
                   absl::StatusCode::kInternal, "lists 0 fds but its datagram carried 1"},
+        // capctl, say, never takes events: they would stay queued, and
+        // their fds open, until it exits.
+        OutOfStep{"EventToAClientThatIsNoService",
+                  [](BrokerEnd& b) {
+                    UniqueFd null = DevNull();
+                    b.Send(IncomingEvent("alice"), {null.get()});
+                    b.Send(ListReply(2));  // what would answer the call
+                  },
+                  absl::StatusCode::kInternal,
+                  "incoming connection to a client that is no service (it has not said ready)"},
+        // Fds on a reply that carries none: only a grant does.
+        OutOfStep{"ListReplyCarryingAnFd",
+                  [](BrokerEnd& b) {
+                    UniqueFd null = DevNull();
+                    b.Send([](schema::Reply::Builder r) {
+                      ListReply(2)(r);
+                      r.initFds(1);
+                    }, {null.get()});
+                  },
+                  absl::StatusCode::kInternal,
+                  "reply to request 2 lists 1 fds; its answer carries none"},
+        OutOfStep{"ErrorCarryingFds",
+                  [](BrokerEnd& b) {
+                    UniqueFd null = DevNull();
+                    b.Send([](schema::Reply::Builder r) {
+                      r.setId(2);
+                      r.initError().setCode(schema::ErrorCode::NOT_FOUND);
+                      r.initFds(2);
+                    }, DevNulls(2, null));
+                  },
+                  absl::StatusCode::kInternal, "sent an error with 2 fds; an error carries none"},
+        OutOfStep{"ErrorWithIdZeroCarryingAnFd",
+                  [](BrokerEnd& b) {
+                    UniqueFd null = DevNull();
+                    b.Send([](schema::Reply::Builder r) {
+                      r.setId(0);
+                      r.initError().setCode(schema::ErrorCode::INVALID_REQUEST);
+                      r.initFds(1);
+                    }, {null.get()});
+                  },
+                  absl::StatusCode::kInternal, "sent an error with 1 fds; an error carries none"}),
+    [](const ::testing::TestParamInfo<OutOfStep>& info) { return info.param.name; });
+
+// A service's events that no broker sends, while a List (request 3) waits.
+class ServiceOutOfStepTest : public ServiceTest,
+                             public ::testing::WithParamInterface<OutOfStep> {};
+
+TEST_P(ServiceOutOfStepTest, ClosesTheConnectionAndLaterCallsSayWhy) {
+  GetParam().send(*broker_);
+  EXPECT_THAT(client_->List(), StatusIs(GetParam().code, HasSubstr(GetParam().why)));
+  ExpectClosedAfter(GetParam().why, 3);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Events, ServiceOutOfStepTest,
+    Values(
         OutOfStep{"EventWithTwoFds",
                   [](BrokerEnd& b) {
                     UniqueFd null = DevNull();
@@ -422,8 +579,81 @@ INSTANTIATE_TEST_SUITE_P(
                       r.initFds(2);
                     }, DevNulls(2, null));
                   },
-                  absl::StatusCode::kInternal, "with 2 fds"}),
+                  absl::StatusCode::kInternal, "with 2 fds"},
+        // Each queued event would hold its principal's copy: no longer
+        // than a policy's names.
+        OutOfStep{"EventWithAPrincipalLongerThanAName",
+                  [](BrokerEnd& b) {
+                    UniqueFd null = DevNull();
+                    b.Send(IncomingEvent(std::string(wire::kMaxNameBytes + 1, 'a')),
+                           {null.get()});
+                    b.Send(ListReply(3));  // what would answer the call
+                  },
+                  absl::StatusCode::kInternal,
+                  "whose principal is 65 bytes; a policy's names have at most 64"}),
     [](const ::testing::TestParamInfo<OutOfStep>& info) { return info.param.name; });
+
+// The other calls that take no fds refuse a reply with fds the same way.
+struct FdsOnAReply {
+  const char* name;
+  std::function<absl::Status(Client&)> call;
+  Fill reply;  // for request 2, listing one fd
+};
+
+void PrintTo(const FdsOnAReply& c, std::ostream* os) { *os << c.name; }
+
+class ClientFdsOnAReplyTest : public ClientTest,
+                              public ::testing::WithParamInterface<FdsOnAReply> {};
+
+TEST_P(ClientFdsOnAReplyTest, ClosesTheConnectionAndTheFd) {
+  {
+    UniqueFd null = DevNull();
+    broker_->Send([&](schema::Reply::Builder r) {
+      GetParam().reply(r);
+      r.setId(2);
+      r.initFds(1);
+    }, {null.get()});
+  }
+  const char* why = "reply to request 2 lists 1 fds; its answer carries none";
+  EXPECT_THAT(GetParam().call(*client_), StatusIs(absl::StatusCode::kInternal, HasSubstr(why)));
+  ExpectClosedAfter(why, 2);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Calls, ClientFdsOnAReplyTest,
+    Values(FdsOnAReply{"Ready", [](Client& c) { return c.Ready(); },
+                       [](schema::Reply::Builder r) { r.setReady(); }},
+           FdsOnAReply{"Status", [](Client& c) { return c.Status().status(); },
+                       [](schema::Reply::Builder r) { r.initStatus().setVersion(1); }},
+           FdsOnAReply{"Services", [](Client& c) { return c.Services().status(); },
+                       [](schema::Reply::Builder r) { r.initServices(1)[0].setName("svc"); }},
+           FdsOnAReply{"ServicePage", [](Client& c) { return c.Services().status(); },
+                       [](schema::Reply::Builder r) {
+                         r.initServicePage().initEntries(1)[0].setName("svc");
+                       }},
+           FdsOnAReply{"CapabilityPage", [](Client& c) { return c.List().status(); },
+                       [](schema::Reply::Builder r) {
+                         r.initCapabilities().initEntries(1)[0].setName("motd");
+                       }}),
+    [](const ::testing::TestParamInfo<FdsOnAReply>& info) { return info.param.name; });
+
+// The hello's answer carries no fds either: the connection is refused.
+TEST(ClientFromFdTest, AHelloAnswerCarryingAnFdIsRefused) {
+  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+  BrokerEnd broker(std::move(pair.first));
+  {
+    UniqueFd null = DevNull();
+    broker.Send([](schema::Reply::Builder r) {
+      HelloReply(r);
+      r.initFds(1);
+    }, {null.get()});
+  }
+  const int fds_before = CountOpenFds();
+  EXPECT_THAT(Client::FromFd(std::move(pair.second)),
+              StatusIs(absl::StatusCode::kInternal,
+                       HasSubstr("reply to request 1 lists 1 fds; its answer carries none")));
+  EXPECT_EQ(CountOpenFds(), fds_before - 1);  // the client's end, and the fd that came
+}
 
 // A grant for request 2 with one fd described as `name`, `kind`, `access`
 // and `path`.
@@ -566,7 +796,7 @@ TEST_F(ClientTest, AnErrorWithIdZeroAnswersTheCall) {
   EXPECT_OK(client_->List());
 }
 
-TEST_F(ClientTest, UnknownKindsAreSkippedWithTheirFdsClosed) {
+TEST_F(ServiceTest, UnknownKindsAreSkippedWithTheirFdsClosed) {
   {
     UniqueFd a = DevNull(), b = DevNull();
     broker_->Send(UnknownKind(0, 2), {a.get(), b.get()});
@@ -575,7 +805,7 @@ TEST_F(ClientTest, UnknownKindsAreSkippedWithTheirFdsClosed) {
       r.setId(0);
       r.setReady();
     });
-    broker_->Send(ListReply(2));
+    broker_->Send(ListReply(3));
     // While waiting for a connection, too.
     broker_->Send(UnknownKind(0, 1), {a.get()});
     broker_->Send(IncomingEvent("alice"), {a.get()});
@@ -640,7 +870,7 @@ TEST_F(ClientTest, AClientMovedFromByAssignmentSaysSo) {
 
 // TryAccept reads with the socket non-blocking: nothing to read yet is no
 // protocol error.
-TEST_F(ClientTest, NothingToReadYetLeavesTheConnectionOpen) {
+TEST_F(ServiceTest, NothingToReadYetLeavesTheConnectionOpen) {
   ASSERT_OK(SetNonBlocking(client_->fd(), true));
   EXPECT_THAT(client_->NextIncoming(), StatusIs(absl::StatusCode::kUnavailable));
   ASSERT_OK(SetNonBlocking(client_->fd(), false));
@@ -682,7 +912,7 @@ class SoftFdLimit {
 // kernel cannot install an event's fd, closes it, and says so (MSG_CTRUNC):
 // that event is dropped (its client sees end of stream), not the broker
 // connection, and the call gets its reply.
-TEST_F(ClientTest, EventsPastTheFdTableAreDroppedAndTheCallIsAnswered) {
+TEST_F(ServiceTest, EventsPastTheFdTableAreDroppedAndTheCallIsAnswered) {
   constexpr int kEvents = 10;
   constexpr size_t kRoom = 3;
   {
@@ -691,7 +921,7 @@ TEST_F(ClientTest, EventsPastTheFdTableAreDroppedAndTheCallIsAnswered) {
       broker_->Send(IncomingEvent(absl::StrCat("client", i)), {end.get()});
     }
   }
-  broker_->Send(ListReply(2));
+  broker_->Send(ListReply(3));
   {
     SoftFdLimit limit(testing::SoftLimitLeavingRoomFor(kRoom));
     EXPECT_OK(client_->List());
@@ -701,7 +931,7 @@ TEST_F(ClientTest, EventsPastTheFdTableAreDroppedAndTheCallIsAnswered) {
   EXPECT_EQ(client_->dropped_incoming(), kEvents - kRoom);
   // In step: the next call gets its own reply, and the events that fit
   // are there, first come first.
-  broker_->Send(ListReply(3));
+  broker_->Send(ListReply(4));
   EXPECT_OK(client_->List());
   for (size_t i = 0; i < kRoom; ++i) {
     ASSERT_OK_AND_ASSIGN(IncomingConnection incoming, client_->NextIncoming());
@@ -713,13 +943,18 @@ TEST_F(ClientTest, EventsPastTheFdTableAreDroppedAndTheCallIsAnswered) {
 
 // When the reply's own fd is what did not fit, the call fails saying why and
 // what to do; the connection stays in step for the next one.
-TEST_F(ClientTest, AGrantWhoseFdDidNotFitFailsTheCallAndNotTheConnection) {
+TEST_F(ServiceTest, AGrantWhoseFdDidNotFitFailsTheCallAndNotTheConnection) {
   constexpr size_t kRoom = 2;
   {
     UniqueFd end = DevNull();
     broker_->Send(IncomingEvent("alice"), {end.get()});
     broker_->Send(IncomingEvent("bob"), {end.get()});
-    broker_->Send(GrantReply("motd", schema::Kind::FILE, schema::Access::READ), {end.get()});
+    broker_->Send(
+        [](schema::Reply::Builder r) {
+          GrantReply("motd", schema::Kind::FILE, schema::Access::READ)(r);
+          r.setId(3);
+        },
+        {end.get()});
   }
   {
     SoftFdLimit limit(testing::SoftLimitLeavingRoomFor(kRoom));
@@ -735,7 +970,7 @@ TEST_F(ClientTest, AGrantWhoseFdDidNotFitFailsTheCallAndNotTheConnection) {
     broker_->Send(
         [](schema::Reply::Builder r) {
           GrantReply("motd", schema::Kind::FILE, schema::Access::READ)(r);
-          r.setId(3);
+          r.setId(4);
         },
         {end.get()});
   }
@@ -745,7 +980,7 @@ TEST_F(ClientTest, AGrantWhoseFdDidNotFitFailsTheCallAndNotTheConnection) {
 
 // Past kMaxQueuedEvents (4096) waiting events, one more is dropped, its fd
 // closed, rather than the connection broken off.
-TEST_F(ClientTest, AnEventPastTheQueuesLimitIsDropped) {
+TEST_F(ServiceTest, AnEventPastTheQueuesLimitIsDropped) {
   constexpr size_t kMaxQueued = 4096;
   rlimit limit;
   ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &limit), 0);
@@ -760,7 +995,7 @@ TEST_F(ClientTest, AnEventPastTheQueuesLimitIsDropped) {
   std::thread broker([&] {
     UniqueFd end = DevNull();
     for (size_t i = 0; i <= kMaxQueued; ++i) broker_->Send(IncomingEvent("alice"), {end.get()});
-    broker_->Send(ListReply(2));
+    broker_->Send(ListReply(3));
   });
   absl::Status listed = client_->List().status();
   broker.join();
@@ -1308,9 +1543,10 @@ TEST(ClientTimeoutTest, PastTheDeadlineAReplyQueuedBehindAnEventIsTaken) {
   broker.Send(HelloReply);
   ASSERT_OK_AND_ASSIGN(Client client,
                        Client::FromFd(std::move(pair.second), {.timeout = absl::Nanoseconds(1)}));
+  SayReady(broker, client, 2);
   ASSERT_OK_AND_ASSIGN(UniqueFd null, TakeFd(open("/dev/null", O_RDONLY | O_CLOEXEC), "open"));
   broker.Send(IncomingEvent("alice"), {null.get()});
-  broker.Send(ListReply(2));
+  broker.Send(ListReply(3));
   EXPECT_OK(client.List());
   EXPECT_EQ(client.queued_incoming(), 1u);
   EXPECT_GE(client.fd(), 0);

@@ -298,6 +298,36 @@ TEST_F(ConnectionLoopTest, GarbageClosesThatConnectionOnlyAndLeaksNothing) {
     ASSERT_OK(harness_.loop().Turn(-1).status());
     EXPECT_THAT(bad.Receive(), StatusIs(absl::StatusCode::kUnavailable));
   }
+  // A request with more fds than a receive has room for (MSG_CTRUNC: the
+  // kernel closed the rest) and a datagram longer than the loop reads
+  // (MSG_TRUNC: the rest is lost), each with fds: the message and its fds
+  // can no longer be matched, so the connection ends, and what came is
+  // closed. The first is a readable request, the second one padded.
+  {
+    capnp::MallocMessageBuilder message;
+    ASSERT_OK_AND_ASSIGN(kj::Array<capnp::word> words, wire::Flatten(Request(message, 6)));
+    const kj::ArrayPtr<const kj::byte> request = words.asBytes();
+    std::vector<uint8_t> padded(request.begin(), request.end());
+    padded.resize(wire::kMaxMessageBytes + 8, 0);
+    int p[2];
+    ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+    UniqueFd r(p[0]), w(p[1]);
+    const struct {
+      std::vector<uint8_t> bytes;
+      size_t fds;
+    } cuts[] = {{std::vector<uint8_t>(request.begin(), request.end()), wire::kMaxFdsPerMessage + 1},
+                {padded, 2}};
+    for (const auto& cut : cuts) {
+      SCOPED_TRACE(cut.fds);
+      ASSERT_OK_AND_ASSIGN(wire::Channel bad, harness_.Connect());
+      ASSERT_EQ(testing::RawSend(bad.fd(), cut.bytes, std::vector<int>(cut.fds, r.get())), 0);
+      ASSERT_OK(harness_.loop().Turn(-1).status());
+      // The good connection only: an open one would leave the receive below
+      // waiting.
+      ASSERT_EQ(harness_.loop().connection_count(), 1u);
+      EXPECT_THAT(bad.Receive(), StatusIs(absl::StatusCode::kUnavailable));
+    }
+  }
   capnp::MallocMessageBuilder request;
   ASSERT_OK_AND_ASSIGN(wire::Incoming reply, harness_.Call(good, Request(request, 5)));
   EXPECT_EQ(ReplyId(reply), 5u);

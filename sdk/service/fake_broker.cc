@@ -37,7 +37,13 @@ absl::StatusOr<FakeBroker> FakeBroker::Create() {
   hello.setUid(0);
   hello.initPrincipals(0);
   CB_RETURN_IF_ERROR(SendOn(pair.first.get(), message));
+  capnp::MallocMessageBuilder ready;
+  auto ready_reply = ready.initRoot<schema::Reply>();
+  ready_reply.setId(2);
+  ready_reply.setReady();
+  CB_RETURN_IF_ERROR(SendOn(pair.first.get(), ready));
   CB_ASSIGN_OR_RETURN(Client client, Client::FromFd(std::move(pair.second)));
+  CB_RETURN_IF_ERROR(client.Ready());
   return FakeBroker(std::move(pair.first), std::make_unique<Client>(std::move(client)));
 }
 

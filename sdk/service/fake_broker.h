@@ -8,8 +8,9 @@
 //   broker.Close();   // the loop's next Turn returns false
 //
 // Replies to the Client's requests are written before the Client asks, in
-// the order it will ask: the hello reply by Create, the ready reply by
-// AnswerReady. The Client's requests are never read.
+// the order it will ask: the hello reply and a first ready reply by Create
+// (a Client takes events only once it has said ready), further ready
+// replies by AnswerReady. The Client's requests are never read.
 #ifndef CAPBROKER_SDK_SERVICE_FAKE_BROKER_H_
 #define CAPBROKER_SDK_SERVICE_FAKE_BROKER_H_
 
@@ -27,7 +28,8 @@ namespace capbroker::testing {
 
 class FakeBroker {
  public:
-  // A connected Client whose hello has been answered.
+  // A connected Client whose hello has been answered, and which has said
+  // it is ready, as a service does before it takes connections.
   static absl::StatusOr<FakeBroker> Create();
 
   FakeBroker(FakeBroker&&) = default;
@@ -62,7 +64,7 @@ class FakeBroker {
 
   UniqueFd end_;
   std::unique_ptr<Client> client_;
-  uint64_t next_id_ = 2;  // hello was 1
+  uint64_t next_id_ = 3;  // hello was 1, the first ready 2
 };
 
 }  // namespace capbroker::testing

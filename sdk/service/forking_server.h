@@ -26,7 +26,8 @@
 //    uid and see each other in /proc, and a compromised one could
 //    otherwise open a sibling's /proc/PID/mem (the service's seccomp filter
 //    stops ptrace and process_vm_readv, not open) and read another client's
-//    files. It can still signal (kill) its siblings: they share a uid;
+//    files. It can still signal its siblings and the main process, which
+//    share its uid: see below;
 //  - asks for SIGKILL when the main process dies (PR_SET_PDEATHSIG);
 //  - closes every fd except 0, 1, 2, its connection and Options::worker_fds:
 //    the broker connection, the main process's epoll and pidfds, whatever
@@ -34,7 +35,15 @@
 //    holds that client's connection and files only; other clients' files
 //    and requests never were in its memory (the main process never reads
 //    them), though it has a copy of the main process's table of workers
-//    (who else is connected: principal, uid, pid).
+//    (who else is connected: principal, uid, pid). What it can do to the
+//    others is signal them (kill(2) within one uid; nothing here filters
+//    it): kill other clients' workers, and stop or end the main process,
+//    which ends the service for every client. kill(getppid(), SIGKILL) or
+//    SIGSTOP does that when the main process is not its pid namespace's
+//    init (a policy with privatePids off); as that init (privatePids, the
+//    default) it takes from its namespace only the signals it handles,
+//    and a service handles SIGTERM, which stops it. The closer can do the
+//    same.
 //
 // Refused connections go to a closer. Closing a connection is not always
 // harmless: the last close of a socket drops what waits unread in it, and

@@ -67,6 +67,9 @@ class Channel {
   // The socket, still owned by the channel (for poll()); -1 once closed.
   int fd() const { return fd_.get(); }
 
+  // How Receive takes the fds of a datagram (the constructor's).
+  FdPolicy fd_policy() const { return fd_policy_; }
+
   // Closes the socket, for a peer that can no longer be trusted to be in
   // step. Send and Receive fail after it (EBADF).
   void Close() { fd_.reset(); }

@@ -1,6 +1,7 @@
 #include "sdk/wire/socket_path.h"
 
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,6 +11,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "sdk/base/escape.h"
+#include "sdk/base/syscall.h"
 
 namespace capbroker::wire {
 namespace {
@@ -80,16 +83,38 @@ absl::StatusOr<std::string> DefaultSocketPath() {
   return DefaultSocketPath(geteuid(), ProcessGetenv);
 }
 
-std::vector<std::string> ClientSocketPaths(unsigned euid, const Getenv& getenv) {
-  if (std::optional<std::string> path = ExplicitSocket(getenv)) return {*path};
-  std::vector<std::string> paths;
-  if (std::optional<std::string> path = UserSocket(euid, getenv)) paths.push_back(*path);
-  paths.emplace_back(kSystemSocketPath);
+std::vector<ClientSocket> ClientSocketPaths(unsigned euid, const Getenv& getenv) {
+  if (std::optional<std::string> path = ExplicitSocket(getenv)) {
+    return {ClientSocket{*path, false}};
+  }
+  std::vector<ClientSocket> paths;
+  if (std::optional<std::string> path = UserSocket(euid, getenv)) {
+    paths.push_back(ClientSocket{*path, true});
+  }
+  paths.push_back(ClientSocket{kSystemSocketPath, false});
   return paths;
 }
 
-std::vector<std::string> ClientSocketPaths() {
+std::vector<ClientSocket> ClientSocketPaths() {
   return ClientSocketPaths(geteuid(), ProcessGetenv);
+}
+
+absl::Status CheckRuntimeDirBroker(int fd, unsigned euid, const std::string& path) {
+  ucred peer{};
+  socklen_t length = sizeof(peer);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &length) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("getsockopt(fd=", fd, ", SO_PEERCRED) on the broker "
+                                           "connection to ", Escaped(path)));
+  }
+  if (peer.uid == euid || peer.uid == 0) return absl::OkStatus();
+  const std::string allowed =
+      euid == 0 ? std::string("root") : absl::StrCat("uid ", euid, " (this user) or root");
+  return absl::FailedPreconditionError(absl::StrCat(
+      "refusing the broker at ", Escaped(path), ": it is run by uid ", peer.uid,
+      ", and a broker found through XDG_RUNTIME_DIR must run as ", allowed,
+      " (another user may have pointed XDG_RUNTIME_DIR, which su and sudo -E keep, at a "
+      "listener of their own, to hand this process fds); unset XDG_RUNTIME_DIR, or name a "
+      "socket you trust (capctl --socket, or CAPBROKER_SOCKET)"));
 }
 
 std::optional<std::string> ForeignRuntimeDir() {

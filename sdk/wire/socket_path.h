@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace capbroker::wire {
@@ -44,6 +45,19 @@ absl::StatusOr<std::string> DefaultSocketPath(
 // The same with the process's own euid and environment.
 absl::StatusOr<std::string> DefaultSocketPath();
 
+// A place a client looks for the broker.
+struct ClientSocket {
+  std::string path;
+  // Whether `path` was made from $XDG_RUNTIME_DIR. ForeignRuntimeDir reads
+  // the directory once, and connect(2) resolves the path again later: a
+  // user whose environment root keeps can point XDG_RUNTIME_DIR at a
+  // symlink and swap it between the two to a directory of her own. So the
+  // broker found there is checked once connected (CheckRuntimeDirBroker).
+  // A socket the caller named ($CAPBROKER_SOCKET, --socket) is the
+  // caller's choice, and kSystemSocketPath lies in root's /run.
+  bool from_runtime_dir = false;
+};
+
 // Where a client looks, in order; never empty. $CAPBROKER_SOCKET alone if
 // set and non-empty (a socket named explicitly is never replaced by
 // another). Otherwise the per-user socket
@@ -51,12 +65,23 @@ absl::StatusOr<std::string> DefaultSocketPath();
 // and, for root, owned by root: see ForeignRuntimeDir), then
 // kSystemSocketPath for every user, since a root broker serves all local
 // users. A client moves on to the next path only when nothing exists at
-// one: a socket there that refuses is a broker that is down, not absent.
-std::vector<std::string> ClientSocketPaths(
+// one: a socket there that refuses is a broker that is down, not absent,
+// and one held by someone else (CheckRuntimeDirBroker) an impostor.
+std::vector<ClientSocket> ClientSocketPaths(
     unsigned euid, const std::function<const char*(const char*)>& getenv);
 
 // The same with the process's own euid and environment.
-std::vector<std::string> ClientSocketPaths();
+std::vector<ClientSocket> ClientSocketPaths();
+
+// Whether the process listening on `fd` (borrowed), a connection made
+// through $XDG_RUNTIME_DIR to `path`, may be the broker of a client whose
+// euid is `euid`: it must be that user's own or root's (as SO_PEERCRED
+// has it: the euid of whoever called listen(2)). For root, root's alone.
+// kFailedPrecondition otherwise, naming the path, the listener's uid and
+// why: no other broker is tried, since an impostor at the path is no
+// absent broker (a retry would meet the same one), and the caller should
+// learn that someone is listening in its place.
+absl::Status CheckRuntimeDirBroker(int fd, unsigned euid, const std::string& path);
 
 }  // namespace capbroker::wire
 

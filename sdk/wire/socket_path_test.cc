@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -18,6 +19,15 @@ namespace {
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+
+// The paths of `sockets`, those made from XDG_RUNTIME_DIR marked "checked:".
+std::vector<std::string> Paths(const std::vector<ClientSocket>& sockets) {
+  std::vector<std::string> paths;
+  for (const ClientSocket& socket : sockets) {
+    paths.push_back((socket.from_runtime_dir ? "checked:" : "") + socket.path);
+  }
+  return paths;
+}
 
 std::function<const char*(const char*)> Env(std::map<std::string, std::string> vars) {
   return [vars = std::move(vars)](const char* name) -> const char* {
@@ -62,13 +72,13 @@ TEST(DefaultSocketPathTest, RootSkipsARuntimeDirItDoesNotOwn) {
   }
   auto env = Env({{"XDG_RUNTIME_DIR", theirs}});
   EXPECT_EQ(*DefaultSocketPath(0, env), kSystemSocketPath);
-  EXPECT_THAT(ClientSocketPaths(0, env), ElementsAre(std::string(kSystemSocketPath)));
+  EXPECT_THAT(Paths(ClientSocketPaths(0, env)), ElementsAre(std::string(kSystemSocketPath)));
   EXPECT_THAT(ForeignRuntimeDir(0, env),
               ::testing::Optional(AllOf(HasSubstr(theirs), HasSubstr("uid 65534"))));
   // Not there at all: not root's either.
   auto missing = Env({{"XDG_RUNTIME_DIR", dir.Join("none")}});
   EXPECT_EQ(*DefaultSocketPath(0, missing), kSystemSocketPath);
-  EXPECT_THAT(ClientSocketPaths(0, missing), ElementsAre(std::string(kSystemSocketPath)));
+  EXPECT_THAT(Paths(ClientSocketPaths(0, missing)), ElementsAre(std::string(kSystemSocketPath)));
   // The user it belongs to goes on using it.
   EXPECT_EQ(*DefaultSocketPath(65534, env), theirs + "/capbroker/broker.sock");
   EXPECT_EQ(ForeignRuntimeDir(65534, env), std::nullopt);
@@ -88,12 +98,12 @@ TEST(DefaultSocketPathTest, RootSkipsARuntimeDirOthersMayWrite) {
   ASSERT_EQ(chmod(shared.c_str(), 01777), 0);
   auto env = Env({{"XDG_RUNTIME_DIR", shared}});
   EXPECT_EQ(*DefaultSocketPath(0, env), kSystemSocketPath);
-  EXPECT_THAT(ClientSocketPaths(0, env), ElementsAre(std::string(kSystemSocketPath)));
+  EXPECT_THAT(Paths(ClientSocketPaths(0, env)), ElementsAre(std::string(kSystemSocketPath)));
   EXPECT_THAT(ForeignRuntimeDir(0, env),
               ::testing::Optional(AllOf(HasSubstr(shared), HasSubstr("mode 1777"),
                                         HasSubstr("writable by others"))));
   ASSERT_EQ(chmod(shared.c_str(), 0720), 0);  // group-writable is no better
-  EXPECT_THAT(ClientSocketPaths(0, env), ElementsAre(std::string(kSystemSocketPath)));
+  EXPECT_THAT(Paths(ClientSocketPaths(0, env)), ElementsAre(std::string(kSystemSocketPath)));
 }
 
 // Root's own runtime directory (a root login session's /run/user/0) stays
@@ -103,26 +113,30 @@ TEST(DefaultSocketPathTest, RootUsesARuntimeDirItOwns) {
   capbroker::testing::TempDir dir;
   auto env = Env({{"XDG_RUNTIME_DIR", dir.path()}});
   EXPECT_EQ(*DefaultSocketPath(0, env), dir.path() + "/capbroker/broker.sock");
-  EXPECT_THAT(ClientSocketPaths(0, env),
-              ElementsAre(dir.path() + "/capbroker/broker.sock", std::string(kSystemSocketPath)));
+  EXPECT_THAT(Paths(ClientSocketPaths(0, env)),
+              ElementsAre("checked:" + dir.path() + "/capbroker/broker.sock",
+                          std::string(kSystemSocketPath)));
   EXPECT_EQ(ForeignRuntimeDir(0, env), std::nullopt);
 }
 
 TEST(ClientSocketPathsTest, ExplicitVariableIsTheOnlyPlace) {
-  EXPECT_THAT(ClientSocketPaths(1000, Env({{"CAPBROKER_SOCKET", "/x/s"},
-                                     {"XDG_RUNTIME_DIR", "/run/user/1000"}})),
+  EXPECT_THAT(Paths(ClientSocketPaths(1000, Env({{"CAPBROKER_SOCKET", "/x/s"},
+                                                 {"XDG_RUNTIME_DIR", "/run/user/1000"}}))),
               ElementsAre("/x/s"));
 }
 
 TEST(ClientSocketPathsTest, PerUserSocketThenSystemSocket) {
-  EXPECT_THAT(ClientSocketPaths(1000, Env({{"XDG_RUNTIME_DIR", "/run/user/1000"}})),
-              ElementsAre("/run/user/1000/capbroker/broker.sock", std::string(kSystemSocketPath)));
+  EXPECT_THAT(Paths(ClientSocketPaths(1000, Env({{"XDG_RUNTIME_DIR", "/run/user/1000"}}))),
+              ElementsAre("checked:/run/user/1000/capbroker/broker.sock",
+                          std::string(kSystemSocketPath)));
 }
 
 // A user without a runtime dir still reaches a root broker.
 TEST(ClientSocketPathsTest, WithoutRuntimeDirTheSystemSocket) {
-  EXPECT_THAT(ClientSocketPaths(1000, Env({})), ElementsAre(std::string(kSystemSocketPath)));
-  EXPECT_THAT(ClientSocketPaths(1000, Env({{"CAPBROKER_SOCKET", ""}, {"XDG_RUNTIME_DIR", "rel"}})),
+  EXPECT_THAT(Paths(ClientSocketPaths(1000, Env({}))),
+              ElementsAre(std::string(kSystemSocketPath)));
+  EXPECT_THAT(Paths(ClientSocketPaths(
+                  1000, Env({{"CAPBROKER_SOCKET", ""}, {"XDG_RUNTIME_DIR", "rel"}}))),
               ElementsAre(std::string(kSystemSocketPath)));
 }
 

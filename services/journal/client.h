@@ -16,7 +16,8 @@ namespace capbroker::journal {
 class JournalClient {
  public:
   // Takes a connection to the journal service.
-  explicit JournalClient(UniqueFd connection) : channel_(std::move(connection)) {}
+  explicit JournalClient(UniqueFd connection) :
+      channel_(std::move(connection), wire::FdPolicy::kRefuse) {}
 
   // Appends one record; OK once it is on disk.
   absl::StatusOr<RecordId> Append(absl::string_view text);

@@ -20,7 +20,8 @@ namespace capbroker::kvstore {
 class KvstoreClient {
  public:
   // Takes a connection to the kvstore service.
-  explicit KvstoreClient(UniqueFd connection) : channel_(std::move(connection)) {}
+  explicit KvstoreClient(UniqueFd connection) :
+      channel_(std::move(connection), wire::FdPolicy::kRefuse) {}
 
   // OK once the value is on disk.
   absl::Status Put(absl::string_view key, absl::string_view value);

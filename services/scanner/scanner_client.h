@@ -23,7 +23,8 @@ struct ScannerInfo {
 class ScannerClient {
  public:
   // Takes a connection to the scanner service.
-  explicit ScannerClient(UniqueFd connection) : channel_(std::move(connection)) {}
+  explicit ScannerClient(UniqueFd connection) :
+      channel_(std::move(connection), wire::FdPolicy::kRefuse) {}
 
   // Scans the file open at `fd` (borrowed: the service receives a copy).
   // The service's refusals keep their codes: kFailedPrecondition for an fd

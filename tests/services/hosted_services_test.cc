@@ -201,7 +201,7 @@ TEST_F(HostedServicesTest, JournalDoesNotStartOnALogThatIsNotAppendOnly) {
 // The request with the fd attached, as no client library sends it.
 template <typename Reply>
 absl::Status CallWithFd(UniqueFd connection, capnp::MessageBuilder& request, int fd) {
-  wire::Channel channel(std::move(connection));
+  wire::Channel channel(std::move(connection), wire::FdPolicy::kRefuse);
   return CallService<Reply>(channel, request, {fd},
                             [](typename Reply::Reader) { return absl::OkStatus(); });
 }

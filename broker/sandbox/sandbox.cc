@@ -285,10 +285,12 @@ absl::StatusOr<std::unique_ptr<PendingLaunch>> StartLaunch(const SandboxSpec& sp
   // Only root may drop its supplementary groups, and only where its user
   // namespace allows setgroups; elsewhere the service keeps the broker's
   // own, which the kernel then forbids it to drop in turn.
-  plan.clear_groups = geteuid() == 0 && SetgroupsAllowed();
+  const bool root = geteuid() == 0;
+  plan.clear_groups = root && SetgroupsAllowed();
   if (!plan.clear_groups) {
     CB_ASSIGN_OR_RETURN(std::vector<gid_t> groups, SupplementaryGroups());
-    std::string kept = KeptGroupsEntry(groups, spec.gid);
+    std::string kept = KeptGroupsEntry(
+        groups, spec.gid, root ? GroupsKept::kSetgroupsDenied : GroupsKept::kNotRoot);
     if (!kept.empty()) outcome.MarkMissing(-1, std::move(kept));
   }
   plan.rlimits = {

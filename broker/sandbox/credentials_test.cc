@@ -1,16 +1,25 @@
 #include "broker/sandbox/credentials.h"
 
+#include <grp.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+#include <string>
 #include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
+#include "tests/sandbox/in_child.h"
 
 namespace capbroker::sandbox {
 namespace {
 
+using ::capbroker::testing::RunInChild;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
@@ -45,9 +54,27 @@ TEST(CredentialsTest, KeptGroupsSayWhyTheyAreKept) {
   EXPECT_THAT(denied, Not(HasSubstr("not root")));
 }
 
+// What the caller's groups are, set in a child (setgroups needs root, and
+// changes the process for good), as SupplementaryGroups reads them back:
+// "42 27 1000", "none", or an error.
+std::string GroupsReadBackAfterSetting(const std::vector<gid_t>& groups) {
+  return RunInChild([&]() -> std::string {
+           if (setgroups(groups.size(), groups.data()) != 0) {
+             return absl::StrCat("setgroups: ", strerror(errno));
+           }
+           absl::StatusOr<std::vector<gid_t>> read = SupplementaryGroups();
+           if (!read.ok()) return read.status().ToString();
+           return read->empty() ? "none" : absl::StrJoin(*read, " ");
+         })
+      .output;
+}
+
 TEST(CredentialsTest, SupplementaryGroupsAreTheCallers) {
-  ASSERT_OK_AND_ASSIGN(std::vector<gid_t> groups, SupplementaryGroups());
-  EXPECT_EQ(static_cast<int>(groups.size()), getgroups(0, nullptr));
+  ASSERT_EQ(geteuid(), 0u) << "sets its groups";
+  // The kernel keeps them sorted (groups_sort), as getgroups gives them.
+  EXPECT_EQ(GroupsReadBackAfterSetting({42, 27, 1000}), "27 42 1000");
+  EXPECT_EQ(GroupsReadBackAfterSetting({4242}), "4242");
+  EXPECT_EQ(GroupsReadBackAfterSetting({}), "none");
 }
 
 }  // namespace

@@ -57,6 +57,28 @@ TEST(IdentifyPeerTest, IdentifiesALiveProcessWithoutLeakingThePidfd) {
   EXPECT_EQ(id.exe, SelfExe());
 }
 
+// The pidfd vouches for the socket's own peer only: credentials naming
+// another pid (here the parent's, a live process running another program),
+// or other ids, are refused rather than given that pid's exe.
+TEST(IdentifyPeerTest, CredentialsThatAreNotThePeersAreRefused) {
+  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+  ASSERT_OK_AND_ASSIGN(Identity credentials, PeerCredentials(pair.first.get()));
+  Identity other_pid = credentials;
+  other_pid.pid = getppid();
+  EXPECT_THAT(IdentifyPeer(pair.first.get(), other_pid),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr(absl::StrCat("pid ", getppid(), " are not those of the peer"))));
+  Identity other_uid = credentials;
+  other_uid.uid += 1;
+  EXPECT_THAT(IdentifyPeer(pair.first.get(), other_uid),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("are not those of the peer")));
+  Identity other_gid = credentials;
+  other_gid.gid += 1;
+  EXPECT_THAT(IdentifyPeer(pair.first.get(), other_gid),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("are not those of the peer")));
+  EXPECT_OK(IdentifyPeer(pair.first.get(), credentials).status());
+}
+
 // A socket whose peer has exited and been reaped: a child made a socketpair
 // (so its pid is the pair's credentials), sent one end here and exited.
 struct ReapedPeer {

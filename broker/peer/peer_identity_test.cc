@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "broker/sandbox/clone_args.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
@@ -120,21 +121,6 @@ TEST(IdentifyPeerTest, ExitedPeerHasNoExe) {
   EXPECT_EQ(id.exe, "");
 }
 
-// struct clone_args of <linux/sched.h> up to set_tid_size (CLONE_ARGS_SIZE_VER1),
-// declared here because that header clashes with glibc's <sched.h>.
-struct CloneArgs {
-  uint64_t flags;
-  uint64_t pidfd;
-  uint64_t child_tid;
-  uint64_t parent_tid;
-  uint64_t exit_signal;
-  uint64_t stack;
-  uint64_t stack_size;
-  uint64_t tls;
-  uint64_t set_tid;
-  uint64_t set_tid_size;
-};
-
 // A process at pid `pid`, running /bin/sleep; killed and reaped when this
 // goes. Started by Successor.
 struct Successor {
@@ -160,7 +146,7 @@ void StartSuccessor(pid_t pid, Successor& successor, bool* taken) {
   ASSERT_EQ(pipe2(exec_pipe, O_CLOEXEC), 0);
   UniqueFd exec_read(exec_pipe[0]), exec_write(exec_pipe[1]);
   uint64_t wanted = static_cast<uint64_t>(pid);
-  CloneArgs args = {};
+  sandbox::CloneArgs args = {};
   args.exit_signal = SIGCHLD;
   args.set_tid = reinterpret_cast<uintptr_t>(&wanted);
   args.set_tid_size = 1;

@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/base/unique_fd.h"
 
@@ -106,6 +107,18 @@ absl::StatusOr<Identity> PeerCredentials(int fd) {
 }
 
 absl::StatusOr<Identity> IdentifyPeer(int fd, Identity identity) {
+  // The pid to verify is the socket's, never one the caller says: the
+  // pidfd below is of the process the socket records (sk_peer_pid, fixed at
+  // connect(), which SO_PEERCRED reads too), so that is the pid whose exe
+  // it can vouch for. Asked again here, without an fd or /proc.
+  CB_ASSIGN_OR_RETURN(Identity recorded, PeerCredentials(fd));
+  if (recorded.pid != identity.pid || recorded.uid != identity.uid ||
+      recorded.gid != identity.gid) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "credentials uid ", identity.uid, " gid ", identity.gid, " pid ", identity.pid,
+        " are not those of the peer of fd ", fd, " (uid ", recorded.uid, " gid ", recorded.gid,
+        " pid ", recorded.pid, "): refusing to verify them"));
+  }
   int pidfd = -1;
   socklen_t len = sizeof(pidfd);
   if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) != 0) {

@@ -34,7 +34,10 @@ namespace capbroker::peer {
 absl::StatusOr<Identity> PeerCredentials(int fd);
 
 // `credentials` (PeerCredentials of `fd`) with the exe the peer runs, when
-// it can be verified (see above; else left unknown). kResourceExhausted
+// it can be verified (see above; else left unknown). kInvalidArgument when
+// `credentials` are not what SO_PEERCRED says of `fd`: the pidfd vouches
+// only for the socket's own peer, never for a pid the caller names.
+// kResourceExhausted
 // when the broker is out of fds (EMFILE/ENFILE) and so cannot verify the
 // peer (the pidfd, or the open of its executable, fails for lack of an
 // fd): refuse the connection rather than trust its pid, or admit it with

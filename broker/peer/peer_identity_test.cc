@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "broker/sandbox/clone_args.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
@@ -55,6 +56,28 @@ TEST(IdentifyPeerTest, IdentifiesALiveProcessWithoutLeakingThePidfd) {
   EXPECT_EQ(id.gid, getgid());
   EXPECT_EQ(id.pid, getpid());
   EXPECT_EQ(id.exe, SelfExe());
+}
+
+// The pidfd vouches for the socket's own peer only: credentials naming
+// another pid (here the parent's, a live process running another program),
+// or other ids, are refused rather than given that pid's exe.
+TEST(IdentifyPeerTest, CredentialsThatAreNotThePeersAreRefused) {
+  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+  ASSERT_OK_AND_ASSIGN(Identity credentials, PeerCredentials(pair.first.get()));
+  Identity other_pid = credentials;
+  other_pid.pid = getppid();
+  EXPECT_THAT(IdentifyPeer(pair.first.get(), other_pid),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr(absl::StrCat("pid ", getppid(), " are not those of the peer"))));
+  Identity other_uid = credentials;
+  other_uid.uid += 1;
+  EXPECT_THAT(IdentifyPeer(pair.first.get(), other_uid),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("are not those of the peer")));
+  Identity other_gid = credentials;
+  other_gid.gid += 1;
+  EXPECT_THAT(IdentifyPeer(pair.first.get(), other_gid),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("are not those of the peer")));
+  EXPECT_OK(IdentifyPeer(pair.first.get(), credentials).status());
 }
 
 // A socket whose peer has exited and been reaped: a child made a socketpair
@@ -98,21 +121,6 @@ TEST(IdentifyPeerTest, ExitedPeerHasNoExe) {
   EXPECT_EQ(id.exe, "");
 }
 
-// struct clone_args of <linux/sched.h> up to set_tid_size (CLONE_ARGS_SIZE_VER1),
-// declared here because that header clashes with glibc's <sched.h>.
-struct CloneArgs {
-  uint64_t flags;
-  uint64_t pidfd;
-  uint64_t child_tid;
-  uint64_t parent_tid;
-  uint64_t exit_signal;
-  uint64_t stack;
-  uint64_t stack_size;
-  uint64_t tls;
-  uint64_t set_tid;
-  uint64_t set_tid_size;
-};
-
 // A process at pid `pid`, running /bin/sleep; killed and reaped when this
 // goes. Started by Successor.
 struct Successor {
@@ -138,7 +146,7 @@ void StartSuccessor(pid_t pid, Successor& successor, bool* taken) {
   ASSERT_EQ(pipe2(exec_pipe, O_CLOEXEC), 0);
   UniqueFd exec_read(exec_pipe[0]), exec_write(exec_pipe[1]);
   uint64_t wanted = static_cast<uint64_t>(pid);
-  CloneArgs args = {};
+  sandbox::CloneArgs args = {};
   args.exit_signal = SIGCHLD;
   args.set_tid = reinterpret_cast<uintptr_t>(&wanted);
   args.set_tid_size = 1;

@@ -93,10 +93,12 @@ constexpr char kStarterPolicy[] = R"POLICY(# capbroker policy: which clients may
   #       openFiles = 0,               # RLIMIT_NOFILE, soft and hard; 0: 1024 (the broker's
   #                                    # hard limit if lower), never the broker's own
   #       # addressSpace = 1073741824, # RLIMIT_AS, bytes; 0: the broker's own. Memory is
-  #                                    # bounded only by this and memoryMax: by default not
+  #                                    # bounded only by this and memoryMax: with neither,
+  #                                    # a service may take all the memory the broker may
   #       processes = 0,               # RLIMIT_NPROC, threads too, per uid in its user
   #                                    # namespace; 0: 512 (the broker's hard limit if lower)
-  #                                    # with privateUsers, else the broker's own
+  #                                    # with privateUsers and no pidsMax, else the
+  #                                    # broker's own
   #       cpuSeconds = 0               # RLIMIT_CPU, seconds; 0: the broker's own
   #     ),
   #     # Every protection is `required` unless set to bestEffort (used when

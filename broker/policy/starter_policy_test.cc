@@ -57,6 +57,15 @@ TEST(StarterPolicyTest, MentionsEveryField) {
   EXPECT_NE(text.find("# "), std::string::npos);
 }
 
+// The starter says what an unbounded service may take, in whole sentences:
+// its addressSpace comment once stopped at "by default not".
+TEST(StarterPolicyTest, SaysWhatAServiceWithoutMemoryLimitsMayTake) {
+  std::string text(StarterPolicyText());
+  EXPECT_THAT(text, HasSubstr("# bounded only by this and memoryMax: with neither,\n"));
+  EXPECT_THAT(text, HasSubstr("# a service may take all the memory the broker may\n"));
+  EXPECT_THAT(text, HasSubstr("# with privateUsers and no pidsMax, else the\n"));
+}
+
 // ---- The commented alternatives, uncommented as the starter says ----
 
 // A broker without --cgroup, and one with a cgroup directory that enables

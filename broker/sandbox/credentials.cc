@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
 #include "sdk/base/syscall.h"
 
 namespace capbroker::sandbox {
@@ -64,7 +65,7 @@ absl::StatusOr<std::vector<gid_t>> SupplementaryGroups() {
   return groups;
 }
 
-std::string KeptGroupsEntry(absl::Span<const gid_t> groups, gid_t gid) {
+std::string KeptGroupsEntry(absl::Span<const gid_t> groups, gid_t gid, GroupsKept cause) {
   std::vector<gid_t> kept;
   for (gid_t group : groups) {
     if (group != gid && std::find(kept.begin(), kept.end(), group) == kept.end()) {
@@ -72,12 +73,24 @@ std::string KeptGroupsEntry(absl::Span<const gid_t> groups, gid_t gid) {
     }
   }
   if (kept.empty()) return "";
-  return absl::StrCat(
-      "supplementary groups: the service keeps the broker's group", kept.size() > 1 ? "s " : " ",
-      absl::StrJoin(kept, " "),
-      ", and every file they may read or write (a broker that is not root cannot drop them; in "
-      "a user namespace they show as the overflow group): run the broker as a user without "
-      "supplementary groups");
+  absl::string_view why_and_remedy;
+  switch (cause) {
+    case GroupsKept::kNotRoot:
+      why_and_remedy =
+          "a broker that is not root cannot drop them; in a user namespace they show as the "
+          "overflow group): run the broker as a user without supplementary groups";
+      break;
+    case GroupsKept::kSetgroupsDenied:
+      why_and_remedy =
+          "the broker's user namespace denies setgroups (/proc/self/setgroups says deny), so "
+          "even a root broker cannot drop them; in a user namespace they show as the overflow "
+          "group): start the broker without supplementary groups, or in a user namespace that "
+          "allows setgroups";
+      break;
+  }
+  return absl::StrCat("supplementary groups: the service keeps the broker's group",
+                      kept.size() > 1 ? "s " : " ", absl::StrJoin(kept, " "),
+                      ", and every file they may read or write (", why_and_remedy);
 }
 
 absl::Status SwitchFsIds(uid_t uid, gid_t gid) {

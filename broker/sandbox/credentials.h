@@ -50,12 +50,19 @@ absl::Status SwitchIds(uid_t uid, gid_t gid, bool clear_groups);
 // The caller's supplementary groups (getgroups(2)).
 absl::StatusOr<std::vector<gid_t>> SupplementaryGroups();
 
+// Why a broker cannot drop its supplementary groups for its services.
+enum class GroupsKept {
+  kNotRoot,          // only root may call setgroups
+  kSetgroupsDenied,  // root, but its user namespace's setgroups file says "deny"
+};
+
 // For a service that keeps the broker's supplementary groups (SwitchIds
 // without `clear_groups`): an entry of LaunchedProcess::missing naming
 // `groups` but `gid` (the service's own), which still open to the service
 // every file those groups may read or write, although `id` in the service
-// shows them as the overflow group; "" when no other group is kept.
-std::string KeptGroupsEntry(absl::Span<const gid_t> groups, gid_t gid);
+// shows them as the overflow group, and saying why (`cause`) and what to
+// do about it; "" when no other group is kept.
+std::string KeptGroupsEntry(absl::Span<const gid_t> groups, gid_t gid, GroupsKept cause);
 
 // Clears the ambient set, then the effective, permitted and inheritable sets
 // with capset(2): needed when the service runs as uid 0 of its namespace,

@@ -20,6 +20,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/types/optional.h"
+#include "broker/sandbox/clone_args.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 
@@ -29,25 +30,6 @@
 
 namespace capbroker::sandbox {
 namespace {
-
-// struct clone_args of <linux/sched.h> (CLONE_ARGS_SIZE_VER2), declared
-// here because that header clashes with glibc's <sched.h>.
-struct CloneArgs {
-  uint64_t flags;
-  uint64_t pidfd;
-  uint64_t child_tid;
-  uint64_t parent_tid;
-  uint64_t exit_signal;
-  uint64_t stack;
-  uint64_t stack_size;
-  uint64_t tls;
-  uint64_t set_tid;
-  uint64_t set_tid_size;
-  uint64_t cgroup;
-};
-static_assert(sizeof(CloneArgs) == 88, "clone_args v2 is 88 bytes");
-
-constexpr uint64_t kCloneIntoCgroup = 0x200000000ULL;
 
 struct FlagName {
   uint64_t flag;

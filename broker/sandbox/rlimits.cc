@@ -1,5 +1,6 @@
 #include "broker/sandbox/rlimits.h"
 
+#include <algorithm>
 #include <cerrno>
 
 #include "absl/strings/str_cat.h"
@@ -16,6 +17,18 @@ absl::Status ApplyRlimits(absl::Span<const Rlimit> limits) {
     }
   }
   return absl::OkStatus();
+}
+
+uint64_t DefaultProcesses(const ResourceLimits& limits, rlim_t broker_hard_limit) {
+  if (limits.processes != 0 || limits.pids_max != 0) return 0;
+  if (broker_hard_limit == RLIM_INFINITY) return kDefaultProcesses;
+  return std::min<uint64_t>(kDefaultProcesses, broker_hard_limit);
+}
+
+std::string NoDefaultProcessesEntry(uint64_t default_processes, uid_t uid) {
+  return absl::StrCat("processes: no default limit (", default_processes,
+                      ") without privateUsers: RLIMIT_NPROC would count every process of uid ",
+                      uid, " on the host; set limits.processes or pidsMax");
 }
 
 }  // namespace capbroker::sandbox

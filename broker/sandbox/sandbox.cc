@@ -56,14 +56,20 @@ int SocketFamily(AddressFamily family) {
   return -1;
 }
 
-// `value`, or the broker's hard limit of `resource` when that is lower: the
-// child sets soft and hard alike, and can raise neither above it.
-absl::StatusOr<uint64_t> WithinBrokersHardLimit(int resource, const char* name, uint64_t value) {
+// The broker's hard limit of `resource` (named `name`), above which the
+// child can raise nothing: it sets soft and hard alike.
+absl::StatusOr<rlim_t> BrokersHardLimit(int resource, const char* name) {
   rlimit broker;
   if (getrlimit(static_cast<__rlimit_resource>(resource), &broker) != 0) {
     return ErrnoStatus(errno, absl::StrCat("getrlimit(", name, ")"));
   }
-  return broker.rlim_max == RLIM_INFINITY ? value : std::min<uint64_t>(value, broker.rlim_max);
+  return broker.rlim_max;
+}
+
+// `value`, or the broker's hard limit of `resource` when that is lower.
+absl::StatusOr<uint64_t> WithinBrokersHardLimit(int resource, const char* name, uint64_t value) {
+  CB_ASSIGN_OR_RETURN(rlim_t hard, BrokersHardLimit(resource, name));
+  return hard == RLIM_INFINITY ? value : std::min<uint64_t>(value, hard);
 }
 
 absl::Status Validate(const SandboxSpec& spec) {
@@ -279,10 +285,12 @@ absl::StatusOr<std::unique_ptr<PendingLaunch>> StartLaunch(const SandboxSpec& sp
   // Only root may drop its supplementary groups, and only where its user
   // namespace allows setgroups; elsewhere the service keeps the broker's
   // own, which the kernel then forbids it to drop in turn.
-  plan.clear_groups = geteuid() == 0 && SetgroupsAllowed();
+  const bool root = geteuid() == 0;
+  plan.clear_groups = root && SetgroupsAllowed();
   if (!plan.clear_groups) {
     CB_ASSIGN_OR_RETURN(std::vector<gid_t> groups, SupplementaryGroups());
-    std::string kept = KeptGroupsEntry(groups, spec.gid);
+    std::string kept = KeptGroupsEntry(
+        groups, spec.gid, root ? GroupsKept::kSetgroupsDenied : GroupsKept::kNotRoot);
     if (!kept.empty()) outcome.MarkMissing(-1, std::move(kept));
   }
   plan.rlimits = {
@@ -295,11 +303,8 @@ absl::StatusOr<std::unique_ptr<PendingLaunch>> StartLaunch(const SandboxSpec& sp
     CB_ASSIGN_OR_RETURN(plan.open_files,
                         WithinBrokersHardLimit(RLIMIT_NOFILE, "RLIMIT_NOFILE", kDefaultOpenFiles));
   }
-  uint64_t default_processes = 0;
-  if (spec.limits.processes == 0) {
-    CB_ASSIGN_OR_RETURN(default_processes,
-                        WithinBrokersHardLimit(RLIMIT_NPROC, "RLIMIT_NPROC", kDefaultProcesses));
-  }
+  CB_ASSIGN_OR_RETURN(rlim_t broker_processes, BrokersHardLimit(RLIMIT_NPROC, "RLIMIT_NPROC"));
+  const uint64_t default_processes = DefaultProcesses(spec.limits, broker_processes);
   plan.seccomp = seccomp ? &*seccomp : nullptr;
   plan.landlock_abi = landlock_abi;
   plan.landlock_deny_tcp = true;
@@ -352,17 +357,15 @@ absl::StatusOr<std::unique_ptr<PendingLaunch>> StartLaunch(const SandboxSpec& sp
                         absl::StrCat(cloned.status().message(), " (creating the service in ",
                                      path, " for ", CgroupLimitNames(spec.limits), ")"));
   }
-  // The default process limit only where the kernel counts the service's
-  // processes alone: in a user namespace of its own (kDefaultProcesses).
+  // The default process limit (none where the policy sets processes or
+  // pidsMax) only where the kernel counts the service's processes alone:
+  // in a user namespace of its own (kDefaultProcesses).
   // Settled in both processes: the child applies it, the parent says when
   // it does not.
   if (default_processes != 0 && (namespaces & CLONE_NEWUSER)) {
     plan.rlimits.push_back({RLIMIT_NPROC, "RLIMIT_NPROC", default_processes});
   } else if (default_processes != 0) {
-    outcome.MarkMissing(-1, absl::StrCat("processes: no default limit (", kDefaultProcesses,
-                                         ") without privateUsers: RLIMIT_NPROC would count every "
-                                         "process of uid ", spec.uid,
-                                         " on the host; set limits.processes or pidsMax"));
+    outcome.MarkMissing(-1, NoDefaultProcessesEntry(default_processes, spec.uid));
   }
   if (cloned->pid == 0) {
     plan.namespaces = namespaces;

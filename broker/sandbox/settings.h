@@ -47,8 +47,9 @@ struct Protections {
 inline constexpr uint64_t kDefaultOpenFiles = 1024;
 
 // RLIMIT_NPROC, soft and hard, of a service in a user namespace of its own
-// (privateUsers) whose limits leave `processes` at 0, or the broker's own
-// hard limit when that is lower: so that no service can fork until the
+// (privateUsers) whose limits leave both `processes` and `pids_max` at 0
+// (either bounds its processes), or the broker's own hard limit when that
+// is lower (DefaultProcesses): so that no service can fork until the
 // host, and the broker, run out of pids. The kernel counts it per uid and
 // user namespace, threads included: in the service's own namespace, the
 // service's processes alone, however many services share its uid. Well
@@ -62,7 +63,7 @@ struct ResourceLimits {
   // 0: kDefaultOpenFiles (see there).
   uint64_t open_files = 0;       // RLIMIT_NOFILE
   // 0: leave the limit the broker has (but processes, see
-  // kDefaultProcesses).
+  // kDefaultProcesses, unless pids_max is set).
   uint64_t address_space = 0;    // RLIMIT_AS, bytes
   uint64_t processes = 0;        // RLIMIT_NPROC
   uint64_t cpu_seconds = 0;      // RLIMIT_CPU

@@ -1009,6 +1009,12 @@ void ServiceHost::StopAll() {
   };
   const absl::Time deadline = absl::Now() + options_.stop_timeout;
   while (!running.empty()) {
+    // Past the deadline nothing more is read: a poll with no time left
+    // still reports a pipe that holds data, and one kept full (a service
+    // that floods its output and ignores SIGTERM) would hold the broker
+    // here for as long as it writes.
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) break;  // kill the rest
     std::vector<pollfd> fds;
     std::vector<Awaited> awaited;
     for (Service* service : running) {
@@ -1021,8 +1027,9 @@ void ServiceHost::StopAll() {
       fds.push_back({service->pidfd.get(), POLLIN, 0});
       awaited.push_back({service, false});
     }
-    int timeout_ms =
-        static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - absl::Now())));
+    // Rounded up: a wait rounded down to 0 ms would spin until the deadline.
+    const int timeout_ms =
+        static_cast<int>(absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1))));
     int ready = RetryEintr([&] { return poll(fds.data(), fds.size(), timeout_ms); });
     if (ready <= 0) break;  // the deadline passed (or poll failed): kill the rest
     for (size_t i = 0; i < fds.size(); ++i) {

@@ -220,6 +220,11 @@ struct Script {
   // as a real service does, through a blocking write end (more than the
   // pipe holds waits for the host to read); then it exits with status 0.
   std::string output_at_sigterm;
+  // Whether the host is given, as the child's output, a source that never
+  // runs dry (/dev/zero): a pipe kept full by a service that floods it.
+  // A real flood races the host's reads and only sometimes keeps ahead
+  // (the host finds the pipe empty now and then); this always does.
+  bool endless_output = false;
 };
 
 // Writes all of `bytes` to `fd`, or exits: for a forked child.
@@ -283,6 +288,10 @@ class FakeLaunch : public testing::ForkedLaunch {
         _exit(0);
       }
       for (;;) pause();
+    }
+    if (script.endless_output) {
+      output_read.reset(open("/dev/zero", O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+      if (!output_read) return absl::InternalError("open(/dev/zero)");
     }
     auto launch = std::make_unique<FakeLaunch>();
     absl::Status adopted = launch->Adopt(pid, std::move(output_read), script.cgroup);
@@ -801,6 +810,26 @@ TEST_F(ServiceHostTest, StopAllKillsAServiceThatIgnoresSigtermAtTheStopTimeout) 
   StopAll();
   EXPECT_EQ(Report("svc").state, ServiceState::STOPPED);
   EXPECT_EQ(Report("svc").pid, 0);
+  EXPECT_EQ(Report("svc").last_exit, "sent SIGKILL when the broker stopped");
+  ASSERT_EQ(pids_.size(), 1u);
+  EXPECT_TRUE(Reaped(pids_[0]));
+}
+
+// Likewise a service that ignores SIGTERM and floods its output: its output
+// is never found empty, yet reading it does not hold the broker past the
+// stop timeout (the outcome is checked, not the time: it is killed and
+// StopAll returns, where it used to read on for as long as output came).
+TEST_F(ServiceHostTest, StopAllKillsAServiceThatFloodsItsOutputAndIgnoresSigterm) {
+  scripts_["svc"].ignores_sigterm = true;
+  scripts_["svc"].endless_output = true;
+  stop_timeout_ = absl::Milliseconds(20);
+  MakeHost();
+  ::testing::internal::CaptureStderr();
+  ASSERT_OK(Connect("svc", 1).status());
+  ASSERT_TRUE(RunUntil([&] { return Report("svc").state == ServiceState::RUNNING; }));
+  StopAll();
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(log, HasSubstr("capbrokerd: service 'svc': still running after SIGTERM; killing it"));
   EXPECT_EQ(Report("svc").last_exit, "sent SIGKILL when the broker stopped");
   ASSERT_EQ(pids_.size(), 1u);
   EXPECT_TRUE(Reaped(pids_[0]));

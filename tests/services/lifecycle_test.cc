@@ -12,6 +12,7 @@
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -690,8 +691,15 @@ TEST(LifecycleStopTest, NoConnectionIsAcceptedWhileTheBrokerStops) {
   const int connected =
       connect(late.get(), reinterpret_cast<const sockaddr*>(&address.addr), address.length);
   const int connect_errno = errno;
-  // Still stopping: "plain" holds it until the stop timeout's SIGKILL.
-  EXPECT_EQ(kill(broker->pid(), 0), 0);
+  // Still stopping: "plain" holds it until the stop timeout's SIGKILL. Not
+  // kill(pid, 0), which succeeds on a zombie too (BrokerProcess reaps only
+  // at Stop): waitid without reaping says whether it has exited.
+  siginfo_t exited = {};
+  ASSERT_EQ(waitid(P_PID, static_cast<id_t>(broker->pid()), &exited,
+                   WEXITED | WNOHANG | WNOWAIT),
+            0)
+      << strerror(errno);
+  EXPECT_EQ(exited.si_pid, 0) << "the broker exited before the late connect was checked";
   EXPECT_NE(connected, 0) << "the broker's socket took a connection while it stopped";
   EXPECT_THAT(connect_errno, ::testing::AnyOf(ENOENT, ECONNREFUSED)) << strerror(connect_errno);
   ASSERT_OK_AND_ASSIGN(int status, broker->Stop(SIGTERM));

@@ -218,8 +218,10 @@ bool OnSignals(int signal_fd, const DaemonFlags& flags, audit::AuditLog& audit,
 // Under socket activation fds 3 and up are systemd's sockets, inherited
 // open read-write: Claim would take one for the ready pipe, and the READY
 // write into it and the close after it would wreck the broker's listener.
+// A LISTEN_PID or LISTEN_FDS that is not a number is refused here, as
+// Listener::FromSystemd would refuse it, before any fd is claimed.
 absl::Status CheckReadyFdIsNotASystemdSocket(int ready_fd) {
-  const int count = server::SystemdSocketCount();
+  CB_ASSIGN_OR_RETURN(const int count, server::SystemdSocketCount());
   if (ready_fd < server::kSystemdFirstFd ||
       int64_t{ready_fd} >= int64_t{server::kSystemdFirstFd} + count) {
     return absl::OkStatus();

@@ -32,8 +32,17 @@ absl::StatusOr<size_t> ParseCount(const std::string& flag, const std::string& va
 constexpr uint64_t kMinQueuedReplyBytes = wire::kMaxMessageBytes;
 constexpr uint64_t kMaxQueuedReplyBytes = uint64_t{1} << 40;
 
+// ParseDecimal's refusal, with why the least is what it is.
 absl::StatusOr<size_t> ParseQueuedBytes(const std::string& flag, const std::string& value) {
-  return ParseDecimal(flag, value, kMinQueuedReplyBytes, kMaxQueuedReplyBytes);
+  absl::StatusOr<uint64_t> bytes =
+      ParseDecimal(flag, value, kMinQueuedReplyBytes, kMaxQueuedReplyBytes);
+  if (!bytes.ok()) {
+    return absl::Status(bytes.status().code(),
+                        absl::StrCat(bytes.status().message(), "; the least, ",
+                                     kMinQueuedReplyBytes, ", is the largest reply: every "
+                                     "reply is queued on its way out"));
+  }
+  return *bytes;
 }
 
 // The flags that take a value; --help (-h) is the only one without.

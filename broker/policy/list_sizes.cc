@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -113,14 +114,16 @@ Limited LimitOf(const TextLocator& locator, const TextNode& list) {
 }  // namespace
 
 void CheckListSizes(const TextLocator& locator, Diagnostics& diagnostics) {
-  size_t entries = 0;  // of every list, in the text's order (nodes() is)
-  for (const TextNode& node : locator.nodes()) {
-    if (node.parent >= 0 && locator.nodes()[node.parent].kind == TextValueKind::kList &&
-        ++entries == kMaxPolicyListEntries + 1) {
-      diagnostics.AddAt(node.begin,
-                        absl::StrCat("too many list entries: this one is past the ",
-                                     kMaxPolicyListEntries,
-                                     " that all the lists of a policy may hold together"));
+  // Every value but the root counts towards kMaxPolicyValues, in the text's
+  // order (nodes() is): the one past it is nodes()[kMaxPolicyValues + 1].
+  const std::vector<TextNode>& nodes = locator.nodes();
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const TextNode& node = nodes[i];
+    if (i == kMaxPolicyValues + 1) {
+      // A field at its name, a list's entry at itself.
+      diagnostics.AddAt(node.field.empty() ? node.begin : node.field_offset,
+                        absl::StrCat("too many values: this one is past the ", kMaxPolicyValues,
+                                     " fields and list entries that a policy may hold together"));
     }
     if (node.kind != TextValueKind::kList) continue;
     size_t size = node.children.size();

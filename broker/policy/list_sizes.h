@@ -1,11 +1,13 @@
-// The limits on the lengths of a policy's lists, and their check on
-// TextLocator's tree, before capnp::TextCodec decodes the text.
+// The limits on the lengths of a policy's lists and on the number of its
+// values, and their check on TextLocator's tree, before capnp::TextCodec
+// decodes the text.
 //
 // TextCodec builds a tree of the whole text, then a message of it: a 1 MiB
 // file of 350,000 grants cost about 150 MB, in capctl and in the broker at
-// every reload. A list over its limit is refused here instead, at the list,
-// naming the limit, wherever it is: a list the schema limits, a list under
-// a field the schema does not have, a list inside a list. This is the only
+// every reload. A list over its limit, or a value past the total, is
+// refused here instead, at the list or the value, naming the limit,
+// wherever it is: a list the schema limits, a list under a field the
+// schema does not have, a list inside a list. This is the only
 // check of these limits: ParsePolicy calls it before decoding, and the
 // validators rely on it.
 #ifndef CAPBROKER_BROKER_POLICY_LIST_SIZES_H_
@@ -38,22 +40,28 @@ inline constexpr size_t kMaxConnectEntries = 1024;
 // may hold.
 inline constexpr size_t kMaxAnyListEntries = 4096;
 //
-// And all the lists together hold at most this many entries, counted in
-// the text's order: the limits above are each one list's, and within them
-// a 1 MiB file of 127 lists of 4096 numbers under a field the schema does
-// not have (520,000 entries) took capctl to a peak of 138 MB, of 255
-// principals of 1024 grants 81 MB, in the broker too at each reload. At
-// this limit, decoding any accepted file peaks at about 25 MB (capctl's
-// maximum RSS, /usr/bin/time -v; 6 MB for a small policy). What is
-// refused still costs TextLocator's tree of the text: up to about 55 MB
-// for a 1 MiB file of one-byte entries. 16 times the longest list: far
-// above any real policy.
-inline constexpr size_t kMaxPolicyListEntries = 65536;
+// And the whole tree holds at most this many values (every field of a
+// struct and every entry of a list; the root aside), counted in the text's
+// order. TextCodec builds its tree of the whole text before it refuses a
+// field the schema does not have or one given twice, and a field costs it
+// more than a list entry: a 1 MiB file of one struct of 262,000 fields
+// (`(a=0,a=0,...)`, or `(zz=(a=0,...))`) took capctl to a peak of 169 MB,
+// of 175,000 fields `zz=()` 122 MB, of 127 lists of 4096 numbers under
+// unknown fields (520,000 entries) 138 MB, in the broker too at each
+// reload. At this limit, decoding a file peaks at about 49 MB (capctl's
+// maximum RSS, /usr/bin/time -f %M: 65,536 fields `a=()` or `a=[]`; 47 MB
+// for `a=0`; 23 MB for list entries; 26 MB for an accepted policy of 4096
+// capabilities and 4096 principals, 45,000 values; 6 MB for a small one).
+// What is refused costs only TextLocator's tree of the text: 30 to 32 MB
+// for the files of fields above, up to 55 MB for a 1 MiB file of one-byte
+// list entries. Real policies hold far fewer: a capability takes about 5
+// values, a principal 5 and one a grant.
+inline constexpr size_t kMaxPolicyValues = 65536;
 
 // Adds an error to `diagnostics` for each list in `locator`'s tree (a
 // policy's text, without syntax errors) that has more entries than its
-// limit, and one at the entry, in the text's order, past
-// kMaxPolicyListEntries. Cost: linear in the tree.
+// limit, and one at the value, in the text's order, past kMaxPolicyValues
+// (a field at its name). Cost: linear in the tree.
 void CheckListSizes(const TextLocator& locator, Diagnostics& diagnostics);
 
 }  // namespace capbroker

@@ -134,48 +134,51 @@ TEST(ListSizesTest, AnyOtherListHasTheLargestLimit) {
   }
 }
 
-// A text written piece by piece that counts the entries of its lists
-// and keeps the offset of the one past `total`.
+// A text written piece by piece that counts its values (fields and list
+// entries) and keeps the offset of the one past `total`.
 class CountedText {
  public:
   explicit CountedText(size_t total) : total_(total) {}
   void Append(absl::string_view text) { absl::StrAppend(&text_, text); }
-  void Entry(absl::string_view text) {
-    if (++entries_ == total_ + 1) past_ = text_.size();
+  // `text` starts with a value: a field's name, or a list's entry.
+  void Value(absl::string_view text) {
+    if (++values_ == total_ + 1) past_ = text_.size();
     absl::StrAppend(&text_, text);
   }
-  bool past() const { return entries_ > total_; }
-  // "p.cb:1:COL" of the entry past `total`.
+  bool past() const { return values_ > total_; }
+  // "p.cb:1:COL" of the value past `total`.
   std::string At() const { return absl::StrCat("p.cb:1:", past_ + 1); }
   const std::string& text() const { return text_; }
 
  private:
   size_t total_;
-  size_t entries_ = 0;
+  size_t values_ = 0;
   size_t past_ = 0;
   std::string text_;
 };
 
 std::string PastTheTotal() {
-  return absl::StrCat(": too many list entries: this one is past the ", kMaxPolicyListEntries,
-                      " that all the lists of a policy may hold together");
+  return absl::StrCat(": too many values: this one is past the ", kMaxPolicyValues,
+                      " fields and list entries that a policy may hold together");
 }
 
-// Each list within its limit, all of them together past
-// kMaxPolicyListEntries: refused once, at the entry, in the text's order,
-// that passes it (here inside a principal's grants, after all the entries
-// of the principals before it, each principal one of them).
-TEST(ListSizesTest, AllTheListsTogetherHaveALimit) {
-  CountedText text(kMaxPolicyListEntries);
+// Each list within its limit, all the values together past
+// kMaxPolicyValues: refused once, at the value, in the text's order, that
+// passes it (here inside a principal's grants, after the principals
+// before it, each principal, its `grants` field and each grant a value).
+TEST(ListSizesTest, AllTheValuesTogetherHaveALimit) {
+  CountedText text(kMaxPolicyValues);
   std::string within;  // the same text without its last principal
-  text.Append("( principals = [ ");
+  text.Append("( ");
+  text.Value("principals = [ ");
   for (size_t p = 0; !text.past(); ++p) {
     within = absl::StrCat(text.text(), " ] )");
     if (p > 0) text.Append(", ");
-    text.Entry("( grants = [ ");
+    text.Value("( ");
+    text.Value("grants = [ ");
     for (size_t g = 0; g < kMaxGrantsPerPrincipal; ++g) {
       if (g > 0) text.Append(", ");
-      text.Entry("\"\"");
+      text.Value("\"\"");
     }
     text.Append(" ] )");
   }
@@ -184,22 +187,53 @@ TEST(ListSizesTest, AllTheListsTogetherHaveALimit) {
   EXPECT_EQ(ErrorsOf(within), "");
 }
 
-// Wherever the lists are: under fields the schema does not have, inside a
-// list.
+// Wherever the values are: under fields the schema does not have, inside
+// a list.
 TEST(ListSizesTest, EveryListCountsTowardsTheTotal) {
-  CountedText text(kMaxPolicyListEntries);
+  CountedText text(kMaxPolicyValues);
   text.Append("( ");
   for (size_t f = 0; !text.past(); ++f) {
-    text.Append(absl::StrCat("f", f, " = [ "));
-    text.Entry("[ ");
+    text.Value(absl::StrCat("f", f, " = [ "));
+    text.Value("[ ");
     for (size_t e = 0; e < kMaxAnyListEntries; ++e) {
       if (e > 0) text.Append(", ");
-      text.Entry("1");
+      text.Value("1");
     }
     text.Append(" ] ], ");
   }
   text.Append("last = 1 )");
   EXPECT_EQ(ErrorsOf(text.text()), text.At() + PastTheTotal());
+}
+
+// A struct's fields count as list entries do: TextCodec builds them all
+// before it refuses a field the schema does not have or one given twice,
+// and each costs it more than an entry. 100,000 fields in the root, in a
+// struct below it, or each an empty struct: refused at the name of the
+// field past the total; exactly the total is not.
+TEST(ListSizesTest, EveryFieldCountsTowardsTheTotal) {
+  struct Case {
+    absl::string_view outer;  // the field holding the fields, if any
+    absl::string_view field;  // each one
+  };
+  for (const Case& c : {Case{"", "zz = 0"}, Case{"zz = ( ", "a = 0"}, Case{"", "zz = ()"}}) {
+    const size_t outer = c.outer.empty() ? 0 : 1;  // values before the fields
+    auto text_of = [&](size_t fields, CountedText& text) {
+      text.Append("( ");
+      if (outer > 0) text.Value(c.outer);
+      for (size_t f = 0; f < fields; ++f) {
+        if (f > 0) text.Append(", ");
+        text.Value(c.field);
+      }
+      text.Append(outer > 0 ? " ) )" : " )");
+    };
+    CountedText many(kMaxPolicyValues);
+    text_of(100000, many);
+    ASSERT_TRUE(many.past());
+    EXPECT_EQ(ErrorsOf(many.text()), many.At() + PastTheTotal()) << c.field;
+    CountedText exactly(kMaxPolicyValues);
+    text_of(kMaxPolicyValues - outer, exactly);
+    EXPECT_EQ(ErrorsOf(exactly.text()), "") << c.field;
+  }
 }
 
 TEST(ListSizesTest, EveryListOverItsLimitIsAnError) {

@@ -33,7 +33,7 @@ absl::StatusOr<Policy> ParsePolicy(absl::string_view text, absl::string_view fil
     diagnostics.AddAt(error->offset, absl::StrCat("syntax error: ", error->message));
     return diagnostics.ToStatus();
   }
-  // Before TextCodec builds a tree and a message of every entry.
+  // Before TextCodec builds a tree and a message of every value.
   CheckListSizes(locator, diagnostics);
   if (diagnostics.count() > 0) return diagnostics.ToStatus();
 

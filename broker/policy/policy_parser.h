@@ -5,8 +5,9 @@
 // accepted whole or rejected whole:
 //   1. TextLocator checks the syntax (and refuses what TextCodec would crash
 //      on or misread: deep nesting, integers beyond 64 bits).
-//   2. Lists longer than their limits are refused (list_sizes.h), before
-//      TextCodec spends memory on them.
+//   2. Lists longer than their limits, and a text of more values than a
+//      policy may hold, are refused (list_sizes.h), before TextCodec spends
+//      memory on them.
 //   3. capnp::TextCodec decodes it into policy::Policy, checking field names
 //      and types against the schema.
 //   4. Fields given twice and union members given together are refused

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "broker/policy/list_sizes.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
@@ -697,10 +698,12 @@ TEST(ParsePolicyHostileTest, VeryLongStringsGiveShortMessages) {
 // which costs a scan of that one's line: only for the errors shown. On a
 // long line, 80,000 repeats of a field each scanned 500 KB (26 s a parse
 // here), and names repeated there cost seconds too; the test is small, so
-// that the old code outlasts its timeout.
+// that the old code outlasts its timeout. The repeats are as many as
+// kMaxPolicyValues allows with the 9 other values of the text.
 TEST(ParsePolicyHostileTest, RepeatsOnALongLineAreNotEachLocated) {
   const std::string padding(500000, 'x');
-  std::vector<std::string> uids(80000, "uid=1");
+  constexpr size_t kRepeats = kMaxPolicyValues - 9;
+  std::vector<std::string> uids(kRepeats, "uid=1");
   const std::string fields = absl::StrCat(R"((principals=[(name="a",match=(uid=1,exe="/)",
                                           padding, R"(")),(name="q",match=()",
                                           absl::StrJoin(uids, ","), "))])");
@@ -710,7 +713,7 @@ TEST(ParsePolicyHostileTest, RepeatsOnALongLineAreNotEachLocated) {
       R"((principals=[(name="a",match=(uid=1,exe="/)", padding, R"(")),)",
       absl::StrJoin(principals, ","), "],capabilities=[", absl::StrJoin(capabilities, ","),
       "])");
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < 4; ++i) {
     ASSERT_LE(fields.size(), kMaxPolicyBytes);
     absl::StatusOr<Policy> policy = ParsePolicy(fields, "policy.cb");
     ASSERT_THAT(policy, StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
@@ -719,7 +722,7 @@ TEST(ParsePolicyHostileTest, RepeatsOnALongLineAreNotEachLocated) {
                 HasSubstr("field 'uid' is given twice in Match (principals[1].match) (first "
                           "at line 1, column 500064); give it once"));
     EXPECT_THAT(std::string(policy.status().message()),
-                EndsWith(absl::StrCat("policy.cb: ", 80000 - 1 - 20,
+                EndsWith(absl::StrCat("policy.cb: ", kRepeats - 1 - 20,
                                       " more errors not shown")));  // the repeats alone
   }
   ASSERT_LE(names.size(), kMaxPolicyBytes);

@@ -342,10 +342,11 @@ const char* EnvironmentOrEmpty(const char* name) {
 
 }  // namespace
 
-int SystemdSocketCount() {
+absl::StatusOr<int> SystemdSocketCount() {
   absl::StatusOr<std::optional<int>> count =
       PassedSockets(EnvironmentOrEmpty("LISTEN_PID"), EnvironmentOrEmpty("LISTEN_FDS"));
-  return count.ok() ? count->value_or(0) : 0;
+  if (!count.ok()) return count.status();
+  return count->value_or(0);
 }
 
 absl::StatusOr<std::optional<Listener>> Listener::FromSystemd() {

@@ -135,12 +135,14 @@ std::string LockFilePath(absl::string_view socket_path);
 inline constexpr int kSystemdFirstFd = 3;
 
 // How many sockets systemd passed this process (from kSystemdFirstFd on):
-// the count in LISTEN_FDS when LISTEN_PID is this process, else 0 (an
-// unreadable number too, which Listener::FromSystemd refuses). Reads the
-// variables and leaves them for FromSystemd. For the checks made before the
-// broker takes its socket: --ready-fd must not name one of these fds
-// (daemon.cc).
-int SystemdSocketCount();
+// the count in LISTEN_FDS when LISTEN_PID is this process, else 0. Read as
+// Listener::FromSystemd reads them, with its refusal of a LISTEN_PID or
+// LISTEN_FDS that is not a decimal number: a check made on a count it made
+// up (0) could let the broker take systemd's socket for something else
+// before FromSystemd refused the same text. Leaves the variables for
+// FromSystemd. For the checks made before the broker takes its socket:
+// --ready-fd must not name one of these fds (daemon.cc).
+absl::StatusOr<int> SystemdSocketCount();
 
 class Listener {
  public:

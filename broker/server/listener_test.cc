@@ -701,11 +701,13 @@ TEST_F(SystemdTest, RefusesANumberThatIsNotDigitsAlone) {
     SCOPED_TRACE(absl::StrCat("LISTEN_PID='", c.pid, "' LISTEN_FDS='", c.fds, "'"));
     setenv("LISTEN_PID", c.pid.c_str(), 1);
     setenv("LISTEN_FDS", c.fds.c_str(), 1);
-    EXPECT_EQ(SystemdSocketCount(), 0);
-    EXPECT_THAT(Listener::FromSystemd(),
-                StatusIs(absl::StatusCode::kInvalidArgument,
-                         AllOf(HasSubstr(c.refused), HasSubstr("digits only"),
-                               Not(HasSubstr("\n")))));
+    // The count made before the broker takes its socket reads them as
+    // FromSystemd does: the same refusal, not "no socket".
+    const absl::Status counted = SystemdSocketCount().status();
+    EXPECT_THAT(counted, StatusIs(absl::StatusCode::kInvalidArgument,
+                                  AllOf(HasSubstr(c.refused), HasSubstr("digits only"),
+                                        Not(HasSubstr("\n")))));
+    EXPECT_EQ(Listener::FromSystemd().status(), counted);
   }
 }
 
@@ -787,18 +789,17 @@ TEST_F(SystemdTest, RefusesTheWrongKindOfSocket) {
 }
 
 // Read before the broker takes its socket (--ready-fd must not be one of
-// these fds), and left for FromSystemd.
+// these fds), and left for FromSystemd (a number FromSystemd refuses is
+// refused by both: RefusesANumberThatIsNotDigitsAlone).
 TEST_F(SystemdTest, CountsTheSocketsPassedToThisProcess) {
-  EXPECT_EQ(SystemdSocketCount(), 0);
+  EXPECT_EQ(SystemdSocketCount().value_or(-1), 0);
   setenv("LISTEN_PID", absl::StrCat(getpid()).c_str(), 1);
   setenv("LISTEN_FDS", "2", 1);
-  EXPECT_EQ(SystemdSocketCount(), 2);
+  EXPECT_EQ(SystemdSocketCount().value_or(-1), 2);
   EXPECT_STREQ(getenv("LISTEN_FDS"), "2");  // left in place
-  setenv("LISTEN_FDS", "x", 1);
-  EXPECT_EQ(SystemdSocketCount(), 0);
   setenv("LISTEN_PID", "1", 1);
   setenv("LISTEN_FDS", "1", 1);
-  EXPECT_EQ(SystemdSocketCount(), 0);  // meant for another process
+  EXPECT_EQ(SystemdSocketCount().value_or(-1), 0);  // meant for another process
 }
 
 // A .socket unit with Accept=yes passes each connection, connected, as fd 3:

@@ -68,6 +68,34 @@ int BoundPort(int fd) {
   return ntohs(addr.sin_port);
 }
 
+// A TCP listener and a UDP socket on the host's loopback, for a probe to
+// try to reach.
+struct LoopbackListeners {
+  LoopbackListeners() {
+    sockaddr_in loopback = {};
+    loopback.sin_family = AF_INET;
+    loopback.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const auto* addr = reinterpret_cast<const sockaddr*>(&loopback);
+    tcp = Listen(AF_INET, SOCK_STREAM, addr, sizeof loopback);
+    udp = Listen(AF_INET, SOCK_DGRAM, addr, sizeof loopback);
+  }
+  // The probe's arguments naming their ports.
+  std::vector<std::string> ProbeArgs() const {
+    return {absl::StrCat("--tcp-port=", BoundPort(tcp.get())),
+            absl::StrCat("--udp-port=", BoundPort(udp.get()))};
+  }
+  // Nothing reached either.
+  void ExpectUntouched() const {
+    EXPECT_LT(accept(tcp.get(), nullptr, nullptr), 0);
+    EXPECT_EQ(errno, EAGAIN);
+    char datagram[16];
+    EXPECT_LT(recv(udp.get(), datagram, sizeof datagram, MSG_DONTWAIT), 0);
+  }
+
+  UniqueFd tcp;
+  UniqueFd udp;
+};
+
 class ConfinementTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -155,13 +183,7 @@ TEST_F(ConfinementTest, EveryEscapeIsBlockedAndEveryGrantWorks) {
   UniqueFd abstract_listener =
       Listen(AF_UNIX, SOCK_STREAM, reinterpret_cast<sockaddr*>(&abstract_addr),
              offsetof(sockaddr_un, sun_path) + 1 + abstract_name.size());
-  sockaddr_in loopback = {};
-  loopback.sin_family = AF_INET;
-  loopback.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  UniqueFd tcp_listener =
-      Listen(AF_INET, SOCK_STREAM, reinterpret_cast<sockaddr*>(&loopback), sizeof loopback);
-  UniqueFd udp_socket =
-      Listen(AF_INET, SOCK_DGRAM, reinterpret_cast<sockaddr*>(&loopback), sizeof loopback);
+  LoopbackListeners loopback;
 
   // The grants.
   UniqueFd file(open(readable_.c_str(), O_RDONLY | O_CLOEXEC));
@@ -186,9 +208,8 @@ TEST_F(ConfinementTest, EveryEscapeIsBlockedAndEveryGrantWorks) {
                absl::StrCat("--unix-socket=", socket_path),
                "--sibling-socket=sock",
                absl::StrCat("--abstract-socket=", abstract_name),
-               absl::StrCat("--tcp-port=", BoundPort(tcp_listener.get())),
-               absl::StrCat("--udp-port=", BoundPort(udp_socket.get())),
                absl::StrCat("--shm-id=", shm.id())};
+  for (std::string& arg : loopback.ProbeArgs()) spec.argv.push_back(std::move(arg));
   for (const std::string& path : host_files_) spec.argv.push_back("--host-file=" + path);
   spec.env = {"PATH=/usr/bin:/bin"};
   spec.fds = {{"file", file.get(), false, false}, {"dir", dir.get(), true, true}};
@@ -302,9 +323,7 @@ TEST_F(ConfinementTest, EveryEscapeIsBlockedAndEveryGrantWorks) {
   EXPECT_EQ(errno, EAGAIN);
   EXPECT_LT(accept(abstract_listener.get(), nullptr, nullptr), 0);
   EXPECT_EQ(errno, EAGAIN);
-  EXPECT_LT(accept(tcp_listener.get(), nullptr, nullptr), 0);
-  EXPECT_EQ(errno, EAGAIN);
-  EXPECT_LT(recv(udp_socket.get(), datagram, sizeof datagram, MSG_DONTWAIT), 0);
+  loopback.ExpectUntouched();
   for (const std::string& path : host_files_) {
     std::string dir = path.substr(0, path.rfind('/'));
     EXPECT_NE(access((dir + "/created-by-probe").c_str(), F_OK), 0) << dir;
@@ -319,18 +338,11 @@ TEST_F(ConfinementTest, EveryEscapeIsBlockedAndEveryGrantWorks) {
 // and connect TCP; only its network namespace, with "lo" down and no other
 // interface, keeps it from the host's listeners.
 TEST_F(ConfinementTest, AServiceAllowedInetReachesNoHostListener) {
-  sockaddr_in loopback = {};
-  loopback.sin_family = AF_INET;
-  loopback.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  UniqueFd tcp_listener =
-      Listen(AF_INET, SOCK_STREAM, reinterpret_cast<sockaddr*>(&loopback), sizeof loopback);
-  UniqueFd udp_socket =
-      Listen(AF_INET, SOCK_DGRAM, reinterpret_cast<sockaddr*>(&loopback), sizeof loopback);
+  LoopbackListeners loopback;
   SandboxSpec spec;
   spec.name = "escape-probe";
-  spec.argv = {RunfileRealPath("tests/sandbox/escape_probe"), "--net-only",
-               absl::StrCat("--tcp-port=", BoundPort(tcp_listener.get())),
-               absl::StrCat("--udp-port=", BoundPort(udp_socket.get()))};
+  spec.argv = {RunfileRealPath("tests/sandbox/escape_probe"), "--net-only"};
+  for (std::string& arg : loopback.ProbeArgs()) spec.argv.push_back(std::move(arg));
   spec.uid = kServiceUid;
   spec.gid = kServiceGid;
   spec.protections.restrict_address_families = {AddressFamily::kUnix, AddressFamily::kInet};
@@ -342,10 +354,7 @@ TEST_F(ConfinementTest, AServiceAllowedInetReachesNoHostListener) {
             "tcp-connect: blocked (Network is unreachable)\n"
             "udp-send: blocked (Network is unreachable)\n"
             "done\n");
-  EXPECT_LT(accept(tcp_listener.get(), nullptr, nullptr), 0);
-  EXPECT_EQ(errno, EAGAIN);
-  char datagram[16];
-  EXPECT_LT(recv(udp_socket.get(), datagram, sizeof datagram, MSG_DONTWAIT), 0);
+  loopback.ExpectUntouched();
 }
 
 }  // namespace

@@ -83,6 +83,15 @@ constexpr char kPolicy[] = R"(( capabilities = [
     ( name = "goodbye", command = [ "$SVC", "goodbye" ], connect = [ "me" ] ) ] ))";
 
 // Receives one datagram (waits for it).
+// A broker with kPolicy, its services run from `binary` (a copy of
+// tests/services/test_service, which must outlive the broker).
+absl::StatusOr<std::unique_ptr<BrokerProcess>> StartHosting(
+    const testing::ServiceBinary& binary, const testing::BrokerOptions& options = {}) {
+  if (binary.path().empty()) return absl::InternalError("no copy of tests/services/test_service");
+  return BrokerProcess::StartWith(absl::StrReplaceAll(kPolicy, {{"$SVC", binary.path()}}),
+                                  options);
+}
+
 std::string Receive(int fd) {
   char buffer[4096];
   ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
@@ -524,12 +533,9 @@ TEST(LifecycleStallTest, ALaunchStuckOnAHungFileSystemStallsNoOtherClient) {
 // delivered later when the service is ready.
 TEST(LifecycleAuditTest, AWaitingConnectIsWithheldWhenItsLineCannotBeWritten) {
   testing::ServiceBinary binary("tests/services/test_service");
-  ASSERT_FALSE(binary.path().empty());
   testing::BrokerOptions options;
   options.audit_log_full = true;  // every write fails
-  ASSERT_OK_AND_ASSIGN(auto broker,
-                       BrokerProcess::StartWith(
-                           absl::StrReplaceAll(kPolicy, {{"$SVC", binary.path()}}), options));
+  ASSERT_OK_AND_ASSIGN(auto broker, StartHosting(binary, options));
   ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(broker->socket_path()));
   // "crashy" is granted nothing, so its start writes no line and succeeds;
   // the connect waits for it.
@@ -612,10 +618,7 @@ TEST_F(LifecycleTest, ConnectsLeftWaitingByAClientThatHungUpAreWithdrawn) {
 // with the reason, and on record as not delivered.
 TEST(LifecycleStopTest, AConnectWaitingWhenTheBrokerStopsIsToldWhy) {
   testing::ServiceBinary binary("tests/services/test_service");
-  ASSERT_FALSE(binary.path().empty());
-  ASSERT_OK_AND_ASSIGN(
-      std::unique_ptr<BrokerProcess> broker,
-      BrokerProcess::Start(absl::StrReplaceAll(kPolicy, {{"$SVC", binary.path()}})));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<BrokerProcess> broker, StartHosting(binary));
   ASSERT_OK_AND_ASSIGN(Client waiting, Client::Connect(broker->socket_path()));
   SendConnect(waiting.fd(), 5, "waits");
   SendStatus(waiting.fd(), 6);
@@ -635,13 +638,9 @@ TEST(LifecycleStopTest, AConnectWaitingWhenTheBrokerStopsIsToldWhy) {
 // it once its loop has stopped) reaches the broker's log.
 TEST(LifecycleStopTest, WhatAServiceSaysAsItStopsIsLogged) {
   testing::ServiceBinary binary("tests/services/test_service");
-  ASSERT_FALSE(binary.path().empty());
   testing::BrokerOptions options;
   options.capture_stderr = true;
-  ASSERT_OK_AND_ASSIGN(
-      std::unique_ptr<BrokerProcess> broker,
-      BrokerProcess::StartWith(absl::StrReplaceAll(kPolicy, {{"$SVC", binary.path()}}),
-                               options));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<BrokerProcess> broker, StartHosting(binary, options));
   ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(broker->socket_path()));
   ASSERT_OK(client.ConnectService("goodbye").status());  // answered once it is ready
   ASSERT_OK(broker->Stop(SIGTERM).status());
@@ -673,13 +672,9 @@ bool AwaitStderr(const BrokerProcess& broker, absl::string_view text) {
 // later cut off without a word.
 TEST(LifecycleStopTest, NoConnectionIsAcceptedWhileTheBrokerStops) {
   testing::ServiceBinary binary("tests/services/test_service");
-  ASSERT_FALSE(binary.path().empty());
   testing::BrokerOptions options;
   options.capture_stderr = true;
-  ASSERT_OK_AND_ASSIGN(
-      std::unique_ptr<BrokerProcess> broker,
-      BrokerProcess::StartWith(absl::StrReplaceAll(kPolicy, {{"$SVC", binary.path()}}),
-                               options));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<BrokerProcess> broker, StartHosting(binary, options));
   ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(broker->socket_path()));
   ASSERT_OK(client.ConnectService("plain").status());  // answered once it runs
   ASSERT_EQ(kill(broker->pid(), SIGTERM), 0);

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <string>
-#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -114,19 +113,24 @@ Limited LimitOf(const TextLocator& locator, const TextNode& list) {
 }  // namespace
 
 void CheckListSizes(const TextLocator& locator, Diagnostics& diagnostics) {
-  // Every value but the root counts towards kMaxPolicyValues, in the text's
-  // order (nodes() is): the one past it is nodes()[kMaxPolicyValues + 1].
-  const std::vector<TextNode>& nodes = locator.nodes();
-  for (size_t i = 0; i < nodes.size(); ++i) {
-    const TextNode& node = nodes[i];
-    if (i == kMaxPolicyValues + 1) {
+  // A tree built to another limit would not hold, or would not tell, the
+  // value past this one: refused rather than checked in part.
+  if (locator.max_values() != kMaxPolicyValues) {
+    diagnostics.AddAt(0, absl::StrCat("internal error: the policy was parsed with a limit of ",
+                                      locator.max_values(), " values, not ", kMaxPolicyValues,
+                                      "; please report this"));
+    return;
+  }
+  const TextNode* past = locator.value_past_limit();
+  for (const TextNode& node : locator.nodes()) {
+    if (&node == past) {
       // A field at its name, a list's entry at itself.
       diagnostics.AddAt(node.field.empty() ? node.begin : node.field_offset,
                         absl::StrCat("too many values: this one is past the ", kMaxPolicyValues,
                                      " fields and list entries that a policy may hold together"));
     }
     if (node.kind != TextValueKind::kList) continue;
-    size_t size = node.children.size();
+    size_t size = node.entries;
     auto [limit, entry] = LimitOf(locator, node);
     std::string message;
     if (limit == nullptr) {

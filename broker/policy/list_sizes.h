@@ -40,9 +40,9 @@ inline constexpr size_t kMaxConnectEntries = 1024;
 // may hold.
 inline constexpr size_t kMaxAnyListEntries = 4096;
 //
-// And the whole tree holds at most this many values (every field of a
-// struct and every entry of a list; the root aside), counted in the text's
-// order. TextCodec builds its tree of the whole text before it refuses a
+// And the whole tree holds at most this many values (as TextLocator counts
+// them: every field of a struct and every entry of a list, the root aside,
+// in the text's order). TextCodec builds its tree of the whole text before it refuses a
 // field the schema does not have or one given twice, and a field costs it
 // more than a list entry: a 1 MiB file of one struct of 262,000 fields
 // (`(a=0,a=0,...)`, or `(zz=(a=0,...))`) took capctl to a peak of 169 MB,
@@ -52,16 +52,24 @@ inline constexpr size_t kMaxAnyListEntries = 4096;
 // maximum RSS, /usr/bin/time -f %M: 65,536 fields `a=()` or `a=[]`; 47 MB
 // for `a=0`; 23 MB for list entries; 26 MB for an accepted policy of 4096
 // capabilities and 4096 principals, 45,000 values; 6 MB for a small one).
-// What is refused costs only TextLocator's tree of the text: 30 to 32 MB
-// for the files of fields above, up to 55 MB for a 1 MiB file of one-byte
-// list entries. Real policies hold far fewer: a capability takes about 5
-// values, a principal 5 and one a grant.
+// What is refused costs only TextLocator's tree, which stops at the value
+// past this limit (TextLocator::Parse's max_values): 19 MB for each of the
+// 1 MiB files above, and for one of 524,000 one-byte list entries, most of
+// it the tree of 65,537 values that a file at the limit has too (6 MB for
+// a small policy; the same run measured 30 to 32 MB for the files of
+// fields, 55 MB for the lists and 59 MB for the entries when the tree held
+// the whole text). Real policies hold far fewer: a capability takes about
+// 5 values, a principal 5 and one a grant.
 inline constexpr size_t kMaxPolicyValues = 65536;
 
 // Adds an error to `diagnostics` for each list in `locator`'s tree (a
-// policy's text, without syntax errors) that has more entries than its
-// limit, and one at the value, in the text's order, past kMaxPolicyValues
-// (a field at its name). Cost: linear in the tree.
+// policy's text, without syntax errors, parsed by
+// TextLocator::Parse(text, kMaxPolicyValues)) that has more entries than
+// its limit, and one at the value past kMaxPolicyValues
+// (locator.value_past_limit(); a field at its name). Lists after that
+// value are not in the tree, so not checked: the text is refused already.
+// A locator parsed to another limit is refused with an internal error,
+// never checked in part. Cost: linear in the tree.
 void CheckListSizes(const TextLocator& locator, Diagnostics& diagnostics);
 
 }  // namespace capbroker

@@ -21,7 +21,7 @@ std::string List(size_t size) {
 
 // What CheckListSizes says of `text` ("" when nothing).
 std::string ErrorsOf(absl::string_view text) {
-  TextLocator locator = TextLocator::Parse(text);
+  TextLocator locator = TextLocator::Parse(text, kMaxPolicyValues);
   EXPECT_FALSE(locator.syntax_error().has_value()) << text;
   Diagnostics diagnostics("p.cb", locator);
   CheckListSizes(locator, diagnostics);
@@ -233,6 +233,43 @@ TEST(ListSizesTest, EveryFieldCountsTowardsTheTotal) {
     CountedText exactly(kMaxPolicyValues);
     text_of(kMaxPolicyValues - outer, exactly);
     EXPECT_EQ(ErrorsOf(exactly.text()), "") << c.field;
+  }
+}
+
+// The tree stops at the value past the total (TextLocator::Parse), but a
+// list still open there is told with all its entries, and lists after it
+// are not built, so not checked: the total is refused first.
+TEST(ListSizesTest, AListOpenAtTheValuePastTheTotalIsToldWhole) {
+  constexpr size_t kEntries = kMaxPolicyValues + 10000;
+  CountedText text(kMaxPolicyValues);
+  text.Append("( ");
+  text.Value("other = [");
+  for (size_t e = 0; e < kEntries; ++e) {
+    if (e > 0) text.Append(",");
+    text.Value("1");
+  }
+  text.Append("], ");
+  text.Value(absl::StrCat("after = ", List(kMaxAnyListEntries + 1), " )"));
+  TextLocator locator = TextLocator::Parse(text.text(), kMaxPolicyValues);
+  EXPECT_EQ(locator.nodes().size(), kMaxPolicyValues + 2);
+  EXPECT_EQ(ErrorsOf(text.text()),
+            absl::StrCat(At(text.text(), "["), ": 'other' has ", kEntries,
+                         " entries; no list in a policy may have more than 4096\n",
+                         text.At(), PastTheTotal()));
+}
+
+// CheckListSizes reads the value past kMaxPolicyValues from the tree, so a
+// tree built to another limit is refused, never checked in part.
+TEST(ListSizesTest, ATreeBuiltToAnotherLimitIsRefused) {
+  for (size_t max_values : {kAllTextValues, kMaxPolicyValues - 1}) {
+    TextLocator locator = TextLocator::Parse("( a = 1 )", max_values);
+    Diagnostics diagnostics("p.cb", locator);
+    CheckListSizes(locator, diagnostics);
+    EXPECT_THAT(diagnostics.ToStatus(),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         ::testing::HasSubstr(absl::StrCat(
+                             "internal error: the policy was parsed with a limit of ",
+                             max_values, " values, not ", kMaxPolicyValues))));
   }
 }
 

@@ -27,7 +27,9 @@ absl::StatusOr<Policy> ParsePolicy(absl::string_view text, absl::string_view fil
         absl::StrCat(EscapedKeepingUtf8(filename), ": the policy is ", text.size(),
                      " bytes; the limit is ", kMaxPolicyBytes, " bytes (1 MiB)"));
   }
-  TextLocator locator = TextLocator::Parse(text);
+  // Past kMaxPolicyValues, CheckListSizes refuses the text: the tree stops
+  // at the value past them.
+  TextLocator locator = TextLocator::Parse(text, kMaxPolicyValues);
   Diagnostics diagnostics(filename, locator);
   if (const auto& error = locator.syntax_error(); error.has_value()) {
     diagnostics.AddAt(error->offset, absl::StrCat("syntax error: ", error->message));

@@ -296,8 +296,21 @@ class TextLocator::Parser {
 
   // ---- Parser ----
 
+  // A value the tree does not hold: one after value_past_limit().
+  static constexpr size_t kNotBuilt = std::numeric_limits<size_t>::max();
+
+  // The parent to give the values inside `node`: -1 when it is not built,
+  // as for the root's, so that they count towards no node's entries.
+  static int AsParent(size_t node) {
+    return node == kNotBuilt ? -1 : static_cast<int>(node);
+  }
+
+  // Counts a value in `parent`'s entries and adds it to the tree, unless
+  // the tree already holds the value past its limit: kNotBuilt then.
   size_t AddNode(TextValueKind kind, size_t begin, int parent,
                  absl::string_view field, size_t field_offset) {
+    if (parent >= 0) ++out_.nodes_[parent].entries;
+    if (out_.value_past_limit() != nullptr) return kNotBuilt;
     TextNode node;
     node.kind = kind;
     node.begin = begin;
@@ -315,6 +328,10 @@ class TextLocator::Parser {
     return index;
   }
 
+  void SetEnd(size_t node, size_t end) {
+    if (node != kNotBuilt) out_.nodes_[node].end = end;
+  }
+
   // Parses the value that starts with `first`, as a child of `parent`.
   void ParseValue(const Token& first, int parent, absl::string_view field,
                   size_t field_offset, int depth, size_t context_offset) {
@@ -330,9 +347,9 @@ class TextLocator::Parser {
         size_t node = AddNode(is_struct ? TextValueKind::kStruct : TextValueKind::kList,
                               first.begin, parent, field, field_offset);
         if (is_struct) {
-          ParseStructBody(node, depth + 1);
+          ParseStructBody(node, first.begin, depth + 1);
         } else {
-          ParseListBody(node, depth + 1);
+          ParseListBody(node, first.begin, depth + 1);
         }
         return;
       }
@@ -341,7 +358,7 @@ class TextLocator::Parser {
                               field, field_offset);
         size_t end = first.end;
         while (Peek().type == TokenType::kString) end = Next().end;
-        out_.nodes_[node].end = end;
+        SetEnd(node, end);
         return;
       }
       case TokenType::kInteger:
@@ -351,7 +368,7 @@ class TextLocator::Parser {
                              : first.type == TokenType::kFloat ? TextValueKind::kFloat
                                                                : TextValueKind::kIdentifier;
         size_t node = AddNode(kind, first.begin, parent, field, field_offset);
-        out_.nodes_[node].end = first.end;
+        SetEnd(node, first.end);
         return;
       }
       case TokenType::kOperator: {
@@ -364,7 +381,7 @@ class TextLocator::Parser {
                                       ? TextValueKind::kInteger
                                       : TextValueKind::kFloat,
                                   first.begin, parent, field, field_offset);
-            out_.nodes_[node].end = number.end;
+            SetEnd(node, number.end);
             return;
           }
           Fail(first.begin, absl::StrCat("'-' must be followed by a number, found ",
@@ -382,14 +399,13 @@ class TextLocator::Parser {
     }
   }
 
-  // After '(' : [ name = value { , name = value } [,] ] ')'
-  void ParseStructBody(size_t node, int depth) {
-    size_t open = out_.nodes_[node].begin;
+  // After '(' (at `open`): [ name = value { , name = value } [,] ] ')'
+  void ParseStructBody(size_t node, size_t open, int depth) {
     while (!failed()) {
       Token name = Next();
       if (failed()) return;
       if (name.type == TokenType::kRParen) {
-        out_.nodes_[node].end = name.end;
+        SetEnd(node, name.end);
         return;
       }
       if (name.type != TokenType::kIdentifier) {
@@ -415,13 +431,13 @@ class TextLocator::Parser {
       }
       Token value = Next();
       if (failed()) return;
-      ParseValue(value, static_cast<int>(node), field, name.begin, depth,
+      ParseValue(value, AsParent(node), field, name.begin, depth,
                  equals.end);
       if (failed()) return;
       Token after = Next();
       if (failed()) return;
       if (after.type == TokenType::kRParen) {
-        out_.nodes_[node].end = after.end;
+        SetEnd(node, after.end);
         return;
       }
       if (after.type != TokenType::kComma) {
@@ -435,14 +451,13 @@ class TextLocator::Parser {
     }
   }
 
-  // After '[' : [ value { , value } [,] ] ']'
-  void ParseListBody(size_t node, int depth) {
-    size_t open = out_.nodes_[node].begin;
+  // After '[' (at `open`): [ value { , value } [,] ] ']'
+  void ParseListBody(size_t node, size_t open, int depth) {
     while (!failed()) {
       Token value = Next();
       if (failed()) return;
       if (value.type == TokenType::kRBracket) {
-        out_.nodes_[node].end = value.end;
+        SetEnd(node, value.end);
         return;
       }
       if (value.type == TokenType::kEnd) {
@@ -453,12 +468,12 @@ class TextLocator::Parser {
         Fail(value.begin, "empty list element: remove the extra ','");
         return;
       }
-      ParseValue(value, static_cast<int>(node), "", 0, depth, value.begin);
+      ParseValue(value, AsParent(node), "", 0, depth, value.begin);
       if (failed()) return;
       Token after = Next();
       if (failed()) return;
       if (after.type == TokenType::kRBracket) {
-        out_.nodes_[node].end = after.end;
+        SetEnd(node, after.end);
         return;
       }
       if (after.type != TokenType::kComma) {
@@ -479,8 +494,8 @@ class TextLocator::Parser {
   Token peeked_;
 };
 
-TextLocator TextLocator::Parse(absl::string_view text) {
-  TextLocator locator(text);
+TextLocator TextLocator::Parse(absl::string_view text, size_t max_values) {
+  TextLocator locator(text, max_values);
   locator.line_starts_.push_back(0);
   for (size_t i = 0; i < text.size(); ++i) {
     if (text[i] == '\n') locator.line_starts_.push_back(i + 1);

@@ -19,12 +19,14 @@
 // refuses both, so such text never reaches TextCodec.
 //
 // Pure: no I/O. Cost is linear in the text; recursion depth is bounded by
-// kMaxTextNesting.
+// kMaxTextNesting. The tree's size is bounded by the `max_values` Parse is
+// given: past it, the rest of the text is only checked, not built.
 #ifndef CAPBROKER_BROKER_POLICY_TEXT_LOCATOR_H_
 #define CAPBROKER_BROKER_POLICY_TEXT_LOCATOR_H_
 
 #include <atomic>
 #include <cstddef>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -62,7 +64,12 @@ struct TextNode {
   // Position among the parent's children (the list index for list elements).
   size_t index_in_parent = 0;
   // Indices of the values directly inside a struct or list, in text order.
+  // A struct or list still open at the value past the limit
+  // (TextLocator::value_past_limit) holds only those up to it.
   std::vector<size_t> children;
+  // How many values the text has directly inside a struct or list: those
+  // of `children`, and those after the value past the limit.
+  size_t entries = 0;
 };
 
 // One step of a field path: a field name, or an index into a list.
@@ -88,19 +95,41 @@ struct LineColumn {
   size_t column = 1;
 };
 
+// Parse's `max_values` when the tree may hold every value of the text.
+inline constexpr size_t kAllTextValues = std::numeric_limits<size_t>::max();
+
 class TextLocator {
  public:
   // Parses `text`, which must stay alive as long as the locator is used.
   // Never fails: on a syntax error, syntax_error() is set and the tree holds
   // what was parsed before it (enough to name the enclosing field).
-  static TextLocator Parse(absl::string_view text);
+  //
+  // A value is a field of a struct or an entry of a list: every node but
+  // the root, counted in the text's order (the order of nodes()). The tree
+  // holds at most `max_values` of them and the one past it
+  // (value_past_limit()); after that one the text is still checked to its
+  // end (syntax_error()) and the entries of the structs and lists still
+  // open are still counted (TextNode::entries), but no value is added: a
+  // text of more values than a caller accepts costs it no more memory than
+  // one of `max_values`.
+  static TextLocator Parse(absl::string_view text, size_t max_values = kAllTextValues);
+
+  // The `max_values` given to Parse.
+  size_t max_values() const { return max_values_; }
+
+  // The value, in the text's order, past `max_values` (the tree's last
+  // node); nullptr when the text holds at most `max_values` values.
+  const TextNode* value_past_limit() const {
+    return nodes_.size() > 1 && nodes_.size() - 1 > max_values_ ? &nodes_.back() : nullptr;
+  }
 
   // The first syntax error, if any. The whole text must then be rejected.
   const std::optional<TextSyntaxError>& syntax_error() const {
     return syntax_error_;
   }
 
-  // All values; nodes()[0] is the root when the text is not empty.
+  // The values the tree holds (see Parse); nodes()[0] is the root when the
+  // text is not empty.
   const std::vector<TextNode>& nodes() const { return nodes_; }
   const TextNode* root() const { return nodes_.empty() ? nullptr : &nodes_[0]; }
 
@@ -149,9 +178,11 @@ class TextLocator {
  private:
   class Parser;
 
-  explicit TextLocator(absl::string_view text) : text_(text) {}
+  TextLocator(absl::string_view text, size_t max_values)
+      : text_(text), max_values_(max_values) {}
 
   absl::string_view text_;
+  size_t max_values_;
   std::vector<TextNode> nodes_;
   std::vector<size_t> line_starts_;  // byte offset of each line's start
   std::optional<TextSyntaxError> syntax_error_;

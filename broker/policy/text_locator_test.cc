@@ -232,5 +232,65 @@ TEST(TextLocatorTest, PartialTreeAfterErrorStillLocates) {
   EXPECT_EQ(locator.PathOf(locator.nodes().back()), "caps[0].file.path");
 }
 
+// Past `max_values`, the tree holds the value that passes them and no
+// more, while the rest of the text is still checked and the entries of
+// what is still open still counted.
+TEST(TextLocatorTest, TheTreeStopsAtTheValuePastItsLimit) {
+  // 10 values: a, a[0], a[0][0], a[0][1], a[1], a[1].b, a[1].b.c, a[2],
+  // a[3], d.
+  constexpr absl::string_view kText = "(a = [ [1, 2], (b = (c = 3)), 4, 5 ], d = 6)";
+  TextLocator whole = TextLocator::Parse(kText);
+  EXPECT_EQ(whole.nodes().size(), 11u);
+  EXPECT_EQ(whole.value_past_limit(), nullptr);
+  TextLocator exactly = TextLocator::Parse(kText, 10);
+  EXPECT_EQ(exactly.nodes().size(), 11u);
+  EXPECT_EQ(exactly.value_past_limit(), nullptr);
+
+  TextLocator locator = TextLocator::Parse(kText, 6);
+  ASSERT_FALSE(locator.syntax_error().has_value()) << locator.syntax_error()->message;
+  ASSERT_EQ(locator.nodes().size(), 8u);  // the root, 6 values, and a[1].b.c
+  ASSERT_EQ(locator.value_past_limit(), &locator.nodes().back());
+  EXPECT_EQ(locator.PathOf(*locator.value_past_limit()), "a[1].b.c");
+  EXPECT_EQ(locator.max_values(), 6u);
+  // What was open then is counted and closed all the same.
+  const TextNode& root = locator.nodes()[0];
+  const TextNode& a = *locator.Find("a");
+  EXPECT_EQ(root.entries, 2u);
+  EXPECT_EQ(root.children.size(), 1u);
+  EXPECT_EQ(a.entries, 4u);
+  EXPECT_EQ(a.children.size(), 2u);
+  EXPECT_EQ(locator.SourceOf(root), kText);
+  EXPECT_EQ(locator.SourceOf(a), "[ [1, 2], (b = (c = 3)), 4, 5 ]");
+  EXPECT_EQ(locator.Find("d"), nullptr);  // never built
+
+  // A value past the limit that is itself a list counts its entries.
+  TextLocator list = TextLocator::Parse(kText, 1);
+  ASSERT_EQ(list.nodes().size(), 3u);
+  EXPECT_EQ(list.value_past_limit()->entries, 2u);
+  EXPECT_TRUE(list.value_past_limit()->children.empty());
+}
+
+TEST(TextLocatorTest, ASyntaxErrorPastTheLimitIsStillFound) {
+  constexpr absl::string_view kText = "(a = [1, 2, 3, 4, 5], b = [6, 7 8])";
+  TextLocator locator = TextLocator::Parse(kText, 2);
+  ASSERT_TRUE(locator.syntax_error().has_value());
+  EXPECT_EQ(locator.syntax_error()->offset, OffsetOfText(kText, "8"));
+  EXPECT_EQ(locator.nodes().size(), 4u);
+}
+
+// A text of many values costs the tree no more than its limit allows.
+TEST(TextLocatorTest, ManyValuesBuildNoMoreThanTheLimit) {
+  std::string text = "(a = [";
+  for (int i = 0; i < 100000; ++i) text += "1,";
+  text += "], b = (";
+  for (int i = 0; i < 100000; ++i) text += "c = (),";
+  text += "))";
+  TextLocator locator = TextLocator::Parse(text, 1000);
+  ASSERT_FALSE(locator.syntax_error().has_value()) << locator.syntax_error()->message;
+  EXPECT_EQ(locator.nodes().size(), 1002u);
+  EXPECT_EQ(locator.Find("a")->entries, 100000u);
+  EXPECT_EQ(locator.root()->entries, 2u);
+}
+
 }  // namespace
 }  // namespace capbroker

@@ -16,7 +16,7 @@ absl::StatusOr<RecordId> JournalClient::Append(absl::string_view text) {
         id.seq = reply.getAppended().getSeq();
         id.run = reply.getAppended().getRun();
         return absl::OkStatus();
-      }));
+      }, timeout_));
   return id;
 }
 

@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "sdk/base/unique_fd.h"
 #include "sdk/wire/channel.h"
 #include "services/journal/record_id.h"
@@ -15,15 +16,21 @@ namespace capbroker::journal {
 
 class JournalClient {
  public:
-  // Takes a connection to the journal service.
-  explicit JournalClient(UniqueFd connection) :
-      channel_(std::move(connection), wire::FdPolicy::kRefuse) {}
+  // Takes a connection to the journal service. `timeout` bounds each call,
+  // as CallService's does (sdk/service/call_service.h): past it the call
+  // returns kDeadlineExceeded and the connection is closed, since a late
+  // answer would be read as the next call's. absl::InfiniteDuration(), the
+  // default: a call waits as long as the service takes; one that is not
+  // positive makes every call kInvalidArgument.
+  explicit JournalClient(UniqueFd connection, absl::Duration timeout = absl::InfiniteDuration())
+      : channel_(std::move(connection), wire::FdPolicy::kRefuse), timeout_(timeout) {}
 
   // Appends one record; OK once it is on disk.
   absl::StatusOr<RecordId> Append(absl::string_view text);
 
  private:
   wire::Channel channel_;
+  absl::Duration timeout_;  // of each call
 };
 
 }  // namespace capbroker::journal

@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
 #include "sdk/service/loop_harness.h"
+#include "sdk/wire/unix_socket.h"
 #include "services/journal/client.h"
 #include "services/journal/journal.capnp.h"
 #include "services/journal/journal_cli.h"
@@ -138,6 +139,16 @@ TEST_F(JournalServiceTest, TheCliFailsWhenItsOutputCannotBeWritten) {
   EXPECT_THAT(err.str(), HasSubstr("journal_client: stdout: write failed (record 1 of run "));
   EXPECT_THAT(err.str(), HasSubstr(" was appended)\n"));
   EXPECT_THAT(Log(), HasSubstr("\"text\":\"lost id\"}\n"));
+}
+
+// A journal that never answers (the other end of the connection reads
+// nothing): the call gives up at the client's timeout.
+TEST(JournalClientTest, ACallPastTheTimeoutIsDeadlineExceeded) {
+  ASSERT_OK_AND_ASSIGN(auto ends, wire::SeqpacketPair());
+  JournalClient journal(std::move(ends.first), absl::Milliseconds(50));
+  EXPECT_THAT(journal.Append("hello").status(),
+              StatusIs(absl::StatusCode::kDeadlineExceeded,
+                       HasSubstr("did not answer within 50ms")));
 }
 
 }  // namespace

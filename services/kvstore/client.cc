@@ -22,7 +22,7 @@ absl::Status KvstoreClient::Put(absl::string_view key, absl::string_view value) 
   auto put = request.initRoot<schema::Request>().initPut();
   put.setKey(AsData(key));
   put.setValue(AsData(value));
-  return CallService<schema::Reply>(channel_, request, {}, ExpectDone);
+  return CallService<schema::Reply>(channel_, request, {}, ExpectDone, timeout_);
 }
 
 absl::StatusOr<std::string> KvstoreClient::Get(absl::string_view key) {
@@ -34,14 +34,14 @@ absl::StatusOr<std::string> KvstoreClient::Get(absl::string_view key) {
         if (!reply.isValue()) return absl::InternalError("the kvstore did not answer a value");
         value = std::string(DataView(reply.getValue()));
         return absl::OkStatus();
-      }));
+      }, timeout_));
   return value;
 }
 
 absl::Status KvstoreClient::Delete(absl::string_view key) {
   capnp::MallocMessageBuilder request;
   request.initRoot<schema::Request>().setDelete(AsData(key));
-  return CallService<schema::Reply>(channel_, request, {}, ExpectDone);
+  return CallService<schema::Reply>(channel_, request, {}, ExpectDone, timeout_);
 }
 
 absl::StatusOr<std::vector<std::string>> KvstoreClient::List() {
@@ -79,7 +79,7 @@ absl::StatusOr<std::vector<std::string>> KvstoreClient::List() {
             return absl::InternalError("the kvstore answered an empty page with more to come");
           }
           return absl::OkStatus();
-        }));
+        }, timeout_));
   }
   return keys;
 }

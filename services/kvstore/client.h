@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "sdk/base/unique_fd.h"
 #include "sdk/wire/channel.h"
 
@@ -19,9 +20,14 @@ namespace capbroker::kvstore {
 
 class KvstoreClient {
  public:
-  // Takes a connection to the kvstore service.
-  explicit KvstoreClient(UniqueFd connection) :
-      channel_(std::move(connection), wire::FdPolicy::kRefuse) {}
+  // Takes a connection to the kvstore service. `timeout` bounds each call,
+  // as CallService's does (sdk/service/call_service.h): past it the call
+  // returns kDeadlineExceeded and the connection is closed, since a late
+  // answer would be read as the next call's. absl::InfiniteDuration(), the
+  // default: a call waits as long as the service takes; one that is not
+  // positive makes every call kInvalidArgument.
+  explicit KvstoreClient(UniqueFd connection, absl::Duration timeout = absl::InfiniteDuration())
+      : channel_(std::move(connection), wire::FdPolicy::kRefuse), timeout_(timeout) {}
 
   // OK once the value is on disk.
   absl::Status Put(absl::string_view key, absl::string_view value);
@@ -36,6 +42,7 @@ class KvstoreClient {
 
  private:
   wire::Channel channel_;
+  absl::Duration timeout_;  // of each call
 };
 
 }  // namespace capbroker::kvstore

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -17,6 +18,7 @@
 #include "sdk/base/status_matchers.h"
 #include "sdk/service/data_view.h"
 #include "sdk/service/loop_harness.h"
+#include "sdk/wire/unix_socket.h"
 #include "services/kvstore/client.h"
 #include "services/kvstore/key_name.h"
 #include "services/kvstore/kvstore.capnp.h"
@@ -322,6 +324,24 @@ TEST(KvstoreClientTest, RefusesMoreKeysOrLongerKeysThanAStoreHolds) {
   ASSERT_OK_AND_ASSIGN(std::vector<std::string> keys,
                        ListFrom({{"a", std::string(kMaxKeyBytes, 'b')}}));
   EXPECT_EQ(keys.size(), 2u);
+}
+
+// A kvstore that never answers (the other end of the connection reads
+// nothing): each call gives up at the client's timeout.
+TEST(KvstoreClientTest, ACallPastTheTimeoutIsDeadlineExceeded) {
+  const std::vector<std::function<absl::Status(KvstoreClient&)>> calls = {
+      [](KvstoreClient& kv) { return kv.Put("k", "v"); },
+      [](KvstoreClient& kv) { return kv.Get("k").status(); },
+      [](KvstoreClient& kv) { return kv.Delete("k"); },
+      [](KvstoreClient& kv) { return kv.List().status(); },
+  };
+  for (size_t i = 0; i < calls.size(); ++i) {
+    ASSERT_OK_AND_ASSIGN(auto ends, wire::SeqpacketPair());
+    KvstoreClient kv(std::move(ends.first), absl::Milliseconds(50));
+    EXPECT_THAT(calls[i](kv), StatusIs(absl::StatusCode::kDeadlineExceeded,
+                                       HasSubstr("did not answer within 50ms")))
+        << "call " << i;
+  }
 }
 
 }  // namespace

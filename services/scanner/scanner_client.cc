@@ -22,7 +22,7 @@ absl::StatusOr<Verdict> ScannerClient::Scan(int fd) {
         }
         verdict.bytes_scanned = reply.getBytesScanned();
         return absl::OkStatus();
-      }));
+      }, timeout_));
   return verdict;
 }
 
@@ -36,7 +36,7 @@ absl::StatusOr<ScannerInfo> ScannerClient::Info() {
         info.signatures = reply.getInfo().getSignatures();
         info.max_file_bytes = reply.getInfo().getMaxFileBytes();
         return absl::OkStatus();
-      }));
+      }, timeout_));
   return info;
 }
 

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "sdk/base/unique_fd.h"
 #include "sdk/wire/channel.h"
 #include "services/scanner/verdict.h"
@@ -22,9 +23,14 @@ struct ScannerInfo {
 
 class ScannerClient {
  public:
-  // Takes a connection to the scanner service.
-  explicit ScannerClient(UniqueFd connection) :
-      channel_(std::move(connection), wire::FdPolicy::kRefuse) {}
+  // Takes a connection to the scanner service. `timeout` bounds each call,
+  // as CallService's does (sdk/service/call_service.h): past it the call
+  // returns kDeadlineExceeded and the connection is closed, since a late
+  // answer would be read as the next call's. absl::InfiniteDuration(), the
+  // default: a call waits as long as the service takes; one that is not
+  // positive makes every call kInvalidArgument.
+  explicit ScannerClient(UniqueFd connection, absl::Duration timeout = absl::InfiniteDuration())
+      : channel_(std::move(connection), wire::FdPolicy::kRefuse), timeout_(timeout) {}
 
   // Scans the file open at `fd` (borrowed: the service receives a copy).
   // The service's refusals keep their codes: kFailedPrecondition for an fd
@@ -36,6 +42,7 @@ class ScannerClient {
 
  private:
   wire::Channel channel_;
+  absl::Duration timeout_;  // of each call
 };
 
 }  // namespace capbroker::scanner

@@ -6,10 +6,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <functional>
+#include <vector>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
 #include "sdk/service/loop_harness.h"
+#include "sdk/wire/unix_socket.h"
 #include "services/scanner/eicar.h"
 #include "services/scanner/scanner.capnp.h"
 #include "services/scanner/scanner_client.h"
@@ -156,6 +160,24 @@ TEST(ScannerRefusalTest, TheClientReadsWhyItsConnectionWasRefused) {
   EXPECT_THAT(scanner.Info().status(),
               StatusIs(absl::StatusCode::kResourceExhausted,
                        HasSubstr("at most 4 connections of uid 1000")));
+}
+
+// A scanner that never answers (the other end of the connection reads
+// nothing): each call gives up at the client's timeout.
+TEST(ScannerClientTest, ACallPastTheTimeoutIsDeadlineExceeded) {
+  UniqueFd file(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  ASSERT_GE(file.get(), 0);
+  const std::vector<std::function<absl::Status(ScannerClient&)>> calls = {
+      [&](ScannerClient& scanner) { return scanner.Scan(file.get()).status(); },
+      [](ScannerClient& scanner) { return scanner.Info().status(); },
+  };
+  for (size_t i = 0; i < calls.size(); ++i) {
+    ASSERT_OK_AND_ASSIGN(auto ends, wire::SeqpacketPair());
+    ScannerClient scanner(std::move(ends.first), absl::Milliseconds(50));
+    EXPECT_THAT(calls[i](scanner), StatusIs(absl::StatusCode::kDeadlineExceeded,
+                                            HasSubstr("did not answer within 50ms")))
+        << "call " << i;
+  }
 }
 
 }  // namespace

@@ -24,9 +24,11 @@ absl::StatusOr<UniqueFd> CreateSealedMemfd(absl::string_view name,
 // A new read-only open file description of the memfd `fd` (borrowed), made
 // through /proc/self/fd: its holder cannot write it or map it writable,
 // whatever other holders of the memfd may do. Memfds are mode 0600, so a
-// holder of another uid cannot reopen it read-write either; a holder of the
-// broker's own uid (or root) can, so read-only memory is a boundary only
-// between uids.
+// holder of another uid cannot reopen it read-write either. A holder of the
+// broker's own uid (or root) can, and can fchmod the memfd (it is the
+// owner) so that every uid can: read-only memory is a boundary only against
+// other uids, and no seal helps (F_SEAL_WRITE and F_SEAL_FUTURE_WRITE
+// hold for every fd of the memfd, the read-write grantees' too).
 absl::StatusOr<UniqueFd> ReopenReadOnly(int fd);
 
 }  // namespace capbroker::caps

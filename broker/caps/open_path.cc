@@ -13,6 +13,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "broker/caps/sticky_directory.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/wire/limits.h"
@@ -56,8 +57,15 @@ absl::StatusOr<UniqueFd> Openat2(int dirfd, const std::string& path,
   int err = errno;
   switch (err) {
     case ELOOP:
-      return absl::PermissionDeniedError(absl::StrCat(
-          what, " ", path, ": the path contains a symlink, which is refused"));
+      // With RESOLVE_NO_SYMLINKS, any symlink on the way: the broker's rule.
+      // Without it, the kernel's own limit: a loop, or more than 40 links.
+      if (resolve & RESOLVE_NO_SYMLINKS) {
+        return absl::PermissionDeniedError(absl::StrCat(
+            what, " ", path, ": the path contains a symlink, which is refused"));
+      }
+      return absl::FailedPreconditionError(absl::StrCat(
+          what, " ", path, ": too many levels of symbolic links (a loop, or more than 40 "
+          "links on the way); fix the links on the path"));
     case EXDEV:
       return absl::PermissionDeniedError(absl::StrCat(
           what, " ", path, ": the path leaves its directory (by '..', or into "
@@ -82,11 +90,67 @@ struct Target {
   bool refuse_hard_links = false;
 };
 
+// `path` split at its last '/': the directory it names ("." when it has no
+// '/', "/" for one at the start) and the name in it.
+struct PathParts {
+  std::string parent;
+  std::string name;
+};
+
+PathParts SplitPath(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return {".", path};
+  return {slash == 0 ? "/" : path.substr(0, slash), path.substr(slash + 1)};
+}
+
+// The directory the regular file `fd` (O_PATH is enough; `file` is its
+// fstat) was found in by `target`'s open, fstat'ed, once it is seen to
+// hold the file under that name still. Without symlinks on the way, the
+// directory is the path's own parent, resolved as the file was. Where
+// symlinks are followed, the last name may be a link into another
+// directory: it is then the directory the kernel names for the file
+// (FdPath: the name the open went through), resolved with no symlink.
+// kUnavailable when the name no longer leads to `file` (renamed or
+// replaced meanwhile): the check would be of another file.
+absl::StatusOr<struct stat> FoundIn(int fd, const struct stat& file, const Target& target) {
+  int dirfd = target.dirfd;
+  std::string path = target.path;
+  uint64_t resolve = target.resolve;
+  if (!(resolve & RESOLVE_NO_SYMLINKS)) {
+    CB_ASSIGN_OR_RETURN(path, FdPath(fd));
+    if (path.empty() || path.front() != '/') {
+      return absl::FailedPreconditionError(absl::StrCat(
+          target.what, " ", target.path, ": cannot tell which directory holds it (the "
+          "kernel names it '", path, "')"));
+    }
+    dirfd = AT_FDCWD;
+    resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  }
+  const PathParts parts = SplitPath(path);
+  CB_ASSIGN_OR_RETURN(UniqueFd dir, Openat2(dirfd, parts.parent, O_PATH | O_DIRECTORY, 0,
+                                            resolve, target.what));
+  struct stat directory;
+  if (fstat(dir.get(), &directory) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("fstat ", parts.parent));
+  }
+  struct stat named;
+  if (parts.name.empty() ||
+      fstatat(dir.get(), parts.name.c_str(), &named, AT_SYMLINK_NOFOLLOW) != 0 ||
+      named.st_dev != file.st_dev || named.st_ino != file.st_ino) {
+    return absl::UnavailableError(absl::StrCat(
+        target.what, " ", target.path, ": the file was renamed or replaced while the broker "
+        "opened it; try again"));
+  }
+  return directory;
+}
+
 // Checks that the file `fd` (O_PATH is enough) is what `target` may open: a
 // regular file, or a directory when allowed; of one link only when
-// `target.refuse_hard_links`. kFailedPrecondition, not kPermissionDenied,
-// for the links: the policy grants the file, and what fails is the host's
-// setting, which the administrator changes.
+// `target.refuse_hard_links`; not planted by another user in a sticky
+// directory (sticky_directory.h). kFailedPrecondition, not
+// kPermissionDenied, for the links and the owner: the policy grants the
+// file, and what fails is the host's setting or the file's place, which
+// the administrator changes.
 absl::Status CheckFile(int fd, const Target& target) {
   struct stat st;
   if (fstat(fd, &st) != 0) return ErrnoStatus(errno, absl::StrCat("fstat ", target.path));
@@ -94,6 +158,11 @@ absl::Status CheckFile(int fd, const Target& target) {
   if (!ok) {
     return absl::FailedPreconditionError(absl::StrCat(
         target.path, " is not a regular file", target.allow_directory ? " or directory" : ""));
+  }
+  if (S_ISREG(st.st_mode)) {
+    CB_ASSIGN_OR_RETURN(struct stat directory, FoundIn(fd, st, target));
+    CB_RETURN_IF_ERROR(CheckStickyDirectoryOwner(directory, st, geteuid(),
+                                                 absl::StrCat(target.what, " ", target.path)));
   }
   if (target.refuse_hard_links && S_ISREG(st.st_mode) && st.st_nlink > 1) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -176,12 +245,7 @@ absl::StatusOr<UniqueFd> OpenChecked(const Target& target, int flags, mode_t mod
 // write to, the name may have been replaced meanwhile, and their file is
 // not the broker's to remove.
 absl::Status RemoveCreated(int fd, const Target& target) {
-  const size_t slash = target.path.rfind('/');
-  const std::string parent = slash == std::string::npos ? "."
-                             : slash == 0               ? "/"
-                                                        : target.path.substr(0, slash);
-  const std::string name =
-      slash == std::string::npos ? target.path : target.path.substr(slash + 1);
+  const auto [parent, name] = SplitPath(target.path);
   if (name.empty() || name == "." || name == "..") {
     return absl::InternalError(absl::StrCat("no file name in ", target.path));
   }

@@ -7,9 +7,14 @@
 // the very inode opened (through /proc/self/fd): a FIFO placed at a policy
 // path cannot block the broker, nor a device's open act on the device.
 //
+// A regular file another user may have planted in a sticky directory that
+// others may write to is refused too, with or without create (see
+// sticky_directory.h).
+//
 // Error codes: kPermissionDenied only for what the broker's own rules refuse
 // (a symlink, an escape from a directory), which a client is told as a
-// denial. When the kernel refuses the broker's open itself (EACCES, EPERM:
+// denial. A symlink loop (ELOOP where symlinks are followed) is
+// kFailedPrecondition. When the kernel refuses the broker's open itself (EACCES, EPERM:
 // file modes with a broker not run as root, root squashed on NFS, an
 // immutable file), the error is kFailedPrecondition, and its message says
 // that the broker could not open the path, and why. A file another process
@@ -73,7 +78,10 @@ HardLinks ReadHardLinkProtection(const char* path = kProtectedHardlinksPath);
 // kFailedPrecondition when `path` is not a regular file; kInvalidArgument
 // for truncate with read or append access. With `hard_links` kUnprotected
 // (the default: fail closed), an existing file with more than one link is
-// refused before it is opened, as by OpenBeneath.
+// refused before it is opened, as by OpenBeneath. So is another user's file
+// in a sticky directory others may write to (kFailedPrecondition; see
+// sticky_directory.h), as by OpenBeneath; with `follow_symlinks`, the
+// directory is the one the path leads to.
 absl::StatusOr<UniqueFd> OpenFile(absl::string_view path, const FileOpen& how,
                                   bool follow_symlinks,
                                   HardLinks hard_links = HardLinks::kUnprotected);
@@ -91,7 +99,9 @@ absl::StatusOr<UniqueFd> OpenDirectory(absl::string_view path,
 // append access. With `hard_links` kUnprotected (the default: fail closed),
 // an existing regular file with more than one link is refused before it is
 // opened (kFailedPrecondition, naming the sysctl): one of its names may be
-// a link someone made to another user's file. When `created` is given, a
+// a link someone made to another user's file; so is a regular file of
+// another user in a sticky directory that others may write to
+// (kFailedPrecondition, naming its owner). When `created` is given, a
 // successful open sets it to whether it made the file: with `how.create`,
 // the open tries O_CREAT | O_EXCL first, so the kernel says so, race-free.
 absl::StatusOr<UniqueFd> OpenBeneath(int dirfd, absl::string_view relative,

@@ -254,6 +254,70 @@ TEST(OpenFileTest, RefusesSymlinkAnywhereUnlessFollowing) {
   EXPECT_OK(OpenFile(dir.Join("link"), Access(schema::Access::READ), true));
 }
 
+// A symlink loop is no symlink the broker refuses: where symlinks are
+// followed, the kernel's ELOOP is a broken path (kFailedPrecondition, saying
+// so), not a policy denial. Where they are not, any symlink is refused.
+TEST(OpenFileTest, ALoopIsNoRefusedSymlink) {
+  TempDir dir;
+  ASSERT_EQ(symlink("loop", dir.Join("loop").c_str()), 0);
+  EXPECT_THAT(OpenFile(dir.Join("loop"), Access(schema::Access::READ), true),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr(dir.Join("loop")),
+                             HasSubstr("too many levels of symbolic links (a loop"))));
+  EXPECT_THAT(OpenFile(dir.Join("loop"), Access(schema::Access::READ), false),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       HasSubstr("contains a symlink, which is refused")));
+}
+
+// In a sticky directory others may write to (/tmp), anyone may create a
+// file at a name nobody has taken yet and keep it: a file of another user
+// there is refused, whether the open would create it or not, for a file
+// capability (its path, or a symlink followed there) and beneath a
+// directory alike, before it is opened (nothing truncated). The kernel's
+// fs.protected_regular, which refuses O_CREAT opens of such files, is not
+// relied on: it may be 0, and the broker's open of the inode it checked
+// has no O_CREAT.
+TEST(OpenFileTest, RefusesAnotherUsersFileInAStickyDirectoryOthersMayWrite) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to give a file to another user";
+  TempDir dir;
+  const std::string shared = dir.Join("shared");
+  ASSERT_EQ(mkdir(shared.c_str(), 0700), 0);
+  ASSERT_EQ(chmod(shared.c_str(), 01777), 0);  // as /tmp, whatever the umask
+  const std::string planted = dir.WriteFile("shared/report", "attacker", 0666);
+  ASSERT_EQ(chown(planted.c_str(), 65534, 65534), 0);
+  ASSERT_EQ(symlink(planted.c_str(), dir.Join("link").c_str()), 0);
+  UniqueFd shared_fd(open(shared.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(shared_fd.valid());
+  FileOpen create = Access(schema::Access::WRITE);
+  create.create = true;
+  create.truncate = true;
+  const auto refused = [](const std::string& named) {
+    return StatusIs(absl::StatusCode::kFailedPrecondition,
+                    AllOf(HasSubstr(named + ": is owned by uid 65534, in a sticky directory "
+                                            "that everyone may write to (mode 1777"),
+                          HasSubstr("fs.protected_regular"), HasSubstr("chown")));
+  };
+  for (const FileOpen& how : {create, Access(schema::Access::READ)}) {
+    EXPECT_THAT(OpenFile(planted, how, false), refused(planted));
+    EXPECT_THAT(OpenBeneath(shared_fd.get(), "report", how), refused("report"));
+  }
+  EXPECT_THAT(OpenFile(dir.Join("link"), Access(schema::Access::READ), true),
+              refused(dir.Join("link")));
+  EXPECT_EQ(ReadWholeFile(planted), "attacker") << "the file was truncated";
+  // Writable by a group only, as a shared drop directory: the same.
+  ASSERT_EQ(chmod(shared.c_str(), 01770), 0);
+  EXPECT_THAT(OpenFile(planted, create, false),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("its group may write")));
+  ASSERT_EQ(chmod(shared.c_str(), 01777), 0);
+  // What no one else could have put there opens: the broker's own file (one
+  // the open creates, too), and one of the directory's owner.
+  EXPECT_OK(OpenFile(dir.WriteFile("shared/mine", "x", 0644), create, false));
+  EXPECT_OK(OpenFile(dir.Join("shared/new"), create, false));
+  EXPECT_OK(OpenBeneath(shared_fd.get(), "new", Access(schema::Access::READ)));
+  ASSERT_EQ(chown(shared.c_str(), 65534, 65534), 0);
+  EXPECT_OK(OpenFile(planted, Access(schema::Access::READ), false));
+}
+
 TEST(OpenFileTest, RefusesFifoWithoutBlockingAndDirectories) {
   TempDir dir;
   ASSERT_EQ(mkfifo(dir.Join("fifo").c_str(), 0600), 0);

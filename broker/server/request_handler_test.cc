@@ -150,6 +150,26 @@ TEST_F(RequestHandlerTest, ReadGrantOfATruncatingFileDoesNotTruncate) {
   EXPECT_EQ(st.st_size, 0);  // a write grant does, as the policy says
 }
 
+// The policy's create serves writers too: a read grant of a missing file
+// is notFound and makes nothing, where a write grant creates it.
+TEST_F(RequestHandlerTest, ReadGrantOfACreatingFileDoesNotCreate) {
+  const std::string path = dir_.Join("new");
+  Install(R"(( capabilities = [ ( name = "new", file = ( path = ")" + path +
+          R"(", access = readWrite, create = true ) ) ],
+               principals = [ ( name = "p", match = ( uid = 1000 ), grants = [ "new" ] ) ] ))");
+  std::string error;
+  Outcome read = Acquire("new", schema::Access::READ, &error);
+  EXPECT_TRUE(read.fds.empty());
+  EXPECT_THAT(error, HasSubstr(path + ": no such file or directory"));
+  EXPECT_EQ(stats_.denials_by_reason["notFound"], 1u);
+  struct stat st;
+  EXPECT_NE(stat(path.c_str(), &st), 0) << "a read grant created the file";
+  Outcome write = Acquire("new", schema::Access::READ_WRITE, &error);
+  ASSERT_EQ(error, "");
+  EXPECT_EQ(write.fds.size(), 1u);
+  EXPECT_EQ(stat(path.c_str(), &st), 0);
+}
+
 // The policy's rule for files holds beneath a directory too: truncate only
 // with write or readWrite. An append fd that empties the file would let an
 // append-only writer destroy what is there.

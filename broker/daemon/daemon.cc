@@ -9,6 +9,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <utility>
@@ -288,7 +289,7 @@ std::string SocketDirectory(const std::string& path) {
 // itself keeps other users out starts without a word otherwise, and their
 // clients see connect's "Permission denied", which reads like a policy
 // denial: say so at start, naming what is in the way. (A socket meant for
-// one group is not checked: only the "other" bits are read.)
+// one group: WarnIfTheSocketsGroupCannotConnect.)
 // The socket's group is the broker's gid, unless its directory is setgid
 // (then the directory's group): that is the one way to let one group's
 // members in, so the warning says so when the socket's own directory (or
@@ -344,17 +345,17 @@ void WarnIfOthersCannotConnect(const DaemonFlags& flags, const server::Listener&
       meant, ", but other users' clients will fail to connect with 'Permission denied'.");
   if (blocker.where == server::SocketBlocker::Where::kDirectoryAbove) {
     std::fprintf(stderr,
-                 "capbrokerd: warning: %s. %s Open the way (chmod o+x %s), or move the socket "
+                 "capbrokerd: warning: %s. %s Open the way (%s), or move the socket "
                  "(--socket) to a directory other users can reach (a group for the socket "
                  "would not let that group past %s either)\n",
-                 why.c_str(), consequence.c_str(), blocker.path.c_str(), blocker.path.c_str());
+                 why.c_str(), consequence.c_str(), blocker.fix.c_str(), blocker.path.c_str());
     return;
   }
   const std::string dir = blocker.where == server::SocketBlocker::Where::kSocketDirectory
                               ? blocker.path
                               : SocketDirectory(path);
   const std::string open = blocker.where == server::SocketBlocker::Where::kSocketDirectory
-                               ? absl::StrCat("chmod o+x ", dir)
+                               ? blocker.fix
                                : "--socket-mode 0666";
   std::fprintf(stderr,
                "capbrokerd: warning: %s. %s Open the way (%s); or, to serve the members of one "
@@ -380,32 +381,68 @@ absl::Status CheckAUsersSocketFromSystemdIsTheirs(const DaemonFlags& flags,
 }
 
 // --socket-mode that lets the socket's group connect (g+w: connect takes
-// write permission) and not everyone means one group of users. The socket
-// takes the broker's gid unless its directory is setgid; a root broker's
-// is root's group, which hardly anyone means: say how to choose the group.
-// (A broker run with a gid of its own, as systemd's Group= gives it, serves
-// that group, as it likely should: nothing is said.) The usual way in,
-// `mkdir -m 2750 /run/capbroker`, does not survive a reboot (/run is a
+// write permission) and not everyone means one group of users: the
+// socket's. It takes the broker's gid unless its directory is setgid.
+//
+// A root broker's is then root's group, which hardly anyone means: say how
+// to choose the group. (A broker run with a gid of its own, as systemd's
+// Group= gives it, serves that group, as it likely should.) The usual way
+// in, `mkdir -m 2750 /run/capbroker`, does not survive a reboot (/run is a
 // tmpfs; the broker then creates the directory 0711 root:root), which is
 // how this happens after it had worked.
-void WarnIfTheSocketsGroupIsRoots(const DaemonFlags& flags, const server::Listener& listener) {
-  if (geteuid() != 0 || getegid() != 0 || listener.path().empty()) return;
-  if (!flags.socket_mode.has_value()) return;
+//
+// Otherwise, as WarnIfOthersCannotConnect does for every user: a directory
+// on the way that the group's members may not search (no g+x where it has
+// the socket's group, no o+x where it has another) leaves their clients
+// with "Permission denied"; say which, and how to open it.
+void WarnIfTheSocketsGroupCannotConnect(const DaemonFlags& flags,
+                                        const server::Listener& listener) {
+  if (listener.path().empty() || !flags.socket_mode.has_value()) return;
   const mode_t mode = *flags.socket_mode;
   if ((mode & S_IWGRP) == 0 || (mode & S_IWOTH) != 0) return;
+  const std::string& path = listener.path();
   struct stat st;
-  if (stat(listener.path().c_str(), &st) != 0 || st.st_gid != 0) return;
-  const std::string dir = SocketDirectory(listener.path());
+  if (stat(path.c_str(), &st) != 0) {
+    std::fprintf(stderr,
+                 "capbrokerd: warning: cannot tell whether the socket's group can reach the "
+                 "socket %s: stat: %s\n",
+                 path.c_str(), std::strerror(errno));
+    return;
+  }
+  const std::string dir = SocketDirectory(path);
+  if (geteuid() == 0 && getegid() == 0 && st.st_gid == 0) {
+    std::fprintf(stderr,
+                 "capbrokerd: warning: --socket-mode 0%o lets the socket's group connect, but "
+                 "the socket %s has root's group (gid 0), the broker's own: its directory %s is "
+                 "not setgid with the group you mean. To serve the members of one group, give "
+                 "the directory that group and the setgid bit (chgrp GROUP %s && chmod 2750 %s) "
+                 "and restart the broker; /run is emptied at boot, so have systemd-tmpfiles "
+                 "make it (a tmpfiles.d line: d %s 2750 root GROUP -), or under systemd socket "
+                 "activation set SocketGroup=GROUP\n",
+                 static_cast<unsigned>(mode & 07777), path.c_str(), dir.c_str(), dir.c_str(),
+                 dir.c_str(), dir.c_str());
+    return;
+  }
+  absl::StatusOr<std::optional<server::SocketBlocker>> found =
+      server::FindSocketBlocker(path, st.st_gid);
+  if (!found.ok()) {
+    std::fprintf(stderr,
+                 "capbrokerd: warning: cannot tell whether the socket's group can reach the "
+                 "socket %s: %s\n",
+                 path.c_str(), std::string(found.status().message()).c_str());
+    return;
+  }
+  if (!found->has_value()) return;
+  const server::SocketBlocker& blocker = **found;
   std::fprintf(stderr,
-               "capbrokerd: warning: --socket-mode 0%o lets the socket's group connect, but the "
-               "socket %s has root's group (gid 0), the broker's own: its directory %s is not "
-               "setgid with the group you mean. To serve the members of one group, give the "
-               "directory that group and the setgid bit (chgrp GROUP %s && chmod 2750 %s) and "
-               "restart the broker; /run is emptied at boot, so have systemd-tmpfiles make it "
-               "(a tmpfiles.d line: d %s 2750 root GROUP -), or under systemd socket activation "
-               "set SocketGroup=GROUP\n",
-               static_cast<unsigned>(mode & 07777), listener.path().c_str(), dir.c_str(),
-               dir.c_str(), dir.c_str(), dir.c_str());
+               "capbrokerd: warning: %s. --socket-mode 0%o lets the socket's group (gid %u) "
+               "connect, but its members' clients will fail to connect with 'Permission "
+               "denied'. Open the way (%s)%s\n",
+               std::string(blocker.why.message()).c_str(), static_cast<unsigned>(mode & 07777),
+               static_cast<unsigned>(st.st_gid), blocker.fix.c_str(),
+               blocker.where == server::SocketBlocker::Where::kDirectoryAbove
+                   ? ", or move the socket (--socket) to a directory the group can reach"
+                   : "");
 }
 
 // The broker's sockets refuse clients' fds (listener.h); say so at start
@@ -539,7 +576,7 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   CB_ASSIGN_OR_RETURN(server::Listener listener, MakeListener(std::move(listen_plan), flags));
   CB_RETURN_IF_ERROR(CheckAUsersSocketFromSystemdIsTheirs(flags, listener));
   WarnIfOthersCannotConnect(flags, listener);
-  WarnIfTheSocketsGroupIsRoots(flags, listener);
+  WarnIfTheSocketsGroupCannotConnect(flags, listener);
   WarnIfClientsCanSendFds(listener);
   CB_RETURN_IF_ERROR(GuardSocket(listener, guard));
   server::BrokerLoop loop(handler, audit, stats, flags.limits);

@@ -93,32 +93,24 @@ bool PidfdAlive(int pidfd) {
 
 }  // namespace
 
-absl::StatusOr<Identity> PeerCredentials(int fd) {
+absl::StatusOr<Credentials> PeerCredentials(int fd) {
   ucred cred{};
   socklen_t len = sizeof(cred);
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
     return ErrnoStatus(errno, absl::StrCat("getsockopt(fd=", fd, ", SO_PEERCRED)"));
   }
-  Identity identity;
-  identity.uid = cred.uid;
-  identity.gid = cred.gid;
-  identity.pid = cred.pid;
-  return identity;
+  return Credentials(fd, cred.uid, cred.gid, cred.pid);
 }
 
-absl::StatusOr<Identity> IdentifyPeer(int fd, Identity identity) {
-  // The pid to verify is the socket's, never one the caller says: the
-  // pidfd below is of the process the socket records (sk_peer_pid, fixed at
-  // connect(), which SO_PEERCRED reads too), so that is the pid whose exe
-  // it can vouch for. Asked again here, without an fd or /proc.
-  CB_ASSIGN_OR_RETURN(Identity recorded, PeerCredentials(fd));
-  if (recorded.pid != identity.pid || recorded.uid != identity.uid ||
-      recorded.gid != identity.gid) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "credentials uid ", identity.uid, " gid ", identity.gid, " pid ", identity.pid,
-        " are not those of the peer of fd ", fd, " (uid ", recorded.uid, " gid ", recorded.gid,
-        " pid ", recorded.pid, "): refusing to verify them"));
-  }
+absl::StatusOr<Identity> IdentifyPeer(const Credentials& credentials) {
+  const int fd = credentials.fd();
+  Identity identity;
+  identity.uid = credentials.uid();
+  identity.gid = credentials.gid();
+  identity.pid = credentials.pid();
+  // SO_PEERPIDFD gives a pidfd for the process the socket records
+  // (sk_peer_pid, fixed at connect()), the one SO_PEERCRED read the pid of:
+  // so the pid whose exe is read below is the one it vouches for.
   int pidfd = -1;
   socklen_t len = sizeof(pidfd);
   if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) != 0) {

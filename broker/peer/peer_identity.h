@@ -22,27 +22,54 @@
 #ifndef CAPBROKER_BROKER_PEER_PEER_IDENTITY_H_
 #define CAPBROKER_BROKER_PEER_PEER_IDENTITY_H_
 
+#include <sys/types.h>
+
+#include <cstdint>
+
 #include "absl/status/statusor.h"
 #include "broker/policy/identity.h"
 
 namespace capbroker::peer {
 
-// The credentials the peer of the connected AF_UNIX socket `fd` (borrowed)
-// had at connect() (SO_PEERCRED): uid, gid and pid, the exe left unknown.
-// Takes no fd and reads no file: the connection quotas, which go by uid,
-// are checked on these before IdentifyPeer spends fds on the peer.
-absl::StatusOr<Identity> PeerCredentials(int fd);
+// What SO_PEERCRED said of the peer of one connected AF_UNIX socket: the
+// uid, gid and pid it had at connect(), and the socket they were read from
+// (borrowed: it must stay open while this is used). Only PeerCredentials
+// makes one, so credentials are always some socket's own and IdentifyPeer
+// never has to ask the socket again whether they are. Copyable: a copy is
+// still what the socket said.
+class Credentials {
+ public:
+  uint32_t uid() const { return uid_; }
+  uint32_t gid() const { return gid_; }
+  pid_t pid() const { return pid_; }
+  int fd() const { return fd_; }
 
-// `credentials` (PeerCredentials of `fd`) with the exe the peer runs, when
-// it can be verified (see above; else left unknown). kInvalidArgument when
-// `credentials` are not what SO_PEERCRED says of `fd`: the pidfd vouches
-// only for the socket's own peer, never for a pid the caller names.
-// kResourceExhausted
-// when the broker is out of fds (EMFILE/ENFILE) and so cannot verify the
-// peer (the pidfd, or the open of its executable, fails for lack of an
-// fd): refuse the connection rather than trust its pid, or admit it with
-// its exe unknown for good.
-absl::StatusOr<Identity> IdentifyPeer(int fd, Identity credentials);
+ private:
+  friend absl::StatusOr<Credentials> PeerCredentials(int fd);
+  Credentials(int fd, uint32_t uid, uint32_t gid, pid_t pid)
+      : fd_(fd), uid_(uid), gid_(gid), pid_(pid) {}
+
+  int fd_;
+  uint32_t uid_;
+  uint32_t gid_;
+  pid_t pid_;
+};
+
+// The credentials of the peer of the connected AF_UNIX socket `fd`
+// (borrowed). Takes no fd and reads no file: the connection quotas, which
+// go by uid, are checked on these before IdentifyPeer spends fds on the
+// peer.
+absl::StatusOr<Credentials> PeerCredentials(int fd);
+
+// The peer `credentials` describe, with the exe it runs when that can be
+// verified (see above; else left unknown). The pidfd comes from the same
+// socket (credentials.fd()), so it vouches for that socket's peer, the pid
+// in `credentials`, and for no other. kResourceExhausted when the broker is
+// out of fds (EMFILE/ENFILE) and so cannot verify the peer (the pidfd, or
+// the open of its executable, fails for lack of an fd): refuse the
+// connection rather than trust its pid, or admit it with its exe unknown
+// for good.
+absl::StatusOr<Identity> IdentifyPeer(const Credentials& credentials);
 
 }  // namespace capbroker::peer
 

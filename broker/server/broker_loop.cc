@@ -319,20 +319,21 @@ void BrokerLoop::Admit(UniqueFd fd) {
   // checked before the peer is verified (a pidfd, the open of its
   // executable), so that a refused connection costs nothing more, and one
   // over its quota near the fd limit is told the quota.
-  absl::StatusOr<Identity> identity = peer::PeerCredentials(fd.get());
-  if (!identity.ok()) {
+  absl::StatusOr<peer::Credentials> credentials = peer::PeerCredentials(fd.get());
+  if (!credentials.ok()) {
     // The socket is not one to talk to.
-    PeerLog(absl::StrCat("refusing a connection: ", identity.status().message()));
+    PeerLog(absl::StrCat("refusing a connection: ", credentials.status().message()));
     return;
   }
+  const uint32_t uid = credentials->uid();
   // The administrator gets in even when other uids hold every connection
   // (see kAdministratorReserve); within its per-uid quota all the same.
-  const bool administrator = identity->uid == 0 || identity->uid == own_euid_;
+  const bool administrator = uid == 0 || uid == own_euid_;
   const size_t reserve = administrator ? kAdministratorReserve : 0;
   if (stats_.connections >= limits_.max_connections + reserve) {
     const std::string holders = Holders();
     PeerLog(absl::StrCat(
-        "refusing uid ", identity->uid, ": ", stats_.connections, " connections open, the most ",
+        "refusing uid ", uid, ": ", stats_.connections, " connections open, the most ",
         administrator ? absl::StrCat("--max-connections (", limits_.max_connections,
                                      ") and the administrator's reserve (", reserve, ") allow")
                       : absl::StrCat("--max-connections allows (", limits_.max_connections, ")"),
@@ -351,19 +352,17 @@ void BrokerLoop::Admit(UniqueFd fd) {
   }
   // Counted once admitted: a refused uid leaves no entry behind, which
   // would count among the uids that hold connections (Holders).
-  const uint32_t uid = identity->uid;
   auto held = connections_per_uid_.find(uid);
   const size_t per_uid = held == connections_per_uid_.end() ? 0 : held->second;
   if (per_uid >= limits_.max_connections_per_uid) {
-    PeerLog(absl::StrCat("refusing uid ", identity->uid, ": ", per_uid,
-                         " connections of this uid"));
+    PeerLog(absl::StrCat("refusing uid ", uid, ": ", per_uid, " connections of this uid"));
     Refuse(fd.get(), absl::ResourceExhaustedError(absl::StrCat(
-                         "the broker refused the connection: uid ", identity->uid, " has ",
-                         per_uid, " connections open, the most one uid may have "
+                         "the broker refused the connection: uid ", uid, " has ", per_uid,
+                         " connections open, the most one uid may have "
                          "(--max-connections-per-uid)")));
     return;
   }
-  absl::StatusOr<Identity> verified = peer::IdentifyPeer(fd.get(), *std::move(identity));
+  absl::StatusOr<Identity> verified = peer::IdentifyPeer(*credentials);
   if (!verified.ok()) {
     PeerLog(absl::StrCat("refusing uid ", uid, ": ", verified.status().message()));
     // Out of fds: the client is told so; any other failure means the peer

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -148,6 +149,47 @@ absl::Status ClearStaleSocket(const std::string& path) {
   return absl::OkStatus();
 }
 
+// Whether the users FindSocketBlocker checks for (all others; or the
+// members of `group`) have `other_bit` (S_IXOTH, search; S_IWOTH, write)
+// on a file of `st`. The kernel applies the first class that fits them:
+// owner (they are taken to own none of the files), group, other.
+bool Allows(const struct stat& st, std::optional<gid_t> group, mode_t other_bit) {
+  const bool in_group = group.has_value() && st.st_gid == *group;
+  return (st.st_mode & (in_group ? other_bit << 3 : other_bit)) != 0;
+}
+
+// What keeps those users from `file` (of `st`): for a directory, search
+// permission; for the socket (at `socket`), write permission, which
+// connect(2) needs. The fix gives them that permission: for one group, on
+// a file of another group, by giving it that group (its other bit would
+// let every user in).
+SocketBlocker Blocker(SocketBlocker::Where where, const std::string& file, const struct stat& st,
+                      std::optional<gid_t> group, absl::string_view socket) {
+  const bool is_socket = where == SocketBlocker::Where::kSocket;
+  const char* permission = is_socket ? "w" : "x";
+  const bool in_group = group.has_value() && st.st_gid == *group;
+  const std::string who = group.has_value()
+                              ? absl::StrCat("the members of group ", *group, ", the socket's,")
+                              : "other users";
+  const std::string lacking =
+      in_group
+          ? absl::StrCat("g+", permission)
+          : absl::StrCat("o+", permission, group.has_value() ? ", its group being another" : "");
+  const std::string what = absl::StrFormat(
+      "%s %s (owner uid %d, %smode 0%o)", is_socket ? "the socket" : "directory", file, st.st_uid,
+      group.has_value() ? absl::StrCat("group ", st.st_gid, ", ") : "", st.st_mode & 07777);
+  const std::string why =
+      is_socket ? absl::StrFormat("%s keeps %s out: connecting takes write permission (%s)", what,
+                                  who, lacking)
+                : absl::StrFormat("%s keeps %s from the socket %s: they may not search it (%s)",
+                                  what, who, socket, lacking);
+  std::string fix =
+      !group.has_value() ? absl::StrCat("chmod o+", permission, " ", file)
+      : in_group         ? absl::StrCat("chmod g+", permission, " ", file)
+                 : absl::StrCat("chgrp ", *group, " ", file, " && chmod g+", permission, " ", file);
+  return SocketBlocker{where, file, absl::FailedPreconditionError(why), std::move(fix)};
+}
+
 }  // namespace
 
 absl::Status CheckSocketDirectoryStat(absl::string_view dir, const struct stat& st,
@@ -188,7 +230,8 @@ absl::Status CheckReachableByOthers(absl::string_view path) {
   return blocker.has_value() ? blocker->why : absl::OkStatus();
 }
 
-absl::StatusOr<std::optional<SocketBlocker>> FindSocketBlocker(absl::string_view path) {
+absl::StatusOr<std::optional<SocketBlocker>> FindSocketBlocker(absl::string_view path,
+                                                               std::optional<gid_t> group) {
   std::string dir = Dirname(path);
   char* resolved = realpath(dir.c_str(), nullptr);
   if (resolved == nullptr) return ErrnoStatus(errno, absl::StrCat("realpath ", dir));
@@ -206,25 +249,17 @@ absl::StatusOr<std::optional<SocketBlocker>> FindSocketBlocker(absl::string_view
   for (const std::string& d : dirs) {
     struct stat st;
     if (stat(d.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", d));
-    if ((st.st_mode & S_IXOTH) == 0) {
-      SocketBlocker::Where where = d == real ? SocketBlocker::Where::kSocketDirectory
-                                             : SocketBlocker::Where::kDirectoryAbove;
-      return SocketBlocker{where, d,
-                           absl::FailedPreconditionError(absl::StrFormat(
-                               "directory %s (owner uid %d, mode 0%o) keeps other users from "
-                               "the socket %s: they may not search it (o+x)",
-                               d, st.st_uid, st.st_mode & 07777, path))};
+    if (!Allows(st, group, S_IXOTH)) {
+      return Blocker(d == real ? SocketBlocker::Where::kSocketDirectory
+                               : SocketBlocker::Where::kDirectoryAbove,
+                     d, st, group, path);
     }
   }
   struct stat st;
   std::string p(path);
   if (stat(p.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", path));
-  if ((st.st_mode & S_IWOTH) == 0) {
-    return SocketBlocker{SocketBlocker::Where::kSocket, p,
-                         absl::FailedPreconditionError(absl::StrFormat(
-                             "the socket %s (mode 0%o) keeps other users out: connecting takes "
-                             "write permission (o+w)",
-                             path, st.st_mode & 07777))};
+  if (!Allows(st, group, S_IWOTH)) {
+    return Blocker(SocketBlocker::Where::kSocket, p, st, group, path);
   }
   return std::nullopt;
 }

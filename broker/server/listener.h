@@ -92,19 +92,33 @@ absl::Status CheckSocketDirectoryStat(absl::string_view dir, const struct stat& 
 // policy denial, says so at start (daemon.cc).
 absl::Status CheckReachableByOthers(absl::string_view path);
 
-// What CheckReachableByOthers found in the way, and where: the advice
-// differs. Only the socket's own directory, or the socket, can give one
-// group its way in (a setgid directory gives the socket its group); a
-// directory above it keeps that group out too.
+// What FindSocketBlocker found in the way, and where: the advice differs.
+// Only the socket's own directory, or the socket, can give one group its
+// way in (a setgid directory gives the socket its group); a directory above
+// it keeps that group out too.
 struct SocketBlocker {
   enum class Where { kDirectoryAbove, kSocketDirectory, kSocket };
   Where where = Where::kSocket;
   std::string path;  // the directory (symlinks resolved), or the socket
-  absl::Status why;  // CheckReachableByOthers's error
+  absl::Status why;  // kFailedPrecondition: what keeps whom out, with the mode
+  // The command that lets them past `path`: "chmod o+x DIR", "chmod g+x
+  // DIR", or for a directory of another group "chgrp GID DIR && chmod g+x
+  // DIR"; for the socket, the chmod of its w bit (which lasts until the
+  // broker makes its socket again: say --socket-mode instead).
+  std::string fix;
 };
-// nullopt when other users can reach the socket at `path`; an error when a
-// directory or the socket cannot be stat'ed.
-absl::StatusOr<std::optional<SocketBlocker>> FindSocketBlocker(absl::string_view path);
+// nullopt when the users meant can reach the socket at `path`; an error when
+// a directory or the socket cannot be stat'ed. With no `group`, the users
+// meant are all the others (CheckReachableByOthers): every directory on the
+// way (symlinks resolved) needs o+x and the socket o+w. With a `group` (the
+// socket's, for a socket meant for one group: --socket-mode 0660), they are
+// that group's members who own none of these files: each needs the group
+// bit where its group is `group` (g+x, the socket g+w) and the other bit
+// where its group is another (the kernel applies the first class that
+// fits: owner, group, other). One walk for both. Only the mode bits are
+// read (not ACLs, nor a member's other groups): this is for warnings.
+absl::StatusOr<std::optional<SocketBlocker>> FindSocketBlocker(
+    absl::string_view path, std::optional<gid_t> group = std::nullopt);
 
 // For a broker run by a user (not root), which serves that user alone, as
 // Bind makes its socket (0600 in a 0700 directory): OK when other users

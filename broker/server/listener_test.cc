@@ -566,6 +566,76 @@ TEST(FindSocketBlockerTest, SaysWhereTheWayIsShut) {
   EXPECT_FALSE(none.has_value());
 }
 
+// For a socket meant for one group (--socket-mode 0660), the same walk asks
+// what the group's members may do: the group bits of a directory with that
+// group, the other bits of one with another. The gids are arguments, so
+// any will do: no chown, no root.
+TEST(FindSocketBlockerTest, ForOneGroupReadsTheBitsThatApplyToItsMembers) {
+  std::string open_dir = "/tmp/cb-group-XXXXXX";
+  ASSERT_NE(mkdtemp(open_dir.data()), nullptr);
+  ASSERT_EQ(chmod(open_dir.c_str(), 0755), 0);
+  const std::string group_dir = open_dir + "/g";  // the socket's directory
+  const std::string socket = group_dir + "/s";
+  ASSERT_EQ(mkdir(group_dir.c_str(), 0700), 0);
+  struct Remove {
+    std::vector<std::string> paths;  // deepest first
+    ~Remove() {
+      for (const std::string& p : paths) remove(p.c_str());
+    }
+  } cleanup{{socket, group_dir, open_dir}};
+  struct stat st;
+  ASSERT_EQ(stat(group_dir.c_str(), &st), 0);
+  const gid_t own = st.st_gid;   // the group of every file made here
+  const gid_t another = own + 1;  // the group of none
+  ASSERT_OK_AND_ASSIGN(Listener listener, Listener::Bind(socket, 0660));
+  ASSERT_EQ(chmod(group_dir.c_str(), 0750), 0);
+  // g+x on the directory, g+w on the socket: the group is in, the others
+  // are not.
+  ASSERT_OK_AND_ASSIGN(std::optional<SocketBlocker> in, FindSocketBlocker(socket, own));
+  EXPECT_FALSE(in.has_value()) << in->why;
+  ASSERT_OK_AND_ASSIGN(std::optional<SocketBlocker> others, FindSocketBlocker(socket));
+  EXPECT_TRUE(others.has_value());
+  // Without g+x.
+  ASSERT_EQ(chmod(group_dir.c_str(), 0705), 0);
+  ASSERT_OK_AND_ASSIGN(std::optional<SocketBlocker> no_gx, FindSocketBlocker(socket, own));
+  ASSERT_TRUE(no_gx.has_value());
+  EXPECT_EQ(no_gx->where, SocketBlocker::Where::kSocketDirectory);
+  EXPECT_EQ(no_gx->path, group_dir);
+  EXPECT_THAT(no_gx->why,
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr(absl::StrCat("directory ", group_dir, " (owner uid ", getuid(),
+                                              ", group ", own, ", mode 0705) keeps the members "
+                                              "of group ", own, ", the socket's, from the socket ",
+                                              socket, ": they may not search it (g+x)"))));
+  EXPECT_EQ(no_gx->fix, "chmod g+x " + group_dir);
+  // A group the directory does not have: its other bits decide, and the
+  // fix gives it the group rather than open it to everyone.
+  ASSERT_EQ(chmod(group_dir.c_str(), 0750), 0);
+  ASSERT_OK_AND_ASSIGN(std::optional<SocketBlocker> other_group,
+                       FindSocketBlocker(socket, another));
+  ASSERT_TRUE(other_group.has_value());
+  EXPECT_EQ(other_group->path, group_dir);
+  EXPECT_THAT(other_group->why, StatusIs(absl::StatusCode::kFailedPrecondition,
+                                         HasSubstr("(o+x, its group being another)")));
+  EXPECT_EQ(other_group->fix, absl::StrCat("chgrp ", another, " ", group_dir,
+                                           " && chmod g+x ", group_dir));
+  // A directory above keeps the group out in the same way.
+  ASSERT_EQ(chmod(open_dir.c_str(), 0705), 0);
+  ASSERT_OK_AND_ASSIGN(std::optional<SocketBlocker> above, FindSocketBlocker(socket, own));
+  ASSERT_EQ(chmod(open_dir.c_str(), 0755), 0);
+  ASSERT_TRUE(above.has_value());
+  EXPECT_EQ(above->where, SocketBlocker::Where::kDirectoryAbove);
+  EXPECT_EQ(above->path, open_dir);
+  EXPECT_EQ(above->fix, "chmod g+x " + open_dir);
+  // The socket without g+w.
+  ASSERT_EQ(chmod(socket.c_str(), 0606), 0);
+  ASSERT_OK_AND_ASSIGN(std::optional<SocketBlocker> no_gw, FindSocketBlocker(socket, own));
+  ASSERT_TRUE(no_gw.has_value());
+  EXPECT_EQ(no_gw->where, SocketBlocker::Where::kSocket);
+  EXPECT_THAT(no_gw->why, StatusIs(absl::StatusCode::kFailedPrecondition,
+                                   HasSubstr("connecting takes write permission (g+w)")));
+}
+
 // A broker run by a user checks the socket systemd passed: other users
 // must not be able to connect (daemon.cc refuses to start otherwise).
 TEST(CheckOthersCannotConnectTest, RefusesASocketOpenToOthersOrAbstract) {

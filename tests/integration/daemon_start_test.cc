@@ -1,6 +1,7 @@
 // capbrokerd refuses to start, with one clear line, whenever it cannot
 // serve exactly what it was told to: fail closed.
 #include <fcntl.h>
+#include <ftw.h>
 #include <linux/seccomp.h>
 #include <poll.h>
 #include <signal.h>
@@ -20,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -689,6 +691,141 @@ TEST(DaemonStartTest, WarnsWhenASocketForOneGroupHasRootsGroup) {
       EXPECT_THAT(err, HasSubstr("SocketGroup=GROUP"));
     } else {
       EXPECT_THAT(err, Not(HasSubstr("warning")));
+    }
+    ASSERT_OK_AND_ASSIGN(int status, broker->Stop());
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  }
+}
+
+// A directory of its own under /tmp for a test's socket, given to `uid`:`gid`
+// with `mode`; removed, with what is left in it, at the end of the test.
+class OwnedDir {
+ public:
+  OwnedDir(uid_t uid, gid_t gid, mode_t mode) : path_("/tmp/cb-own-XXXXXX") {
+    if (mkdtemp(path_.data()) == nullptr || chown(path_.c_str(), uid, gid) != 0 ||
+        chmod(path_.c_str(), mode) != 0) {
+      ADD_FAILURE() << "cannot make " << path_ << ": " << std::strerror(errno);
+    }
+  }
+  ~OwnedDir() { nftw(path_.c_str(), RemoveEntry, 16, FTW_DEPTH | FTW_PHYS); }
+  OwnedDir(const OwnedDir&) = delete;
+  OwnedDir& operator=(const OwnedDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  static int RemoveEntry(const char* path, const struct stat*, int, struct FTW*) {
+    remove(path);
+    return 0;
+  }
+  std::string path_;
+};
+
+// A nobody's uid and gid, which no file here belongs to.
+constexpr uid_t kNobody = 65534;
+constexpr gid_t kNogroup = 65534;
+
+constexpr char kUidPolicy[] =
+    "( capabilities = [ ( name = \"m\", memory = ( size = 16 ) ) ],\n"
+    "  principals = [ ( name = \"p\", match = ( uid = $UID ), grants = [ \"m\" ] ) ] )\n";
+
+// A broker run by a user serves that user alone unless --socket-mode with
+// o+w says every local user is meant to connect. Then, as for root's, a
+// directory on the way that others may not search is said at start.
+TEST(DaemonStartTest, WarnsWhenOtherUsersCannotReachAUsersBrokerMeantForThem) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to start the broker as another user";
+  OwnedDir open(kNobody, kNogroup, 0755);
+  const std::string priv = open.path() + "/priv";
+  ASSERT_EQ(mkdir(priv.c_str(), 0700), 0);
+  ASSERT_EQ(chown(priv.c_str(), kNobody, kNogroup), 0);
+  struct Case {
+    const char* what;
+    std::string socket;
+    std::vector<std::string> args;
+    bool warns;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"for everyone, in a 0700 directory", priv + "/b.sock", {"--socket-mode", "0666"},
+            true},
+           {"for everyone, open all the way", open.path() + "/b.sock", {"--socket-mode", "0666"},
+            false},
+           {"for its user alone, in a 0700 directory", priv + "/b.sock", {}, false}}) {
+    SCOPED_TRACE(c.what);
+    testing::BrokerOptions options;
+    options.capture_stderr = true;
+    options.socket_path = c.socket;
+    options.extra_args = c.args;
+    options.user = testing::BrokerOptions::User{kNobody, kNogroup};
+    ASSERT_OK_AND_ASSIGN(auto broker, testing::BrokerProcess::StartWith(kUidPolicy, options));
+    std::string err = broker->Stderr();  // written before it said it was ready
+    if (c.warns) {
+      EXPECT_THAT(err, HasSubstr(absl::StrCat("capbrokerd: warning: directory ", priv,
+                                              " (owner uid 65534, mode 0700) keeps other users "
+                                              "from the socket ", c.socket)));
+      EXPECT_THAT(err, HasSubstr("--socket-mode 0666 lets every local user connect"));
+      EXPECT_THAT(err, HasSubstr("chmod o+x " + priv));
+    } else {
+      EXPECT_THAT(err, Not(HasSubstr("warning")));
+    }
+    ASSERT_OK_AND_ASSIGN(int status, broker->Stop());
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  }
+}
+
+// --socket-mode 0660 means the socket's group: the group of a setgid
+// directory. A directory on the way that the group's members may not
+// search (no g+x where it has that group, no o+x where it has another) is
+// said at start, naming the directory and the chmod (or chgrp) that opens
+// it, rather than leave them with "Permission denied".
+TEST(DaemonStartTest, WarnsWhenTheSocketsGroupCannotReachIt) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to give directories a group";
+  OwnedDir open(0, 0, 0755);
+  const std::string reachable = open.path() + "/reachable";  // 02750 root:nogroup
+  const std::string closed = open.path() + "/closed";        // 02700 root:nogroup
+  const std::string above = open.path() + "/above";          // 0750 root:root
+  const std::string below = above + "/sock";                 // 02750 root:nogroup
+  for (const auto& [dir, mode, group] :
+       std::vector<std::tuple<std::string, mode_t, gid_t>>{{reachable, 02750, kNogroup},
+                                                           {closed, 02700, kNogroup},
+                                                           {above, 0750, 0},
+                                                           {below, 02750, kNogroup}}) {
+    ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
+    ASSERT_EQ(chown(dir.c_str(), 0, group), 0);
+    ASSERT_EQ(chmod(dir.c_str(), mode), 0);
+  }
+  struct Case {
+    std::string socket_dir;
+    std::string warning;  // empty: none
+    std::string fix;
+  };
+  for (const Case& c : std::vector<Case>{
+           {reachable, "", ""},
+           {closed,
+            absl::StrCat("capbrokerd: warning: directory ", closed,
+                         " (owner uid 0, group 65534, mode 02700) keeps the members of group "
+                         "65534, the socket's, from the socket ", closed,
+                         "/b.sock: they may not search it (g+x)"),
+            "Open the way (chmod g+x " + closed + ")"},
+           {below,
+            absl::StrCat("capbrokerd: warning: directory ", above,
+                         " (owner uid 0, group 0, mode 0750) keeps the members of group 65534, "
+                         "the socket's, from the socket ", below,
+                         "/b.sock: they may not search it (o+x, its group being another)"),
+            absl::StrCat("Open the way (chgrp 65534 ", above, " && chmod g+x ", above, ")")}}) {
+    SCOPED_TRACE(c.socket_dir);
+    testing::BrokerOptions options;
+    options.capture_stderr = true;
+    options.socket_path = c.socket_dir + "/b.sock";
+    options.extra_args = {"--socket-mode", "0660"};
+    ASSERT_OK_AND_ASSIGN(auto broker, testing::BrokerProcess::StartWith(kUidPolicy, options));
+    std::string err = broker->Stderr();
+    if (c.warning.empty()) {
+      EXPECT_THAT(err, Not(HasSubstr("warning")));
+    } else {
+      EXPECT_THAT(err, HasSubstr(c.warning));
+      EXPECT_THAT(err, HasSubstr("--socket-mode 0660 lets the socket's group (gid 65534) "
+                                 "connect, but its members' clients will fail to connect with "
+                                 "'Permission denied'"));
+      EXPECT_THAT(err, HasSubstr(c.fix));
     }
     ASSERT_OK_AND_ASSIGN(int status, broker->Stop());
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;

@@ -378,12 +378,11 @@ int Capctl::Exec(const Options& o) {
     if (parts.first.empty() || parts.second.empty()) {
       return Usage(absl::StrCat("empty name in \"", Shown(spec), "\""));
     }
-    if (parts.second.size() > kMaxFdNameBytes) {
-      return Usage("fd name longer than 255 bytes");
-    }
     if (!IsFdName(parts.second)) {
-      return Usage(absl::StrCat("bad fd name \"", Shown(parts.second),
-                                "\" (printable ASCII or spaces, not ':', as systemd takes)"));
+      return Usage(absl::StrCat("bad fd name \"", Shown(parts.second), "\" (at most ",
+                                kMaxFdNameBytes,
+                                " bytes of printable ASCII or spaces, not ':', as systemd "
+                                "takes)"));
     }
     wanted.push_back(std::move(parts));
   }

@@ -42,6 +42,10 @@ constexpr char kStarterPolicy[] = R"POLICY(# capbroker policy: which clients may
     ( name = "spool",
       # A directory capability hands out the directory, and lets clients
       # open files beneath it (never above it, never through symlinks).
+      # With readWrite, every client granted it may also write and truncate
+      # any file beneath it, and create new ones: owned by the broker's user
+      # (root, for a system broker), with the mode the client asks for, up
+      # to 0777, less the broker's umask. Give read where clients only read.
       directory = (
         path = "/var/spool/demo",
         access = readWrite,     # read or readWrite: the widest access for files beneath

@@ -66,6 +66,19 @@ TEST(StarterPolicyTest, SaysWhatAServiceWithoutMemoryLimitsMayTake) {
   EXPECT_THAT(text, HasSubstr("# with privateUsers and no pidsMax, else the\n"));
 }
 
+// The starter hands `spool` out readWrite: its comment says what that lets
+// every grantee do beneath it, as the README's "Open beneath" does (it once
+// said only that clients may open files there).
+TEST(StarterPolicyTest, SaysWhatReadWriteBeneathADirectoryLetsClientsDo) {
+  std::string text(StarterPolicyText());
+  EXPECT_THAT(text, HasSubstr("access = readWrite,     # read or readWrite"));
+  EXPECT_THAT(text, HasSubstr("# With readWrite, every client granted it may also write and "
+                              "truncate\n      # any file beneath it, and create new ones: owned "
+                              "by the broker's user\n      # (root, for a system broker), with "
+                              "the mode the client asks for, up\n      # to 0777, less the "
+                              "broker's umask."));
+}
+
 // ---- The commented alternatives, uncommented as the starter says ----
 
 // A broker without --cgroup, and one with a cgroup directory that enables

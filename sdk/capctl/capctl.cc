@@ -325,6 +325,7 @@ class Capctl {
   int ExecWith(std::vector<UniqueFd> fds, const std::vector<std::string>& fd_names,
                std::vector<std::string> command);
   int PolicyCheck(const std::string& path);
+  int HelpAbout(const std::vector<std::string>& args, size_t begin);
 
   std::string socket_;
   absl::Duration timeout_;  // of each call; absl::InfiniteDuration(): none
@@ -378,12 +379,11 @@ int Capctl::Exec(const Options& o) {
     if (parts.first.empty() || parts.second.empty()) {
       return Usage(absl::StrCat("empty name in \"", Shown(spec), "\""));
     }
-    if (parts.second.size() > kMaxFdNameBytes) {
-      return Usage("fd name longer than 255 bytes");
-    }
     if (!IsFdName(parts.second)) {
-      return Usage(absl::StrCat("bad fd name \"", Shown(parts.second),
-                                "\" (printable ASCII or spaces, not ':', as systemd takes)"));
+      return Usage(absl::StrCat("bad fd name \"", Shown(parts.second), "\" (at most ",
+                                kMaxFdNameBytes,
+                                " bytes of printable ASCII or spaces, not ':', as systemd "
+                                "takes)"));
     }
     wanted.push_back(std::move(parts));
   }
@@ -639,13 +639,28 @@ int Capctl::PolicyCheck(const std::string& path) {
   return kExitOk;
 }
 
-int Capctl::Run(const std::vector<std::string>& args, size_t begin) {
-  if (begin >= args.size()) return Usage("no command");
-  const std::string& command = args[begin];
-  if (command == "help" || IsHelpFlag(command)) {
+// `capctl help [COMMAND]` (--help and -h alike): the whole text, or
+// COMMAND's usage alone, as `COMMAND --help` prints it; COMMAND may be two
+// words ("policy check") or a group ("policy"). `help --help` asks for
+// help's own usage, which is the whole text. A COMMAND the table does not
+// have is a usage error, not the whole text with exit 0: a typo should not
+// pass for an answer.
+int Capctl::HelpAbout(const std::vector<std::string>& args, size_t begin) {
+  if (begin == args.size() || (begin + 1 == args.size() && IsHelpFlag(args[begin]))) {
     out_ << FullUsage();
     return kExitOk;
   }
+  const std::string command = absl::StrJoin(args.begin() + begin, args.end(), " ");
+  if (UsageOf(command).empty()) {
+    return Usage(absl::StrCat("help: unknown command \"", Shown(command), "\""));
+  }
+  return Help(command);
+}
+
+int Capctl::Run(const std::vector<std::string>& args, size_t begin) {
+  if (begin >= args.size()) return Usage("no command");
+  const std::string& command = args[begin];
+  if (command == "help" || IsHelpFlag(command)) return HelpAbout(args, begin + 1);
   if (command == "policy") {
     command_ = command;
     if (AsksForHelp(args, begin + 1)) return Help(command);
@@ -747,6 +762,15 @@ int RunCommand(const std::vector<std::string>& args, std::ostream& out,
       i += 1;
     } else if (i + 1 < args.size()) {
       value = args[i + 1];
+      // "--socket --timeout 5 list" lacks the socket's PATH: taken as the
+      // value, "--timeout" became the path and "5" the command.
+      if (absl::StartsWith(value, "--")) {
+        return usage(absl::StrCat(
+            name, " needs ", name == "--socket" ? "a PATH" : "SECONDS", ", not the option \"",
+            Shown(value), "\"",
+            name == "--socket" ? " (for a path that starts with \"--\", write --socket=PATH)"
+                               : ""));
+      }
       i += 2;
     } else {
       return usage(absl::StrCat(name, " needs a value"));

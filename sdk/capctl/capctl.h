@@ -4,17 +4,22 @@
 //
 // The commands and their usage are in usage.cc's table (`capctl help`).
 // `--help` or `-h` as the first argument after a command prints that
-// command's usage on `out` and exits 0. Anywhere else it is read as any
-// other argument: an unknown option, or, after exec's or connect's "--",
-// an argument of the program run.
+// command's usage on `out` and exits 0, as `capctl help COMMAND` does (a
+// COMMAND the table does not have is a usage error). Anywhere else it is
+// read as any other argument: an unknown option, or, after exec's or
+// connect's "--", an argument of the program run.
 //
 // Each option may be given once; a second is a usage error naming it
-// ("capctl: request: --access given twice").
+// ("capctl: request: --access given twice"). --socket's and --timeout's
+// value, when it is the next argument, must not start with "--" (a
+// forgotten value would take the next option): a socket path that does is
+// written --socket=PATH.
 //
 // Exit codes (kExit*): 0 ok, 2 usage, 3 permission denied, 4 not found,
 // 5 broker unavailable (or it did not answer within --timeout), 1 anything
-// else (a failed write to stdout too); `exec` returns 127 when the command
-// cannot be run. Every failure writes exactly one line "capctl: <why>" to
+// else (a failed write to stdout too); `policy check`: 1 for any rejected
+// file, a missing one included; `exec` and `connect` return 127 when the
+// command cannot be run. Every failure writes exactly one line "capctl: <why>" to
 // `err`, <why> starting with the command's name when it concerns the
 // command as a whole ("capctl: list: no broker socket at ..."), what it
 // quotes bounded as sdk/base/shown_text.h says (a usage error adds the

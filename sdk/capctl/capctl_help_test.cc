@@ -1,7 +1,9 @@
-// capctl's help: `capctl COMMAND --help` (or -h) prints COMMAND's usage on
-// stdout and exits 0, for every command; no broker is needed for it.
+// capctl's help: `capctl COMMAND --help` (or -h) and `capctl help COMMAND`
+// print COMMAND's usage on stdout and exit 0, for every command; no broker
+// is needed for it. Usage errors of the command line as a whole, too.
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -87,6 +89,76 @@ TEST(CapctlHelpTest, TheWholeTextListsEveryCommand) {
   }
   EXPECT_EQ(UsageOf("frobnicate"), "");
   EXPECT_EQ(UsageOf("pol"), "");
+}
+
+// Command lines and the one line each makes capctl write: each a usage
+// error, that line then the whole usage text on stderr, nothing on stdout.
+using UsageCases = std::vector<std::pair<std::vector<std::string>, std::string>>;
+void ExpectUsageErrorsShowingTheWholeText(const UsageCases& cases) {
+  for (const auto& [args, line] : cases) {
+    SCOPED_TRACE(absl::StrJoin(args, " "));
+    Result r = Invoke(args);
+    EXPECT_EQ(r.code, kExitUsage);
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(r.err, absl::StrCat(line, FullUsage()));
+  }
+}
+
+// `capctl help COMMAND` (or --help COMMAND, -h COMMAND) prints what
+// `COMMAND --help` prints; it once printed the whole text, whatever
+// followed.
+TEST(CapctlHelpTest, HelpWithACommandPrintsItsUsage) {
+  for (const std::string& command : CommandNames()) {
+    for (const char* help : {"help", "--help", "-h"}) {
+      SCOPED_TRACE(absl::StrCat(help, " ", command));
+      Result r = Invoke(Args(absl::StrCat(help, " ", command), {}));
+      EXPECT_EQ(r.code, kExitOk) << r.err;
+      EXPECT_EQ(r.err, "");
+      EXPECT_EQ(r.out, UsageOf(command));
+      EXPECT_NE(r.out, FullUsage());
+    }
+  }
+  EXPECT_EQ(Invoke({"help", "policy"}).out, UsageOf("policy"));
+  EXPECT_THAT(UsageOf("help"), StartsWith("usage: capctl help [COMMAND]\n"));
+}
+
+// A word after help that names no command is a usage error (it once exited
+// 0 with the whole text): the reason, then the whole text, as for an
+// unknown command.
+TEST(CapctlHelpTest, HelpWithAnUnknownCommandIsAUsageError) {
+  const UsageCases cases = {
+      {{"help", "extra"}, "capctl: help: unknown command \"extra\"\n"},
+      {{"help", "request", "extra"}, "capctl: help: unknown command \"request extra\"\n"},
+      {{"help", "pol"}, "capctl: help: unknown command \"pol\"\n"},
+      {{"help", ""}, "capctl: help: unknown command \"\"\n"},
+      {{"help", "--help", "request"}, "capctl: help: unknown command \"--help request\"\n"},
+      {{"-h", "a\nb"}, "capctl: help: unknown command \"a\\x0ab\"\n"},
+  };
+  ExpectUsageErrorsShowingTheWholeText(cases);
+}
+
+// --socket and --timeout do not take an option as their value: "--socket
+// --timeout 5 list" once took "--timeout" as the socket's path and "5" as
+// the command. A path that starts with "--" is written --socket=PATH.
+TEST(CapctlHelpTest, AGlobalOptionsValueIsNoOption) {
+  const UsageCases cases = {
+      {{"--socket", "--timeout", "5", "list"},
+       "capctl: --socket needs a PATH, not the option \"--timeout\" (for a path that starts "
+       "with \"--\", write --socket=PATH)\n"},
+      {{"--socket", "--", "list"},
+       "capctl: --socket needs a PATH, not the option \"--\" (for a path that starts with "
+       "\"--\", write --socket=PATH)\n"},
+      {{"--timeout", "--socket", "/run/x.sock", "list"},
+       "capctl: --timeout needs SECONDS, not the option \"--socket\"\n"},
+      {{"--socket", "/run/x.sock", "--timeout", "--help"},
+       "capctl: --timeout needs SECONDS, not the option \"--help\"\n"},
+  };
+  ExpectUsageErrorsShowingTheWholeText(cases);
+  // Written with '=', such a path is taken: no broker there.
+  Result r = Invoke({"--socket=--odd.sock", "--timeout=5", "list"});
+  EXPECT_EQ(r.code, kExitUnavailable) << r.err;
+  EXPECT_THAT(r.err, StartsWith("capctl: list: "));
+  EXPECT_THAT(r.err, HasSubstr("--odd.sock"));
 }
 
 // Only the first argument after the command asks for help; later, --help

@@ -133,6 +133,18 @@ class CapctlTest : public ::testing::Test {
     return {WEXITSTATUS(status), output, ""};
   }
 
+  // A usage error of exec or connect, found before anything runs: run in a
+  // child, since without the check the command would be run, and an exec
+  // that succeeded would replace the test's own process (a test binary
+  // replaced by /bin/true exits 0, and the test would pass). Returns what
+  // it wrote, in `err` (a usage error writes nothing on stdout).
+  Result ExpectUsageErrorInChild(const std::vector<std::string>& args) {
+    Result r = RunInChild(args);  // stdout and stderr together, in r.out
+    r = {r.code, "", r.out};
+    ExpectFailure(r, kExitUsage);
+    return r;
+  }
+
   // Runs `capctl status` until its output contains `text` (each run is a
   // round trip to the broker, which handles a signal before it answers the
   // next request: an event, not a sleep); the last output.
@@ -734,12 +746,6 @@ TEST_F(CapctlTest, HostileCommandLines) {
       {"open", "spool", "job", "--mode", "-1"},
       {"open", "spool", "job", "--mode", "01777"},
       {"open", "spool", "job", "--create=yes"},
-      {"exec", "motd", "/bin/true"},
-      {"exec", "--", "/bin/true"},
-      {"exec", "motd", "--"},
-      {"exec", "=x", "--", "/bin/true"},
-      {"exec", "motd=", "--", "/bin/true"},
-      {"exec", "motd=a:b", "--", "/bin/true"},
       {"list", "extra"},
       {"status", "extra"},
       {"policy"},
@@ -751,6 +757,27 @@ TEST_F(CapctlTest, HostileCommandLines) {
   for (const auto& args : usage_errors) {
     SCOPED_TRACE(absl::StrJoin(args, " "));
     ExpectFailure(Run(args), kExitUsage);
+  }
+  // exec and connect: without their checks, some of these would run a
+  // command (exec motd -- '' exits 127, as execvp("") fails).
+  const std::vector<std::vector<std::string>> would_run = {
+      {"exec", "motd", "/bin/true"},
+      {"exec", "--", "/bin/true"},
+      {"exec", "motd", "--"},
+      {"exec", "motd", "--", ""},
+      {"exec", "=x", "--", "/bin/true"},
+      {"exec", "motd=", "--", "/bin/true"},
+      {"exec", "motd=a:b", "--", "/bin/true"},
+      {"connect", "kvstore", "/bin/true"},
+      {"connect", "a", "b", "--", "/bin/true"},
+      {"connect", "--", "/bin/true"},
+      {"connect", "", "--", "/bin/true"},
+      {"connect", "x", "--"},
+      {"connect", "x", "--", ""},
+  };
+  for (const auto& args : would_run) {
+    SCOPED_TRACE(absl::StrJoin(args, " "));
+    ExpectUsageErrorInChild(args);
   }
   ExpectFailure(RunRaw({"--socket"}), kExitUsage);
   ExpectFailure(RunRaw({"--socket", "", "list"}), kExitUsage);
@@ -1098,7 +1125,10 @@ TEST_F(CapctlTest, ExecTakesTheFdNamesSystemdTakes) {
        {std::string("a:b"), std::string("a\tb"), std::string("a\x7f"), std::string("caf\xc3\xa9"),
         std::string(256, 'n')}) {
     SCOPED_TRACE(name);
-    ExpectFailure(Run({"exec", "motd=" + name, "--", "/bin/true"}), kExitUsage);
+    Result r = ExpectUsageErrorInChild({"exec", "motd=" + name, "--", "/bin/true"});
+    EXPECT_THAT(r.err, StartsWith("capctl: bad fd name \""));
+    EXPECT_THAT(r.err, HasSubstr("\" (at most 255 bytes of printable ASCII or spaces, not ':', "
+                                 "as systemd takes)\n"));
   }
 }
 

@@ -36,7 +36,8 @@ constexpr Command kCommands[] = {
      "judged as for a broker running as you (root: root only)",
      false},
     {"policy init", "", "print a commented starter policy", false},
-    {"help", "", "print this text; COMMAND --help (or -h) prints COMMAND's usage alone", false},
+    {"help", "[COMMAND]",
+     "print this text, or COMMAND's usage alone (as COMMAND --help or -h does)", false},
 };
 
 constexpr char kSocketAndExitCodes[] =
@@ -46,7 +47,8 @@ constexpr char kSocketAndExitCodes[] =
     "--timeout: how long to wait for each answer of the broker, in seconds (0.5 too;\n"
     "0: no limit); default 690, longer than a connect may wait for its service to start.\n"
     "exit codes: 0 ok, 1 failure, 2 usage, 3 permission denied, 4 not found,\n"
-    "5 broker unavailable or no answer within --timeout, 127 exec/connect: command not run.\n";
+    "5 broker unavailable or no answer within --timeout, 127 exec/connect: command not run;\n"
+    "policy check: 1 for any rejected file, a missing one included.\n";
 
 // "NAME ARGUMENTS", without a trailing space when there are none.
 std::string Synopsis(const Command& c) {

@@ -1,5 +1,6 @@
 // capctl's usage text, kept in one table of commands: `capctl help` prints
-// all of it, `capctl COMMAND --help` the entries of COMMAND alone.
+// all of it, `capctl COMMAND --help` and `capctl help COMMAND` the entries
+// of COMMAND alone.
 #ifndef CAPBROKER_SDK_CAPCTL_USAGE_H_
 #define CAPBROKER_SDK_CAPCTL_USAGE_H_
 

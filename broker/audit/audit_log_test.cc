@@ -1,6 +1,7 @@
 #include "broker/audit/audit_log.h"
 
 #include <fcntl.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sched.h>
@@ -15,6 +16,7 @@
 #include <functional>
 #include <future>
 #include <map>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,6 +29,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
+#include "tests/fixtures/fd_count.h"
 #include "tests/fixtures/foreign_link.h"
 #include "tests/fixtures/temp_dir.h"
 
@@ -369,6 +372,34 @@ TEST(AuditLogTest, ReopenGoesOnInANewFileAtThePath) {
   struct stat st;
   ASSERT_EQ(stat(path.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+// The fd this process has open on the file at `path`, as /proc/self/fd
+// names it; -1 if none.
+int FdOpenOn(const std::string& path) {
+  std::unique_ptr<char, decltype(&free)> real(realpath(path.c_str(), nullptr), &free);
+  if (real == nullptr) return -1;
+  for (const auto& [fd, target] : testing::OpenFdTargets()) {
+    if (target == real.get()) return fd;
+  }
+  return -1;
+}
+
+// A service, or any program the broker execs, must never inherit the audit
+// log: it could write lines of its own into it. Both opens, at start and at
+// a SIGHUP's reopen, are close-on-exec.
+TEST(AuditLogTest, OpensTheLogCloseOnExec) {
+  testing::TempDir dir;
+  std::string path = dir.Join("audit.log");
+  ASSERT_OK_AND_ASSIGN(AuditLog log, AuditLog::OpenFile(path));
+  int opened = FdOpenOn(path);
+  ASSERT_GE(opened, 0);
+  EXPECT_TRUE(testing::IsCloseOnExec(opened)) << "at start";
+  ASSERT_EQ(rename(path.c_str(), dir.Join("audit.log.1").c_str()), 0);
+  ASSERT_OK(log.Reopen(path));
+  int reopened = FdOpenOn(path);
+  ASSERT_GE(reopened, 0);
+  EXPECT_TRUE(testing::IsCloseOnExec(reopened)) << "reopened";
 }
 
 // A symlink planted at the path while the log was rotated is refused, and

@@ -44,6 +44,8 @@ namespace {
 constexpr rlim_t kBrokerOwnFds = 64;
 // Per hosted service: its broker connection, its pidfd and its output pipe.
 constexpr rlim_t kFdsPerService = 3;
+// The first fd above stdin, stdout and stderr.
+constexpr unsigned kFirstNonStandardFd = 3;
 
 // The signals the broker reads from its signalfd: SIGTERM and SIGINT stop
 // it, SIGHUP reloads the policy and reopens the audit log.
@@ -532,6 +534,17 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
     CB_RETURN_IF_ERROR(CheckReadyFdIsNotASystemdSocket(*flags.ready_fd));
     CB_ASSIGN_OR_RETURN(ready, server::ReadyFd::Claim(*flags.ready_fd));
   }
+  // Whatever else the broker inherited above the standard fds (a shell's,
+  // a script's or a CI runner's stray fds) is made close-on-exec: nothing
+  // the broker execs gets it (a service's launch closes all but the
+  // service's own fds as well; this holds for every exec). Not closed: a
+  // wrapper may rely on the broker holding one (a lock taken through an
+  // fd, a pipe whose end of file tells a supervisor that the broker
+  // exited), and stdout and stderr, which the broker keeps, hold such a
+  // pipe open just the same (README.md, "Inherited fds"). The ready pipe
+  // (claimed above) and systemd's socket (Listener::FromSystemd) are made
+  // close-on-exec where they are taken.
+  CB_RETURN_IF_ERROR(MarkCloseOnExecFrom(kFirstNonStandardFd));
   // Before the policy, which is checked against it: a broker told to put
   // services' limits in a cgroup directory it cannot use does not start.
   sandbox::CgroupParent cgroup;
@@ -592,6 +605,14 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   handler.SetServiceDirectory(&services);
   services.PolicyChanged();
 
+  // "serving" only once the supervisor was told: a READY it cannot be
+  // sent (nobody reads the pipe any more) stops the broker, and the log
+  // must not say that it served.
+  if (ready.has_value()) {
+    if (absl::Status said = ready->Notify("READY"); !said.ok()) {
+      return absl::Status(said.code(), absl::StrCat("not serving: ", said.message()));
+    }
+  }
   std::fprintf(stderr,
                "capbrokerd: serving %s with policy %s (%zu capabilities, %zu principals, "
                "%zu services)\n",
@@ -599,7 +620,6 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
                EscapedKeepingUtf8(flags.policy_path).c_str(),
                handler.policy().capabilities().size(),
                handler.policy().principals().size(), handler.policy().services().size());
-  if (ready.has_value()) CB_RETURN_IF_ERROR(ready->Notify("READY"));
   absl::Status notified = server::NotifySystemd();
   if (!notified.ok()) {
     std::fprintf(stderr, "capbrokerd: sd_notify: %s\n", std::string(notified.message()).c_str());

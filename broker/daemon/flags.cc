@@ -137,6 +137,9 @@ absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args, uid
       return absl::InvalidArgumentError(absl::StrCat(name, " given twice"));
     }
     if (name == "--help") {
+      // As every other flag refuses a value it cannot use: one ignored
+      // would let `--help=no` print usage and exit 0.
+      if (has_inline_value) return absl::InvalidArgumentError("--help takes no value");
       flags.help = true;
       continue;
     }

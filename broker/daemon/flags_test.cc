@@ -80,6 +80,13 @@ TEST(ParseFlagsTest, HostileCommandLines) {
                                                  HasSubstr("needs a value")));
   EXPECT_THAT(ParseFlags({"--policy="}), StatusIs(absl::StatusCode::kInvalidArgument,
                                                   HasSubstr("needs a value")));
+  for (const char* help : {"--help=yes", "--help=", "--help=no"}) {
+    EXPECT_THAT(ParseFlags({help}),
+                StatusIs(absl::StatusCode::kInvalidArgument, "--help takes no value"))
+        << help;
+  }
+  EXPECT_THAT(ParseFlags({"-h=yes"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown argument")));
   EXPECT_THAT(ParseFlags({"--policy", "/p", "--bogus"}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'--bogus'")));
   EXPECT_THAT(ParseFlags({"--policy", "/p", "--socket-mode", "999"}),

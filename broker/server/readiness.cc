@@ -49,8 +49,13 @@ absl::Status ReadyFd::Notify(absl::string_view line) {
   UniqueFd fd = std::move(fd_);
   std::string text = absl::StrCat(line, "\n");
   ssize_t n = RetryEintr([&] { return write(fd.get(), text.data(), text.size()); });
-  if (n != static_cast<ssize_t>(text.size())) {
-    return ErrnoStatus(errno, absl::StrCat("write(ready fd ", fd.get(), ")"));
+  if (n < 0) return ErrnoStatus(errno, absl::StrCat("write(ready fd ", fd.get(), ")"));
+  // Not continued: the supervisor has read part of a line already, and
+  // whatever stopped the write (a file at its size limit, a full disk)
+  // stops the rest. errno is not set by a short write.
+  if (static_cast<size_t>(n) != text.size()) {
+    return absl::ResourceExhaustedError(absl::StrCat("write(ready fd ", fd.get(), "): wrote ", n,
+                                                     " of ", text.size(), " bytes"));
   }
   return absl::OkStatus();
 }

@@ -42,7 +42,9 @@ class ReadyFd {
   ReadyFd& operator=(ReadyFd&&) = default;
 
   // Writes `line` and a newline, then closes the fd (whether or not the
-  // write succeeded: it is written once).
+  // write succeeded: it is written once). A write that fails is reported
+  // with its errno; one cut short (a file at its size limit) as
+  // kResourceExhausted, saying how much was written.
   absl::Status Notify(absl::string_view line);
 
  private:

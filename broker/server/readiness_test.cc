@@ -2,11 +2,14 @@
 
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -31,6 +34,39 @@ TEST(ReadyFdTest, WritesLineAndCloses) {
   EXPECT_EQ(read(reader.get(), buf, sizeof(buf)), 6);
   EXPECT_STREQ(buf, "READY\n");
   EXPECT_EQ(read(reader.get(), buf, sizeof(buf)), 0);  // the write end was closed
+}
+
+TEST(ReadyFdTest, ReportsAFailedWriteWithItsErrno) {
+  int fd = open("/dev/full", O_WRONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ASSERT_OK_AND_ASSIGN(ReadyFd ready, ReadyFd::Claim(fd));
+  EXPECT_THAT(ready.Notify("READY"),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       absl::StrCat("write(ready fd ", fd, "): No space left on device")));
+  EXPECT_FALSE(testing::IsFdOpen(fd)) << "written once, then closed";
+}
+
+// A write cut short sets no errno: it is reported as what it is, not with
+// whatever errno an earlier call left. A file at RLIMIT_FSIZE takes the
+// first bytes only (the kernel writes up to the limit, then refuses).
+TEST(ReadyFdTest, ReportsAShortWriteAsShort) {
+  testing::TempDir dir;
+  const std::string path = dir.Join("ready");
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ASSERT_OK_AND_ASSIGN(ReadyFd ready, ReadyFd::Claim(fd));
+  rlimit saved;
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &saved), 0);
+  const rlimit three_bytes = {3, saved.rlim_max};
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &three_bytes), 0);
+  errno = EBADF;  // left over from some earlier call
+  // Nothing else is written (no test output, which may go to a file) until
+  // the limit is back.
+  absl::Status said = ready.Notify("READY");
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &saved), 0);
+  EXPECT_THAT(said, StatusIs(absl::StatusCode::kResourceExhausted,
+                             absl::StrCat("write(ready fd ", fd, "): wrote 3 of 6 bytes")));
+  EXPECT_EQ(testing::ReadWholeFile(path), "REA");
 }
 
 // A supervisor passes the pipe without close-on-exec (it must survive the

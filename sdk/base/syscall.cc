@@ -110,4 +110,11 @@ absl::Status EnsureStandardFds() {
   return absl::OkStatus();
 }
 
+absl::Status MarkCloseOnExecFrom(unsigned int first) {
+  if (close_range(first, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("close_range(", first, ", ~0, CLOSE_RANGE_CLOEXEC)"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace capbroker

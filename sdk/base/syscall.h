@@ -78,6 +78,16 @@ absl::StatusOr<bool> PollUntil(int fd, short events, absl::Duration deadline);
 // be opened.
 absl::Status EnsureStandardFds();
 
+// Marks every fd from `first` up close-on-exec, leaving each open:
+// close_range(first, ~0U, CLOSE_RANGE_CLOEXEC) (Linux 5.11). For a program
+// that may have inherited fds it did not ask for (from a shell, a script, a
+// CI runner): they stay usable by whoever meant them (an flock held through
+// an fd, a pipe whose end of file tells a supervisor that the program
+// exited), but no program it execs or starts gets them. Closing them
+// instead would break such uses. Fails only where the kernel refuses
+// (before 5.11, or under a seccomp filter): ErrnoStatus naming the call.
+absl::Status MarkCloseOnExecFrom(unsigned int first);
+
 }  // namespace capbroker
 
 #endif  // CAPBROKER_SDK_BASE_SYSCALL_H_

@@ -113,5 +113,23 @@ TEST(IsNonBlockingTest, ReadsTheFlag) {
   EXPECT_THAT(IsNonBlocking(-1), StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
+// Inherited fds stay open (someone may rely on them) but are no longer
+// passed on: those below `first` are left as they were.
+TEST(MarkCloseOnExecFromTest, MarksFromFirstUpAndClosesNothing) {
+  int fds[2];
+  ASSERT_EQ(pipe2(fds, 0), 0);  // as a shell passes them: inheritable
+  UniqueFd low(fds[0]), high(fds[1]);
+  ASSERT_LT(low.get(), high.get());
+  ASSERT_OK(MarkCloseOnExecFrom(static_cast<unsigned>(high.get())));
+  EXPECT_EQ(fcntl(low.get(), F_GETFD), 0) << "below first: untouched";
+  EXPECT_EQ(fcntl(high.get(), F_GETFD), FD_CLOEXEC) << "still open, and close-on-exec";
+  ASSERT_OK(MarkCloseOnExecFrom(static_cast<unsigned>(low.get())));
+  EXPECT_EQ(fcntl(low.get(), F_GETFD), FD_CLOEXEC);
+  // Open: a byte goes through.
+  ASSERT_EQ(write(high.get(), "x", 1), 1);
+  char byte = 0;
+  EXPECT_EQ(read(low.get(), &byte, 1), 1);
+}
+
 }  // namespace
 }  // namespace capbroker

@@ -40,10 +40,6 @@
 
 namespace capbroker {
 namespace {
-// CLOSE_RANGE_CLOEXEC (Linux 5.11); Debian 12's headers predate the name.
-constexpr unsigned kCloseRangeCloexec = 1u << 2;
-}  // namespace
-namespace {
 
 // Largest fd name in LISTEN_FDNAMES, as systemd limits it (FDNAME_MAX).
 constexpr size_t kMaxFdNameBytes = 255;
@@ -415,8 +411,9 @@ int Capctl::ExecWith(std::vector<UniqueFd> fds, const std::vector<std::string>& 
   // The program gets stdio and its fds, nothing capctl itself inherited:
   // everything above is marked close-on-exec (not closed, so that capctl
   // can still report a failed exec).
-  if (syscall(SYS_close_range, 3 + count, ~0U, kCloseRangeCloexec) != 0) {
-    Fail(ErrnoStatus(errno, "close_range(CLOEXEC)"));
+  if (absl::Status marked = MarkCloseOnExecFrom(static_cast<unsigned>(3 + count));
+      !marked.ok()) {
+    Fail(marked);
     return kExitCannotExec;
   }
   setenv("LISTEN_FDS", std::to_string(count).c_str(), 1);

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -25,9 +26,11 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
@@ -35,6 +38,7 @@
 #include "sdk/base/unique_fd.h"
 #include "sdk/wire/unix_socket.h"
 #include "tests/fixtures/broker_process.h"
+#include "tests/fixtures/fd_count.h"
 #include "tests/fixtures/foreign_link.h"
 #include "tests/fixtures/syscall_filter.h"
 #include "tests/fixtures/temp_dir.h"
@@ -517,6 +521,36 @@ TEST(DaemonStartTest, AServicesExitIsKnownWhenStartedWithSigchldIgnored) {
   EXPECT_EQ(ignored & (uint64_t{1} << (SIGCHLD - 1)), 0u) << status.substr(at, 25);
 }
 
+// What a broker started with `args` and, as its --ready-fd 3, a pipe whose
+// read end is closed (nobody reads it, ever: the write of READY fails with
+// EPIPE) wrote on stderr until it exited, and its exit code.
+struct Exit {
+  int code = -1;
+  std::string err;
+};
+
+Exit RunWithAnUnreadReadyFd(std::vector<std::string> args) {
+  int unread[2];
+  if (pipe2(unread, O_CLOEXEC) != 0) {
+    ADD_FAILURE() << "pipe2: " << std::strerror(errno);
+    return {};
+  }
+  close(unread[0]);
+  Spawned broker = Spawn(std::move(args), [&] {
+    return dup2(unread[1], 3) == 3;  // in place of Spawn's ready pipe
+  });
+  close(unread[1]);
+  if (broker.pid <= 0) {
+    ADD_FAILURE() << "cannot start capbrokerd";
+    return {};
+  }
+  close(broker.ready);
+  Exit exit;
+  exit.err = ReadToEnd(broker.err);
+  exit.code = WaitExitCode(broker.pid);
+  return exit;
+}
+
 // As reported: lines recorded after the audit log's last flush were lost
 // when the broker returned early. Its at-start service's start grant is on
 // record as granted (written before the launch); then --ready-fd cannot be
@@ -535,19 +569,10 @@ TEST(DaemonStartTest, WhatWasRecordedIsWrittenWhenTheReadyFdCannotBe) {
                    "    activation = atStart, restart = never, grants = [ \"m\" ] ) ] )\n"),
       0600);
   std::string log = dir.Join("audit.log");
-  int unread[2];
-  ASSERT_EQ(pipe2(unread, O_CLOEXEC), 0);
-  close(unread[0]);  // no reader, ever: the broker's write of READY fails
-  Spawned broker =
-      Spawn({"--policy", policy, "--socket", dir.Join("s"), "--audit-log", log}, [&] {
-        return dup2(unread[1], 3) == 3;  // in place of Spawn's ready pipe
-      });
-  close(unread[1]);
-  ASSERT_GT(broker.pid, 0);
-  close(broker.ready);
-  std::string err = ReadToEnd(broker.err);
-  EXPECT_EQ(WaitExitCode(broker.pid), 1) << err;
-  EXPECT_THAT(err, HasSubstr("write(ready fd 3)"));
+  Exit broker =
+      RunWithAnUnreadReadyFd({"--policy", policy, "--socket", dir.Join("s"), "--audit-log", log});
+  EXPECT_EQ(broker.code, 1) << broker.err;
+  EXPECT_THAT(broker.err, HasSubstr("capbrokerd: not serving: write(ready fd 3): Broken pipe"));
   std::vector<std::string> start;
   for (absl::string_view line : absl::StrSplit(testing::ReadWholeFile(log), '\n')) {
     if (absl::StrContains(line, R"("kind":"start")")) start.emplace_back(line);
@@ -555,6 +580,94 @@ TEST(DaemonStartTest, WhatWasRecordedIsWrittenWhenTheReadyFdCannotBe) {
   ASSERT_EQ(start.size(), 2u) << testing::ReadWholeFile(log);
   EXPECT_THAT(start[0], HasSubstr(R"("decision":"granted","principal":"svc")"));
   EXPECT_THAT(start[1], HasSubstr(R"("decision":"denied","principal":"svc","reason":"not delivered: )"));
+}
+
+// As reported: "capbrokerd: serving ..." was printed before READY was
+// written to --ready-fd, and that write can fail (nobody reads the pipe any
+// more): the log said it served, then the broker exited 1. It says it
+// serves only once the supervisor was told, and says why it does not.
+TEST(DaemonStartTest, SaysServingOnlyOnceTheReadyFdWasWritten) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  Exit broker = RunWithAnUnreadReadyFd({"--policy", policy, "--socket", dir.Join("s")});
+  EXPECT_EQ(broker.code, 1) << broker.err;
+  EXPECT_THAT(broker.err, HasSubstr("capbrokerd: not serving: write(ready fd 3): Broken pipe\n"));
+  EXPECT_THAT(broker.err, Not(HasSubstr("capbrokerd: serving")));
+  // Told, it says so.
+  Spawned served = Spawn({"--policy", policy, "--socket", dir.Join("s")});
+  ASSERT_GT(served.pid, 0);
+  EXPECT_EQ(ReadToEnd(served.ready), "READY\n");
+  std::string line = ReadUntilLineWith(served.err, "capbrokerd: serving", 30);
+  kill(served.pid, SIGTERM);
+  EXPECT_EQ(WaitExitCode(served.pid), 0);
+  close(served.err);
+  EXPECT_THAT(line, HasSubstr("capbrokerd: serving " + dir.Join("s") + " with policy "));
+}
+
+// The flags of `fd` in process `pid`, from /proc/PID/fdinfo/FD ("flags:"
+// in octal, O_CLOEXEC included); nullopt if it cannot be read.
+std::optional<unsigned long> FdInfoFlags(pid_t pid, int fd) {
+  std::string info = testing::ReadWholeFile(absl::StrCat("/proc/", pid, "/fdinfo/", fd));
+  for (absl::string_view line : absl::StrSplit(info, '\n')) {
+    if (!absl::ConsumePrefix(&line, "flags:")) continue;
+    std::string digits(absl::StripLeadingAsciiWhitespace(line));
+    char* end = nullptr;
+    unsigned long flags = std::strtoul(digits.c_str(), &end, 8);
+    if (digits.empty() || *end != '\0') return std::nullopt;
+    return flags;
+  }
+  return std::nullopt;
+}
+
+// No fd of the serving broker's beyond stdin, stdout and stderr may pass to
+// a program it execs: its own (signalfd, epoll, listener, lock file, audit
+// log, ...) and whatever it inherited. A shell, a script or a CI runner
+// may leave stray fds open across the exec of capbrokerd: here a pipe's
+// write end at fd 10, without close-on-exec. The broker keeps it open (a
+// wrapper may rely on that: a lock held through an fd, a pipe whose end of
+// file says the broker exited) but makes it close-on-exec.
+TEST(DaemonStartTest, EveryFdOfTheBrokerIsCloseOnExec) {
+  constexpr int kStrayFd = 10;
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  std::string log = dir.Join("audit.log");
+  int stray_pipe[2];
+  ASSERT_EQ(pipe2(stray_pipe, O_CLOEXEC), 0);
+  UniqueFd stray_read(stray_pipe[0]);
+  // Above kStrayFd, so that the dup2 below makes a new fd (a dup2 onto
+  // itself would leave O_CLOEXEC set).
+  UniqueFd stray_write(fcntl(stray_pipe[1], F_DUPFD_CLOEXEC, 100));
+  close(stray_pipe[1]);
+  ASSERT_TRUE(stray_write.valid()) << std::strerror(errno);
+  Spawned broker = Spawn({"--policy", policy, "--socket", dir.Join("s"), "--audit-log", log},
+                         [&] { return dup2(stray_write.get(), kStrayFd) == kStrayFd; });
+  ASSERT_GT(broker.pid, 0);
+  stray_write.reset();
+  ASSERT_EQ(ReadToEnd(broker.ready), "READY\n");
+  const std::map<int, std::string> fds = testing::OpenFdTargets(broker.pid);
+  std::vector<std::string> inheritable;
+  for (const auto& [fd, target] : fds) {
+    if (fd < 3) continue;
+    std::optional<unsigned long> flags = FdInfoFlags(broker.pid, fd);
+    if (!flags.has_value() || (*flags & O_CLOEXEC) == 0) {
+      inheritable.push_back(absl::StrCat(fd, " -> ", target));
+    }
+  }
+  kill(broker.pid, SIGTERM);
+  EXPECT_EQ(WaitExitCode(broker.pid), 0);
+  close(broker.err);
+  std::string stray_target = "(not open)";
+  if (auto it = fds.find(kStrayFd); it != fds.end()) stray_target = it->second;
+  const std::string self_stray = testing::OpenFdTargets()[stray_read.get()];
+  // As the kernel names it: TEST_TMPDIR may lie under a symlink.
+  std::unique_ptr<char, decltype(&free)> real_log(realpath(log.c_str(), nullptr), &free);
+  ASSERT_NE(real_log, nullptr) << std::strerror(errno);
+  bool audit_log_seen = false;
+  for (const auto& [fd, target] : fds) audit_log_seen |= target == real_log.get();
+  EXPECT_THAT(inheritable, ::testing::IsEmpty()) << "fds without close-on-exec";
+  // Kept open: the same pipe as the test's read end.
+  EXPECT_EQ(stray_target, self_stray) << "the inherited fd " << kStrayFd << " was closed";
+  EXPECT_TRUE(audit_log_seen) << "the audit log was not among the fds checked";
 }
 
 // Started with standard fds closed, the broker's first fds would take their

@@ -63,7 +63,8 @@ TEST(CapctlConnectTest, AFailureBeforeTheCommandRunsIsInConnectsName) {
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFEXITED(status)) << status;
   EXPECT_EQ(WEXITSTATUS(status), kExitCannotExec) << output;
-  EXPECT_EQ(output, "capctl: connect: close_range(CLOEXEC): Operation not permitted\n");
+  EXPECT_EQ(output, "capctl: connect: close_range(4, ~0, CLOSE_RANGE_CLOEXEC): Operation not "
+            "permitted\n");
 }
 
 }  // namespace

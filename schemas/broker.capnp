@@ -226,9 +226,10 @@ struct ServiceInfo {
   missing @6 :Text;           # best-effort protections not in force, and why
   lastExit @7 :Text;          # "exit status 1", "killed by SIGSEGV", or empty
   activation @8 :Text;        # "onDemand" or "atStart"
-  removed @9 :Bool;           # an instance removed from the policy, still
-                              # stopping; the policy's own, if it has one of
-                              # this name, is another entry
+  removed @9 :Bool;           # an old instance (removed from the policy, or
+                              # restarted by a reload), still stopping; the
+                              # policy's own, if it has one of this name, is
+                              # another entry
   # The texts (protections, missing, lastExit, activation) hold at most
   # 4096 bytes each (wire::kMaxServiceTextBytes); a longer one is cut and
   # ends "... (truncated; N bytes)". The broker's log has them whole.

@@ -664,7 +664,7 @@ void RequestHandler::Services(const Session& session, schema::Request::Reader re
     }
     if (r.waits_for_removed_instance) {
       absl::StrAppend(&r.last_exit, r.last_exit.empty() ? "" : "; ",
-                      "waits for its instance removed from the policy to exit, then starts");
+                      "waits for its old instance to exit, then starts");
     }
     for (std::string* text : {&r.protections, &r.missing, &r.last_exit, &r.activation}) {
       Bound(*text, wire::kMaxServiceTextBytes);

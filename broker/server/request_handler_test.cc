@@ -461,7 +461,7 @@ TEST_F(RequestHandlerTest, ServicesShowsExitAndMissingTextsOnlyToAdministrators)
   quiet.waits_for_removed_instance = true;
   directory.reports = {failed, quiet};
   constexpr absl::string_view kWaits =
-      "waits for its instance removed from the policy to exit, then starts";
+      "waits for its old instance to exit, then starts";
   struct Seen {
     std::string missing, last_exit, protections, quiet_missing, quiet_last_exit;
   };

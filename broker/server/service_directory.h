@@ -57,10 +57,11 @@ struct ServiceReport {
   std::string missing;      // best-effort protections not in force, and why
   std::string last_exit;
   std::string activation;
-  // An instance removed from the policy that has not exited yet. The
+  // An old instance (removed from the policy, or restarted by a reload
+  // that changed its launch settings) that has not exited yet. The
   // policy's own instance of the same name, if any, is another report.
   bool removed = false;
-  // The policy's instance, waiting for that removed one to exit before it
+  // The policy's instance, waiting for that old one to exit before it
   // starts (said after last_exit, which not everyone may see).
   bool waits_for_removed_instance = false;
 };

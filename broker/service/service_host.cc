@@ -18,6 +18,7 @@
 #include "broker/caps/open_path.h"
 #include "broker/sandbox/namespaces.h"
 #include "sdk/base/log_limiter.h"
+#include "broker/service/launch_settings.h"
 #include "broker/service/messages.h"
 #include "broker/service/output_lines.h"
 #include "sdk/base/status_macros.h"
@@ -125,8 +126,13 @@ struct ServiceHost::Service {
   explicit Service(StartLimit limit) : starts(limit) {}
 
   ServiceSpec spec;
+  // spec's grants as the capabilities they name (StartGrants): what a
+  // reload compares, as it may renumber or redefine the capabilities.
+  std::vector<CapabilitySpec> grants;
   ServiceState state = ServiceState::STOPPED;
-  bool removed = false;  // gone from the policy: forgotten once it exits
+  // No longer the policy's instance: removed from it, or replaced by a
+  // reload that changed its launch settings. Forgotten once it exits.
+  bool removed = false;
   pid_t pid = 0;
   UniqueFd pidfd;
   UniqueFd output;
@@ -138,8 +144,8 @@ struct ServiceHost::Service {
   std::unique_ptr<sandbox::PendingLaunch> launch;
   UniqueFd broker_end;
   // Who the launch runs as (user, group, program), from the spec it was
-  // begun with: a reload while it is set up replaces `spec`, not the
-  // process. Its pid is set once it runs, for its broker connection.
+  // begun with (a reload that changes them gives the launch up:
+  // PolicyChanged). Its pid is set once it runs, for its broker connection.
   Identity launched_as;
   // The start grants on record as granted and not yet delivered: from when
   // their lines are recorded until the service's program runs (those whose
@@ -164,8 +170,8 @@ struct ServiceHost::Service {
   // Why the host killed the running process, for its last_exit.
   std::string killed_for;
   std::vector<server::ConnectRequest> pending;
-  // Started while an instance removed from the policy still ran (see
-  // HasPredecessor): it starts once that one has exited.
+  // Started while an old instance still ran (see HasPredecessor): it
+  // starts once that one has exited.
   bool after_predecessor = false;
   OutputLines lines;
   LogLimiter log_limiter{kServiceLogLinesPerSecond};
@@ -201,59 +207,99 @@ ServiceHost::Service* ServiceHost::Find(absl::string_view name) {
 
 void ServiceHost::PolicyChanged() {
   const Policy& policy = handler_.policy();
+  // The connects that waited for a service restarted below: they wait for
+  // its new instance.
+  std::vector<std::pair<std::string, std::vector<server::ConnectRequest>>> carried;
   for (size_t i = 0; i < services_.size();) {
     Service& service = *services_[i];
     const ServiceSpec* spec = policy.FindService(service.spec.name);
+    absl::Status retired;
+    std::string stopping;  // logged as it is stopped; "" for none
     if (spec != nullptr && !service.removed) {
-      service.spec = *spec;
+      std::vector<CapabilitySpec> grants = StartGrants(policy, *spec);
+      std::vector<std::string> changed =
+          HasInstance(service)
+              ? ChangedLaunchSettings({service.spec, service.grants}, {*spec, grants})
+              : std::vector<std::string>();
       RedecidePending(service);
-      // Waiting for its instance removed from the policy to exit, with
-      // nobody waiting for it any more, and not to start by itself.
-      if (service.after_predecessor && service.pending.empty() &&
-          service.spec.activation != Activation::kAtStart) {
-        service.after_predecessor = false;
+      if (changed.empty()) {
+        service.spec = *spec;
+        service.grants = std::move(grants);
+        // Waiting for its old instance to exit, with nobody waiting for it
+        // any more, and not to start by itself.
+        if (service.after_predecessor && service.pending.empty() &&
+            service.spec.activation != Activation::kAtStart) {
+          service.after_predecessor = false;
+        }
+        if (service.state == ServiceState::FAILED) {
+          service.state = ServiceState::STOPPED;  // a reload is a fresh chance
+          service.in_a_row = 0;
+          service.restart_due = false;
+        }
+        ++i;
+        continue;
       }
-      if (service.state == ServiceState::FAILED) {
-        service.state = ServiceState::STOPPED;  // a reload is a fresh chance
-        service.in_a_row = 0;
-        service.restart_due = false;
-      }
-      ++i;
-      continue;
+      // What its process was started with is no longer what the policy
+      // says: a grant withdrawn or a protection tightened must not stay in
+      // force, unnoticed, for as long as the process runs. It is stopped
+      // and its new instance started as one removed and added back, which
+      // waits for the old process to exit (HasPredecessor).
+      const std::string what = absl::StrCat("the reload changed its launch settings (",
+                                            absl::StrJoin(changed, ", "), ")");
+      Log(service, absl::StrCat("restarts: ", what));
+      retired = absl::UnavailableError(
+          absl::StrCat("service '", service.spec.name, "' restarts: ", what));
+      // The line above says why it stops.
+      carried.emplace_back(service.spec.name, std::move(service.pending));
+      service.pending.clear();
+    } else {
+      retired = absl::UnavailableError(
+          absl::StrCat("service '", service.spec.name, "' was removed from the policy"));
+      stopping = "removed from the policy: stopping";
     }
-    service.removed = true;
-    // Connects waiting for a starting service are answered now: it will
-    // never become ready.
-    const absl::Status removed = absl::UnavailableError(
-        absl::StrCat("service '", service.spec.name, "' was removed from the policy"));
-    AnswerPending(service, removed);
-    if (service.launch) AbandonLaunch(service, removed);
-    if (!service.pidfd) {
+    if (Retire(service, retired, stopping)) {
+      ++i;
+    } else {
       if (service.timer) loop_.Unwatch(service.timer.get());
       services_.erase(services_.begin() + static_cast<long>(i));
-      continue;
     }
-    if (service.state != ServiceState::STOPPING) {
-      Log(service, "removed from the policy: stopping");
-      service.state = ServiceState::STOPPING;
-      loop_.CloseConnection(service.connection_id);
-      Signal(service, SIGTERM);
-      ArmTimer(service, options_.stop_timeout);
-    }
-    ++i;
   }
   for (const ServiceSpec& spec : policy.services()) {
     if (Find(spec.name) != nullptr) continue;
     auto service = std::make_unique<Service>(options_.start_limit);
     service->spec = spec;
+    service->grants = StartGrants(policy, spec);
     services_.push_back(std::move(service));
   }
+  for (auto& [name, pending] : carried) Find(name)->pending = std::move(pending);
   for (const std::unique_ptr<Service>& service : services_) {
-    if (!service->removed && service->spec.activation == Activation::kAtStart &&
-        service->state == ServiceState::STOPPED) {
+    if (service->removed || service->state != ServiceState::STOPPED) continue;
+    // A restarted service's waiting connects ask for its new instance.
+    if (service->spec.activation == Activation::kAtStart || !service->pending.empty()) {
       Start(*service).IgnoreError();  // logged; a connect says why too
     }
   }
+}
+
+bool ServiceHost::HasInstance(const Service& service) {
+  return service.state == ServiceState::STARTING || service.state == ServiceState::RUNNING;
+}
+
+bool ServiceHost::Retire(Service& service, const absl::Status& why,
+                         absl::string_view stopping) {
+  service.removed = true;
+  // Connects waiting for it are answered now: it will never become ready.
+  AnswerPending(service, why);
+  if (service.launch) AbandonLaunch(service, why);
+  if (!service.pidfd) return false;
+  if (service.state != ServiceState::STOPPING) {
+    if (!stopping.empty()) Log(service, stopping);
+    service.state = ServiceState::STOPPING;
+    loop_.CloseConnection(service.connection_id);
+    Signal(service, SIGTERM);
+    ArmTimer(service, options_.stop_timeout);
+  }
+  return true;
 }
 
 absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> ServiceHost::BeginLaunch(
@@ -332,12 +378,12 @@ bool ServiceHost::HasPredecessor(const Service& service) const {
 
 absl::Status ServiceHost::Start(Service& service) {
   if (HasPredecessor(service)) {
-    // Removed from the policy and added back before the old process
-    // exited: two instances would share its grants (its files, its shared
-    // memory). Connects wait (it stays STOPPED); OnExit of the old one
-    // starts it.
+    // Removed from the policy and added back, or restarted by a reload,
+    // before the old process exited: two instances would share its grants
+    // (its files, its shared memory). Connects wait (it stays STOPPED);
+    // OnExit of the old one starts it.
     if (!service.after_predecessor) {
-      Log(service, "starts once its instance removed from the policy has exited");
+      Log(service, "starts once its old instance has exited");
     }
     service.after_predecessor = true;
     return absl::OkStatus();

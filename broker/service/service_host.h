@@ -141,8 +141,13 @@ class ServiceHost : public server::ServiceDirectory {
 
   // Takes the services of handler.policy(): call once at start and after
   // every successful reload. New atStart services start; services gone from
-  // the policy are stopped; a failed service gets a fresh start; a changed
-  // service keeps running and takes its new settings at its next start.
+  // the policy are stopped; a failed service gets a fresh start. A service
+  // that runs or starts and whose launch settings changed (LaunchSettings:
+  // what its sandbox is made of) is restarted: logged with what changed,
+  // its process stopped as a removed one's is, and its new instance started
+  // once that process has exited (atStart, or connects wait for it; an
+  // onDemand one otherwise at its next connect). Other changes apply to it
+  // as it runs.
   void PolicyChanged();
 
   // Stops every service: answers the connects that wait for one to start
@@ -243,8 +248,18 @@ class ServiceHost : public server::ServiceDirectory {
   // Decides every waiting connect again by the policy now in force: those
   // it no longer allows are refused.
   void RedecidePending(Service& service);
-  // Whether an instance of the service removed from the policy (with the
-  // same name) still runs: the service then waits for it to exit.
+  // Whether the service has a process, or a launch under way, that a
+  // change of its launch settings must restart (STARTING or RUNNING).
+  static bool HasInstance(const Service& service);
+  // Makes `service` an old instance (Service::removed): answers its waiting
+  // connects with `why`, gives its launch up for `why`, and stops its
+  // process (SIGTERM, SIGKILL after stop_timeout), logging `stopping`
+  // unless it is empty. False when no process is left: the caller forgets
+  // it.
+  bool Retire(Service& service, const absl::Status& why, absl::string_view stopping);
+  // Whether an old instance of the service (of the same name: removed from
+  // the policy, or restarted by a reload) still runs: the service then
+  // waits for it to exit.
   bool HasPredecessor(const Service& service) const;
   void ArmTimer(Service& service, absl::Duration delay);
   void Signal(Service& service, int signal);

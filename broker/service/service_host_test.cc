@@ -345,6 +345,7 @@ class ServiceHostTest : public ::testing::Test {
         -> absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> {
       size_t launch = launches_++;
       if (launch < failures_.size() && !failures_[launch].ok()) return failures_[launch];
+      start_grants_.push_back(spec.fds.size());
       Script script = scripts_[spec.name];
       script.exit_code = exit_code_;
       absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> started = FakeLaunch::Start(script);
@@ -513,6 +514,7 @@ class ServiceHostTest : public ::testing::Test {
   int exit_code_ = -1;
   size_t launches_ = 0;
   std::vector<pid_t> pids_;  // of the launches' children, in order
+  std::vector<size_t> start_grants_;  // how many grants each launch was given
   StartLimit start_limit_;
   std::optional<absl::Duration> stop_timeout_;  // unset: HostOptions' own
   std::optional<absl::Duration> stable_run_;    // likewise
@@ -1137,22 +1139,69 @@ TEST_F(ServiceHostTest, StartGrantsOfALaunchGivenUpAreOnRecordAsNotDelivered) {
                                         R"(removed from the policy")")));
 }
 
-// A launch that straddles a reload runs as the spec it was launched with:
-// its broker connection gets that spec's identity (user, group, program),
-// not the new one, which the next start takes.
-TEST_F(ServiceHostTest, ALaunchThatStraddlesAReloadKeepsTheIdentityItWasLaunchedWith) {
-  ASSERT_OK(Connect("svc", 1).status());
-  ASSERT_EQ(Report("svc").state, ServiceState::STARTING);
-  ReloadEdited({{R"(( name = "svc", command = [ "/usr/bin/svc" ],)",
-                 R"(( name = "svc", command = [ "/usr/bin/other" ], user = 4242, group = 4343,)"}});
-  ASSERT_TRUE(RunUntil([&] { return Report("svc").state == ServiceState::RUNNING; }));
+// A launch under way when a reload changes what its sandbox is made of is
+// given up, its grants on record as not delivered, and the connect that
+// waited for it is served by the new instance, which runs as the new spec
+// says (user, group, program).
+TEST_F(ServiceHostTest, ALaunchUnderWayWhenItsSettingsChangeIsGivenUpForANewOne) {
+  ASSERT_OK(Connect("granted", 1).status());
+  ASSERT_EQ(Report("granted").state, ServiceState::STARTING);
+  ReloadEdited({{R"(( name = "granted", command = [ "/usr/bin/svc" ],)",
+                 R"(( name = "granted", command = [ "/usr/bin/other" ], user = 4242, group = 4343,)"}});
+  EXPECT_EQ(launches_, 2u) << "the new instance waits for nothing: the old one never ran";
+  ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 1; }));
+  EXPECT_EQ(ClientAnswers()[0], "");
+  ASSERT_TRUE(RunUntil([&] { return Reaped(pids_[0]); }));
   const Identity& identity = loop_.identities[loop_.last_connection()];
-  const uint32_t expected = geteuid() == 0 ? 65534 : geteuid();
-  EXPECT_EQ(identity.uid, expected);
-  EXPECT_EQ(identity.gid, geteuid() == 0 ? 65534 : getegid());
-  EXPECT_EQ(identity.exe, "/usr/bin/svc");
-  EXPECT_EQ(identity.service, "svc");
-  EXPECT_EQ(identity.pid, Report("svc").pid);
+  EXPECT_EQ(identity.uid, 4242u);
+  EXPECT_EQ(identity.gid, 4343u);
+  EXPECT_EQ(identity.exe, "/usr/bin/other");
+  EXPECT_EQ(identity.pid, Report("granted").pid);
+  EXPECT_EQ(identity.pid, pids_[1]);
+  std::vector<std::string> lines = StartLines(AuditText());
+  ASSERT_EQ(lines.size(), 3u) << AuditText();
+  EXPECT_THAT(lines[1], AllOf(HasSubstr(R"("decision":"denied","principal":"granted")"),
+                              HasSubstr(R"x("reason":"not delivered: service 'granted' restarts: )x"
+                                        R"x(the reload changed its launch settings (command, )x"
+                                        R"x(user, group)")x")));
+}
+
+// A reload that takes a start grant away from a running service restarts
+// it: the old process is stopped, and the new one, started at the next
+// connect once the old has exited, has no such grant.
+TEST_F(ServiceHostTest, AReloadThatWithdrawsAStartGrantRestartsTheService) {
+  ASSERT_OK(Connect("granted", 1).status());
+  ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 1; }));
+  ASSERT_EQ(start_grants_, std::vector<size_t>({1}));
+  ReloadEdited({{R"(restartDelayMs = 1, grants = [ "scratch" ] ),)", "restartDelayMs = 1 ),"}});
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("granted", 2));
+  EXPECT_FALSE(waiting.has_value());
+  EXPECT_EQ(launches_, 1u) << "a second instance started while the old one ran";
+  ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 2; }));
+  EXPECT_EQ(ClientAnswers()[1], "");
+  EXPECT_TRUE(Reaped(pids_[0]));
+  EXPECT_EQ(start_grants_, std::vector<size_t>({1, 0}));
+  EXPECT_EQ(Report("granted").pid, pids_[1]);
+}
+
+// Who may connect and the restart settings apply as the service runs: a
+// reload that changes only those leaves its process alone.
+TEST_F(ServiceHostTest, AReloadThatChangesNoLaunchSettingLeavesTheProcessAlone) {
+  ASSERT_OK(Connect("granted", 1).status());
+  ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 1; }));
+  const pid_t pid = Report("granted").pid;
+  // The capabilities renumbered too: grants are compared by what they name.
+  ReloadEdited({{R"(( capabilities = [ ( name = "scratch", memory = ( size = 4096 ) ) ],)",
+                 R"(( capabilities = [ ( name = "first", memory = ( size = 4096 ) ),
+                    ( name = "scratch", memory = ( size = 4096 ) ) ],)"},
+                {R"(( name = "granted", command = [ "/usr/bin/svc" ], connect = [ "me" ], readiness = exec,
+      restartDelayMs = 1,)",
+                 R"(( name = "granted", command = [ "/usr/bin/svc" ], connect = [ "svc" ], readiness = notify,
+      restartDelayMs = 7, acceptsFds = true, restart = always,)"}});
+  EXPECT_EQ(launches_, 1u);
+  EXPECT_EQ(Report("granted").pid, pid);
+  EXPECT_EQ(Report("granted").state, ServiceState::RUNNING);
+  for (const server::ServiceReport& report : host_->Report()) EXPECT_FALSE(report.removed);
 }
 
 // A connect that waited is on record as granted (the policy allowed it);

@@ -479,7 +479,10 @@ int Capctl::Services(const Options& o) {
          << Padded(std::to_string(s.restarts), 8)
          << Padded(s.pid == 0 ? "-" : absl::StrCat(s.uptime_seconds, "s"), 7)
          << (s.protections.empty() ? "-" : Displayed(s.protections)) << "\n";
-    if (s.removed) out_ << "  removed from the policy, not exited yet\n";
+    if (s.removed) {
+      out_ << "  an old instance (removed from the policy, or restarted by a reload), not "
+              "exited yet\n";
+    }
     if (!s.missing.empty()) out_ << "  missing: " << Displayed(s.missing) << "\n";
     if (!s.last_exit.empty()) {
       out_ << "  last exit: " << Displayed(s.last_exit) << "\n";

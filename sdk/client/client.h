@@ -148,8 +148,9 @@ struct ServiceInfo {
   std::string missing;      // best-effort protections not in force, and why
   std::string last_exit;
   std::string activation;   // "onDemand" or "atStart"
-  // An instance removed from the policy that has not exited yet; the
-  // policy's own of the same name, if any, is another entry, before it.
+  // An old instance (removed from the policy, or restarted by a reload)
+  // that has not exited yet; the policy's own of the same name, if any, is
+  // another entry, before it.
   bool removed = false;
 };
 

@@ -9,7 +9,6 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
-#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -648,23 +647,6 @@ TEST(LifecycleStopTest, WhatAServiceSaysAsItStopsIsLogged) {
               HasSubstr("capbrokerd: [goodbye] test_service: got SIGTERM, goodbye\n"));
 }
 
-// Waits, on inotify (never a sleep), until the stderr `broker` captured
-// holds `text`; false after 30 s without a write, a safety net.
-bool AwaitStderr(const BrokerProcess& broker, absl::string_view text) {
-  UniqueFd watch(inotify_init1(IN_CLOEXEC));
-  if (!watch.valid() ||
-      inotify_add_watch(watch.get(), (broker.dir() + "/broker.stderr").c_str(), IN_MODIFY) < 0) {
-    return false;
-  }
-  for (;;) {
-    if (absl::StrContains(broker.Stderr(), text)) return true;
-    pollfd written{watch.get(), POLLIN, 0};
-    if (poll(&written, 1, 30000) != 1) return false;
-    char events[4096];
-    if (read(watch.get(), events, sizeof events) <= 0) return false;
-  }
-}
-
 // From the start of its stop, the broker accepts no one. While a service
 // that ignores SIGTERM ("plain", pid 1 of its namespace, without a
 // handler) keeps it stopping, up to the stop timeout, a client that
@@ -678,7 +660,7 @@ TEST(LifecycleStopTest, NoConnectionIsAcceptedWhileTheBrokerStops) {
   ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(broker->socket_path()));
   ASSERT_OK(client.ConnectService("plain").status());  // answered once it runs
   ASSERT_EQ(kill(broker->pid(), SIGTERM), 0);
-  ASSERT_TRUE(AwaitStderr(*broker, "capbrokerd: stopping\n")) << broker->Stderr();
+  ASSERT_TRUE(broker->AwaitStderr("capbrokerd: stopping\n")) << broker->Stderr();
 
   UniqueFd late(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   ASSERT_TRUE(late.valid());

@@ -121,7 +121,7 @@ TEST(ServicesReportTest, ARemovedInstanceFollowsItsNamesakeMarked) {
   ASSERT_EQ(services.size(), 2u);
   EXPECT_EQ(services[0].name, "keeps");
   EXPECT_FALSE(services[0].removed);
-  EXPECT_THAT(services[0].last_exit, ::testing::HasSubstr("waits for its instance removed"));
+  EXPECT_THAT(services[0].last_exit, ::testing::HasSubstr("waits for its old instance"));
   EXPECT_EQ(services[1].name, "keeps");
   EXPECT_TRUE(services[1].removed);
   EXPECT_EQ(services[1].state, schema::ServiceState::STOPPING);
@@ -129,8 +129,8 @@ TEST(ServicesReportTest, ARemovedInstanceFollowsItsNamesakeMarked) {
   std::ostringstream out, err;
   ASSERT_EQ(RunCapctl({"--socket", broker->socket_path(), "services"}, out, err), kExitOk)
       << err.str();
-  // Each row, then its notes: the second row's first note says it was
-  // removed.
+  // Each row, then its notes: the second row's first note says it is an
+  // old instance.
   std::vector<std::string> lines = absl::StrSplit(out.str(), '\n', absl::SkipEmpty());
   std::vector<size_t> rows;
   for (size_t i = 0; i < lines.size(); ++i) {
@@ -140,7 +140,10 @@ TEST(ServicesReportTest, ARemovedInstanceFollowsItsNamesakeMarked) {
   ASSERT_EQ(rows.size(), 2u) << out.str();
   EXPECT_THAT(lines[rows[1]], ::testing::HasSubstr(" stopping "));
   ASSERT_LT(rows[1] + 1, lines.size()) << out.str();
-  EXPECT_EQ(lines[rows[1] + 1], "  removed from the policy, not exited yet") << out.str();
+  EXPECT_EQ(lines[rows[1] + 1],
+            "  an old instance (removed from the policy, or restarted by a reload), not exited "
+            "yet")
+      << out.str();
 }
 
 }  // namespace

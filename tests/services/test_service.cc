@@ -17,6 +17,9 @@
 //   test_service until-sigterm  ready; greets one connection, then waits for
 //                               SIGTERM (not for its broker connection to
 //                               close) and says "got SIGTERM" on it
+//   test_service grants         ready; on each connection, sends the names
+//                               of the grants it was started with
+//                               ("grants=motd", "grants=" for none)
 //   test_service goodbye        ready; waits for SIGTERM, then prints
 //                               "test_service: got SIGTERM, goodbye" on
 //                               stdout and exits 0
@@ -95,6 +98,9 @@ int Main(int argc, char** argv) {
       return Fail(absl::ErrnoToStatus(errno, "sigprocmask"));
     }
   }
+  // Read before FromEnvironment, which takes the variables away.
+  const char* fdnames = getenv("LISTEN_FDNAMES");
+  const std::string grants = std::string("grants=") + (fdnames == nullptr ? "" : fdnames);
   absl::StatusOr<Service> service = Service::FromEnvironment();
   if (!service.ok()) return Fail(service.status());
   std::printf("test_service: %s starting\n", mode.c_str());
@@ -119,6 +125,10 @@ int Main(int argc, char** argv) {
   for (;;) {
     absl::StatusOr<IncomingConnection> c = service->Accept();
     if (!c.ok()) return 0;  // the broker is gone: exit quietly
+    if (mode == "grants") {
+      send(c->fd.get(), grants.data(), grants.size(), MSG_NOSIGNAL);
+      continue;
+    }
     if (mode == "acquire") {
       absl::StatusOr<Capability> cap = service->broker().Acquire(arg);
       std::string outcome = cap.ok() ? "acquired " + cap->name : cap.status().ToString();

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "sdk/base/shown_text.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/service/service.h"
 
@@ -54,13 +55,13 @@ absl::StatusOr<std::string> ParseServeArguments(const std::vector<std::string>& 
   for (const std::string& arg : args) {
     absl::string_view rest = arg;
     if (!absl::ConsumePrefix(&rest, "--") || rest.find('=') == absl::string_view::npos) {
-      return absl::InvalidArgumentError(absl::StrCat("unknown argument '", arg, "'"));
+      return absl::InvalidArgumentError(absl::StrCat("unknown argument '", Shown(arg), "'"));
     }
     const size_t equals = rest.find('=');
     const std::string name(rest.substr(0, equals));
     const absl::string_view value = rest.substr(equals + 1);
     if (!seen.insert(name).second) {
-      return absl::InvalidArgumentError(absl::StrCat("--", name, " given twice"));
+      return absl::InvalidArgumentError(absl::StrCat("--", Shown(name), " given twice"));
     }
     if (name == "grant") {
       if (value.empty()) return absl::InvalidArgumentError("--grant= needs a NAME");
@@ -70,7 +71,7 @@ absl::StatusOr<std::string> ParseServeArguments(const std::vector<std::string>& 
     auto flag = std::find_if(flags.begin(), flags.end(),
                              [&](const ServiceFlag& f) { return f.name == name; });
     if (flag == flags.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("unknown argument '", arg, "'"));
+      return absl::InvalidArgumentError(absl::StrCat("unknown argument '", Shown(arg), "'"));
     }
     absl::Status set = flag->set(value);
     if (!set.ok()) return absl::InvalidArgumentError(set.message());

@@ -70,7 +70,9 @@ struct ServeOptions {
 // Reads the arguments `args` (without the program name): `--grant=NAME`
 // and the `flags`, each at most once, in any order (their `set` is called
 // for each). The grant's name: NAME, or `default_grant`.
-// kInvalidArgument for any other argument or a value a flag refuses.
+// kInvalidArgument for any other argument or a value a flag refuses; an
+// argument it quotes is shown as Shown shows it (sdk/base/shown_text.h:
+// escaped, and bounded).
 absl::StatusOr<std::string> ParseServeArguments(const std::vector<std::string>& args,
                                                 absl::string_view default_grant,
                                                 const std::vector<ServiceFlag>& flags);

@@ -60,5 +60,18 @@ TEST_F(ServeArgumentsTest, AnythingElseIsAUsageError) {
   EXPECT_EQ(bytes_, 7u);
 }
 
+// An argument may hold anything (a newline that would forge a line of the
+// service's stderr, which the broker logs; an escape sequence): it is shown
+// escaped, as ParseDecimal shows a value.
+TEST_F(ServeArgumentsTest, ArgumentsAreShownEscaped) {
+  EXPECT_THAT(Parse({"bad\nforged line"}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "unknown argument 'bad\\x0aforged line'"));
+  EXPECT_THAT(Parse({"--x\x1b[31m=1"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "unknown argument '--x\\x1b[31m=1'"));
+  EXPECT_THAT(Parse({std::string(100000, 'a')}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bytes left out")));
+}
+
 }  // namespace
 }  // namespace capbroker

@@ -1,6 +1,7 @@
 #include "sdk/service/service.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "sdk/base/decimal.h"
+#include "sdk/base/shown_text.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 
@@ -75,6 +77,10 @@ absl::StatusOr<Service> Service::FromEnvironment() {
   if (prctl(PR_SET_DUMPABLE, 0) != 0) {
     return ErrnoStatus(errno, "prctl(PR_SET_DUMPABLE, 0)");
   }
+  // A service serves many clients: one client's request that writes past
+  // RLIMIT_FSIZE must fail with EFBIG, not kill the service for all
+  // (SIGXFSZ's default action). Ignored stays ignored across fork and exec.
+  if (signal(SIGXFSZ, SIG_IGN) == SIG_ERR) return ErrnoStatus(errno, "signal(SIGXFSZ, SIG_IGN)");
   CB_ASSIGN_OR_RETURN(
       ServiceLayout layout,
       ParseServiceLayout(getenv("LISTEN_FDS"), getenv("LISTEN_PID"),
@@ -137,10 +143,12 @@ absl::StatusOr<UniqueFd> Service::TakeGrant(absl::string_view name) {
   std::vector<std::string> left;
   for (auto& [grant_name, fd] : grants_) {
     if (grant_name == name && fd.valid()) return std::move(fd);
-    if (fd.valid()) left.push_back(grant_name);
+    if (fd.valid()) left.push_back(Shown(grant_name));
   }
+  // `name` may come from the service's command (--grant=NAME), which may
+  // hold anything; the message reaches the broker's log.
   return absl::NotFoundError(absl::StrCat(
-      "no grant named '", name, "'; this service holds: ",
+      "no grant named '", Shown(name), "'; this service holds: ",
       left.empty() ? "(none)" : absl::StrJoin(left, ", ")));
 }
 

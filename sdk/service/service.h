@@ -52,7 +52,11 @@ class Service {
   // Makes this process not dumpable (PR_SET_DUMPABLE 0: no other process
   // of its uid can open its /proc/PID/mem; no core dumps). Nor can it open
   // its own /proc/self/environ, auxv or io then (EACCES: use getenv and
-  // getauxval); /proc/self/fd, status, maps and the like work. Takes the fds
+  // getauxval); /proc/self/fd, status, maps and the like work. Ignores
+  // SIGXFSZ, so that a write past the file size limit (RLIMIT_FSIZE, which
+  // a service inherits from the broker) fails with EFBIG, for the one
+  // request that made it, instead of killing the service for every client.
+  // Takes the fds
   // the broker passed: each must be open; each becomes close-on-exec, and
   // the variables are removed from the environment, so none of it reaches
   // a program this one runs. Then says hello on the broker connection.

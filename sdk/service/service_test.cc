@@ -1,5 +1,6 @@
 #include "sdk/service/service.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
 
@@ -136,6 +137,17 @@ TEST(ServiceTest, AServiceMovedFromSaysSo) {
   EXPECT_OK(assigned.Ready());
 }
 
+// The name asked for may come from the service's command (--grant=NAME)
+// and hold anything: the refusal shows it escaped.
+TEST(ServiceTest, AGrantNotHeldIsNamedEscaped) {
+  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+  wire::Channel broker(std::move(pair.first));
+  ASSERT_OK_AND_ASSIGN(Service service, ServiceWithBroker(broker, std::move(pair.second)));
+  EXPECT_THAT(service.TakeGrant("db\nforged\x1b[31m"),
+              StatusIs(absl::StatusCode::kNotFound,
+                       "no grant named 'db\\x0aforged\\x1b[31m'; this service holds: (none)"));
+}
+
 // A service's processes are all of one uid (a forked worker, another
 // instance): were it dumpable, any of them compromised could open its
 // /proc/PID/mem and read what it holds.
@@ -145,6 +157,19 @@ TEST(ServiceTest, AServiceIsNotDumpable) {
   wire::Channel broker(std::move(pair.first));
   ASSERT_OK_AND_ASSIGN(Service service, ServiceWithBroker(broker, std::move(pair.second)));
   EXPECT_EQ(prctl(PR_GET_DUMPABLE), 0);
+}
+
+// A service inherits the broker's RLIMIT_FSIZE. A write past it must fail
+// (EFBIG) for the request that made it, not kill the service for every
+// client with SIGXFSZ, whose default action ends the process.
+TEST(ServiceTest, AServiceIgnoresSigxfsz) {
+  ASSERT_NE(signal(SIGXFSZ, SIG_DFL), SIG_ERR);  // as the broker leaves it
+  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+  wire::Channel broker(std::move(pair.first));
+  ASSERT_OK_AND_ASSIGN(Service service, ServiceWithBroker(broker, std::move(pair.second)));
+  struct sigaction now {};
+  ASSERT_EQ(sigaction(SIGXFSZ, nullptr, &now), 0);
+  EXPECT_EQ(now.sa_handler, SIG_IGN);
 }
 
 }  // namespace

@@ -3,10 +3,12 @@
 #include "capnp/message.h"
 #include "sdk/service/call_service.h"
 #include "services/journal/journal.capnp.h"
+#include "services/journal/record.h"
 
 namespace capbroker::journal {
 
 absl::StatusOr<RecordId> JournalClient::Append(absl::string_view text) {
+  CB_RETURN_IF_ERROR(CheckRecordText(text));
   capnp::MallocMessageBuilder request;
   request.initRoot<schema::Request>().setAppend(capnp::Text::Reader(text.data(), text.size()));
   RecordId id;

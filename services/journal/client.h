@@ -2,6 +2,9 @@
 //
 //   JournalClient journal(std::move(connection));   // e.g. from capctl connect
 //   absl::StatusOr<RecordId> id = journal.Append("backup finished");
+//
+// A record is checked here as the journal checks it (CheckRecordText)
+// before anything is sent, so a bad one is told the rule.
 #ifndef CAPBROKER_SERVICES_JOURNAL_CLIENT_H_
 #define CAPBROKER_SERVICES_JOURNAL_CLIENT_H_
 

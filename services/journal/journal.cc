@@ -15,8 +15,16 @@
 
 namespace capbroker::journal {
 
+uint64_t LeastMaxLogBytes() { return MaxRecordLineBytes(); }
+
 absl::StatusOr<Journal> Journal::Open(UniqueFd log, absl::string_view grant,
                                       Options options) {
+  if (options.max_log_bytes < LeastMaxLogBytes()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a log size limit (--max-log-bytes) of ", options.max_log_bytes,
+        " bytes has no room for a record of the largest size; the least is ",
+        LeastMaxLogBytes()));
+  }
   struct stat st {};
   if (fstat(log.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("fstat(", grant, ")"));
   CB_RETURN_IF_ERROR(RequireRegularFile(st, grant));

@@ -12,7 +12,8 @@
 // the journal bounds it: a record that would take the file past
 // Options::max_log_bytes is refused, as is one the kernel refuses for the
 // file size limit (RLIMIT_FSIZE: EFBIG; the process must ignore SIGXFSZ,
-// which would otherwise kill it) or a full disk. A write cut short leaves a
+// which would otherwise kill it: Service::FromEnvironment does) or a full
+// disk. A write cut short leaves a
 // fragment of a line at the end: the next record then starts with "\n",
 // so that it never runs into the fragment. A fragment an earlier run left
 // cannot be seen (the fd cannot read): the first record of a run on a log
@@ -43,12 +44,19 @@ inline constexpr char kDefaultGrant[] = "log";
 // The default for Options::max_log_bytes: 1 GiB.
 inline constexpr uint64_t kDefaultMaxLogBytes = uint64_t{1} << 30;
 
+// The least Options::max_log_bytes: room for one record of the largest
+// size in an empty log (MaxRecordLineBytes, record.h: about 25 KiB). Under
+// a smaller limit, a journal would refuse records the protocol allows even
+// with its log empty (a limit of 0: every record).
+uint64_t LeastMaxLogBytes();
+
 class Journal {
  public:
   struct Options {
     bool sync = true;  // fdatasync each record before acknowledging it
-    // The log file's size limit; appends beyond it are refused
-    // (kResourceExhausted). A log already larger takes no more records.
+    // The log file's size limit, at least LeastMaxLogBytes(); appends
+    // beyond it are refused (kResourceExhausted). A log already larger
+    // takes no more records.
     uint64_t max_log_bytes = kDefaultMaxLogBytes;
     std::function<absl::Time()> now = [] { return absl::Now(); };
   };
@@ -56,7 +64,8 @@ class Journal {
   // Takes `log`, the grant named `grant`, which messages name it by
   // ("journal-log: a FIFO, not a regular file", "write(journal-log)").
   // kFailedPrecondition, saying how to grant it, unless it is a regular
-  // file open write-only with O_APPEND.
+  // file open write-only with O_APPEND; kInvalidArgument for a
+  // max_log_bytes under LeastMaxLogBytes().
   static absl::StatusOr<Journal> Open(UniqueFd log, absl::string_view grant, Options options);
   static absl::StatusOr<Journal> Open(UniqueFd log, absl::string_view grant = kDefaultGrant) {
     return Open(std::move(log), grant, Options());

@@ -17,6 +17,7 @@
 #include "services/journal/journal_handler.h"
 #include "tests/fixtures/fd_count.h"
 #include "tests/fixtures/fd_refusal.h"
+#include "tests/fixtures/gone_service.h"
 #include "tests/fixtures/raw_send.h"
 #include "tests/fixtures/temp_dir.h"
 #include "tests/fixtures/undeliverable_stream.h"
@@ -123,6 +124,25 @@ TEST_F(JournalServiceTest, TheClientLibraryAndTheCli) {
   EXPECT_THAT(err.str(), HasSubstr("usage"));
   EXPECT_EQ(RunJournalCli(journal, {"append", "\xff"}, out, err), kExitError);
   EXPECT_THAT(err.str(), HasSubstr("not valid UTF-8"));
+}
+
+// A record is checked before anything is sent, as the journal checks it:
+// one too large is told the rule, not that the request does not fit a
+// datagram. The service here is gone, so a request that was sent would
+// fail on the connection instead.
+TEST(JournalClientTest, ChecksTheRecordBeforeSending) {
+  ASSERT_OK_AND_ASSIGN(UniqueFd gone, capbroker::testing::ConnectionToAGoneService());
+  JournalClient journal(std::move(gone));
+  const std::string big(70000, 'x');
+  EXPECT_THAT(journal.Append(big), StatusIs(absl::StatusCode::kResourceExhausted,
+                                            "record of 70000 bytes; at most 4096"));
+  EXPECT_THAT(journal.Append("ok \xff"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not valid UTF-8")));
+  std::ostringstream out, err;
+  EXPECT_EQ(RunJournalCli(journal, {"append", big}, out, err), kExitError);
+  EXPECT_THAT(err.str(), HasSubstr("record of 70000 bytes; at most 4096"));
+  // What passes the checks is sent, and finds the service gone.
+  EXPECT_THAT(journal.Append("fine"), StatusIs(absl::StatusCode::kUnavailable));
 }
 
 // Output that cannot be written (stdout a full disk) is a failure, not a

@@ -10,11 +10,14 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
+#include "sdk/wire/limits.h"
+#include "services/journal/record.h"
 #include "tests/fixtures/temp_dir.h"
 
 namespace capbroker::journal {
@@ -114,29 +117,55 @@ TEST_F(JournalTest, BadRecordsWriteNothing) {
 // without bound: past max_log_bytes, records are refused and nothing is
 // written.
 TEST_F(JournalTest, RefusesRecordsBeyondTheSizeLimit) {
+  const uint64_t limit = LeastMaxLogBytes();
   Journal::Options options;
-  options.max_log_bytes = 1000;
+  options.max_log_bytes = limit;
   ASSERT_OK_AND_ASSIGN(Journal journal,
                        Journal::Open(OpenLog(O_WRONLY | O_APPEND), kDefaultGrant,
                                      std::move(options)));
   absl::Status refused;
   int appended = 0;
-  for (; appended < 20; ++appended) {
-    refused = journal.Append(peer_, std::string(100, 'x')).status();
+  for (; appended < 100; ++appended) {
+    refused = journal.Append(peer_, std::string(1000, 'x')).status();
     if (!refused.ok()) break;
   }
   EXPECT_THAT(refused, StatusIs(absl::StatusCode::kResourceExhausted,
-                                HasSubstr("limit of 1000 bytes (--max-log-bytes)")));
+                                HasSubstr(absl::StrCat("limit of ", limit,
+                                                       " bytes (--max-log-bytes)"))));
   EXPECT_GT(appended, 0);
   const std::string full = Contents();
-  EXPECT_LE(full.size(), 1000u);
-  EXPECT_GT(full.size() + 250, 1000u) << "refused while a record had room";
+  EXPECT_LE(full.size(), limit);
+  EXPECT_GT(full.size() + 1150, limit) << "refused while a record had room";
   EXPECT_EQ(std::count(full.begin(), full.end(), '\n'), 2 + appended);  // and the run's first
-  EXPECT_THAT(journal.Append(peer_, "short").status(),
+  EXPECT_THAT(journal.Append(peer_, std::string(1000, 'x')).status(),
               StatusIs(absl::StatusCode::kResourceExhausted));
   EXPECT_EQ(Contents(), full);
   EXPECT_EQ(journal.records(), static_cast<uint64_t>(appended));
   EXPECT_EQ(Journal::Options().max_log_bytes, uint64_t{1} << 30);
+}
+
+// A limit below one record of the largest size (0, say) would leave a
+// journal that says it is ready and refuses records the protocol allows,
+// even on an empty log: it is refused. At the least, an empty log takes a
+// record of the largest text from a principal of the longest name.
+TEST_F(JournalTest, TheSizeLimitHasRoomForARecordOfTheLargestSize) {
+  path_ = dir_.WriteFile("empty", "");
+  for (uint64_t limit : {uint64_t{0}, uint64_t{4096}, LeastMaxLogBytes() - 1}) {
+    Journal::Options options;
+    options.max_log_bytes = limit;
+    EXPECT_THAT(Journal::Open(OpenLog(O_WRONLY | O_APPEND), kDefaultGrant, std::move(options)),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr(absl::StrCat("(--max-log-bytes) of ", limit,
+                                                " bytes has no room for a record of the largest "
+                                                "size; the least is ", LeastMaxLogBytes()))));
+  }
+  Journal::Options options;
+  options.max_log_bytes = LeastMaxLogBytes();
+  ASSERT_OK_AND_ASSIGN(Journal journal, Journal::Open(OpenLog(O_WRONLY | O_APPEND),
+                                                      kDefaultGrant, std::move(options)));
+  const Peer longest{std::string(wire::kMaxNameBytes, '\x01'), UINT32_MAX, UINT32_MAX, INT32_MIN};
+  ASSERT_OK(journal.Append(longest, std::string(kMaxRecordTextBytes, '\x01')).status());
+  EXPECT_GT(Contents().size(), 25000u);
 }
 
 // A write cut short (a full disk; here the file size limit) leaves a
@@ -161,14 +190,20 @@ TEST_F(JournalTest, ARecordCutShortNeverRunsIntoTheNext) {
   EXPECT_THAT(full, StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("RLIMIT_FSIZE")));
   ASSERT_EQ(Contents().size(), 64u);
 
-  ASSERT_OK(journal.Append(peer_, "three").status());
+  // The cut "one" spent seq 1 (its fragment carries it); "two", of which
+  // nothing was written, spent none. So the fragment and the next record
+  // never share a (run, seq).
+  ASSERT_OK_AND_ASSIGN(RecordId three, journal.Append(peer_, "three"));
   ASSERT_OK(journal.Append(peer_, "four").status());
+  EXPECT_EQ(three.seq, 2u);
   std::vector<std::string> lines = absl::StrSplit(Contents(), '\n');
   ASSERT_EQ(lines.size(), 6u) << Contents();  // the last one empty
   EXPECT_EQ(lines[0], "earlier line");
   EXPECT_EQ(lines[1], "");          // the run's first record began so
   EXPECT_EQ(lines[2].size(), 50u);  // the fragment, ended
+  EXPECT_THAT(lines[2], HasSubstr("\"seq\":1,"));
   EXPECT_THAT(lines[3], StartsWith("{\"run\":"));
+  EXPECT_THAT(lines[3], HasSubstr("\"seq\":2,"));
   EXPECT_THAT(lines[3], HasSubstr("\"text\":\"three\"}"));
   EXPECT_THAT(lines[4], HasSubstr("\"text\":\"four\"}"));
   EXPECT_EQ(lines[5], "");

@@ -4,12 +4,10 @@
 //
 //   journal [--grant=NAME] [--max-log-bytes=BYTES]
 //
-// --max-log-bytes: the log's size limit (default 1 GiB); appends that would
-// pass it are refused (journal.h).
-#include <signal.h>
-
+// --max-log-bytes: the log's size limit (default 1 GiB, at least
+// LeastMaxLogBytes(), about 25 KiB: one record of the largest size);
+// appends that would pass it are refused (journal.h).
 #include <cstdint>
-#include <cstdio>
 #include <memory>
 #include <utility>
 
@@ -22,19 +20,14 @@
 namespace journal = capbroker::journal;
 
 int main(int argc, char** argv) {
-  // Past RLIMIT_FSIZE a write must fail with EFBIG, which Append reports,
-  // rather than kill the journal for every client with SIGXFSZ.
-  if (signal(SIGXFSZ, SIG_IGN) == SIG_ERR) {
-    std::perror("journal: signal(SIGXFSZ)");
-    return 1;
-  }
   journal::Journal::Options journal_options;
   capbroker::ServeOptions options;
   options.loop = journal::JournalHandler::LoopOptions();
   options.flags.push_back(
       {"max-log-bytes", "BYTES", [&](absl::string_view value) -> absl::Status {
          CB_ASSIGN_OR_RETURN(journal_options.max_log_bytes,
-                             capbroker::ParseDecimal("--max-log-bytes", value, 0, UINT64_MAX));
+                             capbroker::ParseDecimal("--max-log-bytes", value,
+                                                     journal::LeastMaxLogBytes(), UINT64_MAX));
          return absl::OkStatus();
        }});
   return capbroker::ServeWithGrant(

@@ -1,9 +1,12 @@
 #include "services/journal/record.h"
 
+#include <cstdint>
 #include <cstdio>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "sdk/base/escape.h"
+#include "sdk/wire/limits.h"
 
 namespace capbroker::journal {
 namespace {
@@ -89,6 +92,16 @@ std::string FormatRecord(uint64_t run, uint64_t seq, absl::Time time, const Peer
                       "\",\"principal\":", JsonString(peer.principal), ",\"uid\":", peer.uid,
                       ",\"gid\":", peer.gid, ",\"pid\":", peer.pid,
                       ",\"text\":", JsonString(text), "}\n");
+}
+
+size_t MaxRecordLineBytes() {
+  const absl::Time last = absl::FromCivil(absl::CivilSecond(9999, 12, 31, 23, 59, 59),
+                                          absl::UTCTimeZone()) +
+                          absl::Milliseconds(999);
+  const Peer widest{std::string(wire::kMaxNameBytes, '\x01'), UINT32_MAX, UINT32_MAX, INT32_MIN};
+  return FormatRecord(UINT64_MAX, UINT64_MAX, last, widest,
+                      std::string(kMaxRecordTextBytes, '\x01'))
+      .size();
 }
 
 }  // namespace capbroker::journal

@@ -32,6 +32,14 @@ absl::Status CheckRecordText(absl::string_view text);
 std::string FormatRecord(uint64_t run, uint64_t seq, absl::Time time, const Peer& peer,
                          absl::string_view text);
 
+// The longest line FormatRecord makes for what reaches the journal, its
+// '\n' included: every number at its widest, the time in the year 9999,
+// the principal at wire::kMaxNameBytes (the most a policy's name has, and
+// what the service's connection accepts) and the text at
+// kMaxRecordTextBytes, each byte of them at its longest escaped form (a
+// control byte: "\u0001", six bytes). About 25 KiB.
+size_t MaxRecordLineBytes();
+
 // `text` as a JSON string literal, quotes included. Escaped: quotes,
 // backslashes, the C0 controls and DEL, and what terminals or line readers
 // act on (sdk/base/escape.h, ActingCharacter: the C1 controls U+0080 to

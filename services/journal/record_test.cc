@@ -1,8 +1,12 @@
 #include "services/journal/record.h"
 
+#include <cstdint>
+#include <string>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
+#include "sdk/wire/limits.h"
 
 namespace capbroker::journal {
 namespace {
@@ -33,6 +37,22 @@ TEST(RecordTest, EscapesBidiControls) {
   EXPECT_EQ(JsonString("job\xe2\x80\xae"), R"("job\u202e")");
   EXPECT_EQ(JsonString("\xe2\x80\xaa\xe2\x81\xa6\xe2\x81\xa9\xe2\x80\x8e\xe2\x80\x8f\xd8\x9c"),
             R"("\u202a\u2066\u2069\u200e\u200f\u061c")");
+}
+
+// MaxRecordLineBytes bounds every record the journal writes: the text's
+// longest escapes take six bytes a byte (a control byte), three (a C1
+// control), two (a bidirectional control, U+2028); a plain byte takes one.
+TEST(RecordTest, NoRecordIsLongerThanMaxRecordLineBytes) {
+  EXPECT_EQ(MaxRecordLineBytes(), 25127u);
+  const Peer peer{std::string(wire::kMaxNameBytes, '"'), UINT32_MAX, UINT32_MAX, INT32_MIN};
+  const absl::Time now = absl::FromUnixMillis(1763755262345);
+  for (absl::string_view unit : {"\x1b", "\"", "\xc2\x9b", "\xe2\x80\xa8", "x"}) {
+    std::string text;
+    while (text.size() + unit.size() <= kMaxRecordTextBytes) text.append(unit.data(), unit.size());
+    ASSERT_OK(CheckRecordText(text));
+    EXPECT_LE(FormatRecord(UINT64_MAX, UINT64_MAX, now, peer, text).size(), MaxRecordLineBytes())
+        << unit;
+  }
 }
 
 TEST(RecordTest, TextMustBeBoundedUtf8) {

@@ -6,6 +6,7 @@
 #include "sdk/service/data_view.h"
 #include "services/kvstore/key_name.h"
 #include "services/kvstore/kvstore.capnp.h"
+#include "services/kvstore/value_limit.h"
 
 namespace capbroker::kvstore {
 namespace {
@@ -18,6 +19,8 @@ absl::Status ExpectDone(schema::Reply::Reader reply) {
 }  // namespace
 
 absl::Status KvstoreClient::Put(absl::string_view key, absl::string_view value) {
+  CB_RETURN_IF_ERROR(CheckKey(key));
+  CB_RETURN_IF_ERROR(CheckValue(value));
   capnp::MallocMessageBuilder request;
   auto put = request.initRoot<schema::Request>().initPut();
   put.setKey(AsData(key));
@@ -26,6 +29,7 @@ absl::Status KvstoreClient::Put(absl::string_view key, absl::string_view value) 
 }
 
 absl::StatusOr<std::string> KvstoreClient::Get(absl::string_view key) {
+  CB_RETURN_IF_ERROR(CheckKey(key));
   capnp::MallocMessageBuilder request;
   request.initRoot<schema::Request>().setGet(AsData(key));
   std::string value;
@@ -39,6 +43,7 @@ absl::StatusOr<std::string> KvstoreClient::Get(absl::string_view key) {
 }
 
 absl::Status KvstoreClient::Delete(absl::string_view key) {
+  CB_RETURN_IF_ERROR(CheckKey(key));
   capnp::MallocMessageBuilder request;
   request.initRoot<schema::Request>().setDelete(AsData(key));
   return CallService<schema::Reply>(channel_, request, {}, ExpectDone, timeout_);

@@ -3,6 +3,9 @@
 //   KvstoreClient kv(std::move(connection));   // e.g. from capctl connect
 //   CB_RETURN_IF_ERROR(kv.Put("greeting", "hello"));
 //   absl::StatusOr<std::string> v = kv.Get("greeting");
+//
+// Keys and values are checked here as the store checks them (CheckKey,
+// CheckValue) before anything is sent, so a bad one is told the rule.
 #ifndef CAPBROKER_SERVICES_KVSTORE_CLIENT_H_
 #define CAPBROKER_SERVICES_KVSTORE_CLIENT_H_
 

@@ -26,6 +26,7 @@
 #include "services/kvstore/kvstore_handler.h"
 #include "tests/fixtures/fd_count.h"
 #include "tests/fixtures/fd_refusal.h"
+#include "tests/fixtures/gone_service.h"
 #include "tests/fixtures/raw_send.h"
 #include "tests/fixtures/temp_dir.h"
 #include "tests/fixtures/undeliverable_stream.h"
@@ -157,6 +158,33 @@ TEST_F(KvstoreServiceTest, TheClientLibraryAndTheCli) {
 
 // Output that cannot be written (stdout a full disk) is a failure, not a
 // silent success: `kvstore_client get k > /dev/full` exited 0.
+// Keys and values are checked before anything is sent, as the store checks
+// them: one too large is told the rule, not that the request does not fit
+// a datagram. The service here is gone, so a request that was sent would
+// fail on the connection instead.
+TEST(KvstoreClientTest, ChecksKeysAndValuesBeforeSending) {
+  ASSERT_OK_AND_ASSIGN(UniqueFd gone, capbroker::testing::ConnectionToAGoneService());
+  KvstoreClient kv(std::move(gone));
+  const std::string big(70000, 'x');
+  EXPECT_THAT(kv.Put("k", big), StatusIs(absl::StatusCode::kResourceExhausted,
+                                         "value of 70000 bytes; at most 32768"));
+  EXPECT_THAT(kv.Put("k", std::string(40000, 'v')),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       "value of 40000 bytes; at most 32768"));
+  const std::string long_key = "key of 70000 bytes; at most 120";
+  EXPECT_THAT(kv.Put(big, "v"), StatusIs(absl::StatusCode::kResourceExhausted, long_key));
+  EXPECT_THAT(kv.Get(big), StatusIs(absl::StatusCode::kResourceExhausted, long_key));
+  EXPECT_THAT(kv.Delete(big), StatusIs(absl::StatusCode::kResourceExhausted, long_key));
+  EXPECT_THAT(kv.Put("", "v"), StatusIs(absl::StatusCode::kInvalidArgument, "empty key"));
+  EXPECT_THAT(kv.Get(""), StatusIs(absl::StatusCode::kInvalidArgument, "empty key"));
+  EXPECT_THAT(kv.Delete(""), StatusIs(absl::StatusCode::kInvalidArgument, "empty key"));
+  std::ostringstream out, err;
+  EXPECT_EQ(RunKvstoreCli(kv, {"put", "k", big}, out, err), kExitError);
+  EXPECT_THAT(err.str(), HasSubstr("value of 70000 bytes; at most 32768"));
+  // What passes the checks is sent, and finds the service gone.
+  EXPECT_THAT(kv.Put("k", "v"), StatusIs(absl::StatusCode::kUnavailable));
+}
+
 TEST_F(KvstoreServiceTest, TheCliFailsWhenItsOutputCannotBeWritten) {
   std::unique_ptr<ServingThread> serving;
   ASSERT_OK_AND_ASSIGN(serving, ServingThread::Start(handler_, KvstoreHandler::LoopOptions()));

@@ -44,7 +44,16 @@ absl::StatusOr<std::vector<std::string>> ReadNames(int dir, absl::string_view gr
 absl::Status WriteAll(int fd, absl::string_view data) {
   while (!data.empty()) {
     ssize_t n = RetryEintr([&] { return write(fd, data.data(), data.size()); });
-    if (n < 0) return ErrnoStatus(errno, "write(temporary file)");
+    if (n < 0) {
+      // Past RLIMIT_FSIZE (SIGXFSZ ignored: Service::FromEnvironment): a
+      // quota, as a full disk is (ENOSPC already maps to
+      // kResourceExhausted).
+      if (errno == EFBIG) {
+        return absl::ResourceExhaustedError(
+            "write(temporary file): the value passes the file size limit (RLIMIT_FSIZE)");
+      }
+      return ErrnoStatus(errno, "write(temporary file)");
+    }
     data.remove_prefix(static_cast<size_t>(n));
   }
   return absl::OkStatus();
@@ -139,10 +148,7 @@ absl::Status Store::SyncDirectory() {
 
 absl::Status Store::Put(absl::string_view key, absl::string_view value) {
   CB_RETURN_IF_ERROR(CheckKey(key));
-  if (value.size() > kMaxValueBytes) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("value of ", value.size(), " bytes; at most ", kMaxValueBytes));
-  }
+  CB_RETURN_IF_ERROR(CheckValue(value));
   const std::string name = KeyFileName(key);
   const bool exists = keys_.count(std::string(key)) != 0;
   if (!exists && keys_.size() >= options_.max_keys) {

@@ -31,15 +31,13 @@
 #include "absl/strings/string_view.h"
 #include "sdk/base/unique_fd.h"
 #include "services/kvstore/key_name.h"
+#include "services/kvstore/value_limit.h"
 
 namespace capbroker::kvstore {
 
 // The name of the store's grant unless the service's command says
 // --grant=NAME.
 inline constexpr char kDefaultGrant[] = "data";
-
-// A value fits one request datagram (64 KiB) with room to spare.
-inline constexpr size_t kMaxValueBytes = 32 * 1024;
 
 class Store {
  public:
@@ -67,7 +65,10 @@ class Store {
 
   // Sets `key` to `value`, durably (see above). kInvalidArgument /
   // kResourceExhausted for a bad key, a value over kMaxValueBytes, or a new
-  // key beyond Options::max_keys (the store is left as it was).
+  // key beyond Options::max_keys (the store is left as it was);
+  // kResourceExhausted too for a full disk or a value past the file size
+  // limit (RLIMIT_FSIZE: EFBIG, with SIGXFSZ ignored, as
+  // Service::FromEnvironment does; the old value stays).
   absl::Status Put(absl::string_view key, absl::string_view value);
 
   // kNotFound when `key` has no value.

@@ -2,16 +2,20 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <set>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
+#include "tests/fixtures/child_exit.h"
 #include "tests/fixtures/fd_count.h"
 #include "tests/fixtures/temp_dir.h"
 
@@ -131,6 +135,31 @@ TEST_F(StoreTest, LimitsAndStrangeFilesAreRefused) {
   EXPECT_THAT(store.Get("f"), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("FIFO")));
   dir_.WriteFile("k.62", std::string(kMaxValueBytes + 1, 'b'));
   EXPECT_THAT(store.Get("b"), StatusIs(absl::StatusCode::kResourceExhausted));
+}
+
+// A value past the file size limit (RLIMIT_FSIZE, which a service inherits
+// from the broker) is a quota, as a full disk is: kResourceExhausted, with
+// the old value kept and no temporary file left. SIGXFSZ is ignored, as
+// Service::FromEnvironment does; the limit is lowered in a child, so that
+// it does not reach the test's own process.
+TEST_F(StoreTest, AValuePastTheFileSizeLimitIsAQuota) {
+  ASSERT_OK_AND_ASSIGN(Store store, OpenStore());
+  ASSERT_OK(store.Put("k", "old"));
+  EXPECT_EQ(::capbroker::testing::ExitCodeInChild([&] {
+              if (signal(SIGXFSZ, SIG_IGN) == SIG_ERR) return 1;
+              rlimit limit{};
+              if (getrlimit(RLIMIT_FSIZE, &limit) != 0) return 2;
+              limit.rlim_cur = 100;
+              if (setrlimit(RLIMIT_FSIZE, &limit) != 0) return 3;
+              absl::Status put = store.Put("k", std::string(1000, 'v'));
+              if (put.code() != absl::StatusCode::kResourceExhausted) return 4;
+              if (!absl::StrContains(put.message(), "file size limit (RLIMIT_FSIZE)")) return 5;
+              absl::StatusOr<std::string> kept = store.Get("k");
+              if (!kept.ok() || *kept != "old") return 6;
+              return 0;
+            }),
+            0);
+  EXPECT_THAT(Entries(), ElementsAre("k.6b"));
 }
 
 TEST_F(StoreTest, OneStorePerDirectory) {

@@ -18,11 +18,17 @@ int RunScannerCli(ScannerClient& scanner, const std::vector<std::string>& files,
   }
   bool infected = false;
   bool failed = false;
+  bool connection_lost = false;
   for (const std::string& file : files) {
     // The file name as given may hold anything a file name can (a newline
     // that would forge a verdict line, an escape sequence); the service's
     // text too: a scanner compromised by what it scanned may say anything.
     const std::string name = EscapedKeepingUtf8(file);
+    // Every file named gets a line, so that none passes unnoticed.
+    if (connection_lost) {
+      err << "scanner_client: " << name << ": not scanned (connection to the scanner lost)\n";
+      continue;
+    }
     // O_NONBLOCK: opening a FIFO must not wait for a writer; the scanner
     // refuses anything but a regular file anyway.
     UniqueFd fd(open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
@@ -36,7 +42,7 @@ int RunScannerCli(ScannerClient& scanner, const std::vector<std::string>& files,
       err << "scanner_client: " << name << ": "
           << EscapedKeepingUtf8(verdict.status().message()) << "\n";
       failed = true;
-      if (verdict.status().code() == absl::StatusCode::kUnavailable) break;
+      connection_lost = verdict.status().code() == absl::StatusCode::kUnavailable;
       continue;
     }
     if (verdict->signature.has_value()) {

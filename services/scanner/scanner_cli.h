@@ -4,7 +4,9 @@
 //
 // Prints "FILE: clean" or "FILE: infected (SIGNATURE)" per file on `out`,
 // and "scanner_client: FILE: REASON" on `err` for a file that could not be
-// scanned. FILE is the name as given, SIGNATURE and REASON come from the
+// scanned; once the connection is lost (kUnavailable), each file left is
+// named so: "scanner_client: FILE: not scanned (connection to the scanner
+// lost)". FILE is the name as given, SIGNATURE and REASON come from the
 // service: none of them is trusted to be plain text, so each is shown as
 // EscapedKeepingUtf8 (sdk/base/escape.h) shows it: UTF-8 that shows as
 // text is kept, every other byte outside printable ASCII (a newline, ESC)

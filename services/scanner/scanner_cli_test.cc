@@ -4,6 +4,10 @@
 #include <unistd.h>
 
 #include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_split.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -13,6 +17,7 @@
 #include "services/scanner/eicar.h"
 #include "services/scanner/scanner.capnp.h"
 #include "services/scanner/scanner_handler.h"
+#include "tests/fixtures/gone_service.h"
 #include "tests/fixtures/temp_dir.h"
 #include "tests/fixtures/undeliverable_stream.h"
 
@@ -78,6 +83,40 @@ TEST_F(ScannerCliTest, FileNamesReachTheTerminalEscaped) {
   const std::string readable = dir_.WriteFile("caf\xc3\xa9-\xe4\xb8\xad.txt", "hello");
   EXPECT_EQ(Run({readable}), kExitClean);
   EXPECT_EQ(out_.str(), readable + ": clean\n");
+}
+
+// A FIFO with no writer: opening it must not wait for one (O_NONBLOCK),
+// and the scanner refuses it as it refuses anything but a regular file.
+// Without O_NONBLOCK the open blocks and the test runs into its timeout.
+TEST_F(ScannerCliTest, AFifoIsRefusedWithoutWaitingForAWriter) {
+  const std::string fifo = dir_.Join("fifo");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_EQ(Run({fifo}), kExitError);
+  EXPECT_EQ(out_.str(), "");
+  EXPECT_EQ(err_.str(),
+            "scanner_client: " + fifo + ": file to scan: a FIFO, not a regular file\n");
+}
+
+// Once the connection is gone, the files left are not tried, but each is
+// named, so that none passes unnoticed.
+TEST(ScannerCliLostTest, NamesEveryFileLeftWhenTheConnectionIsLost) {
+  ASSERT_OK_AND_ASSIGN(UniqueFd gone, capbroker::testing::ConnectionToAGoneService());
+  ScannerClient client(std::move(gone));
+  TempDir dir;
+  const std::string f1 = dir.WriteFile("f1", "hello");
+  const std::string f2 = dir.WriteFile("f2\nforged", "hello");
+  const std::string missing = dir.Join("missing");
+  std::ostringstream out, err;
+  EXPECT_EQ(RunScannerCli(client, {f1, f1, f2, missing}, out, err), kExitError);
+  EXPECT_EQ(out.str(), "");
+  std::vector<std::string> lines = absl::StrSplit(err.str(), '\n');
+  ASSERT_EQ(lines.size(), 5u) << err.str();  // the last one empty
+  EXPECT_THAT(lines[0], ::testing::StartsWith("scanner_client: " + f1 + ": "));
+  const std::string lost = ": not scanned (connection to the scanner lost)";
+  EXPECT_EQ(lines[1], "scanner_client: " + f1 + lost);
+  EXPECT_EQ(lines[2], "scanner_client: " + dir.path() + "/f2\\x0aforged" + lost);
+  EXPECT_EQ(lines[3], "scanner_client: " + missing + lost);
+  EXPECT_EQ(lines[4], "");
 }
 
 TEST_F(ScannerCliTest, AFailedWriteOfTheVerdictsIsAnError) {

@@ -6,7 +6,24 @@ namespace capbroker::service {
 namespace {
 
 // C++17 has no defaulted operator==: each comparison lists every field of
-// its struct, so a field added there must be added here too.
+// its struct. A field added to one and not here would never restart a
+// service (a grant or a protection changed by a reload left in force), so
+// the size of each struct is pinned here, as it is on the x86-64 and
+// arm64 ABIs the broker is built for: a field added there breaks the build
+// until these comparisons are revisited and the size updated.
+static_assert(sizeof(sandbox::Protections) == 64,
+              "a field of Protections was added or removed: compare it in Same, then "
+              "update this size");
+static_assert(sizeof(sandbox::ResourceLimits) == 80,
+              "a field of ResourceLimits was added or removed: compare it in Same, then "
+              "update this size");
+static_assert(sizeof(CapabilitySpec) == 104,
+              "a field of CapabilitySpec was added or removed: compare it in Same, then "
+              "update this size");
+static_assert(sizeof(ServiceSpec) == 320,
+              "a field of ServiceSpec was added or removed: compare it in "
+              "ChangedLaunchSettings if it is a launch setting (else say in "
+              "launch_settings.h that it applies as the service runs), then update this size");
 bool Same(const sandbox::Protections& a, const sandbox::Protections& b) {
   auto fields = [](const sandbox::Protections& p) {
     return std::tie(p.private_users, p.protect_system, p.private_pids, p.private_ipc,
@@ -51,7 +68,8 @@ std::vector<CapabilitySpec> StartGrants(const Policy& policy, const ServiceSpec&
 }
 
 std::vector<std::string> ChangedLaunchSettings(const LaunchSettings& before,
-                                               const LaunchSettings& after) {
+                                               const LaunchSettings& after,
+                                               InstancePhase phase) {
   const ServiceSpec& a = before.spec;
   const ServiceSpec& b = after.spec;
   std::vector<std::string> changed;
@@ -60,12 +78,13 @@ std::vector<std::string> ChangedLaunchSettings(const LaunchSettings& before,
   };
   note(a.command != b.command, "command");
   note(a.environment != b.environment, "environment");
-  note(a.user != b.user, "user");
-  note(a.group != b.group, "group");
+  note(before.uid != after.uid, "user");
+  note(before.gid != after.gid, "group");
   note(!Same(a.protections, b.protections), "sandbox");
   note(!Same(a.limits, b.limits), "limits");
   note(!Same(before.grants, after.grants), "grants");
-  note(a.start_timeout_ms != b.start_timeout_ms, "startTimeoutMs");
+  note(phase == InstancePhase::kStarting && a.start_timeout_ms != b.start_timeout_ms,
+       "startTimeoutMs");
   return changed;
 }
 

@@ -5,7 +5,8 @@
 // restarts it (ServiceHost::PolicyChanged): a grant withdrawn or a
 // protection tightened must not stay in force in the process that has it.
 // Who may connect, what it may request, acceptsFds, readiness and the
-// restart settings apply without one, and are not here.
+// restart settings apply without one, and are not here; startTimeoutMs
+// only bounds a start under way, so it restarts a starting service only.
 //
 // The grants are held as the capabilities they name, not as indices into a
 // policy: a reload may renumber the capabilities, or keep a name and change
@@ -13,6 +14,7 @@
 #ifndef CAPBROKER_BROKER_SERVICE_LAUNCH_SETTINGS_H_
 #define CAPBROKER_BROKER_SERVICE_LAUNCH_SETTINGS_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -25,18 +27,29 @@ namespace capbroker::service {
 std::vector<CapabilitySpec> StartGrants(const Policy& policy, const ServiceSpec& spec);
 
 // A service's launch settings, borrowed: its spec (of which only the launch
-// fields are compared) and its StartGrants.
+// fields are compared), its StartGrants, and the uid and gid it runs as
+// (the host's ServiceIdentity): user and group are compared as those, so
+// that one left unset and one set to its default (nobody on a root broker,
+// the broker's own ids otherwise) are the same.
 struct LaunchSettings {
   const ServiceSpec& spec;
   const std::vector<CapabilitySpec>& grants;
+  uint32_t uid;
+  uint32_t gid;
 };
+
+// Where the instance whose settings are compared is: its launch under way
+// (kStarting), or its program running (kRunning).
+enum class InstancePhase { kStarting, kRunning };
 
 // The settings that differ between `before` and `after`, by their policy
 // names, in a fixed order: "command", "environment", "user", "group",
-// "sandbox" (its protections), "limits", "grants", "startTimeoutMs". Empty
-// when none does.
+// "sandbox" (its protections), "limits", "grants", "startTimeoutMs" (for a
+// kStarting instance only: it bounds nothing once the program runs, and a
+// running one just takes the new value). Empty when none does.
 std::vector<std::string> ChangedLaunchSettings(const LaunchSettings& before,
-                                               const LaunchSettings& after);
+                                               const LaunchSettings& after,
+                                               InstancePhase phase);
 
 }  // namespace capbroker::service
 

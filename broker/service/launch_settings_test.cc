@@ -27,11 +27,18 @@ ServiceSpec Svc() {
   return spec;
 }
 
+// The ids a service runs as when its spec leaves them unset, as the host's
+// ServiceIdentity gives them (nobody on a root broker).
+constexpr uint32_t kDefaultId = 65534;
+
 std::vector<std::string> Changed(const Policy& before, const ServiceSpec& a,
-                                 const Policy& after, const ServiceSpec& b) {
+                                 const Policy& after, const ServiceSpec& b,
+                                 InstancePhase phase = InstancePhase::kRunning) {
   std::vector<CapabilitySpec> grants_a = StartGrants(before, a);
   std::vector<CapabilitySpec> grants_b = StartGrants(after, b);
-  return ChangedLaunchSettings({a, grants_a}, {b, grants_b});
+  return ChangedLaunchSettings(
+      {a, grants_a, a.user.value_or(kDefaultId), a.group.value_or(kDefaultId)},
+      {b, grants_b, b.user.value_or(kDefaultId), b.group.value_or(kDefaultId)}, phase);
 }
 
 TEST(LaunchSettingsTest, WhatAppliesAsTheServiceRunsIsNoChange) {
@@ -60,12 +67,37 @@ TEST(LaunchSettingsTest, NamesEachChangedSettingInOrder) {
   b.protections.landlock = sandbox::Requirement::kBestEffort;
   b.limits.open_files = 64;
   b.start_timeout_ms = 5;
-  EXPECT_THAT(Changed(policy, a, policy, b),
+  EXPECT_THAT(Changed(policy, a, policy, b, InstancePhase::kStarting),
               ElementsAre("command", "environment", "user", "group", "sandbox", "limits",
                           "startTimeoutMs"));
   ServiceSpec families = a;
   families.protections.restrict_address_families.push_back(sandbox::AddressFamily::kInet);
   EXPECT_THAT(Changed(policy, a, policy, families), ElementsAre("sandbox"));
+}
+
+// startTimeoutMs bounds a start under way: a running service just takes
+// the new value.
+TEST(LaunchSettingsTest, TheStartTimeoutIsAChangeOnlyWhileTheServiceStarts) {
+  Policy policy("p", {}, {});
+  ServiceSpec a = Svc();
+  ServiceSpec b = a;
+  b.start_timeout_ms = a.start_timeout_ms + 1;
+  EXPECT_THAT(Changed(policy, a, policy, b, InstancePhase::kStarting),
+              ElementsAre("startTimeoutMs"));
+  EXPECT_THAT(Changed(policy, a, policy, b, InstancePhase::kRunning), IsEmpty());
+}
+
+// User and group are compared as the ids the service runs as: the default
+// written out is no change.
+TEST(LaunchSettingsTest, UserAndGroupAreComparedAsTheIdsTheServiceRunsAs) {
+  Policy policy("p", {}, {});
+  ServiceSpec a = Svc();
+  ServiceSpec b = a;
+  b.user = kDefaultId;
+  b.group = kDefaultId;
+  EXPECT_THAT(Changed(policy, a, policy, b), IsEmpty());
+  b.group = 1000;
+  EXPECT_THAT(Changed(policy, a, policy, b), ElementsAre("group"));
 }
 
 // Grants are compared as the capabilities they name: a reload may renumber

@@ -207,9 +207,21 @@ ServiceHost::Service* ServiceHost::Find(absl::string_view name) {
 
 void ServiceHost::PolicyChanged() {
   const Policy& policy = handler_.policy();
-  // The connects that waited for a service restarted below: they wait for
-  // its new instance.
-  std::vector<std::pair<std::string, std::vector<server::ConnectRequest>>> carried;
+  // What a service restarted below hands its new instance: the connects
+  // that waited for it, and its history. A reload is no crash: its new
+  // instance keeps the start ration, the restarts in a row (the back-off
+  // and restartLimit count) and in total, and the last exit, so that a
+  // reload never gives a crash-looping service a fresh budget, and adds
+  // nothing to them either.
+  struct Carried {
+    std::string name;
+    std::vector<server::ConnectRequest> pending;
+    StartLimiter starts;
+    uint32_t restarts;
+    uint32_t in_a_row;
+    std::string last_exit;
+  };
+  std::vector<Carried> carried;
   for (size_t i = 0; i < services_.size();) {
     Service& service = *services_[i];
     const ServiceSpec* spec = policy.FindService(service.spec.name);
@@ -217,10 +229,16 @@ void ServiceHost::PolicyChanged() {
     std::string stopping;  // logged as it is stopped; "" for none
     if (spec != nullptr && !service.removed) {
       std::vector<CapabilitySpec> grants = StartGrants(policy, *spec);
-      std::vector<std::string> changed =
-          HasInstance(service)
-              ? ChangedLaunchSettings({service.spec, service.grants}, {*spec, grants})
-              : std::vector<std::string>();
+      std::vector<std::string> changed;
+      if (HasInstance(service)) {
+        const Identity was = ServiceIdentity(service.spec, 0);
+        const Identity will_be = ServiceIdentity(*spec, 0);
+        changed = ChangedLaunchSettings(
+            {service.spec, service.grants, was.uid, was.gid},
+            {*spec, grants, will_be.uid, will_be.gid},
+            service.state == ServiceState::STARTING ? InstancePhase::kStarting
+                                                    : InstancePhase::kRunning);
+      }
       RedecidePending(service);
       if (changed.empty()) {
         service.spec = *spec;
@@ -250,7 +268,8 @@ void ServiceHost::PolicyChanged() {
       retired = absl::UnavailableError(
           absl::StrCat("service '", service.spec.name, "' restarts: ", what));
       // The line above says why it stops.
-      carried.emplace_back(service.spec.name, std::move(service.pending));
+      carried.push_back({service.spec.name, std::move(service.pending), service.starts,
+                         service.restarts, service.in_a_row, service.last_exit});
       service.pending.clear();
     } else {
       retired = absl::UnavailableError(
@@ -271,7 +290,14 @@ void ServiceHost::PolicyChanged() {
     service->grants = StartGrants(policy, spec);
     services_.push_back(std::move(service));
   }
-  for (auto& [name, pending] : carried) Find(name)->pending = std::move(pending);
+  for (Carried& old : carried) {
+    Service& service = *Find(old.name);
+    service.pending = std::move(old.pending);
+    service.starts = std::move(old.starts);
+    service.restarts = old.restarts;
+    service.in_a_row = old.in_a_row;
+    service.last_exit = std::move(old.last_exit);
+  }
   for (const std::unique_ptr<Service>& service : services_) {
     if (service->removed || service->state != ServiceState::STOPPED) continue;
     // A restarted service's waiting connects ask for its new instance.

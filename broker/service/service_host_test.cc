@@ -1184,6 +1184,28 @@ TEST_F(ServiceHostTest, AReloadThatWithdrawsAStartGrantRestartsTheService) {
   EXPECT_EQ(Report("granted").pid, pids_[1]);
 }
 
+// A restart a reload causes is no crash, and no fresh budget: the new
+// instance keeps the old one's restarts (in total and in a row) and last
+// exit, and adds none.
+TEST_F(ServiceHostTest, AReloadRestartKeepsTheRestartCountsOfTheOldInstance) {
+  exit_code_ = 1;  // the first run fails
+  ASSERT_OK(Connect("svc", 1).status());
+  ASSERT_TRUE(RunUntil([&] { return Report("svc").restarts == 1; }));
+  exit_code_ = -1;  // the restart, not launched yet (BACKOFF), runs
+  ASSERT_TRUE(RunUntil([&] { return Report("svc").state == ServiceState::RUNNING; }));
+  const std::string last_exit = Report("svc").last_exit;
+  ASSERT_FALSE(last_exit.empty());
+  ReloadEdited({{R"(( name = "svc", command = [ "/usr/bin/svc" ],)",
+                 R"(( name = "svc", command = [ "/usr/bin/other" ],)"}});
+  ASSERT_OK(Connect("svc", 2).status());
+  ASSERT_TRUE(RunUntil([&] {
+    return Report("svc").state == ServiceState::RUNNING && Report("svc").pid != pids_[1];
+  }));
+  EXPECT_EQ(launches_, 3u);
+  EXPECT_EQ(Report("svc").restarts, 1u);
+  EXPECT_EQ(Report("svc").last_exit, last_exit);
+}
+
 // Who may connect and the restart settings apply as the service runs: a
 // reload that changes only those leaves its process alone.
 TEST_F(ServiceHostTest, AReloadThatChangesNoLaunchSettingLeavesTheProcessAlone) {

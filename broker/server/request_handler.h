@@ -246,8 +246,9 @@ class RequestHandler {
                   schema::Connect::Reader connect, schema::Reply::Builder reply);
   Outcome Ready(const Session& session, schema::Reply::Builder reply);
   // A page of the services report (ServicesPage in broker.capnp): the
-  // hosted services and the instances removed from the policy that have
-  // not exited, in name order, their texts cut to
+  // hosted services and the old instances that have not exited (removed
+  // from the policy, or replaced by a reload that changed their launch
+  // settings), in name order, their texts cut to
   // wire::kMaxServiceTextBytes; for a request without servicesPage, all of
   // them in one `services` reply if they fit in a page. Only for
   // administrators (IsAdministrator) the texts `missing` and `lastExit`;

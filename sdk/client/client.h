@@ -272,7 +272,8 @@ class Client {
   absl::StatusOr<Capability> ConnectService(absl::string_view service);
 
   // The hosted services and their state, in ascending order of name, an
-  // instance removed from the policy that has not exited yet after the
+  // old instance that has not exited yet (removed from the policy, or
+  // replaced by a reload that changed its launch settings) after the
   // policy's own of that name. They come in pages, as List's do, with the
   // same checks: kInternal, closing the connection, for a page that does
   // not advance in that order, an empty page with more to come, more than

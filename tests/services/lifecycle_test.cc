@@ -48,6 +48,7 @@ namespace capbroker {
 namespace {
 
 using ::capbroker::testing::BrokerProcess;
+using ::capbroker::testing::Receive;
 using ::testing::HasSubstr;
 
 constexpr char kPolicy[] = R"(( capabilities = [
@@ -89,12 +90,6 @@ absl::StatusOr<std::unique_ptr<BrokerProcess>> StartHosting(
   if (binary.path().empty()) return absl::InternalError("no copy of tests/services/test_service");
   return BrokerProcess::StartWith(absl::StrReplaceAll(kPolicy, {{"$SVC", binary.path()}}),
                                   options);
-}
-
-std::string Receive(int fd) {
-  char buffer[4096];
-  ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
-  return n > 0 ? std::string(buffer, static_cast<size_t>(n)) : "";
 }
 
 class LifecycleTest : public ::testing::Test {

@@ -24,6 +24,7 @@ namespace capbroker {
 namespace {
 
 using ::capbroker::testing::BrokerProcess;
+using ::capbroker::testing::Receive;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -42,12 +43,6 @@ constexpr char kHolderGrants[] = R"(grants = [ "board" ],
 // Most round trips to wait for the broker to act on a connect sent from
 // another thread: each is an event (a reply).
 constexpr int kMaxRoundTrips = 10000;
-
-std::string Receive(int fd) {
-  char buffer[4096];
-  ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
-  return n > 0 ? std::string(buffer, static_cast<size_t>(n)) : "";
-}
 
 class ReloadRestartTest : public ::testing::Test {
  protected:

@@ -7,9 +7,10 @@
 // the very inode opened (through /proc/self/fd): a FIFO placed at a policy
 // path cannot block the broker, nor a device's open act on the device.
 //
-// A regular file another user may have planted in a sticky directory that
-// others may write to is refused too, with or without create (see
-// sticky_directory.h).
+// The path is looked up by the broker itself, one name at a time
+// (path_walk.h): any entry on it (file, directory, symlink followed) that
+// another user may have planted in a sticky directory that others may
+// write to is refused, with or without create (see sticky_directory.h).
 //
 // Error codes: kPermissionDenied only for what the broker's own rules refuse
 // (a symlink, an escape from a directory), which a client is told as a
@@ -80,13 +81,15 @@ HardLinks ReadHardLinkProtection(const char* path = kProtectedHardlinksPath);
 // (the default: fail closed), an existing file with more than one link is
 // refused before it is opened, as by OpenBeneath. So is another user's file
 // in a sticky directory others may write to (kFailedPrecondition; see
-// sticky_directory.h), as by OpenBeneath; with `follow_symlinks`, the
-// directory is the one the path leads to.
+// sticky_directory.h), or a directory or symlink on its way, as by
+// OpenBeneath.
 absl::StatusOr<UniqueFd> OpenFile(absl::string_view path, const FileOpen& how,
                                   bool follow_symlinks,
                                   HardLinks hard_links = HardLinks::kUnprotected);
 
-// Opens the directory at the absolute `path` (O_RDONLY | O_DIRECTORY).
+// Opens the directory at the absolute `path` (O_RDONLY | O_DIRECTORY),
+// looked up as OpenFile's (kFailedPrecondition for a planted entry, or for
+// what is not a directory).
 absl::StatusOr<UniqueFd> OpenDirectory(absl::string_view path,
                                        bool follow_symlinks);
 

@@ -302,7 +302,7 @@ TEST(OpenFileTest, RefusesAnotherUsersFileInAStickyDirectoryOthersMayWrite) {
     EXPECT_THAT(OpenBeneath(shared_fd.get(), "report", how), refused("report"));
   }
   EXPECT_THAT(OpenFile(dir.Join("link"), Access(schema::Access::READ), true),
-              refused(dir.Join("link")));
+              refused(dir.Join("link") + ": " + planted));
   EXPECT_EQ(ReadWholeFile(planted), "attacker") << "the file was truncated";
   // Writable by a group only, as a shared drop directory: the same.
   ASSERT_EQ(chmod(shared.c_str(), 01770), 0);
@@ -317,6 +317,103 @@ TEST(OpenFileTest, RefusesAnotherUsersFileInAStickyDirectoryOthersMayWrite) {
   ASSERT_EQ(chown(shared.c_str(), 65534, 65534), 0);
   EXPECT_OK(OpenFile(planted, Access(schema::Access::READ), false));
 }
+
+// A sticky directory others may write to, as /tmp (01777) or a group's
+// drop directory (01770), made by the test in a TempDir of its own.
+class StickyDirectoryTest : public ::testing::TestWithParam<mode_t> {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root to give files to another user";
+    ASSERT_EQ(mkdir(shared_.c_str(), 0700), 0);
+    ASSERT_EQ(chmod(shared_.c_str(), GetParam()), 0);  // whatever the umask
+    shared_fd_.reset(open(shared_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    ASSERT_TRUE(shared_fd_.valid());
+  }
+
+  // Makes the directory `name` (in the TempDir), owned by `uid`, mode 0755.
+  void MakeDirectory(const std::string& name, uid_t uid) {
+    ASSERT_EQ(mkdir(dir_.Join(name).c_str(), 0755), 0);
+    ASSERT_EQ(chown(dir_.Join(name).c_str(), uid, uid), 0);
+  }
+
+  TempDir dir_;
+  const std::string shared_ = dir_.Join("shared");
+  UniqueFd shared_fd_;
+};
+
+// The refusal of an entry planted at `shown`.
+auto Planted(const std::string& shown) {
+  return StatusIs(absl::StatusCode::kFailedPrecondition,
+                  AllOf(HasSubstr(shown + ": is owned by uid 65534, in a sticky directory"),
+                        HasSubstr("chown")));
+}
+
+// Anyone may take the free name app in a sticky directory as a directory
+// of their own, and put the file of a policy path shared/app/report, or of
+// a path app/report beneath a grant of the directory, in it: the directory
+// is refused, as a file there is. So is a directory capability at the
+// planted name, with the planter's tree beneath it.
+TEST_P(StickyDirectoryTest, RefusesADirectoryPlantedOnTheWay) {
+  MakeDirectory("shared/app", 65534);
+  const std::string report = dir_.WriteFile("shared/app/report", "attacker", 0644);
+  ASSERT_EQ(chown(report.c_str(), 65534, 65534), 0);
+  const std::string app = dir_.Join("shared/app");
+  for (bool follow : {false, true}) {
+    EXPECT_THAT(OpenFile(report, Access(schema::Access::READ), follow),
+                Planted(report + ": " + app));
+    EXPECT_THAT(OpenDirectory(app, follow), Planted(app));
+  }
+  EXPECT_THAT(OpenBeneath(shared_fd_.get(), "app/report", Access(schema::Access::READ)),
+              Planted("app"));
+  EXPECT_THAT(OpenBeneath(shared_fd_.get(), "./app/../app/report", Access(schema::Access::READ)),
+              Planted("app"));
+  FileOpen create = Access(schema::Access::WRITE);
+  create.create = true;
+  EXPECT_THAT(OpenBeneath(shared_fd_.get(), "app/new", create), Planted("app"));
+  EXPECT_THAT(OpenFile(app + "/new", create, false), Planted(app + "/new: " + app));
+  EXPECT_NE(access((app + "/new").c_str(), F_OK), 0) << "the broker made a file there";
+}
+
+// A symlink planted in a sticky directory, at the name of a followSymlinks
+// capability, is refused whatever it leads to (the kernel's
+// fs.protected_symlinks rule, which may be 0); the broker's own link opens.
+TEST_P(StickyDirectoryTest, RefusesASymlinkPlantedThereWhenFollowing) {
+  const std::string target = dir_.WriteFile("target", "root's", 0644);
+  const std::string link = dir_.Join("shared/report");
+  ASSERT_EQ(symlink(target.c_str(), link.c_str()), 0);
+  EXPECT_OK(OpenFile(link, Access(schema::Access::READ), true));
+  ASSERT_EQ(lchown(link.c_str(), 65534, 65534), 0);
+  EXPECT_THAT(OpenFile(link, Access(schema::Access::READ), true), Planted(link));
+  FileOpen create = Access(schema::Access::WRITE);
+  create.create = true;
+  EXPECT_THAT(OpenFile(link, create, true), Planted(link));
+}
+
+// What no one else could have put there opens: the broker's own directory
+// in the sticky one (as every TempDir in /tmp), with another's files and
+// directories beneath it, where the sticky rule no longer applies; '..'
+// within the grant; links with '..' in them.
+TEST_P(StickyDirectoryTest, OpensWhatOnlyTheBrokerCouldHavePutThere) {
+  MakeDirectory("shared/mine", 0);
+  MakeDirectory("shared/mine/theirs", 65534);
+  const std::string file = dir_.WriteFile("shared/mine/theirs/file", "x", 0644);
+  ASSERT_EQ(chown(file.c_str(), 65534, 65534), 0);
+  EXPECT_OK(OpenFile(file, Access(schema::Access::READ), false));
+  EXPECT_OK(OpenBeneath(shared_fd_.get(), "mine/theirs/file", Access(schema::Access::READ)));
+  EXPECT_OK(OpenBeneath(shared_fd_.get(), "mine/theirs/../theirs/./file",
+                        Access(schema::Access::READ)));
+  EXPECT_OK(OpenBeneath(shared_fd_.get(), "mine/..", Access(schema::Access::READ)));
+  EXPECT_THAT(OpenBeneath(shared_fd_.get(), "mine/../../shared", Access(schema::Access::READ)),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("leaves its directory")));
+  EXPECT_THAT(OpenBeneath(shared_fd_.get(), "mine/theirs/file/", Access(schema::Access::READ)),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("Not a directory")));
+  // A relative link whose '..' go above where the walk let go of its fds.
+  ASSERT_EQ(symlink("../../mine/theirs/file", dir_.Join("shared/mine/theirs/up").c_str()), 0);
+  EXPECT_OK(OpenFile(dir_.Join("shared/mine/theirs/up"), Access(schema::Access::READ), true));
+  EXPECT_OK(OpenDirectory(dir_.Join("shared/mine"), false));
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryoneOrGroup, StickyDirectoryTest, ::testing::Values(01777, 01770));
 
 TEST(OpenFileTest, RefusesFifoWithoutBlockingAndDirectories) {
   TempDir dir;

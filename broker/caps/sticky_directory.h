@@ -12,8 +12,10 @@
 // by anyone but its owner (the systemd and Debian default; the kernel's
 // own is 0), but only with O_CREAT, and the broker's open of an existing
 // inode (through /proc/self/fd, see open_path.cc) never carries O_CREAT.
-// So the broker applies the rule to every open of a regular file it makes
-// for a client, with or without create.
+// So the broker applies the rule to every open it makes for a client, with
+// or without create, and to every entry on the way: a directory planted at a
+// free name (/tmp/app, for /tmp/app/report) would hand its owner every name
+// beneath it, and a planted symlink the file it leads to.
 #ifndef CAPBROKER_BROKER_CAPS_STICKY_DIRECTORY_H_
 #define CAPBROKER_BROKER_CAPS_STICKY_DIRECTORY_H_
 
@@ -25,14 +27,17 @@
 
 namespace capbroker::caps {
 
-// Whether the broker, running as `broker_euid`, may open the regular file
-// `file` that it found in the directory `directory` (both as fstat gives
-// them). kFailedPrecondition, starting with `what` (which names the file:
-// "open /tmp/report"), naming the file's owner and the rule and saying what
-// to do, when the directory is sticky and writable by its
-// group or by others, and the file is owned by neither `broker_euid` nor
-// the directory's owner, as the kernel decides with fs.protected_regular=2.
-absl::Status CheckStickyDirectoryOwner(const struct stat& directory, const struct stat& file,
+// Whether the broker, running as `broker_euid`, may go through the entry
+// `entry` (a file, a directory, a symlink) that it found in the directory
+// `directory` (both as fstat gives them). kFailedPrecondition, starting
+// with `what` (which names the entry: "open /tmp/report", "open
+// /tmp/app/report: /tmp/app"), naming its owner and the rule and saying
+// what to do, when the directory is sticky and writable by its group or by
+// others, and the entry is owned by neither `broker_euid` nor the
+// directory's owner, as the kernel decides with fs.protected_regular=2 for
+// files and fs.protected_symlinks for links. The broker checks it at every
+// step of its own path lookup (path_walk.h).
+absl::Status CheckStickyDirectoryOwner(const struct stat& directory, const struct stat& entry,
                                        uid_t broker_euid, absl::string_view what);
 
 }  // namespace capbroker::caps

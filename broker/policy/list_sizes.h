@@ -68,6 +68,11 @@ inline constexpr size_t kMaxPolicyValues = 65536;
 // its limit, and one at the value past kMaxPolicyValues
 // (locator.value_past_limit(); a field at its name). Lists after that
 // value are not in the tree, so not checked: the text is refused already.
+// Nor is a name after it: an entry still open at that value, whose list
+// over its limit comes before its `name`, is named by its place
+// ("services[0] has 70000 command arguments"), as one with no plain name
+// is. Finding the name would mean reading on past the cut, the cost the
+// cut is there to avoid; the place is exact, and the text is refused.
 // A locator parsed to another limit is refused with an internal error,
 // never checked in part. Cost: linear in the tree.
 void CheckListSizes(const TextLocator& locator, Diagnostics& diagnostics);

@@ -258,6 +258,18 @@ TEST(ListSizesTest, AListOpenAtTheValuePastTheTotalIsToldWhole) {
                          text.At(), PastTheTotal()));
 }
 
+// A name after the value past the total is not in the tree: the entry open
+// there is named by its place (list_sizes.h says why).
+TEST(ListSizesTest, AnEntryOpenAtTheValuePastTheTotalIsNamedByItsPlace) {
+  const std::string text = absl::StrCat("( services = [ ( command = ", List(70000),
+                                        ", name = \"svc\" ) ] )");
+  const std::string errors = ErrorsOf(text);
+  const std::string first = absl::StrCat(At(text, "[\"\""),
+                                         ": services[0] has 70000 command arguments; the limit is ",
+                                         kMaxServiceArguments, "\n");
+  EXPECT_EQ(errors.substr(0, first.size()), first) << errors;
+}
+
 // CheckListSizes reads the value past kMaxPolicyValues from the tree, so a
 // tree built to another limit is refused, never checked in part.
 TEST(ListSizesTest, ATreeBuiltToAnotherLimitIsRefused) {

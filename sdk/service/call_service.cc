@@ -48,6 +48,9 @@ absl::StatusOr<wire::Incoming> Exchange(wire::Channel& channel, capnp::MessageBu
   absl::StatusOr<wire::Incoming> incoming = channel.Receive();
   if (!incoming.ok()) {
     if (incoming.status().code() == absl::StatusCode::kUnavailable) {
+      // Closed here too, so that callers can tell a lost connection from
+      // an error reply of code unavailable (the header says why).
+      channel.Close();
       return absl::UnavailableError(
           absl::StrCat("the service closed the connection: ", incoming.status().message()));
     }

@@ -53,7 +53,10 @@ absl::StatusOr<wire::Incoming> Exchange(wire::Channel& channel, capnp::MessageBu
 // wire::FdPolicy::kRefuse: kFailedPrecondition otherwise, nothing sent),
 // receives the reply, and calls `read(typename Reply::Reader)` (returning
 // absl::Status) under CatchKj. kUnavailable when the service closed the
-// connection, which it does to a request it cannot read. A reply the
+// connection, which it does to a request it cannot read; the channel is
+// then closed too (channel.fd() is -1, as after a timeout), which is how a
+// caller tells a lost connection from an error reply of code unavailable
+// (a service may forward one, e.g. a file's read failing with EAGAIN). A reply the
 // service sent before it closed the connection is read even when the
 // request could not be sent (a service that refuses a connection says why,
 // then closes it). kInternal for a reply that came with fds.

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "capnp/message.h"
+#include "sdk/base/syscall.h"
 #include "sdk/service/call_service.h"
 #include "sdk/service/data_view.h"
 #include "services/kvstore/key_name.h"
@@ -14,6 +15,15 @@ namespace {
 absl::Status ExpectDone(schema::Reply::Reader reply) {
   if (!reply.isDone()) return absl::InternalError("the kvstore did not answer done");
   return absl::OkStatus();
+}
+
+// List's kDeadlineExceeded, which names List's whole timeout, not the time
+// left for the page that was under way (`page`, CallService's message, or
+// "" when the time ran out between pages, nothing asked).
+absl::Status ListTooSlow(absl::Duration timeout, size_t keys, absl::string_view page) {
+  return absl::DeadlineExceededError(absl::StrCat(
+      "the kvstore did not answer every page of the list within ", absl::FormatDuration(timeout),
+      " (", keys, " keys came)", page.empty() ? "" : ": ", page));
 }
 
 }  // namespace
@@ -51,11 +61,19 @@ absl::Status KvstoreClient::Delete(absl::string_view key) {
 
 absl::StatusOr<std::vector<std::string>> KvstoreClient::List() {
   std::vector<std::string> keys;
-  for (bool more = true; more;) {
+  // One deadline for the whole List, not one a page: a service answering
+  // one key a page, each just in time, would otherwise hold it for up to
+  // kMaxKeys timeouts.
+  const absl::Duration deadline = DeadlineAfter(timeout_);
+  for (bool more = true, first = true; more; first = false) {
+    // The first page gets timeout_ itself, so that CallService judges it
+    // (kInvalidArgument when not positive) as it does every call's.
+    const absl::Duration left = first ? timeout_ : deadline - MonotonicNow();
+    if (left <= absl::ZeroDuration()) return ListTooSlow(timeout_, keys.size(), "");
     capnp::MallocMessageBuilder request;
     auto list = request.initRoot<schema::Request>().initList();
     if (!keys.empty()) list.setStartAfter(AsData(keys.back()));
-    CB_RETURN_IF_ERROR(CallService<schema::Reply>(
+    absl::Status page = CallService<schema::Reply>(
         channel_, request, {}, [&](schema::Reply::Reader reply) -> absl::Status {
           if (!reply.isKeys()) return absl::InternalError("the kvstore did not answer keys");
           // Each key must come strictly after the one before it, and a
@@ -84,7 +102,11 @@ absl::StatusOr<std::vector<std::string>> KvstoreClient::List() {
             return absl::InternalError("the kvstore answered an empty page with more to come");
           }
           return absl::OkStatus();
-        }, timeout_));
+        }, left);
+    if (page.code() == absl::StatusCode::kDeadlineExceeded) {
+      return ListTooSlow(timeout_, keys.size(), page.message());
+    }
+    CB_RETURN_IF_ERROR(page);
   }
   return keys;
 }

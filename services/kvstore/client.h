@@ -40,12 +40,14 @@ class KvstoreClient {
   absl::Status Delete(absl::string_view key);
   // Every key, in bytewise order (as many requests as it takes). kInternal
   // when the service answers what no store holds: keys out of order, longer
-  // than kMaxKeyBytes, or more than kMaxKeys of them.
+  // than kMaxKeyBytes, or more than kMaxKeys of them. The timeout bounds
+  // the whole List, all its pages together: kDeadlineExceeded once it is
+  // spent (the connection closed if a page was under way, as above).
   absl::StatusOr<std::vector<std::string>> List();
 
  private:
   wire::Channel channel_;
-  absl::Duration timeout_;  // of each call
+  absl::Duration timeout_;  // of each call (List's: of all its pages)
 };
 
 }  // namespace capbroker::kvstore

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <limits>
 #include <set>
 #include <sstream>
 #include <string>
@@ -319,24 +320,24 @@ TEST(KvstoreClientTest, RefusesPagesThatDoNotAdvance) {
   EXPECT_THAT(keys, ::testing::ElementsAre("a", "b", "c"));
 }
 
-// A kvstore that answers pages of ever-greater keys, `more` on each, until it
-// has sent `total`: a client that believed all of them would hold whatever
-// a compromised service chose to send.
+// A kvstore that answers pages of `page` ever-greater keys, `more` on each,
+// until it has sent `total`: a client that believed all of them would hold
+// whatever a compromised service chose to send.
 class EndlessLister : public RequestHandler {
  public:
-  explicit EndlessLister(size_t total) : total_(total) {}
+  explicit EndlessLister(size_t total, unsigned page = 1000) : total_(total), page_(page) {}
 
   absl::Status Handle(Exchange& x) override {
-    constexpr size_t kPage = 1000;
     auto keys = x.reply.initRoot<schema::Reply>().initKeys();
-    auto list = keys.initKeys(kPage);
-    for (unsigned i = 0; i < kPage; ++i) list.set(i, AsData(absl::StrFormat("%010d", sent_++)));
+    auto list = keys.initKeys(page_);
+    for (unsigned i = 0; i < page_; ++i) list.set(i, AsData(absl::StrFormat("%010d", sent_++)));
     keys.setMore(sent_ < total_);
     return absl::OkStatus();
   }
 
  private:
   size_t total_;
+  unsigned page_;
   size_t sent_ = 0;
 };
 
@@ -370,6 +371,20 @@ TEST(KvstoreClientTest, ACallPastTheTimeoutIsDeadlineExceeded) {
                                        HasSubstr("did not answer within 50ms")))
         << "call " << i;
   }
+}
+
+// A kvstore that answers one key a page, each page at once, and never says
+// it is done: each page is well within the timeout, but the List as a whole
+// is not (100000 round trips take far more than 10ms), so it ends at the
+// timeout rather than after kMaxKeys pages.
+TEST(KvstoreClientTest, TheTimeoutBoundsAWholeList) {
+  EndlessLister lister(std::numeric_limits<size_t>::max(), /*page=*/1);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<ServingThread> serving, ServingThread::Start(lister));
+  ASSERT_OK_AND_ASSIGN(UniqueFd connection, serving->Connect());
+  KvstoreClient kv(std::move(connection), absl::Milliseconds(10));
+  EXPECT_THAT(kv.List(),
+              StatusIs(absl::StatusCode::kDeadlineExceeded,
+                       HasSubstr("did not answer every page of the list within 10ms")));
 }
 
 }  // namespace

@@ -42,7 +42,9 @@ int RunScannerCli(ScannerClient& scanner, const std::vector<std::string>& files,
       err << "scanner_client: " << name << ": "
           << EscapedKeepingUtf8(verdict.status().message()) << "\n";
       failed = true;
-      connection_lost = verdict.status().code() == absl::StatusCode::kUnavailable;
+      // Not the status code: an error reply may be kUnavailable too (a
+      // read of the file that failed with EAGAIN, ENOTCONN...).
+      connection_lost = !scanner.connected();
       continue;
     }
     if (verdict->signature.has_value()) {

@@ -137,7 +137,9 @@ TEST_F(ScannerCliTest, AFailedWriteOfTheVerdictsIsAnError) {
 // A scanner compromised by the file it scanned answers what it likes: a
 // file that starts with 'i' "infected" with a name, any other an error,
 // both holding terminal escape sequences (clear the screen; a newline that
-// would forge a line of its own).
+// would forge a line of its own). A file that starts with 'u' gets what an
+// honest scanner answers when a read of the file fails with EAGAIN: an
+// error of code unavailable, the connection still open.
 class HostileScanner : public RequestHandler {
  public:
   absl::Status Handle(Exchange& x) override {
@@ -146,6 +148,10 @@ class HostileScanner : public RequestHandler {
     auto reply = x.reply.initRoot<schema::Reply>();
     if (first == 'i') {
       reply.setInfected("\x1b[2JEicar\nforged: clean");
+    } else if (first == 'u') {
+      SetError(reply.initError(),
+               absl::UnavailableError("pread(file to scan, offset 0): Resource temporarily "
+                                      "unavailable"));
     } else {
       SetError(reply.initError(), absl::FailedPreconditionError("\x1b]0;owned\x07 no"));
     }
@@ -166,6 +172,25 @@ TEST(ScannerCliHostileTest, TextFromTheServiceReachesTheTerminalEscaped) {
   EXPECT_EQ(RunScannerCli(client, {infected, failed}, out, err), kExitInfected);
   EXPECT_EQ(out.str(), infected + ": infected (\\x1b[2JEicar\\x0aforged: clean)\n");
   EXPECT_EQ(err.str(), "scanner_client: " + failed + ": \\x1b]0;owned\\x07 no\n");
+}
+
+// An error reply of code unavailable is about that file: the connection is
+// not lost, and the next file is still scanned.
+TEST(ScannerCliHostileTest, AnErrorReplyOfCodeUnavailableIsNotALostConnection) {
+  HostileScanner handler;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<ServingThread> serving,
+                       ServingThread::Start(handler, ScannerHandler::LoopOptions()));
+  ASSERT_OK_AND_ASSIGN(UniqueFd connection, serving->Connect());
+  ScannerClient client(std::move(connection));
+  TempDir dir;
+  const std::string unreadable = dir.WriteFile("unreadable", "u");
+  const std::string infected = dir.WriteFile("infected", "i");
+  std::ostringstream out, err;
+  EXPECT_EQ(RunScannerCli(client, {unreadable, infected}, out, err), kExitInfected);
+  EXPECT_EQ(err.str(), "scanner_client: " + unreadable +
+                           ": pread(file to scan, offset 0): Resource temporarily unavailable\n");
+  EXPECT_THAT(out.str(), ::testing::StartsWith(infected + ": infected ("));
+  EXPECT_TRUE(client.connected());
 }
 
 }  // namespace

@@ -35,10 +35,17 @@ class ScannerClient {
   // Scans the file open at `fd` (borrowed: the service receives a copy).
   // The service's refusals keep their codes: kFailedPrecondition for an fd
   // that is not a readable regular file, kResourceExhausted for a file too
-  // large; kUnavailable when the connection is gone.
+  // large; kUnavailable when the connection is gone (connected() is then
+  // false), or when the service answered that code.
   absl::StatusOr<Verdict> Scan(int fd);
 
   absl::StatusOr<ScannerInfo> Info();
+
+  // False once the connection is lost: the service closed it, or a call
+  // timed out. Every call fails after that. A call's kUnavailable alone
+  // does not say so: the service may have answered one, e.g. for a file
+  // whose read failed with EAGAIN.
+  bool connected() const { return channel_.fd() >= 0; }
 
  private:
   wire::Channel channel_;

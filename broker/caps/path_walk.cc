@@ -30,6 +30,16 @@ constexpr int kOpenat2Attempts = 8;
 // The kernel's limit on symlinks followed in one lookup (ELOOP after).
 constexpr int kMaxLinks = 40;
 
+// "open PATH", "open beneath: PATH": how messages name the lookup.
+std::string Named(const Lookup& lookup) { return absl::StrCat(lookup.what, " ", lookup.path); }
+
+// A '..' above the start of a walk beneath a directory, or a name on
+// another mount there.
+absl::Status LeavesItsDirectory(const Lookup& lookup) {
+  return absl::PermissionDeniedError(absl::StrCat(
+      Named(lookup), ": the path leaves its directory (by '..', or into another mount)"));
+}
+
 // One openat2 of `name` in `dirfd` for the lookup `lookup`, its errors said
 // for the whole path.
 absl::StatusOr<UniqueFd> Openat2(int dirfd, const std::string& name, uint64_t flags,
@@ -49,15 +59,13 @@ absl::StatusOr<UniqueFd> Openat2(int dirfd, const std::string& name, uint64_t fl
   }
   if (fd >= 0) return UniqueFd(static_cast<int>(fd));
   const int err = errno;
-  const std::string named = absl::StrCat(lookup.what, " ", lookup.path);
   switch (err) {
     case EXDEV:
-      return absl::PermissionDeniedError(absl::StrCat(
-          named, ": the path leaves its directory (by '..', or into another mount)"));
+      return LeavesItsDirectory(lookup);
     case ENOENT:
-      return absl::NotFoundError(absl::StrCat(named, ": no such file or directory"));
+      return absl::NotFoundError(absl::StrCat(Named(lookup), ": no such file or directory"));
     default:
-      return OpenError(ErrnoStatus(err, named));
+      return OpenError(ErrnoStatus(err, Named(lookup)));
   }
 }
 
@@ -89,7 +97,7 @@ class Walker {
       if (name == "..") --pending_up_;
       if (name == "." || name == "..") {
         if (!S_ISDIR(stack_.back().st.st_mode)) {
-          return OpenError(ErrnoStatus(ENOTDIR, absl::StrCat(lookup_.what, " ", lookup_.path)));
+          return OpenError(ErrnoStatus(ENOTDIR, Named(lookup_)));
         }
         if (name == "..") CB_RETURN_IF_ERROR(Up());
         continue;
@@ -154,7 +162,7 @@ class Walker {
     if (fstat(entry.fd.get(), &entry.st) != 0) {
       return ErrnoStatus(errno, absl::StrCat("fstat ", shown));
     }
-    std::string what = absl::StrCat(lookup_.what, " ", lookup_.path);
+    std::string what = Named(lookup_);
     if (shown != lookup_.path) absl::StrAppend(&what, ": ", shown);
     CB_RETURN_IF_ERROR(
         CheckStickyDirectoryOwner(stack_.back().st, entry.st, geteuid(), what));
@@ -185,14 +193,14 @@ class Walker {
     }
     // O_EXCL sees a name, O_PATH finds nothing behind it, every time.
     return absl::FailedPreconditionError(absl::StrCat(
-        lookup_.what, " ", lookup_.path,
+        Named(lookup_),
         ": the name exists but names nothing that can be opened (it keeps changing)"));
   }
 
   // The symlink `link` (O_PATH), found at `name`: its target goes in front
   // of the rest.
   absl::Status Follow(int link, const std::string& name) {
-    const std::string named = absl::StrCat(lookup_.what, " ", lookup_.path);
+    const std::string named = Named(lookup_);
     if (!lookup_.follow_symlinks) {
       return absl::PermissionDeniedError(
           absl::StrCat(named, ": the path contains a symlink, which is refused"));
@@ -243,9 +251,7 @@ class Walker {
     shown_ = Shown("..");
     if (stack_.size() == 1) {
       if (!lookup_.beneath) return absl::OkStatus();
-      return absl::PermissionDeniedError(absl::StrCat(
-          lookup_.what, " ", lookup_.path,
-          ": the path leaves its directory (by '..', or into another mount)"));
+      return LeavesItsDirectory(lookup_);
     }
     Dir& below = stack_[stack_.size() - 2];
     if (below.fd < 0) {

@@ -18,6 +18,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
 #include "broker/audit/audit_log.h"
 #include "broker/daemon/hidden_config.h"
 #include "broker/daemon/serve.h"
@@ -285,6 +286,13 @@ std::string SocketDirectory(const std::string& path) {
   return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
 }
 
+// The reachability warnings' own failure: `who` ("other users", "the
+// socket's group") may or may not reach the socket at `path`.
+void WarnCannotTell(const char* who, const std::string& path, absl::string_view why) {
+  std::fprintf(stderr, "capbrokerd: warning: cannot tell whether %s can reach the socket %s: %s\n",
+               who, path.c_str(), std::string(why).c_str());
+}
+
 // A broker whose socket's mode lets others connect (o+w: a root broker's
 // default, or --socket-mode 0666 for a user's) is meant for every local
 // user. A socket whose directory, a directory above it, or the socket
@@ -334,10 +342,7 @@ void WarnIfOthersCannotConnect(const DaemonFlags& flags, const server::Listener&
   const std::string& path = listener.path();
   absl::StatusOr<std::optional<server::SocketBlocker>> found = server::FindSocketBlocker(path);
   if (!found.ok()) {
-    std::fprintf(stderr,
-                 "capbrokerd: warning: cannot tell whether other users can reach the socket "
-                 "%s: %s\n",
-                 path.c_str(), std::string(found.status().message()).c_str());
+    WarnCannotTell("other users", path, found.status().message());
     return;
   }
   if (!found->has_value()) return;
@@ -405,10 +410,7 @@ void WarnIfTheSocketsGroupCannotConnect(const DaemonFlags& flags,
   const std::string& path = listener.path();
   struct stat st;
   if (stat(path.c_str(), &st) != 0) {
-    std::fprintf(stderr,
-                 "capbrokerd: warning: cannot tell whether the socket's group can reach the "
-                 "socket %s: stat: %s\n",
-                 path.c_str(), std::strerror(errno));
+    WarnCannotTell("the socket's group", path, absl::StrCat("stat: ", std::strerror(errno)));
     return;
   }
   const std::string dir = SocketDirectory(path);
@@ -428,10 +430,7 @@ void WarnIfTheSocketsGroupCannotConnect(const DaemonFlags& flags,
   absl::StatusOr<std::optional<server::SocketBlocker>> found =
       server::FindSocketBlocker(path, st.st_gid);
   if (!found.ok()) {
-    std::fprintf(stderr,
-                 "capbrokerd: warning: cannot tell whether the socket's group can reach the "
-                 "socket %s: %s\n",
-                 path.c_str(), std::string(found.status().message()).c_str());
+    WarnCannotTell("the socket's group", path, found.status().message());
     return;
   }
   if (!found->has_value()) return;

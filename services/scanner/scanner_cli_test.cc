@@ -28,13 +28,26 @@ using ::capbroker::testing::ServingThread;
 using ::capbroker::testing::TempDir;
 using ::testing::HasSubstr;
 
-class ScannerCliTest : public ::testing::Test {
+// A ScannerClient connected to handler(), served on a thread of its own.
+class ServedScannerTest : public ::testing::Test {
  protected:
+  virtual RequestHandler& handler() = 0;
+
   void SetUp() override {
-    ASSERT_OK_AND_ASSIGN(serving_, ServingThread::Start(handler_, ScannerHandler::LoopOptions()));
+    ASSERT_OK_AND_ASSIGN(serving_,
+                         ServingThread::Start(handler(), ScannerHandler::LoopOptions()));
     ASSERT_OK_AND_ASSIGN(UniqueFd connection, serving_->Connect());
     client_.emplace(std::move(connection));
   }
+
+  TempDir dir_;
+  std::unique_ptr<ServingThread> serving_;
+  std::optional<ScannerClient> client_;
+};
+
+class ScannerCliTest : public ServedScannerTest {
+ protected:
+  RequestHandler& handler() override { return handler_; }
 
   int Run(const std::vector<std::string>& files) {
     out_.str("");
@@ -42,10 +55,7 @@ class ScannerCliTest : public ::testing::Test {
     return RunScannerCli(*client_, files, out_, err_);
   }
 
-  TempDir dir_;
   ScannerHandler handler_{Scanner({{"Eicar-Test-Signature", testing::Eicar()}})};
-  std::unique_ptr<ServingThread> serving_;
-  std::optional<ScannerClient> client_;
   std::ostringstream out_, err_;
 };
 
@@ -159,38 +169,32 @@ class HostileScanner : public RequestHandler {
   }
 };
 
-TEST(ScannerCliHostileTest, TextFromTheServiceReachesTheTerminalEscaped) {
-  HostileScanner handler;
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<ServingThread> serving,
-                       ServingThread::Start(handler, ScannerHandler::LoopOptions()));
-  ASSERT_OK_AND_ASSIGN(UniqueFd connection, serving->Connect());
-  ScannerClient client(std::move(connection));
-  TempDir dir;
-  const std::string infected = dir.WriteFile("infected", "i");
-  const std::string failed = dir.WriteFile("failed", "f");
+class ScannerCliHostileTest : public ServedScannerTest {
+ protected:
+  RequestHandler& handler() override { return handler_; }
+  HostileScanner handler_;
+};
+
+TEST_F(ScannerCliHostileTest, TextFromTheServiceReachesTheTerminalEscaped) {
+  const std::string infected = dir_.WriteFile("infected", "i");
+  const std::string failed = dir_.WriteFile("failed", "f");
   std::ostringstream out, err;
-  EXPECT_EQ(RunScannerCli(client, {infected, failed}, out, err), kExitInfected);
+  EXPECT_EQ(RunScannerCli(*client_, {infected, failed}, out, err), kExitInfected);
   EXPECT_EQ(out.str(), infected + ": infected (\\x1b[2JEicar\\x0aforged: clean)\n");
   EXPECT_EQ(err.str(), "scanner_client: " + failed + ": \\x1b]0;owned\\x07 no\n");
 }
 
 // An error reply of code unavailable is about that file: the connection is
 // not lost, and the next file is still scanned.
-TEST(ScannerCliHostileTest, AnErrorReplyOfCodeUnavailableIsNotALostConnection) {
-  HostileScanner handler;
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<ServingThread> serving,
-                       ServingThread::Start(handler, ScannerHandler::LoopOptions()));
-  ASSERT_OK_AND_ASSIGN(UniqueFd connection, serving->Connect());
-  ScannerClient client(std::move(connection));
-  TempDir dir;
-  const std::string unreadable = dir.WriteFile("unreadable", "u");
-  const std::string infected = dir.WriteFile("infected", "i");
+TEST_F(ScannerCliHostileTest, AnErrorReplyOfCodeUnavailableIsNotALostConnection) {
+  const std::string unreadable = dir_.WriteFile("unreadable", "u");
+  const std::string infected = dir_.WriteFile("infected", "i");
   std::ostringstream out, err;
-  EXPECT_EQ(RunScannerCli(client, {unreadable, infected}, out, err), kExitInfected);
+  EXPECT_EQ(RunScannerCli(*client_, {unreadable, infected}, out, err), kExitInfected);
   EXPECT_EQ(err.str(), "scanner_client: " + unreadable +
                            ": pread(file to scan, offset 0): Resource temporarily unavailable\n");
   EXPECT_THAT(out.str(), ::testing::StartsWith(infected + ": infected ("));
-  EXPECT_TRUE(client.connected());
+  EXPECT_TRUE(client_->connected());
 }
 
 }  // namespace

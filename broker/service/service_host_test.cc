@@ -1185,8 +1185,8 @@ TEST_F(ServiceHostTest, AReloadThatWithdrawsAStartGrantRestartsTheService) {
 }
 
 // A restart a reload causes is no crash, and no fresh budget: the new
-// instance keeps the old one's restarts (in total and in a row) and last
-// exit, and adds none.
+// instance keeps the old one's restarts in total and its last exit (what
+// capctl services shows), and adds none ...
 TEST_F(ServiceHostTest, AReloadRestartKeepsTheRestartCountsOfTheOldInstance) {
   exit_code_ = 1;  // the first run fails
   ASSERT_OK(Connect("svc", 1).status());
@@ -1204,6 +1204,58 @@ TEST_F(ServiceHostTest, AReloadRestartKeepsTheRestartCountsOfTheOldInstance) {
   EXPECT_EQ(launches_, 3u);
   EXPECT_EQ(Report("svc").restarts, 1u);
   EXPECT_EQ(Report("svc").last_exit, last_exit);
+}
+
+// ... and its restarts in a row: the back-off delay goes on doubling from
+// where the old instance left it, and restartLimit still gives up on a
+// crash loop that a reload restarted (the old instance's 2 restarts in a
+// row, then 2 more, of at most 4).
+TEST_F(ServiceHostTest, AReloadRestartKeepsTheRestartsInARowOfTheOldInstance) {
+  start_limit_ = {100, absl::Milliseconds(1)};  // no start waits for its turn
+  MakeHost();
+  exit_code_ = 1;  // the first two runs fail
+  ::testing::internal::CaptureStderr();
+  ASSERT_OK(Connect("flaky", 1).status());
+  ASSERT_TRUE(RunUntil([&] { return Report("flaky").restarts == 2; }));
+  exit_code_ = -1;  // the second restart, not launched yet (BACKOFF), runs
+  ASSERT_TRUE(RunUntil([&] { return Report("flaky").state == ServiceState::RUNNING; }));
+  ReloadEdited({{R"(( name = "flaky", command = [ "/usr/bin/svc" ],)",
+                 R"(( name = "flaky", command = [ "/usr/bin/other" ],)"}});
+  exit_code_ = 1;  // every run of the new instance fails
+  ASSERT_OK(Connect("flaky", 2).status());
+  ASSERT_TRUE(RunUntil([&] { return Report("flaky").state == ServiceState::FAILED; }));
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(RestartDelays(log, "flaky"), ElementsAre("1ms", "2ms", "4ms", "8ms"));
+  EXPECT_THAT(log, HasSubstr("service 'flaky': gave up after 4 restarts in a row"));
+  EXPECT_EQ(launches_, 6u);
+  EXPECT_EQ(Report("flaky").restarts, 4u);
+}
+
+// ... and its start ration: a reload gives a service no fresh burst of
+// starts. The old instance took the last of its burst (2); the new one
+// waits for its turn (an hour), not launched.
+TEST_F(ServiceHostTest, AReloadRestartKeepsTheStartRationOfTheOldInstance) {
+  start_limit_ = {2, absl::Hours(1)};
+  MakeHost();
+  exit_code_ = 0;  // the first run ends cleanly: no restart
+  ASSERT_OK(Connect("once", 1).status());
+  ASSERT_TRUE(RunUntil([&] { return Report("once").state == ServiceState::STOPPED; }));
+  exit_code_ = -1;  // the second runs until it is stopped
+  ASSERT_OK(Connect("once", 2).status());
+  ASSERT_TRUE(RunUntil([&] { return Report("once").state == ServiceState::RUNNING; }));
+  ::testing::internal::CaptureStderr();
+  ReloadEdited({{R"(( name = "once", command = [ "/usr/bin/svc" ],)",
+                 R"(( name = "once", command = [ "/usr/bin/other" ],)"}});
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("once", 3));
+  EXPECT_FALSE(waiting.has_value());
+  // The new instance is started once the old one has exited.
+  ASSERT_TRUE(RunUntil([&] { return launches_ > 2 || Report("once").state == ServiceState::BACKOFF; }));
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(launches_, 2u);
+  EXPECT_EQ(Report("once").state, ServiceState::BACKOFF);
+  EXPECT_THAT(log, HasSubstr("service 'once': started too often (2 starts at once, then one "
+                             "every 1h): starting in "));
+  EXPECT_TRUE(Reaped(pids_[1]));
 }
 
 // Who may connect and the restart settings apply as the service runs: a

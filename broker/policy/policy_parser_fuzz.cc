@@ -14,12 +14,20 @@
 // then `ASAN_OPTIONS=malloc_context_size=1 /tmp/policy_fuzzer -max_len=8192
 // CORPUS_DIR`. (Debian's libraries have no frame pointers, so AddressSanitizer
 // records a junk stack for most allocations and grows by gigabytes within
-// minutes unless told to keep one frame.) In `make test`,
-// policy_parser_fuzz_test runs this function over inputs written in it.
+// minutes unless told to keep one frame.) An input of 8 KiB is far from
+// the policy's value limit (kMaxPolicyValues: 130 KB of text at the
+// least): one that begins with kRepeatMark stands for a fragment repeated
+// (policy_parser_fuzz.h). Seed CORPUS_DIR with one, so that the fuzzer
+// starts at that limit:
+//   printf '\x01\x00\x00\x02(a=[]\x01,a=[]\x01)' > CORPUS_DIR/values
+// (head "(a=[]", then ",a=[]" 131072 times, then ")"). In
+// `make test`, policy_parser_fuzz_test runs this function over inputs
+// written in it, that one among them.
 //
 // Beyond "does not crash", it checks what callers rely on: every error is
 // about the named file and stays short, and a policy that loads is
 // internally consistent. A broken invariant aborts, which libFuzzer reports.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -35,6 +43,35 @@
 #include "absl/strings/string_view.h"
 #include "broker/policy/policy.h"
 #include "broker/policy/policy_parser.h"
+#include "broker/policy/policy_parser_fuzz.h"
+
+namespace capbroker {
+
+std::string PolicyFuzzText(absl::string_view input) {
+  if (!absl::ConsumePrefix(&input, absl::string_view(&kRepeatMark, 1))) {
+    return std::string(input);
+  }
+  size_t count = 0;
+  for (int i = 0; i < 3 && !input.empty(); ++i) {
+    count |= static_cast<size_t>(static_cast<uint8_t>(input[0])) << (8 * i);
+    input.remove_prefix(1);
+  }
+  std::vector<absl::string_view> parts =
+      absl::StrSplit(input, absl::MaxSplits(kRepeatMark, 2));
+  parts.resize(3);
+  const absl::string_view head = parts[0], fragment = parts[1], tail = parts[2];
+  // No fragment at all when head and tail fill the bound by themselves.
+  const size_t room = kMaxFuzzTextBytes - std::min(kMaxFuzzTextBytes, head.size() + tail.size());
+  if (!fragment.empty()) count = std::min(count, room / fragment.size());
+  std::string text;
+  text.reserve(head.size() + count * fragment.size() + tail.size());
+  text.append(head.data(), head.size());
+  for (size_t i = 0; i < count; ++i) text.append(fragment.data(), fragment.size());
+  text.append(tail.data(), tail.size());
+  return text;
+}
+
+}  // namespace capbroker
 
 namespace {
 
@@ -91,7 +128,8 @@ void CheckPolicy(const capbroker::Policy& policy) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  absl::string_view text(reinterpret_cast<const char*>(data), size);
+  const std::string text = capbroker::PolicyFuzzText(
+      absl::string_view(reinterpret_cast<const char*>(data), size));
   absl::StatusOr<capbroker::Policy> policy = capbroker::ParsePolicy(text, kFilename);
   if (policy.ok()) {
     CheckPolicy(*policy);

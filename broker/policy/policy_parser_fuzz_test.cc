@@ -8,8 +8,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "broker/policy/list_sizes.h"
 #include "broker/policy/policy_parser.h"
+#include "broker/policy/policy_parser_fuzz.h"
 #include "broker/policy/starter_policy.h"
 #include "gtest/gtest.h"
 
@@ -29,6 +32,12 @@ void Fuzz(absl::string_view input) {
   ASSERT_EQ(LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(input.data()),
                                    input.size()),
             0);
+}
+
+// A string literal's bytes, NULs included.
+template <size_t N>
+std::string Bytes(const char (&literal)[N]) {
+  return std::string(literal, N - 1);
 }
 
 // Bytes that change meaning in the text format.
@@ -113,6 +122,42 @@ TEST(PolicyParserFuzzTest, RandomMutationsOfTheStarterPolicy) {
     }
     Fuzz(text);
   }
+}
+
+// The seed policy_parser_fuzz.cc tells to start from: a short input that
+// stands for a policy past the value limit, refused there with a clear
+// error, through the fuzz entry too. The value past the limit is the field
+// `a` of the 65,536th fragment (the head holds the first).
+TEST(PolicyParserFuzzTest, ARepeatedFragmentReachesTheValueLimit) {
+  const std::string input = Bytes("\x01\x00\x00\x02(a=[]\x01,a=[]\x01)");
+  Fuzz(input);
+  const std::string text = PolicyFuzzText(input);
+  ASSERT_EQ(text.size(), 5 + 131072 * 5 + 1);
+  const size_t column = 5 + (kMaxPolicyValues - 1) * 5 + 2;
+  EXPECT_EQ(ParsePolicy(text, "fuzz.cb").status(),
+            absl::InvalidArgumentError(absl::StrCat(
+                "fuzz.cb:1:", column, ": too many values: this one is past the ",
+                kMaxPolicyValues, " fields and list entries that a policy may hold together")));
+}
+
+// However large the count, the text stops one byte past the size limit,
+// where it is refused before it is parsed.
+TEST(PolicyParserFuzzTest, ARepeatedFragmentStopsPastTheSizeLimit) {
+  const std::string input = Bytes("\x01\xff\xff\xff(\x01 \x01)");
+  Fuzz(input);
+  const std::string text = PolicyFuzzText(input);
+  EXPECT_EQ(text.size(), kMaxFuzzTextBytes);
+  EXPECT_EQ(ParsePolicy(text, "fuzz.cb").status().code(), absl::StatusCode::kResourceExhausted);
+}
+
+// The format, pinned: an input without the mark is the text itself.
+TEST(PolicyParserFuzzTest, WhatAFuzzInputStandsFor) {
+  EXPECT_EQ(PolicyFuzzText(""), "");
+  EXPECT_EQ(PolicyFuzzText("( a = [] )\x01"), "( a = [] )\x01");
+  EXPECT_EQ(PolicyFuzzText(std::string(1, kRepeatMark)), "");
+  EXPECT_EQ(PolicyFuzzText(Bytes("\x01\x02\x00\x00" "ab\x01" "c")), "abcc");
+  EXPECT_EQ(PolicyFuzzText(Bytes("\x01\x03\x00\x00" "(\x01" "0\x01" ")\x01")),
+            "(000)\x01");
 }
 
 }  // namespace

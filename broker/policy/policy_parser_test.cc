@@ -496,6 +496,17 @@ INSTANTIATE_TEST_SUITE_P(
                      "-5",
                      "principal 'x': gid -5 is out of range: 0 to "
                      "4294967294 (or leave it out to match any)"},
+        // -0 reads as 0, root; a negative id is refused whatever it
+        // reads as, and named as written.
+        SemanticCase{"MinusZeroUid", PRINCIPAL("name = \"x\", match = ( uid = -0 )"),
+                     "-0",
+                     "principal 'x': uid -0 is out of range: 0 to "
+                     "4294967294 (or leave it out to match any)"},
+        SemanticCase{"MinusZeroHexGid",
+                     PRINCIPAL("name = \"x\", match = ( uid = 1000, gid = -0x0 )"),
+                     "-0x0",
+                     "principal 'x': gid -0x0 is out of range: 0 to "
+                     "4294967294 (or leave it out to match any)"},
         // A leading 0 is octal (as for mode): `uid = 01000` would name
         // uid 512, not the user 1000 it seems to; refused, naming both.
         SemanticCase{"OctalUid", PRINCIPAL("name = \"x\", match = ( uid = 01000 )"),

@@ -157,10 +157,14 @@ std::optional<uint32_t> Checks::Id(int64_t value, absl::string_view field,
                                    valid ? absl::StrCat(": ", decimal) : ""));
     return std::nullopt;
   }
-  if (value < 0 || value > kMaxPolicyId) {
+  // The sign is judged as written, not by the value: `uid = -0` (or
+  // `gid = -0x0`) reads as 0, root, yet a negative id is refused whatever
+  // it reads as.
+  if (negative || value < 0 || value > kMaxPolicyId) {
+    std::string written = source.has_value() ? std::string(*source) : absl::StrCat(value);
     Error(field_path,
-          absl::StrCat(label, ": ", field, " ", value, " is out of range: 0 to ", kMaxPolicyId,
-                       " (or leave it out to ", when_left_out, ")"));
+          absl::StrCat(label, ": ", field, " ", written, " is out of range: 0 to ",
+                       kMaxPolicyId, " (or leave it out to ", when_left_out, ")"));
     return std::nullopt;
   }
   return static_cast<uint32_t>(value);

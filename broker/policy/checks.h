@@ -85,7 +85,8 @@ class Checks {
   // A uid or gid field (`field` of the struct at `path`): nullopt when it is
   // left out (the schema's default, -1, stands for that), an error when it
   // is written with a value outside 0..kMaxPolicyId, -1 included: -1 is no
-  // way to say "any"; or with a leading 0 (`uid = 01000` is octal, 512, not
+  // way to say "any"; or with a minus sign, whatever the value (`-0` is no
+  // way to say 0); or with a leading 0 (`uid = 01000` is octal, 512, not
   // the user 1000 it seems to name). `when_left_out` says what leaving it
   // out means ("match any"). `root_allowed` says whether the caller takes
   // 0 (it refuses 0 itself if not): only an id it takes is ever suggested.

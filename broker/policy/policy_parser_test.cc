@@ -411,6 +411,16 @@ INSTANTIATE_TEST_SUITE_P(
                      "644",
                      "capability 'f': mode 644 is decimal here (= 01204 "
                      "octal); write modes in octal with a leading 0, e.g. 0644"},
+        // 0384 and 09 would be syntax errors (8 and 9 are no octal
+        // digits): the value as read is suggested instead, in octal.
+        SemanticCase{"DecimalModeWithAn8", CAP("name = \"f\", file = ( path = \"/a\", access = write, mode = 384 )"),
+                     "384",
+                     "capability 'f': mode 384 is decimal here (= 0600 "
+                     "octal); write modes in octal with a leading 0, e.g. 0600"},
+        SemanticCase{"DecimalModeWithA9", CAP("name = \"f\", file = ( path = \"/a\", access = write, mode = 9 )"),
+                     "9",
+                     "capability 'f': mode 9 is decimal here (= 011 "
+                     "octal); write modes in octal with a leading 0, e.g. 011"},
         SemanticCase{"ModeBeyond07777", CAP("name = \"f\", file = ( path = \"/a\", access = write, mode = 010644 )"),
                      "010644",
                      "capability 'f': mode 010644 has bits beyond 07777"},
@@ -486,6 +496,17 @@ INSTANTIATE_TEST_SUITE_P(
                      "-5",
                      "principal 'x': gid -5 is out of range: 0 to "
                      "4294967294 (or leave it out to match any)"},
+        // -0 reads as 0, root; a negative id is refused whatever it
+        // reads as, and named as written.
+        SemanticCase{"MinusZeroUid", PRINCIPAL("name = \"x\", match = ( uid = -0 )"),
+                     "-0",
+                     "principal 'x': uid -0 is out of range: 0 to "
+                     "4294967294 (or leave it out to match any)"},
+        SemanticCase{"MinusZeroHexGid",
+                     PRINCIPAL("name = \"x\", match = ( uid = 1000, gid = -0x0 )"),
+                     "-0x0",
+                     "principal 'x': gid -0x0 is out of range: 0 to "
+                     "4294967294 (or leave it out to match any)"},
         // A leading 0 is octal (as for mode): `uid = 01000` would name
         // uid 512, not the user 1000 it seems to; refused, naming both.
         SemanticCase{"OctalUid", PRINCIPAL("name = \"x\", match = ( uid = 01000 )"),
@@ -528,6 +549,22 @@ INSTANTIATE_TEST_SUITE_P(
 
 #undef CAP
 #undef PRINCIPAL
+
+// What a decimal mode's error suggests is a mode that loads, never a
+// syntax error: not 0384 nor 09.
+TEST(ParsePolicyErrorTest, ADecimalModeSuggestsAModeThatLoads) {
+  for (absl::string_view written : {"600", "644", "384", "9", "18"}) {
+    auto file = [](absl::string_view mode) {
+      return absl::StrCat("( capabilities = [ ( name = \"f\", file = ( path = \"/a\", "
+                          "access = write, mode = ", mode, " ) ) ] )");
+    };
+    std::string message = ErrorFor(file(written));
+    size_t at = message.rfind("e.g. ");
+    ASSERT_NE(at, std::string::npos) << message;
+    std::string suggested = message.substr(at + 5);
+    EXPECT_OK(ParsePolicy(file(suggested), "policy.cb")) << written << " -> " << suggested;
+  }
+}
 
 TEST(ParsePolicyErrorTest, PathLengthLimit) {
   std::string path = "/" + std::string(4094, 'a');  // 4095 bytes: fine

@@ -1,5 +1,6 @@
 #include "broker/policy/policy_validator.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 #include <vector>
@@ -169,9 +170,16 @@ class Validator {
     // is refused rather than silently misread.
     std::optional<absl::string_view> source = checks_.IntegerSource(path);
     if (source.has_value() && !source->empty() && (*source)[0] != '0') {
+      // 600 was meant as 0600, so that is suggested; but 0384 or 09 is no
+      // number at all (8 and 9 are no octal digits): for those, the value
+      // as read is suggested, written in octal (384 is 0600).
+      bool octal_digits = std::all_of(source->begin(), source->end(),
+                                      [](char c) { return c >= '0' && c <= '7'; });
+      std::string suggestion = octal_digits ? absl::StrCat("0", *source)
+                                            : absl::StrFormat("0%o", mode);
       checks_.Error(path, absl::StrFormat("%s: mode %s is decimal here (= 0%o octal); "
-                                  "write modes in octal with a leading 0, e.g. 0%s",
-                                  label, *source, mode, *source));
+                                  "write modes in octal with a leading 0, e.g. %s",
+                                  label, *source, mode, suggestion));
       return;
     }
     if ((mode & ~kModeMask) != 0) {

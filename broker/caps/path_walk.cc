@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <linux/openat2.h>
-#include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -21,11 +20,9 @@
 namespace capbroker::caps {
 namespace {
 
-// openat2 can fail with EAGAIN when a rename races with RESOLVE_BENEATH or
-// RESOLVE_NO_SYMLINKS resolution; the kernel asks callers to retry. The
-// same bound serves a name made and removed again between the walk's
-// O_EXCL create and its lookup.
-constexpr int kOpenat2Attempts = 8;
+// How often the walk's O_EXCL create is tried when a name is made and
+// removed again between it and the lookup that follows.
+constexpr int kCreateAttempts = 8;
 
 // The kernel's limit on symlinks followed in one lookup (ELOOP after).
 constexpr int kMaxLinks = 40;
@@ -42,23 +39,15 @@ absl::Status LeavesItsDirectory(const Lookup& lookup) {
 
 // One openat2 of `name` in `dirfd` for the lookup `lookup`, its errors said
 // for the whole path.
-absl::StatusOr<UniqueFd> Openat2(int dirfd, const std::string& name, uint64_t flags,
-                                 mode_t mode, const Lookup& lookup) {
-  open_how how{};
+absl::StatusOr<UniqueFd> OpenStep(int dirfd, const std::string& name, uint64_t flags, mode_t mode,
+                                  const Lookup& lookup) {
   // openat2 refuses O_PATH with any flag but a few (O_NOCTTY included).
-  how.flags = flags | O_CLOEXEC | ((flags & O_PATH) ? 0 : O_NOCTTY);
-  how.mode = (flags & O_CREAT) ? mode : 0;
-  how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
-                (lookup.beneath ? RESOLVE_BENEATH | RESOLVE_NO_XDEV : 0);
-  long fd = -1;
-  for (int attempt = 0; attempt < kOpenat2Attempts; ++attempt) {
-    fd = RetryEintr([&] {
-      return syscall(SYS_openat2, dirfd, name.c_str(), &how, sizeof(how));
-    });
-    if (fd >= 0 || errno != EAGAIN) break;
-  }
-  if (fd >= 0) return UniqueFd(static_cast<int>(fd));
-  const int err = errno;
+  absl::StatusOr<UniqueFd> fd =
+      Openat2(dirfd, name, flags | ((flags & O_PATH) ? 0 : O_NOCTTY), (flags & O_CREAT) ? mode : 0,
+              RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
+                  (lookup.beneath ? RESOLVE_BENEATH | RESOLVE_NO_XDEV : 0));
+  if (fd.ok()) return fd;
+  const int err = OpenatErrno(fd.status());
   switch (err) {
     case EXDEV:
       return LeavesItsDirectory(lookup);
@@ -126,8 +115,8 @@ class Walker {
     shown_ = absolute ? "/" : "";
     Dir start{UniqueFd(), lookup_.dirfd, {}};
     if (absolute || lookup_.dirfd == AT_FDCWD) {
-      CB_ASSIGN_OR_RETURN(start.owned, Openat2(AT_FDCWD, absolute ? "/" : ".",
-                                               O_PATH | O_DIRECTORY, 0, lookup_));
+      CB_ASSIGN_OR_RETURN(
+          start.owned, OpenStep(AT_FDCWD, absolute ? "/" : ".", O_PATH | O_DIRECTORY, 0, lookup_));
       start.fd = start.owned.get();
     }
     if (fstat(start.fd, &start.st) != 0) {
@@ -156,8 +145,8 @@ class Walker {
   // checked against the sticky-directory rule.
   absl::StatusOr<Found> Step(const std::string& name) {
     Found entry;
-    CB_ASSIGN_OR_RETURN(entry.fd, Openat2(stack_.back().fd, name, O_PATH | O_NOFOLLOW, 0,
-                                          lookup_));
+    CB_ASSIGN_OR_RETURN(entry.fd,
+                        OpenStep(stack_.back().fd, name, O_PATH | O_NOFOLLOW, 0, lookup_));
     const std::string shown = Shown(name);
     if (fstat(entry.fd.get(), &entry.st) != 0) {
       return ErrnoStatus(errno, absl::StrCat("fstat ", shown));
@@ -172,9 +161,9 @@ class Walker {
   // The last name, with O_CREAT: made there when it is not there yet,
   // else looked up (a link followed, where links are).
   absl::StatusOr<Found> Last(const std::string& name, int create_flags, mode_t mode) {
-    for (int attempt = 0; attempt < kOpenat2Attempts; ++attempt) {
+    for (int attempt = 0; attempt < kCreateAttempts; ++attempt) {
       absl::StatusOr<UniqueFd> made =
-          Openat2(stack_.back().fd, name, create_flags | O_EXCL, mode, lookup_);
+          OpenStep(stack_.back().fd, name, create_flags | O_EXCL, mode, lookup_);
       if (made.ok()) {
         Found found;
         found.fd = *std::move(made);
@@ -255,8 +244,8 @@ class Walker {
     }
     Dir& below = stack_[stack_.size() - 2];
     if (below.fd < 0) {
-      CB_ASSIGN_OR_RETURN(below.owned, Openat2(stack_.back().fd, "..", O_PATH | O_DIRECTORY,
-                                               0, lookup_));
+      CB_ASSIGN_OR_RETURN(below.owned,
+                          OpenStep(stack_.back().fd, "..", O_PATH | O_DIRECTORY, 0, lookup_));
       below.fd = below.owned.get();
       if (fstat(below.fd, &below.st) != 0) {
         return ErrnoStatus(errno, absl::StrCat("fstat ", shown_));

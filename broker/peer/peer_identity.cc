@@ -25,8 +25,6 @@
 namespace capbroker::peer {
 namespace {
 
-constexpr int kCachedWalkAttempts = 4;
-
 // Device and inode of the file `fd` (or, with `path`, the file `path`
 // relative to `fd`) refers to, from the inode cache: AT_STATX_DONT_SYNC lets
 // a network or FUSE file system answer without asking its server.
@@ -65,24 +63,20 @@ absl::StatusOr<std::string> ReadExe(pid_t pid) {
   std::string path(target, static_cast<size_t>(n));
   std::optional<std::pair<dev_t, ino_t>> running = CachedFileId(AT_FDCWD, link.c_str(), 0);
   if (!running) return std::string();
-  open_how how{};
-  how.flags = O_PATH | O_CLOEXEC;
-  how.resolve = RESOLVE_CACHED | RESOLVE_NO_MAGICLINKS;
-  // EAGAIN also comes from a rename or mount racing with the walk: a few
-  // more walks settle that, while a component the caches cannot vouch for
-  // fails them all.
-  UniqueFd named;
-  for (int attempt = 0; attempt < kCachedWalkAttempts && !named; ++attempt) {
-    named.reset(static_cast<int>(RetryEintr([&] {
-      return syscall(SYS_openat2, AT_FDCWD, path.c_str(), &how, sizeof(how));
-    })));
-    if (!named && (errno == EMFILE || errno == ENFILE)) {
+  // EAGAIN also comes from a rename or mount racing with the walk: Openat2
+  // tries again a few times, while a component the caches cannot vouch for
+  // fails every try.
+  absl::StatusOr<UniqueFd> opened =
+      Openat2(AT_FDCWD, path, O_PATH, 0, RESOLVE_CACHED | RESOLVE_NO_MAGICLINKS);
+  if (!opened.ok()) {
+    const int errnum = OpenatErrno(opened.status());
+    if (errnum == EMFILE || errnum == ENFILE) {
       return absl::ResourceExhaustedError(
           "out of fds: cannot open the peer's executable to verify it");
     }
-    if (!named && errno != EAGAIN) return std::string();
+    return std::string();
   }
-  if (!named) return std::string();
+  const UniqueFd named = *std::move(opened);
   if (CachedFileId(named.get(), "", AT_EMPTY_PATH) != running) return std::string();
   return path;
 }

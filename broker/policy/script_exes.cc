@@ -3,11 +3,11 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <optional>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -22,13 +22,10 @@ namespace {
 // that cannot be told.
 bool IsScript(const std::string& path) {
   // O_PATH opens nothing: a FIFO cannot block, a device's open cannot act.
-  open_how how{};
-  how.flags = O_PATH | O_CLOEXEC;
-  how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-  const long handle_fd = RetryEintr(
-      [&] { return syscall(SYS_openat2, AT_FDCWD, path.c_str(), &how, sizeof(how)); });
-  if (handle_fd < 0) return false;
-  UniqueFd handle(static_cast<int>(handle_fd));
+  absl::StatusOr<UniqueFd> opened =
+      Openat2(AT_FDCWD, path, O_PATH, 0, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+  if (!opened.ok()) return false;
+  const UniqueFd handle = *std::move(opened);
   struct stat st;
   if (fstat(handle.get(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
   // The very inode checked. O_NONBLOCK: a lease on the file (fcntl

@@ -4,7 +4,6 @@
 #include <linux/openat2.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -25,29 +24,21 @@ namespace {
 constexpr const char* kSourceDir = "/.hidden";
 constexpr const char* kSourceOptions = "mode=0755,size=4k,nr_inodes=4";
 
-// openat2 may fail with EAGAIN when a rename races the lookup.
-constexpr int kOpenAttempts = 8;
-
 // The path `path` names inside `root_fd` (O_PATH), or an invalid fd when
 // nothing is there, or, `as_service`, when the caller may not reach it (see
 // HidePaths).
 absl::StatusOr<UniqueFd> ResolveInRoot(int root_fd, const std::string& path, bool as_service) {
-  open_how how = {};
-  how.flags = O_PATH | O_CLOEXEC;
-  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-  for (int attempt = 0; attempt < kOpenAttempts; ++attempt) {
-    long fd = RetryEintr(
-        [&] { return syscall(SYS_openat2, root_fd, path.c_str() + 1, &how, sizeof how); });
-    if (fd >= 0) return UniqueFd(static_cast<int>(fd));
-    if (errno == ENOENT || errno == ENOTDIR) return UniqueFd();
-    // An O_PATH open checks only search permission on the directories on
-    // the way. Refused with the service's fs ids and at least its groups,
-    // and with capabilities it will not have, the lookup is refused to the
-    // service too: nothing to hide from it.
-    if (errno == EACCES && as_service) return UniqueFd();
-    if (errno != EAGAIN) break;
-  }
-  return ErrnoStatus(errno, absl::StrCat("openat2(", path, ", RESOLVE_IN_ROOT)"));
+  absl::StatusOr<UniqueFd> fd =
+      Openat2(root_fd, path.substr(1), O_PATH, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+  if (fd.ok()) return fd;
+  const int errnum = OpenatErrno(fd.status());
+  if (errnum == ENOENT || errnum == ENOTDIR) return UniqueFd();
+  // An O_PATH open checks only search permission on the directories on
+  // the way. Refused with the service's fs ids and at least its groups,
+  // and with capabilities it will not have, the lookup is refused to the
+  // service too: nothing to hide from it.
+  if (errnum == EACCES && as_service) return UniqueFd();
+  return ErrnoStatus(errnum, absl::StrCat("openat2(", path, ", RESOLVE_IN_ROOT)"));
 }
 
 // The read-only tmpfs holding an empty directory "dir" and an empty file

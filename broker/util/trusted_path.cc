@@ -4,7 +4,6 @@
 #include <limits.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -277,12 +276,9 @@ class Resolution {
 
   // `name` in the current directory, O_PATH: without may_block_, only if
   // the kernel's caches settle it (RESOLVE_CACHED; EAGAIN otherwise).
-  UniqueFd Lookup(const std::string& name, int flags) const {
-    open_how how{};
-    how.flags = static_cast<uint64_t>(O_PATH | O_CLOEXEC | flags);
-    how.resolve = may_block_ ? 0 : RESOLVE_CACHED;
-    return UniqueFd(static_cast<int>(RetryEintr(
-        [&] { return syscall(SYS_openat2, dir_.get(), name.c_str(), &how, sizeof how); })));
+  absl::StatusOr<UniqueFd> Lookup(const std::string& name, int flags) const {
+    return Openat2(dir_.get(), name, static_cast<uint64_t>(O_PATH | flags), 0,
+                   may_block_ ? 0 : RESOLVE_CACHED);
   }
 
   // The type, mode and owner of `fd`; without may_block_, as cached (no
@@ -309,11 +305,13 @@ class Resolution {
   absl::StatusOr<std::optional<std::string>> Step(const std::string& name) {
     // The walk's names have no symlinks, so ".." is the name's parent.
     std::string path = name == ".." ? ParentOf(dir_path_) : Join(dir_path_, name);
-    UniqueFd fd = Lookup(name, O_NOFOLLOW);
-    if (!fd) {
-      if (errno == ENOENT) return Missing(std::move(path));
-      return CannotTell(path, errno);
+    absl::StatusOr<UniqueFd> found = Lookup(name, O_NOFOLLOW);
+    if (!found.ok()) {
+      const int errnum = OpenatErrno(found.status());
+      if (errnum == ENOENT) return Missing(std::move(path));
+      return CannotTell(path, errnum);
     }
+    UniqueFd fd = *std::move(found);
     CB_ASSIGN_OR_RETURN(struct stat st, Stat(fd.get(), path));
     if (S_ISLNK(st.st_mode)) return Follow(name, fd.get(), std::move(path), st);
     if (S_ISDIR(st.st_mode)) {
@@ -363,8 +361,8 @@ class Resolution {
       // FUSE or NFS server, which may never answer). A lookup through the
       // link from the caches alone, which reads the target only as the
       // kernel holds it, tells whether that is so.
-      UniqueFd through = Lookup(name, 0);
-      if (!through && errno == EAGAIN) return CannotTell(path, EAGAIN);
+      absl::StatusOr<UniqueFd> through = Lookup(name, 0);
+      if (OpenatErrno(through.status()) == EAGAIN) return CannotTell(path, EAGAIN);
     }
     CB_ASSIGN_OR_RETURN(std::string target, ReadLink(link, path, path_));
     if (target.empty()) {  // the kernel's lookup fails with ENOENT

@@ -1,7 +1,9 @@
 #include "sdk/base/syscall.h"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <poll.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,9 +14,20 @@
 #include <limits>
 #include <string>
 
+#include "absl/strings/cord.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace capbroker {
+namespace {
+
+// How often Openat2 tries a lookup that keeps failing with EAGAIN.
+constexpr int kOpenat2Attempts = 8;
+
+// The payload by which Openat2's status carries its errno.
+constexpr absl::string_view kOpenatErrno = "capbroker.openat2_errno";
+
+}  // namespace
 
 absl::Status ErrnoStatus(int errnum, absl::string_view what) {
   return absl::ErrnoToStatus(errnum, absl::StrCat(what));
@@ -28,6 +41,33 @@ absl::StatusOr<UniqueFd> TakeFd(int fd, absl::string_view what) {
 absl::StatusOr<UniqueFd> Reopen(int fd, int flags, absl::string_view what) {
   std::string self = absl::StrCat("/proc/self/fd/", fd);
   return TakeFd(RetryEintr([&] { return open(self.c_str(), flags | O_CLOEXEC); }), what);
+}
+
+absl::StatusOr<UniqueFd> Openat2(int dirfd, const std::string& path, uint64_t flags, mode_t mode,
+                                 uint64_t resolve) {
+  open_how how{};
+  how.flags = flags | O_CLOEXEC;
+  how.mode = mode;
+  how.resolve = resolve;
+  long fd = -1;
+  for (int attempt = 0; attempt < kOpenat2Attempts; ++attempt) {
+    fd = RetryEintr([&] { return syscall(SYS_openat2, dirfd, path.c_str(), &how, sizeof how); });
+    if (fd >= 0) return UniqueFd(static_cast<int>(fd));
+    if (errno != EAGAIN) break;
+  }
+  const int errnum = errno;
+  absl::Status status =
+      ErrnoStatus(errnum, dirfd == AT_FDCWD ? absl::StrCat("openat2(", path, ")")
+                                            : absl::StrCat("openat2(fd=", dirfd, ", ", path, ")"));
+  status.SetPayload(kOpenatErrno, absl::Cord(absl::StrCat(errnum)));
+  return status;
+}
+
+int OpenatErrno(const absl::Status& status) {
+  absl::optional<absl::Cord> payload = status.GetPayload(kOpenatErrno);
+  int errnum = 0;
+  if (!payload || !absl::SimpleAtoi(std::string(*payload), &errnum)) return 0;
+  return errnum;
 }
 
 absl::StatusOr<std::string> FdPath(int fd) {

@@ -6,12 +6,15 @@
 #ifndef CAPBROKER_SDK_BASE_SYSCALL_H_
 #define CAPBROKER_SDK_BASE_SYSCALL_H_
 
+#include <sys/types.h>
+
 #include <cerrno>
+#include <cstdint>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "sdk/base/unique_fd.h"
 
@@ -41,6 +44,25 @@ absl::StatusOr<UniqueFd> TakeFd(int fd, absl::string_view what);
 // same inode, whatever its path names by now. ErrnoStatus(errno, what) when
 // it cannot.
 absl::StatusOr<UniqueFd> Reopen(int fd, int flags, absl::string_view what);
+
+// openat2(2): `path` looked up in `dirfd` (borrowed; AT_FDCWD for the
+// working directory) with `flags` (O_CLOEXEC added), `mode` (only with
+// O_CREAT or O_TMPFILE: openat2 refuses a mode otherwise) and `resolve`
+// (RESOLVE_*). EINTR is retried, and so is EAGAIN, a few times: the kernel
+// answers a lookup raced by a rename or a mount with it (RESOLVE_BENEATH,
+// RESOLVE_IN_ROOT, RESOLVE_NO_SYMLINKS, RESOLVE_CACHED) and asks callers
+// to try again. With RESOLVE_CACHED, EAGAIN that persists means that the
+// kernel's caches do not settle the lookup.
+//
+// On failure, ErrnoStatus(errno, "openat2(PATH)") ("openat2(fd=N, PATH)"
+// for a `dirfd` other than AT_FDCWD), the path as given, unescaped. The
+// errno itself, which the code alone does not tell (ENOENT from ENOTDIR,
+// EXDEV, EAGAIN), is carried too: OpenatErrno(status).
+absl::StatusOr<UniqueFd> Openat2(int dirfd, const std::string& path, uint64_t flags, mode_t mode,
+                                 uint64_t resolve);
+
+// The errno of a failed Openat2; 0 for any other status.
+int OpenatErrno(const absl::Status& status);
 
 // The path the kernel has for the file `fd` (borrowed) refers to, as
 // readlink of /proc/self/fd/N gives it (" (deleted)" appended for a file

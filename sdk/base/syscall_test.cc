@@ -1,8 +1,12 @@
 #include "sdk/base/syscall.h"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <unistd.h>
+
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -33,6 +37,63 @@ TEST(TakeFdTest, ReportsErrno) {
                    "open(/nonexistent/x)");
   EXPECT_THAT(fd, StatusIs(absl::StatusCode::kNotFound,
                            HasSubstr("/nonexistent/x")));
+}
+
+// A directory of its own in the test's temporary directory, removed with
+// what the test put there.
+class Openat2Test : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string name = ::testing::TempDir() + "/openat2.XXXXXX";
+    ASSERT_NE(mkdtemp(name.data()), nullptr);
+    dir_ = name;
+    dir_fd_.reset(open(dir_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    ASSERT_TRUE(dir_fd_.valid());
+  }
+  void TearDown() override {
+    unlinkat(dir_fd_.get(), "out", 0);
+    rmdir(dir_.c_str());
+  }
+
+  std::string dir_;
+  UniqueFd dir_fd_;
+};
+
+TEST_F(Openat2Test, AddsCloseOnExec) {
+  ASSERT_OK_AND_ASSIGN(UniqueFd fd, Openat2(AT_FDCWD, dir_, O_PATH | O_DIRECTORY, 0, 0));
+  EXPECT_EQ(fcntl(fd.get(), F_GETFD), FD_CLOEXEC);
+  ASSERT_OK_AND_ASSIGN(UniqueFd read, Openat2(AT_FDCWD, "/dev/null", O_RDONLY, 0, 0));
+  EXPECT_EQ(fcntl(read.get(), F_GETFD), FD_CLOEXEC);
+}
+
+// Out of the directory by '..', by an absolute path and by a symlink: each
+// refused with EXDEV, which the status keeps.
+TEST_F(Openat2Test, RefusesEscapeBeneath) {
+  ASSERT_EQ(symlinkat("/", dir_fd_.get(), "out"), 0);
+  for (const std::string path : {"..", "/", "out", "out/etc"}) {
+    SCOPED_TRACE(path);
+    absl::StatusOr<UniqueFd> fd = Openat2(dir_fd_.get(), path, O_PATH, 0, RESOLVE_BENEATH);
+    ASSERT_FALSE(fd.ok());
+    EXPECT_EQ(OpenatErrno(fd.status()), EXDEV);
+    EXPECT_THAT(fd.status().message(),
+                HasSubstr(absl::StrCat("openat2(fd=", dir_fd_.get(), ", ", path, ")")));
+  }
+  // The same link followed without RESOLVE_BENEATH leads out: the refusal
+  // above is RESOLVE_BENEATH's.
+  EXPECT_OK(Openat2(dir_fd_.get(), "out", O_PATH, 0, 0).status());
+}
+
+TEST_F(Openat2Test, MissingNamesThePathAndKeepsTheErrno) {
+  const std::string missing = dir_ + "/nope";
+  absl::StatusOr<UniqueFd> fd = Openat2(AT_FDCWD, missing, O_RDONLY, 0, 0);
+  EXPECT_THAT(fd, StatusIs(absl::StatusCode::kNotFound,
+                           HasSubstr(absl::StrCat("openat2(", missing, "): No such file"))));
+  EXPECT_EQ(OpenatErrno(fd.status()), ENOENT);
+  // ENOTDIR, which the code does not tell from other failed preconditions.
+  fd = Openat2(AT_FDCWD, "/dev/null/x", O_RDONLY, 0, 0);
+  EXPECT_EQ(OpenatErrno(fd.status()), ENOTDIR);
+  EXPECT_EQ(OpenatErrno(ErrnoStatus(ENOENT, "open(/nope)")), 0) << "only Openat2's statuses";
+  EXPECT_EQ(OpenatErrno(absl::OkStatus()), 0);
 }
 
 TEST(RetryEintrTest, ReturnsFirstNonEintrResult) {

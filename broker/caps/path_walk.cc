@@ -24,9 +24,6 @@ namespace {
 // removed again between it and the lookup that follows.
 constexpr int kCreateAttempts = 8;
 
-// The kernel's limit on symlinks followed in one lookup (ELOOP after).
-constexpr int kMaxLinks = 40;
-
 // "open PATH", "open beneath: PATH": how messages name the lookup.
 std::string Named(const Lookup& lookup) { return absl::StrCat(lookup.what, " ", lookup.path); }
 
@@ -194,10 +191,10 @@ class Walker {
       return absl::PermissionDeniedError(
           absl::StrCat(named, ": the path contains a symlink, which is refused"));
     }
-    if (++links_ > kMaxLinks) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          named, ": too many levels of symbolic links (a loop, or more than 40 links on the "
-          "way); fix the links on the path"));
+    if (++links_ > kMaxSymlinks) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(named, ": too many levels of symbolic links (a loop, or more than ",
+                       kMaxSymlinks, " links on the way); fix the links on the path"));
     }
     struct statfs fs;
     if (fstatfs(link, &fs) != 0) return ErrnoStatus(errno, absl::StrCat("fstatfs ", named));

@@ -21,10 +21,10 @@
 // an entry under the same rule (the kernel's fs.protected_symlinks rule,
 // applied whatever the sysctl says), then its target is read (readlinkat)
 // and its components put in front of the rest (an absolute target starts
-// again at "/"), at most 40 links per lookup (kFailedPrecondition after,
-// as the kernel's ELOOP). A link on /proc (a magic link: /proc/self/fd/N,
-// /proc/PID/root) is refused (kPermissionDenied): its text does not say
-// what it leads to.
+// again at "/"), at most kMaxSymlinks (40, sdk/base/syscall.h) links per
+// lookup (kFailedPrecondition after, as the kernel's ELOOP). A link on /proc
+// (a magic link: /proc/self/fd/N, /proc/PID/root) is refused
+// (kPermissionDenied): its text does not say what it leads to.
 #ifndef CAPBROKER_BROKER_CAPS_PATH_WALK_H_
 #define CAPBROKER_BROKER_CAPS_PATH_WALK_H_
 

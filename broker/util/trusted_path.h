@@ -18,7 +18,8 @@
 //     (others may then add names, but not rename or remove ours);
 //   - every symlink must be owned by root or the broker's euid; it is then
 //     followed and its target walked the same way, so links inside link
-//     targets are checked too, up to kMaxSymlinks of them.
+//     targets are checked too, up to kMaxSymlinks (sdk/base/syscall.h) of
+//     them.
 // Root's links such as /var/run -> /run pass. A relative path is walked
 // from the working directory's absolute name (getcwd, which has no
 // symlinks), so the directories above the working directory count too.
@@ -45,12 +46,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "sdk/base/syscall.h"
 #include "sdk/base/unique_fd.h"
 
 namespace capbroker::util {
-
-// The kernel's MAXSYMLINKS: path lookup fails with ELOOP past this many.
-inline constexpr int kMaxSymlinks = 40;
 
 // What a walk trusts and what it protects.
 struct PathRules {

@@ -64,6 +64,12 @@ absl::StatusOr<UniqueFd> Openat2(int dirfd, const std::string& path, uint64_t fl
 // The errno of a failed Openat2; 0 for any other status.
 int OpenatErrno(const absl::Status& status);
 
+// The kernel's MAXSYMLINKS: a path lookup that would follow more symlinks
+// than this fails with ELOOP. The broker's own walks, which follow links
+// themselves (broker/util/trusted_path, broker/caps/path_walk), stop there
+// too.
+inline constexpr int kMaxSymlinks = 40;
+
 // The path the kernel has for the file `fd` (borrowed) refers to, as
 // readlink of /proc/self/fd/N gives it (" (deleted)" appended for a file
 // unlinked since). ErrnoStatus when it cannot be read.

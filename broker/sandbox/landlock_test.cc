@@ -9,7 +9,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
+#include <functional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -63,43 +65,75 @@ TEST(LandlockTest, WhatAnAbiLeavesUncovered) {
   EXPECT_THAT(UncoveredAt(3, false), ElementsAre(scoping));
 }
 
-TEST(LandlockTest, RulesAllowBeneathTheirPathsOnly) {
-  ASSERT_OK_AND_ASSIGN(int abi, Abi());
-  TempDir dir;
-  std::string readable = dir.Join("readable");
-  std::string writable = dir.Join("writable");
-  std::string other = dir.Join("other");
-  for (const std::string& d : {readable, writable, other}) ASSERT_EQ(mkdir(d.c_str(), 0755), 0);
-  dir.WriteFile("readable/file", "r");
-  dir.WriteFile("other/file", "o");
-  dir.WriteFile("single", "s");
+// In a child: a ruleset of `abi` (and `deny_tcp`) with the rules
+// `add_rules` adds, applied; then `body`, whose result it returns.
+std::string ConfinedAt(int abi, bool deny_tcp,
+                       const std::function<absl::Status(Ruleset&)>& add_rules,
+                       const std::function<std::string()>& body) {
   ChildResult result = RunInChild([&]() -> std::string {
-    absl::StatusOr<Ruleset> ruleset = Ruleset::Create(abi, /*deny_tcp=*/false);
+    absl::StatusOr<Ruleset> ruleset = Ruleset::Create(abi, deny_tcp);
     if (!ruleset.ok()) return ruleset.status().ToString();
-    for (absl::Status s : {ruleset->AllowPath(readable.c_str(), kRead),
-                           ruleset->AllowPath(writable.c_str(), kReadWrite),
-                           // Directory rights on a file are filtered out,
-                           // not refused.
-                           ruleset->AllowPath(dir.Join("single").c_str(), kReadWrite)}) {
-      if (!s.ok()) return s.ToString();
-    }
-    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    if (absl::Status added = add_rules(*ruleset); !added.ok()) return added.ToString();
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return "prctl(PR_SET_NO_NEW_PRIVS) failed";
     absl::Status restricted = ruleset->RestrictSelf();
     if (!restricted.ok()) return restricted.ToString();
-    std::string out;
-    out += TryOpen("read-readable", readable + "/file", O_RDONLY);
-    out += TryOpen("write-readable", readable + "/file", O_WRONLY);
-    out += TryOpen("create-writable", writable + "/new", O_WRONLY | O_CREAT);
-    out += TryOpen("read-other", other + "/file", O_RDONLY);
-    out += TryOpen("read-single", dir.Join("single"), O_RDONLY);
-    out += TryOpen("truncate-single", dir.Join("single"), O_WRONLY | O_TRUNC);
-    out += TryOpen("escape-dotdot", readable + "/../other/file", O_RDONLY);
-    out += CallOutcome("exec-other", access((other + "/file").c_str(), X_OK) == 0 ? 0 : -1);
-    return out;
+    return body();
   });
-  EXPECT_EQ(result.output,
-            "read-readable=ok;write-readable=EACCES;create-writable=ok;read-other=EACCES;"
-            "read-single=ok;truncate-single=ok;escape-dotdot=EACCES;exec-other=EACCES;");
+  return result.output;
+}
+
+// Every ABI from 1 to the kernel's: a kernel takes the rulesets of older
+// ABIs (8 bytes of attributes up to ABI 3, 16 up to ABI 5), which is what a
+// broker built for a newer kernel sends an older one.
+TEST(LandlockTest, RulesAllowBeneathTheirPathsOnly) {
+  ASSERT_OK_AND_ASSIGN(int kernel_abi, Abi());
+  for (int abi = 1; abi <= kernel_abi; ++abi) {
+    SCOPED_TRACE(absl::StrCat("ABI ", abi));
+    TempDir dir;
+    std::string readable = dir.Join("readable");
+    std::string writable = dir.Join("writable");
+    std::string other = dir.Join("other");
+    for (const std::string& d : {readable, writable, other}) ASSERT_EQ(mkdir(d.c_str(), 0755), 0);
+    dir.WriteFile("readable/file", "r");
+    dir.WriteFile("other/file", "o");
+    dir.WriteFile("single", "s");
+    std::string out = ConfinedAt(
+        abi, /*deny_tcp=*/false,
+        [&](Ruleset& ruleset) {
+          for (absl::Status s : {ruleset.AllowPath(readable.c_str(), kRead),
+                                 ruleset.AllowPath(writable.c_str(), kReadWrite),
+                                 // Directory rights on a file are filtered
+                                 // out, not refused.
+                                 ruleset.AllowPath(dir.Join("single").c_str(), kReadWrite)}) {
+            if (!s.ok()) return s;
+          }
+          return absl::OkStatus();
+        },
+        [&] {
+          std::string out;
+          out += TryOpen("read-readable", readable + "/file", O_RDONLY);
+          out += TryOpen("write-readable", readable + "/file", O_WRONLY);
+          out += TryOpen("create-writable", writable + "/new", O_WRONLY | O_CREAT);
+          out += TryOpen("read-other", other + "/file", O_RDONLY);
+          out += TryOpen("read-single", dir.Join("single"), O_RDONLY);
+          out += TryOpen("truncate-single", dir.Join("single"), O_WRONLY | O_TRUNC);
+          out += TryOpen("escape-dotdot", readable + "/../other/file", O_RDONLY);
+          out += CallOutcome("exec-other", access((other + "/file").c_str(), X_OK) == 0 ? 0 : -1);
+          // truncate(2) is a right of its own from ABI 3 (TRUNCATE).
+          out += CallOutcome("truncate-readable", truncate((readable + "/file").c_str(), 0));
+          // Moving a file to another directory is REFER from ABI 2, which
+          // the writable grant has; ABI 1 refuses every such move.
+          out += CallOutcome("mkdir-writable", mkdir((writable + "/sub").c_str(), 0755));
+          out += CallOutcome("rename-across",
+                             rename((writable + "/new").c_str(), (writable + "/sub/new").c_str()));
+          return out;
+        });
+    EXPECT_EQ(out, absl::StrCat("read-readable=ok;write-readable=EACCES;create-writable=ok;"
+                                "read-other=EACCES;read-single=ok;truncate-single=ok;"
+                                "escape-dotdot=EACCES;exec-other=EACCES;truncate-readable=",
+                                abi >= 3 ? "EACCES" : "ok", ";mkdir-writable=ok;rename-across=",
+                                abi >= 2 ? "ok" : "EXDEV", ";"));
+  }
 }
 
 TEST(LandlockTest, TcpAndScopes) {

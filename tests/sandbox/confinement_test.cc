@@ -256,7 +256,8 @@ TEST_F(ConfinementTest, EveryEscapeIsBlockedAndEveryGrantWorks) {
 
   // Every attempt ran and was blocked.
   std::vector<std::string> attempts = {
-      "leaked-fds", "write-usr", "write-etc", "write-root", "reopen-file-grant-for-write",
+      "leaked-fds", "write-root", "mkdir-root", "write-dev", "write-usr", "write-etc",
+      "write-etc-passwd", "reopen-file-grant-for-write",
       "dotdot-read", "dotdot-create", "dotdot-stat", "proc-fd-dotdot-read",
       "symlink-relative", "symlink-absolute", "symlink-own", "unix-connect-via-grant",
       "unix-connect-host-path", "unix-connect-abstract", "tcp-connect", "udp-send",
@@ -369,6 +370,28 @@ TEST_F(ConfinementTest, WithoutPrivateNetworkLandlockKeepsTheHostsAbstractSocket
             "unix-connect-abstract: blocked (Operation not permitted)");
   EXPECT_LT(accept(listener.get(), nullptr, nullptr), 0);
   EXPECT_EQ(errno, EAGAIN);
+}
+
+// Without Landlock, the minimal root's read-only flags alone keep the
+// service from writing there: / and /dev are tmpfs mounted after the
+// child took the service's ids, so the service owns them and file modes
+// stop nothing; /usr and /etc are the host's, bound read-only.
+TEST_F(ConfinementTest, WithoutLandlockTheMinimalRootIsReadOnly) {
+  SandboxSpec spec;
+  spec.name = "escape-probe";
+  spec.argv = {RunfileRealPath("tests/sandbox/escape_probe")};
+  spec.uid = kServiceUid;
+  spec.gid = kServiceGid;
+  spec.protections.landlock = Requirement::kOff;
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, LaunchAndWait(spec));
+  EXPECT_THAT(launched.in_force, AllOf(Contains("mountns"), Not(Contains(StartsWith("landlock")))));
+  ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
+  std::vector<std::string> lines = absl::StrSplit(finished.output, '\n', absl::SkipEmpty());
+  ASSERT_THAT(lines, Contains("done")) << finished.output;
+  EXPECT_THAT(finished.output, Not(HasSubstr("ESCAPED")));
+  for (const char* attempt : {"write-root", "mkdir-root", "write-dev", "write-usr", "write-etc"}) {
+    EXPECT_EQ(LineFor(lines, attempt), absl::StrCat(attempt, ": blocked (Read-only file system)"));
+  }
 }
 
 // A service allowed inet sockets still reaches nothing of the host's

@@ -67,10 +67,7 @@ absl::Status MakeSources(const std::string& source) {
 
 absl::Status Hide(int root_fd, const std::string& source, const std::string& path,
                   bool as_service) {
-  if (!IsNormalAbsolutePath(path)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("hidden path '", path, "' must be absolute, without '.' or '..'"));
-  }
+  CB_RETURN_IF_ERROR(CheckHiddenPath(path));
   CB_ASSIGN_OR_RETURN(UniqueFd target, ResolveInRoot(root_fd, path, as_service));
   if (!target.valid()) return absl::OkStatus();
   struct stat st;
@@ -85,6 +82,12 @@ absl::Status Hide(int root_fd, const std::string& source, const std::string& pat
 }
 
 }  // namespace
+
+absl::Status CheckHiddenPath(absl::string_view path) {
+  if (IsNormalAbsolutePath(path)) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("hidden path '", path, "' must be absolute, without '.' or '..'"));
+}
 
 absl::Status HidePaths(const std::string& root, const std::vector<std::string>& paths,
                        bool as_service) {

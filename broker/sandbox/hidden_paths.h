@@ -17,8 +17,14 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace capbroker::sandbox {
+
+// OK when `path` can be hidden: absolute, without empty, "." or ".."
+// components; kInvalidArgument naming it otherwise. The launcher checks a
+// spec's paths with it before the clone; HidePaths checks again.
+absl::Status CheckHiddenPath(absl::string_view path);
 
 // Hides each of `paths` (absolute, without "." or ".." components) that the
 // root being assembled at `root` holds. A path is resolved inside `root`

@@ -21,6 +21,7 @@
 #include "broker/sandbox/credentials.h"
 #include "broker/sandbox/detached_dir.h"
 #include "broker/sandbox/fd_layout.h"
+#include "broker/sandbox/hidden_paths.h"
 #include "broker/sandbox/landlock.h"
 #include "broker/sandbox/minimal_root.h"
 #include "broker/sandbox/namespaces.h"
@@ -103,6 +104,10 @@ absl::Status Validate(const SandboxSpec& spec) {
   if (spec.broker_fd != -1 && (spec.broker_fd < 0 || fcntl(spec.broker_fd, F_GETFD) < 0)) {
     return absl::InvalidArgumentError(absl::StrCat("broker_fd ", spec.broker_fd, " is not open"));
   }
+  // Here, not only in the child (HidePaths), where a malformed one would
+  // fail protectSystem rather than the spec, and, best effort, start the
+  // service in the host's tree with nothing hidden.
+  for (const std::string& path : spec.hidden_paths) CB_RETURN_IF_ERROR(CheckHiddenPath(path));
   for (AddressFamily family : spec.protections.restrict_address_families) {
     if (SocketFamily(family) < 0) return absl::InvalidArgumentError("unknown address family");
   }

@@ -83,8 +83,9 @@ struct SandboxSpec {
   // /etc is readable): prefer a uid of the service's own.
   uid_t uid = 0;
   gid_t gid = 0;
-  // Host paths the service must not read (absolute, without "." or ".."):
-  // the broker's own configuration, its policy above all. Where the minimal
+  // Host paths the service must not read (absolute, without "." or "..";
+  // any other is refused with kInvalidArgument): the broker's own
+  // configuration, its policy above all. Where the minimal
   // root (protectSystem) holds one, in /etc or a system directory, an empty
   // read-only file or directory is mounted over it (one the service's ids
   // cannot reach anyway, with a user namespace, is left alone); without

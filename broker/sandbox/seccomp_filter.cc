@@ -123,21 +123,13 @@ absl::Status Check(int rc, absl::string_view what) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<int> Resolve(const char* name) {
-  int nr = seccomp_syscall_resolve_name(name);
-  if (nr == __NR_SCMP_ERROR) {
-    return absl::InternalError(absl::StrCat("libseccomp does not know system call ", name));
-  }
-  return nr;
-}
-
 // Denies `call` for every family not in `allowed`. One comparison a rule
 // (libseccomp 2.5 takes no two on one argument): "below the lowest allowed"
 // and "above the highest" are one rule each, each family in a gap between
 // two allowed ones a rule of its own. A shorter filter is a faster launch:
 // the kernel JIT-compiles it for every service.
 absl::Status DenyFamilies(void* ctx, const char* call, absl::Span<const int> allowed) {
-  CB_ASSIGN_OR_RETURN(int nr, Resolve(call));
+  CB_ASSIGN_OR_RETURN(int nr, ResolveSyscall(call));
   const uint32_t action = SCMP_ACT_ERRNO(EAFNOSUPPORT);
   std::vector<scmp_datum_t> sorted(allowed.begin(), allowed.end());
   std::sort(sorted.begin(), sorted.end());
@@ -164,7 +156,7 @@ absl::Status DenyFamilies(void* ctx, const char* call, absl::Span<const int> all
 absl::Status DenySetIdModes(void* ctx) {
   const uint32_t eperm = SCMP_ACT_ERRNO(EPERM);
   for (const ModeCall& call : kModeCalls) {
-    CB_ASSIGN_OR_RETURN(int nr, Resolve(call.name));
+    CB_ASSIGN_OR_RETURN(int nr, ResolveSyscall(call.name));
     for (uint64_t bit : kSetIdBits) {
       scmp_arg_cmp mode{call.mode_arg, SCMP_CMP_MASKED_EQ, bit, bit};
       CB_RETURN_IF_ERROR(Check(seccomp_rule_add(ctx, eperm, nr, 1, mode),
@@ -172,7 +164,7 @@ absl::Status DenySetIdModes(void* ctx) {
     }
   }
   for (const FlaggedModeCall& call : kFlaggedModeCalls) {
-    CB_ASSIGN_OR_RETURN(int nr, Resolve(call.name));
+    CB_ASSIGN_OR_RETURN(int nr, ResolveSyscall(call.name));
     for (uint64_t flag : kCreatingFlags) {
       for (uint64_t bit : kSetIdBits) {
         scmp_arg_cmp flags{call.flags_arg, SCMP_CMP_MASKED_EQ, flag, flag};
@@ -183,7 +175,7 @@ absl::Status DenySetIdModes(void* ctx) {
       }
     }
   }
-  CB_ASSIGN_OR_RETURN(int openat2_nr, Resolve("openat2"));
+  CB_ASSIGN_OR_RETURN(int openat2_nr, ResolveSyscall("openat2"));
   return Check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), openat2_nr, 0), "openat2");
 }
 
@@ -208,6 +200,21 @@ absl::StatusOr<std::vector<sock_filter>> Export(void* ctx) {
 
 }  // namespace
 
+absl::StatusOr<int> ResolveSyscall(const char* name) {
+  int nr = seccomp_syscall_resolve_name(name);
+  if (nr == __NR_SCMP_ERROR) {
+    return absl::InternalError(absl::StrCat("libseccomp does not know system call ", name));
+  }
+  // libseccomp's placeholder (__PNR_*) for a call of another architecture:
+  // seccomp_rule_add takes it and emits no rule at all.
+  if (nr < 0) {
+    return absl::InternalError(absl::StrCat(
+        "system call ", name, " does not exist on this architecture (libseccomp gives ", nr,
+        "): a rule for it would be dropped without a word"));
+  }
+  return nr;
+}
+
 absl::StatusOr<SeccompProgram> BuildSeccompFilter(
     absl::Span<const int> allowed_socket_families) {
   Context ctx(seccomp_init(SCMP_ACT_ALLOW));
@@ -229,19 +236,19 @@ absl::StatusOr<SeccompProgram> BuildSeccompFilter(
 
   const uint32_t eperm = SCMP_ACT_ERRNO(EPERM);
   for (const char* name : kDeniedSyscalls) {
-    CB_ASSIGN_OR_RETURN(int nr, Resolve(name));
+    CB_ASSIGN_OR_RETURN(int nr, ResolveSyscall(name));
     CB_RETURN_IF_ERROR(Check(seccomp_rule_add(c, eperm, nr, 0), name));
   }
-  CB_ASSIGN_OR_RETURN(int clone_nr, Resolve("clone"));
+  CB_ASSIGN_OR_RETURN(int clone_nr, ResolveSyscall("clone"));
   for (uint64_t flag : kCloneNamespaceFlags) {
     CB_RETURN_IF_ERROR(Check(
         seccomp_rule_add(c, eperm, clone_nr, 1, SCMP_A0(SCMP_CMP_MASKED_EQ, flag, flag)),
         "clone(CLONE_NEW*)"));
   }
-  CB_ASSIGN_OR_RETURN(int clone3_nr, Resolve("clone3"));
+  CB_ASSIGN_OR_RETURN(int clone3_nr, ResolveSyscall("clone3"));
   CB_RETURN_IF_ERROR(Check(seccomp_rule_add(c, SCMP_ACT_ERRNO(ENOSYS), clone3_nr, 0), "clone3"));
 
-  CB_ASSIGN_OR_RETURN(int personality_nr, Resolve("personality"));
+  CB_ASSIGN_OR_RETURN(int personality_nr, ResolveSyscall("personality"));
   CB_RETURN_IF_ERROR(Check(
       seccomp_rule_add(c, eperm, personality_nr, 1,
                        SCMP_A0(SCMP_CMP_NE, kPersonalityDefault)),
@@ -250,7 +257,7 @@ absl::StatusOr<SeccompProgram> BuildSeccompFilter(
   // The option is an int to the kernel: compare its low 32 bits only. The
   // signal is an unsigned long, compared whole (the kernel refuses one with
   // high bits set anyway).
-  CB_ASSIGN_OR_RETURN(int prctl_nr, Resolve("prctl"));
+  CB_ASSIGN_OR_RETURN(int prctl_nr, ResolveSyscall("prctl"));
   CB_RETURN_IF_ERROR(Check(
       seccomp_rule_add(c, eperm, prctl_nr, 2,
                        SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffu, PR_SET_PDEATHSIG),
@@ -259,7 +266,7 @@ absl::StatusOr<SeccompProgram> BuildSeccompFilter(
 
   // The request number is an unsigned int to the kernel: compare the low 32
   // bits only, or a caller could set high bits to slip past.
-  CB_ASSIGN_OR_RETURN(int ioctl_nr, Resolve("ioctl"));
+  CB_ASSIGN_OR_RETURN(int ioctl_nr, ResolveSyscall("ioctl"));
   for (uint64_t request : {uint64_t{TIOCSTI}, uint64_t{TIOCLINUX}}) {
     CB_RETURN_IF_ERROR(Check(
         seccomp_rule_add(c, eperm, ioctl_nr, 1,
@@ -272,7 +279,7 @@ absl::StatusOr<SeccompProgram> BuildSeccompFilter(
   CB_RETURN_IF_ERROR(DenyFamilies(c, "socket", allowed_socket_families));
   CB_RETURN_IF_ERROR(DenyFamilies(c, "socketpair", allowed_socket_families));
 
-  CB_ASSIGN_OR_RETURN(int newest_nr, Resolve(kNewestReviewedSyscall));
+  CB_ASSIGN_OR_RETURN(int newest_nr, ResolveSyscall(kNewestReviewedSyscall));
   std::vector<sock_filter> instructions =
       SyscallCeiling(seccomp_arch_native(), static_cast<uint32_t>(newest_nr));
   CB_ASSIGN_OR_RETURN(std::vector<sock_filter> rules, Export(c));

@@ -50,6 +50,13 @@ class SeccompProgram {
   std::vector<sock_filter> instructions_;
 };
 
+// The native number of system call `name`, which every rule of the filter is
+// built from. kInternal when libseccomp does not know the name, or knows it
+// only for another architecture (socketcall on x86_64): its placeholder
+// number would make seccomp_rule_add leave the rule out, and the call would
+// be allowed.
+absl::StatusOr<int> ResolveSyscall(const char* name);
+
 // Builds the filter. `allowed_socket_families` are AF_* values; every other
 // family is denied for socket() and socketpair().
 absl::StatusOr<SeccompProgram> BuildSeccompFilter(

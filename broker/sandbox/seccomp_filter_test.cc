@@ -130,6 +130,25 @@ TEST(SeccompFilterTest, LibseccompKnowsNoCallNewerThanTheDenyList) {
   }
 }
 
+// A name libseccomp knows only for another architecture resolves to a
+// negative placeholder, for which seccomp_rule_add emits no rule: a deny
+// entry would vanish, and the ceiling would wrap to 2^32 - 1 and let every
+// call through. Such a name is an error, as an unknown one is.
+TEST(SeccompFilterTest, ResolvingANameNotOfThisArchitectureIsAnError) {
+  using ::testing::AllOf;
+  using ::testing::HasSubstr;
+  ASSERT_OK_AND_ASSIGN(int openat, ResolveSyscall("openat"));
+  EXPECT_EQ(openat, SYS_openat);
+  EXPECT_THAT(ResolveSyscall("socketcall"),
+              StatusIs(absl::StatusCode::kInternal,
+                       AllOf(HasSubstr("system call socketcall does not exist on this "
+                                       "architecture"),
+                             HasSubstr("would be dropped"))));
+  EXPECT_THAT(ResolveSyscall("capbroker_no_such_call"),
+              StatusIs(absl::StatusCode::kInternal,
+                       HasSubstr("libseccomp does not know system call capbroker_no_such_call")));
+}
+
 TEST(SeccompFilterTest, CloneIsFilteredByFlagsAndClone3IsHidden) {
   ASSERT_OK_AND_ASSIGN(SeccompProgram program, BuildSeccompFilter({AF_UNIX}));
   EXPECT_EQ(UnderFilter(program,

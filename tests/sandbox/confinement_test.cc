@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "broker/sandbox/landlock.h"
 #include "broker/sandbox/sandbox.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -33,6 +34,7 @@ using ::capbroker::testing::LaunchAndWait;
 using ::capbroker::testing::RunfileRealPath;
 using ::capbroker::testing::RunToEnd;
 using ::capbroker::testing::TempDir;
+using ::testing::AllOf;
 using ::testing::Contains;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
@@ -51,6 +53,17 @@ UniqueFd Listen(int family, int type, const sockaddr* addr, socklen_t len) {
     EXPECT_EQ(listen(fd.get(), 4), 0) << strerror(errno);
   }
   return fd;
+}
+
+// An abstract unix socket (a name in the network namespace, no file)
+// listening as `name`.
+UniqueFd ListenAbstract(const std::string& name) {
+  sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  EXPECT_LT(name.size() + 1, sizeof addr.sun_path);
+  memcpy(addr.sun_path + 1, name.data(), name.size());
+  return Listen(AF_UNIX, SOCK_STREAM, reinterpret_cast<sockaddr*>(&addr),
+                offsetof(sockaddr_un, sun_path) + 1 + name.size());
 }
 
 // The probe's line for `attempt` ("<attempt>: ..."), or "<attempt>: not run".
@@ -177,12 +190,7 @@ TEST_F(ConfinementTest, EveryEscapeIsBlockedAndEveryGrantWorks) {
                                   sizeof path_addr);
   ASSERT_EQ(chmod(socket_path.c_str(), 0777), 0);
   std::string abstract_name = absl::StrCat("capbroker-probe-", getpid());
-  sockaddr_un abstract_addr = {};
-  abstract_addr.sun_family = AF_UNIX;
-  memcpy(abstract_addr.sun_path + 1, abstract_name.data(), abstract_name.size());
-  UniqueFd abstract_listener =
-      Listen(AF_UNIX, SOCK_STREAM, reinterpret_cast<sockaddr*>(&abstract_addr),
-             offsetof(sockaddr_un, sun_path) + 1 + abstract_name.size());
+  UniqueFd abstract_listener = ListenAbstract(abstract_name);
   LoopbackListeners loopback;
 
   // The grants.
@@ -248,7 +256,8 @@ TEST_F(ConfinementTest, EveryEscapeIsBlockedAndEveryGrantWorks) {
 
   // Every attempt ran and was blocked.
   std::vector<std::string> attempts = {
-      "leaked-fds", "write-usr", "write-etc", "write-root", "reopen-file-grant-for-write",
+      "leaked-fds", "write-root", "mkdir-root", "write-dev", "write-usr", "write-etc",
+      "write-etc-passwd", "reopen-file-grant-for-write",
       "dotdot-read", "dotdot-create", "dotdot-stat", "proc-fd-dotdot-read",
       "symlink-relative", "symlink-absolute", "symlink-own", "unix-connect-via-grant",
       "unix-connect-host-path", "unix-connect-abstract", "tcp-connect", "udp-send",
@@ -331,6 +340,58 @@ TEST_F(ConfinementTest, EveryEscapeIsBlockedAndEveryGrantWorks) {
     ASSERT_EQ(stat(path.c_str(), &st), 0);
   }
   EXPECT_NE(access(host_.Join("outside-grant").c_str(), F_OK), 0);
+}
+
+// A service without a network namespace of its own (privateNetwork off)
+// shares the host's abstract unix sockets, which have no file for the
+// minimal root to leave out: Landlock's scoping (ABI 6) is what keeps it
+// from connecting to them. With a network namespace, the probe in the
+// first test finds none, whatever Landlock does.
+TEST_F(ConfinementTest, WithoutPrivateNetworkLandlockKeepsTheHostsAbstractSocketsOut) {
+  ASSERT_OK_AND_ASSIGN(int abi, landlock::Abi());
+  if (abi < 6) GTEST_SKIP() << "scoping needs Landlock ABI 6, the kernel has " << abi;
+  std::string name = absl::StrCat("capbroker-probe-netless-", getpid());
+  UniqueFd listener = ListenAbstract(name);
+  SandboxSpec spec;
+  spec.name = "escape-probe";
+  spec.argv = {RunfileRealPath("tests/sandbox/escape_probe"),
+               absl::StrCat("--abstract-socket=", name)};
+  spec.uid = kServiceUid;
+  spec.gid = kServiceGid;
+  spec.protections.private_network = Requirement::kOff;
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, LaunchAndWait(spec));
+  EXPECT_THAT(launched.in_force,
+              AllOf(Not(Contains("netns")), Contains(absl::StrCat("landlock:", abi))));
+  ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
+  std::vector<std::string> lines = absl::StrSplit(finished.output, '\n', absl::SkipEmpty());
+  ASSERT_THAT(lines, Contains("done")) << finished.output;
+  EXPECT_THAT(finished.output, Not(HasSubstr("ESCAPED")));
+  EXPECT_EQ(LineFor(lines, "unix-connect-abstract"),
+            "unix-connect-abstract: blocked (Operation not permitted)");
+  EXPECT_LT(accept(listener.get(), nullptr, nullptr), 0);
+  EXPECT_EQ(errno, EAGAIN);
+}
+
+// Without Landlock, the minimal root's read-only flags alone keep the
+// service from writing there: / and /dev are tmpfs mounted after the
+// child took the service's ids, so the service owns them and file modes
+// stop nothing; /usr and /etc are the host's, bound read-only.
+TEST_F(ConfinementTest, WithoutLandlockTheMinimalRootIsReadOnly) {
+  SandboxSpec spec;
+  spec.name = "escape-probe";
+  spec.argv = {RunfileRealPath("tests/sandbox/escape_probe")};
+  spec.uid = kServiceUid;
+  spec.gid = kServiceGid;
+  spec.protections.landlock = Requirement::kOff;
+  ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, LaunchAndWait(spec));
+  EXPECT_THAT(launched.in_force, AllOf(Contains("mountns"), Not(Contains(StartsWith("landlock")))));
+  ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
+  std::vector<std::string> lines = absl::StrSplit(finished.output, '\n', absl::SkipEmpty());
+  ASSERT_THAT(lines, Contains("done")) << finished.output;
+  EXPECT_THAT(finished.output, Not(HasSubstr("ESCAPED")));
+  for (const char* attempt : {"write-root", "mkdir-root", "write-dev", "write-usr", "write-etc"}) {
+    EXPECT_EQ(LineFor(lines, attempt), absl::StrCat(attempt, ": blocked (Read-only file system)"));
+  }
 }
 
 // A service allowed inet sockets still reaches nothing of the host's

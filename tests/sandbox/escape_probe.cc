@@ -371,9 +371,14 @@ void TryFilesystem(const Flags& flags, const std::map<std::string, int>& grants)
     std::string dir = path.substr(0, path.rfind('/'));
     TryOpen("create-host " + dir, AT_FDCWD, dir + "/created-by-probe", O_WRONLY | O_CREAT);
   }
-  TryOpen("write-usr", AT_FDCWD, "/usr/probe-was-here", O_WRONLY | O_CREAT);
-  TryOpen("write-etc", AT_FDCWD, "/etc/passwd", O_WRONLY);
+  // The minimal root's own directories. / and /dev are tmpfs the service's
+  // uid owns: only their read-only flags and Landlock refuse these.
   TryOpen("write-root", AT_FDCWD, "/probe-was-here", O_WRONLY | O_CREAT);
+  Expect("mkdir-root", mkdir("/probe-was-here.d", 0755), "made /probe-was-here.d");
+  TryOpen("write-dev", AT_FDCWD, "/dev/probe-was-here", O_WRONLY | O_CREAT);
+  TryOpen("write-usr", AT_FDCWD, "/usr/probe-was-here", O_WRONLY | O_CREAT);
+  TryOpen("write-etc", AT_FDCWD, "/etc/probe-was-here", O_WRONLY | O_CREAT);
+  TryOpen("write-etc-passwd", AT_FDCWD, "/etc/passwd", O_WRONLY);
 
   auto file = grants.find("file");
   if (file != grants.end()) {

@@ -398,6 +398,20 @@ TEST(LaunchTest, MalformedSpecsAreRefused) {
   SandboxSpec hostname = ShellSpec("true");
   hostname.name = "a/b";
   EXPECT_THAT(LaunchAndWait(hostname), StatusIs(absl::StatusCode::kInvalidArgument));
+  // A malformed hidden path is the spec's error, whatever protectSystem
+  // requires: not a minimal root that fails in the child (best effort, the
+  // service would run in the host's tree with nothing hidden).
+  for (Requirement requirement : {Requirement::kRequired, Requirement::kBestEffort}) {
+    for (const char* path : {"etc/capbroker", "/etc/../etc/capbroker", "/etc//capbroker"}) {
+      SandboxSpec hidden = ShellSpec("true");
+      hidden.protections.protect_system = requirement;
+      hidden.hidden_paths = {"/etc/fine", path};
+      EXPECT_THAT(LaunchAndWait(hidden),
+                  StatusIs(absl::StatusCode::kInvalidArgument,
+                           absl::StrCat("hidden path '", path,
+                                        "' must be absolute, without '.' or '..'")));
+    }
+  }
   EXPECT_TRUE(NoChildren());
 }
 
@@ -440,14 +454,27 @@ TEST(LaunchTest, HiddenPathsShowNoContent) {
               ElementsAre("policy.capnp=[]", "visible=[content of visible]", "conf.d=[]",
                           "other.d=[]", "not written"));
   EXPECT_EQ(ReadWholeFile(etc.Join("policy.capnp")), "content of policy.capnp");
-
-  SandboxSpec relative = ShellSpec("true");
-  relative.hidden_paths = {"etc/capbroker"};
-  EXPECT_THAT(LaunchAndWait(relative),
-              StatusIs(absl::StatusCode::kFailedPrecondition,
-                       HasSubstr("hidden path 'etc/capbroker' must be absolute")));
-  EXPECT_TRUE(NoChildren());
 }
+
+// A symlink that leads to itself, in a directory of the test's own in /etc:
+// hidden, it cannot be resolved (ELOOP), which fails the minimal root after
+// everything else is mounted in it.
+class SymlinkLoopInEtc {
+ public:
+  SymlinkLoopInEtc() : path_(etc_.Join("loop")) {
+    EXPECT_EQ(symlink(path_.c_str(), path_.c_str()), 0) << path_ << ": " << strerror(errno);
+  }
+  const std::string& path() const { return path_; }
+  // How the launch names the failure.
+  std::string Error() const {
+    return absl::StrCat("protectSystem: the minimal root could not be built: openat2(", path_,
+                        ", RESOLVE_IN_ROOT): Too many levels of symbolic links");
+  }
+
+ private:
+  EtcDir etc_;
+  std::string path_;
+};
 
 // A policy kept in a directory of /etc only root may search: the child
 // looks for it with the service's ids, is refused as the service would be,
@@ -514,22 +541,21 @@ TEST(LaunchTest, AHiddenSocketCannotBeConnectedTo) {
 
 // A best-effort minimal root that cannot be built leaves the host's tree
 // whole: its half-built staging tmpfs, mounted over /tmp, is detached
-// again. A relative hidden path fails the build after everything else is
+// again. A hidden symlink loop fails the build after everything else is
 // mounted there.
 TEST(LaunchTest, ABestEffortRootThatFailsLeavesTheHostsTmpAlone) {
-  ASSERT_EQ(geteuid(), 0u) << "writes in /tmp";
+  ASSERT_EQ(geteuid(), 0u) << "writes in /tmp and /etc";
+  SymlinkLoopInEtc loop;
   const std::string marker = absl::StrCat("/tmp/capbroker-launch-test-", getpid());
   std::ofstream(marker) << "host";
   absl::Cleanup remove_marker = [&] { unlink(marker.c_str()); };
   SandboxSpec spec = ShellSpec(absl::StrCat(
       "test -e ", marker, " && echo host /tmp; test -e /tmp/usr && echo staging /tmp; true"));
   spec.protections.protect_system = Requirement::kBestEffort;
-  spec.hidden_paths = {"etc/relative"};
+  spec.hidden_paths = {loop.path()};
   absl::StatusOr<LaunchedProcess> launched = LaunchAndWait(spec);
   ASSERT_OK(launched.status());
-  EXPECT_THAT(launched->missing,
-              Contains(HasSubstr("protectSystem: the minimal root could not be built: hidden "
-                                 "path 'etc/relative' must be absolute")));
+  EXPECT_THAT(launched->missing, Contains(loop.Error()));
   ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(*launched));
   EXPECT_EQ(finished.output, "host /tmp\n");
 }
@@ -579,20 +605,22 @@ constexpr char kProcView[] =
     "fi 2>/dev/null";
 
 // A service that has its own mount and pid namespaces but no minimal root
-// (a best-effort root that could not be built: a relative hidden path fails
+// (a best-effort root that could not be built: a hidden symlink loop fails
 // it) gets a /proc of its own pid namespace mounted over the host's: as
 // reported, it saw every host pid and command line, and the host's
 // mountinfo and net/unix, Landlock granting the host's whole /proc.
 TEST(LaunchTest, WithoutTheMinimalRootAPidNamespaceStillHasItsOwnProc) {
+  ASSERT_EQ(geteuid(), 0u) << "writes in /etc";
+  SymlinkLoopInEtc loop;
   SandboxSpec spec = ShellSpec(absl::StrCat(kProcView, "; grep -c . /proc/self/mountinfo "
                                             ">/dev/null && echo child reads its own"));
   spec.protections.protect_system = Requirement::kBestEffort;
-  spec.hidden_paths = {"etc/relative"};
+  spec.hidden_paths = {loop.path()};
   ASSERT_OK_AND_ASSIGN(LaunchedProcess launched, LaunchAndWait(spec));
   // mountns is not listed: it is protectSystem's, found missing.
   EXPECT_THAT(launched.in_force, Contains("pidns"));
   ASSERT_FALSE(launched.missing.empty());
-  EXPECT_THAT(launched.missing[0], HasSubstr("protectSystem: the minimal root could not be built"));
+  EXPECT_EQ(launched.missing[0], loop.Error());
   EXPECT_EQ(std::vector<std::string>(launched.missing.begin() + 1, launched.missing.end()),
             AndLandlockGaps({}));
   ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));

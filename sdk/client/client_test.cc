@@ -692,6 +692,7 @@ struct WrongGrant {
   Call call;
   Fill reply;
   const char* why;
+  size_t fds = 1;  // how many fds come with the reply, as it lists
 };
 
 void PrintTo(const WrongGrant& c, std::ostream* os) { *os << c.name; }
@@ -701,8 +702,13 @@ class ClientWrongGrantTest : public ClientTest,
 
 TEST_P(ClientWrongGrantTest, ClosesTheConnectionAndTheFd) {
   {
-    UniqueFd fd = DevNull();
-    broker_->Send(GetParam().reply, {fd.get()});
+    std::vector<UniqueFd> fds;
+    std::vector<int> raw;
+    for (size_t i = 0; i < GetParam().fds; ++i) {
+      fds.push_back(DevNull());
+      raw.push_back(fds.back().get());
+    }
+    broker_->Send(GetParam().reply, raw);
   }
   EXPECT_THAT(GetParam().call(*client_),
               StatusIs(absl::StatusCode::kInternal, HasSubstr(GetParam().why)));
@@ -749,7 +755,25 @@ INSTANTIATE_TEST_SUITE_P(
                    "granted 'kvstore' for a request for 'echo'"},
         WrongGrant{"ConnectGrantingAFile", ConnectEcho(),
                    GrantReply("echo", schema::Kind::FILE, schema::Access::READ_WRITE),
-                   "granted a file for 'echo'"}),
+                   "granted a file for 'echo'"},
+        // A grant is a reply of kind granted carrying exactly one fd.
+        WrongGrant{"AReplyOfAnotherKindCarryingAnFd", AcquireMotd(schema::Access::READ),
+                   [](schema::Reply::Builder r) {
+                     GrantReply("motd", schema::Kind::FILE, schema::Access::READ)(r);
+                     r.setReady();
+                   },
+                   "broker reply does not carry one capability (1 fds)"},
+        WrongGrant{"AGrantWithTwoFds", AcquireMotd(schema::Access::READ),
+                   [](schema::Reply::Builder r) {
+                     GrantReply("motd", schema::Kind::FILE, schema::Access::READ)(r);
+                     auto infos = r.initFds(2);
+                     for (auto info : infos) {
+                       info.setName("motd");
+                       info.setKind(schema::Kind::FILE);
+                       info.setAccess(schema::Access::READ);
+                     }
+                   },
+                   "broker reply does not carry one capability (2 fds)", 2}),
     [](const ::testing::TestParamInfo<WrongGrant>& info) { return info.param.name; });
 
 // What the broker sends for each kind of request is taken as it is.

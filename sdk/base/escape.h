@@ -19,7 +19,9 @@
 // policy_file.h, broker/util/trusted_path.h), what capctl shows of the
 // broker's texts (names, paths, reasons), of `policy check`'s lines and of
 // its own arguments, what capbrokerd and the hosted services (sdk/service/
-// serve.h) show of their arguments (through sdk/base/shown_text.h), the file name in a policy's FILE:LINE:COL errors
+// serve.h) show of their arguments and what sdk/client's statuses show of
+// a broker's text (a grant that does not answer its request, an error for
+// no request) (through sdk/base/shown_text.h), the file name in a policy's FILE:LINE:COL errors
 // (broker/policy/diagnostics.h), and scanner_client's file names,
 // signature names and reasons (services/scanner/scanner_cli.h) use it. It leaves its own output as it is
 // (all of it is printable ASCII or text it keeps), so a reader that

@@ -19,6 +19,7 @@
 #include "capnp/message.h"
 #include "sdk/base/escape.h"
 #include "sdk/base/kj_status.h"
+#include "sdk/base/shown_text.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/wire/error_code.h"
@@ -59,28 +60,32 @@ struct Asked {
 };
 
 // Whether `info` describes an answer to `asked`, from the message alone
-// (see client.h on why the fd itself is not examined).
+// (see client.h on why the fd itself is not examined). The texts quoted
+// are Shown: a hostile broker's may hold newlines or escape sequences, and
+// run to the size of a datagram, and these statuses reach logs and
+// terminals as they are.
 absl::Status CheckGrant(schema::FdInfo::Reader info, const Asked& asked) {
   const absl::string_view name = View(info.getName());
   if (name != asked.name) {
-    return absl::InternalError(absl::StrCat("broker granted '", name,
-                                            "' for a request for '", asked.name, "'"));
+    return absl::InternalError(absl::StrCat("broker granted '", Shown(name),
+                                            "' for a request for '", Shown(asked.name), "'"));
   }
   if ((info.getKind() == schema::Kind::CONNECTION) != asked.connection) {
     return absl::InternalError(absl::StrCat("broker granted a ", KindName(info.getKind()),
-                                            " for '", asked.name, "'"));
+                                            " for '", Shown(asked.name), "'"));
   }
   if (View(info.getPath()) != asked.path) {
-    return absl::InternalError(absl::StrCat("broker granted path '", View(info.getPath()),
-                                            "' of '", asked.name, "' for a request for '",
-                                            asked.path, "'"));
+    return absl::InternalError(absl::StrCat("broker granted path '", Shown(View(info.getPath())),
+                                            "' of '", Shown(asked.name),
+                                            "' for a request for '", Shown(asked.path), "'"));
   }
   const schema::Access access = info.getAccess();
   if (asked.access == schema::Access::UNSPECIFIED ? !IsConcreteAccess(access)
                                                   : access != asked.access) {
     return absl::InternalError(absl::StrCat("broker granted ", AccessName(access),
-                                            " access to '", asked.name, "' for a request for ",
-                                            AccessName(asked.access), " access"));
+                                            " access to '", Shown(asked.name),
+                                            "' for a request for ", AccessName(asked.access),
+                                            " access"));
   }
   return absl::OkStatus();
 }
@@ -652,8 +657,9 @@ absl::StatusOr<IncomingConnection> Client::NextIncoming() {
                                                 reply.getId(), " while waiting for a connection"));
       }
       if (reply.isError()) {
-        return absl::InternalError(absl::StrCat("the broker sent an error for no request: ",
-                                                ErrorStatus(reply.getError()).ToString()));
+        return absl::InternalError(
+            absl::StrCat("the broker sent an error for no request: ",
+                         Shown(ErrorStatus(reply.getError()).ToString(), kMaxShownReasonBytes)));
       }
       return QueueEvent(reply, *incoming);
     });

@@ -692,6 +692,7 @@ struct WrongGrant {
   Call call;
   Fill reply;
   const char* why;
+  size_t fds = 1;  // how many fds come with the reply, as it lists
 };
 
 void PrintTo(const WrongGrant& c, std::ostream* os) { *os << c.name; }
@@ -701,8 +702,13 @@ class ClientWrongGrantTest : public ClientTest,
 
 TEST_P(ClientWrongGrantTest, ClosesTheConnectionAndTheFd) {
   {
-    UniqueFd fd = DevNull();
-    broker_->Send(GetParam().reply, {fd.get()});
+    std::vector<UniqueFd> fds;
+    std::vector<int> raw;
+    for (size_t i = 0; i < GetParam().fds; ++i) {
+      fds.push_back(DevNull());
+      raw.push_back(fds.back().get());
+    }
+    broker_->Send(GetParam().reply, raw);
   }
   EXPECT_THAT(GetParam().call(*client_),
               StatusIs(absl::StatusCode::kInternal, HasSubstr(GetParam().why)));
@@ -747,10 +753,66 @@ INSTANTIATE_TEST_SUITE_P(
         WrongGrant{"AnotherService", ConnectEcho(),
                    GrantReply("kvstore", schema::Kind::CONNECTION, schema::Access::READ_WRITE),
                    "granted 'kvstore' for a request for 'echo'"},
+        // A hostile broker's text is shown escaped: it cannot forge a log line.
+        WrongGrant{"ANameWithControlCharacters", AcquireMotd(schema::Access::READ),
+                   GrantReply("x\n\x1b[31mFAKE LOG LINE", schema::Kind::FILE,
+                              schema::Access::READ),
+                   "broker granted 'x\\x0a\\x1b[31mFAKE LOG LINE' for a request for 'motd'"},
         WrongGrant{"ConnectGrantingAFile", ConnectEcho(),
                    GrantReply("echo", schema::Kind::FILE, schema::Access::READ_WRITE),
-                   "granted a file for 'echo'"}),
+                   "granted a file for 'echo'"},
+        // A grant is a reply of kind granted carrying exactly one fd.
+        WrongGrant{"AReplyOfAnotherKindCarryingAnFd", AcquireMotd(schema::Access::READ),
+                   [](schema::Reply::Builder r) {
+                     GrantReply("motd", schema::Kind::FILE, schema::Access::READ)(r);
+                     r.setReady();
+                   },
+                   "broker reply does not carry one capability (1 fds)"},
+        WrongGrant{"AGrantWithTwoFds", AcquireMotd(schema::Access::READ),
+                   [](schema::Reply::Builder r) {
+                     GrantReply("motd", schema::Kind::FILE, schema::Access::READ)(r);
+                     auto infos = r.initFds(2);
+                     for (auto info : infos) {
+                       info.setName("motd");
+                       info.setKind(schema::Kind::FILE);
+                       info.setAccess(schema::Access::READ);
+                     }
+                   },
+                   "broker reply does not carry one capability (2 fds)", 2}),
     [](const ::testing::TestParamInfo<WrongGrant>& info) { return info.param.name; });
+
+// A hostile broker's text may run to the size of a datagram: the status
+// shows its two ends, as Shown does, not all of it.
+TEST_F(ClientTest, ALongGrantedPathIsShownBounded) {
+  {
+    UniqueFd fd = DevNull();
+    broker_->Send(GrantReply("spool", schema::Kind::FILE, schema::Access::READ,
+                             std::string(4000, 'a')),
+                  {fd.get()});
+  }
+  const std::string shown = std::string(128, 'a') + "... (3744 bytes left out) ..." +
+                            std::string(128, 'a');
+  EXPECT_THAT(OpenJob(schema::Access::READ)(*client_),
+              StatusIs(absl::StatusCode::kInternal,
+                       "broker granted path '" + shown +
+                           "' of 'spool' for a request for 'jobs/1'"));
+}
+
+// So is an error the broker sends for no request, escaped.
+TEST_F(ServiceTest, AnErrorForNoRequestIsShownEscapedAndBounded) {
+  broker_->Send([](schema::Reply::Builder r) {
+    r.setId(0);
+    auto error = r.initError();
+    error.setCode(schema::ErrorCode::INTERNAL);
+    error.setMessage("x\n\x1b[31mFAKE LOG LINE" + std::string(4000, 'a'));
+  });
+  absl::StatusOr<IncomingConnection> incoming = client_->NextIncoming();
+  EXPECT_THAT(incoming, StatusIs(absl::StatusCode::kInternal,
+                                 AllOf(HasSubstr("the broker sent an error for no request: "
+                                                 "INTERNAL: x\\x0a\\x1b[31mFAKE LOG LINE"),
+                                       HasSubstr(" bytes left out) ..."))));
+  EXPECT_LE(incoming.status().message().size(), 600u);
+}
 
 // What the broker sends for each kind of request is taken as it is.
 TEST_F(ClientTest, GrantsThatAnswerTheirRequestsAreTaken) {

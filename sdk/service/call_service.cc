@@ -20,6 +20,12 @@ absl::StatusOr<wire::Incoming> Exchange(wire::Channel& channel, capnp::MessageBu
         "a connection to a service must be a Channel made with wire::FdPolicy::kRefuse: "
         "its replies carry no fds");
   }
+  // Exchange closes the channel after a timeout or a lost connection: a
+  // later call says so rather than failing on fd -1.
+  if (channel.fd() < 0) {
+    return absl::UnavailableError(
+        "the connection to the service was closed after an earlier error; open a new one");
+  }
   // The kernel looks at the receiving socket's option when the service
   // sends: set before the request goes out, it covers the reply.
   CB_RETURN_IF_ERROR(wire::RefuseFdsWhereSupported(channel.fd()));

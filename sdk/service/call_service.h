@@ -56,7 +56,8 @@ absl::StatusOr<wire::Incoming> Exchange(wire::Channel& channel, capnp::MessageBu
 // connection, which it does to a request it cannot read; the channel is
 // then closed too (channel.fd() is -1, as after a timeout), which is how a
 // caller tells a lost connection from an error reply of code unavailable
-// (a service may forward one, e.g. a file's read failing with EAGAIN). A reply the
+// (a service may forward one, e.g. a file's read failing with EAGAIN); a
+// later call on that closed channel is kUnavailable too. A reply the
 // service sent before it closed the connection is read even when the
 // request could not be sent (a service that refuses a connection says why,
 // then closes it). kInternal for a reply that came with fds.

@@ -122,6 +122,10 @@ TEST_F(CallServiceTest, AServiceThatNeverAnswersIsDeadlineExceeded) {
               StatusIs(absl::StatusCode::kDeadlineExceeded,
                        "the service did not answer within 50ms; the connection is closed"));
   EXPECT_EQ(client_->fd(), -1);
+  // The next call on the closed channel says the connection is gone.
+  EXPECT_THAT(Call(), StatusIs(absl::StatusCode::kUnavailable,
+                               "the connection to the service was closed after an earlier "
+                               "error; open a new one"));
 }
 
 TEST_F(CallServiceTest, ATimeoutMustBePositive) {

@@ -327,17 +327,37 @@ void ConnectionLoop::ClosedForTheClient(const Connection& c, ClientFault kind,
   log_.Line(absl::StrCat("closed the connection of ", Describe(c.peer), ": ", why.ToString()));
 }
 
+void ConnectionLoop::ReplyNotSent(const Connection& c, const absl::Status& why) {
+  switch (why.code()) {
+    case absl::StatusCode::kUnavailable:  // the client is gone: no news
+      return;
+    case absl::StatusCode::kPermissionDenied:
+      // The client's socket refuses fds (SO_PASSRIGHTS off) and the reply
+      // carries some: the client's doing, said as other client faults are.
+      ClosedForTheClient(c, ClientFault::kRefusesReplyFds, why);
+      return;
+    default:
+      // The service's bug (a reply too large, more fds than a datagram
+      // carries) or an error of the kernel's: the client only sees the
+      // connection close, so the log says why.
+      log_.Line(absl::StrCat("cannot answer ", Describe(c.peer), ": ", why.ToString()));
+  }
+}
+
 bool ConnectionLoop::Reply(Connection& c, Exchange& exchange) {
   absl::StatusOr<wire::OutgoingFrame> frame = wire::OutgoingFrame::Of(exchange.reply);
   if (!frame.ok()) {
-    log_.Line(absl::StrCat("cannot answer ", Describe(c.peer), ": ", frame.status().ToString()));
+    ReplyNotSent(c, frame.status());
     return false;
   }
   std::vector<int> reply_fds;
   for (const UniqueFd& fd : exchange.reply_fds) reply_fds.push_back(fd.get());
   absl::StatusOr<bool> sent =
       wire::SendDatagram(c.fd.get(), frame->iov(), frame->iov_count(), reply_fds);
-  if (!sent.ok()) return false;  // the client is gone
+  if (!sent.ok()) {
+    ReplyNotSent(c, sent.status());
+    return false;
+  }
   if (*sent) return true;
   // The client's receive queue is full: keep the reply and stop reading
   // this connection's requests until it has room. Its fds stay in the fd
@@ -352,7 +372,10 @@ bool ConnectionLoop::Reply(Connection& c, Exchange& exchange) {
     return false;
   }
   absl::StatusOr<kj::Array<capnp::word>> words = wire::Flatten(exchange.reply);
-  if (!words.ok()) return false;
+  if (!words.ok()) {
+    ReplyNotSent(c, words.status());
+    return false;
+  }
   c.pending = Connection::Pending{std::move(words).value(), std::move(exchange.reply_fds)};
   return Watch(c, false).ok();
 }
@@ -373,7 +396,10 @@ bool ConnectionLoop::Flush(Connection& c) {
   std::vector<int> fds;
   for (const UniqueFd& fd : c.pending->fds) fds.push_back(fd.get());
   absl::StatusOr<bool> sent = wire::SendDatagram(c.fd.get(), &iov, 1, fds);
-  if (!sent.ok()) return false;
+  if (!sent.ok()) {
+    ReplyNotSent(c, sent.status());
+    return false;
+  }
   if (!*sent) return true;
   c.pending.reset();
   return Watch(c, false).ok();

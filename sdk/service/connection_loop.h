@@ -23,7 +23,10 @@
 //
 // What a client can cause: a datagram that is not a well-framed message, or
 // that the handler cannot read, closes that client's connection (a
-// malformed datagram leaves nothing to reply to); the loop serves on.
+// malformed datagram leaves nothing to reply to), and so does a socket that
+// refuses the fds of its reply; the loop serves on. A reply the loop cannot
+// send for a reason of the service's (too large, more fds than a datagram
+// carries) closes the connection too, and is logged.
 // Nothing a client sends ends the loop. Limits, all from Options: a new
 // connection beyond max_connections, or beyond max_connections_per_uid for
 // its uid, gets the handler's refusal reply (SetRefusal, kResourceExhausted:
@@ -145,6 +148,9 @@ enum class ClientFault {
   kReceive,
   // A request the handler could not read: it returned an error or threw.
   kHandler,
+  // A socket that refuses fds (SO_PASSRIGHTS off, wire::RefuseFds) while
+  // the reply to its request carries some: the reply could not be sent.
+  kRefusesReplyFds,
 };
 
 class ConnectionLoop {
@@ -228,7 +234,8 @@ class ConnectionLoop {
 
   // Serving one connection: why the loop closed it for what its client
   // sent (a datagram that is not a request, or that the handler could not
-  // read); OK if it did not (the client hung up). In that mode the loop
+  // read, or a socket that refuses its reply's fds); OK if it did not (the
+  // client hung up). In that mode the loop
   // does not log it: its caller says it (a ForkingServer worker, through
   // its exit code, to the main process, which logs it within its budget).
   const absl::Status& client_fault() const { return client_fault_; }
@@ -259,6 +266,11 @@ class ConnectionLoop {
   bool HasFdRoom();
   // Sends the pending reply of `c`; false when the connection must close.
   bool Flush(Connection& c);
+  // Says why the reply to `c` could not be sent, `why`, before its
+  // connection closes: nothing for a client that is gone (kUnavailable);
+  // a client fault (ClosedForTheClient) for one whose socket refuses the
+  // reply's fds (kPermissionDenied); a log line naming the peer otherwise.
+  void ReplyNotSent(const Connection& c, const absl::Status& why);
   // Watches `c` for requests, or, while a reply waits, for room to send it.
   absl::Status Watch(Connection& c, bool add);
   void Close(int fd);

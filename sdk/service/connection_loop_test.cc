@@ -21,6 +21,7 @@
 #include "schemas/broker.capnp.h"
 #include "sdk/base/kj_status.h"
 #include "sdk/base/status_matchers.h"
+#include "sdk/base/syscall.h"
 #include "sdk/service/fake_broker.h"
 #include "sdk/service/fd_room.h"
 #include "sdk/service/loop_harness.h"
@@ -44,8 +45,9 @@ using ::capbroker::testing::LoopHarness;
 // Borrows the broker's message types for a toy protocol: a Request's id
 // comes back in a Reply, whose fds list counts the fds the request
 // carried and whose error message names the peer. Id 666 is "a message
-// this handler cannot read"; id 7 asks for a pipe's read end in the reply.
-// A refused request gets a Reply whose error says why.
+// this handler cannot read"; id 7 asks for a pipe's read end in the reply,
+// id 17 for more fds than a datagram carries (a service's bug). A refused
+// request gets a Reply whose error says why.
 class EchoHandler : public RequestHandler {
  public:
   bool SetRefusal(const absl::Status& refusal, capnp::MessageBuilder& reply) override {
@@ -68,6 +70,13 @@ class EchoHandler : public RequestHandler {
       if (pipe2(p, O_CLOEXEC) != 0) return absl::InternalError("pipe2");
       x.reply_fds.emplace_back(p[0]);
       close(p[1]);
+    }
+    if (request.getId() == 17) {
+      for (size_t i = 0; i <= wire::kMaxFdsPerMessage; ++i) {
+        UniqueFd null(open("/dev/null", O_RDONLY | O_CLOEXEC));
+        if (!null) return absl::InternalError("open /dev/null");
+        x.reply_fds.push_back(std::move(null));
+      }
     }
     return absl::OkStatus();
   }
@@ -341,33 +350,48 @@ TEST_F(ConnectionLoopTest, GarbageClosesThatConnectionOnlyAndLeaksNothing) {
 // own, and a client can open connection after connection. It says why in
 // client_fault() instead.
 TEST(ConnectionLoopWorkerTest, ServingOneConnectionItLogsNothingItsClientCauses) {
-  for (bool handler_error : {false, true}) {
-    SCOPED_TRACE(handler_error);
+  const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4};
+  capnp::MallocMessageBuilder unreadable, asking_for_an_fd;
+  ASSERT_OK_AND_ASSIGN(kj::Array<capnp::word> unreadable_words,
+                       wire::Flatten(Request(unreadable, 666)));
+  ASSERT_OK_AND_ASSIGN(kj::Array<capnp::word> asking_words,
+                       wire::Flatten(Request(asking_for_an_fd, 7)));
+  const struct {
+    ClientFault kind;
+    absl::Span<const uint8_t> sent;
+    bool refuses_fds;  // the client's socket refuses fds (SO_PASSRIGHTS off)
+    absl::StatusCode code;
+    const char* why;
+  } cases[] = {
+      {ClientFault::kNotAMessage, junk, false, absl::StatusCode::kInvalidArgument,
+       "not a message"},
+      {ClientFault::kHandler,
+       absl::MakeConstSpan(unreadable_words.asBytes().begin(), unreadable_words.asBytes().size()),
+       false, absl::StatusCode::kInvalidArgument, "unreadable"},
+      {ClientFault::kRefusesReplyFds,
+       absl::MakeConstSpan(asking_words.asBytes().begin(), asking_words.asBytes().size()), true,
+       absl::StatusCode::kPermissionDenied, "the receiving socket refuses fds"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.why);
+    if (c.refuses_fds && !testing::KernelCanRefuseFds()) continue;  // Linux 6.16
     EchoHandler handler;
     ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
     wire::Channel client(std::move(pair.first));
+    if (c.refuses_fds) ASSERT_OK(wire::RefuseFds(client.fd()));
     ConnectionLoop loop(IncomingConnection{std::move(pair.second), "mallory", 666, 666, 1},
                         handler, ConnectionLoop::Options());
     ASSERT_OK_AND_ASSIGN(bool serving, loop.Turn(0));  // takes the connection
     ASSERT_TRUE(serving);
-    if (handler_error) {
-      capnp::MallocMessageBuilder request;
-      ASSERT_OK(client.Send(Request(request, 666)));
-    } else {
-      const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4};
-      ASSERT_EQ(testing::RawSend(client.fd(), junk), 0);
-    }
+    ASSERT_EQ(testing::RawSend(client.fd(), c.sent), 0);
     ::testing::internal::CaptureStderr();
     absl::StatusOr<bool> turned = loop.Turn(-1);
     const std::string logged = ::testing::internal::GetCapturedStderr();
     ASSERT_OK(turned.status());
     EXPECT_FALSE(*turned);  // its one connection closed
     EXPECT_EQ(logged, "");
-    EXPECT_THAT(loop.client_fault(),
-                StatusIs(absl::StatusCode::kInvalidArgument,
-                         ::testing::HasSubstr(handler_error ? "unreadable" : "not a message")));
-    EXPECT_EQ(loop.client_fault_kind(),
-              handler_error ? ClientFault::kHandler : ClientFault::kNotAMessage);
+    EXPECT_THAT(loop.client_fault(), StatusIs(c.code, ::testing::HasSubstr(c.why)));
+    EXPECT_EQ(loop.client_fault_kind(), c.kind);
     EXPECT_THAT(client.Receive(), StatusIs(absl::StatusCode::kUnavailable));
   }
 }
@@ -386,6 +410,47 @@ TEST_F(ConnectionLoopTest, AClosedConnectionIsLoggedWithItsPeer) {
                               "closed the connection of principal 'mallory' (uid 666, pid 1): "),
                           ::testing::HasSubstr("not a message")));
   EXPECT_OK(harness_.loop().client_fault());  // said in the log only
+}
+
+// A client that makes its socket refuse fds (SO_PASSRIGHTS off).
+Peer Mallory() { return Peer{"mallory", 666, 666, 1}; }
+
+// The log line saying that Mallory()'s connection was closed because its
+// socket refuses the fds of its reply.
+::testing::Matcher<std::string> SaysMalloryRefusesFds() {
+  return ::testing::AllOf(
+      ::testing::HasSubstr("closed the connection of principal 'mallory' (uid 666, pid 1): "),
+      ::testing::HasSubstr("the receiving socket refuses fds"));
+}
+
+// A reply that cannot be sent closes the connection; unless the client is
+// gone, the log says why, naming the peer. A client whose socket refuses
+// fds (SO_PASSRIGHTS off) while its reply carries one is a client fault.
+TEST_F(ConnectionLoopTest, AClientThatRefusesTheFdsOfItsReplyIsLoggedWithItsPeer) {
+  if (!testing::KernelCanRefuseFds()) GTEST_SKIP() << "needs SO_PASSRIGHTS (Linux 6.16)";
+  ASSERT_OK_AND_ASSIGN(wire::Channel client, harness_.Connect(Mallory()));
+  ASSERT_OK(wire::RefuseFds(client.fd()));
+  capnp::MallocMessageBuilder request;
+  ::testing::internal::CaptureStderr();
+  absl::StatusOr<wire::Incoming> reply = harness_.Call(client, Request(request, 7));
+  const std::string logged = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(reply, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(logged, SaysMalloryRefusesFds());
+  EXPECT_EQ(harness_.loop().connection_count(), 0u);
+}
+
+// More fds than a datagram carries is the service's bug: logged too.
+TEST_F(ConnectionLoopTest, AReplyWithMoreFdsThanADatagramCarriesIsLogged) {
+  ASSERT_OK_AND_ASSIGN(wire::Channel client, harness_.Connect());
+  capnp::MallocMessageBuilder request;
+  ::testing::internal::CaptureStderr();
+  absl::StatusOr<wire::Incoming> reply = harness_.Call(client, Request(request, 17));
+  const std::string logged = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(reply, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(logged, ::testing::HasSubstr(
+                          "cannot answer principal 'tester' (uid 1000, pid 4242): "
+                          "INVALID_ARGUMENT: cannot send 17 fds in one datagram; at most 16"));
+  EXPECT_EQ(harness_.loop().connection_count(), 0u);
 }
 
 TEST_F(ConnectionLoopTest, AHandlerErrorClosesTheConnection) {
@@ -829,6 +894,29 @@ TEST(ConnectionLoopLimitTest, KeepsServingWhenFdsAHandlerKeepsFillTheFdTable) {
   if (code == 77) GTEST_SKIP() << "RLIMIT_NOFILE's hard limit is below " << kRaisedLimit;
   // 16: the loop ended.
   EXPECT_EQ(code, 0);
+}
+
+// A reply held for a client that did not read it is sent once there is
+// room: a client that meanwhile made its socket refuse fds is closed, and
+// the log says so, as when the reply is sent at once.
+TEST(ConnectionLoopHeldReplyTest, AClientThatRefusesTheFdsOfAHeldReplyIsLoggedWithItsPeer) {
+  if (!testing::KernelCanRefuseFds()) GTEST_SKIP() << "needs SO_PASSRIGHTS (Linux 6.16)";
+  EscapingHandler handler(Escape::kHeldReplyFds);
+  LoopHarness harness(handler);
+  ASSERT_OK(harness.Start());
+  ASSERT_OK_AND_ASSIGN(wire::Channel client, harness.Connect(Mallory()));
+  ASSERT_OK(FillUntilStuck(harness, handler, client.fd()));
+  ASSERT_EQ(harness.loop().connection_count(), 1u);  // a reply held, not closed
+  ASSERT_OK(wire::RefuseFds(client.fd()));
+  ASSERT_OK(SetNonBlocking(client.fd(), true));
+  while (client.Receive().ok()) {
+  }
+  ::testing::internal::CaptureStderr();
+  absl::Status turned = harness.TurnNow();  // room: the held reply goes out
+  const std::string logged = ::testing::internal::GetCapturedStderr();
+  ASSERT_OK(turned);
+  EXPECT_THAT(logged, SaysMalloryRefusesFds());
+  EXPECT_EQ(harness.loop().connection_count(), 0u);
 }
 
 TEST(ConnectionLoopLimitTest, KeepsServingWhenRepliesHeldForClientsThatDoNotReadFillTheFdTable) {

@@ -51,6 +51,9 @@ constexpr FaultExit kFaultExits[] = {
      "cut short: more than a message may carry, or the worker at its open-file limit), or an "
      "error receiving it"},
     {ClientFault::kHandler, 6, "a request its handler could not read"},
+    {ClientFault::kRefusesReplyFds, 7,
+     "a socket that refuses fds (SO_PASSRIGHTS off), where the reply to its request carries "
+     "some"},
 };
 // How long the main process waits for a closer it killed to exit. A close
 // that SIGKILL ends (a linger wait) ends at once; one it does not end keeps

@@ -86,10 +86,10 @@
 // client causes: a worker that closed its connection for what the client
 // sent says so, and what it was (ClientFault: not a message, fds it does
 // not take, a datagram not received whole, a request its handler could not
-// read), by its exit code (3 to 6), and the main process logs one line
-// saying which within that budget, so that a client opening connection
-// after connection, each with one bad datagram, cannot flood the log with
-// a fresh worker's budget each.
+// read, a socket that refuses its reply's fds), by its exit code (3 to 7),
+// and the main process logs one line saying which within that budget, so
+// that a client opening connection after connection, each with one bad
+// datagram, cannot flood the log with a fresh worker's budget each.
 //
 // Workers run the handler as it was at the fork: what a handler changes in
 // one worker no other worker and no later worker sees. Only handlers whose

@@ -34,8 +34,10 @@
 #include "sdk/wire/channel.h"
 #include "sdk/wire/framing.h"
 #include "sdk/wire/limits.h"
+#include "sdk/wire/unix_socket.h"
 #include "tests/fixtures/child_exit.h"
 #include "tests/fixtures/fd_count.h"
+#include "tests/fixtures/fd_refusal.h"
 #include "tests/fixtures/lingering_socket.h"
 #include "tests/fixtures/raw_send.h"
 
@@ -50,13 +52,17 @@ using ::testing::HasSubstr;
 
 // A toy protocol on the broker's message types: the Reply echoes the
 // Request's id and names the worker that served it in its error message
-// ("pid N"); it fails on a request of id kUnreadable. A request that carries an fd carries a pipe's read end, from
-// which the handler first reads one byte: the client decides when that
-// request ends, as one whose file lies on the client's own FUSE server does.
+// ("pid N"); it fails on a request of id kUnreadable, and answers one of
+// id kWithFd with a pipe's read end. A request that carries an fd carries
+// a pipe's read end, from which the handler first reads one byte: the
+// client decides when that request ends, as one whose file lies on the
+// client's own FUSE server does.
 class WorkerHandler : public RequestHandler {
  public:
   // A request with this id is one the handler cannot read.
   static constexpr uint64_t kUnreadable = 666;
+  // A request with this id is answered with an fd.
+  static constexpr uint64_t kWithFd = 7;
 
   // Whether a refused connection gets a reply saying why.
   bool replies_to_refusals = false;
@@ -79,6 +85,12 @@ class WorkerHandler : public RequestHandler {
     auto reply = x.reply.initRoot<schema::Reply>();
     reply.setId(request.getId());
     reply.initError().setMessage(absl::StrCat("pid ", getpid(), read_note));
+    if (request.getId() == kWithFd) {
+      int p[2];
+      if (pipe2(p, O_CLOEXEC) != 0) return absl::InternalError("pipe2");
+      x.reply_fds.emplace_back(p[0]);
+      close(p[1]);
+    }
     return absl::OkStatus();
   }
 };
@@ -329,12 +341,16 @@ TEST_F(ForkingServerTest, TheMainProcessSaysWhatAWorkersClientSent) {
   capnp::MallocMessageBuilder message;
   message.initRoot<schema::Request>().setId(WorkerHandler::kUnreadable);
   ASSERT_OK_AND_ASSIGN(kj::Array<capnp::word> unreadable, wire::Flatten(message));
+  capnp::MallocMessageBuilder asking_for_an_fd;
+  asking_for_an_fd.initRoot<schema::Request>().setId(WorkerHandler::kWithFd);
+  ASSERT_OK_AND_ASSIGN(kj::Array<capnp::word> with_fd, wire::Flatten(asking_for_an_fd));
   Stall stall;
   const int two_fds[] = {stall.read.get(), stall.write.get()};
   struct Case {
     absl::Span<const uint8_t> bytes;
     absl::Span<const int> fds;
     std::string said;
+    bool refuses_fds = false;  // the client's socket refuses fds (SO_PASSRIGHTS off)
   };
   const Case cases[] = {
       {junk, {}, "a datagram that is not a well-framed message"},
@@ -343,13 +359,19 @@ TEST_F(ForkingServerTest, TheMainProcessSaysWhatAWorkersClientSent) {
       {huge, {}, "a datagram that could not be received whole"},
       {absl::MakeConstSpan(unreadable.asBytes().begin(), unreadable.asBytes().size()), {},
        "a request its handler could not read"},
+      {absl::MakeConstSpan(with_fd.asBytes().begin(), with_fd.asBytes().size()), {},
+       "a socket that refuses fds (SO_PASSRIGHTS off), where the reply to its request carries "
+       "some",
+       true},
   };
   uint32_t uid = 1000;
   for (const Case& c : cases) {
     SCOPED_TRACE(c.said);
+    if (c.refuses_fds && !testing::KernelCanRefuseFds()) continue;  // Linux 6.16
     ::testing::internal::CaptureStderr();
     absl::StatusOr<wire::Channel> bad = Connect(uid++);
     ASSERT_OK(bad.status());
+    if (c.refuses_fds) ASSERT_OK(wire::RefuseFds(bad->fd()));
     ASSERT_EQ(testing::RawSend(bad->fd(), c.bytes, c.fds), 0);
     EXPECT_THAT(Receive(*bad).status(), StatusIs(absl::StatusCode::kUnavailable));
     absl::Status reaped = TurnUntilWorkers(0);

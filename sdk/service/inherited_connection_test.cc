@@ -4,9 +4,15 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <string>
+#include <utility>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
+#include "sdk/base/unique_fd.h"
+#include "sdk/wire/unix_socket.h"
+#include "tests/fixtures/child_exit.h"
 
 namespace capbroker {
 namespace {
@@ -70,6 +76,35 @@ TEST(TakeInheritedConnectionTest, RefusesAnFdThatIsNotASeqpacketSocket) {
   }
   close(p[0]);
   close(p[1]);
+}
+
+// The connection capctl connect passes is inherited without close-on-exec,
+// and the variables that announce it would mislead a program this one
+// runs: TakeInheritedConnection makes it close-on-exec and removes them.
+// In a child, whose fd 3 is the test's to take.
+TEST(TakeInheritedConnectionTest, MakesTheConnectionCloseOnExecAndRemovesTheVariables) {
+  EXPECT_EQ(testing::ExitCodeInChild([] {
+              // Fd 3 taken first, so that the pair does not land there.
+              const int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+              if (null < 0 || dup2(null, 3) < 0) return 9;
+              absl::StatusOr<std::pair<UniqueFd, UniqueFd>> pair = wire::SeqpacketPair();
+              if (!pair.ok()) return 10;
+              // dup2 leaves the copy without close-on-exec, as exec leaves it.
+              if (dup2(pair->second.get(), 3) != 3) return 11;
+              const std::string pid = std::to_string(getpid());
+              if (setenv("LISTEN_FDS", "1", 1) != 0 || setenv("LISTEN_PID", pid.c_str(), 1) != 0 ||
+                  setenv("LISTEN_FDNAMES", "connection", 1) != 0) {
+                return 12;
+              }
+              absl::StatusOr<UniqueFd> connection = TakeInheritedConnection();
+              if (!connection.ok() || connection->get() != 3) return 13;
+              if (fcntl(3, F_GETFD) != FD_CLOEXEC) return 14;
+              for (const char* name : {"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"}) {
+                if (getenv(name) != nullptr) return 15;
+              }
+              return 0;
+            }),
+            0);
 }
 
 }  // namespace

@@ -1,10 +1,13 @@
 #include "sdk/service/service.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 
 #include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -15,6 +18,7 @@
 #include "sdk/base/status_matchers.h"
 #include "sdk/wire/channel.h"
 #include "sdk/wire/unix_socket.h"
+#include "tests/fixtures/child_exit.h"
 
 namespace capbroker {
 namespace {
@@ -170,6 +174,45 @@ TEST(ServiceTest, AServiceIgnoresSigxfsz) {
   struct sigaction now {};
   ASSERT_EQ(sigaction(SIGXFSZ, nullptr, &now), 0);
   EXPECT_EQ(now.sa_handler, SIG_IGN);
+}
+
+// The fds the broker passes are inherited without close-on-exec, and the
+// variables that announce them would mislead a program the service runs:
+// FromEnvironment makes every fd close-on-exec and removes the variables.
+// In a child, whose fds 3 and 4 are the test's to take.
+TEST(ServiceTest, FromEnvironmentMakesTheFdsCloseOnExecAndRemovesTheVariables) {
+  EXPECT_EQ(testing::ExitCodeInChild([] {
+              // Fds 3 and 4 taken first, so that nothing made below lands there.
+              const int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+              if (null < 0 || dup2(null, 3) < 0 || dup2(null, 4) < 0) {
+                return 9;
+              }
+              absl::StatusOr<std::pair<UniqueFd, UniqueFd>> pair = wire::SeqpacketPair();
+              int p[2];
+              if (!pair.ok() || pipe(p) != 0) return 10;
+              wire::Channel broker(std::move(pair->first));
+              capnp::MallocMessageBuilder hello;
+              auto reply = hello.initRoot<schema::Reply>();
+              reply.setId(1);
+              reply.initHello().setVersion(schema::PROTOCOL_VERSION);
+              if (!broker.Send(hello).ok()) return 11;
+              // dup2 leaves the copy without close-on-exec, as exec leaves them.
+              if (dup2(p[0], 3) != 3 || dup2(pair->second.get(), 4) != 4) return 12;
+              const std::string pid = absl::StrCat(getpid());
+              if (setenv("LISTEN_FDS", "1", 1) != 0 || setenv("LISTEN_PID", pid.c_str(), 1) != 0 ||
+                  setenv("LISTEN_FDNAMES", "db", 1) != 0 || setenv("CAPBROKER_FD", "4", 1) != 0) {
+                return 13;
+              }
+              absl::StatusOr<Service> service = Service::FromEnvironment();
+              if (!service.ok()) return 14;
+              if (fcntl(3, F_GETFD) != FD_CLOEXEC) return 15;  // the grant
+              if (fcntl(4, F_GETFD) != FD_CLOEXEC) return 16;  // the broker connection
+              for (const char* name : {"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "CAPBROKER_FD"}) {
+                if (getenv(name) != nullptr) return 17;
+              }
+              return 0;
+            }),
+            0);
 }
 
 }  // namespace

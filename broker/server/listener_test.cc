@@ -719,6 +719,12 @@ class SystemdTest : public ::testing::Test {
     ASSERT_EQ(dup2(high, 3), 3);
     close(high);
   }
+  // Closes fd 3, keeping whatever was there.
+  void CloseAt3() {
+    saved_ = fcntl(3, F_DUPFD_CLOEXEC, 10);
+    moved_ = true;
+    close(3);
+  }
   // Binds `fd` at `path`, listens, and passes it as systemd does: at 3,
   // with LISTEN_PID and LISTEN_FDS.
   void PassListening(int fd, const std::string& path) {
@@ -856,6 +862,33 @@ TEST_F(SystemdTest, RefusesTheWrongKindOfSocket) {
   EXPECT_THAT(Listener::FromSystemd(),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("ListenSequentialPacket")));
+}
+
+// LISTEN_FDS=1 with nothing at fd 3 is no unit's doing: the error says that
+// nothing was passed, not that a unit setting is wrong.
+TEST_F(SystemdTest, SaysWhenNothingIsAtFd3) {
+  CloseAt3();
+  setenv("LISTEN_PID", absl::StrCat(getpid()).c_str(), 1);
+  setenv("LISTEN_FDS", "1", 1);
+  EXPECT_THAT(Listener::FromSystemd(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("LISTEN_FDS=1 but fd 3 is not open"),
+                             HasSubstr("passed no socket"),
+                             Not(HasSubstr("ListenSequentialPacket")))));
+}
+
+// Another file than a socket at fd 3: the error is getsockopt's, with its
+// errno, not a hint about a unit setting.
+TEST_F(SystemdTest, SaysWhyFd3CannotBeAsked) {
+  TempDir dir;
+  PlaceAt3(open(dir.WriteFile("file", "").c_str(), O_RDONLY | O_CLOEXEC));
+  setenv("LISTEN_PID", absl::StrCat(getpid()).c_str(), 1);
+  setenv("LISTEN_FDS", "1", 1);
+  EXPECT_THAT(Listener::FromSystemd(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("getsockopt(3, SO_TYPE)"),
+                             HasSubstr(std::strerror(ENOTSOCK)),
+                             Not(HasSubstr("ListenSequentialPacket")))));
 }
 
 // Read before the broker takes its socket (--ready-fd must not be one of

@@ -246,6 +246,47 @@ TEST(ListenerTest, LeavesOtherFilesAlone) {
   EXPECT_EQ(access(path.c_str(), F_OK), 0);
 }
 
+// A symlink at the socket's path is not ours to remove, even one pointing at
+// a socket a broker left (which the probe through it finds stale): only the
+// link would go, and the broker would bind where it was.
+TEST(ListenerTest, LeavesASymlinkToAStaleSocketAlone) {
+  TempDir dir;
+  std::string stale = dir.Join("stale");
+  {
+    UniqueFd fd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    ASSERT_OK_AND_ASSIGN(wire::UnixAddress a, wire::MakeUnixAddress(stale));
+    ASSERT_EQ(bind(fd.get(), reinterpret_cast<sockaddr*>(&a.addr), a.length), 0);
+  }
+  std::string path = dir.Join("s");
+  ASSERT_EQ(symlink(stale.c_str(), path.c_str()), 0);
+  EXPECT_THAT(Listener::Bind(path, std::nullopt),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("not a socket")));
+  struct stat st;
+  ASSERT_EQ(lstat(path.c_str(), &st), 0) << "the link was removed";
+  EXPECT_TRUE(S_ISLNK(st.st_mode));
+  ASSERT_EQ(lstat(stale.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+}
+
+// A socket of another type at the path (a stream socket: the probe's
+// connect answers EPROTOTYPE) is another program's, not a broker's leftover.
+TEST(ListenerTest, LeavesASocketOfAnotherTypeAlone) {
+  TempDir dir;
+  std::string path = dir.Join("s");
+  UniqueFd other(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress a, wire::MakeUnixAddress(path));
+  ASSERT_EQ(bind(other.get(), reinterpret_cast<sockaddr*>(&a.addr), a.length), 0);
+  ASSERT_EQ(listen(other.get(), 8), 0);
+  EXPECT_THAT(Listener::Bind(path, std::nullopt),
+              StatusIs(absl::StatusCode::kAlreadyExists,
+                       AllOf(HasSubstr("is a socket that is not a stale broker socket"),
+                             HasSubstr(std::strerror(EPROTOTYPE)))));
+  // Still there, and still the other program's.
+  UniqueFd client(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  EXPECT_EQ(connect(client.get(), reinterpret_cast<sockaddr*>(&a.addr), a.length), 0)
+      << std::strerror(errno);
+}
+
 TEST(ListenerTest, ClearErrorsForBadPaths) {
   TempDir dir;
   EXPECT_THAT(Listener::Bind(dir.Join("missing/parent/s"), std::nullopt),

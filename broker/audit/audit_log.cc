@@ -70,6 +70,27 @@ bool EndsMidLine(int fd) {
          last != '\n';
 }
 
+// The refusal of the log at `path`, which is `other`.
+absl::Status IsReserved(const std::string& path, const ReservedFile& other) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "audit log ", path, " is ", other.what, " (", other.path,
+      "): audit lines would be appended to it; give the audit log a file of its own"));
+}
+
+// Whether `reserved` is the name `name` in the directory `dir_stat` is of:
+// the same path in other words, whether or not a file is there.
+bool SamePlace(const std::string& reserved, const struct stat& dir_stat,
+               const std::string& name) {
+  const size_t slash = reserved.rfind('/');
+  if (reserved.substr(slash == std::string::npos ? 0 : slash + 1) != name) return false;
+  const std::string dir = slash == std::string::npos ? "."
+                          : slash == 0               ? "/"
+                                                     : reserved.substr(0, slash);
+  struct stat st;
+  return stat(dir.c_str(), &st) == 0 && st.st_dev == dir_stat.st_dev &&
+         st.st_ino == dir_stat.st_ino;
+}
+
 // Opens the log at `path` for append, creating it (0600) if it is missing:
 // in its directory, reached by a walk that checks every directory and
 // symlink on the way and then the directory itself (broker/util/
@@ -91,6 +112,12 @@ absl::StatusOr<UniqueFd> OpenLogFile(const std::string& path,
   // The log's own directory: whoever could write it could rename the log
   // away and put theirs in its place, as for every directory above it.
   CB_RETURN_IF_ERROR(util::CheckTraversedDirectoryStat(parent.dir_path, parent.dir_stat, rules));
+  // A reserved file not there yet (the socket and its lock file, before the
+  // broker binds) is refused before the open below creates it: a regular
+  // file left at the socket's path would make every later start fail on it.
+  for (const ReservedFile& other : reserved) {
+    if (SamePlace(other.path, parent.dir_stat, parent.name)) return IsReserved(path, other);
+  }
   int raw = RetryEintr([&] {
     return openat(parent.dir.get(), parent.name.c_str(),
                   O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY,
@@ -120,15 +147,12 @@ absl::StatusOr<UniqueFd> OpenLogFile(const std::string& path,
   }
   // First: what the file is matters more than its mode. A reserved file
   // that is missing (or cannot be stat'ed) is not the one just opened; one
-  // created by the open above (the lock file, before the broker binds) is
-  // found here all the same.
+  // there under another name (a hard link, a symlink) is found here.
   for (const ReservedFile& other : reserved) {
     struct stat other_st;
     if (stat(other.path.c_str(), &other_st) == 0 && other_st.st_dev == st.st_dev &&
         other_st.st_ino == st.st_ino) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "audit log ", path, " is ", other.what, " (", other.path,
-          "): audit lines would be appended to it; give the audit log a file of its own"));
+      return IsReserved(path, other);
     }
   }
   CB_RETURN_IF_ERROR(util::CheckTrustedFileStat("audit log", path, st, euid));

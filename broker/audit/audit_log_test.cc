@@ -563,10 +563,16 @@ TEST(AuditLogTest, RefusesAFileReservedForSomethingElse) {
                                     "): audit lines would be appended to it; give the audit "
                                     "log a file of its own")));
   EXPECT_EQ(ReadWholeFile(policy), "( )\n");
-  // Not there yet: the log would create it, and the broker then lock it.
+  // Not there yet: refused before anything is created at its path (a file
+  // left at the socket's would make every later bind fail), by any name of
+  // the same place.
   EXPECT_THAT(AuditLog::OpenFile(dir.Join("s.lock"), {}, reserved),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("is the socket's lock file")));
+  EXPECT_THAT(AuditLog::OpenFile(dir.Join("./s.lock"), {}, reserved),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("is the socket's lock file")));
+  EXPECT_NE(access(dir.Join("s.lock").c_str(), F_OK), 0) << "created by the refused open";
   // Another file is fine.
   EXPECT_OK(AuditLog::OpenFile(dir.Join("audit.log"), {}, reserved));
 }

@@ -270,11 +270,14 @@ absl::StatusOr<server::Listener> MakeListener(ListenPlan plan, const DaemonFlags
 }
 
 // The files the audit log must never be (audit lines appended would corrupt
-// them): the policy, and the lock file of a socket the broker binds.
+// them): the policy, and a socket the broker binds and its lock file. The
+// log opened at the socket's path would leave a regular file there, which
+// Listener::Bind refuses to replace, at this start and every later one.
 std::vector<audit::ReservedFile> FilesNotForTheAuditLog(const DaemonFlags& flags,
                                                         const ListenPlan& plan) {
   std::vector<audit::ReservedFile> reserved = {{"the policy file", flags.policy_path}};
   if (!plan.inherited.has_value()) {
+    reserved.push_back({"the socket", plan.socket_path});
     reserved.push_back({"the socket's lock file", server::LockFilePath(plan.socket_path)});
   }
   return reserved;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -43,8 +44,8 @@ UniqueFd OpenReserve() { return UniqueFd(open("/dev/null", O_RDONLY | O_CLOEXEC)
 // Connections accepted per wakeup of the listener.
 constexpr int kAcceptsPerWakeup = 16;
 
-// How often a listener paused for want of fds (see Accept) tries again when
-// nothing else wakes the loop.
+// How often a listener paused for want of fds, or after another accept
+// error (see Accept), tries again when nothing else wakes the loop.
 constexpr int kPausedListenerRetryMs = 100;
 
 // Lines a client can provoke, per second; the rest are counted.
@@ -144,7 +145,8 @@ absl::Status BrokerLoop::Serve(int listener, int control_fd,
     // that a full table later still refuses with a reason instead of
     // leaving the listener readable with nothing able to take from it.
     if (!reserve_fd_.valid()) reserve_fd_ = OpenReserve();
-    if (listener_paused_ && reserve_fd_.valid()) {
+    if (listener_paused_ && reserve_fd_.valid() &&
+        std::chrono::steady_clock::now() >= listener_resume_at_) {
       absl::Status resumed = WatchListener(listener, true);
       if (!resumed.ok()) PeerLog(resumed.message());  // tried again next turn
     }
@@ -153,8 +155,9 @@ absl::Status BrokerLoop::Serve(int listener, int control_fd,
     // Every answer of the turn is queued now: a line lost from here on
     // belongs to an answer of a later turn.
     lost_this_turn_.clear();
-    // While the listener is paused, an fd the system frees (ENFILE) shows
-    // in no event of ours: the reserve is tried again after a while.
+    // While the listener is paused, an fd the system frees (ENFILE), or the
+    // end of an accept error, shows in no event of ours: tried again after
+    // a while.
     const int timeout_ms = listener_paused_ ? kPausedListenerRetryMs : -1;
     int n = RetryEintr(
         [&] { return epoll_wait(epoll_.get(), events, kMaxEvents, timeout_ms); });
@@ -260,9 +263,18 @@ void BrokerLoop::Accept(int listener) {
       if (!took) return;
       continue;
     }
-    if (errno != EAGAIN && errno != EWOULDBLOCK) {
-      PeerLog(absl::StrCat("accept4: ", std::strerror(errno)));
-    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+    // Another error (ENOMEM, ENOBUFS, a security module's EPERM) leaves
+    // the listener readable while it lasts: watched, level-triggered, it
+    // would wake the loop every turn at full CPU. Paused, it is tried again
+    // in kPausedListenerRetryMs (Serve).
+    const int accept_errno = errno;
+    listener_resume_at_ = std::chrono::steady_clock::now() +
+                          std::chrono::milliseconds(kPausedListenerRetryMs);
+    PeerLog(absl::StrCat("accept4: ", std::strerror(accept_errno),
+                         "; not accepting connections for ", kPausedListenerRetryMs, " ms"));
+    absl::Status paused = WatchListener(listener, false);
+    if (!paused.ok()) PeerLog(paused.message());
     return;
   }
 }

@@ -64,6 +64,8 @@
 // fails for lack of fds it frees the reserve, accepts and closes the
 // connection at once (the client is told why instead of hanging), and
 // takes the reserve back. A level-triggered listener would otherwise spin.
+// Any other accept() error (ENOMEM, ENOBUFS, a security module's EPERM)
+// pauses the listener for 100 ms, for the same reason.
 //
 // A connection refused at admission (a quota, or no fd to accept it or to
 // verify its peer) gets one error reply with id 0 saying why (naming the
@@ -102,6 +104,7 @@
 
 #include <sys/uio.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -369,8 +372,11 @@ class BrokerLoop : public LoopPort {
   uint32_t own_euid_;
   UniqueFd epoll_;
   UniqueFd reserve_fd_;
-  // Out of the epoll set: the table was full with no reserve (see Accept).
+  // Out of the epoll set: the table was full with no reserve, or accept
+  // failed otherwise (see Accept).
   bool listener_paused_ = false;
+  // A listener paused by an accept error is not watched again before this.
+  std::chrono::steady_clock::time_point listener_resume_at_;
   // Indexed by fd: fds are small dense integers.
   std::vector<std::unique_ptr<Connection>> connections_;
   absl::flat_hash_map<uint64_t, int> fd_by_id_;

@@ -9,6 +9,7 @@
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -899,6 +900,37 @@ TEST_F(BrokerLoopFullTableTest, AFullTableWithNoReservePausesTheListenerUntilAnF
       },
       "19: the listener was still watched at a full table with no reserve; 13: the late "
       "client was never answered; 15: not with the refusal; 17: the early client was served");
+}
+
+// An accept error other than for want of fds (ENOMEM, ENOBUFS, a security
+// module's EPERM) leaves the listener readable while it lasts: watched,
+// level-triggered, it woke the loop every turn at full CPU, the log capped
+// at 20 lines a second. It is paused, and tried again every 100 ms
+// (kPausedListenerRetryMs). Here the error lasts: the "listener" is a
+// socket that does not listen, a datagram waiting in it (readable; accept4
+// says EINVAL). The loop runs 500 ms (a timer as its control fd).
+TEST_F(BrokerLoopTest, AnAcceptErrorThatLastsPausesTheListener) {
+  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+  const uint8_t byte = 0;
+  ASSERT_EQ(testing::RawSend(pair.second.get(), absl::MakeConstSpan(&byte, 1)), 0);
+  UniqueFd control(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC));
+  ASSERT_TRUE(control.valid());
+  itimerspec at{};
+  at.it_value.tv_nsec = 500 * 1000 * 1000;
+  ASSERT_EQ(timerfd_settime(control.get(), 0, &at, nullptr), 0);
+  BrokerLoop loop(handler_, audit_, stats_, Limits());
+  ::testing::internal::CaptureStderr();
+  absl::Status served = loop.Serve(pair.first.get(), control.get(), [] { return true; });
+  loop.LogSuppressedPeerLines();
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  ASSERT_OK(served);
+  const std::string line = absl::StrCat("capbrokerd: accept4: ", std::strerror(EINVAL),
+                                        "; not accepting connections for 100 ms\n");
+  size_t tries = 0;
+  for (size_t at = err.find(line); at != std::string::npos; at = err.find(line, at + 1)) ++tries;
+  EXPECT_GE(tries, 2u) << "not tried again after 100 ms:\n" << err;
+  EXPECT_LE(tries, 6u) << "tried more often than every 100 ms:\n" << err;
+  EXPECT_THAT(err, ::testing::Not(::testing::HasSubstr("suppressed")));
 }
 
 // The connection quotas go by uid, which SO_PEERCRED tells without an fd: a

@@ -370,6 +370,18 @@ absl::StatusOr<std::optional<int>> PassedSockets(absl::string_view pid_text,
   return std::optional<int>(static_cast<int>(*count));
 }
 
+// The int socket option `option` (named `name`) of the socket passed by
+// systemd at `fd`.
+absl::StatusOr<int> SocketOption(int fd, int option, absl::string_view name) {
+  int value = 0;
+  socklen_t length = sizeof value;
+  if (getsockopt(fd, SOL_SOCKET, option, &value, &length) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("getsockopt(", fd, ", ", name,
+                                           "), of the socket passed by systemd"));
+  }
+  return value;
+}
+
 const char* EnvironmentOrEmpty(const char* name) {
   const char* value = getenv(name);
   return value == nullptr ? "" : value;
@@ -399,12 +411,16 @@ absl::StatusOr<std::optional<Listener>> Listener::FromSystemd() {
         "LISTEN_FDS=", **count, ": capbrokerd takes exactly one socket"));
   }
   int fd = kSystemdFirstFd;
-  int type = 0, domain = 0, accepting = 0;
-  socklen_t len = sizeof(int);
-  bool ok = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 &&
-            getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 &&
-            getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) == 0;
-  if (!ok || type != SOCK_SEQPACKET || domain != AF_UNIX) {
+  if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+    // Nothing at fd 3: not a unit's doing, which always passes its socket.
+    return absl::InvalidArgumentError(
+        "LISTEN_FDS=1 but fd 3 is not open: whatever set LISTEN_FDS passed no socket; "
+        "start capbrokerd without LISTEN_FDS and LISTEN_PID to bind its own");
+  }
+  CB_ASSIGN_OR_RETURN(const int type, SocketOption(fd, SO_TYPE, "SO_TYPE"));
+  CB_ASSIGN_OR_RETURN(const int domain, SocketOption(fd, SO_DOMAIN, "SO_DOMAIN"));
+  CB_ASSIGN_OR_RETURN(const int accepting, SocketOption(fd, SO_ACCEPTCONN, "SO_ACCEPTCONN"));
+  if (type != SOCK_SEQPACKET || domain != AF_UNIX) {
     return absl::InvalidArgumentError(
         "the socket passed by systemd (fd 3) is not a listening AF_UNIX "
         "SOCK_SEQPACKET socket; use ListenSequentialPacket= in the .socket unit");

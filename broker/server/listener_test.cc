@@ -246,6 +246,47 @@ TEST(ListenerTest, LeavesOtherFilesAlone) {
   EXPECT_EQ(access(path.c_str(), F_OK), 0);
 }
 
+// A symlink at the socket's path is not ours to remove, even one pointing at
+// a socket a broker left (which the probe through it finds stale): only the
+// link would go, and the broker would bind where it was.
+TEST(ListenerTest, LeavesASymlinkToAStaleSocketAlone) {
+  TempDir dir;
+  std::string stale = dir.Join("stale");
+  {
+    UniqueFd fd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    ASSERT_OK_AND_ASSIGN(wire::UnixAddress a, wire::MakeUnixAddress(stale));
+    ASSERT_EQ(bind(fd.get(), reinterpret_cast<sockaddr*>(&a.addr), a.length), 0);
+  }
+  std::string path = dir.Join("s");
+  ASSERT_EQ(symlink(stale.c_str(), path.c_str()), 0);
+  EXPECT_THAT(Listener::Bind(path, std::nullopt),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("not a socket")));
+  struct stat st;
+  ASSERT_EQ(lstat(path.c_str(), &st), 0) << "the link was removed";
+  EXPECT_TRUE(S_ISLNK(st.st_mode));
+  ASSERT_EQ(lstat(stale.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+}
+
+// A socket of another type at the path (a stream socket: the probe's
+// connect answers EPROTOTYPE) is another program's, not a broker's leftover.
+TEST(ListenerTest, LeavesASocketOfAnotherTypeAlone) {
+  TempDir dir;
+  std::string path = dir.Join("s");
+  UniqueFd other(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress a, wire::MakeUnixAddress(path));
+  ASSERT_EQ(bind(other.get(), reinterpret_cast<sockaddr*>(&a.addr), a.length), 0);
+  ASSERT_EQ(listen(other.get(), 8), 0);
+  EXPECT_THAT(Listener::Bind(path, std::nullopt),
+              StatusIs(absl::StatusCode::kAlreadyExists,
+                       AllOf(HasSubstr("is a socket that is not a stale broker socket"),
+                             HasSubstr(std::strerror(EPROTOTYPE)))));
+  // Still there, and still the other program's.
+  UniqueFd client(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  EXPECT_EQ(connect(client.get(), reinterpret_cast<sockaddr*>(&a.addr), a.length), 0)
+      << std::strerror(errno);
+}
+
 TEST(ListenerTest, ClearErrorsForBadPaths) {
   TempDir dir;
   EXPECT_THAT(Listener::Bind(dir.Join("missing/parent/s"), std::nullopt),
@@ -719,6 +760,12 @@ class SystemdTest : public ::testing::Test {
     ASSERT_EQ(dup2(high, 3), 3);
     close(high);
   }
+  // Closes fd 3, keeping whatever was there.
+  void CloseAt3() {
+    saved_ = fcntl(3, F_DUPFD_CLOEXEC, 10);
+    moved_ = true;
+    close(3);
+  }
   // Binds `fd` at `path`, listens, and passes it as systemd does: at 3,
   // with LISTEN_PID and LISTEN_FDS.
   void PassListening(int fd, const std::string& path) {
@@ -856,6 +903,33 @@ TEST_F(SystemdTest, RefusesTheWrongKindOfSocket) {
   EXPECT_THAT(Listener::FromSystemd(),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("ListenSequentialPacket")));
+}
+
+// LISTEN_FDS=1 with nothing at fd 3 is no unit's doing: the error says that
+// nothing was passed, not that a unit setting is wrong.
+TEST_F(SystemdTest, SaysWhenNothingIsAtFd3) {
+  CloseAt3();
+  setenv("LISTEN_PID", absl::StrCat(getpid()).c_str(), 1);
+  setenv("LISTEN_FDS", "1", 1);
+  EXPECT_THAT(Listener::FromSystemd(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("LISTEN_FDS=1 but fd 3 is not open"),
+                             HasSubstr("passed no socket"),
+                             Not(HasSubstr("ListenSequentialPacket")))));
+}
+
+// Another file than a socket at fd 3: the error is getsockopt's, with its
+// errno, not a hint about a unit setting.
+TEST_F(SystemdTest, SaysWhyFd3CannotBeAsked) {
+  TempDir dir;
+  PlaceAt3(open(dir.WriteFile("file", "").c_str(), O_RDONLY | O_CLOEXEC));
+  setenv("LISTEN_PID", absl::StrCat(getpid()).c_str(), 1);
+  setenv("LISTEN_FDS", "1", 1);
+  EXPECT_THAT(Listener::FromSystemd(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("getsockopt(3, SO_TYPE)"),
+                             HasSubstr(std::strerror(ENOTSOCK)),
+                             Not(HasSubstr("ListenSequentialPacket")))));
 }
 
 // Read before the broker takes its socket (--ready-fd must not be one of

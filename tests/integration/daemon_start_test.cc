@@ -1225,5 +1225,21 @@ TEST(DaemonStartTest, RefusesAnAuditLogThatIsThePolicyOrTheLockFile) {
   EXPECT_NE(access(dir.Join("s").c_str(), F_OK), 0) << "must not have listened";
 }
 
+// --audit-log naming the socket: the log, opened first, left a regular file
+// at the socket's path, and the bind then refused it ("exists and is not a
+// socket"), blaming a file the broker had just made, at this start and at
+// every later one, the flags corrected or not. Refused before anything is
+// created there.
+TEST(DaemonStartTest, RefusesAnAuditLogThatIsTheSocketAndLeavesNothingThere) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  std::string socket = dir.Join("s");
+  Result same = RunDaemon({"--policy", policy, "--socket", socket, "--audit-log", socket});
+  EXPECT_FALSE(same.served);
+  EXPECT_EQ(same.exit_code, 1);
+  EXPECT_THAT(same.err, HasSubstr("audit log " + socket + " is the socket (" + socket + ")"));
+  EXPECT_NE(access(socket.c_str(), F_OK), 0) << "left a file at the socket's path";
+}
+
 }  // namespace
 }  // namespace capbroker

@@ -908,7 +908,10 @@ TEST_F(BrokerLoopFullTableTest, AFullTableWithNoReservePausesTheListenerUntilAnF
 // at 20 lines a second. It is paused, and tried again every 100 ms
 // (kPausedListenerRetryMs). Here the error lasts: the "listener" is a
 // socket that does not listen, a datagram waiting in it (readable; accept4
-// says EINVAL). The loop runs 500 ms (a timer as its control fd).
+// says EINVAL). The loop runs one second (a timer as its control fd): a
+// second try needs the loop scheduled once in the 900 ms after the first,
+// which a loaded machine still gives; more than 11 cannot happen with the
+// 100 ms pause, whatever the load.
 TEST_F(BrokerLoopTest, AnAcceptErrorThatLastsPausesTheListener) {
   ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
   const uint8_t byte = 0;
@@ -916,7 +919,7 @@ TEST_F(BrokerLoopTest, AnAcceptErrorThatLastsPausesTheListener) {
   UniqueFd control(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC));
   ASSERT_TRUE(control.valid());
   itimerspec at{};
-  at.it_value.tv_nsec = 500 * 1000 * 1000;
+  at.it_value.tv_sec = 1;
   ASSERT_EQ(timerfd_settime(control.get(), 0, &at, nullptr), 0);
   BrokerLoop loop(handler_, audit_, stats_, Limits());
   ::testing::internal::CaptureStderr();
@@ -929,7 +932,7 @@ TEST_F(BrokerLoopTest, AnAcceptErrorThatLastsPausesTheListener) {
   size_t tries = 0;
   for (size_t at = err.find(line); at != std::string::npos; at = err.find(line, at + 1)) ++tries;
   EXPECT_GE(tries, 2u) << "not tried again after 100 ms:\n" << err;
-  EXPECT_LE(tries, 6u) << "tried more often than every 100 ms:\n" << err;
+  EXPECT_LE(tries, 11u) << "tried more often than every 100 ms:\n" << err;
   EXPECT_THAT(err, ::testing::Not(::testing::HasSubstr("suppressed")));
 }
 

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -563,6 +564,14 @@ TEST(ParsePolicyErrorTest, ADecimalModeSuggestsAModeThatLoads) {
     ASSERT_NE(at, std::string::npos) << message;
     std::string suggested = message.substr(at + 5);
     EXPECT_OK(ParsePolicy(file(suggested), "policy.cb")) << written << " -> " << suggested;
+  }
+  // No suggestion where the mode meant would be refused too: set-id bits
+  // (04755, 02775) or bits beyond 07777 (4096 is 010000; 065535).
+  for (absl::string_view written : {"4755", "2775", "4096", "65535"}) {
+    std::string message = ErrorFor(absl::StrCat(
+        "( capabilities = [ ( name = \"f\", file = ( path = \"/a\", access = write, mode = ",
+        written, " ) ) ] )"));
+    EXPECT_TRUE(absl::EndsWith(message, "write modes in octal with a leading 0")) << message;
   }
 }
 

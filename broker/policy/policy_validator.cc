@@ -169,16 +169,25 @@ class Validator {
     // decimal mode is almost surely a missing 0 (600 would be 01130), so it
     // is refused rather than silently misread.
     std::optional<absl::string_view> source = checks_.IntegerSource(path);
-    if (source.has_value() && !source->empty() && (*source)[0] != '0') {
+    if (source.has_value() && !source->empty() && absl::ascii_isdigit((*source)[0]) &&
+        (*source)[0] != '0') {
       // 600 was meant as 0600, so that is suggested; but 0384 or 09 is no
       // number at all (8 and 9 are no octal digits): for those, the value
-      // as read is suggested, written in octal (384 is 0600).
-      bool octal_digits = std::all_of(source->begin(), source->end(),
-                                      [](char c) { return c >= '0' && c <= '7'; });
-      std::string suggestion = octal_digits ? absl::StrCat("0", *source)
-                                            : absl::StrFormat("0%o", mode);
+      // as read is suggested, written in octal (384 is 0600). A suggestion
+      // the checks below would refuse (4755 as 04755 sets setuid; 4096 as
+      // 010000 has bits beyond 07777) is left out.
+      uint32_t meant = mode;
+      if (std::all_of(source->begin(), source->end(),
+                      [](char c) { return c >= '0' && c <= '7'; })) {
+        meant = 0;
+        for (char c : *source) meant = meant * 8 + static_cast<uint32_t>(c - '0');
+      }
+      std::string suggestion;
+      if ((meant & ~kModeMask) == 0 && (meant & 06000) == 0) {
+        suggestion = absl::StrFormat(", e.g. 0%o", meant);
+      }
       checks_.Error(path, absl::StrFormat("%s: mode %s is decimal here (= 0%o octal); "
-                                  "write modes in octal with a leading 0, e.g. %s",
+                                  "write modes in octal with a leading 0%s",
                                   label, *source, mode, suggestion));
       return;
     }

@@ -75,7 +75,9 @@ inline constexpr char kProtectedHardlinksPath[] = "/proc/sys/fs/protected_hardli
 HardLinks ReadHardLinkProtection(const char* path = kProtectedHardlinksPath);
 
 // Opens the regular file at the absolute `path`. Without `follow_symlinks`,
-// any symlink on the path fails the open (kPermissionDenied, saying so).
+// any symlink on the path fails the open (kPermissionDenied, saying so);
+// with it, a symlink another user could have placed or could re-point
+// (util::SymlinkRule, path_walk.h) does (kFailedPrecondition).
 // kFailedPrecondition when `path` is not a regular file; kInvalidArgument
 // for truncate with read or append access. With `hard_links` kUnprotected
 // (the default: fail closed), an existing file with more than one link is

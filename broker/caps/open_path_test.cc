@@ -376,12 +376,16 @@ TEST_P(StickyDirectoryTest, RefusesADirectoryPlantedOnTheWay) {
 
 // A symlink planted in a sticky directory, at the name of a followSymlinks
 // capability, is refused whatever it leads to (the kernel's
-// fs.protected_symlinks rule, which may be 0); the broker's own link opens.
+// fs.protected_symlinks rule, which may be 0). So is the broker's own link
+// there: another user could have renamed it in from a directory of theirs.
 TEST_P(StickyDirectoryTest, RefusesASymlinkPlantedThereWhenFollowing) {
   const std::string target = dir_.WriteFile("target", "root's", 0644);
   const std::string link = dir_.Join("shared/report");
   ASSERT_EQ(symlink(target.c_str(), link.c_str()), 0);
-  EXPECT_OK(OpenFile(link, Access(schema::Access::READ), true));
+  EXPECT_THAT(OpenFile(link, Access(schema::Access::READ), true),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr(absl::StrCat("symlink ", link, " (owner uid 0), on the path to ",
+                                              link, ", lies in directory ", shared_))));
   ASSERT_EQ(lchown(link.c_str(), 65534, 65534), 0);
   EXPECT_THAT(OpenFile(link, Access(schema::Access::READ), true), Planted(link));
   FileOpen create = Access(schema::Access::WRITE);
@@ -408,12 +412,80 @@ TEST_P(StickyDirectoryTest, OpensWhatOnlyTheBrokerCouldHavePutThere) {
   EXPECT_THAT(OpenBeneath(shared_fd_.get(), "mine/theirs/file/", Access(schema::Access::READ)),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("Not a directory")));
   // A relative link whose '..' go above where the walk let go of its fds.
-  ASSERT_EQ(symlink("../../mine/theirs/file", dir_.Join("shared/mine/theirs/up").c_str()), 0);
-  EXPECT_OK(OpenFile(dir_.Join("shared/mine/theirs/up"), Access(schema::Access::READ), true));
+  MakeDirectory("shared/mine/sub", 0);
+  ASSERT_EQ(symlink("../../mine/theirs/file", dir_.Join("shared/mine/sub/up").c_str()), 0);
+  EXPECT_OK(OpenFile(dir_.Join("shared/mine/sub/up"), Access(schema::Access::READ), true));
   EXPECT_OK(OpenDirectory(dir_.Join("shared/mine"), false));
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryoneOrGroup, StickyDirectoryTest, ::testing::Values(01777, 01770));
+
+// With followSymlinks, the broker (root) follows a link only where no user
+// but root or itself could have put it or could re-point it: the link is
+// theirs, in a directory only they may write, reached through directories
+// only they can change (util::SymlinkRule). Before, it followed any link:
+// a user who owns the directory of a followed file capability's path
+// (/home/alice/report) ran `ln -sf /etc/shadow report`, and every grantee
+// got root's fd of /etc/shadow.
+TEST(OpenFileTest, FollowsOnlyLinksNoOtherUserCouldHavePlaced) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to give links and directories away";
+  TempDir dir;
+  const std::string secret = dir.WriteFile("secret", "root only", 0600);
+  ASSERT_EQ(mkdir(dir.Join("real").c_str(), 0755), 0);
+  // The reviewer's layout: a directory of uid 65534's, mode 0755, holding
+  // their link report -> a file only root may read.
+  const std::string home = dir.Join("home");
+  ASSERT_EQ(mkdir(home.c_str(), 0755), 0);
+  ASSERT_EQ(chown(home.c_str(), 65534, 65534), 0);
+  const std::string report = home + "/re\nport";
+  ASSERT_EQ(symlink(secret.c_str(), report.c_str()), 0);
+  ASSERT_EQ(lchown(report.c_str(), 65534, 65534), 0);
+  const std::string tree = home + "/tree";
+  ASSERT_EQ(symlink(dir.Join("real").c_str(), tree.c_str()), 0);
+  ASSERT_EQ(lchown(tree.c_str(), 65534, 65534), 0);
+  const auto theirs = [](const std::string& link) {
+    return StatusIs(absl::StatusCode::kFailedPrecondition,
+                    AllOf(HasSubstr(absl::StrCat("symlink ", link, ", on the path to ")),
+                          HasSubstr("is owned by uid 65534, not by root or the broker (uid 0): "
+                                    "another user could re-point it")));
+  };
+  EXPECT_THAT(OpenFile(report, Access(schema::Access::READ), true),
+              theirs(home + "/re\\x0aport"));
+  FileOpen create = Access(schema::Access::WRITE);
+  create.create = true;
+  EXPECT_THAT(OpenFile(tree + "/new", create, true), theirs(tree));
+  EXPECT_NE(access(dir.Join("real/new").c_str(), F_OK), 0) << "the broker made a file there";
+  EXPECT_THAT(OpenDirectory(tree, true), theirs(tree));
+  // Root's own link in their directory: they could have renamed it in.
+  ASSERT_EQ(lchown(report.c_str(), 0, 0), 0);
+  EXPECT_THAT(OpenFile(report, Access(schema::Access::READ), true),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr(absl::StrCat("symlink ", home, "/re\\x0aport (owner uid 0), on "
+                                              "the path to ", home, "/re\\x0aport, lies in "
+                                              "directory ", home, " (owner uid 65534, mode "
+                                              "0755), which another user could change"))));
+  // Root's link in root's directory, beneath theirs: they can rename that
+  // directory's name away and put their own in its place.
+  ASSERT_EQ(mkdir((home + "/sub").c_str(), 0755), 0);
+  const std::string beyond = home + "/sub/link";
+  ASSERT_EQ(symlink(secret.c_str(), beyond.c_str()), 0);
+  EXPECT_THAT(OpenFile(beyond, Access(schema::Access::READ), true),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr(absl::StrCat("lies beyond directory ", home))));
+  // What they own without a link on the way opens as before.
+  const std::string plain = dir.WriteFile("home/plain", "theirs", 0644);
+  EXPECT_OK(OpenFile(plain, Access(schema::Access::READ), true));
+  // Root's link in root's directory is followed.
+  const std::string ours = dir.Join("real/ours");
+  ASSERT_EQ(symlink(secret.c_str(), ours.c_str()), 0);
+  ASSERT_OK_AND_ASSIGN(UniqueFd fd, OpenFile(ours, Access(schema::Access::READ), true));
+  char text[16] = {};
+  EXPECT_EQ(read(fd.get(), text, sizeof(text)), 9);
+  EXPECT_STREQ(text, "root only");
+  const std::string to_real = dir.Join("to-real");
+  ASSERT_EQ(symlink(dir.Join("real").c_str(), to_real.c_str()), 0);
+  EXPECT_OK(OpenDirectory(to_real, true));
+}
 
 TEST(OpenFileTest, RefusesFifoWithoutBlockingAndDirectories) {
   TempDir dir;

@@ -8,12 +8,14 @@
 
 #include <algorithm>
 #include <deque>
+#include <optional>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "broker/caps/sticky_directory.h"
+#include "broker/util/trusted_path.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 
@@ -65,7 +67,8 @@ struct Dir {
 
 class Walker {
  public:
-  explicit Walker(const Lookup& lookup) : lookup_(lookup) {}
+  explicit Walker(const Lookup& lookup)
+      : lookup_(lookup), symlinks_(util::PathRules{geteuid(), lookup.path, std::nullopt}) {}
 
   absl::StatusOr<Found> Run(int create_flags, mode_t mode) {
     const bool absolute = !lookup_.path.empty() && lookup_.path.front() == '/';
@@ -92,7 +95,7 @@ class Walker {
       if (last && (create_flags & O_CREAT)) return Last(name, create_flags, mode);
       CB_ASSIGN_OR_RETURN(Found entry, Step(name));
       if (S_ISLNK(entry.st.st_mode)) {
-        CB_RETURN_IF_ERROR(Follow(entry.fd.get(), name));
+        CB_RETURN_IF_ERROR(Follow(entry, name));
         continue;
       }
       if (last) return entry;
@@ -141,6 +144,7 @@ class Walker {
   // `name` in the directory on top, O_PATH, not followed, fstat'ed and
   // checked against the sticky-directory rule.
   absl::StatusOr<Found> Step(const std::string& name) {
+    if (lookup_.follow_symlinks) symlinks_.Enter(shown_, stack_.back().st);
     Found entry;
     CB_ASSIGN_OR_RETURN(entry.fd,
                         OpenStep(stack_.back().fd, name, O_PATH | O_NOFOLLOW, 0, lookup_));
@@ -174,7 +178,7 @@ class Walker {
       // Removed between the two opens: make it after all.
       if (entry.status().code() == absl::StatusCode::kNotFound) continue;
       if (!entry.ok() || !S_ISLNK(entry->st.st_mode)) return entry;
-      CB_RETURN_IF_ERROR(Follow(entry->fd.get(), name));
+      CB_RETURN_IF_ERROR(Follow(*entry, name));
       return Loop(create_flags, mode);
     }
     // O_EXCL sees a name, O_PATH finds nothing behind it, every time.
@@ -183,9 +187,12 @@ class Walker {
         ": the name exists but names nothing that can be opened (it keeps changing)"));
   }
 
-  // The symlink `link` (O_PATH), found at `name`: its target goes in front
-  // of the rest.
-  absl::Status Follow(int link, const std::string& name) {
+  // The symlink `entry` (O_PATH, and its fstat), found at `name`: checked
+  // against util::SymlinkRule (a link another user could have placed or
+  // could re-point would let them choose what the broker opens), then its
+  // target goes in front of the rest.
+  absl::Status Follow(const Found& entry, const std::string& name) {
+    const int link = entry.fd.get();
     const std::string named = Named(lookup_);
     if (!lookup_.follow_symlinks) {
       return absl::PermissionDeniedError(
@@ -202,6 +209,7 @@ class Walker {
       return absl::PermissionDeniedError(absl::StrCat(
           named, ": the path goes through a link in /proc, which the broker does not follow"));
     }
+    CB_RETURN_IF_ERROR(symlinks_.Check(Shown(name), "", entry.st));
     char target[PATH_MAX];
     const ssize_t n = readlinkat(link, "", target, sizeof(target));
     if (n < 0) return ErrnoStatus(errno, absl::StrCat("readlink ", Shown(name)));
@@ -263,6 +271,9 @@ class Walker {
   }
 
   const Lookup& lookup_;
+  // Where links are followed: which ones may be (the directories the walk
+  // looked names up in, told as it goes).
+  util::SymlinkRule symlinks_;
   std::vector<Dir> stack_;
   size_t closed_below_ = 0;  // stack_[i].fd is -1 below this
   std::deque<std::string> rest_;

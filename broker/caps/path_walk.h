@@ -19,7 +19,15 @@
 //
 // Symlinks, where followed, are resolved by the walk too: the link itself is
 // an entry under the same rule (the kernel's fs.protected_symlinks rule,
-// applied whatever the sysctl says), then its target is read (readlinkat)
+// applied whatever the sysctl says), and is followed only where no user but
+// root or the broker's could have put it or could re-point it
+// (util::SymlinkRule, the rule for the broker's own configured paths): the
+// link owned by root or the broker's euid, in a directory that neither group
+// nor others may write, reached through directories that only root or the
+// broker can change. Any other link is refused (kFailedPrecondition, naming
+// it, its owner and why): a followed path through another user's link
+// (/home/alice/report -> /etc/shadow) would hand out whatever root can open.
+// Then its target is read (readlinkat)
 // and its components put in front of the rest (an absolute target starts
 // again at "/"), at most kMaxSymlinks (40, sdk/base/syscall.h) links per
 // lookup (kFailedPrecondition after, as the kernel's ELOOP). A link on /proc

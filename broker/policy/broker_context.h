@@ -27,6 +27,15 @@
 // the broker's user alone could have put there count: another user's link
 // (in their own directory, say) is theirs to make at any time, and must not
 // let them have the whole policy refused.
+//
+// A capability path with followSymlinks = true is checked too, through
+// `check_followed_path`: the broker follows only links that no user but root
+// or its own could have put in place or could change (util::SymlinkRule),
+// so such a path that runs, now, through another user's link, or through a
+// directory another user could change (where no link would be followed), is
+// refused when the policy is loaded; a link made later is refused at the
+// request. Here the path's own owners decide, not a stranger: a link or
+// directory of another user's on a followed path is the policy's mistake.
 #ifndef CAPBROKER_BROKER_POLICY_BROKER_CONTEXT_H_
 #define CAPBROKER_BROKER_POLICY_BROKER_CONTEXT_H_
 
@@ -90,6 +99,12 @@ struct BrokerContext {
   // neither is checked against the files of this machine (ParsePolicy does
   // no I/O).
   std::function<absl::StatusOr<std::string>(const std::string& path)> resolve_program;
+  // For a file or directory capability's path with followSymlinks = true:
+  // OK, or kFailedPrecondition naming the symlink or directory on `path`
+  // that another user could change, and what to do (util::CheckFollowedPath),
+  // which refuses the policy; any other error is what cannot be told, and
+  // the path is accepted (a request says why it fails). Unset: not checked.
+  std::function<absl::Status(const std::string& path)> check_followed_path;
 };
 
 }  // namespace capbroker

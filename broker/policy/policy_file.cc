@@ -99,6 +99,10 @@ absl::StatusOr<std::string> ResolveProgramPath(const std::string& path, bool may
   return util::ResolveTrustedLinks(path, geteuid(), may_block);
 }
 
+absl::Status CheckFollowedCapabilityPath(const std::string& path, bool may_block) {
+  return util::CheckFollowedPath(path, geteuid(), may_block);
+}
+
 absl::StatusOr<Policy> LoadPolicyFile(absl::string_view path_view,
                                       const BrokerContext& broker) {
   std::string path(path_view);
@@ -113,10 +117,15 @@ absl::StatusOr<Policy> LoadPolicyFile(absl::string_view path_view,
   }
   if (!text.ok()) return text.status();
   BrokerContext context = broker;
+  // The broker's only thread: never waits for a file system.
   if (!context.resolve_program) {
-    // The broker's only thread: never waits for a file system.
     context.resolve_program = [](const std::string& exe) {
       return ResolveProgramPath(exe, /*may_block=*/false);
+    };
+  }
+  if (!context.check_followed_path) {
+    context.check_followed_path = [](const std::string& path) {
+      return CheckFollowedCapabilityPath(path, /*may_block=*/false);
     };
   }
   return ParsePolicy(*text, path, context);

@@ -55,6 +55,9 @@ namespace capbroker {
 // capability paths that do not follow symlinks, are checked with
 // ResolveProgramPath, without waiting for a file system (`may_block`
 // false): one through a symlink of root's or the broker's is refused.
+// Likewise, unless it sets check_followed_path, the capability paths that
+// follow symlinks are checked with CheckFollowedCapabilityPath: one through
+// a link or directory another user could change is refused.
 absl::StatusOr<Policy> LoadPolicyFile(absl::string_view path, const BrokerContext& broker);
 
 // The path the kernel would report as the executable of a process that runs
@@ -72,6 +75,13 @@ absl::StatusOr<Policy> LoadPolicyFile(absl::string_view path, const BrokerContex
 // (RESOLVE_CACHED): a file system that does not answer (FUSE, NFS) cannot
 // hold the caller.
 absl::StatusOr<std::string> ResolveProgramPath(const std::string& path, bool may_block);
+
+// For a capability path with followSymlinks = true, for this process's euid
+// (util::CheckFollowedPath): kFailedPrecondition when it runs through a
+// symlink the broker would not follow (another user could have put it there
+// or could re-point it) or through a directory another user could change;
+// kUnavailable when that cannot be told (`may_block` as above).
+absl::Status CheckFollowedCapabilityPath(const std::string& path, bool may_block);
 
 // The checks LoadPolicyFile makes on the open file's fstat result `st`, for
 // a broker running as `euid`: a regular file, owned by root or `euid`, not

@@ -23,6 +23,7 @@
 namespace capbroker {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
@@ -89,8 +90,19 @@ TEST(PolicyFilePathTest, RefusesAPathThroughAnotherUsersSymlink) {
                                               ", on the path to the policy ", path,
                                               ", is owned by uid 65534"))));
   EXPECT_OK(LoadPolicyFile(real, BrokerContext()));
-  // Root's own link to the same directory (as /var/run -> /run) is followed.
-  std::string root_link = dir.Join("tmp/by-root");
+  // Root's own link there is no better: another user could have renamed it
+  // into the sticky directory from one of theirs. Before, it was followed.
+  std::string sticky_link = dir.Join("tmp/by-root");
+  ASSERT_EQ(symlink(foreign->target.c_str(), sticky_link.c_str()), 0);
+  EXPECT_THAT(LoadPolicyFile(sticky_link + "/policy.cb", BrokerContext()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr(absl::StrCat("symlink ", sticky_link, " -> ", foreign->target,
+                                              " (owner uid 0), on the path to the policy ",
+                                              sticky_link, "/policy.cb, lies in directory ",
+                                              dir.Join("tmp"), " (owner uid 0, mode 01777), "
+                                              "which other users may write to"))));
+  // Root's link in root's directory (as /var/run -> /run) is followed.
+  std::string root_link = dir.Join("by-root");
   ASSERT_EQ(symlink(foreign->target.c_str(), root_link.c_str()), 0);
   EXPECT_OK(LoadPolicyFile(root_link + "/policy.cb", BrokerContext()));
 }
@@ -549,6 +561,89 @@ TEST_F(PolicyFileTest, AcceptsASymlinkAnotherUserCouldHavePutOnThePath) {
                 StatusIs(absl::StatusCode::kInvalidArgument,
                          HasSubstr("path /bin/sh goes through a symbolic link")));
   }
+}
+
+// followSymlinks = true skipped every check of the path: with file = (path
+// = "/home/alice/report", followSymlinks = true), alice's `ln -sf
+// /etc/shadow report` handed every grantee root's fd of /etc/shadow. The
+// broker now follows only links no user but root or its own could have put
+// in place (refused at the request otherwise), and a followed path that
+// runs, when the policy is loaded, through a link or a directory another
+// user could change is refused whole, naming the capability, the link or
+// directory, and the fix. Root's links in root's directories still load.
+TEST_F(PolicyFileTest, RefusesAFollowedPathThroughWhatAnotherUserCouldChange) {
+  char resolved[PATH_MAX];
+  ASSERT_NE(realpath(dir_.c_str(), resolved), nullptr) << errno;
+  const std::string base = resolved;
+  const std::string alice = base + "/alice";
+  ASSERT_EQ(mkdir(alice.c_str(), 0755), 0);
+  if (chown(alice.c_str(), testing::kForeignUid, testing::kForeignUid) != 0) {
+    GTEST_SKIP() << "cannot give a directory away here: " << errno;
+  }
+  const std::string secret = Write("secret", "root only", 0600);
+  const std::string report = alice + "/report";
+  ASSERT_EQ(symlink(secret.c_str(), report.c_str()), 0);
+  ASSERT_EQ(lchown(report.c_str(), testing::kForeignUid, testing::kForeignUid), 0);
+  Write("alice/plain", "x");
+  ASSERT_EQ(symlink("alice", (base + "/to-alice").c_str()), 0);
+  auto policy_with = [&](const std::string& capability) {
+    return absl::StrCat("( capabilities = [\n    ( name = \"c\", ", capability,
+                        " ) ],\n  principals = [ ( name = \"ops\", grants = [ \"c\" ],\n"
+                        "                   match = ( uid = 1000 ) ) ] )\n");
+  };
+  auto followed = [](const std::string& kind, const std::string& path) {
+    return absl::StrCat(kind, " = ( path = \"", path, "\", access = read, followSymlinks = true )");
+  };
+  BrokerContext capctl;  // as `capctl policy check` resolves
+  capctl.resolve_program = [](const std::string& path) {
+    return ResolveProgramPath(path, /*may_block=*/true);
+  };
+  capctl.check_followed_path = [](const std::string& path) {
+    return CheckFollowedCapabilityPath(path, /*may_block=*/true);
+  };
+  BrokerContext broker;  // capbrokerd's own, from the caches
+  // The reviewer's layout.
+  const std::string theirs = Write("theirs.cb", policy_with(followed("file", report)));
+  for (const BrokerContext* context : {&capctl, &broker}) {
+    EXPECT_THAT(
+        LoadPolicyFile(theirs, *context),
+        StatusIs(absl::StatusCode::kInvalidArgument,
+                 AllOf(HasSubstr(absl::StrCat(theirs, ":2:35: capability 'c': path ", report,
+                                              " has followSymlinks = true, but symlink ", report,
+                                              ", on the path to ", report,
+                                              ", is owned by uid 65534")),
+                       HasSubstr("another user could re-point it"),
+                       HasSubstr("name the real path instead (readlink -f)"))));
+  }
+  // Root's link in alice's directory, or none at all: the directory is
+  // hers, and no link there would be followed.
+  ASSERT_EQ(lchown(report.c_str(), 0, 0), 0);
+  EXPECT_THAT(LoadPolicyFile(theirs, capctl),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr(absl::StrCat("lies in directory ", alice,
+                                              " (owner uid 65534, mode 0755)"))));
+  const std::string plain =
+      Write("plain.cb", policy_with(followed("file", base + "/to-alice/plain")));
+  EXPECT_THAT(LoadPolicyFile(plain, capctl),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr(absl::StrCat("capability 'c': path ", base,
+                                                    "/to-alice/plain has followSymlinks = true, "
+                                                    "but directory ", alice, ", on the path to ")),
+                             HasSubstr("set followSymlinks = false"))));
+  // Root's link to her directory, as a directory capability: loads (nothing
+  // beneath a directory grant is followed); so does root's link to a file
+  // in root's directory.
+  EXPECT_OK(LoadPolicyFile(
+      Write("dir.cb", policy_with(followed("directory", base + "/to-alice"))), capctl));
+  ASSERT_EQ(symlink("secret", (base + "/to-secret").c_str()), 0);
+  EXPECT_OK(LoadPolicyFile(
+      Write("ours.cb", policy_with(followed("file", base + "/to-secret"))), capctl));
+  // What cannot be told is accepted: the request says why it fails.
+  BrokerContext cannot_tell;
+  cannot_tell.check_followed_path = [](const std::string& path) {
+    return absl::UnavailableError("cannot resolve " + path + ": Resource temporarily unavailable");
+  };
+  EXPECT_OK(LoadPolicyFile(theirs, cannot_tell));
 }
 
 // Resolving the longest existing part: "/" itself, and a path of which

@@ -146,10 +146,12 @@ class Validator {
   void PolicyPath(const std::string& label, const std::string& path, const CapabilitySpec& spec) {
     size_t errors_before = checks_.error_count();
     checks_.CheckPath(label, path, spec.path);
-    if (checks_.error_count() != errors_before || spec.follow_symlinks ||
-        !broker_.resolve_program) {
+    if (checks_.error_count() != errors_before) return;
+    if (spec.follow_symlinks) {
+      FollowedPath(label, path, spec);
       return;
     }
+    if (!broker_.resolve_program) return;
     absl::StatusOr<std::string> resolved = broker_.resolve_program(spec.path);
     if (resolved.ok() && *resolved != spec.path) {
       checks_.Error(path, absl::StrCat(label, ": path ", EscapedKeepingUtf8(spec.path),
@@ -162,6 +164,22 @@ class Validator {
                                        ", which the broker refuses at every request: name the "
                                        "file itself, or set followSymlinks = true"));
     }
+  }
+
+  // A capability's path with followSymlinks = true: the broker follows only
+  // links that root or its own user alone could have put there or could
+  // change (BrokerContext::check_followed_path). One through another user's
+  // link, or through a directory another user could change, now, is
+  // refused; what cannot be told is accepted (a request says why it fails).
+  void FollowedPath(const std::string& label, const std::string& path,
+                    const CapabilitySpec& spec) {
+    if (!broker_.check_followed_path) return;
+    absl::Status checked = broker_.check_followed_path(spec.path);
+    if (!absl::IsFailedPrecondition(checked)) return;
+    checks_.Error(path, absl::StrCat(label, ": path ", EscapedKeepingUtf8(spec.path),
+                                     " has followSymlinks = true, but ", checked.message(),
+                                     " (the broker refuses such a link at every request; "
+                                     "without links to follow, set followSymlinks = false)"));
   }
 
   void Mode(const std::string& path, const std::string& label, uint32_t mode) {

@@ -15,14 +15,20 @@
 // (never a FIFO or a device), and never on a FUSE or network file system
 // or under an automount point, as the mount table (util::MountTable) says
 // without asking any file system: the broker's only thread must not wait
-// on one that does not answer. What cannot be looked at (missing,
-// unreadable, on such a file system) gets no note.
+// on one that does not answer. The path is checked by its name in the
+// table first; then it is looked up from the kernel's caches alone
+// (openat2 RESOLVE_CACHED), and the mount the file was found on checked by
+// its ID, so that one mounted over the path after the table was read (a
+// user racing a FUSE mount into place) is not asked either. What cannot be
+// looked at (missing, unreadable, not in the caches, on such a file
+// system) gets no note.
 #ifndef CAPBROKER_BROKER_POLICY_SCRIPT_EXES_H_
 #define CAPBROKER_BROKER_POLICY_SCRIPT_EXES_H_
 
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "broker/policy/policy.h"
 #include "broker/util/mount_table.h"
 
@@ -32,6 +38,15 @@ namespace capbroker {
 // the principals of `policy` whose `exe` is a regular file that starts
 // with "#!", looked at as above with `mounts` for the file systems.
 std::vector<std::string> ScriptExeNotes(const Policy& policy, const util::MountTable& mounts);
+
+// Whether the file at the absolute `path` is a regular file whose first two
+// bytes are "#!", as the kernel's binfmt_script tests, looked at as above
+// (`mounts`, the table read before, for the file system of the mount the
+// file is found on). kUnavailable when that cannot be told without asking
+// a file system: not in the kernel's caches (EAGAIN), or on a mount that is
+// not in `mounts` or is a FUSE, network or automounted one. Another error
+// for a file that cannot be looked at (missing, a symlink on the path).
+absl::StatusOr<bool> ExeIsScript(const std::string& path, const util::MountTable& mounts);
 
 }  // namespace capbroker
 

@@ -6,7 +6,10 @@
 #include <cerrno>
 #include <cstddef>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "sdk/base/status_macros.h"
@@ -81,6 +84,7 @@ MountTable MountTable::Parse(absl::string_view mountinfo) {
     while (separator < fields.size() && fields[separator] != "-") ++separator;
     if (separator + 1 >= fields.size()) continue;
     Mount mount;
+    if (!absl::SimpleAtoi(fields[0], &mount.id) || mount.id < 0) mount.id = -1;
     mount.point = Unescape(fields[4]);
     mount.type = Unescape(fields[separator + 1]);
     if (!absl::StartsWith(mount.point, "/") || mount.type.empty()) continue;
@@ -99,6 +103,36 @@ const Mount* MountTable::Find(absl::string_view path) const {
     }
   }
   return found;
+}
+
+const Mount* MountTable::FindId(int id) const {
+  if (id < 0) return nullptr;
+  for (const Mount& mount : mounts_) {
+    if (mount.id == id) return &mount;
+  }
+  return nullptr;
+}
+
+absl::StatusOr<int> MountIdOf(int fd) {
+  const std::string path = absl::StrCat("/proc/self/fdinfo/", fd);
+  CB_ASSIGN_OR_RETURN(UniqueFd info, TakeFd(RetryEintr([&] {
+                                              return open(path.c_str(), O_RDONLY | O_CLOEXEC);
+                                            }),
+                                            absl::StrCat("open(", path, ")")));
+  // A few lines (pos, flags, mnt_id, ino), then the file's own (an inotify
+  // or epoll fd lists more): mnt_id is among the first hundred bytes.
+  char text[1024];
+  const ssize_t n = RetryEintr([&] { return read(info.get(), text, sizeof(text)); });
+  if (n < 0) return ErrnoStatus(errno, absl::StrCat("read(", path, ")"));
+  for (absl::string_view line :
+       absl::StrSplit(absl::string_view(text, static_cast<size_t>(n)), '\n')) {
+    int id = -1;
+    if (absl::ConsumePrefix(&line, "mnt_id:") &&
+        absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &id) && id >= 0) {
+      return id;
+    }
+  }
+  return absl::FailedPreconditionError(absl::StrCat(path, " has no mnt_id line"));
 }
 
 std::optional<std::string> RemoteFileSystemKind(absl::string_view type) {

@@ -13,7 +13,9 @@
 // point is the longest leading run of its components (the last one listed
 // among mounts on the same point, which is the one on top). Symlinks on
 // the path are not followed: where one leads to another file system, the
-// mount found is that of the link.
+// mount found is that of the link. A file already opened is found by its
+// mount's ID instead (MountIdOf, FindId): that is the mount it is on, even
+// if another was mounted over its path after the table was read.
 #ifndef CAPBROKER_BROKER_UTIL_MOUNT_TABLE_H_
 #define CAPBROKER_BROKER_UTIL_MOUNT_TABLE_H_
 
@@ -28,6 +30,7 @@ namespace capbroker::util {
 
 // One line of the mount table.
 struct Mount {
+  int id = -1;        // the mount's ID (mountinfo's first field); -1 if none
   std::string point;  // absolute, with mountinfo's octal escapes undone
   std::string type;   // the file system's type: "ext4", "nfs4", "fuse.sshfs"
 };
@@ -45,11 +48,21 @@ class MountTable {
   // none does (a relative path, or a table without "/").
   const Mount* Find(absl::string_view path) const;
 
+  // The mount whose ID is `id` (see MountIdOf); nullptr when the table has
+  // none (mounted since the table was read, or in another namespace).
+  const Mount* FindId(int id) const;
+
   const std::vector<Mount>& mounts() const { return mounts_; }
 
  private:
   std::vector<Mount> mounts_;
 };
+
+// The ID of the mount that holds what `fd` (borrowed; O_PATH will do)
+// refers to, as the mnt_id line of /proc/self/fdinfo/N says: the mount the
+// fd was opened on, whatever has been mounted over its path since, found
+// without asking any file system (fstatfs would). For MountTable::FindId.
+absl::StatusOr<int> MountIdOf(int fd);
 
 // Whether a file system of type `type` (as the mount table gives it) is
 // served by a process or over the network, so that it may stop answering

@@ -1,11 +1,14 @@
 #include "broker/util/mount_table.h"
 
+#include <fcntl.h>
+
 #include <cstdlib>
 #include <string>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
+#include "sdk/base/unique_fd.h"
 
 namespace capbroker::util {
 namespace {
@@ -76,6 +79,30 @@ TEST(MountTableTest, ReadsThisProcesssTable) {
   const Mount* mount = table.Find(tmp != nullptr ? tmp : "/tmp");
   ASSERT_NE(mount, nullptr);
   EXPECT_EQ(RemoteFileSystemKind(mount->type), std::nullopt) << mount->type;
+}
+
+// A file already opened is found by the ID of the mount it is on (the
+// table's first field, and the mnt_id of the fd's fdinfo), which holds
+// whatever has been mounted over its path since.
+TEST(MountTableTest, FindsTheMountOfAnOpenFileByItsId) {
+  const MountTable parsed = MountTable::Parse(
+      "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+      "41 22 0:40 / /mnt rw - fuse.sshfs me@host: rw\n"
+      "x 22 0:41 / /odd rw - tmpfs tmpfs rw\n");
+  ASSERT_NE(parsed.FindId(41), nullptr);
+  EXPECT_EQ(parsed.FindId(41)->point, "/mnt");
+  EXPECT_EQ(parsed.FindId(22)->type, "ext4");
+  EXPECT_EQ(parsed.FindId(7), nullptr);
+  EXPECT_EQ(parsed.FindId(-1), nullptr);  // "x" is no ID
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  UniqueFd fd(open(tmp != nullptr ? tmp : "/tmp", O_PATH | O_CLOEXEC));
+  ASSERT_TRUE(fd.valid());
+  ASSERT_OK_AND_ASSIGN(int id, MountIdOf(fd.get()));
+  ASSERT_OK_AND_ASSIGN(MountTable table, MountTable::Read());
+  const Mount* by_id = table.FindId(id);
+  ASSERT_NE(by_id, nullptr) << id;
+  EXPECT_EQ(by_id, table.Find(tmp != nullptr ? tmp : "/tmp"));
+  EXPECT_THAT(MountIdOf(-1), StatusIs(absl::StatusCode::kNotFound));
 }
 
 }  // namespace

@@ -32,6 +32,12 @@ bool TrustedOwner(uid_t owner, uid_t euid) { return owner == 0 || owner == euid;
 // status or in capctl policy check. Text in any language stays as it is.
 std::string Shown(absl::string_view text) { return EscapedKeepingUtf8(text); }
 
+// "LINK -> TARGET", or "LINK" when the target was not read.
+std::string ShownLink(absl::string_view link, absl::string_view target) {
+  if (target.empty()) return Shown(link);
+  return absl::StrCat(Shown(link), " -> ", Shown(target));
+}
+
 std::string Join(absl::string_view dir, absl::string_view name) {
   return dir == "/" ? absl::StrCat("/", name) : absl::StrCat(dir, "/", name);
 }
@@ -100,7 +106,7 @@ absl::StatusOr<std::string> ReadLink(int link, const std::string& path,
 // still to look up in order (a followed link puts its target's in front).
 class Walk {
  public:
-  explicit Walk(const PathRules& rules) : rules_(rules) {}
+  explicit Walk(const PathRules& rules) : rules_(rules), symlinks_(rules) {}
 
   // Walks the absolute directory name `dir` to its end.
   absl::Status Run(absl::string_view dir) {
@@ -110,7 +116,8 @@ class Walk {
       std::string name = std::move(pending_.front());
       pending_.pop_front();
       // Whoever could write this directory could put anything at `name`.
-      CB_RETURN_IF_ERROR(CheckTraversedDirectoryStat(dir_path_, dir_stat_, rules_));
+      symlinks_.Enter(dir_path_, dir_stat_);
+      CB_RETURN_IF_ERROR(symlinks_.way());
       CB_RETURN_IF_ERROR(Step(name));
     }
     return absl::OkStatus();
@@ -174,7 +181,7 @@ class Walk {
           " (a loop?); the last was ", Shown(path)));
     }
     CB_ASSIGN_OR_RETURN(std::string target, ReadLink(link, path, rules_.subject));
-    CB_RETURN_IF_ERROR(CheckSymlinkStat(path, target, st, rules_));
+    CB_RETURN_IF_ERROR(symlinks_.Check(path, target, st));
     if (target.empty()) {  // the kernel's lookup fails with ENOENT too
       return absl::NotFoundError(absl::StrCat("symlink ", Shown(path), ", on the path to ",
                                               Shown(rules_.subject), ", is empty"));
@@ -211,6 +218,7 @@ class Walk {
   }
 
   const PathRules& rules_;
+  SymlinkRule symlinks_;
   std::deque<std::string> pending_;
   // Whether the last pending component is the configured path's own last
   // directory, which create_mode may create.
@@ -221,57 +229,50 @@ class Walk {
   struct stat dir_stat_ = {};
 };
 
-// One walk of ResolveTrustedLinks. It looks names up as Walk does and
-// holds the same rules, but where Walk fails it notes: past a directory
-// another user could change, the walk goes on (the broker will open what
-// lies beyond all the same), but a symlink met there, or one not owned by
-// root or the broker, stops it with kUnavailable. It also goes on past a
-// name that does not exist (the rest as written), and looks at the last
-// name too.
+// One walk of ResolveTrustedLinks (or, `followed`, of CheckFollowedPath).
+// It looks names up as Walk does and holds the same rules, but where Walk
+// fails it notes: past a directory another user could change, the walk
+// goes on (the broker will open what lies beyond all the same), but a
+// symlink SymlinkRule does not let it follow stops it with kUnavailable.
+// Followed, both are kFailedPrecondition. It also goes on past a name that
+// does not exist (the rest as written), and looks at the last name too.
 class Resolution {
  public:
-  Resolution(std::string path, uid_t euid, bool may_block)
-      : path_(std::move(path)), euid_(euid), may_block_(may_block) {}
+  Resolution(std::string path, uid_t euid, bool may_block, bool followed)
+      : path_(std::move(path)),
+        may_block_(may_block),
+        followed_(followed),
+        symlinks_(PathRules{euid, path_, std::nullopt}) {}
 
   absl::StatusOr<std::string> Run() {
+    absl::StatusOr<std::string> resolved = Walk();
+    // Followed, a directory another user could change is the path's error
+    // even where no link lies beyond it (yet): after a link met there,
+    // which names itself.
+    if (resolved.ok() && followed_) CB_RETURN_IF_ERROR(symlinks_.way());
+    return resolved;
+  }
+
+ private:
+  absl::StatusOr<std::string> Walk() {
     for (std::string& c : Components(path_)) pending_.push_back(std::move(c));
     CB_RETURN_IF_ERROR(EnterRoot());
     while (!pending_.empty()) {
       std::string name = std::move(pending_.front());
       pending_.pop_front();
-      NoteDirectory();
+      symlinks_.Enter(dir_path_, dir_stat_);
       CB_ASSIGN_OR_RETURN(std::optional<std::string> end, Step(name));
       if (end.has_value()) return *std::move(end);
     }
     return dir_path_;
   }
 
- private:
   absl::Status EnterRoot() {
     CB_ASSIGN_OR_RETURN(UniqueFd root, OpenRoot());
     CB_ASSIGN_OR_RETURN(dir_stat_, Stat(root.get(), "/"));
     dir_ = std::move(root);
     dir_path_ = "/";
     return absl::OkStatus();
-  }
-
-  // Before a name is looked up in the current directory: whoever could
-  // write it could have put anything at that name, and what lies beyond it.
-  // In a sticky one (/tmp), others cannot rename a name of root's, so a
-  // directory of root's there still counts; but they may add a name, and a
-  // link of root's can be renamed in from a directory they may write (or
-  // hard-linked, fs.protected_hardlinks = 0): a link there tells nothing.
-  void NoteDirectory() {
-    add_by_others_.clear();
-    if (!changeable_by_.empty()) return;
-    PathRules rules{euid_, path_, std::nullopt};
-    std::string where = absl::StrFormat("directory %s (owner uid %d, mode 0%o)", Shown(dir_path_),
-                                        dir_stat_.st_uid, dir_stat_.st_mode & 07777);
-    if (!CheckTraversedDirectoryStat(dir_path_, dir_stat_, rules).ok()) {
-      changeable_by_ = std::move(where);
-    } else if ((dir_stat_.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-      add_by_others_ = std::move(where);
-    }
   }
 
   // `name` in the current directory, O_PATH: without may_block_, only if
@@ -328,7 +329,7 @@ class Resolution {
   // names still pending as written (a file not created yet), unless the
   // path's last name was a link, which then leads to nothing.
   absl::StatusOr<std::optional<std::string>> Missing(std::string path) {
-    if (last_is_link_) {
+    if (last_is_link_ && !followed_) {
       return absl::FailedPreconditionError(
           absl::StrCat(Shown(path_), " is a symbolic link to a file that does not exist"));
     }
@@ -338,19 +339,15 @@ class Resolution {
 
   // The symlink `name` at `path` (`link`, an O_PATH fd of the link itself,
   // stat `st`): checked, then its target queued in front, as Walk::Follow
-  // does.
+  // does. A link SymlinkRule refuses is theirs to make and re-point
+  // whenever they like: what it names now tells nothing (kUnavailable),
+  // unless `followed_`, where it is the path's error.
   absl::StatusOr<std::optional<std::string>> Follow(const std::string& name, int link,
                                                     std::string path, const struct stat& st) {
-    if (!changeable_by_.empty() || !add_by_others_.empty()) {
-      return absl::UnavailableError(absl::StrCat(
-          "symlink ", Shown(path), " lies ", changeable_by_.empty() ? "in " : "beyond ",
-          changeable_by_.empty() ? add_by_others_ : changeable_by_,
-          ", where another user could have put it: what it names tells nothing"));
-    }
-    if (!TrustedOwner(st.st_uid, euid_)) {
-      return absl::UnavailableError(absl::StrCat(
-          "symlink ", Shown(path), " is owned by uid ", st.st_uid,
-          ", who may point it anywhere at any time: what it names tells nothing"));
+    if (absl::Status refused = symlinks_.Check(path, "", st); !refused.ok()) {
+      if (followed_) return refused;
+      return absl::UnavailableError(
+          absl::StrCat(refused.message(), " (what it names now tells nothing)"));
     }
     if (++links_ > kMaxSymlinks) {
       return absl::UnavailableError(
@@ -377,15 +374,10 @@ class Resolution {
   }
 
   const std::string path_;
-  const uid_t euid_;
   const bool may_block_;
+  const bool followed_;
+  SymlinkRule symlinks_;
   std::deque<std::string> pending_;
-  // Empty until the walk looks a name up in a directory that another user
-  // could change; then that directory, for messages.
-  std::string changeable_by_;
-  // Empty unless the name being looked up is in a sticky directory others
-  // may add names to (see NoteDirectory); then that directory.
-  std::string add_by_others_;
   // The last name of the path is a symlink (or the last of the target of
   // one that was): a name missing on the way from there means that the
   // path leads to nothing.
@@ -401,7 +393,12 @@ class Resolution {
 absl::StatusOr<std::string> ResolveTrustedLinks(absl::string_view path, uid_t euid,
                                                 bool may_block) {
   CB_ASSIGN_OR_RETURN(std::string absolute, Absolute(path));
-  return Resolution(std::move(absolute), euid, may_block).Run();
+  return Resolution(std::move(absolute), euid, may_block, /*followed=*/false).Run();
+}
+
+absl::Status CheckFollowedPath(absl::string_view path, uid_t euid, bool may_block) {
+  CB_ASSIGN_OR_RETURN(std::string absolute, Absolute(path));
+  return Resolution(std::move(absolute), euid, may_block, /*followed=*/true).Run().status();
 }
 
 absl::StatusOr<ResolvedParent> OpenParent(absl::string_view path, const PathRules& rules) {
@@ -460,12 +457,44 @@ absl::Status CheckSymlinkStat(absl::string_view link, absl::string_view target,
                               const struct stat& st, const PathRules& rules) {
   if (!TrustedOwner(st.st_uid, rules.euid)) {
     return absl::FailedPreconditionError(absl::StrFormat(
-        "symlink %s -> %s, on the path to %s, is owned by uid %d, not by root or the "
-        "broker (uid %d): its owner could point it at a directory of their own at any "
-        "time; name the real path instead (readlink -f), or have root own the link",
-        Shown(link), Shown(target), Shown(rules.subject), st.st_uid, rules.euid));
+        "symlink %s, on the path to %s, is owned by uid %d, not by root or the broker (uid "
+        "%d): another user could re-point it at any time, at a file or directory of their "
+        "own; name the real path instead (readlink -f), or have root own the link",
+        ShownLink(link, target), Shown(rules.subject), st.st_uid, rules.euid));
   }
   return absl::OkStatus();
+}
+
+void SymlinkRule::Enter(absl::string_view dir, const struct stat& st) {
+  const std::string where = absl::StrFormat("directory %s (owner uid %d, mode 0%o)", Shown(dir),
+                                            st.st_uid, st.st_mode & 07777);
+  changeable_is_last_ = false;
+  if (way_.ok()) {
+    way_ = CheckTraversedDirectoryStat(dir, st, rules_);
+    if (!way_.ok()) {
+      changeable_ = where;
+      changeable_is_last_ = true;
+    }
+  }
+  writable_by_others_ = (st.st_mode & (S_IWGRP | S_IWOTH)) != 0 ? where : "";
+}
+
+absl::Status SymlinkRule::Check(absl::string_view link, absl::string_view target,
+                                const struct stat& st) const {
+  CB_RETURN_IF_ERROR(CheckSymlinkStat(link, target, st, rules_));
+  if (way_.ok() && writable_by_others_.empty()) return absl::OkStatus();
+  const bool in_changeable = !way_.ok();
+  return absl::FailedPreconditionError(absl::StrFormat(
+      "symlink %s (owner uid %d), on the path to %s, lies %s %s, which %s: they could have "
+      "put the link there (renamed in from a directory of theirs) and can re-point it the "
+      "same way; the broker follows only links that root or the broker (uid %d) alone could "
+      "have placed: name the real path instead (readlink -f), or keep the link in "
+      "directories that only root or the broker can write",
+      ShownLink(link, target), st.st_uid, Shown(rules_.subject),
+      in_changeable && !changeable_is_last_ ? "beyond" : "in",
+      in_changeable ? changeable_ : writable_by_others_,
+      in_changeable ? "another user could change" : "other users may write to",
+      rules_.euid));
 }
 
 absl::Status CheckTrustedFileStat(absl::string_view noun, absl::string_view path,

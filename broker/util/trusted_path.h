@@ -16,10 +16,11 @@
 //   - every directory it looks a name up in must be owned by root or the
 //     broker's euid, and not writable by group or others unless sticky
 //     (others may then add names, but not rename or remove ours);
-//   - every symlink must be owned by root or the broker's euid; it is then
-//     followed and its target walked the same way, so links inside link
-//     targets are checked too, up to kMaxSymlinks (sdk/base/syscall.h) of
-//     them.
+//   - every symlink must be owned by root or the broker's euid, in a
+//     directory that neither group nor others may write, sticky or not
+//     (SymlinkRule); it is then followed and its target walked the same
+//     way, so links inside link targets are checked too, up to
+//     kMaxSymlinks (sdk/base/syscall.h) of them.
 // Root's links such as /var/run -> /run pass. A relative path is walked
 // from the working directory's absolute name (getcwd, which has no
 // symlinks), so the directories above the working directory count too.
@@ -42,6 +43,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -89,12 +91,10 @@ absl::StatusOr<ResolvedParent> OpenParent(absl::string_view path, const PathRule
 // every symlink resolved, walked one name at a time from "/" as OpenParent
 // walks, the last name too. A symlink found there settles something only
 // when no user but root or `euid` could have put it in place or could
-// change it: owned by root or `euid` (CheckSymlinkStat), in a directory
-// reached through directories that each pass CheckTraversedDirectoryStat.
-// Anyone else's link, or one of root's in a directory another user may
-// change (they could have moved it there), is theirs to make and re-point
-// whenever they like: what it names now tells nothing, and a refusal
-// because of it would be theirs to cause.
+// change it (SymlinkRule). Anyone else's link, or one of root's in a
+// directory another user may change or write (they could have moved it
+// there), is theirs to make and re-point whenever they like: what it names
+// now tells nothing, and a refusal because of it would be theirs to cause.
 //
 // Returns the resolved path (`path` itself when no symlink is on it); for
 // a path not there (yet), its longest existing part resolved and the rest
@@ -125,10 +125,66 @@ absl::Status CheckTraversedDirectoryStat(absl::string_view dir, const struct sta
 std::string NonStickyWritableDirectoryHint(absl::string_view dir, const struct stat& st,
                                            uid_t euid);
 
-// The rule for each symlink on the way, given its lstat: owned by root or
-// `rules.euid`. `target` is what it points to, for the message.
+// The owner part of SymlinkRule, given a symlink's lstat: owned by root or
+// `rules.euid`. `target` is what it points to, for the message ("" when
+// not read).
 absl::Status CheckSymlinkStat(absl::string_view link, absl::string_view target,
                               const struct stat& st, const PathRules& rules);
+
+// The rule for the symlinks a walk follows, in this one place for every
+// walk that follows them: OpenParent's, ResolveTrustedLinks' and
+// CheckFollowedPath's here, and the broker's opens for capabilities with
+// followSymlinks (broker/caps/path_walk.h). A link is followed only where no
+// user but root or `rules.euid` could have put it or could change it:
+//   - it is owned by root or `rules.euid` (CheckSymlinkStat);
+//   - every directory the walk looked a name up in, up to and including the
+//     one holding it, passes CheckTraversedDirectoryStat: the owner of one
+//     that does not, or anyone who may write it, could rename what it holds;
+//   - the directory holding it is writable by neither group nor others,
+//     sticky or not: in a sticky one (/tmp) another user may add a name,
+//     and a link of root's can be renamed in from a directory they may
+//     write (or hard-linked, with fs.protected_hardlinks = 0).
+// The walk tells it each directory it looks a name up in (Enter), then asks
+// about each symlink it finds there (Check).
+class SymlinkRule {
+ public:
+  explicit SymlinkRule(PathRules rules) : rules_(std::move(rules)) {}
+
+  // Before the walk looks a name up in the directory `dir` (its stat `st`).
+  void Enter(absl::string_view dir, const struct stat& st);
+
+  // OK while every directory entered passes CheckTraversedDirectoryStat;
+  // else the error for the first one that did not.
+  const absl::Status& way() const { return way_; }
+
+  // OK when the symlink `link` (its lstat `st`), found in the directory
+  // entered last, may be followed; else kFailedPrecondition naming the link,
+  // its owner, why another user could re-point it, and what to do. `target`
+  // is what it points to, for the message ("" when not read yet).
+  absl::Status Check(absl::string_view link, absl::string_view target,
+                     const struct stat& st) const;
+
+ private:
+  PathRules rules_;
+  absl::Status way_;
+  // The first directory entered that failed CheckTraversedDirectoryStat, and
+  // whether it is the one entered last; for messages.
+  std::string changeable_;
+  bool changeable_is_last_ = false;
+  // The directory entered last, when its group or others may write it.
+  std::string writable_by_others_;
+};
+
+// For a path the broker opens following symlinks (a file or directory
+// capability with followSymlinks = true), resolved as ResolveTrustedLinks
+// resolves: OK when every symlink on it now is one SymlinkRule lets a walk
+// follow, and no name on it is looked up in a directory that fails
+// CheckTraversedDirectoryStat (no link there would be followed, now or
+// later). kFailedPrecondition, naming the link or the directory and saying
+// what to do, otherwise; kUnavailable when it cannot be told, as for
+// ResolveTrustedLinks. A path not there (yet), or ending in a link to
+// nothing, passes: a request says what it finds.
+absl::Status CheckFollowedPath(absl::string_view path, uid_t euid, bool may_block);
 
 // The rule for a file the broker trusts at a walked path (its policy, its
 // audit log), given the fstat of the file it opened: a regular file, owned

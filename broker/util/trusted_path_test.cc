@@ -94,7 +94,7 @@ TEST(OpenParentTest, RefusesALinkOwnedByAnotherUser) {
                                                     foreign->target,
                                                     ", on the path to the thing, is owned "
                                                     "by uid 65534")),
-                             HasSubstr("could point it at a directory of their own"))));
+                             HasSubstr("another user could re-point it at any time"))));
 }
 
 TEST(OpenParentTest, ChecksLinksInsideLinkTargets) {
@@ -125,6 +125,30 @@ TEST(OpenParentTest, ChecksTheDirectoryHoldingALink) {
                        HasSubstr(absl::StrCat("directory ", open,
                                               ", on the path to the thing, is writable by "
                                               "other users (mode 0777"))));
+}
+
+// Root's link in a sticky directory others may write to (/tmp) is no safer:
+// another user could have renamed it in from a directory of theirs, as
+// ResolveTrustedLinks already held. Before, OpenParent followed it.
+TEST(OpenParentTest, RefusesALinkInADirectoryOthersMayWriteStickyOrNot) {
+  TempDir dir;
+  std::string real = MakeDir(dir, "real");
+  std::string sticky = MakeDir(dir, "sticky", 01777);
+  MakeLink(dir, "sticky/link", real);
+  EXPECT_THAT(OpenParent(sticky + "/link/f", Rules()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr(absl::StrCat("symlink ", sticky, "/link -> ", real,
+                                                    " (owner uid ", geteuid(),
+                                                    "), on the path to the thing, lies in "
+                                                    "directory ", sticky)),
+                             HasSubstr("which other users may write to"))));
+  ASSERT_EQ(chmod(sticky.c_str(), 01770), 0);
+  EXPECT_THAT(OpenParent(sticky + "/link/f", Rules()),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("(owner uid")));
+  // A directory of root's there still counts, as before.
+  std::string inside = MakeDir(dir, "sticky/inside");
+  ASSERT_OK_AND_ASSIGN(ResolvedParent parent, OpenParent(inside + "/f", Rules()));
+  EXPECT_EQ(parent.dir_path, inside);
 }
 
 TEST(OpenParentTest, StopsAfterTheKernelsNumberOfLinks) {
@@ -244,6 +268,10 @@ TEST(CheckSymlinkStatTest, OwnerMustBeRootOrTheBroker) {
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("symlink /s -> /srv/b, on the path to the socket /s/b.sock, "
                                  "is owned by uid 1000, not by root or the broker (uid 1500)")));
+  // A link not read yet is named alone.
+  EXPECT_THAT(CheckSymlinkStat("/s", "", st, broker),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("symlink /s, on the path to the socket /s/b.sock, is owned")));
 }
 
 // What a message quotes of a path, of a symlink's target or of the subject
@@ -345,7 +373,9 @@ TEST(ResolveTrustedLinksTest, CannotTellThroughALinkAnotherUserControls) {
   for (bool may_block : {true, false}) {
     EXPECT_THAT(ResolveTrustedLinks(theirs + "/file", geteuid(), may_block),
                 StatusIs(absl::StatusCode::kUnavailable,
-                         HasSubstr(absl::StrCat("symlink ", theirs, " is owned by uid 65534"))));
+                         AllOf(HasSubstr(absl::StrCat("symlink ", theirs, ", on the path to ",
+                                                      theirs, "/file, is owned by uid 65534")),
+                               HasSubstr("what it names now tells nothing"))));
   }
   // Inside the target of a link of root's.
   std::string ours = MakeLink(dir, "ours", "theirs");
@@ -358,12 +388,18 @@ TEST(ResolveTrustedLinksTest, CannotTellThroughALinkAnotherUserControls) {
   MakeLink(dir, "home/moved", "../real");
   EXPECT_THAT(ResolveTrustedLinks(home + "/moved/file", geteuid(), true),
               StatusIs(absl::StatusCode::kUnavailable,
-                       HasSubstr(absl::StrCat("symlink ", home, "/moved lies beyond directory ",
+                       HasSubstr(absl::StrCat("symlink ", home, "/moved (owner uid 0), on the "
+                                              "path to ", home, "/moved/file, lies in directory ",
                                               home, " (owner uid 65534, mode 0755)"))));
   std::string open = MakeDir(dir, "open", 0777);
   MakeLink(dir, "open/l", "../real");
   EXPECT_THAT(ResolveTrustedLinks(open + "/l/file", geteuid(), true),
-              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("lies beyond directory")));
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("lies in directory")));
+  MakeDir(dir, "home/sub");
+  MakeLink(dir, "home/sub/l", "../../real");
+  EXPECT_THAT(ResolveTrustedLinks(home + "/sub/l/file", geteuid(), true),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr(absl::StrCat("lies beyond directory ", home))));
   // Sticky, as /tmp, too: others cannot rename what is root's there, but
   // they may add a name, and a link of root's can be renamed in from a
   // directory they may write (or hard-linked, fs.protected_hardlinks = 0).
@@ -371,13 +407,62 @@ TEST(ResolveTrustedLinksTest, CannotTellThroughALinkAnotherUserControls) {
   EXPECT_THAT(ResolveTrustedLinks(open + "/l/file", geteuid(), true),
               StatusIs(absl::StatusCode::kUnavailable,
                        HasSubstr(absl::StrCat("lies in directory ", open,
-                                              " (owner uid 0, mode 01777)"))));
+                                              " (owner uid 0, mode 01777), which other users "
+                                              "may write to"))));
   // Past such a directory, a path without links resolves to itself; and
   // root's link before it still counts.
   std::string mine = MakeDir(dir, "home/mine");
   EXPECT_EQ(Resolved(mine, true), mine);
   std::string to_home = MakeLink(dir, "to-home", "home");
   EXPECT_EQ(Resolved(to_home + "/mine", true), mine);
+}
+
+// A capability path with followSymlinks (CheckFollowedPath): through a link
+// the broker would refuse at every request, or through a directory another
+// user could change (where it would refuse any link), it is the policy's
+// error, saying which and what to do; root's links in root's directories,
+// a path not there yet, or one that ends in a link to nothing pass.
+TEST(CheckFollowedPathTest, RefusesWhatAnotherUserCouldChange) {
+  TempDir dir;
+  std::string real = MakeDir(dir, "real");
+  dir.WriteFile("real/file", "x");
+  std::string link = MakeLink(dir, "link", "real");
+  for (bool may_block : {true, false}) {
+    EXPECT_OK(CheckFollowedPath(link + "/file", geteuid(), may_block));
+  }
+  EXPECT_OK(CheckFollowedPath(link + "/new/file", geteuid(), true));
+  EXPECT_OK(CheckFollowedPath(MakeLink(dir, "dangling", "gone"), geteuid(), true));
+  // Root's link in a sticky directory others may write (as /tmp).
+  std::string open = MakeDir(dir, "open", 01777);
+  MakeLink(dir, "open/l", "../real");
+  EXPECT_THAT(CheckFollowedPath(open + "/l/file", geteuid(), true),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr(absl::StrCat("symlink ", open, "/l (owner uid 0), on the "
+                                                    "path to ", open, "/l/file, lies in directory ",
+                                                    open, " (owner uid 0, mode 01777)")),
+                             HasSubstr("name the real path instead (readlink -f)"))));
+  // A file there, no link: passes (a link put there later is refused at the
+  // request).
+  EXPECT_OK(CheckFollowedPath(dir.WriteFile("open/file", "x"), geteuid(), true));
+  std::string theirs = MakeLink(dir, "theirs", "real");
+  std::string home = MakeDir(dir, "home");
+  if (!GiveAway(theirs) ||
+      chown(home.c_str(), testing::kForeignUid, testing::kForeignUid) != 0) {
+    GTEST_SKIP() << "cannot give a link or directory away here";
+  }
+  EXPECT_THAT(CheckFollowedPath(theirs + "/file", geteuid(), true),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr(absl::StrCat("symlink ", theirs, ", on the path to ", theirs,
+                                              "/file, is owned by uid 65534"))));
+  // Their directory, even with no link in it now: they may put one there.
+  std::string file = dir.WriteFile("home/report", "x");
+  EXPECT_THAT(CheckFollowedPath(file, geteuid(), true),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr(absl::StrCat("directory ", home, ", on the path to ", file,
+                                              ", is owned by uid 65534"))));
+  // Their directory as the path's end (a directory capability) passes: no
+  // name is looked up in it.
+  EXPECT_OK(CheckFollowedPath(home, geteuid(), true));
 }
 
 }  // namespace

@@ -85,6 +85,9 @@ absl::StatusOr<PolicySummary> CheckPolicyFile(absl::string_view path) {
   context.resolve_program = [](const std::string& exe) {
     return ResolveProgramPath(exe, /*may_block=*/true);
   };
+  context.check_followed_path = [](const std::string& path) {
+    return CheckFollowedCapabilityPath(path, /*may_block=*/true);
+  };
   absl::StatusOr<Policy> policy = LoadPolicyFile(path, context);
   if (!policy.ok()) return policy.status();
   PolicySummary summary;

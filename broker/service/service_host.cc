@@ -891,6 +891,14 @@ absl::StatusOr<std::optional<UniqueFd>> ServiceHost::Connect(
   if (service == nullptr) {
     return absl::InternalError(absl::StrCat("service '", spec.name, "' is not hosted"));
   }
+  // A waiting connect is known by its connection and request id (Withdraw,
+  // and the answer the client matches): a second one with the same pair
+  // would be withdrawn, or answered, with the first.
+  if (const Service* waiting = WaitingFor(request.connection_id, request.request_id)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request id ", request.request_id, " is already waiting for service '",
+        waiting->spec.name, "' to start on this connection; give each request its own id"));
+  }
   switch (service->state) {
     case ServiceState::RUNNING: {
       if (HasExited(*service)) {
@@ -952,6 +960,19 @@ absl::StatusOr<std::optional<UniqueFd>> ServiceHost::Connect(
   }
   service->pending.push_back(request);
   return std::optional<UniqueFd>();
+}
+
+const ServiceHost::Service* ServiceHost::WaitingFor(uint64_t connection_id,
+                                                    uint64_t request_id) const {
+  for (const std::unique_ptr<Service>& service : services_) {
+    if (std::any_of(service->pending.begin(), service->pending.end(),
+                    [&](const server::ConnectRequest& r) {
+                      return r.connection_id == connection_id && r.request_id == request_id;
+                    })) {
+      return service.get();
+    }
+  }
+  return nullptr;
 }
 
 void ServiceHost::Withdraw(uint64_t connection_id, uint64_t request_id) {

@@ -1452,6 +1452,28 @@ TEST_F(ServiceHostTest, TheWaitingConnectsOfAClientThatHungUpAreWithdrawn) {
   EXPECT_TRUE(ClientAnswers().empty());
 }
 
+// A waiting connect is known by its connection and request id: a second
+// connect with the same pair, to any service, is refused while the first
+// waits, so that withdrawing or answering one never takes the other with
+// it. The first stays waiting, and is on record when its client goes.
+TEST_F(ServiceHostTest, AConnectWhoseRequestIdIsAlreadyWaitingIsRefused) {
+  constexpr uint64_t kOther = kClient + 1;
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("notify", 7));
+  ASSERT_FALSE(waiting.has_value());
+  for (const char* service : {"notify", "patient"}) {
+    EXPECT_THAT(Connect(service, 7).status(),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("request id 7 is already waiting for service 'notify' to "
+                                   "start on this connection; give each request its own id")))
+        << service;
+  }
+  // Another connection's id 7 is its own.
+  ASSERT_OK(Connect("notify", 7, 1000, kOther).status());
+  host_->ClientGone(kClient, "the client hung up");
+  EXPECT_THAT(AuditText(), HasSubstr(R"("reason":"not delivered: the client hung up")"));
+  EXPECT_TRUE(ClientAnswers().empty());
+}
+
 // A client the broker disconnected (it did not read its replies) is on
 // record so, not as one that hung up.
 TEST_F(ServiceHostTest, TheWaitingConnectsOfAClientTheBrokerClosedSayWhy) {
@@ -1559,7 +1581,7 @@ class ServiceHostWithLoopTest : public ::testing::Test {
   absl::StatusOr<std::optional<UniqueFd>> Connect(absl::string_view service) {
     server::ConnectRequest request;
     request.connection_id = kClient;
-    request.request_id = 1;
+    request.request_id = ++last_request_id_;  // each its own, as a client's
     request.client.uid = 1000;
     request.principal = "me";
     return host_->Connect(*handler_.policy().FindService(service), request);
@@ -1593,6 +1615,7 @@ class ServiceHostWithLoopTest : public ::testing::Test {
   std::unique_ptr<ServiceHost> host_;
   UniqueFd service_end_;  // the service's end of its broker connection
   UniqueFd report_;       // the launch's report pipe, readable once it is done
+  uint64_t last_request_id_ = 0;  // Connect's
 };
 
 // A notify service's connects that waited for its start are answered

@@ -754,7 +754,23 @@ bool BrokerLoop::Queue(Connection& connection, Answer answer) {
   if (connection.closed) return drop();
   size_t bytes = answer.words.size() * sizeof(capnp::word);
   size_t fds = answer.outcome.fds.size();
-  if (!MakeFit(connection, bytes)) {
+  const bool fits = MakeFit(connection, bytes);
+  const Room room =
+      fits && !connection.service ? MakeRoom(connection, bytes, fds) : Room::kMade;
+  // MakeFit and MakeRoom may have sent, and so written the audit log,
+  // after this answer's line was recorded and before it is queued, where
+  // FlushAudit would have found it: a grant whose line went then is
+  // withheld here, before anything else is decided, so that a drop below
+  // never puts on record as not delivered a grant the log does not hold.
+  // The error reply is a few hundred bytes: the limits are not checked
+  // again for it (as in FlushAudit).
+  if (answer.outcome.audit_line != 0 && LostThisTurn(answer.outcome.audit_line)) {
+    PeerLog("withheld 1 grant: its audit line could not be written");
+    answer = Withheld(answer.id);
+    bytes = answer.words.size() * sizeof(capnp::word);
+    fds = 0;
+  }
+  if (!fits) {
     if (connection.closed) return drop();
     connection.closing_for = kQueueFull;
     if (connection.service) return drop();
@@ -763,43 +779,29 @@ bool BrokerLoop::Queue(Connection& connection, Answer answer) {
                          connection.queue.size(), " queued)"));
     return drop();
   }
-  if (!connection.service) {
-    Room room = MakeRoom(connection, bytes, fds);
-    if (room == Room::kRequesterGoes) return drop();
-    if (room == Room::kNone) {
-      // This reply alone is over a budget, with nothing else queued: it
-      // cannot come from the flags' bounds (a budget holds at least one
-      // reply of the largest size, and at least one fd; a client's reply
-      // holds at most one fd that counts), but fail closed if it does. The
-      // client reads, so it is refused, not disconnected. A grant's line
-      // already says granted: a second line says it was not delivered.
-      const absl::Status refused = absl::ResourceExhaustedError(absl::StrCat(
-          "the broker could not queue this reply: alone it is over the budget for the "
-          "replies of all connections (--max-queued-reply-bytes ",
-          limits_.max_queued_bytes_total, ", --max-queued-reply-fds ",
-          limits_.max_queued_fds_total, "); nothing was delivered. Raise the limits"));
-      PeerLog(absl::StrCat("refused a reply of ", bytes, " bytes and ", fds,
-                           " fds to pid ", connection.session.identity.pid,
-                           ": over the budget on its own"));
-      if (answer.outcome.principal.empty()) {
-        handler_.CountDenial(refused);
-      } else {
-        NotDelivered(connection, answer.words, answer.outcome.principal,
-                     "alone it was over the budget for the replies of all connections");
-      }
-      answer = ErrorAnswer(answer.id, refused, answer.outcome.close_after_reply);
-      bytes = answer.words.size() * sizeof(capnp::word);
-      fds = 0;
+  if (room == Room::kRequesterGoes) return drop();
+  if (room == Room::kNone) {
+    // This reply alone is over a budget, with nothing else queued: it
+    // cannot come from the flags' bounds (a budget holds at least one
+    // reply of the largest size, and at least one fd; a client's reply
+    // holds at most one fd that counts), but fail closed if it does. The
+    // client reads, so it is refused, not disconnected. A grant's line
+    // already says granted: a second line says it was not delivered.
+    const absl::Status refused = absl::ResourceExhaustedError(absl::StrCat(
+        "the broker could not queue this reply: alone it is over the budget for the "
+        "replies of all connections (--max-queued-reply-bytes ",
+        limits_.max_queued_bytes_total, ", --max-queued-reply-fds ",
+        limits_.max_queued_fds_total, "); nothing was delivered. Raise the limits"));
+    PeerLog(absl::StrCat("refused a reply of ", bytes, " bytes and ", fds,
+                         " fds to pid ", connection.session.identity.pid,
+                         ": over the budget on its own"));
+    if (answer.outcome.principal.empty()) {
+      handler_.CountDenial(refused);
+    } else {
+      NotDelivered(connection, answer.words, answer.outcome.principal,
+                   "alone it was over the budget for the replies of all connections");
     }
-  }
-  // MakeFit and MakeRoom may have sent, and so written the audit log,
-  // after this answer's line was recorded and before it is queued, where
-  // FlushAudit would have found it: a grant whose line went then is
-  // withheld here. The error reply is a few hundred bytes: the limits are
-  // not checked again for it (as in FlushAudit).
-  if (answer.outcome.audit_line != 0 && LostThisTurn(answer.outcome.audit_line)) {
-    PeerLog("withheld 1 grant: its audit line could not be written");
-    answer = Withheld(answer.id);
+    answer = ErrorAnswer(answer.id, refused, answer.outcome.close_after_reply);
     bytes = answer.words.size() * sizeof(capnp::word);
     fds = 0;
   }

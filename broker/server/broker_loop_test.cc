@@ -571,6 +571,35 @@ TEST_F(BrokerLoopTest, GrantsDroppedWithTheirConnectionAreOnRecordAsNotDelivered
   EXPECT_EQ(stats_.denials, 2u);
 }
 
+// A grant whose line a flush lost while Queue made room for it (here:
+// sending what a full queue holds) is not on record: when its connection
+// is then dropped, it is withheld, and gets no line saying it was not
+// delivered, which would be the log's only mention of it. Only the grant
+// on record that was queued before gets one.
+TEST_F(BrokerLoopTest, AGrantWhoseLineWasLostIsNeverOnRecordAsNotDelivered) {
+  Limits limits;
+  limits.max_queued_replies = 1;
+  BrokerLoop loop(handler_, audit_, stats_, limits);
+  UniqueFd peer;
+  const uint64_t id = AddFullServiceConnection(loop, peer);
+  ASSERT_NE(id, 0u);
+  Answer first = Grant(1);
+  ASSERT_THAT(loop.AuditLinesLost({first.outcome.audit_line}), ::testing::IsEmpty());
+  ASSERT_TRUE(loop.Send(id, std::move(first)));
+  UniqueFd log(fcntl(audit_fd_.get(), F_DUPFD_CLOEXEC, 0));
+  ASSERT_TRUE(log.valid());
+  BreakAuditLog();
+  // Its queue is full: Queue sends first, which flushes (and loses) the
+  // line of grant 2, then finds the socket full and drops the connection.
+  ASSERT_FALSE(loop.Send(id, Grant(2)));
+  ASSERT_EQ(dup3(log.get(), audit_fd_.get(), O_CLOEXEC), audit_fd_.get());  // mended
+  audit_.FlushAll();
+  const std::vector<std::string> lines = NotDeliveredLines();
+  ASSERT_EQ(lines.size(), 1u) << ReadAudit();
+  EXPECT_EQ(stats_.grants, 1u);
+  EXPECT_EQ(stats_.denials, 2u);  // grant 2 withheld, grant 1 not delivered
+}
+
 // A reply that went out is delivered even when a later send on the same
 // connection fails and closes it: only the grant that did not go gets the
 // line. Here the peer starts refusing fds after the first reply (which

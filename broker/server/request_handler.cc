@@ -519,12 +519,17 @@ void RequestHandler::List(const Session& session, schema::Request::Reader reques
     start_after = *start;
   }
   // The union of the grants of every matching principal (or the service's
-  // own grants).
+  // own grants). A service's directory grants are left out: it has them at
+  // start, inside its sandbox, and is refused them at run time
+  // (ServiceDirectoryRefusal), so its list would only show it their host
+  // paths.
   const std::vector<CapabilitySpec>& capabilities = policy_.capabilities();
   std::vector<bool> granted(capabilities.size(), false);
   if (const ServiceSpec* service = policy_.FindService(session.identity.service);
       !session.identity.service.empty() && service != nullptr) {
-    for (size_t index : service->grants) granted[index] = true;
+    for (size_t index : service->grants) {
+      granted[index] = capabilities[index].kind != Kind::kDirectory;
+    }
   }
   for (const PrincipalSpec* p : policy_.MatchingPrincipals(session.identity)) {
     for (size_t index : p->grants) granted[index] = true;

@@ -241,6 +241,34 @@ TEST_F(RequestHandlerTest, ServicesGetNoDirectoryFdAtRunTime) {
   }
 }
 
+// A service's list leaves out its directory grants, which it has at start
+// and is refused at run time: their entries would only show it host paths.
+// A client's list shows them.
+TEST_F(RequestHandlerTest, AServicesListLeavesOutItsDirectoryGrants) {
+  const std::string file = dir_.WriteFile("file", "x");
+  Install(R"(( capabilities = [ ( name = "d", directory = ( path = ")" + dir_.path() +
+          R"(", access = read ) ), ( name = "f", file = ( path = ")" + file +
+          R"(", access = read ) ) ],
+               principals = [ ( name = "p", match = ( uid = 1000 ), grants = [ "d", "f" ] ) ],
+               services = [ ( name = "svc", command = [ "/bin/true" ], grants = [ "d", "f" ] ) ] ))");
+  for (bool service : {false, true}) {
+    SCOPED_TRACE(service ? "service" : "client");
+    session_.identity.service = service ? "svc" : "";
+    capnp::MallocMessageBuilder request_message, reply_message;
+    auto request = request_message.initRoot<schema::Request>();
+    request.setId(1);
+    request.setList();
+    request.initListPage();
+    auto reply = reply_message.initRoot<schema::Reply>();
+    handler_.Handle(session_, request.asReader(), reply);
+    ASSERT_TRUE(reply.isCapabilities());
+    std::vector<std::string> listed;
+    for (auto entry : reply.getCapabilities().getEntries()) listed.emplace_back(entry.getName().cStr());
+    EXPECT_EQ(listed, service ? std::vector<std::string>{"f"}
+                              : std::vector<std::string>({"d", "f"}));
+  }
+}
+
 // The host's hard-link protection, as the handler was given it, decides
 // whether open beneath refuses a file with a second link (caps::OpenBeneath).
 TEST_F(RequestHandlerTest, OpenBeneathRefusesLinkedFilesOnlyOnAnUnprotectedHost) {

@@ -96,6 +96,16 @@ void Bound(std::string& text, size_t max_bytes, absl::string_view more = "") {
   text = Truncated(text, max_bytes - mark, more);
 }
 
+// The most bytes of an audit line's reason (before JSON escaping); a
+// longer one is cut (Bound). A denial names a few principals at most
+// (kMaxNamedPrincipals), but its reason can quote an exe path (up to
+// PATH_MAX) besides, and a connect refused because its service could not
+// start keeps the service's whole error (WithAuditReason), which can quote
+// several paths: a client must not be able to make the broker write lines
+// as long as it likes. The broker's standard error has a service's errors
+// whole.
+constexpr size_t kMaxAuditReasonBytes = 8192;
+
 // Why a request was granted, for the audit line.
 std::string GrantReason(const Identity& identity, absl::string_view request_kind,
                         absl::string_view principal, absl::string_view capability) {
@@ -312,14 +322,19 @@ Outcome RequestHandler::Hello(Session& session, schema::Hello::Reader hello,
   out.setGid(id.gid);
   out.setPid(id.pid);
   out.setExe(id.exe);
+  // The first few, counting the rest: all of them may not fit in a
+  // datagram (kMaxNamedPrincipals).
   std::vector<std::string> matching = policy_.PrincipalNames(id);
-  auto names = out.initPrincipals(matching.size());
-  for (size_t i = 0; i < matching.size(); ++i) names.set(i, matching[i]);
+  const size_t named = std::min(matching.size(), kMaxNamedPrincipals);
+  auto names = out.initPrincipals(named);
+  for (size_t i = 0; i < named; ++i) names.set(i, matching[i]);
+  out.setMorePrincipals(static_cast<uint32_t>(matching.size() - named));
   return outcome;
 }
 
 absl::StatusOr<UniqueFd> RequestHandler::Make(const CapabilitySpec& spec,
-                                              schema::Access access) {
+                                              schema::Access access,
+                                              caps::OpenEffects& effects) {
   switch (spec.kind) {
     case Kind::kFile: {
       caps::FileOpen how;
@@ -895,6 +910,7 @@ uint64_t RequestHandler::Record(const Session& session, absl::string_view reques
   std::string reason =
       status.ok() ? GrantReason(session.identity, request_kind, principal, capability)
                   : AuditReason(status);
+  Bound(reason, kMaxAuditReasonBytes);
   if (session.audit_peer.empty()) {
     const Identity& peer = session.identity;
     session.audit_peer = audit::RenderPeer(peer.uid, peer.gid, peer.pid, peer.exe);

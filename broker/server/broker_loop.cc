@@ -703,6 +703,7 @@ bool BrokerLoop::OnDatagram(Connection& connection) {
     handler_.WithdrawConnect(connection.id, answer.id);
     return Queue(connection, Withheld(answer.id));
   }
+  if (answer.outcome.effects.pending()) Settle(connection, answer);
   const bool answer_waiting = answer.outcome.answer_waiting;
   const bool queued = Queue(connection, std::move(answer));
   if (answer_waiting) {
@@ -715,6 +716,27 @@ bool BrokerLoop::OnDatagram(Connection& connection) {
     handler_.AnswerWaitingConnects(connection.session);
   }
   return queued;
+}
+
+void BrokerLoop::Settle(const Connection& connection, Answer& answer) {
+  if (!AuditLinesLost({answer.outcome.audit_line}).empty()) {
+    RequestHandler::UndoEffects(absl::MakeSpan(&answer.outcome.effects, 1));
+    PeerLog("withheld 1 grant: its audit line could not be written");
+    answer = Withheld(answer.id);
+    return;
+  }
+  // The grant's fd, the file open (Acquire, OpenBeneath).
+  absl::Status completed = answer.outcome.effects.Complete(answer.outcome.fds[0].get());
+  if (completed.ok()) return;
+  // Its line says granted: a second one says it was not delivered, and why.
+  const std::string why = absl::StrCat("the file could not be emptied (", completed.message(),
+                                       ")");
+  NotDelivered(connection, answer.words, answer.outcome.principal, why);
+  answer = ErrorAnswer(answer.id,
+                       absl::Status(completed.code(), absl::StrCat(
+                                        "the broker granted this open, but ", why,
+                                        "; nothing was delivered")),
+                       answer.outcome.close_after_reply);
 }
 
 bool BrokerLoop::Fits(const Connection& connection, size_t bytes) const {

@@ -350,7 +350,7 @@ absl::StatusOr<UniqueFd> RequestHandler::Make(const CapabilitySpec& spec,
       // client that asks for append under a write grant restricts itself:
       // that fd is O_APPEND only, as it asked.
       how.append_only = spec.access == schema::Access::APPEND;
-      return caps::OpenFile(spec.path, how, spec.follow_symlinks, hard_links_);
+      return caps::OpenFile(spec.path, how, spec.follow_symlinks, hard_links_, &effects);
     }
     case Kind::kDirectory:
       return caps::OpenDirectory(spec.path, spec.follow_symlinks);
@@ -422,7 +422,7 @@ Outcome RequestHandler::Acquire(const Session& session,
     outcome.principal = std::move(decision.principal);
     return outcome;
   }
-  absl::StatusOr<UniqueFd> fd = Make(spec, decision.access);
+  absl::StatusOr<UniqueFd> fd = Make(spec, decision.access, outcome.effects);
   if (!fd.ok()) {
     status = absl::Status(fd.status().code(),
                           absl::StrCat("capability '", spec.name, "': ",
@@ -496,7 +496,10 @@ Outcome RequestHandler::OpenBeneath(const Session& session,
   absl::StatusOr<UniqueFd> fd =
       caps::OpenDirectory(decision.capability->path,
                           decision.capability->follow_symlinks);
-  if (fd.ok()) fd = caps::OpenBeneath(fd->get(), path, how, hard_links_, &asked.created);
+  if (fd.ok()) fd = caps::OpenBeneath(fd->get(), path, how, hard_links_, &outcome.effects);
+  asked.created = outcome.effects.created();
+  // A directory: an open that neither creates nor truncates (caps::
+  // OpenBeneath), so it left nothing to undo.
   if (fd.ok() && !session.identity.service.empty() && IsDirectoryFd(fd->get())) {
     fd = ServiceDirectoryRefusal(name);
   }
@@ -608,6 +611,17 @@ Outcome RequestHandler::Connect(const Session& session, uint64_t request_id,
   if (!outcome.fds.empty() || outcome.deferred) outcome.audit_line = line;
   if (!outcome.fds.empty()) outcome.principal = std::move(decision.principal);
   return outcome;
+}
+
+void RequestHandler::UndoEffects(absl::Span<caps::OpenEffects> effects) {
+  for (caps::OpenEffects& left : effects) {
+    if (absl::Status undone = left.Undo(); !undone.ok()) {
+      std::fprintf(stderr,
+                   "capbrokerd: could not remove the file made for a grant that is not on "
+                   "record: %s; remove it\n",
+                   Escaped(undone.message()).c_str());
+    }
+  }
 }
 
 void RequestHandler::WithdrawConnect(uint64_t connection_id, uint64_t request_id) {
@@ -723,7 +737,8 @@ void RequestHandler::Services(const Session& session, schema::Request::Reader re
 }
 
 absl::StatusOr<UniqueFd> RequestHandler::MakeForStart(const CapabilitySpec& capability,
-                                                       const StartCheck& check) {
+                                                       const StartCheck& check,
+                                                       caps::OpenEffects& effects) {
   absl::StatusOr<UniqueFd> fd = absl::InternalError("not made");
   if (capability.kind == Kind::kMemory && capability.shared) {
     // A dup: the open file description every readWrite grantee shares (see
@@ -733,7 +748,7 @@ absl::StatusOr<UniqueFd> RequestHandler::MakeForStart(const CapabilitySpec& capa
              ? absl::InternalError("shared memory was not prepared")
              : TakeFd(fcntl(it->second->get(), F_DUPFD_CLOEXEC, 0), "fcntl(F_DUPFD_CLOEXEC)");
   } else {
-    fd = Make(capability, capability.access);
+    fd = Make(capability, capability.access, effects);
   }
   if (!fd.ok()) {
     return absl::Status(fd.status().code(), absl::StrCat("capability '", capability.name,
@@ -761,10 +776,15 @@ absl::StatusOr<RequestHandler::StartGrants> RequestHandler::GrantAtStart(
   StartGrants made;
   for (size_t index : grants) {
     const CapabilitySpec& capability = policy_.capabilities()[index];
-    absl::StatusOr<UniqueFd> fd = MakeForStart(capability, check);
+    // Kept whether or not the check refused the fd after its open.
+    made.effects.emplace_back();
+    absl::StatusOr<UniqueFd> fd = MakeForStart(capability, check, made.effects.back());
     if (!fd.ok()) {
       record(capability, fd.status());
-      return fd.status();  // the fds made so far close here, never on record
+      // The fds made so far close here, never on record; the files their
+      // opens made go again.
+      UndoEffects(absl::MakeSpan(made.effects));
+      return fd.status();
     }
     made.fds.push_back(std::move(fd).value());
   }

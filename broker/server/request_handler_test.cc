@@ -148,8 +148,14 @@ TEST_F(RequestHandlerTest, ReadGrantOfATruncatingFileDoesNotTruncate) {
   EXPECT_EQ(st.st_size, 7) << "a read grant truncated the file";
   Outcome write = Acquire("data", schema::Access::WRITE, &error);
   ASSERT_EQ(error, "");
+  // A write grant does, as the policy says, once its line is written (the
+  // loop completes the open then).
   ASSERT_EQ(stat(path.c_str(), &st), 0);
-  EXPECT_EQ(st.st_size, 0);  // a write grant does, as the policy says
+  EXPECT_EQ(st.st_size, 7) << "emptied before the grant was on record";
+  ASSERT_TRUE(write.effects.pending());
+  ASSERT_OK(write.effects.Complete(write.fds[0].get()));
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 0);
 }
 
 // The policy's create serves writers too: a read grant of a missing file
@@ -211,6 +217,9 @@ TEST_F(RequestHandlerTest, OpenBeneathTruncatesOnlyForWriters) {
   EXPECT_THAT(error, Not(HasSubstr("needs")));
   Outcome write = open_beneath(schema::Access::WRITE, false, true, &error);
   EXPECT_EQ(error, "");
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 7) << "emptied before the grant was on record";
+  ASSERT_OK(write.effects.Complete(write.fds[0].get()));  // as the loop does
   ASSERT_EQ(stat(path.c_str(), &st), 0);
   EXPECT_EQ(st.st_size, 0);
 }

@@ -360,10 +360,22 @@ absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> ServiceHost::BeginLaunch
   // fits): the start fails, and each grant whose line is on record gets its
   // "not delivered" denial (StartFailed), those lost none.
   service.undelivered = std::move(grants.record);
+  // What their opens do to the file system waits for the lines too: a file
+  // is emptied only once they are all written; the files made go again
+  // when the start fails here (caps::OpenEffects).
   if (std::vector<uint64_t> lost = loop_.AuditLinesLost(service.undelivered->AuditLines());
       !lost.empty()) {
+    server::RequestHandler::UndoEffects(absl::MakeSpan(grants.effects));
     handler_.StartLinesLost(*service.undelivered, lost);
     return absl::UnavailableError("the audit lines of its grants could not be written");
+  }
+  for (size_t i = 0; i < grants.effects.size(); ++i) {
+    if (absl::Status completed = grants.effects[i].Complete(grants.fds[i].get());
+        !completed.ok()) {
+      return absl::Status(completed.code(),
+                          absl::StrCat("capability '", sandbox.fds[i].name,
+                                       "' could not be emptied: ", completed.message()));
+    }
   }
   int pair[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {

@@ -1618,6 +1618,41 @@ class ServiceHostWithLoopTest : public ::testing::Test {
   uint64_t last_request_id_ = 0;  // Connect's
 };
 
+// What a start grant's open does to the file system waits for its line,
+// as a client's grant does: with the log failing (every write ENOSPC) the
+// start fails, the file to be emptied keeps its content and the file made
+// is removed again; with the log working, the file is emptied before the
+// service gets it.
+TEST_F(ServiceHostWithLoopTest, AStartNotOnRecordEmptiesNoFileAndLeavesNoneMade) {
+  testing::TempDir dir;
+  const std::string emptied = dir.WriteFile("emptied", "8 bytes.");
+  const std::string made = dir.Join("made");
+  ASSERT_OK_AND_ASSIGN(Policy policy, ParsePolicy(absl::StrCat(R"(( capabilities = [
+      ( name = "e", file = ( path = ")", emptied, R"(", access = write, truncate = true ) ),
+      ( name = "m", file = ( path = ")", made, R"(", access = write, create = true ) ) ],
+    services = [ ( name = "svc-f", command = [ "/usr/bin/svc" ], readiness = exec,
+                   grants = [ "e", "m" ] ),
+                 ( name = "svc-g", command = [ "/usr/bin/svc" ], readiness = exec,
+                   grants = [ "e", "m" ] ) ] ))"),
+                                                  "t.capnp"));
+  ASSERT_OK(handler_.SetPolicy(std::move(policy)));
+  host_->PolicyChanged();
+  UniqueFd log(fcntl(audit_file_.get(), F_DUPFD_CLOEXEC, 0));
+  UniqueFd full(open("/dev/full", O_WRONLY | O_CLOEXEC));
+  ASSERT_TRUE(log.valid() && full.valid());
+  ASSERT_EQ(dup3(full.get(), audit_file_.get(), O_CLOEXEC), audit_file_.get());
+  EXPECT_THAT(Connect("svc-f").status(),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("could not start")));
+  EXPECT_EQ(testing::ReadWholeFile(emptied), "8 bytes.") << "emptied, with no grant on record";
+  struct stat st;
+  EXPECT_NE(stat(made.c_str(), &st), 0) << "made, with no grant on record";
+
+  ASSERT_EQ(dup3(log.get(), audit_file_.get(), O_CLOEXEC), audit_file_.get());  // mended
+  ASSERT_OK(Connect("svc-g").status());
+  EXPECT_EQ(testing::ReadWholeFile(emptied), "");
+  EXPECT_EQ(stat(made.c_str(), &st), 0);
+}
+
 // A notify service's connects that waited for its start are answered
 // after its `ready` is: the reply to Ready() comes before the first
 // `incoming`, so that the service's Ready() receives no connection, and a

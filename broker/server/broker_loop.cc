@@ -153,6 +153,14 @@ absl::Status BrokerLoop::Serve(int listener, int control_fd,
     // Every answer of the turn is queued now: a line lost from here on
     // belongs to an answer of a later turn.
     lost_this_turn_.clear();
+    // Once the turn's replies are sent (its grants withheld): from here on
+    // nothing could be granted with a record, ever.
+    if (audit_.reader_gone()) {
+      return absl::UnavailableError(
+          "the audit log (standard error) has no reader any more (EPIPE) and cannot be "
+          "reopened, so no grant could ever be on record; start the broker again with a log "
+          "that can be written (--audit-log FILE, or a standard error that is read)");
+    }
     // While the listener is paused, an fd the system frees (ENFILE) shows
     // in no event of ours: the reserve is tried again after a while.
     const int timeout_ms = listener_paused_ ? kPausedListenerRetryMs : -1;

@@ -126,6 +126,20 @@ BrokerLoop::~BrokerLoop() {
   for (UniqueFd& fd : set_aside_) (void)fd.release();
 }
 
+namespace {
+
+// Whether `audit` may still be written: kUnavailable, saying why and what
+// to do, once it never can (AuditLog::reader_gone).
+absl::Status StillWritable(const audit::AuditLog& audit) {
+  if (!audit.reader_gone()) return absl::OkStatus();
+  return absl::UnavailableError(
+      "the audit log (standard error) has no reader any more (EPIPE) and cannot be "
+      "reopened, so no grant could ever be on record; start the broker again with a log "
+      "that can be written (--audit-log FILE, or a standard error that is read)");
+}
+
+}  // namespace
+
 absl::Status BrokerLoop::Serve(int listener, int control_fd,
                                const std::function<bool()>& on_control) {
   if (!epoll_) return absl::InternalError("the event loop has no epoll fd");
@@ -155,12 +169,7 @@ absl::Status BrokerLoop::Serve(int listener, int control_fd,
     lost_this_turn_.clear();
     // Once the turn's replies are sent (its grants withheld): from here on
     // nothing could be granted with a record, ever.
-    if (audit_.reader_gone()) {
-      return absl::UnavailableError(
-          "the audit log (standard error) has no reader any more (EPIPE) and cannot be "
-          "reopened, so no grant could ever be on record; start the broker again with a log "
-          "that can be written (--audit-log FILE, or a standard error that is read)");
-    }
+    CB_RETURN_IF_ERROR(StillWritable(audit_));
     // While the listener is paused, an fd the system frees (ENFILE) shows
     // in no event of ours: the reserve is tried again after a while.
     const int timeout_ms = listener_paused_ ? kPausedListenerRetryMs : -1;
@@ -177,7 +186,7 @@ absl::Status BrokerLoop::Serve(int listener, int control_fd,
           // would hold a grant never delivered.
           SendPending();
           FlushAudit();
-          return absl::OkStatus();
+          return StillWritable(audit_);
         }
         continue;
       }

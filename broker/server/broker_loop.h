@@ -201,8 +201,9 @@ class BrokerLoop : public LoopPort {
   // calls `on_control`, and stops when it returns true, after sending the
   // replies of that turn (their audit lines first). Returns an error
   // only when the loop itself cannot go on (epoll failing), or, at the end
-  // of the turn that found it, when the audit log can never be written
-  // again (AuditLog::reader_gone: kUnavailable, saying so).
+  // of the turn that found it (a stop's turn included), when the audit log
+  // can never be written again (AuditLog::reader_gone: kUnavailable,
+  // saying so).
   absl::Status Serve(int listener, int control_fd,
                      const std::function<bool()>& on_control);
 

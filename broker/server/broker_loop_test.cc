@@ -601,10 +601,12 @@ TEST_F(BrokerLoopTest, AGrantWhoseLineWasLostIsNeverOnRecordAsNotDelivered) {
 }
 
 // The reviewer's case: the audit log on a pipe whose reader is gone, so
-// that no line can be written. A grant whose open would empty a file, or
-// make one, is withheld as any other, and leaves no trace: the file keeps
-// its content (the open truncates only once the line is written), and the
-// file made is removed again.
+// that no line can be written. A grant whose open would empty a file is
+// withheld as any other, and leaves no trace: the file keeps its content
+// (the open truncates only once the line is written). Such a log can never
+// be written again, and the loop stops after that turn. Then, on a full
+// disk (ENOSPC, which may clear: the loop goes on), the same for the
+// policy's truncate, and for a file an open made, which is removed again.
 TEST_F(BrokerLoopTest, AGrantNotOnRecordEmptiesNoFileAndLeavesNoneMade) {
   struct sigaction ignore = {}, previous = {};
   ignore.sa_handler = SIG_IGN;  // as the broker does: EPIPE, not a signal
@@ -634,22 +636,28 @@ TEST_F(BrokerLoopTest, AGrantNotOnRecordEmptiesNoFileAndLeavesNoneMade) {
   service.service = "svc";
   ASSERT_OK(loop.AddServiceConnection(std::move(pair.first), service).status());
   wire::ReceiveBuffer buffer;
-  // Sends the request `fill` fills in, as request 1, and returns the reply.
+  absl::Status served;
+  // Sends the request `fill` fills in, as request 1, runs one turn (its
+  // outcome in `served`) and returns the reply's error (empty for a
+  // grant) and how many fds it carried.
   auto ask = [&](auto fill) -> std::pair<std::string, size_t> {
     capnp::MallocMessageBuilder message;
     auto request = message.initRoot<schema::Request>();
     request.setId(1);
     fill(request);
     EXPECT_EQ(testing::RawSend(pair.second.get(), testing::Encode(message)), 0);
-    OneTurn(loop);
+    UniqueFd listener(eventfd(0, EFD_CLOEXEC));  // never readable
+    UniqueFd control(eventfd(1, EFD_CLOEXEC));   // readable at once
+    served = loop.Serve(listener.get(), control.get(), [] { return true; });
     absl::StatusOr<std::optional<wire::Datagram>> datagram =
         wire::ReceiveDatagram(pair.second.get(), buffer);
     if (!datagram.ok() || !datagram->has_value()) return {"no reply", 0};
     capnp::FlatArrayMessageReader reader((*datagram)->words);
     auto reply = reader.getRoot<schema::Reply>();
-    return {reply.isError() ? reply.getError().getMessage().cStr() : "granted",
+    return {reply.isError() ? reply.getError().getMessage().cStr() : "",
             (*datagram)->fds.size()};
   };
+  ASSERT_EQ(fcntl(pair.second.get(), F_SETFL, O_NONBLOCK), 0);  // a missing reply fails
   ask([](schema::Request::Builder r) { r.initHello().setVersion(schema::PROTOCOL_VERSION); });
   const std::string withheld = "could not write this grant's audit line";
   auto truncating = ask([](schema::Request::Builder r) {
@@ -661,6 +669,11 @@ TEST_F(BrokerLoopTest, AGrantNotOnRecordEmptiesNoFileAndLeavesNoneMade) {
   });
   EXPECT_THAT(truncating.first, ::testing::HasSubstr(withheld));
   EXPECT_EQ(truncating.second, 0u);
+  EXPECT_EQ(testing::ReadWholeFile(data), "8 bytes.") << "emptied, with no grant on record";
+  EXPECT_THAT(served, StatusIs(absl::StatusCode::kUnavailable, ::testing::HasSubstr("no reader")));
+
+  audit_ = audit::AuditLog(audit_fd_.get());  // a log of its own: not one whose reader left
+  BreakAuditLog();
   auto creating = ask([](schema::Request::Builder r) {
     auto open = r.initOpenBeneath();
     open.setDirectory("d");
@@ -676,7 +689,7 @@ TEST_F(BrokerLoopTest, AGrantNotOnRecordEmptiesNoFileAndLeavesNoneMade) {
     EXPECT_THAT(acquired.first, ::testing::HasSubstr(withheld)) << name;
     EXPECT_EQ(acquired.second, 0u) << name;
   }
-  EXPECT_EQ(testing::ReadWholeFile(data), "8 bytes.") << "emptied, with no grant on record";
+  EXPECT_OK(served);
   EXPECT_EQ(testing::ReadWholeFile(file), "8 bytes.") << "emptied, with no grant on record";
   struct stat st;
   EXPECT_NE(stat(dir_.Join("d/new").c_str(), &st), 0) << "made, with no grant on record";

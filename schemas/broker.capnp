@@ -144,11 +144,13 @@ struct Error {
 
 struct HelloReply {
   version @0 :UInt32;
-  principals @1 :List(Text);  # the policy principals this connection matches
+  principals @1 :List(Text);  # the policy principals this connection matches: the
+                              # first 8, in policy order
   uid @2 :UInt32;             # the identity the broker sees
   gid @3 :UInt32;
   pid @4 :Int32;
   exe @5 :Text;
+  morePrincipals @6 :UInt32;  # how many more match, not in `principals`
 }
 
 struct CapabilitySummary {

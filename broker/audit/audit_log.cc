@@ -490,7 +490,11 @@ uint64_t AuditLog::WriteBuffer(std::optional<absl::Time> now) {
       dropped_lines_ += lost;
       if (lost > 0) lost_lines_.push_back({next_line_ - lost, next_line_ - 1});
       if (done > 0) mid_line_ = buffer_[done - 1] != '\n';
-      ReportFailure(n < 0 ? std::strerror(errno) : "no progress", lost,
+      const int err = n < 0 ? errno : 0;
+      // A pipe or socket whose reader is gone stays so: nothing written
+      // to it can ever arrive, and a log given as an fd cannot be reopened.
+      if (err == EPIPE && path_.empty()) reader_gone_ = true;
+      ReportFailure(err != 0 ? std::strerror(err) : "no progress", lost,
                     now.has_value() ? *now : absl::Now());
       break;
     }

@@ -18,6 +18,10 @@
 // everything else, and grants resume as soon as lines can be written again
 // (stopping altogether because the log disk is full would turn a full disk
 // into a denial of service for every client, denials and status included).
+// But a log on stderr whose reader is gone (EPIPE) can never be written
+// again, nor reopened: reader_gone() says so, and the broker then stops
+// (see broker_loop.h), for its supervisor to restart it with a log.
+
 //
 // Whole lines: a short write is continued until everything is written or a
 // write fails. A write can fail after part of a line went out (a full disk
@@ -232,6 +236,14 @@ class AuditLog {
   // for when the broker stops.
   uint64_t FlushAll();
 
+  // Whether the log can never be written again: it is an fd the broker
+  // was given (stderr), which it cannot reopen, and a write failed with
+  // EPIPE, so its reader is gone for good (a closed pipe, a log collector
+  // that exited). Every grant would be withheld from then on: the broker
+  // stops instead (BrokerLoop::Serve). A log opened by path (OpenFile) is
+  // a regular file, which never fails so, and is reopened by SIGHUP.
+  bool reader_gone() const { return reader_gone_; }
+
   // Denials not written one by one so far.
   uint64_t denials_suppressed() const { return denials_suppressed_; }
 
@@ -326,6 +338,7 @@ class AuditLog {
   // lines_since_named_ of the files found deleted and left behind.
   uint64_t lines_to_deleted_files_ = 0;
   std::optional<absl::Status> reopen_after_deletion_;
+  bool reader_gone_ = false;  // see reader_gone()
   // The log's last byte is not a newline (a failed write cut a line short):
   // the next flush writes a newline first.
   bool mid_line_ = false;

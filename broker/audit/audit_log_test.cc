@@ -142,6 +142,31 @@ TEST(AuditLogTest, CountsDroppedLinesWhenWritingFails) {
   close(fds[1]);
 }
 
+// A log given as an fd (stderr) whose reader is gone (EPIPE) can never be
+// written again: reader_gone() says so, and the broker stops. A full disk
+// (ENOSPC) may clear: it does not.
+TEST(AuditLogTest, SaysWhenItsReaderIsGoneForGood) {
+  signal(SIGPIPE, SIG_IGN);
+  int fds[2];
+  ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
+  UniqueFd reader(fds[0]), writer(fds[1]);
+  AuditLog piped(writer.get());
+  UniqueFd full(open("/dev/full", O_WRONLY | O_CLOEXEC));
+  ASSERT_TRUE(full.valid());
+  AuditLog disk_full(full.get());
+  AuditEvent e;
+  for (AuditLog* log : {&piped, &disk_full}) {
+    log->Record(e, InstantNow());
+    log->Flush();
+    EXPECT_FALSE(log->reader_gone());
+  }
+  EXPECT_EQ(disk_full.Flush(), 1u);  // lost, but the disk may have room later
+  reader.reset();
+  piped.Record(e, InstantNow());
+  EXPECT_EQ(piped.Flush(), 1u);
+  EXPECT_TRUE(piped.reader_gone());
+}
+
 std::vector<std::string> Lines(const std::string& text) {
   std::vector<std::string> lines;
   size_t start = 0;

@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -80,7 +81,7 @@ absl::StatusOr<UniqueFd> OpenInode(int handle, int flags, const Lookup& target) 
   return opened;
 }
 
-// Opens `target` with `flags` (an access, O_CREAT, O_TRUNC) and `mode`,
+// Opens `target` with `flags` (an access, O_CREAT) and `mode`,
 // never running the open of anything but a regular file (or directory): a
 // FIFO would block, and a device's open acts (a watchdog starts counting).
 // The walk (path_walk.h) makes a missing file with O_CREAT | O_EXCL (a new
@@ -97,36 +98,14 @@ absl::StatusOr<Found> OpenChecked(const Target& target, int flags, mode_t mode) 
   return found;
 }
 
-// Removes the file `made.fd` that this open created at `path`, which cannot
-// be handed out: by its name in the very directory it was made in, and only
-// while that name still refers to that very inode: in a directory others
-// may write to, the name may have been replaced meanwhile, and their file is
-// not the broker's to remove.
-absl::Status RemoveCreated(const Found& made, const std::string& path) {
-  struct stat mine;
-  struct stat now;
-  if (fstat(made.fd.get(), &mine) != 0) return ErrnoStatus(errno, absl::StrCat("fstat ", path));
-  if (fstatat(made.directory.get(), made.name.c_str(), &now, AT_SYMLINK_NOFOLLOW) != 0) {
-    return ErrnoStatus(errno, absl::StrCat("fstatat ", path));
-  }
-  if (now.st_dev != mine.st_dev || now.st_ino != mine.st_ino) {
-    return absl::FailedPreconditionError(absl::StrCat(path, " names another file by now"));
-  }
-  if (unlinkat(made.directory.get(), made.name.c_str(), 0) != 0) {
-    return ErrnoStatus(errno, absl::StrCat("unlinkat ", path));
-  }
-  return absl::OkStatus();
-}
-
-// Holds an append-only grant on the regular file `fd` (see FileOpen::
-// append_only), opened at `target`: the file must carry FS_APPEND_FL; one
-// that this open `created` gets it. A new file that cannot get it is
-// removed again (RemoveCreated): left there, empty and not append-only, it
-// would make the next request's error "not append-only ... chattr +a",
-// which a broker without CAP_LINUX_IMMUTABLE cannot mend, instead of this
-// one's.
-absl::Status RequireAppendOnly(const Found& opened, const std::string& path) {
-  const int fd = opened.fd.get();
+// Holds an append-only grant on the regular file `fd` (borrowed; see
+// FileOpen::append_only), opened at `path`: the file must carry
+// FS_APPEND_FL; one that this open made (`effects`) gets it. A new file
+// that cannot get it is removed again (OpenEffects::Undo): left there,
+// empty and not append-only, it would make the next request's error "not
+// append-only ... chattr +a", which a broker without CAP_LINUX_IMMUTABLE
+// cannot mend, instead of this one's.
+absl::Status RequireAppendOnly(int fd, OpenEffects& effects, const std::string& path) {
   int attributes = 0;  // FS_IOC_GETFLAGS reads an int, whatever its name says
   if (ioctl(fd, FS_IOC_GETFLAGS, &attributes) != 0) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -135,13 +114,13 @@ absl::Status RequireAppendOnly(const Found& opened, const std::string& path) {
         "system that can (ext4, xfs, btrfs, tmpfs)"));
   }
   if (attributes & FS_APPEND_FL) return absl::OkStatus();
-  if (opened.created) {
+  if (effects.created()) {
     attributes |= FS_APPEND_FL;
     if (ioctl(fd, FS_IOC_SETFLAGS, &attributes) == 0) return absl::OkStatus();
     std::string refused = absl::StrCat(
         "cannot make the new file ", path, " append-only (", std::strerror(errno),
         "; that takes CAP_LINUX_IMMUTABLE, which a broker run as root has)");
-    if (absl::Status removed = RemoveCreated(opened, path); !removed.ok()) {
+    if (absl::Status removed = effects.Undo(); !removed.ok()) {
       absl::StrAppend(&refused, "; the empty file it made could not be removed again (",
                       removed.message(), "): remove it");
     }
@@ -164,7 +143,72 @@ absl::Status CheckTruncate(const FileOpen& how) {
   return absl::InvalidArgumentError("truncate needs write or readWrite access");
 }
 
+// The open of `target` with `how` (its access, create and mode) for
+// OpenFile and OpenBeneath: the checked open, then what it left to do
+// (OpenEffects), then the append-only rule. `effects` may be null but
+// with truncate.
+absl::StatusOr<UniqueFd> OpenForGrant(const Target& target, const FileOpen& how,
+                                      OpenEffects* effects) {
+  CB_RETURN_IF_ERROR(CheckTruncate(how));
+  if (how.truncate && effects == nullptr) {
+    return absl::InternalError("truncate is done by OpenEffects::Complete, and none was given");
+  }
+  CB_ASSIGN_OR_RETURN(int flags, AccessFlags(how.access));
+  if (how.create) flags |= O_CREAT;
+  CB_ASSIGN_OR_RETURN(Found opened, OpenChecked(target, flags, how.mode));
+  CB_ASSIGN_OR_RETURN(OpenEffects left, OpenEffects::Of(how, opened, target.lookup.path));
+  if (how.append_only) {
+    CB_RETURN_IF_ERROR(RequireAppendOnly(opened.fd.get(), left, target.lookup.path));
+  }
+  if (effects != nullptr) *effects = std::move(left);
+  return std::move(opened.fd);
+}
+
 }  // namespace
+
+absl::StatusOr<OpenEffects> OpenEffects::Of(const FileOpen& how, Found& opened,
+                                            const std::string& path) {
+  OpenEffects effects;
+  effects.path_ = path;
+  effects.truncate_ = how.truncate;
+  if (opened.created) {
+    struct stat st;
+    if (fstat(opened.fd.get(), &st) != 0) {
+      return ErrnoStatus(errno, absl::StrCat("fstat ", path));
+    }
+    effects.directory_ = std::move(opened.directory);
+    effects.name_ = std::move(opened.name);
+    effects.dev_ = st.st_dev;
+    effects.ino_ = st.st_ino;
+  }
+  return effects;
+}
+
+absl::Status OpenEffects::Complete(int fd) {
+  const bool truncate = std::exchange(truncate_, false);
+  directory_.reset();
+  if (truncate && RetryEintr([&] { return ftruncate(fd, 0); }) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("ftruncate ", path_));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status OpenEffects::Undo() {
+  truncate_ = false;
+  if (!directory_.valid()) return absl::OkStatus();
+  const UniqueFd directory = std::move(directory_);
+  struct stat now;
+  if (fstatat(directory.get(), name_.c_str(), &now, AT_SYMLINK_NOFOLLOW) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("fstatat ", path_));
+  }
+  if (now.st_dev != dev_ || now.st_ino != ino_) {
+    return absl::FailedPreconditionError(absl::StrCat(path_, " names another file by now"));
+  }
+  if (unlinkat(directory.get(), name_.c_str(), 0) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("unlinkat ", path_));
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<int> AccessFlags(schema::Access access) {
   switch (access) {
@@ -183,18 +227,13 @@ absl::StatusOr<int> AccessFlags(schema::Access access) {
 }
 
 absl::StatusOr<UniqueFd> OpenFile(absl::string_view path, const FileOpen& how,
-                                  bool follow_symlinks, HardLinks hard_links) {
-  CB_RETURN_IF_ERROR(CheckTruncate(how));
-  CB_ASSIGN_OR_RETURN(int flags, AccessFlags(how.access));
-  if (how.create) flags |= O_CREAT;
-  if (how.truncate) flags |= O_TRUNC;
+                                  bool follow_symlinks, HardLinks hard_links,
+                                  OpenEffects* effects) {
   // The policy's path is a name in a directory, which others may be able
   // to write: it may be a link made there to another's file (see HardLinks).
   const Target target{{AT_FDCWD, std::string(path), false, follow_symlinks, "open"},
                       false, hard_links == HardLinks::kUnprotected};
-  CB_ASSIGN_OR_RETURN(Found opened, OpenChecked(target, flags, how.mode));
-  if (how.append_only) CB_RETURN_IF_ERROR(RequireAppendOnly(opened, target.lookup.path));
-  return std::move(opened.fd);
+  return OpenForGrant(target, how, effects);
 }
 
 absl::StatusOr<UniqueFd> OpenDirectory(absl::string_view path,
@@ -220,7 +259,7 @@ HardLinks ReadHardLinkProtection(const char* path) {
 
 absl::StatusOr<UniqueFd> OpenBeneath(int dirfd, absl::string_view relative,
                                      const FileOpen& how, HardLinks hard_links,
-                                     bool* created) {
+                                     OpenEffects* effects) {
   if (relative.empty()) {
     return absl::InvalidArgumentError("path beneath a directory is empty");
   }
@@ -236,20 +275,15 @@ absl::StatusOr<UniqueFd> OpenBeneath(int dirfd, absl::string_view relative,
     return absl::InvalidArgumentError(absl::StrCat(
         "path beneath a directory must be relative: ", relative));
   }
-  CB_RETURN_IF_ERROR(CheckTruncate(how));
-  CB_ASSIGN_OR_RETURN(int flags, AccessFlags(how.access));
-  if (how.create) flags |= O_CREAT;
-  if (how.truncate) flags |= O_TRUNC;
   // Beneath (RESOLVE_NO_XDEV among it): beneath the directory the administrator granted, a
   // mount is someone else's doing (a user's FUSE mount, say, whose server
   // could stall the broker, or a tree the grant never meant).
   const Target target{{dirfd, std::string(relative), true, false, "open beneath:"},
                       how.access == schema::Access::READ && !how.create,
                       hard_links == HardLinks::kUnprotected};
-  CB_ASSIGN_OR_RETURN(Found opened, OpenChecked(target, flags, how.mode & 0777));
-  if (how.append_only) CB_RETURN_IF_ERROR(RequireAppendOnly(opened, target.lookup.path));
-  if (created != nullptr) *created = opened.created;
-  return std::move(opened.fd);
+  FileOpen masked = how;
+  masked.mode &= 0777;
+  return OpenForGrant(target, masked, effects);
 }
 
 }  // namespace capbroker::caps

@@ -27,6 +27,9 @@
 
 #include <sys/types.h>
 
+#include <string>
+
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "schemas/broker.capnp.h"
@@ -34,12 +37,16 @@
 
 namespace capbroker::caps {
 
+struct Found;  // path_walk.h
+
 // How to open a file: the open(2) flags for an access, and what to do when
 // the file is missing or present.
 struct FileOpen {
   schema::Access access = schema::Access::READ;
   bool create = false;    // O_CREAT with `mode`
-  bool truncate = false;  // O_TRUNC; only with write or readWrite access
+  // Empty the file; only with write or readWrite access. Never done by the
+  // open itself (no O_TRUNC): OpenEffects::Complete does it.
+  bool truncate = false;
   mode_t mode = 0600;
   // The grant allows appending and nothing more. O_APPEND alone does not
   // hold that: the holder of the fd can turn O_APPEND off (fcntl F_SETFL)
@@ -74,6 +81,52 @@ inline constexpr char kProtectedHardlinksPath[] = "/proc/sys/fs/protected_hardli
 // once, when the broker starts: it is not a question for every request.
 HardLinks ReadHardLinkProtection(const char* path = kProtectedHardlinksPath);
 
+// What an open for a grant does to the file system besides opening, held
+// to the grant's record: a grant whose audit line is never written must
+// leave no trace (see broker_loop.h). The open itself never empties a file
+// (no O_TRUNC): Complete does, once the grant is on record. A file the
+// open made (FileOpen::create) must exist for the open to give an fd: Undo
+// removes it again if the grant never gets on record, by the very
+// directory it was made in, and only while its name there still refers to
+// it (in a directory others may write to, the name may have been replaced
+// meanwhile, and their file is not the broker's to remove). Move-only.
+class OpenEffects {
+ public:
+  OpenEffects() = default;
+  OpenEffects(OpenEffects&&) = default;
+  OpenEffects& operator=(OpenEffects&&) = default;
+
+  // Whether there is anything to complete or undo.
+  bool pending() const { return truncate_ || directory_.valid(); }
+  // Whether the open made the file.
+  bool created() const { return directory_.valid(); }
+
+  // The grant is on record: empties the file open at `fd` (borrowed, the
+  // open's result) when truncate was asked. Then nothing is pending.
+  absl::Status Complete(int fd);
+  // The grant is not on record: removes the file the open made, if it
+  // made one. Then nothing is pending. The name must still refer to the
+  // file made (its device and inode, as the open found them): call it while
+  // the open's fd is still open, so that no new file can have the inode.
+  absl::Status Undo();
+
+  // What the open `opened` (a walk's result, path_walk.h: the file, and
+  // what it made, which this takes) left to do for `how`, at `path`. For
+  // OpenFile and OpenBeneath, which give it to their callers.
+  static absl::StatusOr<OpenEffects> Of(const FileOpen& how, Found& opened,
+                                        const std::string& path);
+
+ private:
+  std::string path_;  // for messages
+  bool truncate_ = false;
+  // A file the open made: the directory it was made in (O_PATH), its name
+  // there and the file's identity.
+  UniqueFd directory_;
+  std::string name_;
+  dev_t dev_ = 0;
+  ino_t ino_ = 0;
+};
+
 // Opens the regular file at the absolute `path`. Without `follow_symlinks`,
 // any symlink on the path fails the open (kPermissionDenied, saying so);
 // with it, a symlink another user could have placed or could re-point
@@ -84,10 +137,13 @@ HardLinks ReadHardLinkProtection(const char* path = kProtectedHardlinksPath);
 // refused before it is opened, as by OpenBeneath. So is another user's file
 // in a sticky directory others may write to (kFailedPrecondition; see
 // sticky_directory.h), or a directory or symlink on its way, as by
-// OpenBeneath.
+// OpenBeneath. `effects` (see OpenEffects), required with truncate, gets
+// what the open left to complete or undo; with create, it may be left out
+// by a caller that never undoes it.
 absl::StatusOr<UniqueFd> OpenFile(absl::string_view path, const FileOpen& how,
                                   bool follow_symlinks,
-                                  HardLinks hard_links = HardLinks::kUnprotected);
+                                  HardLinks hard_links = HardLinks::kUnprotected,
+                                  OpenEffects* effects = nullptr);
 
 // Opens the directory at the absolute `path` (O_RDONLY | O_DIRECTORY),
 // looked up as OpenFile's (kFailedPrecondition for a planted entry, or for
@@ -106,13 +162,13 @@ absl::StatusOr<UniqueFd> OpenDirectory(absl::string_view path,
 // opened (kFailedPrecondition, naming the sysctl): one of its names may be
 // a link someone made to another user's file; so is a regular file of
 // another user in a sticky directory that others may write to
-// (kFailedPrecondition, naming its owner). When `created` is given, a
-// successful open sets it to whether it made the file: with `how.create`,
-// the open tries O_CREAT | O_EXCL first, so the kernel says so, race-free.
+// (kFailedPrecondition, naming its owner). `effects` as for OpenFile: its
+// created() says whether the open made the file (with `how.create`, the
+// open tries O_CREAT | O_EXCL first, so the kernel says so, race-free).
 absl::StatusOr<UniqueFd> OpenBeneath(int dirfd, absl::string_view relative,
                                      const FileOpen& how,
                                      HardLinks hard_links = HardLinks::kUnprotected,
-                                     bool* created = nullptr);
+                                     OpenEffects* effects = nullptr);
 
 }  // namespace capbroker::caps
 

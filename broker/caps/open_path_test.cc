@@ -73,9 +73,52 @@ TEST(OpenFileTest, CreatesWithModeAndTruncates) {
   dir.WriteFile("full", "content");
   how.create = false;
   how.truncate = true;
-  ASSERT_OK_AND_ASSIGN(UniqueFd t, OpenFile(dir.Join("full"), how, false));
+  // Only OpenEffects::Complete empties it (once the grant is on record).
+  EXPECT_THAT(OpenFile(dir.Join("full"), how, false), StatusIs(absl::StatusCode::kInternal));
+  OpenEffects effects;
+  ASSERT_OK_AND_ASSIGN(UniqueFd t, OpenFile(dir.Join("full"), how, false,
+                                            HardLinks::kUnprotected, &effects));
+  ASSERT_EQ(stat(dir.Join("full").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 7);
+  EXPECT_TRUE(effects.pending());
+  EXPECT_FALSE(effects.created());
+  ASSERT_OK(effects.Complete(t.get()));
   ASSERT_EQ(stat(dir.Join("full").c_str(), &st), 0);
   EXPECT_EQ(st.st_size, 0);
+  EXPECT_FALSE(effects.pending());
+}
+
+// A file the open made is removed again by Undo (its grant never got on
+// record), by the directory it was made in; one that was there stays.
+TEST(OpenFileTest, UndoRemovesOnlyAFileTheOpenMade) {
+  TempDir dir;
+  FileOpen how = Access(schema::Access::WRITE);
+  how.create = true;
+  OpenEffects made;
+  ASSERT_OK(OpenFile(dir.Join("new"), how, false, HardLinks::kUnprotected, &made).status());
+  EXPECT_TRUE(made.created());
+  const std::string kept = dir.WriteFile("kept", "x");
+  OpenEffects found;
+  ASSERT_OK(OpenFile(kept, how, false, HardLinks::kUnprotected, &found).status());
+  EXPECT_FALSE(found.pending());
+  // The directory renamed meanwhile: the file still goes, by the directory
+  // it was made in, not by its old path.
+  ASSERT_EQ(rename(dir.path().c_str(), (dir.path() + ".moved").c_str()), 0);
+  EXPECT_OK(made.Undo());
+  EXPECT_OK(found.Undo());
+  ASSERT_EQ(rename((dir.path() + ".moved").c_str(), dir.path().c_str()), 0);
+  struct stat st;
+  EXPECT_NE(stat(dir.Join("new").c_str(), &st), 0) << "the file made is still there";
+  EXPECT_EQ(stat(kept.c_str(), &st), 0);
+  // Replaced by another file of the same name: that one is not the broker's.
+  OpenEffects replaced;
+  ASSERT_OK_AND_ASSIGN(UniqueFd held, OpenFile(dir.Join("again"), how, false,
+                                               HardLinks::kUnprotected, &replaced));
+  ASSERT_EQ(unlink(dir.Join("again").c_str()), 0);
+  dir.WriteFile("again", "someone else's");
+  EXPECT_THAT(replaced.Undo(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                        HasSubstr("names another file by now")));
+  EXPECT_EQ(ReadWholeFile(dir.Join("again")), "someone else's");
 }
 
 int Attributes(const std::string& path) {
@@ -297,22 +340,26 @@ TEST(OpenFileTest, RefusesAnotherUsersFileInAStickyDirectoryOthersMayWrite) {
                                             "that everyone may write to (mode 1777"),
                           HasSubstr("fs.protected_regular"), HasSubstr("chown")));
   };
+  OpenEffects effects;
   for (const FileOpen& how : {create, Access(schema::Access::READ)}) {
-    EXPECT_THAT(OpenFile(planted, how, false), refused(planted));
-    EXPECT_THAT(OpenBeneath(shared_fd.get(), "report", how), refused("report"));
+    EXPECT_THAT(OpenFile(planted, how, false, HardLinks::kUnprotected, &effects),
+                refused(planted));
+    EXPECT_THAT(OpenBeneath(shared_fd.get(), "report", how, HardLinks::kUnprotected, &effects),
+                refused("report"));
   }
   EXPECT_THAT(OpenFile(dir.Join("link"), Access(schema::Access::READ), true),
               refused(dir.Join("link") + ": " + planted));
   EXPECT_EQ(ReadWholeFile(planted), "attacker") << "the file was truncated";
   // Writable by a group only, as a shared drop directory: the same.
   ASSERT_EQ(chmod(shared.c_str(), 01770), 0);
-  EXPECT_THAT(OpenFile(planted, create, false),
+  EXPECT_THAT(OpenFile(planted, create, false, HardLinks::kUnprotected, &effects),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("its group may write")));
   ASSERT_EQ(chmod(shared.c_str(), 01777), 0);
   // What no one else could have put there opens: the broker's own file (one
   // the open creates, too), and one of the directory's owner.
-  EXPECT_OK(OpenFile(dir.WriteFile("shared/mine", "x", 0644), create, false));
-  EXPECT_OK(OpenFile(dir.Join("shared/new"), create, false));
+  EXPECT_OK(OpenFile(dir.WriteFile("shared/mine", "x", 0644), create, false,
+                     HardLinks::kUnprotected, &effects));
+  EXPECT_OK(OpenFile(dir.Join("shared/new"), create, false, HardLinks::kUnprotected, &effects));
   EXPECT_OK(OpenBeneath(shared_fd.get(), "new", Access(schema::Access::READ)));
   ASSERT_EQ(chown(shared.c_str(), 65534, 65534), 0);
   EXPECT_OK(OpenFile(planted, Access(schema::Access::READ), false));
@@ -590,10 +637,11 @@ TEST(OpenFileTest, ALeasedFileFailsAtOnceInsteadOfBlocking) {
   ASSERT_TRUE(dirfd);
   FileOpen truncate = Access(schema::Access::WRITE);
   truncate.truncate = true;
+  OpenEffects effects;
   auto opens = std::async(std::launch::async, [&] {
     return std::vector<absl::Status>{
         OpenFile(path, Access(schema::Access::READ), false).status(),
-        OpenFile(path, truncate, false).status(),
+        OpenFile(path, truncate, false, HardLinks::kUnprotected, &effects).status(),
         OpenBeneath(dirfd.get(), "leased", Access(schema::Access::READ_WRITE)).status()};
   });
   // A safety deadline, far below the kernel's 45 s and far above a failed open.
@@ -706,7 +754,10 @@ TEST_F(OpenBeneathTest, TruncateOnlyWithWriteOrReadWrite) {
   EXPECT_EQ(st.st_size, 6) << "the file was emptied";
   FileOpen how = Access(schema::Access::READ_WRITE);
   how.truncate = true;
-  ASSERT_OK(OpenBeneath(root_.get(), "sub/file", how).status());
+  OpenEffects effects;
+  ASSERT_OK_AND_ASSIGN(UniqueFd fd, OpenBeneath(root_.get(), "sub/file", how,
+                                                HardLinks::kUnprotected, &effects));
+  ASSERT_OK(effects.Complete(fd.get()));
   ASSERT_EQ(stat(dir_.Join("root/sub/file").c_str(), &st), 0);
   EXPECT_EQ(st.st_size, 0);
 }
@@ -744,13 +795,15 @@ TEST_F(OpenBeneathTest, RefusesAFileWithMoreLinksWhereTheKernelAllowsAnyLink) {
   truncate.truncate = true;
   FileOpen create = Access(schema::Access::WRITE);
   create.create = true;
+  OpenEffects effects;
   for (const FileOpen& how : {Access(schema::Access::READ), truncate, create}) {
-    EXPECT_THAT(OpenBeneath(root_.get(), "linked", how, HardLinks::kUnprotected),
+    EXPECT_THAT(OpenBeneath(root_.get(), "linked", how, HardLinks::kUnprotected, &effects),
                 StatusIs(absl::StatusCode::kFailedPrecondition,
                          AllOf(HasSubstr("linked: has 2 hard links"),
                                HasSubstr("fs.protected_hardlinks is 0"),
                                HasSubstr("set fs.protected_hardlinks=1"))));
-    EXPECT_THAT(OpenFile(dir_.Join("root/linked"), how, false, HardLinks::kUnprotected),
+    EXPECT_THAT(OpenFile(dir_.Join("root/linked"), how, false, HardLinks::kUnprotected,
+                         &effects),
                 StatusIs(absl::StatusCode::kFailedPrecondition,
                          HasSubstr("root/linked: has 2 hard links")));
   }

@@ -20,6 +20,9 @@ absl::Status ServeThenStop(server::BrokerLoop& loop, int listener,
   // answer, and the counts of suppressed denials would never be written.
   if (served.ok()) {
     std::fprintf(stderr, "capbrokerd: stopping\n");
+  } else if (audit.reader_gone()) {
+    // Said once, by capbrokerd's main as it exits with the status: to a
+    // stderr that is most likely the log's, and gone too.
   } else {
     std::fprintf(stderr, "capbrokerd: stopping: the event loop failed: %s\n",
                  std::string(served.message()).c_str());

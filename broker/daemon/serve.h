@@ -14,7 +14,8 @@ namespace capbroker::daemon {
 
 // Serves clients of `listener` with `loop` until `on_control` (called when
 // `control_fd`, the signalfd, is readable) says to stop (BrokerLoop::Serve)
-// or until the loop fails (epoll failing, the signalfd unusable), then
+// or until the loop fails (epoll failing, the signalfd unusable, or an
+// audit log on stderr whose reader is gone: AuditLog::reader_gone), then
 // stops the broker, the same way either way: stops accepting
 // (`stop_listening`, which closes `listener`: clients that connect during
 // the stop are refused at once, not left waiting for an answer that never

@@ -1,5 +1,6 @@
 #include "broker/policy/policy.h"
 
+#include <algorithm>
 #include <climits>
 #include <utility>
 
@@ -42,6 +43,17 @@ bool Matches(const PrincipalSpec& principal, const Identity& identity) {
   // A principal without criteria is rejected by the parser; if one is built
   // by hand anyway, it matches nobody (fail closed).
   return any_criterion;
+}
+
+// `names` quoted, joined with ", ": the first kMaxNamedPrincipals, then
+// " and N more" for the rest.
+std::string QuotedNames(const std::vector<absl::string_view>& names) {
+  const size_t named = std::min(names.size(), kMaxNamedPrincipals);
+  std::vector<std::string> quoted;
+  for (size_t i = 0; i < named; ++i) quoted.push_back(Quoted(names[i]));
+  std::string text = absl::StrJoin(quoted, ", ");
+  if (names.size() > named) absl::StrAppend(&text, " and ", names.size() - named, " more");
+  return text;
 }
 
 bool Contains(const std::vector<size_t>& grants, size_t capability_index) {
@@ -120,12 +132,10 @@ ConnectDecision Policy::DecideConnect(const Identity& identity,
       }
     }
   }
-  std::vector<std::string> quoted;
-  for (const std::string& name : names) quoted.push_back(Quoted(name));
   decision.status = absl::PermissionDeniedError(absl::StrCat(
       "service ", Quoted(service_name), " does not list ",
       names.empty() ? "any principal matching " + DescribeIdentity(identity)
-                    : absl::StrJoin(quoted, ", "),
+                    : QuotedNames(std::vector<absl::string_view>(names.begin(), names.end())),
       " in connect"));
   return decision;
 }
@@ -183,12 +193,10 @@ Decision Policy::Decide(const Identity& identity, absl::string_view capability_n
     if (matching.empty()) {
       absl::StrAppend(&message, "; no principal matches this client");
     } else {
-      std::vector<std::string> names;
-      for (const PrincipalSpec* principal : matching) {
-        names.push_back(Quoted(principal->name));
-      }
+      std::vector<absl::string_view> names;
+      for (const PrincipalSpec* principal : matching) names.push_back(principal->name);
       absl::StrAppend(&message, matching.size() == 1 ? "; principal " : "; principals ",
-                      absl::StrJoin(names, ", "),
+                      QuotedNames(names),
                       matching.size() == 1 ? " matches but does not grant "
                                            : " match but do not grant ",
                       Quoted(capability.name));

@@ -122,6 +122,13 @@ struct Decision {
   std::string principal;
 };
 
+// The most principals a message names, in policy order: a denial's, and a
+// hello reply's list of the principals a client matches. Nothing bounds how
+// many principals match one client (an `anyUser` principal matches all, and
+// a policy may hold 4096 of them): naming all would make a reply too large
+// for one datagram. The rest are counted ("and N more").
+inline constexpr size_t kMaxNamedPrincipals = 8;
+
 // Whether `granted` covers `requested`. An unspecified request asks for the
 // grant itself. readWrite covers read, write and append; write covers
 // append (an append-only fd is a write fd that cannot seek back); nothing

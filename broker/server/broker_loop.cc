@@ -127,6 +127,20 @@ BrokerLoop::~BrokerLoop() {
   for (UniqueFd& fd : set_aside_) (void)fd.release();
 }
 
+namespace {
+
+// Whether `audit` may still be written: kUnavailable, saying why and what
+// to do, once it never can (AuditLog::reader_gone).
+absl::Status StillWritable(const audit::AuditLog& audit) {
+  if (!audit.reader_gone()) return absl::OkStatus();
+  return absl::UnavailableError(
+      "the audit log (standard error) has no reader any more (EPIPE) and cannot be "
+      "reopened, so no grant could ever be on record; start the broker again with a log "
+      "that can be written (--audit-log FILE, or a standard error that is read)");
+}
+
+}  // namespace
+
 absl::Status BrokerLoop::Serve(int listener, int control_fd,
                                const std::function<bool()>& on_control) {
   if (!epoll_) return absl::InternalError("the event loop has no epoll fd");
@@ -155,6 +169,9 @@ absl::Status BrokerLoop::Serve(int listener, int control_fd,
     // Every answer of the turn is queued now: a line lost from here on
     // belongs to an answer of a later turn.
     lost_this_turn_.clear();
+    // Once the turn's replies are sent (its grants withheld): from here on
+    // nothing could be granted with a record, ever.
+    CB_RETURN_IF_ERROR(StillWritable(audit_));
     // While the listener is paused, an fd the system frees (ENFILE), or the
     // end of an accept error, shows in no event of ours: tried again after
     // a while.
@@ -172,7 +189,7 @@ absl::Status BrokerLoop::Serve(int listener, int control_fd,
           // would hold a grant never delivered.
           SendPending();
           FlushAudit();
-          return absl::OkStatus();
+          return StillWritable(audit_);
         }
         continue;
       }
@@ -715,6 +732,7 @@ bool BrokerLoop::OnDatagram(Connection& connection) {
     handler_.WithdrawConnect(connection.id, answer.id);
     return Queue(connection, Withheld(answer.id));
   }
+  if (answer.outcome.effects.pending()) Settle(connection, answer);
   const bool answer_waiting = answer.outcome.answer_waiting;
   const bool queued = Queue(connection, std::move(answer));
   if (answer_waiting) {
@@ -727,6 +745,27 @@ bool BrokerLoop::OnDatagram(Connection& connection) {
     handler_.AnswerWaitingConnects(connection.session);
   }
   return queued;
+}
+
+void BrokerLoop::Settle(const Connection& connection, Answer& answer) {
+  if (!AuditLinesLost({answer.outcome.audit_line}).empty()) {
+    RequestHandler::UndoEffects(absl::MakeSpan(&answer.outcome.effects, 1));
+    PeerLog("withheld 1 grant: its audit line could not be written");
+    answer = Withheld(answer.id);
+    return;
+  }
+  // The grant's fd, the file open (Acquire, OpenBeneath).
+  absl::Status completed = answer.outcome.effects.Complete(answer.outcome.fds[0].get());
+  if (completed.ok()) return;
+  // Its line says granted: a second one says it was not delivered, and why.
+  const std::string why = absl::StrCat("the file could not be emptied (", completed.message(),
+                                       ")");
+  NotDelivered(connection, answer.words, answer.outcome.principal, why);
+  answer = ErrorAnswer(answer.id,
+                       absl::Status(completed.code(), absl::StrCat(
+                                        "the broker granted this open, but ", why,
+                                        "; nothing was delivered")),
+                       answer.outcome.close_after_reply);
 }
 
 bool BrokerLoop::Fits(const Connection& connection, size_t bytes) const {
@@ -766,7 +805,23 @@ bool BrokerLoop::Queue(Connection& connection, Answer answer) {
   if (connection.closed) return drop();
   size_t bytes = answer.words.size() * sizeof(capnp::word);
   size_t fds = answer.outcome.fds.size();
-  if (!MakeFit(connection, bytes)) {
+  const bool fits = MakeFit(connection, bytes);
+  const Room room =
+      fits && !connection.service ? MakeRoom(connection, bytes, fds) : Room::kMade;
+  // MakeFit and MakeRoom may have sent, and so written the audit log,
+  // after this answer's line was recorded and before it is queued, where
+  // FlushAudit would have found it: a grant whose line went then is
+  // withheld here, before anything else is decided, so that a drop below
+  // never puts on record as not delivered a grant the log does not hold.
+  // The error reply is a few hundred bytes: the limits are not checked
+  // again for it (as in FlushAudit).
+  if (answer.outcome.audit_line != 0 && LostThisTurn(answer.outcome.audit_line)) {
+    PeerLog("withheld 1 grant: its audit line could not be written");
+    answer = Withheld(answer.id);
+    bytes = answer.words.size() * sizeof(capnp::word);
+    fds = 0;
+  }
+  if (!fits) {
     if (connection.closed) return drop();
     connection.closing_for = kQueueFull;
     if (connection.service) return drop();
@@ -775,43 +830,29 @@ bool BrokerLoop::Queue(Connection& connection, Answer answer) {
                          connection.queue.size(), " queued)"));
     return drop();
   }
-  if (!connection.service) {
-    Room room = MakeRoom(connection, bytes, fds);
-    if (room == Room::kRequesterGoes) return drop();
-    if (room == Room::kNone) {
-      // This reply alone is over a budget, with nothing else queued: it
-      // cannot come from the flags' bounds (a budget holds at least one
-      // reply of the largest size, and at least one fd; a client's reply
-      // holds at most one fd that counts), but fail closed if it does. The
-      // client reads, so it is refused, not disconnected. A grant's line
-      // already says granted: a second line says it was not delivered.
-      const absl::Status refused = absl::ResourceExhaustedError(absl::StrCat(
-          "the broker could not queue this reply: alone it is over the budget for the "
-          "replies of all connections (--max-queued-reply-bytes ",
-          limits_.max_queued_bytes_total, ", --max-queued-reply-fds ",
-          limits_.max_queued_fds_total, "); nothing was delivered. Raise the limits"));
-      PeerLog(absl::StrCat("refused a reply of ", bytes, " bytes and ", fds,
-                           " fds to pid ", connection.session.identity.pid,
-                           ": over the budget on its own"));
-      if (answer.outcome.principal.empty()) {
-        handler_.CountDenial(refused);
-      } else {
-        NotDelivered(connection, answer.words, answer.outcome.principal,
-                     "alone it was over the budget for the replies of all connections");
-      }
-      answer = ErrorAnswer(answer.id, refused, answer.outcome.close_after_reply);
-      bytes = answer.words.size() * sizeof(capnp::word);
-      fds = 0;
+  if (room == Room::kRequesterGoes) return drop();
+  if (room == Room::kNone) {
+    // This reply alone is over a budget, with nothing else queued: it
+    // cannot come from the flags' bounds (a budget holds at least one
+    // reply of the largest size, and at least one fd; a client's reply
+    // holds at most one fd that counts), but fail closed if it does. The
+    // client reads, so it is refused, not disconnected. A grant's line
+    // already says granted: a second line says it was not delivered.
+    const absl::Status refused = absl::ResourceExhaustedError(absl::StrCat(
+        "the broker could not queue this reply: alone it is over the budget for the "
+        "replies of all connections (--max-queued-reply-bytes ",
+        limits_.max_queued_bytes_total, ", --max-queued-reply-fds ",
+        limits_.max_queued_fds_total, "); nothing was delivered. Raise the limits"));
+    PeerLog(absl::StrCat("refused a reply of ", bytes, " bytes and ", fds,
+                         " fds to pid ", connection.session.identity.pid,
+                         ": over the budget on its own"));
+    if (answer.outcome.principal.empty()) {
+      handler_.CountDenial(refused);
+    } else {
+      NotDelivered(connection, answer.words, answer.outcome.principal,
+                   "alone it was over the budget for the replies of all connections");
     }
-  }
-  // MakeFit and MakeRoom may have sent, and so written the audit log,
-  // after this answer's line was recorded and before it is queued, where
-  // FlushAudit would have found it: a grant whose line went then is
-  // withheld here. The error reply is a few hundred bytes: the limits are
-  // not checked again for it (as in FlushAudit).
-  if (answer.outcome.audit_line != 0 && LostThisTurn(answer.outcome.audit_line)) {
-    PeerLog("withheld 1 grant: its audit line could not be written");
-    answer = Withheld(answer.id);
+    answer = ErrorAnswer(answer.id, refused, answer.outcome.close_after_reply);
     bytes = answer.words.size() * sizeof(capnp::word);
     fds = 0;
   }

@@ -16,7 +16,11 @@
 // be written is not sent: it is replaced by an `unavailable` error and its
 // fds are closed, whether the line was lost while the grant waited in a
 // queue or before it got there (a flush made while making room for it). A
-// grant goes out only once it is on record.
+// grant goes out only once it is on record. Nor does what a grant's open
+// does to the file system stay without a record: a grant whose open
+// truncates, or made the file, has its line written before it is queued,
+// and the file is emptied only once the line is written, or the file made
+// is removed again if it is lost (Settle).
 //
 // All connections' queues together are bounded too, in bytes and in the
 // fds their replies hold (Limits::max_queued_bytes_total and
@@ -199,7 +203,10 @@ class BrokerLoop : public LoopPort {
   // When `control_fd` (borrowed; the daemon's signalfd) becomes readable,
   // calls `on_control`, and stops when it returns true, after sending the
   // replies of that turn (their audit lines first). Returns an error
-  // only when the loop itself cannot go on (epoll failing).
+  // only when the loop itself cannot go on (epoll failing), or, at the end
+  // of the turn that found it (a stop's turn included), when the audit log
+  // can never be written again (AuditLog::reader_gone: kUnavailable,
+  // saying so).
   absl::Status Serve(int listener, int control_fd,
                      const std::function<bool()>& on_control);
 
@@ -302,6 +309,15 @@ class BrokerLoop : public LoopPort {
   // Handles one received datagram (or receive error). Returns false when
   // the connection must be closed.
   bool OnDatagram(Connection& connection);
+  // Settles a grant whose open left something to do (Outcome::effects: a
+  // truncate, a file it made) before it is queued: writes its audit line
+  // now (one write(2) for such a grant, instead of one per turn), then
+  // empties the file (caps::OpenEffects::Complete) if the line is on
+  // record, or removes the file the open made and withholds the grant if
+  // it is not. A grant not on record leaves nothing behind, and no file is
+  // emptied for it. A file that cannot be emptied makes the grant an
+  // error, on record as not delivered.
+  void Settle(const Connection& connection, Answer& answer);
   // Queues a reply for SendPending. Returns false when the connection must
   // be closed (its queue is over the limits), or is closed already; the
   // answer and its fds are then dropped.

@@ -572,6 +572,133 @@ TEST_F(BrokerLoopTest, GrantsDroppedWithTheirConnectionAreOnRecordAsNotDelivered
   EXPECT_EQ(stats_.denials, 2u);
 }
 
+// A grant whose line a flush lost while Queue made room for it (here:
+// sending what a full queue holds) is not on record: when its connection
+// is then dropped, it is withheld, and gets no line saying it was not
+// delivered, which would be the log's only mention of it. Only the grant
+// on record that was queued before gets one.
+TEST_F(BrokerLoopTest, AGrantWhoseLineWasLostIsNeverOnRecordAsNotDelivered) {
+  Limits limits;
+  limits.max_queued_replies = 1;
+  BrokerLoop loop(handler_, audit_, stats_, limits);
+  UniqueFd peer;
+  const uint64_t id = AddFullServiceConnection(loop, peer);
+  ASSERT_NE(id, 0u);
+  Answer first = Grant(1);
+  ASSERT_THAT(loop.AuditLinesLost({first.outcome.audit_line}), ::testing::IsEmpty());
+  ASSERT_TRUE(loop.Send(id, std::move(first)));
+  UniqueFd log(fcntl(audit_fd_.get(), F_DUPFD_CLOEXEC, 0));
+  ASSERT_TRUE(log.valid());
+  BreakAuditLog();
+  // Its queue is full: Queue sends first, which flushes (and loses) the
+  // line of grant 2, then finds the socket full and drops the connection.
+  ASSERT_FALSE(loop.Send(id, Grant(2)));
+  ASSERT_EQ(dup3(log.get(), audit_fd_.get(), O_CLOEXEC), audit_fd_.get());  // mended
+  audit_.FlushAll();
+  const std::vector<std::string> lines = NotDeliveredLines();
+  ASSERT_EQ(lines.size(), 1u) << ReadAudit();
+  EXPECT_EQ(stats_.grants, 1u);
+  EXPECT_EQ(stats_.denials, 2u);  // grant 2 withheld, grant 1 not delivered
+}
+
+// The reviewer's case: the audit log on a pipe whose reader is gone, so
+// that no line can be written. A grant whose open would empty a file is
+// withheld as any other, and leaves no trace: the file keeps its content
+// (the open truncates only once the line is written). Such a log can never
+// be written again, and the loop stops after that turn. Then, on a full
+// disk (ENOSPC, which may clear: the loop goes on), the same for the
+// policy's truncate, and for a file an open made, which is removed again.
+TEST_F(BrokerLoopTest, AGrantNotOnRecordEmptiesNoFileAndLeavesNoneMade) {
+  struct sigaction ignore = {}, previous = {};
+  ignore.sa_handler = SIG_IGN;  // as the broker does: EPIPE, not a signal
+  ASSERT_EQ(sigaction(SIGPIPE, &ignore, &previous), 0);
+  ASSERT_EQ(mkdir(dir_.Join("d").c_str(), 0700), 0);
+  const std::string data = dir_.WriteFile("d/data", "8 bytes.");
+  const std::string file = dir_.WriteFile("f", "8 bytes.");
+  ASSERT_OK_AND_ASSIGN(
+      Policy policy,
+      ParsePolicy(absl::StrCat(R"(( capabilities = [
+          ( name = "d", directory = ( path = ")", dir_.Join("d"), R"(", access = readWrite ) ),
+          ( name = "f", file = ( path = ")", file, R"(", access = write, truncate = true ) ),
+          ( name = "n", file = ( path = ")", dir_.Join("n"), R"(", access = write, create = true ) ) ],
+        services = [ ( name = "svc", command = [ "/bin/true" ], grants = [ "d", "f", "n" ] ) ] ))"),
+                  "t.capnp"));
+  ASSERT_OK(handler_.SetPolicy(std::move(policy)));
+  int pipe_fds[2];
+  ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
+  UniqueFd(pipe_fds[0]).reset();  // the reader is gone
+  UniqueFd pipe_writer(pipe_fds[1]);
+  ASSERT_EQ(dup3(pipe_writer.get(), audit_fd_.get(), O_CLOEXEC), audit_fd_.get());
+
+  BrokerLoop loop(handler_, audit_, stats_, Limits());
+  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+  ASSERT_EQ(fcntl(pair.first.get(), F_SETFL, O_NONBLOCK), 0);
+  Identity service;
+  service.service = "svc";
+  ASSERT_OK(loop.AddServiceConnection(std::move(pair.first), service).status());
+  wire::ReceiveBuffer buffer;
+  absl::Status served;
+  // Sends the request `fill` fills in, as request 1, runs one turn (its
+  // outcome in `served`) and returns the reply's error (empty for a
+  // grant) and how many fds it carried.
+  auto ask = [&](auto fill) -> std::pair<std::string, size_t> {
+    capnp::MallocMessageBuilder message;
+    auto request = message.initRoot<schema::Request>();
+    request.setId(1);
+    fill(request);
+    EXPECT_EQ(testing::RawSend(pair.second.get(), testing::Encode(message)), 0);
+    UniqueFd listener(eventfd(0, EFD_CLOEXEC));  // never readable
+    UniqueFd control(eventfd(1, EFD_CLOEXEC));   // readable at once
+    served = loop.Serve(listener.get(), control.get(), [] { return true; });
+    absl::StatusOr<std::optional<wire::Datagram>> datagram =
+        wire::ReceiveDatagram(pair.second.get(), buffer);
+    if (!datagram.ok() || !datagram->has_value()) return {"no reply", 0};
+    capnp::FlatArrayMessageReader reader((*datagram)->words);
+    auto reply = reader.getRoot<schema::Reply>();
+    return {reply.isError() ? reply.getError().getMessage().cStr() : "",
+            (*datagram)->fds.size()};
+  };
+  ASSERT_EQ(fcntl(pair.second.get(), F_SETFL, O_NONBLOCK), 0);  // a missing reply fails
+  ask([](schema::Request::Builder r) { r.initHello().setVersion(schema::PROTOCOL_VERSION); });
+  const std::string withheld = "could not write this grant's audit line";
+  auto truncating = ask([](schema::Request::Builder r) {
+    auto open = r.initOpenBeneath();
+    open.setDirectory("d");
+    open.setPath("data");
+    open.setAccess(schema::Access::WRITE);
+    open.setTruncate(true);
+  });
+  EXPECT_THAT(truncating.first, ::testing::HasSubstr(withheld));
+  EXPECT_EQ(truncating.second, 0u);
+  EXPECT_EQ(testing::ReadWholeFile(data), "8 bytes.") << "emptied, with no grant on record";
+  EXPECT_THAT(served, StatusIs(absl::StatusCode::kUnavailable, ::testing::HasSubstr("no reader")));
+
+  audit_ = audit::AuditLog(audit_fd_.get());  // a log of its own: not one whose reader left
+  BreakAuditLog();
+  auto creating = ask([](schema::Request::Builder r) {
+    auto open = r.initOpenBeneath();
+    open.setDirectory("d");
+    open.setPath("new");
+    open.setAccess(schema::Access::WRITE);
+    open.setCreate(true);
+  });
+  EXPECT_THAT(creating.first, ::testing::HasSubstr(withheld));
+  for (const char* name : {"f", "n"}) {
+    auto acquired = ask([&](schema::Request::Builder r) {
+      r.initAcquire().setName(name);
+    });
+    EXPECT_THAT(acquired.first, ::testing::HasSubstr(withheld)) << name;
+    EXPECT_EQ(acquired.second, 0u) << name;
+  }
+  EXPECT_OK(served);
+  EXPECT_EQ(testing::ReadWholeFile(file), "8 bytes.") << "emptied, with no grant on record";
+  struct stat st;
+  EXPECT_NE(stat(dir_.Join("d/new").c_str(), &st), 0) << "made, with no grant on record";
+  EXPECT_NE(stat(dir_.Join("n").c_str(), &st), 0) << "made, with no grant on record";
+  EXPECT_EQ(stats_.grants, 0u);
+  ASSERT_EQ(sigaction(SIGPIPE, &previous, nullptr), 0);
+}
+
 // A reply that went out is delivered even when a later send on the same
 // connection fails and closes it: only the grant that did not go gets the
 // line. Here the peer starts refusing fds after the first reply (which

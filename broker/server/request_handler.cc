@@ -96,6 +96,16 @@ void Bound(std::string& text, size_t max_bytes, absl::string_view more = "") {
   text = Truncated(text, max_bytes - mark, more);
 }
 
+// The most bytes of an audit line's reason (before JSON escaping); a
+// longer one is cut (Bound). A denial names a few principals at most
+// (kMaxNamedPrincipals), but its reason can quote an exe path (up to
+// PATH_MAX) besides, and a connect refused because its service could not
+// start keeps the service's whole error (WithAuditReason), which can quote
+// several paths: a client must not be able to make the broker write lines
+// as long as it likes. The broker's standard error has a service's errors
+// whole.
+constexpr size_t kMaxAuditReasonBytes = 8192;
+
 // Why a request was granted, for the audit line.
 std::string GrantReason(const Identity& identity, absl::string_view request_kind,
                         absl::string_view principal, absl::string_view capability) {
@@ -312,14 +322,19 @@ Outcome RequestHandler::Hello(Session& session, schema::Hello::Reader hello,
   out.setGid(id.gid);
   out.setPid(id.pid);
   out.setExe(id.exe);
+  // The first few, counting the rest: all of them may not fit in a
+  // datagram (kMaxNamedPrincipals).
   std::vector<std::string> matching = policy_.PrincipalNames(id);
-  auto names = out.initPrincipals(matching.size());
-  for (size_t i = 0; i < matching.size(); ++i) names.set(i, matching[i]);
+  const size_t named = std::min(matching.size(), kMaxNamedPrincipals);
+  auto names = out.initPrincipals(named);
+  for (size_t i = 0; i < named; ++i) names.set(i, matching[i]);
+  out.setMorePrincipals(static_cast<uint32_t>(matching.size() - named));
   return outcome;
 }
 
 absl::StatusOr<UniqueFd> RequestHandler::Make(const CapabilitySpec& spec,
-                                              schema::Access access) {
+                                              schema::Access access,
+                                              caps::OpenEffects& effects) {
   switch (spec.kind) {
     case Kind::kFile: {
       caps::FileOpen how;
@@ -335,7 +350,7 @@ absl::StatusOr<UniqueFd> RequestHandler::Make(const CapabilitySpec& spec,
       // client that asks for append under a write grant restricts itself:
       // that fd is O_APPEND only, as it asked.
       how.append_only = spec.access == schema::Access::APPEND;
-      return caps::OpenFile(spec.path, how, spec.follow_symlinks, hard_links_);
+      return caps::OpenFile(spec.path, how, spec.follow_symlinks, hard_links_, &effects);
     }
     case Kind::kDirectory:
       return caps::OpenDirectory(spec.path, spec.follow_symlinks);
@@ -407,7 +422,7 @@ Outcome RequestHandler::Acquire(const Session& session,
     outcome.principal = std::move(decision.principal);
     return outcome;
   }
-  absl::StatusOr<UniqueFd> fd = Make(spec, decision.access);
+  absl::StatusOr<UniqueFd> fd = Make(spec, decision.access, outcome.effects);
   if (!fd.ok()) {
     status = absl::Status(fd.status().code(),
                           absl::StrCat("capability '", spec.name, "': ",
@@ -481,7 +496,10 @@ Outcome RequestHandler::OpenBeneath(const Session& session,
   absl::StatusOr<UniqueFd> fd =
       caps::OpenDirectory(decision.capability->path,
                           decision.capability->follow_symlinks);
-  if (fd.ok()) fd = caps::OpenBeneath(fd->get(), path, how, hard_links_, &asked.created);
+  if (fd.ok()) fd = caps::OpenBeneath(fd->get(), path, how, hard_links_, &outcome.effects);
+  asked.created = outcome.effects.created();
+  // A directory: an open that neither creates nor truncates (caps::
+  // OpenBeneath), so it left nothing to undo.
   if (fd.ok() && !session.identity.service.empty() && IsDirectoryFd(fd->get())) {
     fd = ServiceDirectoryRefusal(name);
   }
@@ -519,12 +537,17 @@ void RequestHandler::List(const Session& session, schema::Request::Reader reques
     start_after = *start;
   }
   // The union of the grants of every matching principal (or the service's
-  // own grants).
+  // own grants). A service's directory grants are left out: it has them at
+  // start, inside its sandbox, and is refused them at run time
+  // (ServiceDirectoryRefusal), so its list would only show it their host
+  // paths.
   const std::vector<CapabilitySpec>& capabilities = policy_.capabilities();
   std::vector<bool> granted(capabilities.size(), false);
   if (const ServiceSpec* service = policy_.FindService(session.identity.service);
       !session.identity.service.empty() && service != nullptr) {
-    for (size_t index : service->grants) granted[index] = true;
+    for (size_t index : service->grants) {
+      granted[index] = capabilities[index].kind != Kind::kDirectory;
+    }
   }
   for (const PrincipalSpec* p : policy_.MatchingPrincipals(session.identity)) {
     for (size_t index : p->grants) granted[index] = true;
@@ -588,6 +611,17 @@ Outcome RequestHandler::Connect(const Session& session, uint64_t request_id,
   if (!outcome.fds.empty() || outcome.deferred) outcome.audit_line = line;
   if (!outcome.fds.empty()) outcome.principal = std::move(decision.principal);
   return outcome;
+}
+
+void RequestHandler::UndoEffects(absl::Span<caps::OpenEffects> effects) {
+  for (caps::OpenEffects& left : effects) {
+    if (absl::Status undone = left.Undo(); !undone.ok()) {
+      std::fprintf(stderr,
+                   "capbrokerd: could not remove the file made for a grant that is not on "
+                   "record: %s; remove it\n",
+                   Escaped(undone.message()).c_str());
+    }
+  }
 }
 
 void RequestHandler::WithdrawConnect(uint64_t connection_id, uint64_t request_id) {
@@ -703,7 +737,8 @@ void RequestHandler::Services(const Session& session, schema::Request::Reader re
 }
 
 absl::StatusOr<UniqueFd> RequestHandler::MakeForStart(const CapabilitySpec& capability,
-                                                       const StartCheck& check) {
+                                                       const StartCheck& check,
+                                                       caps::OpenEffects& effects) {
   absl::StatusOr<UniqueFd> fd = absl::InternalError("not made");
   if (capability.kind == Kind::kMemory && capability.shared) {
     // A dup: the open file description every readWrite grantee shares (see
@@ -713,7 +748,7 @@ absl::StatusOr<UniqueFd> RequestHandler::MakeForStart(const CapabilitySpec& capa
              ? absl::InternalError("shared memory was not prepared")
              : TakeFd(fcntl(it->second->get(), F_DUPFD_CLOEXEC, 0), "fcntl(F_DUPFD_CLOEXEC)");
   } else {
-    fd = Make(capability, capability.access);
+    fd = Make(capability, capability.access, effects);
   }
   if (!fd.ok()) {
     return absl::Status(fd.status().code(), absl::StrCat("capability '", capability.name,
@@ -741,10 +776,15 @@ absl::StatusOr<RequestHandler::StartGrants> RequestHandler::GrantAtStart(
   StartGrants made;
   for (size_t index : grants) {
     const CapabilitySpec& capability = policy_.capabilities()[index];
-    absl::StatusOr<UniqueFd> fd = MakeForStart(capability, check);
+    // Kept whether or not the check refused the fd after its open.
+    made.effects.emplace_back();
+    absl::StatusOr<UniqueFd> fd = MakeForStart(capability, check, made.effects.back());
     if (!fd.ok()) {
       record(capability, fd.status());
-      return fd.status();  // the fds made so far close here, never on record
+      // The fds made so far close here, never on record; the files their
+      // opens made go again.
+      UndoEffects(absl::MakeSpan(made.effects));
+      return fd.status();
     }
     made.fds.push_back(std::move(fd).value());
   }
@@ -890,6 +930,7 @@ uint64_t RequestHandler::Record(const Session& session, absl::string_view reques
   std::string reason =
       status.ok() ? GrantReason(session.identity, request_kind, principal, capability)
                   : AuditReason(status);
+  Bound(reason, kMaxAuditReasonBytes);
   if (session.audit_peer.empty()) {
     const Identity& peer = session.identity;
     session.audit_peer = audit::RenderPeer(peer.uid, peer.gid, peer.pid, peer.exe);

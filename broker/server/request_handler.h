@@ -37,6 +37,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "broker/audit/audit_log.h"
 #include "broker/caps/open_path.h"
 #include "broker/policy/identity.h"
@@ -87,6 +88,11 @@ struct Outcome {
   // A grant's audit line (AuditLog sequence number), 0 for anything else.
   // The loop delivers the grant only if that line was written.
   uint64_t audit_line = 0;
+  // For a grant of a file open (acquire, openBeneath): what the open left
+  // to complete once the grant's line is written (truncate), or to undo if
+  // it is lost (a file it made). The loop writes the line of such a grant
+  // at once (BrokerLoop::Settle).
+  caps::OpenEffects effects;
   // A grant on record (a connect's too, answered later by the service
   // host): the principal that allowed it, so that a reply the loop drops
   // unsent (its client disconnected, the broker stopped) gets a line that
@@ -154,6 +160,9 @@ class RequestHandler {
   };
   struct StartGrants {
     std::vector<UniqueFd> fds;  // in the order of `grants`
+    // What their opens left to complete once their lines are written, or
+    // to undo if not (caps::OpenEffects), in the same order.
+    std::vector<caps::OpenEffects> effects;
     StartRecord record;
   };
   // `service` is the service's identity (Identity::service set).
@@ -214,6 +223,11 @@ class RequestHandler {
   // cannot flood the log with them. The caller sends the error reply.
   void DenyRequest(const Session& session, absl::string_view request_kind,
                    const absl::Status& status);
+
+  // Undoes what the opens of grants that are not on record left
+  // (caps::OpenEffects::Undo: a file made is removed again); a file that
+  // cannot be removed is named on stderr, for the administrator to remove.
+  static void UndoEffects(absl::Span<caps::OpenEffects> effects);
 
   // Withdraws a deferred connect (Outcome::deferred) whose audit line could
   // not be written: the service host forgets it.
@@ -278,12 +292,14 @@ class RequestHandler {
   void Deny(const Session& session, absl::string_view request_kind,
             const absl::Status& status, schema::Reply::Builder reply);
 
-  // Makes the fd for a granted capability.
-  absl::StatusOr<UniqueFd> Make(const CapabilitySpec& spec, schema::Access access);
+  // Makes the fd for a granted capability; for a file, `effects` gets what
+  // its open left to complete or undo (caps::OpenEffects).
+  absl::StatusOr<UniqueFd> Make(const CapabilitySpec& spec, schema::Access access,
+                                caps::OpenEffects& effects);
   // The fd of `capability` for a service's start, refused by `check` if it
-  // says so; errors name the capability.
+  // says so; errors name the capability. `effects` as for Make.
   absl::StatusOr<UniqueFd> MakeForStart(const CapabilitySpec& capability,
-                                        const StartCheck& check);
+                                        const StartCheck& check, caps::OpenEffects& effects);
 
   // The denial of a request whose grant is on record, saying it was not
   // delivered, and why (its reason "not delivered: " + AuditReason(why)),

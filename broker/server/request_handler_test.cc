@@ -10,6 +10,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 
 #include "broker/policy/policy_parser.h"
@@ -19,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
+#include "sdk/wire/framing.h"
 #include "sdk/wire/limits.h"
 #include "tests/fixtures/json_object.h"
 #include "tests/fixtures/temp_dir.h"
@@ -146,8 +148,14 @@ TEST_F(RequestHandlerTest, ReadGrantOfATruncatingFileDoesNotTruncate) {
   EXPECT_EQ(st.st_size, 7) << "a read grant truncated the file";
   Outcome write = Acquire("data", schema::Access::WRITE, &error);
   ASSERT_EQ(error, "");
+  // A write grant does, as the policy says, once its line is written (the
+  // loop completes the open then).
   ASSERT_EQ(stat(path.c_str(), &st), 0);
-  EXPECT_EQ(st.st_size, 0);  // a write grant does, as the policy says
+  EXPECT_EQ(st.st_size, 7) << "emptied before the grant was on record";
+  ASSERT_TRUE(write.effects.pending());
+  ASSERT_OK(write.effects.Complete(write.fds[0].get()));
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 0);
 }
 
 // The policy's create serves writers too: a read grant of a missing file
@@ -210,6 +218,9 @@ TEST_F(RequestHandlerTest, OpenBeneathTruncatesOnlyForWriters) {
   Outcome write = open_beneath(schema::Access::WRITE, false, true, &error);
   EXPECT_EQ(error, "");
   ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 7) << "emptied before the grant was on record";
+  ASSERT_OK(write.effects.Complete(write.fds[0].get()));  // as the loop does
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
   EXPECT_EQ(st.st_size, 0);
 }
 
@@ -238,6 +249,34 @@ TEST_F(RequestHandlerTest, ServicesGetNoDirectoryFdAtRunTime) {
     Outcome file = OpenBeneath("d", "file", &error);
     EXPECT_EQ(file.fds.size(), 1u);
     EXPECT_EQ(error, "");
+  }
+}
+
+// A service's list leaves out its directory grants, which it has at start
+// and is refused at run time: their entries would only show it host paths.
+// A client's list shows them.
+TEST_F(RequestHandlerTest, AServicesListLeavesOutItsDirectoryGrants) {
+  const std::string file = dir_.WriteFile("file", "x");
+  Install(R"(( capabilities = [ ( name = "d", directory = ( path = ")" + dir_.path() +
+          R"(", access = read ) ), ( name = "f", file = ( path = ")" + file +
+          R"(", access = read ) ) ],
+               principals = [ ( name = "p", match = ( uid = 1000 ), grants = [ "d", "f" ] ) ],
+               services = [ ( name = "svc", command = [ "/bin/true" ], grants = [ "d", "f" ] ) ] ))");
+  for (bool service : {false, true}) {
+    SCOPED_TRACE(service ? "service" : "client");
+    session_.identity.service = service ? "svc" : "";
+    capnp::MallocMessageBuilder request_message, reply_message;
+    auto request = request_message.initRoot<schema::Request>();
+    request.setId(1);
+    request.setList();
+    request.initListPage();
+    auto reply = reply_message.initRoot<schema::Reply>();
+    handler_.Handle(session_, request.asReader(), reply);
+    ASSERT_TRUE(reply.isCapabilities());
+    std::vector<std::string> listed;
+    for (auto entry : reply.getCapabilities().getEntries()) listed.emplace_back(entry.getName().cStr());
+    EXPECT_EQ(listed, service ? std::vector<std::string>{"f"}
+                              : std::vector<std::string>({"d", "f"}));
   }
 }
 
@@ -631,6 +670,119 @@ TEST_F(RequestHandlerTest, TheServiceHostIsToldWhetherAConnectComesFromAnAdminis
   for (const std::string& line : lines) {
     EXPECT_THAT(line, HasSubstr(R"("reason":"whole: /x/etc/policy.capnp")"));
   }
+}
+
+// Nothing bounds how many principals match one client: here 1000 anyUser
+// principals with names of the longest kind (64 bytes). A hello reply
+// names the first 8 and counts the rest; so do the denials of an acquire
+// and of a connect, whose replies fit in a datagram and whose audit lines
+// stay short (under 4 KiB here, for a client with a short exe).
+TEST_F(RequestHandlerTest, ManyMatchingPrincipalsAreNamedAFewAtATime) {
+  constexpr int kPrincipals = 1000;
+  std::string principals;
+  for (int i = 0; i < kPrincipals; ++i) {
+    absl::StrAppend(&principals, i == 0 ? "" : ", ", "( name = \"", absl::StrFormat("p%063d", i),
+                    "\", match = ( anyUser = true ) )");
+  }
+  const std::string log_path = dir_.Join("audit");
+  UniqueFd log_fd(open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  ASSERT_TRUE(log_fd.valid());
+  audit::AuditLog audit(log_fd.get());
+  RequestHandler handler(audit, stats_);
+  ASSERT_OK_AND_ASSIGN(
+      Policy policy,
+      ParsePolicy(absl::StrCat(R"(( capabilities = [ ( name = "m", memory = ( size = 4096 ) ) ],
+          principals = [ )", principals, R"(, ( name = "other", match = ( uid = 4242 ) ) ],
+          services = [ ( name = "svc", command = [ "/usr/bin/s" ], connect = [ "other" ] ) ] ))"),
+                  "t.capnp"));
+  ASSERT_OK(handler.SetPolicy(std::move(policy)));
+  ReportingDirectory directory;
+  handler.SetServiceDirectory(&directory);
+  session_.hello_done = false;
+  session_.identity.exe = "/usr/bin/client";
+  const std::string first = absl::StrFormat("p%063d", 0);
+  const std::string eighth = absl::StrFormat("p%063d", 7);
+  // Answers `fill` into a reply that must fit in one datagram.
+  auto ask = [&](auto fill, capnp::MallocMessageBuilder& reply_message) {
+    capnp::MallocMessageBuilder request_message;
+    auto request = request_message.initRoot<schema::Request>();
+    request.setId(1);
+    fill(request);
+    auto reply = reply_message.initRoot<schema::Reply>();
+    handler.Handle(session_, request.asReader(), reply);
+    EXPECT_OK(wire::Flatten(reply_message).status());
+    return reply;
+  };
+  capnp::MallocMessageBuilder hello_message;
+  auto hello = ask([](schema::Request::Builder r) {
+    r.initHello().setVersion(schema::PROTOCOL_VERSION);
+  }, hello_message);
+  ASSERT_TRUE(hello.isHello());
+  ASSERT_EQ(hello.getHello().getPrincipals().size(), kMaxNamedPrincipals);
+  EXPECT_EQ(std::string(hello.getHello().getPrincipals()[0].cStr()), first);
+  EXPECT_EQ(std::string(hello.getHello().getPrincipals()[7].cStr()), eighth);
+  EXPECT_EQ(hello.getHello().getMorePrincipals(), kPrincipals - kMaxNamedPrincipals);
+
+  capnp::MallocMessageBuilder acquire_message;
+  auto acquire = ask([](schema::Request::Builder r) {
+    r.initAcquire().setName("m");
+  }, acquire_message);
+  ASSERT_TRUE(acquire.isError());
+  EXPECT_EQ(acquire.getError().getCode(), schema::ErrorCode::PERMISSION_DENIED);
+  const std::string denied = acquire.getError().getMessage().cStr();
+  EXPECT_THAT(denied, HasSubstr(absl::StrCat("; principals '", first, "', ")));
+  EXPECT_THAT(denied, HasSubstr(absl::StrCat("'", eighth, "' and 992 more match but do not "
+                                             "grant 'm'")));
+  capnp::MallocMessageBuilder connect_message;
+  auto connect = ask([](schema::Request::Builder r) {
+    r.initConnect().setService("svc");
+  }, connect_message);
+  ASSERT_TRUE(connect.isError());
+  EXPECT_THAT(std::string(connect.getError().getMessage().cStr()),
+              HasSubstr(absl::StrCat("'", eighth, "' and 992 more in connect")));
+
+  audit.Flush();
+  std::vector<std::string> lines =
+      absl::StrSplit(testing::ReadWholeFile(log_path), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 2u);
+  for (const std::string& line : lines) {
+    EXPECT_LT(line.size(), 4096u) << line.substr(0, 200);
+    EXPECT_THAT(line, HasSubstr("and 992 more"));
+  }
+}
+
+// An audit line's reason is cut at 8 KiB, its mark included, as status
+// texts are: here a service host's refusal whose whole reason (for the
+// log: WithAuditReason) is 100 KB.
+TEST_F(RequestHandlerTest, AnAuditLinesReasonIsCut) {
+  const std::string log_path = dir_.Join("audit");
+  UniqueFd log_fd(open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  ASSERT_TRUE(log_fd.valid());
+  audit::AuditLog audit(log_fd.get());
+  RequestHandler handler(audit, stats_);
+  ASSERT_OK_AND_ASSIGN(Policy policy, ParsePolicy(R"((
+      principals = [ ( name = "all", match = ( anyUser = true ) ) ],
+      services = [ ( name = "target", command = [ "/usr/bin/t" ], connect = [ "all" ] ) ] ))",
+                                                  "t.capnp"));
+  ASSERT_OK(handler.SetPolicy(std::move(policy)));
+  class LongReasons : public ReportingDirectory {
+   public:
+    absl::StatusOr<std::optional<UniqueFd>> Connect(const ServiceSpec&,
+                                                     const ConnectRequest&) override {
+      return WithAuditReason(absl::UnavailableError("shown"), std::string(100000, 'r'));
+    }
+  } directory;
+  handler.SetServiceDirectory(&directory);
+  std::string error;
+  HandleBy(handler, [](schema::Request::Builder r) { r.initConnect().setService("target"); },
+           &error);
+  EXPECT_EQ(error, "shown");
+  audit.Flush();
+  std::vector<std::string> lines =
+      absl::StrSplit(testing::ReadWholeFile(log_path), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_THAT(lines[0], HasSubstr(R"x(rrr... (truncated; 100000 bytes)")x"));
+  EXPECT_LT(lines[0].size(), 8192u + 1024u);
 }
 
 // A client's name or path that fails its length check is refused, and the

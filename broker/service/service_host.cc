@@ -360,10 +360,22 @@ absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> ServiceHost::BeginLaunch
   // fits): the start fails, and each grant whose line is on record gets its
   // "not delivered" denial (StartFailed), those lost none.
   service.undelivered = std::move(grants.record);
+  // What their opens do to the file system waits for the lines too: a file
+  // is emptied only once they are all written; the files made go again
+  // when the start fails here (caps::OpenEffects).
   if (std::vector<uint64_t> lost = loop_.AuditLinesLost(service.undelivered->AuditLines());
       !lost.empty()) {
+    server::RequestHandler::UndoEffects(absl::MakeSpan(grants.effects));
     handler_.StartLinesLost(*service.undelivered, lost);
     return absl::UnavailableError("the audit lines of its grants could not be written");
+  }
+  for (size_t i = 0; i < grants.effects.size(); ++i) {
+    if (absl::Status completed = grants.effects[i].Complete(grants.fds[i].get());
+        !completed.ok()) {
+      return absl::Status(completed.code(),
+                          absl::StrCat("capability '", sandbox.fds[i].name,
+                                       "' could not be emptied: ", completed.message()));
+    }
   }
   int pair[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
@@ -891,6 +903,14 @@ absl::StatusOr<std::optional<UniqueFd>> ServiceHost::Connect(
   if (service == nullptr) {
     return absl::InternalError(absl::StrCat("service '", spec.name, "' is not hosted"));
   }
+  // A waiting connect is known by its connection and request id (Withdraw,
+  // and the answer the client matches): a second one with the same pair
+  // would be withdrawn, or answered, with the first.
+  if (const Service* waiting = WaitingFor(request.connection_id, request.request_id)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request id ", request.request_id, " is already waiting for service '",
+        waiting->spec.name, "' to start on this connection; give each request its own id"));
+  }
   switch (service->state) {
     case ServiceState::RUNNING: {
       if (HasExited(*service)) {
@@ -952,6 +972,19 @@ absl::StatusOr<std::optional<UniqueFd>> ServiceHost::Connect(
   }
   service->pending.push_back(request);
   return std::optional<UniqueFd>();
+}
+
+const ServiceHost::Service* ServiceHost::WaitingFor(uint64_t connection_id,
+                                                    uint64_t request_id) const {
+  for (const std::unique_ptr<Service>& service : services_) {
+    if (std::any_of(service->pending.begin(), service->pending.end(),
+                    [&](const server::ConnectRequest& r) {
+                      return r.connection_id == connection_id && r.request_id == request_id;
+                    })) {
+      return service.get();
+    }
+  }
+  return nullptr;
 }
 
 void ServiceHost::Withdraw(uint64_t connection_id, uint64_t request_id) {

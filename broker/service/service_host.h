@@ -174,6 +174,9 @@ class ServiceHost : public server::ServiceDirectory {
   struct Service;
 
   Service* Find(absl::string_view name);
+  // The service for which connect `request_id` of connection
+  // `connection_id` waits, or null.
+  const Service* WaitingFor(uint64_t connection_id, uint64_t request_id) const;
   // Makes the service's timer (start timeout, restart delay, stop timeout)
   // unless it has one.
   absl::Status EnsureTimer(Service& service);

@@ -1504,6 +1504,28 @@ TEST_F(ServiceHostTest, TheWaitingConnectsOfAClientThatHungUpAreWithdrawn) {
   EXPECT_TRUE(ClientAnswers().empty());
 }
 
+// A waiting connect is known by its connection and request id: a second
+// connect with the same pair, to any service, is refused while the first
+// waits, so that withdrawing or answering one never takes the other with
+// it. The first stays waiting, and is on record when its client goes.
+TEST_F(ServiceHostTest, AConnectWhoseRequestIdIsAlreadyWaitingIsRefused) {
+  constexpr uint64_t kOther = kClient + 1;
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("notify", 7));
+  ASSERT_FALSE(waiting.has_value());
+  for (const char* service : {"notify", "patient"}) {
+    EXPECT_THAT(Connect(service, 7).status(),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("request id 7 is already waiting for service 'notify' to "
+                                   "start on this connection; give each request its own id")))
+        << service;
+  }
+  // Another connection's id 7 is its own.
+  ASSERT_OK(Connect("notify", 7, 1000, kOther).status());
+  host_->ClientGone(kClient, "the client hung up");
+  EXPECT_THAT(AuditText(), HasSubstr(R"("reason":"not delivered: the client hung up")"));
+  EXPECT_TRUE(ClientAnswers().empty());
+}
+
 // A client the broker disconnected (it did not read its replies) is on
 // record so, not as one that hung up.
 TEST_F(ServiceHostTest, TheWaitingConnectsOfAClientTheBrokerClosedSayWhy) {
@@ -1611,7 +1633,7 @@ class ServiceHostWithLoopTest : public ::testing::Test {
   absl::StatusOr<std::optional<UniqueFd>> Connect(absl::string_view service) {
     server::ConnectRequest request;
     request.connection_id = kClient;
-    request.request_id = 1;
+    request.request_id = ++last_request_id_;  // each its own, as a client's
     request.client.uid = 1000;
     request.principal = "me";
     return host_->Connect(*handler_.policy().FindService(service), request);
@@ -1645,7 +1667,43 @@ class ServiceHostWithLoopTest : public ::testing::Test {
   std::unique_ptr<ServiceHost> host_;
   UniqueFd service_end_;  // the service's end of its broker connection
   UniqueFd report_;       // the launch's report pipe, readable once it is done
+  uint64_t last_request_id_ = 0;  // Connect's
 };
+
+// What a start grant's open does to the file system waits for its line,
+// as a client's grant does: with the log failing (every write ENOSPC) the
+// start fails, the file to be emptied keeps its content and the file made
+// is removed again; with the log working, the file is emptied before the
+// service gets it.
+TEST_F(ServiceHostWithLoopTest, AStartNotOnRecordEmptiesNoFileAndLeavesNoneMade) {
+  testing::TempDir dir;
+  const std::string emptied = dir.WriteFile("emptied", "8 bytes.");
+  const std::string made = dir.Join("made");
+  ASSERT_OK_AND_ASSIGN(Policy policy, ParsePolicy(absl::StrCat(R"(( capabilities = [
+      ( name = "e", file = ( path = ")", emptied, R"(", access = write, truncate = true ) ),
+      ( name = "m", file = ( path = ")", made, R"(", access = write, create = true ) ) ],
+    services = [ ( name = "svc-f", command = [ "/usr/bin/svc" ], readiness = exec,
+                   grants = [ "e", "m" ] ),
+                 ( name = "svc-g", command = [ "/usr/bin/svc" ], readiness = exec,
+                   grants = [ "e", "m" ] ) ] ))"),
+                                                  "t.capnp"));
+  ASSERT_OK(handler_.SetPolicy(std::move(policy)));
+  host_->PolicyChanged();
+  UniqueFd log(fcntl(audit_file_.get(), F_DUPFD_CLOEXEC, 0));
+  UniqueFd full(open("/dev/full", O_WRONLY | O_CLOEXEC));
+  ASSERT_TRUE(log.valid() && full.valid());
+  ASSERT_EQ(dup3(full.get(), audit_file_.get(), O_CLOEXEC), audit_file_.get());
+  EXPECT_THAT(Connect("svc-f").status(),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("could not start")));
+  EXPECT_EQ(testing::ReadWholeFile(emptied), "8 bytes.") << "emptied, with no grant on record";
+  struct stat st;
+  EXPECT_NE(stat(made.c_str(), &st), 0) << "made, with no grant on record";
+
+  ASSERT_EQ(dup3(log.get(), audit_file_.get(), O_CLOEXEC), audit_file_.get());  // mended
+  ASSERT_OK(Connect("svc-g").status());
+  EXPECT_EQ(testing::ReadWholeFile(emptied), "");
+  EXPECT_EQ(stat(made.c_str(), &st), 0);
+}
 
 // A notify service's connects that waited for its start are answered
 // after its `ready` is: the reply to Ready() comes before the first

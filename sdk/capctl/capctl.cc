@@ -575,8 +575,9 @@ int Capctl::Status(const Options& o) {
   out_ << "you:         uid " << me.uid << ", gid " << me.gid << ", pid " << me.pid
        << ", exe " << Displayed(me.exe) << "\n"
        << "principals:  "
-       << (me.principals.empty() ? "(none)" : Displayed(absl::StrJoin(me.principals, ", ")))
-       << "\n";
+       << (me.principals.empty() ? "(none)" : Displayed(absl::StrJoin(me.principals, ", ")));
+  if (me.more_principals > 0) out_ << " and " << me.more_principals << " more";
+  out_ << "\n";
   return kExitOk;
 }
 

@@ -305,6 +305,22 @@ TEST(CapctlListTest, ListsAPolicyLargerThanOneReply) {
   EXPECT_THAT(lines[1000], StartsWith("cap0999 "));
 }
 
+// The broker names the first 8 principals a client matches and counts the
+// rest: status shows both.
+TEST(CapctlStatusTest, ShowsHowManyMorePrincipalsMatch) {
+  std::string principals;
+  for (int i = 0; i < 10; ++i) {
+    absl::StrAppend(&principals, i == 0 ? "" : ", ", "( name = \"p", i,
+                    "\", match = ( anyUser = true ) )");
+  }
+  ASSERT_OK_AND_ASSIGN(auto broker, BrokerProcess::Start(absl::StrCat(
+                                        "( principals = [ ", principals, " ] )")));
+  std::ostringstream out, err;
+  ASSERT_EQ(RunCapctl({"--socket", broker->socket_path(), "status"}, out, err), kExitOk)
+      << err.str();
+  EXPECT_THAT(out.str(), HasSubstr("principals:  p0, p1, p2, p3, p4, p5, p6, p7 and 2 more\n"));
+}
+
 TEST_F(CapctlTest, StatusShowsCountersAndIdentity) {
   Run({"request", "motd"});
   Run({"request", "secret"});

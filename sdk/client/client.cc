@@ -738,6 +738,7 @@ absl::Status Client::Hello(absl::Duration deadline) {
         peer_.pid = hello.getPid();
         peer_.exe = Str(hello.getExe());
         for (auto name : hello.getPrincipals()) peer_.principals.push_back(Str(name));
+        peer_.more_principals = hello.getMorePrincipals();
         return absl::OkStatus();
       });
 }

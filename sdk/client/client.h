@@ -88,7 +88,10 @@ struct PeerInfo {
   uint32_t gid = 0;
   int32_t pid = 0;
   std::string exe;
-  std::vector<std::string> principals;  // the policy principals we match
+  // The policy principals we match: the first few the broker names (8),
+  // in policy order, and how many more match.
+  std::vector<std::string> principals;
+  uint32_t more_principals = 0;
 };
 
 // An entry of List(): a capability the caller may request.

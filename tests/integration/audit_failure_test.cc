@@ -1,6 +1,7 @@
 // Fail closed: a grant whose audit line cannot be written is not delivered.
 // Denials still go out (they hand out nothing), the broker keeps serving,
 // and grants resume once the log can be written again.
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
+#include "sdk/base/unique_fd.h"
 #include "sdk/client/client.h"
 #include "tests/fixtures/broker_process.h"
 
@@ -57,6 +59,32 @@ TEST(AuditFailureTest, GrantIsWithheldWhenItsLineCannotBeWritten) {
   ASSERT_OK_AND_ASSIGN(BrokerStatus status, client.Status());
   EXPECT_EQ(status.grants, 0u);
   EXPECT_EQ(broker->OpenFds(), fds_before) << "a withheld fd stayed open";
+}
+
+// The audit log on stderr (no --audit-log), and stderr a pipe whose reader
+// is gone: nothing can ever be written to it again, nor can it be reopened
+// (SIGHUP reopens only a file). The broker withholds the grant, then stops
+// as on SIGTERM (its socket removed) and exits with status 1, for its
+// supervisor to restart it: it never serves on with every grant withheld.
+TEST(AuditFailureTest, ABrokerWhoseStderrLogLostItsReaderStops) {
+  int pipe_fds[2];
+  ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
+  UniqueFd reader(pipe_fds[0]), writer(pipe_fds[1]);
+  BrokerOptions options;
+  options.audit_on_stderr = true;
+  options.stderr_fd = writer.get();
+  ASSERT_OK_AND_ASSIGN(auto broker, BrokerProcess::StartWith(kPolicy, options));
+  writer.reset();
+  reader.reset();  // the log collector is gone
+  ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(broker->socket_path()));
+  EXPECT_THAT(client.Acquire("scratch"),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("could not write this grant's audit line")));
+  ASSERT_OK_AND_ASSIGN(int status, broker->AwaitExit());
+  EXPECT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  struct stat st;
+  EXPECT_NE(stat(broker->socket_path().c_str(), &st), 0) << "the socket was left behind";
 }
 
 // The audit file may grow to a limit (RLIMIT_FSIZE: writes past it fail

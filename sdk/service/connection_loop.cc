@@ -334,7 +334,12 @@ void ConnectionLoop::ReplyNotSent(const Connection& c, const absl::Status& why) 
     case absl::StatusCode::kPermissionDenied:
       // The client's socket refuses fds (SO_PASSRIGHTS off) and the reply
       // carries some: the client's doing, said as other client faults are.
-      ClosedForTheClient(c, ClientFault::kRefusesReplyFds, why);
+      // In words of its own: wire::SendDatagram's advice is for a sender
+      // to the broker or to a hosted service, not to a service's client.
+      ClosedForTheClient(c, ClientFault::kRefusesReplyFds,
+                         absl::PermissionDeniedError(
+                             "the client's socket refuses the fds of its reply (SO_PASSRIGHTS "
+                             "off)"));
       return;
     default:
       // The service's bug (a reply too large, more fds than a datagram

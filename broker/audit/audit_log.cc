@@ -18,6 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "broker/audit/json.h"
 #include "broker/util/trusted_path.h"
+#include "sdk/base/escape.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 
@@ -70,10 +71,15 @@ bool EndsMidLine(int fd) {
          last != '\n';
 }
 
-// The refusal of the log at `path`, which is `other`.
+// The refusal of the log at `path`, which is `other`. Here as in every
+// message of OpenLogFile, the paths are quoted escaped, as the trusted path
+// walk (broker/util/trusted_path.h) and CheckTrustedFileStat quote them: a
+// configured path may hold any byte but '\0', and a newline would split the
+// error line, an escape sequence reach the terminal.
 absl::Status IsReserved(const std::string& path, const ReservedFile& other) {
   return absl::FailedPreconditionError(absl::StrCat(
-      "audit log ", path, " is ", other.what, " (", other.path,
+      "audit log ", EscapedKeepingUtf8(path), " is ", other.what, " (",
+      EscapedKeepingUtf8(other.path),
       "): audit lines would be appended to it; give the audit log a file of its own"));
 }
 
@@ -129,7 +135,7 @@ absl::StatusOr<UniqueFd> OpenLogFile(const std::string& path,
       // O_NOFOLLOW: a symlink planted at the log path must not redirect the
       // broker's appends to a file of someone else's choosing.
       return absl::FailedPreconditionError(absl::StrCat(
-          "audit log ", path, " is a symlink; give the real path"));
+          "audit log ", EscapedKeepingUtf8(path), " is a symlink; give the real path"));
     }
     // When what is at the path is the reason (a FIFO without a reader says
     // ENXIO; another user's file in a sticky directory, EACCES under
@@ -138,12 +144,12 @@ absl::StatusOr<UniqueFd> OpenLogFile(const std::string& path,
     if (fstatat(parent.dir.get(), parent.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
       CB_RETURN_IF_ERROR(util::CheckTrustedFileStat("audit log", path, st, euid));
     }
-    return ErrnoStatus(err, absl::StrCat("open audit log ", path));
+    return ErrnoStatus(err, absl::StrCat("open audit log ", EscapedKeepingUtf8(path)));
   }
   UniqueFd fd(raw);
   struct stat st;
   if (fstat(fd.get(), &st) != 0) {
-    return ErrnoStatus(errno, absl::StrCat("fstat audit log ", path));
+    return ErrnoStatus(errno, absl::StrCat("fstat audit log ", EscapedKeepingUtf8(path)));
   }
   // First: what the file is matters more than its mode. A reserved file
   // that is missing (or cannot be stat'ed) is not the one just opened; one
@@ -161,7 +167,7 @@ absl::StatusOr<UniqueFd> OpenLogFile(const std::string& path,
   // would append the audit trail to it, for whoever may read that file.
   if (st.st_nlink != 1) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "audit log ", path, " has ", st.st_nlink,
+        "audit log ", EscapedKeepingUtf8(path), " has ", st.st_nlink,
         " hard links: another name may be a file someone else linked here; give the log a "
         "file of its own (one link)"));
   }
@@ -174,7 +180,7 @@ absl::StatusOr<UniqueFd> OpenLogFile(const std::string& path,
     return absl::FailedPreconditionError(absl::StrFormat(
         "audit log %s is readable by other users (mode 0%o), and it records every user's "
         "requests; chmod o-r %s",
-        path, st.st_mode & 07777, path));
+        EscapedKeepingUtf8(path), st.st_mode & 07777, EscapedKeepingUtf8(path)));
   }
   CB_RETURN_IF_ERROR(SetNonBlocking(fd.get(), false));
   return fd;
@@ -269,7 +275,7 @@ void AuditLog::AdoptAfterDeletion(UniqueFd fd, absl::Time now) {
                "last seen with its name, went to the deleted file and are lost with it (the "
                "broker cannot tell which of them came before the deletion); capctl status "
                "counts them\n",
-               path_.c_str(), static_cast<unsigned long long>(lines),
+               EscapedKeepingUtf8(path_).c_str(), static_cast<unsigned long long>(lines),
                lines == 1 ? "line" : "lines",
                absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", named_seen_, absl::UTCTimeZone()).c_str());
   Adopt(std::move(fd), now);

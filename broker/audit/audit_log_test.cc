@@ -602,6 +602,43 @@ TEST(AuditLogTest, RefusesAFileReservedForSomethingElse) {
   EXPECT_OK(AuditLog::OpenFile(dir.Join("audit.log"), {}, reserved));
 }
 
+// The configured paths may hold a newline or an escape sequence (a
+// directory named so): every refusal quotes them escaped, so that the
+// error stays one line and nothing reaches the terminal. The reserved
+// socket's path, quoted by the refusal before the open, included.
+TEST(AuditLogTest, QuotesPathsEscaped) {
+  testing::TempDir dir;
+  const std::string sub = dir.Join("a\nFAKE\x1b[2J");
+  ASSERT_EQ(mkdir(sub.c_str(), 0700), 0);
+  const std::string shown = dir.Join("a\\x0aFAKE\\x1b[2J");
+  const std::string socket = sub + "/s";
+  EXPECT_THAT(AuditLog::OpenFile(socket, {}, {{"the socket", socket}}),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       absl::StrCat("audit log ", shown, "/s is the socket (", shown,
+                                    "/s): audit lines would be appended to it; give the audit "
+                                    "log a file of its own")));
+  // The refusal after the open (the reserved file there, by another name).
+  const std::string policy = sub + "/policy.capnp";
+  ASSERT_EQ(close(open(policy.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600)), 0);
+  ASSERT_EQ(symlink(policy.c_str(), dir.Join("p").c_str()), 0);
+  EXPECT_THAT(AuditLog::OpenFile(policy, {}, {{"the policy file", dir.Join("p")}}),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       absl::StrCat("audit log ", shown, "/policy.capnp is the policy file (",
+                                    dir.Join("p"),
+                                    "): audit lines would be appended to it; give the audit "
+                                    "log a file of its own")));
+  ASSERT_EQ(symlink(policy.c_str(), (sub + "/link").c_str()), 0);
+  EXPECT_THAT(AuditLog::OpenFile(sub + "/link"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       absl::StrCat("audit log ", shown,
+                                    "/link is a symlink; give the real path")));
+  ASSERT_EQ(link(policy.c_str(), (sub + "/second").c_str()), 0);
+  EXPECT_THAT(AuditLog::OpenFile(policy),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr(absl::StrCat("audit log ", shown, "/policy.capnp has 2 hard "
+                                              "links"))));
+}
+
 // The same at a reopen: the policy linked at the log's path after rotation
 // is refused, and the log goes on in the file it had.
 TEST(AuditLogTest, ReopenRefusesAReservedFileAndKeepsTheOldFile) {

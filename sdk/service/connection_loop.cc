@@ -313,17 +313,20 @@ void ConnectionLoop::Refuse(const IncomingConnection& incoming, const absl::Stat
   }
 }
 
+bool ConnectionLoop::KeptForTheExit(ClientFault kind, const absl::Status& why) {
+  if (broker_ != nullptr) return false;
+  // One connection, in a worker: a line per worker would be a line per
+  // connection, which a client can open without end, each worker with a
+  // budget of its own. The worker's exit says it (forking_server.h), and
+  // the main process logs that within its one budget.
+  client_fault_ = why;
+  client_fault_kind_ = kind;
+  return true;
+}
+
 void ConnectionLoop::ClosedForTheClient(const Connection& c, ClientFault kind,
                                         const absl::Status& why) {
-  if (broker_ == nullptr) {
-    // One connection, in a worker: a line per worker would be a line per
-    // connection, which a client can open without end, each worker with a
-    // budget of its own. The worker's exit says it (forking_server.h), and
-    // the main process logs that within its one budget.
-    client_fault_ = why;
-    client_fault_kind_ = kind;
-    return;
-  }
+  if (KeptForTheExit(kind, why)) return;
   log_.Line(absl::StrCat("closed the connection of ", Describe(c.peer), ": ", why.ToString()));
 }
 
@@ -334,12 +337,22 @@ void ConnectionLoop::ReplyNotSent(const Connection& c, const absl::Status& why) 
     case absl::StatusCode::kPermissionDenied:
       // The client's socket refuses fds (SO_PASSRIGHTS off) and the reply
       // carries some: the client's doing, said as other client faults are.
-      ClosedForTheClient(c, ClientFault::kRefusesReplyFds, why);
+      // In words of its own: wire::SendDatagram's advice is for a sender
+      // to the broker or to a hosted service, not to a service's client.
+      ClosedForTheClient(c, ClientFault::kRefusesReplyFds,
+                         absl::PermissionDeniedError(
+                             "the client's socket refuses the fds of its reply (SO_PASSRIGHTS "
+                             "off)"));
       return;
     default:
       // The service's bug (a reply too large, more fds than a datagram
       // carries) or an error of the kernel's: the client only sees the
-      // connection close, so the log says why.
+      // connection close, so the log says why. A worker says it by its
+      // exit code, as it says a client's fault: a client can cause the
+      // kernel's ETOOMANYREFS (the fds in flight from the service's uid,
+      // in replies its clients do not read, over its RLIMIT_NOFILE), and
+      // a line of a worker's own would be a line per connection.
+      if (KeptForTheExit(ClientFault::kReplyNotSent, why)) return;
       log_.Line(absl::StrCat("cannot answer ", Describe(c.peer), ": ", why.ToString()));
   }
 }

@@ -42,7 +42,8 @@
 // A loop can also serve one connection without a broker (the second
 // constructor): what a worker process of a ForkingServer (forking_server.h)
 // runs for its one client. Such a loop does not log that it closed the
-// connection for what the client sent (see client_fault()).
+// connection for what the client sent, nor for a reply it could not send
+// (see client_fault()).
 //
 // Ownership: the loop owns every client connection and every fd received
 // with a request; whatever the handler leaves in Exchange::request_fds is
@@ -135,7 +136,9 @@ class RequestHandler {
 // when the client is gone.
 absl::Status SendRefusal(int connection, RequestHandler& handler, const absl::Status& reason);
 
-// What a client sent that made a loop close its connection.
+// What a client sent that made a loop close its connection, or a reply it
+// could not send: what a loop serving one connection (a ForkingServer
+// worker) says by its exit code rather than a log line.
 enum class ClientFault {
   kNone,
   // A datagram that is not a well-framed message (segment table, words).
@@ -151,6 +154,12 @@ enum class ClientFault {
   // A socket that refuses fds (SO_PASSRIGHTS off, wire::RefuseFds) while
   // the reply to its request carries some: the reply could not be sent.
   kRefusesReplyFds,
+  // A reply that could not be sent for another reason (a client gone is
+  // none): too large or with more fds than a datagram carries (the
+  // service's bug), or an error of the kernel's, which a client can cause
+  // (ETOOMANYREFS: the fds in flight from the service's uid, in replies
+  // its clients do not read, over its RLIMIT_NOFILE).
+  kReplyNotSent,
 };
 
 class ConnectionLoop {
@@ -234,12 +243,12 @@ class ConnectionLoop {
 
   // Serving one connection: why the loop closed it for what its client
   // sent (a datagram that is not a request, or that the handler could not
-  // read, or a socket that refuses its reply's fds); OK if it did not (the
-  // client hung up). In that mode the loop
+  // read, or a socket that refuses its reply's fds) or for a reply it could
+  // not send; OK if it did not (the client hung up). In that mode the loop
   // does not log it: its caller says it (a ForkingServer worker, through
   // its exit code, to the main process, which logs it within its budget).
   const absl::Status& client_fault() const { return client_fault_; }
-  // Its kind; kNone if the loop did not close it for what the client sent.
+  // Its kind; kNone if the loop did not close it for either.
   ClientFault client_fault_kind() const { return client_fault_kind_; }
 
  private:
@@ -269,7 +278,8 @@ class ConnectionLoop {
   // Says why the reply to `c` could not be sent, `why`, before its
   // connection closes: nothing for a client that is gone (kUnavailable);
   // a client fault (ClosedForTheClient) for one whose socket refuses the
-  // reply's fds (kPermissionDenied); a log line naming the peer otherwise.
+  // reply's fds (kPermissionDenied); otherwise a log line naming the peer,
+  // or, serving one connection, client_fault_ (kReplyNotSent).
   void ReplyNotSent(const Connection& c, const absl::Status& why);
   // Watches `c` for requests, or, while a reply waits, for room to send it.
   absl::Status Watch(Connection& c, bool add);
@@ -277,6 +287,9 @@ class ConnectionLoop {
   // Says that `c` is closed for what its client sent, `why`, of `kind`: a
   // log line, or, serving one connection, client_fault_ and its kind.
   void ClosedForTheClient(const Connection& c, ClientFault kind, const absl::Status& why);
+  // Serving one connection, keeps `why` and `kind` as client_fault_ and its
+  // kind, for the worker's exit code, and returns true; false otherwise.
+  bool KeptForTheExit(ClientFault kind, const absl::Status& why);
 
   Client* broker_;  // null when serving `single_` alone
   std::optional<IncomingConnection> single_;  // until the first turn adds it

@@ -35,25 +35,34 @@ constexpr int kKilledPollMs = 10;
 // How long destruction waits for the workers it killed.
 constexpr int64_t kStopWaitMs = 1000;
 // A worker's exit code when it closed its connection for what its client
-// sent (ConnectionLoop::client_fault), one per kind, and what the main
-// process logs for it, within its budget, where the worker's own line would
-// have one of its own. 1 is the worker's own failure.
+// sent or for a reply it could not send (ConnectionLoop::client_fault), one
+// per kind, and what the main process logs for it, within its budget, where
+// the worker's own line would have one of its own: "<worker> closed the
+// connection <why>: <said>". 1 is the worker's own failure.
 struct FaultExit {
   ClientFault kind;
   int code;
+  const char* why;
   const char* said;
 };
+constexpr char kWhatItsClientSent[] = "for what its client sent";
 constexpr FaultExit kFaultExits[] = {
-    {ClientFault::kNotAMessage, 3, "a datagram that is not a well-framed message"},
-    {ClientFault::kFds, 4, "a request with fds this service takes none of, or more than it takes"},
-    {ClientFault::kReceive, 5,
+    {ClientFault::kNotAMessage, 3, kWhatItsClientSent,
+     "a datagram that is not a well-framed message"},
+    {ClientFault::kFds, 4, kWhatItsClientSent,
+     "a request with fds this service takes none of, or more than it takes"},
+    {ClientFault::kReceive, 5, kWhatItsClientSent,
      "a datagram that could not be received whole (larger than a message may be, or its fds "
      "cut short: more than a message may carry, or the worker at its open-file limit), or an "
      "error receiving it"},
-    {ClientFault::kHandler, 6, "a request its handler could not read"},
-    {ClientFault::kRefusesReplyFds, 7,
+    {ClientFault::kHandler, 6, kWhatItsClientSent, "a request its handler could not read"},
+    {ClientFault::kRefusesReplyFds, 7, kWhatItsClientSent,
      "a socket that refuses fds (SO_PASSRIGHTS off), where the reply to its request carries "
      "some"},
+    {ClientFault::kReplyNotSent, 8, "as its reply could not be sent",
+     "one too large or with more fds than a datagram carries (the service's bug), or one the "
+     "kernel refused (ETOOMANYREFS: the fds in flight from the service's uid, in replies its "
+     "clients do not read, over its open-file limit)"},
 };
 // How long the main process waits for a closer it killed to exit. A close
 // that SIGKILL ends (a linger wait) ends at once; one it does not end keeps
@@ -506,7 +515,7 @@ void ForkingServer::Reap(int pidfd) {
   if (!exit.ok()) {
     log_.Line(absl::StrCat(who, ": ", exit.status().message()));
   } else if (fault != nullptr) {
-    log_.Line(absl::StrCat(who, " closed the connection for what its client sent: ", fault->said));
+    log_.Line(absl::StrCat(who, " closed the connection ", fault->why, ": ", fault->said));
   } else if (!(exited_with && (*exit)->si_status == 0) && !killed_by_us) {
     log_.Line(absl::StrCat(who, " ", DescribeExit(**exit)));
   }

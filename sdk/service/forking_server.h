@@ -87,6 +87,9 @@
 // sent says so, and what it was (ClientFault: not a message, fds it does
 // not take, a datagram not received whole, a request its handler could not
 // read, a socket that refuses its reply's fds), by its exit code (3 to 7),
+// as it says a reply it could not send for another reason (exit code 8: a
+// reply too large or with too many fds, or refused by the kernel, as
+// ETOOMANYREFS, which clients that do not read their replies' fds cause),
 // and the main process logs one line saying which within that budget, so
 // that a client opening connection after connection, each with one bad
 // datagram, cannot flood the log with a fresh worker's budget each.

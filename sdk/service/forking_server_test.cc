@@ -52,17 +52,21 @@ using ::testing::HasSubstr;
 
 // A toy protocol on the broker's message types: the Reply echoes the
 // Request's id and names the worker that served it in its error message
-// ("pid N"); it fails on a request of id kUnreadable, and answers one of
-// id kWithFd with a pipe's read end. A request that carries an fd carries
-// a pipe's read end, from which the handler first reads one byte: the
-// client decides when that request ends, as one whose file lies on the
-// client's own FUSE server does.
+// ("pid N"); it fails on a request of id kUnreadable, answers one of id
+// kWithFd with a pipe's read end, and one of id kTooManyFds with more than a
+// datagram carries (a service's bug, which the worker's send refuses). A
+// request that carries an fd carries a pipe's read end, from which the
+// handler first reads one byte: the client decides when that request ends,
+// as one whose file lies on the client's own FUSE server does.
 class WorkerHandler : public RequestHandler {
  public:
   // A request with this id is one the handler cannot read.
   static constexpr uint64_t kUnreadable = 666;
   // A request with this id is answered with an fd.
   static constexpr uint64_t kWithFd = 7;
+  // A request with this id is answered with one fd more than a datagram
+  // carries.
+  static constexpr uint64_t kTooManyFds = 17;
 
   // Whether a refused connection gets a reply saying why.
   bool replies_to_refusals = false;
@@ -85,7 +89,10 @@ class WorkerHandler : public RequestHandler {
     auto reply = x.reply.initRoot<schema::Reply>();
     reply.setId(request.getId());
     reply.initError().setMessage(absl::StrCat("pid ", getpid(), read_note));
-    if (request.getId() == kWithFd) {
+    const size_t reply_fds = request.getId() == kWithFd       ? 1
+                             : request.getId() == kTooManyFds ? wire::kMaxFdsPerMessage + 1
+                                                              : 0;
+    while (x.reply_fds.size() < reply_fds) {
       int p[2];
       if (pipe2(p, O_CLOEXEC) != 0) return absl::InternalError("pipe2");
       x.reply_fds.emplace_back(p[0]);
@@ -332,8 +339,8 @@ TEST_F(ForkingServerTest, AWorkerClosedForWhatItsClientSentIsLoggedByTheMainProc
   }
 }
 
-// The main process's line says what the client sent, as the worker's exit
-// code tells it.
+// The main process's line says what the client sent, or that the reply
+// could not be sent, as the worker's exit code tells it.
 TEST_F(ForkingServerTest, TheMainProcessSaysWhatAWorkersClientSent) {
   Start();  // requests may carry one fd
   const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4};  // a bad segment table
@@ -344,6 +351,9 @@ TEST_F(ForkingServerTest, TheMainProcessSaysWhatAWorkersClientSent) {
   capnp::MallocMessageBuilder asking_for_an_fd;
   asking_for_an_fd.initRoot<schema::Request>().setId(WorkerHandler::kWithFd);
   ASSERT_OK_AND_ASSIGN(kj::Array<capnp::word> with_fd, wire::Flatten(asking_for_an_fd));
+  capnp::MallocMessageBuilder asking_for_too_many;
+  asking_for_too_many.initRoot<schema::Request>().setId(WorkerHandler::kTooManyFds);
+  ASSERT_OK_AND_ASSIGN(kj::Array<capnp::word> too_many, wire::Flatten(asking_for_too_many));
   Stall stall;
   const int two_fds[] = {stall.read.get(), stall.write.get()};
   struct Case {
@@ -351,6 +361,7 @@ TEST_F(ForkingServerTest, TheMainProcessSaysWhatAWorkersClientSent) {
     absl::Span<const int> fds;
     std::string said;
     bool refuses_fds = false;  // the client's socket refuses fds (SO_PASSRIGHTS off)
+    std::string why = "for what its client sent";
   };
   const Case cases[] = {
       {junk, {}, "a datagram that is not a well-framed message"},
@@ -363,6 +374,13 @@ TEST_F(ForkingServerTest, TheMainProcessSaysWhatAWorkersClientSent) {
        "a socket that refuses fds (SO_PASSRIGHTS off), where the reply to its request carries "
        "some",
        true},
+      // Not the client's doing here, but a kernel's refusal that a client
+      // can cause (ETOOMANYREFS) takes the same way: the exit code.
+      {absl::MakeConstSpan(too_many.asBytes().begin(), too_many.asBytes().size()), {},
+       "one too large or with more fds than a datagram carries (the service's bug), or one the "
+       "kernel refused (ETOOMANYREFS: the fds in flight from the service's uid, in replies its "
+       "clients do not read, over its open-file limit)",
+       false, "as its reply could not be sent"},
   };
   uint32_t uid = 1000;
   for (const Case& c : cases) {
@@ -377,8 +395,8 @@ TEST_F(ForkingServerTest, TheMainProcessSaysWhatAWorkersClientSent) {
     absl::Status reaped = TurnUntilWorkers(0);
     const std::string logged = ::testing::internal::GetCapturedStderr();
     ASSERT_OK(reaped);
-    EXPECT_THAT(logged, HasSubstr("closed the connection for what its client sent: " + c.said))
-        << logged;
+    EXPECT_THAT(logged, HasSubstr("closed the connection " + c.why + ": " + c.said)) << logged;
+    EXPECT_THAT(logged, ::testing::Not(HasSubstr("cannot answer"))) << "the worker's own line";
   }
 }
 

@@ -116,7 +116,10 @@ absl::Status RequireAppendOnly(int fd, OpenEffects& effects, const std::string& 
   if (attributes & FS_APPEND_FL) return absl::OkStatus();
   if (effects.created()) {
     attributes |= FS_APPEND_FL;
-    if (ioctl(fd, FS_IOC_SETFLAGS, &attributes) == 0) return absl::OkStatus();
+    if (ioctl(fd, FS_IOC_SETFLAGS, &attributes) == 0) {
+      effects.MadeAppendOnly();
+      return absl::OkStatus();
+    }
     std::string refused = absl::StrCat(
         "cannot make the new file ", path, " append-only (", std::strerror(errno),
         "; that takes CAP_LINUX_IMMUTABLE, which a broker run as root has)");
@@ -193,6 +196,28 @@ absl::Status OpenEffects::Complete(int fd) {
   return absl::OkStatus();
 }
 
+absl::Status OpenEffects::ClearAppendOnly(int directory) const {
+  UniqueFd file(RetryEintr([&] {
+    return openat(directory, name_.c_str(),
+                  O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  }));
+  if (!file.valid()) return ErrnoStatus(errno, absl::StrCat("open ", path_));
+  struct stat st;
+  if (fstat(file.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("fstat ", path_));
+  if (st.st_dev != dev_ || st.st_ino != ino_) {
+    return absl::FailedPreconditionError(absl::StrCat(path_, " names another file by now"));
+  }
+  int attributes = 0;  // FS_IOC_GETFLAGS reads an int, whatever its name says
+  if (ioctl(file.get(), FS_IOC_GETFLAGS, &attributes) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("read the attributes of ", path_));
+  }
+  attributes &= ~FS_APPEND_FL;
+  if (ioctl(file.get(), FS_IOC_SETFLAGS, &attributes) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("make ", path_, " no longer append-only"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status OpenEffects::Undo() {
   truncate_ = false;
   if (!directory_.valid()) return absl::OkStatus();
@@ -204,6 +229,7 @@ absl::Status OpenEffects::Undo() {
   if (now.st_dev != dev_ || now.st_ino != ino_) {
     return absl::FailedPreconditionError(absl::StrCat(path_, " names another file by now"));
   }
+  if (append_only_) CB_RETURN_IF_ERROR(ClearAppendOnly(directory.get()));
   if (unlinkat(directory.get(), name_.c_str(), 0) != 0) {
     return ErrnoStatus(errno, absl::StrCat("unlinkat ", path_));
   }

@@ -100,6 +100,9 @@ class OpenEffects {
   bool pending() const { return truncate_ || directory_.valid(); }
   // Whether the open made the file.
   bool created() const { return directory_.valid(); }
+  // The file the open made is append-only now (an append-only grant):
+  // unlink refuses such a file, so Undo clears the attribute first.
+  void MadeAppendOnly() { append_only_ = true; }
 
   // The grant is on record: empties the file open at `fd` (borrowed, the
   // open's result) when truncate was asked. Then nothing is pending.
@@ -125,6 +128,11 @@ class OpenEffects {
   std::string name_;
   dev_t dev_ = 0;
   ino_t ino_ = 0;
+  bool append_only_ = false;
+
+  // Clears the append-only attribute of the file made, found by its name
+  // in `directory` and checked to be that very file.
+  absl::Status ClearAppendOnly(int directory) const;
 };
 
 // Opens the regular file at the absolute `path`. Without `follow_symlinks`,

@@ -169,6 +169,15 @@ TEST(OpenFileTest, AnAppendOnlyGrantMakesTheFileItCreatesAppendOnly) {
   ASSERT_OK_AND_ASSIGN(UniqueFd again, OpenFile(path, how, false));
   ASSERT_EQ(write(again.get(), "two\n", 4), 4);
   EXPECT_EQ(ReadWholeFile(path), "one\ntwo\n");
+  // Made append-only, and its grant never on record: Undo still removes
+  // it (unlink refuses an append-only file until the attribute is cleared).
+  OpenEffects made;
+  ASSERT_OK_AND_ASSIGN(UniqueFd unrecorded, OpenFile(dir.Join("unrecorded"), how, false,
+                                                     HardLinks::kUnprotected, &made));
+  EXPECT_NE(Attributes(dir.Join("unrecorded")) & FS_APPEND_FL, 0);
+  EXPECT_OK(made.Undo());
+  struct stat st;
+  EXPECT_NE(stat(dir.Join("unrecorded").c_str(), &st), 0) << "the file made is still there";
 }
 
 // A broker without CAP_LINUX_IMMUTABLE (not run as root) cannot make the

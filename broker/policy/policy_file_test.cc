@@ -97,9 +97,10 @@ TEST(PolicyFilePathTest, RefusesAPathThroughAnotherUsersSymlink) {
   EXPECT_THAT(LoadPolicyFile(sticky_link + "/policy.cb", BrokerContext()),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr(absl::StrCat("symlink ", sticky_link, " -> ", foreign->target,
-                                              " (owner uid 0), on the path to the policy ",
-                                              sticky_link, "/policy.cb, lies in directory ",
-                                              dir.Join("tmp"), " (owner uid 0, mode 01777), "
+                                              " (owner uid ", geteuid(),
+                                              "), on the path to the policy ", sticky_link,
+                                              "/policy.cb, lies in directory ", dir.Join("tmp"),
+                                              " (owner uid ", geteuid(), ", mode 01777), "
                                               "which other users may write to"))));
   // Root's link in root's directory (as /var/run -> /run) is followed.
   std::string root_link = dir.Join("by-root");

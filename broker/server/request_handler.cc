@@ -754,8 +754,15 @@ absl::StatusOr<UniqueFd> RequestHandler::MakeForStart(const CapabilitySpec& capa
     return absl::Status(fd.status().code(), absl::StrCat("capability '", capability.name,
                                                          "': ", fd.status().message()));
   }
-  // The check's status names the grant itself.
-  if (check) CB_RETURN_IF_ERROR(check(capability.name, fd->get()));
+  // The check's status names the grant itself. The file a refused open
+  // made goes again while its fd is still open, so that no other file can
+  // have its inode by then (OpenEffects::Undo).
+  if (check) {
+    if (absl::Status checked = check(capability.name, fd->get()); !checked.ok()) {
+      UndoEffects(absl::MakeSpan(&effects, 1));
+      return checked;
+    }
+  }
   return fd;
 }
 

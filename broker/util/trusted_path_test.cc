@@ -437,9 +437,10 @@ TEST(CheckFollowedPathTest, RefusesWhatAnotherUserCouldChange) {
   MakeLink(dir, "open/l", "../real");
   EXPECT_THAT(CheckFollowedPath(open + "/l/file", geteuid(), true),
               StatusIs(absl::StatusCode::kFailedPrecondition,
-                       AllOf(HasSubstr(absl::StrCat("symlink ", open, "/l (owner uid 0), on the "
-                                                    "path to ", open, "/l/file, lies in directory ",
-                                                    open, " (owner uid 0, mode 01777)")),
+                       AllOf(HasSubstr(absl::StrCat("symlink ", open, "/l (owner uid ", geteuid(),
+                                                    "), on the path to ", open,
+                                                    "/l/file, lies in directory ", open,
+                                                    " (owner uid ", geteuid(), ", mode 01777)")),
                              HasSubstr("name the real path instead (readlink -f)"))));
   // A file there, no link: passes (a link put there later is refused at the
   // request).

@@ -35,6 +35,12 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using testing::TempDir;
 
+// Binds the AF_UNIX socket `fd` at `path`.
+void BindAt(int fd, const std::string& path) {
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress a, wire::MakeUnixAddress(path));
+  ASSERT_EQ(bind(fd, reinterpret_cast<const sockaddr*>(&a.addr), a.length), 0);
+}
+
 mode_t ModeOf(const std::string& path) {
   struct stat st;
   return lstat(path.c_str(), &st) == 0 ? (st.st_mode & 07777) : 0;
@@ -122,8 +128,7 @@ TEST(ListenerTest, RefusesToDisplaceALiveSocketWithoutTheLock) {
   TempDir dir;
   std::string path = dir.Join("s");
   UniqueFd live(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-  ASSERT_OK_AND_ASSIGN(wire::UnixAddress a, wire::MakeUnixAddress(path));
-  ASSERT_EQ(bind(live.get(), reinterpret_cast<sockaddr*>(&a.addr), a.length), 0);
+  ASSERT_NO_FATAL_FAILURE(BindAt(live.get(), path));
   ASSERT_EQ(listen(live.get(), 8), 0);
   EXPECT_THAT(Listener::Bind(path, std::nullopt),
               StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("already listening")));
@@ -163,8 +168,7 @@ TEST(ListenerTest, LeavesTheSocketOfABrokerHoldingTheLockAlone) {
   ASSERT_TRUE(other_lock.valid());
   ASSERT_EQ(flock(other_lock.get(), LOCK_EX | LOCK_NB), 0);
   UniqueFd bound(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-  ASSERT_OK_AND_ASSIGN(wire::UnixAddress a, wire::MakeUnixAddress(path));
-  ASSERT_EQ(bind(bound.get(), reinterpret_cast<sockaddr*>(&a.addr), a.length), 0);
+  ASSERT_NO_FATAL_FAILURE(BindAt(bound.get(), path));
   struct stat before;
   ASSERT_EQ(lstat(path.c_str(), &before), 0);
 
@@ -229,10 +233,8 @@ TEST(ListenerTest, ReplacesAStaleSocket) {
   std::string path = dir.Join("s");
   {
     // A socket file whose broker is gone: bound, never listening.
-    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    ASSERT_OK_AND_ASSIGN(wire::UnixAddress a, wire::MakeUnixAddress(path));
-    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a.addr), a.length), 0);
-    close(fd);
+    UniqueFd fd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    ASSERT_NO_FATAL_FAILURE(BindAt(fd.get(), path));
   }
   ASSERT_OK_AND_ASSIGN(Listener listener, Listener::Bind(path, std::nullopt));
   EXPECT_OK(wire::ConnectSeqpacket(path));
@@ -254,8 +256,7 @@ TEST(ListenerTest, LeavesASymlinkToAStaleSocketAlone) {
   std::string stale = dir.Join("stale");
   {
     UniqueFd fd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-    ASSERT_OK_AND_ASSIGN(wire::UnixAddress a, wire::MakeUnixAddress(stale));
-    ASSERT_EQ(bind(fd.get(), reinterpret_cast<sockaddr*>(&a.addr), a.length), 0);
+    ASSERT_NO_FATAL_FAILURE(BindAt(fd.get(), stale));
   }
   std::string path = dir.Join("s");
   ASSERT_EQ(symlink(stale.c_str(), path.c_str()), 0);
@@ -274,14 +275,14 @@ TEST(ListenerTest, LeavesASocketOfAnotherTypeAlone) {
   TempDir dir;
   std::string path = dir.Join("s");
   UniqueFd other(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  ASSERT_OK_AND_ASSIGN(wire::UnixAddress a, wire::MakeUnixAddress(path));
-  ASSERT_EQ(bind(other.get(), reinterpret_cast<sockaddr*>(&a.addr), a.length), 0);
+  ASSERT_NO_FATAL_FAILURE(BindAt(other.get(), path));
   ASSERT_EQ(listen(other.get(), 8), 0);
   EXPECT_THAT(Listener::Bind(path, std::nullopt),
               StatusIs(absl::StatusCode::kAlreadyExists,
                        AllOf(HasSubstr("is a socket that is not a stale broker socket"),
                              HasSubstr(std::strerror(EPROTOTYPE)))));
   // Still there, and still the other program's.
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress a, wire::MakeUnixAddress(path));
   UniqueFd client(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   EXPECT_EQ(connect(client.get(), reinterpret_cast<sockaddr*>(&a.addr), a.length), 0)
       << std::strerror(errno);
@@ -691,8 +692,7 @@ TEST(CheckOthersCannotConnectTest, RefusesASocketOpenToOthersOrAbstract) {
     }
   } cleanup{{path, open_dir}};
   UniqueFd fd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-  ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(path));
-  ASSERT_EQ(bind(fd.get(), reinterpret_cast<const sockaddr*>(&address.addr), address.length), 0);
+  ASSERT_NO_FATAL_FAILURE(BindAt(fd.get(), path));
   ASSERT_EQ(listen(fd.get(), 8), 0);
   // systemd's defaults: SocketMode=0666, DirectoryMode=0755.
   ASSERT_EQ(chmod(path.c_str(), 0666), 0);
@@ -769,8 +769,7 @@ class SystemdTest : public ::testing::Test {
   // Binds `fd` at `path`, listens, and passes it as systemd does: at 3,
   // with LISTEN_PID and LISTEN_FDS.
   void PassListening(int fd, const std::string& path) {
-    ASSERT_OK_AND_ASSIGN(wire::UnixAddress a, wire::MakeUnixAddress(path));
-    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a.addr), a.length), 0);
+    ASSERT_NO_FATAL_FAILURE(BindAt(fd, path));
     ASSERT_EQ(listen(fd, 8), 0);
     PlaceAt3(fd);
     setenv("LISTEN_PID", absl::StrCat(getpid()).c_str(), 1);

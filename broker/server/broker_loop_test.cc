@@ -655,16 +655,21 @@ TEST_F(BrokerLoopTest, AGrantNotOnRecordEmptiesNoFileAndLeavesNoneMade) {
   };
   ASSERT_EQ(fcntl(pair.second.get(), F_SETFL, O_NONBLOCK), 0);  // a missing reply fails
   ask([](schema::Request::Builder r) { r.initHello().setVersion(schema::PROTOCOL_VERSION); });
+  // An openBeneath for write of `path` in "d", truncating or creating it.
+  auto open_beneath = [&](const char* path, bool truncate, bool create) {
+    return ask([&](schema::Request::Builder r) {
+      auto open = r.initOpenBeneath();
+      open.setDirectory("d");
+      open.setPath(path);
+      open.setAccess(schema::Access::WRITE);
+      open.setTruncate(truncate);
+      open.setCreate(create);
+    });
+  };
   // With the log working, the same open empties the file once its line is
   // written (the loop completes what the open left to do).
   const std::string emptied = dir_.WriteFile("d/emptied", "8 bytes.");
-  auto recorded = ask([](schema::Request::Builder r) {
-    auto open = r.initOpenBeneath();
-    open.setDirectory("d");
-    open.setPath("emptied");
-    open.setAccess(schema::Access::WRITE);
-    open.setTruncate(true);
-  });
+  auto recorded = open_beneath("emptied", true, false);
   EXPECT_EQ(recorded.first, "");
   EXPECT_EQ(recorded.second, 1u);
   EXPECT_EQ(testing::ReadWholeFile(emptied), "") << "a recorded truncate left the file as it was";
@@ -675,13 +680,7 @@ TEST_F(BrokerLoopTest, AGrantNotOnRecordEmptiesNoFileAndLeavesNoneMade) {
   UniqueFd pipe_writer(pipe_fds[1]);
   ASSERT_EQ(dup3(pipe_writer.get(), audit_fd_.get(), O_CLOEXEC), audit_fd_.get());
   const std::string withheld = "could not write this grant's audit line";
-  auto truncating = ask([](schema::Request::Builder r) {
-    auto open = r.initOpenBeneath();
-    open.setDirectory("d");
-    open.setPath("data");
-    open.setAccess(schema::Access::WRITE);
-    open.setTruncate(true);
-  });
+  auto truncating = open_beneath("data", true, false);
   EXPECT_THAT(truncating.first, ::testing::HasSubstr(withheld));
   EXPECT_EQ(truncating.second, 0u);
   EXPECT_EQ(testing::ReadWholeFile(data), "8 bytes.") << "emptied, with no grant on record";
@@ -689,13 +688,7 @@ TEST_F(BrokerLoopTest, AGrantNotOnRecordEmptiesNoFileAndLeavesNoneMade) {
 
   audit_ = audit::AuditLog(audit_fd_.get());  // a log of its own: not one whose reader left
   BreakAuditLog();
-  auto creating = ask([](schema::Request::Builder r) {
-    auto open = r.initOpenBeneath();
-    open.setDirectory("d");
-    open.setPath("new");
-    open.setAccess(schema::Access::WRITE);
-    open.setCreate(true);
-  });
+  auto creating = open_beneath("new", false, true);
   EXPECT_THAT(creating.first, ::testing::HasSubstr(withheld));
   for (const char* name : {"f", "n"}) {
     auto acquired = ask([&](schema::Request::Builder r) {

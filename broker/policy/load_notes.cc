@@ -33,7 +33,9 @@ std::vector<std::string> LoadNotes(const Policy& policy) {
   }
   if (has_paths) notes = RemotePathNotes(policy, *mounts);
   if (has_exe) {
-    for (std::string& note : ScriptExeNotes(policy, *mounts)) notes.push_back(std::move(note));
+    for (std::string& note : ScriptExeNotes(policy, *mounts, util::MountTable::Read)) {
+      notes.push_back(std::move(note));
+    }
   }
   return notes;
 }

@@ -12,9 +12,10 @@
 namespace capbroker {
 
 // RemotePathNotes, then ScriptExeNotes, with this process's mount table,
-// read once and only when the policy has a capability path or an exe rule.
-// When it cannot be read, one note for each of the two that needed it says
-// why (and no file is looked at).
+// read once and only when the policy has a capability path or an exe rule
+// (and read again for each `exe` file ScriptExeNotes opens, see
+// script_exes.h). When it cannot be read, one note for each of the two
+// that needed it says why (and no file is looked at).
 std::vector<std::string> LoadNotes(const Policy& policy);
 
 }  // namespace capbroker

@@ -17,7 +17,7 @@
 
 namespace capbroker {
 
-absl::StatusOr<bool> ExeIsScript(const std::string& path, const util::MountTable& mounts) {
+absl::StatusOr<bool> ExeIsScript(const std::string& path, MountTableReader read_mounts) {
   // O_PATH opens nothing: a FIFO cannot block, a device's open cannot act.
   // RESOLVE_CACHED: the lookup asks no file system, only the kernel's
   // caches (EAGAIN otherwise), so that a name on a FUSE mount that landed
@@ -28,10 +28,22 @@ absl::StatusOr<bool> ExeIsScript(const std::string& path, const util::MountTable
   // Where the file is, by the mount the fd is on, not by its path: fstatfs
   // would tell the type too, but FUSE asks its server for it.
   CB_ASSIGN_OR_RETURN(int mount_id, util::MountIdOf(handle.get()));
-  const util::Mount* mount = mounts.FindId(mount_id);
+  // The ID is looked up in a table read now, not in one read before the
+  // open: the kernel reuses a freed mount's ID, so a local mount listed
+  // then may have been unmounted since and its ID given to a FUSE mount the
+  // file was found on. `handle` pins its mount: while it is held, the ID
+  // names that mount and no other, in the table read now as in any later.
+  absl::StatusOr<util::MountTable> mounts = read_mounts();
+  if (!mounts.ok()) {
+    return absl::Status(mounts.status().code(),
+                        absl::StrCat("cannot tell which file system holds ", path, ": ",
+                                     mounts.status().message()));
+  }
+  const util::Mount* mount = mounts->FindId(mount_id);
   if (mount == nullptr) {
-    return absl::UnavailableError(
-        absl::StrCat(path, " is on a mount made after the mount table was read"));
+    // Detached since (umount -l), or a table not of this mount namespace.
+    return absl::UnavailableError(absl::StrCat(path, " is on mount ", mount_id,
+                                               ", which the mount table does not list"));
   }
   if (std::optional<std::string> kind = util::RemoteFileSystemKind(mount->type)) {
     return absl::UnavailableError(absl::StrCat(path, " is on a ", *kind, " file system"));
@@ -50,14 +62,16 @@ absl::StatusOr<bool> ExeIsScript(const std::string& path, const util::MountTable
   return n == 2 && start[0] == '#' && start[1] == '!';
 }
 
-std::vector<std::string> ScriptExeNotes(const Policy& policy, const util::MountTable& mounts) {
+std::vector<std::string> ScriptExeNotes(const Policy& policy, const util::MountTable& mounts,
+                                        MountTableReader read_mounts) {
   std::vector<std::string> notes;
   for (const PrincipalSpec& principal : policy.principals()) {
     if (principal.exe.empty() || principal.exe.front() != '/') continue;
-    // A file system that may not answer is not asked (see the header).
+    // A file system that may not answer is not asked (see the header). By
+    // the name first, in the table read before: no open, no fresh table.
     const util::Mount* mount = mounts.Find(principal.exe);
     if (mount == nullptr || util::RemoteFileSystemKind(mount->type).has_value()) continue;
-    absl::StatusOr<bool> script = ExeIsScript(principal.exe, mounts);
+    absl::StatusOr<bool> script = ExeIsScript(principal.exe, read_mounts);
     if (!script.ok() || !*script) continue;
     notes.push_back(absl::StrCat(
         "principal '", principal.name, "': exe ", principal.exe,

@@ -1,11 +1,17 @@
 #include "broker/policy/script_exes.h"
 
 #include <fcntl.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -16,6 +22,7 @@
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
 #include "sdk/base/unique_fd.h"
+#include "tests/fixtures/fd_count.h"
 #include "tests/fixtures/temp_dir.h"
 
 namespace capbroker {
@@ -46,13 +53,48 @@ util::MountTable OwnMounts() {
 
 class ScriptExeNotesTest : public ::testing::Test {
  protected:
+  // The notes for a principal whose exe is `exe`, as LoadNotes makes them:
+  // this process's table read before, and read again after each open.
+  std::vector<std::string> NotesFor(const std::string& exe) {
+    return ScriptExeNotes(WithExe(exe), local_, util::MountTable::Read);
+  }
+
   util::MountTable local_ = OwnMounts();
   testing::TempDir dir_;
 };
 
+// Whether this process has the file at `path` open (by an O_PATH fd too).
+bool IsOpenHere(const std::string& path) {
+  const std::map<int, std::string> targets = testing::OpenFdTargets();
+  return std::any_of(targets.begin(), targets.end(),
+                     [&](const auto& target) { return target.second == path; });
+}
+
+// Whether a file was opened for reading or read since the watch was set,
+// as inotify reports (an O_PATH open is neither). The events of a call are
+// queued before it returns: nothing to wait for.
+class ReadWatch {
+ public:
+  explicit ReadWatch(const std::string& path) : fd_(inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) {
+    EXPECT_TRUE(fd_.valid());
+    EXPECT_GE(inotify_add_watch(fd_.get(), path.c_str(), IN_OPEN | IN_ACCESS), 0) << path;
+  }
+
+  // Whether any event came since the last call; drains them.
+  bool Read() {
+    char events[4096];
+    const ssize_t n = read(fd_.get(), events, sizeof(events));
+    EXPECT_TRUE(n > 0 || errno == EAGAIN) << strerror(errno);
+    return n > 0;
+  }
+
+ private:
+  UniqueFd fd_;
+};
+
 TEST_F(ScriptExeNotesTest, NotesAScript) {
   std::string script = dir_.WriteFile("backup.sh", "#!/bin/sh\necho hi\n");
-  EXPECT_THAT(ScriptExeNotes(WithExe(script), local_),
+  EXPECT_THAT(NotesFor(script),
               ElementsAre("principal 'p': exe " + script +
                           " is a script (its file starts with #!): the kernel runs its "
                           "interpreter and reports that as the client's executable, never "
@@ -62,28 +104,39 @@ TEST_F(ScriptExeNotesTest, NotesAScript) {
 }
 
 TEST_F(ScriptExeNotesTest, NothingForABinaryOrWhatCannotBeLookedAt) {
-  EXPECT_THAT(ScriptExeNotes(WithExe(dir_.WriteFile("tool", "\x7f" "ELF")), local_), IsEmpty());
-  EXPECT_THAT(ScriptExeNotes(WithExe(dir_.WriteFile("short", "#")), local_), IsEmpty());
-  EXPECT_THAT(ScriptExeNotes(WithExe(dir_.Join("missing")), local_), IsEmpty());
+  EXPECT_THAT(NotesFor(dir_.WriteFile("tool", "\x7f" "ELF")), IsEmpty());
+  EXPECT_THAT(NotesFor(dir_.WriteFile("short", "#")), IsEmpty());
+  EXPECT_THAT(NotesFor(dir_.Join("missing")), IsEmpty());
   // A symlink: the rule never matches anyway (the kernel reports the
   // target); not followed.
   std::string script = dir_.WriteFile("real.sh", "#!/bin/sh\n");
   ASSERT_EQ(symlink(script.c_str(), dir_.Join("link").c_str()), 0);
-  EXPECT_THAT(ScriptExeNotes(WithExe(dir_.Join("link")), local_), IsEmpty());
+  EXPECT_THAT(NotesFor(dir_.Join("link")), IsEmpty());
   // A FIFO is never opened: no reader waits for a writer.
   ASSERT_EQ(mkfifo(dir_.Join("fifo").c_str(), 0600), 0);
-  EXPECT_THAT(ScriptExeNotes(WithExe(dir_.Join("fifo")), local_), IsEmpty());
+  EXPECT_THAT(NotesFor(dir_.Join("fifo")), IsEmpty());
 }
 
 // A script on a file system that may stop answering is not read: the
-// broker's only thread would wait with it.
+// broker's only thread would wait with it. The name alone tells: neither
+// the file nor the mount table is read again.
 TEST_F(ScriptExeNotesTest, DoesNotLookOnARemoteFileSystem) {
   std::string script = dir_.WriteFile("backup.sh", "#!/bin/sh\n");
   util::MountTable remote = util::MountTable::Parse(
       "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
       "41 22 0:40 / " + dir_.path() + " rw - fuse.sshfs me@host: rw\n");
-  EXPECT_THAT(ScriptExeNotes(WithExe(script), remote), IsEmpty());
-  EXPECT_EQ(ScriptExeNotes(WithExe(script), local_).size(), 1u);
+  int reads = 0;
+  auto read_own = [&] {
+    ++reads;
+    return util::MountTable::Read();
+  };
+  EXPECT_THAT(ScriptExeNotes(WithExe(script), remote, read_own), IsEmpty());
+  EXPECT_EQ(reads, 0);
+  EXPECT_EQ(ScriptExeNotes(WithExe(script), local_, read_own).size(), 1u);
+  EXPECT_EQ(reads, 1);
+  // Nothing to open: no table read either.
+  EXPECT_THAT(ScriptExeNotes(WithExe(dir_.Join("missing")), local_, read_own), IsEmpty());
+  EXPECT_EQ(reads, 1);
 }
 
 // A FUSE mount raced into place after the mount table was read: the path's
@@ -99,15 +152,69 @@ TEST_F(ScriptExeNotesTest, LooksAtTheMountTheFileIsFoundOnNotTheName) {
   const std::string table = absl::StrCat("22 1 8:1 / / rw - ext4 /dev/sda1 rw\n", id,
                                          " 22 0:40 / /elsewhere rw - fuse.sshfs me@host: rw\n");
   const util::MountTable raced = util::MountTable::Parse(table);
-  EXPECT_THAT(ExeIsScript(script, raced),
+  auto read_raced = [&] { return raced; };
+  EXPECT_THAT(ExeIsScript(script, read_raced),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("on a FUSE file system")));
-  EXPECT_THAT(ScriptExeNotes(WithExe(script), raced), IsEmpty());
-  // A mount the table does not list at all: cannot tell either.
-  EXPECT_THAT(ExeIsScript(script, util::MountTable::Parse("22 1 8:1 / / rw - ext4 x rw\n")),
-              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("after the mount table")));
-  absl::StatusOr<bool> own = ExeIsScript(script, local_);
+  EXPECT_THAT(ScriptExeNotes(WithExe(script), raced, read_raced), IsEmpty());
+  absl::StatusOr<bool> own = ExeIsScript(script, util::MountTable::Read);
   ASSERT_OK(own.status());
   EXPECT_TRUE(*own);
+}
+
+// The kernel reuses a freed mount's ID: a local mount listed in the table
+// read before may have been unmounted since, and a FUSE mount made (by a
+// user, fusermount3 being setuid) with its ID. The mount the file is found
+// on is looked up in the table read after the open (which the open fd
+// keeps true), not in the one read before, which says local. Here the
+// table read before is this process's own (local, under that ID) and the
+// one read after says FUSE under it, or lists no mount with it: the file
+// is neither opened for reading nor read, and no note is made. Before, the
+// ID was looked up in the table read before, and the file read.
+TEST_F(ScriptExeNotesTest, LooksUpTheMountIdInATableReadAfterTheOpen) {
+  std::string script = dir_.WriteFile("backup.sh", "#!/bin/sh\n");
+  UniqueFd fd(open(script.c_str(), O_PATH | O_CLOEXEC));
+  ASSERT_TRUE(fd.valid());
+  ASSERT_OK_AND_ASSIGN(int id, util::MountIdOf(fd.get()));
+  fd.reset();  // so that only ExeIsScript's own fd is open on it below
+  const util::Mount* before = local_.FindId(id);
+  ASSERT_NE(before, nullptr);
+  ASSERT_EQ(util::RemoteFileSystemKind(before->type), std::nullopt) << before->type;
+  const util::MountTable reused = util::MountTable::Parse(absl::StrCat(
+      "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n", id, " 22 0:40 / ", dir_.path(),
+      " rw - fuse.sshfs me@host: rw\n"));
+  const util::MountTable unlisted =
+      util::MountTable::Parse("22 1 8:1 / / rw - ext4 /dev/sda1 rw\n");
+  ReadWatch watch(script);
+  int reads = 0;
+  bool open_when_read = false;
+  auto read_reused = [&] {
+    ++reads;
+    open_when_read = IsOpenHere(script);
+    return reused;
+  };
+  EXPECT_THAT(ScriptExeNotes(WithExe(script), local_, read_reused), IsEmpty());
+  EXPECT_EQ(reads, 1);
+  EXPECT_TRUE(open_when_read) << "the table was read before the file was opened";
+  EXPECT_FALSE(watch.Read()) << "read " << script;
+  EXPECT_THAT(ExeIsScript(script, read_reused),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr(absl::StrCat(script, " is on a FUSE file system"))));
+  EXPECT_THAT(ScriptExeNotes(WithExe(script), local_, [&] { return unlisted; }), IsEmpty());
+  EXPECT_FALSE(watch.Read()) << "read " << script;
+  EXPECT_THAT(ExeIsScript(script, [&] { return unlisted; }),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr(absl::StrCat(script, " is on mount ", id,
+                                              ", which the mount table does not list"))));
+  // A table that cannot be read: its error, naming the file.
+  auto fail = [] { return absl::StatusOr<util::MountTable>(absl::ResourceExhaustedError("big")); };
+  EXPECT_THAT(ScriptExeNotes(WithExe(script), local_, fail), IsEmpty());
+  EXPECT_THAT(ExeIsScript(script, fail),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       absl::StrCat("cannot tell which file system holds ", script, ": big")));
+  EXPECT_FALSE(watch.Read()) << "read " << script;
+  // The watch sees a read: with this process's own table the file is read.
+  EXPECT_EQ(NotesFor(script).size(), 1u);
+  EXPECT_TRUE(watch.Read());
 }
 
 // The lookup asks only the kernel's caches (RESOLVE_CACHED): a name they
@@ -126,7 +233,7 @@ TEST_F(ScriptExeNotesTest, LooksUpOnlyWhatTheKernelHasCached) {
   }
   close(ready[0]);
   const std::string path = absl::StrCat("/proc/", child, "/personality");
-  const absl::StatusOr<bool> script = ExeIsScript(path, local_);
+  const absl::StatusOr<bool> script = ExeIsScript(path, util::MountTable::Read);
   const bool exists = access(path.c_str(), F_OK) == 0;  // looked up only now
   close(ready[1]);
   int status = 0;

@@ -15,7 +15,11 @@
 // the path are not followed: where one leads to another file system, the
 // mount found is that of the link. A file already opened is found by its
 // mount's ID instead (MountIdOf, FindId): that is the mount it is on, even
-// if another was mounted over its path after the table was read.
+// if another was mounted over its path since. Look the ID up in a table
+// read after the open, never before: the kernel gives a new mount the ID
+// of one unmounted, so an older table may list another file system under
+// it. The open fd pins its mount, so a table read while it is held names
+// that mount under that ID.
 #ifndef CAPBROKER_BROKER_UTIL_MOUNT_TABLE_H_
 #define CAPBROKER_BROKER_UTIL_MOUNT_TABLE_H_
 
@@ -48,8 +52,9 @@ class MountTable {
   // none does (a relative path, or a table without "/").
   const Mount* Find(absl::string_view path) const;
 
-  // The mount whose ID is `id` (see MountIdOf); nullptr when the table has
-  // none (mounted since the table was read, or in another namespace).
+  // The mount whose ID is `id` (see MountIdOf, and the top of this file on
+  // when to read the table); nullptr when the table has none (mounted since
+  // the table was read, unmounted or detached, or in another namespace).
   const Mount* FindId(int id) const;
 
   const std::vector<Mount>& mounts() const { return mounts_; }
@@ -61,7 +66,8 @@ class MountTable {
 // The ID of the mount that holds what `fd` (borrowed; O_PATH will do)
 // refers to, as the mnt_id line of /proc/self/fdinfo/N says: the mount the
 // fd was opened on, whatever has been mounted over its path since, found
-// without asking any file system (fstatfs would). For MountTable::FindId.
+// without asking any file system (fstatfs would). For MountTable::FindId
+// in a table read after `fd` was opened (see the top of this file).
 absl::StatusOr<int> MountIdOf(int fd);
 
 // Whether a file system of type `type` (as the mount table gives it) is

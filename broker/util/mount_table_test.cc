@@ -47,6 +47,34 @@ TEST(MountTableTest, FindsTheMountOnTopHoldingAPath) {
   EXPECT_EQ(table.Find("/mnt/my files")->point, "/mnt/my files");
 }
 
+// Every escape mountinfo uses, undone once: a newline, a tab, a backslash
+// (so "\134040" is the text "\040", not a space), one at the very end of
+// the field; and an escaped type.
+TEST(MountTableTest, UndoesEachEscapeOnce) {
+  MountTable table = MountTable::Parse(
+      "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+      "50 22 0:50 / /mnt/a\\012b rw - tmpfs t rw\n"
+      "51 22 0:51 / /mnt/c\\011d rw - tmpfs t rw\n"
+      "52 22 0:52 / /mnt/e\\134040f rw - fuse.my\\040fs me rw\n"
+      "53 22 0:53 / /mnt/g\\040 rw - nfs4 srv:/x rw\n"
+      "54 22 0:54 / /mnt/h\\8x\\04 rw - tmpfs t rw\n");
+  ASSERT_EQ(table.mounts().size(), 6u);
+  auto type = [&](const std::string& path) -> std::string {
+    const Mount* mount = table.Find(path);
+    return mount == nullptr ? "(none)" : mount->type;
+  };
+  EXPECT_EQ(type("/mnt/a\nb/f"), "tmpfs");
+  EXPECT_EQ(type("/mnt/a\\012b/f"), "ext4");
+  EXPECT_EQ(type("/mnt/c\td/f"), "tmpfs");
+  EXPECT_EQ(type("/mnt/e\\040f/f"), "fuse.my fs");
+  EXPECT_EQ(type("/mnt/e f/f"), "ext4");
+  EXPECT_EQ(type("/mnt/g /f"), "nfs4");
+  // Not escapes (a digit out of range, too few digits): kept as written.
+  EXPECT_EQ(type("/mnt/h\\8x\\04/f"), "tmpfs");
+  EXPECT_THAT(RemoteFileSystemKind(table.Find("/mnt/e\\040f")->type),
+              Optional(std::string("FUSE")));
+}
+
 TEST(MountTableTest, NamesTheFileSystemsThatMayStopAnswering) {
   for (const char* type : {"fuse", "fuseblk", "fuse.sshfs", "fuse.glusterfs", "virtiofs"}) {
     EXPECT_THAT(RemoteFileSystemKind(type), Optional(std::string("FUSE"))) << type;

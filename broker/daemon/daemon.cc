@@ -548,8 +548,9 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   // (claimed above) and systemd's socket (Listener::FromSystemd) are made
   // close-on-exec where they are taken.
   CB_RETURN_IF_ERROR(MarkCloseOnExecFrom(kFirstNonStandardFd));
-  // What the broker runs in, before it loads anything: id maps it cannot
-  // read stop it.
+  // What the broker runs in, before it loads anything: a /proc it cannot
+  // identify clients by, or id maps it cannot read, stop it.
+  CB_RETURN_IF_ERROR(CheckOwnProcfs());
   CB_ASSIGN_OR_RETURN(const peer::UnmappedIds unmapped_ids, ReadUnmappedPeerIds());
   // Before the policy, which is checked against it: a broker told to put
   // services' limits in a cgroup directory it cannot use does not start.

@@ -100,12 +100,9 @@ absl::StatusOr<Found> OpenChecked(const Target& target, int flags, mode_t mode) 
 
 // Holds an append-only grant on the regular file `fd` (borrowed; see
 // FileOpen::append_only), opened at `path`: the file must carry
-// FS_APPEND_FL; one that this open made (`effects`) gets it. A new file
-// that cannot get it is removed again (OpenEffects::Undo): left there,
-// empty and not append-only, it would make the next request's error "not
-// append-only ... chattr +a", which a broker without CAP_LINUX_IMMUTABLE
-// cannot mend, instead of this one's.
-absl::Status RequireAppendOnly(int fd, OpenEffects& effects, const std::string& path) {
+// FS_APPEND_FL; one that this open made (`effects`) gets it. Says why when
+// it cannot hold; RequireAppendOnly undoes what the open made.
+absl::Status HoldAppendOnly(int fd, OpenEffects& effects, const std::string& path) {
   int attributes = 0;  // FS_IOC_GETFLAGS reads an int, whatever its name says
   if (ioctl(fd, FS_IOC_GETFLAGS, &attributes) != 0) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -120,19 +117,32 @@ absl::Status RequireAppendOnly(int fd, OpenEffects& effects, const std::string& 
       effects.MadeAppendOnly();
       return absl::OkStatus();
     }
-    std::string refused = absl::StrCat(
+    return absl::FailedPreconditionError(absl::StrCat(
         "cannot make the new file ", path, " append-only (", std::strerror(errno),
-        "; that takes CAP_LINUX_IMMUTABLE, which a broker run as root has)");
-    if (absl::Status removed = effects.Undo(); !removed.ok()) {
-      absl::StrAppend(&refused, "; the empty file it made could not be removed again (",
-                      removed.message(), "): remove it");
-    }
-    return absl::FailedPreconditionError(refused);
+        "; that takes CAP_LINUX_IMMUTABLE, which a broker run as root has)"));
   }
   return absl::FailedPreconditionError(absl::StrCat(
       path, " is not append-only, so an append grant cannot hold: whoever holds an "
       "O_APPEND fd can turn O_APPEND off or truncate the file. Make it append-only "
       "(chattr +a ", path, "), or grant write"));
+}
+
+// HoldAppendOnly, and when the grant cannot hold, a new file the open made
+// is removed again (OpenEffects::Undo), whichever check refused it (its
+// file system has no attributes, or the broker may not set them): left
+// there, empty and not append-only, it would make the next request's error
+// "not append-only ... chattr +a", which cannot be mended on such a file
+// system or by a broker without CAP_LINUX_IMMUTABLE, instead of this one's.
+absl::Status RequireAppendOnly(int fd, OpenEffects& effects, const std::string& path) {
+  absl::Status held = HoldAppendOnly(fd, effects, path);
+  if (held.ok()) return held;
+  if (absl::Status removed = effects.Undo(); !removed.ok()) {  // nothing made: nothing done
+    return absl::Status(held.code(),
+                        absl::StrCat(held.message(),
+                                     "; the empty file it made could not be removed again (",
+                                     removed.message(), "): remove it"));
+  }
+  return held;
 }
 
 // O_TRUNC empties the file whatever the access mode: with O_RDONLY (Linux

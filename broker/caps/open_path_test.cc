@@ -180,6 +180,46 @@ TEST(OpenFileTest, AnAppendOnlyGrantMakesTheFileItCreatesAppendOnly) {
   EXPECT_NE(stat(dir.Join("unrecorded").c_str(), &st), 0) << "the file made is still there";
 }
 
+// Two rounds of append-only grants that create their file, one by
+// OpenFile at `path`, one by OpenBeneath at `beneath` in `directory`
+// (borrowed; `beneath_path` names it for lstat): a line per answer (its
+// code and message), then one per file left behind.
+std::string CreateAppendOnlyTwice(const std::string& path, int directory,
+                                  const std::string& beneath, const std::string& beneath_path) {
+  FileOpen how = Access(schema::Access::APPEND);
+  how.append_only = true;
+  how.create = true;
+  std::string out;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    for (const absl::Status& status : {OpenFile(path, how, false).status(),
+                                       OpenBeneath(directory, beneath, how).status()}) {
+      absl::StrAppend(&out, static_cast<int>(status.code()), " ", status.message(), "\n");
+    }
+  }
+  struct stat st;
+  for (const std::string& left : {path, beneath_path}) {
+    if (lstat(left.c_str(), &st) == 0) absl::StrAppend(&out, "left behind: ", left, "\n");
+  }
+  return out;
+}
+
+// Expects `child` to have run CreateAppendOnlyTwice and to have been
+// refused four times (kFailedPrecondition), nothing left behind: each
+// message starts with `before`, the path asked for (`path`, then
+// `beneath`), and `after`.
+void ExpectRefusedAndRemoved(const testing::ChildResult& child, const std::string& path,
+                             const std::string& beneath, const std::string& before,
+                             const std::string& after) {
+  ASSERT_TRUE(WIFEXITED(child.wait_status) && WEXITSTATUS(child.wait_status) == 0);
+  std::vector<std::string> lines = absl::StrSplit(child.output, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 4u) << child.output;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    EXPECT_THAT(lines[i],
+                StartsWith(absl::StrCat(static_cast<int>(absl::StatusCode::kFailedPrecondition),
+                                        " ", before, i % 2 == 0 ? path : beneath, after)));
+  }
+}
+
 // A broker without CAP_LINUX_IMMUTABLE (not run as root) cannot make the
 // file it creates for an append-only grant append-only. It refuses the
 // grant and removes the file again: left behind, empty and not
@@ -201,34 +241,38 @@ TEST(OpenFileTest, AFileThatCannotBeMadeAppendOnlyIsRemovedAgain) {
     if (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0) {
       return "setresuid failed";
     }
-    FileOpen how = Access(schema::Access::APPEND);
-    how.append_only = true;
-    how.create = true;
-    std::string out;
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      for (const absl::Status& status :
-           {OpenFile(path, how, false).status(),
-            OpenBeneath(logs.get(), "sub/beneath.log", how).status()}) {
-        absl::StrAppend(&out, static_cast<int>(status.code()), " ", status.message(), "\n");
-      }
-    }
-    struct stat st;
-    for (const std::string& left : {path, dir.Join("logs/sub/beneath.log")}) {
-      if (lstat(left.c_str(), &st) == 0) absl::StrAppend(&out, "left behind: ", left, "\n");
-    }
-    return out;
+    return CreateAppendOnlyTwice(path, logs.get(), "sub/beneath.log",
+                                 dir.Join("logs/sub/beneath.log"));
   });
-  ASSERT_TRUE(WIFEXITED(child.wait_status) && WEXITSTATUS(child.wait_status) == 0);
-  std::vector<std::string> lines = absl::StrSplit(child.output, '\n', absl::SkipEmpty());
-  ASSERT_EQ(lines.size(), 4u) << child.output;
-  for (size_t i = 0; i < lines.size(); ++i) {
-    EXPECT_THAT(lines[i],
-                StartsWith(absl::StrCat(static_cast<int>(absl::StatusCode::kFailedPrecondition),
-                                        " cannot make the new file ",
-                                        i % 2 == 0 ? path : "sub/beneath.log",
-                                        " append-only (Operation not permitted; that takes "
-                                        "CAP_LINUX_IMMUTABLE")));
-  }
+  ExpectRefusedAndRemoved(child, path, "sub/beneath.log", "cannot make the new file ",
+                          " append-only (Operation not permitted; that takes "
+                          "CAP_LINUX_IMMUTABLE");
+}
+
+// On a file system without file attributes (ramfs here; NFS, 9p and many
+// FUSE file systems too) FS_IOC_GETFLAGS fails, so no file there can be
+// append-only. A file made for an append-only grant there is removed
+// again all the same, and each attempt says the same. Run in a child with
+// a mount namespace of its own, where the ramfs is mounted.
+TEST(OpenFileTest, AFileOnAFileSystemWithoutAttributesIsRemovedAgain) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to mount";
+  TempDir dir;
+  ASSERT_EQ(mkdir(dir.Join("ram").c_str(), 0700), 0);
+  const std::string path = dir.Join("ram/new.log");
+  testing::ChildResult child = testing::RunInChild([&]() -> std::string {
+    if (unshare(CLONE_NEWNS) != 0) return absl::StrCat("unshare: ", strerror(errno));
+    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        mount("ramfs", dir.Join("ram").c_str(), "ramfs", 0, nullptr) != 0 ||
+        mkdir(dir.Join("ram/sub").c_str(), 0700) != 0) {
+      return absl::StrCat("mount: ", strerror(errno));
+    }
+    UniqueFd ram(open(dir.Join("ram").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!ram.valid()) return absl::StrCat("open: ", strerror(errno));
+    return CreateAppendOnlyTwice(path, ram.get(), "sub/beneath.log",
+                                 dir.Join("ram/sub/beneath.log"));
+  });
+  ExpectRefusedAndRemoved(child, path, "sub/beneath.log", "",
+                          ": its file system cannot make files append-only");
 }
 
 // Sets or clears the immutable attribute (chattr +i) of `path`; false if it

@@ -20,6 +20,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "broker/audit/audit_log.h"
+#include "broker/daemon/environment.h"
 #include "broker/daemon/hidden_config.h"
 #include "broker/daemon/serve.h"
 #include "broker/policy/broker_context.h"
@@ -547,6 +548,10 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   // (claimed above) and systemd's socket (Listener::FromSystemd) are made
   // close-on-exec where they are taken.
   CB_RETURN_IF_ERROR(MarkCloseOnExecFrom(kFirstNonStandardFd));
+  // What the broker runs in, before it loads anything: a /proc it cannot
+  // identify clients by, or id maps it cannot read, stop it.
+  CB_RETURN_IF_ERROR(CheckOwnProcfs());
+  CB_ASSIGN_OR_RETURN(const peer::UnmappedIds unmapped_ids, ReadUnmappedPeerIds());
   // Before the policy, which is checked against it: a broker told to put
   // services' limits in a cgroup directory it cannot use does not start.
   sandbox::CgroupParent cgroup;
@@ -594,7 +599,7 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   WarnIfTheSocketsGroupCannotConnect(flags, listener);
   WarnIfClientsCanSendFds(listener);
   CB_RETURN_IF_ERROR(GuardSocket(listener, guard));
-  server::BrokerLoop loop(handler, audit, stats, flags.limits);
+  server::BrokerLoop loop(handler, audit, stats, flags.limits, unmapped_ids);
   service::HostOptions host_options;
   host_options.check_grant = [&guard](absl::string_view name, int fd) {
     return guard.CheckGrant(name, fd);

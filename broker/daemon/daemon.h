@@ -13,7 +13,8 @@ namespace capbroker::daemon {
 
 // Runs the broker with `flags` until SIGTERM or SIGINT. Any error before
 // serving (a bad policy, a socket in use, an unwritable audit log, a
-// --ready-fd that was not inherited) is returned and the broker never
+// --ready-fd that was not inherited, a /proc of another pid namespace:
+// environment.h) is returned and the broker never
 // serves: fail closed. Call it before the process opens any fd beyond 0 to 2
 // (main does), so that it can tell an inherited --ready-fd from one of its
 // own. Blocks SIGTERM, SIGINT and SIGHUP, and ignores SIGPIPE and SIGXFSZ,

@@ -108,12 +108,13 @@ constexpr size_t kSendBufferReserve = 32;
 }  // namespace
 
 BrokerLoop::BrokerLoop(RequestHandler& handler, audit::AuditLog& audit,
-                       Stats& stats, Limits limits)
+                       Stats& stats, Limits limits, peer::UnmappedIds unmapped_ids)
     : peer_log_(kPeerLogLinesPerSecond),
       handler_(handler),
       audit_(audit),
       stats_(stats),
       limits_(limits),
+      unmapped_ids_(unmapped_ids),
       own_euid_(geteuid()),
       epoll_(epoll_create1(EPOLL_CLOEXEC)),
       scratch_(kj::heapArray<capnp::word>(kScratchWords)) {
@@ -355,6 +356,16 @@ void BrokerLoop::Admit(UniqueFd fd) {
     return;
   }
   const uint32_t uid = credentials->uid();
+  // Before the quotas: a uid that stands for every unmapped user is no
+  // uid to count connections by, nor one a principal should match.
+  if (absl::Status mapped = peer::CheckIdsMapped(*credentials, unmapped_ids_); !mapped.ok()) {
+    PeerLog(absl::StrCat("refusing uid ", uid, " gid ", credentials->gid(), ": ",
+                         mapped.message()));
+    Refuse(fd.get(), absl::Status(mapped.code(), absl::StrCat("the broker refused the "
+                                                              "connection: ",
+                                                              mapped.message())));
+    return;
+  }
   // The administrator gets in even when other uids hold every connection
   // (see kAdministratorReserve); within its per-uid quota all the same.
   const bool administrator = uid == 0 || uid == own_euid_;

@@ -71,8 +71,9 @@
 // Any other accept() error (ENOMEM, ENOBUFS, a security module's EPERM)
 // pauses the listener for 100 ms, for the same reason.
 //
-// A connection refused at admission (a quota, or no fd to accept it or to
-// verify its peer) gets one error reply with id 0 saying why (naming the
+// A connection refused at admission (a peer whose uid or gid the broker's
+// user namespace does not map, a quota, or no fd to accept it or to verify
+// its peer) gets one error reply with id 0 saying why (naming the
 // flag that sets the quota), then is closed: clients take it as the answer
 // to their first call. Uid 0 and the broker's own uid may go
 // kAdministratorReserve connections beyond max_connections, so that other
@@ -123,6 +124,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "broker/audit/audit_log.h"
+#include "broker/peer/unmapped_ids.h"
 #include "broker/server/dispatch.h"
 #include "sdk/base/log_limiter.h"
 #include "broker/server/loop_port.h"
@@ -183,9 +185,12 @@ struct Limits {
 
 class BrokerLoop : public LoopPort {
  public:
-  // Borrows its arguments; they must outlive the loop.
+  // Borrows its arguments; they must outlive the loop. `unmapped_ids`:
+  // the ids no peer in particular has in the broker's user namespace
+  // (peer::ReadUnmappedIds, read at start); a peer with one is refused at
+  // admission. The default, none, is the initial user namespace's.
   BrokerLoop(RequestHandler& handler, audit::AuditLog& audit, Stats& stats,
-             Limits limits);
+             Limits limits, peer::UnmappedIds unmapped_ids = {});
   ~BrokerLoop() override;
 
   // LoopPort, for the service host. Service connections count in the
@@ -384,6 +389,7 @@ class BrokerLoop : public LoopPort {
   audit::AuditLog& audit_;
   Stats& stats_;
   Limits limits_;
+  peer::UnmappedIds unmapped_ids_;
   // Besides uid 0, the uid that may use kAdministratorReserve: the broker's.
   uint32_t own_euid_;
   UniqueFd epoll_;

@@ -291,5 +291,41 @@ TEST_F(BrokerLoopAdmissionTest, TheBrokersOwnUidIsAdmittedLikeRoot) {
               AllOf(HasSubstr("(--max-connections)"), HasSubstr("clients of 3 uids hold them")));
 }
 
+// A broker in a user namespace that does not map the overflow uid (65534)
+// sees every unmapped user as that uid. Such a peer is refused, saying
+// why, before it counts against that uid's quota: nobody, who shares it
+// with no one there, still gets in (its connection limit of 1 untouched).
+// Where the overflow uid is mapped, it is a uid like any other.
+TEST_F(BrokerLoopAdmissionTest, AnUnmappedOverflowUidIsRefusedAndAMappedOneServed) {
+  constexpr uid_t kOverflow = 65534;
+  Limits limits;
+  limits.max_connections_per_uid = 1;
+  for (bool mapped : {false, true}) {
+    SCOPED_TRACE(mapped ? "mapped" : "not mapped");
+    peer::UnmappedIds unmapped;
+    if (!mapped) unmapped.uid = kOverflow;
+    BrokerLoop loop(handler_, audit_, stats_, limits, unmapped);
+    const uint32_t before = stats_.connections;  // the first loop's stay open
+    UniqueFd unknown = ConnectAs(kOverflow);
+    UniqueFd alice = ConnectAs(kAlice);
+    ASSERT_TRUE(unknown.valid() && alice.valid());
+    for (int fd : {unknown.get(), alice.get()}) {
+      ASSERT_EQ(testing::RawSend(fd, testing::HelloBytes(1, schema::PROTOCOL_VERSION)), 0);
+    }
+    RunUntil(loop, [&] { return Readable(unknown.get()) && Readable(alice.get()); });
+    if (mapped) {
+      EXPECT_TRUE(HelloAnswered(unknown.get())) << ErrorMessage(unknown.get());
+    } else {
+      EXPECT_THAT(ErrorMessage(unknown.get()),
+                  AllOf(HasSubstr("the broker refused the connection: its uid is not mapped "
+                                  "into the broker's user namespace"),
+                        HasSubstr("run the broker in the initial user namespace or map the "
+                                  "user")));
+    }
+    EXPECT_TRUE(HelloAnswered(alice.get())) << ErrorMessage(alice.get());
+    EXPECT_EQ(stats_.connections - before, mapped ? 2u : 1u);
+  }
+}
+
 }  // namespace
 }  // namespace capbroker::server

@@ -74,6 +74,9 @@ constexpr int kCloserExitWaitMs = 100;
 // it): about 20 wait before the socket is full and the closer deemed stuck.
 // The kernel's default would let some 270 wait.
 constexpr int kCloserSendBufferBytes = 8192;
+// How often the parked connections are offered to a closer again while no
+// closer is alive, whose exit would otherwise wake the loop (fork failed).
+constexpr int kParkedRetryMs = 100;
 
 std::string Describe(const Peer& peer) {
   return absl::StrCat("principal '", peer.principal, "' (uid ", peer.uid, ", pid ", peer.pid,
@@ -155,6 +158,10 @@ ForkingServer::ForkingServer(Client& broker, RequestHandler& handler, Options op
 
 ForkingServer::~ForkingServer() {
   if (!started_) return;
+  // Serving is over: the parked connections go to a closer if one takes
+  // them; those left close here, which may delay only the exit.
+  HandParked();
+  parked_.clear();
   stopping_ = true;
   // Only the workers' exits matter now.
   epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, broker_.fd(), nullptr);
@@ -191,7 +198,8 @@ absl::Status ForkingServer::Init() {
   CB_ASSIGN_OR_RETURN(
       size_t room,
       FdRoomFor(max_workers_,
-                kFdReserve + (options_.max_closers == 0 ? 0 : options_.max_closers + 2),
+                kFdReserve + kMaxParked +
+                    (options_.max_closers == 0 ? 0 : options_.max_closers + 2),
                 broker_.queued_incoming()));
   if (room < max_workers_) {
     log_.Line(FdRoomLine(room, max_workers_, "workers (a connection each)"));
@@ -223,13 +231,31 @@ absl::StatusOr<bool> ForkingServer::Turn(int timeout_ms) {
     started_ = true;
     take_queued = true;
   }
-  if (take_queued) {
+  // A closer may be free by now (one stuck has exited).
+  HandParked();
+  const bool park_full = parked_.size() >= kMaxParked;
+  if (park_full != broker_paused_) {
+    CB_RETURN_IF_ERROR(WatchBroker(!park_full));
+    if (park_full) {
+      log_.Line(absl::StrCat(
+          "takes no new connections while ", parked_.size(),
+          " refused connections wait to be closed: no closer takes them (a closer is stuck "
+          "in a close that SIGKILL does not end, or none can be started); clients are told "
+          "the service is busy"));
+    }
+    take_queued = take_queued || !park_full;
+  }
+  if (take_queued && !broker_paused_) {
     CB_ASSIGN_OR_RETURN(bool open, AcceptAll());
     if (!open) return false;
     timeout_ms = 0;
   }
   if (!killed_.empty() && (timeout_ms < 0 || timeout_ms > kKilledPollMs)) {
     timeout_ms = kKilledPollMs;
+  }
+  if (!parked_.empty() && closers_.empty() && options_.max_closers > 0 &&
+      (timeout_ms < 0 || timeout_ms > kParkedRetryMs)) {
+    timeout_ms = kParkedRetryMs;
   }
   epoll_event events[kEventsPerTurn];
   int n = epoll_wait(epoll_.get(), events, kEventsPerTurn, timeout_ms);
@@ -241,6 +267,9 @@ absl::StatusOr<bool> ForkingServer::Turn(int timeout_ms) {
   bool broker_ready = false;
   for (int i = 0; i < n; ++i) {
     if (events[i].data.fd == broker_.fd()) {
+      // Paused, the broker fd is watched for its hang-up alone (an fd in
+      // an epoll set always reports that): the broker is gone.
+      if (broker_paused_) return false;
       broker_ready = true;
     } else {
       Reap(events[i].data.fd);
@@ -265,7 +294,25 @@ absl::StatusOr<bool> ForkingServer::AcceptAll() {
     }
     if (!next->has_value()) return true;
     Start(std::move(**next));
+    // A full park: the next Turn stops taking connections.
+    if (parked_.size() >= kMaxParked) return true;
   }
+}
+
+absl::Status ForkingServer::WatchBroker(bool incoming) {
+  epoll_event event{};
+  event.events = incoming ? EPOLLIN : 0;
+  event.data.fd = broker_.fd();
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, broker_.fd(), &event) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("epoll_ctl(MOD, broker fd=", broker_.fd(), ")"));
+  }
+  broker_paused_ = !incoming;
+  return absl::OkStatus();
+}
+
+size_t ForkingServer::parked_count(uint32_t uid) const {
+  return static_cast<size_t>(std::count_if(parked_.begin(), parked_.end(),
+                                           [uid](const Parked& p) { return p.peer.uid == uid; }));
 }
 
 size_t ForkingServer::worker_count(uint32_t uid) const {
@@ -274,6 +321,15 @@ size_t ForkingServer::worker_count(uint32_t uid) const {
 }
 
 absl::Status ForkingServer::OverLimit(const Peer& peer) const {
+  // Its refused connections wait because no closer takes them: most likely
+  // it queued in them files whose close does not end (a closer is stuck on
+  // one). Refused, its new ones join them, within kMaxParked.
+  if (const size_t waiting = parked_count(peer.uid); waiting > 0) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        waiting, " refused connections of uid ", peer.uid,
+        " wait to be closed (the service's closers are stuck): its new connections are "
+        "refused until they are closed; try again later"));
+  }
   // Killed children not reaped yet are processes still: they count.
   if (workers_.size() + killed_.size() >= max_workers_) {
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -379,10 +435,25 @@ void ForkingServer::Refuse(UniqueFd connection, const Peer& peer, const absl::St
   if (!sent.ok() && sent.code() != absl::StatusCode::kUnavailable) {
     log_.Line(absl::StrCat("cannot send the refusal: ", sent.ToString()));
   }
-  HandToCloser(std::move(connection), peer);
+  parked_.push_back(Parked{std::move(connection), peer});
+  HandParked();
+  // In order: if any is left, this one is.
+  if (!parked_.empty()) {
+    log_.Line(absl::StrCat("a refused connection of ", Describe(peer),
+                           " waits in the main process (", parked_.size(), " of at most ",
+                           kMaxParked, "): no closer takes it now"));
+  }
 }
 
-void ForkingServer::HandToCloser(UniqueFd connection, const Peer& peer) {
+void ForkingServer::HandParked() {
+  while (!parked_.empty()) {
+    absl::Status handed = HandToCloser(parked_.front().connection);
+    if (!handed.ok()) return;
+    parked_.pop_front();
+  }
+}
+
+absl::Status ForkingServer::HandToCloser(UniqueFd& connection) {
   absl::Status failed;
   // A second closer if the first takes no more; not a third: a client whose
   // connections stall every closer would otherwise have us start closers
@@ -390,7 +461,7 @@ void ForkingServer::HandToCloser(UniqueFd connection, const Peer& peer) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (!closer_socket_.valid()) {
       failed = StartCloser();
-      if (!failed.ok()) break;
+      if (!failed.ok()) return failed;
     }
     // One word: a datagram as ReceiveDatagram takes it.
     uint64_t word = 0;
@@ -406,16 +477,14 @@ void ForkingServer::HandToCloser(UniqueFd connection, const Peer& peer) {
       // end (the next hand-off finds the closer stuck).
       connection.reset();
       (void)wire::SendDatagram(closer_socket_.get(), &iov, 1, {});
-      return;
+      return absl::OkStatus();
     }
     failed = sent.ok() ? absl::ResourceExhaustedError(
                              "its socket is full: it is stuck closing a connection")
                        : sent.status();
     KillCloser(failed.message());
   }
-  log_.Line(absl::StrCat("closing a refused connection of ", Describe(peer),
-                         " in the main process, which may stall it: no closer takes it: ",
-                         failed.message()));
+  return failed;
 }
 
 absl::Status ForkingServer::StartCloser() {

@@ -74,8 +74,34 @@
 //    Options::max_closers are alive at once. Beyond that, or when no closer
 //    can be started (fork fails: a connection refused because no worker
 //    could be forked finds no closer either unless one runs already), or
-//    when a second closer takes it no more than the first, the main
-//    process closes the connection itself and logs that this may stall it.
+//    when a second closer takes it no more than the first, the connection
+//    waits in the main process (it is "parked"; logged), which never closes
+//    a refused connection itself while it serves: each turn offers the
+//    parked ones, in order, to a closer again (woken by a closer's exit, or
+//    every 100 ms while none is alive). While a uid has connections parked,
+//    its new connections are refused ("N refused connections of uid U wait
+//    to be closed ..."), and join them. At most 16 are parked (an fd each,
+//    reserved with the closers'); while that many are, the main process
+//    takes no new connection (it is logged): they wait in its broker
+//    socket, and once that is full the broker tells clients that the
+//    service is busy. Workers go on serving, and the main process goes on
+//    reaping them. At destruction (serving over) those no closer takes are
+//    closed there, which may delay only the exit.
+// What can block a close, and so why closers exist. close(2) of an fd
+// calls the file's ->flush (FUSE sends FLUSH, and waits) and drops a
+// reference; the last reference's drop runs ->release, in the thread that
+// dropped it (fput defers it to that thread's return to user space). A
+// client's fds in flight, queued unread in a connection, are not in any fd
+// table: releasing that connection (its last close) drops them with fput,
+// so no FLUSH is sent for them, but the last reference of each is released
+// there: a TCP socket lingering on close waits out its linger (SIGKILL ends
+// that wait, and an exiting process does not linger), and a FUSE file's
+// release can wait on the client's server (a mount with writeback caching
+// writes the inode back first, by a request that SIGKILL does not end once
+// the server has read it). That is what a closer runs. It receives only
+// connections, sockets with no ->flush; the files their clients queued
+// reach no fd table of the service but a worker's (its requests' fds,
+// which it closes itself, FLUSH and all).
 // Left: a served connection's close in the main process, its first step
 // after fork returns, would be the last if its worker had already exited
 // (its client sent a bad first request) in that instant.
@@ -128,6 +154,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <unordered_map>
 #include <vector>
 
@@ -155,8 +182,8 @@ class ForkingServer {
     // fd_room.h), which is logged.
     size_t max_workers = 64;
     // Closers alive at once: the one that takes refused connections and
-    // those killed (stuck) that have not exited yet. 0: the main process
-    // closes refused connections itself, which may stall it.
+    // those killed (stuck) that have not exited yet. 0: no closer; refused
+    // connections stay parked while the server runs (for tests).
     size_t max_closers = 4;
     // Fds (borrowed) the handler uses, which workers keep; workers close
     // every other fd but 0, 1, 2 and their connection.
@@ -175,6 +202,12 @@ class ForkingServer {
   // connections that arrive meanwhile wait in the Client's queue, which the
   // broker fd no longer shows, and the next turn takes them before it
   // waits.
+  // Refused connections no closer takes wait in the main process, at most
+  // this many (an fd each, reserved with the closers'); while that many
+  // wait it takes no new connection. They are never closed there while it
+  // serves.
+  static constexpr size_t kMaxParked = 16;
+
   ForkingServer(Client& broker, RequestHandler& handler, Options options);
   ~ForkingServer();
 
@@ -207,6 +240,11 @@ class ForkingServer {
     UniqueFd pidfd;
     pid_t pid = 0;
   };
+  // A refused connection no closer has taken yet.
+  struct Parked {
+    UniqueFd connection;
+    Peer peer;
+  };
 
   absl::Status Init();
   absl::StatusOr<bool> AcceptAll();
@@ -216,11 +254,21 @@ class ForkingServer {
   absl::Status OverLimit(const Peer& peer) const;
   // The worker's life after fork: serves `incoming`, then exits.
   [[noreturn]] void ServeInWorker(IncomingConnection incoming, pid_t parent);
-  // Sends the refusal reply on `connection`, then hands it to the closer.
+  // Sends the refusal reply on `connection`, then parks it and hands the
+  // parked connections to a closer (HandParked).
   void Refuse(UniqueFd connection, const Peer& peer, const absl::Status& reason);
-  // Hands `connection` (refused, of `peer`) to the closer, or closes it
-  // here if no closer takes it.
-  void HandToCloser(UniqueFd connection, const Peer& peer);
+  // Hands the parked connections, oldest first, to a closer until one is
+  // not taken.
+  void HandParked();
+  // Hands `connection` (borrowed; reset once handed) to the closer,
+  // starting one if needed; an error saying why if no closer takes it, the
+  // connection left to the caller. Never closes it otherwise.
+  absl::Status HandToCloser(UniqueFd& connection);
+  // Refused connections of `uid` that wait in parked_.
+  size_t parked_count(uint32_t uid) const;
+  // Watches the broker fd for `incoming` connections, or (false: the park
+  // is full) for its hang-up alone.
+  absl::Status WatchBroker(bool incoming);
   // Starts a closer, which becomes the current one.
   absl::Status StartCloser();
   // Kills the current closer (for `why`) and waits briefly for its exit.
@@ -254,6 +302,12 @@ class ForkingServer {
   // its socket; -1 and invalid when there is none.
   int closer_ = -1;
   UniqueFd closer_socket_;
+  // Refused connections waiting for a closer, oldest first; at most
+  // kMaxParked.
+  std::deque<Parked> parked_;
+  // Whether the broker fd is watched for its hang-up alone (the park is
+  // full).
+  bool broker_paused_ = false;
   // Children killed because no pidfd could be opened on them (see Fork),
   // not yet reaped: waited for without an event, at every turn.
   std::vector<pid_t> killed_;

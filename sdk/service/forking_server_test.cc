@@ -515,13 +515,33 @@ TEST_F(ForkingServerTest, AStuckCloserIsKilledReapedAndReplaced) {
   EXPECT_EQ(Children(), children);
 }
 
-TEST_F(ForkingServerTest, WithoutClosersTheMainProcessClosesARefusedConnectionItself) {
+// The main process never closes a refused connection itself while it
+// serves: that last close can wait on what its client queued in it (see
+// forking_server.h). With no closer to take it, the connection waits
+// (parked); its uid's next connections are refused and wait too; with
+// kMaxParked waiting the server takes no new connection.
+TEST_F(ForkingServerTest, WithoutACloserARefusedConnectionWaitsAndIsNotClosedByTheMainProcess) {
   ForkingServer::Options options = RefusingAll();
   options.max_closers = 0;
   handler_.replies_to_refusals = true;
   Start(options);
   ASSERT_OK_AND_ASSIGN(wire::Channel refused, Connect(1000));
-  ExpectRefusedAndClosed(refused);
+  EXPECT_THAT(Text(Receive(refused)), HasSubstr("at most 0 connections of uid 1000"));
+  EXPECT_FALSE(Readable(refused.fd())) << "the main process closed the refused connection";
+  std::vector<wire::Channel> waiting;
+  for (size_t i = 1; i < ForkingServer::kMaxParked; ++i) {
+    ASSERT_OK_AND_ASSIGN(wire::Channel next, Connect(1000));
+    EXPECT_THAT(Text(Receive(next)),
+                HasSubstr(absl::StrCat(i, " refused connections of uid 1000 wait to be closed")));
+    EXPECT_FALSE(Readable(next.fd()));
+    waiting.push_back(std::move(next));
+  }
+  // The park is full: the next connection is not taken.
+  ASSERT_OK_AND_ASSIGN(UniqueFd untaken_end, broker_->Connect(PeerOfUid(1001)));
+  wire::Channel untaken(std::move(untaken_end));
+  ASSERT_OK_AND_ASSIGN(bool serving, server_->Turn(0));
+  EXPECT_TRUE(serving);
+  EXPECT_FALSE(Readable(untaken.fd())) << "taken although kMaxParked connections wait";
   EXPECT_EQ(Children(), std::set<pid_t>());
 }
 
@@ -734,8 +754,8 @@ TEST(ForkingServerIsolationTest, NoOtherProcessOfTheUidCanReadAWorkersOrTheClose
 int ServeWithAFullFdTable() {
   // More connections than the main process's fd table holds pidfds for
   // once RLIMIT_NOFILE is lowered to kRoom above what is open.
-  constexpr int kRoom = 24;
-  constexpr int kFlood = 30;
+  constexpr int kRoom = 24 + static_cast<int>(ForkingServer::kMaxParked);
+  constexpr int kFlood = kRoom + 6;
   WorkerHandler handler;
   absl::StatusOr<FakeBroker> broker = FakeBroker::Create();
   if (!broker.ok()) return 10;
@@ -791,8 +811,8 @@ TEST(ForkingServerLimitTest, KeepsServingWhenMoreConnectionsComeThanItsFdTableHo
 //
 // Connections the Client queued before the server ran hold an fd each,
 // which their workers' pidfds take over: not fds used for good. With room
-// for 2 more fds beyond the reserve and 5 connections queued, it serves
-// all 5.
+// for 2 more fds beyond the reserve (and the park's) and 5 connections
+// queued, it serves all 5.
 int ServeConnectionsQueuedInAFullFdTable() {
   constexpr size_t kQueued = 5;
   constexpr int kFreeBeyondReserve = 2;
@@ -812,6 +832,7 @@ int ServeConnectionsQueuedInAFullFdTable() {
   rlimit limit{};
   if (open < 0 || getrlimit(RLIMIT_NOFILE, &limit) != 0) return 14;
   limit.rlim_cur = static_cast<rlim_t>(open + 1 + static_cast<int>(kFdReserve) +
+                                       static_cast<int>(ForkingServer::kMaxParked) +
                                        kFreeBeyondReserve);
   if (setrlimit(RLIMIT_NOFILE, &limit) != 0) return 15;
   ForkingServer::Options options;
@@ -898,6 +919,53 @@ int RefuseWhenForkFails() {
   absl::StatusOr<wire::Channel> served = Connect(*broker, server, PeerOfUid(1000));
   if (!served.ok() || !Call(*served, 1).ok()) return 16;
   return 0;
+}
+
+// What the no-closer test's child does (0: all as expected): no process
+// can be started, so a refused connection finds no closer; it waits in the
+// main process, open, until a closer can be started, which then closes it.
+int ParkWhileNoCloserCanStart() {
+  constexpr uid_t kUid = 54322;
+  WorkerHandler handler;
+  absl::StatusOr<FakeBroker> broker = FakeBroker::Create();
+  if (!broker.ok()) return 10;
+  rlimit one{1, 2};
+  if (setrlimit(RLIMIT_NPROC, &one) != 0) return 11;
+  if (setgroups(0, nullptr) != 0 || setresgid(kUid, kUid, kUid) != 0 ||
+      setresuid(kUid, kUid, kUid) != 0) {
+    return 77;
+  }
+  handler.replies_to_refusals = true;
+  ForkingServer server(broker->client(), handler, ForkingServer::Options());
+  absl::StatusOr<wire::Channel> refused = Connect(*broker, server, PeerOfUid(1000));
+  if (!refused.ok() || !Receive(*refused).ok()) return 12;
+  if (Readable(refused->fd())) return 13;  // closed by the main process
+  absl::StatusOr<wire::Channel> again = Connect(*broker, server, PeerOfUid(1000));
+  if (!again.ok()) return 14;
+  absl::StatusOr<std::string> why = Receive(*again);
+  if (!why.ok() || why->find("1 refused connections of uid 1000 wait to be closed") ==
+                       std::string::npos) {
+    return 15;
+  }
+  // A closer can be started now: the next turns hand both to it.
+  rlimit two{2, 2};
+  if (setrlimit(RLIMIT_NPROC, &two) != 0) return 16;
+  absl::StatusOr<bool> serving = server.Turn(0);
+  if (!serving.ok() || !*serving) return 17;
+  if (!Readable(refused->fd(), kSafetyMs) || !Readable(again->fd(), kSafetyMs)) return 18;
+  if (Receive(*refused).status().code() != absl::StatusCode::kUnavailable ||
+      Receive(*again).status().code() != absl::StatusCode::kUnavailable) {
+    return 19;
+  }
+  return 0;
+}
+
+TEST(ForkingServerForkTest, ARefusedConnectionNoCloserTakesWaitsForOne) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run as a uid of its own";
+  const int code = ExitCodeInChild(ParkWhileNoCloserCanStart);
+  if (code == 77) GTEST_SKIP() << "cannot switch uid here";
+  // 13: the main process closed the refused connection itself.
+  EXPECT_EQ(code, 0);
 }
 
 TEST(ForkingServerForkTest, AConnectionNoWorkerCanBeStartedForIsRefusedAndServingGoesOn) {

@@ -113,6 +113,13 @@ absl::StatusOr<std::vector<Signature>> LoadSignatures(int fd, absl::string_view 
     return absl::Status(signatures.status().code(),
                         absl::StrCat(grant, ":", signatures.status().message()));
   }
+  // Fail closed: a scanner without signatures would answer `clean` for
+  // every file, which a client cannot tell from a real verdict.
+  if (signatures->empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        grant, ": no signatures (every file would be reported clean); give the scanner a "
+               "database with at least one NAME:HEX line"));
+  }
   return signatures;
 }
 

@@ -38,7 +38,9 @@ inline constexpr char kDefaultGrant[] = "signatures";
 // Reads and parses the database at `fd` (borrowed: the grant named `grant`,
 // which messages name it by: "sigdb: a directory, not a regular file",
 // "sigdb:3:7: 'x' is not a hex digit"), which must be a regular file of at
-// most kMaxDatabaseBytes.
+// most kMaxDatabaseBytes holding at least one signature: a database without
+// any (an empty file, only comments) is refused kInvalidArgument ("sigdb: no
+// signatures ..."), since a scanner with it would report every file clean.
 absl::StatusOr<std::vector<Signature>> LoadSignatures(int fd,
                                                       absl::string_view grant = kDefaultGrant);
 

@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "absl/strings/escaping.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
@@ -13,6 +14,15 @@ namespace capbroker::scanner {
 namespace {
 
 using ::testing::HasSubstr;
+
+// A database holding `text`, as the broker grants it: a file fd at offset 0
+// (ReadRegularFile reads with pread, so the write's offset does not matter).
+UniqueFd Database(absl::string_view text) {
+  UniqueFd db(memfd_create("db", MFD_CLOEXEC));
+  EXPECT_TRUE(db.valid());
+  EXPECT_EQ(write(db.get(), text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  return db;
+}
 
 TEST(SignatureDbTest, LoadsTheShippedDatabase) {
   UniqueFd fd(open("services/scanner/signatures.txt", O_RDONLY | O_CLOEXEC));
@@ -69,15 +79,25 @@ TEST(SignatureDbTest, MessagesNameTheGrantInUse) {
   EXPECT_THAT(LoadSignatures(dir.get(), "sigdb"),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("sigdb: a directory, not a regular file")));
-  UniqueFd db(memfd_create("db", MFD_CLOEXEC));
-  ASSERT_TRUE(db.valid());
-  const std::string text = "a:0000x000\n";
-  ASSERT_EQ(write(db.get(), text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  UniqueFd db = Database("a:0000x000\n");
   EXPECT_THAT(LoadSignatures(db.get(), "sigdb"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("sigdb:1:7: 'x' is not a hex digit")));
   EXPECT_THAT(LoadSignatures(db.get()),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("signatures:1:7:")));
+}
+
+// Fail closed: a database with no signature would make the scanner answer
+// `clean` for every file, EICAR included, so it is refused and the service
+// never says it is ready.
+TEST(SignatureDbTest, RefusesADatabaseWithoutSignatures) {
+  for (absl::string_view text : {"", "# only a comment\n\n  \t\n# another\n"}) {
+    UniqueFd db = Database(text);
+    EXPECT_THAT(LoadSignatures(db.get(), "sigdb"),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("sigdb: no signatures (every file would be reported clean)")))
+        << "database: '" << absl::CHexEscape(text) << "'";
+  }
 }
 
 }  // namespace

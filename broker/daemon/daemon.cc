@@ -32,6 +32,7 @@
 #include "broker/sandbox/sandbox.h"
 #include "broker/service/service_host.h"
 #include "sdk/base/escape.h"
+#include "sdk/base/shown_text.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/wire/socket_path.h"
@@ -375,19 +376,30 @@ void WarnIfOthersCannotConnect(const DaemonFlags& flags, const server::Listener&
                why.c_str(), consequence.c_str(), open.c_str(), dir.c_str(), dir.c_str());
 }
 
-// A broker run by a user serves that user alone: Bind makes its socket so
-// (0600 in a 0700 directory). A socket from systemd has the unit's
-// permissions, by default 0666 in a 0755 directory: every local user could
-// connect and get what the policy grants the broker's user. Refused, unless
-// --socket-mode with o+w says every user is meant to connect, as it does
-// for a socket Bind makes.
-absl::Status CheckAUsersSocketFromSystemdIsTheirs(const DaemonFlags& flags,
-                                                 const server::Listener& listener) {
-  if (geteuid() == 0 || !listener.path().empty()) return absl::OkStatus();
-  if (flags.socket_mode.has_value() && (*flags.socket_mode & S_IWOTH) != 0) {
-    return absl::OkStatus();
+// A socket from systemd has the unit's permissions, which the broker did
+// not choose. --socket-mode says whom the broker is meant for: a socket
+// that lets in more than that is refused (the unit's SocketMode= sets it),
+// for root as for any user. Without it, a broker run by a user serves that
+// user alone, as Bind makes its socket (0600 in a 0700 directory), while a
+// unit's defaults are 0666 in a 0755 directory: every local user could
+// connect and get what the policy grants the broker's user. Refused too.
+absl::Status CheckTheSocketFromSystemd(const DaemonFlags& flags,
+                                       const server::Listener& listener) {
+  if (!listener.path().empty()) return absl::OkStatus();
+  if (flags.socket_mode.has_value()) {
+    return server::CheckSocketModeFromSystemd(listener.fd(), *flags.socket_mode, geteuid());
   }
+  if (geteuid() == 0) return absl::OkStatus();
   return server::CheckOthersCannotConnect(listener.fd());
+}
+
+// What the serving line calls the socket: its path, or for one from systemd
+// the path it is bound to, escaped.
+std::string ServedSocket(const server::Listener& listener) {
+  if (!listener.path().empty()) return Shown(listener.path());
+  absl::StatusOr<std::string> bound = server::BoundSocketPath(listener.fd());
+  if (!bound.ok() || bound->empty()) return "the socket from systemd";
+  return absl::StrCat("the socket from systemd at ", Shown(*bound));
 }
 
 // --socket-mode that lets the socket's group connect (g+w: connect takes
@@ -589,7 +601,7 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   server::RequestHandler handler(audit, stats);
   CB_RETURN_IF_ERROR(handler.SetPolicy(std::move(policy)));
   CB_ASSIGN_OR_RETURN(server::Listener listener, MakeListener(std::move(listen_plan), flags));
-  CB_RETURN_IF_ERROR(CheckAUsersSocketFromSystemdIsTheirs(flags, listener));
+  CB_RETURN_IF_ERROR(CheckTheSocketFromSystemd(flags, listener));
   WarnIfOthersCannotConnect(flags, listener);
   WarnIfTheSocketsGroupCannotConnect(flags, listener);
   WarnIfClientsCanSendFds(listener);
@@ -618,7 +630,7 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   std::fprintf(stderr,
                "capbrokerd: serving %s with policy %s (%zu capabilities, %zu principals, "
                "%zu services)\n",
-               listener.path().empty() ? "the socket from systemd" : listener.path().c_str(),
+               ServedSocket(listener).c_str(),
                EscapedKeepingUtf8(flags.policy_path).c_str(),
                handler.policy().capabilities().size(),
                handler.policy().principals().size(), handler.policy().services().size());

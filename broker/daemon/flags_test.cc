@@ -210,6 +210,20 @@ TEST(ParseFlagsTest, SocketModeIsOneToFourOctalDigits) {
   }
 }
 
+// Under socket activation the unit's ListenSequentialPacket= sets the
+// path: a --socket the broker would not use is a usage error, not ignored.
+TEST(CheckSocketFlagTest, RefusesASocketPathWhenSystemdPassedTheSocket) {
+  ASSERT_OK_AND_ASSIGN(DaemonFlags named,
+                       ParseFlags({"--policy", "/p", "--socket", "/x/wanted.sock"}, 0));
+  EXPECT_THAT(CheckSocketFlag(named, true),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("--socket /x/wanted.sock"),
+                             HasSubstr("ListenSequentialPacket= sets its path"))));
+  EXPECT_OK(CheckSocketFlag(named, false));
+  ASSERT_OK_AND_ASSIGN(DaemonFlags unnamed, ParseFlags({"--policy", "/p"}, 0));
+  EXPECT_OK(CheckSocketFlag(unnamed, true));
+}
+
 TEST(UsageTest, NamesTheSignalsAndThatEachOptionIsGivenOnce) {
   EXPECT_THAT(Usage(), AllOf(HasSubstr("SIGTERM or SIGINT stop it"),
                              HasSubstr("SIGHUP reloads the policy"),

@@ -18,6 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "broker/util/trusted_path.h"
 #include "sdk/base/decimal.h"
@@ -264,28 +265,39 @@ absl::StatusOr<std::optional<SocketBlocker>> FindSocketBlocker(absl::string_view
   return std::nullopt;
 }
 
+absl::StatusOr<std::string> BoundSocketPath(int fd) {
+  sockaddr_un address = {};
+  socklen_t length = sizeof address;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("getsockname(fd=", fd, ")"));
+  }
+  const size_t offset = offsetof(sockaddr_un, sun_path);
+  if (address.sun_family != AF_UNIX || length <= offset || address.sun_path[0] != '/') {
+    return "";  // abstract (a leading NUL; autobound ones too), or unnamed
+  }
+  return std::string(address.sun_path, strnlen(address.sun_path, length - offset));
+}
+
 absl::Status CheckOthersCannotConnect(int fd) {
   constexpr char kFix[] =
       "a broker run by a user serves that user alone: in the .socket unit, set "
       "SocketMode=0600 (with SocketUser= the broker's user, for a system unit), or put the "
       "socket in a directory of mode 0700; or, if every local user is meant to connect, "
       "pass --socket-mode 0666";
-  sockaddr_un address = {};
-  socklen_t length = sizeof address;
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+  absl::StatusOr<std::string> bound = BoundSocketPath(fd);
+  if (!bound.ok()) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "cannot tell whether other users can connect to the socket from systemd: "
-        "getsockname: ", std::strerror(errno), "; ", kFix));
+        "cannot tell whether other users can connect to the socket from systemd: ",
+        bound.status().message(), "; ", kFix));
   }
-  const size_t offset = offsetof(sockaddr_un, sun_path);
-  if (address.sun_family != AF_UNIX || length <= offset || address.sun_path[0] != '/') {
-    // Abstract (a leading NUL; autobound ones too): no file, no permissions.
+  const std::string& path = *bound;
+  if (path.empty()) {
+    // No file, no permissions.
     return absl::FailedPreconditionError(absl::StrCat(
         "the socket from systemd is not bound to a path (an abstract socket, "
         "ListenSequentialPacket=@NAME): every user in the network namespace can connect to "
         "it; use a path, and ", kFix));
   }
-  const std::string path(address.sun_path, strnlen(address.sun_path, length - offset));
   absl::StatusOr<std::optional<SocketBlocker>> blocker = FindSocketBlocker(path);
   if (!blocker.ok()) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -299,6 +311,56 @@ absl::Status CheckOthersCannotConnect(int fd) {
       "other users can connect to the socket from systemd at %s (mode 0%o, every directory "
       "on the way searchable by others); %s",
       path, mode, kFix));
+}
+
+absl::Status CheckSocketModeFromSystemd(int fd, mode_t socket_mode, uid_t euid) {
+  const unsigned wanted = static_cast<unsigned>(socket_mode & 07777);
+  const std::string fix = absl::StrFormat(
+      "the .socket unit, not --socket-mode, sets its mode: set SocketMode=0%o there (with "
+      "SocketUser= the broker's user, uid %d, for a system unit) and restart the .socket unit",
+      wanted, euid);
+  absl::StatusOr<std::string> bound = BoundSocketPath(fd);
+  if (!bound.ok()) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "cannot tell whether the socket from systemd lets in more than --socket-mode 0%o "
+        "says: %s; %s",
+        wanted, bound.status().message(), fix));
+  }
+  const bool others_meant = (socket_mode & S_IWOTH) != 0;
+  if (bound->empty()) {
+    if (others_meant) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "the socket from systemd is not bound to a path (an abstract socket, "
+        "ListenSequentialPacket=@NAME): every user in the network namespace can connect to "
+        "it, more than --socket-mode 0%o lets in; use a path in ListenSequentialPacket=, and "
+        "%s",
+        wanted, fix));
+  }
+  const std::string& path = *bound;
+  struct stat st;
+  const bool found = stat(path.c_str(), &st) == 0;
+  if (!found || !S_ISSOCK(st.st_mode)) {
+    // Another file at its path now, or none: the unit's socket cannot be told.
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "cannot tell whether the socket from systemd at %s lets in more than --socket-mode "
+        "0%o says: %s; %s",
+        path, wanted, found ? "the file there is not a socket" : std::strerror(errno), fix));
+  }
+  const unsigned actual = static_cast<unsigned>(st.st_mode & 07777);
+  // connect(2) takes write permission: who may write is who gets in.
+  std::vector<std::string> more;
+  if (!others_meant && st.st_uid != 0 && st.st_uid != euid && (st.st_mode & S_IWUSR) != 0) {
+    more.push_back(absl::StrCat("its owner, uid ", st.st_uid, ", not the broker's user"));
+  }
+  if ((st.st_mode & S_IWGRP) != 0 && (socket_mode & S_IWGRP) == 0) {
+    more.push_back(absl::StrCat("its group, gid ", st.st_gid));
+  }
+  if ((st.st_mode & S_IWOTH) != 0 && !others_meant) more.push_back("every other user");
+  if (more.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrFormat(
+      "the socket from systemd at %s (owner uid %d, mode 0%o) lets in more than "
+      "--socket-mode 0%o says: %s may connect; %s",
+      path, st.st_uid, actual, wanted, absl::StrJoin(more, " and "), fix));
 }
 
 absl::StatusOr<Listener> Listener::Bind(absl::string_view path,

@@ -728,6 +728,81 @@ TEST(CheckOthersCannotConnectTest, RefusesASocketOpenToOthersOrAbstract) {
                        HasSubstr("every user in the network namespace can connect")));
 }
 
+// --socket-mode cannot set the mode of a socket from systemd: it is
+// checked against it, and a socket that lets in more is refused.
+TEST(CheckSocketModeFromSystemdTest, RefusesASocketThatLetsInMoreThanTheMode) {
+  TempDir dir;
+  const std::string path = dir.Join("s");
+  UniqueFd fd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  ASSERT_NO_FATAL_FAILURE(BindAt(fd.get(), path));
+  ASSERT_EQ(listen(fd.get(), 8), 0);
+  const uid_t euid = geteuid();
+  ASSERT_EQ(chmod(path.c_str(), 0666), 0);  // systemd's default SocketMode=
+  EXPECT_THAT(CheckSocketModeFromSystemd(fd.get(), 0600, euid),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("the socket from systemd at " + path),
+                             HasSubstr("mode 0666) lets in more than --socket-mode 0600 says"),
+                             HasSubstr("every other user"), HasSubstr("SocketMode=0600"))));
+  EXPECT_THAT(CheckSocketModeFromSystemd(fd.get(), 0660, euid),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("every other user"), Not(HasSubstr("its group")))));
+  EXPECT_OK(CheckSocketModeFromSystemd(fd.get(), 0666, euid));
+  ASSERT_EQ(chmod(path.c_str(), 0660), 0);
+  EXPECT_THAT(CheckSocketModeFromSystemd(fd.get(), 0600, euid),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("its group, gid")));
+  EXPECT_OK(CheckSocketModeFromSystemd(fd.get(), 0660, euid));
+  ASSERT_EQ(chmod(path.c_str(), 0600), 0);
+  EXPECT_OK(CheckSocketModeFromSystemd(fd.get(), 0600, euid));
+  EXPECT_OK(CheckSocketModeFromSystemd(fd.get(), 0666, euid));  // less is not refused
+  // Another user's socket lets that user in, unless every user is meant
+  // (root's is no news: root passes permission checks anyway).
+  if (euid == 0) {
+    constexpr uid_t kOwner = 65533, kBroker = 65534;
+    ASSERT_EQ(chown(path.c_str(), kOwner, static_cast<gid_t>(-1)), 0) << std::strerror(errno);
+    EXPECT_THAT(CheckSocketModeFromSystemd(fd.get(), 0600, kBroker),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         AllOf(HasSubstr(absl::StrCat("its owner, uid ", kOwner)),
+                               HasSubstr(absl::StrCat("uid ", kBroker, ", for a system unit")))));
+    EXPECT_OK(CheckSocketModeFromSystemd(fd.get(), 0666, kBroker));
+    EXPECT_OK(CheckSocketModeFromSystemd(fd.get(), 0600, kOwner));
+  }
+  // What cannot be told is refused: fail closed.
+  ASSERT_EQ(unlink(path.c_str()), 0);
+  EXPECT_THAT(CheckSocketModeFromSystemd(fd.get(), 0666, euid),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("cannot tell"), HasSubstr("No such file"))));
+  dir.WriteFile("s", "");
+  EXPECT_THAT(CheckSocketModeFromSystemd(fd.get(), 0666, euid),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not a socket")));
+  // An abstract socket: anyone in the network namespace may connect.
+  UniqueFd abstract(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  sockaddr_un named = {};
+  named.sun_family = AF_UNIX;
+  const std::string name = absl::StrCat("capbroker-mode-test-", getpid());  // after a NUL
+  memcpy(named.sun_path + 1, name.data(), name.size());
+  ASSERT_EQ(bind(abstract.get(), reinterpret_cast<const sockaddr*>(&named),
+                 static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size())),
+            0)
+      << std::strerror(errno);
+  EXPECT_THAT(CheckSocketModeFromSystemd(abstract.get(), 0660, euid),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("every user in the network namespace can connect")));
+  EXPECT_OK(CheckSocketModeFromSystemd(abstract.get(), 0666, euid));
+}
+
+TEST(BoundSocketPathTest, ThePathOrNothing) {
+  TempDir dir;
+  UniqueFd bound(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  ASSERT_NO_FATAL_FAILURE(BindAt(bound.get(), dir.Join("s")));
+  ASSERT_OK_AND_ASSIGN(std::string path, BoundSocketPath(bound.get()));
+  EXPECT_EQ(path, dir.Join("s"));
+  UniqueFd unnamed(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  ASSERT_OK_AND_ASSIGN(std::string none, BoundSocketPath(unnamed.get()));
+  EXPECT_EQ(none, "");
+  EXPECT_THAT(BoundSocketPath(-1), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                            HasSubstr("getsockname(fd=-1)")));
+}
+
 TEST(ListenerTest, DoesNotRemoveASocketThatReplacedIt) {
   TempDir dir;
   std::string path = dir.Join("s");

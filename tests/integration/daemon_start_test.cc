@@ -1059,6 +1059,89 @@ TEST(DaemonStartTest, RefusesAReadyFdThatIsTheSocketFromSystemd) {
   EXPECT_THAT(err, Not(HasSubstr("Bad file descriptor")));
 }
 
+// Runs capbrokerd as systemd starts a socket-activated unit: `listening`
+// (borrowed: a listening socket of the test's) at fd 3, LISTEN_PID and
+// LISTEN_FDS set, and --ready-fd 4 added. A broker that serves writes READY
+// there and is then stopped with SIGTERM (`served`).
+Result RunActivated(std::vector<std::string> args, int listening) {
+  args.insert(args.begin(), testing::RunfilePath("broker/capbrokerd"));
+  args.insert(args.end(), {"--ready-fd", "4"});
+  std::vector<char*> argv = Pointers(args);
+  int ready[2], err[2];
+  if (pipe2(ready, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
+    ADD_FAILURE() << "pipe2: " << std::strerror(errno);
+    return {};
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    // Out of the way of 3 and 4 first, which any of these may hold.
+    int high_sock = fcntl(listening, F_DUPFD_CLOEXEC, 30);
+    int high_ready = fcntl(ready[1], F_DUPFD_CLOEXEC, 30);
+    if (dup2(err[1], 2) != 2 || high_sock < 0 || high_ready < 0 ||
+        dup2(high_sock, 3) != 3 || dup2(high_ready, 4) != 4 ||
+        setenv("LISTEN_PID", std::to_string(getpid()).c_str(), 1) != 0 ||
+        setenv("LISTEN_FDS", "1", 1) != 0) {
+      _exit(126);
+    }
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  close(ready[1]);
+  close(err[1]);
+  Result result;
+  // READY when it serves; end of file when it exits first.
+  result.served = ReadToEnd(ready[0]) == "READY\n";
+  if (result.served) kill(pid, SIGTERM);
+  result.exit_code = WaitExitCode(pid);
+  result.err = ReadToEnd(err[0]);
+  return result;
+}
+
+// A socket from systemd has its unit's path and mode. A root broker took
+// one 0666 with --socket-mode 0600 and --socket elsewhere, said "serving the
+// socket from systemd", and every user could connect. --socket is a usage
+// error there; --socket-mode is checked against the socket, which is
+// refused when it lets in more; the serving line names the path.
+TEST(DaemonStartTest, ASocketFromSystemdIsTheUnitsAndIsCheckedAgainstSocketMode) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  const std::string path = dir.Join("unit.sock");
+  UniqueFd listening(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(listening.valid()) << std::strerror(errno);
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(path));
+  ASSERT_EQ(bind(listening.get(), reinterpret_cast<const sockaddr*>(&address.addr),
+                 address.length),
+            0)
+      << std::strerror(errno);
+  ASSERT_EQ(listen(listening.get(), 8), 0) << std::strerror(errno);
+
+  ASSERT_EQ(chmod(path.c_str(), 0666), 0);  // systemd's default SocketMode=
+  Result wider = RunActivated({"--policy", policy, "--socket-mode", "0600"}, listening.get());
+  EXPECT_FALSE(wider.served) << wider.err;
+  EXPECT_EQ(wider.exit_code, 1) << wider.err;
+  EXPECT_THAT(wider.err, HasSubstr("the socket from systemd at " + path));
+  EXPECT_THAT(wider.err, HasSubstr("mode 0666) lets in more than --socket-mode 0600 says"));
+  EXPECT_THAT(wider.err, HasSubstr("set SocketMode=0600 there"));
+  EXPECT_THAT(wider.err, Not(HasSubstr("serving")));
+
+  Result elsewhere = RunActivated(
+      {"--policy", policy, "--socket-mode", "0666", "--socket", dir.Join("wanted.sock")},
+      listening.get());
+  EXPECT_FALSE(elsewhere.served) << elsewhere.err;
+  EXPECT_EQ(elsewhere.exit_code, 2) << elsewhere.err;
+  EXPECT_THAT(elsewhere.err, HasSubstr("--socket " + dir.Join("wanted.sock") +
+                                       ": systemd passed the socket (LISTEN_FDS)"));
+  EXPECT_THAT(elsewhere.err, HasSubstr("ListenSequentialPacket="));
+  EXPECT_THAT(elsewhere.err, HasSubstr("usage:"));
+
+  ASSERT_EQ(chmod(path.c_str(), 0600), 0);  // SocketMode=0600
+  Result matching = RunActivated({"--policy", policy, "--socket-mode", "0600"}, listening.get());
+  EXPECT_TRUE(matching.served) << matching.err;
+  EXPECT_EQ(matching.exit_code, 0) << matching.err;
+  EXPECT_THAT(matching.err, HasSubstr("capbrokerd: serving the socket from systemd at " + path +
+                                      " with policy"));
+}
+
 // A broker run by a user serves that user alone (Bind makes its socket 0600
 // in a 0700 directory). A socket from systemd has the unit's permissions,
 // by default 0666 in a 0755 directory: every local user could connect and

@@ -620,8 +620,13 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   services.PolicyChanged();
 
   // "serving" only once the supervisor was told: a READY it cannot be
-  // sent (nobody reads the pipe any more) stops the broker, and the log
-  // must not say that it served.
+  // sent (nobody reads the pipe any more; systemd's socket gone) stops the
+  // broker, and the log must not say that it served. systemd would time
+  // the unit out and kill it anyway. READY=1 first: a broker that cannot
+  // send it closes the ready pipe unwritten, which says it did not start.
+  if (absl::Status notified = server::NotifySystemd(); !notified.ok()) {
+    return absl::Status(notified.code(), absl::StrCat("not serving: ", notified.message()));
+  }
   if (ready.has_value()) {
     if (absl::Status said = ready->Notify("READY"); !said.ok()) {
       return absl::Status(said.code(), absl::StrCat("not serving: ", said.message()));
@@ -630,14 +635,9 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   std::fprintf(stderr,
                "capbrokerd: serving %s with policy %s (%zu capabilities, %zu principals, "
                "%zu services)\n",
-               ServedSocket(listener).c_str(),
-               EscapedKeepingUtf8(flags.policy_path).c_str(),
+               ServedSocket(listener).c_str(), EscapedKeepingUtf8(flags.policy_path).c_str(),
                handler.policy().capabilities().size(),
                handler.policy().principals().size(), handler.policy().services().size());
-  absl::Status notified = server::NotifySystemd();
-  if (!notified.ok()) {
-    std::fprintf(stderr, "capbrokerd: sd_notify: %s\n", std::string(notified.message()).c_str());
-  }
   return ServeThenStop(
       loop, listener.fd(), [&listener] { listener.StopListening(); }, signals.get(),
       [&] { return OnSignals(signals.get(), flags, audit, handler, services, guard, stats); },

@@ -990,6 +990,26 @@ TEST(DaemonStartTest, UsageErrorsExitTwo) {
   EXPECT_THAT(none.err, HasSubstr("--policy FILE is required"));
 }
 
+// systemd (Type=notify) times out a unit that never says READY=1 and
+// kills it. The broker said "serving", and served, before a READY=1 it then
+// failed to send; now a failed send stops it as a failed --ready-fd write
+// does, before anything says it serves (its ready pipe closes unwritten).
+TEST(DaemonStartTest, AReadyItCannotSendToSystemdStopsIt) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  const std::string notify = dir.Join("nobody-listens");
+  Spawned broker = Spawn({"--policy", policy, "--socket", dir.Join("s")},
+                         [&] { return setenv("NOTIFY_SOCKET", notify.c_str(), 1) == 0; });
+  ASSERT_GT(broker.pid, 0);
+  const bool served = ReadToEnd(broker.ready) == "READY\n";
+  if (served) kill(broker.pid, SIGTERM);
+  EXPECT_FALSE(served);
+  EXPECT_EQ(WaitExitCode(broker.pid), 1);
+  const std::string err = ReadToEnd(broker.err);
+  EXPECT_THAT(err, HasSubstr("capbrokerd: not serving: sendto(NOTIFY_SOCKET=" + notify + ")"));
+  EXPECT_THAT(err, Not(HasSubstr("capbrokerd: serving")));
+}
+
 // --ready-fd names a number the broker must write to once and close.
 // - One it was not given is free at start; later one of the broker's own
 //   fds (a socket, its lock file) took it, and the broker wrote READY into

@@ -259,7 +259,7 @@ absl::StatusOr<ListenPlan> PlanListener(const DaemonFlags& flags) {
       std::fprintf(stderr,
                    "capbrokerd: note: %s (su and sudo -E keep a user's): listening on %s "
                    "instead; --socket chooses\n",
-                   foreign->c_str(), plan.socket_path.c_str());
+                   Shown(*foreign, kMaxShownReasonBytes).c_str(), Shown(plan.socket_path).c_str());
     }
   }
   return plan;
@@ -294,7 +294,7 @@ std::string SocketDirectory(const std::string& path) {
 // socket's group") may or may not reach the socket at `path`.
 void WarnCannotTell(const char* who, const std::string& path, absl::string_view why) {
   std::fprintf(stderr, "capbrokerd: warning: cannot tell whether %s can reach the socket %s: %s\n",
-               who, path.c_str(), std::string(why).c_str());
+               who, Shown(path).c_str(), std::string(why).c_str());
 }
 
 // A broker whose socket's mode lets others connect (o+w: a root broker's
@@ -339,7 +339,7 @@ void WarnIfOthersCannotConnect(const DaemonFlags& flags, const server::Listener&
                  "runtime directory. %s, but other users' clients look in their own runtime "
                  "directory and then at %s, never here. To serve them, %s, pass "
                  "--socket-mode 0600\n",
-                 listener.path().c_str(), root ? "root's" : "the broker's user's",
+                 Shown(listener.path()).c_str(), root ? "root's" : "the broker's user's",
                  meant.c_str(), wire::kSystemSocketPath, fix.c_str());
     return;
   }
@@ -359,12 +359,12 @@ void WarnIfOthersCannotConnect(const DaemonFlags& flags, const server::Listener&
                  "capbrokerd: warning: %s. %s Open the way (%s), or move the socket "
                  "(--socket) to a directory other users can reach (a group for the socket "
                  "would not let that group past %s either)\n",
-                 why.c_str(), consequence.c_str(), blocker.fix.c_str(), blocker.path.c_str());
+                 why.c_str(), consequence.c_str(), blocker.fix.c_str(), Shown(blocker.path).c_str());
     return;
   }
-  const std::string dir = blocker.where == server::SocketBlocker::Where::kSocketDirectory
-                              ? blocker.path
-                              : SocketDirectory(path);
+  const std::string dir = Shown(blocker.where == server::SocketBlocker::Where::kSocketDirectory
+                                    ? blocker.path
+                                    : SocketDirectory(path));
   const std::string open = blocker.where == server::SocketBlocker::Where::kSocketDirectory
                                ? blocker.fix
                                : "--socket-mode 0666";
@@ -428,7 +428,7 @@ void WarnIfTheSocketsGroupCannotConnect(const DaemonFlags& flags,
     WarnCannotTell("the socket's group", path, absl::StrCat("stat: ", std::strerror(errno)));
     return;
   }
-  const std::string dir = SocketDirectory(path);
+  const std::string dir = Shown(SocketDirectory(path));
   if (geteuid() == 0 && getegid() == 0 && st.st_gid == 0) {
     std::fprintf(stderr,
                  "capbrokerd: warning: --socket-mode 0%o lets the socket's group connect, but "
@@ -438,7 +438,7 @@ void WarnIfTheSocketsGroupCannotConnect(const DaemonFlags& flags,
                  "and restart the broker; /run is emptied at boot, so have systemd-tmpfiles "
                  "make it (a tmpfiles.d line: d %s 2750 root GROUP -), or under systemd socket "
                  "activation set SocketGroup=GROUP\n",
-                 static_cast<unsigned>(mode & 07777), path.c_str(), dir.c_str(), dir.c_str(),
+                 static_cast<unsigned>(mode & 07777), Shown(path).c_str(), dir.c_str(), dir.c_str(),
                  dir.c_str(), dir.c_str());
     return;
   }

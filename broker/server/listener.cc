@@ -22,6 +22,7 @@
 #include "absl/time/time.h"
 #include "broker/util/trusted_path.h"
 #include "sdk/base/decimal.h"
+#include "sdk/base/shown_text.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/wire/unix_socket.h"
@@ -46,11 +47,12 @@ absl::Status CheckSocketDirectory(const std::string& path, mode_t socket_mode) {
   util::PathRules rules{euid, absl::StrCat("the socket ", path),
                         SocketDirectoryModeFor(socket_mode)};
   CB_ASSIGN_OR_RETURN(util::ResolvedParent parent, util::OpenParent(path, rules));
-  std::string shown = parent.dir_path;
-  std::string configured = Dirname(path);
-  if (configured != shown) absl::StrAppend(&shown, " (named ", configured, ")");
+  const std::string configured = Dirname(path);
+  std::string shown = Shown(parent.dir_path);
+  if (configured != parent.dir_path) absl::StrAppend(&shown, " (named ", Shown(configured), ")");
   // Hints name the directory as configured: that is what the admin types.
-  return CheckSocketDirectoryStat(shown, parent.dir_stat, euid, configured, parent.name);
+  return CheckSocketDirectoryStat(shown, parent.dir_stat, euid, Shown(configured),
+                                  Shown(parent.name));
 }
 
 // Lock attempts before giving up; more than one is needed only when a
@@ -59,7 +61,9 @@ constexpr int kLockAttempts = 8;
 
 // Opens and locks the lock file of `socket_path` (see listener.h).
 absl::StatusOr<UniqueFd> TakeLock(const std::string& socket_path) {
-  std::string lock_path = LockFilePath(socket_path);
+  const std::string lock_path = LockFilePath(socket_path);
+  // As messages show them: escaped, bounded.
+  const std::string shown_lock = Shown(lock_path);
   for (int attempt = 0; attempt < kLockAttempts; ++attempt) {
     int raw = RetryEintr([&] {
       return open(lock_path.c_str(),
@@ -67,16 +71,16 @@ absl::StatusOr<UniqueFd> TakeLock(const std::string& socket_path) {
     });
     if (raw < 0 && errno == ELOOP) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "lock file ", lock_path, " is a symlink; refusing to follow it"));
+          "lock file ", shown_lock, " is a symlink; refusing to follow it"));
     }
-    CB_ASSIGN_OR_RETURN(UniqueFd lock, TakeFd(raw, absl::StrCat("open ", lock_path)));
+    CB_ASSIGN_OR_RETURN(UniqueFd lock, TakeFd(raw, absl::StrCat("open ", shown_lock)));
     if (RetryEintr([&] { return flock(lock.get(), LOCK_EX | LOCK_NB); }) != 0) {
       if (errno == EWOULDBLOCK) {
         return absl::AlreadyExistsError(absl::StrCat(
-            "another capbrokerd holds the lock ", lock_path, " and serves ", socket_path,
+            "another capbrokerd holds the lock ", shown_lock, " and serves ", Shown(socket_path),
             "; stop it first, or give this one another --socket"));
       }
-      return ErrnoStatus(errno, absl::StrCat("flock(", lock_path, ", LOCK_EX)"));
+      return ErrnoStatus(errno, absl::StrCat("flock(", shown_lock, ", LOCK_EX)"));
     }
     // A broker that stops removes the lock file while it still holds the
     // lock. If that happened between our open and our flock, we now hold a
@@ -85,21 +89,21 @@ absl::StatusOr<UniqueFd> TakeLock(const std::string& socket_path) {
     // now counts. Try again with the new file.
     struct stat held, now;
     if (fstat(lock.get(), &held) != 0) {
-      return ErrnoStatus(errno, absl::StrCat("fstat ", lock_path));
+      return ErrnoStatus(errno, absl::StrCat("fstat ", shown_lock));
     }
     if (lstat(lock_path.c_str(), &now) != 0) {
       if (errno == ENOENT) continue;
-      return ErrnoStatus(errno, absl::StrCat("lstat ", lock_path));
+      return ErrnoStatus(errno, absl::StrCat("lstat ", shown_lock));
     }
     if (now.st_dev != held.st_dev || now.st_ino != held.st_ino) continue;
     if (!S_ISREG(held.st_mode)) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "lock file ", lock_path, " is not a regular file"));
+          "lock file ", shown_lock, " is not a regular file"));
     }
     return lock;
   }
   return absl::UnavailableError(absl::StrCat(
-      "could not lock ", lock_path, ": it was replaced ", kLockAttempts,
+      "could not lock ", shown_lock, ": it was replaced ", kLockAttempts,
       " times while being locked"));
 }
 
@@ -107,14 +111,15 @@ absl::StatusOr<UniqueFd> TakeLock(const std::string& socket_path) {
 // live broker's socket or anything that is not a socket. Called with the
 // lock held: no broker that binds its socket serves this path now.
 absl::Status ClearStaleSocket(const std::string& path) {
+  const std::string shown = Shown(path);
   struct stat st;
   if (lstat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) return absl::OkStatus();
-    return ErrnoStatus(errno, absl::StrCat("lstat ", path));
+    return ErrnoStatus(errno, absl::StrCat("lstat ", shown));
   }
   if (!S_ISSOCK(st.st_mode)) {
     return absl::AlreadyExistsError(absl::StrCat(
-        path, " exists and is not a socket; refusing to replace it"));
+        shown, " exists and is not a socket; refusing to replace it"));
   }
   // Waits a clock tick at most (the least timeout ConnectSeqpacket takes):
   // connect(2) waits while the listener's queue of connections not yet accepted is
@@ -124,11 +129,11 @@ absl::Status ClearStaleSocket(const std::string& path) {
   absl::StatusOr<UniqueFd> probe = wire::ConnectSeqpacket(path, absl::ZeroDuration());
   if (probe.ok()) {
     return absl::AlreadyExistsError(absl::StrCat(
-        "another broker is already listening on ", path));
+        "another broker is already listening on ", shown));
   }
   if (probe.status().code() == absl::StatusCode::kDeadlineExceeded) {
     return absl::AlreadyExistsError(absl::StrCat(
-        "another program is listening on ", path,
+        "another program is listening on ", shown,
         " (its queue of connections waiting to be accepted is full); refusing to replace it"));
   }
   // A socket of the broker's own uid that it may not write to (a mode
@@ -141,11 +146,11 @@ absl::Status ClearStaleSocket(const std::string& path) {
     // Connect failing otherwise (a socket of another type answers with
     // EPROTOTYPE): not ours to remove.
     return absl::AlreadyExistsError(absl::StrCat(
-        path, " is a socket that is not a stale broker socket (",
+        shown, " is a socket that is not a stale broker socket (",
         probe.status().message(), "); refusing to replace it"));
   }
   if (unlink(path.c_str()) != 0 && errno != ENOENT) {
-    return ErrnoStatus(errno, absl::StrCat("unlink stale socket ", path));
+    return ErrnoStatus(errno, absl::StrCat("unlink stale socket ", shown));
   }
   return absl::OkStatus();
 }
@@ -167,6 +172,7 @@ bool Allows(const struct stat& st, std::optional<gid_t> group, mode_t other_bit)
 SocketBlocker Blocker(SocketBlocker::Where where, const std::string& file, const struct stat& st,
                       std::optional<gid_t> group, absl::string_view socket) {
   const bool is_socket = where == SocketBlocker::Where::kSocket;
+  const std::string shown = Shown(file);
   const char* permission = is_socket ? "w" : "x";
   const bool in_group = group.has_value() && st.st_gid == *group;
   const std::string who = group.has_value()
@@ -177,17 +183,17 @@ SocketBlocker Blocker(SocketBlocker::Where where, const std::string& file, const
           ? absl::StrCat("g+", permission)
           : absl::StrCat("o+", permission, group.has_value() ? ", its group being another" : "");
   const std::string what = absl::StrFormat(
-      "%s %s (owner uid %d, %smode 0%o)", is_socket ? "the socket" : "directory", file, st.st_uid,
+      "%s %s (owner uid %d, %smode 0%o)", is_socket ? "the socket" : "directory", shown, st.st_uid,
       group.has_value() ? absl::StrCat("group ", st.st_gid, ", ") : "", st.st_mode & 07777);
   const std::string why =
       is_socket ? absl::StrFormat("%s keeps %s out: connecting takes write permission (%s)", what,
                                   who, lacking)
                 : absl::StrFormat("%s keeps %s from the socket %s: they may not search it (%s)",
-                                  what, who, socket, lacking);
+                                  what, who, Shown(socket), lacking);
   std::string fix =
-      !group.has_value() ? absl::StrCat("chmod o+", permission, " ", file)
-      : in_group         ? absl::StrCat("chmod g+", permission, " ", file)
-                 : absl::StrCat("chgrp ", *group, " ", file, " && chmod g+", permission, " ", file);
+      !group.has_value() ? absl::StrCat("chmod o+", permission, " ", shown)
+      : in_group         ? absl::StrCat("chmod g+", permission, " ", shown)
+                 : absl::StrCat("chgrp ", *group, " ", shown, " && chmod g+", permission, " ", shown);
   return SocketBlocker{where, file, absl::FailedPreconditionError(why), std::move(fix)};
 }
 
@@ -235,7 +241,7 @@ absl::StatusOr<std::optional<SocketBlocker>> FindSocketBlocker(absl::string_view
                                                                std::optional<gid_t> group) {
   std::string dir = Dirname(path);
   char* resolved = realpath(dir.c_str(), nullptr);
-  if (resolved == nullptr) return ErrnoStatus(errno, absl::StrCat("realpath ", dir));
+  if (resolved == nullptr) return ErrnoStatus(errno, absl::StrCat("realpath ", Shown(dir)));
   std::string real(resolved);
   free(resolved);
   // "/", then each longer prefix of the resolved directory, itself last.
@@ -249,7 +255,7 @@ absl::StatusOr<std::optional<SocketBlocker>> FindSocketBlocker(absl::string_view
   }
   for (const std::string& d : dirs) {
     struct stat st;
-    if (stat(d.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", d));
+    if (stat(d.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", Shown(d)));
     if (!Allows(st, group, S_IXOTH)) {
       return Blocker(d == real ? SocketBlocker::Where::kSocketDirectory
                                : SocketBlocker::Where::kDirectoryAbove,
@@ -258,7 +264,7 @@ absl::StatusOr<std::optional<SocketBlocker>> FindSocketBlocker(absl::string_view
   }
   struct stat st;
   std::string p(path);
-  if (stat(p.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", path));
+  if (stat(p.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", Shown(path)));
   if (!Allows(st, group, S_IWOTH)) {
     return Blocker(SocketBlocker::Where::kSocket, p, st, group, path);
   }
@@ -291,6 +297,7 @@ absl::Status CheckOthersCannotConnect(int fd) {
         bound.status().message(), "; ", kFix));
   }
   const std::string& path = *bound;
+  const std::string shown = Shown(path);
   if (path.empty()) {
     // No file, no permissions.
     return absl::FailedPreconditionError(absl::StrCat(
@@ -301,7 +308,7 @@ absl::Status CheckOthersCannotConnect(int fd) {
   absl::StatusOr<std::optional<SocketBlocker>> blocker = FindSocketBlocker(path);
   if (!blocker.ok()) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "cannot tell whether other users can connect to the socket from systemd at ", path,
+        "cannot tell whether other users can connect to the socket from systemd at ", shown,
         ": ", blocker.status().message(), "; ", kFix));
   }
   if (blocker->has_value()) return absl::OkStatus();
@@ -310,7 +317,7 @@ absl::Status CheckOthersCannotConnect(int fd) {
   return absl::FailedPreconditionError(absl::StrFormat(
       "other users can connect to the socket from systemd at %s (mode 0%o, every directory "
       "on the way searchable by others); %s",
-      path, mode, kFix));
+      shown, mode, kFix));
 }
 
 absl::Status CheckSocketModeFromSystemd(int fd, mode_t socket_mode, uid_t euid) {
@@ -337,6 +344,7 @@ absl::Status CheckSocketModeFromSystemd(int fd, mode_t socket_mode, uid_t euid) 
         wanted, fix));
   }
   const std::string& path = *bound;
+  const std::string shown = Shown(path);
   struct stat st;
   const bool found = stat(path.c_str(), &st) == 0;
   if (!found || !S_ISSOCK(st.st_mode)) {
@@ -344,7 +352,7 @@ absl::Status CheckSocketModeFromSystemd(int fd, mode_t socket_mode, uid_t euid) 
     return absl::FailedPreconditionError(absl::StrFormat(
         "cannot tell whether the socket from systemd at %s lets in more than --socket-mode "
         "0%o says: %s; %s",
-        path, wanted, found ? "the file there is not a socket" : std::strerror(errno), fix));
+        shown, wanted, found ? "the file there is not a socket" : std::strerror(errno), fix));
   }
   const unsigned actual = static_cast<unsigned>(st.st_mode & 07777);
   // connect(2) takes write permission: who may write is who gets in.
@@ -360,7 +368,7 @@ absl::Status CheckSocketModeFromSystemd(int fd, mode_t socket_mode, uid_t euid) 
   return absl::FailedPreconditionError(absl::StrFormat(
       "the socket from systemd at %s (owner uid %d, mode 0%o) lets in more than "
       "--socket-mode 0%o says: %s may connect; %s",
-      path, st.st_uid, actual, wanted, absl::StrJoin(more, " and "), fix));
+      shown, st.st_uid, actual, wanted, absl::StrJoin(more, " and "), fix));
 }
 
 absl::StatusOr<Listener> Listener::Bind(absl::string_view path,
@@ -389,15 +397,15 @@ absl::StatusOr<Listener> Listener::Bind(absl::string_view path,
                 address.length);
   int bind_errno = errno;
   umask(old_umask);
-  if (rc != 0) return ErrnoStatus(bind_errno, absl::StrCat("bind ", path));
+  if (rc != 0) return ErrnoStatus(bind_errno, absl::StrCat("bind ", Shown(path)));
   listener.path_ = p;
   struct stat st;
-  if (lstat(p.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("lstat ", p));
+  if (lstat(p.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("lstat ", Shown(p)));
   listener.dev_ = st.st_dev;
   listener.ino_ = st.st_ino;
-  if (chmod(p.c_str(), mode) != 0) return ErrnoStatus(errno, absl::StrCat("chmod ", p));
+  if (chmod(p.c_str(), mode) != 0) return ErrnoStatus(errno, absl::StrCat("chmod ", Shown(p)));
   if (listen(listener.fd_.get(), kBacklog) != 0) {
-    return ErrnoStatus(errno, absl::StrCat("listen ", p));
+    return ErrnoStatus(errno, absl::StrCat("listen ", Shown(p)));
   }
   return listener;
 }

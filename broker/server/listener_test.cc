@@ -228,6 +228,21 @@ TEST(ListenerTest, RefusesASymlinkedLockFile) {
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("symlink")));
 }
 
+// A path is shown escaped: a newline or an escape sequence in it must not
+// forge a line of the broker's log or reach the terminal.
+TEST(ListenerTest, ErrorsShowThePathEscaped) {
+  TempDir dir;
+  const std::string path = dir.Join("a\x1b[31mRED\nfake: line");
+  std::string target = dir.WriteFile("elsewhere", "keep");
+  ASSERT_EQ(symlink(target.c_str(), LockFilePath(path).c_str()), 0);
+  absl::StatusOr<Listener> refused = Listener::Bind(path, std::nullopt);
+  ASSERT_FALSE(refused.ok());
+  const std::string message(refused.status().message());
+  EXPECT_THAT(message, HasSubstr(dir.Join("a\\x1b[31mRED\\x0afake: line.lock is a symlink")));
+  EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+  EXPECT_EQ(message.find('\x1b'), std::string::npos) << message;
+}
+
 TEST(ListenerTest, ReplacesAStaleSocket) {
   TempDir dir;
   std::string path = dir.Join("s");

@@ -981,6 +981,29 @@ TEST(DaemonStartTest, WarnsWhenARootBrokersSocketIsInRootsRuntimeDirectory) {
   EXPECT_THAT(private_socket.err, Not(HasSubstr("warning")));
 }
 
+// An environment value is shown escaped: XDG_RUNTIME_DIR with a newline
+// forged a line of the broker's log in the note on a runtime directory not
+// root's. The start fails at the audit log, after the note and before the
+// broker binds /run/capbroker/broker.sock.
+TEST(DaemonStartTest, TheRuntimeDirectoryNoteShowsTheValueEscaped) {
+  if (geteuid() != 0) GTEST_SKIP() << "the note is for a broker run as root";
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  const std::string forged = "/nonexistent-cb\ncapbrokerd: forged";
+  Spawned broker =
+      Spawn({"--policy", policy, "--audit-log", dir.Join("missing/audit.log")}, [&] {
+        unsetenv("CAPBROKER_SOCKET");
+        return setenv("XDG_RUNTIME_DIR", forged.c_str(), 1) == 0;
+      });
+  ASSERT_GT(broker.pid, 0);
+  EXPECT_EQ(ReadToEnd(broker.ready), "");
+  EXPECT_EQ(WaitExitCode(broker.pid), 1);
+  const std::string err = ReadToEnd(broker.err);
+  EXPECT_THAT(err, HasSubstr("capbrokerd: note: XDG_RUNTIME_DIR /nonexistent-cb\\x0acapbrokerd: "
+                             "forged cannot be used"));
+  EXPECT_THAT(err, Not(HasSubstr("\ncapbrokerd: forged")));
+}
+
 TEST(DaemonStartTest, UsageErrorsExitTwo) {
   Result r = RunDaemon({"--socket"});
   EXPECT_EQ(r.exit_code, 2);

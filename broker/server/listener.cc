@@ -65,9 +65,12 @@ absl::StatusOr<UniqueFd> TakeLock(const std::string& socket_path) {
   // As messages show them: escaped, bounded.
   const std::string shown_lock = Shown(lock_path);
   for (int attempt = 0; attempt < kLockAttempts; ++attempt) {
+    // Read-only: flock needs no write access, and a lock file made under a
+    // umask without u+w (0277 makes it 0400) is then still opened after a
+    // crash left it.
     int raw = RetryEintr([&] {
       return open(lock_path.c_str(),
-                  O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK, 0600);
+                  O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK, 0600);
     });
     if (raw < 0 && errno == ELOOP) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -99,6 +102,12 @@ absl::StatusOr<UniqueFd> TakeLock(const std::string& socket_path) {
     if (!S_ISREG(held.st_mode)) {
       return absl::FailedPreconditionError(absl::StrCat(
           "lock file ", shown_lock, " is not a regular file"));
+    }
+    // The mode listener.h promises, whatever the umask made it: as the
+    // socket's directory is chmod-ed after it is made.
+    if ((held.st_mode & 07777) != 0600 && fchmod(lock.get(), 0600) != 0) {
+      return ErrnoStatus(errno, absl::StrFormat("fchmod(%s, 0600), of mode 0%o", shown_lock,
+                                                held.st_mode & 07777));
     }
     return lock;
   }

@@ -220,6 +220,44 @@ TEST(ListenerTest, ReusesTheLockFileOfABrokerThatDied) {
   EXPECT_OK(wire::ConnectSeqpacket(path));
 }
 
+// A lock file made under umask 0277 is 0400; a broker of that user that
+// crashed left it, and the next start failed to open it for writing
+// ("Permission denied"). It is opened read-only (flock needs no more) and
+// given its 0600.
+TEST(ListenerTest, ReusesAStaleLockFileItCannotWrite) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run the broker as another user";
+  constexpr uid_t kUser = 65534;
+  std::string top = "/tmp/cb-lock-XXXXXX";
+  ASSERT_NE(mkdtemp(top.data()), nullptr);
+  ASSERT_EQ(chmod(top.c_str(), 0755), 0);
+  const std::string run = top + "/run";
+  const std::string path = run + "/s";
+  struct Remove {
+    std::vector<std::string> paths;  // deepest first
+    ~Remove() {
+      for (const std::string& p : paths) remove(p.c_str());
+    }
+  } cleanup{{path, LockFilePath(path), run, top}};
+  ASSERT_EQ(mkdir(run.c_str(), 0700), 0);
+  ASSERT_EQ(chown(run.c_str(), kUser, kUser), 0) << std::strerror(errno);
+  {
+    UniqueFd stale(open(LockFilePath(path).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400));
+    ASSERT_TRUE(stale.valid()) << std::strerror(errno);
+    ASSERT_EQ(fchown(stale.get(), kUser, kUser), 0) << std::strerror(errno);
+    ASSERT_EQ(fchmod(stale.get(), 0400), 0);
+  }
+  capbroker::testing::ChildResult bound = capbroker::testing::RunInChild([&]() -> std::string {
+    if (setresgid(kUser, kUser, kUser) != 0 || setresuid(kUser, kUser, kUser) != 0) {
+      return "setresuid failed";
+    }
+    umask(0277);
+    absl::StatusOr<Listener> listener = Listener::Bind(path, std::nullopt);
+    if (!listener.ok()) return std::string(listener.status().ToString());
+    return absl::StrFormat("serving, lock file 0%o", ModeOf(LockFilePath(path)));
+  });
+  EXPECT_EQ(bound.output, "serving, lock file 0600");
+}
+
 TEST(ListenerTest, RefusesASymlinkedLockFile) {
   TempDir dir;
   std::string target = dir.WriteFile("elsewhere", "keep");

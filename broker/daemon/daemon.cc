@@ -284,12 +284,6 @@ std::vector<audit::ReservedFile> FilesNotForTheAuditLog(const DaemonFlags& flags
   return reserved;
 }
 
-// The directory part of the socket path `path`, for messages.
-std::string SocketDirectory(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-}
-
 // The reachability warnings' own failure: `who` ("other users", "the
 // socket's group") may or may not reach the socket at `path`.
 void WarnCannotTell(const char* who, const std::string& path, absl::string_view why) {
@@ -364,7 +358,7 @@ void WarnIfOthersCannotConnect(const DaemonFlags& flags, const server::Listener&
   }
   const std::string dir = Shown(blocker.where == server::SocketBlocker::Where::kSocketDirectory
                                     ? blocker.path
-                                    : SocketDirectory(path));
+                                    : server::SocketDirectory(path));
   const std::string open = blocker.where == server::SocketBlocker::Where::kSocketDirectory
                                ? blocker.fix
                                : "--socket-mode 0666";
@@ -428,7 +422,7 @@ void WarnIfTheSocketsGroupCannotConnect(const DaemonFlags& flags,
     WarnCannotTell("the socket's group", path, absl::StrCat("stat: ", std::strerror(errno)));
     return;
   }
-  const std::string dir = Shown(SocketDirectory(path));
+  const std::string dir = Shown(server::SocketDirectory(path));
   if (geteuid() == 0 && getegid() == 0 && st.st_gid == 0) {
     std::fprintf(stderr,
                  "capbrokerd: warning: --socket-mode 0%o lets the socket's group connect, but "
@@ -489,7 +483,10 @@ void WarnIfClientsCanSendFds(const server::Listener& listener) {
 // nor a directory grant, opened here, holds it), adds nothing.
 absl::Status GuardSocket(const server::Listener& listener, ConfigGuard& guard) {
   const bool from_systemd = listener.path().empty();
-  std::string path = from_systemd ? BoundSocketPath(listener.fd()) : listener.path();
+  std::string path = listener.path();
+  if (from_systemd) {
+    CB_ASSIGN_OR_RETURN(path, server::BoundSocketPath(listener.fd()));
+  }
   if (path.empty()) return absl::OkStatus();
   absl::StatusOr<SocketLocation> socket =
       LocateSocket(path, from_systemd ? "" : server::LockFilePath(path));

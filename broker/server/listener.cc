@@ -32,13 +32,6 @@ namespace {
 
 constexpr int kBacklog = 1024;
 
-std::string Dirname(absl::string_view path) {
-  size_t slash = path.rfind('/');
-  if (slash == absl::string_view::npos) return ".";
-  if (slash == 0) return "/";
-  return std::string(path.substr(0, slash));
-}
-
 // Walks to the socket's directory with every name on the way checked
 // (broker/util/trusted_path.h), creating the directory itself (one level)
 // if it is missing, then applies the socket directory's own, stricter rule.
@@ -47,7 +40,7 @@ absl::Status CheckSocketDirectory(const std::string& path, mode_t socket_mode) {
   util::PathRules rules{euid, absl::StrCat("the socket ", path),
                         SocketDirectoryModeFor(socket_mode)};
   CB_ASSIGN_OR_RETURN(util::ResolvedParent parent, util::OpenParent(path, rules));
-  const std::string configured = Dirname(path);
+  const std::string configured = SocketDirectory(path);
   std::string shown = Shown(parent.dir_path);
   if (configured != parent.dir_path) absl::StrAppend(&shown, " (named ", Shown(configured), ")");
   // Hints name the directory as configured: that is what the admin types.
@@ -248,7 +241,7 @@ absl::Status CheckReachableByOthers(absl::string_view path) {
 
 absl::StatusOr<std::optional<SocketBlocker>> FindSocketBlocker(absl::string_view path,
                                                                std::optional<gid_t> group) {
-  std::string dir = Dirname(path);
+  std::string dir = SocketDirectory(path);
   char* resolved = realpath(dir.c_str(), nullptr);
   if (resolved == nullptr) return ErrnoStatus(errno, absl::StrCat("realpath ", Shown(dir)));
   std::string real(resolved);
@@ -426,6 +419,13 @@ mode_t SocketModeFor(std::optional<mode_t> socket_mode) {
 mode_t SocketDirectoryModeFor(mode_t socket_mode) {
   return 0700 | ((socket_mode & S_IWGRP) != 0 ? S_IXGRP : 0) |
          ((socket_mode & S_IWOTH) != 0 ? S_IXOTH : 0);
+}
+
+std::string SocketDirectory(absl::string_view socket_path) {
+  const size_t slash = socket_path.rfind('/');
+  if (slash == absl::string_view::npos) return ".";
+  if (slash == 0) return "/";
+  return std::string(socket_path.substr(0, slash));
 }
 
 std::string LockFilePath(absl::string_view socket_path) {

@@ -161,6 +161,10 @@ mode_t SocketModeFor(std::optional<mode_t> socket_mode);
 // where the socket's mode gives them write (w), which connect(2) needs.
 mode_t SocketDirectoryModeFor(mode_t socket_mode);
 
+// The directory part of `socket_path`, as named: "." for a bare name, "/"
+// for one in the root directory.
+std::string SocketDirectory(absl::string_view socket_path);
+
 // The lock file Listener::Bind takes for the socket at `socket_path`:
 // `<socket_path>.lock`.
 std::string LockFilePath(absl::string_view socket_path);

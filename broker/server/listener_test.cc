@@ -852,6 +852,15 @@ TEST(BoundSocketPathTest, ThePathOrNothing) {
   UniqueFd unnamed(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   ASSERT_OK_AND_ASSIGN(std::string none, BoundSocketPath(unnamed.get()));
   EXPECT_EQ(none, "");
+  UniqueFd abstract(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  sockaddr_un hidden = {};
+  hidden.sun_family = AF_UNIX;
+  std::memcpy(hidden.sun_path + 1, "capbroker-test", 14);
+  ASSERT_EQ(bind(abstract.get(), reinterpret_cast<sockaddr*>(&hidden),
+                 offsetof(sockaddr_un, sun_path) + 15),
+            0);
+  ASSERT_OK_AND_ASSIGN(std::string abstract_path, BoundSocketPath(abstract.get()));
+  EXPECT_EQ(abstract_path, "");
   EXPECT_THAT(BoundSocketPath(-1), StatusIs(absl::StatusCode::kFailedPrecondition,
                                             HasSubstr("getsockname(fd=-1)")));
 }

@@ -224,6 +224,15 @@ TEST(CheckSocketFlagTest, RefusesASocketPathWhenSystemdPassedTheSocket) {
   EXPECT_OK(CheckSocketFlag(unnamed, true));
 }
 
+// As the code does (wire::ForeignRuntimeDir) and README says: a root
+// broker passes over a runtime directory group or others may write.
+TEST(UsageTest, SaysWhenRootPassesOverXdgRuntimeDir) {
+  EXPECT_THAT(Usage(), HasSubstr("only\n"
+                                 "                      if root owns that directory and neither "
+                                 "group\n"
+                                 "                      nor others may write it)"));
+}
+
 TEST(UsageTest, NamesTheSignalsAndThatEachOptionIsGivenOnce) {
   EXPECT_THAT(Usage(), AllOf(HasSubstr("SIGTERM or SIGINT stop it"),
                              HasSubstr("SIGHUP reloads the policy"),

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -402,14 +403,14 @@ struct HeldBroker {
   uint64_t call = 0;
 };
 
-void SpawnHeldAtPolicyOpen(const std::string& policy, const std::string& socket,
-                           HeldBroker& held) {
-  constexpr uint32_t kPolicyOpenFlags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
-  testing::SyscallFilter filter(__NR_openat, 2, kPolicyOpenFlags, SECCOMP_RET_USER_NOTIF);
+// A broker spawned with `args` and `filter`, held at the first call the
+// filter traps.
+void SpawnHeld(std::vector<std::string> args, const testing::SyscallFilter& filter,
+               HeldBroker& held) {
   int channel[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, channel), 0);
   UniqueFd trap_end(channel[0]);
-  held.broker = Spawn({"--policy", policy, "--socket", socket}, [&] {
+  held.broker = Spawn(std::move(args), [&] {
     int listener = filter.Install(true);
     return listener >= 0 && testing::SyscallTrap::SendListener(channel[1], listener);
   });
@@ -419,8 +420,70 @@ void SpawnHeldAtPolicyOpen(const std::string& policy, const std::string& socket,
                        testing::SyscallTrap::ReceiveListener(trap_end.get()));
   held.trap.emplace(std::move(trap));
   // The broker's ready pipe becoming readable first means the trap missed
-  // (the policy's open flags changed): Next fails rather than waits.
+  // (the call's arguments changed): Next fails rather than waits.
   ASSERT_OK_AND_ASSIGN(held.call, held.trap->Next(held.broker.ready));
+}
+
+void SpawnHeldAtPolicyOpen(const std::string& policy, const std::string& socket,
+                           HeldBroker& held) {
+  constexpr uint32_t kPolicyOpenFlags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
+  SpawnHeld({"--policy", policy, "--socket", socket},
+            testing::SyscallFilter(__NR_openat, 2, kPolicyOpenFlags, SECCOMP_RET_USER_NOTIF),
+            held);
+}
+
+// A broker that stops removes its lock file while it still holds the lock.
+// One that opened that file before, and locks it after, holds a lock on a
+// file no other broker will open: it must look again (Listener's TakeLock
+// compares the file it locked with the one at the path). Here broker A is
+// held between its open of the lock file and its flock, the file is
+// removed, and broker B takes a new one and is held just before listen(),
+// bound: a broker that kept its lock on the old file took B's socket for
+// stale, replaced it, and both said READY, B listening where no client can
+// reach it. A must find B's lock and stop.
+TEST(DaemonStartTest, ABrokerThatLockedARemovedLockFileLooksAgain) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  const std::string socket = dir.Join("s");
+  const std::vector<std::string> args = {"--policy", policy, "--socket", socket};
+  HeldBroker a, b;
+  ASSERT_NO_FATAL_FAILURE(SpawnHeld(
+      args, testing::SyscallFilter(__NR_flock, 1, LOCK_EX | LOCK_NB, SECCOMP_RET_USER_NOTIF),
+      a));
+  ASSERT_EQ(unlink((socket + ".lock").c_str()), 0) << std::strerror(errno);
+  constexpr uint32_t kBacklog = 1024;  // Listener::Bind's listen(2) backlog
+  ASSERT_NO_FATAL_FAILURE(SpawnHeld(
+      args, testing::SyscallFilter(__NR_listen, 1, kBacklog, SECCOMP_RET_USER_NOTIF), b));
+  absl::Status a_continued = a.trap->Continue(a.call);
+  absl::Status a_rest = absl::OkStatus();
+  std::thread answer_a([&] { a_rest = a.trap->ContinueAll(); });  // its flock of the new file
+  // READY, or end of file when it exits.
+  const bool a_served = ReadToEnd(a.broker.ready) == "READY\n";
+  absl::Status b_continued = b.trap->Continue(b.call);
+  const bool b_served = ReadToEnd(b.broker.ready) == "READY\n";
+  // Whose socket is at the path (its listener's credentials).
+  pid_t listening = -1;
+  if (absl::StatusOr<UniqueFd> client = wire::ConnectSeqpacket(socket); client.ok()) {
+    ucred cred{};
+    socklen_t len = sizeof(cred);
+    if (getsockopt(client->get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) listening = cred.pid;
+  }
+  if (a_served) kill(a.broker.pid, SIGTERM);
+  const int a_code = WaitExitCode(a.broker.pid);
+  answer_a.join();  // ContinueAll ends once A is reaped
+  const std::string a_err = ReadToEnd(a.broker.err);
+  kill(b.broker.pid, SIGTERM);
+  const int b_code = WaitExitCode(b.broker.pid);
+  ReadToEnd(b.broker.err);
+  EXPECT_OK(a_continued);
+  EXPECT_OK(a_rest);
+  EXPECT_OK(b_continued);
+  EXPECT_FALSE(a_served) << "both brokers served";
+  EXPECT_TRUE(b_served);
+  EXPECT_EQ(listening, b.broker.pid);
+  EXPECT_EQ(a_code, 1);
+  EXPECT_THAT(a_err, HasSubstr("another capbrokerd holds the lock " + socket + ".lock"));
+  EXPECT_EQ(b_code, 0);
 }
 
 TEST(DaemonStartTest, SighupWhileLoadingThePolicyIsHandledOnceServing) {

@@ -33,6 +33,7 @@
 #include "broker/sandbox/sandbox.h"
 #include "broker/service/service_host.h"
 #include "sdk/base/escape.h"
+#include "sdk/base/shown_text.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/wire/socket_path.h"
@@ -259,7 +260,7 @@ absl::StatusOr<ListenPlan> PlanListener(const DaemonFlags& flags) {
       std::fprintf(stderr,
                    "capbrokerd: note: %s (su and sudo -E keep a user's): listening on %s "
                    "instead; --socket chooses\n",
-                   foreign->c_str(), plan.socket_path.c_str());
+                   Shown(*foreign, kMaxShownReasonBytes).c_str(), Shown(plan.socket_path).c_str());
     }
   }
   return plan;
@@ -284,17 +285,11 @@ std::vector<audit::ReservedFile> FilesNotForTheAuditLog(const DaemonFlags& flags
   return reserved;
 }
 
-// The directory part of the socket path `path`, for messages.
-std::string SocketDirectory(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-}
-
 // The reachability warnings' own failure: `who` ("other users", "the
 // socket's group") may or may not reach the socket at `path`.
 void WarnCannotTell(const char* who, const std::string& path, absl::string_view why) {
   std::fprintf(stderr, "capbrokerd: warning: cannot tell whether %s can reach the socket %s: %s\n",
-               who, path.c_str(), std::string(why).c_str());
+               who, Shown(path).c_str(), std::string(why).c_str());
 }
 
 // A broker whose socket's mode lets others connect (o+w: a root broker's
@@ -339,7 +334,7 @@ void WarnIfOthersCannotConnect(const DaemonFlags& flags, const server::Listener&
                  "runtime directory. %s, but other users' clients look in their own runtime "
                  "directory and then at %s, never here. To serve them, %s, pass "
                  "--socket-mode 0600\n",
-                 listener.path().c_str(), root ? "root's" : "the broker's user's",
+                 Shown(listener.path()).c_str(), root ? "root's" : "the broker's user's",
                  meant.c_str(), wire::kSystemSocketPath, fix.c_str());
     return;
   }
@@ -359,12 +354,12 @@ void WarnIfOthersCannotConnect(const DaemonFlags& flags, const server::Listener&
                  "capbrokerd: warning: %s. %s Open the way (%s), or move the socket "
                  "(--socket) to a directory other users can reach (a group for the socket "
                  "would not let that group past %s either)\n",
-                 why.c_str(), consequence.c_str(), blocker.fix.c_str(), blocker.path.c_str());
+                 why.c_str(), consequence.c_str(), blocker.fix.c_str(), Shown(blocker.path).c_str());
     return;
   }
-  const std::string dir = blocker.where == server::SocketBlocker::Where::kSocketDirectory
-                              ? blocker.path
-                              : SocketDirectory(path);
+  const std::string dir = Shown(blocker.where == server::SocketBlocker::Where::kSocketDirectory
+                                    ? blocker.path
+                                    : server::SocketDirectory(path));
   const std::string open = blocker.where == server::SocketBlocker::Where::kSocketDirectory
                                ? blocker.fix
                                : "--socket-mode 0666";
@@ -376,19 +371,30 @@ void WarnIfOthersCannotConnect(const DaemonFlags& flags, const server::Listener&
                why.c_str(), consequence.c_str(), open.c_str(), dir.c_str(), dir.c_str());
 }
 
-// A broker run by a user serves that user alone: Bind makes its socket so
-// (0600 in a 0700 directory). A socket from systemd has the unit's
-// permissions, by default 0666 in a 0755 directory: every local user could
-// connect and get what the policy grants the broker's user. Refused, unless
-// --socket-mode with o+w says every user is meant to connect, as it does
-// for a socket Bind makes.
-absl::Status CheckAUsersSocketFromSystemdIsTheirs(const DaemonFlags& flags,
-                                                 const server::Listener& listener) {
-  if (geteuid() == 0 || !listener.path().empty()) return absl::OkStatus();
-  if (flags.socket_mode.has_value() && (*flags.socket_mode & S_IWOTH) != 0) {
-    return absl::OkStatus();
+// A socket from systemd has the unit's permissions, which the broker did
+// not choose. --socket-mode says whom the broker is meant for: a socket
+// that lets in more than that is refused (the unit's SocketMode= sets it),
+// for root as for any user. Without it, a broker run by a user serves that
+// user alone, as Bind makes its socket (0600 in a 0700 directory), while a
+// unit's defaults are 0666 in a 0755 directory: every local user could
+// connect and get what the policy grants the broker's user. Refused too.
+absl::Status CheckTheSocketFromSystemd(const DaemonFlags& flags,
+                                       const server::Listener& listener) {
+  if (!listener.path().empty()) return absl::OkStatus();
+  if (flags.socket_mode.has_value()) {
+    return server::CheckSocketModeFromSystemd(listener.fd(), *flags.socket_mode, geteuid());
   }
+  if (geteuid() == 0) return absl::OkStatus();
   return server::CheckOthersCannotConnect(listener.fd());
+}
+
+// What the serving line calls the socket: its path, or for one from systemd
+// the path it is bound to, escaped.
+std::string ServedSocket(const server::Listener& listener) {
+  if (!listener.path().empty()) return Shown(listener.path());
+  absl::StatusOr<std::string> bound = server::BoundSocketPath(listener.fd());
+  if (!bound.ok() || bound->empty()) return "the socket from systemd";
+  return absl::StrCat("the socket from systemd at ", Shown(*bound));
 }
 
 // --socket-mode that lets the socket's group connect (g+w: connect takes
@@ -417,7 +423,7 @@ void WarnIfTheSocketsGroupCannotConnect(const DaemonFlags& flags,
     WarnCannotTell("the socket's group", path, absl::StrCat("stat: ", std::strerror(errno)));
     return;
   }
-  const std::string dir = SocketDirectory(path);
+  const std::string dir = Shown(server::SocketDirectory(path));
   if (geteuid() == 0 && getegid() == 0 && st.st_gid == 0) {
     std::fprintf(stderr,
                  "capbrokerd: warning: --socket-mode 0%o lets the socket's group connect, but "
@@ -427,7 +433,7 @@ void WarnIfTheSocketsGroupCannotConnect(const DaemonFlags& flags,
                  "and restart the broker; /run is emptied at boot, so have systemd-tmpfiles "
                  "make it (a tmpfiles.d line: d %s 2750 root GROUP -), or under systemd socket "
                  "activation set SocketGroup=GROUP\n",
-                 static_cast<unsigned>(mode & 07777), path.c_str(), dir.c_str(), dir.c_str(),
+                 static_cast<unsigned>(mode & 07777), Shown(path).c_str(), dir.c_str(), dir.c_str(),
                  dir.c_str(), dir.c_str());
     return;
   }
@@ -478,7 +484,10 @@ void WarnIfClientsCanSendFds(const server::Listener& listener) {
 // nor a directory grant, opened here, holds it), adds nothing.
 absl::Status GuardSocket(const server::Listener& listener, ConfigGuard& guard) {
   const bool from_systemd = listener.path().empty();
-  std::string path = from_systemd ? BoundSocketPath(listener.fd()) : listener.path();
+  std::string path = listener.path();
+  if (from_systemd) {
+    CB_ASSIGN_OR_RETURN(path, server::BoundSocketPath(listener.fd()));
+  }
   if (path.empty()) return absl::OkStatus();
   absl::StatusOr<SocketLocation> socket =
       LocateSocket(path, from_systemd ? "" : server::LockFilePath(path));
@@ -594,7 +603,7 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   server::RequestHandler handler(audit, stats);
   CB_RETURN_IF_ERROR(handler.SetPolicy(std::move(policy)));
   CB_ASSIGN_OR_RETURN(server::Listener listener, MakeListener(std::move(listen_plan), flags));
-  CB_RETURN_IF_ERROR(CheckAUsersSocketFromSystemdIsTheirs(flags, listener));
+  CB_RETURN_IF_ERROR(CheckTheSocketFromSystemd(flags, listener));
   WarnIfOthersCannotConnect(flags, listener);
   WarnIfTheSocketsGroupCannotConnect(flags, listener);
   WarnIfClientsCanSendFds(listener);
@@ -613,8 +622,13 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   services.PolicyChanged();
 
   // "serving" only once the supervisor was told: a READY it cannot be
-  // sent (nobody reads the pipe any more) stops the broker, and the log
-  // must not say that it served.
+  // sent (nobody reads the pipe any more; systemd's socket gone) stops the
+  // broker, and the log must not say that it served. systemd would time
+  // the unit out and kill it anyway. READY=1 first: a broker that cannot
+  // send it closes the ready pipe unwritten, which says it did not start.
+  if (absl::Status notified = server::NotifySystemd(); !notified.ok()) {
+    return absl::Status(notified.code(), absl::StrCat("not serving: ", notified.message()));
+  }
   if (ready.has_value()) {
     if (absl::Status said = ready->Notify("READY"); !said.ok()) {
       return absl::Status(said.code(), absl::StrCat("not serving: ", said.message()));
@@ -623,14 +637,9 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   std::fprintf(stderr,
                "capbrokerd: serving %s with policy %s (%zu capabilities, %zu principals, "
                "%zu services)\n",
-               listener.path().empty() ? "the socket from systemd" : listener.path().c_str(),
-               EscapedKeepingUtf8(flags.policy_path).c_str(),
+               ServedSocket(listener).c_str(), EscapedKeepingUtf8(flags.policy_path).c_str(),
                handler.policy().capabilities().size(),
                handler.policy().principals().size(), handler.policy().services().size());
-  absl::Status notified = server::NotifySystemd();
-  if (!notified.ok()) {
-    std::fprintf(stderr, "capbrokerd: sd_notify: %s\n", std::string(notified.message()).c_str());
-  }
   return ServeThenStop(
       loop, listener.fd(), [&listener] { listener.StopListening(); }, signals.get(),
       [&] { return OnSignals(signals.get(), flags, audit, handler, services, guard, stats); },

@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
+#include "broker/server/listener.h"
 #include "broker/server/readiness.h"
 #include "sdk/base/decimal.h"
 #include "sdk/base/shown_text.h"
@@ -79,13 +80,16 @@ const char* Usage() {
          "  --policy FILE       the policy to enforce (see `capctl policy init`)\n"
          "  --socket PATH       where to listen; default $CAPBROKER_SOCKET, else\n"
          "                      $XDG_RUNTIME_DIR/capbroker/broker.sock (root: only\n"
-         "                      if root owns that directory), else (root)\n"
-         "                      /run/capbroker/broker.sock; ignored when systemd\n"
-         "                      passes the socket (LISTEN_FDS)\n"
+         "                      if root owns that directory and neither group\n"
+         "                      nor others may write it), else (root)\n"
+         "                      /run/capbroker/broker.sock; refused when systemd\n"
+         "                      passes the socket (LISTEN_FDS): the unit's\n"
+         "                      ListenSequentialPacket= sets the path\n"
          "  --socket-mode MODE  octal mode of the socket file (default 0666 for\n"
          "                      root, 0600 otherwise); with o+w, a broker run\n"
          "                      by a user also takes a socket from systemd that\n"
-         "                      other users can reach\n"
+         "                      other users can reach; a socket from systemd that\n"
+         "                      lets in more than MODE is refused (SocketMode=)\n"
          "  --audit-log FILE    append audit lines (JSON) here, not to stderr\n"
          "  --ready-fd N        write a line to fd N (3 or above, inherited) once\n"
          "                      serving, then close it\n"
@@ -109,7 +113,23 @@ const char* Usage() {
 }
 
 absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args) {
-  return ParseFlags(args, geteuid());
+  absl::StatusOr<DaemonFlags> flags = ParseFlags(args, geteuid());
+  if (!flags.ok()) return flags;
+  // A LISTEN_PID or LISTEN_FDS that is not a number is refused at start
+  // (Listener::FromSystemd), whatever the flags.
+  absl::StatusOr<int> passed = server::SystemdSocketCount();
+  if (absl::Status usage = CheckSocketFlag(*flags, passed.ok() && *passed > 0); !usage.ok()) {
+    return usage;
+  }
+  return flags;
+}
+
+absl::Status CheckSocketFlag(const DaemonFlags& flags, bool socket_from_systemd) {
+  if (!socket_from_systemd || flags.socket_path.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--socket ", Shown(flags.socket_path),
+      ": systemd passed the socket (LISTEN_FDS), and the .socket unit's "
+      "ListenSequentialPacket= sets its path; leave --socket out, or set that path there"));
 }
 
 absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args, uid_t euid) {

@@ -37,8 +37,15 @@ const char* Usage();
 // one).
 absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args, uid_t euid);
 
-// The same for the process's own euid.
+// The same for the process's own euid, then CheckSocketFlag for the
+// sockets systemd passed it (server::SystemdSocketCount).
 absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args);
+
+// kInvalidArgument when `flags` name a --socket and systemd passed the
+// socket (`socket_from_systemd`): the .socket unit's ListenSequentialPacket=
+// sets its path, and a --socket the broker did not use would say it listens
+// where it does not.
+absl::Status CheckSocketFlag(const DaemonFlags& flags, bool socket_from_systemd);
 
 }  // namespace capbroker::daemon
 

@@ -210,6 +210,29 @@ TEST(ParseFlagsTest, SocketModeIsOneToFourOctalDigits) {
   }
 }
 
+// Under socket activation the unit's ListenSequentialPacket= sets the
+// path: a --socket the broker would not use is a usage error, not ignored.
+TEST(CheckSocketFlagTest, RefusesASocketPathWhenSystemdPassedTheSocket) {
+  ASSERT_OK_AND_ASSIGN(DaemonFlags named,
+                       ParseFlags({"--policy", "/p", "--socket", "/x/wanted.sock"}, 0));
+  EXPECT_THAT(CheckSocketFlag(named, true),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("--socket /x/wanted.sock"),
+                             HasSubstr("ListenSequentialPacket= sets its path"))));
+  EXPECT_OK(CheckSocketFlag(named, false));
+  ASSERT_OK_AND_ASSIGN(DaemonFlags unnamed, ParseFlags({"--policy", "/p"}, 0));
+  EXPECT_OK(CheckSocketFlag(unnamed, true));
+}
+
+// As the code does (wire::ForeignRuntimeDir) and README says: a root
+// broker passes over a runtime directory group or others may write.
+TEST(UsageTest, SaysWhenRootPassesOverXdgRuntimeDir) {
+  EXPECT_THAT(Usage(), HasSubstr("only\n"
+                                 "                      if root owns that directory and neither "
+                                 "group\n"
+                                 "                      nor others may write it)"));
+}
+
 TEST(UsageTest, NamesTheSignalsAndThatEachOptionIsGivenOnce) {
   EXPECT_THAT(Usage(), AllOf(HasSubstr("SIGTERM or SIGINT stop it"),
                              HasSubstr("SIGHUP reloads the policy"),

@@ -2,10 +2,8 @@
 
 #include <fcntl.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <sys/un.h>
 
 #include <cerrno>
 #include <cstring>
@@ -80,18 +78,6 @@ absl::StatusOr<std::vector<GuardedDirectory>> DirectoriesHolding(absl::string_vi
     guarded.push_back(GuardedDirectory{st.st_dev, st.st_ino, dir, holds});
   }
   return guarded;
-}
-
-std::string BoundSocketPath(int fd) {
-  sockaddr_un address = {};
-  socklen_t length = sizeof address;
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) return "";
-  if (address.sun_family != AF_UNIX || length <= offsetof(sockaddr_un, sun_path) ||
-      address.sun_path[0] != '/') {
-    return "";  // unnamed, abstract, or not a unix socket
-  }
-  size_t size = length - offsetof(sockaddr_un, sun_path);
-  return std::string(address.sun_path, strnlen(address.sun_path, size));
 }
 
 absl::StatusOr<PolicyLocation> LocatePolicy(absl::string_view policy_path) {

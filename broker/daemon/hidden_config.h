@@ -76,11 +76,6 @@ enum class BrokerFile { kPolicy, kSocket, kAuditLog };
 absl::StatusOr<std::vector<GuardedDirectory>> DirectoriesHolding(absl::string_view path,
                                                                  BrokerFile kind);
 
-// The path a listening unix socket (`fd`, borrowed) is bound to, as
-// getsockname reports it (a socket from systemd); "" for an abstract or
-// unnamed one, or when it cannot be told.
-std::string BoundSocketPath(int fd);
-
 // What of the policy file's is guarded, found from its path as it resolves
 // when the policy is loaded: at start, and again at every reload, since
 // root may have re-pointed a symlink on the way (`ln -sfn v2 current`) and

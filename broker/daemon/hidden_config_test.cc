@@ -2,9 +2,7 @@
 
 #include <fcntl.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -252,29 +250,6 @@ TEST(HiddenConfigTest, TheSocketAndItsLockFileAreHiddenByTheirCanonicalPaths) {
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("gone.sock")));
   EXPECT_THAT(LocateSocket(dir.Join("run/broker.sock"), dir.Join("run/gone.lock")),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("gone.lock")));
-}
-
-TEST(HiddenConfigTest, ASocketIsFoundByThePathItIsBoundTo) {
-  TempDir dir;
-  UniqueFd named(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-  sockaddr_un address = {};
-  address.sun_family = AF_UNIX;
-  std::string path = dir.Join("broker.sock");
-  ASSERT_LT(path.size(), sizeof address.sun_path);
-  std::memcpy(address.sun_path, path.c_str(), path.size());
-  ASSERT_EQ(bind(named.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
-  EXPECT_EQ(BoundSocketPath(named.get()), path);
-
-  UniqueFd abstract(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-  sockaddr_un hidden = {};
-  hidden.sun_family = AF_UNIX;
-  std::memcpy(hidden.sun_path + 1, "capbroker-test", 14);
-  ASSERT_EQ(bind(abstract.get(), reinterpret_cast<sockaddr*>(&hidden),
-                 offsetof(sockaddr_un, sun_path) + 15),
-            0);
-  EXPECT_EQ(BoundSocketPath(abstract.get()), "");
-  UniqueFd unnamed(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-  EXPECT_EQ(BoundSocketPath(unnamed.get()), "");
 }
 
 }  // namespace

@@ -18,9 +18,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "broker/util/trusted_path.h"
 #include "sdk/base/decimal.h"
+#include "sdk/base/shown_text.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/wire/unix_socket.h"
@@ -30,13 +32,6 @@ namespace {
 
 constexpr int kBacklog = 1024;
 
-std::string Dirname(absl::string_view path) {
-  size_t slash = path.rfind('/');
-  if (slash == absl::string_view::npos) return ".";
-  if (slash == 0) return "/";
-  return std::string(path.substr(0, slash));
-}
-
 // Walks to the socket's directory with every name on the way checked
 // (broker/util/trusted_path.h), creating the directory itself (one level)
 // if it is missing, then applies the socket directory's own, stricter rule.
@@ -45,11 +40,12 @@ absl::Status CheckSocketDirectory(const std::string& path, mode_t socket_mode) {
   util::PathRules rules{euid, absl::StrCat("the socket ", path),
                         SocketDirectoryModeFor(socket_mode)};
   CB_ASSIGN_OR_RETURN(util::ResolvedParent parent, util::OpenParent(path, rules));
-  std::string shown = parent.dir_path;
-  std::string configured = Dirname(path);
-  if (configured != shown) absl::StrAppend(&shown, " (named ", configured, ")");
+  const std::string configured = SocketDirectory(path);
+  std::string shown = Shown(parent.dir_path);
+  if (configured != parent.dir_path) absl::StrAppend(&shown, " (named ", Shown(configured), ")");
   // Hints name the directory as configured: that is what the admin types.
-  return CheckSocketDirectoryStat(shown, parent.dir_stat, euid, configured, parent.name);
+  return CheckSocketDirectoryStat(shown, parent.dir_stat, euid, Shown(configured),
+                                  Shown(parent.name));
 }
 
 // Lock attempts before giving up; more than one is needed only when a
@@ -58,24 +54,29 @@ constexpr int kLockAttempts = 8;
 
 // Opens and locks the lock file of `socket_path` (see listener.h).
 absl::StatusOr<UniqueFd> TakeLock(const std::string& socket_path) {
-  std::string lock_path = LockFilePath(socket_path);
+  const std::string lock_path = LockFilePath(socket_path);
+  // As messages show them: escaped, bounded.
+  const std::string shown_lock = Shown(lock_path);
   for (int attempt = 0; attempt < kLockAttempts; ++attempt) {
+    // Read-only: flock needs no write access, and a lock file made under a
+    // umask without u+w (0277 makes it 0400) is then still opened after a
+    // crash left it.
     int raw = RetryEintr([&] {
       return open(lock_path.c_str(),
-                  O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK, 0600);
+                  O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK, 0600);
     });
     if (raw < 0 && errno == ELOOP) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "lock file ", lock_path, " is a symlink; refusing to follow it"));
+          "lock file ", shown_lock, " is a symlink; refusing to follow it"));
     }
-    CB_ASSIGN_OR_RETURN(UniqueFd lock, TakeFd(raw, absl::StrCat("open ", lock_path)));
+    CB_ASSIGN_OR_RETURN(UniqueFd lock, TakeFd(raw, absl::StrCat("open ", shown_lock)));
     if (RetryEintr([&] { return flock(lock.get(), LOCK_EX | LOCK_NB); }) != 0) {
       if (errno == EWOULDBLOCK) {
         return absl::AlreadyExistsError(absl::StrCat(
-            "another capbrokerd holds the lock ", lock_path, " and serves ", socket_path,
+            "another capbrokerd holds the lock ", shown_lock, " and serves ", Shown(socket_path),
             "; stop it first, or give this one another --socket"));
       }
-      return ErrnoStatus(errno, absl::StrCat("flock(", lock_path, ", LOCK_EX)"));
+      return ErrnoStatus(errno, absl::StrCat("flock(", shown_lock, ", LOCK_EX)"));
     }
     // A broker that stops removes the lock file while it still holds the
     // lock. If that happened between our open and our flock, we now hold a
@@ -84,21 +85,27 @@ absl::StatusOr<UniqueFd> TakeLock(const std::string& socket_path) {
     // now counts. Try again with the new file.
     struct stat held, now;
     if (fstat(lock.get(), &held) != 0) {
-      return ErrnoStatus(errno, absl::StrCat("fstat ", lock_path));
+      return ErrnoStatus(errno, absl::StrCat("fstat ", shown_lock));
     }
     if (lstat(lock_path.c_str(), &now) != 0) {
       if (errno == ENOENT) continue;
-      return ErrnoStatus(errno, absl::StrCat("lstat ", lock_path));
+      return ErrnoStatus(errno, absl::StrCat("lstat ", shown_lock));
     }
     if (now.st_dev != held.st_dev || now.st_ino != held.st_ino) continue;
     if (!S_ISREG(held.st_mode)) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "lock file ", lock_path, " is not a regular file"));
+          "lock file ", shown_lock, " is not a regular file"));
+    }
+    // The mode listener.h promises, whatever the umask made it: as the
+    // socket's directory is chmod-ed after it is made.
+    if ((held.st_mode & 07777) != 0600 && fchmod(lock.get(), 0600) != 0) {
+      return ErrnoStatus(errno, absl::StrFormat("fchmod(%s, 0600), of mode 0%o", shown_lock,
+                                                held.st_mode & 07777));
     }
     return lock;
   }
   return absl::UnavailableError(absl::StrCat(
-      "could not lock ", lock_path, ": it was replaced ", kLockAttempts,
+      "could not lock ", shown_lock, ": it was replaced ", kLockAttempts,
       " times while being locked"));
 }
 
@@ -106,14 +113,15 @@ absl::StatusOr<UniqueFd> TakeLock(const std::string& socket_path) {
 // live broker's socket or anything that is not a socket. Called with the
 // lock held: no broker that binds its socket serves this path now.
 absl::Status ClearStaleSocket(const std::string& path) {
+  const std::string shown = Shown(path);
   struct stat st;
   if (lstat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) return absl::OkStatus();
-    return ErrnoStatus(errno, absl::StrCat("lstat ", path));
+    return ErrnoStatus(errno, absl::StrCat("lstat ", shown));
   }
   if (!S_ISSOCK(st.st_mode)) {
     return absl::AlreadyExistsError(absl::StrCat(
-        path, " exists and is not a socket; refusing to replace it"));
+        shown, " exists and is not a socket; refusing to replace it"));
   }
   // Waits a clock tick at most (the least timeout ConnectSeqpacket takes):
   // connect(2) waits while the listener's queue of connections not yet accepted is
@@ -123,11 +131,11 @@ absl::Status ClearStaleSocket(const std::string& path) {
   absl::StatusOr<UniqueFd> probe = wire::ConnectSeqpacket(path, absl::ZeroDuration());
   if (probe.ok()) {
     return absl::AlreadyExistsError(absl::StrCat(
-        "another broker is already listening on ", path));
+        "another broker is already listening on ", shown));
   }
   if (probe.status().code() == absl::StatusCode::kDeadlineExceeded) {
     return absl::AlreadyExistsError(absl::StrCat(
-        "another program is listening on ", path,
+        "another program is listening on ", shown,
         " (its queue of connections waiting to be accepted is full); refusing to replace it"));
   }
   // A socket of the broker's own uid that it may not write to (a mode
@@ -140,11 +148,11 @@ absl::Status ClearStaleSocket(const std::string& path) {
     // Connect failing otherwise (a socket of another type answers with
     // EPROTOTYPE): not ours to remove.
     return absl::AlreadyExistsError(absl::StrCat(
-        path, " is a socket that is not a stale broker socket (",
+        shown, " is a socket that is not a stale broker socket (",
         probe.status().message(), "); refusing to replace it"));
   }
   if (unlink(path.c_str()) != 0 && errno != ENOENT) {
-    return ErrnoStatus(errno, absl::StrCat("unlink stale socket ", path));
+    return ErrnoStatus(errno, absl::StrCat("unlink stale socket ", shown));
   }
   return absl::OkStatus();
 }
@@ -166,6 +174,7 @@ bool Allows(const struct stat& st, std::optional<gid_t> group, mode_t other_bit)
 SocketBlocker Blocker(SocketBlocker::Where where, const std::string& file, const struct stat& st,
                       std::optional<gid_t> group, absl::string_view socket) {
   const bool is_socket = where == SocketBlocker::Where::kSocket;
+  const std::string shown = Shown(file);
   const char* permission = is_socket ? "w" : "x";
   const bool in_group = group.has_value() && st.st_gid == *group;
   const std::string who = group.has_value()
@@ -176,17 +185,17 @@ SocketBlocker Blocker(SocketBlocker::Where where, const std::string& file, const
           ? absl::StrCat("g+", permission)
           : absl::StrCat("o+", permission, group.has_value() ? ", its group being another" : "");
   const std::string what = absl::StrFormat(
-      "%s %s (owner uid %d, %smode 0%o)", is_socket ? "the socket" : "directory", file, st.st_uid,
+      "%s %s (owner uid %d, %smode 0%o)", is_socket ? "the socket" : "directory", shown, st.st_uid,
       group.has_value() ? absl::StrCat("group ", st.st_gid, ", ") : "", st.st_mode & 07777);
   const std::string why =
       is_socket ? absl::StrFormat("%s keeps %s out: connecting takes write permission (%s)", what,
                                   who, lacking)
                 : absl::StrFormat("%s keeps %s from the socket %s: they may not search it (%s)",
-                                  what, who, socket, lacking);
+                                  what, who, Shown(socket), lacking);
   std::string fix =
-      !group.has_value() ? absl::StrCat("chmod o+", permission, " ", file)
-      : in_group         ? absl::StrCat("chmod g+", permission, " ", file)
-                 : absl::StrCat("chgrp ", *group, " ", file, " && chmod g+", permission, " ", file);
+      !group.has_value() ? absl::StrCat("chmod o+", permission, " ", shown)
+      : in_group         ? absl::StrCat("chmod g+", permission, " ", shown)
+                 : absl::StrCat("chgrp ", *group, " ", shown, " && chmod g+", permission, " ", shown);
   return SocketBlocker{where, file, absl::FailedPreconditionError(why), std::move(fix)};
 }
 
@@ -232,9 +241,9 @@ absl::Status CheckReachableByOthers(absl::string_view path) {
 
 absl::StatusOr<std::optional<SocketBlocker>> FindSocketBlocker(absl::string_view path,
                                                                std::optional<gid_t> group) {
-  std::string dir = Dirname(path);
+  std::string dir = SocketDirectory(path);
   char* resolved = realpath(dir.c_str(), nullptr);
-  if (resolved == nullptr) return ErrnoStatus(errno, absl::StrCat("realpath ", dir));
+  if (resolved == nullptr) return ErrnoStatus(errno, absl::StrCat("realpath ", Shown(dir)));
   std::string real(resolved);
   free(resolved);
   // "/", then each longer prefix of the resolved directory, itself last.
@@ -248,7 +257,7 @@ absl::StatusOr<std::optional<SocketBlocker>> FindSocketBlocker(absl::string_view
   }
   for (const std::string& d : dirs) {
     struct stat st;
-    if (stat(d.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", d));
+    if (stat(d.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", Shown(d)));
     if (!Allows(st, group, S_IXOTH)) {
       return Blocker(d == real ? SocketBlocker::Where::kSocketDirectory
                                : SocketBlocker::Where::kDirectoryAbove,
@@ -257,11 +266,24 @@ absl::StatusOr<std::optional<SocketBlocker>> FindSocketBlocker(absl::string_view
   }
   struct stat st;
   std::string p(path);
-  if (stat(p.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", path));
+  if (stat(p.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", Shown(path)));
   if (!Allows(st, group, S_IWOTH)) {
     return Blocker(SocketBlocker::Where::kSocket, p, st, group, path);
   }
   return std::nullopt;
+}
+
+absl::StatusOr<std::string> BoundSocketPath(int fd) {
+  sockaddr_un address = {};
+  socklen_t length = sizeof address;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("getsockname(fd=", fd, ")"));
+  }
+  const size_t offset = offsetof(sockaddr_un, sun_path);
+  if (address.sun_family != AF_UNIX || length <= offset || address.sun_path[0] != '/') {
+    return "";  // abstract (a leading NUL; autobound ones too), or unnamed
+  }
+  return std::string(address.sun_path, strnlen(address.sun_path, length - offset));
 }
 
 absl::Status CheckOthersCannotConnect(int fd) {
@@ -270,26 +292,25 @@ absl::Status CheckOthersCannotConnect(int fd) {
       "SocketMode=0600 (with SocketUser= the broker's user, for a system unit), or put the "
       "socket in a directory of mode 0700; or, if every local user is meant to connect, "
       "pass --socket-mode 0666";
-  sockaddr_un address = {};
-  socklen_t length = sizeof address;
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+  absl::StatusOr<std::string> bound = BoundSocketPath(fd);
+  if (!bound.ok()) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "cannot tell whether other users can connect to the socket from systemd: "
-        "getsockname: ", std::strerror(errno), "; ", kFix));
+        "cannot tell whether other users can connect to the socket from systemd: ",
+        bound.status().message(), "; ", kFix));
   }
-  const size_t offset = offsetof(sockaddr_un, sun_path);
-  if (address.sun_family != AF_UNIX || length <= offset || address.sun_path[0] != '/') {
-    // Abstract (a leading NUL; autobound ones too): no file, no permissions.
+  const std::string& path = *bound;
+  const std::string shown = Shown(path);
+  if (path.empty()) {
+    // No file, no permissions.
     return absl::FailedPreconditionError(absl::StrCat(
         "the socket from systemd is not bound to a path (an abstract socket, "
         "ListenSequentialPacket=@NAME): every user in the network namespace can connect to "
         "it; use a path, and ", kFix));
   }
-  const std::string path(address.sun_path, strnlen(address.sun_path, length - offset));
   absl::StatusOr<std::optional<SocketBlocker>> blocker = FindSocketBlocker(path);
   if (!blocker.ok()) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "cannot tell whether other users can connect to the socket from systemd at ", path,
+        "cannot tell whether other users can connect to the socket from systemd at ", shown,
         ": ", blocker.status().message(), "; ", kFix));
   }
   if (blocker->has_value()) return absl::OkStatus();
@@ -298,7 +319,58 @@ absl::Status CheckOthersCannotConnect(int fd) {
   return absl::FailedPreconditionError(absl::StrFormat(
       "other users can connect to the socket from systemd at %s (mode 0%o, every directory "
       "on the way searchable by others); %s",
-      path, mode, kFix));
+      shown, mode, kFix));
+}
+
+absl::Status CheckSocketModeFromSystemd(int fd, mode_t socket_mode, uid_t euid) {
+  const unsigned wanted = static_cast<unsigned>(socket_mode & 07777);
+  const std::string fix = absl::StrFormat(
+      "the .socket unit, not --socket-mode, sets its mode: set SocketMode=0%o there (with "
+      "SocketUser= the broker's user, uid %d, for a system unit) and restart the .socket unit",
+      wanted, euid);
+  absl::StatusOr<std::string> bound = BoundSocketPath(fd);
+  if (!bound.ok()) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "cannot tell whether the socket from systemd lets in more than --socket-mode 0%o "
+        "says: %s; %s",
+        wanted, bound.status().message(), fix));
+  }
+  const bool others_meant = (socket_mode & S_IWOTH) != 0;
+  if (bound->empty()) {
+    if (others_meant) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "the socket from systemd is not bound to a path (an abstract socket, "
+        "ListenSequentialPacket=@NAME): every user in the network namespace can connect to "
+        "it, more than --socket-mode 0%o lets in; use a path in ListenSequentialPacket=, and "
+        "%s",
+        wanted, fix));
+  }
+  const std::string& path = *bound;
+  const std::string shown = Shown(path);
+  struct stat st;
+  const bool found = stat(path.c_str(), &st) == 0;
+  if (!found || !S_ISSOCK(st.st_mode)) {
+    // Another file at its path now, or none: the unit's socket cannot be told.
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "cannot tell whether the socket from systemd at %s lets in more than --socket-mode "
+        "0%o says: %s; %s",
+        shown, wanted, found ? "the file there is not a socket" : std::strerror(errno), fix));
+  }
+  const unsigned actual = static_cast<unsigned>(st.st_mode & 07777);
+  // connect(2) takes write permission: who may write is who gets in.
+  std::vector<std::string> more;
+  if (!others_meant && st.st_uid != 0 && st.st_uid != euid && (st.st_mode & S_IWUSR) != 0) {
+    more.push_back(absl::StrCat("its owner, uid ", st.st_uid, ", not the broker's user"));
+  }
+  if ((st.st_mode & S_IWGRP) != 0 && (socket_mode & S_IWGRP) == 0) {
+    more.push_back(absl::StrCat("its group, gid ", st.st_gid));
+  }
+  if ((st.st_mode & S_IWOTH) != 0 && !others_meant) more.push_back("every other user");
+  if (more.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrFormat(
+      "the socket from systemd at %s (owner uid %d, mode 0%o) lets in more than "
+      "--socket-mode 0%o says: %s may connect; %s",
+      shown, st.st_uid, actual, wanted, absl::StrJoin(more, " and "), fix));
 }
 
 absl::StatusOr<Listener> Listener::Bind(absl::string_view path,
@@ -327,15 +399,15 @@ absl::StatusOr<Listener> Listener::Bind(absl::string_view path,
                 address.length);
   int bind_errno = errno;
   umask(old_umask);
-  if (rc != 0) return ErrnoStatus(bind_errno, absl::StrCat("bind ", path));
+  if (rc != 0) return ErrnoStatus(bind_errno, absl::StrCat("bind ", Shown(path)));
   listener.path_ = p;
   struct stat st;
-  if (lstat(p.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("lstat ", p));
+  if (lstat(p.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("lstat ", Shown(p)));
   listener.dev_ = st.st_dev;
   listener.ino_ = st.st_ino;
-  if (chmod(p.c_str(), mode) != 0) return ErrnoStatus(errno, absl::StrCat("chmod ", p));
+  if (chmod(p.c_str(), mode) != 0) return ErrnoStatus(errno, absl::StrCat("chmod ", Shown(p)));
   if (listen(listener.fd_.get(), kBacklog) != 0) {
-    return ErrnoStatus(errno, absl::StrCat("listen ", p));
+    return ErrnoStatus(errno, absl::StrCat("listen ", Shown(p)));
   }
   return listener;
 }
@@ -347,6 +419,13 @@ mode_t SocketModeFor(std::optional<mode_t> socket_mode) {
 mode_t SocketDirectoryModeFor(mode_t socket_mode) {
   return 0700 | ((socket_mode & S_IWGRP) != 0 ? S_IXGRP : 0) |
          ((socket_mode & S_IWOTH) != 0 ? S_IXOTH : 0);
+}
+
+std::string SocketDirectory(absl::string_view socket_path) {
+  const size_t slash = socket_path.rfind('/');
+  if (slash == absl::string_view::npos) return ".";
+  if (slash == 0) return "/";
+  return std::string(socket_path.substr(0, slash));
 }
 
 std::string LockFilePath(absl::string_view socket_path) {

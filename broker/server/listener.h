@@ -132,6 +132,26 @@ absl::StatusOr<std::optional<SocketBlocker>> FindSocketBlocker(
 // "other" bits are read: a SocketGroup= lets that group in by choice.
 absl::Status CheckOthersCannotConnect(int fd);
 
+// The path the unix socket `fd` (borrowed) is bound to, as getsockname
+// reports it: for a socket from systemd, the path of its unit's
+// ListenSequentialPacket=. "" for an abstract socket (a leading NUL) or an
+// unnamed one. An error when getsockname fails.
+absl::StatusOr<std::string> BoundSocketPath(int fd);
+
+// For a socket from systemd when --socket-mode says `socket_mode`: the
+// unit, not the broker, made the socket, so the flag cannot set its mode;
+// it is checked instead. OK when the socket at its bound path lets in no
+// one that a socket of `socket_mode` owned by the broker's user
+// (`euid`) would keep out: no write permission (which connect(2) takes)
+// for group or others that `socket_mode` lacks, and, unless `socket_mode`
+// lets others connect, an owner that is root or `euid`. kFailedPrecondition
+// naming both modes and the owner, and saying to set SocketMode= (and
+// SocketUser=) in the .socket unit, when it lets in more; for an abstract
+// socket (anyone in the network namespace may connect) unless
+// `socket_mode` has o+w; and, failing closed, when the socket's address or
+// file cannot be told.
+absl::Status CheckSocketModeFromSystemd(int fd, mode_t socket_mode, uid_t euid);
+
 // The mode Listener::Bind gives its socket: `socket_mode`, or by default
 // 0666 for a broker run as root and 0600 for one run by a user.
 mode_t SocketModeFor(std::optional<mode_t> socket_mode);
@@ -140,6 +160,10 @@ mode_t SocketModeFor(std::optional<mode_t> socket_mode);
 // mode `socket_mode`: 0700, with group and others' search permission (x)
 // where the socket's mode gives them write (w), which connect(2) needs.
 mode_t SocketDirectoryModeFor(mode_t socket_mode);
+
+// The directory part of `socket_path`, as named: "." for a bare name, "/"
+// for one in the root directory.
+std::string SocketDirectory(absl::string_view socket_path);
 
 // The lock file Listener::Bind takes for the socket at `socket_path`:
 // `<socket_path>.lock`.

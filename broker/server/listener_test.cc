@@ -220,12 +220,65 @@ TEST(ListenerTest, ReusesTheLockFileOfABrokerThatDied) {
   EXPECT_OK(wire::ConnectSeqpacket(path));
 }
 
+// A lock file made under umask 0277 is 0400; a broker of that user that
+// crashed left it, and the next start failed to open it for writing
+// ("Permission denied"). It is opened read-only (flock needs no more) and
+// given its 0600.
+TEST(ListenerTest, ReusesAStaleLockFileItCannotWrite) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run the broker as another user";
+  constexpr uid_t kUser = 65534;
+  std::string top = "/tmp/cb-lock-XXXXXX";
+  ASSERT_NE(mkdtemp(top.data()), nullptr);
+  ASSERT_EQ(chmod(top.c_str(), 0755), 0);
+  const std::string run = top + "/run";
+  const std::string path = run + "/s";
+  struct Remove {
+    std::vector<std::string> paths;  // deepest first
+    ~Remove() {
+      for (const std::string& p : paths) remove(p.c_str());
+    }
+  } cleanup{{path, LockFilePath(path), run, top}};
+  ASSERT_EQ(mkdir(run.c_str(), 0700), 0);
+  ASSERT_EQ(chown(run.c_str(), kUser, kUser), 0) << std::strerror(errno);
+  {
+    UniqueFd stale(open(LockFilePath(path).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400));
+    ASSERT_TRUE(stale.valid()) << std::strerror(errno);
+    ASSERT_EQ(fchown(stale.get(), kUser, kUser), 0) << std::strerror(errno);
+    ASSERT_EQ(fchmod(stale.get(), 0400), 0);
+  }
+  capbroker::testing::ChildResult bound = capbroker::testing::RunInChild([&]() -> std::string {
+    if (setresgid(kUser, kUser, kUser) != 0 || setresuid(kUser, kUser, kUser) != 0) {
+      return "setresuid failed";
+    }
+    umask(0277);
+    absl::StatusOr<Listener> listener = Listener::Bind(path, std::nullopt);
+    if (!listener.ok()) return std::string(listener.status().ToString());
+    return absl::StrFormat("serving, lock file 0%o", ModeOf(LockFilePath(path)));
+  });
+  EXPECT_EQ(bound.output, "serving, lock file 0600");
+}
+
 TEST(ListenerTest, RefusesASymlinkedLockFile) {
   TempDir dir;
   std::string target = dir.WriteFile("elsewhere", "keep");
   ASSERT_EQ(symlink(target.c_str(), dir.Join("s.lock").c_str()), 0);
   EXPECT_THAT(Listener::Bind(dir.Join("s"), std::nullopt),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("symlink")));
+}
+
+// A path is shown escaped: a newline or an escape sequence in it must not
+// forge a line of the broker's log or reach the terminal.
+TEST(ListenerTest, ErrorsShowThePathEscaped) {
+  TempDir dir;
+  const std::string path = dir.Join("a\x1b[31mRED\nfake: line");
+  std::string target = dir.WriteFile("elsewhere", "keep");
+  ASSERT_EQ(symlink(target.c_str(), LockFilePath(path).c_str()), 0);
+  absl::StatusOr<Listener> refused = Listener::Bind(path, std::nullopt);
+  ASSERT_FALSE(refused.ok());
+  const std::string message(refused.status().message());
+  EXPECT_THAT(message, HasSubstr(dir.Join("a\\x1b[31mRED\\x0afake: line.lock is a symlink")));
+  EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+  EXPECT_EQ(message.find('\x1b'), std::string::npos) << message;
 }
 
 TEST(ListenerTest, ReplacesAStaleSocket) {
@@ -726,6 +779,90 @@ TEST(CheckOthersCannotConnectTest, RefusesASocketOpenToOthersOrAbstract) {
   EXPECT_THAT(CheckOthersCannotConnect(abstract.get()),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("every user in the network namespace can connect")));
+}
+
+// --socket-mode cannot set the mode of a socket from systemd: it is
+// checked against it, and a socket that lets in more is refused.
+TEST(CheckSocketModeFromSystemdTest, RefusesASocketThatLetsInMoreThanTheMode) {
+  TempDir dir;
+  const std::string path = dir.Join("s");
+  UniqueFd fd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  ASSERT_NO_FATAL_FAILURE(BindAt(fd.get(), path));
+  ASSERT_EQ(listen(fd.get(), 8), 0);
+  const uid_t euid = geteuid();
+  ASSERT_EQ(chmod(path.c_str(), 0666), 0);  // systemd's default SocketMode=
+  EXPECT_THAT(CheckSocketModeFromSystemd(fd.get(), 0600, euid),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("the socket from systemd at " + path),
+                             HasSubstr("mode 0666) lets in more than --socket-mode 0600 says"),
+                             HasSubstr("every other user"), HasSubstr("SocketMode=0600"))));
+  EXPECT_THAT(CheckSocketModeFromSystemd(fd.get(), 0660, euid),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("every other user"), Not(HasSubstr("its group")))));
+  EXPECT_OK(CheckSocketModeFromSystemd(fd.get(), 0666, euid));
+  ASSERT_EQ(chmod(path.c_str(), 0660), 0);
+  EXPECT_THAT(CheckSocketModeFromSystemd(fd.get(), 0600, euid),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("its group, gid")));
+  EXPECT_OK(CheckSocketModeFromSystemd(fd.get(), 0660, euid));
+  ASSERT_EQ(chmod(path.c_str(), 0600), 0);
+  EXPECT_OK(CheckSocketModeFromSystemd(fd.get(), 0600, euid));
+  EXPECT_OK(CheckSocketModeFromSystemd(fd.get(), 0666, euid));  // less is not refused
+  // Another user's socket lets that user in, unless every user is meant
+  // (root's is no news: root passes permission checks anyway).
+  if (euid == 0) {
+    constexpr uid_t kOwner = 65533, kBroker = 65534;
+    ASSERT_EQ(chown(path.c_str(), kOwner, static_cast<gid_t>(-1)), 0) << std::strerror(errno);
+    EXPECT_THAT(CheckSocketModeFromSystemd(fd.get(), 0600, kBroker),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         AllOf(HasSubstr(absl::StrCat("its owner, uid ", kOwner)),
+                               HasSubstr(absl::StrCat("uid ", kBroker, ", for a system unit")))));
+    EXPECT_OK(CheckSocketModeFromSystemd(fd.get(), 0666, kBroker));
+    EXPECT_OK(CheckSocketModeFromSystemd(fd.get(), 0600, kOwner));
+  }
+  // What cannot be told is refused: fail closed.
+  ASSERT_EQ(unlink(path.c_str()), 0);
+  EXPECT_THAT(CheckSocketModeFromSystemd(fd.get(), 0666, euid),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("cannot tell"), HasSubstr("No such file"))));
+  dir.WriteFile("s", "");
+  EXPECT_THAT(CheckSocketModeFromSystemd(fd.get(), 0666, euid),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not a socket")));
+  // An abstract socket: anyone in the network namespace may connect.
+  UniqueFd abstract(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  sockaddr_un named = {};
+  named.sun_family = AF_UNIX;
+  const std::string name = absl::StrCat("capbroker-mode-test-", getpid());  // after a NUL
+  memcpy(named.sun_path + 1, name.data(), name.size());
+  ASSERT_EQ(bind(abstract.get(), reinterpret_cast<const sockaddr*>(&named),
+                 static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size())),
+            0)
+      << std::strerror(errno);
+  EXPECT_THAT(CheckSocketModeFromSystemd(abstract.get(), 0660, euid),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("every user in the network namespace can connect")));
+  EXPECT_OK(CheckSocketModeFromSystemd(abstract.get(), 0666, euid));
+}
+
+TEST(BoundSocketPathTest, ThePathOrNothing) {
+  TempDir dir;
+  UniqueFd bound(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  ASSERT_NO_FATAL_FAILURE(BindAt(bound.get(), dir.Join("s")));
+  ASSERT_OK_AND_ASSIGN(std::string path, BoundSocketPath(bound.get()));
+  EXPECT_EQ(path, dir.Join("s"));
+  UniqueFd unnamed(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  ASSERT_OK_AND_ASSIGN(std::string none, BoundSocketPath(unnamed.get()));
+  EXPECT_EQ(none, "");
+  UniqueFd abstract(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  sockaddr_un hidden = {};
+  hidden.sun_family = AF_UNIX;
+  std::memcpy(hidden.sun_path + 1, "capbroker-test", 14);
+  ASSERT_EQ(bind(abstract.get(), reinterpret_cast<sockaddr*>(&hidden),
+                 offsetof(sockaddr_un, sun_path) + 15),
+            0);
+  ASSERT_OK_AND_ASSIGN(std::string abstract_path, BoundSocketPath(abstract.get()));
+  EXPECT_EQ(abstract_path, "");
+  EXPECT_THAT(BoundSocketPath(-1), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                            HasSubstr("getsockname(fd=-1)")));
 }
 
 TEST(ListenerTest, DoesNotRemoveASocketThatReplacedIt) {

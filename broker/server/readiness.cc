@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "sdk/base/shown_text.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/base/unique_fd.h"
@@ -68,7 +69,8 @@ absl::Status NotifySystemd() {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path.size() >= sizeof(addr.sun_path) || (path[0] != '/' && path[0] != '@')) {
-    return absl::InvalidArgumentError(absl::StrCat("NOTIFY_SOCKET=", path, " is not usable"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("NOTIFY_SOCKET=", Shown(path), " is not usable"));
   }
   std::memcpy(addr.sun_path, path.data(), path.size());
   if (path[0] == '@') addr.sun_path[0] = '\0';
@@ -79,7 +81,7 @@ absl::Status NotifySystemd() {
   static constexpr char kReady[] = "READY=1";
   if (sendto(fd.get(), kReady, sizeof(kReady) - 1, MSG_NOSIGNAL,
              reinterpret_cast<const sockaddr*>(&addr), len) < 0) {
-    return ErrnoStatus(errno, absl::StrCat("sendto(NOTIFY_SOCKET=", path, ")"));
+    return ErrnoStatus(errno, absl::StrCat("sendto(NOTIFY_SOCKET=", Shown(path), ")"));
   }
   return absl::OkStatus();
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <string>
 
@@ -128,6 +129,37 @@ TEST(NotifySystemdTest, SendsReadyToNotifySocket) {
   EXPECT_EQ(recv(fd, buf, sizeof(buf), MSG_DONTWAIT), 7);
   EXPECT_STREQ(buf, "READY=1");
   close(fd);
+}
+
+// systemd may name an abstract socket: "@NAME", sent to NUL + NAME.
+TEST(NotifySystemdTest, SendsReadyToAnAbstractNotifySocket) {
+  UniqueFd fd(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(fd.valid()) << std::strerror(errno);
+  const std::string name = absl::StrCat("capbroker-notify-test-", getpid());
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path + 1, name.data(), name.size());  // after the NUL
+  ASSERT_EQ(bind(fd.get(), reinterpret_cast<sockaddr*>(&addr),
+                 static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size())),
+            0)
+      << std::strerror(errno);
+  setenv("NOTIFY_SOCKET", absl::StrCat("@", name).c_str(), 1);
+  ASSERT_OK(NotifySystemd());
+  EXPECT_EQ(getenv("NOTIFY_SOCKET"), nullptr);
+  char buf[32] = {};
+  EXPECT_EQ(recv(fd.get(), buf, sizeof(buf), MSG_DONTWAIT), 7);
+  EXPECT_STREQ(buf, "READY=1");
+}
+
+// Nothing listens at the path: sendto fails, and says where it sent.
+TEST(NotifySystemdTest, ReportsAFailedSend) {
+  testing::TempDir dir;
+  const std::string path = dir.Join("gone");
+  setenv("NOTIFY_SOCKET", path.c_str(), 1);
+  EXPECT_THAT(NotifySystemd(),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr(absl::StrCat("sendto(NOTIFY_SOCKET=", path, ")"))));
+  EXPECT_EQ(getenv("NOTIFY_SOCKET"), nullptr);
 }
 
 TEST(NotifySystemdTest, NothingToDoWithoutVariable) {

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -402,14 +403,14 @@ struct HeldBroker {
   uint64_t call = 0;
 };
 
-void SpawnHeldAtPolicyOpen(const std::string& policy, const std::string& socket,
-                           HeldBroker& held) {
-  constexpr uint32_t kPolicyOpenFlags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
-  testing::SyscallFilter filter(__NR_openat, 2, kPolicyOpenFlags, SECCOMP_RET_USER_NOTIF);
+// A broker spawned with `args` and `filter`, held at the first call the
+// filter traps.
+void SpawnHeld(std::vector<std::string> args, const testing::SyscallFilter& filter,
+               HeldBroker& held) {
   int channel[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, channel), 0);
   UniqueFd trap_end(channel[0]);
-  held.broker = Spawn({"--policy", policy, "--socket", socket}, [&] {
+  held.broker = Spawn(std::move(args), [&] {
     int listener = filter.Install(true);
     return listener >= 0 && testing::SyscallTrap::SendListener(channel[1], listener);
   });
@@ -419,8 +420,70 @@ void SpawnHeldAtPolicyOpen(const std::string& policy, const std::string& socket,
                        testing::SyscallTrap::ReceiveListener(trap_end.get()));
   held.trap.emplace(std::move(trap));
   // The broker's ready pipe becoming readable first means the trap missed
-  // (the policy's open flags changed): Next fails rather than waits.
+  // (the call's arguments changed): Next fails rather than waits.
   ASSERT_OK_AND_ASSIGN(held.call, held.trap->Next(held.broker.ready));
+}
+
+void SpawnHeldAtPolicyOpen(const std::string& policy, const std::string& socket,
+                           HeldBroker& held) {
+  constexpr uint32_t kPolicyOpenFlags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
+  SpawnHeld({"--policy", policy, "--socket", socket},
+            testing::SyscallFilter(__NR_openat, 2, kPolicyOpenFlags, SECCOMP_RET_USER_NOTIF),
+            held);
+}
+
+// A broker that stops removes its lock file while it still holds the lock.
+// One that opened that file before, and locks it after, holds a lock on a
+// file no other broker will open: it must look again (Listener's TakeLock
+// compares the file it locked with the one at the path). Here broker A is
+// held between its open of the lock file and its flock, the file is
+// removed, and broker B takes a new one and is held just before listen(),
+// bound: a broker that kept its lock on the old file took B's socket for
+// stale, replaced it, and both said READY, B listening where no client can
+// reach it. A must find B's lock and stop.
+TEST(DaemonStartTest, ABrokerThatLockedARemovedLockFileLooksAgain) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  const std::string socket = dir.Join("s");
+  const std::vector<std::string> args = {"--policy", policy, "--socket", socket};
+  HeldBroker a, b;
+  ASSERT_NO_FATAL_FAILURE(SpawnHeld(
+      args, testing::SyscallFilter(__NR_flock, 1, LOCK_EX | LOCK_NB, SECCOMP_RET_USER_NOTIF),
+      a));
+  ASSERT_EQ(unlink((socket + ".lock").c_str()), 0) << std::strerror(errno);
+  constexpr uint32_t kBacklog = 1024;  // Listener::Bind's listen(2) backlog
+  ASSERT_NO_FATAL_FAILURE(SpawnHeld(
+      args, testing::SyscallFilter(__NR_listen, 1, kBacklog, SECCOMP_RET_USER_NOTIF), b));
+  absl::Status a_continued = a.trap->Continue(a.call);
+  absl::Status a_rest = absl::OkStatus();
+  std::thread answer_a([&] { a_rest = a.trap->ContinueAll(); });  // its flock of the new file
+  // READY, or end of file when it exits.
+  const bool a_served = ReadToEnd(a.broker.ready) == "READY\n";
+  absl::Status b_continued = b.trap->Continue(b.call);
+  const bool b_served = ReadToEnd(b.broker.ready) == "READY\n";
+  // Whose socket is at the path (its listener's credentials).
+  pid_t listening = -1;
+  if (absl::StatusOr<UniqueFd> client = wire::ConnectSeqpacket(socket); client.ok()) {
+    ucred cred{};
+    socklen_t len = sizeof(cred);
+    if (getsockopt(client->get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) listening = cred.pid;
+  }
+  if (a_served) kill(a.broker.pid, SIGTERM);
+  const int a_code = WaitExitCode(a.broker.pid);
+  answer_a.join();  // ContinueAll ends once A is reaped
+  const std::string a_err = ReadToEnd(a.broker.err);
+  kill(b.broker.pid, SIGTERM);
+  const int b_code = WaitExitCode(b.broker.pid);
+  ReadToEnd(b.broker.err);
+  EXPECT_OK(a_continued);
+  EXPECT_OK(a_rest);
+  EXPECT_OK(b_continued);
+  EXPECT_FALSE(a_served) << "both brokers served";
+  EXPECT_TRUE(b_served);
+  EXPECT_EQ(listening, b.broker.pid);
+  EXPECT_EQ(a_code, 1);
+  EXPECT_THAT(a_err, HasSubstr("another capbrokerd holds the lock " + socket + ".lock"));
+  EXPECT_EQ(b_code, 0);
 }
 
 TEST(DaemonStartTest, SighupWhileLoadingThePolicyIsHandledOnceServing) {
@@ -981,6 +1044,29 @@ TEST(DaemonStartTest, WarnsWhenARootBrokersSocketIsInRootsRuntimeDirectory) {
   EXPECT_THAT(private_socket.err, Not(HasSubstr("warning")));
 }
 
+// An environment value is shown escaped: XDG_RUNTIME_DIR with a newline
+// forged a line of the broker's log in the note on a runtime directory not
+// root's. The start fails at the audit log, after the note and before the
+// broker binds /run/capbroker/broker.sock.
+TEST(DaemonStartTest, TheRuntimeDirectoryNoteShowsTheValueEscaped) {
+  if (geteuid() != 0) GTEST_SKIP() << "the note is for a broker run as root";
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  const std::string forged = "/nonexistent-cb\ncapbrokerd: forged";
+  Spawned broker =
+      Spawn({"--policy", policy, "--audit-log", dir.Join("missing/audit.log")}, [&] {
+        unsetenv("CAPBROKER_SOCKET");
+        return setenv("XDG_RUNTIME_DIR", forged.c_str(), 1) == 0;
+      });
+  ASSERT_GT(broker.pid, 0);
+  EXPECT_EQ(ReadToEnd(broker.ready), "");
+  EXPECT_EQ(WaitExitCode(broker.pid), 1);
+  const std::string err = ReadToEnd(broker.err);
+  EXPECT_THAT(err, HasSubstr("capbrokerd: note: XDG_RUNTIME_DIR /nonexistent-cb\\x0acapbrokerd: "
+                             "forged cannot be used"));
+  EXPECT_THAT(err, Not(HasSubstr("\ncapbrokerd: forged")));
+}
+
 TEST(DaemonStartTest, UsageErrorsExitTwo) {
   Result r = RunDaemon({"--socket"});
   EXPECT_EQ(r.exit_code, 2);
@@ -988,6 +1074,26 @@ TEST(DaemonStartTest, UsageErrorsExitTwo) {
   Result none = RunDaemon({});
   EXPECT_EQ(none.exit_code, 2);
   EXPECT_THAT(none.err, HasSubstr("--policy FILE is required"));
+}
+
+// systemd (Type=notify) times out a unit that never says READY=1 and
+// kills it. The broker said "serving", and served, before a READY=1 it then
+// failed to send; now a failed send stops it as a failed --ready-fd write
+// does, before anything says it serves (its ready pipe closes unwritten).
+TEST(DaemonStartTest, AReadyItCannotSendToSystemdStopsIt) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  const std::string notify = dir.Join("nobody-listens");
+  Spawned broker = Spawn({"--policy", policy, "--socket", dir.Join("s")},
+                         [&] { return setenv("NOTIFY_SOCKET", notify.c_str(), 1) == 0; });
+  ASSERT_GT(broker.pid, 0);
+  const bool served = ReadToEnd(broker.ready) == "READY\n";
+  if (served) kill(broker.pid, SIGTERM);
+  EXPECT_FALSE(served);
+  EXPECT_EQ(WaitExitCode(broker.pid), 1);
+  const std::string err = ReadToEnd(broker.err);
+  EXPECT_THAT(err, HasSubstr("capbrokerd: not serving: sendto(NOTIFY_SOCKET=" + notify + ")"));
+  EXPECT_THAT(err, Not(HasSubstr("capbrokerd: serving")));
 }
 
 // --ready-fd names a number the broker must write to once and close.
@@ -1057,6 +1163,89 @@ TEST(DaemonStartTest, RefusesAReadyFdThatIsTheSocketFromSystemd) {
                              "Type=notify, or another fd"));
   EXPECT_THAT(err, Not(HasSubstr("serving")));
   EXPECT_THAT(err, Not(HasSubstr("Bad file descriptor")));
+}
+
+// Runs capbrokerd as systemd starts a socket-activated unit: `listening`
+// (borrowed: a listening socket of the test's) at fd 3, LISTEN_PID and
+// LISTEN_FDS set, and --ready-fd 4 added. A broker that serves writes READY
+// there and is then stopped with SIGTERM (`served`).
+Result RunActivated(std::vector<std::string> args, int listening) {
+  args.insert(args.begin(), testing::RunfilePath("broker/capbrokerd"));
+  args.insert(args.end(), {"--ready-fd", "4"});
+  std::vector<char*> argv = Pointers(args);
+  int ready[2], err[2];
+  if (pipe2(ready, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
+    ADD_FAILURE() << "pipe2: " << std::strerror(errno);
+    return {};
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    // Out of the way of 3 and 4 first, which any of these may hold.
+    int high_sock = fcntl(listening, F_DUPFD_CLOEXEC, 30);
+    int high_ready = fcntl(ready[1], F_DUPFD_CLOEXEC, 30);
+    if (dup2(err[1], 2) != 2 || high_sock < 0 || high_ready < 0 ||
+        dup2(high_sock, 3) != 3 || dup2(high_ready, 4) != 4 ||
+        setenv("LISTEN_PID", std::to_string(getpid()).c_str(), 1) != 0 ||
+        setenv("LISTEN_FDS", "1", 1) != 0) {
+      _exit(126);
+    }
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  close(ready[1]);
+  close(err[1]);
+  Result result;
+  // READY when it serves; end of file when it exits first.
+  result.served = ReadToEnd(ready[0]) == "READY\n";
+  if (result.served) kill(pid, SIGTERM);
+  result.exit_code = WaitExitCode(pid);
+  result.err = ReadToEnd(err[0]);
+  return result;
+}
+
+// A socket from systemd has its unit's path and mode. A root broker took
+// one 0666 with --socket-mode 0600 and --socket elsewhere, said "serving the
+// socket from systemd", and every user could connect. --socket is a usage
+// error there; --socket-mode is checked against the socket, which is
+// refused when it lets in more; the serving line names the path.
+TEST(DaemonStartTest, ASocketFromSystemdIsTheUnitsAndIsCheckedAgainstSocketMode) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  const std::string path = dir.Join("unit.sock");
+  UniqueFd listening(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(listening.valid()) << std::strerror(errno);
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(path));
+  ASSERT_EQ(bind(listening.get(), reinterpret_cast<const sockaddr*>(&address.addr),
+                 address.length),
+            0)
+      << std::strerror(errno);
+  ASSERT_EQ(listen(listening.get(), 8), 0) << std::strerror(errno);
+
+  ASSERT_EQ(chmod(path.c_str(), 0666), 0);  // systemd's default SocketMode=
+  Result wider = RunActivated({"--policy", policy, "--socket-mode", "0600"}, listening.get());
+  EXPECT_FALSE(wider.served) << wider.err;
+  EXPECT_EQ(wider.exit_code, 1) << wider.err;
+  EXPECT_THAT(wider.err, HasSubstr("the socket from systemd at " + path));
+  EXPECT_THAT(wider.err, HasSubstr("mode 0666) lets in more than --socket-mode 0600 says"));
+  EXPECT_THAT(wider.err, HasSubstr("set SocketMode=0600 there"));
+  EXPECT_THAT(wider.err, Not(HasSubstr("serving")));
+
+  Result elsewhere = RunActivated(
+      {"--policy", policy, "--socket-mode", "0666", "--socket", dir.Join("wanted.sock")},
+      listening.get());
+  EXPECT_FALSE(elsewhere.served) << elsewhere.err;
+  EXPECT_EQ(elsewhere.exit_code, 2) << elsewhere.err;
+  EXPECT_THAT(elsewhere.err, HasSubstr("--socket " + dir.Join("wanted.sock") +
+                                       ": systemd passed the socket (LISTEN_FDS)"));
+  EXPECT_THAT(elsewhere.err, HasSubstr("ListenSequentialPacket="));
+  EXPECT_THAT(elsewhere.err, HasSubstr("usage:"));
+
+  ASSERT_EQ(chmod(path.c_str(), 0600), 0);  // SocketMode=0600
+  Result matching = RunActivated({"--policy", policy, "--socket-mode", "0600"}, listening.get());
+  EXPECT_TRUE(matching.served) << matching.err;
+  EXPECT_EQ(matching.exit_code, 0) << matching.err;
+  EXPECT_THAT(matching.err, HasSubstr("capbrokerd: serving the socket from systemd at " + path +
+                                      " with policy"));
 }
 
 // A broker run by a user serves that user alone (Bind makes its socket 0600

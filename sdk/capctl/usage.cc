@@ -42,8 +42,8 @@ constexpr Command kCommands[] = {
 
 constexpr char kSocketAndExitCodes[] =
     "--socket defaults to $CAPBROKER_SOCKET, else $XDG_RUNTIME_DIR/capbroker/broker.sock\n"
-    "(root: only if root owns that directory) and then, if nothing is there,\n"
-    "/run/capbroker/broker.sock.\n"
+    "(root: only if root owns that directory and neither group nor others may write it)\n"
+    "and then, if nothing is there, /run/capbroker/broker.sock.\n"
     "--timeout: how long to wait for each answer of the broker, in seconds (0.5 too;\n"
     "0: no limit); default 690, longer than a connect may wait for its service to start.\n"
     "exit codes: 0 ok, 1 failure, 2 usage, 3 permission denied, 4 not found,\n"

@@ -390,7 +390,7 @@ int Capctl::Exec(const Options& o) {
     if (!client.ok()) return Fail(client.status());
     for (const auto& [name, fd_name] : wanted) {
       absl::StatusOr<Capability> cap = client->Acquire(name);
-      if (!cap.ok()) return Fail(cap.status(), absl::StrCat("request ", Shown(name)));
+      if (!cap.ok()) return Fail(cap.status(), absl::StrCat("exec ", Shown(name)));
       fds.push_back(std::move(cap->fd));
       fd_names.push_back(fd_name);
     }

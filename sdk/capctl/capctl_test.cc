@@ -1125,6 +1125,15 @@ TEST_F(CapctlTest, ExecDeniedRunsNothing) {
   EXPECT_EQ(r.out, "");
 }
 
+// A capability exec could not get is named after exec, the command that
+// ran, not after request (once "capctl: request nosuch: ...").
+TEST_F(CapctlTest, ExecNamesItselfWhenACapabilityIsRefused) {
+  Result r = Run({"exec", "nosuch", "--", "/bin/true"});
+  ExpectFailure(r, kExitNotFound);
+  EXPECT_THAT(r.err, StartsWith("capctl: exec nosuch: "));
+  EXPECT_EQ(r.out, "");
+}
+
 // LISTEN_FDNAMES takes what systemd's fdname_is_valid takes: printable
 // ASCII and the space, not ':' (the separator), at most 255 bytes.
 TEST_F(CapctlTest, ExecTakesTheFdNamesSystemdTakes) {

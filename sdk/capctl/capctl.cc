@@ -363,9 +363,11 @@ int Capctl::Open(const Options& o) {
   return kExitOk;
 }
 
+// exec and connect check their own arguments before the "--": without
+// them, what the command lacks first is what to ask for, not the "--".
 int Capctl::Exec(const Options& o) {
-  if (!o.saw_separator) return Usage("exec needs -- before the command");
   if (o.positional.empty()) return Usage("exec needs at least one NAME");
+  if (!o.saw_separator) return Usage("exec needs -- between the NAMEs and the command");
   if (o.command.empty() || o.command[0].empty()) return Usage("exec needs a command after --");
   std::vector<std::pair<std::string, std::string>> wanted;  // name, fd name
   for (const std::string& spec : o.positional) {
@@ -441,7 +443,9 @@ int Capctl::ExecWith(std::vector<UniqueFd> fds, const std::vector<std::string>& 
 }
 
 int Capctl::Connect(const Options& o) {
-  if (!o.saw_separator) return Usage("connect needs -- before the command");
+  if (o.positional.empty()) return Usage("connect takes one SERVICE");
+  // Before the count: "connect kvstore cmd" lacks the "--", not a SERVICE.
+  if (!o.saw_separator) return Usage("connect needs -- between SERVICE and the command");
   if (o.positional.size() != 1) return Usage("connect takes one SERVICE");
   if (o.positional[0].empty()) return Usage("empty service name");
   if (o.command.empty() || o.command[0].empty()) {

@@ -1134,6 +1134,26 @@ TEST_F(CapctlTest, ExecNamesItselfWhenACapabilityIsRefused) {
   EXPECT_EQ(r.out, "");
 }
 
+// exec and connect say first what to ask for (a NAME, one SERVICE), then
+// that the "--" is missing: "capctl connect" alone once said "connect
+// needs -- before the command".
+TEST_F(CapctlTest, ExecAndConnectSayWhatIsMissingFirst) {
+  const std::pair<std::vector<std::string>, std::string> cases[] = {
+      {{"exec"}, "exec needs at least one NAME"},
+      {{"exec", "motd"}, "exec needs -- between the NAMEs and the command"},
+      {{"exec", "motd", "/bin/true"}, "exec needs -- between the NAMEs and the command"},
+      {{"connect"}, "connect takes one SERVICE"},
+      {{"connect", "kvstore"}, "connect needs -- between SERVICE and the command"},
+      {{"connect", "kvstore", "/bin/true"}, "connect needs -- between SERVICE and the command"},
+      {{"connect", "a", "b", "--", "/bin/true"}, "connect takes one SERVICE"},
+  };
+  for (const auto& [args, why] : cases) {
+    SCOPED_TRACE(absl::StrJoin(args, " "));
+    Result r = ExpectUsageErrorInChild(args);
+    EXPECT_THAT(r.err, StartsWith(absl::StrCat("capctl: ", why, "\n")));
+  }
+}
+
 // LISTEN_FDNAMES takes what systemd's fdname_is_valid takes: printable
 // ASCII and the space, not ':' (the separator), at most 255 bytes.
 TEST_F(CapctlTest, ExecTakesTheFdNamesSystemdTakes) {

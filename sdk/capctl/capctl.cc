@@ -350,6 +350,17 @@ int Capctl::Open(const Options& o) {
   const std::string& dir = o.positional[0];
   const std::string& path = o.positional[1];
   if (dir.empty() || path.empty()) return Usage("empty DIR or PATH");
+  // open reads by default, which can neither create nor truncate: the
+  // broker's refusal would name an access the user never wrote.
+  if (!o.access.has_value() && (o.create || o.truncate)) {
+    const char* flags = !o.truncate ? "--create needs"
+                        : !o.create ? "--truncate needs"
+                                    : "--create and --truncate need";
+    // As the broker's rules: an append fd must not empty the file.
+    const char* accesses = o.truncate ? "write or readWrite" : "write, readWrite or append";
+    return Usage(absl::StrCat("open ", flags, " --access ", accesses,
+                              " (without --access, open reads)"));
+  }
   BeneathOptions options;
   options.access = o.access.value_or(schema::Access::READ);
   options.create = o.create;

@@ -267,6 +267,35 @@ TEST_F(CapctlTest, OpenBeneathCreatesWithMode) {
   EXPECT_EQ(st.st_mode & 0777, 0640u);
 }
 
+// open reads unless --access says otherwise, and read can neither create
+// nor truncate: --create or --truncate without --access is a usage error
+// naming what to give, not the broker's refusal of an access nobody typed
+// ("create needs write, readWrite or append access; access is read").
+TEST_F(CapctlTest, OpenCreateOrTruncateNeedsAccess) {
+  const std::pair<std::vector<std::string>, std::string> cases[] = {
+      {{"--create", "--mode", "0644"},
+       "open --create needs --access write, readWrite or append (without --access, open "
+       "reads)"},
+      {{"--truncate"}, "open --truncate needs --access write or readWrite (without --access, "
+                       "open reads)"},
+      {{"--create", "--truncate"},
+       "open --create and --truncate need --access write or readWrite (without --access, "
+       "open reads)"},
+  };
+  for (const auto& [options, why] : cases) {
+    std::vector<std::string> args = {"open", "spool", "new"};
+    args.insert(args.end(), options.begin(), options.end());
+    SCOPED_TRACE(absl::StrJoin(args, " "));
+    Result r = Run(args);
+    ExpectFailure(r, kExitUsage);
+    EXPECT_THAT(r.err, StartsWith(absl::StrCat("capctl: ", why, "\n")));
+  }
+  struct stat st;
+  EXPECT_NE(stat(Path("spool/new").c_str(), &st), 0) << "a refused command ran";
+  // With --access, as before.
+  EXPECT_EQ(Run({"open", "spool", "new", "--create", "--access", "write"}).code, kExitOk);
+}
+
 TEST_F(CapctlTest, OpenBeneathRefusesEscapes) {
   ExpectFailure(Run({"open", "spool", "../secret"}), kExitPermissionDenied);
   Result absolute = Run({"open", "spool", "/etc/passwd"});

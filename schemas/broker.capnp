@@ -226,7 +226,8 @@ struct ServiceInfo {
   uptimeSeconds @4 :UInt64;   # of the current run; 0 when not running
   protections @5 :Text;       # in force: "userns mountns ... landlock:7"
   missing @6 :Text;           # best-effort protections not in force, and why
-  lastExit @7 :Text;          # "exit status 1", "killed by SIGSEGV", or empty
+  lastExit @7 :Text;          # "exit status 0", "killed by SIGSEGV; its output
+                              # is in the broker's log" (a failed run), or empty
   activation @8 :Text;        # "onDemand" or "atStart"
   removed @9 :Bool;           # an old instance (removed from the policy, or
                               # restarted by a reload), still stopping; the

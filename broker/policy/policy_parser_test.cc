@@ -463,12 +463,12 @@ INSTANTIATE_TEST_SUITE_P(
                      "principal 'p' grants 'm' twice; list it once"},
         SemanticCase{"NoMatch", PRINCIPAL("name = \"x\", grants = [ \"m\" ]"),
                      "( name = \"x\"",
-                     "principal 'x' matches nobody: give uid, gid, exe, or "
-                     "anyUser = true"},
+                     "principal 'x' matches nobody: give uid or gid (with exe to "
+                     "narrow it), or anyUser = true"},
         SemanticCase{"EmptyMatch", PRINCIPAL("name = \"x\", match = ( )"),
                      "( )",
-                     "principal 'x' matches nobody: give uid, gid, exe, or "
-                     "anyUser = true"},
+                     "principal 'x' matches nobody: give uid or gid (with exe to "
+                     "narrow it), or anyUser = true"},
         // -1 is the schema's stand-in for "left out"; written, it is no id,
         // and must not silently drop the criterion (gid = -1 with a uid
         // would match any gid).
@@ -483,8 +483,8 @@ INSTANTIATE_TEST_SUITE_P(
                      "4294967294 (or leave it out to match any)"},
         SemanticCase{"AnyUserFalseIsNoCriterion", PRINCIPAL("name = \"x\", match = ( anyUser = false )"),
                      "( anyUser",
-                     "principal 'x' matches nobody: give uid, gid, exe, or "
-                     "anyUser = true"},
+                     "principal 'x' matches nobody: give uid or gid (with exe to "
+                     "narrow it), or anyUser = true"},
         SemanticCase{"AnyUserWithOthers", PRINCIPAL("name = \"x\", match = ( gid = 5, anyUser = true )"),
                      "true",
                      "principal 'x': anyUser = true with uid, gid or exe is "

@@ -300,8 +300,9 @@ class Validator {
             absl::StrCat(label, ": anyUser = true with uid, gid or exe is ambiguous "
                                 "(anyUser matches everyone); drop one or the other"));
     } else if (!spec.any_user && !ids_given && !exe_given) {
-      checks_.Error(path, absl::StrCat(label, " matches nobody: give uid, gid, exe, or "
-                                      "anyUser = true"));
+      // Not "exe" as a choice of its own: alone, it is refused below.
+      checks_.Error(path, absl::StrCat(label, " matches nobody: give uid or gid (with exe "
+                                      "to narrow it), or anyUser = true"));
     } else if (exe_given && !ids_given) {
       // Any user who can run the binary can connect and then exec it, and
       // the broker would see that binary: alone, exe would match everyone.

@@ -20,6 +20,7 @@
 #include "sdk/base/syscall.h"
 #include "sdk/wire/error_code.h"
 #include "sdk/wire/limits.h"
+#include "sdk/wire/request_text.h"
 
 namespace capbroker::server {
 namespace {
@@ -42,19 +43,6 @@ schema::Kind WireKind(Kind kind) {
 
 bool KnownAccess(schema::Access access) {
   return static_cast<uint16_t>(access) <= static_cast<uint16_t>(schema::Access::APPEND);
-}
-
-// Checks a name or path field of a request before it is used.
-absl::Status CheckText(absl::string_view what, capnp::Text::Reader text,
-                       size_t max_bytes) {
-  if (text.size() == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(what, " is empty"));
-  }
-  if (text.size() > max_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, " is ", text.size(), " bytes; at most ", max_bytes));
-  }
-  return absl::OkStatus();
 }
 
 absl::string_view View(capnp::Text::Reader text) {
@@ -388,8 +376,7 @@ Outcome RequestHandler::Acquire(const Session& session,
   Outcome outcome;
   absl::string_view name = View(acquire.getName());
   schema::Access requested = acquire.getAccess();
-  absl::Status status = CheckText("capability name", acquire.getName(),
-                                  wire::kMaxNameBytes);
+  absl::Status status = wire::CheckCapabilityName(name);
   if (status.ok() && !KnownAccess(requested)) {
     status = absl::InvalidArgumentError(absl::StrCat(
         "unknown access value ", static_cast<int>(requested)));
@@ -451,9 +438,8 @@ Outcome RequestHandler::OpenBeneath(const Session& session,
   asked.create = open.getCreate();
   asked.mode = open.getMode() & 0777;
   asked.truncate = open.getTruncate();
-  absl::Status status = CheckText("directory name", open.getDirectory(),
-                                  wire::kMaxNameBytes);
-  if (status.ok()) status = CheckText("path", open.getPath(), wire::kMaxPathBytes);
+  absl::Status status = wire::CheckDirectoryName(name);
+  if (status.ok()) status = wire::CheckBeneathPath(path);
   if (status.ok() && !KnownAccess(requested)) {
     status = absl::InvalidArgumentError(absl::StrCat(
         "unknown access value ", static_cast<int>(requested)));
@@ -579,8 +565,7 @@ Outcome RequestHandler::Connect(const Session& session, uint64_t request_id,
                                 schema::Reply::Builder reply) {
   Outcome outcome;
   absl::string_view name = View(connect.getService());
-  absl::Status status = CheckText("service name", connect.getService(),
-                                  wire::kMaxNameBytes);
+  absl::Status status = wire::CheckServiceName(name);
   ConnectDecision decision;
   if (status.ok()) {
     decision = policy_.DecideConnect(session.identity, name);

@@ -94,6 +94,11 @@ std::string UntrackedDescendants(const sandbox::LaunchedProcess& process) {
                "it ends";
 }
 
+// What a client is told of a run that failed (capctl services' last exit, a
+// connect's error): why is most often what the service wrote, which went to
+// the broker's log (OnOutput) and nowhere else.
+constexpr absl::string_view kOutputInLog = "; its output is in the broker's log";
+
 // "exit status 3", "killed by SIGKILL"; or, when waitid failed, that it is
 // not known and why.
 std::string HowItEnded(const absl::StatusOr<siginfo_t>& info) {
@@ -635,17 +640,17 @@ void ServiceHost::OnExit(Service& service) {
   const bool failed = !info.ok() || Failed(*info);
   LogLastOutput(service);
   ForgetProcess(service);
-  service.last_exit = service.killed_for.empty()
-                          ? HowItEnded(info)
-                          : absl::StrCat(service.killed_for, " (", HowItEnded(info), ")");
+  const std::string ended = service.killed_for.empty()
+                                ? HowItEnded(info)
+                                : absl::StrCat(service.killed_for, " (", HowItEnded(info), ")");
   service.killed_for.clear();
   absl::Duration ran = absl::Now() - service.started;
-  Log(service, absl::StrCat("exited (", service.last_exit, ") after ",
-                            absl::FormatDuration(ran)));
+  Log(service, absl::StrCat("exited (", ended, ") after ", absl::FormatDuration(ran)));
+  service.last_exit = failed ? absl::StrCat(ended, kOutputInLog) : ended;
   if (service.state == ServiceState::STARTING) {
     AnswerPending(service, absl::UnavailableError(absl::StrCat(
-                               "service '", service.spec.name,
-                               "' exited before it was ready (", service.last_exit, ")")));
+                               "service '", service.spec.name, "' exited before it was ready (",
+                               ended, kOutputInLog, ")")));
   }
   if (service.removed) {
     ArmTimer(service, absl::ZeroDuration());

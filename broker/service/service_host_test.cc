@@ -620,7 +620,28 @@ TEST_F(ServiceHostTest, AServiceKilledForItsReadinessTimeoutSaysWhy) {
   ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("notify", 1));
   EXPECT_FALSE(waiting.has_value());
   ASSERT_TRUE(RunUntil([&] { return !Report("notify").last_exit.empty(); }));
-  EXPECT_EQ(Report("notify").last_exit, "did not become ready within 200 ms (killed by SIGKILL)");
+  EXPECT_EQ(Report("notify").last_exit,
+            "did not become ready within 200 ms (killed by SIGKILL); its output is in the "
+            "broker's log");
+}
+
+// A service that exits before it is ready most often said why on its
+// stderr, which only the broker's log has: the connect's error and the
+// report's last exit say where to look. A clean exit says no more.
+TEST_F(ServiceHostTest, AFailedRunSaysItsOutputIsInTheBrokersLog) {
+  exit_code_ = 1;
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("notify", 1));
+  EXPECT_FALSE(waiting.has_value());
+  ASSERT_TRUE(RunUntil([&] { return !ClientAnswers().empty(); }));
+  EXPECT_EQ(ClientAnswers()[0],
+            "service 'notify' exited before it was ready (exit status 1; its output is in "
+            "the broker's log)");
+  EXPECT_EQ(Report("notify").last_exit, "exit status 1; its output is in the broker's log");
+
+  exit_code_ = 0;
+  ASSERT_OK(Connect("once", 2).status());
+  ASSERT_TRUE(RunUntil([&] { return Report("once").state == ServiceState::STOPPED; }));
+  EXPECT_EQ(Report("once").last_exit, "exit status 0");
 }
 
 // A client that can crash a service must not keep the broker launching
@@ -640,8 +661,8 @@ TEST_F(ServiceHostTest, AConnectAfterAFailedRunIsARestartInARow) {
   }
   EXPECT_THAT(Connect("once", 4).status(),
               StatusIs(absl::StatusCode::kUnavailable,
-                       "service 'once' has failed (exit status 1); it starts again after a "
-                       "policy reload"));
+                       "service 'once' has failed (exit status 1; its output is in the "
+                       "broker's log); it starts again after a policy reload"));
   EXPECT_EQ(launches_, 3u);
   EXPECT_EQ(Report("once").restarts, 2u);
 }
@@ -1459,7 +1480,7 @@ TEST_F(ServiceHostTest, AStartingServiceThatClosesItsConnectionIsStoppedForThat)
   ASSERT_TRUE(RunUntil([&] { return !ClientAnswers().empty(); }));
   EXPECT_EQ(ClientAnswers()[0],
             "service 'patient' exited before it was ready (still running without its broker "
-            "connection after SIGTERM (killed by SIGKILL))");
+            "connection after SIGTERM (killed by SIGKILL); its output is in the broker's log)");
   ASSERT_TRUE(RunUntil([&] { return Reaped(pids_[0]); }));
 }
 

@@ -350,6 +350,17 @@ int Capctl::Open(const Options& o) {
   const std::string& dir = o.positional[0];
   const std::string& path = o.positional[1];
   if (dir.empty() || path.empty()) return Usage("empty DIR or PATH");
+  // open reads by default, which can neither create nor truncate: the
+  // broker's refusal would name an access the user never wrote.
+  if (!o.access.has_value() && (o.create || o.truncate)) {
+    const char* flags = !o.truncate ? "--create needs"
+                        : !o.create ? "--truncate needs"
+                                    : "--create and --truncate need";
+    // As the broker's rules: an append fd must not empty the file.
+    const char* accesses = o.truncate ? "write or readWrite" : "write, readWrite or append";
+    return Usage(absl::StrCat("open ", flags, " --access ", accesses,
+                              " (without --access, open reads)"));
+  }
   BeneathOptions options;
   options.access = o.access.value_or(schema::Access::READ);
   options.create = o.create;
@@ -363,9 +374,11 @@ int Capctl::Open(const Options& o) {
   return kExitOk;
 }
 
+// exec and connect check their own arguments before the "--": without
+// them, what the command lacks first is what to ask for, not the "--".
 int Capctl::Exec(const Options& o) {
-  if (!o.saw_separator) return Usage("exec needs -- before the command");
   if (o.positional.empty()) return Usage("exec needs at least one NAME");
+  if (!o.saw_separator) return Usage("exec needs -- between the NAMEs and the command");
   if (o.command.empty() || o.command[0].empty()) return Usage("exec needs a command after --");
   std::vector<std::pair<std::string, std::string>> wanted;  // name, fd name
   for (const std::string& spec : o.positional) {
@@ -390,7 +403,7 @@ int Capctl::Exec(const Options& o) {
     if (!client.ok()) return Fail(client.status());
     for (const auto& [name, fd_name] : wanted) {
       absl::StatusOr<Capability> cap = client->Acquire(name);
-      if (!cap.ok()) return Fail(cap.status(), absl::StrCat("request ", Shown(name)));
+      if (!cap.ok()) return Fail(cap.status(), absl::StrCat("exec ", Shown(name)));
       fds.push_back(std::move(cap->fd));
       fd_names.push_back(fd_name);
     }
@@ -441,7 +454,9 @@ int Capctl::ExecWith(std::vector<UniqueFd> fds, const std::vector<std::string>& 
 }
 
 int Capctl::Connect(const Options& o) {
-  if (!o.saw_separator) return Usage("connect needs -- before the command");
+  if (o.positional.empty()) return Usage("connect takes one SERVICE");
+  // Before the count: "connect kvstore cmd" lacks the "--", not a SERVICE.
+  if (!o.saw_separator) return Usage("connect needs -- between SERVICE and the command");
   if (o.positional.size() != 1) return Usage("connect takes one SERVICE");
   if (o.positional[0].empty()) return Usage("empty service name");
   if (o.command.empty() || o.command[0].empty()) {

@@ -19,7 +19,8 @@ constexpr Command kCommands[] = {
      "acquire capability NAME and describe what the broker granted", true},
     {"open", "DIR PATH [--access A] [--create] [--truncate] [--mode OCTAL]",
      "open PATH beneath directory capability DIR and describe it\n"
-     "(--access as for request, default read; --mode of a file it creates, default 0600)",
+     "(--access as for request, default read, and needed with --create or --truncate;\n"
+     "--mode of a file it creates, default 0600)",
      true},
     {"exec", "NAME[=FDNAME]... -- CMD [ARGS...]",
      "run CMD with the capabilities at fds 3.. and LISTEN_FDS, LISTEN_PID,\n"

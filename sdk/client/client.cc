@@ -25,6 +25,7 @@
 #include "sdk/wire/error_code.h"
 #include "sdk/wire/limits.h"
 #include "sdk/wire/names.h"
+#include "sdk/wire/request_text.h"
 #include "sdk/wire/socket_path.h"
 #include "sdk/wire/unix_socket.h"
 
@@ -671,6 +672,7 @@ absl::StatusOr<IncomingConnection> Client::NextIncoming() {
 }
 
 absl::StatusOr<Capability> Client::ConnectService(absl::string_view service) {
+  CB_RETURN_IF_ERROR(wire::CheckServiceName(service));
   absl::StatusOr<Capability> result = absl::InternalError("no reply");
   CB_RETURN_IF_ERROR(Call(
       ReplyFds::kGrant,
@@ -745,6 +747,7 @@ absl::Status Client::Hello(absl::Duration deadline) {
 
 absl::StatusOr<Capability> Client::Acquire(absl::string_view name,
                                            schema::Access access) {
+  CB_RETURN_IF_ERROR(wire::CheckCapabilityName(name));
   absl::StatusOr<Capability> result = absl::InternalError("no reply");
   CB_RETURN_IF_ERROR(Call(
       ReplyFds::kGrant,
@@ -763,6 +766,8 @@ absl::StatusOr<Capability> Client::Acquire(absl::string_view name,
 absl::StatusOr<Capability> Client::OpenBeneath(absl::string_view directory,
                                                absl::string_view path,
                                                const BeneathOptions& options) {
+  CB_RETURN_IF_ERROR(wire::CheckDirectoryName(directory));
+  CB_RETURN_IF_ERROR(wire::CheckBeneathPath(path));
   absl::StatusOr<Capability> result = absl::InternalError("no reply");
   CB_RETURN_IF_ERROR(Call(
       ReplyFds::kGrant,

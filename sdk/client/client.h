@@ -30,8 +30,8 @@
 // error: the call fails with its reason, the client closes the connection
 // (and every fd that came on it), and every later call fails with
 // kUnavailable naming that first error, so that no reply is ever taken for
-// another request's answer. A request refused before it is sent (too
-// large, say) leaves the connection as it was.
+// another request's answer. A request refused before it is sent (a name or
+// path longer than the wire allows, say) leaves the connection as it was.
 //
 // Fds that did not all fit in this process's fd table (at RLIMIT_NOFILE
 // the kernel closes those it cannot install, the last ones of a message,
@@ -244,12 +244,17 @@ class Client {
 
   // Asks for capability `name` with `access`, or with the access of the
   // grant when `access` is unspecified. Never wider than the grant.
+  // kInvalidArgument, nothing sent, for a name that is empty or longer
+  // than wire::kMaxNameBytes, in the broker's words
+  // ("capability name is 100000 bytes; at most 64"): sdk/wire/request_text.h.
   absl::StatusOr<Capability> Acquire(
       absl::string_view name,
       schema::Access access = schema::Access::UNSPECIFIED);
 
   // Asks the broker to open `path` (relative) beneath directory capability
-  // `directory`. No `..` escapes and no symlinks.
+  // `directory`. No `..` escapes and no symlinks. kInvalidArgument, nothing
+  // sent, for an empty `directory` or `path`, or one longer than
+  // wire::kMaxNameBytes or wire::kMaxPathBytes, as for Acquire.
   absl::StatusOr<Capability> OpenBeneath(absl::string_view directory,
                                          absl::string_view path,
                                          const BeneathOptions& options = {});
@@ -272,6 +277,8 @@ class Client {
   // Asks for a connection to the hosted service `service`: the result is
   // one end of a SEQPACKET connection (kind connection) whose other end the
   // service received. Waits while an on-demand service starts.
+  // kInvalidArgument, nothing sent, for a name that is empty or longer
+  // than wire::kMaxNameBytes, as for Acquire.
   absl::StatusOr<Capability> ConnectService(absl::string_view service);
 
   // The hosted services and their state, in ascending order of name, an

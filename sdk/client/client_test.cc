@@ -944,13 +944,58 @@ TEST_F(ServiceTest, NothingToReadYetLeavesTheConnectionOpen) {
   EXPECT_EQ(CountOpenFds(), fds_before_);
 }
 
-// A request the client refuses to send leaves no reply owed: the next
-// request is answered as request 2.
-TEST_F(ClientTest, ARequestRefusedBeforeSendingLeavesTheConnectionInStep) {
-  EXPECT_THAT(client_->Acquire(std::string(wire::kMaxMessageBytes, 'a')),
-              StatusIs(absl::StatusCode::kResourceExhausted));
+// The broker's refusal of request `id`, "no such thing": an answer that
+// shows the request was sent.
+Fill NotFoundReply(uint64_t id) {
+  return [id](schema::Reply::Builder r) {
+    r.setId(id);
+    auto error = r.initError();
+    error.setCode(schema::ErrorCode::NOT_FOUND);
+    error.setMessage("no such thing");
+  };
+}
+
+// A name or path longer than the wire allows is refused before anything is
+// sent, in the broker's words, naming the argument and its limit; even one
+// too long for a datagram, which the broker would never see. Nothing is
+// sent, so no reply is owed: the next request is answered as request 2.
+TEST_F(ClientTest, ANameOrPathPastTheWiresLimitIsRefusedBeforeSending) {
+  const std::string name(wire::kMaxNameBytes + 1, 'a');
+  const std::string huge(wire::kMaxMessageBytes + 1000, 'a');
+  ASSERT_EQ(broker_->RequestsWaiting(), 1) << "the hello";
+  // A request sent after all would wait for an answer that never comes:
+  // bounded, it fails the test instead (the client honours SO_RCVTIMEO).
+  const timeval bound{5, 0};
+  ASSERT_EQ(setsockopt(client_->fd(), SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof(bound)), 0);
+  const auto invalid = [](const std::string& why) {
+    return StatusIs(absl::StatusCode::kInvalidArgument, why);
+  };
+  EXPECT_THAT(client_->Acquire(name), invalid("capability name is 65 bytes; at most 64"));
+  EXPECT_THAT(client_->Acquire(huge), invalid("capability name is 66536 bytes; at most 64"));
+  EXPECT_THAT(client_->OpenBeneath(name, "job"), invalid("directory name is 65 bytes; at most 64"));
+  EXPECT_THAT(client_->OpenBeneath("spool", std::string(wire::kMaxPathBytes + 1, 'p')),
+              invalid("path is 4096 bytes; at most 4095"));
+  EXPECT_THAT(client_->OpenBeneath("spool", huge), invalid("path is 66536 bytes; at most 4095"));
+  EXPECT_THAT(client_->ConnectService(name), invalid("service name is 65 bytes; at most 64"));
+  EXPECT_THAT(client_->Acquire(""), invalid("capability name is empty"));
+  EXPECT_THAT(client_->OpenBeneath("spool", ""), invalid("path is empty"));
+  EXPECT_EQ(broker_->RequestsWaiting(), 0);
   broker_->Send(ListReply(2));
   EXPECT_OK(client_->List());
+}
+
+// Names and paths at the wire's limits are sent: the broker's answer is
+// the call's.
+TEST_F(ClientTest, ANameOrPathAtTheWiresLimitIsSent) {
+  const std::string name(wire::kMaxNameBytes, 'a');
+  broker_->Send(NotFoundReply(2));
+  EXPECT_THAT(client_->Acquire(name), StatusIs(absl::StatusCode::kNotFound, "no such thing"));
+  broker_->Send(NotFoundReply(3));
+  EXPECT_THAT(client_->OpenBeneath(name, std::string(wire::kMaxPathBytes, 'p')),
+              StatusIs(absl::StatusCode::kNotFound, "no such thing"));
+  broker_->Send(NotFoundReply(4));
+  EXPECT_THAT(client_->ConnectService(name),
+              StatusIs(absl::StatusCode::kNotFound, "no such thing"));
 }
 
 // RLIMIT_NOFILE's soft limit set for the object's lifetime, so that a

@@ -276,7 +276,7 @@ TEST_F(LifecycleTest, CrashedServiceIsRestarted) {
   ASSERT_OK_AND_ASSIGN(ServiceInfo info, Info("crashy"));
   EXPECT_EQ(info.restarts, 1u);
   EXPECT_NE(info.pid, first_run.info.pid);
-  EXPECT_EQ(info.last_exit, "exit status 3");
+  EXPECT_EQ(info.last_exit, "exit status 3; its output is in the broker's log");
 }
 
 TEST_F(LifecycleTest, GivesUpAfterTheRestartLimit) {
@@ -286,10 +286,12 @@ TEST_F(LifecycleTest, GivesUpAfterTheRestartLimit) {
   for (int attempt = 0; attempt < 10; ++attempt) {
     absl::Status status = client_->ConnectService("broken").status();
     ASSERT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
-    if (absl::StrContains(status.message(), "service 'broken' has failed (exit status 1)")) {
+    if (absl::StrContains(status.message(), "service 'broken' has failed (exit status 1; its "
+                                            "output is in the broker's log)")) {
       break;
     }
-    EXPECT_THAT(status.message(), HasSubstr("exited before it was ready (exit status 1)"));
+    EXPECT_THAT(status.message(), HasSubstr("exited before it was ready (exit status 1; its "
+                                            "output is in the broker's log)"));
     ++answered_by_a_failed_start;
   }
   EXPECT_GE(answered_by_a_failed_start, 1);

@@ -158,7 +158,10 @@ struct ServiceHost::Service {
   // program that ran and then failed (readiness, a broker connection that
   // could not be served) had them.
   std::optional<server::RequestHandler::StartRecord> undelivered;
-  absl::Time started;
+  // When its launch began, on HostOptions::now's clock (monotonic): its
+  // run's length (the back-off's stable run) and uptime are measured from
+  // it.
+  absl::Duration started;
   uint32_t restarts = 0;   // in total
   uint32_t in_a_row = 0;   // restarts since the last stable run
   // The last run failed and no restart followed: the next start, even one
@@ -187,7 +190,7 @@ ServiceHost::~ServiceHost() {
     if (service->launch) AbandonLaunch(*service, absl::UnavailableError("the broker is stopping"));
     if (service->pidfd) GiveUp(*service);
   }
-  reaper_.WaitAll(absl::Now() + kFinalReapWait);
+  reaper_.WaitAll(DeadlineAfter(kFinalReapWait));
   for (const std::unique_ptr<Service>& service : services_) {
     if (service->timer) loop_.Unwatch(service->timer.get());
   }
@@ -440,7 +443,7 @@ absl::Status ServiceHost::Start(Service& service) {
                   "could not start");
     return timer;
   }
-  if (absl::Duration wait = service.starts.TryTake(absl::Now()); wait > absl::ZeroDuration()) {
+  if (absl::Duration wait = service.starts.TryTake(options_.now()); wait > absl::ZeroDuration()) {
     // Not a restart: it is not counted, and its connects wait for its turn.
     service.state = ServiceState::BACKOFF;
     Log(service, absl::StrCat("started too often (", options_.start_limit.burst,
@@ -455,7 +458,7 @@ absl::Status ServiceHost::Start(Service& service) {
   if (!launch.ok()) return StartFailed(service, launch.status());  // not delivered, if made
   service.launch = std::move(*launch);
   service.pid = service.launch->pid();
-  service.started = absl::Now();
+  service.started = options_.now();
   service.state = ServiceState::STARTING;
   // One deadline for the sandbox's setup and the readiness that follows.
   ArmTimer(service, absl::Milliseconds(service.spec.start_timeout_ms));
@@ -582,7 +585,7 @@ void ServiceHost::BecomeReady(Service& service) {
   service.state = ServiceState::RUNNING;
   ArmTimer(service, absl::ZeroDuration());
   Log(service, absl::StrCat("ready after ",
-                            absl::FormatDuration(absl::Now() - service.started)));
+                            absl::FormatDuration(options_.now() - service.started)));
 }
 
 absl::StatusOr<siginfo_t> ServiceHost::Reap(Service& service) {
@@ -639,7 +642,7 @@ void ServiceHost::OnExit(Service& service) {
                           ? HowItEnded(info)
                           : absl::StrCat(service.killed_for, " (", HowItEnded(info), ")");
   service.killed_for.clear();
-  absl::Duration ran = absl::Now() - service.started;
+  absl::Duration ran = options_.now() - service.started;
   Log(service, absl::StrCat("exited (", service.last_exit, ") after ",
                             absl::FormatDuration(ran)));
   if (service.state == ServiceState::STARTING) {
@@ -1066,7 +1069,7 @@ absl::Status ServiceHost::LostConnection(const Service& service) {
 
 std::vector<server::ServiceReport> ServiceHost::Report() const {
   std::vector<server::ServiceReport> reports;
-  absl::Time now = absl::Now();
+  const absl::Duration now = options_.now();
   for (const std::unique_ptr<Service>& service : services_) {
     server::ServiceReport r;
     r.name = service->spec.name;
@@ -1074,7 +1077,8 @@ std::vector<server::ServiceReport> ServiceHost::Report() const {
     r.pid = service->pid;
     r.restarts = service->restarts;
     if (service->pid != 0) {
-      r.uptime_seconds = static_cast<uint64_t>(absl::ToInt64Seconds(now - service->started));
+      r.uptime_seconds = static_cast<uint64_t>(
+          std::max<int64_t>(0, absl::ToInt64Seconds(now - service->started)));
     }
     r.protections = service->in_force;
     r.missing = service->missing;
@@ -1112,13 +1116,13 @@ void ServiceHost::StopAll() {
     Service* service;
     bool output;  // its output, else its pidfd
   };
-  const absl::Time deadline = absl::Now() + options_.stop_timeout;
+  const absl::Duration deadline = DeadlineAfter(options_.stop_timeout);
   while (!running.empty()) {
     // Past the deadline nothing more is read: a poll with no time left
     // still reports a pipe that holds data, and one kept full (a service
     // that floods its output and ignores SIGTERM) would hold the broker
     // here for as long as it writes.
-    const absl::Duration left = deadline - absl::Now();
+    const absl::Duration left = deadline - MonotonicNow();
     if (left <= absl::ZeroDuration()) break;  // kill the rest
     std::vector<pollfd> fds;
     std::vector<Awaited> awaited;
@@ -1162,7 +1166,7 @@ void ServiceHost::StopAll() {
     GiveUp(*service);
     service->state = ServiceState::STOPPED;
   }
-  reaper_.WaitAll(absl::Now() + kFinalReapWait);
+  reaper_.WaitAll(DeadlineAfter(kFinalReapWait));
 }
 
 }  // namespace capbroker::service

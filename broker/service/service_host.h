@@ -89,6 +89,7 @@
 #include "broker/service/start_limiter.h"
 #include "broker/server/request_handler.h"
 #include "broker/server/service_directory.h"
+#include "sdk/base/syscall.h"
 
 namespace capbroker::service {
 
@@ -125,6 +126,13 @@ struct HostOptions {
   absl::Duration stable_run = kStableRun;
   // How often each service may be started (see above).
   StartLimit start_limit;
+  // The clock the host measures on: the start ration, a run's length
+  // (stable_run) and a service's uptime. MonotonicNow (CLOCK_MONOTONIC),
+  // which no one can step: on the wall clock, one set back by an hour made
+  // every start wait that hour and `capctl services` show an uptime that
+  // wrapped, and one set forward made a crash loop's short run look stable.
+  // A test steps its own.
+  std::function<absl::Duration()> now = MonotonicNow;
 };
 
 class ServiceHost : public server::ServiceDirectory {

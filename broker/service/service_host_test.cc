@@ -356,6 +356,9 @@ class ServiceHostTest : public ::testing::Test {
     options.check_grant = check_grant_;
     if (stop_timeout_.has_value()) options.stop_timeout = *stop_timeout_;
     if (stable_run_.has_value()) options.stable_run = *stable_run_;
+    if (clock_.has_value()) {
+      options.now = [this] { return *clock_ += clock_step_; };
+    }
     host_ = std::make_unique<ServiceHost>(handler_, loop_, std::move(options));
     handler_.SetServiceDirectory(host_.get());
     host_->PolicyChanged();
@@ -518,6 +521,11 @@ class ServiceHostTest : public ::testing::Test {
   StartLimit start_limit_;
   std::optional<absl::Duration> stop_timeout_;  // unset: HostOptions' own
   std::optional<absl::Duration> stable_run_;    // likewise
+  // Unset: the host's clock is its own (MonotonicNow). Set: the host reads
+  // this, which moves only as the test steps it, by clock_step_ at each
+  // reading and by hand.
+  std::optional<absl::Duration> clock_;
+  absl::Duration clock_step_ = absl::ZeroDuration();
   server::RequestHandler::StartCheck check_grant_;
   std::unique_ptr<ServiceHost> host_;
 };
@@ -899,6 +907,54 @@ TEST_F(ServiceHostTest, AStableRunResetsTheRestartsInARow) {
   EXPECT_EQ(Report("flaky").restarts, 5u);
   EXPECT_THAT(RestartDelays(log, "flaky"), AllOf(::testing::SizeIs(5), Each("1ms")));
   EXPECT_THAT(log, Not(HasSubstr("(restart 2 of")));
+}
+
+// The host measures on its own clock (HostOptions::now: monotonic), never
+// on the wall clock, which an administrator or NTP may step: set forward,
+// it made a crash loop's short runs look stable. Here each run lasts
+// stable_run (10 s) on the host's clock and a few ms on the wall clock:
+// each restart is the first in a row.
+TEST_F(ServiceHostTest, ARunIsMeasuredOnTheHostsClock) {
+  clock_ = absl::Seconds(1000);
+  clock_step_ = kStableRun;  // between the launch and the exit, at least that
+  MakeHost();
+  exit_code_ = 1;
+  ::testing::internal::CaptureStderr();
+  EXPECT_OK(Connect("flaky", 1).status());
+  // One restart more than restartLimit (4) in a row would allow.
+  EXPECT_TRUE(RunUntil([&] {
+    return Report("flaky").restarts == 5 || Report("flaky").state == ServiceState::FAILED;
+  }));
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(Report("flaky").state, ServiceState::FAILED);
+  EXPECT_THAT(log, Not(HasSubstr("(restart 2 of")));
+}
+
+// The start ration too: set back by an hour, the wall clock made every
+// start of the hour before wait that hour. Here an hour passes on the
+// host's clock and none on the wall clock: the start's turn has come.
+TEST_F(ServiceHostTest, TheStartRationIsMeasuredOnTheHostsClock) {
+  start_limit_ = {1, absl::Hours(1)};
+  clock_ = absl::Seconds(1000);
+  MakeHost();
+  exit_code_ = 0;
+  ASSERT_OK(Connect("once", 1).status());
+  ASSERT_TRUE(RunUntil([&] { return Report("once").state == ServiceState::STOPPED; }));
+  *clock_ += absl::Hours(1);
+  ASSERT_OK(Connect("once", 2).status());
+  EXPECT_EQ(Report("once").state, ServiceState::STARTING);  // not BACKOFF
+  EXPECT_EQ(launches_, 2u);
+}
+
+// And the uptime `capctl services` shows: from a wall clock set back, it
+// wrapped (about 1.8e19 seconds).
+TEST_F(ServiceHostTest, UptimeIsMeasuredOnTheHostsClock) {
+  clock_ = absl::Seconds(1000);
+  MakeHost();
+  ASSERT_OK(Connect("svc", 1).status());
+  ASSERT_TRUE(RunUntil([&] { return Report("svc").state == ServiceState::RUNNING; }));
+  *clock_ += absl::Hours(1);
+  EXPECT_EQ(Report("svc").uptime_seconds, 3600u);
 }
 
 // Without a pid namespace, processes a service starts are not tracked: they

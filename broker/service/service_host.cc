@@ -319,6 +319,7 @@ bool ServiceHost::Retire(Service& service, const absl::Status& why,
   service.removed = true;
   // Connects waiting for it are answered now: it will never become ready.
   AnswerPending(service, why);
+  TakeLaunchReport(service);
   if (service.launch) AbandonLaunch(service, why);
   if (!service.pidfd) return false;
   if (service.state != ServiceState::STOPPING) {
@@ -480,6 +481,10 @@ absl::Status ServiceHost::OnLaunchReport(Service& service) {
   service.launch.reset();
   service.undelivered.reset();  // the program runs: delivered
   return Launched(service, std::move(**step));
+}
+
+void ServiceHost::TakeLaunchReport(Service& service) {
+  OnLaunchReport(service).IgnoreError();  // logged, and pending connects told
 }
 
 absl::Status ServiceHost::Launched(Service& service, sandbox::LaunchedProcess process) {
@@ -749,6 +754,10 @@ void ServiceHost::OnTimer(Service& service) {
       Start(service).IgnoreError();  // logged, and pending connects told
       break;
     case ServiceState::STARTING: {
+      // The child may have reached execve, its report unread behind this
+      // timer: then it runs, and its readiness is what is late, if it is.
+      TakeLaunchReport(service);
+      if (service.state != ServiceState::STARTING) break;  // ready, or failed
       if (service.launch) {
         std::string why = absl::StrCat("its sandbox was not set up within ",
                                        service.spec.start_timeout_ms,
@@ -1097,11 +1106,13 @@ void ServiceHost::StopAll() {
   const absl::Status stopping = absl::UnavailableError("the broker is stopping");
   for (const std::unique_ptr<Service>& service : services_) {
     AnswerPending(*service, stopping);
-    if (service->launch) {
-      AbandonLaunch(*service, stopping);
-      service->state = ServiceState::STOPPED;
+    const bool launching = service->launch != nullptr;
+    TakeLaunchReport(*service);
+    if (service->launch) AbandonLaunch(*service, stopping);
+    if (!service->pidfd) {
+      if (launching) service->state = ServiceState::STOPPED;
+      continue;
     }
-    if (!service->pidfd) continue;
     service->state = ServiceState::STOPPING;
     loop_.CloseConnection(service->connection_id);
     service->connection_id = 0;

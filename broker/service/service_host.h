@@ -165,7 +165,8 @@ class ServiceHost : public server::ServiceDirectory {
   // and waits up to kFinalReapWait more. What each writes as it stops is
   // read meanwhile and logged (rationed as ever), so that one that writes
   // more than its pipe holds is not stuck in write() until it is killed.
-  // Blocks. A launch under way is given up.
+  // Blocks. A launch whose program has not run yet is given up
+  // (TakeLaunchReport); one whose program runs is stopped as above.
   void StopAll();
 
   // ServiceDirectory.
@@ -196,6 +197,16 @@ class ServiceHost : public server::ServiceDirectory {
   // The launching child reported (or its deadline passed): finishes the
   // launch, fails it, or leaves it waiting. The launch's error, if it failed.
   absl::Status OnLaunchReport(Service& service);
+  // Before a launch under way is given up (a reload, the start timeout,
+  // the broker's stop): OnLaunchReport once, which does not wait. The
+  // child's report pipe reaches its end at execve, and the loop may not
+  // have read that yet: a program that runs, with its grants, would be
+  // taken for a launch in its setup, its grants on record as not delivered
+  // and nobody waiting for it to exit. After this, a launch still under
+  // way has not run its program; one that has is the service's process
+  // (Launched), its grants delivered, to be stopped as a running one; one
+  // that failed went as any failed launch (FailLaunch).
+  void TakeLaunchReport(Service& service);
   // The launch handed the process over: it is served and supervised.
   absl::Status Launched(Service& service, sandbox::LaunchedProcess process);
   // Gives the launch up (its child to the reaper), then StartFailed.

@@ -166,6 +166,20 @@ class FakeLoop : public server::LoopPort {
     return true;
   }
 
+  // One turn, once every watched fd is readable: their callbacks run in
+  // the order of their numbers, as in one turn of the real loop where all
+  // are. False when they were not all readable in time.
+  bool TurnOnceAllReadable() {
+    std::vector<pollfd> fds;
+    for (const auto& [fd, callback] : watched_) fds.push_back({fd, POLLIN, 0});
+    for (size_t ready = 0; ready < fds.size();) {
+      pollfd& p = fds[ready];
+      if (poll(&p, 1, kTurnTimeoutMs) != 1) return false;
+      ++ready;
+    }
+    return Turn();
+  }
+
   // The id of the service connection added last.
   uint64_t last_connection() const { return last_id_; }
   // The broker's end of the service connection `id` (-1: none).
@@ -349,7 +363,10 @@ class ServiceHostTest : public ::testing::Test {
       Script script = scripts_[spec.name];
       script.exit_code = exit_code_;
       absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> started = FakeLaunch::Start(script);
-      if (started.ok()) pids_.push_back((*started)->pid());
+      if (started.ok()) {
+        pids_.push_back((*started)->pid());
+        report_fds_.push_back((*started)->report_fd());
+      }
       return started;
     };
     options.start_limit = start_limit_;
@@ -489,6 +506,16 @@ class ServiceHostTest : public ::testing::Test {
     return pid;
   }
 
+  // Waits until the child of launch `launch` has closed its report pipe (as
+  // execve does), without the loop reading it: true when it has, false
+  // (and a test failure) if it did not in kTurnTimeoutMs.
+  bool WaitForReport(size_t launch) {
+    pollfd p{report_fds_.at(launch), POLLIN, 0};
+    if (poll(&p, 1, kTurnTimeoutMs) == 1) return true;
+    ADD_FAILURE() << "launch " << launch << " did not report in " << kTurnTimeoutMs << " ms";
+    return false;
+  }
+
   // The connects answered after they waited.
   const std::vector<std::string>& ClientAnswers() { return loop_.answers[kClient]; }
 
@@ -517,6 +544,7 @@ class ServiceHostTest : public ::testing::Test {
   int exit_code_ = -1;
   size_t launches_ = 0;
   std::vector<pid_t> pids_;  // of the launches' children, in order
+  std::vector<int> report_fds_;  // their report pipes (the host's to close)
   std::vector<size_t> start_grants_;  // how many grants each launch was given
   StartLimit start_limit_;
   std::optional<absl::Duration> stop_timeout_;  // unset: HostOptions' own
@@ -1195,13 +1223,16 @@ TEST_F(ServiceHostTest, StartGrantsOfALaunchGivenUpAreOnRecordAsNotDelivered) {
                                         R"(removed from the policy")")));
 }
 
-// A launch under way when a reload changes what its sandbox is made of is
-// given up, its grants on record as not delivered, and the connect that
-// waited for it is served by the new instance, which runs as the new spec
-// says (user, group, program).
-TEST_F(ServiceHostTest, ALaunchUnderWayWhenItsSettingsChangeIsGivenUpForANewOne) {
+// A launch still in its setup when a reload changes what its sandbox is
+// made of is given up, its grants on record as not delivered, and the
+// connect that waited for it is served by the new instance, which runs as
+// the new spec says (user, group, program) and waits for nothing: the old
+// one never ran.
+TEST_F(ServiceHostTest, ALaunchInItsSetupWhenItsSettingsChangeIsGivenUpForANewOne) {
+  scripts_["granted"].stuck = true;
   ASSERT_OK(Connect("granted", 1).status());
   ASSERT_EQ(Report("granted").state, ServiceState::STARTING);
+  scripts_["granted"].stuck = false;  // the new instance's launch
   ReloadEdited({{R"(( name = "granted", command = [ "/usr/bin/svc" ],)",
                  R"(( name = "granted", command = [ "/usr/bin/other" ], user = 4242, group = 4343,)"}});
   EXPECT_EQ(launches_, 2u) << "the new instance waits for nothing: the old one never ran";
@@ -1220,6 +1251,51 @@ TEST_F(ServiceHostTest, ALaunchUnderWayWhenItsSettingsChangeIsGivenUpForANewOne)
                               HasSubstr(R"x("reason":"not delivered: service 'granted' restarts: )x"
                                         R"x(the reload changed its launch settings (command, )x"
                                         R"x(user, group)")x")));
+}
+
+// A launch whose program runs already (the child reached execve) when a
+// reload changes its settings, though the loop has not read its report yet:
+// the program has its grants (delivered: nothing on record says otherwise),
+// and is stopped as a running instance, which the new one waits for, so
+// that two instances never hold the same grants.
+TEST_F(ServiceHostTest, ALaunchWhoseProgramRunsWhenItsSettingsChangeIsStoppedBeforeTheNewOne) {
+  ASSERT_OK(Connect("granted", 1).status());
+  ASSERT_EQ(Report("granted").state, ServiceState::STARTING);
+  ASSERT_TRUE(WaitForReport(0));
+  ReloadEdited({{R"(( name = "granted", command = [ "/usr/bin/svc" ],)",
+                 R"(( name = "granted", command = [ "/usr/bin/other" ],)"}});
+  EXPECT_EQ(launches_, 1u) << "a second instance started while the old one ran";
+  ASSERT_TRUE(RunUntil([&] { return launches_ == 2; }));
+  EXPECT_TRUE(Reaped(pids_[0]));
+  ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 1; }));
+  EXPECT_EQ(ClientAnswers()[0], "");
+  std::vector<std::string> lines = StartLines(AuditText());
+  ASSERT_EQ(lines.size(), 2u) << AuditText();
+  EXPECT_THAT(lines, Each(HasSubstr(R"("decision":"granted")")));
+}
+
+// So too at the start timeout: a program that ran is late with its
+// readiness, not with its setup, and is killed as such.
+TEST_F(ServiceHostTest, ALaunchWhoseProgramRunsAtTheStartTimeoutIsKilledForItsReadiness) {
+  ASSERT_OK(Connect("notify", 1).status());
+  ASSERT_TRUE(WaitForReport(0));
+  // The timer was made before the report pipe: its callback runs first in
+  // the turn where both are readable.
+  ASSERT_TRUE(loop_.TurnOnceAllReadable());
+  ASSERT_TRUE(RunUntil([&] { return !Report("notify").last_exit.empty(); }));
+  EXPECT_EQ(Report("notify").last_exit, "did not become ready within 200 ms (killed by SIGKILL)");
+}
+
+// ... and at the broker's stop.
+TEST_F(ServiceHostTest, ALaunchWhoseProgramRunsWhenTheBrokerStopsHadItsGrants) {
+  ASSERT_OK(Connect("granted", 1).status());
+  ASSERT_TRUE(WaitForReport(0));
+  StopAll();
+  EXPECT_TRUE(Reaped(pids_[0]));
+  std::vector<std::string> lines = StartLines(AuditText());
+  ASSERT_EQ(lines.size(), 1u) << AuditText();
+  EXPECT_THAT(lines[0], HasSubstr(R"("decision":"granted")"));
+  EXPECT_EQ(Report("granted").state, ServiceState::STOPPED);
 }
 
 // A reload that takes a start grant away from a running service restarts

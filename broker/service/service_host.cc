@@ -77,6 +77,19 @@ absl::Status ForClient(const server::ConnectRequest& request, const absl::Status
       full.message());
 }
 
+// Whose share of a service's waiting connects (kMaxPendingConnectsPerUid)
+// `request` takes, as its refusal names it: a hosted service's own ("service
+// 'x'"), else its client's uid's ("uid 1000"). Not a service's uid: every
+// service without `user` runs as one (nobody's on a root broker, the user's
+// own on a per-user one, where the user's clients have it too), and one
+// compromised service would take every place of that uid.
+std::string WaitingShare(const server::ConnectRequest& request) {
+  if (!request.client.service.empty()) {
+    return absl::StrCat("service '", request.client.service, "'");
+  }
+  return absl::StrCat("uid ", request.client.uid);
+}
+
 bool Failed(const siginfo_t& info) {
   return !(info.si_code == CLD_EXITED && info.si_status == 0);
 }
@@ -974,13 +987,13 @@ absl::StatusOr<std::optional<UniqueFd>> ServiceHost::Connect(
         "service '", spec.name, "' has ", kMaxPendingConnects,
         " connects waiting for it to start"));
   }
-  const uint32_t uid = request.client.uid;
+  const std::string who = WaitingShare(request);
   if (std::count_if(service->pending.begin(), service->pending.end(),
-                    [&](const server::ConnectRequest& r) { return r.client.uid == uid; }) >=
+                    [&](const server::ConnectRequest& r) { return WaitingShare(r) == who; }) >=
       static_cast<long>(kMaxPendingConnectsPerUid)) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "uid ", uid, " has ", kMaxPendingConnectsPerUid, " connects waiting for service '",
-        spec.name, "' to start; try again once it has"));
+        who, " has ", kMaxPendingConnectsPerUid, " connects waiting for service '", spec.name,
+        "' to start; try again once it has"));
   }
   service->pending.push_back(request);
   return std::optional<UniqueFd>();

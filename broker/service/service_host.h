@@ -100,7 +100,9 @@ using Launcher = std::function<absl::StatusOr<std::unique_ptr<sandbox::PendingLa
 
 inline constexpr absl::Duration kStableRun = absl::Seconds(10);
 // Connects waiting for one service to become ready, and of those, the ones
-// one uid may have (so that one client cannot take every place).
+// one uid may have (so that one client cannot take every place); a hosted
+// service's are counted by its name, not its uid (which it may share with
+// every other service, and with the user's own clients).
 inline constexpr size_t kMaxPendingConnects = 1024;
 inline constexpr size_t kMaxPendingConnectsPerUid = 64;
 // Output lines a service may log per second; the rest are counted.

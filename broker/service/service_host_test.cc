@@ -381,13 +381,17 @@ class ServiceHostTest : public ::testing::Test {
     host_->PolicyChanged();
   }
 
+  // A connect from a client of `uid` on `connection`; a hosted service's
+  // when `as_service` names one.
   absl::StatusOr<std::optional<UniqueFd>> Connect(absl::string_view service,
                                                   uint64_t request_id, uint32_t uid = 1000,
-                                                  uint64_t connection = kClient) {
+                                                  uint64_t connection = kClient,
+                                                  absl::string_view as_service = "") {
     server::ConnectRequest request;
     request.connection_id = connection;
     request.request_id = request_id;
     request.client.uid = uid;
+    request.client.service = std::string(as_service);
     request.principal = "me";
     // Told why a start failed, as root's own client is: the tests read the
     // reasons (ConnectAs asks as the handler decides who may).
@@ -1607,6 +1611,29 @@ TEST_F(ServiceHostTest, OneUidHasAtMostItsShareOfTheWaitingConnects) {
                        HasSubstr("uid 1000 has 64 connects waiting for service 'notify'")));
   ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> other, Connect("notify", 1001, 2000));
   EXPECT_FALSE(other.has_value());
+}
+
+// A hosted service's share is its own, not its uid's: every service
+// without `user` runs as nobody on a root broker (on a per-user one, as
+// the user, whose clients have that uid too), and one compromised service
+// must not take the places of all the others.
+TEST_F(ServiceHostTest, OneHostedServiceHasAtMostItsShareOfTheWaitingConnects) {
+  constexpr uint32_t kNobody = 65534;
+  constexpr uint64_t kA = kClient + 1, kB = kClient + 2;
+  for (uint64_t id = 1; id <= kMaxPendingConnectsPerUid; ++id) {
+    ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting,
+                         Connect("notify", id, kNobody, kA, "svc-a"));
+    ASSERT_FALSE(waiting.has_value());
+  }
+  EXPECT_THAT(Connect("notify", 1000, kNobody, kA, "svc-a").status(),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("service 'svc-a' has 64 connects waiting for service "
+                                 "'notify'")));
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> other_service,
+                       Connect("notify", 1, kNobody, kB, "svc-b"));
+  EXPECT_FALSE(other_service.has_value());
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> client, Connect("notify", 1, kNobody));
+  EXPECT_FALSE(client.has_value());
 }
 
 // A client that hangs up takes its waiting connects with it: nothing is

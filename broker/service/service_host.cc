@@ -185,6 +185,9 @@ struct ServiceHost::Service {
   std::string last_exit;
   // Why the host killed the running process, for its last_exit.
   std::string killed_for;
+  // Its process was still there kill_wait after its SIGKILL (DidNotDie):
+  // connects are refused until it has died.
+  bool unkillable = false;
   std::vector<server::ConnectRequest> pending;
   // Started while an old instance still ran (see HasPredecessor): it
   // starts once that one has exited.
@@ -339,8 +342,12 @@ bool ServiceHost::Retire(Service& service, const absl::Status& why,
     if (!stopping.empty()) Log(service, stopping);
     service.state = ServiceState::STOPPING;
     loop_.CloseConnection(service.connection_id);
-    Signal(service, SIGTERM);
-    ArmTimer(service, options_.stop_timeout);
+    // One sent SIGKILL already has its timer for that (Kill): SIGTERM
+    // would change nothing, and a stop timeout would put off DidNotDie.
+    if (service.killed_for.empty()) {
+      Signal(service, SIGTERM);
+      ArmTimer(service, options_.stop_timeout);
+    }
   }
   return true;
 }
@@ -441,6 +448,7 @@ absl::Status ServiceHost::Start(Service& service) {
       Log(service, "starts once its old instance has exited");
     }
     service.after_predecessor = true;
+    if (const Service* stuck = Stuck(service)) RefuseWhileStuck(service, *stuck);
     return absl::OkStatus();
   }
   service.after_predecessor = false;
@@ -636,6 +644,7 @@ void ServiceHost::ForgetProcess(Service& service) {
   service.output.reset();
   service.connection_id = 0;
   service.pid = 0;
+  service.unkillable = false;
   // Called once the process is reaped; without a pid namespace, processes
   // it started may live on in its cgroup: killed, then the cgroup removed.
   reaper_.RemoveCgroup(service.spec.name, std::move(service.cgroup));
@@ -753,6 +762,15 @@ void ServiceHost::OnTimer(Service& service) {
       static_cast<ssize_t>(sizeof(expirations))) {
     return;  // disarmed since it fired
   }
+  if (!service.killed_for.empty() && service.pidfd) {
+    // kill_wait after its SIGKILL.
+    if (HasExited(service)) {
+      OnExit(service);  // the loop has not said so yet; may forget `service`
+    } else {
+      DidNotDie(service);
+    }
+    return;
+  }
   // A process (launched, so served) whose broker connection closed had its
   // SIGTERM then (ConnectionLost): this is its stop timeout.
   if ((service.state == ServiceState::RUNNING ||
@@ -811,6 +829,53 @@ void ServiceHost::ArmTimer(Service& service, absl::Duration delay) {
 void ServiceHost::Kill(Service& service, absl::string_view why) {
   service.killed_for = std::string(why);
   Signal(service, SIGKILL);
+  ArmTimer(service, options_.kill_wait);
+}
+
+// A process that SIGKILL does not end at once (stuck in the kernel) could
+// otherwise leave its service STARTING, or its new instance waiting for it,
+// for as long as it takes, and every connect queued for that long: never
+// answered. The host stops waiting after kill_wait and refuses them, but
+// keeps the process, its pidfd watched: it is not handed to the reaper,
+// which would say nothing when it dies. It still holds the service's grants
+// (its files, its shared memory), so no new instance may start before it
+// has died, or two would share them; once it has (OnExit), the service
+// goes on as after any exit, and a new instance that waits for it (an
+// atStart one) starts.
+void ServiceHost::DidNotDie(Service& service) {
+  if (service.unkillable) return;  // said already
+  service.unkillable = true;
+  const absl::Status why = WhileStuck(service);
+  Log(service, absl::StrCat("its process ", service.pid, " did not die within ",
+                            absl::FormatDuration(options_.kill_wait),
+                            " of SIGKILL; connects are refused until it has"));
+  AnswerPending(service, why);
+  if (!service.removed) return;
+  if (Service* next = Find(service.spec.name); next != nullptr && next->after_predecessor) {
+    RefuseWhileStuck(*next, service);
+  }
+}
+
+const ServiceHost::Service* ServiceHost::Stuck(const Service& service) const {
+  if (service.unkillable) return &service;
+  for (const std::unique_ptr<Service>& other : services_) {
+    if (other->removed && other->unkillable && other->spec.name == service.spec.name) {
+      return other.get();
+    }
+  }
+  return nullptr;
+}
+
+absl::Status ServiceHost::WhileStuck(const Service& stuck) {
+  return absl::UnavailableError(absl::StrCat(
+      "service '", stuck.spec.name, "' did not die after SIGKILL (its process ", stuck.pid,
+      " is stuck in the kernel, as on a hung NFS or FUSE server); it can start again once "
+      "that process has died"));
+}
+
+void ServiceHost::RefuseWhileStuck(Service& service, const Service& stuck) {
+  AnswerPending(service, WhileStuck(stuck));
+  if (service.spec.activation != Activation::kAtStart) service.after_predecessor = false;
 }
 
 void ServiceHost::Signal(Service& service, int signal) {
@@ -936,6 +1001,7 @@ absl::StatusOr<std::optional<UniqueFd>> ServiceHost::Connect(
         "request id ", request.request_id, " is already waiting for service '",
         waiting->spec.name, "' to start on this connection; give each request its own id"));
   }
+  if (const Service* stuck = Stuck(*service)) return WhileStuck(*stuck);
   switch (service->state) {
     case ServiceState::RUNNING: {
       if (HasExited(*service)) {

@@ -13,7 +13,10 @@
 // A failed service stays failed until the policy is reloaded. The delay
 // starts at restartDelayMs and doubles per restart in a row, to 30 s
 // (RestartDelay); a run that lasted HostOptions::stable_run resets the count. A start that does not become
-// ready within startTimeoutMs is killed, which counts as a failure. A launch
+// ready within startTimeoutMs is killed, which counts as a failure. A
+// process still there HostOptions::kill_wait after its SIGKILL (stuck in
+// the kernel) has its waiting connects refused, and every connect until it
+// has died (DidNotDie): it holds the grants a new instance would get. A launch
 // that fails for what may pass by itself (a shortage of fds, memory or
 // processes, an audit log that cannot be written) counts as a failed run;
 // one that will fail again (an invalid spec, a missing program, a required
@@ -124,6 +127,12 @@ struct HostOptions {
   // How long a service is given after SIGTERM before SIGKILL (StopAll, a
   // service removed from the policy, one that lost its broker connection).
   absl::Duration stop_timeout = absl::Seconds(5);
+  // How long a process is given to die after SIGKILL (a start or a stop
+  // timeout). One still there then is stuck in the kernel (a request to a
+  // hung NFS or FUSE server, where even SIGKILL waits): the connects that
+  // wait for it, or for the new instance that waits for it, are refused,
+  // and so is every connect until it has died (see Kill).
+  absl::Duration kill_wait = absl::Seconds(5);
   // A run that lasts this long resets the count of restarts in a row.
   absl::Duration stable_run = kStableRun;
   // How often each service may be started (see above).
@@ -287,8 +296,24 @@ class ServiceHost : public server::ServiceDirectory {
   bool HasPredecessor(const Service& service) const;
   void ArmTimer(Service& service, absl::Duration delay);
   void Signal(Service& service, int signal);
-  // SIGKILL, with `why` kept for the service's last exit (capctl services).
+  // SIGKILL, with `why` kept for the service's last exit (capctl services),
+  // and the timer armed for kill_wait: the wait for the process to die is
+  // bounded too (DidNotDie).
   void Kill(Service& service, absl::string_view why);
+  // The service's process is still there kill_wait after its SIGKILL: it
+  // is marked so (Service::unkillable), and the connects waiting for it, or
+  // for the new instance that waits for it, are refused (WhileStuck).
+  void DidNotDie(Service& service);
+  // The instance of `service`'s name whose process did not die after
+  // SIGKILL: `service` itself, or the old instance it waits for; or null.
+  const Service* Stuck(const Service& service) const;
+  // Why a connect to a service whose instance `stuck` did not die is
+  // refused.
+  static absl::Status WhileStuck(const Service& stuck);
+  // Refuses the connects waiting for `service`, which waits for its old
+  // instance `stuck`; one not to start by itself (onDemand) no longer
+  // waits to start.
+  void RefuseWhileStuck(Service& service, const Service& stuck);
   void Log(const Service& service, absl::string_view line) const;
   // waitid(WEXITED | WNOHANG) on the service's pidfd: si_pid is 0 while the
   // service runs. The errno status when waitid fails.

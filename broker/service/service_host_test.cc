@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -239,6 +240,12 @@ struct Script {
   // A real flood races the host's reads and only sometimes keeps ahead
   // (the host finds the pipe empty now and then); this always does.
   bool endless_output = false;
+  // Whether the host is given, as the process's pidfd, one of the init of
+  // the test's pid namespace, which SIGKILL from inside it does not end,
+  // nor does it exit: a process stuck in the kernel. The host must send it
+  // nothing but SIGKILL (an init may act on SIGTERM: tini passes it on).
+  // The scripted child itself is then the test's to kill.
+  bool unkillable = false;
 };
 
 // Writes all of `bytes` to `fd`, or exits: for a forked child.
@@ -313,6 +320,7 @@ class FakeLaunch : public testing::ForkedLaunch {
     launch->report_ = std::move(report_read);
     launch->go_ = std::move(go_write);
     launch->failure_ = script.report_failure;
+    launch->unkillable_ = script.unkillable;
     return std::unique_ptr<sandbox::PendingLaunch>(std::move(launch));
   }
 
@@ -328,13 +336,19 @@ class FakeLaunch : public testing::ForkedLaunch {
     if (n < 0 && errno == EAGAIN) return std::nullopt;
     if (n != 0) return absl::InternalError("unexpected report");
     if (!failure_.ok()) return failure_;
-    return std::optional<sandbox::LaunchedProcess>(HandOver());
+    sandbox::LaunchedProcess process = HandOver();
+    if (unkillable_) {
+      process.pidfd.reset(static_cast<int>(syscall(SYS_pidfd_open, 1, 0)));  // close-on-exec
+      if (!process.pidfd) return absl::InternalError("pidfd_open(1)");
+    }
+    return std::optional<sandbox::LaunchedProcess>(std::move(process));
   }
 
  private:
   UniqueFd report_;
   UniqueFd go_;
   absl::Status failure_;
+  bool unkillable_ = false;
 };
 
 // Whether `pid` is gone: reaped, not merely dead.
@@ -373,6 +387,7 @@ class ServiceHostTest : public ::testing::Test {
     options.check_grant = check_grant_;
     if (stop_timeout_.has_value()) options.stop_timeout = *stop_timeout_;
     if (stable_run_.has_value()) options.stable_run = *stable_run_;
+    if (kill_wait_.has_value()) options.kill_wait = *kill_wait_;
     if (clock_.has_value()) {
       options.now = [this] { return *clock_ += clock_step_; };
     }
@@ -553,6 +568,7 @@ class ServiceHostTest : public ::testing::Test {
   StartLimit start_limit_;
   std::optional<absl::Duration> stop_timeout_;  // unset: HostOptions' own
   std::optional<absl::Duration> stable_run_;    // likewise
+  std::optional<absl::Duration> kill_wait_;     // likewise
   // Unset: the host's clock is its own (MonotonicNow). Set: the host reads
   // this, which moves only as the test steps it, by clock_step_ at each
   // reading and by hand.
@@ -725,6 +741,37 @@ TEST_F(ServiceHostTest, StartsAreRationed) {
   EXPECT_EQ(ClientAnswers()[3], "");
   EXPECT_EQ(launches_, 3u);
   EXPECT_EQ(Report("once").restarts, 0u);
+}
+
+// A process that SIGKILL does not end (stuck in the kernel: a request to a
+// hung NFS or FUSE server) leaves no connect waiting for it: kill_wait
+// after its SIGKILL those that wait are refused, saying why, and so is
+// every connect until it has died, to it or to a new instance, which must
+// not start meanwhile: it would share the grants the old one still holds.
+TEST_F(ServiceHostTest, AProcessThatDoesNotDieAfterSigkillLeavesNoConnectWaiting) {
+  scripts_["notify"].unkillable = true;
+  kill_wait_ = absl::Milliseconds(50);
+  MakeHost();
+  ASSERT_OK(Connect("notify", 1).status());
+  ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 1; }));
+  EXPECT_THAT(ClientAnswers()[0], HasSubstr("did not become ready within 200 ms"));
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("notify", 2));
+  EXPECT_FALSE(waiting.has_value());  // it may still die within kill_wait
+  ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 2; }));
+  const std::string stuck = absl::StrCat(
+      "service 'notify' did not die after SIGKILL (its process ", pids_[0],
+      " is stuck in the kernel, as on a hung NFS or FUSE server); it can start again once "
+      "that process has died");
+  EXPECT_EQ(ClientAnswers()[1], stuck);
+  EXPECT_THAT(Connect("notify", 3).status(), StatusIs(absl::StatusCode::kUnavailable, stuck));
+  // A reload that restarts it: the new instance waits for the old process,
+  // and its connects are refused as long as that one is stuck.
+  ReloadEdited({{R"(( name = "notify", command = [ "/usr/bin/svc" ],)",
+                 R"(( name = "notify", command = [ "/usr/bin/other" ],)"}});
+  EXPECT_THAT(Connect("notify", 4).status(), StatusIs(absl::StatusCode::kUnavailable, stuck));
+  EXPECT_EQ(launches_, 1u);
+  EXPECT_EQ(kill(pids_[0], SIGKILL), 0);
+  EXPECT_EQ(waitpid(pids_[0], nullptr, 0), pids_[0]);
 }
 
 // A waitid that fails would fail again at every wakeup of the pidfd, which

@@ -45,8 +45,10 @@ namespace {
 // its own (stdin, stdout, stderr, epoll, signalfd, listener, reserve, audit
 // log, policy and socket directories, readiness pipe), with room to spare.
 constexpr rlim_t kBrokerOwnFds = 64;
-// Per hosted service: its broker connection, its pidfd and its output pipe.
-constexpr rlim_t kFdsPerService = 3;
+// Per hosted service: its broker connection, its pidfd, its output pipe,
+// and the timerfd every service that was started keeps (start timeout,
+// restart delay, stop timeout: ServiceHost's EnsureTimer).
+constexpr rlim_t kFdsPerService = 4;
 // The first fd above stdin, stdout and stderr.
 constexpr unsigned kFirstNonStandardFd = 3;
 

@@ -30,13 +30,13 @@ TEST(RaiseFdLimitTest, ALimitBelowWhatOneUidCanHoldIsReported) {
   EXPECT_THAT(warning, HasSubstr("--max-queued-reply-fds"));
   EXPECT_THAT(warning, HasSubstr("LimitNOFILE="));
 
-  // Services count too: 3 fds each.
+  // Services count too: 4 fds each (connection, pidfd, output, timer).
   server::Limits small;
   small.max_connections_per_uid = 200;
   small.max_queued_fds_total = 200;
   EXPECT_EQ(RaiseFdLimit(small, 0), "");
-  EXPECT_EQ(RaiseFdLimit(small, 16), "");  // 200 + 200 + 64 + 16 x 3 = 512
-  EXPECT_THAT(RaiseFdLimit(small, 17), HasSubstr("= 515."));
+  EXPECT_EQ(RaiseFdLimit(small, 12), "");  // 200 + 200 + 64 + 12 x 4 = 512
+  EXPECT_THAT(RaiseFdLimit(small, 13), HasSubstr("= 516."));
 }
 
 }  // namespace

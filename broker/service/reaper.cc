@@ -165,12 +165,12 @@ void Reaper::Sweep() {
   for (Entry* entry : done) Forget(entry);
 }
 
-void Reaper::WaitAll(absl::Time deadline) {
+void Reaper::WaitAll(absl::Duration deadline) {
   while (!entries_.empty()) {
     std::vector<pollfd> fds;
     for (const std::unique_ptr<Entry>& entry : entries_) fds.push_back({entry->fd(), POLLIN, 0});
     int timeout_ms = static_cast<int>(
-        std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - absl::Now())));
+        std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - MonotonicNow())));
     int ready = RetryEintr([&] { return poll(fds.data(), fds.size(), timeout_ms); });
     if (ready <= 0) return;  // the deadline passed (or poll failed)
     std::vector<Entry*> done;

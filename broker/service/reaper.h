@@ -49,9 +49,11 @@ class Reaper {
   // while a descendant of the service lives on.
   void RemoveCgroup(absl::string_view service, std::string path);
 
-  // Waits, blocking, until everything is cleaned up or `deadline` has
-  // passed. Only for the broker's stop, which may block.
-  void WaitAll(absl::Time deadline);
+  // Waits, blocking, until everything is cleaned up or `deadline` (a
+  // DeadlineAfter, sdk/base/syscall.h: on the monotonic clock, which a
+  // clock set back cannot stretch) has passed. Only for the broker's stop,
+  // which may block.
+  void WaitAll(absl::Duration deadline);
 
   // Processes and cgroups not cleaned up yet.
   size_t pending() const { return entries_.size(); }

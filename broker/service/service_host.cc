@@ -77,6 +77,19 @@ absl::Status ForClient(const server::ConnectRequest& request, const absl::Status
       full.message());
 }
 
+// Whose share of a service's waiting connects (kMaxPendingConnectsPerUid)
+// `request` takes, as its refusal names it: a hosted service's own ("service
+// 'x'"), else its client's uid's ("uid 1000"). Not a service's uid: every
+// service without `user` runs as one (nobody's on a root broker, the user's
+// own on a per-user one, where the user's clients have it too), and one
+// compromised service would take every place of that uid.
+std::string WaitingShare(const server::ConnectRequest& request) {
+  if (!request.client.service.empty()) {
+    return absl::StrCat("service '", request.client.service, "'");
+  }
+  return absl::StrCat("uid ", request.client.uid);
+}
+
 bool Failed(const siginfo_t& info) {
   return !(info.si_code == CLD_EXITED && info.si_status == 0);
 }
@@ -163,7 +176,10 @@ struct ServiceHost::Service {
   // program that ran and then failed (readiness, a broker connection that
   // could not be served) had them.
   std::optional<server::RequestHandler::StartRecord> undelivered;
-  absl::Time started;
+  // When its launch began, on HostOptions::now's clock (monotonic): its
+  // run's length (the back-off's stable run) and uptime are measured from
+  // it.
+  absl::Duration started;
   uint32_t restarts = 0;   // in total
   uint32_t in_a_row = 0;   // restarts since the last stable run
   // The last run failed and no restart followed: the next start, even one
@@ -174,6 +190,9 @@ struct ServiceHost::Service {
   std::string last_exit;
   // Why the host killed the running process, for its last_exit.
   std::string killed_for;
+  // Its process was still there kill_wait after its SIGKILL (DidNotDie):
+  // connects are refused until it has died.
+  bool unkillable = false;
   std::vector<server::ConnectRequest> pending;
   // Started while an old instance still ran (see HasPredecessor): it
   // starts once that one has exited.
@@ -192,7 +211,7 @@ ServiceHost::~ServiceHost() {
     if (service->launch) AbandonLaunch(*service, absl::UnavailableError("the broker is stopping"));
     if (service->pidfd) GiveUp(*service);
   }
-  reaper_.WaitAll(absl::Now() + kFinalReapWait);
+  reaper_.WaitAll(DeadlineAfter(kFinalReapWait));
   for (const std::unique_ptr<Service>& service : services_) {
     if (service->timer) loop_.Unwatch(service->timer.get());
   }
@@ -321,14 +340,19 @@ bool ServiceHost::Retire(Service& service, const absl::Status& why,
   service.removed = true;
   // Connects waiting for it are answered now: it will never become ready.
   AnswerPending(service, why);
+  TakeLaunchReport(service);
   if (service.launch) AbandonLaunch(service, why);
   if (!service.pidfd) return false;
   if (service.state != ServiceState::STOPPING) {
     if (!stopping.empty()) Log(service, stopping);
     service.state = ServiceState::STOPPING;
     loop_.CloseConnection(service.connection_id);
-    Signal(service, SIGTERM);
-    ArmTimer(service, options_.stop_timeout);
+    // One sent SIGKILL already has its timer for that (Kill): SIGTERM
+    // would change nothing, and a stop timeout would put off DidNotDie.
+    if (service.killed_for.empty()) {
+      Signal(service, SIGTERM);
+      ArmTimer(service, options_.stop_timeout);
+    }
   }
   return true;
 }
@@ -429,6 +453,7 @@ absl::Status ServiceHost::Start(Service& service) {
       Log(service, "starts once its old instance has exited");
     }
     service.after_predecessor = true;
+    if (const Service* stuck = Stuck(service)) RefuseWhileStuck(service, *stuck);
     return absl::OkStatus();
   }
   service.after_predecessor = false;
@@ -445,7 +470,7 @@ absl::Status ServiceHost::Start(Service& service) {
                   "could not start");
     return timer;
   }
-  if (absl::Duration wait = service.starts.TryTake(absl::Now()); wait > absl::ZeroDuration()) {
+  if (absl::Duration wait = service.starts.TryTake(options_.now()); wait > absl::ZeroDuration()) {
     // Not a restart: it is not counted, and its connects wait for its turn.
     service.state = ServiceState::BACKOFF;
     Log(service, absl::StrCat("started too often (", options_.start_limit.burst,
@@ -460,7 +485,7 @@ absl::Status ServiceHost::Start(Service& service) {
   if (!launch.ok()) return StartFailed(service, launch.status());  // not delivered, if made
   service.launch = std::move(*launch);
   service.pid = service.launch->pid();
-  service.started = absl::Now();
+  service.started = options_.now();
   service.state = ServiceState::STARTING;
   // One deadline for the sandbox's setup and the readiness that follows.
   ArmTimer(service, absl::Milliseconds(service.spec.start_timeout_ms));
@@ -482,6 +507,10 @@ absl::Status ServiceHost::OnLaunchReport(Service& service) {
   service.launch.reset();
   service.undelivered.reset();  // the program runs: delivered
   return Launched(service, std::move(**step));
+}
+
+void ServiceHost::TakeLaunchReport(Service& service) {
+  OnLaunchReport(service).IgnoreError();  // logged, and pending connects told
 }
 
 absl::Status ServiceHost::Launched(Service& service, sandbox::LaunchedProcess process) {
@@ -587,7 +616,7 @@ void ServiceHost::BecomeReady(Service& service) {
   service.state = ServiceState::RUNNING;
   ArmTimer(service, absl::ZeroDuration());
   Log(service, absl::StrCat("ready after ",
-                            absl::FormatDuration(absl::Now() - service.started)));
+                            absl::FormatDuration(options_.now() - service.started)));
 }
 
 absl::StatusOr<siginfo_t> ServiceHost::Reap(Service& service) {
@@ -620,6 +649,7 @@ void ServiceHost::ForgetProcess(Service& service) {
   service.output.reset();
   service.connection_id = 0;
   service.pid = 0;
+  service.unkillable = false;
   // Called once the process is reaped; without a pid namespace, processes
   // it started may live on in its cgroup: killed, then the cgroup removed.
   reaper_.RemoveCgroup(service.spec.name, std::move(service.cgroup));
@@ -644,7 +674,7 @@ void ServiceHost::OnExit(Service& service) {
                                 ? HowItEnded(info)
                                 : absl::StrCat(service.killed_for, " (", HowItEnded(info), ")");
   service.killed_for.clear();
-  absl::Duration ran = absl::Now() - service.started;
+  absl::Duration ran = options_.now() - service.started;
   Log(service, absl::StrCat("exited (", ended, ") after ", absl::FormatDuration(ran)));
   service.last_exit = failed ? absl::StrCat(ended, kOutputInLog) : ended;
   if (service.state == ServiceState::STARTING) {
@@ -737,6 +767,15 @@ void ServiceHost::OnTimer(Service& service) {
       static_cast<ssize_t>(sizeof(expirations))) {
     return;  // disarmed since it fired
   }
+  if (!service.killed_for.empty() && service.pidfd) {
+    // kill_wait after its SIGKILL.
+    if (HasExited(service)) {
+      OnExit(service);  // the loop has not said so yet; may forget `service`
+    } else {
+      DidNotDie(service);
+    }
+    return;
+  }
   // A process (launched, so served) whose broker connection closed had its
   // SIGTERM then (ConnectionLost): this is its stop timeout.
   if ((service.state == ServiceState::RUNNING ||
@@ -751,6 +790,10 @@ void ServiceHost::OnTimer(Service& service) {
       Start(service).IgnoreError();  // logged, and pending connects told
       break;
     case ServiceState::STARTING: {
+      // The child may have reached execve, its report unread behind this
+      // timer: then it runs, and its readiness is what is late, if it is.
+      TakeLaunchReport(service);
+      if (service.state != ServiceState::STARTING) break;  // ready, or failed
       if (service.launch) {
         std::string why = absl::StrCat("its sandbox was not set up within ",
                                        service.spec.start_timeout_ms,
@@ -791,6 +834,53 @@ void ServiceHost::ArmTimer(Service& service, absl::Duration delay) {
 void ServiceHost::Kill(Service& service, absl::string_view why) {
   service.killed_for = std::string(why);
   Signal(service, SIGKILL);
+  ArmTimer(service, options_.kill_wait);
+}
+
+// A process that SIGKILL does not end at once (stuck in the kernel) could
+// otherwise leave its service STARTING, or its new instance waiting for it,
+// for as long as it takes, and every connect queued for that long: never
+// answered. The host stops waiting after kill_wait and refuses them, but
+// keeps the process, its pidfd watched: it is not handed to the reaper,
+// which would say nothing when it dies. It still holds the service's grants
+// (its files, its shared memory), so no new instance may start before it
+// has died, or two would share them; once it has (OnExit), the service
+// goes on as after any exit, and a new instance that waits for it (an
+// atStart one) starts.
+void ServiceHost::DidNotDie(Service& service) {
+  if (service.unkillable) return;  // said already
+  service.unkillable = true;
+  const absl::Status why = WhileStuck(service);
+  Log(service, absl::StrCat("its process ", service.pid, " did not die within ",
+                            absl::FormatDuration(options_.kill_wait),
+                            " of SIGKILL; connects are refused until it has"));
+  AnswerPending(service, why);
+  if (!service.removed) return;
+  if (Service* next = Find(service.spec.name); next != nullptr && next->after_predecessor) {
+    RefuseWhileStuck(*next, service);
+  }
+}
+
+const ServiceHost::Service* ServiceHost::Stuck(const Service& service) const {
+  if (service.unkillable) return &service;
+  for (const std::unique_ptr<Service>& other : services_) {
+    if (other->removed && other->unkillable && other->spec.name == service.spec.name) {
+      return other.get();
+    }
+  }
+  return nullptr;
+}
+
+absl::Status ServiceHost::WhileStuck(const Service& stuck) {
+  return absl::UnavailableError(absl::StrCat(
+      "service '", stuck.spec.name, "' did not die after SIGKILL (its process ", stuck.pid,
+      " is stuck in the kernel, as on a hung NFS or FUSE server); it can start again once "
+      "that process has died"));
+}
+
+void ServiceHost::RefuseWhileStuck(Service& service, const Service& stuck) {
+  AnswerPending(service, WhileStuck(stuck));
+  if (service.spec.activation != Activation::kAtStart) service.after_predecessor = false;
 }
 
 void ServiceHost::Signal(Service& service, int signal) {
@@ -916,6 +1006,7 @@ absl::StatusOr<std::optional<UniqueFd>> ServiceHost::Connect(
         "request id ", request.request_id, " is already waiting for service '",
         waiting->spec.name, "' to start on this connection; give each request its own id"));
   }
+  if (const Service* stuck = Stuck(*service)) return WhileStuck(*stuck);
   switch (service->state) {
     case ServiceState::RUNNING: {
       if (HasExited(*service)) {
@@ -967,13 +1058,13 @@ absl::StatusOr<std::optional<UniqueFd>> ServiceHost::Connect(
         "service '", spec.name, "' has ", kMaxPendingConnects,
         " connects waiting for it to start"));
   }
-  const uint32_t uid = request.client.uid;
+  const std::string who = WaitingShare(request);
   if (std::count_if(service->pending.begin(), service->pending.end(),
-                    [&](const server::ConnectRequest& r) { return r.client.uid == uid; }) >=
+                    [&](const server::ConnectRequest& r) { return WaitingShare(r) == who; }) >=
       static_cast<long>(kMaxPendingConnectsPerUid)) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "uid ", uid, " has ", kMaxPendingConnectsPerUid, " connects waiting for service '",
-        spec.name, "' to start; try again once it has"));
+        who, " has ", kMaxPendingConnectsPerUid, " connects waiting for service '", spec.name,
+        "' to start; try again once it has"));
   }
   service->pending.push_back(request);
   return std::optional<UniqueFd>();
@@ -1071,7 +1162,7 @@ absl::Status ServiceHost::LostConnection(const Service& service) {
 
 std::vector<server::ServiceReport> ServiceHost::Report() const {
   std::vector<server::ServiceReport> reports;
-  absl::Time now = absl::Now();
+  const absl::Duration now = options_.now();
   for (const std::unique_ptr<Service>& service : services_) {
     server::ServiceReport r;
     r.name = service->spec.name;
@@ -1079,7 +1170,8 @@ std::vector<server::ServiceReport> ServiceHost::Report() const {
     r.pid = service->pid;
     r.restarts = service->restarts;
     if (service->pid != 0) {
-      r.uptime_seconds = static_cast<uint64_t>(absl::ToInt64Seconds(now - service->started));
+      r.uptime_seconds = static_cast<uint64_t>(
+          std::max<int64_t>(0, absl::ToInt64Seconds(now - service->started)));
     }
     r.protections = service->in_force;
     r.missing = service->missing;
@@ -1098,11 +1190,13 @@ void ServiceHost::StopAll() {
   const absl::Status stopping = absl::UnavailableError("the broker is stopping");
   for (const std::unique_ptr<Service>& service : services_) {
     AnswerPending(*service, stopping);
-    if (service->launch) {
-      AbandonLaunch(*service, stopping);
-      service->state = ServiceState::STOPPED;
+    const bool launching = service->launch != nullptr;
+    TakeLaunchReport(*service);
+    if (service->launch) AbandonLaunch(*service, stopping);
+    if (!service->pidfd) {
+      if (launching) service->state = ServiceState::STOPPED;
+      continue;
     }
-    if (!service->pidfd) continue;
     service->state = ServiceState::STOPPING;
     loop_.CloseConnection(service->connection_id);
     service->connection_id = 0;
@@ -1117,13 +1211,13 @@ void ServiceHost::StopAll() {
     Service* service;
     bool output;  // its output, else its pidfd
   };
-  const absl::Time deadline = absl::Now() + options_.stop_timeout;
+  const absl::Duration deadline = DeadlineAfter(options_.stop_timeout);
   while (!running.empty()) {
     // Past the deadline nothing more is read: a poll with no time left
     // still reports a pipe that holds data, and one kept full (a service
     // that floods its output and ignores SIGTERM) would hold the broker
     // here for as long as it writes.
-    const absl::Duration left = deadline - absl::Now();
+    const absl::Duration left = deadline - MonotonicNow();
     if (left <= absl::ZeroDuration()) break;  // kill the rest
     std::vector<pollfd> fds;
     std::vector<Awaited> awaited;
@@ -1167,7 +1261,7 @@ void ServiceHost::StopAll() {
     GiveUp(*service);
     service->state = ServiceState::STOPPED;
   }
-  reaper_.WaitAll(absl::Now() + kFinalReapWait);
+  reaper_.WaitAll(DeadlineAfter(kFinalReapWait));
 }
 
 }  // namespace capbroker::service

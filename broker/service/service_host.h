@@ -13,7 +13,10 @@
 // A failed service stays failed until the policy is reloaded. The delay
 // starts at restartDelayMs and doubles per restart in a row, to 30 s
 // (RestartDelay); a run that lasted HostOptions::stable_run resets the count. A start that does not become
-// ready within startTimeoutMs is killed, which counts as a failure. A launch
+// ready within startTimeoutMs is killed, which counts as a failure. A
+// process still there HostOptions::kill_wait after its SIGKILL (stuck in
+// the kernel) has its waiting connects refused, and every connect until it
+// has died (DidNotDie): it holds the grants a new instance would get. A launch
 // that fails for what may pass by itself (a shortage of fds, memory or
 // processes, an audit log that cannot be written) counts as a failed run;
 // one that will fail again (an invalid spec, a missing program, a required
@@ -89,6 +92,7 @@
 #include "broker/service/start_limiter.h"
 #include "broker/server/request_handler.h"
 #include "broker/server/service_directory.h"
+#include "sdk/base/syscall.h"
 
 namespace capbroker::service {
 
@@ -99,7 +103,9 @@ using Launcher = std::function<absl::StatusOr<std::unique_ptr<sandbox::PendingLa
 
 inline constexpr absl::Duration kStableRun = absl::Seconds(10);
 // Connects waiting for one service to become ready, and of those, the ones
-// one uid may have (so that one client cannot take every place).
+// one uid may have (so that one client cannot take every place); a hosted
+// service's are counted by its name, not its uid (which it may share with
+// every other service, and with the user's own clients).
 inline constexpr size_t kMaxPendingConnects = 1024;
 inline constexpr size_t kMaxPendingConnectsPerUid = 64;
 // Output lines a service may log per second; the rest are counted.
@@ -121,10 +127,23 @@ struct HostOptions {
   // How long a service is given after SIGTERM before SIGKILL (StopAll, a
   // service removed from the policy, one that lost its broker connection).
   absl::Duration stop_timeout = absl::Seconds(5);
+  // How long a process is given to die after SIGKILL (a start or a stop
+  // timeout). One still there then is stuck in the kernel (a request to a
+  // hung NFS or FUSE server, where even SIGKILL waits): the connects that
+  // wait for it, or for the new instance that waits for it, are refused,
+  // and so is every connect until it has died (see Kill).
+  absl::Duration kill_wait = absl::Seconds(5);
   // A run that lasts this long resets the count of restarts in a row.
   absl::Duration stable_run = kStableRun;
   // How often each service may be started (see above).
   StartLimit start_limit;
+  // The clock the host measures on: the start ration, a run's length
+  // (stable_run) and a service's uptime. MonotonicNow (CLOCK_MONOTONIC),
+  // which no one can step: on the wall clock, one set back by an hour made
+  // every start wait that hour and `capctl services` show an uptime that
+  // wrapped, and one set forward made a crash loop's short run look stable.
+  // A test steps its own.
+  std::function<absl::Duration()> now = MonotonicNow;
 };
 
 class ServiceHost : public server::ServiceDirectory {
@@ -157,7 +176,8 @@ class ServiceHost : public server::ServiceDirectory {
   // and waits up to kFinalReapWait more. What each writes as it stops is
   // read meanwhile and logged (rationed as ever), so that one that writes
   // more than its pipe holds is not stuck in write() until it is killed.
-  // Blocks. A launch under way is given up.
+  // Blocks. A launch whose program has not run yet is given up
+  // (TakeLaunchReport); one whose program runs is stopped as above.
   void StopAll();
 
   // ServiceDirectory.
@@ -188,6 +208,16 @@ class ServiceHost : public server::ServiceDirectory {
   // The launching child reported (or its deadline passed): finishes the
   // launch, fails it, or leaves it waiting. The launch's error, if it failed.
   absl::Status OnLaunchReport(Service& service);
+  // Before a launch under way is given up (a reload, the start timeout,
+  // the broker's stop): OnLaunchReport once, which does not wait. The
+  // child's report pipe reaches its end at execve, and the loop may not
+  // have read that yet: a program that runs, with its grants, would be
+  // taken for a launch in its setup, its grants on record as not delivered
+  // and nobody waiting for it to exit. After this, a launch still under
+  // way has not run its program; one that has is the service's process
+  // (Launched), its grants delivered, to be stopped as a running one; one
+  // that failed went as any failed launch (FailLaunch).
+  void TakeLaunchReport(Service& service);
   // The launch handed the process over: it is served and supervised.
   absl::Status Launched(Service& service, sandbox::LaunchedProcess process);
   // Gives the launch up (its child to the reaper), then StartFailed.
@@ -266,8 +296,24 @@ class ServiceHost : public server::ServiceDirectory {
   bool HasPredecessor(const Service& service) const;
   void ArmTimer(Service& service, absl::Duration delay);
   void Signal(Service& service, int signal);
-  // SIGKILL, with `why` kept for the service's last exit (capctl services).
+  // SIGKILL, with `why` kept for the service's last exit (capctl services),
+  // and the timer armed for kill_wait: the wait for the process to die is
+  // bounded too (DidNotDie).
   void Kill(Service& service, absl::string_view why);
+  // The service's process is still there kill_wait after its SIGKILL: it
+  // is marked so (Service::unkillable), and the connects waiting for it, or
+  // for the new instance that waits for it, are refused (WhileStuck).
+  void DidNotDie(Service& service);
+  // The instance of `service`'s name whose process did not die after
+  // SIGKILL: `service` itself, or the old instance it waits for; or null.
+  const Service* Stuck(const Service& service) const;
+  // Why a connect to a service whose instance `stuck` did not die is
+  // refused.
+  static absl::Status WhileStuck(const Service& stuck);
+  // Refuses the connects waiting for `service`, which waits for its old
+  // instance `stuck`; one not to start by itself (onDemand) no longer
+  // waits to start.
+  void RefuseWhileStuck(Service& service, const Service& stuck);
   void Log(const Service& service, absl::string_view line) const;
   // waitid(WEXITED | WNOHANG) on the service's pidfd: si_pid is 0 while the
   // service runs. The errno status when waitid fails.

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -166,6 +167,20 @@ class FakeLoop : public server::LoopPort {
     return true;
   }
 
+  // One turn, once every watched fd is readable: their callbacks run in
+  // the order of their numbers, as in one turn of the real loop where all
+  // are. False when they were not all readable in time.
+  bool TurnOnceAllReadable() {
+    std::vector<pollfd> fds;
+    for (const auto& [fd, callback] : watched_) fds.push_back({fd, POLLIN, 0});
+    for (size_t ready = 0; ready < fds.size();) {
+      pollfd& p = fds[ready];
+      if (poll(&p, 1, kTurnTimeoutMs) != 1) return false;
+      ++ready;
+    }
+    return Turn();
+  }
+
   // The id of the service connection added last.
   uint64_t last_connection() const { return last_id_; }
   // The broker's end of the service connection `id` (-1: none).
@@ -225,6 +240,12 @@ struct Script {
   // A real flood races the host's reads and only sometimes keeps ahead
   // (the host finds the pipe empty now and then); this always does.
   bool endless_output = false;
+  // Whether the host is given, as the process's pidfd, one of the init of
+  // the test's pid namespace, which SIGKILL from inside it does not end,
+  // nor does it exit: a process stuck in the kernel. The host must send it
+  // nothing but SIGKILL (an init may act on SIGTERM: tini passes it on).
+  // The scripted child itself is then the test's to kill.
+  bool unkillable = false;
 };
 
 // Writes all of `bytes` to `fd`, or exits: for a forked child.
@@ -299,6 +320,7 @@ class FakeLaunch : public testing::ForkedLaunch {
     launch->report_ = std::move(report_read);
     launch->go_ = std::move(go_write);
     launch->failure_ = script.report_failure;
+    launch->unkillable_ = script.unkillable;
     return std::unique_ptr<sandbox::PendingLaunch>(std::move(launch));
   }
 
@@ -314,13 +336,19 @@ class FakeLaunch : public testing::ForkedLaunch {
     if (n < 0 && errno == EAGAIN) return std::nullopt;
     if (n != 0) return absl::InternalError("unexpected report");
     if (!failure_.ok()) return failure_;
-    return std::optional<sandbox::LaunchedProcess>(HandOver());
+    sandbox::LaunchedProcess process = HandOver();
+    if (unkillable_) {
+      process.pidfd.reset(static_cast<int>(syscall(SYS_pidfd_open, 1, 0)));  // close-on-exec
+      if (!process.pidfd) return absl::InternalError("pidfd_open(1)");
+    }
+    return std::optional<sandbox::LaunchedProcess>(std::move(process));
   }
 
  private:
   UniqueFd report_;
   UniqueFd go_;
   absl::Status failure_;
+  bool unkillable_ = false;
 };
 
 // Whether `pid` is gone: reaped, not merely dead.
@@ -349,25 +377,36 @@ class ServiceHostTest : public ::testing::Test {
       Script script = scripts_[spec.name];
       script.exit_code = exit_code_;
       absl::StatusOr<std::unique_ptr<sandbox::PendingLaunch>> started = FakeLaunch::Start(script);
-      if (started.ok()) pids_.push_back((*started)->pid());
+      if (started.ok()) {
+        pids_.push_back((*started)->pid());
+        report_fds_.push_back((*started)->report_fd());
+      }
       return started;
     };
     options.start_limit = start_limit_;
     options.check_grant = check_grant_;
     if (stop_timeout_.has_value()) options.stop_timeout = *stop_timeout_;
     if (stable_run_.has_value()) options.stable_run = *stable_run_;
+    if (kill_wait_.has_value()) options.kill_wait = *kill_wait_;
+    if (clock_.has_value()) {
+      options.now = [this] { return *clock_ += clock_step_; };
+    }
     host_ = std::make_unique<ServiceHost>(handler_, loop_, std::move(options));
     handler_.SetServiceDirectory(host_.get());
     host_->PolicyChanged();
   }
 
+  // A connect from a client of `uid` on `connection`; a hosted service's
+  // when `as_service` names one.
   absl::StatusOr<std::optional<UniqueFd>> Connect(absl::string_view service,
                                                   uint64_t request_id, uint32_t uid = 1000,
-                                                  uint64_t connection = kClient) {
+                                                  uint64_t connection = kClient,
+                                                  absl::string_view as_service = "") {
     server::ConnectRequest request;
     request.connection_id = connection;
     request.request_id = request_id;
     request.client.uid = uid;
+    request.client.service = std::string(as_service);
     request.principal = "me";
     // Told why a start failed, as root's own client is: the tests read the
     // reasons (ConnectAs asks as the handler decides who may).
@@ -486,6 +525,16 @@ class ServiceHostTest : public ::testing::Test {
     return pid;
   }
 
+  // Waits until the child of launch `launch` has closed its report pipe (as
+  // execve does), without the loop reading it: true when it has, false
+  // (and a test failure) if it did not in kTurnTimeoutMs.
+  bool WaitForReport(size_t launch) {
+    pollfd p{report_fds_.at(launch), POLLIN, 0};
+    if (poll(&p, 1, kTurnTimeoutMs) == 1) return true;
+    ADD_FAILURE() << "launch " << launch << " did not report in " << kTurnTimeoutMs << " ms";
+    return false;
+  }
+
   // The connects answered after they waited.
   const std::vector<std::string>& ClientAnswers() { return loop_.answers[kClient]; }
 
@@ -514,10 +563,17 @@ class ServiceHostTest : public ::testing::Test {
   int exit_code_ = -1;
   size_t launches_ = 0;
   std::vector<pid_t> pids_;  // of the launches' children, in order
+  std::vector<int> report_fds_;  // their report pipes (the host's to close)
   std::vector<size_t> start_grants_;  // how many grants each launch was given
   StartLimit start_limit_;
   std::optional<absl::Duration> stop_timeout_;  // unset: HostOptions' own
   std::optional<absl::Duration> stable_run_;    // likewise
+  std::optional<absl::Duration> kill_wait_;     // likewise
+  // Unset: the host's clock is its own (MonotonicNow). Set: the host reads
+  // this, which moves only as the test steps it, by clock_step_ at each
+  // reading and by hand.
+  std::optional<absl::Duration> clock_;
+  absl::Duration clock_step_ = absl::ZeroDuration();
   server::RequestHandler::StartCheck check_grant_;
   std::unique_ptr<ServiceHost> host_;
 };
@@ -706,6 +762,37 @@ TEST_F(ServiceHostTest, StartsAreRationed) {
   EXPECT_EQ(ClientAnswers()[3], "");
   EXPECT_EQ(launches_, 3u);
   EXPECT_EQ(Report("once").restarts, 0u);
+}
+
+// A process that SIGKILL does not end (stuck in the kernel: a request to a
+// hung NFS or FUSE server) leaves no connect waiting for it: kill_wait
+// after its SIGKILL those that wait are refused, saying why, and so is
+// every connect until it has died, to it or to a new instance, which must
+// not start meanwhile: it would share the grants the old one still holds.
+TEST_F(ServiceHostTest, AProcessThatDoesNotDieAfterSigkillLeavesNoConnectWaiting) {
+  scripts_["notify"].unkillable = true;
+  kill_wait_ = absl::Milliseconds(50);
+  MakeHost();
+  ASSERT_OK(Connect("notify", 1).status());
+  ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 1; }));
+  EXPECT_THAT(ClientAnswers()[0], HasSubstr("did not become ready within 200 ms"));
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("notify", 2));
+  EXPECT_FALSE(waiting.has_value());  // it may still die within kill_wait
+  ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 2; }));
+  const std::string stuck = absl::StrCat(
+      "service 'notify' did not die after SIGKILL (its process ", pids_[0],
+      " is stuck in the kernel, as on a hung NFS or FUSE server); it can start again once "
+      "that process has died");
+  EXPECT_EQ(ClientAnswers()[1], stuck);
+  EXPECT_THAT(Connect("notify", 3).status(), StatusIs(absl::StatusCode::kUnavailable, stuck));
+  // A reload that restarts it: the new instance waits for the old process,
+  // and its connects are refused as long as that one is stuck.
+  ReloadEdited({{R"(( name = "notify", command = [ "/usr/bin/svc" ],)",
+                 R"(( name = "notify", command = [ "/usr/bin/other" ],)"}});
+  EXPECT_THAT(Connect("notify", 4).status(), StatusIs(absl::StatusCode::kUnavailable, stuck));
+  EXPECT_EQ(launches_, 1u);
+  EXPECT_EQ(kill(pids_[0], SIGKILL), 0);
+  EXPECT_EQ(waitpid(pids_[0], nullptr, 0), pids_[0]);
 }
 
 // A waitid that fails would fail again at every wakeup of the pidfd, which
@@ -920,6 +1007,54 @@ TEST_F(ServiceHostTest, AStableRunResetsTheRestartsInARow) {
   EXPECT_EQ(Report("flaky").restarts, 5u);
   EXPECT_THAT(RestartDelays(log, "flaky"), AllOf(::testing::SizeIs(5), Each("1ms")));
   EXPECT_THAT(log, Not(HasSubstr("(restart 2 of")));
+}
+
+// The host measures on its own clock (HostOptions::now: monotonic), never
+// on the wall clock, which an administrator or NTP may step: set forward,
+// it made a crash loop's short runs look stable. Here each run lasts
+// stable_run (10 s) on the host's clock and a few ms on the wall clock:
+// each restart is the first in a row.
+TEST_F(ServiceHostTest, ARunIsMeasuredOnTheHostsClock) {
+  clock_ = absl::Seconds(1000);
+  clock_step_ = kStableRun;  // between the launch and the exit, at least that
+  MakeHost();
+  exit_code_ = 1;
+  ::testing::internal::CaptureStderr();
+  EXPECT_OK(Connect("flaky", 1).status());
+  // One restart more than restartLimit (4) in a row would allow.
+  EXPECT_TRUE(RunUntil([&] {
+    return Report("flaky").restarts == 5 || Report("flaky").state == ServiceState::FAILED;
+  }));
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(Report("flaky").state, ServiceState::FAILED);
+  EXPECT_THAT(log, Not(HasSubstr("(restart 2 of")));
+}
+
+// The start ration too: set back by an hour, the wall clock made every
+// start of the hour before wait that hour. Here an hour passes on the
+// host's clock and none on the wall clock: the start's turn has come.
+TEST_F(ServiceHostTest, TheStartRationIsMeasuredOnTheHostsClock) {
+  start_limit_ = {1, absl::Hours(1)};
+  clock_ = absl::Seconds(1000);
+  MakeHost();
+  exit_code_ = 0;
+  ASSERT_OK(Connect("once", 1).status());
+  ASSERT_TRUE(RunUntil([&] { return Report("once").state == ServiceState::STOPPED; }));
+  *clock_ += absl::Hours(1);
+  ASSERT_OK(Connect("once", 2).status());
+  EXPECT_EQ(Report("once").state, ServiceState::STARTING);  // not BACKOFF
+  EXPECT_EQ(launches_, 2u);
+}
+
+// And the uptime `capctl services` shows: from a wall clock set back, it
+// wrapped (about 1.8e19 seconds).
+TEST_F(ServiceHostTest, UptimeIsMeasuredOnTheHostsClock) {
+  clock_ = absl::Seconds(1000);
+  MakeHost();
+  ASSERT_OK(Connect("svc", 1).status());
+  ASSERT_TRUE(RunUntil([&] { return Report("svc").state == ServiceState::RUNNING; }));
+  *clock_ += absl::Hours(1);
+  EXPECT_EQ(Report("svc").uptime_seconds, 3600u);
 }
 
 // Without a pid namespace, processes a service starts are not tracked: they
@@ -1160,13 +1295,16 @@ TEST_F(ServiceHostTest, StartGrantsOfALaunchGivenUpAreOnRecordAsNotDelivered) {
                                         R"(removed from the policy")")));
 }
 
-// A launch under way when a reload changes what its sandbox is made of is
-// given up, its grants on record as not delivered, and the connect that
-// waited for it is served by the new instance, which runs as the new spec
-// says (user, group, program).
-TEST_F(ServiceHostTest, ALaunchUnderWayWhenItsSettingsChangeIsGivenUpForANewOne) {
+// A launch still in its setup when a reload changes what its sandbox is
+// made of is given up, its grants on record as not delivered, and the
+// connect that waited for it is served by the new instance, which runs as
+// the new spec says (user, group, program) and waits for nothing: the old
+// one never ran.
+TEST_F(ServiceHostTest, ALaunchInItsSetupWhenItsSettingsChangeIsGivenUpForANewOne) {
+  scripts_["granted"].stuck = true;
   ASSERT_OK(Connect("granted", 1).status());
   ASSERT_EQ(Report("granted").state, ServiceState::STARTING);
+  scripts_["granted"].stuck = false;  // the new instance's launch
   ReloadEdited({{R"(( name = "granted", command = [ "/usr/bin/svc" ],)",
                  R"(( name = "granted", command = [ "/usr/bin/other" ], user = 4242, group = 4343,)"}});
   EXPECT_EQ(launches_, 2u) << "the new instance waits for nothing: the old one never ran";
@@ -1185,6 +1323,51 @@ TEST_F(ServiceHostTest, ALaunchUnderWayWhenItsSettingsChangeIsGivenUpForANewOne)
                               HasSubstr(R"x("reason":"not delivered: service 'granted' restarts: )x"
                                         R"x(the reload changed its launch settings (command, )x"
                                         R"x(user, group)")x")));
+}
+
+// A launch whose program runs already (the child reached execve) when a
+// reload changes its settings, though the loop has not read its report yet:
+// the program has its grants (delivered: nothing on record says otherwise),
+// and is stopped as a running instance, which the new one waits for, so
+// that two instances never hold the same grants.
+TEST_F(ServiceHostTest, ALaunchWhoseProgramRunsWhenItsSettingsChangeIsStoppedBeforeTheNewOne) {
+  ASSERT_OK(Connect("granted", 1).status());
+  ASSERT_EQ(Report("granted").state, ServiceState::STARTING);
+  ASSERT_TRUE(WaitForReport(0));
+  ReloadEdited({{R"(( name = "granted", command = [ "/usr/bin/svc" ],)",
+                 R"(( name = "granted", command = [ "/usr/bin/other" ],)"}});
+  EXPECT_EQ(launches_, 1u) << "a second instance started while the old one ran";
+  ASSERT_TRUE(RunUntil([&] { return launches_ == 2; }));
+  EXPECT_TRUE(Reaped(pids_[0]));
+  ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 1; }));
+  EXPECT_EQ(ClientAnswers()[0], "");
+  std::vector<std::string> lines = StartLines(AuditText());
+  ASSERT_EQ(lines.size(), 2u) << AuditText();
+  EXPECT_THAT(lines, Each(HasSubstr(R"("decision":"granted")")));
+}
+
+// So too at the start timeout: a program that ran is late with its
+// readiness, not with its setup, and is killed as such.
+TEST_F(ServiceHostTest, ALaunchWhoseProgramRunsAtTheStartTimeoutIsKilledForItsReadiness) {
+  ASSERT_OK(Connect("notify", 1).status());
+  ASSERT_TRUE(WaitForReport(0));
+  // The timer was made before the report pipe: its callback runs first in
+  // the turn where both are readable.
+  ASSERT_TRUE(loop_.TurnOnceAllReadable());
+  ASSERT_TRUE(RunUntil([&] { return !Report("notify").last_exit.empty(); }));
+  EXPECT_EQ(Report("notify").last_exit, "did not become ready within 200 ms (killed by SIGKILL)");
+}
+
+// ... and at the broker's stop.
+TEST_F(ServiceHostTest, ALaunchWhoseProgramRunsWhenTheBrokerStopsHadItsGrants) {
+  ASSERT_OK(Connect("granted", 1).status());
+  ASSERT_TRUE(WaitForReport(0));
+  StopAll();
+  EXPECT_TRUE(Reaped(pids_[0]));
+  std::vector<std::string> lines = StartLines(AuditText());
+  ASSERT_EQ(lines.size(), 1u) << AuditText();
+  EXPECT_THAT(lines[0], HasSubstr(R"("decision":"granted")"));
+  EXPECT_EQ(Report("granted").state, ServiceState::STOPPED);
 }
 
 // A reload that takes a start grant away from a running service restarts
@@ -1496,6 +1679,29 @@ TEST_F(ServiceHostTest, OneUidHasAtMostItsShareOfTheWaitingConnects) {
                        HasSubstr("uid 1000 has 64 connects waiting for service 'notify'")));
   ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> other, Connect("notify", 1001, 2000));
   EXPECT_FALSE(other.has_value());
+}
+
+// A hosted service's share is its own, not its uid's: every service
+// without `user` runs as nobody on a root broker (on a per-user one, as
+// the user, whose clients have that uid too), and one compromised service
+// must not take the places of all the others.
+TEST_F(ServiceHostTest, OneHostedServiceHasAtMostItsShareOfTheWaitingConnects) {
+  constexpr uint32_t kNobody = 65534;
+  constexpr uint64_t kA = kClient + 1, kB = kClient + 2;
+  for (uint64_t id = 1; id <= kMaxPendingConnectsPerUid; ++id) {
+    ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting,
+                         Connect("notify", id, kNobody, kA, "svc-a"));
+    ASSERT_FALSE(waiting.has_value());
+  }
+  EXPECT_THAT(Connect("notify", 1000, kNobody, kA, "svc-a").status(),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("service 'svc-a' has 64 connects waiting for service "
+                                 "'notify'")));
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> other_service,
+                       Connect("notify", 1, kNobody, kB, "svc-b"));
+  EXPECT_FALSE(other_service.has_value());
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> client, Connect("notify", 1, kNobody));
+  EXPECT_FALSE(client.has_value());
 }
 
 // A client that hangs up takes its waiting connects with it: nothing is

@@ -4,8 +4,8 @@
 
 namespace capbroker::service {
 
-absl::Duration StartLimiter::TryTake(absl::Time now) {
-  absl::Time full_at = std::max(full_at_, now) + limit_.interval;
+absl::Duration StartLimiter::TryTake(absl::Duration now) {
+  absl::Duration full_at = std::max(full_at_, now) + limit_.interval;
   // The bucket holds `burst` starts: it may be up to that many intervals
   // from full.
   absl::Duration wait = full_at - now - limit_.burst * limit_.interval;

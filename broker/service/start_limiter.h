@@ -9,7 +9,10 @@
 // `interval`; a start beyond that waits for its turn.
 //
 // Kept as the time at which the bucket would be full again (GCRA), so that
-// no clock has to tick: exact, in whole durations.
+// no clock has to tick: exact, in whole durations. Times are points on
+// MonotonicNow's clock (sdk/base/syscall.h, CLOCK_MONOTONIC), which no one
+// can step: on the wall clock, one set back by an hour would have made
+// every start wait that hour, and one set forward refilled the bucket.
 #ifndef CAPBROKER_BROKER_SERVICE_START_LIMITER_H_
 #define CAPBROKER_BROKER_SERVICE_START_LIMITER_H_
 
@@ -26,14 +29,14 @@ class StartLimiter {
  public:
   explicit StartLimiter(StartLimit limit) : limit_(limit) {}
 
-  // Takes a start at `now` if the bucket holds one: returns zero. Otherwise
-  // how long until it will; nothing is taken.
-  absl::Duration TryTake(absl::Time now);
+  // Takes a start at `now` (a MonotonicNow) if the bucket holds one:
+  // returns zero. Otherwise how long until it will; nothing is taken.
+  absl::Duration TryTake(absl::Duration now);
 
  private:
   StartLimit limit_;
   // When the bucket is full again: every start taken adds one interval.
-  absl::Time full_at_ = absl::InfinitePast();
+  absl::Duration full_at_ = -absl::InfiniteDuration();
 };
 
 }  // namespace capbroker::service

@@ -5,7 +5,8 @@
 namespace capbroker::service {
 namespace {
 
-const absl::Time kT0 = absl::FromUnixSeconds(1000);
+// Points on MonotonicNow's clock, as the host passes them.
+const absl::Duration kT0 = absl::Seconds(1000);
 const StartLimit kLimit{3, absl::Milliseconds(100)};
 
 TEST(StartLimiterTest, ABurstThenOneAnInterval) {
@@ -22,7 +23,7 @@ TEST(StartLimiterTest, ABurstThenOneAnInterval) {
 TEST(StartLimiterTest, AQuietSpellRefillsTheBurstButNoMore) {
   StartLimiter limiter(kLimit);
   for (int i = 0; i < 3; ++i) ASSERT_EQ(limiter.TryTake(kT0), absl::ZeroDuration());
-  const absl::Time later = kT0 + absl::Hours(1);
+  const absl::Duration later = kT0 + absl::Hours(1);
   for (int i = 0; i < 3; ++i) EXPECT_EQ(limiter.TryTake(later), absl::ZeroDuration()) << i;
   EXPECT_EQ(limiter.TryTake(later), absl::Milliseconds(100));
 }

@@ -601,7 +601,7 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   absl::Cleanup write_last_lines = [&audit] { audit.FlushAll(); };
   CB_ASSIGN_OR_RETURN(UniqueFd signals, SignalFd());
   server::Stats stats;
-  stats.started = absl::Now();
+  stats.started = MonotonicNow();
   server::RequestHandler handler(audit, stats);
   CB_RETURN_IF_ERROR(handler.SetPolicy(std::move(policy)));
   CB_ASSIGN_OR_RETURN(server::Listener listener, MakeListener(std::move(listen_plan), flags));

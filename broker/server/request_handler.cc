@@ -853,7 +853,7 @@ void RequestHandler::NotDelivered(const Session& session, absl::string_view requ
 
 void RequestHandler::Status(const Session& session, schema::Reply::Builder reply) {
   auto status = reply.initStatus();
-  absl::Duration uptime = absl::Now() - stats_.started;
+  const absl::Duration uptime = std::max(MonotonicNow() - stats_.started, absl::ZeroDuration());
   status.setVersion(schema::PROTOCOL_VERSION);
   status.setUptimeSeconds(static_cast<uint64_t>(absl::ToInt64Seconds(uptime)));
   status.setConnections(stats_.connections);

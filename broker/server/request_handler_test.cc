@@ -20,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
+#include "sdk/base/syscall.h"
 #include "sdk/wire/framing.h"
 #include "sdk/wire/limits.h"
 #include "tests/fixtures/json_object.h"
@@ -377,6 +378,20 @@ schema::Reply::Builder Ask(RequestHandler& handler, uid_t uid,
   auto reply = reply_message.initRoot<schema::Reply>();
   handler.Handle(session, request.asReader(), reply);
   return reply;
+}
+
+// The uptime is counted on the monotonic clock from stats.started: two
+// hours ago there reads as 7200 seconds (and a moment more), whatever the
+// wall clock says.
+TEST_F(RequestHandlerTest, StatusCountsTheUptimeOnTheMonotonicClock) {
+  stats_.started = MonotonicNow() - absl::Hours(2);
+  capnp::MallocMessageBuilder reply_message;
+  auto reply = Ask(
+      handler_, 1000, [](schema::Request::Builder request) { request.setStatus(); },
+      reply_message);
+  ASSERT_TRUE(reply.isStatus());
+  EXPECT_GE(reply.getStatus().getUptimeSeconds(), 7200u);
+  EXPECT_LT(reply.getStatus().getUptimeSeconds(), 7200u + 600u);
 }
 
 // The policy's path and the last reload error name the administrator's

@@ -11,7 +11,9 @@
 namespace capbroker::server {
 
 struct Stats {
-  absl::Time started;
+  // When the broker started, on MonotonicNow's clock: a clock set back or
+  // forward (NTP, an administrator) does not change the uptime shown.
+  absl::Duration started;
   uint32_t connections = 0;       // open now
   uint64_t connections_total = 0;
   uint64_t grants = 0;

@@ -124,13 +124,11 @@ TEST_F(HostileTest, DeeplyNestedMessage) {
   auto type = message.initRoot<capnp::schema::Type>();
   for (int i = 0; i < 200; ++i) type = type.initList().initElementType();
   ASSERT_EQ(Send(bad.get(), Encode(message)), 0);
-  RawReply reply = Receive(bad.get());
-  ASSERT_FALSE(reply.timed_out);
-  if (!reply.hung_up) {
-    EXPECT_EQ(reply.which, schema::Reply::ERROR);
-    EXPECT_EQ(reply.code, ErrorCode::INVALID_REQUEST) << reply.message;
-    EXPECT_THAT(reply.message, ::testing::HasSubstr("malformed request"));
-  }
+  // Read as a Request, the root's first data word is its id: in a Type,
+  // that word holds the union's discriminant, LIST, and nothing else. The
+  // broker reads that much and answers with it; a hang-up fails.
+  ExpectError(bad.get(), static_cast<uint64_t>(capnp::schema::Type::LIST),
+              ErrorCode::INVALID_REQUEST, "malformed request");
   bad.reset();
   ExpectGoodClientWorks();
   ExpectFdsAtBaseline();

@@ -109,7 +109,7 @@ TEST_F(HostileTest, TruncatedMessages) {
   RawReply granted = Receive(bad.get());
   EXPECT_EQ(granted.id, 2u);
   EXPECT_EQ(granted.which, schema::Reply::GRANTED) << granted.message;
-  EXPECT_EQ(granted.fds, 1u);
+  EXPECT_EQ(granted.fds.size(), 1u);
   bad.reset();
   ExpectGoodClientWorks();
   ExpectFdsAtBaseline();
@@ -375,7 +375,7 @@ TEST_F(HostileTest, PipelinedRequestsAnsweredInOrder) {
   EXPECT_EQ(r10.which, schema::Reply::STATUS);
   EXPECT_EQ(r11.id, 11u);
   EXPECT_EQ(r11.which, schema::Reply::GRANTED);
-  EXPECT_EQ(r11.fds, 1u);
+  EXPECT_EQ(r11.fds.size(), 1u);
   EXPECT_EQ(r12.id, 12u);
   EXPECT_EQ(r12.which, schema::Reply::ERROR);
   conn.reset();

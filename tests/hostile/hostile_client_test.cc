@@ -10,8 +10,10 @@
 #include <cerrno>
 #include <cstring>
 #include <random>
+#include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "capnp/schema.capnp.h"
 #include "capnp/schema.h"
 #include "capnp/serialize.h"
@@ -185,17 +187,40 @@ TEST_F(HostileTest, SegmentTableBombs) {
 // The broker takes no fds from anyone, and its socket tells the kernel so
 // (SO_PASSRIGHTS off, Linux 6.16): a client's sendmsg with fds fails with
 // EPERM and nothing is queued, so the broker never holds a client's file,
-// not even in flight. Discarding them unread, as it did before (and still
-// must on older kernels), drops the in-flight reference inside the broker's
-// recvmsg, and if that was the last one, the file's release runs in the
-// broker's only thread: see ASocketThatLingersOnCloseCannotStallTheBroker.
-class FdRefusalTest : public HostileTest {
+// not even in flight. On an older kernel it receives with no room for fds
+// (wire::FdPolicy::kRefuse), so that they are discarded unopened, and
+// answers that requests carry none. That drops the in-flight references
+// inside the broker's recvmsg, and if one was the last, the file's release
+// runs in the broker's only thread: see
+// ASocketThatLingersOnCloseCannotStallTheBroker, which only 6.16 passes.
+//
+// Each case runs against a broker on this kernel, expecting what it does,
+// and against one made to run as on a kernel without SO_PASSRIGHTS
+// (BrokerOptions::without_fd_refusal), so that both paths are tested here
+// whatever the kernel.
+enum class FdKernel {
+  kThisOne,            // as the kernel is
+  kWithoutPassRights,  // as before Linux 6.16
+};
+
+class FdRefusalTest : public HostileTest, public ::testing::WithParamInterface<FdKernel> {
  protected:
   void SetUp() override {
-    if (!testing::KernelCanRefuseFds()) {
-      GTEST_SKIP() << "this kernel has no SO_PASSRIGHTS (Linux 6.16)";
-    }
-    HostileTest::SetUp();
+    testing::BrokerOptions options;
+    options.without_fd_refusal = GetParam() == FdKernel::kWithoutPassRights;
+    options.capture_stderr = true;
+    StartBroker(std::move(options));
+    if (HasFatalFailure()) return;
+    // The broker says at start when its sockets cannot refuse fds: proof
+    // that the path taken is the one this case is about.
+    EXPECT_EQ(absl::StrContains(broker_->Stderr(), "this kernel cannot refuse fds"),
+              !KernelRefuses())
+        << broker_->Stderr();
+  }
+
+  // Whether the broker's sockets refuse fds in this case.
+  bool KernelRefuses() const {
+    return GetParam() == FdKernel::kThisOne && testing::KernelCanRefuseFds();
   }
 
   // Sends a status request carrying `copies` copies of a pipe's write end
@@ -209,13 +234,22 @@ void FdRefusalTest::ExpectFdsRefused(size_t copies) {
   ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
   UniqueFd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
   std::vector<int> sent(copies, write_end.get());
-  EXPECT_EQ(Send(bad.get(), StatusBytes(5), sent), EPERM);
+  if (KernelRefuses()) {
+    // Refused by the kernel: nothing was sent at all.
+    EXPECT_EQ(Send(bad.get(), StatusBytes(5), sent), EPERM);
+  } else {
+    // Received without them, and answered.
+    ASSERT_EQ(Send(bad.get(), StatusBytes(5), sent), 0);
+    ExpectError(bad.get(), 5, ErrorCode::INVALID_REQUEST,
+                "requests carry no fds; this one carried some, which were discarded unopened");
+  }
   write_end.reset();
-  // Nothing was queued: no copy of the write end is left anywhere.
+  // No copy of the write end is left anywhere: not queued, not in the
+  // broker.
   pollfd p{read_end.get(), POLLIN, 0};
   ASSERT_EQ(poll(&p, 1, 0), 1);
   EXPECT_TRUE(p.revents & POLLHUP) << "some of the fds are still open somewhere";
-  // Nothing was sent at all: the connection goes on with the next request.
+  // The connection goes on with the next request.
   ASSERT_EQ(Send(bad.get(), StatusBytes(6)), 0);
   RawReply status = Receive(bad.get());
   EXPECT_EQ(status.id, 6u) << status.message;
@@ -225,9 +259,9 @@ void FdRefusalTest::ExpectFdsRefused(size_t copies) {
   ExpectFdsAtBaseline();
 }
 
-TEST_F(FdRefusalTest, AnFdSentToTheBrokerIsRefusedBySendmsg) { ExpectFdsRefused(1); }
+TEST_P(FdRefusalTest, AnFdSentToTheBrokerIsRefused) { ExpectFdsRefused(1); }
 
-TEST_F(FdRefusalTest, HundredsOfFdsAreRefusedBySendmsg) { ExpectFdsRefused(200); }
+TEST_P(FdRefusalTest, HundredsOfFdsAreRefused) { ExpectFdsRefused(200); }
 
 // The attack found in review: a TCP socket that lingers on close (SO_LINGER,
 // data its peer never reads), wrapped in a unix socket so that the only
@@ -235,7 +269,11 @@ TEST_F(FdRefusalTest, HundredsOfFdsAreRefusedBySendmsg) { ExpectFdsRefused(200);
 // release in its only thread and sat in it for the whole linger, serving
 // nobody (forever with a linger of 100000 s; SIGTERM waited too). Refused by
 // the kernel, it never reaches the broker, and other clients are answered.
-TEST_F(FdRefusalTest, ASocketThatLingersOnCloseCannotStallTheBroker) {
+TEST_P(FdRefusalTest, ASocketThatLingersOnCloseCannotStallTheBroker) {
+  if (!KernelRefuses()) {
+    GTEST_SKIP() << "without SO_PASSRIGHTS (Linux 6.16) the broker can be stalled so, as it "
+                    "warns at start";
+  }
   // Longer than the deadline below, which a stalled broker misses.
   constexpr int kLingerSeconds = 10;
   constexpr int kDeadlineMs = 5000;  // a safety net: a correct broker answers at once
@@ -262,6 +300,13 @@ TEST_F(FdRefusalTest, ASocketThatLingersOnCloseCannotStallTheBroker) {
   ASSERT_EQ(Send(bad.get(), StatusBytes(6)), 0);
   EXPECT_EQ(Receive(bad.get()).id, 6u);
 }
+
+INSTANTIATE_TEST_SUITE_P(Kernels, FdRefusalTest,
+                         ::testing::Values(FdKernel::kThisOne, FdKernel::kWithoutPassRights),
+                         [](const ::testing::TestParamInfo<FdKernel>& kernel) {
+                           return kernel.param == FdKernel::kThisOne ? "ThisKernel"
+                                                                     : "WithoutSoPassrights";
+                         });
 
 TEST_F(HostileTest, UnknownRequestKind) {
   UniqueFd bad = ConnectAndHello();

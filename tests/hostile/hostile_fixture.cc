@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "gmock/gmock.h"
 #include "sdk/base/status_matchers.h"
@@ -39,8 +40,8 @@ bool HungUp(int fd) {
   return poll(&p, 1, 0) == 1 && (p.revents & POLLHUP) != 0;
 }
 
-void HostileTest::SetUp() {
-  ASSERT_OK_AND_ASSIGN(broker_, testing::BrokerProcess::Start(kPolicy));
+void HostileTest::StartBroker(testing::BrokerOptions options) {
+  ASSERT_OK_AND_ASSIGN(broker_, testing::BrokerProcess::StartWith(kPolicy, std::move(options)));
   std::string path = broker_->dir() + "/motd";
   UniqueFd motd(open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   ASSERT_TRUE(motd.valid()) << std::strerror(errno);

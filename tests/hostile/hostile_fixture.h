@@ -43,7 +43,10 @@ bool HungUp(int fd);
 
 class HostileTest : public ::testing::Test {
  protected:
-  void SetUp() override;
+  void SetUp() override { StartBroker(testing::BrokerOptions()); }
+  // Starts the broker with `options`, connects the good client and takes
+  // the baseline: what SetUp does, for a fixture that needs other options.
+  void StartBroker(testing::BrokerOptions options);
 
   // A new raw (blocking) connection to the broker.
   UniqueFd Connect();

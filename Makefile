@@ -26,6 +26,7 @@ test: deps
 bench: deps
 	@tests/tools/install_packages.sh $(BENCH_PACKAGES)
 	$(BAZEL) run //broker/server:dispatch_bench
+	$(BAZEL) run //broker/policy:policy_parser_bench
 	$(BAZEL) run //tests/bench:broker_bench
 	$(BAZEL) run //tests/bench:service_bench
 

@@ -17,6 +17,7 @@
 #include "sdk/base/status_matchers.h"
 #include "sdk/base/syscall.h"
 #include "sdk/base/unique_fd.h"
+#include "tests/fixtures/fd_count.h"
 #include "tests/fixtures/foreign_link.h"
 #include "tests/fixtures/temp_dir.h"
 
@@ -38,7 +39,13 @@ class PolicyFileTest : public ::testing::Test {
     std::string pattern = absl::StrCat(base != nullptr ? base : "/tmp", "/policyXXXXXX");
     ASSERT_NE(mkdtemp(pattern.data()), nullptr) << errno;
     dir_ = pattern;
+    fds_ = testing::CountOpenFds();
   }
+
+  // Every load, accepted or refused however far it got, closes what it
+  // opened (the policy, the directories on its path): a broker reloads on
+  // every SIGHUP, and a leak per refusal would add up.
+  void TearDown() override { EXPECT_EQ(testing::CountOpenFds(), fds_) << "a load leaked fds"; }
 
   // Writes `text` to `name` in the test directory with exactly `mode`.
   std::string Write(absl::string_view name, absl::string_view text, mode_t mode = 0644) {
@@ -52,6 +59,7 @@ class PolicyFileTest : public ::testing::Test {
   }
 
   std::string dir_;
+  int fds_ = -1;  // open in this process before the test
 };
 
 TEST_F(PolicyFileTest, LoadsAValidFile) {

@@ -743,8 +743,9 @@ TEST(ParsePolicyHostileTest, VeryLongStringsGiveShortMessages) {
 // An error about a repeated field or name says where the first one is,
 // which costs a scan of that one's line: only for the errors shown. On a
 // long line, 80,000 repeats of a field each scanned 500 KB (26 s a parse
-// here), and names repeated there cost seconds too; the test is small, so
-// that the old code outlasts its timeout. The repeats are as many as
+// here), and names repeated there cost seconds too. The growth itself is
+// watched by policy_parser_bench (BM_RepeatsOnALongLine must fit O(N)); the
+// test's size, small, is only a backstop. The repeats are as many as
 // kMaxPolicyValues allows with the 9 other values of the text.
 TEST(ParsePolicyHostileTest, RepeatsOnALongLineAreNotEachLocated) {
   const std::string padding(500000, 'x');

@@ -33,6 +33,7 @@
 #include "sdk/wire/framing.h"
 #include "sdk/wire/unix_socket.h"
 #include "tests/fixtures/broker_process.h"
+#include "tests/fixtures/fd_baseline.h"
 #include "tests/fixtures/raw_send.h"
 #include "tests/hostile/hostile_fixture.h"
 
@@ -167,12 +168,7 @@ TEST(AcceptExhaustionTest, RefusesWhatItCannotAcceptAndRecovers) {
   refused.reset();
   fillers.clear();
   hoarder.reset();
-  int fds = broker->OpenFds();
-  for (int i = 0; i < 100 && fds != baseline_fds; ++i) {
-    ASSERT_OK(good.Status().status());
-    fds = broker->OpenFds();
-  }
-  EXPECT_EQ(fds, baseline_fds) << "the broker lost or leaked fds";
+  testing::ExpectFdsAtBaseline(*broker, good, baseline_fds);  // the reserve included
   ASSERT_OK_AND_ASSIGN(Client fresh, Client::Connect(broker->socket_path()));
   ASSERT_OK(fresh.Acquire("scratch").status());
   ASSERT_OK_AND_ASSIGN(int status, broker->Stop());

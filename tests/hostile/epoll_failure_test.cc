@@ -17,6 +17,7 @@
 #include "sdk/client/client.h"
 #include "sdk/wire/unix_socket.h"
 #include "tests/fixtures/broker_process.h"
+#include "tests/fixtures/fd_baseline.h"
 #include "tests/fixtures/raw_send.h"
 #include "tests/hostile/hostile_fixture.h"
 
@@ -65,12 +66,7 @@ TEST(EpollFailureTest, ConnectionIsClosedWhenItsEventsCannotBeChanged) {
 
   bad.reset();
   ASSERT_OK(good.Acquire("scratch").status());
-  int fds = broker->OpenFds();
-  for (int i = 0; i < 100 && fds != baseline_fds; ++i) {
-    ASSERT_OK(good.Status().status());
-    fds = broker->OpenFds();
-  }
-  EXPECT_EQ(fds, baseline_fds) << "the broker leaked fds";
+  testing::ExpectFdsAtBaseline(*broker, good, baseline_fds);
 }
 
 }  // namespace

@@ -21,23 +21,14 @@
 #include "schemas/broker.capnp.h"
 #include "sdk/base/unique_fd.h"
 #include "sdk/client/client.h"
-#include "sdk/wire/datagram.h"
 #include "tests/fixtures/broker_process.h"
+#include "tests/fixtures/fd_baseline.h"
+#include "tests/fixtures/raw_reply.h"
 #include "tests/fixtures/request_bytes.h"
 
 namespace capbroker::hostile {
 
-// What came back on a raw connection.
-struct RawReply {
-  bool hung_up = false;     // EOF or ECONNRESET instead of a reply
-  bool timed_out = false;   // nothing within the safety-net timeout
-  uint64_t id = 0;
-  schema::Reply::Which which = schema::Reply::ERROR;
-  schema::ErrorCode code = schema::ErrorCode::UNKNOWN;
-  std::string message;
-  size_t fds = 0;
-};
-
+using testing::RawReply;
 using testing::AcquireBytes;
 using testing::Encode;
 using testing::HelloBytes;
@@ -52,15 +43,19 @@ bool HungUp(int fd);
 
 class HostileTest : public ::testing::Test {
  protected:
-  void SetUp() override;
+  void SetUp() override { StartBroker(testing::BrokerOptions()); }
+  // Starts the broker with `options`, connects the good client and takes
+  // the baseline: what SetUp does, for a fixture that needs other options.
+  void StartBroker(testing::BrokerOptions options);
 
   // A new raw (blocking) connection to the broker.
   UniqueFd Connect();
   // Sends `bytes` as one datagram with `fds` (borrowed); returns errno or 0.
   static int Send(int fd, absl::Span<const uint8_t> bytes,
                   absl::Span<const int> fds = {}, int flags = 0);
-  // Receives one reply; fails the test on a reply that cannot be read.
-  RawReply Receive(int fd);
+  // Receives one reply; fails the test on a reply that cannot be read
+  // (testing::ReceiveRawReply).
+  static RawReply Receive(int fd) { return testing::ReceiveRawReply(fd); }
   // Connects, says hello and checks the hello reply.
   UniqueFd ConnectAndHello();
 
@@ -71,14 +66,15 @@ class HostileTest : public ::testing::Test {
   void ExpectHangUp(int fd);
   // The good client acquires "motd" and reads it.
   void ExpectGoodClientWorks();
-  // Round trips on the good client until the broker's fd count is back to
-  // the baseline (the broker may see our close after the next request).
-  void ExpectFdsAtBaseline();
+  // That the broker's fd count is back to the baseline
+  // (testing::ExpectFdsAtBaseline, on the good client).
+  void ExpectFdsAtBaseline() {
+    testing::ExpectFdsAtBaseline(*broker_, *client_, baseline_fds_);
+  }
 
   std::unique_ptr<testing::BrokerProcess> broker_;
   std::optional<Client> client_;
   int baseline_fds_ = -1;
-  wire::ReceiveBuffer buffer_;
 };
 
 }  // namespace capbroker::hostile

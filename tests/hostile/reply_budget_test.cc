@@ -31,6 +31,7 @@
 #include "sdk/wire/limits.h"
 #include "sdk/wire/unix_socket.h"
 #include "tests/fixtures/broker_process.h"
+#include "tests/fixtures/fd_baseline.h"
 #include "tests/fixtures/raw_send.h"
 #include "tests/hostile/hostile_fixture.h"
 
@@ -164,14 +165,7 @@ class ReplyBudgetTest : public ::testing::Test {
     return count;
   }
 
-  void ExpectFdsAtBaseline() {
-    int fds = broker_->OpenFds();
-    for (int i = 0; i < 100 && fds != baseline_fds_; ++i) {
-      ASSERT_OK(good_->Status().status());
-      fds = broker_->OpenFds();
-    }
-    EXPECT_EQ(fds, baseline_fds_) << "the broker leaked fds";
-  }
+  void ExpectFdsAtBaseline() { testing::ExpectFdsAtBaseline(*broker_, *good_, baseline_fds_); }
 
   std::unique_ptr<testing::BrokerProcess> broker_;
   std::optional<Client> good_;

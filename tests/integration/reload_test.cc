@@ -20,6 +20,7 @@
 #include "absl/strings/string_view.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "broker/policy/policy_parser.h"
 #include "sdk/base/status_matchers.h"
 #include "sdk/base/unique_fd.h"
 #include "sdk/client/client.h"
@@ -51,15 +52,29 @@ constexpr char kAfter[] = R"(
 constexpr int kMaxRoundTrips = 10000;
 
 // Sends SIGHUP and waits, through status round trips, until the broker has
-// either installed a new policy or refused one.
+// either installed a new policy or refused one. A refusal must leave the
+// broker's fds as they were before the signal: whatever the reload opened
+// (the policy file, the directories on its path) is closed again, however
+// far it got before it was refused. (An installed policy may hold fds of
+// its own, so only a refusal is checked.)
 BrokerStatus ReloadAndWait(testing::BrokerProcess& broker, Client& client) {
   absl::StatusOr<BrokerStatus> before = client.Status();
   EXPECT_OK(before);
+  if (!before.ok()) return BrokerStatus();
+  // Counted after the round trip above: the broker is idle, between events.
+  const int fds_before = broker.OpenFds();
+  EXPECT_GT(fds_before, 0);
   EXPECT_EQ(kill(broker.pid(), SIGHUP), 0);
   for (int i = 0; i < kMaxRoundTrips; ++i) {
     absl::StatusOr<BrokerStatus> now = client.Status();
     EXPECT_OK(now);
     if (!now.ok()) break;
+    if (now->policy_reload_failures != before->policy_reload_failures) {
+      // The reload was handled before this reply was sent: the broker has
+      // one thread, and it is idle again.
+      EXPECT_EQ(broker.OpenFds(), fds_before)
+          << "the refused reload left fds open in the broker: " << now->last_reload_error;
+    }
     if (now->policy_generation != before->policy_generation ||
         now->policy_reload_failures != before->policy_reload_failures) {
       return *now;
@@ -124,6 +139,44 @@ TEST(ReloadTest, ASuccessfulReloadClearsTheRefusalBeforeIt) {
   EXPECT_FALSE(installed.last_reload_refused);
   EXPECT_EQ(installed.last_reload_error, "");
   EXPECT_GE(installed.last_reload_seconds_ago, 0);
+}
+
+// A policy file an attacker or an accident filled with what is no policy
+// (binary garbage, a NUL byte, more than kMaxPolicyBytes, nesting deeper
+// than the parser allows) is refused on SIGHUP with a message that says
+// what is wrong and where; the broker goes on serving under the old policy,
+// with no fd left open by the refused reload (ReloadAndWait checks that).
+TEST(ReloadTest, HostileFilesAreRefusedAndTheOldPolicyServes) {
+  std::string deep;  // the 33rd level starts at column 16 * 18 + 1
+  for (int i = 0; i < 100; ++i) deep += "( capabilities = [";
+  const struct {
+    std::string text;
+    std::string why;
+  } kCases[] = {
+      {"\x7f" "ELF\x02\x01\x01\xff\xfe",
+       "policy.capnp:1:1: syntax error: unexpected character '\\x7f'"},
+      {std::string("( capabilities = [ ]\0)", 22),
+       "policy.capnp:1:21: syntax error: NUL byte in the text; a policy is plain text"},
+      {std::string(kMaxPolicyBytes + 1, ' '),
+       absl::StrCat("policy.capnp is ", kMaxPolicyBytes + 1, " bytes; the limit is ",
+                    kMaxPolicyBytes, " bytes (1 MiB)")},
+      {deep, "policy.capnp:1:289: syntax error: nesting deeper than 32 levels"},
+  };
+  ASSERT_OK_AND_ASSIGN(auto broker, testing::BrokerProcess::Start(kBefore));
+  ASSERT_OK_AND_ASSIGN(Client client, Client::Connect(broker->socket_path()));
+  uint64_t failures = 0;
+  for (const auto& hostile : kCases) {
+    SCOPED_TRACE(hostile.why);
+    ASSERT_OK(broker->RewritePolicy(hostile.text));
+    BrokerStatus status = ReloadAndWait(*broker, client);
+    EXPECT_EQ(status.policy_generation, 1u);
+    EXPECT_EQ(status.policy_reload_failures, ++failures);
+    EXPECT_TRUE(status.last_reload_refused);
+    EXPECT_THAT(status.last_reload_error, HasSubstr(hostile.why));
+    // Served, under the old policy: "board" granted, "scratch" not.
+    EXPECT_OK(client.Acquire("board"));
+    EXPECT_THAT(client.Acquire("scratch"), StatusIs(absl::StatusCode::kPermissionDenied));
+  }
 }
 
 // A reload is checked against the broker as it runs: a broker without

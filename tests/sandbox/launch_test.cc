@@ -49,6 +49,7 @@
 #include "sdk/base/status_matchers.h"
 #include "sdk/base/unique_fd.h"
 #include "tests/fixtures/fuse_file.h"
+#include "tests/fixtures/host_etc_dir.h"
 #include "tests/fixtures/temp_dir.h"
 #include "tests/sandbox/host_files.h"
 #include "tests/sandbox/in_child.h"
@@ -65,6 +66,7 @@ using ::capbroker::testing::ChildResult;
 using ::capbroker::testing::Finished;
 using ::capbroker::testing::LaunchAndWait;
 using ::capbroker::testing::FuseFile;
+using ::capbroker::testing::HostEtcDir;
 using ::capbroker::testing::ReadUntil;
 using ::capbroker::testing::RunfileRealPath;
 using ::capbroker::testing::RunInChild;
@@ -416,22 +418,18 @@ TEST(LaunchTest, MalformedSpecsAreRefused) {
 }
 
 // A directory of the test's own in the host's /etc, which the minimal root
-// binds whole; removed with its contents.
-class EtcDir {
+// binds whole; removed with its contents (and, if the test is killed
+// first, by the next one).
+class EtcDir : public HostEtcDir {
  public:
-  EtcDir() : path_(absl::StrCat("/etc/capbroker-launch-test-", getpid())) {
-    EXPECT_EQ(mkdir(path_.c_str(), 0755), 0) << path_ << ": " << strerror(errno);
-  }
-  ~EtcDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-  std::string Join(absl::string_view name) const { return absl::StrCat(path_, "/", name); }
-
- private:
-  std::string path_;
+  EtcDir() : HostEtcDir("capbroker-launch-test") {}
 };
 
+// Why a test that writes in /etc skips.
+constexpr char kWritesInEtc[] = "writes in /etc, which takes root";
+
 TEST(LaunchTest, HiddenPathsShowNoContent) {
-  ASSERT_EQ(geteuid(), 0u) << "writes in /etc";
+  if (!HostEtcDir::Allowed()) GTEST_SKIP() << kWritesInEtc;
   EtcDir etc;
   for (const char* dir : {"conf.d", "other.d"}) {
     ASSERT_EQ(mkdir(etc.Join(dir).c_str(), 0755), 0) << strerror(errno);
@@ -480,7 +478,7 @@ class SymlinkLoopInEtc {
 // looks for it with the service's ids, is refused as the service would be,
 // and has nothing to hide.
 TEST(LaunchTest, AHiddenPathTheServiceCannotReachIsNoError) {
-  ASSERT_EQ(geteuid(), 0u) << "writes in /etc";
+  if (!HostEtcDir::Allowed()) GTEST_SKIP() << kWritesInEtc;
   EtcDir etc;
   ASSERT_EQ(mkdir(etc.Join("priv").c_str(), 0700), 0) << strerror(errno);
   std::ofstream(etc.Join("priv/policy.capnp")) << "the policy";
@@ -503,7 +501,7 @@ TEST(LaunchTest, AHiddenPathTheServiceCannotReachIsNoError) {
 // filter allows unix sockets: the mount over it is what refuses. Its twin
 // beside it, not hidden, is reachable, which shows that.
 TEST(LaunchTest, AHiddenSocketCannotBeConnectedTo) {
-  ASSERT_EQ(geteuid(), 0u) << "writes in /etc";
+  if (!HostEtcDir::Allowed()) GTEST_SKIP() << kWritesInEtc;
   EtcDir etc;
   auto listen_at = [](const std::string& path) {
     UniqueFd fd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
@@ -544,7 +542,7 @@ TEST(LaunchTest, AHiddenSocketCannotBeConnectedTo) {
 // again. A hidden symlink loop fails the build after everything else is
 // mounted there.
 TEST(LaunchTest, ABestEffortRootThatFailsLeavesTheHostsTmpAlone) {
-  ASSERT_EQ(geteuid(), 0u) << "writes in /tmp and /etc";
+  if (!HostEtcDir::Allowed()) GTEST_SKIP() << kWritesInEtc;
   SymlinkLoopInEtc loop;
   const std::string marker = absl::StrCat("/tmp/capbroker-launch-test-", getpid());
   std::ofstream(marker) << "host";
@@ -610,7 +608,7 @@ constexpr char kProcView[] =
 // reported, it saw every host pid and command line, and the host's
 // mountinfo and net/unix, Landlock granting the host's whole /proc.
 TEST(LaunchTest, WithoutTheMinimalRootAPidNamespaceStillHasItsOwnProc) {
-  ASSERT_EQ(geteuid(), 0u) << "writes in /etc";
+  if (!HostEtcDir::Allowed()) GTEST_SKIP() << kWritesInEtc;
   SymlinkLoopInEtc loop;
   SandboxSpec spec = ShellSpec(absl::StrCat(kProcView, "; grep -c . /proc/self/mountinfo "
                                             ">/dev/null && echo child reads its own"));

@@ -12,13 +12,11 @@
 
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -31,6 +29,7 @@
 #include "sdk/base/status_matchers.h"
 #include "sdk/client/client.h"
 #include "tests/fixtures/broker_process.h"
+#include "tests/fixtures/host_etc_dir.h"
 #include "tests/fixtures/process_watch.h"
 #include "tests/fixtures/service_binary.h"
 #include "tests/fixtures/temp_dir.h"
@@ -138,13 +137,11 @@ constexpr char kSocketPolicy[] = R"(( principals = [ ( name = "me", match = ( ui
 // read-only stand-in where the name is, not the broker's file (which this
 // probe, as nobody, could see but not open: root's, mode 0600).
 TEST(ServiceConfinementTest, TheBrokersSocketAndItsLockFileInEtcAreOutOfReach) {
-  ASSERT_EQ(geteuid(), 0u) << "writes in /etc";
+  if (!testing::HostEtcDir::Allowed()) GTEST_SKIP() << "writes in /etc, which takes root";
   testing::ServiceBinary probe("tests/sandbox/escape_probe");
   ASSERT_FALSE(probe.path().empty());
-  const std::string dir = absl::StrCat("/etc/capbroker-confinement-test-", getpid());
-  ASSERT_EQ(mkdir(dir.c_str(), 0755), 0) << strerror(errno);
-  absl::Cleanup remove_dir = [&] { std::filesystem::remove_all(dir); };
-  const std::string socket = dir + "/broker.sock";
+  testing::HostEtcDir dir("capbroker-confinement-test");
+  const std::string socket = dir.Join("broker.sock");
   testing::BrokerOptions options;
   options.capture_stderr = true;
   options.socket_path = socket;

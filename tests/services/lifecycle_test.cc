@@ -28,16 +28,15 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
-#include "capnp/serialize.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "schemas/broker.capnp.h"
 #include "sdk/base/status_matchers.h"
 #include "sdk/client/client.h"
-#include "sdk/wire/datagram.h"
 #include "sdk/wire/unix_socket.h"
 #include "tests/fixtures/broker_process.h"
 #include "tests/fixtures/fuse_file.h"
+#include "tests/fixtures/raw_reply.h"
 #include "tests/fixtures/raw_send.h"
 #include "tests/fixtures/request_bytes.h"
 #include "tests/fixtures/process_watch.h"
@@ -48,7 +47,9 @@ namespace capbroker {
 namespace {
 
 using ::capbroker::testing::BrokerProcess;
+using ::capbroker::testing::RawReply;
 using ::capbroker::testing::Receive;
+using ::capbroker::testing::ReceiveRawReply;
 using ::testing::HasSubstr;
 
 constexpr char kPolicy[] = R"(( capabilities = [
@@ -152,40 +153,11 @@ void SendStatus(int fd, uint64_t id) {
   ASSERT_EQ(testing::RawSend(fd, testing::StatusBytes(id)), 0);
 }
 
-struct RawReply {
-  uint64_t id = 0;
-  schema::Reply::Which which = schema::Reply::ERROR;
-  std::string error;
-  std::vector<UniqueFd> fds;
-};
-
 // Whether `fd` becomes readable within `timeout_ms`: a safety net for a
 // broker that never answers, not a wait for time to pass.
 bool WaitReadable(int fd, int timeout_ms) {
   pollfd p{fd, POLLIN, 0};
   return poll(&p, 1, timeout_ms) == 1;
-}
-
-// Receives one reply, within `timeout_ms` (see WaitReadable).
-RawReply ReceiveRaw(int fd, int timeout_ms = 30000) {
-  RawReply out;
-  if (!WaitReadable(fd, timeout_ms)) {
-    ADD_FAILURE() << "no reply within " << timeout_ms << " ms";
-    return out;
-  }
-  wire::ReceiveBuffer buffer;
-  absl::StatusOr<std::optional<wire::Datagram>> datagram = wire::ReceiveDatagram(fd, buffer);
-  if (!datagram.ok() || !datagram->has_value()) {
-    ADD_FAILURE() << "no reply: " << datagram.status();
-    return out;
-  }
-  capnp::FlatArrayMessageReader reader((*datagram)->words);
-  auto reply = reader.getRoot<schema::Reply>();
-  out.id = reply.getId();
-  out.which = reply.which();
-  if (reply.isError()) out.error = reply.getError().getMessage().cStr();
-  out.fds = std::move((*datagram)->fds);
-  return out;
 }
 
 // The shared memory "gate": service "gated" waits, before it says it is
@@ -407,15 +379,15 @@ TEST_F(LifecycleTest, EveryConnectThatWaitedIsServedWhenTheServiceIsReady) {
   // The broker answers a connection's requests in order: once this reply
   // is in, every connect before it waits for the service.
   SendStatus(waiting.fd(), 1);
-  ASSERT_EQ(ReceiveRaw(waiting.fd()).id, 1u);
+  ASSERT_EQ(ReceiveRawReply(waiting.fd()).id, 1u);
   ASSERT_OK_AND_ASSIGN(ServiceInfo starting, Info("gated"));
   ASSERT_EQ(starting.state, schema::ServiceState::STARTING);
 
   gate.Open();
   for (uint64_t i = 1; i <= kConnects; ++i) {
-    RawReply reply = ReceiveRaw(waiting.fd());
+    RawReply reply = ReceiveRawReply(waiting.fd());
     EXPECT_EQ(reply.id, 100 + i);
-    ASSERT_EQ(reply.which, schema::Reply::GRANTED) << reply.error;
+    ASSERT_EQ(reply.which, schema::Reply::GRANTED) << reply.message;
     ASSERT_EQ(reply.fds.size(), 1u);
     // The service serves its connections one after the other.
     EXPECT_EQ(Receive(reply.fds[0].get()), absl::StrCat("principal=me uid=", getuid()));
@@ -432,7 +404,7 @@ TEST_F(LifecycleTest, ConnectsWaitingForAServiceRemovedFromThePolicyAreAnswered)
   ASSERT_OK_AND_ASSIGN(Client waiting, Client::Connect(broker_->socket_path()));
   SendConnect(waiting.fd(), 7, "gated");
   SendStatus(waiting.fd(), 8);
-  ASSERT_EQ(ReceiveRaw(waiting.fd()).id, 8u);
+  ASSERT_EQ(ReceiveRawReply(waiting.fd()).id, 8u);
   ASSERT_OK_AND_ASSIGN(ServiceInfo starting, Info("gated"));
   ASSERT_EQ(starting.state, schema::ServiceState::STARTING);
 
@@ -444,10 +416,10 @@ TEST_F(LifecycleTest, ConnectsWaitingForAServiceRemovedFromThePolicyAreAnswered)
   ASSERT_EQ(without_gated.find("\"gated\""), std::string::npos);
   ASSERT_OK(broker_->RewritePolicy(absl::StrReplaceAll(without_gated, {{"$SVC", binary_.path()}})));
   ASSERT_EQ(kill(broker_->pid(), SIGHUP), 0);
-  RawReply reply = ReceiveRaw(waiting.fd());
+  RawReply reply = ReceiveRawReply(waiting.fd());
   EXPECT_EQ(reply.id, 7u);
   EXPECT_EQ(reply.which, schema::Reply::ERROR);
-  EXPECT_THAT(reply.error, HasSubstr("service 'gated' was removed from the policy"));
+  EXPECT_THAT(reply.message, HasSubstr("service 'gated' was removed from the policy"));
 }
 
 // A launch stuck in the sandbox's setup, as on a hung NFS or FUSE server:
@@ -504,7 +476,7 @@ TEST(LifecycleStallTest, ALaunchStuckOnAHungFileSystemStallsNoOtherClient) {
   ASSERT_TRUE(WaitReadable(fuse->held_fd(), kReplyDeadlineMs))
       << "the launch never reached the FUSE server";
   SendConnect(other.fd(), 102, "echo");
-  RawReply echo = ReceiveRaw(other.fd(), kReplyDeadlineMs);
+  RawReply echo = ReceiveRawReply(other.fd(), kReplyDeadlineMs);
   ASSERT_EQ(echo.which, schema::Reply::GRANTED) << "the stuck launch stalled the broker";
   ASSERT_EQ(echo.fds.size(), 1u);
   EXPECT_EQ(Receive(echo.fds[0].get()), absl::StrCat("principal=me uid=", getuid()));
@@ -515,9 +487,9 @@ TEST(LifecycleStallTest, ALaunchStuckOnAHungFileSystemStallsNoOtherClient) {
   testing::ProcessWatch child(services[1].pid);
   ASSERT_TRUE(child.valid());
 
-  RawReply timed_out = ReceiveRaw(stalled.fd(), kReplyDeadlineMs);
+  RawReply timed_out = ReceiveRawReply(stalled.fd(), kReplyDeadlineMs);
   EXPECT_EQ(timed_out.id, 101u);
-  EXPECT_EQ(timed_out.error,
+  EXPECT_EQ(timed_out.message,
             "service 'stalls' could not start: its sandbox was not set up within 500 ms "
             "(startTimeoutMs): the launch is given up");
   fuse.reset();  // the held request fails; the SIGKILL the child got ends it
@@ -559,9 +531,9 @@ TEST_F(LifecycleTest, AConnectJustAfterTheServiceDiedWaitsForItsRestart) {
   ASSERT_TRUE(first_process.WaitExited());
   ASSERT_EQ(kill(broker_->pid(), SIGCONT), 0);
 
-  RawReply reply = ReceiveRaw(waiting.fd());
+  RawReply reply = ReceiveRawReply(waiting.fd());
   EXPECT_EQ(reply.id, 5u);
-  ASSERT_EQ(reply.which, schema::Reply::GRANTED) << reply.error;
+  ASSERT_EQ(reply.which, schema::Reply::GRANTED) << reply.message;
   ASSERT_EQ(reply.fds.size(), 1u);
   EXPECT_EQ(Receive(reply.fds[0].get()), absl::StrCat("principal=me uid=", getuid()));
   ASSERT_OK_AND_ASSIGN(ServiceInfo second_run, Info("echo"));
@@ -598,15 +570,15 @@ TEST_F(LifecycleTest, ConnectsLeftWaitingByAClientThatHungUpAreWithdrawn) {
   constexpr uint64_t kShare = 64;  // service::kMaxPendingConnectsPerUid
   for (uint64_t i = 1; i <= kShare; ++i) SendConnect(gone->fd(), i, "gated");
   SendStatus(gone->fd(), 1000);
-  ASSERT_EQ(ReceiveRaw(gone->fd()).id, 1000u);
+  ASSERT_EQ(ReceiveRawReply(gone->fd()).id, 1000u);
   ASSERT_OK_AND_ASSIGN(ServiceInfo starting, Info("gated"));
   ASSERT_EQ(starting.state, schema::ServiceState::STARTING);
   gone.reset();
 
   for (uint64_t i = 1; i <= kShare; ++i) SendConnect(next.fd(), 2000 + i, "gated");
   SendStatus(next.fd(), 3000);
-  RawReply first = ReceiveRaw(next.fd());
-  EXPECT_EQ(first.id, 3000u) << "a connect was refused: " << first.error;
+  RawReply first = ReceiveRawReply(next.fd());
+  EXPECT_EQ(first.id, 3000u) << "a connect was refused: " << first.message;
   EXPECT_THAT(broker_->AuditLog(), HasSubstr("not delivered: the client hung up"));
 }
 
@@ -618,13 +590,13 @@ TEST(LifecycleStopTest, AConnectWaitingWhenTheBrokerStopsIsToldWhy) {
   ASSERT_OK_AND_ASSIGN(Client waiting, Client::Connect(broker->socket_path()));
   SendConnect(waiting.fd(), 5, "waits");
   SendStatus(waiting.fd(), 6);
-  ASSERT_EQ(ReceiveRaw(waiting.fd()).id, 6u);  // the connect waits
+  ASSERT_EQ(ReceiveRawReply(waiting.fd()).id, 6u);  // the connect waits
 
   ASSERT_OK(broker->Stop(SIGTERM).status());
-  RawReply reply = ReceiveRaw(waiting.fd(), 0);  // sent before the broker exited
+  RawReply reply = ReceiveRawReply(waiting.fd(), 0);  // sent before the broker exited
   EXPECT_EQ(reply.id, 5u);
   EXPECT_EQ(reply.which, schema::Reply::ERROR);
-  EXPECT_THAT(reply.error, HasSubstr("the broker is stopping"));
+  EXPECT_THAT(reply.message, HasSubstr("the broker is stopping"));
   std::string audit = broker->AuditLog();
   EXPECT_THAT(audit, HasSubstr(R"("kind":"connect","capability":"waits")"));
   EXPECT_THAT(audit, HasSubstr(R"("reason":"not delivered: the broker is stopping")"));

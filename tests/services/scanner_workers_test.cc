@@ -26,12 +26,12 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
-#include "absl/time/clock.h"
-#include "absl/time/time.h"
 #include "capnp/message.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
+#include "sdk/base/syscall.h"
+#include "sdk/base/unique_fd.h"
 #include "sdk/client/client.h"
 #include "sdk/wire/channel.h"
 #include "services/scanner/eicar.h"
@@ -185,33 +185,42 @@ TEST_F(ScannerWorkersTest, AScanStalledOnTheClientsFuseServerStallsNoOtherClient
     ASSERT_TRUE(WaitReadable(fuse->held_fd())) << "the scan never reached the FUSE server";
 
     // B's scan of an ordinary file completes while A's waits.
-    std::optional<scanner::ScannerClient> b(std::in_place, Connect());
+    UniqueFd b_end = Connect();
+    // The same socket as B's client, to hang up on (below).
+    UniqueFd b_watch(fcntl(b_end.get(), F_DUPFD_CLOEXEC, 0));
+    ASSERT_TRUE(b_watch.valid()) << strerror(errno);
+    std::optional<scanner::ScannerClient> b(std::in_place, std::move(b_end));
     absl::StatusOr<scanner::Verdict> verdict = b->Scan(clean_.get());
     EXPECT_OK(verdict.status()) << "a client's stalled file stalled another client's scan";
     EXPECT_FALSE(WaitReadable(a->fd(), 0)) << "A's scan was answered: its file did not stall it";
 
     // The main process holds the broker connection, and no client's
-    // connection or file; A's and B's workers are its children. It closes
-    // its copy of B's connection right after the fork, which B's worker
-    // may have served before: that close is waited for (a safety deadline,
-    // not a measure).
-    std::map<int, std::string> held;
+    // connection or file; A's and B's workers are its children.
+    const std::set<pid_t> workers = ChildrenOf(main);
+    EXPECT_EQ(workers.size(), 2u);
+    // It closes its copy of B's connection right after the fork, which B's
+    // worker may have served before; A's it closed before it forked B's
+    // worker. B hangs up its sending side: its worker sees the end and
+    // exits, and B's end reports the hang-up (POLLHUP) once no process
+    // holds the other end, the main process's copy included: an event.
+    // Its deadline is a safety net, not a measure: without one, a main
+    // process that kept the copy would hang the test while A's scan holds
+    // the FUSE server, and a test killed at its timeout then cannot exit
+    // (its own close of the stalled file waits on itself).
+    ASSERT_EQ(shutdown(b_watch.get(), SHUT_WR), 0) << strerror(errno);
+    pollfd hung_up{b_watch.get(), POLLIN, 0};
+    ASSERT_EQ(RetryEintr([&] { return poll(&hung_up, 1, kReplyDeadlineMs); }), 1)
+        << "B's connection is still open somewhere: the main process kept its copy?";
+    ASSERT_TRUE(hung_up.revents & POLLHUP) << "B's worker sent something after B hung up";
+    const std::map<int, std::string> held = OpenFdTargets(main);
+    ASSERT_FALSE(held.empty());
     int sockets = 0;
-    for (absl::Time deadline = absl::Now() + absl::Seconds(10);;) {
-      held = OpenFdTargets(main);
-      ASSERT_FALSE(held.empty());
-      sockets = 0;
-      for (const auto& [n, target] : held) sockets += target.rfind("socket:", 0) == 0 ? 1 : 0;
-      if (sockets <= 1 || absl::Now() > deadline) break;
-      absl::SleepFor(absl::Milliseconds(1));
-    }
     for (const auto& [n, target] : held) {
+      sockets += target.rfind("socket:", 0) == 0 ? 1 : 0;
       EXPECT_NE(target, path) << "the main process holds A's file";
       EXPECT_NE(target, files_.Join("clean.txt")) << "the main process holds B's file";
     }
     EXPECT_EQ(sockets, 1) << "the main process holds client connections";
-    const std::set<pid_t> workers = ChildrenOf(main);
-    EXPECT_EQ(workers.size(), 2u);
 
     // The stalled server goes: A's worker is freed and answers.
     fuse.reset();

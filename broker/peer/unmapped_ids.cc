@@ -64,14 +64,32 @@ absl::StatusOr<uint32_t> ReadOverflowId(const char* path) {
 }
 
 // The overflow id in `overflow_path` when the id map in `map_path` does
-// not cover every id.
-absl::StatusOr<std::optional<uint32_t>> UnmappedOverflowId(const char* map_path,
+// not cover every id; `kind` is "uid" or "gid". The map comes first: the
+// sysctl matters only for a partial map, and a /proc mounted with
+// subset=pid (systemd's ProcSubset=pid, a common hardening) has no
+// /proc/sys, which must not stop a broker that does not need it.
+absl::StatusOr<std::optional<uint32_t>> UnmappedOverflowId(absl::string_view kind,
+                                                           const char* map_path,
                                                            const char* overflow_path) {
-  CB_ASSIGN_OR_RETURN(uint32_t overflow, ReadOverflowId(overflow_path));
-  CB_ASSIGN_OR_RETURN(std::string map, ReadIdFile(map_path));
-  CB_ASSIGN_OR_RETURN(bool every_id, IdMapCoversEveryId(map, map_path));
+  absl::StatusOr<std::string> map = ReadIdFile(map_path);
+  // A kernel without user namespaces (CONFIG_USER_NS) has no id maps: all
+  // runs in the initial one, which maps every id. (The caller has checked
+  // that /proc is there and the broker's own: daemon/environment.h.)
+  if (absl::IsNotFound(map.status())) return std::nullopt;
+  if (!map.ok()) return map.status();
+  CB_ASSIGN_OR_RETURN(bool every_id, IdMapCoversEveryId(*map, map_path));
   if (every_id) return std::nullopt;
-  return overflow;
+  absl::StatusOr<uint32_t> overflow = ReadOverflowId(overflow_path);
+  if (absl::IsNotFound(overflow.status())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        overflow.status().message(), ": the broker's user namespace does not map every ", kind,
+        " (", map_path, "), and every ", kind, " it leaves out reads as the overflow ", kind,
+        ", which the broker must know to refuse clients with it; likely /proc is mounted with "
+        "subset=pid (systemd's ProcSubset=pid), which hides /proc/sys: give the broker a full "
+        "/proc (ProcSubset=all), or run it in the initial user namespace"));
+  }
+  if (!overflow.ok()) return overflow.status();
+  return *overflow;
 }
 
 // The refusal of a peer whose `kind` ("uid" or "gid") reads as the
@@ -128,8 +146,10 @@ absl::StatusOr<bool> IdMapCoversEveryId(absl::string_view map, absl::string_view
 
 absl::StatusOr<UnmappedIds> ReadUnmappedIds(const IdFiles& files) {
   UnmappedIds unmapped;
-  CB_ASSIGN_OR_RETURN(unmapped.uid, UnmappedOverflowId(files.uid_map, files.overflow_uid));
-  CB_ASSIGN_OR_RETURN(unmapped.gid, UnmappedOverflowId(files.gid_map, files.overflow_gid));
+  CB_ASSIGN_OR_RETURN(unmapped.uid,
+                      UnmappedOverflowId("uid", files.uid_map, files.overflow_uid));
+  CB_ASSIGN_OR_RETURN(unmapped.gid,
+                      UnmappedOverflowId("gid", files.gid_map, files.overflow_gid));
   return unmapped;
 }
 

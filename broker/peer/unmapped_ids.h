@@ -63,11 +63,20 @@ struct IdFiles {
 // and so are more ranges than the kernel takes (340).
 absl::StatusOr<bool> IdMapCoversEveryId(absl::string_view map, absl::string_view name);
 
-// Reads the broker's id maps and the overflow ids from `files`: the
-// overflow uid (gid) is in the result when the uid (gid) map does not
-// cover every uid (gid). An error (a file that cannot be read, or text that is not what the
+// Reads the broker's id maps from `files`, and the overflow id of a map
+// that does not cover every id: the overflow uid (gid) is in the result
+// when the uid (gid) map does not cover every uid (gid). The sysctls are
+// read only then: a /proc mounted with subset=pid (systemd's
+// ProcSubset=pid) has no /proc/sys, and a broker in the initial user
+// namespace does not need it. A map that does not exist is a kernel
+// without user namespaces (CONFIG_USER_NS), whose one namespace maps every
+// id; so check first that /proc is the broker's (daemon::CheckOwnProcfs).
+// An error (a file that cannot be read, or text that is not what the
 // kernel writes there) says which file and why: the broker then does not
-// start, since it could not tell which peers it can identify.
+// start, since it could not tell which peers it can identify. A missing
+// sysctl that a partial map needs is kFailedPrecondition, saying why the
+// broker needs it and naming subset=pid (ProcSubset=pid) as the likely
+// cause.
 absl::StatusOr<UnmappedIds> ReadUnmappedIds(const IdFiles& files = IdFiles());
 
 // kFailedPrecondition when the peer `credentials` describe has a uid or

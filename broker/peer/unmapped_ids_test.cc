@@ -165,10 +165,58 @@ TEST_F(ReadUnmappedIdsTest, WhatCannotBeReadStopsTheStartNamingTheFile) {
   files = Write(std::string(20000, ' '), "0 0 1\n");
   EXPECT_THAT(ReadUnmappedIds(files), StatusIs(absl::StatusCode::kInvalidArgument,
                                                HasSubstr("more than 16384 bytes")));
-  const std::string missing = dir_.Join("missing");
-  files.uid_map = missing.c_str();
-  EXPECT_THAT(ReadUnmappedIds(files), StatusIs(absl::StatusCode::kNotFound,
-                                               HasSubstr(missing)));
+  // A map that is there but cannot be read (a directory): only a missing
+  // one means a kernel without user namespaces.
+  files = Write("0 0 1\n", "0 0 1\n");
+  files.gid_map = dir_.path().c_str();
+  EXPECT_THAT(ReadUnmappedIds(files), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                               HasSubstr(absl::StrCat("read ", dir_.path()))));
+}
+
+// A kernel without user namespaces (CONFIG_USER_NS) has no id maps, and
+// its one namespace maps every id: nothing is unmapped, and the overflow
+// sysctls are not read.
+TEST_F(ReadUnmappedIdsTest, NoMapsIsTheInitialNamespace) {
+  const std::string uid_map = dir_.Join("uid_map"), gid_map = dir_.Join("gid_map"),
+                    overflow_uid = dir_.Join("overflowuid"),
+                    overflow_gid = dir_.Join("overflowgid");
+  ASSERT_OK_AND_ASSIGN(UnmappedIds unmapped,
+                       ReadUnmappedIds(IdFiles{uid_map.c_str(), gid_map.c_str(),
+                                               overflow_uid.c_str(), overflow_gid.c_str()}));
+  EXPECT_EQ(unmapped.uid, std::nullopt);
+  EXPECT_EQ(unmapped.gid, std::nullopt);
+}
+
+// With /proc mounted subset=pid (systemd's ProcSubset=pid) there is no
+// /proc/sys. A broker whose maps cover every id does not need it and
+// starts; one whose map is partial does, and says why and what to do.
+TEST_F(ReadUnmappedIdsTest, TheOverflowSysctlsAreNeededOnlyForAPartialMap) {
+  IdFiles files = Write(kInitialMap, "1 1 4294967294\n0 0 1\n");
+  const std::string missing_uid = dir_.Join("sys/kernel/overflowuid");
+  const std::string missing_gid = dir_.Join("sys/kernel/overflowgid");
+  files.overflow_uid = missing_uid.c_str();
+  files.overflow_gid = missing_gid.c_str();
+  ASSERT_OK_AND_ASSIGN(UnmappedIds unmapped, ReadUnmappedIds(files));
+  EXPECT_EQ(unmapped.uid, std::nullopt);
+  EXPECT_EQ(unmapped.gid, std::nullopt);
+
+  files.gid_map = uid_map_.c_str();  // full
+  const std::string partial = dir_.WriteFile("partial_map", kPodmanMap);
+  files.uid_map = partial.c_str();
+  EXPECT_THAT(ReadUnmappedIds(files),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr(absl::StrCat("open ", missing_uid)),
+                             HasSubstr(absl::StrCat("the broker's user namespace does not map "
+                                                    "every uid (", partial, ")")),
+                             HasSubstr("which the broker must know to refuse clients with it"),
+                             HasSubstr("subset=pid (systemd's ProcSubset=pid)"),
+                             HasSubstr("give the broker a full /proc (ProcSubset=all)"))));
+  files.uid_map = uid_map_.c_str();  // full
+  files.gid_map = partial.c_str();
+  EXPECT_THAT(ReadUnmappedIds(files),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr(absl::StrCat("open ", missing_gid)),
+                             HasSubstr("does not map every gid"))));
 }
 
 // What SO_PEERCRED gave (socketpair: this process) against unmapped ids.

@@ -49,11 +49,12 @@ absl::StatusOr<peer::UnmappedIds> ReadUnmappedPeerIds() {
                                    std::tuple{"gid", unmapped.gid, "groups"}}) {
     if (!id.has_value()) continue;
     std::fprintf(stderr,
-                 "capbrokerd: note: this user namespace does not map the overflow %s %u, "
-                 "which all the %s it does not map read as: clients with it cannot be told "
-                 "apart, and are refused. Run the broker in the initial user namespace, or "
-                 "map those %s\n",
-                 kind, *id, holders, holders);
+                 "capbrokerd: note: this user namespace does not map every %s, and all the "
+                 "%s it does not map read as the overflow %s %u: clients with %s %u cannot "
+                 "be told apart from them, and are refused (the namespace's own %s %u "
+                 "too). Run the broker in the initial user namespace or in one that maps "
+                 "every %s\n",
+                 kind, holders, kind, *id, kind, *id, kind, *id, kind);
   }
   return unmapped;
 }

@@ -20,9 +20,11 @@ namespace capbroker::daemon {
 // and what to do: mount a procfs for the broker's pid namespace.
 absl::Status CheckOwnProcfs();
 
-// peer::ReadUnmappedIds, and when the broker's user namespace leaves the
-// overflow uid or gid unmapped, a note on stderr that peers with them are
-// refused, and why. An error stops the start.
+// peer::ReadUnmappedIds, and when the broker's user namespace does not
+// map every uid or gid, a note on stderr that peers with the overflow id
+// are refused, and why. An error stops the start. Call it after
+// CheckOwnProcfs: a missing id map is taken for a kernel without user
+// namespaces, which holds only if /proc is the broker's.
 absl::StatusOr<peer::UnmappedIds> ReadUnmappedPeerIds();
 
 }  // namespace capbroker::daemon

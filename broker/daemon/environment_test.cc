@@ -23,18 +23,22 @@ using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-// What CheckOwnProcfs says in pid 1 of a new pid namespace, after
-// `prepare` (run there first; its error is reported instead). Run in a
-// child, which makes the namespace (unshare then fork: the fork's child is
-// its first process) and passes the answer back.
-std::string CheckInNewPidNamespace(const std::function<std::string()>& prepare) {
+// What `check` says (CheckOwnProcfs's answer unless given) in pid 1 of a
+// new pid namespace, after `prepare` (run there first; its error is
+// reported instead). Run in a child, which makes the namespace (unshare
+// then fork: the fork's child is its first process) and passes the answer
+// back.
+std::string CheckInNewPidNamespace(const std::function<std::string()>& prepare,
+                                   const std::function<std::string()>& check = [] {
+                                     return CheckOwnProcfs().ToString();
+                                   }) {
   testing::ChildResult child = testing::RunInChild([&]() -> std::string {
     if (unshare(CLONE_NEWPID | CLONE_NEWNS) != 0) return absl::StrCat("unshare: ", strerror(errno));
     testing::ChildResult first = testing::RunInChild([&]() -> std::string {
       if (getpid() != 1) return absl::StrCat("pid ", getpid(), ", not 1");
       std::string prepared = prepare();
       if (!prepared.empty()) return prepared;
-      return CheckOwnProcfs().ToString();
+      return check();
     });
     if (!WIFEXITED(first.wait_status) || WEXITSTATUS(first.wait_status) != 0) {
       return absl::StrCat("pid 1 ended with wait status ", first.wait_status);
@@ -62,18 +66,47 @@ TEST(CheckOwnProcfsTest, AnotherPidNamespacesProcIsRefusedSayingWhatToDo) {
                               "--pid --fork --mount-proc")));
 }
 
-// What the error advises: the namespace's own procfs at /proc (mounted in
-// the child's own mount namespace, like --mount-proc does) passes.
+// Mounts the pid namespace's own procfs at /proc, with `options`, in the
+// mount namespace of the caller's own (as --mount-proc does); its error,
+// or "".
+std::string MountOwnProc(const char* options) {
+  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+      mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, options) != 0) {
+    return absl::StrCat("mount: ", strerror(errno));
+  }
+  return std::string();
+}
+
+// What the error advises: the namespace's own procfs at /proc passes.
 TEST(CheckOwnProcfsTest, ThePidNamespacesOwnProcPasses) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to make a pid namespace";
-  EXPECT_EQ(CheckInNewPidNamespace([]() -> std::string {
-              if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
-                  mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
-                return absl::StrCat("mount: ", strerror(errno));
-              }
-              return std::string();
-            }),
-            "OK");
+  EXPECT_EQ(CheckInNewPidNamespace([] { return MountOwnProc(nullptr); }), "OK");
+}
+
+// systemd's ProcSubset=pid: the broker's own procfs, mounted subset=pid,
+// has its processes but no /proc/sys. Where the user namespace maps every
+// id (this test's, the initial one), the broker needs no overflow sysctl:
+// both checks pass, and no one is unmapped.
+TEST(ReadUnmappedPeerIdsTest, AProcWithoutSysIsEnoughWhereEveryIdIsMapped) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to make a pid namespace";
+  absl::StatusOr<peer::UnmappedIds> here = peer::ReadUnmappedIds();
+  ASSERT_TRUE(here.ok()) << here.status();
+  if (here->uid || here->gid) GTEST_SKIP() << "runs in a user namespace not mapping every id";
+  EXPECT_EQ(CheckInNewPidNamespace([] { return MountOwnProc("subset=pid"); },
+                                   []() -> std::string {
+                                     if (access("/proc/sys", F_OK) == 0) {
+                                       return "/proc/sys is there";
+                                     }
+                                     if (absl::Status own = CheckOwnProcfs(); !own.ok()) {
+                                       return own.ToString();
+                                     }
+                                     absl::StatusOr<peer::UnmappedIds> unmapped =
+                                         ReadUnmappedPeerIds();
+                                     if (!unmapped.ok()) return unmapped.status().ToString();
+                                     return unmapped->uid || unmapped->gid ? "some unmapped"
+                                                                           : "none unmapped";
+                                   }),
+            "none unmapped");
 }
 
 }  // namespace

@@ -3,8 +3,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -19,9 +21,17 @@
 namespace capbroker::peer {
 namespace {
 
-// The most an id map can hold: the kernel takes at most 340 ranges, each
-// written as three 10-wide numbers ("%10u %10u %10u\n", 33 bytes).
+// The most ranges an id map holds: the kernel takes no more
+// (UID_GID_MAP_MAX_EXTENTS).
+constexpr size_t kMaxIdRanges = 340;
+
+// The most an id map can hold: kMaxIdRanges ranges, each written as three
+// 10-wide numbers ("%10u %10u %10u\n", 33 bytes).
 constexpr size_t kMaxIdFileBytes = 16 * 1024;
+
+// The ids of a namespace: 0 to 4294967294. (uid_t)-1 is no id: the
+// initial namespace's map, `0 0 4294967295`, ends before it.
+constexpr uint64_t kEveryId = UINT32_MAX;
 
 // The text of the small file `path`, at most kMaxIdFileBytes.
 absl::StatusOr<std::string> ReadIdFile(const char* path) {
@@ -54,29 +64,53 @@ absl::StatusOr<uint32_t> ReadOverflowId(const char* path) {
 }
 
 // The overflow id in `overflow_path` when the id map in `map_path` does
-// not map it.
-absl::StatusOr<std::optional<uint32_t>> UnmappedOverflowId(const char* map_path,
+// not cover every id; `kind` is "uid" or "gid". The map comes first: the
+// sysctl matters only for a partial map, and a /proc mounted with
+// subset=pid (systemd's ProcSubset=pid, a common hardening) has no
+// /proc/sys, which must not stop a broker that does not need it.
+absl::StatusOr<std::optional<uint32_t>> UnmappedOverflowId(absl::string_view kind,
+                                                           const char* map_path,
                                                            const char* overflow_path) {
-  CB_ASSIGN_OR_RETURN(uint32_t overflow, ReadOverflowId(overflow_path));
-  CB_ASSIGN_OR_RETURN(std::string map, ReadIdFile(map_path));
-  CB_ASSIGN_OR_RETURN(bool mapped, IdMapHas(map, overflow, map_path));
-  if (mapped) return std::nullopt;
-  return overflow;
+  absl::StatusOr<std::string> map = ReadIdFile(map_path);
+  // A kernel without user namespaces (CONFIG_USER_NS) has no id maps: all
+  // runs in the initial one, which maps every id. (The caller has checked
+  // that /proc is there and the broker's own: daemon/environment.h.)
+  if (absl::IsNotFound(map.status())) return std::nullopt;
+  if (!map.ok()) return map.status();
+  CB_ASSIGN_OR_RETURN(bool every_id, IdMapCoversEveryId(*map, map_path));
+  if (every_id) return std::nullopt;
+  absl::StatusOr<uint32_t> overflow = ReadOverflowId(overflow_path);
+  if (absl::IsNotFound(overflow.status())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        overflow.status().message(), ": the broker's user namespace does not map every ", kind,
+        " (", map_path, "), and every ", kind, " it leaves out reads as the overflow ", kind,
+        ", which the broker must know to refuse clients with it; likely /proc is mounted with "
+        "subset=pid (systemd's ProcSubset=pid), which hides /proc/sys: give the broker a full "
+        "/proc (ProcSubset=all), or run it in the initial user namespace"));
+  }
+  if (!overflow.ok()) return overflow.status();
+  return *overflow;
 }
 
 // The refusal of a peer whose `kind` ("uid" or "gid") reads as the
-// overflow id `id`; `holder` is who to map ("user" or "group").
+// overflow id `id`; `holder` is who it stands for ("user" or "group").
 absl::Status Unmapped(absl::string_view kind, uint32_t id, absl::string_view holder) {
   return absl::FailedPreconditionError(absl::StrCat(
-      "its ", kind, " is not mapped into the broker's user namespace (it reads as the overflow ",
-      kind, " ", id, ", as does every unmapped ", holder,
-      "'s, so the broker cannot tell who it is); run the broker in the initial user namespace "
-      "or map the ", holder));
+      "its ", kind, " ", id, " cannot be told apart from ", holder,
+      "s the broker's user namespace does not map (that namespace does not map every ", kind,
+      ", and each ", holder, " it leaves out reads as the overflow ", kind, " ", id,
+      "), so it is refused, even the namespace's own ", kind, " ", id,
+      "; run the broker in the initial user namespace or in one that maps every ", kind,
+      ", or map the client's ", holder, " into it"));
 }
 
 }  // namespace
 
-absl::StatusOr<bool> IdMapHas(absl::string_view map, uint32_t id, absl::string_view name) {
+absl::StatusOr<bool> IdMapCoversEveryId(absl::string_view map, absl::string_view name) {
+  // The ranges as [first, end) inside the namespace, then sorted: the
+  // kernel writes them in the order they were given, and refuses overlaps,
+  // but the walk below does not rely on either.
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
   int line_number = 0;
   for (absl::string_view line : absl::StrSplit(map, '\n')) {
     ++line_number;
@@ -95,15 +129,27 @@ absl::StatusOr<bool> IdMapHas(absl::string_view map, uint32_t id, absl::string_v
           " is not an id range (three decimal numbers: first id inside, first id outside, "
           "length, within 32 bits): '", Shown(line), "'"));
     }
-    if (id >= *inside && id - *inside < *length) return true;
+    if (ranges.size() == kMaxIdRanges) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          name, " holds more than ", kMaxIdRanges, " id ranges: the kernel takes no more"));
+    }
+    ranges.emplace_back(*inside, *inside + *length);
   }
-  return false;
+  std::sort(ranges.begin(), ranges.end());
+  uint64_t covered = 0;  // ids below it are mapped
+  for (const auto& [first, end] : ranges) {
+    if (first > covered) return false;  // `covered` is not
+    covered = std::max(covered, end);
+  }
+  return covered >= kEveryId;
 }
 
 absl::StatusOr<UnmappedIds> ReadUnmappedIds(const IdFiles& files) {
   UnmappedIds unmapped;
-  CB_ASSIGN_OR_RETURN(unmapped.uid, UnmappedOverflowId(files.uid_map, files.overflow_uid));
-  CB_ASSIGN_OR_RETURN(unmapped.gid, UnmappedOverflowId(files.gid_map, files.overflow_gid));
+  CB_ASSIGN_OR_RETURN(unmapped.uid,
+                      UnmappedOverflowId("uid", files.uid_map, files.overflow_uid));
+  CB_ASSIGN_OR_RETURN(unmapped.gid,
+                      UnmappedOverflowId("gid", files.gid_map, files.overflow_gid));
   return unmapped;
 }
 

@@ -291,11 +291,11 @@ TEST_F(BrokerLoopAdmissionTest, TheBrokersOwnUidIsAdmittedLikeRoot) {
               AllOf(HasSubstr("(--max-connections)"), HasSubstr("clients of 3 uids hold them")));
 }
 
-// A broker in a user namespace that does not map the overflow uid (65534)
-// sees every unmapped user as that uid. Such a peer is refused, saying
-// why, before it counts against that uid's quota: nobody, who shares it
-// with no one there, still gets in (its connection limit of 1 untouched).
-// Where the overflow uid is mapped, it is a uid like any other.
+// A broker in a user namespace that does not map every uid sees each user
+// it leaves out as the overflow uid (65534). Such a peer is refused,
+// saying why, before it counts against that uid's quota: another one, who
+// would share it, still gets in (its connection limit of 1 untouched).
+// Where every uid is mapped, 65534 is a uid like any other.
 TEST_F(BrokerLoopAdmissionTest, AnUnmappedOverflowUidIsRefusedAndAMappedOneServed) {
   constexpr uid_t kOverflow = 65534;
   Limits limits;
@@ -317,10 +317,11 @@ TEST_F(BrokerLoopAdmissionTest, AnUnmappedOverflowUidIsRefusedAndAMappedOneServe
       EXPECT_TRUE(HelloAnswered(unknown.get())) << ErrorMessage(unknown.get());
     } else {
       EXPECT_THAT(ErrorMessage(unknown.get()),
-                  AllOf(HasSubstr("the broker refused the connection: its uid is not mapped "
-                                  "into the broker's user namespace"),
-                        HasSubstr("run the broker in the initial user namespace or map the "
-                                  "user")));
+                  AllOf(HasSubstr("the broker refused the connection: its uid 65534 cannot "
+                                  "be told apart from users the broker's user namespace does "
+                                  "not map"),
+                        HasSubstr("run the broker in the initial user namespace or in one that "
+                                  "maps every uid")));
     }
     EXPECT_TRUE(HelloAnswered(alice.get())) << ErrorMessage(alice.get());
     EXPECT_EQ(stats_.connections - before, mapped ? 2u : 1u);

@@ -1211,7 +1211,10 @@ Result RunActivated(std::vector<std::string> args, int listening) {
 TEST(DaemonStartTest, ASocketFromSystemdIsTheUnitsAndIsCheckedAgainstSocketMode) {
   TempDir dir;
   std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
-  const std::string path = dir.Join("unit.sock");
+  // Open all the way, as systemd's DirectoryMode=0755 makes it: the test's
+  // own directory may lie under one others may not search.
+  OwnedDir unit_dir(getuid(), getgid(), 0755);
+  const std::string path = unit_dir.path() + "/unit.sock";
   UniqueFd listening(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   ASSERT_TRUE(listening.valid()) << std::strerror(errno);
   ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(path));
@@ -1229,6 +1232,15 @@ TEST(DaemonStartTest, ASocketFromSystemdIsTheUnitsAndIsCheckedAgainstSocketMode)
   EXPECT_THAT(wider.err, HasSubstr("mode 0666) lets in more than --socket-mode 0600 says"));
   EXPECT_THAT(wider.err, HasSubstr("set SocketMode=0600 there"));
   EXPECT_THAT(wider.err, Not(HasSubstr("serving")));
+
+  // The same socket in a directory of mode 0700 lets in its owner alone:
+  // what --socket-mode 0600 says. The directory counts, as it does without
+  // the flag.
+  ASSERT_EQ(chmod(unit_dir.path().c_str(), 0700), 0);
+  Result kept_out = RunActivated({"--policy", policy, "--socket-mode", "0600"}, listening.get());
+  EXPECT_TRUE(kept_out.served) << kept_out.err;
+  EXPECT_EQ(kept_out.exit_code, 0) << kept_out.err;
+  ASSERT_EQ(chmod(unit_dir.path().c_str(), 0755), 0);
 
   Result elsewhere = RunActivated(
       {"--policy", policy, "--socket-mode", "0666", "--socket", dir.Join("wanted.sock")},

@@ -499,7 +499,9 @@ namespace {
 // The count in LISTEN_FDS when LISTEN_PID is this process (sd_listen_fds(3));
 // nullopt when either is unset or empty, or LISTEN_PID is another
 // process's. systemd writes both in decimal: anything else is refused,
-// naming the variable, rather than read as a number.
+// naming the variable, rather than read as a number. A count other than 1
+// is refused too: here, so that whichever reads it first (a check made
+// before the broker takes its socket, or FromSystemd) says so.
 absl::StatusOr<std::optional<int>> PassedSockets(absl::string_view pid_text,
                                                   absl::string_view fds_text) {
   if (pid_text.empty() || fds_text.empty()) return std::optional<int>();
@@ -508,7 +510,12 @@ absl::StatusOr<std::optional<int>> PassedSockets(absl::string_view pid_text,
   if (*pid != static_cast<uint64_t>(getpid())) return std::optional<int>();
   absl::StatusOr<uint64_t> count = ParseDecimal("LISTEN_FDS", fds_text, 0, INT_MAX);
   if (!count.ok()) return count.status();
-  return std::optional<int>(static_cast<int>(*count));
+  if (*count != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "LISTEN_FDS=", *count, ": capbrokerd takes exactly one socket; give its .socket "
+        "unit one ListenSequentialPacket= line"));
+  }
+  return std::optional<int>(1);
 }
 
 // The int socket option `option` (named `name`) of the socket passed by
@@ -547,10 +554,6 @@ absl::StatusOr<std::optional<Listener>> Listener::FromSystemd() {
   absl::StatusOr<std::optional<int>> count = PassedSockets(pid_value, fds_value);
   if (!count.ok()) return count.status();
   if (!count->has_value()) return std::optional<Listener>();  // none, or another process's
-  if (**count != 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "LISTEN_FDS=", **count, ": capbrokerd takes exactly one socket"));
-  }
   int fd = kSystemdFirstFd;
   if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
     // Nothing at fd 3: not a unit's doing, which always passes its socket.

@@ -181,13 +181,15 @@ std::string LockFilePath(absl::string_view socket_path);
 inline constexpr int kSystemdFirstFd = 3;
 
 // How many sockets systemd passed this process (from kSystemdFirstFd on):
-// the count in LISTEN_FDS when LISTEN_PID is this process, else 0. Read as
-// Listener::FromSystemd reads them, with its refusal of a LISTEN_PID or
-// LISTEN_FDS that is not a decimal number: a check made on a count it made
-// up (0) could let the broker take systemd's socket for something else
-// before FromSystemd refused the same text. Leaves the variables for
-// FromSystemd. For the checks made before the broker takes its socket:
-// --ready-fd must not name one of these fds (daemon.cc).
+// 1 when LISTEN_PID is this process, else 0. Read as Listener::FromSystemd
+// reads them, with its refusals (kInvalidArgument): a LISTEN_PID or
+// LISTEN_FDS that is not a decimal number (a check made on a count it made
+// up, 0, could let the broker take systemd's socket for something else
+// before FromSystemd refused the same text), and a count other than 1,
+// which is then the first error the broker reports. Leaves the variables
+// for FromSystemd. For the checks made before the broker takes its socket:
+// --ready-fd must not be systemd's socket (daemon.cc), --socket must not
+// be given (daemon/flags.h).
 absl::StatusOr<int> SystemdSocketCount();
 
 class Listener {

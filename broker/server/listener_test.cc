@@ -1115,8 +1115,14 @@ TEST_F(SystemdTest, SaysWhyFd3CannotBeAsked) {
 TEST_F(SystemdTest, CountsTheSocketsPassedToThisProcess) {
   EXPECT_EQ(SystemdSocketCount().value_or(-1), 0);
   setenv("LISTEN_PID", absl::StrCat(getpid()).c_str(), 1);
+  setenv("LISTEN_FDS", "1", 1);
+  EXPECT_EQ(SystemdSocketCount().value_or(-1), 1);
+  // Any other count is refused here as FromSystemd refuses it, so that the
+  // first check to read it reports it (flags.cc, daemon.cc).
   setenv("LISTEN_FDS", "2", 1);
-  EXPECT_EQ(SystemdSocketCount().value_or(-1), 2);
+  EXPECT_THAT(SystemdSocketCount(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("LISTEN_FDS=2: capbrokerd takes exactly one socket")));
   EXPECT_STREQ(getenv("LISTEN_FDS"), "2");  // left in place
   setenv("LISTEN_PID", "1", 1);
   setenv("LISTEN_FDS", "1", 1);

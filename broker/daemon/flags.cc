@@ -115,17 +115,19 @@ const char* Usage() {
 absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args) {
   absl::StatusOr<DaemonFlags> flags = ParseFlags(args, geteuid());
   if (!flags.ok()) return flags;
-  // A LISTEN_PID or LISTEN_FDS that is not a number is refused at start
-  // (Listener::FromSystemd), whatever the flags.
+  // A LISTEN_PID or LISTEN_FDS that is not a number, or a count other than
+  // 1, is refused at start (server::SystemdSocketCount says which), whatever
+  // the flags: that, not --socket, is what is wrong then.
   absl::StatusOr<int> passed = server::SystemdSocketCount();
-  if (absl::Status usage = CheckSocketFlag(*flags, passed.ok() && *passed > 0); !usage.ok()) {
+  if (absl::Status usage = CheckSocketFlag(*flags, passed.ok() && *passed == 1); !usage.ok()) {
     return usage;
   }
   return flags;
 }
 
 absl::Status CheckSocketFlag(const DaemonFlags& flags, bool socket_from_systemd) {
-  if (!socket_from_systemd || flags.socket_path.empty()) return absl::OkStatus();
+  // --help prints the usage whatever else is given.
+  if (flags.help || !socket_from_systemd || flags.socket_path.empty()) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
       "--socket ", Shown(flags.socket_path),
       ": systemd passed the socket (LISTEN_FDS), and the .socket unit's "

@@ -44,7 +44,10 @@ absl::StatusOr<DaemonFlags> ParseFlags(const std::vector<std::string>& args);
 // kInvalidArgument when `flags` name a --socket and systemd passed the
 // socket (`socket_from_systemd`): the .socket unit's ListenSequentialPacket=
 // sets its path, and a --socket the broker did not use would say it listens
-// where it does not.
+// where it does not. OK with --help, which prints the usage whatever else is
+// given. ParseFlags passes true only for a count systemd could have meant
+// (exactly one socket): a count the broker refuses is reported at start as
+// what it is (server::SystemdSocketCount), not as a --socket to leave out.
 absl::Status CheckSocketFlag(const DaemonFlags& flags, bool socket_from_systemd);
 
 }  // namespace capbroker::daemon

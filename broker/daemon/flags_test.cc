@@ -1,5 +1,8 @@
 #include "broker/daemon/flags.h"
 
+#include <stdlib.h>
+#include <unistd.h>
+
 #include <string>
 #include <utility>
 #include <vector>
@@ -222,6 +225,40 @@ TEST(CheckSocketFlagTest, RefusesASocketPathWhenSystemdPassedTheSocket) {
   EXPECT_OK(CheckSocketFlag(named, false));
   ASSERT_OK_AND_ASSIGN(DaemonFlags unnamed, ParseFlags({"--policy", "/p"}, 0));
   EXPECT_OK(CheckSocketFlag(unnamed, true));
+  // --help prints the usage, whatever else is given.
+  ASSERT_OK_AND_ASSIGN(DaemonFlags help, ParseFlags({"--help", "--socket", "/x/s"}, 0));
+  EXPECT_OK(CheckSocketFlag(help, true));
+}
+
+// As systemd sets them for this process.
+class ListenFdsTest : public ::testing::Test {
+ protected:
+  void Pass(const char* count) {
+    setenv("LISTEN_PID", std::to_string(getpid()).c_str(), 1);
+    setenv("LISTEN_FDS", count, 1);
+  }
+  void TearDown() override {
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+  }
+};
+
+TEST_F(ListenFdsTest, HelpWinsOverASocketFlagUnderActivation) {
+  Pass("1");
+  ASSERT_OK_AND_ASSIGN(DaemonFlags f, ParseFlags({"--help", "--socket", "/x/s"}));
+  EXPECT_TRUE(f.help);
+  EXPECT_THAT(ParseFlags({"--policy", "/p", "--socket", "/x/s"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("leave --socket out")));
+}
+
+// A count the broker refuses is what is wrong, not --socket: left for the
+// start, which reports the count (server::SystemdSocketCount).
+TEST_F(ListenFdsTest, ACountOtherThanOneIsNotReportedAsASocketFlagToLeaveOut) {
+  for (const char* count : {"0", "2"}) {
+    SCOPED_TRACE(count);
+    Pass(count);
+    EXPECT_OK(ParseFlags({"--policy", "/p", "--socket", "/x/s"}).status());
+  }
 }
 
 // As the code does (wire::ForeignRuntimeDir) and README says: a root

@@ -286,6 +286,52 @@ absl::StatusOr<std::string> BoundSocketPath(int fd) {
   return std::string(address.sun_path, strnlen(address.sun_path, length - offset));
 }
 
+namespace {
+
+// The socket from systemd at `path` (shown as `shown`), stat-ed into `st`.
+// No file there, or no directory on the way: the unit bound it in another
+// mount namespace (the service's PrivateTmp=, a container), or it was
+// removed since; either way its permissions cannot be read from here.
+// kFailedPrecondition saying so, with `what_to_do`. Another file at the
+// path is refused too: the unit's socket cannot be told.
+absl::Status StatTheSocketFromSystemd(const std::string& path, const std::string& shown,
+                                      absl::string_view question,
+                                      absl::string_view what_to_do, struct stat& st) {
+  if (stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT || errno == ENOTDIR) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot tell ", question, ": its path ", shown,
+          " is not visible in the broker's mount namespace (the service unit's PrivateTmp= "
+          "or a container hides it, or it was removed since systemd bound it), so its "
+          "permissions cannot be read; ", what_to_do));
+    }
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot tell ", question, ": stat ", shown, ": ", std::strerror(errno), "; ",
+        what_to_do));
+  }
+  if (!S_ISSOCK(st.st_mode)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot tell ", question, ": the file at ", shown, " is not a socket; ", what_to_do));
+  }
+  return absl::OkStatus();
+}
+
+// Whether the users FindSocketBlocker checks for (all others; or the
+// members of `group`) can connect to the socket at `path`: every directory
+// on the way searchable by them and the socket writable. The one answer
+// both checks of a socket from systemd go by.
+absl::StatusOr<bool> CanConnect(const std::string& path, std::optional<gid_t> group) {
+  CB_ASSIGN_OR_RETURN(std::optional<SocketBlocker> blocker, FindSocketBlocker(path, group));
+  return !blocker.has_value();
+}
+
+// Makes the path visible: what makes either check possible.
+constexpr char kMakeItVisible[] =
+    "make the path visible to the broker (no PrivateTmp= in the service unit for a socket "
+    "under /tmp; in a container, bind-mount the socket's directory at the same path)";
+
+}  // namespace
+
 absl::Status CheckOthersCannotConnect(int fd) {
   constexpr char kFix[] =
       "a broker run by a user serves that user alone: in the .socket unit, set "
@@ -307,33 +353,36 @@ absl::Status CheckOthersCannotConnect(int fd) {
         "ListenSequentialPacket=@NAME): every user in the network namespace can connect to "
         "it; use a path, and ", kFix));
   }
-  absl::StatusOr<std::optional<SocketBlocker>> blocker = FindSocketBlocker(path);
-  if (!blocker.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cannot tell whether other users can connect to the socket from systemd at ", shown,
-        ": ", blocker.status().message(), "; ", kFix));
-  }
-  if (blocker->has_value()) return absl::OkStatus();
+  const std::string question = "whether other users can connect to the socket from systemd";
   struct stat st;
-  const mode_t mode = stat(path.c_str(), &st) == 0 ? (st.st_mode & 07777) : 0;
+  // A broker run by a user checks this whatever its flags: only the path
+  // made visible lets it start.
+  CB_RETURN_IF_ERROR(StatTheSocketFromSystemd(path, shown, question, kMakeItVisible, st));
+  absl::StatusOr<bool> others = CanConnect(path, std::nullopt);
+  if (!others.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot tell ", question, " at ", shown, ": ", others.status().message(), "; ", kFix));
+  }
+  if (!*others) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrFormat(
       "other users can connect to the socket from systemd at %s (mode 0%o, every directory "
       "on the way searchable by others); %s",
-      shown, mode, kFix));
+      shown, st.st_mode & 07777, kFix));
 }
 
 absl::Status CheckSocketModeFromSystemd(int fd, mode_t socket_mode, uid_t euid) {
   const unsigned wanted = static_cast<unsigned>(socket_mode & 07777);
   const std::string fix = absl::StrFormat(
       "the .socket unit, not --socket-mode, sets its mode: set SocketMode=0%o there (with "
-      "SocketUser= the broker's user, uid %d, for a system unit) and restart the .socket unit",
-      wanted, euid);
+      "SocketUser= the broker's user, uid %d, for a system unit) and restart the .socket "
+      "unit, or put the socket in a directory of mode 0%o",
+      wanted, euid, static_cast<unsigned>(SocketDirectoryModeFor(socket_mode)));
+  const std::string question = absl::StrFormat(
+      "whether the socket from systemd lets in more than --socket-mode 0%o says", wanted);
   absl::StatusOr<std::string> bound = BoundSocketPath(fd);
   if (!bound.ok()) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "cannot tell whether the socket from systemd lets in more than --socket-mode 0%o "
-        "says: %s; %s",
-        wanted, bound.status().message(), fix));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot tell ", question, ": ", bound.status().message(), "; ", fix));
   }
   const bool others_meant = (socket_mode & S_IWOTH) != 0;
   if (bound->empty()) {
@@ -348,29 +397,42 @@ absl::Status CheckSocketModeFromSystemd(int fd, mode_t socket_mode, uid_t euid) 
   const std::string& path = *bound;
   const std::string shown = Shown(path);
   struct stat st;
-  const bool found = stat(path.c_str(), &st) == 0;
-  if (!found || !S_ISSOCK(st.st_mode)) {
-    // Another file at its path now, or none: the unit's socket cannot be told.
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "cannot tell whether the socket from systemd at %s lets in more than --socket-mode "
-        "0%o says: %s; %s",
-        shown, wanted, found ? "the file there is not a socket" : std::strerror(errno), fix));
-  }
-  const unsigned actual = static_cast<unsigned>(st.st_mode & 07777);
-  // connect(2) takes write permission: who may write is who gets in.
+  // The flag asked for a check that cannot be made: refused (fail closed).
+  // A root broker needs no check without it; one run by a user checks that
+  // other users are kept out all the same (CheckOthersCannotConnect).
+  const std::string not_visible =
+      euid == 0 ? absl::StrCat("leave --socket-mode out and rely on the .socket unit's "
+                               "SocketMode= (and its directory's mode), or ",
+                               kMakeItVisible)
+                : kMakeItVisible;
+  CB_RETURN_IF_ERROR(StatTheSocketFromSystemd(path, shown, question, not_visible, st));
+  // Who gets in is who may search every directory on the way and write to
+  // the socket (connect(2) takes write permission): a 0666 socket in a 0700
+  // directory lets in its owner alone.
+  auto can_connect = [&](std::optional<gid_t> group) -> absl::StatusOr<bool> {
+    absl::StatusOr<bool> can = CanConnect(path, group);
+    if (can.ok()) return can;
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot tell ", question, " at ", shown, ": ", can.status().message(), "; ", fix));
+  };
   std::vector<std::string> more;
   if (!others_meant && st.st_uid != 0 && st.st_uid != euid && (st.st_mode & S_IWUSR) != 0) {
     more.push_back(absl::StrCat("its owner, uid ", st.st_uid, ", not the broker's user"));
   }
-  if ((st.st_mode & S_IWGRP) != 0 && (socket_mode & S_IWGRP) == 0) {
-    more.push_back(absl::StrCat("its group, gid ", st.st_gid));
+  if ((socket_mode & S_IWGRP) == 0) {
+    CB_ASSIGN_OR_RETURN(const bool group, can_connect(st.st_gid));
+    if (group) more.push_back(absl::StrCat("its group, gid ", st.st_gid));
   }
-  if ((st.st_mode & S_IWOTH) != 0 && !others_meant) more.push_back("every other user");
+  if (!others_meant) {
+    CB_ASSIGN_OR_RETURN(const bool others, can_connect(std::nullopt));
+    if (others) more.push_back("every other user");
+  }
   if (more.empty()) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrFormat(
       "the socket from systemd at %s (owner uid %d, mode 0%o) lets in more than "
       "--socket-mode 0%o says: %s may connect; %s",
-      shown, st.st_uid, actual, wanted, absl::StrJoin(more, " and "), fix));
+      shown, st.st_uid, static_cast<unsigned>(st.st_mode & 07777), wanted,
+      absl::StrJoin(more, " and "), fix));
 }
 
 absl::StatusOr<Listener> Listener::Bind(absl::string_view path,
@@ -437,7 +499,9 @@ namespace {
 // The count in LISTEN_FDS when LISTEN_PID is this process (sd_listen_fds(3));
 // nullopt when either is unset or empty, or LISTEN_PID is another
 // process's. systemd writes both in decimal: anything else is refused,
-// naming the variable, rather than read as a number.
+// naming the variable, rather than read as a number. A count other than 1
+// is refused too: here, so that whichever reads it first (a check made
+// before the broker takes its socket, or FromSystemd) says so.
 absl::StatusOr<std::optional<int>> PassedSockets(absl::string_view pid_text,
                                                   absl::string_view fds_text) {
   if (pid_text.empty() || fds_text.empty()) return std::optional<int>();
@@ -446,7 +510,12 @@ absl::StatusOr<std::optional<int>> PassedSockets(absl::string_view pid_text,
   if (*pid != static_cast<uint64_t>(getpid())) return std::optional<int>();
   absl::StatusOr<uint64_t> count = ParseDecimal("LISTEN_FDS", fds_text, 0, INT_MAX);
   if (!count.ok()) return count.status();
-  return std::optional<int>(static_cast<int>(*count));
+  if (*count != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "LISTEN_FDS=", *count, ": capbrokerd takes exactly one socket; give its .socket "
+        "unit one ListenSequentialPacket= line"));
+  }
+  return std::optional<int>(1);
 }
 
 // The int socket option `option` (named `name`) of the socket passed by
@@ -485,10 +554,6 @@ absl::StatusOr<std::optional<Listener>> Listener::FromSystemd() {
   absl::StatusOr<std::optional<int>> count = PassedSockets(pid_value, fds_value);
   if (!count.ok()) return count.status();
   if (!count->has_value()) return std::optional<Listener>();  // none, or another process's
-  if (**count != 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "LISTEN_FDS=", **count, ": capbrokerd takes exactly one socket"));
-  }
   int fd = kSystemdFirstFd;
   if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
     // Nothing at fd 3: not a unit's doing, which always passes its socket.

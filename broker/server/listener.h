@@ -128,7 +128,8 @@ absl::StatusOr<std::optional<SocketBlocker>> FindSocketBlocker(
 // namespace may connect), or a path that FindSocketBlocker finds open to
 // others (every directory o+x, the socket o+w; systemd's defaults are
 // SocketMode=0666 and DirectoryMode=0755). Fail closed: an address or path
-// that cannot be told or stat'ed is kFailedPrecondition too. Only the
+// that cannot be told or stat'ed is kFailedPrecondition too (a path not
+// visible in the broker's mount namespace says so). Only the
 // "other" bits are read: a SocketGroup= lets that group in by choice.
 absl::Status CheckOthersCannotConnect(int fd);
 
@@ -142,14 +143,21 @@ absl::StatusOr<std::string> BoundSocketPath(int fd);
 // unit, not the broker, made the socket, so the flag cannot set its mode;
 // it is checked instead. OK when the socket at its bound path lets in no
 // one that a socket of `socket_mode` owned by the broker's user
-// (`euid`) would keep out: no write permission (which connect(2) takes)
-// for group or others that `socket_mode` lacks, and, unless `socket_mode`
-// lets others connect, an owner that is root or `euid`. kFailedPrecondition
-// naming both modes and the owner, and saying to set SocketMode= (and
-// SocketUser=) in the .socket unit, when it lets in more; for an abstract
-// socket (anyone in the network namespace may connect) unless
-// `socket_mode` has o+w; and, failing closed, when the socket's address or
-// file cannot be told.
+// (`euid`) would keep out. Who gets in is decided as
+// CheckOthersCannotConnect decides it, by FindSocketBlocker: for the
+// socket's group and for all others, every directory on the way must let
+// them search it and the socket let them write (connect(2) takes write
+// permission), so a 0666 socket in a 0700 directory lets in its owner
+// alone. Refused: the group, or others, getting in where `socket_mode`
+// lacks g+w, or o+w; and, unless `socket_mode` lets others connect, an
+// owner other than root or `euid` with u+w. kFailedPrecondition naming
+// both modes and the owner, and saying to set SocketMode= (and
+// SocketUser=) in the .socket unit, or to narrow the directory, when it
+// lets in more; for an abstract socket (anyone in the network namespace
+// may connect) unless `socket_mode` has o+w; and, failing closed, when the
+// socket's address or file cannot be told: a path not visible in the
+// broker's mount namespace (the service's PrivateTmp=, a container) says
+// so, and what to do.
 absl::Status CheckSocketModeFromSystemd(int fd, mode_t socket_mode, uid_t euid);
 
 // The mode Listener::Bind gives its socket: `socket_mode`, or by default
@@ -173,13 +181,15 @@ std::string LockFilePath(absl::string_view socket_path);
 inline constexpr int kSystemdFirstFd = 3;
 
 // How many sockets systemd passed this process (from kSystemdFirstFd on):
-// the count in LISTEN_FDS when LISTEN_PID is this process, else 0. Read as
-// Listener::FromSystemd reads them, with its refusal of a LISTEN_PID or
-// LISTEN_FDS that is not a decimal number: a check made on a count it made
-// up (0) could let the broker take systemd's socket for something else
-// before FromSystemd refused the same text. Leaves the variables for
-// FromSystemd. For the checks made before the broker takes its socket:
-// --ready-fd must not name one of these fds (daemon.cc).
+// 1 when LISTEN_PID is this process, else 0. Read as Listener::FromSystemd
+// reads them, with its refusals (kInvalidArgument): a LISTEN_PID or
+// LISTEN_FDS that is not a decimal number (a check made on a count it made
+// up, 0, could let the broker take systemd's socket for something else
+// before FromSystemd refused the same text), and a count other than 1,
+// which is then the first error the broker reports. Leaves the variables
+// for FromSystemd. For the checks made before the broker takes its socket:
+// --ready-fd must not be systemd's socket (daemon.cc), --socket must not
+// be given (daemon/flags.h).
 absl::StatusOr<int> SystemdSocketCount();
 
 class Listener {

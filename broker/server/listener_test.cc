@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -764,7 +765,10 @@ TEST(CheckOthersCannotConnectTest, RefusesASocketOpenToOthersOrAbstract) {
   ASSERT_EQ(unlink(path.c_str()), 0);
   EXPECT_THAT(CheckOthersCannotConnect(fd.get()),
               StatusIs(absl::StatusCode::kFailedPrecondition,
-                       HasSubstr("cannot tell whether other users can connect")));
+                       AllOf(HasSubstr("cannot tell whether other users can connect"),
+                             HasSubstr("not visible in the broker's mount namespace"),
+                             HasSubstr("make the path visible"),
+                             Not(HasSubstr("SocketMode=0600")))));
   // An abstract socket has no permissions at all.
   UniqueFd abstract(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   sockaddr_un named = {};
@@ -782,10 +786,20 @@ TEST(CheckOthersCannotConnectTest, RefusesASocketOpenToOthersOrAbstract) {
 }
 
 // --socket-mode cannot set the mode of a socket from systemd: it is
-// checked against it, and a socket that lets in more is refused.
+// checked against it, and a socket that lets in more is refused. Who gets
+// in depends on the directories too: a directory of its own in /tmp
+// (1777), mode 0755, is open all the way (a test's $TEST_TMPDIR may not be).
 TEST(CheckSocketModeFromSystemdTest, RefusesASocketThatLetsInMoreThanTheMode) {
-  TempDir dir;
-  const std::string path = dir.Join("s");
+  std::string open_dir = "/tmp/cb-mode-XXXXXX";
+  ASSERT_NE(mkdtemp(open_dir.data()), nullptr);
+  ASSERT_EQ(chmod(open_dir.c_str(), 0755), 0);
+  const std::string path = open_dir + "/s";
+  struct Remove {
+    std::vector<std::string> paths;  // deepest first
+    ~Remove() {
+      for (const std::string& p : paths) remove(p.c_str());
+    }
+  } cleanup{{path, open_dir}};
   UniqueFd fd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   ASSERT_NO_FATAL_FAILURE(BindAt(fd.get(), path));
   ASSERT_EQ(listen(fd.get(), 8), 0);
@@ -795,11 +809,24 @@ TEST(CheckSocketModeFromSystemdTest, RefusesASocketThatLetsInMoreThanTheMode) {
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        AllOf(HasSubstr("the socket from systemd at " + path),
                              HasSubstr("mode 0666) lets in more than --socket-mode 0600 says"),
-                             HasSubstr("every other user"), HasSubstr("SocketMode=0600"))));
+                             HasSubstr("every other user"), HasSubstr("SocketMode=0600"),
+                             HasSubstr("a directory of mode 0700"))));
   EXPECT_THAT(CheckSocketModeFromSystemd(fd.get(), 0660, euid),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        AllOf(HasSubstr("every other user"), Not(HasSubstr("its group")))));
   EXPECT_OK(CheckSocketModeFromSystemd(fd.get(), 0666, euid));
+  // The same 0666 socket in a 0700 directory (the README's advice, or a
+  // user unit under %t) lets in its owner alone; in a 0750 one, its group
+  // too, and no one else.
+  ASSERT_EQ(chmod(open_dir.c_str(), 0700), 0);
+  EXPECT_OK(CheckSocketModeFromSystemd(fd.get(), 0600, euid));
+  EXPECT_OK(CheckSocketModeFromSystemd(fd.get(), 0660, euid));
+  ASSERT_EQ(chmod(open_dir.c_str(), 0750), 0);
+  EXPECT_OK(CheckSocketModeFromSystemd(fd.get(), 0660, euid));
+  EXPECT_THAT(CheckSocketModeFromSystemd(fd.get(), 0600, euid),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("its group, gid"), Not(HasSubstr("every other user")))));
+  ASSERT_EQ(chmod(open_dir.c_str(), 0755), 0);
   ASSERT_EQ(chmod(path.c_str(), 0660), 0);
   EXPECT_THAT(CheckSocketModeFromSystemd(fd.get(), 0600, euid),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("its group, gid")));
@@ -819,12 +846,26 @@ TEST(CheckSocketModeFromSystemdTest, RefusesASocketThatLetsInMoreThanTheMode) {
     EXPECT_OK(CheckSocketModeFromSystemd(fd.get(), 0666, kBroker));
     EXPECT_OK(CheckSocketModeFromSystemd(fd.get(), 0600, kOwner));
   }
-  // What cannot be told is refused: fail closed.
+  // What cannot be told is refused: fail closed. A path this mount
+  // namespace does not hold (the service's PrivateTmp=, a container) is
+  // named as the cause, not a SocketMode= that may well be set.
   ASSERT_EQ(unlink(path.c_str()), 0);
-  EXPECT_THAT(CheckSocketModeFromSystemd(fd.get(), 0666, euid),
+  EXPECT_THAT(CheckSocketModeFromSystemd(fd.get(), 0600, 0),
               StatusIs(absl::StatusCode::kFailedPrecondition,
-                       AllOf(HasSubstr("cannot tell"), HasSubstr("No such file"))));
-  dir.WriteFile("s", "");
+                       AllOf(HasSubstr("cannot tell"),
+                             HasSubstr("not visible in the broker's mount namespace"),
+                             HasSubstr("leave --socket-mode out"),
+                             HasSubstr("make the path visible"), Not(HasSubstr("SocketMode=0")))));
+  // A broker run by a user is checked without the flag too: only the path
+  // made visible helps.
+  EXPECT_THAT(CheckSocketModeFromSystemd(fd.get(), 0600, 1000),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("not visible in the broker's mount namespace"),
+                             HasSubstr("make the path visible"),
+                             Not(HasSubstr("leave --socket-mode out")))));
+  {
+    std::ofstream file(path);
+  }
   EXPECT_THAT(CheckSocketModeFromSystemd(fd.get(), 0666, euid),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not a socket")));
   // An abstract socket: anyone in the network namespace may connect.
@@ -1074,8 +1115,14 @@ TEST_F(SystemdTest, SaysWhyFd3CannotBeAsked) {
 TEST_F(SystemdTest, CountsTheSocketsPassedToThisProcess) {
   EXPECT_EQ(SystemdSocketCount().value_or(-1), 0);
   setenv("LISTEN_PID", absl::StrCat(getpid()).c_str(), 1);
+  setenv("LISTEN_FDS", "1", 1);
+  EXPECT_EQ(SystemdSocketCount().value_or(-1), 1);
+  // Any other count is refused here as FromSystemd refuses it, so that the
+  // first check to read it reports it (flags.cc, daemon.cc).
   setenv("LISTEN_FDS", "2", 1);
-  EXPECT_EQ(SystemdSocketCount().value_or(-1), 2);
+  EXPECT_THAT(SystemdSocketCount(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("LISTEN_FDS=2: capbrokerd takes exactly one socket")));
   EXPECT_STREQ(getenv("LISTEN_FDS"), "2");  // left in place
   setenv("LISTEN_PID", "1", 1);
   setenv("LISTEN_FDS", "1", 1);

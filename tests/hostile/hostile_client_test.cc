@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "capnp/schema.capnp.h"
 #include "capnp/schema.h"
 #include "capnp/serialize.h"
@@ -334,6 +335,37 @@ TEST_F(HostileTest, UnknownRequestKind) {
   std::memcpy(bytes.data() + at, &which, sizeof(which));
   ASSERT_EQ(Send(bad.get(), bytes), 0);
   ExpectError(bad.get(), 3, ErrorCode::INVALID_REQUEST, "unknown request kind 99");
+  bad.reset();
+  ExpectGoodClientWorks();
+  ExpectFdsAtBaseline();
+}
+
+// The SDK refuses names and paths past the wire's limits before sending
+// (sdk/wire/request_text.h); the broker checks them all the same, since any
+// program can send bytes. Each is refused with its limit in the broker's
+// words, the connection stays in step (the next request on it is answered),
+// and nothing is kept.
+TEST_F(HostileTest, OverlongOrEmptyNamesAndPathsAreRefusedByTheBroker) {
+  UniqueFd bad = ConnectAndHello();
+  const std::string long_name(wire::kMaxNameBytes + 1, 'n');
+  const std::string long_path(wire::kMaxPathBytes + 1, 'p');
+  ASSERT_EQ(Send(bad.get(), AcquireBytes(2, long_name)), 0);
+  ExpectError(bad.get(), 2, ErrorCode::INVALID_REQUEST,
+              absl::StrCat("capability name is ", wire::kMaxNameBytes + 1, " bytes; at most ",
+                           wire::kMaxNameBytes));
+  ASSERT_EQ(Send(bad.get(), OpenBeneathBytes(3, "motd", long_path)), 0);
+  ExpectError(bad.get(), 3, ErrorCode::INVALID_REQUEST,
+              absl::StrCat("path is ", wire::kMaxPathBytes + 1, " bytes; at most ",
+                           wire::kMaxPathBytes));
+  ASSERT_EQ(Send(bad.get(), OpenBeneathBytes(4, long_name, "f")), 0);
+  ExpectError(bad.get(), 4, ErrorCode::INVALID_REQUEST,
+              absl::StrCat("directory name is ", wire::kMaxNameBytes + 1, " bytes"));
+  ASSERT_EQ(Send(bad.get(), AcquireBytes(5, "")), 0);
+  ExpectError(bad.get(), 5, ErrorCode::INVALID_REQUEST, "capability name is empty");
+  ASSERT_EQ(Send(bad.get(), StatusBytes(6)), 0);
+  RawReply status = Receive(bad.get());
+  EXPECT_EQ(status.id, 6u);
+  EXPECT_EQ(status.which, schema::Reply::STATUS) << status.message;
   bad.reset();
   ExpectGoodClientWorks();
   ExpectFdsAtBaseline();

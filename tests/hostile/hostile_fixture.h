@@ -33,6 +33,7 @@ using testing::AcquireBytes;
 using testing::Encode;
 using testing::HelloBytes;
 using testing::ListBytes;
+using testing::OpenBeneathBytes;
 using testing::StatusBytes;
 
 // Bytes of all the datagrams waiting in `fd`'s receive queue (unix_inq_len

@@ -1168,8 +1168,10 @@ TEST(DaemonStartTest, RefusesAReadyFdThatIsTheSocketFromSystemd) {
 // Runs capbrokerd as systemd starts a socket-activated unit: `listening`
 // (borrowed: a listening socket of the test's) at fd 3, LISTEN_PID and
 // LISTEN_FDS set, and --ready-fd 4 added. A broker that serves writes READY
-// there and is then stopped with SIGTERM (`served`).
-Result RunActivated(std::vector<std::string> args, int listening) {
+// there and is then stopped with SIGTERM (`served`). `listen_fds` is
+// LISTEN_FDS, as a unit with that many sockets sets it.
+Result RunActivated(std::vector<std::string> args, int listening,
+                    const char* listen_fds = "1") {
   args.insert(args.begin(), testing::RunfilePath("broker/capbrokerd"));
   args.insert(args.end(), {"--ready-fd", "4"});
   std::vector<char*> argv = Pointers(args);
@@ -1186,7 +1188,7 @@ Result RunActivated(std::vector<std::string> args, int listening) {
     if (dup2(err[1], 2) != 2 || high_sock < 0 || high_ready < 0 ||
         dup2(high_sock, 3) != 3 || dup2(high_ready, 4) != 4 ||
         setenv("LISTEN_PID", std::to_string(getpid()).c_str(), 1) != 0 ||
-        setenv("LISTEN_FDS", "1", 1) != 0) {
+        setenv("LISTEN_FDS", listen_fds, 1) != 0) {
       _exit(126);
     }
     execv(argv[0], argv.data());
@@ -1211,7 +1213,10 @@ Result RunActivated(std::vector<std::string> args, int listening) {
 TEST(DaemonStartTest, ASocketFromSystemdIsTheUnitsAndIsCheckedAgainstSocketMode) {
   TempDir dir;
   std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
-  const std::string path = dir.Join("unit.sock");
+  // Open all the way, as systemd's DirectoryMode=0755 makes it: the test's
+  // own directory may lie under one others may not search.
+  OwnedDir unit_dir(getuid(), getgid(), 0755);
+  const std::string path = unit_dir.path() + "/unit.sock";
   UniqueFd listening(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   ASSERT_TRUE(listening.valid()) << std::strerror(errno);
   ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(path));
@@ -1230,6 +1235,15 @@ TEST(DaemonStartTest, ASocketFromSystemdIsTheUnitsAndIsCheckedAgainstSocketMode)
   EXPECT_THAT(wider.err, HasSubstr("set SocketMode=0600 there"));
   EXPECT_THAT(wider.err, Not(HasSubstr("serving")));
 
+  // The same socket in a directory of mode 0700 lets in its owner alone:
+  // what --socket-mode 0600 says. The directory counts, as it does without
+  // the flag.
+  ASSERT_EQ(chmod(unit_dir.path().c_str(), 0700), 0);
+  Result kept_out = RunActivated({"--policy", policy, "--socket-mode", "0600"}, listening.get());
+  EXPECT_TRUE(kept_out.served) << kept_out.err;
+  EXPECT_EQ(kept_out.exit_code, 0) << kept_out.err;
+  ASSERT_EQ(chmod(unit_dir.path().c_str(), 0755), 0);
+
   Result elsewhere = RunActivated(
       {"--policy", policy, "--socket-mode", "0666", "--socket", dir.Join("wanted.sock")},
       listening.get());
@@ -1239,6 +1253,15 @@ TEST(DaemonStartTest, ASocketFromSystemdIsTheUnitsAndIsCheckedAgainstSocketMode)
                                        ": systemd passed the socket (LISTEN_FDS)"));
   EXPECT_THAT(elsewhere.err, HasSubstr("ListenSequentialPacket="));
   EXPECT_THAT(elsewhere.err, HasSubstr("usage:"));
+
+  // Two sockets from the unit: that is what is wrong, said first, not the
+  // --socket that would be refused with one.
+  Result two = RunActivated({"--policy", policy, "--socket", dir.Join("wanted.sock")},
+                            listening.get(), "2");
+  EXPECT_FALSE(two.served) << two.err;
+  EXPECT_EQ(two.exit_code, 1) << two.err;
+  EXPECT_THAT(two.err, HasSubstr("LISTEN_FDS=2: capbrokerd takes exactly one socket"));
+  EXPECT_THAT(two.err, Not(HasSubstr("leave --socket out")));
 
   ASSERT_EQ(chmod(path.c_str(), 0600), 0);  // SocketMode=0600
   Result matching = RunActivated({"--policy", policy, "--socket-mode", "0600"}, listening.get());

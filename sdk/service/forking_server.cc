@@ -158,30 +158,39 @@ ForkingServer::ForkingServer(Client& broker, RequestHandler& handler, Options op
 
 ForkingServer::~ForkingServer() {
   if (!started_) return;
-  // Serving is over: the parked connections go to a closer if one takes
-  // them; those left close here, which may delay only the exit.
-  HandParked();
-  parked_.clear();
   stopping_ = true;
-  // Only the workers' exits matter now.
+  // Only the children's exits matter now.
   epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, broker_.fd(), nullptr);
+  const int64_t deadline = MonotonicMs() + kStopWaitMs;
+  // The workers first: serving is over, and nothing that may block comes
+  // before they are told (the close of a parked connection can block past
+  // SIGKILL: see the header).
   for (const auto& [pidfd, worker] : workers_) {
     syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
   }
+  ReapUntil(deadline, /*closers=*/false);
+  // The parked connections go to a closer if one takes them (the workers'
+  // process slots are free by now).
+  HandParked();
   // The connections waiting in a closer's socket go when it dies, and an
   // exiting process does not wait out a linger.
   closer_socket_.reset();
   for (const auto& [pidfd, closer] : closers_) {
     syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
   }
-  const int64_t deadline = MonotonicMs() + kStopWaitMs;
-  while (!workers_.empty() || !closers_.empty() || !killed_.empty()) {
+  ReapUntil(deadline, /*closers=*/true);
+  // Last, those no closer took close here, which may delay only the exit.
+  parked_.clear();
+}
+
+void ForkingServer::ReapUntil(int64_t deadline, bool closers) {
+  while (!workers_.empty() || !killed_.empty() || (closers && !closers_.empty())) {
     int64_t left = deadline - MonotonicMs();
-    if (left <= 0) break;
+    if (left <= 0) return;
     epoll_event events[kEventsPerTurn];
     int timeout = static_cast<int>(killed_.empty() ? left : std::min<int64_t>(left, kKilledPollMs));
     int n = epoll_wait(epoll_.get(), events, kEventsPerTurn, timeout);
-    if (n < 0 && errno != EINTR) break;
+    if (n < 0 && errno != EINTR) return;
     for (int i = 0; i < n; ++i) Reap(events[i].data.fd);
     ReapKilled();
   }

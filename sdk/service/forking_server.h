@@ -85,8 +85,9 @@
 //    takes no new connection (it is logged): they wait in its broker
 //    socket, and once that is full the broker tells clients that the
 //    service is busy. Workers go on serving, and the main process goes on
-//    reaping them. At destruction (serving over) those no closer takes are
-//    closed there, which may delay only the exit.
+//    reaping them. At destruction (serving over), once the workers are
+//    killed and reaped, those no closer takes are closed there, last,
+//    which may delay only the exit.
 // What can block a close, and so why closers exist. close(2) of an fd
 // calls the file's ->flush (FUSE sends FLUSH, and waits) and drops a
 // reference; the last reference's drop runs ->release, in the thread that
@@ -141,9 +142,12 @@
 // server answers or goes away (its connection is aborted when the server's
 // last /dev/fuse fd closes).
 //
-// Destruction sends SIGKILL to the workers and closers left and reaps those
-// that die within a second; one stuck in such an uninterruptible wait
-// cannot be waited for, and is left to the process that reaps orphans.
+// Destruction sends SIGKILL to the workers left and reaps those that die,
+// then hands the parked connections to a closer, sends SIGKILL to the
+// closers and reaps them, all within a second; one stuck in such an
+// uninterruptible wait cannot be waited for, and is left to the process
+// that reaps orphans. The parked connections no closer took are closed
+// last: a close that blocks cannot keep the workers serving.
 //
 // Not thread-safe. The caller must be single-threaded, since workers run
 // ordinary code (malloc, stdio) after fork.
@@ -286,6 +290,10 @@ class ForkingServer {
   void ReapExited();
   // Reaps what it can of killed_.
   void ReapKilled();
+  // Reaps children as they exit until the workers and killed_ (and with
+  // `closers` the closers) are gone or the monotonic clock passes
+  // `deadline` (ms). For destruction, once they have been sent SIGKILL.
+  void ReapUntil(int64_t deadline, bool closers);
 
   Client& broker_;
   RequestHandler& handler_;

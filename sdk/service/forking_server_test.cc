@@ -666,6 +666,56 @@ TEST(ForkingServerRefusalTest, ASocketLingeringInARefusedConnectionStallsNoOther
   ExpectRefusedAndClosed(refused);
 }
 
+// The close of a parked connection can block past SIGKILL (see
+// forking_server.h): destruction kills the workers before it closes one,
+// so that no worker serves on once the service has been told to stop.
+TEST(ForkingServerRefusalTest, DestructionKillsTheWorkersBeforeItClosesAParkedConnection) {
+  // Longer than kSafetyMs, which a worker killed only after that close
+  // misses.
+  constexpr int kLingerSeconds = 60;
+  WorkerHandler handler;
+  handler.replies_to_refusals = true;
+  ASSERT_OK_AND_ASSIGN(FakeBroker broker, FakeBroker::Create());
+  // Queued before the server runs: a connection of uid 1000, served, then
+  // one of uid 1000 beyond its one slot, refused, in which its client
+  // queued a socket that lingers on close; no closer takes it (none may
+  // run), so it is parked.
+  ASSERT_OK_AND_ASSIGN(UniqueFd served_end, broker.Connect(PeerOfUid(1000)));
+  wire::Channel served(std::move(served_end));
+  ASSERT_OK_AND_ASSIGN(UniqueFd parked_end, broker.Connect(PeerOfUid(1000)));
+  wire::Channel parked(std::move(parked_end));
+  ASSERT_OK_AND_ASSIGN(LingeringSocket lingering, LingeringSocket::Make(kLingerSeconds));
+  ASSERT_OK(Send(parked, 1, {lingering.wrapper()}));
+  lingering.Release();
+
+  // The server runs in a child, whose destruction this test watches.
+  const pid_t server = fork();
+  ASSERT_GE(server, 0);
+  if (server == 0) {
+    broker.Close();  // this test's copy ends the service
+    ForkingServer::Options options;
+    options.max_workers_per_uid = 1;
+    options.max_closers = 0;
+    {
+      ForkingServer forking(broker.client(), handler, options);
+      absl::Status ran = forking.Run();
+      if (!ran.ok()) std::fprintf(stderr, "the server ended: %s\n", ran.ToString().c_str());
+    }
+    _exit(0);
+  }
+  absl::Cleanup stop_server = [server] {
+    kill(server, SIGKILL);  // ends a linger wait
+    waitpid(server, nullptr, 0);
+  };
+  EXPECT_THAT(Text(Call(served, 2)), HasSubstr("pid "));
+  EXPECT_THAT(Text(Receive(parked)), HasSubstr("at most 1 connections of uid 1000"));
+  broker.Close();
+  ASSERT_TRUE(Readable(served.fd(), kSafetyMs))
+      << "the worker still serves " << kSafetyMs
+      << " ms after the service was told to stop: destruction closes the parked connection first";
+  EXPECT_THAT(Receive(served).status(), StatusIs(absl::StatusCode::kUnavailable));
+}
+
 // Answers each request with whether the worker that serves it is dumpable
 // (prctl(PR_GET_DUMPABLE)): "dumpable N".
 class DumpableHandler : public RequestHandler {

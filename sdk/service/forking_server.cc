@@ -291,7 +291,10 @@ absl::StatusOr<bool> ForkingServer::Turn(int timeout_ms) {
 }
 
 absl::StatusOr<bool> ForkingServer::AcceptAll() {
-  for (;;) {
+  // With the park full, no connection is taken: one more refused would
+  // have no fd reserved to wait in (the next Turn stops watching for them;
+  // epoll may still report the broker fd in this one).
+  while (parked_.size() < kMaxParked) {
     absl::StatusOr<std::optional<IncomingConnection>> next = TryAccept(broker_);
     // What the Client dropped meanwhile (fd_room.h), said once.
     if (auto dropped = DroppedIncomingLine(broker_.dropped_incoming(), &dropped_seen_)) {
@@ -303,9 +306,8 @@ absl::StatusOr<bool> ForkingServer::AcceptAll() {
     }
     if (!next->has_value()) return true;
     Start(std::move(**next));
-    // A full park: the next Turn stops taking connections.
-    if (parked_.size() >= kMaxParked) return true;
   }
+  return true;
 }
 
 absl::Status ForkingServer::WatchBroker(bool incoming) {

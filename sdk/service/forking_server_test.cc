@@ -545,6 +545,29 @@ TEST_F(ForkingServerTest, WithoutACloserARefusedConnectionWaitsAndIsNotClosedByT
   EXPECT_EQ(Children(), std::set<pid_t>());
 }
 
+// More connections queued than the park holds, all refused: the turns
+// take only as many as may wait, each with an fd of the reserve.
+TEST_F(ForkingServerTest, TakesNoMoreConnectionsThanThePark) {
+  ForkingServer::Options options = RefusingAll();
+  options.max_closers = 0;
+  handler_.replies_to_refusals = true;
+  Start(options);
+  std::vector<wire::Channel> clients;
+  for (size_t i = 0; i < ForkingServer::kMaxParked + 4; ++i) {
+    ASSERT_OK_AND_ASSIGN(UniqueFd end, broker_->Connect(PeerOfUid(1000)));
+    clients.emplace_back(std::move(end));
+  }
+  for (int turn = 0; turn < 2; ++turn) {
+    ASSERT_OK_AND_ASSIGN(bool serving, server_->Turn(0));
+    ASSERT_TRUE(serving);
+  }
+  // Each refused connection has its reply by now (sent in the turn); the
+  // others have nothing.
+  size_t refused = 0;
+  for (wire::Channel& c : clients) refused += Readable(c.fd()) ? 1 : 0;
+  EXPECT_EQ(refused, ForkingServer::kMaxParked);
+}
+
 TEST_F(ForkingServerTest, WorkersAreReapedOnceTheirClientsHangUp) {
   Start();
   std::vector<pid_t> workers;

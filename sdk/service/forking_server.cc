@@ -74,8 +74,9 @@ constexpr int kCloserExitWaitMs = 100;
 // it): about 20 wait before the socket is full and the closer deemed stuck.
 // The kernel's default would let some 270 wait.
 constexpr int kCloserSendBufferBytes = 8192;
-// How often the parked connections are offered to a closer again while no
-// closer is alive, whose exit would otherwise wake the loop (fork failed).
+// How often the parked connections are offered to a closer again while
+// none runs to take them and another may be started (fork failed): a
+// closer's exit need not come to wake the loop.
 constexpr int kParkedRetryMs = 100;
 
 std::string Describe(const Peer& peer) {
@@ -262,7 +263,10 @@ absl::StatusOr<bool> ForkingServer::Turn(int timeout_ms) {
   if (!killed_.empty() && (timeout_ms < 0 || timeout_ms > kKilledPollMs)) {
     timeout_ms = kKilledPollMs;
   }
-  if (!parked_.empty() && closers_.empty() && options_.max_closers > 0 &&
+  // Parked connections no closer took, with room for another closer: one
+  // could not be started (fork failed: RLIMIT_NPROC, ENOMEM), and no
+  // closer's exit need come to wake the loop (killed closers may live on).
+  if (!parked_.empty() && !closer_socket_.valid() && closers_.size() < options_.max_closers &&
       (timeout_ms < 0 || timeout_ms > kParkedRetryMs)) {
     timeout_ms = kParkedRetryMs;
   }

@@ -78,7 +78,7 @@
 //    waits in the main process (it is "parked"; logged), which never closes
 //    a refused connection itself while it serves: each turn offers the
 //    parked ones, in order, to a closer again (woken by a closer's exit, or
-//    every 100 ms while none is alive). While a uid has connections parked,
+//    every 100 ms while there is room for one more closer). While a uid has connections parked,
 //    its new connections are refused ("N refused connections of uid U wait
 //    to be closed ..."), and join them. At most 16 are parked (an fd each,
 //    reserved with the closers'); while that many are, the main process

@@ -1,5 +1,6 @@
 #include "sdk/service/forking_server.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
@@ -369,19 +370,35 @@ void ForkingServer::Start(IncomingConnection incoming) {
     Refuse(std::move(incoming.fd), peer, over);
     return;
   }
+  auto unstarted = [&](const absl::Status& why) {
+    Refuse(std::move(incoming.fd), peer,
+           absl::ResourceExhaustedError(absl::StrCat(
+               "no worker process could be started for the connection: ", why.message())));
+  };
+  // The gate: the worker reads nothing of its client's until this process
+  // has closed its copy of the connection, and then closes the gate's
+  // write end (ServeInWorker waits for its end of file).
+  int gate[2] = {-1, -1};
+  if (pipe2(gate, O_CLOEXEC) != 0) {
+    unstarted(ErrnoStatus(errno, "pipe2"));
+    return;
+  }
+  UniqueFd gate_read(gate[0]);
+  UniqueFd gate_write(gate[1]);
   const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0) {
-    Refuse(std::move(incoming.fd), peer,
-           absl::ResourceExhaustedError(absl::StrCat(
-               "no worker process could be started for the connection: ",
-               ErrnoStatus(errno, "fork").message())));
+    unstarted(ErrnoStatus(errno, "fork"));
     return;
   }
-  if (pid == 0) ServeInWorker(std::move(incoming), parent);
-  // This process's copy of the connection goes first: the worker holds
-  // another, so this close is not the last (see the header).
+  if (pid == 0) ServeInWorker(std::move(incoming), parent, gate_read.get(), gate_write.get());
+  // This process's copy of the connection goes first, while the worker
+  // holds another and waits at the gate: a worker that read its client's
+  // first datagram could have exited (a bad one), and this close been the
+  // last, which drops what the client queued behind it (see the header).
+  gate_read.reset();
   incoming.fd.reset();
+  gate_write.reset();
   absl::StatusOr<UniqueFd> pidfd = Watch(pid);
   if (!pidfd.ok()) {
     // It may have begun to serve, so the client gets no refusal, only the
@@ -417,12 +434,23 @@ absl::StatusOr<UniqueFd> ForkingServer::Watch(pid_t pid) {
   return watched;
 }
 
-void ForkingServer::ServeInWorker(IncomingConnection incoming, pid_t parent) {
+void ForkingServer::ServeInWorker(IncomingConnection incoming, pid_t parent, int gate_read,
+                                  int gate_write) {
   const std::string who =
       Describe(Peer{incoming.principal, incoming.uid, incoming.gid, incoming.pid});
+  // First, before anything that could end this process: the main process
+  // closes its copy of the connection, then the gate's write end (ours goes
+  // now, or no end of file would come). Its death closes it too.
+  close(gate_write);
+  char byte = 0;
+  ssize_t gated = 0;
+  while ((gated = RetryEintr([&] { return read(gate_read, &byte, 1); })) > 0) {
+  }
+  absl::Status status = gated == 0 ? absl::OkStatus() : ErrnoStatus(errno, "read(gate)");
   std::vector<int> keep = options_.worker_fds;
   keep.push_back(incoming.fd.get());
-  absl::Status status = SetUpChild(parent, std::move(keep));
+  // Closes the gate's read end with the rest.
+  if (status.ok()) status = SetUpChild(parent, std::move(keep));
   ClientFault client_fault = ClientFault::kNone;
   if (status.ok()) {
     ConnectionLoop loop(std::move(incoming), handler_, options_.worker_loop);

@@ -21,7 +21,11 @@
 // worker, which serves that one connection with a ConnectionLoop of its own
 // and exits when the client hangs up. The main process closes its copy of
 // the connection right after the fork and never reads from it: it never
-// receives a client's fds. A worker, first thing:
+// receives a client's fds. That close must not be the last (it would drop
+// what the client queued, as below), so a worker, first thing, waits for
+// end of file on a pipe (the gate) whose write end the main process closes
+// after it: until then it reads nothing of its client's, and cannot exit
+// for what the client sent (a bad first datagram). Then it:
 //  - makes itself not dumpable (PR_SET_DUMPABLE 0): the workers share a
 //    uid and see each other in /proc, and a compromised one could
 //    otherwise open a sibling's /proc/PID/mem (the service's seccomp filter
@@ -103,9 +107,10 @@
 // connections, sockets with no ->flush; the files their clients queued
 // reach no fd table of the service but a worker's (its requests' fds,
 // which it closes itself, FLUSH and all).
-// Left: a served connection's close in the main process, its first step
-// after fork returns, would be the last if its worker had already exited
-// (its client sent a bad first request) in that instant.
+// Left: a served connection's close in the main process would be the last
+// if its worker, waiting at the gate, were killed in that instant by a
+// signal from elsewhere (a compromised worker of the same uid, which can
+// signal its siblings; the OOM killer).
 //
 // Logging: the main process logs what happens to the service (refusals,
 // workers that died of a signal or failed, closers killed) within one
@@ -256,8 +261,12 @@ class ForkingServer {
   void Start(IncomingConnection incoming);
   // Why `peer` may not have another worker now; OK if it may.
   absl::Status OverLimit(const Peer& peer) const;
-  // The worker's life after fork: serves `incoming`, then exits.
-  [[noreturn]] void ServeInWorker(IncomingConnection incoming, pid_t parent);
+  // The worker's life after fork: waits for end of file on the pipe
+  // `gate_read` (its copy of `gate_write` closed first), which the main
+  // process closes after its copy of the connection; serves `incoming`,
+  // then exits.
+  [[noreturn]] void ServeInWorker(IncomingConnection incoming, pid_t parent, int gate_read,
+                                  int gate_write);
   // Sends the refusal reply on `connection`, then parks it and hands the
   // parked connections to a closer (HandParked).
   void Refuse(UniqueFd connection, const Peer& peer, const absl::Status& reason);

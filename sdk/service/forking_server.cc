@@ -363,8 +363,11 @@ void ForkingServer::Start(IncomingConnection incoming) {
   // A turn may take several connections, and a refusal takes time (it may
   // start a closer): a worker may have exited since the turn began. Until
   // it is reaped it holds its slot, and its process counts against
-  // RLIMIT_NPROC and pids.max.
+  // RLIMIT_NPROC and pids.max. A process so freed may take a closer for
+  // the parked connections, which go first: while they wait, their uid's
+  // new connections are refused.
   ReapExited();
+  HandParked();
   Peer peer{incoming.principal, incoming.uid, incoming.gid, incoming.pid};
   if (absl::Status over = OverLimit(peer); !over.ok()) {
     Refuse(std::move(incoming.fd), peer, over);

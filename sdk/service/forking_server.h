@@ -80,9 +80,10 @@
 //    could be forked finds no closer either unless one runs already), or
 //    when a second closer takes it no more than the first, the connection
 //    waits in the main process (it is "parked"; logged), which never closes
-//    a refused connection itself while it serves: each turn offers the
-//    parked ones, in order, to a closer again (woken by a closer's exit, or
-//    every 100 ms while there is room for one more closer). While a uid has connections parked,
+//    a refused connection itself while it serves: each turn, and each new
+//    connection before it is taken, offers the parked ones, in order, to a
+//    closer again (woken by a closer's exit, or every 100 ms while there is
+//    room for one more closer). While a uid has connections parked,
 //    its new connections are refused ("N refused connections of uid U wait
 //    to be closed ..."), and join them. At most 16 are parked (an fd each,
 //    reserved with the closers'); while that many are, the main process

@@ -1,5 +1,6 @@
 #include "sdk/service/forking_server.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
@@ -74,8 +75,9 @@ constexpr int kCloserExitWaitMs = 100;
 // it): about 20 wait before the socket is full and the closer deemed stuck.
 // The kernel's default would let some 270 wait.
 constexpr int kCloserSendBufferBytes = 8192;
-// How often the parked connections are offered to a closer again while no
-// closer is alive, whose exit would otherwise wake the loop (fork failed).
+// How often the parked connections are offered to a closer again while
+// none runs to take them and another may be started (fork failed): a
+// closer's exit need not come to wake the loop.
 constexpr int kParkedRetryMs = 100;
 
 std::string Describe(const Peer& peer) {
@@ -158,30 +160,39 @@ ForkingServer::ForkingServer(Client& broker, RequestHandler& handler, Options op
 
 ForkingServer::~ForkingServer() {
   if (!started_) return;
-  // Serving is over: the parked connections go to a closer if one takes
-  // them; those left close here, which may delay only the exit.
-  HandParked();
-  parked_.clear();
   stopping_ = true;
-  // Only the workers' exits matter now.
+  // Only the children's exits matter now.
   epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, broker_.fd(), nullptr);
+  const int64_t deadline = MonotonicMs() + kStopWaitMs;
+  // The workers first: serving is over, and nothing that may block comes
+  // before they are told (the close of a parked connection can block past
+  // SIGKILL: see the header).
   for (const auto& [pidfd, worker] : workers_) {
     syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
   }
+  ReapUntil(deadline, /*closers=*/false);
+  // The parked connections go to a closer if one takes them (the workers'
+  // process slots are free by now).
+  HandParked();
   // The connections waiting in a closer's socket go when it dies, and an
   // exiting process does not wait out a linger.
   closer_socket_.reset();
   for (const auto& [pidfd, closer] : closers_) {
     syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
   }
-  const int64_t deadline = MonotonicMs() + kStopWaitMs;
-  while (!workers_.empty() || !closers_.empty() || !killed_.empty()) {
+  ReapUntil(deadline, /*closers=*/true);
+  // Last, those no closer took close here, which may delay only the exit.
+  parked_.clear();
+}
+
+void ForkingServer::ReapUntil(int64_t deadline, bool closers) {
+  while (!workers_.empty() || !killed_.empty() || (closers && !closers_.empty())) {
     int64_t left = deadline - MonotonicMs();
-    if (left <= 0) break;
+    if (left <= 0) return;
     epoll_event events[kEventsPerTurn];
     int timeout = static_cast<int>(killed_.empty() ? left : std::min<int64_t>(left, kKilledPollMs));
     int n = epoll_wait(epoll_.get(), events, kEventsPerTurn, timeout);
-    if (n < 0 && errno != EINTR) break;
+    if (n < 0 && errno != EINTR) return;
     for (int i = 0; i < n; ++i) Reap(events[i].data.fd);
     ReapKilled();
   }
@@ -253,7 +264,10 @@ absl::StatusOr<bool> ForkingServer::Turn(int timeout_ms) {
   if (!killed_.empty() && (timeout_ms < 0 || timeout_ms > kKilledPollMs)) {
     timeout_ms = kKilledPollMs;
   }
-  if (!parked_.empty() && closers_.empty() && options_.max_closers > 0 &&
+  // Parked connections no closer took, with room for another closer: one
+  // could not be started (fork failed: RLIMIT_NPROC, ENOMEM), and no
+  // closer's exit need come to wake the loop (killed closers may live on).
+  if (!parked_.empty() && !closer_socket_.valid() && closers_.size() < options_.max_closers &&
       (timeout_ms < 0 || timeout_ms > kParkedRetryMs)) {
     timeout_ms = kParkedRetryMs;
   }
@@ -282,7 +296,10 @@ absl::StatusOr<bool> ForkingServer::Turn(int timeout_ms) {
 }
 
 absl::StatusOr<bool> ForkingServer::AcceptAll() {
-  for (;;) {
+  // With the park full, no connection is taken: one more refused would
+  // have no fd reserved to wait in (the next Turn stops watching for them;
+  // epoll may still report the broker fd in this one).
+  while (parked_.size() < kMaxParked) {
     absl::StatusOr<std::optional<IncomingConnection>> next = TryAccept(broker_);
     // What the Client dropped meanwhile (fd_room.h), said once.
     if (auto dropped = DroppedIncomingLine(broker_.dropped_incoming(), &dropped_seen_)) {
@@ -294,9 +311,8 @@ absl::StatusOr<bool> ForkingServer::AcceptAll() {
     }
     if (!next->has_value()) return true;
     Start(std::move(**next));
-    // A full park: the next Turn stops taking connections.
-    if (parked_.size() >= kMaxParked) return true;
   }
+  return true;
 }
 
 absl::Status ForkingServer::WatchBroker(bool incoming) {
@@ -347,26 +363,45 @@ void ForkingServer::Start(IncomingConnection incoming) {
   // A turn may take several connections, and a refusal takes time (it may
   // start a closer): a worker may have exited since the turn began. Until
   // it is reaped it holds its slot, and its process counts against
-  // RLIMIT_NPROC and pids.max.
+  // RLIMIT_NPROC and pids.max. A process so freed may take a closer for
+  // the parked connections, which go first: while they wait, their uid's
+  // new connections are refused.
   ReapExited();
+  HandParked();
   Peer peer{incoming.principal, incoming.uid, incoming.gid, incoming.pid};
   if (absl::Status over = OverLimit(peer); !over.ok()) {
     Refuse(std::move(incoming.fd), peer, over);
     return;
   }
+  auto unstarted = [&](const absl::Status& why) {
+    Refuse(std::move(incoming.fd), peer,
+           absl::ResourceExhaustedError(absl::StrCat(
+               "no worker process could be started for the connection: ", why.message())));
+  };
+  // The gate: the worker reads nothing of its client's until this process
+  // has closed its copy of the connection, and then closes the gate's
+  // write end (ServeInWorker waits for its end of file).
+  int gate[2] = {-1, -1};
+  if (pipe2(gate, O_CLOEXEC) != 0) {
+    unstarted(ErrnoStatus(errno, "pipe2"));
+    return;
+  }
+  UniqueFd gate_read(gate[0]);
+  UniqueFd gate_write(gate[1]);
   const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0) {
-    Refuse(std::move(incoming.fd), peer,
-           absl::ResourceExhaustedError(absl::StrCat(
-               "no worker process could be started for the connection: ",
-               ErrnoStatus(errno, "fork").message())));
+    unstarted(ErrnoStatus(errno, "fork"));
     return;
   }
-  if (pid == 0) ServeInWorker(std::move(incoming), parent);
-  // This process's copy of the connection goes first: the worker holds
-  // another, so this close is not the last (see the header).
+  if (pid == 0) ServeInWorker(std::move(incoming), parent, gate_read.get(), gate_write.get());
+  // This process's copy of the connection goes first, while the worker
+  // holds another and waits at the gate: a worker that read its client's
+  // first datagram could have exited (a bad one), and this close been the
+  // last, which drops what the client queued behind it (see the header).
+  gate_read.reset();
   incoming.fd.reset();
+  gate_write.reset();
   absl::StatusOr<UniqueFd> pidfd = Watch(pid);
   if (!pidfd.ok()) {
     // It may have begun to serve, so the client gets no refusal, only the
@@ -402,12 +437,23 @@ absl::StatusOr<UniqueFd> ForkingServer::Watch(pid_t pid) {
   return watched;
 }
 
-void ForkingServer::ServeInWorker(IncomingConnection incoming, pid_t parent) {
+void ForkingServer::ServeInWorker(IncomingConnection incoming, pid_t parent, int gate_read,
+                                  int gate_write) {
   const std::string who =
       Describe(Peer{incoming.principal, incoming.uid, incoming.gid, incoming.pid});
+  // First, before anything that could end this process: the main process
+  // closes its copy of the connection, then the gate's write end (ours goes
+  // now, or no end of file would come). Its death closes it too.
+  close(gate_write);
+  char byte = 0;
+  ssize_t gated = 0;
+  while ((gated = RetryEintr([&] { return read(gate_read, &byte, 1); })) > 0) {
+  }
+  absl::Status status = gated == 0 ? absl::OkStatus() : ErrnoStatus(errno, "read(gate)");
   std::vector<int> keep = options_.worker_fds;
   keep.push_back(incoming.fd.get());
-  absl::Status status = SetUpChild(parent, std::move(keep));
+  // Closes the gate's read end with the rest.
+  if (status.ok()) status = SetUpChild(parent, std::move(keep));
   ClientFault client_fault = ClientFault::kNone;
   if (status.ok()) {
     ConnectionLoop loop(std::move(incoming), handler_, options_.worker_loop);

@@ -21,7 +21,11 @@
 // worker, which serves that one connection with a ConnectionLoop of its own
 // and exits when the client hangs up. The main process closes its copy of
 // the connection right after the fork and never reads from it: it never
-// receives a client's fds. A worker, first thing:
+// receives a client's fds. That close must not be the last (it would drop
+// what the client queued, as below), so a worker, first thing, waits for
+// end of file on a pipe (the gate) whose write end the main process closes
+// after it: until then it reads nothing of its client's, and cannot exit
+// for what the client sent (a bad first datagram). Then it:
 //  - makes itself not dumpable (PR_SET_DUMPABLE 0): the workers share a
 //    uid and see each other in /proc, and a compromised one could
 //    otherwise open a sibling's /proc/PID/mem (the service's seccomp filter
@@ -76,17 +80,19 @@
 //    could be forked finds no closer either unless one runs already), or
 //    when a second closer takes it no more than the first, the connection
 //    waits in the main process (it is "parked"; logged), which never closes
-//    a refused connection itself while it serves: each turn offers the
-//    parked ones, in order, to a closer again (woken by a closer's exit, or
-//    every 100 ms while none is alive). While a uid has connections parked,
+//    a refused connection itself while it serves: each turn, and each new
+//    connection before it is taken, offers the parked ones, in order, to a
+//    closer again (woken by a closer's exit, or every 100 ms while there is
+//    room for one more closer). While a uid has connections parked,
 //    its new connections are refused ("N refused connections of uid U wait
 //    to be closed ..."), and join them. At most 16 are parked (an fd each,
 //    reserved with the closers'); while that many are, the main process
 //    takes no new connection (it is logged): they wait in its broker
 //    socket, and once that is full the broker tells clients that the
 //    service is busy. Workers go on serving, and the main process goes on
-//    reaping them. At destruction (serving over) those no closer takes are
-//    closed there, which may delay only the exit.
+//    reaping them. At destruction (serving over), once the workers are
+//    killed and reaped, those no closer takes are closed there, last,
+//    which may delay only the exit.
 // What can block a close, and so why closers exist. close(2) of an fd
 // calls the file's ->flush (FUSE sends FLUSH, and waits) and drops a
 // reference; the last reference's drop runs ->release, in the thread that
@@ -102,9 +108,10 @@
 // connections, sockets with no ->flush; the files their clients queued
 // reach no fd table of the service but a worker's (its requests' fds,
 // which it closes itself, FLUSH and all).
-// Left: a served connection's close in the main process, its first step
-// after fork returns, would be the last if its worker had already exited
-// (its client sent a bad first request) in that instant.
+// Left: a served connection's close in the main process would be the last
+// if its worker, waiting at the gate, were killed in that instant by a
+// signal from elsewhere (a compromised worker of the same uid, which can
+// signal its siblings; the OOM killer).
 //
 // Logging: the main process logs what happens to the service (refusals,
 // workers that died of a signal or failed, closers killed) within one
@@ -141,9 +148,12 @@
 // server answers or goes away (its connection is aborted when the server's
 // last /dev/fuse fd closes).
 //
-// Destruction sends SIGKILL to the workers and closers left and reaps those
-// that die within a second; one stuck in such an uninterruptible wait
-// cannot be waited for, and is left to the process that reaps orphans.
+// Destruction sends SIGKILL to the workers left and reaps those that die,
+// then hands the parked connections to a closer, sends SIGKILL to the
+// closers and reaps them, all within a second; one stuck in such an
+// uninterruptible wait cannot be waited for, and is left to the process
+// that reaps orphans. The parked connections no closer took are closed
+// last: a close that blocks cannot keep the workers serving.
 //
 // Not thread-safe. The caller must be single-threaded, since workers run
 // ordinary code (malloc, stdio) after fork.
@@ -252,8 +262,12 @@ class ForkingServer {
   void Start(IncomingConnection incoming);
   // Why `peer` may not have another worker now; OK if it may.
   absl::Status OverLimit(const Peer& peer) const;
-  // The worker's life after fork: serves `incoming`, then exits.
-  [[noreturn]] void ServeInWorker(IncomingConnection incoming, pid_t parent);
+  // The worker's life after fork: waits for end of file on the pipe
+  // `gate_read` (its copy of `gate_write` closed first), which the main
+  // process closes after its copy of the connection; serves `incoming`,
+  // then exits.
+  [[noreturn]] void ServeInWorker(IncomingConnection incoming, pid_t parent, int gate_read,
+                                  int gate_write);
   // Sends the refusal reply on `connection`, then parks it and hands the
   // parked connections to a closer (HandParked).
   void Refuse(UniqueFd connection, const Peer& peer, const absl::Status& reason);
@@ -286,6 +300,10 @@ class ForkingServer {
   void ReapExited();
   // Reaps what it can of killed_.
   void ReapKilled();
+  // Reaps children as they exit until the workers and killed_ (and with
+  // `closers` the closers) are gone or the monotonic clock passes
+  // `deadline` (ms). For destruction, once they have been sent SIGKILL.
+  void ReapUntil(int64_t deadline, bool closers);
 
   Client& broker_;
   RequestHandler& handler_;

@@ -545,6 +545,29 @@ TEST_F(ForkingServerTest, WithoutACloserARefusedConnectionWaitsAndIsNotClosedByT
   EXPECT_EQ(Children(), std::set<pid_t>());
 }
 
+// More connections queued than the park holds, all refused: the turns
+// take only as many as may wait, each with an fd of the reserve.
+TEST_F(ForkingServerTest, TakesNoMoreConnectionsThanThePark) {
+  ForkingServer::Options options = RefusingAll();
+  options.max_closers = 0;
+  handler_.replies_to_refusals = true;
+  Start(options);
+  std::vector<wire::Channel> clients;
+  for (size_t i = 0; i < ForkingServer::kMaxParked + 4; ++i) {
+    ASSERT_OK_AND_ASSIGN(UniqueFd end, broker_->Connect(PeerOfUid(1000)));
+    clients.emplace_back(std::move(end));
+  }
+  for (int turn = 0; turn < 2; ++turn) {
+    ASSERT_OK_AND_ASSIGN(bool serving, server_->Turn(0));
+    ASSERT_TRUE(serving);
+  }
+  // Each refused connection has its reply by now (sent in the turn); the
+  // others have nothing.
+  size_t refused = 0;
+  for (wire::Channel& c : clients) refused += Readable(c.fd()) ? 1 : 0;
+  EXPECT_EQ(refused, ForkingServer::kMaxParked);
+}
+
 TEST_F(ForkingServerTest, WorkersAreReapedOnceTheirClientsHangUp) {
   Start();
   std::vector<pid_t> workers;
@@ -666,6 +689,56 @@ TEST(ForkingServerRefusalTest, ASocketLingeringInARefusedConnectionStallsNoOther
   ExpectRefusedAndClosed(refused);
 }
 
+// The close of a parked connection can block past SIGKILL (see
+// forking_server.h): destruction kills the workers before it closes one,
+// so that no worker serves on once the service has been told to stop.
+TEST(ForkingServerRefusalTest, DestructionKillsTheWorkersBeforeItClosesAParkedConnection) {
+  // Longer than kSafetyMs, which a worker killed only after that close
+  // misses.
+  constexpr int kLingerSeconds = 60;
+  WorkerHandler handler;
+  handler.replies_to_refusals = true;
+  ASSERT_OK_AND_ASSIGN(FakeBroker broker, FakeBroker::Create());
+  // Queued before the server runs: a connection of uid 1000, served, then
+  // one of uid 1000 beyond its one slot, refused, in which its client
+  // queued a socket that lingers on close; no closer takes it (none may
+  // run), so it is parked.
+  ASSERT_OK_AND_ASSIGN(UniqueFd served_end, broker.Connect(PeerOfUid(1000)));
+  wire::Channel served(std::move(served_end));
+  ASSERT_OK_AND_ASSIGN(UniqueFd parked_end, broker.Connect(PeerOfUid(1000)));
+  wire::Channel parked(std::move(parked_end));
+  ASSERT_OK_AND_ASSIGN(LingeringSocket lingering, LingeringSocket::Make(kLingerSeconds));
+  ASSERT_OK(Send(parked, 1, {lingering.wrapper()}));
+  lingering.Release();
+
+  // The server runs in a child, whose destruction this test watches.
+  const pid_t server = fork();
+  ASSERT_GE(server, 0);
+  if (server == 0) {
+    broker.Close();  // this test's copy ends the service
+    ForkingServer::Options options;
+    options.max_workers_per_uid = 1;
+    options.max_closers = 0;
+    {
+      ForkingServer forking(broker.client(), handler, options);
+      absl::Status ran = forking.Run();
+      if (!ran.ok()) std::fprintf(stderr, "the server ended: %s\n", ran.ToString().c_str());
+    }
+    _exit(0);
+  }
+  absl::Cleanup stop_server = [server] {
+    kill(server, SIGKILL);  // ends a linger wait
+    waitpid(server, nullptr, 0);
+  };
+  EXPECT_THAT(Text(Call(served, 2)), HasSubstr("pid "));
+  EXPECT_THAT(Text(Receive(parked)), HasSubstr("at most 1 connections of uid 1000"));
+  broker.Close();
+  ASSERT_TRUE(Readable(served.fd(), kSafetyMs))
+      << "the worker still serves " << kSafetyMs
+      << " ms after the service was told to stop: destruction closes the parked connection first";
+  EXPECT_THAT(Receive(served).status(), StatusIs(absl::StatusCode::kUnavailable));
+}
+
 // Answers each request with whether the worker that serves it is dumpable
 // (prctl(PR_GET_DUMPABLE)): "dumpable N".
 class DumpableHandler : public RequestHandler {
@@ -690,18 +763,36 @@ TEST(ForkingServerIsolationTest, WorkersAreNotDumpable) {
   EXPECT_EQ(Text(Call(client, 1)), "dumpable 0");
 }
 
+// The tests that run as a uid of their own, whose uids differ.
+enum class OwnUid { kMemoryRead = 0, kForkFails = 1, kNoCloser = 2 };
+
+// Has this process (a test's child) run as a uid that no other process
+// has: RLIMIT_NPROC counts the processes of a uid, and the fork tests' limits
+// leave room for their own processes only. Runs of one test at once
+// (--runs_per_test, other checkouts: the test runs unsandboxed, so all share
+// the host's uids) and another test's children still alive would otherwise
+// count against each other. The uid comes from `test` and this process's
+// pid, which no other live process has. An error when no uid can be
+// switched to (a user namespace): the test skips.
+absl::Status SwitchToAUidOfItsOwn(OwnUid test) {
+  const uid_t uid = 0x40000000u + static_cast<uid_t>(getpid()) * 3 + static_cast<uid_t>(test);
+  if (setgroups(0, nullptr) != 0 || setresgid(uid, uid, uid) != 0 ||
+      setresuid(uid, uid, uid) != 0) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("switching to uid ", uid));
+  }
+  return absl::OkStatus();
+}
+
 // What the memory-read test's child does, as a uid of its own without
 // CAP_SYS_PTRACE, as a compromised worker would: opens the /proc/PID/mem
 // of a worker and of the closer. Its exit code says how far it got (0: both
 // refused with EACCES).
 int ReadChildrensMemory() {
-  constexpr uid_t kUid = 54322;
   WorkerHandler handler;
   handler.replies_to_refusals = true;
   absl::StatusOr<FakeBroker> broker = FakeBroker::Create();
   if (!broker.ok()) return 10;
-  if (setgroups(0, nullptr) != 0 || setresgid(kUid, kUid, kUid) != 0 ||
-      setresuid(kUid, kUid, kUid) != 0) {
+  if (!SwitchToAUidOfItsOwn(OwnUid::kMemoryRead).ok()) {
     return 77;  // no uid to switch to (a user namespace): skipped
   }
   // The uid change made this process non-dumpable (fs.suid_dumpable), and
@@ -893,15 +984,14 @@ TEST(ForkingServerLimitTest, SaysThatTheClientDroppedConnectionsDuringACall) {
 // What the fork-failure test's child does; its exit code says how far it
 // got (0: all as expected).
 int RefuseWhenForkFails() {
-  constexpr uid_t kUid = 54321;  // a uid of this test's own: nobody else's processes count
   WorkerHandler handler;
   absl::StatusOr<FakeBroker> broker = FakeBroker::Create();
   if (!broker.ok()) return 10;
   // RLIMIT_NPROC counts the processes of the real uid, and root is exempt.
-  rlimit one{1, 2};
+  // The hard limit leaves room to raise the soft one to three below.
+  rlimit one{1, 3};
   if (setrlimit(RLIMIT_NPROC, &one) != 0) return 11;
-  if (setgroups(0, nullptr) != 0 || setresgid(kUid, kUid, kUid) != 0 ||
-      setresuid(kUid, kUid, kUid) != 0) {
+  if (!SwitchToAUidOfItsOwn(OwnUid::kForkFails).ok()) {
     return 77;  // no uid to switch to (a user namespace): skipped
   }
   handler.replies_to_refusals = true;
@@ -914,10 +1004,24 @@ int RefuseWhenForkFails() {
     return 13;
   }
   if (server.worker_count() != 0) return 14;
-  rlimit two{2, 2};
-  if (setrlimit(RLIMIT_NPROC, &two) != 0) return 15;
+  // Room for three processes: this one, the closer that the next turn
+  // starts first for the refused connection waiting for one (no closer
+  // could be started either), and the worker.
+  rlimit three{3, 3};
+  if (setrlimit(RLIMIT_NPROC, &three) != 0) return 15;
   absl::StatusOr<wire::Channel> served = Connect(*broker, server, PeerOfUid(1000));
-  if (!served.ok() || !Call(*served, 1).ok()) return 16;
+  if (!served.ok()) return 16;
+  // A reply from a worker ("pid N"), not a refusal, which is a reply too.
+  absl::StatusOr<std::string> reply = Call(*served, 1);
+  if (!reply.ok() || WorkerOf(*reply) <= 0) {
+    std::fprintf(stderr, "not served: %s\n", Text(reply).c_str());
+    return 17;
+  }
+  // The refused connection went to that closer, which closed it.
+  if (!Readable(refused->fd(), kSafetyMs) ||
+      Receive(*refused).status().code() != absl::StatusCode::kUnavailable) {
+    return 18;
+  }
   return 0;
 }
 
@@ -925,14 +1029,12 @@ int RefuseWhenForkFails() {
 // can be started, so a refused connection finds no closer; it waits in the
 // main process, open, until a closer can be started, which then closes it.
 int ParkWhileNoCloserCanStart() {
-  constexpr uid_t kUid = 54322;
   WorkerHandler handler;
   absl::StatusOr<FakeBroker> broker = FakeBroker::Create();
   if (!broker.ok()) return 10;
   rlimit one{1, 2};
   if (setrlimit(RLIMIT_NPROC, &one) != 0) return 11;
-  if (setgroups(0, nullptr) != 0 || setresgid(kUid, kUid, kUid) != 0 ||
-      setresuid(kUid, kUid, kUid) != 0) {
+  if (!SwitchToAUidOfItsOwn(OwnUid::kNoCloser).ok()) {
     return 77;
   }
   handler.replies_to_refusals = true;
@@ -972,6 +1074,7 @@ TEST(ForkingServerForkTest, AConnectionNoWorkerCanBeStartedForIsRefusedAndServin
   if (geteuid() != 0) GTEST_SKIP() << "needs root to run as a uid of its own";
   const int code = ExitCodeInChild(RefuseWhenForkFails);
   if (code == 77) GTEST_SKIP() << "cannot switch uid here";
+  // 17: the second connection was refused too; 18: the first stays open.
   EXPECT_EQ(code, 0);
 }
 

@@ -57,8 +57,9 @@ using ::testing::HasSubstr;
 // calls it stalled. Generous: a loaded machine must not fail the test.
 constexpr int kReplyDeadlineMs = 10000;
 
-// `scanner-small` may have two processes (RLIMIT_NPROC): its main process
-// and one worker.
+// `scanner-small` may have three processes (RLIMIT_NPROC): its main
+// process and two workers, or a worker and the closer of refused
+// connections.
 constexpr char kPolicy[] = R"(( capabilities = [
     ( name = "signatures", file = ( path = "$PUB/signatures.txt", access = read ) ) ],
   principals = [ ( name = "me", match = ( uid = $UID ) ) ],
@@ -66,7 +67,7 @@ constexpr char kPolicy[] = R"(( capabilities = [
     ( name = "scanner", command = [ "$SCANNER" ], grants = [ "signatures" ],
       connect = [ "me" ], acceptsFds = true ),
     ( name = "scanner-small", command = [ "$SCANNER" ], grants = [ "signatures" ],
-      connect = [ "me" ], acceptsFds = true, limits = ( processes = 2 ) ) ] ))";
+      connect = [ "me" ], acceptsFds = true, limits = ( processes = 3 ) ) ] ))";
 
 bool WaitReadable(int fd, int timeout_ms = kReplyDeadlineMs) {
   pollfd p{fd, POLLIN, 0};
@@ -297,23 +298,31 @@ TEST_F(ScannerWorkersTest, WorkersOfClientsThatHungUpAreReaped) {
   for (pid_t child : children) EXPECT_NE(StateOf(child), 'Z') << child;
 }
 
-// In a service that may have two processes, a second connection finds no
+// In a service that may have three processes, a third connection finds no
 // worker (fork: EAGAIN at RLIMIT_NPROC): it is refused with the reason, and
-// the scanner serves on.
+// the scanner serves on. No closer could be started for it either: it
+// waits in the main process until the workers' exits free a process for
+// one, and goes to the closer before the next connection is taken (else
+// that one would be refused as its uid's connections wait to be closed),
+// which then gets the last process.
 TEST_F(ScannerWorkersTest, AConnectionNoWorkerCanBeStartedForIsRefusedAndServingGoesOn) {
   std::optional<scanner::ScannerClient> first(std::in_place, Connect("scanner-small"));
   ASSERT_OK(first->Info().status());
+  std::optional<scanner::ScannerClient> second(std::in_place, Connect("scanner-small"));
+  ASSERT_OK(second->Info().status());
   std::set<pid_t> workers = ChildrenOf(MainPid("scanner-small"));
-  ASSERT_EQ(workers.size(), 1u);
-  scanner::ScannerClient second(Connect("scanner-small"));
-  EXPECT_THAT(second.Info().status(),
+  ASSERT_EQ(workers.size(), 2u);
+  scanner::ScannerClient refused(Connect("scanner-small"));
+  EXPECT_THAT(refused.Info().status(),
               StatusIs(absl::StatusCode::kResourceExhausted,
                        HasSubstr("no worker process could be started for the connection: fork")));
-  ProcessWatch worker(*workers.begin());
+  std::vector<ProcessWatch> watches;
+  for (pid_t worker : workers) watches.emplace_back(worker);
   first.reset();
-  ASSERT_TRUE(worker.WaitExited());
-  scanner::ScannerClient third(Connect("scanner-small"));
-  EXPECT_OK(third.Scan(clean_.get()).status());
+  second.reset();
+  for (ProcessWatch& watch : watches) ASSERT_TRUE(watch.WaitExited());
+  scanner::ScannerClient served(Connect("scanner-small"));
+  EXPECT_OK(served.Scan(clean_.get()).status());
 }
 
 }  // namespace

@@ -1355,7 +1355,9 @@ TEST_F(ServiceHostTest, ALaunchWhoseProgramRunsAtTheStartTimeoutIsKilledForItsRe
   // the turn where both are readable.
   ASSERT_TRUE(loop_.TurnOnceAllReadable());
   ASSERT_TRUE(RunUntil([&] { return !Report("notify").last_exit.empty(); }));
-  EXPECT_EQ(Report("notify").last_exit, "did not become ready within 200 ms (killed by SIGKILL)");
+  EXPECT_EQ(Report("notify").last_exit,
+            "did not become ready within 200 ms (killed by SIGKILL); its output is in the "
+            "broker's log");
 }
 
 // ... and at the broker's stop.

@@ -1120,6 +1120,9 @@ void ServiceHost::ConnectionLost(uint64_t connection_id) {
     // is asked to stop, and killed if it has not within the stop timeout.
     // Its exit then goes as any other (the restart policy applies).
     if (HasExited(*service)) return;
+    // Killed already (its connection closes as it dies): the kill's own
+    // wait stands, and nothing more is sent.
+    if (!service->killed_for.empty()) return;
     Log(*service, "its broker connection closed: stopping it, unless it is exiting already");
     Signal(*service, SIGTERM);
     ArmTimer(*service, options_.stop_timeout);
@@ -1131,6 +1134,12 @@ absl::Status ServiceHost::Ready(absl::string_view name) {
   Service* service = Find(name);
   if (service == nullptr) {
     return absl::FailedPreconditionError(absl::StrCat("service '", name, "' is not hosted"));
+  }
+  if (!service->killed_for.empty()) {
+    // A readiness that arrives after the host killed the process (sent
+    // before the kill, read after it): the process is dying, or stuck.
+    return absl::FailedPreconditionError(absl::StrCat(
+        "service '", name, "' said it was ready after it was killed (", service->killed_for, ")"));
   }
   if (service->state == ServiceState::STARTING) {
     BecomeReady(*service);  // its waiting connects wait for AnswerWaiting

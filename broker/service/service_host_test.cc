@@ -795,6 +795,28 @@ TEST_F(ServiceHostTest, AProcessThatDoesNotDieAfterSigkillLeavesNoConnectWaiting
   EXPECT_EQ(waitpid(pids_[0], nullptr, 0), pids_[0]);
 }
 
+// A readiness read after the start timeout's kill (sent before it) does
+// not make the killed process a running one: the kill's wait stands, and
+// connects are refused once it is known to be stuck, never handed to it.
+TEST_F(ServiceHostTest, AReadinessAfterTheKillIsRefusedAndTheKillsWaitStands) {
+  scripts_["notify"].unkillable = true;
+  kill_wait_ = absl::Milliseconds(50);
+  MakeHost();
+  ASSERT_OK(Connect("notify", 1).status());
+  ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 1; }));
+  EXPECT_THAT(ClientAnswers()[0], HasSubstr("did not become ready within 200 ms"));
+  EXPECT_THAT(host_->Ready("notify"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("said it was ready after it was killed")));
+  EXPECT_EQ(Report("notify").state, ServiceState::STARTING);
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("notify", 2));
+  EXPECT_FALSE(waiting.has_value());  // not handed to the killed process
+  ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 2; }));
+  EXPECT_THAT(ClientAnswers()[1], HasSubstr("did not die after SIGKILL"));
+  EXPECT_EQ(kill(pids_[0], SIGKILL), 0);
+  EXPECT_EQ(waitpid(pids_[0], nullptr, 0), pids_[0]);
+}
+
 // A waitid that fails would fail again at every wakeup of the pidfd, which
 // stays readable: the run is over, how it ended not known (a failure), and
 // the pidfd is no longer watched.

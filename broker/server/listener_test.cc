@@ -228,17 +228,10 @@ TEST(ListenerTest, ReusesTheLockFileOfABrokerThatDied) {
 TEST(ListenerTest, ReusesAStaleLockFileItCannotWrite) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to run the broker as another user";
   constexpr uid_t kUser = 65534;
-  std::string top = "/tmp/cb-lock-XXXXXX";
-  ASSERT_NE(mkdtemp(top.data()), nullptr);
-  ASSERT_EQ(chmod(top.c_str(), 0755), 0);
+  TempDir top_tmp{TempDir::OpenToOthers{}};
+  const std::string top = top_tmp.path();
   const std::string run = top + "/run";
   const std::string path = run + "/s";
-  struct Remove {
-    std::vector<std::string> paths;  // deepest first
-    ~Remove() {
-      for (const std::string& p : paths) remove(p.c_str());
-    }
-  } cleanup{{path, LockFilePath(path), run, top}};
   ASSERT_EQ(mkdir(run.c_str(), 0700), 0);
   ASSERT_EQ(chown(run.c_str(), kUser, kUser), 0) << std::strerror(errno);
   {
@@ -534,17 +527,10 @@ TEST(ListenerTest, BindsThroughASymlinkOwnedByRoot) {
 TEST(ListenerTest, ReplacesItsOwnStaleSocketItCannotConnectTo) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to run the broker as another user";
   constexpr uid_t kUser = 65534;
-  std::string top = "/tmp/cb-own-XXXXXX";
-  ASSERT_NE(mkdtemp(top.data()), nullptr);
-  ASSERT_EQ(chmod(top.c_str(), 0755), 0);
+  TempDir top_tmp{TempDir::OpenToOthers{}};
+  const std::string top = top_tmp.path();
   const std::string run = top + "/run";
   const std::string path = run + "/s";
-  struct Remove {
-    std::vector<std::string> paths;  // deepest first
-    ~Remove() {
-      for (const std::string& p : paths) remove(p.c_str());
-    }
-  } cleanup{{path, LockFilePath(path), run, top}};
   ASSERT_EQ(mkdir(run.c_str(), 0700), 0);
   ASSERT_EQ(chown(run.c_str(), kUser, kUser), 0) << std::strerror(errno);
   // Binds a socket at `path` with `mode`, as the broker's user or root, and
@@ -589,17 +575,10 @@ TEST(ListenerTest, ReplacesItsOwnStaleSocketItCannotConnectTo) {
 // searchable by others (symlinks resolved), and the socket writable by them.
 TEST(CheckReachableByOthersTest, NamesWhatKeepsOtherUsersOut) {
   // Open all the way: a directory of its own in /tmp (1777), mode 0755.
-  std::string open_dir = "/tmp/cb-reach-XXXXXX";
-  ASSERT_NE(mkdtemp(open_dir.data()), nullptr);
-  ASSERT_EQ(chmod(open_dir.c_str(), 0755), 0);
+  TempDir open_tmp{TempDir::OpenToOthers{}};
+  const std::string open_dir = open_tmp.path();
   std::string inner = open_dir + "/inner";
   ASSERT_EQ(mkdir(inner.c_str(), 0700), 0);
-  struct Remove {
-    std::vector<std::string> paths;  // deepest first
-    ~Remove() {
-      for (const std::string& p : paths) remove(p.c_str());
-    }
-  } cleanup{{inner + "/s", inner, open_dir + "/s", open_dir + "/link", open_dir}};
   for (const std::string& dir : {open_dir, inner}) {
     ASSERT_OK_AND_ASSIGN(Listener listener, Listener::Bind(dir + "/s", 0666));
     if (dir == open_dir) {
@@ -623,19 +602,12 @@ TEST(CheckReachableByOthersTest, NamesWhatKeepsOtherUsersOut) {
 // Where the way is shut decides the advice (daemon.cc): a directory above
 // the socket's own keeps every group out, whatever the socket's group.
 TEST(FindSocketBlockerTest, SaysWhereTheWayIsShut) {
-  std::string open_dir = "/tmp/cb-block-XXXXXX";
-  ASSERT_NE(mkdtemp(open_dir.data()), nullptr);
-  ASSERT_EQ(chmod(open_dir.c_str(), 0755), 0);
+  TempDir open_tmp{TempDir::OpenToOthers{}};
+  const std::string open_dir = open_tmp.path();
   std::string priv = open_dir + "/priv";
   std::string sock = priv + "/sock";
   ASSERT_EQ(mkdir(priv.c_str(), 0700), 0);
   ASSERT_EQ(mkdir(sock.c_str(), 0755), 0);
-  struct Remove {
-    std::vector<std::string> paths;  // deepest first
-    ~Remove() {
-      for (const std::string& p : paths) remove(p.c_str());
-    }
-  } cleanup{{sock + "/s", sock, priv + "/s", priv, open_dir + "/s", open_dir}};
   {
     ASSERT_OK_AND_ASSIGN(Listener listener, Listener::Bind(sock + "/s", 0666));
     ASSERT_OK_AND_ASSIGN(std::optional<SocketBlocker> above, FindSocketBlocker(sock + "/s"));
@@ -667,18 +639,11 @@ TEST(FindSocketBlockerTest, SaysWhereTheWayIsShut) {
 // group, the other bits of one with another. The gids are arguments, so
 // any will do: no chown, no root.
 TEST(FindSocketBlockerTest, ForOneGroupReadsTheBitsThatApplyToItsMembers) {
-  std::string open_dir = "/tmp/cb-group-XXXXXX";
-  ASSERT_NE(mkdtemp(open_dir.data()), nullptr);
-  ASSERT_EQ(chmod(open_dir.c_str(), 0755), 0);
+  TempDir open_tmp{TempDir::OpenToOthers{}};
+  const std::string open_dir = open_tmp.path();
   const std::string group_dir = open_dir + "/g";  // the socket's directory
   const std::string socket = group_dir + "/s";
   ASSERT_EQ(mkdir(group_dir.c_str(), 0700), 0);
-  struct Remove {
-    std::vector<std::string> paths;  // deepest first
-    ~Remove() {
-      for (const std::string& p : paths) remove(p.c_str());
-    }
-  } cleanup{{socket, group_dir, open_dir}};
   struct stat st;
   ASSERT_EQ(stat(group_dir.c_str(), &st), 0);
   const gid_t own = st.st_gid;   // the group of every file made here
@@ -735,16 +700,9 @@ TEST(FindSocketBlockerTest, ForOneGroupReadsTheBitsThatApplyToItsMembers) {
 // A broker run by a user checks the socket systemd passed: other users
 // must not be able to connect (daemon.cc refuses to start otherwise).
 TEST(CheckOthersCannotConnectTest, RefusesASocketOpenToOthersOrAbstract) {
-  std::string open_dir = "/tmp/cb-others-XXXXXX";
-  ASSERT_NE(mkdtemp(open_dir.data()), nullptr);
-  ASSERT_EQ(chmod(open_dir.c_str(), 0755), 0);
+  TempDir open_tmp{TempDir::OpenToOthers{}};
+  const std::string open_dir = open_tmp.path();
   const std::string path = open_dir + "/s";
-  struct Remove {
-    std::vector<std::string> paths;  // deepest first
-    ~Remove() {
-      for (const std::string& p : paths) remove(p.c_str());
-    }
-  } cleanup{{path, open_dir}};
   UniqueFd fd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   ASSERT_NO_FATAL_FAILURE(BindAt(fd.get(), path));
   ASSERT_EQ(listen(fd.get(), 8), 0);
@@ -790,16 +748,9 @@ TEST(CheckOthersCannotConnectTest, RefusesASocketOpenToOthersOrAbstract) {
 // in depends on the directories too: a directory of its own in /tmp
 // (1777), mode 0755, is open all the way (a test's $TEST_TMPDIR may not be).
 TEST(CheckSocketModeFromSystemdTest, RefusesASocketThatLetsInMoreThanTheMode) {
-  std::string open_dir = "/tmp/cb-mode-XXXXXX";
-  ASSERT_NE(mkdtemp(open_dir.data()), nullptr);
-  ASSERT_EQ(chmod(open_dir.c_str(), 0755), 0);
+  TempDir open_tmp{TempDir::OpenToOthers{}};
+  const std::string open_dir = open_tmp.path();
   const std::string path = open_dir + "/s";
-  struct Remove {
-    std::vector<std::string> paths;  // deepest first
-    ~Remove() {
-      for (const std::string& p : paths) remove(p.c_str());
-    }
-  } cleanup{{path, open_dir}};
   UniqueFd fd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   ASSERT_NO_FATAL_FAILURE(BindAt(fd.get(), path));
   ASSERT_EQ(listen(fd.get(), 8), 0);

@@ -1,7 +1,6 @@
 // capbrokerd refuses to start, with one clear line, whenever it cannot
 // serve exactly what it was told to: fail closed.
 #include <fcntl.h>
-#include <ftw.h>
 #include <linux/seccomp.h>
 #include <poll.h>
 #include <signal.h>
@@ -770,13 +769,8 @@ TEST(DaemonStartTest, WarnsWhenOtherUsersCannotReachARootBrokersSocket) {
       "( capabilities = [ ( name = \"m\", memory = ( size = 16 ) ) ],\n"
       "  principals = [ ( name = \"p\", match = ( uid = $UID ), grants = [ \"m\" ] ) ] )\n";
   // Open all the way: a directory of its own in /tmp, mode 0755.
-  std::string open_dir = "/tmp/cb-open-XXXXXX";
-  ASSERT_NE(mkdtemp(open_dir.data()), nullptr);
-  ASSERT_EQ(chmod(open_dir.c_str(), 0755), 0);
-  struct Remove {
-    std::string dir;
-    ~Remove() { rmdir(dir.c_str()); }
-  } remove{open_dir};
+  TempDir open_tmp{TempDir::OpenToOthers{}};
+  const std::string open_dir = open_tmp.path();
   struct Case {
     const char* what;
     std::vector<std::string> args;
@@ -877,23 +871,15 @@ TEST(DaemonStartTest, WarnsWhenASocketForOneGroupHasRootsGroup) {
 // with `mode`; removed, with what is left in it, at the end of the test.
 class OwnedDir {
  public:
-  OwnedDir(uid_t uid, gid_t gid, mode_t mode) : path_("/tmp/cb-own-XXXXXX") {
-    if (mkdtemp(path_.data()) == nullptr || chown(path_.c_str(), uid, gid) != 0 ||
-        chmod(path_.c_str(), mode) != 0) {
-      ADD_FAILURE() << "cannot make " << path_ << ": " << std::strerror(errno);
+  OwnedDir(uid_t uid, gid_t gid, mode_t mode) {
+    if (chown(dir_.path().c_str(), uid, gid) != 0 || chmod(dir_.path().c_str(), mode) != 0) {
+      ADD_FAILURE() << "cannot give " << dir_.path() << " away: " << std::strerror(errno);
     }
   }
-  ~OwnedDir() { nftw(path_.c_str(), RemoveEntry, 16, FTW_DEPTH | FTW_PHYS); }
-  OwnedDir(const OwnedDir&) = delete;
-  OwnedDir& operator=(const OwnedDir&) = delete;
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return dir_.path(); }
 
  private:
-  static int RemoveEntry(const char* path, const struct stat*, int, struct FTW*) {
-    remove(path);
-    return 0;
-  }
-  std::string path_;
+  TempDir dir_{TempDir::OpenToOthers{}};
 };
 
 // A nobody's uid and gid, which no file here belongs to.
@@ -1215,7 +1201,7 @@ TEST(DaemonStartTest, ASocketFromSystemdIsTheUnitsAndIsCheckedAgainstSocketMode)
   std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
   // Open all the way, as systemd's DirectoryMode=0755 makes it: the test's
   // own directory may lie under one others may not search.
-  OwnedDir unit_dir(getuid(), getgid(), 0755);
+  TempDir unit_dir{TempDir::OpenToOthers{}};
   const std::string path = unit_dir.path() + "/unit.sock";
   UniqueFd listening(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   ASSERT_TRUE(listening.valid()) << std::strerror(errno);
@@ -1282,17 +1268,10 @@ TEST(DaemonStartTest, ABrokerRunByAUserRefusesASocketFromSystemdOthersCanReach) 
   constexpr uid_t kUser = 65534;
   // Open all the way: a directory in /tmp (1777), mode 0755, root's, as
   // systemd's DirectoryMode= makes it; the policy in it readable by the user.
-  std::string open_dir = "/tmp/cb-sd-XXXXXX";
-  ASSERT_NE(mkdtemp(open_dir.data()), nullptr);
-  ASSERT_EQ(chmod(open_dir.c_str(), 0755), 0);
+  TempDir open_tmp{TempDir::OpenToOthers{}};
+  const std::string open_dir = open_tmp.path();
   const std::string policy = open_dir + "/policy.capnp";
   const std::string socket_path = open_dir + "/s";
-  struct Remove {
-    std::vector<std::string> paths;  // deepest first
-    ~Remove() {
-      for (const std::string& p : paths) remove(p.c_str());
-    }
-  } cleanup{{socket_path, policy, open_dir}};
   {
     UniqueFd file(open(policy.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
     ASSERT_TRUE(file.valid()) << std::strerror(errno);

@@ -500,6 +500,21 @@ class ServiceHostTest : public ::testing::Test {
 
   // Runs the loop until `done`; false (and a test failure) if it stalls or
   // spins.
+  // Runs "flaky", every run of which fails, until its fifth restart (one
+  // more than restartLimit, 4, in a row would allow) or until it is given
+  // up on, which must not happen; returns what the host logged meanwhile.
+  std::string CrashLoopUntilFiveRestarts() {
+    exit_code_ = 1;
+    ::testing::internal::CaptureStderr();
+    EXPECT_OK(Connect("flaky", 1).status());
+    EXPECT_TRUE(RunUntil([&] {
+      return Report("flaky").restarts == 5 || Report("flaky").state == ServiceState::FAILED;
+    }));
+    std::string log = ::testing::internal::GetCapturedStderr();
+    EXPECT_NE(Report("flaky").state, ServiceState::FAILED);
+    return log;
+  }
+
   bool RunUntil(const std::function<bool()>& done) {
     for (int turns = 0; !done(); ++turns) {
       if (turns == kMaxTurns) {
@@ -1017,15 +1032,7 @@ TEST_F(ServiceHostTest, TheRestartDelayDoublesPerRestartInARow) {
 TEST_F(ServiceHostTest, AStableRunResetsTheRestartsInARow) {
   stable_run_ = absl::ZeroDuration();  // every run lasts that long
   MakeHost();
-  exit_code_ = 1;
-  ::testing::internal::CaptureStderr();
-  EXPECT_OK(Connect("flaky", 1).status());
-  // One restart more than restartLimit (4) in a row would allow.
-  EXPECT_TRUE(RunUntil([&] {
-    return Report("flaky").restarts == 5 || Report("flaky").state == ServiceState::FAILED;
-  }));
-  const std::string log = ::testing::internal::GetCapturedStderr();
-  EXPECT_NE(Report("flaky").state, ServiceState::FAILED);
+  const std::string log = CrashLoopUntilFiveRestarts();
   EXPECT_EQ(Report("flaky").restarts, 5u);
   EXPECT_THAT(RestartDelays(log, "flaky"), AllOf(::testing::SizeIs(5), Each("1ms")));
   EXPECT_THAT(log, Not(HasSubstr("(restart 2 of")));
@@ -1040,15 +1047,7 @@ TEST_F(ServiceHostTest, ARunIsMeasuredOnTheHostsClock) {
   clock_ = absl::Seconds(1000);
   clock_step_ = kStableRun;  // between the launch and the exit, at least that
   MakeHost();
-  exit_code_ = 1;
-  ::testing::internal::CaptureStderr();
-  EXPECT_OK(Connect("flaky", 1).status());
-  // One restart more than restartLimit (4) in a row would allow.
-  EXPECT_TRUE(RunUntil([&] {
-    return Report("flaky").restarts == 5 || Report("flaky").state == ServiceState::FAILED;
-  }));
-  const std::string log = ::testing::internal::GetCapturedStderr();
-  EXPECT_NE(Report("flaky").state, ServiceState::FAILED);
+  const std::string log = CrashLoopUntilFiveRestarts();
   EXPECT_THAT(log, Not(HasSubstr("(restart 2 of")));
 }
 

@@ -690,11 +690,17 @@ absl::Status Client::Ready() {
   // From here `incoming` events are this client's to queue: the broker
   // sends them once it has this, and may before its reply arrives.
   said_ready_ = true;
-  return Call(ReplyFds::kNone, [](schema::Request::Builder r) { r.setReady(); },
-              [](schema::Reply::Reader reply, std::vector<UniqueFd>&) -> absl::Status {
-                if (!reply.isReady()) return absl::InternalError("broker did not answer ready");
-                return absl::OkStatus();
-              });
+  absl::Status said =
+      Call(ReplyFds::kNone, [](schema::Request::Builder r) { r.setReady(); },
+           [](schema::Reply::Reader reply, std::vector<UniqueFd>&) -> absl::Status {
+             if (!reply.isReady()) return absl::InternalError("broker did not answer ready");
+             return absl::OkStatus();
+           });
+  // Refused (this client is no hosted service) or failed: it is not ready,
+  // and a later event is a protocol error, as before Ready() (client.h).
+  // Those that came while the call was outstanding stay queued.
+  if (!said.ok()) said_ready_ = false;
+  return said;
 }
 
 absl::StatusOr<std::vector<ServiceInfo>> Client::Services() {

@@ -295,7 +295,10 @@ class Client {
 
   // For a hosted service: tells the broker it is ready to serve. From the
   // call on, this client queues the `incoming` events the broker sends (a
-  // client that has not called it takes one as a protocol error).
+  // client that has not called it takes one as a protocol error). If the
+  // call fails (the broker refuses it: this is no hosted service), the
+  // client is not ready: a later event is a protocol error again; those
+  // that came while the call was outstanding stay queued.
   absl::Status Ready();
 
   // For a hosted service, once it has called Ready(): the next connection
@@ -387,7 +390,7 @@ class Client {
   std::deque<IncomingConnection> events_;  // at most kMaxQueuedEvents
   uint64_t dropped_incoming_ = 0;
   uint64_t next_id_ = 1;                   // of the next request sent
-  bool said_ready_ = false;                // Ready() was called: a service
+  bool said_ready_ = false;  // Ready() was called and did not fail: a service
   // What every call returns once the connection is closed (after a
   // protocol error, or a move); OK while it is open.
   absl::Status closed_;

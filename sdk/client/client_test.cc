@@ -593,6 +593,26 @@ INSTANTIATE_TEST_SUITE_P(
                   "whose principal is 65 bytes; a policy's names have at most 64"}),
     [](const ::testing::TestParamInfo<OutOfStep>& info) { return info.param.name; });
 
+// A client the broker refused Ready (request 2) is no service: an event
+// after the refusal is a protocol error, as one before Ready() is, and its
+// fd is not held.
+TEST_F(ClientTest, EventAfterARefusedReadyIsAProtocolError) {
+  broker_->Send([](schema::Reply::Builder r) {
+    r.setId(2);
+    r.initError().setCode(schema::ErrorCode::PERMISSION_DENIED);
+  });
+  EXPECT_THAT(client_->Ready(), StatusIs(absl::StatusCode::kPermissionDenied));
+  {
+    UniqueFd null = DevNull();
+    broker_->Send(IncomingEvent("alice"), {null.get()});
+  }
+  broker_->Send(ListReply(3));  // what would answer the call
+  constexpr char kWhy[] =
+      "incoming connection to a client that is no service (it has not said ready)";
+  EXPECT_THAT(client_->List(), StatusIs(absl::StatusCode::kInternal, HasSubstr(kWhy)));
+  ExpectClosedAfter(kWhy, 3);  // hello, Ready, List
+}
+
 // The other calls that take no fds refuse a reply with fds the same way.
 struct FdsOnAReply {
   const char* name;

@@ -8,28 +8,14 @@
 #include "absl/strings/str_split.h"
 #include "broker/policy/excerpt.h"
 #include "broker/policy/spelling.h"
+#include "sdk/wire/request_text.h"
 
 namespace capbroker {
 std::string ToString(capnp::Text::Reader text) {
   return std::string(text.cStr(), text.size());
 }
 
-namespace {
-
-// 1 to kMaxNameLength of [A-Za-z0-9_.-], wherever they are.
-bool HasNameCharacters(absl::string_view name) {
-  if (name.empty() || name.size() > kMaxNameLength) return false;
-  for (char c : name) {
-    if (!(absl::ascii_isalnum(c) || c == '_' || c == '.' || c == '-')) return false;
-  }
-  return true;
-}
-
-}  // namespace
-
-bool IsValidName(absl::string_view name) {
-  return HasNameCharacters(name) && absl::ascii_isalnum(name[0]);
-}
+bool IsValidName(absl::string_view name) { return wire::IsPolicyName(name); }
 
 std::optional<std::string> PathProblem(absl::string_view value, absl::string_view field) {
   if (value.empty()) return absl::StrCat(field, " is empty; give an absolute path");
@@ -73,7 +59,7 @@ void Checks::CheckName(absl::string_view what, absl::string_view path,
     Error(name_path, absl::StrCat(what, " has no name; give name = \"...\""));
     return;
   }
-  if (!HasNameCharacters(name)) {
+  if (!wire::HasPolicyNameCharacters(name)) {
     Error(name_path, absl::StrCat(what, " name ", Quoted(name), " is invalid: use 1 to ",
                                   kMaxNameLength, " of A-Z a-z 0-9 _ . -, the first a "
                                   "letter or digit"));

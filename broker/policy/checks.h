@@ -15,11 +15,13 @@
 #include "broker/policy/text_locator.h"
 #include "capnp/blob.h"
 #include "capnp/list.h"
+#include "sdk/wire/limits.h"
 
 namespace capbroker {
 
-// Bytes in a capability, principal or service name.
-inline constexpr size_t kMaxNameLength = 64;
+// Bytes in a capability, principal or service name: the wire's limit, which
+// the form of a name (sdk/wire/request_text.h) holds them to.
+inline constexpr size_t kMaxNameLength = wire::kMaxNameBytes;
 // Bytes in a path: PATH_MAX (4096) includes the terminating NUL.
 inline constexpr size_t kMaxPathLength = 4095;
 // The largest uid or gid a policy may name. uid_t and gid_t are 32 bits;
@@ -30,7 +32,8 @@ std::string ToString(capnp::Text::Reader text);
 
 // 1 to kMaxNameLength of [A-Za-z0-9_.-], the first a letter or digit:
 // capctl takes names as arguments, and would read "--motd" or "-h" as an
-// option.
+// option. The one rule: wire::IsPolicyName, which the client library holds
+// the broker's names to.
 bool IsValidName(absl::string_view name);
 
 // Why `value` (the path in `field`) is not an absolute, normalized path, or

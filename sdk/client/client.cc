@@ -611,13 +611,16 @@ absl::Status Client::QueueEvent(schema::Reply::Reader reply, wire::Incoming& inc
                                             reply.getFds().size(), " fds, not 1"));
   }
   auto peer = reply.getIncoming();
-  // A principal is a policy's name: anything longer was no policy's, and
-  // would be copied into the queue as it is.
-  if (peer.getPrincipal().size() > wire::kMaxNameBytes) {
+  // A principal is a policy's name. Anything else was no policy's: longer,
+  // it would be copied into the queue as it is; with other bytes (a
+  // newline, an escape sequence), it would go raw into the service's log
+  // lines, which name the peer (connection_loop.h: Describe).
+  const absl::string_view principal = View(peer.getPrincipal());
+  if (!wire::IsPolicyName(principal)) {
     return absl::InternalError(absl::StrCat(
-        "the broker sent an incoming connection whose principal is ",
-        peer.getPrincipal().size(), " bytes; a policy's names have at most ",
-        wire::kMaxNameBytes));
+        "the broker sent an incoming connection whose principal '", Shown(principal), "' (",
+        principal.size(), " bytes) is no policy's name (1 to ", wire::kMaxNameBytes,
+        " of A-Z a-z 0-9 _ . -, the first a letter or digit)"));
   }
   // An event whose fd did not fit lost it: the kernel closed the service's
   // end, and its client sees end of stream. Past the queue's limit, one is
@@ -629,7 +632,7 @@ absl::Status Client::QueueEvent(schema::Reply::Reader reply, wire::Incoming& inc
   }
   IncomingConnection event;
   event.fd = std::move(incoming.fds[0]);
-  event.principal = Str(peer.getPrincipal());
+  event.principal = std::string(principal);
   event.uid = peer.getUid();
   event.gid = peer.getGid();
   event.pid = peer.getPid();

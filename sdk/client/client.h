@@ -26,7 +26,7 @@
 // (a reply to another request, a malformed message, fds that do not match
 // their list, fds on an error or on a reply that carries none: only a
 // grant does; an `incoming` event to a client that has not said Ready(),
-// or one whose principal is longer than a policy's names) is a protocol
+// or one whose principal is not a policy's name: wire::IsPolicyName) is a protocol
 // error: the call fails with its reason, the client closes the connection
 // (and every fd that came on it), and every later call fails with
 // kUnavailable naming that first error, so that no reply is ever taken for
@@ -381,8 +381,8 @@ class Client {
 
   // Reads an `incoming` event (a reply with id 0, `incoming`'s root) into
   // events_, or drops it (dropped_incoming_), and skips unknown kinds. An
-  // event before Ready(), without exactly one fd, or with a principal
-  // longer than wire::kMaxNameBytes is a protocol error.
+  // event before Ready(), without exactly one fd, or with a principal that
+  // is not a policy's name (wire::IsPolicyName) is a protocol error.
   absl::Status QueueEvent(schema::Reply::Reader reply, wire::Incoming& incoming);
 
   wire::Channel channel_;

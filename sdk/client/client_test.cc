@@ -589,8 +589,25 @@ INSTANTIATE_TEST_SUITE_P(
                            {null.get()});
                     b.Send(ListReply(3));  // what would answer the call
                   },
+                  absl::StatusCode::kInternal, "(65 bytes) is no policy's name (1 to 64 of"},
+        // The service's log lines name the peer by its principal: a
+        // newline or an escape sequence in it would go there raw. The
+        // error shows it escaped.
+        OutOfStep{"EventWithAPrincipalThatIsNoName",
+                  [](BrokerEnd& b) {
+                    UniqueFd null = DevNull();
+                    b.Send(IncomingEvent("alice\n\x1b[2Jroot"), {null.get()});
+                    b.Send(ListReply(3));  // what would answer the call
+                  },
                   absl::StatusCode::kInternal,
-                  "whose principal is 65 bytes; a policy's names have at most 64"}),
+                  "whose principal 'alice\\x0a\\x1b[2Jroot' (14 bytes) is no policy's name"},
+        OutOfStep{"EventWithAnEmptyPrincipal",
+                  [](BrokerEnd& b) {
+                    UniqueFd null = DevNull();
+                    b.Send(IncomingEvent(""), {null.get()});
+                    b.Send(ListReply(3));  // what would answer the call
+                  },
+                  absl::StatusCode::kInternal, "whose principal '' (0 bytes) is no policy's name"}),
     [](const ::testing::TestParamInfo<OutOfStep>& info) { return info.param.name; });
 
 // A client the broker refused Ready (request 2) is no service: an event

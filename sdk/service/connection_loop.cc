@@ -11,6 +11,7 @@
 #include "capnp/serialize.h"
 #include "kj/array.h"
 #include "sdk/base/kj_status.h"
+#include "sdk/base/shown_text.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/service/fd_room.h"
@@ -23,11 +24,6 @@ namespace {
 
 // Events taken per epoll_wait; more simply wait for the next turn.
 constexpr int kEventsPerTurn = 64;
-
-std::string Describe(const Peer& peer) {
-  return absl::StrCat("principal '", peer.principal, "' (uid ", peer.uid, ", pid ", peer.pid,
-                      ")");
-}
 
 // OK when `datagram` carries at most `max` fds; otherwise the refusal to
 // answer it with.
@@ -46,6 +42,15 @@ absl::Status CheckFdCount(const wire::Datagram& datagram, size_t max) {
 }
 
 }  // namespace
+
+Peer PeerOf(const IncomingConnection& incoming) {
+  return Peer{incoming.principal, incoming.uid, incoming.gid, incoming.pid};
+}
+
+std::string DescribePeer(const Peer& peer) {
+  return absl::StrCat("principal '", Shown(peer.principal), "' (uid ", peer.uid, ", pid ",
+                      peer.pid, ")");
+}
 
 absl::Status SendRefusal(int connection, RequestHandler& handler, const absl::Status& reason) {
   capnp::MallocMessageBuilder reply(64);
@@ -221,9 +226,9 @@ void ConnectionLoop::Add(IncomingConnection incoming) {
   auto held = connections_per_uid_.find(incoming.uid);
   if (held != connections_per_uid_.end() && held->second >= options_.max_connections_per_uid) {
     log_.Line(absl::StrCat("uid ", incoming.uid, " holds the limit of ",
-                     options_.max_connections_per_uid,
-                     " connections per uid: closing a new one of principal '",
-                     incoming.principal, "' (pid ", incoming.pid, ")"));
+                           options_.max_connections_per_uid,
+                           " connections per uid: closing a new one of ",
+                           DescribePeer(PeerOf(incoming))));
     Refuse(incoming, absl::ResourceExhaustedError(absl::StrCat(
                          "the service serves at most ", options_.max_connections_per_uid,
                          " connections of uid ", incoming.uid, " at once")));
@@ -242,7 +247,7 @@ void ConnectionLoop::Add(IncomingConnection incoming) {
   }
   if (status.ok()) status = Watch(*c, true);
   if (!status.ok()) {
-    log_.Line(absl::StrCat("cannot serve a connection of ", Describe(c->peer), ": ",
+    log_.Line(absl::StrCat("cannot serve a connection of ", DescribePeer(c->peer), ": ",
                      status.ToString()));
     return;
   }
@@ -308,8 +313,8 @@ void ConnectionLoop::Refuse(const IncomingConnection& incoming, const absl::Stat
   absl::Status sent = SendRefusal(incoming.fd.get(), handler_, reason);
   // A client gone already is no news; anything else is the service's bug.
   if (!sent.ok() && sent.code() != absl::StatusCode::kUnavailable) {
-    log_.Line(absl::StrCat("cannot send the refusal to principal '", incoming.principal,
-                           "' (pid ", incoming.pid, "): ", sent.ToString()));
+    log_.Line(absl::StrCat("cannot send the refusal to ", DescribePeer(PeerOf(incoming)), ": ",
+                           sent.ToString()));
   }
 }
 
@@ -327,7 +332,7 @@ bool ConnectionLoop::KeptForTheExit(ClientFault kind, const absl::Status& why) {
 void ConnectionLoop::ClosedForTheClient(const Connection& c, ClientFault kind,
                                         const absl::Status& why) {
   if (KeptForTheExit(kind, why)) return;
-  log_.Line(absl::StrCat("closed the connection of ", Describe(c.peer), ": ", why.ToString()));
+  log_.Line(absl::StrCat("closed the connection of ", DescribePeer(c.peer), ": ", why.ToString()));
 }
 
 void ConnectionLoop::ReplyNotSent(const Connection& c, const absl::Status& why) {
@@ -353,7 +358,7 @@ void ConnectionLoop::ReplyNotSent(const Connection& c, const absl::Status& why) 
       // in replies its clients do not read, over its RLIMIT_NOFILE), and
       // a line of a worker's own would be a line per connection.
       if (KeptForTheExit(ClientFault::kReplyNotSent, why)) return;
-      log_.Line(absl::StrCat("cannot answer ", Describe(c.peer), ": ", why.ToString()));
+      log_.Line(absl::StrCat("cannot answer ", DescribePeer(c.peer), ": ", why.ToString()));
   }
 }
 
@@ -377,7 +382,7 @@ bool ConnectionLoop::Reply(Connection& c, Exchange& exchange) {
   // table meanwhile, for as long as the client likes: not at the cost of
   // the room the broker's next `incoming` needs.
   if (broker_ != nullptr && !exchange.reply_fds.empty() && !HasFdRoom()) {
-    log_.Line(absl::StrCat("closed the connection of ", Describe(c.peer),
+    log_.Line(absl::StrCat("closed the connection of ", DescribePeer(c.peer),
                            ": it does not read its replies, and the open-file limit "
                            "(RLIMIT_NOFILE: the service's limits.openFiles) leaves no room to "
                            "hold one with ",

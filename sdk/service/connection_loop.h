@@ -85,6 +85,15 @@ struct Peer {
   int32_t pid = 0;        // in the broker's pid namespace; 0 for a service
 };
 
+// The Peer of `incoming`.
+Peer PeerOf(const IncomingConnection& incoming);
+
+// `peer` as the service's log lines name it: "principal 'alice' (uid 1000,
+// pid 42)". The principal is Shown (sdk/base/shown_text.h): the Client
+// takes none from the broker that is not a policy's name, but a log line
+// does not depend on that: a broker's text never reaches stderr raw.
+std::string DescribePeer(const Peer& peer);
+
 // One request and its reply.
 struct Exchange {
   explicit Exchange(const Peer& p, capnp::MessageReader& r) : peer(p), request(r) {}

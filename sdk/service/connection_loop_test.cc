@@ -422,6 +422,13 @@ TEST_F(ConnectionLoopTest, AClosedConnectionIsLoggedWithItsPeer) {
 }
 
 // A client that makes its socket refuse fds (SO_PASSRIGHTS off).
+// Log lines name a peer with its principal escaped: a broker's text never
+// reaches stderr raw.
+TEST(DescribePeerTest, ShowsThePrincipalEscaped) {
+  EXPECT_EQ(DescribePeer(Peer{"alice", 1001, 1001, 9}), "principal 'alice' (uid 1001, pid 9)");
+  EXPECT_EQ(DescribePeer(Peer{"a\n\x1b[2Jb", 1, 1, 2}), "principal 'a\\x0a\\x1b[2Jb' (uid 1, pid 2)");
+}
+
 Peer Mallory() { return Peer{"mallory", 666, 666, 1}; }
 
 // The log line saying that Mallory()'s connection was closed because its

@@ -80,11 +80,6 @@ constexpr int kCloserSendBufferBytes = 8192;
 // closer's exit need not come to wake the loop.
 constexpr int kParkedRetryMs = 100;
 
-std::string Describe(const Peer& peer) {
-  return absl::StrCat("principal '", peer.principal, "' (uid ", peer.uid, ", pid ", peer.pid,
-                      ")");
-}
-
 std::string DescribeExit(const siginfo_t& info) {
   if (info.si_code == CLD_EXITED) return absl::StrCat("exited with status ", info.si_status);
   return absl::StrCat("was killed by signal ", info.si_status, " (", strsignal(info.si_status),
@@ -368,7 +363,7 @@ void ForkingServer::Start(IncomingConnection incoming) {
   // new connections are refused.
   ReapExited();
   HandParked();
-  Peer peer{incoming.principal, incoming.uid, incoming.gid, incoming.pid};
+  Peer peer = PeerOf(incoming);
   if (absl::Status over = OverLimit(peer); !over.ok()) {
     Refuse(std::move(incoming.fd), peer, over);
     return;
@@ -406,7 +401,7 @@ void ForkingServer::Start(IncomingConnection incoming) {
   if (!pidfd.ok()) {
     // It may have begun to serve, so the client gets no refusal, only the
     // end of the connection.
-    log_.Line(absl::StrCat("killed the worker (pid ", pid, ") of ", Describe(peer),
+    log_.Line(absl::StrCat("killed the worker (pid ", pid, ") of ", DescribePeer(peer),
                            ": cannot watch it: ", pidfd.status().message()));
     return;
   }
@@ -440,7 +435,7 @@ absl::StatusOr<UniqueFd> ForkingServer::Watch(pid_t pid) {
 void ForkingServer::ServeInWorker(IncomingConnection incoming, pid_t parent, int gate_read,
                                   int gate_write) {
   const std::string who =
-      Describe(Peer{incoming.principal, incoming.uid, incoming.gid, incoming.pid});
+      DescribePeer(PeerOf(incoming));
   // First, before anything that could end this process: the main process
   // closes its copy of the connection, then the gate's write end (ours goes
   // now, or no end of file would come). Its death closes it too.
@@ -475,7 +470,7 @@ void ForkingServer::ServeInWorker(IncomingConnection incoming, pid_t parent, int
 }
 
 void ForkingServer::Refuse(UniqueFd connection, const Peer& peer, const absl::Status& reason) {
-  log_.Line(absl::StrCat("refused a connection of ", Describe(peer), ": ", reason.message()));
+  log_.Line(absl::StrCat("refused a connection of ", DescribePeer(peer), ": ", reason.message()));
   absl::Status sent = SendRefusal(connection.get(), handler_, reason);
   // A client gone already is no news; anything else is the service's bug.
   if (!sent.ok() && sent.code() != absl::StatusCode::kUnavailable) {
@@ -485,7 +480,7 @@ void ForkingServer::Refuse(UniqueFd connection, const Peer& peer, const absl::St
   HandParked();
   // In order: if any is left, this one is.
   if (!parked_.empty()) {
-    log_.Line(absl::StrCat("a refused connection of ", Describe(peer),
+    log_.Line(absl::StrCat("a refused connection of ", DescribePeer(peer),
                            " waits in the main process (", parked_.size(), " of at most ",
                            kMaxParked, "): no closer takes it now"));
   }
@@ -617,7 +612,7 @@ void ForkingServer::Reap(int pidfd) {
   if (exit.ok() && !exit->has_value()) return;  // not exited after all
   const std::string who =
       is_worker ? absl::StrCat("the worker (pid ", worker->second.pid, ") of ",
-                               Describe(worker->second.peer))
+                               DescribePeer(worker->second.peer))
                 : absl::StrCat("the closer of refused connections (pid ", closer->second.pid, ")");
   // SIGKILL is ours when stopping, and for a closer (logged when sent).
   const bool killed_by_us = exit.ok() && (*exit)->si_code == CLD_KILLED &&

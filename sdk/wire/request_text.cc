@@ -2,6 +2,7 @@
 
 #include <cstddef>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "sdk/wire/limits.h"
 
@@ -33,6 +34,18 @@ absl::Status CheckBeneathPath(absl::string_view path) {
 
 absl::Status CheckServiceName(absl::string_view name) {
   return CheckText("service name", name, kMaxNameBytes);
+}
+
+bool HasPolicyNameCharacters(absl::string_view name) {
+  if (name.empty() || name.size() > kMaxNameBytes) return false;
+  for (char c : name) {
+    if (!(absl::ascii_isalnum(c) || c == '_' || c == '.' || c == '-')) return false;
+  }
+  return true;
+}
+
+bool IsPolicyName(absl::string_view name) {
+  return HasPolicyNameCharacters(name) && absl::ascii_isalnum(name[0]);
 }
 
 }  // namespace capbroker::wire

@@ -1,5 +1,5 @@
 // The checks of a request's name and path fields, against the wire's limits
-// (limits.h): made by the client library before it builds a request, and by
+// (limits.h), and the form of a policy's names (below). The field checks are made by the client library before it builds a request, and by
 // the broker again when it reads one, so that both say the same thing
 // ("capability name is 100000 bytes; at most 64"). A client that checks
 // first names the argument and its limit even for a name too long to fit
@@ -27,6 +27,20 @@ absl::Status CheckBeneathPath(absl::string_view path);
 
 // A connect's service (kMaxNameBytes): "service name".
 absl::Status CheckServiceName(absl::string_view name);
+
+// The form of a policy's names (its principals', capabilities' and
+// services'): 1 to kMaxNameBytes of [A-Za-z0-9_.-], the first a letter or
+// digit (capctl takes names as arguments, and would read "--motd" or "-h"
+// as an option). The policy validator holds a policy's names to it; the
+// client library holds names the broker sends to it (an incoming
+// connection's principal), which then need no escaping in a log line.
+
+// Whether `name` is 1 to kMaxNameBytes of [A-Za-z0-9_.-], wherever they are.
+bool HasPolicyNameCharacters(absl::string_view name);
+
+// Whether `name` has the form of a policy's names: HasPolicyNameCharacters,
+// and the first a letter or digit.
+bool IsPolicyName(absl::string_view name);
 
 }  // namespace capbroker::wire
 

@@ -5,7 +5,6 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -21,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
+#include "sdk/service/child_gate.h"
 #include "sdk/service/fd_room.h"
 #include "sdk/service/try_accept.h"
 #include "sdk/wire/datagram.h"
@@ -90,45 +90,6 @@ int64_t MonotonicMs() {
   timespec now{};
   clock_gettime(CLOCK_MONOTONIC, &now);
   return int64_t{now.tv_sec} * 1000 + now.tv_nsec / 1000000;
-}
-
-// Closes every fd of this process but those in `keep`.
-absl::Status CloseAllBut(std::vector<int> keep) {
-  std::sort(keep.begin(), keep.end());
-  unsigned int next = 0;
-  for (int fd : keep) {
-    if (fd < 0 || static_cast<unsigned int>(fd) < next) continue;
-    if (static_cast<unsigned int>(fd) > next && close_range(next, fd - 1, 0) != 0) {
-      return ErrnoStatus(errno, absl::StrCat("close_range(", next, ", ", fd - 1, ")"));
-    }
-    next = static_cast<unsigned int>(fd) + 1;
-  }
-  if (close_range(next, ~0u, 0) != 0) {
-    return ErrnoStatus(errno, absl::StrCat("close_range(", next, ", ~0)"));
-  }
-  return absl::OkStatus();
-}
-
-// What a child of the main process does first: makes itself not dumpable
-// (it inherits that from a main process that set it up with
-// Service::FromEnvironment, but a ForkingServer must not depend on it):
-// every worker runs as the same uid, sees its siblings in /proc, and a
-// compromised one could otherwise open a sibling's /proc/PID/mem, which the
-// kernel then refuses (EACCES) as it refuses ptrace, and read another
-// client's files; asks for SIGKILL when the main process dies, whose death
-// would otherwise leave it running unsupervised (the getppid check covers a
-// main process that died before the prctl); and closes every fd but 0, 1,
-// 2 and `keep`.
-absl::Status SetUpChild(pid_t parent, std::vector<int> keep) {
-  if (prctl(PR_SET_DUMPABLE, 0) != 0) {
-    return ErrnoStatus(errno, "prctl(PR_SET_DUMPABLE, 0)");
-  }
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
-    return ErrnoStatus(errno, "prctl(PR_SET_PDEATHSIG)");
-  }
-  if (getppid() != parent) return absl::UnavailableError("the main process is gone");
-  keep.insert(keep.end(), {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO});
-  return CloseAllBut(std::move(keep));
 }
 
 // The exit of the child behind `pidfd`, which is reaped; std::nullopt if it
@@ -373,30 +334,31 @@ void ForkingServer::Start(IncomingConnection incoming) {
            absl::ResourceExhaustedError(absl::StrCat(
                "no worker process could be started for the connection: ", why.message())));
   };
-  // The gate: the worker reads nothing of its client's until this process
-  // has closed its copy of the connection, and then closes the gate's
-  // write end (ServeInWorker waits for its end of file).
-  int gate[2] = {-1, -1};
-  if (pipe2(gate, O_CLOEXEC) != 0) {
-    unstarted(ErrnoStatus(errno, "pipe2"));
+  // The gate (child_gate.h): the worker sheds what it inherited before
+  // this process goes on, and reads nothing of its client's until this
+  // process has closed its copy of the connection.
+  absl::StatusOr<ChildGate> gate = ChildGate::Create();
+  if (!gate.ok()) {
+    unstarted(gate.status());
     return;
   }
-  UniqueFd gate_read(gate[0]);
-  UniqueFd gate_write(gate[1]);
   const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0) {
     unstarted(ErrnoStatus(errno, "fork"));
     return;
   }
-  if (pid == 0) ServeInWorker(std::move(incoming), parent, gate_read.get(), gate_write.get());
-  // This process's copy of the connection goes first, while the worker
-  // holds another and waits at the gate: a worker that read its client's
-  // first datagram could have exited (a bad one), and this close been the
-  // last, which drops what the client queued behind it (see the header).
-  gate_read.reset();
+  if (pid == 0) ServeInWorker(std::move(incoming), parent, *gate);
+  // First, before this process closes, hands on or forks anything: the
+  // worker's copies of this process's fds are gone, so that none of its
+  // closes is the last of a connection another client queued fds in.
+  AwaitChildSetUp(*gate, pid);
+  // Then this process's copy of the connection, while the worker holds
+  // another and waits at the gate: a worker that read its client's first
+  // datagram could have exited (a bad one), and this close been the last,
+  // which drops what the client queued behind it (see the header).
   incoming.fd.reset();
-  gate_write.reset();
+  gate->Open();
   absl::StatusOr<UniqueFd> pidfd = Watch(pid);
   if (!pidfd.ok()) {
     // It may have begun to serve, so the client gets no refusal, only the
@@ -408,6 +370,15 @@ void ForkingServer::Start(IncomingConnection incoming) {
   ++per_uid_[peer.uid];
   const int key = pidfd->get();
   workers_.emplace(key, Worker{std::move(*pidfd), pid, std::move(peer)});
+}
+
+void ForkingServer::AwaitChildSetUp(ChildGate& gate, pid_t pid) {
+  absl::Status set_up = gate.AwaitChildSetUp();
+  if (!set_up.ok()) {
+    log_.Line(absl::StrCat("cannot wait for child ", pid, " to set itself up: ",
+                           set_up.message()));
+  }
+  if (options_.child_set_up_for_test) options_.child_set_up_for_test(pid);
 }
 
 absl::StatusOr<UniqueFd> ForkingServer::Watch(pid_t pid) {
@@ -432,23 +403,16 @@ absl::StatusOr<UniqueFd> ForkingServer::Watch(pid_t pid) {
   return watched;
 }
 
-void ForkingServer::ServeInWorker(IncomingConnection incoming, pid_t parent, int gate_read,
-                                  int gate_write) {
-  const std::string who =
-      DescribePeer(PeerOf(incoming));
-  // First, before anything that could end this process: the main process
-  // closes its copy of the connection, then the gate's write end (ours goes
-  // now, or no end of file would come). Its death closes it too.
-  close(gate_write);
-  char byte = 0;
-  ssize_t gated = 0;
-  while ((gated = RetryEintr([&] { return read(gate_read, &byte, 1); })) > 0) {
-  }
-  absl::Status status = gated == 0 ? absl::OkStatus() : ErrnoStatus(errno, "read(gate)");
+void ForkingServer::ServeInWorker(IncomingConnection incoming, pid_t parent, ChildGate& gate) {
+  const std::string who = DescribePeer(PeerOf(incoming));
   std::vector<int> keep = options_.worker_fds;
   keep.push_back(incoming.fd.get());
-  // Closes the gate's read end with the rest.
-  if (status.ok()) status = SetUpChild(parent, std::move(keep));
+  // First, before anything that could end this process: the fds it
+  // inherited go, then it waits at the gate, even if its setup failed (its
+  // exit must come after the main process's close of the connection).
+  absl::Status status = gate.SetUpChild(parent, std::move(keep));
+  absl::Status opened = gate.AwaitOpen();
+  if (status.ok()) status = opened;
   ClientFault client_fault = ClientFault::kNone;
   if (status.ok()) {
     ConnectionLoop loop(std::move(incoming), handler_, options_.worker_loop);
@@ -545,11 +509,16 @@ absl::Status ForkingServer::StartCloser() {
                  sizeof(kCloserSendBufferBytes)) != 0) {
     return ErrnoStatus(errno, "setsockopt(SO_SNDBUF)");
   }
+  CB_ASSIGN_OR_RETURN(ChildGate gate, ChildGate::Create());
   const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0) return ErrnoStatus(errno, "fork");
-  if (pid == 0) CloseInCloser(theirs.get(), parent);
+  if (pid == 0) CloseInCloser(theirs.get(), parent, gate);
   theirs.reset();
+  // Before any connection is handed to it, or closed here: the closer's
+  // copies of this process's fds are gone (child_gate.h).
+  AwaitChildSetUp(gate, pid);
+  gate.Open();
   absl::StatusOr<UniqueFd> pidfd = Watch(pid);
   if (!pidfd.ok()) return pidfd.status();
   closer_ = pidfd->get();
@@ -571,8 +540,10 @@ void ForkingServer::KillCloser(absl::string_view why) {
   if (RetryEintr([&] { return poll(&exited, 1, kCloserExitWaitMs); }) == 1) Reap(pidfd);
 }
 
-void ForkingServer::CloseInCloser(int socket, pid_t parent) {
-  absl::Status status = SetUpChild(parent, {socket});
+void ForkingServer::CloseInCloser(int socket, pid_t parent, ChildGate& gate) {
+  absl::Status status = gate.SetUpChild(parent, {socket});
+  absl::Status opened = gate.AwaitOpen();
+  if (status.ok()) status = opened;
   wire::ReceiveBuffer buffer;
   // What the last datagram carried. The main process sends a datagram only
   // after closing its copies of what the earlier ones carried, so the next

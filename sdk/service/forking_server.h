@@ -21,11 +21,18 @@
 // worker, which serves that one connection with a ConnectionLoop of its own
 // and exits when the client hangs up. The main process closes its copy of
 // the connection right after the fork and never reads from it: it never
-// receives a client's fds. That close must not be the last (it would drop
-// what the client queued, as below), so a worker, first thing, waits for
-// end of file on a pipe (the gate) whose write end the main process closes
-// after it: until then it reads nothing of its client's, and cannot exit
-// for what the client sent (a bad first datagram). Then it:
+// receives a client's fds. A worker starts through a gate (child_gate.h),
+// a socketpair: first thing it closes every fd it inherited but its keep-set
+// (below) and says so, and the main process, right after the fork, waits
+// for that before it closes, hands on or forks anything: no close a child
+// makes of a copy it inherited (another client's connection, parked or
+// queued in the Client) is ever the last one, which would drop what that
+// client queued in it, as below, in a worker serving someone else. Then
+// the main process closes its copy of the worker's connection, and then its
+// end of the gate; the worker waits for that end of file before it reads
+// anything of its client's: the main process's close must not be the last
+// either, and a worker could exit for what the client sent (a bad first
+// datagram). In its setup the worker:
 //  - makes itself not dumpable (PR_SET_DUMPABLE 0): the workers share a
 //    uid and see each other in /proc, and a compromised one could
 //    otherwise open a sibling's /proc/PID/mem (the service's seccomp filter
@@ -33,9 +40,10 @@
 //    files. It can still signal its siblings and the main process, which
 //    share its uid: see below;
 //  - asks for SIGKILL when the main process dies (PR_SET_PDEATHSIG);
-//  - closes every fd except 0, 1, 2, its connection and Options::worker_fds:
-//    the broker connection, the main process's epoll and pidfds, whatever
-//    else the process held. A worker compromised by what its client sent
+//  - closes every fd except 0, 1, 2, its connection, Options::worker_fds
+//    and its end of the gate: the broker connection, the other clients'
+//    connections (parked or queued), the main process's epoll and pidfds,
+//    whatever else the process held. A worker compromised by what its client sent
 //    holds that client's connection and files only; other clients' files
 //    and requests never were in its memory (the main process never reads
 //    them), though it has a copy of the main process's table of workers
@@ -61,9 +69,9 @@
 // to the closer, a child process that receives connections over a
 // SOCK_SEQPACKET socketpair (SCM_RIGHTS, MSG_CMSG_CLOEXEC) and closes them:
 // a stall holds only the closer.
-//  - The closer is started at the first refusal, sets itself up as a worker
-//    does (not dumpable; its end of the socketpair is the one fd it keeps), is watched
-//    and reaped like one, and exits at end of stream.
+//  - The closer is started at the first refusal, through a gate and set up
+//    as a worker is (not dumpable; its end of the socketpair is the one fd
+//    it keeps), is watched and reaped like one, and exits at end of stream.
 //  - The main process's close of its copy must not be the last: the closer
 //    closes what a datagram carried only when the next datagram comes, and
 //    the main process sends one (empty) after its close.
@@ -165,6 +173,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <unordered_map>
 #include <vector>
 
@@ -174,6 +183,7 @@
 #include "capnp/message.h"
 #include "sdk/base/unique_fd.h"
 #include "sdk/client/client.h"
+#include "sdk/service/child_gate.h"
 #include "sdk/service/connection_loop.h"
 #include "sdk/service/rate_limited_log.h"
 
@@ -203,6 +213,11 @@ class ForkingServer {
     // Lines the main process logs to stderr per second (refusals, workers
     // that died of a signal or failed).
     int max_log_lines_per_second = 20;
+    // For tests: called in the main process with the pid of each worker
+    // and closer it starts, once the child has set itself up (closed what
+    // it inherited) and before the main process goes on (closes its copy
+    // of the worker's connection, opens the gate).
+    std::function<void(pid_t)> child_set_up_for_test;
   };
 
   // Borrows `broker` (the service's broker connection, on which Ready() has
@@ -262,12 +277,13 @@ class ForkingServer {
   void Start(IncomingConnection incoming);
   // Why `peer` may not have another worker now; OK if it may.
   absl::Status OverLimit(const Peer& peer) const;
-  // The worker's life after fork: waits for end of file on the pipe
-  // `gate_read` (its copy of `gate_write` closed first), which the main
-  // process closes after its copy of the connection; serves `incoming`,
-  // then exits.
-  [[noreturn]] void ServeInWorker(IncomingConnection incoming, pid_t parent, int gate_read,
-                                  int gate_write);
+  // The worker's life after fork: sets itself up through `gate` and waits
+  // for it to open, which the main process does after it has closed its
+  // copy of the connection; serves `incoming`, then exits.
+  [[noreturn]] void ServeInWorker(IncomingConnection incoming, pid_t parent, ChildGate& gate);
+  // Right after forking child `pid`: waits until it has set itself up
+  // (logs a failure to wait), then calls Options::child_set_up_for_test.
+  void AwaitChildSetUp(ChildGate& gate, pid_t pid);
   // Sends the refusal reply on `connection`, then parks it and hands the
   // parked connections to a closer (HandParked).
   void Refuse(UniqueFd connection, const Peer& peer, const absl::Status& reason);
@@ -287,8 +303,9 @@ class ForkingServer {
   absl::Status StartCloser();
   // Kills the current closer (for `why`) and waits briefly for its exit.
   void KillCloser(absl::string_view why);
-  // The closer's life after fork: closes what comes on `socket`, then exits.
-  [[noreturn]] static void CloseInCloser(int socket, pid_t parent);
+  // The closer's life after fork: sets itself up through `gate`, closes
+  // what comes on `socket`, then exits.
+  [[noreturn]] static void CloseInCloser(int socket, pid_t parent, ChildGate& gate);
   // A pidfd on child `pid`, in the epoll set. On failure the child, which
   // nothing would reap or count, is killed and left to ReapKilled.
   absl::StatusOr<UniqueFd> Watch(pid_t pid);

@@ -313,6 +313,72 @@ TEST_F(ForkingServerTest, AWorkerHoldsItsOwnConnectionAndNothingElse) {
   EXPECT_EQ(kinds, (std::multiset<std::string>{"anon_inode:", "socket:"})) << held.size();
 }
 
+// What a child holds when the main process goes on, and what the main
+// process holds then (Options::child_set_up_for_test).
+struct FdsAtStart {
+  std::map<int, std::string> child;
+  std::map<int, std::string> main;
+};
+
+// The kinds ("socket:", "anon_inode:", "pipe:") of what `fds` holds but 0,
+// 1 and 2; with `shared_with`, only of what it holds too.
+std::multiset<std::string> KindsHeld(const std::map<int, std::string>& fds,
+                                     const std::map<int, std::string>* shared_with = nullptr) {
+  std::set<std::string> others;
+  if (shared_with != nullptr) {
+    for (const auto& [fd, target] : *shared_with) others.insert(target);
+  }
+  std::multiset<std::string> kinds;
+  for (const auto& [fd, target] : fds) {
+    if (fd <= 2 || (shared_with != nullptr && others.count(target) == 0)) continue;
+    kinds.insert(target.substr(0, target.find('[')));
+  }
+  return kinds;
+}
+
+// A worker or closer has closed every fd it inherited but its keep-set
+// before the main process goes on: a copy it held on to (another client's
+// connection, parked or queued in the Client; the broker connection) could
+// make its close, not the main process's, the last of that connection,
+// which runs the release of what its client queued in it (child_gate.h).
+// Seen by a hook the main process calls then, with the child waiting at
+// its gate.
+TEST_F(ForkingServerTest, AChildHoldsNothingItInheritedWhenTheMainProcessGoesOn) {
+  handler_.replies_to_refusals = true;
+  ForkingServer::Options options = TakingOneFd();
+  options.max_workers_per_uid = 1;
+  std::vector<FdsAtStart> starts;
+  options.child_set_up_for_test = [&starts](pid_t pid) {
+    starts.push_back(FdsAtStart{OpenFdTargets(pid), OpenFdTargets()});
+  };
+  Start(std::move(options));
+  // Three connections at once: while the first's worker starts, the others
+  // wait in the main process (in the Client's queue or its broker socket),
+  // and so they do while the second's worker starts. The third, over the
+  // uid's cap, is refused and starts the closer.
+  ASSERT_OK_AND_ASSIGN(UniqueFd a, broker_->Connect(PeerOfUid(1000)));
+  ASSERT_OK_AND_ASSIGN(UniqueFd b, broker_->Connect(PeerOfUid(1001)));
+  ASSERT_OK_AND_ASSIGN(UniqueFd c, broker_->Connect(PeerOfUid(1000)));
+  while (starts.size() < 3) {
+    ASSERT_OK_AND_ASSIGN(bool serving, server_->Turn(-1));
+    ASSERT_TRUE(serving);
+  }
+  ASSERT_EQ(starts.size(), 3u);
+  for (size_t i = 0; i < 2; ++i) {
+    SCOPED_TRACE(absl::StrCat("worker ", i));
+    // Its connection and its end of the gate.
+    EXPECT_EQ(KindsHeld(starts[i].child), (std::multiset<std::string>{"socket:", "socket:"}));
+    // Of the main process's fds, its connection alone (whose copy the main
+    // process closes next).
+    EXPECT_EQ(KindsHeld(starts[i].child, &starts[i].main),
+              (std::multiset<std::string>{"socket:"}));
+  }
+  // The closer: its end of its socket and its end of the gate, none of the
+  // main process's.
+  EXPECT_EQ(KindsHeld(starts[2].child), (std::multiset<std::string>{"socket:", "socket:"}));
+  EXPECT_EQ(KindsHeld(starts[2].child, &starts[2].main), std::multiset<std::string>{});
+}
+
 // A worker logs nothing its client causes: a client could open connection
 // after connection, each worker with a log budget of its own. The main
 // process logs it, within its one budget.

@@ -218,7 +218,10 @@ class ServiceHost : public server::ServiceDirectory {
   // (Launched), its grants delivered, to be stopped as a running one; one
   // that failed went as any failed launch (FailLaunch).
   void TakeLaunchReport(Service& service);
-  // The launch handed the process over: it is served and supervised.
+  // The launch handed the process over: it is served and supervised. One
+  // the loop cannot take on (its pidfd, connection or output cannot be
+  // watched) is killed and stays the service's until it has died; the
+  // error is returned.
   absl::Status Launched(Service& service, sandbox::LaunchedProcess process);
   // Gives the launch up (its child to the reaper), then StartFailed.
   absl::Status FailLaunch(Service& service, const absl::Status& status);

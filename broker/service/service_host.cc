@@ -595,15 +595,29 @@ void ServiceHost::AbandonLaunch(Service& service, const absl::Status& why) {
   service.pid = 0;
 }
 
+absl::string_view ServiceHost::NoRestart(const Service& service) const {
+  if (stopping_) return "the broker is stopping";
+  if (service.removed) return "a reload replaced it or removed it from the policy";
+  return "";
+}
+
 absl::Status ServiceHost::StartFailed(Service& service, const absl::Status& status) {
   GrantsNotDelivered(service, status);
   service.last_exit = absl::StrCat("could not start: ", status.message());
-  Log(service, service.last_exit);
+  const absl::string_view no_restart = NoRestart(service);
+  Log(service, no_restart.empty()
+                   ? service.last_exit
+                   : absl::StrCat(service.last_exit, "; not restarting: ", no_restart));
   AnswerPending(service,
                 absl::UnavailableError(
                     absl::StrCat("service '", service.spec.name, "' ", service.last_exit)),
                 "could not start");
-  if (MayPassByItself(status)) {
+  if (!no_restart.empty()) {
+    // Its launch failed as it was retired or stopped (TakeLaunchReport):
+    // nothing is scheduled, and nothing counted, on an instance whose
+    // counts went to its successor (PolicyChanged) or that stops.
+    service.state = ServiceState::STOPPED;
+  } else if (MayPassByItself(status)) {
     // As a run that failed at once: tried again after the restart delay,
     // within the restart limit.
     ScheduleRestart(service);
@@ -1221,6 +1235,7 @@ std::vector<server::ServiceReport> ServiceHost::Report() const {
 }
 
 void ServiceHost::StopAll() {
+  stopping_ = true;
   std::vector<Service*> running;
   const absl::Status stopping = absl::UnavailableError("the broker is stopping");
   for (const std::unique_ptr<Service>& service : services_) {

@@ -1452,6 +1452,49 @@ TEST_F(ServiceHostTest, ALaunchWhoseProgramRunsWhenTheBrokerStopsHadItsGrants) {
   EXPECT_EQ(Report("granted").state, ServiceState::STOPPED);
 }
 
+// A launch that fails as a reload replaces its service (the reload reads
+// its report, TakeLaunchReport) is not tried again: the log says so, no
+// restart is scheduled, and none is counted, on the old instance or on the
+// new one, which has its counts and serves the connect that waited.
+TEST_F(ServiceHostTest, ALaunchThatFailsAsAReloadReplacesItIsNotRestarted) {
+  scripts_["granted"].report_failure =
+      absl::ResourceExhaustedError("clone3: Resource temporarily unavailable");
+  ASSERT_OK(Connect("granted", 1).status());
+  ASSERT_TRUE(WaitForReport(0));
+  scripts_["granted"].report_failure = absl::OkStatus();  // the new instance's launch
+  ::testing::internal::CaptureStderr();
+  ReloadEdited({{R"(( name = "granted", command = [ "/usr/bin/svc" ],)",
+                 R"(( name = "granted", command = [ "/usr/bin/other" ],)"}});
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(log, HasSubstr("service 'granted': could not start: clone3: Resource temporarily "
+                             "unavailable; not restarting: a reload replaced it or removed it "
+                             "from the policy\n"));
+  EXPECT_THAT(log, Not(HasSubstr("restarting in")));
+  ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 1; }));
+  EXPECT_EQ(ClientAnswers()[0], "");
+  EXPECT_EQ(Report("granted").restarts, 0u);
+  EXPECT_EQ(launches_, 2u);
+}
+
+// So too as the broker stops: the service is left stopped, no restart
+// counted.
+TEST_F(ServiceHostTest, ALaunchThatFailsAsTheBrokerStopsIsNotRestarted) {
+  scripts_["svc"].report_failure =
+      absl::ResourceExhaustedError("clone3: Resource temporarily unavailable");
+  ASSERT_OK(Connect("svc", 1).status());
+  ASSERT_TRUE(WaitForReport(0));
+  ::testing::internal::CaptureStderr();
+  StopAll();
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(log, HasSubstr("service 'svc': could not start: clone3: Resource temporarily "
+                             "unavailable; not restarting: the broker is stopping\n"));
+  EXPECT_THAT(log, Not(HasSubstr("restarting in")));
+  EXPECT_EQ(ClientAnswers(), std::vector<std::string>({"the broker is stopping"}));
+  EXPECT_EQ(Report("svc").state, ServiceState::STOPPED);
+  EXPECT_EQ(Report("svc").restarts, 0u);
+  EXPECT_TRUE(Reaped(pids_[0]));
+}
+
 // A reload that takes a start grant away from a running service restarts
 // it: the old process is stopped, and the new one, started at the next
 // connect once the old has exited, has no such grant.

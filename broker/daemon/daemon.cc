@@ -164,7 +164,7 @@ void ReloadPolicy(const DaemonFlags& flags, server::RequestHandler& handler,
   absl::Status installed = location.ok() ? handler.SetPolicy(std::move(policy).value())
                                          : location.status();
   if (installed.ok()) guard.SetPolicy(std::move(location).value());
-  stats.last_reload = absl::Now();
+  stats.last_reload = MonotonicNow();
   stats.last_reload_refused = !installed.ok();
   if (!installed.ok()) {
     ++stats.policy_reload_failures;

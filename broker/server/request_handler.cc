@@ -883,9 +883,9 @@ void RequestHandler::Status(const Session& session, schema::Reply::Builder reply
   status.setAuditLinesToDeletedFiles(stats_.audit_lines_to_deleted_files);
   status.setPolicyGeneration(stats_.policy_generation);
   status.setPolicyReloadFailures(stats_.policy_reload_failures);
-  if (stats_.last_reload != absl::InfinitePast()) {
+  if (stats_.last_reload.has_value()) {
     status.setLastReloadSecondsAgo(
-        std::max<int64_t>(0, absl::ToInt64Seconds(absl::Now() - stats_.last_reload)));
+        std::max<int64_t>(0, absl::ToInt64Seconds(MonotonicNow() - *stats_.last_reload)));
     status.setLastReloadRefused(stats_.last_reload_refused);
   }
   status.setCapabilities(policy_.capabilities().size());

@@ -394,6 +394,25 @@ TEST_F(RequestHandlerTest, StatusCountsTheUptimeOnTheMonotonicClock) {
   EXPECT_LT(reply.getStatus().getUptimeSeconds(), 7200u + 600u);
 }
 
+// So is the time since the last reload, from stats.last_reload: none yet
+// reads as -1; one two hours ago there as 7200 seconds (and a moment
+// more), whatever the wall clock says.
+TEST_F(RequestHandlerTest, StatusCountsTheLastReloadOnTheMonotonicClock) {
+  auto seconds_ago = [&] {
+    capnp::MallocMessageBuilder reply_message;
+    auto reply = Ask(
+        handler_, 1000, [](schema::Request::Builder request) { request.setStatus(); },
+        reply_message);
+    EXPECT_TRUE(reply.isStatus());
+    return reply.isStatus() ? reply.getStatus().getLastReloadSecondsAgo() : -2;
+  };
+  EXPECT_EQ(seconds_ago(), -1);
+  stats_.last_reload = MonotonicNow() - absl::Hours(2);
+  const int64_t ago = seconds_ago();
+  EXPECT_GE(ago, 7200);
+  EXPECT_LT(ago, 7200 + 600);
+}
+
 // The policy's path and the last reload error name the administrator's
 // files and quote their lines: only root and the broker's uid see them.
 TEST_F(RequestHandlerTest, StatusShowsPolicyDetailsOnlyToAdministrators) {

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "absl/time/time.h"
@@ -26,11 +27,13 @@ struct Stats {
   // far as the log can tell (AuditLog::lines_to_deleted_files).
   uint64_t audit_lines_to_deleted_files = 0;
   // Policies installed (1 after start-up; each successful reload adds one),
-  // reloads refused, and the last reload: when (InfinitePast: none yet),
-  // whether it was refused, and why (empty unless it was).
+  // reloads refused, and the last reload: when, on MonotonicNow's clock as
+  // `started` is (unset: none yet), whether it was refused, and why (empty
+  // unless it was). On the wall clock, one set back showed the last reload
+  // 0 s ago, one set forward a reload hours old.
   uint64_t policy_generation = 0;
   uint64_t policy_reload_failures = 0;
-  absl::Time last_reload = absl::InfinitePast();
+  std::optional<absl::Duration> last_reload;
   bool last_reload_refused = false;
   std::string last_reload_error;
   // Why the last reopen of the audit log (at SIGHUP, or by a flush after

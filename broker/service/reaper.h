@@ -1,8 +1,8 @@
 // Reaper: what is left of services' runs, cleaned up through the loop.
 //
 // Processes the service host has given up on (a launch that failed or timed
-// out, a service that could not be supervised, what is left at the broker's
-// stop) are sent SIGKILL here and reaped once their pidfd is readable. The
+// out before its program ran, what is left at the broker's stop) are sent
+// SIGKILL here and reaped once their pidfd is readable. The
 // cgroup of a run that is over, the host's or the reaper's, is killed whole
 // (cgroup.kill: without a pid namespace a service's descendants outlive it)
 // and removed once its cgroup.events says it is empty. Nothing waits: a

@@ -190,6 +190,10 @@ struct ServiceHost::Service {
   std::string last_exit;
   // Why the host killed the running process, for its last_exit.
   std::string killed_for;
+  // The loop watches its pidfd (OnExit). A launched process whose pidfd
+  // could not be watched is killed at once (Launched), and its timer looks
+  // for its exit instead.
+  bool exit_watched = false;
   // Its process was still there kill_wait after its SIGKILL (DidNotDie):
   // connects are refused until it has died.
   bool unkillable = false;
@@ -523,24 +527,40 @@ absl::Status ServiceHost::Launched(Service& service, sandbox::LaunchedProcess pr
   service.in_force = absl::StrJoin(process.in_force, " ");
   service.missing = absl::StrJoin(process.missing, "; ");
 
-  Identity identity = service.launched_as;
-  identity.pid = service.pid;
-  absl::StatusOr<uint64_t> id =
-      loop_.AddServiceConnection(std::move(service.broker_end), std::move(identity));
+  // Its exit first: whatever else fails, the loop then tells when it dies.
   Service* raw = &service;
-  absl::Status watched = id.status();
+  absl::Status watched = loop_.Watch(service.pidfd.get(), [this, raw] { OnExit(*raw); });
+  service.exit_watched = watched.ok();
   if (watched.ok()) {
-    service.connection_id = *id;
-    watched = loop_.Watch(service.pidfd.get(), [this, raw] { OnExit(*raw); });
+    Identity identity = service.launched_as;
+    identity.pid = service.pid;
+    absl::StatusOr<uint64_t> id =
+        loop_.AddServiceConnection(std::move(service.broker_end), std::move(identity));
+    watched = id.status();
+    if (id.ok()) service.connection_id = *id;
   }
   if (watched.ok()) {
     watched = loop_.Watch(service.output.get(), [this, raw] { OnOutput(*raw); });
   }
   if (!watched.ok()) {
-    // It cannot be served or supervised: it must not run.
-    GiveUp(service);
-    ArmTimer(service, absl::ZeroDuration());
-    return StartFailed(service, watched);
+    // It cannot be served or supervised, so it must not run; but its
+    // program runs, with the service's start grants, until it has died.
+    // It stays the service's own meanwhile, killed and waited for as one
+    // not ready in time is (Kill, then OnExit or DidNotDie): handed to the
+    // reaper, it would be out of sight of the host, and a restart, or the
+    // new instance of a reload (HasPredecessor), would run a second
+    // instance with the same grants while it dies. Its exit goes as a
+    // failed run's (the restart policy applies).
+    service.broker_end.reset();  // not served, if the pidfd's watch failed first
+    const std::string why =
+        absl::StrCat("the broker could not serve it (", watched.message(), ")");
+    Log(service, absl::StrCat(why, "; killing it"));
+    AnswerPending(service,
+                  absl::UnavailableError(absl::StrCat("service '", service.spec.name,
+                                                      "' could not start: ", why)),
+                  "could not start");
+    Kill(service, why);
+    return watched;
   }
   Log(service, absl::StrCat("started, pid ", service.pid, "; in force: ", service.in_force,
                             service.missing.empty() ? "" : "; missing: ", service.missing));
@@ -575,15 +595,29 @@ void ServiceHost::AbandonLaunch(Service& service, const absl::Status& why) {
   service.pid = 0;
 }
 
+absl::string_view ServiceHost::NoRestart(const Service& service) const {
+  if (stopping_) return "the broker is stopping";
+  if (service.removed) return "a reload replaced it or removed it from the policy";
+  return "";
+}
+
 absl::Status ServiceHost::StartFailed(Service& service, const absl::Status& status) {
   GrantsNotDelivered(service, status);
   service.last_exit = absl::StrCat("could not start: ", status.message());
-  Log(service, service.last_exit);
+  const absl::string_view no_restart = NoRestart(service);
+  Log(service, no_restart.empty()
+                   ? service.last_exit
+                   : absl::StrCat(service.last_exit, "; not restarting: ", no_restart));
   AnswerPending(service,
                 absl::UnavailableError(
                     absl::StrCat("service '", service.spec.name, "' ", service.last_exit)),
                 "could not start");
-  if (MayPassByItself(status)) {
+  if (!no_restart.empty()) {
+    // Its launch failed as it was retired or stopped (TakeLaunchReport):
+    // nothing is scheduled, and nothing counted, on an instance whose
+    // counts went to its successor (PolicyChanged) or that stops.
+    service.state = ServiceState::STOPPED;
+  } else if (MayPassByItself(status)) {
     // As a run that failed at once: tried again after the restart delay,
     // within the restart limit.
     ScheduleRestart(service);
@@ -649,6 +683,7 @@ void ServiceHost::ForgetProcess(Service& service) {
   service.output.reset();
   service.connection_id = 0;
   service.pid = 0;
+  service.exit_watched = false;
   service.unkillable = false;
   // Called once the process is reaped; without a pid namespace, processes
   // it started may live on in its cgroup: killed, then the cgroup removed.
@@ -771,9 +806,12 @@ void ServiceHost::OnTimer(Service& service) {
     // kill_wait after its SIGKILL.
     if (HasExited(service)) {
       OnExit(service);  // the loop has not said so yet; may forget `service`
-    } else {
-      DidNotDie(service);
+      return;
     }
+    DidNotDie(service);
+    // Its pidfd could not be watched (Launched): the loop will not say
+    // when it dies, so its timer looks again every kill_wait.
+    if (!service.exit_watched) ArmTimer(service, options_.kill_wait);
     return;
   }
   // A process (launched, so served) whose broker connection closed had its
@@ -846,7 +884,9 @@ void ServiceHost::Kill(Service& service, absl::string_view why) {
 // (its files, its shared memory), so no new instance may start before it
 // has died, or two would share them; once it has (OnExit), the service
 // goes on as after any exit, and a new instance that waits for it (an
-// atStart one) starts.
+// atStart one) starts. One whose pidfd the loop could not watch (Launched)
+// is looked at again every kill_wait instead, its connects refused so
+// until it has died.
 void ServiceHost::DidNotDie(Service& service) {
   if (service.unkillable) return;  // said already
   service.unkillable = true;
@@ -1195,6 +1235,7 @@ std::vector<server::ServiceReport> ServiceHost::Report() const {
 }
 
 void ServiceHost::StopAll() {
+  stopping_ = true;
   std::vector<Service*> running;
   const absl::Status stopping = absl::UnavailableError("the broker is stopping");
   for (const std::unique_ptr<Service>& service : services_) {

@@ -177,7 +177,8 @@ class ServiceHost : public server::ServiceDirectory {
   // read meanwhile and logged (rationed as ever), so that one that writes
   // more than its pipe holds is not stuck in write() until it is killed.
   // Blocks. A launch whose program has not run yet is given up
-  // (TakeLaunchReport); one whose program runs is stopped as above.
+  // (TakeLaunchReport); one whose program runs is stopped as above; one
+  // that fails as it is read is logged as not restarted (NoRestart).
   void StopAll();
 
   // ServiceDirectory.
@@ -218,7 +219,10 @@ class ServiceHost : public server::ServiceDirectory {
   // (Launched), its grants delivered, to be stopped as a running one; one
   // that failed went as any failed launch (FailLaunch).
   void TakeLaunchReport(Service& service);
-  // The launch handed the process over: it is served and supervised.
+  // The launch handed the process over: it is served and supervised. One
+  // the loop cannot take on (its pidfd, connection or output cannot be
+  // watched) is killed and stays the service's until it has died; the
+  // error is returned.
   absl::Status Launched(Service& service, sandbox::LaunchedProcess process);
   // Gives the launch up (its child to the reaper), then StartFailed.
   absl::Status FailLaunch(Service& service, const absl::Status& status);
@@ -233,8 +237,13 @@ class ServiceHost : public server::ServiceDirectory {
   // delivered are on record as such (GrantsNotDelivered); answers the
   // waiting connects with it, then schedules another try as for a failed run when
   // the failure may pass by itself, else marks the service failed until a
-  // reload.
+  // reload. One that failed as its service was retired or stopped
+  // (NoRestart) is logged so and left STOPPED: no try, nothing counted.
   absl::Status StartFailed(Service& service, const absl::Status& status);
+  // Why a start of `service` that failed is not tried again: a reload
+  // replaced it or removed it (Retire), or the broker stops (StopAll).
+  // Empty when it may be.
+  absl::string_view NoRestart(const Service& service) const;
   // Counts a restart in a row and waits its delay (BACKOFF), or gives up
   // (FAILED) once restartLimit restarts in a row were made.
   void ScheduleRestart(Service& service);
@@ -329,6 +338,8 @@ class ServiceHost : public server::ServiceDirectory {
   HostOptions options_;
   Reaper reaper_;
   std::vector<std::unique_ptr<Service>> services_;
+  // StopAll has begun: no failed start is tried again.
+  bool stopping_ = false;
 };
 
 }  // namespace capbroker::service

@@ -107,10 +107,17 @@ uint64_t RequestId(const server::Answer& answer) {
   return reader.getRoot<schema::Reply>().getId();
 }
 
+// Whether `fd` is a pidfd (/proc/self/fd names it "anon_inode:[pidfd]").
+bool IsPidfd(int fd) {
+  char target[64] = {};
+  ssize_t n = readlink(absl::StrCat("/proc/self/fd/", fd).c_str(), target, sizeof(target) - 1);
+  return n > 0 && absl::string_view(target, static_cast<size_t>(n)) == "anon_inode:[pidfd]";
+}
+
 class FakeLoop : public server::LoopPort {
  public:
   absl::Status Watch(int fd, std::function<void()> on_readable) override {
-    if (refuse_watches) {
+    if (refuse_watches || (refuse_pidfd_watches && IsPidfd(fd))) {
       return absl::ResourceExhaustedError("epoll_ctl: Cannot allocate memory (refused by the test)");
     }
     watched_[fd] = std::move(on_readable);
@@ -118,6 +125,10 @@ class FakeLoop : public server::LoopPort {
   }
   void Unwatch(int fd) override { watched_.erase(fd); }
   absl::StatusOr<uint64_t> AddServiceConnection(UniqueFd fd, Identity identity) override {
+    if (refuse_service_connections) {
+      return absl::ResourceExhaustedError(
+          "epoll_ctl: No space left on device (refused by the test)");
+    }
     connections_[++last_id_] = std::move(fd);
     identities[last_id_] = std::move(identity);
     return last_id_;
@@ -197,6 +208,8 @@ class FakeLoop : public server::LoopPort {
   std::map<uint64_t, std::vector<UniqueFd>> sent_fds;
   std::map<uint64_t, std::vector<uint64_t>> answered;
   bool refuse_watches = false;
+  bool refuse_pidfd_watches = false;        // only those of pidfds
+  bool refuse_service_connections = false;  // AddServiceConnection fails
   bool refuse_delivery = false;  // a service's socket is full
   // Client connections whose queue is full (a Send closes them), and those
   // closed.
@@ -832,6 +845,52 @@ TEST_F(ServiceHostTest, AReadinessAfterTheKillIsRefusedAndTheKillsWaitStands) {
   EXPECT_EQ(waitpid(pids_[0], nullptr, 0), pids_[0]);
 }
 
+// A launched process the loop cannot take on (here its broker connection,
+// as epoll_ctl refuses one at max_user_watches) runs with its start grants:
+// it is killed and stays the service's own until it has died, so that no
+// restart runs a second instance with the same grants meanwhile. This one
+// does not die (stuck in the kernel): no restart, and connects are refused.
+TEST_F(ServiceHostTest, AProcessTheLoopCannotServeIsKilledAndNoRestartRunsUntilItHasDied) {
+  scripts_["svc"].unkillable = true;
+  kill_wait_ = absl::Milliseconds(50);
+  MakeHost();
+  loop_.refuse_service_connections = true;
+  ASSERT_OK(Connect("svc", 1).status());
+  ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 1; }));
+  EXPECT_EQ(ClientAnswers()[0],
+            "service 'svc' could not start: the broker could not serve it (epoll_ctl: No space "
+            "left on device (refused by the test))");
+  loop_.refuse_service_connections = false;
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("svc", 2));
+  EXPECT_FALSE(waiting.has_value());  // it may still die within kill_wait
+  ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 2; }));
+  EXPECT_THAT(ClientAnswers()[1], HasSubstr("did not die after SIGKILL"));
+  EXPECT_EQ(launches_, 1u) << "a restart ran while the old process held its grants";
+  EXPECT_EQ(kill(pids_[0], SIGKILL), 0);
+  EXPECT_EQ(waitpid(pids_[0], nullptr, 0), pids_[0]);
+}
+
+// So too when its pidfd cannot be watched: the loop will not say when it
+// dies, so the host's timer looks (kill_wait after the SIGKILL, and every
+// kill_wait after while it lives). It is reaped before a restart runs.
+TEST_F(ServiceHostTest, AProcessWhosePidfdCannotBeWatchedIsKilledAndReapedBeforeARestart) {
+  kill_wait_ = absl::Milliseconds(50);
+  MakeHost();
+  loop_.refuse_pidfd_watches = true;
+  ASSERT_OK(Connect("svc", 1).status());
+  ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 1; }));
+  EXPECT_EQ(ClientAnswers()[0],
+            "service 'svc' could not start: the broker could not serve it (epoll_ctl: Cannot "
+            "allocate memory (refused by the test))");
+  loop_.refuse_pidfd_watches = false;
+  ASSERT_TRUE(RunUntil([&] { return launches_ == 2; }));
+  EXPECT_TRUE(Reaped(pids_[0])) << "a restart ran before the old process was reaped";
+  EXPECT_THAT(Report("svc").last_exit,
+              StartsWith("the broker could not serve it (epoll_ctl: Cannot allocate memory "
+                         "(refused by the test)) (killed by SIGKILL)"));
+  EXPECT_EQ(Report("svc").restarts, 1u);
+}
+
 // A waitid that fails would fail again at every wakeup of the pidfd, which
 // stays readable: the run is over, how it ended not known (a failure), and
 // the pidfd is no longer watched.
@@ -1391,6 +1450,49 @@ TEST_F(ServiceHostTest, ALaunchWhoseProgramRunsWhenTheBrokerStopsHadItsGrants) {
   ASSERT_EQ(lines.size(), 1u) << AuditText();
   EXPECT_THAT(lines[0], HasSubstr(R"("decision":"granted")"));
   EXPECT_EQ(Report("granted").state, ServiceState::STOPPED);
+}
+
+// A launch that fails as a reload replaces its service (the reload reads
+// its report, TakeLaunchReport) is not tried again: the log says so, no
+// restart is scheduled, and none is counted, on the old instance or on the
+// new one, which has its counts and serves the connect that waited.
+TEST_F(ServiceHostTest, ALaunchThatFailsAsAReloadReplacesItIsNotRestarted) {
+  scripts_["granted"].report_failure =
+      absl::ResourceExhaustedError("clone3: Resource temporarily unavailable");
+  ASSERT_OK(Connect("granted", 1).status());
+  ASSERT_TRUE(WaitForReport(0));
+  scripts_["granted"].report_failure = absl::OkStatus();  // the new instance's launch
+  ::testing::internal::CaptureStderr();
+  ReloadEdited({{R"(( name = "granted", command = [ "/usr/bin/svc" ],)",
+                 R"(( name = "granted", command = [ "/usr/bin/other" ],)"}});
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(log, HasSubstr("service 'granted': could not start: clone3: Resource temporarily "
+                             "unavailable; not restarting: a reload replaced it or removed it "
+                             "from the policy\n"));
+  EXPECT_THAT(log, Not(HasSubstr("restarting in")));
+  ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 1; }));
+  EXPECT_EQ(ClientAnswers()[0], "");
+  EXPECT_EQ(Report("granted").restarts, 0u);
+  EXPECT_EQ(launches_, 2u);
+}
+
+// So too as the broker stops: the service is left stopped, no restart
+// counted.
+TEST_F(ServiceHostTest, ALaunchThatFailsAsTheBrokerStopsIsNotRestarted) {
+  scripts_["svc"].report_failure =
+      absl::ResourceExhaustedError("clone3: Resource temporarily unavailable");
+  ASSERT_OK(Connect("svc", 1).status());
+  ASSERT_TRUE(WaitForReport(0));
+  ::testing::internal::CaptureStderr();
+  StopAll();
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(log, HasSubstr("service 'svc': could not start: clone3: Resource temporarily "
+                             "unavailable; not restarting: the broker is stopping\n"));
+  EXPECT_THAT(log, Not(HasSubstr("restarting in")));
+  EXPECT_EQ(ClientAnswers(), std::vector<std::string>({"the broker is stopping"}));
+  EXPECT_EQ(Report("svc").state, ServiceState::STOPPED);
+  EXPECT_EQ(Report("svc").restarts, 0u);
+  EXPECT_TRUE(Reaped(pids_[0]));
 }
 
 // A reload that takes a start grant away from a running service restarts

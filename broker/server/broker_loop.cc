@@ -332,7 +332,10 @@ bool BrokerLoop::FdsMayWait(int fd) {
 void BrokerLoop::Discard(UniqueFd fd, bool fds_may_wait) {
   if (!fd.valid() || !fds_may_wait) return;  // closes it
   absl::StatusOr<wire::Waiting> waiting = wire::PeekDatagram(fd.get());
-  if (waiting.ok() && *waiting == wire::Waiting::kNothing) return;  // nothing to drop
+  if (waiting.ok() && (*waiting == wire::Waiting::kNothing ||
+                       *waiting == wire::Waiting::kEndOfStream)) {
+    return;  // nothing to drop
+  }
   // Out of the epoll set, if it was in it: it stays open.
   epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd.get(), nullptr);
   PeerLog(absl::StrCat("keeping a connection open, unread, for good: it was made before the "
@@ -697,6 +700,7 @@ bool BrokerLoop::MayRead(Connection& connection) {
     return true;
   }
   if (*waiting == wire::Waiting::kDatagram) return true;
+  if (*waiting == wire::Waiting::kEndOfStream) return false;  // nothing unread: closed
   PeerLog(absl::StrCat("pid ", connection.session.identity.pid, " (uid ",
                        connection.session.identity.uid,
                        ") sent fds before the broker could refuse them: its connection is "

@@ -39,6 +39,7 @@
 #include "sdk/wire/datagram.h"
 #include "sdk/wire/framing.h"
 #include "sdk/wire/unix_socket.h"
+#include "tests/fixtures/fd_count.h"
 #include "tests/fixtures/raw_send.h"
 #include "tests/fixtures/request_bytes.h"
 #include "tests/fixtures/json_object.h"
@@ -808,6 +809,44 @@ TEST_F(BrokerLoopTest, FdsSentBeforeTheListenerRefusedThemAreNeverDroppedHere) {
   // Nothing came back on the connection set aside: it is never read again.
   pollfd q{with_fds.get(), POLLIN, 0};
   EXPECT_EQ(poll(&q, 1, 0), 0);
+}
+
+// A connection made before the listener refused fds, whose client sent a
+// request without fds and hung up, holds nothing: it is closed when it
+// ends, not kept open for good as one that could hold a client's fd. Its
+// end of stream reads as no datagram (recvmsg returns 0 for an empty
+// datagram and for end of stream alike: wire::PeekDatagram tells them
+// apart).
+TEST_F(BrokerLoopTest, AConnectionMadeBeforeFdsWereRefusedThatHangsUpIsClosed) {
+  UniqueFd listener(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(dir_.Join("s")));
+  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&address.addr), address.length), 0);
+  ASSERT_EQ(listen(listener.get(), 8), 0);
+  {
+    ASSERT_OK_AND_ASSIGN(UniqueFd early, wire::ConnectSeqpacket(dir_.Join("s")));
+    ASSERT_EQ(testing::RawSend(early.get(), testing::HelloBytes(1, schema::PROTOCOL_VERSION)),
+              0);
+  }
+  // As Listener::FromSystemd does when it takes such a socket.
+  absl::Status refused = wire::RefuseFds(listener.get());
+  if (refused.code() == absl::StatusCode::kUnimplemented) GTEST_SKIP() << refused.message();
+  ASSERT_OK(refused);
+  const int before = testing::CountOpenFds();
+  ::testing::internal::CaptureStderr();
+  {
+    BrokerLoop loop(handler_, audit_, stats_, Limits());
+    UniqueFd control(eventfd(1, EFD_CLOEXEC));  // readable every turn
+    int turns = 0;
+    ASSERT_OK(loop.Serve(listener.get(), control.get(), [&] {
+      // Done once the connection was taken and has ended; a safety net of
+      // turns, never a wait.
+      return (stats_.connections_total == 1 && stats_.connections == 0) || ++turns > 1000;
+    }));
+    ASSERT_LE(turns, 1000) << "the connection did not end";
+  }
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(testing::CountOpenFds(), before) << "the connection was kept open:\n" << err;
+  EXPECT_THAT(err, ::testing::Not(::testing::HasSubstr("keeping a connection open")));
 }
 
 // A socket from systemd whose unit says AcceptFileDescriptors=no and

@@ -964,6 +964,16 @@ class BrokerLoopFullTableTest : public BrokerLoopTest {
     absl::Status refused = wire::RefuseFds(listener.get());
     if (refused.code() == absl::StatusCode::kUnimplemented) GTEST_SKIP() << refused.message();
     ASSERT_OK(refused);
+    RunLoopAtFullTable(listener.get(), address, on_turn, codes);
+  }
+
+  // Runs a loop on `listener_fd` (reachable at `address`) in a child
+  // process whose table (RLIMIT_NOFILE 128) is full but for one number,
+  // which the loop's reserve takes when it starts: see RunAtFullTable for
+  // `on_turn` and `codes`.
+  void RunLoopAtFullTable(int listener_fd, const wire::UnixAddress& address,
+                          const std::function<int(int, FullTable&)>& on_turn,
+                          absl::string_view codes) {
     pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
@@ -974,7 +984,7 @@ class BrokerLoopFullTableTest : public BrokerLoopTest {
       // Nothing reached through `this` once the table is full: UBSan's
       // check of a member access through it needs an fd of its own.
       FullTable table;
-      table.listener = listener.get();
+      table.listener = listener_fd;
       table.address = address;
       table.late = late.get();
       table.epoll_fd = OnlyEpollFd();
@@ -1107,6 +1117,32 @@ TEST_F(BrokerLoopTest, AnAcceptErrorThatLastsPausesTheListener) {
   EXPECT_GE(tries, 2u) << "not tried again after 100 ms:\n" << err;
   EXPECT_LE(tries, 11u) << "tried more often than every 100 ms:\n" << err;
   EXPECT_THAT(err, ::testing::Not(::testing::HasSubstr("suppressed")));
+}
+
+// At a full table, accept4 fails with EMFILE before it looks at the
+// listener, and the loop frees its reserve to try again: an error that
+// lasts (ENOMEM, ENOBUFS, a security module's EPERM) met by that second
+// try pauses the listener as one met by the first does. Watched, the
+// listener readable, the loop would wake every turn at full CPU. Here the
+// "listener" is a socket that does not listen, a datagram waiting in it
+// (readable; accept4 says EINVAL once it has an fd), in a table with no
+// free number once the loop holds its reserve.
+TEST_F(BrokerLoopFullTableTest, AnAcceptErrorThatLastsAfterTheReserveIsFreedPausesTheListener) {
+  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+  const uint8_t byte = 0;
+  ASSERT_EQ(testing::RawSend(pair.second.get(), absl::MakeConstSpan(&byte, 1)), 0);
+  RunLoopAtFullTable(
+      pair.first.get(), wire::UnixAddress{},
+      [&](int turn, FullTable& table) {
+        // The first turn reported the listener with the control fd.
+        if (turn < 2) return -1;
+        table.filler.pop_back();  // a number for reading the fdinfo
+        absl::StatusOr<bool> watched = EpollWatches(table.epoll_fd, table.listener);
+        table.filler.emplace_back(open("/dev/null", O_RDONLY | O_CLOEXEC));
+        if (!watched.ok()) return 18;
+        return *watched ? 19 : 0;
+      },
+      "19: the listener was still watched after a lasting accept error");
 }
 
 // The connection quotas go by uid, which SO_PEERCRED tells without an fd: a

@@ -380,6 +380,8 @@ void WarnIfOthersCannotConnect(const DaemonFlags& flags, const server::Listener&
 absl::Status CheckTheSocketFromSystemd(const DaemonFlags& flags,
                                        const server::Listener& listener) {
   if (!listener.path().empty()) return absl::OkStatus();
+  // Whoever may change its directory may replace it, whatever its mode.
+  CB_RETURN_IF_ERROR(server::CheckSocketDirectoryFromSystemd(listener.fd()));
   if (flags.socket_mode.has_value()) {
     return server::CheckSocketModeFromSystemd(listener.fd(), *flags.socket_mode, geteuid());
   }

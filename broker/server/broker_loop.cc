@@ -240,6 +240,30 @@ void BrokerLoop::SendWhatIsQueued() {
   }
 }
 
+namespace {
+
+// Whether an accept4 error outlasts the call: anything but nothing waiting
+// (EAGAIN), a call cut short (EINTR, ECONNABORTED) and the want of an fd
+// (EMFILE, ENFILE: see Accept). ENOMEM, ENOBUFS, a security module's EPERM
+// leave the listener readable while they last.
+bool AcceptErrorLasts(int accept_errno) {
+  switch (accept_errno) {
+    case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+    case EWOULDBLOCK:
+#endif
+    case EINTR:
+    case ECONNABORTED:
+    case EMFILE:
+    case ENFILE:
+      return false;
+    default:
+      return true;
+  }
+}
+
+}  // namespace
+
 void BrokerLoop::Accept(int listener) {
   // A bounded number per wakeup: clients that keep connecting must not keep
   // the loop from serving the connections it has (level-triggered epoll
@@ -259,7 +283,9 @@ void BrokerLoop::Accept(int listener) {
       // again: it holds the only free number, and with the table full the
       // reserve would otherwise be lost for good.
       reserve_fd_.reset();
-      UniqueFd refused(accept4(listener, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+      const int refused_fd = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      const int refused_errno = refused_fd >= 0 ? 0 : errno;
+      UniqueFd refused(refused_fd);
       bool took = refused.valid();
       if (took) {
         PeerLog("out of fds: refusing a connection");
@@ -269,7 +295,12 @@ void BrokerLoop::Accept(int listener) {
       bool fds_may_wait = FdsMayWait(refused.get());
       Discard(std::move(refused), fds_may_wait);
       reserve_fd_ = OpenReserve();
-      if (!took && !reserve_fd_.valid()) {
+      if (took) continue;
+      if (AcceptErrorLasts(refused_errno)) {
+        PauseListener(listener, refused_errno);
+        return;
+      }
+      if (!reserve_fd_.valid()) {
         // The table is full and nothing is in reserve (a connection set
         // aside keeps its number): the listener stays readable with nothing
         // able to take from it, and watched, it would wake every turn. It
@@ -278,23 +309,21 @@ void BrokerLoop::Accept(int listener) {
         absl::Status paused = WatchListener(listener, false);
         if (!paused.ok()) PeerLog(paused.message());
       }
-      if (!took) return;
-      continue;
+      return;
     }
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-    // Another error (ENOMEM, ENOBUFS, a security module's EPERM) leaves
-    // the listener readable while it lasts: watched, level-triggered, it
-    // would wake the loop every turn at full CPU. Paused, it is tried again
-    // in kPausedListenerRetryMs (Serve).
-    const int accept_errno = errno;
-    listener_resume_at_ = std::chrono::steady_clock::now() +
-                          std::chrono::milliseconds(kPausedListenerRetryMs);
-    PeerLog(absl::StrCat("accept4: ", std::strerror(accept_errno),
-                         "; not accepting connections for ", kPausedListenerRetryMs, " ms"));
-    absl::Status paused = WatchListener(listener, false);
-    if (!paused.ok()) PeerLog(paused.message());
+    if (!AcceptErrorLasts(errno)) return;  // nothing waiting
+    PauseListener(listener, errno);
     return;
   }
+}
+
+void BrokerLoop::PauseListener(int listener, int accept_errno) {
+  listener_resume_at_ = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(kPausedListenerRetryMs);
+  PeerLog(absl::StrCat("accept4: ", std::strerror(accept_errno),
+                       "; not accepting connections for ", kPausedListenerRetryMs, " ms"));
+  absl::Status paused = WatchListener(listener, false);
+  if (!paused.ok()) PeerLog(paused.message());
 }
 
 absl::Status BrokerLoop::WatchListener(int listener, bool watch) {
@@ -332,7 +361,10 @@ bool BrokerLoop::FdsMayWait(int fd) {
 void BrokerLoop::Discard(UniqueFd fd, bool fds_may_wait) {
   if (!fd.valid() || !fds_may_wait) return;  // closes it
   absl::StatusOr<wire::Waiting> waiting = wire::PeekDatagram(fd.get());
-  if (waiting.ok() && *waiting == wire::Waiting::kNothing) return;  // nothing to drop
+  if (waiting.ok() && (*waiting == wire::Waiting::kNothing ||
+                       *waiting == wire::Waiting::kEndOfStream)) {
+    return;  // nothing to drop
+  }
   // Out of the epoll set, if it was in it: it stays open.
   epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd.get(), nullptr);
   PeerLog(absl::StrCat("keeping a connection open, unread, for good: it was made before the "
@@ -697,6 +729,7 @@ bool BrokerLoop::MayRead(Connection& connection) {
     return true;
   }
   if (*waiting == wire::Waiting::kDatagram) return true;
+  if (*waiting == wire::Waiting::kEndOfStream) return false;  // nothing unread: closed
   PeerLog(absl::StrCat("pid ", connection.session.identity.pid, " (uid ",
                        connection.session.identity.uid,
                        ") sent fds before the broker could refuse them: its connection is "

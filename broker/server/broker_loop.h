@@ -262,6 +262,11 @@ class BrokerLoop : public LoopPort {
 
   // Accepts waiting connections, at most kAcceptsPerWakeup of them.
   void Accept(int listener);
+  // After an accept4 error that lasts (`accept_errno`: ENOMEM, ENOBUFS, a
+  // security module's EPERM), whichever of Accept's calls met it: takes the
+  // listener out of the epoll set, where level-triggered it would wake
+  // every turn at full CPU, for kPausedListenerRetryMs (Serve resumes it).
+  void PauseListener(int listener, int accept_errno);
   // Adds the listener to the epoll set, or takes it out (paused).
   absl::Status WatchListener(int listener, bool watch);
   // Admits the connection `fd`, or refuses it (see Refuse) when its peer

@@ -39,6 +39,7 @@
 #include "sdk/wire/datagram.h"
 #include "sdk/wire/framing.h"
 #include "sdk/wire/unix_socket.h"
+#include "tests/fixtures/fd_count.h"
 #include "tests/fixtures/raw_send.h"
 #include "tests/fixtures/request_bytes.h"
 #include "tests/fixtures/json_object.h"
@@ -810,6 +811,44 @@ TEST_F(BrokerLoopTest, FdsSentBeforeTheListenerRefusedThemAreNeverDroppedHere) {
   EXPECT_EQ(poll(&q, 1, 0), 0);
 }
 
+// A connection made before the listener refused fds, whose client sent a
+// request without fds and hung up, holds nothing: it is closed when it
+// ends, not kept open for good as one that could hold a client's fd. Its
+// end of stream reads as no datagram (recvmsg returns 0 for an empty
+// datagram and for end of stream alike: wire::PeekDatagram tells them
+// apart).
+TEST_F(BrokerLoopTest, AConnectionMadeBeforeFdsWereRefusedThatHangsUpIsClosed) {
+  UniqueFd listener(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(dir_.Join("s")));
+  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&address.addr), address.length), 0);
+  ASSERT_EQ(listen(listener.get(), 8), 0);
+  {
+    ASSERT_OK_AND_ASSIGN(UniqueFd early, wire::ConnectSeqpacket(dir_.Join("s")));
+    ASSERT_EQ(testing::RawSend(early.get(), testing::HelloBytes(1, schema::PROTOCOL_VERSION)),
+              0);
+  }
+  // As Listener::FromSystemd does when it takes such a socket.
+  absl::Status refused = wire::RefuseFds(listener.get());
+  if (refused.code() == absl::StatusCode::kUnimplemented) GTEST_SKIP() << refused.message();
+  ASSERT_OK(refused);
+  const int before = testing::CountOpenFds();
+  ::testing::internal::CaptureStderr();
+  {
+    BrokerLoop loop(handler_, audit_, stats_, Limits());
+    UniqueFd control(eventfd(1, EFD_CLOEXEC));  // readable every turn
+    int turns = 0;
+    ASSERT_OK(loop.Serve(listener.get(), control.get(), [&] {
+      // Done once the connection was taken and has ended; a safety net of
+      // turns, never a wait.
+      return (stats_.connections_total == 1 && stats_.connections == 0) || ++turns > 1000;
+    }));
+    ASSERT_LE(turns, 1000) << "the connection did not end";
+  }
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(testing::CountOpenFds(), before) << "the connection was kept open:\n" << err;
+  EXPECT_THAT(err, ::testing::Not(::testing::HasSubstr("keeping a connection open")));
+}
+
 // A socket from systemd whose unit says AcceptFileDescriptors=no and
 // PassCredentials=yes: a connection made before the broker turned the
 // credentials off (the one whose connect started the broker) refuses fds
@@ -925,6 +964,16 @@ class BrokerLoopFullTableTest : public BrokerLoopTest {
     absl::Status refused = wire::RefuseFds(listener.get());
     if (refused.code() == absl::StatusCode::kUnimplemented) GTEST_SKIP() << refused.message();
     ASSERT_OK(refused);
+    RunLoopAtFullTable(listener.get(), address, on_turn, codes);
+  }
+
+  // Runs a loop on `listener_fd` (reachable at `address`) in a child
+  // process whose table (RLIMIT_NOFILE 128) is full but for one number,
+  // which the loop's reserve takes when it starts: see RunAtFullTable for
+  // `on_turn` and `codes`.
+  void RunLoopAtFullTable(int listener_fd, const wire::UnixAddress& address,
+                          const std::function<int(int, FullTable&)>& on_turn,
+                          absl::string_view codes) {
     pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
@@ -935,7 +984,7 @@ class BrokerLoopFullTableTest : public BrokerLoopTest {
       // Nothing reached through `this` once the table is full: UBSan's
       // check of a member access through it needs an fd of its own.
       FullTable table;
-      table.listener = listener.get();
+      table.listener = listener_fd;
       table.address = address;
       table.late = late.get();
       table.epoll_fd = OnlyEpollFd();
@@ -1068,6 +1117,32 @@ TEST_F(BrokerLoopTest, AnAcceptErrorThatLastsPausesTheListener) {
   EXPECT_GE(tries, 2u) << "not tried again after 100 ms:\n" << err;
   EXPECT_LE(tries, 11u) << "tried more often than every 100 ms:\n" << err;
   EXPECT_THAT(err, ::testing::Not(::testing::HasSubstr("suppressed")));
+}
+
+// At a full table, accept4 fails with EMFILE before it looks at the
+// listener, and the loop frees its reserve to try again: an error that
+// lasts (ENOMEM, ENOBUFS, a security module's EPERM) met by that second
+// try pauses the listener as one met by the first does. Watched, the
+// listener readable, the loop would wake every turn at full CPU. Here the
+// "listener" is a socket that does not listen, a datagram waiting in it
+// (readable; accept4 says EINVAL once it has an fd), in a table with no
+// free number once the loop holds its reserve.
+TEST_F(BrokerLoopFullTableTest, AnAcceptErrorThatLastsAfterTheReserveIsFreedPausesTheListener) {
+  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+  const uint8_t byte = 0;
+  ASSERT_EQ(testing::RawSend(pair.second.get(), absl::MakeConstSpan(&byte, 1)), 0);
+  RunLoopAtFullTable(
+      pair.first.get(), wire::UnixAddress{},
+      [&](int turn, FullTable& table) {
+        // The first turn reported the listener with the control fd.
+        if (turn < 2) return -1;
+        table.filler.pop_back();  // a number for reading the fdinfo
+        absl::StatusOr<bool> watched = EpollWatches(table.epoll_fd, table.listener);
+        table.filler.emplace_back(open("/dev/null", O_RDONLY | O_CLOEXEC));
+        if (!watched.ok()) return 18;
+        return *watched ? 19 : 0;
+      },
+      "19: the listener was still watched after a lasting accept error");
 }
 
 // The connection quotas go by uid, which SO_PEERCRED tells without an fd: a

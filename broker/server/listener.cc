@@ -35,17 +35,21 @@ constexpr int kBacklog = 1024;
 // Walks to the socket's directory with every name on the way checked
 // (broker/util/trusted_path.h), creating the directory itself (one level)
 // if it is missing, then applies the socket directory's own, stricter rule.
-absl::Status CheckSocketDirectory(const std::string& path, mode_t socket_mode) {
-  uid_t euid = geteuid();
-  util::PathRules rules{euid, absl::StrCat("the socket ", path),
-                        SocketDirectoryModeFor(socket_mode)};
+// `rules.create_mode` unset: a missing directory is kNotFound.
+absl::Status CheckSocketDirectoryWith(const std::string& path, const util::PathRules& rules) {
   CB_ASSIGN_OR_RETURN(util::ResolvedParent parent, util::OpenParent(path, rules));
   const std::string configured = SocketDirectory(path);
   std::string shown = Shown(parent.dir_path);
   if (configured != parent.dir_path) absl::StrAppend(&shown, " (named ", Shown(configured), ")");
   // Hints name the directory as configured: that is what the admin types.
-  return CheckSocketDirectoryStat(shown, parent.dir_stat, euid, Shown(configured),
+  return CheckSocketDirectoryStat(shown, parent.dir_stat, rules.euid, Shown(configured),
                                   Shown(parent.name));
+}
+
+absl::Status CheckSocketDirectory(const std::string& path, mode_t socket_mode) {
+  return CheckSocketDirectoryWith(
+      path, util::PathRules{geteuid(), absl::StrCat("the socket ", path),
+                            SocketDirectoryModeFor(socket_mode)});
 }
 
 // Lock attempts before giving up; more than one is needed only when a
@@ -368,6 +372,28 @@ absl::Status CheckOthersCannotConnect(int fd) {
       "other users can connect to the socket from systemd at %s (mode 0%o, every directory "
       "on the way searchable by others); %s",
       shown, st.st_mode & 07777, kFix));
+}
+
+absl::Status CheckSocketDirectoryFromSystemd(int fd) {
+  constexpr char kFix[] =
+      "set ListenSequentialPacket= in the .socket unit to a path in a directory only root or "
+      "the broker's user can change (such as /run/capbroker/broker.sock, with "
+      "DirectoryMode=), and restart the .socket unit";
+  absl::StatusOr<std::string> bound = BoundSocketPath(fd);
+  if (!bound.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot tell who can replace the socket from systemd: ", bound.status().message(),
+        "; ", kFix));
+  }
+  if (bound->empty()) return absl::OkStatus();  // abstract: no directory (see above)
+  absl::Status checked = CheckSocketDirectoryWith(
+      *bound, util::PathRules{geteuid(), absl::StrCat("the socket from systemd ", *bound),
+                              std::nullopt});
+  if (checked.ok()) return checked;
+  return absl::Status(checked.code(),
+                      absl::StrCat("the socket from systemd at ", Shown(*bound),
+                                   " (the .socket unit's ListenSequentialPacket=): ",
+                                   checked.message(), "; ", kFix));
 }
 
 absl::Status CheckSocketModeFromSystemd(int fd, mode_t socket_mode, uid_t euid) {

@@ -139,6 +139,19 @@ absl::Status CheckOthersCannotConnect(int fd);
 // unnamed one. An error when getsockname fails.
 absl::StatusOr<std::string> BoundSocketPath(int fd);
 
+// For the listening socket `fd` (borrowed) that systemd passed: the check
+// Bind makes of the directory it binds in (util::OpenParent's walk, then
+// CheckSocketDirectoryStat), on the path the socket is bound to. Whoever
+// may rename names in that directory (its owner, or anyone who may write
+// to it, unless sticky) or in one above it, or re-point a symlink on the
+// way, can move the unit's socket away and bind one of their own at its
+// path. kFailedPrecondition naming the path, what is wrong and the unit's
+// ListenSequentialPacket= to change; kNotFound for a path the broker
+// cannot see. OK for an abstract socket, which has no directory (whom it
+// lets in is CheckOthersCannotConnect's and CheckSocketModeFromSystemd's
+// to say).
+absl::Status CheckSocketDirectoryFromSystemd(int fd);
+
 // For a socket from systemd when --socket-mode says `socket_mode`: the
 // unit, not the broker, made the socket, so the flag cannot set its mode;
 // it is checked instead. OK when the socket at its bound path lets in no

@@ -743,6 +743,31 @@ TEST(CheckOthersCannotConnectTest, RefusesASocketOpenToOthersOrAbstract) {
                        HasSubstr("every user in the network namespace can connect")));
 }
 
+// A socket from systemd gets the check of the directory Bind makes: one
+// others (or its group) may write, not sticky, lets them move the unit's
+// socket away and bind their own at its path. Refused, naming the path and
+// the unit's ListenSequentialPacket=.
+TEST(CheckSocketDirectoryFromSystemdTest, RefusesADirectoryOthersCanWrite) {
+  TempDir open_tmp{TempDir::OpenToOthers{}};
+  const std::string dir = open_tmp.path();
+  const std::string path = dir + "/s";
+  UniqueFd fd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  ASSERT_NO_FATAL_FAILURE(BindAt(fd.get(), path));
+  ASSERT_EQ(listen(fd.get(), 8), 0);
+  EXPECT_OK(CheckSocketDirectoryFromSystemd(fd.get()));
+  for (mode_t mode : {0777, 0775}) {
+    ASSERT_EQ(chmod(dir.c_str(), mode), 0);
+    EXPECT_THAT(CheckSocketDirectoryFromSystemd(fd.get()),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         AllOf(HasSubstr("the socket from systemd at " + path),
+                               HasSubstr("is writable by other users"),
+                               HasSubstr("ListenSequentialPacket="))))
+        << std::oct << mode;
+  }
+  ASSERT_EQ(chmod(dir.c_str(), 0755), 0);
+  EXPECT_OK(CheckSocketDirectoryFromSystemd(fd.get()));
+}
+
 // --socket-mode cannot set the mode of a socket from systemd: it is
 // checked against it, and a socket that lets in more is refused. Who gets
 // in depends on the directories too: a directory of its own in /tmp

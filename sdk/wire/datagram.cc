@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 
 namespace capbroker::wire {
@@ -54,6 +55,45 @@ bool PeerHungUp(int fd) {
   pollfd p{fd, POLLIN | POLLRDHUP, 0};
   if (RetryEintr([&] { return poll(&p, 1, 0); }) < 0) return true;
   return (p.revents & (POLLHUP | POLLRDHUP)) != 0;
+}
+
+// A peek of `fd` returned 0 without MSG_CTRUNC, and the peer has hung up,
+// so nothing more can arrive: either an empty datagram (SOCK_SEQPACKET
+// allows them) waits, or the stream has ended. Neither that return, nor
+// poll (POLLIN and POLLHUP hold either way), nor SIOCINQ (the bytes
+// queued: 0 for empty datagrams) tells which. The kernel builds control
+// messages only for a datagram it returns, and returns 0 for end of
+// stream before it builds any (net/unix/af_unix.c, __unix_dgram_recvmsg):
+// with SO_PASSCRED on, every datagram, empty or not, comes with its
+// sender's credentials, which a peek without a control buffer reports as
+// MSG_CTRUNC. So one more peek with SO_PASSCRED on tells them apart; the
+// option is put back as it was before returning (the broker keeps it off:
+// StopCredentialMessages). No fd is installed: the peek has no control
+// buffer.
+absl::StatusOr<bool> EmptyDatagramWaits(int fd) {
+  int was = 0;
+  socklen_t length = sizeof(was);
+  if (getsockopt(fd, SOL_SOCKET, SO_PASSCRED, &was, &length) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("getsockopt(fd=", fd, ", SO_PASSCRED)"));
+  }
+  const int on = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("setsockopt(fd=", fd, ", SO_PASSCRED, 1)"));
+  }
+  char byte;
+  iovec iov{&byte, 1};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  ssize_t n = RetryEintr([&] { return recvmsg(fd, &msg, MSG_PEEK | MSG_DONTWAIT); });
+  const int peek_errno = errno;
+  if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &was, sizeof(was)) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("setsockopt(fd=", fd, ", SO_PASSCRED, ", was, ")"));
+  }
+  if (n < 0) {
+    return ErrnoStatus(peek_errno, absl::StrCat("recvmsg(fd=", fd, ", MSG_PEEK, SO_PASSCRED)"));
+  }
+  return (msg.msg_flags & MSG_CTRUNC) != 0;
 }
 
 }  // namespace
@@ -139,7 +179,13 @@ absl::StatusOr<Waiting> PeekDatagram(int fd) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return Waiting::kNothing;
     return ErrnoStatus(errno, absl::StrCat("recvmsg(fd=", fd, ", MSG_PEEK)"));
   }
-  return (msg.msg_flags & MSG_CTRUNC) ? Waiting::kDatagramWithFds : Waiting::kDatagram;
+  if (msg.msg_flags & MSG_CTRUNC) return Waiting::kDatagramWithFds;
+  // 0 from a peer still connected is an empty datagram: end of stream needs
+  // the hang-up, which once there stays (so a later poll that sees none
+  // proves there was none at the peek).
+  if (n > 0 || !PeerHungUp(fd)) return Waiting::kDatagram;
+  CB_ASSIGN_OR_RETURN(bool empty_datagram, EmptyDatagramWaits(fd));
+  return empty_datagram ? Waiting::kDatagram : Waiting::kEndOfStream;
 }
 
 absl::StatusOr<bool> SendDatagram(int fd, const iovec* iov, size_t iov_count,

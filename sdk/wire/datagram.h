@@ -108,8 +108,9 @@ absl::StatusOr<std::optional<Datagram>> ReceiveDatagram(
 // What waits first in a socket's receive queue.
 enum class Waiting {
   kNothing,          // the queue is empty and the peer still connected
-  kDatagram,         // a datagram without fds, or end of stream
+  kDatagram,         // a datagram without fds (perhaps an empty one)
   kDatagramWithFds,  // a datagram that carries fds
+  kEndOfStream,      // the queue is empty and the peer has hung up
 };
 
 // Looks at the first datagram waiting in `fd` (borrowed) without taking it
@@ -119,9 +120,11 @@ enum class Waiting {
 // unix_socket.h) and drops only the extra
 // references it took for the peek, never the datagram's own (which only a
 // receive, or closing the socket, drops). Safe on a socket whose peer is
-// hostile, provided nothing else reads it meanwhile. An empty datagram and
-// end of stream both read as kDatagram: recvmsg cannot tell them apart.
-// Errors: recvmsg's errno.
+// hostile, provided nothing else reads it meanwhile. recvmsg returns 0 both
+// for an empty datagram and for end of stream; when the peer has hung up,
+// one more peek with SO_PASSCRED on tells them apart (a datagram comes with
+// credentials, end of stream with none), and the option is put back as it
+// was. Errors: the errno of recvmsg, or of getsockopt/setsockopt.
 absl::StatusOr<Waiting> PeekDatagram(int fd);
 
 // Sends `iov` as one datagram with `fds` (borrowed: the kernel installs

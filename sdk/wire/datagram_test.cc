@@ -279,6 +279,26 @@ TEST_F(DatagramTest, PeekTellsFdsApartWithoutTakingThem) {
   EXPECT_EQ(plain, Waiting::kDatagram);
 }
 
+// recvmsg returns 0 for an empty datagram (SOCK_SEQPACKET allows them) and
+// for end of stream alike: the peek tells them apart, whether or not the
+// peer has hung up, and leaves SO_PASSCRED as it found it.
+TEST_F(DatagramTest, PeekTellsAnEmptyDatagramFromEndOfStream) {
+  RawSend({}, {});
+  ASSERT_OK_AND_ASSIGN(Waiting empty, PeekDatagram(b_.get()));
+  EXPECT_EQ(empty, Waiting::kDatagram);
+  a_.reset();
+  ASSERT_OK_AND_ASSIGN(Waiting empty_after_hang_up, PeekDatagram(b_.get()));
+  EXPECT_EQ(empty_after_hang_up, Waiting::kDatagram);
+  int passcred = -1;
+  socklen_t length = sizeof(passcred);
+  ASSERT_EQ(getsockopt(b_.get(), SOL_SOCKET, SO_PASSCRED, &passcred, &length), 0);
+  EXPECT_EQ(passcred, 0);
+  char byte;
+  ASSERT_EQ(recv(b_.get(), &byte, 1, MSG_DONTWAIT), 0);  // takes the empty datagram
+  ASSERT_OK_AND_ASSIGN(Waiting ended, PeekDatagram(b_.get()));
+  EXPECT_EQ(ended, Waiting::kEndOfStream);
+}
+
 TEST_F(DatagramTest, FdsToASocketThatRefusesThemAreAPermissionErrorSayingSo) {
   absl::Status refused = RefuseFds(b_.get());
   if (refused.code() == absl::StatusCode::kUnimplemented) GTEST_SKIP() << refused.message();

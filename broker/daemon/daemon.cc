@@ -43,7 +43,9 @@ namespace {
 
 // The fds the broker needs besides clients' connections and queued replies:
 // its own (stdin, stdout, stderr, epoll, signalfd, listener, reserve, audit
-// log, policy and socket directories, readiness pipe), with room to spare.
+// log, policy and socket directories, readiness pipe; at policy load, for
+// a moment, up to kExeBatch `exe` files and the mount table: ScriptExeNotes),
+// with room to spare.
 constexpr rlim_t kBrokerOwnFds = 64;
 // Per hosted service: its broker connection, its pidfd, its output pipe,
 // and the timerfd every service that was started keeps (start timeout,

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "broker/policy/policy_parser.h"
 #include "broker/util/trusted_path.h"
 #include "sdk/base/escape.h"
@@ -25,15 +26,43 @@ namespace {
 // capctl status, capctl policy check) shows it safely.
 std::string Shown(absl::string_view path) { return EscapedKeepingUtf8(path); }
 
+// The policy's own directory, besides the walk's rule for every directory
+// (CheckTraversedDirectoryStat): not writable by group or others, even if
+// sticky. The sticky bit keeps others from renaming or removing the policy,
+// but not from adding a name: whenever the policy's is free (an editor
+// saving by rename, root removing the file), any of them may rename into
+// it a file of root's they hold (a hard link, or a file root wrote into a
+// directory of theirs), which passes every check on the file. The
+// directories above may stay sticky: a directory can be moved to another
+// parent only by one who may write it, so no one else can put one of
+// root's in place of a name there.
+absl::Status CheckPolicyDirectoryStat(const std::string& dir, const struct stat& st,
+                                      const std::string& path, const std::string& name,
+                                      uid_t euid) {
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) == 0) return absl::OkStatus();
+  const std::string own = dir == "/" ? "/capbroker" : absl::StrCat(dir, "/capbroker");
+  return absl::FailedPreconditionError(absl::StrFormat(
+      "directory %s, which holds the policy %s, is writable by other users (mode 0%o, owner "
+      "uid %d): even with the sticky bit, whenever the policy's name is free there (an "
+      "editor's save, a removal) any of them could rename a file of root's they hold (a hard "
+      "link, or one root wrote into a directory of theirs) to it; move the policy into a "
+      "directory that only root or uid %d can write (mkdir -m 0755 %s, and load it as "
+      "%s/%s); never chmod a shared directory such as /tmp",
+      Shown(dir), Shown(path), st.st_mode & 07777, st.st_uid, euid, Shown(own), Shown(own),
+      Shown(name)));
+}
+
 // Opens the policy relative to its directory, reached by a walk that
 // checks every directory and symlink on the way (broker/util/trusted_path.h),
 // so that the file opened is the one in the directory checked.
 absl::StatusOr<UniqueFd> OpenPolicy(const std::string& path, uid_t euid) {
   util::PathRules rules{euid, absl::StrCat("the policy ", path), std::nullopt};
   CB_ASSIGN_OR_RETURN(util::ResolvedParent parent, util::OpenParent(path, rules));
-  // The policy's own directory: whoever could write it could rename another
-  // file into the policy's place, as for every directory above it.
+  // The policy's own directory: the rule of every directory above it, and
+  // not writable by others even if sticky (CheckPolicyDirectoryStat).
   CB_RETURN_IF_ERROR(util::CheckTraversedDirectoryStat(parent.dir_path, parent.dir_stat, rules));
+  CB_RETURN_IF_ERROR(
+      CheckPolicyDirectoryStat(parent.dir_path, parent.dir_stat, path, parent.name, euid));
   int fd = RetryEintr([&]() {
     return openat(parent.dir.get(), parent.name.c_str(),
                   O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);

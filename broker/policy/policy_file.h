@@ -6,13 +6,18 @@
 //
 // The path is walked one name at a time from `/` (broker/util/
 // trusted_path.h, the same walk as for the socket's directory): every
-// directory on the way, the policy's own included, must be owned by root or
-// the broker's euid and not writable by group or others unless it is sticky
-// (as /tmp is: others cannot rename our file), since whoever can write one
-// could rename another file into the policy's place; and every symlink on
-// the way must be owned by root or the broker's euid, since its owner could
-// re-point it at a directory of their own. The file is then opened relative
-// to the directory the walk reached, with
+// directory on the way must be owned by root or the broker's euid and not
+// writable by group or others unless it is sticky (as /tmp is: others may
+// add names there, but not rename ours away, nor move in a directory of
+// root's, which takes write permission on it), since whoever can write one
+// could rename another file into the policy's place. The policy's own
+// directory must not be writable by group or others even if sticky: there,
+// whenever the policy's name is free (an editor's save, a removal), anyone
+// could rename into it a file of root's they hold (a hard link, or one root
+// wrote into a directory of theirs), and it would pass every check on the
+// file. Every symlink on the way must be owned by root or the broker's
+// euid, since its owner could re-point it at a directory of their own.
+// The file is then opened relative to the directory the walk reached, with
 //   O_RDONLY | O_CLOEXEC  - nothing leaks into children;
 //   O_NOFOLLOW            - a symlink as the last component is refused, so
 //                           what is checked and read is the file named, not
@@ -43,8 +48,9 @@ namespace capbroker {
 // (see BrokerContext: capbrokerd always says what it offers). Errors:
 // kNotFound (no such file, or directory on the way), kFailedPrecondition (a
 // symlink, not a regular file, a path ending in '/', '.' or '..' ("dir/",
-// "dir/.."), wrong owner, writable by others; or a directory or symlink on
-// the way that another user could change), kResourceExhausted (too large),
+// "dir/.."), wrong owner, writable by others; a directory or symlink on the
+// way that another user could change; or its own directory writable by
+// others, sticky or not), kResourceExhausted (too large),
 // kInvalidArgument (the text is wrong, see ParsePolicy, and nothing else),
 // or the errno status of a failed call (but never kInvalidArgument: an
 // EINVAL is kFailedPrecondition). A message quotes the

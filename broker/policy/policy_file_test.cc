@@ -80,9 +80,34 @@ TEST_F(PolicyFileTest, RefusesADirectoryOthersCanWrite) {
                        HasSubstr(absl::StrCat("directory ", dir_, "/open, on the path to the "
                                               "policy ", path, ", is writable by other "
                                               "users (mode 0777"))));
-  // Sticky, as /tmp is: others cannot rename our file, so it is accepted.
+  // Sticky, as /tmp is, it is refused too: others cannot rename the policy
+  // away, but whenever its name is free (an editor's save, a removal) they
+  // may rename into it a file of root's they hold (a hard link, one root
+  // wrote into their directory). Before, it was accepted.
   ASSERT_EQ(chmod((dir_ + "/open").c_str(), 01777), 0);
-  EXPECT_OK(LoadPolicyFile(path, BrokerContext()));
+  EXPECT_THAT(LoadPolicyFile(path, BrokerContext()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       absl::StrCat("directory ", dir_, "/open, which holds the policy ", path,
+                                    ", is writable by other users (mode 01777, owner uid ",
+                                    geteuid(), "): even with the sticky bit, whenever the "
+                                    "policy's name is free there (an editor's save, a "
+                                    "removal) any of them could rename a file of root's they "
+                                    "hold (a hard link, or one root wrote into a directory of "
+                                    "theirs) to it; move the policy into a directory that "
+                                    "only root or uid ", geteuid(), " can write (mkdir -m "
+                                    "0755 ", dir_, "/open/capbroker, and load it as ", dir_,
+                                    "/open/capbroker/policy.cb); never chmod a shared "
+                                    "directory such as /tmp")));
+  // Group-writable (and sticky) is no better.
+  ASSERT_EQ(chmod((dir_ + "/open").c_str(), 01775), 0);
+  EXPECT_THAT(LoadPolicyFile(path, BrokerContext()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("is writable by other users (mode 01775")));
+  // A directory of its own there, as the message says: the sticky one above
+  // it is fine (no one else may move a directory of root's into it).
+  ASSERT_EQ(chmod((dir_ + "/open").c_str(), 01777), 0);
+  ASSERT_EQ(mkdir((dir_ + "/open/capbroker").c_str(), 0755), 0);
+  EXPECT_OK(LoadPolicyFile(Write("open/capbroker/policy.cb", kPolicy), BrokerContext()));
 }
 
 // `capctl policy check` loads the file the same way, so it says the same.

@@ -41,6 +41,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "broker/sandbox/landlock.h"
+#include "broker/sandbox/minimal_root.h"
 #include "broker/sandbox/namespaces.h"
 #include "broker/sandbox/protection.h"
 #include "broker/sandbox/sandbox.h"
@@ -643,6 +644,17 @@ TEST(LaunchTest, TheHostsProcShowsAServiceNothing) {
 // would show the host): /dev/fd and /dev/stdin lead nowhere. The README
 // promised "its own /proc"; `missing` says so now, protectSystem staying
 // in force.
+// The private /tmp is bounded in files as in bytes: an empty file costs no
+// bytes but pins kernel memory, and tmpfs's default allows half of RAM in
+// pages of them (minimal_root.h).
+TEST(LaunchTest, ThePrivateTmpIsBoundedInFilesAndBytes) {
+  ASSERT_OK_AND_ASSIGN(
+      LaunchedProcess launched,
+      LaunchAndWait(ShellSpec("stat -f -c %c /tmp && echo $(( $(stat -f -c '%b * %S' /tmp) ))")));
+  ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
+  EXPECT_EQ(finished.output, absl::StrCat(kTmpInodes, "\n", kTmpBytes, "\n"));
+}
+
 TEST(LaunchTest, TheMinimalRootWithoutAPidNamespaceListsItsMissingProc) {
   SandboxSpec spec = ShellSpec("test -e /proc/self && echo proc; test -e /dev/stdin && echo stdin; true");
   spec.protections.private_pids = Requirement::kOff;

@@ -65,6 +65,9 @@ class Child {
     if (!status.ok()) reporter_.Fail(status);
   }
 
+  // Opens the program and finds its real path (program_path_), and keeps
+  // it open in program_ when that lies outside the system directories.
+  absl::Status OpenProgram();
   // Replaces each directory fd of grant_fds_ with one confined to that
   // directory (detached_dir.h).
   absl::Status DetachGrants();
@@ -76,8 +79,11 @@ class Child {
   ChildReporter reporter_;
   std::vector<int> grant_fds_;  // as the service will get them
   std::vector<UniqueFd> detached_;
-  // The program when it lies outside the system directories (O_PATH): bound
-  // into the minimal root and given its own Landlock rule.
+  // The program's real path, every link resolved: what the minimal root
+  // holds it at and what execve runs (argv[0] stays as the spec gives it).
+  std::string program_path_;
+  // The program when its real path lies outside the system directories
+  // (O_PATH): bound into the minimal root and given its own Landlock rule.
   UniqueFd program_;
 };
 
@@ -108,6 +114,24 @@ void Child::FailProtection(const absl::Status& status, std::string message) {
 std::string PathOf(int fd) {
   absl::StatusOr<std::string> path = FdPath(fd);
   return path.ok() ? *path : absl::StrCat("(fd ", fd, ")");
+}
+
+absl::Status Child::OpenProgram() {
+  const std::string& named = plan_.argv[0];
+  CB_ASSIGN_OR_RETURN(UniqueFd fd,
+                      TakeFd(open(named.c_str(), O_PATH | O_CLOEXEC), absl::StrCat("program ", named)));
+  CB_ASSIGN_OR_RETURN(program_path_, FdPath(fd.get()));
+  if (!IsNormalAbsolutePath(program_path_)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("program ", named, " is ", program_path_,
+                     ", not an absolute path of this mount namespace: name the program by "
+                     "its real path"));
+  }
+  // Judged by where the file is, not by the name's text: a link in
+  // /usr/local/bin to /opt/app/x would dangle in the minimal root, which
+  // holds /usr but not /opt.
+  if (!IsInSystemDirectory(program_path_)) program_ = std::move(fd);
+  return absl::OkStatus();
 }
 
 absl::Status Child::DetachGrants() {
@@ -166,7 +190,7 @@ absl::Status Child::DetachGrants() {
 
 absl::Status Child::BuildRoot(bool mount_proc) {
   MinimalRootSpec spec;
-  spec.program = plan_.argv[0];
+  spec.program = program_path_;
   spec.program_fd = program_.get();
   spec.mount_proc = mount_proc;
   spec.hidden_paths = plan_.hidden_paths;
@@ -241,13 +265,9 @@ void Child::Run() {
   // the rest. umask(2) cannot fail.
   umask(kServiceUmask);
 
-  if (!IsInSystemDirectory(plan_.argv[0])) {
-    // Opened before anything is mounted over the program's directory. A
-    // missing program is reported as such, not as a protection's failure.
-    int fd = open(plan_.argv[0].c_str(), O_PATH | O_CLOEXEC);
-    if (fd < 0) reporter_.Fail(ErrnoStatus(errno, absl::StrCat("program ", plan_.argv[0])));
-    program_.reset(fd);
-  }
+  // Opened before anything is mounted over the program's directory. A
+  // missing program is reported as such, not as a protection's failure.
+  Must(OpenProgram());
   for (const ChildGrant& grant : plan_.grants) grant_fds_.push_back(grant.fd);
   bool root_in_force = false;
   if ((plan_.namespaces & CLONE_NEWNS) && plan_.protect_system != Requirement::kOff) {
@@ -358,8 +378,11 @@ void Child::Run() {
                                      "enforced by systemCallFilter, which is missing"));
     }
   }
-  execve(argv[0], argv.data(), envp.data());
-  reporter_.Fail(ErrnoStatus(errno, absl::StrCat("execve(", plan_.argv[0], ")")));
+  execve(program_path_.c_str(), argv.data(), envp.data());
+  reporter_.Fail(ErrnoStatus(
+      errno, absl::StrCat("execve(", program_path_,
+                          program_path_ == plan_.argv[0] ? "" : absl::StrCat(", named ", plan_.argv[0]),
+                          ")")));
 }
 
 }  // namespace

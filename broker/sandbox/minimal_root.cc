@@ -175,7 +175,8 @@ absl::Status PopulateAndPivot(const std::string& root, const MinimalRootSpec& sp
 
   CB_RETURN_IF_ERROR(MakeDir(root + "/tmp"));
   CB_RETURN_IF_ERROR(Mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                           absl::StrCat("mode=1777,size=", kTmpSize).c_str()));
+                           absl::StrCat("mode=1777,size=", kTmpBytes,
+                                        ",nr_inodes=", kTmpInodes).c_str()));
 
   // Mounting proc in a user namespace needs a fully visible proc in the
   // mount namespace (the kernel's mnt_too_revealing check): the host's is,

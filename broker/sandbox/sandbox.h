@@ -72,7 +72,9 @@ struct PassedFd {
 
 struct SandboxSpec {
   std::string name;                // the service, for messages and the hostname
-  std::vector<std::string> argv;   // argv[0]: the program, an absolute path
+  // argv[0]: the program, an absolute path. Run at its real path, every
+  // link resolved when the child starts, with argv[0] as given.
+  std::vector<std::string> argv;
   std::vector<std::string> env;    // "KEY=VALUE", nothing inherited
   std::vector<PassedFd> fds;       // at 3.. in this order
   int broker_fd = -1;              // borrowed; placed after `fds`, announced

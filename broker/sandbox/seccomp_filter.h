@@ -38,6 +38,35 @@ namespace capbroker::sandbox {
 // libseccomp knows.
 inline constexpr const char* kNewestReviewedSyscall = "futex_requeue";
 
+// Denied with EPERM, whatever the arguments. Every name must be one
+// ResolveSyscall knows, or BuildSeccompFilter fails.
+inline constexpr const char* kDeniedSyscalls[] = {
+    // Debugging and reading other processes' memory.
+    "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "kcmp",
+    "process_madvise",
+    // Mounts, old and new API.
+    "mount", "umount2", "pivot_root", "chroot", "move_mount", "open_tree",
+    "fsopen", "fsmount", "fsconfig", "fspick", "mount_setattr",
+    // Namespaces (clone's flags are filtered by BuildSeccompFilter).
+    "unshare", "setns",
+    // The kernel itself.
+    "bpf", "kexec_load", "kexec_file_load", "init_module", "finit_module",
+    "delete_module", "reboot", "swapon", "swapoff", "syslog", "acct",
+    "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "quotactl",
+    "quotactl_fd", "lookup_dcookie", "iopl", "ioperm", "vhangup",
+    "nfsservctl", "uselib", "perf_event_open", "fanotify_init",
+    "userfaultfd",
+    // Keyrings.
+    "keyctl", "add_key", "request_key",
+    // File handles bypass path-based checks.
+    "open_by_handle_at", "name_to_handle_at",
+    // io_uring performs operations outside this filter's view.
+    "io_uring_setup", "io_uring_enter", "io_uring_register",
+    // x86's local descriptor table: 16-bit segments for emulators, a history
+    // of kernel bugs, and nothing a 64-bit service needs.
+    "modify_ldt",
+};
+
 // A compiled filter: classic BPF instructions.
 class SeccompProgram {
  public:

@@ -41,6 +41,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "broker/sandbox/landlock.h"
+#include "broker/sandbox/minimal_root.h"
 #include "broker/sandbox/namespaces.h"
 #include "broker/sandbox/protection.h"
 #include "broker/sandbox/sandbox.h"
@@ -643,6 +644,17 @@ TEST(LaunchTest, TheHostsProcShowsAServiceNothing) {
 // would show the host): /dev/fd and /dev/stdin lead nowhere. The README
 // promised "its own /proc"; `missing` says so now, protectSystem staying
 // in force.
+// The private /tmp is bounded in files as in bytes: an empty file costs no
+// bytes but pins kernel memory, and tmpfs's default allows half of RAM in
+// pages of them (minimal_root.h).
+TEST(LaunchTest, ThePrivateTmpIsBoundedInFilesAndBytes) {
+  ASSERT_OK_AND_ASSIGN(
+      LaunchedProcess launched,
+      LaunchAndWait(ShellSpec("stat -f -c %c /tmp && echo $(( $(stat -f -c '%b * %S' /tmp) ))")));
+  ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
+  EXPECT_EQ(finished.output, absl::StrCat(kTmpInodes, "\n", kTmpBytes, "\n"));
+}
+
 TEST(LaunchTest, TheMinimalRootWithoutAPidNamespaceListsItsMissingProc) {
   SandboxSpec spec = ShellSpec("test -e /proc/self && echo proc; test -e /dev/stdin && echo stdin; true");
   spec.protections.private_pids = Requirement::kOff;
@@ -657,8 +669,7 @@ TEST(LaunchTest, TheMinimalRootWithoutAPidNamespaceListsItsMissingProc) {
 }
 
 TEST(LaunchTest, MissingProgramIsNotFoundAndLeavesNoChild) {
-  // Outside the system directories the child finds out while binding it;
-  // inside, execve does.
+  // The child finds out when it opens the program, wherever it lies.
   for (const char* program : {"/nonexistent/capbroker-program", "/usr/bin/capbroker-no-such"}) {
     SandboxSpec spec = ShellSpec("");
     spec.argv = {program};
@@ -837,6 +848,36 @@ TEST(LaunchTest, StaticProgramOutsideTheSystemDirectoriesRuns) {
     EXPECT_EQ(finished.output, "static hello\n") << path;
     EXPECT_TRUE(WIFEXITED(finished.wait_status) && WEXITSTATUS(finished.wait_status) == 0);
   }
+}
+
+// A program named by a link in a system directory to a file elsewhere is
+// judged by the file: bound into the minimal root at its real path and run
+// from there, rather than left to the link, which would dangle there. The
+// link is the test's own: a tmpfs over /usr/local in a mount namespace of
+// the test's child, which the service's mount namespace copies (the bind
+// of /usr takes its submounts along); the file is in the host's /tmp, over
+// which the sandbox mounts its own.
+TEST(LaunchTest, ALinkInASystemDirectoryToAProgramElsewhereRuns) {
+  if (geteuid() != 0) GTEST_SKIP() << "mounts over /usr/local, which takes root";
+  TempDir tmp;
+  std::string program =
+      tmp.WriteFile("hello", ReadWholeFile(RunfileRealPath("tests/sandbox/static_hello")), 0755);
+  const std::string link = "/usr/local/bin/capbroker-hello";
+  ChildResult result = RunInChild([&]() -> std::string {
+    if (unshare(CLONE_NEWNS) != 0) return absl::StrCat("unshare: ", strerror(errno));
+    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        mount("tmpfs", "/usr/local", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k") != 0 ||
+        mkdir("/usr/local/bin", 0755) != 0 || symlink(program.c_str(), link.c_str()) != 0) {
+      return absl::StrCat("making ", link, ": ", strerror(errno));
+    }
+    SandboxSpec spec = ShellSpec("");
+    spec.argv = {link};
+    absl::StatusOr<LaunchedProcess> launched = LaunchAndWait(spec);
+    if (!launched.ok()) return launched.status().ToString();
+    absl::StatusOr<Finished> finished = RunToEnd(*launched);
+    return finished.ok() ? finished->output : finished.status().ToString();
+  });
+  EXPECT_EQ(result.output, "static hello\n");
 }
 
 TEST(LaunchTest, KillingTheServiceKillsItsWholeNamespace) {

@@ -1030,7 +1030,10 @@ std::vector<uint64_t> BrokerLoop::AuditLinesLost(const std::vector<uint64_t>& li
 }
 
 std::vector<audit::AuditLog::LineRange> BrokerLoop::FlushAudit() {
-  if (audit_.has_pending()) stats_.audit_lines_dropped = audit_.Flush();
+  if (audit_.has_pending()) audit_.Flush();
+  // Copied whether or not anything was pending: lines are lost by flushes
+  // the loop does not make too (inside AuditLog::Record, at a Reopen).
+  stats_.audit_lines_dropped = audit_.lines_dropped();
   stats_.audit_lines_to_deleted_files = audit_.lines_to_deleted_files();
   // A flush that found the file deleted and reopened the path (or could
   // not) says so here; shown in status as a SIGHUP's reopen.

@@ -242,6 +242,27 @@ TEST_F(BrokerLoopTest, AReopenRefusedAfterTheLogWasDeletedShowsInStatus) {
   EXPECT_EQ(stats_.audit_lines_to_deleted_files, 1u);
 }
 
+// Record flushes by itself once its buffer is full; lines that flush
+// loses leave nothing pending. The loop's next flush still brings their
+// count to capctl status: status and list write no line, so no later
+// flush would.
+TEST_F(BrokerLoopTest, LinesLostByAFlushInsideRecordShowInStatus) {
+  BrokerLoop loop(handler_, audit_, stats_, Limits());
+  BreakAuditLog();
+  audit::AuditEvent event;
+  event.request = "acquire";
+  event.capability = "m";
+  event.access = "readWrite";
+  event.granted = true;
+  for (int i = 0; audit_.lines_dropped() == 0; ++i) {
+    ASSERT_LT(i, 100000) << "Record never flushed by itself";
+    audit_.Record(event, audit::InstantNow());
+  }
+  ASSERT_FALSE(audit_.has_pending());
+  EXPECT_THAT(loop.AuditLinesLost({}), ::testing::IsEmpty());
+  EXPECT_EQ(stats_.audit_lines_dropped, audit_.lines_dropped());
+}
+
 // The loop stops at the end of the turn that read the stop (the control
 // fd), once it has sent what that turn answered: a request that came in the
 // same batch gets its reply, not a connection closed on it. What is still

@@ -214,11 +214,6 @@ void RequestHandler::SetError(schema::Reply::Builder reply,
   error.setMessage(std::string(status.message()));
 }
 
-void RequestHandler::Refuse(const absl::Status& status, schema::Reply::Builder reply) {
-  CountDenial(status);
-  SetError(reply, status);
-}
-
 void RequestHandler::CountDenial(const absl::Status& status) {
   ++stats_.denials;
   ++stats_.denials_by_reason[std::string(
@@ -519,7 +514,7 @@ void RequestHandler::List(const Session& session, schema::Request::Reader reques
   if (paged) {
     absl::StatusOr<absl::string_view> start =
         PageStart(request.getListPage().getStartAfter(), "list");
-    if (!start.ok()) return Refuse(start.status(), reply);
+    if (!start.ok()) return Deny(session, "list", start.status(), reply);
     start_after = *start;
   }
   // The union of the grants of every matching principal (or the service's
@@ -552,7 +547,7 @@ void RequestHandler::List(const Session& session, schema::Request::Reader reques
     return ListEntryBytes(spec->name.size(), spec->path.size());
   });
   if (!paged && cut.more) {
-    return Refuse(NeedsPages("the capabilities this client may ask for"), reply);
+    return Deny(session, "list", NeedsPages("the capabilities this client may ask for"), reply);
   }
   auto entries = paged ? reply.initCapabilities().initEntries(cut.entries)
                        : reply.initList(cut.entries);
@@ -663,7 +658,7 @@ void RequestHandler::Services(const Session& session, schema::Request::Reader re
   if (paged) {
     absl::StatusOr<absl::string_view> start =
         PageStart(request.getServicesPage().getStartAfter(), "services");
-    if (!start.ok()) return Refuse(start.status(), reply);
+    if (!start.ok()) return Deny(session, "services", start.status(), reply);
     start_after = *start;
     start_after_removed = request.getServicesPage().getStartAfterRemoved();
   }
@@ -700,7 +695,7 @@ void RequestHandler::Services(const Session& session, schema::Request::Reader re
       });
   const PageCut cut = CutPage(after, reports.end(), ServiceEntryBytes);
   if (!paged && cut.more) {
-    return Refuse(NeedsPages("the services this broker reports"), reply);
+    return Deny(session, "services", NeedsPages("the services this broker reports"), reply);
   }
   auto entries = paged ? reply.initServicePage().initEntries(cut.entries)
                        : reply.initServices(cut.entries);

@@ -217,7 +217,10 @@ class RequestHandler {
   // Refuses a request from `session` that names nothing to grant: one that
   // could not be read or broke the protocol (`request_kind` "invalid": an
   // unreadable datagram, request id 0, a request before hello or of an
-  // unknown kind), a hello or a ready refused ("hello", "ready"). Counted
+  // unknown kind), a hello or a ready refused ("hello", "ready"), a page
+  // of list or services refused ("list", "services": a startAfter longer
+  // than a name, or a reply too large for one page asked for by a client
+  // older than pages). Counted
   // as a denial and put on record as one, capability and access empty,
   // within the uid's denial budget (audit::DenialBudget), so that a client
   // cannot flood the log with them. The caller sends the error reply.
@@ -285,9 +288,6 @@ class RequestHandler {
   static void SetGranted(const CapabilitySpec& spec, schema::Access access,
                          schema::Reply::Builder reply);
 
-  // Refuses a request that hands out nothing (not audited): the error
-  // reply, counted as a denial.
-  void Refuse(const absl::Status& status, schema::Reply::Builder reply);
   // DenyRequest, and the error reply.
   void Deny(const Session& session, absl::string_view request_kind,
             const absl::Status& status, schema::Reply::Builder reply);

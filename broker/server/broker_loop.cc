@@ -235,7 +235,7 @@ void BrokerLoop::SendWhatIsQueued() {
   for (const std::unique_ptr<Connection>& connection : connections_) {
     if (!connection || connection->closed) continue;
     for (const QueuedReply& q : connection->queue) {
-      NotDelivered(*connection, q.words, q.principal, kBrokerStopped);
+      NotDelivered(*connection, q.words, q.principal, q.open, kBrokerStopped);
     }
   }
 }
@@ -561,7 +561,7 @@ bool BrokerLoop::Deliver(uint64_t id, Answer answer) {
   if (connection.closed || !connection.queue.empty()) return false;
   QueuedReply reply{std::move(answer.words), std::move(answer.outcome.fds),
                     std::move(answer.outcome.shared_fd), answer.id, answer.outcome.audit_line,
-                    std::move(answer.outcome.principal)};
+                    std::move(answer.outcome.principal), answer.outcome.open};
   absl::StatusOr<bool> sent = Write(connection, reply);
   if (!sent.ok()) {
     CloseAfterWrite(connection, sent.status());
@@ -642,7 +642,7 @@ void BrokerLoop::Close(Connection& connection, bool tell_host) {
   --stats_.connections;
   Account(connection, -static_cast<long>(connection.queued_bytes),
           -static_cast<long>(connection.queued_fds));
-  for (const QueuedReply& q : connection.queue) NotDelivered(connection, q.words, q.principal);
+  for (const QueuedReply& q : connection.queue) NotDelivered(connection, q.words, q.principal, q.open);
   connection.queue.clear();  // closes the fds of the replies not sent
   int fd = connection.fd.get();
   closed_.push_back(std::move(connections_[fd]));
@@ -660,10 +660,11 @@ void BrokerLoop::Reap() { closed_.clear(); }
 
 void BrokerLoop::NotDelivered(const Connection& connection,
                               kj::ArrayPtr<const capnp::word> reply,
-                              const std::string& principal, absl::string_view why) {
+                              const std::string& principal, const audit::OpenOptions& open,
+                              absl::string_view why) {
   if (principal.empty()) return;
   if (why.empty()) why = connection.closing_for.empty() ? kClientHungUp : connection.closing_for;
-  handler_.GrantNotDelivered(connection.session, reply, principal, why);
+  handler_.GrantNotDelivered(connection.session, reply, principal, open, why);
 }
 
 void BrokerLoop::OnReadable(Connection& connection) {
@@ -771,7 +772,7 @@ void BrokerLoop::Settle(const Connection& connection, Answer& answer) {
   // Its line says granted: a second one says it was not delivered, and why.
   const std::string why = absl::StrCat("the file could not be emptied (", completed.message(),
                                        ")");
-  NotDelivered(connection, answer.words, answer.outcome.principal, why);
+  NotDelivered(connection, answer.words, answer.outcome.principal, answer.outcome.open, why);
   answer = ErrorAnswer(answer.id,
                        absl::Status(completed.code(), absl::StrCat(
                                         "the broker granted this open, but ", why,
@@ -810,7 +811,7 @@ bool BrokerLoop::Queue(Connection& connection, Answer answer) {
   // An answer dropped here goes with its connection, which the caller
   // closes (or which is closed already).
   auto drop = [&] {
-    NotDelivered(connection, answer.words, answer.outcome.principal);
+    NotDelivered(connection, answer.words, answer.outcome.principal, answer.outcome.open);
     return false;
   };
   if (connection.closed) return drop();
@@ -860,7 +861,7 @@ bool BrokerLoop::Queue(Connection& connection, Answer answer) {
     if (answer.outcome.principal.empty()) {
       handler_.CountDenial(refused);
     } else {
-      NotDelivered(connection, answer.words, answer.outcome.principal,
+      NotDelivered(connection, answer.words, answer.outcome.principal, answer.outcome.open,
                    "alone it was over the budget for the replies of all connections");
     }
     answer = ErrorAnswer(answer.id, refused, answer.outcome.close_after_reply);
@@ -870,7 +871,7 @@ bool BrokerLoop::Queue(Connection& connection, Answer answer) {
   connection.queue.push_back(QueuedReply{
       std::move(answer.words), std::move(answer.outcome.fds),
       std::move(answer.outcome.shared_fd), answer.id, answer.outcome.audit_line,
-      std::move(answer.outcome.principal)});
+      std::move(answer.outcome.principal), answer.outcome.open});
   Account(connection, static_cast<long>(bytes), static_cast<long>(fds));
   if (answer.outcome.close_after_reply && !connection.close_when_flushed) {
     connection.close_when_flushed = true;
@@ -1065,7 +1066,7 @@ std::vector<audit::AuditLog::LineRange> BrokerLoop::FlushAudit() {
       size_t new_bytes = error.words.size() * sizeof(capnp::word);
       Account(*c, static_cast<long>(new_bytes) - static_cast<long>(old_bytes),
               -static_cast<long>(q.fds.size()));
-      q = QueuedReply{std::move(error.words), {}, nullptr, q.id, 0, {}};
+      q = QueuedReply{std::move(error.words), {}, nullptr, q.id, 0, {}, {}};
       ++count;
     }
   }

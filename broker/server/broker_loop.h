@@ -236,6 +236,7 @@ class BrokerLoop : public LoopPort {
     uint64_t id = 0;          // the request's id
     uint64_t audit_line = 0;  // a grant's audit line; 0 for other replies
     std::string principal;    // a grant on record: see Outcome::principal
+    audit::OpenOptions open;  // its request's: see Outcome::open
   };
   struct Connection {
     UniqueFd fd;
@@ -369,10 +370,11 @@ class BrokerLoop : public LoopPort {
   void Reap();
   // Puts on record that `reply`, a reply to `connection` the loop drops
   // unsent, was not delivered, if it is a grant on record (`principal`
-  // set): RequestHandler::GrantNotDelivered, with `why`, by default why
-  // the connection is closing.
+  // set; `open` its Outcome::open): RequestHandler::GrantNotDelivered,
+  // with `why`, by default why the connection is closing.
   void NotDelivered(const Connection& connection, kj::ArrayPtr<const capnp::word> reply,
-                    const std::string& principal, absl::string_view why = {});
+                    const std::string& principal, const audit::OpenOptions& open,
+                    absl::string_view why = {});
   // The error that replaces a grant whose audit line was lost; counts it
   // as a denial instead of a grant.
   Answer Withheld(uint64_t request_id);

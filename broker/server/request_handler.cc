@@ -502,6 +502,7 @@ Outcome RequestHandler::OpenBeneath(const Session& session,
   outcome.audit_line = Finish(session, "openBeneath", name, access, path,
                               absl::OkStatus(), decision.principal, reply, asked);
   outcome.principal = std::move(decision.principal);
+  outcome.open = asked;
   return outcome;
 }
 
@@ -820,7 +821,8 @@ void RequestHandler::ConnectNotDelivered(const ConnectRequest& request,
 
 void RequestHandler::GrantNotDelivered(const Session& session,
                                        kj::ArrayPtr<const capnp::word> reply,
-                                       absl::string_view principal, absl::string_view why) {
+                                       absl::string_view principal,
+                                       const audit::OpenOptions& open, absl::string_view why) {
   // The broker's own reply, made by Acquire, OpenBeneath or Connect (or
   // the service host's ConnectedAnswer): one fd entry says what it grants.
   capnp::FlatArrayMessageReader message(reply);
@@ -830,20 +832,20 @@ void RequestHandler::GrantNotDelivered(const Session& session,
   const absl::string_view request_kind =
       connection ? "connect" : path.empty() ? "acquire" : "openBeneath";
   NotDelivered(session, request_kind, View(info.getName()), info.getAccess(), path,
-               absl::UnavailableError(why), principal);
+               absl::UnavailableError(why), principal, open);
 }
 
 void RequestHandler::NotDelivered(const Session& session, absl::string_view request_kind,
                                   absl::string_view capability, schema::Access access,
                                   absl::string_view path, const absl::Status& why,
-                                  absl::string_view principal) {
+                                  absl::string_view principal, const audit::OpenOptions& open) {
   // Finish fills the error into a reply nobody reads. Never throttled: at
   // most one per grant on record, and grants are never throttled; a spent
   // budget must not hide it.
   capnp::MallocMessageBuilder scratch(64);
   Finish(session, request_kind, capability, access, path,
          absl::Status(why.code(), absl::StrCat("not delivered: ", AuditReason(why))), principal,
-         scratch.initRoot<schema::Reply>(), {}, Budget::kExempt);
+         scratch.initRoot<schema::Reply>(), open, Budget::kExempt);
 }
 
 void RequestHandler::Status(const Session& session, schema::Reply::Builder reply) {

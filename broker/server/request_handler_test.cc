@@ -971,7 +971,8 @@ TEST_F(RequestHandlerTest, LinesAboutAGrantOnRecordIgnoreTheDenialBudget) {
   ASSERT_EQ(outcome.fds.size(), 1u);
   ASSERT_EQ(outcome.principal, "p");
   kj::Array<capnp::word> reply = capnp::messageToFlatArray(granted);
-  handler.GrantNotDelivered(session_, reply, outcome.principal, "the client hung up");
+  handler.GrantNotDelivered(session_, reply, outcome.principal, outcome.open,
+                            "the client hung up");
 
   ConnectRequest connect;
   connect.client = session_.identity;

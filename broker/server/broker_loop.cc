@@ -381,13 +381,18 @@ void BrokerLoop::Admit(UniqueFd fd) {
         administrator ? ""
                       : absl::StrCat("; uid 0 and the broker's uid may open ",
                                      kAdministratorReserve, " beyond --max-connections")));
+    // Who holds them is for the administrator (the line above): the
+    // client is not told other users' uids, nor how many connections
+    // each holds, any more than capctl status tells it.
     Refuse(fd.get(), absl::ResourceExhaustedError(absl::StrCat(
                          "the broker refused the connection: it serves at most ",
                          limits_.max_connections, " connections at once (--max-connections)",
                          administrator ? absl::StrCat(" and ", reserve,
                                                       " more for the administrator")
                                        : "",
-                         ", and ", stats_.connections, " are open: ", holders)));
+                         ", and ", stats_.connections,
+                         " are open; try again later, or ask the broker's administrator, "
+                         "whose log says who holds them")));
     return;
   }
   // Counted once admitted: a refused uid leaves no entry behind, which

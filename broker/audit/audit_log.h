@@ -244,6 +244,11 @@ class AuditLog {
   // a regular file, which never fails so, and is reopened by SIGHUP.
   bool reader_gone() const { return reader_gone_; }
 
+  // Lines lost so far because writing failed (by Flush, FlushAll, Reopen
+  // or a flush inside Record): what Flush returns, for capctl status, which
+  // must show a loss however it happened.
+  uint64_t lines_dropped() const { return dropped_lines_; }
+
   // Denials not written one by one so far.
   uint64_t denials_suppressed() const { return denials_suppressed_; }
 

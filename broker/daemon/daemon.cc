@@ -20,6 +20,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "broker/audit/audit_log.h"
+#include "broker/daemon/audit_reopen.h"
 #include "broker/daemon/environment.h"
 #include "broker/daemon/hidden_config.h"
 #include "broker/daemon/serve.h"
@@ -186,21 +187,6 @@ void ReloadPolicy(const DaemonFlags& flags, server::RequestHandler& handler,
                EscapedKeepingUtf8(path).c_str(), handler.policy().capabilities().size(),
                handler.policy().principals().size(), handler.policy().services().size());
   services.PolicyChanged();
-}
-
-// SIGHUP, for log rotation: go on in a new file at the audit log's path,
-// or keep the one open and say why.
-void ReopenAuditLog(const std::string& path, audit::AuditLog& audit, server::Stats& stats) {
-  if (path.empty()) return;  // stderr: nothing to reopen
-  absl::Status reopened = audit.Reopen(path);
-  stats.audit_lines_to_deleted_files = audit.lines_to_deleted_files();
-  // Shown by capctl status too: after a rotation, the file open before is
-  // the rotated one, which the next rotation may compress away.
-  stats.audit_reopen_error = std::string(reopened.message());
-  if (!reopened.ok()) {
-    std::fprintf(stderr, "capbrokerd: SIGHUP: audit log: going on in the file open before: %s\n",
-                 stats.audit_reopen_error.c_str());
-  }
 }
 
 // Reads all the pending signals, then acts; true when one of them asks to

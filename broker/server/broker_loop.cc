@@ -235,7 +235,7 @@ void BrokerLoop::SendWhatIsQueued() {
   for (const std::unique_ptr<Connection>& connection : connections_) {
     if (!connection || connection->closed) continue;
     for (const QueuedReply& q : connection->queue) {
-      NotDelivered(*connection, q.words, q.principal, kBrokerStopped);
+      NotDelivered(*connection, q.words, q.principal, q.open, kBrokerStopped);
     }
   }
 }
@@ -413,13 +413,18 @@ void BrokerLoop::Admit(UniqueFd fd) {
         administrator ? ""
                       : absl::StrCat("; uid 0 and the broker's uid may open ",
                                      kAdministratorReserve, " beyond --max-connections")));
+    // Who holds them is for the administrator (the line above): the
+    // client is not told other users' uids, nor how many connections
+    // each holds, any more than capctl status tells it.
     Refuse(fd.get(), absl::ResourceExhaustedError(absl::StrCat(
                          "the broker refused the connection: it serves at most ",
                          limits_.max_connections, " connections at once (--max-connections)",
                          administrator ? absl::StrCat(" and ", reserve,
                                                       " more for the administrator")
                                        : "",
-                         ", and ", stats_.connections, " are open: ", holders)));
+                         ", and ", stats_.connections,
+                         " are open; try again later, or ask the broker's administrator, "
+                         "whose log says who holds them")));
     return;
   }
   // Counted once admitted: a refused uid leaves no entry behind, which
@@ -593,7 +598,7 @@ bool BrokerLoop::Deliver(uint64_t id, Answer answer) {
   if (connection.closed || !connection.queue.empty()) return false;
   QueuedReply reply{std::move(answer.words), std::move(answer.outcome.fds),
                     std::move(answer.outcome.shared_fd), answer.id, answer.outcome.audit_line,
-                    std::move(answer.outcome.principal)};
+                    std::move(answer.outcome.principal), answer.outcome.open};
   absl::StatusOr<bool> sent = Write(connection, reply);
   if (!sent.ok()) {
     CloseAfterWrite(connection, sent.status());
@@ -674,7 +679,7 @@ void BrokerLoop::Close(Connection& connection, bool tell_host) {
   --stats_.connections;
   Account(connection, -static_cast<long>(connection.queued_bytes),
           -static_cast<long>(connection.queued_fds));
-  for (const QueuedReply& q : connection.queue) NotDelivered(connection, q.words, q.principal);
+  for (const QueuedReply& q : connection.queue) NotDelivered(connection, q.words, q.principal, q.open);
   connection.queue.clear();  // closes the fds of the replies not sent
   int fd = connection.fd.get();
   closed_.push_back(std::move(connections_[fd]));
@@ -692,10 +697,11 @@ void BrokerLoop::Reap() { closed_.clear(); }
 
 void BrokerLoop::NotDelivered(const Connection& connection,
                               kj::ArrayPtr<const capnp::word> reply,
-                              const std::string& principal, absl::string_view why) {
+                              const std::string& principal, const audit::OpenOptions& open,
+                              absl::string_view why) {
   if (principal.empty()) return;
   if (why.empty()) why = connection.closing_for.empty() ? kClientHungUp : connection.closing_for;
-  handler_.GrantNotDelivered(connection.session, reply, principal, why);
+  handler_.GrantNotDelivered(connection.session, reply, principal, open, why);
 }
 
 void BrokerLoop::OnReadable(Connection& connection) {
@@ -804,7 +810,7 @@ void BrokerLoop::Settle(const Connection& connection, Answer& answer) {
   // Its line says granted: a second one says it was not delivered, and why.
   const std::string why = absl::StrCat("the file could not be emptied (", completed.message(),
                                        ")");
-  NotDelivered(connection, answer.words, answer.outcome.principal, why);
+  NotDelivered(connection, answer.words, answer.outcome.principal, answer.outcome.open, why);
   answer = ErrorAnswer(answer.id,
                        absl::Status(completed.code(), absl::StrCat(
                                         "the broker granted this open, but ", why,
@@ -843,7 +849,7 @@ bool BrokerLoop::Queue(Connection& connection, Answer answer) {
   // An answer dropped here goes with its connection, which the caller
   // closes (or which is closed already).
   auto drop = [&] {
-    NotDelivered(connection, answer.words, answer.outcome.principal);
+    NotDelivered(connection, answer.words, answer.outcome.principal, answer.outcome.open);
     return false;
   };
   if (connection.closed) return drop();
@@ -893,7 +899,7 @@ bool BrokerLoop::Queue(Connection& connection, Answer answer) {
     if (answer.outcome.principal.empty()) {
       handler_.CountDenial(refused);
     } else {
-      NotDelivered(connection, answer.words, answer.outcome.principal,
+      NotDelivered(connection, answer.words, answer.outcome.principal, answer.outcome.open,
                    "alone it was over the budget for the replies of all connections");
     }
     answer = ErrorAnswer(answer.id, refused, answer.outcome.close_after_reply);
@@ -903,7 +909,7 @@ bool BrokerLoop::Queue(Connection& connection, Answer answer) {
   connection.queue.push_back(QueuedReply{
       std::move(answer.words), std::move(answer.outcome.fds),
       std::move(answer.outcome.shared_fd), answer.id, answer.outcome.audit_line,
-      std::move(answer.outcome.principal)});
+      std::move(answer.outcome.principal), answer.outcome.open});
   Account(connection, static_cast<long>(bytes), static_cast<long>(fds));
   if (answer.outcome.close_after_reply && !connection.close_when_flushed) {
     connection.close_when_flushed = true;
@@ -1063,7 +1069,10 @@ std::vector<uint64_t> BrokerLoop::AuditLinesLost(const std::vector<uint64_t>& li
 }
 
 std::vector<audit::AuditLog::LineRange> BrokerLoop::FlushAudit() {
-  if (audit_.has_pending()) stats_.audit_lines_dropped = audit_.Flush();
+  if (audit_.has_pending()) audit_.Flush();
+  // Copied whether or not anything was pending: lines are lost by flushes
+  // the loop does not make too (inside AuditLog::Record, at a Reopen).
+  stats_.audit_lines_dropped = audit_.lines_dropped();
   stats_.audit_lines_to_deleted_files = audit_.lines_to_deleted_files();
   // A flush that found the file deleted and reopened the path (or could
   // not) says so here; shown in status as a SIGHUP's reopen.
@@ -1095,7 +1104,7 @@ std::vector<audit::AuditLog::LineRange> BrokerLoop::FlushAudit() {
       size_t new_bytes = error.words.size() * sizeof(capnp::word);
       Account(*c, static_cast<long>(new_bytes) - static_cast<long>(old_bytes),
               -static_cast<long>(q.fds.size()));
-      q = QueuedReply{std::move(error.words), {}, nullptr, q.id, 0, {}};
+      q = QueuedReply{std::move(error.words), {}, nullptr, q.id, 0, {}, {}};
       ++count;
     }
   }

@@ -77,9 +77,11 @@
 // flag that sets the quota), then is closed: clients take it as the answer
 // to their first call. Uid 0 and the broker's own uid may go
 // kAdministratorReserve connections beyond max_connections, so that other
-// uids holding them all cannot lock the administrator out; a refusal at
-// max_connections says how many uids hold connections and which holds the
-// most.
+// uids holding them all cannot lock the administrator out. A refusal at
+// max_connections tells the client the limit and that the broker is full;
+// how many uids hold connections and which holds the most goes to the
+// broker's stderr only: other users' uids and counts are not the client's
+// to know (capctl status does not show them either).
 //
 // No fds from clients. The broker never takes one, and never holds one
 // either, not even unread in a socket it closes: dropping the last
@@ -236,6 +238,7 @@ class BrokerLoop : public LoopPort {
     uint64_t id = 0;          // the request's id
     uint64_t audit_line = 0;  // a grant's audit line; 0 for other replies
     std::string principal;    // a grant on record: see Outcome::principal
+    audit::OpenOptions open;  // its request's: see Outcome::open
   };
   struct Connection {
     UniqueFd fd;
@@ -374,15 +377,16 @@ class BrokerLoop : public LoopPort {
   void Reap();
   // Puts on record that `reply`, a reply to `connection` the loop drops
   // unsent, was not delivered, if it is a grant on record (`principal`
-  // set): RequestHandler::GrantNotDelivered, with `why`, by default why
-  // the connection is closing.
+  // set; `open` its Outcome::open): RequestHandler::GrantNotDelivered,
+  // with `why`, by default why the connection is closing.
   void NotDelivered(const Connection& connection, kj::ArrayPtr<const capnp::word> reply,
-                    const std::string& principal, absl::string_view why = {});
+                    const std::string& principal, const audit::OpenOptions& open,
+                    absl::string_view why = {});
   // The error that replaces a grant whose audit line was lost; counts it
   // as a denial instead of a grant.
   Answer Withheld(uint64_t request_id);
   // How many uids hold client connections, and which holds the most, for
-  // the refusal at max_connections.
+  // the stderr line about a refusal at max_connections (never the reply).
   std::string Holders();
   // Logs a line a client could provoke, within kPeerLogLinesPerSecond.
   void PeerLog(absl::string_view line);

@@ -135,6 +135,16 @@ class BrokerLoopAdmissionTest : public ::testing::Test {
     return root.getError().getMessage().cStr();
   }
 
+  // A refusal sent to a client names no holder: neither how many uids
+  // hold connections nor any uid and its count (Holders, for stderr).
+  static void ExpectNoHolders(const std::string& refused) {
+    EXPECT_THAT(refused, Not(HasSubstr("hold them"))) << refused;
+    EXPECT_THAT(refused, Not(HasSubstr("the most ("))) << refused;
+    for (uid_t uid : {uid_t{0}, kAlice, kBob, kCarol, kDave}) {
+      EXPECT_THAT(refused, Not(HasSubstr(absl::StrCat("uid ", uid)))) << refused;
+    }
+  }
+
   // Whether `fd` has a hello reply with id 1 waiting.
   static bool HelloAnswered(int fd) {
     wire::ReceiveBuffer buffer;
@@ -158,8 +168,9 @@ class BrokerLoopAdmissionTest : public ::testing::Test {
 int BrokerLoopAdmissionTest::listeners_made_ = 0;
 
 // Two uids hold every connection --max-connections allows, one each (their
-// --max-connections-per-uid). A third uid is refused, told how many uids
-// hold them and who holds the most; root still gets in, and is served.
+// --max-connections-per-uid). A third uid is refused and told the broker
+// is full, but not who fills it (the stderr line says how many uids hold
+// them and who holds the most); root still gets in, and is served.
 TEST_F(BrokerLoopAdmissionTest, RootIsAdmittedWhenOtherUidsHoldEveryConnection) {
   Limits limits;
   limits.max_connections = 2;
@@ -173,13 +184,18 @@ TEST_F(BrokerLoopAdmissionTest, RootIsAdmittedWhenOtherUidsHoldEveryConnection) 
   UniqueFd root = ConnectAs(0);
   ASSERT_TRUE(alice.valid() && bob.valid() && carol.valid() && root.valid());
   ASSERT_EQ(testing::RawSend(root.get(), testing::HelloBytes(1, schema::PROTOCOL_VERSION)), 0);
+  ::testing::internal::CaptureStderr();
   RunUntil(loop, [&] { return Readable(carol.get()) && Readable(root.get()); });
+  const std::string err = ::testing::internal::GetCapturedStderr();
 
   std::string refused = ErrorMessage(carol.get());
   EXPECT_THAT(refused,
               AllOf(HasSubstr("the broker refused the connection"),
-                    HasSubstr("(--max-connections)"), HasSubstr("clients of 2 uids hold them"),
-                    HasSubstr(absl::StrCat("uid ", kAlice, " the most (1)"))));
+                    HasSubstr("(--max-connections)"), HasSubstr("try again later")));
+  ExpectNoHolders(refused);
+  EXPECT_THAT(err, AllOf(HasSubstr(absl::StrCat("refusing uid ", kCarol)),
+                         HasSubstr("clients of 2 uids hold them"),
+                         HasSubstr(absl::StrCat("uid ", kAlice, " the most (1)"))));
   EXPECT_TRUE(HelloAnswered(root.get())) << "root was not served: " << ErrorMessage(root.get());
   EXPECT_EQ(stats_.connections, 3u);
 }
@@ -187,7 +203,8 @@ TEST_F(BrokerLoopAdmissionTest, RootIsAdmittedWhenOtherUidsHoldEveryConnection) 
 // A uid refused by its own quota holds no connection, and is not counted
 // among the uids that hold them. Root, past --max-connections (0) within
 // its reserve, is refused by --max-connections-per-uid (0); alice is then
-// refused by --max-connections, told that no uid holds a connection.
+// refused by --max-connections, and the broker's line says that no uid
+// holds a connection.
 TEST_F(BrokerLoopAdmissionTest, AUidRefusedByItsQuotaIsNotCountedAmongTheHolders) {
   Limits limits;
   limits.max_connections = 0;
@@ -196,11 +213,16 @@ TEST_F(BrokerLoopAdmissionTest, AUidRefusedByItsQuotaIsNotCountedAmongTheHolders
   UniqueFd root = ConnectAs(0);
   UniqueFd alice = ConnectAs(kAlice);
   ASSERT_TRUE(root.valid() && alice.valid());
+  ::testing::internal::CaptureStderr();
   RunUntil(loop, [&] { return Readable(root.get()) && Readable(alice.get()); });
+  const std::string err = ::testing::internal::GetCapturedStderr();
 
   EXPECT_THAT(ErrorMessage(root.get()), HasSubstr("(--max-connections-per-uid)"));
-  EXPECT_THAT(ErrorMessage(alice.get()),
-              AllOf(HasSubstr("(--max-connections)"), HasSubstr("clients of 0 uids hold them")));
+  const std::string refused = ErrorMessage(alice.get());
+  EXPECT_THAT(refused, HasSubstr("(--max-connections)"));
+  ExpectNoHolders(refused);
+  EXPECT_THAT(err, AllOf(HasSubstr(absl::StrCat("refusing uid ", kAlice)),
+                         HasSubstr("clients of 0 uids hold them")));
   EXPECT_EQ(stats_.connections, 0u);
 }
 
@@ -219,13 +241,17 @@ TEST_F(BrokerLoopAdmissionTest, RootsReserveIsBounded) {
   for (size_t i = 0; i <= kAdministratorReserve; ++i) roots.push_back(ConnectAs(0));
   for (const UniqueFd& root : roots) ASSERT_TRUE(root.valid());
   const UniqueFd& last = roots.back();
+  ::testing::internal::CaptureStderr();
   RunUntil(loop, [&] { return Readable(last.get()); });
+  const std::string err = ::testing::internal::GetCapturedStderr();
   EXPECT_EQ(stats_.connections, 2 + kAdministratorReserve);
   std::string refused = ErrorMessage(last.get());
   EXPECT_THAT(refused,
               AllOf(HasSubstr("the broker refused the connection"),
-                    HasSubstr("(--max-connections)"), HasSubstr("clients of 3 uids hold them"),
-                    HasSubstr(absl::StrCat("uid 0 the most (", kAdministratorReserve, ")"))));
+                    HasSubstr("(--max-connections)"), HasSubstr(absl::StrCat(kAdministratorReserve, " more for the administrator"))));
+  ExpectNoHolders(refused);
+  EXPECT_THAT(err, AllOf(HasSubstr("clients of 3 uids hold them"),
+                         HasSubstr(absl::StrCat("uid 0 the most (", kAdministratorReserve, ")"))));
   for (size_t i = 0; i + 1 < roots.size(); ++i) {
     EXPECT_FALSE(Readable(roots[i].get()))
         << "root's connection " << i << " was refused: " << ErrorMessage(roots[i].get());
@@ -261,6 +287,7 @@ TEST_F(BrokerLoopAdmissionTest, TheBrokersOwnUidIsAdmittedLikeRoot) {
   UniqueFd dave = ConnectAs(kDave);
   ASSERT_TRUE(alice.valid() && carol.valid() && bob.valid() && dave.valid());
   ASSERT_EQ(testing::RawSend(bob.get(), testing::HelloBytes(1, schema::PROTOCOL_VERSION)), 0);
+  ::testing::internal::CaptureStderr();  // the child's stderr too
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
@@ -281,14 +308,18 @@ TEST_F(BrokerLoopAdmissionTest, TheBrokersOwnUidIsAdmittedLikeRoot) {
     _exit(stats_.connections == 3 ? 0 : 14);
   }
   int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  const pid_t waited = waitpid(pid, &status, 0);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  ASSERT_EQ(waited, pid);
   ASSERT_TRUE(WIFEXITED(status)) << status;
   EXPECT_EQ(WEXITSTATUS(status), 0)
       << "10: setresuid failed; 11, 12: the harness; 13: bob or dave never answered; 14: not "
          "3 connections admitted";
   EXPECT_TRUE(HelloAnswered(bob.get())) << "bob was not served: " << ErrorMessage(bob.get());
-  EXPECT_THAT(ErrorMessage(dave.get()),
-              AllOf(HasSubstr("(--max-connections)"), HasSubstr("clients of 3 uids hold them")));
+  const std::string refused = ErrorMessage(dave.get());
+  EXPECT_THAT(refused, HasSubstr("(--max-connections)"));
+  ExpectNoHolders(refused);
+  EXPECT_THAT(err, HasSubstr("clients of 3 uids hold them"));
 }
 
 // A broker in a user namespace that does not map every uid sees each user

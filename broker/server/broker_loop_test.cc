@@ -9,6 +9,7 @@
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -241,6 +243,27 @@ TEST_F(BrokerLoopTest, AReopenRefusedAfterTheLogWasDeletedShowsInStatus) {
   EXPECT_THAT(stats_.audit_reopen_error,
               ::testing::AllOf(::testing::HasSubstr("deleted"), ::testing::HasSubstr("symlink")));
   EXPECT_EQ(stats_.audit_lines_to_deleted_files, 1u);
+}
+
+// Record flushes by itself once its buffer is full; lines that flush
+// loses leave nothing pending. The loop's next flush still brings their
+// count to capctl status: status and list write no line, so no later
+// flush would.
+TEST_F(BrokerLoopTest, LinesLostByAFlushInsideRecordShowInStatus) {
+  BrokerLoop loop(handler_, audit_, stats_, Limits());
+  BreakAuditLog();
+  audit::AuditEvent event;
+  event.request = "acquire";
+  event.capability = "m";
+  event.access = "readWrite";
+  event.granted = true;
+  for (int i = 0; audit_.lines_dropped() == 0; ++i) {
+    ASSERT_LT(i, 100000) << "Record never flushed by itself";
+    audit_.Record(event, audit::InstantNow());
+  }
+  ASSERT_FALSE(audit_.has_pending());
+  EXPECT_THAT(loop.AuditLinesLost({}), ::testing::IsEmpty());
+  EXPECT_EQ(stats_.audit_lines_dropped, audit_.lines_dropped());
 }
 
 // The loop stops at the end of the turn that read the stop (the control
@@ -571,6 +594,76 @@ TEST_F(BrokerLoopTest, GrantsDroppedWithTheirConnectionAreOnRecordAsNotDelivered
   }
   EXPECT_EQ(stats_.grants, 2u);
   EXPECT_EQ(stats_.denials, 2u);
+}
+
+// The same for grants of an open beneath that asked to create (with a
+// mode) and to truncate: the line saying each was not delivered carries
+// the same request as its grant line, so the two can be matched, and the
+// grant line says the file was made (it stays: it is not removed once the
+// grant is on record). One is dropped with its connection's queue, the
+// other as its reply finds the queue full.
+TEST_F(BrokerLoopTest, OpensBeneathNotDeliveredAreOnRecordWithTheirRequests) {
+  ASSERT_EQ(mkdir(dir_.Join("d").c_str(), 0700), 0);
+  ASSERT_OK_AND_ASSIGN(
+      Policy policy,
+      ParsePolicy(absl::StrCat(R"(( capabilities = [
+          ( name = "d", directory = ( path = ")", dir_.Join("d"), R"(", access = readWrite ) ) ],
+        services = [ ( name = "svc", command = [ "/bin/true" ], grants = [ "d" ] ) ] ))"),
+                  "t.capnp"));
+  ASSERT_OK(handler_.SetPolicy(std::move(policy)));
+  Limits limits;
+  limits.max_queued_replies = 1;
+  BrokerLoop loop(handler_, audit_, stats_, limits);
+  UniqueFd peer;
+  const uint64_t id = AddFullServiceConnection(loop, peer);
+  ASSERT_NE(id, 0u);
+  Session session;
+  session.identity.service = "svc";
+  session.hello_done = true;
+  auto open_beneath = [&](uint64_t request_id, const char* path) {
+    capnp::MallocMessageBuilder request_message, reply_message;
+    auto request = request_message.initRoot<schema::Request>();
+    request.setId(request_id);
+    auto open = request.initOpenBeneath();
+    open.setDirectory("d");
+    open.setPath(path);
+    open.setAccess(schema::Access::WRITE);
+    open.setCreate(true);
+    open.setMode(0640);
+    open.setTruncate(true);
+    Answer answer;
+    answer.outcome =
+        handler_.Handle(session, request.asReader(), reply_message.initRoot<schema::Reply>());
+    answer.words = std::move(wire::Flatten(reply_message)).value();
+    answer.id = request_id;
+    return answer;
+  };
+  ASSERT_TRUE(loop.Send(id, open_beneath(1, "one")));
+  ASSERT_FALSE(loop.Send(id, open_beneath(2, "two")));
+  audit_.FlushAll();
+
+  std::map<std::string, std::string> granted, not_delivered;
+  for (absl::string_view text : absl::StrSplit(ReadAudit(), '\n', absl::SkipEmpty())) {
+    ASSERT_OK_AND_ASSIGN(auto line, testing::FlattenJsonObject(text));
+    if (line["request.kind"] != "openBeneath") continue;
+    std::string request;
+    for (const auto& [key, value] : line) {
+      if (absl::StartsWith(key, "request.")) absl::StrAppend(&request, key, "=", value, " ");
+    }
+    if (line["event"] == "grant") {
+      EXPECT_EQ(line["created"], "true") << text;
+      granted[line["request.path"]] = request;
+    } else if (absl::StartsWith(line["reason"], "not delivered: ")) {
+      not_delivered[line["request.path"]] = request;
+    }
+  }
+  ASSERT_EQ(granted.size(), 2u) << ReadAudit();
+  EXPECT_EQ(not_delivered, granted) << ReadAudit();
+  EXPECT_THAT(granted["one"], ::testing::AllOf(::testing::HasSubstr("request.create=true"),
+                                               ::testing::HasSubstr("request.mode=0640"),
+                                               ::testing::HasSubstr("request.truncate=true")));
+  struct stat made;
+  EXPECT_EQ(stat(dir_.Join("d/one").c_str(), &made), 0) << "the file made was removed";
 }
 
 // A grant whose line a flush lost while Queue made room for it (here:

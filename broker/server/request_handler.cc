@@ -214,11 +214,6 @@ void RequestHandler::SetError(schema::Reply::Builder reply,
   error.setMessage(std::string(status.message()));
 }
 
-void RequestHandler::Refuse(const absl::Status& status, schema::Reply::Builder reply) {
-  CountDenial(status);
-  SetError(reply, status);
-}
-
 void RequestHandler::CountDenial(const absl::Status& status) {
   ++stats_.denials;
   ++stats_.denials_by_reason[std::string(
@@ -507,6 +502,7 @@ Outcome RequestHandler::OpenBeneath(const Session& session,
   outcome.audit_line = Finish(session, "openBeneath", name, access, path,
                               absl::OkStatus(), decision.principal, reply, asked);
   outcome.principal = std::move(decision.principal);
+  outcome.open = asked;
   return outcome;
 }
 
@@ -519,7 +515,7 @@ void RequestHandler::List(const Session& session, schema::Request::Reader reques
   if (paged) {
     absl::StatusOr<absl::string_view> start =
         PageStart(request.getListPage().getStartAfter(), "list");
-    if (!start.ok()) return Refuse(start.status(), reply);
+    if (!start.ok()) return Deny(session, "list", start.status(), reply);
     start_after = *start;
   }
   // The union of the grants of every matching principal (or the service's
@@ -552,7 +548,7 @@ void RequestHandler::List(const Session& session, schema::Request::Reader reques
     return ListEntryBytes(spec->name.size(), spec->path.size());
   });
   if (!paged && cut.more) {
-    return Refuse(NeedsPages("the capabilities this client may ask for"), reply);
+    return Deny(session, "list", NeedsPages("the capabilities this client may ask for"), reply);
   }
   auto entries = paged ? reply.initCapabilities().initEntries(cut.entries)
                        : reply.initList(cut.entries);
@@ -663,7 +659,7 @@ void RequestHandler::Services(const Session& session, schema::Request::Reader re
   if (paged) {
     absl::StatusOr<absl::string_view> start =
         PageStart(request.getServicesPage().getStartAfter(), "services");
-    if (!start.ok()) return Refuse(start.status(), reply);
+    if (!start.ok()) return Deny(session, "services", start.status(), reply);
     start_after = *start;
     start_after_removed = request.getServicesPage().getStartAfterRemoved();
   }
@@ -700,7 +696,7 @@ void RequestHandler::Services(const Session& session, schema::Request::Reader re
       });
   const PageCut cut = CutPage(after, reports.end(), ServiceEntryBytes);
   if (!paged && cut.more) {
-    return Refuse(NeedsPages("the services this broker reports"), reply);
+    return Deny(session, "services", NeedsPages("the services this broker reports"), reply);
   }
   auto entries = paged ? reply.initServicePage().initEntries(cut.entries)
                        : reply.initServices(cut.entries);
@@ -825,7 +821,8 @@ void RequestHandler::ConnectNotDelivered(const ConnectRequest& request,
 
 void RequestHandler::GrantNotDelivered(const Session& session,
                                        kj::ArrayPtr<const capnp::word> reply,
-                                       absl::string_view principal, absl::string_view why) {
+                                       absl::string_view principal,
+                                       const audit::OpenOptions& open, absl::string_view why) {
   // The broker's own reply, made by Acquire, OpenBeneath or Connect (or
   // the service host's ConnectedAnswer): one fd entry says what it grants.
   capnp::FlatArrayMessageReader message(reply);
@@ -835,20 +832,20 @@ void RequestHandler::GrantNotDelivered(const Session& session,
   const absl::string_view request_kind =
       connection ? "connect" : path.empty() ? "acquire" : "openBeneath";
   NotDelivered(session, request_kind, View(info.getName()), info.getAccess(), path,
-               absl::UnavailableError(why), principal);
+               absl::UnavailableError(why), principal, open);
 }
 
 void RequestHandler::NotDelivered(const Session& session, absl::string_view request_kind,
                                   absl::string_view capability, schema::Access access,
                                   absl::string_view path, const absl::Status& why,
-                                  absl::string_view principal) {
+                                  absl::string_view principal, const audit::OpenOptions& open) {
   // Finish fills the error into a reply nobody reads. Never throttled: at
   // most one per grant on record, and grants are never throttled; a spent
   // budget must not hide it.
   capnp::MallocMessageBuilder scratch(64);
   Finish(session, request_kind, capability, access, path,
          absl::Status(why.code(), absl::StrCat("not delivered: ", AuditReason(why))), principal,
-         scratch.initRoot<schema::Reply>(), {}, Budget::kExempt);
+         scratch.initRoot<schema::Reply>(), open, Budget::kExempt);
 }
 
 void RequestHandler::Status(const Session& session, schema::Reply::Builder reply) {

@@ -98,6 +98,11 @@ struct Outcome {
   // unsent (its client disconnected, the broker stopped) gets a line that
   // says so (GrantNotDelivered). Empty for every other reply.
   std::string principal;
+  // For a grant of an open beneath: what its request asked besides opening
+  // (create with its mode, truncate) and whether the open made the file,
+  // as its grant line says, so that a line saying it was not delivered
+  // names the same request (a file it made stays: its grant line says so).
+  audit::OpenOptions open;
 };
 
 class RequestHandler {
@@ -196,8 +201,10 @@ class RequestHandler {
   // reply `reply` (the broker's own, one fd entry) the loop dropped before
   // sending it to `session`'s client, for reason `why`: a denial of the
   // same request, its reason "not delivered: WHY", as for a connect above.
+  // `open`: the grant's Outcome::open, for an open beneath.
   void GrantNotDelivered(const Session& session, kj::ArrayPtr<const capnp::word> reply,
-                         absl::string_view principal, absl::string_view why);
+                         absl::string_view principal, const audit::OpenOptions& open,
+                         absl::string_view why);
 
   // Answers `request` from `session` into `reply` (an initialized root).
   // Call under CatchKj: reading a malformed request throws.
@@ -217,7 +224,10 @@ class RequestHandler {
   // Refuses a request from `session` that names nothing to grant: one that
   // could not be read or broke the protocol (`request_kind` "invalid": an
   // unreadable datagram, request id 0, a request before hello or of an
-  // unknown kind), a hello or a ready refused ("hello", "ready"). Counted
+  // unknown kind), a hello or a ready refused ("hello", "ready"), a page
+  // of list or services refused ("list", "services": a startAfter longer
+  // than a name, or a reply too large for one page asked for by a client
+  // older than pages). Counted
   // as a denial and put on record as one, capability and access empty,
   // within the uid's denial budget (audit::DenialBudget), so that a client
   // cannot flood the log with them. The caller sends the error reply.
@@ -285,9 +295,6 @@ class RequestHandler {
   static void SetGranted(const CapabilitySpec& spec, schema::Access access,
                          schema::Reply::Builder reply);
 
-  // Refuses a request that hands out nothing (not audited): the error
-  // reply, counted as a denial.
-  void Refuse(const absl::Status& status, schema::Reply::Builder reply);
   // DenyRequest, and the error reply.
   void Deny(const Session& session, absl::string_view request_kind,
             const absl::Status& status, schema::Reply::Builder reply);
@@ -303,12 +310,13 @@ class RequestHandler {
 
   // The denial of a request whose grant is on record, saying it was not
   // delivered, and why (its reason "not delivered: " + AuditReason(why)),
-  // with the principal of the grant: for ConnectNotDelivered,
-  // StartNotDelivered and GrantNotDelivered.
+  // with the principal and, for an open beneath, the open options of the
+  // grant: for ConnectNotDelivered, StartNotDelivered and
+  // GrantNotDelivered.
   void NotDelivered(const Session& session, absl::string_view request_kind,
                     absl::string_view capability, schema::Access access,
                     absl::string_view path, const absl::Status& why,
-                    absl::string_view principal);
+                    absl::string_view principal, const audit::OpenOptions& open = {});
   // Ends a grant or a denial: audit line, statistics, and an error reply
   // when `status` is not OK (its message; the line gives AuditReason).
   // `open`: what an open beneath asked besides opening, for the line.

@@ -990,7 +990,8 @@ TEST_F(RequestHandlerTest, LinesAboutAGrantOnRecordIgnoreTheDenialBudget) {
   ASSERT_EQ(outcome.fds.size(), 1u);
   ASSERT_EQ(outcome.principal, "p");
   kj::Array<capnp::word> reply = capnp::messageToFlatArray(granted);
-  handler.GrantNotDelivered(session_, reply, outcome.principal, "the client hung up");
+  handler.GrantNotDelivered(session_, reply, outcome.principal, outcome.open,
+                            "the client hung up");
 
   ConnectRequest connect;
   connect.client = session_.identity;
@@ -1021,15 +1022,16 @@ TEST_F(RequestHandlerTest, LinesAboutAGrantOnRecordIgnoreTheDenialBudget) {
 
 // As reported: refusals of requests that name nothing to grant (request
 // id 0, a request before hello, another protocol version, hello twice,
-// ready from a client that is no service) were counted as denials and
-// never written. Each is on record as one denial line, a JSON object
+// ready from a client that is no service, a page of list or services with
+// a startAfter longer than a name) were counted as denials and never
+// written. Each is on record as one denial line, a JSON object
 // with its request kind and reason, capability and access empty; and
 // within the uid's denial budget, so a client cannot flood the log.
 TEST_F(RequestHandlerTest, RefusalsThatNameNothingAreOnRecordWithinTheBudget) {
   std::string log_path = dir_.Join("audit");
   int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   ASSERT_GE(log_fd, 0);
-  constexpr int kBurst = 5;
+  constexpr int kBurst = 7;
   audit::AuditLog audit(log_fd, {/*burst=*/kBurst, /*per_second=*/0});
   RequestHandler handler(audit, stats_);
   ASSERT_OK_AND_ASSIGN(
@@ -1055,6 +1057,15 @@ TEST_F(RequestHandlerTest, RefusalsThatNameNothingAreOnRecordWithinTheBudget) {
   send(fresh, 2, hello(schema::PROTOCOL_VERSION + 1));
   send(session_, 3, hello(schema::PROTOCOL_VERSION));  // hello_done already
   send(session_, 4, [](schema::Request::Builder r) { r.setReady(); });
+  const std::string too_long(wire::kMaxNameBytes + 1, 'a');
+  send(session_, 5, [&](schema::Request::Builder r) {
+    r.setList();
+    r.initListPage().setStartAfter(too_long);
+  });
+  send(session_, 6, [&](schema::Request::Builder r) {
+    r.setServices();
+    r.initServicesPage().setStartAfter(too_long);
+  });
   const std::vector<std::pair<std::string, std::string>> expected = {
       {"invalid", "request id 0 is reserved; use a nonzero id"},
       {"invalid", "the first request on a connection must be hello"},
@@ -1062,10 +1073,14 @@ TEST_F(RequestHandlerTest, RefusalsThatNameNothingAreOnRecordWithinTheBudget) {
                              "; the client asked for version ", schema::PROTOCOL_VERSION + 1)},
       {"hello", "hello was already done on this connection"},
       {"ready", "only a hosted service can say it is ready"},
+      {"list", absl::StrCat("list startAfter is ", too_long.size(), " bytes; a name has at most ",
+                            wire::kMaxNameBytes)},
+      {"services", absl::StrCat("services startAfter is ", too_long.size(),
+                                " bytes; a name has at most ", wire::kMaxNameBytes)},
   };
   ASSERT_EQ(expected.size(), static_cast<size_t>(kBurst));
   // Over the budget: counted, not written.
-  send(session_, 5, [](schema::Request::Builder r) { r.setReady(); });
+  send(session_, 7, [](schema::Request::Builder r) { r.setReady(); });
   audit.Flush();
   std::vector<std::string> lines =
       absl::StrSplit(testing::ReadWholeFile(log_path), '\n', absl::SkipEmpty());

@@ -7,6 +7,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdio>
 #include <cstddef>
@@ -161,13 +162,148 @@ absl::Status ClearStaleSocket(const std::string& path) {
   return absl::OkStatus();
 }
 
-// Whether the users FindSocketBlocker checks for (all others; or the
-// members of `group`) have `other_bit` (S_IXOTH, search; S_IWOTH, write)
-// on a file of `st`. The kernel applies the first class that fits them:
-// owner (they are taken to own none of the files), group, other.
-bool Allows(const struct stat& st, std::optional<gid_t> group, mode_t other_bit) {
-  const bool in_group = group.has_value() && st.st_gid == *group;
-  return (st.st_mode & (in_group ? other_bit << 3 : other_bit)) != 0;
+// A file on the way to the socket: a directory, which a user must be let
+// search (x), or the socket, which they must be let write (w): connect(2)
+// checks both.
+struct WayFile {
+  SocketBlocker::Where where;
+  std::string path;
+  struct stat st;
+};
+
+// The permission `file` asks for, as an "other" bit: S_IXOTH or S_IWOTH.
+mode_t Needed(const WayFile& file) {
+  return file.where == SocketBlocker::Where::kSocket ? S_IWOTH : S_IXOTH;
+}
+
+// Whether the class of `file`'s mode that applies (the group's when
+// `in_group`, else the others') grants what `file` asks for.
+bool ClassAllows(const WayFile& file, bool in_group) {
+  return (file.st.st_mode & (in_group ? Needed(file) << 3 : Needed(file))) != 0;
+}
+
+// A user as the kernel's permission check sees one: a uid (nullopt: one
+// that owns none of the files on the way) and which of the files' groups
+// it is a member of.
+struct Visitor {
+  std::optional<uid_t> uid;
+  std::vector<gid_t> groups;
+};
+
+// Whether `file` lets `visitor` past. The kernel applies the first class
+// that fits: owner, group, other. A file's owner is let past whatever its
+// mode: it may chmod the file at any time (reaching it is for the other
+// files to decide).
+bool LetsPast(const WayFile& file, const Visitor& visitor) {
+  if (visitor.uid.has_value() && *visitor.uid == file.st.st_uid) return true;
+  const bool in_group = std::find(visitor.groups.begin(), visitor.groups.end(),
+                                  file.st.st_gid) != visitor.groups.end();
+  return ClassAllows(file, in_group);
+}
+
+// "/", then each directory on the way to the socket at `path` (symlinks
+// resolved), its own last, then the socket: every file connect(2) checks.
+absl::StatusOr<std::vector<WayFile>> WayToSocket(absl::string_view path) {
+  std::string dir = SocketDirectory(path);
+  char* resolved = realpath(dir.c_str(), nullptr);
+  if (resolved == nullptr) return ErrnoStatus(errno, absl::StrCat("realpath ", Shown(dir)));
+  std::string real(resolved);
+  free(resolved);
+  std::vector<std::string> dirs = {"/"};
+  for (size_t slash = real.find('/', 1);; slash = real.find('/', slash + 1)) {
+    if (slash == std::string::npos) {
+      if (real != "/") dirs.push_back(real);
+      break;
+    }
+    dirs.push_back(real.substr(0, slash));
+  }
+  std::vector<WayFile> way;
+  for (const std::string& d : dirs) {
+    WayFile file{d == real ? SocketBlocker::Where::kSocketDirectory
+                           : SocketBlocker::Where::kDirectoryAbove,
+                 d, {}};
+    if (stat(d.c_str(), &file.st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", Shown(d)));
+    way.push_back(std::move(file));
+  }
+  WayFile socket{SocketBlocker::Where::kSocket, std::string(path), {}};
+  if (stat(socket.path.c_str(), &socket.st) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("stat ", Shown(path)));
+  }
+  way.push_back(std::move(socket));
+  return way;
+}
+
+// Who, besides root, `euid` and the members of `allowed_group`, can
+// connect through `way` (WayToSocket), each as a phrase: "every other
+// user", "its group, gid G", "the members of group G", "its owner, uid U,
+// ...", "uid U, owner of directory D". Only the mode bits are read (not
+// ACLs), and whose groups a user is in is not known: a user may be in any
+// group but `allowed_group` (one in it is let in). The candidates are the
+// owners of the files (other than root and `euid`) and a user owning none;
+// each is taken to be in the groups that let it further: a group is worth
+// being in when its class lets the candidate past every file of that group
+// it does not own and the others' class does not. (The choice for one
+// group changes nothing on the files of another, so this finds whoever
+// can get in.)
+std::vector<std::string> WhoElseGetsIn(const std::vector<WayFile>& way, uid_t euid,
+                                       std::optional<gid_t> allowed_group) {
+  std::vector<std::optional<uid_t>> candidates = {std::nullopt};
+  std::vector<gid_t> gids;
+  for (const WayFile& file : way) {
+    const uid_t owner = file.st.st_uid;
+    if (owner != 0 && owner != euid &&
+        std::find(candidates.begin(), candidates.end(), owner) == candidates.end()) {
+      candidates.push_back(owner);
+    }
+    if (file.st.st_gid != allowed_group &&
+        std::find(gids.begin(), gids.end(), file.st.st_gid) == gids.end()) {
+      gids.push_back(file.st.st_gid);
+    }
+  }
+  const WayFile& socket = way.back();
+  std::vector<std::string> who;
+  for (const std::optional<uid_t>& uid : candidates) {
+    Visitor visitor{uid, {}};
+    for (const gid_t gid : gids) {
+      bool group_lets_past = true, others_let_past = true;
+      for (const WayFile& file : way) {
+        if (file.st.st_gid != gid || (uid.has_value() && *uid == file.st.st_uid)) continue;
+        group_lets_past = group_lets_past && ClassAllows(file, true);
+        others_let_past = others_let_past && ClassAllows(file, false);
+      }
+      if (group_lets_past && !others_let_past) visitor.groups.push_back(gid);
+    }
+    if (!std::all_of(way.begin(), way.end(),
+                     [&](const WayFile& file) { return LetsPast(file, visitor); })) {
+      continue;
+    }
+    const std::string groups = absl::StrJoin(visitor.groups, " and ");
+    const std::string group_word = visitor.groups.size() > 1 ? "groups " : "group ";
+    if (!uid.has_value()) {
+      if (visitor.groups.empty()) {
+        who.push_back("every other user");
+      } else if (visitor.groups.size() == 1 && visitor.groups[0] == socket.st.st_gid) {
+        who.push_back(absl::StrCat("its group, gid ", socket.st.st_gid));
+      } else {
+        who.push_back(absl::StrCat("the members of ", group_word, groups));
+      }
+      continue;
+    }
+    std::string one;
+    if (*uid == socket.st.st_uid) {
+      one = absl::StrCat("its owner, uid ", *uid, ", not the broker's user");
+    } else {
+      const auto owned = std::find_if(way.begin(), way.end(), [&](const WayFile& file) {
+        return file.st.st_uid == *uid;
+      });
+      one = absl::StrCat("uid ", *uid, ", owner of directory ", Shown(owned->path));
+    }
+    if (!visitor.groups.empty()) {
+      absl::StrAppend(&one, " (as a member of ", group_word, groups, ")");
+    }
+    who.push_back(std::move(one));
+  }
+  return who;
 }
 
 // What keeps those users from `file` (of `st`): for a directory, search
@@ -245,34 +381,11 @@ absl::Status CheckReachableByOthers(absl::string_view path) {
 
 absl::StatusOr<std::optional<SocketBlocker>> FindSocketBlocker(absl::string_view path,
                                                                std::optional<gid_t> group) {
-  std::string dir = SocketDirectory(path);
-  char* resolved = realpath(dir.c_str(), nullptr);
-  if (resolved == nullptr) return ErrnoStatus(errno, absl::StrCat("realpath ", Shown(dir)));
-  std::string real(resolved);
-  free(resolved);
-  // "/", then each longer prefix of the resolved directory, itself last.
-  std::vector<std::string> dirs = {"/"};
-  for (size_t slash = real.find('/', 1);; slash = real.find('/', slash + 1)) {
-    if (slash == std::string::npos) {
-      if (real != "/") dirs.push_back(real);
-      break;
-    }
-    dirs.push_back(real.substr(0, slash));
-  }
-  for (const std::string& d : dirs) {
-    struct stat st;
-    if (stat(d.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", Shown(d)));
-    if (!Allows(st, group, S_IXOTH)) {
-      return Blocker(d == real ? SocketBlocker::Where::kSocketDirectory
-                               : SocketBlocker::Where::kDirectoryAbove,
-                     d, st, group, path);
-    }
-  }
-  struct stat st;
-  std::string p(path);
-  if (stat(p.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", Shown(path)));
-  if (!Allows(st, group, S_IWOTH)) {
-    return Blocker(SocketBlocker::Where::kSocket, p, st, group, path);
+  CB_ASSIGN_OR_RETURN(const std::vector<WayFile> way, WayToSocket(path));
+  Visitor visitor;
+  if (group.has_value()) visitor.groups.push_back(*group);
+  for (const WayFile& file : way) {
+    if (!LetsPast(file, visitor)) return Blocker(file.where, file.path, file.st, group, path);
   }
   return std::nullopt;
 }
@@ -320,13 +433,22 @@ absl::Status StatTheSocketFromSystemd(const std::string& path, const std::string
   return absl::OkStatus();
 }
 
-// Whether the users FindSocketBlocker checks for (all others; or the
-// members of `group`) can connect to the socket at `path`: every directory
-// on the way searchable by them and the socket writable. The one answer
-// both checks of a socket from systemd go by.
-absl::StatusOr<bool> CanConnect(const std::string& path, std::optional<gid_t> group) {
-  CB_ASSIGN_OR_RETURN(std::optional<SocketBlocker> blocker, FindSocketBlocker(path, group));
-  return !blocker.has_value();
+// Who can connect to the socket from systemd at `path` (shown as `shown`)
+// besides root, `euid` and the members of `allowed_group`: WhoElseGetsIn,
+// the one answer both checks of a socket from systemd go by. An error
+// saying that `question` cannot be answered, and `fix`, when a file on the
+// way cannot be stat'ed.
+absl::StatusOr<std::vector<std::string>> WhoElseCanConnect(const std::string& path,
+                                                            const std::string& shown, uid_t euid,
+                                                            std::optional<gid_t> allowed_group,
+                                                            absl::string_view question,
+                                                            absl::string_view fix) {
+  absl::StatusOr<std::vector<WayFile>> way = WayToSocket(path);
+  if (!way.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot tell ", question, " at ", shown, ": ", way.status().message(), "; ", fix));
+  }
+  return WhoElseGetsIn(*way, euid, allowed_group);
 }
 
 // Makes the path visible: what makes either check possible.
@@ -340,8 +462,8 @@ absl::Status CheckOthersCannotConnect(int fd) {
   constexpr char kFix[] =
       "a broker run by a user serves that user alone: in the .socket unit, set "
       "SocketMode=0600 (with SocketUser= the broker's user, for a system unit), or put the "
-      "socket in a directory of mode 0700; or, if every local user is meant to connect, "
-      "pass --socket-mode 0666";
+      "socket in a directory of mode 0700 owned by the broker's user; or, if every local "
+      "user is meant to connect, pass --socket-mode 0666";
   absl::StatusOr<std::string> bound = BoundSocketPath(fd);
   if (!bound.ok()) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -362,16 +484,14 @@ absl::Status CheckOthersCannotConnect(int fd) {
   // A broker run by a user checks this whatever its flags: only the path
   // made visible lets it start.
   CB_RETURN_IF_ERROR(StatTheSocketFromSystemd(path, shown, question, kMakeItVisible, st));
-  absl::StatusOr<bool> others = CanConnect(path, std::nullopt);
-  if (!others.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cannot tell ", question, " at ", shown, ": ", others.status().message(), "; ", kFix));
-  }
-  if (!*others) return absl::OkStatus();
+  // A SocketGroup= lets that group in by choice.
+  CB_ASSIGN_OR_RETURN(const std::vector<std::string> more,
+                      WhoElseCanConnect(path, shown, geteuid(), st.st_gid, question, kFix));
+  if (more.empty()) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrFormat(
-      "other users can connect to the socket from systemd at %s (mode 0%o, every directory "
-      "on the way searchable by others); %s",
-      shown, st.st_mode & 07777, kFix));
+      "other users can connect to the socket from systemd at %s (mode 0%o, owner uid %d): %s "
+      "may connect; %s",
+      shown, st.st_mode & 07777, st.st_uid, absl::StrJoin(more, " and "), kFix));
 }
 
 absl::Status CheckSocketDirectoryFromSystemd(int fd) {
@@ -401,7 +521,7 @@ absl::Status CheckSocketModeFromSystemd(int fd, mode_t socket_mode, uid_t euid) 
   const std::string fix = absl::StrFormat(
       "the .socket unit, not --socket-mode, sets its mode: set SocketMode=0%o there (with "
       "SocketUser= the broker's user, uid %d, for a system unit) and restart the .socket "
-      "unit, or put the socket in a directory of mode 0%o",
+      "unit, or put the socket in a directory of mode 0%o owned by root or the broker's user",
       wanted, euid, static_cast<unsigned>(SocketDirectoryModeFor(socket_mode)));
   const std::string question = absl::StrFormat(
       "whether the socket from systemd lets in more than --socket-mode 0%o says", wanted);
@@ -432,27 +552,15 @@ absl::Status CheckSocketModeFromSystemd(int fd, mode_t socket_mode, uid_t euid) 
                                kMakeItVisible)
                 : kMakeItVisible;
   CB_RETURN_IF_ERROR(StatTheSocketFromSystemd(path, shown, question, not_visible, st));
+  if (others_meant) return absl::OkStatus();
   // Who gets in is who may search every directory on the way and write to
-  // the socket (connect(2) takes write permission): a 0666 socket in a 0700
-  // directory lets in its owner alone.
-  auto can_connect = [&](std::optional<gid_t> group) -> absl::StatusOr<bool> {
-    absl::StatusOr<bool> can = CanConnect(path, group);
-    if (can.ok()) return can;
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cannot tell ", question, " at ", shown, ": ", can.status().message(), "; ", fix));
-  };
-  std::vector<std::string> more;
-  if (!others_meant && st.st_uid != 0 && st.st_uid != euid && (st.st_mode & S_IWUSR) != 0) {
-    more.push_back(absl::StrCat("its owner, uid ", st.st_uid, ", not the broker's user"));
-  }
-  if ((socket_mode & S_IWGRP) == 0) {
-    CB_ASSIGN_OR_RETURN(const bool group, can_connect(st.st_gid));
-    if (group) more.push_back(absl::StrCat("its group, gid ", st.st_gid));
-  }
-  if (!others_meant) {
-    CB_ASSIGN_OR_RETURN(const bool others, can_connect(std::nullopt));
-    if (others) more.push_back("every other user");
-  }
+  // the socket (connect(2) takes write permission), and whoever owns one of
+  // them (it may chmod it): a 0666 socket in a 0700 directory of root or
+  // the broker's user lets in no one else.
+  std::optional<gid_t> allowed_group;
+  if ((socket_mode & S_IWGRP) != 0) allowed_group = st.st_gid;
+  CB_ASSIGN_OR_RETURN(const std::vector<std::string> more,
+                      WhoElseCanConnect(path, shown, euid, allowed_group, question, fix));
   if (more.empty()) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrFormat(
       "the socket from systemd at %s (owner uid %d, mode 0%o) lets in more than "

@@ -115,22 +115,27 @@ struct SocketBlocker {
 // that group's members who own none of these files: each needs the group
 // bit where its group is `group` (g+x, the socket g+w) and the other bit
 // where its group is another (the kernel applies the first class that
-// fits: owner, group, other). One walk for both. Only the mode bits are
-// read (not ACLs, nor a member's other groups): this is for warnings.
+// fits: owner, group, other). Only the mode bits are read (not ACLs, nor a
+// member's other groups): this is for warnings that the users meant are
+// kept out. Whether anyone more gets in is the other question, asked of a
+// socket from systemd (CheckSocketModeFromSystemd) by the same reading of
+// the same files.
 absl::StatusOr<std::optional<SocketBlocker>> FindSocketBlocker(
     absl::string_view path, std::optional<gid_t> group = std::nullopt);
 
 // For a broker run by a user (not root), which serves that user alone, as
 // Bind makes its socket (0600 in a 0700 directory): OK when other users
 // cannot connect to the listening socket `fd` (borrowed), one systemd
-// passed, whose permissions are the unit's. kFailedPrecondition, saying how
-// to fix the unit, when they can: an abstract socket (anyone in the network
-// namespace may connect), or a path that FindSocketBlocker finds open to
-// others (every directory o+x, the socket o+w; systemd's defaults are
+// passed, whose permissions are the unit's. Who can connect is decided as
+// CheckSocketModeFromSystemd decides it, with the socket's group let in (a
+// SocketGroup= lets that group in by choice): any other user, member of
+// another group, or owner of the socket or of a directory on the way is
+// refused. kFailedPrecondition, naming who gets in and saying how to fix
+// the unit, when one can: an abstract socket (anyone in the network
+// namespace may connect), or a path open to more (systemd's defaults are
 // SocketMode=0666 and DirectoryMode=0755). Fail closed: an address or path
 // that cannot be told or stat'ed is kFailedPrecondition too (a path not
-// visible in the broker's mount namespace says so). Only the
-// "other" bits are read: a SocketGroup= lets that group in by choice.
+// visible in the broker's mount namespace says so).
 absl::Status CheckOthersCannotConnect(int fd);
 
 // The path the unix socket `fd` (borrowed) is bound to, as getsockname
@@ -155,22 +160,27 @@ absl::Status CheckSocketDirectoryFromSystemd(int fd);
 // For a socket from systemd when --socket-mode says `socket_mode`: the
 // unit, not the broker, made the socket, so the flag cannot set its mode;
 // it is checked instead. OK when the socket at its bound path lets in no
-// one that a socket of `socket_mode` owned by the broker's user
-// (`euid`) would keep out. Who gets in is decided as
-// CheckOthersCannotConnect decides it, by FindSocketBlocker: for the
-// socket's group and for all others, every directory on the way must let
-// them search it and the socket let them write (connect(2) takes write
-// permission), so a 0666 socket in a 0700 directory lets in its owner
-// alone. Refused: the group, or others, getting in where `socket_mode`
-// lacks g+w, or o+w; and, unless `socket_mode` lets others connect, an
-// owner other than root or `euid` with u+w. kFailedPrecondition naming
-// both modes and the owner, and saying to set SocketMode= (and
-// SocketUser=) in the .socket unit, or to narrow the directory, when it
-// lets in more; for an abstract socket (anyone in the network namespace
-// may connect) unless `socket_mode` has o+w; and, failing closed, when the
-// socket's address or file cannot be told: a path not visible in the
-// broker's mount namespace (the service's PrivateTmp=, a container) says
-// so, and what to do.
+// one that a socket of `socket_mode` owned by the broker's user (`euid`)
+// would keep out: with o+w, everyone is meant; with g+w, the broker's user
+// and the members of the socket's group; else the broker's user alone
+// (root gets in anyway). Who gets in is read from the mode bits of every
+// directory on the way (symlinks resolved; search, x) and of the socket
+// (write, w: connect(2) takes it), as the kernel applies them: the owner's
+// class, the group's, the others'. The owner of any of these files, other
+// than root or `euid`, is let past it whatever its mode (it may chmod it);
+// whose groups a user is in is not known, so a user may be in any group
+// but the one allowed. So a 0666 socket (systemd's default) in a 0700
+// directory lets in no one else only when root or the broker's user owns
+// that directory; in a 0750 one, the members of its group get in too; a
+// directory of another user lets that user in. kFailedPrecondition naming
+// both modes, the socket's owner, and who else gets in, and saying to set
+// SocketMode= (and SocketUser=) in the .socket unit, or to use a directory
+// of root's or the broker's user of the mode that lets in no more; for an
+// abstract socket (anyone in the network namespace may connect) unless
+// `socket_mode` has o+w; and, failing closed, when the socket's address or
+// a file on the way cannot be told: a path not visible in the broker's
+// mount namespace (the service's PrivateTmp=, a container) says so, and
+// what to do.
 absl::Status CheckSocketModeFromSystemd(int fd, mode_t socket_mode, uid_t euid);
 
 // The mode Listener::Bind gives its socket: `socket_mode`, or by default

@@ -1,6 +1,7 @@
 #include "broker/server/listener.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <sys/file.h>
@@ -858,6 +859,86 @@ TEST(CheckSocketModeFromSystemdTest, RefusesASocketThatLetsInMoreThanTheMode) {
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("every user in the network namespace can connect")));
   EXPECT_OK(CheckSocketModeFromSystemd(abstract.get(), 0666, euid));
+}
+
+// connect(2) to the socket at `path` in a child running as `uid` and
+// `gid` (no other groups): "connected", or the errno's text.
+std::string ConnectAs(const std::string& path, uid_t uid, gid_t gid) {
+  return capbroker::testing::RunInChild([&]() -> std::string {
+           if (setgroups(0, nullptr) != 0 || setresgid(gid, gid, gid) != 0 ||
+               setresuid(uid, uid, uid) != 0) {
+             return absl::StrCat("cannot become uid ", uid, ": ", std::strerror(errno));
+           }
+           absl::StatusOr<UniqueFd> connected = wire::ConnectSeqpacket(path);
+           return connected.ok() ? "connected" : std::string(connected.status().message());
+         })
+      .output;
+}
+
+// Whoever a directory on the way lets past counts, not only the socket's
+// group and the others: the members of a directory's group, and its owner.
+// Each refusal is matched by a connect(2) of a user --socket-mode 0600
+// would keep out (chown takes root).
+TEST(CheckSocketModeFromSystemdTest, CountsWhomEveryDirectoryLetsIn) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root, to chown";
+  constexpr uid_t kNobody = 65534, kAnother = 65533;
+  TempDir open_tmp{TempDir::OpenToOthers{}};
+  const std::string dir = open_tmp.Join("d");
+  const std::string path = dir + "/s";
+  ASSERT_EQ(mkdir(dir.c_str(), 0750), 0);
+  ASSERT_EQ(chown(dir.c_str(), 0, kNobody), 0) << std::strerror(errno);
+  UniqueFd fd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  ASSERT_NO_FATAL_FAILURE(BindAt(fd.get(), path));
+  ASSERT_EQ(listen(fd.get(), 8), 0);
+  ASSERT_EQ(chmod(path.c_str(), 0666), 0);  // systemd's default SocketMode=, root:root
+  // root:65534 0750: the directory's group may search it, and the socket
+  // lets them write as others.
+  EXPECT_EQ(ConnectAs(path, kNobody, kNobody), "connected");
+  EXPECT_THAT(ConnectAs(path, kAnother, kAnother), HasSubstr("Permission denied"));
+  EXPECT_THAT(CheckSocketModeFromSystemd(fd.get(), 0600, 0),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr(absl::StrCat("the members of group ", kNobody,
+                                                    " may connect")),
+                             Not(HasSubstr("every other user")))));
+  // Group 65534 is not the socket's (root's): 0660 does not let it in.
+  EXPECT_THAT(CheckSocketModeFromSystemd(fd.get(), 0660, 0),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr(absl::StrCat("the members of group ", kNobody))));
+  EXPECT_THAT(CheckOthersCannotConnect(fd.get()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr(absl::StrCat("the members of group ", kNobody))));
+  // Given that group (SocketGroup=), the socket is meant for it.
+  ASSERT_EQ(chown(path.c_str(), 0, kNobody), 0) << std::strerror(errno);
+  EXPECT_OK(CheckSocketModeFromSystemd(fd.get(), 0660, 0));
+  EXPECT_OK(CheckOthersCannotConnect(fd.get()));
+  EXPECT_THAT(CheckSocketModeFromSystemd(fd.get(), 0600, 0),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr(absl::StrCat("its group, gid ", kNobody))));
+  // A 0700 directory of another user lets that user in.
+  ASSERT_EQ(chown(path.c_str(), 0, 0), 0) << std::strerror(errno);
+  ASSERT_EQ(chown(dir.c_str(), kAnother, 0), 0) << std::strerror(errno);
+  ASSERT_EQ(chmod(dir.c_str(), 0700), 0);
+  EXPECT_EQ(ConnectAs(path, kAnother, kAnother), "connected");
+  EXPECT_THAT(ConnectAs(path, kNobody, kNobody), HasSubstr("Permission denied"));
+  EXPECT_THAT(CheckSocketModeFromSystemd(fd.get(), 0600, 0),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr(absl::StrCat("uid ", kAnother, ", owner of directory ",
+                                                    dir, " may connect")),
+                             HasSubstr("owned by root or the broker's user"))));
+  EXPECT_THAT(CheckOthersCannotConnect(fd.get()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr(absl::StrCat("uid ", kAnother, ", owner of directory "))));
+  // Even with its mode shut to its owner too: the owner may chmod it back.
+  ASSERT_EQ(chmod(dir.c_str(), 0000), 0);
+  EXPECT_THAT(CheckSocketModeFromSystemd(fd.get(), 0600, 0),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr(absl::StrCat("uid ", kAnother, ", owner of directory "))));
+  // The broker's user's own 0700 directory lets in no one else.
+  ASSERT_EQ(chmod(dir.c_str(), 0700), 0);
+  EXPECT_OK(CheckSocketModeFromSystemd(fd.get(), 0600, kAnother));
+  ASSERT_EQ(chown(dir.c_str(), 0, 0), 0) << std::strerror(errno);
+  EXPECT_OK(CheckSocketModeFromSystemd(fd.get(), 0600, 0));
+  EXPECT_OK(CheckOthersCannotConnect(fd.get()));
 }
 
 TEST(BoundSocketPathTest, ThePathOrNothing) {

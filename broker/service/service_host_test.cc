@@ -511,8 +511,6 @@ class ServiceHostTest : public ::testing::Test {
     return {};
   }
 
-  // Runs the loop until `done`; false (and a test failure) if it stalls or
-  // spins.
   // Runs "flaky", every run of which fails, until its fifth restart (one
   // more than restartLimit, 4, in a row would allow) or until it is given
   // up on, which must not happen; returns what the host logged meanwhile.
@@ -528,6 +526,8 @@ class ServiceHostTest : public ::testing::Test {
     return log;
   }
 
+  // Runs the loop until `done`; false (and a test failure) if it stalls or
+  // spins.
   bool RunUntil(const std::function<bool()>& done) {
     for (int turns = 0; !done(); ++turns) {
       if (turns == kMaxTurns) {

@@ -4,11 +4,15 @@
 // client still works, and that the broker's fd count returns to baseline.
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <utility>
 #include <vector>
@@ -23,7 +27,9 @@
 #include "sdk/base/status_matchers.h"
 #include "sdk/wire/limits.h"
 #include "tests/fixtures/fd_refusal.h"
+#include "tests/fixtures/fuse_file.h"
 #include "tests/fixtures/lingering_socket.h"
+#include "tests/fixtures/temp_dir.h"
 #include "tests/hostile/hostile_fixture.h"
 
 namespace capbroker::hostile {
@@ -300,6 +306,52 @@ TEST_P(FdRefusalTest, ASocketThatLingersOnCloseCannotStallTheBroker) {
   ASSERT_EQ(Send(bad.get(), StatusBytes(6)), 0);
   EXPECT_EQ(Receive(bad.get()).id, 6u);
   other.reset();
+  bad.reset();
+  ExpectGoodClientWorks();
+  ExpectFdsAtBaseline();
+}
+
+// Where the kernel cannot refuse fds, the broker must leave what a client
+// sends unopened (wire::FdPolicy::kRefuse): a broker that took the fds in
+// and closed them would look the same to the client (the same error, the
+// same hang-up of a pipe, no fd left), but its close is where the stall of
+// ASocketThatLingersOnCloseCannotStallTheBroker happens. A file on a FUSE
+// file system of the test's own tells them apart: close(2) of an fd of it
+// asks the server to FLUSH, which the kernel's dropping of a datagram's fds
+// never does, and the server counts the requests the broker's thread makes
+// (the broker runs its loop in its only thread: its tid is its pid). The
+// test keeps its own fd of the file to the end, so that no drop by the
+// broker is the last and releases the file from the broker's thread either.
+TEST_P(FdRefusalTest, AClientsFdIsNeverInstalledInTheBroker) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to mount a FUSE file system";
+  // The mount stays in this test binary's own mount namespace.
+  ASSERT_EQ(unshare(CLONE_NEWNS), 0) << std::strerror(errno);
+  ASSERT_EQ(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0)
+      << std::strerror(errno);
+  testing::TempDir dir;
+  ASSERT_EQ(mkdir(dir.Join("mnt").c_str(), 0755), 0);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<testing::FuseFile> fuse,
+                       testing::FuseFile::Mount(dir.Join("mnt"), "file",
+                                                dir.WriteFile("source", "contents"), false));
+  UniqueFd file(open(fuse->path().c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(file) << std::strerror(errno);
+  UniqueFd bad = ConnectAndHello();
+  fuse->RefuseThread(broker_->pid());
+  const std::vector<int> sent(3, file.get());
+  if (KernelRefuses()) {
+    EXPECT_EQ(Send(bad.get(), StatusBytes(5), sent), EPERM);
+  } else {
+    ASSERT_EQ(Send(bad.get(), StatusBytes(5), sent), 0);
+    ExpectError(bad.get(), 5, ErrorCode::INVALID_REQUEST,
+                "requests carry no fds; this one carried some, which were discarded unopened");
+  }
+  // The broker answers in order: by this reply it is done with the
+  // datagram that carried the fds.
+  ASSERT_EQ(Send(bad.get(), StatusBytes(6)), 0);
+  EXPECT_EQ(Receive(bad.get()).id, 6u);
+  fuse->RefuseThread(0);
+  EXPECT_EQ(fuse->refused(), 0)
+      << "the broker installed the client's fds and closed them (FLUSH)";
   bad.reset();
   ExpectGoodClientWorks();
   ExpectFdsAtBaseline();

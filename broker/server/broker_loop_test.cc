@@ -15,7 +15,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <optional>
@@ -151,8 +153,8 @@ class BrokerLoopTest : public ::testing::Test {
   // refuse fds would be kept, unread, rather than closed). Left invalid
   // when the kernel cannot refuse fds.
   // With `pass_credentials`, SO_PASSCRED is on, as a unit's PassCredentials=
-  // sets it.
-  void Listen(UniqueFd& listener, bool pass_credentials = false) {
+  // sets it. `backlog`: connections that may wait to be accepted.
+  void Listen(UniqueFd& listener, bool pass_credentials = false, int backlog = 8) {
     UniqueFd made(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     ASSERT_TRUE(made.valid());
     const int on = 1;
@@ -161,11 +163,24 @@ class BrokerLoopTest : public ::testing::Test {
     }
     ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(dir_.Join("s")));
     ASSERT_EQ(bind(made.get(), reinterpret_cast<sockaddr*>(&address.addr), address.length), 0);
-    ASSERT_EQ(listen(made.get(), 8), 0);
+    ASSERT_EQ(listen(made.get(), backlog), 0);
     absl::Status refused = wire::RefuseFds(made.get());
     if (refused.code() == absl::StatusCode::kUnimplemented) return;
     ASSERT_OK(refused);
     listener = std::move(made);
+  }
+
+  // Reads every reply waiting in `client` (borrowed), never waiting for
+  // one, and passes each to `each`. False once the broker has hung up on it.
+  bool ReadWaitingReplies(int client, const std::function<void(schema::Reply::Reader)>& each) {
+    for (pollfd readable{client, POLLIN, 0}; poll(&readable, 1, 0) == 1;) {
+      absl::StatusOr<std::optional<wire::Datagram>> datagram =
+          wire::ReceiveDatagram(client, receive_buffer_);
+      if (!datagram.ok() || !datagram->has_value()) return false;
+      capnp::FlatArrayMessageReader reader((*datagram)->words);
+      each(reader.getRoot<schema::Reply>());
+    }
+    return true;
   }
 
   // Grants memory "m" to our uid.
@@ -184,6 +199,7 @@ class BrokerLoopTest : public ::testing::Test {
   audit::AuditLog audit_;
   Stats stats_;
   RequestHandler handler_;
+  wire::ReceiveBuffer receive_buffer_;  // ReadWaitingReplies'
 };
 
 // Queue makes room for an answer by sending what its connection's queue
@@ -487,6 +503,143 @@ TEST_F(BrokerLoopTest, AReplyNotYetSentThisTurnDoesNotGetItsClientDisconnected) 
   }));
   EXPECT_FALSE(hung_up) << "a client that reads was disconnected";
   EXPECT_EQ(granted_fds, (std::vector<size_t>{1, 1}));
+}
+
+// A connection is served one request a turn (kDatagramsPerWakeup in
+// broker_loop.cc), so a client with hundreds of requests waiting does not
+// make another wait for all of them. The chatty client's socket is filled
+// with requests (each a denial, which the broker counts), then the other
+// asks for status once: its reply says how many denials the broker had
+// counted when it answered, that is how many of the chatty client's
+// requests went first. Nothing here depends on timing: the loop runs in
+// this thread, and the callback sends between its turns.
+TEST_F(BrokerLoopTest, AChattyClientDoesNotMakeAnotherWaitForAllItsRequests) {
+  constexpr uint64_t kMaxRequests = 1000;
+  // Room in the chatty client's queue for every reply (a few hundred
+  // bytes each): a loop that answered all its requests at once fails on
+  // the order below, not on a disconnect.
+  Limits limits;
+  limits.max_queued_replies = kMaxRequests;
+  limits.max_queued_bytes = kMaxRequests * 4096;
+  BrokerLoop loop(handler_, audit_, stats_, limits);
+  UniqueFd listener;
+  ASSERT_NO_FATAL_FAILURE(Listen(listener));
+  if (!listener.valid()) GTEST_SKIP() << "this kernel cannot refuse fds on a socket";
+  ASSERT_OK_AND_ASSIGN(UniqueFd chatty, wire::ConnectSeqpacket(dir_.Join("s")));
+  ASSERT_OK_AND_ASSIGN(UniqueFd other, wire::ConnectSeqpacket(dir_.Join("s")));
+  for (int client : {chatty.get(), other.get()}) {
+    ASSERT_EQ(testing::RawSend(client, testing::HelloBytes(1, schema::PROTOCOL_VERSION)), 0);
+  }
+
+  uint64_t sent = 0;  // the chatty client's requests: ids 2 to sent + 1
+  int fill_errno = 0;  // what stopped the filling: EAGAIN, its socket full
+  uint64_t chatty_answered = 0;
+  int hellos = 0;
+  int other_send_errno = 0;
+  std::optional<uint64_t> denials_before_other;  // as the other's status says
+  bool hung_up = false;
+  int turns = 0;
+  UniqueFd control(eventfd(1, EFD_CLOEXEC));  // readable every turn
+  ASSERT_OK(loop.Serve(listener.get(), control.get(), [&] {
+    hung_up |= !ReadWaitingReplies(chatty.get(), [&](schema::Reply::Reader reply) {
+      if (reply.isHello()) {
+        ++hellos;
+      } else {
+        ++chatty_answered;
+      }
+    });
+    hung_up |= !ReadWaitingReplies(other.get(), [&](schema::Reply::Reader reply) {
+      if (reply.isHello()) ++hellos;
+      if (reply.isStatus()) denials_before_other = reply.getStatus().getDenials();
+    });
+    if (hellos == 2 && sent == 0 && fill_errno == 0) {
+      // All of the chatty client's requests wait in its socket before the
+      // other sends its one.
+      while (sent < kMaxRequests &&
+             (fill_errno = testing::RawSend(chatty.get(), testing::AcquireBytes(sent + 2, "absent"),
+                                            {}, MSG_DONTWAIT)) == 0) {
+        ++sent;
+      }
+      other_send_errno = testing::RawSend(other.get(), testing::StatusBytes(2));
+    }
+    const bool done = denials_before_other.has_value() && chatty_answered == sent;
+    // A safety net of turns, never a wait.
+    return hung_up || other_send_errno != 0 || done || ++turns > 4 * static_cast<int>(kMaxRequests);
+  }));
+  ASSERT_FALSE(hung_up) << "a client that reads its replies was disconnected";
+  ASSERT_EQ(other_send_errno, 0) << std::strerror(other_send_errno);
+  ASSERT_TRUE(fill_errno == 0 || fill_errno == EAGAIN) << std::strerror(fill_errno);
+  // Enough to tell a turn's share from all of them.
+  ASSERT_GE(sent, 64u) << "the chatty client's socket took too few requests";
+  ASSERT_TRUE(denials_before_other.has_value()) << "the other client was never answered";
+  EXPECT_EQ(chatty_answered, sent);
+  // One of the chatty client's at most, in the turn that read the other's
+  // request; a few more would still be fair, all of them (or the 64 a
+  // connection's queue and socket hold) is not.
+  EXPECT_LE(*denials_before_other, 8u)
+      << "the other client's request waited for " << *denials_before_other << " of the "
+      << sent << " requests the chatty client had sent before it";
+}
+
+// Connections accepted a turn are bounded (kAcceptsPerWakeup in
+// broker_loop.cc), so clients that keep connecting do not keep the loop
+// from the connections it has. An admitted client asks for status while
+// a hundred connections wait in the listener's backlog: its reply says
+// how many connections the broker had when it answered, and most of the
+// flood must still be waiting then. Nothing here depends on timing: the
+// loop runs in this thread, and the callback connects between its turns.
+TEST_F(BrokerLoopTest, AConnectFloodDoesNotHoldUpAnAdmittedClientsRequest) {
+  constexpr uint32_t kFlood = 100;
+  BrokerLoop loop(handler_, audit_, stats_, Limits());
+  UniqueFd listener;
+  ASSERT_NO_FATAL_FAILURE(Listen(listener, /*pass_credentials=*/false, kFlood + 8));
+  if (!listener.valid()) GTEST_SKIP() << "this kernel cannot refuse fds on a socket";
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(dir_.Join("s")));
+  ASSERT_OK_AND_ASSIGN(UniqueFd client, wire::ConnectSeqpacket(dir_.Join("s")));
+  ASSERT_EQ(testing::RawSend(client.get(), testing::HelloBytes(1, schema::PROTOCOL_VERSION)),
+            0);
+
+  std::vector<UniqueFd> flood;
+  int connect_errno = 0;
+  int send_errno = 0;
+  bool hello_done = false;
+  std::optional<uint32_t> connections_when_answered;  // as its status says
+  bool hung_up = false;
+  int turns = 0;
+  UniqueFd control(eventfd(1, EFD_CLOEXEC));  // readable every turn
+  ASSERT_OK(loop.Serve(listener.get(), control.get(), [&] {
+    hung_up |= !ReadWaitingReplies(client.get(), [&](schema::Reply::Reader reply) {
+      if (reply.isHello()) hello_done = true;
+      if (reply.isStatus()) connections_when_answered = reply.getStatus().getConnections();
+    });
+    if (hello_done && flood.empty()) {
+      // The whole flood waits in the backlog (a connect to a Unix socket
+      // completes when it is queued there) before the request is sent.
+      while (flood.size() < kFlood) {
+        UniqueFd made(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+        if (!made.valid() || connect(made.get(), reinterpret_cast<const sockaddr*>(&address.addr),
+                                     address.length) != 0) {
+          connect_errno = errno;
+          return true;
+        }
+        flood.push_back(std::move(made));
+      }
+      send_errno = testing::RawSend(client.get(), testing::StatusBytes(2));
+    }
+    const bool done = connections_when_answered.has_value() && stats_.connections == 1 + kFlood;
+    // A safety net of turns, never a wait.
+    return hung_up || send_errno != 0 || done || ++turns > 1000;
+  }));
+  ASSERT_EQ(connect_errno, 0) << std::strerror(connect_errno);
+  ASSERT_EQ(send_errno, 0) << std::strerror(send_errno);
+  ASSERT_FALSE(hung_up) << "the admitted client was disconnected";
+  ASSERT_TRUE(connections_when_answered.has_value()) << "the admitted client was never answered";
+  EXPECT_EQ(stats_.connections, 1 + kFlood) << "the flood was not all admitted in the end";
+  // The client and the connections of one accepting turn, at most; a few
+  // turns' worth would still be fair, the whole flood is not.
+  EXPECT_LT(*connections_when_answered, 1 + kFlood / 2)
+      << "the admitted client's request waited until the broker had "
+      << *connections_when_answered << " connections, of the " << 1 + kFlood << " waiting";
 }
 
 // A service host that records the connections it is told are closed, and

@@ -187,14 +187,18 @@ std::string DescribeExit(const siginfo_t& info) {
                       name != nullptr ? name : std::to_string(info.si_status));
 }
 
+bool MayHaveRunProgram(pid_t pid) {
+  absl::StatusOr<std::string> comm = ReadComm(pid);
+  return !comm.ok() || *comm != kSetupName;
+}
+
 absl::Status CheckReachedExecve(const CloneResult& child, int timeout_ms) {
-  absl::StatusOr<std::string> comm = ReadComm(child.pid);
   // execve(2) sets the new name after it has closed the close-on-exec fds:
   // a name other than ours is proof, ours alone is not. A name that cannot
   // be read (a reaped child, or a lease on it, which the child's own setup
   // never takes) counts as a program that ran, and what it did is told by
   // its exit.
-  if (!comm.ok() || *comm != kSetupName) return absl::OkStatus();
+  if (MayHaveRunProgram(child.pid)) return absl::OkStatus();
   // exit(2) releases a process's memory (exit_mm) before its fds
   // (exit_files), while execve maps the new program before it closes any
   // fd: with the pipe closed, /proc/PID/exe resolves only after an execve.

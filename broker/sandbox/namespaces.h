@@ -93,6 +93,17 @@ std::string DescribeExit(const siginfo_t& info);
 // reaps the child.
 absl::Status CheckReachedExecve(const CloneResult& child, int timeout_ms);
 
+// For a child sent SIGKILL before its launch was over (its pid not reaped
+// yet): whether it may have run its program. False only when it still bears
+// kSetupName, which execve replaces before the program's first instruction:
+// killed, it never runs one (the pending SIGKILL ends it before it returns
+// to user space), even if it is inside execve now. A name that cannot be
+// read, or any other (a child killed before it named itself, a program
+// that ran): true. A program that names itself kSetupName is taken for a
+// child that never ran one; it had to run, and rename itself, between the
+// launch's last read of its report and the kill.
+bool MayHaveRunProgram(pid_t pid);
+
 }  // namespace capbroker::sandbox
 
 #endif  // CAPBROKER_BROKER_SANDBOX_NAMESPACES_H_

@@ -179,6 +179,46 @@ TEST(CheckReachedExecveTest, ALeaseOnTheChildsNameDoesNotBlock) {
   KillAndWait(child);
 }
 
+// MayHaveRunProgram of `child` once it is dead after its SIGKILL (a zombie,
+// its name still readable); reaps it after.
+bool MayHaveRunOnceKilled(const CloneResult& child) {
+  Kill(child);
+  WaitExited(child);
+  bool may_have_run = MayHaveRunProgram(child.pid);
+  EXPECT_EQ(waitpid(child.pid, nullptr, 0), child.pid);
+  return may_have_run;
+}
+
+// A child killed in its setup never ran its program, however it died: its
+// name says so, alive or dead.
+TEST(MayHaveRunProgramTest, AChildKilledInItsSetupDidNot) {
+  CloneResult child = StartAndWaitForEndOfFile([] {
+    if (syscall(SYS_close_range, 3, ~0U, 0) != 0) _exit(3);
+    pause();
+  });
+  Kill(child);
+  EXPECT_FALSE(MayHaveRunProgram(child.pid));
+  EXPECT_FALSE(MayHaveRunOnceKilled(child));
+}
+
+TEST(MayHaveRunProgramTest, AProgramKilledAsItRunsDid) {
+  CloneResult child = StartAndWaitForEndOfFile([] {
+    char* argv[] = {const_cast<char*>("/bin/sleep"), const_cast<char*>("60"), nullptr};
+    execve(argv[0], argv, environ);
+  });
+  EXPECT_TRUE(MayHaveRunOnceKilled(child));
+}
+
+// Not named yet: nothing proves it did not.
+TEST(MayHaveRunProgramTest, AChildThatHadNotNamedItselfMayHave) {
+  ASSERT_OK_AND_ASSIGN(CloneResult child, CloneProcess(0, -1));
+  if (child.pid == 0) {
+    pause();
+    _exit(0);
+  }
+  EXPECT_TRUE(MayHaveRunOnceKilled(child));
+}
+
 TEST(NamespacesTest, KillKillsWithoutReaping) {
   ASSERT_OK_AND_ASSIGN(CloneResult child, CloneProcess(0, -1));
   if (child.pid == 0) {

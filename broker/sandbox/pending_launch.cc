@@ -53,6 +53,8 @@ AbandonedChild ChildLaunch::Abandon() {
   if (failure_.ok()) failure_ = absl::AbortedError("the launch was abandoned");
   AbandonedChild abandoned;
   abandoned.pid = parts_.child.pid;
+  // After the kill: a child that reaches execve now never runs its program.
+  abandoned.may_have_run = MayHaveRunProgram(parts_.child.pid);
   abandoned.pidfd = std::move(parts_.child.pidfd);
   abandoned.cgroup = TakeCgroup();
   return abandoned;

@@ -122,6 +122,13 @@ struct AbandonedChild {
   pid_t pid = -1;
   UniqueFd pidfd;  // CLOEXEC
   std::string cgroup;
+  // Whether the child may have run its program: it may have reached
+  // execve after the caller last read its report and before the SIGKILL
+  // (MayHaveRunProgram, namespaces.h). Such a process had the start grants:
+  // the caller keeps it in sight until it has died, as a process of the
+  // service, rather than reap it unseen. False only when it provably did
+  // not.
+  bool may_have_run = false;
 };
 
 // A launch under way: the child exists and sets itself up. The caller
@@ -163,7 +170,9 @@ class PendingLaunch {
   virtual absl::StatusOr<std::optional<LaunchedProcess>> Continue() = 0;
 
   // Gives the launch up: SIGKILL to the child, which is handed over to be
-  // reaped. Call once, unless Continue() handed the process over.
+  // reaped, with whether it may have run its program by then
+  // (AbandonedChild::may_have_run). Call once, unless Continue() handed the
+  // process over.
   virtual AbandonedChild Abandon() = 0;
 };
 

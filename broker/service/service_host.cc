@@ -528,9 +528,8 @@ absl::Status ServiceHost::Launched(Service& service, sandbox::LaunchedProcess pr
   service.missing = absl::StrJoin(process.missing, "; ");
 
   // Its exit first: whatever else fails, the loop then tells when it dies.
+  absl::Status watched = WatchExit(service);
   Service* raw = &service;
-  absl::Status watched = loop_.Watch(service.pidfd.get(), [this, raw] { OnExit(*raw); });
-  service.exit_watched = watched.ok();
   if (watched.ok()) {
     Identity identity = service.launched_as;
     identity.pid = service.pid;
@@ -543,23 +542,15 @@ absl::Status ServiceHost::Launched(Service& service, sandbox::LaunchedProcess pr
     watched = loop_.Watch(service.output.get(), [this, raw] { OnOutput(*raw); });
   }
   if (!watched.ok()) {
-    // It cannot be served or supervised, so it must not run; but its
-    // program runs, with the service's start grants, until it has died.
-    // It stays the service's own meanwhile, killed and waited for as one
-    // not ready in time is (Kill, then OnExit or DidNotDie): handed to the
-    // reaper, it would be out of sight of the host, and a restart, or the
-    // new instance of a reload (HasPredecessor), would run a second
-    // instance with the same grants while it dies. Its exit goes as a
-    // failed run's (the restart policy applies).
+    // It cannot be served or supervised, so it must not run. Its
+    // connection, if the loop took it, is closed now: what the program
+    // queued on it (opens that create or empty files) must not be served
+    // to a process being killed as unservable.
     service.broker_end.reset();  // not served, if the pidfd's watch failed first
-    const std::string why =
-        absl::StrCat("the broker could not serve it (", watched.message(), ")");
-    Log(service, absl::StrCat(why, "; killing it"));
-    AnswerPending(service,
-                  absl::UnavailableError(absl::StrCat("service '", service.spec.name,
-                                                      "' could not start: ", why)),
-                  "could not start");
-    Kill(service, why);
+    loop_.CloseConnection(service.connection_id);
+    service.connection_id = 0;
+    KillUnfinished(service,
+                   absl::StrCat("the broker could not serve it (", watched.message(), ")"));
     return watched;
   }
   Log(service, absl::StrCat("started, pid ", service.pid, "; in force: ", service.in_force,
@@ -574,8 +565,33 @@ absl::Status ServiceHost::Launched(Service& service, sandbox::LaunchedProcess pr
   return absl::OkStatus();
 }
 
+absl::Status ServiceHost::WatchExit(Service& service) {
+  Service* raw = &service;
+  absl::Status watched = loop_.Watch(service.pidfd.get(), [this, raw] { OnExit(*raw); });
+  service.exit_watched = watched.ok();
+  return watched;
+}
+
+void ServiceHost::KillUnfinished(Service& service, absl::string_view why) {
+  // Its program runs, with the service's start grants, until it has died.
+  // It stays the service's own meanwhile, killed and waited for as one not
+  // ready in time is (Kill, then OnExit or DidNotDie): handed to the
+  // reaper, it would be out of sight of the host, and a restart, or the
+  // new instance of a reload (HasPredecessor), would run a second instance
+  // with the same grants while it dies. Its exit goes as a failed run's
+  // (the restart policy applies).
+  Log(service, absl::StrCat(why, "; killing it"));
+  AnswerPending(service,
+                absl::UnavailableError(absl::StrCat("service '", service.spec.name,
+                                                    "' could not start: ", why)),
+                "could not start");
+  Kill(service, why);
+}
+
 absl::Status ServiceHost::FailLaunch(Service& service, const absl::Status& status) {
   AbandonLaunch(service, status);
+  // Its program ran after all (AbandonLaunch): a run, being killed.
+  if (service.pidfd) return status;
   ArmTimer(service, absl::ZeroDuration());  // the start timeout
   return StartFailed(service, status);
 }
@@ -587,12 +603,24 @@ void ServiceHost::GrantsNotDelivered(Service& service, const absl::Status& why) 
 }
 
 void ServiceHost::AbandonLaunch(Service& service, const absl::Status& why) {
-  GrantsNotDelivered(service, why);
   loop_.Unwatch(service.launch->report_fd());
-  reaper_.Add(service.spec.name, service.launch->Abandon());
+  sandbox::AbandonedChild child = service.launch->Abandon();
   service.launch.reset();
   service.broker_end.reset();
-  service.pid = 0;
+  if (!child.may_have_run) {
+    GrantsNotDelivered(service, why);
+    reaper_.Add(service.spec.name, std::move(child));
+    service.pid = 0;
+    return;
+  }
+  // The child reached execve after the last read of its report (the start
+  // timeout's, a reload's or StopAll's TakeLaunchReport) and before the
+  // kill: its program ran, its start grants delivered.
+  service.undelivered.reset();
+  service.pidfd = std::move(child.pidfd);
+  service.cgroup = std::move(child.cgroup);
+  WatchExit(service).IgnoreError();  // unwatched, its timer looks (OnTimer)
+  KillUnfinished(service, absl::StrCat(why.message(), "; its program had started"));
 }
 
 absl::string_view ServiceHost::NoRestart(const Service& service) const {

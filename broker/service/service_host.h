@@ -215,20 +215,36 @@ class ServiceHost : public server::ServiceDirectory {
   // have read that yet: a program that runs, with its grants, would be
   // taken for a launch in its setup, its grants on record as not delivered
   // and nobody waiting for it to exit. After this, a launch still under
-  // way has not run its program; one that has is the service's process
-  // (Launched), its grants delivered, to be stopped as a running one; one
-  // that failed went as any failed launch (FailLaunch).
+  // way had not run its program when its report was read (it may reach
+  // execve before the kill that gives it up, which AbandonLaunch sees);
+  // one that has is the service's process (Launched), its grants
+  // delivered, to be stopped as a running one; one that failed went as any
+  // failed launch (FailLaunch).
   void TakeLaunchReport(Service& service);
   // The launch handed the process over: it is served and supervised. One
   // the loop cannot take on (its pidfd, connection or output cannot be
-  // watched) is killed and stays the service's until it has died; the
-  // error is returned.
+  // watched) has its connection closed at once, is killed and stays the
+  // service's until it has died (KillUnfinished); the error is returned.
   absl::Status Launched(Service& service, sandbox::LaunchedProcess process);
-  // Gives the launch up (its child to the reaper), then StartFailed.
+  // Gives the launch up (AbandonLaunch), then StartFailed; or, when its
+  // program ran after all, leaves it the service's, killed. `status`.
   absl::Status FailLaunch(Service& service, const absl::Status& status);
-  // Gives the launch up, for reason `why`: its start grants were not
-  // delivered (GrantsNotDelivered), and its child goes to the reaper.
+  // Gives the launch up (SIGKILL), for reason `why`. A child that provably
+  // never ran its program (sandbox::AbandonedChild::may_have_run) goes to
+  // the reaper, its start grants not delivered (GrantsNotDelivered). One
+  // that may have (it reached execve after the last read of its report)
+  // had them: it stays the service's process (pidfd set), killed as
+  // KillUnfinished does, so that no restart nor a reload's new instance
+  // (HasPredecessor) runs beside it while it dies.
   void AbandonLaunch(Service& service, const absl::Status& why);
+  // Has the loop watch the service's pidfd (OnExit); Service::exit_watched
+  // says whether it does. The loop's error, if it cannot.
+  absl::Status WatchExit(Service& service);
+  // A process whose program runs but whose start cannot be finished
+  // (`why`): logs it, answers the waiting connects that it could not
+  // start, and kills it (Kill); it stays the service's own until it has
+  // died (OnExit, or DidNotDie).
+  void KillUnfinished(Service& service, absl::string_view why);
   // The start grants on record and not yet delivered (Service::undelivered
   // in service_host.cc says when they are) get their "not delivered"
   // denials, for reason `why`; none are pending after.

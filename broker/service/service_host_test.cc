@@ -114,10 +114,17 @@ bool IsPidfd(int fd) {
   return n > 0 && absl::string_view(target, static_cast<size_t>(n)) == "anon_inode:[pidfd]";
 }
 
+// Whether `fd` is a pipe.
+bool IsPipe(int fd) {
+  struct stat st {};
+  return fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode);
+}
+
 class FakeLoop : public server::LoopPort {
  public:
   absl::Status Watch(int fd, std::function<void()> on_readable) override {
-    if (refuse_watches || (refuse_pidfd_watches && IsPidfd(fd))) {
+    if (refuse_watches || (refuse_pidfd_watches && IsPidfd(fd)) ||
+        (refuse_pipe_watches && IsPipe(fd))) {
       return absl::ResourceExhaustedError("epoll_ctl: Cannot allocate memory (refused by the test)");
     }
     watched_[fd] = std::move(on_readable);
@@ -209,6 +216,9 @@ class FakeLoop : public server::LoopPort {
   std::map<uint64_t, std::vector<uint64_t>> answered;
   bool refuse_watches = false;
   bool refuse_pidfd_watches = false;        // only those of pidfds
+  // Only those of pipes: a launch's report, and a launched process's
+  // output (set once its launch's report is watched, only that).
+  bool refuse_pipe_watches = false;
   bool refuse_service_connections = false;  // AddServiceConnection fails
   bool refuse_delivery = false;  // a service's socket is full
   // Client connections whose queue is full (a Send closes them), and those
@@ -259,6 +269,11 @@ struct Script {
   // nothing but SIGKILL (an init may act on SIGTERM: tini passes it on).
   // The scripted child itself is then the test's to kill.
   bool unkillable = false;
+  // Whether the child reaches execve after the host last read its report
+  // and before the SIGKILL that gives its launch up (Abandon says it may
+  // have run its program). With `stuck`, the host never reads that it did;
+  // with `unkillable`, the pidfd handed over is init's, as above.
+  bool execs_at_kill = false;
 };
 
 // Writes all of `bytes` to `fd`, or exits: for a forked child.
@@ -334,6 +349,7 @@ class FakeLaunch : public testing::ForkedLaunch {
     launch->go_ = std::move(go_write);
     launch->failure_ = script.report_failure;
     launch->unkillable_ = script.unkillable;
+    launch->execs_at_kill_ = script.execs_at_kill;
     return std::unique_ptr<sandbox::PendingLaunch>(std::move(launch));
   }
 
@@ -356,12 +372,24 @@ class FakeLaunch : public testing::ForkedLaunch {
     }
     return std::optional<sandbox::LaunchedProcess>(std::move(process));
   }
+  sandbox::AbandonedChild Abandon() override {
+    sandbox::AbandonedChild child = ForkedLaunch::Abandon();
+    if (!execs_at_kill_) return child;
+    child.may_have_run = true;
+    if (unkillable_) {
+      // The child itself, killed, is the test's to reap.
+      child.pidfd.reset(static_cast<int>(syscall(SYS_pidfd_open, 1, 0)));  // close-on-exec
+      EXPECT_TRUE(child.pidfd.valid()) << "pidfd_open(1): " << strerror(errno);
+    }
+    return child;
+  }
 
  private:
   UniqueFd report_;
   UniqueFd go_;
   absl::Status failure_;
   bool unkillable_ = false;
+  bool execs_at_kill_ = false;
 };
 
 // Whether `pid` is gone: reaped, not merely dead.
@@ -868,6 +896,73 @@ TEST_F(ServiceHostTest, AProcessTheLoopCannotServeIsKilledAndNoRestartRunsUntilI
   EXPECT_EQ(launches_, 1u) << "a restart ran while the old process held its grants";
   EXPECT_EQ(kill(pids_[0], SIGKILL), 0);
   EXPECT_EQ(waitpid(pids_[0], nullptr, 0), pids_[0]);
+}
+
+// So too when its output cannot be watched, its broker connection taken
+// on already: that connection is closed at once. What the program queued
+// on it before the SIGKILL (opens that create or empty files) is not
+// served to a process the broker kills as unservable.
+TEST_F(ServiceHostTest, AProcessWhoseOutputCannotBeWatchedHasItsConnectionClosedAtOnce) {
+  const uint64_t before = loop_.last_connection();
+  ASSERT_OK(Connect("svc", 1).status());
+  loop_.refuse_pipe_watches = true;  // its report is watched already: its output only
+  ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 1; }));
+  loop_.refuse_pipe_watches = false;
+  EXPECT_EQ(ClientAnswers()[0],
+            "service 'svc' could not start: the broker could not serve it (epoll_ctl: Cannot "
+            "allocate memory (refused by the test))");
+  ASSERT_EQ(loop_.last_connection(), before + 1) << "its connection was not taken on";
+  EXPECT_EQ(loop_.ServiceConnection(loop_.last_connection()), -1)
+      << "the connection of a process killed as unservable is still served";
+  // Its exit goes as a failed run's.
+  ASSERT_TRUE(RunUntil([&] { return launches_ == 2; }));
+  EXPECT_TRUE(Reaped(pids_[0])) << "a restart ran before the old process was reaped";
+}
+
+// A launch given up at its start timeout whose child reached execve after
+// the host last read its report, before the kill: its program ran with the
+// start grants, so it stays the service's own, killed, and no restart runs
+// beside it. This one does not die (stuck in the kernel): no restart, and
+// connects are refused.
+TEST_F(ServiceHostTest, ALaunchThatRanAsItTimedOutIsKilledAndNoRestartRunsUntilItHasDied) {
+  scripts_["slow"].stuck = true;
+  scripts_["slow"].execs_at_kill = true;
+  scripts_["slow"].unkillable = true;
+  kill_wait_ = absl::Milliseconds(50);
+  MakeHost();
+  ReloadEdited({{"startTimeoutMs = 200, restartLimit = 0 )",
+                 "startTimeoutMs = 200, restartLimit = 2, restartDelayMs = 1 )"}});
+  ASSERT_OK(Connect("slow", 1).status());
+  ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 1; }));
+  EXPECT_EQ(ClientAnswers()[0],
+            "service 'slow' could not start: its sandbox was not set up within 200 ms "
+            "(startTimeoutMs): the launch is given up; its program had started");
+  EXPECT_EQ(Report("slow").pid, pids_[0]);
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("slow", 2));
+  EXPECT_FALSE(waiting.has_value());  // it may still die within kill_wait
+  ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 2; }));
+  EXPECT_THAT(ClientAnswers()[1], HasSubstr("did not die after SIGKILL"));
+  EXPECT_EQ(launches_, 1u) << "a restart ran while the old process held its grants";
+  EXPECT_EQ(waitpid(pids_[0], nullptr, 0), pids_[0]);  // killed by Abandon
+}
+
+// So too for a launch a reload gives up: the new instance waits for the old
+// process to die, as for one that ran (HasPredecessor), and the grants it
+// had are not on record as not delivered.
+TEST_F(ServiceHostTest, ALaunchThatRanAsAReloadGaveItUpIsWaitedForByTheNewInstance) {
+  scripts_["granted"].stuck = true;
+  scripts_["granted"].execs_at_kill = true;
+  ASSERT_OK(Connect("granted", 1).status());
+  ASSERT_EQ(Report("granted").state, ServiceState::STARTING);
+  scripts_["granted"] = Script();  // the new instance's launch
+  ReloadEdited({{R"(( name = "granted", command = [ "/usr/bin/svc" ],)",
+                 R"(( name = "granted", command = [ "/usr/bin/other" ],)"}});
+  EXPECT_EQ(launches_, 1u) << "the new instance runs beside the old process";
+  ASSERT_TRUE(RunUntil([&] { return launches_ == 2; }));
+  EXPECT_TRUE(Reaped(pids_[0])) << "the new instance ran before the old process was reaped";
+  ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 1; }));
+  EXPECT_EQ(ClientAnswers()[0], "");
+  EXPECT_THAT(AuditText(), Not(HasSubstr("not delivered")));
 }
 
 // So too when its pidfd cannot be watched: the loop will not say when it

@@ -1,9 +1,10 @@
 #include "sdk/service/child_gate.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -46,51 +47,65 @@ absl::Status SetUp(pid_t parent, std::vector<int> keep) {
   return CloseAllBut(std::move(keep));
 }
 
+// Reads `fd` (a gate's pipe) until end of file.
+absl::Status AwaitEndOfFile(int fd) {
+  char byte = 0;
+  ssize_t n = 0;
+  while ((n = RetryEintr([&] { return read(fd, &byte, 1); })) > 0) {
+  }
+  if (n < 0) return ErrnoStatus(errno, absl::StrCat("read(gate, fd=", fd, ")"));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<ChildGate> ChildGate::Create() {
-  int ends[2] = {-1, -1};
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0) {
-    return ErrnoStatus(errno, "socketpair(AF_UNIX, SOCK_STREAM) for a child's gate");
-  }
-  return ChildGate(UniqueFd(ends[0]), UniqueFd(ends[1]));
+  int set_up[2] = {-1, -1};
+  if (pipe2(set_up, O_CLOEXEC) != 0) return ErrnoStatus(errno, "pipe2 for a child's gate");
+  UniqueFd set_up_read(set_up[0]);
+  UniqueFd set_up_write(set_up[1]);
+  int opening[2] = {-1, -1};
+  if (pipe2(opening, O_CLOEXEC) != 0) return ErrnoStatus(errno, "pipe2 for a child's gate");
+  return ChildGate(std::move(set_up_read), std::move(set_up_write), UniqueFd(opening[0]),
+                   UniqueFd(opening[1]));
 }
 
 absl::Status ChildGate::SetUpChild(pid_t parent, std::vector<int> keep) {
-  // Ours goes first, whatever follows: the main process's close of its end
-  // must be the gate's end of file.
-  parent_end_.reset();
-  keep.push_back(child_end_.get());
+  // The main process's ends go first, whatever follows: its close of the
+  // open pipe must be that pipe's end of file.
+  set_up_read_.reset();
+  open_write_.reset();
+  keep.insert(keep.end(), {set_up_write_.get(), open_read_.get()});
   absl::Status set_up = SetUp(parent, std::move(keep));
-  // Told even when the setup failed: the main process must not wait for
+  // Closed even when the setup failed: the main process must not wait for
   // ever, and the child then waits at the gate and exits (child_gate.h).
-  // MSG_NOSIGNAL: a main process gone is no SIGPIPE here.
-  const char byte = 0;
-  if (RetryEintr([&] { return send(child_end_.get(), &byte, 1, MSG_NOSIGNAL); }) != 1 &&
-      set_up.ok()) {
-    set_up = ErrnoStatus(errno, "send(gate)");
-  }
+  set_up_write_.reset();
   return set_up;
 }
 
 absl::Status ChildGate::AwaitOpen() {
-  char byte = 0;
-  ssize_t n = 0;
-  while ((n = RetryEintr([&] { return read(child_end_.get(), &byte, 1); })) > 0) {
-  }
-  absl::Status opened = n == 0 ? absl::OkStatus() : ErrnoStatus(errno, "read(gate)");
-  child_end_.reset();
+  absl::Status opened = AwaitEndOfFile(open_read_.get());
+  open_read_.reset();
   return opened;
 }
 
-absl::Status ChildGate::AwaitChildSetUp() {
-  // Without this the child's death would bring no end of file.
-  child_end_.reset();
-  char byte = 0;
-  if (RetryEintr([&] { return read(parent_end_.get(), &byte, 1); }) < 0) {
-    return ErrnoStatus(errno, "read(gate of a child)");
+absl::Status ChildGate::AwaitChildSetUp(pid_t child) {
+  // Without this the child's close (or death) would bring no end of file.
+  set_up_write_.reset();
+  open_read_.reset();
+  absl::Status set_up = AwaitEndOfFile(set_up_read_.get());
+  set_up_read_.reset();
+  if (set_up.ok()) return set_up;
+  // Fail closed: a child not known to have shed what it inherited goes,
+  // and is gone before this process goes on.
+  if (kill(child, SIGKILL) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("kill(", child, ", SIGKILL) after ", set_up.message()));
   }
-  return absl::OkStatus();
+  if (RetryEintr([&] { return waitpid(child, nullptr, 0); }) != child) {
+    return ErrnoStatus(errno, absl::StrCat("waitpid(", child, ") after ", set_up.message()));
+  }
+  return absl::Status(set_up.code(),
+                      absl::StrCat(set_up.message(), " (child ", child, " killed)"));
 }
 
 }  // namespace capbroker

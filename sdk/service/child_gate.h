@@ -17,18 +17,31 @@
 // the last, so it comes before the worker may read (and so exit for) what
 // its client sent.
 //
-// So, over one socketpair (a byte one way, end of file the other):
+// So, over two pipes (end of file each way):
 //   child                                  main process
 //   SetUpChild: closes every fd but 0,
-//   1, 2, its keep-set and its end of
-//   the gate; then writes one byte  ---->  AwaitChildSetUp, right after fork,
+//   1, 2, its keep-set and its ends of
+//   the gate; then its end of the
+//   set-up pipe, whatever the setup's
+//   outcome                         ---->  AwaitChildSetUp, right after fork,
 //                                          before anything else: waits for
-//                                          that byte (or end of file: the
-//                                          child is gone)
+//                                          end of file on the set-up pipe
+//                                          (the child has set itself up or
+//                                          failed to, or is gone)
 //                                          closes its copy of the worker's
-//   AwaitOpen: waits for end of file <---  connection, then Open: its end
+//   AwaitOpen: waits for end of file <---  connection, then Open: closes its
+//   on the open pipe                       end of the open pipe
 //   serves (or, a closer, closes what
 //   comes)
+// An end of file, not a byte: a close always releases the fd (Linux closes
+// it even when close(2) reports an error), where a write can fail (ENOMEM,
+// ENOBUFS under memory pressure) and leave both sides waiting for ever.
+// And the main process goes on only once the child's set-up end is closed:
+// then the child holds nothing but its keep-set and its end of the open
+// pipe. Pipes, not a socketpair: a service's seccomp filter refuses
+// socketpair for a family its restrictAddressFamilies leaves out, and it
+// allows pipe2 whatever the policy.
+//
 // The main process's wait cannot wait on a client: while it waits it holds
 // its own copies of everything the child closes, so no close the child
 // makes is the last and none runs a release. (close(2) runs a file's
@@ -39,9 +52,12 @@
 // stops the main process until it is continued, which such a worker can do
 // to the main process directly anyway (forking_server.h).
 //
-// A child whose setup failed still says so and waits at the gate, then
-// exits: its exit comes after the main process's close of its connection,
-// as before.
+// A child whose setup failed still closes its set-up end and waits at the
+// gate, then exits: its exit comes after the main process's close of its
+// connection, as before. When the main process cannot wait (its read
+// fails), it kills the child and reaps it before it goes on: a child it
+// cannot tell set up may still hold copies of what it inherited, and must
+// not run on.
 //
 // Not thread-safe; the main process must be single-threaded (fork).
 #ifndef CAPBROKER_SDK_SERVICE_CHILD_GATE_H_
@@ -59,8 +75,8 @@ namespace capbroker {
 
 class ChildGate {
  public:
-  // A socketpair (AF_UNIX, SOCK_STREAM, close-on-exec): one end for each
-  // side. Made before fork.
+  // Two pipes (pipe2, close-on-exec): the set-up pipe, child to main
+  // process, and the open pipe, main process to child. Made before fork.
   static absl::StatusOr<ChildGate> Create();
 
   ChildGate(ChildGate&&) = default;
@@ -73,28 +89,40 @@ class ChildGate {
   // it refuses ptrace, once the target is not dumpable) and read another
   // client's files; asks for SIGKILL when `parent` (the main process) dies
   // (the getppid check covers a parent that died before the prctl); closes
-  // every fd but 0, 1, 2, `keep` and its end of the gate; then tells the
-  // main process, whatever the outcome. The status of the setup.
+  // every fd but 0, 1, 2, `keep` and its ends of the gate; then closes its
+  // end of the set-up pipe, whatever the outcome, which tells the main
+  // process. The status of the setup.
   absl::Status SetUpChild(pid_t parent, std::vector<int> keep);
 
   // In the child, after SetUpChild: waits until the main process opens the
-  // gate (or dies), then closes its end.
+  // gate (or dies): end of file on the open pipe; then closes its end.
   absl::Status AwaitOpen();
 
-  // In the main process, right after fork: closes the child's end, then
-  // waits until the child has set itself up or is gone (end of file). An
-  // error only if the read fails.
-  absl::Status AwaitChildSetUp();
+  // In the main process, right after forking `child`: closes the child's
+  // ends, then waits until the child has set itself up, failed to, or is
+  // gone (end of file on the set-up pipe). If the read fails, kills `child`
+  // (SIGKILL), reaps it and returns the error: the caller must treat the
+  // child as never started. (The wait for its exit cannot wait on a client,
+  // as above: this process still holds its copies of everything.)
+  absl::Status AwaitChildSetUp(pid_t child);
 
-  // In the main process: lets the child go on (closes its end).
-  void Open() { parent_end_.reset(); }
+  // In the main process: lets the child go on (closes its end of the open
+  // pipe).
+  void Open() { open_write_.reset(); }
 
  private:
-  ChildGate(UniqueFd parent_end, UniqueFd child_end)
-      : parent_end_(std::move(parent_end)), child_end_(std::move(child_end)) {}
+  ChildGate(UniqueFd set_up_read, UniqueFd set_up_write, UniqueFd open_read, UniqueFd open_write)
+      : set_up_read_(std::move(set_up_read)),
+        open_write_(std::move(open_write)),
+        set_up_write_(std::move(set_up_write)),
+        open_read_(std::move(open_read)) {}
 
-  UniqueFd parent_end_;
-  UniqueFd child_end_;
+  // The main process's ends.
+  UniqueFd set_up_read_;
+  UniqueFd open_write_;
+  // The child's.
+  UniqueFd set_up_write_;
+  UniqueFd open_read_;
 };
 
 }  // namespace capbroker

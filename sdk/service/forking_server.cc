@@ -352,7 +352,10 @@ void ForkingServer::Start(IncomingConnection incoming) {
   // First, before this process closes, hands on or forks anything: the
   // worker's copies of this process's fds are gone, so that none of its
   // closes is the last of a connection another client queued fds in.
-  AwaitChildSetUp(*gate, pid);
+  if (absl::Status set_up = AwaitChildSetUp(*gate, pid); !set_up.ok()) {
+    unstarted(set_up);
+    return;
+  }
   // Then this process's copy of the connection, while the worker holds
   // another and waits at the gate: a worker that read its client's first
   // datagram could have exited (a bad one), and this close been the last,
@@ -372,13 +375,14 @@ void ForkingServer::Start(IncomingConnection incoming) {
   workers_.emplace(key, Worker{std::move(*pidfd), pid, std::move(peer)});
 }
 
-void ForkingServer::AwaitChildSetUp(ChildGate& gate, pid_t pid) {
-  absl::Status set_up = gate.AwaitChildSetUp();
+absl::Status ForkingServer::AwaitChildSetUp(ChildGate& gate, pid_t pid) {
+  absl::Status set_up = gate.AwaitChildSetUp(pid);
   if (!set_up.ok()) {
-    log_.Line(absl::StrCat("cannot wait for child ", pid, " to set itself up: ",
-                           set_up.message()));
+    return absl::Status(set_up.code(), absl::StrCat("cannot wait for child ", pid,
+                                                    " to set itself up: ", set_up.message()));
   }
   if (options_.child_set_up_for_test) options_.child_set_up_for_test(pid);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<UniqueFd> ForkingServer::Watch(pid_t pid) {
@@ -517,7 +521,7 @@ absl::Status ForkingServer::StartCloser() {
   theirs.reset();
   // Before any connection is handed to it, or closed here: the closer's
   // copies of this process's fds are gone (child_gate.h).
-  AwaitChildSetUp(gate, pid);
+  CB_RETURN_IF_ERROR(AwaitChildSetUp(gate, pid));
   gate.Open();
   absl::StatusOr<UniqueFd> pidfd = Watch(pid);
   if (!pidfd.ok()) return pidfd.status();

@@ -22,9 +22,10 @@
 // and exits when the client hangs up. The main process closes its copy of
 // the connection right after the fork and never reads from it: it never
 // receives a client's fds. A worker starts through a gate (child_gate.h),
-// a socketpair: first thing it closes every fd it inherited but its keep-set
+// two pipes: first thing it closes every fd it inherited but its keep-set
 // (below) and says so, and the main process, right after the fork, waits
-// for that before it closes, hands on or forks anything: no close a child
+// for that before it closes, hands on or forks anything (a child it cannot
+// wait for is killed, and its connection refused): no close a child
 // makes of a copy it inherited (another client's connection, parked or
 // queued in the Client) is ever the last one, which would drop what that
 // client queued in it, as below, in a worker serving someone else. Then
@@ -281,9 +282,10 @@ class ForkingServer {
   // for it to open, which the main process does after it has closed its
   // copy of the connection; serves `incoming`, then exits.
   [[noreturn]] void ServeInWorker(IncomingConnection incoming, pid_t parent, ChildGate& gate);
-  // Right after forking child `pid`: waits until it has set itself up
-  // (logs a failure to wait), then calls Options::child_set_up_for_test.
-  void AwaitChildSetUp(ChildGate& gate, pid_t pid);
+  // Right after forking child `pid`: waits until it has set itself up,
+  // then calls Options::child_set_up_for_test. An error when it cannot
+  // wait: the child is killed and reaped then, and counts as never started.
+  absl::Status AwaitChildSetUp(ChildGate& gate, pid_t pid);
   // Sends the refusal reply on `connection`, then parks it and hands the
   // parked connections to a closer (HandParked).
   void Refuse(UniqueFd connection, const Peer& peer, const absl::Status& reason);

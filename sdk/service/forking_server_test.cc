@@ -3,11 +3,14 @@
 #include "sdk/service/forking_server.h"
 
 #include <fcntl.h>
+#include <linux/seccomp.h>
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,6 +43,7 @@
 #include "tests/fixtures/fd_refusal.h"
 #include "tests/fixtures/lingering_socket.h"
 #include "tests/fixtures/raw_send.h"
+#include "tests/fixtures/syscall_filter.h"
 
 namespace capbroker {
 namespace {
@@ -48,6 +52,7 @@ using ::capbroker::testing::ExitCodeInChild;
 using ::capbroker::testing::FakeBroker;
 using ::capbroker::testing::LingeringSocket;
 using ::capbroker::testing::OpenFdTargets;
+using ::capbroker::testing::SyscallFilter;
 using ::testing::HasSubstr;
 
 // A toy protocol on the broker's message types: the Reply echoes the
@@ -367,16 +372,53 @@ TEST_F(ForkingServerTest, AChildHoldsNothingItInheritedWhenTheMainProcessGoesOn)
   for (size_t i = 0; i < 2; ++i) {
     SCOPED_TRACE(absl::StrCat("worker ", i));
     // Its connection and its end of the gate.
-    EXPECT_EQ(KindsHeld(starts[i].child), (std::multiset<std::string>{"socket:", "socket:"}));
-    // Of the main process's fds, its connection alone (whose copy the main
-    // process closes next).
+    EXPECT_EQ(KindsHeld(starts[i].child), (std::multiset<std::string>{"socket:", "pipe:"}));
+    // Of what the main process holds, its connection alone (whose copy the
+    // main process closes next) and the gate's open pipe (one inode, whose
+    // other end the main process closes to open the gate).
     EXPECT_EQ(KindsHeld(starts[i].child, &starts[i].main),
-              (std::multiset<std::string>{"socket:"}));
+              (std::multiset<std::string>{"socket:", "pipe:"}));
   }
-  // The closer: its end of its socket and its end of the gate, none of the
-  // main process's.
-  EXPECT_EQ(KindsHeld(starts[2].child), (std::multiset<std::string>{"socket:", "socket:"}));
-  EXPECT_EQ(KindsHeld(starts[2].child, &starts[2].main), std::multiset<std::string>{});
+  // The closer: its end of its socket and its end of the gate; of what the
+  // main process holds, the gate's open pipe alone.
+  EXPECT_EQ(KindsHeld(starts[2].child), (std::multiset<std::string>{"socket:", "pipe:"}));
+  EXPECT_EQ(KindsHeld(starts[2].child, &starts[2].main), std::multiset<std::string>{"pipe:"});
+}
+
+// Workers need no socket of their own: a service whose seccomp filter
+// refuses socketpair(AF_UNIX) (restrictAddressFamilies without unix) still
+// starts them. Its connections come from the broker, made before.
+TEST(ForkingServerFilterTest, StartsWorkersUnderAFilterThatRefusesUnixSocketpairs) {
+  EXPECT_EQ(ExitCodeInChild([] {
+              WorkerHandler handler;
+              // A refusal says why, rather than leave the client waiting (no
+              // closer can start under this filter).
+              handler.replies_to_refusals = true;
+              absl::StatusOr<FakeBroker> broker = FakeBroker::Create();
+              if (!broker.ok()) return 10;
+              ForkingServer server(broker->client(), handler, ForkingServer::Options());
+              absl::StatusOr<UniqueFd> end = broker->Connect(PeerOfUid(1000));
+              if (!end.ok()) return 11;
+              if (SyscallFilter(SYS_socketpair, 0, AF_UNIX,
+                                SECCOMP_RET_ERRNO | EAFNOSUPPORT)
+                      .Install(false) != 0) {
+                return 12;
+              }
+              absl::StatusOr<bool> serving = server.Turn(-1);
+              if (!serving.ok() || !*serving) return 13;
+              wire::Channel client(std::move(*end));
+              absl::StatusOr<std::string> reply = Call(client, 1);
+              if (!reply.ok()) {
+                std::fprintf(stderr, "no reply: %s\n", reply.status().ToString().c_str());
+                return 14;
+              }
+              // Served by a worker, not refused.
+              const pid_t worker = WorkerOf(*reply);
+              if (worker > 0 && worker != getpid()) return 0;
+              std::fprintf(stderr, "not served: %s\n", reply->c_str());
+              return 15;
+            }),
+            0);
 }
 
 // A worker logs nothing its client causes: a client could open connection

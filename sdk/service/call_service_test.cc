@@ -88,7 +88,9 @@ TEST_F(CallServiceTest, FdsOnAReplyNeverReachTheClient) {
     ASSERT_TRUE(null.valid());
     with_fd = Answer(absl::OkStatus(), {null.get()});
     // Answers plainly once refused, so that the call ends either way.
-    if (!with_fd.ok()) EXPECT_OK(Answer(absl::OkStatus()));
+    if (!with_fd.ok()) {
+      EXPECT_OK(Answer(absl::OkStatus()));
+    }
   });
   const absl::Status called = Call(absl::Seconds(10));
   service.join();

@@ -73,7 +73,11 @@ struct PassedFd {
 struct SandboxSpec {
   std::string name;                // the service, for messages and the hostname
   // argv[0]: the program, an absolute path. Run at its real path, every
-  // link resolved when the child starts, with argv[0] as given.
+  // link resolved when the child starts, with argv[0] as given: the file
+  // that runs is the file that was opened, even where the link is not in
+  // the minimal root. For a `#!` script the kernel hands the interpreter
+  // the path execve got, so its $0 (sys.argv[0]) is that real path, not
+  // the link; a binary sees argv[0] as given.
   std::vector<std::string> argv;
   std::vector<std::string> env;    // "KEY=VALUE", nothing inherited
   std::vector<PassedFd> fds;       // at 3.. in this order

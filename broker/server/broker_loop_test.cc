@@ -1095,6 +1095,49 @@ TEST_F(BrokerLoopTest, AConnectionMadeBeforeFdsWereRefusedThatHangsUpIsClosed) {
   EXPECT_THAT(err, ::testing::Not(::testing::HasSubstr("keeping a connection open")));
 }
 
+// The case PeekDatagram's SO_PASSCRED peek is for: a connection made
+// before the listener refused fds whose client sent an empty datagram
+// (SOCK_SEQPACKET allows them), then one with an fd, and hung up. recvmsg
+// returns 0 for the empty datagram as for end of stream, and poll shows
+// the hang-up either way; taken for end of stream, the connection would be
+// closed and the client's fd behind it dropped here. It is set aside: kept
+// open, never read again.
+TEST_F(BrokerLoopTest, AnEmptyDatagramBeforeFdsIsNotTakenForEndOfStream) {
+  UniqueFd listener(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(dir_.Join("s")));
+  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&address.addr), address.length), 0);
+  ASSERT_EQ(listen(listener.get(), 8), 0);
+  int pipe_fds[2];
+  ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
+  UniqueFd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
+  {
+    ASSERT_OK_AND_ASSIGN(UniqueFd early, wire::ConnectSeqpacket(dir_.Join("s")));
+    ASSERT_EQ(testing::RawSend(early.get(), {}), 0);  // an empty datagram
+    ASSERT_EQ(testing::RawSend(early.get(), testing::HelloBytes(1, schema::PROTOCOL_VERSION),
+                               {write_end.get()}),
+              0);
+  }
+  write_end.reset();  // the datagram holds the only reference
+  // As Listener::FromSystemd does when it takes such a socket.
+  absl::Status refused = wire::RefuseFds(listener.get());
+  if (refused.code() == absl::StatusCode::kUnimplemented) GTEST_SKIP() << refused.message();
+  ASSERT_OK(refused);
+  ::testing::internal::CaptureStderr();
+  BrokerLoop loop(handler_, audit_, stats_, Limits());
+  UniqueFd control(eventfd(1, EFD_CLOEXEC));  // readable every turn
+  int turns = 0;
+  ASSERT_OK(loop.Serve(listener.get(), control.get(), [&] {
+    // Done once the connection was taken and is no longer served; a safety
+    // net of turns, never a wait.
+    return (stats_.connections_total == 1 && stats_.connections == 0) || ++turns > 1000;
+  }));
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  ASSERT_LE(turns, 1000) << "the connection was not taken, or is still served";
+  pollfd p{read_end.get(), POLLIN, 0};
+  EXPECT_EQ(poll(&p, 1, 0), 0) << "the loop dropped the client's fd:\n" << err;
+  EXPECT_THAT(err, ::testing::HasSubstr("keeping a connection open, unread, for good"));
+}
+
 // A socket from systemd whose unit says AcceptFileDescriptors=no and
 // PassCredentials=yes: a connection made before the broker turned the
 // credentials off (the one whose connect started the broker) refuses fds

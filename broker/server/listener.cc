@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -37,20 +38,32 @@ constexpr int kBacklog = 1024;
 // (broker/util/trusted_path.h), creating the directory itself (one level)
 // if it is missing, then applies the socket directory's own, stricter rule.
 // `rules.create_mode` unset: a missing directory is kNotFound.
-absl::Status CheckSocketDirectoryWith(const std::string& path, const util::PathRules& rules) {
+// `writable_fix` says, given the walk's result and the directory as
+// configured, what to do about a directory others may write: the fix
+// depends on what named the path (--socket, or a unit's
+// ListenSequentialPacket=), which only the caller knows.
+absl::Status CheckSocketDirectoryWith(
+    const std::string& path, const util::PathRules& rules,
+    absl::FunctionRef<std::string(const util::ResolvedParent&, absl::string_view configured)>
+        writable_fix) {
   CB_ASSIGN_OR_RETURN(util::ResolvedParent parent, util::OpenParent(path, rules));
   const std::string configured = SocketDirectory(path);
   std::string shown = Shown(parent.dir_path);
   if (configured != parent.dir_path) absl::StrAppend(&shown, " (named ", Shown(configured), ")");
-  // Hints name the directory as configured: that is what the admin types.
-  return CheckSocketDirectoryStat(shown, parent.dir_stat, rules.euid, Shown(configured),
-                                  Shown(parent.name));
+  return CheckSocketDirectoryStat(shown, parent.dir_stat, rules.euid,
+                                  writable_fix(parent, configured));
 }
 
 absl::Status CheckSocketDirectory(const std::string& path, mode_t socket_mode) {
+  const uid_t euid = geteuid();
   return CheckSocketDirectoryWith(
-      path, util::PathRules{geteuid(), absl::StrCat("the socket ", path),
-                            SocketDirectoryModeFor(socket_mode)});
+      path, util::PathRules{euid, absl::StrCat("the socket ", path),
+                            SocketDirectoryModeFor(socket_mode)},
+      [euid](const util::ResolvedParent& parent, absl::string_view configured) {
+        // Hints name the directory as configured: that is what the admin types.
+        return SocketFlagDirectoryFix(Shown(configured), parent.dir_stat, euid,
+                                      Shown(parent.name));
+      });
 }
 
 // Lock attempts before giving up; more than one is needed only when a
@@ -341,9 +354,22 @@ SocketBlocker Blocker(SocketBlocker::Where where, const std::string& file, const
 
 }  // namespace
 
+std::string SocketFlagDirectoryFix(absl::string_view dir_path, const struct stat& st,
+                                   uid_t euid, absl::string_view socket_name) {
+  // A sticky directory (/tmp, /var/tmp) is shared by design: the fix is a
+  // directory of the broker's own inside it, never a chmod of it, which
+  // would break every other user of it. The walk accepts a sticky
+  // directory on the way, and the broker creates the last one itself.
+  if ((st.st_mode & S_ISVTX) == 0) return util::NonStickyWritableDirectoryHint(dir_path, st, euid);
+  std::string own = dir_path == "/" ? "/capbroker" : absl::StrCat(dir_path, "/capbroker");
+  return absl::StrCat("put the socket in a directory of its own there: --socket ", own, "/",
+                      socket_name.empty() ? "broker.sock" : socket_name, " (the broker creates ",
+                      own, "; or mkdir -m 0755 ", own,
+                      " first); never chmod a shared directory such as /tmp");
+}
+
 absl::Status CheckSocketDirectoryStat(absl::string_view dir, const struct stat& st,
-                                      uid_t euid, absl::string_view dir_path,
-                                      absl::string_view socket_name) {
+                                      uid_t euid, absl::string_view writable_fix) {
   if (st.st_uid != 0 && st.st_uid != euid) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "socket directory %s is owned by uid %d (mode 0%o), not by root or the broker "
@@ -351,25 +377,11 @@ absl::Status CheckSocketDirectoryStat(absl::string_view dir, const struct stat& 
         dir, st.st_uid, st.st_mode & 07777, euid));
   }
   if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-    // A sticky directory (/tmp, /var/tmp) is shared by design: the fix is a
-    // directory of the broker's own inside it, never a chmod of it, which
-    // would break every other user of it. The walk accepts a sticky
-    // directory on the way, and the broker creates the last one itself.
-    std::string hint;
-    if ((st.st_mode & S_ISVTX) != 0) {
-      absl::string_view base = dir_path.empty() ? dir : dir_path;
-      std::string own = base == "/" ? "/capbroker" : absl::StrCat(base, "/capbroker");
-      hint = absl::StrCat(
-          "put the socket in a directory of its own there: --socket ", own, "/",
-          socket_name.empty() ? "broker.sock" : socket_name, " (the broker creates ", own,
-          "; or mkdir -m 0755 ", own, " first); never chmod a shared directory such as /tmp");
-    } else {
-      hint = util::NonStickyWritableDirectoryHint(dir_path.empty() ? dir : dir_path, st, euid);
-    }
     return absl::FailedPreconditionError(absl::StrFormat(
         "socket directory %s is writable by other users (owner uid %d, mode 0%o): they "
-        "could bind a socket of their own at its name; %s",
-        dir, st.st_uid, st.st_mode & 07777, hint));
+        "could bind a socket of their own at its name%s",
+        dir, st.st_uid, st.st_mode & 07777,
+        writable_fix.empty() ? "" : absl::StrCat("; ", writable_fix)));
   }
   return absl::OkStatus();
 }
@@ -496,9 +508,9 @@ absl::Status CheckOthersCannotConnect(int fd) {
 
 absl::Status CheckSocketDirectoryFromSystemd(int fd) {
   constexpr char kFix[] =
-      "set ListenSequentialPacket= in the .socket unit to a path in a directory only root or "
-      "the broker's user can change (such as /run/capbroker/broker.sock, with "
-      "DirectoryMode=), and restart the .socket unit";
+      "set ListenSequentialPacket= in the .socket unit to a path in a directory of its own, "
+      "owned by root or the broker's user and not writable by others (such as "
+      "/run/capbroker/broker.sock, with DirectoryMode=), and restart the .socket unit";
   absl::StatusOr<std::string> bound = BoundSocketPath(fd);
   if (!bound.ok()) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -506,9 +518,13 @@ absl::Status CheckSocketDirectoryFromSystemd(int fd) {
         "; ", kFix));
   }
   if (bound->empty()) return absl::OkStatus();  // abstract: no directory (see above)
+  // systemd made the directory and bound the socket: --socket would be a
+  // usage error, and the broker creates nothing; kFix, after every error,
+  // is the only advice.
   absl::Status checked = CheckSocketDirectoryWith(
       *bound, util::PathRules{geteuid(), absl::StrCat("the socket from systemd ", *bound),
-                              std::nullopt});
+                              std::nullopt},
+      [](const util::ResolvedParent&, absl::string_view) { return std::string(); });
   if (checked.ok()) return checked;
   return absl::Status(checked.code(),
                       absl::StrCat("the socket from systemd at ", Shown(*bound),

@@ -71,15 +71,22 @@ namespace capbroker::server {
 // The check made on the socket's directory, given its stat `st`, for a broker
 // running as `euid`: a directory owned by root or `euid`, writable by neither
 // group nor others (sticky or not). The error names the path (`dir`, as
-// shown), owner and mode, and how to fix it: for a sticky directory such as
-// /tmp, a directory of the broker's own inside it (`dir_path`, the
-// directory's path as configured, and `socket_name`, the socket's own name,
-// make the example; "" when not known), never a chmod of the shared one.
-// Exposed so that the rule can be tested for any owner (tests cannot always
-// chown).
+// shown), owner and mode; for a directory others may write, `writable_fix`
+// ("" for none) follows: what to do depends on what named the path (see
+// SocketFlagDirectoryFix). Exposed so that the rule can be tested for any
+// owner (tests cannot always chown).
 absl::Status CheckSocketDirectoryStat(absl::string_view dir, const struct stat& st,
-                                      uid_t euid, absl::string_view dir_path = "",
-                                      absl::string_view socket_name = "");
+                                      uid_t euid, absl::string_view writable_fix);
+
+// What to do about the socket directory `dir_path` (as configured, as the
+// admin types it), of stat `st`, that others may write, for a socket that
+// --socket names (`socket_name`, its own name; "" when not known): for a
+// sticky directory such as /tmp, a directory of the broker's own inside it,
+// never a chmod of the shared one; otherwise util's
+// NonStickyWritableDirectoryHint. Not for a socket from systemd, whose
+// directory the unit's ListenSequentialPacket= names.
+std::string SocketFlagDirectoryFix(absl::string_view dir_path, const struct stat& st,
+                                   uid_t euid, absl::string_view socket_name);
 
 // Whether users other than the socket's and its directories' owners and
 // groups can connect to the socket at `path`: every directory on the way

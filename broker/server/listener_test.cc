@@ -33,6 +33,7 @@ namespace capbroker::server {
 namespace {
 
 using ::testing::AllOf;
+using ::testing::Eq;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using testing::TempDir;
@@ -429,16 +430,17 @@ TEST(ListenerTest, DirectoryRulesForAnyOwner) {
   struct stat st {};
   st.st_mode = S_IFDIR | 0755;
   st.st_uid = 1000;
-  EXPECT_OK(CheckSocketDirectoryStat("/d", st, 1000));
-  EXPECT_THAT(CheckSocketDirectoryStat("/d", st, 2000),
+  EXPECT_OK(CheckSocketDirectoryStat("/d", st, 1000, "fix"));
+  EXPECT_THAT(CheckSocketDirectoryStat("/d", st, 2000, "fix"),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("/d is owned by uid 1000 (mode 0755)")));
   st.st_uid = 0;
-  EXPECT_OK(CheckSocketDirectoryStat("/d", st, 2000));  // root's is fine
+  EXPECT_OK(CheckSocketDirectoryStat("/d", st, 2000, "fix"));  // root's is fine
   st.st_mode = S_IFDIR | 01777;
-  EXPECT_THAT(CheckSocketDirectoryStat("/d", st, 2000),
+  EXPECT_THAT(CheckSocketDirectoryStat("/d", st, 2000, "fix"),
               StatusIs(absl::StatusCode::kFailedPrecondition,
-                       HasSubstr("writable by other users (owner uid 0, mode 01777)")));
+                       HasSubstr("writable by other users (owner uid 0, mode 01777): they "
+                                 "could bind a socket of their own at its name; fix")));
   // The rule for the directories on the way is broker/util's
   // (CheckTraversedDirectoryStatTest).
 }
@@ -450,25 +452,22 @@ TEST(ListenerTest, AStickySharedDirectoryGetsAPrivateSubdirectoryHint) {
   struct stat st {};
   st.st_mode = S_IFDIR | 01777;
   st.st_uid = 0;
-  absl::Status status = CheckSocketDirectoryStat("/tmp", st, 0, "/tmp", "b3.sock");
-  EXPECT_THAT(status, StatusIs(absl::StatusCode::kFailedPrecondition,
-                               AllOf(HasSubstr("--socket /tmp/capbroker/b3.sock"),
-                                     HasSubstr("mkdir -m 0755 /tmp/capbroker"))));
-  EXPECT_THAT(status.message(), Not(HasSubstr("chmod go-w /tmp")));
+  const std::string status = SocketFlagDirectoryFix("/tmp", st, 0, "b3.sock");
+  EXPECT_THAT(status, AllOf(HasSubstr("--socket /tmp/capbroker/b3.sock"),
+                            HasSubstr("mkdir -m 0755 /tmp/capbroker"),
+                            Not(HasSubstr("chmod go-w /tmp"))));
   // A group-writable system directory (root's, as /var/mail): use another
   // one; chmod only if nothing else writes there.
   st.st_mode = S_IFDIR | 02775;
-  EXPECT_THAT(CheckSocketDirectoryStat("/var/mail", st, 0, "/var/mail", "b.sock"),
-              StatusIs(absl::StatusCode::kFailedPrecondition,
-                       HasSubstr("use a path whose directories only root or uid 0 can write "
+  EXPECT_THAT(SocketFlagDirectoryFix("/var/mail", st, 0, "b.sock"),
+              HasSubstr("use a path whose directories only root or uid 0 can write "
                                  "(chmod go-w /var/mail only if nothing else needs to write "
-                                 "there)")));
+                                 "there)"));
   // The broker's own directory: chmod it.
   st.st_uid = 1000;
   st.st_mode = S_IFDIR | 0775;
-  EXPECT_THAT(CheckSocketDirectoryStat("/home/b/run", st, 1000, "/home/b/run", "b.sock"),
-              StatusIs(absl::StatusCode::kFailedPrecondition,
-                       HasSubstr("; chmod go-w /home/b/run")));
+  EXPECT_THAT(SocketFlagDirectoryFix("/home/b/run", st, 1000, "b.sock"),
+              Eq("chmod go-w /home/b/run"));
 }
 
 // The hint works: the subdirectory it names passes, in a sticky directory.
@@ -756,13 +755,19 @@ TEST(CheckSocketDirectoryFromSystemdTest, RefusesADirectoryOthersCanWrite) {
   ASSERT_NO_FATAL_FAILURE(BindAt(fd.get(), path));
   ASSERT_EQ(listen(fd.get(), 8), 0);
   EXPECT_OK(CheckSocketDirectoryFromSystemd(fd.get()));
-  for (mode_t mode : {0777, 0775}) {
+  // Sticky too (01777, as /tmp): the advice is the unit's, never a
+  // --socket (a usage error with a socket from systemd) nor a directory the
+  // broker would create (it creates none for systemd's socket).
+  for (mode_t mode : {0777, 0775, 01777}) {
     ASSERT_EQ(chmod(dir.c_str(), mode), 0);
     EXPECT_THAT(CheckSocketDirectoryFromSystemd(fd.get()),
                 StatusIs(absl::StatusCode::kFailedPrecondition,
                          AllOf(HasSubstr("the socket from systemd at " + path),
                                HasSubstr("is writable by other users"),
-                               HasSubstr("ListenSequentialPacket="))))
+                               HasSubstr("set ListenSequentialPacket= in the .socket unit to a "
+                                         "path in a directory of its own"),
+                               Not(HasSubstr("--socket")), Not(HasSubstr("the broker creates")),
+                               Not(HasSubstr("chmod")))))
         << std::oct << mode;
   }
   ASSERT_EQ(chmod(dir.c_str(), 0755), 0);

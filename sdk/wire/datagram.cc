@@ -57,19 +57,53 @@ bool PeerHungUp(int fd) {
   return (p.revents & (POLLHUP | POLLRDHUP)) != 0;
 }
 
+// One look at the datagram waiting first in `fd`: MSG_PEEK | MSG_DONTWAIT,
+// one byte at most, no control buffer (so no fd is installed; fds or
+// credentials that came show as MSG_CTRUNC in `flags`).
+struct Peek {
+  ssize_t n;  // what recvmsg returned
+  int error;  // its errno when n < 0
+  int flags;  // msg_flags
+};
+
+// Peeks at `fd` (see Peek). A peer that closes with datagrams of ours
+// unread leaves ECONNRESET on our socket, which the kernel reports once,
+// before what the peer sent (see ReceiveDatagram): the peek is retried
+// once then, so that every peek sees what waits rather than the reset,
+// whenever the peer hangs up.
+Peek PeekNext(int fd) {
+  char byte;
+  iovec iov{&byte, 1};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  ssize_t n = RetryEintr([&] { return recvmsg(fd, &msg, MSG_PEEK | MSG_DONTWAIT); });
+  if (n < 0 && errno == ECONNRESET) {
+    msg.msg_flags = 0;
+    n = RetryEintr([&] { return recvmsg(fd, &msg, MSG_PEEK | MSG_DONTWAIT); });
+  }
+  return Peek{n, n < 0 ? errno : 0, msg.msg_flags};
+}
+
+}  // namespace
+
+namespace internal {
+
 // A peek of `fd` returned 0 without MSG_CTRUNC, and the peer has hung up,
 // so nothing more can arrive: either an empty datagram (SOCK_SEQPACKET
 // allows them) waits, or the stream has ended. Neither that return, nor
 // poll (POLLIN and POLLHUP hold either way), nor SIOCINQ (the bytes
 // queued: 0 for empty datagrams) tells which. The kernel builds control
-// messages only for a datagram it returns, and returns 0 for end of
-// stream before it builds any (net/unix/af_unix.c, __unix_dgram_recvmsg):
+// messages only for a datagram it returns, and returns 0 for end of stream
+// before it builds any (net/unix/af_unix.c, __unix_dgram_recvmsg):
 // with SO_PASSCRED on, every datagram, empty or not, comes with its
 // sender's credentials, which a peek without a control buffer reports as
 // MSG_CTRUNC. So one more peek with SO_PASSCRED on tells them apart; the
 // option is put back as it was before returning (the broker keeps it off:
 // StopCredentialMessages). No fd is installed: the peek has no control
-// buffer.
+// buffer. The peer may have hung up after the first peek, with datagrams
+// of ours unread: this peek then meets the reset, and PeekNext looks past
+// it.
 absl::StatusOr<bool> EmptyDatagramWaits(int fd) {
   int was = 0;
   socklen_t length = sizeof(was);
@@ -80,23 +114,17 @@ absl::StatusOr<bool> EmptyDatagramWaits(int fd) {
   if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)) != 0) {
     return ErrnoStatus(errno, absl::StrCat("setsockopt(fd=", fd, ", SO_PASSCRED, 1)"));
   }
-  char byte;
-  iovec iov{&byte, 1};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  ssize_t n = RetryEintr([&] { return recvmsg(fd, &msg, MSG_PEEK | MSG_DONTWAIT); });
-  const int peek_errno = errno;
+  const Peek peek = PeekNext(fd);
   if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &was, sizeof(was)) != 0) {
     return ErrnoStatus(errno, absl::StrCat("setsockopt(fd=", fd, ", SO_PASSCRED, ", was, ")"));
   }
-  if (n < 0) {
-    return ErrnoStatus(peek_errno, absl::StrCat("recvmsg(fd=", fd, ", MSG_PEEK, SO_PASSCRED)"));
+  if (peek.n < 0) {
+    return ErrnoStatus(peek.error, absl::StrCat("recvmsg(fd=", fd, ", MSG_PEEK, SO_PASSCRED)"));
   }
-  return (msg.msg_flags & MSG_CTRUNC) != 0;
+  return (peek.flags & MSG_CTRUNC) != 0;
 }
 
-}  // namespace
+}  // namespace internal
 
 absl::StatusOr<std::optional<Datagram>> ReceiveDatagram(int fd, ReceiveBuffer& buffer,
                                                         FdPolicy fd_policy) {
@@ -164,27 +192,17 @@ absl::StatusOr<std::optional<Datagram>> ReceiveDatagram(int fd, ReceiveBuffer& b
 }
 
 absl::StatusOr<Waiting> PeekDatagram(int fd) {
-  char byte;
-  iovec iov{&byte, 1};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  ssize_t n = RetryEintr([&] { return recvmsg(fd, &msg, MSG_PEEK | MSG_DONTWAIT); });
-  if (n < 0 && errno == ECONNRESET) {
-    // Reported once, before what the peer sent (see ReceiveDatagram).
-    msg.msg_flags = 0;
-    n = RetryEintr([&] { return recvmsg(fd, &msg, MSG_PEEK | MSG_DONTWAIT); });
+  const Peek peek = PeekNext(fd);
+  if (peek.n < 0) {
+    if (peek.error == EAGAIN || peek.error == EWOULDBLOCK) return Waiting::kNothing;
+    return ErrnoStatus(peek.error, absl::StrCat("recvmsg(fd=", fd, ", MSG_PEEK)"));
   }
-  if (n < 0) {
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return Waiting::kNothing;
-    return ErrnoStatus(errno, absl::StrCat("recvmsg(fd=", fd, ", MSG_PEEK)"));
-  }
-  if (msg.msg_flags & MSG_CTRUNC) return Waiting::kDatagramWithFds;
+  if (peek.flags & MSG_CTRUNC) return Waiting::kDatagramWithFds;
   // 0 from a peer still connected is an empty datagram: end of stream needs
   // the hang-up, which once there stays (so a later poll that sees none
   // proves there was none at the peek).
-  if (n > 0 || !PeerHungUp(fd)) return Waiting::kDatagram;
-  CB_ASSIGN_OR_RETURN(bool empty_datagram, EmptyDatagramWaits(fd));
+  if (peek.n > 0 || !PeerHungUp(fd)) return Waiting::kDatagram;
+  CB_ASSIGN_OR_RETURN(bool empty_datagram, internal::EmptyDatagramWaits(fd));
   return empty_datagram ? Waiting::kDatagram : Waiting::kEndOfStream;
 }
 

@@ -127,6 +127,15 @@ enum class Waiting {
 // was. Errors: the errno of recvmsg, or of getsockopt/setsockopt.
 absl::StatusOr<Waiting> PeekDatagram(int fd);
 
+namespace internal {
+// PeekDatagram's last step, exposed for tests only (the state it meets, a
+// reset left by a peer that hung up after PeekDatagram's first peek, cannot
+// be made to happen between two calls of a test): with the peer hung up and
+// a peek at `fd` (borrowed) having returned 0 without MSG_CTRUNC, whether
+// an empty datagram waits (true) or the stream has ended (false).
+absl::StatusOr<bool> EmptyDatagramWaits(int fd);
+}  // namespace internal
+
 // Sends `iov` as one datagram with `fds` (borrowed: the kernel installs
 // copies in the receiver) on `fd` (borrowed), with MSG_NOSIGNAL.
 // Returns false, having sent nothing, when a non-blocking `fd` is full.

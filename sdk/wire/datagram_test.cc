@@ -299,6 +299,25 @@ TEST_F(DatagramTest, PeekTellsAnEmptyDatagramFromEndOfStream) {
   EXPECT_EQ(ended, Waiting::kEndOfStream);
 }
 
+// The peer may hang up, with datagrams of ours unread, between
+// PeekDatagram's first peek (which saw its empty datagram) and the
+// SO_PASSCRED one: the reset it leaves, reported once ahead of what it
+// sent, must not hide the empty datagram (read as an error, the caller
+// would close a connection whose later datagrams may hold fds).
+TEST_F(DatagramTest, AResetDoesNotHideAnEmptyDatagramFromTheCredentialPeek) {
+  uint64_t unread = 1;
+  iovec iov{&unread, sizeof(unread)};
+  ASSERT_OK(SendDatagram(b_.get(), &iov, 1, {}).status());  // a_ never reads it
+  RawSend({}, {});
+  a_.reset();  // leaves ECONNRESET on b_
+  ASSERT_OK_AND_ASSIGN(bool empty_datagram, internal::EmptyDatagramWaits(b_.get()));
+  EXPECT_TRUE(empty_datagram);
+  char byte;
+  ASSERT_EQ(recv(b_.get(), &byte, 1, MSG_DONTWAIT), 0);  // takes the empty datagram
+  ASSERT_OK_AND_ASSIGN(Waiting ended, PeekDatagram(b_.get()));
+  EXPECT_EQ(ended, Waiting::kEndOfStream);
+}
+
 TEST_F(DatagramTest, FdsToASocketThatRefusesThemAreAPermissionErrorSayingSo) {
   absl::Status refused = RefuseFds(b_.get());
   if (refused.code() == absl::StatusCode::kUnimplemented) GTEST_SKIP() << refused.message();

@@ -54,7 +54,9 @@ AbandonedChild ChildLaunch::Abandon() {
   AbandonedChild abandoned;
   abandoned.pid = parts_.child.pid;
   // After the kill: a child that reaches execve now never runs its program.
-  abandoned.may_have_run = MayHaveRunProgram(parts_.child.pid);
+  // One never let go may not have named itself yet (it still bears the
+  // broker's name), and it never ran one either.
+  abandoned.may_have_run = parts_.released && MayHaveRunProgram(parts_.child.pid);
   abandoned.pidfd = std::move(parts_.child.pidfd);
   abandoned.cgroup = TakeCgroup();
   return abandoned;

@@ -35,6 +35,10 @@ struct LaunchParts {
   UniqueFd output;  // the read end of the output pipe, non-blocking
   // A failure after the clone (the id maps): the first Continue() says it.
   absl::Status failure;
+  // Whether the child was let go (Release, sandbox.cc, wrote its byte to the
+  // sync pipe). One that was not waits for it until killed: it can never
+  // reach execve, whatever its name says when it is abandoned.
+  bool released = false;
 };
 
 class ChildLaunch final : public PendingLaunch {

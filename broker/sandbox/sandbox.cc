@@ -393,6 +393,7 @@ absl::StatusOr<std::unique_ptr<PendingLaunch>> StartLaunch(const SandboxSpec& sp
   dev_null.reset();
   trees.clear();
   parts.failure = Release(parts, spec, /*deny_setgroups=*/!plan.clear_groups);
+  parts.released = parts.failure.ok();
   return std::unique_ptr<PendingLaunch>(
       std::make_unique<ChildLaunch>(std::move(outcome), std::move(parts)));
 }

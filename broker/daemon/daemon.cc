@@ -365,16 +365,17 @@ void WarnIfOthersCannotConnect(const DaemonFlags& flags, const server::Listener&
 // user alone, as Bind makes its socket (0600 in a 0700 directory), while a
 // unit's defaults are 0666 in a 0755 directory: every local user could
 // connect and get what the policy grants the broker's user. Refused too.
-absl::Status CheckTheSocketFromSystemd(const DaemonFlags& flags,
-                                       const server::Listener& listener) {
+absl::Status CheckTheSocketFromSystemd(const DaemonFlags& flags, const server::Listener& listener,
+                                       const peer::UnmappedIds& unmapped_ids) {
   if (!listener.path().empty()) return absl::OkStatus();
   // Whoever may change its directory may replace it, whatever its mode.
   CB_RETURN_IF_ERROR(server::CheckSocketDirectoryFromSystemd(listener.fd()));
   if (flags.socket_mode.has_value()) {
-    return server::CheckSocketModeFromSystemd(listener.fd(), *flags.socket_mode, geteuid());
+    return server::CheckSocketModeFromSystemd(listener.fd(), *flags.socket_mode, geteuid(),
+                                              unmapped_ids);
   }
   if (geteuid() == 0) return absl::OkStatus();
-  return server::CheckOthersCannotConnect(listener.fd());
+  return server::CheckOthersCannotConnect(listener.fd(), unmapped_ids);
 }
 
 // What the serving line calls the socket: its path, or for one from systemd
@@ -592,7 +593,7 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   server::RequestHandler handler(audit, stats);
   CB_RETURN_IF_ERROR(handler.SetPolicy(std::move(policy)));
   CB_ASSIGN_OR_RETURN(server::Listener listener, MakeListener(std::move(listen_plan), flags));
-  CB_RETURN_IF_ERROR(CheckTheSocketFromSystemd(flags, listener));
+  CB_RETURN_IF_ERROR(CheckTheSocketFromSystemd(flags, listener, unmapped_ids));
   WarnIfOthersCannotConnect(flags, listener);
   WarnIfTheSocketsGroupCannotConnect(flags, listener);
   WarnIfClientsCanSendFds(listener);

@@ -257,14 +257,20 @@ absl::StatusOr<std::vector<WayFile>> WayToSocket(absl::string_view path) {
 // being in when its class lets the candidate past every file of that group
 // it does not own and the others' class does not. (The choice for one
 // group changes nothing on the files of another, so this finds whoever
-// can get in.)
+// can get in.) The overflow uid of a partial id map (`unmapped`) is no
+// candidate: whoever reads as it, an owner the broker's user namespace does
+// not map or the namespace's own user of that number, is refused at
+// admission (peer::CheckIdsMapped), so it cannot use the socket. Its gid is
+// still counted: a user the namespace maps may have an unmapped group among
+// its supplementary groups, which SO_PEERCRED does not show.
 std::vector<std::string> WhoElseGetsIn(const std::vector<WayFile>& way, uid_t euid,
-                                       std::optional<gid_t> allowed_group) {
+                                       std::optional<gid_t> allowed_group,
+                                       const peer::UnmappedIds& unmapped) {
   std::vector<std::optional<uid_t>> candidates = {std::nullopt};
   std::vector<gid_t> gids;
   for (const WayFile& file : way) {
     const uid_t owner = file.st.st_uid;
-    if (owner != 0 && owner != euid &&
+    if (owner != 0 && owner != euid && owner != unmapped.uid &&
         std::find(candidates.begin(), candidates.end(), owner) == candidates.end()) {
       candidates.push_back(owner);
     }
@@ -453,6 +459,7 @@ absl::Status StatTheSocketFromSystemd(const std::string& path, const std::string
 absl::StatusOr<std::vector<std::string>> WhoElseCanConnect(const std::string& path,
                                                             const std::string& shown, uid_t euid,
                                                             std::optional<gid_t> allowed_group,
+                                                            const peer::UnmappedIds& unmapped,
                                                             absl::string_view question,
                                                             absl::string_view fix) {
   absl::StatusOr<std::vector<WayFile>> way = WayToSocket(path);
@@ -460,7 +467,7 @@ absl::StatusOr<std::vector<std::string>> WhoElseCanConnect(const std::string& pa
     return absl::FailedPreconditionError(absl::StrCat(
         "cannot tell ", question, " at ", shown, ": ", way.status().message(), "; ", fix));
   }
-  return WhoElseGetsIn(*way, euid, allowed_group);
+  return WhoElseGetsIn(*way, euid, allowed_group, unmapped);
 }
 
 // Makes the path visible: what makes either check possible.
@@ -470,7 +477,7 @@ constexpr char kMakeItVisible[] =
 
 }  // namespace
 
-absl::Status CheckOthersCannotConnect(int fd) {
+absl::Status CheckOthersCannotConnect(int fd, const peer::UnmappedIds& unmapped) {
   constexpr char kFix[] =
       "a broker run by a user serves that user alone: in the .socket unit, set "
       "SocketMode=0600 (with SocketUser= the broker's user, for a system unit), or put the "
@@ -498,7 +505,7 @@ absl::Status CheckOthersCannotConnect(int fd) {
   CB_RETURN_IF_ERROR(StatTheSocketFromSystemd(path, shown, question, kMakeItVisible, st));
   // A SocketGroup= lets that group in by choice.
   CB_ASSIGN_OR_RETURN(const std::vector<std::string> more,
-                      WhoElseCanConnect(path, shown, geteuid(), st.st_gid, question, kFix));
+                      WhoElseCanConnect(path, shown, geteuid(), st.st_gid, unmapped, question, kFix));
   if (more.empty()) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrFormat(
       "other users can connect to the socket from systemd at %s (mode 0%o, owner uid %d): %s "
@@ -532,7 +539,8 @@ absl::Status CheckSocketDirectoryFromSystemd(int fd) {
                                    checked.message(), "; ", kFix));
 }
 
-absl::Status CheckSocketModeFromSystemd(int fd, mode_t socket_mode, uid_t euid) {
+absl::Status CheckSocketModeFromSystemd(int fd, mode_t socket_mode, uid_t euid,
+                                        const peer::UnmappedIds& unmapped) {
   const unsigned wanted = static_cast<unsigned>(socket_mode & 07777);
   const std::string fix = absl::StrFormat(
       "the .socket unit, not --socket-mode, sets its mode: set SocketMode=0%o there (with "
@@ -576,7 +584,7 @@ absl::Status CheckSocketModeFromSystemd(int fd, mode_t socket_mode, uid_t euid) 
   std::optional<gid_t> allowed_group;
   if ((socket_mode & S_IWGRP) != 0) allowed_group = st.st_gid;
   CB_ASSIGN_OR_RETURN(const std::vector<std::string> more,
-                      WhoElseCanConnect(path, shown, euid, allowed_group, question, fix));
+                      WhoElseCanConnect(path, shown, euid, allowed_group, unmapped, question, fix));
   if (more.empty()) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrFormat(
       "the socket from systemd at %s (owner uid %d, mode 0%o) lets in more than "

@@ -64,6 +64,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "broker/peer/unmapped_ids.h"
 #include "sdk/base/unique_fd.h"
 
 namespace capbroker::server {
@@ -142,8 +143,10 @@ absl::StatusOr<std::optional<SocketBlocker>> FindSocketBlocker(
 // namespace may connect), or a path open to more (systemd's defaults are
 // SocketMode=0666 and DirectoryMode=0755). Fail closed: an address or path
 // that cannot be told or stat'ed is kFailedPrecondition too (a path not
-// visible in the broker's mount namespace says so).
-absl::Status CheckOthersCannotConnect(int fd);
+// visible in the broker's mount namespace says so). The overflow uid of a
+// partial id map (`unmapped`, as the broker read it at start) counts as no
+// one: a peer reading as it is refused at admission anyway.
+absl::Status CheckOthersCannotConnect(int fd, const peer::UnmappedIds& unmapped = {});
 
 // The path the unix socket `fd` (borrowed) is bound to, as getsockname
 // reports it: for a socket from systemd, the path of its unit's
@@ -187,8 +190,10 @@ absl::Status CheckSocketDirectoryFromSystemd(int fd);
 // `socket_mode` has o+w; and, failing closed, when the socket's address or
 // a file on the way cannot be told: a path not visible in the broker's
 // mount namespace (the service's PrivateTmp=, a container) says so, and
-// what to do.
-absl::Status CheckSocketModeFromSystemd(int fd, mode_t socket_mode, uid_t euid);
+// what to do. The overflow uid of a partial id map (`unmapped`) counts as
+// no one, as for CheckOthersCannotConnect.
+absl::Status CheckSocketModeFromSystemd(int fd, mode_t socket_mode, uid_t euid,
+                                        const peer::UnmappedIds& unmapped = {});
 
 // The mode Listener::Bind gives its socket: `socket_mode`, or by default
 // 0666 for a broker run as root and 0600 for one run by a user.

@@ -743,6 +743,37 @@ TEST(CheckOthersCannotConnectTest, RefusesASocketOpenToOthersOrAbstract) {
                        HasSubstr("every user in the network namespace can connect")));
 }
 
+// In a user namespace with a partial id map (a container), files the
+// namespace does not map (/ or /run owned by a host user) read as owned by
+// the overflow uid. Whoever reads as it is refused at admission
+// (peer::CheckIdsMapped), so its owning a directory on the way lets no one
+// in; with a full map, the overflow uid is a user like any other.
+TEST(CheckOthersCannotConnectTest, TheOverflowUidOfAPartialMapIsNoOne) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root, to give a directory to uid 65534";
+  TempDir tmp{TempDir::OpenToOthers{}};
+  const std::string dir = tmp.path() + "/overflow";
+  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
+  ASSERT_EQ(chown(dir.c_str(), 65534, 65534), 0);
+  const std::string path = dir + "/s";
+  UniqueFd fd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  ASSERT_NO_FATAL_FAILURE(BindAt(fd.get(), path));
+  ASSERT_EQ(listen(fd.get(), 8), 0);
+  // systemd's default socket mode, in a directory of 0700 that only its
+  // owner may search.
+  ASSERT_EQ(chmod(path.c_str(), 0666), 0);
+  const std::string owner = "uid 65534, owner of directory " + dir;
+  EXPECT_THAT(CheckOthersCannotConnect(fd.get(), peer::UnmappedIds{}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr(owner)));
+  EXPECT_THAT(CheckSocketModeFromSystemd(fd.get(), 0600, geteuid(), peer::UnmappedIds{}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr(owner)));
+  const peer::UnmappedIds partial{65534, 65534};
+  EXPECT_OK(CheckOthersCannotConnect(fd.get(), partial));
+  EXPECT_OK(CheckSocketModeFromSystemd(fd.get(), 0600, geteuid(), partial));
+  // Another overflow uid (the sysctl changed): 65534 is a user again.
+  EXPECT_THAT(CheckOthersCannotConnect(fd.get(), peer::UnmappedIds{4000, std::nullopt}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr(owner)));
+}
+
 // A socket from systemd gets the check of the directory Bind makes: one
 // others (or its group) may write, not sticky, lets them move the unit's
 // socket away and bind their own at its path. Refused, naming the path and

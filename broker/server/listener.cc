@@ -482,7 +482,8 @@ absl::Status CheckOthersCannotConnect(int fd, const peer::UnmappedIds& unmapped)
       "a broker run by a user serves that user alone: in the .socket unit, set "
       "SocketMode=0600 (with SocketUser= the broker's user, for a system unit), or put the "
       "socket in a directory of mode 0700 owned by the broker's user; or, if every local "
-      "user is meant to connect, pass --socket-mode 0666";
+      "user is meant to connect, pass --socket-mode 0666 (the socket's group is let in only "
+      "when it is a SocketGroup= other than the broker's primary group and root's)";
   absl::StatusOr<std::string> bound = BoundSocketPath(fd);
   if (!bound.ok()) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -503,9 +504,17 @@ absl::Status CheckOthersCannotConnect(int fd, const peer::UnmappedIds& unmapped)
   // A broker run by a user checks this whatever its flags: only the path
   // made visible lets it start.
   CB_RETURN_IF_ERROR(StatTheSocketFromSystemd(path, shown, question, kMakeItVisible, st));
-  // A SocketGroup= lets that group in by choice.
-  CB_ASSIGN_OR_RETURN(const std::vector<std::string> more,
-                      WhoElseCanConnect(path, shown, geteuid(), st.st_gid, unmapped, question, kFix));
+  // A SocketGroup= lets that group in by choice. The groups systemd gives
+  // a socket without one are no choice: the broker's user's primary group
+  // (a user unit's, or SocketUser= alone), which others may share (`users`
+  // where each user has no group of their own), and root's (a system
+  // unit's). Their members count as anyone else: the usual user setup, a
+  // 0666 socket in /run/user/UID (0700, the user's), lets in no one more.
+  std::optional<gid_t> allowed_group;
+  if (st.st_gid != getegid() && st.st_gid != 0) allowed_group = st.st_gid;
+  CB_ASSIGN_OR_RETURN(
+      const std::vector<std::string> more,
+      WhoElseCanConnect(path, shown, geteuid(), allowed_group, unmapped, question, kFix));
   if (more.empty()) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrFormat(
       "other users can connect to the socket from systemd at %s (mode 0%o, owner uid %d): %s "

@@ -135,8 +135,10 @@ absl::StatusOr<std::optional<SocketBlocker>> FindSocketBlocker(
 // Bind makes its socket (0600 in a 0700 directory): OK when other users
 // cannot connect to the listening socket `fd` (borrowed), one systemd
 // passed, whose permissions are the unit's. Who can connect is decided as
-// CheckSocketModeFromSystemd decides it, with the socket's group let in (a
-// SocketGroup= lets that group in by choice): any other user, member of
+// CheckSocketModeFromSystemd decides it, with the socket's group let in
+// when a SocketGroup= chose it: when it is neither the broker's primary
+// group (getegid: a user unit's default, which others may share) nor root's
+// (a system unit's default): any other user, member of
 // another group, or owner of the socket or of a directory on the way is
 // refused. kFailedPrecondition, naming who gets in and saying how to fix
 // the unit, when one can: an abstract socket (anyone in the network

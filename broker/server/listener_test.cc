@@ -743,6 +743,27 @@ TEST(CheckOthersCannotConnectTest, RefusesASocketOpenToOthersOrAbstract) {
                        HasSubstr("every user in the network namespace can connect")));
 }
 
+// The socket's group is let in only when a SocketGroup= chose it. The
+// groups systemd gives a socket without one (the broker's user's primary
+// group, root's) may hold other users (`users`, gid 100, where users have
+// no group of their own): their members count as anyone else.
+TEST(CheckOthersCannotConnectTest, LetsInTheSocketsGroupOnlyWhenChosen) {
+  TempDir open_tmp{TempDir::OpenToOthers{}};
+  const std::string path = open_tmp.path() + "/s";
+  UniqueFd fd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  ASSERT_NO_FATAL_FAILURE(BindAt(fd.get(), path));
+  ASSERT_EQ(listen(fd.get(), 8), 0);
+  ASSERT_EQ(chown(path.c_str(), -1, getegid()), 0);
+  ASSERT_EQ(chmod(path.c_str(), 0660), 0);
+  EXPECT_THAT(CheckOthersCannotConnect(fd.get()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr(absl::StrCat("its group, gid ", getegid())),
+                             HasSubstr("other than the broker's primary group and root's"))));
+  if (geteuid() != 0) return;  // giving the socket another group takes root
+  ASSERT_EQ(chown(path.c_str(), -1, 4242), 0);
+  EXPECT_OK(CheckOthersCannotConnect(fd.get()));
+}
+
 // In a user namespace with a partial id map (a container), files the
 // namespace does not map (/ or /run owned by a host user) read as owned by
 // the overflow uid. Whoever reads as it is refused at admission

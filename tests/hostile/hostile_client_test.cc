@@ -230,6 +230,19 @@ class FdRefusalTest : public HostileTest, public ::testing::WithParamInterface<F
     return GetParam() == FdKernel::kThisOne && testing::KernelCanRefuseFds();
   }
 
+  // Sends a status request (id 5) carrying `fds` on `bad`: refused by the
+  // kernel when KernelRefuses (nothing sent at all), else received without
+  // them and answered with the error that says so.
+  void SendStatusCarrying(int bad, const std::vector<int>& fds) {
+    if (KernelRefuses()) {
+      EXPECT_EQ(Send(bad, StatusBytes(5), fds), EPERM);
+    } else {
+      ASSERT_EQ(Send(bad, StatusBytes(5), fds), 0);
+      ExpectError(bad, 5, ErrorCode::INVALID_REQUEST,
+                  "requests carry no fds; this one carried some, which were discarded unopened");
+    }
+  }
+
   // Sends a status request carrying `copies` copies of a pipe's write end
   // and checks all of that.
   void ExpectFdsRefused(size_t copies);
@@ -240,16 +253,7 @@ void FdRefusalTest::ExpectFdsRefused(size_t copies) {
   int pipe_fds[2];
   ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
   UniqueFd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
-  std::vector<int> sent(copies, write_end.get());
-  if (KernelRefuses()) {
-    // Refused by the kernel: nothing was sent at all.
-    EXPECT_EQ(Send(bad.get(), StatusBytes(5), sent), EPERM);
-  } else {
-    // Received without them, and answered.
-    ASSERT_EQ(Send(bad.get(), StatusBytes(5), sent), 0);
-    ExpectError(bad.get(), 5, ErrorCode::INVALID_REQUEST,
-                "requests carry no fds; this one carried some, which were discarded unopened");
-  }
+  SendStatusCarrying(bad.get(), std::vector<int>(copies, write_end.get()));
   write_end.reset();
   // No copy of the write end is left anywhere: not queued, not in the
   // broker.
@@ -337,14 +341,7 @@ TEST_P(FdRefusalTest, AClientsFdIsNeverInstalledInTheBroker) {
   ASSERT_TRUE(file) << std::strerror(errno);
   UniqueFd bad = ConnectAndHello();
   fuse->RefuseThread(broker_->pid());
-  const std::vector<int> sent(3, file.get());
-  if (KernelRefuses()) {
-    EXPECT_EQ(Send(bad.get(), StatusBytes(5), sent), EPERM);
-  } else {
-    ASSERT_EQ(Send(bad.get(), StatusBytes(5), sent), 0);
-    ExpectError(bad.get(), 5, ErrorCode::INVALID_REQUEST,
-                "requests carry no fds; this one carried some, which were discarded unopened");
-  }
+  SendStatusCarrying(bad.get(), std::vector<int>(3, file.get()));
   // The broker answers in order: by this reply it is done with the
   // datagram that carried the fds.
   ASSERT_EQ(Send(bad.get(), StatusBytes(6)), 0);

@@ -175,7 +175,9 @@ class BrokerLoopTest : public ::testing::Test {
         refusal == FdRefusal::kRequired) {
       return;
     }
-    if (refused.code() != absl::StatusCode::kUnimplemented) ASSERT_OK(refused);
+    if (refused.code() != absl::StatusCode::kUnimplemented) {
+      ASSERT_OK(refused);
+    }
     listener = std::move(made);
   }
 

@@ -163,7 +163,9 @@ TEST(ChildGateTest, AChildThatCannotBeWaitedForIsKilledAndReaped) {
   const pid_t waited = waitpid(pid, &status, WNOHANG);
   const int wait_errno = errno;
   EXPECT_EQ(waited, -1) << "the child was not reaped";
-  if (waited == -1) EXPECT_EQ(wait_errno, ECHILD);
+  if (waited == -1) {
+    EXPECT_EQ(wait_errno, ECHILD);
+  }
   if (waited == 0) {
     kill(pid, SIGKILL);
     Ended(pid);

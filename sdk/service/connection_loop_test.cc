@@ -387,7 +387,9 @@ TEST(ConnectionLoopWorkerTest, ServingOneConnectionItLogsNothingItsClientCauses)
     EchoHandler handler;
     ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
     wire::Channel client(std::move(pair.first));
-    if (c.refuses_fds) ASSERT_OK(wire::RefuseFds(client.fd()));
+    if (c.refuses_fds) {
+      ASSERT_OK(wire::RefuseFds(client.fd()));
+    }
     ConnectionLoop loop(IncomingConnection{std::move(pair.second), "mallory", 666, 666, 1},
                         handler, ConnectionLoop::Options());
     ASSERT_OK_AND_ASSIGN(bool serving, loop.Turn(0));  // takes the connection

@@ -273,7 +273,7 @@ absl::StatusOr<bool> ForkingServer::AcceptAll() {
 
 absl::Status ForkingServer::WatchBroker(bool incoming) {
   epoll_event event{};
-  event.events = incoming ? EPOLLIN : 0;
+  event.events = incoming ? static_cast<uint32_t>(EPOLLIN) : 0u;
   event.data.fd = broker_.fd();
   if (epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, broker_.fd(), &event) != 0) {
     return ErrnoStatus(errno, absl::StrCat("epoll_ctl(MOD, broker fd=", broker_.fd(), ")"));

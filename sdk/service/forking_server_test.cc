@@ -497,7 +497,9 @@ TEST_F(ForkingServerTest, TheMainProcessSaysWhatAWorkersClientSent) {
     ::testing::internal::CaptureStderr();
     absl::StatusOr<wire::Channel> bad = Connect(uid++);
     ASSERT_OK(bad.status());
-    if (c.refuses_fds) ASSERT_OK(wire::RefuseFds(bad->fd()));
+    if (c.refuses_fds) {
+      ASSERT_OK(wire::RefuseFds(bad->fd()));
+    }
     ASSERT_EQ(testing::RawSend(bad->fd(), c.bytes, c.fds), 0);
     EXPECT_THAT(Receive(*bad).status(), StatusIs(absl::StatusCode::kUnavailable));
     absl::Status reaped = TurnUntilWorkers(0);

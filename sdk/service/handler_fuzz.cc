@@ -69,7 +69,7 @@ void HandlerFuzz::Run(absl::Span<const uint8_t> input) {
     // Made after the count, and closed before the next: the service must
     // close its copies all the same.
     const FuzzFileInput file =
-        checks_.takes_file ? SplitFile(input) : FuzzFileInput{.records = input};
+        checks_.takes_file ? SplitFile(input) : FuzzFileInput{.contents = {}, .records = input};
     const FuzzFile attached(file);
     absl::StatusOr<wire::Channel> client = harness_.Connect();
     FuzzCheck(client.ok(), "the loop takes a connection");

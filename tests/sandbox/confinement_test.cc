@@ -280,7 +280,7 @@ TEST_F(ConfinementTest, EveryEscapeIsBlockedAndEveryGrantWorks) {
   // Every namespace is the service's own, each checked inside it: an inode
   // number unlike the test's own (not a "BROKEN (...)" line, which is
   // unlike it too).
-  for (const std::string& ns : {"ipc", "net", "uts", "mnt", "pid", "user"}) {
+  for (const std::string ns : {"ipc", "net", "uts", "mnt", "pid", "user"}) {
     std::string line = LineFor(lines, "ns " + ns);
     ASSERT_THAT(line, MatchesRegex("ns " + ns + ": [0-9]+")) << out;
     EXPECT_NE(line, absl::StrCat("ns ", ns, ": ", OwnNamespace(ns))) << "same " << ns << " namespace";

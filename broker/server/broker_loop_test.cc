@@ -148,6 +148,23 @@ class BrokerLoopTest : public ::testing::Test {
     ASSERT_OK(loop.Serve(listener.get(), control.get(), [] { return true; }));
   }
 
+  // Makes `listener`, a listening socket at dir_/s that still takes fds, as
+  // one from systemd does until Listener::FromSystemd turns that off. With
+  // `pass_credentials`, SO_PASSCRED is on, as a unit's PassCredentials=
+  // sets it. `backlog`: connections that may wait to be accepted.
+  void ListenTakingFds(UniqueFd& listener, bool pass_credentials = false, int backlog = 8) {
+    UniqueFd made(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    ASSERT_TRUE(made.valid());
+    const int on = 1;
+    if (pass_credentials) {
+      ASSERT_EQ(setsockopt(made.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)), 0);
+    }
+    ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(dir_.Join("s")));
+    ASSERT_EQ(bind(made.get(), reinterpret_cast<sockaddr*>(&address.addr), address.length), 0);
+    ASSERT_EQ(listen(made.get(), backlog), 0);
+    listener = std::move(made);
+  }
+
   // Whether a test needs its listener to refuse fds, or only takes that
   // where the kernel can (SO_PASSRIGHTS, Linux 6.16), as capbrokerd does.
   enum class FdRefusal { kRequired, kWhereSupported };
@@ -161,15 +178,8 @@ class BrokerLoopTest : public ::testing::Test {
   // sets it. `backlog`: connections that may wait to be accepted.
   void Listen(UniqueFd& listener, bool pass_credentials = false, int backlog = 8,
               FdRefusal refusal = FdRefusal::kRequired) {
-    UniqueFd made(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-    ASSERT_TRUE(made.valid());
-    const int on = 1;
-    if (pass_credentials) {
-      ASSERT_EQ(setsockopt(made.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)), 0);
-    }
-    ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(dir_.Join("s")));
-    ASSERT_EQ(bind(made.get(), reinterpret_cast<sockaddr*>(&address.addr), address.length), 0);
-    ASSERT_EQ(listen(made.get(), backlog), 0);
+    UniqueFd made;
+    ASSERT_NO_FATAL_FAILURE(ListenTakingFds(made, pass_credentials, backlog));
     absl::Status refused = wire::RefuseFds(made.get());
     if (refused.code() == absl::StatusCode::kUnimplemented &&
         refusal == FdRefusal::kRequired) {
@@ -1022,12 +1032,8 @@ TEST_F(BrokerLoopTest, GrantsLeftQueuedAtTheStopAreOnRecordAsNotDelivered) {
 // socket's unit passed credentials (PassCredentials=), which makes every
 // datagram come with a control message until the option is off.
 TEST_F(BrokerLoopTest, FdsSentBeforeTheListenerRefusedThemAreNeverDroppedHere) {
-  UniqueFd listener(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  const int on = 1;
-  ASSERT_EQ(setsockopt(listener.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)), 0);
-  ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(dir_.Join("s")));
-  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&address.addr), address.length), 0);
-  ASSERT_EQ(listen(listener.get(), 8), 0);
+  UniqueFd listener;
+  ASSERT_NO_FATAL_FAILURE(ListenTakingFds(listener, /*pass_credentials=*/true));
   ASSERT_OK_AND_ASSIGN(UniqueFd with_fds, wire::ConnectSeqpacket(dir_.Join("s")));
   ASSERT_OK_AND_ASSIGN(UniqueFd without, wire::ConnectSeqpacket(dir_.Join("s")));
   int pipe_fds[2];
@@ -1077,10 +1083,8 @@ TEST_F(BrokerLoopTest, FdsSentBeforeTheListenerRefusedThemAreNeverDroppedHere) {
 // datagram and for end of stream alike: wire::PeekDatagram tells them
 // apart).
 TEST_F(BrokerLoopTest, AConnectionMadeBeforeFdsWereRefusedThatHangsUpIsClosed) {
-  UniqueFd listener(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(dir_.Join("s")));
-  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&address.addr), address.length), 0);
-  ASSERT_EQ(listen(listener.get(), 8), 0);
+  UniqueFd listener;
+  ASSERT_NO_FATAL_FAILURE(ListenTakingFds(listener));
   {
     ASSERT_OK_AND_ASSIGN(UniqueFd early, wire::ConnectSeqpacket(dir_.Join("s")));
     ASSERT_EQ(testing::RawSend(early.get(), testing::HelloBytes(1, schema::PROTOCOL_VERSION)),
@@ -1116,10 +1120,8 @@ TEST_F(BrokerLoopTest, AConnectionMadeBeforeFdsWereRefusedThatHangsUpIsClosed) {
 // closed and the client's fd behind it dropped here. It is set aside: kept
 // open, never read again.
 TEST_F(BrokerLoopTest, AnEmptyDatagramBeforeFdsIsNotTakenForEndOfStream) {
-  UniqueFd listener(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(dir_.Join("s")));
-  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&address.addr), address.length), 0);
-  ASSERT_EQ(listen(listener.get(), 8), 0);
+  UniqueFd listener;
+  ASSERT_NO_FATAL_FAILURE(ListenTakingFds(listener));
   int pipe_fds[2];
   ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
   UniqueFd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
@@ -1256,11 +1258,9 @@ class BrokerLoopFullTableTest : public BrokerLoopTest {
   // others mean (10 to 12, 14, 16: the harness or a connect failed).
   void RunAtFullTable(const std::function<int(int, FullTable&)>& on_turn,
                       absl::string_view codes) {
-    UniqueFd listener(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    UniqueFd listener;
+    ASSERT_NO_FATAL_FAILURE(ListenTakingFds(listener));
     ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(dir_.Join("s")));
-    ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&address.addr), address.length),
-              0);
-    ASSERT_EQ(listen(listener.get(), 8), 0);
     ASSERT_OK_AND_ASSIGN(UniqueFd early, wire::ConnectSeqpacket(dir_.Join("s")));
     ASSERT_EQ(testing::RawSend(early.get(), testing::HelloBytes(1, schema::PROTOCOL_VERSION)), 0);
     absl::Status refused = wire::RefuseFds(listener.get());

@@ -44,6 +44,12 @@ void BindAt(int fd, const std::string& path) {
   ASSERT_EQ(bind(fd, reinterpret_cast<const sockaddr*>(&a.addr), a.length), 0);
 }
 
+// Makes the directory `path`, of `mode`, owned by `uid` and `gid`.
+void MakeDirOwnedBy(const std::string& path, mode_t mode, uid_t uid, gid_t gid) {
+  ASSERT_EQ(mkdir(path.c_str(), mode), 0) << std::strerror(errno);
+  ASSERT_EQ(chown(path.c_str(), uid, gid), 0) << std::strerror(errno);
+}
+
 mode_t ModeOf(const std::string& path) {
   struct stat st;
   return lstat(path.c_str(), &st) == 0 ? (st.st_mode & 07777) : 0;
@@ -230,12 +236,10 @@ TEST(ListenerTest, ReusesTheLockFileOfABrokerThatDied) {
 TEST(ListenerTest, ReusesAStaleLockFileItCannotWrite) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to run the broker as another user";
   constexpr uid_t kUser = 65534;
-  TempDir top_tmp{TempDir::OpenToOthers{}};
-  const std::string top = top_tmp.path();
-  const std::string run = top + "/run";
+  TempDir top{TempDir::OpenToOthers{}};
+  const std::string run = top.Join("run");
   const std::string path = run + "/s";
-  ASSERT_EQ(mkdir(run.c_str(), 0700), 0);
-  ASSERT_EQ(chown(run.c_str(), kUser, kUser), 0) << std::strerror(errno);
+  ASSERT_NO_FATAL_FAILURE(MakeDirOwnedBy(run, 0700, kUser, kUser));
   {
     UniqueFd stale(open(LockFilePath(path).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400));
     ASSERT_TRUE(stale.valid()) << std::strerror(errno);
@@ -527,12 +531,10 @@ TEST(ListenerTest, BindsThroughASymlinkOwnedByRoot) {
 TEST(ListenerTest, ReplacesItsOwnStaleSocketItCannotConnectTo) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to run the broker as another user";
   constexpr uid_t kUser = 65534;
-  TempDir top_tmp{TempDir::OpenToOthers{}};
-  const std::string top = top_tmp.path();
-  const std::string run = top + "/run";
+  TempDir top{TempDir::OpenToOthers{}};
+  const std::string run = top.Join("run");
   const std::string path = run + "/s";
-  ASSERT_EQ(mkdir(run.c_str(), 0700), 0);
-  ASSERT_EQ(chown(run.c_str(), kUser, kUser), 0) << std::strerror(errno);
+  ASSERT_NO_FATAL_FAILURE(MakeDirOwnedBy(run, 0700, kUser, kUser));
   // Binds a socket at `path` with `mode`, as the broker's user or root, and
   // closes it: what a broker killed with SIGKILL leaves.
   auto leave_socket = [&](mode_t mode, bool as_root) {
@@ -772,9 +774,8 @@ TEST(CheckOthersCannotConnectTest, LetsInTheSocketsGroupOnlyWhenChosen) {
 TEST(CheckOthersCannotConnectTest, TheOverflowUidOfAPartialMapIsNoOne) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root, to give a directory to uid 65534";
   TempDir tmp{TempDir::OpenToOthers{}};
-  const std::string dir = tmp.path() + "/overflow";
-  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
-  ASSERT_EQ(chown(dir.c_str(), 65534, 65534), 0);
+  const std::string dir = tmp.Join("overflow");
+  ASSERT_NO_FATAL_FAILURE(MakeDirOwnedBy(dir, 0700, 65534, 65534));
   const std::string path = dir + "/s";
   UniqueFd fd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   ASSERT_NO_FATAL_FAILURE(BindAt(fd.get(), path));
@@ -942,8 +943,7 @@ TEST(CheckSocketModeFromSystemdTest, CountsWhomEveryDirectoryLetsIn) {
   TempDir open_tmp{TempDir::OpenToOthers{}};
   const std::string dir = open_tmp.Join("d");
   const std::string path = dir + "/s";
-  ASSERT_EQ(mkdir(dir.c_str(), 0750), 0);
-  ASSERT_EQ(chown(dir.c_str(), 0, kNobody), 0) << std::strerror(errno);
+  ASSERT_NO_FATAL_FAILURE(MakeDirOwnedBy(dir, 0750, 0, kNobody));
   UniqueFd fd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   ASSERT_NO_FATAL_FAILURE(BindAt(fd.get(), path));
   ASSERT_EQ(listen(fd.get(), 8), 0);

@@ -539,6 +539,13 @@ class ServiceHostTest : public ::testing::Test {
     return {};
   }
 
+  // Kills and reaps the first launch's scripted child: the test's to end
+  // when its script is `unkillable` (the host's SIGKILL went to another).
+  void EndTheFirstChild() {
+    EXPECT_EQ(kill(pids_[0], SIGKILL), 0);
+    EXPECT_EQ(waitpid(pids_[0], nullptr, 0), pids_[0]);
+  }
+
   // Runs "flaky", every run of which fails, until its fifth restart (one
   // more than restartLimit, 4, in a row would allow) or until it is given
   // up on, which must not happen; returns what the host logged meanwhile.
@@ -847,8 +854,7 @@ TEST_F(ServiceHostTest, AProcessThatDoesNotDieAfterSigkillLeavesNoConnectWaiting
                  R"(( name = "notify", command = [ "/usr/bin/other" ],)"}});
   EXPECT_THAT(Connect("notify", 4).status(), StatusIs(absl::StatusCode::kUnavailable, stuck));
   EXPECT_EQ(launches_, 1u);
-  EXPECT_EQ(kill(pids_[0], SIGKILL), 0);
-  EXPECT_EQ(waitpid(pids_[0], nullptr, 0), pids_[0]);
+  EndTheFirstChild();
 }
 
 // A readiness read after the start timeout's kill (sent before it) does
@@ -869,8 +875,7 @@ TEST_F(ServiceHostTest, AReadinessAfterTheKillIsRefusedAndTheKillsWaitStands) {
   EXPECT_FALSE(waiting.has_value());  // not handed to the killed process
   ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 2; }));
   EXPECT_THAT(ClientAnswers()[1], HasSubstr("did not die after SIGKILL"));
-  EXPECT_EQ(kill(pids_[0], SIGKILL), 0);
-  EXPECT_EQ(waitpid(pids_[0], nullptr, 0), pids_[0]);
+  EndTheFirstChild();
 }
 
 // A launched process the loop cannot take on (here its broker connection,
@@ -894,8 +899,7 @@ TEST_F(ServiceHostTest, AProcessTheLoopCannotServeIsKilledAndNoRestartRunsUntilI
   ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 2; }));
   EXPECT_THAT(ClientAnswers()[1], HasSubstr("did not die after SIGKILL"));
   EXPECT_EQ(launches_, 1u) << "a restart ran while the old process held its grants";
-  EXPECT_EQ(kill(pids_[0], SIGKILL), 0);
-  EXPECT_EQ(waitpid(pids_[0], nullptr, 0), pids_[0]);
+  EndTheFirstChild();
 }
 
 // So too when its output cannot be watched, its broker connection taken

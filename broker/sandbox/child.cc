@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <sched.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -238,11 +237,9 @@ absl::Status Child::ApplyLandlock(bool root_in_force, bool own_proc) {
 }
 
 void Child::Run() {
-  // Named first, so that Launch can tell a child that died before execve
-  // from a program that ran and exited (CheckReachedExecve).
-  if (prctl(PR_SET_NAME, kSetupName) != 0) {
-    reporter_.Fail(ErrnoStatus(errno, "prctl(PR_SET_NAME)"));
-  }
+  // Named kSetupName by CloneProcess, so that Launch can tell a child that
+  // died before execve from a program that ran and exited
+  // (CheckReachedExecve).
   // 0, 1 and 2 stay: the broker keeps them open (on /dev/null at worst), so
   // nothing written there by mistake can land in an fd opened below.
   std::vector<int> named = {plan_.broker_fd, plan_.stdin_fd, plan_.output_fd, plan_.sync_fd,

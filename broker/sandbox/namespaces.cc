@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -123,13 +124,22 @@ absl::string_view NamespaceDescription(uint64_t flag) {
 }
 
 absl::StatusOr<CloneResult> CloneProcess(uint64_t namespace_flags, int cgroup_fd) {
+  char own_name[16] = {};  // TASK_COMM_LEN, with its terminating NUL
+  if (prctl(PR_GET_NAME, own_name) != 0) return ErrnoStatus(errno, "prctl(PR_GET_NAME)");
+  if (prctl(PR_SET_NAME, kSetupName) != 0) return ErrnoStatus(errno, "prctl(PR_SET_NAME)");
   int pidfd = -1;
   pid_t pid = RawClone3(namespace_flags, cgroup_fd, &pidfd);
-  if (pid < 0) return CloneError(errno, namespace_flags | (cgroup_fd >= 0 ? kCloneIntoCgroup : 0));
-  CloneResult result;
-  result.pid = pid;
-  if (pid > 0) result.pidfd.reset(pidfd);
-  return result;
+  if (pid == 0) return CloneResult{.pid = 0, .pidfd = UniqueFd()};
+  const int clone_errno = errno;
+  if (prctl(PR_SET_NAME, own_name) != 0) {
+    // Only the broker's name in ps(1) is wrong: the launch goes on.
+    std::fprintf(stderr, "capbroker: prctl(PR_SET_NAME, \"%s\"): %s\n", own_name,
+                 std::strerror(errno));
+  }
+  if (pid < 0) {
+    return CloneError(clone_errno, namespace_flags | (cgroup_fd >= 0 ? kCloneIntoCgroup : 0));
+  }
+  return CloneResult{.pid = pid, .pidfd = UniqueFd(pidfd)};
 }
 
 bool NamespaceRefused(const absl::Status& clone_error) {

@@ -32,9 +32,19 @@ struct CloneResult {
   UniqueFd pidfd;  // the parent's; close-on-exec (the kernel sets it)
 };
 
+// The name (comm) a launched child bears from its first instruction, kept
+// until execve sets the program's base name. A base name never holds a '/',
+// so a process still named this has not run its program.
+inline constexpr char kSetupName[] = "capbroker/setup";
+
 // Creates a child process like fork(2), in new namespaces `namespace_flags`
 // (CLONE_NEW*), and in the cgroup `cgroup_fd` (borrowed, CLONE_INTO_CGROUP)
-// unless it is -1. Returns twice, like fork: pid 0 in the child, which must
+// unless it is -1, named kSetupName from its first instruction: the calling
+// thread bears that name across the clone, which the child inherits, and
+// then takes its own back. A name the child would give itself could come
+// after the broker killed it (it may not have run yet), and a child still
+// bearing the broker's name would pass for a program that ran
+// (MayHaveRunProgram). Returns twice, like fork: pid 0 in the child, which must
 // leave with _exit or execve. The caller must be single-threaded: the child
 // runs ordinary code, and glibc's fork handlers do not run. glibc still
 // holds the parent's thread id in the child (only its own fork updates it),
@@ -72,11 +82,6 @@ bool SetgroupsAllowed();
 // (a hung NFS or FUSE server) may take any time to die.
 void Kill(const CloneResult& child);
 
-// The name (comm) a launched child gives itself first, kept until execve
-// sets the program's base name. A base name never holds a '/', so a process
-// still named this has not run its program.
-inline constexpr char kSetupName[] = "capbroker/setup";
-
 // How a process ended, from waitid(2): "exit status 3", "killed by SIGKILL",
 // "dumped core on SIGSEGV".
 std::string DescribeExit(const siginfo_t& info);
@@ -98,8 +103,7 @@ absl::Status CheckReachedExecve(const CloneResult& child, int timeout_ms);
 // kSetupName, which execve replaces before the program's first instruction:
 // killed, it never runs one (the pending SIGKILL ends it before it returns
 // to user space), even if it is inside execve now. A name that cannot be
-// read, or any other (a child killed before it named itself, a program
-// that ran): true. A program that names itself kSetupName is taken for a
+// read, or any other (a program that ran): true. A program that names itself kSetupName is taken for a
 // child that never ran one; it had to run, and rename itself, between the
 // launch's last read of its report and the kill.
 bool MayHaveRunProgram(pid_t pid);

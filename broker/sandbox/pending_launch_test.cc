@@ -1,6 +1,8 @@
 #include "broker/sandbox/pending_launch.h"
 
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,14 +15,22 @@ namespace capbroker::sandbox {
 namespace {
 
 // A child that was never let go (its Release failed: no byte on the sync
-// pipe) never reached execve, though it still bears the broker's name (it
-// had not named itself kSetupName yet): abandoned, it did not run.
+// pipe) never reached execve: abandoned, it did not run, even under a name
+// other than kSetupName (here, its test's own).
 TEST(ChildLaunchTest, AChildNeverLetGoDidNotRun) {
+  int named[2];
+  ASSERT_EQ(pipe2(named, O_CLOEXEC), 0);
   ASSERT_OK_AND_ASSIGN(CloneResult child, CloneProcess(0, -1));
   if (child.pid == 0) {
+    if (prctl(PR_SET_NAME, "pending_launch") != 0) _exit(1);
+    close(named[1]);
     pause();
     _exit(0);
   }
+  close(named[1]);
+  char byte;
+  ASSERT_EQ(read(named[0], &byte, 1), 0);  // renamed
+  close(named[0]);
   const pid_t pid = child.pid;
   LaunchParts parts;
   parts.child = std::move(child);

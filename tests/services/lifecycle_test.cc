@@ -307,9 +307,9 @@ TEST_F(LifecycleTest, StartTimeoutAnswersTheClient) {
     }
     // The reload also makes the failed service a fresh start.
     ASSERT_OK_AND_ASSIGN(BrokerStatus before, client_->Status());
+    const std::string doubled = absl::StrCat("startTimeoutMs = ", 2 * timeout_ms, ",");
     ASSERT_OK(broker_->RewritePolicy(absl::StrReplaceAll(
-        kPolicy, {{"$SVC", binary_.path()},
-                  {"startTimeoutMs = 200,", absl::StrCat("startTimeoutMs = ", 2 * timeout_ms, ",")}})));
+        kPolicy, {{"$SVC", binary_.path()}, {"startTimeoutMs = 200,", doubled}})));
     ASSERT_EQ(kill(broker_->pid(), SIGHUP), 0);
     ASSERT_NO_FATAL_FAILURE(AwaitGeneration(before.policy_generation + 1));
   }

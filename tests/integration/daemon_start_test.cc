@@ -86,8 +86,8 @@ Result RunDaemon(std::vector<std::string> args,
     ADD_FAILURE() << "set-up failed: " << std::strerror(errno);
     return {};
   }
-  std::vector<std::string> env = {"NOTIFY_SOCKET=" + notify_path};
-  for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+  std::vector<std::string> env = testing::BrokerEnvironment();
+  env.push_back("NOTIFY_SOCKET=" + notify_path);
   std::vector<char*> argv = Pointers(args);
   std::vector<char*> envp = Pointers(env);
   pid_t pid = fork();
@@ -150,8 +150,12 @@ Spawned Spawn(std::vector<std::string> args,
   int ready[2], err[2];
   if (pipe2(ready, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) return {};
   std::vector<char*> argv = Pointers(args);
+  std::vector<std::string> env = testing::BrokerEnvironment();
+  std::vector<char*> envp = Pointers(env);
   pid_t pid = fork();
   if (pid == 0) {
+    // What `in_child` sets (setenv) is added to this.
+    environ = envp.data();
     dup2(err[1], 2);
     dup2(ready[1], 3);
     if (in_child && !in_child()) _exit(126);
@@ -1161,6 +1165,8 @@ Result RunActivated(std::vector<std::string> args, int listening,
   args.insert(args.begin(), testing::RunfilePath("broker/capbrokerd"));
   args.insert(args.end(), {"--ready-fd", "4"});
   std::vector<char*> argv = Pointers(args);
+  std::vector<std::string> env = testing::BrokerEnvironment();
+  std::vector<char*> envp = Pointers(env);
   int ready[2], err[2];
   if (pipe2(ready, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
     ADD_FAILURE() << "pipe2: " << std::strerror(errno);
@@ -1168,6 +1174,7 @@ Result RunActivated(std::vector<std::string> args, int listening,
   }
   pid_t pid = fork();
   if (pid == 0) {
+    environ = envp.data();  // LISTEN_PID and LISTEN_FDS are added below
     // Out of the way of 3 and 4 first, which any of these may hold.
     int high_sock = fcntl(listening, F_DUPFD_CLOEXEC, 30);
     int high_ready = fcntl(ready[1], F_DUPFD_CLOEXEC, 30);
@@ -1295,12 +1302,15 @@ TEST(DaemonStartTest, ABrokerRunByAUserRefusesASocketFromSystemdOthersCanReach) 
     std::vector<std::string> args = {"capbrokerd", "--policy", policy, "--ready-fd", "4"};
     args.insert(args.end(), c.extra_args.begin(), c.extra_args.end());
     std::vector<char*> argv = Pointers(args);
+    std::vector<std::string> env = testing::BrokerEnvironment();
+    std::vector<char*> envp = Pointers(env);
     ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(socket_path));
     int ready[2], err[2];
     ASSERT_EQ(pipe2(ready, O_CLOEXEC), 0);
     ASSERT_EQ(pipe2(err, O_CLOEXEC), 0);
     pid_t pid = fork();
     if (pid == 0) {
+      environ = envp.data();  // LISTEN_PID and LISTEN_FDS are added below
       // As systemd starts a unit with User=: its socket at fd 3, made and
       // chmod-ed by root, LISTEN_PID and LISTEN_FDS set; the ready pipe at 4.
       int sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);

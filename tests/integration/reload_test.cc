@@ -368,12 +368,17 @@ TEST_F(AuditRotationTest, ReopenRefusesASymlink) {
 // waiting on the broker; it is refused at once, the broker says why and
 // keeps recording in the file it had. Past a safety deadline the test opens
 // the FIFO for reading, which releases a broker blocked in that open, so
-// that the test fails rather than hangs.
+// that the test fails rather than hangs. The deadline only matters to a
+// broker that stalls (it would wait for a reader forever): one that refuses
+// the FIFO answers as soon as it runs, so the deadline is generous, to stay
+// out of reach of a loaded machine (it was 10 s).
+constexpr std::chrono::seconds kStalledReopenDeadline{60};
+
 TEST_F(AuditRotationTest, ReopenRefusesAFifoWithoutStalling) {
   ASSERT_EQ(mkfifo(broker_->audit_path().c_str(), 0600), 0);
   std::future<BrokerStatus> reloaded =
       std::async(std::launch::async, [&] { return ReloadAndWait(*broker_, *client_); });
-  bool in_time = reloaded.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  bool in_time = reloaded.wait_for(kStalledReopenDeadline) == std::future_status::ready;
   UniqueFd reader;  // kept to the end: a broker that opened the FIFO writes into it
   if (!in_time) {
     reader.reset(open(broker_->audit_path().c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));

@@ -12,7 +12,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <filesystem>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -127,6 +129,13 @@ class ConfinementTest : public ::testing::Test {
     // not be mistaken for the host's.
     for (const char* parent : {"/home", "/root", "/var", "/run", "/tmp"}) {
       std::string dir = absl::StrCat(parent, "/capbroker-probe-", getpid());
+      // One there already is a leftover of an earlier process that had this
+      // pid (a test killed at its timeout never runs TearDown): no live
+      // process has it but this one. Removed, or mkdir fails with EEXIST.
+      std::error_code leftover;
+      std::filesystem::remove_all(dir, leftover);
+      ASSERT_FALSE(leftover) << "removing " << dir << ", left by an earlier process: "
+                             << leftover.message();
       ASSERT_EQ(mkdir(dir.c_str(), 0777), 0) << dir << ": " << strerror(errno);
       ASSERT_EQ(chmod(dir.c_str(), 0777), 0);
       created_dirs_.push_back(dir);

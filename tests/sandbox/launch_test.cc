@@ -1203,11 +1203,35 @@ TEST(LaunchTest, CgroupLimitsWithoutAUsableCgroupFailTheLaunch) {
                                      HasSubstr("cannot make the service's cgroup")));
 }
 
+// Makes `parent`, a cgroup named by this test's pid. One there already is a
+// leftover of an earlier process that had this pid (a test killed at its
+// timeout never removes it), which no live process can be using: its
+// cgroups are removed first, deepest first (a cgroup goes by rmdir alone,
+// once empty), or mkdir fails with EEXIST.
+void MakeOwnCgroup(const std::string& parent) {
+  std::vector<std::string> leftovers;
+  std::error_code absent;  // the usual case: nothing to remove
+  std::error_code error;
+  if (std::filesystem::is_directory(parent, absent)) {
+    leftovers.push_back(parent);
+    for (auto it = std::filesystem::recursive_directory_iterator(parent, error);
+         !error && it != std::filesystem::recursive_directory_iterator(); it.increment(error)) {
+      if (it->is_directory()) leftovers.push_back(it->path());
+    }
+  }
+  ASSERT_FALSE(error) << "listing " << parent << ": " << error.message();
+  for (auto dir = leftovers.rbegin(); dir != leftovers.rend(); ++dir) {
+    ASSERT_EQ(rmdir(dir->c_str()), 0) << "removing " << *dir << ", left by an earlier process: "
+                                      << strerror(errno);
+  }
+  ASSERT_EQ(mkdir(parent.c_str(), 0755), 0) << parent << ": " << strerror(errno);
+}
+
 TEST(LaunchTest, CgroupLimitsApplyWhereTheControllersAre) {
   std::string hierarchy = WritableCgroup2Mount();
   if (hierarchy.empty()) GTEST_SKIP() << "no writable cgroup v2 hierarchy";
   std::string parent = absl::StrCat(hierarchy, "/capbroker-launch-test-", getpid());
-  ASSERT_EQ(mkdir(parent.c_str(), 0755), 0) << strerror(errno);
+  ASSERT_NO_FATAL_FAILURE(MakeOwnCgroup(parent));
   SandboxSpec spec = ShellSpec("cat /proc/self/cgroup");
   spec.limits.cgroup_parent = parent;
   spec.limits.pids_max = 16;
@@ -1262,7 +1286,7 @@ TEST(LaunchTest, AFailedLaunchLeavesNoCgroup) {
                     "with a limit can be made here";
   }
   std::string parent = absl::StrCat(hierarchy, "/capbroker-launch-test-", getpid());
-  ASSERT_EQ(mkdir(parent.c_str(), 0755), 0) << strerror(errno);
+  ASSERT_NO_FATAL_FAILURE(MakeOwnCgroup(parent));
   absl::Cleanup remove_parent = [&] { EXPECT_EQ(rmdir(parent.c_str()), 0) << strerror(errno); };
   {
     std::string enable = pids ? "+pids" : "+memory";

@@ -1081,6 +1081,11 @@ TEST_F(ServiceHostTest, StopAllSaysWhenHowAServiceEndedIsNotKnown) {
   EXPECT_THAT(Report("once").last_exit, HasSubstr("No child processes"));
 }
 
+// A stop timeout for a service that exits by itself at SIGTERM: a safety
+// bound, which the default (5 s) is not on a loaded machine where the
+// service may be scheduled late.
+constexpr absl::Duration kPatientStop = absl::Seconds(60);
+
 // What a service says as it stops: more than its output pipe holds (64
 // KiB), in lines of at most kMaxLineBytes (49 of them, within the ration of
 // 100 a second), then a last line.
@@ -1102,6 +1107,8 @@ size_t GoodbyeBytesLogged(const std::string& log, absl::string_view service) {
 // Unread, it would block in write() until the SIGKILL at the stop timeout.
 TEST_F(ServiceHostTest, WhatAServiceWritesAsTheBrokerStopsItIsReadSoItCanFinish) {
   scripts_["svc"].output_at_sigterm = ALongGoodbye();
+  stop_timeout_ = kPatientStop;
+  MakeHost();
   ::testing::internal::CaptureStderr();
   EXPECT_OK(Connect("svc", 1).status());
   EXPECT_TRUE(RunUntil([&] { return Report("svc").state == ServiceState::RUNNING; }));
@@ -1116,6 +1123,8 @@ TEST_F(ServiceHostTest, WhatAServiceWritesAsTheBrokerStopsItIsReadSoItCanFinish)
 // Likewise for a service removed from the policy, which the loop stops.
 TEST_F(ServiceHostTest, WhatAServiceRemovedFromThePolicyWritesAsItStopsIsRead) {
   scripts_["svc"].output_at_sigterm = ALongGoodbye();
+  stop_timeout_ = kPatientStop;
+  MakeHost();
   ::testing::internal::CaptureStderr();
   EXPECT_OK(Connect("svc", 1).status());
   EXPECT_TRUE(RunUntil([&] { return Report("svc").state == ServiceState::RUNNING; }));

@@ -103,6 +103,9 @@ TEST(ServeThenStopTest, ALoopThatFailsStillStopsTheBroker) {
   server::BrokerLoop loop(handler, audit, stats, server::Limits());
   service::HostOptions options;
   options.launcher = [](const sandbox::SandboxSpec&) { return AtOnceLaunch::Start(); };
+  // It exits at SIGTERM: the stop timeout is a safety bound, which the
+  // default (5 s) is not on a loaded machine where it may be scheduled late.
+  options.stop_timeout = absl::Seconds(60);
   service::ServiceHost services(handler, loop, std::move(options));
   services.PolicyChanged();
 

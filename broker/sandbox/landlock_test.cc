@@ -139,20 +139,6 @@ TEST(LandlockTest, RulesAllowBeneathTheirPathsOnly) {
   }
 }
 
-// An abstract unix socket address (no file: a name in the network
-// namespace).
-struct AbstractAddress {
-  explicit AbstractAddress(const std::string& name) {
-    addr.sun_family = AF_UNIX;
-    memcpy(addr.sun_path + 1, name.data(), name.size());
-    len = offsetof(sockaddr_un, sun_path) + 1 + name.size();
-  }
-  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&addr); }
-
-  sockaddr_un addr = {};
-  socklen_t len = 0;
-};
-
 // A listening socket of `family` bound to `addr`, or an invalid fd (the
 // failure recorded).
 UniqueFd Listener(int family, const sockaddr* addr, socklen_t len) {
@@ -162,6 +148,28 @@ UniqueFd Listener(int family, const sockaddr* addr, socklen_t len) {
   EXPECT_EQ(listen(fd.get(), 1), 0) << strerror(errno);
   return fd;
 }
+
+// A listening unix socket at an abstract address (no file: a name in the
+// network namespace) that the kernel chose (autobind), and that address.
+// Unique: a name made from the test's pid was not, as each test Bazel runs
+// in its sandbox has a pid namespace of its own, and the same pid, in the
+// network namespace they all share (seen with --runs_per_test: "Address
+// already in use").
+struct AbstractListener {
+  AbstractListener() {
+    sockaddr_un unnamed = {};
+    unnamed.sun_family = AF_UNIX;
+    fd = Listener(AF_UNIX, reinterpret_cast<const sockaddr*>(&unnamed), sizeof(sa_family_t));
+    len = sizeof addr;
+    EXPECT_EQ(getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len), 0)
+        << strerror(errno);
+  }
+  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&addr); }
+
+  UniqueFd fd;
+  sockaddr_un addr = {};
+  socklen_t len = 0;
+};
 
 std::string TryConnect(const char* name, int family, const sockaddr* addr, socklen_t len) {
   int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -184,9 +192,7 @@ TEST(LandlockTest, TcpAndScopes) {
     UniqueFd tcp_listener = Listener(AF_INET, reinterpret_cast<sockaddr*>(&tcp), sizeof tcp);
     socklen_t len = sizeof tcp;
     ASSERT_EQ(getsockname(tcp_listener.get(), reinterpret_cast<sockaddr*>(&tcp), &len), 0);
-    AbstractAddress outside(absl::StrCat("capbroker-landlock-test-", getpid(), "-", abi));
-    UniqueFd abstract_listener = Listener(AF_UNIX, outside.get(), outside.len);
-    AbstractAddress own(absl::StrCat("capbroker-landlock-test-", getpid(), "-", abi, "-own"));
+    AbstractListener outside;
     pid_t outside_pid = getpid();
     std::string out = ConfinedAt(
         abi, /*deny_tcp=*/true, [](Ruleset&) { return absl::OkStatus(); },
@@ -195,7 +201,7 @@ TEST(LandlockTest, TcpAndScopes) {
                                        reinterpret_cast<const sockaddr*>(&tcp), sizeof tcp);
           out += TryConnect("abstract-outside", AF_UNIX, outside.get(), outside.len);
           // One the domain made itself.
-          UniqueFd listener = Listener(AF_UNIX, own.get(), own.len);
+          AbstractListener own;
           out += TryConnect("abstract-own", AF_UNIX, own.get(), own.len);
           out += CallOutcome("signal-outside", kill(outside_pid, 0));
           out += CallOutcome("signal-self", kill(getpid(), 0));

@@ -135,14 +135,19 @@ TEST(NotifySystemdTest, SendsReadyToNotifySocket) {
 TEST(NotifySystemdTest, SendsReadyToAnAbstractNotifySocket) {
   UniqueFd fd(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   ASSERT_TRUE(fd.valid()) << std::strerror(errno);
-  const std::string name = absl::StrCat("capbroker-notify-test-", getpid());
+  // A name the kernel chooses (autobind), unique in the network namespace;
+  // one made from the pid was not, as each test Bazel runs in its sandbox
+  // has a pid namespace of its own, and the same pid.
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path + 1, name.data(), name.size());  // after the NUL
-  ASSERT_EQ(bind(fd.get(), reinterpret_cast<sockaddr*>(&addr),
-                 static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size())),
-            0)
+  ASSERT_EQ(bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(sa_family_t)), 0)
       << std::strerror(errno);
+  socklen_t length = sizeof(addr);
+  ASSERT_EQ(getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &length), 0)
+      << std::strerror(errno);
+  const size_t name_at = offsetof(sockaddr_un, sun_path) + 1;  // after the NUL
+  ASSERT_GT(length, name_at);
+  const std::string name(addr.sun_path + 1, length - name_at);
   setenv("NOTIFY_SOCKET", absl::StrCat("@", name).c_str(), 1);
   ASSERT_OK(NotifySystemd());
   EXPECT_EQ(getenv("NOTIFY_SOCKET"), nullptr);

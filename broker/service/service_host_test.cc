@@ -598,6 +598,17 @@ class ServiceHostTest : public ::testing::Test {
     return false;
   }
 
+  // WaitForReport of the only launch so far, for a test of a readiness
+  // timeout (200 ms for "notify"): its child has then finished its setup
+  // before the loop's first turn, however slowly it was scheduled, and the
+  // timer can only find its program running (OnTimer reads the report
+  // first). Were the loop to turn first, a child not scheduled within the
+  // timeout would have its launch given up instead.
+  bool WaitForReportBeforeTheLoopTurns() {
+    EXPECT_EQ(report_fds_.size(), 1u);
+    return report_fds_.size() == 1 && WaitForReport(0);
+  }
+
   // The connects answered after they waited.
   const std::vector<std::string>& ClientAnswers() { return loop_.answers[kClient]; }
 
@@ -729,6 +740,7 @@ TEST_F(ServiceHostTest, AServiceGetsItsTimerWhenItStartsAfterAShortage) {
   host_->PolicyChanged();  // a reload, once fds are back
   ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("notify", 2));
   EXPECT_FALSE(waiting.has_value());
+  ASSERT_TRUE(WaitForReportBeforeTheLoopTurns());
   ASSERT_TRUE(RunUntil([&] { return !ClientAnswers().empty(); }));
   EXPECT_EQ(ClientAnswers()[0], "service 'notify' did not become ready within 200 ms");
 }
@@ -738,6 +750,7 @@ TEST_F(ServiceHostTest, AServiceGetsItsTimerWhenItStartsAfterAShortage) {
 TEST_F(ServiceHostTest, AServiceKilledForItsReadinessTimeoutSaysWhy) {
   ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("notify", 1));
   EXPECT_FALSE(waiting.has_value());
+  ASSERT_TRUE(WaitForReportBeforeTheLoopTurns());
   ASSERT_TRUE(RunUntil([&] { return !Report("notify").last_exit.empty(); }));
   EXPECT_EQ(Report("notify").last_exit,
             "did not become ready within 200 ms (killed by SIGKILL); its output is in the "
@@ -747,15 +760,17 @@ TEST_F(ServiceHostTest, AServiceKilledForItsReadinessTimeoutSaysWhy) {
 // A service that exits before it is ready most often said why on its
 // stderr, which only the broker's log has: the connect's error and the
 // report's last exit say where to look. A clean exit says no more.
+// "patient" (600 s to become ready): on a loaded machine its start timer
+// cannot fire before its exit is read, however slowly the child runs.
 TEST_F(ServiceHostTest, AFailedRunSaysItsOutputIsInTheBrokersLog) {
   exit_code_ = 1;
-  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("notify", 1));
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("patient", 1));
   EXPECT_FALSE(waiting.has_value());
   ASSERT_TRUE(RunUntil([&] { return !ClientAnswers().empty(); }));
   EXPECT_EQ(ClientAnswers()[0],
-            "service 'notify' exited before it was ready (exit status 1; its output is in "
+            "service 'patient' exited before it was ready (exit status 1; its output is in "
             "the broker's log)");
-  EXPECT_EQ(Report("notify").last_exit, "exit status 1; its output is in the broker's log");
+  EXPECT_EQ(Report("patient").last_exit, "exit status 1; its output is in the broker's log");
 
   exit_code_ = 0;
   ASSERT_OK(Connect("once", 2).status());
@@ -806,8 +821,12 @@ TEST_F(ServiceHostTest, ACleanExitIsNoFailureHoweverShortTheRun) {
 // ... but only so often: a client looping connect and close must not keep
 // the broker launching. Past the burst, a connect waits for the start's
 // turn (no restart counted) and is answered when the service is ready.
+// The host's clock moves only as the test moves it: however slowly the
+// first two runs go on a loaded machine, the third start comes within the
+// same second (on the wall clock, a second could have passed, and it ran).
 TEST_F(ServiceHostTest, StartsAreRationed) {
   start_limit_ = {2, absl::Seconds(1)};
+  clock_ = absl::Seconds(1000);
   MakeHost();
   exit_code_ = 0;
   for (uint64_t i = 1; i <= 2; ++i) {
@@ -820,6 +839,8 @@ TEST_F(ServiceHostTest, StartsAreRationed) {
   EXPECT_EQ(Report("once").state, ServiceState::BACKOFF);
   ASSERT_OK(Connect("once", 4).status());  // waits with it
   EXPECT_EQ(launches_, 2u);
+  // Its turn, when its timer (a second) fires.
+  *clock_ += absl::Seconds(1);
   ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 4; }));
   EXPECT_EQ(ClientAnswers()[2], "");
   EXPECT_EQ(ClientAnswers()[3], "");
@@ -837,6 +858,7 @@ TEST_F(ServiceHostTest, AProcessThatDoesNotDieAfterSigkillLeavesNoConnectWaiting
   kill_wait_ = absl::Milliseconds(50);
   MakeHost();
   ASSERT_OK(Connect("notify", 1).status());
+  ASSERT_TRUE(WaitForReportBeforeTheLoopTurns());
   ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 1; }));
   EXPECT_THAT(ClientAnswers()[0], HasSubstr("did not become ready within 200 ms"));
   ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> waiting, Connect("notify", 2));
@@ -865,6 +887,7 @@ TEST_F(ServiceHostTest, AReadinessAfterTheKillIsRefusedAndTheKillsWaitStands) {
   kill_wait_ = absl::Milliseconds(50);
   MakeHost();
   ASSERT_OK(Connect("notify", 1).status());
+  ASSERT_TRUE(WaitForReportBeforeTheLoopTurns());
   ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 1; }));
   EXPECT_THAT(ClientAnswers()[0], HasSubstr("did not become ready within 200 ms"));
   EXPECT_THAT(host_->Ready("notify"),
@@ -1058,6 +1081,11 @@ TEST_F(ServiceHostTest, StopAllSaysWhenHowAServiceEndedIsNotKnown) {
   EXPECT_THAT(Report("once").last_exit, HasSubstr("No child processes"));
 }
 
+// A stop timeout for a service that exits by itself at SIGTERM: a safety
+// bound, which the default (5 s) is not on a loaded machine where the
+// service may be scheduled late.
+constexpr absl::Duration kPatientStop = absl::Seconds(60);
+
 // What a service says as it stops: more than its output pipe holds (64
 // KiB), in lines of at most kMaxLineBytes (49 of them, within the ration of
 // 100 a second), then a last line.
@@ -1079,6 +1107,8 @@ size_t GoodbyeBytesLogged(const std::string& log, absl::string_view service) {
 // Unread, it would block in write() until the SIGKILL at the stop timeout.
 TEST_F(ServiceHostTest, WhatAServiceWritesAsTheBrokerStopsItIsReadSoItCanFinish) {
   scripts_["svc"].output_at_sigterm = ALongGoodbye();
+  stop_timeout_ = kPatientStop;
+  MakeHost();
   ::testing::internal::CaptureStderr();
   EXPECT_OK(Connect("svc", 1).status());
   EXPECT_TRUE(RunUntil([&] { return Report("svc").state == ServiceState::RUNNING; }));
@@ -1093,6 +1123,8 @@ TEST_F(ServiceHostTest, WhatAServiceWritesAsTheBrokerStopsItIsReadSoItCanFinish)
 // Likewise for a service removed from the policy, which the loop stops.
 TEST_F(ServiceHostTest, WhatAServiceRemovedFromThePolicyWritesAsItStopsIsRead) {
   scripts_["svc"].output_at_sigterm = ALongGoodbye();
+  stop_timeout_ = kPatientStop;
+  MakeHost();
   ::testing::internal::CaptureStderr();
   EXPECT_OK(Connect("svc", 1).status());
   EXPECT_TRUE(RunUntil([&] { return Report("svc").state == ServiceState::RUNNING; }));
@@ -1286,28 +1318,39 @@ TEST_F(ServiceHostTest, ALaunchThatWillFailAgainFailsTheServiceAtOnce) {
 }
 
 // The launch is the loop's work only when the child reports: a child stuck
-// in its setup (on a hung file system) keeps nobody else waiting, and the
-// start timeout, which covers the setup, answers its waiting connect with
-// the reason. The child is then killed and reaped through the loop.
-TEST_F(ServiceHostTest, ALaunchStuckInItsSetupStallsNobodyAndTimesOut) {
-  scripts_["slow"].stuck = true;
-  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> stuck, Connect("slow", 1));
+// in its setup (on a hung file system) keeps nobody else waiting. It is
+// "patient"'s (600 s to start), so that its start timer cannot fire first
+// however slowly the other service's child runs.
+TEST_F(ServiceHostTest, ALaunchStuckInItsSetupStallsNobody) {
+  scripts_["patient"].stuck = true;
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> stuck, Connect("patient", 1));
   EXPECT_FALSE(stuck.has_value());
-  EXPECT_EQ(Report("slow").state, ServiceState::STARTING);
+  EXPECT_EQ(Report("patient").state, ServiceState::STARTING);
   ASSERT_EQ(pids_.size(), 1u);
-  EXPECT_EQ(Report("slow").pid, pids_[0]);
+  EXPECT_EQ(Report("patient").pid, pids_[0]);
   // Another service starts and serves meanwhile.
   ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> served, Connect("svc", 2));
   EXPECT_FALSE(served.has_value());
   ASSERT_TRUE(RunUntil([&] { return !ClientAnswers().empty(); }));
   EXPECT_EQ(loop_.answered[kClient][0], 2u);
   EXPECT_EQ(ClientAnswers()[0], "");
-  EXPECT_EQ(Report("slow").state, ServiceState::STARTING);
+  EXPECT_EQ(Report("patient").state, ServiceState::STARTING);
   EXPECT_EQ(Report("svc").state, ServiceState::RUNNING);
+}
 
-  ASSERT_TRUE(RunUntil([&] { return ClientAnswers().size() == 2; }));
-  EXPECT_EQ(loop_.answered[kClient][1], 1u);
-  EXPECT_EQ(ClientAnswers()[1],
+// The start timeout covers the setup: a child stuck in it has its launch
+// given up, and its waiting connect is answered with the reason. The child
+// is then killed and reaped through the loop.
+TEST_F(ServiceHostTest, ALaunchStuckInItsSetupTimesOut) {
+  scripts_["slow"].stuck = true;
+  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> stuck, Connect("slow", 1));
+  EXPECT_FALSE(stuck.has_value());
+  EXPECT_EQ(Report("slow").state, ServiceState::STARTING);
+  ASSERT_EQ(pids_.size(), 1u);
+  EXPECT_EQ(Report("slow").pid, pids_[0]);
+  ASSERT_TRUE(RunUntil([&] { return !ClientAnswers().empty(); }));
+  EXPECT_EQ(loop_.answered[kClient][0], 1u);
+  EXPECT_EQ(ClientAnswers()[0],
             "service 'slow' could not start: its sandbox was not set up within 200 ms "
             "(startTimeoutMs): the launch is given up");
   // restartLimit = 0: no other try.
@@ -1995,12 +2038,14 @@ TEST_F(ServiceHostTest, TheWaitingConnectsOfAClientTheBrokerClosedSayWhy) {
 // room for) has none of its later connects handed to the service, and
 // each is on record as not delivered. The one whose reply failed carries
 // its principal, for the loop's line that says it was dropped.
+// "patient": its start timer cannot fire before its launch is done,
+// however slowly the child runs.
 TEST_F(ServiceHostTest, ConnectsOfAClientClosedWhileTheyAreAnsweredAreNotDelivered) {
   constexpr uint64_t kOther = kClient + 1;
   for (uint64_t id = 1; id <= 3; ++id) {
-    ASSERT_OK(Connect("notify", id).status());
+    ASSERT_OK(Connect("patient", id).status());
     if (id < 3) {
-      ASSERT_OK(Connect("notify", 10 + id, 2000, kOther).status());
+      ASSERT_OK(Connect("patient", 10 + id, 2000, kOther).status());
     }
   }
   const uint64_t none = loop_.last_connection();
@@ -2008,9 +2053,9 @@ TEST_F(ServiceHostTest, ConnectsOfAClientClosedWhileTheyAreAnsweredAreNotDeliver
   const uint64_t service = loop_.last_connection();
   loop_.fail_sends_to.insert(kClient);
   const uint64_t denials = stats_.denials;
-  ASSERT_OK(host_->Ready("notify"));
+  ASSERT_OK(host_->Ready("patient"));
   EXPECT_TRUE(loop_.answers[service].empty()) << "handed out before the reply to ready";
-  host_->AnswerWaiting("notify");  // as the loop does once that reply is queued
+  host_->AnswerWaiting("patient");  // as the loop does once that reply is queued
   // The first connect of kClient reached the service before its reply
   // failed (the service's end goes first); its other two did not.
   EXPECT_EQ(loop_.answers[service].size(), 3u) << "connections handed to the service";

@@ -766,6 +766,44 @@ TEST(CheckOthersCannotConnectTest, LetsInTheSocketsGroupOnlyWhenChosen) {
   EXPECT_OK(CheckOthersCannotConnect(fd.get()));
 }
 
+// So too under a broker that is not root, whose primary group is not
+// root's: neither its own group (a user unit's default, which other users
+// may share) nor root's lets anyone in, a SocketGroup= of another does.
+// As root both rules name gid 0; run as a user of its own, they differ.
+TEST(CheckOthersCannotConnectTest, UnderAUserBrokerLetsInNeitherItsGroupNorRoots) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root, to run the check as another user";
+  constexpr uid_t kUser = 4000;
+  constexpr gid_t kChosen = 4242;
+  TempDir open_tmp{TempDir::OpenToOthers{}};
+  const std::string path = open_tmp.path() + "/s";
+  UniqueFd fd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  ASSERT_NO_FATAL_FAILURE(BindAt(fd.get(), path));
+  ASSERT_EQ(listen(fd.get(), 8), 0);
+  ASSERT_EQ(chmod(path.c_str(), 0660), 0);
+  // The check's outcome as the broker's user (primary group kUser, no
+  // supplementary groups): "ok" or its message.
+  auto check_as_user = [&]() {
+    return capbroker::testing::RunInChild([&]() -> std::string {
+             if (setgroups(0, nullptr) != 0 || setresgid(kUser, kUser, kUser) != 0 ||
+                 setresuid(kUser, kUser, kUser) != 0) {
+               return "setresuid failed";
+             }
+             absl::Status checked = CheckOthersCannotConnect(fd.get());
+             return checked.ok() ? "ok" : std::string(checked.message());
+           })
+        .output;
+  };
+  for (gid_t group : {kUser, gid_t{0}}) {
+    ASSERT_EQ(chown(path.c_str(), -1, group), 0);
+    EXPECT_THAT(check_as_user(),
+                AllOf(HasSubstr(absl::StrCat("its group, gid ", group)),
+                      HasSubstr("other than the broker's primary group and root's")))
+        << "gid " << group;
+  }
+  ASSERT_EQ(chown(path.c_str(), -1, kChosen), 0);
+  EXPECT_EQ(check_as_user(), "ok");
+}
+
 // In a user namespace with a partial id map (a container), files the
 // namespace does not map (/ or /run owned by a host user) read as owned by
 // the overflow uid. Whoever reads as it is refused at admission

@@ -53,6 +53,7 @@ using ::capbroker::testing::FakeBroker;
 using ::capbroker::testing::LingeringSocket;
 using ::capbroker::testing::OpenFdTargets;
 using ::capbroker::testing::SyscallFilter;
+using ::capbroker::testing::SyscallTrap;
 using ::testing::HasSubstr;
 
 // A toy protocol on the broker's message types: the Reply echoes the
@@ -388,6 +389,103 @@ TEST_F(ForkingServerTest, AChildHoldsNothingItInheritedWhenTheMainProcessGoesOn)
 // Workers need no socket of their own: a service whose seccomp filter
 // refuses socketpair(AF_UNIX) (restrictAddressFamilies without unix) still
 // starts them. Its connections come from the broker, made before.
+// What the gate test's child does (0: all as expected), its first read of
+// a gate failing (the test's trap): the worker it cannot wait for is killed
+// and reaped, its connection refused saying why and handed to a closer,
+// and the next connection is served.
+int RefuseWhenTheGateCannotBeRead() {
+  WorkerHandler handler;
+  handler.replies_to_refusals = true;
+  absl::StatusOr<FakeBroker> broker = FakeBroker::Create();
+  if (!broker.ok()) return 10;
+  ForkingServer server(broker->client(), handler, ForkingServer::Options());
+  absl::StatusOr<wire::Channel> refused = Connect(*broker, server, PeerOfUid(1000));
+  if (!refused.ok()) return 11;
+  absl::StatusOr<std::string> why = Receive(*refused);
+  constexpr char kWhy[] =
+      "no worker process could be started for the connection: cannot wait for child ";
+  if (!why.ok() || why->find(kWhy) != 0 ||
+      why->find("Input/output error (child ") == std::string::npos) {
+    std::fprintf(stderr, "refusal: %s\n", Text(why).c_str());
+    return 12;
+  }
+  int killed = 0;
+  if (!absl::SimpleAtoi(why->substr(sizeof(kWhy) - 1, why->find(' ', sizeof(kWhy) - 1) -
+                                                          (sizeof(kWhy) - 1)),
+                        &killed) ||
+      killed <= 0) {
+    return 13;
+  }
+  if (!Reaped(killed)) return 14;
+  if (server.worker_count() != 0) return 15;
+  // The closer (its gate read as usual) took the refused connection.
+  if (!Readable(refused->fd(), kSafetyMs) ||
+      Receive(*refused).status().code() != absl::StatusCode::kUnavailable) {
+    return 16;
+  }
+  absl::StatusOr<wire::Channel> served = Connect(*broker, server, PeerOfUid(1000));
+  if (!served.ok()) return 17;
+  absl::StatusOr<std::string> reply = Call(*served, 1);
+  if (!reply.ok() || WorkerOf(*reply) <= 0 || WorkerOf(*reply) == killed) {
+    std::fprintf(stderr, "not served: %s\n", Text(reply).c_str());
+    return 18;
+  }
+  return 0;
+}
+
+// When the main process's read of a child's gate fails, it cannot tell
+// whether the child has shed what it inherited: the child is killed and
+// reaped, the connection refused, and serving goes on. The read fails by a
+// seccomp trap on read(_, _, 1) (the gates' reads, one byte at a time) that
+// this process answers: EIO for the main process's first, on as usual for
+// every other (the workers' and closers' own gate reads among them).
+TEST(ForkingServerGateTest, AChildTheMainProcessCannotWaitForIsKilledAndServingGoesOn) {
+  int channel[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, channel), 0);
+  UniqueFd trap_end(channel[0]);
+  UniqueFd child_end(channel[1]);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    alarm(kSafetyMs / 1000);
+    const int listener =
+        SyscallFilter(SYS_read, 2, 1, SECCOMP_RET_USER_NOTIF).Install(/*listener=*/true);
+    if (listener < 0 || !SyscallTrap::SendListener(child_end.get(), listener)) _exit(9);
+    close(listener);
+    child_end.reset();
+    _exit(RefuseWhenTheGateCannotBeRead());
+  }
+  child_end.reset();
+  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  ASSERT_TRUE(pidfd.valid()) << strerror(errno);
+  absl::StatusOr<SyscallTrap> trap = SyscallTrap::ReceiveListener(trap_end.get());
+  bool failed_one = false;
+  // Until the child has exited: its children go with it (the server kills
+  // them, or PR_SET_PDEATHSIG).
+  while (trap.ok()) {
+    absl::StatusOr<SyscallTrap::Call> call = trap->NextCall(pidfd.get());
+    if (!call.ok()) break;
+    absl::Status answered;
+    if (!failed_one && call->pid == pid) {
+      answered = trap->Fail(call->id, EIO);
+      failed_one = true;
+    } else {
+      answered = trap->Continue(call->id);
+    }
+    if (!answered.ok() && answered.code() != absl::StatusCode::kNotFound) {
+      ADD_FAILURE() << answered;
+      kill(pid, SIGKILL);
+    }
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_OK(trap.status());
+  EXPECT_TRUE(failed_one) << "no gate read was trapped";
+  // 12: no refusal, or another; 14: the killed child was not reaped; 18:
+  // the next connection was not served.
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "wait status " << status;
+}
+
 TEST(ForkingServerFilterTest, StartsWorkersUnderAFilterThatRefusesUnixSocketpairs) {
   EXPECT_EQ(ExitCodeInChild([] {
               WorkerHandler handler;
@@ -1159,6 +1257,15 @@ int ParkWhileNoCloserCanStart() {
                        std::string::npos) {
     return 15;
   }
+  // Nothing is to come (no connection, no child), yet the turn ends: while
+  // connections are parked and a closer could be started, the main loop
+  // wakes every 100 ms to offer them again (Run turns again). Were it to
+  // wait for an event, SIGALRM would end this child.
+  alarm(kSafetyMs / 1000);
+  absl::StatusOr<bool> woken = server.Turn(-1);
+  alarm(0);
+  if (!woken.ok() || !*woken) return 20;
+  if (Readable(refused->fd())) return 21;  // still parked, not closed here
   // A closer can be started now: the next turns hand both to it.
   rlimit two{2, 2};
   if (setrlimit(RLIMIT_NPROC, &two) != 0) return 16;
@@ -1176,7 +1283,8 @@ TEST(ForkingServerForkTest, ARefusedConnectionNoCloserTakesWaitsForOne) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to run as a uid of its own";
   const int code = ExitCodeInChild(ParkWhileNoCloserCanStart);
   if (code == 77) GTEST_SKIP() << "cannot switch uid here";
-  // 13: the main process closed the refused connection itself.
+  // 13: the main process closed the refused connection itself; -2 (killed
+  // by SIGALRM): a turn waited for an event while connections were parked.
   EXPECT_EQ(code, 0);
 }
 

@@ -1198,6 +1198,23 @@ Result RunActivated(std::vector<std::string> args, int listening,
   return result;
 }
 
+// A listening SEQPACKET socket bound at `path`, as a .socket unit makes
+// it; an invalid fd (and a failure added) if it cannot be made.
+UniqueFd ListeningAt(const std::string& path) {
+  UniqueFd listening(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  EXPECT_TRUE(listening.valid()) << std::strerror(errno);
+  absl::StatusOr<wire::UnixAddress> address = wire::MakeUnixAddress(path);
+  EXPECT_OK(address.status());
+  if (!listening.valid() || !address.ok()) return UniqueFd();
+  if (bind(listening.get(), reinterpret_cast<const sockaddr*>(&address->addr),
+           address->length) != 0 ||
+      listen(listening.get(), 8) != 0) {
+    ADD_FAILURE() << "bind or listen at " << path << ": " << std::strerror(errno);
+    return UniqueFd();
+  }
+  return listening;
+}
+
 // A socket from systemd has its unit's path and mode. A root broker took
 // one 0666 with --socket-mode 0600 and --socket elsewhere, said "serving the
 // socket from systemd", and every user could connect. --socket is a usage
@@ -1210,14 +1227,8 @@ TEST(DaemonStartTest, ASocketFromSystemdIsTheUnitsAndIsCheckedAgainstSocketMode)
   // own directory may lie under one others may not search.
   TempDir unit_dir{TempDir::OpenToOthers{}};
   const std::string path = unit_dir.path() + "/unit.sock";
-  UniqueFd listening(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-  ASSERT_TRUE(listening.valid()) << std::strerror(errno);
-  ASSERT_OK_AND_ASSIGN(wire::UnixAddress address, wire::MakeUnixAddress(path));
-  ASSERT_EQ(bind(listening.get(), reinterpret_cast<const sockaddr*>(&address.addr),
-                 address.length),
-            0)
-      << std::strerror(errno);
-  ASSERT_EQ(listen(listening.get(), 8), 0) << std::strerror(errno);
+  UniqueFd listening = ListeningAt(path);
+  ASSERT_TRUE(listening.valid());
 
   ASSERT_EQ(chmod(path.c_str(), 0666), 0);  // systemd's default SocketMode=
   Result wider = RunActivated({"--policy", policy, "--socket-mode", "0600"}, listening.get());
@@ -1262,6 +1273,36 @@ TEST(DaemonStartTest, ASocketFromSystemdIsTheUnitsAndIsCheckedAgainstSocketMode)
   EXPECT_EQ(matching.exit_code, 0) << matching.err;
   EXPECT_THAT(matching.err, HasSubstr("capbrokerd: serving the socket from systemd at " + path +
                                       " with policy"));
+}
+
+// A socket from systemd in a directory others may write (not its own, as
+// ListenSequentialPacket= in /tmp makes it): they could move it away and
+// bind their own at its path, where clients connect. The daemon refuses it
+// at start with the unit's advice, as CheckSocketDirectoryFromSystemd says;
+// in a directory of its own (0755) the same socket serves.
+TEST(DaemonStartTest, RefusesASocketFromSystemdInADirectoryOthersCanWrite) {
+  TempDir dir;
+  std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
+  TempDir unit_dir{TempDir::OpenToOthers{}};
+  const std::string path = unit_dir.path() + "/unit.sock";
+  UniqueFd listening = ListeningAt(path);
+  ASSERT_TRUE(listening.valid());
+  ASSERT_EQ(chmod(path.c_str(), 0600), 0);
+  for (mode_t mode : {0777, 01777}) {
+    ASSERT_EQ(chmod(unit_dir.path().c_str(), mode), 0);
+    Result open_dir = RunActivated({"--policy", policy}, listening.get());
+    EXPECT_FALSE(open_dir.served) << std::oct << mode << ": " << open_dir.err;
+    EXPECT_EQ(open_dir.exit_code, 1) << open_dir.err;
+    EXPECT_THAT(open_dir.err, HasSubstr("the socket from systemd at " + path));
+    EXPECT_THAT(open_dir.err, HasSubstr("is writable by other users"));
+    EXPECT_THAT(open_dir.err, HasSubstr("set ListenSequentialPacket= in the .socket unit to a "
+                                        "path in a directory of its own"));
+    EXPECT_THAT(open_dir.err, Not(HasSubstr("serving")));
+  }
+  ASSERT_EQ(chmod(unit_dir.path().c_str(), 0755), 0);
+  Result own_dir = RunActivated({"--policy", policy}, listening.get());
+  EXPECT_TRUE(own_dir.served) << own_dir.err;
+  EXPECT_EQ(own_dir.exit_code, 0) << own_dir.err;
 }
 
 // A broker run by a user serves that user alone (Bind makes its socket 0600

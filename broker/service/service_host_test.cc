@@ -561,6 +561,18 @@ class ServiceHostTest : public ::testing::Test {
     return log;
   }
 
+  // Connects to `service` (connect `id`) with its launch scripted to stick
+  // in its setup: nothing answers yet, and the service is STARTING with the
+  // stuck child as its pid.
+  void ConnectToAStuckLaunch(const std::string& service, uint64_t id) {
+    scripts_[service].stuck = true;
+    ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> stuck, Connect(service, id));
+    EXPECT_FALSE(stuck.has_value());
+    EXPECT_EQ(Report(service).state, ServiceState::STARTING);
+    ASSERT_EQ(pids_.size(), 1u);
+    EXPECT_EQ(Report(service).pid, pids_[0]);
+  }
+
   // Runs the loop until `done`; false (and a test failure) if it stalls or
   // spins.
   bool RunUntil(const std::function<bool()>& done) {
@@ -1322,12 +1334,7 @@ TEST_F(ServiceHostTest, ALaunchThatWillFailAgainFailsTheServiceAtOnce) {
 // "patient"'s (600 s to start), so that its start timer cannot fire first
 // however slowly the other service's child runs.
 TEST_F(ServiceHostTest, ALaunchStuckInItsSetupStallsNobody) {
-  scripts_["patient"].stuck = true;
-  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> stuck, Connect("patient", 1));
-  EXPECT_FALSE(stuck.has_value());
-  EXPECT_EQ(Report("patient").state, ServiceState::STARTING);
-  ASSERT_EQ(pids_.size(), 1u);
-  EXPECT_EQ(Report("patient").pid, pids_[0]);
+  ASSERT_NO_FATAL_FAILURE(ConnectToAStuckLaunch("patient", 1));
   // Another service starts and serves meanwhile.
   ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> served, Connect("svc", 2));
   EXPECT_FALSE(served.has_value());
@@ -1342,12 +1349,7 @@ TEST_F(ServiceHostTest, ALaunchStuckInItsSetupStallsNobody) {
 // given up, and its waiting connect is answered with the reason. The child
 // is then killed and reaped through the loop.
 TEST_F(ServiceHostTest, ALaunchStuckInItsSetupTimesOut) {
-  scripts_["slow"].stuck = true;
-  ASSERT_OK_AND_ASSIGN(std::optional<UniqueFd> stuck, Connect("slow", 1));
-  EXPECT_FALSE(stuck.has_value());
-  EXPECT_EQ(Report("slow").state, ServiceState::STARTING);
-  ASSERT_EQ(pids_.size(), 1u);
-  EXPECT_EQ(Report("slow").pid, pids_[0]);
+  ASSERT_NO_FATAL_FAILURE(ConnectToAStuckLaunch("slow", 1));
   ASSERT_TRUE(RunUntil([&] { return !ClientAnswers().empty(); }));
   EXPECT_EQ(loop_.answered[kClient][0], 1u);
   EXPECT_EQ(ClientAnswers()[0],

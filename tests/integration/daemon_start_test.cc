@@ -1215,6 +1215,15 @@ UniqueFd ListeningAt(const std::string& path) {
   return listening;
 }
 
+// A socket as a .socket unit makes it (ListeningAt) in a directory of its
+// own, open all the way, as systemd's DirectoryMode=0755 makes it: the
+// test's own directory may lie under one others may not search.
+struct UnitSocket {
+  TempDir dir{TempDir::OpenToOthers{}};
+  std::string path = dir.path() + "/unit.sock";
+  UniqueFd listening = ListeningAt(path);
+};
+
 // A socket from systemd has its unit's path and mode. A root broker took
 // one 0666 with --socket-mode 0600 and --socket elsewhere, said "serving the
 // socket from systemd", and every user could connect. --socket is a usage
@@ -1223,11 +1232,10 @@ UniqueFd ListeningAt(const std::string& path) {
 TEST(DaemonStartTest, ASocketFromSystemdIsTheUnitsAndIsCheckedAgainstSocketMode) {
   TempDir dir;
   std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
-  // Open all the way, as systemd's DirectoryMode=0755 makes it: the test's
-  // own directory may lie under one others may not search.
-  TempDir unit_dir{TempDir::OpenToOthers{}};
-  const std::string path = unit_dir.path() + "/unit.sock";
-  UniqueFd listening = ListeningAt(path);
+  UnitSocket unit;
+  TempDir& unit_dir = unit.dir;
+  const std::string& path = unit.path;
+  const UniqueFd& listening = unit.listening;
   ASSERT_TRUE(listening.valid());
 
   ASSERT_EQ(chmod(path.c_str(), 0666), 0);  // systemd's default SocketMode=
@@ -1283,9 +1291,10 @@ TEST(DaemonStartTest, ASocketFromSystemdIsTheUnitsAndIsCheckedAgainstSocketMode)
 TEST(DaemonStartTest, RefusesASocketFromSystemdInADirectoryOthersCanWrite) {
   TempDir dir;
   std::string policy = dir.WriteFile("policy.capnp", kGoodPolicy, 0600);
-  TempDir unit_dir{TempDir::OpenToOthers{}};
-  const std::string path = unit_dir.path() + "/unit.sock";
-  UniqueFd listening = ListeningAt(path);
+  UnitSocket unit;
+  TempDir& unit_dir = unit.dir;
+  const std::string& path = unit.path;
+  const UniqueFd& listening = unit.listening;
   ASSERT_TRUE(listening.valid());
   ASSERT_EQ(chmod(path.c_str(), 0600), 0);
   for (mode_t mode : {0777, 01777}) {

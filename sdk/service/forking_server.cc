@@ -376,11 +376,7 @@ void ForkingServer::Start(IncomingConnection incoming) {
 }
 
 absl::Status ForkingServer::AwaitChildSetUp(ChildGate& gate, pid_t pid) {
-  absl::Status set_up = gate.AwaitChildSetUp(pid);
-  if (!set_up.ok()) {
-    return absl::Status(set_up.code(), absl::StrCat("cannot wait for child ", pid,
-                                                    " to set itself up: ", set_up.message()));
-  }
+  CB_RETURN_IF_ERROR(gate.AwaitChildSetUp(pid));
   if (options_.child_set_up_for_test) options_.child_set_up_for_test(pid);
   return absl::OkStatus();
 }

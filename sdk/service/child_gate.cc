@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,10 +10,11 @@
 #include <string>
 #include <utility>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "sdk/base/shown_text.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
+#include "sdk/service/process_controls.h"
 
 namespace capbroker {
 namespace {
@@ -43,12 +43,8 @@ absl::Status CloseAllBut(std::vector<int> keep) {
 absl::Status SetUp(pid_t parent, std::vector<int> keep) {
   keep.insert(keep.end(), {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO});
   CB_RETURN_IF_ERROR(CloseAllBut(std::move(keep)));
-  if (prctl(PR_SET_DUMPABLE, 0) != 0) {
-    return ErrnoStatus(errno, "prctl(PR_SET_DUMPABLE, 0)");
-  }
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
-    return ErrnoStatus(errno, "prctl(PR_SET_PDEATHSIG)");
-  }
+  CB_RETURN_IF_ERROR(MakeNotDumpable());
+  CB_RETURN_IF_ERROR(DieWithParent());
   if (getppid() != parent) return absl::UnavailableError("the main process is gone");
   return absl::OkStatus();
 }
@@ -58,9 +54,9 @@ absl::Status SetUp(pid_t parent, std::vector<int> keep) {
 // (below PIPE_BUF: all or nothing), into an empty pipe.
 constexpr char kSetUpDone = 'K';
 constexpr char kSetUpFailed = 'F';
-constexpr size_t kMaxReportBytes = 256;
+constexpr size_t kMaxReportBytes = 512;
 
-void Report(int fd, const absl::Status& set_up) {
+void Report(int fd, const absl::Status &set_up) {
   std::string report(1, kSetUpDone);
   if (!set_up.ok()) {
     report = absl::StrCat(std::string(1, kSetUpFailed), set_up.message());
@@ -91,23 +87,24 @@ absl::StatusOr<std::string> ReadToEndOfFile(int fd, size_t max_bytes) {
 
 // What the main process makes of child `pid`'s report: OK only for
 // kSetUpDone alone.
-absl::Status ReadReport(const absl::StatusOr<std::string>& report, pid_t pid) {
+absl::Status ReadReport(const absl::StatusOr<std::string> &report, pid_t pid) {
   if (!report.ok()) {
     return absl::Status(report.status().code(),
-                        absl::StrCat("cannot wait for child ", pid, " to set itself up: ",
-                                     report.status().message()));
+                        absl::StrCat("cannot wait for child ", pid,
+                                     " to set itself up: ", report.status().message()));
   }
   if (*report == std::string(1, kSetUpDone)) return absl::OkStatus();
   if (!report->empty() && report->front() == kSetUpFailed) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "child ", pid, " failed to set itself up: ", absl::CHexEscape(report->substr(1))));
+    return absl::FailedPreconditionError(
+        absl::StrCat("child ", pid, " failed to set itself up: ",
+                     Shown(absl::string_view(*report).substr(1), kMaxShownReasonBytes)));
   }
   if (report->empty()) {
     return absl::UnavailableError(
         absl::StrCat("child ", pid, " said nothing of its setup (it died, or its write failed)"));
   }
-  return absl::InternalError(absl::StrCat("child ", pid, " sent a malformed setup report '",
-                                          absl::CHexEscape(*report), "'"));
+  return absl::InternalError(
+      absl::StrCat("child ", pid, " sent a malformed setup report '", Shown(*report), "'"));
 }
 
 }  // namespace
@@ -158,8 +155,7 @@ absl::Status ChildGate::AwaitChildSetUp(pid_t child) {
   if (RetryEintr([&] { return waitpid(child, nullptr, 0); }) != child) {
     return ErrnoStatus(errno, absl::StrCat("waitpid(", child, ") after ", set_up.message()));
   }
-  return absl::Status(set_up.code(),
-                      absl::StrCat(set_up.message(), " (child ", child, " killed)"));
+  return absl::Status(set_up.code(), absl::StrCat(set_up.message(), " (child ", child, " killed)"));
 }
 
 }  // namespace capbroker

@@ -150,7 +150,9 @@ TEST(ChildGateTest, AChildWhosePrctlIsRefusedIsKilledAndReaped) {
   const pid_t pid = ForkChild(
       gate, {}, [] { return Fail(SYS_prctl, 0, PR_SET_PDEATHSIG, EPERM); }, [] {});
   ASSERT_GT(pid, 0);
-  ExpectKilledAndReaped(gate.AwaitChildSetUp(pid), pid, "prctl(PR_SET_PDEATHSIG)");
+  ExpectKilledAndReaped(gate.AwaitChildSetUp(pid), pid,
+                        "failed to set itself up: prctl(PR_SET_PDEATHSIG, SIGKILL): Operation "
+                        "not permitted");
 }
 
 // And such a child has closed what it inherited all the same, before it

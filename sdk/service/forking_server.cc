@@ -21,6 +21,7 @@
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/service/child_gate.h"
+#include "sdk/service/process_controls.h"
 #include "sdk/service/fd_room.h"
 #include "sdk/service/try_accept.h"
 #include "sdk/wire/datagram.h"
@@ -180,6 +181,8 @@ absl::Status ForkingServer::Init() {
   }
   return absl::OkStatus();
 }
+
+absl::Status ForkingServer::CheckChildrenCanSetUp() { return DieWithParent(); }
 
 absl::Status ForkingServer::Run() {
   for (;;) {

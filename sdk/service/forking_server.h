@@ -238,6 +238,16 @@ class ForkingServer {
   ForkingServer(Client& broker, RequestHandler& handler, Options options);
   ~ForkingServer();
 
+  // For a service that serves with a ForkingServer, at start, before it
+  // says ready (Serve does): does in this process what every worker and
+  // closer does in its setup that the sandbox may refuse, and
+  // Service::FromEnvironment does not: prctl(PR_SET_PDEATHSIG, SIGKILL),
+  // left set (a service the broker starts has it set already). A seccomp
+  // filter that refuses it would fail every child's setup, and every
+  // connection would be refused; the service fails to start instead, with
+  // that error.
+  static absl::Status CheckChildrenCanSetUp();
+
   ForkingServer(const ForkingServer&) = delete;
   ForkingServer& operator=(const ForkingServer&) = delete;
 

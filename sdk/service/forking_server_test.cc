@@ -502,8 +502,38 @@ TEST(ForkingServerGateTest, AChildTheMainProcessCannotWaitForIsKilledAndServingG
 TEST(ForkingServerGateTest, AWorkerWhoseSetUpFailsIsKilledItsConnectionRefusedAndServingGoesOn) {
   ExpectZeroWithOneCallFailed(SYS_prctl, 0, PR_SET_PDEATHSIG, EPERM, FailedCaller::kChild, [] {
     return RefuseWhenAWorkerCannotStart(
-        "child ", " failed to set itself up: prctl(PR_SET_PDEATHSIG): Operation not permitted");
+        "child ",
+        " failed to set itself up: prctl(PR_SET_PDEATHSIG, SIGKILL): Operation not permitted");
   });
+}
+
+// A service whose sandbox refuses prctl(PR_SET_PDEATHSIG) could start no
+// worker: the check at its start (before it says ready) fails, naming the
+// call and what to allow. Allowed, the check leaves SIGKILL set.
+TEST(ForkingServerStartCheckTest, FailsWhenTheSandboxRefusesTheParentDeathSignal) {
+  EXPECT_EQ(ExitCodeInChild([] {
+              if (SyscallFilter(SYS_prctl, 0, PR_SET_PDEATHSIG, SECCOMP_RET_ERRNO | EPERM)
+                      .Install(false) != 0) {
+                return 10;
+              }
+              absl::Status checked = ForkingServer::CheckChildrenCanSetUp();
+              if (checked.message() !=
+                  "prctl(PR_SET_PDEATHSIG, SIGKILL): Operation not permitted: the sandbox's "
+                  "system call filter must allow it (services/README.md, \"What the sandbox "
+                  "must allow\")") {
+                std::fprintf(stderr, "check: %s\n", checked.ToString().c_str());
+                return 11;
+              }
+              return 0;
+            }),
+            0);
+  EXPECT_EQ(ExitCodeInChild([] {
+              if (!ForkingServer::CheckChildrenCanSetUp().ok()) return 10;
+              int signal = 0;
+              if (prctl(PR_GET_PDEATHSIG, &signal) != 0 || signal != SIGKILL) return 11;
+              return 0;
+            }),
+            0);
 }
 
 // Workers need no socket of their own: a service whose seccomp filter

@@ -17,30 +17,36 @@
 // the last, so it comes before the worker may read (and so exit for) what
 // its client sent.
 //
-// So, over two pipes (end of file each way):
+// So, over two pipes:
 //   child                                  main process
 //   SetUpChild: closes every fd but 0,
 //   1, 2, its keep-set and its ends of
-//   the gate; then its end of the
-//   set-up pipe, whatever the setup's
-//   outcome                         ---->  AwaitChildSetUp, right after fork,
-//                                          before anything else: waits for
-//                                          end of file on the set-up pipe
-//                                          (the child has set itself up or
-//                                          failed to, or is gone)
+//   the gate, first, whatever follows;
+//   then the rest of its setup; writes
+//   its report (set up, or failed and
+//   why), then closes its end of the
+//   set-up pipe                     ---->  AwaitChildSetUp, right after fork,
+//                                          before anything else: reads the
+//                                          set-up pipe to end of file (the
+//                                          child has reported and closed it,
+//                                          or is gone)
 //                                          closes its copy of the worker's
 //   AwaitOpen: waits for end of file <---  connection, then Open: closes its
 //   on the open pipe                       end of the open pipe
 //   serves (or, a closer, closes what
 //   comes)
-// An end of file, not a byte: a close always releases the fd (Linux closes
-// it even when close(2) reports an error), where a write can fail (ENOMEM,
-// ENOBUFS under memory pressure) and leave both sides waiting for ever.
-// And the main process goes on only once the child's set-up end is closed:
-// then the child holds nothing but its keep-set and its end of the open
-// pipe. Pipes, not a socketpair: a service's seccomp filter refuses
-// socketpair for a family its restrictAddressFamilies leaves out, and it
-// allows pipe2 whatever the policy.
+// Fail closed: the main process goes on only when the report says "set
+// up" and nothing else. A report that says the setup failed, or none (a
+// write can fail: ENOMEM, ENOBUFS under memory pressure; or the child
+// died), and it kills the child and reaps it before it goes on. The end of
+// file is what ends the wait, not the report: a close always releases the
+// fd (Linux closes it even when close(2) reports an error), so a write
+// that failed leaves no one waiting for ever. And the main process goes on
+// only once the child's set-up end is closed: then the child holds nothing
+// but its keep-set and its end of the open pipe. Pipes, not a socketpair:
+// a service's seccomp filter refuses socketpair for a family its
+// restrictAddressFamilies leaves out, and it allows pipe2 whatever the
+// policy.
 //
 // The main process's wait cannot wait on a client: while it waits it holds
 // its own copies of everything the child closes, so no close the child
@@ -52,12 +58,11 @@
 // stops the main process until it is continued, which such a worker can do
 // to the main process directly anyway (forking_server.h).
 //
-// A child whose setup failed still closes its set-up end and waits at the
-// gate, then exits: its exit comes after the main process's close of its
-// connection, as before. When the main process cannot wait (its read
-// fails), it kills the child and reaps it before it goes on: a child it
-// cannot tell set up may still hold copies of what it inherited, and must
-// not run on.
+// A child whose setup failed (a prctl the seccomp filter refuses, say)
+// has closed what it inherited all the same, and is killed: it must not
+// run on as a worker, and it holds nothing whose close could be the last.
+// The same when the main process cannot wait (its read fails): a child it
+// cannot tell set up may still hold copies of what it inherited.
 //
 // Not thread-safe; the main process must be single-threaded (fork).
 #ifndef CAPBROKER_SDK_SERVICE_CHILD_GATE_H_
@@ -82,16 +87,18 @@ class ChildGate {
   ChildGate(ChildGate&&) = default;
   ChildGate& operator=(ChildGate&&) = default;
 
-  // In the child, first: closes its copy of the main process's end; makes
-  // itself not dumpable (PR_SET_DUMPABLE 0): every child runs as the same
+  // In the child, first: closes its copy of the main process's end; closes
+  // every fd but 0, 1, 2, `keep` and its ends of the gate; makes itself
+  // not dumpable (PR_SET_DUMPABLE 0): every child runs as the same
   // uid and sees its siblings in /proc, and a compromised one could
   // otherwise open a sibling's /proc/PID/mem (the kernel refuses that, as
   // it refuses ptrace, once the target is not dumpable) and read another
   // client's files; asks for SIGKILL when `parent` (the main process) dies
-  // (the getppid check covers a parent that died before the prctl); closes
-  // every fd but 0, 1, 2, `keep` and its ends of the gate; then closes its
-  // end of the set-up pipe, whatever the outcome, which tells the main
-  // process. The status of the setup.
+  // (the getppid check covers a parent that died before the prctl); then
+  // reports to the main process (set up, or the first failure) and closes
+  // its end of the set-up pipe, whatever the outcome. The status of the
+  // setup: on failure the main process kills this child, which should
+  // only wait at the gate (AwaitOpen) meanwhile.
   absl::Status SetUpChild(pid_t parent, std::vector<int> keep);
 
   // In the child, after SetUpChild: waits until the main process opens the
@@ -100,9 +107,10 @@ class ChildGate {
 
   // In the main process, right after forking `child`: closes the child's
   // ends, then waits until the child has set itself up, failed to, or is
-  // gone (end of file on the set-up pipe). If the read fails, kills `child`
-  // (SIGKILL), reaps it and returns the error: the caller must treat the
-  // child as never started. (The wait for its exit cannot wait on a client,
+  // gone (end of file on the set-up pipe). OK only when the child reported
+  // itself set up. Else (a failed setup, no report, a failed read) kills
+  // `child` (SIGKILL), reaps it and returns why, naming the child: the
+  // caller must treat the child as never started. (The wait for its exit cannot wait on a client,
   // as above: this process still holds its copies of everything.)
   absl::Status AwaitChildSetUp(pid_t child);
 

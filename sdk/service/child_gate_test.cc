@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <linux/seccomp.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "absl/functional/function_ref.h"
+#include "absl/strings/string_view.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
@@ -75,6 +77,25 @@ bool Fail(int nr, int arg, uint32_t value, int errnum) {
              .Install(false) == 0;
 }
 
+// Expects `set_up` (AwaitChildSetUp's) to be an error that says it killed
+// child `pid`, containing `why`, and the child to be reaped already.
+void ExpectKilledAndReaped(const absl::Status& set_up, pid_t pid, absl::string_view why) {
+  EXPECT_FALSE(set_up.ok());
+  EXPECT_THAT(std::string(set_up.message()), ::testing::HasSubstr(why)) << set_up;
+  EXPECT_THAT(std::string(set_up.message()), ::testing::HasSubstr("killed")) << set_up;
+  int status = 0;
+  const pid_t waited = waitpid(pid, &status, WNOHANG);
+  const int wait_errno = errno;
+  EXPECT_EQ(waited, -1) << "the child was not reaped";
+  if (waited == -1) {
+    EXPECT_EQ(wait_errno, ECHILD);
+  }
+  if (waited == 0) {
+    kill(pid, SIGKILL);
+    Ended(pid);
+  }
+}
+
 TEST(ChildGateTest, TheMainProcessGoesOnOnlyOnceTheChildHoldsNothingButItsKeepSet) {
   int hold[2] = {-1, -1};
   ASSERT_EQ(pipe2(hold, O_CLOEXEC), 0);
@@ -97,11 +118,10 @@ TEST(ChildGateTest, TheMainProcessGoesOnOnlyOnceTheChildHoldsNothingButItsKeepSe
   EXPECT_EQ(Ended(pid), kSetUp);
 }
 
-// A child that cannot send anything (its writes fail, as a send can under
-// memory pressure) still lets the main process go on, and then waits at the
-// gate until it opens. With a byte to send that failed, both waited for
-// ever (SIGALRM would end the child: 128 + 14).
-TEST(ChildGateTest, AChildThatCannotWriteLeavesNoWaitForEver) {
+// A child that cannot send its report (its writes fail, as a write can
+// under memory pressure) is taken as not set up: killed and reaped, not
+// waited for for ever, not let on.
+TEST(ChildGateTest, AChildThatCannotReportIsKilledAndReaped) {
   ASSERT_OK_AND_ASSIGN(ChildGate gate, ChildGate::Create());
   const pid_t pid = ForkChild(
       gate, {},
@@ -110,21 +130,54 @@ TEST(ChildGateTest, AChildThatCannotWriteLeavesNoWaitForEver) {
       },
       [] {});
   ASSERT_GT(pid, 0);
-  ASSERT_OK(gate.AwaitChildSetUp(pid));
-  gate.Open();
-  EXPECT_EQ(Ended(pid), kSetUp);
+  ExpectKilledAndReaped(gate.AwaitChildSetUp(pid), pid, "said nothing of its setup");
 }
 
-// A setup that fails (close_range refused) still lets the main process go
-// on, and the child still waits at the gate and says so after.
-TEST(ChildGateTest, AChildWhoseSetUpFailsLeavesNoWaitForEver) {
+// A setup that fails (close_range refused) is reported, and the child
+// killed and reaped.
+TEST(ChildGateTest, AChildWhoseSetUpFailsIsKilledAndReaped) {
   ASSERT_OK_AND_ASSIGN(ChildGate gate, ChildGate::Create());
   const pid_t pid = ForkChild(
       gate, {}, [] { return Fail(SYS_close_range, 2, 0, ENOMEM); }, [] {});
   ASSERT_GT(pid, 0);
-  ASSERT_OK(gate.AwaitChildSetUp(pid));
-  gate.Open();
-  EXPECT_EQ(Ended(pid), kSetUpFailed);
+  ExpectKilledAndReaped(gate.AwaitChildSetUp(pid), pid, "failed to set itself up: close_range");
+}
+
+// A prctl refused (a filter that refuses PR_SET_PDEATHSIG) is a failed
+// setup: the main process does not go on with that child.
+TEST(ChildGateTest, AChildWhosePrctlIsRefusedIsKilledAndReaped) {
+  ASSERT_OK_AND_ASSIGN(ChildGate gate, ChildGate::Create());
+  const pid_t pid = ForkChild(
+      gate, {}, [] { return Fail(SYS_prctl, 0, PR_SET_PDEATHSIG, EPERM); }, [] {});
+  ASSERT_GT(pid, 0);
+  ExpectKilledAndReaped(gate.AwaitChildSetUp(pid), pid,
+                        "failed to set itself up: prctl(PR_SET_PDEATHSIG, SIGKILL): Operation "
+                        "not permitted");
+}
+
+// And such a child has closed what it inherited all the same, before it
+// reports: a refused prctl does not leave it holding copies.
+TEST(ChildGateTest, AChildWhosePrctlIsRefusedStillClosesWhatItInherited) {
+  EXPECT_EQ(ExitCodeInChild([] {
+              int hold[2] = {-1, -1};
+              if (pipe2(hold, O_CLOEXEC) != 0) return 10;
+              if (!Fail(SYS_prctl, 0, PR_SET_PDEATHSIG, EPERM)) return 11;
+              // No main process reads this gate: the report's write then
+              // fails (EPIPE) rather than end this process.
+              if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) return 15;
+              absl::StatusOr<ChildGate> gate = ChildGate::Create();
+              if (!gate.ok()) return 12;
+              absl::Status set_up = gate->SetUpChild(getppid(), {});
+              if (set_up.ok() ||
+                  set_up.message().find("PR_SET_PDEATHSIG") == absl::string_view::npos) {
+                return 13;
+              }
+              for (int fd : hold) {
+                if (fcntl(fd, F_GETFD) != -1 || errno != EBADF) return 14;
+              }
+              return 0;
+            }),
+            0);
 }
 
 // When the main process cannot read the gate, it cannot tell whether the
@@ -155,21 +208,7 @@ TEST(ChildGateTest, AChildThatCannotBeWaitedForIsKilledAndReaped) {
   UniqueFd directory(open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   ASSERT_TRUE(directory.valid());
   for (int fd : gate_fds) ASSERT_EQ(dup3(directory.get(), fd, O_CLOEXEC), fd);
-  absl::Status set_up = gate.AwaitChildSetUp(pid);
-  EXPECT_FALSE(set_up.ok());
-  EXPECT_THAT(std::string(set_up.message()), ::testing::HasSubstr("killed")) << set_up;
-  // Reaped already: no child of this process any more.
-  int status = 0;
-  const pid_t waited = waitpid(pid, &status, WNOHANG);
-  const int wait_errno = errno;
-  EXPECT_EQ(waited, -1) << "the child was not reaped";
-  if (waited == -1) {
-    EXPECT_EQ(wait_errno, ECHILD);
-  }
-  if (waited == 0) {
-    kill(pid, SIGKILL);
-    Ended(pid);
-  }
+  ExpectKilledAndReaped(gate.AwaitChildSetUp(pid), pid, "cannot wait for child");
 }
 
 // A gate needs no socket: under a filter that refuses socketpair (as a

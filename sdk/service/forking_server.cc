@@ -21,6 +21,7 @@
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
 #include "sdk/service/child_gate.h"
+#include "sdk/service/process_controls.h"
 #include "sdk/service/fd_room.h"
 #include "sdk/service/try_accept.h"
 #include "sdk/wire/datagram.h"
@@ -180,6 +181,8 @@ absl::Status ForkingServer::Init() {
   }
   return absl::OkStatus();
 }
+
+absl::Status ForkingServer::CheckChildrenCanSetUp() { return DieWithParent(); }
 
 absl::Status ForkingServer::Run() {
   for (;;) {
@@ -376,11 +379,7 @@ void ForkingServer::Start(IncomingConnection incoming) {
 }
 
 absl::Status ForkingServer::AwaitChildSetUp(ChildGate& gate, pid_t pid) {
-  absl::Status set_up = gate.AwaitChildSetUp(pid);
-  if (!set_up.ok()) {
-    return absl::Status(set_up.code(), absl::StrCat("cannot wait for child ", pid,
-                                                    " to set itself up: ", set_up.message()));
-  }
+  CB_RETURN_IF_ERROR(gate.AwaitChildSetUp(pid));
   if (options_.child_set_up_for_test) options_.child_set_up_for_test(pid);
   return absl::OkStatus();
 }

@@ -24,8 +24,9 @@
 // receives a client's fds. A worker starts through a gate (child_gate.h),
 // two pipes: first thing it closes every fd it inherited but its keep-set
 // (below) and says so, and the main process, right after the fork, waits
-// for that before it closes, hands on or forks anything (a child it cannot
-// wait for is killed, and its connection refused): no close a child
+// for that before it closes, hands on or forks anything (a child whose
+// setup failed, or that it cannot wait for, is killed and reaped, and its
+// connection refused saying why): no close a child
 // makes of a copy it inherited (another client's connection, parked or
 // queued in the Client) is ever the last one, which would drop what that
 // client queued in it, as below, in a worker serving someone else. Then
@@ -237,6 +238,16 @@ class ForkingServer {
   ForkingServer(Client& broker, RequestHandler& handler, Options options);
   ~ForkingServer();
 
+  // For a service that serves with a ForkingServer, at start, before it
+  // says ready (Serve does): does in this process what every worker and
+  // closer does in its setup that the sandbox may refuse, and
+  // Service::FromEnvironment does not: prctl(PR_SET_PDEATHSIG, SIGKILL),
+  // left set (a service the broker starts has it set already). A seccomp
+  // filter that refuses it would fail every child's setup, and every
+  // connection would be refused; the service fails to start instead, with
+  // that error.
+  static absl::Status CheckChildrenCanSetUp();
+
   ForkingServer(const ForkingServer&) = delete;
   ForkingServer& operator=(const ForkingServer&) = delete;
 
@@ -283,8 +294,9 @@ class ForkingServer {
   // copy of the connection; serves `incoming`, then exits.
   [[noreturn]] void ServeInWorker(IncomingConnection incoming, pid_t parent, ChildGate& gate);
   // Right after forking child `pid`: waits until it has set itself up,
-  // then calls Options::child_set_up_for_test. An error when it cannot
-  // wait: the child is killed and reaped then, and counts as never started.
+  // then calls Options::child_set_up_for_test. An error when its setup
+  // failed or this process cannot wait (the error says which and why): the
+  // child is killed and reaped then, and counts as never started.
   absl::Status AwaitChildSetUp(ChildGate& gate, pid_t pid);
   // Sends the refusal reply on `connection`, then parks it and hands the
   // parked connections to a closer (HandParked).

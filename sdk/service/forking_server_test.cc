@@ -24,6 +24,8 @@
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/functional/function_ref.h"
+#include "absl/strings/string_view.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -386,14 +388,11 @@ TEST_F(ForkingServerTest, AChildHoldsNothingItInheritedWhenTheMainProcessGoesOn)
   EXPECT_EQ(KindsHeld(starts[2].child, &starts[2].main), std::multiset<std::string>{"pipe:"});
 }
 
-// Workers need no socket of their own: a service whose seccomp filter
-// refuses socketpair(AF_UNIX) (restrictAddressFamilies without unix) still
-// starts them. Its connections come from the broker, made before.
-// What the gate test's child does (0: all as expected), its first read of
-// a gate failing (the test's trap): the worker it cannot wait for is killed
-// and reaped, its connection refused saying why and handed to a closer,
-// and the next connection is served.
-int RefuseWhenTheGateCannotBeRead() {
+// What a gate test's child does (0: all as expected), the first worker it
+// starts failing to (the test's trap): that worker is killed and reaped,
+// its connection refused saying why (`why`, the child's pid, then
+// `then`) and handed to a closer, and the next connection is served.
+int RefuseWhenAWorkerCannotStart(absl::string_view why, absl::string_view then) {
   WorkerHandler handler;
   handler.replies_to_refusals = true;
   absl::StatusOr<FakeBroker> broker = FakeBroker::Create();
@@ -401,24 +400,22 @@ int RefuseWhenTheGateCannotBeRead() {
   ForkingServer server(broker->client(), handler, ForkingServer::Options());
   absl::StatusOr<wire::Channel> refused = Connect(*broker, server, PeerOfUid(1000));
   if (!refused.ok()) return 11;
-  absl::StatusOr<std::string> why = Receive(*refused);
-  constexpr char kWhy[] =
-      "no worker process could be started for the connection: cannot wait for child ";
-  if (!why.ok() || why->find(kWhy) != 0 ||
-      why->find("Input/output error (child ") == std::string::npos) {
-    std::fprintf(stderr, "refusal: %s\n", Text(why).c_str());
-    return 12;
-  }
+  absl::StatusOr<std::string> refusal = Receive(*refused);
+  const std::string prefix =
+      absl::StrCat("no worker process could be started for the connection: ", why);
+  const size_t digits = prefix.size();
+  const size_t after = refusal.ok() ? refusal->find(' ', digits) : std::string::npos;
   int killed = 0;
-  if (!absl::SimpleAtoi(why->substr(sizeof(kWhy) - 1, why->find(' ', sizeof(kWhy) - 1) -
-                                                          (sizeof(kWhy) - 1)),
-                        &killed) ||
-      killed <= 0) {
-    return 13;
+  if (!refusal.ok() || refusal->find(prefix) != 0 || after == std::string::npos ||
+      !absl::SimpleAtoi(refusal->substr(digits, after - digits), &killed) || killed <= 0 ||
+      refusal->find(std::string(then), after) != after ||
+      refusal->find(absl::StrCat("(child ", killed, " killed)")) == std::string::npos) {
+    std::fprintf(stderr, "refusal: %s\n", Text(refusal).c_str());
+    return 12;
   }
   if (!Reaped(killed)) return 14;
   if (server.worker_count() != 0) return 15;
-  // The closer (its gate read as usual) took the refused connection.
+  // The closer (its gate as usual) took the refused connection.
   if (!Readable(refused->fd(), kSafetyMs) ||
       Receive(*refused).status().code() != absl::StatusCode::kUnavailable) {
     return 16;
@@ -433,13 +430,17 @@ int RefuseWhenTheGateCannotBeRead() {
   return 0;
 }
 
-// When the main process's read of a child's gate fails, it cannot tell
-// whether the child has shed what it inherited: the child is killed and
-// reaped, the connection refused, and serving goes on. The read fails by a
-// seccomp trap on read(_, _, 1) (the gates' reads, one byte at a time) that
-// this process answers: EIO for the main process's first, on as usual for
-// every other (the workers' and closers' own gate reads among them).
-TEST(ForkingServerGateTest, AChildTheMainProcessCannotWaitForIsKilledAndServingGoesOn) {
+// Whose trapped call fails.
+enum class FailedCaller { kMainProcess, kChild };
+
+// Runs `body` in a child of this process under a seccomp trap on system
+// call `nr` when its argument `arg` is `value`, which this process answers:
+// `errnum` for the first trapped call `caller` makes (the child itself, or
+// one of its own children), on as usual for every other. Expects one call
+// failed and `body` to return 0 (12: no refusal, or another; 14: the killed
+// child was not reaped; 18: the next connection was not served).
+void ExpectZeroWithOneCallFailed(int nr, int arg, uint32_t value, int errnum, FailedCaller caller,
+                                 absl::FunctionRef<int()> body) {
   int channel[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, channel), 0);
   UniqueFd trap_end(channel[0]);
@@ -448,12 +449,11 @@ TEST(ForkingServerGateTest, AChildTheMainProcessCannotWaitForIsKilledAndServingG
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     alarm(kSafetyMs / 1000);
-    const int listener =
-        SyscallFilter(SYS_read, 2, 1, SECCOMP_RET_USER_NOTIF).Install(/*listener=*/true);
+    const int listener = SyscallFilter(nr, arg, value, SECCOMP_RET_USER_NOTIF).Install(true);
     if (listener < 0 || !SyscallTrap::SendListener(child_end.get(), listener)) _exit(9);
     close(listener);
     child_end.reset();
-    _exit(RefuseWhenTheGateCannotBeRead());
+    _exit(body());
   }
   child_end.reset();
   UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
@@ -466,8 +466,8 @@ TEST(ForkingServerGateTest, AChildTheMainProcessCannotWaitForIsKilledAndServingG
     absl::StatusOr<SyscallTrap::Call> call = trap->NextCall(pidfd.get());
     if (!call.ok()) break;
     absl::Status answered;
-    if (!failed_one && call->pid == pid) {
-      answered = trap->Fail(call->id, EIO);
+    if (!failed_one && (call->pid == pid) == (caller == FailedCaller::kMainProcess)) {
+      answered = trap->Fail(call->id, errnum);
       failed_one = true;
     } else {
       answered = trap->Continue(call->id);
@@ -480,12 +480,65 @@ TEST(ForkingServerGateTest, AChildTheMainProcessCannotWaitForIsKilledAndServingG
   int status = 0;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   ASSERT_OK(trap.status());
-  EXPECT_TRUE(failed_one) << "no gate read was trapped";
-  // 12: no refusal, or another; 14: the killed child was not reaped; 18:
-  // the next connection was not served.
+  EXPECT_TRUE(failed_one) << "no call was trapped";
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "wait status " << status;
 }
 
+// When the main process's read of a child's gate fails, it cannot tell
+// whether the child has shed what it inherited: the child is killed and
+// reaped, the connection refused, and serving goes on. The read fails by a
+// trap on read(_, _, 1) (the gates' reads, one byte at a time): EIO for
+// the main process's first.
+TEST(ForkingServerGateTest, AChildTheMainProcessCannotWaitForIsKilledAndServingGoesOn) {
+  ExpectZeroWithOneCallFailed(SYS_read, 2, 1, EIO, FailedCaller::kMainProcess, [] {
+    return RefuseWhenAWorkerCannotStart("cannot wait for child ",
+                                        " to set itself up: read(gate, fd=");
+  });
+}
+
+// A worker whose setup fails (its prctl(PR_SET_PDEATHSIG) refused, as a
+// seccomp filter may) is killed and reaped, never counted as a worker; its
+// connection is refused saying why, and serving goes on.
+TEST(ForkingServerGateTest, AWorkerWhoseSetUpFailsIsKilledItsConnectionRefusedAndServingGoesOn) {
+  ExpectZeroWithOneCallFailed(SYS_prctl, 0, PR_SET_PDEATHSIG, EPERM, FailedCaller::kChild, [] {
+    return RefuseWhenAWorkerCannotStart(
+        "child ",
+        " failed to set itself up: prctl(PR_SET_PDEATHSIG, SIGKILL): Operation not permitted");
+  });
+}
+
+// A service whose sandbox refuses prctl(PR_SET_PDEATHSIG) could start no
+// worker: the check at its start (before it says ready) fails, naming the
+// call and what to allow. Allowed, the check leaves SIGKILL set.
+TEST(ForkingServerStartCheckTest, FailsWhenTheSandboxRefusesTheParentDeathSignal) {
+  EXPECT_EQ(ExitCodeInChild([] {
+              if (SyscallFilter(SYS_prctl, 0, PR_SET_PDEATHSIG, SECCOMP_RET_ERRNO | EPERM)
+                      .Install(false) != 0) {
+                return 10;
+              }
+              absl::Status checked = ForkingServer::CheckChildrenCanSetUp();
+              if (checked.message() !=
+                  "prctl(PR_SET_PDEATHSIG, SIGKILL): Operation not permitted: the sandbox's "
+                  "system call filter must allow it (services/README.md, \"What the sandbox "
+                  "must allow\")") {
+                std::fprintf(stderr, "check: %s\n", checked.ToString().c_str());
+                return 11;
+              }
+              return 0;
+            }),
+            0);
+  EXPECT_EQ(ExitCodeInChild([] {
+              if (!ForkingServer::CheckChildrenCanSetUp().ok()) return 10;
+              int signal = 0;
+              if (prctl(PR_GET_PDEATHSIG, &signal) != 0 || signal != SIGKILL) return 11;
+              return 0;
+            }),
+            0);
+}
+
+// Workers need no socket of their own: a service whose seccomp filter
+// refuses socketpair(AF_UNIX) (restrictAddressFamilies without unix) still
+// starts them. Its connections come from the broker, made before.
 TEST(ForkingServerFilterTest, StartsWorkersUnderAFilterThatRefusesUnixSocketpairs) {
   EXPECT_EQ(ExitCodeInChild([] {
               WorkerHandler handler;

@@ -24,6 +24,7 @@ absl::Status Serve(
   CB_ASSIGN_OR_RETURN(Service service, Service::FromEnvironment());
   CB_ASSIGN_OR_RETURN(UniqueFd fd, service.TakeGrant(grant));
   CB_ASSIGN_OR_RETURN(std::unique_ptr<RequestHandler> handler, make_handler(std::move(fd), grant));
+  if (options.workers.has_value()) CB_RETURN_IF_ERROR(ForkingServer::CheckChildrenCanSetUp());
   CB_RETURN_IF_ERROR(service.Ready());
   if (options.workers.has_value()) {
     ForkingServer::Options workers = *options.workers;

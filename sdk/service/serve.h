@@ -86,8 +86,10 @@ absl::StatusOr<std::string> ParseServeArguments(const std::vector<std::string>& 
 // when anything failed, which is said on stderr prefixed with `program`;
 // 2 for arguments ParseServeArguments refuses, said with a usage line.
 // The flags are read before `make_handler` runs, so it may use their values.
-// Readiness comes after `make_handler`: a service whose grant is unusable
-// exits before it is ready, and the broker reports why.
+// Readiness comes after `make_handler`, and with `options.workers` after
+// ForkingServer::CheckChildrenCanSetUp: a service whose grant is unusable,
+// or whose sandbox refuses what its workers need, exits before it is
+// ready, and the broker reports why.
 int ServeWithGrant(
     absl::string_view program, absl::string_view default_grant, int argc, char** argv,
     absl::FunctionRef<absl::StatusOr<std::unique_ptr<RequestHandler>>(

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
-#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <climits>
@@ -15,6 +14,7 @@
 #include "sdk/base/shown_text.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
+#include "sdk/service/process_controls.h"
 
 namespace capbroker {
 namespace {
@@ -74,9 +74,7 @@ absl::StatusOr<Service> Service::FromEnvironment() {
   // as one uid, and a dumpable one's /proc/PID/mem is open to any of them
   // (no ptrace needed). Not dumpable, it is open to none; this also turns
   // core dumps off. Fail closed: a service that cannot is not started.
-  if (prctl(PR_SET_DUMPABLE, 0) != 0) {
-    return ErrnoStatus(errno, "prctl(PR_SET_DUMPABLE, 0)");
-  }
+  CB_RETURN_IF_ERROR(MakeNotDumpable());
   // A service serves many clients: one client's request that writes past
   // RLIMIT_FSIZE must fail with EFBIG, not kill the service for all
   // (SIGXFSZ's default action). Ignored stays ignored across fork and exec.

@@ -85,20 +85,31 @@ absl::Status WriteProcFile(pid_t pid, const char* file, absl::string_view text) 
   return absl::OkStatus();
 }
 
-// /proc/PID/comm without its newline. The file is readable by anyone, in
-// any namespace, for as long as the process is not reaped. It belongs to the
-// process's uid, which may take a file lease on it (fcntl F_SETLEASE) and
-// ignore the break: a plain open would then wait up to fs.lease-break-time
-// (45 s), and the broker's loop with it. O_NONBLOCK fails it at once
-// (EWOULDBLOCK) instead.
-absl::StatusOr<std::string> ReadComm(pid_t pid) {
+// What a child's name says of whether it went through execve(2), which
+// replaces kSetupName before the program's first instruction.
+enum class NameSays {
+  kSetup,    // it bears kSetupName: no program ran, unless one renamed itself so
+  kProgram,  // another name, or the process vanished (its /proc entry gone)
+  kNothing,  // it could not be read: the broker short of fds or memory, a lease
+};
+
+// Reads /proc/PID/comm. The file is readable by anyone, in any namespace,
+// for as long as the process is not reaped. It belongs to the process's
+// uid, which may take a file lease on it (fcntl F_SETLEASE) and ignore the
+// break: a plain open would then wait up to fs.lease-break-time (45 s), and
+// the broker's loop with it. O_NONBLOCK fails it at once (EWOULDBLOCK)
+// instead. Only ENOENT and ESRCH mean the process is gone: an EMFILE,
+// ENFILE or ENOMEM says something of the broker, nothing of the child.
+NameSays ReadName(pid_t pid) {
   std::string path = absl::StrCat("/proc/", pid, "/comm");
-  CB_ASSIGN_OR_RETURN(UniqueFd fd, TakeFd(open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC),
-                                          absl::StrCat("open(", path, ")")));
+  int fd = RetryEintr([&] { return open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC); });
+  if (fd < 0) return errno == ENOENT || errno == ESRCH ? NameSays::kProgram : NameSays::kNothing;
+  UniqueFd owned(fd);
   char text[64];
-  ssize_t n = RetryEintr([&] { return read(fd.get(), text, sizeof text); });
-  if (n < 0) return ErrnoStatus(errno, absl::StrCat("read(", path, ")"));
-  return std::string(absl::StripSuffix(absl::string_view(text, n), "\n"));
+  ssize_t n = RetryEintr([&] { return read(owned.get(), text, sizeof text); });
+  if (n < 0) return errno == ESRCH ? NameSays::kProgram : NameSays::kNothing;
+  return absl::StripSuffix(absl::string_view(text, n), "\n") == kSetupName ? NameSays::kSetup
+                                                                          : NameSays::kProgram;
 }
 
 }  // namespace
@@ -198,20 +209,21 @@ std::string DescribeExit(const siginfo_t& info) {
 }
 
 bool MayHaveRunProgram(pid_t pid) {
-  absl::StatusOr<std::string> comm = ReadComm(pid);
-  return !comm.ok() || *comm != kSetupName;
+  // Killed, it runs nothing more: only what it bears now tells, and a name
+  // that cannot be read is taken for a program that ran.
+  return ReadName(pid) != NameSays::kSetup;
 }
 
 absl::Status CheckReachedExecve(const CloneResult& child, int timeout_ms) {
   // execve(2) sets the new name after it has closed the close-on-exec fds:
-  // a name other than ours is proof, ours alone is not. A name that cannot
-  // be read (a reaped child, or a lease on it, which the child's own setup
-  // never takes) counts as a program that ran, and what it did is told by
-  // its exit.
-  if (MayHaveRunProgram(child.pid)) return absl::OkStatus();
+  // a name other than ours is proof, ours alone is not. A vanished child
+  // counts as a program that ran, and what it did is told by its exit.
+  if (ReadName(child.pid) == NameSays::kProgram) return absl::OkStatus();
+  // Ours, or a name that could not be read (the broker at its fd limit):
   // exit(2) releases a process's memory (exit_mm) before its fds
   // (exit_files), while execve maps the new program before it closes any
   // fd: with the pipe closed, /proc/PID/exe resolves only after an execve.
+  // readlink needs no fd.
   std::string exe = absl::StrCat("/proc/", child.pid, "/exe");
   char target[1];
   if (readlink(exe.c_str(), target, sizeof target) >= 0 || errno != ENOENT) {

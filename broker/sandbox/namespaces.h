@@ -90,22 +90,27 @@ std::string DescribeExit(const siginfo_t& info);
 // end of file without a failure: OK when it went through execve, even if the
 // program has exited since; kUnavailable ("died before execve (killed by
 // SIGKILL)") when it died before, which also closes the pipe (the OOM killer,
-// an administrator's kill). When /proc cannot tell, OK: the child's exit is
-// then seen through its pidfd like any exit. kDeadlineExceeded when a dying
-// child is not dead within `timeout_ms`: its exit is under way (its memory
-// is gone), so this waits only while it closes its other fds, which takes
-// microseconds unless one is on a hung file system; keep it short. Never
-// reaps the child.
+// an administrator's kill). Its name tells first: another than kSetupName,
+// or a child vanished from /proc, is a program that ran. Ours, or a name the
+// broker could not read (EMFILE at its fd limit, ENOMEM, a lease), leaves it
+// to /proc/PID/exe, which needs no fd and resolves only after an execve.
+// When neither can tell, OK: the child's exit is then seen through its
+// pidfd like any exit. kDeadlineExceeded when a dying child is not dead
+// within `timeout_ms`: its exit is under way (its memory is gone), so this
+// waits only while it closes its other fds, which takes microseconds unless
+// one is on a hung file system; keep it short. Never reaps the child.
 absl::Status CheckReachedExecve(const CloneResult& child, int timeout_ms);
 
 // For a child sent SIGKILL before its launch was over (its pid not reaped
 // yet): whether it may have run its program. False only when it still bears
 // kSetupName, which execve replaces before the program's first instruction:
 // killed, it never runs one (the pending SIGKILL ends it before it returns
-// to user space), even if it is inside execve now. A name that cannot be
-// read, or any other (a program that ran): true. A program that names itself kSetupName is taken for a
-// child that never ran one; it had to run, and rename itself, between the
-// launch's last read of its report and the kill.
+// to user space), even if it is inside execve now. Any other name (a
+// program that ran), or one that cannot be read for any reason (the broker
+// at its fd limit too): true, since once it is dead nothing else can tell.
+// A program that names itself kSetupName is taken for a child that never
+// ran one; it had to run, and rename itself, between the launch's last read
+// of its report and the kill.
 bool MayHaveRunProgram(pid_t pid);
 
 }  // namespace capbroker::sandbox

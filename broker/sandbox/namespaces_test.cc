@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -122,6 +123,60 @@ TEST(CheckReachedExecveTest, AChildKilledBeforeExecveDiedBeforeIt) {
   KillAndWait(child);
 }
 
+// While one lives, this process can open no fd (EMFILE), as a broker at
+// its fd limit: RLIMIT_NOFILE is its lowest free fd number, so the fds it
+// has stay usable (0 would also fail poll(2), whose nfds may not exceed it).
+class NoNewFds {
+ public:
+  NoNewFds() {
+    EXPECT_EQ(getrlimit(RLIMIT_NOFILE, &saved_), 0);
+    const int lowest_free = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    EXPECT_GE(lowest_free, 0);
+    close(lowest_free);
+    rlimit at_limit = saved_;
+    at_limit.rlim_cur = static_cast<rlim_t>(lowest_free);
+    EXPECT_EQ(setrlimit(RLIMIT_NOFILE, &at_limit), 0);
+  }
+  ~NoNewFds() { EXPECT_EQ(setrlimit(RLIMIT_NOFILE, &saved_), 0); }
+  NoNewFds(const NoNewFds&) = delete;
+  NoNewFds& operator=(const NoNewFds&) = delete;
+
+ private:
+  rlimit saved_{};
+};
+
+// A child that died before execve while the broker is at its fd limit, so
+// that its name cannot be opened: /proc/PID/exe, which needs no fd, tells
+// (its start grants were not delivered).
+TEST(CheckReachedExecveTest, AChildKilledBeforeExecveDiedBeforeItThoughItsNameCannotBeOpened) {
+  CloneResult child = StartAndWaitForEndOfFile([] { syscall(SYS_kill, getpid(), SIGKILL); });
+  WaitExited(child);
+  absl::Status checked;
+  {
+    NoNewFds no_new_fds;
+    ASSERT_TRUE(open("/proc/self/comm", O_RDONLY | O_CLOEXEC) < 0 && errno == EMFILE);
+    checked = CheckReachedExecve(child, 10000);
+  }
+  EXPECT_THAT(checked, StatusIs(absl::StatusCode::kUnavailable,
+                                "the child died before execve (killed by SIGKILL)"));
+  KillAndWait(child);
+}
+
+// The same limit leaves a program that ran taken for one.
+TEST(CheckReachedExecveTest, ARunningProgramRanThoughItsNameCannotBeOpened) {
+  CloneResult child = StartAndWaitForEndOfFile([] {
+    char* argv[] = {const_cast<char*>("/bin/sleep"), const_cast<char*>("60"), nullptr};
+    execve(argv[0], argv, environ);
+  });
+  absl::Status checked;
+  {
+    NoNewFds no_new_fds;
+    checked = CheckReachedExecve(child, 10000);
+  }
+  EXPECT_OK(checked);
+  KillAndWait(child);
+}
+
 TEST(CheckReachedExecveTest, AProgramThatExitedAtOnceRan) {
   CloneResult child = StartAndWaitForEndOfFile([] {
     char* argv[] = {const_cast<char*>("/bin/false"), nullptr};
@@ -172,8 +227,8 @@ TEST(CheckReachedExecveTest, ALeaseOnTheChildsNameDoesNotBlock) {
     FAIL() << "reading the child's name waited on its lease";
   }
   // The child is alive and holds its pipe no more, and its name cannot be
-  // read: taken as a program that ran (only the program can hold the
-  // lease, unless another process of its uid does).
+  // read: /proc/PID/exe, which resolves while it lives, takes it for a
+  // program that ran.
   EXPECT_OK(checked.get());
   KillAndWait(child);
 }
@@ -198,6 +253,24 @@ TEST(MayHaveRunProgramTest, AChildKilledInItsSetupDidNot) {
   Kill(child);
   EXPECT_FALSE(MayHaveRunProgram(child.pid));
   EXPECT_FALSE(MayHaveRunOnceKilled(child));
+}
+
+// Once it is dead, nothing but its name can tell: one that cannot be read
+// (the broker at its fd limit) counts as a program that may have run.
+TEST(MayHaveRunProgramTest, AChildWhoseNameCannotBeOpenedMayHave) {
+  CloneResult child = StartAndWaitForEndOfFile([] {
+    if (syscall(SYS_close_range, 3, ~0U, 0) != 0) _exit(3);
+    pause();
+  });
+  Kill(child);
+  WaitExited(child);
+  bool may_have_run = false;
+  {
+    NoNewFds no_new_fds;
+    may_have_run = MayHaveRunProgram(child.pid);
+  }
+  EXPECT_TRUE(may_have_run);
+  EXPECT_EQ(waitpid(child.pid, nullptr, 0), child.pid);
 }
 
 TEST(MayHaveRunProgramTest, AProgramKilledAsItRunsDid) {

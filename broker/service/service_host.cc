@@ -860,6 +860,10 @@ void ServiceHost::OnTimer(Service& service) {
       // timer: then it runs, and its readiness is what is late, if it is.
       TakeLaunchReport(service);
       if (service.state != ServiceState::STARTING) break;  // ready, or failed
+      // Killed for a stated reason as the report was taken (KillUnfinished:
+      // the broker could not serve it, or its launch failed after its
+      // program started): that reason is its end's, and kill_wait runs.
+      if (!service.killed_for.empty()) break;
       if (service.launch) {
         std::string why = absl::StrCat("its sandbox was not set up within ",
                                        service.spec.start_timeout_ms,

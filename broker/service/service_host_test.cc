@@ -1584,6 +1584,36 @@ TEST_F(ServiceHostTest, ALaunchWhoseProgramRunsAtTheStartTimeoutIsKilledForItsRe
             "broker's log");
 }
 
+// ... but one that the broker could not serve once its report was read
+// there (Launched) is killed for that, once: not for its readiness too,
+// which would blame the program for the broker's shortage (of fds, of epoll
+// space) and put off, by a second kill_wait, the look after its SIGKILL.
+TEST_F(ServiceHostTest, ALaunchFoundRunningAtTheStartTimeoutButUnservableIsKilledOnceForThat) {
+  kill_wait_ = absl::Milliseconds(50);  // its timer looks after that (unwatched pidfd)
+  MakeHost();
+  ASSERT_OK(Connect("notify", 1).status());
+  ASSERT_TRUE(WaitForReport(0));
+  loop_.refuse_pidfd_watches = true;
+  ::testing::internal::CaptureStderr();
+  ASSERT_TRUE(loop_.TurnOnceAllReadable());
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  std::vector<std::string> kills;
+  for (absl::string_view line : absl::StrSplit(log, '\n')) {
+    if (absl::StrContains(line, "killing it")) kills.emplace_back(line);
+  }
+  EXPECT_THAT(kills, ElementsAre(HasSubstr("the broker could not serve it (epoll_ctl: Cannot "
+                                           "allocate memory (refused by the test)); killing it")))
+      << log;
+  EXPECT_EQ(ClientAnswers(),
+            std::vector<std::string>({"service 'notify' could not start: the broker could not "
+                                      "serve it (epoll_ctl: Cannot allocate memory (refused by "
+                                      "the test))"}));
+  ASSERT_TRUE(RunUntil([&] { return !Report("notify").last_exit.empty(); }));
+  EXPECT_THAT(Report("notify").last_exit,
+              StartsWith("the broker could not serve it (epoll_ctl: Cannot allocate memory "
+                         "(refused by the test)) (killed by SIGKILL)"));
+}
+
 // ... and at the broker's stop.
 TEST_F(ServiceHostTest, ALaunchWhoseProgramRunsWhenTheBrokerStopsHadItsGrants) {
   ASSERT_OK(Connect("granted", 1).status());

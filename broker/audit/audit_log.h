@@ -143,9 +143,10 @@ struct AuditEvent {
   absl::string_view capability;
   absl::string_view access;
   absl::string_view path;
-  // For openBeneath: create (with its mode) and truncate, written in the
-  // request when asked; for a grant with create, "created" after the
-  // decision.
+  // For a file's open (openBeneath; acquire and start of a file
+  // capability): create (with its mode) and truncate, written in the
+  // request when the open uses them; for a grant with create, "created"
+  // after the decision.
   OpenOptions open;
   // The outcome: granted or not, the principal whose grant allowed it, and
   // the reason (for a denial, the message sent to the client).

@@ -169,7 +169,7 @@ absl::StatusOr<UniqueFd> OpenForGrant(const Target& target, const FileOpen& how,
   CB_ASSIGN_OR_RETURN(int flags, AccessFlags(how.access));
   if (how.create) flags |= O_CREAT;
   CB_ASSIGN_OR_RETURN(Found opened, OpenChecked(target, flags, how.mode));
-  CB_ASSIGN_OR_RETURN(OpenEffects left, OpenEffects::Of(how, opened, target.lookup.path));
+  OpenEffects left = OpenEffects::Of(how, opened, target.lookup.path);
   if (how.append_only) {
     CB_RETURN_IF_ERROR(RequireAppendOnly(opened.fd.get(), left, target.lookup.path));
   }
@@ -179,20 +179,15 @@ absl::StatusOr<UniqueFd> OpenForGrant(const Target& target, const FileOpen& how,
 
 }  // namespace
 
-absl::StatusOr<OpenEffects> OpenEffects::Of(const FileOpen& how, Found& opened,
-                                            const std::string& path) {
+OpenEffects OpenEffects::Of(const FileOpen& how, Found& opened, const std::string& path) {
   OpenEffects effects;
   effects.path_ = path;
   effects.truncate_ = how.truncate;
   if (opened.created) {
-    struct stat st;
-    if (fstat(opened.fd.get(), &st) != 0) {
-      return ErrnoStatus(errno, absl::StrCat("fstat ", path));
-    }
     effects.directory_ = std::move(opened.directory);
     effects.name_ = std::move(opened.name);
-    effects.dev_ = st.st_dev;
-    effects.ino_ = st.st_ino;
+    effects.dev_ = opened.st.st_dev;
+    effects.ino_ = opened.st.st_ino;
   }
   return effects;
 }

@@ -114,10 +114,11 @@ class OpenEffects {
   absl::Status Undo();
 
   // What the open `opened` (a walk's result, path_walk.h: the file, and
-  // what it made, which this takes) left to do for `how`, at `path`. For
-  // OpenFile and OpenBeneath, which give it to their callers.
-  static absl::StatusOr<OpenEffects> Of(const FileOpen& how, Found& opened,
-                                        const std::string& path);
+  // what it made, which this takes, with its identity) left to do for
+  // `how`, at `path`. It cannot fail: nothing can come between the making
+  // of a file and what removes it. For OpenFile and OpenBeneath, which give
+  // it to their callers.
+  static OpenEffects Of(const FileOpen& how, Found& opened, const std::string& path);
 
  private:
   std::string path_;  // for messages

@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
+#include "broker/caps/path_walk.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
 #include "tests/fixtures/fd_count.h"
@@ -86,6 +87,34 @@ TEST(OpenFileTest, CreatesWithModeAndTruncates) {
   ASSERT_EQ(stat(dir.Join("full").c_str(), &st), 0);
   EXPECT_EQ(st.st_size, 0);
   EXPECT_FALSE(effects.pending());
+}
+
+// As reported: OpenEffects::Of took a made file's identity with an fstat of
+// its own, after the walk made it; had that failed, the file stayed, with
+// nothing to remove it. The walk takes it as it makes the file, beneath a
+// directory it borrows (whose fd it duplicates before the create) and one
+// it opened alike, so that nothing after the create can fail.
+TEST(OpenFileTest, AWalkThatMakesAFileHoldsWhatRemovesItAgain) {
+  TempDir dir;
+  ASSERT_EQ(mkdir(dir.Join("sub").c_str(), 0700), 0);
+  UniqueFd start(open(dir.path().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(start.valid());
+  for (const char* path : {"new", "sub/new"}) {
+    SCOPED_TRACE(path);
+    Lookup lookup{start.get(), path, /*beneath=*/true, /*follow_symlinks=*/false, "open"};
+    ASSERT_OK_AND_ASSIGN(Found found, Walk(lookup, O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+    ASSERT_TRUE(found.created);
+    struct stat st;
+    ASSERT_EQ(fstat(found.fd.get(), &st), 0);
+    EXPECT_EQ(found.st.st_dev, st.st_dev);
+    EXPECT_EQ(found.st.st_ino, st.st_ino);
+    EXPECT_TRUE(S_ISREG(found.st.st_mode));
+    ASSERT_TRUE(found.directory.valid());
+    EXPECT_NE(found.directory.get(), start.get());
+    struct stat named;
+    ASSERT_EQ(fstatat(found.directory.get(), found.name.c_str(), &named, AT_SYMLINK_NOFOLLOW), 0);
+    EXPECT_EQ(named.st_ino, st.st_ino);
+  }
 }
 
 // A file the open made is removed again by Undo (its grant never got on

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <linux/openat2.h>
+#include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -163,6 +164,14 @@ class Walker {
   // else looked up (a link followed, where links are).
   absl::StatusOr<Found> Last(const std::string& name, int create_flags, mode_t mode) {
     for (int attempt = 0; attempt < kCreateAttempts; ++attempt) {
+      // What the caller needs to remove the file again (OpenEffects: the
+      // directory, the file's identity) is all in hand before the create or
+      // taken by calls that cannot fail after it, so that no error leaves
+      // a file made behind: a borrowed directory is duplicated first.
+      UniqueFd copy;
+      if (!stack_.back().owned) {
+        CB_ASSIGN_OR_RETURN(copy, TakeTop());
+      }
       absl::StatusOr<UniqueFd> made =
           OpenStep(stack_.back().fd, name, create_flags | O_EXCL, mode, lookup_);
       if (made.ok()) {
@@ -170,7 +179,14 @@ class Walker {
         found.fd = *std::move(made);
         found.created = true;
         found.name = name;
-        CB_ASSIGN_OR_RETURN(found.directory, TakeTop());
+        // fstat of a file just made fails only where its file system does
+        // (EIO): its identity unknown, the name may not be removed (it may
+        // name another's file by now), and the administrator is told.
+        if (fstat(found.fd.get(), &found.st) != 0) {
+          return ErrnoStatus(errno, absl::StrCat("fstat of the new file ", Named(lookup_),
+                                                 " (made, and left there: remove it)"));
+        }
+        found.directory = copy ? std::move(copy) : std::move(stack_.back().owned);
         return found;
       }
       if (made.status().code() != absl::StatusCode::kAlreadyExists) return made.status();

@@ -63,7 +63,7 @@ struct Found {
   // The entry, O_PATH; or, when `created`, the new file, opened with the
   // flags given to Walk.
   UniqueFd fd;
-  struct stat st = {};  // fstat of the entry (unset when `created`)
+  struct stat st = {};  // fstat of the entry, or of the file made
   bool created = false;
   // When `created`: the directory it was made in (O_PATH) and its name
   // there, to remove it again by that very directory.

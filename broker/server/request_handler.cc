@@ -165,6 +165,18 @@ absl::Status ServiceDirectoryRefusal(absl::string_view capability) {
       "broker would reach outside the sandbox, so none is given at run time"));
 }
 
+// What the open `how` of a grant does besides opening (create with its
+// mode, truncate), and whether it made the file (`effects`), for its audit
+// line: the one way acquire, openBeneath and start grants fill it.
+audit::OpenOptions OpenOptionsOf(const caps::FileOpen& how, const caps::OpenEffects& effects) {
+  audit::OpenOptions open;
+  open.create = how.create;
+  open.mode = how.mode & 0777;
+  open.truncate = how.truncate;
+  open.created = effects.created();
+  return open;
+}
+
 }  // namespace
 
 RequestHandler::RequestHandler(audit::AuditLog& audit, Stats& stats, uid_t broker_uid,
@@ -317,7 +329,8 @@ Outcome RequestHandler::Hello(Session& session, schema::Hello::Reader hello,
 
 absl::StatusOr<UniqueFd> RequestHandler::Make(const CapabilitySpec& spec,
                                               schema::Access access,
-                                              caps::OpenEffects& effects) {
+                                              caps::OpenEffects& effects,
+                                              audit::OpenOptions& open) {
   switch (spec.kind) {
     case Kind::kFile: {
       caps::FileOpen how;
@@ -333,7 +346,10 @@ absl::StatusOr<UniqueFd> RequestHandler::Make(const CapabilitySpec& spec,
       // client that asks for append under a write grant restricts itself:
       // that fd is O_APPEND only, as it asked.
       how.append_only = spec.access == schema::Access::APPEND;
-      return caps::OpenFile(spec.path, how, spec.follow_symlinks, hard_links_, &effects);
+      absl::StatusOr<UniqueFd> fd =
+          caps::OpenFile(spec.path, how, spec.follow_symlinks, hard_links_, &effects);
+      open = OpenOptionsOf(how, effects);
+      return fd;
     }
     case Kind::kDirectory:
       return caps::OpenDirectory(spec.path, spec.follow_symlinks);
@@ -404,20 +420,24 @@ Outcome RequestHandler::Acquire(const Session& session,
     outcome.principal = std::move(decision.principal);
     return outcome;
   }
-  absl::StatusOr<UniqueFd> fd = Make(spec, decision.access, outcome.effects);
+  // A file's open: what it does besides opening goes on its line, as an
+  // open beneath's does.
+  audit::OpenOptions open;
+  absl::StatusOr<UniqueFd> fd = Make(spec, decision.access, outcome.effects, open);
   if (!fd.ok()) {
     status = absl::Status(fd.status().code(),
                           absl::StrCat("capability '", spec.name, "': ",
                                        fd.status().message()));
     Finish(session, "acquire", name, decision.access, "", status,
-           decision.principal, reply);
+           decision.principal, reply, open);
     return outcome;
   }
   SetGranted(spec, decision.access, reply);
   outcome.fds.push_back(std::move(fd).value());
   outcome.audit_line = Finish(session, "acquire", name, decision.access, "",
-                              absl::OkStatus(), decision.principal, reply);
+                              absl::OkStatus(), decision.principal, reply, open);
   outcome.principal = std::move(decision.principal);
+  outcome.open = open;
   return outcome;
 }
 
@@ -478,7 +498,7 @@ Outcome RequestHandler::OpenBeneath(const Session& session,
       caps::OpenDirectory(decision.capability->path,
                           decision.capability->follow_symlinks);
   if (fd.ok()) fd = caps::OpenBeneath(fd->get(), path, how, hard_links_, &outcome.effects);
-  asked.created = outcome.effects.created();
+  asked = OpenOptionsOf(how, outcome.effects);
   // A directory: an open that neither creates nor truncates (caps::
   // OpenBeneath), so it left nothing to undo.
   if (fd.ok() && !session.identity.service.empty() && IsDirectoryFd(fd->get())) {
@@ -719,7 +739,8 @@ void RequestHandler::Services(const Session& session, schema::Request::Reader re
 
 absl::StatusOr<UniqueFd> RequestHandler::MakeForStart(const CapabilitySpec& capability,
                                                        const StartCheck& check,
-                                                       caps::OpenEffects& effects) {
+                                                       caps::OpenEffects& effects,
+                                                       audit::OpenOptions& open) {
   absl::StatusOr<UniqueFd> fd = absl::InternalError("not made");
   if (capability.kind == Kind::kMemory && capability.shared) {
     // A dup: the open file description every readWrite grantee shares (see
@@ -729,7 +750,7 @@ absl::StatusOr<UniqueFd> RequestHandler::MakeForStart(const CapabilitySpec& capa
              ? absl::InternalError("shared memory was not prepared")
              : TakeFd(fcntl(it->second->get(), F_DUPFD_CLOEXEC, 0), "fcntl(F_DUPFD_CLOEXEC)");
   } else {
-    fd = Make(capability, capability.access, effects);
+    fd = Make(capability, capability.access, effects, open);
   }
   if (!fd.ok()) {
     return absl::Status(fd.status().code(), absl::StrCat("capability '", capability.name,
@@ -757,18 +778,23 @@ absl::StatusOr<RequestHandler::StartGrants> RequestHandler::GrantAtStart(
   // A refusal is written whatever the budget of the service's uid, which a
   // client of that uid could spend to hide it: starts are rationed by the
   // service host (StartLimiter), so these lines are too.
-  auto record = [&](const CapabilitySpec& capability, const absl::Status& status) {
+  auto record = [&](const CapabilitySpec& capability, const absl::Status& status,
+                    const audit::OpenOptions& open) {
     return Finish(session, "start", capability.name, capability.access, "", status,
-                  service.service, scratch.initRoot<schema::Reply>(), {}, Budget::kExempt);
+                  service.service, scratch.initRoot<schema::Reply>(), open, Budget::kExempt);
   };
   StartGrants made;
+  // What each file's open does besides opening, for its lines.
+  std::vector<audit::OpenOptions> opens;
   for (size_t index : grants) {
     const CapabilitySpec& capability = policy_.capabilities()[index];
     // Kept whether or not the check refused the fd after its open.
     made.effects.emplace_back();
-    absl::StatusOr<UniqueFd> fd = MakeForStart(capability, check, made.effects.back());
+    opens.emplace_back();
+    absl::StatusOr<UniqueFd> fd =
+        MakeForStart(capability, check, made.effects.back(), opens.back());
     if (!fd.ok()) {
-      record(capability, fd.status());
+      record(capability, fd.status(), opens.back());
       // The fds made so far close here, never on record; the files their
       // opens made go again.
       UndoEffects(absl::MakeSpan(made.effects));
@@ -777,10 +803,10 @@ absl::StatusOr<RequestHandler::StartGrants> RequestHandler::GrantAtStart(
     made.fds.push_back(std::move(fd).value());
   }
   made.record.service = service;
-  for (size_t index : grants) {
-    const CapabilitySpec& capability = policy_.capabilities()[index];
-    made.record.grants.push_back(
-        {capability.name, capability.access, record(capability, absl::OkStatus())});
+  for (size_t i = 0; i < grants.size(); ++i) {
+    const CapabilitySpec& capability = policy_.capabilities()[grants[i]];
+    made.record.grants.push_back({capability.name, capability.access,
+                                  record(capability, absl::OkStatus(), opens[i]), opens[i]});
   }
   return made;
 }
@@ -796,7 +822,7 @@ void RequestHandler::StartNotDelivered(const StartRecord& record, const absl::St
   session.identity = record.service;
   for (const StartRecord::Grant& grant : record.grants) {
     NotDelivered(session, "start", grant.capability, grant.access, "", why,
-                 record.service.service);
+                 record.service.service, grant.open);
   }
 }
 

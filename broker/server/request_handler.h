@@ -98,10 +98,12 @@ struct Outcome {
   // unsent (its client disconnected, the broker stopped) gets a line that
   // says so (GrantNotDelivered). Empty for every other reply.
   std::string principal;
-  // For a grant of an open beneath: what its request asked besides opening
-  // (create with its mode, truncate) and whether the open made the file,
-  // as its grant line says, so that a line saying it was not delivered
-  // names the same request (a file it made stays: its grant line says so).
+  // For a grant of a file open (acquire of a file capability, openBeneath):
+  // what the open did besides opening (create with its mode, truncate: for
+  // an acquire, the policy's, for an open beneath, the request's) and
+  // whether it made the file, as its grant line says, so that a line
+  // saying it was not delivered names the same request (a file it made
+  // stays: its grant line says so).
   audit::OpenOptions open;
 };
 
@@ -157,6 +159,9 @@ class RequestHandler {
       std::string capability;
       schema::Access access = schema::Access::UNSPECIFIED;
       uint64_t audit_line = 0;  // AuditLog sequence number
+      // For a file: what its open did besides opening, as its line says
+      // (Outcome::open), for the line saying it was not delivered.
+      audit::OpenOptions open;
     };
     Identity service;
     std::vector<Grant> grants;
@@ -201,7 +206,7 @@ class RequestHandler {
   // reply `reply` (the broker's own, one fd entry) the loop dropped before
   // sending it to `session`'s client, for reason `why`: a denial of the
   // same request, its reason "not delivered: WHY", as for a connect above.
-  // `open`: the grant's Outcome::open, for an open beneath.
+  // `open`: the grant's Outcome::open, for a file's open.
   void GrantNotDelivered(const Session& session, kj::ArrayPtr<const capnp::word> reply,
                          absl::string_view principal, const audit::OpenOptions& open,
                          absl::string_view why);
@@ -300,17 +305,20 @@ class RequestHandler {
             const absl::Status& status, schema::Reply::Builder reply);
 
   // Makes the fd for a granted capability; for a file, `effects` gets what
-  // its open left to complete or undo (caps::OpenEffects).
+  // its open left to complete or undo (caps::OpenEffects), and `open` what
+  // the open did besides opening, for its audit line (Outcome::open), set
+  // whether or not the open succeeded.
   absl::StatusOr<UniqueFd> Make(const CapabilitySpec& spec, schema::Access access,
-                                caps::OpenEffects& effects);
+                                caps::OpenEffects& effects, audit::OpenOptions& open);
   // The fd of `capability` for a service's start, refused by `check` if it
-  // says so; errors name the capability. `effects` as for Make.
+  // says so; errors name the capability. `effects` and `open` as for Make.
   absl::StatusOr<UniqueFd> MakeForStart(const CapabilitySpec& capability,
-                                        const StartCheck& check, caps::OpenEffects& effects);
+                                        const StartCheck& check, caps::OpenEffects& effects,
+                                        audit::OpenOptions& open);
 
   // The denial of a request whose grant is on record, saying it was not
   // delivered, and why (its reason "not delivered: " + AuditReason(why)),
-  // with the principal and, for an open beneath, the open options of the
+  // with the principal and, for a file's open, the open options of the
   // grant: for ConnectNotDelivered, StartNotDelivered and
   // GrantNotDelivered.
   void NotDelivered(const Session& session, absl::string_view request_kind,
@@ -319,7 +327,7 @@ class RequestHandler {
                     absl::string_view principal, const audit::OpenOptions& open = {});
   // Ends a grant or a denial: audit line, statistics, and an error reply
   // when `status` is not OK (its message; the line gives AuditReason).
-  // `open`: what an open beneath asked besides opening, for the line.
+  // `open`: what a file's open does besides opening, for the line.
   // `budget`: kExempt for a denial that corrects or completes a line on
   // record (audit::AuditEvent::exempt_from_budget).
   // Returns the audit line's sequence number.

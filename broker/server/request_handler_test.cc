@@ -510,6 +510,97 @@ TEST_F(RequestHandlerTest, AuditLineOfAnOpenBeneathRecordsCreateTruncateAndMode)
                                   R"("decision":"denied","principal")"));
 }
 
+// As reported: a file capability's open that creates or empties its file
+// does as much as an open beneath that asks to, and its lines say so the
+// same way (create with the policy's mode, truncate; created on a grant),
+// an acquire's and a service's start grant's alike, and so do the lines
+// saying that such a grant was not delivered. Before, acquire and start
+// lines had none of these fields.
+TEST_F(RequestHandlerTest, AuditLinesOfFileGrantsRecordCreateTruncateAndMode) {
+  std::string log_path = dir_.Join("audit");
+  int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  ASSERT_GE(log_fd, 0);
+  audit::AuditLog audit(log_fd);
+  RequestHandler handler(audit, stats_, geteuid(), caps::HardLinks::kProtected);
+  dir_.WriteFile("keep", "contents");
+  dir_.WriteFile("plain", "contents");
+  const std::string policy_text = absl::StrCat(
+      R"(( capabilities = [
+        ( name = "new", file = ( path = ")", dir_.Join("new"), R"(", access = write,
+                                 create = true, mode = 0640 ) ),
+        ( name = "keep", file = ( path = ")", dir_.Join("keep"), R"(", access = readWrite,
+                                  create = true, mode = 0600, truncate = true ) ),
+        ( name = "plain", file = ( path = ")", dir_.Join("plain"), R"(", access = read ) ),
+        ( name = "made", file = ( path = ")", dir_.Join("made"), R"(", access = write,
+                                  create = true, mode = 0644 ) ) ],
+      principals = [ ( name = "p", match = ( uid = 1000 ), grants = [ "new", "keep", "plain" ] ) ],
+      services = [ ( name = "svc", command = [ "/bin/true" ], grants = [ "made" ] ) ] ))");
+  ASSERT_OK_AND_ASSIGN(Policy policy, ParsePolicy(policy_text, "t.capnp"));
+  ASSERT_OK(handler.SetPolicy(std::move(policy)));
+  auto acquire = [&](const std::string& name, schema::Access access,
+                     capnp::MallocMessageBuilder& reply_message) {
+    capnp::MallocMessageBuilder request_message;
+    auto request = request_message.initRoot<schema::Request>();
+    request.setId(1);
+    auto acquire = request.initAcquire();
+    acquire.setName(name);
+    acquire.setAccess(access);
+    auto reply = reply_message.initRoot<schema::Reply>();
+    Outcome outcome = handler.Handle(session_, request.asReader(), reply);
+    EXPECT_FALSE(reply.isError()) << reply.getError().getMessage().cStr();
+    return outcome;
+  };
+  capnp::MallocMessageBuilder new_reply, keep_reply, plain_reply, read_reply;
+  Outcome made_new = acquire("new", schema::Access::WRITE, new_reply);         // line 0
+  Outcome emptied = acquire("keep", schema::Access::READ_WRITE, keep_reply);   // line 1
+  acquire("plain", schema::Access::READ, plain_reply);                         // line 2
+  // A read grant neither creates nor empties (Make): nothing to record.
+  acquire("keep", schema::Access::READ, read_reply);                           // line 3
+  ASSERT_EQ(made_new.fds.size(), 1u);
+  ASSERT_EQ(emptied.fds.size(), 1u);
+  EXPECT_TRUE(made_new.open.create && made_new.open.created);
+  EXPECT_TRUE(emptied.open.truncate);
+  handler.GrantNotDelivered(session_, capnp::messageToFlatArray(new_reply), made_new.principal,
+                            made_new.open, "the client hung up");               // line 4
+  handler.GrantNotDelivered(session_, capnp::messageToFlatArray(keep_reply), emptied.principal,
+                            emptied.open, "the client hung up");                // line 5
+
+  Identity service;
+  service.uid = 1000;
+  service.service = "svc";
+  ASSERT_OK_AND_ASSIGN(RequestHandler::StartGrants start,
+                       handler.GrantAtStart(service, {3}, {}));              // line 6
+  ASSERT_EQ(start.record.grants.size(), 1u);
+  handler.StartNotDelivered(start.record, absl::UnavailableError("execve failed"));  // line 7
+
+  audit.FlushAll();
+  close(log_fd);
+  std::vector<std::string> lines =
+      absl::StrSplit(testing::ReadWholeFile(log_path), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 8u) << testing::ReadWholeFile(log_path);
+  EXPECT_THAT(lines[0], HasSubstr(R"("capability":"new","access":"write","create":true,)"
+                                  R"("mode":"0640"},"decision":"granted","created":true,)"));
+  EXPECT_THAT(lines[1], HasSubstr(R"("capability":"keep","access":"readWrite","create":true,)"
+                                  R"("mode":"0600","truncate":true},"decision":"granted",)"
+                                  R"("created":false,)"));
+  for (int i : {2, 3}) {
+    for (absl::string_view field : {"\"create\"", "\"mode\"", "\"truncate\"", "\"created\""}) {
+      EXPECT_THAT(lines[i], Not(HasSubstr(field))) << lines[i];
+    }
+  }
+  EXPECT_THAT(lines[4], HasSubstr(R"("capability":"new","access":"write","create":true,)"
+                                  R"("mode":"0640"},"decision":"denied","principal":"p",)"
+                                  R"("reason":"not delivered: the client hung up")"));
+  EXPECT_THAT(lines[5], HasSubstr(R"("capability":"keep","access":"readWrite","create":true,)"
+                                  R"("mode":"0600","truncate":true},"decision":"denied",)"));
+  EXPECT_THAT(lines[6], HasSubstr(R"("kind":"start","capability":"made","access":"write",)"
+                                  R"("create":true,"mode":"0644"},"decision":"granted",)"
+                                  R"("created":true,)"));
+  EXPECT_THAT(lines[7], HasSubstr(R"("kind":"start","capability":"made","access":"write",)"
+                                  R"("create":true,"mode":"0644"},"decision":"denied",)"));
+  EXPECT_THAT(lines[7], HasSubstr(R"("reason":"not delivered: execve failed")"));
+}
+
 // A service's last exit and what it misses can quote capability paths and
 // the policy's own path, which `status` shows only to root and the broker's
 // uid: `services` shows them to the same, and to others a placeholder where

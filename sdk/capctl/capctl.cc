@@ -361,6 +361,9 @@ int Capctl::Open(const Options& o) {
     return Usage(absl::StrCat("open ", flags, " --access ", accesses,
                               " (without --access, open reads)"));
   }
+  // The mode is that of a file open creates: without --create it would
+  // be dropped without a sign.
+  if (o.mode.has_value() && !o.create) return Usage("open: --mode needs --create");
   BeneathOptions options;
   options.access = o.access.value_or(schema::Access::READ);
   options.create = o.create;

@@ -296,6 +296,22 @@ TEST_F(CapctlTest, OpenCreateOrTruncateNeedsAccess) {
   EXPECT_EQ(Run({"open", "spool", "new", "--create", "--access", "write"}).code, kExitOk);
 }
 
+// --mode is the mode of a file open creates: without --create it would be
+// dropped while the file is opened anyway.
+TEST_F(CapctlTest, OpenModeNeedsCreate) {
+  for (const std::vector<std::string>& options :
+       {std::vector<std::string>{"--mode", "0600"},
+        std::vector<std::string>{"--access", "write", "--mode=0644"},
+        std::vector<std::string>{"--access", "write", "--truncate", "--mode", "0600"}}) {
+    std::vector<std::string> args = {"open", "spool", "job"};
+    args.insert(args.end(), options.begin(), options.end());
+    SCOPED_TRACE(absl::StrJoin(args, " "));
+    Result r = Run(args);
+    ExpectFailure(r, kExitUsage);
+    EXPECT_THAT(r.err, StartsWith("capctl: open: --mode needs --create\n"));
+  }
+}
+
 TEST_F(CapctlTest, OpenBeneathRefusesEscapes) {
   ExpectFailure(Run({"open", "spool", "../secret"}), kExitPermissionDenied);
   Result absolute = Run({"open", "spool", "/etc/passwd"});

@@ -389,10 +389,10 @@ int Capctl::Exec(const Options& o) {
         absl::StrSplit(spec, absl::MaxSplits('=', 1));
     if (spec.find('=') == std::string::npos) parts.second = parts.first;
     if (parts.first.empty() || parts.second.empty()) {
-      return Usage(absl::StrCat("empty name in \"", Shown(spec), "\""));
+      return Usage(absl::StrCat("exec: empty name in \"", Shown(spec), "\""));
     }
     if (!IsFdName(parts.second)) {
-      return Usage(absl::StrCat("bad fd name \"", Shown(parts.second), "\" (at most ",
+      return Usage(absl::StrCat("exec: bad fd name \"", Shown(parts.second), "\" (at most ",
                                 kMaxFdNameBytes,
                                 " bytes of printable ASCII or spaces, not ':', as systemd "
                                 "takes)"));

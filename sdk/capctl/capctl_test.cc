@@ -902,7 +902,7 @@ TEST_F(CapctlTest, ArgumentsInErrorLinesAreBoundedAndEscaped) {
 
   Result fd_name = Run({"exec", "motd=x\ny", "--", "/bin/true"});
   ExpectFailure(fd_name, kExitUsage);
-  ExpectOneBoundedLine(fd_name.err, "bad fd name \"x\\x0ay\"");
+  ExpectOneBoundedLine(fd_name.err, "capctl: exec: bad fd name \"x\\x0ay\"");
 
   // Escaping does not lift the bound: 100 KB of control bytes.
   Result controls = Run({std::string(100000, '\x1b')});
@@ -1216,9 +1216,15 @@ TEST_F(CapctlTest, ExecTakesTheFdNamesSystemdTakes) {
         std::string(256, 'n')}) {
     SCOPED_TRACE(name);
     Result r = ExpectUsageErrorInChild({"exec", "motd=" + name, "--", "/bin/true"});
-    EXPECT_THAT(r.err, StartsWith("capctl: bad fd name \""));
+    EXPECT_THAT(r.err, StartsWith("capctl: exec: bad fd name \""));
     EXPECT_THAT(r.err, HasSubstr("\" (at most 255 bytes of printable ASCII or spaces, not ':', "
                                  "as systemd takes)\n"));
+  }
+  // Named after the command, as every other error line is.
+  for (const std::string& spec : {std::string("motd="), std::string("=x")}) {
+    SCOPED_TRACE(spec);
+    Result r = ExpectUsageErrorInChild({"exec", spec, "--", "/bin/true"});
+    EXPECT_THAT(r.err, StartsWith(absl::StrCat("capctl: exec: empty name in \"", spec, "\"\n")));
   }
 }
 

@@ -312,6 +312,39 @@ TEST_F(CapctlTest, OpenModeNeedsCreate) {
   }
 }
 
+// No option has a single dash, and no name begins with one: such a word is
+// a mistyped option, named, not a name that is refused for another reason
+// ("request takes one NAME"). open's PATH is the exception: a file name may
+// begin with a dash.
+TEST_F(CapctlTest, ASingleDashWordIsAnUnknownOption) {
+  const std::pair<std::vector<std::string>, std::string> cases[] = {
+      {{"request", "motd", "-x"}, "request: unknown option -x"},
+      {{"request", "-x", "motd"}, "request: unknown option -x"},
+      {{"request", "-"}, "request: unknown option -"},
+      {{"open", "-x", "spool", "job"}, "open: unknown option -x"},
+      {{"open", "spool", "job", "-x"}, "open: unknown option -x"},
+      {{"open", "spool", "-new", "-x", "--access", "write", "--create"},
+       "open: unknown option -x"},
+      {{"exec", "motd", "-x", "--", "/bin/true"}, "exec: unknown option -x"},
+      {{"connect", "-x", "--", "/bin/true"}, "connect: unknown option -x"},
+      {{"list", "-l"}, "list: unknown option -l"},
+      {{"status", "extra", "-h"}, "status: unknown option -h"},
+      {{"services", "-a"}, "services: unknown option -a"},
+  };
+  for (const auto& [args, why] : cases) {
+    SCOPED_TRACE(absl::StrJoin(args, " "));
+    Result r = Run(args);
+    ExpectFailure(r, kExitUsage);
+    EXPECT_THAT(r.err, StartsWith(absl::StrCat("capctl: ", why, "\n")));
+  }
+  struct stat st;
+  EXPECT_NE(stat(Path("spool/-new").c_str(), &st), 0) << "a refused command ran";
+
+  Result dash_path = Run({"open", "spool", "-new", "--access", "write", "--create"});
+  EXPECT_EQ(dash_path.code, kExitOk) << dash_path.err;
+  EXPECT_EQ(stat(Path("spool/-new").c_str(), &st), 0);
+}
+
 TEST_F(CapctlTest, OpenBeneathRefusesEscapes) {
   ExpectFailure(Run({"open", "spool", "../secret"}), kExitPermissionDenied);
   Result absolute = Run({"open", "spool", "/etc/passwd"});

@@ -176,11 +176,16 @@ std::optional<mode_t> ParseMode(absl::string_view text) {
 
 // Parses the subcommand's arguments. `allowed` lists the flags it takes,
 // each at most once; `exec_style` stops at "--" and keeps the rest as the
-// command.
+// command. No option has a single dash, and no name does (a policy's names
+// begin with a letter or digit), so a word with one is a mistyped option,
+// refused rather than taken for a name: except for the positional argument
+// at index `dash_positional`, whose value may begin with one (open's PATH:
+// "-draft" is a file name like any other).
 absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
                                      size_t begin,
                                      const std::vector<absl::string_view>& allowed,
-                                     bool exec_style) {
+                                     bool exec_style,
+                                     std::optional<size_t> dash_positional) {
   Options options;
   std::set<std::string> seen;  // the flags given so far
   auto takes = [&](absl::string_view flag) {
@@ -196,7 +201,10 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
       options.command.assign(args.begin() + i + 1, args.end());
       break;
     }
-    if (arg.size() < 2 || arg.substr(0, 2) != "--") {
+    if (!absl::StartsWith(arg, "--")) {
+      if (absl::StartsWith(arg, "-") && dash_positional != options.positional.size()) {
+        return absl::InvalidArgumentError(absl::StrCat("unknown option ", Shown(arg)));
+      }
       options.positional.emplace_back(arg);
       continue;
     }
@@ -361,6 +369,9 @@ int Capctl::Open(const Options& o) {
     return Usage(absl::StrCat("open ", flags, " --access ", accesses,
                               " (without --access, open reads)"));
   }
+  // The mode is that of a file open creates: without --create it would
+  // be dropped without a sign.
+  if (o.mode.has_value() && !o.create) return Usage("open: --mode needs --create");
   BeneathOptions options;
   options.access = o.access.value_or(schema::Access::READ);
   options.create = o.create;
@@ -386,10 +397,10 @@ int Capctl::Exec(const Options& o) {
         absl::StrSplit(spec, absl::MaxSplits('=', 1));
     if (spec.find('=') == std::string::npos) parts.second = parts.first;
     if (parts.first.empty() || parts.second.empty()) {
-      return Usage(absl::StrCat("empty name in \"", Shown(spec), "\""));
+      return Usage(absl::StrCat("exec: empty name in \"", Shown(spec), "\""));
     }
     if (!IsFdName(parts.second)) {
-      return Usage(absl::StrCat("bad fd name \"", Shown(parts.second), "\" (at most ",
+      return Usage(absl::StrCat("exec: bad fd name \"", Shown(parts.second), "\" (at most ",
                                 kMaxFdNameBytes,
                                 " bytes of printable ASCII or spaces, not ':', as systemd "
                                 "takes)"));
@@ -702,23 +713,26 @@ int Capctl::Run(const std::vector<std::string>& args, size_t begin) {
     const char* name;
     std::vector<absl::string_view> flags;
     bool exec_style;
+    std::optional<size_t> dash_positional;  // ParseOptions
     int (Capctl::*run)(const Options&);
   };
+  constexpr size_t kOpenPath = 1;  // open DIR PATH
   const Sub subs[] = {
-      {"request", {"--access"}, false, &Capctl::Request},
-      {"open", {"--access", "--create", "--truncate", "--mode"}, false, &Capctl::Open},
-      {"exec", {}, true, &Capctl::Exec},
-      {"list", {}, false, &Capctl::List},
-      {"status", {}, false, &Capctl::Status},
-      {"services", {}, false, &Capctl::Services},
-      {"connect", {}, true, &Capctl::Connect},
+      {"request", {"--access"}, false, std::nullopt, &Capctl::Request},
+      {"open", {"--access", "--create", "--truncate", "--mode"}, false, kOpenPath,
+       &Capctl::Open},
+      {"exec", {}, true, std::nullopt, &Capctl::Exec},
+      {"list", {}, false, std::nullopt, &Capctl::List},
+      {"status", {}, false, std::nullopt, &Capctl::Status},
+      {"services", {}, false, std::nullopt, &Capctl::Services},
+      {"connect", {}, true, std::nullopt, &Capctl::Connect},
   };
   for (const Sub& sub : subs) {
     if (command != sub.name) continue;
     command_ = command;
     if (AsksForHelp(args, begin + 1)) return Help(command);
     absl::StatusOr<Options> options =
-        ParseOptions(args, begin + 1, sub.flags, sub.exec_style);
+        ParseOptions(args, begin + 1, sub.flags, sub.exec_style, sub.dash_positional);
     if (!options.ok()) {
       return Usage(absl::StrCat(command, ": ", options.status().message()));
     }

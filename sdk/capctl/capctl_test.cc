@@ -296,6 +296,55 @@ TEST_F(CapctlTest, OpenCreateOrTruncateNeedsAccess) {
   EXPECT_EQ(Run({"open", "spool", "new", "--create", "--access", "write"}).code, kExitOk);
 }
 
+// --mode is the mode of a file open creates: without --create it would be
+// dropped while the file is opened anyway.
+TEST_F(CapctlTest, OpenModeNeedsCreate) {
+  for (const std::vector<std::string>& options :
+       {std::vector<std::string>{"--mode", "0600"},
+        std::vector<std::string>{"--access", "write", "--mode=0644"},
+        std::vector<std::string>{"--access", "write", "--truncate", "--mode", "0600"}}) {
+    std::vector<std::string> args = {"open", "spool", "job"};
+    args.insert(args.end(), options.begin(), options.end());
+    SCOPED_TRACE(absl::StrJoin(args, " "));
+    Result r = Run(args);
+    ExpectFailure(r, kExitUsage);
+    EXPECT_THAT(r.err, StartsWith("capctl: open: --mode needs --create\n"));
+  }
+}
+
+// No option has a single dash, and no name begins with one: such a word is
+// a mistyped option, named, not a name that is refused for another reason
+// ("request takes one NAME"). open's PATH is the exception: a file name may
+// begin with a dash.
+TEST_F(CapctlTest, ASingleDashWordIsAnUnknownOption) {
+  const std::pair<std::vector<std::string>, std::string> cases[] = {
+      {{"request", "motd", "-x"}, "request: unknown option -x"},
+      {{"request", "-x", "motd"}, "request: unknown option -x"},
+      {{"request", "-"}, "request: unknown option -"},
+      {{"open", "-x", "spool", "job"}, "open: unknown option -x"},
+      {{"open", "spool", "job", "-x"}, "open: unknown option -x"},
+      {{"open", "spool", "-new", "-x", "--access", "write", "--create"},
+       "open: unknown option -x"},
+      {{"exec", "motd", "-x", "--", "/bin/true"}, "exec: unknown option -x"},
+      {{"connect", "-x", "--", "/bin/true"}, "connect: unknown option -x"},
+      {{"list", "-l"}, "list: unknown option -l"},
+      {{"status", "extra", "-h"}, "status: unknown option -h"},
+      {{"services", "-a"}, "services: unknown option -a"},
+  };
+  for (const auto& [args, why] : cases) {
+    SCOPED_TRACE(absl::StrJoin(args, " "));
+    Result r = Run(args);
+    ExpectFailure(r, kExitUsage);
+    EXPECT_THAT(r.err, StartsWith(absl::StrCat("capctl: ", why, "\n")));
+  }
+  struct stat st;
+  EXPECT_NE(stat(Path("spool/-new").c_str(), &st), 0) << "a refused command ran";
+
+  Result dash_path = Run({"open", "spool", "-new", "--access", "write", "--create"});
+  EXPECT_EQ(dash_path.code, kExitOk) << dash_path.err;
+  EXPECT_EQ(stat(Path("spool/-new").c_str(), &st), 0);
+}
+
 TEST_F(CapctlTest, OpenBeneathRefusesEscapes) {
   ExpectFailure(Run({"open", "spool", "../secret"}), kExitPermissionDenied);
   Result absolute = Run({"open", "spool", "/etc/passwd"});
@@ -886,7 +935,7 @@ TEST_F(CapctlTest, ArgumentsInErrorLinesAreBoundedAndEscaped) {
 
   Result fd_name = Run({"exec", "motd=x\ny", "--", "/bin/true"});
   ExpectFailure(fd_name, kExitUsage);
-  ExpectOneBoundedLine(fd_name.err, "bad fd name \"x\\x0ay\"");
+  ExpectOneBoundedLine(fd_name.err, "capctl: exec: bad fd name \"x\\x0ay\"");
 
   // Escaping does not lift the bound: 100 KB of control bytes.
   Result controls = Run({std::string(100000, '\x1b')});
@@ -1200,9 +1249,15 @@ TEST_F(CapctlTest, ExecTakesTheFdNamesSystemdTakes) {
         std::string(256, 'n')}) {
     SCOPED_TRACE(name);
     Result r = ExpectUsageErrorInChild({"exec", "motd=" + name, "--", "/bin/true"});
-    EXPECT_THAT(r.err, StartsWith("capctl: bad fd name \""));
+    EXPECT_THAT(r.err, StartsWith("capctl: exec: bad fd name \""));
     EXPECT_THAT(r.err, HasSubstr("\" (at most 255 bytes of printable ASCII or spaces, not ':', "
                                  "as systemd takes)\n"));
+  }
+  // Named after the command, as every other error line is.
+  for (const std::string& spec : {std::string("motd="), std::string("=x")}) {
+    SCOPED_TRACE(spec);
+    Result r = ExpectUsageErrorInChild({"exec", spec, "--", "/bin/true"});
+    EXPECT_THAT(r.err, StartsWith(absl::StrCat("capctl: exec: empty name in \"", spec, "\"\n")));
   }
 }
 

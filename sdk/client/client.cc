@@ -43,6 +43,21 @@ constexpr size_t kMaxQueuedEvents = 4096;
 
 std::string Str(capnp::Text::Reader text) { return std::string(text.cStr(), text.size()); }
 
+// The context of a kj exception from reading a broker message: Cap'n
+// Proto validates a message as it is read, so any accessor may throw.
+constexpr absl::string_view kUnreadable = "Cap'n Proto cannot read it";
+
+// A protocol error: what the broker sent, once a request went out, breaks
+// the protocol (unreadable, out of step, against the wire's limits). The
+// fault is the broker's, never the caller's request, and the connection is
+// closed: kInternal, whatever code the layer that found it chose (the
+// channel says kInvalidArgument for bad framing, kResourceExhausted for an
+// oversized datagram), so that no caller takes it for a request to fix or
+// a limit to make room under before asking again.
+absl::Status BrokenReply(absl::string_view why) {
+  return absl::InternalError(absl::StrCat("broken broker reply: ", why));
+}
+
 // The status an error reply carries.
 absl::Status ErrorStatus(schema::Error::Reader error) {
   return absl::Status(wire::FromErrorCode(error.getCode()), Str(error.getMessage()));
@@ -476,7 +491,7 @@ absl::Status Client::CallUntil(absl::Duration deadline, ReplyFds fds, Fill fill,
       return Break(incoming.status());
     }
     std::optional<absl::Status> answer;
-    absl::Status in_step = CatchKj("malformed broker reply", [&]() -> absl::Status {
+    absl::Status in_step = CatchKj(kUnreadable, [&]() -> absl::Status {
       auto reply = incoming->reader->getRoot<schema::Reply>();
       const uint64_t reply_id = reply.getId();
       const size_t listed = reply.getFds().size();
@@ -516,7 +531,7 @@ absl::Status Client::CallUntil(absl::Duration deadline, ReplyFds fds, Fill fill,
       answer = absl::OkStatus();
       return read(reply, incoming->fds);
     });
-    if (!in_step.ok()) return Break(std::move(in_step));
+    if (!in_step.ok()) return Break(BrokenReply(in_step.message()));
     if (answer.has_value()) return *answer;
     if (queued_at_deadline.has_value()) {
       *queued_at_deadline -= std::min(*queued_at_deadline, incoming->bytes);
@@ -549,9 +564,19 @@ absl::Status Client::Break(absl::Status why) {
 absl::StatusOr<wire::Incoming> Client::Receive() {
   absl::StatusOr<wire::Incoming> incoming = channel_.Receive();
   if (!incoming.ok()) {
-    if (incoming.status().code() != absl::StatusCode::kUnavailable) return incoming;
-    return absl::UnavailableError(
-        absl::StrCat("the broker closed the connection: ", incoming.status().message()));
+    switch (incoming.status().code()) {
+      case absl::StatusCode::kUnavailable:
+        return absl::UnavailableError(
+            absl::StrCat("the broker closed the connection: ", incoming.status().message()));
+      // What the datagram held (wire::Channel::Receive): too large, not
+      // whole words, empty, a bad segment table, fds cut short.
+      case absl::StatusCode::kInvalidArgument:
+      case absl::StatusCode::kResourceExhausted:
+      case absl::StatusCode::kDataLoss:
+        return BrokenReply(incoming.status().message());
+      default:  // recvmsg failing, a receive timeout (SO_RCVTIMEO)
+        return incoming;
+    }
   }
   // Every message lists the fds its datagram carries: a list that
   // disagrees means the message and the fds cannot be matched. When the
@@ -560,14 +585,15 @@ absl::StatusOr<wire::Incoming> Client::Receive() {
   // many there were, so a list past what one datagram may carry is as
   // wrong as a list shorter than what came.
   size_t listed = 0;
-  CB_RETURN_IF_ERROR(CatchKj("malformed broker message", [&] {
+  absl::Status readable = CatchKj(kUnreadable, [&] {
     listed = incoming->reader->getRoot<schema::Reply>().getFds().size();
     return absl::OkStatus();
-  }));
+  });
+  if (!readable.ok()) return BrokenReply(readable.message());
   const size_t carried = incoming->fds.size();
   if (incoming->fds_cut ? carried >= listed || listed > wire::kMaxFdsPerMessage
                         : carried != listed) {
-    return absl::InternalError(absl::StrCat(
+    return BrokenReply(absl::StrCat(
         "broker message lists ", listed, " fds but its datagram carried ", carried,
         incoming->fds_cut ? absl::StrCat(" and more that did not fit (at most ",
                                          wire::kMaxFdsPerMessage, " may come)")
@@ -586,7 +612,7 @@ absl::Status Client::WhyHungUp(absl::Status send_error) {
   absl::StatusOr<wire::Incoming> incoming = Receive();
   if (!incoming.ok()) return send_error;
   std::optional<absl::Status> reason;
-  (void)CatchKj("malformed broker message", [&] {
+  (void)CatchKj(kUnreadable, [&] {
     auto reply = incoming->reader->getRoot<schema::Reply>();
     if (reply.isError() && reply.getId() == 0) reason = ErrorStatus(reply.getError());
     return absl::OkStatus();
@@ -654,7 +680,7 @@ absl::StatusOr<IncomingConnection> Client::NextIncoming() {
       }
       return Break(incoming.status());
     }
-    absl::Status in_step = CatchKj("malformed broker event", [&]() -> absl::Status {
+    absl::Status in_step = CatchKj(kUnreadable, [&]() -> absl::Status {
       auto reply = incoming->reader->getRoot<schema::Reply>();
       if (reply.getId() != 0) {
         return absl::InternalError(absl::StrCat("unexpected reply to request ",
@@ -667,7 +693,7 @@ absl::StatusOr<IncomingConnection> Client::NextIncoming() {
       }
       return QueueEvent(reply, *incoming);
     });
-    if (!in_step.ok()) return Break(std::move(in_step));
+    if (!in_step.ok()) return Break(BrokenReply(in_step.message()));
   }
   IncomingConnection event = std::move(events_.front());
   events_.pop_front();

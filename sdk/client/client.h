@@ -8,8 +8,9 @@
 // (kPermissionDenied: the policy does not grant it; kNotFound: no such
 // capability or file; kInvalidArgument: a malformed request; kUnavailable:
 // no broker or the connection broke; kResourceExhausted: a limit;
-// kDeadlineExceeded: no answer within the client's timeout) and whose
-// message is the broker's reason, naming the policy rule.
+// kDeadlineExceeded: no answer within the client's timeout; kInternal: a
+// broken broker reply, a protocol error, below) and whose message is the
+// broker's reason, naming the policy rule.
 //
 // A call waits for its reply as long as it takes, unless the Client has a
 // timeout (ClientOptions): a broker whose only thread is stuck (on a
@@ -23,15 +24,19 @@
 // Requests are answered in order; the client checks that every reply echoes
 // its request's id and that every message lists the fds its datagram
 // carried. A broker message that breaks these rules once a request is sent
-// (a reply to another request, a malformed message, fds that do not match
-// their list, fds on an error or on a reply that carries none: only a
-// grant does; an `incoming` event to a client that has not said Ready(),
-// or one whose principal is not a policy's name: wire::IsPolicyName) is a protocol
-// error: the call fails with its reason, the client closes the connection
-// (and every fd that came on it), and every later call fails with
-// kUnavailable naming that first error, so that no reply is ever taken for
-// another request's answer. A request refused before it is sent (a name or
-// path longer than the wire allows, say) leaves the connection as it was.
+// (a reply to another request, a datagram larger than the wire allows, empty,
+// or one Cap'n Proto cannot read, fds that do not match their list, fds on
+// an error or on a reply that carries none: only a grant does; an
+// `incoming` event to a client that has not said Ready(), or one whose
+// principal is not a policy's name: wire::IsPolicyName) is a protocol
+// error: the call fails with kInternal, whichever layer found it, and the
+// message "broken broker reply: " and the reason (the caller's request was
+// not what was wrong, and asking again on this connection cannot help); the
+// client closes the connection (and every fd that came on it), and every
+// later call fails with kUnavailable naming that first error, so that no
+// reply is ever taken for another request's answer. A request refused
+// before it is sent (a name or path longer than the wire allows, say)
+// leaves the connection as it was.
 //
 // Fds that did not all fit in this process's fd table (at RLIMIT_NOFILE
 // the kernel closes those it cannot install, the last ones of a message,

@@ -39,6 +39,12 @@ namespace capbroker::kvstore {
 // --grant=NAME.
 inline constexpr char kDefaultGrant[] = "data";
 
+// The most entries other than key files that Open reads in the store's
+// directory (temporary files, which it removes, and anything else, which
+// it leaves): a store makes at most one temporary file at a time, so a
+// directory with more was filled from elsewhere.
+inline constexpr size_t kMaxOtherEntries = 1000;
+
 class Store {
  public:
   struct Options {
@@ -54,7 +60,9 @@ class Store {
   // kFailedPrecondition when `dir` is not a directory, another Store holds
   // it, or this process's uid cannot create files in it (said with the
   // uid, since a service that started would only fail each put with
-  // EACCES); kInvalidArgument when options.max_keys is over kMaxKeys.
+  // EACCES), or the directory holds more than options.max_keys key files
+  // or more than kMaxOtherEntries other entries ("." and ".." aside);
+  // kInvalidArgument when options.max_keys is over kMaxKeys.
   static absl::StatusOr<Store> Open(UniqueFd dir, absl::string_view grant, Options options);
   static absl::StatusOr<Store> Open(UniqueFd dir, absl::string_view grant = kDefaultGrant) {
     return Open(std::move(dir), grant, Options());
@@ -94,6 +102,9 @@ class Store {
   // Creates a file in the directory and removes it; kFailedPrecondition
   // describing the directory and this process's uid when it cannot.
   absl::Status CheckWritable();
+  // Reads the directory's keys into keys_ and removes its temporary files,
+  // within options_.max_keys and kMaxOtherEntries (kFailedPrecondition).
+  absl::Status ReadKeys();
   absl::Status SyncDirectory();
 
   UniqueFd dir_;

@@ -197,6 +197,48 @@ TEST_F(StoreTest, ANewKeyBeyondTheLimitIsRefusedAndServingGoesOn) {
   EXPECT_THAT(store.keys(), ElementsAre("a", "c"));
 }
 
+// A directory holding more key files than the store's limit (copied in,
+// a backup restored into it) is refused at start, saying what to move
+// out, rather than served: a client would refuse its every list, and
+// every new key would be refused. The files are left as they were.
+TEST_F(StoreTest, RefusesADirectoryWithMoreKeyFilesThanItsLimit) {
+  Store::Options options;
+  options.max_keys = 2;
+  dir_.WriteFile(KeyFileName("a"), "1");
+  dir_.WriteFile(KeyFileName("b"), "2");
+  {
+    ASSERT_OK_AND_ASSIGN(Store store, OpenStore(options));  // at the limit: served
+    EXPECT_THAT(store.keys(), ElementsAre("a", "b"));
+  }
+  dir_.WriteFile(KeyFileName("c"), "3");
+  EXPECT_THAT(OpenStore(options),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("data holds more than 2 key files (k.*), this kvstore's limit "
+                                 "of keys: move key files out of the directory until at most 2 "
+                                 "are left")));
+  EXPECT_THAT(Entries(), UnorderedElementsAre("k.61", "k.62", "k.63"));
+}
+
+// Entries a store never makes are bounded too, so that a directory filled
+// with other files cannot make Open read without end. Temporary files
+// count with them ("." and ".." do not).
+TEST_F(StoreTest, RefusesADirectoryWithMoreOtherEntriesThanItsLimit) {
+  dir_.WriteFile(KeyFileName("a"), "1");
+  for (size_t i = 0; i + 1 < kMaxOtherEntries; ++i) dir_.WriteFile(absl::StrCat("other", i), "");
+  dir_.WriteFile("t.123.half", "", 0600);
+  {
+    ASSERT_OK_AND_ASSIGN(Store store, OpenStore());  // at the limit: served
+    EXPECT_THAT(store.keys(), ElementsAre("a"));
+  }
+  EXPECT_FALSE(Exists("t.123.half"));
+  dir_.WriteFile("t.123.half", "", 0600);
+  dir_.WriteFile("one.more", "");
+  EXPECT_THAT(OpenStore(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                    HasSubstr(absl::StrCat("data holds more than ",
+                                                           kMaxOtherEntries,
+                                                           " entries that are not key files"))));
+}
+
 TEST_F(StoreTest, RefusesALimitOfKeysAboveWhatAClientLists) {
   Store::Options options;
   options.max_keys = kMaxKeys + 1;

@@ -186,6 +186,16 @@ absl::Status Store::SyncDirectory() {
   return absl::OkStatus();
 }
 
+absl::Status Store::SyncChange(absl::string_view done) {
+  absl::Status synced = SyncDirectory();
+  if (synced.ok()) return synced;
+  // Not the errno's code (EIO is kUnavailable, which says "try again"):
+  // the change was made, and Linux may have dropped the pages whose
+  // write-back failed, so it may be lost already. kDataLoss invites no
+  // blind retry; the caller reads back what it needs, or restores it.
+  return absl::DataLossError(absl::StrCat(done, ": ", synced.message()));
+}
+
 absl::Status Store::Put(absl::string_view key, absl::string_view value) {
   CB_RETURN_IF_ERROR(CheckKey(key));
   CB_RETURN_IF_ERROR(CheckValue(value));
@@ -219,7 +229,7 @@ absl::Status Store::Put(absl::string_view key, absl::string_view value) {
   if (!exists) keys_.emplace(key);
   // The new value is in place; until this fsync it might not survive a
   // power failure, so the put is not acknowledged before it.
-  return SyncDirectory();
+  return SyncChange("the new value is in place but may not survive a crash");
 }
 
 absl::StatusOr<std::string> Store::Get(absl::string_view key) {
@@ -246,7 +256,7 @@ absl::Status Store::Delete(absl::string_view key) {
     return ErrnoStatus(errno, absl::StrCat("unlinkat(", grant_, "/", name, ")"));
   }
   keys_.erase(std::string(key));
-  return SyncDirectory();
+  return SyncChange("the key is removed but may come back after a crash");
 }
 
 }  // namespace capbroker::kvstore

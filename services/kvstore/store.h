@@ -76,13 +76,16 @@ class Store {
   // key beyond Options::max_keys (the store is left as it was);
   // kResourceExhausted too for a full disk or a value past the file size
   // limit (RLIMIT_FSIZE: EFBIG, with SIGXFSZ ignored, as
-  // Service::FromEnvironment does; the old value stays).
+  // Service::FromEnvironment does; the old value stays). kDataLoss when
+  // only the last fsync (the directory's) failed: the new value is in
+  // place, and Get returns it, but it may not survive a crash.
   absl::Status Put(absl::string_view key, absl::string_view value);
 
   // kNotFound when `key` has no value.
   absl::StatusOr<std::string> Get(absl::string_view key);
 
-  // kNotFound when `key` has no value.
+  // kNotFound when `key` has no value. kDataLoss when only the directory's
+  // fsync failed: the key is removed, but may come back after a crash.
   absl::Status Delete(absl::string_view key);
 
   // Every key, in bytewise order, from memory: valid until the next Put or
@@ -106,6 +109,9 @@ class Store {
   // within options_.max_keys and kMaxOtherEntries (kFailedPrecondition).
   absl::Status ReadKeys();
   absl::Status SyncDirectory();
+  // SyncDirectory after a change (`done` says which) was made:
+  // kDataLoss, saying it was made, when the sync fails.
+  absl::Status SyncChange(absl::string_view done);
 
   UniqueFd dir_;
   std::string grant_;  // for messages

@@ -2,9 +2,11 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/seccomp.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <set>
@@ -17,6 +19,7 @@
 #include "sdk/base/status_matchers.h"
 #include "tests/fixtures/child_exit.h"
 #include "tests/fixtures/fd_count.h"
+#include "tests/fixtures/syscall_filter.h"
 #include "tests/fixtures/temp_dir.h"
 
 namespace capbroker::kvstore {
@@ -160,6 +163,44 @@ TEST_F(StoreTest, AValuePastTheFileSizeLimitIsAQuota) {
             }),
             0);
   EXPECT_THAT(Entries(), ElementsAre("k.6b"));
+}
+
+// When the directory's fsync fails after the rename or the unlink, the
+// change was made: the answer says so, kDataLoss rather than the errno's
+// kUnavailable (EIO), which would invite a blind retry. The fsync fails by
+// a seccomp filter acting on the directory's fd alone, in a child.
+TEST_F(StoreTest, AFailedSyncAfterTheChangeSaysTheChangeWasMade) {
+  UniqueFd dir(open(dir_.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(dir.valid());
+  const int raw = dir.get();
+  ASSERT_OK_AND_ASSIGN(Store store, Store::Open(std::move(dir), "kv-data"));
+  ASSERT_OK(store.Put("k", "old"));
+  EXPECT_EQ(::capbroker::testing::ExitCodeInChild([&] {
+              const ::capbroker::testing::SyscallFilter failing_fsync(
+                  SYS_fsync, 0, static_cast<uint32_t>(raw), SECCOMP_RET_ERRNO | EIO);
+              if (failing_fsync.Install(false) != 0) return 1;
+              absl::Status put = store.Put("k", "new");
+              if (put.code() != absl::StatusCode::kDataLoss) return 2;
+              if (put.message() !=
+                  "the new value is in place but may not survive a crash: "
+                  "fsync(kv-data directory): Input/output error") {
+                return 3;
+              }
+              absl::StatusOr<std::string> value = store.Get("k");
+              if (!value.ok() || *value != "new") return 4;
+              absl::Status deleted = store.Delete("k");
+              if (deleted.code() != absl::StatusCode::kDataLoss) return 5;
+              if (!absl::StartsWith(deleted.message(),
+                                    "the key is removed but may come back after a crash: "
+                                    "fsync(kv-data directory)")) {
+                return 6;
+              }
+              if (store.Get("k").status().code() != absl::StatusCode::kNotFound) return 7;
+              if (!store.keys().empty()) return 8;
+              return 0;
+            }),
+            0);
+  EXPECT_THAT(Entries(), IsEmpty());
 }
 
 TEST_F(StoreTest, OneStorePerDirectory) {

@@ -87,7 +87,15 @@ absl::StatusOr<RecordId> Journal::Append(const Peer& peer, absl::string_view tex
   }
   line_broken_ = false;
   if (options_.sync && RetryEintr([&] { return fdatasync(log_.get()); }) != 0) {
-    return ErrnoStatus(errno, absl::StrCat("fdatasync(", grant_, ")"));
+    // The record is in the log, under its seq: an error the errno maps to
+    // (EIO is kUnavailable, "try again") would have a client append it
+    // twice. kDataLoss invites no blind retry, and is what may have
+    // happened: Linux may have dropped the pages whose write-back failed.
+    const int error = errno;
+    return absl::DataLossError(absl::StrCat(
+        "record ", id.seq, " of run ", id.run, " was written but not synced (do not append it "
+        "again; it may not survive a crash): ",
+        ErrnoStatus(error, absl::StrCat("fdatasync(", grant_, ")")).message()));
   }
   return id;
 }

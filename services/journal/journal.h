@@ -78,8 +78,10 @@ class Journal {
   // kResourceExhausted for text that is not UTF-8 or too long, and
   // kResourceExhausted for a record the log has no room for (past
   // max_log_bytes; nothing is written), or that the kernel cut short or
-  // refused (EFBIG, ENOSPC); another error when the write or the sync
-  // fails.
+  // refused (EFBIG, ENOSPC); another error when the write fails; and
+  // kDataLoss, naming the record's seq, when only the sync failed: the
+  // record is in the log, but may not survive a crash, and appending it
+  // again would write it twice.
   absl::StatusOr<RecordId> Append(const Peer& peer, absl::string_view text);
 
   uint64_t run() const { return run_; }

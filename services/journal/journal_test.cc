@@ -1,9 +1,11 @@
 #include "services/journal/journal.h"
 
 #include <fcntl.h>
+#include <linux/seccomp.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,6 +20,8 @@
 #include "sdk/base/status_matchers.h"
 #include "sdk/wire/limits.h"
 #include "services/journal/record.h"
+#include "tests/fixtures/child_exit.h"
+#include "tests/fixtures/syscall_filter.h"
 #include "tests/fixtures/temp_dir.h"
 
 namespace capbroker::journal {
@@ -65,6 +69,37 @@ TEST_F(JournalTest, WritesLandAtTheEndEvenAfterAnLseek) {
   std::string contents = Contents();
   EXPECT_THAT(contents, StartsWith("earlier line\n"));
   EXPECT_THAT(contents, HasSubstr("still at the end\"}\n"));
+}
+
+// When fdatasync fails after a whole record was written, the record is in
+// the log under its seq: the answer says so, kDataLoss rather than the
+// errno's kUnavailable (EIO), which would have a client append it twice.
+// The sync fails by a seccomp filter acting on the log's fd, in a child.
+TEST_F(JournalTest, AFailedSyncAfterTheWriteSaysTheRecordWasWritten) {
+  UniqueFd log = OpenLog(O_WRONLY | O_APPEND);
+  ASSERT_TRUE(log.valid());
+  const int raw = log.get();
+  ASSERT_OK_AND_ASSIGN(Journal journal, Journal::Open(std::move(log), "journal-log"));
+  ASSERT_OK(journal.Append(peer_, "synced").status());
+  EXPECT_EQ(::capbroker::testing::ExitCodeInChild([&] {
+              const ::capbroker::testing::SyscallFilter failing_sync(
+                  SYS_fdatasync, 0, static_cast<uint32_t>(raw), SECCOMP_RET_ERRNO | EIO);
+              if (failing_sync.Install(false) != 0) return 1;
+              absl::StatusOr<RecordId> id = journal.Append(peer_, "written, not synced");
+              if (id.status().code() != absl::StatusCode::kDataLoss) return 2;
+              if (id.status().message() !=
+                  absl::StrCat("record 2 of run ", journal.run(),
+                               " was written but not synced (do not append it again; it may "
+                               "not survive a crash): fdatasync(journal-log): "
+                               "Input/output error")) {
+                return 3;
+              }
+              return 0;
+            }),
+            0);
+  std::string contents = Contents();
+  EXPECT_THAT(contents, HasSubstr("\"seq\":2,"));
+  EXPECT_THAT(contents, HasSubstr("written, not synced\"}\n"));
 }
 
 TEST_F(JournalTest, RefusesAnFdItCouldReadOrRewrite) {

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -21,9 +22,13 @@
 namespace capbroker::kvstore {
 namespace {
 
-// The names in directory `dir` (borrowed; the grant `grant`), through a
-// new open of it, so that the directory stream has an offset of its own.
-absl::StatusOr<std::vector<std::string>> ReadNames(int dir, absl::string_view grant) {
+// Calls `visit` with each name in directory `dir` (borrowed; the grant
+// `grant`), ".", ".." and all, through a new open of it, so that the
+// directory stream has an offset of its own. Stops at the first error
+// `visit` returns, and returns it: the names are not held, so a directory
+// of any size costs no more memory than `visit` keeps.
+absl::Status ForEachName(int dir, absl::string_view grant,
+                         absl::FunctionRef<absl::Status(absl::string_view)> visit) {
   CB_ASSIGN_OR_RETURN(UniqueFd self,
                       TakeFd(openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC),
                              absl::StrCat("openat(", grant, " directory, \".\")")));
@@ -32,13 +37,17 @@ absl::StatusOr<std::vector<std::string>> ReadNames(int dir, absl::string_view gr
     return ErrnoStatus(errno, absl::StrCat("fdopendir(", grant, " directory)"));
   }
   self.release();  // the stream owns it now
-  std::vector<std::string> names;
+  absl::Status status;
   errno = 0;
-  while (dirent* entry = readdir(stream)) names.emplace_back(entry->d_name);
+  while (dirent* entry = readdir(stream)) {
+    status = visit(entry->d_name);
+    if (!status.ok()) break;
+  }
   const int error = errno;
   closedir(stream);
+  if (!status.ok()) return status;
   if (error != 0) return ErrnoStatus(error, absl::StrCat("readdir(", grant, " directory)"));
-  return names;
+  return absl::OkStatus();
 }
 
 absl::Status WriteAll(int fd, absl::string_view data) {
@@ -83,21 +92,52 @@ absl::StatusOr<Store> Store::Open(UniqueFd dir, absl::string_view grant, Options
   }
   Store store(std::move(dir), std::string(grant), options);
   CB_RETURN_IF_ERROR(store.CheckWritable());
-  CB_ASSIGN_OR_RETURN(std::vector<std::string> names, ReadNames(store.dir_.get(), grant));
-  bool removed = false;
-  for (const std::string& name : names) {
+  CB_RETURN_IF_ERROR(store.ReadKeys());
+  return store;
+}
+
+absl::Status Store::ReadKeys() {
+  // Both kinds of name are counted as they are read, and the reading stops
+  // at the first past its limit, so that a directory filled from elsewhere
+  // (key files copied in, a backup restored into it) costs neither memory
+  // nor time beyond the limits. A store that loaded more keys than
+  // max_keys would serve lists no client accepts (a client takes at most
+  // kMaxKeys) and refuse every new key: it is refused at start instead,
+  // saying what to move out.
+  size_t others = 0;
+  // Temporary files of puts that had not been acknowledged when the last
+  // run ended, removed once the reading is done (not while the stream
+  // reads the directory it would change).
+  std::vector<std::string> stale;
+  CB_RETURN_IF_ERROR(ForEachName(dir_.get(), grant_, [&](absl::string_view name) -> absl::Status {
+    if (name == "." || name == "..") return absl::OkStatus();
     if (std::optional<std::string> key = KeyOfFileName(name)) {
-      store.keys_.insert(std::move(*key));
-    } else if (absl::StartsWith(name, kTempPrefix)) {
-      // A put that had not been acknowledged when the last run ended.
-      if (unlinkat(store.dir_.get(), name.c_str(), 0) != 0 && errno != ENOENT) {
-        return ErrnoStatus(errno, absl::StrCat("unlinkat(", grant, "/", name, ")"));
+      if (keys_.size() >= options_.max_keys) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            grant_, " holds more than ", options_.max_keys, " key files (", kKeyPrefix,
+            "*), this kvstore's limit of keys: move key files out of the directory until at most ",
+            options_.max_keys, " are left, then start it again"));
       }
-      removed = true;
+      keys_.insert(std::move(*key));
+      return absl::OkStatus();
+    }
+    if (++others > kMaxOtherEntries) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          grant_, " holds more than ", kMaxOtherEntries,
+          " entries that are not key files (a store makes only key files, ", kKeyPrefix,
+          "*, and temporary files, ", kTempPrefix, "*): move the others out of the directory, "
+          "then start the kvstore again"));
+    }
+    if (absl::StartsWith(name, kTempPrefix)) stale.emplace_back(name);
+    return absl::OkStatus();
+  }));
+  for (const std::string& name : stale) {
+    if (unlinkat(dir_.get(), name.c_str(), 0) != 0 && errno != ENOENT) {
+      return ErrnoStatus(errno, absl::StrCat("unlinkat(", grant_, "/", name, ")"));
     }
   }
-  if (removed) CB_RETURN_IF_ERROR(store.SyncDirectory());
-  return store;
+  if (!stale.empty()) CB_RETURN_IF_ERROR(SyncDirectory());
+  return absl::OkStatus();
 }
 
 absl::Status Store::CheckWritable() {
@@ -146,6 +186,16 @@ absl::Status Store::SyncDirectory() {
   return absl::OkStatus();
 }
 
+absl::Status Store::SyncChange(absl::string_view done) {
+  absl::Status synced = SyncDirectory();
+  if (synced.ok()) return synced;
+  // Not the errno's code (EIO is kUnavailable, which says "try again"):
+  // the change was made, and Linux may have dropped the pages whose
+  // write-back failed, so it may be lost already. kDataLoss invites no
+  // blind retry; the caller reads back what it needs, or restores it.
+  return absl::DataLossError(absl::StrCat(done, ": ", synced.message()));
+}
+
 absl::Status Store::Put(absl::string_view key, absl::string_view value) {
   CB_RETURN_IF_ERROR(CheckKey(key));
   CB_RETURN_IF_ERROR(CheckValue(value));
@@ -179,7 +229,7 @@ absl::Status Store::Put(absl::string_view key, absl::string_view value) {
   if (!exists) keys_.emplace(key);
   // The new value is in place; until this fsync it might not survive a
   // power failure, so the put is not acknowledged before it.
-  return SyncDirectory();
+  return SyncChange("the new value is in place but may not survive a crash");
 }
 
 absl::StatusOr<std::string> Store::Get(absl::string_view key) {
@@ -206,7 +256,7 @@ absl::Status Store::Delete(absl::string_view key) {
     return ErrnoStatus(errno, absl::StrCat("unlinkat(", grant_, "/", name, ")"));
   }
   keys_.erase(std::string(key));
-  return SyncDirectory();
+  return SyncChange("the key is removed but may come back after a crash");
 }
 
 }  // namespace capbroker::kvstore

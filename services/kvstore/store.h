@@ -39,6 +39,12 @@ namespace capbroker::kvstore {
 // --grant=NAME.
 inline constexpr char kDefaultGrant[] = "data";
 
+// The most entries other than key files that Open reads in the store's
+// directory (temporary files, which it removes, and anything else, which
+// it leaves): a store makes at most one temporary file at a time, so a
+// directory with more was filled from elsewhere.
+inline constexpr size_t kMaxOtherEntries = 1000;
+
 class Store {
  public:
   struct Options {
@@ -54,7 +60,9 @@ class Store {
   // kFailedPrecondition when `dir` is not a directory, another Store holds
   // it, or this process's uid cannot create files in it (said with the
   // uid, since a service that started would only fail each put with
-  // EACCES); kInvalidArgument when options.max_keys is over kMaxKeys.
+  // EACCES), or the directory holds more than options.max_keys key files
+  // or more than kMaxOtherEntries other entries ("." and ".." aside);
+  // kInvalidArgument when options.max_keys is over kMaxKeys.
   static absl::StatusOr<Store> Open(UniqueFd dir, absl::string_view grant, Options options);
   static absl::StatusOr<Store> Open(UniqueFd dir, absl::string_view grant = kDefaultGrant) {
     return Open(std::move(dir), grant, Options());
@@ -68,13 +76,16 @@ class Store {
   // key beyond Options::max_keys (the store is left as it was);
   // kResourceExhausted too for a full disk or a value past the file size
   // limit (RLIMIT_FSIZE: EFBIG, with SIGXFSZ ignored, as
-  // Service::FromEnvironment does; the old value stays).
+  // Service::FromEnvironment does; the old value stays). kDataLoss when
+  // only the last fsync (the directory's) failed: the new value is in
+  // place, and Get returns it, but it may not survive a crash.
   absl::Status Put(absl::string_view key, absl::string_view value);
 
   // kNotFound when `key` has no value.
   absl::StatusOr<std::string> Get(absl::string_view key);
 
-  // kNotFound when `key` has no value.
+  // kNotFound when `key` has no value. kDataLoss when only the directory's
+  // fsync failed: the key is removed, but may come back after a crash.
   absl::Status Delete(absl::string_view key);
 
   // Every key, in bytewise order, from memory: valid until the next Put or
@@ -94,7 +105,13 @@ class Store {
   // Creates a file in the directory and removes it; kFailedPrecondition
   // describing the directory and this process's uid when it cannot.
   absl::Status CheckWritable();
+  // Reads the directory's keys into keys_ and removes its temporary files,
+  // within options_.max_keys and kMaxOtherEntries (kFailedPrecondition).
+  absl::Status ReadKeys();
   absl::Status SyncDirectory();
+  // SyncDirectory after a change (`done` says which) was made:
+  // kDataLoss, saying it was made, when the sync fails.
+  absl::Status SyncChange(absl::string_view done);
 
   UniqueFd dir_;
   std::string grant_;  // for messages

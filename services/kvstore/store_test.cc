@@ -2,9 +2,11 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/seccomp.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <set>
@@ -17,6 +19,7 @@
 #include "sdk/base/status_matchers.h"
 #include "tests/fixtures/child_exit.h"
 #include "tests/fixtures/fd_count.h"
+#include "tests/fixtures/syscall_filter.h"
 #include "tests/fixtures/temp_dir.h"
 
 namespace capbroker::kvstore {
@@ -162,6 +165,44 @@ TEST_F(StoreTest, AValuePastTheFileSizeLimitIsAQuota) {
   EXPECT_THAT(Entries(), ElementsAre("k.6b"));
 }
 
+// When the directory's fsync fails after the rename or the unlink, the
+// change was made: the answer says so, kDataLoss rather than the errno's
+// kUnavailable (EIO), which would invite a blind retry. The fsync fails by
+// a seccomp filter acting on the directory's fd alone, in a child.
+TEST_F(StoreTest, AFailedSyncAfterTheChangeSaysTheChangeWasMade) {
+  UniqueFd dir(open(dir_.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(dir.valid());
+  const int raw = dir.get();
+  ASSERT_OK_AND_ASSIGN(Store store, Store::Open(std::move(dir), "kv-data"));
+  ASSERT_OK(store.Put("k", "old"));
+  EXPECT_EQ(::capbroker::testing::ExitCodeInChild([&] {
+              const ::capbroker::testing::SyscallFilter failing_fsync(
+                  SYS_fsync, 0, static_cast<uint32_t>(raw), SECCOMP_RET_ERRNO | EIO);
+              if (failing_fsync.Install(false) != 0) return 1;
+              absl::Status put = store.Put("k", "new");
+              if (put.code() != absl::StatusCode::kDataLoss) return 2;
+              if (put.message() !=
+                  "the new value is in place but may not survive a crash: "
+                  "fsync(kv-data directory): Input/output error") {
+                return 3;
+              }
+              absl::StatusOr<std::string> value = store.Get("k");
+              if (!value.ok() || *value != "new") return 4;
+              absl::Status deleted = store.Delete("k");
+              if (deleted.code() != absl::StatusCode::kDataLoss) return 5;
+              if (!absl::StartsWith(deleted.message(),
+                                    "the key is removed but may come back after a crash: "
+                                    "fsync(kv-data directory)")) {
+                return 6;
+              }
+              if (store.Get("k").status().code() != absl::StatusCode::kNotFound) return 7;
+              if (!store.keys().empty()) return 8;
+              return 0;
+            }),
+            0);
+  EXPECT_THAT(Entries(), IsEmpty());
+}
+
 TEST_F(StoreTest, OneStorePerDirectory) {
   ASSERT_OK_AND_ASSIGN(Store store, OpenStore());
   EXPECT_THAT(OpenStore(), StatusIs(absl::StatusCode::kFailedPrecondition,
@@ -195,6 +236,48 @@ TEST_F(StoreTest, ANewKeyBeyondTheLimitIsRefusedAndServingGoesOn) {
   ASSERT_OK(store.Delete("b"));
   ASSERT_OK(store.Put("c", "3"));
   EXPECT_THAT(store.keys(), ElementsAre("a", "c"));
+}
+
+// A directory holding more key files than the store's limit (copied in,
+// a backup restored into it) is refused at start, saying what to move
+// out, rather than served: a client would refuse its every list, and
+// every new key would be refused. The files are left as they were.
+TEST_F(StoreTest, RefusesADirectoryWithMoreKeyFilesThanItsLimit) {
+  Store::Options options;
+  options.max_keys = 2;
+  dir_.WriteFile(KeyFileName("a"), "1");
+  dir_.WriteFile(KeyFileName("b"), "2");
+  {
+    ASSERT_OK_AND_ASSIGN(Store store, OpenStore(options));  // at the limit: served
+    EXPECT_THAT(store.keys(), ElementsAre("a", "b"));
+  }
+  dir_.WriteFile(KeyFileName("c"), "3");
+  EXPECT_THAT(OpenStore(options),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("data holds more than 2 key files (k.*), this kvstore's limit "
+                                 "of keys: move key files out of the directory until at most 2 "
+                                 "are left")));
+  EXPECT_THAT(Entries(), UnorderedElementsAre("k.61", "k.62", "k.63"));
+}
+
+// Entries a store never makes are bounded too, so that a directory filled
+// with other files cannot make Open read without end. Temporary files
+// count with them ("." and ".." do not).
+TEST_F(StoreTest, RefusesADirectoryWithMoreOtherEntriesThanItsLimit) {
+  dir_.WriteFile(KeyFileName("a"), "1");
+  for (size_t i = 0; i + 1 < kMaxOtherEntries; ++i) dir_.WriteFile(absl::StrCat("other", i), "");
+  dir_.WriteFile("t.123.half", "", 0600);
+  {
+    ASSERT_OK_AND_ASSIGN(Store store, OpenStore());  // at the limit: served
+    EXPECT_THAT(store.keys(), ElementsAre("a"));
+  }
+  EXPECT_FALSE(Exists("t.123.half"));
+  dir_.WriteFile("t.123.half", "", 0600);
+  dir_.WriteFile("one.more", "");
+  EXPECT_THAT(OpenStore(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                    HasSubstr(absl::StrCat("data holds more than ",
+                                                           kMaxOtherEntries,
+                                                           " entries that are not key files"))));
 }
 
 TEST_F(StoreTest, RefusesALimitOfKeysAboveWhatAClientLists) {

@@ -56,7 +56,7 @@ constexpr char kSetUpDone = 'K';
 constexpr char kSetUpFailed = 'F';
 constexpr size_t kMaxReportBytes = 512;
 
-void Report(int fd, const absl::Status &set_up) {
+void Report(int fd, const absl::Status& set_up) {
   std::string report(1, kSetUpDone);
   if (!set_up.ok()) {
     report = absl::StrCat(std::string(1, kSetUpFailed), set_up.message());
@@ -87,7 +87,7 @@ absl::StatusOr<std::string> ReadToEndOfFile(int fd, size_t max_bytes) {
 
 // What the main process makes of child `pid`'s report: OK only for
 // kSetUpDone alone.
-absl::Status ReadReport(const absl::StatusOr<std::string> &report, pid_t pid) {
+absl::Status ReadReport(const absl::StatusOr<std::string>& report, pid_t pid) {
   if (!report.ok()) {
     return absl::Status(report.status().code(),
                         absl::StrCat("cannot wait for child ", pid,

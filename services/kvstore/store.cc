@@ -38,12 +38,19 @@ absl::Status ForEachName(int dir, absl::string_view grant,
   }
   self.release();  // the stream owns it now
   absl::Status status;
-  errno = 0;
-  while (dirent* entry = readdir(stream)) {
+  int error = 0;
+  for (;;) {
+    // readdir tells its end from its failure by errno alone, which `visit`
+    // (allocating) may leave set: cleared before each call.
+    errno = 0;
+    const dirent* entry = readdir(stream);
+    if (entry == nullptr) {
+      error = errno;
+      break;
+    }
     status = visit(entry->d_name);
     if (!status.ok()) break;
   }
-  const int error = errno;
   closedir(stream);
   if (!status.ok()) return status;
   if (error != 0) return ErrnoStatus(error, absl::StrCat("readdir(", grant, " directory)"));

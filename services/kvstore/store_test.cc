@@ -9,6 +9,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdlib>
+#include <new>
 #include <set>
 #include <string>
 
@@ -30,6 +33,10 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::UnorderedElementsAre;
+
+// While set, every allocation leaves errno at ENOMEM, as glibc's malloc
+// may do when it succeeds (a failed sbrk that an mmap made up for).
+bool g_allocations_set_errno = false;
 
 class StoreTest : public ::testing::Test {
  protected:
@@ -260,6 +267,19 @@ TEST_F(StoreTest, RefusesADirectoryWithMoreKeyFilesThanItsLimit) {
   EXPECT_THAT(Entries(), UnorderedElementsAre("k.61", "k.62", "k.63"));
 }
 
+// Reading the directory tells its end from a failure by errno alone, and
+// what runs between two reads allocates (a key's entry): an allocation
+// that leaves errno set is no readdir error.
+TEST_F(StoreTest, AnAllocationThatLeavesErrnoSetIsNoReaddirError) {
+  dir_.WriteFile(KeyFileName("a"), "1");
+  dir_.WriteFile(KeyFileName("b"), "2");
+  g_allocations_set_errno = true;
+  absl::StatusOr<Store> store = OpenStore();
+  g_allocations_set_errno = false;
+  ASSERT_OK(store.status());
+  EXPECT_THAT(store->keys(), ElementsAre("a", "b"));
+}
+
 // Entries a store never makes are bounded too, so that a directory filled
 // with other files cannot make Open read without end. Temporary files
 // count with them ("." and ".." do not).
@@ -346,3 +366,14 @@ TEST_F(StoreTest, EmptyStoreListsNothing) {
 
 }  // namespace
 }  // namespace capbroker::kvstore
+
+// Replaced for AnAllocationThatLeavesErrnoSetIsNoReaddirError; as the
+// library's otherwise.
+void* operator new(std::size_t size) {
+  void* p = std::malloc(size == 0 ? 1 : size);
+  if (p == nullptr) throw std::bad_alloc();
+  if (capbroker::kvstore::g_allocations_set_errno) errno = ENOMEM;
+  return p;
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }

@@ -759,10 +759,10 @@ bool BrokerLoop::OnDatagram(Connection& connection) {
     if (next.ok() && *next == wire::Waiting::kNothing) connection.fds_may_wait = false;
   }
   if (!received.ok()) {
-    absl::StatusCode code = received.status().code();
-    if (code == absl::StatusCode::kUnavailable) return false;
-    if (code == absl::StatusCode::kResourceExhausted ||
-        code == absl::StatusCode::kInvalidArgument) {
+    if (absl::IsUnavailable(received.status())) return false;
+    // Too large, or not whole words: the client's. recvmsg failing (ENOMEM,
+    // say) is not, and is no request to deny.
+    if (wire::IsMalformedDatagram(received.status())) {
       handler_.DenyRequest(connection.session, "invalid", received.status());
       return Queue(connection, ErrorAnswer(0, received.status(), false));
     }

@@ -3,6 +3,7 @@
 #include "broker/server/broker_loop.h"
 
 #include <fcntl.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <linux/sockios.h>
 #include <sys/eventfd.h>
@@ -10,6 +11,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -43,9 +45,11 @@
 #include "sdk/wire/datagram.h"
 #include "sdk/wire/framing.h"
 #include "sdk/wire/unix_socket.h"
+#include "tests/fixtures/child_exit.h"
 #include "tests/fixtures/fd_count.h"
 #include "tests/fixtures/raw_send.h"
 #include "tests/fixtures/request_bytes.h"
+#include "tests/fixtures/syscall_filter.h"
 #include "tests/fixtures/json_object.h"
 #include "tests/fixtures/temp_dir.h"
 
@@ -1553,6 +1557,36 @@ TEST_F(BrokerLoopTest, UnreadableRequestsAreOnRecordAsInvalid) {
   }
   EXPECT_THAT(lines[0], ::testing::HasSubstr("8-byte words"));
   EXPECT_EQ(stats_.denials, 2u);
+}
+
+// A receive that fails in the broker (recvmsg's ENOMEM: memory pressure
+// here) is not the client's: no request is on record as invalid, and the
+// connection closes as for any socket failure, rather than being answered
+// as if it had sent garbage.
+TEST_F(BrokerLoopTest, AReceiveFailingHereIsNoInvalidRequest) {
+  BrokerLoop loop(handler_, audit_, stats_, Limits());
+  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+  ASSERT_EQ(fcntl(pair.first.get(), F_SETFL, O_NONBLOCK), 0);
+  const int served = pair.first.get();
+  Identity client;
+  client.uid = 1000;
+  client.service = "svc";  // a connection the test can add; served as any
+  ASSERT_OK(loop.AddServiceConnection(std::move(pair.first), client).status());
+  const uint8_t odd[5] = {1, 2, 3, 4, 5};
+  ASSERT_EQ(testing::RawSend(pair.second.get(), odd), 0);
+  const uint32_t connections = stats_.connections;
+  EXPECT_EQ(testing::ExitCodeInChild([&] {
+              const testing::SyscallFilter failing_receive(
+                  SYS_recvmsg, 0, static_cast<uint32_t>(served), SECCOMP_RET_ERRNO | ENOMEM);
+              if (failing_receive.Install(false) != 0) return 1;
+              UniqueFd listener(eventfd(0, EFD_CLOEXEC));  // never readable
+              UniqueFd control(eventfd(1, EFD_CLOEXEC));   // readable at once
+              if (!loop.Serve(listener.get(), control.get(), [] { return true; }).ok()) return 2;
+              if (stats_.denials != 0 || !ReadAudit().empty()) return 3;
+              // Closed here (the test's process holds its own copy).
+              return stats_.connections == connections - 1 ? 0 : 4;
+            }),
+            0);
 }
 
 }  // namespace

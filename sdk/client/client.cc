@@ -564,19 +564,18 @@ absl::Status Client::Break(absl::Status why) {
 absl::StatusOr<wire::Incoming> Client::Receive() {
   absl::StatusOr<wire::Incoming> incoming = channel_.Receive();
   if (!incoming.ok()) {
-    switch (incoming.status().code()) {
-      case absl::StatusCode::kUnavailable:
-        return absl::UnavailableError(
-            absl::StrCat("the broker closed the connection: ", incoming.status().message()));
-      // What the datagram held (wire::Channel::Receive): too large, not
-      // whole words, empty, a bad segment table, fds cut short.
-      case absl::StatusCode::kInvalidArgument:
-      case absl::StatusCode::kResourceExhausted:
-      case absl::StatusCode::kDataLoss:
-        return BrokenReply(incoming.status().message());
-      default:  // recvmsg failing, a receive timeout (SO_RCVTIMEO)
-        return incoming;
+    // What the datagram held (wire::Channel::Receive): too large, not
+    // whole words, empty, a bad segment table, fds cut short.
+    if (wire::IsMalformedDatagram(incoming.status())) {
+      return BrokenReply(incoming.status().message());
     }
+    if (absl::IsUnavailable(incoming.status())) {
+      return absl::UnavailableError(
+          absl::StrCat("the broker closed the connection: ", incoming.status().message()));
+    }
+    // recvmsg failing (ENOMEM, say: this process's, not the broker's),
+    // a receive timeout (SO_RCVTIMEO).
+    return incoming;
   }
   // Every message lists the fds its datagram carries: a list that
   // disagrees means the message and the fds cannot be matched. When the

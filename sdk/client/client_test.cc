@@ -3,11 +3,13 @@
 #include "sdk/client/client.h"
 
 #include <fcntl.h>
+#include <linux/seccomp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -40,8 +42,10 @@
 #include "sdk/wire/limits.h"
 #include "sdk/wire/socket_path.h"
 #include "sdk/wire/unix_socket.h"
+#include "tests/fixtures/child_exit.h"
 #include "tests/fixtures/fd_count.h"
 #include "tests/fixtures/raw_send.h"
+#include "tests/fixtures/syscall_filter.h"
 #include "tests/fixtures/temp_dir.h"
 #include "tests/sandbox/in_child.h"
 
@@ -1740,6 +1744,28 @@ TEST(ClientTimeoutTest, ARequestThereIsNoRoomForIsNotSent) {
   EXPECT_EQ(outcome,
             "DEADLINE_EXCEEDED: the broker did not take the request within 100ms (it is not "
             "reading)\nthen OK: ");
+}
+
+// A receive that fails in this process (recvmsg's ENOMEM: memory pressure
+// here) is not the broker's doing: the error keeps its code and says what
+// failed, with no "broken broker reply" (whose code, kResourceExhausted for
+// a datagram too large, it shares), and the connection closes all the same.
+TEST_F(ClientTest, AReceiveFailingHereIsNoBrokenBrokerReply) {
+  const int fd = client_->fd();
+  EXPECT_EQ(testing::ExitCodeInChild([&] {
+              const testing::SyscallFilter failing_receive(
+                  SYS_recvmsg, 0, static_cast<uint32_t>(fd), SECCOMP_RET_ERRNO | ENOMEM);
+              if (failing_receive.Install(false) != 0) return 1;
+              const absl::Status listed = client_->List().status();
+              if (listed.code() != absl::StatusCode::kResourceExhausted) return 2;
+              if (absl::StrContains(listed.message(), "broken broker reply")) return 3;
+              if (!absl::StrContains(listed.message(), "recvmsg") ||
+                  !absl::StrContains(listed.message(), "Cannot allocate memory")) {
+                return 4;
+              }
+              return client_->fd() == -1 ? 0 : 5;
+            }),
+            0);
 }
 
 // A bound the caller set on the socket itself (SO_RCVTIMEO) ends the wait

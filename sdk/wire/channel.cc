@@ -47,7 +47,9 @@ absl::StatusOr<Incoming> Channel::Receive() {
     return absl::DeadlineExceededError(
         "nothing arrived within the socket's receive timeout (SO_RCVTIMEO)");
   }
-  CB_RETURN_IF_ERROR(ValidateFraming(datagram->words));
+  if (absl::Status framing = ValidateFraming(datagram->words); !framing.ok()) {
+    return MalformedDatagram(std::move(framing));
+  }
   Incoming incoming;
   slot_->reader.reset();
   incoming.reader = &slot_->reader.emplace(datagram->words, ReaderLimits());

@@ -61,7 +61,8 @@ class Channel {
   // kDeadlineExceeded when a blocking socket's receive timeout
   // (SO_RCVTIMEO) passed with nothing to read; kDataLoss when the fds did
   // not all fit, unless the channel takes what fits (see the constructor);
-  // otherwise ReceiveDatagram's and ValidateFraming's errors.
+  // otherwise ReceiveDatagram's and ValidateFraming's errors (the latter
+  // marked MalformedDatagram).
   absl::StatusOr<Incoming> Receive();
 
   // The socket, still owned by the channel (for poll()); -1 once closed.

@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "sdk/base/status_macros.h"
 #include "sdk/base/syscall.h"
@@ -126,6 +127,22 @@ absl::StatusOr<bool> EmptyDatagramWaits(int fd) {
 
 }  // namespace internal
 
+namespace {
+
+// The payload that marks a MalformedDatagram status.
+constexpr char kMalformedDatagram[] = "capbroker.wire/MalformedDatagram";
+
+}  // namespace
+
+absl::Status MalformedDatagram(absl::Status status) {
+  status.SetPayload(kMalformedDatagram, absl::Cord());
+  return status;
+}
+
+bool IsMalformedDatagram(const absl::Status& status) {
+  return status.GetPayload(kMalformedDatagram).has_value();
+}
+
 absl::StatusOr<std::optional<Datagram>> ReceiveDatagram(int fd, ReceiveBuffer& buffer,
                                                         FdPolicy fd_policy) {
   alignas(cmsghdr) unsigned char control[kControlBytes];
@@ -168,24 +185,24 @@ absl::StatusOr<std::optional<Datagram>> ReceiveDatagram(int fd, ReceiveBuffer& b
     // kernel does not say which cause it was: a sender past the limit, or a
     // receiver at its RLIMIT_NOFILE (the usual cause on a client, since the
     // broker sends at most a few), or a security module refusing an fd.
-    return absl::DataLossError(absl::StrCat(
+    return MalformedDatagram(absl::DataLossError(absl::StrCat(
         "the fds of a datagram did not all arrive (it carried more than the ",
         kMaxFdsPerMessage, " allowed, or the receiver reached its open-file limit, "
-        "RLIMIT_NOFILE): closing the connection"));
+        "RLIMIT_NOFILE): closing the connection")));
   }
   // The buffer holds one word more than the limit, so that a datagram of one
   // word over is seen here rather than cut without MSG_TRUNC.
   if ((msg.msg_flags & MSG_TRUNC) || static_cast<size_t>(n) > kMaxMessageBytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "datagram larger than the ", kMaxMessageBytes, " bytes allowed"));
+    return MalformedDatagram(absl::ResourceExhaustedError(
+        absl::StrCat("datagram larger than the ", kMaxMessageBytes, " bytes allowed")));
   }
   if (n == 0 && datagram.fds.empty() && !datagram.fds_cut && PeerHungUp(fd)) {
     return absl::UnavailableError(reset ? "the peer reset the connection"
                                         : "the peer closed the connection");
   }
   if (n % sizeof(capnp::word) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "datagram of ", n, " bytes is not a whole number of 8-byte words"));
+    return MalformedDatagram(absl::InvalidArgumentError(
+        absl::StrCat("datagram of ", n, " bytes is not a whole number of 8-byte words")));
   }
   datagram.words = kj::arrayPtr(buffer.data(), n / sizeof(capnp::word));
   return std::optional<Datagram>(std::move(datagram));

@@ -91,13 +91,22 @@ enum class FdPolicy {
   kRefuse,
 };
 
+// Marks `status` as saying that what a peer sent was malformed (too large,
+// not whole words, its fds cut short, a bad segment table), as
+// ReceiveDatagram and Channel::Receive do; IsMalformedDatagram tells such
+// an error from a receive that failed itself (recvmsg's errno: ENOMEM, say,
+// which maps to the same code as a datagram too large).
+absl::Status MalformedDatagram(absl::Status status);
+bool IsMalformedDatagram(const absl::Status& status);
+
 // Receives one datagram from `fd` (borrowed). Blocks if `fd` is blocking.
 // Returns std::nullopt when a non-blocking `fd` has nothing to read.
 // Errors: kUnavailable when the peer has closed the connection (or reset
 // it: datagrams it sent before are still received first);
 // kResourceExhausted for MSG_TRUNC; kDataLoss for MSG_CTRUNC with
 // FdPolicy::kAccept (close the connection); kInvalidArgument for a length
-// that is not a whole number of words; otherwise the errno of recvmsg.
+// that is not a whole number of words (those three marked
+// MalformedDatagram); otherwise the errno of recvmsg.
 //
 // An empty datagram (SOCK_SEQPACKET allows them) is reported as a Datagram
 // with no words; recvmsg returns 0 for it as for end of stream, and only a

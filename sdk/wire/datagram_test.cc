@@ -366,6 +366,24 @@ TEST_F(DatagramTest, PartialWordIsInvalid) {
                        HasSubstr("5 bytes")));
 }
 
+// What the peer sent (too large, not whole words, too many fds) is marked
+// malformed; a receive that failed itself, or a hang-up, is not.
+TEST_F(DatagramTest, OnlyWhatThePeerSentIsMarkedMalformed) {
+  RawSend(std::vector<char>(kMaxMessageBytes + 64, 'x'), {});
+  EXPECT_TRUE(IsMalformedDatagram(ReceiveDatagram(b_.get(), buffer_).status()));
+  RawSend(std::vector<char>(5, 'x'), {});
+  EXPECT_TRUE(IsMalformedDatagram(ReceiveDatagram(b_.get(), buffer_).status()));
+  RawSend(std::vector<char>(8, 'x'), std::vector<int>(200, a_.get()));
+  EXPECT_TRUE(IsMalformedDatagram(ReceiveDatagram(b_.get(), buffer_).status()));
+  const absl::Status failed = ReceiveDatagram(-1, buffer_).status();
+  EXPECT_THAT(failed, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("recvmsg")));
+  EXPECT_FALSE(IsMalformedDatagram(failed));
+  a_.reset();
+  const absl::Status hung_up = ReceiveDatagram(b_.get(), buffer_).status();
+  EXPECT_THAT(hung_up, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_FALSE(IsMalformedDatagram(hung_up));
+}
+
 TEST_F(DatagramTest, SendRefusesTooManyFds) {
   uint64_t word = 0;
   iovec iov{&word, sizeof(word)};

@@ -53,8 +53,14 @@ uint64_t HandledFsRights(int abi) {
   return rights;
 }
 
-std::vector<std::string> UncoveredAt(int abi, bool tcp_wanted) {
+std::vector<std::string> UncoveredAt(int abi, bool tcp_wanted, bool host_tree) {
   std::vector<std::string> gaps;
+  if (abi < 3 && host_tree) {
+    gaps.push_back(absl::StrCat("ABI ", abi,
+                                " does not control truncate(2) (ABI 3): without the minimal root "
+                                "(protectSystem), the service may empty any file its uid may "
+                                "write"));
+  }
   if (abi < 4 && tcp_wanted) {
     gaps.push_back(absl::StrCat("ABI ", abi,
                                 " has no TCP rules (ABI 4): the service may bind and connect "

@@ -67,8 +67,11 @@ uint64_t HandledFsRights(int abi);
 // rules below ABI 4, when `tcp_wanted` (the ruleset is the only layer to
 // deny TCP: the service's address families have neither inet nor inet6,
 // and the seccomp filter, which would refuse the sockets, is off or
-// missing). Empty at ABI 6 and above.
-std::vector<std::string> UncoveredAt(int abi, bool tcp_wanted);
+// missing); no control of truncate(2) below ABI 3, when `host_tree` (the
+// service sees the host's files: without the minimal root, whose read-only
+// mounts refuse it, truncate(2) empties any file its uid may write). Empty
+// at ABI 6 and above.
+std::vector<std::string> UncoveredAt(int abi, bool tcp_wanted, bool host_tree);
 
 class Ruleset {
  public:

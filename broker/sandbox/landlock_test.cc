@@ -57,15 +57,20 @@ TEST(LandlockTest, WhatAnAbiLeavesUncovered) {
   using ::testing::ElementsAre;
   using ::testing::HasSubstr;
   using ::testing::IsEmpty;
-  EXPECT_THAT(UncoveredAt(7, true), IsEmpty());
-  EXPECT_THAT(UncoveredAt(6, true), IsEmpty());
+  EXPECT_THAT(UncoveredAt(7, true, true), IsEmpty());
+  EXPECT_THAT(UncoveredAt(6, true, true), IsEmpty());
   const auto scoping = HasSubstr("does not scope abstract unix sockets and signals (ABI 6)");
   const auto tcp = HasSubstr("has no TCP rules (ABI 4)");
-  EXPECT_THAT(UncoveredAt(5, true), ElementsAre(AllOf(HasSubstr("ABI 5 "), scoping)));
-  EXPECT_THAT(UncoveredAt(4, true), ElementsAre(scoping));
-  EXPECT_THAT(UncoveredAt(3, true), ElementsAre(AllOf(HasSubstr("ABI 3 "), tcp), scoping));
-  EXPECT_THAT(UncoveredAt(1, true), ElementsAre(tcp, scoping));
-  EXPECT_THAT(UncoveredAt(3, false), ElementsAre(scoping));
+  const auto truncate = HasSubstr("does not control truncate(2) (ABI 3)");
+  EXPECT_THAT(UncoveredAt(5, true, true), ElementsAre(AllOf(HasSubstr("ABI 5 "), scoping)));
+  EXPECT_THAT(UncoveredAt(4, true, true), ElementsAre(scoping));
+  EXPECT_THAT(UncoveredAt(3, true, true), ElementsAre(AllOf(HasSubstr("ABI 3 "), tcp), scoping));
+  EXPECT_THAT(UncoveredAt(3, false, false), ElementsAre(scoping));
+  // Below ABI 3, truncate(2) too, where the service sees the host's files.
+  EXPECT_THAT(UncoveredAt(2, true, true),
+              ElementsAre(AllOf(HasSubstr("ABI 2 "), truncate), tcp, scoping));
+  EXPECT_THAT(UncoveredAt(1, true, false), ElementsAre(tcp, scoping));
+  EXPECT_THAT(UncoveredAt(2, false, true), ElementsAre(truncate, scoping));
 }
 
 // In a child: a ruleset of `abi` (and `deny_tcp`) with the rules

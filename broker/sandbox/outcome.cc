@@ -59,7 +59,8 @@ void Outcome::MarkMissing(int tag, std::string entry) {
 void Outcome::MarkLandlockGaps(int abi, bool deny_tcp) {
   if (!wanted(Protection::kLandlock)) return;
   const bool tcp_wanted = deny_tcp && !wanted(Protection::kSystemCallFilter);
-  for (const std::string& gap : landlock::UncoveredAt(abi, tcp_wanted)) {
+  const bool host_tree = !wanted(Protection::kProtectSystem);
+  for (const std::string& gap : landlock::UncoveredAt(abi, tcp_wanted, host_tree)) {
     entries_.push_back(MissingEntry(Protection::kLandlock, gap));
   }
 }

@@ -46,8 +46,9 @@ class Outcome {
   // a newer ABI covers (landlock::UncoveredAt): the entry only, Landlock
   // stays in force. `deny_tcp`: the ruleset is to deny TCP (the service's
   // families have neither inet nor inet6); a gap there counts only while the
-  // seccomp filter, which then refuses the sockets, is not in force. Called
-  // once the child's report is in, when the filter's fate is known.
+  // seccomp filter, which then refuses the sockets, is not in force; the
+  // truncate gap only while the minimal root (protectSystem) is not. Called
+  // once the child's report is in, when both layers' fates are known.
   void MarkLandlockGaps(int abi, bool deny_tcp);
 
   // The `in_force` tokens, for the namespaces the child was created in.

@@ -17,9 +17,9 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
 // The `missing` entries for Landlock's gaps at `abi` (landlock::UncoveredAt).
-std::vector<std::string> GapEntries(int abi, bool tcp_wanted) {
+std::vector<std::string> GapEntries(int abi, bool tcp_wanted, bool host_tree = false) {
   std::vector<std::string> entries;
-  for (const std::string& gap : landlock::UncoveredAt(abi, tcp_wanted)) {
+  for (const std::string& gap : landlock::UncoveredAt(abi, tcp_wanted, host_tree)) {
     entries.push_back(MissingEntry(Protection::kLandlock, gap));
   }
   return entries;
@@ -69,6 +69,36 @@ TEST(OutcomeTest, NoGapAtAbi6) {
   outcome.MarkMissing(static_cast<int>(Protection::kSystemCallFilter), "filter: missing");
   outcome.MarkLandlockGaps(6, /*deny_tcp=*/true);
   EXPECT_THAT(outcome.TakeEntries(), ElementsAre("filter: missing"));
+}
+
+// Below ABI 3 Landlock does not control truncate(2): a gap only where the
+// service sees the host's files, its minimal root off or found missing
+// (whose read-only mounts refuse it otherwise).
+TEST(OutcomeTest, LandlockBelowAbi3LacksTruncateOnlyWithoutTheMinimalRoot) {
+  Outcome with_root{Protections{}};
+  with_root.MarkLandlockGaps(2, /*deny_tcp=*/false);
+  EXPECT_EQ(with_root.TakeEntries(), GapEntries(2, false, /*host_tree=*/false));
+
+  Protections off;
+  off.protect_system = Requirement::kOff;
+  Outcome without_root{off};
+  without_root.MarkLandlockGaps(2, /*deny_tcp=*/false);
+  std::vector<std::string> entries = without_root.TakeEntries();
+  EXPECT_EQ(entries, GapEntries(2, false, /*host_tree=*/true));
+  EXPECT_THAT(entries, ::testing::Contains(HasSubstr("does not control truncate(2)")));
+
+  Protections best_effort;
+  best_effort.protect_system = Requirement::kBestEffort;
+  Outcome root_missing{best_effort};
+  ASSERT_TRUE(root_missing.Unavailable(Protection::kProtectSystem, "no mount namespace").ok());
+  root_missing.MarkLandlockGaps(2, /*deny_tcp=*/false);
+  EXPECT_THAT(root_missing.TakeEntries(),
+              ::testing::Contains(HasSubstr("does not control truncate(2)")));
+
+  Outcome abi3{off};
+  abi3.MarkLandlockGaps(3, /*deny_tcp=*/false);
+  EXPECT_THAT(abi3.TakeEntries(),
+              ::testing::Not(::testing::Contains(HasSubstr("truncate"))));
 }
 
 // Landlock off, or found missing: nothing of it is in force, so no gap.

@@ -126,15 +126,16 @@ std::string AsNonRootBroker(const std::function<std::string()>& body,
 // (landlock::UncoveredAt), which a launch lists last under missing: nothing
 // at ABI 6 and above, so that the tests hold on older kernels too.
 // `tcp_wanted`: Landlock is the only layer to deny TCP (the seccomp filter
-// off, no inet family allowed).
+// off, no inet family allowed); `host_tree`: the service sees the host's
+// files (no minimal root).
 std::vector<std::string> AndLandlockGaps(std::vector<std::string> entries,
-                                         bool tcp_wanted = false) {
+                                         bool tcp_wanted = false, bool host_tree = false) {
   absl::StatusOr<int> abi = landlock::Abi();
   if (!abi.ok()) {
     ADD_FAILURE() << "no Landlock here: " << abi.status();
     return entries;
   }
-  for (const std::string& gap : landlock::UncoveredAt(*abi, tcp_wanted)) {
+  for (const std::string& gap : landlock::UncoveredAt(*abi, tcp_wanted, host_tree)) {
     entries.push_back(MissingEntry(Protection::kLandlock, gap));
   }
   return entries;
@@ -621,7 +622,7 @@ TEST(LaunchTest, WithoutTheMinimalRootAPidNamespaceStillHasItsOwnProc) {
   ASSERT_FALSE(launched.missing.empty());
   EXPECT_EQ(launched.missing[0], loop.Error());
   EXPECT_EQ(std::vector<std::string>(launched.missing.begin() + 1, launched.missing.end()),
-            AndLandlockGaps({}));
+            AndLandlockGaps({}, /*tcp_wanted=*/false, /*host_tree=*/true));
   ASSERT_OK_AND_ASSIGN(Finished finished, RunToEnd(launched));
   EXPECT_EQ(finished.output, "pids: /proc/1\npid 1 readable\nself readable\nchild reads its own\n");
 }

@@ -89,27 +89,21 @@ absl::Status WriteProcFile(pid_t pid, const char* file, absl::string_view text) 
 // replaces kSetupName before the program's first instruction.
 enum class NameSays {
   kSetup,    // it bears kSetupName: no program ran, unless one renamed itself so
-  kProgram,  // another name, or the process vanished (its /proc entry gone)
-  kNothing,  // it could not be read: the broker short of fds or memory, a lease
+  kProgram,  // another name
+  kNothing,  // it could not be read
 };
 
-// Reads /proc/PID/comm. The file is readable by anyone, in any namespace,
-// for as long as the process is not reaped. It belongs to the process's
-// uid, which may take a file lease on it (fcntl F_SETLEASE) and ignore the
-// break: a plain open would then wait up to fs.lease-break-time (45 s), and
-// the broker's loop with it. O_NONBLOCK fails it at once (EWOULDBLOCK)
-// instead. Only ENOENT and ESRCH mean the process is gone: an EMFILE,
-// ENFILE or ENOMEM says something of the broker, nothing of the child.
-NameSays ReadName(pid_t pid) {
-  std::string path = absl::StrCat("/proc/", pid, "/comm");
-  int fd = RetryEintr([&] { return open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC); });
-  if (fd < 0) return errno == ENOENT || errno == ESRCH ? NameSays::kProgram : NameSays::kNothing;
-  UniqueFd owned(fd);
+// Reads the name through `name_fd` (OpenName's). pread at offset 0 has
+// procfs produce the text again, so it is the name borne now; the buffer it
+// is produced in was allocated by the first read, OpenName's. Once the
+// child is reaped, ESRCH: nothing, never another process's name. kNothing
+// leaves pread's errno.
+NameSays ReadName(int name_fd) {
   char text[64];
-  ssize_t n = RetryEintr([&] { return read(owned.get(), text, sizeof text); });
-  if (n < 0) return errno == ESRCH ? NameSays::kProgram : NameSays::kNothing;
+  ssize_t n = RetryEintr([&] { return pread(name_fd, text, sizeof text, 0); });
+  if (n < 0) return NameSays::kNothing;
   return absl::StripSuffix(absl::string_view(text, n), "\n") == kSetupName ? NameSays::kSetup
-                                                                          : NameSays::kProgram;
+                                                                           : NameSays::kProgram;
 }
 
 }  // namespace
@@ -208,22 +202,52 @@ std::string DescribeExit(const siginfo_t& info) {
                       name != nullptr ? name : std::to_string(info.si_status));
 }
 
-bool MayHaveRunProgram(pid_t pid) {
-  // Killed, it runs nothing more: only what it bears now tells, and a name
-  // that cannot be read is taken for a program that ran.
-  return ReadName(pid) != NameSays::kSetup;
+absl::StatusOr<UniqueFd> OpenName(pid_t pid) {
+  std::string path = absl::StrCat("/proc/", pid, "/comm");
+  // The file belongs to the child's uid, which may take a file lease on it
+  // (fcntl F_SETLEASE) and ignore the break: a plain open would then wait
+  // up to fs.lease-break-time (45 s), and the broker's loop with it.
+  // O_NONBLOCK fails it at once (EWOULDBLOCK) instead. Reads break no lease.
+  int fd = RetryEintr([&] { return open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC); });
+  if (fd < 0) {
+    const int errnum = errno;
+    const absl::Status opened = ErrnoStatus(errnum, absl::StrCat("open(", path, ")"));
+    const char* why = errnum == EMFILE   ? " (the broker is at its fd limit, RLIMIT_NOFILE)"
+                      : errnum == ENFILE ? " (the system is at its limit of open files, "
+                                           "fs.file-max)"
+                                         : "";
+    return absl::Status(opened.code(),
+                        absl::StrCat("cannot hold the child's name open, by which the launch "
+                                     "tells whether it reached execve: ",
+                                     opened.message(), why));
+  }
+  UniqueFd name(fd);
+  const NameSays says = ReadName(name.get());
+  if (says == NameSays::kNothing) return ErrnoStatus(errno, absl::StrCat("read(", path, ")"));
+  if (says == NameSays::kProgram) {
+    return absl::InternalError(absl::StrCat(path, " does not read ", kSetupName,
+                                            ", the name a new child bears until execve"));
+  }
+  return name;
 }
 
-absl::Status CheckReachedExecve(const CloneResult& child, int timeout_ms) {
+bool MayHaveRunProgram(int name_fd) {
+  // Killed, it runs nothing more: only what it bears now tells, and a name
+  // that cannot be read is taken for a program that ran.
+  return ReadName(name_fd) != NameSays::kSetup;
+}
+
+absl::Status CheckReachedExecve(const CloneResult& child, int name_fd, int timeout_ms) {
   // execve(2) sets the new name after it has closed the close-on-exec fds:
-  // a name other than ours is proof, ours alone is not. A vanished child
-  // counts as a program that ran, and what it did is told by its exit.
-  if (ReadName(child.pid) == NameSays::kProgram) return absl::OkStatus();
-  // Ours, or a name that could not be read (the broker at its fd limit):
-  // exit(2) releases a process's memory (exit_mm) before its fds
+  // a name other than ours is proof, ours alone is not. One that cannot be
+  // read tells nothing: taken for a program that ran, whose exit tells.
+  if (ReadName(name_fd) != NameSays::kSetup) return absl::OkStatus();
+  // Ours: exit(2) releases a process's memory (exit_mm) before its fds
   // (exit_files), while execve maps the new program before it closes any
-  // fd: with the pipe closed, /proc/PID/exe resolves only after an execve.
-  // readlink needs no fd.
+  // fd: with the pipe closed and the name still ours, /proc/PID/exe
+  // resolves only inside an execve past its point of no return. (A
+  // program that has exited has no memory either, but it no longer bears
+  // our name.) readlink needs no fd.
   std::string exe = absl::StrCat("/proc/", child.pid, "/exe");
   char target[1];
   if (readlink(exe.c_str(), target, sizeof target) >= 0 || errno != ENOENT) {

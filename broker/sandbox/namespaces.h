@@ -86,32 +86,51 @@ void Kill(const CloneResult& child);
 // "dumped core on SIGSEGV".
 std::string DescribeExit(const siginfo_t& info);
 
-// For a child named kSetupName whose close-on-exec report pipe has reached
-// end of file without a failure: OK when it went through execve, even if the
-// program has exited since; kUnavailable ("died before execve (killed by
-// SIGKILL)") when it died before, which also closes the pipe (the OOM killer,
-// an administrator's kill). Its name tells first: another than kSetupName,
-// or a child vanished from /proc, is a program that ran. Ours, or a name the
-// broker could not read (EMFILE at its fd limit, ENOMEM, a lease), leaves it
-// to /proc/PID/exe, which needs no fd and resolves only after an execve.
-// When neither can tell, OK: the child's exit is then seen through its
-// pidfd like any exit. kDeadlineExceeded when a dying child is not dead
-// within `timeout_ms`: its exit is under way (its memory is gone), so this
-// waits only while it closes its other fds, which takes microseconds unless
-// one is on a hung file system; keep it short. Never reaps the child.
-absl::Status CheckReachedExecve(const CloneResult& child, int timeout_ms);
+// Opens the name (/proc/PID/comm) of `pid`, a child of this process just
+// created by CloneProcess and not reaped (so `pid` is that child: only its
+// parent reaps it), for CheckReachedExecve and MayHaveRunProgram: reading
+// it through this fd (close-on-exec) needs no new fd, so a broker at its
+// fd limit can still tell a child that died before execve from a program
+// that ran, and the fd shows that child's name only: its current one at
+// every read (pread at offset 0 starts procfs's text over), none once the
+// child is reaped (ESRCH), never that of a process that took its pid
+// later. Read once here, which also allocates what later reads use; the
+// child must still bear kSetupName, as it does until execve. Errors:
+// kResourceExhausted at the broker's or the system's fd limit (EMFILE,
+// ENFILE), saying which; kInternal for a name other than kSetupName; the
+// errno's code for any other failure of the open or the read. The open does not wait: a file lease on the name
+// (F_SETLEASE, by a process of the child's uid) fails it (EWOULDBLOCK).
+absl::StatusOr<UniqueFd> OpenName(pid_t pid);
 
-// For a child sent SIGKILL before its launch was over (its pid not reaped
-// yet): whether it may have run its program. False only when it still bears
-// kSetupName, which execve replaces before the program's first instruction:
-// killed, it never runs one (the pending SIGKILL ends it before it returns
-// to user space), even if it is inside execve now. Any other name (a
-// program that ran), or one that cannot be read for any reason (the broker
-// at its fd limit too): true, since once it is dead nothing else can tell.
+// For a child named kSetupName whose close-on-exec report pipe has reached
+// end of file without a failure, `name_fd` its name (OpenName, borrowed):
+// OK when it went through execve, even if the program has exited since;
+// kUnavailable ("died before execve (killed by SIGKILL)") when it died
+// before, which also closes the pipe (the OOM killer, an administrator's
+// kill). A name other than kSetupName is proof: execve sets it before the
+// program's first instruction. Ours is not, since execve sets it only
+// after it has closed the close-on-exec fds: then /proc/PID/exe tells,
+// which needs no fd, resolves inside an execve, and not once an exit has
+// released the child's memory. A name that cannot be read (not expected:
+// OpenName's fd and buffer serve every read) proves nothing: OK, and the
+// child's exit is then seen through its pidfd like any exit.
+// kDeadlineExceeded when a dying child is not dead within `timeout_ms`: its
+// exit is under way (its memory is gone), so this waits only while it
+// closes its other fds, which takes microseconds unless one is on a hung
+// file system; keep it short. Never reaps the child.
+absl::Status CheckReachedExecve(const CloneResult& child, int name_fd, int timeout_ms);
+
+// For a child sent SIGKILL before its launch was over (not reaped yet),
+// `name_fd` its name (OpenName, borrowed): whether it may have run its
+// program. False only when it still bears kSetupName, which execve
+// replaces before the program's first instruction: killed, it never runs
+// one (the pending SIGKILL ends it before it returns to user space), even
+// if it is inside execve now. Any other name (a program that ran), or one
+// that cannot be read: true, since once it is dead nothing else can tell.
 // A program that names itself kSetupName is taken for a child that never
 // ran one; it had to run, and rename itself, between the launch's last read
 // of its report and the kill.
-bool MayHaveRunProgram(pid_t pid);
+bool MayHaveRunProgram(int name_fd);
 
 }  // namespace capbroker::sandbox
 

@@ -14,14 +14,17 @@
 #include <future>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
+#include "tests/fixtures/no_new_fds.h"
 #include "tests/fixtures/temp_dir.h"
 
 namespace capbroker::sandbox {
 namespace {
 
+using ::capbroker::testing::NoNewFds;
 using ::capbroker::testing::ReadWholeFile;
 using ::testing::HasSubstr;
 
@@ -83,25 +86,42 @@ TEST(NamespacesTest, ProbeNamesTheNamespace) {
   EXPECT_TRUE(waitpid(-1, nullptr, WNOHANG) == -1 && errno == ECHILD);
 }
 
-// A child as StartLaunch makes it: named kSetupName (by CloneProcess), holding the write end of a
-// close-on-exec pipe; it then runs `then`. Returns once the pipe reached end
-// of file (execve or a death closed it), as the launch's report does.
-CloneResult StartAndWaitForEndOfFile(void (*then)()) {
-  int pipe_fds[2];
+// A child as StartLaunch makes it, with the parent's hold on it.
+struct SetupChild {
+  CloneResult child;
+  UniqueFd name;  // OpenName's
+};
+
+// A child as StartLaunch makes it: named kSetupName (by CloneProcess), its
+// name opened before it is let go, holding the write end of a close-on-exec
+// pipe; let go, it runs `then`. Returns once the pipe reached end of file
+// (execve or a death closed it), as the launch's report does.
+SetupChild StartAndWaitForEndOfFile(void (*then)()) {
+  int pipe_fds[2], go[2];
   EXPECT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
+  EXPECT_EQ(pipe2(go, O_CLOEXEC), 0);
   absl::StatusOr<CloneResult> child = CloneProcess(0, -1);
   EXPECT_OK(child.status());
-  if (!child.ok()) return CloneResult();
+  if (!child.ok()) return SetupChild();
   if (child->pid == 0) {
     close(pipe_fds[0]);
+    close(go[1]);
+    char byte;
+    if (read(go[0], &byte, 1) != 1) _exit(1);
+    close(go[0]);
     then();
     _exit(1);
   }
   close(pipe_fds[1]);
+  close(go[0]);
+  absl::StatusOr<UniqueFd> name = OpenName(child->pid);
+  EXPECT_OK(name.status());
+  EXPECT_EQ(write(go[1], "g", 1), 1);
+  close(go[1]);
   char byte;
   EXPECT_EQ(read(pipe_fds[0], &byte, 1), 0);
   close(pipe_fds[0]);
-  return std::move(*child);
+  return SetupChild{std::move(*child), name.ok() ? std::move(*name) : UniqueFd()};
 }
 
 // Kill, then the blocking wait a test may make (the broker never does).
@@ -115,170 +135,248 @@ void WaitExited(const CloneResult& child) {
   ASSERT_EQ(poll(&p, 1, -1), 1);
 }
 
-TEST(CheckReachedExecveTest, AChildKilledBeforeExecveDiedBeforeIt) {
-  CloneResult child = StartAndWaitForEndOfFile([] { syscall(SYS_kill, getpid(), SIGKILL); });
-  EXPECT_THAT(CheckReachedExecve(child, 10000),
-              StatusIs(absl::StatusCode::kUnavailable,
-                       "the child died before execve (killed by SIGKILL)"));
-  KillAndWait(child);
+void ExecSleep() {
+  char* argv[] = {const_cast<char*>("/bin/sleep"), const_cast<char*>("60"), nullptr};
+  execve(argv[0], argv, environ);
 }
 
-// While one lives, this process can open no fd (EMFILE), as a broker at
-// its fd limit: RLIMIT_NOFILE is its lowest free fd number, so the fds it
-// has stay usable (0 would also fail poll(2), whose nfds may not exceed it).
-class NoNewFds {
- public:
-  NoNewFds() {
-    EXPECT_EQ(getrlimit(RLIMIT_NOFILE, &saved_), 0);
-    const int lowest_free = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    EXPECT_GE(lowest_free, 0);
-    close(lowest_free);
-    rlimit at_limit = saved_;
-    at_limit.rlim_cur = static_cast<rlim_t>(lowest_free);
-    EXPECT_EQ(setrlimit(RLIMIT_NOFILE, &at_limit), 0);
+void ExecFalse() {
+  char* argv[] = {const_cast<char*>("/bin/false"), nullptr};
+  execve(argv[0], argv, environ);
+}
+
+void KillSelf() { syscall(SYS_kill, getpid(), SIGKILL); }
+
+TEST(OpenNameTest, TheNameIsHeldCloseOnExec) {
+  SetupChild setup = StartAndWaitForEndOfFile(ExecSleep);
+  ASSERT_TRUE(setup.name.valid());
+  EXPECT_NE(fcntl(setup.name.get(), F_GETFD) & FD_CLOEXEC, 0);
+  KillAndWait(setup.child);
+}
+
+TEST(OpenNameTest, AtTheFdLimitTheErrorSaysSo) {
+  SetupChild setup = StartAndWaitForEndOfFile(ExecSleep);
+  absl::StatusOr<UniqueFd> name;
+  {
+    NoNewFds no_new_fds;
+    name = OpenName(setup.child.pid);
   }
-  ~NoNewFds() { EXPECT_EQ(setrlimit(RLIMIT_NOFILE, &saved_), 0); }
-  NoNewFds(const NoNewFds&) = delete;
-  NoNewFds& operator=(const NoNewFds&) = delete;
+  EXPECT_THAT(name.status(),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       absl::StrCat("cannot hold the child's name open, by which the launch "
+                                    "tells whether it reached execve: open(/proc/",
+                                    setup.child.pid, "/comm): Too many open files (the broker "
+                                    "is at its fd limit, RLIMIT_NOFILE)")));
+  KillAndWait(setup.child);
+}
 
- private:
-  rlimit saved_{};
-};
+// A process that does not bear kSetupName (here, the test's own) is no
+// child fresh from CloneProcess: what its name says later would prove
+// nothing.
+TEST(OpenNameTest, ANameOtherThanTheSetupNameIsRefused) {
+  EXPECT_THAT(OpenName(getpid()).status(),
+              StatusIs(absl::StatusCode::kInternal,
+                       absl::StrCat("/proc/", getpid(), "/comm does not read ", kSetupName,
+                                    ", the name a new child bears until execve")));
+}
 
-// A child that died before execve while the broker is at its fd limit, so
-// that its name cannot be opened: /proc/PID/exe, which needs no fd, tells
-// (its start grants were not delivered).
-TEST(CheckReachedExecveTest, AChildKilledBeforeExecveDiedBeforeItThoughItsNameCannotBeOpened) {
-  CloneResult child = StartAndWaitForEndOfFile([] { syscall(SYS_kill, getpid(), SIGKILL); });
-  WaitExited(child);
+TEST(CheckReachedExecveTest, AChildKilledBeforeExecveDiedBeforeIt) {
+  SetupChild setup = StartAndWaitForEndOfFile(KillSelf);
+  EXPECT_THAT(CheckReachedExecve(setup.child, setup.name.get(), 10000),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       "the child died before execve (killed by SIGKILL)"));
+  KillAndWait(setup.child);
+}
+
+// The check at the broker's fd limit, where no new fd can be opened: its
+// name, held from the clone, still tells. A child that died before execve
+// (its start grants were not delivered) ...
+TEST(CheckReachedExecveTest, AChildKilledBeforeExecveDiedBeforeItAtTheFdLimit) {
+  SetupChild setup = StartAndWaitForEndOfFile(KillSelf);
+  WaitExited(setup.child);
   absl::Status checked;
   {
     NoNewFds no_new_fds;
     ASSERT_TRUE(open("/proc/self/comm", O_RDONLY | O_CLOEXEC) < 0 && errno == EMFILE);
-    checked = CheckReachedExecve(child, 10000);
+    checked = CheckReachedExecve(setup.child, setup.name.get(), 10000);
   }
   EXPECT_THAT(checked, StatusIs(absl::StatusCode::kUnavailable,
                                 "the child died before execve (killed by SIGKILL)"));
-  KillAndWait(child);
+  KillAndWait(setup.child);
 }
 
-// The same limit leaves a program that ran taken for one.
-TEST(CheckReachedExecveTest, ARunningProgramRanThoughItsNameCannotBeOpened) {
-  CloneResult child = StartAndWaitForEndOfFile([] {
-    char* argv[] = {const_cast<char*>("/bin/sleep"), const_cast<char*>("60"), nullptr};
-    execve(argv[0], argv, environ);
-  });
+// ... a program that runs ...
+TEST(CheckReachedExecveTest, ARunningProgramRanAtTheFdLimit) {
+  SetupChild setup = StartAndWaitForEndOfFile(ExecSleep);
   absl::Status checked;
   {
     NoNewFds no_new_fds;
-    checked = CheckReachedExecve(child, 10000);
+    checked = CheckReachedExecve(setup.child, setup.name.get(), 10000);
   }
   EXPECT_OK(checked);
-  KillAndWait(child);
+  KillAndWait(setup.child);
+}
+
+// ... and one that exited at once, whose /proc/PID/exe is gone as a dying
+// child's is: it was once taken for a child that died before execve.
+TEST(CheckReachedExecveTest, AProgramThatExitedAtOnceRanAtTheFdLimit) {
+  SetupChild setup = StartAndWaitForEndOfFile(ExecFalse);
+  WaitExited(setup.child);
+  absl::Status checked;
+  {
+    NoNewFds no_new_fds;
+    checked = CheckReachedExecve(setup.child, setup.name.get(), 10000);
+  }
+  EXPECT_OK(checked);
+  KillAndWait(setup.child);
 }
 
 TEST(CheckReachedExecveTest, AProgramThatExitedAtOnceRan) {
-  CloneResult child = StartAndWaitForEndOfFile([] {
-    char* argv[] = {const_cast<char*>("/bin/false"), nullptr};
-    execve(argv[0], argv, environ);
-  });
-  WaitExited(child);  // dead like the child above, but renamed by execve
-  EXPECT_OK(CheckReachedExecve(child, 10000));
-  KillAndWait(child);
+  SetupChild setup = StartAndWaitForEndOfFile(ExecFalse);
+  WaitExited(setup.child);  // dead like the child above, but renamed by execve
+  EXPECT_OK(CheckReachedExecve(setup.child, setup.name.get(), 10000));
+  KillAndWait(setup.child);
 }
 
 TEST(CheckReachedExecveTest, ARunningProgramRan) {
-  CloneResult child = StartAndWaitForEndOfFile([] {
-    char* argv[] = {const_cast<char*>("/bin/sleep"), const_cast<char*>("60"), nullptr};
-    execve(argv[0], argv, environ);
-  });
-  EXPECT_OK(CheckReachedExecve(child, 10000));
+  SetupChild setup = StartAndWaitForEndOfFile(ExecSleep);
+  EXPECT_OK(CheckReachedExecve(setup.child, setup.name.get(), 10000));
+  KillAndWait(setup.child);
+}
+
+// Runs `call` on another thread; false (and a test failure) when it has not
+// returned in 10 s, a safety deadline far below the 45 s (by default,
+// fs.lease-break-time) an open waits for a lease to be broken; the child's
+// death, by `kill`, then ends the lease so that the call can return.
+template <typename Call>
+bool ReturnsWithoutWaitingOnALease(const CloneResult& child, Call call) {
+  auto done = std::async(std::launch::async, call);
+  if (done.wait_for(std::chrono::seconds(10)) == std::future_status::ready) return true;
+  KillAndWait(child);
+  done.wait();
+  ADD_FAILURE() << "the call waited on the lease of the child's name";
+  return false;
+}
+
+// A process of the child's uid may take a file lease on its name and ignore
+// the lease break. The broker opens the name only before the child is let
+// go, but even then the open must fail at once rather than wait for the
+// kernel to break the lease: the broker's only thread would wait with it.
+TEST(OpenNameTest, ALeaseOnTheNameFailsTheOpenAtOnce) {
+  int leased[2];
+  ASSERT_EQ(pipe2(leased, O_CLOEXEC), 0);
+  ASSERT_OK_AND_ASSIGN(CloneResult child, CloneProcess(0, -1));
+  if (child.pid == 0) {
+    close(leased[0]);
+    signal(SIGIO, SIG_IGN);
+    int fd = open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
+    const char taken = fd >= 0 && fcntl(fd, F_SETLEASE, F_WRLCK) == 0 ? 1 : 0;
+    if (write(leased[1], &taken, 1) != 1) _exit(2);
+    pause();
+    _exit(0);
+  }
+  close(leased[1]);
+  char taken = 0;
+  ASSERT_EQ(read(leased[0], &taken, 1), 1);
+  close(leased[0]);
+  if (!taken) {
+    KillAndWait(child);
+    GTEST_SKIP() << "the child could not take a lease on its name here";
+  }
+  absl::Status opened;
+  ASSERT_TRUE(ReturnsWithoutWaitingOnALease(
+      child, [&] { opened = OpenName(child.pid).status(); }));
+  EXPECT_THAT(opened, StatusIs(absl::StatusCode::kUnavailable,
+                               HasSubstr("Resource temporarily unavailable")));
   KillAndWait(child);
 }
 
-// The launch reads /proc/PID/comm of a child that may be running the
-// service's program, which may take a file lease on it (the file is its
-// own) and ignore the lease break: the broker's only thread must not wait
-// for the kernel to break it (fs.lease-break-time, 45 s by default).
+// Once the child is let go, its program may try the same. The name the
+// broker holds open is read with pread, which breaks no lease (only an
+// open or a truncate does); and a kernel that counts readers refuses the
+// lease outright (EAGAIN), the broker's fd being open. Either way the check
+// does not wait.
 TEST(CheckReachedExecveTest, ALeaseOnTheChildsNameDoesNotBlock) {
-  CloneResult child = StartAndWaitForEndOfFile([] {
+  SetupChild setup = StartAndWaitForEndOfFile([] {
     signal(SIGIO, SIG_IGN);
     int fd = open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || fcntl(fd, F_SETLEASE, F_WRLCK) != 0) _exit(2);
-    // Keep the leased file (on fd 0) and close the rest: the report pipe
-    // reaches end of file, as at execve.
+    if (fd < 0) _exit(2);
+    fcntl(fd, F_SETLEASE, F_WRLCK);  // refused where the broker's fd counts
+    // Keep the file (on fd 0) and close the rest: the report pipe reaches
+    // end of file, as at execve.
     if (dup2(fd, 0) != 0 || syscall(SYS_close_range, 3, ~0U, 0) != 0) _exit(3);
     pause();
   });
-  // An open that does not wait shows the lease.
-  std::string comm = "/proc/" + std::to_string(child.pid) + "/comm";
-  int probe = open(comm.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  bool leased = probe < 0 && errno == EWOULDBLOCK;
-  if (probe >= 0) close(probe);
-  if (!leased) {
-    KillAndWait(child);
-    GTEST_SKIP() << "the child could not take a lease on " << comm << " here";
-  }
-  auto checked = std::async(std::launch::async, [&] { return CheckReachedExecve(child, 10000); });
-  // A safety deadline, far below the kernel's 45 s.
-  if (checked.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
-    KillAndWait(child);  // ends the lease, so the blocked open goes on
-    checked.wait();
-    FAIL() << "reading the child's name waited on its lease";
-  }
-  // The child is alive and holds its pipe no more, and its name cannot be
-  // read: /proc/PID/exe, which resolves while it lives, takes it for a
-  // program that ran.
-  EXPECT_OK(checked.get());
-  KillAndWait(child);
+  absl::Status checked;
+  ASSERT_TRUE(ReturnsWithoutWaitingOnALease(setup.child, [&] {
+    checked = CheckReachedExecve(setup.child, setup.name.get(), 10000);
+  }));
+  // The child is alive, bears our name and holds its pipe no more:
+  // /proc/PID/exe, which resolves while it lives, takes it for a program
+  // that ran.
+  EXPECT_OK(checked);
+  KillAndWait(setup.child);
 }
 
-// MayHaveRunProgram of `child` once it is dead after its SIGKILL (a zombie,
-// its name still readable); reaps it after.
-bool MayHaveRunOnceKilled(const CloneResult& child) {
-  Kill(child);
-  WaitExited(child);
-  bool may_have_run = MayHaveRunProgram(child.pid);
-  EXPECT_EQ(waitpid(child.pid, nullptr, 0), child.pid);
+// MayHaveRunProgram of `setup`'s child once it is dead after its SIGKILL (a
+// zombie, its name still readable); reaps it after.
+bool MayHaveRunOnceKilled(const SetupChild& setup) {
+  Kill(setup.child);
+  WaitExited(setup.child);
+  bool may_have_run = MayHaveRunProgram(setup.name.get());
+  EXPECT_EQ(waitpid(setup.child.pid, nullptr, 0), setup.child.pid);
   return may_have_run;
 }
 
 // A child killed in its setup never ran its program, however it died: its
 // name says so, alive or dead.
 TEST(MayHaveRunProgramTest, AChildKilledInItsSetupDidNot) {
-  CloneResult child = StartAndWaitForEndOfFile([] {
+  SetupChild setup = StartAndWaitForEndOfFile([] {
     if (syscall(SYS_close_range, 3, ~0U, 0) != 0) _exit(3);
     pause();
   });
-  Kill(child);
-  EXPECT_FALSE(MayHaveRunProgram(child.pid));
-  EXPECT_FALSE(MayHaveRunOnceKilled(child));
+  Kill(setup.child);
+  EXPECT_FALSE(MayHaveRunProgram(setup.name.get()));
+  EXPECT_FALSE(MayHaveRunOnceKilled(setup));
 }
 
-// Once it is dead, nothing but its name can tell: one that cannot be read
-// (the broker at its fd limit) counts as a program that may have run.
-TEST(MayHaveRunProgramTest, AChildWhoseNameCannotBeOpenedMayHave) {
-  CloneResult child = StartAndWaitForEndOfFile([] {
+// So too at the broker's fd limit: the name was held from the clone. Taken
+// for a program that ran, as it once was, its start grants would be on
+// record as delivered.
+TEST(MayHaveRunProgramTest, AChildKilledInItsSetupDidNotAtTheFdLimit) {
+  SetupChild setup = StartAndWaitForEndOfFile([] {
     if (syscall(SYS_close_range, 3, ~0U, 0) != 0) _exit(3);
     pause();
   });
-  Kill(child);
-  WaitExited(child);
-  bool may_have_run = false;
+  Kill(setup.child);
+  WaitExited(setup.child);
+  bool may_have_run = true;
   {
     NoNewFds no_new_fds;
-    may_have_run = MayHaveRunProgram(child.pid);
+    may_have_run = MayHaveRunProgram(setup.name.get());
   }
-  EXPECT_TRUE(may_have_run);
-  EXPECT_EQ(waitpid(child.pid, nullptr, 0), child.pid);
+  EXPECT_FALSE(may_have_run);
+  EXPECT_EQ(waitpid(setup.child.pid, nullptr, 0), setup.child.pid);
+}
+
+// A name that cannot be read (here: the child reaped, ESRCH; never another
+// process's name) counts as a program that may have run, and proves no
+// death before execve.
+TEST(MayHaveRunProgramTest, AChildWhoseNameCannotBeReadMayHave) {
+  SetupChild setup = StartAndWaitForEndOfFile([] {
+    if (syscall(SYS_close_range, 3, ~0U, 0) != 0) _exit(3);
+    pause();
+  });
+  KillAndWait(setup.child);
+  char text[16];
+  ASSERT_TRUE(pread(setup.name.get(), text, sizeof text, 0) < 0 && errno == ESRCH);
+  EXPECT_TRUE(MayHaveRunProgram(setup.name.get()));
+  EXPECT_OK(CheckReachedExecve(setup.child, setup.name.get(), 10000));
 }
 
 TEST(MayHaveRunProgramTest, AProgramKilledAsItRunsDid) {
-  CloneResult child = StartAndWaitForEndOfFile([] {
-    char* argv[] = {const_cast<char*>("/bin/sleep"), const_cast<char*>("60"), nullptr};
-    execve(argv[0], argv, environ);
-  });
-  EXPECT_TRUE(MayHaveRunOnceKilled(child));
+  SetupChild setup = StartAndWaitForEndOfFile(ExecSleep);
+  EXPECT_TRUE(MayHaveRunOnceKilled(setup));
 }
 
 std::string OwnName() {
@@ -300,7 +398,10 @@ TEST(MayHaveRunProgramTest, AChildKilledBeforeItRanAnythingDidNot) {
     _exit(0);
   }
   EXPECT_EQ(OwnName(), before);
-  EXPECT_FALSE(MayHaveRunOnceKilled(child));
+  absl::StatusOr<UniqueFd> name = OpenName(child.pid);
+  EXPECT_OK(name.status());
+  SetupChild setup{std::move(child), name.ok() ? std::move(*name) : UniqueFd()};
+  EXPECT_FALSE(MayHaveRunOnceKilled(setup));
 }
 
 TEST(NamespacesTest, KillKillsWithoutReaping) {

@@ -32,7 +32,7 @@ absl::StatusOr<std::optional<LaunchedProcess>> ChildLaunch::ReadReport() {
   if (!report.has_value()) return std::nullopt;
   if (!report->failure.ok()) return report->failure;
   // End of file comes from execve closing the pipe, or from a death.
-  CB_RETURN_IF_ERROR(CheckReachedExecve(parts_.child, kExitAfterReportMs));
+  CB_RETURN_IF_ERROR(CheckReachedExecve(parts_.child, parts_.name.get(), kExitAfterReportMs));
   for (MissingReport& missing : report->missing) {
     outcome_.MarkMissing(missing.tag, std::move(missing.entry));
   }
@@ -45,6 +45,7 @@ absl::StatusOr<std::optional<LaunchedProcess>> ChildLaunch::ReadReport() {
   launched.pidfd = std::move(parts_.child.pidfd);
   launched.output = std::move(parts_.output);
   launched.cgroup = TakeCgroup();
+  parts_.name.reset();  // the launch is over
   return std::optional<LaunchedProcess>(std::move(launched));
 }
 
@@ -54,9 +55,9 @@ AbandonedChild ChildLaunch::Abandon() {
   AbandonedChild abandoned;
   abandoned.pid = parts_.child.pid;
   // After the kill: a child that reaches execve now never runs its program.
-  // One never let go may not have named itself yet (it still bears the
-  // broker's name), and it never ran one either.
-  abandoned.may_have_run = parts_.released && MayHaveRunProgram(parts_.child.pid);
+  // One never let go never ran one either, whatever its name (which may
+  // not even have been opened).
+  abandoned.may_have_run = parts_.released && MayHaveRunProgram(parts_.name.get());
   abandoned.pidfd = std::move(parts_.child.pidfd);
   abandoned.cgroup = TakeCgroup();
   return abandoned;

@@ -24,6 +24,11 @@ namespace capbroker::sandbox {
 // What StartLaunch hands over once the child runs.
 struct LaunchParts {
   CloneResult child;
+  // The child's name (OpenName), opened before it is let go: how the launch
+  // tells whether it reached execve, with no new fd (CheckReachedExecve,
+  // MayHaveRunProgram). Invalid when it could not be opened; the child was
+  // then not let go (`failure` says why).
+  UniqueFd name;
   uint64_t namespaces = 0;  // CLONE_NEW* the child was created in
   int landlock_abi = 0;
   bool landlock_deny_tcp = false;  // ChildPlan::landlock_deny_tcp
@@ -33,7 +38,8 @@ struct LaunchParts {
   UniqueFd sync;
   UniqueFd report;  // the read end of the report pipe, non-blocking
   UniqueFd output;  // the read end of the output pipe, non-blocking
-  // A failure after the clone (the id maps): the first Continue() says it.
+  // A failure after the clone (the name, the id maps): the first Continue()
+  // says it.
   absl::Status failure;
   // Whether the child was let go (Release, sandbox.cc, wrote its byte to the
   // sync pipe). One that was not waits for it until killed: it can never

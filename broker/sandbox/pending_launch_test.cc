@@ -2,7 +2,9 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,6 +12,7 @@
 
 #include "gtest/gtest.h"
 #include "sdk/base/status_matchers.h"
+#include "tests/fixtures/no_new_fds.h"
 
 namespace capbroker::sandbox {
 namespace {
@@ -41,6 +44,43 @@ TEST(ChildLaunchTest, AChildNeverLetGoDidNotRun) {
   EXPECT_FALSE(abandoned.may_have_run);
   pollfd p{abandoned.pidfd.get(), POLLIN, 0};
   ASSERT_EQ(poll(&p, 1, -1), 1);
+  EXPECT_EQ(waitpid(pid, nullptr, 0), pid);
+}
+
+// A child let go that died before execve (SIGKILL: the OOM killer, an
+// administrator's kill) while the broker is at its fd limit: the launch
+// says it died before execve, and abandoned it did not run its program, so
+// that its start grants go on record as not delivered. Both must come from
+// the same reading: a launch that says "died before execve" and then
+// counts its grants delivered contradicts itself.
+TEST(ChildLaunchTest, AChildThatDiedBeforeExecveDidNotRunThoughTheBrokerIsAtItsFdLimit) {
+  int report[2];
+  ASSERT_EQ(pipe2(report, O_CLOEXEC | O_NONBLOCK), 0);
+  ASSERT_OK_AND_ASSIGN(CloneResult child, CloneProcess(0, -1));
+  if (child.pid == 0) {
+    syscall(SYS_kill, getpid(), SIGKILL);
+    _exit(1);
+  }
+  close(report[1]);
+  const pid_t pid = child.pid;
+  LaunchParts parts;
+  ASSERT_OK_AND_ASSIGN(parts.name, OpenName(pid));  // as StartLaunch does, before the death
+  pollfd dead{child.pidfd.get(), POLLIN, 0};
+  ASSERT_EQ(poll(&dead, 1, -1), 1);
+  parts.child = std::move(child);
+  parts.report = UniqueFd(report[0]);
+  parts.released = true;
+  ChildLaunch launch(Outcome(Protections()), std::move(parts));
+  absl::StatusOr<std::optional<LaunchedProcess>> continued;
+  AbandonedChild abandoned;
+  {
+    testing::NoNewFds no_new_fds;
+    continued = launch.Continue();
+    abandoned = launch.Abandon();
+  }
+  EXPECT_THAT(continued.status(), StatusIs(absl::StatusCode::kUnavailable,
+                                           "the child died before execve (killed by SIGKILL)"));
+  EXPECT_FALSE(abandoned.may_have_run);
   EXPECT_EQ(waitpid(pid, nullptr, 0), pid);
 }
 

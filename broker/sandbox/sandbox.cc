@@ -392,7 +392,18 @@ absl::StatusOr<std::unique_ptr<PendingLaunch>> StartLaunch(const SandboxSpec& sp
   output.write.reset();
   dev_null.reset();
   trees.clear();
-  parts.failure = Release(parts, spec, /*deny_setgroups=*/!plan.clear_groups);
+  // Its name, opened after the child's ends are closed, which leaves room
+  // below the fd limit: a broker that could make the pipes can open it. A
+  // child not let go never runs its program: a failure here fails the
+  // launch, its child killed and reaped when abandoned, its grants not
+  // delivered.
+  absl::StatusOr<UniqueFd> name = OpenName(parts.child.pid);
+  if (name.ok()) {
+    parts.name = std::move(*name);
+    parts.failure = Release(parts, spec, /*deny_setgroups=*/!plan.clear_groups);
+  } else {
+    parts.failure = name.status();
+  }
   parts.released = parts.failure.ok();
   return std::unique_ptr<PendingLaunch>(
       std::make_unique<ChildLaunch>(std::move(outcome), std::move(parts)));

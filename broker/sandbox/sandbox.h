@@ -187,8 +187,9 @@ inline constexpr int kExitAfterReportMs = 50;
 // Settles what can be known before the clone (the spec, the Landlock ABI,
 // the seccomp filter, the cgroup), creates the child in its namespaces,
 // writes its id maps and lets it go. An error here (the codes of Continue)
-// means no child was created. A failure after the clone (writing the id
-// maps) is returned by the first Continue().
+// means no child was created. A failure after the clone (opening the
+// child's name, writing the id maps) is returned by the first Continue(),
+// the child never let go.
 absl::StatusOr<std::unique_ptr<PendingLaunch>> StartLaunch(const SandboxSpec& spec);
 
 }  // namespace capbroker::sandbox

@@ -1584,6 +1584,15 @@ TEST_F(ServiceHostTest, ALaunchWhoseProgramRunsAtTheStartTimeoutIsKilledForItsRe
             "broker's log");
 }
 
+// The lines of `log` that say a process is being killed, in order.
+std::vector<std::string> KillLines(const std::string& log) {
+  std::vector<std::string> kills;
+  for (absl::string_view line : absl::StrSplit(log, '\n')) {
+    if (absl::StrContains(line, "killing it")) kills.emplace_back(line);
+  }
+  return kills;
+}
+
 // ... but one that the broker could not serve once its report was read
 // there (Launched) is killed for that, once: not for its readiness too,
 // which would blame the program for the broker's shortage (of fds, of epoll
@@ -1597,11 +1606,7 @@ TEST_F(ServiceHostTest, ALaunchFoundRunningAtTheStartTimeoutButUnservableIsKille
   ::testing::internal::CaptureStderr();
   ASSERT_TRUE(loop_.TurnOnceAllReadable());
   const std::string log = ::testing::internal::GetCapturedStderr();
-  std::vector<std::string> kills;
-  for (absl::string_view line : absl::StrSplit(log, '\n')) {
-    if (absl::StrContains(line, "killing it")) kills.emplace_back(line);
-  }
-  EXPECT_THAT(kills, ElementsAre(HasSubstr("the broker could not serve it (epoll_ctl: Cannot "
+  EXPECT_THAT(KillLines(log), ElementsAre(HasSubstr("the broker could not serve it (epoll_ctl: Cannot "
                                            "allocate memory (refused by the test)); killing it")))
       << log;
   EXPECT_EQ(ClientAnswers(),
@@ -1612,6 +1617,30 @@ TEST_F(ServiceHostTest, ALaunchFoundRunningAtTheStartTimeoutButUnservableIsKille
   EXPECT_THAT(Report("notify").last_exit,
               StartsWith("the broker could not serve it (epoll_ctl: Cannot allocate memory "
                          "(refused by the test)) (killed by SIGKILL)"));
+}
+
+// So too for a launch that fails as its report is read there, after its
+// program started (Abandon finds that it may have run): it is killed for
+// its failure, once, not for its readiness too.
+TEST_F(ServiceHostTest, ALaunchThatFailsAtTheStartTimeoutAfterItsProgramStartedIsKilledOnce) {
+  scripts_["notify"].report_failure = absl::InternalError("a malformed report");
+  scripts_["notify"].execs_at_kill = true;
+  ASSERT_OK(Connect("notify", 1).status());
+  ASSERT_TRUE(WaitForReport(0));
+  ::testing::internal::CaptureStderr();
+  // The timer was made before the report pipe: its callback reads the
+  // report, which fails the launch.
+  ASSERT_TRUE(loop_.TurnOnceAllReadable());
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(KillLines(log),
+              ElementsAre(HasSubstr("a malformed report; its program had started; killing it")))
+      << log;
+  EXPECT_EQ(ClientAnswers(),
+            std::vector<std::string>({"service 'notify' could not start: a malformed report; its "
+                                      "program had started"}));
+  ASSERT_TRUE(RunUntil([&] { return !Report("notify").last_exit.empty(); }));
+  EXPECT_THAT(Report("notify").last_exit,
+              StartsWith("a malformed report; its program had started (killed by SIGKILL)"));
 }
 
 // ... and at the broker's stop.

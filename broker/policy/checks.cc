@@ -108,10 +108,16 @@ void Checks::CheckPath(absl::string_view label, absl::string_view path,
   if (problem.has_value()) Error(path, absl::StrCat(label, ": ", *problem));
 }
 
-std::optional<absl::string_view> Checks::IntegerSource(absl::string_view path) const {
+std::optional<std::string> Checks::IntegerSource(absl::string_view path) const {
   const TextNode* node = locator_.Find(path);
   if (node == nullptr || node->kind != TextValueKind::kInteger) return std::nullopt;
-  return locator_.SourceOf(*node);
+  absl::string_view source = locator_.SourceOf(*node);
+  if (!absl::ConsumePrefix(&source, "-")) return std::string(source);
+  // The number token ends the node and holds no space; a comment ends at
+  // a newline, which is space.
+  const size_t space = source.find_last_of(" \t\n\r\v\f");
+  if (space != absl::string_view::npos) source.remove_prefix(space + 1);
+  return absl::StrCat("-", source);
 }
 
 std::optional<uint32_t> Checks::Id(int64_t value, absl::string_view field,
@@ -126,8 +132,8 @@ std::optional<uint32_t> Checks::Id(int64_t value, absl::string_view field,
   // a leading 0 is almost surely meant in decimal, and read as octal it
   // names another user. Refused, naming both readings, as a decimal mode
   // is.
-  std::optional<absl::string_view> source = IntegerSource(field_path);
-  absl::string_view digits = source.value_or("");
+  std::optional<std::string> source = IntegerSource(field_path);
+  absl::string_view digits = source.has_value() ? absl::string_view(*source) : "";
   bool negative = absl::ConsumePrefix(&digits, "-");
   if (digits.size() > 1 && digits[0] == '0' && absl::ascii_isdigit(digits[1])) {
     // The decimal reading is suggested only when it is an id this field
@@ -147,7 +153,7 @@ std::optional<uint32_t> Checks::Id(int64_t value, absl::string_view field,
   // `gid = -0x0`) reads as 0, root, yet a negative id is refused whatever
   // it reads as.
   if (negative || value < 0 || value > kMaxPolicyId) {
-    std::string written = source.has_value() ? std::string(*source) : absl::StrCat(value);
+    std::string written = source.has_value() ? *source : absl::StrCat(value);
     Error(field_path,
           absl::StrCat(label, ": ", field, " ", written, " is out of range: 0 to ",
                        kMaxPolicyId, " (or leave it out to ", when_left_out, ")"));

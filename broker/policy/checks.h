@@ -83,7 +83,10 @@ class Checks {
   // ("0600", "0x1f", "-1"), or nullopt when the field is left out or is not
   // an integer. TextCodec reads numbers as C does (a leading 0 is octal):
   // the spelling tells a value meant in one base from one read in another.
-  std::optional<absl::string_view> IntegerSource(absl::string_view path) const;
+  // A negative number is two tokens, '-' and the number, which spaces and
+  // comments may part: it is given as "-" and the number, so that nothing
+  // between them (a comment's bytes, a newline) reaches a message.
+  std::optional<std::string> IntegerSource(absl::string_view path) const;
 
   // A uid or gid field (`field` of the struct at `path`): nullopt when it is
   // left out (the schema's default, -1, stands for that), an error when it

@@ -497,6 +497,13 @@ INSTANTIATE_TEST_SUITE_P(
                      "-5",
                      "principal 'x': gid -5 is out of range: 0 to "
                      "4294967294 (or leave it out to match any)"},
+        // '-' and its number may be parted by a comment, whose bytes (an
+        // escape sequence, a newline) never reach the message.
+        SemanticCase{"MinusAndItsNumberPartedByAComment",
+                     PRINCIPAL("name = \"x\", match = ( uid = - # \x1b[31mred\x07\n 5 )"),
+                     "- #",
+                     "principal 'x': uid -5 is out of range: 0 to "
+                     "4294967294 (or leave it out to match any)"},
         // -0 reads as 0, root; a negative id is refused whatever it
         // reads as, and named as written.
         SemanticCase{"MinusZeroUid", PRINCIPAL("name = \"x\", match = ( uid = -0 )"),

@@ -186,7 +186,7 @@ class Validator {
     // TextCodec reads numbers as C does: 0600 is octal, 600 decimal. A
     // decimal mode is almost surely a missing 0 (600 would be 01130), so it
     // is refused rather than silently misread.
-    std::optional<absl::string_view> source = checks_.IntegerSource(path);
+    std::optional<std::string> source = checks_.IntegerSource(path);
     if (source.has_value() && !source->empty() && absl::ascii_isdigit((*source)[0]) &&
         (*source)[0] != '0') {
       // 600 was meant as 0600, so that is suggested; but 0384 or 09 is no

@@ -61,7 +61,11 @@ absl::StatusOr<bool> IsScript(const std::string& path, const OpenedExe& exe,
   }
   struct stat st;
   if (fstat(exe.handle.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("fstat ", path));
-  if (!S_ISREG(st.st_mode)) return false;
+  // A file nobody may execute runs as no process (execve needs an execute
+  // bit, root's too), so it is no script a rule could mean; nor is it read,
+  // which keeps the read off pseudo-files, where a read may act
+  // (/proc/kmsg's takes the kernel's log).
+  if (!S_ISREG(st.st_mode) || (st.st_mode & (S_IXUSR | S_IXGRP | S_IXOTH)) == 0) return false;
   // The very inode checked. O_NONBLOCK: a lease on the file (fcntl
   // F_SETLEASE) fails the open at once instead of holding it.
   CB_ASSIGN_OR_RETURN(UniqueFd file,

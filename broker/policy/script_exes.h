@@ -11,8 +11,9 @@
 //
 // Looking costs an open and a two-byte read of each `exe` file, done with
 // care: the path is resolved refusing symlinks (a link there makes the
-// rule fail anyway, see BrokerContext), only a regular file is opened
-// (never a FIFO or a device), and never on a FUSE or network file system
+// rule fail anyway, see BrokerContext), only a regular file with an
+// execute bit is opened (never a FIFO, a device, or a pseudo-file such as
+// /proc/kmsg, whose read acts), and never on a FUSE or network file system
 // or under an automount point, as the mount table (util::MountTable) says
 // without asking any file system: the broker's only thread must not wait
 // on one that does not answer. The path is checked by its name in the

@@ -95,7 +95,7 @@ class ReadWatch {
 };
 
 TEST_F(ScriptExeNotesTest, NotesAScript) {
-  std::string script = dir_.WriteFile("backup.sh", "#!/bin/sh\necho hi\n");
+  std::string script = dir_.WriteFile("backup.sh", "#!/bin/sh\necho hi\n", 0755);
   EXPECT_THAT(NotesFor(script),
               ElementsAre("principal 'p': exe " + script +
                           " is a script (its file starts with #!): the kernel runs its "
@@ -111,9 +111,16 @@ TEST_F(ScriptExeNotesTest, NothingForABinaryOrWhatCannotBeLookedAt) {
   EXPECT_THAT(NotesFor(dir_.Join("missing")), IsEmpty());
   // A symlink: the rule never matches anyway (the kernel reports the
   // target); not followed.
-  std::string script = dir_.WriteFile("real.sh", "#!/bin/sh\n");
+  std::string script = dir_.WriteFile("real.sh", "#!/bin/sh\n", 0755);
   ASSERT_EQ(symlink(script.c_str(), dir_.Join("link").c_str()), 0);
   EXPECT_THAT(NotesFor(dir_.Join("link")), IsEmpty());
+  // A file nobody may execute runs as no process, so is no script to look
+  // into; nor is it read: a pseudo-file's read may do something
+  // (/proc/kmsg's takes the kernel's log).
+  const std::string unexecutable = dir_.WriteFile("notes.sh", "#!/bin/sh\n", 0644);
+  ReadWatch watch(unexecutable);
+  EXPECT_THAT(NotesFor(unexecutable), IsEmpty());
+  EXPECT_FALSE(watch.Read()) << "the file was opened for reading or read";
   // A FIFO is never opened: no reader waits for a writer.
   ASSERT_EQ(mkfifo(dir_.Join("fifo").c_str(), 0600), 0);
   EXPECT_THAT(NotesFor(dir_.Join("fifo")), IsEmpty());
@@ -123,7 +130,7 @@ TEST_F(ScriptExeNotesTest, NothingForABinaryOrWhatCannotBeLookedAt) {
 // broker's only thread would wait with it. The name alone tells: neither
 // the file nor the mount table is read again.
 TEST_F(ScriptExeNotesTest, DoesNotLookOnARemoteFileSystem) {
-  std::string script = dir_.WriteFile("backup.sh", "#!/bin/sh\n");
+  std::string script = dir_.WriteFile("backup.sh", "#!/bin/sh\n", 0755);
   util::MountTable remote = util::MountTable::Parse(
       "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
       "41 22 0:40 / " + dir_.path() + " rw - fuse.sshfs me@host: rw\n");
@@ -147,7 +154,7 @@ TEST_F(ScriptExeNotesTest, DoesNotLookOnARemoteFileSystem) {
 // directory's own mount, listed at another point). The file is not read:
 // its server might never answer. Before, the name alone decided.
 TEST_F(ScriptExeNotesTest, LooksAtTheMountTheFileIsFoundOnNotTheName) {
-  std::string script = dir_.WriteFile("backup.sh", "#!/bin/sh\n");
+  std::string script = dir_.WriteFile("backup.sh", "#!/bin/sh\n", 0755);
   UniqueFd fd(open(script.c_str(), O_PATH | O_CLOEXEC));
   ASSERT_TRUE(fd.valid());
   ASSERT_OK_AND_ASSIGN(int id, util::MountIdOf(fd.get()));
@@ -173,7 +180,7 @@ TEST_F(ScriptExeNotesTest, LooksAtTheMountTheFileIsFoundOnNotTheName) {
 // is neither opened for reading nor read, and no note is made. Before, the
 // ID was looked up in the table read before, and the file read.
 TEST_F(ScriptExeNotesTest, LooksUpTheMountIdInATableReadAfterTheOpen) {
-  std::string script = dir_.WriteFile("backup.sh", "#!/bin/sh\n");
+  std::string script = dir_.WriteFile("backup.sh", "#!/bin/sh\n", 0755);
   UniqueFd fd(open(script.c_str(), O_PATH | O_CLOEXEC));
   ASSERT_TRUE(fd.valid());
   ASSERT_OK_AND_ASSIGN(int id, util::MountIdOf(fd.get()));
@@ -251,7 +258,7 @@ TEST_F(ScriptExeNotesTest, ReadsTheMountTableOncePerBatchNotPerPrincipal) {
     return util::MountTable::Read();
   };
   // One script named by every principal: one open, one read, a note each.
-  const std::string shared = dir_.WriteFile("shared.sh", "#!/bin/sh\n");
+  const std::string shared = dir_.WriteFile("shared.sh", "#!/bin/sh\n", 0755);
   std::vector<std::string> notes =
       ScriptExeNotes(WithExes(std::vector<std::string>(kPrincipals, shared)), local_,
                      read_counted);
@@ -264,7 +271,7 @@ TEST_F(ScriptExeNotesTest, ReadsTheMountTableOncePerBatchNotPerPrincipal) {
   // many open at once; a note for each script, in policy order.
   std::vector<std::string> exes;
   for (size_t i = 0; i < kPrincipals + 1; ++i) {
-    exes.push_back(dir_.WriteFile(absl::StrCat("tool", i), i % 2 == 0 ? "#!/bin/sh\n" : "\x7f" "ELF"));
+    exes.push_back(dir_.WriteFile(absl::StrCat("tool", i), i % 2 == 0 ? "#!/bin/sh\n" : "\x7f" "ELF", 0755));
   }
   reads = 0;
   most_open = 0;

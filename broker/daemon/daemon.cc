@@ -599,6 +599,7 @@ absl::Status RunDaemon(const DaemonFlags& flags) {
   WarnIfClientsCanSendFds(listener);
   CB_RETURN_IF_ERROR(GuardSocket(listener, guard));
   server::BrokerLoop loop(handler, audit, stats, flags.limits, unmapped_ids);
+  CB_RETURN_IF_ERROR(loop.Usable());
   service::HostOptions host_options;
   host_options.check_grant = [&guard](absl::string_view name, int fd) {
     return guard.CheckGrant(name, fd);

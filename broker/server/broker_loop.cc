@@ -39,7 +39,9 @@ constexpr int kMaxEvents = 64;
 constexpr int kDatagramsPerWakeup = 1;
 constexpr size_t kScratchWords = 1024;
 
-UniqueFd OpenReserve() { return UniqueFd(open("/dev/null", O_RDONLY | O_CLOEXEC)); }
+// The reserve fd's file (see BrokerLoop::Usable).
+constexpr char kReservePath[] = "/dev/null";
+UniqueFd OpenReserve() { return UniqueFd(open(kReservePath, O_RDONLY | O_CLOEXEC)); }
 
 // Connections accepted per wakeup of the listener.
 constexpr int kAcceptsPerWakeup = 16;
@@ -101,6 +103,15 @@ constexpr int kClientSendBufferBytes = 24 * 1024;
 // (416 KiB by default), room for a few hundred.
 constexpr int kServiceSendBufferBytes = 4 * 1024 * 1024;
 
+// Less than the kernel charges any datagram in flight (SIOCOUTQ on an
+// AF_UNIX socket: sk_wmem_alloc, each datagram sent and not yet read or
+// dropped at its skb's true size, struct sk_buff and skb_shared_info
+// included: over 500 bytes even when empty). Not 0: the peer's read (or
+// its close, which drops what its socket holds) frees the last one in
+// sock_wfree, which keeps one unit of it while it wakes the sender
+// (net/core/sock.c), so the loop, woken by that, can read 1.
+constexpr int kNothingInFlightBelow = 256;
+
 // What sendmsg(2) on an AF_UNIX datagram socket keeps of the send buffer:
 // a datagram longer than the buffer less this fails with EMSGSIZE.
 constexpr size_t kSendBufferReserve = 32;
@@ -116,9 +127,23 @@ BrokerLoop::BrokerLoop(RequestHandler& handler, audit::AuditLog& audit,
       limits_(limits),
       unmapped_ids_(unmapped_ids),
       own_euid_(geteuid()),
-      epoll_(epoll_create1(EPOLL_CLOEXEC)),
       scratch_(kj::heapArray<capnp::word>(kScratchWords)) {
   std::fill(scratch_.begin(), scratch_.end(), capnp::word());
+  epoll_ = UniqueFd(epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_) {
+    unusable_ = ErrnoStatus(errno, "epoll_create1");
+    return;
+  }
+  reserve_fd_ = OpenReserve();
+  if (!reserve_fd_) {
+    const absl::Status opened = ErrnoStatus(errno, absl::StrCat("open(", kReservePath, ")"));
+    unusable_ = absl::FailedPreconditionError(absl::StrCat(
+        "the broker cannot open its reserve fd, ", opened.message(),
+        ": it holds ", kReservePath, " open to free when it runs out of fds, so as to "
+        "refuse a connection with a reason and go on accepting; without it, it would stop "
+        "accepting connections at the first EMFILE. Let the broker read ", kReservePath,
+        " (systemd's InaccessiblePaths= or a /dev without it keep it out)"));
+  }
 }
 
 BrokerLoop::~BrokerLoop() {
@@ -144,8 +169,7 @@ absl::Status StillWritable(const audit::AuditLog& audit) {
 
 absl::Status BrokerLoop::Serve(int listener, int control_fd,
                                const std::function<bool()>& on_control) {
-  if (!epoll_) return absl::InternalError("the event loop has no epoll fd");
-  reserve_fd_ = OpenReserve();
+  CB_RETURN_IF_ERROR(Usable());
   CB_RETURN_IF_ERROR(WatchListener(listener, true));
   epoll_event ev{};
   ev.events = EPOLLIN;
@@ -208,6 +232,12 @@ absl::Status BrokerLoop::Serve(int listener, int control_fd,
       int fd = static_cast<int>(tag);
       if (fd >= static_cast<int>(connections_.size()) || !connections_[fd]) continue;
       Connection& connection = *connections_[fd];
+      if (connection.disconnected) {
+        // Its peer read or dropped some of what was in flight (see
+        // Disconnect): the slot goes once all of it is.
+        if (!HoldsRepliesInFlight(connection)) Release(connection);
+        continue;
+      }
       if (connection.close_when_flushed && (events[i].events & (EPOLLHUP | EPOLLERR))) {
         Close(connection);  // the peer is gone: nothing left to deliver
         continue;
@@ -220,6 +250,8 @@ absl::Status BrokerLoop::Serve(int listener, int control_fd,
     }
   }
 }
+
+absl::Status BrokerLoop::Usable() const { return unusable_; }
 
 void BrokerLoop::SendWhatIsQueued() {
   FlushAudit();  // before the first reply goes (SendQueued does it too)
@@ -430,13 +462,22 @@ void BrokerLoop::Admit(UniqueFd fd) {
   // Counted once admitted: a refused uid leaves no entry behind, which
   // would count among the uids that hold connections (Holders).
   auto held = connections_per_uid_.find(uid);
-  const size_t per_uid = held == connections_per_uid_.end() ? 0 : held->second;
-  if (per_uid >= limits_.max_connections_per_uid) {
-    PeerLog(absl::StrCat("refusing uid ", uid, ": ", per_uid, " connections of this uid"));
+  const UidConnections per_uid =
+      held == connections_per_uid_.end() ? UidConnections{} : held->second;
+  if (per_uid.held >= limits_.max_connections_per_uid) {
+    const std::string disconnected =
+        per_uid.disconnected == 0
+            ? std::string()
+            : absl::StrCat(", ", per_uid.disconnected,
+                           " of them disconnected by the broker and still counted: each until "
+                           "its client has read the replies already sent to it, or closed it");
+    PeerLog(absl::StrCat("refusing uid ", uid, ": ", per_uid.held, " connections of this uid",
+                         disconnected));
     Refuse(fd.get(), absl::ResourceExhaustedError(absl::StrCat(
-                         "the broker refused the connection: uid ", uid, " has ", per_uid,
+                         "the broker refused the connection: uid ", uid, " has ", per_uid.held,
                          " connections open, the most one uid may have "
-                         "(--max-connections-per-uid)")));
+                         "(--max-connections-per-uid)",
+                         disconnected)));
     return;
   }
   absl::StatusOr<Identity> verified = peer::IdentifyPeer(*credentials);
@@ -460,7 +501,7 @@ void BrokerLoop::Admit(UniqueFd fd) {
     PeerLog(id.status().message());
     return;
   }
-  ++connections_per_uid_[uid];
+  ++connections_per_uid_[uid].held;
 }
 
 absl::StatusOr<size_t> BrokerLoop::SetSendBuffer(int fd, int bytes) {
@@ -624,9 +665,10 @@ std::string BrokerLoop::Holders() {
   if (now < top_holder_.counted || now - top_holder_.counted >= kTopHolderRecountInterval) {
     top_holder_ = TopHolder{0, 0, now};
     for (const auto& [uid, count] : connections_per_uid_) {
-      if (count > top_holder_.count || (count == top_holder_.count && uid < top_holder_.uid)) {
+      if (count.held > top_holder_.count ||
+          (count.held == top_holder_.count && uid < top_holder_.uid)) {
         top_holder_.uid = uid;
-        top_holder_.count = count;
+        top_holder_.count = count.held;
       }
     }
   }
@@ -660,13 +702,6 @@ void BrokerLoop::Close(Connection& connection, bool tell_host) {
   if (connection.closed) return;
   connection.closed = true;
   fd_by_id_.erase(connection.id);
-  if (!connection.service) {
-    uint32_t uid = connection.session.identity.uid;
-    auto it = connections_per_uid_.find(uid);
-    if (it != connections_per_uid_.end() && --it->second == 0) {
-      connections_per_uid_.erase(it);
-    }
-  }
   // Its connects waiting for a service would otherwise hold their places
   // (its uid's share) until the service is ready, and then hand the
   // service connections whose client end nobody holds. A hosted service
@@ -676,11 +711,68 @@ void BrokerLoop::Close(Connection& connection, bool tell_host) {
       connection.id,
       connection.closing_for.empty() ? kClientHungUp : connection.closing_for);
   if (connection.service && tell_host) handler_.ServiceConnectionLost(connection.id);
-  --stats_.connections;
   Account(connection, -static_cast<long>(connection.queued_bytes),
           -static_cast<long>(connection.queued_fds));
   for (const QueuedReply& q : connection.queue) NotDelivered(connection, q.words, q.principal, q.open);
   connection.queue.clear();  // closes the fds of the replies not sent
+  if (!Disconnect(connection)) Release(connection);
+}
+
+bool BrokerLoop::HoldsRepliesInFlight(const Connection& connection) {
+  if (!connection.sent_fds) return false;
+  int in_flight = 0;
+  if (ioctl(connection.fd.get(), SIOCOUTQ, &in_flight) != 0) {
+    // Cannot happen on an AF_UNIX socket; released rather than held with
+    // nothing to tell when to let it go.
+    PeerLog(absl::StrCat("ioctl(fd=", connection.fd.get(), ", SIOCOUTQ): ",
+                         std::strerror(errno), "; releasing the connection of pid ",
+                         connection.session.identity.pid));
+    return false;
+  }
+  return in_flight >= kNothingInFlightBelow;
+}
+
+bool BrokerLoop::Disconnect(Connection& connection) {
+  if (connection.service || !HoldsRepliesInFlight(connection)) return false;
+  const int fd = connection.fd.get();
+  // SHUT_WR: the client reads what is in flight, then end of stream, as
+  // if the socket were closed. SHUT_RD: its sends fail (EPIPE) instead of
+  // piling up unread here. Neither drops what its socket holds.
+  if (shutdown(fd, SHUT_RDWR) != 0) {
+    PeerLog(absl::StrCat("shutdown(fd=", fd, "): ", std::strerror(errno),
+                         "; releasing the connection of pid ", connection.session.identity.pid));
+    return false;
+  }
+  // Edge-triggered, EPOLLOUT: the kernel wakes a socket's writers each
+  // time a datagram it sent is freed while its send buffer is at most a
+  // quarter full (unix_write_space), which the last one always leaves it;
+  // the peer's close wakes them too (EPOLLHUP, then its queue is dropped).
+  // Level-triggered, the hang-up of our own shutdown and the buffer with
+  // room would report it every turn.
+  epoll_event ev{};
+  ev.events = EPOLLOUT | EPOLLET;
+  ev.data.u64 = static_cast<uint64_t>(fd);
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) != 0) {
+    PeerLog(absl::StrCat("epoll_ctl(MOD fd=", fd, "): ", std::strerror(errno),
+                         "; releasing the connection of pid ", connection.session.identity.pid));
+    return false;
+  }
+  connection.events = ev.events;
+  connection.disconnected = true;
+  ++connections_per_uid_[connection.session.identity.uid].disconnected;
+  return true;
+}
+
+void BrokerLoop::Release(Connection& connection) {
+  if (!connection.service) {
+    auto it = connections_per_uid_.find(connection.session.identity.uid);
+    if (it != connections_per_uid_.end()) {
+      if (connection.disconnected) --it->second.disconnected;
+      if (--it->second.held == 0) connections_per_uid_.erase(it);
+    }
+  }
+  connection.disconnected = false;
+  --stats_.connections;
   int fd = connection.fd.get();
   closed_.push_back(std::move(connections_[fd]));
   // Closing the socket removes it from the epoll set (we never dup it).
@@ -944,14 +1036,19 @@ absl::StatusOr<bool> BrokerLoop::Write(Connection& connection, QueuedReply& repl
   // A reply larger than the connection's send buffer (a list of a large
   // policy) would fail with EMSGSIZE: it goes through SendWide. Grants
   // are a few hundred bytes, far below.
-  if (connection.send_buffer != 0 && iov.iov_len + kSendBufferReserve > connection.send_buffer) {
-    return SendWide(connection, iov, absl::MakeConstSpan(raw, n));
-  }
-  return wire::SendDatagram(connection.fd.get(), &iov, 1, absl::MakeConstSpan(raw, n));
+  absl::StatusOr<bool> sent =
+      connection.send_buffer != 0 && iov.iov_len + kSendBufferReserve > connection.send_buffer
+          ? SendWide(connection, iov, absl::MakeConstSpan(raw, n))
+          : wire::SendDatagram(connection.fd.get(), &iov, 1, absl::MakeConstSpan(raw, n));
+  if (n > 0 && sent.ok() && *sent) connection.sent_fds = true;
+  return sent;
 }
 
 void BrokerLoop::SendQueued(Connection& connection) {
   FlushAudit();
+  // Closed this turn, still listed in pending_sends_: nothing queued, and
+  // its epoll events, a disconnected one's included, are not to change.
+  if (connection.closed) return;
   size_t sent_count = 0;
   absl::Status failed;
   for (QueuedReply& q : connection.queue) {

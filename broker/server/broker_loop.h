@@ -7,7 +7,9 @@
 // send buffer, kept small, holds at most 32 unread replies: see
 // Limits::max_queued_fds_total) they wait in a per-connection queue bounded
 // by Limits, and a client that lets the queue overflow (it sends but never
-// reads) is disconnected. Nothing a
+// reads) is disconnected: with grants in flight, its socket is shut down
+// and kept, its place in its uid's count with it, until the client has
+// read them or closed its end (see Disconnect). Nothing a
 // client sends can stop the loop: every failure ends in an error reply or
 // in closing that one connection.
 //
@@ -175,13 +177,16 @@ struct Limits {
   // its fds (open files the broker made) are then in flight, held by that
   // socket until the client reads them, and for as long as the client keeps
   // the socket, even after the broker has disconnected it. The kernel
-  // counts them against no limit of the client's (the sender is root), so
-  // the broker bounds them itself: a client's connection has a small send
-  // buffer (kClientSendBufferBytes in broker_loop.cc) that takes at most 32
-  // replies the client has not read; the rest queue here, and a connection
-  // with max_queued_replies queued is disconnected. Per uid that is at most
-  // max_connections_per_uid x (32 in flight + max_queued_replies queued)
-  // grants' fds held unread, the queued part also within this total.
+  // counts them against no limit of the client's (a root sender is exempt
+  // from the limit on fds in flight), so the broker bounds them itself: a
+  // client's connection has a small send buffer (kClientSendBufferBytes in
+  // broker_loop.cc) that takes at most 32 replies the client has not read;
+  // the rest queue here, and a connection with max_queued_replies queued
+  // is disconnected. A connection disconnected with fds in flight keeps its
+  // place in its uid's count until the client has read them or closed it
+  // (see Disconnect). Per uid that is at most max_connections_per_uid x 32
+  // grants' fds held unread in clients' sockets, and max_queued_replies
+  // more per connection queued here, within this total.
   size_t max_queued_fds_total = 4096;
 };
 
@@ -194,6 +199,17 @@ class BrokerLoop : public LoopPort {
   BrokerLoop(RequestHandler& handler, audit::AuditLog& audit, Stats& stats,
              Limits limits, peer::UnmappedIds unmapped_ids = {});
   ~BrokerLoop() override;
+
+  // Whether the loop could be made, checked before the broker says it is
+  // ready (Serve returns it too): its epoll fd, and its reserve fd, an open
+  // of /dev/null that it frees to refuse a connection when out of fds (see
+  // the class comment). A broker that cannot open it (systemd's
+  // InaccessiblePaths=/dev/null, a bare /dev) would stop accepting at the
+  // first EMFILE, waiting for a reserve it can never take: it does not
+  // start (kFailedPrecondition, naming the path and errno), where a missing
+  // /dev/null is noticed at once. Taken out by a connection set aside
+  // (Discard), the reserve is taken back once an fd is free.
+  absl::Status Usable() const;
 
   // LoopPort, for the service host. Service connections count in the
   // connection total but not against any uid's quota: the broker made them.
@@ -248,7 +264,15 @@ class BrokerLoop : public LoopPort {
     std::vector<QueuedReply> queue;
     size_t queued_bytes = 0;
     size_t queued_fds = 0;      // fds held by `queue` (shared fds not counted)
-    bool closed = false;        // closed; freed by Reap() between turns
+    // Closed: served no more, gone from fd_by_id_; freed by Reap() between
+    // turns once released (see Release). Until then, a disconnected one.
+    bool closed = false;
+    // Closed while replies with fds were in flight to it: its fd stays
+    // open, and its place in its uid's count, until they are read or
+    // dropped (see Disconnect).
+    bool disconnected = false;
+    // Whether a reply with fds was ever sent to it.
+    bool sent_fds = false;
     bool close_when_flushed = false;
     bool pending_send = false;  // listed in pending_sends_
     uint32_t events = 0;        // the epoll events registered for fd
@@ -361,16 +385,39 @@ class BrokerLoop : public LoopPort {
   // Sends what the clients' queues that got replies this turn hold, as far
   // as their sockets take it.
   void SendUntried();
-  // Closes `connection`: its socket, queued replies and their fds go now,
-  // and its fd number is free for a new connection; the Connection itself,
-  // which callers up the stack may still hold, stays until Reap(). Does
-  // nothing to a connection closed already. A service's connection closed
+  // Closes `connection`: its queued replies and their fds go now, and so,
+  // unless it is disconnected (see Disconnect), do its socket and its
+  // place in the counts (Release); the Connection itself, which callers up
+  // the stack may still hold, stays until Reap(). Does nothing to a
+  // connection closed already. A service's connection closed
   // by the loop on its own is reported to the host as lost (`tell_host`);
   // not one the host itself closes. Every connection that closes, a
   // client's or a service's (a service connects to others too), is
   // reported as gone, so that its waiting connects are withdrawn, with why
   // (`closing_for`).
   void Close(Connection& connection, bool tell_host = true);
+  // Whether replies with fds sent to `connection` (a closed one's too) may
+  // still be in flight: in its socket, unread by its peer, which has not
+  // closed its end.
+  bool HoldsRepliesInFlight(const Connection& connection);
+  // For Close, a client's connection only: when replies with fds may be in
+  // flight to it, keeps it, disconnected, instead of releasing it, and
+  // returns true. Its replies' fds are open files the broker made, which
+  // the client's socket holds as long as it is open, counted against no
+  // limit of the client's (a root broker is exempt from the kernel's limit
+  // on fds in flight; a user's broker would find its own limit reached,
+  // for every client). Released at once, the connection's place would go
+  // to a new one, and a client keeping each old socket would hold more
+  // with every connection it makes. So it keeps its place in its uid's
+  // count (and in the total) until its peer has read or dropped them
+  // (closed its end): the broker shuts the socket down (the client reads
+  // what is in flight, then end of stream; its sends fail with EPIPE),
+  // reads nothing more from it, and Serve releases it on the first event
+  // that finds nothing in flight.
+  bool Disconnect(Connection& connection);
+  // Closes the socket of a closed `connection` (or sets it aside: see
+  // Discard), and frees its place in the counts.
+  void Release(Connection& connection);
   // Closes `connection` after a send to it failed with `failed`.
   void CloseAfterWrite(Connection& connection, const absl::Status& failed);
   // Frees the connections closed since the last call. Only between turns.
@@ -403,6 +450,8 @@ class BrokerLoop : public LoopPort {
   uint32_t own_euid_;
   UniqueFd epoll_;
   UniqueFd reserve_fd_;
+  // Why the loop cannot serve (see Usable); OK when it can.
+  absl::Status unusable_;
   // Out of the epoll set: the table was full with no reserve, or accept
   // failed otherwise (see Accept).
   bool listener_paused_ = false;
@@ -413,7 +462,13 @@ class BrokerLoop : public LoopPort {
   absl::flat_hash_map<uint64_t, int> fd_by_id_;
   uint64_t next_id_ = 1;
   absl::flat_hash_map<int, std::function<void()>> watches_;
-  absl::flat_hash_map<uint32_t, size_t> connections_per_uid_;
+  // Client connections by uid: every one not released (`held`), among them
+  // the disconnected ones (see Disconnect).
+  struct UidConnections {
+    size_t held = 0;
+    size_t disconnected = 0;
+  };
+  absl::flat_hash_map<uint32_t, UidConnections> connections_per_uid_;
   // The uid holding the most client connections, as counted at `counted`.
   // A refusal at max_connections names it, and such refusals come in
   // floods: connections_per_uid_ (up to one entry per connection) is

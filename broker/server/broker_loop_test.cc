@@ -1251,8 +1251,8 @@ struct FullTable {
 
 class BrokerLoopFullTableTest : public BrokerLoopTest {
  protected:
-  // Runs a loop in a child process whose table (RLIMIT_NOFILE 128) is full
-  // but for one number, the reserve's, on a listener that refuses fds (as
+  // Runs a loop in a child process whose table (RLIMIT_NOFILE 128) is full,
+  // the loop's reserve fd (opened with the loop) included, on a listener that refuses fds (as
   // Listener::FromSystemd makes it) with one client connected before it
   // did and a hello sent: the loop sets that client aside when it takes it
   // (closing it could drop an fd), keeping the reserve's number. The
@@ -1274,8 +1274,8 @@ class BrokerLoopFullTableTest : public BrokerLoopTest {
   }
 
   // Runs a loop on `listener_fd` (reachable at `address`) in a child
-  // process whose table (RLIMIT_NOFILE 128) is full but for one number,
-  // which the loop's reserve takes when it starts: see RunAtFullTable for
+  // process whose table (RLIMIT_NOFILE 128) is full, the loop's reserve
+  // fd (opened with the loop) included: see RunAtFullTable for
   // `on_turn` and `codes`.
   void RunLoopAtFullTable(int listener_fd, const wire::UnixAddress& address,
                           const std::function<int(int, FullTable&)>& on_turn,
@@ -1301,8 +1301,7 @@ class BrokerLoopFullTableTest : public BrokerLoopTest {
       for (int fd; (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) {
         table.filler.emplace_back(fd);
       }
-      if (table.filler.size() < 2) _exit(12);
-      table.filler.pop_back();  // the reserve's number
+      if (table.filler.empty()) _exit(12);
       int turns = 0;
       int code = 13;
       absl::Status served = loop.Serve(table.listener, control.get(), [&] {
@@ -1587,6 +1586,41 @@ TEST_F(BrokerLoopTest, AReceiveFailingHereIsNoInvalidRequest) {
               return stats_.connections == connections - 1 ? 0 : 4;
             }),
             0);
+}
+
+// Without its reserve fd (/dev/null out of reach: systemd's
+// InaccessiblePaths=/dev/null, a bare /dev), the loop's first EMFILE would
+// pause its listener until a reserve it can never open is back, and no
+// connection would be accepted again: it refuses to start instead, saying
+// what it cannot open and why.
+TEST_F(BrokerLoopTest, ALoopThatCannotOpenItsReserveFdDoesNotStart) {
+  EXPECT_EQ(testing::ExitCodeInChild([&] {
+              // The reserve's open (glibc's open is openat), which no
+              // other open here shares: flags O_RDONLY | O_CLOEXEC.
+              const testing::SyscallFilter no_reserve(SYS_openat, 2,
+                                                      static_cast<uint32_t>(O_RDONLY | O_CLOEXEC),
+                                                      SECCOMP_RET_ERRNO | EACCES);
+              if (no_reserve.Install(false) != 0) return 1;
+              BrokerLoop loop(handler_, audit_, stats_, Limits());
+              const absl::Status usable = loop.Usable();
+              if (usable.ok()) return 2;
+              if (usable.code() != absl::StatusCode::kFailedPrecondition ||
+                  !absl::StrContains(usable.message(), "open(/dev/null): Permission denied")) {
+                return 3;
+              }
+              UniqueFd listener(eventfd(0, EFD_CLOEXEC));
+              UniqueFd control(eventfd(1, EFD_CLOEXEC));
+              if (loop.Serve(listener.get(), control.get(), [] { return true; }) != usable) {
+                return 4;
+              }
+              return 0;
+            }),
+            0)
+      << "2: the loop would start without a reserve; 3: not the error expected; 4: Serve "
+         "served all the same";
+  // With /dev/null there, it is usable.
+  BrokerLoop loop(handler_, audit_, stats_, Limits());
+  EXPECT_OK(loop.Usable());
 }
 
 }  // namespace

@@ -711,6 +711,11 @@ void BrokerLoop::Close(Connection& connection, bool tell_host) {
       connection.id,
       connection.closing_for.empty() ? kClientHungUp : connection.closing_for);
   if (connection.service && tell_host) handler_.ServiceConnectionLost(connection.id);
+  // A flush inside AuditLog::Record (its buffer full) may have lost the
+  // line of a grant still queued here since the last FlushAudit: that one
+  // withholds it first, so that no line puts on record as not delivered a
+  // grant the log does not hold.
+  FlushAudit();
   Account(connection, -static_cast<long>(connection.queued_bytes),
           -static_cast<long>(connection.queued_fds));
   for (const QueuedReply& q : connection.queue) NotDelivered(connection, q.words, q.principal, q.open);

@@ -72,6 +72,21 @@ class BrokerLoopTest : public ::testing::Test {
     ASSERT_EQ(dup3(full.get(), audit_fd_.get(), O_CLOEXEC), audit_fd_.get());
   }
 
+  // With the log broken, records lines until a flush inside Record (its
+  // buffer full) loses them, and the lines recorded before with them.
+  void LoseLinesInAFlushInsideRecord() {
+    BreakAuditLog();
+    audit::AuditEvent event;
+    event.request = "acquire";
+    event.capability = "m";
+    event.access = "readWrite";
+    event.granted = true;
+    for (int i = 0; audit_.lines_dropped() == 0; ++i) {
+      ASSERT_LT(i, 100000) << "Record never flushed by itself";
+      audit_.Record(event, audit::InstantNow());
+    }
+  }
+
   // A grant of memory "m" answering request `id`, allowed by principal
   // "me", its line recorded (not yet written), with one fd.
   Answer Grant(uint64_t id) {
@@ -292,19 +307,29 @@ TEST_F(BrokerLoopTest, AReopenRefusedAfterTheLogWasDeletedShowsInStatus) {
 // flush would.
 TEST_F(BrokerLoopTest, LinesLostByAFlushInsideRecordShowInStatus) {
   BrokerLoop loop(handler_, audit_, stats_, Limits());
-  BreakAuditLog();
-  audit::AuditEvent event;
-  event.request = "acquire";
-  event.capability = "m";
-  event.access = "readWrite";
-  event.granted = true;
-  for (int i = 0; audit_.lines_dropped() == 0; ++i) {
-    ASSERT_LT(i, 100000) << "Record never flushed by itself";
-    audit_.Record(event, audit::InstantNow());
-  }
+  LoseLinesInAFlushInsideRecord();
   ASSERT_FALSE(audit_.has_pending());
   EXPECT_THAT(loop.AuditLinesLost({}), ::testing::IsEmpty());
   EXPECT_EQ(stats_.audit_lines_dropped, audit_.lines_dropped());
+}
+
+// A grant still queued when its connection closes (here the service host
+// closing a service's connection), whose line a flush inside Record lost
+// since the last flush of the loop's, is withheld: never put on record as
+// not delivered, since the log does not hold it, nor counted as granted.
+TEST_F(BrokerLoopTest, AGrantWhoseLineWasLostIsWithheldWhenItsConnectionCloses) {
+  BrokerLoop loop(handler_, audit_, stats_, Limits());
+  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
+  Identity service;
+  service.service = "svc";
+  ASSERT_OK_AND_ASSIGN(uint64_t id, loop.AddServiceConnection(std::move(pair.first), service));
+  ASSERT_TRUE(loop.Send(id, Grant(1)));  // queued, its line not yet written
+  LoseLinesInAFlushInsideRecord();
+  ASSERT_EQ(stats_.grants, 1u);
+  const uint64_t denials = stats_.denials;
+  loop.CloseConnection(id);
+  EXPECT_EQ(stats_.grants, 0u) << "a grant the log does not hold still counts as granted";
+  EXPECT_EQ(stats_.denials, denials + 1) << "one denial: the withheld grant's, nothing more";
 }
 
 // The loop stops at the end of the turn that read the stop (the control

@@ -72,6 +72,21 @@ class BrokerLoopTest : public ::testing::Test {
     ASSERT_EQ(dup3(full.get(), audit_fd_.get(), O_CLOEXEC), audit_fd_.get());
   }
 
+  // A connection of uid 1000 added to `loop` (as a service's, which a test
+  // can add; served as any): the test's end, and the loop's fd.
+  std::pair<UniqueFd, int> AddUid1000(BrokerLoop& loop) {
+    absl::StatusOr<std::pair<UniqueFd, UniqueFd>> pair = wire::SeqpacketPair();
+    EXPECT_OK(pair.status());
+    if (!pair.ok()) return {};
+    const int served = pair->first.get();
+    EXPECT_EQ(fcntl(served, F_SETFL, O_NONBLOCK), 0);
+    Identity client;
+    client.uid = 1000;
+    client.service = "svc";
+    EXPECT_OK(loop.AddServiceConnection(std::move(pair->first), client).status());
+    return {std::move(pair->second), served};
+  }
+
   // With the log broken, records lines until a flush inside Record (its
   // buffer full) loses them, and the lines recorded before with them.
   void LoseLinesInAFlushInsideRecord() {
@@ -1559,17 +1574,12 @@ TEST_F(BrokerLoopTest, AConnectionOverItsUidsQuotaIsRefusedBeforeItsPeerIsVerifi
 // Each is now one denial line of kind "invalid", with the reason.
 TEST_F(BrokerLoopTest, UnreadableRequestsAreOnRecordAsInvalid) {
   BrokerLoop loop(handler_, audit_, stats_, Limits());
-  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
-  ASSERT_EQ(fcntl(pair.first.get(), F_SETFL, O_NONBLOCK), 0);
-  Identity client;
-  client.uid = 1000;
-  client.service = "svc";  // a connection the test can add; served as any
-  ASSERT_OK(loop.AddServiceConnection(std::move(pair.first), client).status());
+  auto [client, served] = AddUid1000(loop);
   const uint8_t odd[5] = {1, 2, 3, 4, 5};
-  ASSERT_EQ(testing::RawSend(pair.second.get(), odd), 0);
+  ASSERT_EQ(testing::RawSend(client.get(), odd), 0);
   OneTurn(loop);  // one request of a connection a turn
   const uint8_t framing[8] = {0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0};  // 2^32 segments
-  ASSERT_EQ(testing::RawSend(pair.second.get(), framing), 0);
+  ASSERT_EQ(testing::RawSend(client.get(), framing), 0);
   OneTurn(loop);
   std::vector<std::string> lines = absl::StrSplit(ReadAudit(), '\n', absl::SkipEmpty());
   ASSERT_EQ(lines.size(), 2u) << ReadAudit();
@@ -1589,15 +1599,10 @@ TEST_F(BrokerLoopTest, UnreadableRequestsAreOnRecordAsInvalid) {
 // as if it had sent garbage.
 TEST_F(BrokerLoopTest, AReceiveFailingHereIsNoInvalidRequest) {
   BrokerLoop loop(handler_, audit_, stats_, Limits());
-  ASSERT_OK_AND_ASSIGN(auto pair, wire::SeqpacketPair());
-  ASSERT_EQ(fcntl(pair.first.get(), F_SETFL, O_NONBLOCK), 0);
-  const int served = pair.first.get();
-  Identity client;
-  client.uid = 1000;
-  client.service = "svc";  // a connection the test can add; served as any
-  ASSERT_OK(loop.AddServiceConnection(std::move(pair.first), client).status());
+  auto [client, loop_fd] = AddUid1000(loop);
+  const int served = loop_fd;  // a lambda cannot capture a structured binding (C++17)
   const uint8_t odd[5] = {1, 2, 3, 4, 5};
-  ASSERT_EQ(testing::RawSend(pair.second.get(), odd), 0);
+  ASSERT_EQ(testing::RawSend(client.get(), odd), 0);
   const uint32_t connections = stats_.connections;
   EXPECT_EQ(testing::ExitCodeInChild([&] {
               const testing::SyscallFilter failing_receive(

@@ -375,5 +375,9 @@ void* operator new(std::size_t size) {
   if (capbroker::kvstore::g_allocations_set_errno) errno = ENOMEM;
   return p;
 }
+// These frees pair with the malloc above, which GCC cannot see from here.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop

@@ -188,19 +188,22 @@ TEST(CheckReachedExecveTest, AChildKilledBeforeExecveDiedBeforeIt) {
   KillAndWait(setup.child);
 }
 
-// The check at the broker's fd limit, where no new fd can be opened: its
-// name, held from the clone, still tells. A child that died before execve
-// (its start grants were not delivered) ...
+// CheckReachedExecve of `setup`'s child at the broker's fd limit, where no
+// new fd can be opened.
+absl::Status CheckedAtTheFdLimit(const SetupChild& setup) {
+  NoNewFds no_new_fds;
+  EXPECT_TRUE(open("/proc/self/comm", O_RDONLY | O_CLOEXEC) < 0 && errno == EMFILE)
+      << "a new fd could still be opened";
+  return CheckReachedExecve(setup.child, setup.name.get(), 10000);
+}
+
+// The check at the broker's fd limit: its name, held from the clone, still
+// tells. A child that died before execve (its start grants were not
+// delivered) ...
 TEST(CheckReachedExecveTest, AChildKilledBeforeExecveDiedBeforeItAtTheFdLimit) {
   SetupChild setup = StartAndWaitForEndOfFile(KillSelf);
   WaitExited(setup.child);
-  absl::Status checked;
-  {
-    NoNewFds no_new_fds;
-    ASSERT_TRUE(open("/proc/self/comm", O_RDONLY | O_CLOEXEC) < 0 && errno == EMFILE);
-    checked = CheckReachedExecve(setup.child, setup.name.get(), 10000);
-  }
-  EXPECT_THAT(checked, StatusIs(absl::StatusCode::kUnavailable,
+  EXPECT_THAT(CheckedAtTheFdLimit(setup), StatusIs(absl::StatusCode::kUnavailable,
                                 "the child died before execve (killed by SIGKILL)"));
   KillAndWait(setup.child);
 }
@@ -208,12 +211,7 @@ TEST(CheckReachedExecveTest, AChildKilledBeforeExecveDiedBeforeItAtTheFdLimit) {
 // ... a program that runs ...
 TEST(CheckReachedExecveTest, ARunningProgramRanAtTheFdLimit) {
   SetupChild setup = StartAndWaitForEndOfFile(ExecSleep);
-  absl::Status checked;
-  {
-    NoNewFds no_new_fds;
-    checked = CheckReachedExecve(setup.child, setup.name.get(), 10000);
-  }
-  EXPECT_OK(checked);
+  EXPECT_OK(CheckedAtTheFdLimit(setup));
   KillAndWait(setup.child);
 }
 
@@ -222,12 +220,7 @@ TEST(CheckReachedExecveTest, ARunningProgramRanAtTheFdLimit) {
 TEST(CheckReachedExecveTest, AProgramThatExitedAtOnceRanAtTheFdLimit) {
   SetupChild setup = StartAndWaitForEndOfFile(ExecFalse);
   WaitExited(setup.child);
-  absl::Status checked;
-  {
-    NoNewFds no_new_fds;
-    checked = CheckReachedExecve(setup.child, setup.name.get(), 10000);
-  }
-  EXPECT_OK(checked);
+  EXPECT_OK(CheckedAtTheFdLimit(setup));
   KillAndWait(setup.child);
 }
 
